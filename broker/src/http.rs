@@ -1,0 +1,244 @@
+//! The broker's HTTP endpoint for operators and orchestrators: `/healthz` (the process is up), `/readyz`
+//! (the broker may serve clients: registered, unfenced, metadata caught up) and `/metrics` (Prometheus
+//! text). `router` takes the shared state and builds the routes, so handlers are tested without a
+//! socket; the server task in `server` only binds and serves it. Handlers only read: they never block on
+//! the controller.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::lifecycle::{BrokerState, BrokerStatus};
+use crate::metadata::{partition_counts, MetadataCache};
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    pub status: watch::Receiver<BrokerStatus>,
+    pub metadata: Arc<MetadataCache>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let status = state.status.borrow().clone();
+    match status.not_ready_reason(state.metadata.offset()) {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let status = state.status.borrow().clone();
+    let image = state.metadata.current();
+    let counts = partition_counts(&image, status.broker_id);
+    let mut out = String::new();
+    gauge(
+        &mut out,
+        "chronik_broker_id",
+        "This broker's id.",
+        status.broker_id,
+    );
+    gauge(
+        &mut out,
+        "chronik_broker_epoch",
+        "Epoch of the current registration with the controller (-1 when not registered).",
+        status.broker_epoch.unwrap_or(-1),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP chronik_broker_state The broker's lifecycle state (1 for the current one)."
+    );
+    let _ = writeln!(out, "# TYPE chronik_broker_state gauge");
+    for state in BrokerState::ALL {
+        let _ = writeln!(
+            out,
+            "chronik_broker_state{{state=\"{}\"}} {}",
+            state.name(),
+            u8::from(state == status.state)
+        );
+    }
+    gauge(
+        &mut out,
+        "chronik_broker_metadata_offset",
+        "Offset of the metadata log this broker has applied.",
+        image.offset,
+    );
+    gauge(
+        &mut out,
+        "chronik_broker_topics",
+        "Topics in the metadata image.",
+        image.topics.len(),
+    );
+    gauge(
+        &mut out,
+        "chronik_broker_partitions",
+        "Partitions in the metadata image.",
+        counts.partitions,
+    );
+    gauge(
+        &mut out,
+        "chronik_broker_leader_partitions",
+        "Partitions this broker leads.",
+        counts.led,
+    );
+    gauge(
+        &mut out,
+        "chronik_broker_leaderless_partitions",
+        "Partitions without a leader (offline).",
+        counts.leaderless,
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::tests::{register, topic, update};
+    use axum::body::Body;
+    use axum::http::Request;
+    use chronik_controller::state::NO_LEADER;
+    use tower::ServiceExt;
+    use uuid::Uuid;
+
+    fn state(status: BrokerStatus) -> (HttpState, watch::Sender<BrokerStatus>) {
+        let (tx, rx) = watch::channel(status);
+        let state = HttpState {
+            status: rx,
+            metadata: Arc::new(MetadataCache::new()),
+        };
+        (state, tx)
+    }
+
+    fn starting() -> BrokerStatus {
+        BrokerStatus {
+            broker_id: 1,
+            incarnation_id: Uuid::new_v4(),
+            state: BrokerState::Starting,
+            broker_epoch: None,
+            cluster_id: None,
+            fenced: true,
+        }
+    }
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let code = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn healthz_is_ok_while_the_process_runs() {
+        let (state, _tx) = state(starting());
+        assert_eq!(get(router(state), "/healthz").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_unavailable_until_registered_unfenced_and_caught_up() {
+        let (state, tx) = state(starting());
+        let (code, body) = get(router(state.clone()), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("not registered"), "{body}");
+
+        tx.send_modify(|s| {
+            s.broker_epoch = Some(3);
+            s.fenced = false;
+            s.state = BrokerState::Running;
+        });
+        let (code, body) = get(router(state.clone()), "/readyz").await;
+        assert_eq!(
+            code,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metadata is behind the registration"
+        );
+        assert!(body.contains("behind"), "{body}");
+
+        state
+            .metadata
+            .apply(&[update(3, true, &[register(1, 9092)])])
+            .expect("applies");
+        assert_eq!(
+            get(router(state.clone()), "/readyz").await.0,
+            StatusCode::OK
+        );
+
+        tx.send_modify(|s| s.state = BrokerState::PendingControlledShutdown);
+        assert_eq!(
+            get(router(state), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_report_state_epoch_and_partitions() {
+        let (state, tx) = state(starting());
+        let mut records = vec![register(1, 9092), register(2, 9093)];
+        records.extend(topic("orders", Uuid::new_v4(), &[1, 2, NO_LEADER]));
+        state
+            .metadata
+            .apply(&[update(8, true, &records)])
+            .expect("applies");
+        tx.send_modify(|s| {
+            s.broker_epoch = Some(4);
+            s.fenced = false;
+            s.state = BrokerState::Running;
+        });
+        let (code, body) = get(router(state), "/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        for line in [
+            "chronik_broker_id 1",
+            "chronik_broker_epoch 4",
+            "chronik_broker_state{state=\"running\"} 1",
+            "chronik_broker_state{state=\"starting\"} 0",
+            "chronik_broker_metadata_offset 8",
+            "chronik_broker_topics 1",
+            "chronik_broker_partitions 3",
+            "chronik_broker_leader_partitions 1",
+            "chronik_broker_leaderless_partitions 1",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "missing '{line}' in:\n{body}"
+            );
+        }
+    }
+}

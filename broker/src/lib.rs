@@ -1,0 +1,22 @@
+//! Chronik's broker. It keeps no metadata of its own: it registers with the controller quorum, follows
+//! the metadata log into an in-memory image, heartbeats to stay unfenced, and hands its leaderships over
+//! in a controlled shutdown. The Kafka listener and the partition logs build on these parts.
+//!
+//! Layout: `config` (flags), `error`, `controller_client` (the quorum connection), `metadata` (the image
+//! and the watch that feeds it), `lifecycle` (registration, heartbeats, controlled shutdown), `http`
+//! (health, readiness, metrics) and `server` (`Broker`, which starts and stops all of them).
+
+pub mod config;
+pub mod controller_client;
+pub mod error;
+pub mod http;
+pub mod lifecycle;
+pub mod log;
+pub mod metadata;
+pub mod server;
+
+pub use config::BrokerConfig;
+pub use error::{BrokerError, ControllerError};
+pub use lifecycle::{BrokerState, BrokerStatus};
+pub use metadata::MetadataCache;
+pub use server::{run, Broker};

@@ -1,0 +1,98 @@
+//! The log's typed errors. The Kafka layer maps them to error codes in one place (`crate::error`); the
+//! variants are chosen so that mapping needs no string matching: a bad batch carries its
+//! [`BatchErrorKind`](super::batch::BatchErrorKind), an out-of-range read carries the bounds, an I/O
+//! failure carries the file it happened on.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::batch::BatchError;
+
+#[derive(Debug, Error)]
+pub enum LogError {
+    /// The batch failed validation (INVALID_RECORD or CORRUPT_MESSAGE, see `BatchError::kind`).
+    #[error(transparent)]
+    InvalidBatch(#[from] BatchError),
+    /// MESSAGE_TOO_LARGE.
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: u64 },
+    /// OFFSET_OUT_OF_RANGE.
+    #[error("offset {offset} is outside the log [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// A leader append with an epoch older than one the log already holds: the caller is a deposed
+    /// leader.
+    #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
+    StaleLeaderEpoch { epoch: i32, latest: i32 },
+    /// Follower batches that do not continue the log: the first must start at or after the log end
+    /// offset and each must start after the previous one.
+    #[error("batch at offset {base_offset} does not follow offset {expected_at_least}")]
+    UnexpectedAppendOffset {
+        base_offset: i64,
+        expected_at_least: i64,
+    },
+    /// A truncation below the log start offset (use `truncate_fully_and_start_at`).
+    #[error("cannot truncate to {offset}, below the log start offset {log_start_offset}")]
+    TruncateBelowLogStart { offset: i64, log_start_offset: i64 },
+    /// The partition directory belongs to another incarnation of the topic (deleted and recreated).
+    #[error("partition directory {dir} holds topic id {found}, expected {expected}")]
+    InconsistentTopicId {
+        dir: PathBuf,
+        expected: Uuid,
+        found: Uuid,
+    },
+    /// A topic name that cannot name a partition directory (Kafka's rule: 1–249 of `[a-zA-Z0-9._-]`,
+    /// not `.` or `..`).
+    #[error("invalid topic name {topic:?}")]
+    InvalidTopicName { topic: String },
+    /// A file the log cannot interpret and cannot rebuild (for instance `partition.metadata`).
+    #[error("corrupt {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    /// A topic config value the log cannot use.
+    #[error("invalid log config {key}={value}")]
+    InvalidConfig { key: String, value: String },
+    /// An earlier write or fsync failed, so what is on disk is unknown; the log refuses further
+    /// writes until it is reopened (which runs recovery).
+    #[error("log {dir} is offline after an I/O failure")]
+    Offline { dir: PathBuf },
+    /// The log was closed or deleted.
+    #[error("log {dir} is closed")]
+    Closed { dir: PathBuf },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LogError {
+    /// True for failures of the storage itself (the Kafka layer answers KAFKA_STORAGE_ERROR).
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            LogError::Io { .. } | LogError::Offline { .. } | LogError::Corrupt { .. }
+        )
+    }
+}
+
+/// `map_err` helper that names the operation and the file.
+pub(crate) fn io_error<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> LogError + 'a {
+    move |source| LogError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;

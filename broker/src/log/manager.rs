@@ -1,0 +1,547 @@
+//! `LogManager`: every partition log of one broker data directory (Kafka `LogManager`). At start it
+//! opens each `<topic>-<partition>/` directory it finds; one that cannot be opened (corrupt metadata,
+//! unreadable files) is moved to `.quarantine/` with an error log, so the broker starts, the data is
+//! kept for an operator, and the replica can be re-fetched from its leader. It creates and removes
+//! partition logs on the replica layer's request and runs the timers: retention, `flush.ms` flushes and
+//! high watermark checkpoints (see the durability notes in [`crate::log`]).
+//!
+//! What must stay true: one `PartitionLog` per directory (the map is the only opener after start);
+//! a removed partition's directory is gone or in `.trash/`, never half-deleted in place; the
+//! background task stops when its cancellation token fires and does its blocking work on the blocking
+//! pool.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use super::config::LogConfig;
+use super::error::{io_error, LogError, Result};
+use super::now_ms;
+use super::partition_log::{read_partition_metadata, PartitionLog, TRASH_DIR};
+
+/// Where partition directories that failed to open are moved.
+pub const QUARANTINE_DIR: &str = ".quarantine";
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    /// `<topic>-<partition>`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+
+    /// The partition a directory name stands for, if it is one.
+    pub fn parse_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        if partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let partition: i32 = partition.parse().ok()?;
+        valid_topic_name(topic).then(|| TopicPartition::new(topic, partition))
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Kafka's topic name rule; it also keeps names from escaping the data directory.
+fn valid_topic_name(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// The manager's timers.
+#[derive(Clone, Debug)]
+pub struct LogManagerConfig {
+    /// How often retention runs (Kafka `log.retention.check.interval.ms`, 5 minutes).
+    pub retention_check_interval: Duration,
+    /// How often logs are checked against their `flush.ms`.
+    pub flush_check_interval: Duration,
+    /// How often high watermarks are checkpointed (Kafka
+    /// `replica.high.watermark.checkpoint.interval.ms`, 5 s).
+    pub high_watermark_checkpoint_interval: Duration,
+}
+
+impl Default for LogManagerConfig {
+    fn default() -> Self {
+        LogManagerConfig {
+            retention_check_interval: Duration::from_secs(300),
+            flush_check_interval: Duration::from_secs(1),
+            high_watermark_checkpoint_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LogManager {
+    data_dir: PathBuf,
+    logs: RwLock<BTreeMap<TopicPartition, Arc<PartitionLog>>>,
+    quarantined: Mutex<Vec<PathBuf>>,
+}
+
+impl LogManager {
+    /// Opens every partition directory under `data_dir` (created if missing) with `default_config`
+    /// until the replica layer supplies each topic's own config through
+    /// [`LogManager::get_or_create`]. Only a failure of the data directory itself is an error.
+    pub fn open(data_dir: &Path, default_config: LogConfig) -> Result<Self> {
+        fs::create_dir_all(data_dir).map_err(io_error("create data directory", data_dir))?;
+        let trash = data_dir.join(TRASH_DIR);
+        if trash.exists() {
+            // Partitions whose removal a crash interrupted.
+            fs::remove_dir_all(&trash).map_err(io_error("empty trash", &trash))?;
+        }
+        let manager = LogManager {
+            data_dir: data_dir.to_path_buf(),
+            logs: RwLock::new(BTreeMap::new()),
+            quarantined: Mutex::new(Vec::new()),
+        };
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(data_dir).map_err(io_error("list data directory", data_dir))? {
+            let entry = entry.map_err(io_error("list data directory", data_dir))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                entries.push(entry.path());
+            }
+        }
+        entries.sort();
+        let mut opened = BTreeMap::new();
+        for dir in entries {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some(tp) = TopicPartition::parse_dir_name(&name) else {
+                if name != QUARANTINE_DIR {
+                    warn!(dir = %dir.display(), "ignoring a directory that is not a partition");
+                }
+                continue;
+            };
+            let opened_log = read_partition_metadata(&dir).and_then(|id| match id {
+                Some(id) => PartitionLog::open(&dir, id, default_config.clone()),
+                None => Err(LogError::Corrupt {
+                    path: dir.join(super::partition_log::PARTITION_METADATA_FILE),
+                    reason: "missing: the topic id is unknown".into(),
+                }),
+            });
+            match opened_log {
+                Ok(log) => {
+                    opened.insert(tp, Arc::new(log));
+                }
+                Err(e) => manager.quarantine(&dir, &e),
+            }
+        }
+        info!(data_dir = %data_dir.display(), partitions = opened.len(), "opened partition logs");
+        *manager.logs.write().unwrap_or_else(PoisonError::into_inner) = opened;
+        Ok(manager)
+    }
+
+    /// Moves a partition directory that cannot be opened out of the way, keeping its data.
+    fn quarantine(&self, dir: &Path, cause: &LogError) {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let quarantine = self.data_dir.join(QUARANTINE_DIR);
+        let target = quarantine.join(format!("{name}.{}", Uuid::new_v4().simple()));
+        let moved = fs::create_dir_all(&quarantine).and_then(|_| fs::rename(dir, &target));
+        match moved {
+            Ok(()) => {
+                error!(dir = %dir.display(), quarantined_to = %target.display(), error = %cause,
+                    "partition directory cannot be opened; quarantined");
+                self.quarantined
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(target);
+            }
+            Err(e) => {
+                error!(dir = %dir.display(), error = %cause, rename_error = %e,
+                    "partition directory cannot be opened nor quarantined; left in place and not served");
+            }
+        }
+    }
+
+    /// The log of `topic`-`partition`, opened or created with `config` (an existing log takes the new
+    /// config). An existing directory of another topic id (the topic was deleted and recreated) is
+    /// [`LogError::InconsistentTopicId`]; the caller decides, typically `remove` then retry.
+    pub fn get_or_create(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        config: LogConfig,
+    ) -> Result<Arc<PartitionLog>> {
+        if !valid_topic_name(topic) || partition < 0 {
+            return Err(LogError::InvalidTopicName {
+                topic: topic.to_string(),
+            });
+        }
+        let tp = TopicPartition::new(topic, partition);
+        let mut logs = self.logs.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(log) = logs.get(&tp) {
+            if log.topic_id() != topic_id {
+                return Err(LogError::InconsistentTopicId {
+                    dir: log.dir().to_path_buf(),
+                    expected: topic_id,
+                    found: log.topic_id(),
+                });
+            }
+            log.update_config(config);
+            return Ok(Arc::clone(log));
+        }
+        let log = Arc::new(PartitionLog::open(
+            &self.data_dir.join(tp.dir_name()),
+            topic_id,
+            config,
+        )?);
+        logs.insert(tp, Arc::clone(&log));
+        Ok(log)
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        self.logs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&TopicPartition::new(topic, partition))
+            .cloned()
+    }
+
+    /// Stops serving the partition and deletes its directory. Holders of the log get
+    /// [`LogError::Closed`] from then on. Returns whether it existed.
+    pub fn remove(&self, topic: &str, partition: i32) -> Result<bool> {
+        let removed = self
+            .logs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&TopicPartition::new(topic, partition));
+        match removed {
+            Some(log) => {
+                log.delete()?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        self.logs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn all_logs(&self) -> Vec<(TopicPartition, Arc<PartitionLog>)> {
+        self.logs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(tp, log)| (tp.clone(), Arc::clone(log)))
+            .collect()
+    }
+
+    /// Directories moved to `.quarantine/` since this manager opened.
+    pub fn quarantined(&self) -> Vec<PathBuf> {
+        self.quarantined
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// One round of the timers' work (blocking): flush logs whose `flush.ms` elapsed, then optionally
+    /// apply retention and checkpoint high watermarks. Failures are logged per partition.
+    pub fn maintain(&self, now_ms: i64, run_retention: bool, checkpoint_high_watermarks: bool) {
+        for (tp, log) in self.all_logs() {
+            if !log.is_open() {
+                continue;
+            }
+            if let Err(e) = log.flush_if_due(now_ms) {
+                error!(partition = %tp, error = %e, "timed flush failed");
+            }
+            if run_retention {
+                if let Err(e) = log.apply_retention(now_ms) {
+                    error!(partition = %tp, error = %e, "retention failed");
+                }
+            }
+            if checkpoint_high_watermarks {
+                if let Err(e) = log.checkpoint_high_watermark() {
+                    error!(partition = %tp, error = %e, "high watermark checkpoint failed");
+                }
+            }
+        }
+    }
+
+    /// The background task: runs [`LogManager::maintain`] on the blocking pool at the configured
+    /// intervals until `shutdown` fires. Spawn it on the broker's task tracker; call
+    /// [`LogManager::close_all`] after it returns.
+    pub async fn run(self: Arc<Self>, timers: LogManagerConfig, shutdown: CancellationToken) {
+        let tick = timers
+            .flush_check_interval
+            .min(timers.retention_check_interval)
+            .min(timers.high_watermark_checkpoint_interval)
+            .max(Duration::from_millis(1));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let start = tokio::time::Instant::now();
+        let mut last_retention = start;
+        let mut last_checkpoint = start;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let now = tokio::time::Instant::now();
+            let retention = now.duration_since(last_retention) >= timers.retention_check_interval;
+            if retention {
+                last_retention = now;
+            }
+            let checkpoint =
+                now.duration_since(last_checkpoint) >= timers.high_watermark_checkpoint_interval;
+            if checkpoint {
+                last_checkpoint = now;
+            }
+            let manager = Arc::clone(&self);
+            let wall_ms = now_ms();
+            let work = tokio::task::spawn_blocking(move || {
+                manager.maintain(wall_ms, retention, checkpoint)
+            });
+            if let Err(e) = work.await {
+                error!(error = %e, "log maintenance round failed");
+            }
+        }
+        info!("log maintenance stopped");
+    }
+
+    /// Closes every log (flush, checkpoints, clean-shutdown markers). Tries all and returns the first
+    /// failure.
+    pub fn close_all(&self) -> Result<()> {
+        let mut first_error = None;
+        for (tp, log) in self.all_logs() {
+            if let Err(e) = log.close() {
+                error!(partition = %tp, error = %e, "closing partition log failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::test_support::client_batch;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn produce(log: &PartitionLog, batches: usize) {
+        for _ in 0..batches {
+            let info = log.append_as_leader(client_batch(&[1, 2], 20), 0).unwrap();
+            log.flush_to(info.next_offset()).unwrap();
+        }
+    }
+
+    #[test]
+    fn dir_names() {
+        let tp = TopicPartition::new("my.topic-v2", 12);
+        assert_eq!(tp.dir_name(), "my.topic-v2-12");
+        assert_eq!(TopicPartition::parse_dir_name("my.topic-v2-12"), Some(tp));
+        assert_eq!(TopicPartition::parse_dir_name(".quarantine"), None);
+        assert_eq!(TopicPartition::parse_dir_name("topic-"), None);
+        assert_eq!(TopicPartition::parse_dir_name("-3"), None);
+        assert_eq!(TopicPartition::parse_dir_name("a b-3"), None);
+    }
+
+    #[test]
+    fn reopens_every_partition_and_removes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        for (topic, topic_id, partition, batches) in [
+            ("orders", 1, 0, 3),
+            ("orders", 1, 1, 5),
+            ("payments", 2, 0, 7),
+        ] {
+            let log = manager
+                .get_or_create(topic, id(topic_id), partition, LogConfig::default())
+                .unwrap();
+            produce(&log, batches);
+        }
+        assert!(matches!(
+            manager.get_or_create("orders", id(9), 0, LogConfig::default()),
+            Err(LogError::InconsistentTopicId { .. })
+        ));
+        assert!(matches!(
+            manager.get_or_create("../etc", id(9), 0, LogConfig::default()),
+            Err(LogError::InvalidTopicName { .. })
+        ));
+        manager.close_all().unwrap();
+        drop(manager);
+
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(
+            manager.partitions(),
+            vec![
+                TopicPartition::new("orders", 0),
+                TopicPartition::new("orders", 1),
+                TopicPartition::new("payments", 0)
+            ]
+        );
+        assert_eq!(manager.get("orders", 1).unwrap().log_end_offset(), 10);
+        assert_eq!(manager.get("payments", 0).unwrap().log_end_offset(), 14);
+        assert_eq!(manager.get("payments", 0).unwrap().topic_id(), id(2));
+
+        let held = manager.get("orders", 0).unwrap();
+        assert!(manager.remove("orders", 0).unwrap());
+        assert!(!manager.remove("orders", 0).unwrap());
+        assert!(!dir.path().join("orders-0").exists());
+        assert!(matches!(
+            held.read(0, 10, i64::MAX),
+            Err(LogError::Closed { .. })
+        ));
+        // The topic comes back with a new id in a fresh directory.
+        let recreated = manager
+            .get_or_create("orders", id(3), 0, LogConfig::default())
+            .unwrap();
+        assert_eq!(recreated.log_end_offset(), 0);
+        manager.close_all().unwrap();
+        drop(manager);
+
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(manager.partitions().len(), 3);
+        assert_eq!(manager.get("orders", 0).unwrap().topic_id(), id(3));
+        assert!(manager.quarantined().is_empty());
+    }
+
+    #[test]
+    fn corrupt_partition_directories_are_quarantined_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        produce(
+            &manager
+                .get_or_create("good", id(1), 0, LogConfig::default())
+                .unwrap(),
+            2,
+        );
+        manager.close_all().unwrap();
+        drop(manager);
+
+        let bad = dir.path().join("bad-0");
+        fs::create_dir_all(&bad).unwrap();
+        fs::write(bad.join("partition.metadata"), "garbage").unwrap();
+        fs::write(bad.join("00000000000000000000.log"), b"precious bytes").unwrap();
+        let orphan = dir.path().join("orphan-3");
+        fs::create_dir_all(&orphan).unwrap();
+        fs::write(orphan.join("00000000000000000000.log"), b"more bytes").unwrap();
+        fs::create_dir_all(dir.path().join("not a partition")).unwrap();
+
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(manager.partitions(), vec![TopicPartition::new("good", 0)]);
+        let quarantined = manager.quarantined();
+        assert_eq!(quarantined.len(), 2);
+        assert!(!bad.exists() && !orphan.exists());
+        let kept = quarantined
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("bad-0.")
+            })
+            .unwrap();
+        assert_eq!(
+            fs::read(kept.join("00000000000000000000.log")).unwrap(),
+            b"precious bytes"
+        );
+        assert!(
+            dir.path().join("not a partition").exists(),
+            "not ours to touch"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_background_task_applies_retention_until_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let config = LogConfig {
+            segment_bytes: 500,
+            retention_ms: Some(60_000),
+            ..LogConfig::default()
+        };
+        let log = manager.get_or_create("old", id(1), 0, config).unwrap();
+        let old = now_ms() - 3_600_000;
+        for _ in 0..10 {
+            log.append_as_leader(client_batch(&[old, old], 50), 0)
+                .unwrap();
+        }
+        log.set_high_watermark(log.log_end_offset());
+        let segments = log.segment_count();
+        assert!(segments > 2);
+
+        let shutdown = CancellationToken::new();
+        let timers = LogManagerConfig {
+            retention_check_interval: Duration::from_millis(10),
+            flush_check_interval: Duration::from_millis(10),
+            high_watermark_checkpoint_interval: Duration::from_millis(10),
+        };
+        let task = tokio::spawn(Arc::clone(&manager).run(timers, shutdown.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while log.segment_count() > 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "retention never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            log.log_start_offset(),
+            log.segment_base_offsets()[0],
+            "the active segment stays"
+        );
+        let hw_file = log
+            .dir()
+            .join(crate::log::partition_log::HIGH_WATERMARK_CHECKPOINT);
+        while !hw_file.exists() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "high watermark never checkpointed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the task stops when cancelled")
+            .unwrap();
+        manager.close_all().unwrap();
+    }
+}

@@ -1,0 +1,587 @@
+//! `MetadataCache`: the broker's in-memory copy of the cluster metadata, learned only from the controller
+//! quorum's `WatchMetadata` stream (the broker keeps no metadata on disk). The image is immutable once
+//! published: readers take an `Arc<MetadataImage>` and see one consistent offset for as long as they
+//! hold it; the watch task builds the next image on a copy and publishes it atomically.
+//!
+//! What must stay true:
+//! - The image changes only by `MetadataImage::replay_all` of committed records (the controller's own
+//!   replay), so broker and controller agree on the image of every offset.
+//! - The published offset never goes backwards: an update at or below the current offset is skipped,
+//!   whichever controller sent it.
+//! - A record that does not decode is never half-applied and never panics the broker: the update is
+//!   dropped, logged, and the stream restarted from a snapshot.
+//!
+//! It also answers the questions the Kafka layer asks of an image (a partition's leader, a broker's
+//! endpoint) as free functions over `&MetadataImage`, so one request uses one image throughout.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chronik_controller::api::convert::{record_from_proto, DecodeError};
+use chronik_controller::state::{BrokerId, Endpoint, MetadataImage, Record};
+use chronik_proto::v1::MetadataUpdate;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::controller_client::ControllerClient;
+use crate::error::BrokerError;
+
+/// How many updates already waiting on the stream are applied to one copy of the image.
+const MAX_BATCH: usize = 256;
+const INITIAL_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The metadata image as of the last update received from the controller quorum.
+#[derive(Debug)]
+pub struct MetadataCache {
+    image: watch::Sender<Arc<MetadataImage>>,
+    /// Serialises writers (there is one, the watch task); readers never take it.
+    writer: Mutex<()>,
+}
+
+/// What applying an update did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The image was rebuilt from a full snapshot.
+    Snapshot,
+    /// The records were replayed onto the image.
+    Delta,
+    /// The update's offset was not past the image's; nothing changed.
+    Stale,
+}
+
+impl Default for MetadataCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MetadataCache {
+    /// An empty image at offset 0.
+    pub fn new() -> Self {
+        let (image, _) = watch::channel(Arc::new(MetadataImage::default()));
+        Self {
+            image,
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The current image; consistent for as long as the caller holds it.
+    pub fn current(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// The offset of the current image: how far this broker has applied the metadata log.
+    pub fn offset(&self) -> u64 {
+        self.image.borrow().offset
+    }
+
+    /// Notified on every published image.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image.subscribe()
+    }
+
+    /// Waits until the image has reached `offset` (e.g. the offset a CreateTopics answer named).
+    pub async fn wait_for_offset(
+        &self,
+        offset: u64,
+        timeout: Duration,
+    ) -> Result<Arc<MetadataImage>, BrokerError> {
+        let mut images = self.subscribe();
+        let reached = tokio::time::timeout(timeout, images.wait_for(|i| i.offset >= offset)).await;
+        match reached {
+            Ok(Ok(image)) => Ok(image.clone()),
+            // The sender lives in `self`, so the channel cannot close while we wait; treat it as a
+            // timeout all the same.
+            Ok(Err(_)) | Err(_) => Err(BrokerError::MetadataTimeout {
+                offset,
+                current: self.offset(),
+                timeout_ms: timeout.as_millis(),
+            }),
+        }
+    }
+
+    /// Applies updates in order onto a copy of the current image and publishes the result once.
+    /// On a record that does not decode, the updates before it are still published and the error is
+    /// returned; the failing update changes nothing.
+    pub fn apply(&self, updates: &[MetadataUpdate]) -> Result<Applied, DecodeError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current();
+        if updates.iter().all(|u| u.offset <= current.offset) {
+            return Ok(Applied::Stale);
+        }
+        let mut image = (*current).clone();
+        let mut outcome = Applied::Stale;
+        let mut failure = None;
+        for update in updates {
+            match apply_update(&mut image, update) {
+                Ok(Applied::Stale) => {}
+                Ok(Applied::Snapshot) => outcome = Applied::Snapshot,
+                Ok(Applied::Delta) if outcome == Applied::Stale => outcome = Applied::Delta,
+                Ok(Applied::Delta) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if outcome != Applied::Stale {
+            self.image.send_replace(Arc::new(image));
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(outcome),
+        }
+    }
+}
+
+/// Applies one update to `image`: a snapshot replaces it, a delta is replayed onto it, and anything not
+/// past the image's offset is skipped. Records are decoded before anything changes.
+pub fn apply_update(
+    image: &mut MetadataImage,
+    update: &MetadataUpdate,
+) -> Result<Applied, DecodeError> {
+    if update.offset <= image.offset {
+        return Ok(Applied::Stale);
+    }
+    let records = update
+        .records
+        .iter()
+        .map(record_from_proto)
+        .collect::<Result<Vec<Record>, _>>()?;
+    let applied = if update.is_snapshot {
+        *image = MetadataImage::default();
+        Applied::Snapshot
+    } else {
+        Applied::Delta
+    };
+    image.replay_all(update.offset, &records);
+    image.offset = update.offset;
+    Ok(applied)
+}
+
+/// Follows the controller quorum's metadata into `cache` until `cancel` fires: `WatchMetadata` from the
+/// cache's offset on any controller, reconnecting (to the next controller) when a stream ends or fails,
+/// and starting over from a snapshot when a record does not decode.
+pub async fn run_metadata_watch(
+    cache: Arc<MetadataCache>,
+    client: Arc<ControllerClient>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = INITIAL_RECONNECT_BACKOFF;
+    let mut resync = false;
+    let mut quiet_failures = 0u32;
+    loop {
+        let from_offset = if resync { 0 } else { cache.offset() };
+        let opened = tokio::select! {
+            _ = cancel.cancelled() => return,
+            opened = client.watch_metadata(from_offset) => opened,
+        };
+        match opened {
+            Ok(mut watch) => {
+                info!(controller = %watch.address, from_offset, "following the metadata log");
+                quiet_failures = 0;
+                resync = false;
+                let ended = follow(&cache, &mut watch.updates, &cancel).await;
+                match ended {
+                    StreamEnd::Cancelled => return,
+                    StreamEnd::Progressed => backoff = INITIAL_RECONNECT_BACKOFF,
+                    StreamEnd::Closed(reason) => {
+                        warn!(controller = %watch.address, %reason, offset = cache.offset(),
+                            "metadata stream ended; reconnecting");
+                        client.report_failure(&watch.address);
+                    }
+                    StreamEnd::Undecodable(e) => {
+                        error!(controller = %watch.address, error = %e, offset = cache.offset(),
+                            "undecodable metadata record; restarting from a snapshot");
+                        resync = true;
+                    }
+                }
+            }
+            Err(e) => {
+                // Every controller down is a state worth one warning, not one per retry.
+                if quiet_failures == 0 {
+                    warn!(error = %e, "cannot open the metadata stream; retrying");
+                } else {
+                    debug!(error = %e, "cannot open the metadata stream; retrying");
+                }
+                quiet_failures += 1;
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
+    }
+}
+
+enum StreamEnd {
+    Cancelled,
+    /// The stream ended after delivering at least one update: reconnect without delay.
+    Progressed,
+    Closed(String),
+    Undecodable(DecodeError),
+}
+
+async fn follow(
+    cache: &MetadataCache,
+    updates: &mut tonic::Streaming<MetadataUpdate>,
+    cancel: &CancellationToken,
+) -> StreamEnd {
+    let mut progressed = false;
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => return StreamEnd::Cancelled,
+            next = updates.next() => next,
+        };
+        let mut batch = Vec::new();
+        let mut end = None;
+        match first {
+            Some(Ok(update)) => batch.push(update),
+            Some(Err(status)) => end = Some(status.to_string()),
+            None => end = Some("closed by the controller".to_owned()),
+        }
+        // Take whatever else already arrived, so a burst costs one copy of the image.
+        while end.is_none() && batch.len() < MAX_BATCH {
+            match updates.next().now_or_never() {
+                Some(Some(Ok(update))) => batch.push(update),
+                Some(Some(Err(status))) => end = Some(status.to_string()),
+                Some(None) => end = Some("closed by the controller".to_owned()),
+                None => break,
+            }
+        }
+        if !batch.is_empty() {
+            match cache.apply(&batch) {
+                Ok(Applied::Snapshot) => {
+                    let image = cache.current();
+                    info!(
+                        offset = image.offset,
+                        brokers = image.brokers.len(),
+                        topics = image.topics.len(),
+                        "metadata image rebuilt from a snapshot"
+                    );
+                    progressed = true;
+                }
+                Ok(Applied::Delta) => progressed = true,
+                Ok(Applied::Stale) => {}
+                Err(e) => return StreamEnd::Undecodable(e),
+            }
+        }
+        if let Some(reason) = end {
+            return if progressed && reason == "closed by the controller" {
+                StreamEnd::Progressed
+            } else {
+                StreamEnd::Closed(reason)
+            };
+        }
+    }
+}
+
+/// A partition's leader, as a Kafka client is told about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionLeader {
+    pub broker_id: BrokerId,
+    pub leader_epoch: i32,
+    /// The leader's endpoint on the requested listener; `None` if it does not have that listener.
+    pub endpoint: Option<Endpoint>,
+}
+
+/// Why a partition has no usable leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaderLookupError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    /// The partition exists but is offline (leader -1), e.g. every ISR member is fenced.
+    #[error("leader not available")]
+    LeaderNotAvailable,
+}
+
+/// The leader of `topic`-`partition` and its endpoint on `listener`.
+pub fn partition_leader(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    listener: &str,
+) -> Result<PartitionLeader, LeaderLookupError> {
+    let topic = image
+        .topic_by_name(topic)
+        .ok_or(LeaderLookupError::UnknownTopicOrPartition)?;
+    let registration = image
+        .partition(topic.id, partition)
+        .ok_or(LeaderLookupError::UnknownTopicOrPartition)?;
+    if !registration.has_leader() {
+        return Err(LeaderLookupError::LeaderNotAvailable);
+    }
+    Ok(PartitionLeader {
+        broker_id: registration.leader,
+        leader_epoch: registration.leader_epoch,
+        endpoint: broker_endpoint(image, registration.leader, listener).cloned(),
+    })
+}
+
+/// A registered broker's endpoint on `listener`.
+pub fn broker_endpoint<'a>(
+    image: &'a MetadataImage,
+    broker_id: BrokerId,
+    listener: &str,
+) -> Option<&'a Endpoint> {
+    image.brokers.get(&broker_id)?.endpoint(Some(listener))
+}
+
+/// Partition counts of an image, for metrics and readiness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionCounts {
+    pub partitions: usize,
+    pub leaderless: usize,
+    /// Partitions whose leader is the given broker.
+    pub led: usize,
+}
+
+pub fn partition_counts(image: &MetadataImage, broker_id: BrokerId) -> PartitionCounts {
+    image
+        .partitions()
+        .fold(PartitionCounts::default(), |mut counts, (_, _, p)| {
+            counts.partitions += 1;
+            counts.leaderless += usize::from(!p.has_leader());
+            counts.led += usize::from(p.leader == broker_id);
+            counts
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chronik_controller::api::convert::record_to_proto;
+    use chronik_controller::state::records::{
+        PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
+    };
+    use chronik_controller::state::NO_LEADER;
+    use chronik_proto::v1 as pb;
+    use uuid::Uuid;
+
+    pub(crate) fn update(offset: u64, is_snapshot: bool, records: &[Record]) -> MetadataUpdate {
+        MetadataUpdate {
+            offset,
+            is_snapshot,
+            records: records.iter().map(record_to_proto).collect(),
+        }
+    }
+
+    pub(crate) fn register(broker_id: BrokerId, port: u16) -> Record {
+        Record::RegisterBroker(RegisterBrokerRecord {
+            broker_id,
+            incarnation_id: Uuid::new_v4(),
+            broker_epoch: -1,
+            endpoints: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port,
+            }],
+            rack: None,
+            fenced: false,
+            in_controlled_shutdown: false,
+        })
+    }
+
+    pub(crate) fn topic(name: &str, id: Uuid, leaders: &[BrokerId]) -> Vec<Record> {
+        let mut records = vec![Record::Topic {
+            name: name.into(),
+            topic_id: id,
+        }];
+        for (index, &leader) in leaders.iter().enumerate() {
+            records.push(Record::Partition(PartitionRecord {
+                topic_id: id,
+                partition: index as i32,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+                leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                recovering: false,
+            }));
+        }
+        records
+    }
+
+    fn snapshot_records(topic_id: Uuid) -> Vec<Record> {
+        let mut records = vec![
+            Record::ClusterId {
+                cluster_id: "c1".into(),
+            },
+            register(1, 9092),
+            register(2, 9093),
+        ];
+        records.extend(topic("orders", topic_id, &[1, 2]));
+        records
+    }
+
+    #[test]
+    fn a_snapshot_then_deltas_build_the_image() {
+        let cache = MetadataCache::new();
+        let id = Uuid::new_v4();
+        let applied = cache
+            .apply(&[update(10, true, &snapshot_records(id))])
+            .expect("applies");
+        assert_eq!(applied, Applied::Snapshot);
+        let image = cache.current();
+        assert_eq!(image.offset, 10);
+        assert_eq!(image.cluster_id.as_deref(), Some("c1"));
+        assert_eq!(image.brokers.len(), 2);
+        assert_eq!(image.brokers[&1].broker_epoch, 10);
+
+        let change = Record::PartitionChange(PartitionChangeRecord {
+            topic_id: id,
+            partition: 0,
+            leader: Some(2),
+            isr: Some(vec![2]),
+            ..Default::default()
+        });
+        let applied = cache
+            .apply(&[update(11, false, &[change]), update(12, false, &[])])
+            .expect("applies");
+        assert_eq!(applied, Applied::Delta);
+        let image = cache.current();
+        assert_eq!(image.offset, 12, "an empty entry still moves the offset");
+        let leader = partition_leader(&image, "orders", 0, "PLAINTEXT").expect("leader");
+        assert_eq!(leader.broker_id, 2);
+        assert_eq!(leader.leader_epoch, 1);
+        assert_eq!(leader.endpoint.map(|e| e.port), Some(9093));
+        // The image taken before the delta is unchanged: images are immutable once published.
+        assert_eq!(image.partition(id, 0).map(|p| p.isr.clone()), Some(vec![2]));
+    }
+
+    #[test]
+    fn updates_at_or_below_the_current_offset_are_skipped() {
+        let cache = MetadataCache::new();
+        let id = Uuid::new_v4();
+        cache
+            .apply(&[update(10, true, &snapshot_records(id))])
+            .expect("applies");
+        let before = cache.current();
+        let remove = Record::RemoveTopic { topic_id: id };
+        assert_eq!(
+            cache
+                .apply(&[update(10, false, std::slice::from_ref(&remove))])
+                .ok(),
+            Some(Applied::Stale)
+        );
+        assert_eq!(
+            cache.apply(&[update(9, false, &[remove])]).ok(),
+            Some(Applied::Stale)
+        );
+        assert_eq!(
+            cache.apply(&[update(3, true, &[])]).ok(),
+            Some(Applied::Stale)
+        );
+        assert!(
+            Arc::ptr_eq(&before, &cache.current()),
+            "nothing was published"
+        );
+        assert!(cache.current().topic_by_name("orders").is_some());
+    }
+
+    #[test]
+    fn a_new_snapshot_replaces_the_image() {
+        let cache = MetadataCache::new();
+        let old = Uuid::new_v4();
+        cache
+            .apply(&[update(10, true, &snapshot_records(old))])
+            .expect("applies");
+        let new = Uuid::new_v4();
+        let mut records = vec![register(3, 9094)];
+        records.extend(topic("payments", new, &[NO_LEADER]));
+        let applied = cache.apply(&[update(20, true, &records)]).expect("applies");
+        assert_eq!(applied, Applied::Snapshot);
+        let image = cache.current();
+        assert_eq!(image.offset, 20);
+        assert!(
+            image.topic_by_name("orders").is_none(),
+            "old topics are gone"
+        );
+        assert_eq!(image.brokers.keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            image.cluster_id, None,
+            "nothing survives from the old image"
+        );
+        assert_eq!(
+            partition_leader(&image, "payments", 0, "PLAINTEXT"),
+            Err(LeaderLookupError::LeaderNotAvailable)
+        );
+        assert_eq!(
+            partition_leader(&image, "payments", 1, "PLAINTEXT"),
+            Err(LeaderLookupError::UnknownTopicOrPartition)
+        );
+    }
+
+    #[test]
+    fn an_undecodable_record_changes_nothing_of_its_update() {
+        let cache = MetadataCache::new();
+        let id = Uuid::new_v4();
+        let good = update(10, true, &snapshot_records(id));
+        let mut bad = update(11, false, &[Record::RemoveTopic { topic_id: id }]);
+        bad.records.push(pb::MetadataRecord { record: None });
+        let later = update(12, false, &[]);
+        assert!(cache.apply(&[good, bad, later]).is_err());
+        let image = cache.current();
+        assert_eq!(image.offset, 10, "the updates before the bad one are kept");
+        assert!(
+            image.topic_by_name("orders").is_some(),
+            "the bad update's good record was not applied"
+        );
+    }
+
+    #[test]
+    fn queries_answer_from_one_image() {
+        let cache = MetadataCache::new();
+        let id = Uuid::new_v4();
+        let mut records = snapshot_records(id);
+        records.extend(topic("audit", Uuid::new_v4(), &[1, NO_LEADER, 1]));
+        cache.apply(&[update(5, true, &records)]).expect("applies");
+        let image = cache.current();
+        assert_eq!(
+            partition_counts(&image, 1),
+            PartitionCounts {
+                partitions: 5,
+                leaderless: 1,
+                led: 3
+            }
+        );
+        assert_eq!(
+            broker_endpoint(&image, 2, "PLAINTEXT").map(|e| e.port),
+            Some(9093)
+        );
+        assert_eq!(broker_endpoint(&image, 2, "INTERNAL"), None);
+        assert_eq!(broker_endpoint(&image, 9, "PLAINTEXT"), None);
+        assert_eq!(
+            partition_leader(&image, "nope", 0, "PLAINTEXT"),
+            Err(LeaderLookupError::UnknownTopicOrPartition)
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_for_offset_returns_once_the_image_gets_there() {
+        let cache = Arc::new(MetadataCache::new());
+        let error = cache
+            .wait_for_offset(1, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            BrokerError::MetadataTimeout {
+                offset: 1,
+                current: 0,
+                ..
+            }
+        ));
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.wait_for_offset(7, Duration::from_secs(10)).await })
+        };
+        cache.apply(&[update(7, false, &[])]).expect("applies");
+        let image = waiter.await.expect("joins").expect("reached");
+        assert_eq!(image.offset, 7);
+    }
+}

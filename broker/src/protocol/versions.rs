@@ -1,0 +1,82 @@
+//! The one table of Kafka APIs this broker serves and the versions it advertises (digest §2.1, §2.3).
+//! ApiVersions answers from it and dispatch refuses anything outside it, so the two can never disagree.
+
+use kafka_protocol::messages::ApiKey;
+
+/// An API with the version range advertised in ApiVersions and the range actually decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    /// Advertised minimum. Below `serve_min` only for Produce, whose advertised 0 keeps older
+    /// librdkafka enabling compression (KAFKA-18659); v0–v2 produces close the connection.
+    pub advertised_min: i16,
+    pub serve_min: i16,
+    pub max: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> SupportedApi {
+    SupportedApi {
+        key,
+        advertised_min: min,
+        serve_min: min,
+        max,
+    }
+}
+
+/// Every API served, in ApiVersions order.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    SupportedApi {
+        key: ApiKey::Produce,
+        advertised_min: 0,
+        serve_min: 3,
+        max: 11,
+    },
+    api(ApiKey::Fetch, 4, 17),
+    api(ApiKey::ListOffsets, 1, 10),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The entry for an API key, if served.
+pub fn supported(key: ApiKey) -> Option<&'static SupportedApi> {
+    SUPPORTED_APIS.iter().find(|a| a.key == key)
+}
+
+/// Whether a request of this key and version can be decoded and answered.
+pub fn is_served(key: ApiKey, version: i16) -> bool {
+    supported(key).is_some_and(|a| (a.serve_min..=a.max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_version_is_one_the_codec_can_decode() {
+        for api in SUPPORTED_APIS {
+            let codec = api.key.valid_versions();
+            assert!(
+                codec.min <= api.serve_min && api.max <= codec.max,
+                "{:?}: serve {}..={} but the codec knows {}..={}",
+                api.key,
+                api.serve_min,
+                api.max,
+                codec.min,
+                codec.max
+            );
+        }
+    }
+
+    #[test]
+    fn produce_advertises_zero_but_serves_from_three() {
+        assert_eq!(supported(ApiKey::Produce).map(|a| a.advertised_min), Some(0));
+        assert!(!is_served(ApiKey::Produce, 2));
+        assert!(is_served(ApiKey::Produce, 3));
+        assert!(!is_served(ApiKey::Fetch, 18));
+    }
+}

@@ -1,0 +1,263 @@
+//! `Broker`: one running broker, started in-process by `Broker::start` (the binary and the tests alike).
+//! It wires the parts together — controller client, metadata watch, lifecycle manager, HTTP endpoint; the
+//! Kafka listener and the partition logs join them here later — and owns their shutdown.
+//!
+//! What must stay true: every task runs on one `TaskTracker` under one `CancellationToken`, and no task
+//! outlives `Broker::shutdown`/`stop`. A graceful shutdown first completes the controlled shutdown (the
+//! controller moves leaderships away while this broker still serves), then cancels and waits for every
+//! task. A task that fails for good (the controller rejected this broker, the HTTP server died) stops
+//! the broker with that error.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+use crate::config::BrokerConfig;
+use crate::controller_client::ControllerClient;
+use crate::error::BrokerError;
+use crate::http::{router, HttpState};
+use crate::lifecycle::{BrokerLifecycleManager, BrokerStatus, LifecycleConfig};
+use crate::metadata::{run_metadata_watch, MetadataCache};
+
+/// Runs a broker until `shutdown` resolves (then shuts down gracefully) or a task fails for good.
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BrokerError> {
+    Broker::start(config).await?.run_until(shutdown).await
+}
+
+/// A started broker and the handles to stop it.
+pub struct Broker {
+    config: BrokerConfig,
+    http_addr: SocketAddr,
+    status: watch::Receiver<BrokerStatus>,
+    metadata: Arc<MetadataCache>,
+    client: Arc<ControllerClient>,
+    /// Stops every task at once.
+    cancel: CancellationToken,
+    /// Asks the lifecycle manager for a controlled shutdown.
+    controlled_shutdown: CancellationToken,
+    tracker: TaskTracker,
+    lifecycle: JoinHandle<()>,
+    fatal: mpsc::Receiver<BrokerError>,
+}
+
+impl Broker {
+    /// Validates the configuration, binds the HTTP endpoint and starts every task. Returns once the
+    /// broker is running in the background (not yet registered: see `wait_until_ready`).
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let client = Arc::new(ControllerClient::new(
+            config.controller_addresses(),
+            config.controller_request_timeout(),
+        )?);
+        let metadata = Arc::new(MetadataCache::new());
+        let http_listener = TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| BrokerError::HttpBind {
+                address: config.http_listen,
+                source,
+            })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| BrokerError::HttpBind {
+                address: config.http_listen,
+                source,
+            })?;
+        // The Kafka listener binds `config.listen` here once it exists; until then the advertised
+        // endpoint is registered but nothing answers on it.
+
+        let manager = BrokerLifecycleManager::new(
+            LifecycleConfig {
+                broker_id: config.broker_id,
+                endpoints: config.endpoints(),
+                rack: config.rack.clone(),
+                controlled_shutdown_timeout: config.controlled_shutdown_timeout(),
+            },
+            client.clone(),
+            metadata.clone(),
+        );
+        let status = manager.status();
+        let cancel = CancellationToken::new();
+        let controlled_shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (fatal_tx, fatal) = mpsc::channel(4);
+
+        tracker.spawn(run_metadata_watch(
+            metadata.clone(),
+            client.clone(),
+            cancel.clone(),
+        ));
+        let lifecycle = {
+            let (cancel, controlled_shutdown, fatal_tx) = (
+                cancel.clone(),
+                controlled_shutdown.clone(),
+                fatal_tx.clone(),
+            );
+            tracker.spawn(async move {
+                if let Err(e) = manager.run(cancel, controlled_shutdown).await {
+                    let _ = fatal_tx.send(e).await;
+                }
+            })
+        };
+        {
+            let app = router(HttpState {
+                status: status.clone(),
+                metadata: metadata.clone(),
+            });
+            let cancel = cancel.clone();
+            tracker.spawn(async move {
+                let served = axum::serve(http_listener, app)
+                    .with_graceful_shutdown(cancel.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    let _ = fatal_tx.send(BrokerError::HttpServe(e)).await;
+                }
+            });
+        }
+        info!(
+            broker_id = config.broker_id,
+            incarnation_id = %status.borrow().incarnation_id,
+            advertised = %config.advertised_address(),
+            http = %http_addr,
+            controllers = %client.addresses().join(","),
+            "broker started"
+        );
+        Ok(Broker {
+            config,
+            http_addr,
+            status,
+            metadata,
+            client,
+            cancel,
+            controlled_shutdown,
+            tracker,
+            lifecycle,
+            fatal,
+        })
+    }
+
+    pub fn broker_id(&self) -> i32 {
+        self.config.broker_id
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The bound HTTP address (useful with `--http-listen 127.0.0.1:0`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The broker's current standing with the controller.
+    pub fn status(&self) -> BrokerStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn subscribe_status(&self) -> watch::Receiver<BrokerStatus> {
+        self.status.clone()
+    }
+
+    pub fn metadata(&self) -> &Arc<MetadataCache> {
+        &self.metadata
+    }
+
+    pub fn controller_client(&self) -> &Arc<ControllerClient> {
+        &self.client
+    }
+
+    /// Waits until the broker is ready to serve (what `/readyz` reports), or fails after `timeout` with
+    /// the reason it is not.
+    pub async fn wait_until_ready(&self, timeout: Duration) -> Result<BrokerStatus, BrokerError> {
+        let mut status = self.status.clone();
+        let mut images = self.metadata.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = status.borrow_and_update().clone();
+            images.borrow_and_update();
+            let Some(reason) = current.not_ready_reason(self.metadata.offset()) else {
+                return Ok(current);
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(BrokerError::NotReady { reason, timeout_ms: timeout.as_millis() });
+                }
+                _ = status.changed() => {}
+                _ = images.changed() => {}
+            }
+        }
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully; or until a task fails for good, then
+    /// stops and returns its error.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), BrokerError> {
+        let failure = tokio::select! {
+            _ = signal => None,
+            Some(failure) = self.fatal.recv() => Some(failure),
+        };
+        match failure {
+            None => {
+                info!("shutdown requested");
+                self.shutdown().await
+            }
+            Some(failure) => {
+                error!(error = %failure, "broker failed; stopping");
+                self.stop().await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// Graceful shutdown: a controlled shutdown (bounded by `--controlled-shutdown-timeout-ms`), then
+    /// every task stopped.
+    pub async fn shutdown(mut self) -> Result<(), BrokerError> {
+        self.controlled_shutdown.cancel();
+        let lifecycle = (&mut self.lifecycle).await;
+        self.stop_tasks().await;
+        info!(broker_id = self.config.broker_id, "broker stopped");
+        if let Err(e) = lifecycle {
+            return Err(BrokerError::TaskFailed {
+                task: "lifecycle",
+                reason: e.to_string(),
+            });
+        }
+        match self.fatal.try_recv() {
+            Ok(failure) => Err(failure),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Stops every task at once, without a controlled shutdown (the controller fences this broker when
+    /// its session expires).
+    pub async fn stop(self) {
+        self.stop_tasks().await;
+        info!(broker_id = self.config.broker_id, "broker stopped");
+    }
+
+    async fn stop_tasks(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// A dropped broker stops its tasks (without a controlled shutdown), like a crashed process.
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}

@@ -1,0 +1,491 @@
+//! The command line, declared with clap derive: global flags (each with a `CHRONIK_*` variable and a doc
+//! line that becomes `--help`) and one subcommand enum per noun. Parsing only checks shape; the few checks
+//! that need several values at once (a config key given twice, set and deleted together) live in the
+//! `*_map`/`changes` helpers here so that every command-line rule is in this file.
+
+use std::collections::BTreeMap;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::client::DEFAULT_CONTROLLER_ADDRESS;
+use crate::error::CliError;
+use crate::output::OutputFormat;
+
+/// Operate a Chronik cluster through its controller quorum.
+#[derive(Debug, Parser)]
+#[command(name = "chronikctl", version, propagate_version = true)]
+pub struct Cli {
+    /// Flags every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Controller addresses to contact, comma-separated; any voter will do, the active controller is found
+    /// from there.
+    #[arg(
+        long,
+        env = "CHRONIK_CONTROLLERS",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        default_value = DEFAULT_CONTROLLER_ADDRESS,
+        value_parser = parse_controller_address,
+        global = true
+    )]
+    pub controllers: Vec<String>,
+
+    /// Output format: human-readable tables, or a single JSON document for scripts.
+    #[arg(
+        long,
+        short = 'o',
+        env = "CHRONIK_OUTPUT",
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        global = true
+    )]
+    pub output: OutputFormat,
+
+    /// Timeout of each request to a controller, in milliseconds (connection attempts are capped at 3000).
+    #[arg(
+        long,
+        env = "CHRONIK_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub timeout_ms: u64,
+}
+
+/// The nouns `chronikctl` acts on.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Inspect the cluster as a whole.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Inspect the registered brokers.
+    #[command(subcommand)]
+    Broker(BrokerCommand),
+    /// Create, inspect, change and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Move partition leadership.
+    #[command(subcommand)]
+    Election(ElectionCommand),
+}
+
+/// `chronikctl cluster ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the cluster id, every controller's Raft state, the brokers and partition health.
+    Status,
+}
+
+/// `chronikctl broker ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum BrokerCommand {
+    /// List the registered brokers with their state, epoch and leader count.
+    List,
+}
+
+/// `chronikctl topic ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create(CreateTopicArgs),
+    /// List every topic.
+    List,
+    /// Show a topic's id, configs and partitions.
+    Describe {
+        /// The topic name.
+        name: String,
+    },
+    /// Delete a topic and all its data.
+    Delete {
+        /// The topic name.
+        name: String,
+    },
+    /// Set or delete topic configs (deleted keys fall back to the cluster default).
+    AlterConfig(AlterConfigArgs),
+}
+
+/// `chronikctl election ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ElectionCommand {
+    /// Move leadership of every partition (or of one topic's partitions) back to its preferred replica.
+    Preferred {
+        /// Only this topic's partitions; every topic when omitted.
+        topic: Option<String>,
+    },
+}
+
+/// Arguments of `topic create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateTopicArgs {
+    /// The topic name.
+    pub name: String,
+
+    /// Number of partitions; the cluster default when omitted.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: Option<i32>,
+
+    /// Number of replicas of each partition; the cluster default when omitted.
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(i32).range(1..))]
+    pub replication_factor: Option<i32>,
+
+    /// A topic config, e.g. `--config retention.ms=3600000`; repeat for several.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config_entry)]
+    pub configs: Vec<ConfigEntry>,
+}
+
+impl CreateTopicArgs {
+    /// The `--config` entries as a map; a key given twice is an error.
+    pub fn config_map(&self) -> Result<BTreeMap<String, String>, CliError> {
+        config_map(&self.configs, "--config")
+    }
+}
+
+/// Arguments of `topic alter-config`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("changes").required(true).multiple(true).args(["set", "delete"])))]
+pub struct AlterConfigArgs {
+    /// The topic name.
+    pub name: String,
+
+    /// Set a config, e.g. `--set retention.ms=3600000`; repeat for several.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_config_entry)]
+    pub set: Vec<ConfigEntry>,
+
+    /// Delete a config so that it falls back to the cluster default; repeat for several.
+    #[arg(long, value_name = "KEY", value_parser = parse_config_key)]
+    pub delete: Vec<String>,
+}
+
+/// The validated changes of `topic alter-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChanges {
+    /// Keys to set, with their new values.
+    pub set: BTreeMap<String, String>,
+    /// Keys to delete, sorted, without duplicates.
+    pub delete: Vec<String>,
+}
+
+impl AlterConfigArgs {
+    /// The requested changes; a key set twice, deleted twice or both set and deleted is an error.
+    pub fn changes(&self) -> Result<ConfigChanges, CliError> {
+        let set = config_map(&self.set, "--set")?;
+        let mut delete: Vec<String> = Vec::with_capacity(self.delete.len());
+        for key in &self.delete {
+            if delete.contains(key) {
+                return Err(CliError::InvalidArgument(format!(
+                    "config '{key}' is given twice to --delete"
+                )));
+            }
+            if set.contains_key(key) {
+                return Err(CliError::InvalidArgument(format!(
+                    "config '{key}' is both set and deleted"
+                )));
+            }
+            delete.push(key.clone());
+        }
+        delete.sort();
+        Ok(ConfigChanges { set, delete })
+    }
+}
+
+/// One `KEY=VALUE` config argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// The config name, e.g. `retention.ms`.
+    pub key: String,
+    /// The value; may itself contain `=`.
+    pub value: String,
+}
+
+/// Parses `KEY=VALUE`: the key is non-empty and the value is split at the first `=`.
+pub fn parse_config_entry(raw: &str) -> Result<ConfigEntry, String> {
+    let Some((key, value)) = raw.split_once('=') else {
+        return Err(format!("expected KEY=VALUE, got '{raw}'"));
+    };
+    let key = parse_config_key(key)?;
+    if value.is_empty() {
+        return Err(format!(
+            "config '{key}' has an empty value (to fall back to the default, delete it instead)"
+        ));
+    }
+    Ok(ConfigEntry {
+        key,
+        value: value.to_owned(),
+    })
+}
+
+/// Parses a config name: non-empty, no whitespace, no `=`.
+pub fn parse_config_key(raw: &str) -> Result<String, String> {
+    let key = raw.trim();
+    if key.is_empty() {
+        return Err("config key is empty".to_owned());
+    }
+    if key.contains('=') || key.chars().any(char::is_whitespace) {
+        return Err(format!("'{key}' is not a config key"));
+    }
+    Ok(key.to_owned())
+}
+
+/// Parses one controller address `HOST:PORT` (an IPv6 host in brackets).
+pub fn parse_controller_address(raw: &str) -> Result<String, String> {
+    let address = raw.trim();
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("expected HOST:PORT, got '{address}'"));
+    };
+    if host.is_empty() || host.contains("://") {
+        return Err(format!("expected HOST:PORT, got '{address}'"));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(address.to_owned()),
+        _ => Err(format!("'{port}' is not a port in '{address}'")),
+    }
+}
+
+fn config_map(entries: &[ConfigEntry], flag: &str) -> Result<BTreeMap<String, String>, CliError> {
+    let mut map = BTreeMap::new();
+    for entry in entries {
+        if map.insert(entry.key.clone(), entry.value.clone()).is_some() {
+            return Err(CliError::InvalidArgument(format!(
+                "config '{}' is given twice to {flag}",
+                entry.key
+            )));
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("chronikctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_entries_split_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_config_entry("cleanup.policy=compact"),
+            Ok(ConfigEntry {
+                key: "cleanup.policy".into(),
+                value: "compact".into()
+            })
+        );
+        assert_eq!(
+            parse_config_entry("a=b=c").map(|entry| entry.value),
+            Ok("b=c".to_owned())
+        );
+    }
+
+    #[test]
+    fn malformed_config_entries_are_rejected() {
+        assert_eq!(
+            parse_config_entry("retention.ms"),
+            Err("expected KEY=VALUE, got 'retention.ms'".to_owned())
+        );
+        assert_eq!(
+            parse_config_entry("=1"),
+            Err("config key is empty".to_owned())
+        );
+        assert!(parse_config_entry("retention.ms=").is_err());
+        assert!(parse_config_entry("a b=1").is_err());
+    }
+
+    #[test]
+    fn topic_create_parses_every_option() {
+        let cli = parse(&[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "2",
+            "--config",
+            "retention.ms=1000",
+            "--config",
+            "cleanup.policy=compact",
+        ])
+        .expect("valid command line");
+        let Command::Topic(TopicCommand::Create(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.name, "orders");
+        assert_eq!(args.partitions, Some(3));
+        assert_eq!(args.replication_factor, Some(2));
+        let configs = args.config_map().expect("distinct keys");
+        assert_eq!(
+            configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+        assert_eq!(
+            configs.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
+    }
+
+    #[test]
+    fn topic_create_defaults_partitions_and_replication() {
+        let cli = parse(&["topic", "create", "orders"]).expect("valid command line");
+        let Command::Topic(TopicCommand::Create(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!((args.partitions, args.replication_factor), (None, None));
+        assert!(args.configs.is_empty());
+    }
+
+    #[test]
+    fn topic_create_rejects_bad_values() {
+        let error = parse(&["topic", "create", "orders", "--config", "nokey"]).expect_err("no '='");
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("expected KEY=VALUE"), "{error}");
+        assert!(parse(&["topic", "create", "orders", "--partitions", "0"]).is_err());
+        assert!(parse(&["topic", "create", "orders", "--replication-factor", "-1"]).is_err());
+    }
+
+    #[test]
+    fn a_config_key_given_twice_is_an_error() {
+        let cli = parse(&["topic", "create", "t", "--config", "a=1", "--config", "a=2"])
+            .expect("valid shape");
+        let Command::Topic(TopicCommand::Create(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(
+            args.config_map().expect_err("duplicate").to_string(),
+            "config 'a' is given twice to --config"
+        );
+    }
+
+    fn alter_args(args: &[&str]) -> AlterConfigArgs {
+        let cli = parse(args).expect("valid command line");
+        match cli.command {
+            Command::Topic(TopicCommand::AlterConfig(args)) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn alter_config_collects_sets_and_deletes() {
+        let args = alter_args(&[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "retention.ms=1000",
+            "--delete",
+            "segment.bytes",
+            "--delete",
+            "cleanup.policy",
+        ]);
+        let changes = args.changes().expect("consistent changes");
+        assert_eq!(changes.set.len(), 1);
+        assert_eq!(
+            changes.set.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+        assert_eq!(changes.delete, ["cleanup.policy", "segment.bytes"]);
+    }
+
+    #[test]
+    fn alter_config_needs_a_change_and_no_contradiction() {
+        assert_eq!(
+            parse(&["topic", "alter-config", "orders"])
+                .expect_err("nothing to change")
+                .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        let args = alter_args(&[
+            "topic",
+            "alter-config",
+            "t",
+            "--set",
+            "a=1",
+            "--delete",
+            "a",
+        ]);
+        assert_eq!(
+            args.changes().expect_err("contradiction").to_string(),
+            "config 'a' is both set and deleted"
+        );
+        let args = alter_args(&[
+            "topic",
+            "alter-config",
+            "t",
+            "--delete",
+            "a",
+            "--delete",
+            "a",
+        ]);
+        assert!(args.changes().is_err());
+    }
+
+    #[test]
+    fn global_flags_parse_anywhere() {
+        let cli = parse(&[
+            "cluster",
+            "status",
+            "--controllers",
+            "127.0.0.1:9093, 127.0.0.1:9094",
+            "--output",
+            "json",
+            "--timeout-ms",
+            "500",
+        ])
+        .expect("valid command line");
+        assert_eq!(cli.global.controllers, ["127.0.0.1:9093", "127.0.0.1:9094"]);
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.timeout_ms, 500);
+        assert!(matches!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Status)
+        ));
+    }
+
+    #[test]
+    fn controller_addresses_need_a_port() {
+        assert_eq!(
+            parse_controller_address(" h:9093 "),
+            Ok("h:9093".to_owned())
+        );
+        assert_eq!(
+            parse_controller_address("[::1]:9093"),
+            Ok("[::1]:9093".to_owned())
+        );
+        assert!(parse_controller_address("localhost").is_err());
+        assert!(parse_controller_address("h:0").is_err());
+        assert!(parse_controller_address("h:http").is_err());
+        assert!(parse_controller_address(":9093").is_err());
+        assert!(parse(&["broker", "list", "--controllers", "nohost"]).is_err());
+    }
+
+    #[test]
+    fn election_topic_is_optional() {
+        let cli = parse(&["election", "preferred"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Election(ElectionCommand::Preferred { topic: None })
+        ));
+        let cli = parse(&["election", "preferred", "orders"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Election(ElectionCommand::Preferred { topic: Some(ref t) }) if t == "orders"
+        ));
+    }
+}

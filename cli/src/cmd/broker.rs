@@ -1,0 +1,137 @@
+//! `broker list`: the registered brokers as the active controller sees them. Also owns the conversion of
+//! the wire `BrokerInfo` into [`BrokerStatus`], which `cluster status` reuses.
+
+use chronik_proto::v1::{self, BrokerInfo};
+use serde::Serialize;
+
+use crate::client::ControllerClient;
+use crate::error::CliError;
+
+/// One registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokerStatus {
+    /// The broker id.
+    pub broker_id: i32,
+    /// The broker epoch: the metadata offset of its current registration.
+    pub epoch: i64,
+    /// Its listeners as `host:port`.
+    pub endpoints: Vec<String>,
+    /// Its rack, if it declared one.
+    pub rack: Option<String>,
+    /// Whether it may lead and follow partitions.
+    pub state: BrokerState,
+    /// How many partitions it leads.
+    pub leader_count: u32,
+}
+
+/// A broker's registration state, printed in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerState {
+    /// Alive and eligible for leadership.
+    Unfenced,
+    /// Registered but not heartbeating (or not caught up): holds no leadership.
+    Fenced,
+    /// Shutting down; leadership is being moved away.
+    ControlledShutdown,
+    /// A state this CLI does not know.
+    Unknown,
+}
+
+impl BrokerState {
+    /// The lowercase name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerState::Unfenced => "unfenced",
+            BrokerState::Fenced => "fenced",
+            BrokerState::ControlledShutdown => "controlled_shutdown",
+            BrokerState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<i32> for BrokerState {
+    fn from(state: i32) -> Self {
+        match v1::BrokerState::try_from(state) {
+            Ok(v1::BrokerState::Unfenced) => BrokerState::Unfenced,
+            Ok(v1::BrokerState::Fenced) => BrokerState::Fenced,
+            Ok(v1::BrokerState::ControlledShutdown) => BrokerState::ControlledShutdown,
+            Ok(v1::BrokerState::Unspecified) | Err(_) => BrokerState::Unknown,
+        }
+    }
+}
+
+impl From<&BrokerInfo> for BrokerStatus {
+    fn from(info: &BrokerInfo) -> Self {
+        BrokerStatus {
+            broker_id: info.broker_id,
+            epoch: info.broker_epoch,
+            endpoints: info.endpoints.iter().map(format_endpoint).collect(),
+            rack: info.rack.clone().filter(|rack| !rack.is_empty()),
+            state: BrokerState::from(info.state),
+            leader_count: info.leader_count,
+        }
+    }
+}
+
+/// The brokers of a `DescribeCluster` answer, by id.
+pub fn brokers_of(reply: &v1::DescribeClusterResponse) -> Vec<BrokerStatus> {
+    let mut brokers: Vec<BrokerStatus> = reply.brokers.iter().map(BrokerStatus::from).collect();
+    brokers.sort_by_key(|broker| broker.broker_id);
+    brokers
+}
+
+/// Lists the registered brokers.
+pub async fn list(client: &ControllerClient) -> Result<Vec<BrokerStatus>, CliError> {
+    let reply = client.describe_cluster().await?;
+    Ok(brokers_of(&reply))
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn format_endpoint(endpoint: &v1::Endpoint) -> String {
+    if endpoint.host.contains(':') && !endpoint.host.starts_with('[') {
+        format!("[{}]:{}", endpoint.host, endpoint.port)
+    } else {
+        format!("{}:{}", endpoint.host, endpoint.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(host: &str, port: u32) -> v1::Endpoint {
+        v1::Endpoint {
+            name: "PLAINTEXT".to_owned(),
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    #[test]
+    fn broker_info_converts_with_lowercase_state() {
+        let info = BrokerInfo {
+            broker_id: 2,
+            broker_epoch: 17,
+            incarnation_id: "x".to_owned(),
+            endpoints: vec![endpoint("127.0.0.1", 9092), endpoint("::1", 9095)],
+            rack: Some(String::new()),
+            state: v1::BrokerState::ControlledShutdown as i32,
+            leader_count: 4,
+        };
+        let status = BrokerStatus::from(&info);
+        assert_eq!(status.endpoints, ["127.0.0.1:9092", "[::1]:9095"]);
+        assert_eq!(status.rack, None);
+        assert_eq!(status.state, BrokerState::ControlledShutdown);
+        let json = serde_json::to_value(&status).expect("serializable");
+        assert_eq!(json["state"], "controlled_shutdown");
+        assert_eq!(json["epoch"], 17);
+        assert_eq!(BrokerState::from(99), BrokerState::Unknown);
+    }
+}

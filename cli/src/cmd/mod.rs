@@ -1,0 +1,83 @@
+//! The commands, one file per noun. A command asks the controllers through [`ControllerClient`] and
+//! returns plain data (a [`Report`]); it never prints. Only `output` turns a report into text, so every
+//! command has the same table and JSON behaviour and can be tested without a terminal.
+
+pub mod broker;
+pub mod cluster;
+pub mod election;
+pub mod topic;
+
+use crate::cli::{BrokerCommand, ClusterCommand, Command, ElectionCommand, TopicCommand};
+use crate::client::ControllerClient;
+use crate::error::CliError;
+
+pub use broker::{BrokerState, BrokerStatus};
+pub use cluster::{ClusterStatus, ControllerStatus};
+pub use election::{ElectionOutcome, ElectionResult};
+pub use topic::{
+    CreatedTopic, DeletedTopic, NewTopic, PartitionStatus, TopicConfigs, TopicDetails, TopicSummary,
+};
+
+/// What a command found or did, ready to be rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// `cluster status`.
+    ClusterStatus(ClusterStatus),
+    /// `broker list`.
+    Brokers(Vec<BrokerStatus>),
+    /// `topic create`.
+    TopicCreated(CreatedTopic),
+    /// `topic list`.
+    Topics(Vec<TopicSummary>),
+    /// `topic describe`.
+    TopicDetails(TopicDetails),
+    /// `topic delete`.
+    TopicDeleted(DeletedTopic),
+    /// `topic alter-config`.
+    TopicConfigs(TopicConfigs),
+    /// `election preferred`.
+    Election(Vec<ElectionResult>),
+}
+
+impl Report {
+    /// The error a report stands for once printed: a partial failure the exit status must show.
+    pub fn failure(&self) -> Option<CliError> {
+        match self {
+            Report::Election(results) => election::failure(results),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one command against the controllers.
+pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Report, CliError> {
+    let report = match command {
+        Command::Cluster(ClusterCommand::Status) => {
+            Report::ClusterStatus(cluster::status(client).await?)
+        }
+        Command::Broker(BrokerCommand::List) => Report::Brokers(broker::list(client).await?),
+        Command::Topic(TopicCommand::Create(args)) => {
+            let topic = NewTopic {
+                name: args.name.clone(),
+                partitions: args.partitions,
+                replication_factor: args.replication_factor,
+                configs: args.config_map()?,
+            };
+            Report::TopicCreated(topic::create(client, topic).await?)
+        }
+        Command::Topic(TopicCommand::List) => Report::Topics(topic::list(client).await?),
+        Command::Topic(TopicCommand::Describe { name }) => {
+            Report::TopicDetails(topic::describe(client, name).await?)
+        }
+        Command::Topic(TopicCommand::Delete { name }) => {
+            Report::TopicDeleted(topic::delete(client, name).await?)
+        }
+        Command::Topic(TopicCommand::AlterConfig(args)) => {
+            Report::TopicConfigs(topic::alter_config(client, &args.name, args.changes()?).await?)
+        }
+        Command::Election(ElectionCommand::Preferred { topic }) => {
+            Report::Election(election::preferred(client, topic.as_deref()).await?)
+        }
+    };
+    Ok(report)
+}

@@ -1,0 +1,39 @@
+//! `chronikctl`, the operator CLI of Chronik, as a library: [`cli`] declares the command line, [`cmd`]
+//! runs one command against the controllers through [`client::ControllerClient`] and returns data, and
+//! [`output`] is the only module that prints. `main.rs` only parses, sets up tracing and calls [`run`], so
+//! every piece is testable without a terminal. Library errors are the typed [`CliError`]; `anyhow` is used
+//! only in `main`.
+
+pub mod cli;
+pub mod client;
+pub mod cmd;
+pub mod error;
+pub mod local;
+pub mod output;
+
+use std::io::Write;
+use std::time::Duration;
+
+pub use cli::Cli;
+pub use client::ControllerClient;
+pub use cmd::Report;
+pub use error::CliError;
+pub use output::OutputFormat;
+
+/// Runs the parsed command line: executes the command, prints its report to stdout, and fails if the
+/// command failed or its report records a partial failure.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let client = ControllerClient::new(
+        cli.global.controllers.clone(),
+        Duration::from_millis(cli.global.timeout_ms),
+    )?;
+    let report = cmd::execute(&cli.command, &client).await?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    output::render(&mut out, cli.global.output, &report)?;
+    out.flush()?;
+    match report.failure() {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,417 @@
+//! A local cluster of real `chronik-controller` and `chronik-broker` processes on loopback: what
+//! `chronikctl local up` runs for people without Docker, and what the integration tests start, kill,
+//! pause and restart. Ports are taken from the OS (bind to port 0, then handed to the process), every
+//! node has its own data dir and log file under the cluster dir, and dropping a `LocalCluster` that owns
+//! its processes kills them all.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+/// Errors of the local cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{0}")]
+    Io(String),
+    #[error("binary {} not found; build it first with `cargo build --bins` (or set CHRONIK_BIN_DIR)", .0.display())]
+    MissingBinary(PathBuf),
+    #[error("timed out after {timeout:?} waiting for {what}")]
+    Timeout { what: String, timeout: Duration },
+    #[error("no such node: {0}")]
+    NoSuchNode(String),
+}
+
+fn io(context: impl std::fmt::Display, e: impl std::fmt::Display) -> LocalError {
+    LocalError::Io(format!("{context}: {e}"))
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub controllers: usize,
+    pub brokers: usize,
+    /// Data dirs and logs go below this directory.
+    pub dir: PathBuf,
+    /// Where `chronik-controller` and `chronik-broker` are.
+    pub bin_dir: PathBuf,
+    /// Extra flags for every controller (e.g. `--broker-session-timeout-ms 3000`).
+    pub controller_args: Vec<String>,
+    /// Extra flags for every broker.
+    pub broker_args: Vec<String>,
+    /// Value of RUST_LOG for the processes.
+    pub log_filter: String,
+}
+
+impl ClusterSpec {
+    pub fn new(dir: impl Into<PathBuf>, controllers: usize, brokers: usize) -> Self {
+        Self {
+            controllers,
+            brokers,
+            dir: dir.into(),
+            bin_dir: default_bin_dir(),
+            controller_args: Vec::new(),
+            broker_args: Vec::new(),
+            log_filter: "info".to_string(),
+        }
+    }
+}
+
+/// The directory holding the Chronik binaries: `CHRONIK_BIN_DIR`, else the directory of the running
+/// executable (or its parent, for test executables in `target/<profile>/deps`).
+pub fn default_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CHRONIK_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    if exe_dir.ends_with("deps") {
+        exe_dir.parent().map(Path::to_path_buf).unwrap_or(exe_dir)
+    } else {
+        exe_dir
+    }
+}
+
+/// A port the OS just handed out; released when the node starts.
+fn free_port() -> Result<u16, LocalError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| io("cannot bind a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| io("cannot read a bound port", e))
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// One node (controller or broker) of the cluster.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Node {
+    /// `controller` or `broker`.
+    pub kind: String,
+    pub id: u64,
+    /// gRPC address (controllers) or Kafka listener (brokers).
+    pub addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_file: PathBuf,
+    pub pid: Option<u32>,
+    #[serde(skip)]
+    child: Option<Child>,
+    args: Vec<String>,
+    binary: PathBuf,
+}
+
+impl Node {
+    fn spawn(&mut self, log_filter: &str) -> Result<(), LocalError> {
+        if !self.binary.exists() {
+            return Err(LocalError::MissingBinary(self.binary.clone()));
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| io(self.data_dir.display(), e))?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)
+            .map_err(|e| io(self.log_file.display(), e))?;
+        let log_err = log.try_clone().map_err(|e| io(self.log_file.display(), e))?;
+        let child = Command::new(&self.binary)
+            .args(&self.args)
+            .env("RUST_LOG", log_filter)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| io(format!("cannot start {}", self.binary.display()), e))?;
+        self.pid = Some(child.id());
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), LocalError> {
+        let pid = self.pid.ok_or_else(|| LocalError::NoSuchNode(format!("{} {} is not running", self.kind, self.id)))?;
+        kill(Pid::from_raw(pid as i32), signal).map_err(|e| io(format!("kill -{signal} {pid}"), e))
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, LocalError> {
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| LocalError::NoSuchNode(format!("{} {} is not running", self.kind, self.id)))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| io("wait", e))? {
+                self.child = None;
+                self.pid = None;
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(LocalError::Timeout {
+                    what: format!("{} {} to exit", self.kind, self.id),
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9, and reap the process.
+    pub fn kill(&mut self) -> Result<(), LocalError> {
+        if self.is_running() {
+            self.signal(Signal::SIGKILL)?;
+            self.wait_exit(Duration::from_secs(10))?;
+        }
+        self.child = None;
+        self.pid = None;
+        Ok(())
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus, LocalError> {
+        self.signal(Signal::SIGTERM)?;
+        self.wait_exit(timeout)
+    }
+
+    pub fn pause(&self) -> Result<(), LocalError> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    pub fn resume(&self) -> Result<(), LocalError> {
+        self.signal(Signal::SIGCONT)
+    }
+
+    /// The process's output so far (for diagnosing a failed test).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_file).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// A running local cluster.
+#[derive(Debug)]
+pub struct LocalCluster {
+    pub spec: ClusterSpec,
+    pub controllers: Vec<Node>,
+    pub brokers: Vec<Node>,
+}
+
+impl LocalCluster {
+    /// Allocates ports and starts every controller and broker (without waiting for readiness).
+    pub fn start(spec: ClusterSpec) -> Result<Self, LocalError> {
+        std::fs::create_dir_all(&spec.dir).map_err(|e| io(spec.dir.display(), e))?;
+        let controller_ports: Vec<(u16, u16)> = (0..spec.controllers)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<Result<_, LocalError>>()?;
+        let quorum = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, (grpc, _))| format!("{}@127.0.0.1:{grpc}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let controllers_arg = controller_ports
+            .iter()
+            .map(|(grpc, _)| format!("127.0.0.1:{grpc}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut controllers = Vec::new();
+        for (i, (grpc, http)) in controller_ports.iter().enumerate() {
+            let id = (i + 1) as u64;
+            let data_dir = spec.dir.join(format!("controller-{id}"));
+            let mut args = vec![
+                "--node-id".to_string(),
+                id.to_string(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--listen".into(),
+                loopback(*grpc).to_string(),
+                "--http-listen".into(),
+                loopback(*http).to_string(),
+                "--quorum".into(),
+                quorum.clone(),
+            ];
+            args.extend(spec.controller_args.iter().cloned());
+            controllers.push(Node {
+                kind: "controller".into(),
+                id,
+                addr: loopback(*grpc),
+                http_addr: loopback(*http),
+                log_file: spec.dir.join(format!("controller-{id}.log")),
+                data_dir,
+                pid: None,
+                child: None,
+                args,
+                binary: spec.bin_dir.join("chronik-controller"),
+            });
+        }
+        let mut brokers = Vec::new();
+        for i in 0..spec.brokers {
+            let id = (i + 1) as u64;
+            let (kafka, http) = (free_port()?, free_port()?);
+            let data_dir = spec.dir.join(format!("broker-{id}"));
+            let mut args = vec![
+                "--broker-id".to_string(),
+                id.to_string(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--listen".into(),
+                loopback(kafka).to_string(),
+                "--advertised-listener".into(),
+                loopback(kafka).to_string(),
+                "--http-listen".into(),
+                loopback(http).to_string(),
+                "--controllers".into(),
+                controllers_arg.clone(),
+            ];
+            args.extend(spec.broker_args.iter().cloned());
+            brokers.push(Node {
+                kind: "broker".into(),
+                id,
+                addr: loopback(kafka),
+                http_addr: loopback(http),
+                log_file: spec.dir.join(format!("broker-{id}.log")),
+                data_dir,
+                pid: None,
+                child: None,
+                args,
+                binary: spec.bin_dir.join("chronik-broker"),
+            });
+        }
+        let mut cluster = Self {
+            spec,
+            controllers,
+            brokers,
+        };
+        let filter = cluster.spec.log_filter.clone();
+        for node in cluster.controllers.iter_mut().chain(cluster.brokers.iter_mut()) {
+            node.spawn(&filter)?;
+        }
+        Ok(cluster)
+    }
+
+    /// `host:port,...` of every controller's gRPC listener (for `--controllers`).
+    pub fn controllers_arg(&self) -> String {
+        self.controllers
+            .iter()
+            .map(|c| c.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `host:port,...` of every broker's Kafka listener (for Kafka clients' bootstrap.servers).
+    pub fn bootstrap_servers(&self) -> String {
+        self.brokers
+            .iter()
+            .map(|b| b.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn controller(&mut self, id: u64) -> Result<&mut Node, LocalError> {
+        self.controllers
+            .iter_mut()
+            .find(|c| c.id == id)
+            .ok_or_else(|| LocalError::NoSuchNode(format!("controller {id}")))
+    }
+
+    pub fn broker(&mut self, id: u64) -> Result<&mut Node, LocalError> {
+        self.brokers
+            .iter_mut()
+            .find(|b| b.id == id)
+            .ok_or_else(|| LocalError::NoSuchNode(format!("broker {id}")))
+    }
+
+    /// Starts a stopped node again with the same ports and data dir.
+    pub fn restart(&mut self, kind: &str, id: u64) -> Result<(), LocalError> {
+        let filter = self.spec.log_filter.clone();
+        let node = match kind {
+            "controller" => self.controller(id)?,
+            _ => self.broker(id)?,
+        };
+        node.kill()?;
+        node.spawn(&filter)
+    }
+
+    /// Waits until `/readyz` of every running node answers 200.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), LocalError> {
+        let urls: Vec<(String, String)> = self
+            .controllers
+            .iter_mut()
+            .chain(self.brokers.iter_mut())
+            .filter_map(|n| {
+                n.is_running()
+                    .then(|| (format!("{} {}", n.kind, n.id), format!("http://{}/readyz", n.http_addr)))
+            })
+            .collect();
+        for (what, url) in urls {
+            wait_http_ok(&url, timeout)
+                .await
+                .map_err(|_| LocalError::Timeout {
+                    what: format!("{what} to be ready ({url})"),
+                    timeout,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// A summary of where everything is, for people and for `chronikctl local status`.
+    pub fn describe(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        out.insert("controllers".into(), self.controllers_arg());
+        out.insert("bootstrap_servers".into(), self.bootstrap_servers());
+        out.insert("dir".into(), self.spec.dir.display().to_string());
+        out
+    }
+
+    /// Kills every process.
+    pub fn kill_all(&mut self) {
+        for node in self.controllers.iter_mut().chain(self.brokers.iter_mut()) {
+            let _ = node.kill();
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Polls `url` until it answers 200 or `timeout` passes.
+pub async fn wait_http_ok(url: &str, timeout: Duration) -> Result<(), LocalError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| io("http client", e))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(url).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(LocalError::Timeout {
+                what: url.to_string(),
+                timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,238 @@
+//! Conversions between the controller's domain types and the generated protobuf types. Brokers use the
+//! same functions to turn `WatchMetadata` updates back into records, so both sides agree by construction.
+
+use chronik_proto::v1 as pb;
+use uuid::Uuid;
+
+use crate::state::records::{ConfigResource, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord};
+use crate::state::{Endpoint, Record};
+
+/// A record or request field that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed {0}")]
+pub struct DecodeError(pub String);
+
+pub fn topic_id_to_bytes(id: Uuid) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+pub fn topic_id_from_bytes(bytes: &[u8]) -> Result<Uuid, DecodeError> {
+    Uuid::from_slice(bytes).map_err(|_| DecodeError(format!("topic id ({} bytes, need 16)", bytes.len())))
+}
+
+pub fn endpoint_to_proto(e: &Endpoint) -> pb::Endpoint {
+    pb::Endpoint {
+        name: e.name.clone(),
+        host: e.host.clone(),
+        port: u32::from(e.port),
+    }
+}
+
+pub fn endpoint_from_proto(e: &pb::Endpoint) -> Result<Endpoint, DecodeError> {
+    let port = u16::try_from(e.port).map_err(|_| DecodeError(format!("port {}", e.port)))?;
+    if e.host.is_empty() {
+        return Err(DecodeError("endpoint: empty host".into()));
+    }
+    Ok(Endpoint {
+        name: e.name.clone(),
+        host: e.host.clone(),
+        port,
+    })
+}
+
+pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
+    use pb::metadata_record::Record as R;
+    let inner = match record {
+        Record::ClusterId { cluster_id } => R::ClusterId(pb::ClusterIdRecord {
+            cluster_id: cluster_id.clone(),
+        }),
+        Record::RegisterBroker(r) => R::RegisterBroker(pb::RegisterBrokerRecord {
+            broker_id: r.broker_id,
+            incarnation_id: r.incarnation_id.to_string(),
+            broker_epoch: r.broker_epoch,
+            endpoints: r.endpoints.iter().map(endpoint_to_proto).collect(),
+            rack: r.rack.clone(),
+            fenced: r.fenced,
+            in_controlled_shutdown: r.in_controlled_shutdown,
+        }),
+        Record::BrokerChange {
+            broker_id,
+            broker_epoch,
+            fenced,
+            in_controlled_shutdown,
+        } => R::BrokerChange(pb::BrokerRegistrationChangeRecord {
+            broker_id: *broker_id,
+            broker_epoch: *broker_epoch,
+            fenced: *fenced,
+            in_controlled_shutdown: *in_controlled_shutdown,
+        }),
+        Record::UnregisterBroker {
+            broker_id,
+            broker_epoch,
+        } => R::UnregisterBroker(pb::UnregisterBrokerRecord {
+            broker_id: *broker_id,
+            broker_epoch: *broker_epoch,
+        }),
+        Record::Topic { name, topic_id } => R::Topic(pb::TopicRecord {
+            name: name.clone(),
+            topic_id: topic_id_to_bytes(*topic_id),
+        }),
+        Record::Partition(p) => R::Partition(pb::PartitionRecord {
+            topic_id: topic_id_to_bytes(p.topic_id),
+            partition_index: p.partition,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            recovering: p.recovering,
+        }),
+        Record::PartitionChange(c) => R::PartitionChange(pb::PartitionChangeRecord {
+            topic_id: topic_id_to_bytes(c.topic_id),
+            partition_index: c.partition,
+            leader: c.leader,
+            isr: c.isr.as_ref().map(|b| pb::BrokerList { brokers: b.clone() }),
+            replicas: c.replicas.as_ref().map(|b| pb::BrokerList { brokers: b.clone() }),
+            recovering: c.recovering,
+        }),
+        Record::RemoveTopic { topic_id } => R::RemoveTopic(pb::RemoveTopicRecord {
+            topic_id: topic_id_to_bytes(*topic_id),
+        }),
+        Record::Config {
+            resource,
+            key,
+            value,
+        } => {
+            let (resource, resource_name) = match resource {
+                ConfigResource::Cluster => (pb::ConfigResource::Cluster, String::new()),
+                ConfigResource::Topic(name) => (pb::ConfigResource::Topic, name.clone()),
+            };
+            R::Config(pb::ConfigRecord {
+                resource: resource as i32,
+                resource_name,
+                key: key.clone(),
+                value: value.clone(),
+            })
+        }
+        Record::ProducerIds {
+            broker_id,
+            broker_epoch,
+            next_producer_id,
+        } => R::ProducerIds(pb::ProducerIdsRecord {
+            broker_id: *broker_id,
+            broker_epoch: *broker_epoch,
+            next_producer_id: *next_producer_id,
+        }),
+    };
+    pb::MetadataRecord {
+        record: Some(inner),
+    }
+}
+
+pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeError> {
+    use pb::metadata_record::Record as R;
+    let inner = record
+        .record
+        .as_ref()
+        .ok_or_else(|| DecodeError("metadata record: empty".into()))?;
+    Ok(match inner {
+        R::ClusterId(r) => Record::ClusterId {
+            cluster_id: r.cluster_id.clone(),
+        },
+        R::RegisterBroker(r) => Record::RegisterBroker(RegisterBrokerRecord {
+            broker_id: r.broker_id,
+            incarnation_id: Uuid::parse_str(&r.incarnation_id)
+                .map_err(|_| DecodeError(format!("incarnation id '{}'", r.incarnation_id)))?,
+            broker_epoch: r.broker_epoch,
+            endpoints: r
+                .endpoints
+                .iter()
+                .map(endpoint_from_proto)
+                .collect::<Result<_, _>>()?,
+            rack: r.rack.clone(),
+            fenced: r.fenced,
+            in_controlled_shutdown: r.in_controlled_shutdown,
+        }),
+        R::BrokerChange(r) => Record::BrokerChange {
+            broker_id: r.broker_id,
+            broker_epoch: r.broker_epoch,
+            fenced: r.fenced,
+            in_controlled_shutdown: r.in_controlled_shutdown,
+        },
+        R::UnregisterBroker(r) => Record::UnregisterBroker {
+            broker_id: r.broker_id,
+            broker_epoch: r.broker_epoch,
+        },
+        R::Topic(r) => Record::Topic {
+            name: r.name.clone(),
+            topic_id: topic_id_from_bytes(&r.topic_id)?,
+        },
+        R::Partition(p) => Record::Partition(PartitionRecord {
+            topic_id: topic_id_from_bytes(&p.topic_id)?,
+            partition: p.partition_index,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            recovering: p.recovering,
+        }),
+        R::PartitionChange(c) => Record::PartitionChange(PartitionChangeRecord {
+            topic_id: topic_id_from_bytes(&c.topic_id)?,
+            partition: c.partition_index,
+            leader: c.leader,
+            isr: c.isr.as_ref().map(|l| l.brokers.clone()),
+            replicas: c.replicas.as_ref().map(|l| l.brokers.clone()),
+            recovering: c.recovering,
+        }),
+        R::RemoveTopic(r) => Record::RemoveTopic {
+            topic_id: topic_id_from_bytes(&r.topic_id)?,
+        },
+        R::Config(r) => Record::Config {
+            resource: match pb::ConfigResource::try_from(r.resource) {
+                Ok(pb::ConfigResource::Cluster) => ConfigResource::Cluster,
+                Ok(pb::ConfigResource::Topic) => ConfigResource::Topic(r.resource_name.clone()),
+                _ => return Err(DecodeError(format!("config resource {}", r.resource))),
+            },
+            key: r.key.clone(),
+            value: r.value.clone(),
+        },
+        R::ProducerIds(r) => Record::ProducerIds {
+            broker_id: r.broker_id,
+            broker_epoch: r.broker_epoch,
+            next_producer_id: r.next_producer_id,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::cluster::tests::cluster;
+
+    #[test]
+    fn every_record_of_an_image_round_trips_through_protobuf() {
+        let image = cluster(&[1, 2, 3], 4, 3);
+        let records = image.to_records();
+        assert!(records.len() > 8);
+        let decoded: Vec<Record> = records
+            .iter()
+            .map(|r| record_from_proto(&record_to_proto(r)).expect("decodes"))
+            .collect();
+        assert_eq!(decoded, records);
+        let mut rebuilt = crate::state::MetadataImage::default();
+        rebuilt.replay_all(image.offset, &decoded);
+        assert_eq!(rebuilt, image);
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        assert!(record_from_proto(&pb::MetadataRecord { record: None }).is_err());
+        let bad = pb::MetadataRecord {
+            record: Some(pb::metadata_record::Record::RemoveTopic(pb::RemoveTopicRecord {
+                topic_id: vec![1, 2, 3],
+            })),
+        };
+        assert!(record_from_proto(&bad).is_err());
+    }
+}

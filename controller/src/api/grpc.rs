@@ -1,0 +1,572 @@
+//! gRPC services: `BrokerService` (registration, heartbeats, ISR changes, producer ids, the metadata
+//! watch) and `AdminService` (topics, cluster description, elections). Handlers decode, run a pure
+//! command through the `Quorum`, and encode; `status` is the one place errors become gRPC statuses.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronik_proto::v1 as pb;
+use chronik_proto::v1::admin_service_server::AdminService;
+use chronik_proto::v1::broker_service_server::BrokerService;
+use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+use tracing::{debug, info};
+use uuid::Uuid;
+
+use super::convert::{endpoint_from_proto, endpoint_to_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes};
+use super::{cluster_view, ClusterView};
+use crate::applied::{AppliedMetadata, Resume};
+use crate::error::{ApiError, ControllerError, ErrorCode};
+use crate::liveness::Liveness;
+use crate::quorum::Quorum;
+use crate::state::cluster::{self, Heartbeat, RegisterBroker};
+use crate::state::topics::{self, AlterPartitionItem, CreateTopic, TopicRef};
+use crate::state::MetadataImage;
+
+/// Maps a controller error to a gRPC status carrying the Kafka error name (and the active controller on
+/// NOT_CONTROLLER) in its metadata.
+pub fn status(err: ControllerError) -> Status {
+    let (mut status, name) = match &err {
+        ControllerError::Api(e) => {
+            let code = match e.code {
+                ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::UnknownTopicId
+                | ErrorCode::BrokerIdNotRegistered => tonic::Code::NotFound,
+                ErrorCode::TopicAlreadyExists | ErrorCode::DuplicateBrokerRegistration => {
+                    tonic::Code::AlreadyExists
+                }
+                ErrorCode::StaleBrokerEpoch
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::InconsistentClusterId
+                | ErrorCode::InvalidUpdateVersion => tonic::Code::FailedPrecondition,
+                _ => tonic::Code::InvalidArgument,
+            };
+            (Status::new(code, e.message.clone()), e.code.name())
+        }
+        ControllerError::NotController { .. } => (
+            Status::unavailable("this controller is not the active controller"),
+            ErrorCode::NotController.name(),
+        ),
+        ControllerError::Unavailable(m) => (Status::unavailable(m.clone()), "COORDINATOR_NOT_AVAILABLE"),
+        ControllerError::ShuttingDown => (Status::unavailable("controller shutting down"), "NOT_CONTROLLER"),
+    };
+    status
+        .metadata_mut()
+        .insert(ERROR_METADATA_KEY, MetadataValue::from_static(name));
+    if let ControllerError::NotController {
+        leader: Some((id, address)),
+    } = &err
+    {
+        if let Ok(value) = MetadataValue::try_from(format!("{id}@{address}")) {
+            status.metadata_mut().insert(LEADER_METADATA_KEY, value);
+        }
+    }
+    status
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    status(ApiError::new(ErrorCode::InvalidRequest, message).into())
+}
+
+/// The state both services share.
+#[derive(Clone)]
+pub struct ControllerApi {
+    pub quorum: Arc<Quorum>,
+    pub liveness: Arc<Liveness>,
+    pub heartbeat_interval: Duration,
+    pub session_timeout: Duration,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::MetadataUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl BrokerService for ControllerApi {
+    async fn register_broker(
+        &self,
+        request: Request<pb::RegisterBrokerRequest>,
+    ) -> Result<Response<pb::RegisterBrokerResponse>, Status> {
+        let req = request.into_inner();
+        let incarnation_id = Uuid::parse_str(&req.incarnation_id)
+            .map_err(|_| invalid(format!("incarnation id '{}' is not a UUID", req.incarnation_id)))?;
+        let endpoints = req
+            .endpoints
+            .iter()
+            .map(endpoint_from_proto)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let register = RegisterBroker {
+            broker_id: req.broker_id,
+            incarnation_id,
+            endpoints,
+            rack: req.rack.filter(|r| !r.is_empty()),
+            cluster_id: Some(req.cluster_id).filter(|c| !c.is_empty()),
+        };
+        let liveness = &self.liveness;
+        let (offset, existing_epoch) = self
+            .quorum
+            .run(|image| {
+                cluster::register_broker(image, &register, liveness.has_live_session(register.broker_id))
+            })
+            .await
+            .map_err(status)?;
+        let broker_epoch = existing_epoch.unwrap_or(offset as i64);
+        self.liveness.touch(register.broker_id, broker_epoch, 0);
+        if existing_epoch.is_none() {
+            info!(broker_id = register.broker_id, broker_epoch, "registered broker");
+        }
+        let cluster_id = self
+            .quorum
+            .applied()
+            .with_image(|i| i.cluster_id.clone().unwrap_or_default());
+        Ok(Response::new(pb::RegisterBrokerResponse {
+            broker_epoch,
+            cluster_id,
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u32,
+            session_timeout_ms: self.session_timeout.as_millis() as u32,
+        }))
+    }
+
+    async fn broker_heartbeat(
+        &self,
+        request: Request<pb::BrokerHeartbeatRequest>,
+    ) -> Result<Response<pb::BrokerHeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let heartbeat = Heartbeat {
+            broker_id: req.broker_id,
+            broker_epoch: req.broker_epoch,
+            metadata_offset: req.current_metadata_offset,
+            want_fence: req.want_fence,
+            want_shut_down: req.want_shut_down,
+        };
+        let liveness = &self.liveness;
+        let (offset, reply) = self
+            .quorum
+            .run(|image| {
+                let others_caught_up = liveness.others_caught_up(image, heartbeat.broker_id);
+                cluster::process_heartbeat(image, &heartbeat, others_caught_up)
+            })
+            .await
+            .map_err(status)?;
+        let id = heartbeat.broker_id;
+        if reply.should_shut_down {
+            self.liveness.remove(id);
+            info!(broker_id = id, "broker completed controlled shutdown");
+        } else {
+            self.liveness.touch(id, heartbeat.broker_epoch, heartbeat.metadata_offset);
+            if reply.in_controlled_shutdown {
+                self.liveness.note_controlled_shutdown(id, offset);
+            }
+        }
+        Ok(Response::new(pb::BrokerHeartbeatResponse {
+            is_caught_up: reply.is_caught_up,
+            is_fenced: reply.is_fenced,
+            should_shut_down: reply.should_shut_down,
+            in_controlled_shutdown: reply.in_controlled_shutdown,
+        }))
+    }
+
+    async fn alter_partition(
+        &self,
+        request: Request<pb::AlterPartitionRequest>,
+    ) -> Result<Response<pb::AlterPartitionResponse>, Status> {
+        let req = request.into_inner();
+        let mut items = Vec::new();
+        for topic in &req.topics {
+            let topic_id = topic_id_from_bytes(&topic.topic_id).map_err(|e| invalid(e.to_string()))?;
+            items.extend(topic.partitions.iter().map(|p| AlterPartitionItem {
+                topic_id,
+                partition: p.partition_index,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                new_isr: p.new_isr.iter().map(|m| (m.broker_id, m.broker_epoch)).collect(),
+            }));
+        }
+        let (_, outcomes) = self
+            .quorum
+            .run(|image| topics::alter_partition(image, req.broker_id, req.broker_epoch, &items))
+            .await
+            .map_err(status)?;
+        let mut by_topic: Vec<pb::AlterPartitionTopicResult> = Vec::new();
+        for (item, outcome) in items.iter().zip(outcomes) {
+            let result = match outcome {
+                Ok(p) => pb::AlterPartitionResult {
+                    partition_index: item.partition,
+                    error_code: 0,
+                    leader_id: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    isr: p.isr,
+                    partition_epoch: p.partition_epoch,
+                },
+                Err(code) => pb::AlterPartitionResult {
+                    partition_index: item.partition,
+                    error_code: i32::from(code.code()),
+                    ..Default::default()
+                },
+            };
+            let topic_id = topic_id_to_bytes(item.topic_id);
+            match by_topic.iter_mut().find(|t| t.topic_id == topic_id) {
+                Some(t) => t.partitions.push(result),
+                None => by_topic.push(pb::AlterPartitionTopicResult {
+                    topic_id,
+                    partitions: vec![result],
+                }),
+            }
+        }
+        Ok(Response::new(pb::AlterPartitionResponse { topics: by_topic }))
+    }
+
+    async fn allocate_producer_ids(
+        &self,
+        request: Request<pb::AllocateProducerIdsRequest>,
+    ) -> Result<Response<pb::AllocateProducerIdsResponse>, Status> {
+        let req = request.into_inner();
+        let (_, (first, count)) = self
+            .quorum
+            .run(|image| cluster::allocate_producer_ids(image, req.broker_id, req.broker_epoch))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AllocateProducerIdsResponse {
+            first_producer_id: first,
+            count: count as i32,
+        }))
+    }
+
+    type WatchMetadataStream = WatchStream;
+
+    async fn watch_metadata(
+        &self,
+        request: Request<pb::WatchMetadataRequest>,
+    ) -> Result<Response<Self::WatchMetadataStream>, Status> {
+        let from_offset = request.into_inner().from_offset;
+        let (tx, rx) = mpsc::channel(64);
+        let applied = self.quorum.applied().clone();
+        let shutdown = self.shutdown.clone();
+        self.tasks
+            .spawn(stream_metadata(applied, from_offset, tx, shutdown));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Feeds one watcher: a full image if it is too far behind, then every applied entry in order.
+async fn stream_metadata(
+    applied: Arc<AppliedMetadata>,
+    from_offset: u64,
+    tx: mpsc::Sender<Result<pb::MetadataUpdate, Status>>,
+    shutdown: CancellationToken,
+) {
+    let mut offsets = applied.subscribe();
+    let mut last_sent = from_offset;
+    loop {
+        let updates = match applied.resume(last_sent) {
+            Resume::Snapshot(image) => vec![pb::MetadataUpdate {
+                offset: image.offset,
+                is_snapshot: true,
+                records: image.to_records().iter().map(record_to_proto).collect(),
+            }],
+            Resume::Entries(entries) => entries
+                .into_iter()
+                .filter(|e| e.offset > last_sent)
+                .map(|e| pb::MetadataUpdate {
+                    offset: e.offset,
+                    is_snapshot: false,
+                    records: e.records.iter().map(record_to_proto).collect(),
+                })
+                .collect(),
+        };
+        for update in updates {
+            last_sent = update.offset;
+            if tx.send(Ok(update)).await.is_err() {
+                debug!("metadata watcher went away");
+                return;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tx.closed() => return,
+            changed = offsets.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+fn create_result(name: String, outcome: Result<topics::CreatedTopic, ApiError>, offset: u64) -> pb::CreateTopicResult {
+    match outcome {
+        Ok(created) => pb::CreateTopicResult {
+            name,
+            error_code: 0,
+            error_message: String::new(),
+            topic_id: if created.topic_id.is_nil() { Vec::new() } else { topic_id_to_bytes(created.topic_id) },
+            num_partitions: created.num_partitions,
+            replication_factor: created.replication_factor,
+            configs: created.configs.into_iter().collect(),
+            metadata_offset: offset,
+        },
+        Err(e) => pb::CreateTopicResult {
+            name,
+            error_code: i32::from(e.code.code()),
+            error_message: e.message,
+            ..Default::default()
+        },
+    }
+}
+
+fn describe_topic(image: &MetadataImage, name: &str) -> pb::TopicDescription {
+    match image.topic_by_name(name) {
+        Some(t) => pb::TopicDescription {
+            name: t.name.clone(),
+            topic_id: topic_id_to_bytes(t.id),
+            error_code: 0,
+            error_message: String::new(),
+            configs: t.configs.clone().into_iter().collect(),
+            partitions: t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| pb::PartitionDescription {
+                    partition_index: i as i32,
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    recovering: p.recovering,
+                })
+                .collect(),
+            internal: topics::is_internal_topic(&t.name),
+        },
+        None => pb::TopicDescription {
+            name: name.to_string(),
+            error_code: i32::from(ErrorCode::UnknownTopicOrPartition.code()),
+            error_message: format!("topic '{name}' does not exist"),
+            ..Default::default()
+        },
+    }
+}
+
+pub fn cluster_view_to_proto(view: ClusterView, image: &MetadataImage) -> pb::DescribeClusterResponse {
+    pb::DescribeClusterResponse {
+        cluster_id: view.cluster_id,
+        leader_id: view.leader_id.unwrap_or(0),
+        controllers: view
+            .controllers
+            .into_iter()
+            .map(|c| pb::ControllerInfo {
+                node_id: c.node_id,
+                address: c.address,
+                role: c.role,
+                term: c.term,
+                commit_index: c.commit_index,
+                applied_index: c.applied_index,
+                is_self: c.is_self,
+            })
+            .collect(),
+        brokers: image
+            .brokers
+            .values()
+            .map(|b| pb::BrokerInfo {
+                broker_id: b.broker_id,
+                broker_epoch: b.broker_epoch,
+                incarnation_id: b.incarnation_id.to_string(),
+                endpoints: b.endpoints.iter().map(endpoint_to_proto).collect(),
+                rack: b.rack.clone(),
+                state: match super::broker_state(b) {
+                    "fenced" => pb::BrokerState::Fenced,
+                    "controlled_shutdown" => pb::BrokerState::ControlledShutdown,
+                    _ => pb::BrokerState::Unfenced,
+                } as i32,
+                leader_count: image.leader_count(b.broker_id) as u32,
+            })
+            .collect(),
+        metadata_offset: view.metadata_offset,
+        topic_count: view.topic_count as u32,
+        partition_count: view.partition_count as u32,
+        leaderless_partitions: view.leaderless_partitions as u32,
+        under_replicated_partitions: view.under_replicated_partitions as u32,
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for ControllerApi {
+    async fn create_topics(
+        &self,
+        request: Request<pb::CreateTopicsRequest>,
+    ) -> Result<Response<pb::CreateTopicsResponse>, Status> {
+        let req = request.into_inner();
+        let requested: Vec<CreateTopic> = req
+            .topics
+            .into_iter()
+            .map(|t| CreateTopic {
+                name: t.name,
+                num_partitions: t.num_partitions,
+                replication_factor: t.replication_factor,
+                configs: t.configs.into_iter().collect::<BTreeMap<_, _>>(),
+            })
+            .collect();
+        let (offset, reply) = self
+            .quorum
+            .run(|image| Ok(topics::create_topics(image, &requested, req.validate_only, Uuid::new_v4)))
+            .await
+            .map_err(status)?;
+        let offset = if req.validate_only { 0 } else { offset };
+        let topics = reply
+            .into_iter()
+            .map(|(name, outcome)| {
+                if let Ok(created) = &outcome {
+                    if !req.validate_only {
+                        info!(topic = %name, topic_id = %created.topic_id, partitions = created.num_partitions, "created topic");
+                    }
+                }
+                create_result(name, outcome, offset)
+            })
+            .collect();
+        Ok(Response::new(pb::CreateTopicsResponse { topics }))
+    }
+
+    async fn delete_topics(
+        &self,
+        request: Request<pb::DeleteTopicsRequest>,
+    ) -> Result<Response<pb::DeleteTopicsResponse>, Status> {
+        let req = request.into_inner();
+        let mut refs: Vec<TopicRef> = req.names.into_iter().map(TopicRef::Name).collect();
+        for id in &req.topic_ids {
+            refs.push(TopicRef::Id(topic_id_from_bytes(id).map_err(|e| invalid(e.to_string()))?));
+        }
+        let (offset, reply) = self
+            .quorum
+            .run(|image| Ok(topics::delete_topics(image, &refs)))
+            .await
+            .map_err(status)?;
+        let topics = reply
+            .into_iter()
+            .map(|(name, id, outcome)| {
+                let (error_code, error_message) = match outcome {
+                    Ok(()) => {
+                        info!(topic = %name, topic_id = %id, "deleted topic");
+                        (0, String::new())
+                    }
+                    Err(e) => (i32::from(e.code.code()), e.message),
+                };
+                pb::DeleteTopicResult {
+                    name,
+                    topic_id: if id.is_nil() { Vec::new() } else { topic_id_to_bytes(id) },
+                    error_code,
+                    error_message,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::DeleteTopicsResponse {
+            topics,
+            metadata_offset: offset,
+        }))
+    }
+
+    async fn list_topics(
+        &self,
+        _request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let topics = self.quorum.applied().with_image(|image| {
+            image
+                .topic_ids
+                .values()
+                .filter_map(|id| image.topics.get(id))
+                .map(|t| pb::TopicListing {
+                    name: t.name.clone(),
+                    topic_id: topic_id_to_bytes(t.id),
+                    num_partitions: t.partitions.len() as i32,
+                    replication_factor: t.replication_factor() as i32,
+                    internal: topics::is_internal_topic(&t.name),
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topics(
+        &self,
+        request: Request<pb::DescribeTopicsRequest>,
+    ) -> Result<Response<pb::DescribeTopicsResponse>, Status> {
+        let names = request.into_inner().names;
+        let topics = self.quorum.applied().with_image(|image| {
+            if names.is_empty() {
+                image.topic_ids.keys().map(|n| describe_topic(image, n)).collect()
+            } else {
+                names.iter().map(|n| describe_topic(image, n)).collect()
+            }
+        });
+        Ok(Response::new(pb::DescribeTopicsResponse { topics }))
+    }
+
+    async fn describe_cluster(
+        &self,
+        _request: Request<pb::DescribeClusterRequest>,
+    ) -> Result<Response<pb::DescribeClusterResponse>, Status> {
+        let view = cluster_view(&self.quorum);
+        let image = self.quorum.applied().image();
+        Ok(Response::new(cluster_view_to_proto(view, &image)))
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        request: Request<pb::AlterTopicConfigsRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigsResponse>, Status> {
+        let req = request.into_inner();
+        let set: BTreeMap<String, String> = req.set.into_iter().collect();
+        let (_, configs) = self
+            .quorum
+            .run(|image| {
+                let result = topics::alter_topic_configs(image, &req.topic, &set, &req.delete)?;
+                Ok(if req.validate_only {
+                    crate::state::ControllerResult::new(Vec::new(), result.reply)
+                } else {
+                    result
+                })
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AlterTopicConfigsResponse {
+            configs: configs.into_iter().collect(),
+        }))
+    }
+
+    async fn elect_leaders(
+        &self,
+        request: Request<pb::ElectLeadersRequest>,
+    ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
+        let names = request.into_inner().topics;
+        let selected = (!names.is_empty()).then_some(names.as_slice());
+        let (_, outcomes) = self
+            .quorum
+            .run(|image| topics::elect_preferred_leaders(image, selected))
+            .await
+            .map_err(status)?;
+        let partitions = outcomes
+            .into_iter()
+            .map(|(topic, partition_index, outcome)| match outcome {
+                Ok(leader) => pb::ElectLeadersResult {
+                    topic,
+                    partition_index,
+                    error_code: 0,
+                    error_message: String::new(),
+                    leader,
+                },
+                Err(e) => pb::ElectLeadersResult {
+                    topic,
+                    partition_index,
+                    error_code: i32::from(e.code.code()),
+                    error_message: e.message,
+                    leader: -1,
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::ElectLeadersResponse { partitions }))
+    }
+}

@@ -1,0 +1,88 @@
+//! HTTP for operators and orchestrators: `/healthz` (the process is up), `/readyz` (this node is in a
+//! quorum with a known leader), `/metrics` (Prometheus text) and `/api/v1/cluster` (the cluster as JSON).
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::{cluster_view, partition_health};
+use crate::quorum::Quorum;
+
+pub fn router(quorum: Arc<Quorum>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/cluster", get(cluster))
+        .with_state(quorum)
+}
+
+async fn readyz(State(quorum): State<Arc<Quorum>>) -> Response {
+    let metrics = quorum.raft().metrics().borrow().clone();
+    match (&metrics.running_state, metrics.current_leader) {
+        (Err(fatal), _) => (StatusCode::SERVICE_UNAVAILABLE, format!("raft stopped: {fatal}\n")).into_response(),
+        (Ok(()), None) => (StatusCode::SERVICE_UNAVAILABLE, "no controller leader known\n").into_response(),
+        (Ok(()), Some(leader)) => (StatusCode::OK, format!("ready; leader {leader}\n")).into_response(),
+    }
+}
+
+async fn cluster(State(quorum): State<Arc<Quorum>>) -> Response {
+    Json(cluster_view(&quorum)).into_response()
+}
+
+async fn metrics(State(quorum): State<Arc<Quorum>>) -> Response {
+    let m = quorum.raft().metrics().borrow().clone();
+    let image = quorum.applied().image();
+    let (partitions, leaderless, under_replicated) = partition_health(&image);
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: &[(String, i64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let plain = |v: i64| vec![(String::new(), v)];
+    gauge("chronik_controller_raft_term", "Current Raft term.", &plain(m.current_term as i64));
+    gauge(
+        "chronik_controller_raft_commit_index",
+        "Last committed Raft log index.",
+        &plain(quorum.committed_index().map_or(0, |c| c as i64)),
+    );
+    gauge(
+        "chronik_controller_raft_applied_index",
+        "Last applied Raft log index.",
+        &plain(m.last_applied.map_or(0, |l| l.index as i64)),
+    );
+    gauge(
+        "chronik_controller_is_leader",
+        "1 if this node is the active controller.",
+        &plain(i64::from(m.current_leader == Some(quorum.node_id()))),
+    );
+    let states = ["unfenced", "fenced", "controlled_shutdown"];
+    let by_state: Vec<(String, i64)> = states
+        .iter()
+        .map(|s| {
+            let n = image.brokers.values().filter(|b| super::broker_state(b) == *s).count();
+            (format!("{{state=\"{s}\"}}"), n as i64)
+        })
+        .collect();
+    gauge("chronik_controller_brokers", "Registered brokers by state.", &by_state);
+    gauge("chronik_controller_topics", "Topics.", &plain(image.topics.len() as i64));
+    gauge("chronik_controller_partitions", "Partitions.", &plain(partitions as i64));
+    gauge(
+        "chronik_controller_leaderless_partitions",
+        "Partitions without a leader.",
+        &plain(leaderless as i64),
+    );
+    gauge(
+        "chronik_controller_under_replicated_partitions",
+        "Partitions whose ISR is smaller than their replica set.",
+        &plain(under_replicated as i64),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,152 @@
+//! The controller's configuration: one struct, every flag also from a `CHRONIK_*` environment variable,
+//! validated once at start.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Chronik controller: one voter of the Raft quorum that owns the cluster metadata.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "chronik-controller", version, about)]
+pub struct ControllerConfig {
+    /// This node's id; must appear in --quorum.
+    #[arg(long, env = "CHRONIK_NODE_ID")]
+    pub node_id: u64,
+
+    /// Where the Raft log, vote and snapshots live.
+    #[arg(long, env = "CHRONIK_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// gRPC listen address (Raft, broker and admin services).
+    #[arg(long, env = "CHRONIK_LISTEN", default_value = "127.0.0.1:9093")]
+    pub listen: SocketAddr,
+
+    /// HTTP listen address (/healthz, /readyz, /metrics, /api/v1/cluster).
+    #[arg(long, env = "CHRONIK_HTTP_LISTEN", default_value = "127.0.0.1:8093")]
+    pub http_listen: SocketAddr,
+
+    /// Every voter as id@host:port, comma separated: 1, 3 or 5 voters. The address is the one the other
+    /// controllers, brokers and chronikctl reach that voter's gRPC listener at.
+    #[arg(long, env = "CHRONIK_QUORUM")]
+    pub quorum: String,
+
+    /// How often brokers heartbeat.
+    #[arg(long, env = "CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    pub broker_heartbeat_interval_ms: u64,
+
+    /// A broker whose last heartbeat is older than this is fenced.
+    #[arg(long, env = "CHRONIK_BROKER_SESSION_TIMEOUT_MS", default_value_t = 5000)]
+    pub broker_session_timeout_ms: u64,
+
+    /// How often the active controller moves leadership back to preferred replicas that are in sync.
+    #[arg(long, env = "CHRONIK_LEADER_REBALANCE_INTERVAL_MS", default_value_t = 10000)]
+    pub leader_rebalance_interval_ms: u64,
+
+    /// Raft heartbeat interval between controllers.
+    #[arg(long, env = "CHRONIK_RAFT_HEARTBEAT_MS", default_value_t = 250)]
+    pub raft_heartbeat_ms: u64,
+
+    /// Raft election timeout (a random value between this and twice this).
+    #[arg(long, env = "CHRONIK_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    pub raft_election_timeout_ms: u64,
+
+    /// Log entries between snapshots; the log is compacted behind each snapshot.
+    #[arg(long, env = "CHRONIK_SNAPSHOT_EVERY", default_value_t = 1000)]
+    pub snapshot_every: u64,
+
+    /// Cluster default written at bootstrap: replication factor of topics created without one.
+    #[arg(long, env = "CHRONIK_DEFAULT_REPLICATION_FACTOR", default_value_t = 3)]
+    pub default_replication_factor: u32,
+
+    /// Cluster default written at bootstrap: partitions of topics created without a count.
+    #[arg(long, env = "CHRONIK_DEFAULT_NUM_PARTITIONS", default_value_t = 1)]
+    pub default_num_partitions: u32,
+
+    /// Cluster default written at bootstrap: min.insync.replicas of topics that do not set it.
+    #[arg(long, env = "CHRONIK_DEFAULT_MIN_INSYNC_REPLICAS", default_value_t = 2)]
+    pub default_min_insync_replicas: u32,
+}
+
+impl ControllerConfig {
+    /// Parses `--quorum` into voter id → address and checks the whole configuration.
+    pub fn voters(&self) -> Result<BTreeMap<u64, String>, String> {
+        let voters = parse_quorum(&self.quorum)?;
+        if !voters.contains_key(&self.node_id) {
+            return Err(format!(
+                "--node-id {} is not one of the --quorum voters ({})",
+                self.node_id,
+                voters.keys().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            return Err("--broker-session-timeout-ms must exceed --broker-heartbeat-interval-ms".into());
+        }
+        if self.raft_election_timeout_ms <= self.raft_heartbeat_ms {
+            return Err("--raft-election-timeout-ms must exceed --raft-heartbeat-ms".into());
+        }
+        if self.default_replication_factor == 0 || self.default_num_partitions == 0 {
+            return Err("default replication factor and partition count must be at least 1".into());
+        }
+        if self.default_min_insync_replicas == 0 {
+            return Err("--default-min-insync-replicas must be at least 1".into());
+        }
+        Ok(voters)
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.broker_session_timeout_ms)
+    }
+}
+
+/// Parses `1@host:port,2@host:port,...`: 1, 3 or 5 distinct voters.
+pub fn parse_quorum(quorum: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut voters = BTreeMap::new();
+    for entry in quorum.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, address) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("quorum entry '{entry}' is not id@host:port"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("quorum entry '{entry}': '{id}' is not a node id"))?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| format!("quorum entry '{entry}': '{address}' has no port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("quorum entry '{entry}': '{address}' is not host:port"));
+        }
+        if voters.insert(id, address.to_string()).is_some() {
+            return Err(format!("node id {id} appears twice in the quorum"));
+        }
+    }
+    match voters.len() {
+        1 | 3 | 5 => Ok(voters),
+        n => Err(format!("the quorum must have 1, 3 or 5 voters, got {n}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_parsing() {
+        let voters = parse_quorum("1@127.0.0.1:9093, 7@host-b:9193,3@[::1]:9293").unwrap();
+        assert_eq!(voters.len(), 3);
+        assert_eq!(voters[&7], "host-b:9193");
+        assert_eq!(voters[&3], "[::1]:9293");
+        for bad in [
+            "",
+            "1@a:1,2@b:2",
+            "1@a:1,1@b:2,3@c:3",
+            "x@a:1",
+            "1@a",
+            "1@a:notaport",
+            "1:a:1",
+        ] {
+            assert!(parse_quorum(bad).is_err(), "{bad}");
+        }
+    }
+}

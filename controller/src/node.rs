@@ -1,0 +1,372 @@
+//! Starting and stopping one controller node: check the data dir, open the Raft storage, start Raft,
+//! bootstrap a fresh quorum, serve gRPC and HTTP, run the leader's duties, and shut it all down on one
+//! cancellation token.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use chronik_proto::v1::admin_service_server::AdminServiceServer;
+use chronik_proto::v1::broker_service_server::BrokerServiceServer;
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, Raft};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::api::grpc::ControllerApi;
+use crate::applied::AppliedMetadata;
+use crate::config::ControllerConfig;
+use crate::liveness::{run_liveness, Liveness};
+use crate::quorum::Quorum;
+use crate::raft::{self, network::NetworkFactory, raft_config};
+use crate::state::configs::{
+    validate_cluster_configs, DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS, NUM_PARTITIONS,
+};
+use crate::state::records::ConfigResource;
+use crate::state::{ControllerResult, Record};
+
+/// The identity a data dir belongs to, written on first start and checked on every start after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct DataDirMeta {
+    node_id: u64,
+    voters: Vec<u64>,
+    cluster_id: Option<String>,
+}
+
+const META_FILE: &str = "controller.meta.json";
+
+fn meta_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(META_FILE)
+}
+
+/// Refuses a data dir that belongs to another node or quorum, or that holds Raft data without its meta
+/// file (a damaged or foreign directory); never starts a silent new cluster over old data.
+fn check_data_dir(data_dir: &Path, node_id: u64, voters: &BTreeMap<u64, String>) -> anyhow::Result<DataDirMeta> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let path = meta_path(data_dir);
+    let voter_ids: Vec<u64> = voters.keys().copied().collect();
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let meta: DataDirMeta = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt; refusing to start", path.display()))?;
+            if meta.node_id != node_id {
+                bail!(
+                    "data dir {} belongs to controller node {}, not node {node_id}",
+                    data_dir.display(),
+                    meta.node_id
+                );
+            }
+            if meta.voters != voter_ids {
+                bail!(
+                    "data dir {} belongs to a quorum of nodes {:?}, but --quorum lists {:?}",
+                    data_dir.display(),
+                    meta.voters,
+                    voter_ids
+                );
+            }
+            Ok(meta)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if data_dir.join("raft").exists() {
+                bail!(
+                    "data dir {} holds Raft data but no {META_FILE}; it is damaged or not a Chronik controller dir",
+                    data_dir.display()
+                );
+            }
+            let meta = DataDirMeta {
+                node_id,
+                voters: voter_ids,
+                cluster_id: None,
+            };
+            write_meta(data_dir, &meta)?;
+            Ok(meta)
+        }
+        Err(e) => Err(anyhow!(e).context(format!("cannot read {}", path.display()))),
+    }
+}
+
+fn write_meta(data_dir: &Path, meta: &DataDirMeta) -> anyhow::Result<()> {
+    let path = meta_path(data_dir);
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(meta)?;
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
+/// A running controller node.
+pub struct ControllerNode {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub quorum: Arc<Quorum>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl ControllerNode {
+    /// Starts a node; returns once it listens.
+    pub async fn start(config: ControllerConfig) -> anyhow::Result<Self> {
+        let voters = config.voters().map_err(|e| anyhow!(e))?;
+        let mut meta = check_data_dir(&config.data_dir, config.node_id, &voters)?;
+
+        let applied = Arc::new(AppliedMetadata::new());
+        let (log_store, state_machine) = raft::open(&config.data_dir, applied.clone())
+            .await
+            .with_context(|| format!("cannot open the Raft storage in {}", config.data_dir.display()))?;
+        let committed = log_store.committed_index();
+        let raft_config = raft_config(
+            config.raft_heartbeat_ms,
+            config.raft_election_timeout_ms,
+            config.raft_election_timeout_ms * 2,
+            config.snapshot_every,
+        )?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            NetworkFactory::new(config.node_id),
+            log_store,
+            state_machine,
+        )
+        .await
+        .context("cannot start Raft")?;
+
+        if !raft.is_initialized().await? {
+            // Every voter initializes with the same membership; openraft makes that safe, so a fresh
+            // quorum forms exactly once even when all nodes start at the same moment.
+            let members: BTreeMap<u64, BasicNode> = voters
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => info!(node_id = config.node_id, "initialized a fresh quorum"),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(anyhow!(e).context("cannot initialize the quorum")),
+            }
+        }
+
+        let quorum = Arc::new(Quorum::new(
+            raft.clone(),
+            applied.clone(),
+            config.node_id,
+            voters,
+            committed,
+            Duration::from_secs(5),
+        ));
+        let liveness = Arc::new(Liveness::new(config.session_timeout()));
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let grpc_listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let http_listener = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+
+        let api = ControllerApi {
+            quorum: quorum.clone(),
+            liveness: liveness.clone(),
+            heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+            session_timeout: config.session_timeout(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        };
+        let grpc = tonic::transport::Server::builder()
+            .timeout(Duration::from_secs(30))
+            .concurrency_limit_per_connection(256)
+            .add_service(raft::service::raft_service(raft.clone()))
+            .add_service(BrokerServiceServer::new(api.clone()))
+            .add_service(AdminServiceServer::new(api))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown.clone().cancelled_owned());
+        tasks.spawn(async move {
+            if let Err(e) = grpc.await {
+                error!("gRPC server failed: {e}");
+            }
+        });
+        let http = axum::serve(http_listener, crate::api::http::router(quorum.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        tasks.spawn(async move {
+            if let Err(e) = http.await {
+                error!("HTTP server failed: {e}");
+            }
+        });
+        tasks.spawn(run_liveness(
+            quorum.clone(),
+            liveness,
+            Duration::from_millis(250),
+            Duration::from_millis(config.leader_rebalance_interval_ms),
+            shutdown.clone(),
+        ));
+        tasks.spawn(bootstrap_cluster(quorum.clone(), config.clone(), shutdown.clone()));
+        {
+            let (quorum, shutdown, data_dir) = (quorum.clone(), shutdown.clone(), config.data_dir.clone());
+            tasks.spawn(async move {
+                if let Err(e) = guard_cluster_id(&quorum, &data_dir, &mut meta, &shutdown).await {
+                    error!("{e:#}");
+                    shutdown.cancel();
+                }
+            });
+        }
+        info!(node_id = config.node_id, %grpc_addr, %http_addr, "controller listening");
+        Ok(Self {
+            grpc_addr,
+            http_addr,
+            quorum,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A token that is cancelled when the node stops (also when it stops itself on a fatal error).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every task and Raft, and waits for them.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Err(e) = self.quorum.raft().shutdown().await {
+            warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+/// Runs a controller until `shutdown` resolves (or it fails fatally).
+pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let node = ControllerNode::start(config).await?;
+    let token = node.shutdown_token();
+    tokio::select! {
+        _ = shutdown => info!("shutting down"),
+        _ = token.cancelled() => {
+            node.stop().await;
+            bail!("controller stopped after a fatal error");
+        }
+    }
+    node.stop().await;
+    Ok(())
+}
+
+/// Once this node leads a quorum that has no cluster id yet, writes the cluster id and the cluster
+/// defaults: exactly once, since the command re-checks under the quorum's single writer.
+async fn bootstrap_cluster(quorum: Arc<Quorum>, config: ControllerConfig, shutdown: CancellationToken) {
+    let defaults: BTreeMap<String, String> = [
+        (DEFAULT_REPLICATION_FACTOR, config.default_replication_factor),
+        (NUM_PARTITIONS, config.default_num_partitions),
+        (MIN_INSYNC_REPLICAS, config.default_min_insync_replicas),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Err(e) = validate_cluster_configs(&defaults) {
+        error!("invalid cluster defaults: {e}");
+        return;
+    }
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if quorum.applied().with_image(|i| i.cluster_id.is_some()) {
+            return;
+        }
+        if !quorum.is_leader() {
+            continue;
+        }
+        let result = quorum
+            .run(|image| {
+                if image.cluster_id.is_some() {
+                    return Ok(ControllerResult::new(Vec::new(), ()));
+                }
+                let mut records = vec![Record::ClusterId {
+                    cluster_id: new_cluster_id(),
+                }];
+                records.extend(defaults.iter().map(|(k, v)| Record::Config {
+                    resource: ConfigResource::Cluster,
+                    key: k.clone(),
+                    value: Some(v.clone()),
+                }));
+                Ok(ControllerResult::new(records, ()))
+            })
+            .await;
+        match result {
+            Ok((offset, ())) => info!(offset, "bootstrapped the cluster"),
+            Err(e) => warn!("cluster bootstrap failed, retrying: {e}"),
+        }
+    }
+}
+
+/// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding.
+fn new_cluster_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+/// Records the cluster id in the data dir once known, and stops the node if the replicated log ever
+/// names another cluster than the one this data dir belongs to.
+async fn guard_cluster_id(
+    quorum: &Quorum,
+    data_dir: &Path,
+    meta: &mut DataDirMeta,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut offsets = quorum.applied().subscribe();
+    loop {
+        if let Some(cluster_id) = quorum.applied().with_image(|i| i.cluster_id.clone()) {
+            match &meta.cluster_id {
+                Some(ours) if *ours != cluster_id => bail!(
+                    "data dir {} belongs to cluster {ours}, but the quorum is cluster {cluster_id}",
+                    data_dir.display()
+                ),
+                Some(_) => return Ok(()),
+                None => {
+                    meta.cluster_id = Some(cluster_id);
+                    write_meta(data_dir, meta)?;
+                    return Ok(());
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = offsets.changed() => if changed.is_err() { return Ok(()) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_is_bound_to_its_node_and_quorum() {
+        let dir = tempfile::tempdir().unwrap();
+        let voters: BTreeMap<u64, String> =
+            [(1, "a:1".to_string()), (2, "b:2".to_string()), (3, "c:3".to_string())].into();
+        check_data_dir(dir.path(), 2, &voters).unwrap();
+        check_data_dir(dir.path(), 2, &voters).unwrap();
+        let err = check_data_dir(dir.path(), 3, &voters).unwrap_err();
+        assert!(err.to_string().contains("belongs to controller node 2"), "{err}");
+        let single: BTreeMap<u64, String> = [(2, "b:2".to_string())].into();
+        assert!(check_data_dir(dir.path(), 2, &single).is_err());
+        std::fs::write(meta_path(dir.path()), b"{not json").unwrap();
+        assert!(check_data_dir(dir.path(), 2, &voters).unwrap_err().to_string().contains("corrupt"));
+        let damaged = tempfile::tempdir().unwrap();
+        std::fs::create_dir(damaged.path().join("raft")).unwrap();
+        assert!(check_data_dir(damaged.path(), 1, &voters).is_err());
+    }
+}

@@ -1,0 +1,429 @@
+//! Inbound Raft traffic: `RaftGrpc` serves `RaftService` by decoding each `RaftPayload` into the
+//! openraft request, handing it to the local `Raft`, and returning the serde-JSON of its
+//! `Result<Response, RaftError>` — a Raft-level refusal travels inside the payload, so a gRPC error
+//! status means only that the request itself could not be read or answered. This is the counterpart
+//! of `network`: both sides must encode the same types.
+
+use chronik_proto::v1::raft_service_server::{RaftService, RaftServiceServer};
+use chronik_proto::v1::RaftPayload;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::Status;
+
+use super::ChronikRaft;
+
+/// Largest Raft message accepted or sent: a snapshot chunk, JSON-encoded, must fit.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The `RaftService` of one controller.
+pub struct RaftGrpc {
+    raft: ChronikRaft,
+}
+
+impl RaftGrpc {
+    pub fn new(raft: ChronikRaft) -> Self {
+        Self { raft }
+    }
+}
+
+/// The gRPC service to add to the controller's server.
+pub fn raft_service(raft: ChronikRaft) -> RaftServiceServer<RaftGrpc> {
+    RaftServiceServer::new(RaftGrpc::new(raft))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+type GrpcResult = Result<tonic::Response<RaftPayload>, Status>;
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpc {
+    async fn append_entries(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+        let rpc = decode(request)?;
+        encode(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+        let rpc = decode(request)?;
+        encode(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+        let rpc = decode(request)?;
+        encode(&self.raft.install_snapshot(rpc).await)
+    }
+}
+
+fn decode<T: DeserializeOwned>(request: tonic::Request<RaftPayload>) -> Result<T, Status> {
+    serde_json::from_slice(&request.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Raft request: {e}")))
+}
+
+fn encode<T: Serialize>(reply: &T) -> GrpcResult {
+    let data = serde_json::to_vec(reply)
+        .map_err(|e| Status::internal(format!("unencodable Raft reply: {e}")))?;
+    Ok(tonic::Response::new(RaftPayload { data }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chronik_proto::v1::raft_service_server::RaftService;
+    use openraft::error::{RPCError, RaftError};
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use openraft::raft::VoteRequest;
+    use openraft::{BasicNode, Config, Raft, ServerState, Vote};
+    use tempfile::TempDir;
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::transport::Server;
+
+    use super::*;
+    use crate::applied::AppliedMetadata;
+    use crate::raft::{
+        open, raft_config, NetworkFactory, NodeId, Request, DEFAULT_ELECTION_MAX_MS,
+        DEFAULT_ELECTION_MIN_MS, DEFAULT_HEARTBEAT_MS,
+    };
+    use crate::state::Record;
+
+    /// Bound on every wait for the cluster to converge.
+    const WAIT: Duration = Duration::from_secs(15);
+
+    /// One controller's Raft: its store in a temp dir, served on its own `127.0.0.1:0` listener.
+    struct TestNode {
+        id: NodeId,
+        addr: String,
+        raft: ChronikRaft,
+        applied: Arc<AppliedMetadata>,
+        stop_server: Option<oneshot::Sender<()>>,
+        server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+        _dir: TempDir,
+    }
+
+    impl TestNode {
+        async fn start(id: NodeId, config: &Arc<Config>) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let dir = TempDir::new().unwrap();
+            let applied = Arc::new(AppliedMetadata::new());
+            let (log_store, state_machine) = open(dir.path(), applied.clone()).await.unwrap();
+            let raft = Raft::new(
+                id,
+                config.clone(),
+                NetworkFactory::new(id),
+                log_store,
+                state_machine,
+            )
+            .await
+            .unwrap();
+            let (stop_server, stopped) = oneshot::channel::<()>();
+            let server = tokio::spawn(
+                Server::builder()
+                    .add_service(raft_service(raft.clone()))
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                        let _ = stopped.await;
+                    }),
+            );
+            Self {
+                id,
+                addr,
+                raft,
+                applied,
+                stop_server: Some(stop_server),
+                server: Some(server),
+                _dir: dir,
+            }
+        }
+
+        fn node(&self) -> BasicNode {
+            BasicNode::new(&self.addr)
+        }
+
+        /// Stops Raft and the server, as a killed controller would.
+        async fn stop(&mut self) {
+            self.raft.shutdown().await.unwrap();
+            if let Some(stop_server) = self.stop_server.take() {
+                let _ = stop_server.send(());
+            }
+            if let Some(server) = self.server.take() {
+                tokio::time::timeout(WAIT, server)
+                    .await
+                    .expect("server stops")
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+
+        async fn wait_applied(&self, index: u64) {
+            self.raft
+                .wait(Some(WAIT))
+                .applied_index_at_least(Some(index), format!("node {} applies", self.id))
+                .await
+                .unwrap();
+        }
+    }
+
+    fn config() -> Arc<Config> {
+        Arc::new(
+            raft_config(
+                DEFAULT_HEARTBEAT_MS,
+                DEFAULT_ELECTION_MIN_MS,
+                DEFAULT_ELECTION_MAX_MS,
+                1000,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn members(nodes: &[&TestNode]) -> BTreeMap<NodeId, BasicNode> {
+        nodes.iter().map(|n| (n.id, n.node())).collect()
+    }
+
+    /// Waits until every node follows the same leader, and returns its id.
+    async fn wait_for_leader(nodes: &[&TestNode]) -> NodeId {
+        let metrics = nodes[0]
+            .raft
+            .wait(Some(WAIT))
+            .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+            .await
+            .unwrap();
+        let leader = metrics.current_leader.unwrap();
+        for node in nodes {
+            node.raft
+                .wait(Some(WAIT))
+                .current_leader(leader, format!("node {} follows {leader}", node.id))
+                .await
+                .unwrap();
+        }
+        leader
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn three_controllers_replicate_over_grpc_and_survive_a_lost_follower() {
+        let config = config();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start(id, &config).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        let leader_id = wait_for_leader(&all).await;
+        let leader = nodes.iter().position(|n| n.id == leader_id).unwrap();
+
+        let written = nodes[leader]
+            .raft
+            .client_write(Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: "grpc-cluster".to_string(),
+                }],
+            })
+            .await
+            .unwrap();
+        assert_eq!(written.data.offset, written.log_id.index);
+        for node in &nodes {
+            node.wait_applied(written.log_id.index).await;
+            let image = node.applied.image();
+            assert_eq!(
+                image.cluster_id.as_deref(),
+                Some("grpc-cluster"),
+                "node {}",
+                node.id
+            );
+            assert!(image.offset >= written.log_id.index);
+        }
+
+        let lost = (leader + 1) % nodes.len();
+        nodes[lost].stop().await;
+        let written = nodes[leader]
+            .raft
+            .client_write(Request {
+                records: vec![Record::ProducerIds {
+                    broker_id: 1,
+                    broker_epoch: 1,
+                    next_producer_id: 1000,
+                }],
+            })
+            .await
+            .unwrap();
+        for (i, node) in nodes.iter().enumerate().filter(|(i, _)| *i != lost) {
+            node.wait_applied(written.log_id.index).await;
+            assert_eq!(node.applied.image().next_producer_id, 1000, "node {i}");
+        }
+        assert_eq!(nodes[lost].applied.image().next_producer_id, 0);
+
+        for node in &mut nodes {
+            if node.server.is_some() {
+                node.stop().await;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_new_leader_takes_over_within_five_seconds_of_losing_the_old_one() {
+        let config = config();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start(id, &config).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        let old_leader_id = wait_for_leader(&all).await;
+        let mut old_leader =
+            nodes.remove(nodes.iter().position(|n| n.id == old_leader_id).unwrap());
+
+        old_leader.stop().await;
+        let lost_at = tokio::time::Instant::now();
+        let new_leader = nodes[0]
+            .raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != old_leader_id),
+                "a surviving controller is elected",
+            )
+            .await
+            .unwrap()
+            .current_leader
+            .unwrap();
+        let leader = nodes.iter().find(|n| n.id == new_leader).unwrap();
+        let written = leader
+            .raft
+            .client_write(Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: "after-failover".to_string(),
+                }],
+            })
+            .await
+            .unwrap();
+        for node in &nodes {
+            node.wait_applied(written.log_id.index).await;
+            assert_eq!(
+                node.applied.image().cluster_id.as_deref(),
+                Some("after-failover")
+            );
+        }
+        assert!(
+            lost_at.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            lost_at.elapsed()
+        );
+
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_learner_behind_the_purged_log_catches_up_from_a_chunked_snapshot() {
+        let config = Arc::new(Config {
+            // Several InstallSnapshot RPCs for one snapshot.
+            snapshot_max_chunk_size: 64,
+            ..(*config()).clone()
+        });
+        let mut leader = TestNode::start(1, &config).await;
+        leader.raft.initialize(members(&[&leader])).await.unwrap();
+        wait_for_leader(&[&leader]).await;
+        let mut last = None;
+        for i in 1..=5 {
+            let written = leader
+                .raft
+                .client_write(Request {
+                    records: vec![
+                        Record::ClusterId {
+                            cluster_id: "snapshot-cluster".to_string(),
+                        },
+                        Record::ProducerIds {
+                            broker_id: 1,
+                            broker_epoch: 1,
+                            next_producer_id: i * 1000,
+                        },
+                    ],
+                })
+                .await
+                .unwrap();
+            last = Some(written.log_id);
+        }
+        let last = last.unwrap();
+        leader.raft.trigger().snapshot().await.unwrap();
+        leader
+            .raft
+            .wait(Some(WAIT))
+            .snapshot(last, "leader builds a snapshot")
+            .await
+            .unwrap();
+        leader.raft.trigger().purge_log(last.index).await.unwrap();
+        leader
+            .raft
+            .wait(Some(WAIT))
+            .purged(Some(last), "leader purges its log")
+            .await
+            .unwrap();
+
+        let mut learner = TestNode::start(2, &config).await;
+        let added = leader
+            .raft
+            .add_learner(learner.id, learner.node(), true)
+            .await
+            .unwrap();
+        learner.wait_applied(added.log_id.index).await;
+        let metrics = learner.raft.metrics().borrow().clone();
+        assert_eq!(metrics.state, ServerState::Learner);
+        assert_eq!(
+            metrics.snapshot,
+            Some(last),
+            "learner installed the snapshot"
+        );
+        assert_eq!(learner.applied.image(), leader.applied.image());
+        assert_eq!(learner.applied.image().next_producer_id, 5000);
+
+        learner.stop().await;
+        leader.stop().await;
+    }
+
+    #[tokio::test]
+    async fn undecodable_payload_is_invalid_argument() {
+        let config = config();
+        let mut node = TestNode::start(1, &config).await;
+        let grpc = RaftGrpc::new(node.raft.clone());
+        let status = grpc
+            .vote(tonic::Request::new(RaftPayload {
+                data: b"{not json".to_vec(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    async fn network_errors_are_typed_for_openraft() {
+        let option = RPCOption::new(Duration::from_secs(2));
+        let vote = VoteRequest::new(Vote::new(1, 9), None);
+
+        // Nothing listens: unreachable, so openraft backs off.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let mut factory = NetworkFactory::new(9);
+        let mut connection = factory.new_client(1, &BasicNode::new(closed_addr)).await;
+        let error = connection
+            .vote(vote.clone(), option.clone())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RPCError::Unreachable(_)), "{error}");
+
+        // A peer whose Raft has stopped answers with its RaftError: a remote error.
+        let mut node = TestNode::start(1, &config()).await;
+        node.raft.shutdown().await.unwrap();
+        let mut connection = factory.new_client(1, &node.node()).await;
+        let error = connection.vote(vote, option).await.unwrap_err();
+        assert!(
+            matches!(&error, RPCError::RemoteError(remote) if matches!(remote.source, RaftError::Fatal(_))),
+            "{error}"
+        );
+        node.stop().await;
+    }
+}

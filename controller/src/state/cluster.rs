@@ -1,0 +1,536 @@
+//! Broker lifecycle (Kafka's `ClusterControlManager` and `BrokerHeartbeatManager`, digest §5.2–5.3,
+//! §5.7): registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, and
+//! producer-id blocks. Liveness (who heartbeats in time) is tracked by the active controller in memory
+//! and passed in; everything here is pure.
+
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorCode};
+
+use super::configs::{effective_bool, UNCLEAN_LEADER_ELECTION};
+use super::election::{isr_without, partition_change, Election};
+use super::image::{BrokerRegistration, MetadataImage};
+use super::records::{BrokerId, Endpoint, Record, RegisterBrokerRecord, NO_LEADER};
+use super::ControllerResult;
+
+/// How many producer ids one AllocateProducerIds hands out.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+#[derive(Clone, Debug)]
+pub struct RegisterBroker {
+    pub broker_id: BrokerId,
+    pub incarnation_id: Uuid,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    /// The cluster id the broker saw before, if any.
+    pub cluster_id: Option<String>,
+}
+
+/// The registration outcome: the epoch of an unchanged registration (a retry by the same incarnation),
+/// or `None` when a new registration record is written (its offset becomes the epoch).
+pub type RegisterReply = Option<i64>;
+
+/// Registers a broker. `has_live_session` says whether the current registration of this id still
+/// heartbeats in time.
+pub fn register_broker(
+    image: &MetadataImage,
+    request: &RegisterBroker,
+    has_live_session: bool,
+) -> Result<ControllerResult<RegisterReply>, ApiError> {
+    if request.broker_id < 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("invalid broker id {}", request.broker_id),
+        ));
+    }
+    if request.endpoints.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "a broker must advertise at least one endpoint",
+        ));
+    }
+    if let (Some(theirs), Some(ours)) = (&request.cluster_id, &image.cluster_id) {
+        if theirs != ours {
+            return Err(ApiError::new(
+                ErrorCode::InconsistentClusterId,
+                format!("broker belongs to cluster {theirs}, this is cluster {ours}"),
+            ));
+        }
+    }
+    let mut records = Vec::new();
+    if let Some(existing) = image.brokers.get(&request.broker_id) {
+        if existing.incarnation_id == request.incarnation_id {
+            return Ok(ControllerResult::new(records, Some(existing.broker_epoch)));
+        }
+        if has_live_session {
+            return Err(ApiError::new(
+                ErrorCode::DuplicateBrokerRegistration,
+                format!(
+                    "broker {} is already registered by another live process (incarnation {})",
+                    request.broker_id, existing.incarnation_id
+                ),
+            ));
+        }
+        // A new incarnation of a broker whose old one stopped without being fenced yet: take it out of
+        // every ISR and leadership first, as fencing would have.
+        records.extend(remove_from_partitions(image, request.broker_id));
+    }
+    records.push(Record::RegisterBroker(RegisterBrokerRecord {
+        broker_id: request.broker_id,
+        incarnation_id: request.incarnation_id,
+        broker_epoch: -1,
+        endpoints: request.endpoints.clone(),
+        rack: request.rack.clone(),
+        fenced: true,
+        in_controlled_shutdown: false,
+    }));
+    Ok(ControllerResult::new(records, None))
+}
+
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    pub broker_id: BrokerId,
+    pub broker_epoch: i64,
+    pub metadata_offset: u64,
+    pub want_fence: bool,
+    pub want_shut_down: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    pub is_caught_up: bool,
+    pub is_fenced: bool,
+    pub should_shut_down: bool,
+    pub in_controlled_shutdown: bool,
+}
+
+/// Checks that a call comes from the current registration of a broker.
+pub fn check_broker_epoch(
+    image: &MetadataImage,
+    broker_id: BrokerId,
+    broker_epoch: i64,
+) -> Result<&BrokerRegistration, ApiError> {
+    let broker = image.brokers.get(&broker_id).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BrokerIdNotRegistered,
+            format!("broker {broker_id} is not registered"),
+        )
+    })?;
+    if broker.broker_epoch != broker_epoch {
+        return Err(ApiError::new(
+            ErrorCode::StaleBrokerEpoch,
+            format!(
+                "broker {broker_id} epoch {broker_epoch} is stale; the current one is {}",
+                broker.broker_epoch
+            ),
+        ));
+    }
+    Ok(broker)
+}
+
+/// One heartbeat through the broker state machine (digest §5.3). `others_caught_up` says whether every
+/// other active broker has applied metadata past this broker's controlled-shutdown record.
+pub fn process_heartbeat(
+    image: &MetadataImage,
+    request: &Heartbeat,
+    others_caught_up: bool,
+) -> Result<ControllerResult<HeartbeatReply>, ApiError> {
+    let broker = check_broker_epoch(image, request.broker_id, request.broker_epoch)?;
+    let is_caught_up = request.metadata_offset >= broker.broker_epoch as u64;
+    let mut reply = HeartbeatReply {
+        is_caught_up,
+        is_fenced: broker.fenced,
+        should_shut_down: false,
+        in_controlled_shutdown: broker.in_controlled_shutdown,
+    };
+    let mut records = Vec::new();
+    if broker.fenced {
+        if request.want_shut_down {
+            reply.should_shut_down = true;
+        } else if !request.want_fence && is_caught_up {
+            records = unfence_broker(image, broker.broker_id);
+            reply.is_fenced = false;
+        }
+    } else if broker.in_controlled_shutdown {
+        let leads_nothing = image.leader_count(broker.broker_id) == 0;
+        if leads_nothing && others_caught_up {
+            records.push(Record::BrokerChange {
+                broker_id: broker.broker_id,
+                broker_epoch: broker.broker_epoch,
+                fenced: Some(true),
+                in_controlled_shutdown: Some(false),
+            });
+            reply = HeartbeatReply {
+                is_fenced: true,
+                should_shut_down: true,
+                in_controlled_shutdown: false,
+                ..reply
+            };
+        }
+    } else if request.want_fence {
+        records = fence_broker(image, broker.broker_id);
+        reply.is_fenced = true;
+        reply.should_shut_down = request.want_shut_down;
+    } else if request.want_shut_down {
+        records = begin_controlled_shutdown(image, broker.broker_id);
+        reply.in_controlled_shutdown = true;
+    }
+    Ok(ControllerResult::new(records, reply))
+}
+
+/// Partition changes that take `broker` out of every ISR (keeping a last member) and move its
+/// leaderships to other in-sync, acceptable replicas.
+fn remove_from_partitions(image: &MetadataImage, broker: BrokerId) -> Vec<Record> {
+    let acceptable = |b: BrokerId| b != broker && image.is_active_broker(b);
+    image
+        .partitions()
+        .filter(|(_, _, p)| p.isr.contains(&broker) || p.leader == broker)
+        .filter_map(|(topic, index, p)| {
+            let unclean = effective_bool(image, &topic.configs, UNCLEAN_LEADER_ELECTION);
+            partition_change(
+                topic.id,
+                index,
+                p,
+                isr_without(&p.isr, broker),
+                acceptable,
+                unclean,
+                Election::KeepCurrent,
+            )
+        })
+        .map(Record::PartitionChange)
+        .collect()
+}
+
+/// Fences a broker: it leaves every ISR (but never empties one), loses its leaderships, and is marked
+/// fenced. Used for missed sessions and for brokers that ask to be fenced.
+pub fn fence_broker(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record> {
+    let Some(broker) = image.brokers.get(&broker_id) else {
+        return Vec::new();
+    };
+    let mut records = remove_from_partitions(image, broker_id);
+    records.push(Record::BrokerChange {
+        broker_id,
+        broker_epoch: broker.broker_epoch,
+        fenced: Some(true),
+        in_controlled_shutdown: Some(false),
+    });
+    records
+}
+
+/// Marks a broker as shutting down and moves its leaderships and ISR memberships away first.
+fn begin_controlled_shutdown(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record> {
+    let Some(broker) = image.brokers.get(&broker_id) else {
+        return Vec::new();
+    };
+    let mut records = remove_from_partitions(image, broker_id);
+    records.push(Record::BrokerChange {
+        broker_id,
+        broker_epoch: broker.broker_epoch,
+        fenced: None,
+        in_controlled_shutdown: Some(true),
+    });
+    records
+}
+
+/// Unfences a broker and gives it back every leaderless partition it can lead: those whose ISR kept it
+/// as the last member, or (with unclean election on) any it replicates.
+pub fn unfence_broker(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record> {
+    let Some(broker) = image.brokers.get(&broker_id) else {
+        return Vec::new();
+    };
+    let mut records = vec![Record::BrokerChange {
+        broker_id,
+        broker_epoch: broker.broker_epoch,
+        fenced: Some(false),
+        in_controlled_shutdown: Some(false),
+    }];
+    let acceptable = |b: BrokerId| b == broker_id || image.is_active_broker(b);
+    records.extend(
+        image
+            .partitions()
+            .filter(|(_, _, p)| p.leader == NO_LEADER && p.replicas.contains(&broker_id))
+            .filter_map(|(topic, index, p)| {
+                let unclean = effective_bool(image, &topic.configs, UNCLEAN_LEADER_ELECTION);
+                partition_change(
+                    topic.id,
+                    index,
+                    p,
+                    p.isr.clone(),
+                    acceptable,
+                    unclean,
+                    Election::KeepCurrent,
+                )
+            })
+            .map(Record::PartitionChange),
+    );
+    records
+}
+
+/// Hands out the next block of producer ids; ids are never reused because the block is committed
+/// before it is returned.
+pub fn allocate_producer_ids(
+    image: &MetadataImage,
+    broker_id: BrokerId,
+    broker_epoch: i64,
+) -> Result<ControllerResult<(i64, i64)>, ApiError> {
+    check_broker_epoch(image, broker_id, broker_epoch)?;
+    let first = image.next_producer_id;
+    let records = vec![Record::ProducerIds {
+        broker_id,
+        broker_epoch,
+        next_producer_id: first + PRODUCER_ID_BLOCK_SIZE,
+    }];
+    Ok(ControllerResult::new(records, (first, PRODUCER_ID_BLOCK_SIZE)))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::state::records::ConfigResource;
+    use crate::state::topics::{create_topics, CreateTopic};
+
+    /// Replays a command's records at consecutive offsets after the image's.
+    pub(crate) fn commit<T>(image: &mut MetadataImage, result: ControllerResult<T>) -> (u64, T) {
+        let offset = image.offset + 1;
+        image.replay_all(offset, &result.records);
+        (offset, result.reply)
+    }
+
+    pub(crate) fn register(image: &mut MetadataImage, id: BrokerId) -> i64 {
+        let request = RegisterBroker {
+            broker_id: id,
+            incarnation_id: Uuid::new_v4(),
+            endpoints: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9000 + id as u16,
+            }],
+            rack: None,
+            cluster_id: None,
+        };
+        let result = register_broker(image, &request, false).expect("registered");
+        let (offset, _) = commit(image, result);
+        offset as i64
+    }
+
+    pub(crate) fn heartbeat(
+        image: &mut MetadataImage,
+        id: BrokerId,
+        want_fence: bool,
+        want_shut_down: bool,
+    ) -> HeartbeatReply {
+        let epoch = image.brokers[&id].broker_epoch;
+        let request = Heartbeat {
+            broker_id: id,
+            broker_epoch: epoch,
+            metadata_offset: image.offset,
+            want_fence,
+            want_shut_down,
+        };
+        let result = process_heartbeat(image, &request, true).expect("heartbeat");
+        commit(image, result).1
+    }
+
+    /// A cluster of unfenced brokers `ids` with one topic.
+    pub(crate) fn cluster(ids: &[BrokerId], partitions: i32, rf: i32) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        image.replay(
+            1,
+            &Record::Config {
+                resource: ConfigResource::Cluster,
+                key: "min.insync.replicas".into(),
+                value: Some("1".into()),
+            },
+        );
+        image.offset = 1;
+        for &id in ids {
+            register(&mut image, id);
+            let reply = heartbeat(&mut image, id, false, false);
+            assert!(!reply.is_fenced);
+        }
+        let topic = CreateTopic {
+            name: "orders".into(),
+            num_partitions: partitions,
+            replication_factor: rf,
+            configs: Default::default(),
+        };
+        let mut ids_seq = 1u128;
+        let result = create_topics(&image, &[topic], false, || {
+            ids_seq += 1;
+            Uuid::from_u128(ids_seq)
+        });
+        commit(&mut image, result);
+        image
+    }
+
+    #[test]
+    fn a_new_registration_is_fenced_until_caught_up_and_its_epoch_is_its_offset() {
+        let mut image = MetadataImage::default();
+        let epoch = register(&mut image, 7);
+        assert_eq!(image.brokers[&7].broker_epoch, epoch);
+        assert!(image.brokers[&7].fenced);
+        let lagging = Heartbeat {
+            broker_id: 7,
+            broker_epoch: epoch,
+            metadata_offset: epoch as u64 - 1,
+            want_fence: false,
+            want_shut_down: false,
+        };
+        let result = process_heartbeat(&image, &lagging, true).unwrap();
+        assert!(result.records.is_empty() && result.reply.is_fenced && !result.reply.is_caught_up);
+        assert!(!heartbeat(&mut image, 7, false, false).is_fenced);
+        assert!(!image.brokers[&7].fenced);
+    }
+
+    #[test]
+    fn a_second_live_incarnation_is_refused_and_a_retry_keeps_its_epoch() {
+        let mut image = MetadataImage::default();
+        register(&mut image, 1);
+        let existing = image.brokers[&1].clone();
+        let retry = RegisterBroker {
+            broker_id: 1,
+            incarnation_id: existing.incarnation_id,
+            endpoints: existing.endpoints.clone(),
+            rack: None,
+            cluster_id: None,
+        };
+        let result = register_broker(&image, &retry, true).unwrap();
+        assert!(result.records.is_empty());
+        assert_eq!(result.reply, Some(existing.broker_epoch));
+        let other = RegisterBroker {
+            incarnation_id: Uuid::new_v4(),
+            ..retry
+        };
+        let err = register_broker(&image, &other, true).unwrap_err();
+        assert_eq!(err.code, ErrorCode::DuplicateBrokerRegistration);
+        // Once the old session is gone, the new incarnation gets a new, higher epoch.
+        let (offset, reply) = commit(&mut image, register_broker(&image, &other, false).unwrap());
+        assert_eq!(reply, None);
+        assert_eq!(image.brokers[&1].broker_epoch, offset as i64);
+        assert!(offset as i64 > existing.broker_epoch);
+    }
+
+    #[test]
+    fn stale_epochs_and_other_clusters_are_refused() {
+        let mut image = MetadataImage::default();
+        image.replay(1, &Record::ClusterId { cluster_id: "abc".into() });
+        image.offset = 1;
+        let epoch = register(&mut image, 1);
+        let stale = Heartbeat {
+            broker_id: 1,
+            broker_epoch: epoch - 1,
+            metadata_offset: 100,
+            want_fence: false,
+            want_shut_down: false,
+        };
+        assert_eq!(
+            process_heartbeat(&image, &stale, true).unwrap_err().code,
+            ErrorCode::StaleBrokerEpoch
+        );
+        let foreign = RegisterBroker {
+            broker_id: 2,
+            incarnation_id: Uuid::new_v4(),
+            endpoints: image.brokers[&1].endpoints.clone(),
+            rack: None,
+            cluster_id: Some("xyz".into()),
+        };
+        assert_eq!(
+            register_broker(&image, &foreign, false).unwrap_err().code,
+            ErrorCode::InconsistentClusterId
+        );
+        assert_eq!(
+            allocate_producer_ids(&image, 1, epoch + 5).unwrap_err().code,
+            ErrorCode::StaleBrokerEpoch
+        );
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr_and_bumps_the_leader_epoch() {
+        let mut image = cluster(&[1, 2, 3], 6, 3);
+        let topic = image.topic_by_name("orders").unwrap().clone();
+        let led_by_1: Vec<usize> = (0..6)
+            .filter(|&i| topic.partitions[i].leader == 1)
+            .collect();
+        assert_eq!(led_by_1.len(), 2);
+        commit(
+            &mut image,
+            ControllerResult::new(fence_broker(&image, 1), ()),
+        );
+        let after = image.topic_by_name("orders").unwrap();
+        for i in 0..6 {
+            let (before, now) = (&topic.partitions[i], &after.partitions[i]);
+            assert!(!now.isr.contains(&1), "broker 1 left every ISR");
+            assert_ne!(now.leader, 1);
+            assert!(now.partition_epoch > before.partition_epoch);
+            if led_by_1.contains(&i) {
+                assert!(before.isr.contains(&now.leader), "new leader came from the ISR");
+                assert_eq!(now.leader_epoch, before.leader_epoch + 1);
+            } else {
+                assert_eq!(now.leader, before.leader);
+                assert_eq!(now.leader_epoch, before.leader_epoch);
+            }
+        }
+        assert!(image.brokers[&1].fenced);
+    }
+
+    #[test]
+    fn the_last_isr_member_goes_leaderless_and_leads_again_when_unfenced() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        for id in [1, 2] {
+            commit(&mut image, ControllerResult::new(fence_broker(&image, id), ()));
+        }
+        let p = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        assert_eq!(p.leader, 3);
+        assert_eq!(p.isr, vec![3]);
+        commit(&mut image, ControllerResult::new(fence_broker(&image, 3), ()));
+        let leaderless = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        assert_eq!(leaderless.leader, NO_LEADER);
+        assert_eq!(leaderless.isr, vec![3], "the ISR never becomes empty");
+        assert_eq!(leaderless.leader_epoch, p.leader_epoch + 1);
+        // Brokers 1 and 2 coming back do not lead: they are not in the ISR.
+        commit(&mut image, ControllerResult::new(unfence_broker(&image, 1), ()));
+        assert_eq!(image.topic_by_name("orders").unwrap().partitions[0].leader, NO_LEADER);
+        commit(&mut image, ControllerResult::new(unfence_broker(&image, 3), ()));
+        let back = &image.topic_by_name("orders").unwrap().partitions[0];
+        assert_eq!(back.leader, 3);
+        assert_eq!(back.leader_epoch, leaderless.leader_epoch + 1);
+    }
+
+    #[test]
+    fn controlled_shutdown_moves_leaders_away_before_saying_shut_down() {
+        let mut image = cluster(&[1, 2, 3], 3, 3);
+        let reply = heartbeat(&mut image, 2, false, true);
+        assert!(reply.in_controlled_shutdown && !reply.should_shut_down);
+        assert_eq!(image.leader_count(2), 0);
+        assert!(image.partitions().all(|(_, _, p)| !p.isr.contains(&2)));
+        // Not yet, while another broker still lags behind the shutdown record.
+        let epoch = image.brokers[&2].broker_epoch;
+        let request = Heartbeat {
+            broker_id: 2,
+            broker_epoch: epoch,
+            metadata_offset: image.offset,
+            want_fence: false,
+            want_shut_down: true,
+        };
+        let waiting = process_heartbeat(&image, &request, false).unwrap();
+        assert!(!waiting.reply.should_shut_down && waiting.records.is_empty());
+        let reply = heartbeat(&mut image, 2, false, true);
+        assert!(reply.should_shut_down);
+        assert!(image.brokers[&2].fenced);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut image = MetadataImage::default();
+        let epoch = register(&mut image, 1);
+        let (_, (first, count)) =
+            commit(&mut image, allocate_producer_ids(&image, 1, epoch).unwrap());
+        let (_, (second, _)) =
+            commit(&mut image, allocate_producer_ids(&image, 1, epoch).unwrap());
+        assert_eq!(second, first + count);
+        // Survives a snapshot round trip.
+        let mut restored = MetadataImage::default();
+        restored.replay_all(image.offset, &image.to_records());
+        assert_eq!(restored.next_producer_id, image.next_producer_id);
+    }
+}

@@ -1,0 +1,301 @@
+//! The topic and cluster config keys Chronik knows, their types, defaults and validation. A topic's
+//! effective value is its own setting, else the cluster-level default set at bootstrap, else the static
+//! default here. Unknown keys are refused: a typo must not be silently accepted.
+
+use std::collections::BTreeMap;
+
+use crate::error::{ApiError, ErrorCode};
+
+use super::image::MetadataImage;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// A signed integer of at least `min`.
+    Long { min: i64 },
+    Bool,
+    /// One of a fixed set of values.
+    Choice(&'static [&'static str]),
+    /// A comma-separated list, each element from a fixed set.
+    List(&'static [&'static str]),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub kind: ConfigKind,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+/// Cluster-only keys: the defaults for CreateTopics calls that leave them unset.
+pub const NUM_PARTITIONS: &str = "num.partitions";
+pub const DEFAULT_REPLICATION_FACTOR: &str = "default.replication.factor";
+
+/// Per-topic configs (Kafka's names and meanings).
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "cleanup.policy",
+        kind: ConfigKind::List(&["delete", "compact"]),
+        default: "delete",
+        doc: "What happens to old segments: delete them, or compact by key",
+    },
+    ConfigDef {
+        name: "compression.type",
+        kind: ConfigKind::Choice(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+        default: "producer",
+        doc: "Final compression of stored batches; `producer` keeps what the producer sent",
+    },
+    ConfigDef {
+        name: "retention.ms",
+        kind: ConfigKind::Long { min: -1 },
+        default: "604800000",
+        doc: "How long a segment is kept after its newest record (-1: forever)",
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        kind: ConfigKind::Long { min: -1 },
+        default: "-1",
+        doc: "Largest size a partition may grow to before old segments are deleted (-1: no limit)",
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        kind: ConfigKind::Long { min: 14 },
+        default: "1073741824",
+        doc: "Size at which a segment is rolled",
+    },
+    ConfigDef {
+        name: "segment.ms",
+        kind: ConfigKind::Long { min: 1 },
+        default: "604800000",
+        doc: "Age at which a segment is rolled",
+    },
+    ConfigDef {
+        name: "segment.index.bytes",
+        kind: ConfigKind::Long { min: 4 },
+        default: "10485760",
+        doc: "Largest size of a segment's offset index",
+    },
+    ConfigDef {
+        name: "index.interval.bytes",
+        kind: ConfigKind::Long { min: 0 },
+        default: "4096",
+        doc: "Bytes of log between two offset index entries",
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        kind: ConfigKind::Long { min: 0 },
+        default: "1048588",
+        doc: "Largest record batch the partition accepts",
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        kind: ConfigKind::Choice(&["CreateTime", "LogAppendTime"]),
+        default: "CreateTime",
+        doc: "Whether record timestamps are the producer's or the broker's append time",
+    },
+    ConfigDef {
+        name: MIN_INSYNC_REPLICAS,
+        kind: ConfigKind::Long { min: 1 },
+        default: "2",
+        doc: "Fewest in-sync replicas for an acks=all write to be accepted",
+    },
+    ConfigDef {
+        name: UNCLEAN_LEADER_ELECTION,
+        kind: ConfigKind::Bool,
+        default: "false",
+        doc: "Elect an out-of-sync replica when no in-sync one is left (can lose acknowledged data)",
+    },
+    ConfigDef {
+        name: "flush.messages",
+        kind: ConfigKind::Long { min: 1 },
+        default: "1",
+        doc: "Batches between fsyncs of the log (1: every batch, group-committed)",
+    },
+    ConfigDef {
+        name: "flush.ms",
+        kind: ConfigKind::Long { min: 0 },
+        default: "9223372036854775807",
+        doc: "Longest time written data may wait for an fsync",
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        kind: ConfigKind::Long { min: 0 },
+        default: "86400000",
+        doc: "How long tombstones are kept in compacted topics",
+    },
+];
+
+/// Cluster-only keys.
+pub const CLUSTER_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: NUM_PARTITIONS,
+        kind: ConfigKind::Long { min: 1 },
+        default: "1",
+        doc: "Partitions of a topic created without a count",
+    },
+    ConfigDef {
+        name: DEFAULT_REPLICATION_FACTOR,
+        kind: ConfigKind::Long { min: 1 },
+        default: "3",
+        doc: "Replication factor of a topic created without one",
+    },
+];
+
+pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+fn any_config_def(name: &str) -> Option<&'static ConfigDef> {
+    topic_config_def(name).or_else(|| CLUSTER_CONFIGS.iter().find(|d| d.name == name))
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidConfig, message)
+}
+
+/// Checks one value against its definition.
+pub fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ApiError> {
+    match def.kind {
+        ConfigKind::Long { min } => match value.trim().parse::<i64>() {
+            Ok(v) if v >= min => Ok(()),
+            Ok(_) => Err(invalid(format!(
+                "invalid value '{value}' for {}: must be at least {min}",
+                def.name
+            ))),
+            Err(_) => Err(invalid(format!(
+                "invalid value '{value}' for {}: not an integer",
+                def.name
+            ))),
+        },
+        ConfigKind::Bool => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(invalid(format!(
+                "invalid value '{value}' for {}: must be true or false",
+                def.name
+            ))),
+        },
+        ConfigKind::Choice(choices) => {
+            if choices.contains(&value) {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "invalid value '{value}' for {}: must be one of {}",
+                    def.name,
+                    choices.join(", ")
+                )))
+            }
+        }
+        ConfigKind::List(choices) => {
+            let ok = !value.is_empty() && value.split(',').all(|v| choices.contains(&v.trim()));
+            if ok {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "invalid value '{value}' for {}: must be a list of {}",
+                    def.name,
+                    choices.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+/// Validates a set of topic configs: every key known, every value well-formed.
+pub fn validate_topic_configs<'a>(
+    configs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), ApiError> {
+    for (key, value) in configs {
+        let def = topic_config_def(key)
+            .ok_or_else(|| invalid(format!("unknown topic config '{key}'")))?;
+        validate_value(def, value)?;
+    }
+    Ok(())
+}
+
+/// Validates cluster-level defaults (topic keys and cluster-only keys).
+pub fn validate_cluster_configs<'a>(
+    configs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), ApiError> {
+    for (key, value) in configs {
+        let def =
+            any_config_def(key).ok_or_else(|| invalid(format!("unknown config '{key}'")))?;
+        validate_value(def, value)?;
+    }
+    Ok(())
+}
+
+/// The effective value of a key for a topic: the topic's own, the cluster default, the static default.
+pub fn effective(image: &MetadataImage, topic_configs: &BTreeMap<String, String>, key: &str) -> String {
+    topic_configs
+        .get(key)
+        .or_else(|| image.cluster_configs.get(key))
+        .cloned()
+        .or_else(|| any_config_def(key).map(|d| d.default.to_string()))
+        .unwrap_or_default()
+}
+
+/// Every topic config key with its effective value.
+pub fn effective_topic_configs(
+    image: &MetadataImage,
+    topic_configs: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|d| (d.name.to_string(), effective(image, topic_configs, d.name)))
+        .collect()
+}
+
+/// An integer config's effective value (defaults are valid by construction).
+pub fn effective_i64(image: &MetadataImage, topic_configs: &BTreeMap<String, String>, key: &str) -> i64 {
+    effective(image, topic_configs, key).trim().parse().unwrap_or(0)
+}
+
+pub fn effective_bool(image: &MetadataImage, topic_configs: &BTreeMap<String, String>, key: &str) -> bool {
+    effective(image, topic_configs, key) == "true"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(validate_topic_configs(&map(&[("retention.ms", "1000")])).is_ok());
+        assert!(validate_topic_configs(&map(&[("cleanup.policy", "compact,delete")])).is_ok());
+        for bad in [
+            ("retenton.ms", "1"),
+            ("retention.ms", "soon"),
+            ("retention.ms", "-2"),
+            ("min.insync.replicas", "0"),
+            ("unclean.leader.election.enable", "yes"),
+            ("cleanup.policy", "shred"),
+            ("num.partitions", "3"),
+        ] {
+            let err = validate_topic_configs(&map(&[bad])).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidConfig, "{bad:?}");
+        }
+        assert!(validate_cluster_configs(&map(&[("num.partitions", "3")])).is_ok());
+    }
+
+    #[test]
+    fn effective_value_falls_back_from_topic_to_cluster_to_static() {
+        let mut image = MetadataImage::default();
+        let topic = map(&[("retention.ms", "5")]);
+        assert_eq!(effective_i64(&image, &topic, "retention.ms"), 5);
+        assert_eq!(effective_i64(&image, &topic, MIN_INSYNC_REPLICAS), 2);
+        image
+            .cluster_configs
+            .insert(MIN_INSYNC_REPLICAS.into(), "1".into());
+        assert_eq!(effective_i64(&image, &topic, MIN_INSYNC_REPLICAS), 1);
+        assert!(!effective_bool(&image, &topic, UNCLEAN_LEADER_ELECTION));
+    }
+}

@@ -1,0 +1,355 @@
+//! `MetadataImage`: the cluster metadata as of one metadata offset. It changes only through `replay` of
+//! committed records, on the controllers (the Raft state machine) and on brokers (the watch stream) alike,
+//! so both sides hold the same image for the same offset. `to_records` turns an image back into records
+//! that rebuild it: that is what snapshots and the first message of a watch stream carry.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::records::{
+    BrokerId, ConfigResource, Endpoint, PartitionChangeRecord, PartitionRecord, Record,
+    RegisterBrokerRecord, TopicId, NO_LEADER,
+};
+
+/// A registered broker as the controller knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub broker_id: BrokerId,
+    pub incarnation_id: Uuid,
+    /// The metadata offset of the registration record: unique and monotonic per broker id.
+    pub broker_epoch: i64,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    pub fenced: bool,
+    pub in_controlled_shutdown: bool,
+}
+
+impl BrokerRegistration {
+    /// May lead partitions and join ISRs.
+    pub fn is_active(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
+
+    /// The endpoint for a listener name, or the first one.
+    pub fn endpoint(&self, listener: Option<&str>) -> Option<&Endpoint> {
+        match listener {
+            Some(name) => self.endpoints.iter().find(|e| e.name == name),
+            None => self.endpoints.first(),
+        }
+    }
+}
+
+/// One partition's replication state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRegistration {
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub recovering: bool,
+}
+
+impl PartitionRegistration {
+    pub fn has_leader(&self) -> bool {
+        self.leader != NO_LEADER
+    }
+
+    /// The preferred leader: the first replica in assignment order.
+    pub fn preferred_leader(&self) -> Option<BrokerId> {
+        self.replicas.first().copied()
+    }
+
+    pub fn is_under_replicated(&self) -> bool {
+        self.isr.len() < self.replicas.len()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: TopicId,
+    /// Explicitly set configs (defaults are not stored).
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionRegistration>,
+}
+
+impl TopicImage {
+    pub fn replication_factor(&self) -> usize {
+        self.partitions.first().map_or(0, |p| p.replicas.len())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    /// The offset of the last record replayed into this image.
+    pub offset: u64,
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
+    pub topics: BTreeMap<TopicId, TopicImage>,
+    pub topic_ids: BTreeMap<String, TopicId>,
+    pub cluster_configs: BTreeMap<String, String>,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    /// Applies every record of one committed log entry at `offset`.
+    pub fn replay_all<'a>(&mut self, offset: u64, records: impl IntoIterator<Item = &'a Record>) {
+        for record in records {
+            self.replay(offset, record);
+        }
+        self.offset = self.offset.max(offset);
+    }
+
+    /// Applies one record committed at `offset`. Records were validated when they were produced, so
+    /// replay never fails; a record naming something unknown (possible only for a stale record) changes
+    /// nothing.
+    pub fn replay(&mut self, offset: u64, record: &Record) {
+        match record {
+            Record::ClusterId { cluster_id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                }
+            }
+            Record::RegisterBroker(r) => {
+                let broker_epoch = if r.broker_epoch < 0 {
+                    offset as i64
+                } else {
+                    r.broker_epoch
+                };
+                self.brokers.insert(
+                    r.broker_id,
+                    BrokerRegistration {
+                        broker_id: r.broker_id,
+                        incarnation_id: r.incarnation_id,
+                        broker_epoch,
+                        endpoints: r.endpoints.clone(),
+                        rack: r.rack.clone(),
+                        fenced: r.fenced,
+                        in_controlled_shutdown: r.in_controlled_shutdown,
+                    },
+                );
+            }
+            Record::BrokerChange {
+                broker_id,
+                broker_epoch,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    if b.broker_epoch == *broker_epoch {
+                        if let Some(f) = fenced {
+                            b.fenced = *f;
+                        }
+                        if let Some(s) = in_controlled_shutdown {
+                            b.in_controlled_shutdown = *s;
+                        }
+                    }
+                }
+            }
+            Record::UnregisterBroker {
+                broker_id,
+                broker_epoch,
+            } => {
+                if self
+                    .brokers
+                    .get(broker_id)
+                    .is_some_and(|b| b.broker_epoch == *broker_epoch)
+                {
+                    self.brokers.remove(broker_id);
+                }
+            }
+            Record::Topic { name, topic_id } => {
+                self.topic_ids.insert(name.clone(), *topic_id);
+                self.topics.insert(
+                    *topic_id,
+                    TopicImage {
+                        name: name.clone(),
+                        id: *topic_id,
+                        configs: BTreeMap::new(),
+                        partitions: Vec::new(),
+                    },
+                );
+            }
+            Record::Partition(p) => {
+                if let Some(topic) = self.topics.get_mut(&p.topic_id) {
+                    let registration = PartitionRegistration {
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.partition_epoch,
+                        recovering: p.recovering,
+                    };
+                    let index = p.partition as usize;
+                    if index < topic.partitions.len() {
+                        topic.partitions[index] = registration;
+                    } else if index == topic.partitions.len() {
+                        topic.partitions.push(registration);
+                    }
+                }
+            }
+            Record::PartitionChange(change) => {
+                if let Some(p) = self.partition_mut(change.topic_id, change.partition) {
+                    apply_partition_change(p, change);
+                }
+            }
+            Record::RemoveTopic { topic_id } => {
+                if let Some(topic) = self.topics.remove(topic_id) {
+                    self.topic_ids.remove(&topic.name);
+                }
+            }
+            Record::Config {
+                resource,
+                key,
+                value,
+            } => {
+                let configs = match resource {
+                    ConfigResource::Cluster => Some(&mut self.cluster_configs),
+                    ConfigResource::Topic(name) => match self.topic_ids.get(name) {
+                        Some(id) => self.topics.get_mut(id).map(|t| &mut t.configs),
+                        None => None,
+                    },
+                };
+                if let Some(configs) = configs {
+                    match value {
+                        Some(v) => configs.insert(key.clone(), v.clone()),
+                        None => configs.remove(key),
+                    };
+                }
+            }
+            Record::ProducerIds {
+                next_producer_id, ..
+            } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+        }
+    }
+
+    /// Records that rebuild this image from an empty one (its offset excepted).
+    pub fn to_records(&self) -> Vec<Record> {
+        let mut records = Vec::new();
+        if let Some(cluster_id) = &self.cluster_id {
+            records.push(Record::ClusterId {
+                cluster_id: cluster_id.clone(),
+            });
+        }
+        for (key, value) in &self.cluster_configs {
+            records.push(Record::Config {
+                resource: ConfigResource::Cluster,
+                key: key.clone(),
+                value: Some(value.clone()),
+            });
+        }
+        if self.next_producer_id > 0 {
+            records.push(Record::ProducerIds {
+                broker_id: -1,
+                broker_epoch: -1,
+                next_producer_id: self.next_producer_id,
+            });
+        }
+        for b in self.brokers.values() {
+            records.push(Record::RegisterBroker(RegisterBrokerRecord {
+                broker_id: b.broker_id,
+                incarnation_id: b.incarnation_id,
+                broker_epoch: b.broker_epoch,
+                endpoints: b.endpoints.clone(),
+                rack: b.rack.clone(),
+                fenced: b.fenced,
+                in_controlled_shutdown: b.in_controlled_shutdown,
+            }));
+        }
+        for topic in self.topics.values() {
+            records.push(Record::Topic {
+                name: topic.name.clone(),
+                topic_id: topic.id,
+            });
+            for (key, value) in &topic.configs {
+                records.push(Record::Config {
+                    resource: ConfigResource::Topic(topic.name.clone()),
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+            for (index, p) in topic.partitions.iter().enumerate() {
+                records.push(Record::Partition(PartitionRecord {
+                    topic_id: topic.id,
+                    partition: index as i32,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    recovering: p.recovering,
+                }));
+            }
+        }
+        records
+    }
+
+    pub fn topic_by_name(&self, name: &str) -> Option<&TopicImage> {
+        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    pub fn partition(&self, topic_id: TopicId, partition: i32) -> Option<&PartitionRegistration> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get(&topic_id)?.partitions.get(index)
+    }
+
+    fn partition_mut(
+        &mut self,
+        topic_id: TopicId,
+        partition: i32,
+    ) -> Option<&mut PartitionRegistration> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get_mut(&topic_id)?.partitions.get_mut(index)
+    }
+
+    /// Every partition as `(topic, index, registration)`, topics in id order.
+    pub fn partitions(&self) -> impl Iterator<Item = (&TopicImage, i32, &PartitionRegistration)> {
+        self.topics.values().flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| (t, i as i32, p))
+        })
+    }
+
+    /// True when the broker is registered, unfenced and not shutting down.
+    pub fn is_active_broker(&self, broker_id: BrokerId) -> bool {
+        self.brokers.get(&broker_id).is_some_and(|b| b.is_active())
+    }
+
+    pub fn active_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| b.is_active())
+    }
+
+    /// How many partitions each broker leads.
+    pub fn leader_count(&self, broker_id: BrokerId) -> usize {
+        self.partitions()
+            .filter(|(_, _, p)| p.leader == broker_id)
+            .count()
+    }
+}
+
+/// The one place the epoch rules live (digest §5.4): every change bumps the partition epoch; a change
+/// that sets the leader, even to the same broker or to none, bumps the leader epoch.
+pub fn apply_partition_change(p: &mut PartitionRegistration, change: &PartitionChangeRecord) {
+    if let Some(leader) = change.leader {
+        p.leader = leader;
+        p.leader_epoch += 1;
+    }
+    if let Some(isr) = &change.isr {
+        p.isr = isr.clone();
+    }
+    if let Some(replicas) = &change.replicas {
+        p.replicas = replicas.clone();
+    }
+    if let Some(recovering) = change.recovering {
+        p.recovering = recovering;
+    }
+    p.partition_epoch += 1;
+}

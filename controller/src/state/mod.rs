@@ -1,0 +1,29 @@
+//! The controller's replicated state and the pure logic that changes it. Nothing here does IO or knows
+//! about Raft: a command reads the current `MetadataImage` and returns the records to append plus its
+//! reply (`ControllerResult`); the image changes only when those records are committed and replayed.
+//! That is what lets every rule here be unit-tested by replaying records.
+
+pub mod cluster;
+pub mod configs;
+pub mod election;
+pub mod image;
+pub mod placement;
+pub mod records;
+pub mod topics;
+
+pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
+pub use records::{BrokerId, Endpoint, Record, TopicId, NO_LEADER};
+
+/// The outcome of a command: records to append (possibly none) and the reply to send once they are
+/// committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerResult<T> {
+    pub records: Vec<Record>,
+    pub reply: T,
+}
+
+impl<T> ControllerResult<T> {
+    pub fn new(records: Vec<Record>, reply: T) -> Self {
+        Self { records, reply }
+    }
+}

@@ -1,0 +1,107 @@
+//! The metadata records. The controller's replicated state is, by definition, the replay of these records
+//! in log order (`MetadataImage::replay`); commands only ever produce them. Brokers receive the same
+//! records over `WatchMetadata` and replay them into their own image.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A broker's id, chosen by the operator (`--broker-id`).
+pub type BrokerId = i32;
+/// A topic's id: a non-zero UUID assigned by the controller at creation.
+pub type TopicId = Uuid;
+/// "No leader" in `PartitionRegistration::leader`.
+pub const NO_LEADER: BrokerId = -1;
+
+/// A listener a broker advertises to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// What a config record applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Cluster,
+    Topic(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterBrokerRecord {
+    pub broker_id: BrokerId,
+    pub incarnation_id: Uuid,
+    /// `-1` in a freshly proposed record: the epoch is then the offset of the record itself.
+    pub broker_epoch: i64,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    pub fenced: bool,
+    pub in_controlled_shutdown: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub recovering: bool,
+}
+
+/// A change to one partition; `None` fields are unchanged. Replay bumps the partition epoch always and
+/// the leader epoch whenever `leader` is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChangeRecord {
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub leader: Option<BrokerId>,
+    pub isr: Option<Vec<BrokerId>>,
+    pub replicas: Option<Vec<BrokerId>>,
+    pub recovering: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    ClusterId {
+        cluster_id: String,
+    },
+    RegisterBroker(RegisterBrokerRecord),
+    BrokerChange {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        fenced: Option<bool>,
+        in_controlled_shutdown: Option<bool>,
+    },
+    UnregisterBroker {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    },
+    Topic {
+        name: String,
+        topic_id: TopicId,
+    },
+    Partition(PartitionRecord),
+    PartitionChange(PartitionChangeRecord),
+    RemoveTopic {
+        topic_id: TopicId,
+    },
+    Config {
+        resource: ConfigResource,
+        key: String,
+        value: Option<String>,
+    },
+    ProducerIds {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        next_producer_id: i64,
+    },
+}

@@ -1,0 +1,691 @@
+//! Topics and partitions (Kafka's `ReplicationControlManager`): create, delete, configs, ISR changes
+//! asked by partition leaders (AlterPartition, digest §5.6) and preferred-leader elections.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorCode};
+
+use super::configs::{
+    effective, effective_topic_configs, validate_topic_configs, DEFAULT_REPLICATION_FACTOR,
+    NUM_PARTITIONS,
+};
+use super::election::{partition_change, Election};
+use super::image::{apply_partition_change, MetadataImage, PartitionRegistration};
+use super::placement::assign_replicas;
+use super::records::{BrokerId, ConfigResource, PartitionRecord, Record, TopicId};
+use super::ControllerResult;
+
+/// Kafka's limit on topic name length.
+pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
+/// Upper bound on partitions per topic, to refuse requests that would bloat the metadata.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// Checks a topic name against Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    let invalid = |why: &str| {
+        ApiError::new(
+            ErrorCode::InvalidTopic,
+            format!("invalid topic name '{name}': {why}"),
+        )
+    };
+    if name.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("'.' and '..' are not allowed"));
+    }
+    if name.len() > MAX_TOPIC_NAME_LENGTH {
+        return Err(invalid("longer than 249 characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(invalid(&format!(
+            "'{c}' is not allowed (only ASCII letters, digits, '.', '_' and '-')"
+        )));
+    }
+    Ok(())
+}
+
+/// Kafka's internal topics: hidden from "all topics" listings unless asked for.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == "__consumer_offsets" || name == "__transaction_state"
+}
+
+#[derive(Clone, Debug)]
+pub struct CreateTopic {
+    pub name: String,
+    /// `-1`: the cluster default.
+    pub num_partitions: i32,
+    /// `-1`: the cluster default.
+    pub replication_factor: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreatedTopic {
+    pub topic_id: TopicId,
+    pub num_partitions: i32,
+    pub replication_factor: i32,
+    /// Every topic config with its effective value.
+    pub configs: BTreeMap<String, String>,
+}
+
+pub type CreateTopicsReply = Vec<(String, Result<CreatedTopic, ApiError>)>;
+
+/// Creates topics, each independently: a bad one gets its error, the others are still created.
+/// `new_topic_id` supplies fresh non-zero ids.
+pub fn create_topics(
+    image: &MetadataImage,
+    topics: &[CreateTopic],
+    validate_only: bool,
+    mut new_topic_id: impl FnMut() -> Uuid,
+) -> ControllerResult<CreateTopicsReply> {
+    let mut names = BTreeMap::<&str, usize>::new();
+    for t in topics {
+        *names.entry(t.name.as_str()).or_default() += 1;
+    }
+    let brokers: Vec<(BrokerId, Option<String>)> = image
+        .active_brokers()
+        .map(|b| (b.broker_id, b.rack.clone()))
+        .collect();
+    let mut start = image.partitions().count();
+    let mut records = Vec::new();
+    let mut reply = Vec::new();
+    for t in topics {
+        let outcome = if names[t.name.as_str()] > 1 {
+            Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("topic '{}' appears more than once in the request", t.name),
+            ))
+        } else {
+            plan_topic(image, t, &brokers, start).map(|(mut created, replicas)| {
+                start += replicas.len();
+                if !validate_only {
+                    created.topic_id = new_topic_id();
+                    records.extend(topic_records(t, &created, replicas));
+                }
+                created
+            })
+        };
+        reply.push((t.name.clone(), outcome));
+    }
+    ControllerResult::new(records, reply)
+}
+
+/// Validates one topic and places its replicas (the topic id is filled in by the caller).
+fn plan_topic(
+    image: &MetadataImage,
+    t: &CreateTopic,
+    brokers: &[(BrokerId, Option<String>)],
+    start: usize,
+) -> Result<(CreatedTopic, Vec<Vec<BrokerId>>), ApiError> {
+    validate_topic_name(&t.name)?;
+    if image.topic_ids.contains_key(&t.name) {
+        return Err(ApiError::new(
+            ErrorCode::TopicAlreadyExists,
+            format!("topic '{}' already exists", t.name),
+        ));
+    }
+    validate_topic_configs(&t.configs)?;
+    let no_overrides = BTreeMap::new();
+    let num_partitions = match t.num_partitions {
+        -1 => effective(image, &no_overrides, NUM_PARTITIONS).parse().unwrap_or(1),
+        n => n,
+    };
+    if !(1..=MAX_PARTITIONS).contains(&num_partitions) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPartitions,
+            format!("number of partitions must be between 1 and {MAX_PARTITIONS}, got {num_partitions}"),
+        ));
+    }
+    let replication_factor = match t.replication_factor {
+        -1 => effective(image, &no_overrides, DEFAULT_REPLICATION_FACTOR)
+            .parse()
+            .unwrap_or(1),
+        n => n,
+    };
+    if replication_factor < 1 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidReplicationFactor,
+            format!("replication factor must be at least 1, got {replication_factor}"),
+        ));
+    }
+    if replication_factor as usize > brokers.len() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "replication factor {replication_factor} is larger than the number of available brokers ({})",
+                brokers.len()
+            ),
+        ));
+    }
+    let replicas = assign_replicas(
+        brokers,
+        num_partitions as usize,
+        replication_factor as usize,
+        start,
+    );
+    let created = CreatedTopic {
+        topic_id: Uuid::nil(),
+        num_partitions,
+        replication_factor,
+        configs: effective_topic_configs(image, &t.configs),
+    };
+    Ok((created, replicas))
+}
+
+fn topic_records(
+    t: &CreateTopic,
+    created: &CreatedTopic,
+    replicas: Vec<Vec<BrokerId>>,
+) -> Vec<Record> {
+    let mut records = vec![Record::Topic {
+        name: t.name.clone(),
+        topic_id: created.topic_id,
+    }];
+    records.extend(t.configs.iter().map(|(key, value)| Record::Config {
+        resource: ConfigResource::Topic(t.name.clone()),
+        key: key.clone(),
+        value: Some(value.clone()),
+    }));
+    records.extend(replicas.into_iter().enumerate().map(|(index, replicas)| {
+        Record::Partition(PartitionRecord {
+            topic_id: created.topic_id,
+            partition: index as i32,
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            recovering: false,
+        })
+    }));
+    records
+}
+
+/// What to delete: a topic by name or by id.
+#[derive(Clone, Debug)]
+pub enum TopicRef {
+    Name(String),
+    Id(TopicId),
+}
+
+pub type DeleteTopicsReply = Vec<(String, TopicId, Result<(), ApiError>)>;
+
+pub fn delete_topics(image: &MetadataImage, topics: &[TopicRef]) -> ControllerResult<DeleteTopicsReply> {
+    let mut records = Vec::new();
+    let mut reply = Vec::new();
+    let mut seen = BTreeSet::new();
+    for t in topics {
+        let found = match t {
+            TopicRef::Name(name) => image.topic_by_name(name).ok_or_else(|| {
+                (
+                    name.clone(),
+                    Uuid::nil(),
+                    ApiError::new(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{name}' does not exist"),
+                    ),
+                )
+            }),
+            TopicRef::Id(id) => image.topics.get(id).ok_or_else(|| {
+                (
+                    String::new(),
+                    *id,
+                    ApiError::new(ErrorCode::UnknownTopicId, format!("no topic has id {id}")),
+                )
+            }),
+        };
+        match found {
+            Ok(topic) => {
+                if seen.insert(topic.id) {
+                    records.push(Record::RemoveTopic { topic_id: topic.id });
+                }
+                reply.push((topic.name.clone(), topic.id, Ok(())));
+            }
+            Err((name, id, err)) => reply.push((name, id, Err(err))),
+        }
+    }
+    ControllerResult::new(records, reply)
+}
+
+/// Sets and deletes topic config overrides; replies with the topic's explicit configs afterwards.
+pub fn alter_topic_configs(
+    image: &MetadataImage,
+    topic: &str,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+) -> Result<ControllerResult<BTreeMap<String, String>>, ApiError> {
+    let existing = image.topic_by_name(topic).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{topic}' does not exist"),
+        )
+    })?;
+    validate_topic_configs(set)?;
+    if let Some(key) = delete.iter().find(|k| super::configs::topic_config_def(k).is_none()) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidConfig,
+            format!("unknown topic config '{key}'"),
+        ));
+    }
+    if let Some(key) = delete.iter().find(|k| set.contains_key(*k)) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("config '{key}' is both set and deleted"),
+        ));
+    }
+    let resource = ConfigResource::Topic(topic.to_string());
+    let mut configs = existing.configs.clone();
+    let mut records = Vec::new();
+    for (key, value) in set {
+        configs.insert(key.clone(), value.clone());
+        records.push(Record::Config {
+            resource: resource.clone(),
+            key: key.clone(),
+            value: Some(value.clone()),
+        });
+    }
+    for key in delete {
+        if configs.remove(key).is_some() {
+            records.push(Record::Config {
+                resource: resource.clone(),
+                key: key.clone(),
+                value: None,
+            });
+        }
+    }
+    Ok(ControllerResult::new(records, configs))
+}
+
+/// One partition's requested ISR change.
+#[derive(Clone, Debug)]
+pub struct AlterPartitionItem {
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    /// `(broker, broker epoch or -1)`.
+    pub new_isr: Vec<(BrokerId, i64)>,
+}
+
+/// The outcome for one partition: its state after the change, or why it was refused.
+pub type AlterPartitionOutcome = Result<PartitionRegistration, ErrorCode>;
+
+/// AlterPartition from a partition leader (digest §5.6), each partition checked in Kafka's order.
+pub fn alter_partition(
+    image: &MetadataImage,
+    broker_id: BrokerId,
+    broker_epoch: i64,
+    items: &[AlterPartitionItem],
+) -> Result<ControllerResult<Vec<AlterPartitionOutcome>>, ApiError> {
+    super::cluster::check_broker_epoch(image, broker_id, broker_epoch)?;
+    let mut records = Vec::new();
+    let mut reply = Vec::new();
+    for item in items {
+        let outcome = alter_one(image, broker_id, item).map(|change| {
+            let mut after = image
+                .partition(item.topic_id, item.partition)
+                .cloned()
+                .expect("checked by alter_one");
+            if let Some(change) = change {
+                apply_partition_change(&mut after, &change);
+                records.push(Record::PartitionChange(change));
+            }
+            after
+        });
+        reply.push(outcome);
+    }
+    Ok(ControllerResult::new(records, reply))
+}
+
+fn alter_one(
+    image: &MetadataImage,
+    broker_id: BrokerId,
+    item: &AlterPartitionItem,
+) -> Result<Option<super::records::PartitionChangeRecord>, ErrorCode> {
+    if !image.topics.contains_key(&item.topic_id) {
+        return Err(ErrorCode::UnknownTopicId);
+    }
+    let current = image
+        .partition(item.topic_id, item.partition)
+        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    if item.leader_epoch > current.leader_epoch || item.partition_epoch > current.partition_epoch {
+        return Err(ErrorCode::NotController);
+    }
+    if item.leader_epoch < current.leader_epoch {
+        return Err(ErrorCode::FencedLeaderEpoch);
+    }
+    if current.leader != broker_id {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    if item.partition_epoch < current.partition_epoch {
+        return Err(ErrorCode::InvalidUpdateVersion);
+    }
+    let new_isr: Vec<BrokerId> = item.new_isr.iter().map(|(b, _)| *b).collect();
+    let distinct: BTreeSet<BrokerId> = new_isr.iter().copied().collect();
+    if distinct.len() != new_isr.len()
+        || !new_isr.contains(&broker_id)
+        || !new_isr.iter().all(|b| current.replicas.contains(b))
+    {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    if current.recovering && new_isr != [broker_id] {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    for &(member, epoch) in &item.new_isr {
+        if current.isr.contains(&member) {
+            continue;
+        }
+        let eligible = image.brokers.get(&member).is_some_and(|b| {
+            b.is_active() && (epoch < 0 || epoch == b.broker_epoch)
+        });
+        if !eligible {
+            return Err(ErrorCode::IneligibleReplica);
+        }
+    }
+    // The leader is unchanged by construction (it is acceptable and in the new ISR).
+    Ok(partition_change(
+        item.topic_id,
+        item.partition,
+        current,
+        new_isr,
+        |b| image.is_active_broker(b),
+        false,
+        Election::KeepCurrent,
+    ))
+}
+
+/// One partition's preferred-leader election outcome: the leader afterwards, or why not.
+pub type ElectionOutcome = (String, i32, Result<BrokerId, ApiError>);
+
+/// Moves leadership back to preferred replicas that are in sync and acceptable. `topics = None`: all.
+/// Partitions already led by their preferred replica are reported only when named explicitly.
+pub fn elect_preferred_leaders(
+    image: &MetadataImage,
+    topics: Option<&[String]>,
+) -> Result<ControllerResult<Vec<ElectionOutcome>>, ApiError> {
+    let selected: Vec<&super::image::TopicImage> = match topics {
+        None => image.topics.values().collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                image.topic_by_name(n).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{n}' does not exist"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut records = Vec::new();
+    let mut reply = Vec::new();
+    for topic in selected {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let index = index as i32;
+            let preferred = p.preferred_leader();
+            if preferred == Some(p.leader) {
+                if topics.is_some() {
+                    reply.push((
+                        topic.name.clone(),
+                        index,
+                        Err(ApiError::new(
+                            ErrorCode::ElectionNotNeeded,
+                            "the preferred replica already leads",
+                        )),
+                    ));
+                }
+                continue;
+            }
+            let change = partition_change(
+                topic.id,
+                index,
+                p,
+                p.isr.clone(),
+                |b| image.is_active_broker(b),
+                false,
+                Election::Preferred,
+            )
+            .filter(|c| c.leader.is_some() && c.leader == preferred);
+            match change {
+                Some(change) => {
+                    reply.push((topic.name.clone(), index, Ok(change.leader.unwrap_or(p.leader))));
+                    records.push(Record::PartitionChange(change));
+                }
+                None => reply.push((
+                    topic.name.clone(),
+                    index,
+                    Err(ApiError::new(
+                        ErrorCode::PreferredLeaderNotAvailable,
+                        "the preferred replica is not in sync or not available",
+                    )),
+                )),
+            }
+        }
+    }
+    Ok(ControllerResult::new(records, reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::cluster::tests::{cluster, commit, heartbeat, register};
+
+    fn create(image: &MetadataImage, name: &str, partitions: i32, rf: i32) -> Result<CreatedTopic, ApiError> {
+        let t = CreateTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: rf,
+            configs: BTreeMap::new(),
+        };
+        create_topics(image, &[t], false, Uuid::new_v4).reply.remove(0).1
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders.v1", "A_b-c", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "has space", "slash/", "ünï", &"x".repeat(250)] {
+            assert_eq!(validate_topic_name(bad).unwrap_err().code, ErrorCode::InvalidTopic, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_create_requests_change_nothing() {
+        let image = cluster(&[1, 2, 3], 1, 1);
+        let codes = [
+            (create(&image, "t", 1, 4), ErrorCode::InvalidReplicationFactor),
+            (create(&image, "t", 0, 1), ErrorCode::InvalidPartitions),
+            (create(&image, "t", -5, 1), ErrorCode::InvalidPartitions),
+            (create(&image, "t", 1, 0), ErrorCode::InvalidReplicationFactor),
+            (create(&image, "orders", 1, 1), ErrorCode::TopicAlreadyExists),
+            (create(&image, "bad name", 1, 1), ErrorCode::InvalidTopic),
+        ];
+        for (outcome, code) in codes {
+            assert_eq!(outcome.unwrap_err().code, code);
+        }
+        let t = CreateTopic {
+            name: "t".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            configs: [("retention.mss".to_string(), "1".to_string())].into(),
+        };
+        let result = create_topics(&image, &[t.clone(), t.clone()], false, Uuid::new_v4);
+        assert!(result.records.is_empty());
+        let result = create_topics(&image, &[t], false, Uuid::new_v4);
+        assert!(result.records.is_empty());
+        assert_eq!(result.reply[0].1.as_ref().unwrap_err().code, ErrorCode::InvalidConfig);
+    }
+
+    #[test]
+    fn created_topics_get_ids_placement_and_defaults() {
+        let mut image = cluster(&[1, 2, 3], 1, 1);
+        let t = CreateTopic {
+            name: "events".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            configs: [("retention.ms".to_string(), "1000".to_string())].into(),
+        };
+        let validate = create_topics(&image, &[t.clone()], true, Uuid::new_v4);
+        assert!(validate.records.is_empty() && validate.reply[0].1.is_ok());
+        let (_, reply) = commit(&mut image, create_topics(&image, &[t], false, Uuid::new_v4));
+        let created = reply[0].1.clone().unwrap();
+        assert!(!created.topic_id.is_nil());
+        assert_eq!((created.num_partitions, created.replication_factor), (1, 3));
+        assert_eq!(created.configs["retention.ms"], "1000");
+        assert_eq!(created.configs["min.insync.replicas"], "1", "cluster default");
+        let topic = image.topic_by_name("events").unwrap();
+        assert_eq!(topic.id, created.topic_id);
+        assert_eq!(topic.configs.len(), 1);
+        assert_eq!(topic.partitions[0].isr, topic.partitions[0].replicas);
+        // Recreating after delete gives a new id.
+        commit(&mut image, delete_topics(&image, &[TopicRef::Name("events".into())]));
+        assert!(image.topic_by_name("events").is_none());
+        let again = create(&image, "events", 1, 1).unwrap();
+        assert_ne!(again.topic_id, created.topic_id);
+    }
+
+    #[test]
+    fn deleting_unknown_topics_is_an_error() {
+        let image = cluster(&[1], 1, 1);
+        let result = delete_topics(&image, &[TopicRef::Name("nope".into()), TopicRef::Id(Uuid::from_u128(99))]);
+        assert!(result.records.is_empty());
+        assert_eq!(result.reply[0].2.as_ref().unwrap_err().code, ErrorCode::UnknownTopicOrPartition);
+        assert_eq!(result.reply[1].2.as_ref().unwrap_err().code, ErrorCode::UnknownTopicId);
+    }
+
+    #[test]
+    fn configs_are_validated_set_and_deleted() {
+        let mut image = cluster(&[1], 1, 1);
+        let set: BTreeMap<String, String> = [("retention.ms".to_string(), "10".to_string())].into();
+        let (_, configs) = commit(&mut image, alter_topic_configs(&image, "orders", &set, &[]).unwrap());
+        assert_eq!(configs["retention.ms"], "10");
+        assert_eq!(image.topic_by_name("orders").unwrap().configs["retention.ms"], "10");
+        let (_, configs) = commit(
+            &mut image,
+            alter_topic_configs(&image, "orders", &BTreeMap::new(), &["retention.ms".into()]).unwrap(),
+        );
+        assert!(configs.is_empty());
+        let bad: BTreeMap<String, String> = [("nope".to_string(), "1".to_string())].into();
+        assert_eq!(
+            alter_topic_configs(&image, "orders", &bad, &[]).unwrap_err().code,
+            ErrorCode::InvalidConfig
+        );
+        assert_eq!(
+            alter_topic_configs(&image, "missing", &set, &[]).unwrap_err().code,
+            ErrorCode::UnknownTopicOrPartition
+        );
+    }
+
+    fn item(image: &MetadataImage, isr: &[(BrokerId, i64)]) -> AlterPartitionItem {
+        let topic = image.topic_by_name("orders").unwrap();
+        let p = &topic.partitions[0];
+        AlterPartitionItem {
+            topic_id: topic.id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn alter_partition_is_compare_and_set_on_the_partition_epoch() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        let leader = image.topic_by_name("orders").unwrap().partitions[0].leader;
+        let epoch = image.brokers[&leader].broker_epoch;
+        let others: Vec<BrokerId> = [1, 2, 3].into_iter().filter(|&b| b != leader).collect();
+        // Shrink to the leader and one follower.
+        let shrink = item(&image, &[(leader, -1), (others[0], -1)]);
+        let (_, reply) = commit(&mut image, alter_partition(&image, leader, epoch, &[shrink.clone()]).unwrap());
+        let after = reply[0].clone().unwrap();
+        assert_eq!(after.isr, vec![leader, others[0]]);
+        assert_eq!(after.partition_epoch, shrink.partition_epoch + 1);
+        assert_eq!(after.leader_epoch, shrink.leader_epoch, "an ISR change keeps the leader epoch");
+        assert_eq!(image.topic_by_name("orders").unwrap().partitions[0], after);
+        // The same request again is stale.
+        let stale = alter_partition(&image, leader, epoch, &[shrink]).unwrap();
+        assert_eq!(stale.reply[0], Err(ErrorCode::InvalidUpdateVersion));
+        assert!(stale.records.is_empty());
+        // Expansion needs the member's current broker epoch.
+        let other_epoch = image.brokers[&others[1]].broker_epoch;
+        let wrong = item(&image, &[(leader, -1), (others[0], -1), (others[1], other_epoch - 1)]);
+        assert_eq!(
+            alter_partition(&image, leader, epoch, &[wrong]).unwrap().reply[0],
+            Err(ErrorCode::IneligibleReplica)
+        );
+        let right = item(&image, &[(leader, -1), (others[0], -1), (others[1], other_epoch)]);
+        assert!(alter_partition(&image, leader, epoch, &[right]).unwrap().reply[0].is_ok());
+    }
+
+    #[test]
+    fn alter_partition_refuses_stale_leaders_and_bad_isrs() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        let p = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        let leader = p.leader;
+        let follower = p.replicas.iter().copied().find(|&b| b != leader).unwrap();
+        let epoch = image.brokers[&leader].broker_epoch;
+        assert_eq!(
+            alter_partition(&image, leader, epoch + 1, &[]).unwrap_err().code,
+            ErrorCode::StaleBrokerEpoch
+        );
+        let mut old = item(&image, &[(leader, -1)]);
+        old.leader_epoch -= 1;
+        assert_eq!(alter_partition(&image, leader, epoch, &[old]).unwrap().reply[0], Err(ErrorCode::FencedLeaderEpoch));
+        let mut newer = item(&image, &[(leader, -1)]);
+        newer.partition_epoch += 1;
+        assert_eq!(alter_partition(&image, leader, epoch, &[newer]).unwrap().reply[0], Err(ErrorCode::NotController));
+        let follower_epoch = image.brokers[&follower].broker_epoch;
+        let from_follower = item(&image, &[(follower, -1)]);
+        assert_eq!(
+            alter_partition(&image, follower, follower_epoch, &[from_follower]).unwrap().reply[0],
+            Err(ErrorCode::InvalidRequest)
+        );
+        let without_leader = item(&image, &[(follower, -1)]);
+        assert_eq!(alter_partition(&image, leader, epoch, &[without_leader]).unwrap().reply[0], Err(ErrorCode::InvalidRequest));
+        let outsider = register(&mut image, 9);
+        heartbeat(&mut image, 9, false, false);
+        let not_replica = item(&image, &[(leader, -1), (9, outsider)]);
+        assert_eq!(alter_partition(&image, leader, epoch, &[not_replica]).unwrap().reply[0], Err(ErrorCode::InvalidRequest));
+    }
+
+    #[test]
+    fn preferred_election_restores_leaders_in_sync() {
+        let mut image = cluster(&[1, 2, 3], 3, 3);
+        let fence = crate::state::cluster::fence_broker(&image, 1);
+        commit(&mut image, ControllerResult::new(fence, ()));
+        assert_eq!(image.leader_count(1), 0);
+        commit(&mut image, ControllerResult::new(crate::state::cluster::unfence_broker(&image, 1), ()));
+        // Broker 1 is back but not in sync: nothing to elect yet.
+        let result = elect_preferred_leaders(&image, None).unwrap();
+        assert!(result.records.is_empty());
+        assert!(result.reply.iter().all(|(_, _, r)| r.is_err()));
+        // Once the leaders add it back to their ISRs, preferred election hands leadership back.
+        let topic = image.topic_by_name("orders").unwrap().clone();
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let mut isr: Vec<(BrokerId, i64)> = p.isr.iter().map(|&b| (b, -1)).collect();
+            isr.push((1, image.brokers[&1].broker_epoch));
+            let it = AlterPartitionItem {
+                topic_id: topic.id,
+                partition: index as i32,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                new_isr: isr,
+            };
+            let leader_epoch = image.brokers[&p.leader].broker_epoch;
+            commit(&mut image, alter_partition(&image, p.leader, leader_epoch, &[it]).unwrap());
+        }
+        let (_, reply) = commit(&mut image, elect_preferred_leaders(&image, None).unwrap());
+        assert!(reply.iter().all(|(_, _, r)| r.is_ok()));
+        assert_eq!(image.leader_count(1), 1);
+        for p in &image.topic_by_name("orders").unwrap().partitions {
+            assert_eq!(Some(p.leader), p.preferred_leader());
+        }
+    }
+}

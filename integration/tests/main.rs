@@ -1,0 +1,8 @@
+//! Chronik's end-to-end tests: real controller and broker processes on loopback, real faults (kill -9,
+//! SIGSTOP, SIGTERM), bounded waits on conditions. One test binary; one module per capability.
+//! The binaries must be built first (`cargo build --bins`); `.ci/run` does that.
+
+mod harness;
+
+mod cli;
+mod control_plane;
