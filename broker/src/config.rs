@@ -130,6 +130,28 @@ pub struct BrokerConfig {
         default_value_t = 3_000
     )]
     pub controller_request_timeout_ms: u64,
+
+    /// Create unknown topics named in Metadata and Produce requests (with the cluster defaults), as
+    /// Kafka's `auto.create.topics.enable`.
+    #[arg(
+        long,
+        env = "CHRONIK_AUTO_CREATE_TOPICS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub auto_create_topics: bool,
+
+    /// Largest Kafka request frame accepted; larger ones are refused before they are read.
+    #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
+    pub max_request_bytes: u32,
+
+    /// How many requests of one connection may be in progress at once (responses still go out in order).
+    #[arg(
+        long,
+        env = "CHRONIK_MAX_INFLIGHT_PER_CONNECTION",
+        default_value_t = 128
+    )]
+    pub max_inflight_per_connection: usize,
 }
 
 impl BrokerConfig {

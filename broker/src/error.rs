@@ -97,6 +97,13 @@ pub enum BrokerError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for Kafka clients on {address}: {source}")]
+    KafkaBind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the partition logs: {0}")]
+    Logs(#[from] crate::log::LogError),
     #[error("HTTP server failed: {0}")]
     HttpServe(std::io::Error),
     /// The controller refused this broker for good (e.g. it belongs to another cluster).

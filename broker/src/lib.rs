@@ -7,12 +7,16 @@
 //! (health, readiness, metrics) and `server` (`Broker`, which starts and stops all of them).
 
 pub mod config;
+pub mod connection;
 pub mod controller_client;
 pub mod error;
+pub mod handlers;
 pub mod http;
 pub mod lifecycle;
 pub mod log;
 pub mod metadata;
+pub mod protocol;
+pub mod replica;
 pub mod server;
 
 pub use config::BrokerConfig;

@@ -20,12 +20,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, PLAINTEXT_LISTENER};
+use crate::connection::{self, ConnectionLimits};
 use crate::controller_client::ControllerClient;
 use crate::error::BrokerError;
+use crate::handlers::BrokerContext;
 use crate::http::{router, HttpState};
 use crate::lifecycle::{BrokerLifecycleManager, BrokerStatus, LifecycleConfig};
+use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
+use crate::replica::{run_metadata_listener, ReplicaManager};
 
 /// Runs a broker until `shutdown` resolves (then shuts down gracefully) or a task fails for good.
 pub async fn run(
@@ -38,6 +42,9 @@ pub async fn run(
 /// A started broker and the handles to stop it.
 pub struct Broker {
     config: BrokerConfig,
+    /// The bound Kafka listener.
+    kafka_addr: SocketAddr,
+    logs: Arc<LogManager>,
     http_addr: SocketAddr,
     status: watch::Receiver<BrokerStatus>,
     metadata: Arc<MetadataCache>,
@@ -54,7 +61,7 @@ pub struct Broker {
 impl Broker {
     /// Validates the configuration, binds the HTTP endpoint and starts every task. Returns once the
     /// broker is running in the background (not yet registered: see `wait_until_ready`).
-    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+    pub async fn start(mut config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
             path: config.data_dir.clone(),
@@ -77,8 +84,30 @@ impl Broker {
                 address: config.http_listen,
                 source,
             })?;
-        // The Kafka listener binds `config.listen` here once it exists; until then the advertised
-        // endpoint is registered but nothing answers on it.
+        let kafka_listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::KafkaBind {
+                    address: config.listen,
+                    source,
+                })?;
+        let kafka_addr = kafka_listener
+            .local_addr()
+            .map_err(|source| BrokerError::KafkaBind {
+                address: config.listen,
+                source,
+            })?;
+        // With port 0 the OS picked the port: that is the one to advertise.
+        if config.listen.port() == 0 {
+            config.listen = kafka_addr;
+        }
+        if let Some(advertised) = config.advertised_listener.as_mut() {
+            if advertised.port == 0 {
+                advertised.port = kafka_addr.port();
+            }
+        }
+        let logs = Arc::new(LogManager::open(&config.data_dir, LogConfig::default())?);
+        let replicas = Arc::new(ReplicaManager::new(config.broker_id, logs.clone()));
 
         let manager = BrokerLifecycleManager::new(
             LifecycleConfig {
@@ -100,6 +129,34 @@ impl Broker {
             metadata.clone(),
             client.clone(),
             cancel.clone(),
+        ));
+        tracker.spawn(
+            logs.clone()
+                .run(LogManagerConfig::default(), cancel.clone()),
+        );
+        tracker.spawn(run_metadata_listener(
+            replicas.clone(),
+            metadata.clone(),
+            status.clone(),
+            cancel.clone(),
+        ));
+        let context = Arc::new(BrokerContext {
+            broker_id: config.broker_id,
+            metadata: metadata.clone(),
+            replicas: replicas.clone(),
+            controller: client.clone(),
+            auto_create_topics: config.auto_create_topics,
+        });
+        tracker.spawn(connection::serve(
+            kafka_listener,
+            context,
+            ConnectionLimits {
+                max_frame_bytes: config.max_request_bytes,
+                max_inflight: config.max_inflight_per_connection,
+                listener: PLAINTEXT_LISTENER.to_string(),
+            },
+            cancel.clone(),
+            tracker.clone(),
         ));
         let lifecycle = {
             let (cancel, controlled_shutdown, fatal_tx) = (
@@ -131,6 +188,7 @@ impl Broker {
         info!(
             broker_id = config.broker_id,
             incarnation_id = %status.borrow().incarnation_id,
+            kafka = %kafka_addr,
             advertised = %config.advertised_address(),
             http = %http_addr,
             controllers = %client.addresses().join(","),
@@ -138,6 +196,8 @@ impl Broker {
         );
         Ok(Broker {
             config,
+            kafka_addr,
+            logs,
             http_addr,
             status,
             metadata,
@@ -156,6 +216,11 @@ impl Broker {
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// The bound Kafka listener address (useful with `--listen 127.0.0.1:0`).
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
     }
 
     /// The bound HTTP address (useful with `--http-listen 127.0.0.1:0`).
@@ -252,6 +317,9 @@ impl Broker {
         self.cancel.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        if let Err(e) = self.logs.close_all() {
+            error!("closing the partition logs failed: {e}");
+        }
     }
 }
 

@@ -34,8 +34,7 @@ pub struct GlobalArgs {
         value_name = "HOST:PORT,...",
         value_delimiter = ',',
         default_value = DEFAULT_CONTROLLER_ADDRESS,
-        value_parser = parse_controller_address,
-        global = true
+        value_parser = parse_controller_address
     )]
     pub controllers: Vec<String>,
 
@@ -77,6 +76,73 @@ pub enum Command {
     /// Move partition leadership.
     #[command(subcommand)]
     Election(ElectionCommand),
+    /// Run a cluster of real processes on this machine, without Docker.
+    #[command(subcommand)]
+    Local(LocalCommand),
+}
+
+/// `chronikctl local ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum LocalCommand {
+    /// Start controllers and brokers in the background on free loopback ports, wait until they are
+    /// ready, and print the bootstrap servers. In a dir that already holds a cluster, start its stopped
+    /// nodes again (data is kept).
+    Up(LocalUpArgs),
+    /// Show every node of the local cluster: address, pid, ready or not.
+    Status(LocalDirArgs),
+    /// Stop the local cluster: brokers first (controlled shutdown), then controllers. Data is kept.
+    Down(LocalDirArgs),
+    /// kill -9 one node.
+    Kill(LocalNodeArgs),
+    /// Stop one node with SIGTERM (a broker does a controlled shutdown first).
+    Stop(LocalNodeArgs),
+    /// Start one stopped node again, with its ports and data, and wait until it is ready.
+    Start(LocalNodeArgs),
+}
+
+/// The directory of a local cluster.
+#[derive(Debug, Clone, Args)]
+pub struct LocalDirArgs {
+    /// Where the cluster's data dirs, logs and `cluster.json` live.
+    #[arg(long, env = "CHRONIK_LOCAL_DIR", default_value = "./.chronik")]
+    pub dir: std::path::PathBuf,
+}
+
+/// `chronikctl local up`.
+#[derive(Debug, Clone, Args)]
+pub struct LocalUpArgs {
+    #[command(flatten)]
+    pub dir: LocalDirArgs,
+    /// Controllers to start (1, 3 or 5).
+    #[arg(long = "controllers", default_value_t = 3)]
+    pub controller_count: usize,
+    /// Brokers to start.
+    #[arg(long = "brokers", default_value_t = 3)]
+    pub broker_count: usize,
+    /// An extra flag for every controller, e.g. `--controller-arg=--default-replication-factor=1`.
+    #[arg(long = "controller-arg", allow_hyphen_values = true)]
+    pub controller_args: Vec<String>,
+    /// An extra flag for every broker, e.g. `--broker-arg=--auto-create-topics=false`.
+    #[arg(long = "broker-arg", allow_hyphen_values = true)]
+    pub broker_args: Vec<String>,
+    /// Where the chronik-controller and chronik-broker binaries are (default: beside chronikctl).
+    #[arg(long, env = "CHRONIK_BIN_DIR")]
+    pub bin_dir: Option<std::path::PathBuf>,
+    /// How long to wait for every node to be ready, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub wait_secs: u64,
+}
+
+/// One node of a local cluster.
+#[derive(Debug, Clone, Args)]
+pub struct LocalNodeArgs {
+    /// `controller` or `broker`.
+    #[arg(value_parser = ["controller", "broker"])]
+    pub kind: String,
+    /// The node's id.
+    pub id: u64,
+    #[command(flatten)]
+    pub dir: LocalDirArgs,
 }
 
 /// `chronikctl cluster ...`

@@ -9,6 +9,9 @@ use tonic::{Code, Status};
 /// Why a `chronikctl` command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// A `chronikctl local` operation failed.
+    #[error("{0}")]
+    Local(String),
     /// No configured controller accepted a connection or answered a read.
     #[error("cannot reach any controller at {addresses}: {reason}")]
     Unreachable {

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -82,7 +83,8 @@ pub fn default_bin_dir() -> PathBuf {
 
 /// A port the OS just handed out; released when the node starts.
 fn free_port() -> Result<u16, LocalError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| io("cannot bind a free port", e))?;
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| io("cannot bind a free port", e))?;
     listener
         .local_addr()
         .map(|a| a.port())
@@ -112,6 +114,21 @@ pub struct Node {
 }
 
 impl Node {
+    fn describe(&self) -> Node {
+        Node {
+            kind: self.kind.clone(),
+            id: self.id,
+            addr: self.addr,
+            http_addr: self.http_addr,
+            data_dir: self.data_dir.clone(),
+            log_file: self.log_file.clone(),
+            pid: self.pid,
+            child: None,
+            args: self.args.clone(),
+            binary: self.binary.clone(),
+        }
+    }
+
     fn spawn(&mut self, log_filter: &str) -> Result<(), LocalError> {
         if !self.binary.exists() {
             return Err(LocalError::MissingBinary(self.binary.clone()));
@@ -122,13 +139,16 @@ impl Node {
             .append(true)
             .open(&self.log_file)
             .map_err(|e| io(self.log_file.display(), e))?;
-        let log_err = log.try_clone().map_err(|e| io(self.log_file.display(), e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| io(self.log_file.display(), e))?;
         let child = Command::new(&self.binary)
             .args(&self.args)
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
+            .process_group(0)
             .spawn()
             .map_err(|e| io(format!("cannot start {}", self.binary.display()), e))?;
         self.pid = Some(child.id());
@@ -137,29 +157,37 @@ impl Node {
     }
 
     fn signal(&self, signal: Signal) -> Result<(), LocalError> {
-        let pid = self.pid.ok_or_else(|| LocalError::NoSuchNode(format!("{} {} is not running", self.kind, self.id)))?;
+        let pid = self.pid.ok_or_else(|| {
+            LocalError::NoSuchNode(format!("{} {} is not running", self.kind, self.id))
+        })?;
         kill(Pid::from_raw(pid as i32), signal).map_err(|e| io(format!("kill -{signal} {pid}"), e))
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
+        match (&mut self.child, self.pid) {
+            (Some(child), _) => matches!(child.try_wait(), Ok(None)),
+            (None, Some(pid)) => kill(Pid::from_raw(pid as i32), None).is_ok(),
+            (None, None) => false,
         }
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, LocalError> {
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| LocalError::NoSuchNode(format!("{} {} is not running", self.kind, self.id)))?;
+    /// Waits until the process has exited (reaping it when this process started it). Returns whether
+    /// it exited successfully, when that is known.
+    fn wait_exit(&mut self, timeout: Duration) -> Result<Option<bool>, LocalError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = child.try_wait().map_err(|e| io("wait", e))? {
+            let exited = match &mut self.child {
+                Some(child) => child
+                    .try_wait()
+                    .map_err(|e| io("wait", e))?
+                    .map(|status| Some(status.success())),
+                None => (!self.is_running()).then_some(None),
+            };
+            if let Some(success) = exited {
                 self.child = None;
                 self.pid = None;
-                return Ok(status);
+                return Ok(success);
             }
             if Instant::now() >= deadline {
                 return Err(LocalError::Timeout {
@@ -171,7 +199,7 @@ impl Node {
         }
     }
 
-    /// kill -9, and reap the process.
+    /// kill -9, and wait until it is gone.
     pub fn kill(&mut self) -> Result<(), LocalError> {
         if self.is_running() {
             self.signal(Signal::SIGKILL)?;
@@ -182,8 +210,16 @@ impl Node {
         Ok(())
     }
 
-    /// SIGTERM and wait for the exit status.
-    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus, LocalError> {
+    /// Starts this node again (same ports, data dir and flags).
+    pub fn start(&mut self, log_filter: &str) -> Result<(), LocalError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        self.spawn(log_filter)
+    }
+
+    /// SIGTERM and wait for the process to exit; `Some(success)` when the exit status is known.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<Option<bool>, LocalError> {
         self.signal(Signal::SIGTERM)?;
         self.wait_exit(timeout)
     }
@@ -210,6 +246,19 @@ pub struct LocalCluster {
     pub spec: ClusterSpec,
     pub controllers: Vec<Node>,
     pub brokers: Vec<Node>,
+    /// Kill every process when dropped (tests); a detached cluster (`chronikctl local up`) keeps
+    /// running.
+    owned: bool,
+}
+
+/// The file in the cluster dir that describes a detached cluster.
+pub const STATE_FILE: &str = "cluster.json";
+
+#[derive(Serialize, Deserialize)]
+struct SavedCluster {
+    controllers: Vec<Node>,
+    brokers: Vec<Node>,
+    log_filter: String,
 }
 
 impl LocalCluster {
@@ -297,12 +346,70 @@ impl LocalCluster {
             spec,
             controllers,
             brokers,
+            owned: true,
         };
-        let filter = cluster.spec.log_filter.clone();
-        for node in cluster.controllers.iter_mut().chain(cluster.brokers.iter_mut()) {
-            node.spawn(&filter)?;
-        }
+        cluster.start_stopped()?;
         Ok(cluster)
+    }
+
+    /// Starts every node that is not running.
+    pub fn start_stopped(&mut self) -> Result<(), LocalError> {
+        let filter = self.spec.log_filter.clone();
+        for node in self.controllers.iter_mut().chain(self.brokers.iter_mut()) {
+            if !node.is_running() {
+                node.spawn(&filter)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the cluster described in `dir/cluster.json` (written by `save`). Its processes are not
+    /// owned: dropping the result leaves them running.
+    pub fn load(dir: &Path) -> Result<Self, LocalError> {
+        let path = dir.join(STATE_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            io(
+                format!("no local cluster in {} ({})", dir.display(), path.display()),
+                e,
+            )
+        })?;
+        let saved: SavedCluster =
+            serde_json::from_slice(&bytes).map_err(|e| io(path.display(), e))?;
+        let mut spec = ClusterSpec::new(dir, saved.controllers.len(), saved.brokers.len());
+        spec.log_filter = saved.log_filter;
+        Ok(Self {
+            spec,
+            controllers: saved.controllers,
+            brokers: saved.brokers,
+            owned: false,
+        })
+    }
+
+    /// Writes `dir/cluster.json` so later commands can find the processes.
+    pub fn save(&self) -> Result<(), LocalError> {
+        let saved = SavedCluster {
+            controllers: self.controllers.iter().map(Node::describe).collect(),
+            brokers: self.brokers.iter().map(Node::describe).collect(),
+            log_filter: self.spec.log_filter.clone(),
+        };
+        let path = self.spec.dir.join(STATE_FILE);
+        let bytes = serde_json::to_vec_pretty(&saved).map_err(|e| io(path.display(), e))?;
+        std::fs::write(&path, bytes).map_err(|e| io(path.display(), e))
+    }
+
+    /// Lets the processes outlive this value (and this process).
+    pub fn detach(mut self) {
+        self.owned = false;
+    }
+
+    /// Stops everything: brokers first with SIGTERM (a controlled shutdown), then controllers; a node
+    /// that does not exit within `timeout` is killed.
+    pub fn stop_all(&mut self, timeout: Duration) {
+        for node in self.brokers.iter_mut().chain(self.controllers.iter_mut()) {
+            if node.is_running() && node.terminate(timeout).is_err() {
+                let _ = node.kill();
+            }
+        }
     }
 
     /// `host:port,...` of every controller's gRPC listener (for `--controllers`).
@@ -355,8 +462,12 @@ impl LocalCluster {
             .iter_mut()
             .chain(self.brokers.iter_mut())
             .filter_map(|n| {
-                n.is_running()
-                    .then(|| (format!("{} {}", n.kind, n.id), format!("http://{}/readyz", n.http_addr)))
+                n.is_running().then(|| {
+                    (
+                        format!("{} {}", n.kind, n.id),
+                        format!("http://{}/readyz", n.http_addr),
+                    )
+                })
             })
             .collect();
         for (what, url) in urls {
@@ -389,7 +500,9 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        self.kill_all();
+        if self.owned {
+            self.kill_all();
+        }
     }
 }
 

@@ -36,6 +36,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
             Report::TopicDeleted(topic) => write_json(out, topic),
             Report::TopicConfigs(topic) => write_json(out, topic),
             Report::Election(results) => write_json(out, results),
+            Report::Local(cluster) => write_json(out, cluster),
         },
         OutputFormat::Table => {
             match report {
@@ -47,6 +48,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::TopicDeleted(topic) => topic_deleted(out, topic)?,
                 Report::TopicConfigs(topic) => topic_configs(out, topic)?,
                 Report::Election(results) => election_table(out, results)?,
+                Report::Local(cluster) => local_cluster(out, cluster)?,
             }
             Ok(())
         }
@@ -587,4 +589,33 @@ mod tests {
         assert_eq!(value[0]["result"], "failed");
         assert_eq!(value[0]["partition"], 0);
     }
+}
+
+fn local_cluster(
+    out: &mut impl Write,
+    cluster: &crate::cmd::local::LocalClusterView,
+) -> Result<(), CliError> {
+    writeln!(out, "bootstrap servers: {}", cluster.bootstrap_servers)?;
+    writeln!(out, "controllers:       {}", cluster.controllers)?;
+    writeln!(out, "logs and data:     {}", cluster.dir)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<11} {:>3}  {:<22} {:<22} {:>8}  {:<6} LOG",
+        "NODE", "ID", "ADDRESS", "HTTP", "PID", "READY"
+    )?;
+    for n in &cluster.nodes {
+        writeln!(
+            out,
+            "{:<11} {:>3}  {:<22} {:<22} {:>8}  {:<6} {}",
+            n.kind,
+            n.id,
+            n.addr,
+            n.http_addr,
+            n.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            if n.ready { "yes" } else { "no" },
+            n.log_file
+        )?;
+    }
+    Ok(())
 }

@@ -120,16 +120,14 @@ impl AppliedMetadata {
         }
         let oldest_retained = inner.recent.front().map(|e| e.offset);
         match oldest_retained {
-            Some(oldest) if from_offset + 1 >= oldest => {
-                Resume::Entries(
-                    inner
-                        .recent
-                        .iter()
-                        .filter(|e| e.offset > from_offset)
-                        .cloned()
-                        .collect(),
-                )
-            }
+            Some(oldest) if from_offset + 1 >= oldest => Resume::Entries(
+                inner
+                    .recent
+                    .iter()
+                    .filter(|e| e.offset > from_offset)
+                    .cloned()
+                    .collect(),
+            ),
             _ => Resume::Snapshot(inner.image.clone()),
         }
     }

@@ -34,23 +34,35 @@ pub struct ControllerConfig {
     pub quorum: String,
 
     /// How often brokers heartbeat.
-    #[arg(long, env = "CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "CHRONIK_BROKER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
     pub broker_heartbeat_interval_ms: u64,
 
     /// A broker whose last heartbeat is older than this is fenced.
-    #[arg(long, env = "CHRONIK_BROKER_SESSION_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        env = "CHRONIK_BROKER_SESSION_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
     pub broker_session_timeout_ms: u64,
 
     /// How often the active controller moves leadership back to preferred replicas that are in sync.
-    #[arg(long, env = "CHRONIK_LEADER_REBALANCE_INTERVAL_MS", default_value_t = 10000)]
+    #[arg(
+        long,
+        env = "CHRONIK_LEADER_REBALANCE_INTERVAL_MS",
+        default_value_t = 10000
+    )]
     pub leader_rebalance_interval_ms: u64,
 
     /// Raft heartbeat interval between controllers.
-    #[arg(long, env = "CHRONIK_RAFT_HEARTBEAT_MS", default_value_t = 250)]
+    #[arg(long, env = "CHRONIK_RAFT_HEARTBEAT_MS", default_value_t = 200)]
     pub raft_heartbeat_ms: u64,
 
     /// Raft election timeout (a random value between this and twice this).
-    #[arg(long, env = "CHRONIK_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    #[arg(long, env = "CHRONIK_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 600)]
     pub raft_election_timeout_ms: u64,
 
     /// Log entries between snapshots; the log is compacted behind each snapshot.
@@ -78,11 +90,17 @@ impl ControllerConfig {
             return Err(format!(
                 "--node-id {} is not one of the --quorum voters ({})",
                 self.node_id,
-                voters.keys().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                voters
+                    .keys()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
-            return Err("--broker-session-timeout-ms must exceed --broker-heartbeat-interval-ms".into());
+            return Err(
+                "--broker-session-timeout-ms must exceed --broker-heartbeat-interval-ms".into(),
+            );
         }
         if self.raft_election_timeout_ms <= self.raft_heartbeat_ms {
             return Err("--raft-election-timeout-ms must exceed --raft-heartbeat-ms".into());
@@ -115,7 +133,9 @@ pub fn parse_quorum(quorum: &str) -> Result<BTreeMap<u64, String>, String> {
             .rsplit_once(':')
             .ok_or_else(|| format!("quorum entry '{entry}': '{address}' has no port"))?;
         if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(format!("quorum entry '{entry}': '{address}' is not host:port"));
+            return Err(format!(
+                "quorum entry '{entry}': '{address}' is not host:port"
+            ));
         }
         if voters.insert(id, address.to_string()).is_some() {
             return Err(format!("node id {id} appears twice in the quorum"));

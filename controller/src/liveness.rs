@@ -119,9 +119,10 @@ impl Liveness {
             .active_brokers()
             .filter(|b| b.broker_id != broker_id)
             .all(|b| {
-                sessions.by_broker.get(&b.broker_id).is_none_or(|s| {
-                    s.broker_epoch != b.broker_epoch || s.metadata_offset >= target
-                })
+                sessions
+                    .by_broker
+                    .get(&b.broker_id)
+                    .is_none_or(|s| s.broker_epoch != b.broker_epoch || s.metadata_offset >= target)
             })
     }
 
@@ -189,7 +190,10 @@ pub async fn run_liveness(
                 .await;
             match result {
                 Ok((offset, true)) => {
-                    info!(broker_id, broker_epoch, offset, "fenced broker: session expired")
+                    info!(
+                        broker_id,
+                        broker_epoch, offset, "fenced broker: session expired"
+                    )
                 }
                 Ok((_, false)) => {}
                 Err(e) => warn!(broker_id, "could not fence broker: {e}"),
@@ -199,11 +203,15 @@ pub async fn run_liveness(
         if last_rebalance.elapsed() >= rebalance_interval {
             last_rebalance = Instant::now();
             let needs_election = image.partitions().any(|(_, _, p)| {
-                p.preferred_leader()
-                    .is_some_and(|b| b != p.leader && p.isr.contains(&b) && image.is_active_broker(b))
+                p.preferred_leader().is_some_and(|b| {
+                    b != p.leader && p.isr.contains(&b) && image.is_active_broker(b)
+                })
             });
             if needs_election {
-                match quorum.run(|image| elect_preferred_leaders(image, None)).await {
+                match quorum
+                    .run(|image| elect_preferred_leaders(image, None))
+                    .await
+                {
                     Ok((offset, outcomes)) => {
                         let moved = outcomes.iter().filter(|(_, _, r)| r.is_ok()).count();
                         if moved > 0 {
@@ -231,7 +239,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3)).await;
         liveness.touch(2, image.brokers[&2].broker_epoch, image.offset);
         tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(liveness.next_expired(&image), Some((1, image.brokers[&1].broker_epoch)));
+        assert_eq!(
+            liveness.next_expired(&image),
+            Some((1, image.brokers[&1].broker_epoch))
+        );
         assert!(liveness.has_live_session(2));
         assert!(!liveness.has_live_session(1));
         // Leadership moved: everyone gets a fresh session instead of being fenced.
@@ -246,6 +257,9 @@ mod tests {
         let liveness = Liveness::new(Duration::from_secs(5));
         liveness.on_term(1, &image);
         liveness.touch(1, image.brokers[&1].broker_epoch - 1, 0);
-        assert_eq!(liveness.next_expired(&image), Some((1, image.brokers[&1].broker_epoch)));
+        assert_eq!(
+            liveness.next_expired(&image),
+            Some((1, image.brokers[&1].broker_epoch))
+        );
     }
 }

@@ -10,7 +10,9 @@ use chronik_controller::config::ControllerConfig;
 async fn main() -> std::process::ExitCode {
     let config = ControllerConfig::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match chronik_controller::node::run(config, chronik_controller::shutdown::signal()).await {

@@ -49,7 +49,11 @@ fn meta_path(data_dir: &Path) -> PathBuf {
 
 /// Refuses a data dir that belongs to another node or quorum, or that holds Raft data without its meta
 /// file (a damaged or foreign directory); never starts a silent new cluster over old data.
-fn check_data_dir(data_dir: &Path, node_id: u64, voters: &BTreeMap<u64, String>) -> anyhow::Result<DataDirMeta> {
+fn check_data_dir(
+    data_dir: &Path,
+    node_id: u64,
+    voters: &BTreeMap<u64, String>,
+) -> anyhow::Result<DataDirMeta> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let path = meta_path(data_dir);
@@ -123,7 +127,12 @@ impl ControllerNode {
         let applied = Arc::new(AppliedMetadata::new());
         let (log_store, state_machine) = raft::open(&config.data_dir, applied.clone())
             .await
-            .with_context(|| format!("cannot open the Raft storage in {}", config.data_dir.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot open the Raft storage in {}",
+                    config.data_dir.display()
+                )
+            })?;
         let committed = log_store.committed_index();
         let raft_config = raft_config(
             config.raft_heartbeat_ms,
@@ -190,7 +199,10 @@ impl ControllerNode {
             .add_service(raft::service::raft_service(raft.clone()))
             .add_service(BrokerServiceServer::new(api.clone()))
             .add_service(AdminServiceServer::new(api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                shutdown.clone().cancelled_owned(),
+            );
         tasks.spawn(async move {
             if let Err(e) = grpc.await {
                 error!("gRPC server failed: {e}");
@@ -210,9 +222,14 @@ impl ControllerNode {
             Duration::from_millis(config.leader_rebalance_interval_ms),
             shutdown.clone(),
         ));
-        tasks.spawn(bootstrap_cluster(quorum.clone(), config.clone(), shutdown.clone()));
+        tasks.spawn(bootstrap_cluster(
+            quorum.clone(),
+            config.clone(),
+            shutdown.clone(),
+        ));
         {
-            let (quorum, shutdown, data_dir) = (quorum.clone(), shutdown.clone(), config.data_dir.clone());
+            let (quorum, shutdown, data_dir) =
+                (quorum.clone(), shutdown.clone(), config.data_dir.clone());
             tasks.spawn(async move {
                 if let Err(e) = guard_cluster_id(&quorum, &data_dir, &mut meta, &shutdown).await {
                     error!("{e:#}");
@@ -247,7 +264,10 @@ impl ControllerNode {
 }
 
 /// Runs a controller until `shutdown` resolves (or it fails fatally).
-pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let node = ControllerNode::start(config).await?;
     let token = node.shutdown_token();
     tokio::select! {
@@ -263,9 +283,16 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -
 
 /// Once this node leads a quorum that has no cluster id yet, writes the cluster id and the cluster
 /// defaults: exactly once, since the command re-checks under the quorum's single writer.
-async fn bootstrap_cluster(quorum: Arc<Quorum>, config: ControllerConfig, shutdown: CancellationToken) {
+async fn bootstrap_cluster(
+    quorum: Arc<Quorum>,
+    config: ControllerConfig,
+    shutdown: CancellationToken,
+) {
     let defaults: BTreeMap<String, String> = [
-        (DEFAULT_REPLICATION_FACTOR, config.default_replication_factor),
+        (
+            DEFAULT_REPLICATION_FACTOR,
+            config.default_replication_factor,
+        ),
         (NUM_PARTITIONS, config.default_num_partitions),
         (MIN_INSYNC_REPLICAS, config.default_min_insync_replicas),
     ]
@@ -355,16 +382,26 @@ mod tests {
     #[test]
     fn a_data_dir_is_bound_to_its_node_and_quorum() {
         let dir = tempfile::tempdir().unwrap();
-        let voters: BTreeMap<u64, String> =
-            [(1, "a:1".to_string()), (2, "b:2".to_string()), (3, "c:3".to_string())].into();
+        let voters: BTreeMap<u64, String> = [
+            (1, "a:1".to_string()),
+            (2, "b:2".to_string()),
+            (3, "c:3".to_string()),
+        ]
+        .into();
         check_data_dir(dir.path(), 2, &voters).unwrap();
         check_data_dir(dir.path(), 2, &voters).unwrap();
         let err = check_data_dir(dir.path(), 3, &voters).unwrap_err();
-        assert!(err.to_string().contains("belongs to controller node 2"), "{err}");
+        assert!(
+            err.to_string().contains("belongs to controller node 2"),
+            "{err}"
+        );
         let single: BTreeMap<u64, String> = [(2, "b:2".to_string())].into();
         assert!(check_data_dir(dir.path(), 2, &single).is_err());
         std::fs::write(meta_path(dir.path()), b"{not json").unwrap();
-        assert!(check_data_dir(dir.path(), 2, &voters).unwrap_err().to_string().contains("corrupt"));
+        assert!(check_data_dir(dir.path(), 2, &voters)
+            .unwrap_err()
+            .to_string()
+            .contains("corrupt"));
         let damaged = tempfile::tempdir().unwrap();
         std::fs::create_dir(damaged.path().join("raft")).unwrap();
         assert!(check_data_dir(damaged.path(), 1, &voters).is_err());

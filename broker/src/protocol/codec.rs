@@ -22,7 +22,9 @@ pub struct Request {
 pub enum Decoded {
     Request(Box<Request>),
     /// ApiVersions above our maximum: answer UNSUPPORTED_VERSION in the v0 schema (KIP-511).
-    ApiVersionsTooNew { correlation_id: i32 },
+    ApiVersionsTooNew {
+        correlation_id: i32,
+    },
 }
 
 /// Why a frame cannot be answered. Each closes the connection (Kafka cannot frame a reply either).
@@ -62,7 +64,8 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, FrameError> {
         version,
         reason: e.to_string(),
     };
-    let header = RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(malformed)?;
+    let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
+        .map_err(malformed)?;
     let body = RequestKind::decode(key, &mut frame, version).map_err(malformed)?;
     Ok(Decoded::Request(Box::new(Request {
         header,
@@ -113,7 +116,10 @@ mod tests {
             let body = RequestKind::Metadata(MetadataRequest::default());
             match decode_request(frame(ApiKey::Metadata, version, &body)).unwrap() {
                 Decoded::Request(r) => {
-                    assert_eq!((r.api_key, r.version, r.header.correlation_id), (ApiKey::Metadata, version, 42));
+                    assert_eq!(
+                        (r.api_key, r.version, r.header.correlation_id),
+                        (ApiKey::Metadata, version, 42)
+                    );
                 }
                 other => panic!("{other:?}"),
             }
@@ -133,14 +139,20 @@ mod tests {
 
     #[test]
     fn unknown_keys_versions_and_garbage_are_errors() {
-        assert!(matches!(decode_request(Bytes::from_static(&[0, 1])), Err(FrameError::TooShort(2))));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 1])),
+            Err(FrameError::TooShort(2))
+        ));
         assert!(matches!(
             decode_request(Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1])),
             Err(FrameError::UnknownApiKey(0x7f00))
         ));
         assert!(matches!(
             decode_request(Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1])),
-            Err(FrameError::UnsupportedVersion { key: ApiKey::Produce, version: 1 })
+            Err(FrameError::UnsupportedVersion {
+                key: ApiKey::Produce,
+                version: 1
+            })
         ));
         // A Metadata v12 header followed by truncated garbage.
         assert!(matches!(

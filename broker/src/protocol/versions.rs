@@ -74,7 +74,10 @@ mod tests {
 
     #[test]
     fn produce_advertises_zero_but_serves_from_three() {
-        assert_eq!(supported(ApiKey::Produce).map(|a| a.advertised_min), Some(0));
+        assert_eq!(
+            supported(ApiKey::Produce).map(|a| a.advertised_min),
+            Some(0)
+        );
         assert!(!is_served(ApiKey::Produce, 2));
         assert!(is_served(ApiKey::Produce, 3));
         assert!(!is_served(ApiKey::Fetch, 18));

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod election;
+pub mod local;
 pub mod topic;
 
 use crate::cli::{BrokerCommand, ClusterCommand, Command, ElectionCommand, TopicCommand};
@@ -37,6 +38,8 @@ pub enum Report {
     TopicConfigs(TopicConfigs),
     /// `election preferred`.
     Election(Vec<ElectionResult>),
+    /// `local ...`.
+    Local(local::LocalClusterView),
 }
 
 impl Report {
@@ -78,6 +81,7 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Election(ElectionCommand::Preferred { topic }) => {
             Report::Election(election::preferred(client, topic.as_deref()).await?)
         }
+        Command::Local(command) => Report::Local(local::execute(command).await?),
     };
     Ok(report)
 }

@@ -4,7 +4,9 @@
 use chronik_proto::v1 as pb;
 use uuid::Uuid;
 
-use crate::state::records::{ConfigResource, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord};
+use crate::state::records::{
+    ConfigResource, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
+};
 use crate::state::{Endpoint, Record};
 
 /// A record or request field that does not decode.
@@ -17,7 +19,8 @@ pub fn topic_id_to_bytes(id: Uuid) -> Vec<u8> {
 }
 
 pub fn topic_id_from_bytes(bytes: &[u8]) -> Result<Uuid, DecodeError> {
-    Uuid::from_slice(bytes).map_err(|_| DecodeError(format!("topic id ({} bytes, need 16)", bytes.len())))
+    Uuid::from_slice(bytes)
+        .map_err(|_| DecodeError(format!("topic id ({} bytes, need 16)", bytes.len())))
 }
 
 pub fn endpoint_to_proto(e: &Endpoint) -> pb::Endpoint {
@@ -91,8 +94,14 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             topic_id: topic_id_to_bytes(c.topic_id),
             partition_index: c.partition,
             leader: c.leader,
-            isr: c.isr.as_ref().map(|b| pb::BrokerList { brokers: b.clone() }),
-            replicas: c.replicas.as_ref().map(|b| pb::BrokerList { brokers: b.clone() }),
+            isr: c
+                .isr
+                .as_ref()
+                .map(|b| pb::BrokerList { brokers: b.clone() }),
+            replicas: c
+                .replicas
+                .as_ref()
+                .map(|b| pb::BrokerList { brokers: b.clone() }),
             recovering: c.recovering,
         }),
         Record::RemoveTopic { topic_id } => R::RemoveTopic(pb::RemoveTopicRecord {
@@ -229,9 +238,11 @@ mod tests {
     fn malformed_records_are_errors_not_panics() {
         assert!(record_from_proto(&pb::MetadataRecord { record: None }).is_err());
         let bad = pb::MetadataRecord {
-            record: Some(pb::metadata_record::Record::RemoveTopic(pb::RemoveTopicRecord {
-                topic_id: vec![1, 2, 3],
-            })),
+            record: Some(pb::metadata_record::Record::RemoveTopic(
+                pb::RemoveTopicRecord {
+                    topic_id: vec![1, 2, 3],
+                },
+            )),
         };
         assert!(record_from_proto(&bad).is_err());
     }

@@ -21,7 +21,9 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 use uuid::Uuid;
 
-use super::convert::{endpoint_from_proto, endpoint_to_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes};
+use super::convert::{
+    endpoint_from_proto, endpoint_to_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
+};
 use super::{cluster_view, ClusterView};
 use crate::applied::{AppliedMetadata, Resume};
 use crate::error::{ApiError, ControllerError, ErrorCode};
@@ -55,8 +57,13 @@ pub fn status(err: ControllerError) -> Status {
             Status::unavailable("this controller is not the active controller"),
             ErrorCode::NotController.name(),
         ),
-        ControllerError::Unavailable(m) => (Status::unavailable(m.clone()), "COORDINATOR_NOT_AVAILABLE"),
-        ControllerError::ShuttingDown => (Status::unavailable("controller shutting down"), "NOT_CONTROLLER"),
+        ControllerError::Unavailable(m) => {
+            (Status::unavailable(m.clone()), "COORDINATOR_NOT_AVAILABLE")
+        }
+        ControllerError::ShuttingDown => (
+            Status::unavailable("controller shutting down"),
+            "NOT_CONTROLLER",
+        ),
     };
     status
         .metadata_mut()
@@ -96,8 +103,12 @@ impl BrokerService for ControllerApi {
         request: Request<pb::RegisterBrokerRequest>,
     ) -> Result<Response<pb::RegisterBrokerResponse>, Status> {
         let req = request.into_inner();
-        let incarnation_id = Uuid::parse_str(&req.incarnation_id)
-            .map_err(|_| invalid(format!("incarnation id '{}' is not a UUID", req.incarnation_id)))?;
+        let incarnation_id = Uuid::parse_str(&req.incarnation_id).map_err(|_| {
+            invalid(format!(
+                "incarnation id '{}' is not a UUID",
+                req.incarnation_id
+            ))
+        })?;
         let endpoints = req
             .endpoints
             .iter()
@@ -115,14 +126,21 @@ impl BrokerService for ControllerApi {
         let (offset, existing_epoch) = self
             .quorum
             .run(|image| {
-                cluster::register_broker(image, &register, liveness.has_live_session(register.broker_id))
+                cluster::register_broker(
+                    image,
+                    &register,
+                    liveness.has_live_session(register.broker_id),
+                )
             })
             .await
             .map_err(status)?;
         let broker_epoch = existing_epoch.unwrap_or(offset as i64);
         self.liveness.touch(register.broker_id, broker_epoch, 0);
         if existing_epoch.is_none() {
-            info!(broker_id = register.broker_id, broker_epoch, "registered broker");
+            info!(
+                broker_id = register.broker_id,
+                broker_epoch, "registered broker"
+            );
         }
         let cluster_id = self
             .quorum
@@ -162,7 +180,8 @@ impl BrokerService for ControllerApi {
             self.liveness.remove(id);
             info!(broker_id = id, "broker completed controlled shutdown");
         } else {
-            self.liveness.touch(id, heartbeat.broker_epoch, heartbeat.metadata_offset);
+            self.liveness
+                .touch(id, heartbeat.broker_epoch, heartbeat.metadata_offset);
             if reply.in_controlled_shutdown {
                 self.liveness.note_controlled_shutdown(id, offset);
             }
@@ -182,13 +201,20 @@ impl BrokerService for ControllerApi {
         let req = request.into_inner();
         let mut items = Vec::new();
         for topic in &req.topics {
-            let topic_id = topic_id_from_bytes(&topic.topic_id).map_err(|e| invalid(e.to_string()))?;
-            items.extend(topic.partitions.iter().map(|p| AlterPartitionItem {
-                topic_id,
-                partition: p.partition_index,
-                leader_epoch: p.leader_epoch,
-                partition_epoch: p.partition_epoch,
-                new_isr: p.new_isr.iter().map(|m| (m.broker_id, m.broker_epoch)).collect(),
+            let topic_id =
+                topic_id_from_bytes(&topic.topic_id).map_err(|e| invalid(e.to_string()))?;
+            items.extend(topic.partitions.iter().map(|p| {
+                AlterPartitionItem {
+                    topic_id,
+                    partition: p.partition_index,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    new_isr: p
+                        .new_isr
+                        .iter()
+                        .map(|m| (m.broker_id, m.broker_epoch))
+                        .collect(),
+                }
             }));
         }
         let (_, outcomes) = self
@@ -222,7 +248,9 @@ impl BrokerService for ControllerApi {
                 }),
             }
         }
-        Ok(Response::new(pb::AlterPartitionResponse { topics: by_topic }))
+        Ok(Response::new(pb::AlterPartitionResponse {
+            topics: by_topic,
+        }))
     }
 
     async fn allocate_producer_ids(
@@ -298,13 +326,21 @@ async fn stream_metadata(
     }
 }
 
-fn create_result(name: String, outcome: Result<topics::CreatedTopic, ApiError>, offset: u64) -> pb::CreateTopicResult {
+fn create_result(
+    name: String,
+    outcome: Result<topics::CreatedTopic, ApiError>,
+    offset: u64,
+) -> pb::CreateTopicResult {
     match outcome {
         Ok(created) => pb::CreateTopicResult {
             name,
             error_code: 0,
             error_message: String::new(),
-            topic_id: if created.topic_id.is_nil() { Vec::new() } else { topic_id_to_bytes(created.topic_id) },
+            topic_id: if created.topic_id.is_nil() {
+                Vec::new()
+            } else {
+                topic_id_to_bytes(created.topic_id)
+            },
             num_partitions: created.num_partitions,
             replication_factor: created.replication_factor,
             configs: created.configs.into_iter().collect(),
@@ -352,7 +388,10 @@ fn describe_topic(image: &MetadataImage, name: &str) -> pb::TopicDescription {
     }
 }
 
-pub fn cluster_view_to_proto(view: ClusterView, image: &MetadataImage) -> pb::DescribeClusterResponse {
+pub fn cluster_view_to_proto(
+    view: ClusterView,
+    image: &MetadataImage,
+) -> pb::DescribeClusterResponse {
     pb::DescribeClusterResponse {
         cluster_id: view.cluster_id,
         leader_id: view.leader_id.unwrap_or(0),
@@ -413,7 +452,14 @@ impl AdminService for ControllerApi {
             .collect();
         let (offset, reply) = self
             .quorum
-            .run(|image| Ok(topics::create_topics(image, &requested, req.validate_only, Uuid::new_v4)))
+            .run(|image| {
+                Ok(topics::create_topics(
+                    image,
+                    &requested,
+                    req.validate_only,
+                    Uuid::new_v4,
+                ))
+            })
             .await
             .map_err(status)?;
         let offset = if req.validate_only { 0 } else { offset };
@@ -438,7 +484,9 @@ impl AdminService for ControllerApi {
         let req = request.into_inner();
         let mut refs: Vec<TopicRef> = req.names.into_iter().map(TopicRef::Name).collect();
         for id in &req.topic_ids {
-            refs.push(TopicRef::Id(topic_id_from_bytes(id).map_err(|e| invalid(e.to_string()))?));
+            refs.push(TopicRef::Id(
+                topic_id_from_bytes(id).map_err(|e| invalid(e.to_string()))?,
+            ));
         }
         let (offset, reply) = self
             .quorum
@@ -457,7 +505,11 @@ impl AdminService for ControllerApi {
                 };
                 pb::DeleteTopicResult {
                     name,
-                    topic_id: if id.is_nil() { Vec::new() } else { topic_id_to_bytes(id) },
+                    topic_id: if id.is_nil() {
+                        Vec::new()
+                    } else {
+                        topic_id_to_bytes(id)
+                    },
                     error_code,
                     error_message,
                 }
@@ -497,7 +549,11 @@ impl AdminService for ControllerApi {
         let names = request.into_inner().names;
         let topics = self.quorum.applied().with_image(|image| {
             if names.is_empty() {
-                image.topic_ids.keys().map(|n| describe_topic(image, n)).collect()
+                image
+                    .topic_ids
+                    .keys()
+                    .map(|n| describe_topic(image, n))
+                    .collect()
             } else {
                 names.iter().map(|n| describe_topic(image, n)).collect()
             }

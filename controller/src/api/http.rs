@@ -25,9 +25,19 @@ pub fn router(quorum: Arc<Quorum>) -> Router {
 async fn readyz(State(quorum): State<Arc<Quorum>>) -> Response {
     let metrics = quorum.raft().metrics().borrow().clone();
     match (&metrics.running_state, metrics.current_leader) {
-        (Err(fatal), _) => (StatusCode::SERVICE_UNAVAILABLE, format!("raft stopped: {fatal}\n")).into_response(),
-        (Ok(()), None) => (StatusCode::SERVICE_UNAVAILABLE, "no controller leader known\n").into_response(),
-        (Ok(()), Some(leader)) => (StatusCode::OK, format!("ready; leader {leader}\n")).into_response(),
+        (Err(fatal), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft stopped: {fatal}\n"),
+        )
+            .into_response(),
+        (Ok(()), None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no controller leader known\n",
+        )
+            .into_response(),
+        (Ok(()), Some(leader)) => {
+            (StatusCode::OK, format!("ready; leader {leader}\n")).into_response()
+        }
     }
 }
 
@@ -47,7 +57,11 @@ async fn metrics(State(quorum): State<Arc<Quorum>>) -> Response {
         }
     };
     let plain = |v: i64| vec![(String::new(), v)];
-    gauge("chronik_controller_raft_term", "Current Raft term.", &plain(m.current_term as i64));
+    gauge(
+        "chronik_controller_raft_term",
+        "Current Raft term.",
+        &plain(m.current_term as i64),
+    );
     gauge(
         "chronik_controller_raft_commit_index",
         "Last committed Raft log index.",
@@ -67,13 +81,29 @@ async fn metrics(State(quorum): State<Arc<Quorum>>) -> Response {
     let by_state: Vec<(String, i64)> = states
         .iter()
         .map(|s| {
-            let n = image.brokers.values().filter(|b| super::broker_state(b) == *s).count();
+            let n = image
+                .brokers
+                .values()
+                .filter(|b| super::broker_state(b) == *s)
+                .count();
             (format!("{{state=\"{s}\"}}"), n as i64)
         })
         .collect();
-    gauge("chronik_controller_brokers", "Registered brokers by state.", &by_state);
-    gauge("chronik_controller_topics", "Topics.", &plain(image.topics.len() as i64));
-    gauge("chronik_controller_partitions", "Partitions.", &plain(partitions as i64));
+    gauge(
+        "chronik_controller_brokers",
+        "Registered brokers by state.",
+        &by_state,
+    );
+    gauge(
+        "chronik_controller_topics",
+        "Topics.",
+        &plain(image.topics.len() as i64),
+    );
+    gauge(
+        "chronik_controller_partitions",
+        "Partitions.",
+        &plain(partitions as i64),
+    );
     gauge(
         "chronik_controller_leaderless_partitions",
         "Partitions without a leader.",

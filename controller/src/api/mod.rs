@@ -106,7 +106,11 @@ pub fn cluster_view(quorum: &Quorum) -> ClusterView {
                     node_id: id,
                     address: address.clone(),
                     role: role.to_string(),
-                    term: if leader_id == Some(id) { metrics.current_term } else { 0 },
+                    term: if leader_id == Some(id) {
+                        metrics.current_term
+                    } else {
+                        0
+                    },
                     commit_index: -1,
                     applied_index: matched,
                     is_self: false,

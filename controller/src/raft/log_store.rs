@@ -1,9 +1,10 @@
-//! `LogStore`: the Raft log, the vote, the committed log id and the last purged log id, in two trees of
-//! the node's sled database (`log`: entries keyed by big-endian index so sled's order is log order;
-//! `meta`: the three small values). What must stay true: anything openraft needs durable (appended
-//! entries, the vote, a truncation, a purge) is flushed to disk before it is acknowledged — an append's
-//! `LogFlushed` callback fires only after the flush — and the log never has a hole: a purge records
-//! the new last purged id before it deletes the entries it covers.
+//! `LogStore`: the Raft log, the vote, the committed log id and the last purged log id, in two trees
+//! of the node's sled database (`log`: entries keyed by big-endian index so sled's order is log
+//! order; `meta`: the small values and the store's format version). What must stay true: anything
+//! openraft needs durable (appended entries, the vote, a truncation, a purge) is flushed to disk
+//! before it is acknowledged — an append's `LogFlushed` callback fires only after the flush — and the
+//! log never has a hole: a purge records the new last purged id before it deletes the entries it
+//! covers.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -119,7 +120,7 @@ impl LogStore {
     }
 
     async fn flush(&self) -> Result<(), sled::Error> {
-        self.db.flush_async().await.map(drop)
+        flush(&self.db).await
     }
 }
 
@@ -248,6 +249,17 @@ impl LogStore {
     }
 }
 
+/// Makes everything written to `db` durable. Not `Db::flush_async`: in sled 0.34 concurrent
+/// `flush_async` calls can deadlock sled's own thread pool (spacejam/sled#1308), and flushes do run
+/// concurrently here (log writes, snapshot builds, several nodes in one test process).
+pub(super) async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(flushed) => flushed.map(drop),
+        Err(e) => Err(sled::Error::Io(std::io::Error::other(e))),
+    }
+}
+
 /// Reads and decodes one JSON value of `tree`.
 pub(super) fn read_json<T: DeserializeOwned>(
     tree: &sled::Tree,
@@ -314,7 +326,7 @@ mod tests {
                 .meta
                 .insert(VOTE_KEY, b"{not json".as_slice())
                 .unwrap();
-            db.flush_async().await.unwrap();
+            flush(&db).await.unwrap();
         }
         let error = crate::raft::open(dir.path(), Default::default())
             .await
@@ -337,7 +349,7 @@ mod tests {
                 .log
                 .insert(7u64.to_be_bytes(), b"garbage".as_slice())
                 .unwrap();
-            db.flush_async().await.unwrap();
+            flush(&db).await.unwrap();
         }
         let error = crate::raft::open(dir.path(), Default::default())
             .await

@@ -14,11 +14,14 @@ pub mod network;
 pub mod service;
 pub mod state_machine;
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::{Config, ConfigError, SnapshotPolicy, StorageError};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use crate::applied::AppliedMetadata;
 use crate::state::Record;
@@ -94,6 +97,28 @@ pub fn raft_config(
     .validate()
 }
 
+/// How long `open` waits for sled's lock on the store. sled releases it a moment after the last
+/// handle is dropped, so a node restarted within one process can briefly find it still held.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+async fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::open(path) {
+            Err(e) if is_locked(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// sled 0.34 reports a held lock only as an `Other` I/O error with this message.
+fn is_locked(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(e) if e.kind() == ErrorKind::Other
+        && e.to_string().starts_with("could not acquire lock"))
+}
+
 /// Why the Raft store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -103,6 +128,8 @@ pub enum OpenError {
         #[source]
         source: sled::Error,
     },
+    #[error("the Raft store at {} is in use by another process", path.display())]
+    Locked { path: PathBuf },
     #[error("the Raft store at {} is unreadable: {source}", path.display())]
     Unreadable {
         path: PathBuf,
@@ -117,7 +144,10 @@ pub enum OpenError {
         path.display()
     )]
     Empty { path: PathBuf },
-    #[error("the Raft store at {} has format version {found}, this build reads {FORMAT_VERSION}", path.display())]
+    #[error(
+        "the Raft store at {} has format version {found}, this build reads {FORMAT_VERSION}",
+        path.display()
+    )]
     UnknownFormat { path: PathBuf, found: u32 },
 }
 
@@ -130,9 +160,12 @@ pub async fn open(
 ) -> Result<(LogStore, StateMachineStore), OpenError> {
     let path = data_dir.join("raft");
     let existed = std::fs::read_dir(&path).is_ok_and(|mut files| files.next().is_some());
-    let db = sled::open(&path).map_err(|source| OpenError::Sled {
-        path: path.clone(),
-        source,
+    let db = open_db(&path).await.map_err(|source| match source {
+        source if is_locked(&source) => OpenError::Locked { path: path.clone() },
+        source => OpenError::Sled {
+            path: path.clone(),
+            source,
+        },
     })?;
     let unreadable = |source| OpenError::Unreadable {
         path: path.clone(),
@@ -320,6 +353,14 @@ mod tests {
 
         let error = open(dir.path(), Arc::default()).await.err().unwrap();
         assert!(matches!(error, OpenError::Empty { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_store_in_use_is_reported_as_locked() {
+        let dir = TempDir::new().unwrap();
+        let _in_use = open(dir.path(), Arc::default()).await.unwrap();
+        let error = open(dir.path(), Arc::default()).await.err().unwrap();
+        assert!(matches!(error, OpenError::Locked { .. }), "{error}");
     }
 
     #[test]

@@ -420,10 +420,11 @@ mod tests {
         node.raft.shutdown().await.unwrap();
         let mut connection = factory.new_client(1, &node.node()).await;
         let error = connection.vote(vote, option).await.unwrap_err();
-        assert!(
-            matches!(&error, RPCError::RemoteError(remote) if matches!(remote.source, RaftError::Fatal(_))),
-            "{error}"
-        );
+        let RPCError::RemoteError(remote) = &error else {
+            panic!("expected a remote error, got {error}");
+        };
+        assert!(matches!(remote.source, RaftError::Fatal(_)), "{error}");
+        assert_eq!(remote.target, 1);
         node.stop().await;
     }
 }

@@ -19,7 +19,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::log_store::read_json;
+use super::log_store::{flush, read_json};
 use super::{NodeId, Response, TypeConfig};
 use crate::applied::AppliedMetadata;
 use crate::state::MetadataImage;
@@ -243,7 +243,7 @@ impl SnapshotStore {
             batch.insert(DATA_KEY, data);
             self.tree.apply_batch(batch).map_err(|e| failed(&e))?;
         }
-        self.db.flush_async().await.map_err(|e| failed(&e))?;
+        flush(&self.db).await.map_err(|e| failed(&e))?;
         Ok(())
     }
 }
@@ -251,3 +251,93 @@ impl SnapshotStore {
 #[derive(Debug, thiserror::Error)]
 #[error("snapshot meta is stored without its data")]
 struct MissingSnapshotData;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::raft::Request;
+    use crate::state::Record;
+
+    fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_applied_entry_moves_the_metadata_offset() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let applied = Arc::new(AppliedMetadata::new());
+        let (_, mut state_machine) = crate::raft::open(dir.path(), applied.clone())
+            .await
+            .unwrap();
+        let mut offsets = applied.subscribe();
+
+        let membership = Membership::new(
+            vec![BTreeSet::from([1])],
+            BTreeMap::from([(1, BasicNode::new("127.0.0.1:1"))]),
+        );
+        let responses = state_machine
+            .apply([entry(1, EntryPayload::Blank)])
+            .await
+            .unwrap();
+        assert_eq!(responses, [Response { offset: 1 }]);
+        assert_eq!(*offsets.borrow_and_update(), 1);
+
+        let responses = state_machine
+            .apply([
+                entry(2, EntryPayload::Membership(membership.clone())),
+                entry(
+                    3,
+                    EntryPayload::Normal(Request {
+                        records: vec![Record::ClusterId {
+                            cluster_id: "offsets".to_string(),
+                        }],
+                    }),
+                ),
+                entry(4, EntryPayload::Blank),
+            ])
+            .await
+            .unwrap();
+        let offsets_applied: Vec<u64> = responses.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets_applied, [2, 3, 4]);
+        assert_eq!(applied.offset(), 4);
+        assert_eq!(applied.image().offset, 4);
+        assert_eq!(applied.image().cluster_id.as_deref(), Some("offsets"));
+        let (last_applied, last_membership) = state_machine.applied_state().await.unwrap();
+        assert_eq!(last_applied.map(|l| l.index), Some(4));
+        assert_eq!(last_membership.membership(), &membership);
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let applied = Arc::new(AppliedMetadata::new());
+        let (_, mut state_machine) = crate::raft::open(dir.path(), applied).await.unwrap();
+        state_machine
+            .apply([entry(1, EntryPayload::Blank)])
+            .await
+            .unwrap();
+        let mut older = state_machine.get_snapshot_builder().await;
+        state_machine
+            .apply([entry(2, EntryPayload::Blank)])
+            .await
+            .unwrap();
+        let newer = state_machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        // The builder taken first finishes last, as it may when builds run on their own tasks.
+        older.build_snapshot().await.unwrap();
+
+        let current = state_machine.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, newer.meta);
+    }
+}

@@ -280,7 +280,10 @@ pub fn allocate_producer_ids(
         broker_epoch,
         next_producer_id: first + PRODUCER_ID_BLOCK_SIZE,
     }];
-    Ok(ControllerResult::new(records, (first, PRODUCER_ID_BLOCK_SIZE)))
+    Ok(ControllerResult::new(
+        records,
+        (first, PRODUCER_ID_BLOCK_SIZE),
+    ))
 }
 
 #[cfg(test)]
@@ -290,7 +293,11 @@ pub(crate) mod tests {
     use crate::state::topics::{create_topics, CreateTopic};
 
     /// Replays a command's records at consecutive offsets after the image's.
-    pub(crate) fn commit<T>(image: &mut MetadataImage, result: ControllerResult<T>) -> (u64, T) {
+    pub(crate) fn commit<T>(
+        image: &mut MetadataImage,
+        command: impl FnOnce(&MetadataImage) -> ControllerResult<T>,
+    ) -> (u64, T) {
+        let result = command(image);
         let offset = image.offset + 1;
         image.replay_all(offset, &result.records);
         (offset, result.reply)
@@ -309,7 +316,7 @@ pub(crate) mod tests {
             cluster_id: None,
         };
         let result = register_broker(image, &request, false).expect("registered");
-        let (offset, _) = commit(image, result);
+        let (offset, _) = commit(image, |_| result);
         offset as i64
     }
 
@@ -328,7 +335,7 @@ pub(crate) mod tests {
             want_shut_down,
         };
         let result = process_heartbeat(image, &request, true).expect("heartbeat");
-        commit(image, result).1
+        commit(image, |_| result).1
     }
 
     /// A cluster of unfenced brokers `ids` with one topic.
@@ -359,7 +366,7 @@ pub(crate) mod tests {
             ids_seq += 1;
             Uuid::from_u128(ids_seq)
         });
-        commit(&mut image, result);
+        commit(&mut image, |_| result);
         image
     }
 
@@ -404,7 +411,9 @@ pub(crate) mod tests {
         let err = register_broker(&image, &other, true).unwrap_err();
         assert_eq!(err.code, ErrorCode::DuplicateBrokerRegistration);
         // Once the old session is gone, the new incarnation gets a new, higher epoch.
-        let (offset, reply) = commit(&mut image, register_broker(&image, &other, false).unwrap());
+        let (offset, reply) = commit(&mut image, |image| {
+            register_broker(&image, &other, false).unwrap()
+        });
         assert_eq!(reply, None);
         assert_eq!(image.brokers[&1].broker_epoch, offset as i64);
         assert!(offset as i64 > existing.broker_epoch);
@@ -413,7 +422,12 @@ pub(crate) mod tests {
     #[test]
     fn stale_epochs_and_other_clusters_are_refused() {
         let mut image = MetadataImage::default();
-        image.replay(1, &Record::ClusterId { cluster_id: "abc".into() });
+        image.replay(
+            1,
+            &Record::ClusterId {
+                cluster_id: "abc".into(),
+            },
+        );
         image.offset = 1;
         let epoch = register(&mut image, 1);
         let stale = Heartbeat {
@@ -439,7 +453,9 @@ pub(crate) mod tests {
             ErrorCode::InconsistentClusterId
         );
         assert_eq!(
-            allocate_producer_ids(&image, 1, epoch + 5).unwrap_err().code,
+            allocate_producer_ids(&image, 1, epoch + 5)
+                .unwrap_err()
+                .code,
             ErrorCode::StaleBrokerEpoch
         );
     }
@@ -452,10 +468,9 @@ pub(crate) mod tests {
             .filter(|&i| topic.partitions[i].leader == 1)
             .collect();
         assert_eq!(led_by_1.len(), 2);
-        commit(
-            &mut image,
-            ControllerResult::new(fence_broker(&image, 1), ()),
-        );
+        commit(&mut image, |image| {
+            ControllerResult::new(fence_broker(&image, 1), ())
+        });
         let after = image.topic_by_name("orders").unwrap();
         for i in 0..6 {
             let (before, now) = (&topic.partitions[i], &after.partitions[i]);
@@ -463,7 +478,10 @@ pub(crate) mod tests {
             assert_ne!(now.leader, 1);
             assert!(now.partition_epoch > before.partition_epoch);
             if led_by_1.contains(&i) {
-                assert!(before.isr.contains(&now.leader), "new leader came from the ISR");
+                assert!(
+                    before.isr.contains(&now.leader),
+                    "new leader came from the ISR"
+                );
                 assert_eq!(now.leader_epoch, before.leader_epoch + 1);
             } else {
                 assert_eq!(now.leader, before.leader);
@@ -477,20 +495,31 @@ pub(crate) mod tests {
     fn the_last_isr_member_goes_leaderless_and_leads_again_when_unfenced() {
         let mut image = cluster(&[1, 2, 3], 1, 3);
         for id in [1, 2] {
-            commit(&mut image, ControllerResult::new(fence_broker(&image, id), ()));
+            commit(&mut image, |image| {
+                ControllerResult::new(fence_broker(&image, id), ())
+            });
         }
         let p = image.topic_by_name("orders").unwrap().partitions[0].clone();
         assert_eq!(p.leader, 3);
         assert_eq!(p.isr, vec![3]);
-        commit(&mut image, ControllerResult::new(fence_broker(&image, 3), ()));
+        commit(&mut image, |image| {
+            ControllerResult::new(fence_broker(&image, 3), ())
+        });
         let leaderless = image.topic_by_name("orders").unwrap().partitions[0].clone();
         assert_eq!(leaderless.leader, NO_LEADER);
         assert_eq!(leaderless.isr, vec![3], "the ISR never becomes empty");
         assert_eq!(leaderless.leader_epoch, p.leader_epoch + 1);
         // Brokers 1 and 2 coming back do not lead: they are not in the ISR.
-        commit(&mut image, ControllerResult::new(unfence_broker(&image, 1), ()));
-        assert_eq!(image.topic_by_name("orders").unwrap().partitions[0].leader, NO_LEADER);
-        commit(&mut image, ControllerResult::new(unfence_broker(&image, 3), ()));
+        commit(&mut image, |image| {
+            ControllerResult::new(unfence_broker(&image, 1), ())
+        });
+        assert_eq!(
+            image.topic_by_name("orders").unwrap().partitions[0].leader,
+            NO_LEADER
+        );
+        commit(&mut image, |image| {
+            ControllerResult::new(unfence_broker(&image, 3), ())
+        });
         let back = &image.topic_by_name("orders").unwrap().partitions[0];
         assert_eq!(back.leader, 3);
         assert_eq!(back.leader_epoch, leaderless.leader_epoch + 1);
@@ -523,10 +552,12 @@ pub(crate) mod tests {
     fn producer_id_blocks_never_overlap() {
         let mut image = MetadataImage::default();
         let epoch = register(&mut image, 1);
-        let (_, (first, count)) =
-            commit(&mut image, allocate_producer_ids(&image, 1, epoch).unwrap());
-        let (_, (second, _)) =
-            commit(&mut image, allocate_producer_ids(&image, 1, epoch).unwrap());
+        let (_, (first, count)) = commit(&mut image, |image| {
+            allocate_producer_ids(&image, 1, epoch).unwrap()
+        });
+        let (_, (second, _)) = commit(&mut image, |image| {
+            allocate_producer_ids(&image, 1, epoch).unwrap()
+        });
         assert_eq!(second, first + count);
         // Survives a snapshot round trip.
         let mut restored = MetadataImage::default();

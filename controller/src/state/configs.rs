@@ -11,7 +11,9 @@ use super::image::MetadataImage;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigKind {
     /// A signed integer of at least `min`.
-    Long { min: i64 },
+    Long {
+        min: i64,
+    },
     Bool,
     /// One of a fixed set of values.
     Choice(&'static [&'static str]),
@@ -105,7 +107,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: UNCLEAN_LEADER_ELECTION,
         kind: ConfigKind::Bool,
         default: "false",
-        doc: "Elect an out-of-sync replica when no in-sync one is left (can lose acknowledged data)",
+        doc:
+            "Elect an out-of-sync replica when no in-sync one is left (can lose acknowledged data)",
     },
     ConfigDef {
         name: "flush.messages",
@@ -219,15 +222,18 @@ pub fn validate_cluster_configs<'a>(
     configs: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) -> Result<(), ApiError> {
     for (key, value) in configs {
-        let def =
-            any_config_def(key).ok_or_else(|| invalid(format!("unknown config '{key}'")))?;
+        let def = any_config_def(key).ok_or_else(|| invalid(format!("unknown config '{key}'")))?;
         validate_value(def, value)?;
     }
     Ok(())
 }
 
 /// The effective value of a key for a topic: the topic's own, the cluster default, the static default.
-pub fn effective(image: &MetadataImage, topic_configs: &BTreeMap<String, String>, key: &str) -> String {
+pub fn effective(
+    image: &MetadataImage,
+    topic_configs: &BTreeMap<String, String>,
+    key: &str,
+) -> String {
     topic_configs
         .get(key)
         .or_else(|| image.cluster_configs.get(key))
@@ -248,11 +254,22 @@ pub fn effective_topic_configs(
 }
 
 /// An integer config's effective value (defaults are valid by construction).
-pub fn effective_i64(image: &MetadataImage, topic_configs: &BTreeMap<String, String>, key: &str) -> i64 {
-    effective(image, topic_configs, key).trim().parse().unwrap_or(0)
+pub fn effective_i64(
+    image: &MetadataImage,
+    topic_configs: &BTreeMap<String, String>,
+    key: &str,
+) -> i64 {
+    effective(image, topic_configs, key)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
-pub fn effective_bool(image: &MetadataImage, topic_configs: &BTreeMap<String, String>, key: &str) -> bool {
+pub fn effective_bool(
+    image: &MetadataImage,
+    topic_configs: &BTreeMap<String, String>,
+    key: &str,
+) -> bool {
     effective(image, topic_configs, key) == "true"
 }
 

@@ -42,15 +42,17 @@ pub fn partition_change(
     let mut recovering = current.recovering;
     let leader = match preferred.or(kept).or(first_in_sync) {
         Some(leader) => leader,
-        None if unclean_allowed => match current.replicas.iter().copied().find(|&b| acceptable(b)) {
-            Some(leader) => {
-                // Unclean: the new leader's log defines history; it alone is in sync until it recovers.
-                isr = vec![leader];
-                recovering = true;
-                leader
+        None if unclean_allowed => {
+            match current.replicas.iter().copied().find(|&b| acceptable(b)) {
+                Some(leader) => {
+                    // Unclean: the new leader's log defines history; it alone is in sync until it recovers.
+                    isr = vec![leader];
+                    recovering = true;
+                    leader
+                }
+                None => NO_LEADER,
             }
-            None => NO_LEADER,
-        },
+        }
         None => NO_LEADER,
     };
 
@@ -122,7 +124,10 @@ mod tests {
             Election::KeepCurrent,
         )
         .expect("a change");
-        assert_eq!(change.leader, None, "leader unchanged, so no leader epoch bump");
+        assert_eq!(
+            change.leader, None,
+            "leader unchanged, so no leader epoch bump"
+        );
         assert_eq!(change.isr, Some(vec![1, 2]));
     }
 
@@ -148,7 +153,15 @@ mod tests {
         let p = partition(&[1, 2, 3], &[3], NO_LEADER);
         let acceptable = |b: i32| b == 1;
         assert_eq!(
-            partition_change(Uuid::nil(), 0, &p, p.isr.clone(), acceptable, false, Election::KeepCurrent),
+            partition_change(
+                Uuid::nil(),
+                0,
+                &p,
+                p.isr.clone(),
+                acceptable,
+                false,
+                Election::KeepCurrent
+            ),
             None
         );
         let change = partition_change(
@@ -171,14 +184,29 @@ mod tests {
         let p = partition(&[1, 2, 3], &[2, 3], 2);
         let all = |_: i32| true;
         assert_eq!(
-            partition_change(Uuid::nil(), 0, &p, p.isr.clone(), all, false, Election::Preferred),
+            partition_change(
+                Uuid::nil(),
+                0,
+                &p,
+                p.isr.clone(),
+                all,
+                false,
+                Election::Preferred
+            ),
             None,
             "preferred replica not in the ISR yet"
         );
         let p = partition(&[1, 2, 3], &[2, 3, 1], 2);
-        let change =
-            partition_change(Uuid::nil(), 0, &p, p.isr.clone(), all, false, Election::Preferred)
-                .expect("a change");
+        let change = partition_change(
+            Uuid::nil(),
+            0,
+            &p,
+            p.isr.clone(),
+            all,
+            false,
+            Election::Preferred,
+        )
+        .expect("a change");
         assert_eq!(change.leader, Some(1));
     }
 }

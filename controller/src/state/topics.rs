@@ -133,13 +133,17 @@ fn plan_topic(
     validate_topic_configs(&t.configs)?;
     let no_overrides = BTreeMap::new();
     let num_partitions = match t.num_partitions {
-        -1 => effective(image, &no_overrides, NUM_PARTITIONS).parse().unwrap_or(1),
+        -1 => effective(image, &no_overrides, NUM_PARTITIONS)
+            .parse()
+            .unwrap_or(1),
         n => n,
     };
     if !(1..=MAX_PARTITIONS).contains(&num_partitions) {
         return Err(ApiError::new(
             ErrorCode::InvalidPartitions,
-            format!("number of partitions must be between 1 and {MAX_PARTITIONS}, got {num_partitions}"),
+            format!(
+                "number of partitions must be between 1 and {MAX_PARTITIONS}, got {num_partitions}"
+            ),
         ));
     }
     let replication_factor = match t.replication_factor {
@@ -216,7 +220,10 @@ pub enum TopicRef {
 
 pub type DeleteTopicsReply = Vec<(String, TopicId, Result<(), ApiError>)>;
 
-pub fn delete_topics(image: &MetadataImage, topics: &[TopicRef]) -> ControllerResult<DeleteTopicsReply> {
+pub fn delete_topics(
+    image: &MetadataImage,
+    topics: &[TopicRef],
+) -> ControllerResult<DeleteTopicsReply> {
     let mut records = Vec::new();
     let mut reply = Vec::new();
     let mut seen = BTreeSet::new();
@@ -267,7 +274,10 @@ pub fn alter_topic_configs(
         )
     })?;
     validate_topic_configs(set)?;
-    if let Some(key) = delete.iter().find(|k| super::configs::topic_config_def(k).is_none()) {
+    if let Some(key) = delete
+        .iter()
+        .find(|k| super::configs::topic_config_def(k).is_none())
+    {
         return Err(ApiError::new(
             ErrorCode::InvalidConfig,
             format!("unknown topic config '{key}'"),
@@ -381,9 +391,10 @@ fn alter_one(
         if current.isr.contains(&member) {
             continue;
         }
-        let eligible = image.brokers.get(&member).is_some_and(|b| {
-            b.is_active() && (epoch < 0 || epoch == b.broker_epoch)
-        });
+        let eligible = image
+            .brokers
+            .get(&member)
+            .is_some_and(|b| b.is_active() && (epoch < 0 || epoch == b.broker_epoch));
         if !eligible {
             return Err(ErrorCode::IneligibleReplica);
         }
@@ -454,7 +465,11 @@ pub fn elect_preferred_leaders(
             .filter(|c| c.leader.is_some() && c.leader == preferred);
             match change {
                 Some(change) => {
-                    reply.push((topic.name.clone(), index, Ok(change.leader.unwrap_or(p.leader))));
+                    reply.push((
+                        topic.name.clone(),
+                        index,
+                        Ok(change.leader.unwrap_or(p.leader)),
+                    ));
                     records.push(Record::PartitionChange(change));
                 }
                 None => reply.push((
@@ -476,14 +491,22 @@ mod tests {
     use super::*;
     use crate::state::cluster::tests::{cluster, commit, heartbeat, register};
 
-    fn create(image: &MetadataImage, name: &str, partitions: i32, rf: i32) -> Result<CreatedTopic, ApiError> {
+    fn create(
+        image: &MetadataImage,
+        name: &str,
+        partitions: i32,
+        rf: i32,
+    ) -> Result<CreatedTopic, ApiError> {
         let t = CreateTopic {
             name: name.into(),
             num_partitions: partitions,
             replication_factor: rf,
             configs: BTreeMap::new(),
         };
-        create_topics(image, &[t], false, Uuid::new_v4).reply.remove(0).1
+        create_topics(image, &[t], false, Uuid::new_v4)
+            .reply
+            .remove(0)
+            .1
     }
 
     #[test]
@@ -491,8 +514,20 @@ mod tests {
         for ok in ["a", "orders.v1", "A_b-c", &"x".repeat(249)] {
             assert!(validate_topic_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "has space", "slash/", "ünï", &"x".repeat(250)] {
-            assert_eq!(validate_topic_name(bad).unwrap_err().code, ErrorCode::InvalidTopic, "{bad}");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "has space",
+            "slash/",
+            "ünï",
+            &"x".repeat(250),
+        ] {
+            assert_eq!(
+                validate_topic_name(bad).unwrap_err().code,
+                ErrorCode::InvalidTopic,
+                "{bad}"
+            );
         }
     }
 
@@ -500,11 +535,20 @@ mod tests {
     fn bad_create_requests_change_nothing() {
         let image = cluster(&[1, 2, 3], 1, 1);
         let codes = [
-            (create(&image, "t", 1, 4), ErrorCode::InvalidReplicationFactor),
+            (
+                create(&image, "t", 1, 4),
+                ErrorCode::InvalidReplicationFactor,
+            ),
             (create(&image, "t", 0, 1), ErrorCode::InvalidPartitions),
             (create(&image, "t", -5, 1), ErrorCode::InvalidPartitions),
-            (create(&image, "t", 1, 0), ErrorCode::InvalidReplicationFactor),
-            (create(&image, "orders", 1, 1), ErrorCode::TopicAlreadyExists),
+            (
+                create(&image, "t", 1, 0),
+                ErrorCode::InvalidReplicationFactor,
+            ),
+            (
+                create(&image, "orders", 1, 1),
+                ErrorCode::TopicAlreadyExists,
+            ),
             (create(&image, "bad name", 1, 1), ErrorCode::InvalidTopic),
         ];
         for (outcome, code) in codes {
@@ -520,7 +564,10 @@ mod tests {
         assert!(result.records.is_empty());
         let result = create_topics(&image, &[t], false, Uuid::new_v4);
         assert!(result.records.is_empty());
-        assert_eq!(result.reply[0].1.as_ref().unwrap_err().code, ErrorCode::InvalidConfig);
+        assert_eq!(
+            result.reply[0].1.as_ref().unwrap_err().code,
+            ErrorCode::InvalidConfig
+        );
     }
 
     #[test]
@@ -534,18 +581,25 @@ mod tests {
         };
         let validate = create_topics(&image, &[t.clone()], true, Uuid::new_v4);
         assert!(validate.records.is_empty() && validate.reply[0].1.is_ok());
-        let (_, reply) = commit(&mut image, create_topics(&image, &[t], false, Uuid::new_v4));
+        let (_, reply) = commit(&mut image, |image| {
+            create_topics(&image, &[t], false, Uuid::new_v4)
+        });
         let created = reply[0].1.clone().unwrap();
         assert!(!created.topic_id.is_nil());
         assert_eq!((created.num_partitions, created.replication_factor), (1, 3));
         assert_eq!(created.configs["retention.ms"], "1000");
-        assert_eq!(created.configs["min.insync.replicas"], "1", "cluster default");
+        assert_eq!(
+            created.configs["min.insync.replicas"], "1",
+            "cluster default"
+        );
         let topic = image.topic_by_name("events").unwrap();
         assert_eq!(topic.id, created.topic_id);
         assert_eq!(topic.configs.len(), 1);
         assert_eq!(topic.partitions[0].isr, topic.partitions[0].replicas);
         // Recreating after delete gives a new id.
-        commit(&mut image, delete_topics(&image, &[TopicRef::Name("events".into())]));
+        commit(&mut image, |image| {
+            delete_topics(&image, &[TopicRef::Name("events".into())])
+        });
         assert!(image.topic_by_name("events").is_none());
         let again = create(&image, "events", 1, 1).unwrap();
         assert_ne!(again.topic_id, created.topic_id);
@@ -554,31 +608,52 @@ mod tests {
     #[test]
     fn deleting_unknown_topics_is_an_error() {
         let image = cluster(&[1], 1, 1);
-        let result = delete_topics(&image, &[TopicRef::Name("nope".into()), TopicRef::Id(Uuid::from_u128(99))]);
+        let result = delete_topics(
+            &image,
+            &[
+                TopicRef::Name("nope".into()),
+                TopicRef::Id(Uuid::from_u128(99)),
+            ],
+        );
         assert!(result.records.is_empty());
-        assert_eq!(result.reply[0].2.as_ref().unwrap_err().code, ErrorCode::UnknownTopicOrPartition);
-        assert_eq!(result.reply[1].2.as_ref().unwrap_err().code, ErrorCode::UnknownTopicId);
+        assert_eq!(
+            result.reply[0].2.as_ref().unwrap_err().code,
+            ErrorCode::UnknownTopicOrPartition
+        );
+        assert_eq!(
+            result.reply[1].2.as_ref().unwrap_err().code,
+            ErrorCode::UnknownTopicId
+        );
     }
 
     #[test]
     fn configs_are_validated_set_and_deleted() {
         let mut image = cluster(&[1], 1, 1);
         let set: BTreeMap<String, String> = [("retention.ms".to_string(), "10".to_string())].into();
-        let (_, configs) = commit(&mut image, alter_topic_configs(&image, "orders", &set, &[]).unwrap());
+        let (_, configs) = commit(&mut image, |image| {
+            alter_topic_configs(&image, "orders", &set, &[]).unwrap()
+        });
         assert_eq!(configs["retention.ms"], "10");
-        assert_eq!(image.topic_by_name("orders").unwrap().configs["retention.ms"], "10");
-        let (_, configs) = commit(
-            &mut image,
-            alter_topic_configs(&image, "orders", &BTreeMap::new(), &["retention.ms".into()]).unwrap(),
+        assert_eq!(
+            image.topic_by_name("orders").unwrap().configs["retention.ms"],
+            "10"
         );
+        let (_, configs) = commit(&mut image, |image| {
+            alter_topic_configs(&image, "orders", &BTreeMap::new(), &["retention.ms".into()])
+                .unwrap()
+        });
         assert!(configs.is_empty());
         let bad: BTreeMap<String, String> = [("nope".to_string(), "1".to_string())].into();
         assert_eq!(
-            alter_topic_configs(&image, "orders", &bad, &[]).unwrap_err().code,
+            alter_topic_configs(&image, "orders", &bad, &[])
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidConfig
         );
         assert_eq!(
-            alter_topic_configs(&image, "missing", &set, &[]).unwrap_err().code,
+            alter_topic_configs(&image, "missing", &set, &[])
+                .unwrap_err()
+                .code,
             ErrorCode::UnknownTopicOrPartition
         );
     }
@@ -603,11 +678,16 @@ mod tests {
         let others: Vec<BrokerId> = [1, 2, 3].into_iter().filter(|&b| b != leader).collect();
         // Shrink to the leader and one follower.
         let shrink = item(&image, &[(leader, -1), (others[0], -1)]);
-        let (_, reply) = commit(&mut image, alter_partition(&image, leader, epoch, &[shrink.clone()]).unwrap());
+        let (_, reply) = commit(&mut image, |image| {
+            alter_partition(&image, leader, epoch, &[shrink.clone()]).unwrap()
+        });
         let after = reply[0].clone().unwrap();
         assert_eq!(after.isr, vec![leader, others[0]]);
         assert_eq!(after.partition_epoch, shrink.partition_epoch + 1);
-        assert_eq!(after.leader_epoch, shrink.leader_epoch, "an ISR change keeps the leader epoch");
+        assert_eq!(
+            after.leader_epoch, shrink.leader_epoch,
+            "an ISR change keeps the leader epoch"
+        );
         assert_eq!(image.topic_by_name("orders").unwrap().partitions[0], after);
         // The same request again is stale.
         let stale = alter_partition(&image, leader, epoch, &[shrink]).unwrap();
@@ -615,13 +695,24 @@ mod tests {
         assert!(stale.records.is_empty());
         // Expansion needs the member's current broker epoch.
         let other_epoch = image.brokers[&others[1]].broker_epoch;
-        let wrong = item(&image, &[(leader, -1), (others[0], -1), (others[1], other_epoch - 1)]);
+        let wrong = item(
+            &image,
+            &[(leader, -1), (others[0], -1), (others[1], other_epoch - 1)],
+        );
         assert_eq!(
-            alter_partition(&image, leader, epoch, &[wrong]).unwrap().reply[0],
+            alter_partition(&image, leader, epoch, &[wrong])
+                .unwrap()
+                .reply[0],
             Err(ErrorCode::IneligibleReplica)
         );
-        let right = item(&image, &[(leader, -1), (others[0], -1), (others[1], other_epoch)]);
-        assert!(alter_partition(&image, leader, epoch, &[right]).unwrap().reply[0].is_ok());
+        let right = item(
+            &image,
+            &[(leader, -1), (others[0], -1), (others[1], other_epoch)],
+        );
+        assert!(alter_partition(&image, leader, epoch, &[right])
+            .unwrap()
+            .reply[0]
+            .is_ok());
     }
 
     #[test]
@@ -632,36 +723,62 @@ mod tests {
         let follower = p.replicas.iter().copied().find(|&b| b != leader).unwrap();
         let epoch = image.brokers[&leader].broker_epoch;
         assert_eq!(
-            alter_partition(&image, leader, epoch + 1, &[]).unwrap_err().code,
+            alter_partition(&image, leader, epoch + 1, &[])
+                .unwrap_err()
+                .code,
             ErrorCode::StaleBrokerEpoch
         );
         let mut old = item(&image, &[(leader, -1)]);
         old.leader_epoch -= 1;
-        assert_eq!(alter_partition(&image, leader, epoch, &[old]).unwrap().reply[0], Err(ErrorCode::FencedLeaderEpoch));
+        assert_eq!(
+            alter_partition(&image, leader, epoch, &[old])
+                .unwrap()
+                .reply[0],
+            Err(ErrorCode::FencedLeaderEpoch)
+        );
         let mut newer = item(&image, &[(leader, -1)]);
         newer.partition_epoch += 1;
-        assert_eq!(alter_partition(&image, leader, epoch, &[newer]).unwrap().reply[0], Err(ErrorCode::NotController));
+        assert_eq!(
+            alter_partition(&image, leader, epoch, &[newer])
+                .unwrap()
+                .reply[0],
+            Err(ErrorCode::NotController)
+        );
         let follower_epoch = image.brokers[&follower].broker_epoch;
         let from_follower = item(&image, &[(follower, -1)]);
         assert_eq!(
-            alter_partition(&image, follower, follower_epoch, &[from_follower]).unwrap().reply[0],
+            alter_partition(&image, follower, follower_epoch, &[from_follower])
+                .unwrap()
+                .reply[0],
             Err(ErrorCode::InvalidRequest)
         );
         let without_leader = item(&image, &[(follower, -1)]);
-        assert_eq!(alter_partition(&image, leader, epoch, &[without_leader]).unwrap().reply[0], Err(ErrorCode::InvalidRequest));
+        assert_eq!(
+            alter_partition(&image, leader, epoch, &[without_leader])
+                .unwrap()
+                .reply[0],
+            Err(ErrorCode::InvalidRequest)
+        );
         let outsider = register(&mut image, 9);
         heartbeat(&mut image, 9, false, false);
         let not_replica = item(&image, &[(leader, -1), (9, outsider)]);
-        assert_eq!(alter_partition(&image, leader, epoch, &[not_replica]).unwrap().reply[0], Err(ErrorCode::InvalidRequest));
+        assert_eq!(
+            alter_partition(&image, leader, epoch, &[not_replica])
+                .unwrap()
+                .reply[0],
+            Err(ErrorCode::InvalidRequest)
+        );
     }
 
     #[test]
     fn preferred_election_restores_leaders_in_sync() {
         let mut image = cluster(&[1, 2, 3], 3, 3);
         let fence = crate::state::cluster::fence_broker(&image, 1);
-        commit(&mut image, ControllerResult::new(fence, ()));
+        commit(&mut image, |_| ControllerResult::new(fence, ()));
         assert_eq!(image.leader_count(1), 0);
-        commit(&mut image, ControllerResult::new(crate::state::cluster::unfence_broker(&image, 1), ()));
+        commit(&mut image, |image| {
+            ControllerResult::new(crate::state::cluster::unfence_broker(&image, 1), ())
+        });
         // Broker 1 is back but not in sync: nothing to elect yet.
         let result = elect_preferred_leaders(&image, None).unwrap();
         assert!(result.records.is_empty());
@@ -679,9 +796,13 @@ mod tests {
                 new_isr: isr,
             };
             let leader_epoch = image.brokers[&p.leader].broker_epoch;
-            commit(&mut image, alter_partition(&image, p.leader, leader_epoch, &[it]).unwrap());
+            commit(&mut image, |image| {
+                alter_partition(&image, p.leader, leader_epoch, &[it]).unwrap()
+            });
         }
-        let (_, reply) = commit(&mut image, elect_preferred_leaders(&image, None).unwrap());
+        let (_, reply) = commit(&mut image, |image| {
+            elect_preferred_leaders(&image, None).unwrap()
+        });
         assert!(reply.iter().all(|(_, _, r)| r.is_ok()));
         assert_eq!(image.leader_count(1), 1);
         for p in &image.topic_by_name("orders").unwrap().partitions {

@@ -1,0 +1,689 @@
+//! CreateTopics (key 19): forwarded to the controller quorum, which validates, places and commits the
+//! topics; the answer maps its per-topic results to Kafka's and is sent once this broker's own image has
+//! the new topics (bounded by the request's `timeout_ms`), so a produce right after it does not bounce.
+//!
+//! What must stay true:
+//! - Each distinct requested name is answered exactly once, and no other name (librdkafka refuses a
+//!   response that repeats a topic or names one it did not ask for).
+//! - A call that never reached the active controller answers NOT_CONTROLLER, which the Java admin client
+//!   retries; one that may have been applied answers REQUEST_TIMED_OUT, which librdkafka reads as "in
+//!   progress" when it asked not to wait. Neither is ever reported as success.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use chronik_controller::api::convert::topic_id_from_bytes;
+use chronik_controller::error::ErrorCode;
+use chronik_controller::state::MetadataImage;
+use chronik_proto::v1 as pb;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+use uuid::Uuid;
+
+use super::{BrokerContext, RequestContext};
+use crate::error::ControllerError;
+
+/// DescribeConfigs / CreateTopics `ConfigSource` values (Kafka's `DescribeConfigsResponse.ConfigSource`).
+pub(crate) const SOURCE_TOPIC: i8 = 1;
+pub(crate) const SOURCE_STATIC_BROKER: i8 = 4;
+pub(crate) const SOURCE_DEFAULT: i8 = 5;
+
+/// The longest an admin request waits for the local image after the controller answered.
+const MAX_PROPAGATION_WAIT_MS: i32 = 30_000;
+/// The shortest: confluent-kafka's default `operation_timeout` is 0, and the image usually catches up
+/// within milliseconds, so a short wait spares its first produce a retry.
+const MIN_PROPAGATION_WAIT_MS: i32 = 500;
+
+/// How long to wait for the local image after an admin request with this `timeout_ms`.
+pub(crate) fn propagation_wait(timeout_ms: i32) -> Duration {
+    let ms = timeout_ms.clamp(MIN_PROPAGATION_WAIT_MS, MAX_PROPAGATION_WAIT_MS);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The Kafka error a forwarded admin call gets when the controller call itself failed.
+pub(crate) fn controller_failure(e: &ControllerError) -> (i16, String) {
+    let code = match e {
+        // Never reached an active controller, so nothing was applied: the Java admin client retries
+        // NOT_CONTROLLER after refreshing its metadata.
+        ControllerError::Unavailable { .. } | ControllerError::InvalidAddress { .. } => {
+            ResponseError::NotController.code()
+        }
+        // Sent but unanswered: it may still be applied.
+        ControllerError::Timeout { .. } | ControllerError::Interrupted { .. } => {
+            ResponseError::RequestTimedOut.code()
+        }
+        ControllerError::Refused { kafka_error, .. } => kafka_error
+            .as_deref()
+            .and_then(code_by_name)
+            .unwrap_or(ResponseError::UnknownServerError.code()),
+    };
+    (code, e.to_string())
+}
+
+/// The Kafka code of an error name a controller refused a whole call with.
+fn code_by_name(name: &str) -> Option<i16> {
+    const KNOWN: &[ErrorCode] = &[
+        ErrorCode::UnknownTopicOrPartition,
+        ErrorCode::InvalidTopic,
+        ErrorCode::NotController,
+        ErrorCode::InvalidRequest,
+        ErrorCode::TopicAlreadyExists,
+        ErrorCode::InvalidPartitions,
+        ErrorCode::InvalidReplicationFactor,
+        ErrorCode::InvalidReplicaAssignment,
+        ErrorCode::InvalidConfig,
+        ErrorCode::UnknownTopicId,
+        ErrorCode::InconsistentClusterId,
+    ];
+    KNOWN.iter().find(|c| c.name() == name).map(|c| c.code())
+}
+
+/// A controller's per-item error code, which the proto carries as an `int32`.
+pub(crate) fn kafka_code(code: i32) -> i16 {
+    i16::try_from(code).unwrap_or(ResponseError::UnknownServerError.code())
+}
+
+/// A Kafka error message: null on success, as Kafka sends it.
+pub(crate) fn error_message(code: i16, message: String) -> Option<StrBytes> {
+    (code != 0 && !message.is_empty()).then(|| StrBytes::from_string(message))
+}
+
+pub async fn handle(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for topic in &request.topics {
+        *counts.entry(&*topic.name.0).or_default() += 1;
+    }
+    // One slot per distinct name, in request order; `None` until the controller answers it.
+    let mut answers: Vec<(String, Option<CreatableTopicResult>)> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut forward = Vec::new();
+    // The keys each forwarded topic sets itself, to tell its configs' sources apart.
+    let mut own_keys: HashMap<String, Vec<String>> = HashMap::new();
+    for topic in &request.topics {
+        if !seen.insert(&topic.name.0) {
+            continue;
+        }
+        let name = topic.name.0.to_string();
+        let refused = if counts.get(&*topic.name.0).is_some_and(|&n| n > 1) {
+            Some((
+                ResponseError::InvalidRequest,
+                "Duplicate topic name.".to_owned(),
+            ))
+        } else {
+            check_topic(topic).err()
+        };
+        match refused {
+            Some((error, message)) => {
+                answers.push((name.clone(), Some(failed(name, error.code(), message))));
+            }
+            None => {
+                let configs: BTreeMap<String, String> = topic
+                    .configs
+                    .iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect();
+                own_keys.insert(name.clone(), configs.keys().cloned().collect());
+                forward.push(pb::CreatableTopic {
+                    name: name.clone(),
+                    num_partitions: topic.num_partitions,
+                    replication_factor: i32::from(topic.replication_factor),
+                    configs: configs.into_iter().collect(),
+                });
+                answers.push((name, None));
+            }
+        }
+    }
+
+    let mut results: HashMap<String, CreatableTopicResult> = HashMap::new();
+    if !forward.is_empty() {
+        let call = pb::CreateTopicsRequest {
+            topics: forward,
+            validate_only: request.validate_only,
+        };
+        match ctx.controller.create_topics(call).await {
+            Ok(reply) => {
+                let image = ctx.metadata.current();
+                let mut offset = 0;
+                for result in reply.topics {
+                    if result.error_code == 0 {
+                        offset = offset.max(result.metadata_offset);
+                    }
+                    let own = own_keys.get(&result.name).map(Vec::as_slice).unwrap_or(&[]);
+                    let answer = topic_result(&image, own, result);
+                    results.insert(answer.name.0.to_string(), answer);
+                }
+                if offset > 0 {
+                    let wait = propagation_wait(request.timeout_ms);
+                    if let Err(e) = ctx.metadata.wait_for_offset(offset, wait).await {
+                        // The topics exist; this broker just learns of them late.
+                        debug!(error = %e, "created topics not yet in the local image");
+                    }
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, version = rc.version, "CreateTopics not forwarded");
+                let (code, message) = controller_failure(&e);
+                for (name, answer) in &mut answers {
+                    if answer.is_none() {
+                        *answer = Some(failed(name.clone(), code, message.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    let topics = answers
+        .into_iter()
+        .map(|(name, answer)| {
+            answer.or_else(|| results.remove(&name)).unwrap_or_else(|| {
+                let message = "the controller did not answer for this topic".to_owned();
+                failed(name, ResponseError::UnknownServerError.code(), message)
+            })
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// What the broker refuses before asking the controller.
+fn check_topic(topic: &CreatableTopic) -> Result<(), (ResponseError, String)> {
+    if !topic.assignments.is_empty() {
+        return Err((
+            ResponseError::InvalidRequest,
+            "Manual replica assignments are not supported; set num_partitions and \
+             replication_factor (or -1 for the cluster defaults) instead."
+                .to_owned(),
+        ));
+    }
+    let null_values: Vec<&str> = topic
+        .configs
+        .iter()
+        .filter(|c| c.value.is_none())
+        .map(|c| &*c.name)
+        .collect();
+    if !null_values.is_empty() {
+        return Err((
+            ResponseError::InvalidConfig,
+            format!(
+                "Null value not supported for topic configs: {}",
+                null_values.join(",")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn failed(name: String, code: i16, message: String) -> CreatableTopicResult {
+    CreatableTopicResult::default()
+        .with_name(TopicName(StrBytes::from_string(name)))
+        .with_error_code(code)
+        .with_error_message(error_message(code, message))
+}
+
+/// A controller result as Kafka reports it: v5+ also the effective partitions, replication factor and
+/// configs, v7 the topic id.
+fn topic_result(
+    image: &MetadataImage,
+    own_keys: &[String],
+    result: pb::CreateTopicResult,
+) -> CreatableTopicResult {
+    let code = kafka_code(result.error_code);
+    if code != 0 {
+        return failed(result.name, code, result.error_message);
+    }
+    let mut configs: Vec<CreatableTopicConfigs> = result
+        .configs
+        .into_iter()
+        .map(|(key, value)| {
+            let source = if own_keys.contains(&key) {
+                SOURCE_TOPIC
+            } else if image.cluster_configs.contains_key(&key) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_string(key))
+                .with_value(Some(StrBytes::from_string(value)))
+                .with_read_only(false)
+                .with_config_source(source)
+                .with_is_sensitive(false)
+        })
+        .collect();
+    configs.sort_by(|a, b| a.name.cmp(&b.name));
+    CreatableTopicResult::default()
+        .with_name(TopicName(StrBytes::from_string(result.name)))
+        .with_topic_id(topic_id_from_bytes(&result.topic_id).unwrap_or(Uuid::nil()))
+        .with_error_code(0)
+        .with_error_message(None)
+        .with_num_partitions(result.num_partitions)
+        .with_replication_factor(i16::try_from(result.replication_factor).unwrap_or(-1))
+        .with_configs(Some(configs))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use chronik_controller::api::convert::topic_id_to_bytes;
+    use chronik_controller::state::records::ConfigResource;
+    use chronik_controller::state::topics::{self, CreateTopic, TopicRef};
+    use chronik_controller::state::Record;
+    use chronik_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopicConfig,
+    };
+    use tokio_util::sync::CancellationToken;
+    use tonic::transport::server::TcpIncoming;
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+    use crate::handlers::metadata::tests::{assert_encodes, cluster, TestBroker};
+    use crate::metadata::tests::update;
+    use crate::metadata::MetadataCache;
+
+    /// A controller's AdminService over the controller's own topic logic, without Raft: each call is
+    /// one log entry, replayed into its image and, unless `propagate` is off, into the broker's cache as
+    /// the watch stream would.
+    pub(crate) struct FakeController {
+        state: Mutex<MetadataImage>,
+        cache: Arc<MetadataCache>,
+        propagate: bool,
+    }
+
+    impl FakeController {
+        fn commit(&self, image: &mut MetadataImage, records: &[Record]) -> u64 {
+            let offset = image.offset + 1;
+            image.replay_all(offset, records);
+            if self.propagate {
+                self.cache
+                    .apply(&[update(offset, false, records)])
+                    .expect("records apply");
+            }
+            offset
+        }
+    }
+
+    #[tonic::async_trait]
+    impl AdminService for FakeController {
+        async fn create_topics(
+            &self,
+            request: Request<pb::CreateTopicsRequest>,
+        ) -> Result<Response<pb::CreateTopicsResponse>, Status> {
+            let request = request.into_inner();
+            let wanted: Vec<CreateTopic> = request
+                .topics
+                .into_iter()
+                .map(|t| CreateTopic {
+                    name: t.name,
+                    num_partitions: t.num_partitions,
+                    replication_factor: t.replication_factor,
+                    configs: t.configs.into_iter().collect(),
+                })
+                .collect();
+            let mut image = self.state.lock().expect("lock");
+            let outcome =
+                topics::create_topics(&image, &wanted, request.validate_only, Uuid::new_v4);
+            let offset = if request.validate_only {
+                0
+            } else {
+                self.commit(&mut image, &outcome.records)
+            };
+            let topics = outcome
+                .reply
+                .into_iter()
+                .map(|(name, result)| match result {
+                    Ok(created) => pb::CreateTopicResult {
+                        name,
+                        topic_id: if created.topic_id.is_nil() {
+                            Vec::new()
+                        } else {
+                            topic_id_to_bytes(created.topic_id)
+                        },
+                        num_partitions: created.num_partitions,
+                        replication_factor: created.replication_factor,
+                        configs: created.configs.into_iter().collect(),
+                        metadata_offset: offset,
+                        ..Default::default()
+                    },
+                    Err(e) => pb::CreateTopicResult {
+                        name,
+                        error_code: i32::from(e.code.code()),
+                        error_message: e.message,
+                        ..Default::default()
+                    },
+                })
+                .collect();
+            Ok(Response::new(pb::CreateTopicsResponse { topics }))
+        }
+
+        async fn delete_topics(
+            &self,
+            request: Request<pb::DeleteTopicsRequest>,
+        ) -> Result<Response<pb::DeleteTopicsResponse>, Status> {
+            let request = request.into_inner();
+            let mut refs: Vec<TopicRef> = request.names.into_iter().map(TopicRef::Name).collect();
+            for id in &request.topic_ids {
+                let id = topic_id_from_bytes(id).map_err(|e| Status::invalid_argument(e.0))?;
+                refs.push(TopicRef::Id(id));
+            }
+            let mut image = self.state.lock().expect("lock");
+            let outcome = topics::delete_topics(&image, &refs);
+            let offset = self.commit(&mut image, &outcome.records);
+            let topics = outcome
+                .reply
+                .into_iter()
+                .map(|(name, id, result)| {
+                    let (error_code, error_message) = match result {
+                        Ok(()) => (0, String::new()),
+                        Err(e) => (i32::from(e.code.code()), e.message),
+                    };
+                    pb::DeleteTopicResult {
+                        name,
+                        topic_id: if id.is_nil() {
+                            Vec::new()
+                        } else {
+                            topic_id_to_bytes(id)
+                        },
+                        error_code,
+                        error_message,
+                    }
+                })
+                .collect();
+            Ok(Response::new(pb::DeleteTopicsResponse {
+                topics,
+                metadata_offset: offset,
+            }))
+        }
+
+        async fn list_topics(
+            &self,
+            _: Request<pb::ListTopicsRequest>,
+        ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn describe_topics(
+            &self,
+            _: Request<pb::DescribeTopicsRequest>,
+        ) -> Result<Response<pb::DescribeTopicsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn describe_cluster(
+            &self,
+            _: Request<pb::DescribeClusterRequest>,
+        ) -> Result<Response<pb::DescribeClusterResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn alter_topic_configs(
+            &self,
+            _: Request<pb::AlterTopicConfigsRequest>,
+        ) -> Result<Response<pb::AlterTopicConfigsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn elect_leaders(
+            &self,
+            _: Request<pb::ElectLeadersRequest>,
+        ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+    }
+
+    /// A broker whose controller is a `FakeController` over the same records, serving on port 0 until
+    /// the returned token is cancelled (or the test's runtime ends).
+    pub(crate) async fn with_fake_controller(
+        broker_id: i32,
+        records: &[Record],
+        propagate: bool,
+    ) -> (TestBroker, CancellationToken) {
+        let incoming = TcpIncoming::bind("127.0.0.1:0".parse().expect("address")).expect("binds");
+        let address = incoming.local_addr().expect("local address").to_string();
+        // Generous: a loaded test machine must not turn a slow answer into REQUEST_TIMED_OUT.
+        let timeout = Duration::from_secs(10);
+        let broker = TestBroker::with_controller(broker_id, records, vec![address], timeout);
+        let fake = FakeController {
+            state: Mutex::new((*broker.ctx.metadata.current()).clone()),
+            cache: broker.ctx.metadata.clone(),
+            propagate,
+        };
+        let stop = CancellationToken::new();
+        let server = tonic::transport::Server::builder()
+            .add_service(AdminServiceServer::new(fake))
+            .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+        tokio::spawn(server);
+        (broker, stop)
+    }
+
+    fn creatable(name: &str, partitions: i32, replication_factor: i16) -> CreatableTopic {
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+    }
+
+    fn config(name: &str, value: Option<&str>) -> CreatableTopicConfig {
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_string(name.to_owned()))
+            .with_value(value.map(|v| StrBytes::from_string(v.to_owned())))
+    }
+
+    fn result<'a>(response: &'a CreateTopicsResponse, name: &str) -> &'a CreatableTopicResult {
+        response
+            .topics
+            .iter()
+            .find(|t| &*t.name.0 == name)
+            .unwrap_or_else(|| panic!("{name} is answered"))
+    }
+
+    async fn create(
+        broker: &TestBroker,
+        version: i16,
+        request: CreateTopicsRequest,
+    ) -> CreateTopicsResponse {
+        let response = handle(&broker.ctx, &broker.rc(version, "PLAINTEXT"), request).await;
+        assert_encodes(&response, version);
+        response
+    }
+
+    #[tokio::test]
+    async fn created_topics_are_answered_with_their_settings_and_already_in_the_image() {
+        let c = cluster();
+        let (broker, _stop) = with_fake_controller(1, &c.records, true).await;
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topics(vec![
+                creatable("payments", 3, 2)
+                    .with_configs(vec![config("retention.ms", Some("5000"))]),
+                creatable("defaults", -1, 1),
+            ]);
+        let response = create(&broker, 7, request).await;
+        let image = broker.ctx.metadata.current();
+
+        let payments = result(&response, "payments");
+        assert_eq!(payments.error_code, 0);
+        assert_eq!(payments.error_message, None);
+        assert_eq!(
+            (payments.num_partitions, payments.replication_factor),
+            (3, 2)
+        );
+        let in_image = image
+            .topic_by_name("payments")
+            .expect("the image has it on answer");
+        assert_eq!(payments.topic_id, in_image.id);
+        let configs = payments.configs.as_ref().expect("v5+ configs");
+        let source = |key: &str| {
+            let c = configs.iter().find(|c| &*c.name == key).expect("listed");
+            (c.value.as_deref().map(str::to_owned), c.config_source)
+        };
+        assert_eq!(source("retention.ms"), (Some("5000".into()), SOURCE_TOPIC));
+        assert_eq!(
+            source("min.insync.replicas"),
+            (Some("1".into()), SOURCE_STATIC_BROKER)
+        );
+        assert_eq!(
+            source("cleanup.policy"),
+            (Some("delete".into()), SOURCE_DEFAULT)
+        );
+        assert!(
+            configs.windows(2).all(|w| w[0].name < w[1].name),
+            "sorted by name"
+        );
+
+        let defaults = result(&response, "defaults");
+        assert_eq!((defaults.error_code, defaults.num_partitions), (0, 1));
+        assert!(image.topic_by_name("defaults").is_some());
+    }
+
+    #[tokio::test]
+    async fn refusals_are_per_topic_and_each_name_is_answered_once() {
+        let mut c = cluster();
+        c.records.push(Record::Config {
+            resource: ConfigResource::Cluster,
+            key: "num.partitions".into(),
+            value: Some("4".into()),
+        });
+        let (broker, _stop) = with_fake_controller(1, &c.records, true).await;
+        let assignment = CreatableReplicaAssignment::default()
+            .with_partition_index(0)
+            .with_broker_ids(vec![1.into()]);
+        let request = CreateTopicsRequest::default().with_topics(vec![
+            creatable("twice", 1, 1),
+            creatable("orders", 1, 1),
+            creatable("placed", -1, -1).with_assignments(vec![assignment]),
+            creatable("twice", 2, 1),
+            creatable("nulls", 1, 1).with_configs(vec![config("retention.ms", None)]),
+            creatable("wide", 1, 3),
+            creatable("typo", 1, 1).with_configs(vec![config("retenton.ms", Some("1"))]),
+            creatable("bad name", 1, 1),
+            creatable("fine", -1, 2),
+        ]);
+        let response = create(&broker, 4, request).await;
+        let answered: Vec<&str> = response.topics.iter().map(|t| &*t.name.0).collect();
+        assert_eq!(
+            answered,
+            vec!["twice", "orders", "placed", "nulls", "wide", "typo", "bad name", "fine"]
+        );
+        let code = |name| result(&response, name).error_code;
+        assert_eq!(code("twice"), ResponseError::InvalidRequest.code());
+        assert_eq!(code("orders"), ResponseError::TopicAlreadyExists.code());
+        assert_eq!(code("placed"), ResponseError::InvalidRequest.code());
+        assert_eq!(code("nulls"), ResponseError::InvalidConfig.code());
+        assert_eq!(code("wide"), ResponseError::InvalidReplicationFactor.code());
+        assert_eq!(code("typo"), ResponseError::InvalidConfig.code());
+        assert_eq!(
+            code("bad name"),
+            ResponseError::InvalidTopicException.code()
+        );
+        assert_eq!(code("fine"), 0);
+        assert!(result(&response, "wide").error_message.is_some());
+        let image = broker.ctx.metadata.current();
+        assert!(image.topic_by_name("twice").is_none());
+        assert_eq!(
+            image.topic_by_name("fine").map(|t| t.partitions.len()),
+            Some(4)
+        );
+    }
+
+    #[tokio::test]
+    async fn validate_only_creates_nothing() {
+        let c = cluster();
+        let (broker, _stop) = with_fake_controller(1, &c.records, true).await;
+        let request = CreateTopicsRequest::default()
+            .with_validate_only(true)
+            .with_topics(vec![creatable("dry", 2, 2)]);
+        let response = create(&broker, 5, request).await;
+        let dry = result(&response, "dry");
+        assert_eq!(
+            (dry.error_code, dry.num_partitions, dry.replication_factor),
+            (0, 2, 2)
+        );
+        assert!(broker.ctx.metadata.current().topic_by_name("dry").is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_controller_answers_not_controller() {
+        let c = cluster();
+        let broker = TestBroker::new(1, &c.records);
+        let request = CreateTopicsRequest::default().with_topics(vec![
+            creatable("lost", 1, 1),
+            creatable("dup", 1, 1),
+            creatable("dup", 1, 1),
+        ]);
+        let response = create(&broker, 2, request).await;
+        assert_eq!(
+            result(&response, "lost").error_code,
+            ResponseError::NotController.code()
+        );
+        assert_eq!(
+            result(&response, "dup").error_code,
+            ResponseError::InvalidRequest.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lagging_image_delays_the_answer_but_not_the_success() {
+        let c = cluster();
+        let (broker, _stop) = with_fake_controller(1, &c.records, false).await;
+        let started = std::time::Instant::now();
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(0)
+            .with_topics(vec![creatable("slow", 1, 1)]);
+        let response = create(&broker, 7, request).await;
+        assert_eq!(result(&response, "slow").error_code, 0);
+        assert!(started.elapsed() >= propagation_wait(0));
+    }
+
+    #[test]
+    fn the_wait_for_the_image_is_bounded() {
+        assert_eq!(propagation_wait(-1), Duration::from_millis(500));
+        assert_eq!(propagation_wait(2_000), Duration::from_secs(2));
+        assert_eq!(propagation_wait(i32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn controller_failures_map_to_retriable_kafka_errors() {
+        let unavailable = ControllerError::Unavailable {
+            addresses: "a:1".into(),
+            waited_ms: 1,
+            last_error: "down".into(),
+        };
+        assert_eq!(
+            controller_failure(&unavailable).0,
+            ResponseError::NotController.code()
+        );
+        let timeout = ControllerError::Timeout {
+            address: "a:1".into(),
+            timeout_ms: 1,
+        };
+        assert_eq!(
+            controller_failure(&timeout).0,
+            ResponseError::RequestTimedOut.code()
+        );
+        let refused = |name: Option<&str>| ControllerError::Refused {
+            address: "a:1".into(),
+            kafka_error: name.map(str::to_owned),
+            code: tonic::Code::InvalidArgument,
+            message: "no".into(),
+        };
+        assert_eq!(
+            controller_failure(&refused(Some("INVALID_REQUEST"))).0,
+            ResponseError::InvalidRequest.code()
+        );
+        assert_eq!(
+            controller_failure(&refused(None)).0,
+            ResponseError::UnknownServerError.code()
+        );
+    }
+}

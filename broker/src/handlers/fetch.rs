@@ -1,0 +1,237 @@
+//! Fetch (key 1), digest §3.3. Consumers read below the high watermark from partition leaders; the
+//! response holds exactly the requested partitions (no fetch sessions: session id 0), whole batches
+//! straight from the log files, at least the first batch even when it exceeds the size limits (KIP-74).
+//! A long poll waits until `min_bytes` are available, an error occurs or `max_wait_ms` passes.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chronik_controller::state::{MetadataImage, TopicId};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::{check_leader_epoch, leader_hint, BrokerContext, RequestContext};
+use crate::log::batch::Compression;
+use crate::log::{Batches, LogError};
+
+/// Longest a fetch may wait, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub async fn handle(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    request: FetchRequest,
+) -> FetchResponse {
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let mut data_changed = ctx.replicas.subscribe_data();
+    let mut metadata_changed = ctx.metadata.subscribe();
+    loop {
+        data_changed.borrow_and_update();
+        metadata_changed.borrow_and_update();
+        let read = read_all(ctx, rc, &request);
+        let done = read.bytes >= i64::from(request.min_bytes.max(0))
+            || read.any_error
+            || tokio::time::Instant::now() >= deadline;
+        if done {
+            return read.response;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            changed = data_changed.changed() => if changed.is_err() { return read.response },
+            changed = metadata_changed.changed() => if changed.is_err() { return read.response },
+        }
+    }
+}
+
+struct Read {
+    response: FetchResponse,
+    bytes: i64,
+    any_error: bool,
+}
+
+fn topic_id_of(
+    image: &MetadataImage,
+    rc: &RequestContext<'_>,
+    name: &str,
+    id: Uuid,
+) -> Result<TopicId, ResponseError> {
+    if rc.version >= 13 {
+        image
+            .topics
+            .contains_key(&id)
+            .then_some(id)
+            .ok_or(ResponseError::UnknownTopicId)
+    } else {
+        image
+            .topic_ids
+            .get(name)
+            .copied()
+            .ok_or(ResponseError::UnknownTopicOrPartition)
+    }
+}
+
+fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest) -> Read {
+    let image = ctx.metadata.current();
+    let replica_id = if rc.version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let is_follower = replica_id >= 0;
+    let read_committed = request.isolation_level == 1;
+    let mut budget = if rc.version >= 3 {
+        i64::from(request.max_bytes.max(0))
+    } else {
+        i64::MAX
+    };
+    let mut bytes_read = 0i64;
+    let mut any_error = false;
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut responses = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.topic.0.to_string();
+        let topic_id = topic_id_of(&image, rc, &name, topic.topic_id);
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(Bytes::new()));
+            if read_committed {
+                data.aborted_transactions = Some(Vec::new());
+            }
+            let result = topic_id.and_then(|id| {
+                read_partition(
+                    ctx,
+                    rc,
+                    &image,
+                    id,
+                    p,
+                    is_follower,
+                    budget.max(1),
+                    &mut data,
+                )
+            });
+            match result {
+                Ok(n) => {
+                    bytes_read += n;
+                    budget -= n;
+                }
+                Err(error) => {
+                    any_error = true;
+                    data.error_code = error.code();
+                    let hinted = matches!(
+                        error,
+                        ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch
+                    );
+                    if hinted && rc.version >= 12 {
+                        if let Ok(id) = topic_id {
+                            let hint = leader_hint(&image, id, p.partition, rc.listener);
+                            data.current_leader = LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(hint.leader_id))
+                                .with_leader_epoch(hint.leader_epoch);
+                            if let Some(e) = hint.endpoint {
+                                if !endpoints.iter().any(|n| n.node_id.0 == e.node_id) {
+                                    endpoints.push(
+                                        NodeEndpoint::default()
+                                            .with_node_id(BrokerId(e.node_id))
+                                            .with_host(StrBytes::from_string(e.host))
+                                            .with_port(e.port)
+                                            .with_rack(e.rack.map(StrBytes::from_string)),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            partitions.push(data);
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_string(if rc.version >= 13 {
+                    String::new()
+                } else {
+                    name
+                })))
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    let mut response = FetchResponse::default().with_responses(responses);
+    if rc.version >= 16 {
+        response.node_endpoints = endpoints;
+    }
+    Read {
+        response,
+        bytes: bytes_read,
+        any_error,
+    }
+}
+
+/// Reads one partition into `data`; returns the bytes read.
+#[allow(clippy::too_many_arguments)]
+fn read_partition(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    image: &MetadataImage,
+    topic_id: TopicId,
+    p: &kafka_protocol::messages::fetch_request::FetchPartition,
+    is_follower: bool,
+    budget: i64,
+    data: &mut PartitionData,
+) -> Result<i64, ResponseError> {
+    if image.partition(topic_id, p.partition).is_none() {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    let partition = ctx
+        .replicas
+        .partition(topic_id, p.partition)
+        .ok_or(ResponseError::NotLeaderOrFollower)?;
+    let state = partition.state();
+    if let Some(error) = check_leader_epoch(p.current_leader_epoch, state.leader_epoch) {
+        return Err(error);
+    }
+    if state.leader != ctx.broker_id {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    let log = &partition.log;
+    let high_watermark = log.high_watermark();
+    let upper_bound = if is_follower {
+        log.log_end_offset()
+    } else {
+        high_watermark
+    };
+    let max_bytes = i64::from(p.partition_max_bytes.max(0)).min(budget).max(1) as usize;
+    let read = log
+        .read(p.fetch_offset, max_bytes, upper_bound)
+        .map_err(|e| match e {
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
+            e if e.is_storage_failure() => ResponseError::KafkaStorageError,
+            _ => ResponseError::UnknownServerError,
+        })?;
+    if rc.version < 10
+        && Batches::new(read.records.clone())
+            .any(|b| b.is_ok_and(|b| b.compression() == Compression::Zstd))
+    {
+        return Err(ResponseError::UnsupportedCompressionType);
+    }
+    data.high_watermark = read.high_watermark;
+    data.last_stable_offset = read.high_watermark;
+    if rc.version >= 5 {
+        data.log_start_offset = read.log_start_offset;
+    }
+    let n = read.records.len() as i64;
+    data.records = Some(read.records);
+    Ok(n)
+}

@@ -1,0 +1,117 @@
+//! ListOffsets (key 2), digest §3.4: earliest, latest (the high watermark, never the log end a consumer
+//! cannot read yet), max timestamp, and the first offset at or after a timestamp. Leaders only.
+
+use chronik_controller::state::MetadataImage;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{check_leader_epoch, BrokerContext, RequestContext};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub async fn handle(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let image = ctx.metadata.current();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    match lookup(ctx, &image, &name, p) {
+                        Ok((timestamp, offset, leader_epoch)) => response
+                            .with_timestamp(timestamp)
+                            .with_offset(offset)
+                            // The leader epoch is in the schema from v4.
+                            .with_leader_epoch(if rc.version >= 4 { leader_epoch } else { -1 }),
+                        Err(error) => response.with_error_code(error.code()),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// `(timestamp, offset, leader epoch)` for one partition.
+fn lookup(
+    ctx: &BrokerContext,
+    image: &MetadataImage,
+    topic: &str,
+    p: &ListOffsetsPartition,
+) -> Result<(i64, i64, i32), ResponseError> {
+    let topic_id = *image
+        .topic_ids
+        .get(topic)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if image.partition(topic_id, p.partition_index).is_none() {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    let partition = ctx
+        .replicas
+        .partition(topic_id, p.partition_index)
+        .ok_or(ResponseError::NotLeaderOrFollower)?;
+    let state = partition.state();
+    if let Some(error) = check_leader_epoch(p.current_leader_epoch, state.leader_epoch) {
+        return Err(error);
+    }
+    if state.leader != ctx.broker_id {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    let log = &partition.log;
+    let high_watermark = log.high_watermark();
+    let epoch_at = |offset: i64| {
+        log.epoch_entries()
+            .iter()
+            .filter(|e| e.start_offset <= offset)
+            .map(|e| e.epoch)
+            .next_back()
+            .unwrap_or(-1)
+    };
+    let storage = |_| ResponseError::KafkaStorageError;
+    match p.timestamp {
+        LATEST => Ok((-1, high_watermark, state.leader_epoch)),
+        EARLIEST | EARLIEST_LOCAL => {
+            let start = log.log_start_offset();
+            Ok((-1, start, epoch_at(start)))
+        }
+        LATEST_TIERED => Ok((-1, -1, -1)),
+        MAX_TIMESTAMP => match log.offset_of_max_timestamp().map_err(storage)? {
+            Some(t) if t.offset < high_watermark => {
+                Ok((t.timestamp, t.offset, t.leader_epoch.unwrap_or(-1)))
+            }
+            _ => Ok((-1, -1, -1)),
+        },
+        timestamp if timestamp >= 0 => {
+            match log.offset_for_timestamp(timestamp).map_err(storage)? {
+                Some(t) if t.offset < high_watermark => {
+                    Ok((t.timestamp, t.offset, t.leader_epoch.unwrap_or(-1)))
+                }
+                _ => Ok((-1, -1, -1)),
+            }
+        }
+        _ => Err(ResponseError::InvalidRequest),
+    }
+}

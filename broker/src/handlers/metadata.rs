@@ -1,0 +1,1010 @@
+//! Metadata (key 3): the brokers, topics and partitions a client needs to route its requests, read from
+//! one `MetadataImage` so every answer is consistent with itself. Named unknown topics are auto-created
+//! through the controller when both the broker (`auto_create_topics`) and the request allow it.
+//!
+//! What must stay true:
+//! - Every broker named as a partition leader is listed in `brokers` with its endpoint on the listener the
+//!   client connected on: a leader that is unregistered, fenced or lacks that listener is reported as -1
+//!   (LEADER_NOT_AVAILABLE, or LISTENER_NOT_FOUND from v6), never as an id the client cannot reach.
+//! - Leader epochs are the image's, leaderless partitions included, so clients never see one go back.
+//! - `controller_id` names a listed broker (KIP-590: brokers forward admin requests to the controller),
+//!   so admin clients always have somewhere to send CreateTopics and DeleteTopics.
+//! - Answering never waits long: an auto-creation is bounded, and the answer then comes from the image
+//!   as it is; clients retry a topic reported LEADER_NOT_AVAILABLE.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chronik_controller::error::ErrorCode;
+use chronik_controller::state::topics::{is_internal_topic, validate_topic_name};
+use chronik_controller::state::{BrokerId, MetadataImage, PartitionRegistration, TopicImage};
+use chronik_proto::v1 as pb;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId as KafkaBrokerId, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+use uuid::Uuid;
+
+use super::{BrokerContext, NodeEndpoint, RequestContext};
+
+/// Kafka's answer without an authorizer, when a client asks: every operation a topic supports (READ,
+/// WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS as a bit field).
+pub(crate) const TOPIC_AUTHORIZED_OPERATIONS: i32 = 3576;
+/// Likewise for the cluster (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+/// IDEMPOTENT_WRITE, CREATE_TOKENS, DESCRIBE_TOKENS).
+pub(crate) const CLUSTER_AUTHORIZED_OPERATIONS: i32 = 32672;
+
+/// How long a Metadata request waits for the controller to create topics it named.
+const AUTO_CREATE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long it then waits for the local image to have them, so the first answer usually does.
+const AUTO_CREATE_PROPAGATION_WAIT: Duration = Duration::from_millis(500);
+
+/// A topic the request asks about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Wanted {
+    Name(String),
+    /// v12+: looked up by id, the name left null.
+    Id(Uuid),
+    /// Neither a name nor (in a version that allows it) an id.
+    Malformed,
+}
+
+/// The topics asked for, each once, in request order; `None` means every topic.
+fn wanted_topics(request: &MetadataRequest, version: i16) -> Option<Vec<Wanted>> {
+    let topics = request.topics.as_ref()?;
+    // v0 has no null array: an empty one means "all topics" there, and "none" from v1 on.
+    if version == 0 && topics.is_empty() {
+        return None;
+    }
+    let mut names = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut wanted = Vec::with_capacity(topics.len());
+    for topic in topics {
+        if version >= 12 && !topic.topic_id.is_nil() {
+            if ids.insert(topic.topic_id) {
+                wanted.push(Wanted::Id(topic.topic_id));
+            }
+        } else if let Some(name) = &topic.name {
+            if names.insert(name.0.to_string()) {
+                wanted.push(Wanted::Name(name.0.to_string()));
+            }
+        } else {
+            wanted.push(Wanted::Malformed);
+        }
+    }
+    Some(wanted)
+}
+
+pub async fn handle(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let wanted = wanted_topics(&request, rc.version);
+    let mut image = ctx.metadata.current();
+
+    let mut auto_created = HashMap::new();
+    if ctx.auto_create_topics && request.allow_auto_topic_creation {
+        let missing: Vec<String> = wanted
+            .iter()
+            .flatten()
+            .filter_map(|w| match w {
+                Wanted::Name(name) => Some(name),
+                _ => None,
+            })
+            .filter(|name| may_auto_create(&image, name))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            auto_created = auto_create_topics(ctx, missing).await;
+            image = ctx.metadata.current();
+        }
+    }
+
+    let include_topic_operations = request.include_topic_authorized_operations;
+    let describe = |topic: &TopicImage| {
+        let mut answer = describe_topic(&image, topic, rc);
+        if include_topic_operations {
+            answer.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+        }
+        answer
+    };
+    let topics = match wanted {
+        None => image
+            .topic_ids
+            .values()
+            .filter_map(|id| image.topics.get(id))
+            .map(describe)
+            .collect(),
+        Some(wanted) => wanted
+            .into_iter()
+            .map(|w| match w {
+                Wanted::Name(name) => match image.topic_by_name(&name) {
+                    Some(topic) => describe(topic),
+                    None => {
+                        let auto_created = auto_created.get(name.as_str()).copied();
+                        unknown_topic(name, auto_created)
+                    }
+                },
+                Wanted::Id(id) => match image.topics.get(&id) {
+                    Some(topic) => describe(topic),
+                    None => MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                        .with_name(None)
+                        .with_topic_id(id),
+                },
+                Wanted::Malformed => MetadataResponseTopic::default()
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    // The name is nullable only from v12.
+                    .with_name((rc.version < 12).then(TopicName::default)),
+            })
+            .collect(),
+    };
+
+    let brokers = live_brokers(&image, rc.listener);
+    let mut response = MetadataResponse::default()
+        .with_controller_id(controller_id(ctx.broker_id, &brokers).into())
+        .with_cluster_id(image.cluster_id.clone().map(StrBytes::from_string))
+        .with_brokers(brokers.into_iter().map(response_broker).collect())
+        .with_topics(topics);
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+    }
+    response
+}
+
+/// A named topic Metadata may ask the controller to create: unknown, validly named and not internal
+/// (internal topics are created with their own settings by whoever owns them, never with defaults).
+fn may_auto_create(image: &MetadataImage, name: &str) -> bool {
+    image.topic_by_name(name).is_none()
+        && validate_topic_name(name).is_ok()
+        && !is_internal_topic(name)
+}
+
+/// How asking the controller to auto-create a topic went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AutoCreate {
+    /// Created, or created meanwhile by someone else: it is (or will shortly be) in the image.
+    Accepted,
+    /// Refused (e.g. fewer live brokers than the default replication factor), or no controller answered.
+    Failed,
+}
+
+/// Asks the controller to create `names` with the cluster defaults, in one call bounded by
+/// `AUTO_CREATE_TIMEOUT`, then waits briefly for the local image to have the created ones.
+pub(crate) async fn auto_create_topics(
+    ctx: &BrokerContext,
+    names: Vec<String>,
+) -> HashMap<String, AutoCreate> {
+    let request = pb::CreateTopicsRequest {
+        topics: names
+            .iter()
+            .map(|name| pb::CreatableTopic {
+                name: name.clone(),
+                num_partitions: -1,
+                replication_factor: -1,
+                configs: Default::default(),
+            })
+            .collect(),
+        validate_only: false,
+    };
+    let mut outcomes: HashMap<String, AutoCreate> = HashMap::with_capacity(names.len());
+    let mut offset = 0;
+    match tokio::time::timeout(AUTO_CREATE_TIMEOUT, ctx.controller.create_topics(request)).await {
+        Ok(Ok(reply)) => {
+            for result in reply.topics {
+                let code = i16::try_from(result.error_code).unwrap_or(-1);
+                let outcome = if code == 0 || code == ErrorCode::TopicAlreadyExists.code() {
+                    offset = offset.max(result.metadata_offset);
+                    AutoCreate::Accepted
+                } else {
+                    // Clients retry the topic, so a lasting cause would log on every retry.
+                    debug!(topic = %result.name, code, reason = %result.error_message,
+                        "auto-creation refused");
+                    AutoCreate::Failed
+                };
+                outcomes.insert(result.name, outcome);
+            }
+        }
+        Ok(Err(e)) => debug!(error = %e, topics = ?names, "cannot auto-create topics"),
+        Err(_) => debug!(
+            topics = ?names,
+            timeout_ms = AUTO_CREATE_TIMEOUT.as_millis(),
+            "auto-creation did not finish in time"
+        ),
+    }
+    for name in names {
+        outcomes.entry(name).or_insert(AutoCreate::Failed);
+    }
+    if offset > 0 {
+        // A lagging image only means the first answer still says LEADER_NOT_AVAILABLE.
+        let _ = ctx
+            .metadata
+            .wait_for_offset(offset, AUTO_CREATE_PROPAGATION_WAIT)
+            .await;
+    }
+    outcomes
+}
+
+/// The answer for a named topic the image does not have.
+fn unknown_topic(name: String, auto_created: Option<AutoCreate>) -> MetadataResponseTopic {
+    let error = if validate_topic_name(&name).is_err() {
+        ResponseError::InvalidTopicException
+    } else if auto_created == Some(AutoCreate::Accepted) {
+        // Being created: a retriable error every client waits out.
+        ResponseError::LeaderNotAvailable
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    };
+    MetadataResponseTopic::default()
+        .with_error_code(error.code())
+        .with_is_internal(is_internal_topic(&name))
+        .with_name(Some(TopicName(StrBytes::from_string(name))))
+}
+
+fn describe_topic(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    rc: &RequestContext<'_>,
+) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, p)| describe_partition(image, index as i32, p, rc))
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(is_internal_topic(&topic.name))
+        .with_partitions(partitions)
+}
+
+fn describe_partition(
+    image: &MetadataImage,
+    index: i32,
+    p: &PartitionRegistration,
+    rc: &RequestContext<'_>,
+) -> MetadataResponsePartition {
+    let (error, leader) = match live_leader(image, p, rc.listener) {
+        Ok(leader) => (0, leader),
+        Err(LeaderUnavailable::NotLive) => (ResponseError::LeaderNotAvailable.code(), -1),
+        Err(LeaderUnavailable::NoListener) if rc.version >= 6 => {
+            (ResponseError::ListenerNotFound.code(), -1)
+        }
+        Err(LeaderUnavailable::NoListener) => (ResponseError::LeaderNotAvailable.code(), -1),
+    };
+    // Kafka's KRaft brokers list replicas and ISR as they are and name the unreachable ones in
+    // `offline_replicas`, rather than filtering them out with REPLICA_NOT_AVAILABLE.
+    let offline: Vec<KafkaBrokerId> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&id| !is_reachable(image, id, rc.listener))
+        .map(Into::into)
+        .collect();
+    MetadataResponsePartition::default()
+        .with_error_code(error)
+        .with_partition_index(index)
+        .with_leader_id(leader.into())
+        .with_leader_epoch(p.leader_epoch)
+        .with_replica_nodes(p.replicas.iter().copied().map(Into::into).collect())
+        .with_isr_nodes(p.isr.iter().copied().map(Into::into).collect())
+        .with_offline_replicas(offline)
+}
+
+enum LeaderUnavailable {
+    /// No leader, or one that is unregistered or fenced.
+    NotLive,
+    /// A live leader without an endpoint on the client's listener.
+    NoListener,
+}
+
+fn live_leader(
+    image: &MetadataImage,
+    p: &PartitionRegistration,
+    listener: &str,
+) -> Result<BrokerId, LeaderUnavailable> {
+    let broker = image
+        .brokers
+        .get(&p.leader)
+        .filter(|b| p.has_leader() && !b.fenced)
+        .ok_or(LeaderUnavailable::NotLive)?;
+    broker
+        .endpoint(Some(listener))
+        .map(|_| p.leader)
+        .ok_or(LeaderUnavailable::NoListener)
+}
+
+fn is_reachable(image: &MetadataImage, broker_id: BrokerId, listener: &str) -> bool {
+    image
+        .brokers
+        .get(&broker_id)
+        .is_some_and(|b| !b.fenced && b.endpoint(Some(listener)).is_some())
+}
+
+/// Every unfenced broker with an endpoint on `listener`, by id: what Metadata and DescribeCluster list.
+/// Leaders are reported only when they are among these, so every leader named is listed.
+pub(crate) fn live_brokers(image: &MetadataImage, listener: &str) -> Vec<NodeEndpoint> {
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            b.endpoint(Some(listener)).map(|e| NodeEndpoint {
+                node_id: b.broker_id,
+                host: e.host.clone(),
+                port: i32::from(e.port),
+                rack: b.rack.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The "controller" admin clients send CreateTopics and DeleteTopics to: this broker, which forwards
+/// them (KIP-590), or while it is not listed (e.g. not yet unfenced) another listed broker; -1 only when
+/// none is listed. It must be listed, or clients cannot find it.
+pub(crate) fn controller_id(broker_id: BrokerId, brokers: &[NodeEndpoint]) -> BrokerId {
+    if brokers.iter().any(|b| b.node_id == broker_id) {
+        broker_id
+    } else {
+        brokers.first().map_or(-1, |b| b.node_id)
+    }
+}
+
+fn response_broker(b: NodeEndpoint) -> MetadataResponseBroker {
+    MetadataResponseBroker::default()
+        .with_node_id(b.node_id.into())
+        .with_host(StrBytes::from_string(b.host))
+        .with_port(b.port)
+        .with_rack(b.rack.map(StrBytes::from_string))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use bytes::BytesMut;
+    use chronik_controller::state::records::{
+        ConfigResource, PartitionChangeRecord, RegisterBrokerRecord,
+    };
+    use chronik_controller::state::{Endpoint, Record, NO_LEADER};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::Encodable;
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::controller_client::ControllerClient;
+    use crate::handlers::create_topics::tests::with_fake_controller;
+    use crate::log::{LogConfig, LogManager};
+    use crate::metadata::tests::update;
+    use crate::metadata::MetadataCache;
+    use crate::replica::ReplicaManager;
+
+    pub(crate) const CLUSTER_ID: &str = "chronik-test";
+    /// "Authorized operations not requested", the codec's default.
+    pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+    fn ids(nodes: &[KafkaBrokerId]) -> Vec<i32> {
+        nodes.iter().map(|n| n.0).collect()
+    }
+
+    /// A broker context over an image replayed from `records`; its controller is never reachable.
+    pub(crate) struct TestBroker {
+        pub ctx: BrokerContext,
+        pub header: RequestHeader,
+        _dir: TempDir,
+    }
+
+    impl TestBroker {
+        pub(crate) fn new(broker_id: BrokerId, records: &[Record]) -> Self {
+            // Nothing listens on port 1: every call fails fast, within the retry budget.
+            let nowhere = vec!["127.0.0.1:1".into()];
+            Self::with_controller(broker_id, records, nowhere, Duration::from_millis(100))
+        }
+
+        pub(crate) fn with_controller(
+            broker_id: BrokerId,
+            records: &[Record],
+            controllers: Vec<String>,
+            request_timeout: Duration,
+        ) -> Self {
+            let metadata = Arc::new(MetadataCache::new());
+            metadata
+                .apply(&[update(10, true, records)])
+                .expect("records apply");
+            let dir = tempfile::tempdir().expect("temp dir");
+            let logs = LogManager::open(dir.path(), LogConfig::default()).expect("log manager");
+            let controller =
+                ControllerClient::new(controllers, request_timeout).expect("controller client");
+            TestBroker {
+                ctx: BrokerContext {
+                    broker_id,
+                    metadata,
+                    replicas: Arc::new(ReplicaManager::new(broker_id, Arc::new(logs))),
+                    controller: Arc::new(controller),
+                    auto_create_topics: false,
+                },
+                header: RequestHeader::default(),
+                _dir: dir,
+            }
+        }
+
+        pub(crate) fn rc<'a>(&'a self, version: i16, listener: &'a str) -> RequestContext<'a> {
+            RequestContext {
+                header: &self.header,
+                version,
+                listener,
+            }
+        }
+    }
+
+    pub(crate) fn broker(id: BrokerId, rack: Option<&str>, fenced: bool) -> Record {
+        let port = 9090 + id as u16;
+        Record::RegisterBroker(RegisterBrokerRecord {
+            broker_id: id,
+            incarnation_id: Uuid::new_v4(),
+            broker_epoch: -1,
+            endpoints: vec![
+                Endpoint {
+                    name: "PLAINTEXT".into(),
+                    host: format!("broker{id}.example"),
+                    port,
+                },
+                Endpoint {
+                    name: "INTERNAL".into(),
+                    host: format!("10.0.0.{id}"),
+                    port: port + 1000,
+                },
+            ],
+            rack: rack.map(str::to_owned),
+            fenced,
+            in_controlled_shutdown: false,
+        })
+    }
+
+    /// A topic whose partition `i` has replicas and ISR `replicas[i]`, led by the first of them.
+    pub(crate) fn topic(name: &str, id: Uuid, replicas: &[&[BrokerId]]) -> Vec<Record> {
+        let mut records = vec![Record::Topic {
+            name: name.into(),
+            topic_id: id,
+        }];
+        for (index, replicas) in replicas.iter().enumerate() {
+            records.push(Record::Partition(
+                chronik_controller::state::records::PartitionRecord {
+                    topic_id: id,
+                    partition: index as i32,
+                    replicas: replicas.to_vec(),
+                    isr: replicas.to_vec(),
+                    leader: replicas.first().copied().unwrap_or(NO_LEADER),
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    recovering: false,
+                },
+            ));
+        }
+        records
+    }
+
+    pub(crate) struct Cluster {
+        pub records: Vec<Record>,
+        pub orders: Uuid,
+        pub audit: Uuid,
+        pub offsets: Uuid,
+    }
+
+    /// Brokers 1 and 2 live, 3 fenced; `orders` (2 partitions; p1 led by 2, then left leaderless at
+    /// epoch 1), `audit` (replicas on the fenced 3) and `__consumer_offsets`.
+    pub(crate) fn cluster() -> Cluster {
+        let (orders, audit, offsets) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut records = vec![
+            Record::ClusterId {
+                cluster_id: CLUSTER_ID.into(),
+            },
+            broker(1, Some("rack-a"), false),
+            broker(2, None, false),
+            broker(3, Some("rack-c"), true),
+            Record::Config {
+                resource: ConfigResource::Cluster,
+                key: "min.insync.replicas".into(),
+                value: Some("1".into()),
+            },
+        ];
+        records.extend(topic("orders", orders, &[&[1, 2], &[2, 1]]));
+        records.push(Record::PartitionChange(PartitionChangeRecord {
+            topic_id: orders,
+            partition: 1,
+            leader: Some(NO_LEADER),
+            isr: Some(vec![2]),
+            ..Default::default()
+        }));
+        records.extend(topic("audit", audit, &[&[1, 3]]));
+        records.push(Record::Config {
+            resource: ConfigResource::Topic("audit".into()),
+            key: "retention.ms".into(),
+            value: Some("1000".into()),
+        });
+        records.extend(topic("__consumer_offsets", offsets, &[&[2]]));
+        Cluster {
+            records,
+            orders,
+            audit,
+            offsets,
+        }
+    }
+
+    fn named(names: &[&str]) -> Option<Vec<MetadataRequestTopic>> {
+        Some(
+            names
+                .iter()
+                .map(|n| {
+                    MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string((*n).to_owned()))))
+                })
+                .collect(),
+        )
+    }
+
+    fn names(response: &MetadataResponse) -> Vec<String> {
+        response
+            .topics
+            .iter()
+            .map(|t| t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default())
+            .collect()
+    }
+
+    fn topic_of<'a>(response: &'a MetadataResponse, name: &str) -> &'a MetadataResponseTopic {
+        response
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| &*n.0 == name))
+            .unwrap_or_else(|| panic!("{name} is in the answer"))
+    }
+
+    /// The response must encode at the version it answers (the codec refuses fields a version lacks).
+    pub(crate) fn assert_encodes(response: &impl Encodable, version: i16) {
+        let mut buf = BytesMut::new();
+        response
+            .encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("encodes at v{version}: {e}"));
+    }
+
+    async fn ask(
+        broker: &TestBroker,
+        version: i16,
+        listener: &str,
+        request: MetadataRequest,
+    ) -> MetadataResponse {
+        let response = handle(&broker.ctx, &broker.rc(version, listener), request).await;
+        assert_encodes(&response, version);
+        response
+    }
+
+    #[tokio::test]
+    async fn v0_empty_list_and_v1_null_list_mean_all_topics_internal_ones_flagged() {
+        let c = cluster();
+        let broker = TestBroker::new(1, &c.records);
+        let all = vec!["__consumer_offsets", "audit", "orders"];
+
+        let v0 = ask(
+            &broker,
+            0,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(Some(vec![])),
+        )
+        .await;
+        assert_eq!(names(&v0), all);
+        let v1 = ask(
+            &broker,
+            1,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(None),
+        )
+        .await;
+        assert_eq!(names(&v1), all);
+        assert!(topic_of(&v1, "__consumer_offsets").is_internal);
+        assert!(!topic_of(&v1, "orders").is_internal);
+        assert_eq!(v1.controller_id.0, 1);
+    }
+
+    #[tokio::test]
+    async fn v1_empty_list_means_no_topics_but_still_the_brokers() {
+        let c = cluster();
+        let broker = TestBroker::new(2, &c.records);
+        let response = ask(
+            &broker,
+            9,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(Some(vec![])),
+        )
+        .await;
+        assert!(response.topics.is_empty());
+        let ids: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+        assert_eq!(ids, vec![1, 2], "the fenced broker 3 is not listed");
+        assert_eq!(
+            response.controller_id.0, 2,
+            "this broker stands in for the controller"
+        );
+        assert_eq!(response.cluster_id.as_deref(), Some(CLUSTER_ID));
+    }
+
+    #[tokio::test]
+    async fn brokers_are_listed_with_the_endpoint_of_the_listener_asked_on() {
+        let c = cluster();
+        let broker = TestBroker::new(1, &c.records);
+        let request = || MetadataRequest::default().with_topics(Some(vec![]));
+        let plain = ask(&broker, 9, "PLAINTEXT", request()).await;
+        let first = &plain.brokers[0];
+        assert_eq!(
+            (first.host.to_string(), first.port, first.rack.as_deref()),
+            ("broker1.example".to_owned(), 9091, Some("rack-a"))
+        );
+        let internal = ask(&broker, 9, "INTERNAL", request()).await;
+        let hosts: Vec<(String, i32)> = internal
+            .brokers
+            .iter()
+            .map(|b| (b.host.to_string(), b.port))
+            .collect();
+        assert_eq!(
+            hosts,
+            vec![
+                ("10.0.0.1".to_owned(), 10091),
+                ("10.0.0.2".to_owned(), 10092)
+            ]
+        );
+        let nowhere = ask(&broker, 9, "SSL", request()).await;
+        assert!(nowhere.brokers.is_empty());
+        assert_eq!(nowhere.controller_id.0, -1);
+    }
+
+    #[tokio::test]
+    async fn partitions_carry_leader_epoch_replicas_isr_and_offline_replicas() {
+        let c = cluster();
+        let broker = TestBroker::new(1, &c.records);
+        let response = ask(
+            &broker,
+            9,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(named(&["orders", "audit"])),
+        )
+        .await;
+        assert_eq!(names(&response), vec!["orders", "audit"], "request order");
+
+        let orders = topic_of(&response, "orders");
+        assert_eq!(orders.error_code, 0);
+        assert_eq!(orders.topic_id, c.orders);
+        let p0 = &orders.partitions[0];
+        assert_eq!((p0.partition_index, p0.error_code), (0, 0));
+        assert_eq!((p0.leader_id.0, p0.leader_epoch), (1, 0));
+        let p1 = &orders.partitions[1];
+        assert_eq!(p1.partition_index, 1);
+        assert_eq!(p1.error_code, ResponseError::LeaderNotAvailable.code());
+        assert_eq!(p1.leader_id.0, -1);
+        assert_eq!(
+            p1.leader_epoch, 1,
+            "a leaderless partition still reports its epoch"
+        );
+        assert_eq!(ids(&p1.isr_nodes), vec![2]);
+
+        let audit = &topic_of(&response, "audit").partitions[0];
+        assert_eq!(audit.error_code, 0, "a fenced follower is not an error");
+        assert_eq!(ids(&audit.replica_nodes), vec![1, 3]);
+        assert_eq!(ids(&audit.isr_nodes), vec![1, 3]);
+        assert_eq!(ids(&audit.offline_replicas), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_fenced_or_unreachable_leader_is_never_named() {
+        let mut c = cluster();
+        // 3 leads `audit` but is fenced.
+        c.records
+            .push(Record::PartitionChange(PartitionChangeRecord {
+                topic_id: c.audit,
+                partition: 0,
+                leader: Some(3),
+                ..Default::default()
+            }));
+        let broker = TestBroker::new(1, &c.records);
+        let request = || MetadataRequest::default().with_topics(named(&["audit", "orders"]));
+        let response = ask(&broker, 9, "PLAINTEXT", request()).await;
+        let p = &topic_of(&response, "audit").partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_id.0, p.leader_epoch),
+            (ResponseError::LeaderNotAvailable.code(), -1, 1)
+        );
+        let listed: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+        for t in &response.topics {
+            for p in &t.partitions {
+                assert!(
+                    p.leader_id.0 == -1 || listed.contains(&p.leader_id.0),
+                    "leader {} is listed",
+                    p.leader_id.0
+                );
+            }
+        }
+
+        // A live leader without the listener: LISTENER_NOT_FOUND from v6, LEADER_NOT_AVAILABLE before.
+        let v9 = ask(&broker, 9, "SSL", request()).await;
+        let p0 = &topic_of(&v9, "orders").partitions[0];
+        assert_eq!(
+            (p0.error_code, p0.leader_id.0),
+            (ResponseError::ListenerNotFound.code(), -1)
+        );
+        let v5 = ask(&broker, 5, "SSL", request()).await;
+        assert_eq!(
+            topic_of(&v5, "orders").partitions[0].error_code,
+            ResponseError::LeaderNotAvailable.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_and_invalid_topics_without_auto_creation() {
+        let c = cluster();
+        let mut broker = TestBroker::new(1, &c.records);
+        broker.ctx.auto_create_topics = true;
+        let response = ask(
+            &broker,
+            9,
+            "PLAINTEXT",
+            MetadataRequest::default()
+                .with_topics(named(&["nope", "bad name", "orders", "nope"]))
+                .with_allow_auto_topic_creation(false),
+        )
+        .await;
+        assert_eq!(
+            names(&response),
+            vec!["nope", "bad name", "orders"],
+            "deduplicated"
+        );
+        assert_eq!(
+            topic_of(&response, "nope").error_code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        assert_eq!(topic_of(&response, "nope").topic_id, Uuid::nil());
+        assert_eq!(
+            topic_of(&response, "bad name").error_code,
+            ResponseError::InvalidTopicException.code()
+        );
+        assert_eq!(topic_of(&response, "orders").error_code, 0);
+    }
+
+    #[tokio::test]
+    async fn auto_creation_with_no_controller_answers_unknown_topic_in_bounded_time() {
+        let c = cluster();
+        let mut broker = TestBroker::new(1, &c.records);
+        broker.ctx.auto_create_topics = true;
+        let started = std::time::Instant::now();
+        // v3 has no AllowAutoTopicCreation field: it is implied.
+        let response = ask(
+            &broker,
+            3,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(named(&[
+                "fresh",
+                "bad/name",
+                "__transaction_state",
+            ])),
+        )
+        .await;
+        assert!(started.elapsed() < AUTO_CREATE_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(
+            topic_of(&response, "fresh").error_code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        assert_eq!(
+            topic_of(&response, "bad/name").error_code,
+            ResponseError::InvalidTopicException.code()
+        );
+        let internal = topic_of(&response, "__transaction_state");
+        assert_eq!(
+            internal.error_code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        assert!(internal.is_internal);
+    }
+
+    #[tokio::test]
+    async fn auto_created_topics_are_answered_once_the_image_has_them() {
+        let mut c = cluster();
+        c.records.push(Record::Config {
+            resource: ConfigResource::Cluster,
+            key: "default.replication.factor".into(),
+            value: Some("2".into()),
+        });
+        let (mut broker, _stop) = with_fake_controller(1, &c.records, true).await;
+        broker.ctx.auto_create_topics = true;
+        let response = ask(
+            &broker,
+            9,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(named(&["fresh", "orders"])),
+        )
+        .await;
+        let fresh = topic_of(&response, "fresh");
+        assert_eq!(fresh.error_code, 0);
+        assert_eq!(fresh.partitions.len(), 1);
+        assert_eq!(fresh.partitions[0].replica_nodes.len(), 2);
+        let image = broker.ctx.metadata.current();
+        assert_eq!(
+            image.topic_by_name("fresh").map(|t| t.id),
+            Some(fresh.topic_id)
+        );
+
+        let refused = ask(
+            &broker,
+            9,
+            "PLAINTEXT",
+            MetadataRequest::default()
+                .with_topics(named(&["other"]))
+                .with_allow_auto_topic_creation(false),
+        )
+        .await;
+        assert_eq!(
+            topic_of(&refused, "other").error_code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        assert!(broker
+            .ctx
+            .metadata
+            .current()
+            .topic_by_name("other")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn auto_creation_refused_or_not_yet_visible() {
+        // The static default replication factor (3) exceeds the two live brokers.
+        let c = cluster();
+        let (mut broker, _stop) = with_fake_controller(1, &c.records, true).await;
+        broker.ctx.auto_create_topics = true;
+        let request = || MetadataRequest::default().with_topics(named(&["fresh"]));
+        let response = ask(&broker, 12, "PLAINTEXT", request()).await;
+        assert_eq!(
+            topic_of(&response, "fresh").error_code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+
+        let mut c = cluster();
+        c.records.push(Record::Config {
+            resource: ConfigResource::Cluster,
+            key: "default.replication.factor".into(),
+            value: Some("1".into()),
+        });
+        let (mut broker, _stop) = with_fake_controller(1, &c.records, false).await;
+        broker.ctx.auto_create_topics = true;
+        let response = ask(&broker, 12, "PLAINTEXT", request()).await;
+        assert_eq!(
+            topic_of(&response, "fresh").error_code,
+            ResponseError::LeaderNotAvailable.code(),
+            "created, but not yet in this broker's image"
+        );
+        // Asking again finds it already created: still on its way, not unknown.
+        let again = ask(&broker, 12, "PLAINTEXT", request()).await;
+        assert_eq!(
+            topic_of(&again, "fresh").error_code,
+            ResponseError::LeaderNotAvailable.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn v10_has_topic_ids_and_v12_looks_topics_up_by_id() {
+        let c = cluster();
+        let broker = TestBroker::new(1, &c.records);
+        let v10 = ask(
+            &broker,
+            10,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(None),
+        )
+        .await;
+        assert_eq!(topic_of(&v10, "orders").topic_id, c.orders);
+        assert_eq!(topic_of(&v10, "__consumer_offsets").topic_id, c.offsets);
+
+        let unknown = Uuid::new_v4();
+        let by_id = |id| {
+            MetadataRequestTopic::default()
+                .with_topic_id(id)
+                .with_name(None)
+        };
+        let v12 = ask(
+            &broker,
+            12,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(Some(vec![
+                by_id(c.audit),
+                by_id(unknown),
+                by_id(c.audit),
+                MetadataRequestTopic::default().with_name(None),
+            ])),
+        )
+        .await;
+        assert_eq!(v12.topics.len(), 3);
+        assert_eq!(
+            v12.topics[0].name.as_ref().map(|n| n.0.to_string()),
+            Some("audit".into())
+        );
+        assert_eq!(v12.topics[0].partitions.len(), 1);
+        assert_eq!(
+            v12.topics[1].error_code,
+            ResponseError::UnknownTopicId.code()
+        );
+        assert_eq!(v12.topics[1].topic_id, unknown);
+        assert_eq!(v12.topics[1].name, None);
+        assert_eq!(
+            v12.topics[2].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn authorized_operations_are_reported_only_when_asked() {
+        let c = cluster();
+        let broker = TestBroker::new(1, &c.records);
+        let plain = ask(
+            &broker,
+            10,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(None),
+        )
+        .await;
+        assert_eq!(
+            plain.cluster_authorized_operations,
+            AUTHORIZED_OPERATIONS_OMITTED
+        );
+        assert!(plain
+            .topics
+            .iter()
+            .all(|t| t.topic_authorized_operations == AUTHORIZED_OPERATIONS_OMITTED));
+        let asked = ask(
+            &broker,
+            10,
+            "PLAINTEXT",
+            MetadataRequest::default()
+                .with_topics(None)
+                .with_include_cluster_authorized_operations(true)
+                .with_include_topic_authorized_operations(true),
+        )
+        .await;
+        assert_eq!(
+            asked.cluster_authorized_operations,
+            CLUSTER_AUTHORIZED_OPERATIONS
+        );
+        assert_eq!(
+            topic_of(&asked, "orders").topic_authorized_operations,
+            TOPIC_AUTHORIZED_OPERATIONS
+        );
+    }
+
+    #[tokio::test]
+    async fn every_served_version_encodes() {
+        let c = cluster();
+        let broker = TestBroker::new(1, &c.records);
+        for version in 0..=12 {
+            let request = MetadataRequest::default().with_topics(named(&["orders", "missing"]));
+            let response = ask(&broker, version, "PLAINTEXT", request).await;
+            assert_eq!(response.topics.len(), 2, "v{version}");
+        }
+    }
+
+    #[test]
+    fn the_authorized_operation_bit_fields_match_kafka() {
+        let bits = |ops: &[i32]| ops.iter().fold(0, |acc, op| acc | (1 << op));
+        // AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
+        // CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12,
+        // CREATE_TOKENS 13, DESCRIBE_TOKENS 14.
+        assert_eq!(
+            TOPIC_AUTHORIZED_OPERATIONS,
+            bits(&[3, 4, 5, 6, 7, 8, 10, 11])
+        );
+        assert_eq!(
+            CLUSTER_AUTHORIZED_OPERATIONS,
+            bits(&[5, 7, 8, 9, 10, 11, 12, 13, 14])
+        );
+    }
+}

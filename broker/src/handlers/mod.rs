@@ -1,0 +1,158 @@
+//! Kafka API handlers, one API per file. A handler takes the shared `BrokerContext` and one decoded
+//! request and returns its response; it never touches sockets (the connection does) or files (the log
+//! does). `dispatch` routes by request kind; the versions table (`protocol::versions`) has already
+//! refused anything not served.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::sync::Arc;
+
+use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+
+use crate::controller_client::ControllerClient;
+use crate::metadata::MetadataCache;
+use crate::protocol::codec::Request;
+use crate::replica::ReplicaManager;
+
+/// Everything handlers share.
+pub struct BrokerContext {
+    pub broker_id: BrokerId,
+    pub metadata: Arc<MetadataCache>,
+    pub replicas: Arc<ReplicaManager>,
+    pub controller: Arc<ControllerClient>,
+    /// Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+}
+
+/// Per-request facts a handler may need.
+pub struct RequestContext<'a> {
+    pub header: &'a RequestHeader,
+    pub version: i16,
+    /// The listener the client connected on: endpoints in answers must be on the same one.
+    pub listener: &'a str,
+}
+
+/// What the connection does with a handled request.
+pub enum Outcome {
+    Respond(ResponseKind),
+    /// acks=0 produce: no response at all.
+    NoResponse,
+    /// Close the connection (Kafka's answer to requests it cannot frame a reply for).
+    Close(String),
+}
+
+pub async fn dispatch(ctx: &BrokerContext, request: Request, listener: &str) -> Outcome {
+    let rc = RequestContext {
+        header: &request.header,
+        version: request.version,
+        listener,
+    };
+    let response = match request.body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&rc, r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, &rc, r).await),
+        RequestKind::Produce(r) => {
+            return match produce::handle(ctx, &rc, r).await {
+                produce::ProduceOutcome::Respond(response) => {
+                    Outcome::Respond(ResponseKind::Produce(response))
+                }
+                produce::ProduceOutcome::NoResponse => Outcome::NoResponse,
+                produce::ProduceOutcome::Close(reason) => Outcome::Close(reason),
+            }
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, &rc, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(ctx, &rc, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, &rc, r).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(ctx, &rc, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(ctx, &rc, r).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(ctx, &rc, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(ctx, &rc, r).await)
+        }
+        other => return Outcome::Close(format!("no handler for {other:?}")),
+    };
+    Outcome::Respond(response)
+}
+
+/// A partition's current leader as a KIP-951 hint: `(leader id, leader epoch)` and the leader's
+/// endpoint on `listener` — `(-1, -1)` and no endpoint when no live leader is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderHint {
+    pub leader_id: BrokerId,
+    pub leader_epoch: i32,
+    pub endpoint: Option<NodeEndpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEndpoint {
+    pub node_id: BrokerId,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+pub fn leader_hint(
+    image: &MetadataImage,
+    topic_id: TopicId,
+    partition: i32,
+    listener: &str,
+) -> LeaderHint {
+    let none = LeaderHint {
+        leader_id: -1,
+        leader_epoch: -1,
+        endpoint: None,
+    };
+    let Some(p) = image.partition(topic_id, partition) else {
+        return none;
+    };
+    let Some(broker) = image.brokers.get(&p.leader).filter(|b| !b.fenced) else {
+        return none;
+    };
+    let Some(endpoint) = broker.endpoint(Some(listener)) else {
+        return none;
+    };
+    LeaderHint {
+        leader_id: p.leader,
+        leader_epoch: p.leader_epoch,
+        endpoint: Some(NodeEndpoint {
+            node_id: p.leader,
+            host: endpoint.host.clone(),
+            port: i32::from(endpoint.port),
+            rack: broker.rack.clone(),
+        }),
+    }
+}
+
+/// The result of checking a client's `CurrentLeaderEpoch` against ours (KIP-320).
+pub fn check_leader_epoch(
+    requested: i32,
+    ours: i32,
+) -> Option<kafka_protocol::error::ResponseError> {
+    use kafka_protocol::error::ResponseError;
+    if requested == -1 || requested == ours {
+        None
+    } else if requested < ours {
+        Some(ResponseError::FencedLeaderEpoch)
+    } else {
+        Some(ResponseError::UnknownLeaderEpoch)
+    }
+}

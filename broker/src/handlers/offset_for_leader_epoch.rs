@@ -1,0 +1,68 @@
+//! OffsetForLeaderEpoch (key 23), digest §3.5: where a leader epoch ends in the leader's log, from its
+//! leader-epoch cache. Consumers use it to detect truncation after a leader change (KIP-320).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use super::{check_leader_epoch, BrokerContext, RequestContext};
+
+pub async fn handle(
+    ctx: &BrokerContext,
+    _rc: &RequestContext<'_>,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let image = ctx.metadata.current();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let topic_id = image.topic_ids.get(topic.topic.0.as_str()).copied();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let answer = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let result = (|| {
+                        let id = topic_id.ok_or(ResponseError::UnknownTopicOrPartition)?;
+                        image
+                            .partition(id, p.partition)
+                            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+                        let partition = ctx
+                            .replicas
+                            .partition(id, p.partition)
+                            .ok_or(ResponseError::NotLeaderOrFollower)?;
+                        let state = partition.state();
+                        if let Some(error) =
+                            check_leader_epoch(p.current_leader_epoch, state.leader_epoch)
+                        {
+                            return Err(error);
+                        }
+                        if state.leader != ctx.broker_id {
+                            return Err(ResponseError::NotLeaderOrFollower);
+                        }
+                        partition
+                            .log
+                            .end_offset_for_epoch(p.leader_epoch)
+                            .map_err(|_| ResponseError::KafkaStorageError)
+                    })();
+                    match result {
+                        Ok(end) => answer
+                            .with_leader_epoch(end.leader_epoch)
+                            .with_end_offset(end.end_offset),
+                        Err(error) => answer.with_error_code(error.code()),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

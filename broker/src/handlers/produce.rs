@@ -1,0 +1,200 @@
+//! Produce (key 0), served by partition leaders (digest §3.2). Each partition's records must be exactly
+//! one v2 batch; it is validated, appended as raw bytes and made durable under the topic's flush policy
+//! before it is acknowledged. A broker that does not lead the partition answers NOT_LEADER_OR_FOLLOWER
+//! with a KIP-951 hint (v10+). acks=0 gets no response; if such a request fails, the connection is
+//! closed so the client refreshes its metadata.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{leader_hint, BrokerContext, RequestContext};
+use crate::log::batch::Compression;
+use crate::log::{BatchErrorKind, LogError, RecordBatch};
+use crate::replica::AppendError;
+
+pub enum ProduceOutcome {
+    Respond(ProduceResponse),
+    NoResponse,
+    Close(String),
+}
+
+/// Why one partition's batch was not appended.
+struct Refusal {
+    error: ResponseError,
+    message: Option<String>,
+}
+
+impl Refusal {
+    fn new(error: ResponseError, message: impl Into<Option<String>>) -> Self {
+        Self {
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+fn append_error(e: AppendError) -> Refusal {
+    match e {
+        AppendError::NotLeader => Refusal::new(ResponseError::NotLeaderOrFollower, None),
+        AppendError::NotEnoughReplicas { .. } => {
+            Refusal::new(ResponseError::NotEnoughReplicas, e.to_string())
+        }
+        AppendError::Log(log) => log_error(log),
+        AppendError::Storage(m) => Refusal::new(ResponseError::KafkaStorageError, m),
+    }
+}
+
+fn log_error(e: LogError) -> Refusal {
+    let message = Some(e.to_string());
+    let error = match &e {
+        LogError::InvalidBatch(b) => match b.kind() {
+            BatchErrorKind::CorruptMessage => ResponseError::CorruptMessage,
+            BatchErrorKind::InvalidRecord => ResponseError::InvalidRecord,
+        },
+        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::StaleLeaderEpoch { .. } => ResponseError::NotLeaderOrFollower,
+        LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
+        _ if e.is_storage_failure() => ResponseError::KafkaStorageError,
+        _ => ResponseError::UnknownServerError,
+    };
+    Refusal { error, message }
+}
+
+/// Checks that only Kafka's client rules allow (digest §2.3 #3), before the log's own validation.
+fn precheck(records: Option<Bytes>, version: i16) -> Result<Bytes, Refusal> {
+    let records = records
+        .ok_or_else(|| Refusal::new(ResponseError::InvalidRecord, "no records".to_string()))?;
+    let batch =
+        RecordBatch::parse(records.clone()).map_err(|e| log_error(LogError::InvalidBatch(e)))?;
+    if batch.is_transactional() {
+        return Err(Refusal::new(
+            ResponseError::InvalidRecord,
+            "transactional batches are not supported".to_string(),
+        ));
+    }
+    if batch.compression() == Compression::Zstd && version < 7 {
+        return Err(Refusal::new(
+            ResponseError::UnsupportedCompressionType,
+            None,
+        ));
+    }
+    Ok(records)
+}
+
+pub async fn handle(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    request: ProduceRequest,
+) -> ProduceOutcome {
+    let acks = request.acks;
+    if request.transactional_id.is_some() {
+        // Transactions are not offered (not in ApiVersions); a client sending one is broken.
+        return ProduceOutcome::Close("transactional produce is not supported".into());
+    }
+    let image = ctx.metadata.current();
+    let mut failed = false;
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let topic_image = image.topic_by_name(&name);
+        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let index = data.index;
+            let outcome = if !(acks == 0 || acks == 1 || acks == -1) {
+                Err(Refusal::new(ResponseError::InvalidRequiredAcks, None))
+            } else {
+                match topic_image.filter(|t| image.partition(t.id, index).is_some()) {
+                    None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, None)),
+                    Some(t) => match ctx.replicas.partition(t.id, index) {
+                        None => Err(Refusal::new(ResponseError::NotLeaderOrFollower, None)),
+                        Some(partition) => match precheck(data.records, rc.version) {
+                            Err(refusal) => Err(refusal),
+                            Ok(records) => ctx
+                                .replicas
+                                .append_as_leader(&partition, records, acks)
+                                .await
+                                .map_err(append_error),
+                        },
+                    },
+                }
+            };
+            let mut response = PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            match outcome {
+                Ok(info) => {
+                    response = response
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time_ms)
+                        .with_log_start_offset(if rc.version >= 5 {
+                            info.log_start_offset
+                        } else {
+                            -1
+                        });
+                }
+                Err(refusal) => {
+                    failed = true;
+                    response = response.with_error_code(refusal.error.code());
+                    if let Some(message) = refusal.message.filter(|_| rc.version >= 8) {
+                        if refusal.error == ResponseError::InvalidRecord
+                            || refusal.error == ResponseError::CorruptMessage
+                        {
+                            response.record_errors = vec![BatchIndexAndErrorMessage::default()
+                                .with_batch_index(0)
+                                .with_batch_index_error_message(Some(StrBytes::from_string(
+                                    message.clone(),
+                                )))];
+                        }
+                        response.error_message = Some(StrBytes::from_string(message));
+                    }
+                    if refusal.error == ResponseError::NotLeaderOrFollower && rc.version >= 10 {
+                        if let Some(t) = topic_image {
+                            let hint = leader_hint(&image, t.id, index, rc.listener);
+                            response.current_leader = LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(hint.leader_id))
+                                .with_leader_epoch(hint.leader_epoch);
+                            if let Some(e) = hint.endpoint {
+                                if !endpoints.iter().any(|n| n.node_id.0 == e.node_id) {
+                                    endpoints.push(
+                                        NodeEndpoint::default()
+                                            .with_node_id(BrokerId(e.node_id))
+                                            .with_host(StrBytes::from_string(e.host))
+                                            .with_port(e.port)
+                                            .with_rack(e.rack.map(StrBytes::from_string)),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            partition_responses.push(response);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_string(name)))
+                .with_partition_responses(partition_responses),
+        );
+    }
+    if acks == 0 {
+        return if failed {
+            ProduceOutcome::Close("an acks=0 produce failed".into())
+        } else {
+            ProduceOutcome::NoResponse
+        };
+    }
+    let mut response = ProduceResponse::default().with_responses(responses);
+    if rc.version >= 10 {
+        response.node_endpoints = endpoints;
+    }
+    ProduceOutcome::Respond(response)
+}

@@ -1,0 +1,151 @@
+//! `chronikctl local`: a cluster of real processes on this machine (see `crate::local`). `up` starts it
+//! detached and records it in `DIR/cluster.json`; the other commands find it there.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::{LocalCommand, LocalUpArgs};
+use crate::error::CliError;
+use crate::local::{wait_http_ok, ClusterSpec, LocalCluster, LocalError, STATE_FILE};
+
+/// How long a stopping node may take before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(40);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LocalNodeView {
+    pub kind: String,
+    pub id: u64,
+    pub addr: String,
+    pub http_addr: String,
+    pub data_dir: String,
+    pub log_file: String,
+    pub pid: Option<u32>,
+    pub ready: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LocalClusterView {
+    pub dir: String,
+    pub bootstrap_servers: String,
+    pub controllers: String,
+    pub nodes: Vec<LocalNodeView>,
+}
+
+fn local_error(e: LocalError) -> CliError {
+    CliError::Local(e.to_string())
+}
+
+pub async fn execute(command: &LocalCommand) -> Result<LocalClusterView, CliError> {
+    match command {
+        LocalCommand::Up(args) => up(args).await,
+        LocalCommand::Status(args) => {
+            view(&mut LocalCluster::load(&args.dir).map_err(local_error)?).await
+        }
+        LocalCommand::Down(args) => {
+            let mut cluster = LocalCluster::load(&args.dir).map_err(local_error)?;
+            cluster.stop_all(STOP_TIMEOUT);
+            cluster.save().map_err(local_error)?;
+            view(&mut cluster).await
+        }
+        LocalCommand::Kill(args) | LocalCommand::Stop(args) | LocalCommand::Start(args) => {
+            let mut cluster = LocalCluster::load(&args.dir.dir).map_err(local_error)?;
+            let filter = cluster.spec.log_filter.clone();
+            let node = match args.kind.as_str() {
+                "controller" => cluster.controller(args.id),
+                _ => cluster.broker(args.id),
+            }
+            .map_err(local_error)?;
+            match command {
+                LocalCommand::Kill(_) => node.kill().map_err(local_error)?,
+                LocalCommand::Stop(_) => {
+                    if node.is_running() {
+                        node.terminate(STOP_TIMEOUT).map_err(local_error)?;
+                    }
+                }
+                _ => {
+                    node.start(&filter).map_err(local_error)?;
+                    let url = format!("http://{}/readyz", node.http_addr);
+                    wait_http_ok(&url, Duration::from_secs(60))
+                        .await
+                        .map_err(local_error)?;
+                }
+            }
+            cluster.save().map_err(local_error)?;
+            view(&mut cluster).await
+        }
+    }
+}
+
+async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {
+    let dir = &args.dir.dir;
+    let mut cluster = if dir.join(STATE_FILE).exists() {
+        let mut cluster = LocalCluster::load(dir).map_err(local_error)?;
+        cluster.start_stopped().map_err(local_error)?;
+        cluster
+    } else {
+        if !matches!(args.controller_count, 1 | 3 | 5) {
+            return Err(CliError::Local(format!(
+                "--controllers must be 1, 3 or 5, got {}",
+                args.controller_count
+            )));
+        }
+        if args.broker_count == 0 {
+            return Err(CliError::Local("--brokers must be at least 1".into()));
+        }
+        let mut spec = ClusterSpec::new(absolute(dir)?, args.controller_count, args.broker_count);
+        if let Some(bin_dir) = &args.bin_dir {
+            spec.bin_dir = bin_dir.clone();
+        }
+        spec.controller_args = args.controller_args.clone();
+        spec.broker_args = args.broker_args.clone();
+        LocalCluster::start(spec).map_err(local_error)?
+    };
+    cluster.save().map_err(local_error)?;
+    let ready = cluster
+        .wait_ready(Duration::from_secs(args.wait_secs))
+        .await;
+    let result = view(&mut cluster).await;
+    cluster.detach();
+    ready.map_err(local_error)?;
+    result
+}
+
+fn absolute(dir: &Path) -> Result<std::path::PathBuf, CliError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Local(format!("cannot create {}: {e}", dir.display())))?;
+    dir.canonicalize()
+        .map_err(|e| CliError::Local(format!("cannot resolve {}: {e}", dir.display())))
+}
+
+async fn view(cluster: &mut LocalCluster) -> Result<LocalClusterView, CliError> {
+    let mut nodes = Vec::new();
+    for node in cluster
+        .controllers
+        .iter_mut()
+        .chain(cluster.brokers.iter_mut())
+    {
+        let running = node.is_running();
+        let ready = running
+            && wait_http_ok(&format!("http://{}/readyz", node.http_addr), Duration::ZERO)
+                .await
+                .is_ok();
+        nodes.push(LocalNodeView {
+            kind: node.kind.clone(),
+            id: node.id,
+            addr: node.addr.to_string(),
+            http_addr: node.http_addr.to_string(),
+            data_dir: node.data_dir.display().to_string(),
+            log_file: node.log_file.display().to_string(),
+            pid: if running { node.pid } else { None },
+            ready,
+        });
+    }
+    Ok(LocalClusterView {
+        dir: cluster.spec.dir.display().to_string(),
+        bootstrap_servers: cluster.bootstrap_servers(),
+        controllers: cluster.controllers_arg(),
+        nodes,
+    })
+}

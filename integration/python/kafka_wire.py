@@ -1,0 +1,192 @@
+"""The Kafka wire protocol at its rawest: length-prefixed frames over a plain TCP socket.
+
+The suite's clients are confluent-kafka, kafka-python and kcat; this module exists only for what no
+real client will do on purpose: send broken frames (oversized, garbage, unknown API keys) and ask one
+particular broker for its metadata without triggering auto-creation. It speaks just ApiVersions v0 and
+Metadata v4, the two smallest requests that prove a broker still answers.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+API_METADATA = 3
+API_API_VERSIONS = 18
+API_INIT_PRODUCER_ID = 22
+
+
+def request_frame(api_key: int, api_version: int, correlation_id: int, body: bytes = b"",
+                  client_id: str = "chronik-wire-test") -> bytes:
+    """A request with header v1 (api_key, api_version, correlation_id, client_id) and `body`."""
+    cid = client_id.encode()
+    header = struct.pack(">hhih", api_key, api_version, correlation_id, len(cid)) + cid
+    payload = header + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+class _Reader:
+    """Big-endian reads over one response body; running off the end raises ValueError."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f"response truncated: need {n} bytes at {self.pos} of {len(self.data)}")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def int8(self) -> int:
+        return struct.unpack(">b", self.take(1))[0]
+
+    def int16(self) -> int:
+        return struct.unpack(">h", self.take(2))[0]
+
+    def int32(self) -> int:
+        return struct.unpack(">i", self.take(4))[0]
+
+    def string(self) -> str | None:
+        n = self.int16()
+        return None if n < 0 else self.take(n).decode()
+
+    def array(self, item):
+        n = self.int32()
+        return [] if n < 0 else [item() for _ in range(n)]
+
+
+@dataclass
+class PartitionMetadata:
+    error_code: int
+    partition: int
+    leader: int
+    replicas: list[int]
+    isr: list[int]
+
+
+@dataclass
+class TopicMetadata:
+    error_code: int
+    name: str
+    is_internal: bool
+    partitions: dict[int, PartitionMetadata] = field(default_factory=dict)
+
+
+@dataclass
+class Metadata:
+    brokers: dict[int, tuple[str, int]]
+    cluster_id: str | None
+    controller_id: int
+    topics: dict[str, TopicMetadata]
+
+
+class KafkaConnection:
+    """One TCP connection to a broker's Kafka listener, with a deadline on every read."""
+
+    def __init__(self, address: str, timeout: float = 10.0):
+        host, port = address.rsplit(":", 1)
+        self.address = address
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._next_correlation_id = 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "KafkaConnection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _recv_exact(self, n: int) -> bytes:
+        chunks = []
+        while n > 0:
+            chunk = self.sock.recv(min(n, 1 << 20))
+            if not chunk:
+                raise ConnectionError(f"{self.address} closed the connection mid-response")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def request(self, api_key: int, api_version: int, body: bytes = b"") -> bytes:
+        """Sends one request and returns its response body (after the v0 response header)."""
+        correlation_id = self._next_correlation_id
+        self._next_correlation_id += 1
+        self.send_raw(request_frame(api_key, api_version, correlation_id, body))
+        size = struct.unpack(">i", self._recv_exact(4))[0]
+        if size < 4:
+            raise ValueError(f"response frame of {size} bytes from {self.address}")
+        payload = self._recv_exact(size)
+        got = struct.unpack(">i", payload[:4])[0]
+        if got != correlation_id:
+            raise ValueError(f"correlation id {got} answered request {correlation_id}")
+        return payload[4:]
+
+    def api_versions(self) -> dict[int, tuple[int, int]]:
+        """ApiVersions v0: {api_key: (min_version, max_version)}; raises on a non-zero error code."""
+        r = _Reader(self.request(API_API_VERSIONS, 0))
+        error = r.int16()
+        keys = r.array(lambda: (r.int16(), r.int16(), r.int16()))
+        if error != 0:
+            raise ValueError(f"ApiVersions v0 error code {error}")
+        return {key: (lo, hi) for key, lo, hi in keys}
+
+    def metadata(self, topics: list[str] | None) -> Metadata:
+        """Metadata v4 for `topics` (None: all) with AllowAutoTopicCreation=false."""
+        if topics is None:
+            body = struct.pack(">i", -1)
+        else:
+            body = struct.pack(">i", len(topics))
+            for name in topics:
+                raw = name.encode()
+                body += struct.pack(">h", len(raw)) + raw
+        body += b"\x00"  # allow_auto_topic_creation = false
+        r = _Reader(self.request(API_METADATA, 4, body))
+        r.int32()  # throttle_time_ms
+        brokers = {}
+        for node_id, host, port, _rack in r.array(lambda: (r.int32(), r.string(), r.int32(), r.string())):
+            brokers[node_id] = (host, port)
+        cluster_id = r.string()
+        controller_id = r.int32()
+
+        def partition() -> PartitionMetadata:
+            return PartitionMetadata(
+                error_code=r.int16(), partition=r.int32(), leader=r.int32(),
+                replicas=r.array(r.int32), isr=r.array(r.int32))
+
+        def topic() -> TopicMetadata:
+            t = TopicMetadata(error_code=r.int16(), name=r.string() or "", is_internal=bool(r.int8()))
+            t.partitions = {p.partition: p for p in r.array(partition)}
+            return t
+
+        return Metadata(brokers, cluster_id, controller_id, {t.name: t for t in r.array(topic)})
+
+    def wait_closed_by_peer(self, timeout: float) -> tuple[bool, bytes]:
+        """Reads until the broker closes the connection or `timeout` passes.
+
+        Returns (closed, bytes received meanwhile). A reset counts as closed."""
+        deadline = time.monotonic() + timeout
+        received = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False, received
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return False, received
+            except (ConnectionResetError, BrokenPipeError):
+                return True, received
+            if not chunk:
+                return True, received
+            received += chunk

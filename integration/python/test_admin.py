@@ -1,0 +1,166 @@
+"""Topic administration through the Kafka admin API (CreateTopics, DeleteTopics, Metadata,
+DescribeConfigs) of confluent-kafka's AdminClient and kafka-python's KafkaAdminClient.
+
+Proves the broker forwards these to the controller and answers like Kafka: a created topic is listed
+with its partitions and led, its configs (the given ones and the defaults) are described, a deleted
+topic disappears everywhere and its name can be reused for a new, empty topic with a new id; and
+the error cases come back as the Kafka error codes clients map to exceptions: TOPIC_ALREADY_EXISTS
+(36), INVALID_TOPIC_EXCEPTION (17), INVALID_REPLICATION_FACTOR (38), INVALID_PARTITIONS (37),
+UNKNOWN_TOPIC_OR_PARTITION (3).
+"""
+
+from __future__ import annotations
+
+import confluent_kafka as ck
+import kafka.errors as kp_errors
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from kafka.admin import ConfigResource as KpConfigResource
+from kafka.admin import ConfigResourceType, KafkaAdminClient
+
+from chronik_cluster import wait_until
+from clients import LIBRDKAFKA_BASE, Rec, ck_consumer, ck_produce, kp_consume, kp_produce
+
+pytestmark = pytest.mark.admin
+
+RETENTION_MS = "3600000"
+INVALID_NAMES = ["has space", "x" * 250, "..", "slash/name"]
+
+
+# ----- confluent-kafka AdminClient -----
+
+@pytest.fixture
+def ck_admin(shared_cluster):
+    return AdminClient({**LIBRDKAFKA_BASE, "bootstrap.servers": shared_cluster.bootstrap_servers})
+
+
+def ck_create(admin: AdminClient, topic: NewTopic) -> None:
+    admin.create_topics([topic], operation_timeout=15, request_timeout=30)[topic.topic].result(timeout=45)
+
+
+def ck_error_code(call) -> int:
+    with pytest.raises(ck.KafkaException) as raised:
+        call()
+    return raised.value.args[0].code()
+
+
+@pytest.mark.confluent
+def test_confluent_admin_topic_lifecycle(ck_admin, shared_cluster, topic_name):
+    ck_create(ck_admin, NewTopic(topic_name, num_partitions=3, replication_factor=1,
+                                 config={"retention.ms": RETENTION_MS}))
+
+    def listed():
+        meta = ck_admin.list_topics(topic=topic_name, timeout=10).topics.get(topic_name)
+        return meta if meta and meta.error is None and len(meta.partitions) == 3 and all(
+            p.leader >= 0 for p in meta.partitions.values()) else None
+
+    wait_until(listed, 30, f"list_topics to show {topic_name} with 3 led partitions")
+    assert topic_name in ck_admin.list_topics(timeout=10).topics, "missing from the all-topics listing"
+    described = shared_cluster.describe_topic(topic_name)
+    assert len(described["partitions"]) == 3
+    assert all(len(p["replicas"]) == 1 for p in described["partitions"])
+    old_id = described["topic_id"]
+
+    resource = ConfigResource(ResourceType.TOPIC, topic_name)
+    configs = ck_admin.describe_configs([resource], request_timeout=30)[resource].result(timeout=45)
+    assert configs["retention.ms"].value == RETENTION_MS
+    assert not configs["retention.ms"].is_default
+    assert "cleanup.policy" in configs, f"default configs are not described: {sorted(configs)}"
+
+    ck_produce(shared_cluster.bootstrap_servers, topic_name, [Rec(value=b"before delete", partition=0)])
+
+    ck_admin.delete_topics([topic_name], operation_timeout=15, request_timeout=30)[topic_name].result(45)
+    wait_until(lambda: topic_name not in ck_admin.list_topics(timeout=10).topics, 30,
+               f"{topic_name} to leave list_topics")
+    assert not shared_cluster.topic_exists(topic_name), "the controller still knows the deleted topic"
+    code = ck_error_code(lambda: ck_admin.delete_topics(
+        [topic_name], operation_timeout=15, request_timeout=30)[topic_name].result(45))
+    assert code == ck.KafkaError.UNKNOWN_TOPIC_OR_PART
+
+    # The name can be reused: a new topic, with a new id and none of the old data.
+    ck_create(ck_admin, NewTopic(topic_name, num_partitions=1, replication_factor=1))
+    shared_cluster.wait_topic_ready(topic_name, 1)
+    assert shared_cluster.describe_topic(topic_name)["topic_id"] != old_id, "a recreated topic kept its id"
+    consumer = ck_consumer(shared_cluster.bootstrap_servers)
+    try:
+        watermarks = consumer.get_watermark_offsets(ck.TopicPartition(topic_name, 0), timeout=10)
+    finally:
+        consumer.close()
+    assert watermarks == (0, 0), f"the recreated topic has watermarks {watermarks}: old data survived"
+
+
+@pytest.mark.confluent
+def test_confluent_admin_errors(ck_admin, shared_cluster, topic_name):
+    ck_create(ck_admin, NewTopic(topic_name, num_partitions=1, replication_factor=1))
+
+    assert ck_error_code(lambda: ck_create(ck_admin, NewTopic(topic_name, 1, 1))) \
+        == ck.KafkaError.TOPIC_ALREADY_EXISTS
+    for name in INVALID_NAMES:
+        assert ck_error_code(lambda: ck_create(ck_admin, NewTopic(name, 1, 1))) \
+            == ck.KafkaError.TOPIC_EXCEPTION, f"topic name {name!r}"
+    too_many = f"{topic_name}-rf"
+    assert ck_error_code(lambda: ck_create(ck_admin, NewTopic(too_many, 1, len(shared_cluster.brokers) + 1))) \
+        == ck.KafkaError.INVALID_REPLICATION_FACTOR
+    assert not shared_cluster.topic_exists(too_many), "a refused topic was created anyway"
+    assert shared_cluster.describe_topic(topic_name)["partitions"][0]["leader"] >= 0, \
+        "the failed re-create disturbed the existing topic"
+
+
+# ----- kafka-python KafkaAdminClient -----
+
+@pytest.fixture
+def kp_admin(shared_cluster):
+    admin = KafkaAdminClient(bootstrap_servers=shared_cluster.bootstrap_servers, request_timeout_ms=30000)
+    yield admin
+    admin.close()
+
+
+def kp_create(admin: KafkaAdminClient, name: str, partitions: int, replication_factor: int,
+              configs: dict | None = None) -> None:
+    admin.create_topics({name: {"num_partitions": partitions, "replication_factor": replication_factor,
+                                "configs": configs or {}}}, timeout_ms=15000)
+
+
+@pytest.mark.kafka_python
+def test_kafka_python_admin_topic_lifecycle(kp_admin, shared_cluster, topic_name):
+    kp_create(kp_admin, topic_name, 3, 1, {"retention.ms": RETENTION_MS})
+
+    wait_until(lambda: topic_name in kp_admin.list_topics(), 30, f"list_topics to show {topic_name}")
+    [described] = kp_admin.describe_topics([topic_name])
+    assert described["error_code"] == 0 and len(described["partitions"]) == 3, described
+    assert len(shared_cluster.describe_topic(topic_name)["partitions"]) == 3
+
+    resource = KpConfigResource(ConfigResourceType.TOPIC, topic_name)
+    configs = kp_admin.describe_configs([resource], config_filter="all")["topic"][topic_name]
+    assert configs["retention.ms"]["value"] == RETENTION_MS, configs["retention.ms"]
+    assert "cleanup.policy" in configs, f"default configs are not described: {sorted(configs)}"
+    modified = kp_admin.describe_configs([resource])["topic"][topic_name]
+    assert "retention.ms" in modified and "cleanup.policy" not in modified, \
+        f"config sources wrong: the modified-only view is {sorted(modified)}"
+
+    delivered = kp_produce(shared_cluster.bootstrap_servers, topic_name, [Rec(value=b"v", partition=2)])
+    assert kp_consume(shared_cluster.bootstrap_servers, {(topic_name, 2): 0}, 1)[0].value == b"v"
+    assert delivered[0].offset == 0
+
+    kp_admin.delete_topics([topic_name], timeout_ms=15000)
+    wait_until(lambda: topic_name not in kp_admin.list_topics(), 30, f"{topic_name} to leave list_topics")
+    assert not shared_cluster.topic_exists(topic_name)
+    with pytest.raises(kp_errors.UnknownTopicOrPartitionError):
+        kp_admin.delete_topics([topic_name], timeout_ms=15000)
+
+
+@pytest.mark.kafka_python
+def test_kafka_python_admin_errors(kp_admin, shared_cluster, topic_name):
+    kp_create(kp_admin, topic_name, 1, 1)
+
+    with pytest.raises(kp_errors.TopicAlreadyExistsError):
+        kp_create(kp_admin, topic_name, 1, 1)
+    for name in INVALID_NAMES:
+        with pytest.raises(kp_errors.InvalidTopicError):
+            kp_create(kp_admin, name, 1, 1)
+    with pytest.raises(kp_errors.InvalidReplicationFactorError):
+        kp_create(kp_admin, f"{topic_name}-rf", 1, len(shared_cluster.brokers) + 1)
+    with pytest.raises(kp_errors.InvalidPartitionsError):
+        kp_create(kp_admin, f"{topic_name}-p0", 0, 1)
+    assert not shared_cluster.topic_exists(f"{topic_name}-rf")
+    assert not shared_cluster.topic_exists(f"{topic_name}-p0")
