@@ -145,7 +145,7 @@ pub struct BrokerConfig {
     #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
     pub max_request_bytes: u32,
 
-    /// How many requests of one connection may be in progress at once (responses still go out in order).
+    /// How many request frames one connection may read ahead of the one being handled.
     #[arg(
         long,
         env = "CHRONIK_MAX_INFLIGHT_PER_CONNECTION",

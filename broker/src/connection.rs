@@ -1,6 +1,7 @@
 //! The Kafka listener and its connections: bytes ↔ frames ↔ requests. A connection reads ahead (up to
-//! `max_inflight` requests handled at once, so pipelining clients go fast) but writes responses strictly
-//! in request order, as Kafka does and idempotent producers rely on. A frame over the size limit is
+//! `max_inflight` frames buffered, so pipelining clients keep the socket busy) but handles its requests
+//! one at a time, in order, as Kafka does: pipelined produces to one partition are appended in the order
+//! they were sent, and responses go out in request order. A frame over the size limit is
 //! refused before anything is allocated for it; a frame that cannot be answered (unknown API or
 //! version, malformed) closes that connection with a log line and disturbs no other.
 
@@ -146,7 +147,8 @@ async fn handle_connection(
     let close_reason: Option<String> = loop {
         tokio::select! {
             _ = cancel.cancelled() => break None,
-            inbound = frames.recv(), if !reading_done && pending.len() < limits.max_inflight => {
+            // One request at a time: the next is taken only once the previous one has been answered.
+            inbound = frames.recv(), if !reading_done && pending.is_empty() => {
                 match inbound {
                     Some(Inbound::Frame(frame)) => match decode_request(frame) {
                         Ok(decoded) => pending.push_back(handle(decoded, ctx.clone(), limits.listener.clone())),

@@ -9,6 +9,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -44,7 +45,7 @@ pub struct RequestContext<'a> {
 
 /// What the connection does with a handled request.
 pub enum Outcome {
-    Respond(ResponseKind),
+    Respond(Box<ResponseKind>),
     /// acks=0 produce: no response at all.
     NoResponse,
     /// Close the connection (Kafka's answer to requests it cannot frame a reply for).
@@ -60,10 +61,13 @@ pub async fn dispatch(ctx: &BrokerContext, request: Request, listener: &str) -> 
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&rc, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, &rc, r).await),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(&rc, r))
+        }
         RequestKind::Produce(r) => {
             return match produce::handle(ctx, &rc, r).await {
                 produce::ProduceOutcome::Respond(response) => {
-                    Outcome::Respond(ResponseKind::Produce(response))
+                    Outcome::Respond(Box::new(ResponseKind::Produce(response)))
                 }
                 produce::ProduceOutcome::NoResponse => Outcome::NoResponse,
                 produce::ProduceOutcome::Close(reason) => Outcome::Close(reason),
@@ -90,7 +94,7 @@ pub async fn dispatch(ctx: &BrokerContext, request: Request, listener: &str) -> 
         }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
-    Outcome::Respond(response)
+    Outcome::Respond(Box::new(response))
 }
 
 /// A partition's current leader as a KIP-951 hint: `(leader id, leader epoch)` and the leader's
