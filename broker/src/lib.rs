@@ -6,6 +6,7 @@
 //! and the watch that feeds it), `lifecycle` (registration, heartbeats, controlled shutdown), `http`
 //! (health, readiness, metrics) and `server` (`Broker`, which starts and stops all of them).
 
+pub mod alloc;
 pub mod config;
 pub mod connection;
 pub mod controller_client;
@@ -18,6 +19,11 @@ pub mod metadata;
 pub mod protocol;
 pub mod replica;
 pub mod server;
+
+/// The unit tests decode hostile frames too, so they run on the broker's allocator.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: alloc::LazyLargeAllocator = alloc::LazyLargeAllocator;
 
 pub use config::BrokerConfig;
 pub use error::{BrokerError, ControllerError};

@@ -9,6 +9,11 @@ use clap::Parser;
 use tracing::warn;
 use tracing_subscriber::EnvFilter;
 
+/// Malformed requests must not abort the process through a huge up-front allocation (see `alloc`).
+#[global_allocator]
+static ALLOCATOR: chronik_broker::alloc::LazyLargeAllocator =
+    chronik_broker::alloc::LazyLargeAllocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = BrokerConfig::parse();

@@ -81,6 +81,22 @@ pub fn default_bin_dir() -> PathBuf {
     }
 }
 
+/// Whether a process exists and has not exited. A process that exited but was not reaped (a zombie,
+/// e.g. where PID 1 does not reap orphans) counts as gone.
+fn pid_alive(pid: u32) -> bool {
+    if kill(Pid::from_raw(pid as i32), None).is_err() {
+        return false;
+    }
+    // /proc/<pid>/stat: "pid (comm) state ..."; the state follows the last ')'.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => true,
+    }
+}
+
 /// A port the OS just handed out; released when the node starts.
 fn free_port() -> Result<u16, LocalError> {
     let listener =
@@ -167,7 +183,7 @@ impl Node {
     pub fn is_running(&mut self) -> bool {
         match (&mut self.child, self.pid) {
             (Some(child), _) => matches!(child.try_wait(), Ok(None)),
-            (None, Some(pid)) => kill(Pid::from_raw(pid as i32), None).is_ok(),
+            (None, Some(pid)) => pid_alive(pid),
             (None, None) => false,
         }
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import struct
@@ -324,20 +325,28 @@ class ChronikCluster:
 
     # ----- diagnostics -----
 
-    def log_tails(self, lines: int = 60) -> str:
+    def log_tails(self, lines: int = 40) -> str:
         return log_tails_in(self.dir, lines)
 
 
-def log_tails_in(directory: Path, lines: int = 60) -> str:
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+BACKTRACE_FRAME = re.compile(r"^\s+(\d+: |at )")
+
+
+def log_tails_in(directory: Path, lines: int = 40) -> str:
     """The last `lines` lines of every node log file under `directory`."""
     out = []
     for log_file in sorted(Path(directory).glob("**/*.log")):
         if len(log_file.stem) == 20 and log_file.stem.isdigit():
             continue  # a partition segment, not a node log
         try:
-            text = log_file.read_text(errors="replace").splitlines()
+            text = ANSI_ESCAPE.sub("", log_file.read_text(errors="replace")).splitlines()
         except OSError as error:
             text = [f"(cannot read: {error})"]
+        frames = sum(1 for line in text if BACKTRACE_FRAME.match(line))
+        if frames:  # a Rust backtrace would push the lines that matter out of the tail
+            text = [line for line in text if not BACKTRACE_FRAME.match(line)]
+            text.append(f"({frames} backtrace lines left out; see the file)")
         out.append(f"----- {log_file} (last {lines} lines) -----")
         out.extend(text[-lines:])
     return "\n".join(out) if out else f"(no node log files under {directory})"

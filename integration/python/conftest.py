@@ -122,13 +122,13 @@ def pytest_runtest_makereport(item, call):
 
 
 def _clusters_of(item) -> list[ChronikCluster]:
-    found: list[ChronikCluster] = []
+    found: dict[Path, ChronikCluster] = {}
     for value in getattr(item, "funcargs", {}).values():
         if isinstance(value, ChronikCluster):
-            found.append(value)
+            found[value.dir] = value
         elif isinstance(value, ClusterFactory):
-            found.extend(value.clusters)
-    return found
+            found.update((c.dir, c) for c in value.clusters)
+    return list(found.values())
 
 
 @pytest.fixture(autouse=True)

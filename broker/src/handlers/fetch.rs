@@ -15,7 +15,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{check_leader_epoch, leader_hint, BrokerContext, RequestContext};
+use super::{leader_hint, leader_partition, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
 use crate::log::{Batches, LogError};
 
@@ -190,20 +190,7 @@ fn read_partition(
     budget: i64,
     data: &mut PartitionData,
 ) -> Result<i64, ResponseError> {
-    if image.partition(topic_id, p.partition).is_none() {
-        return Err(ResponseError::UnknownTopicOrPartition);
-    }
-    let partition = ctx
-        .replicas
-        .partition(topic_id, p.partition)
-        .ok_or(ResponseError::NotLeaderOrFollower)?;
-    let state = partition.state();
-    if let Some(error) = check_leader_epoch(p.current_leader_epoch, state.leader_epoch) {
-        return Err(error);
-    }
-    if state.leader != ctx.broker_id {
-        return Err(ResponseError::NotLeaderOrFollower);
-    }
+    let partition = leader_partition(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
     let log = &partition.log;
     let high_watermark = log.high_watermark();
     let upper_bound = if is_follower {

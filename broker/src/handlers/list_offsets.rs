@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::{check_leader_epoch, BrokerContext, RequestContext};
+use super::{leader_partition, BrokerContext, RequestContext};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -66,20 +66,14 @@ fn lookup(
         .topic_ids
         .get(topic)
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
-    if image.partition(topic_id, p.partition_index).is_none() {
-        return Err(ResponseError::UnknownTopicOrPartition);
-    }
-    let partition = ctx
-        .replicas
-        .partition(topic_id, p.partition_index)
-        .ok_or(ResponseError::NotLeaderOrFollower)?;
+    let partition = leader_partition(
+        ctx,
+        image,
+        topic_id,
+        p.partition_index,
+        p.current_leader_epoch,
+    )?;
     let state = partition.state();
-    if let Some(error) = check_leader_epoch(p.current_leader_epoch, state.leader_epoch) {
-        return Err(error);
-    }
-    if state.leader != ctx.broker_id {
-        return Err(ResponseError::NotLeaderOrFollower);
-    }
     let log = &partition.log;
     let high_watermark = log.high_watermark();
     let epoch_at = |offset: i64| {

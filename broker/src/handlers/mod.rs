@@ -146,6 +146,34 @@ pub fn leader_hint(
     }
 }
 
+/// The partition this broker leads, after the checks every leader-only API makes in Kafka's order:
+/// known to the metadata (UNKNOWN_TOPIC_OR_PARTITION), hosted here and led by us
+/// (NOT_LEADER_OR_FOLLOWER), and the client's `CurrentLeaderEpoch` (FENCED / UNKNOWN_LEADER_EPOCH).
+pub fn leader_partition(
+    ctx: &BrokerContext,
+    image: &MetadataImage,
+    topic_id: TopicId,
+    partition: i32,
+    current_leader_epoch: i32,
+) -> Result<Arc<crate::replica::Partition>, kafka_protocol::error::ResponseError> {
+    use kafka_protocol::error::ResponseError;
+    if image.partition(topic_id, partition).is_none() {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    let hosted = ctx
+        .replicas
+        .partition(topic_id, partition)
+        .ok_or(ResponseError::NotLeaderOrFollower)?;
+    let state = hosted.state();
+    if let Some(error) = check_leader_epoch(current_leader_epoch, state.leader_epoch) {
+        return Err(error);
+    }
+    if state.leader != ctx.broker_id {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    Ok(hosted)
+}
+
 /// The result of checking a client's `CurrentLeaderEpoch` against ours (KIP-320).
 pub fn check_leader_epoch(
     requested: i32,

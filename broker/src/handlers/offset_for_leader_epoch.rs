@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{check_leader_epoch, BrokerContext, RequestContext};
+use super::{leader_partition, BrokerContext, RequestContext};
 
 pub async fn handle(
     ctx: &BrokerContext,
@@ -30,22 +30,8 @@ pub async fn handle(
                         .with_end_offset(-1);
                     let result = (|| {
                         let id = topic_id.ok_or(ResponseError::UnknownTopicOrPartition)?;
-                        image
-                            .partition(id, p.partition)
-                            .ok_or(ResponseError::UnknownTopicOrPartition)?;
-                        let partition = ctx
-                            .replicas
-                            .partition(id, p.partition)
-                            .ok_or(ResponseError::NotLeaderOrFollower)?;
-                        let state = partition.state();
-                        if let Some(error) =
-                            check_leader_epoch(p.current_leader_epoch, state.leader_epoch)
-                        {
-                            return Err(error);
-                        }
-                        if state.leader != ctx.broker_id {
-                            return Err(ResponseError::NotLeaderOrFollower);
-                        }
+                        let partition =
+                            leader_partition(ctx, &image, id, p.partition, p.current_leader_epoch)?;
                         partition
                             .log
                             .end_offset_for_epoch(p.leader_epoch)

@@ -138,6 +138,18 @@ mod tests {
     }
 
     #[test]
+    fn an_array_count_of_two_billion_is_an_error_not_an_abort() {
+        // Metadata v4: header (key 3, v4, correlation 1, client id null), then a topics array claiming
+        // 0x7ffffff0 entries, then a few bytes.
+        let mut frame = vec![0, 3, 0, 4, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xf0];
+        frame.extend_from_slice(&[0x41; 40]);
+        assert!(matches!(
+            decode_request(Bytes::from(frame)),
+            Err(FrameError::Malformed { .. })
+        ));
+    }
+
+    #[test]
     fn unknown_keys_versions_and_garbage_are_errors() {
         assert!(matches!(
             decode_request(Bytes::from_static(&[0, 1])),

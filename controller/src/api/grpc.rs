@@ -83,6 +83,17 @@ fn invalid(message: impl Into<String>) -> Status {
     status(ApiError::new(ErrorCode::InvalidRequest, message).into())
 }
 
+/// Refuses calls that need the cluster's bootstrap records (its id and defaults) until they are applied.
+fn require_bootstrapped(quorum: &Quorum) -> Result<(), Status> {
+    if quorum.applied().with_image(|i| i.cluster_id.is_some()) {
+        Ok(())
+    } else {
+        Err(status(ControllerError::Unavailable(
+            "the cluster is still bootstrapping".into(),
+        )))
+    }
+}
+
 /// The state both services share.
 #[derive(Clone)]
 pub struct ControllerApi {
@@ -102,6 +113,7 @@ impl BrokerService for ControllerApi {
         &self,
         request: Request<pb::RegisterBrokerRequest>,
     ) -> Result<Response<pb::RegisterBrokerResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
         let req = request.into_inner();
         let incarnation_id = Uuid::parse_str(&req.incarnation_id).map_err(|_| {
             invalid(format!(
@@ -439,6 +451,7 @@ impl AdminService for ControllerApi {
         &self,
         request: Request<pb::CreateTopicsRequest>,
     ) -> Result<Response<pb::CreateTopicsResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
         let req = request.into_inner();
         let requested: Vec<CreateTopic> = req
             .topics

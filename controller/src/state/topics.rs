@@ -337,11 +337,8 @@ pub fn alter_partition(
     let mut records = Vec::new();
     let mut reply = Vec::new();
     for item in items {
-        let outcome = alter_one(image, broker_id, item).map(|change| {
-            let mut after = image
-                .partition(item.topic_id, item.partition)
-                .cloned()
-                .expect("checked by alter_one");
+        let outcome = alter_one(image, broker_id, item).map(|(current, change)| {
+            let mut after = current.clone();
             if let Some(change) = change {
                 apply_partition_change(&mut after, &change);
                 records.push(Record::PartitionChange(change));
@@ -353,11 +350,19 @@ pub fn alter_partition(
     Ok(ControllerResult::new(records, reply))
 }
 
-fn alter_one(
-    image: &MetadataImage,
+/// Checks one item; returns the partition's current registration and the change to write (none when the
+/// ISR is already the requested one).
+fn alter_one<'a>(
+    image: &'a MetadataImage,
     broker_id: BrokerId,
     item: &AlterPartitionItem,
-) -> Result<Option<super::records::PartitionChangeRecord>, ErrorCode> {
+) -> Result<
+    (
+        &'a PartitionRegistration,
+        Option<super::records::PartitionChangeRecord>,
+    ),
+    ErrorCode,
+> {
     if !image.topics.contains_key(&item.topic_id) {
         return Err(ErrorCode::UnknownTopicId);
     }
@@ -400,7 +405,7 @@ fn alter_one(
         }
     }
     // The leader is unchanged by construction (it is acceptable and in the new ISR).
-    Ok(partition_change(
+    let change = partition_change(
         item.topic_id,
         item.partition,
         current,
@@ -408,7 +413,8 @@ fn alter_one(
         |b| image.is_active_broker(b),
         false,
         Election::KeepCurrent,
-    ))
+    );
+    Ok((current, change))
 }
 
 /// One partition's preferred-leader election outcome: the leader afterwards, or why not.
