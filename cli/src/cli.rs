@@ -79,6 +79,9 @@ pub enum Command {
     /// Run a cluster of real processes on this machine, without Docker.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Measure produce and consume throughput and latency against the brokers (Kafka protocol).
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 /// `chronikctl local ...`
@@ -143,6 +146,177 @@ pub struct LocalNodeArgs {
     pub id: u64,
     #[command(flatten)]
     pub dir: LocalDirArgs,
+}
+
+/// `chronikctl bench ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchCommand {
+    /// Produce records as fast as the settings allow; report throughput and produce latency.
+    Produce(BenchProduceArgs),
+    /// Read a topic from its partition leaders; report throughput and fetch latency.
+    Consume(BenchConsumeArgs),
+}
+
+/// What a benchmark talks to, and its time budget.
+#[derive(Debug, Clone, Args)]
+pub struct BenchTargetArgs {
+    /// Kafka bootstrap servers, comma-separated (e.g. the ones `chronikctl local up` prints).
+    #[arg(
+        long,
+        env = "CHRONIK_BOOTSTRAP_SERVERS",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        required = true,
+        value_parser = parse_controller_address
+    )]
+    pub bootstrap_servers: Vec<String>,
+    /// The topic.
+    #[arg(long)]
+    pub topic: String,
+    /// The partitions to use: `all`, or a comma-separated list such as `0,2,4`.
+    #[arg(long, value_name = "all|P,...", default_value = "all", value_parser = parse_partitions)]
+    pub partitions: crate::bench::PartitionSelection,
+    /// Let the broker create a missing topic with its default partition count and replication.
+    #[arg(long)]
+    pub auto_create_topic: bool,
+    /// Stop after this many seconds whatever happens (the report covers what was done by then).
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_secs: u64,
+}
+
+/// `chronikctl bench produce`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchProduceArgs {
+    #[command(flatten)]
+    pub target: BenchTargetArgs,
+    /// Messages to produce (`_` separators allowed).
+    #[arg(long, value_name = "N", default_value = "1_000_000", value_parser = parse_count)]
+    pub messages: u64,
+    /// Bytes of each record value (`KiB`/`MiB` suffixes allowed).
+    #[arg(long, value_name = "BYTES", default_value = "100", value_parser = parse_size)]
+    pub record_size: u32,
+    /// Bytes of each record key; 0 sends records without a key.
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_size)]
+    pub key_size: u32,
+    /// What keys and values are made of (matters for compression).
+    #[arg(long, value_enum, default_value_t = crate::bench::ValueKind::Random)]
+    pub values: crate::bench::ValueKind,
+    /// Uncompressed bytes per record batch, as Kafka's `batch.size`: records per batch is this
+    /// divided by the record size (at least one).
+    #[arg(long, value_name = "BYTES", default_value = "16384", value_parser = parse_positive_size)]
+    pub batch_size: u32,
+    /// Produce requests outstanding per broker connection (pipelined; the broker answers in order).
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub in_flight: u32,
+    /// Connections to each partition leader; each pipelines its own requests over all the leader's
+    /// partitions (a broker handles one request of a connection at a time, as Kafka does).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub connections: u32,
+    /// Acknowledgements: `all` (or -1), 1 (leader only) or 0 (no answer; no latency is measured).
+    #[arg(long, value_name = "all|-1|1|0", default_value = "all", allow_hyphen_values = true, value_parser = parse_acks)]
+    pub acks: i16,
+    /// Compression codec of the batches.
+    #[arg(long, value_enum, default_value_t = crate::bench::CompressionCodec::None)]
+    pub compression: crate::bench::CompressionCodec,
+    /// Stop sending after this many seconds even if messages remain.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_secs: Option<u64>,
+    /// The Produce request's TimeoutMs: how long the broker may wait for acks=all.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(i32).range(1..))]
+    pub request_timeout_ms: i32,
+}
+
+/// `chronikctl bench consume`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchConsumeArgs {
+    #[command(flatten)]
+    pub target: BenchTargetArgs,
+    /// Messages to read; by default everything below each partition's high watermark at the start.
+    #[arg(long, value_name = "N", value_parser = parse_count, required_if_eq("from", "latest"))]
+    pub messages: Option<u64>,
+    /// MaxBytes of each Fetch, and the per-partition limit (`KiB`/`MiB` suffixes allowed).
+    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_positive_size)]
+    pub fetch_max_bytes: u32,
+    /// How long the broker may hold a Fetch that has no data yet.
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(i32).range(0..))]
+    pub fetch_max_wait_ms: i32,
+    /// Where to start each partition.
+    #[arg(long, value_enum, default_value_t = crate::bench::StartOffset::Earliest)]
+    pub from: crate::bench::StartOffset,
+}
+
+/// Parses `--acks`: `all`, `-1`, `1` or `0`.
+pub fn parse_acks(raw: &str) -> Result<i16, String> {
+    match raw.trim() {
+        "all" | "-1" => Ok(-1),
+        "1" => Ok(1),
+        "0" => Ok(0),
+        other => Err(format!("acks must be all, -1, 1 or 0, got '{other}'")),
+    }
+}
+
+/// Parses `all` or a comma-separated list of partition indexes (sorted, duplicates dropped).
+pub fn parse_partitions(raw: &str) -> Result<crate::bench::PartitionSelection, String> {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("all") {
+        return Ok(crate::bench::PartitionSelection::All);
+    }
+    let mut partitions = Vec::new();
+    for item in raw.split(',') {
+        let partition: i32 = item
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| format!("'{}' is not a partition index", item.trim()))?;
+        partitions.push(partition);
+    }
+    partitions.sort_unstable();
+    partitions.dedup();
+    Ok(crate::bench::PartitionSelection::Only(partitions))
+}
+
+/// Parses a positive count; `_` separators are allowed (`1_000_000`).
+pub fn parse_count(raw: &str) -> Result<u64, String> {
+    raw.trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("expected a positive number, got '{raw}'"))
+}
+
+/// Parses a byte size: a number with an optional `KiB`, `MiB` (or `K`, `M`) suffix.
+pub fn parse_size(raw: &str) -> Result<u32, String> {
+    let text = raw.trim().replace('_', "");
+    let lower = text.to_ascii_lowercase();
+    let (digits, unit) = if let Some(d) = lower.strip_suffix("mib").or(lower.strip_suffix('m')) {
+        (d, 1024 * 1024)
+    } else if let Some(d) = lower.strip_suffix("kib").or(lower.strip_suffix('k')) {
+        (d, 1024)
+    } else {
+        (lower.strip_suffix('b').unwrap_or(&lower), 1)
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n <= 1 << 30)
+        .ok_or_else(|| {
+            format!(
+                "expected a size in bytes (e.g. 16384, 64KiB, 1MiB) of at most 1GiB, got '{raw}'"
+            )
+        })
+}
+
+/// [`parse_size`], above zero.
+pub fn parse_positive_size(raw: &str) -> Result<u32, String> {
+    match parse_size(raw)? {
+        0 => Err(format!("expected a positive size, got '{raw}'")),
+        n => Ok(n),
+    }
 }
 
 /// `chronikctl cluster ...`
@@ -503,12 +677,14 @@ mod tests {
     }
 
     #[test]
-    fn global_flags_parse_anywhere() {
+    fn global_flags_parse() {
+        // `--controllers` goes before the subcommand (`local up` has a `--controllers N` of its own);
+        // `--output` and `--timeout-ms` are accepted anywhere.
         let cli = parse(&[
-            "cluster",
-            "status",
             "--controllers",
             "127.0.0.1:9093, 127.0.0.1:9094",
+            "cluster",
+            "status",
             "--output",
             "json",
             "--timeout-ms",

@@ -12,6 +12,9 @@ pub enum CliError {
     /// A `chronikctl local` operation failed.
     #[error("{0}")]
     Local(String),
+    /// A `chronikctl bench` run failed or did not complete.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     /// No configured controller accepted a connection or answered a read.
     #[error("cannot reach any controller at {addresses}: {reason}")]
     Unreachable {

@@ -4,6 +4,7 @@
 //! every piece is testable without a terminal. Library errors are the typed [`CliError`]; `anyhow` is used
 //! only in `main`.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cmd;

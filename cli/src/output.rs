@@ -37,6 +37,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
             Report::TopicConfigs(topic) => write_json(out, topic),
             Report::Election(results) => write_json(out, results),
             Report::Local(cluster) => write_json(out, cluster),
+            Report::Bench(report) => write_json(out, report),
         },
         OutputFormat::Table => {
             match report {
@@ -49,6 +50,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::TopicConfigs(topic) => topic_configs(out, topic)?,
                 Report::Election(results) => election_table(out, results)?,
                 Report::Local(cluster) => local_cluster(out, cluster)?,
+                Report::Bench(report) => bench_report(out, report)?,
             }
             Ok(())
         }
@@ -259,6 +261,112 @@ fn election_table(out: &mut impl Write, results: &[ElectionResult]) -> std::io::
     )
 }
 
+fn bench_report(out: &mut impl Write, report: &crate::bench::BenchReport) -> std::io::Result<()> {
+    use crate::bench::Workload;
+    let (what, verb) = match report.workload {
+        Workload::Produce => ("Produce", "acknowledged"),
+        Workload::Consume => ("Consume", "read"),
+    };
+    writeln!(
+        out,
+        "{what} benchmark on topic '{}': {} partition(s) on {} broker(s).",
+        report.topic, report.partitions, report.brokers
+    )?;
+    let settings = report
+        .settings
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let errors = report
+        .errors
+        .iter()
+        .map(|(name, count)| format!("{name} x{count}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    fields(
+        out,
+        &[
+            ("Settings", settings),
+            (
+                "Messages",
+                match report.workload {
+                    Workload::Produce => format!(
+                        "{} {verb}, {} failed",
+                        report.messages, report.failed_messages
+                    ),
+                    Workload::Consume => format!("{} {verb}", report.messages),
+                },
+            ),
+            (
+                "Bytes",
+                format!(
+                    "{} ({:.1} MiB), record batches {} ({:.1} MiB)",
+                    report.bytes,
+                    report.bytes as f64 / 1048576.0,
+                    report.batch_bytes,
+                    report.batch_bytes as f64 / 1048576.0
+                ),
+            ),
+            ("Requests", report.requests.to_string()),
+            ("Elapsed", format!("{:.3} s", report.elapsed_secs)),
+            (
+                "Throughput",
+                format!(
+                    "{:.0} msgs/s, {:.2} MiB/s",
+                    report.messages_per_sec, report.mib_per_sec
+                ),
+            ),
+            (
+                "Errors",
+                if errors.is_empty() {
+                    "none".to_owned()
+                } else {
+                    errors
+                },
+            ),
+            ("Stopped", report.stopped.describe().to_owned()),
+        ],
+    )?;
+    for note in &report.notes {
+        writeln!(out, "Note: {note}")?;
+    }
+    writeln!(out)?;
+    let latency = match report.latency {
+        Some(l) => vec![
+            l.count.to_string(),
+            format!("{:.2}", l.mean_ms),
+            format!("{:.2}", l.p50_ms),
+            format!("{:.2}", l.p90_ms),
+            format!("{:.2}", l.p99_ms),
+            format!("{:.2}", l.p999_ms),
+            format!("{:.2}", l.max_ms),
+        ],
+        None => vec![
+            "0".to_owned(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ],
+    };
+    let kind = match report.workload {
+        Workload::Produce => "produce",
+        Workload::Consume => "fetch",
+    };
+    let mut row = vec![format!("{kind} (ms)")];
+    row.extend(latency);
+    table(
+        out,
+        &[
+            "LATENCY", "COUNT", "MEAN", "P50", "P90", "P99", "P99.9", "MAX",
+        ],
+        &[row],
+    )
+}
+
 /// `Label:  value` lines with the values aligned.
 fn fields(out: &mut impl Write, fields: &[(&str, String)]) -> std::io::Result<()> {
     let width = fields
@@ -357,6 +465,35 @@ fn dash_if_empty(text: String) -> String {
     } else {
         text
     }
+}
+
+fn local_cluster(
+    out: &mut impl Write,
+    cluster: &crate::cmd::local::LocalClusterView,
+) -> Result<(), CliError> {
+    writeln!(out, "bootstrap servers: {}", cluster.bootstrap_servers)?;
+    writeln!(out, "controllers:       {}", cluster.controllers)?;
+    writeln!(out, "logs and data:     {}", cluster.dir)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<11} {:>3}  {:<22} {:<22} {:>8}  {:<6} LOG",
+        "NODE", "ID", "ADDRESS", "HTTP", "PID", "READY"
+    )?;
+    for n in &cluster.nodes {
+        writeln!(
+            out,
+            "{:<11} {:>3}  {:<22} {:<22} {:>8}  {:<6} {}",
+            n.kind,
+            n.id,
+            n.addr,
+            n.http_addr,
+            n.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            if n.ready { "yes" } else { "no" },
+            n.log_file
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -589,33 +726,4 @@ mod tests {
         assert_eq!(value[0]["result"], "failed");
         assert_eq!(value[0]["partition"], 0);
     }
-}
-
-fn local_cluster(
-    out: &mut impl Write,
-    cluster: &crate::cmd::local::LocalClusterView,
-) -> Result<(), CliError> {
-    writeln!(out, "bootstrap servers: {}", cluster.bootstrap_servers)?;
-    writeln!(out, "controllers:       {}", cluster.controllers)?;
-    writeln!(out, "logs and data:     {}", cluster.dir)?;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "{:<11} {:>3}  {:<22} {:<22} {:>8}  {:<6} LOG",
-        "NODE", "ID", "ADDRESS", "HTTP", "PID", "READY"
-    )?;
-    for n in &cluster.nodes {
-        writeln!(
-            out,
-            "{:<11} {:>3}  {:<22} {:<22} {:>8}  {:<6} {}",
-            n.kind,
-            n.id,
-            n.addr,
-            n.http_addr,
-            n.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
-            if n.ready { "yes" } else { "no" },
-            n.log_file
-        )?;
-    }
-    Ok(())
 }

@@ -4,5 +4,6 @@
 
 mod harness;
 
+mod bench;
 mod cli;
 mod control_plane;

@@ -426,7 +426,12 @@ impl PartitionLog {
 
         match epoch_problem {
             Some(problem) => {
-                warn!(dir = %dir.display(), %problem, "rebuilding leader epoch cache from the log");
+                // A new, empty log has no checkpoint yet; only a log with data missing it is news.
+                if log_end_offset > log_start_offset {
+                    warn!(dir = %dir.display(), %problem, "rebuilding leader epoch cache from the log");
+                } else {
+                    tracing::debug!(dir = %dir.display(), %problem, "new leader epoch cache");
+                }
                 for segment in segments.values() {
                     segment.for_each_batch(&mut |h| {
                         epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
@@ -1085,7 +1090,18 @@ impl PartitionLog {
         let target = trash.join(format!("{name}.{}", Uuid::new_v4().simple()));
         fs::rename(&self.dir, &target).map_err(io_error("move partition to trash", &self.dir))?;
         checkpoint::fsync_dir(parent)?;
-        fs::remove_dir_all(&target).map_err(io_error("remove partition", &target))?;
+        // Freeing the space of a large log takes seconds; the partition is already gone from its place
+        // (and `.trash` is emptied at the next start if this is cut short), so do it off this thread.
+        let spawned = std::thread::Builder::new()
+            .name("log-delete".into())
+            .spawn(move || {
+                if let Err(e) = fs::remove_dir_all(&target) {
+                    warn!(dir = %target.display(), "cannot remove deleted partition: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start a thread to remove a deleted partition (left in .trash): {e}");
+        }
         info!(dir = %self.dir.display(), "deleted partition log");
         Ok(())
     }

@@ -40,6 +40,8 @@ pub enum Report {
     Election(Vec<ElectionResult>),
     /// `local ...`.
     Local(local::LocalClusterView),
+    /// `bench produce` and `bench consume`.
+    Bench(crate::bench::BenchReport),
 }
 
 impl Report {
@@ -47,6 +49,7 @@ impl Report {
     pub fn failure(&self) -> Option<CliError> {
         match self {
             Report::Election(results) => election::failure(results),
+            Report::Bench(report) => report.failure().map(CliError::from),
             _ => None,
         }
     }
@@ -82,6 +85,7 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             Report::Election(election::preferred(client, topic.as_deref()).await?)
         }
         Command::Local(command) => Report::Local(local::execute(command).await?),
+        Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
     };
     Ok(report)
 }

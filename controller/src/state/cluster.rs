@@ -412,7 +412,7 @@ pub(crate) mod tests {
         assert_eq!(err.code, ErrorCode::DuplicateBrokerRegistration);
         // Once the old session is gone, the new incarnation gets a new, higher epoch.
         let (offset, reply) = commit(&mut image, |image| {
-            register_broker(&image, &other, false).unwrap()
+            register_broker(image, &other, false).unwrap()
         });
         assert_eq!(reply, None);
         assert_eq!(image.brokers[&1].broker_epoch, offset as i64);
@@ -469,7 +469,7 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(led_by_1.len(), 2);
         commit(&mut image, |image| {
-            ControllerResult::new(fence_broker(&image, 1), ())
+            ControllerResult::new(fence_broker(image, 1), ())
         });
         let after = image.topic_by_name("orders").unwrap();
         for i in 0..6 {
@@ -496,14 +496,14 @@ pub(crate) mod tests {
         let mut image = cluster(&[1, 2, 3], 1, 3);
         for id in [1, 2] {
             commit(&mut image, |image| {
-                ControllerResult::new(fence_broker(&image, id), ())
+                ControllerResult::new(fence_broker(image, id), ())
             });
         }
         let p = image.topic_by_name("orders").unwrap().partitions[0].clone();
         assert_eq!(p.leader, 3);
         assert_eq!(p.isr, vec![3]);
         commit(&mut image, |image| {
-            ControllerResult::new(fence_broker(&image, 3), ())
+            ControllerResult::new(fence_broker(image, 3), ())
         });
         let leaderless = image.topic_by_name("orders").unwrap().partitions[0].clone();
         assert_eq!(leaderless.leader, NO_LEADER);
@@ -511,14 +511,14 @@ pub(crate) mod tests {
         assert_eq!(leaderless.leader_epoch, p.leader_epoch + 1);
         // Brokers 1 and 2 coming back do not lead: they are not in the ISR.
         commit(&mut image, |image| {
-            ControllerResult::new(unfence_broker(&image, 1), ())
+            ControllerResult::new(unfence_broker(image, 1), ())
         });
         assert_eq!(
             image.topic_by_name("orders").unwrap().partitions[0].leader,
             NO_LEADER
         );
         commit(&mut image, |image| {
-            ControllerResult::new(unfence_broker(&image, 3), ())
+            ControllerResult::new(unfence_broker(image, 3), ())
         });
         let back = &image.topic_by_name("orders").unwrap().partitions[0];
         assert_eq!(back.leader, 3);
@@ -553,10 +553,10 @@ pub(crate) mod tests {
         let mut image = MetadataImage::default();
         let epoch = register(&mut image, 1);
         let (_, (first, count)) = commit(&mut image, |image| {
-            allocate_producer_ids(&image, 1, epoch).unwrap()
+            allocate_producer_ids(image, 1, epoch).unwrap()
         });
         let (_, (second, _)) = commit(&mut image, |image| {
-            allocate_producer_ids(&image, 1, epoch).unwrap()
+            allocate_producer_ids(image, 1, epoch).unwrap()
         });
         assert_eq!(second, first + count);
         // Survives a snapshot round trip.

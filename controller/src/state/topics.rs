@@ -585,10 +585,10 @@ mod tests {
             replication_factor: -1,
             configs: [("retention.ms".to_string(), "1000".to_string())].into(),
         };
-        let validate = create_topics(&image, &[t.clone()], true, Uuid::new_v4);
+        let validate = create_topics(&image, std::slice::from_ref(&t), true, Uuid::new_v4);
         assert!(validate.records.is_empty() && validate.reply[0].1.is_ok());
         let (_, reply) = commit(&mut image, |image| {
-            create_topics(&image, &[t], false, Uuid::new_v4)
+            create_topics(image, &[t], false, Uuid::new_v4)
         });
         let created = reply[0].1.clone().unwrap();
         assert!(!created.topic_id.is_nil());
@@ -604,7 +604,7 @@ mod tests {
         assert_eq!(topic.partitions[0].isr, topic.partitions[0].replicas);
         // Recreating after delete gives a new id.
         commit(&mut image, |image| {
-            delete_topics(&image, &[TopicRef::Name("events".into())])
+            delete_topics(image, &[TopicRef::Name("events".into())])
         });
         assert!(image.topic_by_name("events").is_none());
         let again = create(&image, "events", 1, 1).unwrap();
@@ -637,7 +637,7 @@ mod tests {
         let mut image = cluster(&[1], 1, 1);
         let set: BTreeMap<String, String> = [("retention.ms".to_string(), "10".to_string())].into();
         let (_, configs) = commit(&mut image, |image| {
-            alter_topic_configs(&image, "orders", &set, &[]).unwrap()
+            alter_topic_configs(image, "orders", &set, &[]).unwrap()
         });
         assert_eq!(configs["retention.ms"], "10");
         assert_eq!(
@@ -645,7 +645,7 @@ mod tests {
             "10"
         );
         let (_, configs) = commit(&mut image, |image| {
-            alter_topic_configs(&image, "orders", &BTreeMap::new(), &["retention.ms".into()])
+            alter_topic_configs(image, "orders", &BTreeMap::new(), &["retention.ms".into()])
                 .unwrap()
         });
         assert!(configs.is_empty());
@@ -685,7 +685,7 @@ mod tests {
         // Shrink to the leader and one follower.
         let shrink = item(&image, &[(leader, -1), (others[0], -1)]);
         let (_, reply) = commit(&mut image, |image| {
-            alter_partition(&image, leader, epoch, &[shrink.clone()]).unwrap()
+            alter_partition(image, leader, epoch, std::slice::from_ref(&shrink)).unwrap()
         });
         let after = reply[0].clone().unwrap();
         assert_eq!(after.isr, vec![leader, others[0]]);
@@ -783,7 +783,7 @@ mod tests {
         commit(&mut image, |_| ControllerResult::new(fence, ()));
         assert_eq!(image.leader_count(1), 0);
         commit(&mut image, |image| {
-            ControllerResult::new(crate::state::cluster::unfence_broker(&image, 1), ())
+            ControllerResult::new(crate::state::cluster::unfence_broker(image, 1), ())
         });
         // Broker 1 is back but not in sync: nothing to elect yet.
         let result = elect_preferred_leaders(&image, None).unwrap();
@@ -803,11 +803,11 @@ mod tests {
             };
             let leader_epoch = image.brokers[&p.leader].broker_epoch;
             commit(&mut image, |image| {
-                alter_partition(&image, p.leader, leader_epoch, &[it]).unwrap()
+                alter_partition(image, p.leader, leader_epoch, &[it]).unwrap()
             });
         }
         let (_, reply) = commit(&mut image, |image| {
-            elect_preferred_leaders(&image, None).unwrap()
+            elect_preferred_leaders(image, None).unwrap()
         });
         assert!(reply.iter().all(|(_, _, r)| r.is_ok()));
         assert_eq!(image.leader_count(1), 1);

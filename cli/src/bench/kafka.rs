@@ -1,0 +1,423 @@
+//! A minimal Kafka client connection over tokio TCP, just enough for the benchmarks: size-prefixed
+//! frames, a request header chosen by the API version, and responses decoded with the header version
+//! Kafka uses for that API (ApiVersions answers always use header v0). Opening a connection sends
+//! ApiVersions so later requests use the highest version both sides speak.
+//!
+//! A connection splits into a [`RequestWriter`] and a [`ResponseReader`] so a benchmark can pipeline:
+//! Kafka answers the requests of one connection in order, so the reader takes responses in the order
+//! the writer sent requests and checks each correlation id against the request it expects.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::error::{error_name, BenchError};
+
+/// The `client_id` of every request.
+pub const CLIENT_ID: &str = "chronikctl-bench";
+
+/// The largest response frame accepted (Kafka's `socket.request.max.bytes`).
+pub const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
+
+/// `UNSUPPORTED_VERSION`, which a broker answers to an ApiVersions request that is too new.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// The API versions a broker offers, from its ApiVersions answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerVersions {
+    ranges: Vec<(i16, i16, i16)>,
+}
+
+impl BrokerVersions {
+    /// Keeps the ranges of an ApiVersions answer.
+    pub fn from_response(response: &ApiVersionsResponse) -> Self {
+        BrokerVersions {
+            ranges: response
+                .api_keys
+                .iter()
+                .map(|api| (api.api_key, api.min_version, api.max_version))
+                .collect(),
+        }
+    }
+
+    /// The broker's range for `api`, if it offers it.
+    pub fn range(&self, api: ApiKey) -> Option<(i16, i16)> {
+        self.ranges
+            .iter()
+            .find(|(key, _, _)| *key == api as i16)
+            .map(|&(_, min, max)| (min, max))
+    }
+
+    /// The highest version of `api` in both the broker's range and `client_min..=client_max`.
+    pub fn pick(
+        &self,
+        address: &str,
+        api: ApiKey,
+        client_min: i16,
+        client_max: i16,
+    ) -> Result<i16, BenchError> {
+        let (broker_min, broker_max) = self.range(api).unwrap_or((-1, -1));
+        let version = client_max.min(broker_max);
+        if broker_max < 0 || version < client_min.max(broker_min) {
+            return Err(BenchError::UnsupportedVersion {
+                address: address.to_owned(),
+                api,
+                broker_min,
+                broker_max,
+                client_min,
+                client_max,
+            });
+        }
+        Ok(version)
+    }
+}
+
+/// An open connection to one broker, after ApiVersions.
+#[derive(Debug)]
+pub struct KafkaConnection {
+    writer: RequestWriter,
+    reader: ResponseReader,
+    versions: BrokerVersions,
+}
+
+impl KafkaConnection {
+    /// Connects to `address` and asks for its API versions (v3, or v0 when the broker refuses v3).
+    pub async fn open(address: &str, deadline: Instant) -> Result<Self, BenchError> {
+        let stream = within(deadline, TcpStream::connect(address), || {
+            format!("connecting to {address}")
+        })
+        .await?
+        .map_err(|error| BenchError::Connect {
+            address: address.to_owned(),
+            error,
+        })?;
+        // Small requests (Fetch, acks) must not wait for Nagle.
+        stream.set_nodelay(true).map_err(|error| BenchError::Io {
+            address: address.to_owned(),
+            error,
+        })?;
+        let address: Arc<str> = Arc::from(address);
+        let (read_half, write_half) = stream.into_split();
+        let mut connection = KafkaConnection {
+            writer: RequestWriter {
+                address: address.clone(),
+                half: write_half,
+                next_correlation_id: 1,
+                buffer: BytesMut::with_capacity(64 * 1024),
+            },
+            reader: ResponseReader {
+                address,
+                half: BufReader::with_capacity(256 * 1024, read_half),
+            },
+            versions: BrokerVersions::default(),
+        };
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("chronikctl"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut response = connection.call(&request, 3, deadline).await?;
+        if response.error_code == UNSUPPORTED_VERSION {
+            response = connection.call(&request, 0, deadline).await?;
+        }
+        if response.error_code != 0 {
+            return Err(BenchError::kafka(
+                format!("ApiVersions with {}", connection.address()),
+                response.error_code,
+            ));
+        }
+        connection.versions = BrokerVersions::from_response(&response);
+        Ok(connection)
+    }
+
+    /// The broker address.
+    pub fn address(&self) -> &str {
+        &self.writer.address
+    }
+
+    /// The highest version of `api` both sides speak within `client_min..=client_max`.
+    pub fn version(
+        &self,
+        api: ApiKey,
+        client_min: i16,
+        client_max: i16,
+    ) -> Result<i16, BenchError> {
+        self.versions
+            .pick(self.address(), api, client_min, client_max)
+    }
+
+    /// Sends one request and waits for its response.
+    pub async fn call<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        deadline: Instant,
+    ) -> Result<R::Response, BenchError> {
+        let correlation_id = self.writer.send(request, version).await?;
+        let api = api_key::<R>();
+        within(
+            deadline,
+            self.reader.receive::<R>(correlation_id, version),
+            || format!("waiting for a {api:?} answer from {}", self.writer.address),
+        )
+        .await?
+    }
+
+    /// Splits the connection so requests can be written while earlier responses are read.
+    pub fn into_split(self) -> (RequestWriter, ResponseReader) {
+        (self.writer, self.reader)
+    }
+}
+
+/// The sending half of a connection.
+#[derive(Debug)]
+pub struct RequestWriter {
+    address: Arc<str>,
+    half: OwnedWriteHalf,
+    next_correlation_id: i32,
+    buffer: BytesMut,
+}
+
+impl RequestWriter {
+    /// Writes one request frame; returns its correlation id.
+    pub async fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<i32, BenchError> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        self.buffer.clear();
+        encode_request(&mut self.buffer, request, version, correlation_id).map_err(|reason| {
+            BenchError::Protocol {
+                address: self.address.to_string(),
+                api: api_key::<R>(),
+                version,
+                reason,
+            }
+        })?;
+        self.half
+            .write_all(&self.buffer)
+            .await
+            .map_err(|error| BenchError::Io {
+                address: self.address.to_string(),
+                error,
+            })?;
+        Ok(correlation_id)
+    }
+}
+
+/// The receiving half of a connection.
+#[derive(Debug)]
+pub struct ResponseReader {
+    address: Arc<str>,
+    half: BufReader<OwnedReadHalf>,
+}
+
+impl ResponseReader {
+    /// Reads the next response frame and decodes it as the answer to request `correlation_id`.
+    pub async fn receive<R: Request>(
+        &mut self,
+        correlation_id: i32,
+        version: i16,
+    ) -> Result<R::Response, BenchError> {
+        let frame = self.read_frame().await?;
+        decode_response::<R>(frame, version, correlation_id).map_err(|reason| {
+            BenchError::Protocol {
+                address: self.address.to_string(),
+                api: api_key::<R>(),
+                version,
+                reason,
+            }
+        })
+    }
+
+    async fn read_frame(&mut self) -> Result<Bytes, BenchError> {
+        let io = |error| BenchError::Io {
+            address: self.address.to_string(),
+            error,
+        };
+        let size = self.half.read_i32().await.map_err(io)?;
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|size| *size <= MAX_RESPONSE_BYTES)
+            .ok_or_else(|| {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("response frame size {size} is out of range"),
+                ))
+            })?;
+        let mut frame = BytesMut::zeroed(size);
+        self.half.read_exact(&mut frame).await.map_err(io)?;
+        Ok(frame.freeze())
+    }
+}
+
+/// The API key of a request type.
+pub fn api_key<R: Request>() -> ApiKey {
+    // Every `Request` type of the protocol crate has a key `ApiKey` knows.
+    ApiKey::try_from(R::KEY).unwrap_or(ApiKey::ApiVersions)
+}
+
+/// Appends one size-prefixed request frame to `buffer`.
+pub fn encode_request<R: Request>(
+    buffer: &mut BytesMut,
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+) -> Result<(), String> {
+    let api = api_key::<R>();
+    let start = buffer.len();
+    buffer.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)))
+        .encode(buffer, api.request_header_version(version))
+        .map_err(|e| format!("cannot encode the request header: {e}"))?;
+    request
+        .encode(buffer, version)
+        .map_err(|e| format!("cannot encode the request: {e}"))?;
+    let size = i32::try_from(buffer.len() - start - 4)
+        .map_err(|_| "the request is larger than 2 GiB".to_owned())?;
+    buffer[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}
+
+/// Decodes a response frame (without its size prefix) as the answer to request `correlation_id`.
+pub fn decode_response<R: Request>(
+    mut frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> Result<R::Response, String> {
+    let api = api_key::<R>();
+    let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+        .map_err(|e| format!("cannot decode the response header: {e}"))?;
+    if header.correlation_id != correlation_id {
+        return Err(format!(
+            "response carries correlation id {}, expected {correlation_id} (answers out of order)",
+            header.correlation_id
+        ));
+    }
+    let response = <R::Response as Decodable>::decode(&mut frame, version)
+        .map_err(|e| format!("cannot decode the response: {e}"))?;
+    if !frame.is_empty() {
+        return Err(format!(
+            "{} bytes left over after the response",
+            frame.len()
+        ));
+    }
+    Ok(response)
+}
+
+/// Runs `future` until `deadline`; `waiting_for` words the timeout.
+pub async fn within<T>(
+    deadline: Instant,
+    future: impl std::future::Future<Output = T>,
+    waiting_for: impl FnOnce() -> String,
+) -> Result<T, BenchError> {
+    tokio::time::timeout_at(deadline, future)
+        .await
+        .map_err(|_| BenchError::Timeout {
+            waiting_for: waiting_for(),
+        })
+}
+
+/// A Kafka error code as an error of a setup request, or `Ok` for 0.
+pub fn check_code(what: impl FnOnce() -> String, code: i16) -> Result<(), BenchError> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(BenchError::Kafka {
+            what: what(),
+            code,
+            name: error_name(code),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+
+    fn versions() -> BrokerVersions {
+        BrokerVersions::from_response(&ApiVersionsResponse::default().with_api_keys(vec![
+            ApiVersion::default()
+                .with_api_key(ApiKey::Produce as i16)
+                .with_min_version(0)
+                .with_max_version(11),
+            ApiVersion::default()
+                .with_api_key(ApiKey::Fetch as i16)
+                .with_min_version(4)
+                .with_max_version(17),
+        ]))
+    }
+
+    #[test]
+    fn the_highest_common_version_is_picked() {
+        let versions = versions();
+        assert_eq!(versions.pick("b", ApiKey::Produce, 3, 11).ok(), Some(11));
+        assert_eq!(versions.pick("b", ApiKey::Produce, 3, 9).ok(), Some(9));
+        assert_eq!(versions.pick("b", ApiKey::Fetch, 4, 12).ok(), Some(12));
+        assert!(matches!(
+            versions.pick("b", ApiKey::Fetch, 0, 3),
+            Err(BenchError::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(
+            versions.pick("b", ApiKey::Metadata, 4, 12),
+            Err(BenchError::UnsupportedVersion { broker_max: -1, .. })
+        ));
+    }
+
+    #[test]
+    fn frames_carry_their_size_and_header() {
+        let mut buffer = BytesMut::new();
+        encode_request(&mut buffer, &MetadataRequest::default(), 12, 7).expect("encodes");
+        let size = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
+        assert_eq!(size as usize, buffer.len() - 4);
+        let mut frame = buffer.split_off(4).freeze();
+        let header = RequestHeader::decode(&mut frame, 2).expect("header v2");
+        assert_eq!(header.request_api_key, ApiKey::Metadata as i16);
+        assert_eq!(header.request_api_version, 12);
+        assert_eq!(header.correlation_id, 7);
+        assert_eq!(header.client_id.as_deref(), Some(CLIENT_ID));
+    }
+
+    fn response_frame(correlation_id: i32, header_version: i16, version: i16) -> Bytes {
+        let mut buffer = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buffer, header_version)
+            .expect("header");
+        MetadataResponse::default()
+            .encode(&mut buffer, version)
+            .expect("body");
+        buffer.freeze()
+    }
+
+    #[test]
+    fn responses_are_matched_to_their_request() {
+        let frame = response_frame(9, 1, 12);
+        assert!(decode_response::<MetadataRequest>(frame.clone(), 12, 9).is_ok());
+        let error = decode_response::<MetadataRequest>(frame, 12, 10).expect_err("mismatch");
+        assert!(error.contains("correlation id 9"), "{error}");
+    }
+
+    #[test]
+    fn api_versions_answers_use_header_v0() {
+        let mut buffer = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(1)
+            .encode(&mut buffer, 0)
+            .expect("header");
+        ApiVersionsResponse::default()
+            .encode(&mut buffer, 3)
+            .expect("body");
+        assert!(decode_response::<ApiVersionsRequest>(buffer.freeze(), 3, 1).is_ok());
+    }
+}
