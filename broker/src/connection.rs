@@ -1,7 +1,8 @@
 //! The Kafka listener and its connections: bytes ↔ frames ↔ requests. A connection reads ahead (up to
-//! `max_inflight` frames buffered, so pipelining clients keep the socket busy) but handles its requests
-//! one at a time, in order, as Kafka does: pipelined produces to one partition are appended in the order
-//! they were sent, and responses go out in request order. A frame over the size limit is
+//! `max_inflight` frames buffered, so pipelining clients keep the socket busy) and runs the in-order
+//! part of its requests one at a time, as Kafka does: pipelined produces to one partition are appended
+//! in the order they were sent. What may overlap — a produce waiting for its fsync — completes while
+//! the next request runs, so one fsync can cover several requests; responses go out in request order. A frame over the size limit is
 //! refused before anything is allocated for it; a frame that cannot be answered (unknown API or
 //! version, malformed) closes that connection with a log line and disturbs no other.
 
@@ -100,7 +101,17 @@ pub async fn serve(
     }
 }
 
+/// A response being finished: its encoded bytes, `None` for no response, or why to close.
 type Pending = Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, String>> + Send>>;
+
+/// Where a request stands once its in-order part has run.
+enum Staged {
+    Done(Result<Option<Bytes>, String>),
+    /// The rest may overlap with the next request (e.g. a produce waiting for its fsync).
+    Completing(Pending),
+}
+
+type Stage = Pin<Box<dyn std::future::Future<Output = Staged> + Send>>;
 
 /// What the reader hands the writer: a request to handle, or why reading stopped.
 enum Inbound {
@@ -142,32 +153,49 @@ async fn handle_connection(
         })
     };
 
-    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // The request whose in-order part is running; at most one at a time, as in Kafka.
+    let mut current: Option<Stage> = None;
+    // Requests past their in-order part, answered in request order.
+    let mut completing: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut reading_done = false;
     let close_reason: Option<String> = loop {
         tokio::select! {
             _ = cancel.cancelled() => break None,
-            // One request at a time: the next is taken only once the previous one has been answered.
-            inbound = frames.recv(), if !reading_done && pending.is_empty() => {
+            inbound = frames.recv(),
+                if !reading_done && current.is_none() && completing.len() < limits.max_inflight =>
+            {
                 match inbound {
                     Some(Inbound::Frame(frame)) => match decode_request(frame) {
-                        Ok(decoded) => pending.push_back(handle(decoded, ctx.clone(), limits.listener.clone())),
+                        Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone())),
                         Err(e) => {
                             // Answer what came before, then close.
                             reading_done = true;
-                            pending.push_back(Box::pin(async move { Err(frame_error_reason(&e)) }));
+                            let reason = frame_error_reason(&e);
+                            completing.push_back(Box::pin(async move { Err(reason) }));
                         }
                     },
                     Some(Inbound::Closed(reason)) => {
                         reading_done = true;
                         if let Some(reason) = reason {
-                            pending.push_back(Box::pin(async move { Err(reason) }));
+                            completing.push_back(Box::pin(async move { Err(reason) }));
                         }
                     }
                     None => reading_done = true,
                 }
             }
-            Some(out) = pending.next(), if !pending.is_empty() => match out {
+            staged = async {
+                match current.as_mut() {
+                    Some(stage) => stage.await,
+                    None => std::future::pending().await,
+                }
+            }, if current.is_some() => {
+                current = None;
+                match staged {
+                    Staged::Done(out) => completing.push_back(Box::pin(async move { out })),
+                    Staged::Completing(rest) => completing.push_back(rest),
+                }
+            }
+            Some(out) = completing.next(), if !completing.is_empty() => match out {
                 Ok(Some(bytes)) => {
                     if let Err(e) = writer.write_all(&bytes).await {
                         break Some(format!("write failed: {e}"));
@@ -178,7 +206,7 @@ async fn handle_connection(
             },
             else => break None,
         }
-        if reading_done && pending.is_empty() {
+        if reading_done && current.is_none() && completing.is_empty() {
             break None;
         }
     };
@@ -195,26 +223,45 @@ fn frame_error_reason(e: &FrameError) -> String {
     e.to_string()
 }
 
-/// Handles one decoded frame: the encoded response, `None` for no response, or why to close.
-fn handle(decoded: Decoded, ctx: Arc<BrokerContext>, listener: String) -> Pending {
+fn encode(correlation_id: i32, key: ApiKey, version: i16, outcome: Outcome) -> Staged {
+    match outcome {
+        Outcome::Respond(body) => Staged::Done(
+            encode_response(correlation_id, key, version, &body)
+                .map(Some)
+                .map_err(|e| format!("cannot encode {key:?} v{version} response: {e}")),
+        ),
+        Outcome::NoResponse => Staged::Done(Ok(None)),
+        Outcome::Close(reason) => Staged::Done(Err(reason)),
+        Outcome::Completing(rest) => Staged::Completing(Box::pin(async move {
+            match encode(correlation_id, key, version, rest.await) {
+                Staged::Done(out) => out,
+                Staged::Completing(more) => more.await,
+            }
+        })),
+    }
+}
+
+/// Runs the in-order part of one decoded frame.
+fn handle(decoded: Decoded, ctx: Arc<BrokerContext>, listener: String) -> Stage {
     Box::pin(async move {
         match decoded {
             Decoded::ApiVersionsTooNew { correlation_id } => {
                 let body = ResponseKind::ApiVersions(api_versions::versions_too_new());
-                encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
-                    .map(Some)
-                    .map_err(|e| format!("cannot encode ApiVersions: {e}"))
+                Staged::Done(
+                    encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
+                        .map(Some)
+                        .map_err(|e| format!("cannot encode ApiVersions: {e}")),
+                )
             }
             Decoded::Request(request) => {
                 let correlation_id = request.header.correlation_id;
                 let (key, version) = (request.api_key, request.version);
-                match dispatch(&ctx, *request, &listener).await {
-                    Outcome::Respond(body) => encode_response(correlation_id, key, version, &body)
-                        .map(Some)
-                        .map_err(|e| format!("cannot encode {key:?} v{version} response: {e}")),
-                    Outcome::NoResponse => Ok(None),
-                    Outcome::Close(reason) => Err(reason),
-                }
+                encode(
+                    correlation_id,
+                    key,
+                    version,
+                    dispatch(&ctx, *request, &listener).await,
+                )
             }
         }
     })

@@ -15,6 +15,8 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
@@ -50,6 +52,22 @@ pub enum Outcome {
     NoResponse,
     /// Close the connection (Kafka's answer to requests it cannot frame a reply for).
     Close(String),
+    /// The part of the request that must happen in order is done; the rest (waiting for durability)
+    /// may overlap with the connection's next request. Responses still go out in request order.
+    Completing(Pin<Box<dyn Future<Output = Outcome> + Send>>),
+}
+
+fn produce_outcome(outcome: produce::ProduceOutcome) -> Outcome {
+    match outcome {
+        produce::ProduceOutcome::Respond(response) => {
+            Outcome::Respond(Box::new(ResponseKind::Produce(response)))
+        }
+        produce::ProduceOutcome::NoResponse => Outcome::NoResponse,
+        produce::ProduceOutcome::Close(reason) => Outcome::Close(reason),
+        produce::ProduceOutcome::Completing(rest) => {
+            Outcome::Completing(Box::pin(async move { produce_outcome(rest.await) }))
+        }
+    }
 }
 
 pub async fn dispatch(ctx: &BrokerContext, request: Request, listener: &str) -> Outcome {
@@ -64,15 +82,7 @@ pub async fn dispatch(ctx: &BrokerContext, request: Request, listener: &str) -> 
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(&rc, r))
         }
-        RequestKind::Produce(r) => {
-            return match produce::handle(ctx, &rc, r).await {
-                produce::ProduceOutcome::Respond(response) => {
-                    Outcome::Respond(Box::new(ResponseKind::Produce(response)))
-                }
-                produce::ProduceOutcome::NoResponse => Outcome::NoResponse,
-                produce::ProduceOutcome::Close(reason) => Outcome::Close(reason),
-            }
-        }
+        RequestKind::Produce(r) => return produce_outcome(produce::handle(ctx, &rc, r).await),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, &rc, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(ctx, &rc, r).await)

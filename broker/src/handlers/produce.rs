@@ -4,6 +4,9 @@
 //! with a KIP-951 hint (v10+). acks=0 gets no response; if such a request fails, the connection is
 //! closed so the client refreshes its metadata.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -22,6 +25,9 @@ pub enum ProduceOutcome {
     Respond(ProduceResponse),
     NoResponse,
     Close(String),
+    /// Every batch is written, in request order; what remains (durability, then the answer) may
+    /// overlap with the connection's next request.
+    Completing(Pin<Box<dyn Future<Output = ProduceOutcome> + Send>>),
 }
 
 /// Why one partition's batch was not appended.
@@ -98,14 +104,17 @@ pub async fn handle(
         return ProduceOutcome::Close("transactional produce is not supported".into());
     }
     let image = ctx.metadata.current();
-    let mut failed = false;
-    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let version = rc.version;
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
-    for topic in request.topic_data {
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    // Appends written now, completed below: (topic position, partition position, append).
+    let mut pending = Vec::new();
+    let mut failed = false;
+    for (t_pos, topic) in request.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
         let topic_image = image.topic_by_name(&name);
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
-        for data in topic.partition_data {
+        for (p_pos, data) in topic.partition_data.into_iter().enumerate() {
             let index = data.index;
             let outcome = if !(acks == 0 || acks == 1 || acks == -1) {
                 Err(Refusal::new(ResponseError::InvalidRequiredAcks, None))
@@ -114,7 +123,7 @@ pub async fn handle(
                     None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, None)),
                     Some(t) => match ctx.replicas.partition(t.id, index) {
                         None => Err(Refusal::new(ResponseError::NotLeaderOrFollower, None)),
-                        Some(partition) => match precheck(data.records, rc.version) {
+                        Some(partition) => match precheck(data.records, version) {
                             Err(refusal) => Err(refusal),
                             Ok(records) => ctx
                                 .replicas
@@ -131,32 +140,10 @@ pub async fn handle(
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
             match outcome {
-                Ok(info) => {
-                    response = response
-                        .with_base_offset(info.base_offset)
-                        .with_log_append_time_ms(info.log_append_time_ms)
-                        .with_log_start_offset(if rc.version >= 5 {
-                            info.log_start_offset
-                        } else {
-                            -1
-                        });
-                }
+                Ok(append) => pending.push((t_pos, p_pos, append)),
                 Err(refusal) => {
                     failed = true;
-                    response = response.with_error_code(refusal.error.code());
-                    if let Some(message) = refusal.message.filter(|_| rc.version >= 8) {
-                        if refusal.error == ResponseError::InvalidRecord
-                            || refusal.error == ResponseError::CorruptMessage
-                        {
-                            response.record_errors = vec![BatchIndexAndErrorMessage::default()
-                                .with_batch_index(0)
-                                .with_batch_index_error_message(Some(StrBytes::from_string(
-                                    message.clone(),
-                                )))];
-                        }
-                        response.error_message = Some(StrBytes::from_string(message));
-                    }
-                    if refusal.error == ResponseError::NotLeaderOrFollower && rc.version >= 10 {
+                    if refusal.error == ResponseError::NotLeaderOrFollower && version >= 10 {
                         if let Some(t) = topic_image {
                             let hint = leader_hint(&image, t.id, index, rc.listener);
                             response.current_leader = LeaderIdAndEpoch::default()
@@ -175,6 +162,7 @@ pub async fn handle(
                             }
                         }
                     }
+                    refuse(&mut response, refusal, version);
                 }
             }
             partition_responses.push(response);
@@ -185,16 +173,51 @@ pub async fn handle(
                 .with_partition_responses(partition_responses),
         );
     }
-    if acks == 0 {
-        return if failed {
-            ProduceOutcome::Close("an acks=0 produce failed".into())
-        } else {
-            ProduceOutcome::NoResponse
-        };
+    let replicas = ctx.replicas.clone();
+    let complete = async move {
+        for (t_pos, p_pos, append) in pending {
+            let response = &mut responses[t_pos].partition_responses[p_pos];
+            match replicas.complete_append(append).await {
+                Ok(info) => {
+                    response.base_offset = info.base_offset;
+                    response.log_append_time_ms = info.log_append_time_ms;
+                    if version >= 5 {
+                        response.log_start_offset = info.log_start_offset;
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    refuse(response, append_error(e), version);
+                }
+            }
+        }
+        if acks == 0 {
+            return if failed {
+                ProduceOutcome::Close("an acks=0 produce failed".into())
+            } else {
+                ProduceOutcome::NoResponse
+            };
+        }
+        let mut response = ProduceResponse::default().with_responses(responses);
+        if version >= 10 {
+            response.node_endpoints = endpoints;
+        }
+        ProduceOutcome::Respond(response)
+    };
+    ProduceOutcome::Completing(Box::pin(complete))
+}
+
+/// Fills a partition's error (and, v8+, its message) into its response.
+fn refuse(response: &mut PartitionProduceResponse, refusal: Refusal, version: i16) {
+    response.error_code = refusal.error.code();
+    if let Some(message) = refusal.message.filter(|_| version >= 8) {
+        if refusal.error == ResponseError::InvalidRecord
+            || refusal.error == ResponseError::CorruptMessage
+        {
+            response.record_errors = vec![BatchIndexAndErrorMessage::default()
+                .with_batch_index(0)
+                .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))];
+        }
+        response.error_message = Some(StrBytes::from_string(message));
     }
-    let mut response = ProduceResponse::default().with_responses(responses);
-    if rc.version >= 10 {
-        response.node_endpoints = endpoints;
-    }
-    ProduceOutcome::Respond(response)
 }

@@ -18,6 +18,12 @@ use crate::lifecycle::BrokerStatus;
 use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog};
 use crate::metadata::MetadataCache;
 
+/// An append that is written but not yet acknowledged (see `ReplicaManager::complete_append`).
+pub struct PendingAppend {
+    partition: Arc<Partition>,
+    info: AppendInfo,
+}
+
 /// Why a leader append was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -93,14 +99,14 @@ impl ReplicaManager {
         self.data_version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// Appends one producer batch as the partition's leader and makes it durable under the topic's
-    /// flush policy before returning.
+    /// Appends one producer batch as the partition's leader. The batch is written (in the order calls
+    /// are made) but not yet durable: `complete_append` makes it so and publishes it.
     pub async fn append_as_leader(
         &self,
         partition: &Arc<Partition>,
         batch: Bytes,
         required_acks: i16,
-    ) -> Result<AppendInfo, AppendError> {
+    ) -> Result<PendingAppend, AppendError> {
         let state = partition.state();
         if state.leader != self.broker_id {
             return Err(AppendError::NotLeader);
@@ -113,6 +119,16 @@ impl ReplicaManager {
         }
         let log = partition.log.clone();
         let info = blocking(move || log.append_as_leader(batch, state.leader_epoch)).await??;
+        Ok(PendingAppend {
+            partition: partition.clone(),
+            info,
+        })
+    }
+
+    /// Makes an append durable under the topic's flush policy (group commit: one fsync covers every
+    /// append before it) and moves the high watermark past it.
+    pub async fn complete_append(&self, pending: PendingAppend) -> Result<AppendInfo, AppendError> {
+        let PendingAppend { partition, info } = pending;
         if info.flush_required {
             let log = partition.log.clone();
             let next = info.next_offset();

@@ -6,5 +6,5 @@
 mod manager;
 mod partition;
 
-pub use manager::{run_metadata_listener, AppendError, ReplicaManager};
+pub use manager::{run_metadata_listener, AppendError, PendingAppend, ReplicaManager};
 pub use partition::{Partition, PartitionState};
