@@ -97,6 +97,8 @@ pub enum BrokerError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("data dir {} is in use by another broker process (lock {} is held)", path.display(), path.join(crate::server::LOCK_FILE).display())]
+    DataDirLocked { path: std::path::PathBuf },
     #[error("cannot listen for Kafka clients on {address}: {source}")]
     KafkaBind {
         address: SocketAddr,

@@ -8,11 +8,14 @@
 //! task. A task that fails for good (the controller rejected this broker, the HTTP server died) stops
 //! the broker with that error.
 
+use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -31,6 +34,26 @@ use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
 use crate::replica::{run_metadata_listener, ReplicaManager};
 
+/// The lock file in a broker's data dir.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the data dir's lock (an exclusive `flock`, released by the OS when the process dies).
+fn lock_data_dir(dir: &Path) -> Result<Flock<File>, BrokerError> {
+    let path = dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| BrokerError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| BrokerError::DataDirLocked {
+        path: dir.to_path_buf(),
+    })
+}
+
 /// Runs a broker until `shutdown` resolves (then shuts down gracefully) or a task fails for good.
 pub async fn run(
     config: BrokerConfig,
@@ -42,6 +65,8 @@ pub async fn run(
 /// A started broker and the handles to stop it.
 pub struct Broker {
     config: BrokerConfig,
+    /// Held while the broker runs: a second process on the same data dir is refused.
+    _data_dir_lock: Flock<File>,
     /// The bound Kafka listener.
     kafka_addr: SocketAddr,
     logs: Arc<LogManager>,
@@ -67,6 +92,7 @@ impl Broker {
             path: config.data_dir.clone(),
             source,
         })?;
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let client = Arc::new(ControllerClient::new(
             config.controller_addresses(),
             config.controller_request_timeout(),
@@ -195,6 +221,7 @@ impl Broker {
             "broker started"
         );
         Ok(Broker {
+            _data_dir_lock: data_dir_lock,
             config,
             kafka_addr,
             logs,
@@ -327,5 +354,24 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_serves_one_broker_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_data_dir(dir.path()).expect("first lock");
+        let err = lock_data_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, BrokerError::DataDirLocked { .. }), "{err}");
+        assert!(
+            err.to_string().contains("in use by another broker"),
+            "{err}"
+        );
+        drop(first);
+        lock_data_dir(dir.path()).expect("free again once released");
     }
 }
