@@ -141,6 +141,15 @@ pub struct BrokerConfig {
     )]
     pub auto_create_topics: bool,
 
+    /// A follower that has not caught up with the leader for this long leaves the ISR (Kafka's
+    /// `replica.lag.time.max.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_REPLICA_LAG_TIME_MAX_MS",
+        default_value_t = 30_000
+    )]
+    pub replica_lag_time_max_ms: u64,
+
     /// Largest Kafka request frame accepted; larger ones are refused before they are read.
     #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
     pub max_request_bytes: u32,

@@ -32,6 +32,8 @@ use crate::http::{router, HttpState};
 use crate::lifecycle::{BrokerLifecycleManager, BrokerStatus, LifecycleConfig};
 use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
+use crate::replica::fetcher::run_fetcher_manager;
+use crate::replica::isr::{run_isr_changes, run_isr_shrinker};
 use crate::replica::{run_metadata_listener, ReplicaManager};
 
 /// The lock file in a broker's data dir.
@@ -133,7 +135,8 @@ impl Broker {
             }
         }
         let logs = Arc::new(LogManager::open(&config.data_dir, LogConfig::default())?);
-        let replicas = Arc::new(ReplicaManager::new(config.broker_id, logs.clone()));
+        let (isr_tx, isr_rx) = mpsc::unbounded_channel();
+        let replicas = Arc::new(ReplicaManager::new(config.broker_id, logs.clone(), isr_tx));
 
         let manager = BrokerLifecycleManager::new(
             LifecycleConfig {
@@ -165,6 +168,25 @@ impl Broker {
             metadata.clone(),
             status.clone(),
             cancel.clone(),
+        ));
+        tracker.spawn(run_isr_changes(
+            replicas.clone(),
+            client.clone(),
+            status.clone(),
+            isr_rx,
+            cancel.clone(),
+        ));
+        tracker.spawn(run_isr_shrinker(
+            replicas.clone(),
+            Duration::from_millis(config.replica_lag_time_max_ms),
+            cancel.clone(),
+        ));
+        tracker.spawn(run_fetcher_manager(
+            replicas.clone(),
+            metadata.clone(),
+            status.clone(),
+            cancel.clone(),
+            tracker.clone(),
         ));
         let context = Arc::new(BrokerContext {
             broker_id: config.broker_id,

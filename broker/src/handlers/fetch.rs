@@ -84,6 +84,11 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
         request.replica_id.0
     };
     let is_follower = replica_id >= 0;
+    let replica_epoch = if rc.version >= 15 {
+        request.replica_state.replica_epoch
+    } else {
+        -1
+    };
     let read_committed = request.isolation_level == 1;
     let mut budget = if rc.version >= 3 {
         i64::from(request.max_bytes.max(0))
@@ -116,7 +121,7 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
                     &image,
                     id,
                     p,
-                    is_follower,
+                    is_follower.then_some((replica_id, replica_epoch)),
                     budget.max(1),
                     &mut data,
                 )
@@ -186,14 +191,41 @@ fn read_partition(
     image: &MetadataImage,
     topic_id: TopicId,
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
-    is_follower: bool,
+    follower: Option<(i32, i64)>,
     budget: i64,
     data: &mut PartitionData,
 ) -> Result<i64, ResponseError> {
     let partition = leader_partition(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
     let log = &partition.log;
+    if let Some((replica_id, replica_epoch)) = follower {
+        // Only a replica of the partition, at its current broker epoch, may fetch as a follower.
+        let current_epoch = image.brokers.get(&replica_id).map(|b| b.broker_epoch);
+        let stale = replica_epoch >= 0 && current_epoch.is_some_and(|e| e != replica_epoch);
+        if !partition.state().replicas.contains(&replica_id) || stale {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        // Diverging history (digest §3.3): where the follower's last epoch ends in our log.
+        if p.last_fetched_epoch >= 0 {
+            let end = log
+                .end_offset_for_epoch(p.last_fetched_epoch)
+                .map_err(|_| ResponseError::KafkaStorageError)?;
+            if end.leader_epoch < p.last_fetched_epoch || end.end_offset < p.fetch_offset {
+                data.diverging_epoch = data
+                    .diverging_epoch
+                    .clone()
+                    .with_epoch(end.leader_epoch)
+                    .with_end_offset(end.end_offset);
+                data.high_watermark = log.high_watermark();
+                data.last_stable_offset = data.high_watermark;
+                data.log_start_offset = log.log_start_offset();
+                return Ok(0);
+            }
+        }
+        ctx.replicas
+            .on_follower_fetch(&partition, replica_id, replica_epoch, p.fetch_offset);
+    }
     let high_watermark = log.high_watermark();
-    let upper_bound = if is_follower {
+    let upper_bound = if follower.is_some() {
         log.log_end_offset()
     } else {
         high_watermark

@@ -427,7 +427,11 @@ pub(crate) mod tests {
                 ctx: BrokerContext {
                     broker_id,
                     metadata,
-                    replicas: Arc::new(ReplicaManager::new(broker_id, Arc::new(logs))),
+                    replicas: Arc::new(ReplicaManager::new(
+                        broker_id,
+                        Arc::new(logs),
+                        tokio::sync::mpsc::unbounded_channel().0,
+                    )),
                     controller: Arc::new(controller),
                     auto_create_topics: false,
                 },

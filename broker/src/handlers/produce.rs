@@ -51,6 +51,10 @@ fn append_error(e: AppendError) -> Refusal {
         AppendError::NotEnoughReplicas { .. } => {
             Refusal::new(ResponseError::NotEnoughReplicas, e.to_string())
         }
+        AppendError::NotEnoughReplicasAfterAppend => {
+            Refusal::new(ResponseError::NotEnoughReplicasAfterAppend, e.to_string())
+        }
+        AppendError::TimedOut => Refusal::new(ResponseError::RequestTimedOut, e.to_string()),
         AppendError::Log(log) => log_error(log),
         AppendError::Storage(m) => Refusal::new(ResponseError::KafkaStorageError, m),
     }
@@ -99,6 +103,7 @@ pub async fn handle(
     request: ProduceRequest,
 ) -> ProduceOutcome {
     let acks = request.acks;
+    let request_timeout_ms = request.timeout_ms;
     if request.transactional_id.is_some() {
         // Transactions are not offered (not in ApiVersions); a client sending one is broken.
         return ProduceOutcome::Close("transactional produce is not supported".into());
@@ -174,10 +179,11 @@ pub async fn handle(
         );
     }
     let replicas = ctx.replicas.clone();
+    let timeout = std::time::Duration::from_millis(request_timeout_ms.max(0) as u64);
     let complete = async move {
         for (t_pos, p_pos, append) in pending {
             let response = &mut responses[t_pos].partition_responses[p_pos];
-            match replicas.complete_append(append).await {
+            match replicas.complete_append(append, acks, timeout).await {
                 Ok(info) => {
                     response.base_offset = info.base_offset;
                     response.log_append_time_ms = info.log_append_time_ms;

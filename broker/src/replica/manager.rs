@@ -9,7 +9,9 @@ use chronik_controller::state::configs::{
     effective_i64, effective_topic_configs, MIN_INSYNC_REPLICAS,
 };
 use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
-use tokio::sync::watch;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -17,6 +19,15 @@ use super::partition::{Partition, PartitionState};
 use crate::lifecycle::BrokerStatus;
 use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog};
 use crate::metadata::MetadataCache;
+
+/// An ISR change a partition leader asks of the controller (AlterPartition).
+pub struct IsrChange {
+    pub partition: Arc<Partition>,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    /// `(broker, broker epoch or -1)`.
+    pub new_isr: Vec<(BrokerId, i64)>,
+}
 
 /// An append that is written but not yet acknowledged (see `ReplicaManager::complete_append`).
 pub struct PendingAppend {
@@ -31,6 +42,10 @@ pub enum AppendError {
     NotLeader,
     #[error("the in-sync replicas ({isr}) are fewer than min.insync.replicas ({min})")]
     NotEnoughReplicas { isr: usize, min: usize },
+    #[error("the ISR shrank below min.insync.replicas after the append")]
+    NotEnoughReplicasAfterAppend,
+    #[error("the in-sync replicas did not confirm the write in time")]
+    TimedOut,
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("storage task failed: {0}")]
@@ -44,6 +59,7 @@ pub struct ReplicaManager {
     /// Bumped whenever readable data may have changed (appends, high watermarks, roles), to wake long
     /// polls.
     data_version: watch::Sender<u64>,
+    isr_changes: mpsc::UnboundedSender<IsrChange>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -55,13 +71,25 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl ReplicaManager {
-    pub fn new(broker_id: BrokerId, logs: Arc<LogManager>) -> Self {
+    /// A replica manager; the ISR changes its leaders ask for go to `isr_changes` (see
+    /// `isr::run_isr_changes`).
+    pub fn new(
+        broker_id: BrokerId,
+        logs: Arc<LogManager>,
+        isr_changes: mpsc::UnboundedSender<IsrChange>,
+    ) -> Self {
         Self {
             broker_id,
             logs,
             partitions: RwLock::new(HashMap::new()),
             data_version: watch::channel(0).0,
+            isr_changes,
         }
+    }
+
+    /// Wakes long polls and acks=all waits (after a high watermark or role change made elsewhere).
+    pub fn data_changed(&self) {
+        self.notify_data();
     }
 
     pub fn broker_id(&self) -> BrokerId {
@@ -126,19 +154,134 @@ impl ReplicaManager {
     }
 
     /// Makes an append durable under the topic's flush policy (group commit: one fsync covers every
-    /// append before it) and moves the high watermark past it.
-    pub async fn complete_append(&self, pending: PendingAppend) -> Result<AppendInfo, AppendError> {
+    /// append before it), lets the high watermark move, and — for acks=all — waits until the high
+    /// watermark covers it (digest §6.3): NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
+    /// `min.insync.replicas` meanwhile, REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER if
+    /// leadership moved first.
+    pub async fn complete_append(
+        &self,
+        pending: PendingAppend,
+        required_acks: i16,
+        timeout: Duration,
+    ) -> Result<AppendInfo, AppendError> {
         let PendingAppend { partition, info } = pending;
         if info.flush_required {
             let log = partition.log.clone();
             let next = info.next_offset();
             blocking(move || log.flush_to(next)).await??;
         }
-        // Followers do not copy yet, so the leader's own (durable) log end is the high watermark.
-        let high_watermark = partition.log.high_watermark().max(info.next_offset());
-        partition.log.set_high_watermark(high_watermark);
-        self.notify_data();
-        Ok(info)
+        if partition.maybe_advance_high_watermark(self.broker_id) {
+            self.notify_data();
+        }
+        if required_acks != -1 {
+            return Ok(info);
+        }
+        let leader_epoch = partition.state().leader_epoch;
+        let mut changed = self.data_version.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            changed.borrow_and_update();
+            let state = partition.state();
+            if state.leader != self.broker_id || state.leader_epoch != leader_epoch {
+                return Err(AppendError::NotLeader);
+            }
+            if partition.log.high_watermark() > info.last_offset {
+                if state.isr.len() < state.min_insync_replicas
+                    && state.isr.len() < state.replicas.len()
+                {
+                    return Err(AppendError::NotEnoughReplicasAfterAppend);
+                }
+                return Ok(info);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Err(AppendError::TimedOut),
+                changed = changed.changed() => if changed.is_err() { return Err(AppendError::TimedOut) },
+            }
+        }
+    }
+
+    /// A follower fetched `fetch_offset` of a partition this broker leads: record it, move the high
+    /// watermark, and ask the controller to add the follower to the ISR once it has caught up.
+    pub fn on_follower_fetch(
+        &self,
+        partition: &Arc<Partition>,
+        follower: BrokerId,
+        broker_epoch: i64,
+        fetch_offset: i64,
+    ) {
+        partition.record_follower_fetch(follower, broker_epoch, fetch_offset);
+        if partition.maybe_advance_high_watermark(self.broker_id) {
+            self.notify_data();
+        }
+        let state = partition.state();
+        if state.leader != self.broker_id
+            || state.isr.contains(&follower)
+            || !state.replicas.contains(&follower)
+        {
+            return;
+        }
+        let log = &partition.log;
+        let epoch_start = log
+            .epoch_entries()
+            .last()
+            .filter(|e| e.epoch == state.leader_epoch)
+            .map_or(log.log_end_offset(), |e| e.start_offset);
+        let caught_up = fetch_offset >= log.high_watermark() && fetch_offset >= epoch_start;
+        if caught_up && partition.begin_isr_change() {
+            let mut new_isr: Vec<(BrokerId, i64)> = state.isr.iter().map(|&b| (b, -1)).collect();
+            new_isr.push((follower, broker_epoch));
+            self.request_isr_change(partition, &state, new_isr);
+        }
+    }
+
+    fn request_isr_change(
+        &self,
+        partition: &Arc<Partition>,
+        state: &PartitionState,
+        new_isr: Vec<(BrokerId, i64)>,
+    ) {
+        let change = IsrChange {
+            partition: partition.clone(),
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr,
+        };
+        if self.isr_changes.send(change).is_err() {
+            partition.end_isr_change();
+        }
+    }
+
+    /// Asks the controller to drop ISR members of led partitions that have not caught up for `lag`
+    /// (digest §6.4). Failed and fenced brokers are removed by the controller itself.
+    pub fn shrink_lagging_isrs(&self, lag: Duration) {
+        for partition in self.partitions() {
+            let state = partition.state();
+            if state.leader != self.broker_id || state.isr.len() <= 1 {
+                continue;
+            }
+            let leo = partition.log.log_end_offset();
+            let lagging: Vec<BrokerId> = state
+                .isr
+                .iter()
+                .copied()
+                .filter(|&b| b != self.broker_id)
+                .filter(|&b| match partition.follower(b) {
+                    Some(f) => f.log_end_offset < leo && f.last_caught_up.elapsed() > lag,
+                    None => partition.leader_since().elapsed() > lag,
+                })
+                .collect();
+            if lagging.is_empty() || !partition.begin_isr_change() {
+                continue;
+            }
+            let new_isr = state
+                .isr
+                .iter()
+                .filter(|b| !lagging.contains(b))
+                .map(|&b| (b, -1))
+                .collect();
+            info!(topic = %partition.topic, partition = partition.index, ?lagging, "shrinking the ISR");
+            self.request_isr_change(&partition, &state, new_isr);
+        }
     }
 
     /// Brings the hosted partitions in line with `image`: creates logs for partitions this broker

@@ -3,8 +3,10 @@
 //! replicas, leads it while the image names it leader, and its log directory is deleted once the image
 //! no longer has it. Roles only move forward: state from an older partition epoch is ignored.
 
+pub mod fetcher;
+pub mod isr;
 mod manager;
 mod partition;
 
-pub use manager::{run_metadata_listener, AppendError, PendingAppend, ReplicaManager};
-pub use partition::{Partition, PartitionState};
+pub use manager::{run_metadata_listener, AppendError, IsrChange, PendingAppend, ReplicaManager};
+pub use partition::{FollowerState, Partition, PartitionState};

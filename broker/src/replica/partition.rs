@@ -1,8 +1,14 @@
-//! One hosted partition: its log and its replication state as the metadata image last set it.
+//! One hosted partition: its log, its replication state as the metadata image last set it, and — while
+//! this broker leads it — what each follower has fetched (digest §6.2–6.4). The high watermark is the
+//! smallest log end offset over the in-sync replicas, and does not move while the ISR is smaller than
+//! `min.insync.replicas`.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chronik_controller::state::{BrokerId, TopicId};
+use tokio::time::Instant;
 
 use crate::log::PartitionLog;
 
@@ -18,12 +24,32 @@ pub struct PartitionState {
     pub min_insync_replicas: usize,
 }
 
+/// What the leader knows of one follower from its fetches.
+#[derive(Clone, Copy, Debug)]
+pub struct FollowerState {
+    /// The follower's log end offset: the offset of its last fetch. It fetches from there only once
+    /// what it holds below is durable under the topic's flush policy.
+    pub log_end_offset: i64,
+    /// The broker epoch the follower fetched with.
+    pub broker_epoch: i64,
+    /// When the follower was last caught up with the leader's log end.
+    pub last_caught_up: Instant,
+    /// The leader's log end and the time at the follower's previous fetch.
+    previous_fetch_leader_leo: i64,
+    previous_fetch_time: Instant,
+}
+
 pub struct Partition {
     pub topic: String,
     pub topic_id: TopicId,
     pub index: i32,
     pub log: Arc<PartitionLog>,
     state: RwLock<PartitionState>,
+    followers: Mutex<HashMap<BrokerId, FollowerState>>,
+    /// At most one ISR change is asked of the controller at a time.
+    isr_change_in_flight: AtomicBool,
+    /// When the current leader epoch began here (followers that never fetched count from then).
+    leader_since: Mutex<Instant>,
 }
 
 impl Partition {
@@ -40,6 +66,9 @@ impl Partition {
             index,
             log,
             state: RwLock::new(state),
+            followers: Mutex::new(HashMap::new()),
+            isr_change_in_flight: AtomicBool::new(false),
+            leader_since: Mutex::new(Instant::now()),
         }
     }
 
@@ -48,16 +77,239 @@ impl Partition {
     }
 
     /// Replaces the state if `new` is not older (by partition epoch); returns the previous state when
-    /// it changed.
+    /// it changed. A new leader epoch forgets what followers fetched under the old one.
     pub(crate) fn update(&self, new: PartitionState) -> Option<PartitionState> {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if new.partition_epoch < state.partition_epoch || *state == new {
             return None;
+        }
+        if new.leader_epoch != state.leader_epoch {
+            self.followers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            *self.leader_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         }
         Some(std::mem::replace(&mut *state, new))
     }
 
     pub fn is_leader(&self, broker_id: BrokerId) -> bool {
         self.state().leader == broker_id
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (Kafka's `Replica.updateFetchStateOrThrow`).
+    pub fn record_follower_fetch(&self, follower: BrokerId, broker_epoch: i64, fetch_offset: i64) {
+        let now = Instant::now();
+        let leader_leo = self.log.log_end_offset();
+        let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = followers.get(&follower).copied();
+        let last_caught_up = if fetch_offset >= leader_leo {
+            now
+        } else {
+            match previous {
+                Some(p) if fetch_offset >= p.previous_fetch_leader_leo => p.previous_fetch_time,
+                Some(p) => p.last_caught_up,
+                // A first fetch that is behind is not caught up yet.
+                None => now - std::time::Duration::from_secs(24 * 3600),
+            }
+        };
+        followers.insert(
+            follower,
+            FollowerState {
+                log_end_offset: fetch_offset,
+                broker_epoch,
+                last_caught_up,
+                previous_fetch_leader_leo: leader_leo,
+                previous_fetch_time: now,
+            },
+        );
+    }
+
+    pub fn follower(&self, follower: BrokerId) -> Option<FollowerState> {
+        self.followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&follower)
+            .copied()
+    }
+
+    /// The high watermark the ISR allows (digest §6.3), or `None` when it may not move: the ISR is
+    /// smaller than `min.insync.replicas`, or a member has not fetched under this leader yet.
+    pub fn allowed_high_watermark(&self, self_id: BrokerId) -> Option<i64> {
+        let state = self.state();
+        if state.leader != self_id {
+            return None;
+        }
+        let own = self.log.log_end_offset();
+        if state.isr.len() < state.min_insync_replicas && state.isr.len() < state.replicas.len() {
+            return None;
+        }
+        let followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut high_watermark = own;
+        for member in state.isr.iter().filter(|&&b| b != self_id) {
+            high_watermark = high_watermark.min(followers.get(member)?.log_end_offset);
+        }
+        Some(high_watermark)
+    }
+
+    /// Moves the high watermark forward if the ISR allows; returns whether it moved.
+    pub fn maybe_advance_high_watermark(&self, self_id: BrokerId) -> bool {
+        match self.allowed_high_watermark(self_id) {
+            Some(allowed) if allowed > self.log.high_watermark() => {
+                self.log.set_high_watermark(allowed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn leader_since(&self) -> Instant {
+        *self.leader_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims the single ISR-change slot; `false` when a change is already in flight.
+    pub(crate) fn begin_isr_change(&self) -> bool {
+        self.isr_change_in_flight
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub(crate) fn end_isr_change(&self) {
+        self.isr_change_in_flight.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::test_support::client_batch;
+    use crate::log::LogConfig;
+    use uuid::Uuid;
+
+    /// A partition led by broker 1 with replicas 1, 2, 3 and the given ISR, holding `records` records.
+    fn led(isr: &[BrokerId], min_isr: usize, records: usize) -> (tempfile::TempDir, Partition) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            PartitionLog::open(
+                &dir.path().join("t-0"),
+                Uuid::new_v4(),
+                LogConfig::default(),
+            )
+            .unwrap(),
+        );
+        log.assign_leader_epoch(3).unwrap();
+        for _ in 0..records {
+            log.append_as_leader(client_batch(&[1], 10), 3).unwrap();
+        }
+        let state = PartitionState {
+            leader: 1,
+            leader_epoch: 3,
+            partition_epoch: 7,
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            min_insync_replicas: min_isr,
+        };
+        (
+            dir,
+            Partition::new("t".into(), Uuid::new_v4(), 0, log, state),
+        )
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_log_end_over_the_isr() {
+        let (_dir, p) = led(&[1, 2, 3], 2, 10);
+        assert_eq!(
+            p.allowed_high_watermark(1),
+            None,
+            "followers have not fetched yet"
+        );
+        p.record_follower_fetch(2, 5, 10);
+        p.record_follower_fetch(3, 5, 4);
+        assert_eq!(p.allowed_high_watermark(1), Some(4));
+        assert!(p.maybe_advance_high_watermark(1));
+        assert_eq!(p.log.high_watermark(), 4);
+        // It never moves back, even if a follower reports less (e.g. after a restart).
+        p.record_follower_fetch(3, 6, 2);
+        assert!(!p.maybe_advance_high_watermark(1));
+        assert_eq!(p.log.high_watermark(), 4);
+        p.record_follower_fetch(3, 6, 10);
+        assert!(p.maybe_advance_high_watermark(1));
+        assert_eq!(p.log.high_watermark(), 10);
+        // A follower outside the ISR does not hold it back.
+        let (_dir, p) = led(&[1, 2], 2, 10);
+        p.record_follower_fetch(2, 5, 10);
+        p.record_follower_fetch(3, 5, 0);
+        assert_eq!(p.allowed_high_watermark(1), Some(10));
+        // Only the leader computes it.
+        assert_eq!(p.allowed_high_watermark(2), None);
+    }
+
+    #[test]
+    fn the_high_watermark_stands_still_while_the_isr_is_below_min_insync_replicas() {
+        let (_dir, p) = led(&[1], 2, 10);
+        assert_eq!(p.allowed_high_watermark(1), None);
+        assert!(!p.maybe_advance_high_watermark(1));
+        assert_eq!(p.log.high_watermark(), 0);
+        // A partition whose every replica is in sync is not held back by a larger setting.
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            PartitionLog::open(
+                &dir.path().join("t-1"),
+                Uuid::new_v4(),
+                LogConfig::default(),
+            )
+            .unwrap(),
+        );
+        log.append_as_leader(client_batch(&[1], 10), 0).unwrap();
+        let single = PartitionState {
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+            min_insync_replicas: 2,
+        };
+        let p = Partition::new("t".into(), Uuid::new_v4(), 1, log, single);
+        assert_eq!(p.allowed_high_watermark(1), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn caught_up_time_follows_kafkas_rule() {
+        let (_dir, p) = led(&[1, 2], 1, 10);
+        p.record_follower_fetch(2, 5, 10);
+        let caught_up = p.follower(2).unwrap().last_caught_up;
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        p.log.append_as_leader(client_batch(&[1], 10), 3).unwrap();
+        // Behind the current end but at the end seen at its previous fetch: caught up as of then.
+        p.record_follower_fetch(2, 5, 10);
+        assert_eq!(
+            p.follower(2).unwrap().last_caught_up,
+            caught_up + std::time::Duration::ZERO
+        );
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        p.record_follower_fetch(2, 5, 11);
+        assert!(p.follower(2).unwrap().last_caught_up > caught_up);
+    }
+
+    #[test]
+    fn one_isr_change_at_a_time_and_a_new_leader_epoch_forgets_followers() {
+        let (_dir, p) = led(&[1, 2, 3], 2, 1);
+        assert!(p.begin_isr_change());
+        assert!(!p.begin_isr_change());
+        p.end_isr_change();
+        assert!(p.begin_isr_change());
+        p.record_follower_fetch(2, 5, 1);
+        let mut next = p.state();
+        next.leader_epoch += 1;
+        next.partition_epoch += 1;
+        assert!(p.update(next).is_some());
+        assert!(p.follower(2).is_none());
+        let mut stale = p.state();
+        stale.partition_epoch -= 1;
+        stale.isr = vec![1];
+        assert!(
+            p.update(stale).is_none(),
+            "older partition epochs are ignored"
+        );
     }
 }

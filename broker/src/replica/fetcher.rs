@@ -1,0 +1,342 @@
+//! Followers copy partitions from their leaders over the Kafka protocol (Kafka's
+//! `ReplicaFetcherThread`, digest §6.2, §6.5): one fetcher per source broker carries every partition
+//! this broker follows there. Each Fetch names this broker and its broker epoch; the leader's batches
+//! are appended as they are (offsets and epochs kept), made durable under the topic's flush policy
+//! before the next fetch reports the new log end, and a diverging epoch truncates the log to where it
+//! agrees with the leader — never to the local high watermark.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use chronik_controller::state::{BrokerId, MetadataImage};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::{Partition, ReplicaManager};
+use crate::config::PLAINTEXT_LISTENER;
+use crate::lifecycle::BrokerStatus;
+use crate::metadata::MetadataCache;
+
+/// The Fetch version followers use: topic ids (v13+) and the broker epoch in `ReplicaState` (v15).
+const FETCH_VERSION: i16 = 15;
+const MAX_WAIT_MS: i32 = 500;
+const PARTITION_MAX_BYTES: i32 = 1 << 20;
+const RESPONSE_MAX_BYTES: i32 = 10 << 20;
+/// Largest fetch response accepted from a leader.
+const MAX_RESPONSE_FRAME: usize = 64 << 20;
+const BACKOFF: Duration = Duration::from_millis(250);
+
+/// Keeps one fetcher task per leader this broker follows partitions of.
+pub async fn run_fetcher_manager(
+    replicas: Arc<ReplicaManager>,
+    metadata: Arc<MetadataCache>,
+    status: watch::Receiver<BrokerStatus>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let self_id = replicas.broker_id();
+    let mut fetchers: HashMap<BrokerId, watch::Sender<Vec<Arc<Partition>>>> = HashMap::new();
+    let mut data = replicas.subscribe_data();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let mut wanted: HashMap<BrokerId, Vec<Arc<Partition>>> = HashMap::new();
+        for partition in replicas.partitions() {
+            let state = partition.state();
+            if state.leader >= 0 && state.leader != self_id && state.replicas.contains(&self_id) {
+                wanted.entry(state.leader).or_default().push(partition);
+            }
+        }
+        fetchers.retain(|leader, _| wanted.contains_key(leader));
+        for (leader, partitions) in wanted {
+            match fetchers.get(&leader) {
+                Some(sender) => {
+                    sender.send_if_modified(|current| {
+                        let same = current.len() == partitions.len()
+                            && current
+                                .iter()
+                                .zip(&partitions)
+                                .all(|(a, b)| Arc::ptr_eq(a, b));
+                        if !same {
+                            *current = partitions.clone();
+                        }
+                        !same
+                    });
+                }
+                None => {
+                    let (sender, receiver) = watch::channel(partitions);
+                    tracker.spawn(run_fetcher(
+                        leader,
+                        replicas.clone(),
+                        metadata.clone(),
+                        status.clone(),
+                        receiver,
+                        cancel.clone(),
+                    ));
+                    fetchers.insert(leader, sender);
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+            changed = data.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// A connection to one leader's Kafka listener.
+struct LeaderConnection {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl LeaderConnection {
+    async fn connect(address: &str) -> std::io::Result<Self> {
+        let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(address))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    async fn fetch(
+        &mut self,
+        request: &FetchRequest,
+        client_id: &str,
+    ) -> anyhow::Result<FetchResponse> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(FETCH_VERSION)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
+            .encode(
+                &mut frame,
+                ApiKey::Fetch.request_header_version(FETCH_VERSION),
+            )?;
+        request.encode(&mut frame, FETCH_VERSION)?;
+        let size = i32::try_from(frame.len() - 4)?;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        self.stream.write_all(&frame).await?;
+
+        let size = self.stream.read_i32().await?;
+        let size = usize::try_from(size)?;
+        anyhow::ensure!(
+            size <= MAX_RESPONSE_FRAME,
+            "fetch response of {size} bytes is too large"
+        );
+        let mut body = BytesMut::zeroed(size);
+        self.stream.read_exact(&mut body).await?;
+        let mut body: Bytes = body.freeze();
+        let header = ResponseHeader::decode(
+            &mut body,
+            ApiKey::Fetch.response_header_version(FETCH_VERSION),
+        )?;
+        anyhow::ensure!(
+            header.correlation_id == self.correlation_id,
+            "response for correlation id {} while waiting for {}",
+            header.correlation_id,
+            self.correlation_id
+        );
+        FetchResponse::decode(&mut body, FETCH_VERSION)
+    }
+}
+
+fn leader_address(image: &MetadataImage, leader: BrokerId) -> Option<String> {
+    let broker = image.brokers.get(&leader).filter(|b| !b.fenced)?;
+    broker
+        .endpoint(Some(PLAINTEXT_LISTENER))
+        .map(ToString::to_string)
+}
+
+async fn run_fetcher(
+    leader: BrokerId,
+    replicas: Arc<ReplicaManager>,
+    metadata: Arc<MetadataCache>,
+    status: watch::Receiver<BrokerStatus>,
+    mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
+    cancel: CancellationToken,
+) {
+    let self_id = replicas.broker_id();
+    let client_id = format!("chronik-replica-fetcher-{self_id}");
+    let mut connection: Option<LeaderConnection> = None;
+    info!(leader, "replica fetcher started");
+    loop {
+        if cancel.is_cancelled() || partitions.has_changed().is_err() {
+            info!(leader, "replica fetcher stopped");
+            return;
+        }
+        let targets = partitions.borrow_and_update().clone();
+        let broker_epoch = status.borrow().broker_epoch.unwrap_or(-1);
+        let outcome = async {
+            if connection.is_none() {
+                let address = leader_address(&metadata.current(), leader)
+                    .ok_or_else(|| anyhow::anyhow!("leader {leader} has no live endpoint"))?;
+                connection = Some(LeaderConnection::connect(&address).await?);
+            }
+            let request = fetch_request(self_id, broker_epoch, &targets);
+            let Some(conn) = connection.as_mut() else {
+                anyhow::bail!("no connection");
+            };
+            let response = tokio::time::timeout(
+                Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(10),
+                conn.fetch(&request, &client_id),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("fetch timed out"))??;
+            Ok::<_, anyhow::Error>(response)
+        };
+        let response = tokio::select! {
+            _ = cancel.cancelled() => return,
+            response = outcome => response,
+        };
+        let backoff = match response {
+            Ok(response) => apply_response(&replicas, &targets, response, leader).await,
+            Err(e) => {
+                debug!(leader, "replica fetch failed: {e:#}");
+                connection = None;
+                true
+            }
+        };
+        if backoff {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(BACKOFF) => {}
+                _ = partitions.changed() => {}
+            }
+        }
+    }
+}
+
+fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>]) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for partition in targets {
+        let state = partition.state();
+        let log = &partition.log;
+        let fetch = FetchPartition::default()
+            .with_partition(partition.index)
+            .with_current_leader_epoch(state.leader_epoch)
+            .with_fetch_offset(log.log_end_offset())
+            .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
+            .with_log_start_offset(log.log_start_offset())
+            .with_partition_max_bytes(PARTITION_MAX_BYTES);
+        match topics.iter_mut().find(|t| t.topic_id == partition.topic_id) {
+            Some(topic) => topic.partitions.push(fetch),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic_id(partition.topic_id)
+                    .with_partitions(vec![fetch]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(kafka_protocol::messages::BrokerId(self_id))
+                .with_replica_epoch(broker_epoch),
+        )
+        .with_max_wait_ms(MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+/// Applies one fetch response; returns whether the fetcher should back off before the next fetch.
+async fn apply_response(
+    replicas: &ReplicaManager,
+    targets: &[Arc<Partition>],
+    response: FetchResponse,
+    leader: BrokerId,
+) -> bool {
+    let mut backoff = response.error_code != 0;
+    for topic in response.responses {
+        for data in topic.partitions {
+            let Some(partition) = targets
+                .iter()
+                .find(|p| p.topic_id == topic.topic_id && p.index == data.partition_index)
+            else {
+                continue;
+            };
+            let log = partition.log.clone();
+            if data.error_code != 0 {
+                let error = ResponseError::try_from_code(data.error_code);
+                debug!(topic = %partition.topic, partition = partition.index, leader, ?error, "replica fetch error");
+                backoff = true;
+                continue;
+            }
+            if data.diverging_epoch.epoch >= 0 {
+                let diverging = data.diverging_epoch;
+                let result = tokio::task::spawn_blocking(move || {
+                    let ours = log.end_offset_for_epoch(diverging.epoch)?;
+                    let target = if ours.end_offset >= 0 {
+                        diverging.end_offset.min(ours.end_offset)
+                    } else {
+                        diverging.end_offset
+                    };
+                    log.truncate_to(target.max(log.log_start_offset()))
+                        .map(|_| target)
+                })
+                .await;
+                match result {
+                    Ok(Ok(offset)) => info!(
+                        topic = %partition.topic,
+                        partition = partition.index,
+                        epoch = diverging.epoch,
+                        offset,
+                        "truncated to the leader's history"
+                    ),
+                    Ok(Err(e)) => {
+                        warn!(topic = %partition.topic, partition = partition.index, "truncation failed: {e}");
+                        backoff = true;
+                    }
+                    Err(e) => warn!("truncation task failed: {e}"),
+                }
+                continue;
+            }
+            let records = data.records.unwrap_or_default();
+            let leader_high_watermark = data.high_watermark;
+            let result = tokio::task::spawn_blocking(move || {
+                if !records.is_empty() {
+                    if let Some(info) = log.append_as_follower(records)? {
+                        if info.flush_required {
+                            log.flush_to(info.next_offset())?;
+                        }
+                    }
+                }
+                log.set_high_watermark(leader_high_watermark.min(log.log_end_offset()));
+                Ok::<_, crate::log::LogError>(())
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(topic = %partition.topic, partition = partition.index, "cannot append replicated batches: {e}");
+                    backoff = true;
+                }
+                Err(e) => warn!("replica append task failed: {e}"),
+            }
+        }
+    }
+    replicas.data_changed();
+    backoff
+}

@@ -1,0 +1,543 @@
+"""Replication under faults: acknowledged writes survive leader kills, pauses and controller failover.
+
+Every test runs 3 controllers and 3 brokers of its own, with a topic of 3 partitions, replication
+factor 3 and `min.insync.replicas` 2 (digest §6.6). A confluent-kafka producer (acks=all, no
+idempotence, retries on) writes unique values round-robin to the partitions from a background thread
+and records every (value, partition, offset) a delivery report acknowledged, while the test injures the
+cluster:
+
+- `test_leader_kills_lose_no_acknowledged_write`: ten times, kill -9 the broker that leads the most
+  partitions, wait for new leaders, let the producer go on, restart the broker and wait until it is back
+  in every ISR.
+- `test_paused_leader_cannot_acknowledge`: SIGSTOP a partition's leader for longer than the broker
+  session timeout; the partition gets a new leader with a higher leader epoch meanwhile, then SIGCONT.
+- `test_controller_failover_during_broker_failover`: kill -9 the leader broker and, right after, the
+  active controller; the broker's partitions still get new leaders within 15 s.
+
+Then every test checks the same invariants (`verify_run`):
+
+- the producer was told about no offset twice with two different values;
+- a consumer reading each partition from 0 to its high watermark finds every offset exactly once, and
+  every acknowledged value exactly at its acknowledged (partition, offset);
+- after `chronikctl local down`, the three replicas of each partition hold byte-identical record batches
+  below that high watermark (base offset, length, leader epoch, CRC and records), read from the segment
+  files on disk.
+
+A failure names the lost or changed offsets, what the log holds there and where else the value is, with
+a timeline of the faults relative to the acknowledgements.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import confluent_kafka as ck
+import pytest
+
+from chronik_cluster import ChronikCluster, read_batch_headers, wait_until
+from clients import CK_TRANSIENT, ck_consumer, ck_producer
+
+pytestmark = [pytest.mark.fault, pytest.mark.confluent]
+
+PARTITIONS = 3
+BROKERS = 3
+CONTROLLERS = 3
+# Chronik's defaults (RF 3, min ISR 2), passed explicitly so the test does not depend on them.
+CONTROLLER_ARGS = ["--default-replication-factor=3", "--default-min-insync-replicas=2"]
+
+PRODUCER_CONFIG = {
+    "acks": "all",
+    "enable.idempotence": False,
+    "retries": 2147483647,
+    "retry.backoff.ms": 100,
+    "linger.ms": 5,
+    "message.timeout.ms": 60000,
+    "request.timeout.ms": 5000,
+    "queue.buffering.max.messages": 100000,
+}
+
+
+# ----- the producer in the background -----
+
+@dataclass(frozen=True)
+class Ack:
+    value: bytes
+    partition: int
+    offset: int
+    at: float  # seconds since the run started, when the delivery report arrived
+
+
+@dataclass
+class Timeline:
+    """What the test did, with times relative to the start of the run (shown under failures)."""
+
+    start: float = field(default_factory=time.monotonic)
+    events: list[str] = field(default_factory=list)
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+    def note(self, text: str) -> None:
+        self.events.append(f"{self.now():7.2f}s {text}")
+
+    def text(self, last: int = 60) -> str:
+        shown = self.events[-last:]
+        skipped = len(self.events) - len(shown)
+        return "\n".join(([f"   ... {skipped} earlier events"] if skipped else []) + [f"   {e}" for e in shown])
+
+
+class ChaosProducer:
+    """Writes unique values round-robin over the partitions, at about `rate` records/s, until stopped."""
+
+    def __init__(self, bootstrap: str, topic: str, timeline: Timeline, tag: str, rate: int = 800):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.timeline = timeline
+        self.tag = tag
+        self.rate = rate
+        self.acked: list[Ack] = []
+        self.delivery_errors: collections.Counter[str] = collections.Counter()
+        self.client_errors: collections.Counter[str] = collections.Counter()
+        self.produced = 0
+        self.unflushed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"producer-{topic}", daemon=True)
+        self._crash: BaseException | None = None
+
+    def start(self) -> "ChaosProducer":
+        self._thread.start()
+        return self
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is None:
+            self.acked.append(Ack(msg.value(), msg.partition(), msg.offset(), self.timeline.now()))
+        else:
+            self.delivery_errors[err.name()] += 1
+
+    def _on_error(self, err) -> None:
+        self.client_errors[err.name()] += 1
+
+    def _run(self) -> None:
+        try:
+            producer = ck_producer(self.bootstrap, {**PRODUCER_CONFIG, "error_cb": self._on_error})
+            burst = 8
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                for _ in range(burst):
+                    value = f"{self.tag}:{self.produced:09d}:".encode() + b"x" * 40
+                    try:
+                        producer.produce(self.topic, value=value, partition=self.produced % PARTITIONS,
+                                         on_delivery=self._on_delivery)
+                    except BufferError:
+                        break
+                    self.produced += 1
+                next_at += burst / self.rate
+                while (delay := next_at - time.monotonic()) > 0:
+                    producer.poll(delay)
+                producer.poll(0)
+                if time.monotonic() - next_at > 1.0:  # far behind (a stall): do not burst to catch up
+                    next_at = time.monotonic()
+            self.unflushed = producer.flush(120)
+        except BaseException as error:  # noqa: BLE001 - reported by stop()
+            self._crash = error
+
+    def wait_acks(self, more: int, timeout: float, what: str) -> None:
+        """Until `more` records beyond the current count are acknowledged: the cluster still takes writes."""
+        target = len(self.acked) + more
+        wait_until(lambda: len(self.acked) >= target, timeout,
+                   f"{more} more acknowledged records ({what}); delivery errors so far "
+                   f"{dict(self.delivery_errors)}, client errors {dict(self.client_errors)}", interval=0.05)
+
+    def stop(self) -> None:
+        """Stops producing and flushes; every record is then acknowledged or failed."""
+        self._stop.set()
+        self._thread.join(150)
+        assert not self._thread.is_alive(), "the producer did not finish flushing in 150 s"
+        assert self._crash is None, f"the producer thread failed: {self._crash!r}"
+        assert self.unflushed == 0, f"{self.unflushed} records neither acknowledged nor failed after flush"
+
+    def abandon(self) -> None:
+        """Failure path: stop without waiting long."""
+        self._stop.set()
+        self._thread.join(5)
+
+    def summary(self) -> str:
+        errors = sum(self.delivery_errors.values())
+        return (f"produced {self.produced}, acked {len(self.acked)}, delivery errors {errors} "
+                f"{dict(self.delivery_errors) or ''}, client errors {dict(self.client_errors) or '{}'}")
+
+
+# ----- the cluster as the controllers see it -----
+
+def describe(cluster: ChronikCluster, topic: str) -> dict[int, dict]:
+    """{partition: {"leader", "leader_epoch", "replicas", "isr"}} from `chronikctl topic describe`."""
+    return {p["partition"]: p for p in cluster.describe_topic(topic)["partitions"]}
+
+
+def describe_now(cluster: ChronikCluster, topic: str, timeout: float = 20.0) -> dict[int, dict]:
+    """`describe`, retried while the controllers cannot answer (a controller failover)."""
+    return wait_until(lambda: describe(cluster, topic), timeout, f"a description of {topic}")
+
+
+def busiest_leader(parts: dict[int, dict], kills: collections.Counter) -> int:
+    """The broker leading the most partitions; ties go to the one killed least often."""
+    led = collections.Counter(p["leader"] for p in parts.values() if p["leader"] in range(1, BROKERS + 1))
+    return min(led, key=lambda b: (-led[b], kills[b], b))
+
+
+def led_by(parts: dict[int, dict], broker: int) -> list[int]:
+    return sorted(p for p, d in parts.items() if d["leader"] == broker)
+
+
+def wait_new_leaders(cluster: ChronikCluster, topic: str, old: dict[int, dict], dead: int,
+                     timeout: float, what: str) -> dict[int, dict]:
+    """Until every partition `dead` led has another leader with a higher leader epoch."""
+    mine = led_by(old, dead)
+
+    def moved():
+        parts = describe(cluster, topic)
+        for p in mine:
+            now = parts[p]
+            if now["leader"] in (dead, None, -1) or now["leader_epoch"] <= old[p]["leader_epoch"]:
+                return None
+        return parts
+
+    return wait_until(moved, timeout, f"new leaders for partitions {mine} of broker {dead} ({what})")
+
+
+def wait_full_isr(cluster: ChronikCluster, topic: str, timeout: float, what: str) -> dict[int, dict]:
+    """Until every broker is in the ISR of every partition."""
+    def full():
+        parts = describe(cluster, topic)
+        return parts if all(sorted(p["isr"]) == list(range(1, BROKERS + 1)) for p in parts.values()) else None
+
+    return wait_until(full, timeout, f"every broker back in every ISR of {topic} ({what})", interval=0.2)
+
+
+def fmt_parts(parts: dict[int, dict]) -> str:
+    return " ".join(f"p{p}:L{d['leader']}/e{d['leader_epoch']}/isr{d['isr']}" for p, d in sorted(parts.items()))
+
+
+def active_controller(cluster: ChronikCluster) -> int:
+    status = cluster.ctl_json("cluster", "status")
+    leaders = [c["node_id"] for c in status["controllers"] if c.get("role") == "leader"]
+    assert len(leaders) == 1, f"not one active controller: {status['controllers']}"
+    return leaders[0]
+
+
+def node_pid(cluster: ChronikCluster, kind: str, node_id: int) -> int:
+    for node in cluster.status()["nodes"]:
+        if node["kind"] == kind and node["id"] == node_id:
+            assert node.get("pid"), f"{kind} {node_id} is not running: {node}"
+            return node["pid"]
+    raise KeyError(f"no {kind} {node_id}")
+
+
+def start_cluster(cluster_factory, topic: str) -> ChronikCluster:
+    cluster = cluster_factory(controllers=CONTROLLERS, brokers=BROKERS, controller_args=CONTROLLER_ARGS)
+    cluster.create_topic(topic, partitions=PARTITIONS, replication_factor=3,
+                         configs={"min.insync.replicas": "2"})
+    wait_full_isr(cluster, topic, 30, "after creation")
+    return cluster
+
+
+# ----- the checks after a run -----
+
+def read_partitions(bootstrap: str, topic: str, hws: dict[int, int],
+                    timeout: float = 90.0) -> tuple[dict[int, dict[int, bytes]], list[str]]:
+    """Every record of every partition below its high watermark: ({partition: {offset: value}}, problems)."""
+    found: dict[int, dict[int, bytes]] = {p: {} for p in hws}
+    problems: list[str] = []
+    todo = {p for p, hw in hws.items() if hw > 0}
+    if not todo:
+        return found, problems
+    consumer = ck_consumer(bootstrap, {"fetch.max.bytes": 8 * 1024 * 1024})
+    transient: list[str] = []
+    try:
+        consumer.assign([ck.TopicPartition(topic, p, 0) for p in sorted(todo)])
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"reading {topic} to its high watermarks {hws}: still missing partitions {sorted(todo)} "
+                    f"after {timeout:.0f}s (read {[len(found[p]) for p in sorted(found)]}); "
+                    f"transient errors {transient[-5:]}")
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                err = msg.error()
+                if err.code() in CK_TRANSIENT or err.retriable():
+                    transient.append(str(err))
+                    continue
+                raise AssertionError(f"reading {topic}: consumer error {err}")
+            p, o = msg.partition(), msg.offset()
+            if o >= hws[p]:
+                todo.discard(p)
+                continue
+            if o in found[p]:
+                problems.append(f"p{p}@{o} returned twice by the consumer")
+            found[p][o] = msg.value()
+            if o == hws[p] - 1:
+                todo.discard(p)
+    finally:
+        consumer.close()
+    for p, hw in hws.items():
+        holes = [o for o in range(hw) if o not in found[p]]
+        if holes:
+            problems.append(f"p{p}: {len(holes)} offsets below the high watermark {hw} never returned, "
+                            f"first {holes[:10]}")
+    return found, problems
+
+
+def watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = ck_consumer(bootstrap)
+    try:
+        out = {}
+        for p in range(PARTITIONS):
+            out[p] = wait_until(
+                lambda: consumer.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=5), 30,
+                f"the watermarks of {topic}-{p}")
+        for p, (low, _) in out.items():
+            assert low == 0, f"{topic}-{p} starts at {low}, not 0"
+        return {p: high for p, (_, high) in out.items()}
+    finally:
+        consumer.close()
+
+
+def replica_batches(cluster: ChronikCluster, broker: int, topic: str, partition: int,
+                    hw: int) -> list[tuple[int, int, int, bytes]]:
+    """(base offset, next offset, leader epoch, whole batch bytes) of every batch below `hw` on disk."""
+    out = []
+    for segment in cluster.segments(broker, topic, partition):
+        data = segment.read_bytes()
+        headers, _ = read_batch_headers(segment)
+        for h in headers:
+            if h.next_offset <= hw:
+                out.append((h.base_offset, h.next_offset, h.partition_leader_epoch,
+                            data[h.position:h.end_position]))
+    return out
+
+
+def compare_replicas(cluster: ChronikCluster, topic: str, hws: dict[int, int]) -> list[str]:
+    """The replicas' batches below the high watermark, byte for byte; a list of disagreements."""
+    problems = []
+    for p, hw in sorted(hws.items()):
+        logs = {b: replica_batches(cluster, b, topic, p, hw) for b in range(1, BROKERS + 1)}
+        for b, batches in logs.items():
+            ends = [n for _, n, _, _ in batches]
+            starts = [s for s, _, _, _ in batches]
+            if hw and (not batches or starts[0] != 0 or ends[-1] != hw or starts[1:] != ends[:-1]):
+                covered = f"{starts[0]}..{ends[-1]}" if batches else "nothing"
+                gaps = [(e, s) for e, s in zip(ends[:-1], starts[1:]) if e != s][:5]
+                problems.append(f"p{p} broker {b}: batches below the high watermark {hw} cover {covered} "
+                                f"in {len(batches)} batches (gaps/overlaps {gaps}) - committed records are "
+                                f"missing from this replica ({cluster.partition_dir(b, topic, p)})")
+        reference_broker = 1
+        reference = logs[reference_broker]
+        for b in range(2, BROKERS + 1):
+            other = logs[b]
+            if other == reference:
+                continue
+            for i, (x, y) in enumerate(zip(reference, other)):
+                if x != y:
+                    problems.append(
+                        f"p{p}: brokers {reference_broker} and {b} differ at batch #{i}: "
+                        f"[{x[0]}, {x[1]}) epoch {x[2]} {len(x[3])} B vs [{y[0]}, {y[1]}) epoch {y[2]} "
+                        f"{len(y[3])} B")
+                    break
+            else:
+                problems.append(f"p{p}: brokers {reference_broker} and {b} hold {len(reference)} and "
+                                f"{len(other)} batches below {hw}")
+    return problems
+
+
+def verify_run(cluster: ChronikCluster, topic: str, producer: ChaosProducer, timeline: Timeline) -> dict:
+    """The invariants of the module doc; the cluster is down afterwards. Returns figures for the summary."""
+    parts = wait_full_isr(cluster, topic, 30, "before reading")
+    timeline.note(f"verify: {fmt_parts(parts)}")
+    hws = watermarks(cluster.bootstrap_servers, topic)
+    timeline.note(f"verify: high watermarks {hws}")
+    acked = producer.acked
+
+    def failure(headline: str, lines: list[str]) -> str:
+        return (f"{headline}\n" + "\n".join(f"  {line}" for line in lines[:40])
+                + (f"\n  ... {len(lines) - 40} more" if len(lines) > 40 else "")
+                + f"\n  producer: {producer.summary()}\n  high watermarks: {hws}\n  timeline:\n{timeline.text()}")
+
+    # 1. the producer heard of each offset for one value only
+    by_position: dict[tuple[int, int], Ack] = {}
+    conflicts = []
+    for a in acked:
+        first = by_position.setdefault((a.partition, a.offset), a)
+        if first.value != a.value:
+            conflicts.append(f"p{a.partition}@{a.offset}: acked for {first.value[:20]!r} at {first.at:.2f}s "
+                             f"and for {a.value[:20]!r} at {a.at:.2f}s")
+    assert not conflicts, failure(f"{len(conflicts)} offsets acknowledged for two different values", conflicts)
+
+    # 2. the log below the high watermark holds every acknowledged value at its offset
+    too_high = [f"p{a.partition}@{a.offset} acked at {a.at:.2f}s, high watermark {hws[a.partition]}"
+                for a in acked if a.offset >= hws[a.partition]]
+    assert not too_high, failure(f"{len(too_high)} acknowledged offsets at or above the high watermark", too_high)
+    found, read_problems = read_partitions(cluster.bootstrap_servers, topic, hws)
+    assert not read_problems, failure("the partitions cannot be read back whole", read_problems)
+    where: dict[bytes, list[str]] = collections.defaultdict(list)
+    for p, records in found.items():
+        for o, v in records.items():
+            where[v].append(f"p{p}@{o}")
+    lost = []
+    for a in sorted(by_position.values(), key=lambda a: (a.partition, a.offset)):
+        there = found[a.partition].get(a.offset)
+        if there != a.value:
+            elsewhere = [w for w in where.get(a.value, []) if w != f"p{a.partition}@{a.offset}"]
+            lost.append(f"p{a.partition}@{a.offset}: acked {a.value[:20]!r} at {a.at:.2f}s; the log holds "
+                        f"{there[:20] if there is not None else None!r} there; the value is "
+                        f"{'also at ' + ', '.join(elsewhere[:5]) if elsewhere else 'nowhere else'}")
+    assert not lost, failure(f"{len(lost)} of {len(by_position)} acknowledged records are lost or changed", lost)
+    duplicates = sum(len(ws) - 1 for ws in where.values() if len(ws) > 1)
+
+    # 3. the replicas agree on disk below the high watermark
+    cluster.down()
+    timeline.note("verify: cluster down")
+    disagreements = compare_replicas(cluster, topic, hws)
+    assert not disagreements, failure("the replicas differ below the high watermark", disagreements)
+    return {"hws": hws, "records": sum(hws.values()), "duplicates": duplicates}
+
+
+def summary_line(test: str, producer: ChaosProducer, figures: dict, started: float, **extra) -> str:
+    details = " ".join(f"{k}={v}" for k, v in extra.items())
+    return (f"[replication] {test}: {details} {producer.summary()}; log records {figures['records']} "
+            f"(retry duplicates {figures['duplicates']}), high watermarks {figures['hws']}; "
+            f"{time.monotonic() - started:.0f}s")
+
+
+# ----- the tests -----
+
+@pytest.mark.timeout(230)
+def test_leader_kills_lose_no_acknowledged_write(cluster_factory, topic_name):
+    kills_wanted = 10
+    started = time.monotonic()
+    cluster = start_cluster(cluster_factory, topic_name)
+    timeline = Timeline()
+    producer = ChaosProducer(cluster.bootstrap_servers, topic_name, timeline, "kills").start()
+    kills: collections.Counter[int] = collections.Counter()
+    try:
+        producer.wait_acks(500, 30, "before the first kill")
+        for k in range(1, kills_wanted + 1):
+            parts = describe_now(cluster, topic_name)
+            victim = busiest_leader(parts, kills)
+            timeline.note(f"kill {k}: broker {victim} leads {led_by(parts, victim)}; {fmt_parts(parts)}; "
+                          f"acks {len(producer.acked)}")
+            cluster.kill_broker(victim)
+            kills[victim] += 1
+            t_kill = time.monotonic()
+            parts = wait_new_leaders(cluster, topic_name, parts, victim, 20, f"kill {k}")
+            timeline.note(f"kill {k}: new leaders after {time.monotonic() - t_kill:.1f}s: {fmt_parts(parts)}")
+            producer.wait_acks(300, 20, f"with broker {victim} dead (kill {k})")
+            cluster.start_broker(victim)
+            timeline.note(f"kill {k}: broker {victim} restarted; acks {len(producer.acked)}")
+            parts = wait_full_isr(cluster, topic_name, 30, f"broker {victim} after kill {k}")
+            timeline.note(f"kill {k}: full ISR again: {fmt_parts(parts)}")
+        producer.wait_acks(300, 20, "after the last restart")
+        producer.stop()
+        timeline.note(f"producer stopped: {producer.summary()}")
+    except BaseException:
+        producer.abandon()
+        print(f"timeline of the failed run:\n{timeline.text()}")
+        raise
+    figures = verify_run(cluster, topic_name, producer, timeline)
+    print(summary_line("leader kills", producer, figures, started, kills=sum(kills.values()),
+                       per_broker=dict(sorted(kills.items()))))
+
+
+@pytest.mark.timeout(150)
+def test_paused_leader_cannot_acknowledge(cluster_factory, topic_name):
+    pause_s = 8.0
+    started = time.monotonic()
+    cluster = start_cluster(cluster_factory, topic_name)
+    timeline = Timeline()
+    producer = ChaosProducer(cluster.bootstrap_servers, topic_name, timeline, "pause").start()
+    paused_pid = None
+    try:
+        producer.wait_acks(1000, 30, "before the pause")
+        before = describe_now(cluster, topic_name)
+        victim = before[0]["leader"]
+        mine = led_by(before, victim)
+        paused_pid = node_pid(cluster, "broker", victim)
+        timeline.note(f"SIGSTOP broker {victim} (pid {paused_pid}, leads {mine}); {fmt_parts(before)}; "
+                      f"acks {len(producer.acked)}")
+        os.kill(paused_pid, signal.SIGSTOP)
+        t_stop = time.monotonic()
+        acks_at_stop = len(producer.acked)
+        after = wait_new_leaders(cluster, topic_name, before, victim, pause_s + 7, "while paused")
+        elected_after = time.monotonic() - t_stop
+        timeline.note(f"new leaders after {elected_after:.1f}s: {fmt_parts(after)}")
+        time.sleep(max(0.0, pause_s - (time.monotonic() - t_stop)))  # the pause itself: nothing to poll
+        assert describe(cluster, topic_name)[0]["leader"] != victim, "the paused broker leads partition 0 again"
+        os.kill(paused_pid, signal.SIGCONT)
+        paused_pid = None
+        timeline.note(f"SIGCONT broker {victim} after {time.monotonic() - t_stop:.1f}s; "
+                      f"acks during the pause {len(producer.acked) - acks_at_stop}")
+        for p in mine:
+            assert after[p]["leader"] != victim and after[p]["leader_epoch"] > before[p]["leader_epoch"], \
+                f"p{p}: {before[p]} -> {after[p]}"
+        parts = wait_full_isr(cluster, topic_name, 30, f"broker {victim} after SIGCONT")
+        timeline.note(f"full ISR again: {fmt_parts(parts)}")
+        producer.wait_acks(1000, 30, "after the pause")
+        producer.stop()
+        timeline.note(f"producer stopped: {producer.summary()}")
+    except BaseException:
+        if paused_pid is not None:
+            os.kill(paused_pid, signal.SIGCONT)
+        producer.abandon()
+        print(f"timeline of the failed run:\n{timeline.text()}")
+        raise
+    figures = verify_run(cluster, topic_name, producer, timeline)
+    print(summary_line("paused leader", producer, figures, started, paused=f"broker {victim} {pause_s:.0f}s",
+                       elected_after=f"{elected_after:.1f}s"))
+
+
+@pytest.mark.timeout(150)
+def test_controller_failover_during_broker_failover(cluster_factory, topic_name):
+    started = time.monotonic()
+    cluster = start_cluster(cluster_factory, topic_name)
+    timeline = Timeline()
+    producer = ChaosProducer(cluster.bootstrap_servers, topic_name, timeline, "ctlfail").start()
+    try:
+        producer.wait_acks(1000, 30, "before the kills")
+        parts = describe_now(cluster, topic_name)
+        victim = busiest_leader(parts, collections.Counter())
+        controller = active_controller(cluster)
+        timeline.note(f"kill broker {victim} (leads {led_by(parts, victim)}) then active controller "
+                      f"{controller}; {fmt_parts(parts)}; acks {len(producer.acked)}")
+        cluster.kill_broker(victim)
+        t_kill = time.monotonic()
+        cluster.local("kill", "controller", str(controller))
+        parts = wait_new_leaders(cluster, topic_name, parts, victim, 15, "controller failed over too")
+        elected_after = time.monotonic() - t_kill
+        new_controller = wait_until(active_controller, 10, "an active controller")
+        assert new_controller != controller
+        timeline.note(f"new leaders after {elected_after:.1f}s: {fmt_parts(parts)}; "
+                      f"active controller {new_controller}")
+        producer.wait_acks(500, 20, f"with broker {victim} and controller {controller} dead")
+        cluster.local("start", "controller", str(controller), timeout=120)
+        cluster.start_broker(victim)
+        timeline.note(f"controller {controller} and broker {victim} restarted; acks {len(producer.acked)}")
+        parts = wait_full_isr(cluster, topic_name, 30, f"broker {victim} restarted")
+        timeline.note(f"full ISR again: {fmt_parts(parts)}")
+        producer.wait_acks(500, 20, "after the restarts")
+        producer.stop()
+        timeline.note(f"producer stopped: {producer.summary()}")
+    except BaseException:
+        producer.abandon()
+        print(f"timeline of the failed run:\n{timeline.text()}")
+        raise
+    figures = verify_run(cluster, topic_name, producer, timeline)
+    print(summary_line("controller failover", producer, figures, started,
+                       killed=f"broker {victim} + controller {controller}", elected_after=f"{elected_after:.1f}s"))
