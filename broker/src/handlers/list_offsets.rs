@@ -37,7 +37,7 @@ pub async fn handle(
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    match lookup(ctx, &image, &name, p) {
+                    match lookup(ctx, rc, &image, &name, p) {
                         Ok((timestamp, offset, leader_epoch)) => response
                             .with_timestamp(timestamp)
                             .with_offset(offset)
@@ -58,6 +58,7 @@ pub async fn handle(
 /// `(timestamp, offset, leader epoch)` for one partition.
 fn lookup(
     ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
     image: &MetadataImage,
     topic: &str,
     p: &ListOffsetsPartition,
@@ -85,6 +86,20 @@ fn lookup(
             .unwrap_or(-1)
     };
     let storage = |_| ResponseError::KafkaStorageError;
+    // A new leader whose high watermark has not reached the start of its own epoch cannot vouch for
+    // "latest" or a time yet (digest §3.4); clients retry.
+    let epoch_start = log
+        .epoch_entries()
+        .last()
+        .filter(|e| e.epoch == state.leader_epoch)
+        .map(|e| e.start_offset);
+    let settled = epoch_start.is_none_or(|start| high_watermark >= start);
+    if !settled
+        && rc.version >= 5
+        && (p.timestamp == LATEST || p.timestamp >= 0 || p.timestamp == MAX_TIMESTAMP)
+    {
+        return Err(ResponseError::OffsetNotAvailable);
+    }
     match p.timestamp {
         LATEST => Ok((-1, high_watermark, state.leader_epoch)),
         EARLIEST | EARLIEST_LOCAL => {
