@@ -340,3 +340,99 @@ async fn apply_response(
     replicas.data_changed();
     backoff
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::test_support::client_batch;
+    use crate::log::{LogConfig, LogManager, PartitionLog};
+    use crate::replica::PartitionState;
+    use kafka_protocol::messages::fetch_response::{
+        EpochEndOffset, FetchableTopicResponse, PartitionData,
+    };
+    use uuid::Uuid;
+
+    /// A follower (broker 1) of a partition led by broker 2, whose log holds `epochs` as
+    /// (leader epoch, batches of one record).
+    fn follower(epochs: &[(i32, usize)]) -> (tempfile::TempDir, ReplicaManager, Arc<Partition>) {
+        let dir = tempfile::tempdir().unwrap();
+        let logs =
+            Arc::new(LogManager::open(&dir.path().join("logs"), LogConfig::default()).unwrap());
+        let replicas = ReplicaManager::new(1, logs, tokio::sync::mpsc::unbounded_channel().0);
+        let topic_id = Uuid::new_v4();
+        let log = Arc::new(
+            PartitionLog::open(&dir.path().join("t-0"), topic_id, LogConfig::default()).unwrap(),
+        );
+        for &(epoch, batches) in epochs {
+            for _ in 0..batches {
+                log.append_as_leader(client_batch(&[1], 10), epoch).unwrap();
+            }
+        }
+        let state = PartitionState {
+            leader: 2,
+            leader_epoch: 9,
+            partition_epoch: 9,
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            min_insync_replicas: 2,
+        };
+        let partition = Arc::new(Partition::new("t".into(), topic_id, 0, log, state));
+        (dir, replicas, partition)
+    }
+
+    fn diverging(partition: &Partition, epoch: i32, end_offset: i64) -> FetchResponse {
+        let data = PartitionData::default()
+            .with_partition_index(0)
+            .with_high_watermark(0)
+            .with_diverging_epoch(
+                EpochEndOffset::default()
+                    .with_epoch(epoch)
+                    .with_end_offset(end_offset),
+            );
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic_id(partition.topic_id)
+            .with_partitions(vec![data])])
+    }
+
+    #[tokio::test]
+    async fn a_diverging_epoch_truncates_to_where_both_logs_agree() {
+        // Local history: epoch 0 for offsets 0..3, then epoch 1 (a deposed leader's) for 3..6.
+        let (_dir, replicas, partition) = follower(&[(0, 3), (1, 3)]);
+        assert_eq!(partition.log.log_end_offset(), 6);
+        // The leader's epoch 0 ended at 3: everything of epoch 1 goes.
+        let targets = vec![partition.clone()];
+        apply_response(&replicas, &targets, diverging(&partition, 0, 3), 2).await;
+        assert_eq!(partition.log.log_end_offset(), 3);
+        assert_eq!(partition.log.latest_epoch(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn several_quick_leader_changes_truncate_to_the_smaller_end() {
+        // Local: epochs 0 (0..2), 2 (2..4), 4 (4..7). The leader's epoch 2 ended at 5, but ours ends
+        // at 4, so the follower keeps only what both have: up to 4 — never the local high watermark.
+        let (_dir, replicas, partition) = follower(&[(0, 2), (2, 2), (4, 3)]);
+        partition.log.set_high_watermark(6);
+        let targets = vec![partition.clone()];
+        apply_response(&replicas, &targets, diverging(&partition, 2, 5), 2).await;
+        assert_eq!(partition.log.log_end_offset(), 4);
+        assert_eq!(partition.log.latest_epoch(), Some(2));
+        // Then the leader says its epoch 0 already ended at 1: truncate again.
+        apply_response(&replicas, &targets, diverging(&partition, 0, 1), 2).await;
+        assert_eq!(partition.log.log_end_offset(), 1);
+        assert_eq!(partition.log.latest_epoch(), Some(0));
+    }
+
+    #[test]
+    fn the_fetch_request_names_the_follower_and_its_positions() {
+        let (_dir, _replicas, partition) = follower(&[(0, 2), (3, 1)]);
+        let request = fetch_request(1, 42, &[partition.clone()]);
+        assert_eq!(request.replica_state.replica_id.0, 1);
+        assert_eq!(request.replica_state.replica_epoch, 42);
+        let p = &request.topics[0].partitions[0];
+        assert_eq!(request.topics[0].topic_id, partition.topic_id);
+        assert_eq!(
+            (p.fetch_offset, p.last_fetched_epoch, p.current_leader_epoch),
+            (3, 3, 9)
+        );
+    }
+}

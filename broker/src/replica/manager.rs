@@ -474,3 +474,165 @@ pub async fn run_metadata_listener(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::test_support::client_batch;
+    use chronik_controller::state::records::{PartitionRecord, Record, RegisterBrokerRecord};
+    use chronik_controller::state::Endpoint;
+    use uuid::Uuid;
+
+    /// An image with brokers 1–3 and topic "t" (one partition, replicas 1, 2, 3, led by 1).
+    fn image(isr: &[BrokerId], topic_id: Uuid) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        let mut records: Vec<Record> = (1..=3)
+            .map(|id| {
+                Record::RegisterBroker(RegisterBrokerRecord {
+                    broker_id: id,
+                    incarnation_id: Uuid::new_v4(),
+                    broker_epoch: 10 + i64::from(id),
+                    endpoints: vec![Endpoint {
+                        name: "PLAINTEXT".into(),
+                        host: "127.0.0.1".into(),
+                        port: 9000 + id as u16,
+                    }],
+                    rack: None,
+                    fenced: false,
+                    in_controlled_shutdown: false,
+                })
+            })
+            .collect();
+        records.push(Record::Topic {
+            name: "t".into(),
+            topic_id,
+        });
+        records.push(Record::Partition(PartitionRecord {
+            topic_id,
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            recovering: false,
+        }));
+        image.replay_all(20, &records);
+        image
+    }
+
+    fn manager(
+        isr: &[BrokerId],
+    ) -> (
+        tempfile::TempDir,
+        ReplicaManager,
+        mpsc::UnboundedReceiver<IsrChange>,
+        Arc<Partition>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let replicas = ReplicaManager::new(1, logs, tx);
+        let topic_id = Uuid::new_v4();
+        replicas.apply_metadata(&image(isr, topic_id), true);
+        let partition = replicas.partition(topic_id, 0).expect("hosted");
+        (dir, replicas, rx, partition)
+    }
+
+    #[tokio::test]
+    async fn a_caught_up_follower_is_proposed_for_the_isr_once() {
+        let (_dir, replicas, mut changes, partition) = manager(&[1, 2]);
+        for _ in 0..3 {
+            let pending = replicas
+                .append_as_leader(&partition, client_batch(&[1], 10), 1)
+                .await
+                .unwrap();
+            replicas
+                .complete_append(pending, 1, Duration::from_secs(1))
+                .await
+                .unwrap();
+        }
+        // Follower 3 behind the high watermark: not yet.
+        replicas.on_follower_fetch(&partition, 2, 12, 3);
+        assert_eq!(partition.log.high_watermark(), 3);
+        replicas.on_follower_fetch(&partition, 3, 13, 1);
+        assert!(changes.try_recv().is_err());
+        // Caught up: one AlterPartition with its broker epoch, and no second one while it is in flight.
+        replicas.on_follower_fetch(&partition, 3, 13, 3);
+        let change = changes.try_recv().expect("an ISR expansion");
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1), (3, 13)]);
+        assert_eq!((change.leader_epoch, change.partition_epoch), (0, 0));
+        replicas.on_follower_fetch(&partition, 3, 13, 3);
+        assert!(
+            changes.try_recv().is_err(),
+            "one change in flight at a time"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_lagging_longer_than_the_lag_time_is_proposed_for_removal() {
+        let (_dir, replicas, mut changes, partition) = manager(&[1, 2, 3]);
+        let pending = replicas
+            .append_as_leader(&partition, client_batch(&[1], 10), 1)
+            .await
+            .unwrap();
+        replicas
+            .complete_append(pending, 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        replicas.on_follower_fetch(&partition, 2, 12, 1);
+        replicas.on_follower_fetch(&partition, 3, 13, 0);
+        replicas.shrink_lagging_isrs(Duration::from_secs(30));
+        assert!(changes.try_recv().is_err(), "nobody lags long enough yet");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        replicas.on_follower_fetch(&partition, 2, 12, 1);
+        replicas.shrink_lagging_isrs(Duration::from_secs(30));
+        let change = changes.try_recv().expect("an ISR shrink");
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+    }
+
+    #[tokio::test]
+    async fn acks_all_waits_for_the_isr_and_times_out_without_it() {
+        let (_dir, replicas, _changes, partition) = manager(&[1, 2]);
+        let pending = replicas
+            .append_as_leader(&partition, client_batch(&[1], 10), -1)
+            .await
+            .unwrap();
+        let timed_out = replicas
+            .complete_append(pending, -1, Duration::from_millis(100))
+            .await;
+        assert!(
+            matches!(timed_out, Err(AppendError::TimedOut)),
+            "follower 2 never fetched"
+        );
+        let replicas = Arc::new(replicas);
+        let pending = replicas
+            .append_as_leader(&partition, client_batch(&[1], 10), -1)
+            .await
+            .unwrap();
+        let waiting = tokio::spawn({
+            let replicas = replicas.clone();
+            async move {
+                replicas
+                    .complete_append(pending, -1, Duration::from_secs(10))
+                    .await
+            }
+        });
+        replicas.on_follower_fetch(&partition, 2, 12, 2);
+        let info = waiting
+            .await
+            .unwrap()
+            .expect("acknowledged once the follower has it");
+        assert_eq!(info.base_offset, 1);
+        // Below min.insync.replicas nothing is appended at all.
+        let (_dir, replicas, _changes, partition) = manager(&[1]);
+        let refused = replicas
+            .append_as_leader(&partition, client_batch(&[1], 10), -1)
+            .await;
+        assert!(matches!(
+            refused,
+            Err(AppendError::NotEnoughReplicas { isr: 1, min: 2 })
+        ));
+        assert_eq!(partition.log.log_end_offset(), 0);
+    }
+}

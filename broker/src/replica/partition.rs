@@ -109,8 +109,8 @@ impl Partition {
             match previous {
                 Some(p) if fetch_offset >= p.previous_fetch_leader_leo => p.previous_fetch_time,
                 Some(p) => p.last_caught_up,
-                // A first fetch that is behind is not caught up yet.
-                None => now - std::time::Duration::from_secs(24 * 3600),
+                // Under a new leader, followers count as caught up when its epoch began (Kafka).
+                None => self.leader_since(),
             }
         };
         followers.insert(
