@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn the_fetch_request_names_the_follower_and_its_positions() {
         let (_dir, _replicas, partition) = follower(&[(0, 2), (3, 1)]);
-        let request = fetch_request(1, 42, &[partition.clone()]);
+        let request = fetch_request(1, 42, std::slice::from_ref(&partition));
         assert_eq!(request.replica_state.replica_id.0, 1);
         assert_eq!(request.replica_state.replica_epoch, 42);
         let p = &request.topics[0].partitions[0];
