@@ -41,7 +41,7 @@ import confluent_kafka as ck
 import pytest
 
 from chronik_cluster import ChronikCluster, read_batch_headers, wait_until
-from clients import CK_TRANSIENT, ck_consumer, ck_producer
+from clients import CK_TRANSIENT, Rec, ck_consumer, ck_produce, ck_producer
 
 pytestmark = [pytest.mark.fault, pytest.mark.confluent]
 
@@ -96,13 +96,18 @@ class Timeline:
 class ChaosProducer:
     """Writes unique values round-robin over the partitions, at about `rate` records/s, until stopped."""
 
-    def __init__(self, bootstrap: str, topic: str, timeline: Timeline, tag: str, rate: int = 800):
+    def __init__(self, bootstrap: str, topic: str, timeline: Timeline, tag: str, rate: int = 800,
+                 config: dict | None = None):
         self.bootstrap = bootstrap
         self.topic = topic
         self.timeline = timeline
         self.tag = tag
         self.rate = rate
+        self.config = {**PRODUCER_CONFIG, **(config or {})}
         self.acked: list[Ack] = []
+        self.acked_per_partition: collections.Counter[int] = collections.Counter()
+        self.sent_at: list[float] = []  # by sequence number
+        self.latencies: list[float] = []  # produce() to delivery report, of acknowledged records
         self.delivery_errors: collections.Counter[str] = collections.Counter()
         self.client_errors: collections.Counter[str] = collections.Counter()
         self.produced = 0
@@ -117,7 +122,10 @@ class ChaosProducer:
 
     def _on_delivery(self, err, msg) -> None:
         if err is None:
-            self.acked.append(Ack(msg.value(), msg.partition(), msg.offset(), self.timeline.now()))
+            now = time.monotonic()
+            self.acked.append(Ack(msg.value(), msg.partition(), msg.offset(), now - self.timeline.start))
+            self.acked_per_partition[msg.partition()] += 1
+            self.latencies.append(now - self.sent_at[int(msg.value().split(b":")[1])])
         else:
             self.delivery_errors[err.name()] += 1
 
@@ -126,16 +134,18 @@ class ChaosProducer:
 
     def _run(self) -> None:
         try:
-            producer = ck_producer(self.bootstrap, {**PRODUCER_CONFIG, "error_cb": self._on_error})
+            producer = ck_producer(self.bootstrap, {**self.config, "error_cb": self._on_error})
             burst = 8
             next_at = time.monotonic()
             while not self._stop.is_set():
                 for _ in range(burst):
                     value = f"{self.tag}:{self.produced:09d}:".encode() + b"x" * 40
+                    self.sent_at.append(time.monotonic())
                     try:
                         producer.produce(self.topic, value=value, partition=self.produced % PARTITIONS,
                                          on_delivery=self._on_delivery)
                     except BufferError:
+                        self.sent_at.pop()
                         break
                     self.produced += 1
                 next_at += burst / self.rate
@@ -148,12 +158,21 @@ class ChaosProducer:
         except BaseException as error:  # noqa: BLE001 - reported by stop()
             self._crash = error
 
-    def wait_acks(self, more: int, timeout: float, what: str) -> None:
-        """Until `more` records beyond the current count are acknowledged: the cluster still takes writes."""
-        target = len(self.acked) + more
-        wait_until(lambda: len(self.acked) >= target, timeout,
-                   f"{more} more acknowledged records ({what}); delivery errors so far "
-                   f"{dict(self.delivery_errors)}, client errors {dict(self.client_errors)}", interval=0.05)
+    def wait_acks_each(self, more: int, timeout: float, what: str) -> None:
+        """Until every partition has `more` acknowledged records beyond its current count."""
+        targets = {p: self.acked_per_partition[p] + more for p in range(PARTITIONS)}
+
+        def lagging() -> list[int]:
+            return [p for p, n in targets.items() if self.acked_per_partition[p] < n]
+
+        try:
+            wait_until(lambda: not lagging(), timeout, "", interval=0.05)
+        except AssertionError:
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {more} more acknowledged records on every "
+                f"partition ({what}): partitions {lagging()} lag; acks per partition "
+                f"{dict(sorted(self.acked_per_partition.items()))}; delivery errors "
+                f"{dict(self.delivery_errors)}, client errors {dict(self.client_errors)}") from None
 
     def stop(self) -> None:
         """Stops producing and flushes; every record is then acknowledged or failed."""
@@ -170,8 +189,12 @@ class ChaosProducer:
 
     def summary(self) -> str:
         errors = sum(self.delivery_errors.values())
-        return (f"produced {self.produced}, acked {len(self.acked)}, delivery errors {errors} "
-                f"{dict(self.delivery_errors) or ''}, client errors {dict(self.client_errors) or '{}'}")
+        lat = sorted(self.latencies)
+        latency = (f"ack latency p50 {lat[len(lat) // 2] * 1000:.0f} ms, p99 {lat[len(lat) * 99 // 100] * 1000:.0f} ms, "
+                   f"max {lat[-1]:.1f} s" if lat else "no acks")
+        return (f"produced {self.produced}, acked {len(self.acked)} ({latency}), delivery errors {errors}"
+                f"{' ' + str(dict(self.delivery_errors)) if errors else ''}, client errors "
+                f"{dict(self.client_errors) or '{}'}")
 
 
 # ----- the cluster as the controllers see it -----
@@ -297,11 +320,11 @@ def read_partitions(bootstrap: str, topic: str, hws: dict[int, int],
     return found, problems
 
 
-def watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+def watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = ck_consumer(bootstrap)
     try:
         out = {}
-        for p in range(PARTITIONS):
+        for p in range(partitions):
             out[p] = wait_until(
                 lambda: consumer.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=5), 30,
                 f"the watermarks of {topic}-{p}")
@@ -359,18 +382,18 @@ def compare_replicas(cluster: ChronikCluster, topic: str, hws: dict[int, int]) -
     return problems
 
 
-def verify_run(cluster: ChronikCluster, topic: str, producer: ChaosProducer, timeline: Timeline) -> dict:
+def verify_run(cluster: ChronikCluster, topic: str, acked: list[Ack], producer_summary: str,
+               timeline: Timeline) -> dict:
     """The invariants of the module doc; the cluster is down afterwards. Returns figures for the summary."""
     parts = wait_full_isr(cluster, topic, 30, "before reading")
     timeline.note(f"verify: {fmt_parts(parts)}")
-    hws = watermarks(cluster.bootstrap_servers, topic)
+    hws = watermarks(cluster.bootstrap_servers, topic, len(parts))
     timeline.note(f"verify: high watermarks {hws}")
-    acked = producer.acked
 
     def failure(headline: str, lines: list[str]) -> str:
         return (f"{headline}\n" + "\n".join(f"  {line}" for line in lines[:40])
                 + (f"\n  ... {len(lines) - 40} more" if len(lines) > 40 else "")
-                + f"\n  producer: {producer.summary()}\n  high watermarks: {hws}\n  timeline:\n{timeline.text()}")
+                + f"\n  producer: {producer_summary}\n  high watermarks: {hws}\n  timeline:\n{timeline.text()}")
 
     # 1. the producer heard of each offset for one value only
     by_position: dict[tuple[int, int], Ack] = {}
@@ -429,7 +452,7 @@ def test_leader_kills_lose_no_acknowledged_write(cluster_factory, topic_name):
     producer = ChaosProducer(cluster.bootstrap_servers, topic_name, timeline, "kills").start()
     kills: collections.Counter[int] = collections.Counter()
     try:
-        producer.wait_acks(500, 30, "before the first kill")
+        producer.wait_acks_each(150, 30, "before the first kill")
         for k in range(1, kills_wanted + 1):
             parts = describe_now(cluster, topic_name)
             victim = busiest_leader(parts, kills)
@@ -440,19 +463,19 @@ def test_leader_kills_lose_no_acknowledged_write(cluster_factory, topic_name):
             t_kill = time.monotonic()
             parts = wait_new_leaders(cluster, topic_name, parts, victim, 20, f"kill {k}")
             timeline.note(f"kill {k}: new leaders after {time.monotonic() - t_kill:.1f}s: {fmt_parts(parts)}")
-            producer.wait_acks(300, 20, f"with broker {victim} dead (kill {k})")
+            producer.wait_acks_each(100, 20, f"with broker {victim} dead (kill {k})")
             cluster.start_broker(victim)
             timeline.note(f"kill {k}: broker {victim} restarted; acks {len(producer.acked)}")
             parts = wait_full_isr(cluster, topic_name, 30, f"broker {victim} after kill {k}")
             timeline.note(f"kill {k}: full ISR again: {fmt_parts(parts)}")
-        producer.wait_acks(300, 20, "after the last restart")
+        producer.wait_acks_each(100, 20, "after the last restart")
         producer.stop()
         timeline.note(f"producer stopped: {producer.summary()}")
     except BaseException:
         producer.abandon()
         print(f"timeline of the failed run:\n{timeline.text()}")
         raise
-    figures = verify_run(cluster, topic_name, producer, timeline)
+    figures = verify_run(cluster, topic_name, producer.acked, producer.summary(), timeline)
     print(summary_line("leader kills", producer, figures, started, kills=sum(kills.values()),
                        per_broker=dict(sorted(kills.items()))))
 
@@ -463,10 +486,13 @@ def test_paused_leader_cannot_acknowledge(cluster_factory, topic_name):
     started = time.monotonic()
     cluster = start_cluster(cluster_factory, topic_name)
     timeline = Timeline()
-    producer = ChaosProducer(cluster.bootstrap_servers, topic_name, timeline, "pause").start()
+    # Requests to the paused leader stay awaited until after SIGCONT (30 s > the pause), so whatever
+    # it answers then reaches the producer: an acknowledgement it had no right to give would count.
+    producer = ChaosProducer(cluster.bootstrap_servers, topic_name, timeline, "pause",
+                             config={"request.timeout.ms": 30000}).start()
     paused_pid = None
     try:
-        producer.wait_acks(1000, 30, "before the pause")
+        producer.wait_acks_each(300, 30, "before the pause")
         before = describe_now(cluster, topic_name)
         victim = before[0]["leader"]
         mine = led_by(before, victim)
@@ -490,7 +516,7 @@ def test_paused_leader_cannot_acknowledge(cluster_factory, topic_name):
                 f"p{p}: {before[p]} -> {after[p]}"
         parts = wait_full_isr(cluster, topic_name, 30, f"broker {victim} after SIGCONT")
         timeline.note(f"full ISR again: {fmt_parts(parts)}")
-        producer.wait_acks(1000, 30, "after the pause")
+        producer.wait_acks_each(300, 30, "after the pause")
         producer.stop()
         timeline.note(f"producer stopped: {producer.summary()}")
     except BaseException:
@@ -499,7 +525,7 @@ def test_paused_leader_cannot_acknowledge(cluster_factory, topic_name):
         producer.abandon()
         print(f"timeline of the failed run:\n{timeline.text()}")
         raise
-    figures = verify_run(cluster, topic_name, producer, timeline)
+    figures = verify_run(cluster, topic_name, producer.acked, producer.summary(), timeline)
     print(summary_line("paused leader", producer, figures, started, paused=f"broker {victim} {pause_s:.0f}s",
                        elected_after=f"{elected_after:.1f}s"))
 
@@ -511,7 +537,7 @@ def test_controller_failover_during_broker_failover(cluster_factory, topic_name)
     timeline = Timeline()
     producer = ChaosProducer(cluster.bootstrap_servers, topic_name, timeline, "ctlfail").start()
     try:
-        producer.wait_acks(1000, 30, "before the kills")
+        producer.wait_acks_each(300, 30, "before the kills")
         parts = describe_now(cluster, topic_name)
         victim = busiest_leader(parts, collections.Counter())
         controller = active_controller(cluster)
@@ -526,19 +552,78 @@ def test_controller_failover_during_broker_failover(cluster_factory, topic_name)
         assert new_controller != controller
         timeline.note(f"new leaders after {elected_after:.1f}s: {fmt_parts(parts)}; "
                       f"active controller {new_controller}")
-        producer.wait_acks(500, 20, f"with broker {victim} and controller {controller} dead")
+        producer.wait_acks_each(150, 20, f"with broker {victim} and controller {controller} dead")
         cluster.local("start", "controller", str(controller), timeout=120)
         cluster.start_broker(victim)
         timeline.note(f"controller {controller} and broker {victim} restarted; acks {len(producer.acked)}")
         parts = wait_full_isr(cluster, topic_name, 30, f"broker {victim} restarted")
         timeline.note(f"full ISR again: {fmt_parts(parts)}")
-        producer.wait_acks(500, 20, "after the restarts")
+        producer.wait_acks_each(150, 20, "after the restarts")
         producer.stop()
         timeline.note(f"producer stopped: {producer.summary()}")
     except BaseException:
         producer.abandon()
         print(f"timeline of the failed run:\n{timeline.text()}")
         raise
-    figures = verify_run(cluster, topic_name, producer, timeline)
+    figures = verify_run(cluster, topic_name, producer.acked, producer.summary(), timeline)
     print(summary_line("controller failover", producer, figures, started,
                        killed=f"broker {victim} + controller {controller}", elected_after=f"{elected_after:.1f}s"))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "broker bug: PartitionLog::truncate_to returns early when the target is >= the log end and so never "
+    "trims the leader-epoch cache; a former leader whose epoch holds no batch then loops on "
+    "DivergingEpoch forever and never rejoins the ISR (Kafka's UnifiedLog.truncateTo trims the cache in "
+    "that case too)"))
+def test_leader_that_wrote_nothing_in_its_epoch_rejoins_after_restart(cluster_factory, topic_name):
+    """Two leader changes with no write between them. Broker N is elected for epoch 1 and killed before any
+    record reaches it, so its epoch cache ends with (1, X) but no batch of epoch 1 exists anywhere; M leads
+    epoch 2 from X. Restarted, N fetches with LastFetchedEpoch 1, the leader (which never saw epoch 1)
+    answers DivergingEpoch(0, X), and N must drop its (1, X) entry even though its log already ends at X,
+    catch up, and rejoin the ISR. Records acknowledged before and after are all read back, and the
+    replicas agree on disk."""
+    started = time.monotonic()
+    cluster = cluster_factory(controllers=CONTROLLERS, brokers=BROKERS, controller_args=CONTROLLER_ARGS)
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    wait_full_isr(cluster, topic_name, 30, "after creation")
+    timeline = Timeline()
+    acked: list[Ack] = []
+
+    def produce(label: str, count: int) -> None:
+        records = [Rec(value=f"{label}:{i:09d}:".encode(), partition=0) for i in range(count)]
+        for d in ck_produce(cluster.bootstrap_servers, topic_name, records, config=PRODUCER_CONFIG, timeout=60):
+            acked.append(Ack(d.rec.value, d.partition, d.offset, timeline.now()))
+        timeline.note(f"{count} records acknowledged, offsets up to {acked[-1].offset}")
+
+    produce("before", 20)
+    epoch0 = describe_now(cluster, topic_name)
+    first = epoch0[0]["leader"]
+    cluster.kill_broker(first)
+    timeline.note(f"killed broker {first}: {fmt_parts(epoch0)}")
+    epoch1 = wait_new_leaders(cluster, topic_name, epoch0, first, 20, "first kill")
+    second = epoch1[0]["leader"]
+    cluster.kill_broker(second)  # before any record reaches it: its epoch stays empty
+    timeline.note(f"new leader {fmt_parts(epoch1)}; killed broker {second} at once")
+    epoch2 = wait_new_leaders(cluster, topic_name, epoch1, second, 20, "second kill")
+    timeline.note(f"new leader {fmt_parts(epoch2)}")
+    cluster.start_broker(first)
+    cluster.start_broker(second)
+    timeline.note(f"brokers {first} and {second} restarted")
+    produce("after", 20)
+    try:
+        parts = wait_full_isr(cluster, topic_name, 20, f"broker {second}, which led epoch "
+                                                      f"{epoch1[0]['leader_epoch']} without writing")
+    except AssertionError as error:
+        log = Path(cluster.broker(second)["log_file"]).read_text(errors="replace")
+        loops = log.count("truncated to the leader's history")
+        checkpoint = cluster.partition_dir(second, topic_name, 0) / "leader-epoch-checkpoint"
+        raise AssertionError(
+            f"{error}\n  now {fmt_parts(describe(cluster, topic_name))}; broker {second} logged "
+            f"'truncated to the leader's history' {loops} times; its leader-epoch-checkpoint: "
+            f"{checkpoint.read_text().split() if checkpoint.exists() else 'missing'}\n  timeline:\n"
+            f"{timeline.text()}") from None
+    timeline.note(f"full ISR: {fmt_parts(parts)}")
+    figures = verify_run(cluster, topic_name, acked, f"{len(acked)} records acknowledged", timeline)
+    print(f"[replication] empty leader epoch: brokers {first} then {second} killed; {len(acked)} acks; "
+          f"high watermark {figures['hws']}; {time.monotonic() - started:.0f}s")
