@@ -900,6 +900,14 @@ impl PartitionLog {
             });
         }
         if offset >= state.log_end_offset {
+            if offset == state.log_end_offset {
+                // Nothing to cut from the data, but an epoch this replica began as leader without
+                // writing a batch (an entry starting at the log end) is not the leader's history:
+                // drop it, or the next fetch would name it as the last fetched epoch again.
+                if let Err(e) = state.epochs.truncate_from_end(offset) {
+                    return Err(state.fail(&self.dir, e));
+                }
+            }
             return Ok(false);
         }
         let result = self.truncate_locked(&mut state, offset);

@@ -422,6 +422,25 @@ mod tests {
         assert_eq!(partition.log.latest_epoch(), Some(0));
     }
 
+    #[tokio::test]
+    async fn an_epoch_led_here_without_a_batch_is_dropped_when_the_leader_never_had_it() {
+        // This broker led epoch 5 briefly and wrote nothing before it was killed; the new leader's
+        // history has epoch 0 up to offset 10 (it got more data meanwhile).
+        let (_dir, replicas, partition) = follower(&[(0, 3)]);
+        partition.log.assign_leader_epoch(5).unwrap();
+        assert_eq!(partition.log.latest_epoch(), Some(5));
+        let targets = vec![partition.clone()];
+        apply_response(&replicas, &targets, diverging(&partition, 0, 10), 2).await;
+        assert_eq!(partition.log.log_end_offset(), 3, "no data is lost");
+        assert_eq!(
+            partition.log.latest_epoch(),
+            Some(0),
+            "the empty epoch is gone"
+        );
+        let request = fetch_request(1, 42, std::slice::from_ref(&partition));
+        assert_eq!(request.topics[0].partitions[0].last_fetched_epoch, 0);
+    }
+
     #[test]
     fn the_fetch_request_names_the_follower_and_its_positions() {
         let (_dir, _replicas, partition) = follower(&[(0, 2), (3, 1)]);
