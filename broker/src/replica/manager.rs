@@ -147,6 +147,8 @@ impl ReplicaManager {
         }
         let log = partition.log.clone();
         let info = blocking(move || log.append_as_leader(batch, state.leader_epoch)).await??;
+        // Followers long-polling for new data fetch it now, while this broker fsyncs its copy.
+        self.notify_data();
         Ok(PendingAppend {
             partition: partition.clone(),
             info,
