@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
-use crate::protocol::codec::{decode_request, encode_response, Decoded, FrameError};
+use crate::protocol::codec::{decode_request, encode_response, Decoded};
 
 /// Limits of one connection.
 #[derive(Clone, Debug)]
@@ -170,7 +170,7 @@ async fn handle_connection(
                         Err(e) => {
                             // Answer what came before, then close.
                             reading_done = true;
-                            let reason = frame_error_reason(&e);
+                            let reason = e.to_string();
                             completing.push_back(Box::pin(async move { Err(reason) }));
                         }
                     },
@@ -217,10 +217,6 @@ async fn handle_connection(
         Some(reason) => info!(%peer, "closed Kafka connection: {reason}"),
         None => debug!(%peer, "Kafka connection closed"),
     }
-}
-
-fn frame_error_reason(e: &FrameError) -> String {
-    e.to_string()
 }
 
 fn encode(correlation_id: i32, key: ApiKey, version: i16, outcome: Outcome) -> Staged {

@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{leader_hint, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
-use crate::log::{BatchErrorKind, LogError, RecordBatch};
+use crate::log::{BatchErrorKind, BatchHeader, LogError};
 use crate::replica::AppendError;
 
 pub enum ProduceOutcome {
@@ -76,12 +76,12 @@ fn log_error(e: LogError) -> Refusal {
     Refusal { error, message }
 }
 
-/// Checks that only Kafka's client rules allow (digest §2.3 #3), before the log's own validation.
+/// Refusals the log does not make (digest §2.3 #3): transactional batches, zstd before Produce v7.
 fn precheck(records: Option<Bytes>, version: i16) -> Result<Bytes, Refusal> {
     let records = records
         .ok_or_else(|| Refusal::new(ResponseError::InvalidRecord, "no records".to_string()))?;
-    let batch =
-        RecordBatch::parse(records.clone()).map_err(|e| log_error(LogError::InvalidBatch(e)))?;
+    // Only the header is read here; the log validates the whole batch (framing, CRC) once, on append.
+    let batch = BatchHeader::parse(&records).map_err(|e| log_error(LogError::InvalidBatch(e)))?;
     if batch.is_transactional() {
         return Err(Refusal::new(
             ResponseError::InvalidRecord,
