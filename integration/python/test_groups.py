@@ -39,6 +39,7 @@ class GroupMember:
         self.name = name
         self.lock = threading.Lock()
         self.assignment: set[int] = set()
+        self.assignments_seen = 0
         self.records: list[tuple[int, int, str]] = []
         self.committed: dict[int, int] = {}
         self.commit_failures: list[str] = []
@@ -64,6 +65,7 @@ class GroupMember:
                 kind = event["event"]
                 if kind == "assigned":
                     self.assignment = set(event["partitions"])
+                    self.assignments_seen += 1
                 elif kind == "revoked":
                     self.assignment -= set(event["partitions"])
                 elif kind == "records":
@@ -323,3 +325,33 @@ def java_partition_for(group_id: str, partitions: int) -> int:
     if h >= 2 ** 31:
         h -= 2 ** 32
     return 0 if h == -2 ** 31 else abs(h) % partitions
+
+
+@pytest.mark.confluent
+@pytest.mark.timeout(240)
+def test_a_static_member_restarting_within_its_session_keeps_its_partitions_without_a_rebalance(
+        cluster_factory, topic_name, members):
+    cluster = three_broker_cluster(cluster_factory, topic_name)
+    bootstrap = cluster.bootstrap_servers
+    group_id = unique_group()
+    first = produce(bootstrap, topic_name, 0, 20)
+
+    a = members("confluent", bootstrap, group_id, topic_name, instance_id="instance-a")
+    b = members("confluent", bootstrap, group_id, topic_name, instance_id="instance-b")
+    wait_owned_exactly_once([a, b], "the static members to share the topic")
+    wait_consumed([a, b], first, "the static members to consume")
+    a_partitions, b_partitions = a.snapshot()[0], b.snapshot()[0]
+    assert a_partitions and b_partitions
+
+    # A static member does not leave the group when it closes: its partitions wait for it.
+    a.stop()
+    restarted = members("confluent", bootstrap, group_id, topic_name, instance_id="instance-a")
+    wait_until(lambda: restarted.snapshot()[0] == a_partitions, 30,
+               f"the restarted static member to get its partitions {sorted(a_partitions)} back")
+    second = produce(bootstrap, topic_name, 20, 10)
+    wait_consumed([restarted, b], second, "the group to consume after the restart")
+    with b.lock:
+        assert (b.assignment, b.assignments_seen) == (b_partitions, 1), \
+            "the other member was never rebalanced"
+    # b was assigned once and never revoked: its record stream never restarted from a commit.
+    assert set(v for p, _, v in b.snapshot()[1]) == {v for p in b_partitions for v in first[p] + second[p]}

@@ -1111,3 +1111,428 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::consumer_protocol::subscription;
+
+    fn config() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay: Duration::from_millis(3_000),
+            ..GroupConfig::default()
+        }
+    }
+
+    fn join_req(member_id: &str, v4: bool) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 60_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), subscription(&["t"]))],
+            require_known_member_id: v4,
+        }
+    }
+
+    fn static_req(instance: &str) -> JoinRequest {
+        JoinRequest {
+            group_instance_id: Some(instance.into()),
+            ..join_req("", true)
+        }
+    }
+
+    fn now_reply<T: std::fmt::Debug>(reply: Reply<T>) -> T {
+        match reply {
+            Reply::Now(r) => r,
+            Reply::Later(_) => panic!("expected an immediate answer"),
+        }
+    }
+
+    fn later<T>(reply: Reply<T>) -> oneshot::Receiver<T> {
+        match reply {
+            Reply::Later(rx) => rx,
+            Reply::Now(_) => panic!("expected a parked request"),
+        }
+    }
+
+    fn sync_req(
+        generation: i32,
+        member_id: &str,
+        assignments: &[(&str, &'static [u8])],
+    ) -> SyncRequest {
+        SyncRequest {
+            generation,
+            member_id: member_id.into(),
+            group_instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: assignments
+                .iter()
+                .map(|(m, a)| (m.to_string(), Bytes::from_static(a)))
+                .collect(),
+        }
+    }
+
+    /// A group with members `a` and `b` (a leads) in generation 1, Stable, with assignments.
+    fn stable_pair(t0: Instant) -> (ClassicGroup, String, String) {
+        let config = config();
+        let mut g = ClassicGroup::new("g".into());
+        let mut a = later(g.join(join_req("", false), &config, t0));
+        let mut b = later(g.join(join_req("", false), &config, t0 + Duration::from_millis(10)));
+        g.tick(&config, t0 + Duration::from_secs(4));
+        g.tick(&config, t0 + Duration::from_secs(8));
+        let (a, b) = (a.try_recv().unwrap(), b.try_recv().unwrap());
+        assert_eq!(a.leader, a.member_id);
+        let (ida, idb) = (a.member_id.clone(), b.member_id.clone());
+        let mut sb = later(g.sync(sync_req(1, &idb, &[]), t0));
+        let mut sa = later(g.sync(sync_req(1, &ida, &[(&ida, b"A"), (&idb, b"B")]), t0));
+        let (generation, value, completes_sync) = g.take_persist().unwrap();
+        assert!(completes_sync);
+        assert_eq!((generation, value.members.len()), (1, 2));
+        g.complete_sync_persist(1, Ok(()), &config, t0);
+        assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from_static(b"A"));
+        assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
+        assert_eq!(g.state(), GroupState::Stable);
+        (g, ida, idb)
+    }
+
+    #[test]
+    fn a_new_group_waits_the_initial_delay_and_extends_it_while_members_arrive() {
+        let config = config();
+        let t0 = Instant::now();
+        let mut g = ClassicGroup::new("g".into());
+        let mut a = later(g.join(join_req("", false), &config, t0));
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        let mut b = later(g.join(join_req("", false), &config, t0 + Duration::from_secs(2)));
+        // Everyone has joined, but the initial delay holds the phase open for late joiners.
+        g.tick(&config, t0 + Duration::from_millis(2_900));
+        assert!(a.try_recv().is_err());
+        // At 3 s a member had arrived during the delay: one more delay.
+        g.tick(&config, t0 + Duration::from_secs(3));
+        assert!(a.try_recv().is_err());
+        g.tick(&config, t0 + Duration::from_secs(6));
+        let (a, b) = (a.try_recv().unwrap(), b.try_recv().unwrap());
+        assert_eq!((a.generation, b.generation), (1, 1));
+        assert_eq!(a.protocol_name.as_deref(), Some("range"));
+        assert_eq!(a.members.len(), 2, "the leader gets every member");
+        assert!(b.members.is_empty(), "followers get no members");
+        assert_eq!(a.leader, b.leader);
+        assert_eq!(g.state(), GroupState::CompletingRebalance);
+    }
+
+    #[test]
+    fn v4_joins_get_a_member_id_first_and_unknown_ids_are_refused() {
+        let config = config();
+        let t0 = Instant::now();
+        let mut g = ClassicGroup::new("g".into());
+        let first = now_reply(g.join(join_req("", true), &config, t0));
+        assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+        assert!(first.member_id.starts_with("client-"));
+        assert_eq!(
+            g.state(),
+            GroupState::Empty,
+            "a pending member does not start a rebalance"
+        );
+        let _parked = later(g.join(join_req(&first.member_id, true), &config, t0));
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        let unknown = now_reply(g.join(join_req("someone-else", true), &config, t0));
+        assert_eq!(unknown.error, Some(ResponseError::UnknownMemberId));
+        // A pending id that never comes back lapses with its session.
+        let pending = now_reply(g.join(join_req("", true), &config, t0)).member_id;
+        g.tick(&config, t0 + Duration::from_secs(11));
+        let late = now_reply(g.join(
+            join_req(&pending, true),
+            &config,
+            t0 + Duration::from_secs(11),
+        ));
+        assert_eq!(late.error, Some(ResponseError::UnknownMemberId));
+    }
+
+    #[test]
+    fn a_member_joining_a_stable_group_rebalances_it_and_everyone_rejoins() {
+        let config = config();
+        let t0 = Instant::now();
+        let (mut g, a, b) = stable_pair(t0);
+        let t1 = t0 + Duration::from_secs(1);
+        let mut c = later(g.join(join_req("", false), &config, t1));
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        assert_eq!(
+            g.heartbeat(1, &a, None, t1),
+            Some(ResponseError::RebalanceInProgress)
+        );
+        // A commit of the current generation is still allowed while preparing.
+        assert_eq!(g.validate_commit(1, &a, None, t1), None);
+        let mut ra = later(g.join(join_req(&a, false), &config, t1));
+        assert!(c.try_recv().is_err(), "b has not rejoined yet");
+        let mut rb = later(g.join(join_req(&b, false), &config, t1));
+        let (ra, rb, rc) = (
+            ra.try_recv().unwrap(),
+            rb.try_recv().unwrap(),
+            c.try_recv().unwrap(),
+        );
+        assert_eq!((ra.generation, rb.generation, rc.generation), (2, 2, 2));
+        assert_eq!(ra.leader, a, "the leader stays the leader");
+        assert_eq!(ra.members.len(), 3);
+        // The old generation is gone.
+        assert_eq!(
+            g.heartbeat(1, &a, None, t1),
+            Some(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(
+            now_reply(g.sync(sync_req(1, &b, &[]), t1)).error,
+            Some(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(
+            g.validate_commit(2, &a, None, t1),
+            Some(ResponseError::RebalanceInProgress)
+        );
+        assert_eq!(
+            g.heartbeat(2, "nobody", None, t1),
+            Some(ResponseError::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn members_that_miss_the_rebalance_timeout_are_dropped() {
+        let config = config();
+        let t0 = Instant::now();
+        let (mut g, a, b) = stable_pair(t0);
+        let t1 = t0 + Duration::from_secs(1);
+        let mut ra = later(g.join(join_req(&a, false), &config, t1));
+        // b keeps heartbeating but never rejoins; the rebalance timeout (60 s) ends the phase.
+        for s in (2..60).step_by(2) {
+            let t = t0 + Duration::from_secs(s);
+            assert_eq!(
+                g.heartbeat(1, &b, None, t),
+                Some(ResponseError::RebalanceInProgress)
+            );
+            g.tick(&config, t);
+        }
+        assert!(ra.try_recv().is_err());
+        g.tick(&config, t1 + Duration::from_secs(60));
+        let ra = ra.try_recv().unwrap();
+        assert_eq!((ra.generation, ra.members.len()), (2, 1));
+        assert_eq!(
+            g.heartbeat(2, &b, None, t1),
+            Some(ResponseError::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn an_expired_session_removes_the_member_and_rebalances() {
+        let config = config();
+        let t0 = Instant::now();
+        let (mut g, a, _b) = stable_pair(t0);
+        // Only a heartbeats.
+        for s in 1..=11 {
+            let t = t0 + Duration::from_secs(s);
+            g.heartbeat(1, &a, None, t);
+            g.tick(&config, t);
+        }
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        let t = t0 + Duration::from_secs(12);
+        let mut ra = later(g.join(join_req(&a, false), &config, t));
+        let ra = ra
+            .try_recv()
+            .expect("the only member rejoined: the phase completes at once");
+        assert_eq!((ra.generation, ra.members.len()), (2, 1));
+    }
+
+    #[test]
+    fn the_last_member_leaving_empties_the_group_and_records_it() {
+        let config = config();
+        let t0 = Instant::now();
+        let (mut g, a, b) = stable_pair(t0);
+        assert_eq!(g.leave(&a, None, &config, t0), None);
+        assert_eq!(
+            g.leave(&a, None, &config, t0),
+            Some(ResponseError::UnknownMemberId)
+        );
+        let mut rb = later(g.join(join_req(&b, false), &config, t0));
+        assert_eq!(rb.try_recv().unwrap().generation, 2);
+        assert_eq!(g.leave(&b, None, &config, t0), None);
+        assert_eq!(g.state(), GroupState::Empty);
+        assert_eq!(g.generation(), 3);
+        let (generation, value, completes_sync) =
+            g.take_persist().expect("the empty group is written");
+        assert_eq!(
+            (generation, value.members.len(), completes_sync),
+            (3, 0, false)
+        );
+        // Simple commits (generation -1) are for empty groups only.
+        assert_eq!(g.validate_commit(-1, "", None, t0), None);
+    }
+
+    #[test]
+    fn a_failed_write_fails_the_sync_and_rebalances() {
+        let config = config();
+        let t0 = Instant::now();
+        let mut g = ClassicGroup::new("g".into());
+        let mut a = later(g.join(join_req("", false), &config, t0));
+        g.tick(&config, t0 + Duration::from_secs(3));
+        let a = a.try_recv().unwrap().member_id;
+        let mut sa = later(g.sync(sync_req(1, &a, &[(&a, b"A")]), t0));
+        let (generation, _, _) = g.take_persist().unwrap();
+        g.complete_sync_persist(generation, Err(ResponseError::NotCoordinator), &config, t0);
+        assert_eq!(
+            sa.try_recv().unwrap().error,
+            Some(ResponseError::NotCoordinator)
+        );
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn a_static_member_rejoining_takes_its_place_without_a_rebalance_and_fences_its_old_id() {
+        let config = config();
+        let t0 = Instant::now();
+        let mut g = ClassicGroup::new("g".into());
+        let mut a = later(g.join(static_req("i-1"), &config, t0));
+        g.tick(&config, t0 + Duration::from_secs(3));
+        let old = a.try_recv().unwrap().member_id;
+        assert!(old.starts_with("i-1-"));
+        let mut s = later(g.sync(
+            SyncRequest {
+                group_instance_id: Some("i-1".into()),
+                ..sync_req(1, &old, &[(&old, b"A")])
+            },
+            t0,
+        ));
+        g.take_persist().unwrap();
+        g.complete_sync_persist(1, Ok(()), &config, t0);
+        assert_eq!(s.try_recv().unwrap().assignment, Bytes::from_static(b"A"));
+
+        // The process restarts: same instance id, no member id.
+        let rejoined = now_reply(g.join(static_req("i-1"), &config, t0 + Duration::from_secs(5)));
+        assert_eq!(rejoined.error, None);
+        assert_eq!(rejoined.generation, 1, "no rebalance");
+        assert_ne!(rejoined.member_id, old);
+        assert_eq!(g.state(), GroupState::Stable);
+        assert!(g.take_persist().is_some(), "the new member id is recorded");
+        let new = rejoined.member_id;
+        let sync = now_reply(g.sync(
+            SyncRequest {
+                group_instance_id: Some("i-1".into()),
+                ..sync_req(1, &new, &[])
+            },
+            t0,
+        ));
+        assert_eq!(
+            sync.assignment,
+            Bytes::from_static(b"A"),
+            "it keeps its assignment"
+        );
+        assert_eq!(
+            g.heartbeat(1, &old, Some("i-1"), t0),
+            Some(ResponseError::FencedInstanceId)
+        );
+        assert_eq!(
+            g.leave(&old, Some("i-1"), &config, t0),
+            Some(ResponseError::FencedInstanceId)
+        );
+        assert_eq!(g.leave("", Some("i-1"), &config, t0), None);
+        assert_eq!((g.state(), g.generation()), (GroupState::Empty, 2));
+    }
+
+    #[test]
+    fn members_must_share_the_protocol_type_and_a_protocol() {
+        let config = config();
+        let t0 = Instant::now();
+        let mut g = ClassicGroup::new("g".into());
+        let _a = later(g.join(join_req("", false), &config, t0));
+        let other_type = JoinRequest {
+            protocol_type: "connect".into(),
+            ..join_req("", false)
+        };
+        assert_eq!(
+            now_reply(g.join(other_type, &config, t0)).error,
+            Some(ResponseError::InconsistentGroupProtocol)
+        );
+        let no_common = JoinRequest {
+            protocols: vec![("roundrobin".into(), Bytes::new())],
+            ..join_req("", false)
+        };
+        assert_eq!(
+            now_reply(g.join(no_common, &config, t0)).error,
+            Some(ResponseError::InconsistentGroupProtocol)
+        );
+        let empty = JoinRequest {
+            protocols: vec![],
+            ..join_req("", false)
+        };
+        assert_eq!(
+            now_reply(g.join(empty, &config, t0)).error,
+            Some(ResponseError::InconsistentGroupProtocol)
+        );
+    }
+
+    #[test]
+    fn the_protocol_with_most_first_choices_wins() {
+        let config = config();
+        let t0 = Instant::now();
+        let mut g = ClassicGroup::new("g".into());
+        let both = |first: &str, second: &str| JoinRequest {
+            protocols: vec![(first.into(), Bytes::new()), (second.into(), Bytes::new())],
+            ..join_req("", false)
+        };
+        let mut a = later(g.join(both("range", "roundrobin"), &config, t0));
+        let _b = later(g.join(both("roundrobin", "range"), &config, t0));
+        let _c = later(g.join(both("roundrobin", "range"), &config, t0));
+        g.tick(&config, t0 + Duration::from_secs(3));
+        g.tick(&config, t0 + Duration::from_secs(6));
+        assert_eq!(
+            a.try_recv().unwrap().protocol_name.as_deref(),
+            Some("roundrobin")
+        );
+    }
+
+    #[test]
+    fn a_loaded_group_is_stable_with_its_members_and_their_sessions() {
+        let config = config();
+        let t0 = Instant::now();
+        let (g, a, _) = stable_pair(t0);
+        let record = g.to_record();
+        let mut loaded = ClassicGroup::from_record("g".into(), record, t0);
+        assert_eq!(loaded.state(), GroupState::Stable);
+        assert_eq!(loaded.generation(), 1);
+        assert_eq!(loaded.heartbeat(1, &a, None, t0), None);
+        let summary = loaded.summary();
+        assert_eq!(summary.members.len(), 2);
+        assert_eq!(summary.members[0].assignment, Bytes::from_static(b"A"));
+        assert!(loaded.is_subscribed_to("t"));
+        assert!(!loaded.is_subscribed_to("other"));
+        // Whoever does not heartbeat after the load leaves when its session passes.
+        let t5 = t0 + Duration::from_secs(5);
+        assert_eq!(loaded.heartbeat(1, &a, None, t5), None);
+        loaded.tick(&config, t0 + Duration::from_secs(11));
+        assert_eq!(loaded.state(), GroupState::PreparingRebalance);
+        assert_eq!(
+            loaded.heartbeat(1, &a, None, t0 + Duration::from_secs(11)),
+            Some(ResponseError::RebalanceInProgress)
+        );
+    }
+
+    #[test]
+    fn dead_groups_turn_everyone_away() {
+        let config = config();
+        let t0 = Instant::now();
+        let mut g = ClassicGroup::new("g".into());
+        let mut a = later(g.join(join_req("", false), &config, t0));
+        g.transition_to_dead();
+        assert_eq!(
+            a.try_recv().unwrap().error,
+            Some(ResponseError::NotCoordinator)
+        );
+        assert_eq!(
+            now_reply(g.join(join_req("", false), &config, t0)).error,
+            Some(ResponseError::CoordinatorNotAvailable)
+        );
+        assert_eq!(
+            g.heartbeat(0, "x", None, t0),
+            Some(ResponseError::CoordinatorNotAvailable)
+        );
+    }
+}

@@ -361,3 +361,128 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::records::{GroupValue, MemberValue};
+    use crate::log::LogConfig;
+
+    fn offset(group: &str, partition: i32, value: Option<i64>) -> OffsetsRecord {
+        OffsetsRecord::Offset {
+            key: OffsetKey {
+                group: group.into(),
+                topic: "t".into(),
+                partition,
+            },
+            value: value.map(|offset| OffsetValue {
+                offset,
+                leader_epoch: 0,
+                metadata: String::new(),
+                commit_timestamp_ms: 1,
+            }),
+        }
+    }
+
+    fn group(id: &str, members: usize) -> OffsetsRecord {
+        OffsetsRecord::Group {
+            group: id.into(),
+            value: Some(GroupValue {
+                protocol_type: "consumer".into(),
+                generation: 4,
+                protocol: Some("range".into()),
+                leader: Some("m-0".into()),
+                state_timestamp_ms: 1,
+                members: (0..members)
+                    .map(|i| MemberValue {
+                        member_id: format!("m-{i}"),
+                        group_instance_id: None,
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        rebalance_timeout_ms: 60_000,
+                        session_timeout_ms: 10_000,
+                        subscription: Bytes::new(),
+                        assignment: Bytes::from_static(b"a"),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn replay_rebuilds_groups_and_offsets_with_tombstones_and_later_records_winning() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            PartitionLog::open(dir.path(), uuid::Uuid::new_v4(), LogConfig::default()).unwrap();
+        let batches = [
+            vec![
+                offset("g", 0, Some(5)),
+                offset("g", 1, Some(7)),
+                group("g", 2),
+            ],
+            vec![
+                offset("g", 0, Some(9)),
+                offset("gone", 0, Some(1)),
+                group("gone", 0),
+            ],
+            vec![
+                offset("gone", 0, None),
+                OffsetsRecord::Group {
+                    group: "gone".into(),
+                    value: None,
+                },
+            ],
+            vec![offset("g", 1, None)],
+        ];
+        for records in &batches {
+            let info = log
+                .append_as_leader(encode_batch(records).unwrap(), 0)
+                .unwrap();
+            assert_eq!(
+                info.last_offset - info.base_offset + 1,
+                records.len() as i64,
+                "one batch"
+            );
+        }
+        let end = log.log_end_offset();
+        assert_eq!(end, 9);
+        let replayed = replay(&log, end).unwrap();
+        assert_eq!((replayed.records, replayed.unreadable), (9, 0));
+        let state = replayed.into_state(Instant::now());
+        assert_eq!(state.group_ids(), vec!["g".to_string()]);
+        let g = &state.offsets["g"];
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[&("t".to_string(), 0)].value.offset, 9);
+        assert_eq!(g[&("t".to_string(), 0)].log_offset, 3);
+        let summary = state.groups["g"].summary();
+        assert_eq!(
+            (summary.state, summary.members.len()),
+            (crate::group::GroupState::Stable, 2)
+        );
+
+        // Replay stops at the bound it is given (the log end when leadership began).
+        let partial = replay(&log, 3).unwrap().into_state(Instant::now());
+        assert_eq!(partial.offsets["g"][&("t".to_string(), 0)].value.offset, 5);
+    }
+
+    #[test]
+    fn an_older_write_completing_late_does_not_replace_a_newer_offset() {
+        let mut state = ShardState::default();
+        let key = OffsetKey {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+        };
+        let value = |offset| OffsetValue {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        };
+        state.apply_offset(key.clone(), Some(value(20)), 11);
+        state.apply_offset(key.clone(), Some(value(10)), 10);
+        assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 20);
+        state.apply_offset(key, None, 12);
+        assert!(state.offsets.is_empty());
+    }
+}

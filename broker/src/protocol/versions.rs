@@ -93,4 +93,22 @@ mod tests {
         assert!(is_served(ApiKey::Produce, 3));
         assert!(!is_served(ApiKey::Fetch, 18));
     }
+
+    #[test]
+    fn group_apis_include_the_versions_older_librdkafka_gates_groups_on() {
+        // Before librdkafka 2.11.1 classic groups need these ranges to include v0 (digest §2.3 #2),
+        // OffsetCommit to include 1 or 2 and OffsetFetch 1.
+        for key in [
+            ApiKey::FindCoordinator,
+            ApiKey::JoinGroup,
+            ApiKey::SyncGroup,
+            ApiKey::Heartbeat,
+            ApiKey::LeaveGroup,
+        ] {
+            assert!(is_served(key, 0), "{key:?} v0");
+        }
+        assert!(is_served(ApiKey::OffsetCommit, 2));
+        assert!(is_served(ApiKey::OffsetFetch, 1));
+        assert!(is_served(ApiKey::DescribeGroups, 0) && is_served(ApiKey::ListGroups, 0));
+    }
 }
