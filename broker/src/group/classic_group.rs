@@ -283,6 +283,11 @@ impl ClassicGroup {
         self.generation
     }
 
+    /// When the group entered its current state (wall clock, ms).
+    pub fn state_timestamp_ms(&self) -> i64 {
+        self.state_timestamp_ms
+    }
+
     pub fn protocol_type(&self) -> Option<&str> {
         self.protocol_type.as_deref()
     }

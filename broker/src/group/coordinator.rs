@@ -112,6 +112,8 @@ impl GroupCoordinator {
         let mut images = self.metadata.subscribe();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut expiration = tokio::time::interval(self.config.offsets_retention_check_interval);
+        expiration.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let image = self.metadata.current();
             self.on_metadata(&image);
@@ -129,6 +131,7 @@ impl GroupCoordinator {
                         break;
                     }
                     _ = tick.tick() => self.tick(),
+                    _ = expiration.tick() => self.expire_offsets(),
                 }
             }
         }
@@ -277,6 +280,43 @@ impl GroupCoordinator {
                 }
                 self.queue_persist(&shard, &mut state, &id);
             }
+        }
+    }
+
+    /// Writes tombstones for expired offsets (and for Empty groups left without any).
+    fn expire_offsets(&self) {
+        let retention_ms =
+            i64::try_from(self.config.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        for shard in self.loaded_shards() {
+            let mut state = shard.lock();
+            let (expired, emptied) = state.expired_offsets(now, retention_ms);
+            if expired.is_empty() {
+                continue;
+            }
+            let mut records: Vec<OffsetsRecord> = Vec::with_capacity(expired.len() + emptied.len());
+            for key in expired {
+                state.apply_offset(key.clone(), None, i64::MAX);
+                records.push(OffsetsRecord::Offset { key, value: None });
+            }
+            for group_id in &emptied {
+                if let Some(mut group) = state.groups.remove(group_id) {
+                    group.transition_to_dead();
+                }
+                records.push(OffsetsRecord::Group {
+                    group: group_id.clone(),
+                    value: None,
+                });
+            }
+            info!(
+                partition = shard.partition_index,
+                offsets = records.len() - emptied.len(),
+                groups = emptied.len(),
+                "expiring committed offsets"
+            );
+            // Forgotten already; a tombstone lost with the leadership only lets the next leader
+            // expire the offset again.
+            drop(shard.write_then(records));
         }
     }
 

@@ -74,6 +74,17 @@ pub struct GroupArgs {
         default_value_t = 5_000
     )]
     pub offsets_commit_timeout_ms: u64,
+
+    /// How long the committed offsets of a group without members are kept
+    /// (`offsets.retention.minutes`).
+    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub offsets_retention_minutes: u64,
+
+    /// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
+    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_CHECK_INTERVAL_MS", default_value_t = 600_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl GroupArgs {
@@ -85,6 +96,10 @@ impl GroupArgs {
             min_session_timeout_ms: self.group_min_session_timeout_ms,
             max_session_timeout_ms: self.group_max_session_timeout_ms,
             commit_timeout: Duration::from_millis(self.offsets_commit_timeout_ms),
+            offsets_retention: Duration::from_secs(self.offsets_retention_minutes * 60),
+            offsets_retention_check_interval: Duration::from_millis(
+                self.offsets_retention_check_interval_ms,
+            ),
         }
     }
 }
@@ -97,6 +112,8 @@ pub struct GroupConfig {
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
     pub commit_timeout: Duration,
+    pub offsets_retention: Duration,
+    pub offsets_retention_check_interval: Duration,
 }
 
 impl Default for GroupConfig {
@@ -108,6 +125,8 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             commit_timeout: Duration::from_millis(5_000),
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_secs(600),
         }
     }
 }

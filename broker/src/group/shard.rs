@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use super::classic_group::ClassicGroup;
+use super::classic_group::{ClassicGroup, GroupState};
 use super::records::{GroupValue, OffsetKey, OffsetValue, OffsetsRecord};
 use crate::log::batch::Batches;
 use crate::log::{LogError, PartitionLog};
@@ -79,6 +79,40 @@ impl ShardState {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// Offsets past `offsets.retention.minutes` (Kafka's rules): in an Empty group, all of them once
+    /// the group has been empty that long (or, for an offset committed since, that long after the
+    /// commit); in a group with no membership record (commits from outside group management), each
+    /// offset that long after its commit. Groups with members keep theirs. Also returns the Empty groups
+    /// left with no offsets, which are then gone.
+    pub fn expired_offsets(&self, now_ms: i64, retention_ms: i64) -> (Vec<OffsetKey>, Vec<String>) {
+        let mut expired = Vec::new();
+        let mut emptied = Vec::new();
+        for (group_id, offsets) in &self.offsets {
+            let since = match self.groups.get(group_id) {
+                Some(g) if g.state() == GroupState::Empty => Some(g.state_timestamp_ms()),
+                Some(_) => continue,
+                None => None,
+            };
+            let before = expired.len();
+            for ((topic, partition), committed) in offsets {
+                let from = since.map_or(committed.value.commit_timestamp_ms, |s| {
+                    s.max(committed.value.commit_timestamp_ms)
+                });
+                if now_ms.saturating_sub(from) >= retention_ms {
+                    expired.push(OffsetKey {
+                        group: group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    });
+                }
+            }
+            if expired.len() - before == offsets.len() && since.is_some() {
+                emptied.push(group_id.clone());
+            }
+        }
+        (expired, emptied)
     }
 
     /// Forgets a group with no members, no pending members and no offsets left.
@@ -484,5 +518,66 @@ mod tests {
         assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 20);
         state.apply_offset(key, None, 12);
         assert!(state.offsets.is_empty());
+    }
+
+    #[test]
+    fn offsets_expire_only_without_members_and_after_the_retention() {
+        let t0 = Instant::now();
+        let mut state = ShardState::default();
+        let commit = |state: &mut ShardState, group: &str, at_ms: i64| {
+            let key = OffsetKey {
+                group: group.into(),
+                topic: "t".into(),
+                partition: 0,
+            };
+            let value = OffsetValue {
+                offset: 1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: at_ms,
+            };
+            state.apply_offset(key, Some(value), at_ms);
+        };
+        // An empty group (empty since its creation, just now): its offsets wait for the retention
+        // from when it became empty.
+        let empty = ClassicGroup::new("empty".into());
+        let now = empty.state_timestamp_ms();
+        state.groups.insert("empty".into(), empty);
+        commit(&mut state, "empty", now - 5_000);
+        // Committed from outside group management long ago, and recently.
+        commit(&mut state, "standalone-old", now - 5_000);
+        commit(&mut state, "standalone-new", now + 500);
+        // A group with a member keeps everything.
+        commit(&mut state, "active", now - 5_000);
+        let mut active = ClassicGroup::new("active".into());
+        let _ = active.join(
+            crate::group::classic_group::JoinRequest {
+                member_id: String::new(),
+                group_instance_id: None,
+                client_id: "c".into(),
+                client_host: String::new(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::new())],
+                require_known_member_id: false,
+            },
+            &crate::group::GroupConfig::default(),
+            t0,
+        );
+        state.groups.insert("active".into(), active);
+
+        let (expired, emptied) = state.expired_offsets(now, 1_000);
+        let groups: Vec<&str> = expired.iter().map(|k| k.group.as_str()).collect();
+        assert_eq!(groups, vec!["standalone-old"]);
+        assert!(emptied.is_empty());
+
+        // Once the empty group has been empty for the retention, its offsets go and so does it.
+        let later = now + 1_000;
+        let (expired, emptied) = state.expired_offsets(later, 1_000);
+        let mut groups: Vec<&str> = expired.iter().map(|k| k.group.as_str()).collect();
+        groups.sort();
+        assert_eq!(groups, vec!["empty", "standalone-old"]);
+        assert_eq!(emptied, vec!["empty".to_string()]);
     }
 }
