@@ -69,6 +69,9 @@ pub enum KafkaError {
         /// The broker id.
         broker_id: i32,
     },
+    /// The answer decoded but does not fit the request (e.g. it leaves out what was asked).
+    #[error("unexpected answer: {0}")]
+    UnexpectedAnswer(String),
     /// The broker answered with a Kafka error code the caller does not handle.
     #[error("{what}: the broker answered {name} ({code})")]
     Broker {

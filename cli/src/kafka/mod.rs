@@ -10,6 +10,7 @@
 //! [`BrokerPool`] keeps one connection per broker id for the admin commands, and
 //! [`consumer_protocol`] decodes what consumer groups store as opaque bytes.
 
+pub mod admin;
 pub mod consumer_protocol;
 pub mod error;
 pub mod pool;
@@ -26,6 +27,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+pub use admin::KafkaAdmin;
 pub use error::{error_name, KafkaError};
 pub use pool::BrokerPool;
 

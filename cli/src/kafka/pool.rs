@@ -6,6 +6,7 @@
 //! caller builds the request for that version (request shapes change between versions); a connection
 //! that failed mid-request is dropped, so the next call reconnects instead of reading a stale answer.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -70,14 +71,10 @@ impl BrokerPool {
             .get(&broker)
             .cloned()
             .ok_or(KafkaError::UnknownBroker { broker_id: broker })?;
-        if !self.connections.contains_key(&broker) {
-            let connection = KafkaConnection::open(&address, deadline).await?;
-            self.connections.insert(broker, connection);
-        }
-        let connection = self
-            .connections
-            .get_mut(&broker)
-            .ok_or(KafkaError::UnknownBroker { broker_id: broker })?;
+        let connection = match self.connections.entry(broker) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(KafkaConnection::open(&address, deadline).await?),
+        };
         let version = connection.version(api_key::<R>(), *versions.start(), *versions.end())?;
         let request = build(version);
         match connection.call(&request, version, deadline).await {
