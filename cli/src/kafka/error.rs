@@ -32,6 +32,14 @@ pub enum KafkaError {
         /// What was being waited for, as a phrase ("waiting for a Metadata answer from ...").
         waiting_for: String,
     },
+    /// The broker does not list the API in its ApiVersions answer at all.
+    #[error("broker {address} does not offer {api:?}")]
+    NotOffered {
+        /// The broker address.
+        address: String,
+        /// The API.
+        api: ApiKey,
+    },
     /// The broker offers no version of an API this client can speak.
     #[error(
         "broker {address} offers {api:?} v{broker_min}..=v{broker_max}, this client speaks \
@@ -42,7 +50,7 @@ pub enum KafkaError {
         address: String,
         /// The API.
         api: ApiKey,
-        /// The broker's range (-1..=-1 when the broker does not list the API).
+        /// The broker's range.
         broker_min: i16,
         /// The broker's range.
         broker_max: i16,

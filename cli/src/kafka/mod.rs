@@ -74,9 +74,14 @@ impl BrokerVersions {
         client_min: i16,
         client_max: i16,
     ) -> Result<i16, KafkaError> {
-        let (broker_min, broker_max) = self.range(api).unwrap_or((-1, -1));
+        let Some((broker_min, broker_max)) = self.range(api) else {
+            return Err(KafkaError::NotOffered {
+                address: address.to_owned(),
+                api,
+            });
+        };
         let version = client_max.min(broker_max);
-        if broker_max < 0 || version < client_min.max(broker_min) {
+        if version < client_min.max(broker_min) {
             return Err(KafkaError::UnsupportedVersion {
                 address: address.to_owned(),
                 api,
@@ -378,10 +383,10 @@ mod tests {
             versions.pick("b", ApiKey::Fetch, 0, 3),
             Err(KafkaError::UnsupportedVersion { .. })
         ));
-        assert!(matches!(
-            versions.pick("b", ApiKey::Metadata, 4, 12),
-            Err(KafkaError::UnsupportedVersion { broker_max: -1, .. })
-        ));
+        let error = versions
+            .pick("b", ApiKey::Metadata, 4, 12)
+            .expect_err("not offered");
+        assert_eq!(error.to_string(), "broker b does not offer Metadata");
     }
 
     #[test]
