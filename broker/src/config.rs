@@ -150,6 +150,9 @@ pub struct BrokerConfig {
     )]
     pub replica_lag_time_max_ms: u64,
 
+    #[command(flatten)]
+    pub group: crate::group::GroupArgs,
+
     /// Largest Kafka request frame accepted; larger ones are refused before they are read.
     #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
     pub max_request_bytes: u32,

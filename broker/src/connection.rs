@@ -166,7 +166,7 @@ async fn handle_connection(
             {
                 match inbound {
                     Some(Inbound::Frame(frame)) => match decode_request(frame) {
-                        Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone())),
+                        Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone(), peer)),
                         Err(e) => {
                             // Answer what came before, then close.
                             reading_done = true;
@@ -238,7 +238,7 @@ fn encode(correlation_id: i32, key: ApiKey, version: i16, outcome: Outcome) -> S
 }
 
 /// Runs the in-order part of one decoded frame.
-fn handle(decoded: Decoded, ctx: Arc<BrokerContext>, listener: String) -> Stage {
+fn handle(decoded: Decoded, ctx: Arc<BrokerContext>, listener: String, peer: SocketAddr) -> Stage {
     Box::pin(async move {
         match decoded {
             Decoded::ApiVersionsTooNew { correlation_id } => {
@@ -256,7 +256,7 @@ fn handle(decoded: Decoded, ctx: Arc<BrokerContext>, listener: String) -> Stage 
                     correlation_id,
                     key,
                     version,
-                    dispatch(&ctx, *request, &listener).await,
+                    dispatch(&ctx, *request, &listener, Some(peer)).await,
                 )
             }
         }

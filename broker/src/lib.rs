@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection;
 pub mod controller_client;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod lifecycle;

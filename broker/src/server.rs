@@ -27,6 +27,7 @@ use crate::config::{BrokerConfig, PLAINTEXT_LISTENER};
 use crate::connection::{self, ConnectionLimits};
 use crate::controller_client::ControllerClient;
 use crate::error::BrokerError;
+use crate::group::GroupCoordinator;
 use crate::handlers::BrokerContext;
 use crate::http::{router, HttpState};
 use crate::lifecycle::{BrokerLifecycleManager, BrokerStatus, LifecycleConfig};
@@ -188,11 +189,22 @@ impl Broker {
             cancel.clone(),
             tracker.clone(),
         ));
+        let groups = GroupCoordinator::new(
+            config.broker_id,
+            config.group.config(),
+            metadata.clone(),
+            replicas.clone(),
+            client.clone(),
+            tracker.clone(),
+            cancel.clone(),
+        );
+        tracker.spawn(groups.clone().run());
         let context = Arc::new(BrokerContext {
             broker_id: config.broker_id,
             metadata: metadata.clone(),
             replicas: replicas.clone(),
             controller: client.clone(),
+            groups,
             auto_create_topics: config.auto_create_topics,
         });
         tracker.spawn(connection::serve(

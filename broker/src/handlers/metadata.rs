@@ -421,18 +421,30 @@ pub(crate) mod tests {
                 .expect("records apply");
             let dir = tempfile::tempdir().expect("temp dir");
             let logs = LogManager::open(dir.path(), LogConfig::default()).expect("log manager");
-            let controller =
-                ControllerClient::new(controllers, request_timeout).expect("controller client");
+            let controller = Arc::new(
+                ControllerClient::new(controllers, request_timeout).expect("controller client"),
+            );
+            let replicas = Arc::new(ReplicaManager::new(
+                broker_id,
+                Arc::new(logs),
+                tokio::sync::mpsc::unbounded_channel().0,
+            ));
+            let groups = crate::group::GroupCoordinator::new(
+                broker_id,
+                crate::group::GroupConfig::default(),
+                metadata.clone(),
+                replicas.clone(),
+                controller.clone(),
+                tokio_util::task::TaskTracker::new(),
+                tokio_util::sync::CancellationToken::new(),
+            );
             TestBroker {
                 ctx: BrokerContext {
                     broker_id,
                     metadata,
-                    replicas: Arc::new(ReplicaManager::new(
-                        broker_id,
-                        Arc::new(logs),
-                        tokio::sync::mpsc::unbounded_channel().0,
-                    )),
-                    controller: Arc::new(controller),
+                    replicas,
+                    controller,
+                    groups,
                     auto_create_topics: false,
                 },
                 header: RequestHeader::default(),
@@ -445,6 +457,7 @@ pub(crate) mod tests {
                 header: &self.header,
                 version,
                 listener,
+                peer: None,
             }
         }
     }

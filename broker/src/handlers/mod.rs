@@ -5,17 +5,28 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -23,6 +34,7 @@ use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::controller_client::ControllerClient;
+use crate::group::GroupCoordinator;
 use crate::metadata::MetadataCache;
 use crate::protocol::codec::Request;
 use crate::replica::ReplicaManager;
@@ -33,6 +45,7 @@ pub struct BrokerContext {
     pub metadata: Arc<MetadataCache>,
     pub replicas: Arc<ReplicaManager>,
     pub controller: Arc<ControllerClient>,
+    pub groups: Arc<GroupCoordinator>,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
 }
@@ -43,6 +56,30 @@ pub struct RequestContext<'a> {
     pub version: i16,
     /// The listener the client connected on: endpoints in answers must be on the same one.
     pub listener: &'a str,
+    /// The client's address (DescribeGroups shows it as the member's host).
+    pub peer: Option<SocketAddr>,
+}
+
+impl RequestContext<'_> {
+    pub fn client_id(&self) -> String {
+        self.header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The client's host as Kafka shows it: `/` and the address.
+    pub fn client_host(&self) -> String {
+        self.peer
+            .map(|p| format!("/{}", p.ip()))
+            .unwrap_or_default()
+    }
+}
+
+/// The wire code of an optional error.
+pub fn error_code(error: Option<kafka_protocol::error::ResponseError>) -> i16 {
+    error.map_or(0, |e| e.code())
 }
 
 /// What the connection does with a handled request.
@@ -70,17 +107,41 @@ fn produce_outcome(outcome: produce::ProduceOutcome) -> Outcome {
     }
 }
 
-pub async fn dispatch(ctx: &BrokerContext, request: Request, listener: &str) -> Outcome {
+pub async fn dispatch(
+    ctx: &BrokerContext,
+    request: Request,
+    listener: &str,
+    peer: Option<SocketAddr>,
+) -> Outcome {
     let rc = RequestContext {
         header: &request.header,
         version: request.version,
         listener,
+        peer,
     };
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&rc, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, &rc, r).await),
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(&rc, r))
+            ResponseKind::FindCoordinator(find_coordinator::handle(ctx, &rc, r).await)
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, &rc, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, &rc, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, &rc, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, &rc, r)),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(ctx, &rc, r).await)
+        }
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, &rc, r)),
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(ctx, &rc, r).await)
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, &rc, r)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(ctx, &rc, r))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(ctx, &rc, r).await)
         }
         RequestKind::Produce(r) => return produce_outcome(produce::handle(ctx, &rc, r).await),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, &rc, r).await),

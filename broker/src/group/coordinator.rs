@@ -1,0 +1,870 @@
+//! `GroupCoordinator`: which offsets-topic partitions this broker leads (and so which groups it
+//! coordinates), loading and unloading them as leadership moves, the timers of every group, and the
+//! operations the group handlers call.
+//!
+//! What must stay true: a shard is served only after its partition is replayed, and only while the
+//! metadata says this broker leads that partition at the epoch it was loaded for; every decision on
+//! a group is taken under its shard's lock, and the records it needs are queued before that lock is
+//! released (so the log sees them in decision order).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
+use chronik_proto::v1 as pb;
+use kafka_protocol::error::ResponseError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::classic_group::{
+    ClassicGroup, GroupState, GroupSummary, JoinRequest, JoinResponse, Reply, SyncRequest,
+    SyncResponse,
+};
+use super::records::{OffsetKey, OffsetValue, OffsetsRecord};
+use super::shard::{replay, CommittedOffset, Shard, ShardState};
+use super::{partition_for, GroupConfig, OFFSETS_TOPIC};
+use crate::controller_client::ControllerClient;
+use crate::metadata::MetadataCache;
+use crate::replica::ReplicaManager;
+
+/// How often group timers (sessions, join phases) are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// How long FindCoordinator waits for the controller to create the offsets topic.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Kafka's `offset.metadata.max.bytes`.
+const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+enum Slot {
+    Loading { leader_epoch: i32 },
+    Loaded(Arc<Shard>),
+}
+
+/// Where a group's coordinator is, for FindCoordinator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorEndpoint {
+    pub node_id: BrokerId,
+    pub host: String,
+    pub port: i32,
+}
+
+/// One offset to commit.
+#[derive(Clone, Debug)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A group as ListGroups shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+pub struct GroupCoordinator {
+    broker_id: BrokerId,
+    config: GroupConfig,
+    metadata: Arc<MetadataCache>,
+    replicas: Arc<ReplicaManager>,
+    controller: Arc<ControllerClient>,
+    shards: RwLock<HashMap<i32, Slot>>,
+    creating: tokio::sync::Mutex<()>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl GroupCoordinator {
+    pub fn new(
+        broker_id: BrokerId,
+        config: GroupConfig,
+        metadata: Arc<MetadataCache>,
+        replicas: Arc<ReplicaManager>,
+        controller: Arc<ControllerClient>,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(GroupCoordinator {
+            broker_id,
+            config,
+            metadata,
+            replicas,
+            controller,
+            shards: RwLock::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+            tracker,
+            cancel,
+        })
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Follows leadership of the offsets topic and runs group timers until cancelled.
+    pub async fn run(self: Arc<Self>) {
+        let mut images = self.metadata.subscribe();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let image = self.metadata.current();
+            self.on_metadata(&image);
+            loop {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => {
+                        self.unload_all();
+                        return;
+                    }
+                    changed = images.changed() => {
+                        if changed.is_err() {
+                            self.unload_all();
+                            return;
+                        }
+                        break;
+                    }
+                    _ = tick.tick() => self.tick(),
+                }
+            }
+        }
+    }
+
+    /// Loads the partitions this broker now leads and unloads the ones it no longer does.
+    fn on_metadata(self: &Arc<Self>, image: &MetadataImage) {
+        let led: HashMap<i32, (TopicId, i32)> = match image.topic_by_name(OFFSETS_TOPIC) {
+            Some(topic) => topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.leader == self.broker_id)
+                .map(|(i, p)| (i as i32, (topic.id, p.leader_epoch)))
+                .collect(),
+            None => HashMap::new(),
+        };
+        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+        let stale: Vec<i32> = shards
+            .iter()
+            .filter(|(index, slot)| {
+                let epoch = match slot {
+                    Slot::Loading { leader_epoch } => *leader_epoch,
+                    Slot::Loaded(shard) => shard.leader_epoch,
+                };
+                led.get(index).is_none_or(|(_, e)| *e != epoch)
+            })
+            .map(|(index, _)| *index)
+            .collect();
+        for index in stale {
+            if let Some(Slot::Loaded(shard)) = shards.remove(&index) {
+                unload(&shard);
+                info!(
+                    partition = index,
+                    "no longer coordinating groups of this offsets partition"
+                );
+            }
+        }
+        for (index, (topic_id, leader_epoch)) in led {
+            if shards.contains_key(&index) {
+                continue;
+            }
+            shards.insert(index, Slot::Loading { leader_epoch });
+            self.tracker
+                .spawn(self.clone().load(topic_id, index, leader_epoch));
+        }
+    }
+
+    fn unload_all(&self) {
+        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+        for (_, slot) in shards.drain() {
+            if let Slot::Loaded(shard) = slot {
+                unload(&shard);
+            }
+        }
+    }
+
+    fn still_loading(&self, index: i32, leader_epoch: i32) -> bool {
+        matches!(
+            self.shards.read().unwrap_or_else(|e| e.into_inner()).get(&index),
+            Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch
+        )
+    }
+
+    /// Replays one offsets partition once the replica manager has made this broker its leader, then
+    /// starts serving its groups.
+    async fn load(self: Arc<Self>, topic_id: TopicId, index: i32, leader_epoch: i32) {
+        let started = Instant::now();
+        loop {
+            if self.cancel.is_cancelled() || !self.still_loading(index, leader_epoch) {
+                return;
+            }
+            let partition = self.replicas.partition(topic_id, index).filter(|p| {
+                let state = p.state();
+                state.leader == self.broker_id && state.leader_epoch == leader_epoch
+            });
+            let Some(partition) = partition else {
+                // The replica manager applies the same image a moment later.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let log = partition.log.clone();
+            let end = log.log_end_offset();
+            let replayed = tokio::task::spawn_blocking(move || replay(&log, end)).await;
+            let replayed = match replayed {
+                Ok(Ok(replayed)) => replayed,
+                Ok(Err(e)) => {
+                    warn!(
+                        partition = index,
+                        "cannot load offsets partition, retrying: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    warn!(
+                        partition = index,
+                        "offsets partition load task failed, retrying: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let (records, unreadable) = (replayed.records, replayed.unreadable);
+            let state = replayed.into_state(Instant::now());
+            let (groups, offsets) = (
+                state.group_ids().len(),
+                state.offsets.values().map(|o| o.len()).sum::<usize>(),
+            );
+            let shard = Shard::start(
+                partition,
+                leader_epoch,
+                state,
+                self.replicas.clone(),
+                self.config.commit_timeout,
+                &self.tracker,
+                self.cancel.child_token(),
+            );
+            let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+            if matches!(shards.get(&index), Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch)
+            {
+                shards.insert(index, Slot::Loaded(shard));
+                info!(
+                    partition = index,
+                    leader_epoch,
+                    groups,
+                    offsets,
+                    records,
+                    unreadable,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "loaded offsets partition"
+                );
+            }
+            return;
+        }
+    }
+
+    fn tick(self: &Arc<Self>) {
+        let now = Instant::now();
+        for shard in self.loaded_shards() {
+            let mut state = shard.lock();
+            let ids: Vec<String> = state.groups.keys().cloned().collect();
+            for id in ids {
+                if let Some(group) = state.groups.get_mut(&id) {
+                    group.tick(&self.config, now);
+                }
+                self.queue_persist(&shard, &mut state, &id);
+            }
+        }
+    }
+
+    fn loaded_shards(&self) -> Vec<Arc<Shard>> {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Loaded(shard) => Some(shard.clone()),
+                Slot::Loading { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The shard coordinating `group_id`: NOT_COORDINATOR if another broker does (or nobody knows
+    /// yet), COORDINATOR_LOAD_IN_PROGRESS while it loads.
+    fn shard(&self, group_id: &str) -> Result<Arc<Shard>, ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let image = self.metadata.current();
+        let topic = image
+            .topic_by_name(OFFSETS_TOPIC)
+            .ok_or(ResponseError::NotCoordinator)?;
+        let index = partition_for(group_id, topic.partitions.len() as i32);
+        match self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+        {
+            Some(Slot::Loaded(shard)) => Ok(shard.clone()),
+            Some(Slot::Loading { .. }) => Err(ResponseError::CoordinatorLoadInProgress),
+            None => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// Queues the group's pending metadata write, if it has one; a write that completes a SyncGroup
+    /// reports back to the group.
+    fn queue_persist(self: &Arc<Self>, shard: &Arc<Shard>, state: &mut ShardState, group_id: &str) {
+        let Some(group) = state.groups.get_mut(group_id) else {
+            return;
+        };
+        let Some((generation, value, completes_sync)) = group.take_persist() else {
+            return;
+        };
+        let done = shard.write_then(vec![OffsetsRecord::Group {
+            group: group_id.to_owned(),
+            value: Some(value),
+        }]);
+        let this = self.clone();
+        let shard = shard.clone();
+        let group_id = group_id.to_owned();
+        self.tracker.spawn(async move {
+            let result = done.await.unwrap_or(Err(ResponseError::NotCoordinator));
+            if let Err(e) = &result {
+                warn!(group = %group_id, generation, "cannot write group metadata: {e:?}");
+            }
+            if !completes_sync {
+                return;
+            }
+            let mut state = shard.lock();
+            if let Some(group) = state.groups.get_mut(&group_id) {
+                group.complete_sync_persist(
+                    generation,
+                    result.map(|_| ()),
+                    &this.config,
+                    Instant::now(),
+                );
+            }
+            this.queue_persist(&shard, &mut state, &group_id);
+        });
+    }
+
+    // ---- FindCoordinator ----
+
+    /// The coordinator of `group_id` on `listener`. Creates the offsets topic on first use.
+    pub async fn find_coordinator(
+        &self,
+        group_id: &str,
+        listener: &str,
+    ) -> Result<CoordinatorEndpoint, (ResponseError, &'static str)> {
+        if group_id.is_empty() {
+            return Err((ResponseError::InvalidRequest, "the group id is empty"));
+        }
+        let image = self.metadata.current();
+        let Some(topic) = image.topic_by_name(OFFSETS_TOPIC) else {
+            self.create_offsets_topic(&image).await;
+            return Err((
+                ResponseError::CoordinatorNotAvailable,
+                "the offsets topic is being created",
+            ));
+        };
+        let index = partition_for(group_id, topic.partitions.len() as i32);
+        let leader = topic
+            .partitions
+            .get(index as usize)
+            .filter(|p| p.has_leader())
+            .map(|p| p.leader)
+            .ok_or((
+                ResponseError::CoordinatorNotAvailable,
+                "the group's offsets partition has no leader",
+            ))?;
+        let endpoint = image
+            .brokers
+            .get(&leader)
+            .filter(|b| !b.fenced)
+            .and_then(|b| b.endpoint(Some(listener)))
+            .ok_or((
+                ResponseError::CoordinatorNotAvailable,
+                "the coordinator has no live endpoint on this listener",
+            ))?;
+        Ok(CoordinatorEndpoint {
+            node_id: leader,
+            host: endpoint.host.clone(),
+            port: i32::from(endpoint.port),
+        })
+    }
+
+    /// Asks the controller to create the offsets topic (one request at a time), with replication
+    /// capped at the live brokers and the settings Kafka gives it.
+    async fn create_offsets_topic(&self, image: &MetadataImage) {
+        let Ok(_creating) = self.creating.try_lock() else {
+            return;
+        };
+        let live = image.brokers.values().filter(|b| !b.fenced).count() as i32;
+        if live == 0 {
+            return;
+        }
+        let replication_factor = self.config.offsets_topic_replication_factor.min(live);
+        if replication_factor < self.config.offsets_topic_replication_factor {
+            warn!(
+                replication_factor,
+                live_brokers = live,
+                wanted = self.config.offsets_topic_replication_factor,
+                "creating the offsets topic with fewer replicas than configured"
+            );
+        }
+        let min_insync = (replication_factor - 1).max(1);
+        let configs = [
+            ("cleanup.policy", "compact".to_owned()),
+            // No compaction runs yet, so nothing may be deleted by age or size.
+            ("retention.ms", "-1".to_owned()),
+            ("retention.bytes", "-1".to_owned()),
+            ("segment.bytes", (100 * 1024 * 1024).to_string()),
+            ("min.insync.replicas", min_insync.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let request = pb::CreateTopicsRequest {
+            topics: vec![pb::CreatableTopic {
+                name: OFFSETS_TOPIC.to_owned(),
+                num_partitions: self.config.offsets_topic_num_partitions,
+                replication_factor,
+                configs,
+            }],
+            validate_only: false,
+        };
+        match tokio::time::timeout(CREATE_TIMEOUT, self.controller.create_topics(request)).await {
+            Ok(Ok(reply)) => {
+                for result in reply.topics {
+                    if result.error_code == 0 {
+                        info!(
+                            partitions = self.config.offsets_topic_num_partitions,
+                            replication_factor, "created the offsets topic"
+                        );
+                        let _ = self
+                            .metadata
+                            .wait_for_offset(result.metadata_offset, CREATE_TIMEOUT)
+                            .await;
+                    } else {
+                        debug!(code = result.error_code, reason = %result.error_message,
+                            "offsets topic not created");
+                    }
+                }
+            }
+            Ok(Err(e)) => debug!("cannot create the offsets topic: {e}"),
+            Err(_) => debug!("creating the offsets topic timed out"),
+        }
+    }
+
+    // ---- Membership ----
+
+    pub async fn join_group(self: &Arc<Self>, group_id: &str, req: JoinRequest) -> JoinResponse {
+        let member_id = req.member_id.clone();
+        let shard = match self.shard(group_id) {
+            Ok(shard) => shard,
+            Err(error) => return JoinResponse::error(error, &member_id),
+        };
+        if req.session_timeout_ms < self.config.min_session_timeout_ms
+            || req.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            return JoinResponse::error(ResponseError::InvalidSessionTimeout, &member_id);
+        }
+        let reply = {
+            let mut state = shard.lock();
+            if !member_id.is_empty() && !state.groups.contains_key(group_id) {
+                return JoinResponse::error(ResponseError::UnknownMemberId, &member_id);
+            }
+            let group = state
+                .groups
+                .entry(group_id.to_owned())
+                .or_insert_with(|| ClassicGroup::new(group_id.to_owned()));
+            let reply = group.join(req, &self.config, Instant::now());
+            self.queue_persist(&shard, &mut state, group_id);
+            state.drop_if_unused(group_id);
+            reply
+        };
+        match reply {
+            Reply::Now(response) => response,
+            Reply::Later(rx) => rx
+                .await
+                .unwrap_or_else(|_| JoinResponse::error(ResponseError::NotCoordinator, &member_id)),
+        }
+    }
+
+    pub async fn sync_group(self: &Arc<Self>, group_id: &str, req: SyncRequest) -> SyncResponse {
+        let shard = match self.shard(group_id) {
+            Ok(shard) => shard,
+            Err(error) => return SyncResponse::error(error),
+        };
+        let reply = {
+            let mut state = shard.lock();
+            let Some(group) = state.groups.get_mut(group_id) else {
+                return SyncResponse::error(ResponseError::UnknownMemberId);
+            };
+            let reply = group.sync(req, Instant::now());
+            self.queue_persist(&shard, &mut state, group_id);
+            reply
+        };
+        match reply {
+            Reply::Now(response) => response,
+            Reply::Later(rx) => rx
+                .await
+                .unwrap_or_else(|_| SyncResponse::error(ResponseError::NotCoordinator)),
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Option<ResponseError> {
+        let shard = match self.shard(group_id) {
+            Ok(shard) => shard,
+            Err(error) => return Some(error),
+        };
+        let mut state = shard.lock();
+        match state.groups.get_mut(group_id) {
+            Some(group) => {
+                group.heartbeat(generation, member_id, group_instance_id, Instant::now())
+            }
+            None => Some(ResponseError::UnknownMemberId),
+        }
+    }
+
+    /// LeaveGroup: one result per (member id, group instance id), or a group-level error.
+    pub fn leave_group(
+        self: &Arc<Self>,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        let shard = self.shard(group_id)?;
+        let mut state = shard.lock();
+        let Some(group) = state.groups.get_mut(group_id) else {
+            return Ok(members
+                .iter()
+                .map(|_| Some(ResponseError::UnknownMemberId))
+                .collect());
+        };
+        if group.state() == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let now = Instant::now();
+        let results = members
+            .iter()
+            .map(|(member_id, instance)| {
+                group.leave(member_id, instance.as_deref(), &self.config, now)
+            })
+            .collect();
+        self.queue_persist(&shard, &mut state, group_id);
+        Ok(results)
+    }
+
+    // ---- Offsets ----
+
+    /// OffsetCommit: validates the committer against the group, writes one record per partition and
+    /// applies them once committed. Returns a result per partition, or a group-level error.
+    pub async fn commit_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<Vec<(OffsetCommit, Option<ResponseError>)>, ResponseError> {
+        let shard = self.shard(group_id)?;
+        let image = self.metadata.current();
+        let now_ms = now_ms();
+        let mut results: Vec<(OffsetCommit, Option<ResponseError>)> = Vec::new();
+        let mut records = Vec::new();
+        let mut written = Vec::new();
+        {
+            let mut state = shard.lock();
+            if !state.groups.contains_key(group_id) {
+                if generation >= 0 {
+                    return Err(ResponseError::IllegalGeneration);
+                }
+                // A commit from outside group management creates an empty group, as in Kafka.
+                state
+                    .groups
+                    .insert(group_id.to_owned(), ClassicGroup::new(group_id.to_owned()));
+            }
+            let group = state
+                .groups
+                .get_mut(group_id)
+                .ok_or(ResponseError::NotCoordinator)?;
+            if let Some(error) =
+                group.validate_commit(generation, member_id, group_instance_id, Instant::now())
+            {
+                return Err(error);
+            }
+            for commit in commits {
+                let metadata = commit.metadata.clone().unwrap_or_default();
+                let known = image.topic_by_name(&commit.topic).is_some_and(|t| {
+                    commit.partition >= 0 && (commit.partition as usize) < t.partitions.len()
+                });
+                let error = if !known {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                    Some(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    None
+                };
+                if error.is_none() {
+                    let key = OffsetKey {
+                        group: group_id.to_owned(),
+                        topic: commit.topic.clone(),
+                        partition: commit.partition,
+                    };
+                    let value = OffsetValue {
+                        offset: commit.offset,
+                        leader_epoch: commit.leader_epoch,
+                        metadata,
+                        commit_timestamp_ms: now_ms,
+                    };
+                    records.push(OffsetsRecord::Offset {
+                        key: key.clone(),
+                        value: Some(value.clone()),
+                    });
+                    written.push((key, value, results.len()));
+                }
+                results.push((commit, error));
+            }
+        }
+        if records.is_empty() {
+            return Ok(results);
+        }
+        match shard.write(records).await {
+            Ok(base_offset) => {
+                let mut state = shard.lock();
+                for (i, (key, value, _)) in written.into_iter().enumerate() {
+                    state.apply_offset(key, Some(value), base_offset + i as i64);
+                }
+            }
+            Err(error) => {
+                for (_, _, index) in written {
+                    results[index].1 = Some(error);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch: the committed offsets of the named partitions, or of every partition with one.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, ResponseError> {
+        let shard = self.shard(group_id)?;
+        let state = shard.lock();
+        let offsets = state.offsets.get(group_id);
+        Ok(match partitions {
+            Some(partitions) => partitions
+                .into_iter()
+                .map(|(topic, partition)| {
+                    let committed = offsets
+                        .and_then(|o| o.get(&(topic.clone(), partition)))
+                        .cloned();
+                    (topic, partition, committed)
+                })
+                .collect(),
+            None => offsets
+                .into_iter()
+                .flatten()
+                .map(|((topic, partition), c)| (topic.clone(), *partition, Some(c.clone())))
+                .collect(),
+        })
+    }
+
+    /// DeleteGroups: only groups without members; their metadata and offsets get tombstones.
+    pub async fn delete_group(self: &Arc<Self>, group_id: &str) -> Option<ResponseError> {
+        let shard = match self.shard(group_id) {
+            Ok(shard) => shard,
+            Err(error) => return Some(error),
+        };
+        let records = {
+            let mut state = shard.lock();
+            let has_group = state.groups.contains_key(group_id);
+            let offsets = state.offsets.remove(group_id).unwrap_or_default();
+            if !has_group && offsets.is_empty() {
+                return Some(ResponseError::GroupIdNotFound);
+            }
+            if let Some(group) = state.groups.get(group_id) {
+                match group.state() {
+                    GroupState::Empty => {}
+                    GroupState::Dead => {
+                        state.offsets.insert(group_id.to_owned(), offsets);
+                        return Some(ResponseError::GroupIdNotFound);
+                    }
+                    _ => {
+                        state.offsets.insert(group_id.to_owned(), offsets);
+                        return Some(ResponseError::NonEmptyGroup);
+                    }
+                }
+            }
+            if let Some(mut group) = state.groups.remove(group_id) {
+                group.transition_to_dead();
+            }
+            let mut records: Vec<OffsetsRecord> = offsets
+                .into_keys()
+                .map(|(topic, partition)| OffsetsRecord::Offset {
+                    key: OffsetKey {
+                        group: group_id.to_owned(),
+                        topic,
+                        partition,
+                    },
+                    value: None,
+                })
+                .collect();
+            records.push(OffsetsRecord::Group {
+                group: group_id.to_owned(),
+                value: None,
+            });
+            shard.write_then(records)
+        };
+        match records.await {
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => Some(error),
+            Err(_) => Some(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// OffsetDelete: removes committed offsets of partitions the group is not subscribed to.
+    pub async fn delete_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<(String, i32, Option<ResponseError>)>, ResponseError> {
+        let shard = self.shard(group_id)?;
+        let (results, done) = {
+            let mut state = shard.lock();
+            let group = state.groups.get(group_id);
+            if group.is_none() && !state.offsets.contains_key(group_id) {
+                return Err(ResponseError::GroupIdNotFound);
+            }
+            if group.is_some_and(|g| g.state() == GroupState::Dead) {
+                return Err(ResponseError::GroupIdNotFound);
+            }
+            let active = group.is_some_and(|g| g.state() != GroupState::Empty);
+            let mut results = Vec::new();
+            let mut records = Vec::new();
+            for (topic, partition) in partitions {
+                if active && group.is_some_and(|g| g.is_subscribed_to(&topic)) {
+                    results.push((
+                        topic,
+                        partition,
+                        Some(ResponseError::GroupSubscribedToTopic),
+                    ));
+                    continue;
+                }
+                records.push(OffsetsRecord::Offset {
+                    key: OffsetKey {
+                        group: group_id.to_owned(),
+                        topic: topic.clone(),
+                        partition,
+                    },
+                    value: None,
+                });
+                results.push((topic, partition, None));
+            }
+            if let Some(offsets) = state.offsets.get_mut(group_id) {
+                for (topic, partition, error) in &results {
+                    if error.is_none() {
+                        offsets.remove(&(topic.clone(), *partition));
+                    }
+                }
+                if offsets.is_empty() {
+                    state.offsets.remove(group_id);
+                }
+            }
+            let done = (!records.is_empty()).then(|| shard.write_then(records));
+            (results, done)
+        };
+        if let Some(done) = done {
+            match done.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(ResponseError::NotCoordinator),
+            }
+        }
+        Ok(results)
+    }
+
+    // ---- Listing ----
+
+    /// Every group this broker coordinates; COORDINATOR_LOAD_IN_PROGRESS alongside them while some
+    /// partition is still loading.
+    pub fn list_groups(&self) -> (Option<ResponseError>, Vec<ListedGroup>) {
+        let loading = self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|slot| matches!(slot, Slot::Loading { .. }));
+        let mut groups = Vec::new();
+        for shard in self.loaded_shards() {
+            let state = shard.lock();
+            for id in state.group_ids() {
+                let (protocol_type, group_state) = match state.groups.get(&id) {
+                    Some(g) => (g.protocol_type().unwrap_or_default().to_owned(), g.state()),
+                    None => (String::new(), GroupState::Empty),
+                };
+                if group_state == GroupState::Dead {
+                    continue;
+                }
+                groups.push(ListedGroup {
+                    group_id: id,
+                    protocol_type,
+                    state: group_state,
+                });
+            }
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        (
+            loading.then_some(ResponseError::CoordinatorLoadInProgress),
+            groups,
+        )
+    }
+
+    /// DescribeGroups for one group: an unknown group is described as Dead, as Kafka does.
+    pub fn describe_group(&self, group_id: &str) -> Result<GroupSummary, ResponseError> {
+        let shard = self.shard(group_id)?;
+        let state = shard.lock();
+        Ok(match state.groups.get(group_id) {
+            Some(group) => group.summary(),
+            None => GroupSummary {
+                state: if state.offsets.contains_key(group_id) {
+                    GroupState::Empty
+                } else {
+                    GroupState::Dead
+                },
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+        })
+    }
+}
+
+/// Tells every parked member of an unloaded shard to find the coordinator again.
+fn unload(shard: &Shard) {
+    let mut state = shard.lock();
+    for group in state.groups.values_mut() {
+        group.transition_to_dead();
+    }
+    state.groups.clear();
+    state.offsets.clear();
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

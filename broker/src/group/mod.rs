@@ -1,0 +1,150 @@
+//! The group coordinator (digest §8): consumer groups under the classic protocol and their committed
+//! offsets, stored as records in the internal, replicated offsets topic `__consumer_offsets`.
+//!
+//! A group belongs to one partition of that topic, chosen by hashing its id as Kafka does; the broker
+//! leading that partition is the group's coordinator. When this broker becomes a partition's leader it
+//! loads the partition's records into a [`shard`] (answering COORDINATOR_LOAD_IN_PROGRESS meanwhile);
+//! when it stops leading it drops the shard (NOT_COORDINATOR). Nothing is acknowledged before its
+//! record is committed to the partition (acks=all), so what a client was told survives the
+//! coordinator's broker being killed.
+//!
+//! Layout: `records` (the topic's record formats), `classic_group` (one group's membership state machine),
+//! `shard` (one loaded partition: groups, offsets, its single writer), `coordinator` (leadership,
+//! loading, timers, and the operations the handlers call), `consumer_protocol` (reading
+//! subscriptions).
+
+pub mod classic_group;
+pub mod consumer_protocol;
+pub mod coordinator;
+pub mod records;
+pub mod shard;
+
+use std::time::Duration;
+
+pub use classic_group::GroupState;
+pub use coordinator::GroupCoordinator;
+
+/// The internal topic holding group metadata and committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Coordinator settings, from the broker's flags (Kafka's names in the doc lines).
+#[derive(Clone, Debug, clap::Args)]
+pub struct GroupArgs {
+    /// Partitions of the offsets topic when this broker creates it (`offsets.topic.num.partitions`).
+    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 50,
+        value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub offsets_topic_num_partitions: i32,
+
+    /// Replication factor of the offsets topic, capped at the live brokers when it is created
+    /// (`offsets.topic.replication.factor`).
+    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR", default_value_t = 3,
+        value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub offsets_topic_replication_factor: i32,
+
+    /// How long a new group waits for more members before its first rebalance completes
+    /// (`group.initial.rebalance.delay.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3_000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6_000
+    )]
+    pub group_min_session_timeout_ms: i32,
+
+    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub group_max_session_timeout_ms: i32,
+
+    /// How long an offset commit or group write waits for the offsets topic's in-sync replicas
+    /// (`offsets.commit.timeout.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_OFFSETS_COMMIT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub offsets_commit_timeout_ms: u64,
+}
+
+impl GroupArgs {
+    pub fn config(&self) -> GroupConfig {
+        GroupConfig {
+            offsets_topic_num_partitions: self.offsets_topic_num_partitions,
+            offsets_topic_replication_factor: self.offsets_topic_replication_factor,
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            min_session_timeout_ms: self.group_min_session_timeout_ms,
+            max_session_timeout_ms: self.group_max_session_timeout_ms,
+            commit_timeout: Duration::from_millis(self.offsets_commit_timeout_ms),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_replication_factor: i32,
+    pub initial_rebalance_delay: Duration,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub commit_timeout: Duration,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            initial_rebalance_delay: Duration::from_millis(3_000),
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            commit_timeout: Duration::from_millis(5_000),
+        }
+    }
+}
+
+/// The offsets-topic partition of a group: `abs(java_hash_code(group_id)) % partitions`, as Kafka
+/// computes it (UTF-16 code units, wrapping arithmetic, `abs(i32::MIN) = 0`), so Kafka tooling and
+/// Chronik agree on where a group lives.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_for_matches_java_string_hash_code() {
+        // "".hashCode() == 0, "a".hashCode() == 97, "my-group".hashCode() == 1_483_584_795 ... as
+        // computed by Java: h = 31*h + c over UTF-16 units.
+        assert_eq!(partition_for("", 50), 0);
+        assert_eq!(partition_for("a", 50), 97 % 50);
+        assert_eq!(partition_for("console-consumer-1", 50), {
+            let h: i32 = "console-consumer-1"
+                .chars()
+                .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+            h.abs() % 50
+        });
+        // A hash of i32::MIN maps to partition 0 ("polygenelubricants".hashCode() == Integer.MIN_VALUE).
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        // Characters outside the BMP count as two UTF-16 units.
+        assert_eq!(
+            partition_for("😀", 1000),
+            (0xD83Di32 * 31 + 0xDE00).abs() % 1000
+        );
+    }
+}
