@@ -295,3 +295,32 @@ def test_errors_read_as_one_clear_line(shared_cluster):
         (0, None, 0), (1, None, 0)]
     assert group_json(cluster, "describe", missing)["state"] == "Empty"
     group_json(cluster, "delete", missing)
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(240)
+def test_group_commands_follow_the_coordinator_after_it_is_killed(cluster_factory):
+    """Right after a kill -9 of the coordinator, FindCoordinator may still name it (the controller
+    has not fenced it yet) and the new one may still be loading: the commands retry until they reach
+    the new coordinator, which has the offsets committed before the kill."""
+    cluster = cluster_factory(controllers=1, brokers=3)
+    topic = unique_group("topic")
+    group = unique_group("moved")
+    cluster.create_topic(topic, partitions=2, replication_factor=3, configs={"min.insync.replicas": "2"})
+    produce(cluster, topic, 2)
+
+    done = group_json(cluster, "reset-offsets", group, "--topic", topic, "--to-offset", "4")
+    assert [p["new_offset"] for p in done["partitions"]] == [4, 4]
+    before = group_json(cluster, "describe", group)
+    assert before["state"] == "Empty" and committed(before, topic) == {0: 4, 1: 4}
+
+    cluster.kill_broker(before["coordinator"])
+    after = group_json(cluster, "describe", group, "--retry-timeout-ms", "60000", timeout=120)
+    assert after["coordinator"] != before["coordinator"]
+    assert committed(after, topic) == {0: 4, 1: 4}
+    assert [p["log_end_offset"] for p in after["partitions"]] == [10, 10]
+
+    done = group_json(cluster, "reset-offsets", group, "--topic", topic, "--to-latest",
+                      "--retry-timeout-ms", "60000", timeout=120)
+    assert [(p["previous_offset"], p["new_offset"]) for p in done["partitions"]] == [(4, 10), (4, 10)]
+    assert committed(group_json(cluster, "describe", group), topic) == {0: 10, 1: 10}
