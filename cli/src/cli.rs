@@ -73,6 +73,9 @@ pub enum Command {
     /// Create, inspect, change and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// List, inspect, reset and delete consumer groups (Kafka protocol to the brokers).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Move partition leadership.
     #[command(subcommand)]
     Election(ElectionCommand),
@@ -352,6 +355,184 @@ pub enum TopicCommand {
     },
     /// Set or delete topic configs (deleted keys fall back to the cluster default).
     AlterConfig(AlterConfigArgs),
+}
+
+/// `chronikctl group ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum GroupCommand {
+    /// List every consumer group of the cluster: ListGroups to every live broker, merged.
+    List(GroupTargetArgs),
+    /// Show a group's state and members with their assigned partitions, and per partition the
+    /// committed offset, log end offset, lag and owning member.
+    Describe(GroupArgs),
+    /// Move a group's committed offsets on one topic. Refused while the group has members. Commits
+    /// at once and prints old and new offsets per partition; `--dry-run` only prints the plan.
+    ResetOffsets(ResetOffsetsArgs),
+    /// Delete a group and its committed offsets. Refused while the group has members.
+    Delete(GroupArgs),
+}
+
+/// How long group commands keep retrying.
+#[derive(Debug, Clone, Args)]
+pub struct GroupTargetArgs {
+    /// How long to keep retrying answers that mean "try again" (the coordinator is loading, moving
+    /// or not yet elected; a partition leader changed), in milliseconds. Each single request is
+    /// bounded by `--timeout-ms`.
+    #[arg(
+        long,
+        env = "CHRONIK_RETRY_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 15_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub retry_timeout_ms: u64,
+}
+
+/// One group.
+#[derive(Debug, Clone, Args)]
+pub struct GroupArgs {
+    /// The group id.
+    pub group: String,
+    #[command(flatten)]
+    pub target: GroupTargetArgs,
+}
+
+/// `group reset-offsets`.
+#[derive(Debug, Clone, Args)]
+#[command(group(
+    ArgGroup::new("reset_to")
+        .required(true)
+        .args(["to_earliest", "to_latest", "to_offset", "to_datetime"])
+))]
+pub struct ResetOffsetsArgs {
+    /// The group id.
+    pub group: String,
+    /// The topic whose offsets move.
+    #[arg(long)]
+    pub topic: String,
+    /// The partitions to reset: `all`, or a comma-separated list such as `0,2`.
+    #[arg(long, value_name = "all|P,...", default_value = "all", value_parser = parse_partitions)]
+    pub partitions: crate::bench::PartitionSelection,
+    /// To each partition's log start offset.
+    #[arg(long)]
+    pub to_earliest: bool,
+    /// To each partition's log end offset (consumers skip everything written so far).
+    #[arg(long)]
+    pub to_latest: bool,
+    /// To this offset, clamped into each partition's [log start, log end].
+    #[arg(long, value_name = "OFFSET", value_parser = clap::value_parser!(i64).range(0..))]
+    pub to_offset: Option<i64>,
+    /// To the first offset whose timestamp is at or after this RFC 3339 time (e.g.
+    /// 2026-11-22T10:00:00Z); the log end where no record is that recent.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_datetime)]
+    pub to_datetime: Option<i64>,
+    /// Compute and print the new offsets without committing them.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub target: GroupTargetArgs,
+}
+
+impl ResetOffsetsArgs {
+    /// The requested target (clap guarantees exactly one).
+    pub fn reset_target(&self) -> crate::cmd::group::ResetTarget {
+        use crate::cmd::group::ResetTarget;
+        match (self.to_offset, self.to_datetime) {
+            (Some(offset), _) => ResetTarget::Offset(offset),
+            (_, Some(ms)) => ResetTarget::Datetime(ms),
+            _ if self.to_latest => ResetTarget::Latest,
+            _ => ResetTarget::Earliest,
+        }
+    }
+}
+
+/// Parses an RFC 3339 date-time (`2026-11-22T10:00:00Z`, `2026-11-22T12:00:00.250+02:00`) into
+/// milliseconds since the Unix epoch; times before 1970 are refused (Kafka timestamps are not negative).
+pub fn parse_datetime(raw: &str) -> Result<i64, String> {
+    let text = raw.trim();
+    let bad = || {
+        format!(
+            "'{text}' is not an RFC 3339 date-time such as 2026-11-22T10:00:00Z or \
+             2026-11-22T12:00:00+02:00"
+        )
+    };
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
+        let digits = text.get(range).ok_or_else(bad)?;
+        if !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        digits.parse::<i64>().map_err(|_| bad())
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let kept = &fraction[..digits.min(3)];
+        millis = kept.parse::<i64>().map_err(|_| bad())? * 10_i64.pow(3 - kept.len() as u32);
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let o = rest.as_bytes();
+            if o.len() != 6 || !matches!(o[0], b'+' | b'-') || o[3] != b':' {
+                return Err(bad());
+            }
+            let hours: i64 = rest[1..3].parse().map_err(|_| bad())?;
+            let minutes: i64 = rest[4..6].parse().map_err(|_| bad())?;
+            if hours > 23 || minutes > 59 {
+                return Err(bad());
+            }
+            let total = hours * 60 + minutes;
+            if o[0] == b'-' {
+                -total
+            } else {
+                total
+            }
+        }
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    // Second 60 is a leap second; Kafka timestamps have none, so it counts as the next second.
+    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+        return Err(bad());
+    }
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second
+        - offset_minutes * 60;
+    let ms = seconds * 1_000 + millis;
+    if ms < 0 {
+        return Err(format!("'{text}' is before 1970-01-01T00:00:00Z"));
+    }
+    Ok(ms)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let shifted_month = (month + 9) % 12;
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// `chronikctl election ...`
@@ -715,6 +896,136 @@ mod tests {
         assert!(parse_controller_address("h:http").is_err());
         assert!(parse_controller_address(":9093").is_err());
         assert!(parse(&["broker", "list", "--controllers", "nohost"]).is_err());
+    }
+
+    fn reset_args(args: &[&str]) -> Result<ResetOffsetsArgs, clap::Error> {
+        let mut full = vec!["group", "reset-offsets"];
+        full.extend_from_slice(args);
+        match parse(&full)?.command {
+            Command::Group(GroupCommand::ResetOffsets(args)) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reset_offsets_needs_exactly_one_target() {
+        use crate::cmd::group::ResetTarget;
+        let args = reset_args(&["g", "--topic", "t", "--to-earliest"]).expect("valid");
+        assert_eq!(args.reset_target(), ResetTarget::Earliest);
+        assert_eq!(args.partitions, crate::bench::PartitionSelection::All);
+        assert!(!args.dry_run);
+        assert_eq!(args.target.retry_timeout_ms, 15_000);
+        let args = reset_args(&[
+            "g",
+            "--topic",
+            "t",
+            "--to-latest",
+            "--partitions",
+            "2,0",
+            "--dry-run",
+        ])
+        .expect("valid");
+        assert_eq!(args.reset_target(), ResetTarget::Latest);
+        assert_eq!(
+            args.partitions,
+            crate::bench::PartitionSelection::Only(vec![0, 2])
+        );
+        assert!(args.dry_run);
+        let args = reset_args(&["g", "--topic", "t", "--to-offset", "42"]).expect("valid");
+        assert_eq!(args.reset_target(), ResetTarget::Offset(42));
+        let args = reset_args(&["g", "--topic", "t", "--to-datetime", "1970-01-01T00:00:01Z"])
+            .expect("valid");
+        assert_eq!(args.reset_target(), ResetTarget::Datetime(1_000));
+
+        assert_eq!(
+            reset_args(&["g", "--topic", "t"])
+                .expect_err("no target")
+                .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            reset_args(&["g", "--topic", "t", "--to-earliest", "--to-latest"])
+                .expect_err("two targets")
+                .kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert!(
+            reset_args(&["g", "--to-earliest"]).is_err(),
+            "--topic is required"
+        );
+        assert!(reset_args(&["g", "--topic", "t", "--to-offset", "-1"]).is_err());
+        assert!(reset_args(&["g", "--topic", "t", "--to-earliest", "--partitions", "x"]).is_err());
+        let error = reset_args(&["g", "--topic", "t", "--to-datetime", "yesterday"])
+            .expect_err("bad datetime");
+        assert!(
+            error.to_string().contains("not an RFC 3339 date-time"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn rfc3339_datetimes_become_epoch_milliseconds() {
+        assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(
+            parse_datetime("2026-11-22T10:00:00Z"),
+            Ok(1_795_341_600_000)
+        );
+        assert_eq!(
+            parse_datetime("2026-11-22T12:00:00+02:00"),
+            Ok(1_795_341_600_000)
+        );
+        assert_eq!(
+            parse_datetime("2026-11-22T05:30:00-04:30"),
+            Ok(1_795_341_600_000)
+        );
+        assert_eq!(
+            parse_datetime("2026-11-22t10:00:00.25z"),
+            Ok(1_795_341_600_250)
+        );
+        assert_eq!(
+            parse_datetime("2026-11-22 10:00:00.123456Z"),
+            Ok(1_795_341_600_123)
+        );
+        assert_eq!(
+            parse_datetime("2024-02-29T00:00:00Z"),
+            Ok(1_709_164_800_000)
+        );
+        assert_eq!(parse_datetime("2000-03-01T00:00:00Z"), Ok(951_868_800_000));
+        for bad in [
+            "",
+            "2026-11-22",
+            "2026-11-22T10:00:00",
+            "2026-11-22T10:00Z",
+            "2026-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T10:00:00+2:00",
+            "2026-11-22T10:00:00.Z",
+            "1969-12-31T23:59:59Z",
+            "+2026-11-22T10:00:00Z",
+        ] {
+            assert!(parse_datetime(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn group_commands_parse() {
+        let cli = parse(&["group", "list", "--retry-timeout-ms", "500"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Group(GroupCommand::List(GroupTargetArgs {
+                retry_timeout_ms: 500
+            }))
+        ));
+        let cli = parse(&["group", "describe", "g1", "-o", "json"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Group(GroupCommand::Describe(GroupArgs { ref group, .. })) if group == "g1"
+        ));
+        assert!(
+            parse(&["group", "delete"]).is_err(),
+            "the group id is required"
+        );
     }
 
     #[test]

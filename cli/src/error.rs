@@ -61,6 +61,12 @@ pub enum CliError {
         /// The one-line description shown to the user.
         message: String,
     },
+    /// A request to a broker (Kafka protocol) got no usable answer.
+    #[error(transparent)]
+    Broker(#[from] crate::kafka::KafkaError),
+    /// The report is printed but does not cover everything (e.g. a broker did not answer).
+    #[error("{0}")]
+    Incomplete(String),
     /// The command line is well-formed for clap but asks for something contradictory.
     #[error("{0}")]
     InvalidArgument(String),
@@ -164,8 +170,16 @@ pub fn kafka_error_name(code: i32) -> &'static str {
         6 => "NOT_LEADER_OR_FOLLOWER",
         7 => "REQUEST_TIMED_OUT",
         8 => "BROKER_NOT_AVAILABLE",
+        14 => "COORDINATOR_LOAD_IN_PROGRESS",
+        15 => "COORDINATOR_NOT_AVAILABLE",
+        16 => "NOT_COORDINATOR",
         17 => "INVALID_TOPIC_EXCEPTION",
+        22 => "ILLEGAL_GENERATION",
+        24 => "INVALID_GROUP_ID",
+        25 => "UNKNOWN_MEMBER_ID",
+        27 => "REBALANCE_IN_PROGRESS",
         29 => "TOPIC_AUTHORIZATION_FAILED",
+        30 => "GROUP_AUTHORIZATION_FAILED",
         31 => "CLUSTER_AUTHORIZATION_FAILED",
         35 => "UNSUPPORTED_VERSION",
         36 => "TOPIC_ALREADY_EXISTS",
@@ -177,6 +191,8 @@ pub fn kafka_error_name(code: i32) -> &'static str {
         42 => "INVALID_REQUEST",
         44 => "POLICY_VIOLATION",
         60 => "REASSIGNMENT_IN_PROGRESS",
+        68 => "NON_EMPTY_GROUP",
+        69 => "GROUP_ID_NOT_FOUND",
         73 => "TOPIC_DELETION_DISABLED",
         77 => "STALE_BROKER_EPOCH",
         80 => "PREFERRED_LEADER_NOT_AVAILABLE",

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod error;
+pub mod kafka;
 pub mod local;
 pub mod output;
 

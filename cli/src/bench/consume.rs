@@ -19,11 +19,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::error::{error_name, BenchError};
-use super::kafka::{check_code, KafkaConnection};
 use super::stats::{mib_per_second, per_second, LatencyHistogram};
 use super::topic::{PartitionLeader, TopicLayout};
 use super::{BenchReport, StartOffset, StopReason, Workload};
 use crate::cli::BenchConsumeArgs;
+use crate::kafka::{check_code, KafkaConnection, KafkaError};
 
 /// Fetch versions this client speaks; v13+ address topics by id, so they need one.
 const FETCH_VERSIONS: (i16, i16) = (4, 17);
@@ -322,13 +322,13 @@ async fn fetch_from_leader(
         let sent_at = Instant::now();
         let response = match connection.call(&request, version, plan.deadline).await {
             Ok(response) => response,
-            Err(BenchError::Timeout { .. }) => {
+            Err(KafkaError::Timeout { .. }) => {
                 outcome.stopped = StopReason::Timeout;
                 break;
             }
             Err(error) => {
                 outcome.error(match &error {
-                    BenchError::Protocol { reason, .. } => format!("PROTOCOL: {reason}"),
+                    KafkaError::Protocol { reason, .. } => format!("PROTOCOL: {reason}"),
                     other => format!("CONNECTION: {other}"),
                 });
                 outcome.stopped = StopReason::ConnectionFailed;
@@ -646,8 +646,7 @@ mod tests {
         // Both encode at their version.
         for (request, version) in [(by_name, 12), (by_id, 16)] {
             let mut buffer = BytesMut::new();
-            crate::bench::kafka::encode_request(&mut buffer, &request, version, 1)
-                .expect("encodes");
+            crate::kafka::encode_request(&mut buffer, &request, version, 1).expect("encodes");
         }
     }
 }

@@ -11,7 +11,6 @@
 
 pub mod consume;
 pub mod error;
-pub mod kafka;
 pub mod produce;
 pub mod stats;
 pub mod topic;

@@ -28,11 +28,11 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::error::{error_name, BenchError};
-use super::kafka::{KafkaConnection, RequestWriter, ResponseReader};
 use super::stats::{mib_per_second, per_second, LatencyHistogram};
 use super::topic::{PartitionLeader, TopicLayout};
 use super::{BenchReport, CompressionCodec, StopReason, ValueKind, Workload};
 use crate::cli::BenchProduceArgs;
+use crate::kafka::{KafkaConnection, KafkaError, RequestWriter, ResponseReader};
 
 /// Produce versions this client speaks: record batches v2 from v3; the broker serves up to 11.
 const PRODUCE_VERSIONS: (i16, i16) = (3, 11);
@@ -645,9 +645,9 @@ fn partition_answer(response: &ProduceResponse, partition: i32) -> Result<i64, S
 }
 
 /// The error-count name of a failed connection.
-fn connection_error_name(error: &BenchError) -> String {
+fn connection_error_name(error: &KafkaError) -> String {
     match error {
-        BenchError::Protocol { reason, .. } => format!("PROTOCOL: {reason}"),
+        KafkaError::Protocol { reason, .. } => format!("PROTOCOL: {reason}"),
         other => format!("CONNECTION: {other}"),
     }
 }

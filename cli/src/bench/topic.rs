@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::error::{error_name, BenchError};
-use super::kafka::KafkaConnection;
 use super::PartitionSelection;
+use crate::kafka::KafkaConnection;
 
 /// Metadata versions this client speaks (v4 adds AllowAutoTopicCreation, v10 the topic id).
 const METADATA_VERSIONS: (i16, i16) = (4, 12);
@@ -75,11 +75,9 @@ impl TopicLayout {
                     tokio::time::sleep(RETRY_INTERVAL).await;
                 }
                 None => {
-                    return Err(BenchError::Timeout {
-                        waiting_for: format!(
-                            "waiting for every partition of '{topic}' to have a leader"
-                        ),
-                    })
+                    return Err(BenchError::timeout(format!(
+                        "waiting for every partition of '{topic}' to have a leader"
+                    )))
                 }
             }
         }
@@ -114,7 +112,7 @@ pub async fn connect_any(
     for address in bootstrap_servers {
         match KafkaConnection::open(address, deadline).await {
             Ok(connection) => return Ok(connection),
-            Err(error) => last_error = Some(error),
+            Err(error) => last_error = Some(BenchError::from(error)),
         }
     }
     Err(last_error.unwrap_or_else(|| BenchError::Cluster("no bootstrap server given".to_owned())))

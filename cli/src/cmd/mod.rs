@@ -1,20 +1,25 @@
 //! The commands, one file per noun. A command asks the controllers through [`ControllerClient`] and
 //! returns plain data (a [`Report`]); it never prints. Only `output` turns a report into text, so every
-//! command has the same table and JSON behaviour and can be tested without a terminal.
+//! command has the same table and JSON behaviour and can be tested without a terminal. `group` commands
+//! also speak the Kafka protocol to the brokers the controllers list.
 
 pub mod broker;
 pub mod cluster;
 pub mod election;
+pub mod group;
 pub mod local;
 pub mod topic;
 
-use crate::cli::{BrokerCommand, ClusterCommand, Command, ElectionCommand, TopicCommand};
+use crate::cli::{
+    BrokerCommand, ClusterCommand, Command, ElectionCommand, GroupCommand, TopicCommand,
+};
 use crate::client::ControllerClient;
 use crate::error::CliError;
 
 pub use broker::{BrokerState, BrokerStatus};
 pub use cluster::{ClusterStatus, ControllerStatus};
 pub use election::{ElectionOutcome, ElectionResult};
+pub use group::{DeletedGroup, GroupDetails, GroupList, OffsetReset};
 pub use topic::{
     CreatedTopic, DeletedTopic, NewTopic, PartitionStatus, TopicConfigs, TopicDetails, TopicSummary,
 };
@@ -36,6 +41,14 @@ pub enum Report {
     TopicDeleted(DeletedTopic),
     /// `topic alter-config`.
     TopicConfigs(TopicConfigs),
+    /// `group list`.
+    Groups(GroupList),
+    /// `group describe`.
+    GroupDetails(GroupDetails),
+    /// `group reset-offsets`.
+    OffsetReset(OffsetReset),
+    /// `group delete`.
+    GroupDeleted(DeletedGroup),
     /// `election preferred`.
     Election(Vec<ElectionResult>),
     /// `local ...`.
@@ -49,6 +62,7 @@ impl Report {
     pub fn failure(&self) -> Option<CliError> {
         match self {
             Report::Election(results) => election::failure(results),
+            Report::Groups(list) => group::list_failure(list),
             Report::Bench(report) => report.failure().map(CliError::from),
             _ => None,
         }
@@ -81,11 +95,49 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Topic(TopicCommand::AlterConfig(args)) => {
             Report::TopicConfigs(topic::alter_config(client, &args.name, args.changes()?).await?)
         }
+        Command::Group(command) => execute_group(command, client).await?,
         Command::Election(ElectionCommand::Preferred { topic }) => {
             Report::Election(election::preferred(client, topic.as_deref()).await?)
         }
         Command::Local(command) => Report::Local(local::execute(command).await?),
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
+    };
+    Ok(report)
+}
+
+/// Runs one `group` command: the brokers come from the controllers, the rest is the Kafka protocol.
+async fn execute_group(
+    command: &GroupCommand,
+    client: &ControllerClient,
+) -> Result<Report, CliError> {
+    let report = match command {
+        GroupCommand::List(target) => {
+            let (mut admin, live) = group::connect(client, target.retry_timeout_ms).await?;
+            Report::Groups(group::list(&mut admin, &live).await?)
+        }
+        GroupCommand::Describe(args) => {
+            let (mut admin, _) = group::connect(client, args.target.retry_timeout_ms).await?;
+            Report::GroupDetails(group::describe(client, &mut admin, &args.group).await?)
+        }
+        GroupCommand::ResetOffsets(args) => {
+            let (mut admin, _) = group::connect(client, args.target.retry_timeout_ms).await?;
+            Report::OffsetReset(
+                group::reset_offsets(
+                    client,
+                    &mut admin,
+                    &args.group,
+                    &args.topic,
+                    &args.partitions,
+                    args.reset_target(),
+                    args.dry_run,
+                )
+                .await?,
+            )
+        }
+        GroupCommand::Delete(args) => {
+            let (mut admin, _) = group::connect(client, args.target.retry_timeout_ms).await?;
+            Report::GroupDeleted(group::delete(&mut admin, &args.group).await?)
+        }
     };
     Ok(report)
 }

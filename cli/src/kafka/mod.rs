@@ -1,11 +1,19 @@
-//! A minimal Kafka client connection over tokio TCP, just enough for the benchmarks: size-prefixed
-//! frames, a request header chosen by the API version, and responses decoded with the header version
-//! Kafka uses for that API (ApiVersions answers always use header v0). Opening a connection sends
-//! ApiVersions so later requests use the highest version both sides speak.
+//! A minimal Kafka client connection over tokio TCP, shared by `chronikctl bench` and `chronikctl
+//! group`: size-prefixed frames, a request header chosen by the API version, and responses decoded with
+//! the header version Kafka uses for that API (ApiVersions answers always use header v0). Opening a
+//! connection sends ApiVersions so later requests use the highest version both sides speak. Every wait
+//! has a deadline.
 //!
 //! A connection splits into a [`RequestWriter`] and a [`ResponseReader`] so a benchmark can pipeline:
 //! Kafka answers the requests of one connection in order, so the reader takes responses in the order
 //! the writer sent requests and checks each correlation id against the request it expects.
+//! [`BrokerPool`] keeps one connection per broker id for the admin commands, and
+//! [`consumer_protocol`] decodes what consumer groups store as opaque bytes.
+
+pub mod admin;
+pub mod consumer_protocol;
+pub mod error;
+pub mod pool;
 
 use std::sync::Arc;
 
@@ -19,10 +27,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::error::{error_name, BenchError};
+pub use admin::KafkaAdmin;
+pub use error::{error_name, KafkaError};
+pub use pool::BrokerPool;
 
 /// The `client_id` of every request.
-pub const CLIENT_ID: &str = "chronikctl-bench";
+pub const CLIENT_ID: &str = "chronikctl";
 
 /// The largest response frame accepted (Kafka's `socket.request.max.bytes`).
 pub const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
@@ -63,11 +73,16 @@ impl BrokerVersions {
         api: ApiKey,
         client_min: i16,
         client_max: i16,
-    ) -> Result<i16, BenchError> {
-        let (broker_min, broker_max) = self.range(api).unwrap_or((-1, -1));
+    ) -> Result<i16, KafkaError> {
+        let Some((broker_min, broker_max)) = self.range(api) else {
+            return Err(KafkaError::NotOffered {
+                address: address.to_owned(),
+                api,
+            });
+        };
         let version = client_max.min(broker_max);
-        if broker_max < 0 || version < client_min.max(broker_min) {
-            return Err(BenchError::UnsupportedVersion {
+        if version < client_min.max(broker_min) {
+            return Err(KafkaError::UnsupportedVersion {
                 address: address.to_owned(),
                 api,
                 broker_min,
@@ -90,17 +105,17 @@ pub struct KafkaConnection {
 
 impl KafkaConnection {
     /// Connects to `address` and asks for its API versions (v3, or v0 when the broker refuses v3).
-    pub async fn open(address: &str, deadline: Instant) -> Result<Self, BenchError> {
+    pub async fn open(address: &str, deadline: Instant) -> Result<Self, KafkaError> {
         let stream = within(deadline, TcpStream::connect(address), || {
             format!("connecting to {address}")
         })
         .await?
-        .map_err(|error| BenchError::Connect {
+        .map_err(|error| KafkaError::Connect {
             address: address.to_owned(),
             error,
         })?;
         // Small requests (Fetch, acks) must not wait for Nagle.
-        stream.set_nodelay(true).map_err(|error| BenchError::Io {
+        stream.set_nodelay(true).map_err(|error| KafkaError::Io {
             address: address.to_owned(),
             error,
         })?;
@@ -127,7 +142,7 @@ impl KafkaConnection {
             response = connection.call(&request, 0, deadline).await?;
         }
         if response.error_code != 0 {
-            return Err(BenchError::kafka(
+            return Err(KafkaError::broker(
                 format!("ApiVersions with {}", connection.address()),
                 response.error_code,
             ));
@@ -147,7 +162,7 @@ impl KafkaConnection {
         api: ApiKey,
         client_min: i16,
         client_max: i16,
-    ) -> Result<i16, BenchError> {
+    ) -> Result<i16, KafkaError> {
         self.versions
             .pick(self.address(), api, client_min, client_max)
     }
@@ -158,7 +173,7 @@ impl KafkaConnection {
         request: &R,
         version: i16,
         deadline: Instant,
-    ) -> Result<R::Response, BenchError> {
+    ) -> Result<R::Response, KafkaError> {
         let correlation_id = self.writer.send(request, version).await?;
         let api = api_key::<R>();
         within(
@@ -186,12 +201,12 @@ pub struct RequestWriter {
 
 impl RequestWriter {
     /// Writes one request frame; returns its correlation id.
-    pub async fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<i32, BenchError> {
+    pub async fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<i32, KafkaError> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
         self.buffer.clear();
         encode_request(&mut self.buffer, request, version, correlation_id).map_err(|reason| {
-            BenchError::Protocol {
+            KafkaError::Protocol {
                 address: self.address.to_string(),
                 api: api_key::<R>(),
                 version,
@@ -201,7 +216,7 @@ impl RequestWriter {
         self.half
             .write_all(&self.buffer)
             .await
-            .map_err(|error| BenchError::Io {
+            .map_err(|error| KafkaError::Io {
                 address: self.address.to_string(),
                 error,
             })?;
@@ -222,10 +237,10 @@ impl ResponseReader {
         &mut self,
         correlation_id: i32,
         version: i16,
-    ) -> Result<R::Response, BenchError> {
+    ) -> Result<R::Response, KafkaError> {
         let frame = self.read_frame().await?;
         decode_response::<R>(frame, version, correlation_id).map_err(|reason| {
-            BenchError::Protocol {
+            KafkaError::Protocol {
                 address: self.address.to_string(),
                 api: api_key::<R>(),
                 version,
@@ -234,8 +249,8 @@ impl ResponseReader {
         })
     }
 
-    async fn read_frame(&mut self) -> Result<Bytes, BenchError> {
-        let io = |error| BenchError::Io {
+    async fn read_frame(&mut self) -> Result<Bytes, KafkaError> {
+        let io = |error| KafkaError::Io {
             address: self.address.to_string(),
             error,
         };
@@ -318,20 +333,20 @@ pub async fn within<T>(
     deadline: Instant,
     future: impl std::future::Future<Output = T>,
     waiting_for: impl FnOnce() -> String,
-) -> Result<T, BenchError> {
+) -> Result<T, KafkaError> {
     tokio::time::timeout_at(deadline, future)
         .await
-        .map_err(|_| BenchError::Timeout {
+        .map_err(|_| KafkaError::Timeout {
             waiting_for: waiting_for(),
         })
 }
 
 /// A Kafka error code as an error of a setup request, or `Ok` for 0.
-pub fn check_code(what: impl FnOnce() -> String, code: i16) -> Result<(), BenchError> {
+pub fn check_code(what: impl FnOnce() -> String, code: i16) -> Result<(), KafkaError> {
     if code == 0 {
         Ok(())
     } else {
-        Err(BenchError::Kafka {
+        Err(KafkaError::Broker {
             what: what(),
             code,
             name: error_name(code),
@@ -366,12 +381,12 @@ mod tests {
         assert_eq!(versions.pick("b", ApiKey::Fetch, 4, 12).ok(), Some(12));
         assert!(matches!(
             versions.pick("b", ApiKey::Fetch, 0, 3),
-            Err(BenchError::UnsupportedVersion { .. })
+            Err(KafkaError::UnsupportedVersion { .. })
         ));
-        assert!(matches!(
-            versions.pick("b", ApiKey::Metadata, 4, 12),
-            Err(BenchError::UnsupportedVersion { broker_max: -1, .. })
-        ));
+        let error = versions
+            .pick("b", ApiKey::Metadata, 4, 12)
+            .expect_err("not offered");
+        assert_eq!(error.to_string(), "broker b does not offer Metadata");
     }
 
     #[test]

@@ -1,0 +1,637 @@
+//! The consumer-group admin requests, each at the highest version the broker and this client share,
+//! built in the shape that version needs (FindCoordinator v4+ and OffsetFetch v8+ are batched, for
+//! example), and answered as plain data.
+//!
+//! What must stay true: group requests go to the group's coordinator, found with FindCoordinator
+//! (key type 0) and cached per group; COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE and
+//! NOT_COORDINATOR, and a coordinator that cannot be reached, are retried with a backoff until the
+//! operation's retry deadline, after which the error names the last answer. Every other code is handed
+//! back to the caller, which knows what it means for its command.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::{
+    BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::{Request, StrBytes};
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{error_name, BrokerPool, KafkaError};
+
+/// FindCoordinator: v4+ batches keys (digest §2.3 #6); v6 only adds share groups.
+const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> = 0..=5;
+/// ListGroups: v4 adds a state filter and v5 a type filter, neither used.
+const LIST_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=4;
+const DESCRIBE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=5;
+/// OffsetFetch from v2, the first where a null topic list means "every committed partition".
+const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = 2..=9;
+const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
+const DELETE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=2;
+const LIST_OFFSETS_VERSIONS: RangeInclusive<i16> = 1..=10;
+
+/// The FindCoordinator key type of a consumer group.
+const GROUP_KEY_TYPE: i8 = 0;
+/// The first wait between retries; each retry doubles it up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between retries.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Kafka error codes the group admin requests meet.
+pub mod codes {
+    /// COORDINATOR_LOAD_IN_PROGRESS: the coordinator is still reading the group's partition.
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    /// COORDINATOR_NOT_AVAILABLE: no coordinator yet (offsets topic missing or leaderless).
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// NOT_COORDINATOR: the broker asked does not coordinate this group (any more).
+    pub const NOT_COORDINATOR: i16 = 16;
+    /// ILLEGAL_GENERATION: a commit's generation is not the group's.
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    /// UNKNOWN_MEMBER_ID: a commit's member is not in the group.
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    /// REBALANCE_IN_PROGRESS: the group is rebalancing.
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    /// NON_EMPTY_GROUP: the group still has members.
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    /// GROUP_ID_NOT_FOUND: no such group.
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+}
+
+/// Whether a code means "ask the coordinator again, possibly a different one".
+pub fn is_coordinator_retriable(code: i16) -> bool {
+    matches!(
+        code,
+        codes::COORDINATOR_LOAD_IN_PROGRESS
+            | codes::COORDINATOR_NOT_AVAILABLE
+            | codes::NOT_COORDINATOR
+    )
+}
+
+/// One group as a broker lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    /// The group id.
+    pub group_id: String,
+    /// The state (ListGroups v4+; empty from older versions).
+    pub state: String,
+    /// The protocol type, e.g. `consumer`; empty for a group that only has committed offsets.
+    pub protocol_type: String,
+}
+
+/// A group as its coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedGroup {
+    /// The per-group error code (0 when described).
+    pub error_code: i16,
+    /// The state: Empty, PreparingRebalance, CompletingRebalance, Stable or Dead.
+    pub state: String,
+    /// The protocol type, e.g. `consumer`.
+    pub protocol_type: String,
+    /// The chosen protocol (for consumers, the assignor), e.g. `range`.
+    pub protocol: String,
+    /// The members.
+    pub members: Vec<DescribedMember>,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedMember {
+    /// The member id the coordinator gave it.
+    pub member_id: String,
+    /// The static membership id, if any.
+    pub group_instance_id: Option<String>,
+    /// The client's `client.id`.
+    pub client_id: String,
+    /// The client's host as the coordinator saw it.
+    pub client_host: String,
+    /// The assignment bytes (consumer protocol for `consumer` groups).
+    pub assignment: Bytes,
+}
+
+/// What ListOffsets answered for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionOffset {
+    /// The offset (-1 for a timestamp later than every record).
+    Offset(i64),
+    /// A per-partition error code.
+    Error(i16),
+}
+
+/// Group admin requests over a [`BrokerPool`].
+#[derive(Debug)]
+pub struct KafkaAdmin {
+    pool: BrokerPool,
+    retry_timeout: Duration,
+    coordinators: HashMap<String, i32>,
+}
+
+impl KafkaAdmin {
+    /// An admin client; `retry_timeout` bounds how long one operation keeps retrying retriable answers.
+    pub fn new(pool: BrokerPool, retry_timeout: Duration) -> Self {
+        KafkaAdmin {
+            pool,
+            retry_timeout,
+            coordinators: HashMap::new(),
+        }
+    }
+
+    /// The pool's address of `broker`, if known.
+    pub fn address(&self, broker: i32) -> Option<&str> {
+        self.pool.address(broker)
+    }
+
+    /// ListGroups on one broker: the groups it coordinates.
+    pub async fn list_groups(&mut self, broker: i32) -> Result<Vec<ListedGroup>, KafkaError> {
+        let deadline = self.deadline();
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            let (_, response) = self
+                .pool
+                .call(broker, LIST_GROUPS_VERSIONS, |_| {
+                    ListGroupsRequest::default()
+                })
+                .await?;
+            let code = response.error_code;
+            if code == 0 {
+                let mut groups: Vec<ListedGroup> = response
+                    .groups
+                    .into_iter()
+                    .map(|group| ListedGroup {
+                        group_id: group.group_id.to_string(),
+                        state: group.group_state.to_string(),
+                        protocol_type: group.protocol_type.to_string(),
+                    })
+                    .collect();
+                groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+                return Ok(groups);
+            }
+            let what = || format!("ListGroups on broker {broker}");
+            if code != codes::COORDINATOR_LOAD_IN_PROGRESS {
+                return Err(KafkaError::broker(what(), code));
+            }
+            pause_until(&mut backoff, deadline, || {
+                format!("waiting for {} (last answer: {})", what(), error_name(code))
+            })
+            .await?;
+        }
+    }
+
+    /// DescribeGroups on the group's coordinator; returns the coordinator's id too.
+    pub async fn describe_group(
+        &mut self,
+        group: &str,
+    ) -> Result<(i32, DescribedGroup), KafkaError> {
+        let (coordinator, _, response) = self
+            .on_coordinator(
+                group,
+                DESCRIBE_GROUPS_VERSIONS,
+                |_| DescribeGroupsRequest::default().with_groups(vec![group_id(group)]),
+                |_, response| response.groups.first().map_or(0, |g| g.error_code),
+            )
+            .await?;
+        let described = response
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.as_str() == group)
+            .ok_or_else(|| missing("DescribeGroups", coordinator, group))?;
+        let members = described
+            .members
+            .into_iter()
+            .map(|member| DescribedMember {
+                member_id: member.member_id.to_string(),
+                group_instance_id: member.group_instance_id.map(|id| id.to_string()),
+                client_id: member.client_id.to_string(),
+                client_host: member.client_host.to_string(),
+                assignment: member.member_assignment,
+            })
+            .collect();
+        Ok((
+            coordinator,
+            DescribedGroup {
+                error_code: described.error_code,
+                state: described.group_state.to_string(),
+                protocol_type: described.protocol_type.to_string(),
+                protocol: described.protocol_data.to_string(),
+                members,
+            },
+        ))
+    }
+
+    /// OffsetFetch of every committed partition of the group: `(topic, partition) → offset`.
+    /// Partitions without a commit are left out.
+    pub async fn committed_offsets(
+        &mut self,
+        group: &str,
+    ) -> Result<BTreeMap<(String, i32), i64>, KafkaError> {
+        let (coordinator, version, response) = self
+            .on_coordinator(
+                group,
+                OFFSET_FETCH_VERSIONS,
+                |version| {
+                    if version >= 8 {
+                        OffsetFetchRequest::default().with_groups(vec![
+                            OffsetFetchRequestGroup::default()
+                                .with_group_id(group_id(group))
+                                .with_topics(None),
+                        ])
+                    } else {
+                        OffsetFetchRequest::default()
+                            .with_group_id(group_id(group))
+                            .with_topics(None)
+                    }
+                },
+                |version, response| {
+                    if version >= 8 {
+                        response.groups.first().map_or(0, |g| g.error_code)
+                    } else {
+                        response.error_code
+                    }
+                },
+            )
+            .await?;
+        let mut offsets = BTreeMap::new();
+        let mut keep = |topic: &TopicName, partition: i32, offset: i64, code: i16| {
+            if code != 0 {
+                return Err(KafkaError::broker(
+                    format!(
+                        "OffsetFetch of {}-{partition} for group '{group}'",
+                        topic.as_str()
+                    ),
+                    code,
+                ));
+            }
+            if offset >= 0 {
+                offsets.insert((topic.as_str().to_owned(), partition), offset);
+            }
+            Ok(())
+        };
+        if version >= 8 {
+            let answer = response
+                .groups
+                .into_iter()
+                .find(|g| g.group_id.as_str() == group)
+                .ok_or_else(|| missing("OffsetFetch", coordinator, group))?;
+            for topic in &answer.topics {
+                for p in &topic.partitions {
+                    keep(
+                        &topic.name,
+                        p.partition_index,
+                        p.committed_offset,
+                        p.error_code,
+                    )?;
+                }
+            }
+        } else {
+            for topic in &response.topics {
+                for p in &topic.partitions {
+                    keep(
+                        &topic.name,
+                        p.partition_index,
+                        p.committed_offset,
+                        p.error_code,
+                    )?;
+                }
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// A "simple" OffsetCommit (generation -1, no member id), which a coordinator accepts only for a
+    /// group without members. Returns each partition's error code.
+    pub async fn commit_offsets(
+        &mut self,
+        group: &str,
+        topic: &str,
+        offsets: &BTreeMap<i32, i64>,
+    ) -> Result<BTreeMap<i32, i16>, KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                OFFSET_COMMIT_VERSIONS,
+                |_| {
+                    OffsetCommitRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_generation_id_or_member_epoch(-1)
+                        .with_member_id(StrBytes::from_static_str(""))
+                        .with_topics(vec![OffsetCommitRequestTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(
+                                offsets
+                                    .iter()
+                                    .map(|(&partition, &offset)| {
+                                        OffsetCommitRequestPartition::default()
+                                            .with_partition_index(partition)
+                                            .with_committed_offset(offset)
+                                    })
+                                    .collect(),
+                            )])
+                },
+                // Coordinator errors are answered per partition; any partition's will do.
+                |_, response| {
+                    response
+                        .topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .map(|p| p.error_code)
+                        .find(|code| is_coordinator_retriable(*code))
+                        .unwrap_or(0)
+                },
+            )
+            .await?;
+        Ok(response
+            .topics
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| (p.partition_index, p.error_code))
+            .collect())
+    }
+
+    /// DeleteGroups of one group; returns its error code (0 when deleted).
+    pub async fn delete_group(&mut self, group: &str) -> Result<i16, KafkaError> {
+        let (coordinator, _, response) = self
+            .on_coordinator(
+                group,
+                DELETE_GROUPS_VERSIONS,
+                |_| DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]),
+                |_, response| response.results.first().map_or(0, |r| r.error_code),
+            )
+            .await?;
+        response
+            .results
+            .iter()
+            .find(|r| r.group_id.as_str() == group)
+            .map(|r| r.error_code)
+            .ok_or_else(|| missing("DeleteGroups", coordinator, group))
+    }
+
+    /// ListOffsets on `leader` for `partitions` of `topic` at `timestamp` (-2 earliest, -1 latest, or
+    /// milliseconds since the epoch). Partitions the answer leaves out are missing from the map.
+    pub async fn list_offsets(
+        &mut self,
+        leader: i32,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+    ) -> Result<BTreeMap<i32, PartitionOffset>, KafkaError> {
+        let timeout_ms = i32::try_from(self.pool.request_timeout().as_millis()).unwrap_or(i32::MAX);
+        let (_, response) = self
+            .pool
+            .call(leader, LIST_OFFSETS_VERSIONS, |_| {
+                ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_timeout_ms(timeout_ms)
+                    .with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(
+                            partitions
+                                .iter()
+                                .map(|&partition| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(partition)
+                                        .with_timestamp(timestamp)
+                                })
+                                .collect(),
+                        )])
+            })
+            .await?;
+        Ok(response
+            .topics
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| {
+                let answer = if p.error_code == 0 {
+                    PartitionOffset::Offset(p.offset)
+                } else {
+                    PartitionOffset::Error(p.error_code)
+                };
+                (p.partition_index, answer)
+            })
+            .collect())
+    }
+
+    /// The retry deadline of an operation starting now.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.retry_timeout
+    }
+
+    /// Sends a group request to the group's coordinator, finding it first and again after a
+    /// coordinator error or a broken connection, until the retry deadline. `code_of` reads the
+    /// group-level error code of an answer. Returns the coordinator, the version used and the answer.
+    async fn on_coordinator<R: Request>(
+        &mut self,
+        group: &str,
+        versions: RangeInclusive<i16>,
+        build: impl Fn(i16) -> R,
+        code_of: impl Fn(i16, &R::Response) -> i16,
+    ) -> Result<(i32, i16, R::Response), KafkaError> {
+        let deadline = self.deadline();
+        let mut backoff = INITIAL_BACKOFF;
+        let api = super::api_key::<R>();
+        loop {
+            let coordinator = self.coordinator(group, deadline).await?;
+            let last = match self.pool.call(coordinator, versions.clone(), &build).await {
+                Ok((version, response)) => {
+                    let code = code_of(version, &response);
+                    if !is_coordinator_retriable(code) {
+                        return Ok((coordinator, version, response));
+                    }
+                    error_name(code)
+                }
+                Err(
+                    error @ (KafkaError::Connect { .. }
+                    | KafkaError::Io { .. }
+                    | KafkaError::Timeout { .. }),
+                ) => error.to_string(),
+                Err(error) => return Err(error),
+            };
+            debug!(group, coordinator, %last, "retrying {api:?} after a coordinator error");
+            self.coordinators.remove(group);
+            pause_until(&mut backoff, deadline, || {
+                format!("waiting for a {api:?} answer for group '{group}' from its coordinator (last answer: {last})")
+            })
+            .await?;
+        }
+    }
+
+    /// The group's coordinator: cached, or found with FindCoordinator (retrying until `deadline`).
+    async fn coordinator(&mut self, group: &str, deadline: Instant) -> Result<i32, KafkaError> {
+        if let Some(&coordinator) = self.coordinators.get(group) {
+            return Ok(coordinator);
+        }
+        let mut backoff = INITIAL_BACKOFF;
+        let mut next = 0;
+        loop {
+            // Any broker can answer FindCoordinator; rotate so one dead broker does not stall it.
+            let brokers = self.pool.broker_ids();
+            let Some(&broker) = brokers.get(next % brokers.len().max(1)) else {
+                return Err(KafkaError::UnknownBroker { broker_id: -1 });
+            };
+            next += 1;
+            let last = match self.find_coordinator(broker, group).await {
+                Ok(Ok((coordinator, address))) => {
+                    self.pool.learn(coordinator, address);
+                    self.coordinators.insert(group.to_owned(), coordinator);
+                    return Ok(coordinator);
+                }
+                Ok(Err((code, message))) if is_coordinator_retriable(code) => {
+                    format!("{}{message}", error_name(code))
+                }
+                Ok(Err((code, message))) => {
+                    return Err(KafkaError::Broker {
+                        what: format!("FindCoordinator of group '{group}'{message}"),
+                        code,
+                        name: error_name(code),
+                    })
+                }
+                Err(
+                    error @ (KafkaError::Connect { .. }
+                    | KafkaError::Io { .. }
+                    | KafkaError::Timeout { .. }),
+                ) => error.to_string(),
+                Err(error) => return Err(error),
+            };
+            pause_until(&mut backoff, deadline, || {
+                format!("waiting for the coordinator of group '{group}' (last answer: {last})")
+            })
+            .await?;
+        }
+    }
+
+    /// One FindCoordinator on `broker`: `(id, host:port)` or `(code, ": message")`.
+    async fn find_coordinator(
+        &mut self,
+        broker: i32,
+        group: &str,
+    ) -> Result<Result<(i32, String), (i16, String)>, KafkaError> {
+        let (version, response) = self
+            .pool
+            .call(broker, FIND_COORDINATOR_VERSIONS, |version| {
+                let request = FindCoordinatorRequest::default().with_key_type(GROUP_KEY_TYPE);
+                if version >= 4 {
+                    request.with_coordinator_keys(vec![StrBytes::from_string(group.to_owned())])
+                } else {
+                    request.with_key(StrBytes::from_string(group.to_owned()))
+                }
+            })
+            .await?;
+        let (code, message, node, host, port) = if version >= 4 {
+            let Some(answer) = response.coordinators.into_iter().next() else {
+                return Err(missing("FindCoordinator", broker, group));
+            };
+            (
+                answer.error_code,
+                answer.error_message,
+                answer.node_id,
+                answer.host,
+                answer.port,
+            )
+        } else {
+            (
+                response.error_code,
+                response.error_message,
+                response.node_id,
+                response.host,
+                response.port,
+            )
+        };
+        if code != 0 {
+            let message = message
+                .filter(|m| !m.trim().is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            return Ok(Err((code, message)));
+        }
+        Ok(Ok((node.0, join_host_port(&host, port))))
+    }
+}
+
+/// Sleeps the current backoff (doubling it, capped) unless that would pass `deadline`, in which case
+/// the wait ends with a timeout worded by `waiting_for`.
+pub async fn pause_until(
+    backoff: &mut Duration,
+    deadline: Instant,
+    waiting_for: impl FnOnce() -> String,
+) -> Result<(), KafkaError> {
+    let now = Instant::now();
+    if now + *backoff > deadline {
+        return Err(KafkaError::Timeout {
+            waiting_for: waiting_for(),
+        });
+    }
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    Ok(())
+}
+
+fn group_id(group: &str) -> GroupId {
+    GroupId(StrBytes::from_string(group.to_owned()))
+}
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+fn missing(api: &str, broker: i32, group: &str) -> KafkaError {
+    KafkaError::UnexpectedAnswer(format!(
+        "the {api} answer of broker {broker} has no entry for group '{group}'"
+    ))
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+pub fn join_host_port(host: &str, port: i32) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_coordinator_errors_are_retried() {
+        for code in [14, 15, 16] {
+            assert!(is_coordinator_retriable(code), "{code}");
+        }
+        for code in [0, 22, 25, 27, 68, 69] {
+            assert!(!is_coordinator_retriable(code), "{code}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_back_off_and_end_at_the_deadline() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(1_000);
+        let mut backoff = INITIAL_BACKOFF;
+        let mut pauses = 0;
+        let error = loop {
+            match pause_until(&mut backoff, deadline, || "waiting for a test".to_owned()).await {
+                Ok(()) => pauses += 1,
+                Err(error) => break error,
+            }
+        };
+        // 100 + 200 + 400 ms fit in one second; the next 800 ms would not.
+        assert_eq!(pauses, 3);
+        assert_eq!(Instant::now() - start, Duration::from_millis(700));
+        assert_eq!(error.to_string(), "timed out waiting for a test");
+    }
+
+    #[test]
+    fn ipv6_hosts_get_brackets() {
+        assert_eq!(join_host_port("::1", 9092), "[::1]:9092");
+        assert_eq!(join_host_port("127.0.0.1", 9092), "127.0.0.1:9092");
+    }
+}
