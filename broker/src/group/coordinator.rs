@@ -458,10 +458,8 @@ impl GroupCoordinator {
         }
         let min_insync = (replication_factor - 1).max(1);
         let configs = [
+            // Only each key's latest record matters: the log cleaner drops the rest.
             ("cleanup.policy", "compact".to_owned()),
-            // No compaction runs yet, so nothing may be deleted by age or size.
-            ("retention.ms", "-1".to_owned()),
-            ("retention.bytes", "-1".to_owned()),
             ("segment.bytes", (100 * 1024 * 1024).to_string()),
             ("min.insync.replicas", min_insync.to_string()),
         ]

@@ -19,6 +19,8 @@ pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const FLUSH_MESSAGES: &str = "flush.messages";
 pub const FLUSH_MS: &str = "flush.ms";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+pub const CLEANUP_POLICY: &str = "cleanup.policy";
+pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
@@ -47,6 +49,12 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     /// Producer timestamps or the leader's append time (`message.timestamp.type`).
     pub message_timestamp_type: TimestampType,
+    /// `cleanup.policy` has `delete`: retention removes old segments.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` has `compact`: the cleaner keeps only each key's latest record.
+    pub cleanup_compact: bool,
+    /// How long the cleaner keeps tombstones (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -62,6 +70,9 @@ impl Default for LogConfig {
             flush_messages: 1,
             flush_ms: None,
             message_timestamp_type: TimestampType::CreateTime,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -107,6 +118,17 @@ impl LogConfig {
                 "LogAppendTime" => TimestampType::LogAppendTime,
                 _ => return Err(invalid(MESSAGE_TIMESTAMP_TYPE, v)),
             };
+        }
+        if let Some(v) = configs.get(CLEANUP_POLICY) {
+            let policies: Vec<&str> = v.split(',').map(str::trim).collect();
+            if policies.is_empty() || policies.iter().any(|p| !matches!(*p, "delete" | "compact")) {
+                return Err(invalid(CLEANUP_POLICY, v));
+            }
+            config.cleanup_delete = policies.contains(&"delete");
+            config.cleanup_compact = policies.contains(&"compact");
+        }
+        if let Some(v) = long(configs, DELETE_RETENTION_MS)? {
+            config.delete_retention_ms = non_negative(DELETE_RETENTION_MS, v)? as i64;
         }
         Ok(config)
     }
@@ -179,6 +201,7 @@ mod tests {
             ("flush.ms", "9223372036854775807"),
             ("message.timestamp.type", "CreateTime"),
             ("cleanup.policy", "delete"),
+            ("delete.retention.ms", "86400000"),
             ("min.insync.replicas", "2"),
         ]))
         .unwrap();
@@ -204,5 +227,12 @@ mod tests {
         assert!(LogConfig::from_effective(&map(&[("segment.bytes", "big")])).is_err());
         assert!(LogConfig::from_effective(&map(&[("retention.ms", "-5")])).is_err());
         assert!(LogConfig::from_effective(&map(&[("message.timestamp.type", "Now")])).is_err());
+        assert!(LogConfig::from_effective(&map(&[("cleanup.policy", "shred")])).is_err());
+
+        let compact = LogConfig::from_effective(&map(&[("cleanup.policy", "compact")])).unwrap();
+        assert!(compact.cleanup_compact && !compact.cleanup_delete);
+        let both =
+            LogConfig::from_effective(&map(&[("cleanup.policy", "compact, delete")])).unwrap();
+        assert!(both.cleanup_compact && both.cleanup_delete);
     }
 }

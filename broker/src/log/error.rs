@@ -61,6 +61,9 @@ pub enum LogError {
     /// writes until it is reopened (which runs recovery).
     #[error("log {dir} is offline after an I/O failure")]
     Offline { dir: PathBuf },
+    /// The cleaner could not rewrite a batch (the segment is left as it was).
+    #[error("log cleaner: {0}")]
+    Cleaner(String),
     /// The log was closed or deleted.
     #[error("log {dir} is closed")]
     Closed { dir: PathBuf },

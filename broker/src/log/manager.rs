@@ -10,7 +10,7 @@
 //! background task stops when its cancellation token fires and does its blocking work on the blocking
 //! pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -103,6 +103,9 @@ pub struct LogManager {
     data_dir: PathBuf,
     logs: RwLock<BTreeMap<TopicPartition, Arc<PartitionLog>>>,
     quarantined: Mutex<Vec<PathBuf>>,
+    /// Per compacted partition: below which offset the cleaner has already been (in memory: after a
+    /// restart the first pass cleans everything again).
+    cleaned_through: Mutex<HashMap<TopicPartition, i64>>,
 }
 
 impl LogManager {
@@ -120,6 +123,7 @@ impl LogManager {
             data_dir: data_dir.to_path_buf(),
             logs: RwLock::new(BTreeMap::new()),
             quarantined: Mutex::new(Vec::new()),
+            cleaned_through: Mutex::new(HashMap::new()),
         };
         let mut entries = Vec::new();
         for entry in fs::read_dir(data_dir).map_err(io_error("list data directory", data_dir))? {
@@ -273,6 +277,22 @@ impl LogManager {
             .clone()
     }
 
+    fn cleaned_through(&self, tp: &TopicPartition) -> i64 {
+        self.cleaned_through
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tp)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn set_cleaned_through(&self, tp: TopicPartition, offset: i64) {
+        self.cleaned_through
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tp, offset);
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -290,6 +310,12 @@ impl LogManager {
             if run_retention {
                 if let Err(e) = log.apply_retention(now_ms) {
                     error!(partition = %tp, error = %e, "retention failed");
+                }
+                let through = self.cleaned_through(&tp);
+                match log.clean(now_ms, through) {
+                    Ok(Some(stats)) => self.set_cleaned_through(tp.clone(), stats.cleaned_through),
+                    Ok(None) => {}
+                    Err(e) => error!(partition = %tp, error = %e, "log cleaning failed"),
                 }
             }
             if checkpoint_high_watermarks {

@@ -40,6 +40,10 @@ use super::segment::{
     parse_segment_file, LogSegment, TimestampOffset, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
+mod cleaner;
+
+pub use cleaner::CleanStats;
+
 pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
 pub const HIGH_WATERMARK_CHECKPOINT: &str = "high-watermark-checkpoint";
@@ -976,6 +980,10 @@ impl PartitionLog {
     pub fn apply_retention(&self, now_ms: i64) -> Result<Vec<DeletedSegment>> {
         let mut state = self.write_state()?;
         let config = state.config.clone();
+        if !config.cleanup_delete {
+            // A compact-only topic keeps every segment; the cleaner shrinks them instead.
+            return Ok(Vec::new());
+        }
         let bases: Vec<i64> = state.segments.keys().copied().collect();
         let mut doomed: Vec<(i64, RetentionReason)> = Vec::new();
         // Candidates: all but the active segment, whose successor starts at or below the HW.

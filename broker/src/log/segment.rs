@@ -631,6 +631,11 @@ impl LogSegment {
         self.time_index.sync()
     }
 
+    /// Every whole batch of the segment (the cleaner reads closed segments whole).
+    pub fn read_all(&self) -> Result<Bytes> {
+        Ok(Bytes::from(self.read_at(0, self.size as usize)?))
+    }
+
     /// The data file, for an fsync outside the log's lock (group commit).
     pub fn data_file(&self) -> Arc<File> {
         Arc::clone(&self.file)
