@@ -279,6 +279,8 @@ impl GroupCoordinator {
                     group.tick(&self.config, now);
                 }
                 self.queue_persist(&shard, &mut state, &id);
+                // A group whose only trace was a lapsed pending member is forgotten.
+                state.drop_if_unused(&id);
             }
         }
     }

@@ -65,3 +65,132 @@ pub async fn handle(
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, OffsetFetchRequest, TopicName};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::group::OFFSETS_TOPIC;
+    use crate::handlers::metadata::tests::{broker, topic, TestBroker};
+    use crate::handlers::{join_group, offset_fetch};
+
+    fn find(key: &str) -> FindCoordinatorRequest {
+        FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(key.into()))
+            .with_coordinator_keys(vec![StrBytes::from_string(key.into())])
+    }
+
+    fn join(group: &str) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))
+            ])
+    }
+
+    #[tokio::test]
+    async fn without_the_offsets_topic_nobody_coordinates() {
+        let b = TestBroker::new(1, &[broker(1, None, false)]);
+        let v0 = handle(&b.ctx, &b.rc(0, "PLAINTEXT"), find("g")).await;
+        assert_eq!(v0.error_code, ResponseError::CoordinatorNotAvailable.code());
+        assert_eq!(v0.node_id, BrokerId(-1));
+        let v4 = handle(&b.ctx, &b.rc(4, "PLAINTEXT"), find("g")).await;
+        assert_eq!(v4.coordinators.len(), 1);
+        assert_eq!(
+            v4.coordinators[0].error_code,
+            ResponseError::CoordinatorNotAvailable.code()
+        );
+        assert!(v4.coordinators[0].error_message.is_some());
+
+        let joined = join_group::handle(&b.ctx, &b.rc(5, "PLAINTEXT"), join("g")).await;
+        assert_eq!(joined.error_code, ResponseError::NotCoordinator.code());
+        let fetched = offset_fetch::handle(
+            &b.ctx,
+            &b.rc(1, "PLAINTEXT"),
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partition_indexes(vec![0])])),
+        );
+        // v1 has no top-level error: the partition carries it.
+        let p = &fetched.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.committed_offset),
+            (ResponseError::NotCoordinator.code(), -1)
+        );
+        let batched = offset_fetch::handle(
+            &b.ctx,
+            &b.rc(8, "PLAINTEXT"),
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))]),
+        );
+        assert_eq!(
+            batched.groups[0].error_code,
+            ResponseError::NotCoordinator.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_coordinator_is_the_offsets_partition_leader_on_the_clients_listener() {
+        let mut records = vec![broker(1, None, false), broker(2, None, false)];
+        records.extend(topic(OFFSETS_TOPIC, Uuid::new_v4(), &[&[2, 1]]));
+        let b = TestBroker::new(1, &records);
+        let v3 = handle(&b.ctx, &b.rc(3, "PLAINTEXT"), find("g")).await;
+        assert_eq!((v3.error_code, v3.node_id), (0, BrokerId(2)));
+        assert_eq!((v3.host.as_str(), v3.port), ("broker2.example", 9092));
+        let other = handle(&b.ctx, &b.rc(3, "OTHER"), find("g")).await;
+        assert_eq!(
+            other.error_code,
+            ResponseError::CoordinatorNotAvailable.code()
+        );
+        let empty = handle(&b.ctx, &b.rc(4, "PLAINTEXT"), find("")).await;
+        assert_eq!(
+            empty.coordinators[0].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+        let transaction = handle(
+            &b.ctx,
+            &b.rc(4, "PLAINTEXT"),
+            find("tx").with_key_type(KEY_TYPE_TRANSACTION),
+        )
+        .await;
+        assert_eq!(
+            transaction.coordinators[0].error_code,
+            ResponseError::CoordinatorNotAvailable.code()
+        );
+        // Broker 1 does not lead the partition: not the coordinator.
+        let joined = join_group::handle(&b.ctx, &b.rc(5, "PLAINTEXT"), join("g")).await;
+        assert_eq!(joined.error_code, ResponseError::NotCoordinator.code());
+    }
+
+    #[tokio::test]
+    async fn a_partition_still_loading_answers_load_in_progress() {
+        let mut records = vec![broker(1, None, false)];
+        records.extend(topic(OFFSETS_TOPIC, Uuid::new_v4(), &[&[1]]));
+        let b = TestBroker::new(1, &records);
+        // The replica manager never hosts the partition here, so the load never finishes.
+        tokio::spawn(b.ctx.groups.clone().run());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let joined = join_group::handle(&b.ctx, &b.rc(5, "PLAINTEXT"), join("g")).await;
+            if joined.error_code == ResponseError::CoordinatorLoadInProgress.code() {
+                break;
+            }
+            assert_eq!(joined.error_code, ResponseError::NotCoordinator.code());
+            assert!(tokio::time::Instant::now() < deadline, "never loading");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
