@@ -111,6 +111,11 @@ impl ControllerClient {
         self
     }
 
+    /// The timeout of each request (`--timeout-ms`).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// The configured controller addresses, without duplicates, in the given order.
     pub fn addresses(&self) -> &[String] {
         &self.addresses

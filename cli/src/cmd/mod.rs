@@ -6,6 +6,7 @@ pub mod broker;
 pub mod cluster;
 pub mod election;
 pub mod local;
+pub mod probe;
 pub mod topic;
 
 use crate::cli::{BrokerCommand, ClusterCommand, Command, ElectionCommand, TopicCommand};
@@ -42,6 +43,8 @@ pub enum Report {
     Local(local::LocalClusterView),
     /// `bench produce` and `bench consume`.
     Bench(crate::bench::BenchReport),
+    /// `probe`.
+    Probe(probe::ProbeResult),
 }
 
 impl Report {
@@ -86,6 +89,7 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         }
         Command::Local(command) => Report::Local(local::execute(command).await?),
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
+        Command::Probe { url } => Report::Probe(probe::probe(url, client.request_timeout()).await?),
     };
     Ok(report)
 }
