@@ -150,10 +150,15 @@ def compose(tmp_path_factory):
         project.down()
 
 
-def _metadata_brokers(address: str, topic: str) -> dict[int, str]:
-    """The broker addresses one broker's Metadata answer names."""
+def _metadata_brokers(address: str, topic: str) -> dict[int, str] | None:
+    """The broker addresses one broker's Metadata answer names, once it has `topic` with every
+    partition led (None before)."""
     with kafka_wire.KafkaConnection(address, timeout=5) as conn:
         meta = conn.metadata([topic])
+    served = meta.topics.get(topic)
+    if served is None or served.error_code != 0 or len(served.partitions) != PARTITIONS or any(
+            p.error_code != 0 or p.leader < 0 for p in served.partitions.values()):
+        return None
     return {node_id: f"{host}:{port}" for node_id, (host, port) in meta.brokers.items()}
 
 
@@ -175,19 +180,22 @@ def _first_offsets(delivered: list[Delivered]) -> dict[tuple[str, int], int]:
 def test_compose_cluster_serves_host_clients_and_survives_a_broker_kill(compose):
     status = compose.chronikctl("cluster", "status")
     assert "Active controller" in status, status
-    compose.chronikctl("topic", "create", TOPIC, "--partitions", str(PARTITIONS),
-                       "--replication-factor", "3", "--config", "min.insync.replicas=2")
+    inside_topic = f"{TOPIC}-inside"
+    for topic in (TOPIC, inside_topic):
+        compose.chronikctl("topic", "create", topic, "--partitions", str(PARTITIONS),
+                           "--replication-factor", "3", "--config", "min.insync.replicas=2")
 
-    # The host is told host addresses (EXTERNAL)...
+    # The host is told host addresses (EXTERNAL), by every broker, once it serves the topics...
     host_addresses = {i + 1: f"localhost:{port}" for i, port in enumerate(compose.ports)}
     for port in compose.ports:
-        wait_until(lambda: _metadata_brokers(f"localhost:{port}", TOPIC) == host_addresses, 30,
-                   f"Metadata on localhost:{port} to name the host addresses {host_addresses}")
+        for topic in (TOPIC, inside_topic):
+            wait_until(lambda: _metadata_brokers(f"localhost:{port}", topic) == host_addresses, 30,
+                       f"Metadata on localhost:{port} to serve {topic} at the host addresses {host_addresses}")
     # ...and containers container addresses (INTERNAL): a producer inside the network finds the
     # leaders through Metadata and writes to them (acks=all); it fails unless every write is acked.
     inside = json.loads(compose.chronikctl(
         "--output", "json", "bench", "produce", "--bootstrap-servers", "broker-1:9092",
-        "--topic", f"{TOPIC}-inside", "--auto-create-topic", "--messages", "1000", "--timeout-secs", "60"))
+        "--topic", inside_topic, "--messages", "1000", "--timeout-secs", "60"))
     assert inside["messages"] == 1000, inside
 
     records = [Rec(value=payload(i), key=str(i).encode()) for i in range(RECORDS)]
