@@ -132,21 +132,23 @@ class ComposeProject:
 
 
 @pytest.fixture(scope="module")
-def compose(tmp_path_factory):
+def compose(request, tmp_path_factory):
     problem = _docker_problem()
     if problem is not None:
         reason = f"docker compose smoke test skipped: {problem}"
         print(reason)
         pytest.skip(reason)
     project = ComposeProject(tmp_path_factory.mktemp("compose"))
+    failed_before = request.session.testsfailed
+    ok = False
     try:
         took = project.up()
         print(f"scripts/docker-up (build, stage, image build, up, healthy) took {took:.0f} s")
         yield project
-    except BaseException:
-        print(project.logs())
-        raise
+        ok = request.session.testsfailed == failed_before
     finally:
+        if not ok:
+            print(f"===== compose logs of {project.name} =====\n{project.logs()}")
         project.down()
 
 
