@@ -2,6 +2,13 @@
 //! (clap reads both; nothing else in the broker reads the environment). Addresses are parsed into typed
 //! values by clap; `validate` checks what no single flag can (e.g. an advertised listener is required when
 //! the Kafka listener binds a wildcard address) and runs once, before anything starts.
+//!
+//! Kafka listeners come in two forms that resolve to the same list of `KafkaListener`s: the single
+//! `--listen`/`--advertised-listener` pair (one listener named PLAINTEXT), or Kafka's named form
+//! `--listeners NAME://IP:PORT,...` with `--advertised-listeners NAME://HOST:PORT,...` and
+//! `--inter-broker-listener-name`, e.g. one listener for other containers and one for the host. A client
+//! is always told the addresses of the listener it connected to; followers reach leaders through the
+//! inter-broker listener.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,7 +21,7 @@ use clap::Parser;
 
 use crate::error::BrokerError;
 
-/// The listener name brokers register their Kafka endpoint under.
+/// The name of the listener `--listen` makes, and the default inter-broker listener.
 pub const PLAINTEXT_LISTENER: &str = "PLAINTEXT";
 
 /// A `host:port` pair where the host may be a name, an IPv4 address or a bracketed IPv6 address.
@@ -75,6 +82,94 @@ impl From<SocketAddr> for HostPort {
     }
 }
 
+/// `NAME://ADDRESS`, Kafka's listener syntax: a listener name (letters, digits and `_`, kept in upper
+/// case as Kafka normalises it) and an address, `SocketAddr` for a bind address or `HostPort` for an
+/// advertised one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedAddress<A> {
+    pub name: String,
+    pub address: A,
+}
+
+impl<A> FromStr for NamedAddress<A>
+where
+    A: FromStr,
+    A::Err: fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (name, address) = s.split_once("://").ok_or_else(|| {
+            format!("'{s}' is not NAME://HOST:PORT (e.g. INTERNAL://0.0.0.0:9092)")
+        })?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "'{s}': a listener name is letters, digits and '_', got '{name}'"
+            ));
+        }
+        let address = address.parse::<A>().map_err(|e| format!("'{s}': {e}"))?;
+        Ok(NamedAddress {
+            name: name.to_ascii_uppercase(),
+            address,
+        })
+    }
+}
+
+impl<A: fmt::Display> fmt::Display for NamedAddress<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.name, self.address)
+    }
+}
+
+/// An address a listener binds: an IP and a port (`BindAddress` only parses with a clearer error than
+/// `SocketAddr`'s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindAddress(pub SocketAddr);
+
+impl FromStr for BindAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<SocketAddr>().map(BindAddress).map_err(|_| {
+            format!("a bind address is IP:PORT (e.g. 0.0.0.0:9092 or [::]:9092), got '{s}'")
+        })
+    }
+}
+
+impl fmt::Display for BindAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One Kafka listener of this broker, resolved from either form of the flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaListener {
+    /// The name its endpoint is registered under.
+    pub name: String,
+    /// The address it binds.
+    pub bind: SocketAddr,
+    /// The address clients of this listener are told; `None` advertises the bound address.
+    pub advertised: Option<HostPort>,
+}
+
+impl KafkaListener {
+    /// The endpoint registered for this listener once it is bound to `bound` (which carries the port
+    /// the OS picked for port 0).
+    pub fn endpoint(&self, bound: SocketAddr) -> Endpoint {
+        let address = self
+            .advertised
+            .clone()
+            .unwrap_or_else(|| HostPort::from(bound));
+        Endpoint {
+            name: self.name.clone(),
+            host: address.host,
+            port: address.port,
+        }
+    }
+}
+
 /// A Chronik broker: registers with the controller quorum, follows its metadata and (in a later
 /// release) serves the Kafka protocol.
 #[derive(Clone, Debug, Parser)]
@@ -88,14 +183,51 @@ pub struct BrokerConfig {
     #[arg(long, env = "CHRONIK_DATA_DIR")]
     pub data_dir: PathBuf,
 
-    /// Address the Kafka listener binds (IP:PORT).
-    #[arg(long, env = "CHRONIK_LISTEN", default_value = "127.0.0.1:9092")]
+    /// Address the Kafka listener binds (IP:PORT), a listener named PLAINTEXT. For several listeners
+    /// use --listeners instead.
+    #[arg(
+        long,
+        env = "CHRONIK_LISTEN",
+        default_value = "127.0.0.1:9092",
+        conflicts_with = "listeners"
+    )]
     pub listen: SocketAddr,
 
     /// Address clients are told to connect to (HOST:PORT); defaults to --listen, and is required when
     /// --listen binds 0.0.0.0 or [::].
-    #[arg(long, env = "CHRONIK_ADVERTISED_LISTENER")]
+    #[arg(
+        long,
+        env = "CHRONIK_ADVERTISED_LISTENER",
+        conflicts_with_all = ["listeners", "advertised_listeners"]
+    )]
     pub advertised_listener: Option<HostPort>,
+
+    /// Named Kafka listeners, NAME://IP:PORT,... (e.g. INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092);
+    /// replaces --listen. Clients are answered with the addresses of the listener they connected to.
+    #[arg(
+        long,
+        env = "CHRONIK_LISTENERS",
+        value_delimiter = ',',
+        num_args = 1..,
+        value_name = "NAME://IP:PORT,..."
+    )]
+    pub listeners: Vec<NamedAddress<BindAddress>>,
+
+    /// Addresses clients of each named listener are told, NAME://HOST:PORT,...; a listener left out
+    /// advertises its bind address (which must then not be 0.0.0.0 or [::]).
+    #[arg(
+        long,
+        env = "CHRONIK_ADVERTISED_LISTENERS",
+        value_delimiter = ',',
+        num_args = 1..,
+        value_name = "NAME://HOST:PORT,...",
+        requires = "listeners"
+    )]
+    pub advertised_listeners: Vec<NamedAddress<HostPort>>,
+
+    /// The listener followers use to fetch from leaders; defaults to the only listener, or PLAINTEXT.
+    #[arg(long, env = "CHRONIK_INTER_BROKER_LISTENER_NAME", value_name = "NAME")]
+    pub inter_broker_listener_name: Option<String>,
 
     /// Address of the HTTP endpoint for /healthz, /readyz and /metrics (IP:PORT; port 0 picks one).
     #[arg(long, env = "CHRONIK_HTTP_LISTEN", default_value = "127.0.0.1:8092")]
@@ -166,6 +298,42 @@ pub struct BrokerConfig {
     pub max_inflight_per_connection: usize,
 }
 
+/// The listener's advertised address must be one clients can connect to; without one, its bind address
+/// is advertised and must not be a wildcard.
+fn check_advertised(listener: &KafkaListener, flag: &str, remedy: &str) -> Result<(), BrokerError> {
+    let invalid = |message: String| Err(BrokerError::Config(message));
+    match &listener.advertised {
+        None if listener.bind.ip().is_unspecified() => invalid(format!(
+            "{flag} {} binds every interface; give {remedy} so clients know where to connect",
+            listener.bind
+        )),
+        Some(advertised) if advertised.port == 0 => invalid(format!(
+            "advertised listener {} {advertised}: port 0",
+            listener.name
+        )),
+        Some(advertised)
+            if advertised
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified()) =>
+        {
+            invalid(format!(
+                "advertised listener {} {advertised}: clients cannot connect to a wildcard address",
+                listener.name
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn names<A>(listeners: &[NamedAddress<A>]) -> String {
+    listeners
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl BrokerConfig {
     /// Checks the settings together. Called once at start, before anything binds or connects.
     pub fn validate(&self) -> Result<(), BrokerError> {
@@ -179,31 +347,8 @@ impl BrokerConfig {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("--data-dir must not be empty".into());
         }
-        match &self.advertised_listener {
-            None if self.listen.ip().is_unspecified() => {
-                return invalid(format!(
-                    "--listen {} binds every interface; give --advertised-listener HOST:PORT so \
-                     clients know where to connect",
-                    self.listen
-                ))
-            }
-            Some(advertised) => {
-                if advertised.port == 0 {
-                    return invalid(format!("--advertised-listener {advertised}: port 0"));
-                }
-                if advertised
-                    .host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_unspecified())
-                {
-                    return invalid(format!(
-                        "--advertised-listener {advertised}: clients cannot connect to a wildcard \
-                         address"
-                    ));
-                }
-            }
-            None => {}
-        }
+        self.kafka_listeners()?;
+        self.inter_broker_listener()?;
         if self.controllers.is_empty() {
             return invalid("--controllers needs at least one HOST:PORT".into());
         }
@@ -222,21 +367,92 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// The address clients are told to connect to.
-    pub fn advertised_address(&self) -> HostPort {
-        self.advertised_listener
-            .clone()
-            .unwrap_or_else(|| HostPort::from(self.listen))
+    /// The Kafka listeners to bind, from `--listeners`/`--advertised-listeners` or from the single
+    /// `--listen`/`--advertised-listener` pair, checked together.
+    pub fn kafka_listeners(&self) -> Result<Vec<KafkaListener>, BrokerError> {
+        if self.listeners.is_empty() {
+            let listener = KafkaListener {
+                name: PLAINTEXT_LISTENER.to_owned(),
+                bind: self.listen,
+                advertised: self.advertised_listener.clone(),
+            };
+            check_advertised(&listener, "--listen", "--advertised-listener HOST:PORT")?;
+            return Ok(vec![listener]);
+        }
+        let invalid = |message: String| Err(BrokerError::Config(message));
+        let mut listeners: Vec<KafkaListener> = Vec::with_capacity(self.listeners.len());
+        for NamedAddress { name, address } in &self.listeners {
+            if listeners.iter().any(|l| &l.name == name) {
+                return invalid(format!("--listeners names {name} twice"));
+            }
+            if let Some(other) = listeners
+                .iter()
+                .find(|l| address.0.port() != 0 && l.bind == address.0)
+            {
+                return invalid(format!(
+                    "--listeners: {name} and {} both bind {}",
+                    other.name, address
+                ));
+            }
+            listeners.push(KafkaListener {
+                name: name.clone(),
+                bind: address.0,
+                advertised: None,
+            });
+        }
+        for NamedAddress { name, address } in &self.advertised_listeners {
+            let Some(listener) = listeners.iter_mut().find(|l| &l.name == name) else {
+                return invalid(format!(
+                    "--advertised-listeners names {name}, which is not in --listeners ({})",
+                    names(&self.listeners)
+                ));
+            };
+            if listener.advertised.is_some() {
+                return invalid(format!("--advertised-listeners names {name} twice"));
+            }
+            listener.advertised = Some(address.clone());
+        }
+        for listener in &listeners {
+            check_advertised(
+                listener,
+                &format!("--listeners {}", listener.name),
+                &format!("{}://HOST:PORT in --advertised-listeners", listener.name),
+            )?;
+        }
+        Ok(listeners)
     }
 
-    /// The endpoints this broker registers with the controller.
-    pub fn endpoints(&self) -> Vec<Endpoint> {
-        let advertised = self.advertised_address();
-        vec![Endpoint {
-            name: PLAINTEXT_LISTENER.to_owned(),
-            host: advertised.host,
-            port: advertised.port,
-        }]
+    /// The name of the listener followers fetch from leaders through: `--inter-broker-listener-name`,
+    /// else the only listener, else PLAINTEXT.
+    pub fn inter_broker_listener(&self) -> Result<String, BrokerError> {
+        let listeners = self.kafka_listeners()?;
+        let listed = || {
+            listeners
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let has = |name: &str| listeners.iter().any(|l| l.name == name);
+        match &self.inter_broker_listener_name {
+            Some(name) => {
+                let name = name.trim().to_ascii_uppercase();
+                if has(&name) {
+                    Ok(name)
+                } else {
+                    Err(BrokerError::Config(format!(
+                        "--inter-broker-listener-name {name} is not one of the listeners ({})",
+                        listed()
+                    )))
+                }
+            }
+            None if listeners.len() == 1 => Ok(listeners[0].name.clone()),
+            None if has(PLAINTEXT_LISTENER) => Ok(PLAINTEXT_LISTENER.to_owned()),
+            None => Err(BrokerError::Config(format!(
+                "several listeners ({}) and none is PLAINTEXT: give --inter-broker-listener-name",
+                listed()
+            ))),
+        }
     }
 
     /// The controller addresses, without duplicates, in the given order.
@@ -270,6 +486,16 @@ mod tests {
         BrokerConfig::try_parse_from(argv)
     }
 
+    /// The endpoints a validated config registers when every listener binds its configured port.
+    fn endpoints(config: &BrokerConfig) -> Vec<Endpoint> {
+        config
+            .kafka_listeners()
+            .expect("valid listeners")
+            .iter()
+            .map(|l| l.endpoint(l.bind))
+            .collect()
+    }
+
     fn minimal() -> Vec<&'static str> {
         vec![
             "--broker-id",
@@ -289,7 +515,7 @@ mod tests {
         assert_eq!(config.http_listen, "127.0.0.1:8092".parse().expect("addr"));
         assert_eq!(config.controlled_shutdown_timeout_ms, 30_000);
         assert_eq!(
-            config.endpoints(),
+            endpoints(&config),
             vec![Endpoint {
                 name: "PLAINTEXT".into(),
                 host: "127.0.0.1".into(),
@@ -346,8 +572,8 @@ mod tests {
         args.extend(["--advertised-listener", "broker-1.example:19092"]);
         let config = parse(&args).expect("parses");
         config.validate().expect("valid");
-        assert_eq!(config.endpoints()[0].host, "broker-1.example");
-        assert_eq!(config.endpoints()[0].port, 19092);
+        assert_eq!(endpoints(&config)[0].host, "broker-1.example");
+        assert_eq!(endpoints(&config)[0].port, 19092);
     }
 
     #[test]
@@ -369,6 +595,172 @@ mod tests {
         args.extend_from_slice(&minimal()[2..]);
         let config = parse(&args).expect("parses");
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn named_listeners_bind_and_advertise_separately() {
+        let mut args = minimal();
+        args.extend([
+            "--listeners",
+            "internal://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092",
+            "--advertised-listeners",
+            "INTERNAL://broker-1:9092,EXTERNAL://localhost:19092",
+            "--inter-broker-listener-name",
+            "internal",
+        ]);
+        let config = parse(&args).expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(
+            endpoints(&config),
+            vec![
+                Endpoint {
+                    name: "INTERNAL".into(),
+                    host: "broker-1".into(),
+                    port: 9092
+                },
+                Endpoint {
+                    name: "EXTERNAL".into(),
+                    host: "localhost".into(),
+                    port: 19092
+                },
+            ]
+        );
+        assert_eq!(config.inter_broker_listener().expect("valid"), "INTERNAL");
+    }
+
+    #[test]
+    fn a_listener_left_out_of_the_advertised_ones_advertises_its_bind_address() {
+        let mut args = minimal();
+        args.extend([
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:9092,REPLICATION://127.0.0.1:9094",
+        ]);
+        let config = parse(&args).expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(endpoints(&config)[1].host, "127.0.0.1");
+        assert_eq!(endpoints(&config)[1].port, 9094);
+        // PLAINTEXT is the inter-broker listener unless another is named.
+        assert_eq!(config.inter_broker_listener().expect("valid"), "PLAINTEXT");
+    }
+
+    #[test]
+    fn the_single_listener_form_is_named_plaintext_and_used_between_brokers() {
+        let mut args = minimal();
+        args.extend([
+            "--listen",
+            "0.0.0.0:9092",
+            "--advertised-listener",
+            "broker-1:9092",
+        ]);
+        let config = parse(&args).expect("parses");
+        let listeners = config.kafka_listeners().expect("valid");
+        assert_eq!(
+            listeners,
+            vec![KafkaListener {
+                name: "PLAINTEXT".into(),
+                bind: "0.0.0.0:9092".parse().expect("addr"),
+                advertised: Some("broker-1:9092".parse().expect("host port")),
+            }]
+        );
+        assert_eq!(config.inter_broker_listener().expect("valid"), "PLAINTEXT");
+    }
+
+    #[test]
+    fn the_two_listener_forms_do_not_mix() {
+        for extra in [
+            &[
+                "--listen",
+                "127.0.0.1:9092",
+                "--listeners",
+                "A://127.0.0.1:1",
+            ][..],
+            &[
+                "--listeners",
+                "A://127.0.0.1:1",
+                "--advertised-listener",
+                "a:1",
+            ],
+            &["--advertised-listeners", "A://a:1"],
+        ] {
+            let mut args = minimal();
+            args.extend_from_slice(extra);
+            assert!(parse(&args).is_err(), "{extra:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn malformed_named_listeners_are_rejected_by_the_parser() {
+        for bad in [
+            "127.0.0.1:9092",
+            "://127.0.0.1:9092",
+            "IN-TERNAL://127.0.0.1:9092",
+            "INTERNAL://localhost:9092",
+            "INTERNAL://127.0.0.1",
+        ] {
+            let mut args = minimal();
+            args.extend(["--listeners", bad]);
+            let error = parse(&args).expect_err(bad).to_string();
+            assert!(error.contains(bad), "{bad}: the error names it: {error}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_named_listeners_fail_validation() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--listeners", "A://127.0.0.1:1,a://127.0.0.1:2"],
+                "names A twice",
+            ),
+            (
+                &["--listeners", "A://127.0.0.1:1,B://127.0.0.1:1"],
+                "both bind",
+            ),
+            (
+                &[
+                    "--listeners",
+                    "A://127.0.0.1:1",
+                    "--advertised-listeners",
+                    "B://b:1",
+                ],
+                "not in --listeners",
+            ),
+            (
+                &["--listeners", "A://0.0.0.0:1,B://127.0.0.1:2"],
+                "A://HOST:PORT in --advertised-listeners",
+            ),
+            (
+                &[
+                    "--listeners",
+                    "A://127.0.0.1:1",
+                    "--advertised-listeners",
+                    "A://0.0.0.0:1",
+                ],
+                "wildcard",
+            ),
+            (
+                &["--listeners", "A://127.0.0.1:1,B://127.0.0.1:2"],
+                "--inter-broker-listener-name",
+            ),
+            (
+                &[
+                    "--listeners",
+                    "A://127.0.0.1:1",
+                    "--inter-broker-listener-name",
+                    "B",
+                ],
+                "B is not one of the listeners (A)",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let mut args = minimal();
+            args.extend_from_slice(extra);
+            let error = parse(&args)
+                .expect("parses")
+                .validate()
+                .expect_err(expected)
+                .to_string();
+            assert!(error.contains(expected), "{extra:?}: {error}");
+        }
     }
 
     #[test]

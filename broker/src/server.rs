@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
-use crate::config::{BrokerConfig, PLAINTEXT_LISTENER};
+use crate::config::BrokerConfig;
 use crate::connection::{self, ConnectionLimits};
 use crate::controller_client::ControllerClient;
 use crate::error::BrokerError;
@@ -70,8 +70,8 @@ pub struct Broker {
     config: BrokerConfig,
     /// Held while the broker runs: a second process on the same data dir is refused.
     _data_dir_lock: Flock<File>,
-    /// The bound Kafka listener.
-    kafka_addr: SocketAddr,
+    /// The bound Kafka listeners, by name, in the configured order.
+    kafka_addrs: Vec<(String, SocketAddr)>,
     logs: Arc<LogManager>,
     http_addr: SocketAddr,
     status: watch::Receiver<BrokerStatus>,
@@ -89,7 +89,7 @@ pub struct Broker {
 impl Broker {
     /// Validates the configuration, binds the HTTP endpoint and starts every task. Returns once the
     /// broker is running in the background (not yet registered: see `wait_until_ready`).
-    pub async fn start(mut config: BrokerConfig) -> Result<Broker, BrokerError> {
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
             path: config.data_dir.clone(),
@@ -113,28 +113,27 @@ impl Broker {
                 address: config.http_listen,
                 source,
             })?;
-        let kafka_listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BrokerError::KafkaBind {
-                    address: config.listen,
-                    source,
-                })?;
-        let kafka_addr = kafka_listener
-            .local_addr()
-            .map_err(|source| BrokerError::KafkaBind {
-                address: config.listen,
+        // Every Kafka listener is bound before anything registers; with port 0 the OS picks the port,
+        // and that is the one advertised.
+        let mut kafka_listeners = Vec::new();
+        for listener in config.kafka_listeners()? {
+            let bind_error = |source| BrokerError::KafkaBind {
+                address: listener.bind,
                 source,
-            })?;
-        // With port 0 the OS picked the port: that is the one to advertise.
-        if config.listen.port() == 0 {
-            config.listen = kafka_addr;
+            };
+            let socket = TcpListener::bind(listener.bind).await.map_err(bind_error)?;
+            let address = socket.local_addr().map_err(bind_error)?;
+            kafka_listeners.push((listener.endpoint(address), address, socket));
         }
-        if let Some(advertised) = config.advertised_listener.as_mut() {
-            if advertised.port == 0 {
-                advertised.port = kafka_addr.port();
-            }
-        }
+        let inter_broker_listener = config.inter_broker_listener()?;
+        let kafka_addrs: Vec<(String, SocketAddr)> = kafka_listeners
+            .iter()
+            .map(|(endpoint, address, _)| (endpoint.name.clone(), *address))
+            .collect();
+        let endpoints: Vec<_> = kafka_listeners
+            .iter()
+            .map(|(endpoint, _, _)| endpoint.clone())
+            .collect();
         let logs = Arc::new(LogManager::open(&config.data_dir, LogConfig::default())?);
         let (isr_tx, isr_rx) = mpsc::unbounded_channel();
         let replicas = Arc::new(ReplicaManager::new(config.broker_id, logs.clone(), isr_tx));
@@ -142,7 +141,7 @@ impl Broker {
         let manager = BrokerLifecycleManager::new(
             LifecycleConfig {
                 broker_id: config.broker_id,
-                endpoints: config.endpoints(),
+                endpoints: endpoints.clone(),
                 rack: config.rack.clone(),
                 controlled_shutdown_timeout: config.controlled_shutdown_timeout(),
             },
@@ -186,6 +185,7 @@ impl Broker {
             replicas.clone(),
             metadata.clone(),
             status.clone(),
+            inter_broker_listener,
             cancel.clone(),
             tracker.clone(),
         ));
@@ -207,17 +207,19 @@ impl Broker {
             groups,
             auto_create_topics: config.auto_create_topics,
         });
-        tracker.spawn(connection::serve(
-            kafka_listener,
-            context,
-            ConnectionLimits {
-                max_frame_bytes: config.max_request_bytes,
-                max_inflight: config.max_inflight_per_connection,
-                listener: PLAINTEXT_LISTENER.to_string(),
-            },
-            cancel.clone(),
-            tracker.clone(),
-        ));
+        for (endpoint, _, socket) in kafka_listeners {
+            tracker.spawn(connection::serve(
+                socket,
+                context.clone(),
+                ConnectionLimits {
+                    max_frame_bytes: config.max_request_bytes,
+                    max_inflight: config.max_inflight_per_connection,
+                    listener: endpoint.name,
+                },
+                cancel.clone(),
+                tracker.clone(),
+            ));
+        }
         let lifecycle = {
             let (cancel, controlled_shutdown, fatal_tx) = (
                 cancel.clone(),
@@ -248,8 +250,16 @@ impl Broker {
         info!(
             broker_id = config.broker_id,
             incarnation_id = %status.borrow().incarnation_id,
-            kafka = %kafka_addr,
-            advertised = %config.advertised_address(),
+            kafka = %kafka_addrs
+                .iter()
+                .map(|(name, address)| format!("{name}://{address}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            advertised = %endpoints
+                .iter()
+                .map(|e| format!("{}://{}:{}", e.name, e.host, e.port))
+                .collect::<Vec<_>>()
+                .join(","),
             http = %http_addr,
             controllers = %client.addresses().join(","),
             "broker started"
@@ -257,7 +267,7 @@ impl Broker {
         Ok(Broker {
             _data_dir_lock: data_dir_lock,
             config,
-            kafka_addr,
+            kafka_addrs,
             logs,
             http_addr,
             status,
@@ -279,9 +289,14 @@ impl Broker {
         &self.config
     }
 
-    /// The bound Kafka listener address (useful with `--listen 127.0.0.1:0`).
+    /// The bound address of the first Kafka listener (useful with `--listen 127.0.0.1:0`).
     pub fn kafka_addr(&self) -> SocketAddr {
-        self.kafka_addr
+        self.kafka_addrs[0].1
+    }
+
+    /// The bound address of every Kafka listener, by name.
+    pub fn kafka_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.kafka_addrs
     }
 
     /// The bound HTTP address (useful with `--http-listen 127.0.0.1:0`).

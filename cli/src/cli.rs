@@ -85,6 +85,13 @@ pub enum Command {
     /// Measure produce and consume throughput and latency against the brokers (Kafka protocol).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// GET an HTTP URL, e.g. a node's /readyz, and exit 0 only on a 2xx answer: the health check of
+    /// the container images, which have no curl.
+    Probe {
+        /// The URL, e.g. http://127.0.0.1:8092/readyz. Its timeout is --timeout-ms.
+        #[arg(value_parser = parse_http_url)]
+        url: String,
+    },
 }
 
 /// `chronikctl local ...`
@@ -131,7 +138,13 @@ pub struct LocalUpArgs {
     /// An extra flag for every broker, e.g. `--broker-arg=--auto-create-topics=false`.
     #[arg(long = "broker-arg", allow_hyphen_values = true)]
     pub broker_args: Vec<String>,
-    /// Where the chronik-controller and chronik-broker binaries are (default: beside chronikctl).
+    /// A named Kafka listener every broker gets, on a port of its own (repeat for several, e.g.
+    /// `--listener INTERNAL --listener EXTERNAL`); the first one is the inter-broker listener and the
+    /// bootstrap address. Default: one PLAINTEXT listener.
+    #[arg(long = "listener", value_name = "NAME")]
+    pub listeners: Vec<String>,
+    /// Where the chronik-controller and chronik-broker binaries are (default: beside chronikctl; under
+    /// `cargo run` they are built first).
     #[arg(long, env = "CHRONIK_BIN_DIR")]
     pub bin_dir: Option<std::path::PathBuf>,
     /// How long to wait for every node to be ready, in seconds.
@@ -658,6 +671,17 @@ pub fn parse_config_key(raw: &str) -> Result<String, String> {
 }
 
 /// Parses one controller address `HOST:PORT` (an IPv6 host in brackets).
+/// An `http://` URL (the probe speaks plain HTTP only).
+pub fn parse_http_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim();
+    match url.strip_prefix("http://") {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(url.to_owned()),
+        _ => Err(format!(
+            "expected an http://HOST:PORT/PATH URL, got '{url}'"
+        )),
+    }
+}
+
 pub fn parse_controller_address(raw: &str) -> Result<String, String> {
     let address = raw.trim();
     let Some((host, port)) = address.rsplit_once(':') else {

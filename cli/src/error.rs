@@ -12,6 +12,14 @@ pub enum CliError {
     /// A `chronikctl local` operation failed.
     #[error("{0}")]
     Local(String),
+    /// `chronikctl probe` got no 2xx answer.
+    #[error("probe {url}: {reason}")]
+    Probe {
+        /// The URL that was probed.
+        url: String,
+        /// The status and message it answered, or why there was no answer.
+        reason: String,
+    },
     /// A `chronikctl bench` run failed or did not complete.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub enum LocalError {
     #[error("{0}")]
     Io(String),
-    #[error("binary {} not found; build it first with `cargo build --bins` (or set CHRONIK_BIN_DIR)", .0.display())]
+    #[error("binary {} not found; build it with `cargo build --workspace --bins` (add --release for target/release), or point --bin-dir or CHRONIK_BIN_DIR at the binaries", .0.display())]
     MissingBinary(PathBuf),
     #[error("timed out after {timeout:?} waiting for {what}")]
     Timeout { what: String, timeout: Duration },
@@ -48,6 +48,10 @@ pub struct ClusterSpec {
     pub broker_args: Vec<String>,
     /// Value of RUST_LOG for the processes.
     pub log_filter: String,
+    /// Names of the Kafka listeners every broker gets, each on its own port; the first one is the
+    /// inter-broker listener and the bootstrap address. Empty: one listener from `--listen`
+    /// (PLAINTEXT).
+    pub listeners: Vec<String>,
 }
 
 impl ClusterSpec {
@@ -60,6 +64,7 @@ impl ClusterSpec {
             controller_args: Vec::new(),
             broker_args: Vec::new(),
             log_filter: "info".to_string(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -79,6 +84,53 @@ pub fn default_bin_dir() -> PathBuf {
     } else {
         exe_dir
     }
+}
+
+/// Under `cargo run -p chronikctl`, builds (or brings up to date) `chronik-controller` and
+/// `chronik-broker` in `bin_dir` with the same cargo, profile and target dir, so that
+/// `cargo run --release -p chronikctl -- local up` works on a fresh checkout and never starts stale
+/// binaries. Does nothing, and returns `false`, when chronikctl was not started by `cargo run` (cargo
+/// sets `CARGO` and this package's `CARGO_PKG_NAME` for the programs it runs) or `bin_dir` is not a
+/// cargo profile directory.
+pub fn build_under_cargo_run(bin_dir: &Path) -> Result<bool, LocalError> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(false);
+    };
+    if std::env::var("CARGO_PKG_NAME").as_deref() != Ok(env!("CARGO_PKG_NAME")) {
+        return Ok(false);
+    }
+    let (Some(profile_dir), Some(target_dir)) = (
+        bin_dir.file_name().and_then(|n| n.to_str()),
+        bin_dir.parent(),
+    ) else {
+        return Ok(false);
+    };
+    // target/debug holds the `dev` profile; every other profile has a directory of its own name.
+    let profile = if profile_dir == "debug" {
+        "dev"
+    } else {
+        profile_dir
+    };
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--profile", profile, "--target-dir"])
+        .arg(target_dir)
+        .args(["-p", "chronik-controller", "-p", "chronik-broker", "--bins"])
+        .stdin(Stdio::null())
+        // Cargo's progress goes to stderr; stdout keeps only chronikctl's report.
+        .stdout(Stdio::null());
+    if let Some(manifest_dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        command.current_dir(manifest_dir);
+    }
+    let status = command
+        .status()
+        .map_err(|e| io("cannot run cargo to build the Chronik binaries", e))?;
+    if !status.success() {
+        return Err(LocalError::Io(format!(
+            "`cargo build --profile {profile} -p chronik-controller -p chronik-broker` failed ({status})"
+        )));
+    }
+    Ok(true)
 }
 
 /// Whether a process exists and has not exited. A process that exited but was not reaped (a zombie,
@@ -111,14 +163,24 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// A named Kafka listener of a broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeListener {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
 /// One node (controller or broker) of the cluster.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Node {
     /// `controller` or `broker`.
     pub kind: String,
     pub id: u64,
-    /// gRPC address (controllers) or Kafka listener (brokers).
+    /// gRPC address (controllers) or Kafka listener (brokers; the first one when there are several).
     pub addr: SocketAddr,
+    /// A broker's named Kafka listeners when the cluster was started with several (else empty).
+    #[serde(default)]
+    pub listeners: Vec<NodeListener>,
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log_file: PathBuf,
@@ -135,6 +197,7 @@ impl Node {
             kind: self.kind.clone(),
             id: self.id,
             addr: self.addr,
+            listeners: self.listeners.clone(),
             http_addr: self.http_addr,
             data_dir: self.data_dir.clone(),
             log_file: self.log_file.clone(),
@@ -316,6 +379,7 @@ impl LocalCluster {
                 kind: "controller".into(),
                 id,
                 addr: loopback(*grpc),
+                listeners: Vec::new(),
                 http_addr: loopback(*http),
                 log_file: spec.dir.join(format!("controller-{id}.log")),
                 data_dir,
@@ -335,20 +399,45 @@ impl LocalCluster {
                 id.to_string(),
                 "--data-dir".into(),
                 data_dir.display().to_string(),
-                "--listen".into(),
-                loopback(kafka).to_string(),
-                "--advertised-listener".into(),
-                loopback(kafka).to_string(),
                 "--http-listen".into(),
                 loopback(http).to_string(),
                 "--controllers".into(),
                 controllers_arg.clone(),
             ];
+            let mut listeners = Vec::new();
+            if spec.listeners.is_empty() {
+                args.extend([
+                    "--listen".into(),
+                    loopback(kafka).to_string(),
+                    "--advertised-listener".into(),
+                    loopback(kafka).to_string(),
+                ]);
+            } else {
+                for (i, name) in spec.listeners.iter().enumerate() {
+                    let port = if i == 0 { kafka } else { free_port()? };
+                    listeners.push(NodeListener {
+                        name: name.clone(),
+                        addr: loopback(port),
+                    });
+                }
+                let named = listeners
+                    .iter()
+                    .map(|l| format!("{}://{}", l.name, l.addr))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                args.extend([
+                    "--listeners".into(),
+                    named,
+                    "--inter-broker-listener-name".into(),
+                    spec.listeners[0].clone(),
+                ]);
+            }
             args.extend(spec.broker_args.iter().cloned());
             brokers.push(Node {
                 kind: "broker".into(),
                 id,
                 addr: loopback(kafka),
+                listeners,
                 http_addr: loopback(http),
                 log_file: spec.dir.join(format!("broker-{id}.log")),
                 data_dir,

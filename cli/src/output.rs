@@ -42,6 +42,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
             Report::Election(results) => write_json(out, results),
             Report::Local(cluster) => write_json(out, cluster),
             Report::Bench(report) => write_json(out, report),
+            Report::Probe(result) => write_json(out, result),
         },
         OutputFormat::Table => {
             match report {
@@ -59,6 +60,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::Election(results) => election_table(out, results)?,
                 Report::Local(cluster) => local_cluster(out, cluster)?,
                 Report::Bench(report) => bench_report(out, report)?,
+                Report::Probe(result) => writeln!(out, "{} {}", result.status, result.message)?,
             }
             Ok(())
         }

@@ -162,10 +162,13 @@ class ChronikCluster:
     @classmethod
     def up(cls, name: str, directory: Path, controllers: int, brokers: int,
            controller_args: list[str] = (), broker_args: list[str] = (),
-           timeout: float = 120.0) -> "ChronikCluster":
-        """`chronikctl local up`; on failure runs `local down`, then raises with the nodes' log tails."""
+           listeners: list[str] = (), timeout: float = 120.0) -> "ChronikCluster":
+        """`chronikctl local up`; on failure runs `local down`, then raises with the nodes' log tails.
+
+        `listeners` names the brokers' Kafka listeners (`--listener`); default one PLAINTEXT."""
         args = ["local", "up", "--controllers", str(controllers), "--brokers", str(brokers),
                 "--dir", str(directory)]
+        args += [f"--listener={name}" for name in listeners]
         args += [f"--controller-arg={a}" for a in controller_args]
         args += [f"--broker-arg={a}" for a in broker_args]
         args += ["--output", "json"]

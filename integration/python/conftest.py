@@ -44,7 +44,8 @@ class ClusterFactory:
         self.clusters: list[ChronikCluster] = []
 
     def __call__(self, controllers: int = 1, brokers: int = 1, controller_args: list[str] | None = None,
-                 broker_args: list[str] | None = None) -> ChronikCluster:
+                 broker_args: list[str] | None = None,
+                 listeners: list[str] | None = None) -> ChronikCluster:
         if not chronikctl_path().exists():
             pytest.fail(f"{chronikctl_path()} not found: run `cargo build --workspace --bins` "
                         f"(or set CHRONIK_BIN_DIR)")
@@ -52,7 +53,7 @@ class ClusterFactory:
         cluster = ChronikCluster.up(
             name=directory.name, directory=directory, controllers=controllers, brokers=brokers,
             controller_args=RF1_CONTROLLER_ARGS if controller_args is None else controller_args,
-            broker_args=broker_args or [])
+            broker_args=broker_args or [], listeners=listeners or [])
         _live[directory] = cluster
         self.clusters.append(cluster)
         return cluster

@@ -7,3 +7,4 @@ mod harness;
 mod bench;
 mod cli;
 mod control_plane;
+mod local;

@@ -25,7 +25,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::{Partition, ReplicaManager};
-use crate::config::PLAINTEXT_LISTENER;
 use crate::lifecycle::BrokerStatus;
 use crate::metadata::MetadataCache;
 
@@ -38,11 +37,13 @@ const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 const MAX_RESPONSE_FRAME: usize = 64 << 20;
 const BACKOFF: Duration = Duration::from_millis(250);
 
-/// Keeps one fetcher task per leader this broker follows partitions of.
+/// Keeps one fetcher task per leader this broker follows partitions of; fetchers connect to leaders'
+/// endpoints on `listener` (the inter-broker listener).
 pub async fn run_fetcher_manager(
     replicas: Arc<ReplicaManager>,
     metadata: Arc<MetadataCache>,
     status: watch::Receiver<BrokerStatus>,
+    listener: String,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -81,6 +82,7 @@ pub async fn run_fetcher_manager(
                         replicas.clone(),
                         metadata.clone(),
                         status.clone(),
+                        listener.clone(),
                         receiver,
                         cancel.clone(),
                     ));
@@ -161,11 +163,9 @@ impl LeaderConnection {
     }
 }
 
-fn leader_address(image: &MetadataImage, leader: BrokerId) -> Option<String> {
+fn leader_address(image: &MetadataImage, leader: BrokerId, listener: &str) -> Option<String> {
     let broker = image.brokers.get(&leader).filter(|b| !b.fenced)?;
-    broker
-        .endpoint(Some(PLAINTEXT_LISTENER))
-        .map(ToString::to_string)
+    broker.endpoint(Some(listener)).map(ToString::to_string)
 }
 
 async fn run_fetcher(
@@ -173,6 +173,7 @@ async fn run_fetcher(
     replicas: Arc<ReplicaManager>,
     metadata: Arc<MetadataCache>,
     status: watch::Receiver<BrokerStatus>,
+    listener: String,
     mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
     cancel: CancellationToken,
 ) {
@@ -189,8 +190,12 @@ async fn run_fetcher(
         let broker_epoch = status.borrow().broker_epoch.unwrap_or(-1);
         let outcome = async {
             if connection.is_none() {
-                let address = leader_address(&metadata.current(), leader)
-                    .ok_or_else(|| anyhow::anyhow!("leader {leader} has no live endpoint"))?;
+                let address =
+                    leader_address(&metadata.current(), leader, &listener).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "leader {leader} has no live endpoint on listener {listener}"
+                        )
+                    })?;
                 connection = Some(LeaderConnection::connect(&address).await?);
             }
             let request = fetch_request(self_id, broker_epoch, &targets);

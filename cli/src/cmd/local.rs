@@ -8,7 +8,10 @@ use serde::Serialize;
 
 use crate::cli::{LocalCommand, LocalUpArgs};
 use crate::error::CliError;
-use crate::local::{wait_http_ok, ClusterSpec, LocalCluster, LocalError, STATE_FILE};
+use crate::local::{
+    build_under_cargo_run, default_bin_dir, wait_http_ok, ClusterSpec, LocalCluster, LocalError,
+    NodeListener, STATE_FILE,
+};
 
 /// How long a stopping node may take before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
@@ -18,6 +21,8 @@ pub struct LocalNodeView {
     pub kind: String,
     pub id: u64,
     pub addr: String,
+    /// A broker's named listeners, when the cluster has several.
+    pub listeners: Vec<NodeListener>,
     pub http_addr: String,
     pub data_dir: String,
     pub log_file: String,
@@ -80,6 +85,9 @@ pub async fn execute(command: &LocalCommand) -> Result<LocalClusterView, CliErro
 
 async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {
     let dir = &args.dir.dir;
+    if args.bin_dir.is_none() {
+        build_under_cargo_run(&default_bin_dir()).map_err(local_error)?;
+    }
     let mut cluster = if dir.join(STATE_FILE).exists() {
         let mut cluster = LocalCluster::load(dir).map_err(local_error)?;
         cluster.start_stopped().map_err(local_error)?;
@@ -100,6 +108,7 @@ async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {
         }
         spec.controller_args = args.controller_args.clone();
         spec.broker_args = args.broker_args.clone();
+        spec.listeners = listener_names(&args.listeners)?;
         LocalCluster::start(spec).map_err(local_error)?
     };
     cluster.save().map_err(local_error)?;
@@ -110,6 +119,24 @@ async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {
     cluster.detach();
     ready.map_err(local_error)?;
     result
+}
+
+/// `--listener` names: letters, digits and `_`, each once, in upper case as the broker keeps them.
+fn listener_names(names: &[String]) -> Result<Vec<String>, CliError> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let upper = name.trim().to_ascii_uppercase();
+        if upper.is_empty() || !upper.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(CliError::Local(format!(
+                "--listener {name:?}: a listener name is letters, digits and '_'"
+            )));
+        }
+        if out.contains(&upper) {
+            return Err(CliError::Local(format!("--listener {upper} given twice")));
+        }
+        out.push(upper);
+    }
+    Ok(out)
 }
 
 fn absolute(dir: &Path) -> Result<std::path::PathBuf, CliError> {
@@ -135,6 +162,7 @@ async fn view(cluster: &mut LocalCluster) -> Result<LocalClusterView, CliError> 
             kind: node.kind.clone(),
             id: node.id,
             addr: node.addr.to_string(),
+            listeners: node.listeners.clone(),
             http_addr: node.http_addr.to_string(),
             data_dir: node.data_dir.display().to_string(),
             log_file: node.log_file.display().to_string(),

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod election;
 pub mod group;
 pub mod local;
+pub mod probe;
 pub mod topic;
 
 use crate::cli::{
@@ -55,6 +56,8 @@ pub enum Report {
     Local(local::LocalClusterView),
     /// `bench produce` and `bench consume`.
     Bench(crate::bench::BenchReport),
+    /// `probe`.
+    Probe(probe::ProbeResult),
 }
 
 impl Report {
@@ -101,6 +104,7 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         }
         Command::Local(command) => Report::Local(local::execute(command).await?),
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
+        Command::Probe { url } => Report::Probe(probe::probe(url, client.request_timeout()).await?),
     };
     Ok(report)
 }

@@ -1,0 +1,230 @@
+"""docker-compose.yml end to end: `scripts/docker-up` (host build, staged image context, `up --build`,
+wait for every health check), a topic with replication factor 3 and min.insync.replicas 2, 10,000
+records produced (acks=all) and consumed by confluent-kafka on the host through the published
+EXTERNAL listeners, a producer inside the network through the INTERNAL ones, `kill` of a broker with
+produce and consume going on, and `down` + `up` keeping every record. The project is always taken down
+with `down -v` (its volumes and image removed), pass or fail.
+
+Skipped, saying why, when no Docker engine answers. Each run has its own compose project, image tag,
+build context and free host ports (CHRONIK_BROKER_{1,2,3}_PORT), so it collides with nothing.
+CHRONIK_PROFILE (default debug, the build scripts/test already made) picks the binaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from chronik_cluster import REPO_ROOT, wait_until
+import kafka_wire
+from clients import Delivered, Rec, assert_same_records, ck_consume, ck_produce, payload
+
+RECORDS = 10_000
+PARTITIONS = 3
+TOPIC = f"smoke-{uuid.uuid4().hex[:8]}"
+SERVICES = ["controller-1", "controller-2", "controller-3", "broker-1", "broker-2", "broker-3"]
+
+
+def _docker_problem() -> str | None:
+    """Why the compose test cannot run here, or None."""
+    if shutil.which("docker") is None:
+        return "docker is not installed"
+    try:
+        info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return "the Docker engine did not answer `docker info` within 30 s"
+    if info.returncode != 0:
+        return f"no Docker engine answers: {info.stderr.strip()[:200]}"
+    if _compose_command() is None:
+        return "neither `docker compose` nor `docker-compose` is installed"
+    return None
+
+
+def _compose_command() -> list[str] | None:
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, stdin=subprocess.DEVNULL)
+    if probe.returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class ComposeProject:
+    """One compose project of docker-compose.yml, driven with the compose CLI."""
+
+    def __init__(self, tmp: Path):
+        self.name = f"chronik-test-{uuid.uuid4().hex[:10]}"
+        self.ports = _free_ports(3)
+        self.compose = _compose_command()
+        self.env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": self.name,
+            "CHRONIK_IMAGE": f"chronik:{self.name}",
+            "CHRONIK_DOCKER_CONTEXT": str(tmp / "docker-context"),
+            "CHRONIK_PROFILE": os.environ.get("CHRONIK_PROFILE", "debug"),
+            **{f"CHRONIK_BROKER_{i + 1}_PORT": str(port) for i, port in enumerate(self.ports)},
+        }
+        self.bootstrap = ",".join(f"localhost:{port}" for port in self.ports)
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([*self.compose, *args], cwd=REPO_ROOT, env=self.env, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and done.returncode != 0:
+            raise AssertionError(f"`{' '.join(self.compose)} {' '.join(args)}` exited {done.returncode}:\n"
+                                 f"{done.stdout}\n{done.stderr}")
+        return done
+
+    def up(self, timeout: float = 900) -> float:
+        """`scripts/docker-up`; returns how long it took."""
+        started = time.monotonic()
+        done = subprocess.run([str(REPO_ROOT / "scripts" / "docker-up")], cwd=REPO_ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, f"scripts/docker-up exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        return time.monotonic() - started
+
+    def chronikctl(self, *args: str, service: str = "controller-1") -> str:
+        return self.run("exec", "-T", service, "chronikctl", *args, timeout=60).stdout
+
+    def health(self) -> dict[str, str]:
+        """{service: health status} of every container of the project."""
+        ids = self.run("ps", "-q").stdout.split()
+        if not ids:
+            return {}
+        out = subprocess.run(
+            ["docker", "inspect", "--format",
+             '{{index .Config.Labels "com.docker.compose.service"}} {{if .State.Health}}'
+             '{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}', *ids],
+            capture_output=True, text=True, check=True, timeout=60).stdout
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+    def wait_healthy(self, services: list[str], timeout: float = 180) -> None:
+        wait_until(lambda: all(self.health().get(s) == "healthy" for s in services), timeout,
+                   f"{', '.join(services)} to be healthy")
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color", "--tail", "40", timeout=120, check=False).stdout
+
+    def down(self) -> None:
+        """`down -v` with the project's image; then no volume of the project may be left."""
+        self.run("down", "-v", "--rmi", "all", "--timeout", "5", timeout=300, check=False)
+        left = subprocess.run(["docker", "volume", "ls", "-q", "--filter",
+                               f"label=com.docker.compose.project={self.name}"],
+                              capture_output=True, text=True, timeout=60).stdout.split()
+        assert not left, f"`down -v` left volumes of {self.name}: {left}"
+
+
+@pytest.fixture(scope="module")
+def compose(request, tmp_path_factory):
+    problem = _docker_problem()
+    if problem is not None:
+        reason = f"docker compose smoke test skipped: {problem}"
+        print(reason)
+        pytest.skip(reason)
+    project = ComposeProject(tmp_path_factory.mktemp("compose"))
+    failed_before = request.session.testsfailed
+    ok = False
+    try:
+        took = project.up()
+        print(f"scripts/docker-up (build, stage, image build, up, healthy) took {took:.0f} s")
+        yield project
+        ok = request.session.testsfailed == failed_before
+    finally:
+        if not ok:
+            print(f"===== compose logs of {project.name} =====\n{project.logs()}")
+        project.down()
+
+
+def _metadata_brokers(address: str, topic: str) -> dict[int, str] | None:
+    """The broker addresses one broker's Metadata answer names, once it has `topic` with every
+    partition led (None before)."""
+    with kafka_wire.KafkaConnection(address, timeout=5) as conn:
+        meta = conn.metadata([topic])
+    served = meta.topics.get(topic)
+    if served is None or served.error_code != 0 or len(served.partitions) != PARTITIONS or any(
+            p.error_code != 0 or p.leader < 0 for p in served.partitions.values()):
+        return None
+    return {node_id: f"{host}:{port}" for node_id, (host, port) in meta.brokers.items()}
+
+
+def _describe(compose: ComposeProject, topic: str) -> dict:
+    return json.loads(compose.chronikctl("--output", "json", "topic", "describe", topic))
+
+
+def _first_offsets(delivered: list[Delivered]) -> dict[tuple[str, int], int]:
+    """Where each partition's part of `delivered` starts (the consumer's assignment)."""
+    first: dict[tuple[str, int], int] = {}
+    for d in delivered:
+        key = (TOPIC, d.partition)
+        first[key] = min(first.get(key, d.offset), d.offset)
+    return first
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.confluent
+def test_compose_cluster_serves_host_clients_and_survives_a_broker_kill(compose):
+    status = compose.chronikctl("cluster", "status")
+    assert "Active controller" in status, status
+    inside_topic = f"{TOPIC}-inside"
+    for topic in (TOPIC, inside_topic):
+        compose.chronikctl("topic", "create", topic, "--partitions", str(PARTITIONS),
+                           "--replication-factor", "3", "--config", "min.insync.replicas=2")
+
+    # The host is told host addresses (EXTERNAL), by every broker, once it serves the topics...
+    host_addresses = {i + 1: f"localhost:{port}" for i, port in enumerate(compose.ports)}
+    for port in compose.ports:
+        for topic in (TOPIC, inside_topic):
+            wait_until(lambda: _metadata_brokers(f"localhost:{port}", topic) == host_addresses, 30,
+                       f"Metadata on localhost:{port} to serve {topic} at the host addresses {host_addresses}")
+    # ...and containers container addresses (INTERNAL): a producer inside the network finds the
+    # leaders through Metadata and writes to them (acks=all); it fails unless every write is acked.
+    inside = json.loads(compose.chronikctl(
+        "--output", "json", "bench", "produce", "--bootstrap-servers", "broker-1:9092",
+        "--topic", inside_topic, "--messages", "1000", "--timeout-secs", "60"))
+    assert inside["messages"] == 1000, inside
+
+    records = [Rec(value=payload(i), key=str(i).encode()) for i in range(RECORDS)]
+    delivered = ck_produce(compose.bootstrap, TOPIC, records, {"acks": "all"}, timeout=120)
+    consumed = ck_consume(compose.bootstrap, _first_offsets(delivered), RECORDS, timeout=120,
+                          quiet_after=0.5)
+    assert_same_records(delivered, consumed)
+
+    # kill -9 a broker: its partitions get new leaders from the ISR, and acks=all writes go on with the
+    # two replicas left (min.insync.replicas 2).
+    compose.run("kill", "broker-2")
+    wait_until(lambda: all(2 not in p["isr"] and p["leader"] != 2
+                           for p in _describe(compose, TOPIC)["partitions"]), 60,
+               "broker 2 out of every ISR and leadership")
+    more = [Rec(value=payload(RECORDS + i), key=str(i).encode()) for i in range(RECORDS)]
+    delivered_after = ck_produce(compose.bootstrap, TOPIC, more, {"acks": "all"}, timeout=120)
+    consumed_after = ck_consume(compose.bootstrap, _first_offsets(delivered_after), RECORDS,
+                                timeout=120, quiet_after=0.5)
+    assert_same_records(delivered_after, consumed_after)
+
+    # `down` then `up` keeps every record (named volumes), broker 2's copy included.
+    compose.run("down", "--timeout", "45")
+    compose.run("up", "-d")
+    compose.wait_healthy(SERVICES)
+    everything = delivered + delivered_after
+    consumed_all = ck_consume(compose.bootstrap, _first_offsets(everything), len(everything),
+                              timeout=120, quiet_after=0.5)
+    assert_same_records(everything, consumed_all)
+    wait_until(lambda: all(sorted(p["isr"]) == [1, 2, 3] for p in _describe(compose, TOPIC)["partitions"]),
+               120, "broker 2 back in every ISR after `up`")
