@@ -421,8 +421,26 @@ pub(crate) mod tests {
                 .expect("records apply");
             let dir = tempfile::tempdir().expect("temp dir");
             let logs = LogManager::open(dir.path(), LogConfig::default()).expect("log manager");
-            let controller =
-                ControllerClient::new(controllers, request_timeout).expect("controller client");
+            let controller = Arc::new(
+                ControllerClient::new(controllers, request_timeout).expect("controller client"),
+            );
+            let (_, status) = tokio::sync::watch::channel(crate::lifecycle::BrokerStatus {
+                broker_id,
+                incarnation_id: uuid::Uuid::nil(),
+                state: crate::lifecycle::BrokerState::Running,
+                broker_epoch: Some(1),
+                cluster_id: None,
+                fenced: false,
+            });
+            let producer_ids = crate::producer_ids::ProducerIdManager::new(
+                crate::producer_ids::ControllerBlockSource {
+                    broker_id,
+                    controller: controller.clone(),
+                    status,
+                },
+                tokio_util::task::TaskTracker::new(),
+                tokio_util::sync::CancellationToken::new(),
+            );
             TestBroker {
                 ctx: BrokerContext {
                     broker_id,
@@ -432,8 +450,9 @@ pub(crate) mod tests {
                         Arc::new(logs),
                         tokio::sync::mpsc::unbounded_channel().0,
                     )),
-                    controller: Arc::new(controller),
+                    controller,
                     auto_create_topics: false,
+                    producer_ids,
                 },
                 header: RequestHeader::default(),
                 _dir: dir,

@@ -10,6 +10,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -24,6 +25,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::controller_client::ControllerClient;
 use crate::metadata::MetadataCache;
+use crate::producer_ids::ProducerIdManager;
 use crate::protocol::codec::Request;
 use crate::replica::ReplicaManager;
 
@@ -35,6 +37,8 @@ pub struct BrokerContext {
     pub controller: Arc<ControllerClient>,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: Arc<ProducerIdManager>,
 }
 
 /// Per-request facts a handler may need.
@@ -101,6 +105,9 @@ pub async fn dispatch(ctx: &BrokerContext, request: Request, listener: &str) -> 
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(ctx, &rc, r).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, &rc, r).await)
         }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };

@@ -41,6 +41,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::DescribeCluster, 0, 1),
     api(ApiKey::FindCoordinator, 0, 5),
+    // From v0: librdkafka enables idempotence only when InitProducerId v0 is in range.
+    api(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The entry for an API key, if served.
