@@ -2194,10 +2194,10 @@ mod tests {
         assert_eq!(follower.log_end_offset(), 24);
         // After a failover the follower leads; the producer's retries of in-flight batches find their
         // original offsets, and the next new batch continues the sequence.
-        for i in 7..12 {
+        for (i, original) in infos.iter().enumerate().skip(7) {
             assert_eq!(
                 retry(&follower, producer_batch(7, 0, (i * 2) as i32, 2)).unwrap(),
-                (infos[i].base_offset, infos[i].last_offset)
+                (original.base_offset, original.last_offset)
             );
         }
         assert_eq!(
