@@ -223,8 +223,8 @@ impl ProducerIdManager {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
     use super::*;
 
@@ -233,7 +233,7 @@ mod tests {
         size: i64,
         next: AtomicI64,
         calls: Arc<AtomicUsize>,
-        fail: Arc<std::sync::atomic::AtomicBool>,
+        fail: Arc<AtomicBool>,
     }
 
     impl BlockSource for FakeSource {
@@ -248,15 +248,13 @@ mod tests {
         }
     }
 
-    fn manager(
+    /// A manager over blocks of `size` from 0 upwards; the counter counts fetches, the flag makes
+    /// them fail while set.
+    pub(crate) fn manager(
         size: i64,
-    ) -> (
-        Arc<ProducerIdManager>,
-        Arc<AtomicUsize>,
-        Arc<std::sync::atomic::AtomicBool>,
-    ) {
+    ) -> (Arc<ProducerIdManager>, Arc<AtomicUsize>, Arc<AtomicBool>) {
         let calls = Arc::new(AtomicUsize::new(0));
-        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = Arc::new(AtomicBool::new(false));
         let source = FakeSource {
             size,
             next: AtomicI64::new(0),

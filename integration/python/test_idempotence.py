@@ -25,7 +25,7 @@ import pytest
 
 import kafka_wire
 from chronik_cluster import ChronikCluster, wait_until
-from clients import ck_consume, seq_of  # noqa: F401 - seq_of documents the value format
+from clients import ck_consume
 from test_replication import (CONTROLLER_ARGS, PARTITIONS, ChaosProducer, Timeline, busiest_leader,
                               compare_replicas, describe_now, fmt_parts, led_by, read_partitions,
                               wait_full_isr, wait_new_leaders, watermarks)
@@ -135,6 +135,7 @@ def values(label: str, first: int, count: int) -> list[bytes]:
 
 
 @pytest.mark.wire
+@pytest.mark.confluent
 def test_wire_duplicate_gap_and_fenced_epoch(shared_cluster, topic_name):
     shared_cluster.create_topic(topic_name, partitions=1)
     shared_cluster.wait_topic_ready(topic_name, 1)
@@ -176,6 +177,7 @@ def test_wire_duplicate_gap_and_fenced_epoch(shared_cluster, topic_name):
 
 @pytest.mark.wire
 @pytest.mark.fault
+@pytest.mark.confluent
 def test_wire_duplicate_recognised_after_a_crash(cluster_factory, topic_name):
     cluster = cluster_factory(controllers=1, brokers=1)
     cluster.create_topic(topic_name, partitions=1, replication_factor=1)

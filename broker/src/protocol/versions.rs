@@ -85,4 +85,13 @@ mod tests {
         assert!(is_served(ApiKey::Produce, 3));
         assert!(!is_served(ApiKey::Fetch, 18));
     }
+
+    #[test]
+    fn init_producer_id_is_served_from_zero() {
+        // librdkafka enables idempotence only when v0 is in range.
+        assert_eq!(
+            supported(ApiKey::InitProducerId).map(|a| (a.advertised_min, a.max)),
+            Some((0, 5))
+        );
+    }
 }
