@@ -1296,6 +1296,7 @@ mod tests {
     use super::*;
     use crate::log::batch::test_support::*;
     use crate::log::batch::BatchErrorKind;
+    use crate::log::producer_state::{snapshot_offsets, snapshot_path, ProducerStateError};
 
     const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -1996,8 +1997,6 @@ mod tests {
         assert_eq!(log.flushed_offset(), 162);
         assert!(log.fsync_count() <= 161);
     }
-
-    use super::super::producer_state::{snapshot_offsets, snapshot_path, ProducerStateError};
 
     /// Appends `batches` idempotent batches of `per` records of producer `pid`, epoch 0, sequences
     /// from `seq0`.
