@@ -241,3 +241,39 @@ fn refuse(response: &mut PartitionProduceResponse, refusal: Refusal, version: i1
         response.error_message = Some(StrBytes::from_string(message));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_state_refusals_map_to_their_kafka_codes() {
+        let code = |e: ProducerStateError| log_error(LogError::Producer(e)).error;
+        assert_eq!(
+            code(ProducerStateError::InvalidProducerEpoch {
+                producer_id: 7,
+                epoch: 0,
+                current_epoch: 1
+            }),
+            ResponseError::InvalidProducerEpoch
+        );
+        assert_eq!(
+            code(ProducerStateError::OutOfOrderSequence {
+                producer_id: 7,
+                epoch: 0,
+                expected: 5,
+                found: 9
+            }),
+            ResponseError::OutOfOrderSequenceNumber
+        );
+        assert_eq!(
+            code(ProducerStateError::InvalidSequence {
+                producer_id: 7,
+                base_sequence: -1
+            }),
+            ResponseError::InvalidRecord
+        );
+        assert_eq!(ResponseError::InvalidProducerEpoch.code(), 47);
+        assert_eq!(ResponseError::OutOfOrderSequenceNumber.code(), 45);
+    }
+}
