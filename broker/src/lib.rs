@@ -4,7 +4,8 @@
 //!
 //! Layout: `config` (flags), `error`, `controller_client` (the quorum connection), `metadata` (the image
 //! and the watch that feeds it), `lifecycle` (registration, heartbeats, controlled shutdown), `http`
-//! (health, readiness, metrics) and `server` (`Broker`, which starts and stops all of them).
+//! (health, readiness, metrics), `producer_ids` (producer id blocks for InitProducerId) and `server`
+//! (`Broker`, which starts and stops all of them).
 
 pub mod alloc;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod log;
 pub mod metadata;
+pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
 pub mod server;

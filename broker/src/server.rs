@@ -33,6 +33,7 @@ use crate::http::{router, HttpState};
 use crate::lifecycle::{BrokerLifecycleManager, BrokerStatus, LifecycleConfig};
 use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
+use crate::producer_ids::{ControllerBlockSource, ProducerIdManager};
 use crate::replica::fetcher::run_fetcher_manager;
 use crate::replica::isr::{run_isr_changes, run_isr_shrinker};
 use crate::replica::{run_metadata_listener, ReplicaManager};
@@ -206,6 +207,15 @@ impl Broker {
             controller: client.clone(),
             groups,
             auto_create_topics: config.auto_create_topics,
+            producer_ids: ProducerIdManager::new(
+                ControllerBlockSource {
+                    broker_id: config.broker_id,
+                    controller: client.clone(),
+                    status: status.clone(),
+                },
+                tracker.clone(),
+                cancel.clone(),
+            ),
         });
         for (endpoint, _, socket) in kafka_listeners {
             tracker.spawn(connection::serve(

@@ -2,8 +2,10 @@
 
 The suite's clients are confluent-kafka, kafka-python and kcat; this module exists only for what no
 real client will do on purpose: send broken frames (oversized, garbage, unknown API keys) and ask one
-particular broker for its metadata without triggering auto-creation. It speaks just ApiVersions v0 and
-Metadata v4, the two smallest requests that prove a broker still answers.
+particular broker for its metadata without triggering auto-creation, and hand-made idempotent batches
+(a retried batch, a sequence gap, a fenced epoch) that a real client sends only after a fault. It
+speaks ApiVersions v0, Metadata v4, InitProducerId v0 and Produce v7, and builds RecordBatch v2 with
+uncompressed records.
 """
 
 from __future__ import annotations
@@ -13,9 +15,67 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+API_PRODUCE = 0
 API_METADATA = 3
 API_API_VERSIONS = 18
 API_INIT_PRODUCER_ID = 22
+
+
+# ----- RecordBatch v2 (digest §9.1, §9.2) -----
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def zigzag_varint(n: int) -> bytes:
+    """A signed varint as records use them (zigzag, then 7 bits per byte)."""
+    z = (n << 1) ^ (n >> 63)
+    z &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        if z < 0x80:
+            out.append(z)
+            return bytes(out)
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+
+
+def record_batch(values: list[bytes], producer_id: int = -1, producer_epoch: int = -1,
+                 base_sequence: int = -1, timestamp: int = 1_700_000_000_000) -> bytes:
+    """One uncompressed v2 batch of `values` (no keys, no headers) as a producer sends it."""
+    records = b""
+    for i, value in enumerate(values):
+        body = (b"\x00" + zigzag_varint(0) + zigzag_varint(i) + zigzag_varint(-1)
+                + zigzag_varint(len(value)) + value + zigzag_varint(0))
+        records += zigzag_varint(len(body)) + body
+    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, timestamp, timestamp, producer_id,
+                            producer_epoch, base_sequence, len(values)) + records
+    crc = crc32c(after_crc)
+    after_length = struct.pack(">ibI", -1, 2, crc) + after_crc
+    return struct.pack(">qi", 0, len(after_length)) + after_length
+
+
+@dataclass
+class ProduceResult:
+    error_code: int
+    base_offset: int
+    log_start_offset: int
 
 
 def request_frame(api_key: int, api_version: int, correlation_id: int, body: bytes = b"",
@@ -169,6 +229,41 @@ class KafkaConnection:
             return t
 
         return Metadata(brokers, cluster_id, controller_id, {t.name: t for t in r.array(topic)})
+
+    def init_producer_id(self, transactional_id: str | None = None) -> tuple[int, int, int]:
+        """InitProducerId v0: (error code, producer id, producer epoch)."""
+        if transactional_id is None:
+            body = struct.pack(">h", -1)
+        else:
+            raw = transactional_id.encode()
+            body = struct.pack(">h", len(raw)) + raw
+        body += struct.pack(">i", 60000)
+        r = _Reader(self.request(API_INIT_PRODUCER_ID, 0, body))
+        r.int32()  # throttle_time_ms
+        error = r.int16()
+        producer_id = struct.unpack(">q", r.take(8))[0]
+        return error, producer_id, r.int16()
+
+    def produce(self, topic: str, partition: int, batch: bytes, acks: int = -1,
+                timeout_ms: int = 10000) -> ProduceResult:
+        """Produce v7 of one batch to one partition."""
+        name = topic.encode()
+        body = (struct.pack(">hhi", -1, acks, timeout_ms) + struct.pack(">i", 1)
+                + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
+                + struct.pack(">ii", partition, len(batch)) + batch)
+        r = _Reader(self.request(API_PRODUCE, 7, body))
+        results = []
+        for _ in range(r.int32()):
+            r.string()
+            for _ in range(r.int32()):
+                r.int32()  # partition index
+                error = r.int16()
+                base_offset, _append_time, log_start = struct.unpack(">qqq", r.take(24))
+                results.append(ProduceResult(error, base_offset, log_start))
+        r.int32()  # throttle_time_ms
+        if len(results) != 1:
+            raise ValueError(f"expected one partition in the produce response, got {results}")
+        return results[0]
 
     def wait_closed_by_peer(self, timeout: float) -> tuple[bool, bytes]:
         """Reads until the broker closes the connection or `timeout` passes.

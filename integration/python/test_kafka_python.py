@@ -8,6 +8,7 @@ producer as kafka-python 3 ships it (idempotent by default), which needs InitPro
 
 from __future__ import annotations
 
+import struct
 import time
 
 import kafka as kp
@@ -145,9 +146,7 @@ def test_default_idempotent_producer(shared_cluster, topic_name):
     """kafka-python 3 producers are idempotent unless told otherwise (KIP-679), so they send
     InitProducerId first; a broker that does not serve it cannot take their writes."""
     with kafka_wire.KafkaConnection(shared_cluster.brokers[0]["addr"]) as conn:
-        if kafka_wire.API_INIT_PRODUCER_ID not in conn.api_versions():
-            pytest.skip("the broker does not advertise InitProducerId (22) yet, which kafka-python 3's "
-                        "default (idempotent) producer needs (digest §3.6, §7)")
+        assert kafka_wire.API_INIT_PRODUCER_ID in conn.api_versions(), "InitProducerId (22) not advertised"
     shared_cluster.create_topic(topic_name, partitions=1)
     producer = kp.KafkaProducer(bootstrap_servers=shared_cluster.bootstrap_servers,
                                 request_timeout_ms=15000, max_block_ms=30000, delivery_timeout_ms=45000)
@@ -160,3 +159,8 @@ def test_default_idempotent_producer(shared_cluster, topic_name):
     assert offsets == list(range(50))
     consumed = kp_consume(shared_cluster.bootstrap_servers, {(topic_name, 0): 0}, 50, quiet_after=0.5)
     assert [seq_of(c.value) for c in consumed] == list(range(50))
+    # The batches on disk carry the producer id InitProducerId gave (idempotence was really on).
+    leader = shared_cluster.leaders(topic_name)[0]
+    data = shared_cluster.segments(leader, topic_name, 0)[0].read_bytes()
+    producer_id, producer_epoch, base_sequence = struct.unpack_from(">qhi", data, 43)
+    assert producer_id >= 0 and producer_epoch == 0 and base_sequence == 0, (producer_id, producer_epoch)

@@ -438,6 +438,23 @@ pub(crate) mod tests {
                 tokio_util::task::TaskTracker::new(),
                 tokio_util::sync::CancellationToken::new(),
             );
+            let (_, status) = tokio::sync::watch::channel(crate::lifecycle::BrokerStatus {
+                broker_id,
+                incarnation_id: uuid::Uuid::nil(),
+                state: crate::lifecycle::BrokerState::Running,
+                broker_epoch: Some(1),
+                cluster_id: None,
+                fenced: false,
+            });
+            let producer_ids = crate::producer_ids::ProducerIdManager::new(
+                crate::producer_ids::ControllerBlockSource {
+                    broker_id,
+                    controller: controller.clone(),
+                    status,
+                },
+                tokio_util::task::TaskTracker::new(),
+                tokio_util::sync::CancellationToken::new(),
+            );
             TestBroker {
                 ctx: BrokerContext {
                     broker_id,
@@ -446,6 +463,7 @@ pub(crate) mod tests {
                     controller,
                     groups,
                     auto_create_topics: false,
+                    producer_ids,
                 },
                 header: RequestHeader::default(),
                 _dir: dir,

@@ -13,6 +13,7 @@ pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -36,6 +37,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use crate::controller_client::ControllerClient;
 use crate::group::GroupCoordinator;
 use crate::metadata::MetadataCache;
+use crate::producer_ids::ProducerIdManager;
 use crate::protocol::codec::Request;
 use crate::replica::ReplicaManager;
 
@@ -48,6 +50,8 @@ pub struct BrokerContext {
     pub groups: Arc<GroupCoordinator>,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: Arc<ProducerIdManager>,
 }
 
 /// Per-request facts a handler may need.
@@ -162,6 +166,9 @@ pub async fn dispatch(
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(ctx, &rc, r).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, &rc, r).await)
         }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };

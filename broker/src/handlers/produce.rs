@@ -3,6 +3,12 @@
 //! before it is acknowledged. A broker that does not lead the partition answers NOT_LEADER_OR_FOLLOWER
 //! with a KIP-951 hint (v10+). acks=0 gets no response; if such a request fails, the connection is
 //! closed so the client refreshes its metadata.
+//!
+//! Idempotent producers' batches are checked by the log under its append lock (digest §7): a retry of
+//! a batch already written is answered NONE with the original base offset, and only once the original
+//! is as durable and (acks=all) as committed as a fresh append would have to be; a stale epoch is
+//! INVALID_PRODUCER_EPOCH (47) and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER (45), both definitely
+//! not appended.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{leader_hint, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
+use crate::log::producer_state::ProducerStateError;
 use crate::log::{BatchErrorKind, BatchHeader, LogError};
 use crate::replica::AppendError;
 
@@ -66,6 +73,13 @@ fn log_error(e: LogError) -> Refusal {
         LogError::InvalidBatch(b) => match b.kind() {
             BatchErrorKind::CorruptMessage => ResponseError::CorruptMessage,
             BatchErrorKind::InvalidRecord => ResponseError::InvalidRecord,
+        },
+        LogError::Producer(p) => match p {
+            ProducerStateError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            ProducerStateError::OutOfOrderSequence { .. } => {
+                ResponseError::OutOfOrderSequenceNumber
+            }
+            ProducerStateError::InvalidSequence { .. } => ResponseError::InvalidRecord,
         },
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::StaleLeaderEpoch { .. } => ResponseError::NotLeaderOrFollower,
@@ -225,5 +239,41 @@ fn refuse(response: &mut PartitionProduceResponse, refusal: Refusal, version: i1
                 .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))];
         }
         response.error_message = Some(StrBytes::from_string(message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_state_refusals_map_to_their_kafka_codes() {
+        let code = |e: ProducerStateError| log_error(LogError::Producer(e)).error;
+        assert_eq!(
+            code(ProducerStateError::InvalidProducerEpoch {
+                producer_id: 7,
+                epoch: 0,
+                current_epoch: 1
+            }),
+            ResponseError::InvalidProducerEpoch
+        );
+        assert_eq!(
+            code(ProducerStateError::OutOfOrderSequence {
+                producer_id: 7,
+                epoch: 0,
+                expected: 5,
+                found: 9
+            }),
+            ResponseError::OutOfOrderSequenceNumber
+        );
+        assert_eq!(
+            code(ProducerStateError::InvalidSequence {
+                producer_id: 7,
+                base_sequence: -1
+            }),
+            ResponseError::InvalidRecord
+        );
+        assert_eq!(ResponseError::InvalidProducerEpoch.code(), 47);
+        assert_eq!(ResponseError::OutOfOrderSequenceNumber.code(), 45);
     }
 }

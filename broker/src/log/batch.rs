@@ -659,6 +659,47 @@ pub(crate) mod test_support {
         encode(base_offset, epoch, timestamps, 16, WireCompression::None)
     }
 
+    /// An idempotent producer's batch (base offset 0, epoch -1) of `count` records with sequences
+    /// from `base_sequence`.
+    pub fn producer_batch(
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        count: usize,
+    ) -> Bytes {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id,
+                producer_epoch,
+                timestamp_type: WireTimestampType::Creation,
+                offset: i as i64,
+                sequence: base_sequence + i as i32,
+                timestamp: 1_000 + i as i64,
+                key: None,
+                value: Some(Bytes::from(format!(
+                    "p{producer_id}-e{producer_epoch}-s{}",
+                    base_sequence + i as i32
+                ))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: WireCompression::None,
+            },
+        )
+        .expect("encode test batch");
+        buf.freeze()
+    }
+
     pub fn encode(
         base_offset: i64,
         epoch: i32,

@@ -10,12 +10,17 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::batch::BatchError;
+use super::producer_state::ProducerStateError;
 
 #[derive(Debug, Error)]
 pub enum LogError {
     /// The batch failed validation (INVALID_RECORD or CORRUPT_MESSAGE, see `BatchError::kind`).
     #[error(transparent)]
     InvalidBatch(#[from] BatchError),
+    /// An idempotent producer's batch refused by the producer state checks (digest §7):
+    /// INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_RECORD, see the variant.
+    #[error(transparent)]
+    Producer(#[from] ProducerStateError),
     /// MESSAGE_TOO_LARGE.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: u64 },

@@ -5,7 +5,8 @@
 //!
 //! Layers, bottom up: [`batch`] (the 61-byte header, validation and patches over `Bytes`), [`index`]
 //! (sparse offset and time indexes), [`segment`] (one `.log` file with its indexes, recovery),
-//! [`epoch`] (the leader-epoch cache and its checkpoint), [`partition_log`] (one partition directory),
+//! [`epoch`] (the leader-epoch cache and its checkpoint), [`producer_state`] (idempotent producers'
+//! sequence state and its snapshots), [`partition_log`] (one partition directory),
 //! [`manager`] (all partitions of a data directory, retention and flush timers), with [`config`] the
 //! topic settings and [`checkpoint`] the atomic small-file writes.
 //!
@@ -22,6 +23,7 @@
 //!     partition.metadata              "version: 0", "topic_id: <uuid>"
 //!     log-start-offset-checkpoint     "0", offset
 //!     high-watermark-checkpoint       "0", offset
+//!     00000000000000000040.snapshot   producer state of the batches below offset 40 (with a CRC)
 //!     .clean-shutdown                 present only while the partition is cleanly closed
 //!   .trash/                           partitions being deleted
 //!   .quarantine/                      partition directories that failed to open, kept for an operator
@@ -63,6 +65,7 @@ pub mod error;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
+pub mod producer_state;
 pub mod segment;
 
 pub use batch::{BatchError, BatchErrorKind, BatchHeader, Batches, RecordBatch, TimestampType};

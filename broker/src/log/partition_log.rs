@@ -13,7 +13,13 @@
 //! - reads come from the files (positioned reads into a buffer of at most the asked bytes, plus one
 //!   oversize first batch); nothing caches log data;
 //! - after an I/O failure on a write or fsync the log is offline until reopened (what reached the disk
-//!   is unknown, so it must go through recovery).
+//!   is unknown, so it must go through recovery);
+//! - the producer state (idempotent producers, [`super::producer_state`]) always describes exactly the
+//!   batches below the LEO: a leader's check and update happen under the write lock with the append,
+//!   every appended batch (leader or follower) updates it, truncation reloads it from a snapshot at
+//!   or below the new LEO plus the headers after it, and open does the same after recovery. A
+//!   snapshot is written at every segment roll (at the new segment's base offset), at close (at the
+//!   LEO) and after an open that had to replay headers.
 //!
 //! Locking: one `RwLock` around the state (appends, truncation and retention take it for writing;
 //! reads, lookups and getters for reading) and a mutex that lets one fsync run at a time. The type is
@@ -36,6 +42,7 @@ use super::config::LogConfig;
 use super::epoch::{EpochEntry, LeaderEpochCache};
 use super::error::{io_error, LogError, Result};
 use super::now_ms;
+use super::producer_state::{self, Admission, ProducerState, PRODUCER_ID_EXPIRATION_MS};
 use super::segment::{
     parse_segment_file, LogSegment, TimestampOffset, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
@@ -74,6 +81,9 @@ pub struct AppendInfo {
     /// [`PartitionLog::flush_to`]`(info.next_offset())` (outside any lock of the caller's, so other
     /// appends can join the same fsync).
     pub flush_required: bool,
+    /// A leader append that was an idempotent producer's retry of a batch already in the log: nothing
+    /// was written and the offsets are the original batch's (which may not be committed yet).
+    pub duplicate: bool,
 }
 
 impl AppendInfo {
@@ -134,6 +144,8 @@ struct LogState {
     /// By base offset; never empty (the last one is the active segment).
     segments: BTreeMap<i64, LogSegment>,
     epochs: LeaderEpochCache,
+    /// Idempotent producers' state for the batches below the LEO.
+    producers: ProducerState,
     log_start_offset: i64,
     log_end_offset: i64,
     high_watermark: i64,
@@ -244,9 +256,14 @@ impl LogState {
             .is_ok_and(|unflushed| unflushed >= self.config.flush_messages)
     }
 
-    /// Seals the active segment and starts a new one at `base_offset`.
+    /// Seals the active segment and starts a new one at `base_offset`, snapshotting the producer state
+    /// there (it then covers exactly the batches below `base_offset`).
     fn roll(&mut self, dir: &Path, base_offset: i64) -> Result<()> {
         self.active_mut()?.seal()?;
+        if let Err(e) = producer_state::write_snapshot(dir, base_offset, &self.producers) {
+            // Only recovery time depends on it: a missing snapshot means replaying more headers.
+            warn!(dir = %dir.display(), base_offset, error = %e, "cannot write producer state snapshot");
+        }
         let segment = LogSegment::create(dir, base_offset)?;
         info!(dir = %dir.display(), base_offset, "rolled new segment");
         self.segments.insert(base_offset, segment);
@@ -304,6 +321,9 @@ impl LogState {
                 },
             ))?;
             self.active_mut()?.append(run, &headers[i..j], &config)?;
+            for h in &headers[i..j] {
+                self.producers.update(h, now_ms);
+            }
             self.log_end_offset = headers[j - 1].next_offset();
             at += run_bytes;
             i = j;
@@ -458,6 +478,15 @@ impl PartitionLog {
         epochs.truncate_from_end(log_end_offset + 1)?;
         epochs.truncate_from_start(log_start_offset)?;
 
+        let (producers, replayed) = load_producer_state(dir, &segments, log_end_offset)?;
+        if replayed > 0 {
+            info!(dir = %dir.display(), batches = replayed, producers = producers.len(),
+                "rebuilt producer state from the log");
+            if let Err(e) = producer_state::write_snapshot(dir, log_end_offset, &producers) {
+                warn!(dir = %dir.display(), error = %e, "cannot write producer state snapshot");
+            }
+        }
+
         let high_watermark = checkpoint::read_offset(&dir.join(HIGH_WATERMARK_CHECKPOINT))
             .unwrap_or_else(|e| {
                 warn!(dir = %dir.display(), error = %e, "ignoring high watermark checkpoint");
@@ -478,6 +507,7 @@ impl PartitionLog {
                 config,
                 segments,
                 epochs,
+                producers,
                 log_start_offset,
                 log_end_offset,
                 high_watermark,
@@ -520,6 +550,11 @@ impl PartitionLog {
     /// (and the append time for LogAppendTime topics), records a new epoch in the epoch cache, rolls
     /// the segment when `segment.bytes`/`segment.ms` say so, and writes it. Not yet fsynced: see
     /// [`AppendInfo::flush_required`].
+    ///
+    /// An idempotent producer's batch first passes the producer state checks (digest §7), under the
+    /// same lock as the append: a stale epoch or a sequence gap is [`LogError::Producer`]; a retry of a
+    /// batch still in the producer's last five is not written again and returns the original's
+    /// offsets with [`AppendInfo::duplicate`] set.
     pub fn append_as_leader(&self, batch: Bytes, leader_epoch: i32) -> Result<AppendInfo> {
         let size = batch.len();
         let mut batch = RecordBatch::parse(batch)?;
@@ -538,6 +573,29 @@ impl PartitionLog {
                     latest,
                 });
             }
+        }
+        if let Admission::Duplicate(original) = state.producers.check(batch.header())? {
+            let h = batch.header();
+            tracing::debug!(dir = %self.dir.display(), producer_id = h.producer_id,
+                producer_epoch = h.producer_epoch, base_sequence = h.base_sequence,
+                base_offset = original.first_offset(), "duplicate batch not appended");
+            let next_offset = original.last_offset + 1;
+            return Ok(AppendInfo {
+                base_offset: original.first_offset(),
+                last_offset: original.last_offset,
+                max_timestamp: original.timestamp,
+                offset_of_max_timestamp: original.first_offset(),
+                log_append_time_ms: match state.config.message_timestamp_type {
+                    TimestampType::LogAppendTime => original.timestamp,
+                    TimestampType::CreateTime => NO_TIMESTAMP,
+                },
+                log_start_offset: state.log_start_offset,
+                batches: 0,
+                size_bytes: 0,
+                // The original may still wait for its fsync; the retry is acknowledged only after it.
+                flush_required: state.flushed_offset < next_offset && state.flush_required(),
+                duplicate: true,
+            });
         }
         let now = now_ms();
         let base_offset = state.log_end_offset;
@@ -568,6 +626,7 @@ impl PartitionLog {
             batches: 1,
             size_bytes: size,
             flush_required: state.flush_required(),
+            duplicate: false,
         })
     }
 
@@ -646,6 +705,7 @@ impl PartitionLog {
             batches: headers.len(),
             size_bytes: whole,
             flush_required: state.flush_required(),
+            duplicate: false,
         }))
     }
 
@@ -942,6 +1002,11 @@ impl PartitionLog {
         state.epochs.truncate_from_end(leo)?;
         state.high_watermark = state.high_watermark.min(leo);
         state.flushed_offset = state.flushed_offset.min(leo);
+        // Batches the truncated ones had pushed out of a producer's window come back with a reload.
+        let (producers, replayed) = load_producer_state(&self.dir, &state.segments, leo)?;
+        tracing::debug!(dir = %self.dir.display(), batches = replayed, producers = producers.len(),
+            "reloaded producer state after truncation");
+        state.producers = producers;
         Ok(())
     }
 
@@ -963,6 +1028,8 @@ impl PartitionLog {
                 .insert(offset, LogSegment::create(&self.dir, offset)?);
             checkpoint::fsync_dir(&self.dir)?;
             state.epochs.clear()?;
+            producer_state::delete_all_snapshots(&self.dir)?;
+            state.producers = ProducerState::default();
             state.log_start_offset = offset;
             state.log_end_offset = offset;
             state.high_watermark = offset;
@@ -979,6 +1046,12 @@ impl PartitionLog {
     /// checkpointed before any file is removed.
     pub fn apply_retention(&self, now_ms: i64) -> Result<Vec<DeletedSegment>> {
         let mut state = self.write_state()?;
+        let expired = state
+            .producers
+            .remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
+        if expired > 0 {
+            info!(dir = %self.dir.display(), expired, "forgot expired producer ids");
+        }
         let config = state.config.clone();
         if !config.cleanup_delete {
             // A compact-only topic keeps every segment; the cleaner shrinks them instead.
@@ -1042,6 +1115,8 @@ impl PartitionLog {
                     });
                 }
             }
+            // Producer state outlives the data (KIP-360), so only the snapshots go, not the entries.
+            producer_state::delete_snapshots_below(&self.dir, log_start_offset)?;
             Ok(deleted)
         })();
         match result {
@@ -1074,6 +1149,7 @@ impl PartitionLog {
                 state.log_start_offset,
             )?;
             state.epochs.persist()?;
+            producer_state::write_snapshot(&self.dir, state.log_end_offset, &state.producers)?;
             checkpoint::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
             Ok(())
         })();
@@ -1161,6 +1237,36 @@ impl PartitionLog {
     }
 }
 
+/// The producer state of the batches below `log_end_offset`: the newest snapshot at or below it plus
+/// the batch headers after it (headers only, no records are decoded). Snapshots above it are deleted
+/// first (their batches are gone). Returns the state and how many headers were replayed.
+fn load_producer_state(
+    dir: &Path,
+    segments: &BTreeMap<i64, LogSegment>,
+    log_end_offset: i64,
+) -> Result<(ProducerState, usize)> {
+    producer_state::delete_snapshots_above(dir, log_end_offset)?;
+    let (from, mut state) = producer_state::load_latest_snapshot(dir, log_end_offset)?
+        .unwrap_or((i64::MIN, ProducerState::default()));
+    let mut replayed = 0;
+    let now = now_ms();
+    if from < log_end_offset {
+        let floor = segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for segment in segments.range(floor..).map(|(_, s)| s) {
+            segment.for_each_batch(&mut |h| {
+                if h.base_offset >= from && h.base_offset < log_end_offset {
+                    state.update(h, now);
+                    replayed += 1;
+                }
+            })?;
+        }
+    }
+    Ok((state, replayed))
+}
+
 /// Lists the segment base offsets in `dir` and clears leftovers: temp checkpoint files and index files
 /// whose log file is gone.
 fn scan_dir(dir: &Path) -> Result<Vec<i64>> {
@@ -1198,6 +1304,7 @@ mod tests {
     use super::*;
     use crate::log::batch::test_support::*;
     use crate::log::batch::BatchErrorKind;
+    use crate::log::producer_state::{snapshot_offsets, snapshot_path, ProducerStateError};
 
     const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -1897,6 +2004,289 @@ mod tests {
         }
         assert_eq!(log.flushed_offset(), 162);
         assert!(log.fsync_count() <= 161);
+    }
+
+    /// Appends `batches` idempotent batches of `per` records of producer `pid`, epoch 0, sequences
+    /// from `seq0`.
+    fn produce_idempotent(
+        log: &PartitionLog,
+        pid: i64,
+        seq0: i32,
+        batches: usize,
+        per: usize,
+    ) -> Vec<AppendInfo> {
+        (0..batches)
+            .map(|i| {
+                let seq = seq0 + (i * per) as i32;
+                let info = log
+                    .append_as_leader(producer_batch(pid, 0, seq, per), 1)
+                    .unwrap();
+                assert!(
+                    !info.duplicate,
+                    "batch {i} of producer {pid} was taken for a retry"
+                );
+                info
+            })
+            .collect()
+    }
+
+    /// What a retry of `batch` gets: `Ok((base offset, last offset))` of a duplicate, else the error.
+    fn retry(log: &PartitionLog, batch: Bytes) -> std::result::Result<(i64, i64), LogError> {
+        let leo = log.log_end_offset();
+        let info = log.append_as_leader(batch, 1)?;
+        assert!(info.duplicate, "appended at {} instead", info.base_offset);
+        assert_eq!(log.log_end_offset(), leo, "a duplicate writes nothing");
+        Ok((info.base_offset, info.last_offset))
+    }
+
+    #[test]
+    fn idempotent_producers_get_dedup_gaps_and_fencing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig::default());
+        log.append_as_leader(client_batch(&[1, 2], 10), 1).unwrap(); // 0..2, not idempotent
+        let a = log.append_as_leader(producer_batch(7, 0, 0, 3), 1).unwrap(); // 2..5
+        let b = log.append_as_leader(producer_batch(7, 0, 3, 2), 1).unwrap(); // 5..7
+        assert_eq!((a.base_offset, b.base_offset), (2, 5));
+        assert_eq!(retry(&log, producer_batch(7, 0, 0, 3)).unwrap(), (2, 4));
+        assert_eq!(retry(&log, producer_batch(7, 0, 3, 2)).unwrap(), (5, 6));
+        // Non-idempotent batches are never deduplicated.
+        let again = log.append_as_leader(client_batch(&[1, 2], 10), 1).unwrap();
+        assert_eq!(again.base_offset, 7);
+        assert!(matches!(
+            log.append_as_leader(producer_batch(7, 0, 6, 1), 1),
+            Err(LogError::Producer(ProducerStateError::OutOfOrderSequence {
+                expected: 5,
+                found: 6,
+                ..
+            }))
+        ));
+        // A bumped epoch restarts at 0 and fences the old one.
+        assert!(matches!(
+            log.append_as_leader(producer_batch(7, 1, 5, 1), 1),
+            Err(LogError::Producer(ProducerStateError::OutOfOrderSequence {
+                expected: 0,
+                ..
+            }))
+        ));
+        assert_eq!(
+            log.append_as_leader(producer_batch(7, 1, 0, 1), 1)
+                .unwrap()
+                .base_offset,
+            9
+        );
+        assert!(matches!(
+            log.append_as_leader(producer_batch(7, 0, 5, 1), 1),
+            Err(LogError::Producer(
+                ProducerStateError::InvalidProducerEpoch {
+                    epoch: 0,
+                    current_epoch: 1,
+                    ..
+                }
+            ))
+        ));
+        assert!(matches!(
+            log.append_as_leader(producer_batch(8, 0, -1, 1), 1),
+            Err(LogError::Producer(
+                ProducerStateError::InvalidSequence { .. }
+            ))
+        ));
+        // A producer never seen starts at any sequence.
+        assert_eq!(
+            log.append_as_leader(producer_batch(9, 3, 500, 2), 1)
+                .unwrap()
+                .base_offset,
+            10
+        );
+        assert_eq!(log.log_end_offset(), 12);
+        assert!(log.is_open(), "refusals do not take the log offline");
+    }
+
+    #[test]
+    fn concurrent_retries_of_one_batch_append_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(open(dir.path(), LogConfig::default()));
+        produce_idempotent(&log, 7, 0, 1, 2);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    let info = log.append_as_leader(producer_batch(7, 0, 2, 3), 1).unwrap();
+                    (info.base_offset, info.duplicate)
+                })
+            })
+            .collect();
+        let results: Vec<(i64, bool)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(results.iter().all(|(base, _)| *base == 2), "{results:?}");
+        assert_eq!(results.iter().filter(|(_, dup)| !dup).count(), 1);
+        assert_eq!(log.log_end_offset(), 5);
+    }
+
+    #[test]
+    fn producer_state_survives_restarts_and_corrupt_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let infos = produce_idempotent(&log, 7, 0, 30, 2);
+        produce_idempotent(&log, 8, 100, 3, 1);
+        assert!(log.segment_count() > 3);
+        let snapshots = snapshot_offsets(log.dir()).unwrap();
+        assert_eq!(
+            snapshots,
+            log.segment_base_offsets()[1..].to_vec(),
+            "one snapshot per roll"
+        );
+        let last = infos[29].clone();
+        log.close().unwrap();
+        assert!(snapshot_path(log.dir(), log.log_end_offset()).exists());
+        drop(log);
+
+        // Clean restart: the snapshot at the LEO.
+        let log = open(dir.path(), small_config());
+        assert_eq!(
+            retry(&log, producer_batch(7, 0, 58, 2)).unwrap(),
+            (last.base_offset, last.last_offset)
+        );
+        assert_eq!(
+            retry(&log, producer_batch(7, 0, 50, 2)).unwrap().0,
+            infos[25].base_offset
+        );
+        produce_idempotent(&log, 7, 60, 2, 2);
+        let leo = log.log_end_offset();
+        drop(log); // a crash: no snapshot at the LEO
+
+        // Unclean restart: the latest roll snapshot plus the headers after it.
+        let log = open(dir.path(), small_config());
+        assert_eq!(log.log_end_offset(), leo);
+        assert_eq!(retry(&log, producer_batch(7, 0, 62, 2)).unwrap().1, leo - 1);
+        assert!(matches!(
+            log.append_as_leader(producer_batch(7, 0, 66, 1), 1),
+            Err(LogError::Producer(ProducerStateError::OutOfOrderSequence {
+                expected: 64,
+                ..
+            }))
+        ));
+        log.close().unwrap();
+        drop(log);
+
+        // Every snapshot corrupt: all ignored, the state is rebuilt from the whole log.
+        for offset in snapshot_offsets(&dir.path().join("orders-0")).unwrap() {
+            let path = snapshot_path(&dir.path().join("orders-0"), offset);
+            let mut bytes = fs::read(&path).unwrap();
+            let n = bytes.len();
+            bytes[n - 1] ^= 0x01;
+            fs::write(&path, bytes).unwrap();
+        }
+        let log = open(dir.path(), small_config());
+        assert_eq!(retry(&log, producer_batch(7, 0, 62, 2)).unwrap().1, leo - 1);
+        assert_eq!(retry(&log, producer_batch(8, 0, 102, 1)).unwrap().0, 62);
+        assert_eq!(
+            snapshot_offsets(log.dir()).unwrap(),
+            vec![leo],
+            "corrupt snapshots deleted; one written after the replay"
+        );
+    }
+
+    #[test]
+    fn a_follower_copies_producer_state_so_a_new_leader_deduplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = open(dir.path(), small_config());
+        let infos = produce_idempotent(&leader, 7, 0, 12, 2);
+        let follower =
+            PartitionLog::open(&dir.path().join("orders-1"), topic_id(), small_config()).unwrap();
+        let mut offset = 0;
+        while offset < leader.log_end_offset() {
+            let read = leader.read(offset, 300, i64::MAX).unwrap();
+            let info = follower.append_as_follower(read.records).unwrap().unwrap();
+            offset = info.last_offset + 1;
+        }
+        assert_eq!(follower.log_end_offset(), 24);
+        // After a failover the follower leads; the producer's retries of in-flight batches find their
+        // original offsets, and the next new batch continues the sequence.
+        for (i, original) in infos.iter().enumerate().skip(7) {
+            assert_eq!(
+                retry(&follower, producer_batch(7, 0, (i * 2) as i32, 2)).unwrap(),
+                (original.base_offset, original.last_offset)
+            );
+        }
+        assert_eq!(
+            follower
+                .append_as_leader(producer_batch(7, 0, 24, 2), 2)
+                .unwrap()
+                .base_offset,
+            24
+        );
+    }
+
+    #[test]
+    fn truncation_rebuilds_producer_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let infos = produce_idempotent(&log, 7, 0, 40, 2); // seq 2i at offset 2i
+        assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
+        // Batches 0..=24 stay: the last five (20..=24) are the window again, though 25..=39 had
+        // pushed them out.
+        assert!(log.truncate_to(infos[25].base_offset).unwrap());
+        assert_eq!(log.log_end_offset(), 50);
+        assert!(snapshot_offsets(log.dir())
+            .unwrap()
+            .iter()
+            .all(|o| *o <= log.log_end_offset()));
+        assert_eq!(retry(&log, producer_batch(7, 0, 40, 2)).unwrap().0, 40);
+        assert_eq!(retry(&log, producer_batch(7, 0, 48, 2)).unwrap().0, 48);
+        assert!(matches!(
+            log.append_as_leader(producer_batch(7, 0, 52, 2), 1),
+            Err(LogError::Producer(ProducerStateError::OutOfOrderSequence {
+                expected: 50,
+                ..
+            }))
+        ));
+        assert_eq!(
+            log.append_as_leader(producer_batch(7, 0, 50, 2), 1)
+                .unwrap()
+                .base_offset,
+            50,
+            "the truncated batch is written again, not taken for a duplicate"
+        );
+        drop(log);
+        let log = open(dir.path(), small_config());
+        assert_eq!(retry(&log, producer_batch(7, 0, 50, 2)).unwrap().0, 50);
+
+        log.truncate_fully_and_start_at(100).unwrap();
+        assert!(snapshot_offsets(log.dir()).unwrap().is_empty());
+        assert_eq!(
+            log.append_as_leader(producer_batch(7, 0, 30, 2), 1)
+                .unwrap()
+                .base_offset,
+            100,
+            "an emptied log forgets its producers"
+        );
+    }
+
+    #[test]
+    fn retention_deletes_old_snapshots_but_keeps_producers() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: None,
+            retention_bytes: Some(1500),
+            ..small_config()
+        };
+        let log = open(dir.path(), config);
+        produce_idempotent(&log, 8, 0, 1, 1); // producer 8's only batch, soon deleted by retention
+        produce_idempotent(&log, 7, 0, 40, 2);
+        log.set_high_watermark(log.log_end_offset());
+        let deleted = log.apply_retention(now_ms()).unwrap();
+        assert!(!deleted.is_empty());
+        let start = log.log_start_offset();
+        assert!(start > 1, "producer 8's batch is gone: start {start}");
+        let snapshots = snapshot_offsets(log.dir()).unwrap();
+        assert!(!snapshots.is_empty());
+        assert!(
+            snapshots.iter().all(|o| *o >= start),
+            "{snapshots:?} below {start}"
+        );
+        assert_eq!(retry(&log, producer_batch(8, 0, 0, 1)).unwrap().0, 0);
+        drop(log);
+        let log = open(dir.path(), LogConfig::default());
+        assert_eq!(retry(&log, producer_batch(8, 0, 0, 1)).unwrap().0, 0);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // From v0: librdkafka enables idempotence only when InitProducerId v0 is in range.
+    api(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The entry for an API key, if served.
@@ -110,5 +112,14 @@ mod tests {
         assert!(is_served(ApiKey::OffsetCommit, 2));
         assert!(is_served(ApiKey::OffsetFetch, 1));
         assert!(is_served(ApiKey::DescribeGroups, 0) && is_served(ApiKey::ListGroups, 0));
+    }
+
+    #[test]
+    fn init_producer_id_is_served_from_zero() {
+        // librdkafka enables idempotence only when v0 is in range.
+        assert_eq!(
+            supported(ApiKey::InitProducerId).map(|a| (a.advertised_min, a.max)),
+            Some((0, 5))
+        );
     }
 }

@@ -480,7 +480,7 @@ pub async fn run_metadata_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::test_support::client_batch;
+    use crate::log::batch::test_support::{client_batch, producer_batch};
     use chronik_controller::state::records::{PartitionRecord, Record, RegisterBrokerRecord};
     use chronik_controller::state::Endpoint;
     use uuid::Uuid;
@@ -636,5 +636,39 @@ mod tests {
             Err(AppendError::NotEnoughReplicas { isr: 1, min: 2 })
         ));
         assert_eq!(partition.log.log_end_offset(), 0);
+    }
+    #[tokio::test]
+    async fn a_duplicate_is_acknowledged_only_once_its_original_is_committed() {
+        let (_dir, replicas, _changes, partition) = manager(&[1, 2]);
+        let replicas = Arc::new(replicas);
+        // The original (offsets 0..=2) is written but follower 2 has not fetched it: not committed.
+        let original = replicas
+            .append_as_leader(&partition, producer_batch(7, 0, 0, 3), -1)
+            .await
+            .unwrap();
+        drop(original); // its client gave up (a timeout) and retries
+        let retry = replicas
+            .append_as_leader(&partition, producer_batch(7, 0, 0, 3), -1)
+            .await
+            .unwrap();
+        let mut waiting = tokio::spawn({
+            let replicas = replicas.clone();
+            async move {
+                replicas
+                    .complete_append(retry, -1, Duration::from_secs(10))
+                    .await
+            }
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut waiting)
+                .await
+                .is_err(),
+            "acknowledged before the original was committed"
+        );
+        replicas.on_follower_fetch(&partition, 2, 12, 3);
+        let info = waiting.await.unwrap().expect("acknowledged once committed");
+        assert!(info.duplicate);
+        assert_eq!((info.base_offset, info.last_offset), (0, 2));
+        assert_eq!(partition.log.log_end_offset(), 3, "written once");
     }
 }

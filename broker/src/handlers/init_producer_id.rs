@@ -1,0 +1,148 @@
+//! InitProducerId (key 22), idempotent producers only (digest §3.6). Any broker answers: a null
+//! `TransactionalId` gets a fresh producer id from this broker's block (see `producer_ids`) with epoch
+//! 0. Kafka ignores the v3+ `ProducerId`/`ProducerEpoch` of such a request (a client bumping its epoch
+//! after an error gets a new id instead), and so does this handler.
+//!
+//! - No id available in time (the controller is slow or unreachable, or this broker is not registered):
+//!   COORDINATOR_LOAD_IN_PROGRESS (14), which clients retry.
+//! - An empty `TransactionalId`: INVALID_REQUEST (42), as in Kafka.
+//! - A non-null `TransactionalId`: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53), at once. Chronik has no
+//!   transaction coordinator; a fatal error makes a transactional client fail fast with an error
+//!   naming transactions, where the retriable COORDINATOR_NOT_AVAILABLE would have it retry until its
+//!   timeouts expire.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use tracing::{debug, info};
+
+use super::{BrokerContext, RequestContext};
+use crate::producer_ids::BLOCK_WAIT;
+
+pub async fn handle(
+    ctx: &BrokerContext,
+    _rc: &RequestContext<'_>,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let refused = |error: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(error.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if let Some(transactional_id) = request.transactional_id {
+        if transactional_id.is_empty() {
+            // Kafka's answer to an empty (not null) transactional id.
+            return refused(ResponseError::InvalidRequest);
+        }
+        info!(transactional_id = %transactional_id.0,
+            "refusing InitProducerId for a transactional producer: transactions are not supported");
+        return refused(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    match ctx.producer_ids.next_producer_id(BLOCK_WAIT).await {
+        Ok(id) => {
+            debug!(producer_id = id, "new idempotent producer");
+            InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(0)
+        }
+        Err(e) => {
+            info!(error = %e, "InitProducerId answered COORDINATOR_LOAD_IN_PROGRESS");
+            refused(ResponseError::CoordinatorLoadInProgress)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use kafka_protocol::messages::TransactionalId;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::handlers::metadata::tests::{assert_encodes, cluster, TestBroker};
+    use crate::producer_ids::tests::manager;
+
+    async fn init(
+        broker: &TestBroker,
+        version: i16,
+        request: InitProducerIdRequest,
+    ) -> InitProducerIdResponse {
+        let response = handle(&broker.ctx, &broker.rc(version, "PLAINTEXT"), request).await;
+        assert_encodes(&response, version);
+        response
+    }
+
+    #[tokio::test]
+    async fn idempotent_producers_get_fresh_ids_with_epoch_zero() {
+        let mut broker = TestBroker::new(1, &cluster().records);
+        broker.ctx.producer_ids = manager(1000).0;
+        let mut seen = Vec::new();
+        for version in 0..=5 {
+            // v3+ may name the id and epoch to bump; for a null transactional id a fresh id is the answer.
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(if version >= 3 { 7 } else { -1 }))
+                .with_producer_epoch(if version >= 3 { 3 } else { -1 });
+            let response = init(&broker, version, request).await;
+            assert_eq!(response.error_code, 0);
+            assert_eq!(response.producer_epoch, 0);
+            seen.push(response.producer_id.0);
+        }
+        assert_eq!(seen, (0..6).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn transactional_ids_fail_fast() {
+        let mut broker = TestBroker::new(1, &cluster().records);
+        let (ids, calls, _) = manager(1000);
+        broker.ctx.producer_ids = ids;
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("txn-1"))))
+            .with_transaction_timeout_ms(60_000);
+        let response = init(&broker, 4, request).await;
+        assert_eq!(
+            response.error_code,
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        );
+        assert_eq!((response.producer_id.0, response.producer_epoch), (-1, -1));
+        let empty = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(""))));
+        assert_eq!(
+            init(&broker, 0, empty).await.error_code,
+            ResponseError::InvalidRequest.code()
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no id spent on them");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_block_is_a_retriable_load_in_progress() {
+        let mut broker = TestBroker::new(1, &cluster().records);
+        let (ids, _, fail) = manager(1000);
+        fail.store(true, Ordering::SeqCst);
+        broker.ctx.producer_ids = ids;
+        let started = tokio::time::Instant::now();
+        let response = init(
+            &broker,
+            0,
+            InitProducerIdRequest::default().with_transactional_id(None),
+        )
+        .await;
+        assert_eq!(
+            response.error_code,
+            ResponseError::CoordinatorLoadInProgress.code()
+        );
+        assert_eq!(started.elapsed(), BLOCK_WAIT);
+        fail.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let response = init(
+            &broker,
+            0,
+            InitProducerIdRequest::default().with_transactional_id(None),
+        )
+        .await;
+        assert_eq!((response.error_code, response.producer_id.0), (0, 0));
+    }
+}

@@ -1,0 +1,797 @@
+//! Producer state of one partition (Kafka `ProducerStateManager`, idempotent part; digest §7): for every
+//! producer id seen in the log, its current epoch and the metadata of its last
+//! [`NUM_BATCHES_TO_RETAIN`] batches. That is what lets a leader recognise a retried batch (and answer
+//! with the original offsets instead of writing it twice), refuse a gap in the sequence numbers, and
+//! refuse a producer fenced by a newer epoch of the same id.
+//!
+//! What must stay true:
+//! - the state is a function of the batch headers in the log: replaying the headers of the log in
+//!   order, from empty or from a snapshot, gives the state the log's owner has. Leaders update it from
+//!   the batches they append (after [`ProducerState::check`], under the log's write lock, so a check
+//!   and its update are one step), followers from the batches they copy (no checks: the leader made
+//!   them), and recovery and truncation rebuild it from a snapshot plus the headers after it;
+//! - a snapshot `<offset>.snapshot` holds the state of exactly the batches below `offset` (Kafka's
+//!   name and meaning). It carries a CRC-32C; a snapshot that fails it, or does not parse, is ignored
+//!   and deleted, and the state is rebuilt by replaying more of the log;
+//! - batches with producer id -1 (not idempotent) are neither checked nor recorded.
+//!
+//! Snapshot format (big-endian), version 1:
+//!
+//! ```text
+//! version i16 = 1 | crc u32 (CRC-32C of every byte after it) | producer_count i32 |
+//! producer_count × { producer_id i64 | producer_epoch i16 | last_update_ms i64 | batch_count i16 (1..=5) |
+//!                    batch_count × { first_seq i32 | last_seq i32 | last_offset i64 |
+//!                                    offset_delta i32 | timestamp i64 } }
+//! ```
+//!
+//! Unlike Kafka's snapshot (which keeps only each producer's last batch) it keeps all retained
+//! batches, so a retry of any of the last five in-flight batches is still recognised after a restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use tracing::warn;
+
+use super::batch::BatchHeader;
+use super::checkpoint;
+use super::error::{io_error, Result};
+use super::segment::{parse_segment_file, segment_file};
+
+/// Batches remembered per producer (Kafka `NUM_BATCHES_TO_RETAIN`; matches the clients' default of at
+/// most five requests in flight per connection).
+pub const NUM_BATCHES_TO_RETAIN: usize = 5;
+/// Kafka's `producer.id.expiration.ms` default: a producer this replica has not seen a batch of for
+/// this long is forgotten (its next batch is then accepted with any sequence). Measured on this
+/// replica's clock, not by batch timestamps: a producer writing old CreateTime timestamps must not
+/// lose its state at once.
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
+pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
+
+const SNAPSHOT_VERSION: i16 = 1;
+/// version + crc + producer_count.
+const SNAPSHOT_HEADER_BYTES: usize = 2 + 4 + 4;
+const PRODUCER_BYTES: usize = 8 + 2 + 8 + 2;
+const BATCH_BYTES: usize = 4 + 4 + 8 + 4 + 8;
+
+/// What is remembered of one appended batch of a producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub last_offset: i64,
+    /// `last_offset - base_offset` of the batch.
+    pub offset_delta: i32,
+    /// The batch's MaxTimestamp (the append time on LogAppendTime topics).
+    pub timestamp: i64,
+}
+
+impl BatchMetadata {
+    /// The batch's base offset.
+    pub fn first_offset(&self) -> i64 {
+        self.last_offset - i64::from(self.offset_delta)
+    }
+}
+
+/// One producer id's state in a partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub producer_epoch: i16,
+    /// This replica's wall clock when it last recorded a batch of the producer (appended, copied or
+    /// replayed), for expiration.
+    pub last_update_ms: i64,
+    /// Oldest first; never empty, at most [`NUM_BATCHES_TO_RETAIN`], all of `producer_epoch`.
+    batches: VecDeque<BatchMetadata>,
+}
+
+impl ProducerEntry {
+    pub fn batches(&self) -> impl Iterator<Item = &BatchMetadata> {
+        self.batches.iter()
+    }
+
+    pub fn last_batch(&self) -> Option<&BatchMetadata> {
+        self.batches.back()
+    }
+
+    fn find_duplicate(&self, first_seq: i32, last_seq: i32) -> Option<BatchMetadata> {
+        self.batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+            .copied()
+    }
+}
+
+/// What a leader does with a producer's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Append it.
+    Append,
+    /// A retry of a batch already in the log: do not append; answer with the original's offsets.
+    Duplicate(BatchMetadata),
+}
+
+/// Why a leader refuses a producer's batch (each maps to one Kafka error code).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ProducerStateError {
+    /// INVALID_PRODUCER_EPOCH (47): a newer epoch of this producer id has written (the client was
+    /// fenced, or this is a zombie).
+    #[error(
+        "producer {producer_id}: epoch {epoch} is older than the current epoch {current_epoch}"
+    )]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (45): a gap, or a sequence from before the retained batches.
+    #[error(
+        "producer {producer_id} epoch {epoch}: base sequence {found} is out of order (expected {expected})"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        epoch: i16,
+        expected: i32,
+        found: i32,
+    },
+    /// INVALID_RECORD (87): an idempotent batch must carry a sequence.
+    #[error("producer {producer_id} sent a batch with negative base sequence {base_sequence}")]
+    InvalidSequence {
+        producer_id: i64,
+        base_sequence: i32,
+    },
+}
+
+/// `seq + increment`, wrapping past `i32::MAX` to 0 (Kafka `DefaultRecordBatch.incrementSequence`).
+pub fn increment_sequence(seq: i32, increment: i32) -> i32 {
+    if seq > i32::MAX - increment {
+        increment - (i32::MAX - seq) - 1
+    } else {
+        seq + increment
+    }
+}
+
+/// The state of every producer of a partition. See the module docs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerState {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerState {
+    /// The leader's checks on a producer's batch (digest §7), in Kafka's order. The header's offsets
+    /// are not used (a producer's batch has none yet).
+    pub fn check(&self, h: &BatchHeader) -> Result<Admission, ProducerStateError> {
+        let producer_id = h.producer_id;
+        if producer_id < 0 {
+            return Ok(Admission::Append);
+        }
+        if h.base_sequence < 0 {
+            return Err(ProducerStateError::InvalidSequence {
+                producer_id,
+                base_sequence: h.base_sequence,
+            });
+        }
+        // Unknown (new, or expired): any sequence starts it.
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(Admission::Append);
+        };
+        let epoch = h.producer_epoch;
+        if epoch < entry.producer_epoch {
+            return Err(ProducerStateError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current_epoch: entry.producer_epoch,
+            });
+        }
+        let first_seq = h.base_sequence;
+        let out_of_order = |expected| ProducerStateError::OutOfOrderSequence {
+            producer_id,
+            epoch,
+            expected,
+            found: first_seq,
+        };
+        if epoch > entry.producer_epoch {
+            // A bumped epoch (KIP-360) restarts the sequence.
+            return if first_seq == 0 {
+                Ok(Admission::Append)
+            } else {
+                Err(out_of_order(0))
+            };
+        }
+        let last_seq = increment_sequence(first_seq, h.last_offset_delta);
+        if let Some(original) = entry.find_duplicate(first_seq, last_seq) {
+            return Ok(Admission::Duplicate(original));
+        }
+        match entry.last_batch() {
+            Some(last) if first_seq != increment_sequence(last.last_seq, 1) => {
+                Err(out_of_order(increment_sequence(last.last_seq, 1)))
+            }
+            _ => Ok(Admission::Append),
+        }
+    }
+
+    /// Records a batch now in the log (offsets final), leader or follower alike, at `now_ms`; no
+    /// checks. A batch of another epoch than the producer's current one starts its history anew.
+    pub fn update(&mut self, h: &BatchHeader, now_ms: i64) {
+        if h.producer_id < 0 {
+            return;
+        }
+        let batch = BatchMetadata {
+            first_seq: h.base_sequence,
+            last_seq: increment_sequence(h.base_sequence, h.last_offset_delta),
+            last_offset: h.last_offset(),
+            offset_delta: h.last_offset_delta,
+            timestamp: h.max_timestamp,
+        };
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                producer_epoch: h.producer_epoch,
+                last_update_ms: now_ms,
+                batches: VecDeque::with_capacity(NUM_BATCHES_TO_RETAIN),
+            });
+        entry.last_update_ms = entry.last_update_ms.max(now_ms);
+        if entry.producer_epoch != h.producer_epoch {
+            entry.producer_epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == NUM_BATCHES_TO_RETAIN {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(batch);
+    }
+
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Forgets producers last updated `expiration_ms` or more before `now_ms`; returns how many.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_update_ms) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// The snapshot bytes (see the module docs); producers in id order, so equal states encode equally.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut ids: Vec<i64> = self.producers.keys().copied().collect();
+        ids.sort_unstable();
+        let mut body = Vec::with_capacity(4 + ids.len() * (PRODUCER_BYTES + BATCH_BYTES));
+        body.extend_from_slice(&(ids.len() as i32).to_be_bytes());
+        for id in ids {
+            let Some(entry) = self.producers.get(&id) else {
+                continue;
+            };
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&entry.producer_epoch.to_be_bytes());
+            body.extend_from_slice(&entry.last_update_ms.to_be_bytes());
+            body.extend_from_slice(&(entry.batches.len() as i16).to_be_bytes());
+            for b in &entry.batches {
+                body.extend_from_slice(&b.first_seq.to_be_bytes());
+                body.extend_from_slice(&b.last_seq.to_be_bytes());
+                body.extend_from_slice(&b.last_offset.to_be_bytes());
+                body.extend_from_slice(&b.offset_delta.to_be_bytes());
+                body.extend_from_slice(&b.timestamp.to_be_bytes());
+            }
+        }
+        let mut out = Vec::with_capacity(6 + body.len());
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Parses snapshot bytes; the error says what is wrong with them.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
+        if bytes.len() < SNAPSHOT_HEADER_BYTES {
+            return Err(format!("{} bytes is too short for a snapshot", bytes.len()));
+        }
+        let mut r = Reader { bytes, at: 0 };
+        let version = r.i16()?;
+        if version != SNAPSHOT_VERSION {
+            return Err(format!("unknown snapshot version {version}"));
+        }
+        let stored = r.u32()?;
+        let computed = crc32c::crc32c(&bytes[6..]);
+        if stored != computed {
+            return Err(format!(
+                "CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ));
+        }
+        let count = r.i32()?;
+        let count = usize::try_from(count).map_err(|_| format!("producer count {count}"))?;
+        let mut producers = HashMap::with_capacity(count.min(bytes.len() / PRODUCER_BYTES));
+        for _ in 0..count {
+            let producer_id = r.i64()?;
+            let producer_epoch = r.i16()?;
+            let last_update_ms = r.i64()?;
+            let batches = r.i16()?;
+            if producer_id < 0 || !(1..=NUM_BATCHES_TO_RETAIN as i16).contains(&batches) {
+                return Err(format!("producer {producer_id} with {batches} batches"));
+            }
+            let mut entry = ProducerEntry {
+                producer_epoch,
+                last_update_ms,
+                batches: VecDeque::with_capacity(NUM_BATCHES_TO_RETAIN),
+            };
+            for _ in 0..batches {
+                entry.batches.push_back(BatchMetadata {
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
+                    last_offset: r.i64()?,
+                    offset_delta: r.i32()?,
+                    timestamp: r.i64()?,
+                });
+            }
+            if producers.insert(producer_id, entry).is_some() {
+                return Err(format!("producer {producer_id} appears twice"));
+            }
+        }
+        if r.at != bytes.len() {
+            return Err(format!("{} trailing bytes", bytes.len() - r.at));
+        }
+        Ok(ProducerState { producers })
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
+        let chunk = self
+            .bytes
+            .get(self.at..self.at + N)
+            .and_then(|s| <[u8; N]>::try_from(s).ok())
+            .ok_or_else(|| format!("truncated at byte {}", self.at))?;
+        self.at += N;
+        Ok(chunk)
+    }
+
+    fn i16(&mut self) -> std::result::Result<i16, String> {
+        self.take().map(i16::from_be_bytes)
+    }
+
+    fn i32(&mut self) -> std::result::Result<i32, String> {
+        self.take().map(i32::from_be_bytes)
+    }
+
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        self.take().map(u32::from_be_bytes)
+    }
+
+    fn i64(&mut self) -> std::result::Result<i64, String> {
+        self.take().map(i64::from_be_bytes)
+    }
+}
+
+/// `<dir>/<20-digit offset>.snapshot`.
+pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    segment_file(dir, offset, SNAPSHOT_SUFFIX)
+}
+
+/// The offsets of the snapshot files in `dir`, ascending.
+pub fn snapshot_offsets(dir: &Path) -> Result<Vec<i64>> {
+    let mut offsets = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error("list partition directory", dir))? {
+        let entry = entry.map_err(io_error("list partition directory", dir))?;
+        if let Some(offset) =
+            parse_segment_file(&entry.file_name().to_string_lossy(), SNAPSHOT_SUFFIX)
+        {
+            offsets.push(offset);
+        }
+    }
+    offsets.sort_unstable();
+    Ok(offsets)
+}
+
+/// Writes `state` as the snapshot at `offset` (atomically: temp file, fsync, rename).
+pub fn write_snapshot(dir: &Path, offset: i64, state: &ProducerState) -> Result<()> {
+    checkpoint::write_atomically(&snapshot_path(dir, offset), &state.encode())
+}
+
+/// The newest snapshot at or below `at_most` that parses, with its offset. Snapshots that do not
+/// parse are deleted with a warning (the caller replays more of the log instead).
+pub fn load_latest_snapshot(dir: &Path, at_most: i64) -> Result<Option<(i64, ProducerState)>> {
+    for offset in snapshot_offsets(dir)?.into_iter().rev() {
+        if offset > at_most {
+            continue;
+        }
+        let path = snapshot_path(dir, offset);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error("read producer state snapshot", &path)(e)),
+        };
+        match ProducerState::decode(&bytes) {
+            Ok(state) => return Ok(Some((offset, state))),
+            Err(reason) => {
+                warn!(snapshot = %path.display(), %reason,
+                    "ignoring corrupt producer state snapshot; rebuilding the state from the log");
+                checkpoint::remove_if_exists(&path)?;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes the snapshots above `offset` (their batches were truncated away); returns how many.
+pub fn delete_snapshots_above(dir: &Path, offset: i64) -> Result<usize> {
+    let mut deleted = 0;
+    for o in snapshot_offsets(dir)?.into_iter().filter(|o| *o > offset) {
+        deleted += usize::from(checkpoint::remove_if_exists(&snapshot_path(dir, o))?);
+    }
+    Ok(deleted)
+}
+
+/// Deletes the snapshots below `offset` (the log start after retention), always keeping the newest
+/// one; returns how many.
+pub fn delete_snapshots_below(dir: &Path, offset: i64) -> Result<usize> {
+    let offsets = snapshot_offsets(dir)?;
+    let newest = offsets.last().copied();
+    let mut deleted = 0;
+    for o in offsets
+        .into_iter()
+        .filter(|o| *o < offset && Some(*o) != newest)
+    {
+        deleted += usize::from(checkpoint::remove_if_exists(&snapshot_path(dir, o))?);
+    }
+    Ok(deleted)
+}
+
+/// Deletes every snapshot (the log was emptied).
+pub fn delete_all_snapshots(dir: &Path) -> Result<usize> {
+    delete_snapshots_above(dir, i64::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::MAGIC_V2;
+
+    /// A batch header of `records` records from `pid`/`epoch` starting at sequence `seq`, at
+    /// `base_offset` (what matters to the producer state).
+    fn batch(pid: i64, epoch: i16, seq: i32, records: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            batch_length: 49,
+            partition_leader_epoch: 0,
+            magic: MAGIC_V2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: records - 1,
+            base_timestamp: 1_000 + base_offset,
+            max_timestamp: 1_000 + base_offset,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: records,
+        }
+    }
+
+    /// Checks then records, as a leader does: returns the admission.
+    fn leader_append(
+        state: &mut ProducerState,
+        h: BatchHeader,
+    ) -> Result<Admission, ProducerStateError> {
+        let admission = state.check(&h)?;
+        if admission == Admission::Append {
+            state.update(&h, 5_000);
+        }
+        Ok(admission)
+    }
+
+    #[test]
+    fn in_order_batches_are_appended_and_remembered() {
+        let mut state = ProducerState::default();
+        assert_eq!(
+            leader_append(&mut state, batch(7, 0, 0, 3, 0)),
+            Ok(Admission::Append)
+        );
+        assert_eq!(
+            leader_append(&mut state, batch(7, 0, 3, 2, 3)),
+            Ok(Admission::Append)
+        );
+        let entry = state.get(7).unwrap();
+        assert_eq!(entry.producer_epoch, 0);
+        let last = *entry.last_batch().unwrap();
+        assert_eq!(
+            last,
+            BatchMetadata {
+                first_seq: 3,
+                last_seq: 4,
+                last_offset: 4,
+                offset_delta: 1,
+                timestamp: 1_003
+            }
+        );
+        assert_eq!(last.first_offset(), 3);
+    }
+
+    #[test]
+    fn a_retried_batch_is_a_duplicate_with_its_original_offsets() {
+        let mut state = ProducerState::default();
+        for i in 0..5 {
+            leader_append(&mut state, batch(7, 1, i * 2, 2, 100 + i64::from(i) * 2)).unwrap();
+        }
+        // Any of the five retained batches, retried, is recognised.
+        for i in 0..5 {
+            match state.check(&batch(7, 1, i * 2, 2, 0)) {
+                Ok(Admission::Duplicate(original)) => {
+                    assert_eq!(original.first_offset(), 100 + i64::from(i) * 2);
+                    assert_eq!(original.last_offset, 101 + i64::from(i) * 2);
+                }
+                other => panic!("batch {i}: expected a duplicate, got {other:?}"),
+            }
+        }
+        // Same first sequence but another length is not the same batch: out of order.
+        assert!(matches!(
+            state.check(&batch(7, 1, 8, 1, 0)),
+            Err(ProducerStateError::OutOfOrderSequence {
+                expected: 10,
+                found: 8,
+                ..
+            })
+        ));
+        // A sixth batch evicts the oldest; its retry is then out of order, not a duplicate.
+        leader_append(&mut state, batch(7, 1, 10, 2, 110)).unwrap();
+        assert_eq!(
+            state.get(7).unwrap().batches().count(),
+            NUM_BATCHES_TO_RETAIN
+        );
+        assert!(matches!(
+            state.check(&batch(7, 1, 0, 2, 0)),
+            Err(ProducerStateError::OutOfOrderSequence { .. })
+        ));
+        assert!(matches!(
+            state.check(&batch(7, 1, 2, 2, 0)),
+            Ok(Admission::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn a_gap_or_a_repeat_is_out_of_order() {
+        let mut state = ProducerState::default();
+        leader_append(&mut state, batch(7, 0, 0, 5, 0)).unwrap();
+        assert_eq!(
+            state.check(&batch(7, 0, 6, 1, 0)),
+            Err(ProducerStateError::OutOfOrderSequence {
+                producer_id: 7,
+                epoch: 0,
+                expected: 5,
+                found: 6
+            })
+        );
+        assert!(state.check(&batch(7, 0, 4, 1, 0)).is_err(), "overlap");
+        assert_eq!(state.check(&batch(7, 0, 5, 1, 0)), Ok(Admission::Append));
+    }
+
+    #[test]
+    fn epochs_fence_old_producers_and_a_bump_restarts_the_sequence() {
+        let mut state = ProducerState::default();
+        leader_append(&mut state, batch(7, 3, 0, 4, 0)).unwrap();
+        assert_eq!(
+            state.check(&batch(7, 2, 4, 1, 0)),
+            Err(ProducerStateError::InvalidProducerEpoch {
+                producer_id: 7,
+                epoch: 2,
+                current_epoch: 3
+            })
+        );
+        // An old epoch is refused even for a batch that would have been a duplicate.
+        assert!(matches!(
+            state.check(&batch(7, 2, 0, 4, 0)),
+            Err(ProducerStateError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(
+            state.check(&batch(7, 4, 4, 1, 0)),
+            Err(ProducerStateError::OutOfOrderSequence {
+                producer_id: 7,
+                epoch: 4,
+                expected: 0,
+                found: 4
+            })
+        );
+        assert_eq!(
+            leader_append(&mut state, batch(7, 4, 0, 1, 4)),
+            Ok(Admission::Append)
+        );
+        let entry = state.get(7).unwrap();
+        assert_eq!(entry.producer_epoch, 4);
+        assert_eq!(
+            entry.batches().count(),
+            1,
+            "the old epoch's batches are gone"
+        );
+        assert!(matches!(
+            state.check(&batch(7, 3, 4, 1, 0)),
+            Err(ProducerStateError::InvalidProducerEpoch { .. })
+        ));
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(increment_sequence(5, 0), 5);
+        let mut state = ProducerState::default();
+        // Records i32::MAX-1, i32::MAX, 0: the batch's last sequence is 0.
+        leader_append(&mut state, batch(7, 0, i32::MAX - 1, 3, 0)).unwrap();
+        assert_eq!(state.get(7).unwrap().last_batch().unwrap().last_seq, 0);
+        assert!(matches!(
+            state.check(&batch(7, 0, i32::MAX - 1, 3, 0)),
+            Ok(Admission::Duplicate(_))
+        ));
+        assert_eq!(state.check(&batch(7, 0, 1, 1, 0)), Ok(Admission::Append));
+        // A batch ending exactly at i32::MAX is followed by 0.
+        let mut state = ProducerState::default();
+        leader_append(&mut state, batch(8, 0, i32::MAX - 1, 2, 0)).unwrap();
+        assert_eq!(state.check(&batch(8, 0, 0, 1, 2)), Ok(Admission::Append));
+        assert!(state.check(&batch(8, 0, i32::MAX, 1, 2)).is_err());
+    }
+
+    #[test]
+    fn unknown_producers_start_anywhere_and_plain_batches_are_ignored() {
+        let mut state = ProducerState::default();
+        assert_eq!(
+            leader_append(&mut state, batch(9, 5, 1234, 2, 0)),
+            Ok(Admission::Append)
+        );
+        assert_eq!(state.check(&batch(9, 5, 1236, 1, 2)), Ok(Admission::Append));
+        for _ in 0..3 {
+            assert_eq!(
+                leader_append(&mut state, batch(-1, -1, -1, 4, 0)),
+                Ok(Admission::Append)
+            );
+        }
+        assert_eq!(state.len(), 1, "producer id -1 is not tracked");
+        assert_eq!(
+            state.check(&batch(10, 0, -1, 1, 0)),
+            Err(ProducerStateError::InvalidSequence {
+                producer_id: 10,
+                base_sequence: -1
+            })
+        );
+    }
+
+    #[test]
+    fn a_follower_replaying_the_leaders_batches_recognises_retries() {
+        let mut leader = ProducerState::default();
+        let mut headers = Vec::new();
+        let mut offset = 0;
+        for (pid, epoch, seq, n) in [(1, 0, 0, 2), (2, 0, 0, 1), (1, 0, 2, 3), (2, 1, 0, 2)] {
+            let h = batch(pid, epoch, seq, n, offset);
+            assert_eq!(leader_append(&mut leader, h), Ok(Admission::Append));
+            headers.push(h);
+            offset += i64::from(n);
+        }
+        let mut follower = ProducerState::default();
+        for h in &headers {
+            follower.update(h, 5_000);
+        }
+        assert_eq!(follower, leader);
+        // As the new leader, it answers a retry of the last batch with its original offsets.
+        match follower.check(&batch(1, 0, 2, 3, 0)) {
+            Ok(Admission::Duplicate(original)) => assert_eq!(original.first_offset(), 3),
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        assert!(matches!(
+            follower.check(&batch(2, 0, 1, 1, 0)),
+            Err(ProducerStateError::InvalidProducerEpoch { .. })
+        ));
+    }
+
+    #[test]
+    fn expired_producers_are_forgotten() {
+        let mut state = ProducerState::default();
+        state.update(&batch(1, 0, 0, 1, 0), 1_000);
+        // Batch timestamps do not matter, the replica's clock at the update does.
+        state.update(&batch(2, 0, 0, 1, -1_000_000), 51_000);
+        assert_eq!(state.remove_expired(41_000, 40_000), 1);
+        assert!(state.get(1).is_none() && state.get(2).is_some());
+        assert_eq!(state.check(&batch(1, 0, 77, 1, 0)), Ok(Admission::Append));
+    }
+
+    fn sample_state() -> ProducerState {
+        let mut state = ProducerState::default();
+        let mut offset = 0;
+        for i in 0..8 {
+            state.update(&batch(1, 2, i * 3, 3, offset), 7_000 + offset);
+            offset += 3;
+        }
+        state.update(&batch(5, 0, i32::MAX, 2, offset), 9_000);
+        state.update(&batch(1 << 40, i16::MAX, 0, 1, offset + 2), 9_001);
+        state
+    }
+
+    #[test]
+    fn snapshots_round_trip() {
+        let state = sample_state();
+        let bytes = state.encode();
+        assert_eq!(ProducerState::decode(&bytes), Ok(state.clone()));
+        assert_eq!(bytes, ProducerState::decode(&bytes).unwrap().encode());
+        let empty = ProducerState::default();
+        assert_eq!(ProducerState::decode(&empty.encode()), Ok(empty));
+
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(dir.path(), 30, &state).unwrap();
+        write_snapshot(dir.path(), 10, &ProducerState::default()).unwrap();
+        assert_eq!(snapshot_offsets(dir.path()).unwrap(), vec![10, 30]);
+        assert!(snapshot_path(dir.path(), 30).ends_with("00000000000000000030.snapshot"));
+        assert_eq!(
+            load_latest_snapshot(dir.path(), 100).unwrap(),
+            Some((30, state))
+        );
+        assert_eq!(
+            load_latest_snapshot(dir.path(), 29).unwrap(),
+            Some((10, ProducerState::default()))
+        );
+        assert_eq!(load_latest_snapshot(dir.path(), 9).unwrap(), None);
+    }
+
+    #[test]
+    fn corrupt_snapshots_are_refused_and_skipped() {
+        let bytes = sample_state().encode();
+        for at in [0, 3, 7, 12, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x40;
+            assert!(ProducerState::decode(&bad).is_err(), "byte {at} flipped");
+        }
+        for len in [0, 5, 10, bytes.len() - 1] {
+            assert!(
+                ProducerState::decode(&bytes[..len]).is_err(),
+                "cut at {len}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(ProducerState::decode(&longer).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(dir.path(), 10, &ProducerState::default()).unwrap();
+        write_snapshot(dir.path(), 20, &sample_state()).unwrap();
+        let newest = snapshot_path(dir.path(), 20);
+        let mut torn = fs::read(&newest).unwrap();
+        torn.truncate(torn.len() / 2);
+        fs::write(&newest, torn).unwrap();
+        assert_eq!(
+            load_latest_snapshot(dir.path(), 100).unwrap(),
+            Some((10, ProducerState::default())),
+            "falls back to the older snapshot"
+        );
+        assert!(!newest.exists(), "the corrupt snapshot is deleted");
+    }
+
+    #[test]
+    fn snapshots_are_deleted_above_a_truncation_and_below_the_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        for o in [0, 10, 20, 30] {
+            write_snapshot(dir.path(), o, &ProducerState::default()).unwrap();
+        }
+        assert_eq!(delete_snapshots_above(dir.path(), 20).unwrap(), 1);
+        assert_eq!(snapshot_offsets(dir.path()).unwrap(), vec![0, 10, 20]);
+        assert_eq!(delete_snapshots_below(dir.path(), 10).unwrap(), 1);
+        assert_eq!(snapshot_offsets(dir.path()).unwrap(), vec![10, 20]);
+        assert_eq!(delete_snapshots_below(dir.path(), 50).unwrap(), 1);
+        assert_eq!(
+            snapshot_offsets(dir.path()).unwrap(),
+            vec![20],
+            "the newest stays"
+        );
+        assert_eq!(delete_all_snapshots(dir.path()).unwrap(), 1);
+        assert!(snapshot_offsets(dir.path()).unwrap().is_empty());
+    }
+}
