@@ -17,34 +17,16 @@ median and worst. Usage:
 import argparse
 import json
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
+from failover import ctl, describe, wait  # the same directory
+
 GROUP = "failover-bench"
 TOPIC = "group-failover"
-
-
-def ctl(bin_dir, *args):
-    out = subprocess.run([f"{bin_dir}/chronikctl", *args], check=True, capture_output=True, text=True)
-    return out.stdout
-
-
-def describe(bin_dir, controllers, topic):
-    return json.loads(ctl(bin_dir, "--controllers", controllers, "--output", "json", "topic", "describe", topic))
-
-
-def wait(what, timeout, probe):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 def java_partition_for(group_id, partitions):

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::records::{GroupValue, MemberValue};
 use super::GroupConfig;
+use crate::log::now_ms;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupState {
@@ -1108,13 +1109,6 @@ fn duration_ms(ms: i32) -> Duration {
 
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use super::records::{OffsetKey, OffsetValue, OffsetsRecord};
 use super::shard::{replay, CommittedOffset, Shard, ShardState};
 use super::{partition_for, GroupConfig, OFFSETS_TOPIC};
 use crate::controller_client::ControllerClient;
+use crate::log::now_ms;
 use crate::metadata::MetadataCache;
 use crate::replica::ReplicaManager;
 
@@ -900,11 +901,4 @@ fn unload(shard: &Shard) {
     }
     state.groups.clear();
     state.offsets.clear();
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -11,11 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +22,8 @@ use tracing::warn;
 
 use super::classic_group::{ClassicGroup, GroupState};
 use super::records::{GroupValue, OffsetKey, OffsetValue, OffsetsRecord};
-use crate::log::batch::Batches;
+use crate::log::batch::{encode_plain_batch, Batches};
+use crate::log::now_ms;
 use crate::log::{LogError, PartitionLog};
 use crate::replica::{AppendError, Partition, ReplicaManager};
 
@@ -262,7 +261,7 @@ fn coordinator_error(e: &AppendError) -> ResponseError {
 
 fn encode_batch(records: &[OffsetsRecord]) -> Result<Bytes, ResponseError> {
     let now = now_ms();
-    let records: Vec<Record> = records
+    let mut records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| {
@@ -276,9 +275,7 @@ fn encode_batch(records: &[OffsetsRecord]) -> Result<Bytes, ResponseError> {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                // No producer id, so the batch's base sequence must be -1; the encoder keeps records
-                // in one batch only while offset - sequence stays the same.
-                sequence: i as i32 - 1,
+                sequence: -1,
                 timestamp: now,
                 key: Some(key),
                 value,
@@ -286,20 +283,10 @@ fn encode_batch(records: &[OffsetsRecord]) -> Result<Bytes, ResponseError> {
             }
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| {
+    encode_plain_batch(&mut records).map_err(|e| {
         warn!("cannot encode offsets topic records: {e}");
         ResponseError::UnknownServerError
-    })?;
-    Ok(buf.freeze())
+    })
 }
 
 /// What a partition of the offsets topic holds, replayed.
@@ -387,13 +374,6 @@ pub fn replay(log: &PartitionLog, end: i64) -> Result<Replayed, LogError> {
         offset = next;
     }
     Ok(replayed)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -636,6 +636,34 @@ fn i64_at(buf: &[u8], at: usize) -> i64 {
 }
 
 /// Builders of real batches for the log's tests, encoded by the `kafka-protocol` crate.
+/// Encodes records the broker writes itself (the group coordinator's records, the cleaner's rewritten
+/// batches) as one uncompressed v2 batch with no producer id. Each record keeps its offset (gaps are
+/// fine), timestamp, timestamp type and leader epoch; the batch takes the first record's.
+pub fn encode_plain_batch(
+    records: &mut [kafka_protocol::records::Record],
+) -> Result<Bytes, String> {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    let first = records.first().map(|r| r.offset).unwrap_or_default();
+    for r in records.iter_mut() {
+        r.producer_id = -1;
+        r.producer_epoch = -1;
+        // The batch's base sequence must be -1, and the encoder keeps records in one batch only
+        // while offset - sequence stays the same.
+        r.sequence = (r.offset - first) as i32 - 1;
+    }
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use bytes::{Bytes, BytesMut};

@@ -18,15 +18,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType as RecordTimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType as RecordTimestampType};
 use tracing::{info, warn};
 
 use super::{LogSegment, PartitionLog};
-use crate::log::batch::{BatchHeader, Batches, RecordBatch};
+use crate::log::batch::{encode_plain_batch, BatchHeader, Batches, RecordBatch};
 use crate::log::error::{io_error, LogError, Result};
 use crate::log::segment::{segment_file, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 
@@ -264,37 +261,27 @@ fn clean_segment(
 /// The retained records of a non-idempotent batch as one uncompressed batch, with their offsets,
 /// timestamps and the batch's leader epoch.
 fn reencode(batch: &RecordBatch, mut records: Vec<Record>) -> Result<RecordBatch> {
-    let first = records.first().map(|r| r.offset).unwrap_or_default();
     for r in &mut records {
         r.partition_leader_epoch = batch.partition_leader_epoch();
-        // No producer id: the base sequence must be -1, and the encoder keeps records in one batch
-        // only while offset - sequence is constant.
-        r.sequence = (r.offset - first) as i32 - 1;
         r.timestamp_type = match batch.timestamp_type() {
             crate::log::TimestampType::LogAppendTime => RecordTimestampType::LogAppend,
             crate::log::TimestampType::CreateTime => RecordTimestampType::Creation,
         };
     }
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| {
+    let bytes = encode_plain_batch(&mut records).map_err(|e| {
         LogError::Cleaner(format!(
             "cannot re-encode batch at {}: {e}",
             batch.base_offset()
         ))
     })?;
-    Ok(RecordBatch::parse(buf.freeze())?)
+    Ok(RecordBatch::parse(bytes)?)
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+
     use super::*;
     use crate::log::LogConfig;
 
