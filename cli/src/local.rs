@@ -149,14 +149,41 @@ fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// A port the OS just handed out; released when the node starts.
+/// A free loopback port for a node to bind, from below the ephemeral range (see inside).
 fn free_port() -> Result<u16, LocalError> {
+    use rand::Rng;
+    use std::sync::Mutex;
+    // Ports handed out by this process: one cluster never gets the same port twice.
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    // Below the kernel's ephemeral range (32768–60999 by default): a port picked there could be taken
+    // by any process's outgoing connection before the node binds it; these are only taken by a bind.
+    let below = ephemeral_port_start().min(32_768);
+    let mut rng = rand::rng();
+    for _ in 0..500 {
+        let port = rng.random_range(10_000..below);
+        if !handed_out.contains(&port) && TcpListener::bind(loopback(port)).is_ok() {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| io("cannot bind a free port", e))?;
-    listener
+    let port = listener
         .local_addr()
         .map(|a| a.port())
-        .map_err(|e| io("cannot read a bound port", e))
+        .map_err(|e| io("cannot read a bound port", e))?;
+    handed_out.push(port);
+    Ok(port)
+}
+
+/// The first port of the kernel's ephemeral range (Linux `ip_local_port_range`).
+fn ephemeral_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .filter(|start: &u16| *start > 10_100)
+        .unwrap_or(32_768)
 }
 
 fn loopback(port: u16) -> SocketAddr {

