@@ -22,6 +22,8 @@ use crate::metadata::{partition_counts, MetadataCache};
 pub struct HttpState {
     pub status: watch::Receiver<BrokerStatus>,
     pub metadata: Arc<MetadataCache>,
+    /// The group coordinator, for its gauges (absent in tests of the other endpoints).
+    pub groups: Option<Arc<crate::group::GroupCoordinator>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -108,6 +110,33 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         "Partitions without a leader (offline).",
         counts.leaderless,
     );
+    if let Some(groups) = &state.groups {
+        let stats = groups.stats();
+        gauge(
+            &mut out,
+            "chronik_broker_offsets_partitions_loaded",
+            "Offsets topic partitions this broker coordinates (loaded).",
+            stats.loaded_partitions,
+        );
+        gauge(
+            &mut out,
+            "chronik_broker_offsets_partitions_loading",
+            "Offsets topic partitions this broker leads but is still loading.",
+            stats.loading_partitions,
+        );
+        gauge(
+            &mut out,
+            "chronik_broker_groups",
+            "Consumer groups this broker coordinates.",
+            stats.groups,
+        );
+        gauge(
+            &mut out,
+            "chronik_broker_group_members",
+            "Members of the consumer groups this broker coordinates.",
+            stats.members,
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -139,6 +168,7 @@ mod tests {
         let state = HttpState {
             status: rx,
             metadata: Arc::new(MetadataCache::new()),
+            groups: None,
         };
         (state, tx)
     }

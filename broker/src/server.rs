@@ -200,6 +200,7 @@ impl Broker {
             cancel.clone(),
         );
         tracker.spawn(groups.clone().run());
+        let http_groups = groups.clone();
         let context = Arc::new(BrokerContext {
             broker_id: config.broker_id,
             metadata: metadata.clone(),
@@ -246,6 +247,7 @@ impl Broker {
             let app = router(HttpState {
                 status: status.clone(),
                 metadata: metadata.clone(),
+                groups: Some(http_groups),
             });
             let cancel = cancel.clone();
             tracker.spawn(async move {

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import confluent_kafka as ck
@@ -203,6 +204,18 @@ def committed_offsets(bootstrap: str, group: str, topic: str, timeout: float = 3
         consumer.close()
 
 
+def coordinator_gauges(cluster) -> dict[str, int]:
+    """chronik_broker_groups and chronik_broker_group_members summed over every broker's /metrics."""
+    totals = {"chronik_broker_groups": 0, "chronik_broker_group_members": 0}
+    for broker in cluster.brokers:
+        with urllib.request.urlopen(f"http://{broker['http_addr']}/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                name, _, value = line.partition(" ")
+                if name in totals:
+                    totals[name] += int(value)
+    return totals
+
+
 def three_broker_cluster(cluster_factory, topic: str):
     cluster = cluster_factory(controllers=1, brokers=3)
     cluster.create_topic(topic, partitions=PARTITIONS, replication_factor=3,
@@ -227,6 +240,8 @@ def test_groups_share_partitions_and_take_over_when_a_member_leaves_or_dies(
         assert all(m.snapshot()[0] for m in group), f"a {name} member got nothing: " \
             f"{[sorted(m.snapshot()[0]) for m in group]}"
         wait_consumed(group, first, f"the {name} group to consume the first records")
+    # The coordinators' gauges count both groups and their six members.
+    assert coordinator_gauges(cluster) == {"chronik_broker_groups": 2, "chronik_broker_group_members": 6}
 
     # One member of each group leaves cleanly, one more of each is killed.
     confluent[0].stop()

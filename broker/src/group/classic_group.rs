@@ -293,6 +293,10 @@ impl ClassicGroup {
         self.protocol_type.as_deref()
     }
 
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty() && self.pending_members.is_empty()
     }

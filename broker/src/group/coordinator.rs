@@ -61,6 +61,15 @@ pub struct OffsetCommit {
     pub metadata: Option<String>,
 }
 
+/// What the coordinator holds, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoordinatorStats {
+    pub loaded_partitions: usize,
+    pub loading_partitions: usize,
+    pub groups: usize,
+    pub members: usize,
+}
+
 /// A group as ListGroups shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedGroup {
@@ -106,6 +115,31 @@ impl GroupCoordinator {
 
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    pub fn stats(&self) -> CoordinatorStats {
+        let mut stats = CoordinatorStats::default();
+        for slot in self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            match slot {
+                Slot::Loading { .. } => stats.loading_partitions += 1,
+                Slot::Loaded(shard) => {
+                    stats.loaded_partitions += 1;
+                    let state = shard.lock();
+                    stats.groups += state.group_ids().len();
+                    stats.members += state
+                        .groups
+                        .values()
+                        .map(|g| g.member_count())
+                        .sum::<usize>();
+                }
+            }
+        }
+        stats
     }
 
     /// Follows leadership of the offsets topic and runs group timers until cancelled.
