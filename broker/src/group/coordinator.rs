@@ -235,17 +235,25 @@ impl GroupCoordinator {
     /// starts serving its groups.
     async fn load(self: Arc<Self>, topic_id: TopicId, index: i32, leader_epoch: i32) {
         let started = Instant::now();
+        // Role changes bump the replica manager's data version.
+        let mut replica_changes = self.replicas.subscribe_data();
         loop {
             if self.cancel.is_cancelled() || !self.still_loading(index, leader_epoch) {
                 return;
             }
+            replica_changes.borrow_and_update();
             let partition = self.replicas.partition(topic_id, index).filter(|p| {
                 let state = p.state();
                 state.leader == self.broker_id && state.leader_epoch == leader_epoch
             });
             let Some(partition) = partition else {
-                // The replica manager applies the same image a moment later.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // The replica manager applies the same image a moment later; the timeout only
+                // re-checks whether this load is still wanted.
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = replica_changes.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
                 continue;
             };
             let log = partition.log.clone();
