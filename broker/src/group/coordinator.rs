@@ -557,7 +557,10 @@ impl GroupCoordinator {
             return JoinResponse::error(ResponseError::InvalidSessionTimeout, &member_id);
         }
         let reply = {
-            let mut state = shard.lock();
+            let mut state = match shard.lock_live() {
+                Ok(state) => state,
+                Err(error) => return JoinResponse::error(error, &member_id),
+            };
             if !member_id.is_empty() && !state.groups.contains_key(group_id) {
                 return JoinResponse::error(ResponseError::UnknownMemberId, &member_id);
             }
@@ -584,7 +587,10 @@ impl GroupCoordinator {
             Err(error) => return SyncResponse::error(error),
         };
         let reply = {
-            let mut state = shard.lock();
+            let mut state = match shard.lock_live() {
+                Ok(state) => state,
+                Err(error) => return SyncResponse::error(error),
+            };
             let Some(group) = state.groups.get_mut(group_id) else {
                 return SyncResponse::error(ResponseError::UnknownMemberId);
             };
@@ -611,7 +617,10 @@ impl GroupCoordinator {
             Ok(shard) => shard,
             Err(error) => return Some(error),
         };
-        let mut state = shard.lock();
+        let mut state = match shard.lock_live() {
+            Ok(state) => state,
+            Err(error) => return Some(error),
+        };
         match state.groups.get_mut(group_id) {
             Some(group) => {
                 group.heartbeat(generation, member_id, group_instance_id, Instant::now())
@@ -627,7 +636,7 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         let shard = self.shard(group_id)?;
-        let mut state = shard.lock();
+        let mut state = shard.lock_live()?;
         let Some(group) = state.groups.get_mut(group_id) else {
             return Ok(members
                 .iter()
@@ -667,7 +676,7 @@ impl GroupCoordinator {
         let mut records = Vec::new();
         let mut written = Vec::new();
         {
-            let mut state = shard.lock();
+            let mut state = shard.lock_live()?;
             if !state.groups.contains_key(group_id) {
                 if generation >= 0 {
                     return Err(ResponseError::IllegalGeneration);
@@ -745,7 +754,7 @@ impl GroupCoordinator {
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, ResponseError> {
         let shard = self.shard(group_id)?;
-        let state = shard.lock();
+        let state = shard.lock_live()?;
         let offsets = state.offsets.get(group_id);
         Ok(match partitions {
             Some(partitions) => partitions
@@ -772,7 +781,10 @@ impl GroupCoordinator {
             Err(error) => return Some(error),
         };
         let records = {
-            let mut state = shard.lock();
+            let mut state = match shard.lock_live() {
+                Ok(state) => state,
+                Err(error) => return Some(error),
+            };
             let has_group = state.groups.contains_key(group_id);
             let offsets = state.offsets.remove(group_id).unwrap_or_default();
             if !has_group && offsets.is_empty() {
@@ -826,7 +838,7 @@ impl GroupCoordinator {
     ) -> Result<Vec<(String, i32, Option<ResponseError>)>, ResponseError> {
         let shard = self.shard(group_id)?;
         let (results, done) = {
-            let mut state = shard.lock();
+            let mut state = shard.lock_live()?;
             let group = state.groups.get(group_id);
             if group.is_none() && !state.offsets.contains_key(group_id) {
                 return Err(ResponseError::GroupIdNotFound);
@@ -918,7 +930,7 @@ impl GroupCoordinator {
     /// DescribeGroups for one group: an unknown group is described as Dead, as Kafka does.
     pub fn describe_group(&self, group_id: &str) -> Result<GroupSummary, ResponseError> {
         let shard = self.shard(group_id)?;
-        let state = shard.lock();
+        let state = shard.lock_live()?;
         Ok(match state.groups.get(group_id) {
             Some(group) => group.summary(),
             None => GroupSummary {
@@ -938,6 +950,7 @@ impl GroupCoordinator {
 /// Tells every parked member of an unloaded shard to find the coordinator again.
 fn unload(shard: &Shard) {
     let mut state = shard.lock();
+    state.unloaded = true;
     for group in state.groups.values_mut() {
         group.transition_to_dead();
     }

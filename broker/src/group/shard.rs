@@ -41,6 +41,9 @@ pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 pub struct ShardState {
     pub groups: HashMap<String, ClassicGroup>,
     pub offsets: HashMap<String, GroupOffsets>,
+    /// Set when leadership moved away: a request that found the shard just before must not act on
+    /// it (nothing would ever complete a member parked here).
+    pub unloaded: bool,
 }
 
 impl ShardState {
@@ -171,6 +174,15 @@ impl Shard {
 
     pub fn lock(&self) -> MutexGuard<'_, ShardState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state, for a client request: NOT_COORDINATOR once the shard was unloaded.
+    pub fn lock_live(&self) -> Result<MutexGuard<'_, ShardState>, ResponseError> {
+        let state = self.lock();
+        if state.unloaded {
+            return Err(ResponseError::NotCoordinator);
+        }
+        Ok(state)
     }
 
     /// Queues records for the log (in call order) and waits until they are committed.
