@@ -7,7 +7,8 @@
 - Committed offsets: after every member of a group stops and new members start, they resume exactly
   at the committed offsets (no record consumed twice, none skipped).
 - The coordinator's broker is killed: the group finds the new coordinator (the new leader of its
-  `__consumer_offsets` partition), its committed offsets are still there, and consumption goes on.
+  `__consumer_offsets` partition), its committed offsets are still there, consumption goes on, and
+  members restarted afterwards resume exactly at the offsets committed through the new coordinator.
 """
 
 from __future__ import annotations
@@ -329,6 +330,16 @@ def test_committed_offsets_survive_the_coordinator_broker_being_killed(
     got = consumed_values(group)
     for p in range(PARTITIONS):
         assert set(got[p]) == set(first[p]) | set(second[p])
+
+    # Every member restarts after the coordinator moved: the new ones resume exactly at the offsets
+    # committed through the new coordinator.
+    for m in group:
+        m.stop()
+    third = produce(bootstrap, topic_name, 90, 10)
+    restarted = [members("confluent", bootstrap, group_id, topic_name) for _ in range(2)]
+    wait_owned_exactly_once(restarted, "the restarted members to share the topic")
+    wait_consumed(restarted, third, "the restarted members to consume the newest records")
+    assert consumed_values(restarted) == third, "resumed exactly at the committed offsets"
 
 
 def java_partition_for(group_id: str, partitions: int) -> int:
