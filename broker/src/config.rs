@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chronik_controller::state::{BrokerId, Endpoint};
+use chronik_metadata::{BrokerId, Endpoint};
 use clap::Parser;
 
 use crate::error::BrokerError;

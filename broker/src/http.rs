@@ -159,7 +159,7 @@ mod tests {
     use crate::metadata::tests::{register, topic, update};
     use axum::body::Body;
     use axum::http::Request;
-    use chronik_controller::state::NO_LEADER;
+    use chronik_metadata::NO_LEADER;
     use tower::ServiceExt;
     use uuid::Uuid;
 

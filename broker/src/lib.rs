@@ -29,7 +29,7 @@ pub mod server;
 static TEST_ALLOCATOR: alloc::LazyLargeAllocator = alloc::LazyLargeAllocator;
 
 pub use config::BrokerConfig;
-pub use error::{BrokerError, ControllerError};
+pub use error::{BrokerError, ControllerCallError};
 pub use lifecycle::{BrokerState, BrokerStatus};
 pub use metadata::MetadataCache;
 pub use server::{run, Broker};

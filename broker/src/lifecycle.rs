@@ -15,9 +15,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronik_controller::api::convert::endpoint_to_proto;
-use chronik_controller::error::ErrorCode;
-use chronik_controller::state::{BrokerId, Endpoint};
+use chronik_metadata::convert::endpoint_to_proto;
+use chronik_metadata::ResponseError;
+use chronik_metadata::{BrokerId, Endpoint};
 use chronik_proto::v1::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, RegisterBrokerRequest};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::controller_client::ControllerClient;
-use crate::error::{BrokerError, ControllerError};
+use crate::error::{BrokerError, ControllerCallError};
 use crate::metadata::MetadataCache;
 
 /// Used when a controller answers a registration without a heartbeat interval.
@@ -260,7 +260,7 @@ impl BrokerLifecycleManager {
                         reply.heartbeat_interval_ms,
                     )
                 }
-                Err(e) if e.is(ErrorCode::DuplicateBrokerRegistration) => {
+                Err(e) if e.is(ResponseError::DuplicateBrokerRegistration) => {
                     if !waiting_for_previous {
                         waiting_for_previous = true;
                         info!(broker_id = self.config.broker_id,
@@ -268,8 +268,8 @@ impl BrokerLifecycleManager {
                     }
                 }
                 Err(e)
-                    if e.is(ErrorCode::InconsistentClusterId)
-                        || e.is(ErrorCode::InvalidRequest) =>
+                    if e.is(ResponseError::InconsistentClusterId)
+                        || e.is(ResponseError::InvalidRequest) =>
                 {
                     return Err(BrokerError::Rejected {
                         broker_id: self.config.broker_id,
@@ -301,9 +301,9 @@ impl BrokerLifecycleManager {
             if !cluster_id.is_empty() && known != cluster_id {
                 return Err(BrokerError::Rejected {
                     broker_id: self.config.broker_id,
-                    source: ControllerError::Refused {
+                    source: ControllerCallError::Refused {
                         address: self.client.active_controller().unwrap_or_default(),
-                        kafka_error: Some(ErrorCode::InconsistentClusterId.name().to_owned()),
+                        kafka_error: Some(ResponseError::InconsistentClusterId),
                         code: tonic::Code::FailedPrecondition,
                         message: format!(
                             "joined cluster {known}, now answered by cluster {cluster_id}"
@@ -379,8 +379,8 @@ impl BrokerLifecycleManager {
                     self.on_heartbeat(&reply);
                 }
                 Err(e)
-                    if e.is(ErrorCode::StaleBrokerEpoch)
-                        || e.is(ErrorCode::BrokerIdNotRegistered) =>
+                    if e.is(ResponseError::StaleBrokerEpoch)
+                        || e.is(ResponseError::BrokerIdNotRegistered) =>
                 {
                     warn!(broker_epoch = session.broker_epoch, error = %e,
                         "the controller no longer knows this registration; registering again");
@@ -456,8 +456,8 @@ impl BrokerLifecycleManager {
                     );
                 }
                 Ok(Err(e))
-                    if e.is(ErrorCode::StaleBrokerEpoch)
-                        || e.is(ErrorCode::BrokerIdNotRegistered) =>
+                    if e.is(ResponseError::StaleBrokerEpoch)
+                        || e.is(ResponseError::BrokerIdNotRegistered) =>
                 {
                     info!(error = %e, "registration already gone; nothing to hand over");
                     return;
@@ -494,7 +494,7 @@ impl BrokerLifecycleManager {
 }
 
 /// Logs a retried failure at warn the first time and at debug after that.
-fn log_repeated(failures: u32, message: &'static str, error: &ControllerError) {
+fn log_repeated(failures: u32, message: &'static str, error: &ControllerCallError) {
     if failures == 0 {
         warn!(error = %error, "{message}");
     } else {

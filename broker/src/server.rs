@@ -55,6 +55,7 @@ fn lock_data_dir(dir: &Path) -> Result<Flock<File>, BrokerError> {
         })?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| BrokerError::DataDirLocked {
         path: dir.to_path_buf(),
+        lock: path,
     })
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use chronik_controller::api::convert::{topic_id_from_bytes, topic_id_to_bytes};
+use chronik_metadata::convert::{topic_id_from_bytes, topic_id_to_bytes};
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use chronik_controller::state::{MetadataImage, TopicId};
+use chronik_metadata::{MetadataImage, TopicId};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{leader_hint, leader_partition, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
-use crate::log::{Batches, LogError};
+use crate::log::Batches;
 
 /// Longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -233,12 +233,7 @@ fn read_partition(
     let max_bytes = i64::from(p.partition_max_bytes.max(0)).min(budget).max(1) as usize;
     let read = log
         .read(p.fetch_offset, max_bytes, upper_bound)
-        .map_err(|e| match e {
-            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-            LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
-            e if e.is_storage_failure() => ResponseError::KafkaStorageError,
-            _ => ResponseError::UnknownServerError,
-        })?;
+        .map_err(|e| e.kafka_error())?;
     if rc.version < 10
         && Batches::new(read.records.clone())
             .any(|b| b.is_ok_and(|b| b.compression() == Compression::Zstd))

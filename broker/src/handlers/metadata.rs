@@ -15,9 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use chronik_controller::error::ErrorCode;
-use chronik_controller::state::topics::{is_internal_topic, validate_topic_name};
-use chronik_controller::state::{BrokerId, MetadataImage, PartitionRegistration, TopicImage};
+use chronik_metadata::topic_name::{is_internal_topic, validate_topic_name};
+use chronik_metadata::{BrokerId, MetadataImage, PartitionRegistration, TopicImage};
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -199,7 +198,7 @@ pub(crate) async fn auto_create_topics(
         Ok(Ok(reply)) => {
             for result in reply.topics {
                 let code = i16::try_from(result.error_code).unwrap_or(-1);
-                let outcome = if code == 0 || code == ErrorCode::TopicAlreadyExists.code() {
+                let outcome = if code == 0 || code == ResponseError::TopicAlreadyExists.code() {
                     offset = offset.max(result.metadata_offset);
                     AutoCreate::Accepted
                 } else {
@@ -370,10 +369,8 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use bytes::BytesMut;
-    use chronik_controller::state::records::{
-        ConfigResource, PartitionChangeRecord, RegisterBrokerRecord,
-    };
-    use chronik_controller::state::{Endpoint, Record, NO_LEADER};
+    use chronik_metadata::records::{ConfigResource, PartitionChangeRecord, RegisterBrokerRecord};
+    use chronik_metadata::{Endpoint, Record, NO_LEADER};
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     use kafka_protocol::messages::RequestHeader;
     use kafka_protocol::protocol::Encodable;
@@ -512,7 +509,7 @@ pub(crate) mod tests {
         }];
         for (index, replicas) in replicas.iter().enumerate() {
             records.push(Record::Partition(
-                chronik_controller::state::records::PartitionRecord {
+                chronik_metadata::records::PartitionRecord {
                     topic_id: id,
                     partition: index as i32,
                     replicas: replicas.to_vec(),

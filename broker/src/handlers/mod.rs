@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
+use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::controller_client::ControllerClient;

@@ -24,8 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{leader_hint, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
-use crate::log::producer_state::ProducerStateError;
-use crate::log::{BatchErrorKind, BatchHeader, LogError};
+use crate::log::{BatchHeader, LogError};
 use crate::replica::AppendError;
 
 pub enum ProduceOutcome {
@@ -53,41 +52,16 @@ impl Refusal {
 }
 
 fn append_error(e: AppendError) -> Refusal {
-    match e {
-        AppendError::NotLeader => Refusal::new(ResponseError::NotLeaderOrFollower, None),
-        AppendError::NotEnoughReplicas { .. } => {
-            Refusal::new(ResponseError::NotEnoughReplicas, e.to_string())
-        }
-        AppendError::NotEnoughReplicasAfterAppend => {
-            Refusal::new(ResponseError::NotEnoughReplicasAfterAppend, e.to_string())
-        }
-        AppendError::TimedOut => Refusal::new(ResponseError::RequestTimedOut, e.to_string()),
-        AppendError::Log(log) => log_error(log),
-        AppendError::Storage(m) => Refusal::new(ResponseError::KafkaStorageError, m),
-    }
+    let message = match &e {
+        AppendError::NotLeader => None,
+        AppendError::Storage(m) => Some(m.clone()),
+        e => Some(e.to_string()),
+    };
+    Refusal::new(e.kafka_error(), message)
 }
 
 fn log_error(e: LogError) -> Refusal {
-    let message = Some(e.to_string());
-    let error = match &e {
-        LogError::InvalidBatch(b) => match b.kind() {
-            BatchErrorKind::CorruptMessage => ResponseError::CorruptMessage,
-            BatchErrorKind::InvalidRecord => ResponseError::InvalidRecord,
-        },
-        LogError::Producer(p) => match p {
-            ProducerStateError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
-            ProducerStateError::OutOfOrderSequence { .. } => {
-                ResponseError::OutOfOrderSequenceNumber
-            }
-            ProducerStateError::InvalidSequence { .. } => ResponseError::InvalidRecord,
-        },
-        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
-        LogError::StaleLeaderEpoch { .. } => ResponseError::NotLeaderOrFollower,
-        LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
-        _ if e.is_storage_failure() => ResponseError::KafkaStorageError,
-        _ => ResponseError::UnknownServerError,
-    };
-    Refusal { error, message }
+    Refusal::new(e.kafka_error(), e.to_string())
 }
 
 /// Refusals the log does not make (digest §2.3 #3): transactional batches, zstd before Produce v7.
@@ -245,6 +219,7 @@ fn refuse(response: &mut PartitionProduceResponse, refusal: Refusal, version: i1
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::producer_state::ProducerStateError;
 
     #[test]
     fn producer_state_refusals_map_to_their_kafka_codes() {

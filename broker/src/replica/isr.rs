@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronik_controller::api::convert::topic_id_to_bytes;
+use chronik_metadata::convert::topic_id_to_bytes;
 use chronik_proto::v1 as pb;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;

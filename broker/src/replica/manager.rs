@@ -5,10 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use chronik_controller::state::configs::{
-    effective_i64, effective_topic_configs, MIN_INSYNC_REPLICAS,
-};
-use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
+use chronik_metadata::configs::{effective_i64, effective_topic_configs, MIN_INSYNC_REPLICAS};
+use chronik_metadata::{BrokerId, MetadataImage, TopicId};
+use kafka_protocol::error::ResponseError;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -50,6 +49,23 @@ pub enum AppendError {
     Log(#[from] LogError),
     #[error("storage task failed: {0}")]
     Storage(String),
+}
+
+impl AppendError {
+    /// The Kafka error a producer is answered with (the group coordinator, which writes through the
+    /// same path, translates these into its own codes as Kafka's `GroupMetadataManager` does).
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            AppendError::NotLeader => ResponseError::NotLeaderOrFollower,
+            AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+            AppendError::NotEnoughReplicasAfterAppend => {
+                ResponseError::NotEnoughReplicasAfterAppend
+            }
+            AppendError::TimedOut => ResponseError::RequestTimedOut,
+            AppendError::Log(log) => log.kafka_error(),
+            AppendError::Storage(_) => ResponseError::KafkaStorageError,
+        }
+    }
 }
 
 pub struct ReplicaManager {
@@ -481,8 +497,8 @@ pub async fn run_metadata_listener(
 mod tests {
     use super::*;
     use crate::log::batch::test_support::{client_batch, producer_batch};
-    use chronik_controller::state::records::{PartitionRecord, Record, RegisterBrokerRecord};
-    use chronik_controller::state::Endpoint;
+    use chronik_metadata::records::{PartitionRecord, Record, RegisterBrokerRecord};
+    use chronik_metadata::Endpoint;
     use uuid::Uuid;
 
     /// An image with brokers 1–3 and topic "t" (one partition, replicas 1, 2, 3, led by 1).

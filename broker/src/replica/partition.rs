@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use chronik_controller::state::{BrokerId, TopicId};
+use chronik_metadata::{BrokerId, TopicId};
 use tokio::time::Instant;
 
 use crate::log::PartitionLog;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::records::{
+use crate::records::{
     BrokerId, ConfigResource, Endpoint, PartitionChangeRecord, PartitionRecord, Record,
     RegisterBrokerRecord, TopicId, NO_LEADER,
 };
