@@ -3,7 +3,7 @@
 //! that need several values at once (a config key given twice) stay with the arguments in `cli`.
 //! Sizes, counts, partition lists and `--acks` serve `bench` and `group reset-offsets`; config entries
 //! and keys serve `topic`; addresses serve `--controllers` and `--bootstrap-servers`; `datetime` reads
-//! the RFC 3339 time of `--to-datetime`.
+//! the RFC 3339 time of `--to-datetime` with chrono.
 
 use crate::bench::PartitionSelection;
 
@@ -147,6 +147,10 @@ pub fn controller_address(raw: &str) -> Result<String, String> {
 
 /// Parses an RFC 3339 date-time (`2026-11-22T10:00:00Z`, `2026-11-22T12:00:00.250+02:00`) into
 /// milliseconds since the Unix epoch; times before 1970 are refused (Kafka timestamps are not negative).
+///
+/// The date and time may also be separated by `t` or a space, `Z` may be `z`, fraction digits beyond
+/// the millisecond are dropped (not rounded), and second 60, a leap second, counts as the next second
+/// (Kafka timestamps have none). The offset is `Z` or `+HH:MM`/`-HH:MM` up to 23:59, ASCII only.
 pub fn datetime(raw: &str) -> Result<i64, String> {
     let text = raw.trim();
     let bad = || {
@@ -155,83 +159,17 @@ pub fn datetime(raw: &str) -> Result<i64, String> {
              2026-11-22T12:00:00+02:00"
         )
     };
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    // chrono also takes U+2212 MINUS SIGN before an offset; RFC 3339 is ASCII.
+    if !text.is_ascii() {
         return Err(bad());
     }
-    if b[13] != b':' || b[16] != b':' {
-        return Err(bad());
-    }
-    let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
-        let digits = text.get(range).ok_or_else(bad)?;
-        if !digits.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(bad());
-        }
-        digits.parse::<i64>().map_err(|_| bad())
-    };
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    let mut rest = &text[19..];
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let kept = &fraction[..digits.min(3)];
-        millis = kept.parse::<i64>().map_err(|_| bad())? * 10_i64.pow(3 - kept.len() as u32);
-        rest = &fraction[digits..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let o = rest.as_bytes();
-            if o.len() != 6 || !matches!(o[0], b'+' | b'-') || o[3] != b':' {
-                return Err(bad());
-            }
-            let hours: i64 = rest[1..3].parse().map_err(|_| bad())?;
-            let minutes: i64 = rest[4..6].parse().map_err(|_| bad())?;
-            if hours > 23 || minutes > 59 {
-                return Err(bad());
-            }
-            let total = hours * 60 + minutes;
-            if o[0] == b'-' {
-                -total
-            } else {
-                total
-            }
-        }
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    // Second 60 is a leap second; Kafka timestamps have none, so it counts as the next second.
-    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
-        return Err(bad());
-    }
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second
-        - offset_minutes * 60;
-    let ms = seconds * 1_000 + millis;
+    let ms = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|_| bad())?
+        .timestamp_millis();
     if ms < 0 {
         return Err(format!("'{text}' is before 1970-01-01T00:00:00Z"));
     }
     Ok(ms)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let shifted_month = (month + 9) % 12;
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -321,5 +259,47 @@ mod tests {
         ] {
             assert!(datetime(bad).is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn leap_seconds_count_as_the_next_second() {
+        assert_eq!(
+            datetime("2026-11-22T09:59:60Z"),
+            datetime("2026-11-22T10:00:00Z")
+        );
+        assert_eq!(
+            datetime("2016-12-31T23:59:60.5+00:00"),
+            Ok(1_483_228_800_500)
+        );
+        assert_eq!(datetime("1969-12-31T23:59:60Z"), Ok(0));
+        assert!(datetime("2026-11-22T10:00:61Z").is_err());
+    }
+
+    #[test]
+    fn datetime_offsets_are_two_ascii_digit_fields() {
+        assert_eq!(
+            datetime("2026-11-22T10:00:00+23:59"),
+            Ok(1_795_341_600_000 - 86_340_000)
+        );
+        assert_eq!(datetime(" 2026-11-22T10:00:00Z\n"), Ok(1_795_341_600_000));
+        for bad in [
+            "2026-11-22T10:00:00+24:00",
+            "2026-11-22T10:00:00+00:60",
+            "2026-11-22T10:00:00+0200",
+            "2026-11-22T10:00:00+-2:00",
+            "2026-11-22T10:00:00+02:-5",
+            "2026-11-22T10:00:00\u{2212}02:00",
+            "2026-11-22T10:00:00Zx",
+        ] {
+            let error = datetime(bad).expect_err(bad);
+            assert!(
+                error.contains("not an RFC 3339 date-time"),
+                "{bad:?}: {error}"
+            );
+        }
+        assert_eq!(
+            datetime("1970-01-01T00:30:00+01:00"),
+            Err("'1970-01-01T00:30:00+01:00' is before 1970-01-01T00:00:00Z".to_owned())
+        );
     }
 }
