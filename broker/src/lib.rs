@@ -1,6 +1,7 @@
 //! Chronik's broker. It keeps no metadata of its own: it registers with the controller quorum, follows
 //! the metadata log into an in-memory image, heartbeats to stay unfenced, and hands its leaderships over
 //! in a controlled shutdown. The Kafka listener and the partition logs build on these parts.
+//! A walk through the code (crates, layers, a Produce and a broker failure): `docs/architecture.md`.
 //!
 //! Layout: `config` (flags), `error`, `controller_client` (the quorum connection), `metadata` (the image
 //! and the watch that feeds it), `lifecycle` (registration, heartbeats, controlled shutdown), `http`

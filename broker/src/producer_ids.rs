@@ -1,5 +1,5 @@
 //! `ProducerIdManager`: hands out producer ids for InitProducerId from blocks the controller allocates
-//! (Kafka `RPCProducerIdManager`, digest §5.9). A block is `[first, first + count)`; the controller
+//! (Kafka `RPCProducerIdManager`, KIP-730). A block is `[first, first + count)`; the controller
 //! commits the block before returning it and never hands it out again, so an id is never given to two
 //! producers, across brokers and restarts.
 //!

@@ -1,5 +1,6 @@
-//! The group coordinator (digest §8): consumer groups under the classic protocol and their committed
-//! offsets, stored as records in the internal, replicated offsets topic `__consumer_offsets`.
+//! The group coordinator (Kafka's `GroupCoordinator` and `GroupMetadataManager`): consumer groups under
+//! the classic protocol and their committed offsets, stored as records in the internal, replicated
+//! offsets topic `__consumer_offsets`.
 //!
 //! A group belongs to one partition of that topic, chosen by hashing its id as Kafka does; the broker
 //! leading that partition is the group's coordinator. When this broker becomes a partition's leader it

@@ -1,7 +1,8 @@
-//! Fetch (key 1), digest §3.3. Consumers read below the high watermark from partition leaders; the
-//! response holds exactly the requested partitions (no fetch sessions: session id 0), whole batches
-//! straight from the log files, at least the first batch even when it exceeds the size limits (KIP-74).
-//! A long poll waits until `min_bytes` are available, an error occurs or `max_wait_ms` passes.
+//! Fetch (key 1; Kafka's `ReplicaManager.fetchMessages`). Consumers read below the high watermark from
+//! partition leaders; the response holds exactly the requested partitions (no fetch sessions: session
+//! id 0), whole batches straight from the log files, at least the first batch even when it exceeds the
+//! size limits (KIP-74). A long poll waits until `min_bytes` are available, an error occurs or
+//! `max_wait_ms` passes.
 
 use std::time::Duration;
 
@@ -204,7 +205,8 @@ fn read_partition(
         if !partition.state().replicas.contains(&replica_id) || stale {
             return Err(ResponseError::NotLeaderOrFollower);
         }
-        // Diverging history (digest §3.3): where the follower's last epoch ends in our log.
+        // Diverging history (Fetch v12+ `LastFetchedEpoch` / `DivergingEpoch`): where the follower's
+        // last epoch ends in our log.
         if p.last_fetched_epoch >= 0 {
             let end = log
                 .end_offset_for_epoch(p.last_fetched_epoch)

@@ -1,4 +1,4 @@
-//! ListOffsets (key 2), digest §3.4: earliest, latest (the high watermark, never the log end a consumer
+//! ListOffsets (key 2): earliest, latest (the high watermark, never the log end a consumer
 //! cannot read yet), max timestamp, and the first offset at or after a timestamp. Leaders only.
 
 use chronik_metadata::MetadataImage;
@@ -86,7 +86,7 @@ fn lookup(
             .unwrap_or(-1)
     };
     // A new leader whose high watermark has not reached the start of its own epoch cannot vouch for
-    // "latest" or a time yet (digest §3.4); clients retry.
+    // "latest" or a time yet (OFFSET_NOT_AVAILABLE, KIP-207); clients retry.
     let epoch_start = log
         .epoch_entries()
         .last()

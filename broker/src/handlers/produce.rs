@@ -1,14 +1,14 @@
-//! Produce (key 0), served by partition leaders (digest §3.2). Each partition's records must be exactly
-//! one v2 batch; it is validated, appended as raw bytes and made durable under the topic's flush policy
-//! before it is acknowledged. A broker that does not lead the partition answers NOT_LEADER_OR_FOLLOWER
-//! with a KIP-951 hint (v10+). acks=0 gets no response; if such a request fails, the connection is
-//! closed so the client refreshes its metadata.
+//! Produce (key 0), served by partition leaders (Kafka's `ReplicaManager.appendRecords`). Each
+//! partition's records must be exactly one v2 batch; it is validated, appended as raw bytes and made
+//! durable under the topic's flush policy before it is acknowledged. A broker that does not lead the
+//! partition answers NOT_LEADER_OR_FOLLOWER with a KIP-951 hint (v10+). acks=0 gets no response; if such
+//! a request fails, the connection is closed so the client refreshes its metadata.
 //!
-//! Idempotent producers' batches are checked by the log under its append lock (digest §7): a retry of
-//! a batch already written is answered NONE with the original base offset, and only once the original
+//! Idempotent producers' batches are checked by the log under its append lock (KIP-98, KIP-360): a retry
+//! of a batch already written is answered NONE with the original base offset, and only once the original
 //! is as durable and (acks=all) as committed as a fresh append would have to be; a stale epoch is
-//! INVALID_PRODUCER_EPOCH (47) and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER (45), both definitely
-//! not appended.
+//! INVALID_PRODUCER_EPOCH (47) and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER (45), both definitely not
+//! appended.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,7 +64,8 @@ fn log_error(e: LogError) -> Refusal {
     Refusal::new(e.kafka_error(), e.to_string())
 }
 
-/// Refusals the log does not make (digest §2.3 #3): transactional batches, zstd before Produce v7.
+/// Refusals the log does not make: transactional batches (no transactions here), zstd before Produce v7
+/// (KIP-110).
 fn precheck(records: Option<Bytes>, version: i16) -> Result<Bytes, Refusal> {
     let records = records
         .ok_or_else(|| Refusal::new(ResponseError::InvalidRecord, "no records".to_string()))?;

@@ -18,7 +18,7 @@ pub enum LogError {
     /// The batch failed validation (INVALID_RECORD or CORRUPT_MESSAGE, see `BatchError::kind`).
     #[error(transparent)]
     InvalidBatch(#[from] BatchError),
-    /// An idempotent producer's batch refused by the producer state checks (digest §7):
+    /// An idempotent producer's batch refused by the producer state checks (KIP-98, KIP-360):
     /// INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_RECORD, see the variant.
     #[error(transparent)]
     Producer(#[from] ProducerStateError),

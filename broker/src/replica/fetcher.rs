@@ -1,9 +1,9 @@
-//! Followers copy partitions from their leaders over the Kafka protocol (Kafka's
-//! `ReplicaFetcherThread`, digest §6.2, §6.5): one fetcher per source broker carries every partition
-//! this broker follows there. Each Fetch names this broker and its broker epoch; the leader's batches
-//! are appended as they are (offsets and epochs kept), made durable under the topic's flush policy
-//! before the next fetch reports the new log end, and a diverging epoch truncates the log to where it
-//! agrees with the leader — never to the local high watermark.
+//! Followers copy partitions from their leaders over the Kafka protocol (Kafka's `ReplicaFetcherThread`;
+//! truncation by KIP-101 and KIP-279): one fetcher per source broker carries every partition this broker
+//! follows there. Each Fetch names this broker and its broker epoch; the leader's batches are appended as
+//! they are (offsets and epochs kept), made durable under the topic's flush policy before the next fetch
+//! reports the new log end, and a diverging epoch truncates the log to where it agrees with the leader —
+//! never to the local high watermark.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Sends the ISR changes partition leaders ask for to the controller (AlterPartition, digest §5.6), one
+//! Sends the ISR changes partition leaders ask for to the controller (AlterPartition, KIP-497), one
 //! in flight per partition. The controller's answer is applied through the metadata log like any other
 //! change; the in-flight slot is released once this broker's image shows the result (or the request
 //! failed), so the next change is computed from the new ISR.

@@ -173,9 +173,9 @@ impl ReplicaManager {
 
     /// Makes an append durable under the topic's flush policy (group commit: one fsync covers every
     /// append before it), lets the high watermark move, and — for acks=all — waits until the high
-    /// watermark covers it (digest §6.3): NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
-    /// `min.insync.replicas` meanwhile, REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER if
-    /// leadership moved first.
+    /// watermark covers it (Kafka's `Partition.checkEnoughReplicasReachOffset`):
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below `min.insync.replicas` meanwhile,
+    /// REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER if leadership moved first.
     pub async fn complete_append(
         &self,
         pending: PendingAppend,
@@ -270,7 +270,8 @@ impl ReplicaManager {
     }
 
     /// Asks the controller to drop ISR members of led partitions that have not caught up for `lag`
-    /// (digest §6.4). Failed and fenced brokers are removed by the controller itself.
+    /// (Kafka's `Partition.maybeShrinkIsr`). Failed and fenced brokers are removed by the controller
+    /// itself.
     pub fn shrink_lagging_isrs(&self, lag: Duration) {
         for partition in self.partitions() {
             let state = partition.state();
@@ -407,7 +408,7 @@ impl ReplicaManager {
         }
     }
 
-    /// A new leader records its epoch at its log end before it accepts writes (digest §6.1); with no
+    /// A new leader records its epoch at its log end before it accepts writes (KIP-101); with no
     /// replication yet its log end is also its high watermark.
     fn start_leader_epoch(&self, log: &PartitionLog, topic: &str, index: i32, leader_epoch: i32) {
         if let Err(e) = log.assign_leader_epoch(leader_epoch) {

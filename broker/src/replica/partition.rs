@@ -1,7 +1,7 @@
 //! One hosted partition: its log, its replication state as the metadata image last set it, and — while
-//! this broker leads it — what each follower has fetched (digest §6.2–6.4). The high watermark is the
-//! smallest log end offset over the in-sync replicas, and does not move while the ISR is smaller than
-//! `min.insync.replicas`.
+//! this broker leads it — what each follower has fetched (Kafka's `Partition` and `Replica`). The high
+//! watermark is the smallest log end offset over the in-sync replicas, and does not move while the ISR is
+//! smaller than `min.insync.replicas`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,8 +133,9 @@ impl Partition {
             .copied()
     }
 
-    /// The high watermark the ISR allows (digest §6.3), or `None` when it may not move: the ISR is
-    /// smaller than `min.insync.replicas`, or a member has not fetched under this leader yet.
+    /// The high watermark the ISR allows (Kafka's `Partition.maybeIncrementLeaderHW`), or `None` when it
+    /// may not move: the ISR is smaller than `min.insync.replicas`, or a member has not fetched under
+    /// this leader yet.
     pub fn allowed_high_watermark(&self, self_id: BrokerId) -> Option<i64> {
         let state = self.state();
         if state.leader != self_id {

@@ -1,5 +1,5 @@
-//! Broker lifecycle (Kafka's `ClusterControlManager` and `BrokerHeartbeatManager`, digest §5.2–5.3,
-//! §5.7): registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, and
+//! Broker lifecycle (Kafka's `ClusterControlManager` and `BrokerHeartbeatManager`, KIP-631):
+//! registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, and
 //! producer-id blocks. Liveness (who heartbeats in time) is tracked by the active controller in memory
 //! and passed in; everything here is pure.
 
@@ -128,7 +128,8 @@ pub fn check_broker_epoch(
     Ok(broker)
 }
 
-/// One heartbeat through the broker state machine (digest §5.3). `others_caught_up` says whether every
+/// One heartbeat through the broker state machine (Kafka's
+/// `BrokerHeartbeatManager.calculateNextBrokerState`). `others_caught_up` says whether every
 /// other active broker has applied metadata past this broker's controlled-shutdown record.
 pub fn process_heartbeat(
     image: &MetadataImage,

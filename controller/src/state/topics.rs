@@ -1,5 +1,5 @@
 //! Topics and partitions (Kafka's `ReplicationControlManager`): create, delete, configs, ISR changes
-//! asked by partition leaders (AlterPartition, digest §5.6) and preferred-leader elections.
+//! asked by partition leaders (AlterPartition, KIP-497) and preferred-leader elections.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -295,7 +295,8 @@ pub struct AlterPartitionItem {
 /// The outcome for one partition: its state after the change, or why it was refused.
 pub type AlterPartitionOutcome = Result<PartitionRegistration, ResponseError>;
 
-/// AlterPartition from a partition leader (digest §5.6), each partition checked in Kafka's order.
+/// AlterPartition from a partition leader, each partition checked in the order of Kafka's
+/// `ReplicationControlManager.alterPartition`.
 pub fn alter_partition(
     image: &MetadataImage,
     broker_id: BrokerId,
