@@ -14,8 +14,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::lifecycle::{BrokerState, BrokerStatus};
 use crate::metadata::{partition_counts, MetadataCache};
+use crate::status::{BrokerState, BrokerStatus};
 
 /// What the handlers read.
 #[derive(Clone)]

@@ -23,6 +23,7 @@ pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
 pub mod server;
+pub mod status;
 
 /// The unit tests decode hostile frames too, so they run on the broker's allocator.
 #[cfg(test)]
@@ -31,6 +32,6 @@ static TEST_ALLOCATOR: alloc::LazyLargeAllocator = alloc::LazyLargeAllocator;
 
 pub use config::BrokerConfig;
 pub use error::{BrokerError, ControllerCallError};
-pub use lifecycle::{BrokerState, BrokerStatus};
 pub use metadata::MetadataCache;
 pub use server::{run, Broker};
+pub use status::{BrokerState, BrokerStatus};

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::controller_client::ControllerClient;
-use crate::lifecycle::BrokerStatus;
+use crate::status::BrokerStatus;
 
 /// How long an InitProducerId waits for a block before answering that it should retry.
 pub const BLOCK_WAIT: Duration = Duration::from_secs(5);

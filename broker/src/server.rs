@@ -30,13 +30,14 @@ use crate::error::BrokerError;
 use crate::group::GroupCoordinator;
 use crate::handlers::BrokerContext;
 use crate::http::{router, HttpState};
-use crate::lifecycle::{BrokerLifecycleManager, BrokerStatus, LifecycleConfig};
+use crate::lifecycle::{BrokerLifecycleManager, LifecycleConfig};
 use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
 use crate::producer_ids::{ControllerBlockSource, ProducerIdManager};
 use crate::replica::fetcher::run_fetcher_manager;
 use crate::replica::isr::{run_isr_changes, run_isr_shrinker};
 use crate::replica::{run_metadata_listener, ReplicaManager};
+use crate::status::BrokerStatus;
 
 /// The lock file in a broker's data dir.
 pub const LOCK_FILE: &str = ".lock";

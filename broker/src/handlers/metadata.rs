@@ -435,10 +435,10 @@ pub(crate) mod tests {
                 tokio_util::task::TaskTracker::new(),
                 tokio_util::sync::CancellationToken::new(),
             );
-            let (_, status) = tokio::sync::watch::channel(crate::lifecycle::BrokerStatus {
+            let (_, status) = tokio::sync::watch::channel(crate::status::BrokerStatus {
                 broker_id,
                 incarnation_id: uuid::Uuid::nil(),
-                state: crate::lifecycle::BrokerState::Running,
+                state: crate::status::BrokerState::Running,
                 broker_epoch: Some(1),
                 cluster_id: None,
                 fenced: false,

@@ -25,8 +25,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::{Partition, ReplicaManager};
-use crate::lifecycle::BrokerStatus;
 use crate::metadata::MetadataCache;
+use crate::status::BrokerStatus;
 
 /// The Fetch version followers use: topic ids (v13+) and the broker epoch in `ReplicaState` (v15).
 const FETCH_VERSION: i16 = 15;

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::manager::IsrChange;
 use super::ReplicaManager;
 use crate::controller_client::ControllerClient;
-use crate::lifecycle::BrokerStatus;
+use crate::status::BrokerStatus;
 
 /// How long to wait for the metadata to show an accepted change before allowing the next one.
 const APPLY_WAIT: Duration = Duration::from_secs(5);

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::partition::{Partition, PartitionState};
-use crate::lifecycle::BrokerStatus;
 use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog};
 use crate::metadata::MetadataCache;
+use crate::status::BrokerStatus;
 
 /// An ISR change a partition leader asks of the controller (AlterPartition).
 pub struct IsrChange {
