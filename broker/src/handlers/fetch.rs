@@ -16,7 +16,8 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{leader_hint, leader_partition, BrokerContext, RequestContext};
+use super::leader_hints::LeaderHints;
+use super::{leader_partition, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
 use crate::log::Batches;
 
@@ -98,7 +99,7 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
     };
     let mut bytes_read = 0i64;
     let mut any_error = false;
-    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut hints = LeaderHints::new(&image, rc.listener);
     let mut responses = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
@@ -141,21 +142,10 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
                     );
                     if hinted && rc.version >= 12 {
                         if let Ok(id) = topic_id {
-                            let hint = leader_hint(&image, id, p.partition, rc.listener);
+                            let (leader, epoch) = hints.current_leader(id, p.partition);
                             data.current_leader = LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(hint.leader_id))
-                                .with_leader_epoch(hint.leader_epoch);
-                            if let Some(e) = hint.endpoint {
-                                if !endpoints.iter().any(|n| n.node_id.0 == e.node_id) {
-                                    endpoints.push(
-                                        NodeEndpoint::default()
-                                            .with_node_id(BrokerId(e.node_id))
-                                            .with_host(StrBytes::from_string(e.host))
-                                            .with_port(e.port)
-                                            .with_rack(e.rack.map(StrBytes::from_string)),
-                                    );
-                                }
-                            }
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch);
                         }
                     }
                 }
@@ -175,7 +165,13 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
     }
     let mut response = FetchResponse::default().with_responses(responses);
     if rc.version >= 16 {
-        response.node_endpoints = endpoints;
+        response.node_endpoints = hints.endpoints(|e| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(e.node_id))
+                .with_host(StrBytes::from_string(e.host))
+                .with_port(e.port)
+                .with_rack(e.rack.map(StrBytes::from_string))
+        });
     }
     Read {
         response,

@@ -79,7 +79,7 @@ mod tests {
 
     use super::*;
     use crate::group::OFFSETS_TOPIC;
-    use crate::handlers::metadata::tests::{broker, topic, TestBroker};
+    use crate::handlers::test_support::{broker, topic, TestBroker};
     use crate::handlers::{join_group, offset_fetch};
 
     fn find(key: &str) -> FindCoordinatorRequest {

@@ -61,7 +61,7 @@ mod tests {
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;
-    use crate::handlers::metadata::tests::{assert_encodes, cluster, TestBroker};
+    use crate::handlers::test_support::{assert_encodes, cluster, TestBroker};
     use crate::producer_ids::tests::manager;
 
     async fn init(

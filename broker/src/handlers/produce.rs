@@ -10,31 +10,22 @@
 //! INVALID_PRODUCER_EPOCH (47) and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER (45), both definitely not
 //! appended.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
     TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, ProduceRequest, ProduceResponse, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{leader_hint, BrokerContext, RequestContext};
+use super::leader_hints::LeaderHints;
+use super::{BrokerContext, Outcome, RequestContext};
 use crate::log::batch::Compression;
 use crate::log::{BatchHeader, LogError};
 use crate::replica::AppendError;
-
-pub enum ProduceOutcome {
-    Respond(ProduceResponse),
-    NoResponse,
-    Close(String),
-    /// Every batch is written, in request order; what remains (durability, then the answer) may
-    /// overlap with the connection's next request.
-    Completing(Pin<Box<dyn Future<Output = ProduceOutcome> + Send>>),
-}
 
 /// Why one partition's batch was not appended.
 struct Refusal {
@@ -90,16 +81,16 @@ pub async fn handle(
     ctx: &BrokerContext,
     rc: &RequestContext<'_>,
     request: ProduceRequest,
-) -> ProduceOutcome {
+) -> Outcome {
     let acks = request.acks;
     let request_timeout_ms = request.timeout_ms;
     if request.transactional_id.is_some() {
         // Transactions are not offered (not in ApiVersions); a client sending one is broken.
-        return ProduceOutcome::Close("transactional produce is not supported".into());
+        return Outcome::Close("transactional produce is not supported".into());
     }
     let image = ctx.metadata.current();
     let version = rc.version;
-    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut hints = LeaderHints::new(&image, rc.listener);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // Appends written now, completed below: (topic position, partition position, append).
     let mut pending = Vec::new();
@@ -139,21 +130,10 @@ pub async fn handle(
                     failed = true;
                     if refusal.error == ResponseError::NotLeaderOrFollower && version >= 10 {
                         if let Some(t) = topic_image {
-                            let hint = leader_hint(&image, t.id, index, rc.listener);
+                            let (leader, epoch) = hints.current_leader(t.id, index);
                             response.current_leader = LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(hint.leader_id))
-                                .with_leader_epoch(hint.leader_epoch);
-                            if let Some(e) = hint.endpoint {
-                                if !endpoints.iter().any(|n| n.node_id.0 == e.node_id) {
-                                    endpoints.push(
-                                        NodeEndpoint::default()
-                                            .with_node_id(BrokerId(e.node_id))
-                                            .with_host(StrBytes::from_string(e.host))
-                                            .with_port(e.port)
-                                            .with_rack(e.rack.map(StrBytes::from_string)),
-                                    );
-                                }
-                            }
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch);
                         }
                     }
                     refuse(&mut response, refusal, version);
@@ -167,6 +147,13 @@ pub async fn handle(
                 .with_partition_responses(partition_responses),
         );
     }
+    let node_endpoints = hints.endpoints(|e| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(e.node_id))
+            .with_host(StrBytes::from_string(e.host))
+            .with_port(e.port)
+            .with_rack(e.rack.map(StrBytes::from_string))
+    });
     let replicas = ctx.replicas.clone();
     let timeout = std::time::Duration::from_millis(request_timeout_ms.max(0) as u64);
     let complete = async move {
@@ -188,18 +175,18 @@ pub async fn handle(
         }
         if acks == 0 {
             return if failed {
-                ProduceOutcome::Close("an acks=0 produce failed".into())
+                Outcome::Close("an acks=0 produce failed".into())
             } else {
-                ProduceOutcome::NoResponse
+                Outcome::NoResponse
             };
         }
         let mut response = ProduceResponse::default().with_responses(responses);
         if version >= 10 {
-            response.node_endpoints = endpoints;
+            response.node_endpoints = node_endpoints;
         }
-        ProduceOutcome::Respond(response)
+        Outcome::Respond(Box::new(ResponseKind::Produce(response)))
     };
-    ProduceOutcome::Completing(Box::pin(complete))
+    Outcome::Completing(Box::pin(complete))
 }
 
 /// Fills a partition's error (and, v8+, its message) into its response.
