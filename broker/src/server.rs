@@ -1,6 +1,7 @@
 //! `Broker`: one running broker, started in-process by `Broker::start` (the binary and the tests alike).
-//! It wires the parts together — controller client, metadata watch, lifecycle manager, HTTP endpoint; the
-//! Kafka listener and the partition logs join them here later — and owns their shutdown.
+//! It wires the parts together — the data-dir lock, partition logs, controller client, metadata watch,
+//! lifecycle manager, replica manager and fetchers, group coordinator, producer ids, the Kafka
+//! listeners and the HTTP endpoint — and owns their shutdown.
 //!
 //! What must stay true: every task runs on one `TaskTracker` under one `CancellationToken`, and no task
 //! outlives `Broker::shutdown`/`stop`. A graceful shutdown first completes the controlled shutdown (the
