@@ -44,3 +44,87 @@ pub use error::{BrokerError, ControllerCallError};
 pub use metadata::MetadataCache;
 pub use server::{run, Broker};
 pub use status::{BrokerState, BrokerStatus};
+
+/// The layering the crate docs promise, checked: no two top-level modules import each other, directly
+/// or through others (test code and comments aside).
+#[cfg(test)]
+mod layering {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// `crate::<module>` references in a source file, outside comments and its test module.
+    fn references(source: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut found = BTreeSet::new();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("crate::") {
+                let rest = &line[i + "crate::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if modules.contains(&name) {
+                    found.insert(name);
+                }
+            }
+        }
+        found
+    }
+
+    fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir)
+            .expect("readable source dir")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn top_level_modules_have_no_import_cycle() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        let top = |path: &Path| -> String {
+            let relative = path.strip_prefix(&src).expect("under src");
+            let first = relative.components().next().expect("a component");
+            let name = first.as_os_str().to_string_lossy();
+            name.trim_end_matches(".rs").to_owned()
+        };
+        let modules: BTreeSet<String> = files
+            .iter()
+            .map(|f| top(f))
+            .filter(|m| m != "lib" && m != "main")
+            .collect();
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in &files {
+            let from = top(file);
+            let source = std::fs::read_to_string(file).expect("readable source");
+            let to = references(&source, &modules);
+            edges
+                .entry(from.clone())
+                .or_default()
+                .extend(to.into_iter().filter(|m| *m != from));
+        }
+        // A module is on a cycle if it can reach itself.
+        for start in &modules {
+            let mut seen = BTreeSet::new();
+            let mut stack: Vec<&String> = edges.get(start).into_iter().flatten().collect();
+            while let Some(next) = stack.pop() {
+                assert_ne!(
+                    next, start,
+                    "module `{start}` imports itself through others: {edges:#?}"
+                );
+                if seen.insert(next) {
+                    stack.extend(edges.get(next).into_iter().flatten());
+                }
+            }
+        }
+        assert!(edges.len() > 10, "the walk found the modules: {edges:?}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Errors of the controller. Command refusals are `ApiError`s in the cluster's one error vocabulary
-//! (Kafka's codes, `chronik_metadata::error`); `api::grpc::status` maps every `ControllerError` to a gRPC
-//! status and `api::http` to an HTTP status, each in exactly one function.
+//! (Kafka's codes, `chronik_metadata::error`); `api::grpc::status` is the one function that maps a
+//! `ControllerError` to a gRPC status (the HTTP endpoints only report health and read-only views).
+//! `NodeError` is why a node cannot start or had to stop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
