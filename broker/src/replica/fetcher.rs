@@ -8,7 +8,9 @@
 //! What must stay true: a response is applied only while the leader it came from still leads the
 //! partition in the leader epoch the request named, checked under the partition's state lock so no
 //! role change interleaves; the follower's high watermark is `min(leader's, own log end)` and never
-//! moves back except by truncation; a fetch gives up before the broker session timeout.
+//! moves back except by truncation; a fetch gives up before the broker session timeout; partitions
+//! that returned data go to the end of the next request, so a response bounded by `max_bytes`
+//! starves none.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 use super::{Partition, ReplicaManager};
 use crate::lifecycle::BrokerStatus;
@@ -38,8 +41,11 @@ const FETCH_VERSION: i16 = 15;
 const MAX_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const RESPONSE_MAX_BYTES: i32 = 10 << 20;
-/// Largest fetch response accepted from a leader.
-const MAX_RESPONSE_FRAME: usize = 64 << 20;
+/// Largest fetch response accepted from a leader. A leader answers at most `RESPONSE_MAX_BYTES` plus
+/// one batch (KIP-74, only the first partition with data may exceed it), and a batch is at most one
+/// request frame (`--max-request-bytes`, 100 MiB by default): a response a leader may send is never
+/// refused, so the follower never repeats a fetch whose answer it cannot take.
+const MAX_RESPONSE_FRAME: usize = RESPONSE_MAX_BYTES as usize + (128 << 20);
 const BACKOFF: Duration = Duration::from_millis(250);
 /// How long a fetch may take before the connection is dropped: the long poll plus room for the
 /// transfer, and below the controller's broker session timeout (5 s by default), so a leader that
@@ -190,13 +196,19 @@ async fn run_fetcher(
     let self_id = replicas.broker_id();
     let client_id = format!("chronik-replica-fetcher-{self_id}");
     let mut connection: Option<LeaderConnection> = None;
+    // The fetch round in which each partition last returned data.
+    let mut served: HashMap<(Uuid, i32), u64> = HashMap::new();
+    let mut round = 0u64;
     info!(leader, "replica fetcher started");
     loop {
         if cancel.is_cancelled() || partitions.has_changed().is_err() {
             info!(leader, "replica fetcher stopped");
             return;
         }
-        let targets = partitions.borrow_and_update().clone();
+        let mut targets = partitions.borrow_and_update().clone();
+        // Partitions served longest ago first: a response bounded by max_bytes then serves each in
+        // turn (Kafka moves a partition that returned data to the end of its fetch order).
+        targets.sort_by_key(|p| served.get(&(p.topic_id, p.index)).copied().unwrap_or(0));
         let broker_epoch = status.borrow().broker_epoch.unwrap_or(-1);
         let outcome = async {
             if connection.is_none() {
@@ -223,6 +235,14 @@ async fn run_fetcher(
         };
         let backoff = match response {
             Ok((request, response)) => {
+                round += 1;
+                for topic in &response.responses {
+                    for data in &topic.partitions {
+                        if data.records.as_ref().is_some_and(|r| !r.is_empty()) {
+                            served.insert((topic.topic_id, data.partition_index), round);
+                        }
+                    }
+                }
                 apply_response(&replicas, &targets, &request, response, leader).await
             }
             Err(e) => {
