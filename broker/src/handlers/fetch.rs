@@ -2,7 +2,8 @@
 //! response holds exactly the requested partitions (no fetch sessions: session id 0), whole batches
 //! straight from the log files. It stays within the request's `max_bytes` and each partition's limit,
 //! except that the first partition with data returns at least one whole batch (KIP-74): a response
-//! is at most `max_bytes` plus one batch, for consumers and followers alike.
+//! is at most `max_bytes` plus one batch, for consumers and followers alike. A follower's
+//! OFFSET_OUT_OF_RANGE carries the log start offset, so one below it can restart its log there.
 //! A long poll waits until `min_bytes` are available, an error occurs or `max_wait_ms` passes.
 
 use std::time::Duration;
@@ -240,7 +241,15 @@ fn read_partition(
     let mut read = log
         .read(p.fetch_offset, max_bytes.max(1), upper_bound)
         .map_err(|e| match e {
-            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::OffsetOutOfRange {
+                log_start_offset, ..
+            } => {
+                if follower.is_some() {
+                    // A follower entirely below it restarts its log there.
+                    data.log_start_offset = log_start_offset;
+                }
+                ResponseError::OffsetOutOfRange
+            }
             LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
             e if e.is_storage_failure() => ResponseError::KafkaStorageError,
             _ => ResponseError::UnknownServerError,
@@ -341,5 +350,18 @@ mod tests {
         let read = sizes(&response);
         assert!(read[0] > 300_000);
         assert_eq!(&read[1..], &[0, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_follower_below_the_log_start_is_told_where_it_begins() {
+        let (b, id) = leader_of(&[10, 10]);
+        let partition = b.ctx.replicas.partition(id, 0).expect("hosted");
+        partition.log.maybe_increment_high_watermark(1);
+        partition.log.truncate_fully_and_start_at(7).unwrap();
+        let rc = b.rc(15, "PLAINTEXT");
+        let response = handle(&b.ctx, &rc, follower_fetch(id, 1, 1 << 20)).await;
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(data.error_code, ResponseError::OffsetOutOfRange.code());
+        assert_eq!(data.log_start_offset, 7);
     }
 }

@@ -10,7 +10,8 @@
 //! role change interleaves; the follower's high watermark is `min(leader's, own log end)` and never
 //! moves back except by truncation; a fetch gives up before the broker session timeout; partitions
 //! that returned data go to the end of the next request, so a response bounded by `max_bytes`
-//! starves none.
+//! starves none; a follower whose whole log is below the leader's log start (OFFSET_OUT_OF_RANGE,
+//! with the leader's log start in the answer) empties it and restarts there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -330,13 +331,46 @@ async fn apply_response(
             let Some(leader_epoch) = requested_epoch(request, partition) else {
                 continue;
             };
+            let following = partition.clone();
+            if data.error_code == ResponseError::OffsetOutOfRange.code()
+                && data.log_start_offset > partition.log.log_end_offset()
+            {
+                // Everything here is below the leader's log start (retention ran while this
+                // replica was away, or its disk was replaced): start over there (Kafka's
+                // `ReplicaFetcherThread` after OFFSET_OUT_OF_RANGE, `truncateFullyAndStartAt`).
+                let leader_log_start = data.log_start_offset;
+                let result = tokio::task::spawn_blocking(move || {
+                    following.while_following(leader, leader_epoch, |log| {
+                        if leader_log_start > log.log_end_offset() {
+                            log.truncate_fully_and_start_at(leader_log_start)
+                        } else {
+                            Ok(())
+                        }
+                    })
+                })
+                .await;
+                match result {
+                    Ok(Some(Ok(()))) => info!(
+                        topic = %partition.topic,
+                        partition = partition.index,
+                        leader_log_start,
+                        "log below the leader's log start: restarted there"
+                    ),
+                    Ok(Some(Err(e))) => {
+                        warn!(topic = %partition.topic, partition = partition.index, "cannot restart the log at the leader's log start: {e}");
+                        backoff = true;
+                    }
+                    Ok(None) => stale_response(partition, leader, leader_epoch),
+                    Err(e) => warn!("truncation task failed: {e}"),
+                }
+                continue;
+            }
             if data.error_code != 0 {
                 let error = ResponseError::try_from_code(data.error_code);
                 debug!(topic = %partition.topic, partition = partition.index, leader, ?error, "replica fetch error");
                 backoff = true;
                 continue;
             }
-            let following = partition.clone();
             if data.diverging_epoch.epoch >= 0 {
                 let diverging = data.diverging_epoch;
                 let result = tokio::task::spawn_blocking(move || {
@@ -675,5 +709,67 @@ mod tests {
         )
         .await;
         assert_eq!(partition.log.high_watermark(), 5);
+    }
+
+    fn out_of_range(partition: &Partition, leader_log_start: i64) -> FetchResponse {
+        let data = PartitionData::default()
+            .with_partition_index(0)
+            .with_error_code(ResponseError::OffsetOutOfRange.code())
+            .with_high_watermark(-1)
+            .with_log_start_offset(leader_log_start);
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic_id(partition.topic_id)
+            .with_partitions(vec![data])])
+    }
+
+    #[tokio::test]
+    async fn a_follower_below_the_leaders_log_start_restarts_its_log_there() {
+        // Issue #11 (4): retention removed the leader's first segments (log start 100) while this
+        // follower was away with 3 records; it empties its log and fetches from 100 on.
+        let (_dir, replicas, partition) = follower(&[(0, 3)]);
+        let targets = vec![partition.clone()];
+        let request = fetch_request(1, 42, &targets);
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            out_of_range(&partition, 100),
+            2,
+        )
+        .await;
+        assert_eq!(
+            (
+                partition.log.log_start_offset(),
+                partition.log.log_end_offset()
+            ),
+            (100, 100),
+            "the follower stays below the leader's log start"
+        );
+        let next = fetch_request(1, 42, &targets);
+        let p = &next.topics[0].partitions[0];
+        assert_eq!(
+            (p.fetch_offset, p.log_start_offset, p.last_fetched_epoch),
+            (100, 100, -1)
+        );
+        apply_response(
+            &replicas,
+            &targets,
+            &next,
+            records(&partition, 100, 9, 101),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.log_end_offset(), 101);
+        // Out of range while not below the leader's log start: nothing is thrown away.
+        let request = fetch_request(1, 42, &targets);
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            out_of_range(&partition, 50),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.log_end_offset(), 101);
     }
 }
