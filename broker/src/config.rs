@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chronik_controller::state::{BrokerId, Endpoint};
+use chronik_metadata::{BrokerId, Endpoint};
 use clap::Parser;
 
 use crate::error::BrokerError;
@@ -283,7 +283,7 @@ pub struct BrokerConfig {
     pub replica_lag_time_max_ms: u64,
 
     #[command(flatten)]
-    pub group: crate::group::GroupArgs,
+    pub group: GroupArgs,
 
     /// Largest Kafka request frame accepted; larger ones are refused before they are read.
     #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
@@ -474,6 +474,66 @@ impl BrokerConfig {
     pub fn controller_request_timeout(&self) -> Duration {
         Duration::from_millis(self.controller_request_timeout_ms)
     }
+}
+
+/// Coordinator settings, from the broker's flags (Kafka's names in the doc lines).
+#[derive(Clone, Debug, clap::Args)]
+pub struct GroupArgs {
+    /// Partitions of the offsets topic when this broker creates it (`offsets.topic.num.partitions`).
+    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 50,
+        value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub offsets_topic_num_partitions: i32,
+
+    /// Replication factor of the offsets topic, capped at the live brokers when it is created
+    /// (`offsets.topic.replication.factor`).
+    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR", default_value_t = 3,
+        value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub offsets_topic_replication_factor: i32,
+
+    /// How long a new group waits for more members before its first rebalance completes
+    /// (`group.initial.rebalance.delay.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3_000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6_000
+    )]
+    pub group_min_session_timeout_ms: i32,
+
+    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub group_max_session_timeout_ms: i32,
+
+    /// How long an offset commit or group write waits for the offsets topic's in-sync replicas
+    /// (`offsets.commit.timeout.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_OFFSETS_COMMIT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub offsets_commit_timeout_ms: u64,
+
+    /// How long the committed offsets of a group without members are kept
+    /// (`offsets.retention.minutes`).
+    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub offsets_retention_minutes: u64,
+
+    /// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
+    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_CHECK_INTERVAL_MS", default_value_t = 600_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use chronik_metadata::{error, leader_hint, ResponseError};
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::broker_service_client::BrokerServiceClient;
 use chronik_proto::v1::{
@@ -34,12 +35,9 @@ use tonic::{Code, Request, Status, Streaming};
 use tracing::{debug, info};
 
 use crate::config::HostPort;
-use crate::error::ControllerError;
+use crate::error::ControllerCallError;
 
 /// The Kafka error name of an answer from a controller that is not the active one.
-const NOT_CONTROLLER: &str = "NOT_CONTROLLER";
-/// What a controller answers when the quorum itself has no leader or cannot commit.
-const COORDINATOR_NOT_AVAILABLE: &str = "COORDINATOR_NOT_AVAILABLE";
 const INITIAL_BACKOFF: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_millis(400);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
@@ -94,7 +92,7 @@ pub(crate) enum Failure {
     Interrupted(String),
     /// The controller refused the call; retrying would not help.
     Refused {
-        kafka_error: Option<String>,
+        kafka_error: Option<ResponseError>,
         code: Code,
         message: String,
     },
@@ -106,17 +104,20 @@ pub(crate) fn classify(status: &Status) -> Failure {
         .metadata()
         .get(ERROR_METADATA_KEY)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    match kafka_error.as_deref() {
-        Some(NOT_CONTROLLER) => {
+        .and_then(error::from_name);
+    match kafka_error {
+        Some(ResponseError::NotController) => {
             let leader = status
                 .metadata()
                 .get(LEADER_METADATA_KEY)
                 .and_then(|v| v.to_str().ok())
-                .and_then(parse_leader_hint);
+                .and_then(leader_hint::parse);
             Failure::NotController { leader }
         }
-        Some(COORDINATOR_NOT_AVAILABLE) => Failure::Unreachable(status.message().to_owned()),
+        // What a controller answers when the quorum itself has no leader or cannot commit.
+        Some(ResponseError::CoordinatorNotAvailable) => {
+            Failure::Unreachable(status.message().to_owned())
+        }
         Some(_) => Failure::Refused {
             kafka_error,
             code: status.code(),
@@ -137,24 +138,17 @@ pub(crate) fn classify(status: &Status) -> Failure {
     }
 }
 
-/// The `host:port` of a `chronik-leader` hint (`id@host:port`, the id being optional).
-pub(crate) fn parse_leader_hint(hint: &str) -> Option<String> {
-    let address = hint.rsplit_once('@').map_or(hint, |(_, address)| address);
-    address
-        .parse::<HostPort>()
-        .ok()
-        .filter(|a| a.port != 0)
-        .map(|a| a.to_string())
-}
-
 impl ControllerClient {
     /// A client for the given `host:port` controller addresses (at least one). `request_timeout` bounds
     /// every attempt and every connection; a call keeps trying other controllers for at most twice that.
-    pub fn new(addresses: Vec<String>, request_timeout: Duration) -> Result<Self, ControllerError> {
+    pub fn new(
+        addresses: Vec<String>,
+        request_timeout: Duration,
+    ) -> Result<Self, ControllerCallError> {
         let mut unique: Vec<String> = Vec::with_capacity(addresses.len());
         for address in addresses {
             if address.parse::<HostPort>().is_err() {
-                return Err(ControllerError::InvalidAddress {
+                return Err(ControllerCallError::InvalidAddress {
                     address,
                     reason: "expected HOST:PORT".into(),
                 });
@@ -164,7 +158,7 @@ impl ControllerClient {
             }
         }
         if unique.is_empty() {
-            return Err(ControllerError::InvalidAddress {
+            return Err(ControllerCallError::InvalidAddress {
                 address: String::new(),
                 reason: "no controller address given".into(),
             });
@@ -200,7 +194,7 @@ impl ControllerClient {
     pub async fn register_broker(
         &self,
         request: RegisterBrokerRequest,
-    ) -> Result<RegisterBrokerResponse, ControllerError> {
+    ) -> Result<RegisterBrokerResponse, ControllerCallError> {
         // Idempotent: the same incarnation registering again keeps its epoch.
         let kind = CallKind {
             name: "RegisterBroker",
@@ -221,7 +215,7 @@ impl ControllerClient {
     pub async fn broker_heartbeat(
         &self,
         request: BrokerHeartbeatRequest,
-    ) -> Result<BrokerHeartbeatResponse, ControllerError> {
+    ) -> Result<BrokerHeartbeatResponse, ControllerCallError> {
         let kind = CallKind {
             name: "BrokerHeartbeat",
             idempotent: true,
@@ -241,7 +235,7 @@ impl ControllerClient {
     pub async fn alter_partition(
         &self,
         request: AlterPartitionRequest,
-    ) -> Result<AlterPartitionResponse, ControllerError> {
+    ) -> Result<AlterPartitionResponse, ControllerCallError> {
         let kind = CallKind {
             name: "AlterPartition",
             idempotent: false,
@@ -261,7 +255,7 @@ impl ControllerClient {
     pub async fn allocate_producer_ids(
         &self,
         request: AllocateProducerIdsRequest,
-    ) -> Result<AllocateProducerIdsResponse, ControllerError> {
+    ) -> Result<AllocateProducerIdsResponse, ControllerCallError> {
         let kind = CallKind {
             name: "AllocateProducerIds",
             idempotent: false,
@@ -281,7 +275,7 @@ impl ControllerClient {
     pub async fn create_topics(
         &self,
         request: CreateTopicsRequest,
-    ) -> Result<CreateTopicsResponse, ControllerError> {
+    ) -> Result<CreateTopicsResponse, ControllerCallError> {
         let kind = CallKind {
             name: "CreateTopics",
             idempotent: false,
@@ -301,7 +295,7 @@ impl ControllerClient {
     pub async fn delete_topics(
         &self,
         request: DeleteTopicsRequest,
-    ) -> Result<DeleteTopicsResponse, ControllerError> {
+    ) -> Result<DeleteTopicsResponse, ControllerCallError> {
         let kind = CallKind {
             name: "DeleteTopics",
             idempotent: false,
@@ -320,7 +314,10 @@ impl ControllerClient {
 
     /// Opens `WatchMetadata{from_offset}` on the active controller when known, otherwise on the next
     /// address. Any controller may serve it. The request timeout bounds only the opening, not the stream.
-    pub async fn watch_metadata(&self, from_offset: u64) -> Result<MetadataWatch, ControllerError> {
+    pub async fn watch_metadata(
+        &self,
+        from_offset: u64,
+    ) -> Result<MetadataWatch, ControllerCallError> {
         let kind = CallKind {
             name: "WatchMetadata",
             idempotent: true,
@@ -349,7 +346,7 @@ impl ControllerClient {
         }
     }
 
-    async fn call<T, F, Fut>(&self, kind: CallKind, attempt: F) -> Result<T, ControllerError>
+    async fn call<T, F, Fut>(&self, kind: CallKind, attempt: F) -> Result<T, ControllerCallError>
     where
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -362,7 +359,7 @@ impl ControllerClient {
         &self,
         kind: CallKind,
         mut attempt: F,
-    ) -> Result<(String, T), ControllerError>
+    ) -> Result<(String, T), ControllerCallError>
     where
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -392,7 +389,7 @@ impl ControllerClient {
                     message,
                 } => {
                     // A refusal is an answer from a working controller: keep talking to it.
-                    return Err(ControllerError::Refused {
+                    return Err(ControllerCallError::Refused {
                         address: target,
                         kafka_error,
                         code,
@@ -401,14 +398,14 @@ impl ControllerClient {
                 }
                 Failure::TimedOut if !kind.idempotent => {
                     self.report_failure(&target);
-                    return Err(ControllerError::Timeout {
+                    return Err(ControllerCallError::Timeout {
                         address: target,
                         timeout_ms: timeout.as_millis(),
                     });
                 }
                 Failure::Interrupted(reason) if !kind.idempotent => {
                     self.report_failure(&target);
-                    return Err(ControllerError::Interrupted {
+                    return Err(ControllerCallError::Interrupted {
                         address: target,
                         reason,
                     });
@@ -437,7 +434,7 @@ impl ControllerClient {
                 }
             };
             if Instant::now() >= deadline {
-                return Err(ControllerError::Unavailable {
+                return Err(ControllerCallError::Unavailable {
                     addresses: self.addresses.join(","),
                     waited_ms: started.elapsed().as_millis(),
                     last_error,
@@ -479,13 +476,13 @@ impl ControllerClient {
         }
     }
 
-    fn channel(&self, address: &str) -> Result<Channel, ControllerError> {
+    fn channel(&self, address: &str) -> Result<Channel, ControllerCallError> {
         let mut state = self.lock();
         if let Some(channel) = state.channels.get(address) {
             return Ok(channel.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| ControllerError::InvalidAddress {
+            .map_err(|e| ControllerCallError::InvalidAddress {
                 address: address.to_owned(),
                 reason: e.to_string(),
             })?
@@ -591,7 +588,7 @@ mod tests {
                 None
             )),
             Failure::Refused {
-                kafka_error: Some("STALE_BROKER_EPOCH".into()),
+                kafka_error: Some(ResponseError::StaleBrokerEpoch),
                 code: Code::FailedPrecondition,
                 message: "msg".into()
             }
@@ -603,18 +600,6 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn leader_hints_parse_with_or_without_an_id() {
-        assert_eq!(parse_leader_hint("1@a:9093").as_deref(), Some("a:9093"));
-        assert_eq!(parse_leader_hint("a:9093").as_deref(), Some("a:9093"));
-        assert_eq!(
-            parse_leader_hint("7@[::1]:9093").as_deref(),
-            Some("[::1]:9093")
-        );
-        assert_eq!(parse_leader_hint("1@a:0"), None);
-        assert_eq!(parse_leader_hint(""), None);
     }
 
     /// Controllers that refuse connections: every address is tried, the call ends within its budget, and

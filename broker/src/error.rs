@@ -1,25 +1,32 @@
-//! The broker's typed errors. `ControllerError` is everything a call to the controller quorum can end
-//! in; `BrokerError` is what makes the broker process fail (and what `main` prints as one line). A
-//! controller's refusal keeps the Kafka error name it came with (the `chronik-error` status metadata), so
-//! callers decide on the name, using the controller crate's `ErrorCode` vocabulary rather than strings of
-//! their own. The mapping of broker errors to Kafka error codes for clients will live here too.
+//! The broker's typed errors. `ControllerCallError` is everything a call to the controller quorum can
+//! end in; `BrokerError` is what makes the broker process fail (and what `main` prints as one line).
+//!
+//! There is one error vocabulary, Kafka's codes (`chronik_metadata::ResponseError`), and each error
+//! type maps itself to it in exactly one function:
+//! - `ControllerCallError::kafka_error` (here): what a forwarded admin call answers when the controller
+//!   call failed. A controller's refusal arrives with its Kafka error (the `chronik-error` status
+//!   metadata, read back by `chronik_metadata::error::from_name`).
+//! - `LogError::kafka_error` (`log::error`): a refused or failed read or append.
+//! - `AppendError::kafka_error` (`replica::manager`): a leader append, for producers.
+//! - The group coordinator translates append failures into coordinator codes in `group::shard`, as
+//!   Kafka's `GroupMetadataManager` does.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use chronik_controller::error::ErrorCode;
+use chronik_metadata::ResponseError;
 use thiserror::Error;
 
 /// Why a call to the controller quorum failed.
 #[derive(Clone, Debug, Error)]
-pub enum ControllerError {
+pub enum ControllerCallError {
     /// A controller answered and refused the call.
     #[error("controller {address} refused the call: {}{message}", name_prefix(.kafka_error))]
     Refused {
         /// The controller that answered.
         address: String,
-        /// The Kafka error name from the `chronik-error` metadata, when present.
-        kafka_error: Option<String>,
+        /// The Kafka error from the `chronik-error` metadata, when present.
+        kafka_error: Option<ResponseError>,
         /// The gRPC status code.
         code: tonic::Code,
         /// The status message.
@@ -49,34 +56,50 @@ pub enum ControllerError {
     InvalidAddress { address: String, reason: String },
 }
 
-fn name_prefix(kafka_error: &Option<String>) -> String {
+fn name_prefix(kafka_error: &Option<ResponseError>) -> String {
     kafka_error
-        .as_deref()
-        .map(|name| format!("{name}: "))
+        .map(|e| format!("{}: ", chronik_metadata::error::name(e)))
         .unwrap_or_default()
 }
 
-impl ControllerError {
-    /// The Kafka error name the controller refused the call with, if any.
-    pub fn kafka_error(&self) -> Option<&str> {
+impl ControllerCallError {
+    /// The Kafka error the controller refused the call with, if any.
+    pub fn refusal(&self) -> Option<ResponseError> {
         match self {
-            ControllerError::Refused { kafka_error, .. } => kafka_error.as_deref(),
+            ControllerCallError::Refused { kafka_error, .. } => *kafka_error,
             _ => None,
         }
     }
 
     /// True when the controller refused the call with this Kafka error.
-    pub fn is(&self, code: ErrorCode) -> bool {
-        self.kafka_error() == Some(code.name())
+    pub fn is(&self, code: ResponseError) -> bool {
+        self.refusal() == Some(code)
+    }
+
+    /// The Kafka error a forwarded admin call answers with when the controller call failed.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            // Never reached an active controller, so nothing was applied: the Java admin client
+            // retries NOT_CONTROLLER after refreshing its metadata.
+            ControllerCallError::Unavailable { .. }
+            | ControllerCallError::InvalidAddress { .. } => ResponseError::NotController,
+            // Sent but unanswered: it may still be applied.
+            ControllerCallError::Timeout { .. } | ControllerCallError::Interrupted { .. } => {
+                ResponseError::RequestTimedOut
+            }
+            ControllerCallError::Refused { kafka_error, .. } => {
+                kafka_error.unwrap_or(ResponseError::UnknownServerError)
+            }
+        }
     }
 
     /// True when no controller answered at all (worth retrying later, unlike a refusal).
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            ControllerError::Unavailable { .. }
-                | ControllerError::Timeout { .. }
-                | ControllerError::Interrupted { .. }
+            ControllerCallError::Unavailable { .. }
+                | ControllerCallError::Timeout { .. }
+                | ControllerCallError::Interrupted { .. }
         )
     }
 }
@@ -97,8 +120,8 @@ pub enum BrokerError {
         address: SocketAddr,
         source: std::io::Error,
     },
-    #[error("data dir {} is in use by another broker process (lock {} is held)", path.display(), path.join(crate::server::LOCK_FILE).display())]
-    DataDirLocked { path: std::path::PathBuf },
+    #[error("data dir {} is in use by another broker process (lock {} is held)", path.display(), lock.display())]
+    DataDirLocked { path: PathBuf, lock: PathBuf },
     #[error("cannot listen for Kafka clients on {address}: {source}")]
     KafkaBind {
         address: SocketAddr,
@@ -112,10 +135,10 @@ pub enum BrokerError {
     #[error("the controller rejected broker {broker_id}: {source}")]
     Rejected {
         broker_id: i32,
-        source: ControllerError,
+        source: ControllerCallError,
     },
     #[error(transparent)]
-    Controller(#[from] ControllerError),
+    Controller(#[from] ControllerCallError),
     #[error("metadata did not reach offset {offset} within {timeout_ms} ms (at {current})")]
     MetadataTimeout {
         offset: u64,
@@ -134,14 +157,14 @@ mod tests {
 
     #[test]
     fn refusals_are_matched_by_kafka_error_name() {
-        let error = ControllerError::Refused {
+        let error = ControllerCallError::Refused {
             address: "127.0.0.1:9093".into(),
-            kafka_error: Some("STALE_BROKER_EPOCH".into()),
+            kafka_error: Some(ResponseError::StaleBrokerEpoch),
             code: tonic::Code::FailedPrecondition,
             message: "epoch 3 is stale".into(),
         };
-        assert!(error.is(ErrorCode::StaleBrokerEpoch));
-        assert!(!error.is(ErrorCode::BrokerIdNotRegistered));
+        assert!(error.is(ResponseError::StaleBrokerEpoch));
+        assert!(!error.is(ResponseError::BrokerIdNotRegistered));
         assert!(!error.is_unavailable());
         assert_eq!(
             error.to_string(),

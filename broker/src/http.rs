@@ -14,8 +14,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::lifecycle::{BrokerState, BrokerStatus};
 use crate::metadata::{partition_counts, MetadataCache};
+use crate::status::{BrokerState, BrokerStatus};
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -159,7 +159,7 @@ mod tests {
     use crate::metadata::tests::{register, topic, update};
     use axum::body::Body;
     use axum::http::Request;
-    use chronik_controller::state::NO_LEADER;
+    use chronik_metadata::NO_LEADER;
     use tower::ServiceExt;
     use uuid::Uuid;
 

@@ -15,9 +15,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronik_controller::api::convert::endpoint_to_proto;
-use chronik_controller::error::ErrorCode;
-use chronik_controller::state::{BrokerId, Endpoint};
+use chronik_metadata::convert::endpoint_to_proto;
+use chronik_metadata::ResponseError;
+use chronik_metadata::{BrokerId, Endpoint};
 use chronik_proto::v1::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, RegisterBrokerRequest};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -26,8 +26,9 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::controller_client::ControllerClient;
-use crate::error::{BrokerError, ControllerError};
+use crate::error::{BrokerError, ControllerCallError};
 use crate::metadata::MetadataCache;
+use crate::status::{BrokerState, BrokerStatus};
 
 /// Used when a controller answers a registration without a heartbeat interval.
 const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(2000);
@@ -35,105 +36,6 @@ const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(2000);
 const CONTROLLED_SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 const INITIAL_REGISTER_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_REGISTER_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Where the broker is in its life, as Kafka names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BrokerState {
-    /// Registering, or registered and catching up on metadata; not yet unfenced since the process
-    /// started.
-    Starting,
-    /// Was running, then lost its registration or was fenced by the controller (e.g. a missed session);
-    /// working its way back.
-    Fenced,
-    /// Registered and unfenced: may lead partitions and join ISRs.
-    Running,
-    /// Handing its leaderships over before stopping.
-    PendingControlledShutdown,
-    /// No longer heartbeating.
-    Stopped,
-}
-
-impl BrokerState {
-    pub const ALL: [BrokerState; 5] = [
-        BrokerState::Starting,
-        BrokerState::Fenced,
-        BrokerState::Running,
-        BrokerState::PendingControlledShutdown,
-        BrokerState::Stopped,
-    ];
-
-    /// The name used in logs, metrics and HTTP answers.
-    pub fn name(self) -> &'static str {
-        match self {
-            BrokerState::Starting => "starting",
-            BrokerState::Fenced => "fenced",
-            BrokerState::Running => "running",
-            BrokerState::PendingControlledShutdown => "pending_controlled_shutdown",
-            BrokerState::Stopped => "stopped",
-        }
-    }
-}
-
-impl std::fmt::Display for BrokerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What the lifecycle manager knows about this broker's standing with the controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokerStatus {
-    pub broker_id: BrokerId,
-    /// Unique to this process start.
-    pub incarnation_id: Uuid,
-    pub state: BrokerState,
-    /// The epoch of the current registration; `None` while not registered.
-    pub broker_epoch: Option<i64>,
-    /// The cluster this broker joined; kept across re-registrations and checked by the controller.
-    pub cluster_id: Option<String>,
-    /// Whether the controller last said this broker is fenced.
-    pub fenced: bool,
-}
-
-impl BrokerStatus {
-    fn new(broker_id: BrokerId, incarnation_id: Uuid) -> Self {
-        BrokerStatus {
-            broker_id,
-            incarnation_id,
-            state: BrokerState::Starting,
-            broker_epoch: None,
-            cluster_id: None,
-            fenced: true,
-        }
-    }
-
-    /// Why the broker cannot serve clients yet, or `None` when it can: registered, unfenced, and with
-    /// metadata at least at its registration.
-    pub fn not_ready_reason(&self, metadata_offset: u64) -> Option<String> {
-        match self.state {
-            BrokerState::Running => {}
-            BrokerState::PendingControlledShutdown | BrokerState::Stopped => {
-                return Some(format!("shutting down ({})", self.state))
-            }
-            BrokerState::Starting | BrokerState::Fenced => {}
-        }
-        let Some(epoch) = self.broker_epoch else {
-            return Some("not registered with the controller".to_owned());
-        };
-        if self.fenced {
-            return Some(format!("fenced (broker epoch {epoch})"));
-        }
-        if metadata_offset < epoch.max(0) as u64 {
-            return Some(format!(
-                "metadata at offset {metadata_offset}, behind its registration at {epoch}"
-            ));
-        }
-        if self.state != BrokerState::Running {
-            return Some(self.state.name().to_owned());
-        }
-        None
-    }
-}
 
 /// What the lifecycle manager registers and how long it waits on shutdown.
 #[derive(Clone, Debug)]
@@ -260,7 +162,7 @@ impl BrokerLifecycleManager {
                         reply.heartbeat_interval_ms,
                     )
                 }
-                Err(e) if e.is(ErrorCode::DuplicateBrokerRegistration) => {
+                Err(e) if e.is(ResponseError::DuplicateBrokerRegistration) => {
                     if !waiting_for_previous {
                         waiting_for_previous = true;
                         info!(broker_id = self.config.broker_id,
@@ -268,8 +170,8 @@ impl BrokerLifecycleManager {
                     }
                 }
                 Err(e)
-                    if e.is(ErrorCode::InconsistentClusterId)
-                        || e.is(ErrorCode::InvalidRequest) =>
+                    if e.is(ResponseError::InconsistentClusterId)
+                        || e.is(ResponseError::InvalidRequest) =>
                 {
                     return Err(BrokerError::Rejected {
                         broker_id: self.config.broker_id,
@@ -301,9 +203,9 @@ impl BrokerLifecycleManager {
             if !cluster_id.is_empty() && known != cluster_id {
                 return Err(BrokerError::Rejected {
                     broker_id: self.config.broker_id,
-                    source: ControllerError::Refused {
+                    source: ControllerCallError::Refused {
                         address: self.client.active_controller().unwrap_or_default(),
-                        kafka_error: Some(ErrorCode::InconsistentClusterId.name().to_owned()),
+                        kafka_error: Some(ResponseError::InconsistentClusterId),
                         code: tonic::Code::FailedPrecondition,
                         message: format!(
                             "joined cluster {known}, now answered by cluster {cluster_id}"
@@ -379,8 +281,8 @@ impl BrokerLifecycleManager {
                     self.on_heartbeat(&reply);
                 }
                 Err(e)
-                    if e.is(ErrorCode::StaleBrokerEpoch)
-                        || e.is(ErrorCode::BrokerIdNotRegistered) =>
+                    if e.is(ResponseError::StaleBrokerEpoch)
+                        || e.is(ResponseError::BrokerIdNotRegistered) =>
                 {
                     warn!(broker_epoch = session.broker_epoch, error = %e,
                         "the controller no longer knows this registration; registering again");
@@ -456,8 +358,8 @@ impl BrokerLifecycleManager {
                     );
                 }
                 Ok(Err(e))
-                    if e.is(ErrorCode::StaleBrokerEpoch)
-                        || e.is(ErrorCode::BrokerIdNotRegistered) =>
+                    if e.is(ResponseError::StaleBrokerEpoch)
+                        || e.is(ResponseError::BrokerIdNotRegistered) =>
                 {
                     info!(error = %e, "registration already gone; nothing to hand over");
                     return;
@@ -494,7 +396,7 @@ impl BrokerLifecycleManager {
 }
 
 /// Logs a retried failure at warn the first time and at debug after that.
-fn log_repeated(failures: u32, message: &'static str, error: &ControllerError) {
+fn log_repeated(failures: u32, message: &'static str, error: &ControllerCallError) {
     if failures == 0 {
         warn!(error = %error, "{message}");
     } else {

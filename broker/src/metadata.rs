@@ -17,8 +17,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chronik_controller::api::convert::{record_from_proto, DecodeError};
-use chronik_controller::state::{BrokerId, Endpoint, MetadataImage, Record};
+use chronik_metadata::convert::{record_from_proto, DecodeError};
+use chronik_metadata::{BrokerId, Endpoint, MetadataImage, Record};
 use chronik_proto::v1::MetadataUpdate;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -354,11 +354,9 @@ pub fn partition_counts(image: &MetadataImage, broker_id: BrokerId) -> Partition
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use chronik_controller::api::convert::record_to_proto;
-    use chronik_controller::state::records::{
-        PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
-    };
-    use chronik_controller::state::NO_LEADER;
+    use chronik_metadata::convert::record_to_proto;
+    use chronik_metadata::records::{PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord};
+    use chronik_metadata::NO_LEADER;
     use chronik_proto::v1 as pb;
     use uuid::Uuid;
 

@@ -1,5 +1,5 @@
 //! `ProducerIdManager`: hands out producer ids for InitProducerId from blocks the controller allocates
-//! (Kafka `RPCProducerIdManager`, digest §5.9). A block is `[first, first + count)`; the controller
+//! (Kafka `RPCProducerIdManager`, KIP-730). A block is `[first, first + count)`; the controller
 //! commits the block before returning it and never hands it out again, so an id is never given to two
 //! producers, across brokers and restarts.
 //!
@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::controller_client::ControllerClient;
-use crate::lifecycle::BrokerStatus;
+use crate::status::BrokerStatus;
 
 /// How long an InitProducerId waits for a block before answering that it should retry.
 pub const BLOCK_WAIT: Duration = Duration::from_secs(5);

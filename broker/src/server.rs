@@ -1,6 +1,7 @@
 //! `Broker`: one running broker, started in-process by `Broker::start` (the binary and the tests alike).
-//! It wires the parts together — controller client, metadata watch, lifecycle manager, HTTP endpoint; the
-//! Kafka listener and the partition logs join them here later — and owns their shutdown.
+//! It wires the parts together — the data-dir lock, partition logs, controller client, metadata watch,
+//! lifecycle manager, replica manager and fetchers, group coordinator, producer ids, the Kafka
+//! listeners and the HTTP endpoint — and owns their shutdown.
 //!
 //! What must stay true: every task runs on one `TaskTracker` under one `CancellationToken`, and no task
 //! outlives `Broker::shutdown`/`stop`. A graceful shutdown first completes the controlled shutdown (the
@@ -30,13 +31,14 @@ use crate::error::BrokerError;
 use crate::group::GroupCoordinator;
 use crate::handlers::BrokerContext;
 use crate::http::{router, HttpState};
-use crate::lifecycle::{BrokerLifecycleManager, BrokerStatus, LifecycleConfig};
+use crate::lifecycle::{BrokerLifecycleManager, LifecycleConfig};
 use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
 use crate::producer_ids::{ControllerBlockSource, ProducerIdManager};
 use crate::replica::fetcher::run_fetcher_manager;
 use crate::replica::isr::{run_isr_changes, run_isr_shrinker};
 use crate::replica::{run_metadata_listener, ReplicaManager};
+use crate::status::BrokerStatus;
 
 /// The lock file in a broker's data dir.
 pub const LOCK_FILE: &str = ".lock";
@@ -55,6 +57,7 @@ fn lock_data_dir(dir: &Path) -> Result<Flock<File>, BrokerError> {
         })?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| BrokerError::DataDirLocked {
         path: dir.to_path_buf(),
+        lock: path,
     })
 }
 

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use chronik_metadata::leader_hint;
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::{
     AlterTopicConfigsRequest, AlterTopicConfigsResponse, CreateTopicsRequest, CreateTopicsResponse,
@@ -552,16 +553,7 @@ fn leader_address(reply: &DescribeClusterResponse) -> Option<String> {
 /// The `host:port` of the `chronik-leader` hint (`id@host:port`) on a NOT_CONTROLLER status.
 fn leader_hint(status: &Status) -> Option<String> {
     let value = status.metadata().get(LEADER_METADATA_KEY)?.to_str().ok()?;
-    parse_leader_hint(value)
-}
-
-fn parse_leader_hint(value: &str) -> Option<String> {
-    let address = match value.split_once('@') {
-        Some((_, address)) => address,
-        None => value,
-    };
-    let address = address.trim();
-    (!address.is_empty()).then(|| address.to_owned())
+    leader_hint::parse(value)
 }
 
 /// `host:port` becomes `http://host:port`; an address that already has a scheme is kept.
@@ -588,20 +580,6 @@ mod tests {
             applied_index: -1,
             is_self,
         }
-    }
-
-    #[test]
-    fn leader_hints_are_parsed() {
-        assert_eq!(
-            parse_leader_hint("2@127.0.0.1:9094").as_deref(),
-            Some("127.0.0.1:9094")
-        );
-        assert_eq!(
-            parse_leader_hint("127.0.0.1:9094").as_deref(),
-            Some("127.0.0.1:9094")
-        );
-        assert_eq!(parse_leader_hint("2@"), None);
-        assert_eq!(parse_leader_hint(""), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `chronikctl`, the operator CLI of Chronik, as a library: [`cli`] declares the command line, [`cmd`]
+//! `chronikctl`, the operator CLI of Chronik, as a library: [`cli`] declares the command line (its values
+//! checked by [`parse`]), [`cmd`]
 //! runs one command against the controllers through [`client::ControllerClient`] and returns data, and
 //! [`output`] is the only module that prints. `main.rs` only parses, sets up tracing and calls [`run`], so
 //! every piece is testable without a terminal. Library errors are the typed [`CliError`]; `anyhow` is used
@@ -12,6 +13,7 @@ pub mod error;
 pub mod kafka;
 pub mod local;
 pub mod output;
+pub mod parse;
 
 use std::io::Write;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Chronik's controller: a Raft-replicated quorum (openraft + sled) that owns the cluster metadata —
 //! brokers and their epochs, topics, partition assignments, ISRs, leaders and leader epochs — and serves
 //! it to brokers and operators over gRPC and HTTP.
+//! A walk through the code (crates, modules, a broker failure file by file): `docs/architecture.md`.
 
 pub mod api;
 pub mod applied;

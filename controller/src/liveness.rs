@@ -107,7 +107,8 @@ impl Liveness {
     }
 
     /// Whether every other active broker with a session has applied metadata past the broker's
-    /// controlled-shutdown record (digest §5.7), so clients and followers already know the new leaders.
+    /// controlled-shutdown record (as Kafka's `BrokerHeartbeatManager` requires), so clients and
+    /// followers already know the new leaders.
     pub fn others_caught_up(&self, image: &MetadataImage, broker_id: BrokerId) -> bool {
         let sessions = self.lock();
         let target = sessions

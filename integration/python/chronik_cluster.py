@@ -107,7 +107,7 @@ def parse_json_output(done: subprocess.CompletedProcess) -> Any:
 
 @dataclass
 class BatchHeader:
-    """The fields of a v2 record batch header this suite checks (digest §9.1)."""
+    """The fields of a v2 record batch header this suite checks (Kafka's DefaultRecordBatch)."""
 
     base_offset: int
     batch_length: int

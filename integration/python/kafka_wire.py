@@ -21,7 +21,7 @@ API_API_VERSIONS = 18
 API_INIT_PRODUCER_ID = 22
 
 
-# ----- RecordBatch v2 (digest §9.1, §9.2) -----
+# ----- RecordBatch v2 (Kafka's DefaultRecordBatch and DefaultRecord) -----
 
 def _crc32c_table() -> list[int]:
     table = []

@@ -1,4 +1,4 @@
-"""The idempotent producer (digest §3.6, §7): InitProducerId, and per-partition producer state that turns
+"""The idempotent producer (KIP-98, KIP-360): InitProducerId, and per-partition producer state that turns
 a retried batch into its original offsets instead of a second copy.
 
 - `test_idempotent_producer_through_leader_kills`: a confluent-kafka producer with

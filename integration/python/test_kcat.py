@@ -1,6 +1,7 @@
 """kcat, the Debian package: an older librdkafka (Debian 12 ships kcat 1.7.1 on librdkafka 2.0.2)
-whose features hang on the exact ApiVersions ranges a broker advertises (digest §2.3: before 2.11.1,
-gzip/snappy/lz4 need Produce v0 in range, lz4 also FindCoordinator v0, zstd Produce 7 and Fetch 10).
+whose features hang on the exact ApiVersions ranges a broker advertises (librdkafka before 2.11.1, fixed
+by its #5130; KAFKA-18659): gzip/snappy/lz4 need Produce v0 in range, lz4 also FindCoordinator v0, zstd
+Produce 7 and Fetch 10.
 A missing range does not fail: the client quietly sends uncompressed batches. So next to reading the
 data back, every codec test checks the batches on the leader's disk carry the codec kcat was asked for.
 

@@ -1,10 +1,10 @@
 """Replication under faults: acknowledged writes survive leader kills, pauses and controller failover.
 
 Every test runs 3 controllers and 3 brokers of its own, with a topic of replication factor 3 and
-`min.insync.replicas` 2 (digest §6.6), 3 partitions unless said otherwise. A confluent-kafka producer
-(acks=all, no idempotence, retries on) writes unique values round-robin to the partitions from a
-background thread and records every (value, partition, offset) a delivery report acknowledged, while
-the test injures the cluster:
+`min.insync.replicas` 2 (see "Durability" in the README), 3 partitions unless said otherwise. A
+confluent-kafka producer (acks=all, no idempotence, retries on) writes unique values round-robin to the
+partitions from a background thread and records every (value, partition, offset) a delivery report
+acknowledged, while the test injures the cluster:
 
 - `test_leader_kills_lose_no_acknowledged_write`: ten times, kill -9 the broker that leads the most
   partitions, wait for new leaders, let the producer go on, restart the broker and wait until it is back

@@ -1,5 +1,5 @@
-//! One consumer group's membership under the classic rebalance protocol (digest §8.2; Kafka's
-//! `GroupMetadata` and the membership half of its `GroupCoordinator`).
+//! One consumer group's membership under the classic rebalance protocol (Kafka's `GroupMetadata` and
+//! the membership half of its `GroupCoordinator`).
 //!
 //! States: Empty → PreparingRebalance → CompletingRebalance → Stable, and Dead once deleted or
 //! unloaded. A rebalance parks every member's JoinGroup until all known members have rejoined (or the

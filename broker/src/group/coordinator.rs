@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
+use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
 use tokio::time::Instant;

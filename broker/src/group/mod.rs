@@ -1,5 +1,6 @@
-//! The group coordinator (digest §8): consumer groups under the classic protocol and their committed
-//! offsets, stored as records in the internal, replicated offsets topic `__consumer_offsets`.
+//! The group coordinator (Kafka's `GroupCoordinator` and `GroupMetadataManager`): consumer groups under
+//! the classic protocol and their committed offsets, stored as records in the internal, replicated
+//! offsets topic `__consumer_offsets`.
 //!
 //! A group belongs to one partition of that topic, chosen by hashing its id as Kafka does; the broker
 //! leading that partition is the group's coordinator. When this broker becomes a partition's leader it
@@ -24,70 +25,13 @@ use std::time::Duration;
 pub use classic_group::GroupState;
 pub use coordinator::GroupCoordinator;
 
+use crate::config::GroupArgs;
+
 /// The internal topic holding group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Coordinator settings, from the broker's flags (Kafka's names in the doc lines).
-#[derive(Clone, Debug, clap::Args)]
-pub struct GroupArgs {
-    /// Partitions of the offsets topic when this broker creates it (`offsets.topic.num.partitions`).
-    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 50,
-        value_parser = clap::value_parser!(i32).range(1..=1000))]
-    pub offsets_topic_num_partitions: i32,
-
-    /// Replication factor of the offsets topic, capped at the live brokers when it is created
-    /// (`offsets.topic.replication.factor`).
-    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_REPLICATION_FACTOR", default_value_t = 3,
-        value_parser = clap::value_parser!(i32).range(1..=16))]
-    pub offsets_topic_replication_factor: i32,
-
-    /// How long a new group waits for more members before its first rebalance completes
-    /// (`group.initial.rebalance.delay.ms`).
-    #[arg(
-        long,
-        env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS",
-        default_value_t = 3_000
-    )]
-    pub group_initial_rebalance_delay_ms: u64,
-
-    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`).
-    #[arg(
-        long,
-        env = "CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS",
-        default_value_t = 6_000
-    )]
-    pub group_min_session_timeout_ms: i32,
-
-    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
-    #[arg(
-        long,
-        env = "CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS",
-        default_value_t = 1_800_000
-    )]
-    pub group_max_session_timeout_ms: i32,
-
-    /// How long an offset commit or group write waits for the offsets topic's in-sync replicas
-    /// (`offsets.commit.timeout.ms`).
-    #[arg(
-        long,
-        env = "CHRONIK_OFFSETS_COMMIT_TIMEOUT_MS",
-        default_value_t = 5_000
-    )]
-    pub offsets_commit_timeout_ms: u64,
-
-    /// How long the committed offsets of a group without members are kept
-    /// (`offsets.retention.minutes`).
-    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    pub offsets_retention_minutes: u64,
-
-    /// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
-    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_CHECK_INTERVAL_MS", default_value_t = 600_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    pub offsets_retention_check_interval_ms: u64,
-}
-
 impl GroupArgs {
+    /// The coordinator's settings from its flags.
     pub fn config(&self) -> GroupConfig {
         GroupConfig {
             offsets_topic_num_partitions: self.offsets_topic_num_partitions,

@@ -1,5 +1,6 @@
-//! The records of the offsets topic (`__consumer_offsets`), in Kafka's own layout so Kafka tooling reads
-//! them (digest §8.1): every key and value starts with an int16 schema version.
+//! The records of the offsets topic (`__consumer_offsets`), in Kafka's own layout (its `OffsetCommitKey`,
+//! `OffsetCommitValue`, `GroupMetadataKey` and `GroupMetadataValue` schemas) so Kafka tooling reads
+//! them: every key and value starts with an int16 schema version.
 //!
 //! - key v0/v1 `OffsetCommitKey { group, topic, partition }` → `OffsetCommitValue` v3
 //!   `{ offset, leader_epoch, metadata, commit_timestamp }` (v0–v2 values are read too);

@@ -10,11 +10,9 @@
 //!   progress" when it asked not to wait. Neither is ever reported as success.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
-use chronik_controller::api::convert::topic_id_from_bytes;
-use chronik_controller::error::ErrorCode;
-use chronik_controller::state::MetadataImage;
+use chronik_metadata::convert::topic_id_from_bytes;
+use chronik_metadata::MetadataImage;
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -26,73 +24,11 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 use uuid::Uuid;
 
+use super::admin::{
+    controller_failure, error_message, kafka_code, propagation_wait, SOURCE_DEFAULT,
+    SOURCE_STATIC_BROKER, SOURCE_TOPIC,
+};
 use super::{BrokerContext, RequestContext};
-use crate::error::ControllerError;
-
-/// DescribeConfigs / CreateTopics `ConfigSource` values (Kafka's `DescribeConfigsResponse.ConfigSource`).
-pub(crate) const SOURCE_TOPIC: i8 = 1;
-pub(crate) const SOURCE_STATIC_BROKER: i8 = 4;
-pub(crate) const SOURCE_DEFAULT: i8 = 5;
-
-/// The longest an admin request waits for the local image after the controller answered.
-const MAX_PROPAGATION_WAIT_MS: i32 = 30_000;
-/// The shortest: confluent-kafka's default `operation_timeout` is 0, and the image usually catches up
-/// within milliseconds, so a short wait spares its first produce a retry.
-const MIN_PROPAGATION_WAIT_MS: i32 = 500;
-
-/// How long to wait for the local image after an admin request with this `timeout_ms`.
-pub(crate) fn propagation_wait(timeout_ms: i32) -> Duration {
-    let ms = timeout_ms.clamp(MIN_PROPAGATION_WAIT_MS, MAX_PROPAGATION_WAIT_MS);
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-/// The Kafka error a forwarded admin call gets when the controller call itself failed.
-pub(crate) fn controller_failure(e: &ControllerError) -> (i16, String) {
-    let code = match e {
-        // Never reached an active controller, so nothing was applied: the Java admin client retries
-        // NOT_CONTROLLER after refreshing its metadata.
-        ControllerError::Unavailable { .. } | ControllerError::InvalidAddress { .. } => {
-            ResponseError::NotController.code()
-        }
-        // Sent but unanswered: it may still be applied.
-        ControllerError::Timeout { .. } | ControllerError::Interrupted { .. } => {
-            ResponseError::RequestTimedOut.code()
-        }
-        ControllerError::Refused { kafka_error, .. } => kafka_error
-            .as_deref()
-            .and_then(code_by_name)
-            .unwrap_or(ResponseError::UnknownServerError.code()),
-    };
-    (code, e.to_string())
-}
-
-/// The Kafka code of an error name a controller refused a whole call with.
-fn code_by_name(name: &str) -> Option<i16> {
-    const KNOWN: &[ErrorCode] = &[
-        ErrorCode::UnknownTopicOrPartition,
-        ErrorCode::InvalidTopic,
-        ErrorCode::NotController,
-        ErrorCode::InvalidRequest,
-        ErrorCode::TopicAlreadyExists,
-        ErrorCode::InvalidPartitions,
-        ErrorCode::InvalidReplicationFactor,
-        ErrorCode::InvalidReplicaAssignment,
-        ErrorCode::InvalidConfig,
-        ErrorCode::UnknownTopicId,
-        ErrorCode::InconsistentClusterId,
-    ];
-    KNOWN.iter().find(|c| c.name() == name).map(|c| c.code())
-}
-
-/// A controller's per-item error code, which the proto carries as an `int32`.
-pub(crate) fn kafka_code(code: i32) -> i16 {
-    i16::try_from(code).unwrap_or(ResponseError::UnknownServerError.code())
-}
-
-/// A Kafka error message: null on success, as Kafka sends it.
-pub(crate) fn error_message(code: i16, message: String) -> Option<StrBytes> {
-    (code != 0 && !message.is_empty()).then(|| StrBytes::from_string(message))
-}
 
 pub async fn handle(
     ctx: &BrokerContext,
@@ -273,11 +209,16 @@ fn topic_result(
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
-    use chronik_controller::api::convert::topic_id_to_bytes;
-    use chronik_controller::state::records::ConfigResource;
-    use chronik_controller::state::topics::{self, CreateTopic, TopicRef};
-    use chronik_controller::state::Record;
+    use chronik_metadata::configs::{
+        effective, effective_topic_configs, validate_topic_configs, DEFAULT_REPLICATION_FACTOR,
+        NUM_PARTITIONS,
+    };
+    use chronik_metadata::convert::topic_id_to_bytes;
+    use chronik_metadata::records::{ConfigResource, PartitionRecord};
+    use chronik_metadata::topic_name::validate_topic_name;
+    use chronik_metadata::{ApiError, Record, ResponseError};
     use chronik_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
     use kafka_protocol::messages::create_topics_request::{
         CreatableReplicaAssignment, CreatableTopicConfig,
@@ -287,13 +228,16 @@ pub(crate) mod tests {
     use tonic::{Request, Response, Status};
 
     use super::*;
-    use crate::handlers::metadata::tests::{assert_encodes, cluster, TestBroker};
+    use crate::handlers::test_support::{assert_encodes, cluster, TestBroker};
     use crate::metadata::tests::update;
     use crate::metadata::MetadataCache;
 
-    /// A controller's AdminService over the controller's own topic logic, without Raft: each call is
-    /// one log entry, replayed into its image and, unless `propagate` is off, into the broker's cache as
-    /// the watch stream would.
+    /// A controller's AdminService without Raft, over the shared metadata rules (topic names, configs
+    /// and their defaults from `chronik_metadata`) and the simplest placement (partition `p` on the
+    /// `replication_factor` active brokers from the `p`-th on): each call is one log entry, replayed
+    /// into its image and, unless `propagate` is off, into the broker's cache as the watch stream would.
+    /// The controller's own placement and checks are tested in its crate; the two together by the
+    /// client suite against real processes.
     pub(crate) struct FakeController {
         state: Mutex<MetadataImage>,
         cache: Arc<MetadataCache>,
@@ -320,47 +264,74 @@ pub(crate) mod tests {
             request: Request<pb::CreateTopicsRequest>,
         ) -> Result<Response<pb::CreateTopicsResponse>, Status> {
             let request = request.into_inner();
-            let wanted: Vec<CreateTopic> = request
-                .topics
-                .into_iter()
-                .map(|t| CreateTopic {
-                    name: t.name,
-                    num_partitions: t.num_partitions,
-                    replication_factor: t.replication_factor,
-                    configs: t.configs.into_iter().collect(),
-                })
-                .collect();
             let mut image = self.state.lock().expect("lock");
-            let outcome =
-                topics::create_topics(&image, &wanted, request.validate_only, Uuid::new_v4);
-            let offset = if request.validate_only {
-                0
-            } else {
-                self.commit(&mut image, &outcome.records)
-            };
-            let topics = outcome
-                .reply
-                .into_iter()
-                .map(|(name, result)| match result {
-                    Ok(created) => pb::CreateTopicResult {
-                        name,
-                        topic_id: if created.topic_id.is_nil() {
-                            Vec::new()
-                        } else {
-                            topic_id_to_bytes(created.topic_id)
-                        },
-                        num_partitions: created.num_partitions,
-                        replication_factor: created.replication_factor,
-                        configs: created.configs.into_iter().collect(),
-                        metadata_offset: offset,
-                        ..Default::default()
-                    },
-                    Err(e) => pb::CreateTopicResult {
-                        name,
+            let mut records = Vec::new();
+            let mut answers = Vec::new();
+            for t in request.topics {
+                let configs: BTreeMap<String, String> = t.configs.into_iter().collect();
+                match plan(
+                    &image,
+                    &t.name,
+                    t.num_partitions,
+                    t.replication_factor,
+                    &configs,
+                ) {
+                    Ok((num_partitions, replication_factor, replicas)) => {
+                        let topic_id = Uuid::new_v4();
+                        records.push(Record::Topic {
+                            name: t.name.clone(),
+                            topic_id,
+                        });
+                        records.extend(configs.iter().map(|(key, value)| Record::Config {
+                            resource: ConfigResource::Topic(t.name.clone()),
+                            key: key.clone(),
+                            value: Some(value.clone()),
+                        }));
+                        records.extend(replicas.into_iter().enumerate().map(|(p, replicas)| {
+                            Record::Partition(PartitionRecord {
+                                topic_id,
+                                partition: p as i32,
+                                leader: replicas[0],
+                                isr: replicas.clone(),
+                                replicas,
+                                leader_epoch: 0,
+                                partition_epoch: 0,
+                                recovering: false,
+                            })
+                        }));
+                        answers.push(pb::CreateTopicResult {
+                            name: t.name,
+                            topic_id: topic_id_to_bytes(topic_id),
+                            num_partitions,
+                            replication_factor,
+                            configs: effective_topic_configs(&image, &configs)
+                                .into_iter()
+                                .collect(),
+                            ..Default::default()
+                        });
+                    }
+                    Err(e) => answers.push(pb::CreateTopicResult {
+                        name: t.name,
                         error_code: i32::from(e.code.code()),
                         error_message: e.message,
                         ..Default::default()
-                    },
+                    }),
+                }
+            }
+            let offset = if request.validate_only {
+                0
+            } else {
+                self.commit(&mut image, &records)
+            };
+            let topics = answers
+                .into_iter()
+                .map(|mut answer| {
+                    if request.validate_only {
+                        answer.topic_id.clear();
+                    } else if answer.error_code == 0 {
+                        answer.metadata_offset = offset;
+                    }
+                    answer
                 })
                 .collect();
             Ok(Response::new(pb::CreateTopicsResponse { topics }))
@@ -371,34 +342,53 @@ pub(crate) mod tests {
             request: Request<pb::DeleteTopicsRequest>,
         ) -> Result<Response<pb::DeleteTopicsResponse>, Status> {
             let request = request.into_inner();
-            let mut refs: Vec<TopicRef> = request.names.into_iter().map(TopicRef::Name).collect();
-            for id in &request.topic_ids {
-                let id = topic_id_from_bytes(id).map_err(|e| Status::invalid_argument(e.0))?;
-                refs.push(TopicRef::Id(id));
-            }
             let mut image = self.state.lock().expect("lock");
-            let outcome = topics::delete_topics(&image, &refs);
-            let offset = self.commit(&mut image, &outcome.records);
-            let topics = outcome
-                .reply
-                .into_iter()
-                .map(|(name, id, result)| {
-                    let (error_code, error_message) = match result {
-                        Ok(()) => (0, String::new()),
-                        Err(e) => (i32::from(e.code.code()), e.message),
-                    };
-                    pb::DeleteTopicResult {
-                        name,
-                        topic_id: if id.is_nil() {
-                            Vec::new()
-                        } else {
-                            topic_id_to_bytes(id)
-                        },
-                        error_code,
-                        error_message,
+            let mut found = Vec::new();
+            let mut topics = Vec::new();
+            let by_id = request.topic_ids.iter().map(|id| {
+                let id = topic_id_from_bytes(id).map_err(|e| Status::invalid_argument(e.0))?;
+                Ok((
+                    image.topics.get(&id).map(|t| (t.name.clone(), t.id)),
+                    (String::new(), id),
+                ))
+            });
+            let by_name = request.names.iter().map(|name| {
+                Ok((
+                    image.topic_by_name(name).map(|t| (t.name.clone(), t.id)),
+                    (name.clone(), Uuid::nil()),
+                ))
+            });
+            for lookup in by_name.chain(by_id).collect::<Result<Vec<_>, Status>>()? {
+                let (error, (name, id)) = match lookup {
+                    (Some(topic), _) => (None, topic),
+                    (None, asked) if asked.1.is_nil() => {
+                        (Some(ResponseError::UnknownTopicOrPartition), asked)
                     }
-                })
+                    (None, asked) => (Some(ResponseError::UnknownTopicId), asked),
+                };
+                let (error_code, error_message) = match error {
+                    None => (0, String::new()),
+                    Some(e) => (e.code(), format!("{e}: no such topic")),
+                };
+                if error_code == 0 && !found.contains(&id) {
+                    found.push(id);
+                }
+                topics.push(pb::DeleteTopicResult {
+                    name,
+                    topic_id: if id.is_nil() {
+                        Vec::new()
+                    } else {
+                        topic_id_to_bytes(id)
+                    },
+                    error_code: i32::from(error_code),
+                    error_message,
+                });
+            }
+            let records: Vec<Record> = found
+                .into_iter()
+                .map(|topic_id| Record::RemoveTopic { topic_id })
                 .collect();
+            let offset = self.commit(&mut image, &records);
             Ok(Response::new(pb::DeleteTopicsResponse {
                 topics,
                 metadata_offset: offset,
@@ -439,6 +429,52 @@ pub(crate) mod tests {
         ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
+    }
+
+    /// The fake controller's checks and placement of one topic: partitions, replication factor and
+    /// each partition's replicas.
+    fn plan(
+        image: &MetadataImage,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(i32, i32, Vec<Vec<i32>>), ApiError> {
+        validate_topic_name(name)?;
+        if image.topic_ids.contains_key(name) {
+            return Err(ApiError::new(ResponseError::TopicAlreadyExists, "exists"));
+        }
+        validate_topic_configs(configs)?;
+        let default = |key| effective(image, &BTreeMap::new(), key).parse().unwrap_or(1);
+        let partitions = if num_partitions == -1 {
+            default(NUM_PARTITIONS)
+        } else {
+            num_partitions
+        };
+        let rf = match replication_factor {
+            -1 => default(DEFAULT_REPLICATION_FACTOR),
+            n => n,
+        };
+        let brokers: Vec<i32> = image
+            .brokers
+            .keys()
+            .copied()
+            .filter(|b| image.is_active_broker(*b))
+            .collect();
+        if rf < 1 || rf as usize > brokers.len() {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {rf} with {} brokers", brokers.len()),
+            ));
+        }
+        let replicas = (0..partitions as usize)
+            .map(|p| {
+                (0..rf as usize)
+                    .map(|r| brokers[(p + r) % brokers.len()])
+                    .collect()
+            })
+            .collect();
+        Ok((partitions, rf, replicas))
     }
 
     /// A broker whose controller is a `FakeController` over the same records, serving on port 0 until
@@ -643,47 +679,5 @@ pub(crate) mod tests {
         let response = create(&broker, 7, request).await;
         assert_eq!(result(&response, "slow").error_code, 0);
         assert!(started.elapsed() >= propagation_wait(0));
-    }
-
-    #[test]
-    fn the_wait_for_the_image_is_bounded() {
-        assert_eq!(propagation_wait(-1), Duration::from_millis(500));
-        assert_eq!(propagation_wait(2_000), Duration::from_secs(2));
-        assert_eq!(propagation_wait(i32::MAX), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn controller_failures_map_to_retriable_kafka_errors() {
-        let unavailable = ControllerError::Unavailable {
-            addresses: "a:1".into(),
-            waited_ms: 1,
-            last_error: "down".into(),
-        };
-        assert_eq!(
-            controller_failure(&unavailable).0,
-            ResponseError::NotController.code()
-        );
-        let timeout = ControllerError::Timeout {
-            address: "a:1".into(),
-            timeout_ms: 1,
-        };
-        assert_eq!(
-            controller_failure(&timeout).0,
-            ResponseError::RequestTimedOut.code()
-        );
-        let refused = |name: Option<&str>| ControllerError::Refused {
-            address: "a:1".into(),
-            kafka_error: name.map(str::to_owned),
-            code: tonic::Code::InvalidArgument,
-            message: "no".into(),
-        };
-        assert_eq!(
-            controller_failure(&refused(Some("INVALID_REQUEST"))).0,
-            ResponseError::InvalidRequest.code()
-        );
-        assert_eq!(
-            controller_failure(&refused(None)).0,
-            ResponseError::UnknownServerError.code()
-        );
     }
 }

@@ -5,11 +5,11 @@
 //! What must stay true:
 //! - Each requested name or id is answered once, with the name it was asked by (librdkafka matches
 //!   answers to requests by name and refuses unknown or repeated ones).
-//! - A failed controller call is never reported as a deletion: see `create_topics::controller_failure`.
+//! - A failed controller call is never reported as a deletion: see `admin::controller_failure`.
 
 use std::collections::HashSet;
 
-use chronik_controller::api::convert::{topic_id_from_bytes, topic_id_to_bytes};
+use chronik_metadata::convert::{topic_id_from_bytes, topic_id_to_bytes};
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 use uuid::Uuid;
 
-use super::create_topics::{controller_failure, error_message, kafka_code, propagation_wait};
+use super::admin::{controller_failure, error_message, kafka_code, propagation_wait};
 use super::{BrokerContext, RequestContext};
 
 /// One requested deletion.
@@ -192,7 +192,7 @@ mod tests {
 
     use super::*;
     use crate::handlers::create_topics::tests::with_fake_controller;
-    use crate::handlers::metadata::tests::{assert_encodes, cluster, TestBroker};
+    use crate::handlers::test_support::{assert_encodes, cluster, TestBroker};
 
     fn topic_name(name: &str) -> TopicName {
         TopicName(StrBytes::from_string(name.to_owned()))

@@ -1,6 +1,6 @@
 //! DescribeCluster (key 60): the cluster id, the live brokers on the client's listener and the broker
 //! admin clients should treat as the controller, from the local image, exactly as Metadata reports them
-//! (`metadata::live_brokers`, `metadata::controller_id`). A broker serves only the BROKER endpoint type
+//! (`brokers::live_brokers`, `brokers::controller_id`). A broker serves only the BROKER endpoint type
 //! (KIP-919): asking it for the controllers is answered as Kafka's brokers answer it.
 
 use kafka_protocol::error::ResponseError;
@@ -8,7 +8,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::metadata::{controller_id, live_brokers, CLUSTER_AUTHORIZED_OPERATIONS};
+use super::brokers::{controller_id, live_brokers, CLUSTER_AUTHORIZED_OPERATIONS};
 use super::{BrokerContext, RequestContext};
 
 /// KIP-919 `EndpointType` values.
@@ -78,7 +78,7 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::metadata::tests::{
+    use crate::handlers::test_support::{
         assert_encodes, cluster, TestBroker, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_ID,
     };
 

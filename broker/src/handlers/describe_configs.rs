@@ -7,12 +7,12 @@
 //! What must stay true: the value reported for a topic is the one the controller and the partition logs
 //! use (`configs::effective`), and one bad resource never fails the others.
 
-use chronik_controller::state::configs::{
+use chronik_metadata::configs::{
     topic_config_def, ConfigDef, ConfigKind, CLUSTER_CONFIGS, DEFAULT_REPLICATION_FACTOR,
     MIN_INSYNC_REPLICAS, NUM_PARTITIONS, TOPIC_CONFIGS, UNCLEAN_LEADER_ELECTION,
 };
-use chronik_controller::state::topics::validate_topic_name;
-use chronik_controller::state::{MetadataImage, TopicImage};
+use chronik_metadata::topic_name::validate_topic_name;
+use chronik_metadata::{MetadataImage, TopicImage};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
@@ -21,7 +21,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::create_topics::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
+use super::admin::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
 use super::{BrokerContext, RequestContext};
 
 /// `ResourceType` codes.
@@ -272,10 +272,10 @@ fn to_result(entry: Entry, options: &Options) -> DescribeConfigsResourceResult {
 
 #[cfg(test)]
 mod tests {
-    use chronik_controller::state::configs::effective;
+    use chronik_metadata::configs::effective;
 
     use super::*;
-    use crate::handlers::metadata::tests::{assert_encodes, cluster, TestBroker};
+    use crate::handlers::test_support::{assert_encodes, cluster, TestBroker};
 
     fn resource(kind: i8, name: &str, keys: Option<&[&str]>) -> DescribeConfigsResource {
         DescribeConfigsResource::default()

@@ -1,15 +1,16 @@
-//! Fetch (key 1), digest §3.3. Consumers read below the high watermark from partition leaders; the
-//! response holds exactly the requested partitions (no fetch sessions: session id 0), whole batches
-//! straight from the log files. It stays within the request's `max_bytes` and each partition's limit,
-//! except that the first partition with data returns at least one whole batch (KIP-74): a response
-//! is at most `max_bytes` plus one batch, for consumers and followers alike. A follower's
-//! OFFSET_OUT_OF_RANGE carries the log start offset, so one below it can restart its log there.
-//! A long poll waits until `min_bytes` are available, an error occurs or `max_wait_ms` passes.
+//! Fetch (key 1; Kafka's `ReplicaManager.fetchMessages`). Consumers read below the high watermark from
+//! partition leaders; the response holds exactly the requested partitions (no fetch sessions: session
+//! id 0), whole batches straight from the log files. It stays within the request's `max_bytes` and
+//! each partition's limit, except that the first partition with data returns at least one whole batch
+//! (KIP-74, Kafka's `minOneMessage`): a response is at most `max_bytes` plus one batch, for consumers
+//! and followers alike. A follower's OFFSET_OUT_OF_RANGE carries the log start offset, so one below
+//! it can restart its log there. A long poll waits until `min_bytes` are available, an error occurs
+//! or `max_wait_ms` passes.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use chronik_controller::state::{MetadataImage, TopicId};
+use chronik_metadata::{MetadataImage, TopicId};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
@@ -18,7 +19,8 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{leader_hint, leader_partition, BrokerContext, RequestContext};
+use super::leader_hints::LeaderHints;
+use super::{leader_partition, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
 use crate::log::{Batches, LogError};
 
@@ -100,7 +102,7 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
     };
     let mut bytes_read = 0i64;
     let mut any_error = false;
-    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut hints = LeaderHints::new(&image, rc.listener);
     let mut responses = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
@@ -144,21 +146,10 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
                     );
                     if hinted && rc.version >= 12 {
                         if let Ok(id) = topic_id {
-                            let hint = leader_hint(&image, id, p.partition, rc.listener);
+                            let (leader, epoch) = hints.current_leader(id, p.partition);
                             data.current_leader = LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(hint.leader_id))
-                                .with_leader_epoch(hint.leader_epoch);
-                            if let Some(e) = hint.endpoint {
-                                if !endpoints.iter().any(|n| n.node_id.0 == e.node_id) {
-                                    endpoints.push(
-                                        NodeEndpoint::default()
-                                            .with_node_id(BrokerId(e.node_id))
-                                            .with_host(StrBytes::from_string(e.host))
-                                            .with_port(e.port)
-                                            .with_rack(e.rack.map(StrBytes::from_string)),
-                                    );
-                                }
-                            }
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch);
                         }
                     }
                 }
@@ -178,7 +169,13 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
     }
     let mut response = FetchResponse::default().with_responses(responses);
     if rc.version >= 16 {
-        response.node_endpoints = endpoints;
+        response.node_endpoints = hints.endpoints(|e| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(e.node_id))
+                .with_host(StrBytes::from_string(e.host))
+                .with_port(e.port)
+                .with_rack(e.rack.map(StrBytes::from_string))
+        });
     }
     Read {
         response,
@@ -211,7 +208,8 @@ fn read_partition(
         if !partition.state().replicas.contains(&replica_id) || stale {
             return Err(ResponseError::NotLeaderOrFollower);
         }
-        // Diverging history (digest §3.3): where the follower's last epoch ends in our log.
+        // Diverging history (Fetch v12+ `LastFetchedEpoch` / `DivergingEpoch`): where the follower's
+        // last epoch ends in our log.
         if p.last_fetched_epoch >= 0 {
             let end = log
                 .end_offset_for_epoch(p.last_fetched_epoch)
@@ -240,19 +238,17 @@ fn read_partition(
     let max_bytes = i64::from(p.partition_max_bytes.max(0)).min(budget).max(0) as usize;
     let mut read = log
         .read(p.fetch_offset, max_bytes.max(1), upper_bound)
-        .map_err(|e| match e {
-            LogError::OffsetOutOfRange {
+        .map_err(|e| {
+            if let LogError::OffsetOutOfRange {
                 log_start_offset, ..
-            } => {
+            } = &e
+            {
                 if follower.is_some() {
                     // A follower entirely below it restarts its log there.
-                    data.log_start_offset = log_start_offset;
+                    data.log_start_offset = *log_start_offset;
                 }
-                ResponseError::OffsetOutOfRange
             }
-            LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
-            e if e.is_storage_failure() => ResponseError::KafkaStorageError,
-            _ => ResponseError::UnknownServerError,
+            e.kafka_error()
         })?;
     if rc.version < 10
         && Batches::new(read.records.clone())
@@ -277,7 +273,7 @@ fn read_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::metadata::tests::{broker, topic, TestBroker};
+    use crate::handlers::test_support::{broker, topic, TestBroker};
     use crate::log::batch::test_support::client_batch;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 

@@ -2,7 +2,7 @@
 //! client connected to. The first lookup creates the offsets topic (COORDINATOR_NOT_AVAILABLE until it
 //! has leaders; clients retry). v0–3 ask for one key; v4+ for a batch. Transactions have no
 //! coordinator: their keys get COORDINATOR_NOT_AVAILABLE with a message saying so. The API stays
-//! advertised from v0, which older librdkafka needs for groups and for LZ4 (digest §2.3 #2).
+//! advertised from v0, which librdkafka before 2.11.1 needs for groups and for LZ4 (its #5130).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -79,7 +79,7 @@ mod tests {
 
     use super::*;
     use crate::group::OFFSETS_TOPIC;
-    use crate::handlers::metadata::tests::{broker, topic, TestBroker};
+    use crate::handlers::test_support::{broker, topic, TestBroker};
     use crate::handlers::{join_group, offset_fetch};
 
     fn find(key: &str) -> FindCoordinatorRequest {

@@ -1,4 +1,4 @@
-//! InitProducerId (key 22), idempotent producers only (digest §3.6). Any broker answers: a null
+//! InitProducerId (key 22), idempotent producers only (KIP-98). Any broker answers: a null
 //! `TransactionalId` gets a fresh producer id from this broker's block (see `producer_ids`) with epoch
 //! 0. Kafka ignores the v3+ `ProducerId`/`ProducerEpoch` of such a request (a client bumping its epoch
 //! after an error gets a new id instead), and so does this handler.
@@ -61,7 +61,7 @@ mod tests {
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;
-    use crate::handlers::metadata::tests::{assert_encodes, cluster, TestBroker};
+    use crate::handlers::test_support::{assert_encodes, cluster, TestBroker};
     use crate::producer_ids::tests::manager;
 
     async fn init(

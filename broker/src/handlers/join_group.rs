@@ -1,7 +1,7 @@
-//! JoinGroup (key 11, v0–9): enter a group or rejoin it for a rebalance (digest §8.2). The answer may
-//! wait for the whole join phase. v0 has no rebalance timeout (the session timeout stands in), v4+
-//! hands new members their id with MEMBER_ID_REQUIRED first, v5+ carries group instance ids (static
-//! membership), v7+ the protocol type, v9 `SkipAssignment`.
+//! JoinGroup (key 11, v0–9): enter a group or rejoin it for a rebalance (Kafka's classic group protocol,
+//! see `group::classic_group`). The answer may wait for the whole join phase. v0 has no rebalance timeout
+//! (the session timeout stands in), v4+ hands new members their id with MEMBER_ID_REQUIRED first, v5+
+//! carries group instance ids (static membership), v7+ the protocol type, v9 `SkipAssignment`.
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};

@@ -1,7 +1,7 @@
-//! ListOffsets (key 2), digest §3.4: earliest, latest (the high watermark, never the log end a consumer
+//! ListOffsets (key 2): earliest, latest (the high watermark, never the log end a consumer
 //! cannot read yet), max timestamp, and the first offset at or after a timestamp. Leaders only.
 
-use chronik_controller::state::MetadataImage;
+use chronik_metadata::MetadataImage;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
@@ -85,9 +85,8 @@ fn lookup(
             .next_back()
             .unwrap_or(-1)
     };
-    let storage = |_| ResponseError::KafkaStorageError;
     // A new leader whose high watermark has not reached the start of its own epoch cannot vouch for
-    // "latest" or a time yet (digest §3.4); clients retry.
+    // "latest" or a time yet (OFFSET_NOT_AVAILABLE, KIP-207); clients retry.
     let epoch_start = log
         .epoch_entries()
         .last()
@@ -107,14 +106,17 @@ fn lookup(
             Ok((-1, start, epoch_at(start)))
         }
         LATEST_TIERED => Ok((-1, -1, -1)),
-        MAX_TIMESTAMP => match log.offset_of_max_timestamp().map_err(storage)? {
+        MAX_TIMESTAMP => match log.offset_of_max_timestamp().map_err(|e| e.kafka_error())? {
             Some(t) if t.offset < high_watermark => {
                 Ok((t.timestamp, t.offset, t.leader_epoch.unwrap_or(-1)))
             }
             _ => Ok((-1, -1, -1)),
         },
         timestamp if timestamp >= 0 => {
-            match log.offset_for_timestamp(timestamp).map_err(storage)? {
+            match log
+                .offset_for_timestamp(timestamp)
+                .map_err(|e| e.kafka_error())?
+            {
                 Some(t) if t.offset < high_watermark => {
                     Ok((t.timestamp, t.offset, t.leader_epoch.unwrap_or(-1)))
                 }

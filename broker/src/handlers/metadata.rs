@@ -15,9 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use chronik_controller::error::ErrorCode;
-use chronik_controller::state::topics::{is_internal_topic, validate_topic_name};
-use chronik_controller::state::{BrokerId, MetadataImage, PartitionRegistration, TopicImage};
+use chronik_metadata::topic_name::{is_internal_topic, validate_topic_name};
+use chronik_metadata::{BrokerId, MetadataImage, PartitionRegistration, TopicImage};
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -30,14 +29,12 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 use uuid::Uuid;
 
-use super::{BrokerContext, NodeEndpoint, RequestContext};
+use super::brokers::{controller_id, live_brokers, NodeEndpoint, CLUSTER_AUTHORIZED_OPERATIONS};
+use super::{BrokerContext, RequestContext};
 
 /// Kafka's answer without an authorizer, when a client asks: every operation a topic supports (READ,
 /// WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS as a bit field).
 pub(crate) const TOPIC_AUTHORIZED_OPERATIONS: i32 = 3576;
-/// Likewise for the cluster (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
-/// IDEMPOTENT_WRITE, CREATE_TOKENS, DESCRIBE_TOKENS).
-pub(crate) const CLUSTER_AUTHORIZED_OPERATIONS: i32 = 32672;
 
 /// How long a Metadata request waits for the controller to create topics it named.
 const AUTO_CREATE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -199,7 +196,7 @@ pub(crate) async fn auto_create_topics(
         Ok(Ok(reply)) => {
             for result in reply.topics {
                 let code = i16::try_from(result.error_code).unwrap_or(-1);
-                let outcome = if code == 0 || code == ErrorCode::TopicAlreadyExists.code() {
+                let outcome = if code == 0 || code == ResponseError::TopicAlreadyExists.code() {
                     offset = offset.max(result.metadata_offset);
                     AutoCreate::Accepted
                 } else {
@@ -328,35 +325,6 @@ fn is_reachable(image: &MetadataImage, broker_id: BrokerId, listener: &str) -> b
         .is_some_and(|b| !b.fenced && b.endpoint(Some(listener)).is_some())
 }
 
-/// Every unfenced broker with an endpoint on `listener`, by id: what Metadata and DescribeCluster list.
-/// Leaders are reported only when they are among these, so every leader named is listed.
-pub(crate) fn live_brokers(image: &MetadataImage, listener: &str) -> Vec<NodeEndpoint> {
-    image
-        .brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            b.endpoint(Some(listener)).map(|e| NodeEndpoint {
-                node_id: b.broker_id,
-                host: e.host.clone(),
-                port: i32::from(e.port),
-                rack: b.rack.clone(),
-            })
-        })
-        .collect()
-}
-
-/// The "controller" admin clients send CreateTopics and DeleteTopics to: this broker, which forwards
-/// them (KIP-590), or while it is not listed (e.g. not yet unfenced) another listed broker; -1 only when
-/// none is listed. It must be listed, or clients cannot find it.
-pub(crate) fn controller_id(broker_id: BrokerId, brokers: &[NodeEndpoint]) -> BrokerId {
-    if brokers.iter().any(|b| b.node_id == broker_id) {
-        broker_id
-    } else {
-        brokers.first().map_or(-1, |b| b.node_id)
-    }
-}
-
 fn response_broker(b: NodeEndpoint) -> MetadataResponseBroker {
     MetadataResponseBroker::default()
         .with_node_id(b.node_id.into())
@@ -367,211 +335,18 @@ fn response_broker(b: NodeEndpoint) -> MetadataResponseBroker {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::Arc;
 
-    use bytes::BytesMut;
-    use chronik_controller::state::records::{
-        ConfigResource, PartitionChangeRecord, RegisterBrokerRecord,
-    };
-    use chronik_controller::state::{Endpoint, Record, NO_LEADER};
+    use chronik_metadata::records::{ConfigResource, PartitionChangeRecord};
+    use chronik_metadata::Record;
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-    use kafka_protocol::messages::RequestHeader;
-    use kafka_protocol::protocol::Encodable;
-    use tempfile::TempDir;
 
     use super::*;
-    use crate::controller_client::ControllerClient;
-    use crate::handlers::create_topics::tests::with_fake_controller;
-    use crate::log::{LogConfig, LogManager};
-    use crate::metadata::tests::update;
-    use crate::metadata::MetadataCache;
-    use crate::replica::ReplicaManager;
 
-    pub(crate) const CLUSTER_ID: &str = "chronik-test";
-    /// "Authorized operations not requested", the codec's default.
-    pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+    use crate::handlers::create_topics::tests::with_fake_controller;
+    use crate::handlers::test_support::*;
 
     fn ids(nodes: &[KafkaBrokerId]) -> Vec<i32> {
         nodes.iter().map(|n| n.0).collect()
-    }
-
-    /// A broker context over an image replayed from `records`; its controller is never reachable.
-    pub(crate) struct TestBroker {
-        pub ctx: BrokerContext,
-        pub header: RequestHeader,
-        _dir: TempDir,
-    }
-
-    impl TestBroker {
-        pub(crate) fn new(broker_id: BrokerId, records: &[Record]) -> Self {
-            // Nothing listens on port 1: every call fails fast, within the retry budget.
-            let nowhere = vec!["127.0.0.1:1".into()];
-            Self::with_controller(broker_id, records, nowhere, Duration::from_millis(100))
-        }
-
-        pub(crate) fn with_controller(
-            broker_id: BrokerId,
-            records: &[Record],
-            controllers: Vec<String>,
-            request_timeout: Duration,
-        ) -> Self {
-            let metadata = Arc::new(MetadataCache::new());
-            metadata
-                .apply(&[update(10, true, records)])
-                .expect("records apply");
-            let dir = tempfile::tempdir().expect("temp dir");
-            let logs = LogManager::open(dir.path(), LogConfig::default()).expect("log manager");
-            let controller = Arc::new(
-                ControllerClient::new(controllers, request_timeout).expect("controller client"),
-            );
-            let replicas = Arc::new(ReplicaManager::new(
-                broker_id,
-                Arc::new(logs),
-                tokio::sync::mpsc::unbounded_channel().0,
-            ));
-            let groups = crate::group::GroupCoordinator::new(
-                broker_id,
-                crate::group::GroupConfig::default(),
-                metadata.clone(),
-                replicas.clone(),
-                controller.clone(),
-                tokio_util::task::TaskTracker::new(),
-                tokio_util::sync::CancellationToken::new(),
-            );
-            let (_, status) = tokio::sync::watch::channel(crate::lifecycle::BrokerStatus {
-                broker_id,
-                incarnation_id: uuid::Uuid::nil(),
-                state: crate::lifecycle::BrokerState::Running,
-                broker_epoch: Some(1),
-                cluster_id: None,
-                fenced: false,
-            });
-            let producer_ids = crate::producer_ids::ProducerIdManager::new(
-                crate::producer_ids::ControllerBlockSource {
-                    broker_id,
-                    controller: controller.clone(),
-                    status,
-                },
-                tokio_util::task::TaskTracker::new(),
-                tokio_util::sync::CancellationToken::new(),
-            );
-            TestBroker {
-                ctx: BrokerContext {
-                    broker_id,
-                    metadata,
-                    replicas,
-                    controller,
-                    groups,
-                    auto_create_topics: false,
-                    producer_ids,
-                },
-                header: RequestHeader::default(),
-                _dir: dir,
-            }
-        }
-
-        pub(crate) fn rc<'a>(&'a self, version: i16, listener: &'a str) -> RequestContext<'a> {
-            RequestContext {
-                header: &self.header,
-                version,
-                listener,
-                peer: None,
-            }
-        }
-    }
-
-    pub(crate) fn broker(id: BrokerId, rack: Option<&str>, fenced: bool) -> Record {
-        let port = 9090 + id as u16;
-        Record::RegisterBroker(RegisterBrokerRecord {
-            broker_id: id,
-            incarnation_id: Uuid::new_v4(),
-            broker_epoch: -1,
-            endpoints: vec![
-                Endpoint {
-                    name: "PLAINTEXT".into(),
-                    host: format!("broker{id}.example"),
-                    port,
-                },
-                Endpoint {
-                    name: "INTERNAL".into(),
-                    host: format!("10.0.0.{id}"),
-                    port: port + 1000,
-                },
-            ],
-            rack: rack.map(str::to_owned),
-            fenced,
-            in_controlled_shutdown: false,
-        })
-    }
-
-    /// A topic whose partition `i` has replicas and ISR `replicas[i]`, led by the first of them.
-    pub(crate) fn topic(name: &str, id: Uuid, replicas: &[&[BrokerId]]) -> Vec<Record> {
-        let mut records = vec![Record::Topic {
-            name: name.into(),
-            topic_id: id,
-        }];
-        for (index, replicas) in replicas.iter().enumerate() {
-            records.push(Record::Partition(
-                chronik_controller::state::records::PartitionRecord {
-                    topic_id: id,
-                    partition: index as i32,
-                    replicas: replicas.to_vec(),
-                    isr: replicas.to_vec(),
-                    leader: replicas.first().copied().unwrap_or(NO_LEADER),
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                    recovering: false,
-                },
-            ));
-        }
-        records
-    }
-
-    pub(crate) struct Cluster {
-        pub records: Vec<Record>,
-        pub orders: Uuid,
-        pub audit: Uuid,
-        pub offsets: Uuid,
-    }
-
-    /// Brokers 1 and 2 live, 3 fenced; `orders` (2 partitions; p1 led by 2, then left leaderless at
-    /// epoch 1), `audit` (replicas on the fenced 3) and `__consumer_offsets`.
-    pub(crate) fn cluster() -> Cluster {
-        let (orders, audit, offsets) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let mut records = vec![
-            Record::ClusterId {
-                cluster_id: CLUSTER_ID.into(),
-            },
-            broker(1, Some("rack-a"), false),
-            broker(2, None, false),
-            broker(3, Some("rack-c"), true),
-            Record::Config {
-                resource: ConfigResource::Cluster,
-                key: "min.insync.replicas".into(),
-                value: Some("1".into()),
-            },
-        ];
-        records.extend(topic("orders", orders, &[&[1, 2], &[2, 1]]));
-        records.push(Record::PartitionChange(PartitionChangeRecord {
-            topic_id: orders,
-            partition: 1,
-            leader: Some(NO_LEADER),
-            isr: Some(vec![2]),
-            ..Default::default()
-        }));
-        records.extend(topic("audit", audit, &[&[1, 3]]));
-        records.push(Record::Config {
-            resource: ConfigResource::Topic("audit".into()),
-            key: "retention.ms".into(),
-            value: Some("1000".into()),
-        });
-        records.extend(topic("__consumer_offsets", offsets, &[&[2]]));
-        Cluster {
-            records,
-            orders,
-            audit,
-            offsets,
-        }
     }
 
     fn named(names: &[&str]) -> Option<Vec<MetadataRequestTopic>> {
@@ -600,14 +375,6 @@ pub(crate) mod tests {
             .iter()
             .find(|t| t.name.as_ref().is_some_and(|n| &*n.0 == name))
             .unwrap_or_else(|| panic!("{name} is in the answer"))
-    }
-
-    /// The response must encode at the version it answers (the codec refuses fields a version lacks).
-    pub(crate) fn assert_encodes(response: &impl Encodable, version: i16) {
-        let mut buf = BytesMut::new();
-        response
-            .encode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("encodes at v{version}: {e}"));
     }
 
     async fn ask(

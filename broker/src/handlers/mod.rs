@@ -3,7 +3,9 @@
 //! does). `dispatch` routes by request kind; the versions table (`protocol::versions`) has already
 //! refused anything not served.
 
+pub mod admin;
 pub mod api_versions;
+pub mod brokers;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
@@ -15,6 +17,7 @@ pub mod find_coordinator;
 pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
+pub mod leader_hints;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
@@ -25,13 +28,15 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
+use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::controller_client::ControllerClient;
@@ -98,19 +103,6 @@ pub enum Outcome {
     Completing(Pin<Box<dyn Future<Output = Outcome> + Send>>),
 }
 
-fn produce_outcome(outcome: produce::ProduceOutcome) -> Outcome {
-    match outcome {
-        produce::ProduceOutcome::Respond(response) => {
-            Outcome::Respond(Box::new(ResponseKind::Produce(response)))
-        }
-        produce::ProduceOutcome::NoResponse => Outcome::NoResponse,
-        produce::ProduceOutcome::Close(reason) => Outcome::Close(reason),
-        produce::ProduceOutcome::Completing(rest) => {
-            Outcome::Completing(Box::pin(async move { produce_outcome(rest.await) }))
-        }
-    }
-}
-
 pub async fn dispatch(
     ctx: &BrokerContext,
     request: Request,
@@ -147,7 +139,7 @@ pub async fn dispatch(
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(delete_groups::handle(ctx, &rc, r).await)
         }
-        RequestKind::Produce(r) => return produce_outcome(produce::handle(ctx, &rc, r).await),
+        RequestKind::Produce(r) => return produce::handle(ctx, &rc, r).await,
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, &rc, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(ctx, &rc, r).await)
@@ -173,55 +165,6 @@ pub async fn dispatch(
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     Outcome::Respond(Box::new(response))
-}
-
-/// A partition's current leader as a KIP-951 hint: `(leader id, leader epoch)` and the leader's
-/// endpoint on `listener` — `(-1, -1)` and no endpoint when no live leader is known.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaderHint {
-    pub leader_id: BrokerId,
-    pub leader_epoch: i32,
-    pub endpoint: Option<NodeEndpoint>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeEndpoint {
-    pub node_id: BrokerId,
-    pub host: String,
-    pub port: i32,
-    pub rack: Option<String>,
-}
-
-pub fn leader_hint(
-    image: &MetadataImage,
-    topic_id: TopicId,
-    partition: i32,
-    listener: &str,
-) -> LeaderHint {
-    let none = LeaderHint {
-        leader_id: -1,
-        leader_epoch: -1,
-        endpoint: None,
-    };
-    let Some(p) = image.partition(topic_id, partition) else {
-        return none;
-    };
-    let Some(broker) = image.brokers.get(&p.leader).filter(|b| !b.fenced) else {
-        return none;
-    };
-    let Some(endpoint) = broker.endpoint(Some(listener)) else {
-        return none;
-    };
-    LeaderHint {
-        leader_id: p.leader,
-        leader_epoch: p.leader_epoch,
-        endpoint: Some(NodeEndpoint {
-            node_id: p.leader,
-            host: endpoint.host.clone(),
-            port: i32::from(endpoint.port),
-            rack: broker.rack.clone(),
-        }),
-    }
 }
 
 /// The partition this broker leads, after the checks every leader-only API makes in Kafka's order:

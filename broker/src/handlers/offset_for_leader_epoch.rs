@@ -1,5 +1,5 @@
-//! OffsetForLeaderEpoch (key 23), digest §3.5: where a leader epoch ends in the leader's log, from its
-//! leader-epoch cache. Consumers use it to detect truncation after a leader change (KIP-320).
+//! OffsetForLeaderEpoch (key 23; KIP-101, KIP-279): where a leader epoch ends in the leader's log, from
+//! its leader-epoch cache. Consumers use it to detect truncation after a leader change (KIP-320).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{

@@ -1,17 +1,14 @@
-//! Produce (key 0), served by partition leaders (digest §3.2). Each partition's records must be exactly
-//! one v2 batch; it is validated, appended as raw bytes and made durable under the topic's flush policy
-//! before it is acknowledged. A broker that does not lead the partition answers NOT_LEADER_OR_FOLLOWER
-//! with a KIP-951 hint (v10+). acks=0 gets no response; if such a request fails, the connection is
-//! closed so the client refreshes its metadata.
+//! Produce (key 0), served by partition leaders (Kafka's `ReplicaManager.appendRecords`). Each
+//! partition's records must be exactly one v2 batch; it is validated, appended as raw bytes and made
+//! durable under the topic's flush policy before it is acknowledged. A broker that does not lead the
+//! partition answers NOT_LEADER_OR_FOLLOWER with a KIP-951 hint (v10+). acks=0 gets no response; if such
+//! a request fails, the connection is closed so the client refreshes its metadata.
 //!
-//! Idempotent producers' batches are checked by the log under its append lock (digest §7): a retry of
-//! a batch already written is answered NONE with the original base offset, and only once the original
+//! Idempotent producers' batches are checked by the log under its append lock (KIP-98, KIP-360): a retry
+//! of a batch already written is answered NONE with the original base offset, and only once the original
 //! is as durable and (acks=all) as committed as a fresh append would have to be; a stale epoch is
-//! INVALID_PRODUCER_EPOCH (47) and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER (45), both definitely
-//! not appended.
-
-use std::future::Future;
-use std::pin::Pin;
+//! INVALID_PRODUCER_EPOCH (47) and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER (45), both definitely not
+//! appended.
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -19,23 +16,16 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
     TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, ProduceRequest, ProduceResponse, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{leader_hint, BrokerContext, RequestContext};
+use super::leader_hints::LeaderHints;
+use super::{BrokerContext, Outcome, RequestContext};
 use crate::log::batch::Compression;
-use crate::log::producer_state::ProducerStateError;
-use crate::log::{BatchErrorKind, BatchHeader, LogError};
+use crate::log::{BatchHeader, LogError};
 use crate::replica::AppendError;
-
-pub enum ProduceOutcome {
-    Respond(ProduceResponse),
-    NoResponse,
-    Close(String),
-    /// Every batch is written, in request order; what remains (durability, then the answer) may
-    /// overlap with the connection's next request.
-    Completing(Pin<Box<dyn Future<Output = ProduceOutcome> + Send>>),
-}
 
 /// Why one partition's batch was not appended.
 struct Refusal {
@@ -53,44 +43,20 @@ impl Refusal {
 }
 
 fn append_error(e: AppendError) -> Refusal {
-    match e {
-        AppendError::NotLeader => Refusal::new(ResponseError::NotLeaderOrFollower, None),
-        AppendError::NotEnoughReplicas { .. } => {
-            Refusal::new(ResponseError::NotEnoughReplicas, e.to_string())
-        }
-        AppendError::NotEnoughReplicasAfterAppend => {
-            Refusal::new(ResponseError::NotEnoughReplicasAfterAppend, e.to_string())
-        }
-        AppendError::TimedOut => Refusal::new(ResponseError::RequestTimedOut, e.to_string()),
-        AppendError::Log(log) => log_error(log),
-        AppendError::Storage(m) => Refusal::new(ResponseError::KafkaStorageError, m),
-    }
+    let message = match &e {
+        AppendError::NotLeader => None,
+        AppendError::Storage(m) => Some(m.clone()),
+        e => Some(e.to_string()),
+    };
+    Refusal::new(e.kafka_error(), message)
 }
 
 fn log_error(e: LogError) -> Refusal {
-    let message = Some(e.to_string());
-    let error = match &e {
-        LogError::InvalidBatch(b) => match b.kind() {
-            BatchErrorKind::CorruptMessage => ResponseError::CorruptMessage,
-            BatchErrorKind::InvalidRecord => ResponseError::InvalidRecord,
-        },
-        LogError::Producer(p) => match p {
-            ProducerStateError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
-            ProducerStateError::OutOfOrderSequence { .. } => {
-                ResponseError::OutOfOrderSequenceNumber
-            }
-            ProducerStateError::InvalidSequence { .. } => ResponseError::InvalidRecord,
-        },
-        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
-        LogError::StaleLeaderEpoch { .. } => ResponseError::NotLeaderOrFollower,
-        LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
-        _ if e.is_storage_failure() => ResponseError::KafkaStorageError,
-        _ => ResponseError::UnknownServerError,
-    };
-    Refusal { error, message }
+    Refusal::new(e.kafka_error(), e.to_string())
 }
 
-/// Refusals the log does not make (digest §2.3 #3): transactional batches, zstd before Produce v7.
+/// Refusals the log does not make: transactional batches (no transactions here), zstd before Produce v7
+/// (KIP-110).
 fn precheck(records: Option<Bytes>, version: i16) -> Result<Bytes, Refusal> {
     let records = records
         .ok_or_else(|| Refusal::new(ResponseError::InvalidRecord, "no records".to_string()))?;
@@ -115,16 +81,16 @@ pub async fn handle(
     ctx: &BrokerContext,
     rc: &RequestContext<'_>,
     request: ProduceRequest,
-) -> ProduceOutcome {
+) -> Outcome {
     let acks = request.acks;
     let request_timeout_ms = request.timeout_ms;
     if request.transactional_id.is_some() {
         // Transactions are not offered (not in ApiVersions); a client sending one is broken.
-        return ProduceOutcome::Close("transactional produce is not supported".into());
+        return Outcome::Close("transactional produce is not supported".into());
     }
     let image = ctx.metadata.current();
     let version = rc.version;
-    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut hints = LeaderHints::new(&image, rc.listener);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // Appends written now, completed below: (topic position, partition position, append).
     let mut pending = Vec::new();
@@ -164,21 +130,10 @@ pub async fn handle(
                     failed = true;
                     if refusal.error == ResponseError::NotLeaderOrFollower && version >= 10 {
                         if let Some(t) = topic_image {
-                            let hint = leader_hint(&image, t.id, index, rc.listener);
+                            let (leader, epoch) = hints.current_leader(t.id, index);
                             response.current_leader = LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(hint.leader_id))
-                                .with_leader_epoch(hint.leader_epoch);
-                            if let Some(e) = hint.endpoint {
-                                if !endpoints.iter().any(|n| n.node_id.0 == e.node_id) {
-                                    endpoints.push(
-                                        NodeEndpoint::default()
-                                            .with_node_id(BrokerId(e.node_id))
-                                            .with_host(StrBytes::from_string(e.host))
-                                            .with_port(e.port)
-                                            .with_rack(e.rack.map(StrBytes::from_string)),
-                                    );
-                                }
-                            }
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch);
                         }
                     }
                     refuse(&mut response, refusal, version);
@@ -192,6 +147,13 @@ pub async fn handle(
                 .with_partition_responses(partition_responses),
         );
     }
+    let node_endpoints = hints.endpoints(|e| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(e.node_id))
+            .with_host(StrBytes::from_string(e.host))
+            .with_port(e.port)
+            .with_rack(e.rack.map(StrBytes::from_string))
+    });
     let replicas = ctx.replicas.clone();
     let timeout = std::time::Duration::from_millis(request_timeout_ms.max(0) as u64);
     let complete = async move {
@@ -213,18 +175,18 @@ pub async fn handle(
         }
         if acks == 0 {
             return if failed {
-                ProduceOutcome::Close("an acks=0 produce failed".into())
+                Outcome::Close("an acks=0 produce failed".into())
             } else {
-                ProduceOutcome::NoResponse
+                Outcome::NoResponse
             };
         }
         let mut response = ProduceResponse::default().with_responses(responses);
         if version >= 10 {
-            response.node_endpoints = endpoints;
+            response.node_endpoints = node_endpoints;
         }
-        ProduceOutcome::Respond(response)
+        Outcome::Respond(Box::new(ResponseKind::Produce(response)))
     };
-    ProduceOutcome::Completing(Box::pin(complete))
+    Outcome::Completing(Box::pin(complete))
 }
 
 /// Fills a partition's error (and, v8+, its message) into its response.
@@ -245,6 +207,7 @@ fn refuse(response: &mut PartitionProduceResponse, refusal: Refusal, version: i1
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::producer_state::ProducerStateError;
 
     #[test]
     fn producer_state_refusals_map_to_their_kafka_codes() {

@@ -1,7 +1,7 @@
 //! RecordBatch v2 as raw bytes: the log never re-encodes a producer's batch, it only reads and patches the
-//! 61-byte header (digest §9.1). [`BatchHeader`] is a parsed copy of that header (what the segment scans
-//! read from disk); [`RecordBatch`] is a zero-copy view over one whole batch in a [`Bytes`]; [`Batches`]
-//! walks concatenated batches and stops cleanly at a partial trailing batch.
+//! 61-byte header (Kafka's `DefaultRecordBatch`). [`BatchHeader`] is a parsed copy of that header (what
+//! the segment scans read from disk); [`RecordBatch`] is a zero-copy view over one whole batch in a
+//! [`Bytes`]; [`Batches`] walks concatenated batches and stops cleanly at a partial trailing batch.
 //!
 //! What must stay true: nothing here panics on arbitrary bytes, from a socket or from disk. Every
 //! length is checked before it is used; every failure is a [`BatchError`], whose [`BatchErrorKind`]
@@ -288,7 +288,7 @@ impl RecordBatch {
         })
     }
 
-    /// The checks a leader makes on a producer's batch beyond framing and CRC (digest §2.3 #3, §9.1):
+    /// The checks a leader makes on a producer's batch beyond framing and CRC (Kafka's `LogValidator`):
     /// one record per offset, no control batch, a known codec. For an uncompressed batch the record
     /// headers are walked too: exactly RecordCount records with offset deltas 0..n-1 filling the batch
     /// (compressed batches are not decompressed, so their records are taken on trust).
@@ -406,8 +406,8 @@ impl RecordBatch {
         self.header.partition_leader_epoch = epoch;
     }
 
-    /// Marks the batch LogAppendTime with MaxTimestamp = `now_ms` (digest §9.1). Both fields are inside
-    /// the CRC, so it is recomputed.
+    /// Marks the batch LogAppendTime with MaxTimestamp = `now_ms`, as Kafka's `LogValidator` does. Both
+    /// fields are inside the CRC, so it is recomputed.
     pub fn set_log_append_time(&mut self, now_ms: i64) {
         let attributes = self.header.attributes | TIMESTAMP_TYPE_BIT;
         self.patch(ATTRIBUTES_AT, &attributes.to_be_bytes());
@@ -521,7 +521,8 @@ fn check_records(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError>
     Ok(())
 }
 
-/// Reads zigzag varints (the record encoding, digest §9.2) without ever indexing out of range.
+/// Reads zigzag varints (the record encoding of Kafka's `DefaultRecord`) without ever indexing out of
+/// range.
 struct Cursor<'a> {
     buf: &'a [u8],
     at: usize,

@@ -1,7 +1,7 @@
 //! The leader-epoch cache (Kafka `LeaderEpochFileCache`): ordered `(epoch, start_offset)` entries saying
 //! at which offset each leader epoch began, persisted in `leader-epoch-checkpoint` in Kafka's text
 //! format (`0`, the entry count, then `epoch start_offset` lines). It answers OffsetForLeaderEpoch and
-//! Fetch divergence checks (digest §3.5, §6.5) and is cut when the log is truncated at either end.
+//! Fetch divergence checks (KIP-101, KIP-279) and is cut when the log is truncated at either end.
 //!
 //! What must stay true: epochs strictly increase and start offsets never decrease along the entries;
 //! an entry is added only for an epoch above the latest one; every change is on disk (temp file,
@@ -91,7 +91,8 @@ impl LeaderEpochCache {
         true
     }
 
-    /// `(epoch', end_offset)` for OffsetForLeaderEpoch and Fetch divergence (digest §3.5):
+    /// `(epoch', end_offset)` for OffsetForLeaderEpoch and Fetch divergence (Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`):
     /// - the latest epoch ends at the log end offset;
     /// - an epoch below every cached one reports itself, ending where the first cached epoch starts;
     /// - an epoch between cached ones reports the largest cached epoch ≤ it, ending where the next

@@ -1,15 +1,16 @@
-//! The log's typed errors. The Kafka layer maps them to error codes in one place (`crate::error`); the
-//! variants are chosen so that mapping needs no string matching: a bad batch carries its
+//! The log's typed errors, each mapped to its Kafka error code in one function (`LogError::kafka_error`,
+//! see `crate::error` for the others); the variants are chosen so that mapping needs no string matching: a bad batch carries its
 //! [`BatchErrorKind`](super::batch::BatchErrorKind), an out-of-range read carries the bounds, an I/O
 //! failure carries the file it happened on.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use kafka_protocol::error::ResponseError;
 use thiserror::Error;
 use uuid::Uuid;
 
-use super::batch::BatchError;
+use super::batch::{BatchError, BatchErrorKind};
 use super::producer_state::ProducerStateError;
 
 #[derive(Debug, Error)]
@@ -17,7 +18,7 @@ pub enum LogError {
     /// The batch failed validation (INVALID_RECORD or CORRUPT_MESSAGE, see `BatchError::kind`).
     #[error(transparent)]
     InvalidBatch(#[from] BatchError),
-    /// An idempotent producer's batch refused by the producer state checks (digest §7):
+    /// An idempotent producer's batch refused by the producer state checks (KIP-98, KIP-360):
     /// INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_RECORD, see the variant.
     #[error(transparent)]
     Producer(#[from] ProducerStateError),
@@ -88,6 +89,34 @@ impl LogError {
             self,
             LogError::Io { .. } | LogError::Offline { .. } | LogError::Corrupt { .. }
         )
+    }
+
+    /// The Kafka error a client is answered with when the log refuses or fails its request.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            LogError::InvalidBatch(b) => match b.kind() {
+                BatchErrorKind::CorruptMessage => ResponseError::CorruptMessage,
+                BatchErrorKind::InvalidRecord => ResponseError::InvalidRecord,
+            },
+            LogError::Producer(p) => match p {
+                ProducerStateError::InvalidProducerEpoch { .. } => {
+                    ResponseError::InvalidProducerEpoch
+                }
+                ProducerStateError::OutOfOrderSequence { .. } => {
+                    ResponseError::OutOfOrderSequenceNumber
+                }
+                ProducerStateError::InvalidSequence { .. } => ResponseError::InvalidRecord,
+            },
+            LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            // The partition moved on (a newer leader epoch) or is being closed: the client looks up
+            // the leader again.
+            LogError::StaleLeaderEpoch { .. } | LogError::Closed { .. } => {
+                ResponseError::NotLeaderOrFollower
+            }
+            e if e.is_storage_failure() => ResponseError::KafkaStorageError,
+            _ => ResponseError::UnknownServerError,
+        }
     }
 }
 

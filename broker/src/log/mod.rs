@@ -1,7 +1,7 @@
 //! The partition log: each partition's replica stored as a segmented log of raw Kafka v2 record
-//! batches, in Kafka's on-disk layout (digest §9.3). It knows batches and files, never Kafka requests:
-//! the replica layer decides who may append and what the high watermark is; the handlers map
-//! [`LogError`] to Kafka error codes.
+//! batches, in Kafka's on-disk layout (its `UnifiedLog` and `LogSegment` files). It knows batches and
+//! files, never Kafka requests: the replica layer decides who may append and what the high watermark
+//! is; the handlers map [`LogError`] to Kafka error codes.
 //!
 //! Layers, bottom up: [`batch`] (the 61-byte header, validation and patches over `Bytes`), [`index`]
 //! (sparse offset and time indexes), [`segment`] (one `.log` file with its indexes, recovery),

@@ -105,7 +105,7 @@ pub struct ReadResult {
     pub high_watermark: i64,
 }
 
-/// The answer to "where does this leader epoch end" (digest §3.5).
+/// The answer to "where does this leader epoch end" (KIP-101, KIP-279).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EpochEndOffset {
     /// The largest epoch ≤ the one asked (or the asked one when below all), -1 when unknown.
@@ -553,7 +553,7 @@ impl PartitionLog {
     /// the segment when `segment.bytes`/`segment.ms` say so, and writes it. Not yet fsynced: see
     /// [`AppendInfo::flush_required`].
     ///
-    /// An idempotent producer's batch first passes the producer state checks (digest §7), under the
+    /// An idempotent producer's batch first passes the producer state checks (KIP-98), under the
     /// same lock as the append: a stale epoch or a sequence gap is [`LogError::Producer`]; a retry of a
     /// batch still in the producer's last five is not written again and returns the original's
     /// offsets with [`AppendInfo::duplicate`] set.
@@ -793,7 +793,7 @@ impl PartitionLog {
         }
     }
 
-    /// OffsetForLeaderEpoch / Fetch divergence answer for `leader_epoch` (digest §3.5, §6.5).
+    /// OffsetForLeaderEpoch / Fetch divergence answer for `leader_epoch` (KIP-101, KIP-279).
     pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Result<EpochEndOffset> {
         let state = self.read_state()?;
         let (leader_epoch, end_offset) = state
@@ -814,8 +814,9 @@ impl PartitionLog {
         self.peek().epochs.entries().to_vec()
     }
 
-    /// A new leader records that `leader_epoch` starts at the LEO before it writes anything (digest
-    /// §6.1). Returns whether the cache changed (false when the epoch is not above the latest).
+    /// A new leader records that `leader_epoch` starts at the LEO before it writes anything (KIP-101;
+    /// Kafka's `maybeAssignEpochStartOffset`). Returns whether the cache changed (false when the epoch
+    /// is not above the latest).
     pub fn assign_leader_epoch(&self, leader_epoch: i32) -> Result<bool> {
         let mut state = self.write_state()?;
         let leo = state.log_end_offset;

@@ -1,5 +1,5 @@
-//! Producer state of one partition (Kafka `ProducerStateManager`, idempotent part; digest §7): for every
-//! producer id seen in the log, its current epoch and the metadata of its last
+//! Producer state of one partition (Kafka `ProducerStateManager`, idempotent part; KIP-98, KIP-360): for
+//! every producer id seen in the log, its current epoch and the metadata of its last
 //! [`NUM_BATCHES_TO_RETAIN`] batches. That is what lets a leader recognise a retried batch (and answer
 //! with the original offsets instead of writing it twice), refuse a gap in the sequence numbers, and
 //! refuse a producer fenced by a newer epoch of the same id.
@@ -159,8 +159,8 @@ pub struct ProducerState {
 }
 
 impl ProducerState {
-    /// The leader's checks on a producer's batch (digest §7), in Kafka's order. The header's offsets
-    /// are not used (a producer's batch has none yet).
+    /// The leader's checks on a producer's batch, in the order of Kafka's `ProducerAppendInfo`. The
+    /// header's offsets are not used (a producer's batch has none yet).
     pub fn check(&self, h: &BatchHeader) -> Result<Admission, ProducerStateError> {
         let producer_id = h.producer_id;
         if producer_id < 0 {

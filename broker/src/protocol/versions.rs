@@ -1,4 +1,5 @@
-//! The one table of Kafka APIs this broker serves and the versions it advertises (digest §2.1, §2.3).
+//! The one table of Kafka APIs this broker serves and the versions it advertises (ranges from Kafka's
+//! protocol JSON schemas, minimums where older clients gate features on them, see `SUPPORTED_APIS`).
 //! ApiVersions answers from it and dispatch refuses anything outside it, so the two can never disagree.
 
 use kafka_protocol::messages::ApiKey;
@@ -98,7 +99,7 @@ mod tests {
 
     #[test]
     fn group_apis_include_the_versions_older_librdkafka_gates_groups_on() {
-        // Before librdkafka 2.11.1 classic groups need these ranges to include v0 (digest §2.3 #2),
+        // Before librdkafka 2.11.1 (its #5130) classic groups need these ranges to include v0,
         // OffsetCommit to include 1 or 2 and OffsetFetch 1.
         for key in [
             ApiKey::FindCoordinator,

@@ -1,9 +1,9 @@
-//! Followers copy partitions from their leaders over the Kafka protocol (Kafka's
-//! `ReplicaFetcherThread`, digest §6.2, §6.5): one fetcher per source broker carries every partition
-//! this broker follows there. Each Fetch names this broker and its broker epoch; the leader's batches
-//! are appended as they are (offsets and epochs kept), made durable under the topic's flush policy
-//! before the next fetch reports the new log end, and a diverging epoch truncates the log to where it
-//! agrees with the leader — never to the local high watermark.
+//! Followers copy partitions from their leaders over the Kafka protocol (Kafka's `ReplicaFetcherThread`;
+//! truncation by KIP-101 and KIP-279): one fetcher per source broker carries every partition this broker
+//! follows there. Each Fetch names this broker and its broker epoch; the leader's batches are appended as
+//! they are (offsets and epochs kept), made durable under the topic's flush policy before the next fetch
+//! reports the new log end, and a diverging epoch truncates the log to where it agrees with the leader —
+//! never to the local high watermark.
 //!
 //! What must stay true: a response is applied only while the leader it came from still leads the
 //! partition in the leader epoch the request named, checked under the partition's state lock so no
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chronik_controller::state::{BrokerId, MetadataImage};
+use chronik_metadata::{BrokerId, MetadataImage};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{
@@ -34,8 +34,8 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::{Partition, ReplicaManager};
-use crate::lifecycle::BrokerStatus;
 use crate::metadata::MetadataCache;
+use crate::status::BrokerStatus;
 
 /// The Fetch version followers use: topic ids (v13+) and the broker epoch in `ReplicaState` (v15).
 const FETCH_VERSION: i16 = 15;

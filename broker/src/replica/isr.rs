@@ -1,4 +1,4 @@
-//! Sends the ISR changes partition leaders ask for to the controller (AlterPartition, digest §5.6), one
+//! Sends the ISR changes partition leaders ask for to the controller (AlterPartition, KIP-497), one
 //! in flight per partition. The controller's answer is applied through the metadata log like any other
 //! change; the in-flight slot is released once this broker's image shows the result (or the request
 //! failed), so the next change is computed from the new ISR. While a change that adds a replica is
@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronik_controller::api::convert::topic_id_to_bytes;
+use chronik_metadata::convert::topic_id_to_bytes;
 use chronik_proto::v1 as pb;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::manager::IsrChange;
 use super::ReplicaManager;
 use crate::controller_client::ControllerClient;
-use crate::lifecycle::BrokerStatus;
+use crate::status::BrokerStatus;
 
 /// How long to wait for the metadata to show an accepted change before allowing the next one.
 const APPLY_WAIT: Duration = Duration::from_secs(5);

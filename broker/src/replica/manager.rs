@@ -12,10 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use chronik_controller::state::configs::{
-    effective_i64, effective_topic_configs, MIN_INSYNC_REPLICAS,
-};
-use chronik_controller::state::{BrokerId, MetadataImage, TopicId};
+use chronik_metadata::configs::{effective_i64, effective_topic_configs, MIN_INSYNC_REPLICAS};
+use chronik_metadata::{BrokerId, MetadataImage, TopicId};
+use kafka_protocol::error::ResponseError;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -23,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::partition::{Partition, PartitionState};
-use crate::lifecycle::BrokerStatus;
 use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog};
 use crate::metadata::MetadataCache;
+use crate::status::BrokerStatus;
 
 /// An ISR change a partition leader asks of the controller (AlterPartition).
 pub struct IsrChange {
@@ -59,6 +58,23 @@ pub enum AppendError {
     Log(#[from] LogError),
     #[error("storage task failed: {0}")]
     Storage(String),
+}
+
+impl AppendError {
+    /// The Kafka error a producer is answered with (the group coordinator, which writes through the
+    /// same path, translates these into its own codes as Kafka's `GroupMetadataManager` does).
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            AppendError::NotLeader => ResponseError::NotLeaderOrFollower,
+            AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+            AppendError::NotEnoughReplicasAfterAppend => {
+                ResponseError::NotEnoughReplicasAfterAppend
+            }
+            AppendError::TimedOut => ResponseError::RequestTimedOut,
+            AppendError::Log(log) => log.kafka_error(),
+            AppendError::Storage(_) => ResponseError::KafkaStorageError,
+        }
+    }
 }
 
 pub struct ReplicaManager {
@@ -168,12 +184,13 @@ impl ReplicaManager {
 
     /// Makes an append durable under the topic's flush policy (group commit: one fsync covers every
     /// append before it), lets the high watermark move, and — for acks=all — waits until the high
-    /// watermark covers it (digest §6.3): NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
-    /// `min.insync.replicas` meanwhile, REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER if
-    /// leadership moved first. Only the high watermark of the leader epoch the append was made in
-    /// acknowledges it: after a re-election the offset may hold what a later epoch's replicas agree
-    /// on, not necessarily this write. A duplicate (an idempotent retry) waits for its original the
-    /// same way; for acks=0/1 it is answered like the original would have been.
+    /// watermark covers it (Kafka's `Partition.checkEnoughReplicasReachOffset`):
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below `min.insync.replicas` meanwhile,
+    /// REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER if leadership moved first. Only the
+    /// high watermark of the leader epoch the append was made in acknowledges it: after a re-election
+    /// the offset may hold what a later epoch's replicas agree on, not necessarily this write. A
+    /// duplicate (an idempotent retry) waits for its original the same way; for acks=0/1 it is
+    /// answered like the original would have been.
     pub async fn complete_append(
         &self,
         pending: PendingAppend,
@@ -278,7 +295,8 @@ impl ReplicaManager {
     }
 
     /// Asks the controller to drop ISR members of led partitions that have not caught up for `lag`
-    /// (digest §6.4). Failed and fenced brokers are removed by the controller itself.
+    /// (Kafka's `Partition.maybeShrinkIsr`). Failed and fenced brokers are removed by the controller
+    /// itself.
     pub fn shrink_lagging_isrs(&self, lag: Duration) {
         for partition in self.partitions() {
             let state = partition.state();
@@ -415,9 +433,9 @@ impl ReplicaManager {
         }
     }
 
-    /// A new leader records its epoch at its log end before it accepts writes (digest §6.1). It keeps
-    /// the high watermark it had as a follower: what it holds beyond may be missing on other ISR
-    /// members, and it learns their log ends only from their fetches in this epoch (Kafka's
+    /// A new leader records its epoch at its log end before it accepts writes (KIP-101). It keeps the
+    /// high watermark it had as a follower: what it holds beyond may be missing on other ISR members,
+    /// and it learns their log ends only from their fetches in this epoch (Kafka's
     /// `Partition.makeLeader` then `maybeIncrementLeaderHW`). An ISR of this broker alone (and
     /// `min.insync.replicas` met) commits its whole log at once.
     fn start_leader_epoch(&self, partition: &Partition, leader_epoch: i32) {
@@ -516,8 +534,8 @@ pub async fn run_metadata_listener(
 mod tests {
     use super::*;
     use crate::log::batch::test_support::{client_batch, producer_batch};
-    use chronik_controller::state::records::{PartitionRecord, Record, RegisterBrokerRecord};
-    use chronik_controller::state::Endpoint;
+    use chronik_metadata::records::{PartitionRecord, Record, RegisterBrokerRecord};
+    use chronik_metadata::Endpoint;
     use uuid::Uuid;
 
     /// An image with brokers 1–3 and topic "t" (one partition, replicas 1, 2, 3, led by 1).

@@ -1,5 +1,5 @@
 //! One hosted partition: its log, its replication state as the metadata image last set it, and — while
-//! this broker leads it — what each follower has fetched (digest §6.2–6.4, Kafka's `Partition`).
+//! this broker leads it — what each follower has fetched (Kafka's `Partition` and `Replica`).
 //!
 //! What must stay true:
 //! - the high watermark is the smallest log end offset over the *maximal* ISR: the committed ISR plus
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use chronik_controller::state::{BrokerId, TopicId};
+use chronik_metadata::{BrokerId, TopicId};
 use tokio::time::Instant;
 
 use crate::log::PartitionLog;
@@ -146,9 +146,9 @@ impl Partition {
             .copied()
     }
 
-    /// The high watermark the ISR allows (digest §6.3), or `None` when it may not move: the ISR is
-    /// smaller than `min.insync.replicas`, or a member of the maximal ISR has not fetched under this
-    /// leader epoch yet.
+    /// The high watermark the ISR allows (Kafka's `Partition.maybeIncrementLeaderHW`), or `None` when it
+    /// may not move: the ISR is smaller than `min.insync.replicas`, or a member of the maximal ISR
+    /// has not fetched under this leader epoch yet.
     pub fn allowed_high_watermark(&self, self_id: BrokerId) -> Option<i64> {
         let state = self.state();
         if state.leader != self_id {

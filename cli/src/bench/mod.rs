@@ -461,23 +461,6 @@ mod tests {
     }
 
     #[test]
-    fn sizes_take_binary_suffixes_and_separators() {
-        use crate::cli::{parse_count, parse_positive_size, parse_size};
-        assert_eq!(parse_size("16384"), Ok(16_384));
-        assert_eq!(parse_size("16_384"), Ok(16_384));
-        assert_eq!(parse_size("64KiB"), Ok(65_536));
-        assert_eq!(parse_size("64k"), Ok(65_536));
-        assert_eq!(parse_size("1MiB"), Ok(1_048_576));
-        assert_eq!(parse_size("100B"), Ok(100));
-        assert_eq!(parse_size("0"), Ok(0));
-        assert!(parse_size("2GiB").is_err());
-        assert!(parse_size("lots").is_err());
-        assert!(parse_positive_size("0").is_err());
-        assert_eq!(parse_count("1_000_000"), Ok(1_000_000));
-        assert!(parse_count("0").is_err());
-    }
-
-    #[test]
     fn partition_selections_display_and_include() {
         let only = PartitionSelection::Only(vec![0, 2]);
         assert!(only.includes(2) && !only.includes(1));

@@ -28,7 +28,7 @@ use tracing::debug;
 
 use super::{error_name, BrokerPool, KafkaError};
 
-/// FindCoordinator: v4+ batches keys (digest §2.3 #6); v6 only adds share groups.
+/// FindCoordinator: v4+ batches keys (KIP-699); v6 only adds share groups.
 const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> = 0..=5;
 /// ListGroups: v4 adds a state filter and v5 a type filter, neither used.
 const LIST_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=4;

@@ -21,12 +21,15 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 use uuid::Uuid;
 
-use super::convert::{
-    endpoint_from_proto, endpoint_to_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
-};
 use super::{cluster_view, ClusterView};
 use crate::applied::{AppliedMetadata, Resume};
-use crate::error::{ApiError, ControllerError, ErrorCode};
+use chronik_metadata::convert::{
+    endpoint_from_proto, endpoint_to_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
+};
+use chronik_metadata::topic_name::is_internal_topic;
+use chronik_metadata::{error, leader_hint};
+
+use crate::error::{ApiError, ControllerError, ResponseError};
 use crate::liveness::Liveness;
 use crate::quorum::Quorum;
 use crate::state::cluster::{self, Heartbeat, RegisterBroker};
@@ -36,43 +39,44 @@ use crate::state::MetadataImage;
 /// Maps a controller error to a gRPC status carrying the Kafka error name (and the active controller on
 /// NOT_CONTROLLER) in its metadata.
 pub fn status(err: ControllerError) -> Status {
-    let (mut status, name) = match &err {
+    let (mut status, kafka_error) = match &err {
         ControllerError::Api(e) => {
             let code = match e.code {
-                ErrorCode::UnknownTopicOrPartition
-                | ErrorCode::UnknownTopicId
-                | ErrorCode::BrokerIdNotRegistered => tonic::Code::NotFound,
-                ErrorCode::TopicAlreadyExists | ErrorCode::DuplicateBrokerRegistration => {
+                ResponseError::UnknownTopicOrPartition
+                | ResponseError::UnknownTopicId
+                | ResponseError::BrokerIdNotRegistered => tonic::Code::NotFound,
+                ResponseError::TopicAlreadyExists | ResponseError::DuplicateBrokerRegistration => {
                     tonic::Code::AlreadyExists
                 }
-                ErrorCode::StaleBrokerEpoch
-                | ErrorCode::FencedLeaderEpoch
-                | ErrorCode::InconsistentClusterId
-                | ErrorCode::InvalidUpdateVersion => tonic::Code::FailedPrecondition,
+                ResponseError::StaleBrokerEpoch
+                | ResponseError::FencedLeaderEpoch
+                | ResponseError::InconsistentClusterId
+                | ResponseError::InvalidUpdateVersion => tonic::Code::FailedPrecondition,
                 _ => tonic::Code::InvalidArgument,
             };
-            (Status::new(code, e.message.clone()), e.code.name())
+            (Status::new(code, e.message.clone()), e.code)
         }
         ControllerError::NotController { .. } => (
             Status::unavailable("this controller is not the active controller"),
-            ErrorCode::NotController.name(),
+            ResponseError::NotController,
         ),
-        ControllerError::Unavailable(m) => {
-            (Status::unavailable(m.clone()), "COORDINATOR_NOT_AVAILABLE")
-        }
+        ControllerError::Unavailable(m) => (
+            Status::unavailable(m.clone()),
+            ResponseError::CoordinatorNotAvailable,
+        ),
         ControllerError::ShuttingDown => (
             Status::unavailable("controller shutting down"),
-            "NOT_CONTROLLER",
+            ResponseError::NotController,
         ),
     };
-    status
-        .metadata_mut()
-        .insert(ERROR_METADATA_KEY, MetadataValue::from_static(name));
+    if let Ok(name) = MetadataValue::try_from(error::name(kafka_error)) {
+        status.metadata_mut().insert(ERROR_METADATA_KEY, name);
+    }
     if let ControllerError::NotController {
         leader: Some((id, address)),
     } = &err
     {
-        if let Ok(value) = MetadataValue::try_from(format!("{id}@{address}")) {
+        if let Ok(value) = MetadataValue::try_from(leader_hint::format(*id, address)) {
             status.metadata_mut().insert(LEADER_METADATA_KEY, value);
         }
     }
@@ -80,7 +84,7 @@ pub fn status(err: ControllerError) -> Status {
 }
 
 fn invalid(message: impl Into<String>) -> Status {
-    status(ApiError::new(ErrorCode::InvalidRequest, message).into())
+    status(ApiError::new(ResponseError::InvalidRequest, message).into())
 }
 
 /// Refuses calls that need the cluster's bootstrap records (its id and defaults) until they are applied.
@@ -389,11 +393,11 @@ fn describe_topic(image: &MetadataImage, name: &str) -> pb::TopicDescription {
                     recovering: p.recovering,
                 })
                 .collect(),
-            internal: topics::is_internal_topic(&t.name),
+            internal: is_internal_topic(&t.name),
         },
         None => pb::TopicDescription {
             name: name.to_string(),
-            error_code: i32::from(ErrorCode::UnknownTopicOrPartition.code()),
+            error_code: i32::from(ResponseError::UnknownTopicOrPartition.code()),
             error_message: format!("topic '{name}' does not exist"),
             ..Default::default()
         },
@@ -548,7 +552,7 @@ impl AdminService for ControllerApi {
                     topic_id: topic_id_to_bytes(t.id),
                     num_partitions: t.partitions.len() as i32,
                     replication_factor: t.replication_factor() as i32,
-                    internal: topics::is_internal_topic(&t.name),
+                    internal: is_internal_topic(&t.name),
                 })
                 .collect()
         });

@@ -1,8 +1,7 @@
 //! The controller's external interfaces: gRPC services for brokers and operators (`grpc`), HTTP for
-//! health, metrics and a JSON view (`http`), and the protobuf conversions (`convert`). `ClusterView`
+//! health, metrics and a JSON view (`http`); the protobuf conversions are `chronik_metadata::convert`. `ClusterView`
 //! is the one description of the cluster both interfaces render.
 
-pub mod convert;
 pub mod grpc;
 pub mod http;
 

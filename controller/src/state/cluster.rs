@@ -1,11 +1,11 @@
-//! Broker lifecycle (Kafka's `ClusterControlManager` and `BrokerHeartbeatManager`, digest §5.2–5.3,
-//! §5.7): registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, and
+//! Broker lifecycle (Kafka's `ClusterControlManager` and `BrokerHeartbeatManager`, KIP-631):
+//! registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, and
 //! producer-id blocks. Liveness (who heartbeats in time) is tracked by the active controller in memory
 //! and passed in; everything here is pure.
 
 use uuid::Uuid;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ResponseError};
 
 use super::configs::{effective_bool, UNCLEAN_LEADER_ELECTION};
 use super::election::{isr_without, partition_change, Election};
@@ -39,20 +39,20 @@ pub fn register_broker(
 ) -> Result<ControllerResult<RegisterReply>, ApiError> {
     if request.broker_id < 0 {
         return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
+            ResponseError::InvalidRequest,
             format!("invalid broker id {}", request.broker_id),
         ));
     }
     if request.endpoints.is_empty() {
         return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
+            ResponseError::InvalidRequest,
             "a broker must advertise at least one endpoint",
         ));
     }
     if let (Some(theirs), Some(ours)) = (&request.cluster_id, &image.cluster_id) {
         if theirs != ours {
             return Err(ApiError::new(
-                ErrorCode::InconsistentClusterId,
+                ResponseError::InconsistentClusterId,
                 format!("broker belongs to cluster {theirs}, this is cluster {ours}"),
             ));
         }
@@ -64,7 +64,7 @@ pub fn register_broker(
         }
         if has_live_session {
             return Err(ApiError::new(
-                ErrorCode::DuplicateBrokerRegistration,
+                ResponseError::DuplicateBrokerRegistration,
                 format!(
                     "broker {} is already registered by another live process (incarnation {})",
                     request.broker_id, existing.incarnation_id
@@ -112,13 +112,13 @@ pub fn check_broker_epoch(
 ) -> Result<&BrokerRegistration, ApiError> {
     let broker = image.brokers.get(&broker_id).ok_or_else(|| {
         ApiError::new(
-            ErrorCode::BrokerIdNotRegistered,
+            ResponseError::BrokerIdNotRegistered,
             format!("broker {broker_id} is not registered"),
         )
     })?;
     if broker.broker_epoch != broker_epoch {
         return Err(ApiError::new(
-            ErrorCode::StaleBrokerEpoch,
+            ResponseError::StaleBrokerEpoch,
             format!(
                 "broker {broker_id} epoch {broker_epoch} is stale; the current one is {}",
                 broker.broker_epoch
@@ -128,7 +128,8 @@ pub fn check_broker_epoch(
     Ok(broker)
 }
 
-/// One heartbeat through the broker state machine (digest §5.3). `others_caught_up` says whether every
+/// One heartbeat through the broker state machine (Kafka's
+/// `BrokerHeartbeatManager.calculateNextBrokerState`). `others_caught_up` says whether every
 /// other active broker has applied metadata past this broker's controlled-shutdown record.
 pub fn process_heartbeat(
     image: &MetadataImage,
@@ -371,6 +372,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn every_record_of_an_image_round_trips_through_protobuf() {
+        use chronik_metadata::convert;
+        let image = cluster(&[1, 2, 3], 4, 3);
+        let records = image.to_records();
+        assert!(records.len() > 8);
+        let decoded: Vec<Record> = records
+            .iter()
+            .map(|r| convert::record_from_proto(&convert::record_to_proto(r)).expect("decodes"))
+            .collect();
+        assert_eq!(decoded, records);
+        let mut rebuilt = MetadataImage::default();
+        rebuilt.replay_all(image.offset, &decoded);
+        assert_eq!(rebuilt, image);
+    }
+
+    #[test]
     fn a_new_registration_is_fenced_until_caught_up_and_its_epoch_is_its_offset() {
         let mut image = MetadataImage::default();
         let epoch = register(&mut image, 7);
@@ -409,7 +426,7 @@ pub(crate) mod tests {
             ..retry
         };
         let err = register_broker(&image, &other, true).unwrap_err();
-        assert_eq!(err.code, ErrorCode::DuplicateBrokerRegistration);
+        assert_eq!(err.code, ResponseError::DuplicateBrokerRegistration);
         // Once the old session is gone, the new incarnation gets a new, higher epoch.
         let (offset, reply) = commit(&mut image, |image| {
             register_broker(image, &other, false).unwrap()
@@ -439,7 +456,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             process_heartbeat(&image, &stale, true).unwrap_err().code,
-            ErrorCode::StaleBrokerEpoch
+            ResponseError::StaleBrokerEpoch
         );
         let foreign = RegisterBroker {
             broker_id: 2,
@@ -450,13 +467,13 @@ pub(crate) mod tests {
         };
         assert_eq!(
             register_broker(&image, &foreign, false).unwrap_err().code,
-            ErrorCode::InconsistentClusterId
+            ResponseError::InconsistentClusterId
         );
         assert_eq!(
             allocate_producer_ids(&image, 1, epoch + 5)
                 .unwrap_err()
                 .code,
-            ErrorCode::StaleBrokerEpoch
+            ResponseError::StaleBrokerEpoch
         );
     }
 

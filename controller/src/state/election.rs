@@ -1,4 +1,4 @@
-//! Leader election and ISR changes for one partition (Kafka's `PartitionChangeBuilder`, digest §5.5).
+//! Leader election and ISR changes for one partition (Kafka's `PartitionChangeBuilder`).
 //! Everything that moves a leader or an ISR goes through `partition_change`, so the rules hold in one
 //! place: the current leader stays while it is acceptable and in sync; otherwise the first in-sync
 //! replica in assignment order takes over; an out-of-sync replica only when unclean election is on; else

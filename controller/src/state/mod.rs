@@ -4,15 +4,17 @@
 //! That is what lets every rule here be unit-tested by replaying records.
 
 pub mod cluster;
-pub mod configs;
 pub mod election;
-pub mod image;
 pub mod placement;
-pub mod records;
 pub mod topics;
 
-pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
-pub use records::{BrokerId, Endpoint, Record, TopicId, NO_LEADER};
+// The records, the image they replay into and the config rules are shared with the brokers, in the
+// `chronik-metadata` crate; re-exported here so commands read as before.
+pub use chronik_metadata::{configs, image, records};
+pub use chronik_metadata::{
+    BrokerId, BrokerRegistration, Endpoint, MetadataImage, PartitionRegistration, Record, TopicId,
+    TopicImage, NO_LEADER,
+};
 
 /// The outcome of a command: records to append (possibly none) and the reply to send once they are
 /// committed.

@@ -4,10 +4,10 @@
 use chronik_proto::v1 as pb;
 use uuid::Uuid;
 
-use crate::state::records::{
+use crate::records::{
     ConfigResource, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
 };
-use crate::state::{Endpoint, Record};
+use crate::records::{Endpoint, Record};
 
 /// A record or request field that does not decode.
 #[derive(Debug, thiserror::Error)]
@@ -217,22 +217,6 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::cluster::tests::cluster;
-
-    #[test]
-    fn every_record_of_an_image_round_trips_through_protobuf() {
-        let image = cluster(&[1, 2, 3], 4, 3);
-        let records = image.to_records();
-        assert!(records.len() > 8);
-        let decoded: Vec<Record> = records
-            .iter()
-            .map(|r| record_from_proto(&record_to_proto(r)).expect("decodes"))
-            .collect();
-        assert_eq!(decoded, records);
-        let mut rebuilt = crate::state::MetadataImage::default();
-        rebuilt.replay_all(image.offset, &decoded);
-        assert_eq!(rebuilt, image);
-    }
 
     #[test]
     fn malformed_records_are_errors_not_panics() {

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ResponseError};
 
-use super::image::MetadataImage;
+use crate::image::MetadataImage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigKind {
@@ -155,7 +155,7 @@ fn any_config_def(name: &str) -> Option<&'static ConfigDef> {
 }
 
 fn invalid(message: String) -> ApiError {
-    ApiError::new(ErrorCode::InvalidConfig, message)
+    ApiError::new(ResponseError::InvalidConfig, message)
 }
 
 /// Checks one value against its definition.
@@ -298,7 +298,7 @@ mod tests {
             ("num.partitions", "3"),
         ] {
             let err = validate_topic_configs(&map(&[bad])).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidConfig, "{bad:?}");
+            assert_eq!(err.code, ResponseError::InvalidConfig, "{bad:?}");
         }
         assert!(validate_cluster_configs(&map(&[("num.partitions", "3")])).is_ok());
     }

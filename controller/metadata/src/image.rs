@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::records::{
+use crate::records::{
     BrokerId, ConfigResource, Endpoint, PartitionChangeRecord, PartitionRecord, Record,
     RegisterBrokerRecord, TopicId, NO_LEADER,
 };
@@ -335,8 +335,9 @@ impl MetadataImage {
     }
 }
 
-/// The one place the epoch rules live (digest §5.4): every change bumps the partition epoch; a change
-/// that sets the leader, even to the same broker or to none, bumps the leader epoch.
+/// The one place the epoch rules live (Kafka's `PartitionRegistration.merge`): every change bumps the
+/// partition epoch; a change that sets the leader, even to the same broker or to none, bumps the leader
+/// epoch.
 pub fn apply_partition_change(p: &mut PartitionRegistration, change: &PartitionChangeRecord) {
     if let Some(leader) = change.leader {
         p.leader = leader;

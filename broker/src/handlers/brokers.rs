@@ -1,0 +1,48 @@
+//! The brokers a client is told about: Metadata, DescribeCluster and the KIP-951 hints list live
+//! (unfenced) brokers by their address on the listener the client connected to, and name one of them
+//! as the "controller" admin clients forward to (KIP-590).
+
+use chronik_metadata::{BrokerId, MetadataImage};
+
+/// The operations every principal may perform on the cluster while there is no authorizer (CREATE,
+/// ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE, CREATE_TOKENS,
+/// DESCRIBE_TOKENS as Kafka's `AclOperation` bit field).
+pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = 32672;
+
+/// A broker's address on one listener, as Metadata, DescribeCluster and the KIP-951 hints list it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEndpoint {
+    pub node_id: BrokerId,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// Every unfenced broker with an endpoint on `listener`, by id: what Metadata and DescribeCluster list.
+/// Leaders are reported only when they are among these, so every leader named is listed.
+pub fn live_brokers(image: &MetadataImage, listener: &str) -> Vec<NodeEndpoint> {
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            b.endpoint(Some(listener)).map(|e| NodeEndpoint {
+                node_id: b.broker_id,
+                host: e.host.clone(),
+                port: i32::from(e.port),
+                rack: b.rack.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The "controller" admin clients send CreateTopics and DeleteTopics to: this broker, which forwards
+/// them (KIP-590), or while it is not listed (e.g. not yet unfenced) another listed broker; -1 only when
+/// none is listed. It must be listed, or clients cannot find it.
+pub fn controller_id(broker_id: BrokerId, brokers: &[NodeEndpoint]) -> BrokerId {
+    if brokers.iter().any(|b| b.node_id == broker_id) {
+        broker_id
+    } else {
+        brokers.first().map_or(-1, |b| b.node_id)
+    }
+}

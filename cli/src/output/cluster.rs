@@ -1,0 +1,181 @@
+//! `cluster status`: the cluster's figures as a `Label:  value` block, then one table of controllers
+//! (their Raft role and indexes, `-` where the answering node did not know one) and one of brokers.
+
+use std::io::Write;
+
+use super::{fields, table};
+use crate::cmd::ClusterStatus;
+
+/// The cluster's figures, then its controllers and brokers.
+pub(super) fn status(out: &mut impl Write, status: &ClusterStatus) -> std::io::Result<()> {
+    fields(
+        out,
+        &[
+            ("Cluster ID", status.cluster_id.clone()),
+            ("Active controller", node_or_none(status.leader_id)),
+            ("Topics", status.topic_count.to_string()),
+            ("Partitions", status.partition_count.to_string()),
+            (
+                "Leaderless partitions",
+                status.leaderless_partitions.to_string(),
+            ),
+            (
+                "Under-replicated partitions",
+                status.under_replicated_partitions.to_string(),
+            ),
+        ],
+    )?;
+    writeln!(out)?;
+    writeln!(out, "Controllers")?;
+    let rows = status
+        .controllers
+        .iter()
+        .map(|controller| {
+            vec![
+                controller.node_id.to_string(),
+                controller.address.clone(),
+                controller.role.clone(),
+                controller.term.to_string(),
+                index(controller.commit_index),
+                index(controller.applied_index),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(
+        out,
+        &[
+            "NODE ID",
+            "ADDRESS",
+            "ROLE",
+            "TERM",
+            "COMMIT INDEX",
+            "APPLIED INDEX",
+        ],
+        &rows,
+    )?;
+    writeln!(out)?;
+    writeln!(out, "Brokers")?;
+    super::broker::list(out, &status.brokers)
+}
+
+/// A controller node id; 0 means there is no active controller.
+fn node_or_none(node_id: u64) -> String {
+    if node_id == 0 {
+        "none".to_owned()
+    } else {
+        node_id.to_string()
+    }
+}
+
+/// A Raft index; -1 means the answering node did not know it.
+fn index(value: i64) -> String {
+    if value < 0 {
+        "-".to_owned()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use crate::cmd::{BrokerState, BrokerStatus, ClusterStatus, ControllerStatus, Report};
+    use crate::output::testing::{json, table_text};
+
+    fn cluster() -> ClusterStatus {
+        ClusterStatus {
+            cluster_id: "q1w2e3".to_owned(),
+            leader_id: 1,
+            controllers: vec![
+                ControllerStatus {
+                    node_id: 1,
+                    address: "127.0.0.1:9093".to_owned(),
+                    role: "leader".to_owned(),
+                    term: 3,
+                    commit_index: 120,
+                    applied_index: 119,
+                },
+                ControllerStatus {
+                    node_id: 2,
+                    address: "127.0.0.1:9094".to_owned(),
+                    role: "unreachable".to_owned(),
+                    term: 3,
+                    commit_index: -1,
+                    applied_index: -1,
+                },
+            ],
+            brokers: vec![BrokerStatus {
+                broker_id: 7,
+                epoch: 42,
+                endpoints: vec!["127.0.0.1:9092".to_owned()],
+                rack: None,
+                state: BrokerState::Unfenced,
+                leader_count: 5,
+            }],
+            topic_count: 2,
+            partition_count: 6,
+            leaderless_partitions: 1,
+            under_replicated_partitions: 4,
+        }
+    }
+
+    #[test]
+    fn cluster_status_table_shows_every_figure() {
+        let text = table_text(&Report::ClusterStatus(cluster()));
+        assert!(
+            text.contains("Cluster ID:                   q1w2e3"),
+            "{text}"
+        );
+        assert!(text.contains("Active controller:            1"), "{text}");
+        assert!(text.contains("Under-replicated partitions:  4"), "{text}");
+        let leader_row = text
+            .lines()
+            .find(|line| line.starts_with("1 "))
+            .expect("controller row");
+        assert_eq!(
+            leader_row.split_whitespace().collect::<Vec<_>>(),
+            ["1", "127.0.0.1:9093", "leader", "3", "120", "119"]
+        );
+        let unreachable_row = text
+            .lines()
+            .find(|line| line.starts_with("2 "))
+            .expect("controller row");
+        assert_eq!(
+            unreachable_row.split_whitespace().collect::<Vec<_>>(),
+            ["2", "127.0.0.1:9094", "unreachable", "3", "-", "-"]
+        );
+        let broker_row = text
+            .lines()
+            .find(|line| line.starts_with("7 "))
+            .expect("broker row");
+        assert_eq!(
+            broker_row.split_whitespace().collect::<Vec<_>>(),
+            ["7", "127.0.0.1:9092", "-", "unfenced", "42", "5"]
+        );
+    }
+
+    #[test]
+    fn cluster_status_json_has_stable_field_names() {
+        let value = json(&Report::ClusterStatus(cluster()));
+        assert_eq!(value["cluster_id"], "q1w2e3");
+        assert_eq!(value["leader_id"], 1);
+        assert_eq!(value["controllers"][0]["node_id"], 1);
+        assert_eq!(value["controllers"][0]["commit_index"], 120);
+        assert_eq!(value["controllers"][1]["role"], "unreachable");
+        assert_eq!(value["controllers"][1]["applied_index"], -1);
+        assert_eq!(value["brokers"][0]["broker_id"], 7);
+        assert_eq!(value["brokers"][0]["endpoints"][0], "127.0.0.1:9092");
+        assert_eq!(value["brokers"][0]["rack"], Value::Null);
+        assert_eq!(value["brokers"][0]["state"], "unfenced");
+        assert_eq!(value["brokers"][0]["leader_count"], 5);
+        for key in [
+            "topic_count",
+            "partition_count",
+            "leaderless_partitions",
+            "under_replicated_partitions",
+        ] {
+            assert!(value[key].is_u64(), "{key} missing");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The `local` commands: where the local cluster's bootstrap servers, controllers and files are, then
+//! one fixed-width row per node with its address, pid and readiness.
+
+use std::io::Write;
+
+use crate::cmd::local::LocalClusterView;
+
+/// The cluster's addresses and directory, then the node table.
+pub(super) fn cluster(out: &mut impl Write, cluster: &LocalClusterView) -> std::io::Result<()> {
+    writeln!(out, "bootstrap servers: {}", cluster.bootstrap_servers)?;
+    writeln!(out, "controllers:       {}", cluster.controllers)?;
+    writeln!(out, "logs and data:     {}", cluster.dir)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<11} {:>3}  {:<22} {:<22} {:>8}  {:<6} LOG",
+        "NODE", "ID", "ADDRESS", "HTTP", "PID", "READY"
+    )?;
+    for n in &cluster.nodes {
+        writeln!(
+            out,
+            "{:<11} {:>3}  {:<22} {:<22} {:>8}  {:<6} {}",
+            n.kind,
+            n.id,
+            n.addr,
+            n.http_addr,
+            n.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            if n.ready { "yes" } else { "no" },
+            n.log_file
+        )?;
+    }
+    Ok(())
+}

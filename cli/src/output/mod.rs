@@ -1,0 +1,199 @@
+//! The only place that prints. A [`Report`] is rendered either as human tables (columns padded to the
+//! widest cell, `-` for unknown figures, `none` for a missing leader) or as exactly one pretty JSON document
+//! whose field names are the snake_case names of the report structs, so scripts can rely on them. Rendering
+//! goes to any `impl Write`, which is how the tests read it.
+//!
+//! This file owns the dispatch from a [`Report`] to its renderer, the JSON path (the same for every report)
+//! and the table machinery the renderers share: `fields` for `Label:  value` blocks, `table` for padded
+//! columns, and the cell formatters more than one noun uses. The table renderers live one file per noun,
+//! mirroring `cmd/`: `cluster`, `broker`, `topic`, `group`, `election`, `local`, `probe`, and `bench` for
+//! the benchmarks.
+
+mod bench;
+mod broker;
+mod cluster;
+mod election;
+mod group;
+mod local;
+mod probe;
+mod topic;
+
+use std::io::Write;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::cmd::Report;
+use crate::error::CliError;
+
+/// How reports are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable tables.
+    Table,
+    /// One pretty-printed JSON document.
+    Json,
+}
+
+/// Writes `report` to `out` in `format`.
+pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Result<(), CliError> {
+    match format {
+        OutputFormat::Json => match report {
+            Report::ClusterStatus(status) => write_json(out, status),
+            Report::Brokers(brokers) => write_json(out, brokers),
+            Report::TopicCreated(topic) => write_json(out, topic),
+            Report::Topics(topics) => write_json(out, topics),
+            Report::TopicDetails(topic) => write_json(out, topic),
+            Report::TopicDeleted(topic) => write_json(out, topic),
+            Report::TopicConfigs(topic) => write_json(out, topic),
+            Report::Groups(list) => write_json(out, list),
+            Report::GroupDetails(group) => write_json(out, group),
+            Report::OffsetReset(reset) => write_json(out, reset),
+            Report::GroupDeleted(group) => write_json(out, group),
+            Report::Election(results) => write_json(out, results),
+            Report::Local(cluster) => write_json(out, cluster),
+            Report::Bench(report) => write_json(out, report),
+            Report::Probe(result) => write_json(out, result),
+        },
+        OutputFormat::Table => {
+            match report {
+                Report::ClusterStatus(status) => cluster::status(out, status)?,
+                Report::Brokers(brokers) => broker::list(out, brokers)?,
+                Report::TopicCreated(topic) => topic::created(out, topic)?,
+                Report::Topics(topics) => topic::list(out, topics)?,
+                Report::TopicDetails(topic) => topic::details(out, topic)?,
+                Report::TopicDeleted(topic) => topic::deleted(out, topic)?,
+                Report::TopicConfigs(topic) => topic::configs_updated(out, topic)?,
+                Report::Groups(list) => group::list(out, list)?,
+                Report::GroupDetails(group) => group::details(out, group)?,
+                Report::OffsetReset(reset) => group::offset_reset(out, reset)?,
+                Report::GroupDeleted(group) => group::deleted(out, group)?,
+                Report::Election(results) => election::results(out, results)?,
+                Report::Local(cluster) => local::cluster(out, cluster)?,
+                Report::Bench(report) => bench::report(out, report)?,
+                Report::Probe(result) => probe::result(out, result)?,
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Renders `report` to a string (for tests and callers that embed the output).
+pub fn render_to_string(format: OutputFormat, report: &Report) -> Result<String, CliError> {
+    let mut buffer = Vec::new();
+    render(&mut buffer, format, report)?;
+    String::from_utf8(buffer)
+        .map_err(|error| CliError::UnexpectedReply(format!("output is not UTF-8: {error}")))
+}
+
+fn write_json(out: &mut impl Write, value: &impl Serialize) -> Result<(), CliError> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `Label:  value` lines with the values aligned.
+fn fields(out: &mut impl Write, fields: &[(&str, String)]) -> std::io::Result<()> {
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (label, value) in fields {
+        let padding = width - label.chars().count();
+        writeln!(out, "{label}:{:padding$}  {value}", "")?;
+    }
+    Ok(())
+}
+
+/// A table with a header row; columns are separated by two spaces and padded to the widest cell.
+fn table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|header| header.chars().count())
+        .collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    row_line(out, headers.iter().copied(), &widths)?;
+    for row in rows {
+        row_line(out, row.iter().map(String::as_str), &widths)?;
+    }
+    Ok(())
+}
+
+fn row_line<'a>(
+    out: &mut impl Write,
+    cells: impl Iterator<Item = &'a str>,
+    widths: &[usize],
+) -> std::io::Result<()> {
+    let mut line = String::new();
+    for (cell, width) in cells.zip(widths) {
+        let padding = width.saturating_sub(cell.chars().count());
+        line.push_str(cell);
+        line.push_str(&" ".repeat(padding + 2));
+    }
+    writeln!(out, "{}", line.trim_end())
+}
+
+/// A broker id; a negative one means no leader.
+fn broker_or_none(broker_id: i32) -> String {
+    if broker_id < 0 {
+        "none".to_owned()
+    } else {
+        broker_id.to_string()
+    }
+}
+
+/// `-` for an empty cell.
+fn dash_if_empty(text: String) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod testing {
+    //! What the renderers' tests share: a report rendered as table text, or parsed back from JSON.
+
+    use serde_json::Value;
+
+    use super::{render_to_string, OutputFormat};
+    use crate::cmd::Report;
+
+    pub(super) fn table_text(report: &Report) -> String {
+        render_to_string(OutputFormat::Table, report).expect("renders")
+    }
+
+    pub(super) fn json(report: &Report) -> Value {
+        let text = render_to_string(OutputFormat::Json, report).expect("renders");
+        serde_json::from_str(&text).expect("one JSON document")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_columns_and_trim_line_ends() {
+        let mut out = Vec::new();
+        table(
+            &mut out,
+            &["ID", "NAME"],
+            &[
+                vec!["1".to_owned(), "a".to_owned()],
+                vec!["100".to_owned(), "bb".to_owned()],
+            ],
+        )
+        .expect("writes");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "ID   NAME\n1    a\n100  bb\n"
+        );
+    }
+}
