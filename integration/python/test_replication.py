@@ -13,6 +13,10 @@ acknowledged, while the test injures the cluster:
   session timeout; the partition gets a new leader with a higher leader epoch meanwhile, then SIGCONT.
 - `test_controller_failover_during_broker_failover`: kill -9 the leader broker and, right after, the
   active controller; the broker's partitions still get new leaders within 15 s.
+- `test_follower_below_the_leaders_log_start_rejoins` (no background producer): a follower comes back
+  with an empty partition directory after retention removed the leader's first segments; it must
+  restart its log at the leader's log start and rejoin the ISR (issue #11, item 4: it used to fetch
+  offset 0 forever, answered OFFSET_OUT_OF_RANGE).
 - `test_leader_that_wrote_nothing_in_its_epoch_rejoins_after_restart` (no background producer): a
   broker elected leader and killed before any record reached it must catch up and rejoin the ISR after
   a restart, although its leader-epoch cache names an epoch no batch carries (a broker bug this test
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import signal
 import threading
 import time
@@ -642,3 +647,74 @@ def test_leader_that_wrote_nothing_in_its_epoch_rejoins_after_restart(cluster_fa
     figures = verify_run(cluster, topic_name, acked, f"{len(acked)} records acknowledged", timeline)
     print(f"[replication] empty leader epoch: brokers {first} then {second} killed; {len(acked)} acks; "
           f"high watermark {figures['hws']}; {time.monotonic() - started:.0f}s")
+
+
+def test_follower_below_the_leaders_log_start_rejoins(cluster_factory, topic_name):
+    """A follower stopped while retention removes the leader's first segments, and restarted with its
+    partition directory gone: it is entirely below the leader's log start, so it must empty its log,
+    restart it there, catch up and rejoin the ISR; what was acknowledged after the restart is read back
+    at its offsets. Checked against the replicas' log start offsets, not `verify_run` (the records
+    below the log start are gone by design)."""
+    started = time.monotonic()
+    cluster = cluster_factory(controllers=CONTROLLERS, brokers=BROKERS, controller_args=CONTROLLER_ARGS,
+                              broker_args=["--log-retention-check-interval-ms=200"])
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3,
+                         configs={"min.insync.replicas": "2", "segment.bytes": "4096",
+                                  "retention.bytes": "8192"})
+    wait_full_isr(cluster, topic_name, 30, "after creation")
+    timeline = Timeline()
+    acked: list[Ack] = []
+
+    def produce(label: str, count: int) -> None:
+        records = [Rec(value=f"{label}:{i:09d}:".encode() + b"x" * 100, partition=0) for i in range(count)]
+        # Small batches, so that the 4 KiB segments roll often and retention has whole ones to drop.
+        config = {**PRODUCER_CONFIG, "batch.size": 2000}
+        for d in ck_produce(cluster.bootstrap_servers, topic_name, records, config=config, timeout=60):
+            acked.append(Ack(d.rec.value, d.partition, d.offset, timeline.now()))
+        timeline.note(f"{count} records acknowledged, offsets up to {acked[-1].offset}")
+
+    produce("first", 20)
+    parts = describe_now(cluster, topic_name)
+    follower = next(b for b in parts[0]["replicas"] if b != parts[0]["leader"])
+    cluster.stop_broker(follower)
+    timeline.note(f"stopped broker {follower}: {fmt_parts(parts)}")
+    produce("while-away", 600)
+    consumer = ck_consumer(cluster.bootstrap_servers)
+    try:
+        def log_start() -> int | None:
+            low, _ = consumer.get_watermark_offsets(ck.TopicPartition(topic_name, 0), timeout=5)
+            return low if low > 20 else None
+        leader_log_start = wait_until(log_start, 30, "retention to move the leader's log start past the "
+                                                     "records the follower had")
+    finally:
+        consumer.close()
+    timeline.note(f"leader's log start {leader_log_start}")
+    shutil.rmtree(cluster.partition_dir(follower, topic_name, 0))
+    cluster.start_broker(follower)
+    timeline.note(f"broker {follower} restarted with an empty partition directory")
+    try:
+        parts = wait_full_isr(cluster, topic_name, 30, f"broker {follower}, below the leader's log start")
+    except AssertionError as error:
+        log = Path(cluster.broker(follower)["log_file"]).read_text(errors="replace")
+        restarts = log.count("leader's log start: restarted there")
+        raise AssertionError(f"{error}\n  broker {follower} restarted its log {restarts} times\n"
+                             f"  timeline:\n{timeline.text()}") from None
+    timeline.note(f"full ISR: {fmt_parts(parts)}")
+    before = len(acked)
+    produce("after", 20)
+    consumer = ck_consumer(cluster.bootstrap_servers)
+    try:
+        first = acked[before].offset
+        consumer.assign([ck.TopicPartition(topic_name, 0, first)])
+        got: dict[int, bytes] = {}
+        deadline = time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got[msg.offset()] = msg.value()
+    finally:
+        consumer.close()
+    missing = [a for a in acked[before:] if got.get(a.offset) != a.value]
+    assert not missing, f"{len(missing)} acknowledged records not read back at their offsets:\n{timeline.text()}"
+    print(f"[replication] follower below the log start: broker {follower} restarted empty at leader log start "
+          f"{leader_log_start}; {len(acked)} acks; {time.monotonic() - started:.0f}s")
