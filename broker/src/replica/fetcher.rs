@@ -207,9 +207,7 @@ async fn run_fetcher(
             return;
         }
         let mut targets = partitions.borrow_and_update().clone();
-        // Partitions served longest ago first: a response bounded by max_bytes then serves each in
-        // turn (Kafka moves a partition that returned data to the end of its fetch order).
-        targets.sort_by_key(|p| served.get(&(p.topic_id, p.index)).copied().unwrap_or(0));
+        order_by_last_served(&mut targets, &served);
         let broker_epoch = status.borrow().broker_epoch.unwrap_or(-1);
         let outcome = async {
             if connection.is_none() {
@@ -237,13 +235,7 @@ async fn run_fetcher(
         let backoff = match response {
             Ok((request, response)) => {
                 round += 1;
-                for topic in &response.responses {
-                    for data in &topic.partitions {
-                        if data.records.as_ref().is_some_and(|r| !r.is_empty()) {
-                            served.insert((topic.topic_id, data.partition_index), round);
-                        }
-                    }
-                }
+                note_served(&mut served, round, &response);
                 apply_response(&replicas, &targets, &request, response, leader).await
             }
             Err(e) => {
@@ -294,6 +286,24 @@ fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>
         .with_max_bytes(RESPONSE_MAX_BYTES)
         .with_session_epoch(-1)
         .with_topics(topics)
+}
+
+/// Puts the partitions served longest ago (by the fetch round in which they last returned data)
+/// first: a response bounded by `max_bytes` then serves each in turn (Kafka moves a partition that
+/// returned data to the end of its fetch order).
+fn order_by_last_served(targets: &mut [Arc<Partition>], served: &HashMap<(Uuid, i32), u64>) {
+    targets.sort_by_key(|p| served.get(&(p.topic_id, p.index)).copied().unwrap_or(0));
+}
+
+/// Records that the partitions of `response` that returned data were served in `round`.
+fn note_served(served: &mut HashMap<(Uuid, i32), u64>, round: u64, response: &FetchResponse) {
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            if data.records.as_ref().is_some_and(|r| !r.is_empty()) {
+                served.insert((topic.topic_id, data.partition_index), round);
+            }
+        }
+    }
 }
 
 /// The `CurrentLeaderEpoch` `request` asked `partition` under.
@@ -771,5 +781,38 @@ mod tests {
         )
         .await;
         assert_eq!(partition.log.log_end_offset(), 101);
+    }
+
+    #[test]
+    fn partitions_that_returned_data_go_to_the_end_of_the_next_fetch() {
+        // Issue #11 (5): with responses bounded by max_bytes, the partitions first in a request take
+        // the budget; those served go last next time, so every lagging partition gets its turn.
+        let (_dir, _replicas, partition) = follower(&[(0, 1)]);
+        let others: Vec<Arc<Partition>> = (1..3)
+            .map(|index| {
+                Arc::new(Partition::new(
+                    "t".into(),
+                    partition.topic_id,
+                    index,
+                    partition.log.clone(),
+                    partition.state(),
+                ))
+            })
+            .collect();
+        let mut targets = vec![partition.clone(), others[0].clone(), others[1].clone()];
+        let mut served = HashMap::new();
+        let data = |index: i32, bytes: usize| {
+            PartitionData::default()
+                .with_partition_index(index)
+                .with_records(Some(Bytes::from(vec![0u8; bytes])))
+        };
+        let response =
+            FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                .with_topic_id(partition.topic_id)
+                .with_partitions(vec![data(0, 10), data(1, 10), data(2, 0)])]);
+        note_served(&mut served, 1, &response);
+        order_by_last_served(&mut targets, &served);
+        let order: Vec<i32> = targets.iter().map(|p| p.index).collect();
+        assert_eq!(order, vec![2, 0, 1]);
     }
 }
