@@ -10,15 +10,17 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
+
+use chronik_wire::read_frame;
 
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
@@ -30,43 +32,6 @@ pub struct ConnectionLimits {
     pub max_inflight: usize,
     /// The listener name clients connect through (endpoints in answers are on the same one).
     pub listener: String,
-}
-
-/// Why reading the next frame failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("frame of {size} bytes exceeds the maximum of {max}")]
-    TooLarge { size: i64, max: u32 },
-    #[error("negative frame size {0}")]
-    Negative(i32),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-/// Reads one size-prefixed frame; `None` at a clean end of stream.
-pub async fn read_frame(
-    reader: &mut (impl AsyncRead + Unpin),
-    max: u32,
-) -> Result<Option<Bytes>, ReadError> {
-    let mut size = [0u8; 4];
-    match reader.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let size = i32::from_be_bytes(size);
-    if size < 0 {
-        return Err(ReadError::Negative(size));
-    }
-    if size as u32 > max {
-        return Err(ReadError::TooLarge {
-            size: i64::from(size),
-            max,
-        });
-    }
-    let mut frame = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut frame).await?;
-    Ok(Some(frame.freeze()))
 }
 
 /// Accepts Kafka connections until cancelled.
@@ -138,7 +103,7 @@ async fn handle_connection(
             loop {
                 let next = tokio::select! {
                     _ = read_cancel.cancelled() => return,
-                    next = read_frame(&mut reader, max_frame) => next,
+                    next = read_frame(&mut reader, max_frame as usize) => next,
                 };
                 let inbound = match next {
                     Ok(Some(frame)) => Inbound::Frame(frame),
@@ -261,35 +226,4 @@ fn handle(decoded: Decoded, ctx: Arc<BrokerContext>, listener: String, peer: Soc
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn oversize_and_negative_frames_are_refused_before_allocation() {
-        let mut huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
-        assert!(matches!(
-            read_frame(&mut huge, 1024).await,
-            Err(ReadError::TooLarge { .. })
-        ));
-        let mut negative: &[u8] = &[0xff, 0xff, 0xff, 0xfe];
-        assert!(matches!(
-            read_frame(&mut negative, 1024).await,
-            Err(ReadError::Negative(-2))
-        ));
-        let mut ok: &[u8] = &[0, 0, 0, 2, 9, 8, 0, 0];
-        assert_eq!(
-            read_frame(&mut ok, 1024).await.unwrap().unwrap().as_ref(),
-            &[9, 8]
-        );
-        let mut empty: &[u8] = &[];
-        assert!(read_frame(&mut empty, 1024).await.unwrap().is_none());
-        let mut cut: &[u8] = &[0, 0, 0, 9, 1];
-        assert!(matches!(
-            read_frame(&mut cut, 1024).await,
-            Err(ReadError::Io(_))
-        ));
-    }
 }

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
 use chronik_proto::v1::admin_service_server::AdminServiceServer;
 use chronik_proto::v1::broker_service_server::BrokerServiceServer;
 use openraft::error::{InitializeError, RaftError};
@@ -24,6 +23,7 @@ use tracing::{error, info, warn};
 use crate::api::grpc::ControllerApi;
 use crate::applied::AppliedMetadata;
 use crate::config::ControllerConfig;
+use crate::error::NodeError;
 use crate::liveness::{run_liveness, Liveness};
 use crate::quorum::Quorum;
 use crate::raft::{self, network::NetworkFactory, raft_config};
@@ -53,38 +53,39 @@ fn check_data_dir(
     data_dir: &Path,
     node_id: u64,
     voters: &BTreeMap<u64, String>,
-) -> anyhow::Result<DataDirMeta> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+) -> Result<DataDirMeta, NodeError> {
+    std::fs::create_dir_all(data_dir).map_err(io_error("create data dir", data_dir))?;
     let path = meta_path(data_dir);
     let voter_ids: Vec<u64> = voters.keys().copied().collect();
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let meta: DataDirMeta = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is corrupt; refusing to start", path.display()))?;
+            let meta: DataDirMeta =
+                serde_json::from_slice(&bytes).map_err(|e| NodeError::CorruptMeta {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
             if meta.node_id != node_id {
-                bail!(
-                    "data dir {} belongs to controller node {}, not node {node_id}",
-                    data_dir.display(),
-                    meta.node_id
-                );
+                return Err(NodeError::OtherNode {
+                    dir: data_dir.to_path_buf(),
+                    found: meta.node_id,
+                    node_id,
+                });
             }
             if meta.voters != voter_ids {
-                bail!(
-                    "data dir {} belongs to a quorum of nodes {:?}, but --quorum lists {:?}",
-                    data_dir.display(),
-                    meta.voters,
-                    voter_ids
-                );
+                return Err(NodeError::OtherQuorum {
+                    dir: data_dir.to_path_buf(),
+                    found: meta.voters,
+                    listed: voter_ids,
+                });
             }
             Ok(meta)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if data_dir.join("raft").exists() {
-                bail!(
-                    "data dir {} holds Raft data but no {META_FILE}; it is damaged or not a Chronik controller dir",
-                    data_dir.display()
-                );
+                return Err(NodeError::RaftWithoutMeta {
+                    dir: data_dir.to_path_buf(),
+                    meta_file: META_FILE,
+                });
             }
             let meta = DataDirMeta {
                 node_id,
@@ -94,18 +95,34 @@ fn check_data_dir(
             write_meta(data_dir, &meta)?;
             Ok(meta)
         }
-        Err(e) => Err(anyhow!(e).context(format!("cannot read {}", path.display()))),
+        Err(e) => Err(io_error("read", &path)(e)),
     }
 }
 
-fn write_meta(data_dir: &Path, meta: &DataDirMeta) -> anyhow::Result<()> {
+fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NodeError + 'a {
+    move |source| NodeError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Replaces the meta file atomically (write, fsync, rename, fsync the directory).
+fn write_meta(data_dir: &Path, meta: &DataDirMeta) -> Result<(), NodeError> {
     let path = meta_path(data_dir);
     let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(meta)?;
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    let bytes = serde_json::to_vec_pretty(meta).map_err(|e| NodeError::CorruptMeta {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    std::fs::write(&tmp, bytes).map_err(io_error("write", &tmp))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error("sync", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_error("rename into place", &path))?;
+    std::fs::File::open(data_dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error("sync", data_dir))?;
     Ok(())
 }
 
@@ -120,18 +137,18 @@ pub struct ControllerNode {
 
 impl ControllerNode {
     /// Starts a node; returns once it listens.
-    pub async fn start(config: ControllerConfig) -> anyhow::Result<Self> {
-        let voters = config.voters().map_err(|e| anyhow!(e))?;
+    pub async fn start(config: ControllerConfig) -> Result<Self, NodeError> {
+        let voters = config
+            .voters()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         let mut meta = check_data_dir(&config.data_dir, config.node_id, &voters)?;
 
         let applied = Arc::new(AppliedMetadata::new());
         let (log_store, state_machine) = raft::open(&config.data_dir, applied.clone())
             .await
-            .with_context(|| {
-                format!(
-                    "cannot open the Raft storage in {}",
-                    config.data_dir.display()
-                )
+            .map_err(|e| NodeError::Storage {
+                dir: config.data_dir.clone(),
+                reason: e.to_string(),
             })?;
         let committed = log_store.committed_index();
         let raft_config = raft_config(
@@ -139,7 +156,8 @@ impl ControllerNode {
             config.raft_election_timeout_ms,
             config.raft_election_timeout_ms * 2,
             config.snapshot_every,
-        )?;
+        )
+        .map_err(|e| NodeError::Config(e.to_string()))?;
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -148,9 +166,13 @@ impl ControllerNode {
             state_machine,
         )
         .await
-        .context("cannot start Raft")?;
+        .map_err(|e| NodeError::raft("cannot start Raft")(e.to_string()))?;
 
-        if !raft.is_initialized().await? {
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::raft("cannot read the Raft state")(e.to_string()))?;
+        if !initialized {
             // Every voter initializes with the same membership; openraft makes that safe, so a fresh
             // quorum forms exactly once even when all nodes start at the same moment.
             let members: BTreeMap<u64, BasicNode> = voters
@@ -160,7 +182,11 @@ impl ControllerNode {
             match raft.initialize(members).await {
                 Ok(()) => info!(node_id = config.node_id, "initialized a fresh quorum"),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(anyhow!(e).context("cannot initialize the quorum")),
+                Err(e) => {
+                    return Err(NodeError::raft("cannot initialize the quorum")(
+                        e.to_string(),
+                    ))
+                }
             }
         }
 
@@ -176,14 +202,17 @@ impl ControllerNode {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
 
-        let grpc_listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let http_listener = TcpListener::bind(config.http_listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.http_listen))?;
-        let grpc_addr = grpc_listener.local_addr()?;
-        let http_addr = http_listener.local_addr()?;
+        let bind = |address: SocketAddr| async move {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| NodeError::Bind { address, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| NodeError::Bind { address, source })?;
+            Ok::<_, NodeError>((listener, local))
+        };
+        let (grpc_listener, grpc_addr) = bind(config.listen).await?;
+        let (http_listener, http_addr) = bind(config.http_listen).await?;
 
         let api = ControllerApi {
             quorum: quorum.clone(),
@@ -267,14 +296,14 @@ impl ControllerNode {
 pub async fn run(
     config: ControllerConfig,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     let node = ControllerNode::start(config).await?;
     let token = node.shutdown_token();
     tokio::select! {
         _ = shutdown => info!("shutting down"),
         _ = token.cancelled() => {
             node.stop().await;
-            bail!("controller stopped after a fatal error");
+            return Err(NodeError::Fatal);
         }
     }
     node.stop().await;
@@ -351,15 +380,18 @@ async fn guard_cluster_id(
     data_dir: &Path,
     meta: &mut DataDirMeta,
     shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     let mut offsets = quorum.applied().subscribe();
     loop {
         if let Some(cluster_id) = quorum.applied().with_image(|i| i.cluster_id.clone()) {
             match &meta.cluster_id {
-                Some(ours) if *ours != cluster_id => bail!(
-                    "data dir {} belongs to cluster {ours}, but the quorum is cluster {cluster_id}",
-                    data_dir.display()
-                ),
+                Some(ours) if *ours != cluster_id => {
+                    return Err(NodeError::OtherCluster {
+                        dir: data_dir.to_path_buf(),
+                        ours: ours.clone(),
+                        theirs: cluster_id,
+                    })
+                }
                 Some(_) => return Ok(()),
                 None => {
                     meta.cluster_id = Some(cluster_id);

@@ -44,6 +44,23 @@ pub enum FrameError {
     },
 }
 
+fn malformed<E: std::fmt::Display>(key: ApiKey, version: i16) -> impl FnOnce(E) -> FrameError {
+    move |e| FrameError::Malformed {
+        key,
+        version,
+        reason: e.to_string(),
+    }
+}
+
+/// Why a response cannot be framed (a bug of ours, not of the client: the connection is closed).
+#[derive(Debug, Error)]
+pub enum EncodeError {
+    #[error("{0}")]
+    Codec(String),
+    #[error("a response of {0} bytes does not fit a frame")]
+    TooLarge(usize),
+}
+
 /// Decodes one request frame.
 pub fn decode_request(mut frame: Bytes) -> Result<Decoded, FrameError> {
     if frame.len() < 8 {
@@ -59,14 +76,9 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, FrameError> {
     if !is_served(key, version) {
         return Err(FrameError::UnsupportedVersion { key, version });
     }
-    let malformed = |e: anyhow::Error| FrameError::Malformed {
-        key,
-        version,
-        reason: e.to_string(),
-    };
     let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
-        .map_err(malformed)?;
-    let body = RequestKind::decode(key, &mut frame, version).map_err(malformed)?;
+        .map_err(malformed(key, version))?;
+    let body = RequestKind::decode(key, &mut frame, version).map_err(malformed(key, version))?;
     Ok(Decoded::Request(Box::new(Request {
         header,
         api_key: key,
@@ -81,14 +93,16 @@ pub fn encode_response(
     api_key: ApiKey,
     version: i16,
     body: &ResponseKind,
-) -> anyhow::Result<Bytes> {
+) -> Result<Bytes, EncodeError> {
     let mut buf = BytesMut::with_capacity(64);
     buf.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
-        .encode(&mut buf, api_key.response_header_version(version))?;
-    body.encode(&mut buf, version)?;
-    let size = i32::try_from(buf.len() - 4)?;
+        .encode(&mut buf, api_key.response_header_version(version))
+        .map_err(|e| EncodeError::Codec(e.to_string()))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| EncodeError::Codec(e.to_string()))?;
+    let size = i32::try_from(buf.len() - 4).map_err(|_| EncodeError::TooLarge(buf.len() - 4))?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
 }

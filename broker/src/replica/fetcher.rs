@@ -17,15 +17,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
 use chronik_metadata::{BrokerId, MetadataImage};
+use chronik_wire::{decode_response, encode_request, read_frame, FrameError, WireError};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
-use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -139,45 +137,43 @@ impl LeaderConnection {
         &mut self,
         request: &FetchRequest,
         client_id: &str,
-    ) -> anyhow::Result<FetchResponse> {
+    ) -> Result<FetchResponse, FetchError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(ApiKey::Fetch as i16)
-            .with_request_api_version(FETCH_VERSION)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
-            .encode(
-                &mut frame,
-                ApiKey::Fetch.request_header_version(FETCH_VERSION),
-            )?;
-        request.encode(&mut frame, FETCH_VERSION)?;
-        let size = i32::try_from(frame.len() - 4)?;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
-        self.stream.write_all(&frame).await?;
-
-        let size = self.stream.read_i32().await?;
-        let size = usize::try_from(size)?;
-        anyhow::ensure!(
-            size <= MAX_RESPONSE_FRAME,
-            "fetch response of {size} bytes is too large"
-        );
-        let mut body = BytesMut::zeroed(size);
-        self.stream.read_exact(&mut body).await?;
-        let mut body: Bytes = body.freeze();
-        let header = ResponseHeader::decode(
-            &mut body,
-            ApiKey::Fetch.response_header_version(FETCH_VERSION),
+        encode_request(
+            &mut frame,
+            request,
+            FETCH_VERSION,
+            self.correlation_id,
+            client_id,
         )?;
-        anyhow::ensure!(
-            header.correlation_id == self.correlation_id,
-            "response for correlation id {} while waiting for {}",
-            header.correlation_id,
-            self.correlation_id
-        );
-        FetchResponse::decode(&mut body, FETCH_VERSION)
+        self.stream.write_all(&frame).await?;
+        let body = read_frame(&mut self.stream, MAX_RESPONSE_FRAME)
+            .await?
+            .ok_or(FetchError::Closed)?;
+        Ok(decode_response::<FetchRequest>(
+            body,
+            FETCH_VERSION,
+            self.correlation_id,
+        )?)
     }
+}
+
+/// Why one fetch round with a leader failed (the fetcher drops the connection and backs off).
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("leader {leader} has no live endpoint on listener {listener}")]
+    NoEndpoint { leader: BrokerId, listener: String },
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("the leader closed the connection")]
+    Closed,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Wire(#[from] WireError),
 }
 
 fn leader_address(image: &MetadataImage, leader: BrokerId, listener: &str) -> Option<String> {
@@ -213,20 +209,21 @@ async fn run_fetcher(
             if connection.is_none() {
                 let address =
                     leader_address(&metadata.current(), leader, &listener).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "leader {leader} has no live endpoint on listener {listener}"
-                        )
+                        FetchError::NoEndpoint {
+                            leader,
+                            listener: listener.clone(),
+                        }
                     })?;
                 connection = Some(LeaderConnection::connect(&address).await?);
             }
             let request = fetch_request(self_id, broker_epoch, &targets);
             let Some(conn) = connection.as_mut() else {
-                anyhow::bail!("no connection");
+                return Err(FetchError::Closed);
             };
             let response = tokio::time::timeout(FETCH_TIMEOUT, conn.fetch(&request, &client_id))
                 .await
-                .map_err(|_| anyhow::anyhow!("fetch timed out"))??;
-            Ok::<_, anyhow::Error>((request, response))
+                .map_err(|_| FetchError::TimedOut(FETCH_TIMEOUT))??;
+            Ok((request, response))
         };
         let response = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -239,7 +236,7 @@ async fn run_fetcher(
                 apply_response(&replicas, &targets, &request, response, leader).await
             }
             Err(e) => {
-                debug!(leader, "replica fetch failed: {e:#}");
+                debug!(leader, "replica fetch failed: {e}");
                 connection = None;
                 true
             }
@@ -804,7 +801,7 @@ mod tests {
         let data = |index: i32, bytes: usize| {
             PartitionData::default()
                 .with_partition_index(index)
-                .with_records(Some(Bytes::from(vec![0u8; bytes])))
+                .with_records(Some(bytes::Bytes::from(vec![0u8; bytes])))
         };
         let response =
             FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()

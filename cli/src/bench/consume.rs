@@ -646,7 +646,14 @@ mod tests {
         // Both encode at their version.
         for (request, version) in [(by_name, 12), (by_id, 16)] {
             let mut buffer = BytesMut::new();
-            crate::kafka::encode_request(&mut buffer, &request, version, 1).expect("encodes");
+            chronik_wire::encode_request(
+                &mut buffer,
+                &request,
+                version,
+                1,
+                crate::kafka::CLIENT_ID,
+            )
+            .expect("encodes");
         }
     }
 }

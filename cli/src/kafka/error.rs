@@ -114,24 +114,7 @@ impl KafkaError {
 /// The Kafka name of an error code as Kafka's own tools print it (`NOT_LEADER_OR_FOLLOWER`), for every
 /// code the protocol crate knows; `UNKNOWN_ERROR_CODE_<n>` otherwise.
 pub fn error_name(code: i16) -> String {
-    use kafka_protocol::error::ResponseError;
-    match ResponseError::try_from_code(code) {
-        None => "NONE".to_owned(),
-        Some(ResponseError::Unknown(code)) => format!("UNKNOWN_ERROR_CODE_{code}"),
-        Some(error) => screaming_snake(&format!("{error:?}")),
-    }
-}
-
-/// `NotLeaderOrFollower` → `NOT_LEADER_OR_FOLLOWER`.
-fn screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
+    chronik_metadata::error::code_name(code)
 }
 
 #[cfg(test)]

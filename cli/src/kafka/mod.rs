@@ -17,12 +17,11 @@ pub mod pool;
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use bytes::{Bytes, BytesMut};
+use chronik_wire::FrameError;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::{Request, StrBytes};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -205,13 +204,18 @@ impl RequestWriter {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
         self.buffer.clear();
-        encode_request(&mut self.buffer, request, version, correlation_id).map_err(|reason| {
-            KafkaError::Protocol {
-                address: self.address.to_string(),
-                api: api_key::<R>(),
-                version,
-                reason,
-            }
+        chronik_wire::encode_request(
+            &mut self.buffer,
+            request,
+            version,
+            correlation_id,
+            CLIENT_ID,
+        )
+        .map_err(|e| KafkaError::Protocol {
+            address: self.address.to_string(),
+            api: api_key::<R>(),
+            version,
+            reason: e.to_string(),
         })?;
         self.half
             .write_all(&self.buffer)
@@ -239,12 +243,12 @@ impl ResponseReader {
         version: i16,
     ) -> Result<R::Response, KafkaError> {
         let frame = self.read_frame().await?;
-        decode_response::<R>(frame, version, correlation_id).map_err(|reason| {
+        chronik_wire::decode_response::<R>(frame, version, correlation_id).map_err(|e| {
             KafkaError::Protocol {
                 address: self.address.to_string(),
                 api: api_key::<R>(),
                 version,
-                reason,
+                reason: e.to_string(),
             }
         })
     }
@@ -254,79 +258,19 @@ impl ResponseReader {
             address: self.address.to_string(),
             error,
         };
-        let size = self.half.read_i32().await.map_err(io)?;
-        let size = usize::try_from(size)
-            .ok()
-            .filter(|size| *size <= MAX_RESPONSE_BYTES)
-            .ok_or_else(|| {
-                io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("response frame size {size} is out of range"),
-                ))
-            })?;
-        let mut frame = BytesMut::zeroed(size);
-        self.half.read_exact(&mut frame).await.map_err(io)?;
-        Ok(frame.freeze())
+        match chronik_wire::read_frame(&mut self.half, MAX_RESPONSE_BYTES).await {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+            Err(FrameError::Io(error)) => Err(io(error)),
+            Err(e) => Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("response {e}"),
+            ))),
+        }
     }
 }
 
-/// The API key of a request type.
-pub fn api_key<R: Request>() -> ApiKey {
-    // Every `Request` type of the protocol crate has a key `ApiKey` knows.
-    ApiKey::try_from(R::KEY).unwrap_or(ApiKey::ApiVersions)
-}
-
-/// Appends one size-prefixed request frame to `buffer`.
-pub fn encode_request<R: Request>(
-    buffer: &mut BytesMut,
-    request: &R,
-    version: i16,
-    correlation_id: i32,
-) -> Result<(), String> {
-    let api = api_key::<R>();
-    let start = buffer.len();
-    buffer.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)))
-        .encode(buffer, api.request_header_version(version))
-        .map_err(|e| format!("cannot encode the request header: {e}"))?;
-    request
-        .encode(buffer, version)
-        .map_err(|e| format!("cannot encode the request: {e}"))?;
-    let size = i32::try_from(buffer.len() - start - 4)
-        .map_err(|_| "the request is larger than 2 GiB".to_owned())?;
-    buffer[start..start + 4].copy_from_slice(&size.to_be_bytes());
-    Ok(())
-}
-
-/// Decodes a response frame (without its size prefix) as the answer to request `correlation_id`.
-pub fn decode_response<R: Request>(
-    mut frame: Bytes,
-    version: i16,
-    correlation_id: i32,
-) -> Result<R::Response, String> {
-    let api = api_key::<R>();
-    let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
-        .map_err(|e| format!("cannot decode the response header: {e}"))?;
-    if header.correlation_id != correlation_id {
-        return Err(format!(
-            "response carries correlation id {}, expected {correlation_id} (answers out of order)",
-            header.correlation_id
-        ));
-    }
-    let response = <R::Response as Decodable>::decode(&mut frame, version)
-        .map_err(|e| format!("cannot decode the response: {e}"))?;
-    if !frame.is_empty() {
-        return Err(format!(
-            "{} bytes left over after the response",
-            frame.len()
-        ));
-    }
-    Ok(response)
-}
+pub use chronik_wire::api_key;
 
 /// Runs `future` until `deadline`; `waiting_for` words the timeout.
 pub async fn within<T>(
@@ -358,7 +302,8 @@ pub fn check_code(what: impl FnOnce() -> String, code: i16) -> Result<(), KafkaE
 mod tests {
     use super::*;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
-    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Encodable;
 
     fn versions() -> BrokerVersions {
         BrokerVersions::from_response(&ApiVersionsResponse::default().with_api_keys(vec![
@@ -390,40 +335,6 @@ mod tests {
     }
 
     #[test]
-    fn frames_carry_their_size_and_header() {
-        let mut buffer = BytesMut::new();
-        encode_request(&mut buffer, &MetadataRequest::default(), 12, 7).expect("encodes");
-        let size = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
-        assert_eq!(size as usize, buffer.len() - 4);
-        let mut frame = buffer.split_off(4).freeze();
-        let header = RequestHeader::decode(&mut frame, 2).expect("header v2");
-        assert_eq!(header.request_api_key, ApiKey::Metadata as i16);
-        assert_eq!(header.request_api_version, 12);
-        assert_eq!(header.correlation_id, 7);
-        assert_eq!(header.client_id.as_deref(), Some(CLIENT_ID));
-    }
-
-    fn response_frame(correlation_id: i32, header_version: i16, version: i16) -> Bytes {
-        let mut buffer = BytesMut::new();
-        ResponseHeader::default()
-            .with_correlation_id(correlation_id)
-            .encode(&mut buffer, header_version)
-            .expect("header");
-        MetadataResponse::default()
-            .encode(&mut buffer, version)
-            .expect("body");
-        buffer.freeze()
-    }
-
-    #[test]
-    fn responses_are_matched_to_their_request() {
-        let frame = response_frame(9, 1, 12);
-        assert!(decode_response::<MetadataRequest>(frame.clone(), 12, 9).is_ok());
-        let error = decode_response::<MetadataRequest>(frame, 12, 10).expect_err("mismatch");
-        assert!(error.contains("correlation id 9"), "{error}");
-    }
-
-    #[test]
     fn api_versions_answers_use_header_v0() {
         let mut buffer = BytesMut::new();
         ResponseHeader::default()
@@ -433,6 +344,6 @@ mod tests {
         ApiVersionsResponse::default()
             .encode(&mut buffer, 3)
             .expect("body");
-        assert!(decode_response::<ApiVersionsRequest>(buffer.freeze(), 3, 1).is_ok());
+        assert!(chronik_wire::decode_response::<ApiVersionsRequest>(buffer.freeze(), 3, 1).is_ok());
     }
 }

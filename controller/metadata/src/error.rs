@@ -11,10 +11,10 @@ use thiserror::Error;
 pub use kafka_protocol::error::ResponseError;
 
 /// Kafka's name of an error code, as `Errors.java` spells it (`UNKNOWN_TOPIC_OR_PARTITION`,
-/// `INVALID_TOPIC_EXCEPTION`, …); `UNKNOWN(<code>)` for a code Kafka does not define.
+/// `INVALID_TOPIC_EXCEPTION`, …); `UNKNOWN_ERROR_CODE_<code>` for a code Kafka does not define.
 pub fn name(error: ResponseError) -> String {
     if let ResponseError::Unknown(code) = error {
-        return format!("UNKNOWN({code})");
+        return format!("UNKNOWN_ERROR_CODE_{code}");
     }
     // `kafka-protocol` names its variants after Kafka's constants in CamelCase.
     let camel = format!("{error:?}");
@@ -26,6 +26,11 @@ pub fn name(error: ResponseError) -> String {
         out.push(c.to_ascii_uppercase());
     }
     out
+}
+
+/// Kafka's name of an error code as a response carries it: `NONE` for 0.
+pub fn code_name(code: i16) -> String {
+    ResponseError::try_from_code(code).map_or_else(|| "NONE".to_owned(), name)
 }
 
 /// The error Kafka names `name`, if it names one.
@@ -82,6 +87,9 @@ mod tests {
             }
             assert_eq!(from_name(&name(error)), Some(error), "code {code}");
         }
+        assert_eq!(code_name(0), "NONE");
+        assert_eq!(code_name(6), "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(code_name(9999), "UNKNOWN_ERROR_CODE_9999");
         assert_eq!(from_name("NOT_A_KAFKA_ERROR"), None);
         assert_eq!(from_name("NONE"), None);
     }
