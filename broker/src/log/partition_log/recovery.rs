@@ -1,0 +1,258 @@
+//! Opening a partition log and recovering it after a crash: the directory scan, torn-tail
+//! truncation of the segments that may hold one, the epoch cache and checkpoints, and the producer
+//! state rebuilt from the last snapshot plus the batch headers after it.
+
+use super::*;
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir` for the topic `topic_id`, recovering it after an
+    /// unclean shutdown: the active segment (and any segment whose tail does not frame) is
+    /// re-validated batch by batch and cut at the first invalid byte, later segments after a corrupt
+    /// point are deleted, the epoch cache is rebuilt from batch headers if its checkpoint is missing
+    /// or corrupt, and the log start offset and high watermark checkpoints are loaded, capped at the
+    /// LEO. A directory recorded for another topic id is [`LogError::InconsistentTopicId`].
+    pub fn open(dir: &Path, topic_id: Uuid, config: LogConfig) -> Result<Self> {
+        let created = !dir.exists();
+        fs::create_dir_all(dir).map_err(io_error("create partition directory", dir))?;
+        if created {
+            if let Some(parent) = dir.parent() {
+                checkpoint::fsync_dir(parent)?;
+            }
+        }
+        match read_partition_metadata(dir)? {
+            Some(found) if found != topic_id => {
+                return Err(LogError::InconsistentTopicId {
+                    dir: dir.to_path_buf(),
+                    expected: topic_id,
+                    found,
+                })
+            }
+            Some(_) => {}
+            None => write_partition_metadata(dir, topic_id)?,
+        }
+
+        // From here on a crash must look unclean.
+        let clean = checkpoint::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+        if clean {
+            checkpoint::fsync_dir(dir)?;
+        }
+
+        let bases = scan_dir(dir)?;
+        let mut segments = BTreeMap::new();
+        for (i, base) in bases.iter().enumerate() {
+            let next = bases.get(i + 1).copied();
+            segments.insert(*base, LogSegment::open(dir, *base, next, &config)?);
+        }
+
+        let (mut epochs, epoch_problem) = LeaderEpochCache::open(dir)?;
+        let mut recovered_epochs: Vec<(i32, i64)> = Vec::new();
+        let first_to_recover = segments
+            .iter()
+            .find(|(_, s)| s.tail_damage().is_some())
+            .map(|(base, _)| *base)
+            .or_else(|| {
+                (!clean)
+                    .then(|| segments.keys().next_back().copied())
+                    .flatten()
+            });
+        if let Some(from) = first_to_recover {
+            info!(dir = %dir.display(), from_segment = from, clean, "recovering log");
+            let mut corrupt_at: Option<i64> = None;
+            for (base, segment) in segments.range_mut(from..) {
+                if corrupt_at.is_some() {
+                    break;
+                }
+                let cut = segment.recover(&config, &mut |h| {
+                    let higher = recovered_epochs
+                        .last()
+                        .is_none_or(|(epoch, _)| h.partition_leader_epoch > *epoch);
+                    if h.partition_leader_epoch >= 0 && higher {
+                        recovered_epochs.push((h.partition_leader_epoch, h.base_offset));
+                    }
+                })?;
+                if cut > 0 {
+                    corrupt_at = Some(*base);
+                }
+            }
+            if let Some(corrupt) = corrupt_at {
+                let later: Vec<i64> = segments.range(corrupt + 1..).map(|(b, _)| *b).collect();
+                for base in later.into_iter().rev() {
+                    if let Some(segment) = segments.remove(&base) {
+                        error!(dir = %dir.display(), base_offset = base,
+                            "deleting segment after a corrupt point");
+                        segment.delete_files()?;
+                    }
+                }
+            }
+        }
+
+        let log_start_checkpoint = checkpoint::read_offset(&dir.join(LOG_START_OFFSET_CHECKPOINT))
+            .unwrap_or_else(|e| {
+                warn!(dir = %dir.display(), error = %e, "ignoring log start offset checkpoint");
+                None
+            });
+        if segments.is_empty() {
+            let base = log_start_checkpoint.unwrap_or(0).max(0);
+            segments.insert(base, LogSegment::create(dir, base)?);
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let log_end_offset = segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset())
+            .unwrap_or(first_base);
+        let log_start_offset = log_start_checkpoint
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end_offset);
+
+        // Segments wholly below the log start (retention crashed between checkpoint and deletion).
+        let below: Vec<i64> = segments
+            .iter()
+            .filter(|(_, s)| s.next_offset() <= log_start_offset)
+            .map(|(b, _)| *b)
+            .filter(|b| Some(*b) != segments.keys().next_back().copied())
+            .collect();
+        for base in below {
+            if let Some(segment) = segments.remove(&base) {
+                info!(dir = %dir.display(), base_offset = base, "deleting segment below the log start offset");
+                segment.delete_files()?;
+            }
+        }
+
+        match epoch_problem {
+            Some(problem) => {
+                // A new, empty log has no checkpoint yet; only a log with data missing it is news.
+                if log_end_offset > log_start_offset {
+                    warn!(dir = %dir.display(), %problem, "rebuilding leader epoch cache from the log");
+                } else {
+                    tracing::debug!(dir = %dir.display(), %problem, "new leader epoch cache");
+                }
+                for segment in segments.values() {
+                    segment.for_each_batch(&mut |h| {
+                        epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+                    })?;
+                }
+                epochs.persist()?;
+            }
+            None => {
+                let mut changed = false;
+                for (epoch, offset) in recovered_epochs {
+                    changed |= epochs.assign_in_memory(epoch, offset);
+                }
+                if changed {
+                    epochs.persist()?;
+                }
+            }
+        }
+        // Entries past the recovered end (their data was lost) go; one starting exactly at the LEO is
+        // a leadership that has not written yet and stays.
+        epochs.truncate_from_end(log_end_offset + 1)?;
+        epochs.truncate_from_start(log_start_offset)?;
+
+        let (producers, replayed) = load_producer_state(dir, &segments, log_end_offset)?;
+        if replayed > 0 {
+            info!(dir = %dir.display(), batches = replayed, producers = producers.len(),
+                "rebuilt producer state from the log");
+            if let Err(e) = producer_state::write_snapshot(dir, log_end_offset, &producers) {
+                warn!(dir = %dir.display(), error = %e, "cannot write producer state snapshot");
+            }
+        }
+
+        let high_watermark = checkpoint::read_offset(&dir.join(HIGH_WATERMARK_CHECKPOINT))
+            .unwrap_or_else(|e| {
+                warn!(dir = %dir.display(), error = %e, "ignoring high watermark checkpoint");
+                None
+            })
+            .unwrap_or(log_start_offset)
+            .min(log_end_offset)
+            .max(log_start_offset);
+
+        checkpoint::fsync_dir(dir)?;
+        info!(dir = %dir.display(), log_start_offset, log_end_offset, high_watermark,
+            segments = segments.len(), clean, "opened partition log");
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            topic_id,
+            state: RwLock::new(LogState {
+                dir: dir.to_path_buf(),
+                config,
+                segments,
+                epochs,
+                producers,
+                log_start_offset,
+                log_end_offset,
+                high_watermark,
+                checkpointed_high_watermark: None,
+                flushed_offset: log_end_offset,
+                last_flush_ms: now_ms(),
+                dir_dirty: false,
+                truncations: 0,
+                fsyncs: 0,
+                status: Status::Open,
+            }),
+            flush_lock: Mutex::new(()),
+            checkpoint_lock: Mutex::new(()),
+        })
+    }
+}
+
+/// The producer state of the batches below `log_end_offset`: the newest snapshot at or below it plus
+/// the batch headers after it (headers only, no records are decoded). Snapshots above it are deleted
+/// first (their batches are gone). Returns the state and how many headers were replayed.
+pub(super) fn load_producer_state(
+    dir: &Path,
+    segments: &BTreeMap<i64, LogSegment>,
+    log_end_offset: i64,
+) -> Result<(ProducerState, usize)> {
+    producer_state::delete_snapshots_above(dir, log_end_offset)?;
+    let (from, mut state) = producer_state::load_latest_snapshot(dir, log_end_offset)?
+        .unwrap_or((i64::MIN, ProducerState::default()));
+    let mut replayed = 0;
+    let now = now_ms();
+    if from < log_end_offset {
+        let floor = segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for segment in segments.range(floor..).map(|(_, s)| s) {
+            segment.for_each_batch(&mut |h| {
+                if h.base_offset >= from && h.base_offset < log_end_offset {
+                    state.update(h, now);
+                    replayed += 1;
+                }
+            })?;
+        }
+    }
+    Ok((state, replayed))
+}
+
+/// Lists the segment base offsets in `dir` and clears leftovers: temp checkpoint files and index files
+/// whose log file is gone.
+fn scan_dir(dir: &Path) -> Result<Vec<i64>> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error("list partition directory", dir))? {
+        let entry = entry.map_err(io_error("list partition directory", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(base) = parse_segment_file(&name, LOG_SUFFIX) {
+            logs.push(base);
+        } else if parse_segment_file(&name, INDEX_SUFFIX).is_some()
+            || parse_segment_file(&name, TIME_INDEX_SUFFIX).is_some()
+        {
+            indexes.push(name);
+        } else if name.ends_with(".tmp") {
+            checkpoint::remove_if_exists(&entry.path())?;
+        }
+    }
+    logs.sort_unstable();
+    for name in indexes {
+        let base = parse_segment_file(&name, INDEX_SUFFIX)
+            .or_else(|| parse_segment_file(&name, TIME_INDEX_SUFFIX));
+        if base.is_some_and(|b| logs.binary_search(&b).is_err()) {
+            warn!(dir = %dir.display(), file = %name, "removing index without a segment");
+            checkpoint::remove_if_exists(&dir.join(&name))?;
+        }
+    }
+    Ok(logs)
+}
