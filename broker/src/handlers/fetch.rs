@@ -195,9 +195,12 @@ fn read_partition(
     let partition = leader_partition(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
     let log = &partition.log;
     if let Some((replica_id, replica_epoch)) = follower {
-        // Only a replica of the partition, at its current broker epoch, may fetch as a follower.
+        // Only a replica of the partition, at its current broker epoch, may fetch as a follower
+        // (KIP-903): a fetch by its previous incarnation, or with no epoch (-1), must not count
+        // towards the high watermark or the ISR. Kafka answers NOT_LEADER_OR_FOLLOWER
+        // (`Partition.updateFollowerFetchState`).
         let current_epoch = image.brokers.get(&replica_id).map(|b| b.broker_epoch);
-        let stale = replica_epoch >= 0 && current_epoch.is_some_and(|e| e != replica_epoch);
+        let stale = current_epoch != Some(replica_epoch);
         if !partition.state().replicas.contains(&replica_id) || stale {
             return Err(ResponseError::NotLeaderOrFollower);
         }
@@ -246,4 +249,66 @@ fn read_partition(
     let n = read.records.len() as i64;
     data.records = Some(read.records);
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use chronik_metadata::Record;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+
+    use super::*;
+    use crate::handlers::test_support::{broker, topic, TestBroker, CLUSTER_ID};
+
+    /// Issue #11, defect 11 (KIP-903): a follower fetch counts (towards the high watermark and the
+    /// ISR) only under the follower's current registration; a fetch by its previous incarnation, or
+    /// one with no broker epoch, is refused with NOT_LEADER_OR_FOLLOWER as Kafka's
+    /// `Partition.updateFollowerFetchState` does.
+    #[tokio::test]
+    async fn a_follower_fetch_needs_the_followers_current_broker_epoch() {
+        let orders = Uuid::new_v4();
+        let mut records = vec![
+            Record::ClusterId {
+                cluster_id: CLUSTER_ID.into(),
+            },
+            broker(1, None, false),
+            broker(2, None, false),
+        ];
+        records.extend(topic("orders", orders, &[&[1, 2]]));
+        let leader = TestBroker::new(1, &records);
+        let image = leader.ctx.metadata.current();
+        leader.ctx.replicas.apply_metadata(&image, true);
+        let current = image.brokers[&2].broker_epoch;
+        let fetch = |replica_epoch: i64| {
+            let request = FetchRequest::default()
+                .with_replica_state(
+                    ReplicaState::default()
+                        .with_replica_id(BrokerId(2))
+                        .with_replica_epoch(replica_epoch),
+                )
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic_id(orders)
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(0)
+                        .with_fetch_offset(0)
+                        .with_last_fetched_epoch(-1)
+                        .with_partition_max_bytes(1 << 20)])]);
+            let read = read_all(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
+            read.response.responses[0].partitions[0].error_code
+        };
+        let refused = ResponseError::NotLeaderOrFollower.code();
+        assert_eq!(fetch(current - 1), refused, "a previous registration");
+        assert_eq!(fetch(-1), refused, "no broker epoch");
+        assert!(
+            leader
+                .ctx
+                .replicas
+                .partition(orders, 0)
+                .and_then(|p| p.follower(2))
+                .is_none(),
+            "a refused fetch records nothing"
+        );
+        assert_eq!(fetch(current), 0);
+    }
 }

@@ -1,7 +1,8 @@
 //! Sends the ISR changes partition leaders ask for to the controller (AlterPartition, KIP-497), one
 //! in flight per partition. The controller's answer is applied through the metadata log like any other
 //! change; the in-flight slot is released once this broker's image shows the result (or the request
-//! failed), so the next change is computed from the new ISR.
+//! failed), so the next change is computed from the new ISR. The same path carries a leader's
+//! LeaderRecoveryState=RECOVERED after an unclean election (KIP-704).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,7 @@ pub async fn run_isr_changes(
                             broker_epoch,
                         })
                         .collect(),
+                    leader_recovery_state: change.leader_recovery_state.map(|s| s.code()),
                 }],
             }],
         };
