@@ -282,6 +282,15 @@ pub struct BrokerConfig {
     )]
     pub replica_lag_time_max_ms: u64,
 
+    /// How often segments past `retention.ms`/`retention.bytes` are deleted (Kafka's
+    /// `log.retention.check.interval.ms`).
+    #[arg(
+        long,
+        env = "CHRONIK_LOG_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub log_retention_check_interval_ms: u64,
+
     #[command(flatten)]
     pub group: GroupArgs,
 
@@ -363,6 +372,9 @@ impl BrokerConfig {
         }
         if self.controller_request_timeout_ms == 0 {
             return invalid("--controller-request-timeout-ms must be more than 0".into());
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            return invalid("--log-retention-check-interval-ms must be more than 0".into());
         }
         Ok(())
     }

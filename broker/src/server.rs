@@ -163,10 +163,15 @@ impl Broker {
             client.clone(),
             cancel.clone(),
         ));
-        tracker.spawn(
-            logs.clone()
-                .run(LogManagerConfig::default(), cancel.clone()),
-        );
+        tracker.spawn(logs.clone().run(
+            LogManagerConfig {
+                retention_check_interval: Duration::from_millis(
+                    config.log_retention_check_interval_ms,
+                ),
+                ..LogManagerConfig::default()
+            },
+            cancel.clone(),
+        ));
         tracker.spawn(run_metadata_listener(
             replicas.clone(),
             metadata.clone(),

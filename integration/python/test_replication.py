@@ -13,6 +13,14 @@ acknowledged, while the test injures the cluster:
   session timeout; the partition gets a new leader with a higher leader epoch meanwhile, then SIGCONT.
 - `test_controller_failover_during_broker_failover`: kill -9 the leader broker and, right after, the
   active controller; the broker's partitions still get new leaders within 15 s.
+- `test_new_leader_exposes_nothing_a_lagging_isr_member_lacks` (no background producer): the preferred
+  replica takes leadership back while another ISR member is paused and lacks the latest records; the new
+  leader must not let a consumer read them until that member has them (issue #11, item 1: a new leader
+  used to set its high watermark to its log end).
+- `test_follower_below_the_leaders_log_start_rejoins` (no background producer): a follower comes back
+  with an empty partition directory after retention removed the leader's first segments; it must
+  restart its log at the leader's log start and rejoin the ISR (issue #11, item 4: it used to fetch
+  offset 0 forever, answered OFFSET_OUT_OF_RANGE).
 - `test_leader_that_wrote_nothing_in_its_epoch_rejoins_after_restart` (no background producer): a
   broker elected leader and killed before any record reached it must catch up and rejoin the ISR after
   a restart, although its leader-epoch cache names an epoch no batch carries (a broker bug this test
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import signal
 import threading
 import time
@@ -642,3 +651,149 @@ def test_leader_that_wrote_nothing_in_its_epoch_rejoins_after_restart(cluster_fa
     figures = verify_run(cluster, topic_name, acked, f"{len(acked)} records acknowledged", timeline)
     print(f"[replication] empty leader epoch: brokers {first} then {second} killed; {len(acked)} acks; "
           f"high watermark {figures['hws']}; {time.monotonic() - started:.0f}s")
+
+
+def test_follower_below_the_leaders_log_start_rejoins(cluster_factory, topic_name):
+    """A follower stopped while retention removes the leader's first segments, and restarted with its
+    partition directory gone: it is entirely below the leader's log start, so it must empty its log,
+    restart it there, catch up and rejoin the ISR; what was acknowledged after the restart is read back
+    at its offsets. Checked against the replicas' log start offsets, not `verify_run` (the records
+    below the log start are gone by design)."""
+    started = time.monotonic()
+    cluster = cluster_factory(controllers=CONTROLLERS, brokers=BROKERS, controller_args=CONTROLLER_ARGS,
+                              broker_args=["--log-retention-check-interval-ms=200"])
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3,
+                         configs={"min.insync.replicas": "2", "segment.bytes": "4096",
+                                  "retention.bytes": "8192"})
+    wait_full_isr(cluster, topic_name, 30, "after creation")
+    timeline = Timeline()
+    acked: list[Ack] = []
+
+    def produce(label: str, count: int) -> None:
+        records = [Rec(value=f"{label}:{i:09d}:".encode() + b"x" * 100, partition=0) for i in range(count)]
+        # Small batches, so that the 4 KiB segments roll often and retention has whole ones to drop.
+        config = {**PRODUCER_CONFIG, "batch.size": 2000}
+        for d in ck_produce(cluster.bootstrap_servers, topic_name, records, config=config, timeout=60):
+            acked.append(Ack(d.rec.value, d.partition, d.offset, timeline.now()))
+        timeline.note(f"{count} records acknowledged, offsets up to {acked[-1].offset}")
+
+    produce("first", 20)
+    parts = describe_now(cluster, topic_name)
+    follower = next(b for b in parts[0]["replicas"] if b != parts[0]["leader"])
+    cluster.stop_broker(follower)
+    timeline.note(f"stopped broker {follower}: {fmt_parts(parts)}")
+    produce("while-away", 600)
+    consumer = ck_consumer(cluster.bootstrap_servers)
+    try:
+        def log_start() -> int | None:
+            low, _ = consumer.get_watermark_offsets(ck.TopicPartition(topic_name, 0), timeout=5)
+            return low if low > 20 else None
+        leader_log_start = wait_until(log_start, 30, "retention to move the leader's log start past the "
+                                                     "records the follower had")
+    finally:
+        consumer.close()
+    timeline.note(f"leader's log start {leader_log_start}")
+    shutil.rmtree(cluster.partition_dir(follower, topic_name, 0))
+    cluster.start_broker(follower)
+    timeline.note(f"broker {follower} restarted with an empty partition directory")
+    try:
+        parts = wait_full_isr(cluster, topic_name, 30, f"broker {follower}, below the leader's log start")
+    except AssertionError as error:
+        log = Path(cluster.broker(follower)["log_file"]).read_text(errors="replace")
+        restarts = log.count("leader's log start: restarted there")
+        raise AssertionError(f"{error}\n  broker {follower} restarted its log {restarts} times\n"
+                             f"  timeline:\n{timeline.text()}") from None
+    timeline.note(f"full ISR: {fmt_parts(parts)}")
+    before = len(acked)
+    produce("after", 20)
+    consumer = ck_consumer(cluster.bootstrap_servers)
+    try:
+        first = acked[before].offset
+        consumer.assign([ck.TopicPartition(topic_name, 0, first)])
+        got: dict[int, bytes] = {}
+        deadline = time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got[msg.offset()] = msg.value()
+    finally:
+        consumer.close()
+    missing = [a for a in acked[before:] if got.get(a.offset) != a.value]
+    assert not missing, f"{len(missing)} acknowledged records not read back at their offsets:\n{timeline.text()}"
+    print(f"[replication] follower below the log start: broker {follower} restarted empty at leader log start "
+          f"{leader_log_start}; {len(acked)} acks; {time.monotonic() - started:.0f}s")
+
+
+def read_from(bootstrap: str, topic: str, offset: int, seconds: float) -> dict[int, bytes]:
+    """{offset: value} a consumer of partition 0 reads from `offset` within `seconds`."""
+    consumer = ck_consumer(bootstrap)
+    got: dict[int, bytes] = {}
+    try:
+        consumer.assign([ck.TopicPartition(topic, 0, offset)])
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                got[msg.offset()] = msg.value()
+    finally:
+        consumer.close()
+    return got
+
+
+@pytest.mark.timeout(150)
+def test_new_leader_exposes_nothing_a_lagging_isr_member_lacks(cluster_factory, topic_name):
+    """Replicas [P, X, Y]: X leads (P was restarted), Y is paused while still in the ISR (the session
+    timeout is long), X takes acks=1 records that P copies and Y does not. A preferred election makes P
+    leader: P must keep the high watermark it had as a follower, so a consumer reads none of the new
+    records while Y lacks them, and all of them once Y is back. Then `verify_run`."""
+    started = time.monotonic()
+    cluster = cluster_factory(controllers=CONTROLLERS, brokers=BROKERS,
+                              controller_args=CONTROLLER_ARGS + ["--broker-session-timeout-ms=20000",
+                                                                 "--leader-rebalance-interval-ms=3600000"])
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    wait_full_isr(cluster, topic_name, 30, "after creation")
+    timeline = Timeline()
+    acked: list[Ack] = []
+
+    def produce(label: str, count: int, acks: str = "all") -> None:
+        records = [Rec(value=f"{label}:{i:09d}:".encode(), partition=0) for i in range(count)]
+        config = {**PRODUCER_CONFIG, "acks": acks}
+        for d in ck_produce(cluster.bootstrap_servers, topic_name, records, config=config, timeout=60):
+            acked.append(Ack(d.rec.value, d.partition, d.offset, timeline.now()))
+        timeline.note(f"{count} records acknowledged (acks={acks}), offsets up to {acked[-1].offset}")
+
+    produce("committed", 20)
+    parts = describe_now(cluster, topic_name)
+    preferred, x, y = parts[0]["replicas"]
+    cluster.stop_broker(preferred)
+    parts = wait_new_leaders(cluster, topic_name, parts, preferred, 20, "controlled shutdown")
+    cluster.start_broker(preferred)
+    parts = wait_full_isr(cluster, topic_name, 30, f"broker {preferred} restarted")
+    assert parts[0]["leader"] == x, fmt_parts(parts)
+    timeline.note(f"broker {preferred} restarted: {fmt_parts(parts)}")
+    paused = node_pid(cluster, "broker", y)
+    os.kill(paused, signal.SIGSTOP)
+    try:
+        timeline.note(f"SIGSTOP broker {y}")
+        produce("uncommitted", 30, acks="1")
+        end = acked[-1].offset + 1
+        wait_until(lambda: max(b.next_offset for b in cluster.stored_batches(preferred, topic_name, 0)) >= end,
+                   10, f"broker {preferred} to copy offsets up to {end}")
+        cluster.ctl("election", "preferred", topic_name)
+        parts = wait_until(lambda: (lambda d: d if d[0]["leader"] == preferred else None)(
+            describe(cluster, topic_name)), 10, f"broker {preferred} to lead again")
+        assert y in parts[0]["isr"], f"broker {y} left the ISR too early: {fmt_parts(parts)}"
+        timeline.note(f"preferred election: {fmt_parts(parts)}")
+        exposed = read_from(cluster.bootstrap_servers, topic_name, 20, 2.0)
+        timeline.note(f"read {len(exposed)} records from offset 20 while broker {y} is paused")
+        assert not exposed, (f"the new leader served offsets {min(exposed)}..{max(exposed)} that ISR member "
+                             f"{y} does not have:\n{timeline.text()}")
+    finally:
+        os.kill(paused, signal.SIGCONT)
+    timeline.note(f"SIGCONT broker {y}")
+    got = read_from(cluster.bootstrap_servers, topic_name, 20, 5.0)
+    assert len(got) >= 30, f"only {len(got)} of 30 records readable once broker {y} is back:\n{timeline.text()}"
+    produce("after", 20)
+    figures = verify_run(cluster, topic_name, acked, f"{len(acked)} records acknowledged", timeline)
+    print(f"[replication] new leader with a lagging ISR member: {len(acked)} acks; high watermark "
+          f"{figures['hws']}; {time.monotonic() - started:.0f}s")

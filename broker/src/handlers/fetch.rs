@@ -1,8 +1,11 @@
 //! Fetch (key 1; Kafka's `ReplicaManager.fetchMessages`). Consumers read below the high watermark from
 //! partition leaders; the response holds exactly the requested partitions (no fetch sessions: session
-//! id 0), whole batches straight from the log files, at least the first batch even when it exceeds the
-//! size limits (KIP-74). A long poll waits until `min_bytes` are available, an error occurs or
-//! `max_wait_ms` passes.
+//! id 0), whole batches straight from the log files. It stays within the request's `max_bytes` and
+//! each partition's limit, except that the first partition with data returns at least one whole batch
+//! (KIP-74, Kafka's `minOneMessage`): a response is at most `max_bytes` plus one batch, for consumers
+//! and followers alike. A follower's OFFSET_OUT_OF_RANGE carries the log start offset, so one below
+//! it can restart its log there. A long poll waits until `min_bytes` are available, an error occurs
+//! or `max_wait_ms` passes.
 
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use uuid::Uuid;
 use super::leader_hints::LeaderHints;
 use super::{leader_partition, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
-use crate::log::Batches;
+use crate::log::{Batches, LogError};
 
 /// Longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -124,7 +127,8 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
                     id,
                     p,
                     is_follower.then_some((replica_id, replica_epoch)),
-                    budget.max(1),
+                    budget,
+                    bytes_read == 0,
                     &mut data,
                 )
             });
@@ -180,7 +184,9 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
     }
 }
 
-/// Reads one partition into `data`; returns the bytes read.
+/// Reads one partition into `data`; returns the bytes read. At most `budget` bytes (what is left
+/// of the request's `max_bytes`) and the partition's own limit, except that the first partition to
+/// return data (`min_one`) gets at least one whole batch (KIP-74, Kafka's `minOneMessage`).
 #[allow(clippy::too_many_arguments)]
 fn read_partition(
     ctx: &BrokerContext,
@@ -190,6 +196,7 @@ fn read_partition(
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
     follower: Option<(i32, i64)>,
     budget: i64,
+    min_one: bool,
     data: &mut PartitionData,
 ) -> Result<i64, ResponseError> {
     let partition = leader_partition(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
@@ -231,15 +238,30 @@ fn read_partition(
     } else {
         high_watermark
     };
-    let max_bytes = i64::from(p.partition_max_bytes.max(0)).min(budget).max(1) as usize;
-    let read = log
-        .read(p.fetch_offset, max_bytes, upper_bound)
-        .map_err(|e| e.kafka_error())?;
+    let max_bytes = i64::from(p.partition_max_bytes.max(0)).min(budget).max(0) as usize;
+    let mut read = log
+        .read(p.fetch_offset, max_bytes.max(1), upper_bound)
+        .map_err(|e| {
+            if let LogError::OffsetOutOfRange {
+                log_start_offset, ..
+            } = &e
+            {
+                if follower.is_some() {
+                    // A follower entirely below it restarts its log there.
+                    data.log_start_offset = *log_start_offset;
+                }
+            }
+            e.kafka_error()
+        })?;
     if rc.version < 10
         && Batches::new(read.records.clone())
             .any(|b| b.is_ok_and(|b| b.compression() == Compression::Zstd))
     {
         return Err(ResponseError::UnsupportedCompressionType);
+    }
+    if !min_one && read.records.len() > max_bytes {
+        // Only an oversize first batch: it waits for a response where it comes first.
+        read.records = Bytes::new();
     }
     data.high_watermark = read.high_watermark;
     data.last_stable_offset = read.high_watermark;
@@ -258,6 +280,97 @@ mod tests {
 
     use super::*;
     use crate::handlers::test_support::{broker, topic, TestBroker, CLUSTER_ID};
+    use crate::log::batch::test_support::client_batch;
+
+    /// Broker 1 leading `partitions` partitions of "big" (replicas 1, 2); partition `i` holds one
+    /// batch of `sizes[i]` value bytes.
+    fn leader_of(sizes: &[usize]) -> (TestBroker, Uuid) {
+        let id = Uuid::new_v4();
+        let replicas: Vec<&[i32]> = sizes.iter().map(|_| &[1, 2][..]).collect();
+        let mut records = vec![broker(1, None, false), broker(2, None, false)];
+        records.extend(topic("big", id, &replicas));
+        let b = TestBroker::new(1, &records);
+        b.ctx
+            .replicas
+            .apply_metadata(&b.ctx.metadata.current(), true);
+        for (index, &size) in sizes.iter().enumerate() {
+            let partition = b.ctx.replicas.partition(id, index as i32).expect("hosted");
+            partition
+                .log
+                .append_as_leader(client_batch(&[1], size), 0)
+                .unwrap();
+        }
+        (b, id)
+    }
+
+    /// A fetch by broker 2 under its current registration.
+    fn follower_fetch(b: &TestBroker, id: Uuid, partitions: usize, max_bytes: i32) -> FetchRequest {
+        let broker_epoch = b.ctx.metadata.current().brokers[&2].broker_epoch;
+        let partitions = (0..partitions as i32)
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_current_leader_epoch(-1)
+                    .with_last_fetched_epoch(-1)
+                    .with_partition_max_bytes(1 << 20)
+            })
+            .collect();
+        FetchRequest::default()
+            .with_replica_state(
+                ReplicaState::default()
+                    .with_replica_id(BrokerId(2))
+                    .with_replica_epoch(broker_epoch),
+            )
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(id)
+                .with_partitions(partitions)])
+    }
+
+    fn sizes(response: &FetchResponse) -> Vec<usize> {
+        response.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_response_stays_within_max_bytes_and_only_its_first_partition_may_exceed_it() {
+        // Issue #11 (5), Kafka's rule (KIP-74): once a partition returned data, the others are
+        // bounded by what is left of the request's max_bytes.
+        let (b, id) = leader_of(&[100_000; 20]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let response = handle(&b.ctx, &rc, follower_fetch(&b, id, 20, 300_000)).await;
+        let read = sizes(&response);
+        assert!(
+            read.iter().sum::<usize>() <= 300_000,
+            "{} bytes for a max_bytes of 300000: {read:?}",
+            read.iter().sum::<usize>()
+        );
+        assert_eq!(read.iter().filter(|&&n| n > 0).count(), 2, "{read:?}");
+        // A first batch larger than max_bytes still comes (or nothing would progress), alone.
+        let (b, id) = leader_of(&[500_000, 1_000, 1_000]);
+        let response = handle(&b.ctx, &rc, follower_fetch(&b, id, 3, 300_000)).await;
+        let read = sizes(&response);
+        assert!(read[0] > 300_000);
+        assert_eq!(&read[1..], &[0, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_follower_below_the_log_start_is_told_where_it_begins() {
+        let (b, id) = leader_of(&[10, 10]);
+        let partition = b.ctx.replicas.partition(id, 0).expect("hosted");
+        partition.log.maybe_increment_high_watermark(1);
+        partition.log.truncate_fully_and_start_at(7).unwrap();
+        let rc = b.rc(15, "PLAINTEXT");
+        let response = handle(&b.ctx, &rc, follower_fetch(&b, id, 1, 1 << 20)).await;
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(data.error_code, ResponseError::OffsetOutOfRange.code());
+        assert_eq!(data.log_start_offset, 7);
+    }
 
     /// Issue #11, defect 11 (KIP-903): a follower fetch counts (towards the high watermark and the
     /// ISR) only under the follower's current registration; a fetch by its previous incarnation, or

@@ -529,7 +529,7 @@ mod tests {
             log.append_as_leader(client_batch(&[old, old], 50), 0)
                 .unwrap();
         }
-        log.set_high_watermark(log.log_end_offset());
+        log.maybe_increment_high_watermark(log.log_end_offset());
         let segments = log.segment_count();
         assert!(segments > 2);
 

@@ -7,6 +7,8 @@
 //! - offsets in the log only increase; the LEO is the end of the last whole batch on disk;
 //! - every segment but the active one is fsynced (data and indexes) before the next is created, so
 //!   after a crash only the active segment can hold a torn tail, and recovery re-validates it;
+//! - the high watermark only moves forward ([`PartitionLog::maybe_increment_high_watermark`] is an
+//!   atomic max), except that truncation caps it at the new LEO;
 //! - `flushed_offset` never claims an offset whose bytes were not fsynced: a flush snapshots the LEO,
 //!   fsyncs outside the lock (appends go on meanwhile, so concurrent appenders share one fsync) and is
 //!   discarded if a truncation happened in between;
@@ -836,14 +838,21 @@ impl PartitionLog {
         self.peek().high_watermark
     }
 
-    /// Sets the high watermark (the replication layer decides it), clamped to `[log start, LEO]`;
-    /// returns the value kept. Persisted by [`PartitionLog::checkpoint_high_watermark`] and `close`.
-    pub fn set_high_watermark(&self, high_watermark: i64) -> i64 {
+    /// Raises the high watermark to `high_watermark` (the replication layer decides it), clamped to
+    /// `[log start, LEO]`, and never lowers it: the comparison and the store happen under the state
+    /// lock, so of two callers that computed different values the larger stays, whatever their order
+    /// (Kafka's `UnifiedLog.maybeIncrementHighWatermark`). Only truncation lowers it. Returns whether
+    /// it moved. Persisted by [`PartitionLog::checkpoint_high_watermark`] and `close`.
+    pub fn maybe_increment_high_watermark(&self, high_watermark: i64) -> bool {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        state.high_watermark = high_watermark
+        let allowed = high_watermark
             .min(state.log_end_offset)
             .max(state.log_start_offset);
-        state.high_watermark
+        if allowed <= state.high_watermark {
+            return false;
+        }
+        state.high_watermark = allowed;
+        true
     }
 
     /// Writes the high watermark checkpoint if it changed since the last write.
@@ -1415,7 +1424,7 @@ mod tests {
         ));
         assert!(log.read(20, 100, i64::MAX).unwrap().records.is_empty());
         // A consumer bound (the high watermark) stops before a batch that crosses it.
-        assert_eq!(log.set_high_watermark(10), 10);
+        assert!(log.maybe_increment_high_watermark(10));
         let read = log.read(0, 1 << 20, log.high_watermark()).unwrap();
         assert_eq!(read.high_watermark, 10);
         assert_eq!(read.records.len(), first.len() * 2);
@@ -1453,7 +1462,7 @@ mod tests {
 
         // Nothing is deleted above the high watermark.
         assert!(log.apply_retention(now).unwrap().is_empty());
-        log.set_high_watermark(log.log_end_offset());
+        log.maybe_increment_high_watermark(log.log_end_offset());
         let deleted = log.apply_retention(now).unwrap();
         assert!(!deleted.is_empty());
         assert!(deleted.iter().all(|d| d.reason == RetentionReason::Time));
@@ -1487,7 +1496,7 @@ mod tests {
         };
         let log = open(dir.path(), config);
         produce(&log, 40, 2, now_ms(), 0);
-        log.set_high_watermark(log.log_end_offset());
+        log.maybe_increment_high_watermark(log.log_end_offset());
         let deleted = log.apply_retention(now_ms()).unwrap();
         assert!(!deleted.is_empty());
         assert!(deleted.iter().all(|d| d.reason == RetentionReason::Size));
@@ -1735,7 +1744,7 @@ mod tests {
         produce(&log, 4, 5, 0, 1); // 0..20
         produce(&log, 4, 5, 0, 2); // 20..40
         produce(&log, 4, 5, 0, 3); // 40..60
-        log.set_high_watermark(50);
+        log.maybe_increment_high_watermark(50);
         let segments = log.segment_count();
         assert!(segments > 3);
 
@@ -1822,7 +1831,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), small_config());
         produce(&log, 25, 2, 5000, 2);
-        log.set_high_watermark(40);
+        log.maybe_increment_high_watermark(40);
         let before = read_all(&log, 0);
         let bases = log.segment_base_offsets();
         log.close().unwrap();
@@ -2273,7 +2282,7 @@ mod tests {
         let log = open(dir.path(), config);
         produce_idempotent(&log, 8, 0, 1, 1); // producer 8's only batch, soon deleted by retention
         produce_idempotent(&log, 7, 0, 40, 2);
-        log.set_high_watermark(log.log_end_offset());
+        log.maybe_increment_high_watermark(log.log_end_offset());
         let deleted = log.apply_retention(now_ms()).unwrap();
         assert!(!deleted.is_empty());
         let start = log.log_start_offset();

@@ -4,6 +4,14 @@
 //! they are (offsets and epochs kept), made durable under the topic's flush policy before the next fetch
 //! reports the new log end, and a diverging epoch truncates the log to where it agrees with the leader —
 //! never to the local high watermark.
+//!
+//! What must stay true: a response is applied only while the leader it came from still leads the
+//! partition in the leader epoch the request named, checked under the partition's state lock so no
+//! role change interleaves; the follower's high watermark is `min(leader's, own log end)` and never
+//! moves back except by truncation; a fetch gives up before the broker session timeout; partitions
+//! that returned data go to the end of the next request, so a response bounded by `max_bytes`
+//! starves none; a follower whose whole log is below the leader's log start (OFFSET_OUT_OF_RANGE,
+//! with the leader's log start in the answer) empties it and restarts there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 use super::{Partition, ReplicaManager};
 use crate::metadata::MetadataCache;
@@ -31,9 +40,17 @@ const FETCH_VERSION: i16 = 15;
 const MAX_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const RESPONSE_MAX_BYTES: i32 = 10 << 20;
-/// Largest fetch response accepted from a leader.
-const MAX_RESPONSE_FRAME: usize = 64 << 20;
+/// Largest fetch response accepted from a leader. A leader answers at most `RESPONSE_MAX_BYTES` plus
+/// one batch (KIP-74, only the first partition with data may exceed it), and a batch is at most one
+/// request frame (`--max-request-bytes`, 100 MiB by default): a response a leader may send is never
+/// refused, so the follower never repeats a fetch whose answer it cannot take.
+const MAX_RESPONSE_FRAME: usize = RESPONSE_MAX_BYTES as usize + (128 << 20);
 const BACKOFF: Duration = Duration::from_millis(250);
+/// How long a fetch may take before the connection is dropped: the long poll plus room for the
+/// transfer, and below the controller's broker session timeout (5 s by default), so a leader that
+/// stopped answering (paused, cut off) is given up on before the controller fences it and names
+/// another, rather than a late answer arriving after that.
+const FETCH_TIMEOUT: Duration = Duration::from_millis(MAX_WAIT_MS as u64 + 2_500);
 
 /// Keeps one fetcher task per leader this broker follows partitions of; fetchers connect to leaders'
 /// endpoints on `listener` (the inter-broker listener).
@@ -176,39 +193,48 @@ async fn run_fetcher(
     let self_id = replicas.broker_id();
     let client_id = format!("chronik-replica-fetcher-{self_id}");
     let mut connection: Option<LeaderConnection> = None;
+    // The fetch round in which each partition last returned data.
+    let mut served: HashMap<(Uuid, i32), u64> = HashMap::new();
+    let mut round = 0u64;
     info!(leader, "replica fetcher started");
     loop {
         if cancel.is_cancelled() || partitions.has_changed().is_err() {
             info!(leader, "replica fetcher stopped");
             return;
         }
-        let targets = partitions.borrow_and_update().clone();
+        let mut targets = partitions.borrow_and_update().clone();
+        order_by_last_served(&mut targets, &served);
         let broker_epoch = status.borrow().broker_epoch.unwrap_or(-1);
-        let outcome =
-            async {
-                if connection.is_none() {
-                    let address = leader_address(&metadata.current(), leader, &listener)
-                        .ok_or_else(|| FetchError::NoEndpoint {
+        let outcome = async {
+            if connection.is_none() {
+                let address =
+                    leader_address(&metadata.current(), leader, &listener).ok_or_else(|| {
+                        FetchError::NoEndpoint {
                             leader,
                             listener: listener.clone(),
-                        })?;
-                    connection = Some(LeaderConnection::connect(&address).await?);
-                }
-                let request = fetch_request(self_id, broker_epoch, &targets);
-                let Some(conn) = connection.as_mut() else {
-                    return Err(FetchError::Closed);
-                };
-                let limit = Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(10);
-                tokio::time::timeout(limit, conn.fetch(&request, &client_id))
-                    .await
-                    .map_err(|_| FetchError::TimedOut(limit))?
+                        }
+                    })?;
+                connection = Some(LeaderConnection::connect(&address).await?);
+            }
+            let request = fetch_request(self_id, broker_epoch, &targets);
+            let Some(conn) = connection.as_mut() else {
+                return Err(FetchError::Closed);
             };
+            let response = tokio::time::timeout(FETCH_TIMEOUT, conn.fetch(&request, &client_id))
+                .await
+                .map_err(|_| FetchError::TimedOut(FETCH_TIMEOUT))??;
+            Ok((request, response))
+        };
         let response = tokio::select! {
             _ = cancel.cancelled() => return,
             response = outcome => response,
         };
         let backoff = match response {
-            Ok(response) => apply_response(&replicas, &targets, response, leader).await,
+            Ok((request, response)) => {
+                round += 1;
+                note_served(&mut served, round, &response);
+                apply_response(&replicas, &targets, &request, response, leader).await
+            }
             Err(e) => {
                 debug!(leader, "replica fetch failed: {e}");
                 connection = None;
@@ -259,10 +285,44 @@ fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>
         .with_topics(topics)
 }
 
-/// Applies one fetch response; returns whether the fetcher should back off before the next fetch.
+/// Puts the partitions served longest ago (by the fetch round in which they last returned data)
+/// first: a response bounded by `max_bytes` then serves each in turn (Kafka moves a partition that
+/// returned data to the end of its fetch order).
+fn order_by_last_served(targets: &mut [Arc<Partition>], served: &HashMap<(Uuid, i32), u64>) {
+    targets.sort_by_key(|p| served.get(&(p.topic_id, p.index)).copied().unwrap_or(0));
+}
+
+/// Records that the partitions of `response` that returned data were served in `round`.
+fn note_served(served: &mut HashMap<(Uuid, i32), u64>, round: u64, response: &FetchResponse) {
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            if data.records.as_ref().is_some_and(|r| !r.is_empty()) {
+                served.insert((topic.topic_id, data.partition_index), round);
+            }
+        }
+    }
+}
+
+/// The `CurrentLeaderEpoch` `request` asked `partition` under.
+fn requested_epoch(request: &FetchRequest, partition: &Partition) -> Option<i32> {
+    request
+        .topics
+        .iter()
+        .filter(|t| t.topic_id == partition.topic_id)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition == partition.index)
+        .map(|p| p.current_leader_epoch)
+}
+
+/// Applies one fetch response from `leader` to `request`; returns whether the fetcher should back
+/// off before the next fetch. A partition's data is applied only while `leader` still leads it in
+/// the epoch the request named (checked under the partition's state, see
+/// [`Partition::while_following`]): a late answer from a deposed leader, or one that arrives after
+/// this broker was elected, is dropped.
 async fn apply_response(
     replicas: &ReplicaManager,
     targets: &[Arc<Partition>],
+    request: &FetchRequest,
     response: FetchResponse,
     leader: BrokerId,
 ) -> bool {
@@ -275,7 +335,43 @@ async fn apply_response(
             else {
                 continue;
             };
-            let log = partition.log.clone();
+            let Some(leader_epoch) = requested_epoch(request, partition) else {
+                continue;
+            };
+            let following = partition.clone();
+            if data.error_code == ResponseError::OffsetOutOfRange.code()
+                && data.log_start_offset > partition.log.log_end_offset()
+            {
+                // Everything here is below the leader's log start (retention ran while this
+                // replica was away, or its disk was replaced): start over there (Kafka's
+                // `ReplicaFetcherThread` after OFFSET_OUT_OF_RANGE, `truncateFullyAndStartAt`).
+                let leader_log_start = data.log_start_offset;
+                let result = tokio::task::spawn_blocking(move || {
+                    following.while_following(leader, leader_epoch, |log| {
+                        if leader_log_start > log.log_end_offset() {
+                            log.truncate_fully_and_start_at(leader_log_start)
+                        } else {
+                            Ok(())
+                        }
+                    })
+                })
+                .await;
+                match result {
+                    Ok(Some(Ok(()))) => info!(
+                        topic = %partition.topic,
+                        partition = partition.index,
+                        leader_log_start,
+                        "log below the leader's log start: restarted there"
+                    ),
+                    Ok(Some(Err(e))) => {
+                        warn!(topic = %partition.topic, partition = partition.index, "cannot restart the log at the leader's log start: {e}");
+                        backoff = true;
+                    }
+                    Ok(None) => stale_response(partition, leader, leader_epoch),
+                    Err(e) => warn!("truncation task failed: {e}"),
+                }
+                continue;
+            }
             if data.error_code != 0 {
                 let error = ResponseError::try_from_code(data.error_code);
                 debug!(topic = %partition.topic, partition = partition.index, leader, ?error, "replica fetch error");
@@ -285,28 +381,31 @@ async fn apply_response(
             if data.diverging_epoch.epoch >= 0 {
                 let diverging = data.diverging_epoch;
                 let result = tokio::task::spawn_blocking(move || {
-                    let ours = log.end_offset_for_epoch(diverging.epoch)?;
-                    let target = if ours.end_offset >= 0 {
-                        diverging.end_offset.min(ours.end_offset)
-                    } else {
-                        diverging.end_offset
-                    };
-                    log.truncate_to(target.max(log.log_start_offset()))
-                        .map(|_| target)
+                    following.while_following(leader, leader_epoch, |log| {
+                        let ours = log.end_offset_for_epoch(diverging.epoch)?;
+                        let target = if ours.end_offset >= 0 {
+                            diverging.end_offset.min(ours.end_offset)
+                        } else {
+                            diverging.end_offset
+                        };
+                        log.truncate_to(target.max(log.log_start_offset()))
+                            .map(|_| target)
+                    })
                 })
                 .await;
                 match result {
-                    Ok(Ok(offset)) => info!(
+                    Ok(Some(Ok(offset))) => info!(
                         topic = %partition.topic,
                         partition = partition.index,
                         epoch = diverging.epoch,
                         offset,
                         "truncated to the leader's history"
                     ),
-                    Ok(Err(e)) => {
+                    Ok(Some(Err(e))) => {
                         warn!(topic = %partition.topic, partition = partition.index, "truncation failed: {e}");
                         backoff = true;
                     }
+                    Ok(None) => stale_response(partition, leader, leader_epoch),
                     Err(e) => warn!("truncation task failed: {e}"),
                 }
                 continue;
@@ -314,19 +413,30 @@ async fn apply_response(
             let records = data.records.unwrap_or_default();
             let leader_high_watermark = data.high_watermark;
             let result = tokio::task::spawn_blocking(move || {
-                if !records.is_empty() {
-                    if let Some(info) = log.append_as_follower(records)? {
-                        if info.flush_required {
-                            log.flush_to(info.next_offset())?;
+                let appended = following.while_following(leader, leader_epoch, |log| {
+                    let mut flush_to = None;
+                    if !records.is_empty() {
+                        if let Some(info) = log.append_as_follower(records)? {
+                            flush_to = info.flush_required.then(|| info.next_offset());
                         }
                     }
+                    log.maybe_increment_high_watermark(
+                        leader_high_watermark.min(log.log_end_offset()),
+                    );
+                    Ok::<_, crate::log::LogError>(flush_to)
+                });
+                // The fsync runs outside the state lock: a role change need not wait for the disk.
+                match appended {
+                    Some(Ok(Some(offset))) => following.log.flush_to(offset).map(|_| true),
+                    Some(Ok(None)) => Ok(true),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(false),
                 }
-                log.set_high_watermark(leader_high_watermark.min(log.log_end_offset()));
-                Ok::<_, crate::log::LogError>(())
             })
             .await;
             match result {
-                Ok(Ok(())) => {}
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => stale_response(partition, leader, leader_epoch),
                 Ok(Err(e)) => {
                     warn!(topic = %partition.topic, partition = partition.index, "cannot append replicated batches: {e}");
                     backoff = true;
@@ -339,10 +449,20 @@ async fn apply_response(
     backoff
 }
 
+fn stale_response(partition: &Partition, leader: BrokerId, leader_epoch: i32) {
+    info!(
+        topic = %partition.topic,
+        partition = partition.index,
+        leader,
+        leader_epoch,
+        "dropped a fetch response asked under a leader or epoch that no longer holds"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::test_support::client_batch;
+    use crate::log::batch::test_support::{client_batch, leader_batch};
     use crate::log::{LogConfig, LogManager, PartitionLog};
     use crate::replica::PartitionState;
     use kafka_protocol::messages::fetch_response::{
@@ -400,7 +520,14 @@ mod tests {
         assert_eq!(partition.log.log_end_offset(), 6);
         // The leader's epoch 0 ended at 3: everything of epoch 1 goes.
         let targets = vec![partition.clone()];
-        apply_response(&replicas, &targets, diverging(&partition, 0, 3), 2).await;
+        apply_response(
+            &replicas,
+            &targets,
+            &fetch_request(1, 42, &targets),
+            diverging(&partition, 0, 3),
+            2,
+        )
+        .await;
         assert_eq!(partition.log.log_end_offset(), 3);
         assert_eq!(partition.log.latest_epoch(), Some(0));
     }
@@ -410,13 +537,27 @@ mod tests {
         // Local: epochs 0 (0..2), 2 (2..4), 4 (4..7). The leader's epoch 2 ended at 5, but ours ends
         // at 4, so the follower keeps only what both have: up to 4 — never the local high watermark.
         let (_dir, replicas, partition) = follower(&[(0, 2), (2, 2), (4, 3)]);
-        partition.log.set_high_watermark(6);
+        partition.log.maybe_increment_high_watermark(6);
         let targets = vec![partition.clone()];
-        apply_response(&replicas, &targets, diverging(&partition, 2, 5), 2).await;
+        apply_response(
+            &replicas,
+            &targets,
+            &fetch_request(1, 42, &targets),
+            diverging(&partition, 2, 5),
+            2,
+        )
+        .await;
         assert_eq!(partition.log.log_end_offset(), 4);
         assert_eq!(partition.log.latest_epoch(), Some(2));
         // Then the leader says its epoch 0 already ended at 1: truncate again.
-        apply_response(&replicas, &targets, diverging(&partition, 0, 1), 2).await;
+        apply_response(
+            &replicas,
+            &targets,
+            &fetch_request(1, 42, &targets),
+            diverging(&partition, 0, 1),
+            2,
+        )
+        .await;
         assert_eq!(partition.log.log_end_offset(), 1);
         assert_eq!(partition.log.latest_epoch(), Some(0));
     }
@@ -429,7 +570,14 @@ mod tests {
         partition.log.assign_leader_epoch(5).unwrap();
         assert_eq!(partition.log.latest_epoch(), Some(5));
         let targets = vec![partition.clone()];
-        apply_response(&replicas, &targets, diverging(&partition, 0, 10), 2).await;
+        apply_response(
+            &replicas,
+            &targets,
+            &fetch_request(1, 42, &targets),
+            diverging(&partition, 0, 10),
+            2,
+        )
+        .await;
         assert_eq!(partition.log.log_end_offset(), 3, "no data is lost");
         assert_eq!(
             partition.log.latest_epoch(),
@@ -452,5 +600,217 @@ mod tests {
             (p.fetch_offset, p.last_fetched_epoch, p.current_leader_epoch),
             (3, 3, 9)
         );
+    }
+
+    /// A response from leader 2 carrying one batch at `offset` in `epoch` and `high_watermark`.
+    fn records(
+        partition: &Partition,
+        offset: i64,
+        epoch: i32,
+        high_watermark: i64,
+    ) -> FetchResponse {
+        let data = PartitionData::default()
+            .with_partition_index(0)
+            .with_high_watermark(high_watermark)
+            .with_records(Some(leader_batch(offset, epoch, &[1])));
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic_id(partition.topic_id)
+            .with_partitions(vec![data])])
+    }
+
+    #[tokio::test]
+    async fn a_response_is_applied_only_while_the_leader_and_epoch_it_was_asked_under_hold() {
+        // Issue #11 (7): a fetch sent to leader 2 in epoch 9 is answered late; meanwhile this broker
+        // was elected (epoch 10). The old leader's batch must not land after the new epoch began.
+        let (_dir, replicas, partition) = follower(&[(0, 3)]);
+        let targets = vec![partition.clone()];
+        let request = fetch_request(1, 42, &targets);
+        let mut elected = partition.state();
+        elected.leader = 1;
+        elected.leader_epoch = 10;
+        elected.partition_epoch = 10;
+        partition.update(elected).unwrap();
+        partition.log.assign_leader_epoch(10).unwrap();
+        partition.log.maybe_increment_high_watermark(2);
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            records(&partition, 3, 9, 1),
+            2,
+        )
+        .await;
+        assert_eq!(
+            partition.log.log_end_offset(),
+            3,
+            "a stale response was appended"
+        );
+        assert_eq!(partition.log.latest_epoch(), Some(10));
+        assert_eq!(
+            partition.log.high_watermark(),
+            2,
+            "the high watermark moved back"
+        );
+        // Following another leader (3) under a newer epoch: a late answer from 2 is dropped too.
+        let mut moved = partition.state();
+        moved.leader = 3;
+        moved.leader_epoch = 11;
+        moved.partition_epoch = 11;
+        partition.update(moved).unwrap();
+        let request = fetch_request(1, 42, &targets);
+        let mut newer = partition.state();
+        newer.leader_epoch = 12;
+        newer.partition_epoch = 12;
+        partition.update(newer).unwrap();
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            records(&partition, 3, 11, 4),
+            3,
+        )
+        .await;
+        assert_eq!(partition.log.log_end_offset(), 3);
+        // The current leader's answer to a request in its epoch is applied.
+        let request = fetch_request(1, 42, &targets);
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            records(&partition, 3, 12, 4),
+            3,
+        )
+        .await;
+        assert_eq!(partition.log.log_end_offset(), 4);
+        assert_eq!(partition.log.high_watermark(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_follower_high_watermark_never_moves_back_when_a_new_leader_reports_less() {
+        // Issue #11 (10): the old leader had committed up to 3; the new leader (2, epoch 9) still
+        // reports the high watermark it had as a follower (2). Ours must stay at 3, or this broker
+        // would hide committed records if elected next.
+        let (_dir, replicas, partition) = follower(&[(0, 3)]);
+        partition.log.maybe_increment_high_watermark(3);
+        let targets = vec![partition.clone()];
+        let request = fetch_request(1, 42, &targets);
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            records(&partition, 3, 9, 2),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.log_end_offset(), 4);
+        assert_eq!(
+            partition.log.high_watermark(),
+            3,
+            "the high watermark moved back"
+        );
+        apply_response(
+            &replicas,
+            &targets,
+            &fetch_request(1, 42, &targets),
+            records(&partition, 4, 9, 5),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.high_watermark(), 5);
+    }
+
+    fn out_of_range(partition: &Partition, leader_log_start: i64) -> FetchResponse {
+        let data = PartitionData::default()
+            .with_partition_index(0)
+            .with_error_code(ResponseError::OffsetOutOfRange.code())
+            .with_high_watermark(-1)
+            .with_log_start_offset(leader_log_start);
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic_id(partition.topic_id)
+            .with_partitions(vec![data])])
+    }
+
+    #[tokio::test]
+    async fn a_follower_below_the_leaders_log_start_restarts_its_log_there() {
+        // Issue #11 (4): retention removed the leader's first segments (log start 100) while this
+        // follower was away with 3 records; it empties its log and fetches from 100 on.
+        let (_dir, replicas, partition) = follower(&[(0, 3)]);
+        let targets = vec![partition.clone()];
+        let request = fetch_request(1, 42, &targets);
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            out_of_range(&partition, 100),
+            2,
+        )
+        .await;
+        assert_eq!(
+            (
+                partition.log.log_start_offset(),
+                partition.log.log_end_offset()
+            ),
+            (100, 100),
+            "the follower stays below the leader's log start"
+        );
+        let next = fetch_request(1, 42, &targets);
+        let p = &next.topics[0].partitions[0];
+        assert_eq!(
+            (p.fetch_offset, p.log_start_offset, p.last_fetched_epoch),
+            (100, 100, -1)
+        );
+        apply_response(
+            &replicas,
+            &targets,
+            &next,
+            records(&partition, 100, 9, 101),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.log_end_offset(), 101);
+        // Out of range while not below the leader's log start: nothing is thrown away.
+        let request = fetch_request(1, 42, &targets);
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            out_of_range(&partition, 50),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.log_end_offset(), 101);
+    }
+
+    #[test]
+    fn partitions_that_returned_data_go_to_the_end_of_the_next_fetch() {
+        // Issue #11 (5): with responses bounded by max_bytes, the partitions first in a request take
+        // the budget; those served go last next time, so every lagging partition gets its turn.
+        let (_dir, _replicas, partition) = follower(&[(0, 1)]);
+        let others: Vec<Arc<Partition>> = (1..3)
+            .map(|index| {
+                Arc::new(Partition::new(
+                    "t".into(),
+                    partition.topic_id,
+                    index,
+                    partition.log.clone(),
+                    partition.state(),
+                ))
+            })
+            .collect();
+        let mut targets = vec![partition.clone(), others[0].clone(), others[1].clone()];
+        let mut served = HashMap::new();
+        let data = |index: i32, bytes: usize| {
+            PartitionData::default()
+                .with_partition_index(index)
+                .with_records(Some(bytes::Bytes::from(vec![0u8; bytes])))
+        };
+        let response =
+            FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                .with_topic_id(partition.topic_id)
+                .with_partitions(vec![data(0, 10), data(1, 10), data(2, 0)])]);
+        note_served(&mut served, 1, &response);
+        order_by_last_served(&mut targets, &served);
+        let order: Vec<i32> = targets.iter().map(|p| p.index).collect();
+        assert_eq!(order, vec![2, 0, 1]);
     }
 }

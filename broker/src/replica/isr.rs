@@ -1,8 +1,10 @@
 //! Sends the ISR changes partition leaders ask for to the controller (AlterPartition, KIP-497), one
 //! in flight per partition. The controller's answer is applied through the metadata log like any other
 //! change; the in-flight slot is released once this broker's image shows the result (or the request
-//! failed), so the next change is computed from the new ISR. The same path carries a leader's
-//! LeaderRecoveryState=RECOVERED after an unclean election (KIP-704).
+//! failed), so the next change is computed from the new ISR. While a change that adds a replica is
+//! in flight, and after it was accepted until the image shows it, the added replica counts toward
+//! the high watermark (KIP-497's maximal ISR, see [`super::Partition`]). The same path carries a
+//! leader's LeaderRecoveryState=RECOVERED after an unclean election (KIP-704).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +40,7 @@ pub async fn run_isr_changes(
         };
         let partition = change.partition.clone();
         let Some(broker_epoch) = status.borrow().broker_epoch else {
-            partition.end_isr_change();
+            partition.end_isr_change(false);
             continue;
         };
         let request = pb::AlterPartitionRequest {
@@ -101,7 +103,7 @@ pub async fn run_isr_changes(
             })
             .await;
         }
-        partition.end_isr_change();
+        partition.end_isr_change(applied_epoch.is_some());
         replicas.data_changed();
     }
 }

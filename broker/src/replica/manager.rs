@@ -1,5 +1,12 @@
 //! `ReplicaManager`: the partitions hosted here, kept in step with the metadata image, and the leader's
 //! append path.
+//!
+//! What must stay true:
+//! - becoming leader never moves the high watermark past what the ISR is known to hold (see
+//!   [`Partition`]); the log end of a new leader is not committed until its followers say so;
+//! - an acks=all append is acknowledged only when the high watermark *of the leader epoch it was
+//!   written in* covers it, with the ISR at `min.insync.replicas` — an idempotent retry answered
+//!   from the producer state (a duplicate) included: its original may not be committed yet.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -36,6 +43,8 @@ pub struct IsrChange {
 pub struct PendingAppend {
     partition: Arc<Partition>,
     info: AppendInfo,
+    /// The leader epoch the append was made in: only this epoch's high watermark acknowledges it.
+    leader_epoch: i32,
 }
 
 /// Why a leader append was refused or failed.
@@ -166,12 +175,14 @@ impl ReplicaManager {
             });
         }
         let log = partition.log.clone();
-        let info = blocking(move || log.append_as_leader(batch, state.leader_epoch)).await??;
+        let leader_epoch = state.leader_epoch;
+        let info = blocking(move || log.append_as_leader(batch, leader_epoch)).await??;
         // Followers long-polling for new data fetch it now, while this broker fsyncs its copy.
         self.notify_data();
         Ok(PendingAppend {
             partition: partition.clone(),
             info,
+            leader_epoch,
         })
     }
 
@@ -179,14 +190,22 @@ impl ReplicaManager {
     /// append before it), lets the high watermark move, and — for acks=all — waits until the high
     /// watermark covers it (Kafka's `Partition.checkEnoughReplicasReachOffset`):
     /// NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below `min.insync.replicas` meanwhile,
-    /// REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER if leadership moved first.
+    /// REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER if leadership moved first. Only the
+    /// high watermark of the leader epoch the append was made in acknowledges it: after a re-election
+    /// the offset may hold what a later epoch's replicas agree on, not necessarily this write. A
+    /// duplicate (an idempotent retry) waits for its original the same way; for acks=0/1 it is
+    /// answered like the original would have been.
     pub async fn complete_append(
         &self,
         pending: PendingAppend,
         required_acks: i16,
         timeout: Duration,
     ) -> Result<AppendInfo, AppendError> {
-        let PendingAppend { partition, info } = pending;
+        let PendingAppend {
+            partition,
+            info,
+            leader_epoch,
+        } = pending;
         if info.flush_required {
             let log = partition.log.clone();
             let next = info.next_offset();
@@ -198,16 +217,18 @@ impl ReplicaManager {
         if required_acks != -1 {
             return Ok(info);
         }
-        let leader_epoch = partition.state().leader_epoch;
         let mut changed = self.data_version.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             changed.borrow_and_update();
+            // The high watermark first, then the epoch: if the epoch still matches, the value read
+            // was reached in it (epochs only go up).
+            let high_watermark = partition.log.high_watermark();
             let state = partition.state();
             if state.leader != self.broker_id || state.leader_epoch != leader_epoch {
                 return Err(AppendError::NotLeader);
             }
-            if partition.log.high_watermark() > info.last_offset {
+            if high_watermark > info.last_offset {
                 if state.isr.len() < state.min_insync_replicas
                     && state.isr.len() < state.replicas.len()
                 {
@@ -263,6 +284,10 @@ impl ReplicaManager {
         state: &PartitionState,
         new_isr: Vec<(BrokerId, i64)>,
     ) {
+        partition.set_pending_isr(
+            new_isr.iter().map(|&(broker, _)| broker).collect(),
+            state.partition_epoch,
+        );
         self.send_isr_change(IsrChange {
             partition: partition.clone(),
             leader_epoch: state.leader_epoch,
@@ -275,7 +300,7 @@ impl ReplicaManager {
     fn send_isr_change(&self, change: IsrChange) {
         let partition = change.partition.clone();
         if self.isr_changes.send(change).is_err() {
-            partition.end_isr_change();
+            partition.end_isr_change(false);
         }
     }
 
@@ -374,20 +399,17 @@ impl ReplicaManager {
                             && (previous.leader != self.broker_id
                                 || previous.leader_epoch < state.leader_epoch);
                         if became_leader {
-                            self.start_leader_epoch(
-                                &partition.log,
-                                &topic.name,
-                                index,
-                                state.leader_epoch,
-                            );
+                            self.start_leader_epoch(&partition, state.leader_epoch);
+                        } else if state.leader == self.broker_id {
+                            // A committed shrink may let the high watermark move.
+                            partition.maybe_advance_high_watermark(self.broker_id);
                         }
                     }
                 }
                 None => match self.open_log(&topic.name, topic.id, index, config) {
                     Ok(log) => {
-                        if state.leader == self.broker_id {
-                            self.start_leader_epoch(&log, &topic.name, index, state.leader_epoch);
-                        }
+                        let leader_epoch =
+                            (state.leader == self.broker_id).then_some(state.leader_epoch);
                         let partition = Arc::new(Partition::new(
                             topic.name.clone(),
                             topic.id,
@@ -395,6 +417,9 @@ impl ReplicaManager {
                             log,
                             state,
                         ));
+                        if let Some(leader_epoch) = leader_epoch {
+                            self.start_leader_epoch(&partition, leader_epoch);
+                        }
                         self.partitions
                             .write()
                             .unwrap_or_else(|e| e.into_inner())
@@ -446,10 +471,14 @@ impl ReplicaManager {
         }
     }
 
-    /// A new leader records its epoch at its log end before it accepts writes (KIP-101); with no
-    /// replication yet its log end is also its high watermark.
-    fn start_leader_epoch(&self, log: &PartitionLog, topic: &str, index: i32, leader_epoch: i32) {
-        if let Err(e) = log.assign_leader_epoch(leader_epoch) {
+    /// A new leader records its epoch at its log end before it accepts writes (KIP-101). It keeps the
+    /// high watermark it had as a follower: what it holds beyond may be missing on other ISR members,
+    /// and it learns their log ends only from their fetches in this epoch (Kafka's
+    /// `Partition.makeLeader` then `maybeIncrementLeaderHW`). An ISR of this broker alone (and
+    /// `min.insync.replicas` met) commits its whole log at once.
+    fn start_leader_epoch(&self, partition: &Partition, leader_epoch: i32) {
+        let (topic, index) = (&partition.topic, partition.index);
+        if let Err(e) = partition.log.assign_leader_epoch(leader_epoch) {
             warn!(
                 topic,
                 partition = index,
@@ -457,8 +486,15 @@ impl ReplicaManager {
                 "cannot record the leader epoch: {e}"
             );
         }
-        log.set_high_watermark(log.log_end_offset());
-        info!(topic, partition = index, leader_epoch, "leading partition");
+        partition.maybe_advance_high_watermark(self.broker_id);
+        info!(
+            topic,
+            partition = index,
+            leader_epoch,
+            high_watermark = partition.log.high_watermark(),
+            log_end_offset = partition.log.log_end_offset(),
+            "leading partition"
+        );
     }
 
     /// Deletes hosted partitions and leftover directories the image does not give this broker.
@@ -544,6 +580,16 @@ mod tests {
 
     /// An image with brokers 1–3 and topic "t" (one partition, replicas 1, 2, 3, led by 1).
     fn image(isr: &[BrokerId], topic_id: Uuid) -> MetadataImage {
+        image_led_by(1, 0, isr, topic_id)
+    }
+
+    /// Like [`image`], with the partition led by `leader` in `leader_epoch` (also its partition epoch).
+    fn image_led_by(
+        leader: BrokerId,
+        leader_epoch: i32,
+        isr: &[BrokerId],
+        topic_id: Uuid,
+    ) -> MetadataImage {
         let mut image = MetadataImage::default();
         let mut records: Vec<Record> = (1..=3)
             .map(|id| {
@@ -571,9 +617,9 @@ mod tests {
             partition: 0,
             replicas: vec![1, 2, 3],
             isr: isr.to_vec(),
-            leader: 1,
-            leader_epoch: 0,
-            partition_epoch: 0,
+            leader,
+            leader_epoch,
+            partition_epoch: leader_epoch,
             recovering: false,
         }));
         image.replay_all(20, &records);
@@ -680,7 +726,7 @@ mod tests {
         );
         assert_eq!((change.leader_epoch, change.partition_epoch), (1, 1));
         // Refused or lost: asked again on the next periodic ISR check.
-        change.partition.end_isr_change();
+        change.partition.end_isr_change(false);
         replicas.shrink_lagging_isrs(Duration::from_secs(30));
         let again = changes.try_recv().expect("asked again");
         assert_eq!(
@@ -766,5 +812,156 @@ mod tests {
         assert!(info.duplicate);
         assert_eq!((info.base_offset, info.last_offset), (0, 2));
         assert_eq!(partition.log.log_end_offset(), 3, "written once");
+    }
+
+    /// Broker 1 follows broker 2 (epoch 0) and holds `records` replicated records of which the
+    /// previous leader had committed `high_watermark`.
+    fn follower_of_2(
+        records: Vec<Bytes>,
+        high_watermark: i64,
+    ) -> (
+        tempfile::TempDir,
+        Arc<ReplicaManager>,
+        mpsc::UnboundedReceiver<IsrChange>,
+        Arc<Partition>,
+        Uuid,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let replicas = Arc::new(ReplicaManager::new(1, logs, tx));
+        let topic_id = Uuid::new_v4();
+        replicas.apply_metadata(&image_led_by(2, 0, &[1, 2, 3], topic_id), true);
+        let partition = replicas.partition(topic_id, 0).expect("hosted");
+        for batch in records {
+            // What the fetcher would have copied from leader 2 (same offsets, epoch 0).
+            partition.log.append_as_leader(batch, 0).unwrap();
+        }
+        partition.log.maybe_increment_high_watermark(high_watermark);
+        (dir, replicas, rx, partition, topic_id)
+    }
+
+    #[tokio::test]
+    async fn a_new_leader_keeps_its_high_watermark_until_the_isr_has_fetched_in_its_epoch() {
+        // Issue #11 (1): B is elected while C lags; B must not expose what C lacks.
+        let batches = (0..3).map(|_| client_batch(&[1], 10)).collect();
+        let (_dir, replicas, _changes, partition, topic_id) = follower_of_2(batches, 1);
+        replicas.apply_metadata(&image_led_by(1, 1, &[1, 2, 3], topic_id), true);
+        assert!(partition.is_leader(1));
+        assert_eq!(
+            partition.log.high_watermark(),
+            1,
+            "a new leader exposed records the ISR may lack"
+        );
+        // Follower 2 fetched in the new epoch, follower 3 not yet: still nothing new is committed.
+        replicas.on_follower_fetch(&partition, 2, 12, 3);
+        assert_eq!(partition.log.high_watermark(), 1);
+        replicas.on_follower_fetch(&partition, 3, 13, 2);
+        assert_eq!(partition.log.high_watermark(), 2);
+        replicas.on_follower_fetch(&partition, 3, 13, 3);
+        assert_eq!(partition.log.high_watermark(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_new_leader_does_not_acknowledge_a_retry_of_a_batch_the_isr_lacks() {
+        // Issue #11 (1): the original reached B (now leader) but not C; the producer's retry must
+        // wait until C has it, or a later election of C loses an acknowledged write.
+        let (_dir, replicas, _changes, partition, topic_id) =
+            follower_of_2(vec![producer_batch(7, 0, 0, 3)], 0);
+        replicas.apply_metadata(&image_led_by(1, 1, &[1, 2, 3], topic_id), true);
+        let retry = replicas
+            .append_as_leader(&partition, producer_batch(7, 0, 0, 3), -1)
+            .await
+            .unwrap();
+        let mut waiting = tokio::spawn({
+            let replicas = replicas.clone();
+            async move {
+                replicas
+                    .complete_append(retry, -1, Duration::from_secs(10))
+                    .await
+            }
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut waiting)
+                .await
+                .is_err(),
+            "a duplicate was acknowledged before its original was committed"
+        );
+        replicas.on_follower_fetch(&partition, 2, 12, 3);
+        replicas.on_follower_fetch(&partition, 3, 13, 3);
+        let info = waiting.await.unwrap().expect("acknowledged once committed");
+        assert!(info.duplicate);
+        assert_eq!((info.base_offset, info.last_offset), (0, 2));
+    }
+
+    #[tokio::test]
+    async fn an_append_is_acknowledged_only_under_the_leader_epoch_it_was_made_in() {
+        // Issue #11 (1): written in epoch 0; the leader is re-elected (epoch 1) before the fsync and
+        // the high watermark of epoch 1 passing the offset says nothing about the epoch-0 append.
+        let (_dir, replicas, _changes, partition) = manager(&[1, 2]);
+        let replicas = Arc::new(replicas);
+        let topic_id = partition.topic_id;
+        let pending = replicas
+            .append_as_leader(&partition, client_batch(&[1], 10), -1)
+            .await
+            .unwrap();
+        replicas.apply_metadata(&image_led_by(1, 1, &[1, 2], topic_id), true);
+        let waiting = tokio::spawn({
+            let replicas = replicas.clone();
+            async move {
+                replicas
+                    .complete_append(pending, -1, Duration::from_secs(10))
+                    .await
+            }
+        });
+        replicas.on_follower_fetch(&partition, 2, 12, 1);
+        assert_eq!(partition.log.high_watermark(), 1);
+        let result = waiting.await.unwrap();
+        assert!(
+            matches!(result, Err(AppendError::NotLeader)),
+            "acknowledged under a later epoch: {result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_high_watermark_waits_for_a_replica_whose_isr_addition_is_pending() {
+        // Issue #11 (2): while 3's addition is in flight, 3 counts (KIP-497 maximal ISR), or it would
+        // join the ISR missing records below the high watermark.
+        let (_dir, replicas, mut changes, partition) = manager(&[1, 2]);
+        let append = |n: usize| {
+            let replicas = &replicas;
+            let partition = &partition;
+            async move {
+                for _ in 0..n {
+                    let pending = replicas
+                        .append_as_leader(partition, client_batch(&[1], 10), 1)
+                        .await
+                        .unwrap();
+                    replicas
+                        .complete_append(pending, 1, Duration::from_secs(1))
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        append(3).await;
+        replicas.on_follower_fetch(&partition, 2, 12, 3);
+        replicas.on_follower_fetch(&partition, 3, 13, 3);
+        let change = changes.try_recv().expect("an ISR expansion");
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1), (3, 13)]);
+        append(2).await;
+        replicas.on_follower_fetch(&partition, 2, 12, 5);
+        assert_eq!(
+            partition.log.high_watermark(),
+            3,
+            "the high watermark passed a replica being added to the ISR"
+        );
+        replicas.on_follower_fetch(&partition, 3, 13, 5);
+        assert_eq!(partition.log.high_watermark(), 5);
+        // A refused change leaves the committed ISR alone in charge again.
+        partition.end_isr_change(false);
+        append(1).await;
+        replicas.on_follower_fetch(&partition, 2, 12, 6);
+        assert_eq!(partition.log.high_watermark(), 6);
     }
 }

@@ -1,7 +1,16 @@
 //! One hosted partition: its log, its replication state as the metadata image last set it, and — while
-//! this broker leads it — what each follower has fetched (Kafka's `Partition` and `Replica`). The high
-//! watermark is the smallest log end offset over the in-sync replicas, and does not move while the ISR is
-//! smaller than `min.insync.replicas`.
+//! this broker leads it — what each follower has fetched (Kafka's `Partition` and `Replica`).
+//!
+//! What must stay true:
+//! - the high watermark is the smallest log end offset over the *maximal* ISR: the committed ISR plus
+//!   members whose addition is in flight (KIP-497), so a replica never joins the ISR missing records
+//!   below the high watermark; shrinks count only once the controller committed them;
+//! - it does not move while the ISR is smaller than `min.insync.replicas` (KIP-966), nor until every
+//!   member has fetched under the current leader epoch: a new leader does not know its followers' log
+//!   ends and keeps the high watermark it had as a follower (`Partition.maybeIncrementLeaderHW`);
+//! - it never moves backwards (see [`PartitionLog::maybe_increment_high_watermark`]);
+//! - a fetch response is applied to the log only while the leader and leader epoch it was asked
+//!   under still hold, under the state lock a role change takes ([`Partition::while_following`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +60,9 @@ pub struct Partition {
     followers: Mutex<HashMap<BrokerId, FollowerState>>,
     /// At most one ISR change is asked of the controller at a time.
     isr_change_in_flight: AtomicBool,
+    /// The ISR of the change in flight, with the partition epoch it was computed from; its members
+    /// count toward the high watermark until the image moves past that epoch or the change ends.
+    pending_isr: Mutex<Option<(Vec<BrokerId>, i32)>>,
     /// When the current leader epoch began here (followers that never fetched count from then).
     leader_since: Mutex<Instant>,
 }
@@ -71,6 +83,7 @@ impl Partition {
             state: RwLock::new(state),
             followers: Mutex::new(HashMap::new()),
             isr_change_in_flight: AtomicBool::new(false),
+            pending_isr: Mutex::new(None),
             leader_since: Mutex::new(Instant::now()),
         }
     }
@@ -137,8 +150,8 @@ impl Partition {
     }
 
     /// The high watermark the ISR allows (Kafka's `Partition.maybeIncrementLeaderHW`), or `None` when it
-    /// may not move: the ISR is smaller than `min.insync.replicas`, or a member has not fetched under
-    /// this leader yet.
+    /// may not move: the ISR is smaller than `min.insync.replicas`, or a member of the maximal ISR
+    /// has not fetched under this leader epoch yet.
     pub fn allowed_high_watermark(&self, self_id: BrokerId) -> Option<i64> {
         let state = self.state();
         if state.leader != self_id {
@@ -148,23 +161,42 @@ impl Partition {
         if state.isr.len() < state.min_insync_replicas && state.isr.len() < state.replicas.len() {
             return None;
         }
+        let mut maximal_isr = state.isr.clone();
+        if let Some((pending, from_epoch)) =
+            &*self.pending_isr.lock().unwrap_or_else(|e| e.into_inner())
+        {
+            if *from_epoch == state.partition_epoch {
+                maximal_isr.extend(pending.iter().filter(|b| !state.isr.contains(b)));
+            }
+        }
         let followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
         let mut high_watermark = own;
-        for member in state.isr.iter().filter(|&&b| b != self_id) {
+        for member in maximal_isr.iter().filter(|&&b| b != self_id) {
             high_watermark = high_watermark.min(followers.get(member)?.log_end_offset);
         }
         Some(high_watermark)
     }
 
-    /// Moves the high watermark forward if the ISR allows; returns whether it moved.
+    /// Moves the high watermark forward if the ISR allows; returns whether it moved. Callers race
+    /// (one per follower fetch and produce): the log keeps the largest value.
     pub fn maybe_advance_high_watermark(&self, self_id: BrokerId) -> bool {
-        match self.allowed_high_watermark(self_id) {
-            Some(allowed) if allowed > self.log.high_watermark() => {
-                self.log.set_high_watermark(allowed);
-                true
-            }
-            _ => false,
-        }
+        self.allowed_high_watermark(self_id)
+            .is_some_and(|allowed| self.log.maybe_increment_high_watermark(allowed))
+    }
+
+    /// Runs `f` on the log while this broker follows `leader` in `leader_epoch`, holding the state
+    /// so no role change lands meanwhile; `None` when it no longer does (a fetch response that
+    /// arrived after a leader change or this broker's election, Kafka's `AbstractFetcherThread`
+    /// checking the current leader epoch before processing partition data). `f` must not call back
+    /// into this partition's state.
+    pub(crate) fn while_following<R>(
+        &self,
+        leader: BrokerId,
+        leader_epoch: i32,
+        f: impl FnOnce(&PartitionLog) -> R,
+    ) -> Option<R> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        (state.leader == leader && state.leader_epoch == leader_epoch).then(|| f(&self.log))
     }
 
     pub fn leader_since(&self) -> Instant {
@@ -178,7 +210,19 @@ impl Partition {
             .is_ok()
     }
 
-    pub(crate) fn end_isr_change(&self) {
+    /// Records the ISR the change in flight proposes, computed from `partition_epoch`: its added
+    /// members count toward the high watermark from now on (KIP-497's maximal ISR).
+    pub(crate) fn set_pending_isr(&self, isr: Vec<BrokerId>, partition_epoch: i32) {
+        *self.pending_isr.lock().unwrap_or_else(|e| e.into_inner()) = Some((isr, partition_epoch));
+    }
+
+    /// Releases the ISR-change slot. A refused or failed change stops counting at once; an accepted
+    /// one keeps counting until the image moves past the partition epoch it was computed from, even
+    /// if the image is slow to show it.
+    pub(crate) fn end_isr_change(&self, accepted: bool) {
+        if !accepted {
+            *self.pending_isr.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         self.isr_change_in_flight.store(false, Ordering::Release);
     }
 }
@@ -302,7 +346,7 @@ mod tests {
         let (_dir, p) = led(&[1, 2, 3], 2, 1);
         assert!(p.begin_isr_change());
         assert!(!p.begin_isr_change());
-        p.end_isr_change();
+        p.end_isr_change(false);
         assert!(p.begin_isr_change());
         p.record_follower_fetch(2, 5, 1);
         let mut next = p.state();
@@ -317,5 +361,77 @@ mod tests {
             p.update(stale).is_none(),
             "older partition epochs are ignored"
         );
+    }
+
+    #[test]
+    fn the_high_watermark_never_moves_back_under_concurrent_fetches() {
+        // Issue #11 (10): fetch handlers of several followers advance it at the same time; one that
+        // computed a smaller value must not overwrite a larger one set meanwhile.
+        const FOLLOWERS: [BrokerId; 4] = [2, 3, 4, 5];
+        const END: i64 = 20_000;
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            PartitionLog::open(
+                &dir.path().join("t-0"),
+                Uuid::new_v4(),
+                LogConfig::default(),
+            )
+            .unwrap(),
+        );
+        for _ in 0..END {
+            log.append_as_leader(client_batch(&[1], 0), 0).unwrap();
+        }
+        let all: Vec<BrokerId> = std::iter::once(1).chain(FOLLOWERS).collect();
+        let state = PartitionState {
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: all.clone(),
+            isr: all,
+            min_insync_replicas: 1,
+            recovering: false,
+        };
+        let p = Arc::new(Partition::new("t".into(), Uuid::new_v4(), 0, log, state));
+        let done = Arc::new(AtomicBool::new(false));
+        let start = Arc::new(std::sync::Barrier::new(FOLLOWERS.len() + 1));
+        // One observer reading in sequence: any decrease it sees really happened.
+        let observer = std::thread::spawn({
+            let (p, done, start) = (p.clone(), done.clone(), start.clone());
+            move || {
+                start.wait();
+                let mut seen = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let now = p.log.high_watermark();
+                    if now < seen {
+                        return Some((seen, now));
+                    }
+                    seen = now;
+                }
+                None
+            }
+        });
+        let handlers: Vec<_> = FOLLOWERS
+            .into_iter()
+            .map(|follower| {
+                let (p, start) = (p.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    for offset in 1..=END {
+                        p.record_follower_fetch(follower, 5, offset);
+                        p.maybe_advance_high_watermark(1);
+                    }
+                })
+            })
+            .collect();
+        for handler in handlers {
+            handler.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        assert_eq!(
+            observer.join().unwrap(),
+            None,
+            "the high watermark moved backwards (from, to)"
+        );
+        assert_eq!(p.log.high_watermark(), END);
     }
 }

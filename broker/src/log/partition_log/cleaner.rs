@@ -398,7 +398,7 @@ mod tests {
         let before = contents(&log);
         // Nothing above the high watermark is cleaned: with HW 0 nothing is.
         assert!(log.clean(now, 0).unwrap().is_none());
-        log.set_high_watermark(end);
+        log.maybe_increment_high_watermark(end);
         let stats = log.clean(now, 0).unwrap().expect("a pass");
         assert!(
             stats.segments_rewritten > 0 && stats.records_removed > 0,
@@ -459,7 +459,7 @@ mod tests {
             log.append_as_leader(batch(&[("k", Some(&format!("new{i}")))], now, -1), 0)
                 .unwrap();
         }
-        log.set_high_watermark(log.log_end_offset());
+        log.maybe_increment_high_watermark(log.log_end_offset());
         let before = contents(&log);
         log.clean(now, 0).unwrap().expect("a pass");
         let after = contents(&log);
