@@ -3,6 +3,11 @@
 //! timeout is fenced, one broker at a time so each fencing's effects land before the next. A controller
 //! that becomes active gives every registered broker a fresh session rather than fencing it for the
 //! time leadership took to move.
+//!
+//! Contact is recorded when a heartbeat of the broker's current registration arrives
+//! (`record_heartbeat`), before its outcome goes through the quorum: a slow quorum delays the reply,
+//! not the proof that the broker is alive (Kafka's `BrokerHeartbeatManager` likewise touches the
+//! session before queueing the request).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::quorum::Quorum;
-use crate::state::cluster::fence_broker;
+use crate::state::cluster::{evict_inactive_broker, fence_broker};
 use crate::state::topics::elect_preferred_leaders;
 use crate::state::{BrokerId, ControllerResult, MetadataImage};
 
@@ -85,6 +90,24 @@ impl Liveness {
         );
     }
 
+    /// Records a heartbeat as it arrives. Only a heartbeat of the broker's current registration in
+    /// `image` counts: one from a previous incarnation must not refresh (or replace) its session.
+    pub fn record_heartbeat(
+        &self,
+        image: &MetadataImage,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        metadata_offset: u64,
+    ) {
+        let current = image
+            .brokers
+            .get(&broker_id)
+            .is_some_and(|b| b.broker_epoch == broker_epoch);
+        if current {
+            self.touch(broker_id, broker_epoch, metadata_offset);
+        }
+    }
+
     pub fn remove(&self, broker_id: BrokerId) {
         let mut sessions = self.lock();
         sessions.by_broker.remove(&broker_id);
@@ -145,7 +168,8 @@ impl Liveness {
     }
 }
 
-/// The active controller's periodic duties: fence brokers whose sessions expired and, every
+/// The active controller's periodic duties: fence brokers whose sessions expired, move partitions off
+/// a fenced broker should a stale (skipped) change have left them there, and, every
 /// `rebalance_interval`, move leadership back to preferred replicas that are in sync again.
 pub async fn run_liveness(
     quorum: Arc<Quorum>,
@@ -198,6 +222,21 @@ pub async fn run_liveness(
                 }
                 Ok((_, false)) => {}
                 Err(e) => warn!(broker_id, "could not fence broker: {e}"),
+            }
+            continue;
+        }
+        if !evict_inactive_broker(&image).is_empty() {
+            match quorum
+                .run(|image| Ok(ControllerResult::new(evict_inactive_broker(image), ())))
+                .await
+            {
+                Ok((offset, ())) => {
+                    warn!(
+                        offset,
+                        "moved partitions off an inactive broker a stale change had left them on"
+                    )
+                }
+                Err(e) => warn!("could not move partitions off an inactive broker: {e}"),
             }
             continue;
         }

@@ -3,19 +3,40 @@
 //! the pure command against that image, propose its records, and wait until they are committed and
 //! applied. Because commands are serialized and each waits for its own apply, the next command always
 //! sees the effects of the previous one.
+//!
+//! What must stay true: a command is never evaluated while an entry this node proposed may still
+//! commit. A caller stops waiting after `write_timeout`, but openraft keeps the entry, and it can
+//! commit later (issue #11, defect 3). So a write that timed out stays pending here, and the next
+//! command first waits until it is applied or fails, or until this node stops leading (then the
+//! entry is truncated or committed before the first entry of any later term of this node, which the
+//! linearizable read waits for). Partition changes are additionally compare-and-set on the partition
+//! epoch at replay (`PartitionChangeRecord::expected_partition_epoch`), so a stale one could never
+//! undo a newer one.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use tokio::sync::Mutex;
+use openraft::raft::ClientWriteResponse;
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::applied::AppliedMetadata;
 use crate::error::{ApiError, ControllerError, Result};
-use crate::raft::{ChronikRaft, Request};
+use crate::raft::{ChronikRaft, NodeId, Request, TypeConfig};
 use crate::state::{ControllerResult, MetadataImage};
+
+type WriteResult = std::result::Result<
+    ClientWriteResponse<TypeConfig>,
+    RaftError<NodeId, ClientWriteError<NodeId, openraft::BasicNode>>,
+>;
+
+/// A proposed entry whose outcome nobody has seen yet: it resolves once the entry is applied, or
+/// fails when openraft gives up on it.
+type PendingWrite = Pin<Box<dyn Future<Output = WriteResult> + Send>>;
 
 pub struct Quorum {
     raft: ChronikRaft,
@@ -25,7 +46,8 @@ pub struct Quorum {
     voters: BTreeMap<u64, String>,
     /// The last committed log index, as persisted by the log store (0: none yet).
     committed: Arc<AtomicU64>,
-    write_lock: Mutex<()>,
+    /// Serializes commands; holds the entry of a command that timed out before it was applied.
+    write_lock: Mutex<Option<PendingWrite>>,
     write_timeout: Duration,
 }
 
@@ -44,7 +66,7 @@ impl Quorum {
             node_id,
             voters,
             committed,
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(None),
             write_timeout,
         }
     }
@@ -88,35 +110,86 @@ impl Quorum {
     }
 
     /// Runs a command on the active controller and returns the metadata offset its records were applied
-    /// at (the current offset when it wrote nothing) with its reply.
+    /// at (the current offset when it wrote nothing) with its reply. On a timeout the command's records
+    /// may still be applied later, but no other command runs before they are or cannot be.
     pub async fn run<T>(
         &self,
         command: impl FnOnce(&MetadataImage) -> std::result::Result<ControllerResult<T>, ApiError>,
     ) -> Result<(u64, T)> {
-        let _serialized = self.write_lock.lock().await;
-        tokio::time::timeout(self.write_timeout, async {
-            self.raft
-                .ensure_linearizable()
-                .await
-                .map_err(|e| self.map_read_error(e))?;
-            let ControllerResult { records, reply } = self.applied.with_image(command)?;
-            if records.is_empty() {
-                return Ok((self.applied.offset(), reply));
+        let timeout = tokio::time::sleep(self.write_timeout);
+        tokio::pin!(timeout);
+        let mut pending = tokio::select! {
+            guard = self.write_lock.lock() => guard,
+            _ = &mut timeout => return Err(self.timed_out()),
+        };
+        tokio::select! {
+            outcome = self.run_serialized(&mut pending, command) => outcome,
+            _ = &mut timeout => Err(self.timed_out()),
+        }
+    }
+
+    async fn run_serialized<T>(
+        &self,
+        pending: &mut MutexGuard<'_, Option<PendingWrite>>,
+        command: impl FnOnce(&MetadataImage) -> std::result::Result<ControllerResult<T>, ApiError>,
+    ) -> Result<(u64, T)> {
+        if let Some(earlier) = pending.as_mut() {
+            // Its outcome was reported (as a timeout) already; only that it is settled matters. Once
+            // this node no longer leads, it need not be: the entry is then either truncated or ahead
+            // of the first entry of this node's next term, which `ensure_linearizable` waits for.
+            let mut metrics = self.raft.metrics();
+            let node_id = self.node_id;
+            let leadership_lost = async {
+                loop {
+                    if metrics.borrow().current_leader != Some(node_id) {
+                        return;
+                    }
+                    if metrics.changed().await.is_err() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = earlier => {}
+                _ = leadership_lost => {}
             }
-            let response = self
-                .raft
-                .client_write(Request { records })
-                .await
-                .map_err(|e| self.map_write_error(e))?;
-            Ok((response.data.offset, reply))
-        })
-        .await
-        .map_err(|_| {
-            ControllerError::Unavailable(format!(
-                "no quorum answered within {} ms",
-                self.write_timeout.as_millis()
-            ))
-        })?
+            **pending = None;
+        }
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| self.map_read_error(e))?;
+        let ControllerResult { records, reply } = self.applied.with_image(command)?;
+        if records.is_empty() {
+            return Ok((self.applied.offset(), reply));
+        }
+        let raft = self.raft.clone();
+        let write = pending.insert(Box::pin(async move {
+            raft.client_write(Request { records }).await
+        }));
+        let response = write.await;
+        **pending = None;
+        let response = response.map_err(|e| self.map_write_error(e))?;
+        Ok((response.data.offset, reply))
+    }
+
+    fn timed_out(&self) -> ControllerError {
+        ControllerError::Unavailable(format!(
+            "no quorum answered within {} ms",
+            self.write_timeout.as_millis()
+        ))
+    }
+
+    /// Holds every command back until the guard is dropped, as a slow quorum would.
+    #[cfg(test)]
+    pub(crate) async fn hold_writes(&self) -> MutexGuard<'_, Option<PendingWrite>> {
+        self.write_lock.lock().await
+    }
+
+    /// Leaves `write` pending, as a command whose wait for its entry timed out does.
+    #[cfg(test)]
+    pub(crate) async fn leave_pending(&self, write: PendingWrite) {
+        *self.write_lock.lock().await = Some(write);
     }
 
     /// Waits, bounded, until this node has applied at least `offset`.

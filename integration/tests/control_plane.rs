@@ -1,11 +1,15 @@
 //! The control plane end to end: controller quorum failover and restart, broker fencing and leader
-//! election, the last ISR member, controlled shutdown, and controller failover without broker fencing.
+//! election, the last ISR member, an unclean election's recovery, controlled shutdown, and controller
+//! failover without broker fencing.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chronik_proto::v1 as pb;
+
 use crate::harness::{
-    active_controller, broker_state, create_topic, describe_topic, leader_view, start, wait_for,
+    active_controller, admin, broker_state, create_topic, describe_topic, leader_view, start,
+    wait_for,
 };
 
 /// Default broker session timeout of the controller.
@@ -221,6 +225,91 @@ async fn the_last_isr_member_keeps_the_partition_and_leads_it_again() {
     )
     .await;
     assert!(back.leader_epoch > leaderless.leader_epoch);
+}
+
+/// Issue #11, defect 8 (KIP-704): with unclean election enabled, an out-of-sync replica takes over a
+/// partition whose ISR is gone and marks it RECOVERING; the new leader clears that through
+/// AlterPartition, after which the other replica rejoins the ISR instead of the partition staying
+/// under-replicated forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unclean_leader_recovers_and_the_isr_grows_again() {
+    let mut cluster = start(1, 2, &[]).await;
+    let response = admin(&cluster)
+        .await
+        .create_topics(pb::CreateTopicsRequest {
+            topics: vec![pb::CreatableTopic {
+                name: "unclean".into(),
+                num_partitions: 1,
+                replication_factor: 2,
+                configs: [(
+                    "unclean.leader.election.enable".to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            }],
+            validate_only: false,
+        })
+        .await
+        .expect("CreateTopics answers")
+        .into_inner();
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+    let p = wait_for(
+        "the topic to have a leader",
+        Duration::from_secs(15),
+        || async {
+            let p = describe_topic(&cluster, "unclean").await?.partitions[0].clone();
+            (p.leader >= 0 && p.isr.len() == 2).then_some(p)
+        },
+    )
+    .await;
+    let old_leader = p.leader;
+    let other = *p.replicas.iter().find(|&&b| b != old_leader).unwrap();
+
+    // The other replica goes first (and leaves the ISR), then the leader: nobody in sync is left.
+    cluster.broker(other as u64).unwrap().kill().unwrap();
+    wait_for(
+        "the other replica to leave the ISR",
+        SESSION_TIMEOUT + Duration::from_secs(3),
+        || async {
+            let p = describe_topic(&cluster, "unclean").await?.partitions[0].clone();
+            (p.isr == vec![old_leader]).then_some(())
+        },
+    )
+    .await;
+    cluster.broker(old_leader as u64).unwrap().kill().unwrap();
+    wait_for(
+        "the partition to go leaderless",
+        SESSION_TIMEOUT + Duration::from_secs(3),
+        || async {
+            let p = describe_topic(&cluster, "unclean").await?.partitions[0].clone();
+            (p.leader == -1).then_some(())
+        },
+    )
+    .await;
+
+    // The out-of-sync replica comes back and is elected uncleanly; it then reports it recovered.
+    cluster.restart("broker", other as u64).unwrap();
+    let recovered = wait_for(
+        "the unclean leader to clear RECOVERING",
+        Duration::from_secs(20),
+        || async {
+            let p = describe_topic(&cluster, "unclean").await?.partitions[0].clone();
+            (p.leader == other && !p.recovering).then_some(p)
+        },
+    )
+    .await;
+    assert_eq!(recovered.isr, vec![other]);
+
+    cluster.restart("broker", old_leader as u64).unwrap();
+    wait_for(
+        "the old leader to rejoin the ISR",
+        Duration::from_secs(30),
+        || async {
+            let p = describe_topic(&cluster, "unclean").await?.partitions[0].clone();
+            (p.isr.len() == 2).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,9 +202,12 @@ fn read_partition(
     let partition = leader_partition(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
     let log = &partition.log;
     if let Some((replica_id, replica_epoch)) = follower {
-        // Only a replica of the partition, at its current broker epoch, may fetch as a follower.
+        // Only a replica of the partition, at its current broker epoch, may fetch as a follower
+        // (KIP-903): a fetch by its previous incarnation, or with no epoch (-1), must not count
+        // towards the high watermark or the ISR. Kafka answers NOT_LEADER_OR_FOLLOWER
+        // (`Partition.updateFollowerFetchState`).
         let current_epoch = image.brokers.get(&replica_id).map(|b| b.broker_epoch);
-        let stale = replica_epoch >= 0 && current_epoch.is_some_and(|e| e != replica_epoch);
+        let stale = current_epoch != Some(replica_epoch);
         if !partition.state().replicas.contains(&replica_id) || stale {
             return Err(ResponseError::NotLeaderOrFollower);
         }
@@ -272,10 +275,12 @@ fn read_partition(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::handlers::test_support::{broker, topic, TestBroker};
-    use crate::log::batch::test_support::client_batch;
+    use chronik_metadata::Record;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+
+    use super::*;
+    use crate::handlers::test_support::{broker, topic, TestBroker, CLUSTER_ID};
+    use crate::log::batch::test_support::client_batch;
 
     /// Broker 1 leading `partitions` partitions of "big" (replicas 1, 2); partition `i` holds one
     /// batch of `sizes[i]` value bytes.
@@ -298,7 +303,9 @@ mod tests {
         (b, id)
     }
 
-    fn follower_fetch(id: Uuid, partitions: usize, max_bytes: i32) -> FetchRequest {
+    /// A fetch by broker 2 under its current registration.
+    fn follower_fetch(b: &TestBroker, id: Uuid, partitions: usize, max_bytes: i32) -> FetchRequest {
+        let broker_epoch = b.ctx.metadata.current().brokers[&2].broker_epoch;
         let partitions = (0..partitions as i32)
             .map(|p| {
                 FetchPartition::default()
@@ -309,7 +316,11 @@ mod tests {
             })
             .collect();
         FetchRequest::default()
-            .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(2)))
+            .with_replica_state(
+                ReplicaState::default()
+                    .with_replica_id(BrokerId(2))
+                    .with_replica_epoch(broker_epoch),
+            )
             .with_max_wait_ms(0)
             .with_min_bytes(1)
             .with_max_bytes(max_bytes)
@@ -332,7 +343,7 @@ mod tests {
         // bounded by what is left of the request's max_bytes.
         let (b, id) = leader_of(&[100_000; 20]);
         let rc = b.rc(15, "PLAINTEXT");
-        let response = handle(&b.ctx, &rc, follower_fetch(id, 20, 300_000)).await;
+        let response = handle(&b.ctx, &rc, follower_fetch(&b, id, 20, 300_000)).await;
         let read = sizes(&response);
         assert!(
             read.iter().sum::<usize>() <= 300_000,
@@ -342,7 +353,7 @@ mod tests {
         assert_eq!(read.iter().filter(|&&n| n > 0).count(), 2, "{read:?}");
         // A first batch larger than max_bytes still comes (or nothing would progress), alone.
         let (b, id) = leader_of(&[500_000, 1_000, 1_000]);
-        let response = handle(&b.ctx, &rc, follower_fetch(id, 3, 300_000)).await;
+        let response = handle(&b.ctx, &rc, follower_fetch(&b, id, 3, 300_000)).await;
         let read = sizes(&response);
         assert!(read[0] > 300_000);
         assert_eq!(&read[1..], &[0, 0]);
@@ -355,9 +366,62 @@ mod tests {
         partition.log.maybe_increment_high_watermark(1);
         partition.log.truncate_fully_and_start_at(7).unwrap();
         let rc = b.rc(15, "PLAINTEXT");
-        let response = handle(&b.ctx, &rc, follower_fetch(id, 1, 1 << 20)).await;
+        let response = handle(&b.ctx, &rc, follower_fetch(&b, id, 1, 1 << 20)).await;
         let data = &response.responses[0].partitions[0];
         assert_eq!(data.error_code, ResponseError::OffsetOutOfRange.code());
         assert_eq!(data.log_start_offset, 7);
+    }
+
+    /// Issue #11, defect 11 (KIP-903): a follower fetch counts (towards the high watermark and the
+    /// ISR) only under the follower's current registration; a fetch by its previous incarnation, or
+    /// one with no broker epoch, is refused with NOT_LEADER_OR_FOLLOWER as Kafka's
+    /// `Partition.updateFollowerFetchState` does.
+    #[tokio::test]
+    async fn a_follower_fetch_needs_the_followers_current_broker_epoch() {
+        let orders = Uuid::new_v4();
+        let mut records = vec![
+            Record::ClusterId {
+                cluster_id: CLUSTER_ID.into(),
+            },
+            broker(1, None, false),
+            broker(2, None, false),
+        ];
+        records.extend(topic("orders", orders, &[&[1, 2]]));
+        let leader = TestBroker::new(1, &records);
+        let image = leader.ctx.metadata.current();
+        leader.ctx.replicas.apply_metadata(&image, true);
+        let current = image.brokers[&2].broker_epoch;
+        let fetch = |replica_epoch: i64| {
+            let request = FetchRequest::default()
+                .with_replica_state(
+                    ReplicaState::default()
+                        .with_replica_id(BrokerId(2))
+                        .with_replica_epoch(replica_epoch),
+                )
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic_id(orders)
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(0)
+                        .with_fetch_offset(0)
+                        .with_last_fetched_epoch(-1)
+                        .with_partition_max_bytes(1 << 20)])]);
+            let read = read_all(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
+            read.response.responses[0].partitions[0].error_code
+        };
+        let refused = ResponseError::NotLeaderOrFollower.code();
+        assert_eq!(fetch(current - 1), refused, "a previous registration");
+        assert_eq!(fetch(-1), refused, "no broker epoch");
+        assert!(
+            leader
+                .ctx
+                .replicas
+                .partition(orders, 0)
+                .and_then(|p| p.follower(2))
+                .is_none(),
+            "a refused fetch records nothing"
+        );
+        assert_eq!(fetch(current), 0);
     }
 }

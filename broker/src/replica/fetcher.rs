@@ -493,6 +493,7 @@ mod tests {
             replicas: vec![1, 2, 3],
             isr: vec![1, 2, 3],
             min_insync_replicas: 2,
+            recovering: false,
         };
         let partition = Arc::new(Partition::new("t".into(), topic_id, 0, log, state));
         (dir, replicas, partition)

@@ -3,7 +3,8 @@
 //! change; the in-flight slot is released once this broker's image shows the result (or the request
 //! failed), so the next change is computed from the new ISR. While a change that adds a replica is
 //! in flight, and after it was accepted until the image shows it, the added replica counts toward
-//! the high watermark (KIP-497's maximal ISR, see [`super::Partition`]).
+//! the high watermark (KIP-497's maximal ISR, see [`super::Partition`]). The same path carries a
+//! leader's LeaderRecoveryState=RECOVERED after an unclean election (KIP-704).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,7 @@ pub async fn run_isr_changes(
                             broker_epoch,
                         })
                         .collect(),
+                    leader_recovery_state: change.leader_recovery_state.map(|s| s.code()),
                 }],
             }],
         };

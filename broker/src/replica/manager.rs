@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use chronik_metadata::configs::{effective_i64, effective_topic_configs, MIN_INSYNC_REPLICAS};
+use chronik_metadata::records::LeaderRecoveryState;
 use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use kafka_protocol::error::ResponseError;
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub struct IsrChange {
     pub partition_epoch: i32,
     /// `(broker, broker epoch or -1)`.
     pub new_isr: Vec<(BrokerId, i64)>,
+    /// `Some(Recovered)` when the leader of an uncleanly elected partition clears RECOVERING
+    /// (KIP-704); `None` leaves the recovery state as it is.
+    pub leader_recovery_state: Option<LeaderRecoveryState>,
 }
 
 /// An append that is written but not yet acknowledged (see `ReplicaManager::complete_append`).
@@ -254,6 +258,7 @@ impl ReplicaManager {
         }
         let state = partition.state();
         if state.leader != self.broker_id
+            || state.recovering
             || state.isr.contains(&follower)
             || !state.replicas.contains(&follower)
         {
@@ -283,23 +288,50 @@ impl ReplicaManager {
             new_isr.iter().map(|&(broker, _)| broker).collect(),
             state.partition_epoch,
         );
-        let change = IsrChange {
+        self.send_isr_change(IsrChange {
             partition: partition.clone(),
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
             new_isr,
-        };
+            leader_recovery_state: None,
+        });
+    }
+
+    fn send_isr_change(&self, change: IsrChange) {
+        let partition = change.partition.clone();
         if self.isr_changes.send(change).is_err() {
             partition.end_isr_change(false);
         }
     }
 
+    /// As the leader an unclean election chose, tells the controller it has recovered (KIP-704): its
+    /// log, begun as leader at this epoch, now defines the partition, so followers may truncate to it
+    /// and rejoin the ISR. Until the controller commits that, the partition stays under-replicated.
+    fn clear_recovering(&self, partition: &Arc<Partition>) {
+        let state = partition.state();
+        if state.leader != self.broker_id || !state.recovering || !partition.begin_isr_change() {
+            return;
+        }
+        info!(topic = %partition.topic, partition = partition.index, "leader recovered after an unclean election");
+        self.send_isr_change(IsrChange {
+            partition: partition.clone(),
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr: vec![(self.broker_id, -1)],
+            leader_recovery_state: Some(LeaderRecoveryState::Recovered),
+        });
+    }
+
     /// Asks the controller to drop ISR members of led partitions that have not caught up for `lag`
     /// (Kafka's `Partition.maybeShrinkIsr`). Failed and fenced brokers are removed by the controller
-    /// itself.
+    /// itself. Also asks again to clear RECOVERING where an earlier request was refused or lost.
     pub fn shrink_lagging_isrs(&self, lag: Duration) {
         for partition in self.partitions() {
             let state = partition.state();
+            if state.recovering {
+                self.clear_recovering(&partition);
+                continue;
+            }
             if state.leader != self.broker_id || state.isr.len() <= 1 {
                 continue;
             }
@@ -349,6 +381,7 @@ impl ReplicaManager {
                 isr: registration.isr.clone(),
                 min_insync_replicas: effective_i64(image, &topic.configs, MIN_INSYNC_REPLICAS)
                     .max(1) as usize,
+                recovering: registration.recovering,
             };
             let config = match LogConfig::from_effective(&configs) {
                 Ok(config) => config,
@@ -397,6 +430,11 @@ impl ReplicaManager {
                         warn!(topic = %topic.name, partition = index, "cannot open partition log: {e}")
                     }
                 },
+            }
+        }
+        for (topic_id, index) in &wanted {
+            if let Some(partition) = self.partition(*topic_id, *index) {
+                self.clear_recovering(&partition);
             }
         }
         if authoritative {
@@ -534,7 +572,9 @@ pub async fn run_metadata_listener(
 mod tests {
     use super::*;
     use crate::log::batch::test_support::{client_batch, producer_batch};
-    use chronik_metadata::records::{PartitionRecord, Record, RegisterBrokerRecord};
+    use chronik_metadata::records::{
+        PartitionChangeRecord, PartitionRecord, Record, RegisterBrokerRecord,
+    };
     use chronik_metadata::Endpoint;
     use uuid::Uuid;
 
@@ -654,6 +694,45 @@ mod tests {
         replicas.shrink_lagging_isrs(Duration::from_secs(30));
         let change = changes.try_recv().expect("an ISR shrink");
         assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+    }
+
+    /// Issue #11, defect 8 (KIP-704): the leader an unclean election chose asks the controller to
+    /// clear RECOVERING, or the partition stays under-replicated forever.
+    #[tokio::test]
+    async fn the_leader_of_a_recovering_partition_asks_to_clear_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let (tx, mut changes) = mpsc::unbounded_channel();
+        let replicas = ReplicaManager::new(1, logs, tx);
+        let topic_id = Uuid::new_v4();
+        let mut unclean = image(&[2], topic_id);
+        unclean.replay_all(
+            21,
+            &[Record::PartitionChange(PartitionChangeRecord {
+                topic_id,
+                partition: 0,
+                leader: Some(1),
+                isr: Some(vec![1]),
+                recovering: Some(true),
+                ..Default::default()
+            })],
+        );
+        replicas.apply_metadata(&unclean, true);
+        let change = changes.try_recv().expect("a request to clear RECOVERING");
+        assert_eq!(change.new_isr, vec![(1, -1)]);
+        assert_eq!(
+            change.leader_recovery_state,
+            Some(LeaderRecoveryState::Recovered)
+        );
+        assert_eq!((change.leader_epoch, change.partition_epoch), (1, 1));
+        // Refused or lost: asked again on the next periodic ISR check.
+        change.partition.end_isr_change(false);
+        replicas.shrink_lagging_isrs(Duration::from_secs(30));
+        let again = changes.try_recv().expect("asked again");
+        assert_eq!(
+            again.leader_recovery_state,
+            Some(LeaderRecoveryState::Recovered)
+        );
     }
 
     #[tokio::test]

@@ -31,6 +31,9 @@ pub struct PartitionState {
     pub isr: Vec<BrokerId>,
     /// The topic's effective `min.insync.replicas`.
     pub min_insync_replicas: usize,
+    /// Led by an uncleanly elected leader that has not yet told the controller it recovered
+    /// (KIP-704); the ISR stays the leader alone until it has.
+    pub recovering: bool,
 }
 
 /// What the leader knows of one follower from its fetches.
@@ -253,6 +256,7 @@ mod tests {
             replicas: vec![1, 2, 3],
             isr: isr.to_vec(),
             min_insync_replicas: min_isr,
+            recovering: false,
         };
         (
             dir,
@@ -313,6 +317,7 @@ mod tests {
             replicas: vec![1],
             isr: vec![1],
             min_insync_replicas: 2,
+            recovering: false,
         };
         let p = Partition::new("t".into(), Uuid::new_v4(), 1, log, single);
         assert_eq!(p.allowed_high_watermark(1), Some(1));
@@ -384,6 +389,7 @@ mod tests {
             replicas: all.clone(),
             isr: all,
             min_insync_replicas: 1,
+            recovering: false,
         };
         let p = Arc::new(Partition::new("t".into(), Uuid::new_v4(), 0, log, state));
         let done = Arc::new(AtomicBool::new(false));

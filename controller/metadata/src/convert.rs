@@ -103,6 +103,7 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
                 .as_ref()
                 .map(|b| pb::BrokerList { brokers: b.clone() }),
             recovering: c.recovering,
+            expected_partition_epoch: c.expected_partition_epoch,
         }),
         Record::RemoveTopic { topic_id } => R::RemoveTopic(pb::RemoveTopicRecord {
             topic_id: topic_id_to_bytes(*topic_id),
@@ -193,6 +194,7 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             isr: c.isr.as_ref().map(|l| l.brokers.clone()),
             replicas: c.replicas.as_ref().map(|l| l.brokers.clone()),
             recovering: c.recovering,
+            expected_partition_epoch: c.expected_partition_epoch,
         }),
         R::RemoveTopic(r) => Record::RemoveTopic {
             topic_id: topic_id_from_bytes(&r.topic_id)?,

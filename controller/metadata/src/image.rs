@@ -105,8 +105,8 @@ impl MetadataImage {
     }
 
     /// Applies one record committed at `offset`. Records were validated when they were produced, so
-    /// replay never fails; a record naming something unknown (possible only for a stale record) changes
-    /// nothing.
+    /// replay never fails; a record naming something unknown, or a partition change computed from an
+    /// older partition epoch (both possible only for a stale record), changes nothing.
     pub fn replay(&mut self, offset: u64, record: &Record) {
         match record {
             Record::ClusterId { cluster_id } => {
@@ -337,8 +337,19 @@ impl MetadataImage {
 
 /// The one place the epoch rules live (Kafka's `PartitionRegistration.merge`): every change bumps the
 /// partition epoch; a change that sets the leader, even to the same broker or to none, bumps the leader
-/// epoch.
-pub fn apply_partition_change(p: &mut PartitionRegistration, change: &PartitionChangeRecord) {
+/// epoch. A change computed from another partition epoch than the current one is stale and changes
+/// nothing (its fields are absolute, so applying it would undo whatever came in between); returns
+/// whether it applied.
+pub fn apply_partition_change(
+    p: &mut PartitionRegistration,
+    change: &PartitionChangeRecord,
+) -> bool {
+    if change
+        .expected_partition_epoch
+        .is_some_and(|expected| expected != p.partition_epoch)
+    {
+        return false;
+    }
     if let Some(leader) = change.leader {
         p.leader = leader;
         p.leader_epoch += 1;
@@ -353,4 +364,5 @@ pub fn apply_partition_change(p: &mut PartitionRegistration, change: &PartitionC
         p.recovering = recovering;
     }
     p.partition_epoch += 1;
+    true
 }

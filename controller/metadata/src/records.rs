@@ -59,6 +59,13 @@ pub struct PartitionRecord {
 
 /// A change to one partition; `None` fields are unchanged. Replay bumps the partition epoch always and
 /// the leader epoch whenever `leader` is set.
+///
+/// The fields are absolute (the new ISR, not a delta), so a change is only right for the state it was
+/// computed from: `expected_partition_epoch` names that state, and replay skips the change when the
+/// partition has moved on since (compare-and-set, as AlterPartition is for the leader). Kafka's
+/// `PartitionChangeRecord` needs no such guard because its controller is single-threaded over the log;
+/// here a write that timed out can still commit after the next command was computed. `None` (records
+/// written before this field existed) applies unconditionally.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionChangeRecord {
     pub topic_id: TopicId,
@@ -67,6 +74,34 @@ pub struct PartitionChangeRecord {
     pub isr: Option<Vec<BrokerId>>,
     pub replicas: Option<Vec<BrokerId>>,
     pub recovering: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_partition_epoch: Option<i32>,
+}
+
+/// Kafka's `LeaderRecoveryState` (KIP-704): whether the leader of an uncleanly elected partition is
+/// still recovering (its ISR is itself alone) or has recovered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaderRecoveryState {
+    Recovered,
+    Recovering,
+}
+
+impl LeaderRecoveryState {
+    /// Kafka's wire value: 0 RECOVERED, 1 RECOVERING.
+    pub fn from_code(code: i32) -> Option<Self> {
+        match code {
+            0 => Some(Self::Recovered),
+            1 => Some(Self::Recovering),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Recovered => 0,
+            Self::Recovering => 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,7 @@ use crate::error::{ApiError, ControllerError, ResponseError};
 use crate::liveness::Liveness;
 use crate::quorum::Quorum;
 use crate::state::cluster::{self, Heartbeat, RegisterBroker};
+use crate::state::records::LeaderRecoveryState;
 use crate::state::topics::{self, AlterPartitionItem, CreateTopic, TopicRef};
 use crate::state::MetadataImage;
 
@@ -183,6 +184,15 @@ impl BrokerService for ControllerApi {
             want_shut_down: req.want_shut_down,
         };
         let liveness = &self.liveness;
+        // Contact counts now, not once the quorum has written the outcome (issue #11, defect 9).
+        self.quorum.applied().with_image(|image| {
+            liveness.record_heartbeat(
+                image,
+                heartbeat.broker_id,
+                heartbeat.broker_epoch,
+                heartbeat.metadata_offset,
+            )
+        });
         let (offset, reply) = self
             .quorum
             .run(|image| {
@@ -195,12 +205,8 @@ impl BrokerService for ControllerApi {
         if reply.should_shut_down {
             self.liveness.remove(id);
             info!(broker_id = id, "broker completed controlled shutdown");
-        } else {
-            self.liveness
-                .touch(id, heartbeat.broker_epoch, heartbeat.metadata_offset);
-            if reply.in_controlled_shutdown {
-                self.liveness.note_controlled_shutdown(id, offset);
-            }
+        } else if reply.in_controlled_shutdown {
+            self.liveness.note_controlled_shutdown(id, offset);
         }
         Ok(Response::new(pb::BrokerHeartbeatResponse {
             is_caught_up: reply.is_caught_up,
@@ -219,8 +225,16 @@ impl BrokerService for ControllerApi {
         for topic in &req.topics {
             let topic_id =
                 topic_id_from_bytes(&topic.topic_id).map_err(|e| invalid(e.to_string()))?;
-            items.extend(topic.partitions.iter().map(|p| {
-                AlterPartitionItem {
+            for p in &topic.partitions {
+                let leader_recovery_state = match p.leader_recovery_state {
+                    None => None,
+                    Some(code) => {
+                        Some(LeaderRecoveryState::from_code(code).ok_or_else(|| {
+                            invalid(format!("unknown leader recovery state {code}"))
+                        })?)
+                    }
+                };
+                items.push(AlterPartitionItem {
                     topic_id,
                     partition: p.partition_index,
                     leader_epoch: p.leader_epoch,
@@ -230,8 +244,9 @@ impl BrokerService for ControllerApi {
                         .iter()
                         .map(|m| (m.broker_id, m.broker_epoch))
                         .collect(),
-                }
-            }));
+                    leader_recovery_state,
+                });
+            }
         }
         let (_, outcomes) = self
             .quorum
@@ -641,5 +656,180 @@ impl AdminService for ControllerApi {
             })
             .collect();
         Ok(Response::new(pb::ElectLeadersResponse { partitions }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use openraft::{BasicNode, Raft};
+
+    use super::*;
+    use crate::raft::{
+        open, raft_config, NetworkFactory, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS,
+        DEFAULT_HEARTBEAT_MS, DEFAULT_SNAPSHOT_LOGS,
+    };
+    use crate::state::{ControllerResult, Record};
+
+    const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+    const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
+
+    /// The API of a single-voter controller over a real Raft store in `dir` (the only voter needs no
+    /// network), bootstrapped with a cluster id.
+    async fn single_controller(dir: &Path) -> ControllerApi {
+        let applied = Arc::new(AppliedMetadata::new());
+        let (log_store, state_machine) = open(dir, applied.clone()).await.unwrap();
+        let committed = log_store.committed_index();
+        let config = raft_config(
+            DEFAULT_HEARTBEAT_MS,
+            DEFAULT_ELECTION_MIN_MS,
+            DEFAULT_ELECTION_MAX_MS,
+            DEFAULT_SNAPSHOT_LOGS,
+        )
+        .unwrap();
+        let raft = Raft::new(
+            1,
+            Arc::new(config),
+            NetworkFactory::new(1),
+            log_store,
+            state_machine,
+        )
+        .await
+        .unwrap();
+        let nowhere = "127.0.0.1:1".to_string();
+        raft.initialize(BTreeMap::from([(1, BasicNode::new(&nowhere))]))
+            .await
+            .unwrap();
+        raft.wait(Some(Duration::from_secs(60)))
+            .metrics(|m| m.current_leader == Some(1), "the only voter leads")
+            .await
+            .unwrap();
+        let quorum = Arc::new(Quorum::new(
+            raft,
+            applied,
+            1,
+            BTreeMap::from([(1, nowhere)]),
+            committed,
+            Duration::from_secs(5),
+        ));
+        quorum
+            .run(|_| {
+                let records = vec![Record::ClusterId {
+                    cluster_id: "grpc-test".into(),
+                }];
+                Ok(ControllerResult::new(records, ()))
+            })
+            .await
+            .unwrap();
+        ControllerApi {
+            quorum,
+            liveness: Arc::new(Liveness::new(SESSION_TIMEOUT)),
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            session_timeout: SESSION_TIMEOUT,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Issue #11, defect 3: openraft keeps an entry whose writer stopped waiting, and it can commit
+    /// later. No command may be computed on an image that misses it: the next one waits for it.
+    #[tokio::test(start_paused = true)]
+    async fn no_command_runs_before_an_entry_that_timed_out_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = single_controller(dir.path()).await;
+        let raft = api.quorum.raft().clone();
+        // An entry that commits only after longer than the write timeout.
+        api.quorum
+            .leave_pending(Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                let records = vec![Record::ProducerIds {
+                    broker_id: 1,
+                    broker_epoch: 1,
+                    next_producer_id: 1000,
+                }];
+                raft.client_write(crate::raft::Request { records }).await
+            }))
+            .await;
+        let next_producer_id =
+            |image: &MetadataImage| Ok(ControllerResult::new(Vec::new(), image.next_producer_id));
+        let err = api.quorum.run(next_producer_id).await.unwrap_err();
+        assert!(matches!(err, ControllerError::Unavailable(_)), "{err}");
+        let (_, seen) = api.quorum.run(next_producer_id).await.unwrap();
+        assert_eq!(seen, 1000, "the command saw the entry that was pending");
+    }
+
+    fn heartbeat(broker_epoch: i64) -> Request<pb::BrokerHeartbeatRequest> {
+        Request::new(pb::BrokerHeartbeatRequest {
+            broker_id: 1,
+            broker_epoch,
+            current_metadata_offset: u64::MAX,
+            want_fence: false,
+            want_shut_down: false,
+        })
+    }
+
+    /// Issue #11, defect 9: contact counts when a heartbeat arrives, not when the quorum has written
+    /// its outcome, so a slow quorum does not fence a broker that heartbeats on time (Kafka's
+    /// `BrokerHeartbeatManager` touches the session before the request is queued).
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_quorum_does_not_fence_a_broker_that_heartbeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = single_controller(dir.path()).await;
+        let registered = api
+            .register_broker(Request::new(pb::RegisterBrokerRequest {
+                broker_id: 1,
+                incarnation_id: Uuid::new_v4().to_string(),
+                endpoints: vec![pb::Endpoint {
+                    name: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9092,
+                }],
+                rack: None,
+                cluster_id: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let broker_epoch = registered.broker_epoch;
+        let reply = api.broker_heartbeat(heartbeat(broker_epoch)).await.unwrap();
+        assert!(!reply.into_inner().is_fenced);
+        let term = api.quorum.raft().metrics().borrow().current_term;
+        api.liveness.on_term(term, &api.quorum.applied().image());
+
+        // Every write now waits, as when the other voters are slow or cut off.
+        let stalled = api.quorum.hold_writes().await;
+        let mut in_flight = Vec::new();
+        for _ in 0..6 {
+            let api = api.clone();
+            in_flight.push(tokio::spawn(async move {
+                let _ = api.broker_heartbeat(heartbeat(broker_epoch)).await;
+            }));
+            tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+        }
+        // Longer than the session timeout has passed, with a heartbeat every interval.
+        let image = api.quorum.applied().image();
+        assert_eq!(api.liveness.next_expired(&image), None);
+        assert!(api.liveness.has_live_session(1));
+
+        // A heartbeat of an older registration is not contact for the current one.
+        tokio::time::sleep(SESSION_TIMEOUT - HEARTBEAT_INTERVAL).await;
+        let api_stale = api.clone();
+        in_flight.push(tokio::spawn(async move {
+            let _ = api_stale
+                .broker_heartbeat(heartbeat(broker_epoch - 1))
+                .await;
+        }));
+        tokio::time::sleep(HEARTBEAT_INTERVAL * 2).await;
+        assert_eq!(
+            api.liveness.next_expired(&image),
+            Some((1, broker_epoch)),
+            "only heartbeats of the current registration keep it alive"
+        );
+        drop(stalled);
+        for heartbeat in in_flight {
+            heartbeat.await.unwrap();
+        }
     }
 }

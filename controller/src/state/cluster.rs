@@ -202,6 +202,21 @@ fn remove_from_partitions(image: &MetadataImage, broker: BrokerId) -> Vec<Record
         .collect()
 }
 
+/// The changes that take the first inactive (fenced or shutting down) broker out of the leaderships
+/// and ISRs it still holds, beyond the last member an ISR keeps. Fencing and controlled shutdown do
+/// that in the same command, so this finds something only if those partition changes were skipped at
+/// replay as stale (computed on an image that missed a change committed before them); the active
+/// controller checks for it periodically so such a partition is not left with a fenced leader.
+pub fn evict_inactive_broker(image: &MetadataImage) -> Vec<Record> {
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.is_active())
+        .map(|b| remove_from_partitions(image, b.broker_id))
+        .find(|records| !records.is_empty())
+        .unwrap_or_default()
+}
+
 /// Fences a broker: it leaves every ISR (but never empties one), loses its leaderships, and is marked
 /// fenced. Used for missed sessions and for brokers that ask to be fenced.
 pub fn fence_broker(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record> {
@@ -290,7 +305,7 @@ pub fn allocate_producer_ids(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::state::records::ConfigResource;
+    use crate::state::records::{ConfigResource, PartitionChangeRecord};
     use crate::state::topics::{create_topics, CreateTopic};
 
     /// Replays a command's records at consecutive offsets after the image's.
@@ -563,6 +578,44 @@ pub(crate) mod tests {
         let reply = heartbeat(&mut image, 2, false, true);
         assert!(reply.should_shut_down);
         assert!(image.brokers[&2].fenced);
+    }
+
+    /// Issue #11, defect 3: should a fence's partition changes ever be skipped at replay as stale,
+    /// the fenced broker would keep leading; the controller's periodic check takes that away.
+    #[test]
+    fn a_fenced_broker_left_leading_by_a_skipped_change_is_evicted() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        let topic_id = image.topic_by_name("orders").unwrap().id;
+        let p = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        let stale = image.clone();
+        let in_between = Record::PartitionChange(PartitionChangeRecord {
+            topic_id,
+            partition: 0,
+            isr: Some(p.isr.clone()),
+            expected_partition_epoch: Some(p.partition_epoch),
+            ..Default::default()
+        });
+        commit(&mut image, |_| ControllerResult::new(vec![in_between], ()));
+        commit(&mut image, |_| {
+            ControllerResult::new(fence_broker(&stale, p.leader), ())
+        });
+        let skipped = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        assert!(image.brokers[&p.leader].fenced);
+        assert_eq!(
+            skipped.leader, p.leader,
+            "the stale partition change was skipped"
+        );
+
+        commit(&mut image, |image| {
+            ControllerResult::new(evict_inactive_broker(image), ())
+        });
+        let after = &image.topic_by_name("orders").unwrap().partitions[0];
+        assert_ne!(after.leader, p.leader);
+        assert!(!after.isr.contains(&p.leader));
+        assert!(
+            evict_inactive_broker(&image).is_empty(),
+            "nothing left to do"
+        );
     }
 
     #[test]

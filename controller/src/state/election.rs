@@ -63,6 +63,7 @@ pub fn partition_change(
         isr: (isr != current.isr).then_some(isr),
         replicas: None,
         recovering: (recovering != current.recovering).then_some(recovering),
+        expected_partition_epoch: Some(current.partition_epoch),
     };
     (change.leader.is_some() || change.isr.is_some() || change.recovering.is_some())
         .then_some(change)
@@ -208,5 +209,62 @@ mod tests {
         )
         .expect("a change");
         assert_eq!(change.leader, Some(1));
+    }
+}
+
+#[cfg(test)]
+mod compatibility_tests {
+    use chronik_metadata::convert::{record_from_proto, record_to_proto};
+    use uuid::Uuid;
+
+    use super::super::image::apply_partition_change;
+    use super::*;
+    use crate::state::Record;
+
+    /// Partition changes in the Raft log (sled, serde JSON) and on the watch stream (protobuf) from
+    /// before `expected_partition_epoch` existed read back as unconditional changes; new ones keep it.
+    #[test]
+    fn partition_changes_without_an_expected_epoch_apply_unconditionally() {
+        let topic_id = Uuid::from_u128(7);
+        let stored = format!(
+            r#"{{"PartitionChange":{{"topic_id":"{topic_id}","partition":0,"leader":null,"isr":[1,2],"replicas":null,"recovering":null}}}}"#
+        );
+        let Record::PartitionChange(old) = serde_json::from_str::<Record>(&stored).unwrap() else {
+            panic!("a partition change");
+        };
+        assert_eq!(old.expected_partition_epoch, None);
+        let mut p = PartitionRegistration {
+            replicas: vec![1, 2, 3],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 4,
+            recovering: false,
+        };
+        assert!(apply_partition_change(&mut p, &old));
+        assert_eq!((p.isr.clone(), p.partition_epoch), (vec![1, 2], 5));
+
+        let new = PartitionChangeRecord {
+            expected_partition_epoch: Some(5),
+            ..old.clone()
+        };
+        let record = Record::PartitionChange(new.clone());
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), record);
+        assert_eq!(
+            record_from_proto(&record_to_proto(&record)).unwrap(),
+            record
+        );
+        let unconditional = Record::PartitionChange(old);
+        assert_eq!(
+            record_from_proto(&record_to_proto(&unconditional)).unwrap(),
+            unconditional
+        );
+        assert!(apply_partition_change(&mut p, &new));
+        assert!(
+            !apply_partition_change(&mut p, &new),
+            "the same change again is stale"
+        );
+        assert_eq!(p.partition_epoch, 6);
     }
 }

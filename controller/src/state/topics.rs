@@ -14,7 +14,10 @@ use super::configs::{
 use super::election::{partition_change, Election};
 use super::image::{apply_partition_change, MetadataImage, PartitionRegistration};
 use super::placement::assign_replicas;
-use super::records::{BrokerId, ConfigResource, PartitionRecord, Record, TopicId};
+use super::records::{
+    BrokerId, ConfigResource, LeaderRecoveryState, PartitionChangeRecord, PartitionRecord, Record,
+    TopicId,
+};
 use super::ControllerResult;
 use chronik_metadata::topic_name::validate_topic_name;
 
@@ -288,8 +291,10 @@ pub struct AlterPartitionItem {
     pub partition: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
-    /// `(broker, broker epoch or -1)`.
+    /// `(broker, broker epoch)`.
     pub new_isr: Vec<(BrokerId, i64)>,
+    /// The recovery state the leader asks for; `None` (a broker that does not send it): unchanged.
+    pub leader_recovery_state: Option<LeaderRecoveryState>,
 }
 
 /// The outcome for one partition: its state after the change, or why it was refused.
@@ -310,8 +315,9 @@ pub fn alter_partition(
         let outcome = alter_one(image, broker_id, item).map(|(current, change)| {
             let mut after = current.clone();
             if let Some(change) = change {
-                apply_partition_change(&mut after, &change);
-                records.push(Record::PartitionChange(change));
+                if apply_partition_change(&mut after, &change) {
+                    records.push(Record::PartitionChange(change));
+                }
             }
             after
         });
@@ -326,13 +332,7 @@ fn alter_one<'a>(
     image: &'a MetadataImage,
     broker_id: BrokerId,
     item: &AlterPartitionItem,
-) -> Result<
-    (
-        &'a PartitionRegistration,
-        Option<super::records::PartitionChangeRecord>,
-    ),
-    ResponseError,
-> {
+) -> Result<(&'a PartitionRegistration, Option<PartitionChangeRecord>), ResponseError> {
     if !image.topics.contains_key(&item.topic_id) {
         return Err(ResponseError::UnknownTopicId);
     }
@@ -359,23 +359,33 @@ fn alter_one<'a>(
     {
         return Err(ResponseError::InvalidRequest);
     }
-    if current.recovering && new_isr != [broker_id] {
+    // KIP-704: only the controller makes a partition RECOVERING (an unclean election); its leader
+    // clears it, and until then the ISR is the leader alone.
+    let recovering = match item.leader_recovery_state {
+        None => current.recovering,
+        Some(LeaderRecoveryState::Recovered) => false,
+        Some(LeaderRecoveryState::Recovering) if current.recovering => true,
+        Some(LeaderRecoveryState::Recovering) => return Err(ResponseError::InvalidRequest),
+    };
+    if recovering && new_isr != [broker_id] {
         return Err(ResponseError::InvalidRequest);
     }
     for &(member, epoch) in &item.new_isr {
         if current.isr.contains(&member) {
             continue;
         }
+        // KIP-903: only on the strength of fetches by the member's current registration; an unknown
+        // epoch (-1) could be its previous incarnation's.
         let eligible = image
             .brokers
             .get(&member)
-            .is_some_and(|b| b.is_active() && (epoch < 0 || epoch == b.broker_epoch));
+            .is_some_and(|b| b.is_active() && epoch == b.broker_epoch);
         if !eligible {
             return Err(ResponseError::IneligibleReplica);
         }
     }
     // The leader is unchanged by construction (it is acceptable and in the new ISR).
-    let change = partition_change(
+    let mut change = partition_change(
         item.topic_id,
         item.partition,
         current,
@@ -384,6 +394,16 @@ fn alter_one<'a>(
         false,
         Election::KeepCurrent,
     );
+    if current.recovering && !recovering {
+        change
+            .get_or_insert_with(|| PartitionChangeRecord {
+                topic_id: item.topic_id,
+                partition: item.partition,
+                expected_partition_epoch: Some(current.partition_epoch),
+                ..Default::default()
+            })
+            .recovering = Some(false);
+    }
     Ok((current, change))
 }
 
@@ -624,6 +644,7 @@ mod tests {
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
             new_isr: isr.to_vec(),
+            leader_recovery_state: None,
         }
     }
 
@@ -727,6 +748,163 @@ mod tests {
         );
     }
 
+    /// Issue #11, defect 3: a write that timed out in `Quorum::run` can still commit after the next
+    /// command was computed on the image without it. Here the leader's shrink (dropping a lagging
+    /// replica) commits late, and a fence computed before it was applied must not put the lagging
+    /// replica back into the ISR.
+    #[test]
+    fn a_fence_computed_on_a_stale_image_does_not_restore_a_lagging_replica() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        let before = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        let leader = before.leader;
+        let followers: Vec<BrokerId> = before
+            .replicas
+            .iter()
+            .copied()
+            .filter(|&b| b != leader)
+            .collect();
+        let (lagging, other) = (followers[0], followers[1]);
+        let stale = image.clone();
+        let epoch = image.brokers[&leader].broker_epoch;
+        let shrink = item(&image, &[(leader, -1), (other, -1)]);
+        commit(&mut image, |image| {
+            alter_partition(image, leader, epoch, &[shrink]).unwrap()
+        });
+        let fence = crate::state::cluster::fence_broker(&stale, other);
+        commit(&mut image, |_| ControllerResult::new(fence, ()));
+        let after = &image.topic_by_name("orders").unwrap().partitions[0];
+        assert!(
+            !after.isr.contains(&lagging),
+            "the lagging replica came back into the ISR: {after:?}"
+        );
+        assert_eq!(
+            after.partition_epoch,
+            before.partition_epoch + 1,
+            "the stale change was skipped"
+        );
+        // Replay is the same on every node and survives a snapshot.
+        let mut restored = MetadataImage::default();
+        restored.replay_all(image.offset, &image.to_records());
+        assert_eq!(restored.topics, image.topics);
+    }
+
+    /// Issue #11, defect 8 (KIP-704): the leader an unclean election chose clears RECOVERING with an
+    /// AlterPartition, after which its ISR can grow again.
+    #[test]
+    fn an_unclean_leader_clears_recovering_through_alter_partition() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        commit(&mut image, |_| {
+            ControllerResult::new(
+                vec![Record::Config {
+                    resource: ConfigResource::Topic("orders".into()),
+                    key: "unclean.leader.election.enable".into(),
+                    value: Some("true".into()),
+                }],
+                (),
+            )
+        });
+        let p = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        let old_leader = p.leader;
+        let epoch = image.brokers[&old_leader].broker_epoch;
+        let alone = item(&image, &[(old_leader, -1)]);
+        commit(&mut image, |image| {
+            alter_partition(image, old_leader, epoch, &[alone]).unwrap()
+        });
+        commit(&mut image, |image| {
+            ControllerResult::new(crate::state::cluster::fence_broker(image, old_leader), ())
+        });
+        let p = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        assert!(p.recovering, "an unclean election: {p:?}");
+        let leader = p.leader;
+        assert_ne!(leader, old_leader);
+        assert_eq!(p.isr, vec![leader]);
+        let epoch = image.brokers[&leader].broker_epoch;
+        let follower = p
+            .replicas
+            .iter()
+            .copied()
+            .find(|&b| b != leader && b != old_leader)
+            .unwrap();
+        let follower_epoch = image.brokers[&follower].broker_epoch;
+
+        // Growing the ISR before recovery is done is refused, and so is asking to recover again.
+        let grow = item(&image, &[(leader, -1), (follower, follower_epoch)]);
+        assert_eq!(
+            alter_partition(&image, leader, epoch, &[grow])
+                .unwrap()
+                .reply[0],
+            Err(ResponseError::InvalidRequest)
+        );
+
+        let mut recovered = item(&image, &[(leader, -1)]);
+        recovered.leader_recovery_state = Some(LeaderRecoveryState::Recovered);
+        let (_, reply) = commit(&mut image, |image| {
+            alter_partition(image, leader, epoch, &[recovered]).unwrap()
+        });
+        let after = reply[0].clone().unwrap();
+        assert!(!after.recovering, "RECOVERING cleared: {after:?}");
+        assert_eq!(after.leader, leader);
+        assert_eq!(after.leader_epoch, p.leader_epoch);
+        assert_eq!(image.topic_by_name("orders").unwrap().partitions[0], after);
+
+        let mut back = item(&image, &[(leader, -1)]);
+        back.leader_recovery_state = Some(LeaderRecoveryState::Recovering);
+        assert_eq!(
+            alter_partition(&image, leader, epoch, &[back])
+                .unwrap()
+                .reply[0],
+            Err(ResponseError::InvalidRequest),
+            "RECOVERED -> RECOVERING is not allowed"
+        );
+        let grow = item(&image, &[(leader, -1), (follower, follower_epoch)]);
+        let (_, reply) = commit(&mut image, |image| {
+            alter_partition(image, leader, epoch, &[grow]).unwrap()
+        });
+        assert_eq!(reply[0].clone().unwrap().isr, vec![leader, follower]);
+    }
+
+    /// Issue #11, defect 11 (KIP-903): a replica joins the ISR only on the strength of fetches made
+    /// under its current registration; an unknown broker epoch (-1) is refused like a stale one, and so
+    /// is a request from the leader's previous registration.
+    #[test]
+    fn an_isr_addition_needs_the_members_current_broker_epoch() {
+        let image = cluster(&[1, 2, 3], 1, 3);
+        let leader = image.topic_by_name("orders").unwrap().partitions[0].leader;
+        let epoch = image.brokers[&leader].broker_epoch;
+        let follower = [1, 2, 3].into_iter().find(|&b| b != leader).unwrap();
+        let mut image = image;
+        let alone = item(&image, &[(leader, -1)]);
+        commit(&mut image, |image| {
+            alter_partition(image, leader, epoch, &[alone]).unwrap()
+        });
+        let follower_epoch = image.brokers[&follower].broker_epoch;
+        for refused in [-1, follower_epoch - 1] {
+            let grow = item(&image, &[(leader, -1), (follower, refused)]);
+            assert_eq!(
+                alter_partition(&image, leader, epoch, &[grow])
+                    .unwrap()
+                    .reply[0],
+                Err(ResponseError::IneligibleReplica),
+                "member broker epoch {refused}"
+            );
+        }
+        for stale in [-1, epoch - 1] {
+            let grow = item(&image, &[(leader, -1), (follower, follower_epoch)]);
+            assert_eq!(
+                alter_partition(&image, leader, stale, &[grow])
+                    .unwrap_err()
+                    .code,
+                ResponseError::StaleBrokerEpoch,
+                "leader broker epoch {stale}"
+            );
+        }
+        let grow = item(&image, &[(leader, -1), (follower, follower_epoch)]);
+        assert!(alter_partition(&image, leader, epoch, &[grow])
+            .unwrap()
+            .reply[0]
+            .is_ok());
+    }
+
     #[test]
     fn preferred_election_restores_leaders_in_sync() {
         let mut image = cluster(&[1, 2, 3], 3, 3);
@@ -751,6 +929,7 @@ mod tests {
                 leader_epoch: p.leader_epoch,
                 partition_epoch: p.partition_epoch,
                 new_isr: isr,
+                leader_recovery_state: None,
             };
             let leader_epoch = image.brokers[&p.leader].broker_epoch;
             commit(&mut image, |image| {
