@@ -282,6 +282,13 @@ pub struct BrokerConfig {
     )]
     pub replica_lag_time_max_ms: u64,
 
+    /// An ISR member that has sent its leader no fetch at all for this long is asked to leave the ISR,
+    /// whatever its lag (a stopped or cut-off follower otherwise stalls acks=all writes for
+    /// `--replica-lag-time-max-ms`). Followers long-poll for at most 500 ms, so a healthy one is
+    /// never silent that long; must be more than 500.
+    #[arg(long, env = "CHRONIK_REPLICA_FETCH_STALL_MS", default_value_t = 1_000)]
+    pub replica_fetch_stall_ms: u64,
+
     /// How often segments past `retention.ms`/`retention.bytes` are deleted (Kafka's
     /// `log.retention.check.interval.ms`).
     #[arg(
@@ -372,6 +379,13 @@ impl BrokerConfig {
         }
         if self.controller_request_timeout_ms == 0 {
             return invalid("--controller-request-timeout-ms must be more than 0".into());
+        }
+        if self.replica_fetch_stall_ms <= crate::replica::FOLLOWER_FETCH_MAX_WAIT_MS {
+            return invalid(format!(
+                "--replica-fetch-stall-ms must be more than the followers' fetch wait ({} ms), got {}",
+                crate::replica::FOLLOWER_FETCH_MAX_WAIT_MS,
+                self.replica_fetch_stall_ms
+            ));
         }
         if self.log_retention_check_interval_ms == 0 {
             return invalid("--log-retention-check-interval-ms must be more than 0".into());

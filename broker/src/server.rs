@@ -188,6 +188,7 @@ impl Broker {
         tracker.spawn(run_isr_shrinker(
             replicas.clone(),
             Duration::from_millis(config.replica_lag_time_max_ms),
+            Duration::from_millis(config.replica_fetch_stall_ms),
             cancel.clone(),
         ));
         tracker.spawn(run_fetcher_manager(

@@ -37,7 +37,9 @@ use crate::status::BrokerStatus;
 
 /// The Fetch version followers use: topic ids (v13+) and the broker epoch in `ReplicaState` (v15).
 const FETCH_VERSION: i16 = 15;
-const MAX_WAIT_MS: i32 = 500;
+/// How long a leader may hold a follower's fetch (the long poll); a healthy follower is silent at its
+/// leader for little more than its own handling of the previous answer (see `--replica-fetch-stall-ms`).
+pub(crate) const MAX_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 /// Largest fetch response accepted from a leader. A leader answers at most `RESPONSE_MAX_BYTES` plus

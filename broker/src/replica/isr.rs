@@ -5,6 +5,26 @@
 //! in flight, and after it was accepted until the image shows it, the added replica counts toward
 //! the high watermark (KIP-497's maximal ISR, see [`super::Partition`]). The same path carries a
 //! leader's LeaderRecoveryState=RECOVERED after an unclean election (KIP-704).
+//!
+//! [`run_isr_shrinker`] proposes the shrinks, by two rules:
+//! - **lag** (Kafka's `replica.lag.time.max.ms`, `--replica-lag-time-max-ms`, 30 s): a follower that
+//!   fetches but has not caught up with the leader's log end for that long;
+//! - **stall** (`--replica-fetch-stall-ms`, 1 s): a follower that has sent no fetch at all for that
+//!   long (stopped, cut off, its fetcher wedged), so one bad link stalls acks=all writes for about a
+//!   second rather than for the lag time (issue #12).
+//!
+//! Why 1 s cannot drop a healthy follower: a follower always has a fetch outstanding except while it
+//! handles the previous answer. The leader holds a fetch for at most 500 ms (the followers' long poll,
+//! `fetcher::MAX_WAIT_MS`) and records it when it arrives and again each time it rereads it, the
+//! last time when it answers; so a follower's silence is its own handling of one answer (an append
+//! and, under `flush.messages=1`, one fsync) plus the round trip, which leaves a healthy follower
+//! 1 s, twice the long poll, of headroom. A late answer from the leader is not the follower's
+//! silence, and a leader that itself stood still counts silence only from when it resumed. A
+//! follower silent for 1 s misses two answers in a row; dropping it costs little (it rejoins once it
+//! has caught up) while keeping it stalls every acks=all write. Neither rule changes what
+//! acknowledges a write: the high watermark still needs the whole ISR and stands still below
+//! `min.insync.replicas`, and a shrink counts only once the controller has committed it. The ISR
+//! never shrinks below the leader itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +32,7 @@ use std::time::Duration;
 use chronik_metadata::convert::topic_id_to_bytes;
 use chronik_proto::v1 as pb;
 use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -108,17 +129,38 @@ pub async fn run_isr_changes(
     }
 }
 
-/// Every `lag / 2`, asks to drop ISR members that have not caught up for `lag`.
+/// Asks to drop ISR members that have not caught up for `lag` or have sent no fetch for `stall`,
+/// checking every quarter of the stall time, so a stalled follower is proposed within 1.25 `stall`
+/// of its last fetch.
+///
+/// A check that comes late by more than half the stall time means this broker itself stood still
+/// (SIGSTOP, a starved host): its followers' fetches may be waiting unread in its sockets, so their
+/// silence is counted only from the moment it resumed.
 pub async fn run_isr_shrinker(
     replicas: Arc<ReplicaManager>,
     lag: Duration,
+    stall: Duration,
     cancel: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval((lag / 2).max(Duration::from_millis(100)));
+    let period = (lag / 2).min(stall / 4).max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut watched_since = Instant::now();
+    let mut last_check = watched_since;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = ticker.tick() => replicas.shrink_lagging_isrs(lag),
+            _ = ticker.tick() => {}
         }
+        let now = Instant::now();
+        if now - last_check > period + stall / 2 {
+            warn!(
+                late_ms = (now - last_check).as_millis() as u64,
+                "the ISR check ran late; counting follower silence from now"
+            );
+            watched_since = now;
+        }
+        last_check = now;
+        replicas.shrink_lagging_isrs(lag, stall, watched_since);
     }
 }

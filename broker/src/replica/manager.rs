@@ -19,6 +19,7 @@ use kafka_protocol::error::ResponseError;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -323,9 +324,11 @@ impl ReplicaManager {
     }
 
     /// Asks the controller to drop ISR members of led partitions that have not caught up for `lag`
-    /// (Kafka's `Partition.maybeShrinkIsr`). Failed and fenced brokers are removed by the controller
-    /// itself. Also asks again to clear RECOVERING where an earlier request was refused or lost.
-    pub fn shrink_lagging_isrs(&self, lag: Duration) {
+    /// (Kafka's `Partition.maybeShrinkIsr`), or that have sent no fetch at all for `stall`, counted
+    /// from no earlier than `watched_since` (see [`super::isr::run_isr_shrinker`]). Failed and fenced
+    /// brokers are removed by the controller itself. Also asks again to clear RECOVERING where an
+    /// earlier request was refused or lost.
+    pub fn shrink_lagging_isrs(&self, lag: Duration, stall: Duration, watched_since: Instant) {
         for partition in self.partitions() {
             let state = partition.state();
             if state.recovering {
@@ -336,26 +339,30 @@ impl ReplicaManager {
                 continue;
             }
             let leo = partition.log.log_end_offset();
-            let lagging: Vec<BrokerId> = state
-                .isr
-                .iter()
-                .copied()
-                .filter(|&b| b != self.broker_id)
-                .filter(|&b| match partition.follower(b) {
-                    Some(f) => f.log_end_offset < leo && f.last_caught_up.elapsed() > lag,
-                    None => partition.leader_since().elapsed() > lag,
-                })
-                .collect();
-            if lagging.is_empty() || !partition.begin_isr_change() {
+            let (mut lagging, mut stalled) = (Vec::new(), Vec::new());
+            for &member in state.isr.iter().filter(|&&b| b != self.broker_id) {
+                // A follower that has not fetched under this leader epoch counts from its start.
+                let (caught_up, fetched) = match partition.follower(member) {
+                    Some(f) if f.log_end_offset >= leo => (None, f.last_fetch()),
+                    Some(f) => (Some(f.last_caught_up), f.last_fetch()),
+                    None => (Some(partition.leader_since()), partition.leader_since()),
+                };
+                if fetched.max(watched_since).elapsed() > stall {
+                    stalled.push(member);
+                } else if caught_up.is_some_and(|t| t.elapsed() > lag) {
+                    lagging.push(member);
+                }
+            }
+            if (lagging.is_empty() && stalled.is_empty()) || !partition.begin_isr_change() {
                 continue;
             }
             let new_isr = state
                 .isr
                 .iter()
-                .filter(|b| !lagging.contains(b))
+                .filter(|b| !lagging.contains(b) && !stalled.contains(b))
                 .map(|&b| (b, -1))
                 .collect();
-            info!(topic = %partition.topic, partition = partition.index, ?lagging, "shrinking the ISR");
+            info!(topic = %partition.topic, partition = partition.index, ?lagging, ?stalled, "shrinking the ISR");
             self.request_isr_change(&partition, &state, new_isr);
         }
     }
@@ -687,13 +694,181 @@ mod tests {
             .unwrap();
         replicas.on_follower_fetch(&partition, 2, 12, 1);
         replicas.on_follower_fetch(&partition, 3, 13, 0);
-        replicas.shrink_lagging_isrs(Duration::from_secs(30));
+        replicas.shrink_lagging_isrs(
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+            Instant::now(),
+        );
         assert!(changes.try_recv().is_err(), "nobody lags long enough yet");
         tokio::time::advance(Duration::from_secs(31)).await;
         replicas.on_follower_fetch(&partition, 2, 12, 1);
-        replicas.shrink_lagging_isrs(Duration::from_secs(30));
+        replicas.shrink_lagging_isrs(
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+            Instant::now(),
+        );
         let change = changes.try_recv().expect("an ISR shrink");
         assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+    }
+
+    const LAG: Duration = Duration::from_secs(30);
+    const STALL: Duration = Duration::from_secs(1);
+    /// A follower's fetch interval when its leader has nothing new: the long poll.
+    const LONG_POLL: Duration = Duration::from_millis(500);
+
+    /// A leader of "t" (ISR 1, 2, 3, one record) with its ISR shrinker running (lag 30 s, stall 1 s).
+    async fn shrinking() -> (
+        tempfile::TempDir,
+        Arc<ReplicaManager>,
+        mpsc::UnboundedReceiver<IsrChange>,
+        Arc<Partition>,
+        CancellationToken,
+    ) {
+        let (dir, replicas, changes, partition) = manager(&[1, 2, 3]);
+        let pending = replicas
+            .append_as_leader(&partition, client_batch(&[1], 10), 1)
+            .await
+            .unwrap();
+        replicas
+            .complete_append(pending, 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let replicas = Arc::new(replicas);
+        let cancel = CancellationToken::new();
+        tokio::spawn(super::super::isr::run_isr_shrinker(
+            replicas.clone(),
+            LAG,
+            STALL,
+            cancel.clone(),
+        ));
+        // Let the shrinker start (its first check is at once).
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        (dir, replicas, changes, partition, cancel)
+    }
+
+    /// Follower `id` fetching every `every` until `stop`: at the leader's log end, or from offset 0
+    /// (a follower that keeps fetching but never catches up).
+    fn keep_fetching(
+        replicas: &Arc<ReplicaManager>,
+        partition: &Arc<Partition>,
+        id: BrokerId,
+        every: Duration,
+        caught_up: bool,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let (replicas, partition) = (replicas.clone(), partition.clone());
+        tokio::spawn(async move {
+            loop {
+                let offset = if caught_up {
+                    partition.log.log_end_offset()
+                } else {
+                    0
+                };
+                replicas.on_follower_fetch(&partition, id, 10 + i64::from(id), offset);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    }
+
+    /// Issue #12: a follower that stops fetching (stopped, cut off) leaves the ISR within about the
+    /// stall time, not after `replica.lag.time.max.ms`.
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_that_stops_fetching_is_proposed_for_removal_within_the_stall_time() {
+        let (_dir, replicas, mut changes, partition, cancel) = shrinking().await;
+        let _follower_2 = keep_fetching(&replicas, &partition, 2, LONG_POLL, true, cancel.clone());
+        let stop_3 = cancel.child_token();
+        let follower_3 = keep_fetching(&replicas, &partition, 3, LONG_POLL, true, stop_3.clone());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(changes.try_recv().is_err(), "healthy followers stay");
+        stop_3.cancel();
+        follower_3.await.unwrap();
+        let last_fetch = partition.follower(3).unwrap().last_fetch();
+        let change = tokio::time::timeout(2 * STALL, changes.recv())
+            .await
+            .expect("the stalled follower is proposed for removal")
+            .unwrap();
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+        let silent = last_fetch.elapsed();
+        assert!(
+            silent > STALL && silent <= STALL + STALL / 4,
+            "proposed after {silent:?} of silence"
+        );
+        cancel.cancel();
+    }
+
+    /// Kafka's lag rule is kept for a follower that fetches but stays behind: it leaves only after
+    /// `replica.lag.time.max.ms`, however short the stall time.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_follower_that_keeps_fetching_stays_until_the_lag_time() {
+        let (_dir, replicas, mut changes, partition, cancel) = shrinking().await;
+        let start = tokio::time::Instant::now();
+        let _follower_2 = keep_fetching(&replicas, &partition, 2, LONG_POLL, true, cancel.clone());
+        let _follower_3 = keep_fetching(&replicas, &partition, 3, LONG_POLL, false, cancel.clone());
+        assert!(
+            tokio::time::timeout(LAG - STALL, changes.recv())
+                .await
+                .is_err(),
+            "a fetching follower is not dropped before the lag time"
+        );
+        let change = tokio::time::timeout(2 * STALL, changes.recv())
+            .await
+            .expect("the lagging follower is proposed for removal")
+            .unwrap();
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+        let waited = start.elapsed();
+        assert!(
+            waited > LAG && waited <= LAG + STALL / 4,
+            "after {waited:?}"
+        );
+        cancel.cancel();
+    }
+
+    /// A follower silent for less than the stall time (a slow disk, a busy host) keeps its place.
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_that_fetches_again_within_the_stall_time_is_kept() {
+        let (_dir, replicas, mut changes, partition, cancel) = shrinking().await;
+        let _follower_2 = keep_fetching(&replicas, &partition, 2, LONG_POLL, true, cancel.clone());
+        let _follower_3 = keep_fetching(
+            &replicas,
+            &partition,
+            3,
+            STALL - Duration::from_millis(100),
+            true,
+            cancel.clone(),
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_secs(20), changes.recv())
+                .await
+                .is_err(),
+            "no follower is proposed for removal"
+        );
+        cancel.cancel();
+    }
+
+    /// A leader that was itself stopped (SIGSTOP, a starved host) finds its followers' fetches unread
+    /// in its sockets when it resumes: their silence counts only from then.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_resuming_from_a_pause_does_not_drop_its_followers() {
+        let (_dir, replicas, mut changes, partition, cancel) = shrinking().await;
+        for follower in [2, 3] {
+            replicas.on_follower_fetch(&partition, follower, 10 + i64::from(follower), 1);
+        }
+        // The whole process stands still for 5 s, then its timers fire before any fetch is read.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(changes.try_recv().is_err(), "followers dropped on resuming");
+        let _follower_2 = keep_fetching(&replicas, &partition, 2, LONG_POLL, true, cancel.clone());
+        let _follower_3 = keep_fetching(&replicas, &partition, 3, LONG_POLL, true, cancel.clone());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), changes.recv())
+                .await
+                .is_err(),
+            "no follower is proposed for removal"
+        );
+        cancel.cancel();
     }
 
     /// Issue #11, defect 8 (KIP-704): the leader an unclean election chose asks the controller to
@@ -727,7 +902,11 @@ mod tests {
         assert_eq!((change.leader_epoch, change.partition_epoch), (1, 1));
         // Refused or lost: asked again on the next periodic ISR check.
         change.partition.end_isr_change(false);
-        replicas.shrink_lagging_isrs(Duration::from_secs(30));
+        replicas.shrink_lagging_isrs(
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+            Instant::now(),
+        );
         let again = changes.try_recv().expect("asked again");
         assert_eq!(
             again.leader_recovery_state,

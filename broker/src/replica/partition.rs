@@ -51,6 +51,14 @@ pub struct FollowerState {
     previous_fetch_time: Instant,
 }
 
+impl FollowerState {
+    /// When the leader last held a fetch of this follower: its arrival, and again each time the
+    /// leader reread it while long-polling (so the leader's own wait is not counted as silence).
+    pub fn last_fetch(&self) -> Instant {
+        self.previous_fetch_time
+    }
+}
+
 pub struct Partition {
     pub topic: String,
     pub topic_id: TopicId,
