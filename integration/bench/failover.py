@@ -1,25 +1,41 @@
 #!/usr/bin/env python3
-"""Failover benchmark: time from kill -9 of a partition leader to the first write acknowledged after it.
+"""Failover benchmark: how long acks=all writes stop when a broker fails, over many faults.
 
 Starts a local cluster (3 controllers, 3 brokers) with `chronikctl local up`, creates a one-partition
-topic with replication factor 3 and min.insync.replicas 2, and keeps a confluent-kafka producer
-(acks=all) writing. Then, `--kills` times: kill -9 the partition's leader, measure until the producer's
-first delivery acknowledged after the kill, restart the broker and wait until it is back in the ISR.
-Prints every measurement and the median and worst. Usage:
+topic with replication factor 3 and min.insync.replicas 2 (the cluster default), and keeps an
+idempotent confluent-kafka producer (`enable.idempotence=True`, so acks=all) writing one record every
+few milliseconds. Then `--faults` times, one fault of the kind `--fault` names:
+
+- `kill`: SIGKILL of the partition's leader; restarted after the measurement.
+- `stop`: SIGSTOP of the leader for `--stop-seconds` (past the controller's 5 s broker session
+  timeout, so it is fenced: a silent failure), then SIGCONT.
+- `term`: SIGTERM of the leader (`chronikctl local stop`: a controlled shutdown); restarted after.
+- `follower-cut`: SIGSTOP of a follower (alive to nobody, sending no fetch) for `--stop-seconds`,
+  then SIGCONT. Keep it under the session timeout to measure the ISR's fetch-stall rule alone.
+
+Measured per fault: the time from the fault to the first acknowledgement of a record *produced after
+the fault* (a record sent before it may be acknowledged by the failing broker in its last
+milliseconds), and the longest gap between consecutive acknowledgements from the last one before the
+fault until `--settle-seconds` after it. After each fault the broker is brought back and the script
+waits until the ISR is full again. Prints each fault and then p50, p99 (nearest rank) and worst.
 
     cargo build --release --workspace --bins
-    python3 integration/bench/failover.py --bin-dir target/release --kills 10
+    python3 integration/bench/failover.py --bin-dir target/release --fault kill --faults 30
 """
 
 import argparse
 import json
-import statistics
+import math
+import os
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 
 from confluent_kafka import Producer
+
+TOPIC = "failover"
 
 
 def ctl(bin_dir, *args):
@@ -41,27 +57,61 @@ def wait(what, timeout, probe):
     raise TimeoutError(what)
 
 
+def percentile(values, p):
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def summary(name, values):
+    return (f"{name} over {len(values)} faults: p50 {percentile(values, 50):.2f} s, "
+            f"p99 {percentile(values, 99):.2f} s, worst {max(values):.2f} s, best {min(values):.2f} s")
+
+
+def broker_pid(bin_dir, dir, broker):
+    status = json.loads(ctl(bin_dir, "local", "status", "--dir", dir, "--output", "json"))
+    node = next(n for n in status["nodes"] if n["kind"] == "broker" and n["id"] == broker)
+    return node["pid"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin-dir", default="target/release")
-    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--fault", choices=["kill", "stop", "term", "follower-cut"], default="kill")
+    parser.add_argument("--faults", "--kills", type=int, default=10, dest="faults")
+    parser.add_argument("--stop-seconds", type=float, default=None,
+                        help="how long SIGSTOP lasts (default 7 for stop, 3 for follower-cut)")
+    parser.add_argument("--settle-seconds", type=float, default=5.0,
+                        help="how long after the fault (or the SIGCONT) ack gaps are still counted")
     args = parser.parse_args()
+    stop_seconds = args.stop_seconds or (7.0 if args.fault == "stop" else 3.0)
     with tempfile.TemporaryDirectory() as dir:
-        up = json.loads(ctl(args.bin_dir, "local", "up", "--dir", dir, "--controllers", "3", "--brokers", "3", "--output", "json"))
+        up = json.loads(ctl(args.bin_dir, "local", "up", "--dir", dir, "--controllers", "3", "--brokers", "3",
+                            "--output", "json"))
         controllers, bootstrap = up["controllers"], up["bootstrap_servers"]
         try:
-            ctl(args.bin_dir, "--controllers", controllers, "topic", "create", "failover", "--partitions", "1", "--replication-factor", "3")
-            acked = []  # monotonic times of acknowledgements
+            ctl(args.bin_dir, "--controllers", controllers, "topic", "create", TOPIC, "--partitions", "1",
+                "--replication-factor", "3")
+            acked = []  # (sent, acknowledged), monotonic, in acknowledgement order
+            errors = []  # (monotonic, error) of failed deliveries
             stop = threading.Event()
 
             def produce():
-                producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
-                                     "message.timeout.ms": 60000, "retry.backoff.ms": 20,
+                producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                                     "linger.ms": 0, "message.timeout.ms": 60000, "retry.backoff.ms": 20,
                                      "topic.metadata.refresh.interval.ms": 1000})
                 n = 0
+
+                def delivered(err, _msg, sent):
+                    if err is None:
+                        acked.append((sent, time.monotonic()))
+                    else:
+                        errors.append((time.monotonic(), str(err)))
+
                 while not stop.is_set():
-                    producer.produce("failover", value=str(n).encode(),
-                                     on_delivery=lambda err, msg: err is None and acked.append(time.monotonic()))
+                    sent = time.monotonic()
+                    producer.produce(TOPIC, value=str(n).encode(),
+                                     on_delivery=lambda err, msg, sent=sent: delivered(err, msg, sent))
                     producer.poll(0.005)
                     n += 1
                 producer.flush(60)
@@ -69,21 +119,49 @@ def main():
             thread = threading.Thread(target=produce)
             thread.start()
             wait("first ack", 30, lambda: acked)
-            results = []
-            for i in range(args.kills):
-                leader = describe(args.bin_dir, controllers, "failover")["partitions"][0]["leader"]
-                killed_at = time.monotonic()
-                ctl(args.bin_dir, "local", "kill", "broker", str(leader), "--dir", dir)
-                first = wait("an ack after the kill", 60, lambda: next((t for t in list(acked) if t > killed_at), None))
-                results.append(first - killed_at)
-                print(f"kill {i + 1}: broker {leader}, first acknowledged write after {first - killed_at:.2f} s", flush=True)
-                ctl(args.bin_dir, "local", "start", "broker", str(leader), "--dir", dir)
-                wait("the broker back in the ISR", 60,
-                     lambda: leader in describe(args.bin_dir, controllers, "failover")["partitions"][0]["isr"])
+            firsts, gaps = [], []
+            for i in range(args.faults):
+                partition = describe(args.bin_dir, controllers, TOPIC)["partitions"][0]
+                leader = partition["leader"]
+                target = leader if args.fault != "follower-cut" else next(b for b in partition["isr"] if b != leader)
+                pid = broker_pid(args.bin_dir, dir, target)
+                errors_before = len(errors)
+                fault_at = time.monotonic()
+                if args.fault == "kill":
+                    ctl(args.bin_dir, "local", "kill", "broker", str(target), "--dir", dir)
+                elif args.fault == "term":
+                    ctl(args.bin_dir, "local", "stop", "broker", str(target), "--dir", dir)
+                else:
+                    os.kill(pid, signal.SIGSTOP)
+                first = wait("an ack of a write sent after the fault", 60,
+                             lambda: next((a for s, a in list(acked) if s > fault_at), None))
+                if args.fault in ("stop", "follower-cut"):
+                    time.sleep(max(0.0, fault_at + stop_seconds - time.monotonic()))
+                    os.kill(pid, signal.SIGCONT)
+                    until = time.monotonic() + args.settle_seconds
+                else:
+                    until = fault_at + args.settle_seconds
+                time.sleep(max(0.0, until - time.monotonic()))
+                times = [a for _, a in list(acked)]
+                before = [t for t in times if t <= fault_at]
+                window = ([before[-1]] if before else []) + [t for t in times if fault_at < t <= until]
+                gap = max((b - a for a, b in zip(window, window[1:])), default=until - fault_at)
+                firsts.append(first - fault_at)
+                gaps.append(gap)
+                new_errors = errors[errors_before:]
+                print(f"{args.fault} {i + 1}: broker {target} ({'leader' if target == leader else 'follower'}), "
+                      f"first ack of a write sent after the fault {first - fault_at:.2f} s, "
+                      f"longest gap between acks {gap:.2f} s, delivery errors {len(new_errors)}"
+                      + (f" ({new_errors[0][1]})" if new_errors else ""), flush=True)
+                if args.fault in ("kill", "term"):
+                    ctl(args.bin_dir, "local", "start", "broker", str(target), "--dir", dir)
+                wait("the broker back in the ISR", 120,
+                     lambda: len(describe(args.bin_dir, controllers, TOPIC)["partitions"][0]["isr"]) == 3)
             stop.set()
             thread.join()
-            print(f"failover over {len(results)} kills: median {statistics.median(results):.2f} s, "
-                  f"worst {max(results):.2f} s, best {min(results):.2f} s")
+            print(summary(f"{args.fault}: fault to first ack of a write sent after it", firsts))
+            print(summary(f"{args.fault}: longest gap between acks", gaps))
+            print(f"{args.fault}: delivery errors {len(errors)}, acknowledged writes {len(acked)}")
         finally:
             subprocess.run([f"{args.bin_dir}/chronikctl", "local", "down", "--dir", dir], capture_output=True)
 
