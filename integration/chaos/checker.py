@@ -19,6 +19,9 @@ Anomalies (each fails the run):
   producers with at most 5 requests in flight keep order).
 - `replica_divergence`: replicas that differ below the high watermark (computed from the on-disk
   logs by the runner and passed in as ready-made anomalies).
+- `unreadable_partition`: after every fault was healed (and stuck brokers restarted), the final read
+  could not get the partition whole. Nothing is concluded about its acks and reads (they are not
+  counted as lost: the records may well be on disk); the partition itself is the anomaly.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import re
 from dataclasses import dataclass, field
 
 VALUE = re.compile(r"^p(\d+)-(\d+)$")
+
+KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
+         "replica_divergence", "unreadable_partition")
 
 
 @dataclass
@@ -67,8 +73,16 @@ def sent_counts(ops: list[dict]) -> dict[str, int] | None:
     return done
 
 
-def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int]) -> Report:
+def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int],
+          unreadable: dict[int, str] | None = None) -> Report:
+    """Every anomaly of the module doc except `replica_divergence`. Acks and reads of `unreadable`
+    partitions ({partition: why}) are not judged; each such partition is one anomaly."""
     report = Report()
+    unreadable = unreadable or {}
+    for p, why in sorted(unreadable.items()):
+        report.anomalies.append(Anomaly("unreadable_partition", f"p{p}: {why}", None, p))
+    ops = [op for op in ops if op.get("p") not in unreadable]
+    final = {p: log for p, log in final.items() if p not in unreadable}
     acks = [op for op in ops if op["op"] == "ack"]
     reads = [op for op in ops if op["op"] == "read"]
     report.acks, report.reads = len(acks), len(reads)

@@ -173,10 +173,12 @@ def disk_full(ctx, rng):
         except FileNotFoundError:
             pass
         # Issue #11: a broker whose disk filled may need a restart to recover; give it a while first.
+        freed = time.time()
         try:
-            ctx.cluster.wait(lambda: ctx.cluster.full_isr(ctx.topic), 15, "recovery without a restart")
+            ctx.cluster.wait(lambda: ctx.recovered(freed), 15, "recovery without a restart")
         except TimeoutError:
-            fault.notes.append(f"{b.name} not back in every ISR 15 s after its disk had room: restarted")
+            fault.notes.append(f"not recovered 15 s after {b.name}'s disk had room (partitions without acks "
+                               f"{ctx.stuck_partitions(freed)}): {b.name} restarted")
             b.kill()
             b.start()
 

@@ -118,6 +118,9 @@ class Run:
         self.workload: subprocess.Popen | None = None
         self.faults: list[dict] = []
         self.events: list[str] = []
+        self._history_offset = 0
+        self.acks = 0
+        self.last_ack: dict[int, float] = {}
         self._cleaned = False
 
     # ----- helpers the nemesis uses -----
@@ -170,11 +173,38 @@ class Run:
         self.cluster.wait(lambda: self.acks_so_far() >= self.args.partitions * 5, 60, "the workload's first acks")
         log(f"workload running: {self.acks_so_far()} acks")
 
-    def acks_so_far(self) -> int:
+    def poll_history(self) -> None:
+        """Reads the history lines written since the last call: the latest ack time per partition."""
         try:
-            return self.history_path.read_text().count('"op":"ack"')
+            with open(self.history_path, "rb") as f:
+                f.seek(self._history_offset)
+                data = f.read()
         except OSError:
-            return 0
+            return
+        end = data.rfind(b"\n") + 1
+        self._history_offset += end
+        for line in data[:end].splitlines():
+            if b'"op":"ack"' in line:
+                op = json.loads(line)
+                self.acks += 1
+                self.last_ack[op["p"]] = max(self.last_ack.get(op["p"], 0.0), op["t"])
+
+    def acks_so_far(self) -> int:
+        self.poll_history()
+        return self.acks
+
+    def writable_since(self, since: float) -> bool:
+        """Every partition has an ack newer than `since`."""
+        self.poll_history()
+        return all(self.last_ack.get(p, 0.0) > since for p in range(self.args.partitions))
+
+    def recovered(self, since: float):
+        """Every broker back in every ISR, and every partition acknowledged a write after `since`."""
+        return self.writable_since(since) and self.cluster.full_isr(self.topic)
+
+    def stuck_partitions(self, since: float) -> list[int]:
+        self.poll_history()
+        return [p for p in range(self.args.partitions) if self.last_ack.get(p, 0.0) <= since]
 
     def restart_dead(self) -> list[str]:
         dead = [n for n in self.cluster.nodes if not n.running()]
@@ -198,14 +228,16 @@ class Run:
             if n.paused:
                 n.resume()
         try:
-            self.cluster.wait(lambda: self.cluster.full_isr(self.topic), self.args.recovery_timeout,
-                              "every broker back in every ISR")
+            self.cluster.wait(lambda: self.recovered(heal), self.args.recovery_timeout,
+                              "every broker back in every ISR and every partition writable")
             recovered = time.time()
         except TimeoutError:
             recovered = None
             parts = self.parts()
-            fault.notes.append("not recovered within "
-                               f"{self.args.recovery_timeout:.0f}s: {fmt_parts(parts) if parts else 'no description'}")
+            fault.notes.append(f"not recovered within {self.args.recovery_timeout:.0f}s: partitions without "
+                               f"acks since the heal {self.stuck_partitions(heal)}; "
+                               f"{fmt_parts(parts) if parts else 'no description'}")
+            self.repair(heal, fault.notes)
         record = {"index": index, "kind": kind, "detail": fault.detail, "start": start, "heal": heal,
                   "recovered": recovered, "notes": fault.notes}
         self.faults.append(record)
@@ -215,19 +247,45 @@ class Run:
         self.note(f"fault {index}: healed; {took}{'; ' + '; '.join(fault.notes) if fault.notes else ''}")
         time.sleep(self.args.settle)
 
+    def repair(self, since: float, notes: list[str]) -> None:
+        """After a fault that did not heal by itself: restart (kill -9, start) the brokers leading
+        partitions that took no write since `since`, and those missing from an ISR, so that the next
+        fault starts from a healthy cluster. Counted in the fault's notes, never silently."""
+        parts = self.parts() or {}
+        stuck = set(self.stuck_partitions(since))
+        victims = {d["leader"] for p, d in parts.items() if p in stuck and d.get("leader", -1) > 0}
+        ids = {b.id for b in self.cluster.brokers}
+        for d in parts.values():
+            victims |= ids - set(d.get("isr", []))
+        if not victims:
+            return
+        notes.append(f"repair: restarted brokers {sorted(victims)}")
+        self.note(f"repair: restarting brokers {sorted(victims)} (stuck partitions {sorted(stuck)})")
+        for b in sorted(victims):
+            self.cluster.broker(b).kill()
+            self.cluster.broker(b).start()
+        mark = time.time()
+        try:
+            self.cluster.wait(lambda: self.recovered(mark), self.args.recovery_timeout, "recovery after repair")
+        except TimeoutError:
+            notes.append(f"still not recovered {self.args.recovery_timeout:.0f}s after the repair")
+
     def run_scenario(self, name: str) -> None:
         start = time.time()
         notes: list[str] = []
         nemesis.SCENARIOS[name](self, self.rng, lambda text: (notes.append(text), self.note(text)))
         heal = time.time()
         self.restart_dead()
+        fault_notes: list[str] = []
         try:
-            self.cluster.wait(lambda: self.cluster.full_isr(self.topic), self.args.recovery_timeout, "recovery")
+            self.cluster.wait(lambda: self.recovered(heal), self.args.recovery_timeout, "recovery")
             recovered = time.time()
         except TimeoutError:
             recovered = None
+            fault_notes.append(f"not recovered within {self.args.recovery_timeout:.0f}s")
+            self.repair(heal, fault_notes)
         record = {"index": 1, "kind": f"scenario:{name}", "detail": " / ".join(notes), "start": start,
-                  "heal": heal, "recovered": recovered, "notes": []}
+                  "heal": heal, "recovered": recovered, "notes": fault_notes}
         self.faults.append(record)
         with open(self.faults_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -240,10 +298,13 @@ class Run:
         for n in self.cluster.nodes:
             if n.paused:
                 n.resume()
+        healed = time.time()
         try:
-            self.cluster.wait(lambda: self.cluster.full_isr(self.topic), 120, "every broker in every ISR (final)")
+            self.cluster.wait(lambda: self.recovered(healed), 60, "every broker in every ISR (final)")
         except TimeoutError as error:
-            problems.append(f"final heal: {error}; {fmt_parts(self.parts() or {})}")
+            problems.append(f"final heal: {error}; partitions without acks {self.stuck_partitions(healed)}; "
+                            f"{fmt_parts(self.parts() or {})}")
+            self.repair(healed, problems)
         log("stopping the workload (producers flush)")
         self.workload.send_signal(signal.SIGTERM)
         try:
@@ -257,7 +318,7 @@ class Run:
         except TimeoutError as error:
             problems.append(f"after the workload: {error}")
         time.sleep(2.0)  # followers fetch the last batches
-        hws, final = final_read(self.cluster.bootstrap, self.topic, self.args.partitions, problems)
+        hws, final, self.unread = final_read(self.cluster.bootstrap, self.topic, self.args.partitions, problems)
         log(f"final read: high watermarks {hws}")
         self.cluster.stop()
         divergences = compare_replicas(self.cluster, self.topic, hws, parts)
@@ -282,7 +343,7 @@ class Run:
 
     def report(self, final, hws, divergences, problems) -> int:
         ops = [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
-        result = checker.check(ops, final, hws)
+        result = checker.check(ops, final, hws, unreadable=self.unread)
         result.anomalies += divergences
         table = checker.unavailability(ops, self.faults)
         elapsed = time.time() - self.started
@@ -301,8 +362,7 @@ class Run:
                   f"{sum(1 for r in rows if not r['recovered']):>15}")
         counts = result.by_kind()
         print(f"\n{'anomaly kind':<34}{'count':>6}")
-        for kind in ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value",
-                     "producer_order", "replica_divergence"):
+        for kind in checker.KINDS:
             print(f"{kind:<34}{counts.get(kind, 0):>6}")
         if problems:
             print("\nrun problems (not anomalies):")
@@ -351,7 +411,9 @@ def fmt_parts(parts: dict[int, dict]) -> str:
 
 
 def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
-               timeout: float = 120.0) -> tuple[dict[int, int], dict[int, dict[int, str]]]:
+               timeout: float = 60.0) -> tuple[dict[int, int], dict[int, dict[int, str]], dict[int, str]]:
+    """The high watermarks, every record below them, and the partitions that could not be read whole
+    ({partition: why})."""
     import confluent_kafka as ck
 
     base = {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "log_level": 0,
@@ -368,6 +430,7 @@ def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
             hws[p] = high
         final: dict[int, dict[int, str]] = {p: {} for p in range(partitions)}
         todo = {p for p, hw in hws.items() if hw > 0}
+        errors: dict[int, list[str]] = {}
         consumer.assign([ck.TopicPartition(topic, p, 0) for p in sorted(todo)])
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
@@ -375,18 +438,20 @@ def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
             if msg is None:
                 continue
             if msg.error():
+                errors.setdefault(msg.partition(), []).append(msg.error().name())
                 continue
             p, o = msg.partition(), msg.offset()
             if o < hws[p]:
                 final[p][o] = msg.value().decode(errors="replace")
             if o >= hws[p] - 1:
                 todo.discard(p)
+        unread = {}
         for p, hw in hws.items():
             holes = [o for o in range(hw) if o not in final[p]]
             if holes:
-                problems.append(f"final read: p{p} has {len(holes)} offsets below its high watermark {hw} "
-                                f"that were never returned (first {holes[:5]})")
-        return hws, final
+                unread[p] = (f"{len(holes)} of the {hw} offsets below the high watermark never returned "
+                             f"(first {holes[:5]}); errors {errors.get(p, [])[-3:]}")
+        return hws, final, unread
     finally:
         consumer.close()
 

@@ -156,7 +156,7 @@ def main() -> int:
     parser.add_argument("--producers", type=int, default=3)
     parser.add_argument("--consumers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=50.0, help="records/s per producer")
-    parser.add_argument("--flush-timeout", type=float, default=120.0)
+    parser.add_argument("--flush-timeout", type=float, default=60.0)
     parser.add_argument("--history", required=True)
     args = parser.parse_args()
 

@@ -141,3 +141,11 @@ def test_history_around_a_lost_ack_shows_its_partition_and_the_faults_then():
     lines = checker.history_around(ops, faults, lost)
     assert lines[0].startswith("fault kill kill -9 b1")
     assert any("v=p0-2" in line for line in lines) and not any("p=1" in line for line in lines)
+
+
+def test_an_unreadable_partition_is_one_anomaly_and_its_acks_are_not_judged():
+    ops, final, hws = clean_history()
+    final[0] = {}  # nothing could be read from p0
+    report = checker.check(ops, final, hws, unreadable={0: "2 of the 2 offsets never returned"})
+    assert kinds(report) == ["unreadable_partition"]
+    assert report.anomalies[0].partition == 0
