@@ -54,6 +54,7 @@ class Report:
     failed_deliveries: int = 0
     fatal_producer_errors: int = 0
     consumer_resets: int = 0
+    acks_without_offset: int = 0
 
     def by_kind(self) -> collections.Counter:
         return collections.Counter(a.kind for a in self.anomalies)
@@ -91,6 +92,12 @@ def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int]
     report.consumer_resets = sum(1 for op in ops if op["op"] == "reset")
     add = report.anomalies.append
 
+    # Acks without an offset: librdkafka reports a batch the broker called a duplicate
+    # (DUPLICATE_SEQUENCE_NUMBER) as delivered without one. Such a value must be in the final log, once.
+    blind = [op for op in acks if op.get("o") is None or op["o"] < 0]
+    acks = [op for op in acks if op.get("o") is not None and op["o"] >= 0]
+    report.acks_without_offset = len(blind)
+
     # conflicting acknowledgements and lost acknowledged writes
     acked_at: dict[tuple[int, int], dict] = {}
     for op in acks:
@@ -115,6 +122,11 @@ def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int]
     for p, log in final.items():
         for o, v in log.items():
             final_positions[v].append((p, o))
+    for op in blind:
+        if not any(p == op["p"] for p, _ in final_positions.get(op["v"], ())):
+            add(Anomaly("lost_ack", f"{op['v']} acknowledged without an offset on p{op['p']} (t={op['t']:.3f}); "
+                        f"it is not in that partition's final log (it is at "
+                        f"{fmt_positions(final_positions.get(op['v'], []))})", op["t"], op["p"], None, op["v"]))
     for v, where in final_positions.items():
         if len(where) > 1:
             add(Anomaly("duplicate", f"{v} is in the final log at {fmt_positions(where)}", None,

@@ -320,6 +320,7 @@ class Run:
         time.sleep(2.0)  # followers fetch the last batches
         hws, final, self.unread = final_read(self.cluster.bootstrap, self.topic, self.args.partitions, problems)
         log(f"final read: high watermarks {hws}")
+        (self.dir / "final.json").write_text(json.dumps({"hws": hws, "final": final, "unread": self.unread}))
         self.cluster.stop()
         divergences = compare_replicas(self.cluster, self.topic, hws, parts)
         return final, hws, divergences, problems
@@ -341,6 +342,21 @@ class Run:
         final, hws, divergences, problems = self.finish()
         return self.report(final, hws, divergences, problems)
 
+    @classmethod
+    def recheck(cls, args) -> int:
+        """Runs the checker again over a finished run's directory (history, faults, final read)."""
+        run_dir = Path(args.recheck)
+        chaos = cls.__new__(cls)
+        chaos.args, chaos.seed, chaos.dir, chaos.started = args, None, run_dir, 0.0
+        chaos.history_path = run_dir / "history.jsonl"
+        chaos.faults = [json.loads(x) for x in (run_dir / "faults.jsonl").read_text().splitlines() if x.strip()]
+        chaos.events = []
+        saved = json.loads((run_dir / "final.json").read_text())
+        chaos.unread = {int(p): why for p, why in saved["unread"].items()}
+        final = {int(p): {int(o): v for o, v in log.items()} for p, log in saved["final"].items()}
+        hws = {int(p): hw for p, hw in saved["hws"].items()}
+        return chaos.report(final, hws, [], ["rechecked: replica comparison not repeated"])
+
     def report(self, final, hws, divergences, problems) -> int:
         ops = [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
         result = checker.check(ops, final, hws, unreadable=self.unread)
@@ -349,7 +365,7 @@ class Run:
         elapsed = time.time() - self.started
         print()
         print(f"===== chaos run: seed {self.seed}, {len(self.faults)} faults, {elapsed:.0f}s, run dir {self.dir}")
-        print(f"acks {result.acks}, reads {result.reads}, failed deliveries {result.failed_deliveries}, "
+        print(f"acks {result.acks} ({result.acks_without_offset} without an offset), reads {result.reads}, failed deliveries {result.failed_deliveries}, "
               f"fatal producer errors {result.fatal_producer_errors}, consumer position refusals "
               f"{result.consumer_resets}, final log records {sum(len(v) for v in final.values())}")
         by_kind: dict[str, list[dict]] = collections.defaultdict(list)
@@ -521,6 +537,7 @@ def parse_args(argv=None):
     parser.add_argument("--bin-dir", default=os.environ.get("CHRONIK_BIN_DIR", str(REPO_ROOT / "target" / "debug")))
     parser.add_argument("--dir", default=None, help="where the run directory goes (default: the temp dir)")
     parser.add_argument("--cleanup", action="store_true", help="remove what killed runs left behind, and exit")
+    parser.add_argument("--recheck", metavar="RUN_DIR", help="run the checker again over a finished run's directory")
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1_000_000)
@@ -532,6 +549,8 @@ def main(argv=None) -> int:
     if args.cleanup:
         cleanup_leftovers()
         return 0
+    if args.recheck:
+        return Run.recheck(args)
     reason = preflight()
     if reason:
         print(f"cannot run the chaos harness: {reason}", file=sys.stderr)

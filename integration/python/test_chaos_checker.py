@@ -149,3 +149,14 @@ def test_an_unreadable_partition_is_one_anomaly_and_its_acks_are_not_judged():
     report = checker.check(ops, final, hws, unreadable={0: "2 of the 2 offsets never returned"})
     assert kinds(report) == ["unreadable_partition"]
     assert report.anomalies[0].partition == 0
+
+
+def test_an_ack_without_an_offset_only_needs_its_value_in_its_partition():
+    ops, final, hws = clean_history()
+    ops.insert(-1, ack("p0-3", 1, None, 2.0))
+    ops.insert(-1, ack("p0-4", 1, None, 2.1))
+    ops[-1] = done("p0", 5)
+    final[1][1] = "p0-3"  # p0-4 never made it
+    report = checker.check(ops, final, {0: 2, 1: 2})
+    assert report.acks_without_offset == 2
+    assert [(a.kind, a.value) for a in report.anomalies] == [("lost_ack", "p0-4")]
