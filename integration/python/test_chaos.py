@@ -36,7 +36,7 @@ def test_short_seeded_chaos_run(tmp_path):
         pytest.skip(f"the chaos harness cannot run here: {reason}")
     faults = len(chaos_run.nemesis.KINDS)
     argv = [sys.executable, str(CHAOS / "run.py"), f"--seed={SEED}", f"--faults={faults}",
-            "--hold-min=3", "--hold-max=5", f"--bin-dir={bin_dir()}", f"--dir={tmp_path}"]
+            "--hold-min=4", "--hold-max=8", f"--bin-dir={bin_dir()}", f"--dir={tmp_path}"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=560, stdin=subprocess.DEVNULL)
     print(done.stdout[-20000:])
     if done.returncode == 2:
