@@ -190,6 +190,36 @@ def fmt_positions(where) -> str:
     return ", ".join(f"p{p}@{o}" for p, o in where) or "nowhere"
 
 
+# ----- replicas -----
+
+def compare_replica_logs(partition: int, hw: int,
+                         logs: dict[int, list[tuple[int, int, int, bytes]]]) -> list[Anomaly]:
+    """`logs`: {broker: [(base offset, next offset, leader epoch, batch bytes)]} of one partition's
+    in-sync replicas, the batches ending at or below `hw`. Each must cover [0, hw) contiguously, and
+    all must be byte-identical."""
+    anomalies = []
+    for b, batches in sorted(logs.items()):
+        starts = [s for s, _, _, _ in batches]
+        ends = [n for _, n, _, _ in batches]
+        if hw and (not batches or starts[0] != 0 or ends[-1] != hw or starts[1:] != ends[:-1]):
+            covered = f"[{starts[0]}, {ends[-1]})" if batches else "nothing"
+            gaps = [(e, s) for e, s in zip(ends, starts[1:]) if e != s][:5]
+            anomalies.append(Anomaly("replica_divergence", f"p{partition} broker {b} (in the ISR): its batches "
+                                     f"below the high watermark {hw} cover {covered}, gaps {gaps}", None, partition))
+    members = sorted(logs)
+    for b in members[1:]:
+        ref = members[0]
+        if logs[b] == logs[ref]:
+            continue
+        for i, (x, y) in enumerate(zip(logs[ref], logs[b])):
+            if x != y:
+                anomalies.append(Anomaly("replica_divergence", f"p{partition}: brokers {ref} and {b} differ at "
+                                         f"batch #{i}: [{x[0]}, {x[1]}) epoch {x[2]} vs [{y[0]}, {y[1]}) epoch {y[2]}",
+                                         None, partition, x[0]))
+                break
+    return anomalies
+
+
 # ----- unavailability -----
 
 def ack_times_by_partition(ops: list[dict]) -> dict[int, list[float]]:

@@ -474,8 +474,8 @@ def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
 
 def compare_replicas(cluster: ChaosCluster, topic: str, hws: dict[int, int],
                      parts: dict[int, dict]) -> list[checker.Anomaly]:
-    """Every ISR member's batches below the high watermark, read from its segment files, must cover
-    [0, hw) and be byte-identical to the other members'."""
+    """The ISR members' batches below the high watermark, read from their segment files, compared by
+    `checker.compare_replica_logs`."""
     from chronik_cluster import read_batch_headers
 
     anomalies = []
@@ -494,23 +494,7 @@ def compare_replicas(cluster: ChaosCluster, topic: str, hws: dict[int, int],
                         batches.append((h.base_offset, h.next_offset, h.partition_leader_epoch,
                                         data[h.position:h.end_position]))
             logs[b] = batches
-            starts = [s for s, _, _, _ in batches]
-            ends = [n for _, n, _, _ in batches]
-            if hw and (not batches or starts[0] != 0 or ends[-1] != hw or starts[1:] != ends[:-1]):
-                anomalies.append(checker.Anomaly(
-                    "replica_divergence", f"p{p} broker {b} (in the ISR): batches below the high watermark "
-                    f"{hw} cover {starts[:1]}..{ends[-1:]} with gaps {[(e, s) for e, s in zip(ends, starts[1:]) if e != s][:5]}",
-                    None, p, None, None))
-        ref = members[0] if members else None
-        for b in members[1:]:
-            if logs[b] == logs[ref]:
-                continue
-            for i, (x, y) in enumerate(zip(logs[ref], logs[b])):
-                if x != y:
-                    anomalies.append(checker.Anomaly(
-                        "replica_divergence", f"p{p}: brokers {ref} and {b} differ at batch #{i}: "
-                        f"[{x[0]}, {x[1]}) epoch {x[2]} vs [{y[0]}, {y[1]}) epoch {y[2]}", None, p, x[0], None))
-                    break
+        anomalies += checker.compare_replica_logs(p, hw, logs)
     return anomalies
 
 

@@ -160,3 +160,19 @@ def test_an_ack_without_an_offset_only_needs_its_value_in_its_partition():
     report = checker.check(ops, final, {0: 2, 1: 2})
     assert report.acks_without_offset == 2
     assert [(a.kind, a.value) for a in report.anomalies] == [("lost_ack", "p0-4")]
+
+
+def test_replicas_that_differ_below_the_high_watermark_diverge():
+    same = [(0, 2, 0, b"batch-a"), (2, 5, 1, b"batch-b")]
+    assert checker.compare_replica_logs(0, 5, {1: same, 2: list(same), 3: list(same)}) == []
+    other = [(0, 2, 0, b"batch-a"), (2, 5, 2, b"batch-x")]  # a different batch at the same offsets
+    found = checker.compare_replica_logs(0, 5, {1: same, 2: other, 3: list(same)})
+    assert [a.kind for a in found] == ["replica_divergence"] and "brokers 1 and 2" in found[0].detail
+
+
+def test_a_replica_missing_committed_batches_diverges():
+    full = [(0, 2, 0, b"a"), (2, 5, 0, b"b")]
+    short = [(0, 2, 0, b"a")]
+    found = checker.compare_replica_logs(3, 5, {1: full, 2: full, 3: short})
+    assert any("broker 3" in a.detail and "[0, 2)" in a.detail for a in found)
+    assert checker.compare_replica_logs(3, 5, {1: full, 2: [(0, 2, 0, b"a"), (3, 5, 0, b"b")]})
