@@ -251,6 +251,26 @@ def scenario_lagging_isr_failover(ctx, rng, note) -> None:
     note("scenario: healed, every broker started")
 
 
+def held(kind: str, seconds: float, why: str) -> Callable:
+    """A scenario that is one fault of `kind`, held `seconds` (longer than a random schedule would)."""
+
+    def scenario(ctx, rng, note) -> None:
+        fault = KINDS[kind](ctx, rng)
+        note(f"scenario: {fault.detail}; holding {seconds:.0f}s ({why})")
+        time.sleep(max(seconds, fault.min_hold))
+        fault.heal()
+        note(f"scenario: healed{'; ' + '; '.join(fault.notes) if fault.notes else ''}")
+
+    scenario.__doc__ = why
+    return scenario
+
+
 SCENARIOS: dict[str, Callable] = {
     "lagging-isr-failover": scenario_lagging_isr_failover,
+    # defect 6: the full disk's broker keeps its leaderships and answers storage errors
+    "disk-full-leader": held("disk_full", 20, "issue #11 defect 6: does leadership move off a full disk?"),
+    # acks=all stalls until the cut follower leaves the ISR (replica.lag.time.max.ms)
+    "follower-cut-stall": held("follower_cut_from_leader", 20, "acks=all stall while a cut follower stays in the ISR"),
+    # defect 7: a leader paused past its session answers late after a new leader took over
+    "paused-leader": held("pause", 8, "issue #11 defect 7: stale responses from a leader paused past its session"),
 }
