@@ -83,13 +83,18 @@ def remove_prefix(prefix: str = PREFIX, skip_live_runs: bool = True) -> list[str
 
 
 def _alive(pid: int) -> bool:
+    return run_owner_alive(pid)
+
+
+def run_owner_alive(pid: int) -> bool:
+    """Whether `pid` is a live chaos runner (not a zombie, not a reused pid of another program)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = open(f"/proc/{pid}/stat").read()
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X") and b"run.py" in cmdline
 
 
 @dataclass

@@ -79,18 +79,10 @@ def cleanup_leftovers() -> None:
     for line in Path("/proc/mounts").read_text().splitlines():
         path = line.split()[1]
         m = re.search(rf"/{network.PREFIX}(\d+)-[^/]*/broker-\d+$", path)
-        if m and line.split()[0] == "tmpfs" and not alive(int(m.group(1))):
+        if m and line.split()[0] == "tmpfs" and not network.run_owner_alive(int(m.group(1))):
             network.run("umount", "-l", path, check=False)
             mounts.append(path)
     print(f"removed {len(removed)} namespaces {removed} and {len(mounts)} tmpfs mounts {mounts}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 class Run:
