@@ -92,8 +92,9 @@ def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int]
     report.consumer_resets = sum(1 for op in ops if op["op"] == "reset")
     add = report.anomalies.append
 
-    # Acks without an offset: librdkafka reports a batch the broker called a duplicate
-    # (DUPLICATE_SEQUENCE_NUMBER) as delivered without one. Such a value must be in the final log, once.
+    # Acks without an offset: librdkafka's idempotent producer reports some records delivered without
+    # one (a batch whose own response was lost but a later sequence was acknowledged, so it must have
+    # been persisted). Such a value must be in its partition's final log.
     blind = [op for op in acks if op.get("o") is None or op["o"] < 0]
     acks = [op for op in acks if op.get("o") is not None and op["o"] >= 0]
     report.acks_without_offset = len(blind)
