@@ -19,6 +19,9 @@ Anomalies (each fails the run):
   producers with at most 5 requests in flight keep order).
 - `replica_divergence`: replicas that differ below the high watermark (computed from the on-disk
   logs by the runner and passed in as ready-made anomalies).
+- `producer_fatal`: an idempotent producer failed fatally (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER): the
+  client found the broker's sequence state inconsistent with what it had acknowledged, which for an
+  idempotent producer means the broker lost acknowledged records or its producer state.
 - `unreadable_partition`: after every fault was healed (and stuck brokers restarted), the final read
   could not get the partition whole. Nothing is concluded about its acks and reads (they are not
   counted as lost: the records may well be on disk); the partition itself is the anomaly.
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 VALUE = re.compile(r"^p(\d+)-(\d+)$")
 
 KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
-         "replica_divergence", "unreadable_partition")
+         "replica_divergence", "producer_fatal", "unreadable_partition")
 
 
 @dataclass
@@ -89,6 +92,10 @@ def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int]
     report.acks, report.reads = len(acks), len(reads)
     report.failed_deliveries = sum(1 for op in ops if op["op"] == "fail")
     report.fatal_producer_errors = sum(1 for op in ops if op["op"] == "fatal")
+    for op in ops:
+        if op["op"] == "fatal":
+            report.anomalies.append(Anomaly("producer_fatal", f"{op['proc']} failed fatally (t={op['t']:.3f}): "
+                                            f"{op['err']}", op["t"]))
     report.consumer_resets = sum(1 for op in ops if op["op"] == "reset")
     add = report.anomalies.append
 

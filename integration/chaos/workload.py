@@ -94,7 +94,8 @@ def producer_loop(index: int, args, history: History, stop: threading.Event) -> 
     next_at = time.monotonic()
     while not stop.is_set():
         if fatal.is_set():
-            producer.flush(5)
+            # A fatal error ends this producer (librdkafka fails its queued records, which are then
+            # neither acknowledged nor retried); its successor gets a new producer id.
             producer = make()
             fatal.clear()
         value = f"{name}-{seq}"
@@ -102,15 +103,23 @@ def producer_loop(index: int, args, history: History, stop: threading.Event) -> 
             producer.produce(args.topic, value=value.encode(), partition=seq % args.partitions,
                              on_delivery=on_delivery)
             seq += 1
+            next_at += interval
+            while (delay := next_at - time.monotonic()) > 0:
+                producer.poll(delay)
+            producer.poll(0)
         except BufferError:
-            pass
-        next_at += interval
-        while (delay := next_at - time.monotonic()) > 0:
-            producer.poll(delay)
-        producer.poll(0)
+            next_at += interval
+        except ck.KafkaException as error:
+            if not fatal.is_set():
+                history.write("fatal", proc=name, err=str(error.args[0] if error.args else error))
+            fatal.set()
         if time.monotonic() - next_at > 1.0:  # stalled: do not burst to catch up
             next_at = time.monotonic()
-    unflushed = producer.flush(args.flush_timeout)
+    try:
+        unflushed = producer.flush(args.flush_timeout)
+    except ck.KafkaException as error:
+        history.write("fatal", proc=name, err=str(error))
+        unflushed = -1
     history.write("done", proc=name, sent=seq, unflushed=unflushed)
 
 

@@ -176,3 +176,9 @@ def test_a_replica_missing_committed_batches_diverges():
     found = checker.compare_replica_logs(3, 5, {1: full, 2: full, 3: short})
     assert any("broker 3" in a.detail and "[0, 2)" in a.detail for a in found)
     assert checker.compare_replica_logs(3, 5, {1: full, 2: [(0, 2, 0, b"a"), (3, 5, 0, b"b")]})
+
+
+def test_a_fatal_idempotent_producer_error_is_an_anomaly():
+    ops, final, hws = clean_history()
+    ops.insert(-1, {"op": "fatal", "t": 2.0, "proc": "p0", "err": "OUT_OF_ORDER_SEQUENCE_NUMBER"})
+    assert kinds(checker.check(ops, final, hws)) == ["producer_fatal"]
