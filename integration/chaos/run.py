@@ -204,14 +204,26 @@ class Run:
             n.start()
         return [n.name for n in dead]
 
-    def inject(self, kind: str, index: int) -> None:
+    def inject(self, kinds: list[str], index: int) -> None:
+        """One step of the schedule: the faults of `kinds` injected a moment apart (so a later one acts
+        on the state an earlier one made, e.g. a leader killed while a follower is cut off), held
+        together, healed in reverse order."""
         rng = self.rng
         start = time.time()
-        fault = nemesis.KINDS[kind](self, rng)
+        faults = []
+        for i, k in enumerate(kinds):
+            if i:
+                time.sleep(rng.uniform(0.5, 2.5))
+            faults.append(nemesis.KINDS[k](self, rng))
+        kind = "+".join(kinds)
+        fault = nemesis.Fault(kind, "; ".join(f.detail for f in faults), lambda: None,
+                              min_hold=max(f.min_hold for f in faults))
         hold = max(fault.min_hold, rng.uniform(self.args.hold_min, self.args.hold_max))
         self.note(f"fault {index}: {kind}: {fault.detail}; holding {hold:.1f}s")
         time.sleep(hold)
-        fault.heal()
+        for f in reversed(faults):
+            f.heal()
+            fault.notes += f.notes
         heal = time.time()
         crashed = [n for n in self.restart_dead()]
         if crashed:
@@ -330,7 +342,10 @@ class Run:
                 raise SystemExit(f"unknown fault kinds {unknown}; known: {list(nemesis.KINDS)}")
             plan = nemesis.schedule(self.rng, kinds, self.args.faults)
             for i, kind in enumerate(plan, 1):
-                self.inject(kind, i)
+                step = [kind]
+                while len(step) < min(self.args.concurrent, len(kinds)):
+                    step.append(self.rng.choice([k for k in kinds if k not in step]))
+                self.inject(step, i)
         final, hws, divergences, problems = self.finish()
         return self.report(final, hws, divergences, problems)
 
@@ -411,6 +426,8 @@ class Run:
             out.append(f"--scenario={a.scenario}")
         if a.kinds:
             out.append(f"--kinds={a.kinds}")
+        if a.concurrent != 1:
+            out.append(f"--concurrent={a.concurrent}")
         return out
 
 
@@ -496,6 +513,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
     parser.add_argument("--kinds", default="", help=f"comma-separated fault kinds (default all: {','.join(nemesis.KINDS)})")
     parser.add_argument("--scenario", choices=sorted(nemesis.SCENARIOS), help="a scripted scenario instead of random faults")
+    parser.add_argument("--concurrent", type=int, default=1,
+                        help="faults injected together in each step (default 1: one at a time)")
     parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--brokers", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=6)
