@@ -378,10 +378,11 @@ class Run:
         by_kind: dict[str, list[dict]] = collections.defaultdict(list)
         for row in table:
             by_kind[row["kind"]].append(row)
-        print(f"\n{'fault kind':<34}{'count':>6}{'worst ack gap':>15}{'median gap':>12}{'not recovered':>15}")
+        width = max([34] + [len(k) + 2 for k in by_kind])
+        print(f"\n{'fault kind':<{width}}{'count':>6}{'worst ack gap':>15}{'median gap':>12}{'not recovered':>15}")
         for kind, rows in sorted(by_kind.items()):
             gaps = sorted(r["worst_gap"] for r in rows)
-            print(f"{kind:<34}{len(rows):>6}{gaps[-1]:>14.1f}s{gaps[len(gaps) // 2]:>11.1f}s"
+            print(f"{kind:<{width}}{len(rows):>6}{gaps[-1]:>14.1f}s{gaps[len(gaps) // 2]:>11.1f}s"
                   f"{sum(1 for r in rows if not r['recovered']):>15}")
         counts = result.by_kind()
         print(f"\n{'anomaly kind':<34}{'count':>6}")
