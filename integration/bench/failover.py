@@ -9,14 +9,16 @@ few milliseconds. Then `--faults` times, one fault of the kind `--fault` names:
 - `kill`: SIGKILL of the partition's leader; restarted after the measurement.
 - `stop`: SIGSTOP of the leader for `--stop-seconds` (past the controller's 5 s broker session
   timeout, so it is fenced: a silent failure), then SIGCONT.
-- `term`: SIGTERM of the leader (`chronikctl local stop`: a controlled shutdown); restarted after.
+- `term`: SIGTERM of the leader (a controlled shutdown); restarted after it has exited.
 - `follower-cut`: SIGSTOP of a follower (alive to nobody, sending no fetch) for `--stop-seconds`,
   then SIGCONT. Keep it under the session timeout to measure the ISR's fetch-stall rule alone.
 
 Measured per fault: the time from the fault to the first acknowledgement of a record *produced after
 the fault* (a record sent before it may be acknowledged by the failing broker in its last
 milliseconds), and the longest gap between consecutive acknowledgements from the last one before the
-fault until `--settle-seconds` after it. After each fault the broker is brought back and the script
+fault until `--settle-seconds` after it (after the SIGCONT for SIGSTOP faults), and at least 1 s after
+the first acknowledgement of a write sent after the fault. Signals are sent by this script right after
+it reads the clock. After each fault the broker is brought back and the script
 waits until the ISR is full again. Prints each fault and then p50, p99 (nearest rank) and worst.
 
     cargo build --release --workspace --bins
@@ -74,6 +76,14 @@ def broker_pid(bin_dir, dir, broker):
     return node["pid"]
 
 
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin-dir", default="target/release")
@@ -81,13 +91,15 @@ def main():
     parser.add_argument("--faults", "--kills", type=int, default=10, dest="faults")
     parser.add_argument("--stop-seconds", type=float, default=None,
                         help="how long SIGSTOP lasts (default 7 for stop, 3 for follower-cut)")
+    parser.add_argument("--broker-arg", action="append", default=[],
+                        help="a flag for every broker, e.g. --broker-arg=--replica-fetch-stall-ms=30000")
     parser.add_argument("--settle-seconds", type=float, default=5.0,
                         help="how long after the fault (or the SIGCONT) ack gaps are still counted")
     args = parser.parse_args()
     stop_seconds = args.stop_seconds or (7.0 if args.fault == "stop" else 3.0)
     with tempfile.TemporaryDirectory() as dir:
         up = json.loads(ctl(args.bin_dir, "local", "up", "--dir", dir, "--controllers", "3", "--brokers", "3",
-                            "--output", "json"))
+                            *[f"--broker-arg={a}" for a in args.broker_arg], "--output", "json"))
         controllers, bootstrap = up["controllers"], up["bootstrap_servers"]
         try:
             ctl(args.bin_dir, "--controllers", controllers, "topic", "create", TOPIC, "--partitions", "1",
@@ -126,21 +138,20 @@ def main():
                 target = leader if args.fault != "follower-cut" else next(b for b in partition["isr"] if b != leader)
                 pid = broker_pid(args.bin_dir, dir, target)
                 errors_before = len(errors)
+                # The signal is sent from here, right after the clock is read: spawning `chronikctl` first
+                # would let the failing broker acknowledge writes "sent after the fault" meanwhile.
                 fault_at = time.monotonic()
-                if args.fault == "kill":
-                    ctl(args.bin_dir, "local", "kill", "broker", str(target), "--dir", dir)
-                elif args.fault == "term":
-                    ctl(args.bin_dir, "local", "stop", "broker", str(target), "--dir", dir)
-                else:
-                    os.kill(pid, signal.SIGSTOP)
+                os.kill(pid, {"kill": signal.SIGKILL, "term": signal.SIGTERM}.get(args.fault, signal.SIGSTOP))
                 first = wait("an ack of a write sent after the fault", 60,
                              lambda: next((a for s, a in list(acked) if s > fault_at), None))
                 if args.fault in ("stop", "follower-cut"):
                     time.sleep(max(0.0, fault_at + stop_seconds - time.monotonic()))
                     os.kill(pid, signal.SIGCONT)
-                    until = time.monotonic() + args.settle_seconds
+                    until = max(time.monotonic() + args.settle_seconds, first + 1.0)
                 else:
-                    until = fault_at + args.settle_seconds
+                    until = max(fault_at + args.settle_seconds, first + 1.0)
+                if args.fault == "term":
+                    wait("the broker's exit", 60, lambda: not alive(pid))
                 time.sleep(max(0.0, until - time.monotonic()))
                 times = [a for _, a in list(acked)]
                 before = [t for t in times if t <= fault_at]
