@@ -350,6 +350,10 @@ fn names<A>(listeners: &[NamedAddress<A>]) -> String {
         .join(", ")
 }
 
+/// The longest a follower's fetch waits at its leader (its long poll), in milliseconds; a healthy
+/// follower is never silent at its leader much longer, which bounds `--replica-fetch-stall-ms`.
+pub const FOLLOWER_FETCH_MAX_WAIT_MS: u64 = 500;
+
 impl BrokerConfig {
     /// Checks the settings together. Called once at start, before anything binds or connects.
     pub fn validate(&self) -> Result<(), BrokerError> {
@@ -380,10 +384,10 @@ impl BrokerConfig {
         if self.controller_request_timeout_ms == 0 {
             return invalid("--controller-request-timeout-ms must be more than 0".into());
         }
-        if self.replica_fetch_stall_ms <= crate::replica::FOLLOWER_FETCH_MAX_WAIT_MS {
+        if self.replica_fetch_stall_ms <= FOLLOWER_FETCH_MAX_WAIT_MS {
             return invalid(format!(
                 "--replica-fetch-stall-ms must be more than the followers' fetch wait ({} ms), got {}",
-                crate::replica::FOLLOWER_FETCH_MAX_WAIT_MS,
+                FOLLOWER_FETCH_MAX_WAIT_MS,
                 self.replica_fetch_stall_ms
             ));
         }
@@ -608,6 +612,22 @@ mod tests {
                 port: 9092
             }]
         );
+    }
+
+    #[test]
+    fn a_fetch_stall_time_within_the_followers_long_poll_is_refused() {
+        let config = parse(&minimal()).expect("parses");
+        assert_eq!(config.replica_fetch_stall_ms, 1_000);
+        for (stall, valid) in [("500", false), ("501", true), ("30000", true)] {
+            let mut args = minimal();
+            args.extend(["--replica-fetch-stall-ms", stall]);
+            let config = parse(&args).expect("parses");
+            assert_eq!(
+                config.validate().is_ok(),
+                valid,
+                "--replica-fetch-stall-ms {stall}"
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ use crate::status::BrokerStatus;
 const FETCH_VERSION: i16 = 15;
 /// How long a leader may hold a follower's fetch (the long poll); a healthy follower is silent at its
 /// leader for little more than its own handling of the previous answer (see `--replica-fetch-stall-ms`).
-pub(crate) const MAX_WAIT_MS: i32 = 500;
+const MAX_WAIT_MS: i32 = crate::config::FOLLOWER_FETCH_MAX_WAIT_MS as i32;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 /// Largest fetch response accepted from a leader. A leader answers at most `RESPONSE_MAX_BYTES` plus

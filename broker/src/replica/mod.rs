@@ -8,8 +8,5 @@ pub mod isr;
 mod manager;
 mod partition;
 
-/// The longest a follower's fetch waits at its leader (its long poll), in milliseconds.
-pub const FOLLOWER_FETCH_MAX_WAIT_MS: u64 = fetcher::MAX_WAIT_MS as u64;
-
 pub use manager::{run_metadata_listener, AppendError, IsrChange, PendingAppend, ReplicaManager};
 pub use partition::{FollowerState, Partition, PartitionState};
