@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 TOPIC = "failover"
 
@@ -108,10 +108,12 @@ def main():
             errors = []  # (monotonic, error) of failed deliveries
             stop = threading.Event()
 
+            fatal = []  # (monotonic, error) of producers that failed fatally and were replaced
+
             def produce():
-                producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                     "linger.ms": 0, "message.timeout.ms": 60000, "retry.backoff.ms": 20,
-                                     "topic.metadata.refresh.interval.ms": 1000})
+                # librdkafka's idempotent producer can fail fatally after a long stall with thousands of
+                # records queued (_INCONSISTENT: "Unable to reconstruct MessageSet"); such a producer
+                # is recorded and replaced, as the chaos workload does.
                 n = 0
 
                 def delivered(err, _msg, sent):
@@ -121,12 +123,19 @@ def main():
                         errors.append((time.monotonic(), str(err)))
 
                 while not stop.is_set():
-                    sent = time.monotonic()
-                    producer.produce(TOPIC, value=str(n).encode(),
-                                     on_delivery=lambda err, msg, sent=sent: delivered(err, msg, sent))
-                    producer.poll(0.005)
-                    n += 1
-                producer.flush(60)
+                    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                         "acks": "all", "linger.ms": 0, "message.timeout.ms": 60000,
+                                         "retry.backoff.ms": 20, "topic.metadata.refresh.interval.ms": 1000})
+                    try:
+                        while not stop.is_set():
+                            sent = time.monotonic()
+                            producer.produce(TOPIC, value=str(n).encode(),
+                                             on_delivery=lambda err, msg, sent=sent: delivered(err, msg, sent))
+                            producer.poll(0.005)
+                            n += 1
+                        producer.flush(60)
+                    except KafkaException as e:
+                        fatal.append((time.monotonic(), str(e)))
 
             thread = threading.Thread(target=produce)
             thread.start()
@@ -137,7 +146,7 @@ def main():
                 leader = partition["leader"]
                 target = leader if args.fault != "follower-cut" else next(b for b in partition["isr"] if b != leader)
                 pid = broker_pid(args.bin_dir, dir, target)
-                errors_before = len(errors)
+                errors_before, fatal_before = len(errors), len(fatal)
                 # The signal is sent from here, right after the clock is read: spawning `chronikctl` first
                 # would let the failing broker acknowledge writes "sent after the fault" meanwhile.
                 fault_at = time.monotonic()
@@ -163,7 +172,9 @@ def main():
                 print(f"{args.fault} {i + 1}: broker {target} ({'leader' if target == leader else 'follower'}), "
                       f"first ack of a write sent after the fault {first - fault_at:.2f} s, "
                       f"longest gap between acks {gap:.2f} s, delivery errors {len(new_errors)}"
-                      + (f" ({new_errors[0][1]})" if new_errors else ""), flush=True)
+                      + (f" ({new_errors[0][1]})" if new_errors else "")
+                      + (f", producer failed fatally and was replaced ({fatal[fatal_before][1]})"
+                         if len(fatal) > fatal_before else ""), flush=True)
                 if args.fault in ("kill", "term"):
                     ctl(args.bin_dir, "local", "start", "broker", str(target), "--dir", dir)
                 wait("the broker back in the ISR", 120,
@@ -172,7 +183,8 @@ def main():
             thread.join()
             print(summary(f"{args.fault}: fault to first ack of a write sent after it", firsts))
             print(summary(f"{args.fault}: longest gap between acks", gaps))
-            print(f"{args.fault}: delivery errors {len(errors)}, acknowledged writes {len(acked)}")
+            print(f"{args.fault}: delivery errors {len(errors)}, producers failed fatally {len(fatal)}, "
+                  f"acknowledged writes {len(acked)}")
         finally:
             subprocess.run([f"{args.bin_dir}/chronikctl", "local", "down", "--dir", dir], capture_output=True)
 

@@ -745,11 +745,14 @@ def test_new_leader_exposes_nothing_a_lagging_isr_member_lacks(cluster_factory, 
     """Replicas [P, X, Y]: X leads (P was restarted), Y is paused while still in the ISR (the session
     timeout is long), X takes acks=1 records that P copies and Y does not. A preferred election makes P
     leader: P must keep the high watermark it had as a follower, so a consumer reads none of the new
-    records while Y lacks them, and all of them once Y is back. Then `verify_run`."""
+    records while Y lacks them, and all of them once Y is back. Then `verify_run`. A paused follower
+    sends no fetch, so its leader would drop it from the ISR after `--replica-fetch-stall-ms` (1 s,
+    issue #12); a long stall time keeps Y in the ISR for the whole check, the case this test is about."""
     started = time.monotonic()
     cluster = cluster_factory(controllers=CONTROLLERS, brokers=BROKERS,
                               controller_args=CONTROLLER_ARGS + ["--broker-session-timeout-ms=20000",
-                                                                 "--leader-rebalance-interval-ms=3600000"])
+                                                                 "--leader-rebalance-interval-ms=3600000"],
+                              broker_args=["--replica-fetch-stall-ms=20000"])
     cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
     wait_full_isr(cluster, topic_name, 30, "after creation")
     timeline = Timeline()
