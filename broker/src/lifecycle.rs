@@ -378,6 +378,7 @@ impl BrokerLifecycleManager {
             current_metadata_offset: self.metadata.offset(),
             want_fence: !self.caught_up(session),
             want_shut_down,
+            offline_log_dirs: Vec::new(),
         }
     }
 
