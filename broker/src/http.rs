@@ -82,6 +82,12 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     }
     gauge(
         &mut out,
+        "chronik_broker_offline_log_dirs",
+        "Log directories offline after an I/O failure (the broker must be restarted to bring them back).",
+        status.offline_log_dirs.len(),
+    );
+    gauge(
+        &mut out,
         "chronik_broker_metadata_offset",
         "Offset of the metadata log this broker has applied.",
         image.offset,

@@ -98,6 +98,17 @@ impl Default for LogManagerConfig {
     }
 }
 
+/// A log directory taken offline by an I/O failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineLogDir {
+    pub dir: String,
+    /// The first failure seen.
+    pub reason: String,
+    /// Partition logs offline in it (the others may still read, but the controller moves every
+    /// replica of the directory away).
+    pub offline_partitions: usize,
+}
+
 #[derive(Debug)]
 pub struct LogManager {
     data_dir: PathBuf,
@@ -106,6 +117,9 @@ pub struct LogManager {
     /// Per compacted partition: below which offset the cleaner has already been (in memory: after a
     /// restart the first pass cleans everything again).
     cleaned_through: Mutex<HashMap<TopicPartition, i64>>,
+    /// A failure of the data directory outside any partition log (creating a partition, a checkpoint):
+    /// the directory is offline from then on (Kafka's `LogDirFailureChannel`).
+    dir_failure: Mutex<Option<String>>,
 }
 
 impl LogManager {
@@ -124,6 +138,7 @@ impl LogManager {
             logs: RwLock::new(BTreeMap::new()),
             quarantined: Mutex::new(Vec::new()),
             cleaned_through: Mutex::new(HashMap::new()),
+            dir_failure: Mutex::new(None),
         };
         let mut entries = Vec::new();
         for entry in fs::read_dir(data_dir).map_err(io_error("list data directory", data_dir))? {
@@ -217,13 +232,62 @@ impl LogManager {
             log.update_config(config);
             return Ok(Arc::clone(log));
         }
-        let log = Arc::new(PartitionLog::open(
-            &self.data_dir.join(tp.dir_name()),
-            topic_id,
-            config,
-        )?);
+        let log = PartitionLog::open(&self.data_dir.join(tp.dir_name()), topic_id, config)
+            .map_err(|e| self.note_failure(e))?;
+        let log = Arc::new(log);
         logs.insert(tp, Arc::clone(&log));
         Ok(log)
+    }
+
+    /// Takes the data directory offline on a storage failure outside a partition log.
+    fn note_failure(&self, e: LogError) -> LogError {
+        if matches!(e, LogError::Io { .. }) {
+            let mut failure = self
+                .dir_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if failure.is_none() {
+                error!(dir = %self.data_dir.display(), error = %e, "log directory goes offline");
+                *failure = Some(e.to_string());
+            }
+        }
+        e
+    }
+
+    /// The log directories that are offline after an I/O failure (Kafka's offline log dirs, reported
+    /// to the controller in every heartbeat, KIP-858): the data directory once any of its partition
+    /// logs, or the directory itself, failed a write or fsync. Nothing brings it back but a restart,
+    /// whose recovery re-validates what reached the disk.
+    pub fn offline_log_dirs(&self) -> Vec<OfflineLogDir> {
+        let mut reason = self
+            .dir_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let offline: Vec<TopicPartition> = self
+            .all_logs()
+            .into_iter()
+            .filter(|(_, log)| log.is_offline())
+            .map(|(tp, _)| tp)
+            .collect();
+        if reason.is_none() && !offline.is_empty() {
+            reason = Some(format!(
+                "I/O failure in {}",
+                offline
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        reason
+            .map(|reason| OfflineLogDir {
+                dir: self.data_dir.display().to_string(),
+                reason,
+                offline_partitions: offline.len(),
+            })
+            .into_iter()
+            .collect()
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
@@ -321,6 +385,7 @@ impl LogManager {
             if checkpoint_high_watermarks {
                 if let Err(e) = log.checkpoint_high_watermark() {
                     error!(partition = %tp, error = %e, "high watermark checkpoint failed");
+                    self.note_failure(e);
                 }
             }
         }

@@ -646,15 +646,24 @@ pub(crate) mod tests {
         assert!(!led_by_1.is_empty());
 
         let reply = heartbeat_with_offline_dir(&mut image, 1);
-        assert!(!reply.is_fenced, "an offline log dir does not fence the broker");
+        assert!(
+            !reply.is_fenced,
+            "an offline log dir does not fence the broker"
+        );
         let broker = &image.brokers[&1];
         assert!(!broker.fenced && broker.has_offline_log_dir && !broker.is_active());
         let after = image.topic_by_name("orders").unwrap();
         for i in 0..6 {
             let (was, now) = (&before.partitions[i], &after.partitions[i]);
-            assert!(!now.isr.contains(&1), "partition {i}: broker 1 left the ISR");
+            assert!(
+                !now.isr.contains(&1),
+                "partition {i}: broker 1 left the ISR"
+            );
             assert_ne!(now.leader, 1, "partition {i}: broker 1 leads nothing");
-            assert!(was.isr.contains(&now.leader), "new leader came from the ISR");
+            assert!(
+                was.isr.contains(&now.leader),
+                "new leader came from the ISR"
+            );
             if led_by_1.contains(&i) {
                 assert_eq!(now.leader_epoch, was.leader_epoch + 1);
             } else {
@@ -673,7 +682,10 @@ pub(crate) mod tests {
             want_shut_down: false,
             offline_log_dirs: vec!["/data/broker-1".into()],
         };
-        assert!(process_heartbeat(&image, &again, true).unwrap().records.is_empty());
+        assert!(process_heartbeat(&image, &again, true)
+            .unwrap()
+            .records
+            .is_empty());
         heartbeat(&mut image, 1, false, false);
         assert!(image.brokers[&1].has_offline_log_dir);
         assert_eq!(image.leader_count(1), 0);
