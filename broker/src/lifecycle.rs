@@ -11,6 +11,8 @@
 //!   registration, i.e. it knows at least as much as the controller did when it registered.
 //! - Only this task sends heartbeats, so a controlled shutdown is never interleaved with ordinary ones.
 //! - A controlled shutdown ends, one way or the other, within its timeout.
+//! - Every heartbeat carries the log directories the `LogManager` has seen fail (KIP-858's
+//!   `OfflineLogDirs`), so the controller moves this broker's replicas away while it stays up.
 
 use std::sync::Arc;
 use std::time::Duration;

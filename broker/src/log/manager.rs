@@ -8,7 +8,10 @@
 //! What must stay true: one `PartitionLog` per directory (the map is the only opener after start);
 //! a removed partition's directory is gone or in `.trash/`, never half-deleted in place; the
 //! background task stops when its cancellation token fires and does its blocking work on the blocking
-//! pool.
+//! pool; the data directory is offline ([`LogManager::offline_log_dirs`], Kafka's
+//! `LogDirFailureChannel`) from the first I/O failure of any of its partition logs, of creating one, or
+//! of a checkpoint, until the process restarts — the broker reports it to the controller (KIP-858),
+//! which moves every replica of the directory out of leaderships and ISRs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -471,6 +474,47 @@ mod tests {
         assert_eq!(TopicPartition::parse_dir_name("topic-"), None);
         assert_eq!(TopicPartition::parse_dir_name("-3"), None);
         assert_eq!(TopicPartition::parse_dir_name("a b-3"), None);
+    }
+
+    /// Issue #11 (6): one partition log failing an fsync takes the data directory offline (one
+    /// directory per broker: what the broker reports to the controller); a restart recovers it.
+    #[test]
+    fn a_failed_fsync_takes_the_log_dir_offline_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let healthy = manager
+            .get_or_create("a", id(1), 0, LogConfig::default())
+            .unwrap();
+        let failing = manager
+            .get_or_create("b", id(2), 0, LogConfig::default())
+            .unwrap();
+        produce(&healthy, 1);
+        produce(&failing, 2);
+        assert!(manager.offline_log_dirs().is_empty());
+
+        let durable = failing.flushed_offset();
+        let info = failing.append_as_leader(client_batch(&[1], 20), 0).unwrap();
+        failing.fail_next_fsync();
+        assert!(failing.flush_to(info.next_offset()).is_err());
+        assert!(failing.is_offline() && healthy.is_open());
+        let offline = manager.offline_log_dirs();
+        assert_eq!(offline.len(), 1);
+        assert_eq!(offline[0].dir, dir.path().display().to_string());
+        assert_eq!(offline[0].offline_partitions, 1);
+        assert!(offline[0].reason.contains("b-0"), "{:?}", offline[0]);
+        assert_eq!(
+            failing.flushed_offset(),
+            durable,
+            "the failed fsync claims nothing"
+        );
+
+        drop((healthy, failing));
+        drop(manager);
+        let reopened = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(reopened.offline_log_dirs().is_empty());
+        let recovered = reopened.get("b", 0).unwrap();
+        assert!(recovered.is_open());
+        assert!(recovered.log_end_offset() >= durable);
     }
 
     #[test]

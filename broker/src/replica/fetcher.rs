@@ -11,7 +11,9 @@
 //! moves back except by truncation; a fetch gives up before the broker session timeout; partitions
 //! that returned data go to the end of the next request, so a response bounded by `max_bytes`
 //! starves none; a follower whose whole log is below the leader's log start (OFFSET_OUT_OF_RANGE,
-//! with the leader's log start in the answer) empties it and restarts there.
+//! with the leader's log start in the answer) empties it and restarts there; a partition whose log is
+//! offline (a failed write or fsync) is no longer fetched, so no fetch ever reports an offset that may
+//! not be durable (issue #11, defect 6).
 
 use std::collections::HashMap;
 use std::sync::Arc;

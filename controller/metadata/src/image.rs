@@ -2,6 +2,10 @@
 //! committed records, on the controllers (the Raft state machine) and on brokers (the watch stream) alike,
 //! so both sides hold the same image for the same offset. `to_records` turns an image back into records
 //! that rebuild it: that is what snapshots and the first message of a watch stream carry.
+//!
+//! A broker is *active* (may lead and join ISRs) while it is unfenced, not shutting down, and has not
+//! reported an offline log directory under its current registration (KIP-858); a new registration
+//! starts with its directory online.
 
 use std::collections::BTreeMap;
 

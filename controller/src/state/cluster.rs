@@ -1,7 +1,13 @@
 //! Broker lifecycle (Kafka's `ClusterControlManager` and `BrokerHeartbeatManager`, KIP-631):
-//! registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, and
-//! producer-id blocks. Liveness (who heartbeats in time) is tracked by the active controller in memory
-//! and passed in; everything here is pure.
+//! registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, offline log
+//! directories (KIP-858), and producer-id blocks. Liveness (who heartbeats in time) is tracked by the
+//! active controller in memory and passed in; everything here is pure.
+//!
+//! What must stay true: a broker that is fenced, shutting down or has an offline log directory leads
+//! nothing and is in no ISR beyond the last member an ISR keeps (never emptied, so nothing
+//! acknowledged is lost); an offline log directory does not fence the broker (it stays registered and
+//! heartbeats), and only a new registration clears it, since a directory never comes back online
+//! without a restart and its crash recovery.
 
 use uuid::Uuid;
 
