@@ -1,0 +1,297 @@
+"""The checker: pure functions from a run's history, its faults and the final state to anomalies and
+an unavailability table. No IO, so it is unit-tested on crafted histories
+(`integration/python/test_chaos_checker.py`).
+
+Inputs:
+- `ops`: the workload's history (see `workload`): `ack`, `fail`, `read`, `done`, ...
+- `final`: {partition: {offset: value}}, a full read of every partition below its high watermark after
+  every fault was healed; `hws`: {partition: high watermark} of that read.
+- `faults`: the nemesis's records {"kind", "start", "heal", "recovered", "detail"} (wall-clock s).
+
+Anomalies (each fails the run):
+- `lost_ack`: an acknowledged value is not at its acknowledged (partition, offset) in the final read.
+- `conflicting_ack`: two different values acknowledged at one (partition, offset).
+- `duplicate`: a value at two positions of the final log, or read by consumers at two positions.
+- `lost_read`: a consumer read (p, o) = v, and the final log holds something else there, or nothing.
+- `unexpected_value`: a value no producer sent (unparseable, unknown producer, or a sequence number
+  at or beyond what that producer sent), in the final log or in a read.
+- `producer_order`: one producer's values out of its sending order within a partition (idempotent
+  producers with at most 5 requests in flight keep order).
+- `replica_divergence`: replicas that differ below the high watermark (computed from the on-disk
+  logs by the runner and passed in as ready-made anomalies).
+- `producer_fatal`: an idempotent producer failed fatally (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER): the
+  client found the broker's sequence state inconsistent with what it had acknowledged, which for an
+  idempotent producer means the broker lost acknowledged records or its producer state.
+- `unreadable_partition`: after every fault was healed (and stuck brokers restarted), the final read
+  could not get the partition whole. Nothing is concluded about its acks and reads (they are not
+  counted as lost: the records may well be on disk); the partition itself is the anomaly.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from dataclasses import dataclass, field
+
+VALUE = re.compile(r"^p(\d+)-(\d+)$")
+
+KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
+         "replica_divergence", "producer_fatal", "unreadable_partition")
+
+
+@dataclass
+class Anomaly:
+    kind: str
+    detail: str
+    t: float | None = None
+    partition: int | None = None
+    offset: int | None = None
+    value: str | None = None
+
+
+@dataclass
+class Report:
+    anomalies: list[Anomaly] = field(default_factory=list)
+    acks: int = 0
+    reads: int = 0
+    failed_deliveries: int = 0
+    fatal_producer_errors: int = 0
+    consumer_resets: int = 0
+    acks_without_offset: int = 0
+
+    def by_kind(self) -> collections.Counter:
+        return collections.Counter(a.kind for a in self.anomalies)
+
+
+def parse_value(value: str) -> tuple[int, int] | None:
+    m = VALUE.match(value or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def sent_counts(ops: list[dict]) -> dict[str, int] | None:
+    """{producer: records sent} from the producers' `done` lines; None if any producer never said."""
+    started = next((op for op in ops if op["op"] == "start"), None)
+    done = {op["proc"]: op["sent"] for op in ops if op["op"] == "done"}
+    if started is None or len(done) < started.get("producers", 0):
+        return None
+    return done
+
+
+def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int],
+          unreadable: dict[int, str] | None = None) -> Report:
+    """Every anomaly of the module doc except `replica_divergence`. Acks and reads of `unreadable`
+    partitions ({partition: why}) are not judged; each such partition is one anomaly."""
+    report = Report()
+    unreadable = unreadable or {}
+    for p, why in sorted(unreadable.items()):
+        report.anomalies.append(Anomaly("unreadable_partition", f"p{p}: {why}", None, p))
+    ops = [op for op in ops if op.get("p") not in unreadable]
+    final = {p: log for p, log in final.items() if p not in unreadable}
+    acks = [op for op in ops if op["op"] == "ack"]
+    reads = [op for op in ops if op["op"] == "read"]
+    report.acks, report.reads = len(acks), len(reads)
+    report.failed_deliveries = sum(1 for op in ops if op["op"] == "fail")
+    report.fatal_producer_errors = sum(1 for op in ops if op["op"] == "fatal")
+    for op in ops:
+        if op["op"] == "fatal":
+            report.anomalies.append(Anomaly("producer_fatal", f"{op['proc']} failed fatally (t={op['t']:.3f}): "
+                                            f"{op['err']}", op["t"]))
+    report.consumer_resets = sum(1 for op in ops if op["op"] == "reset")
+    add = report.anomalies.append
+
+    # Acks without an offset: librdkafka's idempotent producer reports some records delivered without
+    # one (a batch whose own response was lost but a later sequence was acknowledged, so it must have
+    # been persisted). Such a value must be in its partition's final log.
+    blind = [op for op in acks if op.get("o") is None or op["o"] < 0]
+    acks = [op for op in acks if op.get("o") is not None and op["o"] >= 0]
+    report.acks_without_offset = len(blind)
+
+    # conflicting acknowledgements and lost acknowledged writes
+    acked_at: dict[tuple[int, int], dict] = {}
+    for op in acks:
+        key = (op["p"], op["o"])
+        prior = acked_at.get(key)
+        if prior is not None and prior["v"] != op["v"]:
+            add(Anomaly("conflicting_ack", f"p{key[0]}@{key[1]} acknowledged for {prior['v']} "
+                        f"(t={prior['t']:.3f}) and for {op['v']} (t={op['t']:.3f})", op["t"], *key, op["v"]))
+        acked_at.setdefault(key, op)
+    for op in acks:
+        p, o, v = op["p"], op["o"], op["v"]
+        there = final.get(p, {}).get(o)
+        if there != v:
+            hw = hws.get(p, 0)
+            where = positions_of(final, v)
+            add(Anomaly("lost_ack", f"{v} acknowledged at p{p}@{o} (t={op['t']:.3f}); final log holds "
+                        f"{there!r} there (high watermark {hw}); {v} is at {fmt_positions(where) if where else 'no offset'}",
+                        op["t"], p, o, v))
+
+    # duplicates in the final log
+    final_positions: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+    for p, log in final.items():
+        for o, v in log.items():
+            final_positions[v].append((p, o))
+    for op in blind:
+        if not any(p == op["p"] for p, _ in final_positions.get(op["v"], ())):
+            add(Anomaly("lost_ack", f"{op['v']} acknowledged without an offset on p{op['p']} (t={op['t']:.3f}); "
+                        f"it is not in that partition's final log (it is at "
+                        f"{fmt_positions(final_positions.get(op['v'], []))})", op["t"], op["p"], None, op["v"]))
+    for v, where in final_positions.items():
+        if len(where) > 1:
+            add(Anomaly("duplicate", f"{v} is in the final log at {fmt_positions(where)}", None,
+                        where[1][0], where[1][1], v))
+
+    # reads: lost reads and duplicates seen by consumers
+    read_positions: dict[str, set[tuple[int, int]]] = collections.defaultdict(set)
+    lost_read_seen: set[tuple[int, int, str]] = set()
+    for op in reads:
+        p, o, v = op["p"], op["o"], op["v"]
+        read_positions[v].add((p, o))
+        there = final.get(p, {}).get(o)
+        if there != v and (p, o, v) not in lost_read_seen:
+            lost_read_seen.add((p, o, v))
+            add(Anomaly("lost_read", f"{op['proc']} read p{p}@{o} = {v} (t={op['t']:.3f}); final log holds "
+                        f"{there!r} there (high watermark {hws.get(p, 0)})", op["t"], p, o, v))
+    for v, where in read_positions.items():
+        if len(where) > 1 and len(final_positions.get(v, ())) <= 1:
+            add(Anomaly("duplicate", f"{v} was read at {fmt_positions(sorted(where))}", None,
+                        None, None, v))
+
+    # values nobody sent
+    sent = sent_counts(ops)
+    seen_values = set(final_positions) | set(read_positions)
+    for v in sorted(seen_values):
+        parsed = parse_value(v)
+        reason = None
+        if parsed is None:
+            reason = "not a value the workload writes"
+        elif sent is not None:
+            producer, seq = parsed
+            if f"p{producer}" not in sent:
+                reason = f"no producer p{producer}"
+            elif seq >= sent[f"p{producer}"]:
+                reason = f"p{producer} sent only {sent[f'p{producer}']} values"
+        if reason:
+            where = final_positions.get(v) or sorted(read_positions.get(v, ()))
+            add(Anomaly("unexpected_value", f"{v!r} at {fmt_positions(where)}: {reason}", None,
+                        where[0][0] if where else None, where[0][1] if where else None, v))
+
+    # each producer's order within each partition
+    for p, log in final.items():
+        last: dict[int, tuple[int, int]] = {}
+        for o in sorted(log):
+            parsed = parse_value(log[o])
+            if parsed is None:
+                continue
+            producer, seq = parsed
+            if producer in last and seq < last[producer][0]:
+                add(Anomaly("producer_order", f"p{p}@{o} holds p{producer}-{seq} after "
+                            f"p{producer}-{last[producer][0]} at offset {last[producer][1]}", None, p, o, log[o]))
+            last[producer] = (seq, o)
+    return report
+
+
+def positions_of(final: dict[int, dict[int, str]], value: str) -> list[tuple[int, int]]:
+    return [(p, o) for p, log in final.items() for o, v in log.items() if v == value]
+
+
+def fmt_positions(where) -> str:
+    return ", ".join(f"p{p}@{o}" for p, o in where) or "nowhere"
+
+
+# ----- replicas -----
+
+def compare_replica_logs(partition: int, hw: int,
+                         logs: dict[int, list[tuple[int, int, int, bytes]]]) -> list[Anomaly]:
+    """`logs`: {broker: [(base offset, next offset, leader epoch, batch bytes)]} of one partition's
+    in-sync replicas, the batches ending at or below `hw`. Each must cover [0, hw) contiguously, and
+    all must be byte-identical."""
+    anomalies = []
+    for b, batches in sorted(logs.items()):
+        starts = [s for s, _, _, _ in batches]
+        ends = [n for _, n, _, _ in batches]
+        if hw and (not batches or starts[0] != 0 or ends[-1] != hw or starts[1:] != ends[:-1]):
+            covered = f"[{starts[0]}, {ends[-1]})" if batches else "nothing"
+            gaps = [(e, s) for e, s in zip(ends, starts[1:]) if e != s][:5]
+            anomalies.append(Anomaly("replica_divergence", f"p{partition} broker {b} (in the ISR): its batches "
+                                     f"below the high watermark {hw} cover {covered}, gaps {gaps}", None, partition))
+    members = sorted(logs)
+    for b in members[1:]:
+        ref = members[0]
+        if logs[b] == logs[ref]:
+            continue
+        for i, (x, y) in enumerate(zip(logs[ref], logs[b])):
+            if x != y:
+                anomalies.append(Anomaly("replica_divergence", f"p{partition}: brokers {ref} and {b} differ at "
+                                         f"batch #{i}: [{x[0]}, {x[1]}) epoch {x[2]} vs [{y[0]}, {y[1]}) epoch {y[2]}",
+                                         None, partition, x[0]))
+                break
+    return anomalies
+
+
+# ----- unavailability -----
+
+def ack_times_by_partition(ops: list[dict]) -> dict[int, list[float]]:
+    out: dict[int, list[float]] = collections.defaultdict(list)
+    for op in ops:
+        if op["op"] == "ack":
+            out[op["p"]].append(op["t"])
+    for times in out.values():
+        times.sort()
+    return out
+
+
+def longest_gap(times: list[float], start: float, end: float) -> float:
+    """The longest stretch inside [start, end] without an ack (times sorted). The stretch before the
+    first ack of the window counts from `start`; the one after the last counts to the next ack after
+    the window (or `end` if there is none)."""
+    import bisect
+
+    i = bisect.bisect_left(times, start)
+    prev = start
+    worst = 0.0
+    while i < len(times) and times[i] <= end:
+        worst = max(worst, times[i] - prev)
+        prev = times[i]
+        i += 1
+    following = times[i] if i < len(times) else end
+    worst = max(worst, following - prev)
+    return worst
+
+
+def unavailability(ops: list[dict], faults: list[dict]) -> list[dict]:
+    """Per fault: the longest gap in acknowledgements on any partition from the fault's start to its
+    recovery (or heal + 30 s when it never recovered), and which partition had it."""
+    by_partition = ack_times_by_partition(ops)
+    out = []
+    for f in faults:
+        end = f.get("recovered") or (f["heal"] + 30.0)
+        worst, where = 0.0, None
+        for p, times in by_partition.items():
+            gap = longest_gap(times, f["start"], end)
+            if gap > worst:
+                worst, where = gap, p
+        out.append({**f, "worst_gap": worst, "gap_partition": where})
+    return out
+
+
+def history_around(ops: list[dict], faults: list[dict], anomaly: Anomaly, seconds: float = 2.0,
+                   limit: int = 30) -> list[str]:
+    """The operations near an anomaly: on its partition within `seconds` of its time (or of the acks
+    and reads of its value), and the faults active then."""
+    times = [anomaly.t] if anomaly.t is not None else []
+    if anomaly.value is not None:
+        times += [op["t"] for op in ops if op.get("v") == anomaly.value]
+    if not times:
+        return []
+    lo, hi = min(times) - seconds, max(times) + seconds
+    lines = [f"fault {f['kind']} {f.get('detail', '')} start={f['start']:.3f} heal={f['heal']:.3f}"
+             for f in faults if f["start"] <= hi and (f.get("recovered") or f["heal"]) >= lo]
+    near = [op for op in ops if lo <= op["t"] <= hi and op["op"] in ("ack", "read", "fail", "reset", "fatal")
+            and (anomaly.partition is None or op.get("p") == anomaly.partition)]
+    if anomaly.offset is not None:
+        near.sort(key=lambda op: (abs(op.get("o", anomaly.offset) - anomaly.offset), op["t"]))
+        near = sorted(near[:limit], key=lambda op: op["t"])
+    else:
+        near = near[:limit]
+    lines += [" ".join(f"{k}={v}" for k, v in op.items()) for op in near]
+    return lines

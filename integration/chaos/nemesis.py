@@ -1,0 +1,276 @@
+"""The faults. Each fault kind is a function `(ctx, rng) -> Fault` that injures the cluster now and
+returns how to heal it; the runner holds it for a while, heals, and waits until every broker is back in
+every ISR (recorded as the fault's recovery time).
+
+| kind                         | what it does                                                          |
+|------------------------------|-----------------------------------------------------------------------|
+| kill                         | kill -9 a broker (3 in 4) or a controller that is not active; restart |
+| pause                        | SIGSTOP a broker past the broker session timeout, then SIGCONT         |
+| leader_cut_from_controllers  | the broker leading most partitions loses the controllers only          |
+| follower_cut_from_leader     | one partition's follower loses its leader only (keeps heartbeating)    |
+| broker_isolated              | one broker loses every other host, clients included                    |
+| broker_split                 | one broker (with one controller, half the time) vs the other brokers   |
+| controller_cut               | one controller (the active one, half the time) loses the other ones    |
+| kill_active_controller       | kill -9 the active controller; restart                                 |
+| disk_full                    | fill a broker's data dir (a tmpfs) to the last byte; free it           |
+
+A scenario (`SCENARIOS`) is a scripted sequence aimed at one defect of issue #11.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Fault:
+    kind: str
+    detail: str
+    heal: Callable[[], None]
+    min_hold: float = 0.0  # the fault must last at least this long (pause: past the session timeout)
+    notes: list[str] = field(default_factory=list)
+
+
+def leaders_count(parts: dict[int, dict]) -> collections.Counter:
+    return collections.Counter(p["leader"] for p in parts.values() if p.get("leader", -1) > 0)
+
+
+def busiest_leader(ctx, rng: random.Random) -> int:
+    parts = ctx.parts()
+    led = leaders_count(parts) if parts else collections.Counter()
+    if not led:
+        return rng.choice(ctx.cluster.brokers).id
+    top = max(led.values())
+    return rng.choice(sorted(b for b, n in led.items() if n == top))
+
+
+def kill(ctx, rng):
+    cluster = ctx.cluster
+    active = cluster.active_controller()
+    if rng.random() < 0.75 or len(cluster.controllers) == 1:
+        node = cluster.broker(busiest_leader(ctx, rng) if rng.random() < 0.5 else rng.choice(cluster.brokers).id)
+    else:
+        node = rng.choice([c for c in cluster.controllers if c.id != active])
+    node.kill()
+    return Fault("kill", f"kill -9 {node.name}", node.start)
+
+
+def pause(ctx, rng):
+    node = ctx.cluster.broker(busiest_leader(ctx, rng) if rng.random() < 0.7 else rng.choice(ctx.cluster.brokers).id)
+    node.pause()
+    return Fault("pause", f"SIGSTOP {node.name}", node.resume, min_hold=ctx.session_timeout_s + 1.5)
+
+
+def leader_cut_from_controllers(ctx, rng):
+    b = ctx.cluster.broker(busiest_leader(ctx, rng))
+    ctx.net.cut_between([b.host], [c.host for c in ctx.cluster.controllers])
+    return Fault("leader_cut_from_controllers", f"{b.name} cut from the controllers", ctx.net.heal,
+                 min_hold=ctx.session_timeout_s + 1.0)
+
+
+def follower_cut_from_leader(ctx, rng):
+    parts = ctx.parts() or {}
+    candidates = [(p, d["leader"], f) for p, d in sorted(parts.items()) for f in d["isr"]
+                  if d.get("leader", -1) > 0 and f != d["leader"]]
+    if not candidates:
+        a, b = rng.sample(ctx.cluster.brokers, 2)
+        partition, leader, follower = None, a.id, b.id
+    else:
+        partition, leader, follower = rng.choice(candidates)
+    ctx.net.cut(f"b{follower}", f"b{leader}")
+    return Fault("follower_cut_from_leader",
+                 f"b{follower} cut from its leader b{leader} (partition {partition})", ctx.net.heal)
+
+
+def broker_isolated(ctx, rng):
+    b = ctx.cluster.broker(busiest_leader(ctx, rng) if rng.random() < 0.5 else rng.choice(ctx.cluster.brokers).id)
+    ctx.net.cut_between([b.host], [h for h in ctx.net.hosts if h != b.host])
+    return Fault("broker_isolated", f"{b.name} cut from everything", ctx.net.heal,
+                 min_hold=ctx.session_timeout_s + 1.0)
+
+
+def broker_split(ctx, rng):
+    brokers = [b.host for b in ctx.cluster.brokers]
+    minority = [rng.choice(brokers)]
+    majority = [b for b in brokers if b not in minority]
+    controllers = [c.host for c in ctx.cluster.controllers]
+    if len(controllers) > 1 and rng.random() < 0.5:
+        lone = rng.choice(controllers)
+        minority.append(lone)
+        majority += [c for c in controllers if c != lone]
+    else:
+        majority += controllers
+    ctx.net.cut_between(minority, majority)
+    return Fault("broker_split", f"{'+'.join(minority)} | {'+'.join(majority)}", ctx.net.heal,
+                 min_hold=ctx.session_timeout_s + 1.0)
+
+
+def controller_cut(ctx, rng):
+    controllers = ctx.cluster.controllers
+    active = ctx.cluster.active_controller()
+    if active and rng.random() < 0.5:
+        c = ctx.cluster.controller(active)
+    else:
+        c = rng.choice(controllers)
+    ctx.net.cut_between([c.host], [o.host for o in controllers if o is not c])
+    return Fault("controller_cut", f"{c.name}{' (active)' if c.id == active else ''} cut from the other controllers",
+                 ctx.net.heal)
+
+
+def kill_active_controller(ctx, rng):
+    active = ctx.cluster.active_controller()
+    c = ctx.cluster.controller(active) if active else rng.choice(ctx.cluster.controllers)
+    c.kill()
+    return Fault("kill_active_controller", f"kill -9 {c.name}{'' if active else ' (no active controller known)'}",
+                 c.start)
+
+
+def fill(path: str) -> int:
+    """Fills the file system holding `path` to the last byte with one file; returns the bytes written."""
+    written = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        st = os.statvfs(path)
+        room = st.f_bavail * st.f_frsize
+        if room > (1 << 20):
+            try:
+                os.posix_fallocate(fd, 0, room - (1 << 20))
+                written = room - (1 << 20)
+                os.lseek(fd, written, os.SEEK_SET)
+            except OSError:
+                pass
+        chunk = b"\0" * 65536
+        while True:
+            try:
+                n = os.write(fd, chunk if len(chunk) > 0 else b"\0")
+                written += n
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                if len(chunk) == 1:
+                    break
+                chunk = chunk[: max(1, len(chunk) // 16)]
+    finally:
+        os.close(fd)
+    return written
+
+
+def disk_full(ctx, rng):
+    b = ctx.cluster.broker(busiest_leader(ctx, rng) if rng.random() < 0.7 else rng.choice(ctx.cluster.brokers).id)
+    path = str(b.data_dir / "chaos-disk-filler")
+    written = fill(path)
+    fault = Fault("disk_full", f"{b.name}'s data dir full ({written >> 20} MiB filler)", lambda: None)
+
+    def heal():
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        # Issue #11: a broker whose disk filled may need a restart to recover; give it a while first.
+        freed = time.time()
+        try:
+            ctx.cluster.wait(lambda: ctx.recovered(freed), 15, "recovery without a restart")
+        except TimeoutError:
+            fault.notes.append(f"not recovered 15 s after {b.name}'s disk had room (partitions without acks "
+                               f"{ctx.stuck_partitions(freed)}): {b.name} restarted")
+            b.kill()
+            b.start()
+
+    fault.heal = heal
+    return fault
+
+
+KINDS: dict[str, Callable] = {
+    "kill": kill,
+    "pause": pause,
+    "leader_cut_from_controllers": leader_cut_from_controllers,
+    "follower_cut_from_leader": follower_cut_from_leader,
+    "broker_isolated": broker_isolated,
+    "broker_split": broker_split,
+    "controller_cut": controller_cut,
+    "kill_active_controller": kill_active_controller,
+    "disk_full": disk_full,
+}
+
+
+def schedule(rng: random.Random, kinds: list[str], count: int, cover: bool = True) -> list[str]:
+    """`count` fault kinds: every kind once first (in a seeded order) when `cover`, then random."""
+    out: list[str] = []
+    if cover:
+        first = list(kinds)
+        rng.shuffle(first)
+        out += first[:count]
+    while len(out) < count:
+        out.append(rng.choice(kinds))
+    return out
+
+
+# ----- scenarios: scripted sequences aimed at one defect each -----
+
+def scenario_lagging_isr_failover(ctx, rng, note) -> None:
+    """Issue #11 defect 1. Partition with leader A, followers B, C: C is cut from the other brokers (it
+    stays in the ISR until replica.lag.time.max.ms, so acks=all stalls); A is killed, so B or C is
+    elected. If B: it exposes records C lacks. Then B is killed before C catches up, C is elected,
+    and whatever B exposed or acknowledged is gone. Everything is healed and restarted at the end."""
+    parts = ctx.parts()
+    p = rng.choice(sorted(parts))
+    a = parts[p]["leader"]
+    others = [r for r in parts[p]["isr"] if r != a]
+    b, c = others[0], others[1]
+    ctx.net.cut_between([f"b{c}"], [f"b{x}" for x in (a, b)])
+    note(f"scenario: p{p} leader b{a}; b{c} cut from brokers b{a}, b{b}")
+    time.sleep(2.0)
+    ctx.cluster.broker(a).kill()
+    note(f"scenario: killed leader b{a}")
+    try:
+        new = ctx.cluster.wait(lambda: (ctx.parts() or {}).get(p, {}).get("leader") not in (a, -1, None)
+                               and ctx.parts()[p]["leader"], 20, f"a new leader of p{p}")
+    except TimeoutError:
+        new = None
+    note(f"scenario: p{p} new leader b{new}")
+    if new == b:
+        time.sleep(2.0)
+        ctx.cluster.broker(b).kill()
+        note(f"scenario: killed b{b} before b{c} caught up")
+        try:
+            new = ctx.cluster.wait(lambda: (ctx.parts() or {}).get(p, {}).get("leader") == c and c, 20,
+                                   f"b{c} to lead p{p}")
+            note(f"scenario: p{p} now led by b{c}")
+        except TimeoutError:
+            note(f"scenario: b{c} was not elected for p{p}")
+        time.sleep(2.0)
+    ctx.net.heal()
+    for node in ctx.cluster.brokers:
+        node.start()
+    note("scenario: healed, every broker started")
+
+
+def held(kind: str, seconds: float, why: str) -> Callable:
+    """A scenario that is one fault of `kind`, held `seconds` (longer than a random schedule would)."""
+
+    def scenario(ctx, rng, note) -> None:
+        fault = KINDS[kind](ctx, rng)
+        note(f"scenario: {fault.detail}; holding {seconds:.0f}s ({why})")
+        time.sleep(max(seconds, fault.min_hold))
+        fault.heal()
+        note(f"scenario: healed{'; ' + '; '.join(fault.notes) if fault.notes else ''}")
+
+    scenario.__doc__ = why
+    return scenario
+
+
+SCENARIOS: dict[str, Callable] = {
+    "lagging-isr-failover": scenario_lagging_isr_failover,
+    # defect 6: the full disk's broker keeps its leaderships and answers storage errors
+    "disk-full-leader": held("disk_full", 20, "issue #11 defect 6: does leadership move off a full disk?"),
+    # acks=all stalls until the cut follower leaves the ISR (replica.lag.time.max.ms)
+    "follower-cut-stall": held("follower_cut_from_leader", 20, "acks=all stall while a cut follower stays in the ISR"),
+    # defect 7: a leader paused past its session answers late after a new leader took over
+    "paused-leader": held("pause", 8, "issue #11 defect 7: stale responses from a leader paused past its session"),
+}

@@ -1,0 +1,584 @@
+#!/usr/bin/env python3
+"""A Jepsen-style chaos run against a Chronik cluster in private network namespaces.
+
+    sudo python3 integration/chaos/run.py --faults 200 --seed 42
+    sudo python3 integration/chaos/run.py --scenario lagging-isr-failover --seed 1
+    sudo python3 integration/chaos/run.py --cleanup
+
+Starts 3 controllers and 3 brokers (each in its own network namespace, see `network`), creates a topic
+(RF 3, min.insync.replicas 2), runs the workload (`workload`) in the client namespace, and injects a
+seeded schedule of faults (`nemesis`) one after another: inject, hold, heal, wait until every broker
+is back in every ISR. Then it heals everything, stops the workload, reads every partition to its high
+watermark, stops the cluster, compares the replicas' on-disk logs, and checks the history (`checker`).
+
+Exit code: 0 no anomaly, 1 anomalies (printed with the seed and the history around them), 2 the run
+could not be carried out (not root, no `ip netns`, missing binaries, cluster did not start).
+Everything the run creates (namespaces, veths, iptables rules, tmpfs mounts, processes) is removed
+however it ends; `--cleanup` removes what a killed run left behind. The run directory (history,
+fault list, node logs, report.json) is kept and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO_ROOT / "integration" / "python"))
+
+import checker  # noqa: E402
+import nemesis  # noqa: E402
+import network  # noqa: E402
+from cluster import ChaosCluster  # noqa: E402
+
+TOPIC = "chaos"
+
+
+def log(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+def preflight() -> str | None:
+    """Why this machine cannot run the harness, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, iptables, tmpfs mounts)"
+    for tool in ("ip", "iptables", "mount"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not installed"
+    probe = f"{network.PREFIX}{os.getpid()}-probe"
+    try:
+        network.run("ip", "netns", "add", probe)
+    except RuntimeError as error:
+        return f"`ip netns add` does not work here: {error}"
+    try:
+        network.run("ip", "netns", "exec", probe, "iptables", "-w", "-A", "INPUT", "-s", "198.18.0.1", "-j", "DROP")
+    except RuntimeError as error:
+        return f"iptables does not work inside a network namespace: {error}"
+    finally:
+        network.run("ip", "netns", "delete", probe, check=False)
+    return None
+
+
+def cleanup_leftovers() -> None:
+    removed = network.remove_prefix()
+    mounts = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        path = line.split()[1]
+        m = re.search(rf"/{network.PREFIX}(\d+)-[^/]*/broker-\d+$", path)
+        if m and line.split()[0] == "tmpfs" and not network.run_owner_alive(int(m.group(1))):
+            network.run("umount", "-l", path, check=False)
+            mounts.append(path)
+    print(f"removed {len(removed)} namespaces {removed} and {len(mounts)} tmpfs mounts {mounts}")
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.seed = args.seed
+        self.rng = random.Random(self.seed)
+        self.net = network.Network.for_run(args.controllers, args.brokers)
+        base = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
+        base.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{self.net.prefix}-", dir=base))
+        self.history_path = self.dir / "history.jsonl"
+        self.faults_path = self.dir / "faults.jsonl"
+        self.session_timeout_s = args.session_timeout_ms / 1000
+        controller_args = [
+            f"--broker-session-timeout-ms={args.session_timeout_ms}",
+            f"--broker-heartbeat-interval-ms={max(100, args.session_timeout_ms // 6)}",
+            "--default-replication-factor=3", "--default-min-insync-replicas=2",
+        ]
+        broker_args = [f"--replica-lag-time-max-ms={args.replica_lag_ms}",
+                       f"--controller-request-timeout-ms={min(2000, args.session_timeout_ms // 2)}"]
+        self.cluster = ChaosCluster(self.net, self.dir, Path(args.bin_dir), args.controllers, args.brokers,
+                                    args.disk_mb, controller_args, broker_args)
+        self.topic = TOPIC
+        self.workload: subprocess.Popen | None = None
+        self.faults: list[dict] = []
+        self.events: list[str] = []
+        self._history_offset = 0
+        self.acks = 0
+        self.last_ack: dict[int, float] = {}
+        self._cleaned = False
+
+    # ----- helpers the nemesis uses -----
+
+    def parts(self) -> dict[int, dict] | None:
+        try:
+            return self.cluster.describe(self.topic)
+        except Exception:  # noqa: BLE001 - controllers unreachable right now
+            return None
+
+    def note(self, text: str) -> None:
+        self.events.append(f"{time.time():.3f} {text}")
+        log(text)
+
+    # ----- lifecycle -----
+
+    def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
+        if self.workload and self.workload.poll() is None:
+            self.workload.kill()
+        self.cluster.kill_all()
+        self.net.destroy()
+        self.cluster.unmount_disks()
+
+    def setup(self) -> None:
+        log(f"run dir {self.dir}; namespaces {self.net.prefix}-*; subnet {self.net.subnet}.0/24; seed {self.seed}")
+        self.net.create()
+        self.net.enter("cl")
+        self.cluster.start(timeout=90)
+        self.cluster.wait(lambda: self.cluster.ctl("cluster", "status").get("cluster_id"), 60,
+                          "the quorum to bootstrap the cluster")
+        def create_topic():
+            try:
+                self.cluster.ctl("topic", "create", self.topic, "--partitions", str(self.args.partitions),
+                                 "--replication-factor", "3", "--config", "min.insync.replicas=2")
+            except RuntimeError:
+                pass  # created by an earlier try whose answer was lost, or not yet possible
+            return self.cluster.describe(self.topic)
+
+        self.cluster.wait(create_topic, 30, "topic creation")
+        self.cluster.wait(lambda: self.cluster.full_isr(self.topic), 60, "every broker in every ISR")
+        self.workload = subprocess.Popen(
+            [sys.executable, str(HERE / "workload.py"), "--bootstrap", self.cluster.bootstrap,
+             "--topic", self.topic, "--partitions", str(self.args.partitions),
+             "--producers", str(self.args.producers), "--consumers", str(self.args.consumers),
+             "--rate", str(self.args.rate), "--history", str(self.history_path)],
+            stdin=subprocess.DEVNULL, stdout=open(self.dir / "workload.log", "wb"), stderr=subprocess.STDOUT)
+        self.cluster.wait(lambda: self.acks_so_far() >= self.args.partitions * 5, 60, "the workload's first acks")
+        log(f"workload running: {self.acks_so_far()} acks")
+
+    def poll_history(self) -> None:
+        """Reads the history lines written since the last call: the latest ack time per partition."""
+        try:
+            with open(self.history_path, "rb") as f:
+                f.seek(self._history_offset)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1
+        self._history_offset += end
+        for line in data[:end].splitlines():
+            if b'"op":"ack"' in line:
+                op = json.loads(line)
+                self.acks += 1
+                self.last_ack[op["p"]] = max(self.last_ack.get(op["p"], 0.0), op["t"])
+
+    def acks_so_far(self) -> int:
+        self.poll_history()
+        return self.acks
+
+    def writable_since(self, since: float) -> bool:
+        """Every partition has an ack newer than `since`."""
+        self.poll_history()
+        return all(self.last_ack.get(p, 0.0) > since for p in range(self.args.partitions))
+
+    def recovered(self, since: float):
+        """Every broker back in every ISR, and every partition acknowledged a write after `since`."""
+        return self.writable_since(since) and self.cluster.full_isr(self.topic)
+
+    def stuck_partitions(self, since: float) -> list[int]:
+        self.poll_history()
+        return [p for p in range(self.args.partitions) if self.last_ack.get(p, 0.0) <= since]
+
+    def restart_dead(self) -> list[str]:
+        dead = [n for n in self.cluster.nodes if not n.running()]
+        for n in dead:
+            n.start()
+        return [n.name for n in dead]
+
+    def inject(self, kinds: list[str], index: int) -> None:
+        """One step of the schedule: the faults of `kinds` injected a moment apart (so a later one acts
+        on the state an earlier one made, e.g. a leader killed while a follower is cut off), held
+        together, healed in reverse order."""
+        rng = self.rng
+        start = time.time()
+        faults = []
+        for i, k in enumerate(kinds):
+            if i:
+                time.sleep(rng.uniform(0.5, 2.5))
+            faults.append(nemesis.KINDS[k](self, rng))
+        kind = "+".join(kinds)
+        fault = nemesis.Fault(kind, "; ".join(f.detail for f in faults), lambda: None,
+                              min_hold=max(f.min_hold for f in faults))
+        hold = max(fault.min_hold, rng.uniform(self.args.hold_min, self.args.hold_max))
+        self.note(f"fault {index}: {kind}: {fault.detail}; holding {hold:.1f}s")
+        time.sleep(hold)
+        for f in reversed(faults):
+            f.heal()
+            fault.notes += f.notes
+        heal = time.time()
+        crashed = [n for n in self.restart_dead()]
+        if crashed:
+            fault.notes.append(f"{crashed} had exited and were restarted")
+        for n in self.cluster.nodes:
+            if n.paused:
+                n.resume()
+        try:
+            self.cluster.wait(lambda: self.recovered(heal), self.args.recovery_timeout,
+                              "every broker back in every ISR and every partition writable")
+            recovered = time.time()
+        except TimeoutError:
+            recovered = None
+            parts = self.parts()
+            fault.notes.append(f"not recovered within {self.args.recovery_timeout:.0f}s: partitions without "
+                               f"acks since the heal {self.stuck_partitions(heal)}; "
+                               f"{fmt_parts(parts) if parts else 'no description'}")
+            self.repair(heal, fault.notes)
+        record = {"index": index, "kind": kind, "detail": fault.detail, "start": start, "heal": heal,
+                  "recovered": recovered, "notes": fault.notes}
+        self.faults.append(record)
+        with open(self.faults_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        took = f"recovered {recovered - heal:.1f}s after heal" if recovered else "NOT recovered"
+        self.note(f"fault {index}: healed; {took}{'; ' + '; '.join(fault.notes) if fault.notes else ''}")
+        time.sleep(self.args.settle)
+
+    def repair(self, since: float, notes: list[str]) -> None:
+        """After a fault that did not heal by itself: restart (kill -9, start) the brokers leading
+        partitions that took no write since `since`, and those missing from an ISR, so that the next
+        fault starts from a healthy cluster. Counted in the fault's notes, never silently."""
+        parts = self.parts() or {}
+        stuck = set(self.stuck_partitions(since))
+        victims = {d["leader"] for p, d in parts.items() if p in stuck and d.get("leader", -1) > 0}
+        ids = {b.id for b in self.cluster.brokers}
+        for d in parts.values():
+            victims |= ids - set(d.get("isr", []))
+        if not victims:
+            return
+        notes.append(f"repair: restarted brokers {sorted(victims)}")
+        self.note(f"repair: restarting brokers {sorted(victims)} (stuck partitions {sorted(stuck)})")
+        for b in sorted(victims):
+            self.cluster.broker(b).kill()
+            self.cluster.broker(b).start()
+        mark = time.time()
+        try:
+            self.cluster.wait(lambda: self.recovered(mark), self.args.recovery_timeout, "recovery after repair")
+        except TimeoutError:
+            notes.append(f"still not recovered {self.args.recovery_timeout:.0f}s after the repair")
+
+    def run_scenario(self, name: str) -> None:
+        start = time.time()
+        notes: list[str] = []
+        nemesis.SCENARIOS[name](self, self.rng, lambda text: (notes.append(text), self.note(text)))
+        heal = time.time()
+        self.restart_dead()
+        fault_notes: list[str] = []
+        try:
+            self.cluster.wait(lambda: self.recovered(heal), self.args.recovery_timeout, "recovery")
+            recovered = time.time()
+        except TimeoutError:
+            recovered = None
+            fault_notes.append(f"not recovered within {self.args.recovery_timeout:.0f}s")
+            self.repair(heal, fault_notes)
+        record = {"index": 1, "kind": f"scenario:{name}", "detail": " / ".join(notes), "start": start,
+                  "heal": heal, "recovered": recovered, "notes": fault_notes}
+        self.faults.append(record)
+        with open(self.faults_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def finish(self) -> tuple[dict[int, dict[int, str]], dict[int, int], list[checker.Anomaly], list[str]]:
+        """Heal everything, stop the workload, read everything back, stop the cluster, compare replicas."""
+        problems: list[str] = []
+        self.net.heal()
+        self.restart_dead()
+        for n in self.cluster.nodes:
+            if n.paused:
+                n.resume()
+        healed = time.time()
+        try:
+            self.cluster.wait(lambda: self.recovered(healed), 60, "every broker in every ISR (final)")
+        except TimeoutError as error:
+            problems.append(f"final heal: {error}; partitions without acks {self.stuck_partitions(healed)}; "
+                            f"{fmt_parts(self.parts() or {})}")
+            self.repair(healed, problems)
+        log("stopping the workload (producers flush)")
+        self.workload.send_signal(signal.SIGTERM)
+        try:
+            self.workload.wait(240)
+        except subprocess.TimeoutExpired:
+            problems.append("the workload did not stop within 240 s; killed")
+            self.workload.kill()
+        parts = self.parts() or {}
+        try:
+            parts = self.cluster.wait(lambda: self.cluster.full_isr(self.topic), 60, "full ISR after the workload")
+        except TimeoutError as error:
+            problems.append(f"after the workload: {error}")
+        time.sleep(2.0)  # followers fetch the last batches
+        hws, final, self.unread = final_read(self.cluster.bootstrap, self.topic, self.args.partitions, problems)
+        log(f"final read: high watermarks {hws}")
+        (self.dir / "final.json").write_text(json.dumps({"hws": hws, "final": final, "unread": self.unread}))
+        self.cluster.stop()
+        divergences = compare_replicas(self.cluster, self.topic, hws, parts)
+        return final, hws, divergences, problems
+
+    def main(self) -> int:
+        self.setup()
+        self.started = time.time()
+        if self.args.scenario:
+            for i in range(self.args.faults or 1):
+                self.run_scenario(self.args.scenario)
+        else:
+            kinds = self.args.kinds.split(",") if self.args.kinds else list(nemesis.KINDS)
+            unknown = [k for k in kinds if k not in nemesis.KINDS]
+            if unknown:
+                raise SystemExit(f"unknown fault kinds {unknown}; known: {list(nemesis.KINDS)}")
+            plan = nemesis.schedule(self.rng, kinds, self.args.faults)
+            for i, kind in enumerate(plan, 1):
+                step = [kind]
+                while len(step) < min(self.args.concurrent, len(kinds)):
+                    step.append(self.rng.choice([k for k in kinds if k not in step]))
+                self.inject(step, i)
+        final, hws, divergences, problems = self.finish()
+        return self.report(final, hws, divergences, problems)
+
+    @classmethod
+    def recheck(cls, args) -> int:
+        """Runs the checker again over a finished run's directory (history, faults, final read)."""
+        run_dir = Path(args.recheck)
+        chaos = cls.__new__(cls)
+        chaos.args, chaos.seed, chaos.dir, chaos.started = args, None, run_dir, 0.0
+        chaos.history_path = run_dir / "history.jsonl"
+        chaos.faults = [json.loads(x) for x in (run_dir / "faults.jsonl").read_text().splitlines() if x.strip()]
+        chaos.events = []
+        saved = json.loads((run_dir / "final.json").read_text())
+        chaos.unread = {int(p): why for p, why in saved["unread"].items()}
+        final = {int(p): {int(o): v for o, v in log.items()} for p, log in saved["final"].items()}
+        hws = {int(p): hw for p, hw in saved["hws"].items()}
+        return chaos.report(final, hws, [], ["rechecked: replica comparison not repeated"])
+
+    def report(self, final, hws, divergences, problems) -> int:
+        ops = [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
+        result = checker.check(ops, final, hws, unreadable=self.unread)
+        result.anomalies += divergences
+        table = checker.unavailability(ops, self.faults)
+        elapsed = time.time() - self.started
+        print()
+        print(f"===== chaos run: seed {self.seed}, {len(self.faults)} faults, {elapsed:.0f}s, run dir {self.dir}")
+        print(f"acks {result.acks} ({result.acks_without_offset} without an offset), reads {result.reads}, failed deliveries {result.failed_deliveries}, "
+              f"fatal producer errors {result.fatal_producer_errors}, consumer position refusals "
+              f"{result.consumer_resets}, final log records {sum(len(v) for v in final.values())}")
+        by_kind: dict[str, list[dict]] = collections.defaultdict(list)
+        for row in table:
+            by_kind[row["kind"]].append(row)
+        width = max([34] + [len(k) + 2 for k in by_kind])
+        print(f"\n{'fault kind':<{width}}{'count':>6}{'worst ack gap':>15}{'median gap':>12}{'not recovered':>15}")
+        for kind, rows in sorted(by_kind.items()):
+            gaps = sorted(r["worst_gap"] for r in rows)
+            print(f"{kind:<{width}}{len(rows):>6}{gaps[-1]:>14.1f}s{gaps[len(gaps) // 2]:>11.1f}s"
+                  f"{sum(1 for r in rows if not r['recovered']):>15}")
+        counts = result.by_kind()
+        print(f"\n{'anomaly kind':<34}{'count':>6}")
+        for kind in checker.KINDS:
+            print(f"{kind:<34}{counts.get(kind, 0):>6}")
+        if problems:
+            print("\nrun problems (not anomalies):")
+            for p in problems:
+                print(f"  {p}")
+        notes = [f"fault {r['index']} {r['kind']}: {n}" for r in self.faults for n in r.get("notes", [])]
+        if notes:
+            print("\nfault notes:")
+            for n in notes:
+                print(f"  {n}")
+        report = {"seed": self.seed, "faults": table, "anomalies": [a.__dict__ for a in result.anomalies],
+                  "counts": dict(counts), "problems": problems, "acks": result.acks, "reads": result.reads,
+                  "events": self.events}
+        (self.dir / "report.json").write_text(json.dumps(report, indent=1))
+        if result.anomalies:
+            print(f"\n===== {len(result.anomalies)} ANOMALIES (seed {self.seed}"
+                  f"{', scenario ' + self.args.scenario if self.args.scenario else ''}) =====")
+            shown: collections.Counter = collections.Counter()
+            for a in result.anomalies:
+                shown[a.kind] += 1
+                if shown[a.kind] > 3:
+                    continue
+                print(f"\n[{a.kind}] {a.detail}")
+                for line in checker.history_around(ops, self.faults, a):
+                    print(f"    {line}")
+            hidden = sum(max(0, n - 3) for n in shown.values())
+            if hidden:
+                print(f"\n({hidden} more anomalies in {self.dir / 'report.json'})")
+            print(f"\nreproduce: python3 integration/chaos/run.py {' '.join(self.argv_for_repro())}")
+            return 1
+        print(f"\nno anomalies (seed {self.seed})")
+        return 0
+
+    def argv_for_repro(self) -> list[str]:
+        a = self.args
+        out = [f"--seed={self.seed}", f"--faults={a.faults}"]
+        if a.scenario:
+            out.append(f"--scenario={a.scenario}")
+        if a.kinds:
+            out.append(f"--kinds={a.kinds}")
+        if a.concurrent != 1:
+            out.append(f"--concurrent={a.concurrent}")
+        return out
+
+
+def fmt_parts(parts: dict[int, dict]) -> str:
+    return " ".join(f"p{p}:L{d.get('leader')}/e{d.get('leader_epoch')}/isr{d.get('isr')}" for p, d in sorted(parts.items()))
+
+
+def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
+               timeout: float = 60.0) -> tuple[dict[int, int], dict[int, dict[int, str]], dict[int, str]]:
+    """The high watermarks, every record below them, and the partitions that could not be read whole
+    ({partition: why})."""
+    import confluent_kafka as ck
+
+    base = {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "log_level": 0,
+            "group.id": f"chaos-final-{os.getpid()}", "enable.auto.commit": False,
+            "auto.offset.reset": "error", "fetch.max.bytes": 8 << 20}
+    consumer = ck.Consumer(base)
+    try:
+        hws = {}
+        for p in range(partitions):
+            low, high = ChaosCluster.wait(lambda: consumer.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=5),
+                                          60, f"watermarks of p{p}")
+            if low != 0:
+                problems.append(f"p{p} starts at {low}, not 0")
+            hws[p] = high
+        final: dict[int, dict[int, str]] = {p: {} for p in range(partitions)}
+        todo = {p for p, hw in hws.items() if hw > 0}
+        errors: dict[int, list[str]] = {}
+        consumer.assign([ck.TopicPartition(topic, p, 0) for p in sorted(todo)])
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                errors.setdefault(msg.partition(), []).append(msg.error().name())
+                continue
+            p, o = msg.partition(), msg.offset()
+            if o < hws[p]:
+                final[p][o] = msg.value().decode(errors="replace")
+            if o >= hws[p] - 1:
+                todo.discard(p)
+        unread = {}
+        for p, hw in hws.items():
+            holes = [o for o in range(hw) if o not in final[p]]
+            if holes:
+                unread[p] = (f"{len(holes)} of the {hw} offsets below the high watermark never returned "
+                             f"(first {holes[:5]}); errors {errors.get(p, [])[-3:]}")
+        return hws, final, unread
+    finally:
+        consumer.close()
+
+
+def compare_replicas(cluster: ChaosCluster, topic: str, hws: dict[int, int],
+                     parts: dict[int, dict]) -> list[checker.Anomaly]:
+    """The ISR members' batches below the high watermark, read from their segment files, compared by
+    `checker.compare_replica_logs`."""
+    from chronik_cluster import read_batch_headers
+
+    anomalies = []
+    for p, hw in sorted(hws.items()):
+        members = sorted(parts.get(p, {}).get("isr") or [b.id for b in cluster.brokers])
+        logs = {}
+        for b in members:
+            directory = cluster.broker(b).data_dir / f"{topic}-{p}"
+            batches = []
+            for segment in sorted(directory.glob("*.log")):
+                if len(segment.stem) != 20 or not segment.stem.isdigit():
+                    continue
+                data = segment.read_bytes()
+                for h in read_batch_headers(segment)[0]:
+                    if h.next_offset <= hw:
+                        batches.append((h.base_offset, h.next_offset, h.partition_leader_epoch,
+                                        data[h.position:h.end_position]))
+            logs[b] = batches
+        anomalies += checker.compare_replica_logs(p, hw, logs)
+    return anomalies
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faults", type=int, default=20, help="faults to inject (default 20)")
+    parser.add_argument("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
+    parser.add_argument("--kinds", default="", help=f"comma-separated fault kinds (default all: {','.join(nemesis.KINDS)})")
+    parser.add_argument("--scenario", choices=sorted(nemesis.SCENARIOS), help="a scripted scenario instead of random faults")
+    parser.add_argument("--concurrent", type=int, default=1,
+                        help="faults injected together in each step (default 1: one at a time)")
+    parser.add_argument("--controllers", type=int, default=3)
+    parser.add_argument("--brokers", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--producers", type=int, default=3)
+    parser.add_argument("--consumers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=40.0, help="records/s per producer")
+    parser.add_argument("--hold-min", type=float, default=3.0, help="shortest fault, s")
+    parser.add_argument("--hold-max", type=float, default=8.0, help="longest fault, s")
+    parser.add_argument("--settle", type=float, default=1.0, help="quiet time between faults, s")
+    parser.add_argument("--recovery-timeout", type=float, default=45.0,
+                        help="how long to wait for every broker to be back in every ISR after a heal, s")
+    parser.add_argument("--session-timeout-ms", type=int, default=3000, help="controller --broker-session-timeout-ms")
+    parser.add_argument("--replica-lag-ms", type=int, default=10000, help="broker --replica-lag-time-max-ms")
+    parser.add_argument("--disk-mb", type=int, default=256, help="size of each broker's tmpfs data dir")
+    parser.add_argument("--bin-dir", default=os.environ.get("CHRONIK_BIN_DIR", str(REPO_ROOT / "target" / "debug")))
+    parser.add_argument("--dir", default=None, help="where the run directory goes (default: the temp dir)")
+    parser.add_argument("--cleanup", action="store_true", help="remove what killed runs left behind, and exit")
+    parser.add_argument("--recheck", metavar="RUN_DIR", help="run the checker again over a finished run's directory")
+    args = parser.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 1_000_000)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.cleanup:
+        cleanup_leftovers()
+        return 0
+    if args.recheck:
+        return Run.recheck(args)
+    reason = preflight()
+    if reason:
+        print(f"cannot run the chaos harness: {reason}", file=sys.stderr)
+        return 2
+    for binary in ("chronik-controller", "chronik-broker", "chronikctl"):
+        if not (Path(args.bin_dir) / binary).exists():
+            print(f"{Path(args.bin_dir) / binary} not found: run `cargo build --workspace --bins` "
+                  f"(or pass --bin-dir)", file=sys.stderr)
+            return 2
+    chaos = Run(args)
+    atexit.register(chaos.cleanup)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    try:
+        return chaos.main()
+    except KeyboardInterrupt as error:
+        log(f"interrupted ({error}); cleaning up")
+        return 130
+    except Exception as error:  # noqa: BLE001 - the run itself broke; say so with the node logs
+        import traceback
+
+        traceback.print_exc()
+        print(f"\nthe chaos run could not be carried out (seed {args.seed}): {error}\n{chaos.cluster.log_tails(15)}",
+              file=sys.stderr)
+        return 2
+    finally:
+        chaos.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The chaos checker (`integration/chaos/checker.py`) on crafted histories: every anomaly kind it
+claims to find is found when planted, and a clean history yields none. No cluster involved."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
+
+import checker  # noqa: E402
+
+
+def ack(v, p, o, t=1.0):
+    return {"op": "ack", "t": t, "proc": v.split("-")[0], "v": v, "p": p, "o": o}
+
+
+def read(v, p, o, t=1.0, proc="c0"):
+    return {"op": "read", "t": t, "proc": proc, "v": v, "p": p, "o": o}
+
+
+def start(producers=1):
+    return {"op": "start", "t": 0.0, "producers": producers, "consumers": 1, "partitions": 2}
+
+
+def done(proc, sent):
+    return {"op": "done", "t": 99.0, "proc": proc, "sent": sent, "unflushed": 0}
+
+
+def kinds(report):
+    return sorted(a.kind for a in report.anomalies)
+
+
+def clean_history():
+    ops = [start(), ack("p0-0", 0, 0, 1.0), ack("p0-1", 1, 0, 1.1), ack("p0-2", 0, 1, 1.2),
+           read("p0-0", 0, 0), read("p0-2", 0, 1), read("p0-1", 1, 0), done("p0", 3)]
+    final = {0: {0: "p0-0", 1: "p0-2"}, 1: {0: "p0-1"}}
+    return ops, final, {0: 2, 1: 1}
+
+
+def test_clean_history_has_no_anomaly():
+    ops, final, hws = clean_history()
+    assert kinds(checker.check(ops, final, hws)) == []
+
+
+def test_acknowledged_write_missing_from_the_final_log_is_a_lost_ack():
+    ops, final, hws = clean_history()
+    del final[0][1]  # the log was truncated below p0-2's acknowledged offset
+    report = checker.check(ops, final, {0: 1, 1: 1})
+    lost = [a for a in report.anomalies if a.kind == "lost_ack"]
+    assert [(a.value, a.partition, a.offset) for a in lost] == [("p0-2", 0, 1)]
+    # the consumer had read it too: that read is lost as well
+    assert "lost_read" in kinds(report)
+
+
+def test_acknowledged_write_at_another_offset_is_a_lost_ack():
+    ops, final, hws = clean_history()
+    final[0] = {0: "p0-0", 1: "p0-9", 2: "p0-2"}  # p0-2 moved: offset 1 now holds something else
+    ops[-1] = done("p0", 10)
+    report = checker.check(ops, final, {0: 3, 1: 1})
+    assert [a.value for a in report.anomalies if a.kind == "lost_ack"] == ["p0-2"]
+    assert [a for a in report.anomalies if a.kind == "lost_ack"][0].detail.endswith("p0-2 is at p0@2")
+
+
+def test_two_values_acknowledged_at_one_offset_conflict():
+    ops, final, hws = clean_history()
+    ops.insert(-1, ack("p0-3", 0, 1, 2.0))
+    ops[-1] = done("p0", 4)
+    assert "conflicting_ack" in kinds(checker.check(ops, final, hws))
+
+
+def test_value_at_two_offsets_is_a_duplicate():
+    ops, final, hws = clean_history()
+    final[0][2] = "p0-2"
+    report = checker.check(ops, final, {0: 3, 1: 1})
+    dups = [a for a in report.anomalies if a.kind == "duplicate"]
+    assert [a.value for a in dups] == ["p0-2"]
+
+
+def test_value_read_at_two_offsets_is_a_duplicate():
+    ops, final, hws = clean_history()
+    ops.insert(-1, read("p0-2", 1, 1, 2.0, proc="c1"))
+    report = checker.check(ops, final, hws)
+    assert "duplicate" in kinds(report)
+    assert "lost_read" in kinds(report)  # (1, 1) is not in the final log either
+
+
+def test_read_whose_offset_later_holds_another_value_is_a_lost_read():
+    ops, final, hws = clean_history()
+    ops.insert(-1, read("p0-5", 1, 1, 2.0))  # read, then the new leader overwrote offset 1
+    final[1][1] = "p0-6"
+    ops[-1] = done("p0", 7)
+    report = checker.check(ops, final, {0: 2, 1: 2})
+    assert [(a.kind, a.value) for a in report.anomalies] == [("lost_read", "p0-5")]
+
+
+def test_read_above_the_final_high_watermark_is_a_lost_read():
+    ops, final, hws = clean_history()
+    ops.insert(-1, read("p0-3", 0, 2, 2.0))
+    ops[-1] = done("p0", 4)
+    assert kinds(checker.check(ops, final, hws)) == ["lost_read"]
+
+
+def test_values_nobody_sent_are_unexpected():
+    ops, final, hws = clean_history()
+    final[1][1] = "garbage"
+    final[1][2] = "p0-7"   # p0 sent only 3
+    final[1][3] = "p4-0"   # no producer p4
+    report = checker.check(ops, final, {0: 2, 1: 4})
+    assert sorted(a.value for a in report.anomalies if a.kind == "unexpected_value") == ["garbage", "p0-7", "p4-0"]
+
+
+def test_one_producers_values_out_of_order_in_a_partition():
+    ops = [start(), ack("p0-1", 0, 0), ack("p0-0", 0, 1), done("p0", 2)]
+    final = {0: {0: "p0-1", 1: "p0-0"}}
+    assert kinds(checker.check(ops, final, {0: 2})) == ["producer_order"]
+
+
+def test_longest_gap_counts_the_stretches_at_the_window_edges():
+    times = [0.0, 1.0, 2.0, 9.0, 10.0]
+    assert checker.longest_gap(times, 1.5, 8.0) == 7.0  # the ack at 2.0 to the next one, after the window
+    assert checker.longest_gap(times, 2.5, 9.5) == 6.5  # the window's start to the ack at 9.0
+    assert checker.longest_gap(times, 9.5, 20.0) == 10.0  # no ack after 10.0 until the window's end
+    assert checker.longest_gap([], 0.0, 5.0) == 5.0
+
+
+def test_unavailability_names_the_worst_partition_per_fault():
+    ops = [ack("p0-0", 0, 0, 10.0), ack("p0-1", 1, 0, 10.0), ack("p0-2", 0, 1, 11.0),
+           ack("p0-3", 1, 1, 18.0), ack("p0-4", 0, 2, 12.0), ack("p0-5", 1, 2, 19.0)]
+    faults = [{"kind": "kill", "start": 10.5, "heal": 15.0, "recovered": 16.0}]
+    rows = checker.unavailability(ops, faults)
+    assert rows[0]["gap_partition"] == 1 and rows[0]["worst_gap"] == 7.5
+
+
+def test_history_around_a_lost_ack_shows_its_partition_and_the_faults_then():
+    ops, final, hws = clean_history()
+    del final[0][1]
+    faults = [{"kind": "kill", "detail": "kill -9 b1", "start": 1.15, "heal": 3.0, "recovered": 4.0}]
+    report = checker.check(ops, final, {0: 1, 1: 1})
+    lost = next(a for a in report.anomalies if a.kind == "lost_ack")
+    lines = checker.history_around(ops, faults, lost)
+    assert lines[0].startswith("fault kill kill -9 b1")
+    assert any("v=p0-2" in line for line in lines) and not any("p=1" in line for line in lines)
+
+
+def test_an_unreadable_partition_is_one_anomaly_and_its_acks_are_not_judged():
+    ops, final, hws = clean_history()
+    final[0] = {}  # nothing could be read from p0
+    report = checker.check(ops, final, hws, unreadable={0: "2 of the 2 offsets never returned"})
+    assert kinds(report) == ["unreadable_partition"]
+    assert report.anomalies[0].partition == 0
+
+
+def test_an_ack_without_an_offset_only_needs_its_value_in_its_partition():
+    ops, final, hws = clean_history()
+    ops.insert(-1, ack("p0-3", 1, None, 2.0))
+    ops.insert(-1, ack("p0-4", 1, None, 2.1))
+    ops[-1] = done("p0", 5)
+    final[1][1] = "p0-3"  # p0-4 never made it
+    report = checker.check(ops, final, {0: 2, 1: 2})
+    assert report.acks_without_offset == 2
+    assert [(a.kind, a.value) for a in report.anomalies] == [("lost_ack", "p0-4")]
+
+
+def test_replicas_that_differ_below_the_high_watermark_diverge():
+    same = [(0, 2, 0, b"batch-a"), (2, 5, 1, b"batch-b")]
+    assert checker.compare_replica_logs(0, 5, {1: same, 2: list(same), 3: list(same)}) == []
+    other = [(0, 2, 0, b"batch-a"), (2, 5, 2, b"batch-x")]  # a different batch at the same offsets
+    found = checker.compare_replica_logs(0, 5, {1: same, 2: other, 3: list(same)})
+    assert [a.kind for a in found] == ["replica_divergence"] and "brokers 1 and 2" in found[0].detail
+
+
+def test_a_replica_missing_committed_batches_diverges():
+    full = [(0, 2, 0, b"a"), (2, 5, 0, b"b")]
+    short = [(0, 2, 0, b"a")]
+    found = checker.compare_replica_logs(3, 5, {1: full, 2: full, 3: short})
+    assert any("broker 3" in a.detail and "[0, 2)" in a.detail for a in found)
+    assert checker.compare_replica_logs(3, 5, {1: full, 2: [(0, 2, 0, b"a"), (3, 5, 0, b"b")]})
+
+
+def test_a_fatal_idempotent_producer_error_is_an_anomaly():
+    ops, final, hws = clean_history()
+    ops.insert(-1, {"op": "fatal", "t": 2.0, "proc": "p0", "err": "OUT_OF_ORDER_SEQUENCE_NUMBER"})
+    assert kinds(checker.check(ops, final, hws)) == ["producer_fatal"]
