@@ -140,6 +140,8 @@ def test_full_disk_moves_leadership_and_loses_nothing(tmp_path, topic_name):
         assert FULL_BROKER in registered, f"broker {FULL_BROKER} lost its registration: {registered}"
         assert str(registered[FULL_BROKER]["state"]).lower() == "unfenced", \
             f"an offline log dir must not fence the broker: {registered[FULL_BROKER]}"
+        assert registered[FULL_BROKER].get("offline_log_dir") is True, \
+            f"`chronikctl broker list` does not show the offline log dir: {registered[FULL_BROKER]}"
 
         producer.wait_acks_each(150, 20, f"served by the other replicas while broker {FULL_BROKER}'s disk is full")
         timeline.note(f"writes go on without broker {FULL_BROKER}; acks {len(producer.acked)}")

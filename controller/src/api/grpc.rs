@@ -455,6 +455,7 @@ pub fn cluster_view_to_proto(
                     _ => pb::BrokerState::Unfenced,
                 } as i32,
                 leader_count: image.leader_count(b.broker_id) as u32,
+                offline_log_dir: b.has_offline_log_dir,
             })
             .collect(),
         metadata_offset: view.metadata_offset,
