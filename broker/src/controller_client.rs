@@ -222,7 +222,7 @@ impl ControllerClient {
             needs_leader: true,
         };
         self.call(kind, |channel, timeout| {
-            let request = with_timeout(request, timeout);
+            let request = with_timeout(request.clone(), timeout);
             async move {
                 BrokerServiceClient::new(channel)
                     .broker_heartbeat(request)

@@ -1,5 +1,6 @@
 //! The broker's HTTP endpoint for operators and orchestrators: `/healthz` (the process is up), `/readyz`
-//! (the broker may serve clients: registered, unfenced, metadata caught up) and `/metrics` (Prometheus
+//! (the broker may serve clients: registered, unfenced, metadata caught up, no offline log directory;
+//! otherwise 503 with the reason) and `/metrics` (Prometheus
 //! text). `router` takes the shared state and builds the routes, so handlers are tested without a
 //! socket; the server task in `server` only binds and serves it. Handlers only read: they never block on
 //! the controller.
@@ -80,6 +81,12 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             u8::from(state == status.state)
         );
     }
+    gauge(
+        &mut out,
+        "chronik_broker_offline_log_dirs",
+        "Log directories offline after an I/O failure (the broker must be restarted to bring them back).",
+        status.offline_log_dirs.len(),
+    );
     gauge(
         &mut out,
         "chronik_broker_metadata_offset",
@@ -181,6 +188,7 @@ mod tests {
             broker_epoch: None,
             cluster_id: None,
             fenced: true,
+            offline_log_dirs: Vec::new(),
         }
     }
 
@@ -235,6 +243,50 @@ mod tests {
         assert_eq!(
             get(router(state), "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    /// Issue #11 (6): a broker whose log dir went offline stays up but says why it is not ready, and
+    /// a gauge counts its offline dirs.
+    #[tokio::test]
+    async fn an_offline_log_dir_makes_the_broker_unready_with_the_reason_and_a_gauge() {
+        let (state, tx) = state(starting());
+        state
+            .metadata
+            .apply(&[update(3, true, &[register(1, 9092)])])
+            .expect("applies");
+        tx.send_modify(|s| {
+            s.broker_epoch = Some(3);
+            s.fenced = false;
+            s.state = BrokerState::Running;
+        });
+        assert_eq!(
+            get(router(state.clone()), "/readyz").await.0,
+            StatusCode::OK
+        );
+        let (_, metrics) = get(router(state.clone()), "/metrics").await;
+        assert!(
+            metrics.contains("chronik_broker_offline_log_dirs 0"),
+            "{metrics}"
+        );
+
+        tx.send_modify(|s| {
+            s.offline_log_dirs = vec![crate::log::OfflineLogDir {
+                dir: "/data/broker-1".into(),
+                reason: "No space left on device".into(),
+                offline_partitions: 2,
+            }]
+        });
+        let (code, body) = get(router(state.clone()), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("/data/broker-1 is offline") && body.contains("No space left"),
+            "{body}"
+        );
+        let (_, metrics) = get(router(state), "/metrics").await;
+        assert!(
+            metrics.contains("chronik_broker_offline_log_dirs 1"),
+            "{metrics}"
         );
     }
 

@@ -11,6 +11,8 @@
 //!   registration, i.e. it knows at least as much as the controller did when it registered.
 //! - Only this task sends heartbeats, so a controlled shutdown is never interleaved with ordinary ones.
 //! - A controlled shutdown ends, one way or the other, within its timeout.
+//! - Every heartbeat carries the log directories the `LogManager` has seen fail (KIP-858's
+//!   `OfflineLogDirs`), so the controller moves this broker's replicas away while it stays up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use uuid::Uuid;
 
 use crate::controller_client::ControllerClient;
 use crate::error::{BrokerError, ControllerCallError};
+use crate::log::LogManager;
 use crate::metadata::MetadataCache;
 use crate::status::{BrokerState, BrokerStatus};
 
@@ -67,6 +70,8 @@ pub struct BrokerLifecycleManager {
     client: Arc<ControllerClient>,
     metadata: Arc<MetadataCache>,
     status: watch::Sender<BrokerStatus>,
+    /// Where offline log dirs are learned from; `None` in tests without logs.
+    logs: Option<Arc<LogManager>>,
 }
 
 impl BrokerLifecycleManager {
@@ -83,7 +88,14 @@ impl BrokerLifecycleManager {
             client,
             metadata,
             status,
+            logs: None,
         }
+    }
+
+    /// Reports the offline directories of `logs` in every heartbeat (KIP-858).
+    pub fn with_log_manager(mut self, logs: Arc<LogManager>) -> Self {
+        self.logs = Some(logs);
+        self
     }
 
     /// The broker's status, updated on every change.
@@ -265,6 +277,7 @@ impl BrokerLifecycleManager {
                 }
             }
             let request = self.heartbeat_request(session, false);
+            let want_fence = request.want_fence;
             let reply = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return SessionEnd::Cancelled,
@@ -277,7 +290,7 @@ impl BrokerLifecycleManager {
                         info!("heartbeats answered again");
                     }
                     failures = 0;
-                    asked_to_unfence |= !request.want_fence;
+                    asked_to_unfence |= !want_fence;
                     self.on_heartbeat(&reply);
                 }
                 Err(e)
@@ -372,12 +385,26 @@ impl BrokerLifecycleManager {
     }
 
     fn heartbeat_request(&self, session: Session, want_shut_down: bool) -> BrokerHeartbeatRequest {
+        let offline = self
+            .logs
+            .as_ref()
+            .map(|logs| logs.offline_log_dirs())
+            .unwrap_or_default();
+        if offline != self.status.borrow().offline_log_dirs {
+            for dir in &offline {
+                warn!(dir = %dir.dir, reason = %dir.reason,
+                    "log directory offline; asking the controller to move its replicas away");
+            }
+            let reported = offline.clone();
+            self.update(|s| s.offline_log_dirs = reported);
+        }
         BrokerHeartbeatRequest {
             broker_id: self.config.broker_id,
             broker_epoch: session.broker_epoch,
             current_metadata_offset: self.metadata.offset(),
             want_fence: !self.caught_up(session),
             want_shut_down,
+            offline_log_dirs: offline.into_iter().map(|d| d.dir).collect(),
         }
     }
 

@@ -151,7 +151,8 @@ impl Broker {
             },
             client.clone(),
             metadata.clone(),
-        );
+        )
+        .with_log_manager(logs.clone());
         let status = manager.status();
         let cancel = CancellationToken::new();
         let controlled_shutdown = CancellationToken::new();

@@ -3,6 +3,8 @@
 //! writer; replication, producer ids and the HTTP endpoints read it through a `watch` channel.
 
 use chronik_metadata::BrokerId;
+
+use crate::log::OfflineLogDir;
 use uuid::Uuid;
 
 /// Where the broker is in its life, as Kafka names it.
@@ -62,6 +64,8 @@ pub struct BrokerStatus {
     pub cluster_id: Option<String>,
     /// Whether the controller last said this broker is fenced.
     pub fenced: bool,
+    /// Log directories offline after an I/O failure, as last reported to the controller.
+    pub offline_log_dirs: Vec<OfflineLogDir>,
 }
 
 impl BrokerStatus {
@@ -73,6 +77,7 @@ impl BrokerStatus {
             broker_epoch: None,
             cluster_id: None,
             fenced: true,
+            offline_log_dirs: Vec::new(),
         }
     }
 
@@ -85,6 +90,14 @@ impl BrokerStatus {
                 return Some(format!("shutting down ({})", self.state))
             }
             BrokerState::Starting | BrokerState::Fenced => {}
+        }
+        if let Some(offline) = self.offline_log_dirs.first() {
+            // Degraded, not dead: the process stays up and the controller has moved its replicas
+            // away; a restart with room on the disk brings the directory back.
+            return Some(format!(
+                "log directory {} is offline ({}); restart the broker once the disk is fixed",
+                offline.dir, offline.reason
+            ));
         }
         let Some(epoch) = self.broker_epoch else {
             return Some("not registered with the controller".to_owned());

@@ -267,7 +267,7 @@ def held(kind: str, seconds: float, why: str) -> Callable:
 
 SCENARIOS: dict[str, Callable] = {
     "lagging-isr-failover": scenario_lagging_isr_failover,
-    # defect 6: the full disk's broker keeps its leaderships and answers storage errors
+    # defect 6 (fixed): leaderships leave the full disk's broker within about one heartbeat
     "disk-full-leader": held("disk_full", 20, "issue #11 defect 6: does leadership move off a full disk?"),
     # acks=all stalls until the cut follower leaves the ISR (replica.lag.time.max.ms)
     "follower-cut-stall": held("follower_cut_from_leader", 20, "acks=all stall while a cut follower stays in the ISR"),

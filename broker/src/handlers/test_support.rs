@@ -74,6 +74,7 @@ impl TestBroker {
             broker_epoch: Some(1),
             cluster_id: None,
             fenced: false,
+            offline_log_dirs: Vec::new(),
         });
         let producer_ids = crate::producer_ids::ProducerIdManager::new(
             crate::producer_ids::ControllerBlockSource {

@@ -8,7 +8,10 @@
 //! What must stay true: one `PartitionLog` per directory (the map is the only opener after start);
 //! a removed partition's directory is gone or in `.trash/`, never half-deleted in place; the
 //! background task stops when its cancellation token fires and does its blocking work on the blocking
-//! pool.
+//! pool; the data directory is offline ([`LogManager::offline_log_dirs`], Kafka's
+//! `LogDirFailureChannel`) from the first I/O failure of any of its partition logs, of creating one, or
+//! of a checkpoint, until the process restarts — the broker reports it to the controller (KIP-858),
+//! which moves every replica of the directory out of leaderships and ISRs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -98,6 +101,17 @@ impl Default for LogManagerConfig {
     }
 }
 
+/// A log directory taken offline by an I/O failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineLogDir {
+    pub dir: String,
+    /// The first failure seen.
+    pub reason: String,
+    /// Partition logs offline in it (the others may still read, but the controller moves every
+    /// replica of the directory away).
+    pub offline_partitions: usize,
+}
+
 #[derive(Debug)]
 pub struct LogManager {
     data_dir: PathBuf,
@@ -106,6 +120,9 @@ pub struct LogManager {
     /// Per compacted partition: below which offset the cleaner has already been (in memory: after a
     /// restart the first pass cleans everything again).
     cleaned_through: Mutex<HashMap<TopicPartition, i64>>,
+    /// A failure of the data directory outside any partition log (creating a partition, a checkpoint):
+    /// the directory is offline from then on (Kafka's `LogDirFailureChannel`).
+    dir_failure: Mutex<Option<String>>,
 }
 
 impl LogManager {
@@ -124,6 +141,7 @@ impl LogManager {
             logs: RwLock::new(BTreeMap::new()),
             quarantined: Mutex::new(Vec::new()),
             cleaned_through: Mutex::new(HashMap::new()),
+            dir_failure: Mutex::new(None),
         };
         let mut entries = Vec::new();
         for entry in fs::read_dir(data_dir).map_err(io_error("list data directory", data_dir))? {
@@ -217,13 +235,62 @@ impl LogManager {
             log.update_config(config);
             return Ok(Arc::clone(log));
         }
-        let log = Arc::new(PartitionLog::open(
-            &self.data_dir.join(tp.dir_name()),
-            topic_id,
-            config,
-        )?);
+        let log = PartitionLog::open(&self.data_dir.join(tp.dir_name()), topic_id, config)
+            .map_err(|e| self.note_failure(e))?;
+        let log = Arc::new(log);
         logs.insert(tp, Arc::clone(&log));
         Ok(log)
+    }
+
+    /// Takes the data directory offline on a storage failure outside a partition log.
+    fn note_failure(&self, e: LogError) -> LogError {
+        if matches!(e, LogError::Io { .. }) {
+            let mut failure = self
+                .dir_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if failure.is_none() {
+                error!(dir = %self.data_dir.display(), error = %e, "log directory goes offline");
+                *failure = Some(e.to_string());
+            }
+        }
+        e
+    }
+
+    /// The log directories that are offline after an I/O failure (Kafka's offline log dirs, reported
+    /// to the controller in every heartbeat, KIP-858): the data directory once any of its partition
+    /// logs, or the directory itself, failed a write or fsync. Nothing brings it back but a restart,
+    /// whose recovery re-validates what reached the disk.
+    pub fn offline_log_dirs(&self) -> Vec<OfflineLogDir> {
+        let mut reason = self
+            .dir_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let offline: Vec<TopicPartition> = self
+            .all_logs()
+            .into_iter()
+            .filter(|(_, log)| log.is_offline())
+            .map(|(tp, _)| tp)
+            .collect();
+        if reason.is_none() && !offline.is_empty() {
+            reason = Some(format!(
+                "I/O failure in {}",
+                offline
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        reason
+            .map(|reason| OfflineLogDir {
+                dir: self.data_dir.display().to_string(),
+                reason,
+                offline_partitions: offline.len(),
+            })
+            .into_iter()
+            .collect()
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
@@ -321,6 +388,7 @@ impl LogManager {
             if checkpoint_high_watermarks {
                 if let Err(e) = log.checkpoint_high_watermark() {
                     error!(partition = %tp, error = %e, "high watermark checkpoint failed");
+                    self.note_failure(e);
                 }
             }
         }
@@ -406,6 +474,47 @@ mod tests {
         assert_eq!(TopicPartition::parse_dir_name("topic-"), None);
         assert_eq!(TopicPartition::parse_dir_name("-3"), None);
         assert_eq!(TopicPartition::parse_dir_name("a b-3"), None);
+    }
+
+    /// Issue #11 (6): one partition log failing an fsync takes the data directory offline (one
+    /// directory per broker: what the broker reports to the controller); a restart recovers it.
+    #[test]
+    fn a_failed_fsync_takes_the_log_dir_offline_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let healthy = manager
+            .get_or_create("a", id(1), 0, LogConfig::default())
+            .unwrap();
+        let failing = manager
+            .get_or_create("b", id(2), 0, LogConfig::default())
+            .unwrap();
+        produce(&healthy, 1);
+        produce(&failing, 2);
+        assert!(manager.offline_log_dirs().is_empty());
+
+        let durable = failing.flushed_offset();
+        let info = failing.append_as_leader(client_batch(&[1], 20), 0).unwrap();
+        failing.fail_next_fsync();
+        assert!(failing.flush_to(info.next_offset()).is_err());
+        assert!(failing.is_offline() && healthy.is_open());
+        let offline = manager.offline_log_dirs();
+        assert_eq!(offline.len(), 1);
+        assert_eq!(offline[0].dir, dir.path().display().to_string());
+        assert_eq!(offline[0].offline_partitions, 1);
+        assert!(offline[0].reason.contains("b-0"), "{:?}", offline[0]);
+        assert_eq!(
+            failing.flushed_offset(),
+            durable,
+            "the failed fsync claims nothing"
+        );
+
+        drop((healthy, failing));
+        drop(manager);
+        let reopened = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(reopened.offline_log_dirs().is_empty());
+        let recovered = reopened.get("b", 0).unwrap();
+        assert!(recovered.is_open());
+        assert!(recovered.log_end_offset() >= durable);
     }
 
     #[test]

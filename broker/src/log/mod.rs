@@ -72,7 +72,7 @@ pub use batch::{BatchError, BatchErrorKind, BatchHeader, Batches, RecordBatch, T
 pub use config::LogConfig;
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::LogError;
-pub use manager::{LogManager, LogManagerConfig, TopicPartition};
+pub use manager::{LogManager, LogManagerConfig, OfflineLogDir, TopicPartition};
 pub use partition_log::{
     AppendInfo, DeletedSegment, EpochEndOffset, PartitionLog, ReadResult, RetentionReason,
 };

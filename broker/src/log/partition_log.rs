@@ -178,6 +178,9 @@ pub struct PartitionLog {
     flush_lock: Mutex<()>,
     /// Serializes high-watermark checkpoint writes.
     checkpoint_lock: Mutex<()>,
+    /// Makes the next data fsync fail as EIO would (tests of what a failed fsync leaves behind).
+    #[cfg(test)]
+    fail_next_fsync: std::sync::atomic::AtomicBool,
 }
 
 /// Reads the topic id recorded in a partition directory, `None` when the file is missing.
@@ -724,8 +727,18 @@ impl PartitionLog {
                 state.truncations,
             )
         };
-        let result = file
-            .sync_data()
+        #[cfg(test)]
+        let file_sync = if self
+            .fail_next_fsync
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            Err(std::io::Error::from_raw_os_error(5))
+        } else {
+            file.sync_data()
+        };
+        #[cfg(not(test))]
+        let file_sync = file.sync_data();
+        let result = file_sync
             .map_err(io_error("fsync segment", &self.dir))
             .and_then(|_| {
                 if sync_dir {
@@ -967,6 +980,18 @@ impl PartitionLog {
 
     pub fn is_open(&self) -> bool {
         self.peek().status == Status::Open
+    }
+
+    /// Taken offline by an I/O failure (not merely closed); stays so until the process restarts.
+    pub fn is_offline(&self) -> bool {
+        self.peek().status == Status::Offline
+    }
+
+    /// The next data fsync fails with EIO.
+    #[cfg(test)]
+    pub(crate) fn fail_next_fsync(&self) {
+        self.fail_next_fsync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

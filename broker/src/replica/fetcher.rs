@@ -11,7 +11,9 @@
 //! moves back except by truncation; a fetch gives up before the broker session timeout; partitions
 //! that returned data go to the end of the next request, so a response bounded by `max_bytes`
 //! starves none; a follower whose whole log is below the leader's log start (OFFSET_OUT_OF_RANGE,
-//! with the leader's log start in the answer) empties it and restarts there.
+//! with the leader's log start in the answer) empties it and restarts there; a partition whose log is
+//! offline (a failed write or fsync) is no longer fetched, so no fetch ever reports an offset that may
+//! not be durable (issue #11, defect 6).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -170,6 +172,9 @@ enum FetchError {
     TimedOut(Duration),
     #[error("the leader closed the connection")]
     Closed,
+    /// Every partition of this fetcher is offline here.
+    #[error("no partition to fetch")]
+    NothingToFetch,
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -219,6 +224,9 @@ async fn run_fetcher(
                 connection = Some(LeaderConnection::connect(&address).await?);
             }
             let request = fetch_request(self_id, broker_epoch, &targets);
+            if request.topics.is_empty() {
+                return Err(FetchError::NothingToFetch);
+            }
             let Some(conn) = connection.as_mut() else {
                 return Err(FetchError::Closed);
             };
@@ -237,6 +245,7 @@ async fn run_fetcher(
                 note_served(&mut served, round, &response);
                 apply_response(&replicas, &targets, &request, response, leader).await
             }
+            Err(FetchError::NothingToFetch) => true,
             Err(e) => {
                 debug!(leader, "replica fetch failed: {e}");
                 connection = None;
@@ -258,6 +267,12 @@ fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>
     for partition in targets {
         let state = partition.state();
         let log = &partition.log;
+        if !log.is_open() {
+            // Offline after a failed write or fsync (issue #11, defect 6): its LEO may count a batch
+            // that never became durable, so it is reported no more (Kafka removes a partition of an
+            // offline log dir from its fetchers). The controller takes this replica out of the ISR.
+            continue;
+        }
         let fetch = FetchPartition::default()
             .with_partition(partition.index)
             .with_current_leader_epoch(state.leader_epoch)
@@ -685,6 +700,41 @@ mod tests {
         .await;
         assert_eq!(partition.log.log_end_offset(), 4);
         assert_eq!(partition.log.high_watermark(), 4);
+    }
+
+    /// Issue #11 (6): a follower's fsync fails after it appended a batch. Its log goes offline, and
+    /// no later fetch reports an offset past what is durable: the leader must never count the batch
+    /// as held by this replica (it would advance the high watermark and acknowledge acks=all writes
+    /// this replica could lose).
+    #[tokio::test]
+    async fn a_follower_whose_fsync_failed_never_reports_what_is_not_durable() {
+        let (_dir, replicas, partition) = follower(&[(0, 3)]);
+        partition.log.flush().unwrap();
+        let targets = vec![partition.clone()];
+        let request = fetch_request(1, 42, &targets);
+        partition.log.fail_next_fsync();
+        apply_response(
+            &replicas,
+            &targets,
+            &request,
+            records(&partition, 3, 9, 3),
+            2,
+        )
+        .await;
+        assert!(
+            !partition.log.is_open(),
+            "a failed fsync takes the log offline"
+        );
+        let durable = partition.log.flushed_offset();
+        assert_eq!(durable, 3);
+        let next = fetch_request(1, 42, &targets);
+        for p in next.topics.iter().flat_map(|t| &t.partitions) {
+            assert!(
+                p.fetch_offset <= durable,
+                "the follower reports offset {} but only {durable} is durable",
+                p.fetch_offset
+            );
+        }
     }
 
     #[tokio::test]

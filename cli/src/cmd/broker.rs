@@ -22,6 +22,9 @@ pub struct BrokerStatus {
     pub state: BrokerState,
     /// How many partitions it leads.
     pub leader_count: u32,
+    /// It reported an offline log directory (a failed disk): it leads nothing and joins no ISR until
+    /// it is restarted.
+    pub offline_log_dir: bool,
 }
 
 /// A broker's registration state, printed in lowercase.
@@ -76,6 +79,7 @@ impl From<&BrokerInfo> for BrokerStatus {
             rack: info.rack.clone().filter(|rack| !rack.is_empty()),
             state: BrokerState::from(info.state),
             leader_count: info.leader_count,
+            offline_log_dir: info.offline_log_dir,
         }
     }
 }
@@ -124,6 +128,7 @@ mod tests {
             rack: Some(String::new()),
             state: v1::BrokerState::ControlledShutdown as i32,
             leader_count: 4,
+            offline_log_dir: false,
         };
         let status = BrokerStatus::from(&info);
         assert_eq!(status.endpoints, ["127.0.0.1:9092", "[::1]:9095"]);

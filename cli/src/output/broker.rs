@@ -14,7 +14,11 @@ pub(super) fn list(out: &mut impl Write, brokers: &[BrokerStatus]) -> std::io::R
                 broker.broker_id.to_string(),
                 dash_if_empty(broker.endpoints.join(",")),
                 broker.rack.clone().unwrap_or_else(|| "-".to_owned()),
-                broker.state.to_string(),
+                if broker.offline_log_dir {
+                    format!("{} (log dir offline)", broker.state)
+                } else {
+                    broker.state.to_string()
+                },
                 broker.epoch.to_string(),
                 broker.leader_count.to_string(),
             ]

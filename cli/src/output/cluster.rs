@@ -112,6 +112,7 @@ mod tests {
                 rack: None,
                 state: BrokerState::Unfenced,
                 leader_count: 5,
+                offline_log_dir: false,
             }],
             topic_count: 2,
             partition_count: 6,

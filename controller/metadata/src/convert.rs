@@ -63,11 +63,13 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             broker_epoch,
             fenced,
             in_controlled_shutdown,
+            has_offline_log_dir,
         } => R::BrokerChange(pb::BrokerRegistrationChangeRecord {
             broker_id: *broker_id,
             broker_epoch: *broker_epoch,
             fenced: *fenced,
             in_controlled_shutdown: *in_controlled_shutdown,
+            has_offline_log_dir: *has_offline_log_dir,
         }),
         Record::UnregisterBroker {
             broker_id,
@@ -168,6 +170,7 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             broker_epoch: r.broker_epoch,
             fenced: r.fenced,
             in_controlled_shutdown: r.in_controlled_shutdown,
+            has_offline_log_dir: r.has_offline_log_dir,
         },
         R::UnregisterBroker(r) => Record::UnregisterBroker {
             broker_id: r.broker_id,

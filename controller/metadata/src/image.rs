@@ -2,6 +2,10 @@
 //! committed records, on the controllers (the Raft state machine) and on brokers (the watch stream) alike,
 //! so both sides hold the same image for the same offset. `to_records` turns an image back into records
 //! that rebuild it: that is what snapshots and the first message of a watch stream carry.
+//!
+//! A broker is *active* (may lead and join ISRs) while it is unfenced, not shutting down, and has not
+//! reported an offline log directory under its current registration (KIP-858); a new registration
+//! starts with its directory online.
 
 use std::collections::BTreeMap;
 
@@ -24,12 +28,16 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     pub fenced: bool,
     pub in_controlled_shutdown: bool,
+    /// Its log directory went offline (KIP-858; one directory per broker here, so all of its replicas
+    /// are offline). It stays registered and unfenced, but leads nothing and joins no ISR until a new
+    /// registration replaces this one.
+    pub has_offline_log_dir: bool,
 }
 
 impl BrokerRegistration {
     /// May lead partitions and join ISRs.
     pub fn is_active(&self) -> bool {
-        !self.fenced && !self.in_controlled_shutdown
+        !self.fenced && !self.in_controlled_shutdown && !self.has_offline_log_dir
     }
 
     /// The endpoint for a listener name, or the first one.
@@ -130,6 +138,7 @@ impl MetadataImage {
                         rack: r.rack.clone(),
                         fenced: r.fenced,
                         in_controlled_shutdown: r.in_controlled_shutdown,
+                        has_offline_log_dir: false,
                     },
                 );
             }
@@ -138,9 +147,13 @@ impl MetadataImage {
                 broker_epoch,
                 fenced,
                 in_controlled_shutdown,
+                has_offline_log_dir,
             } => {
                 if let Some(b) = self.brokers.get_mut(broker_id) {
                     if b.broker_epoch == *broker_epoch {
+                        if let Some(o) = has_offline_log_dir {
+                            b.has_offline_log_dir = *o;
+                        }
                         if let Some(f) = fenced {
                             b.fenced = *f;
                         }
@@ -261,6 +274,15 @@ impl MetadataImage {
                 fenced: b.fenced,
                 in_controlled_shutdown: b.in_controlled_shutdown,
             }));
+            if b.has_offline_log_dir {
+                records.push(Record::BrokerChange {
+                    broker_id: b.broker_id,
+                    broker_epoch: b.broker_epoch,
+                    fenced: None,
+                    in_controlled_shutdown: None,
+                    has_offline_log_dir: Some(true),
+                });
+            }
         }
         for topic in self.topics.values() {
             records.push(Record::Topic {

@@ -115,6 +115,10 @@ pub enum Record {
         broker_epoch: i64,
         fenced: Option<bool>,
         in_controlled_shutdown: Option<bool>,
+        /// The registration reported an offline log directory (KIP-858): it leads nothing and joins no
+        /// ISR until a new registration (a restart) replaces it. `None` in records from before the field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        has_offline_log_dir: Option<bool>,
     },
     UnregisterBroker {
         broker_id: BrokerId,

@@ -182,6 +182,7 @@ impl BrokerService for ControllerApi {
             metadata_offset: req.current_metadata_offset,
             want_fence: req.want_fence,
             want_shut_down: req.want_shut_down,
+            offline_log_dirs: req.offline_log_dirs,
         };
         let liveness = &self.liveness;
         // Contact counts now, not once the quorum has written the outcome (issue #11, defect 9).
@@ -454,6 +455,7 @@ pub fn cluster_view_to_proto(
                     _ => pb::BrokerState::Unfenced,
                 } as i32,
                 leader_count: image.leader_count(b.broker_id) as u32,
+                offline_log_dir: b.has_offline_log_dir,
             })
             .collect(),
         metadata_offset: view.metadata_offset,
@@ -767,6 +769,7 @@ mod tests {
             current_metadata_offset: u64::MAX,
             want_fence: false,
             want_shut_down: false,
+            offline_log_dirs: Vec::new(),
         })
     }
 

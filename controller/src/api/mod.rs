@@ -31,6 +31,8 @@ pub struct BrokerView {
     pub rack: Option<String>,
     pub state: &'static str,
     pub leader_count: usize,
+    /// Reported an offline log directory (KIP-858): leads nothing, joins no ISR until restarted.
+    pub offline_log_dir: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -128,6 +130,7 @@ pub fn cluster_view(quorum: &Quorum) -> ClusterView {
             rack: b.rack.clone(),
             state: broker_state(b),
             leader_count: image.leader_count(b.broker_id),
+            offline_log_dir: b.has_offline_log_dir,
         })
         .collect();
     let (partition_count, leaderless_partitions, under_replicated_partitions) =

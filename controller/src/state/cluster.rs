@@ -1,7 +1,13 @@
 //! Broker lifecycle (Kafka's `ClusterControlManager` and `BrokerHeartbeatManager`, KIP-631):
-//! registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, and
-//! producer-id blocks. Liveness (who heartbeats in time) is tracked by the active controller in memory
-//! and passed in; everything here is pure.
+//! registration, the heartbeat state machine, fencing and unfencing, controlled shutdown, offline log
+//! directories (KIP-858), and producer-id blocks. Liveness (who heartbeats in time) is tracked by the
+//! active controller in memory and passed in; everything here is pure.
+//!
+//! What must stay true: a broker that is fenced, shutting down or has an offline log directory leads
+//! nothing and is in no ISR beyond the last member an ISR keeps (never emptied, so nothing
+//! acknowledged is lost); an offline log directory does not fence the broker (it stays registered and
+//! heartbeats), and only a new registration clears it, since a directory never comes back online
+//! without a restart and its crash recovery.
 
 use uuid::Uuid;
 
@@ -94,6 +100,8 @@ pub struct Heartbeat {
     pub metadata_offset: u64,
     pub want_fence: bool,
     pub want_shut_down: bool,
+    /// Log directories the broker reports offline (KIP-858's `OfflineLogDirs`).
+    pub offline_log_dirs: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -144,6 +152,14 @@ pub fn process_heartbeat(
         should_shut_down: false,
         in_controlled_shutdown: broker.in_controlled_shutdown,
     };
+    if !request.offline_log_dirs.is_empty() && !broker.has_offline_log_dir {
+        // Handled on its own: the next heartbeat goes through the state machine below on an image
+        // where the broker already leads nothing.
+        return Ok(ControllerResult::new(
+            handle_offline_log_dir(image, broker.broker_id),
+            reply,
+        ));
+    }
     let mut records = Vec::new();
     if broker.fenced {
         if request.want_shut_down {
@@ -160,6 +176,7 @@ pub fn process_heartbeat(
                 broker_epoch: broker.broker_epoch,
                 fenced: Some(true),
                 in_controlled_shutdown: Some(false),
+                has_offline_log_dir: None,
             });
             reply = HeartbeatReply {
                 is_fenced: true,
@@ -229,6 +246,28 @@ pub fn fence_broker(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record> {
         broker_epoch: broker.broker_epoch,
         fenced: Some(true),
         in_controlled_shutdown: Some(false),
+        has_offline_log_dir: None,
+    });
+    records
+}
+
+/// A broker reported an offline log directory (KIP-858; Kafka's
+/// `ReplicationControlManager.handleDirectoriesOffline`). With one data directory per broker every
+/// replica it holds is offline: it leaves every ISR (a last member is kept, so nothing acknowledged is
+/// lost; the partition then waits leaderless for it), its leaderships move to other in-sync replicas,
+/// and it is marked so it is not elected or added back, but it stays registered and unfenced: its
+/// heartbeats go on and its registration ends only when a restart replaces it.
+pub fn handle_offline_log_dir(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record> {
+    let Some(broker) = image.brokers.get(&broker_id) else {
+        return Vec::new();
+    };
+    let mut records = remove_from_partitions(image, broker_id);
+    records.push(Record::BrokerChange {
+        broker_id,
+        broker_epoch: broker.broker_epoch,
+        fenced: None,
+        in_controlled_shutdown: None,
+        has_offline_log_dir: Some(true),
     });
     records
 }
@@ -244,6 +283,7 @@ fn begin_controlled_shutdown(image: &MetadataImage, broker_id: BrokerId) -> Vec<
         broker_epoch: broker.broker_epoch,
         fenced: None,
         in_controlled_shutdown: Some(true),
+        has_offline_log_dir: None,
     });
     records
 }
@@ -259,8 +299,10 @@ pub fn unfence_broker(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record>
         broker_epoch: broker.broker_epoch,
         fenced: Some(false),
         in_controlled_shutdown: Some(false),
+        has_offline_log_dir: None,
     }];
-    let acceptable = |b: BrokerId| b == broker_id || image.is_active_broker(b);
+    let may_lead = !broker.has_offline_log_dir;
+    let acceptable = |b: BrokerId| (b == broker_id && may_lead) || image.is_active_broker(b);
     records.extend(
         image
             .partitions()
@@ -349,6 +391,7 @@ pub(crate) mod tests {
             metadata_offset: image.offset,
             want_fence,
             want_shut_down,
+            offline_log_dirs: Vec::new(),
         };
         let result = process_heartbeat(image, &request, true).expect("heartbeat");
         commit(image, |_| result).1
@@ -414,6 +457,7 @@ pub(crate) mod tests {
             metadata_offset: epoch as u64 - 1,
             want_fence: false,
             want_shut_down: false,
+            offline_log_dirs: Vec::new(),
         };
         let result = process_heartbeat(&image, &lagging, true).unwrap();
         assert!(result.records.is_empty() && result.reply.is_fenced && !result.reply.is_caught_up);
@@ -468,6 +512,7 @@ pub(crate) mod tests {
             metadata_offset: 100,
             want_fence: false,
             want_shut_down: false,
+            offline_log_dirs: Vec::new(),
         };
         assert_eq!(
             process_heartbeat(&image, &stale, true).unwrap_err().code,
@@ -572,12 +617,145 @@ pub(crate) mod tests {
             metadata_offset: image.offset,
             want_fence: false,
             want_shut_down: true,
+            offline_log_dirs: Vec::new(),
         };
         let waiting = process_heartbeat(&image, &request, false).unwrap();
         assert!(!waiting.reply.should_shut_down && waiting.records.is_empty());
         let reply = heartbeat(&mut image, 2, false, true);
         assert!(reply.should_shut_down);
         assert!(image.brokers[&2].fenced);
+    }
+
+    fn heartbeat_with_offline_dir(image: &mut MetadataImage, id: BrokerId) -> HeartbeatReply {
+        let request = Heartbeat {
+            broker_id: id,
+            broker_epoch: image.brokers[&id].broker_epoch,
+            metadata_offset: image.offset,
+            want_fence: false,
+            want_shut_down: false,
+            offline_log_dirs: vec!["/data/broker-1".into()],
+        };
+        let result = process_heartbeat(image, &request, true).expect("heartbeat");
+        commit(image, |_| result).1
+    }
+
+    /// Issue #11, defect 6 (KIP-858): a broker whose log directory went offline says so in its
+    /// heartbeat; the controller moves its leaderships to other ISR members and takes it out of every
+    /// ISR, but does not fence it: it stays registered and keeps heartbeating.
+    #[test]
+    fn a_heartbeat_with_an_offline_log_dir_moves_leaders_away_and_shrinks_isrs() {
+        let mut image = cluster(&[1, 2, 3], 6, 3);
+        let before = image.topic_by_name("orders").unwrap().clone();
+        let led_by_1: Vec<usize> = (0..6)
+            .filter(|&i| before.partitions[i].leader == 1)
+            .collect();
+        assert!(!led_by_1.is_empty());
+
+        let reply = heartbeat_with_offline_dir(&mut image, 1);
+        assert!(
+            !reply.is_fenced,
+            "an offline log dir does not fence the broker"
+        );
+        let broker = &image.brokers[&1];
+        assert!(!broker.fenced && broker.has_offline_log_dir && !broker.is_active());
+        let after = image.topic_by_name("orders").unwrap();
+        for i in 0..6 {
+            let (was, now) = (&before.partitions[i], &after.partitions[i]);
+            assert!(
+                !now.isr.contains(&1),
+                "partition {i}: broker 1 left the ISR"
+            );
+            assert_ne!(now.leader, 1, "partition {i}: broker 1 leads nothing");
+            assert!(
+                was.isr.contains(&now.leader),
+                "new leader came from the ISR"
+            );
+            if led_by_1.contains(&i) {
+                assert_eq!(now.leader_epoch, was.leader_epoch + 1);
+            } else {
+                assert_eq!(now.leader, was.leader);
+            }
+        }
+
+        // Reported again: nothing more to do. Not reported (a broker never brings a dir back
+        // online by itself): it stays out.
+        let epoch = image.brokers[&1].broker_epoch;
+        let again = Heartbeat {
+            broker_id: 1,
+            broker_epoch: epoch,
+            metadata_offset: image.offset,
+            want_fence: false,
+            want_shut_down: false,
+            offline_log_dirs: vec!["/data/broker-1".into()],
+        };
+        assert!(process_heartbeat(&image, &again, true)
+            .unwrap()
+            .records
+            .is_empty());
+        heartbeat(&mut image, 1, false, false);
+        assert!(image.brokers[&1].has_offline_log_dir);
+        assert_eq!(image.leader_count(1), 0);
+
+        // It survives a snapshot.
+        let mut restored = MetadataImage::default();
+        restored.replay_all(image.offset, &image.to_records());
+        assert!(restored.brokers[&1].has_offline_log_dir);
+
+        // Restarted (a new registration) with room on the disk again, it is active once unfenced.
+        let incarnation = RegisterBroker {
+            broker_id: 1,
+            incarnation_id: Uuid::new_v4(),
+            endpoints: image.brokers[&1].endpoints.clone(),
+            rack: None,
+            cluster_id: None,
+        };
+        commit(&mut image, |image| {
+            register_broker(image, &incarnation, false).unwrap()
+        });
+        assert!(!heartbeat(&mut image, 1, false, false).is_fenced);
+        assert!(image.is_active_broker(1));
+    }
+
+    /// Issue #11, defect 6: a partition whose only ISR member reports an offline log dir keeps it in
+    /// its ISR (nothing acknowledged is lost) without a leader, and that broker leads it again once it
+    /// restarts and is unfenced.
+    #[test]
+    fn the_last_isr_member_with_an_offline_log_dir_stays_in_the_isr_without_leading() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        for id in [2, 3] {
+            commit(&mut image, |image| {
+                ControllerResult::new(fence_broker(image, id), ())
+            });
+        }
+        let p = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+
+        heartbeat_with_offline_dir(&mut image, 1);
+        let offline = image.topic_by_name("orders").unwrap().partitions[0].clone();
+        assert_eq!(offline.isr, vec![1], "the ISR never becomes empty");
+        assert_eq!(offline.leader, NO_LEADER);
+        // Brokers 2 and 3 coming back do not lead: they are not in the ISR.
+        commit(&mut image, |image| {
+            ControllerResult::new(unfence_broker(image, 2), ())
+        });
+        assert_eq!(
+            image.topic_by_name("orders").unwrap().partitions[0].leader,
+            NO_LEADER
+        );
+
+        let incarnation = RegisterBroker {
+            broker_id: 1,
+            incarnation_id: Uuid::new_v4(),
+            endpoints: image.brokers[&1].endpoints.clone(),
+            rack: None,
+            cluster_id: None,
+        };
+        commit(&mut image, |image| {
+            register_broker(image, &incarnation, false).unwrap()
+        });
+        heartbeat(&mut image, 1, false, false);
+        let back = &image.topic_by_name("orders").unwrap().partitions[0];
+        assert_eq!((back.leader, back.isr.clone()), (1, vec![1]));
     }
 
     /// Issue #11, defect 3: should a fence's partition changes ever be skipped at replay as stale,

@@ -193,6 +193,8 @@ impl PartitionLog {
             }),
             flush_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
+            #[cfg(test)]
+            fail_next_fsync: Default::default(),
         })
     }
 }
