@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--faults", "--kills", type=int, default=10, dest="faults")
     parser.add_argument("--stop-seconds", type=float, default=None,
                         help="how long SIGSTOP lasts (default 7 for stop, 3 for follower-cut)")
+    parser.add_argument("--give-up-seconds", type=float, default=60.0,
+                        help="a fault with no acknowledged write this long after it counts as this long")
     parser.add_argument("--broker-arg", action="append", default=[],
                         help="a flag for every broker, e.g. --broker-arg=--replica-fetch-stall-ms=30000")
     parser.add_argument("--settle-seconds", type=float, default=5.0,
@@ -151,8 +153,13 @@ def main():
                 # would let the failing broker acknowledge writes "sent after the fault" meanwhile.
                 fault_at = time.monotonic()
                 os.kill(pid, {"kill": signal.SIGKILL, "term": signal.SIGTERM}.get(args.fault, signal.SIGSTOP))
-                first = wait("an ack of a write sent after the fault", 60,
-                             lambda: next((a for s, a in list(acked) if s > fault_at), None))
+                try:
+                    first = wait("an ack of a write sent after the fault", args.give_up_seconds,
+                                 lambda: next((a for s, a in list(acked) if s > fault_at), None))
+                except TimeoutError:
+                    first = time.monotonic()  # counted as the give-up time, and said so below
+                    print(f"{args.fault} {i + 1}: no write sent after the fault was acknowledged within "
+                          f"{args.give_up_seconds:.0f} s", flush=True)
                 if args.fault in ("stop", "follower-cut"):
                     time.sleep(max(0.0, fault_at + stop_seconds - time.monotonic()))
                     os.kill(pid, signal.SIGCONT)
