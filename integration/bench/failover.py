@@ -139,7 +139,7 @@ def main():
                     except KafkaException as e:
                         fatal.append((time.monotonic(), str(e)))
 
-            thread = threading.Thread(target=produce)
+            thread = threading.Thread(target=produce, daemon=True)  # an aborted run must still exit
             thread.start()
             wait("first ack", 30, lambda: acked)
             firsts, gaps = [], []
