@@ -96,18 +96,25 @@ def test_kcat_balanced_consumer_group_reads_and_commits(kcat, shared_cluster, to
     """`kcat -G`: librdkafka 2.0.2's classic group protocol, gated on the v0 group API ranges."""
     shared_cluster.create_topic(topic_name, partitions=3)
     bootstrap = shared_cluster.bootstrap_servers
-    lines = [f"value-{i:03d}" for i in range(90)]
-    run_kcat(kcat, bootstrap, ["-P", "-t", topic_name], stdin="\n".join(lines) + "\n")
+    # Keyed, so the records spread over every partition (keyless ones from one kcat run all go to one
+    # partition: the sticky partitioner, KIP-480).
+    lines = [f"key-{i:03d}:value-{i:03d}" for i in range(90)]
+    run_kcat(kcat, bootstrap, ["-P", "-K", ":", "-t", topic_name], stdin="\n".join(lines) + "\n")
+    leaders = shared_cluster.leaders(topic_name)
+    assert all(shared_cluster.stored_batches(leaders[p], topic_name, p) for p in range(3)), \
+        "the keyed records did not reach every partition"
     group = f"kcat-{topic_name}"
 
     consumed = run_kcat(kcat, bootstrap, ["-G", group, "-o", "beginning", "-c", "90", "-q",
                                           "-X", "enable.auto.commit=true",
                                           "-X", "auto.commit.interval.ms=100", topic_name])
-    assert sorted(consumed.split()) == lines
+    assert sorted(consumed.split()) == sorted(line.split(":")[1] for line in lines)
 
-    # The group committed what it read: a second run of the group starts at the end and finds only
-    # the records produced after it.
+    # The group committed what it read on every partition: a second run of the group starts at the
+    # commits and finds only the records produced after it. A partition without a commit would start
+    # at its beginning (auto.offset.reset=earliest) and hand back old records.
     later = [f"later-{i:03d}" for i in range(9)]
     run_kcat(kcat, bootstrap, ["-P", "-t", topic_name], stdin="\n".join(later) + "\n")
-    consumed = run_kcat(kcat, bootstrap, ["-G", group, "-c", "9", "-q", topic_name])
+    consumed = run_kcat(kcat, bootstrap, ["-G", group, "-c", "9", "-q",
+                                          "-X", "auto.offset.reset=earliest", topic_name])
     assert sorted(consumed.split()) == later
