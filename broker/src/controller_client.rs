@@ -24,9 +24,10 @@ use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::broker_service_client::BrokerServiceClient;
 use chronik_proto::v1::{
     AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterPartitionRequest,
-    AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, MetadataUpdate,
-    RegisterBrokerRequest, RegisterBrokerResponse, WatchMetadataRequest,
+    AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerSessionEvent,
+    BrokerSessionRequest, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, MetadataUpdate, RegisterBrokerRequest, RegisterBrokerResponse,
+    WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::time::Instant;
@@ -331,6 +332,36 @@ impl ControllerClient {
             })
             .await?;
         Ok(MetadataWatch { address, updates })
+    }
+
+    /// Opens `BrokerSession` on the active controller (following NOT_CONTROLLER like any call) and
+    /// returns the controller's first event with the stream, which stays open while the controller
+    /// leads. The request timeout bounds the opening and the first event, not the stream.
+    pub async fn open_broker_session(
+        &self,
+        request: BrokerSessionRequest,
+    ) -> Result<(String, BrokerSessionEvent, Streaming<BrokerSessionEvent>), ControllerCallError>
+    {
+        let kind = CallKind {
+            name: "BrokerSession",
+            idempotent: true,
+            needs_leader: true,
+        };
+        let (address, (opened, events)) = self
+            .call_at(kind, |channel, _timeout| async move {
+                let mut events = BrokerServiceClient::new(channel)
+                    .broker_session(request)
+                    .await?
+                    .into_inner();
+                match events.message().await? {
+                    Some(opened) => Ok(tonic::Response::new((opened, events))),
+                    None => Err(Status::unavailable(
+                        "the controller closed the session stream at once",
+                    )),
+                }
+            })
+            .await?;
+        Ok((address, opened, events))
     }
 
     /// Tells the client that `address` failed outside a call (e.g. its watch stream broke), so the next

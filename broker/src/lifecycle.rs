@@ -13,6 +13,10 @@
 //! - A controlled shutdown ends, one way or the other, within its timeout.
 //! - Every heartbeat carries the log directories the `LogManager` has seen fail (KIP-858's
 //!   `OfflineLogDirs`), so the controller moves this broker's replicas away while it stays up.
+//! - For as long as a registration lasts, controlled shutdown included, a `BrokerSession` stream is
+//!   held open on the active controller and reopened at once when it ends: the controller fences a
+//!   broker whose stream stays closed past a short grace (a dead process), so a live one must never
+//!   leave it closed for long. It is dropped when the registration is lost or the process stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +24,9 @@ use std::time::Duration;
 use chronik_metadata::convert::endpoint_to_proto;
 use chronik_metadata::ResponseError;
 use chronik_metadata::{BrokerId, Endpoint};
-use chronik_proto::v1::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, RegisterBrokerRequest};
+use chronik_proto::v1::{
+    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerSessionRequest, RegisterBrokerRequest,
+};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +45,10 @@ const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(2000);
 const CONTROLLED_SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 const INITIAL_REGISTER_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_REGISTER_BACKOFF: Duration = Duration::from_secs(1);
+/// Between attempts to reopen the session stream: short, since the controller's grace (500 ms by
+/// default) is what a reconnect has.
+const INITIAL_SESSION_STREAM_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_SESSION_STREAM_BACKOFF: Duration = Duration::from_millis(200);
 
 /// What the lifecycle manager registers and how long it waits on shutdown.
 #[derive(Clone, Debug)]
@@ -132,13 +142,20 @@ impl BrokerLifecycleManager {
                 _ = shutdown.cancelled() => return Ok(()),
                 session = self.register() => session?,
             };
-            match self.heartbeat_session(session, cancel, shutdown).await {
+            let stream = self.hold_session_stream(session);
+            tokio::pin!(stream);
+            let end = tokio::select! {
+                end = self.heartbeat_session(session, cancel, shutdown) => end,
+                never = &mut stream => match never {},
+            };
+            match end {
                 SessionEnd::Lost => continue,
                 SessionEnd::Cancelled => return Ok(()),
                 SessionEnd::ShutdownRequested => {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
                         _ = self.controlled_shutdown(session) => {}
+                        never = &mut stream => match never {},
                     }
                     return Ok(());
                 }
@@ -313,6 +330,55 @@ impl BrokerLifecycleManager {
                     failures += 1;
                 }
             }
+        }
+    }
+
+    /// Keeps a `BrokerSession` stream of `session` open on the active controller, reopening it as soon as
+    /// it ends (the controller lost leadership, the connection broke). Runs until dropped.
+    async fn hold_session_stream(&self, session: Session) -> std::convert::Infallible {
+        let request = BrokerSessionRequest {
+            broker_id: self.config.broker_id,
+            broker_epoch: session.broker_epoch,
+        };
+        let mut backoff = INITIAL_SESSION_STREAM_BACKOFF;
+        let mut failures = 0u32;
+        loop {
+            match self.client.open_broker_session(request).await {
+                Ok((address, opened, mut events)) => {
+                    debug!(controller = %address, term = opened.term, grace_ms = opened.grace_ms,
+                        "session stream open");
+                    if failures > 0 {
+                        info!(controller = %address, "session stream open again");
+                    }
+                    failures = 0;
+                    let opened_at = Instant::now();
+                    // Nothing more is sent; the stream ends with the controller's leadership or the
+                    // connection.
+                    loop {
+                        match events.message().await {
+                            Ok(Some(_)) => continue,
+                            Ok(None) => break,
+                            Err(status) => {
+                                debug!(controller = %address, %status, "session stream broke");
+                                self.client.report_failure(&address);
+                                break;
+                            }
+                        }
+                    }
+                    // Reopen at once, the grace runs from now; but never spin on a controller that
+                    // keeps closing it.
+                    if opened_at.elapsed() >= MAX_SESSION_STREAM_BACKOFF {
+                        backoff = INITIAL_SESSION_STREAM_BACKOFF;
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    log_repeated(failures, "cannot open the session stream; retrying", &e);
+                    failures += 1;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_SESSION_STREAM_BACKOFF);
         }
     }
 

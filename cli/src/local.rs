@@ -316,6 +316,18 @@ impl Node {
         Ok(())
     }
 
+    /// Replaces the value of `flag` for the node's next start (for example, a broker's `--controllers`
+    /// pointed at a proxy a test can cut); false if the node has no such flag.
+    pub fn set_arg(&mut self, flag: &str, value: &str) -> bool {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.args.len() => {
+                self.args[i + 1] = value.to_string();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Starts this node again (same ports, data dir and flags).
     pub fn start(&mut self, log_filter: &str) -> Result<(), LocalError> {
         if self.is_running() {

@@ -49,6 +49,12 @@ pub struct ControllerConfig {
     )]
     pub broker_session_timeout_ms: u64,
 
+    /// A broker whose `BrokerSession` streams have all closed (its process died) and that has not
+    /// reopened one within this many milliseconds is fenced without waiting for the session timeout.
+    /// 0 turns the fast path off: only missed heartbeats fence.
+    #[arg(long, env = "CHRONIK_BROKER_SESSION_GRACE_MS", default_value_t = 500)]
+    pub broker_session_grace_ms: u64,
+
     /// How often the active controller moves leadership back to preferred replicas that are in sync.
     #[arg(
         long,
@@ -102,6 +108,11 @@ impl ControllerConfig {
                 "--broker-session-timeout-ms must exceed --broker-heartbeat-interval-ms".into(),
             );
         }
+        if self.broker_session_grace_ms >= self.broker_session_timeout_ms {
+            return Err(
+                "--broker-session-grace-ms must be below --broker-session-timeout-ms".into(),
+            );
+        }
         if self.raft_election_timeout_ms <= self.raft_heartbeat_ms {
             return Err("--raft-election-timeout-ms must exceed --raft-heartbeat-ms".into());
         }
@@ -116,6 +127,11 @@ impl ControllerConfig {
 
     pub fn session_timeout(&self) -> Duration {
         Duration::from_millis(self.broker_session_timeout_ms)
+    }
+
+    /// The session stream grace; `None` when the fast path is off.
+    pub fn session_grace(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.broker_session_grace_ms)).filter(|g| !g.is_zero())
     }
 }
 

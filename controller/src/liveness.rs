@@ -8,11 +8,28 @@
 //! (`record_heartbeat`), before its outcome goes through the quorum: a slow quorum delays the reply,
 //! not the proof that the broker is alive (Kafka's `BrokerHeartbeatManager` likewise touches the
 //! session before queueing the request).
+//!
+//! A dead process is found faster than by missed heartbeats: every broker holds a `BrokerSession`
+//! stream open on the active controller, and a process that dies closes its connections at once. A
+//! broker all of whose session streams are closed, and that has not opened a new one within the grace
+//! period (`--broker-session-grace-ms`), is expired like one whose heartbeats stopped. A silent failure
+//! (a pause, a cut network, power loss) keeps its connections open and is found by the session timeout.
+//!
+//! What must stay true:
+//! - a broker is expired only by its current registration's own evidence: heartbeats older than the
+//!   session timeout, or every stream of that registration closed for longer than the grace. A stream
+//!   of an earlier registration or an earlier term neither saves nor condemns a session;
+//! - a broker that reopens its stream within the grace keeps its session, and so does one that
+//!   heartbeats after its streams closed (it is alive; the session timeout judges it): one dropped
+//!   connection never fences a healthy broker;
+//! - a broker that never opened a stream (or whose controller has leadership anew) is judged by its
+//!   heartbeats alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -27,6 +44,52 @@ struct Session {
     broker_epoch: i64,
     last_contact: Instant,
     metadata_offset: u64,
+    /// `BrokerSession` streams of this registration open now.
+    open_streams: u32,
+    /// When the last open stream closed, if none is open since.
+    streams_lost_at: Option<Instant>,
+}
+
+impl Session {
+    fn new(broker_epoch: i64, now: Instant) -> Self {
+        Session {
+            broker_epoch,
+            last_contact: now,
+            metadata_offset: 0,
+            open_streams: 0,
+            streams_lost_at: None,
+        }
+    }
+
+    fn expiry(&self, session_timeout: Duration, grace: Duration) -> Option<Expiry> {
+        if self.last_contact.elapsed() > session_timeout {
+            Some(Expiry::SessionTimedOut)
+        } else if self.open_streams == 0
+            && self.streams_lost_at.is_some_and(|t| t.elapsed() > grace)
+        {
+            Some(Expiry::StreamLost)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a broker's session is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// No heartbeat for longer than the session timeout (or none since this controller leads).
+    SessionTimedOut,
+    /// Every `BrokerSession` stream closed and none reopened within the grace period.
+    StreamLost,
+}
+
+impl Expiry {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Expiry::SessionTimedOut => "session expired",
+            Expiry::StreamLost => "session stream closed and not reopened within the grace period",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -40,15 +103,43 @@ struct Sessions {
 
 pub struct Liveness {
     session_timeout: Duration,
+    /// How long a broker may be without an open session stream; `None`: streams are not used.
+    stream_grace: Option<Duration>,
     sessions: Mutex<Sessions>,
+    /// Woken when a stream grace runs out, so `run_liveness` need not wait for its next tick.
+    waker: Arc<Notify>,
+}
+
+/// Held by the gRPC handler for as long as one `BrokerSession` stream is open; dropping it (the stream
+/// closed, however) starts the grace period if it was the broker's last open stream.
+pub struct SessionStream {
+    liveness: Arc<Liveness>,
+    broker_id: BrokerId,
+    broker_epoch: i64,
+    term: u64,
+}
+
+impl Drop for SessionStream {
+    fn drop(&mut self) {
+        self.liveness
+            .stream_closed(self.broker_id, self.broker_epoch, self.term);
+    }
 }
 
 impl Liveness {
-    pub fn new(session_timeout: Duration) -> Self {
+    /// Sessions expire after `session_timeout` without a heartbeat, or `stream_grace` after the last
+    /// session stream closed (never, with `None`).
+    pub fn new(session_timeout: Duration, stream_grace: Option<Duration>) -> Self {
         Self {
             session_timeout,
+            stream_grace,
             sessions: Mutex::new(Sessions::default()),
+            waker: Arc::new(Notify::new()),
         }
+    }
+
+    pub fn stream_grace(&self) -> Option<Duration> {
+        self.stream_grace
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
@@ -67,27 +158,107 @@ impl Liveness {
         sessions.by_broker = image
             .brokers
             .values()
-            .map(|b| {
-                let session = Session {
-                    broker_epoch: b.broker_epoch,
-                    last_contact: now,
-                    metadata_offset: 0,
-                };
-                (b.broker_id, session)
-            })
+            .map(|b| (b.broker_id, Session::new(b.broker_epoch, now)))
             .collect();
     }
 
-    /// Records a heartbeat (or registration) from a broker.
+    /// Records a heartbeat (or registration) from a broker. A new registration starts a new session.
     pub fn touch(&self, broker_id: BrokerId, broker_epoch: i64, metadata_offset: u64) {
-        self.lock().by_broker.insert(
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        let session = sessions
+            .by_broker
+            .entry(broker_id)
+            .or_insert_with(|| Session::new(broker_epoch, now));
+        if session.broker_epoch != broker_epoch {
+            *session = Session::new(broker_epoch, now);
+        }
+        session.last_contact = now;
+        session.metadata_offset = metadata_offset;
+        // A heartbeat after the streams closed proves the process alive: the closed streams were a
+        // network fault, not a death, and only the session timeout judges it from here.
+        session.streams_lost_at = None;
+    }
+
+    /// Counts a `BrokerSession` stream of the broker's current registration in `image`, opened while
+    /// this controller leads in `term`; `None` if the registration is not current (or streams are not
+    /// used). The stream counts until the returned guard is dropped.
+    pub fn open_stream(
+        self: &Arc<Self>,
+        image: &MetadataImage,
+        term: u64,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    ) -> Option<SessionStream> {
+        self.stream_grace?;
+        let current = image
+            .brokers
+            .get(&broker_id)
+            .is_some_and(|b| b.broker_epoch == broker_epoch);
+        if !current {
+            return None;
+        }
+        let mut sessions = self.lock();
+        if sessions.term != term {
+            return None;
+        }
+        let now = Instant::now();
+        let session = sessions
+            .by_broker
+            .entry(broker_id)
+            .or_insert_with(|| Session::new(broker_epoch, now));
+        if session.broker_epoch != broker_epoch {
+            *session = Session::new(broker_epoch, now);
+        }
+        session.open_streams += 1;
+        session.streams_lost_at = None;
+        Some(SessionStream {
+            liveness: self.clone(),
             broker_id,
-            Session {
-                broker_epoch,
-                last_contact: Instant::now(),
-                metadata_offset,
-            },
-        );
+            broker_epoch,
+            term,
+        })
+    }
+
+    fn stream_closed(&self, broker_id: BrokerId, broker_epoch: i64, term: u64) {
+        let Some(grace) = self.stream_grace else {
+            return;
+        };
+        let mut sessions = self.lock();
+        if sessions.term != term {
+            return;
+        }
+        let Some(session) = sessions
+            .by_broker
+            .get_mut(&broker_id)
+            .filter(|s| s.broker_epoch == broker_epoch && s.open_streams > 0)
+        else {
+            return;
+        };
+        session.open_streams -= 1;
+        if session.open_streams > 0 {
+            return;
+        }
+        session.streams_lost_at = Some(Instant::now());
+        drop(sessions);
+        // Wake the liveness task just after the grace runs out (it ticks anyway; this only saves the
+        // wait for the next tick). Outside a runtime (a test dropping a guard) the tick does it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let liveness = self.liveness_waker();
+            runtime.spawn(async move {
+                tokio::time::sleep(grace + Duration::from_millis(1)).await;
+                liveness.notify_one();
+            });
+        }
+    }
+
+    fn liveness_waker(&self) -> Arc<Notify> {
+        self.waker.clone()
+    }
+
+    /// Resolves when a stream grace may have run out.
+    async fn woken(&self) {
+        self.waker.notified().await;
     }
 
     /// Records a heartbeat as it arrives. Only a heartbeat of the broker's current registration in
@@ -114,12 +285,17 @@ impl Liveness {
         sessions.shutdown_offsets.remove(&broker_id);
     }
 
-    /// Whether the broker's current registration heartbeats in time.
+    /// Whether the broker's session is alive: heartbeats in time, and an open stream or one closed
+    /// within the grace.
     pub fn has_live_session(&self, broker_id: BrokerId) -> bool {
         self.lock()
             .by_broker
             .get(&broker_id)
-            .is_some_and(|s| s.last_contact.elapsed() <= self.session_timeout)
+            .is_some_and(|s| s.expiry(self.session_timeout, self.grace()).is_none())
+    }
+
+    fn grace(&self) -> Duration {
+        self.stream_grace.unwrap_or(Duration::MAX)
     }
 
     pub fn note_controlled_shutdown(&self, broker_id: BrokerId, offset: u64) {
@@ -150,21 +326,21 @@ impl Liveness {
             })
     }
 
-    /// The first broker that is not fenced but whose session expired.
-    pub fn next_expired(&self, image: &MetadataImage) -> Option<(BrokerId, i64)> {
+    /// The first broker that is not fenced but whose session expired, and why.
+    pub fn next_expired(&self, image: &MetadataImage) -> Option<(BrokerId, i64, Expiry)> {
         let sessions = self.lock();
-        image
-            .brokers
-            .values()
-            .filter(|b| !b.fenced)
-            .find(|b| {
-                sessions
-                    .by_broker
-                    .get(&b.broker_id)
-                    .filter(|s| s.broker_epoch == b.broker_epoch)
-                    .is_none_or(|s| s.last_contact.elapsed() > self.session_timeout)
-            })
-            .map(|b| (b.broker_id, b.broker_epoch))
+        let grace = self.grace();
+        image.brokers.values().filter(|b| !b.fenced).find_map(|b| {
+            let expiry = match sessions
+                .by_broker
+                .get(&b.broker_id)
+                .filter(|s| s.broker_epoch == b.broker_epoch)
+            {
+                None => Some(Expiry::SessionTimedOut),
+                Some(s) => s.expiry(self.session_timeout, grace),
+            };
+            expiry.map(|e| (b.broker_id, b.broker_epoch, e))
+        })
     }
 }
 
@@ -185,6 +361,7 @@ pub async fn run_liveness(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = liveness.woken() => {}
         }
         let (term, is_leader) = {
             let metrics = quorum.raft().metrics();
@@ -196,7 +373,7 @@ pub async fn run_liveness(
         }
         let image = quorum.applied().image();
         liveness.on_term(term, &image);
-        if let Some((broker_id, broker_epoch)) = liveness.next_expired(&image) {
+        if let Some((broker_id, broker_epoch, expiry)) = liveness.next_expired(&image) {
             let result = quorum
                 .run(|image| {
                     // Re-check against the image the command runs on: the broker may have come back.
@@ -217,7 +394,10 @@ pub async fn run_liveness(
                 Ok((offset, true)) => {
                     info!(
                         broker_id,
-                        broker_epoch, offset, "fenced broker: session expired"
+                        broker_epoch,
+                        offset,
+                        "fenced broker: {}",
+                        expiry.describe()
                     )
                 }
                 Ok((_, false)) => {}
@@ -273,7 +453,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sessions_expire_after_the_timeout_and_a_new_term_refreshes_them() {
         let image = cluster(&[1, 2], 1, 1);
-        let liveness = Liveness::new(Duration::from_secs(5));
+        let liveness = Liveness::new(Duration::from_secs(5), None);
         liveness.on_term(3, &image);
         assert_eq!(liveness.next_expired(&image), None);
         tokio::time::advance(Duration::from_secs(3)).await;
@@ -281,7 +461,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(
             liveness.next_expired(&image),
-            Some((1, image.brokers[&1].broker_epoch))
+            Some((1, image.brokers[&1].broker_epoch, Expiry::SessionTimedOut))
         );
         assert!(liveness.has_live_session(2));
         assert!(!liveness.has_live_session(1));
@@ -294,12 +474,77 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_session_of_an_older_incarnation_does_not_count() {
         let image = cluster(&[1], 1, 1);
-        let liveness = Liveness::new(Duration::from_secs(5));
+        let liveness = Liveness::new(Duration::from_secs(5), None);
         liveness.on_term(1, &image);
         liveness.touch(1, image.brokers[&1].broker_epoch - 1, 0);
         assert_eq!(
             liveness.next_expired(&image),
-            Some((1, image.brokers[&1].broker_epoch))
+            Some((1, image.brokers[&1].broker_epoch, Expiry::SessionTimedOut))
         );
+    }
+
+    const GRACE: Duration = Duration::from_millis(500);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_lost_for_longer_than_the_grace_expires_only_its_own_registration() {
+        let image = cluster(&[1, 2], 1, 1);
+        let liveness = Arc::new(Liveness::new(Duration::from_secs(5), Some(GRACE)));
+        liveness.on_term(7, &image);
+        let epoch = |b: BrokerId| image.brokers[&b].broker_epoch;
+
+        // A stream of another term or another registration is not taken.
+        assert!(liveness.open_stream(&image, 6, 1, epoch(1)).is_none());
+        assert!(liveness.open_stream(&image, 7, 1, epoch(1) - 1).is_none());
+        let one = liveness.open_stream(&image, 7, 1, epoch(1)).unwrap();
+        let two = liveness.open_stream(&image, 7, 2, epoch(2)).unwrap();
+
+        // Broker 2 heartbeats on; its process dies (stream closed), broker 1 keeps its stream.
+        drop(two);
+        tokio::time::advance(GRACE).await;
+        assert_eq!(
+            liveness.next_expired(&image),
+            None,
+            "not past the grace yet"
+        );
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(
+            liveness.next_expired(&image),
+            Some((2, epoch(2), Expiry::StreamLost))
+        );
+        assert!(!liveness.has_live_session(2));
+        assert!(liveness.has_live_session(1));
+        // A heartbeat after the loss proves the process alive: only the session timeout judges it now.
+        liveness.touch(2, epoch(2), 0);
+        assert!(liveness.has_live_session(2));
+        tokio::time::advance(Duration::from_secs(5) + GRACE).await;
+        assert!(!liveness.has_live_session(2));
+        liveness.touch(1, epoch(1), 0);
+
+        // A new registration of broker 2 starts clean.
+        liveness.touch(2, epoch(2) + 100, 0);
+        assert!(liveness.has_live_session(2));
+
+        // A new term: sessions start fresh, and the old term's stream closing changes nothing.
+        liveness.on_term(8, &image);
+        drop(one);
+        tokio::time::advance(GRACE * 2).await;
+        assert!(liveness.has_live_session(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_liveness_task_is_woken_when_a_grace_runs_out() {
+        let image = cluster(&[1], 1, 1);
+        let liveness = Arc::new(Liveness::new(Duration::from_secs(5), Some(GRACE)));
+        liveness.on_term(1, &image);
+        let stream = liveness
+            .open_stream(&image, 1, 1, image.brokers[&1].broker_epoch)
+            .unwrap();
+        drop(stream);
+        let woken_at = tokio::time::timeout(GRACE * 2, liveness.woken()).await;
+        assert!(
+            woken_at.is_ok(),
+            "woken within the grace, not at the next tick"
+        );
+        assert!(!liveness.has_live_session(1));
     }
 }

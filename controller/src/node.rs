@@ -198,7 +198,10 @@ impl ControllerNode {
             committed,
             Duration::from_secs(5),
         ));
-        let liveness = Arc::new(Liveness::new(config.session_timeout()));
+        let liveness = Arc::new(Liveness::new(
+            config.session_timeout(),
+            config.session_grace(),
+        ));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
 
@@ -224,6 +227,10 @@ impl ControllerNode {
         };
         let grpc = tonic::transport::Server::builder()
             .timeout(Duration::from_secs(30))
+            // Closes connections whose peer stopped answering (a cut network), so the session
+            // streams on them end instead of counting as open forever.
+            .http2_keepalive_interval(Some(Duration::from_secs(2)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(4)))
             .concurrency_limit_per_connection(256)
             .add_service(raft::service::raft_service(raft.clone()))
             .add_service(BrokerServiceServer::new(api.clone()))

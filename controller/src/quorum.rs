@@ -103,7 +103,30 @@ impl Quorum {
         self.raft.metrics().borrow().current_leader == Some(self.node_id)
     }
 
-    fn not_controller(&self) -> ControllerError {
+    /// The Raft term this node leads in, if it leads.
+    pub fn leading_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        (m.current_leader == Some(self.node_id)).then_some(m.current_term)
+    }
+
+    /// Resolves once this node no longer leads in `term`.
+    pub async fn leadership_ended(&self, term: u64) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.current_term != term || m.current_leader != Some(self.node_id) {
+                    return;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub fn not_controller(&self) -> ControllerError {
         ControllerError::NotController {
             leader: self.leader().filter(|(id, _)| *id != self.node_id),
         }

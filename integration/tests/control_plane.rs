@@ -9,7 +9,7 @@ use chronik_proto::v1 as pb;
 
 use crate::harness::{
     active_controller, admin, broker_state, create_topic, describe_topic, leader_view, start,
-    wait_for,
+    wait_for, Proxy,
 };
 
 /// Default broker session timeout of the controller.
@@ -154,6 +154,133 @@ async fn a_killed_broker_loses_its_leaderships_to_the_isr_and_comes_back_unfence
         },
     )
     .await;
+}
+
+/// Issue #12: a killed broker process closes its session stream, and the controller fences it once the
+/// grace runs out, not after the session timeout (set to 20 s here, so only the stream explains a
+/// fast fencing). The restarted process registers at once: no previous session to wait out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_broker_process_is_fenced_after_the_stream_grace_not_the_session_timeout() {
+    let long_session = [
+        "--broker-session-timeout-ms",
+        "20000",
+        "--broker-session-grace-ms",
+        "500",
+    ];
+    let mut cluster = start(1, 2, &long_session).await;
+    let topic = create_topic(&cluster, "fast-fence", 1, 2).await;
+    let victim = topic.partitions[0].leader;
+    let survivor = topic.partitions[0]
+        .replicas
+        .iter()
+        .copied()
+        .find(|&b| b != victim)
+        .unwrap();
+    wait_for("both replicas in sync", Duration::from_secs(10), || async {
+        let t = describe_topic(&cluster, "fast-fence").await?;
+        (t.partitions[0].isr.len() == 2).then_some(())
+    })
+    .await;
+
+    cluster.broker(victim as u64).unwrap().kill().unwrap();
+    let killed_at = Instant::now();
+    wait_for("the survivor to lead", Duration::from_secs(10), || async {
+        let t = describe_topic(&cluster, "fast-fence").await?;
+        (t.partitions[0].leader == survivor).then_some(())
+    })
+    .await;
+    let elapsed = killed_at.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "leadership moved {elapsed:?} after the kill: the session stream did not fence the broker"
+    );
+    let view = leader_view(&cluster).await.unwrap();
+    assert_eq!(
+        broker_state(&view, victim as u64).as_deref(),
+        Some("fenced")
+    );
+
+    cluster.restart("broker", victim as u64).unwrap();
+    let restarted_at = Instant::now();
+    wait_for(
+        "the restarted broker to be unfenced",
+        Duration::from_secs(15),
+        || async {
+            let view = leader_view(&cluster).await?;
+            (broker_state(&view, victim as u64)? == "unfenced").then_some(())
+        },
+    )
+    .await;
+    assert!(
+        restarted_at.elapsed() < Duration::from_secs(10),
+        "the restarted broker waited out a session"
+    );
+}
+
+/// Issue #12: one dropped connection never fences a healthy broker. Broker 2 talks to the controller
+/// through a proxy; every connection through it is closed, and new ones refused, for a moment shorter
+/// than the grace, three times. The broker reopens its session stream each time and keeps its
+/// registration and its place in every ISR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_broker_whose_controller_connections_drop_is_not_fenced() {
+    // Heartbeats far apart, so what keeps the session is the reopened stream, not a heartbeat that
+    // happens to land within the grace (that too would prove the broker alive).
+    let grace = Duration::from_millis(500);
+    let mut cluster = start(
+        1,
+        2,
+        &[
+            "--broker-heartbeat-interval-ms",
+            "3000",
+            "--broker-session-timeout-ms",
+            "9000",
+            "--broker-session-grace-ms",
+            "500",
+        ],
+    )
+    .await;
+    let proxy = Proxy::start(cluster.controllers[0].addr).await;
+    let direct_epoch = broker_epochs(&leader_view(&cluster).await.unwrap())[&2];
+    {
+        let broker = cluster.broker(2).unwrap();
+        broker.kill().unwrap();
+        assert!(broker.set_arg("--controllers", &proxy.addr.to_string()));
+    }
+    cluster.restart("broker", 2).unwrap();
+    let epoch = wait_for(
+        "broker 2 unfenced through the proxy",
+        Duration::from_secs(20),
+        || async {
+            let view = leader_view(&cluster).await?;
+            let epoch = broker_epochs(&view)[&2];
+            (broker_state(&view, 2)? == "unfenced" && epoch != direct_epoch).then_some(epoch)
+        },
+    )
+    .await;
+    create_topic(&cluster, "kept", 2, 2).await;
+
+    for outage in [Duration::ZERO, grace / 4, grace / 2] {
+        let dropped = proxy.drop_connections(outage).await;
+        assert!(
+            dropped > 0,
+            "the broker had no connection through the proxy"
+        );
+        // Watch for several graces: no fencing, no re-registration.
+        let until = Instant::now() + grace * 4;
+        while Instant::now() < until {
+            if let Some(view) = leader_view(&cluster).await {
+                assert_eq!(
+                    broker_state(&view, 2).as_deref(),
+                    Some("unfenced"),
+                    "broker 2 fenced after its connections dropped for {outage:?}"
+                );
+                assert_eq!(broker_epochs(&view).get(&2), Some(&epoch), "re-registered");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let topic = describe_topic(&cluster, "kept").await.unwrap();
+    assert!(topic.partitions.iter().all(|p| p.isr.contains(&2)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,10 @@
 //! tail when a test fails.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chronik_proto::v1 as pb;
@@ -11,6 +14,8 @@ use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronikctl::local::{ClusterSpec, LocalCluster};
 use serde_json::Value;
 use tempfile::TempDir;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinHandle};
 use tonic::transport::Channel;
 
 /// A local cluster that lives in a temp dir and shows its logs if the test panics.
@@ -213,4 +218,67 @@ pub fn broker_state(view: &Value, id: u64) -> Option<String> {
         .iter()
         .find(|b| b["broker_id"] == id)
         .and_then(|b| b["state"].as_str().map(str::to_string))
+}
+
+/// A TCP proxy in front of one address, whose connections a test can drop: the broker-to-controller
+/// link cut the way a process death or a reset cuts it (the sockets close), without killing anything.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    refusing: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+    acceptor: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let refusing = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(Vec::<AbortHandle>::new()));
+        let acceptor = {
+            let (refusing, connections) = (refusing.clone(), connections.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if refusing.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the connection close
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    let mut live = connections.lock().unwrap();
+                    live.retain(|c| !c.is_finished());
+                    live.push(task.abort_handle());
+                }
+            })
+        };
+        Proxy {
+            addr,
+            refusing,
+            connections,
+            acceptor,
+        }
+    }
+
+    /// Closes every proxied connection and closes new ones at once for `outage`.
+    pub async fn drop_connections(&self, outage: Duration) -> usize {
+        self.refusing.store(true, Ordering::SeqCst);
+        let dropped: Vec<AbortHandle> = std::mem::take(&mut *self.connections.lock().unwrap());
+        for connection in &dropped {
+            connection.abort();
+        }
+        tokio::time::sleep(outage).await;
+        self.refusing.store(false, Ordering::SeqCst);
+        dropped.len()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        for connection in self.connections.lock().unwrap().iter() {
+            connection.abort();
+        }
+    }
 }

@@ -11,7 +11,7 @@ use chronik_proto::v1 as pb;
 use chronik_proto::v1::admin_service_server::AdminService;
 use chronik_proto::v1::broker_service_server::BrokerService;
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -111,6 +111,7 @@ pub struct ControllerApi {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::MetadataUpdate, Status>> + Send>>;
+type SessionEvents = Pin<Box<dyn Stream<Item = Result<pb::BrokerSessionEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl BrokerService for ControllerApi {
@@ -314,6 +315,62 @@ impl BrokerService for ControllerApi {
         self.tasks
             .spawn(stream_metadata(applied, from_offset, tx, shutdown));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type BrokerSessionStream = SessionEvents;
+
+    async fn broker_session(
+        &self,
+        request: Request<pb::BrokerSessionRequest>,
+    ) -> Result<Response<Self::BrokerSessionStream>, Status> {
+        let req = request.into_inner();
+        let Some(term) = self.quorum.leading_term() else {
+            return Err(status(self.quorum.not_controller()));
+        };
+        let guard = self.quorum.applied().with_image(|image| {
+            self.liveness.on_term(term, image);
+            self.liveness
+                .open_stream(image, term, req.broker_id, req.broker_epoch)
+        });
+        let grace = self.liveness.stream_grace();
+        if grace.is_some() && guard.is_none() {
+            return Err(status(
+                ApiError::new(
+                    ResponseError::StaleBrokerEpoch,
+                    format!(
+                        "broker {} epoch {} is not a current registration",
+                        req.broker_id, req.broker_epoch
+                    ),
+                )
+                .into(),
+            ));
+        }
+        debug!(
+            broker_id = req.broker_id,
+            broker_epoch = req.broker_epoch,
+            term,
+            "session stream opened"
+        );
+        let opened = pb::BrokerSessionEvent {
+            term,
+            grace_ms: grace.map_or(0, |g| g.as_millis() as u32),
+        };
+        // The stream lives as long as the broker's connection and this node's leadership in `term`;
+        // the guard inside it is dropped when either ends (hyper drops the body of a closed
+        // connection), which is what starts the grace.
+        let quorum = self.quorum.clone();
+        let shutdown = self.shutdown.clone();
+        let events = futures::stream::once(async move { Ok(opened) }).chain(
+            futures::stream::once(async move {
+                let _guard = guard;
+                tokio::select! {
+                    _ = quorum.leadership_ended(term) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            })
+            .filter_map(|()| async { None::<Result<pb::BrokerSessionEvent, Status>> }),
+        );
+        Ok(Response::new(Box::pin(events)))
     }
 }
 
@@ -669,6 +726,7 @@ mod tests {
     use openraft::{BasicNode, Raft};
 
     use super::*;
+    use crate::liveness::Expiry;
     use crate::raft::{
         open, raft_config, NetworkFactory, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS,
         DEFAULT_HEARTBEAT_MS, DEFAULT_SNAPSHOT_LOGS,
@@ -677,6 +735,7 @@ mod tests {
 
     const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
     const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
+    const SESSION_GRACE: Duration = Duration::from_millis(500);
 
     /// The API of a single-voter controller over a real Raft store in `dir` (the only voter needs no
     /// network), bootstrapped with a cluster id.
@@ -727,7 +786,7 @@ mod tests {
             .unwrap();
         ControllerApi {
             quorum,
-            liveness: Arc::new(Liveness::new(SESSION_TIMEOUT)),
+            liveness: Arc::new(Liveness::new(SESSION_TIMEOUT, Some(SESSION_GRACE))),
             heartbeat_interval: HEARTBEAT_INTERVAL,
             session_timeout: SESSION_TIMEOUT,
             shutdown: CancellationToken::new(),
@@ -762,6 +821,113 @@ mod tests {
         assert_eq!(seen, 1000, "the command saw the entry that was pending");
     }
 
+    /// Registers broker 1; its broker epoch.
+    async fn register(api: &ControllerApi) -> i64 {
+        api.register_broker(Request::new(pb::RegisterBrokerRequest {
+            broker_id: 1,
+            incarnation_id: Uuid::new_v4().to_string(),
+            endpoints: vec![pb::Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+            }],
+            rack: None,
+            cluster_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .broker_epoch
+    }
+
+    /// Opens broker 1's session stream and reads the event that says the controller took it.
+    async fn open_session(api: &ControllerApi, broker_epoch: i64) -> SessionEvents {
+        let mut events = api
+            .broker_session(Request::new(pb::BrokerSessionRequest {
+                broker_id: 1,
+                broker_epoch,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let opened = events.next().await.unwrap().unwrap();
+        assert_eq!(opened.grace_ms, SESSION_GRACE.as_millis() as u32);
+        events
+    }
+
+    /// Issue #12: a broker whose session stream closes (its process died) is expired once the grace
+    /// runs out, long before its session timeout; reopening within the grace keeps the session.
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_session_stream_expires_the_broker_after_the_grace_unless_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = single_controller(dir.path()).await;
+        let broker_epoch = register(&api).await;
+        let reply = api.broker_heartbeat(heartbeat(broker_epoch)).await.unwrap();
+        assert!(!reply.into_inner().is_fenced);
+        let image = api.quorum.applied().image();
+
+        // A dropped connection, reopened within the grace: nothing happens, ever.
+        let stream = open_session(&api, broker_epoch).await;
+        drop(stream);
+        tokio::time::sleep(SESSION_GRACE - Duration::from_millis(100)).await;
+        assert!(api.liveness.has_live_session(1));
+        let stream = open_session(&api, broker_epoch).await;
+        tokio::time::sleep(SESSION_GRACE * 4).await;
+        assert_eq!(api.liveness.next_expired(&image), None);
+
+        // A second stream opened before the first closes (a reconnect racing the old connection's
+        // close): closing the old one loses nothing.
+        let newer = open_session(&api, broker_epoch).await;
+        drop(stream);
+        tokio::time::sleep(SESSION_GRACE * 4).await;
+        assert_eq!(api.liveness.next_expired(&image), None);
+
+        // The process dies: every stream closes and none comes back.
+        drop(newer);
+        tokio::time::sleep(SESSION_GRACE - Duration::from_millis(50)).await;
+        assert_eq!(
+            api.liveness.next_expired(&image),
+            None,
+            "still within the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            api.liveness.next_expired(&image),
+            Some((1, broker_epoch, Expiry::StreamLost))
+        );
+        assert!(!api.liveness.has_live_session(1));
+        assert!(
+            SESSION_GRACE * 2 < SESSION_TIMEOUT,
+            "expired by the stream, not by the session timeout"
+        );
+    }
+
+    /// A stream of another registration is refused and cannot keep the current one alive.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_stream_of_an_older_registration_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = single_controller(dir.path()).await;
+        let broker_epoch = register(&api).await;
+        let refused = api
+            .broker_session(Request::new(pb::BrokerSessionRequest {
+                broker_id: 1,
+                broker_epoch: broker_epoch - 1,
+            }))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(
+            refused
+                .metadata()
+                .get(ERROR_METADATA_KEY)
+                .and_then(|v| v.to_str().ok()),
+            Some(error::name(ResponseError::StaleBrokerEpoch).as_ref())
+        );
+        // Without a stream of its own, the current registration is judged by heartbeats alone.
+        tokio::time::sleep(SESSION_GRACE * 4).await;
+        assert!(api.liveness.has_live_session(1));
+    }
+
     fn heartbeat(broker_epoch: i64) -> Request<pb::BrokerHeartbeatRequest> {
         Request::new(pb::BrokerHeartbeatRequest {
             broker_id: 1,
@@ -780,22 +946,7 @@ mod tests {
     async fn a_slow_quorum_does_not_fence_a_broker_that_heartbeats() {
         let dir = tempfile::tempdir().unwrap();
         let api = single_controller(dir.path()).await;
-        let registered = api
-            .register_broker(Request::new(pb::RegisterBrokerRequest {
-                broker_id: 1,
-                incarnation_id: Uuid::new_v4().to_string(),
-                endpoints: vec![pb::Endpoint {
-                    name: "PLAINTEXT".into(),
-                    host: "127.0.0.1".into(),
-                    port: 9092,
-                }],
-                rack: None,
-                cluster_id: String::new(),
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        let broker_epoch = registered.broker_epoch;
+        let broker_epoch = register(&api).await;
         let reply = api.broker_heartbeat(heartbeat(broker_epoch)).await.unwrap();
         assert!(!reply.into_inner().is_fenced);
         let term = api.quorum.raft().metrics().borrow().current_term;
@@ -827,7 +978,7 @@ mod tests {
         tokio::time::sleep(HEARTBEAT_INTERVAL * 2).await;
         assert_eq!(
             api.liveness.next_expired(&image),
-            Some((1, broker_epoch)),
+            Some((1, broker_epoch, Expiry::SessionTimedOut)),
             "only heartbeats of the current registration keep it alive"
         );
         drop(stalled);
