@@ -110,9 +110,16 @@ impl AppliedMetadata {
         self.offset_tx.send_replace(offset);
     }
 
-    /// Entries after `from_offset`, or a full image when they are no longer all retained.
+    /// Entries after `from_offset`, or a full image when they are no longer all retained. A watcher
+    /// starting from nothing (`from_offset` 0: a broker process that just started, it keeps no
+    /// metadata) gets the full image even when every entry is retained: replayed one by one, the
+    /// entries would show it states long gone, such as leaderships of old epochs, and it would act on
+    /// them (Kafka's brokers likewise publish metadata only once caught up with the log).
     pub fn resume(&self, from_offset: u64) -> Resume {
         let inner = self.read();
+        if from_offset == 0 && inner.image.offset > 0 {
+            return Resume::Snapshot(inner.image.clone());
+        }
         if from_offset >= inner.image.offset {
             // Up to date, or ahead of this node (it came from a controller that applied more): the
             // entries it is missing here will arrive; the caller skips what it already has.
@@ -130,5 +137,41 @@ impl AppliedMetadata {
             ),
             _ => Resume::Snapshot(inner.image.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fence(broker_id: i32, fenced: bool) -> Vec<Record> {
+        vec![Record::BrokerChange {
+            broker_id,
+            broker_epoch: 1,
+            fenced: Some(fenced),
+            in_controlled_shutdown: None,
+            has_offline_log_dir: None,
+        }]
+    }
+
+    #[test]
+    fn a_watcher_from_nothing_gets_the_image_and_one_with_an_offset_gets_the_entries_after_it() {
+        let applied = AppliedMetadata::new();
+        assert!(matches!(applied.resume(0), Resume::Entries(e) if e.is_empty()));
+        for offset in 1..=3 {
+            applied.apply(offset, fence(1, offset % 2 == 1));
+        }
+        // Never the intermediate states: the image as it is now.
+        match applied.resume(0) {
+            Resume::Snapshot(image) => assert_eq!(image.offset, 3),
+            Resume::Entries(_) => panic!("a fresh watcher replays old states"),
+        }
+        match applied.resume(1) {
+            Resume::Entries(entries) => {
+                assert_eq!(entries.iter().map(|e| e.offset).collect::<Vec<_>>(), [2, 3])
+            }
+            Resume::Snapshot(_) => panic!("retained entries are streamed"),
+        }
+        assert!(matches!(applied.resume(3), Resume::Entries(e) if e.is_empty()));
     }
 }

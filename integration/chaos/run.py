@@ -29,6 +29,7 @@ import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -326,7 +327,8 @@ class Run:
         log(f"final read: high watermarks {hws}")
         (self.dir / "final.json").write_text(json.dumps({"hws": hws, "final": final, "unread": self.unread}))
         self.cluster.stop()
-        divergences = compare_replicas(self.cluster, self.topic, hws, parts)
+        divergences = compare_replicas(self.cluster, self.topic, hws, parts,
+                                       self.dir / "batches.jsonl")
         return final, hws, divergences, problems
 
     def main(self) -> int:
@@ -483,28 +485,38 @@ def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
 
 
 def compare_replicas(cluster: ChaosCluster, topic: str, hws: dict[int, int],
-                     parts: dict[int, dict]) -> list[checker.Anomaly]:
+                     parts: dict[int, dict], dump: Path) -> list[checker.Anomaly]:
     """The ISR members' batches below the high watermark, read from their segment files, compared by
-    `checker.compare_replica_logs`."""
+    `checker.compare_replica_logs`. Every replica's batch headers (offsets, leader epoch, producer id,
+    epoch and base sequence) go to `dump`, one JSON line per batch, for tracing an anomaly to the
+    writes behind it after the data dirs (tmpfs) are gone."""
     from chronik_cluster import read_batch_headers
 
     anomalies = []
-    for p, hw in sorted(hws.items()):
-        members = sorted(parts.get(p, {}).get("isr") or [b.id for b in cluster.brokers])
-        logs = {}
-        for b in members:
-            directory = cluster.broker(b).data_dir / f"{topic}-{p}"
-            batches = []
-            for segment in sorted(directory.glob("*.log")):
-                if len(segment.stem) != 20 or not segment.stem.isdigit():
-                    continue
-                data = segment.read_bytes()
-                for h in read_batch_headers(segment)[0]:
-                    if h.next_offset <= hw:
-                        batches.append((h.base_offset, h.next_offset, h.partition_leader_epoch,
-                                        data[h.position:h.end_position]))
-            logs[b] = batches
-        anomalies += checker.compare_replica_logs(p, hw, logs)
+    with dump.open("w") as out:
+        for p, hw in sorted(hws.items()):
+            members = sorted(parts.get(p, {}).get("isr") or [b.id for b in cluster.brokers])
+            logs = {}
+            for broker in cluster.brokers:
+                b = broker.id
+                directory = broker.data_dir / f"{topic}-{p}"
+                batches = []
+                for segment in sorted(directory.glob("*.log")):
+                    if len(segment.stem) != 20 or not segment.stem.isdigit():
+                        continue
+                    data = segment.read_bytes()
+                    for h in read_batch_headers(segment)[0]:
+                        producer_id, producer_epoch, base_sequence = struct.unpack_from(
+                            ">qhi", data, h.position + 43)
+                        out.write(json.dumps({"b": b, "p": p, "o": h.base_offset, "n": h.next_offset,
+                                              "le": h.partition_leader_epoch, "pid": producer_id,
+                                              "pe": producer_epoch, "seq": base_sequence}) + "\n")
+                        if h.next_offset <= hw:
+                            batches.append((h.base_offset, h.next_offset, h.partition_leader_epoch,
+                                            data[h.position:h.end_position]))
+                if b in members:
+                    logs[b] = batches
+            anomalies += checker.compare_replica_logs(p, hw, logs)
     return anomalies
 
 

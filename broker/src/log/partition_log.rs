@@ -391,7 +391,32 @@ impl PartitionLog {
                 });
             }
         }
-        if let Admission::Duplicate(original) = state.producers.check(batch.header())? {
+        let admission = match state.producers.check(batch.header()) {
+            Ok(admission) => admission,
+            Err(e) => {
+                // What a client does next on these (an idempotent producer bumps its epoch and
+                // sends its unacknowledged records again) is worth a line when it happens.
+                let h = batch.header();
+                let known = state.producers.get(h.producer_id);
+                tracing::info!(dir = %self.dir.display(), producer_id = h.producer_id,
+                    producer_epoch = h.producer_epoch, base_sequence = h.base_sequence,
+                    last_sequence = h.base_sequence.wrapping_add(h.last_offset_delta),
+                    known_epoch = known.map(|k| k.producer_epoch),
+                    known_batches = ?known.map(|k| k.batches().map(|b| (b.first_seq, b.last_seq, b.last_offset)).collect::<Vec<_>>()),
+                    "producer batch refused: {e}");
+                return Err(e.into());
+            }
+        };
+        if let Some(known) = state.producers.get(batch.header().producer_id) {
+            if batch.header().producer_epoch > known.producer_epoch {
+                tracing::info!(dir = %self.dir.display(),
+                    producer_id = batch.header().producer_id,
+                    from_epoch = known.producer_epoch,
+                    to_epoch = batch.header().producer_epoch,
+                    "producer epoch bumped");
+            }
+        }
+        if let Admission::Duplicate(original) = admission {
             let h = batch.header();
             tracing::debug!(dir = %self.dir.display(), producer_id = h.producer_id,
                 producer_epoch = h.producer_epoch, base_sequence = h.base_sequence,
