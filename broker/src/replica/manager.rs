@@ -90,6 +90,9 @@ pub struct ReplicaManager {
     /// polls.
     data_version: watch::Sender<u64>,
     isr_changes: mpsc::UnboundedSender<IsrChange>,
+    /// Every registered broker's epoch and whether it may join an ISR (unfenced, not shutting down,
+    /// no offline log dir), from the last applied image.
+    brokers: RwLock<HashMap<BrokerId, (i64, bool)>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -114,7 +117,20 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             data_version: watch::channel(0).0,
             isr_changes,
+            brokers: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Whether `follower`, fetching under `broker_epoch`, may be proposed for an ISR (Kafka's
+    /// `Partition.isReplicaIsrEligible`): the controller refuses anything else with
+    /// INELIGIBLE_REPLICA, so asking would only load it, once per fetch. A broker the image does not
+    /// know yet is not judged here.
+    fn isr_eligible(&self, follower: BrokerId, broker_epoch: i64) -> bool {
+        self.brokers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&follower)
+            .is_none_or(|&(epoch, active)| active && (broker_epoch < 0 || broker_epoch == epoch))
     }
 
     /// Wakes long polls and acks=all waits (after a high watermark or role change made elsewhere).
@@ -262,6 +278,7 @@ impl ReplicaManager {
             || state.recovering
             || state.isr.contains(&follower)
             || !state.replicas.contains(&follower)
+            || !self.isr_eligible(follower, broker_epoch)
         {
             return;
         }
@@ -372,6 +389,11 @@ impl ReplicaManager {
     /// is `authoritative` (caught up to this broker's registration) — deletes partitions the image no
     /// longer gives this broker.
     pub fn apply_metadata(&self, image: &MetadataImage, authoritative: bool) {
+        *self.brokers.write().unwrap_or_else(|e| e.into_inner()) = image
+            .brokers
+            .values()
+            .map(|b| (b.broker_id, (b.broker_epoch, b.is_active())))
+            .collect();
         let mut wanted = HashSet::new();
         let mut changed = false;
         for (topic, index, registration) in image.partitions() {
@@ -679,6 +701,45 @@ mod tests {
             changes.try_recv().is_err(),
             "one change in flight at a time"
         );
+    }
+
+    /// A follower the controller would refuse (INELIGIBLE_REPLICA) is not proposed: not fenced, not
+    /// with an offline log dir, not under a broker epoch other than its registration's. Before, the
+    /// leader asked again on every fetch (seen in chaos runs as a storm of refusals).
+    #[tokio::test]
+    async fn an_ineligible_follower_is_not_proposed_for_the_isr() {
+        let (_dir, replicas, mut changes, partition) = manager(&[1, 2]);
+        let pending = replicas
+            .append_as_leader(&partition, client_batch(&[1], 10), 1)
+            .await
+            .unwrap();
+        replicas.on_follower_fetch(&partition, 2, 12, 1);
+        replicas
+            .complete_append(pending, 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let topic_id = partition.topic_id;
+        let mut image = image(&[1, 2], topic_id);
+        image.replay_all(
+            21,
+            &[Record::BrokerChange {
+                broker_id: 3,
+                broker_epoch: 13,
+                fenced: None,
+                in_controlled_shutdown: None,
+                has_offline_log_dir: Some(true),
+            }],
+        );
+        replicas.apply_metadata(&image, true);
+        replicas.on_follower_fetch(&partition, 3, 13, 1);
+        assert!(changes.try_recv().is_err(), "offline log dir");
+        let image = super::tests::image(&[1, 2], topic_id);
+        replicas.apply_metadata(&image, true);
+        replicas.on_follower_fetch(&partition, 3, 12, 1);
+        assert!(changes.try_recv().is_err(), "an old registration's epoch");
+        replicas.on_follower_fetch(&partition, 3, 13, 1);
+        let change = changes.try_recv().expect("eligible again");
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1), (3, 13)]);
     }
 
     #[tokio::test(start_paused = true)]
