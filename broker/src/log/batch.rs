@@ -191,6 +191,12 @@ impl BatchHeader {
         Ok(header)
     }
 
+    /// Reads only the ProducerId field of a batch starting at `buf`: `None` when the bytes are too
+    /// short to hold a batch header (the full parse says what is wrong with them).
+    pub fn peek_producer_id(buf: &[u8]) -> Option<i64> {
+        (buf.len() >= HEADER_BYTES).then(|| i64_at(buf, PRODUCER_ID_AT))
+    }
+
     /// Reads only the BatchLength field of a batch starting at `buf` and returns the batch's total size,
     /// or `None` when fewer than 12 bytes are there or the length is impossible.
     pub fn peek_total_size(buf: &[u8]) -> Option<usize> {

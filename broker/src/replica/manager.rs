@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::partition::{Partition, PartitionState};
+use crate::log::batch::BatchHeader;
 use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog};
 use crate::metadata::MetadataCache;
 use crate::status::BrokerStatus;
@@ -185,7 +186,17 @@ impl ReplicaManager {
         if state.leader != self.broker_id {
             return Err(AppendError::NotLeader);
         }
-        if required_acks == -1 && state.isr.len() < state.min_insync_replicas {
+        // Below min.insync.replicas Kafka refuses an acks=all batch before writing it, so a plain
+        // producer's retry does not write it twice. An idempotent producer's batch is written
+        // anyway and waits, like any acks=all write, for the ISR to be back (REQUEST_TIMED_OUT if
+        // it is not within the request's timeout; the retry is recognised as a duplicate and
+        // acknowledged once it is committed): refusing it would leave a gap in its
+        // sequence that the batches already in flight behind it fall into, and librdkafka answers
+        // that OUT_OF_ORDER_SEQUENCE_NUMBER by bumping its epoch and resending everything
+        // unacknowledged under new sequence numbers, so whatever of it was written is written twice
+        // (found by the chaos harness, issue #11).
+        let idempotent = BatchHeader::peek_producer_id(&batch).is_some_and(|id| id >= 0);
+        if required_acks == -1 && state.isr.len() < state.min_insync_replicas && !idempotent {
             return Err(AppendError::NotEnoughReplicas {
                 isr: state.isr.len(),
                 min: state.min_insync_replicas,
@@ -1019,6 +1030,55 @@ mod tests {
         ));
         assert_eq!(partition.log.log_end_offset(), 0);
     }
+
+    /// Issue #11 (chaos: duplicates of idempotent writes): below min.insync.replicas an idempotent
+    /// producer's batches are written (and not acknowledged), so the next batch in flight continues
+    /// the sequence instead of falling into a gap (OUT_OF_ORDER_SEQUENCE_NUMBER, which makes
+    /// librdkafka resend everything unacknowledged under a new epoch); their retries are duplicates,
+    /// acknowledged once the ISR is back.
+    #[tokio::test]
+    async fn below_min_isr_idempotent_batches_are_written_without_a_sequence_gap() {
+        let (_dir, replicas, _changes, partition) = manager(&[1]);
+        let replicas = Arc::new(replicas);
+        let first = replicas
+            .append_as_leader(&partition, producer_batch(7, 0, 0, 2), -1)
+            .await
+            .expect("written below min.insync.replicas");
+        assert!(matches!(
+            replicas
+                .complete_append(first, -1, Duration::from_millis(100))
+                .await,
+            Err(AppendError::TimedOut)
+        ));
+        // The batch behind it in flight continues the sequence.
+        let second = replicas
+            .append_as_leader(&partition, producer_batch(7, 0, 2, 2), -1)
+            .await
+            .expect("no sequence gap");
+        assert_eq!(second.info.base_offset, 2);
+        // The retry of the first is a duplicate; once the ISR is back and has fetched, it is
+        // acknowledged with its original offsets.
+        let topic_id = partition.topic_id;
+        replicas.apply_metadata(&image_led_by(1, 0, &[1, 2], topic_id), true);
+        let retry = replicas
+            .append_as_leader(&partition, producer_batch(7, 0, 0, 2), -1)
+            .await
+            .unwrap();
+        assert!(retry.info.duplicate);
+        let waiting = tokio::spawn({
+            let replicas = replicas.clone();
+            async move {
+                replicas
+                    .complete_append(retry, -1, Duration::from_secs(10))
+                    .await
+            }
+        });
+        replicas.on_follower_fetch(&partition, 2, 12, 4);
+        let acked = waiting.await.unwrap().expect("acknowledged");
+        assert_eq!((acked.base_offset, acked.last_offset), (0, 1));
+        assert_eq!(partition.log.log_end_offset(), 4, "nothing written twice");
+    }
+
     #[tokio::test]
     async fn a_duplicate_is_acknowledged_only_once_its_original_is_committed() {
         let (_dir, replicas, _changes, partition) = manager(&[1, 2]);
