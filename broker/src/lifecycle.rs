@@ -45,10 +45,10 @@ const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(2000);
 const CONTROLLED_SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 const INITIAL_REGISTER_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_REGISTER_BACKOFF: Duration = Duration::from_secs(1);
-/// Between attempts to reopen the session stream: short, since the controller's grace (500 ms by
+/// Between attempts to reopen the session stream: short, since the controller's grace (300 ms by
 /// default) is what a reconnect has.
 const INITIAL_SESSION_STREAM_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_SESSION_STREAM_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_SESSION_STREAM_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the lifecycle manager registers and how long it waits on shutdown.
 #[derive(Clone, Debug)]

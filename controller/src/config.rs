@@ -52,7 +52,7 @@ pub struct ControllerConfig {
     /// A broker whose `BrokerSession` streams have all closed (its process died) and that has not
     /// reopened one within this many milliseconds is fenced without waiting for the session timeout.
     /// 0 turns the fast path off: only missed heartbeats fence.
-    #[arg(long, env = "CHRONIK_BROKER_SESSION_GRACE_MS", default_value_t = 500)]
+    #[arg(long, env = "CHRONIK_BROKER_SESSION_GRACE_MS", default_value_t = 300)]
     pub broker_session_grace_ms: u64,
 
     /// How often the active controller moves leadership back to preferred replicas that are in sync.

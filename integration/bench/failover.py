@@ -13,7 +13,9 @@ few milliseconds. Then `--faults` times, one fault of the kind `--fault` names:
 - `follower-cut`: SIGSTOP of a follower (alive to nobody, sending no fetch) for `--stop-seconds`,
   then SIGCONT. Keep it under the session timeout to measure the ISR's fetch-stall rule alone.
 
-Measured per fault: the time from the fault to the first acknowledgement of a record *produced after
+Measured per fault: for a fault of the leader, when every other broker's Metadata first names a new
+leader (polled every 10 ms over a connection to each: fencing, election, commit and propagation to
+the brokers together), then the time from the fault to the first acknowledgement of a record *produced after
 the fault* (a record sent before it may be acknowledged by the failing broker in its last
 milliseconds), and the longest gap between consecutive acknowledgements from the last one before the
 fault until `--settle-seconds` after it (after the SIGCONT for SIGSTOP faults), and at least 1 s after
@@ -31,11 +33,16 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from confluent_kafka import KafkaException, Producer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+import kafka_wire  # noqa: E402  (integration/python: one Metadata request to one chosen broker)
 
 TOPIC = "failover"
 
@@ -76,6 +83,33 @@ def broker_pid(bin_dir, dir, broker):
     return node["pid"]
 
 
+def broker_addrs(bin_dir, dir):
+    status = json.loads(ctl(bin_dir, "local", "status", "--dir", dir, "--output", "json"))
+    return {n["id"]: n["addr"] for n in status["nodes"] if n["kind"] == "broker"}
+
+
+def watch_new_leader(addrs, old_leader, seen, stop):
+    """Polls each broker in `addrs` until its Metadata names a leader other than `old_leader`; records
+    the monotonic time per broker in `seen`."""
+    connections = {}
+    while not stop.is_set() and len(seen) < len(addrs):
+        for broker, addr in addrs.items():
+            if broker in seen:
+                continue
+            try:
+                connection = connections.get(broker) or kafka_wire.KafkaConnection(addr, timeout=2)
+                connections[broker] = connection
+                meta = connection.metadata([TOPIC]).topics.get(TOPIC)
+                leader = meta.partitions[0].leader if meta and 0 in meta.partitions else -1
+                if leader not in (-1, old_leader):
+                    seen[broker] = time.monotonic()
+            except (OSError, EOFError, ValueError):
+                connections.pop(broker, None)
+        time.sleep(0.01)
+    for connection in connections.values():
+        connection.close()
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -95,13 +129,16 @@ def main():
                         help="a fault with no acknowledged write this long after it counts as this long")
     parser.add_argument("--broker-arg", action="append", default=[],
                         help="a flag for every broker, e.g. --broker-arg=--replica-fetch-stall-ms=30000")
+    parser.add_argument("--controller-arg", action="append", default=[],
+                        help="a flag for every controller, e.g. --controller-arg=--broker-session-grace-ms=300")
     parser.add_argument("--settle-seconds", type=float, default=5.0,
                         help="how long after the fault (or the SIGCONT) ack gaps are still counted")
     args = parser.parse_args()
     stop_seconds = args.stop_seconds or (7.0 if args.fault == "stop" else 3.0)
     with tempfile.TemporaryDirectory() as dir:
         up = json.loads(ctl(args.bin_dir, "local", "up", "--dir", dir, "--controllers", "3", "--brokers", "3",
-                            *[f"--broker-arg={a}" for a in args.broker_arg], "--output", "json"))
+                            *[f"--broker-arg={a}" for a in args.broker_arg],
+                            *[f"--controller-arg={a}" for a in args.controller_arg], "--output", "json"))
         controllers, bootstrap = up["controllers"], up["bootstrap_servers"]
         try:
             ctl(args.bin_dir, "--controllers", controllers, "topic", "create", TOPIC, "--partitions", "1",
@@ -142,7 +179,8 @@ def main():
             thread = threading.Thread(target=produce, daemon=True)  # an aborted run must still exit
             thread.start()
             wait("first ack", 30, lambda: acked)
-            firsts, gaps = [], []
+            firsts, gaps, propagated = [], [], []
+            addrs = broker_addrs(args.bin_dir, dir)
             for i in range(args.faults):
                 partition = describe(args.bin_dir, controllers, TOPIC)["partitions"][0]
                 leader = partition["leader"]
@@ -151,8 +189,16 @@ def main():
                 errors_before, fatal_before = len(errors), len(fatal)
                 # The signal is sent from here, right after the clock is read: spawning `chronikctl` first
                 # would let the failing broker acknowledge writes "sent after the fault" meanwhile.
+                seen, watching = {}, threading.Event()
+                watcher = None
+                if target == leader:
+                    others = {b: a for b, a in addrs.items() if b != leader}
+                    watcher = threading.Thread(target=watch_new_leader, args=(others, leader, seen, watching),
+                                               daemon=True)
                 fault_at = time.monotonic()
                 os.kill(pid, {"kill": signal.SIGKILL, "term": signal.SIGTERM}.get(args.fault, signal.SIGSTOP))
+                if watcher:
+                    watcher.start()
                 try:
                     first = wait("an ack of a write sent after the fault", args.give_up_seconds,
                                  lambda: next((a for s, a in list(acked) if s > fault_at), None))
@@ -175,10 +221,19 @@ def main():
                 gap = max((b - a for a, b in zip(window, window[1:])), default=until - fault_at)
                 firsts.append(first - fault_at)
                 gaps.append(gap)
+                metadata_note = ""
+                if watcher:
+                    watcher.join(timeout=max(0.0, fault_at + args.give_up_seconds - time.monotonic()))
+                    watching.set()
+                    if seen and len(seen) == len(addrs) - 1:
+                        propagated.append(max(seen.values()) - fault_at)
+                        metadata_note = (f", every other broker's Metadata names the new leader after "
+                                         f"{propagated[-1]:.2f} s (spread "
+                                         f"{max(seen.values()) - min(seen.values()):.3f} s)")
                 new_errors = errors[errors_before:]
                 print(f"{args.fault} {i + 1}: broker {target} ({'leader' if target == leader else 'follower'}), "
                       f"first ack of a write sent after the fault {first - fault_at:.2f} s, "
-                      f"longest gap between acks {gap:.2f} s, delivery errors {len(new_errors)}"
+                      f"longest gap between acks {gap:.2f} s{metadata_note}, delivery errors {len(new_errors)}"
                       + (f" ({new_errors[0][1]})" if new_errors else "")
                       + (f", producer failed fatally and was replaced ({fatal[fatal_before][1]})"
                          if len(fatal) > fatal_before else ""), flush=True)
@@ -190,6 +245,9 @@ def main():
             thread.join()
             print(summary(f"{args.fault}: fault to first ack of a write sent after it", firsts))
             print(summary(f"{args.fault}: longest gap between acks", gaps))
+            if propagated:
+                print(summary(f"{args.fault}: fault to every other broker's Metadata naming the new leader",
+                              propagated))
             print(f"{args.fault}: delivery errors {len(errors)}, producers failed fatally {len(fatal)}, "
                   f"acknowledged writes {len(acked)}")
         finally:
