@@ -6,6 +6,11 @@
 //! - Every broker named as a partition leader is listed in `brokers` with its endpoint on the listener the
 //!   client connected on: a leader that is unregistered, fenced or lacks that listener is reported as -1
 //!   (LEADER_NOT_AVAILABLE, or LISTENER_NOT_FOUND from v6), never as an id the client cannot reach.
+//! - A leader whose Kafka listener refused this broker's replica fetcher (its process is gone, the
+//!   controller has not fenced it yet) is reported as -1 (LEADER_NOT_AVAILABLE) too: clients then keep
+//!   asking for metadata instead of waiting out their refresh interval with a dead leader
+//!   (librdkafka re-queries a known leader once a second). Only a refused connection counts, and
+//!   only for the registration that refused it.
 //! - Leader epochs are the image's, leaderless partitions included, so clients never see one go back.
 //! - `controller_id` names a listed broker (KIP-590: brokers forward admin requests to the controller),
 //!   so admin clients always have somewhere to send CreateTopics and DeleteTopics.
@@ -104,8 +109,9 @@ pub async fn handle(
     }
 
     let include_topic_operations = request.include_topic_authorized_operations;
+    let refused = ctx.replicas.refused_leaders(&image);
     let describe = |topic: &TopicImage| {
-        let mut answer = describe_topic(&image, topic, rc);
+        let mut answer = describe_topic(&image, topic, rc, &refused);
         if include_topic_operations {
             answer.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
         }
@@ -248,12 +254,13 @@ fn describe_topic(
     image: &MetadataImage,
     topic: &TopicImage,
     rc: &RequestContext<'_>,
+    refused: &HashSet<BrokerId>,
 ) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
-        .map(|(index, p)| describe_partition(image, index as i32, p, rc))
+        .map(|(index, p)| describe_partition(image, index as i32, p, rc, refused))
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
@@ -267,8 +274,10 @@ fn describe_partition(
     index: i32,
     p: &PartitionRegistration,
     rc: &RequestContext<'_>,
+    refused: &HashSet<BrokerId>,
 ) -> MetadataResponsePartition {
     let (error, leader) = match live_leader(image, p, rc.listener) {
+        Ok(leader) if refused.contains(&leader) => (ResponseError::LeaderNotAvailable.code(), -1),
         Ok(leader) => (0, leader),
         Err(LeaderUnavailable::NotLive) => (ResponseError::LeaderNotAvailable.code(), -1),
         Err(LeaderUnavailable::NoListener) if rc.version >= 6 => {
@@ -499,6 +508,49 @@ pub(crate) mod tests {
         assert_eq!(ids(&audit.replica_nodes), vec![1, 3]);
         assert_eq!(ids(&audit.isr_nodes), vec![1, 3]);
         assert_eq!(ids(&audit.offline_replicas), vec![3]);
+    }
+
+    /// Issue #12: a leader whose listener refused this broker's replica fetcher is dead to it; until
+    /// the controller fences it, its partitions are answered as leaderless (clients keep asking)
+    /// rather than named (librdkafka would wait a second before asking again). A new registration of
+    /// that broker is not judged by the old refusal.
+    #[tokio::test]
+    async fn a_leader_that_refused_the_replica_fetcher_is_not_named() {
+        let c = cluster();
+        let broker = TestBroker::new(2, &c.records);
+        broker
+            .ctx
+            .replicas
+            .apply_metadata(&broker.ctx.metadata.current(), false);
+        let request = || MetadataRequest::default().with_topics(named(&["orders"]));
+        let leader_of_p0 = |r: &MetadataResponse| {
+            let p = &topic_of(r, "orders").partitions[0];
+            (p.error_code, p.leader_id.0)
+        };
+        assert_eq!(
+            leader_of_p0(&ask(&broker, 9, "PLAINTEXT", request()).await),
+            (0, 1)
+        );
+
+        broker.ctx.replicas.note_leader_refused(1);
+        assert_eq!(
+            leader_of_p0(&ask(&broker, 9, "PLAINTEXT", request()).await),
+            (ResponseError::LeaderNotAvailable.code(), -1)
+        );
+        broker.ctx.replicas.note_leader_reachable(1);
+        assert_eq!(
+            leader_of_p0(&ask(&broker, 9, "PLAINTEXT", request()).await),
+            (0, 1)
+        );
+
+        // Refused under the current registration, then broker 1 registers anew: the refusal was
+        // another incarnation's.
+        broker.ctx.replicas.note_leader_refused(1);
+        let mut image = (*broker.ctx.metadata.current()).clone();
+        let mut reregistered = image.brokers[&1].clone();
+        reregistered.broker_epoch += 100;
+        image.brokers.insert(1, reregistered);
+        assert!(broker.ctx.replicas.refused_leaders(&image).is_empty());
     }
 
     #[tokio::test]

@@ -206,6 +206,7 @@ async fn run_fetcher(
     info!(leader, "replica fetcher started");
     loop {
         if cancel.is_cancelled() || partitions.has_changed().is_err() {
+            replicas.note_leader_reachable(leader);
             info!(leader, "replica fetcher stopped");
             return;
         }
@@ -221,7 +222,18 @@ async fn run_fetcher(
                             listener: listener.clone(),
                         }
                     })?;
-                connection = Some(LeaderConnection::connect(&address).await?);
+                match LeaderConnection::connect(&address).await {
+                    Ok(connected) => {
+                        replicas.note_leader_reachable(leader);
+                        connection = Some(connected);
+                    }
+                    Err(e) => {
+                        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                            replicas.note_leader_refused(leader);
+                        }
+                        return Err(e.into());
+                    }
+                }
             }
             let request = fetch_request(self_id, broker_epoch, &targets);
             if request.topics.is_empty() {

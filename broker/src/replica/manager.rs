@@ -94,6 +94,10 @@ pub struct ReplicaManager {
     /// Every registered broker's epoch and whether it may join an ISR (unfenced, not shutting down,
     /// no offline log dir), from the last applied image.
     brokers: RwLock<HashMap<BrokerId, (i64, bool)>>,
+    /// Leaders whose Kafka listener refused this broker's replica fetcher (nothing listens: the
+    /// process is gone), with the registration's broker epoch at the time; cleared when a fetcher
+    /// connects again.
+    refused_leaders: RwLock<HashMap<BrokerId, i64>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -119,7 +123,58 @@ impl ReplicaManager {
             data_version: watch::channel(0).0,
             isr_changes,
             brokers: RwLock::new(HashMap::new()),
+            refused_leaders: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// A replica fetcher's connection to `leader` was refused (ECONNREFUSED: the host answers but
+    /// nothing listens on the leader's port). Until the controller fences it (its session stream
+    /// closed at the same moment), Metadata answers its partitions as leaderless so clients keep
+    /// asking instead of waiting out their refresh interval; see `handlers/metadata.rs`.
+    pub fn note_leader_refused(&self, leader: BrokerId) {
+        let epoch = self
+            .brokers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&leader)
+            .map(|&(epoch, _)| epoch);
+        if let Some(epoch) = epoch {
+            let mut refused = self
+                .refused_leaders
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if refused.insert(leader, epoch).is_none() {
+                info!(
+                    leader,
+                    broker_epoch = epoch,
+                    "leader refused the replica fetcher's connection"
+                );
+            }
+        }
+    }
+
+    /// A replica fetcher connected to `leader` (or stopped following it).
+    pub fn note_leader_reachable(&self, leader: BrokerId) {
+        self.refused_leaders
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&leader);
+    }
+
+    /// The brokers whose current registration (in `image`) refused this broker's fetchers.
+    pub fn refused_leaders(&self, image: &MetadataImage) -> HashSet<BrokerId> {
+        self.refused_leaders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(id, epoch)| {
+                image
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| b.broker_epoch == **epoch)
+            })
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// Whether `follower`, fetching under `broker_epoch`, may be proposed for an ISR (Kafka's
