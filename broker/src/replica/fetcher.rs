@@ -200,6 +200,10 @@ async fn run_fetcher(
     let self_id = replicas.broker_id();
     let client_id = format!("chronik-replica-fetcher-{self_id}");
     let mut connection: Option<LeaderConnection> = None;
+    // When the current connection was made: one that served for a while and then broke is replaced
+    // at once (a leader that died refuses the reconnect, which `note_leader_refused` records while
+    // clients are still asking where the leader went); one that breaks young waits out the backoff.
+    let mut connected_at: Option<tokio::time::Instant> = None;
     // The fetch round in which each partition last returned data.
     let mut served: HashMap<(Uuid, i32), u64> = HashMap::new();
     let mut round = 0u64;
@@ -226,6 +230,7 @@ async fn run_fetcher(
                     Ok(connected) => {
                         replicas.note_leader_reachable(leader);
                         connection = Some(connected);
+                        connected_at = Some(tokio::time::Instant::now());
                     }
                     Err(e) => {
                         if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -260,8 +265,11 @@ async fn run_fetcher(
             Err(FetchError::NothingToFetch) => true,
             Err(e) => {
                 debug!(leader, "replica fetch failed: {e}");
+                let served_a_while = connection.is_some()
+                    && connected_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
                 connection = None;
-                true
+                connected_at = None;
+                !served_a_while
             }
         };
         if backoff {
