@@ -9,7 +9,7 @@ use chronik_proto::v1 as pb;
 
 use crate::harness::{
     active_controller, admin, broker_state, create_topic, describe_topic, leader_view, start,
-    wait_for, Proxy,
+    wait_for, Proxy, TestCluster,
 };
 
 /// Default broker session timeout of the controller.
@@ -145,15 +145,7 @@ async fn a_killed_broker_loses_its_leaderships_to_the_isr_and_comes_back_unfence
     );
 
     cluster.restart("broker", victim as u64).unwrap();
-    wait_for(
-        "the restarted broker to be unfenced",
-        Duration::from_secs(15),
-        || async {
-            let view = leader_view(&cluster).await?;
-            (broker_state(&view, victim as u64)? == "unfenced").then_some(())
-        },
-    )
-    .await;
+    wait_unfenced(&cluster, victim as u64).await;
 }
 
 /// Issue #12: a killed broker process closes its session stream, and the controller fences it once the
@@ -202,15 +194,7 @@ async fn a_killed_broker_process_is_fenced_after_the_stream_grace_not_the_sessio
 
     cluster.restart("broker", victim as u64).unwrap();
     let restarted_at = Instant::now();
-    wait_for(
-        "the restarted broker to be unfenced",
-        Duration::from_secs(15),
-        || async {
-            let view = leader_view(&cluster).await?;
-            (broker_state(&view, victim as u64)? == "unfenced").then_some(())
-        },
-    )
-    .await;
+    wait_unfenced(&cluster, victim as u64).await;
     assert!(
         restarted_at.elapsed() < Duration::from_secs(10),
         "the restarted broker waited out a session"
@@ -478,6 +462,19 @@ async fn controller_failover_fences_no_broker() {
             (after.leader, after.leader_epoch)
         );
     }
+}
+
+/// Until the active controller shows broker `id` unfenced (a restarted broker registered again).
+async fn wait_unfenced(cluster: &TestCluster, id: u64) {
+    wait_for(
+        "the restarted broker to be unfenced",
+        Duration::from_secs(15),
+        || async {
+            let view = leader_view(cluster).await?;
+            (broker_state(&view, id)? == "unfenced").then_some(())
+        },
+    )
+    .await;
 }
 
 fn broker_epochs(view: &serde_json::Value) -> BTreeMap<u64, i64> {

@@ -721,6 +721,19 @@ mod tests {
         image
     }
 
+    /// Completes an acks=all append in a task (10 s timeout), so the test can make followers fetch.
+    fn acks_all_in_background(
+        replicas: &Arc<ReplicaManager>,
+        pending: PendingAppend,
+    ) -> tokio::task::JoinHandle<Result<AppendInfo, AppendError>> {
+        let replicas = replicas.clone();
+        tokio::spawn(async move {
+            replicas
+                .complete_append(pending, -1, Duration::from_secs(10))
+                .await
+        })
+    }
+
     fn manager(
         isr: &[BrokerId],
     ) -> (
@@ -1060,14 +1073,7 @@ mod tests {
             .append_as_leader(&partition, client_batch(&[1], 10), -1)
             .await
             .unwrap();
-        let waiting = tokio::spawn({
-            let replicas = replicas.clone();
-            async move {
-                replicas
-                    .complete_append(pending, -1, Duration::from_secs(10))
-                    .await
-            }
-        });
+        let waiting = acks_all_in_background(&replicas, pending);
         replicas.on_follower_fetch(&partition, 2, 12, 2);
         let info = waiting
             .await
@@ -1120,14 +1126,7 @@ mod tests {
             .await
             .unwrap();
         assert!(retry.info.duplicate);
-        let waiting = tokio::spawn({
-            let replicas = replicas.clone();
-            async move {
-                replicas
-                    .complete_append(retry, -1, Duration::from_secs(10))
-                    .await
-            }
-        });
+        let waiting = acks_all_in_background(&replicas, retry);
         replicas.on_follower_fetch(&partition, 2, 12, 4);
         let acked = waiting.await.unwrap().expect("acknowledged");
         assert_eq!((acked.base_offset, acked.last_offset), (0, 1));
@@ -1148,14 +1147,7 @@ mod tests {
             .append_as_leader(&partition, producer_batch(7, 0, 0, 3), -1)
             .await
             .unwrap();
-        let mut waiting = tokio::spawn({
-            let replicas = replicas.clone();
-            async move {
-                replicas
-                    .complete_append(retry, -1, Duration::from_secs(10))
-                    .await
-            }
-        });
+        let mut waiting = acks_all_in_background(&replicas, retry);
         assert!(
             tokio::time::timeout(Duration::from_millis(100), &mut waiting)
                 .await
@@ -1228,14 +1220,7 @@ mod tests {
             .append_as_leader(&partition, producer_batch(7, 0, 0, 3), -1)
             .await
             .unwrap();
-        let mut waiting = tokio::spawn({
-            let replicas = replicas.clone();
-            async move {
-                replicas
-                    .complete_append(retry, -1, Duration::from_secs(10))
-                    .await
-            }
-        });
+        let mut waiting = acks_all_in_background(&replicas, retry);
         assert!(
             tokio::time::timeout(Duration::from_millis(100), &mut waiting)
                 .await
@@ -1261,14 +1246,7 @@ mod tests {
             .await
             .unwrap();
         replicas.apply_metadata(&image_led_by(1, 1, &[1, 2], topic_id), true);
-        let waiting = tokio::spawn({
-            let replicas = replicas.clone();
-            async move {
-                replicas
-                    .complete_append(pending, -1, Duration::from_secs(10))
-                    .await
-            }
-        });
+        let waiting = acks_all_in_background(&replicas, pending);
         replicas.on_follower_fetch(&partition, 2, 12, 1);
         assert_eq!(partition.log.high_watermark(), 1);
         let result = waiting.await.unwrap();
