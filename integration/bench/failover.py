@@ -197,6 +197,11 @@ def main():
                                                daemon=True)
                 fault_at = time.monotonic()
                 os.kill(pid, {"kill": signal.SIGKILL, "term": signal.SIGTERM}.get(args.fault, signal.SIGSTOP))
+                resume = None
+                if args.fault in ("stop", "follower-cut"):
+                    # SIGCONT on time, however long the wait for an ack below takes.
+                    resume = threading.Timer(stop_seconds, os.kill, args=(pid, signal.SIGCONT))
+                    resume.start()
                 if watcher:
                     watcher.start()
                 try:
@@ -206,9 +211,8 @@ def main():
                     first = time.monotonic()  # counted as the give-up time, and said so below
                     print(f"{args.fault} {i + 1}: no write sent after the fault was acknowledged within "
                           f"{args.give_up_seconds:.0f} s", flush=True)
-                if args.fault in ("stop", "follower-cut"):
-                    time.sleep(max(0.0, fault_at + stop_seconds - time.monotonic()))
-                    os.kill(pid, signal.SIGCONT)
+                if resume:
+                    resume.join()
                     until = max(time.monotonic() + args.settle_seconds, first + 1.0)
                 else:
                     until = max(fault_at + args.settle_seconds, first + 1.0)
