@@ -702,16 +702,7 @@ pub(crate) mod tests {
         assert!(restored.brokers[&1].has_offline_log_dir);
 
         // Restarted (a new registration) with room on the disk again, it is active once unfenced.
-        let incarnation = RegisterBroker {
-            broker_id: 1,
-            incarnation_id: Uuid::new_v4(),
-            endpoints: image.brokers[&1].endpoints.clone(),
-            rack: None,
-            cluster_id: None,
-        };
-        commit(&mut image, |image| {
-            register_broker(image, &incarnation, false).unwrap()
-        });
+        register(&mut image, 1);
         assert!(!heartbeat(&mut image, 1, false, false).is_fenced);
         assert!(image.is_active_broker(1));
     }
@@ -743,16 +734,7 @@ pub(crate) mod tests {
             NO_LEADER
         );
 
-        let incarnation = RegisterBroker {
-            broker_id: 1,
-            incarnation_id: Uuid::new_v4(),
-            endpoints: image.brokers[&1].endpoints.clone(),
-            rack: None,
-            cluster_id: None,
-        };
-        commit(&mut image, |image| {
-            register_broker(image, &incarnation, false).unwrap()
-        });
+        register(&mut image, 1);
         heartbeat(&mut image, 1, false, false);
         let back = &image.topic_by_name("orders").unwrap().partitions[0];
         assert_eq!((back.leader, back.isr.clone()), (1, vec![1]));
