@@ -27,7 +27,7 @@ use chronik_proto::v1::{
     AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerSessionEvent,
     BrokerSessionRequest, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
     DeleteTopicsResponse, MetadataUpdate, RegisterBrokerRequest, RegisterBrokerResponse,
-    WatchMetadataRequest,
+    ReportUnreachableBrokerRequest, ReportUnreachableBrokerResponse, WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::time::Instant;
@@ -362,6 +362,28 @@ impl ControllerClient {
             })
             .await?;
         Ok((address, opened, events))
+    }
+
+    /// Tells the active controller that `request.unreachable_broker_id`'s listener refused this
+    /// broker's connection (evidence for fencing a dead process; see `ReportUnreachableBroker`).
+    pub async fn report_unreachable_broker(
+        &self,
+        request: ReportUnreachableBrokerRequest,
+    ) -> Result<ReportUnreachableBrokerResponse, ControllerCallError> {
+        let kind = CallKind {
+            name: "ReportUnreachableBroker",
+            idempotent: true,
+            needs_leader: true,
+        };
+        self.call(kind, |channel, timeout| {
+            let request = with_timeout(request, timeout);
+            async move {
+                BrokerServiceClient::new(channel)
+                    .report_unreachable_broker(request)
+                    .await
+            }
+        })
+        .await
     }
 
     /// Tells the client that `address` failed outside a call (e.g. its watch stream broke), so the next

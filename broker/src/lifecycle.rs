@@ -17,7 +17,11 @@
 //!   held open on the active controller and reopened at once when it ends: the controller fences a
 //!   broker whose stream stays closed past a short grace (a dead process), so a live one must never
 //!   leave it closed for long. It is dropped when the registration is lost or the process stops.
+//! - A leader whose listener refused this broker's replica fetcher is reported to the controller once
+//!   per registration of that leader (`run_unreachable_reports`): evidence it combines with the
+//!   leader's own closed session stream, never a verdict.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +30,7 @@ use chronik_metadata::ResponseError;
 use chronik_metadata::{BrokerId, Endpoint};
 use chronik_proto::v1::{
     BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerSessionRequest, RegisterBrokerRequest,
+    ReportUnreachableBrokerRequest,
 };
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -37,6 +42,7 @@ use crate::controller_client::ControllerClient;
 use crate::error::{BrokerError, ControllerCallError};
 use crate::log::LogManager;
 use crate::metadata::MetadataCache;
+use crate::replica::ReplicaManager;
 use crate::status::{BrokerState, BrokerStatus};
 
 /// Used when a controller answers a registration without a heartbeat interval.
@@ -494,6 +500,52 @@ fn log_repeated(failures: u32, message: &'static str, error: &ControllerCallErro
         warn!(error = %error, "{message}");
     } else {
         debug!(error = %error, "{message}");
+    }
+}
+
+/// Reports each leader registration whose listener refused this broker's replica fetcher to the
+/// active controller, once (issue #12): with the leader's session stream closed too, the controller
+/// fences it without waiting out the rest of the grace. A report that cannot be delivered is not
+/// retried: the grace and the session timeout still fence a dead leader.
+pub async fn run_unreachable_reports(
+    replicas: Arc<ReplicaManager>,
+    client: Arc<ControllerClient>,
+    status: watch::Receiver<BrokerStatus>,
+    cancel: CancellationToken,
+) {
+    let mut changes = replicas.refusal_changes();
+    let mut reported: HashSet<(BrokerId, i64)> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        let Some(broker_epoch) = status.borrow().broker_epoch else {
+            continue;
+        };
+        let refused = replicas.refused_leaders();
+        reported.retain(|r| refused.contains(r));
+        for (leader, leader_epoch) in refused {
+            if !reported.insert((leader, leader_epoch)) {
+                continue;
+            }
+            let request = ReportUnreachableBrokerRequest {
+                broker_id: replicas.broker_id(),
+                broker_epoch,
+                unreachable_broker_id: leader,
+                unreachable_broker_epoch: leader_epoch,
+            };
+            match client.report_unreachable_broker(request).await {
+                Ok(_) => debug!(
+                    leader,
+                    leader_epoch, "reported the leader's listener refusing"
+                ),
+                Err(e) => debug!(
+                    leader,
+                    leader_epoch, "could not report an unreachable leader: {e}"
+                ),
+            }
+        }
     }
 }
 

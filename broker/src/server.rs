@@ -31,7 +31,7 @@ use crate::error::BrokerError;
 use crate::group::GroupCoordinator;
 use crate::handlers::BrokerContext;
 use crate::http::{router, HttpState};
-use crate::lifecycle::{BrokerLifecycleManager, LifecycleConfig};
+use crate::lifecycle::{run_unreachable_reports, BrokerLifecycleManager, LifecycleConfig};
 use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
 use crate::producer_ids::{ControllerBlockSource, ProducerIdManager};
@@ -184,6 +184,12 @@ impl Broker {
             client.clone(),
             status.clone(),
             isr_rx,
+            cancel.clone(),
+        ));
+        tracker.spawn(run_unreachable_reports(
+            replicas.clone(),
+            client.clone(),
+            status.clone(),
             cancel.clone(),
         ));
         tracker.spawn(run_isr_shrinker(

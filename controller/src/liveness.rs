@@ -15,6 +15,11 @@
 //! period (`--broker-session-grace-ms`), is expired like one whose heartbeats stopped. A silent failure
 //! (a pause, a cut network, power loss) keeps its connections open and is found by the session timeout.
 //!
+//! Other brokers add evidence: a follower whose connection to the broker's Kafka listener was refused
+//! (`ReportUnreachableBroker`: the host answers, nothing listens) has seen the process gone. With its
+//! streams closed too, two independent signs agree, and the broker is expired without waiting out
+//! the rest of the grace. A report alone never expires anyone.
+//!
 //! What must stay true:
 //! - a broker is expired only by its current registration's own evidence: heartbeats older than the
 //!   session timeout, or every stream of that registration closed for longer than the grace. A stream
@@ -22,6 +27,8 @@
 //! - a broker that reopens its stream within the grace keeps its session, and so does one that
 //!   heartbeats after its streams closed (it is alive; the session timeout judges it): one dropped
 //!   connection never fences a healthy broker;
+//! - a report that the broker refused a connection shortens the grace only while every stream is
+//!   closed, and counts only for a grace period after it arrived and until the broker shows life;
 //! - a broker that never opened a stream (or whose controller has leadership anew) is judged by its
 //!   heartbeats alone.
 
@@ -48,6 +55,9 @@ struct Session {
     open_streams: u32,
     /// When the last open stream closed, if none is open since.
     streams_lost_at: Option<Instant>,
+    /// When another broker last reported this registration's listener refusing its connection,
+    /// unless this broker showed life since.
+    refused_at: Option<Instant>,
 }
 
 impl Session {
@@ -58,6 +68,7 @@ impl Session {
             metadata_offset: 0,
             open_streams: 0,
             streams_lost_at: None,
+            refused_at: None,
         }
     }
 
@@ -68,6 +79,11 @@ impl Session {
             && self.streams_lost_at.is_some_and(|t| t.elapsed() > grace)
         {
             Some(Expiry::StreamLost)
+        } else if self.open_streams == 0
+            && self.streams_lost_at.is_some()
+            && self.refused_at.is_some_and(|t| t.elapsed() <= grace)
+        {
+            Some(Expiry::StreamLostAndRefused)
         } else {
             None
         }
@@ -81,6 +97,9 @@ pub enum Expiry {
     SessionTimedOut,
     /// Every `BrokerSession` stream closed and none reopened within the grace period.
     StreamLost,
+    /// Every `BrokerSession` stream closed, and another broker found its listener refusing
+    /// connections.
+    StreamLostAndRefused,
 }
 
 impl Expiry {
@@ -88,6 +107,9 @@ impl Expiry {
         match self {
             Expiry::SessionTimedOut => "session expired",
             Expiry::StreamLost => "session stream closed and not reopened within the grace period",
+            Expiry::StreamLostAndRefused => {
+                "session stream closed and another broker found its listener refusing connections"
+            }
         }
     }
 }
@@ -178,6 +200,7 @@ impl Liveness {
         // A heartbeat after the streams closed proves the process alive: the closed streams were a
         // network fault, not a death, and only the session timeout judges it from here.
         session.streams_lost_at = None;
+        session.refused_at = None;
     }
 
     /// Counts a `BrokerSession` stream of the broker's current registration in `image`, opened while
@@ -212,6 +235,7 @@ impl Liveness {
         }
         session.open_streams += 1;
         session.streams_lost_at = None;
+        session.refused_at = None;
         Some(SessionStream {
             liveness: self.clone(),
             broker_id,
@@ -241,8 +265,10 @@ impl Liveness {
         }
         session.streams_lost_at = Some(Instant::now());
         drop(sessions);
-        // Wake the liveness task just after the grace runs out (it ticks anyway; this only saves the
-        // wait for the next tick). Outside a runtime (a test dropping a guard) the tick does it.
+        // Wake the liveness task now (a refusal may already have been reported) and just after the
+        // grace runs out (it ticks anyway; this only saves the wait for the next tick). Outside a
+        // runtime (a test dropping a guard) the tick does it.
+        self.waker.notify_one();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let liveness = self.liveness_waker();
             runtime.spawn(async move {
@@ -250,6 +276,41 @@ impl Liveness {
                 liveness.notify_one();
             });
         }
+    }
+
+    /// Another broker (`reporter`, a current registration in `image`) found the listener of
+    /// `broker_id`'s registration `broker_epoch` refusing its connection. Recorded for the current
+    /// registration only; it fences nothing unless that broker's session streams are closed.
+    /// Returns whether the report was recorded.
+    pub fn note_refused(
+        &self,
+        image: &MetadataImage,
+        reporter: BrokerId,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    ) -> bool {
+        if self.stream_grace.is_none() || reporter == broker_id {
+            return false;
+        }
+        let current = image
+            .brokers
+            .get(&broker_id)
+            .is_some_and(|b| b.broker_epoch == broker_epoch && !b.fenced);
+        if !current {
+            return false;
+        }
+        let mut sessions = self.lock();
+        let Some(session) = sessions
+            .by_broker
+            .get_mut(&broker_id)
+            .filter(|s| s.broker_epoch == broker_epoch)
+        else {
+            return false;
+        };
+        session.refused_at = Some(Instant::now());
+        drop(sessions);
+        self.waker.notify_one();
+        true
     }
 
     fn liveness_waker(&self) -> Arc<Notify> {
@@ -531,6 +592,59 @@ mod tests {
         assert!(liveness.has_live_session(1));
     }
 
+    /// Issue #12: a follower's report that a broker's listener refused it is evidence, never enough
+    /// alone: it expires the broker at once only while every stream of that registration is closed,
+    /// and only for a grace period after it arrived, unless the broker showed life since.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_report_shortens_the_grace_only_while_the_streams_are_closed() {
+        let image = cluster(&[1, 2, 3], 1, 1);
+        let liveness = Arc::new(Liveness::new(Duration::from_secs(5), Some(GRACE)));
+        liveness.on_term(1, &image);
+        let epoch = |b: BrokerId| image.brokers[&b].broker_epoch;
+        let one = liveness.open_stream(&image, 1, 1, epoch(1)).unwrap();
+        let two = liveness.open_stream(&image, 1, 2, epoch(2)).unwrap();
+
+        // Reports about itself, or about a registration that is not current, are not taken.
+        assert!(!liveness.note_refused(&image, 2, 2, epoch(2)));
+        assert!(!liveness.note_refused(&image, 3, 2, epoch(2) - 1));
+
+        // A refusal while the stream is open fences nothing...
+        assert!(liveness.note_refused(&image, 3, 2, epoch(2)));
+        tokio::time::advance(GRACE / 2).await;
+        assert_eq!(liveness.next_expired(&image), None);
+        // ...until the stream closes within the report's grace: then at once.
+        drop(two);
+        assert_eq!(
+            liveness.next_expired(&image),
+            Some((2, epoch(2), Expiry::StreamLostAndRefused))
+        );
+        assert!(!liveness.has_live_session(2));
+        liveness.touch(2, epoch(2), 0);
+        assert!(liveness.has_live_session(2), "a heartbeat shows it alive");
+
+        // A report older than the grace when the stream closes counts for nothing: the full grace.
+        assert!(liveness.note_refused(&image, 3, 1, epoch(1)));
+        tokio::time::advance(GRACE + Duration::from_millis(10)).await;
+        drop(one);
+        assert_eq!(liveness.next_expired(&image), None);
+        tokio::time::advance(GRACE + Duration::from_millis(10)).await;
+        assert_eq!(
+            liveness.next_expired(&image),
+            Some((1, epoch(1), Expiry::StreamLost))
+        );
+
+        // A stream reopened within the grace clears an earlier report: closing it again later waits
+        // out the grace.
+        liveness.touch(1, epoch(1), 0);
+        let three = liveness.open_stream(&image, 1, 3, epoch(3)).unwrap();
+        drop(three);
+        assert!(liveness.note_refused(&image, 1, 3, epoch(3)));
+        let three = liveness.open_stream(&image, 1, 3, epoch(3)).unwrap();
+        assert!(liveness.has_live_session(3));
+        drop(three);
+        assert_eq!(liveness.next_expired(&image), None);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_liveness_task_is_woken_when_a_grace_runs_out() {
         let image = cluster(&[1], 1, 1);
@@ -540,11 +654,15 @@ mod tests {
             .open_stream(&image, 1, 1, image.brokers[&1].broker_epoch)
             .unwrap();
         drop(stream);
-        let woken_at = tokio::time::timeout(GRACE * 2, liveness.woken()).await;
-        assert!(
-            woken_at.is_ok(),
-            "woken within the grace, not at the next tick"
-        );
+        // At once (a refusal may already have been reported)...
+        tokio::time::timeout(Duration::from_millis(1), liveness.woken())
+            .await
+            .expect("woken when the stream closes");
+        assert!(liveness.has_live_session(1), "within the grace");
+        // ...and when the grace runs out, not at the next tick.
+        tokio::time::timeout(GRACE * 2, liveness.woken())
+            .await
+            .expect("woken when the grace runs out");
         assert!(!liveness.has_live_session(1));
     }
 }

@@ -150,7 +150,8 @@ async fn a_killed_broker_loses_its_leaderships_to_the_isr_and_comes_back_unfence
 
 /// Issue #12: a killed broker process closes its session stream, and the controller fences it once the
 /// grace runs out, not after the session timeout (set to 20 s here, so only the stream explains a
-/// fast fencing). The restarted process registers at once: no previous session to wait out.
+/// fast fencing). No topic, so no follower can add its own evidence: the grace alone. The restarted
+/// process registers at once: no previous session to wait out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_broker_process_is_fenced_after_the_stream_grace_not_the_session_timeout() {
     let long_session = [
@@ -160,45 +161,49 @@ async fn a_killed_broker_process_is_fenced_after_the_stream_grace_not_the_sessio
         "500",
     ];
     let mut cluster = start(1, 2, &long_session).await;
-    let topic = create_topic(&cluster, "fast-fence", 1, 2).await;
-    let victim = topic.partitions[0].leader;
-    let survivor = topic.partitions[0]
-        .replicas
-        .iter()
-        .copied()
-        .find(|&b| b != victim)
-        .unwrap();
-    wait_for("both replicas in sync", Duration::from_secs(10), || async {
-        let t = describe_topic(&cluster, "fast-fence").await?;
-        (t.partitions[0].isr.len() == 2).then_some(())
-    })
-    .await;
-
-    cluster.broker(victim as u64).unwrap().kill().unwrap();
-    let killed_at = Instant::now();
-    wait_for("the survivor to lead", Duration::from_secs(10), || async {
-        let t = describe_topic(&cluster, "fast-fence").await?;
-        (t.partitions[0].leader == survivor).then_some(())
-    })
-    .await;
-    let elapsed = killed_at.elapsed();
+    let victim = 1;
+    let elapsed = kill_and_time_fencing(&mut cluster, victim).await;
     assert!(
         elapsed < Duration::from_secs(3),
-        "leadership moved {elapsed:?} after the kill: the session stream did not fence the broker"
-    );
-    let view = leader_view(&cluster).await.unwrap();
-    assert_eq!(
-        broker_state(&view, victim as u64).as_deref(),
-        Some("fenced")
+        "fenced {elapsed:?} after the kill: the session stream did not fence the broker"
     );
 
-    cluster.restart("broker", victim as u64).unwrap();
+    cluster.restart("broker", victim).unwrap();
     let restarted_at = Instant::now();
-    wait_unfenced(&cluster, victim as u64).await;
+    wait_unfenced(&cluster, victim).await;
     assert!(
         restarted_at.elapsed() < Duration::from_secs(10),
         "the restarted broker waited out a session"
     );
+}
+
+/// Issue #12: a follower whose connection the killed leader's port refuses tells the controller, and
+/// with the leader's session stream closed too the controller fences it without waiting out the
+/// grace (10 s here, the session timeout 20 s: only the two signs together explain a fast fencing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_that_refuses_its_follower_is_fenced_before_the_grace() {
+    let long_grace = [
+        "--broker-session-timeout-ms",
+        "20000",
+        "--broker-session-grace-ms",
+        "10000",
+    ];
+    let mut cluster = start(1, 2, &long_grace).await;
+    let topic = create_topic(&cluster, "refused", 1, 2).await;
+    let victim = topic.partitions[0].leader;
+    wait_for("both replicas in sync", Duration::from_secs(10), || async {
+        let t = describe_topic(&cluster, "refused").await?;
+        (t.partitions[0].isr.len() == 2).then_some(())
+    })
+    .await;
+
+    let elapsed = kill_and_time_fencing(&mut cluster, victim as u64).await;
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "fenced {elapsed:?} after the kill: the follower's report did not count"
+    );
+    let t = describe_topic(&cluster, "refused").await.unwrap();
+    assert_ne!(t.partitions[0].leader, victim, "the survivor leads");
 }
 
 /// Issue #12: one dropped connection never fences a healthy broker. Broker 2 talks to the controller
@@ -465,6 +470,23 @@ async fn controller_failover_fences_no_broker() {
 }
 
 /// Until the active controller shows broker `id` unfenced (a restarted broker registered again).
+/// Kills broker `victim` and returns how long the controller took to fence it (at most 15 s).
+async fn kill_and_time_fencing(cluster: &mut TestCluster, victim: u64) -> Duration {
+    cluster.broker(victim).unwrap().kill().unwrap();
+    let killed_at = Instant::now();
+    let cluster = &*cluster;
+    wait_for(
+        "the killed broker fenced",
+        Duration::from_secs(15),
+        || async {
+            let view = leader_view(cluster).await?;
+            (broker_state(&view, victim)? == "fenced").then_some(())
+        },
+    )
+    .await;
+    killed_at.elapsed()
+}
+
 async fn wait_unfenced(cluster: &TestCluster, id: u64) {
     wait_for(
         "the restarted broker to be unfenced",

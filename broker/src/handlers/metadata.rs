@@ -109,9 +109,9 @@ pub async fn handle(
     }
 
     let include_topic_operations = request.include_topic_authorized_operations;
-    let refused = ctx.replicas.refused_leaders(&image);
+    let lost = ctx.replicas.lost_leaders(&image);
     let describe = |topic: &TopicImage| {
-        let mut answer = describe_topic(&image, topic, rc, &refused);
+        let mut answer = describe_topic(&image, topic, rc, &lost);
         if include_topic_operations {
             answer.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
         }
@@ -254,13 +254,13 @@ fn describe_topic(
     image: &MetadataImage,
     topic: &TopicImage,
     rc: &RequestContext<'_>,
-    refused: &HashSet<BrokerId>,
+    lost: &HashSet<BrokerId>,
 ) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
-        .map(|(index, p)| describe_partition(image, index as i32, p, rc, refused))
+        .map(|(index, p)| describe_partition(image, index as i32, p, rc, lost))
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
@@ -274,10 +274,10 @@ fn describe_partition(
     index: i32,
     p: &PartitionRegistration,
     rc: &RequestContext<'_>,
-    refused: &HashSet<BrokerId>,
+    lost: &HashSet<BrokerId>,
 ) -> MetadataResponsePartition {
     let (error, leader) = match live_leader(image, p, rc.listener) {
-        Ok(leader) if refused.contains(&leader) => (ResponseError::LeaderNotAvailable.code(), -1),
+        Ok(leader) if lost.contains(&leader) => (ResponseError::LeaderNotAvailable.code(), -1),
         Ok(leader) => (0, leader),
         Err(LeaderUnavailable::NotLive) => (ResponseError::LeaderNotAvailable.code(), -1),
         Err(LeaderUnavailable::NoListener) if rc.version >= 6 => {
@@ -353,6 +353,7 @@ pub(crate) mod tests {
 
     use crate::handlers::create_topics::tests::with_fake_controller;
     use crate::handlers::test_support::*;
+    use crate::replica::DROPPED_LEADER_WINDOW;
 
     fn ids(nodes: &[KafkaBrokerId]) -> Vec<i32> {
         nodes.iter().map(|n| n.0).collect()
@@ -510,38 +511,60 @@ pub(crate) mod tests {
         assert_eq!(ids(&audit.offline_replicas), vec![3]);
     }
 
-    /// Issue #12: a leader whose listener refused this broker's replica fetcher is dead to it; until
-    /// the controller fences it, its partitions are answered as leaderless (clients keep asking)
-    /// rather than named (librdkafka would wait a second before asking again). A new registration of
-    /// that broker is not judged by the old refusal.
-    #[tokio::test]
-    async fn a_leader_that_refused_the_replica_fetcher_is_not_named() {
-        let c = cluster();
-        let broker = TestBroker::new(2, &c.records);
+    /// Broker 2 of `cluster()`, a follower of `orders`, with its replicas set up from the image.
+    fn follower_of_orders() -> TestBroker {
+        let broker = TestBroker::new(2, &cluster().records);
         broker
             .ctx
             .replicas
             .apply_metadata(&broker.ctx.metadata.current(), false);
-        let request = || MetadataRequest::default().with_topics(named(&["orders"]));
-        let leader_of_p0 = |r: &MetadataResponse| {
-            let p = &topic_of(r, "orders").partitions[0];
-            (p.error_code, p.leader_id.0)
-        };
-        assert_eq!(
-            leader_of_p0(&ask(&broker, 9, "PLAINTEXT", request()).await),
-            (0, 1)
-        );
+        broker
+    }
+
+    /// The error code and leader its Metadata answers for `orders` partition 0.
+    async fn orders_p0_leader(broker: &TestBroker) -> (i16, i32) {
+        let request = MetadataRequest::default().with_topics(named(&["orders"]));
+        let response = ask(broker, 9, "PLAINTEXT", request).await;
+        let p = &topic_of(&response, "orders").partitions[0];
+        (p.error_code, p.leader_id.0)
+    }
+
+    /// Issue #12: a leader whose listener refused this broker's replica fetcher, or whose
+    /// serving fetch connection just closed, is gone to it; until the controller fences it, its
+    /// partitions are answered as leaderless (clients keep asking) rather than named (librdkafka
+    /// would wait a second before asking again). A new registration of that broker is not judged by
+    /// the old refusal.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_the_replica_fetcher_lost_is_not_named() {
+        let broker = follower_of_orders();
+        assert_eq!(orders_p0_leader(&broker).await, (0, 1));
 
         broker.ctx.replicas.note_leader_refused(1);
         assert_eq!(
-            leader_of_p0(&ask(&broker, 9, "PLAINTEXT", request()).await),
+            orders_p0_leader(&broker).await,
             (ResponseError::LeaderNotAvailable.code(), -1)
         );
         broker.ctx.replicas.note_leader_reachable(1);
+        assert_eq!(orders_p0_leader(&broker).await, (0, 1));
+
+        // A serving fetch connection closed: leaderless at once, before the reconnect says
+        // more; a refusal keeps it so, while a leader that neither refused nor accepted within the
+        // window (a network fault) is named again.
+        broker.ctx.replicas.note_leader_dropped(1);
         assert_eq!(
-            leader_of_p0(&ask(&broker, 9, "PLAINTEXT", request()).await),
-            (0, 1)
+            orders_p0_leader(&broker).await,
+            (ResponseError::LeaderNotAvailable.code(), -1)
         );
+        tokio::time::advance(DROPPED_LEADER_WINDOW).await;
+        assert_eq!(orders_p0_leader(&broker).await, (0, 1));
+        broker.ctx.replicas.note_leader_dropped(1);
+        broker.ctx.replicas.note_leader_refused(1);
+        tokio::time::advance(DROPPED_LEADER_WINDOW).await;
+        assert_eq!(
+            orders_p0_leader(&broker).await,
+            (ResponseError::LeaderNotAvailable.code(), -1)
+        );
+        broker.ctx.replicas.note_leader_reachable(1);
 
         // Refused under the current registration, then broker 1 registers anew: the refusal was
         // another incarnation's.
@@ -550,7 +573,50 @@ pub(crate) mod tests {
         let mut reregistered = image.brokers[&1].clone();
         reregistered.broker_epoch += 100;
         image.brokers.insert(1, reregistered);
-        assert!(broker.ctx.replicas.refused_leaders(&image).is_empty());
+        assert!(broker.ctx.replicas.lost_leaders(&image).is_empty());
+    }
+
+    /// Issue #12: the kernel knows a leader's end of the fetch connection closed before the fetcher
+    /// task runs; a client asking in that moment already gets the partition as leaderless.
+    #[tokio::test]
+    async fn a_leader_whose_fetch_connection_closed_is_not_named_before_the_fetcher_runs() {
+        use tokio::io::AsyncWriteExt;
+        let broker = follower_of_orders();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fetcher_side = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (leader_side, _) = listener.accept().await.unwrap();
+        let probe = broker
+            .ctx
+            .replicas
+            .probe_leader_connection(1, &fetcher_side)
+            .expect("probe");
+        assert_eq!(
+            orders_p0_leader(&broker).await,
+            (0, 1),
+            "an open connection is no evidence"
+        );
+
+        // The leader's process died right after sending a response the fetcher, busy appending the
+        // last one, has not read yet: the end of the stream sits behind those bytes.
+        let mut leader_side = leader_side;
+        leader_side
+            .write_all(b"an unread fetch response")
+            .await
+            .unwrap();
+        drop(leader_side);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while orders_p0_leader(&broker).await != (ResponseError::LeaderNotAvailable.code(), -1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the closed connection was not seen"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(probe); // the fetcher dropped the connection (and notes what it learns itself)
+        assert_eq!(orders_p0_leader(&broker).await, (0, 1));
+        drop(fetcher_side);
     }
 
     #[tokio::test]

@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use super::manager::LeaderProbe;
 use super::{Partition, ReplicaManager};
 use crate::metadata::MetadataCache;
 use crate::status::BrokerStatus;
@@ -50,6 +51,12 @@ const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 /// refused, so the follower never repeats a fetch whose answer it cannot take.
 const MAX_RESPONSE_FRAME: usize = RESPONSE_MAX_BYTES as usize + (128 << 20);
 const BACKOFF: Duration = Duration::from_millis(250);
+/// After a connection that had answered breaks, the fetcher reconnects at once and then retries this
+/// many times this far apart before backing off: a dying leader's listener may still complete a
+/// handshake for a moment after its connections closed (the new connection is then reset), and the
+/// refusal that follows is what proves it gone (`ReplicaManager::note_leader_refused`).
+const QUICK_RETRIES: u32 = 3;
+const QUICK_RETRY_DELAY: Duration = Duration::from_millis(5);
 /// How long a fetch may take before the connection is dropped: the long poll plus room for the
 /// transfer, and below the controller's broker session timeout (5 s by default), so a leader that
 /// stopped answering (paused, cut off) is given up on before the controller fences it and names
@@ -121,6 +128,8 @@ pub async fn run_fetcher_manager(
 struct LeaderConnection {
     stream: TcpStream,
     correlation_id: i32,
+    /// Lets Metadata see the leader's end close (`ReplicaManager::probe_leader_connection`).
+    _probe: Option<LeaderProbe>,
 }
 
 impl LeaderConnection {
@@ -134,6 +143,7 @@ impl LeaderConnection {
         Ok(Self {
             stream,
             correlation_id: 0,
+            _probe: None,
         })
     }
 
@@ -200,10 +210,14 @@ async fn run_fetcher(
     let self_id = replicas.broker_id();
     let client_id = format!("chronik-replica-fetcher-{self_id}");
     let mut connection: Option<LeaderConnection> = None;
-    // When the current connection was made: one that served for a while and then broke is replaced
-    // at once (a leader that died refuses the reconnect, which `note_leader_refused` records while
-    // clients are still asking where the leader went); one that breaks young waits out the backoff.
-    let mut connected_at: Option<tokio::time::Instant> = None;
+    // Whether the current connection has answered a fetch: one that served and then broke is
+    // replaced at once (a leader that died refuses the reconnect, which `note_leader_refused`
+    // records while clients are still asking where the leader went; `note_leader_dropped` covers
+    // the moment before), with `quick_retries` more soon after; otherwise a connection that breaks
+    // before answering waits out the backoff, so a leader that takes connections and closes them
+    // is not hammered. Only an answer, not a handshake, shows the leader reachable again.
+    let mut answered = false;
+    let mut quick_retries = 0u32;
     // The fetch round in which each partition last returned data.
     let mut served: HashMap<(Uuid, i32), u64> = HashMap::new();
     let mut round = 0u64;
@@ -227,10 +241,11 @@ async fn run_fetcher(
                         }
                     })?;
                 match LeaderConnection::connect(&address).await {
-                    Ok(connected) => {
-                        replicas.note_leader_reachable(leader);
+                    Ok(mut connected) => {
+                        connected._probe =
+                            replicas.probe_leader_connection(leader, &connected.stream);
                         connection = Some(connected);
-                        connected_at = Some(tokio::time::Instant::now());
+                        answered = false;
                     }
                     Err(e) => {
                         if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -256,26 +271,44 @@ async fn run_fetcher(
             _ = cancel.cancelled() => return,
             response = outcome => response,
         };
-        let backoff = match response {
+        let pause = match response {
             Ok((request, response)) => {
+                if !answered {
+                    answered = true;
+                    quick_retries = QUICK_RETRIES;
+                    replicas.note_leader_reachable(leader);
+                }
                 round += 1;
                 note_served(&mut served, round, &response);
-                apply_response(&replicas, &targets, &request, response, leader).await
+                apply_response(&replicas, &targets, &request, response, leader)
+                    .await
+                    .then_some(BACKOFF)
             }
-            Err(FetchError::NothingToFetch) => true,
+            Err(FetchError::NothingToFetch) => Some(BACKOFF),
             Err(e) => {
                 debug!(leader, "replica fetch failed: {e}");
-                let served_a_while = connection.is_some()
-                    && connected_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
+                let served = connection.is_some() && answered;
+                if served && !matches!(e, FetchError::TimedOut(_)) {
+                    // The leader's end closed or broke off a response (a paused leader times out
+                    // instead): say so before the reconnect below answers whether it is gone.
+                    replicas.note_leader_dropped(leader);
+                }
                 connection = None;
-                connected_at = None;
-                !served_a_while
+                answered = false;
+                if served {
+                    None
+                } else if quick_retries > 0 {
+                    quick_retries -= 1;
+                    Some(QUICK_RETRY_DELAY)
+                } else {
+                    Some(BACKOFF)
+                }
             }
         };
-        if backoff {
+        if let Some(pause) = pause {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(BACKOFF) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = partitions.changed() => {}
             }
         }

@@ -9,7 +9,8 @@
 //!   from the producer state (a duplicate) included: its original may not be committed yet.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use chronik_metadata::configs::{effective_i64, effective_topic_configs, MIN_INSYNC_REPLICAS};
@@ -94,10 +95,75 @@ pub struct ReplicaManager {
     /// Every registered broker's epoch and whether it may join an ISR (unfenced, not shutting down,
     /// no offline log dir), from the last applied image.
     brokers: RwLock<HashMap<BrokerId, (i64, bool)>>,
-    /// Leaders whose Kafka listener refused this broker's replica fetcher (nothing listens: the
-    /// process is gone), with the registration's broker epoch at the time; cleared when a fetcher
-    /// connects again.
-    refused_leaders: RwLock<HashMap<BrokerId, i64>>,
+    /// Leaders this broker's replica fetcher lost (see `LeaderLoss`), with the registration's broker
+    /// epoch at the time; cleared when a fetcher connects again.
+    lost_leaders: RwLock<HashMap<BrokerId, (i64, LeaderLoss)>>,
+    /// Bumped when a leader's registration is first found refusing connections (see
+    /// `refused_leaders`).
+    refusals: watch::Sender<u64>,
+    /// A duplicate of each replica fetcher's current connection to its leader, with the probe's id.
+    leader_probes: Mutex<HashMap<BrokerId, (u64, socket2::Socket)>>,
+    next_probe: AtomicU64,
+}
+
+/// Keeps a duplicate of a replica fetcher's connection to a leader registered for as long as the
+/// fetcher holds the connection, so Metadata can ask the kernel whether the leader's end has closed,
+/// however busy the fetcher task is: a client whose own connection to a dead leader just closed asks
+/// for metadata within a millisecond, and the fetcher may not have run yet. Dropped with the
+/// connection (the duplicate descriptor is closed then too, so the connection closes with it).
+pub struct LeaderProbe {
+    replicas: Arc<ReplicaManager>,
+    leader: BrokerId,
+    id: u64,
+}
+
+impl Drop for LeaderProbe {
+    fn drop(&mut self) {
+        let mut probes = self
+            .replicas
+            .leader_probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if probes
+            .get(&self.leader)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            probes.remove(&self.leader);
+        }
+    }
+}
+
+/// Whether the peer of `socket` has closed or reset it, asked of the kernel without waiting. Polled
+/// for POLLRDHUP, which reports the peer's FIN even behind response bytes the fetcher has not read
+/// yet (a peek would see only the bytes).
+fn peer_closed(socket: &socket2::Socket) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pollfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one initialised `pollfd` for a descriptor `socket` owns and keeps open for the call,
+    // and a timeout of zero: nothing is retained past it.
+    let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
+    ready > 0 && pollfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// How long a leader whose serving fetch connection just closed counts as gone without
+/// further evidence: the fetcher reconnects at once, and a dead process's port refuses that within
+/// a millisecond (`LeaderLoss::Refused`), while a live one accepts it. Past this a leader that
+/// neither refused nor accepted (a network fault swallows the connect) is named again: only the
+/// controller decides that a broker that may be alive is gone.
+pub const DROPPED_LEADER_WINDOW: Duration = Duration::from_millis(500);
+
+/// What the replica fetcher saw of a leader it lost.
+#[derive(Debug, Clone, Copy)]
+enum LeaderLoss {
+    /// A connection that had answered a fetch closed, at this instant; the reconnect is under way.
+    Dropped(Instant),
+    /// The leader's listener refused the reconnect (ECONNREFUSED: the host answers but nothing
+    /// listens on the port): the process is gone.
+    Refused,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -123,58 +189,141 @@ impl ReplicaManager {
             data_version: watch::channel(0).0,
             isr_changes,
             brokers: RwLock::new(HashMap::new()),
-            refused_leaders: RwLock::new(HashMap::new()),
+            lost_leaders: RwLock::new(HashMap::new()),
+            refusals: watch::channel(0).0,
+            leader_probes: Mutex::new(HashMap::new()),
+            next_probe: AtomicU64::new(0),
         }
     }
 
-    /// A replica fetcher's connection to `leader` was refused (ECONNREFUSED: the host answers but
-    /// nothing listens on the leader's port). Until the controller fences it (its session stream
-    /// closed at the same moment), Metadata answers its partitions as leaderless so clients keep
-    /// asking instead of waiting out their refresh interval; see `handlers/metadata.rs`.
+    /// A replica fetcher's connection to `leader`, which had answered fetches, closed. Its
+    /// clients' connections closed at the same moment and they are asking where the leader went:
+    /// until the reconnect tells more (or `DROPPED_LEADER_WINDOW` passes), Metadata answers the
+    /// leader's partitions as leaderless, so librdkafka keeps asking on its fast leader-query timer
+    /// instead of waiting out a second; see `handlers/metadata.rs`.
+    pub fn note_leader_dropped(&self, leader: BrokerId) {
+        self.note_leader_lost(leader, LeaderLoss::Dropped(Instant::now()));
+    }
+
+    /// Registers a duplicate of a replica fetcher's new connection to `leader` (see `LeaderProbe`);
+    /// `None` if the descriptor cannot be duplicated (the fetcher works on without).
+    pub fn probe_leader_connection(
+        self: &Arc<Self>,
+        leader: BrokerId,
+        stream: &tokio::net::TcpStream,
+    ) -> Option<LeaderProbe> {
+        let socket = socket2::SockRef::from(stream).try_clone().ok()?;
+        let id = self.next_probe.fetch_add(1, Ordering::Relaxed);
+        self.leader_probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(leader, (id, socket));
+        Some(LeaderProbe {
+            replicas: self.clone(),
+            leader,
+            id,
+        })
+    }
+
+    /// A replica fetcher's connection to `leader` was refused (ECONNREFUSED). Until the controller
+    /// fences it (its session stream closed at the same moment), Metadata answers its partitions as
+    /// leaderless.
     pub fn note_leader_refused(&self, leader: BrokerId) {
+        self.note_leader_lost(leader, LeaderLoss::Refused);
+    }
+
+    fn note_leader_lost(&self, leader: BrokerId, loss: LeaderLoss) {
         let epoch = self
             .brokers
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&leader)
             .map(|&(epoch, _)| epoch);
-        if let Some(epoch) = epoch {
-            let mut refused = self
-                .refused_leaders
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            if refused.insert(leader, epoch).is_none() {
-                info!(
-                    leader,
-                    broker_epoch = epoch,
-                    "leader refused the replica fetcher's connection"
-                );
+        let Some(epoch) = epoch else { return };
+        let mut lost = self.lost_leaders.write().unwrap_or_else(|e| e.into_inner());
+        let first = !matches!(lost.get(&leader), Some((e, LeaderLoss::Refused)) if *e == epoch);
+        lost.insert(leader, (epoch, loss));
+        drop(lost);
+        if first {
+            match loss {
+                LeaderLoss::Dropped(_) => {
+                    info!(
+                        leader,
+                        broker_epoch = epoch,
+                        "replica fetcher's connection to the leader closed"
+                    )
+                }
+                LeaderLoss::Refused => {
+                    info!(
+                        leader,
+                        broker_epoch = epoch,
+                        "leader refused the replica fetcher's connection"
+                    );
+                    self.refusals.send_modify(|n| *n += 1);
+                }
             }
         }
     }
 
+    /// The leaders (with their registration's broker epoch) whose listener refused a fetcher's
+    /// connection and that no fetcher reached since: evidence the controller takes, together with
+    /// the leader's closed session stream, to fence it without waiting out the grace
+    /// (`lifecycle::run_unreachable_reports`).
+    pub fn refused_leaders(&self) -> Vec<(BrokerId, i64)> {
+        self.lost_leaders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, (_, loss))| matches!(loss, LeaderLoss::Refused))
+            .map(|(&id, &(epoch, _))| (id, epoch))
+            .collect()
+    }
+
+    /// Changes whenever a leader is first found refusing connections.
+    pub fn refusal_changes(&self) -> watch::Receiver<u64> {
+        self.refusals.subscribe()
+    }
+
     /// A replica fetcher connected to `leader` (or stopped following it).
     pub fn note_leader_reachable(&self, leader: BrokerId) {
-        self.refused_leaders
+        self.lost_leaders
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&leader);
     }
 
-    /// The brokers whose current registration (in `image`) refused this broker's fetchers.
-    pub fn refused_leaders(&self, image: &MetadataImage) -> HashSet<BrokerId> {
-        self.refused_leaders
+    /// The brokers whose current registration (in `image`) this broker's fetchers found gone: whose
+    /// end of a fetcher's connection is closed now, that refused a reconnect, or that dropped a
+    /// connection that had served less than `DROPPED_LEADER_WINDOW` ago.
+    pub fn lost_leaders(&self, image: &MetadataImage) -> HashSet<BrokerId> {
+        let mut lost: HashSet<BrokerId> = self
+            .leader_probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, (_, socket))| peer_closed(socket))
+            .map(|(&id, _)| id)
+            .collect();
+        let noted = self
+            .lost_leaders
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(id, epoch)| {
-                image
+            .filter(|(id, (epoch, loss))| {
+                let current = image
                     .brokers
                     .get(id)
-                    .is_some_and(|b| b.broker_epoch == **epoch)
+                    .is_some_and(|b| b.broker_epoch == *epoch);
+                current
+                    && match loss {
+                        LeaderLoss::Refused => true,
+                        LeaderLoss::Dropped(at) => at.elapsed() < DROPPED_LEADER_WINDOW,
+                    }
             })
             .map(|(&id, _)| id)
-            .collect()
+            .collect::<Vec<_>>();
+        lost.extend(noted);
+        lost
     }
 
     /// Whether `follower`, fetching under `broker_epoch`, may be proposed for an ISR (Kafka's

@@ -8,5 +8,8 @@ pub mod isr;
 mod manager;
 mod partition;
 
-pub use manager::{run_metadata_listener, AppendError, IsrChange, PendingAppend, ReplicaManager};
+pub use manager::{
+    run_metadata_listener, AppendError, IsrChange, PendingAppend, ReplicaManager,
+    DROPPED_LEADER_WINDOW,
+};
 pub use partition::{FollowerState, Partition, PartitionState};

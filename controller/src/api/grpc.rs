@@ -317,6 +317,46 @@ impl BrokerService for ControllerApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn report_unreachable_broker(
+        &self,
+        request: Request<pb::ReportUnreachableBrokerRequest>,
+    ) -> Result<Response<pb::ReportUnreachableBrokerResponse>, Status> {
+        let req = request.into_inner();
+        if self.quorum.leading_term().is_none() {
+            return Err(status(self.quorum.not_controller()));
+        }
+        let recorded = self.quorum.applied().with_image(|image| {
+            let reporter_current = image
+                .brokers
+                .get(&req.broker_id)
+                .is_some_and(|b| b.broker_epoch == req.broker_epoch);
+            if !reporter_current {
+                return Err(ApiError::new(
+                    ResponseError::StaleBrokerEpoch,
+                    format!(
+                        "broker {} epoch {} is not a current registration",
+                        req.broker_id, req.broker_epoch
+                    ),
+                ));
+            }
+            Ok(self.liveness.note_refused(
+                image,
+                req.broker_id,
+                req.unreachable_broker_id,
+                req.unreachable_broker_epoch,
+            ))
+        });
+        if recorded.map_err(|e| status(e.into()))? {
+            info!(
+                reporter = req.broker_id,
+                broker_id = req.unreachable_broker_id,
+                broker_epoch = req.unreachable_broker_epoch,
+                "a broker reports this broker's listener refusing its connection"
+            );
+        }
+        Ok(Response::new(pb::ReportUnreachableBrokerResponse {}))
+    }
+
     type BrokerSessionStream = SessionEvents;
 
     async fn broker_session(
