@@ -21,16 +21,23 @@ milliseconds), and the longest gap between consecutive acknowledgements from the
 fault until `--settle-seconds` after it (after the SIGCONT for SIGSTOP faults), and at least 1 s after
 the first acknowledgement of a write sent after the fault. Signals are sent by this script right after
 it reads the clock. After each fault the broker is brought back and the script
-waits until the ISR is full again. Prints each fault and then p50, p99 (nearest rank) and worst.
+waits until the ISR is full again. For a fault the controller answers by fencing the broker, also the
+time from that fencing's commit (the active controller's log line, written once the entry is committed
+and applied) to every other broker's Metadata naming the new leader: metadata propagation, on this
+machine's one wall clock. Prints each fault and then p50, p99 (nearest rank) and worst.
+`--producer-config debug=metadata,topic,broker` and `--keep-dir DIR` keep librdkafka's and every
+node's log for a look at slow cases (each fault's line gives its wall-clock time).
 
     cargo build --release --workspace --bins
     python3 integration/bench/failover.py --bin-dir target/release --fault kill --faults 30
 """
 
 import argparse
+import datetime
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,9 +79,14 @@ def percentile(values, p):
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def summary(name, values):
-    return (f"{name} over {len(values)} faults: p50 {percentile(values, 50):.2f} s, "
-            f"p99 {percentile(values, 99):.2f} s, worst {max(values):.2f} s, best {min(values):.2f} s")
+def summary(name, values, unit_ms=False):
+    scale, unit, digits = (1000, "ms", 1) if unit_ms else (1, "s", 2)
+
+    def f(v):
+        return f"{v * scale:.{digits}f} {unit}"
+
+    return (f"{name} over {len(values)} faults: p50 {f(percentile(values, 50))}, "
+            f"p99 {f(percentile(values, 99))}, worst {f(max(values))}, best {f(min(values))}")
 
 
 def broker_pid(bin_dir, dir, broker):
@@ -105,9 +117,29 @@ def watch_new_leader(addrs, old_leader, seen, stop):
                     seen[broker] = time.monotonic()
             except (OSError, EOFError, ValueError):
                 connections.pop(broker, None)
-        time.sleep(0.01)
+        time.sleep(0.002)
     for connection in connections.values():
         connection.close()
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def fenced_at(dir, broker, after):
+    """The wall-clock time at which the active controller logged fencing `broker` (the fencing and the
+    new leaders it elects are one committed entry: the line is written once it is committed and
+    applied), the first at or after `after`; None if no controller logged one."""
+    times = []
+    for log in Path(dir).glob("controller-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            line = ANSI.sub("", line)
+            if "fenced broker:" not in line or f"broker_id={broker} " not in line + " ":
+                continue
+            stamp = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+            at = stamp.replace(tzinfo=datetime.timezone.utc).timestamp()
+            if at >= after:
+                times.append(at)
+    return min(times, default=None)
 
 
 def alive(pid):
@@ -133,9 +165,21 @@ def main():
                         help="a flag for every controller, e.g. --controller-arg=--broker-session-grace-ms=300")
     parser.add_argument("--settle-seconds", type=float, default=5.0,
                         help="how long after the fault (or the SIGCONT) ack gaps are still counted")
+    parser.add_argument("--producer-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a librdkafka setting for the producer, e.g. --producer-config debug=metadata "
+                             "(its log goes to stderr; each fault's line gives its wall-clock time)")
+    parser.add_argument("--keep-dir", default=None,
+                        help="run the cluster in this (new) directory and keep it, with every node's log")
     args = parser.parse_args()
+    producer_config = {"bootstrap.servers": None, "enable.idempotence": True, "acks": "all", "linger.ms": 0,
+                       "message.timeout.ms": 60000, "retry.backoff.ms": 20,
+                       "topic.metadata.refresh.interval.ms": 1000}
+    for setting in args.producer_config:
+        key, _, value = setting.partition("=")
+        producer_config[key] = value
     stop_seconds = args.stop_seconds or (7.0 if args.fault == "stop" else 3.0)
-    with tempfile.TemporaryDirectory() as dir:
+    with tempfile.TemporaryDirectory() as temp:
+        dir = args.keep_dir or temp
         up = json.loads(ctl(args.bin_dir, "local", "up", "--dir", dir, "--controllers", "3", "--brokers", "3",
                             *[f"--broker-arg={a}" for a in args.broker_arg],
                             *[f"--controller-arg={a}" for a in args.controller_arg], "--output", "json"))
@@ -162,9 +206,7 @@ def main():
                         errors.append((time.monotonic(), str(err)))
 
                 while not stop.is_set():
-                    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                                         "acks": "all", "linger.ms": 0, "message.timeout.ms": 60000,
-                                         "retry.backoff.ms": 20, "topic.metadata.refresh.interval.ms": 1000})
+                    producer = Producer({**producer_config, "bootstrap.servers": bootstrap})
                     try:
                         while not stop.is_set():
                             sent = time.monotonic()
@@ -179,7 +221,7 @@ def main():
             thread = threading.Thread(target=produce, daemon=True)  # an aborted run must still exit
             thread.start()
             wait("first ack", 30, lambda: acked)
-            firsts, gaps, propagated = [], [], []
+            firsts, gaps, propagated, commit_to_brokers = [], [], [], []
             addrs = broker_addrs(args.bin_dir, dir)
             for i in range(args.faults):
                 partition = describe(args.bin_dir, controllers, TOPIC)["partitions"][0]
@@ -195,7 +237,7 @@ def main():
                     others = {b: a for b, a in addrs.items() if b != leader}
                     watcher = threading.Thread(target=watch_new_leader, args=(others, leader, seen, watching),
                                                daemon=True)
-                fault_at = time.monotonic()
+                fault_at, fault_wall = time.monotonic(), time.time()
                 os.kill(pid, {"kill": signal.SIGKILL, "term": signal.SIGTERM}.get(args.fault, signal.SIGSTOP))
                 resume = None
                 if args.fault in ("stop", "follower-cut"):
@@ -234,10 +276,19 @@ def main():
                         metadata_note = (f", every other broker's Metadata names the new leader after "
                                          f"{propagated[-1]:.2f} s (spread "
                                          f"{max(seen.values()) - min(seen.values()):.3f} s)")
+                        fenced = fenced_at(dir, target, fault_wall - 0.001)
+                        if fenced is not None:
+                            # Both clocks are this machine's wall clock.
+                            last_seen_wall = fault_wall + (max(seen.values()) - fault_at)
+                            commit_to_brokers.append(max(0.0, last_seen_wall - fenced))
+                            metadata_note += (f", fenced {fenced - fault_wall:.3f} s after the fault and "
+                                              f"on every broker {commit_to_brokers[-1] * 1000:.1f} ms "
+                                              f"after that commit")
                 new_errors = errors[errors_before:]
                 print(f"{args.fault} {i + 1}: broker {target} ({'leader' if target == leader else 'follower'}), "
                       f"first ack of a write sent after the fault {first - fault_at:.2f} s, "
-                      f"longest gap between acks {gap:.2f} s{metadata_note}, delivery errors {len(new_errors)}"
+                      f"longest gap between acks {gap:.2f} s{metadata_note}, delivery errors {len(new_errors)}, "
+                      f"at {fault_wall:.3f}"
                       + (f" ({new_errors[0][1]})" if new_errors else "")
                       + (f", producer failed fatally and was replaced ({fatal[fatal_before][1]})"
                          if len(fatal) > fatal_before else ""), flush=True)
@@ -252,6 +303,9 @@ def main():
             if propagated:
                 print(summary(f"{args.fault}: fault to every other broker's Metadata naming the new leader",
                               propagated))
+            if commit_to_brokers:
+                print(summary(f"{args.fault}: controller commit of the fencing to every other broker's Metadata "
+                              f"naming the new leader", commit_to_brokers, unit_ms=True))
             print(f"{args.fault}: delivery errors {len(errors)}, producers failed fatally {len(fatal)}, "
                   f"acknowledged writes {len(acked)}")
         finally:
