@@ -25,18 +25,28 @@ Anomalies (each fails the run):
 - `unreadable_partition`: after every fault was healed (and stuck brokers restarted), the final read
   could not get the partition whole. Nothing is concluded about its acks and reads (they are not
   counted as lost: the records may well be on disk); the partition itself is the anomaly.
+- `live_broker_fenced`: the controller fenced a broker because its session stream closed (issue
+  #12's fast detection of dead processes: the grace ran out, or a follower found its port refusing),
+  yet that broker process logged after the fencing: a live broker fenced without a silent failure's
+  session timeout. Found in the node logs (`live_brokers_fenced_by_stream`), not the history.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime
 import re
 from dataclasses import dataclass, field
 
 VALUE = re.compile(r"^p(\d+)-(\d+)$")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ")
+STREAM_FENCING = re.compile(r"fenced broker: session stream .* broker_id=(\d+) broker_epoch=(-?\d+)")
+# Written by `cluster.Node.start` before each process of a node: one process's lines follow it.
+PROCESS_START = re.compile(r"^===== \S+ start ")
 
 KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
-         "replica_divergence", "producer_fatal", "unreadable_partition")
+         "replica_divergence", "producer_fatal", "unreadable_partition", "live_broker_fenced")
 
 
 @dataclass
@@ -295,3 +305,46 @@ def history_around(ops: list[dict], faults: list[dict], anomaly: Anomaly, second
         near = near[:limit]
     lines += [" ".join(f"{k}={v}" for k, v in op.items()) for op in near]
     return lines
+
+
+def _stamp(line: str) -> float | None:
+    """The wall-clock time of a tracing log line (UTC, as the nodes write it), or None."""
+    m = STAMP.match(line)
+    if not m:
+        return None
+    whole, _, fraction = m.group(1).partition(".")
+    base = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return base.timestamp() + float(f"0.{fraction}")
+
+
+def live_brokers_fenced_by_stream(controller_lines: list[str],
+                                  broker_lines: dict[int, list[str]]) -> list[Anomaly]:
+    """`live_broker_fenced` anomalies: every fencing the controllers logged as caused by a closed
+    session stream must be of a process that was gone, so the process that held the fenced
+    registration (the one whose log, between two start markers, says it registered with that broker
+    epoch) must have logged nothing later."""
+    anomalies = []
+    for raw in controller_lines:
+        line = ANSI.sub("", raw)
+        m = STREAM_FENCING.search(line)
+        at = _stamp(line)
+        if not m or at is None:
+            continue
+        broker, epoch = int(m.group(1)), int(m.group(2))
+        registered = f"registered with the controller broker_id={broker} broker_epoch={epoch} "
+        # Per process of the broker: whether it held this registration, and its last line's time.
+        processes: list[list] = [[False, None]]
+        for raw_b in broker_lines.get(broker, []):
+            b = ANSI.sub("", raw_b)
+            if PROCESS_START.match(b):
+                processes.append([False, None])
+                continue
+            processes[-1][0] |= registered in b + " "
+            processes[-1][1] = _stamp(b) or processes[-1][1]
+        last = next((t for held, t in processes if held), None)
+        if last is not None and last > at:
+            anomalies.append(Anomaly(
+                "live_broker_fenced",
+                f"broker {broker} (epoch {epoch}) fenced at {at:.3f} because its session stream closed, "
+                f"yet the process of that registration logged until {last:.3f}", at))
+    return anomalies

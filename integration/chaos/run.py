@@ -370,6 +370,11 @@ class Run:
         ops = [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
         result = checker.check(ops, final, hws, unreadable=self.unread)
         result.anomalies += divergences
+        result.anomalies += checker.live_brokers_fenced_by_stream(
+            [line for log in sorted(self.dir.glob("controller-*.log"))
+             for line in log.read_text(errors="replace").splitlines()],
+            {int(log.stem.split("-")[1]): log.read_text(errors="replace").splitlines()
+             for log in self.dir.glob("broker-*.log")})
         table = checker.unavailability(ops, self.faults)
         elapsed = time.time() - self.started
         print()

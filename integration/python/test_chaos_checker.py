@@ -182,3 +182,39 @@ def test_a_fatal_idempotent_producer_error_is_an_anomaly():
     ops, final, hws = clean_history()
     ops.insert(-1, {"op": "fatal", "t": 2.0, "proc": "p0", "err": "OUT_OF_ORDER_SEQUENCE_NUMBER"})
     assert kinds(checker.check(ops, final, hws)) == ["producer_fatal"]
+
+
+def fencing_line(at, broker, epoch, why="session stream closed and not reopened within the grace period"):
+    return f"{at}Z  INFO chronik_controller::liveness: fenced broker: {why} broker_id={broker} broker_epoch={epoch} offset=9"
+
+
+def broker_log(*processes):
+    """One broker's log: per process, (epoch it registered with, stamps of its other lines)."""
+    lines = []
+    for epoch, stamps in processes:
+        lines.append("===== 01:00:00 start b2 =====")
+        lines.append(f"{stamps[0]}Z  INFO chronik_broker::lifecycle: registered with the controller broker_id=2 "
+                     f"broker_epoch={epoch} cluster_id=x heartbeat_interval_ms=1000")
+        lines += [f"{t}Z  INFO chronik_broker::replica::fetcher: replica fetcher started leader=1" for t in stamps[1:]]
+    return lines
+
+
+def test_a_stream_fencing_of_a_dead_process_is_no_anomaly():
+    # Killed at 10.5 (last line 10.4), fenced at 10.8, restarted as epoch 9 at 10.7 (before the
+    # fencing: its lines after it are another registration's).
+    log = broker_log((5, ["2026-12-04T01:00:01.000", "2026-12-04T01:00:10.400"]),
+                     (9, ["2026-12-04T01:00:10.700", "2026-12-04T01:00:12.000"]))
+    fenced = [fencing_line("2026-12-04T01:00:10.800", 2, 5)]
+    assert checker.live_brokers_fenced_by_stream(fenced, {2: log}) == []
+
+
+def test_a_stream_fencing_of_a_process_that_logs_on_is_a_live_broker_fenced():
+    log = broker_log((5, ["2026-12-04T01:00:01.000", "2026-12-04T01:00:10.400", "2026-12-04T01:00:11.000"]))
+    for why in ("session stream closed and not reopened within the grace period",
+                "session stream closed and another broker found its listener refusing connections"):
+        fenced = [fencing_line("2026-12-04T01:00:10.800", 2, 5, why)]
+        found = checker.live_brokers_fenced_by_stream(fenced, {2: log})
+        assert [a.kind for a in found] == ["live_broker_fenced"], why
+    # A session timeout is how a live but silent broker is fenced: no anomaly.
+    timed_out = [fencing_line("2026-12-04T01:00:10.800", 2, 5, "session expired")]
+    assert checker.live_brokers_fenced_by_stream(timed_out, {2: log}) == []
