@@ -90,6 +90,56 @@ def test_confluent_admin_topic_lifecycle(ck_admin, shared_cluster, topic_name):
 
 
 @pytest.mark.confluent
+def test_replication_factor_one_takes_default_acks_all_writes(ck_admin, shared_cluster, topic_name):
+    """Issue #13: a new user's first topic, replication factor 1 on a 3-broker cluster whose
+    min.insync.replicas default is 2, and a producer with librdkafka's defaults (acks=all): the
+    write is acknowledged, because a topic that does not set min.insync.replicas gets at most its
+    replication factor. An explicit value above the replication factor is refused, saying why."""
+    ck_create(ck_admin, NewTopic(topic_name, num_partitions=1, replication_factor=1))
+    shared_cluster.wait_topic_ready(topic_name, 1)
+    producer = ck.Producer({**LIBRDKAFKA_BASE, "bootstrap.servers": shared_cluster.bootstrap_servers,
+                            "message.timeout.ms": 20000})
+    outcome = []
+    producer.produce(topic_name, b"first", on_delivery=lambda err, msg: outcome.append(err))
+    assert producer.flush(30) == 0
+    assert outcome == [None], f"the default acks=all write failed: {outcome}"
+
+    resource = ConfigResource(ResourceType.TOPIC, topic_name)
+    entries = ck_admin.describe_configs([resource])[resource].result(timeout=30)
+    assert entries["min.insync.replicas"].value == "1"
+
+    strict = NewTopic(topic_name + "-strict", num_partitions=1, replication_factor=2,
+                      config={"min.insync.replicas": "3"})
+    with pytest.raises(ck.KafkaException) as refused:
+        ck_create(ck_admin, strict)
+    error = refused.value.args[0]
+    assert error.code() == ck.KafkaError.INVALID_CONFIG, error
+    assert "above the replication factor" in error.str(), error
+    assert not shared_cluster.topic_exists(strict.topic)
+
+
+@pytest.mark.confluent
+def test_kafka_streams_internal_topic_configs_are_accepted_and_reported(ck_admin, shared_cluster, topic_name):
+    """Issue #13: topic configs Kafka 4.x knows but Chronik does not act on (as Kafka Streams and
+    tools set them) are stored and reported, not refused; bad values are refused as Kafka refuses
+    them."""
+    changelog = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
+                 "max.compaction.lag.ms": "86400000", "message.timestamp.type": "CreateTime",
+                 "segment.jitter.ms": "1000", "preallocate": "false", "min.cleanable.dirty.ratio": "0.3"}
+    ck_create(ck_admin, NewTopic(topic_name, num_partitions=2, replication_factor=1, config=changelog))
+    shared_cluster.wait_topic_ready(topic_name, 2)
+    resource = ConfigResource(ResourceType.TOPIC, topic_name)
+    entries = ck_admin.describe_configs([resource])[resource].result(timeout=30)
+    for key, value in changelog.items():
+        assert entries[key].value == value, key
+    assert entries["message.timestamp.before.max.ms"].value == "9223372036854775807"
+
+    bad = NewTopic(topic_name + "-bad", num_partitions=1, replication_factor=1,
+                   config={"min.cleanable.dirty.ratio": "1.5"})
+    assert ck_error_code(lambda: ck_create(ck_admin, bad)) == ck.KafkaError.INVALID_CONFIG
+
+
+@pytest.mark.confluent
 def test_confluent_admin_errors(ck_admin, shared_cluster, topic_name):
     ck_create(ck_admin, NewTopic(topic_name, num_partitions=1, replication_factor=1))
 

@@ -8,8 +8,9 @@
 //! use (`configs::effective`), and one bad resource never fails the others.
 
 use chronik_metadata::configs::{
-    topic_config_def, ConfigDef, ConfigKind, CLUSTER_CONFIGS, DEFAULT_REPLICATION_FACTOR,
-    MIN_INSYNC_REPLICAS, NUM_PARTITIONS, TOPIC_CONFIGS, UNCLEAN_LEADER_ELECTION,
+    effective_min_insync_replicas, topic_config_def, ConfigDef, ConfigKind, CLUSTER_CONFIGS,
+    DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS, NUM_PARTITIONS, TOPIC_CONFIGS,
+    UNCLEAN_LEADER_ELECTION,
 };
 use chronik_metadata::topic_name::validate_topic_name;
 use chronik_metadata::{MetadataImage, TopicImage};
@@ -33,6 +34,7 @@ const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 
 /// Integer configs Kafka declares as INT rather than LONG.
@@ -53,7 +55,9 @@ fn config_type(def: &ConfigDef) -> i8 {
         ConfigKind::Long { .. } => TYPE_LONG,
         ConfigKind::Bool => TYPE_BOOLEAN,
         ConfigKind::Choice(_) => TYPE_STRING,
-        ConfigKind::List(_) => TYPE_LIST,
+        ConfigKind::List(_) | ConfigKind::ThrottledReplicas => TYPE_LIST,
+        ConfigKind::IntRange { .. } => TYPE_INT,
+        ConfigKind::Ratio => TYPE_DOUBLE,
     }
 }
 
@@ -152,7 +156,16 @@ fn topic_entry(image: &MetadataImage, topic: &TopicImage, def: &'static ConfigDe
         synonyms.push((value.clone(), SOURCE_STATIC_BROKER));
     }
     synonyms.push((def.default.to_owned(), SOURCE_DEFAULT));
-    let (value, source) = synonyms[0].clone();
+    let (mut value, mut source) = synonyms[0].clone();
+    if def.name == MIN_INSYNC_REPLICAS && source != SOURCE_TOPIC {
+        // A topic that does not set it gets the default capped at its replication factor.
+        let replication_factor = topic.partitions.iter().map(|p| p.replicas.len()).min();
+        let capped =
+            effective_min_insync_replicas(image, &topic.configs, replication_factor.unwrap_or(1));
+        if capped.to_string() != value {
+            (value, source) = (capped.to_string(), SOURCE_DEFAULT);
+        }
+    }
     Entry {
         def,
         value,

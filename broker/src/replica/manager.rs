@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use chronik_metadata::configs::{effective_i64, effective_topic_configs, MIN_INSYNC_REPLICAS};
+use chronik_metadata::configs::{effective_min_insync_replicas, effective_topic_configs};
 use chronik_metadata::records::LeaderRecoveryState;
 use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use kafka_protocol::error::ResponseError;
@@ -623,8 +623,11 @@ impl ReplicaManager {
                 partition_epoch: registration.partition_epoch,
                 replicas: registration.replicas.clone(),
                 isr: registration.isr.clone(),
-                min_insync_replicas: effective_i64(image, &topic.configs, MIN_INSYNC_REPLICAS)
-                    .max(1) as usize,
+                min_insync_replicas: effective_min_insync_replicas(
+                    image,
+                    &topic.configs,
+                    registration.replicas.len(),
+                ) as usize,
                 recovering: registration.recovering,
             };
             let config = match LogConfig::from_effective(&configs) {

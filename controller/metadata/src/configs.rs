@@ -1,6 +1,8 @@
 //! The topic and cluster config keys Chronik knows, their types, defaults and validation. A topic's
 //! effective value is its own setting, else the cluster-level default set at bootstrap, else the static
-//! default here. Unknown keys are refused: a typo must not be silently accepted.
+//! default here. Unknown keys are refused: a typo must not be silently accepted. Every topic config
+//! Kafka 4.x defines is known and validated as Kafka validates it; those Chronik does not act on are
+//! stored and reported, and their documentation says so.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,16 @@ pub enum ConfigKind {
     Choice(&'static [&'static str]),
     /// A comma-separated list, each element from a fixed set.
     List(&'static [&'static str]),
+    /// An integer within `min..=max`, or exactly `or` (a "use the codec's default" value).
+    IntRange {
+        min: i64,
+        max: i64,
+        or: Option<i64>,
+    },
+    /// A fraction within 0..=1.
+    Ratio,
+    /// Kafka's throttled-replica list: empty, `*`, or `partition:broker` pairs separated by commas.
+    ThrottledReplicas,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -128,6 +140,115 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         default: "86400000",
         doc: "How long tombstones are kept in compacted topics",
     },
+
+    ConfigDef {
+        name: "compression.gzip.level",
+        kind: ConfigKind::IntRange { min: 1, max: 9, or: Some(-1) },
+        default: "-1",
+        doc: "Stored and reported; Chronik does not act on it. The gzip level when compression.type is gzip (-1: the codec's default)",
+    },
+    ConfigDef {
+        name: "compression.lz4.level",
+        kind: ConfigKind::IntRange { min: 1, max: 17, or: None },
+        default: "9",
+        doc: "Stored and reported; Chronik does not act on it. The lz4 level when compression.type is lz4",
+    },
+    ConfigDef {
+        name: "compression.zstd.level",
+        kind: ConfigKind::IntRange { min: -131072, max: 22, or: None },
+        default: "3",
+        doc: "Stored and reported; Chronik does not act on it. The zstd level when compression.type is zstd",
+    },
+    ConfigDef {
+        name: "file.delete.delay.ms",
+        kind: ConfigKind::Long { min: 0 },
+        default: "60000",
+        doc: "Stored and reported; Chronik does not act on it. How long a deleted segment's files stay before removal",
+    },
+    ConfigDef {
+        name: "follower.replication.throttled.replicas",
+        kind: ConfigKind::ThrottledReplicas,
+        default: "",
+        doc: "Stored and reported; Chronik does not act on it. Replicas whose follower-side replication is throttled",
+    },
+    ConfigDef {
+        name: "leader.replication.throttled.replicas",
+        kind: ConfigKind::ThrottledReplicas,
+        default: "",
+        doc: "Stored and reported; Chronik does not act on it. Replicas whose leader-side replication is throttled",
+    },
+    ConfigDef {
+        name: "local.retention.bytes",
+        kind: ConfigKind::Long { min: -2 },
+        default: "-2",
+        doc: "Stored and reported; Chronik does not act on it. Local retention with tiered storage (-2: retention.bytes)",
+    },
+    ConfigDef {
+        name: "local.retention.ms",
+        kind: ConfigKind::Long { min: -2 },
+        default: "-2",
+        doc: "Stored and reported; Chronik does not act on it. Local retention with tiered storage (-2: retention.ms)",
+    },
+    ConfigDef {
+        name: "max.compaction.lag.ms",
+        kind: ConfigKind::Long { min: 1 },
+        default: "9223372036854775807",
+        doc: "Stored and reported; Chronik does not act on it. Longest time a record stays ineligible for compaction",
+    },
+    ConfigDef {
+        name: "message.timestamp.after.max.ms",
+        kind: ConfigKind::Long { min: 0 },
+        default: "3600000",
+        doc: "Stored and reported; Chronik does not act on it. How far past the broker's clock a CreateTime timestamp may be",
+    },
+    ConfigDef {
+        name: "message.timestamp.before.max.ms",
+        kind: ConfigKind::Long { min: 0 },
+        default: "9223372036854775807",
+        doc: "Stored and reported; Chronik does not act on it. How far before the broker's clock a CreateTime timestamp may be",
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        kind: ConfigKind::Ratio,
+        default: "0.5",
+        doc: "Stored and reported; Chronik does not act on it. Dirty share of a log that makes it eligible for cleaning",
+    },
+    ConfigDef {
+        name: "min.compaction.lag.ms",
+        kind: ConfigKind::Long { min: 0 },
+        default: "0",
+        doc: "Stored and reported; Chronik does not act on it. Shortest time a record stays uncompacted",
+    },
+    ConfigDef {
+        name: "preallocate",
+        kind: ConfigKind::Bool,
+        default: "false",
+        doc: "Stored and reported; Chronik does not act on it. Preallocate a new segment's file",
+    },
+    ConfigDef {
+        name: "remote.storage.enable",
+        kind: ConfigKind::Bool,
+        default: "false",
+        doc: "Stored and reported; Chronik does not act on it. Tiered storage for the topic",
+    },
+    ConfigDef {
+        name: "remote.log.copy.disable",
+        kind: ConfigKind::Bool,
+        default: "false",
+        doc: "Stored and reported; Chronik does not act on it. Stop copying segments to tiered storage",
+    },
+    ConfigDef {
+        name: "remote.log.delete.on.disable",
+        kind: ConfigKind::Bool,
+        default: "false",
+        doc: "Stored and reported; Chronik does not act on it. Delete tiered data when tiered storage is turned off",
+    },
+    ConfigDef {
+        name: "segment.jitter.ms",
+        kind: ConfigKind::Long { min: 0 },
+        default: "0",
+        doc: "Stored and reported; Chronik does not act on it. Random jitter subtracted from segment.ms",
+    },
 ];
 
 /// Cluster-only keys.
@@ -187,6 +308,40 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ApiError> {
                     "invalid value '{value}' for {}: must be one of {}",
                     def.name,
                     choices.join(", ")
+                )))
+            }
+        }
+        ConfigKind::IntRange { min, max, or } => match value.trim().parse::<i64>() {
+            Ok(v) if (min..=max).contains(&v) || Some(v) == or => Ok(()),
+            _ => Err(invalid(format!(
+                "invalid value '{value}' for {}: must be an integer from {min} to {max}{}",
+                def.name,
+                or.map(|o| format!(" or {o}")).unwrap_or_default()
+            ))),
+        },
+        ConfigKind::Ratio => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(invalid(format!(
+                "invalid value '{value}' for {}: must be a number from 0 to 1",
+                def.name
+            ))),
+        },
+        ConfigKind::ThrottledReplicas => {
+            let pair = |p: &str| {
+                p.split_once(':').is_some_and(|(partition, broker)| {
+                    partition.trim().parse::<u32>().is_ok() && broker.trim().parse::<u32>().is_ok()
+                })
+            };
+            let value_trimmed = value.trim();
+            if value_trimmed.is_empty()
+                || value_trimmed == "*"
+                || value_trimmed.split(',').all(pair)
+            {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "invalid value '{value}' for {}: must be empty, * or partition:broker pairs separated by commas",
+                    def.name
                 )))
             }
         }
@@ -265,6 +420,42 @@ pub fn effective_i64(
         .unwrap_or(0)
 }
 
+/// A topic's effective `min.insync.replicas` (issue #13): its own setting if it has one, else the
+/// cluster default capped at the topic's replication factor, so a topic created with fewer replicas
+/// than the default asks for (replication factor 1 on a cluster whose default is 2) still takes
+/// acks=all writes. An explicit setting above the replication factor is refused when it is set
+/// (`validate_min_insync_replicas`).
+pub fn effective_min_insync_replicas(
+    image: &MetadataImage,
+    topic_configs: &BTreeMap<String, String>,
+    replication_factor: usize,
+) -> i64 {
+    let value = effective_i64(image, topic_configs, MIN_INSYNC_REPLICAS).max(1);
+    if topic_configs.contains_key(MIN_INSYNC_REPLICAS) {
+        value
+    } else {
+        value.min(replication_factor.max(1) as i64)
+    }
+}
+
+/// Refuses an explicit `min.insync.replicas` above the replication factor: no acks=all write to such
+/// a topic could ever be acknowledged.
+pub fn validate_min_insync_replicas(
+    topic_configs: &BTreeMap<String, String>,
+    replication_factor: usize,
+) -> Result<(), ApiError> {
+    let Some(value) = topic_configs.get(MIN_INSYNC_REPLICAS) else {
+        return Ok(());
+    };
+    match value.trim().parse::<i64>() {
+        Ok(v) if v > replication_factor as i64 => Err(invalid(format!(
+            "min.insync.replicas {v} is above the replication factor {replication_factor}: no \
+             acks=all write could ever be acknowledged"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub fn effective_bool(
     image: &MetadataImage,
     topic_configs: &BTreeMap<String, String>,
@@ -282,6 +473,69 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn min_insync_replicas_defaults_to_at_most_the_replication_factor() {
+        let image = MetadataImage::default();
+        let unset = BTreeMap::new();
+        assert_eq!(effective_min_insync_replicas(&image, &unset, 1), 1);
+        assert_eq!(effective_min_insync_replicas(&image, &unset, 3), 2);
+        let explicit = map(&[(MIN_INSYNC_REPLICAS, "3")]);
+        assert_eq!(effective_min_insync_replicas(&image, &explicit, 3), 3);
+        assert!(validate_min_insync_replicas(&explicit, 3).is_ok());
+        let err = validate_min_insync_replicas(&explicit, 2).unwrap_err();
+        assert_eq!(err.code, ResponseError::InvalidConfig);
+        assert!(
+            err.message.contains("above the replication factor 2"),
+            "{}",
+            err.message
+        );
+        assert!(validate_min_insync_replicas(&unset, 1).is_ok());
+    }
+
+    /// Issue #13: every topic config Kafka 4.x knows is accepted when valid (Kafka Streams sets some
+    /// of these on its internal topics) and refused when not, as Kafka validates it.
+    #[test]
+    fn kafka_topic_configs_are_known_and_validated() {
+        for good in [
+            ("min.compaction.lag.ms", "100"),
+            ("max.compaction.lag.ms", "86400000"),
+            ("message.timestamp.before.max.ms", "0"),
+            ("message.timestamp.after.max.ms", "3600000"),
+            ("segment.jitter.ms", "10"),
+            ("preallocate", "true"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("compression.gzip.level", "-1"),
+            ("compression.gzip.level", "9"),
+            ("compression.zstd.level", "-5"),
+            ("local.retention.ms", "-2"),
+            ("leader.replication.throttled.replicas", "0:1,1:2"),
+            ("follower.replication.throttled.replicas", "*"),
+            ("remote.storage.enable", "false"),
+        ] {
+            assert!(validate_topic_configs(&map(&[good])).is_ok(), "{good:?}");
+        }
+        for bad in [
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("compression.gzip.level", "0"),
+            ("compression.lz4.level", "18"),
+            ("local.retention.ms", "-3"),
+            ("leader.replication.throttled.replicas", "0-1"),
+            ("preallocate", "yes"),
+        ] {
+            let err = validate_topic_configs(&map(&[bad])).unwrap_err();
+            assert_eq!(err.code, ResponseError::InvalidConfig, "{bad:?}");
+        }
+        for def in TOPIC_CONFIGS {
+            assert!(
+                validate_value(def, def.default).is_ok(),
+                "{} default",
+                def.name
+            );
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@ use uuid::Uuid;
 use crate::error::{ApiError, ResponseError};
 
 use super::configs::{
-    effective, effective_topic_configs, validate_topic_configs, DEFAULT_REPLICATION_FACTOR,
-    NUM_PARTITIONS,
+    effective, effective_min_insync_replicas, effective_topic_configs,
+    validate_min_insync_replicas, validate_topic_configs, DEFAULT_REPLICATION_FACTOR,
+    MIN_INSYNC_REPLICAS, NUM_PARTITIONS,
 };
 use super::election::{partition_change, Election};
 use super::image::{apply_partition_change, MetadataImage, PartitionRegistration};
@@ -136,6 +137,7 @@ fn plan_topic(
             ),
         ));
     }
+    validate_min_insync_replicas(&t.configs, replication_factor as usize)?;
     let replicas = assign_replicas(
         brokers,
         num_partitions as usize,
@@ -146,7 +148,13 @@ fn plan_topic(
         topic_id: Uuid::nil(),
         num_partitions,
         replication_factor,
-        configs: effective_topic_configs(image, &t.configs),
+        configs: {
+            let mut configs = effective_topic_configs(image, &t.configs);
+            let min_insync =
+                effective_min_insync_replicas(image, &t.configs, replication_factor as usize);
+            configs.insert(MIN_INSYNC_REPLICAS.to_string(), min_insync.to_string());
+            configs
+        },
     };
     Ok((created, replicas))
 }
@@ -246,6 +254,13 @@ pub fn alter_topic_configs(
         )
     })?;
     validate_topic_configs(set)?;
+    let replication_factor = existing
+        .partitions
+        .iter()
+        .map(|p| p.replicas.len())
+        .min()
+        .unwrap_or(1);
+    validate_min_insync_replicas(set, replication_factor)?;
     if let Some(key) = delete
         .iter()
         .find(|k| super::configs::topic_config_def(k).is_none())
@@ -580,6 +595,49 @@ mod tests {
         assert!(image.topic_by_name("events").is_none());
         let again = create(&image, "events", 1, 1).unwrap();
         assert_ne!(again.topic_id, created.topic_id);
+    }
+
+    /// Issue #13: a topic that does not set `min.insync.replicas` gets the default capped at its
+    /// replication factor (acks=all works on replication factor 1); an explicit value above the
+    /// replication factor is refused, at creation and when altered, saying why.
+    #[test]
+    fn min_insync_replicas_never_exceeds_the_replication_factor() {
+        let mut image = cluster(&[1, 2, 3], 1, 1);
+        image
+            .cluster_configs
+            .insert(MIN_INSYNC_REPLICAS.into(), "2".into());
+        let single = create(&image, "single", 1, 1).unwrap();
+        assert_eq!(single.configs[MIN_INSYNC_REPLICAS], "1");
+        let triple = create(&image, "triple", 1, 3).unwrap();
+        assert_eq!(triple.configs[MIN_INSYNC_REPLICAS], "2");
+
+        let explicit = |value: &str, rf: i32| CreateTopic {
+            name: "strict".into(),
+            num_partitions: 1,
+            replication_factor: rf,
+            configs: [(MIN_INSYNC_REPLICAS.to_string(), value.to_string())].into(),
+        };
+        let refused = create_topics(&image, &[explicit("3", 2)], false, Uuid::new_v4);
+        assert!(refused.records.is_empty());
+        let err = refused.reply[0].1.as_ref().unwrap_err();
+        assert_eq!(err.code, ResponseError::InvalidConfig);
+        assert!(
+            err.message.contains("above the replication factor 2"),
+            "{}",
+            err.message
+        );
+        let accepted = create_topics(&image, &[explicit("2", 2)], false, Uuid::new_v4);
+        assert!(accepted.reply[0].1.is_ok());
+
+        // `orders` has replication factor 1.
+        let too_many: BTreeMap<String, String> =
+            [(MIN_INSYNC_REPLICAS.to_string(), "2".to_string())].into();
+        assert_eq!(
+            alter_topic_configs(&image, "orders", &too_many, &[])
+                .unwrap_err()
+                .code,
+            ResponseError::InvalidConfig
+        );
     }
 
     #[test]
