@@ -140,6 +140,28 @@ def test_kafka_streams_internal_topic_configs_are_accepted_and_reported(ck_admin
 
 
 @pytest.mark.confluent
+def test_manual_replica_assignment_places_every_partition_as_given(ck_admin, shared_cluster, topic_name):
+    """Issue #13: CreateTopics with `replica_assignment` (kafka-topics --replica-assignment,
+    librdkafka's admin tests) places each partition on the brokers named, the first leading;
+    an assignment naming an unknown broker is refused with INVALID_REPLICA_ASSIGNMENT."""
+    brokers = sorted(node["id"] for node in shared_cluster.brokers)[:3]
+    a, b, c = brokers
+    assignment = [[b, c], [c, a], [a, b]]
+    ck_create(ck_admin, NewTopic(topic_name, num_partitions=len(assignment), replica_assignment=assignment))
+    shared_cluster.wait_topic_ready(topic_name, 3)
+    described = shared_cluster.describe_topic(topic_name)
+    assert [p["replicas"] for p in described["partitions"]] == assignment
+    assert [p["leader"] for p in described["partitions"]] == [r[0] for r in assignment]
+    delivered = ck_produce(shared_cluster.bootstrap_servers, topic_name,
+                           [Rec(value=b"placed", partition=p) for p in range(3)])
+    assert len(delivered) == 3
+
+    unknown = NewTopic(topic_name + "-unknown", num_partitions=1, replica_assignment=[[a, 999]])
+    assert ck_error_code(lambda: ck_create(ck_admin, unknown)) == ck.KafkaError.INVALID_REPLICA_ASSIGNMENT
+    assert not shared_cluster.topic_exists(unknown.topic)
+
+
+@pytest.mark.confluent
 def test_confluent_admin_errors(ck_admin, shared_cluster, topic_name):
     ck_create(ck_admin, NewTopic(topic_name, num_partitions=1, replication_factor=1))
 

@@ -362,6 +362,7 @@ async fn an_unclean_leader_recovers_and_the_isr_grows_again() {
                     "true".to_string(),
                 )]
                 .into(),
+                assignments: Vec::new(),
             }],
             validate_only: false,
         })

@@ -194,6 +194,7 @@ pub async fn create_topic(
                 num_partitions: partitions,
                 replication_factor,
                 configs: Default::default(),
+                assignments: Vec::new(),
             }],
             validate_only: false,
         })

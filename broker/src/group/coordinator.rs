@@ -517,6 +517,7 @@ impl GroupCoordinator {
                 num_partitions: self.config.offsets_topic_num_partitions,
                 replication_factor,
                 configs,
+                assignments: Vec::new(),
             }],
             validate_only: false,
         };

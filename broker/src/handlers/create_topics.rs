@@ -74,6 +74,14 @@ pub async fn handle(
                     num_partitions: topic.num_partitions,
                     replication_factor: i32::from(topic.replication_factor),
                     configs: configs.into_iter().collect(),
+                    assignments: topic
+                        .assignments
+                        .iter()
+                        .map(|a| pb::ReplicaAssignment {
+                            partition_index: a.partition_index,
+                            broker_ids: a.broker_ids.iter().map(|b| b.0).collect(),
+                        })
+                        .collect(),
                 });
                 answers.push((name, None));
             }
@@ -132,14 +140,6 @@ pub async fn handle(
 
 /// What the broker refuses before asking the controller.
 fn check_topic(topic: &CreatableTopic) -> Result<(), (ResponseError, String)> {
-    if !topic.assignments.is_empty() {
-        return Err((
-            ResponseError::InvalidRequest,
-            "Manual replica assignments are not supported; set num_partitions and \
-             replication_factor (or -1 for the cluster defaults) instead."
-                .to_owned(),
-        ));
-    }
     let null_values: Vec<&str> = topic
         .configs
         .iter()
@@ -220,9 +220,7 @@ pub(crate) mod tests {
     use chronik_metadata::topic_name::validate_topic_name;
     use chronik_metadata::{ApiError, Record, ResponseError};
     use chronik_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
-    use kafka_protocol::messages::create_topics_request::{
-        CreatableReplicaAssignment, CreatableTopicConfig,
-    };
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
     use tokio_util::sync::CancellationToken;
     use tonic::transport::server::TcpIncoming;
     use tonic::{Request, Response, Status};
@@ -591,13 +589,9 @@ pub(crate) mod tests {
             value: Some("4".into()),
         });
         let (broker, _stop) = with_fake_controller(1, &c.records, true).await;
-        let assignment = CreatableReplicaAssignment::default()
-            .with_partition_index(0)
-            .with_broker_ids(vec![1.into()]);
         let request = CreateTopicsRequest::default().with_topics(vec![
             creatable("twice", 1, 1),
             creatable("orders", 1, 1),
-            creatable("placed", -1, -1).with_assignments(vec![assignment]),
             creatable("twice", 2, 1),
             creatable("nulls", 1, 1).with_configs(vec![config("retention.ms", None)]),
             creatable("wide", 1, 3),
@@ -609,12 +603,11 @@ pub(crate) mod tests {
         let answered: Vec<&str> = response.topics.iter().map(|t| &*t.name.0).collect();
         assert_eq!(
             answered,
-            vec!["twice", "orders", "placed", "nulls", "wide", "typo", "bad name", "fine"]
+            vec!["twice", "orders", "nulls", "wide", "typo", "bad name", "fine"]
         );
         let code = |name| result(&response, name).error_code;
         assert_eq!(code("twice"), ResponseError::InvalidRequest.code());
         assert_eq!(code("orders"), ResponseError::TopicAlreadyExists.code());
-        assert_eq!(code("placed"), ResponseError::InvalidRequest.code());
         assert_eq!(code("nulls"), ResponseError::InvalidConfig.code());
         assert_eq!(code("wide"), ResponseError::InvalidReplicationFactor.code());
         assert_eq!(code("typo"), ResponseError::InvalidConfig.code());

@@ -192,6 +192,7 @@ pub(crate) async fn auto_create_topics(
                 num_partitions: -1,
                 replication_factor: -1,
                 configs: Default::default(),
+                assignments: Vec::new(),
             })
             .collect(),
         validate_only: false,

@@ -121,6 +121,7 @@ pub async fn create(client: &ControllerClient, topic: NewTopic) -> Result<Create
             num_partitions: topic.partitions.unwrap_or(CLUSTER_DEFAULT),
             replication_factor: topic.replication_factor.unwrap_or(CLUSTER_DEFAULT),
             configs: topic.configs.into_iter().collect(),
+            assignments: Vec::new(),
         }],
         validate_only: false,
     };

@@ -579,6 +579,11 @@ impl AdminService for ControllerApi {
                 num_partitions: t.num_partitions,
                 replication_factor: t.replication_factor,
                 configs: t.configs.into_iter().collect::<BTreeMap<_, _>>(),
+                assignments: t
+                    .assignments
+                    .into_iter()
+                    .map(|a| (a.partition_index, a.broker_ids))
+                    .collect(),
             })
             .collect();
         let (offset, reply) = self

@@ -419,6 +419,7 @@ pub(crate) mod tests {
             num_partitions: partitions,
             replication_factor: rf,
             configs: Default::default(),
+            assignments: Vec::new(),
         };
         let mut ids_seq = 1u128;
         let result = create_topics(&image, &[topic], false, || {

@@ -33,6 +33,9 @@ pub struct CreateTopic {
     /// `-1`: the cluster default.
     pub replication_factor: i32,
     pub configs: BTreeMap<String, String>,
+    /// Manual placement, (partition index, replicas), as Kafka's CreateTopics `assignments`; when
+    /// given, `num_partitions` and `replication_factor` must be -1.
+    pub assignments: Vec<(i32, Vec<BrokerId>)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,7 +79,7 @@ pub fn create_topics(
                 start += replicas.len();
                 if !validate_only {
                     created.topic_id = new_topic_id();
-                    records.extend(topic_records(t, &created, replicas));
+                    records.extend(topic_records(image, t, &created, replicas));
                 }
                 created
             })
@@ -101,6 +104,25 @@ fn plan_topic(
         ));
     }
     validate_topic_configs(&t.configs)?;
+    if !t.assignments.is_empty() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "both num_partitions or replication_factor and replica assignments were set; \
+                 only one can be used",
+            ));
+        }
+        let replicas = manual_replicas(image, &t.assignments)?;
+        let replication_factor = replicas[0].len();
+        validate_min_insync_replicas(&t.configs, replication_factor)?;
+        let created = CreatedTopic {
+            topic_id: Uuid::nil(),
+            num_partitions: replicas.len() as i32,
+            replication_factor: replication_factor as i32,
+            configs: created_configs(image, &t.configs, replication_factor),
+        };
+        return Ok((created, replicas));
+    }
     let no_overrides = BTreeMap::new();
     let num_partitions = match t.num_partitions {
         -1 => effective(image, &no_overrides, NUM_PARTITIONS)
@@ -148,18 +170,82 @@ fn plan_topic(
         topic_id: Uuid::nil(),
         num_partitions,
         replication_factor,
-        configs: {
-            let mut configs = effective_topic_configs(image, &t.configs);
-            let min_insync =
-                effective_min_insync_replicas(image, &t.configs, replication_factor as usize);
-            configs.insert(MIN_INSYNC_REPLICAS.to_string(), min_insync.to_string());
-            configs
-        },
+        configs: created_configs(image, &t.configs, replication_factor as usize),
     };
     Ok((created, replicas))
 }
 
+/// The effective configs a created topic reports.
+fn created_configs(
+    image: &MetadataImage,
+    configs: &BTreeMap<String, String>,
+    replication_factor: usize,
+) -> BTreeMap<String, String> {
+    let mut effective = effective_topic_configs(image, configs);
+    let min_insync = effective_min_insync_replicas(image, configs, replication_factor);
+    effective.insert(MIN_INSYNC_REPLICAS.to_string(), min_insync.to_string());
+    effective
+}
+
+/// Checks a manual placement as Kafka's `ReplicationControlManager` does: partitions numbered 0..n
+/// in order, every partition with the same number of distinct replicas, every broker registered,
+/// and at least one replica of each partition able to lead (not fenced, not shutting down).
+fn manual_replicas(
+    image: &MetadataImage,
+    assignments: &[(i32, Vec<BrokerId>)],
+) -> Result<Vec<Vec<BrokerId>>, ApiError> {
+    let invalid = |message: String| ApiError::new(ResponseError::InvalidReplicaAssignment, message);
+    if assignments.len() > MAX_PARTITIONS as usize {
+        return Err(invalid(format!(
+            "{} partitions in the replica assignment; at most {MAX_PARTITIONS}",
+            assignments.len()
+        )));
+    }
+    let mut sorted: Vec<&(i32, Vec<BrokerId>)> = assignments.iter().collect();
+    sorted.sort_by_key(|(index, _)| *index);
+    let mut replicas = Vec::with_capacity(sorted.len());
+    for (expected, (index, brokers)) in sorted.into_iter().enumerate() {
+        if *index != expected as i32 {
+            return Err(invalid(
+                "partitions in the replica assignment must be numbered 0, 1, 2, … without gaps"
+                    .to_string(),
+            ));
+        }
+        if brokers.is_empty() {
+            return Err(invalid(format!("partition {index} has no replicas")));
+        }
+        let distinct: BTreeSet<BrokerId> = brokers.iter().copied().collect();
+        if distinct.len() != brokers.len() {
+            return Err(invalid(format!(
+                "partition {index} names a broker more than once: {brokers:?}"
+            )));
+        }
+        if let Some(missing) = brokers.iter().find(|b| !image.brokers.contains_key(*b)) {
+            return Err(invalid(format!(
+                "partition {index} is assigned to broker {missing}, but no broker with that id is registered"
+            )));
+        }
+        if !brokers.iter().any(|&b| image.is_active_broker(b)) {
+            return Err(invalid(format!(
+                "every broker assigned to partition {index} is fenced or shutting down"
+            )));
+        }
+        if replicas
+            .first()
+            .is_some_and(|first: &Vec<BrokerId>| first.len() != brokers.len())
+        {
+            return Err(invalid(
+                "every partition in the replica assignment must have the same number of replicas"
+                    .to_string(),
+            ));
+        }
+        replicas.push(brokers.clone());
+    }
+    Ok(replicas)
+}
+
 fn topic_records(
+    image: &MetadataImage,
     t: &CreateTopic,
     created: &CreatedTopic,
     replicas: Vec<Vec<BrokerId>>,
@@ -177,8 +263,18 @@ fn topic_records(
         Record::Partition(PartitionRecord {
             topic_id: created.topic_id,
             partition: index as i32,
-            leader: replicas[0],
-            isr: replicas.clone(),
+            // Placed replicas are all active; a manual assignment may name fenced brokers, which
+            // start outside the ISR (as in Kafka), and the first active one leads.
+            leader: replicas
+                .iter()
+                .copied()
+                .find(|&b| image.is_active_broker(b))
+                .unwrap_or(replicas[0]),
+            isr: replicas
+                .iter()
+                .copied()
+                .filter(|&b| image.is_active_broker(b))
+                .collect(),
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
@@ -513,6 +609,7 @@ mod tests {
             num_partitions: partitions,
             replication_factor: rf,
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         };
         create_topics(image, &[t], false, Uuid::new_v4)
             .reply
@@ -551,6 +648,7 @@ mod tests {
             num_partitions: 1,
             replication_factor: 1,
             configs: [("retention.mss".to_string(), "1".to_string())].into(),
+            assignments: Vec::new(),
         };
         let result = create_topics(&image, &[t.clone(), t.clone()], false, Uuid::new_v4);
         assert!(result.records.is_empty());
@@ -570,6 +668,7 @@ mod tests {
             num_partitions: -1,
             replication_factor: -1,
             configs: [("retention.ms".to_string(), "1000".to_string())].into(),
+            assignments: Vec::new(),
         };
         let validate = create_topics(&image, std::slice::from_ref(&t), true, Uuid::new_v4);
         assert!(validate.records.is_empty() && validate.reply[0].1.is_ok());
@@ -616,6 +715,7 @@ mod tests {
             num_partitions: 1,
             replication_factor: rf,
             configs: [(MIN_INSYNC_REPLICAS.to_string(), value.to_string())].into(),
+            assignments: Vec::new(),
         };
         let refused = create_topics(&image, &[explicit("3", 2)], false, Uuid::new_v4);
         assert!(refused.records.is_empty());
@@ -637,6 +737,77 @@ mod tests {
                 .unwrap_err()
                 .code,
             ResponseError::InvalidConfig
+        );
+    }
+
+    /// Issue #13: CreateTopics with manual replica assignments (`kafka-topics --replica-assignment`)
+    /// places each partition as given, the first replica leading, and is refused as Kafka refuses
+    /// it: INVALID_REPLICA_ASSIGNMENT for gaps, duplicates, unequal lengths or unknown brokers,
+    /// INVALID_REQUEST when counts are given too.
+    #[test]
+    fn manual_replica_assignments_are_placed_as_given_or_refused() {
+        let mut image = cluster(&[1, 2, 3], 1, 1);
+        let placed = |name: &str, assignments: Vec<(i32, Vec<BrokerId>)>| CreateTopic {
+            name: name.into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+            assignments,
+        };
+        let (_, reply) = commit(&mut image, |image| {
+            create_topics(
+                image,
+                &[placed("manual", vec![(1, vec![3, 1]), (0, vec![2, 3])])],
+                false,
+                Uuid::new_v4,
+            )
+        });
+        let created = reply[0].1.clone().unwrap();
+        assert_eq!((created.num_partitions, created.replication_factor), (2, 2));
+        let topic = image.topic_by_name("manual").unwrap();
+        assert_eq!(topic.partitions[0].replicas, vec![2, 3]);
+        assert_eq!(topic.partitions[1].replicas, vec![3, 1]);
+        assert_eq!(topic.partitions[1].leader, 3, "the first replica leads");
+        assert_eq!(topic.partitions[1].isr, vec![3, 1]);
+
+        for (assignments, code) in [
+            (
+                vec![(0, vec![1]), (2, vec![2])],
+                ResponseError::InvalidReplicaAssignment,
+            ),
+            (
+                vec![(0, vec![1, 1])],
+                ResponseError::InvalidReplicaAssignment,
+            ),
+            (
+                vec![(0, vec![1, 2]), (1, vec![3])],
+                ResponseError::InvalidReplicaAssignment,
+            ),
+            (
+                vec![(0, vec![1, 9])],
+                ResponseError::InvalidReplicaAssignment,
+            ),
+            (vec![(0, vec![])], ResponseError::InvalidReplicaAssignment),
+        ] {
+            let result = create_topics(
+                &image,
+                &[placed("bad", assignments.clone())],
+                false,
+                Uuid::new_v4,
+            );
+            assert!(result.records.is_empty(), "{assignments:?}");
+            assert_eq!(
+                result.reply[0].1.as_ref().unwrap_err().code,
+                code,
+                "{assignments:?}"
+            );
+        }
+        let mut both = placed("both", vec![(0, vec![1])]);
+        both.num_partitions = 1;
+        let result = create_topics(&image, &[both], false, Uuid::new_v4);
+        assert_eq!(
+            result.reply[0].1.as_ref().unwrap_err().code,
+            ResponseError::InvalidRequest
         );
     }
 
