@@ -470,31 +470,27 @@ async fn controller_failover_fences_no_broker() {
     }
 }
 
-/// Until the active controller shows broker `id` unfenced (a restarted broker registered again).
 /// Kills broker `victim` and returns how long the controller took to fence it (at most 15 s).
 async fn kill_and_time_fencing(cluster: &mut TestCluster, victim: u64) -> Duration {
     cluster.broker(victim).unwrap().kill().unwrap();
     let killed_at = Instant::now();
-    let cluster = &*cluster;
-    wait_for(
-        "the killed broker fenced",
-        Duration::from_secs(15),
-        || async {
-            let view = leader_view(cluster).await?;
-            (broker_state(&view, victim)? == "fenced").then_some(())
-        },
-    )
-    .await;
+    wait_broker_state(cluster, victim, "fenced").await;
     killed_at.elapsed()
 }
 
+/// Until the active controller shows broker `id` unfenced (a restarted broker registered again).
 async fn wait_unfenced(cluster: &TestCluster, id: u64) {
+    wait_broker_state(cluster, id, "unfenced").await;
+}
+
+/// Until the active controller shows broker `id` in `state` (at most 15 s).
+async fn wait_broker_state(cluster: &TestCluster, id: u64, state: &str) {
     wait_for(
-        "the restarted broker to be unfenced",
+        &format!("broker {id} {state}"),
         Duration::from_secs(15),
         || async {
             let view = leader_view(cluster).await?;
-            (broker_state(&view, id)? == "unfenced").then_some(())
+            (broker_state(&view, id)? == state).then_some(())
         },
     )
     .await;

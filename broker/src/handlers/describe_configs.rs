@@ -159,9 +159,8 @@ fn topic_entry(image: &MetadataImage, topic: &TopicImage, def: &'static ConfigDe
     let (mut value, mut source) = synonyms[0].clone();
     if def.name == MIN_INSYNC_REPLICAS && source != SOURCE_TOPIC {
         // A topic that does not set it gets the default capped at its replication factor.
-        let replication_factor = topic.partitions.iter().map(|p| p.replicas.len()).min();
         let capped =
-            effective_min_insync_replicas(image, &topic.configs, replication_factor.unwrap_or(1));
+            effective_min_insync_replicas(image, &topic.configs, topic.replication_factor());
         if capped.to_string() != value {
             (value, source) = (capped.to_string(), SOURCE_DEFAULT);
         }

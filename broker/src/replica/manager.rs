@@ -96,7 +96,7 @@ pub struct ReplicaManager {
     /// no offline log dir), from the last applied image.
     brokers: RwLock<HashMap<BrokerId, (i64, bool)>>,
     /// Leaders this broker's replica fetcher lost (see `LeaderLoss`), with the registration's broker
-    /// epoch at the time; cleared when a fetcher connects again.
+    /// epoch at the time; cleared when a fetcher's new connection answers a fetch.
     lost_leaders: RwLock<HashMap<BrokerId, (i64, LeaderLoss)>>,
     /// Bumped when a leader's registration is first found refusing connections (see
     /// `refused_leaders`).

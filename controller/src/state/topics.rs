@@ -350,13 +350,7 @@ pub fn alter_topic_configs(
         )
     })?;
     validate_topic_configs(set)?;
-    let replication_factor = existing
-        .partitions
-        .iter()
-        .map(|p| p.replicas.len())
-        .min()
-        .unwrap_or(1);
-    validate_min_insync_replicas(set, replication_factor)?;
+    validate_min_insync_replicas(set, existing.replication_factor())?;
     if let Some(key) = delete
         .iter()
         .find(|k| super::configs::topic_config_def(k).is_none())
