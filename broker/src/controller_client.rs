@@ -8,7 +8,7 @@
 //! - `NOT_CONTROLLER` is followed to the `chronik-leader` hint, or, without one (an election is under
 //!   way), to the next address after a short backoff. An unreachable controller moves the call on to the
 //!   next address, round robin.
-//! - A non-idempotent call (AlterPartition, AllocateProducerIds, CreateTopics, DeleteTopics) whose
+//! - A non-idempotent call (AlterPartition, AllocateProducerIds, and the forwarded admin calls) whose
 //!   request timed out or lost its connection mid-flight is not repeated: it may have been applied.
 //!   The caller decides.
 //! - Channels use HTTP/2 keep-alive, so a `WatchMetadata` stream to a controller that stopped answering
@@ -23,11 +23,13 @@ use chronik_metadata::{error, leader_hint, ResponseError};
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::broker_service_client::BrokerServiceClient;
 use chronik_proto::v1::{
-    AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterPartitionRequest,
-    AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerSessionEvent,
-    BrokerSessionRequest, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, MetadataUpdate, RegisterBrokerRequest, RegisterBrokerResponse,
-    ReportUnreachableBrokerRequest, ReportUnreachableBrokerResponse, WatchMetadataRequest,
+    AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterConfigsRequest,
+    AlterConfigsResponse, AlterPartitionRequest, AlterPartitionResponse, BrokerHeartbeatRequest,
+    BrokerHeartbeatResponse, BrokerSessionEvent, BrokerSessionRequest, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, ElectLeadersRequest, ElectLeadersResponse, MetadataUpdate,
+    RegisterBrokerRequest, RegisterBrokerResponse, ReportUnreachableBrokerRequest,
+    ReportUnreachableBrokerResponse, WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::time::Instant;
@@ -277,18 +279,8 @@ impl ControllerClient {
         &self,
         request: CreateTopicsRequest,
     ) -> Result<CreateTopicsResponse, ControllerCallError> {
-        let kind = CallKind {
-            name: "CreateTopics",
-            idempotent: false,
-            needs_leader: true,
-        };
-        self.call(kind, |channel, timeout| {
-            let request = with_timeout(request.clone(), timeout);
-            async move {
-                AdminServiceClient::new(channel)
-                    .create_topics(request)
-                    .await
-            }
+        self.admin_write("CreateTopics", request, |mut client, request| async move {
+            client.create_topics(request).await
         })
         .await
     }
@@ -297,18 +289,67 @@ impl ControllerClient {
         &self,
         request: DeleteTopicsRequest,
     ) -> Result<DeleteTopicsResponse, ControllerCallError> {
+        self.admin_write("DeleteTopics", request, |mut client, request| async move {
+            client.delete_topics(request).await
+        })
+        .await
+    }
+
+    pub async fn create_partitions(
+        &self,
+        request: CreatePartitionsRequest,
+    ) -> Result<CreatePartitionsResponse, ControllerCallError> {
+        self.admin_write(
+            "CreatePartitions",
+            request,
+            |mut client, request| async move { client.create_partitions(request).await },
+        )
+        .await
+    }
+
+    pub async fn alter_configs(
+        &self,
+        request: AlterConfigsRequest,
+    ) -> Result<AlterConfigsResponse, ControllerCallError> {
+        self.admin_write("AlterConfigs", request, |mut client, request| async move {
+            client.alter_configs(request).await
+        })
+        .await
+    }
+
+    pub async fn elect_leaders(
+        &self,
+        request: ElectLeadersRequest,
+    ) -> Result<ElectLeadersResponse, ControllerCallError> {
+        self.admin_write("ElectLeaders", request, |mut client, request| async move {
+            client.elect_leaders(request).await
+        })
+        .await
+    }
+
+    /// An admin call the broker forwards (KIP-590): it must reach the active controller and is not
+    /// repeated once it may have been applied.
+    async fn admin_write<Req, Resp, F, Fut>(
+        &self,
+        name: &'static str,
+        request: Req,
+        rpc: F,
+    ) -> Result<Resp, ControllerCallError>
+    where
+        Req: Clone,
+        F: Fn(AdminServiceClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
         let kind = CallKind {
-            name: "DeleteTopics",
+            name,
             idempotent: false,
             needs_leader: true,
         };
         self.call(kind, |channel, timeout| {
-            let request = with_timeout(request.clone(), timeout);
-            async move {
-                AdminServiceClient::new(channel)
-                    .delete_topics(request)
-                    .await
-            }
+            rpc(
+                AdminServiceClient::new(channel),
+                with_timeout(request.clone(), timeout),
+            )
         })
         .await
     }

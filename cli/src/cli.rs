@@ -268,6 +268,35 @@ pub struct BenchConsumeArgs {
 pub enum ClusterCommand {
     /// Show the cluster id, every controller's Raft state, the brokers and partition health.
     Status,
+    /// Read and change the cluster-wide defaults (Kafka's dynamic broker defaults, by their broker
+    /// names: `log.retention.ms`, `min.insync.replicas`, `num.partitions`, ...). A change applies at
+    /// once to every topic that does not set the config itself.
+    #[command(subcommand)]
+    Config(ClusterConfigCommand),
+}
+
+/// `chronikctl cluster config ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterConfigCommand {
+    /// Show every cluster-wide default (or the named ones) with its value and whether it is set or
+    /// built in.
+    Get {
+        /// Only these keys.
+        #[arg(value_parser = parse::config_key)]
+        keys: Vec<String>,
+    },
+    /// Set cluster-wide defaults, e.g. `set log.retention.ms=86400000 num.partitions=6`.
+    Set {
+        /// `KEY=VALUE` pairs.
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse::config_entry)]
+        entries: Vec<ConfigEntry>,
+    },
+    /// Delete cluster-wide defaults so that the built-in default applies again.
+    Delete {
+        /// The keys.
+        #[arg(required = true, value_parser = parse::config_key)]
+        keys: Vec<String>,
+    },
 }
 
 /// `chronikctl broker ...`
@@ -296,6 +325,24 @@ pub enum TopicCommand {
     },
     /// Set or delete topic configs (deleted keys fall back to the cluster default).
     AlterConfig(AlterConfigArgs),
+    /// Grow a topic to more partitions (existing partitions and their data are untouched; keyed
+    /// records may map to other partitions afterwards).
+    AddPartitions(AddPartitionsArgs),
+}
+
+/// Arguments of `topic add-partitions`.
+#[derive(Debug, Clone, Args)]
+pub struct AddPartitionsArgs {
+    /// The topic name.
+    pub name: String,
+    /// The partition count afterwards.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub count: i32,
+    /// Place the new partitions by hand, as `kafka-topics --replica-assignment`: one entry per new
+    /// partition, separated by commas, each the broker ids of its replicas separated by colons (the
+    /// first the preferred leader), e.g. `1:2,2:3`. Default: placed as at creation.
+    #[arg(long, value_name = "B:B,...", value_parser = parse::replica_assignment)]
+    pub replica_assignment: Option<Vec<Vec<i32>>>,
 }
 
 /// `chronikctl group ...`
@@ -421,6 +468,11 @@ impl CreateTopicArgs {
     pub fn config_map(&self) -> Result<BTreeMap<String, String>, CliError> {
         config_map(&self.configs, "--config")
     }
+}
+
+/// The `KEY=VALUE` entries as a map; a key given twice is an error.
+pub fn entries_map(entries: &[ConfigEntry]) -> Result<BTreeMap<String, String>, CliError> {
+    config_map(entries, "set")
 }
 
 /// Arguments of `topic alter-config`.

@@ -1,7 +1,7 @@
 //! The connection to the controller quorum. `ControllerClient` owns the configured controller addresses,
 //! one cached tonic channel per address and the address last known to be the active controller.
 //!
-//! What must stay true: writes (CreateTopics, DeleteTopics, AlterTopicConfigs, ElectLeaders) are only
+//! What must stay true: writes (CreateTopics, DeleteTopics, AlterConfigs, ElectLeaders, CreatePartitions) are only
 //! accepted from the active controller, so a `NOT_CONTROLLER` status is followed to the `chronik-leader`
 //! hint (or, when the leader is unknown, to the next configured address) within a bounded retry budget.
 //! An unreachable controller moves the call on to the next address; when none answers the error names
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use chronik_metadata::leader_hint;
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::{
-    AlterTopicConfigsRequest, AlterTopicConfigsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
-    ListTopicsRequest, ListTopicsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse,
+    ElectLeadersRequest, ElectLeadersResponse, ListTopicsRequest, ListTopicsResponse,
 };
 use chronik_proto::LEADER_METADATA_KEY;
 use tonic::transport::{Channel, Endpoint};
@@ -230,13 +230,24 @@ impl ControllerClient {
         .await
     }
 
-    /// `AlterTopicConfigs` on the active controller; a rejected change is an error status.
-    pub async fn alter_topic_configs(
+    /// `AlterConfigs` on the active controller. Per-resource errors are in the reply.
+    pub async fn alter_configs(
         &self,
-        request: AlterTopicConfigsRequest,
-    ) -> Result<AlterTopicConfigsResponse, CliError> {
+        request: AlterConfigsRequest,
+    ) -> Result<AlterConfigsResponse, CliError> {
         self.write(request, |mut client, request| async move {
-            client.alter_topic_configs(request).await
+            client.alter_configs(request).await
+        })
+        .await
+    }
+
+    /// `CreatePartitions` on the active controller. Per-topic errors are in the reply.
+    pub async fn create_partitions(
+        &self,
+        request: CreatePartitionsRequest,
+    ) -> Result<CreatePartitionsResponse, CliError> {
+        self.write(request, |mut client, request| async move {
+            client.create_partitions(request).await
         })
         .await
     }

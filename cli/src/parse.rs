@@ -119,6 +119,26 @@ pub fn config_key(raw: &str) -> Result<String, String> {
     Ok(key.to_owned())
 }
 
+/// Parses a replica assignment as `kafka-topics --replica-assignment` writes it: partitions separated
+/// by commas, each the broker ids of its replicas separated by colons (`1:2,2:3`).
+pub fn replica_assignment(raw: &str) -> Result<Vec<Vec<i32>>, String> {
+    raw.split(',')
+        .map(|partition| {
+            let replicas: Vec<i32> = partition
+                .split(':')
+                .map(|b| {
+                    b.trim()
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|b| *b >= 0)
+                        .ok_or_else(|| format!("'{}' is not a broker id", b.trim()))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(replicas)
+        })
+        .collect()
+}
+
 /// Parses an `http://` URL (the probe speaks plain HTTP only).
 pub fn http_url(raw: &str) -> Result<String, String> {
     let url = raw.trim();

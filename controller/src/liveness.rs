@@ -43,7 +43,7 @@ use tracing::{info, warn};
 
 use crate::quorum::Quorum;
 use crate::state::cluster::{evict_inactive_broker, fence_broker};
-use crate::state::topics::elect_preferred_leaders;
+use crate::state::topics::{elect_leaders, ElectionScope};
 use crate::state::{BrokerId, ControllerResult, MetadataImage};
 
 #[derive(Clone, Copy, Debug)]
@@ -490,7 +490,7 @@ pub async fn run_liveness(
             });
             if needs_election {
                 match quorum
-                    .run(|image| elect_preferred_leaders(image, None))
+                    .run(|image| elect_leaders(image, ElectionScope::All, false))
                     .await
                 {
                     Ok((offset, outcomes)) => {

@@ -4,16 +4,24 @@
 //   produce BOOTSTRAP TOPIC COUNT          default producer: acks=all, enable.idempotence=true
 //   consume BOOTSTRAP TOPIC GROUP COUNT    group consumer: subscribe, poll until COUNT records, commitSync
 //   groups  BOOTSTRAP GROUP                Admin: listConsumerGroups, describeConsumerGroups, listConsumerGroupOffsets
+//   admin-changes BOOTSTRAP TOPIC          Admin: createPartitions, incrementalAlterConfigs (topic and the
+//                                          cluster-wide broker default), describeConfigs, electLeaders
 
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
+import java.util.Set;
 import java.util.concurrent.Future;
 
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.MemberDescription;
@@ -24,7 +32,9 @@ import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
@@ -34,6 +44,7 @@ public final class ChronikJavaClient {
             case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]));
             case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "groups" -> groups(args[1], args[2]);
+            case "admin-changes" -> adminChanges(args[1], args[2]);
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -121,6 +132,62 @@ public final class ChronikJavaClient {
                 System.out.printf("{\"offset_partition\": %d, \"offset\": %d}%n",
                         e.getKey().partition(), e.getValue().offset());
             }
+        }
+    }
+
+    /** Each call's outcome as one JSON line: {"call": ..., "error": null or the exception class}. */
+    private static void report(String call, Future<?> future) {
+        String error = null;
+        try {
+            future.get();
+        } catch (Exception e) {
+            error = (e.getCause() != null ? e.getCause() : e).getClass().getSimpleName();
+        }
+        System.out.printf("{\"call\": \"%s\", \"error\": %s}%n", call,
+                error == null ? "null" : "\"" + error + "\"");
+    }
+
+    private static void adminChanges(String bootstrap, String topic) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            report("createPartitions", admin.createPartitions(
+                    Map.of(topic, NewPartitions.increaseTo(4))).all());
+            report("createPartitions-again", admin.createPartitions(
+                    Map.of(topic, NewPartitions.increaseTo(4))).all());
+            System.out.printf("{\"partitions\": %d}%n", admin.describeTopics(List.of(topic))
+                    .allTopicNames().get().get(topic).partitions().size());
+
+            ConfigResource topicResource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+            ConfigResource clusterDefault = new ConfigResource(ConfigResource.Type.BROKER, "");
+            report("incrementalAlterConfigs", admin.incrementalAlterConfigs(Map.of(
+                    topicResource, List.of(new AlterConfigOp(new ConfigEntry("retention.ms", "7200000"),
+                            AlterConfigOp.OpType.SET)),
+                    clusterDefault, List.of(new AlterConfigOp(new ConfigEntry("log.retention.ms", "3600000"),
+                            AlterConfigOp.OpType.SET)))).all());
+            report("incrementalAlterConfigs-bad", admin.incrementalAlterConfigs(Map.of(
+                    clusterDefault, List.of(new AlterConfigOp(new ConfigEntry("log.retention.ms", "soon"),
+                            AlterConfigOp.OpType.SET)))).all());
+            Map<ConfigResource, Config> described =
+                    admin.describeConfigs(List.of(topicResource, clusterDefault)).all().get();
+            for (Map.Entry<ConfigResource, Config> e : described.entrySet()) {
+                for (ConfigEntry c : e.getValue().entries()) {
+                    if (c.name().endsWith("retention.ms")) {
+                        System.out.printf("{\"resource\": \"%s\", \"name\": \"%s\", \"value\": \"%s\", "
+                                        + "\"source\": \"%s\"}%n", e.getKey().type(), c.name(), c.value(),
+                                c.source());
+                    }
+                }
+            }
+            report("deleteClusterDefault", admin.incrementalAlterConfigs(Map.of(clusterDefault, List.of(
+                    new AlterConfigOp(new ConfigEntry("log.retention.ms", ""), AlterConfigOp.OpType.DELETE))))
+                    .all());
+
+            TopicPartition p0 = new TopicPartition(topic, 0);
+            Map<TopicPartition, Optional<Throwable>> elected =
+                    admin.electLeaders(ElectionType.PREFERRED, Set.of(p0)).partitions().get();
+            System.out.printf("{\"election\": \"%s\"}%n", elected.get(p0)
+                    .map(t -> t.getClass().getSimpleName()).orElse("elected"));
         }
     }
 }

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::admin::{
     controller_failure, error_message, kafka_code, propagation_wait, SOURCE_DEFAULT,
-    SOURCE_STATIC_BROKER, SOURCE_TOPIC,
+    SOURCE_DYNAMIC_DEFAULT_BROKER, SOURCE_TOPIC,
 };
 use super::{BrokerContext, RequestContext};
 
@@ -183,7 +183,7 @@ fn topic_result(
             let source = if own_keys.contains(&key) {
                 SOURCE_TOPIC
             } else if image.cluster_configs.contains_key(&key) {
-                SOURCE_STATIC_BROKER
+                SOURCE_DYNAMIC_DEFAULT_BROKER
             } else {
                 SOURCE_DEFAULT
             };
@@ -414,10 +414,10 @@ pub(crate) mod tests {
             Err(Status::unimplemented("fake"))
         }
 
-        async fn alter_topic_configs(
+        async fn alter_configs(
             &self,
-            _: Request<pb::AlterTopicConfigsRequest>,
-        ) -> Result<Response<pb::AlterTopicConfigsResponse>, Status> {
+            _: Request<pb::AlterConfigsRequest>,
+        ) -> Result<Response<pb::AlterConfigsResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
 
@@ -425,6 +425,13 @@ pub(crate) mod tests {
             &self,
             _: Request<pb::ElectLeadersRequest>,
         ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn create_partitions(
+            &self,
+            _: Request<pb::CreatePartitionsRequest>,
+        ) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
     }
@@ -564,7 +571,7 @@ pub(crate) mod tests {
         assert_eq!(source("retention.ms"), (Some("5000".into()), SOURCE_TOPIC));
         assert_eq!(
             source("min.insync.replicas"),
-            (Some("1".into()), SOURCE_STATIC_BROKER)
+            (Some("1".into()), SOURCE_DYNAMIC_DEFAULT_BROKER)
         );
         assert_eq!(
             source("cleanup.policy"),

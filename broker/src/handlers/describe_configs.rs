@@ -1,16 +1,18 @@
 //! DescribeConfigs (key 32), answered from the local image. A topic's configs are every key Chronik
 //! knows (`TOPIC_CONFIGS`) with its effective value and where it comes from: the topic's own setting
-//! (TOPIC_CONFIG), the cluster default written at bootstrap (STATIC_BROKER_CONFIG, as Kafka reports a
-//! value from the broker's properties file) or the built-in default (DEFAULT_CONFIG). This broker's own
-//! resource lists the few cluster settings it runs with, read-only: they cannot be changed over Kafka.
+//! (TOPIC_CONFIG), the cluster-wide default in the metadata log, written at bootstrap or by
+//! IncrementalAlterConfigs (DYNAMIC_DEFAULT_BROKER_CONFIG, named by its broker-level synonym such as
+//! `log.retention.ms`), or the built-in default (DEFAULT_CONFIG). The BROKER resource with an empty
+//! name lists the cluster-wide defaults that are set, as Kafka lists its dynamic defaults; this
+//! broker's own resource lists its id and auto-creation (read-only: command-line settings) and every
+//! cluster-wide default with its value.
 //!
 //! What must stay true: the value reported for a topic is the one the controller and the partition logs
 //! use (`configs::effective`), and one bad resource never fails the others.
 
 use chronik_metadata::configs::{
-    effective_min_insync_replicas, topic_config_def, ConfigDef, ConfigKind, CLUSTER_CONFIGS,
-    DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS, NUM_PARTITIONS, TOPIC_CONFIGS,
-    UNCLEAN_LEADER_ELECTION,
+    broker_name_of, cluster_defaults, effective_min_insync_replicas, ClusterDefault, ConfigDef,
+    ConfigKind, DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS, NUM_PARTITIONS, TOPIC_CONFIGS,
 };
 use chronik_metadata::topic_name::validate_topic_name;
 use chronik_metadata::{MetadataImage, TopicImage};
@@ -22,7 +24,9 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::admin::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
+use super::admin::{
+    SOURCE_DEFAULT, SOURCE_DYNAMIC_DEFAULT_BROKER, SOURCE_STATIC_BROKER, SOURCE_TOPIC,
+};
 use super::{BrokerContext, RequestContext};
 
 /// `ResourceType` codes.
@@ -37,21 +41,25 @@ const TYPE_LONG: i8 = 5;
 const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 
-/// Integer configs Kafka declares as INT rather than LONG.
+/// Integer configs Kafka declares as INT rather than LONG (topic names and their broker synonyms).
 const INT_CONFIGS: &[&str] = &[
     "segment.bytes",
     "segment.index.bytes",
     "index.interval.bytes",
     "max.message.bytes",
+    "log.segment.bytes",
+    "log.index.size.max.bytes",
+    "log.index.interval.bytes",
+    "message.max.bytes",
     MIN_INSYNC_REPLICAS,
     NUM_PARTITIONS,
     DEFAULT_REPLICATION_FACTOR,
     "broker.id",
 ];
 
-fn config_type(def: &ConfigDef) -> i8 {
+fn config_type(name: &str, def: &ConfigDef) -> i8 {
     match def.kind {
-        ConfigKind::Long { .. } if INT_CONFIGS.contains(&def.name) => TYPE_INT,
+        ConfigKind::Long { .. } if INT_CONFIGS.contains(&name) => TYPE_INT,
         ConfigKind::Long { .. } => TYPE_LONG,
         ConfigKind::Bool => TYPE_BOOLEAN,
         ConfigKind::Choice(_) => TYPE_STRING,
@@ -63,12 +71,21 @@ fn config_type(def: &ConfigDef) -> i8 {
 
 /// What a response entry says about one config.
 struct Entry {
+    /// The name on this resource (a broker-level name on BROKER resources).
+    name: &'static str,
     def: &'static ConfigDef,
     value: String,
     source: i8,
     read_only: bool,
-    /// Every level that sets the value, highest precedence first (the first one is `source`).
-    synonyms: Vec<(String, i8)>,
+    /// Every level that sets the value, highest precedence first (the first one is `source`): the
+    /// name at that level, its value and source.
+    synonyms: Vec<Synonym>,
+}
+
+struct Synonym {
+    name: &'static str,
+    value: String,
+    source: i8,
 }
 
 struct Options {
@@ -105,7 +122,7 @@ pub async fn handle(
                 Ok(entries) => result.with_error_message(None).with_configs(
                     entries
                         .into_iter()
-                        .filter(|e| is_asked(resource, e.def.name))
+                        .filter(|e| is_asked(resource, e.name))
                         .map(|e| to_result(e, &options))
                         .collect(),
                 ),
@@ -143,20 +160,33 @@ fn describe_topic(image: &MetadataImage, resource: &DescribeConfigsResource) -> 
         .iter()
         .map(|def| topic_entry(image, topic, def))
         .collect();
-    entries.sort_by_key(|e| e.def.name);
+    entries.sort_by_key(|e| e.name);
     Ok(entries)
 }
 
 fn topic_entry(image: &MetadataImage, topic: &TopicImage, def: &'static ConfigDef) -> Entry {
+    let broker_name = broker_name_of(def.name);
     let mut synonyms = Vec::new();
     if let Some(value) = topic.configs.get(def.name) {
-        synonyms.push((value.clone(), SOURCE_TOPIC));
+        synonyms.push(Synonym {
+            name: def.name,
+            value: value.clone(),
+            source: SOURCE_TOPIC,
+        });
     }
-    if let Some(value) = image.cluster_configs.get(def.name) {
-        synonyms.push((value.clone(), SOURCE_STATIC_BROKER));
+    if let (Some(name), Some(value)) = (broker_name, image.cluster_configs.get(def.name)) {
+        synonyms.push(Synonym {
+            name,
+            value: value.clone(),
+            source: SOURCE_DYNAMIC_DEFAULT_BROKER,
+        });
     }
-    synonyms.push((def.default.to_owned(), SOURCE_DEFAULT));
-    let (mut value, mut source) = synonyms[0].clone();
+    synonyms.push(Synonym {
+        name: broker_name.unwrap_or(def.name),
+        value: def.default.to_owned(),
+        source: SOURCE_DEFAULT,
+    });
+    let (mut value, mut source) = (synonyms[0].value.clone(), synonyms[0].source);
     if def.name == MIN_INSYNC_REPLICAS && source != SOURCE_TOPIC {
         // A topic that does not set it gets the default capped at its replication factor.
         let capped =
@@ -166,6 +196,7 @@ fn topic_entry(image: &MetadataImage, topic: &TopicImage, def: &'static ConfigDe
         }
     }
     Entry {
+        name: def.name,
         def,
         value,
         source,
@@ -188,16 +219,44 @@ static AUTO_CREATE_TOPICS: ConfigDef = ConfigDef {
     doc: "Create unknown topics named in Metadata requests, with the cluster defaults",
 };
 
-/// This broker (by its id) lists its id, auto-creation and the cluster defaults; the cluster-wide
-/// default resource (an empty name) has nothing set dynamically, so it is empty, as in Kafka.
+/// This broker (by its id) lists its id and auto-creation, then every cluster-wide default with its
+/// value; the cluster-wide resource (an empty name) lists the defaults set in the metadata log.
 fn describe_broker(
     ctx: &BrokerContext,
     image: &MetadataImage,
     resource: &DescribeConfigsResource,
 ) -> Described {
     let name = &*resource.resource_name;
+    let cluster_default = |d: ClusterDefault| {
+        let mut synonyms = Vec::new();
+        if let Some(value) = image.cluster_configs.get(d.stored_key) {
+            synonyms.push(Synonym {
+                name: d.broker_name,
+                value: value.clone(),
+                source: SOURCE_DYNAMIC_DEFAULT_BROKER,
+            });
+        }
+        synonyms.push(Synonym {
+            name: d.broker_name,
+            value: d.def.default.to_owned(),
+            source: SOURCE_DEFAULT,
+        });
+        Entry {
+            name: d.broker_name,
+            def: d.def,
+            value: synonyms[0].value.clone(),
+            source: synonyms[0].source,
+            read_only: false,
+            synonyms,
+        }
+    };
     if name.is_empty() {
-        return Ok(Vec::new());
+        let mut entries: Vec<Entry> = cluster_defaults()
+            .filter(|d| image.cluster_configs.contains_key(d.stored_key))
+            .map(cluster_default)
+            .collect();
+        entries.sort_by_key(|e| e.name);
+        return Ok(entries);
     }
     let Ok(broker_id) = name.parse::<i32>() else {
         return Err((
@@ -215,66 +274,49 @@ fn describe_broker(
         ));
     }
     let fixed = |def: &'static ConfigDef, value: String| Entry {
+        name: def.name,
         def,
-        synonyms: vec![(value.clone(), SOURCE_STATIC_BROKER)],
+        synonyms: vec![Synonym {
+            name: def.name,
+            value: value.clone(),
+            source: SOURCE_STATIC_BROKER,
+        }],
         value,
         source: SOURCE_STATIC_BROKER,
         read_only: true,
-    };
-    let cluster_default = |def: &'static ConfigDef| {
-        let mut synonyms = Vec::new();
-        if let Some(value) = image.cluster_configs.get(def.name) {
-            synonyms.push((value.clone(), SOURCE_STATIC_BROKER));
-        }
-        synonyms.push((def.default.to_owned(), SOURCE_DEFAULT));
-        let (value, source) = synonyms[0].clone();
-        Entry {
-            def,
-            value,
-            source,
-            read_only: true,
-            synonyms,
-        }
     };
     let mut entries = vec![
         fixed(&BROKER_ID, ctx.broker_id.to_string()),
         fixed(&AUTO_CREATE_TOPICS, ctx.auto_create_topics.to_string()),
     ];
-    entries.extend(CLUSTER_CONFIGS.iter().map(cluster_default));
-    entries.extend(
-        [MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION]
-            .into_iter()
-            .filter_map(topic_config_def)
-            .map(cluster_default),
-    );
-    entries.sort_by_key(|e| e.def.name);
+    entries.extend(cluster_defaults().map(cluster_default));
+    entries.sort_by_key(|e| e.name);
     Ok(entries)
 }
 
 fn to_result(entry: Entry, options: &Options) -> DescribeConfigsResourceResult {
-    let name = StrBytes::from_static_str(entry.def.name);
     let synonyms = if options.synonyms {
         entry
             .synonyms
             .into_iter()
-            .map(|(value, source)| {
+            .map(|s| {
                 DescribeConfigsSynonym::default()
-                    .with_name(name.clone())
-                    .with_value(Some(StrBytes::from_string(value)))
-                    .with_source(source)
+                    .with_name(StrBytes::from_static_str(s.name))
+                    .with_value(Some(StrBytes::from_string(s.value)))
+                    .with_source(s.source)
             })
             .collect()
     } else {
         Vec::new()
     };
     DescribeConfigsResourceResult::default()
-        .with_name(name)
+        .with_name(StrBytes::from_static_str(entry.name))
         .with_value(Some(StrBytes::from_string(entry.value)))
         .with_read_only(entry.read_only)
         .with_config_source(entry.source)
         .with_is_sensitive(false)
         .with_synonyms(synonyms)
-        .with_config_type(config_type(entry.def))
+        .with_config_type(config_type(entry.name, entry.def))
         .with_documentation(
             options
                 .documentation
@@ -285,6 +327,8 @@ fn to_result(entry: Entry, options: &Options) -> DescribeConfigsResourceResult {
 #[cfg(test)]
 mod tests {
     use chronik_metadata::configs::effective;
+    use chronik_metadata::records::ConfigResource;
+    use chronik_metadata::Record;
 
     use super::*;
     use crate::handlers::test_support::{assert_encodes, cluster, TestBroker};
@@ -348,7 +392,7 @@ mod tests {
         }
         let source = |key| config(audit, key).config_source;
         assert_eq!(source("retention.ms"), SOURCE_TOPIC);
-        assert_eq!(source("min.insync.replicas"), SOURCE_STATIC_BROKER);
+        assert_eq!(source("min.insync.replicas"), SOURCE_DYNAMIC_DEFAULT_BROKER);
         assert_eq!(source("cleanup.policy"), SOURCE_DEFAULT);
     }
 
@@ -375,16 +419,16 @@ mod tests {
         );
 
         let retention = config(audit, "retention.ms");
-        let synonyms: Vec<(Option<&str>, i8)> = retention
+        let synonyms: Vec<(&str, Option<&str>, i8)> = retention
             .synonyms
             .iter()
-            .map(|s| (s.value.as_deref(), s.source))
+            .map(|s| (&*s.name, s.value.as_deref(), s.source))
             .collect();
         assert_eq!(
             synonyms,
             vec![
-                (Some("1000"), SOURCE_TOPIC),
-                (Some("604800000"), SOURCE_DEFAULT)
+                ("retention.ms", Some("1000"), SOURCE_TOPIC),
+                ("log.retention.ms", Some("604800000"), SOURCE_DEFAULT)
             ]
         );
         assert_eq!(retention.config_type, TYPE_LONG);
@@ -394,7 +438,7 @@ mod tests {
             .is_some_and(|d| !d.is_empty()));
         let min_isr = config(audit, "min.insync.replicas");
         assert_eq!(min_isr.config_type, TYPE_INT);
-        assert_eq!(min_isr.synonyms[0].source, SOURCE_STATIC_BROKER);
+        assert_eq!(min_isr.synonyms[0].source, SOURCE_DYNAMIC_DEFAULT_BROKER);
         assert_eq!(config(audit, "cleanup.policy").config_type, TYPE_LIST);
 
         let empty_keys = DescribeConfigsRequest::default().with_resources(vec![resource(
@@ -442,9 +486,16 @@ mod tests {
         assert_eq!(response.results[4].resource_type, 8);
     }
 
+    /// Issue #13: the cluster-wide defaults appear under their Kafka broker-level names, as dynamic
+    /// defaults when set in the metadata log; the empty-named BROKER resource lists only those.
     #[tokio::test]
-    async fn this_broker_lists_its_read_only_settings() {
-        let c = cluster();
+    async fn this_broker_lists_its_settings_and_the_cluster_wide_defaults() {
+        let mut c = cluster();
+        c.records.push(Record::Config {
+            resource: ConfigResource::Cluster,
+            key: "retention.ms".into(),
+            value: Some("60000".into()),
+        });
         let mut broker = TestBroker::new(2, &c.records);
         broker.ctx.auto_create_topics = true;
         let request = DescribeConfigsRequest::default().with_resources(vec![
@@ -454,27 +505,63 @@ mod tests {
         let response = describe(&broker, 4, request).await;
         let own = &response.results[0];
         assert_eq!(own.error_code, 0);
-        assert!(own.configs.iter().all(|c| c.read_only));
-        let value = |key| {
-            let c = config(own, key);
-            (c.value.as_deref().map(str::to_owned), c.config_source)
+        let value = |result, key| {
+            let c = config(result, key);
+            (
+                c.value.as_deref().map(str::to_owned),
+                c.config_source,
+                c.read_only,
+            )
         };
-        assert_eq!(value("broker.id"), (Some("2".into()), SOURCE_STATIC_BROKER));
         assert_eq!(
-            value("auto.create.topics.enable"),
-            (Some("true".into()), SOURCE_STATIC_BROKER)
+            value(own, "broker.id"),
+            (Some("2".into()), SOURCE_STATIC_BROKER, true)
         );
         assert_eq!(
-            value("min.insync.replicas"),
-            (Some("1".into()), SOURCE_STATIC_BROKER)
+            value(own, "auto.create.topics.enable"),
+            (Some("true".into()), SOURCE_STATIC_BROKER, true)
         );
         assert_eq!(
-            value("default.replication.factor"),
-            (Some("3".into()), SOURCE_DEFAULT)
+            value(own, "min.insync.replicas"),
+            (Some("1".into()), SOURCE_DYNAMIC_DEFAULT_BROKER, false)
         );
+        assert_eq!(
+            value(own, "log.retention.ms"),
+            (Some("60000".into()), SOURCE_DYNAMIC_DEFAULT_BROKER, false)
+        );
+        assert_eq!(
+            value(own, "default.replication.factor"),
+            (Some("3".into()), SOURCE_DEFAULT, false)
+        );
+        assert_eq!(
+            value(own, "log.cleanup.policy"),
+            (Some("delete".into()), SOURCE_DEFAULT, false)
+        );
+        assert!(own.configs.iter().all(|c| &*c.name != "retention.ms"));
         assert_eq!(config(own, "broker.id").config_type, TYPE_INT);
-        let default_resource = &response.results[1];
-        assert_eq!(default_resource.error_code, 0);
-        assert!(default_resource.configs.is_empty());
+        assert_eq!(config(own, "message.max.bytes").config_type, TYPE_INT);
+
+        let defaults = &response.results[1];
+        assert_eq!(defaults.error_code, 0);
+        let listed: Vec<&str> = defaults.configs.iter().map(|c| &*c.name).collect();
+        assert_eq!(listed, vec!["log.retention.ms", "min.insync.replicas"]);
+        assert!(defaults
+            .configs
+            .iter()
+            .all(|c| c.config_source == SOURCE_DYNAMIC_DEFAULT_BROKER));
+
+        // A topic that does not set it reports the cluster-wide default under its broker name.
+        let request = DescribeConfigsRequest::default()
+            .with_include_synonyms(true)
+            .with_resources(vec![resource(
+                RESOURCE_TOPIC,
+                "orders",
+                Some(&["retention.ms"]),
+            )]);
+        let response = describe(&broker, 4, request).await;
+        let retention = config(&response.results[0], "retention.ms");
+        assert_eq!(retention.value.as_deref(), Some("60000"));
+        assert_eq!(retention.config_source, SOURCE_DYNAMIC_DEFAULT_BROKER);
+        assert_eq!(&*retention.synonyms[0].name, "log.retention.ms");
     }
 }

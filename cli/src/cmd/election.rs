@@ -56,6 +56,7 @@ pub async fn preferred(
 ) -> Result<Vec<ElectionResult>, CliError> {
     let request = ElectLeadersRequest {
         topics: topic.map(str::to_owned).into_iter().collect(),
+        ..Default::default()
     };
     let reply = client.elect_leaders(request).await?;
     let mut results: Vec<ElectionResult> = reply

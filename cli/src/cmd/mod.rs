@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod config;
 pub mod election;
 pub mod group;
 pub mod local;
@@ -12,17 +13,20 @@ pub mod probe;
 pub mod topic;
 
 use crate::cli::{
-    BrokerCommand, ClusterCommand, Command, ElectionCommand, GroupCommand, TopicCommand,
+    BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges, ElectionCommand,
+    GroupCommand, TopicCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
 
 pub use broker::{BrokerState, BrokerStatus};
 pub use cluster::{ClusterStatus, ControllerStatus};
+pub use config::ClusterConfig;
 pub use election::{ElectionOutcome, ElectionResult};
 pub use group::{DeletedGroup, GroupDetails, GroupList, OffsetReset};
 pub use topic::{
-    CreatedTopic, DeletedTopic, NewTopic, PartitionStatus, TopicConfigs, TopicDetails, TopicSummary,
+    AddedPartitions, CreatedTopic, DeletedTopic, NewTopic, PartitionStatus, TopicConfigs,
+    TopicDetails, TopicSummary,
 };
 
 /// What a command found or did, ready to be rendered.
@@ -42,6 +46,10 @@ pub enum Report {
     TopicDeleted(DeletedTopic),
     /// `topic alter-config`.
     TopicConfigs(TopicConfigs),
+    /// `topic add-partitions`.
+    PartitionsAdded(AddedPartitions),
+    /// `cluster config get|set|delete`.
+    ClusterConfigs(Vec<ClusterConfig>),
     /// `group list`.
     Groups(GroupList),
     /// `group describe`.
@@ -78,6 +86,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Cluster(ClusterCommand::Status) => {
             Report::ClusterStatus(cluster::status(client).await?)
         }
+        Command::Cluster(ClusterCommand::Config(command)) => {
+            Report::ClusterConfigs(execute_config(command, client).await?)
+        }
         Command::Broker(BrokerCommand::List) => Report::Brokers(broker::list(client).await?),
         Command::Topic(TopicCommand::Create(args)) => {
             let topic = NewTopic {
@@ -98,6 +109,15 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Topic(TopicCommand::AlterConfig(args)) => {
             Report::TopicConfigs(topic::alter_config(client, &args.name, args.changes()?).await?)
         }
+        Command::Topic(TopicCommand::AddPartitions(args)) => Report::PartitionsAdded(
+            topic::add_partitions(
+                client,
+                &args.name,
+                args.count,
+                args.replica_assignment.clone().unwrap_or_default(),
+            )
+            .await?,
+        ),
         Command::Group(command) => execute_group(command, client).await?,
         Command::Election(ElectionCommand::Preferred { topic }) => {
             Report::Election(election::preferred(client, topic.as_deref()).await?)
@@ -107,6 +127,33 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Probe { url } => Report::Probe(probe::probe(url, client.request_timeout()).await?),
     };
     Ok(report)
+}
+
+/// Runs one `cluster config` command.
+async fn execute_config(
+    command: &ClusterConfigCommand,
+    client: &ControllerClient,
+) -> Result<Vec<ClusterConfig>, CliError> {
+    match command {
+        ClusterConfigCommand::Get { keys } => config::get(client, keys).await,
+        ClusterConfigCommand::Set { entries } => {
+            let changes = ConfigChanges {
+                set: crate::cli::entries_map(entries)?,
+                delete: Vec::new(),
+            };
+            config::alter(client, changes).await
+        }
+        ClusterConfigCommand::Delete { keys } => {
+            let mut delete = keys.clone();
+            delete.sort();
+            delete.dedup();
+            let changes = ConfigChanges {
+                set: Default::default(),
+                delete,
+            };
+            config::alter(client, changes).await
+        }
+    }
 }
 
 /// Runs one `group` command: the brokers come from the controllers, the rest is the Kafka protocol.

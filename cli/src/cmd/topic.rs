@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chronik_proto::v1::{
-    self, AlterTopicConfigsRequest, CreatableTopic, CreateTopicsRequest, DeleteTopicsRequest,
+    self, AlterConfigsRequest, AlterConfigsResource, ConfigChange, ConfigOperation, ConfigResource,
+    CreatableTopic, CreatePartitionsRequest, CreatePartitionsTopic, CreateTopicsRequest,
+    DeleteTopicsRequest,
 };
 use serde::Serialize;
 
@@ -221,16 +223,95 @@ pub async fn alter_config(
     name: &str,
     changes: ConfigChanges,
 ) -> Result<TopicConfigs, CliError> {
-    let request = AlterTopicConfigsRequest {
-        topic: name.to_owned(),
-        set: changes.set.into_iter().collect(),
-        delete: changes.delete,
+    let request = AlterConfigsRequest {
+        resources: vec![AlterConfigsResource {
+            resource: ConfigResource::Topic as i32,
+            name: name.to_owned(),
+            changes: config_changes(changes),
+            replace: false,
+        }],
         validate_only: false,
     };
-    let reply = client.alter_topic_configs(request).await?;
+    let reply = client.alter_configs(request).await?;
+    let result = reply
+        .results
+        .into_iter()
+        .next()
+        .ok_or_else(|| missing_topic("AlterConfigs", name))?;
+    if result.error_code != codes::NONE {
+        return Err(topic_error(
+            result.error_code,
+            &result.error_message,
+            "alter the configs of",
+            name,
+        ));
+    }
     Ok(TopicConfigs {
         name: name.to_owned(),
-        configs: sorted(reply.configs),
+        configs: sorted(result.configs),
+    })
+}
+
+/// The set and deleted keys as AlterConfigs changes.
+pub fn config_changes(changes: ConfigChanges) -> Vec<ConfigChange> {
+    let set = changes.set.into_iter().map(|(key, value)| ConfigChange {
+        key,
+        operation: ConfigOperation::Set as i32,
+        value,
+    });
+    let deleted = changes.delete.into_iter().map(|key| ConfigChange {
+        key,
+        operation: ConfigOperation::Delete as i32,
+        value: String::new(),
+    });
+    set.chain(deleted).collect()
+}
+
+/// A topic's partition count after `topic add-partitions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddedPartitions {
+    /// The topic name.
+    pub name: String,
+    /// The partition count now.
+    pub partitions: i32,
+}
+
+/// Grows a topic to `count` partitions; `assignments` places the new ones by hand (one replica
+/// list per new partition, the first the preferred leader).
+pub async fn add_partitions(
+    client: &ControllerClient,
+    name: &str,
+    count: i32,
+    assignments: Vec<Vec<i32>>,
+) -> Result<AddedPartitions, CliError> {
+    let request = CreatePartitionsRequest {
+        topics: vec![CreatePartitionsTopic {
+            name: name.to_owned(),
+            count,
+            assignments: assignments
+                .into_iter()
+                .map(|brokers| v1::BrokerList { brokers })
+                .collect(),
+        }],
+        validate_only: false,
+    };
+    let reply = client.create_partitions(request).await?;
+    let result = reply
+        .results
+        .into_iter()
+        .find(|result| result.name == name)
+        .ok_or_else(|| missing_topic("CreatePartitions", name))?;
+    if result.error_code != codes::NONE {
+        return Err(topic_error(
+            result.error_code,
+            &result.error_message,
+            "add partitions to",
+            name,
+        ));
+    }
+    Ok(AddedPartitions {
+        name: name.to_owned(),
+        partitions: count,
     })
 }
 

@@ -1,10 +1,20 @@
 //! `cluster status`: the cluster's figures as a `Label:  value` block, then one table of controllers
 //! (their Raft role and indexes, `-` where the answering node did not know one) and one of brokers.
+//! `cluster config`: one row per cluster-wide default.
 
 use std::io::Write;
 
 use super::{fields, table};
-use crate::cmd::ClusterStatus;
+use crate::cmd::{ClusterConfig, ClusterStatus};
+
+/// One row per cluster-wide default: name, value, where the value comes from.
+pub(super) fn configs(out: &mut impl Write, configs: &[ClusterConfig]) -> std::io::Result<()> {
+    let rows = configs
+        .iter()
+        .map(|c| vec![c.name.clone(), c.value.clone(), c.source.to_owned()])
+        .collect::<Vec<_>>();
+    table(out, &["NAME", "VALUE", "SOURCE"], &rows)
+}
 
 /// The cluster's figures, then its controllers and brokers.
 pub(super) fn status(out: &mut impl Write, status: &ClusterStatus) -> std::io::Result<()> {

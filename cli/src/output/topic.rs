@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::{broker_or_none, dash_if_empty, fields, table};
-use crate::cmd::{CreatedTopic, DeletedTopic, TopicConfigs, TopicDetails, TopicSummary};
+use crate::cmd::{
+    AddedPartitions, CreatedTopic, DeletedTopic, TopicConfigs, TopicDetails, TopicSummary,
+};
 
 /// One line with the new topic's shape, then its id.
 pub(super) fn created(out: &mut impl Write, topic: &CreatedTopic) -> std::io::Result<()> {
@@ -15,6 +17,18 @@ pub(super) fn created(out: &mut impl Write, topic: &CreatedTopic) -> std::io::Re
         topic.name, topic.partitions, topic.replication_factor
     )?;
     fields(out, &[("Topic ID", topic.topic_id.clone())])
+}
+
+/// One line with the new partition count.
+pub(super) fn partitions_added(
+    out: &mut impl Write,
+    topic: &AddedPartitions,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Topic '{}' now has {} partition(s).",
+        topic.name, topic.partitions
+    )
 }
 
 /// One row per topic.

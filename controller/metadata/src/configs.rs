@@ -267,6 +267,100 @@ pub const CLUSTER_CONFIGS: &[ConfigDef] = &[
     },
 ];
 
+/// Kafka's broker-level name of each topic config that has one (Kafka's
+/// `ServerTopicConfigSynonyms.TOPIC_CONFIG_SYNONYMS`, the highest-priority synonym): the name its
+/// cluster-wide default carries on BROKER resources in DescribeConfigs, IncrementalAlterConfigs and
+/// AlterConfigs, and in `chronikctl cluster config`. The image keeps cluster defaults under the topic
+/// name (`MetadataImage::cluster_configs`), so these names exist only at those edges. The topic
+/// configs missing here have no broker-level default in Kafka either (throttled replicas,
+/// `remote.*`).
+const BROKER_SYNONYMS: &[(&str, &str)] = &[
+    ("cleanup.policy", "log.cleanup.policy"),
+    ("compression.type", "compression.type"),
+    ("compression.gzip.level", "compression.gzip.level"),
+    ("compression.lz4.level", "compression.lz4.level"),
+    ("compression.zstd.level", "compression.zstd.level"),
+    ("delete.retention.ms", "log.cleaner.delete.retention.ms"),
+    ("file.delete.delay.ms", "log.segment.delete.delay.ms"),
+    ("flush.messages", "log.flush.interval.messages"),
+    ("flush.ms", "log.flush.interval.ms"),
+    ("index.interval.bytes", "log.index.interval.bytes"),
+    ("local.retention.bytes", "log.local.retention.bytes"),
+    ("local.retention.ms", "log.local.retention.ms"),
+    ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
+    ("max.message.bytes", "message.max.bytes"),
+    (
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+    ),
+    ("message.timestamp.type", "log.message.timestamp.type"),
+    (
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+    ),
+    ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
+    (MIN_INSYNC_REPLICAS, MIN_INSYNC_REPLICAS),
+    ("preallocate", "log.preallocate"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("retention.ms", "log.retention.ms"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("segment.index.bytes", "log.index.size.max.bytes"),
+    ("segment.jitter.ms", "log.roll.jitter.ms"),
+    ("segment.ms", "log.roll.ms"),
+    (UNCLEAN_LEADER_ELECTION, UNCLEAN_LEADER_ELECTION),
+];
+
+/// One cluster-wide default: its Kafka broker-level name, the key the image stores it under, and
+/// its definition (type, static default, documentation).
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterDefault {
+    pub broker_name: &'static str,
+    pub stored_key: &'static str,
+    pub def: &'static ConfigDef,
+}
+
+/// Every cluster-wide default an operator can set: the cluster-only keys, then each topic config's
+/// broker-level synonym.
+pub fn cluster_defaults() -> impl Iterator<Item = ClusterDefault> {
+    let cluster_only = CLUSTER_CONFIGS.iter().map(|def| ClusterDefault {
+        broker_name: def.name,
+        stored_key: def.name,
+        def,
+    });
+    let synonyms = BROKER_SYNONYMS.iter().filter_map(|(topic, broker)| {
+        topic_config_def(topic).map(|def| ClusterDefault {
+            broker_name: broker,
+            stored_key: def.name,
+            def,
+        })
+    });
+    cluster_only.chain(synonyms)
+}
+
+/// The cluster-wide default with this broker-level name.
+pub fn cluster_default(broker_name: &str) -> Option<ClusterDefault> {
+    cluster_defaults().find(|d| d.broker_name == broker_name)
+}
+
+/// The broker-level name of a stored cluster default key (itself for cluster-only keys).
+pub fn broker_name_of(stored_key: &str) -> Option<&'static str> {
+    cluster_defaults()
+        .find(|d| d.stored_key == stored_key)
+        .map(|d| d.broker_name)
+}
+
+/// A cluster-wide default's value by broker-level name: set in the image, or the static default.
+pub fn cluster_default_value(image: &MetadataImage, default: &ClusterDefault) -> (String, bool) {
+    match image.cluster_configs.get(default.stored_key) {
+        Some(value) => (value.clone(), true),
+        None => (default.def.default.to_string(), false),
+    }
+}
+
 pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::{cluster_view, ClusterView};
 use crate::applied::{AppliedMetadata, Resume};
+use chronik_metadata::configs::broker_name_of;
 use chronik_metadata::convert::{
     endpoint_from_proto, endpoint_to_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
 };
@@ -33,8 +34,11 @@ use crate::error::{ApiError, ControllerError, ResponseError};
 use crate::liveness::Liveness;
 use crate::quorum::Quorum;
 use crate::state::cluster::{self, Heartbeat, RegisterBroker};
-use crate::state::records::LeaderRecoveryState;
-use crate::state::topics::{self, AlterPartitionItem, CreateTopic, TopicRef};
+use crate::state::config_changes::{self, ConfigOp};
+use crate::state::records::{ConfigResource, LeaderRecoveryState};
+use crate::state::topics::{
+    self, AlterPartitionItem, CreatePartitions, CreateTopic, ElectionScope, TopicRef,
+};
 use crate::state::MetadataImage;
 
 /// Maps a controller error to a gRPC status carrying the Kafka error name (and the active controller on
@@ -560,6 +564,14 @@ pub fn cluster_view_to_proto(
         partition_count: view.partition_count as u32,
         leaderless_partitions: view.leaderless_partitions as u32,
         under_replicated_partitions: view.under_replicated_partitions as u32,
+        cluster_configs: image
+            .cluster_configs
+            .iter()
+            .map(|(key, value)| {
+                let name = broker_name_of(key).unwrap_or(key);
+                (name.to_string(), value.clone())
+            })
+            .collect(),
     }
 }
 
@@ -706,16 +718,21 @@ impl AdminService for ControllerApi {
         Ok(Response::new(cluster_view_to_proto(view, &image)))
     }
 
-    async fn alter_topic_configs(
+    async fn alter_configs(
         &self,
-        request: Request<pb::AlterTopicConfigsRequest>,
-    ) -> Result<Response<pb::AlterTopicConfigsResponse>, Status> {
+        request: Request<pb::AlterConfigsRequest>,
+    ) -> Result<Response<pb::AlterConfigsResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
         let req = request.into_inner();
-        let set: BTreeMap<String, String> = req.set.into_iter().collect();
-        let (_, configs) = self
+        let resources = req
+            .resources
+            .iter()
+            .map(alter_resource_from_proto)
+            .collect::<Result<Vec<_>, Status>>()?;
+        let (offset, outcomes) = self
             .quorum
             .run(|image| {
-                let result = topics::alter_topic_configs(image, &req.topic, &set, &req.delete)?;
+                let result = config_changes::alter_configs(image, &resources);
                 Ok(if req.validate_only {
                     crate::state::ControllerResult::new(Vec::new(), result.reply)
                 } else {
@@ -724,8 +741,32 @@ impl AdminService for ControllerApi {
             })
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::AlterTopicConfigsResponse {
-            configs: configs.into_iter().collect(),
+        let results = req
+            .resources
+            .into_iter()
+            .zip(outcomes)
+            .map(|(resource, outcome)| {
+                let (error_code, error_message, configs) = match outcome {
+                    Ok(configs) => {
+                        if !req.validate_only {
+                            info!(resource = ?resource.resource(), name = %resource.name, "altered configs");
+                        }
+                        (0, String::new(), configs)
+                    }
+                    Err(e) => (i32::from(e.code.code()), e.message, BTreeMap::new()),
+                };
+                pb::AlterConfigsResult {
+                    resource: resource.resource,
+                    name: resource.name,
+                    error_code,
+                    error_message,
+                    configs: configs.into_iter().collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::AlterConfigsResponse {
+            results,
+            metadata_offset: if req.validate_only { 0 } else { offset },
         }))
     }
 
@@ -733,23 +774,37 @@ impl AdminService for ControllerApi {
         &self,
         request: Request<pb::ElectLeadersRequest>,
     ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
-        let names = request.into_inner().topics;
-        let selected = (!names.is_empty()).then_some(names.as_slice());
-        let (_, outcomes) = self
+        require_bootstrapped(&self.quorum)?;
+        let req = request.into_inner();
+        let partitions: Vec<(String, Vec<i32>)> = req
+            .partitions
+            .into_iter()
+            .map(|p| (p.topic, p.partitions))
+            .collect();
+        let scope = match (partitions.is_empty(), req.topics.is_empty()) {
+            (false, true) => ElectionScope::Partitions(&partitions),
+            (true, false) => ElectionScope::Topics(&req.topics),
+            (true, true) => ElectionScope::All,
+            (false, false) => return Err(invalid("name either topics or partitions, not both")),
+        };
+        let (offset, outcomes) = self
             .quorum
-            .run(|image| topics::elect_preferred_leaders(image, selected))
+            .run(|image| topics::elect_leaders(image, scope, req.unclean))
             .await
             .map_err(status)?;
         let partitions = outcomes
             .into_iter()
             .map(|(topic, partition_index, outcome)| match outcome {
-                Ok(leader) => pb::ElectLeadersResult {
-                    topic,
-                    partition_index,
-                    error_code: 0,
-                    error_message: String::new(),
-                    leader,
-                },
+                Ok(leader) => {
+                    info!(%topic, partition = partition_index, leader, unclean = req.unclean, "elected leader");
+                    pb::ElectLeadersResult {
+                        topic,
+                        partition_index,
+                        error_code: 0,
+                        error_message: String::new(),
+                        leader,
+                    }
+                }
                 Err(e) => pb::ElectLeadersResult {
                     topic,
                     partition_index,
@@ -759,8 +814,96 @@ impl AdminService for ControllerApi {
                 },
             })
             .collect();
-        Ok(Response::new(pb::ElectLeadersResponse { partitions }))
+        Ok(Response::new(pb::ElectLeadersResponse {
+            partitions,
+            metadata_offset: offset,
+        }))
     }
+
+    async fn create_partitions(
+        &self,
+        request: Request<pb::CreatePartitionsRequest>,
+    ) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
+        let req = request.into_inner();
+        let requested: Vec<CreatePartitions> = req
+            .topics
+            .iter()
+            .map(|t| CreatePartitions {
+                name: t.name.clone(),
+                count: t.count,
+                assignments: t.assignments.iter().map(|a| a.brokers.clone()).collect(),
+            })
+            .collect();
+        let (offset, outcomes) = self
+            .quorum
+            .run(|image| {
+                let result = topics::create_partitions(image, &requested);
+                Ok(if req.validate_only {
+                    crate::state::ControllerResult::new(Vec::new(), result.reply)
+                } else {
+                    result
+                })
+            })
+            .await
+            .map_err(status)?;
+        let results = requested
+            .into_iter()
+            .zip(outcomes)
+            .map(|(topic, outcome)| match outcome {
+                Ok(()) => {
+                    if !req.validate_only {
+                        info!(topic = %topic.name, partitions = topic.count, "added partitions");
+                    }
+                    pb::CreatePartitionsResult {
+                        name: topic.name,
+                        ..Default::default()
+                    }
+                }
+                Err(e) => pb::CreatePartitionsResult {
+                    name: topic.name,
+                    error_code: i32::from(e.code.code()),
+                    error_message: e.message,
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::CreatePartitionsResponse {
+            results,
+            metadata_offset: if req.validate_only { 0 } else { offset },
+        }))
+    }
+}
+
+/// One resource of an AlterConfigs call, as the state command takes it.
+fn alter_resource_from_proto(
+    resource: &pb::AlterConfigsResource,
+) -> Result<config_changes::AlterResource, Status> {
+    let target = match resource.resource() {
+        pb::ConfigResource::Cluster if resource.name.is_empty() => ConfigResource::Cluster,
+        pb::ConfigResource::Cluster => {
+            return Err(invalid("the cluster config resource has no name"));
+        }
+        pb::ConfigResource::Topic => ConfigResource::Topic(resource.name.clone()),
+        pb::ConfigResource::Unspecified => return Err(invalid("config resource type missing")),
+    };
+    let changes = resource
+        .changes
+        .iter()
+        .map(|c| {
+            let op = match c.operation() {
+                pb::ConfigOperation::Set => ConfigOp::Set(c.value.clone()),
+                pb::ConfigOperation::Delete => ConfigOp::Delete,
+                pb::ConfigOperation::Append => ConfigOp::Append(c.value.clone()),
+                pb::ConfigOperation::Subtract => ConfigOp::Subtract(c.value.clone()),
+            };
+            (c.key.clone(), op)
+        })
+        .collect();
+    Ok(config_changes::AlterResource {
+        resource: target,
+        changes,
+        replace: resource.replace,
+    })
 }
 
 #[cfg(test)]

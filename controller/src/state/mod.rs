@@ -4,6 +4,7 @@
 //! That is what lets every rule here be unit-tested by replaying records.
 
 pub mod cluster;
+pub mod config_changes;
 pub mod election;
 pub mod placement;
 pub mod topics;

@@ -17,7 +17,7 @@ use super::image::{apply_partition_change, MetadataImage, PartitionRegistration}
 use super::placement::assign_replicas;
 use super::records::{
     BrokerId, ConfigResource, LeaderRecoveryState, PartitionChangeRecord, PartitionRecord, Record,
-    TopicId,
+    TopicId, NO_LEADER,
 };
 use super::ControllerResult;
 use chronik_metadata::topic_name::validate_topic_name;
@@ -112,7 +112,7 @@ fn plan_topic(
                  only one can be used",
             ));
         }
-        let replicas = manual_replicas(image, &t.assignments)?;
+        let replicas = manual_replicas(image, &t.assignments, 0)?;
         let replication_factor = replicas[0].len();
         validate_min_insync_replicas(&t.configs, replication_factor)?;
         let created = CreatedTopic {
@@ -187,12 +187,14 @@ fn created_configs(
     effective
 }
 
-/// Checks a manual placement as Kafka's `ReplicationControlManager` does: partitions numbered 0..n
-/// in order, every partition with the same number of distinct replicas, every broker registered,
-/// and at least one replica of each partition able to lead (not fenced, not shutting down).
+/// Checks a manual placement as Kafka's `ReplicationControlManager` does: partitions numbered from
+/// `first_index` in order without gaps, every partition with the same number of distinct replicas,
+/// every broker registered, and at least one replica of each partition able to lead (not fenced,
+/// not shutting down).
 fn manual_replicas(
     image: &MetadataImage,
     assignments: &[(i32, Vec<BrokerId>)],
+    first_index: i32,
 ) -> Result<Vec<Vec<BrokerId>>, ApiError> {
     let invalid = |message: String| ApiError::new(ResponseError::InvalidReplicaAssignment, message);
     if assignments.len() > MAX_PARTITIONS as usize {
@@ -204,8 +206,8 @@ fn manual_replicas(
     let mut sorted: Vec<&(i32, Vec<BrokerId>)> = assignments.iter().collect();
     sorted.sort_by_key(|(index, _)| *index);
     let mut replicas = Vec::with_capacity(sorted.len());
-    for (expected, (index, brokers)) in sorted.into_iter().enumerate() {
-        if *index != expected as i32 {
+    for (i, (index, brokers)) in sorted.into_iter().enumerate() {
+        if *index != first_index + i as i32 {
             return Err(invalid(
                 "partitions in the replica assignment must be numbered 0, 1, 2, … without gaps"
                     .to_string(),
@@ -259,29 +261,165 @@ fn topic_records(
         key: key.clone(),
         value: Some(value.clone()),
     }));
-    records.extend(replicas.into_iter().enumerate().map(|(index, replicas)| {
-        Record::Partition(PartitionRecord {
-            topic_id: created.topic_id,
-            partition: index as i32,
-            // Placed replicas are all active; a manual assignment may name fenced brokers, which
-            // start outside the ISR (as in Kafka), and the first active one leads.
-            leader: replicas
-                .iter()
-                .copied()
-                .find(|&b| image.is_active_broker(b))
-                .unwrap_or(replicas[0]),
-            isr: replicas
-                .iter()
-                .copied()
-                .filter(|&b| image.is_active_broker(b))
-                .collect(),
-            replicas,
-            leader_epoch: 0,
-            partition_epoch: 0,
-            recovering: false,
-        })
-    }));
+    records.extend(partition_records(image, created.topic_id, 0, replicas));
     records
+}
+
+/// The records of new partitions numbered from `first_index`. Placed replicas are all active; a
+/// manual assignment may name fenced brokers, which start outside the ISR (as in Kafka), and the
+/// first active one leads.
+fn partition_records(
+    image: &MetadataImage,
+    topic_id: TopicId,
+    first_index: i32,
+    replicas: Vec<Vec<BrokerId>>,
+) -> impl Iterator<Item = Record> + '_ {
+    replicas
+        .into_iter()
+        .zip(first_index..)
+        .map(move |(replicas, index)| {
+            Record::Partition(PartitionRecord {
+                topic_id,
+                partition: index,
+                leader: replicas
+                    .iter()
+                    .copied()
+                    .find(|&b| image.is_active_broker(b))
+                    .unwrap_or(replicas[0]),
+                isr: replicas
+                    .iter()
+                    .copied()
+                    .filter(|&b| image.is_active_broker(b))
+                    .collect(),
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                recovering: false,
+            })
+        })
+}
+
+/// One topic of a CreatePartitions request.
+#[derive(Clone, Debug)]
+pub struct CreatePartitions {
+    pub name: String,
+    /// The partition count afterwards.
+    pub count: i32,
+    /// The replicas of each new partition in order; empty: placed as at creation.
+    pub assignments: Vec<Vec<BrokerId>>,
+}
+
+/// Adds partitions to topics, each independently (Kafka's `ReplicationControlManager
+/// .createPartitions`): the count must grow, new partitions get the topic's replication factor and
+/// are placed as at creation unless assigned by hand. Existing partitions are never touched.
+pub fn create_partitions(
+    image: &MetadataImage,
+    topics: &[CreatePartitions],
+) -> ControllerResult<Vec<Result<(), ApiError>>> {
+    let mut names = BTreeMap::<&str, usize>::new();
+    for t in topics {
+        *names.entry(t.name.as_str()).or_default() += 1;
+    }
+    let brokers: Vec<(BrokerId, Option<String>)> = image
+        .active_brokers()
+        .map(|b| (b.broker_id, b.rack.clone()))
+        .collect();
+    let mut start = image.partitions().count();
+    let mut records = Vec::new();
+    let mut reply = Vec::new();
+    for t in topics {
+        let outcome = if names[t.name.as_str()] > 1 {
+            Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "Duplicate topic in request.",
+            ))
+        } else {
+            plan_partitions(image, t, &brokers, start).map(|(topic_id, first, replicas)| {
+                start += replicas.len();
+                records.extend(partition_records(image, topic_id, first, replicas));
+            })
+        };
+        reply.push(outcome);
+    }
+    ControllerResult::new(records, reply)
+}
+
+/// Validates one topic's new partition count and places the new partitions.
+fn plan_partitions(
+    image: &MetadataImage,
+    t: &CreatePartitions,
+    brokers: &[(BrokerId, Option<String>)],
+    start: usize,
+) -> Result<(TopicId, i32, Vec<Vec<BrokerId>>), ApiError> {
+    let topic = image.topic_by_name(&t.name).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic '{}' does not exist.", t.name),
+        )
+    })?;
+    let current = topic.partitions.len() as i32;
+    let invalid = |message: String| ApiError::new(ResponseError::InvalidPartitions, message);
+    if t.count < current {
+        return Err(invalid(format!(
+            "The topic {} currently has {current} partition(s); {} would not be an increase.",
+            t.name, t.count
+        )));
+    }
+    if t.count == current {
+        return Err(invalid(format!(
+            "Topic already has {current} partition(s)."
+        )));
+    }
+    if t.count > MAX_PARTITIONS {
+        return Err(invalid(format!(
+            "The topic {} would have {} partitions; at most {MAX_PARTITIONS} are allowed.",
+            t.name, t.count
+        )));
+    }
+    let added = (t.count - current) as usize;
+    let rf = topic.replication_factor();
+    if !t.assignments.is_empty() {
+        if t.assignments.len() != added {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "Attempted to add {added} additional partition(s), but only {} assignment(s) \
+                     were specified.",
+                    t.assignments.len()
+                ),
+            ));
+        }
+        let indexed: Vec<(i32, Vec<BrokerId>)> =
+            (current..).zip(t.assignments.iter().cloned()).collect();
+        let replicas = manual_replicas(image, &indexed, current)?;
+        if replicas[0].len() != rf {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "The manual partition assignment includes a partition with {} replica(s), \
+                     but this is not consistent with previous partitions, which have {rf} \
+                     replica(s).",
+                    replicas[0].len()
+                ),
+            ));
+        }
+        return Ok((topic.id, current, replicas));
+    }
+    if rf > brokers.len() {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "Unable to replicate the partition {rf} time(s): The target replication factor of \
+                 {rf} cannot be reached because only {} broker(s) are registered.",
+                brokers.len()
+            ),
+        ));
+    }
+    Ok((
+        topic.id,
+        current,
+        assign_replicas(brokers, added, rf, start),
+    ))
 }
 
 /// What to delete: a topic by name or by id.
@@ -334,59 +472,6 @@ pub fn delete_topics(
         }
     }
     ControllerResult::new(records, reply)
-}
-
-/// Sets and deletes topic config overrides; replies with the topic's explicit configs afterwards.
-pub fn alter_topic_configs(
-    image: &MetadataImage,
-    topic: &str,
-    set: &BTreeMap<String, String>,
-    delete: &[String],
-) -> Result<ControllerResult<BTreeMap<String, String>>, ApiError> {
-    let existing = image.topic_by_name(topic).ok_or_else(|| {
-        ApiError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("topic '{topic}' does not exist"),
-        )
-    })?;
-    validate_topic_configs(set)?;
-    validate_min_insync_replicas(set, existing.replication_factor())?;
-    if let Some(key) = delete
-        .iter()
-        .find(|k| super::configs::topic_config_def(k).is_none())
-    {
-        return Err(ApiError::new(
-            ResponseError::InvalidConfig,
-            format!("unknown topic config '{key}'"),
-        ));
-    }
-    if let Some(key) = delete.iter().find(|k| set.contains_key(*k)) {
-        return Err(ApiError::new(
-            ResponseError::InvalidRequest,
-            format!("config '{key}' is both set and deleted"),
-        ));
-    }
-    let resource = ConfigResource::Topic(topic.to_string());
-    let mut configs = existing.configs.clone();
-    let mut records = Vec::new();
-    for (key, value) in set {
-        configs.insert(key.clone(), value.clone());
-        records.push(Record::Config {
-            resource: resource.clone(),
-            key: key.clone(),
-            value: Some(value.clone()),
-        });
-    }
-    for key in delete {
-        if configs.remove(key).is_some() {
-            records.push(Record::Config {
-                resource: resource.clone(),
-                key: key.clone(),
-                value: None,
-            });
-        }
-    }
-    Ok(ControllerResult::new(records, configs))
 }
 
 /// One partition's requested ISR change.
@@ -512,85 +597,167 @@ fn alter_one<'a>(
     Ok((current, change))
 }
 
-/// One partition's preferred-leader election outcome: the leader afterwards, or why not.
+/// One partition's election outcome: the leader afterwards, or why not.
 pub type ElectionOutcome = (String, i32, Result<BrokerId, ApiError>);
 
-/// Moves leadership back to preferred replicas that are in sync and acceptable. `topics = None`: all.
-/// Partitions already led by their preferred replica are reported only when named explicitly.
-pub fn elect_preferred_leaders(
+/// Which partitions an election covers.
+#[derive(Clone, Copy, Debug)]
+pub enum ElectionScope<'a> {
+    /// Every partition; those that need no election are left out of the reply (as Kafka does).
+    All,
+    /// Every partition of these topics; an unknown topic refuses the whole request.
+    Topics(&'a [String]),
+    /// Exactly these partitions, each answered (unknown ones with UNKNOWN_TOPIC_OR_PARTITION).
+    Partitions(&'a [(String, Vec<i32>)]),
+}
+
+/// Kafka's ElectLeaders (`ReplicationControlManager.electLeaders`). Preferred: moves leadership
+/// back to the first replica when it is in sync and may lead. Unclean: gives a partition that has
+/// no leader one, from the ISR if any member may lead, else from any live replica (which can lose
+/// acknowledged writes: the operator asked for it explicitly).
+pub fn elect_leaders(
     image: &MetadataImage,
-    topics: Option<&[String]>,
+    scope: ElectionScope<'_>,
+    unclean: bool,
 ) -> Result<ControllerResult<Vec<ElectionOutcome>>, ApiError> {
-    let selected: Vec<&super::image::TopicImage> = match topics {
-        None => image.topics.values().collect(),
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                image.topic_by_name(n).ok_or_else(|| {
+    let mut selected: Vec<(String, i32)> = Vec::new();
+    let mut reply = Vec::new();
+    match scope {
+        ElectionScope::All => {
+            for (topic, index, _) in image.partitions() {
+                selected.push((topic.name.clone(), index));
+            }
+        }
+        ElectionScope::Topics(names) => {
+            for name in names {
+                let topic = image.topic_by_name(name).ok_or_else(|| {
                     ApiError::new(
                         ResponseError::UnknownTopicOrPartition,
-                        format!("topic '{n}' does not exist"),
+                        format!("topic '{name}' does not exist"),
                     )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let mut records = Vec::new();
-    let mut reply = Vec::new();
-    for topic in selected {
-        for (index, p) in topic.partitions.iter().enumerate() {
-            let index = index as i32;
-            let preferred = p.preferred_leader();
-            if preferred == Some(p.leader) {
-                if topics.is_some() {
-                    reply.push((
-                        topic.name.clone(),
-                        index,
-                        Err(ApiError::new(
-                            ResponseError::ElectionNotNeeded,
-                            "the preferred replica already leads",
-                        )),
-                    ));
-                }
-                continue;
+                })?;
+                selected.extend((0..topic.partitions.len() as i32).map(|i| (name.clone(), i)));
             }
-            let change = partition_change(
-                topic.id,
-                index,
-                p,
-                p.isr.clone(),
-                |b| image.is_active_broker(b),
-                false,
-                Election::Preferred,
-            )
-            .filter(|c| c.leader.is_some() && c.leader == preferred);
-            match change {
-                Some(change) => {
-                    reply.push((
-                        topic.name.clone(),
-                        index,
-                        Ok(change.leader.unwrap_or(p.leader)),
-                    ));
-                    records.push(Record::PartitionChange(change));
+        }
+        ElectionScope::Partitions(partitions) => {
+            for (name, indexes) in partitions {
+                for &index in indexes {
+                    selected.push((name.clone(), index));
                 }
-                None => reply.push((
-                    topic.name.clone(),
-                    index,
-                    Err(ApiError::new(
-                        ResponseError::PreferredLeaderNotAvailable,
-                        "the preferred replica is not in sync or not available",
-                    )),
-                )),
             }
         }
     }
+    let explicit = !matches!(scope, ElectionScope::All);
+    let mut records = Vec::new();
+    for (name, index) in selected {
+        let Some((topic, p)) = image.topic_by_name(&name).and_then(|t| {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| t.partitions.get(i))
+                .map(|p| (t, p))
+        }) else {
+            reply.push((
+                name,
+                index,
+                Err(ApiError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    "This server does not host this topic-partition.",
+                )),
+            ));
+            continue;
+        };
+        let outcome = if unclean {
+            elect_unclean(image, topic.id, index, p)
+        } else {
+            elect_preferred(image, topic.id, index, p)
+        };
+        match outcome {
+            Ok(Some(change)) => {
+                reply.push((name, index, Ok(change.leader.unwrap_or(p.leader))));
+                records.push(Record::PartitionChange(change));
+            }
+            Ok(None) => {
+                if explicit {
+                    reply.push((
+                        name,
+                        index,
+                        Err(ApiError::new(
+                            ResponseError::ElectionNotNeeded,
+                            "Leader election not needed for topic partition.",
+                        )),
+                    ));
+                }
+            }
+            Err(e) => reply.push((name, index, Err(e))),
+        }
+    }
     Ok(ControllerResult::new(records, reply))
+}
+
+/// `Ok(None)`: the preferred replica already leads.
+fn elect_preferred(
+    image: &MetadataImage,
+    topic_id: TopicId,
+    index: i32,
+    p: &PartitionRegistration,
+) -> Result<Option<PartitionChangeRecord>, ApiError> {
+    let preferred = p.preferred_leader();
+    if preferred == Some(p.leader) {
+        return Ok(None);
+    }
+    partition_change(
+        topic_id,
+        index,
+        p,
+        p.isr.clone(),
+        |b| image.is_active_broker(b),
+        false,
+        Election::Preferred,
+    )
+    .filter(|c| c.leader.is_some() && c.leader == preferred)
+    .map(Some)
+    .ok_or_else(|| {
+        ApiError::new(
+            ResponseError::PreferredLeaderNotAvailable,
+            "the preferred replica is not in sync or not available",
+        )
+    })
+}
+
+/// `Ok(None)`: the partition has a leader.
+fn elect_unclean(
+    image: &MetadataImage,
+    topic_id: TopicId,
+    index: i32,
+    p: &PartitionRegistration,
+) -> Result<Option<PartitionChangeRecord>, ApiError> {
+    if p.has_leader() {
+        return Ok(None);
+    }
+    partition_change(
+        topic_id,
+        index,
+        p,
+        p.isr.clone(),
+        |b| image.is_active_broker(b),
+        true,
+        Election::KeepCurrent,
+    )
+    .filter(|c| c.leader.is_some_and(|l| l != NO_LEADER))
+    .map(Some)
+    .ok_or_else(|| {
+        ApiError::new(
+            ResponseError::EligibleLeadersNotAvailable,
+            "no live replica of the partition can lead",
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::cluster::tests::{cluster, commit, heartbeat, register};
+    use crate::state::config_changes::{alter_configs, AlterResource, ConfigOp};
 
     fn create(
         image: &MetadataImage,
@@ -726,8 +893,17 @@ mod tests {
         // `orders` has replication factor 1.
         let too_many: BTreeMap<String, String> =
             [(MIN_INSYNC_REPLICAS.to_string(), "2".to_string())].into();
+        let alter = AlterResource {
+            resource: ConfigResource::Topic("orders".into()),
+            changes: too_many
+                .into_iter()
+                .map(|(k, v)| (k, ConfigOp::Set(v)))
+                .collect(),
+            replace: false,
+        };
         assert_eq!(
-            alter_topic_configs(&image, "orders", &too_many, &[])
+            alter_configs(&image, &[alter]).reply[0]
+                .as_ref()
                 .unwrap_err()
                 .code,
             ResponseError::InvalidConfig
@@ -805,6 +981,162 @@ mod tests {
         );
     }
 
+    fn grow(name: &str, count: i32, assignments: Vec<Vec<BrokerId>>) -> CreatePartitions {
+        CreatePartitions {
+            name: name.into(),
+            count,
+            assignments,
+        }
+    }
+
+    /// Issue #13: CreatePartitions adds partitions with the topic's replication factor, placed as at
+    /// creation or as assigned, and leaves the existing ones alone.
+    #[test]
+    fn partitions_are_added_placed_or_as_assigned() {
+        let mut image = cluster(&[1, 2, 3], 2, 2);
+        let before = image.topic_by_name("orders").unwrap().partitions.clone();
+        let (_, reply) = commit(&mut image, |image| {
+            create_partitions(image, &[grow("orders", 4, Vec::new())])
+        });
+        assert!(reply[0].is_ok());
+        let topic = image.topic_by_name("orders").unwrap();
+        assert_eq!(topic.partitions.len(), 4);
+        assert_eq!(topic.partitions[..2], before[..]);
+        for p in &topic.partitions[2..] {
+            assert_eq!(p.replicas.len(), 2);
+            assert_eq!(p.isr, p.replicas);
+            assert_eq!(p.leader, p.replicas[0]);
+        }
+        let (_, reply) = commit(&mut image, |image| {
+            create_partitions(image, &[grow("orders", 5, vec![vec![3, 1]])])
+        });
+        assert!(reply[0].is_ok());
+        let topic = image.topic_by_name("orders").unwrap();
+        assert_eq!(topic.partitions[4].replicas, vec![3, 1]);
+        assert_eq!(topic.partitions[4].leader, 3);
+    }
+
+    #[test]
+    fn partition_counts_must_grow_and_assignments_match_the_topic() {
+        let image = cluster(&[1, 2, 3], 2, 2);
+        for (request, code) in [
+            (
+                grow("orders", 2, Vec::new()),
+                ResponseError::InvalidPartitions,
+            ),
+            (
+                grow("orders", 1, Vec::new()),
+                ResponseError::InvalidPartitions,
+            ),
+            (
+                grow("orders", MAX_PARTITIONS + 1, Vec::new()),
+                ResponseError::InvalidPartitions,
+            ),
+            (
+                grow("missing", 3, Vec::new()),
+                ResponseError::UnknownTopicOrPartition,
+            ),
+            // One assignment for two new partitions.
+            (
+                grow("orders", 4, vec![vec![1, 2]]),
+                ResponseError::InvalidReplicaAssignment,
+            ),
+            // The topic has two replicas per partition.
+            (
+                grow("orders", 3, vec![vec![1, 2, 3]]),
+                ResponseError::InvalidReplicaAssignment,
+            ),
+            (
+                grow("orders", 3, vec![vec![1, 9]]),
+                ResponseError::InvalidReplicaAssignment,
+            ),
+            (
+                grow("orders", 3, vec![vec![2, 2]]),
+                ResponseError::InvalidReplicaAssignment,
+            ),
+        ] {
+            let result = create_partitions(&image, std::slice::from_ref(&request));
+            assert!(result.records.is_empty(), "{request:?}");
+            assert_eq!(
+                result.reply[0].as_ref().unwrap_err().code,
+                code,
+                "{request:?}"
+            );
+        }
+        let twice = create_partitions(
+            &image,
+            &[grow("orders", 3, Vec::new()), grow("orders", 4, Vec::new())],
+        );
+        assert!(twice.records.is_empty());
+        assert!(twice
+            .reply
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().code == ResponseError::InvalidRequest));
+    }
+
+    #[test]
+    fn new_partitions_need_as_many_live_brokers_as_replicas() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        let fence = crate::state::cluster::fence_broker(&image, 3);
+        commit(&mut image, |_| ControllerResult::new(fence, ()));
+        let result = create_partitions(&image, &[grow("orders", 2, Vec::new())]);
+        assert_eq!(
+            result.reply[0].as_ref().unwrap_err().code,
+            ResponseError::InvalidReplicationFactor
+        );
+    }
+
+    /// Unclean election (Kafka's ElectionType.UNCLEAN) only for a partition without a leader; it
+    /// takes a live replica outside the ISR when no ISR member can lead, and marks it recovering.
+    #[test]
+    fn an_unclean_election_gives_a_leaderless_partition_a_live_replica() {
+        let mut image = cluster(&[1, 2], 1, 2);
+        let named = vec![("orders".to_string(), vec![0, 7])];
+        let result = elect_leaders(&image, ElectionScope::Partitions(&named), true).unwrap();
+        assert!(result.records.is_empty());
+        assert_eq!(
+            result.reply[0].2.as_ref().unwrap_err().code,
+            ResponseError::ElectionNotNeeded
+        );
+        assert_eq!(
+            result.reply[1].2.as_ref().unwrap_err().code,
+            ResponseError::UnknownTopicOrPartition
+        );
+
+        // Broker 2 drops out of the ISR, then the leader 1 is fenced: no leader is left.
+        let topic = image.topic_by_name("orders").unwrap().clone();
+        let p = &topic.partitions[0];
+        let shrink = AlterPartitionItem {
+            topic_id: topic.id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: vec![(p.leader, -1)],
+            leader_recovery_state: None,
+        };
+        let leader = p.leader;
+        let other = if leader == 1 { 2 } else { 1 };
+        let epoch = image.brokers[&leader].broker_epoch;
+        commit(&mut image, |image| {
+            alter_partition(image, leader, epoch, &[shrink]).unwrap()
+        });
+        let fence = crate::state::cluster::fence_broker(&image, leader);
+        commit(&mut image, |_| ControllerResult::new(fence, ()));
+        assert!(!image.topic_by_name("orders").unwrap().partitions[0].has_leader());
+
+        let preferred = elect_leaders(&image, ElectionScope::Partitions(&named), false).unwrap();
+        assert!(preferred.records.is_empty());
+        let (_, reply) = commit(&mut image, |image| {
+            elect_leaders(image, ElectionScope::Partitions(&named), true).unwrap()
+        });
+        assert_eq!(reply[0].2.as_ref().unwrap(), &other);
+        let p = &image.topic_by_name("orders").unwrap().partitions[0];
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.recovering),
+            (other, vec![other], true)
+        );
+    }
+
     #[test]
     fn deleting_unknown_topics_is_an_error() {
         let image = cluster(&[1], 1, 1);
@@ -823,38 +1155,6 @@ mod tests {
         assert_eq!(
             result.reply[1].2.as_ref().unwrap_err().code,
             ResponseError::UnknownTopicId
-        );
-    }
-
-    #[test]
-    fn configs_are_validated_set_and_deleted() {
-        let mut image = cluster(&[1], 1, 1);
-        let set: BTreeMap<String, String> = [("retention.ms".to_string(), "10".to_string())].into();
-        let (_, configs) = commit(&mut image, |image| {
-            alter_topic_configs(image, "orders", &set, &[]).unwrap()
-        });
-        assert_eq!(configs["retention.ms"], "10");
-        assert_eq!(
-            image.topic_by_name("orders").unwrap().configs["retention.ms"],
-            "10"
-        );
-        let (_, configs) = commit(&mut image, |image| {
-            alter_topic_configs(image, "orders", &BTreeMap::new(), &["retention.ms".into()])
-                .unwrap()
-        });
-        assert!(configs.is_empty());
-        let bad: BTreeMap<String, String> = [("nope".to_string(), "1".to_string())].into();
-        assert_eq!(
-            alter_topic_configs(&image, "orders", &bad, &[])
-                .unwrap_err()
-                .code,
-            ResponseError::InvalidConfig
-        );
-        assert_eq!(
-            alter_topic_configs(&image, "missing", &set, &[])
-                .unwrap_err()
-                .code,
-            ResponseError::UnknownTopicOrPartition
         );
     }
 
@@ -1138,7 +1438,7 @@ mod tests {
             ControllerResult::new(crate::state::cluster::unfence_broker(image, 1), ())
         });
         // Broker 1 is back but not in sync: nothing to elect yet.
-        let result = elect_preferred_leaders(&image, None).unwrap();
+        let result = elect_leaders(&image, ElectionScope::All, false).unwrap();
         assert!(result.records.is_empty());
         assert!(result.reply.iter().all(|(_, _, r)| r.is_err()));
         // Once the leaders add it back to their ISRs, preferred election hands leadership back.
@@ -1160,7 +1460,7 @@ mod tests {
             });
         }
         let (_, reply) = commit(&mut image, |image| {
-            elect_preferred_leaders(image, None).unwrap()
+            elect_leaders(image, ElectionScope::All, false).unwrap()
         });
         assert!(reply.iter().all(|(_, _, r)| r.is_ok()));
         assert_eq!(image.leader_count(1), 1);
