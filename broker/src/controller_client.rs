@@ -24,12 +24,14 @@ use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::broker_service_client::BrokerServiceClient;
 use chronik_proto::v1::{
     AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterConfigsRequest,
-    AlterConfigsResponse, AlterPartitionRequest, AlterPartitionResponse, BrokerHeartbeatRequest,
-    BrokerHeartbeatResponse, BrokerSessionEvent, BrokerSessionRequest, CreatePartitionsRequest,
-    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, ElectLeadersRequest, ElectLeadersResponse, MetadataUpdate,
-    RegisterBrokerRequest, RegisterBrokerResponse, ReportUnreachableBrokerRequest,
-    ReportUnreachableBrokerResponse, WatchMetadataRequest,
+    AlterConfigsResponse, AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
+    AlterPartitionRequest, AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse,
+    BrokerSessionEvent, BrokerSessionRequest, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, MetadataUpdate, RegisterBrokerRequest,
+    RegisterBrokerResponse, ReportUnreachableBrokerRequest, ReportUnreachableBrokerResponse,
+    WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::time::Instant;
@@ -324,6 +326,31 @@ impl ControllerClient {
         self.admin_write("ElectLeaders", request, |mut client, request| async move {
             client.elect_leaders(request).await
         })
+        .await
+    }
+
+    pub async fn alter_partition_reassignments(
+        &self,
+        request: AlterPartitionReassignmentsRequest,
+    ) -> Result<AlterPartitionReassignmentsResponse, ControllerCallError> {
+        self.admin_write(
+            "AlterPartitionReassignments",
+            request,
+            |mut client, request| async move { client.alter_partition_reassignments(request).await },
+        )
+        .await
+    }
+
+    /// Read from the active controller, which has every committed reassignment.
+    pub async fn list_partition_reassignments(
+        &self,
+        request: ListPartitionReassignmentsRequest,
+    ) -> Result<ListPartitionReassignmentsResponse, ControllerCallError> {
+        self.admin_write(
+            "ListPartitionReassignments",
+            request,
+            |mut client, request| async move { client.list_partition_reassignments(request).await },
+        )
         .await
     }
 

@@ -399,6 +399,8 @@ pub(crate) mod tests {
                 leader_epoch: 0,
                 partition_epoch: 0,
                 recovering: false,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }));
         }
         records

@@ -295,6 +295,8 @@ pub(crate) mod tests {
                                 leader_epoch: 0,
                                 partition_epoch: 0,
                                 recovering: false,
+                                adding_replicas: Vec::new(),
+                                removing_replicas: Vec::new(),
                             })
                         }));
                         answers.push(pb::CreateTopicResult {
@@ -432,6 +434,20 @@ pub(crate) mod tests {
             &self,
             _: Request<pb::CreatePartitionsRequest>,
         ) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn alter_partition_reassignments(
+            &self,
+            _: Request<pb::AlterPartitionReassignmentsRequest>,
+        ) -> Result<Response<pb::AlterPartitionReassignmentsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn list_partition_reassignments(
+            &self,
+            _: Request<pb::ListPartitionReassignmentsRequest>,
+        ) -> Result<Response<pb::ListPartitionReassignmentsResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
     }

@@ -151,6 +151,8 @@ pub(crate) fn topic(name: &str, id: Uuid, replicas: &[&[BrokerId]]) -> Vec<Recor
                 leader_epoch: 0,
                 partition_epoch: 0,
                 recovering: false,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         ));
     }

@@ -868,6 +868,8 @@ mod tests {
             leader_epoch,
             partition_epoch: leader_epoch,
             recovering: false,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }));
         image.replay_all(20, &records);
         image

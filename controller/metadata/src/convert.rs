@@ -91,6 +91,8 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
             recovering: p.recovering,
+            adding_replicas: p.adding_replicas.clone(),
+            removing_replicas: p.removing_replicas.clone(),
         }),
         Record::PartitionChange(c) => R::PartitionChange(pb::PartitionChangeRecord {
             topic_id: topic_id_to_bytes(c.topic_id),
@@ -106,6 +108,14 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
                 .map(|b| pb::BrokerList { brokers: b.clone() }),
             recovering: c.recovering,
             expected_partition_epoch: c.expected_partition_epoch,
+            adding_replicas: c
+                .adding_replicas
+                .as_ref()
+                .map(|b| pb::BrokerList { brokers: b.clone() }),
+            removing_replicas: c
+                .removing_replicas
+                .as_ref()
+                .map(|b| pb::BrokerList { brokers: b.clone() }),
         }),
         Record::RemoveTopic { topic_id } => R::RemoveTopic(pb::RemoveTopicRecord {
             topic_id: topic_id_to_bytes(*topic_id),
@@ -189,6 +199,8 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
             recovering: p.recovering,
+            adding_replicas: p.adding_replicas.clone(),
+            removing_replicas: p.removing_replicas.clone(),
         }),
         R::PartitionChange(c) => Record::PartitionChange(PartitionChangeRecord {
             topic_id: topic_id_from_bytes(&c.topic_id)?,
@@ -198,6 +210,8 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             replicas: c.replicas.as_ref().map(|l| l.brokers.clone()),
             recovering: c.recovering,
             expected_partition_epoch: c.expected_partition_epoch,
+            adding_replicas: c.adding_replicas.as_ref().map(|l| l.brokers.clone()),
+            removing_replicas: c.removing_replicas.as_ref().map(|l| l.brokers.clone()),
         }),
         R::RemoveTopic(r) => Record::RemoveTopic {
             topic_id: topic_id_from_bytes(&r.topic_id)?,

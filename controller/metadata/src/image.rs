@@ -58,6 +58,11 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub recovering: bool,
+    /// An ongoing reassignment (KIP-455): replicas being added and removed, all in `replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<BrokerId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 impl PartitionRegistration {
@@ -72,6 +77,29 @@ impl PartitionRegistration {
 
     pub fn is_under_replicated(&self) -> bool {
         self.isr.len() < self.replicas.len()
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment leaves in place: `replicas` without those being added (what a
+    /// cancellation returns to).
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.adding_replicas.contains(b))
+            .collect()
+    }
+
+    /// The replicas a reassignment ends with: `replicas` without those being removed.
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.removing_replicas.contains(b))
+            .collect()
     }
 }
 
@@ -196,6 +224,8 @@ impl MetadataImage {
                         leader_epoch: p.leader_epoch,
                         partition_epoch: p.partition_epoch,
                         recovering: p.recovering,
+                        adding_replicas: p.adding_replicas.clone(),
+                        removing_replicas: p.removing_replicas.clone(),
                     };
                     let index = p.partition as usize;
                     if index < topic.partitions.len() {
@@ -306,6 +336,8 @@ impl MetadataImage {
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
                     recovering: p.recovering,
+                    adding_replicas: p.adding_replicas.clone(),
+                    removing_replicas: p.removing_replicas.clone(),
                 }));
             }
         }
@@ -384,6 +416,12 @@ pub fn apply_partition_change(
     }
     if let Some(recovering) = change.recovering {
         p.recovering = recovering;
+    }
+    if let Some(adding) = &change.adding_replicas {
+        p.adding_replicas = adding.clone();
+    }
+    if let Some(removing) = &change.removing_replicas {
+        p.removing_replicas = removing.clone();
     }
     p.partition_epoch += 1;
     true

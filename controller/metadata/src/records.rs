@@ -45,7 +45,7 @@ pub struct RegisterBrokerRecord {
     pub in_controlled_shutdown: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
     pub topic_id: TopicId,
     pub partition: i32,
@@ -55,6 +55,12 @@ pub struct PartitionRecord {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub recovering: bool,
+    /// Replicas a reassignment adds (KIP-455); they are in `replicas` too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<BrokerId>,
+    /// Replicas a reassignment removes once the added ones are in sync; in `replicas` too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 /// A change to one partition; `None` fields are unchanged. Replay bumps the partition epoch always and
@@ -76,6 +82,11 @@ pub struct PartitionChangeRecord {
     pub recovering: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_partition_epoch: Option<i32>,
+    /// The reassignment's added and removed replicas (KIP-455); empty lists end it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adding_replicas: Option<Vec<BrokerId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing_replicas: Option<Vec<BrokerId>>,
 }
 
 /// Kafka's `LeaderRecoveryState` (KIP-704): whether the leader of an uncleanly elected partition is

@@ -35,6 +35,7 @@ use crate::liveness::Liveness;
 use crate::quorum::Quorum;
 use crate::state::cluster::{self, Heartbeat, RegisterBroker};
 use crate::state::config_changes::{self, ConfigOp};
+use crate::state::reassignment::{self, ReassignPartition};
 use crate::state::records::{ConfigResource, LeaderRecoveryState};
 use crate::state::topics::{
     self, AlterPartitionItem, CreatePartitions, CreateTopic, ElectionScope, TopicRef,
@@ -870,6 +871,86 @@ impl AdminService for ControllerApi {
         Ok(Response::new(pb::CreatePartitionsResponse {
             results,
             metadata_offset: if req.validate_only { 0 } else { offset },
+        }))
+    }
+
+    async fn alter_partition_reassignments(
+        &self,
+        request: Request<pb::AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<pb::AlterPartitionReassignmentsResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
+        let requested: Vec<ReassignPartition> = request
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(|p| ReassignPartition {
+                topic: p.topic,
+                partition: p.partition_index,
+                target: p.replicas.map(|r| r.brokers),
+            })
+            .collect();
+        let (offset, outcomes) = self
+            .quorum
+            .run(|image| Ok(reassignment::alter_reassignments(image, &requested)))
+            .await
+            .map_err(status)?;
+        let results = requested
+            .iter()
+            .zip(outcomes)
+            .map(|(asked, (topic, partition_index, outcome))| {
+                let (error_code, error_message) = match outcome {
+                    Ok(()) => {
+                        info!(%topic, partition = partition_index, target = ?asked.target, "reassigning partition");
+                        (0, String::new())
+                    }
+                    Err(e) => (i32::from(e.code.code()), e.message),
+                };
+                pb::ReassignmentResult {
+                    topic,
+                    partition_index,
+                    error_code,
+                    error_message,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::AlterPartitionReassignmentsResponse {
+            results,
+            metadata_offset: offset,
+        }))
+    }
+
+    async fn list_partition_reassignments(
+        &self,
+        request: Request<pb::ListPartitionReassignmentsRequest>,
+    ) -> Result<Response<pb::ListPartitionReassignmentsResponse>, Status> {
+        let only: Vec<(String, Vec<i32>)> = request
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(|p| (p.topic, p.partitions))
+            .collect();
+        let reassignments = self.quorum.applied().with_image(|image| {
+            let only = (!only.is_empty()).then_some(only.as_slice());
+            reassignment::list_reassignments(image, only)
+                .into_iter()
+                .map(|r| {
+                    let now = image
+                        .topic_by_name(&r.topic)
+                        .and_then(|t| t.partitions.get(r.partition as usize));
+                    pb::OngoingReassignment {
+                        isr: now.map(|p| p.isr.clone()).unwrap_or_default(),
+                        leader: now.map_or(-1, |p| p.leader),
+                        topic: r.topic,
+                        partition_index: r.partition,
+                        replicas: r.replicas,
+                        adding_replicas: r.adding,
+                        removing_replicas: r.removing,
+                    }
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListPartitionReassignmentsResponse {
+            reassignments,
         }))
     }
 }

@@ -64,6 +64,7 @@ pub fn partition_change(
         replicas: None,
         recovering: (recovering != current.recovering).then_some(recovering),
         expected_partition_epoch: Some(current.partition_epoch),
+        ..Default::default()
     };
     (change.leader.is_some() || change.isr.is_some() || change.recovering.is_some())
         .then_some(change)
@@ -92,6 +93,8 @@ mod tests {
             leader_epoch: 5,
             partition_epoch: 9,
             recovering: false,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 
@@ -240,6 +243,8 @@ mod compatibility_tests {
             leader_epoch: 0,
             partition_epoch: 4,
             recovering: false,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         assert!(apply_partition_change(&mut p, &old));
         assert_eq!((p.isr.clone(), p.partition_epoch), (vec![1, 2], 5));

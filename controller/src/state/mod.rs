@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config_changes;
 pub mod election;
 pub mod placement;
+pub mod reassignment;
 pub mod topics;
 
 // The records, the image they replay into and the config rules are shared with the brokers, in the

@@ -292,9 +292,7 @@ fn partition_records(
                     .filter(|&b| image.is_active_broker(b))
                     .collect(),
                 replicas,
-                leader_epoch: 0,
-                partition_epoch: 0,
-                recovering: false,
+                ..Default::default()
             })
         })
 }
@@ -507,6 +505,16 @@ pub fn alter_partition(
             if let Some(change) = change {
                 if apply_partition_change(&mut after, &change) {
                     records.push(Record::PartitionChange(change));
+                }
+            }
+            // A reassignment whose added replicas are now all in sync completes in the same batch.
+            let done =
+                super::reassignment::completion(item.topic_id, item.partition, &after, |b| {
+                    image.is_active_broker(b)
+                });
+            if let Some(done) = done {
+                if apply_partition_change(&mut after, &done) {
+                    records.push(Record::PartitionChange(done));
                 }
             }
             after
