@@ -231,6 +231,9 @@ fn read_partition(
         }
         ctx.replicas
             .on_follower_fetch(&partition, replica_id, replica_epoch, p.fetch_offset);
+        // Its log start offset (v5+, else -1): the low watermark DeleteRecords waits on.
+        ctx.replicas
+            .on_follower_log_start(&partition, replica_id, p.log_start_offset);
     }
     let high_watermark = log.high_watermark();
     let upper_bound = if follower.is_some() {
