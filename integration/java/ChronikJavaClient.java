@@ -4,6 +4,9 @@
 //   produce BOOTSTRAP TOPIC COUNT          default producer: acks=all, enable.idempotence=true
 //   consume BOOTSTRAP TOPIC GROUP COUNT    group consumer: subscribe, poll until COUNT records, commitSync
 //   groups  BOOTSTRAP GROUP                Admin: listConsumerGroups, describeConsumerGroups, listConsumerGroupOffsets
+//   delete-records BOOTSTRAP TOPIC PARTITION OFFSET
+//                                          Admin: deleteRecords before OFFSET (-1: the high watermark); prints
+//                                          the low watermark, or the exception the future failed with
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -11,12 +14,15 @@ import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
+import org.apache.kafka.clients.admin.DeletedRecords;
 import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -34,6 +40,7 @@ public final class ChronikJavaClient {
             case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]));
             case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "groups" -> groups(args[1], args[2]);
+            case "delete-records" -> deleteRecords(args[1], args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]));
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -120,6 +127,24 @@ public final class ChronikJavaClient {
             for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offsets.entrySet()) {
                 System.out.printf("{\"offset_partition\": %d, \"offset\": %d}%n",
                         e.getKey().partition(), e.getValue().offset());
+            }
+        }
+    }
+
+    private static void deleteRecords(String bootstrap, String topic, int partition, long offset) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("request.timeout.ms", "15000");
+        props.put("default.api.timeout.ms", "20000");
+        try (Admin admin = Admin.create(props)) {
+            TopicPartition tp = new TopicPartition(topic, partition);
+            try {
+                DeletedRecords deleted = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(offset)))
+                        .lowWatermarks().get(tp).get();
+                System.out.printf("{\"partition\": %d, \"low_watermark\": %d}%n", partition, deleted.lowWatermark());
+            } catch (ExecutionException e) {
+                System.out.printf("{\"partition\": %d, \"error\": \"%s\"}%n",
+                        partition, e.getCause().getClass().getSimpleName());
             }
         }
     }
