@@ -87,6 +87,11 @@ impl PartitionLog {
     /// [`LogError::LogStartBeyondHighWatermark`] (OFFSET_OUT_OF_RANGE). The new start is checkpointed
     /// before any file is removed, so it holds across a restart.
     pub fn maybe_increment_log_start_offset(&self, offset: i64) -> Result<bool> {
+        // Followers call this on every fetch response: the usual "nothing to do" takes no write lock
+        // (the start is at most the high watermark, so an offset at or below it is not refused).
+        if offset <= self.read_state()?.log_start_offset {
+            return Ok(false);
+        }
         let mut state = self.write_state()?;
         if offset > state.high_watermark {
             return Err(LogError::LogStartBeyondHighWatermark {
