@@ -331,4 +331,34 @@ mod tests {
             .expect("answered once the follower reported its new log start");
         assert_eq!(answers(&response), [(0, 8)]);
     }
+
+    /// Leadership moving while the answer waits ends the wait with NOT_LEADER_OR_FOLLOWER (Kafka's
+    /// `DelayedDeleteRecords.tryComplete` when the leader log is no longer local).
+    #[tokio::test]
+    async fn a_leader_change_ends_the_wait() {
+        let f = fixture();
+        let rc = f.b.rc(2, "PLAINTEXT");
+        let replicas = &f.b.ctx.replicas;
+        let partition = replicas.partition(f.orders, 0).unwrap();
+        let mut waiting = pin!(handle(&f.b.ctx, &rc, request(&[("orders", 0, 4)], 10_000)));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), &mut waiting)
+                .await
+                .is_err(),
+            "follower 2 has not fetched"
+        );
+        let mut moved = partition.state();
+        moved.leader = 2;
+        moved.leader_epoch += 1;
+        moved.partition_epoch += 1;
+        partition.update(moved).unwrap();
+        replicas.data_changed();
+        let response = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("answered once leadership moved");
+        assert_eq!(
+            answers(&response),
+            [(ResponseError::NotLeaderOrFollower.code(), -1)]
+        );
+    }
 }
