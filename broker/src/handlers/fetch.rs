@@ -4,8 +4,9 @@
 //! each partition's limit, except that the first partition with data returns at least one whole batch
 //! (KIP-74, Kafka's `minOneMessage`): a response is at most `max_bytes` plus one batch, for consumers
 //! and followers alike. A follower's OFFSET_OUT_OF_RANGE carries the log start offset, so one below
-//! it can restart its log there. A long poll waits until `min_bytes` are available, an error occurs
-//! or `max_wait_ms` passes.
+//! it can restart its log there; each follower fetch records the follower's own log start offset,
+//! which the low watermark that DeleteRecords waits on counts. A long poll waits until `min_bytes` are
+//! available, an error occurs or `max_wait_ms` passes.
 
 use std::time::Duration;
 
