@@ -328,6 +328,10 @@ pub enum TopicCommand {
     /// Grow a topic to more partitions (existing partitions and their data are untouched; keyed
     /// records may map to other partitions afterwards).
     AddPartitions(AddPartitionsArgs),
+    /// Delete the records of a topic's partitions below an offset (Kafka's DeleteRecords): each
+    /// partition's log start offset moves there on every replica. Prints each partition's new low
+    /// watermark or its error; exits non-zero if any partition failed.
+    TrimPrefix(TrimPrefixArgs),
 }
 
 /// Arguments of `topic add-partitions`.
@@ -343,6 +347,27 @@ pub struct AddPartitionsArgs {
     /// first the preferred leader), e.g. `1:2,2:3`. Default: placed as at creation.
     #[arg(long, value_name = "B:B,...", value_parser = parse::replica_assignment)]
     pub replica_assignment: Option<Vec<Vec<i32>>>,
+}
+
+/// `topic trim-prefix`.
+#[derive(Debug, Clone, Args)]
+pub struct TrimPrefixArgs {
+    /// The topic name.
+    pub name: String,
+    /// Delete every record below this offset; -1 for each partition's high watermark (every record
+    /// written so far and committed). Above a partition's high watermark it fails that partition.
+    #[arg(
+        long,
+        value_name = "OFFSET|-1",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(i64).range(-1..)
+    )]
+    pub offset: i64,
+    /// The partitions to trim: `all`, or a comma-separated list such as `0,2`.
+    #[arg(long, value_name = "all|P,...", default_value = "all", value_parser = parse::partitions)]
+    pub partitions: crate::bench::PartitionSelection,
+    #[command(flatten)]
+    pub target: GroupTargetArgs,
 }
 
 /// `chronikctl group ...`
@@ -791,6 +816,35 @@ mod tests {
             parse(&["group", "delete"]).is_err(),
             "the group id is required"
         );
+    }
+
+    #[test]
+    fn trim_prefix_takes_an_offset_or_minus_one() {
+        let trim = |args: &[&str]| {
+            let mut full = vec!["topic", "trim-prefix"];
+            full.extend_from_slice(args);
+            parse(&full).map(|cli| match cli.command {
+                Command::Topic(TopicCommand::TrimPrefix(args)) => args,
+                other => panic!("parsed as {other:?}"),
+            })
+        };
+        let args = trim(&["orders", "--offset", "-1"]).expect("valid");
+        assert_eq!((args.name.as_str(), args.offset), ("orders", -1));
+        assert_eq!(args.partitions, crate::bench::PartitionSelection::All);
+        assert_eq!(args.target.retry_timeout_ms, 15_000);
+        let args = trim(&["orders", "--offset", "42", "--partitions", "2,0"]).expect("valid");
+        assert_eq!(args.offset, 42);
+        assert_eq!(
+            args.partitions,
+            crate::bench::PartitionSelection::Only(vec![0, 2])
+        );
+        assert_eq!(
+            trim(&["orders"]).expect_err("no offset").kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert!(trim(&["orders", "--offset", "-2"]).is_err());
+        assert!(trim(&["orders", "--offset", "x"]).is_err());
+        assert!(trim(&["--offset", "3"]).is_err(), "the topic is required");
     }
 
     #[test]

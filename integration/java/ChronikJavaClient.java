@@ -6,6 +6,9 @@
 //   groups  BOOTSTRAP GROUP                Admin: listConsumerGroups, describeConsumerGroups, listConsumerGroupOffsets
 //   admin-changes BOOTSTRAP TOPIC          Admin: createPartitions, incrementalAlterConfigs (topic and the
 //                                          cluster-wide broker default), describeConfigs, electLeaders
+//   delete-records BOOTSTRAP TOPIC PARTITION OFFSET
+//                                          Admin: deleteRecords before OFFSET (-1: the high watermark); prints
+//                                          the low watermark, or the exception the future failed with
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -15,6 +18,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 
 import org.apache.kafka.clients.admin.Admin;
@@ -24,7 +28,9 @@ import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
+import org.apache.kafka.clients.admin.DeletedRecords;
 import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -45,6 +51,7 @@ public final class ChronikJavaClient {
             case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "groups" -> groups(args[1], args[2]);
             case "admin-changes" -> adminChanges(args[1], args[2]);
+            case "delete-records" -> deleteRecords(args[1], args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]));
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -188,6 +195,24 @@ public final class ChronikJavaClient {
                     admin.electLeaders(ElectionType.PREFERRED, Set.of(p0)).partitions().get();
             System.out.printf("{\"election\": \"%s\"}%n", elected.get(p0)
                     .map(t -> t.getClass().getSimpleName()).orElse("elected"));
+        }
+    }
+
+    private static void deleteRecords(String bootstrap, String topic, int partition, long offset) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("request.timeout.ms", "15000");
+        props.put("default.api.timeout.ms", "20000");
+        try (Admin admin = Admin.create(props)) {
+            TopicPartition tp = new TopicPartition(topic, partition);
+            try {
+                DeletedRecords deleted = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(offset)))
+                        .lowWatermarks().get(tp).get();
+                System.out.printf("{\"partition\": %d, \"low_watermark\": %d}%n", partition, deleted.lowWatermark());
+            } catch (ExecutionException e) {
+                System.out.printf("{\"partition\": %d, \"error\": \"%s\"}%n",
+                        partition, e.getCause().getClass().getSimpleName());
+            }
         }
     }
 }

@@ -4,8 +4,9 @@
 //! each partition's limit, except that the first partition with data returns at least one whole batch
 //! (KIP-74, Kafka's `minOneMessage`): a response is at most `max_bytes` plus one batch, for consumers
 //! and followers alike. A follower's OFFSET_OUT_OF_RANGE carries the log start offset, so one below
-//! it can restart its log there. A long poll waits until `min_bytes` are available, an error occurs
-//! or `max_wait_ms` passes.
+//! it can restart its log there; each follower fetch records the follower's own log start offset,
+//! which the low watermark that DeleteRecords waits on counts. A long poll waits until `min_bytes` are
+//! available, an error occurs or `max_wait_ms` passes.
 
 use std::time::Duration;
 
@@ -231,6 +232,9 @@ fn read_partition(
         }
         ctx.replicas
             .on_follower_fetch(&partition, replica_id, replica_epoch, p.fetch_offset);
+        // Its log start offset (v5+, else -1): the low watermark DeleteRecords waits on.
+        ctx.replicas
+            .on_follower_log_start(&partition, replica_id, p.log_start_offset);
     }
     let high_watermark = log.high_watermark();
     let upper_bound = if follower.is_some() {

@@ -32,6 +32,12 @@ pub enum LogError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// A log start offset above the high watermark (DeleteRecords past what is committed):
+    /// OFFSET_OUT_OF_RANGE, as Kafka's `UnifiedLog.maybeIncrementLogStartOffset` refuses it.
+    #[error(
+        "cannot move the log start offset to {offset}, above the high watermark {high_watermark}"
+    )]
+    LogStartBeyondHighWatermark { offset: i64, high_watermark: i64 },
     /// A leader append with an epoch older than one the log already holds: the caller is a deposed
     /// leader.
     #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
@@ -108,7 +114,9 @@ impl LogError {
                 ProducerStateError::InvalidSequence { .. } => ResponseError::InvalidRecord,
             },
             LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
-            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::OffsetOutOfRange { .. } | LogError::LogStartBeyondHighWatermark { .. } => {
+                ResponseError::OffsetOutOfRange
+            }
             // The partition moved on (a newer leader epoch) or is being closed: the client looks up
             // the leader again.
             LogError::StaleLeaderEpoch { .. } | LogError::Closed { .. } => {

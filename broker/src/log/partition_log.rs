@@ -23,10 +23,10 @@
 //!   snapshot is written at every segment roll (at the new segment's base offset), at close (at the
 //!   LEO) and after an open that had to replay headers.
 //!
-//! Locking: one `RwLock` around the state (appends, truncation and retention take it for writing;
-//! reads, lookups and getters for reading) and a mutex that lets one fsync run at a time. The type is
-//! `Send + Sync`; share it as `Arc<PartitionLog>` and call its blocking methods from
-//! `spawn_blocking` (appends and reads are page-cache work and may also run in short critical
+//! Locking: one `RwLock` around the state (appends, truncation, retention and moves of the log start
+//! take it for writing; reads, lookups and getters for reading) and a mutex that lets one fsync run at
+//! a time. The type is `Send + Sync`; share it as `Arc<PartitionLog>` and call its blocking methods
+//! from `spawn_blocking` (appends and reads are page-cache work and may also run in short critical
 //! sections; `flush_to` waits for the disk).
 
 use std::collections::BTreeMap;
@@ -123,9 +123,12 @@ pub enum RetentionReason {
     Time,
     /// Beyond `retention.bytes`.
     Size,
+    /// Wholly below the log start offset, which DeleteRecords (or, on a follower, the leader's log
+    /// start) moved (Kafka's `StartOffsetBreach`).
+    LogStartOffset,
 }
 
-/// A segment removed by retention.
+/// A segment removed by retention or because the log start offset passed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeletedSegment {
     pub base_offset: i64,

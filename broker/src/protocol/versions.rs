@@ -58,6 +58,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::DeleteRecords, 0, 2),
     // From v0: librdkafka enables idempotence only when InitProducerId v0 is in range.
     api(ApiKey::InitProducerId, 0, 5),
 ];

@@ -11,7 +11,9 @@
 //! moves back except by truncation; a fetch gives up before the broker session timeout; partitions
 //! that returned data go to the end of the next request, so a response bounded by `max_bytes`
 //! starves none; a follower whose whole log is below the leader's log start (OFFSET_OUT_OF_RANGE,
-//! with the leader's log start in the answer) empties it and restarts there; a partition whose log is
+//! with the leader's log start in the answer) empties it and restarts there, and one above it moves its
+//! own log start up to the leader's (capped at its high watermark) as each response reports it, so
+//! records deleted on the leader (DeleteRecords, retention) go here too; a partition whose log is
 //! offline (a failed write or fsync) is no longer fetched, so no fetch ever reports an offset that may
 //! not be durable (issue #11, defect 6).
 
@@ -482,6 +484,7 @@ async fn apply_response(
             }
             let records = data.records.unwrap_or_default();
             let leader_high_watermark = data.high_watermark;
+            let leader_log_start = data.log_start_offset;
             let result = tokio::task::spawn_blocking(move || {
                 let appended = following.while_following(leader, leader_epoch, |log| {
                     let mut flush_to = None;
@@ -493,6 +496,13 @@ async fn apply_response(
                     log.maybe_increment_high_watermark(
                         leader_high_watermark.min(log.log_end_offset()),
                     );
+                    // Records the leader deleted (DeleteRecords, retention) go here too, up to
+                    // what this replica has committed (Kafka's `maybeIncrementLogStartOffset(
+                    // leaderLogStartOffset, LeaderOffsetIncremented)`); checkpointed before the
+                    // next fetch reports it.
+                    log.maybe_increment_log_start_offset(
+                        leader_log_start.min(log.high_watermark()),
+                    )?;
                     Ok::<_, crate::log::LogError>(flush_to)
                 });
                 // The fsync runs outside the state lock: a role change need not wait for the disk.
@@ -884,6 +894,70 @@ mod tests {
         )
         .await;
         assert_eq!(partition.log.log_end_offset(), 101);
+    }
+
+    /// DeleteRecords on the leader: each response carries the leader's log start, which the follower
+    /// takes (checkpointed) up to its own high watermark and reports in its next fetch, so the leader's
+    /// low watermark can move and a later leader starts where this one did (Kafka's
+    /// `ReplicaFetcherThread.processPartitionData`).
+    #[tokio::test]
+    async fn a_follower_moves_its_log_start_to_the_leaders() {
+        let (_dir, replicas, partition) = follower(&[(0, 10)]);
+        let targets = vec![partition.clone()];
+        let with_log_start = |mut response: FetchResponse, log_start: i64| {
+            response.responses[0].partitions[0].log_start_offset = log_start;
+            response
+        };
+        apply_response(
+            &replicas,
+            &targets,
+            &fetch_request(1, 42, &targets),
+            with_log_start(records(&partition, 10, 9, 11), 4),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.log_start_offset(), 4);
+        assert!(matches!(
+            partition.log.read(3, 100, i64::MAX),
+            Err(crate::log::LogError::OffsetOutOfRange { .. })
+        ));
+        let checkpointed = crate::log::checkpoint::read_offset(
+            &partition
+                .log
+                .dir()
+                .join(crate::log::partition_log::LOG_START_OFFSET_CHECKPOINT),
+        )
+        .unwrap();
+        assert_eq!(
+            checkpointed,
+            Some(4),
+            "on disk before the next fetch reports it"
+        );
+        let next = fetch_request(1, 42, &targets);
+        assert_eq!(next.topics[0].partitions[0].log_start_offset, 4);
+        // A leader's start beyond what this replica has committed is taken only up to that, and an
+        // older one (a leader that reports less) never moves it back.
+        apply_response(
+            &replicas,
+            &targets,
+            &next,
+            with_log_start(records(&partition, 11, 9, 11), 30),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.high_watermark(), 11);
+        assert_eq!(partition.log.log_start_offset(), 11);
+        assert!(partition.log.is_open());
+        apply_response(
+            &replicas,
+            &targets,
+            &fetch_request(1, 42, &targets),
+            with_log_start(records(&partition, 12, 9, 13), 2),
+            2,
+        )
+        .await;
+        assert_eq!(partition.log.log_end_offset(), 13);
+        assert_eq!(partition.log.log_start_offset(), 11);
     }
 
     #[test]

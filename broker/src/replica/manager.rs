@@ -95,6 +95,9 @@ pub struct ReplicaManager {
     /// Every registered broker's epoch and whether it may join an ISR (unfenced, not shutting down,
     /// no offline log dir), from the last applied image.
     brokers: RwLock<HashMap<BrokerId, (i64, bool)>>,
+    /// The registered brokers that are not fenced (Kafka's `MetadataCache.hasAliveBroker`): the
+    /// replicas the low watermark counts.
+    alive_brokers: RwLock<HashSet<BrokerId>>,
     /// Leaders this broker's replica fetcher lost (see `LeaderLoss`), with the registration's broker
     /// epoch at the time; cleared when a fetcher's new connection answers a fetch.
     lost_leaders: RwLock<HashMap<BrokerId, (i64, LeaderLoss)>>,
@@ -189,6 +192,7 @@ impl ReplicaManager {
             data_version: watch::channel(0).0,
             isr_changes,
             brokers: RwLock::new(HashMap::new()),
+            alive_brokers: RwLock::new(HashSet::new()),
             lost_leaders: RwLock::new(HashMap::new()),
             refusals: watch::channel(0).0,
             leader_probes: Mutex::new(HashMap::new()),
@@ -475,6 +479,27 @@ impl ReplicaManager {
         }
     }
 
+    /// A follower's fetch reported its log start offset (after `on_follower_fetch` of the same
+    /// fetch): record it, and wake DeleteRecords waiting for the low watermark if it moved.
+    pub fn on_follower_log_start(
+        &self,
+        partition: &Arc<Partition>,
+        follower: BrokerId,
+        log_start_offset: i64,
+    ) {
+        if partition.record_follower_log_start(follower, log_start_offset) {
+            self.notify_data();
+        }
+    }
+
+    /// Whether `broker` is registered and not fenced in the last applied image.
+    pub fn is_alive_broker(&self, broker: BrokerId) -> bool {
+        self.alive_brokers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&broker)
+    }
+
     /// A follower fetched `fetch_offset` of a partition this broker leads: record it, move the high
     /// watermark, and ask the controller to add the follower to the ISR once it has caught up.
     pub fn on_follower_fetch(
@@ -609,8 +634,23 @@ impl ReplicaManager {
             .values()
             .map(|b| (b.broker_id, (b.broker_epoch, b.is_active())))
             .collect();
+        let alive: HashSet<BrokerId> = image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.broker_id)
+            .collect();
+        // A replica fenced or back changes the low watermark that DeleteRecords waits on.
+        let mut changed = {
+            let mut known = self
+                .alive_brokers
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            let moved = *known != alive;
+            *known = alive;
+            moved
+        };
         let mut wanted = HashSet::new();
-        let mut changed = false;
         for (topic, index, registration) in image.partitions() {
             if !registration.replicas.contains(&self.broker_id) {
                 continue;

@@ -3,11 +3,13 @@
 //! replicas, leads it while the image names it leader, and its log directory is deleted once the image
 //! no longer has it. Roles only move forward: state from an older partition epoch is ignored.
 
+mod delete_records;
 pub mod fetcher;
 pub mod isr;
 mod manager;
 mod partition;
 
+pub use delete_records::{DeleteRecordsError, LeaderDeletion, HIGH_WATERMARK};
 pub use manager::{
     run_metadata_listener, AppendError, IsrChange, PendingAppend, ReplicaManager,
     DROPPED_LEADER_WINDOW,

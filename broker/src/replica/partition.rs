@@ -42,6 +42,9 @@ pub struct FollowerState {
     /// The follower's log end offset: the offset of its last fetch. It fetches from there only once
     /// what it holds below is durable under the topic's flush policy.
     pub log_end_offset: i64,
+    /// The follower's log start offset, as its last fetch reported it (-1 until one did; Kafka's
+    /// `UnifiedLog.UnknownOffset`). The low watermark counts it.
+    pub log_start_offset: i64,
     /// The broker epoch the follower fetched with.
     pub broker_epoch: i64,
     /// When the follower was last caught up with the leader's log end.
@@ -141,12 +144,63 @@ impl Partition {
             follower,
             FollowerState {
                 log_end_offset: fetch_offset,
+                log_start_offset: previous.map_or(-1, |p| p.log_start_offset),
                 broker_epoch,
                 last_caught_up,
                 previous_fetch_leader_leo: leader_leo,
                 previous_fetch_time: now,
             },
         );
+    }
+
+    /// Records the log start offset a follower's fetch reported (Fetch v5+ `LogStartOffset`, Kafka's
+    /// `Replica.updateFetchStateOrThrow`), after [`Partition::record_follower_fetch`] of the same
+    /// fetch. Returns whether it changed, which may let the low watermark move.
+    pub fn record_follower_log_start(&self, follower: BrokerId, log_start_offset: i64) -> bool {
+        let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        match followers.get_mut(&follower) {
+            Some(f) if f.log_start_offset != log_start_offset => {
+                f.log_start_offset = log_start_offset;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The low watermark (Kafka's `Partition.lowWatermarkIfLeader`): the smallest log start offset
+    /// over this leader and every other replica whose broker `is_alive` (registered and not fenced),
+    /// in the ISR or not; a replica that has not fetched under this leader epoch counts as -1 (Kafka
+    /// resets it when leadership changes). DeleteRecords completes once it reaches the requested
+    /// offset. `None` when this broker does not lead the partition.
+    pub fn low_watermark(
+        &self,
+        self_id: BrokerId,
+        is_alive: impl Fn(BrokerId) -> bool,
+    ) -> Option<i64> {
+        let state = self.state();
+        if state.leader != self_id {
+            return None;
+        }
+        let followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        let low_watermark = state
+            .replicas
+            .iter()
+            .filter(|&&b| b != self_id && is_alive(b))
+            .map(|b| followers.get(b).map_or(-1, |f| f.log_start_offset))
+            .fold(self.log.log_start_offset(), i64::min);
+        Some(low_watermark)
+    }
+
+    /// Runs `f` on the log while this broker (`self_id`) leads the partition, holding the state so
+    /// no role change lands meanwhile (Kafka holds `leaderIsrUpdateLock` for DeleteRecords); `None`
+    /// when it does not lead. `f` must not call back into this partition's state.
+    pub(crate) fn while_leading<R>(
+        &self,
+        self_id: BrokerId,
+        f: impl FnOnce(&PartitionLog) -> R,
+    ) -> Option<R> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        (state.leader == self_id).then(|| f(&self.log))
     }
 
     pub fn follower(&self, follower: BrokerId) -> Option<FollowerState> {
@@ -299,6 +353,39 @@ mod tests {
         assert_eq!(p.allowed_high_watermark(1), Some(10));
         // Only the leader computes it.
         assert_eq!(p.allowed_high_watermark(2), None);
+    }
+
+    #[test]
+    fn the_low_watermark_is_the_smallest_log_start_over_the_live_replicas() {
+        let (_dir, p) = led(&[1, 2], 2, 10);
+        let all = |_: BrokerId| true;
+        assert_eq!(
+            p.low_watermark(1, all),
+            Some(-1),
+            "replicas that have not fetched count as unknown, in the ISR or not"
+        );
+        p.record_follower_fetch(2, 5, 10);
+        assert!(p.record_follower_log_start(2, 6));
+        assert!(!p.record_follower_log_start(2, 6), "unchanged");
+        p.record_follower_fetch(3, 5, 8);
+        assert!(p.record_follower_log_start(3, 4));
+        p.log.maybe_increment_high_watermark(10);
+        p.log.maybe_increment_log_start_offset(7).unwrap();
+        assert_eq!(p.low_watermark(1, all), Some(4));
+        // A later fetch keeps what the follower reported until it reports again.
+        p.record_follower_fetch(3, 5, 10);
+        assert_eq!(p.follower(3).map(|f| f.log_start_offset), Some(4));
+        // A replica on a fenced broker is not waited for.
+        assert_eq!(p.low_watermark(1, |b| b != 3), Some(6));
+        assert_eq!(p.low_watermark(1, |b| b == 1), Some(7));
+        // Only the leader has one.
+        assert_eq!(p.low_watermark(2, all), None);
+        // A new leader epoch forgets what followers reported.
+        let mut next = p.state();
+        next.leader_epoch += 1;
+        next.partition_epoch += 1;
+        p.update(next);
+        assert_eq!(p.low_watermark(1, all), Some(-1));
     }
 
     #[test]

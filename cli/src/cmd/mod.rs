@@ -1,6 +1,7 @@
 //! The commands, one file per noun. A command asks the controllers through [`ControllerClient`] and
 //! returns plain data (a [`Report`]); it never prints. Only `output` turns a report into text, so every
 //! command has the same table and JSON behaviour and can be tested without a terminal. `group` commands
+//! and `topic trim-prefix`
 //! also speak the Kafka protocol to the brokers the controllers list.
 
 pub mod broker;
@@ -11,6 +12,7 @@ pub mod group;
 pub mod local;
 pub mod probe;
 pub mod topic;
+pub mod trim_prefix;
 
 use crate::cli::{
     BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges, ElectionCommand,
@@ -28,6 +30,7 @@ pub use topic::{
     AddedPartitions, CreatedTopic, DeletedTopic, NewTopic, PartitionStatus, TopicConfigs,
     TopicDetails, TopicSummary,
 };
+pub use trim_prefix::{PartitionTrim, PrefixTrim};
 
 /// What a command found or did, ready to be rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +53,8 @@ pub enum Report {
     PartitionsAdded(AddedPartitions),
     /// `cluster config get|set|delete`.
     ClusterConfigs(Vec<ClusterConfig>),
+    /// `topic trim-prefix`.
+    PrefixTrim(PrefixTrim),
     /// `group list`.
     Groups(GroupList),
     /// `group describe`.
@@ -74,6 +79,7 @@ impl Report {
         match self {
             Report::Election(results) => election::failure(results),
             Report::Groups(list) => group::list_failure(list),
+            Report::PrefixTrim(trim) => trim.failure(),
             Report::Bench(report) => report.failure().map(CliError::from),
             _ => None,
         }
@@ -118,6 +124,19 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             )
             .await?,
         ),
+        Command::Topic(TopicCommand::TrimPrefix(args)) => {
+            let (mut admin, _) = group::connect(client, args.target.retry_timeout_ms).await?;
+            Report::PrefixTrim(
+                trim_prefix::trim_prefix(
+                    client,
+                    &mut admin,
+                    &args.name,
+                    &args.partitions,
+                    args.offset,
+                )
+                .await?,
+            )
+        }
         Command::Group(command) => execute_group(command, client).await?,
         Command::Election(ElectionCommand::Preferred { topic }) => {
             Report::Election(election::preferred(client, topic.as_deref()).await?)

@@ -1,4 +1,5 @@
-//! The consumer-group admin requests, each at the highest version the broker and this client share,
+//! The admin requests to brokers (consumer groups, ListOffsets, DeleteRecords), each at the highest
+//! version the broker and this client share,
 //! built in the shape that version needs (FindCoordinator v4+ and OffsetFetch v8+ are batched, for
 //! example), and answered as plain data.
 //!
@@ -13,14 +14,18 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
-    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    BrokerId, DeleteGroupsRequest, DeleteRecordsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
@@ -38,6 +43,7 @@ const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = 2..=9;
 const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
 const DELETE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=2;
 const LIST_OFFSETS_VERSIONS: RangeInclusive<i16> = 1..=10;
+const DELETE_RECORDS_VERSIONS: RangeInclusive<i16> = 0..=2;
 
 /// The FindCoordinator key type of a consumer group.
 const GROUP_KEY_TYPE: i8 = 0;
@@ -122,6 +128,15 @@ pub struct DescribedMember {
 pub enum PartitionOffset {
     /// The offset (-1 for a timestamp later than every record).
     Offset(i64),
+    /// A per-partition error code.
+    Error(i16),
+}
+
+/// What DeleteRecords answered for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionLowWatermark {
+    /// The partition's low watermark: every live replica's log now starts at or after it.
+    LowWatermark(i64),
     /// A per-partition error code.
     Error(i16),
 }
@@ -418,6 +433,57 @@ impl KafkaAdmin {
                 (p.partition_index, answer)
             })
             .collect())
+    }
+
+    /// DeleteRecords on `leader` for `offsets` (partition → offset, -1 for its high watermark) of
+    /// `topic`; the broker waits up to `wait` for the replicas to follow. Partitions the answer leaves
+    /// out are missing from the map.
+    pub async fn delete_records(
+        &mut self,
+        leader: i32,
+        topic: &str,
+        offsets: &BTreeMap<i32, i64>,
+        wait: Duration,
+    ) -> Result<BTreeMap<i32, PartitionLowWatermark>, KafkaError> {
+        let timeout_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+        let (_, response) = self
+            .pool
+            .call(leader, DELETE_RECORDS_VERSIONS, |_| {
+                DeleteRecordsRequest::default()
+                    .with_timeout_ms(timeout_ms)
+                    .with_topics(vec![DeleteRecordsTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(
+                            offsets
+                                .iter()
+                                .map(|(&partition, &offset)| {
+                                    DeleteRecordsPartition::default()
+                                        .with_partition_index(partition)
+                                        .with_offset(offset)
+                                })
+                                .collect(),
+                        )])
+            })
+            .await?;
+        Ok(response
+            .topics
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| {
+                let answer = if p.error_code == 0 {
+                    PartitionLowWatermark::LowWatermark(p.low_watermark)
+                } else {
+                    PartitionLowWatermark::Error(p.error_code)
+                };
+                (p.partition_index, answer)
+            })
+            .collect())
+    }
+
+    /// How long one request to a broker may take.
+    pub fn request_timeout(&self) -> Duration {
+        self.pool.request_timeout()
     }
 
     /// The retry deadline of an operation starting now.

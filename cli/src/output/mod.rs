@@ -6,8 +6,8 @@
 //! This file owns the dispatch from a [`Report`] to its renderer, the JSON path (the same for every report)
 //! and the table machinery the renderers share: `fields` for `Label:  value` blocks, `table` for padded
 //! columns, and the cell formatters more than one noun uses. The table renderers live one file per noun,
-//! mirroring `cmd/`: `cluster`, `broker`, `topic`, `group`, `election`, `local`, `probe`, and `bench` for
-//! the benchmarks.
+//! mirroring `cmd/`: `cluster`, `broker`, `topic` (and `trim_prefix`), `group`, `election`, `local`, `probe`, and
+//! `bench` for the benchmarks.
 
 mod bench;
 mod broker;
@@ -17,6 +17,7 @@ mod group;
 mod local;
 mod probe;
 mod topic;
+mod trim_prefix;
 
 use std::io::Write;
 
@@ -48,6 +49,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
             Report::TopicConfigs(topic) => write_json(out, topic),
             Report::PartitionsAdded(topic) => write_json(out, topic),
             Report::ClusterConfigs(configs) => write_json(out, configs),
+            Report::PrefixTrim(trim) => write_json(out, trim),
             Report::Groups(list) => write_json(out, list),
             Report::GroupDetails(group) => write_json(out, group),
             Report::OffsetReset(reset) => write_json(out, reset),
@@ -68,6 +70,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::TopicConfigs(topic) => topic::configs_updated(out, topic)?,
                 Report::PartitionsAdded(topic) => topic::partitions_added(out, topic)?,
                 Report::ClusterConfigs(configs) => cluster::configs(out, configs)?,
+                Report::PrefixTrim(trim) => trim_prefix::trimmed(out, trim)?,
                 Report::Groups(list) => group::list(out, list)?,
                 Report::GroupDetails(group) => group::details(out, group)?,
                 Report::OffsetReset(reset) => group::offset_reset(out, reset)?,

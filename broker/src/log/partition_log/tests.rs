@@ -6,6 +6,7 @@ use super::*;
 use crate::log::batch::test_support::*;
 use crate::log::batch::BatchErrorKind;
 use crate::log::producer_state::{snapshot_offsets, snapshot_path, ProducerStateError};
+use kafka_protocol::error::ResponseError;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -199,6 +200,135 @@ fn retention_by_size_keeps_the_newest_bytes() {
         log.read(log.log_start_offset() - 1, 100, i64::MAX),
         Err(LogError::OffsetOutOfRange { .. })
     ));
+}
+
+/// DeleteRecords (Kafka's `UnifiedLog.maybeIncrementLogStartOffset`): the start moves into the middle
+/// of a segment, the closed segments wholly below it go, reads below it are out of range, and the
+/// new start survives a restart, clean or not.
+#[test]
+fn moving_the_log_start_deletes_the_segments_below_and_is_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    produce(&log, 20, 2, now_ms(), 0);
+    produce(&log, 20, 2, now_ms(), 1);
+    log.maybe_increment_high_watermark(60);
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() > 4, "small segments: {bases:?}");
+    // Inside a segment and inside a batch (batches hold two records: 30..=31).
+    let target = 31;
+    let holding = *bases.iter().rfind(|b| **b <= target).unwrap();
+    assert!(holding < target);
+    assert!(log.maybe_increment_log_start_offset(target).unwrap());
+    assert_eq!(log.log_start_offset(), target);
+    assert_eq!(
+        log.segment_base_offsets()[0],
+        holding,
+        "only whole segments go"
+    );
+    assert!(log.segment_base_offsets().iter().all(|b| bases.contains(b)));
+    for base in bases.iter().filter(|b| **b < holding) {
+        let file =
+            super::super::segment::segment_file(&dir.path().join("orders-0"), *base, LOG_SUFFIX);
+        assert!(!file.exists(), "{} still there", file.display());
+    }
+    assert!(matches!(
+        log.read(target - 1, 100, i64::MAX),
+        Err(LogError::OffsetOutOfRange {
+            log_start_offset: 31,
+            ..
+        })
+    ));
+    let read = log.read(target, 100, i64::MAX).unwrap();
+    let first = Batches::new(read.records).next().unwrap().unwrap();
+    assert_eq!(
+        first.base_offset(),
+        30,
+        "the batch holding the start, whole"
+    );
+    assert_eq!(read.log_start_offset, target);
+    assert!(log.offset_for_timestamp(0).unwrap().unwrap().offset >= target);
+    assert_eq!(
+        log.epoch_entries()
+            .first()
+            .map(|e| (e.epoch, e.start_offset)),
+        Some((0, target)),
+        "no epoch entry starts below the log start"
+    );
+    assert_eq!(log.high_watermark(), 60);
+
+    // Never backwards, and never past the high watermark.
+    assert!(!log.maybe_increment_log_start_offset(10).unwrap());
+    assert!(!log.maybe_increment_log_start_offset(target).unwrap());
+    assert_eq!(log.log_start_offset(), target);
+    let beyond = log.maybe_increment_log_start_offset(61).unwrap_err();
+    assert!(matches!(
+        beyond,
+        LogError::LogStartBeyondHighWatermark {
+            offset: 61,
+            high_watermark: 60
+        }
+    ));
+    assert_eq!(beyond.kafka_error(), ResponseError::OffsetOutOfRange);
+    assert!(log.is_open(), "a refused move is no storage failure");
+
+    // Checkpointed at once: an unclean stop keeps it, and so does a clean one.
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_start_offset(), target);
+    assert_eq!(log.segment_base_offsets()[0], holding);
+    assert!(log.read(target - 1, 100, i64::MAX).is_err());
+    log.close().unwrap();
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_start_offset(), target);
+    // Up to the high watermark (DeleteRecords -1): the active segment stays, wholly below it.
+    let leo = log.log_end_offset();
+    log.maybe_increment_high_watermark(leo);
+    assert!(log.maybe_increment_log_start_offset(leo).unwrap());
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (leo, leo));
+    assert!(log.read(leo, 100, i64::MAX).unwrap().records.is_empty());
+}
+
+/// A segment that was active when the log start passed it goes at the first retention run after it
+/// rolled, also on a compact-only topic (Kafka's `deleteLogStartOffsetBreachedSegments` runs
+/// whatever the cleanup policy).
+#[test]
+fn retention_deletes_segments_the_log_start_passed_once_they_rolled() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_ms: None,
+        cleanup_delete: false,
+        cleanup_compact: true,
+        ..small_config()
+    };
+    let log = open(dir.path(), config.clone());
+    produce(&log, 3, 2, now_ms(), 0);
+    log.maybe_increment_high_watermark(6);
+    assert!(log.maybe_increment_log_start_offset(6).unwrap());
+    assert_eq!(log.segment_base_offsets(), vec![0]);
+    // The next batch rolls the segment: it ends exactly at the log start.
+    log.update_config(LogConfig {
+        segment_bytes: log.size_in_bytes(),
+        ..config
+    });
+    produce(&log, 30, 2, now_ms(), 0);
+    log.maybe_increment_high_watermark(log.log_end_offset());
+    assert!(log.segment_count() > 2);
+    let deleted = log.apply_retention(now_ms()).unwrap();
+    assert_eq!(
+        deleted
+            .iter()
+            .map(|d| (d.base_offset, d.reason))
+            .collect::<Vec<_>>(),
+        vec![(0, RetentionReason::LogStartOffset)]
+    );
+    assert_eq!(log.log_start_offset(), 6);
+    assert!(log.segment_base_offsets()[0] <= 6);
+    assert!(
+        log.apply_retention(now_ms()).unwrap().is_empty(),
+        "compact-only keeps the rest"
+    );
 }
 
 #[test]
