@@ -81,6 +81,12 @@ pub enum Command {
     /// Move partition leadership.
     #[command(subcommand)]
     Election(ElectionCommand),
+    /// Move a partition's replicas to other brokers.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
+    /// List and cancel replica movements under way.
+    #[command(subcommand)]
+    Reassignment(ReassignmentCommand),
     /// Run a cluster of real processes on this machine, without Docker.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -304,6 +310,67 @@ pub enum ClusterConfigCommand {
 pub enum BrokerCommand {
     /// List the registered brokers with their state, epoch and leader count.
     List,
+    /// Move every replica off a broker onto the other live brokers (each to the one holding the
+    /// fewest replicas) and wait until it hosts none; then it can be stopped for good.
+    Decommission {
+        /// The broker id.
+        broker_id: i32,
+        #[command(flatten)]
+        wait: MoveWaitArgs,
+    },
+}
+
+/// How long a replica move is watched.
+#[derive(Debug, Clone, Args)]
+pub struct MoveWaitArgs {
+    /// Return once the moves are accepted instead of waiting for them to complete.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this many seconds (the moves go on; `reassignment list` shows them).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub wait_secs: u64,
+}
+
+impl MoveWaitArgs {
+    pub fn wait(&self) -> Option<std::time::Duration> {
+        (!self.no_wait).then(|| std::time::Duration::from_secs(self.wait_secs))
+    }
+}
+
+/// `chronikctl partition ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum PartitionCommand {
+    /// Move one partition's replicas to the given brokers (the first becomes the preferred leader):
+    /// the new replicas are added and catch up before the old ones are removed.
+    Move {
+        /// The topic name.
+        topic: String,
+        /// The partition index.
+        partition: i32,
+        /// The target replicas, comma-separated broker ids, e.g. `2,3,4`.
+        #[arg(long, value_name = "B,...", value_delimiter = ',', required = true)]
+        replicas: Vec<i32>,
+        #[command(flatten)]
+        wait: MoveWaitArgs,
+    },
+}
+
+/// `chronikctl reassignment ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReassignmentCommand {
+    /// Show each replica movement under way: replicas, those being added and removed, the ISR.
+    List {
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Stop a partition's movement: it returns to its replicas before the move.
+    Cancel {
+        /// The topic name.
+        topic: String,
+        /// The partition index.
+        partition: i32,
+    },
 }
 
 /// `chronikctl topic ...`

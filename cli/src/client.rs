@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use chronik_metadata::leader_hint;
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::{
-    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, ListTopicsRequest, ListTopicsResponse,
+    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, ListTopicsRequest, ListTopicsResponse,
 };
 use chronik_proto::LEADER_METADATA_KEY;
 use tonic::transport::{Channel, Endpoint};
@@ -237,6 +239,28 @@ impl ControllerClient {
     ) -> Result<AlterConfigsResponse, CliError> {
         self.write(request, |mut client, request| async move {
             client.alter_configs(request).await
+        })
+        .await
+    }
+
+    /// `AlterPartitionReassignments` on the active controller. Per-partition errors are in the reply.
+    pub async fn alter_partition_reassignments(
+        &self,
+        request: AlterPartitionReassignmentsRequest,
+    ) -> Result<AlterPartitionReassignmentsResponse, CliError> {
+        self.write(request, |mut client, request| async move {
+            client.alter_partition_reassignments(request).await
+        })
+        .await
+    }
+
+    /// `ListPartitionReassignments` on the active controller (it has every committed change).
+    pub async fn list_partition_reassignments(
+        &self,
+        request: ListPartitionReassignmentsRequest,
+    ) -> Result<ListPartitionReassignmentsResponse, CliError> {
+        self.read(request, |mut client, request| async move {
+            client.list_partition_reassignments(request).await
         })
         .await
     }

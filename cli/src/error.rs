@@ -173,6 +173,7 @@ pub fn kafka_error_name(code: i32) -> &'static str {
     match code {
         -1 => "UNKNOWN_SERVER_ERROR",
         0 => "NONE",
+        1 => "OFFSET_OUT_OF_RANGE",
         3 => "UNKNOWN_TOPIC_OR_PARTITION",
         5 => "LEADER_NOT_AVAILABLE",
         6 => "NOT_LEADER_OR_FOLLOWER",
@@ -206,6 +207,7 @@ pub fn kafka_error_name(code: i32) -> &'static str {
         80 => "PREFERRED_LEADER_NOT_AVAILABLE",
         83 => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
         84 => "ELECTION_NOT_NEEDED",
+        85 => "NO_REASSIGNMENT_IN_PROGRESS",
         89 => "THROTTLING_QUOTA_EXCEEDED",
         100 => "UNKNOWN_TOPIC_ID",
         102 => "BROKER_ID_NOT_REGISTERED",

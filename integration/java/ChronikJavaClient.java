@@ -6,6 +6,9 @@
 //   groups  BOOTSTRAP GROUP                Admin: listConsumerGroups, describeConsumerGroups, listConsumerGroupOffsets
 //   admin-changes BOOTSTRAP TOPIC          Admin: createPartitions, incrementalAlterConfigs (topic and the
 //                                          cluster-wide broker default), describeConfigs, electLeaders
+//   reassign BOOTSTRAP TOPIC PARTITION B,B,...
+//                                          Admin: alterPartitionReassignments, then listPartitionReassignments
+//                                          until the move is no longer listed (each state seen, then "done")
 //   delete-records BOOTSTRAP TOPIC PARTITION OFFSET
 //                                          Admin: deleteRecords before OFFSET (-1: the high watermark); prints
 //                                          the low watermark, or the exception the future failed with
@@ -25,7 +28,9 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
 import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.PartitionReassignment;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.DeletedRecords;
@@ -51,6 +56,7 @@ public final class ChronikJavaClient {
             case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "groups" -> groups(args[1], args[2]);
             case "admin-changes" -> adminChanges(args[1], args[2]);
+            case "reassign" -> reassign(args[1], args[2], Integer.parseInt(args[3]), args[4]);
             case "delete-records" -> deleteRecords(args[1], args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]));
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
@@ -213,6 +219,39 @@ public final class ChronikJavaClient {
                 System.out.printf("{\"partition\": %d, \"error\": \"%s\"}%n",
                         partition, e.getCause().getClass().getSimpleName());
             }
+        }
+    }
+
+    private static void reassign(String bootstrap, String topic, int partition, String replicas) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            TopicPartition tp = new TopicPartition(topic, partition);
+            List<Integer> target = new ArrayList<>();
+            for (String b : replicas.split(",")) {
+                target.add(Integer.parseInt(b));
+            }
+            report("alterPartitionReassignments", admin.alterPartitionReassignments(
+                    Map.of(tp, Optional.of(new NewPartitionReassignment(target)))).all());
+            long deadline = System.currentTimeMillis() + 60_000;
+            String last = "";
+            while (System.currentTimeMillis() < deadline) {
+                Map<TopicPartition, PartitionReassignment> ongoing =
+                        admin.listPartitionReassignments(Set.of(tp)).reassignments().get();
+                PartitionReassignment r = ongoing.get(tp);
+                if (r == null) {
+                    System.out.println("{\"done\": true}");
+                    return;
+                }
+                String state = String.format("{\"replicas\": %s, \"adding\": %s, \"removing\": %s}",
+                        r.replicas(), r.addingReplicas(), r.removingReplicas());
+                if (!state.equals(last)) {
+                    System.out.println(state);
+                    last = state;
+                }
+                Thread.sleep(100);
+            }
+            System.out.println("{\"done\": false}");
         }
     }
 }

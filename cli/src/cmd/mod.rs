@@ -11,12 +11,13 @@ pub mod election;
 pub mod group;
 pub mod local;
 pub mod probe;
+pub mod reassign;
 pub mod topic;
 pub mod trim_prefix;
 
 use crate::cli::{
     BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges, ElectionCommand,
-    GroupCommand, TopicCommand,
+    GroupCommand, PartitionCommand, ReassignmentCommand, TopicCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
@@ -65,6 +66,10 @@ pub enum Report {
     GroupDeleted(DeletedGroup),
     /// `election preferred`.
     Election(Vec<ElectionResult>),
+    /// `partition move` and `broker decommission`.
+    Moves(reassign::MoveReport),
+    /// `reassignment list|cancel`.
+    Reassignments(Vec<reassign::Reassignment>),
     /// `local ...`.
     Local(local::LocalClusterView),
     /// `bench produce` and `bench consume`.
@@ -78,6 +83,7 @@ impl Report {
     pub fn failure(&self) -> Option<CliError> {
         match self {
             Report::Election(results) => election::failure(results),
+            Report::Moves(report) => reassign::failure(report),
             Report::Groups(list) => group::list_failure(list),
             Report::PrefixTrim(trim) => trim.failure(),
             Report::Bench(report) => report.failure().map(CliError::from),
@@ -138,6 +144,24 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             )
         }
         Command::Group(command) => execute_group(command, client).await?,
+        Command::Broker(BrokerCommand::Decommission { broker_id, wait }) => {
+            Report::Moves(reassign::decommission(client, *broker_id, wait.wait()).await?)
+        }
+        Command::Partition(PartitionCommand::Move {
+            topic,
+            partition,
+            replicas,
+            wait,
+        }) => Report::Moves(
+            reassign::move_partition(client, topic, *partition, replicas.clone(), wait.wait())
+                .await?,
+        ),
+        Command::Reassignment(ReassignmentCommand::List { topic }) => {
+            Report::Reassignments(reassign::list(client, topic.as_deref()).await?)
+        }
+        Command::Reassignment(ReassignmentCommand::Cancel { topic, partition }) => {
+            Report::Reassignments(reassign::cancel(client, topic, *partition).await?)
+        }
         Command::Election(ElectionCommand::Preferred { topic }) => {
             Report::Election(election::preferred(client, topic.as_deref()).await?)
         }

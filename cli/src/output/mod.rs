@@ -16,6 +16,7 @@ mod election;
 mod group;
 mod local;
 mod probe;
+mod reassign;
 mod topic;
 mod trim_prefix;
 
@@ -55,6 +56,8 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
             Report::OffsetReset(reset) => write_json(out, reset),
             Report::GroupDeleted(group) => write_json(out, group),
             Report::Election(results) => write_json(out, results),
+            Report::Moves(report) => write_json(out, report),
+            Report::Reassignments(listed) => write_json(out, listed),
             Report::Local(cluster) => write_json(out, cluster),
             Report::Bench(report) => write_json(out, report),
             Report::Probe(result) => write_json(out, result),
@@ -76,6 +79,8 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::OffsetReset(reset) => group::offset_reset(out, reset)?,
                 Report::GroupDeleted(group) => group::deleted(out, group)?,
                 Report::Election(results) => election::results(out, results)?,
+                Report::Moves(report) => reassign::moves(out, report)?,
+                Report::Reassignments(listed) => reassign::reassignments(out, listed)?,
                 Report::Local(cluster) => local::cluster(out, cluster)?,
                 Report::Bench(report) => bench::report(out, report)?,
                 Report::Probe(result) => probe::result(out, result)?,

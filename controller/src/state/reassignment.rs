@@ -5,11 +5,10 @@
 //! A reassignment to target `T` of a partition with replicas `C` writes replicas `T ++ (C − T)`,
 //! adding `T − C` and removing `C − T`. The added brokers see themselves as replicas and follow the
 //! leader; the leader puts them in the ISR once they caught up (AlterPartition, like any follower).
-//! When every added replica is in the ISR the reassignment completes in the same batch of records:
+//! When every target replica is in the ISR the reassignment completes in the same batch of records:
 //! replicas become `T`, the removed ones leave the ISR, and if the leader was removed the first
 //! in-sync target replica that may lead takes over. Removed brokers then drop the partition and
-//! delete its data. Cancelling is a reassignment back to `C` (which adds nothing, so it completes at
-//! once). What must stay true: the ISR only ever shrinks to
+//! delete its data. Cancelling returns to `C` at once (Kafka's `PartitionReassignmentRevert`). What must stay true: the ISR only ever shrinks to
 //! members of the final replica set, never to nothing, and a partition is never left without a
 //! leader by a completion (it waits for a target replica that may lead).
 
@@ -79,7 +78,7 @@ fn reassign_one(
             validate_target(image, target)?;
             target.clone()
         }
-        None if p.is_reassigning() => p.original_replicas(),
+        None if p.is_reassigning() => return Ok(vec![revert(image, topic_id, r.partition, p)]),
         None => {
             return Err(ApiError::new(
                 ResponseError::NoReassignmentInProgress,
@@ -87,9 +86,11 @@ fn reassign_one(
             ))
         }
     };
-    // Kafka's `PartitionReassignmentReplicas`: from the replicas as they are now (a reassignment
-    // replacing another drops the replicas the first one was adding, unless targeted again).
-    let current = &p.replicas;
+    // Kafka's `PartitionReassignmentReplicas`, from the replicas before any move under way: a move
+    // replacing another drops the replicas the first one was adding unless targeted again, and a
+    // cancel still returns to where the partition started.
+    let original = p.original_replicas();
+    let current = &original;
     let adding: Vec<BrokerId> = target
         .iter()
         .copied()
@@ -102,9 +103,13 @@ fn reassign_one(
         .collect();
     let mut replicas = target.clone();
     replicas.extend(removing.iter().copied());
+    // Replicas an earlier move was adding and this one drops leave the ISR too (never emptying it).
+    let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| replicas.contains(b)).collect();
+    let isr = if isr.is_empty() { p.isr.clone() } else { isr };
     let start = PartitionChangeRecord {
         topic_id,
         partition: r.partition,
+        isr: (isr != p.isr).then_some(isr),
         replicas: (replicas != p.replicas).then_some(replicas),
         adding_replicas: Some(adding),
         removing_replicas: Some(removing),
@@ -118,6 +123,40 @@ fn reassign_one(
         changes.push(done);
     }
     Ok(changes)
+}
+
+/// Kafka's `PartitionReassignmentRevert`: back to the replicas before the move at once, the added
+/// ones out of the ISR; a leader that was added hands over to the first in-sync original replica.
+fn revert(
+    image: &MetadataImage,
+    topic_id: TopicId,
+    partition: i32,
+    p: &PartitionRegistration,
+) -> PartitionChangeRecord {
+    let original = p.original_replicas();
+    let kept: Vec<BrokerId> = p.isr.iter().copied().filter(|b| original.contains(b)).collect();
+    // Never an empty ISR: if only added replicas were in sync, they stay until the leader shrinks it.
+    let isr = if kept.is_empty() { p.isr.clone() } else { kept };
+    let leader = if isr.contains(&p.leader) {
+        p.leader
+    } else {
+        original
+            .iter()
+            .copied()
+            .find(|b| isr.contains(b) && image.is_active_broker(*b))
+            .unwrap_or(p.leader)
+    };
+    PartitionChangeRecord {
+        topic_id,
+        partition,
+        leader: (leader != p.leader).then_some(leader),
+        isr: (isr != p.isr).then_some(isr),
+        replicas: (original != p.replicas).then_some(original),
+        adding_replicas: Some(Vec::new()),
+        removing_replicas: Some(Vec::new()),
+        expected_partition_epoch: Some(p.partition_epoch),
+        ..Default::default()
+    }
 }
 
 /// Kafka's `validateManualPartitionAssignment`: replicas listed, each once, each registered.
@@ -143,7 +182,7 @@ fn validate_target(image: &MetadataImage, target: &[BrokerId]) -> Result<(), Api
     Ok(())
 }
 
-/// The change that completes a reassignment whose added replicas are all in the ISR, or `None`:
+/// The change that completes a reassignment whose target replicas are all in the ISR, or `None`:
 /// replicas become the target, the removed ones leave the ISR, and a removed leader hands over to
 /// the first in-sync target replica that may lead (none yet: wait).
 pub fn completion(
@@ -152,7 +191,7 @@ pub fn completion(
     p: &PartitionRegistration,
     acceptable: impl Fn(BrokerId) -> bool,
 ) -> Option<PartitionChangeRecord> {
-    if !p.is_reassigning() || !p.adding_replicas.iter().all(|b| p.isr.contains(b)) {
+    if !p.is_reassigning() {
         return None;
     }
     let target = p.target_replicas();
@@ -162,7 +201,10 @@ pub fn completion(
         .copied()
         .filter(|b| target.contains(b))
         .collect();
-    if isr.is_empty() {
+    // Kafka's `PartitionReassignmentReplicas.maybeCompleteReassignment`: every target replica in
+    // sync, not only the added ones (a move re-submitted mid-way adds nothing new, yet its target
+    // may not have caught up).
+    if isr.is_empty() || !target.iter().all(|b| isr.contains(b)) {
         return None;
     }
     let leader = if isr.contains(&p.leader) {
@@ -352,6 +394,33 @@ mod tests {
             again.reply[0].2.as_ref().unwrap_err().code,
             ResponseError::NoReassignmentInProgress
         );
+    }
+
+    /// A move asked for again while its new replica has not caught up adds nothing new; it must
+    /// still wait for that replica rather than drop an in-sync one.
+    #[test]
+    fn a_resubmitted_move_still_waits_for_its_target_to_be_in_sync() {
+        let mut image = cluster(&[1, 2, 3, 4], 1, 3);
+        let before = orders(&image);
+        let spare = (1..=4).find(|b| !before.replicas.contains(b)).unwrap();
+        let target = vec![before.replicas[0], before.replicas[1], spare];
+        for _ in 0..2 {
+            commit(&mut image, |image| {
+                alter_reassignments(image, &[reassign(Some(target.clone()))])
+            });
+            let during = orders(&image);
+            assert_eq!(during.isr, before.isr);
+            assert_eq!(
+                (during.adding_replicas, during.removing_replicas),
+                (vec![spare], vec![before.replicas[2]])
+            );
+        }
+        // A cancel still returns to where the partition started.
+        let mut cancelled = image.clone();
+        commit(&mut cancelled, |image| alter_reassignments(image, &[reassign(None)]));
+        assert_eq!(orders(&cancelled).replicas, before.replicas);
+        caught_up(&mut image, spare);
+        assert_eq!(orders(&image).replicas, target);
     }
 
     #[test]
