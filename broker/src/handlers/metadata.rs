@@ -925,7 +925,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             CLUSTER_AUTHORIZED_OPERATIONS,
-            bits(&[5, 7, 8, 9, 10, 11, 12, 13, 14])
+            bits(&[5, 7, 8, 9, 10, 11, 12])
         );
     }
 }
