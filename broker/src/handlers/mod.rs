@@ -116,7 +116,7 @@ pub async fn dispatch(
         peer,
     };
     let response = match request.body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&rc, r)),
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, &rc, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, &rc, r).await),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(ctx, &rc, r).await)
