@@ -1,7 +1,8 @@
 //! The commands, one file per noun. A command asks the controllers through [`ControllerClient`] and
 //! returns plain data (a [`Report`]); it never prints. Only `output` turns a report into text, so every
-//! command has the same table and JSON behaviour and can be tested without a terminal. `group` commands
-//! also speak the Kafka protocol to the brokers the controllers list.
+//! command has the same table and JSON behaviour and can be tested without a terminal. `group`,
+//! `cluster logdirs` and `topic describe` also speak the Kafka protocol to the brokers the controllers
+//! list.
 
 pub mod broker;
 pub mod cluster;
@@ -18,7 +19,7 @@ use crate::client::ControllerClient;
 use crate::error::CliError;
 
 pub use broker::{BrokerState, BrokerStatus};
-pub use cluster::{ClusterStatus, ControllerStatus};
+pub use cluster::{ClusterStatus, ControllerStatus, LogDirStatus, LogDirsReport, ReplicaSize};
 pub use election::{ElectionOutcome, ElectionResult};
 pub use group::{DeletedGroup, GroupDetails, GroupList, OffsetReset};
 pub use topic::{
@@ -30,6 +31,8 @@ pub use topic::{
 pub enum Report {
     /// `cluster status`.
     ClusterStatus(ClusterStatus),
+    /// `cluster logdirs`.
+    LogDirs(LogDirsReport),
     /// `broker list`.
     Brokers(Vec<BrokerStatus>),
     /// `topic create`.
@@ -66,6 +69,7 @@ impl Report {
         match self {
             Report::Election(results) => election::failure(results),
             Report::Groups(list) => group::list_failure(list),
+            Report::LogDirs(report) => cluster::logdirs_failure(report),
             Report::Bench(report) => report.failure().map(CliError::from),
             _ => None,
         }
@@ -78,6 +82,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Cluster(ClusterCommand::Status) => {
             Report::ClusterStatus(cluster::status(client).await?)
         }
+        Command::Cluster(ClusterCommand::Logdirs { topic }) => {
+            Report::LogDirs(cluster::logdirs(client, topic.as_deref()).await?)
+        }
         Command::Broker(BrokerCommand::List) => Report::Brokers(broker::list(client).await?),
         Command::Topic(TopicCommand::Create(args)) => {
             let topic = NewTopic {
@@ -89,8 +96,11 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             Report::TopicCreated(topic::create(client, topic).await?)
         }
         Command::Topic(TopicCommand::List) => Report::Topics(topic::list(client).await?),
-        Command::Topic(TopicCommand::Describe { name }) => {
-            Report::TopicDetails(topic::describe(client, name).await?)
+        Command::Topic(TopicCommand::Describe {
+            name,
+            metadata_only,
+        }) => {
+            Report::TopicDetails(topic::describe_with_figures(client, name, *metadata_only).await?)
         }
         Command::Topic(TopicCommand::Delete { name }) => {
             Report::TopicDeleted(topic::delete(client, name).await?)
