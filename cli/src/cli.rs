@@ -274,6 +274,13 @@ pub struct BenchConsumeArgs {
 pub enum ClusterCommand {
     /// Show the cluster id, every controller's Raft state, the brokers and partition health.
     Status,
+    /// Show every live broker's log directory (DescribeLogDirs): its path, state, filesystem size
+    /// and free space, and per partition replica its size and offset lag.
+    Logdirs {
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
+    },
     /// Read and change the cluster-wide defaults (Kafka's dynamic broker defaults, by their broker
     /// names: `log.retention.ms`, `min.insync.replicas`, `num.partitions`, ...). A change applies at
     /// once to every topic that does not set the config itself.
@@ -380,10 +387,14 @@ pub enum TopicCommand {
     Create(CreateTopicArgs),
     /// List every topic.
     List,
-    /// Show a topic's id, configs and partitions.
+    /// Show a topic's id, configs and partitions, with each partition's log start offset, high
+    /// watermark and size as its leader reports them.
     Describe {
         /// The topic name.
         name: String,
+        /// Only what the controllers know: ask no broker for offsets and sizes.
+        #[arg(long)]
+        metadata_only: bool,
     },
     /// Delete a topic and all its data.
     Delete {

@@ -202,7 +202,8 @@ class ChaosCluster:
 
     def describe(self, topic: str) -> dict[int, dict]:
         """{partition: {"leader", "leader_epoch", "replicas", "isr", ...}}."""
-        return {p["partition"]: p for p in self.ctl("topic", "describe", topic)["partitions"]}
+        # --metadata-only: the controllers' view; asking a paused or cut-off leader would only stall.
+        return {p["partition"]: p for p in self.ctl("topic", "describe", topic, "--metadata-only")["partitions"]}
 
     def try_describe(self, topic: str, timeout: float = 20.0) -> dict[int, dict] | None:
         try:

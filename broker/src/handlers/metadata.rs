@@ -131,7 +131,13 @@ pub async fn handle(
                     Some(topic) => describe(topic),
                     None => {
                         let auto_created = auto_created.get(name.as_str()).copied();
-                        unknown_topic(name, auto_created)
+                        let mut answer = unknown_topic(name, auto_created);
+                        // Kafka answers the operations for every named topic, known or not (only
+                        // unknown topic ids go without).
+                        if include_topic_operations {
+                            answer.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+                        }
+                        answer
                     }
                 },
                 Wanted::Id(id) => match image.topics.get(&id) {
@@ -900,6 +906,24 @@ pub(crate) mod tests {
             topic_of(&asked, "orders").topic_authorized_operations,
             TOPIC_AUTHORIZED_OPERATIONS
         );
+        // Named topics get them whether they exist or not, as in Kafka's handleTopicMetadataRequest.
+        let named_topics = ask(
+            &broker,
+            10,
+            "PLAINTEXT",
+            MetadataRequest::default()
+                .with_topics(named(&["orders", "missing", "bad name"]))
+                .with_include_topic_authorized_operations(true),
+        )
+        .await;
+        for name in ["orders", "missing", "bad name"] {
+            assert_eq!(
+                topic_of(&named_topics, name).topic_authorized_operations,
+                TOPIC_AUTHORIZED_OPERATIONS,
+                "{name}"
+            );
+        }
+        assert_ne!(topic_of(&named_topics, "missing").error_code, 0);
     }
 
     #[tokio::test]
@@ -925,7 +949,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             CLUSTER_AUTHORIZED_OPERATIONS,
-            bits(&[5, 7, 8, 9, 10, 11, 12, 13, 14])
+            bits(&[5, 7, 8, 9, 10, 11, 12])
         );
     }
 }

@@ -15,6 +15,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
@@ -121,7 +123,7 @@ pub async fn dispatch(
         peer,
     };
     let response = match request.body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&rc, r)),
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, &rc, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, &rc, r).await),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(ctx, &rc, r).await)
@@ -187,6 +189,12 @@ pub async fn dispatch(
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(ctx, &rc, r).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, &rc, r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(ctx, &rc, r))
         }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };

@@ -673,6 +673,19 @@ impl PartitionLog {
         self.peek().log_end_offset
     }
 
+    /// The idempotent producers this replica knows (Kafka's `UnifiedLog.activeProducers`): each
+    /// producer id with its state, by producer id.
+    pub fn active_producers(&self) -> Vec<(i64, producer_state::ProducerEntry)> {
+        let mut producers: Vec<(i64, producer_state::ProducerEntry)> = self
+            .peek()
+            .producers
+            .iter()
+            .map(|(id, entry)| (id, entry.clone()))
+            .collect();
+        producers.sort_by_key(|(id, _)| *id);
+        producers
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.peek().log_start_offset
     }

@@ -247,6 +247,11 @@ impl ProducerState {
         self.producers.get(&producer_id)
     }
 
+    /// Every producer with its state, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(&id, entry)| (id, entry))
+    }
+
     pub fn len(&self) -> usize {
         self.producers.len()
     }

@@ -54,13 +54,15 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::LeaveGroup, 0, 5),
     api(ApiKey::OffsetCommit, 2, 9),
     api(ApiKey::OffsetFetch, 1, 9),
-    api(ApiKey::ListGroups, 0, 4),
+    api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::DeleteRecords, 0, 2),
     // From v0: librdkafka enables idempotence only when InitProducerId v0 is in range.
     api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The entry for an API key, if served.

@@ -1,11 +1,19 @@
 //! `broker list`: the registered brokers as the active controller sees them. Also owns the conversion of
-//! the wire `BrokerInfo` into [`BrokerStatus`], which `cluster status` reuses.
+//! the wire `BrokerInfo` into [`BrokerStatus`], which `cluster status` reuses, and the live brokers'
+//! Kafka addresses the commands that speak the Kafka protocol to brokers start from
+//! ([`live_addresses`], [`on_each`]).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
 use chronik_proto::v1::{self, BrokerInfo};
+use futures::future::join_all;
 use serde::Serialize;
 
 use crate::client::ControllerClient;
 use crate::error::CliError;
+use crate::kafka::{BrokerPool, KafkaAdmin, KafkaError};
 
 /// One registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,6 +103,65 @@ pub fn brokers_of(reply: &v1::DescribeClusterResponse) -> Vec<BrokerStatus> {
 pub async fn list(client: &ControllerClient) -> Result<Vec<BrokerStatus>, CliError> {
     let reply = client.describe_cluster().await?;
     Ok(brokers_of(&reply))
+}
+
+/// The registered brokers as the commands that speak the Kafka protocol see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaBrokers {
+    /// The Kafka address (first listener) of every live (not fenced) broker, by id.
+    pub live: BTreeMap<i32, String>,
+    /// The other registered brokers: fenced, or without a Kafka endpoint.
+    pub not_live: Vec<i32>,
+}
+
+/// The registered brokers split into live ones (with their address) and the rest; an error when
+/// none is live.
+pub async fn kafka_brokers(client: &ControllerClient) -> Result<KafkaBrokers, CliError> {
+    let reply = client.describe_cluster().await?;
+    let brokers = brokers_of(&reply);
+    let live: BTreeMap<i32, String> = brokers
+        .iter()
+        .filter(|b| b.state != BrokerState::Fenced)
+        .filter_map(|b| b.endpoints.first().map(|e| (b.broker_id, e.clone())))
+        .collect();
+    if live.is_empty() {
+        return Err(CliError::InvalidArgument(format!(
+            "no live broker with a Kafka endpoint among the {} registered broker(s)",
+            brokers.len()
+        )));
+    }
+    let not_live = brokers
+        .iter()
+        .map(|b| b.broker_id)
+        .filter(|id| !live.contains_key(id))
+        .collect();
+    Ok(KafkaBrokers { live, not_live })
+}
+
+/// The Kafka address of every live broker, by id ([`kafka_brokers`]).
+pub async fn live_addresses(client: &ControllerClient) -> Result<BTreeMap<i32, String>, CliError> {
+    Ok(kafka_brokers(client).await?.live)
+}
+
+/// Runs `ask` against each of `brokers` at once, each over its own connection (so a broker that does
+/// not answer delays the others by nothing), every request bounded by `request_timeout`. Returns each
+/// broker's result, by id.
+pub async fn on_each<T, F, Fut>(
+    brokers: &BTreeMap<i32, String>,
+    request_timeout: Duration,
+    ask: F,
+) -> Vec<(i32, Result<T, KafkaError>)>
+where
+    F: Fn(i32, KafkaAdmin) -> Fut,
+    Fut: Future<Output = Result<T, KafkaError>>,
+{
+    let asks = brokers.iter().map(|(&id, address)| {
+        let pool = BrokerPool::new(BTreeMap::from([(id, address.clone())]), request_timeout);
+        // One attempt per request: nothing here retries.
+        let answer = ask(id, KafkaAdmin::new(pool, request_timeout));
+        async move { (id, answer.await) }
+    });
+    join_all(asks).await
 }
 
 /// `host:port`, with an IPv6 host in brackets.

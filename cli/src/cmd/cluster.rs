@@ -2,8 +2,13 @@
 //! lists every voter, but only its own row is first-hand; so every other voter is asked directly (all at
 //! once) and its own `is_self` row replaces the hearsay one. A voter that does not answer keeps the
 //! hearsay figures and shows the role `unreachable`.
+//!
+//! `cluster logdirs`: DescribeLogDirs to every live broker at once (Kafka's `kafka-log-dirs.sh
+//! --describe`). A broker that does not answer, and a registered broker that is not live (fenced:
+//! down or cut off), is listed as failed and the command exits non-zero after printing what the
+//! others said; an offline directory is a row with its error, not a failure of the command.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chronik_proto::v1::{ControllerInfo, DescribeClusterResponse};
 use futures::future::join_all;
@@ -11,8 +16,12 @@ use serde::Serialize;
 use tracing::debug;
 
 use crate::client::ControllerClient;
-use crate::cmd::broker::{brokers_of, BrokerStatus};
+use crate::cmd::broker::{brokers_of, kafka_brokers, on_each, BrokerStatus};
+use crate::cmd::group::BrokerFailure;
+use crate::cmd::topic;
 use crate::error::CliError;
+use crate::kafka::admin::LogDir;
+use crate::kafka::error_name;
 
 /// The role shown for a voter that did not answer.
 pub const ROLE_UNREACHABLE: &str = "unreachable";
@@ -66,6 +75,141 @@ impl From<&ControllerInfo> for ControllerStatus {
             applied_index: info.applied_index,
         }
     }
+}
+
+/// `cluster logdirs`: the log directories of every live broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogDirsReport {
+    /// The topic the replicas are limited to (`--topic`), if any.
+    pub topic: Option<String>,
+    /// Every log directory of the brokers that answered, by broker.
+    pub log_dirs: Vec<LogDirStatus>,
+    /// Registered brokers that are not live or did not answer: their directories are missing.
+    pub failed_brokers: Vec<BrokerFailure>,
+}
+
+/// One log directory of one broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogDirStatus {
+    /// The broker id.
+    pub broker_id: i32,
+    /// The directory's absolute path on the broker.
+    pub path: String,
+    /// `None` while it is online; the Kafka error otherwise (KAFKA_STORAGE_ERROR: offline after an
+    /// I/O failure, until the broker restarts).
+    pub error: Option<String>,
+    /// Bytes of its filesystem; `None` when the broker did not say.
+    pub total_bytes: Option<i64>,
+    /// Bytes of its filesystem still usable; `None` when the broker did not say.
+    pub usable_bytes: Option<i64>,
+    /// The partition replicas in it, by topic and partition.
+    pub replicas: Vec<ReplicaSize>,
+}
+
+/// One partition replica in a log directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaSize {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+    /// Bytes of its log segments.
+    pub size_bytes: i64,
+    /// How far its log end is behind its high watermark (Kafka's `OffsetLag`; 0 for a current
+    /// replica).
+    pub offset_lag: i64,
+}
+
+/// Asks every live broker for its log directories; with `topic`, only that topic's replicas.
+pub async fn logdirs(
+    client: &ControllerClient,
+    topic: Option<&str>,
+) -> Result<LogDirsReport, CliError> {
+    let wanted = match topic {
+        Some(name) => {
+            let details = topic::describe(client, name).await?;
+            let partitions = details.partitions.iter().map(|p| p.partition).collect();
+            Some(BTreeMap::from([(name.to_owned(), partitions)]))
+        }
+        None => None,
+    };
+    let brokers = kafka_brokers(client).await?;
+    let wanted = wanted.as_ref();
+    let answers = on_each(
+        &brokers.live,
+        client.request_timeout(),
+        |broker, mut admin| async move { admin.describe_log_dirs(broker, wanted).await },
+    )
+    .await;
+    let mut report = merge_log_dirs(topic, answers);
+    report.failed_brokers.extend(
+        brokers.not_live.into_iter().map(|broker_id| BrokerFailure {
+            broker_id,
+            error: "not a live broker (fenced: stopped, or not heartbeating to the controllers)"
+                .to_owned(),
+        }),
+    );
+    report.failed_brokers.sort_by_key(|f| f.broker_id);
+    Ok(report)
+}
+
+/// The report from each broker's answer.
+pub fn merge_log_dirs(
+    topic: Option<&str>,
+    answers: Vec<(i32, Result<Vec<LogDir>, crate::kafka::KafkaError>)>,
+) -> LogDirsReport {
+    let mut log_dirs = Vec::new();
+    let mut failed_brokers = Vec::new();
+    for (broker_id, answer) in answers {
+        match answer {
+            Ok(dirs) => log_dirs.extend(dirs.into_iter().map(|dir| {
+                LogDirStatus {
+                    broker_id,
+                    path: dir.path,
+                    error: (dir.error_code != 0).then(|| error_name(dir.error_code)),
+                    total_bytes: dir.total_bytes,
+                    usable_bytes: dir.usable_bytes,
+                    replicas: dir
+                        .replicas
+                        .into_iter()
+                        .map(|r| ReplicaSize {
+                            topic: r.topic,
+                            partition: r.partition,
+                            size_bytes: r.size_bytes,
+                            offset_lag: r.offset_lag,
+                        })
+                        .collect(),
+                }
+            })),
+            Err(error) => failed_brokers.push(BrokerFailure {
+                broker_id,
+                error: error.to_string(),
+            }),
+        }
+    }
+    log_dirs.sort_by(|a, b| (a.broker_id, &a.path).cmp(&(b.broker_id, &b.path)));
+    LogDirsReport {
+        topic: topic.map(str::to_owned),
+        log_dirs,
+        failed_brokers,
+    }
+}
+
+/// The error of `cluster logdirs` that could not ask every live broker (after the partial report).
+pub fn logdirs_failure(report: &LogDirsReport) -> Option<CliError> {
+    if report.failed_brokers.is_empty() {
+        return None;
+    }
+    let brokers: Vec<String> = report
+        .failed_brokers
+        .iter()
+        .map(|f| f.broker_id.to_string())
+        .collect();
+    Some(CliError::Incomplete(format!(
+        "broker(s) {} could not be asked or did not answer DescribeLogDirs; their log directories \
+         are missing",
+        brokers.join(",")
+    )))
 }
 
 /// What a voter said about itself when asked directly.
@@ -153,6 +297,71 @@ pub fn merge(reply: &DescribeClusterResponse, reports: &HashMap<u64, SelfReport>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::admin::LogDirReplica;
+    use crate::kafka::KafkaError;
+
+    #[test]
+    fn log_dirs_keep_each_broker_and_name_the_silent_ones() {
+        let dir = |path: &str, error_code, replicas: Vec<LogDirReplica>| LogDir {
+            path: path.to_owned(),
+            error_code,
+            total_bytes: (error_code == 0).then_some(1_000),
+            usable_bytes: (error_code == 0).then_some(400),
+            replicas,
+        };
+        let answers = vec![
+            (
+                2,
+                Ok(vec![dir(
+                    "/data/2",
+                    0,
+                    vec![LogDirReplica {
+                        topic: "orders".to_owned(),
+                        partition: 1,
+                        size_bytes: 70,
+                        offset_lag: 0,
+                    }],
+                )]),
+            ),
+            (
+                3,
+                Err(KafkaError::Timeout {
+                    waiting_for: "waiting for a DescribeLogDirs answer from b3".to_owned(),
+                }),
+            ),
+            (1, Ok(vec![dir("/data/1", 56, Vec::new())])),
+        ];
+        let report = merge_log_dirs(Some("orders"), answers);
+        let rows: Vec<String> = report
+            .log_dirs
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {} {:?} {:?} {}",
+                    d.broker_id,
+                    d.path,
+                    d.error,
+                    d.total_bytes,
+                    d.replicas.len()
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "1 /data/1 Some(\"KAFKA_STORAGE_ERROR\") None 0",
+                "2 /data/2 None Some(1000) 1"
+            ]
+        );
+        assert_eq!(report.failed_brokers.len(), 1);
+        assert_eq!(report.failed_brokers[0].broker_id, 3);
+        let failure = logdirs_failure(&report).expect("incomplete").to_string();
+        assert!(
+            failure.starts_with("broker(s) 3 could not be asked"),
+            "{failure}"
+        );
+        assert!(logdirs_failure(&merge_log_dirs(None, Vec::new())).is_none());
+    }
 
     fn info(node_id: u64, role: &str, term: u64, commit: i64, is_self: bool) -> ControllerInfo {
         ControllerInfo {

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::bench::PartitionSelection;
 use crate::client::ControllerClient;
-use crate::cmd::broker::{brokers_of, BrokerState};
+use crate::cmd::broker::live_addresses;
 use crate::cmd::topic;
 use crate::error::CliError;
 use crate::kafka::admin::{codes, pause_until, DescribedGroup, PartitionOffset, INITIAL_BACKOFF};
@@ -209,34 +209,15 @@ pub fn is_inactive(state: &str) -> bool {
     state.eq_ignore_ascii_case("Empty") || state.eq_ignore_ascii_case("Dead")
 }
 
-/// Connects to the brokers the controllers list: every registered broker with an endpoint is known
-/// by address (a coordinator may be any of them); the returned ids are the live (not fenced) ones.
+/// Connects to the live (not fenced) brokers the controllers list, known by address; a coordinator
+/// elsewhere is learnt from FindCoordinator. Returns the live ids too.
 pub async fn connect(
     client: &ControllerClient,
     retry_timeout_ms: u64,
 ) -> Result<(KafkaAdmin, Vec<i32>), CliError> {
-    let reply = client.describe_cluster().await?;
-    let brokers = brokers_of(&reply);
-    let addresses: BTreeMap<i32, String> = brokers
-        .iter()
-        .filter_map(|b| b.endpoints.first().map(|e| (b.broker_id, e.clone())))
-        .collect();
-    let live: Vec<i32> = brokers
-        .iter()
-        .filter(|b| b.state != BrokerState::Fenced && addresses.contains_key(&b.broker_id))
-        .map(|b| b.broker_id)
-        .collect();
-    if live.is_empty() {
-        return Err(CliError::InvalidArgument(format!(
-            "no live broker with a Kafka endpoint among the {} registered broker(s)",
-            brokers.len()
-        )));
-    }
-    let live_addresses = addresses
-        .into_iter()
-        .filter(|(id, _)| live.contains(id))
-        .collect();
-    let pool = BrokerPool::new(live_addresses, client.request_timeout());
+    let addresses = live_addresses(client).await?;
+    let live: Vec<i32> = addresses.keys().copied().collect();
+    let pool = BrokerPool::new(addresses, client.request_timeout());
     let admin = KafkaAdmin::new(pool, std::time::Duration::from_millis(retry_timeout_ms));
     Ok((admin, live))
 }
@@ -778,6 +759,9 @@ mod tests {
                 leader_epoch: 0,
                 replicas: vec![1],
                 isr: vec![1],
+                log_start_offset: None,
+                high_watermark: None,
+                size_bytes: None,
             })
             .collect();
         assert_eq!(

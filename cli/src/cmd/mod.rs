@@ -1,8 +1,8 @@
 //! The commands, one file per noun. A command asks the controllers through [`ControllerClient`] and
 //! returns plain data (a [`Report`]); it never prints. Only `output` turns a report into text, so every
-//! command has the same table and JSON behaviour and can be tested without a terminal. `group` commands
-//! and `topic trim-prefix`
-//! also speak the Kafka protocol to the brokers the controllers list.
+//! command has the same table and JSON behaviour and can be tested without a terminal. `group`,
+//! `cluster logdirs`, `topic describe` and `topic trim-prefix` also speak the Kafka protocol to the
+//! brokers the controllers list.
 
 pub mod broker;
 pub mod cluster;
@@ -23,7 +23,7 @@ use crate::client::ControllerClient;
 use crate::error::CliError;
 
 pub use broker::{BrokerState, BrokerStatus};
-pub use cluster::{ClusterStatus, ControllerStatus};
+pub use cluster::{ClusterStatus, ControllerStatus, LogDirStatus, LogDirsReport, ReplicaSize};
 pub use config::ClusterConfig;
 pub use election::{ElectionOutcome, ElectionResult};
 pub use group::{DeletedGroup, GroupDetails, GroupList, OffsetReset};
@@ -38,6 +38,8 @@ pub use trim_prefix::{PartitionTrim, PrefixTrim};
 pub enum Report {
     /// `cluster status`.
     ClusterStatus(ClusterStatus),
+    /// `cluster logdirs`.
+    LogDirs(LogDirsReport),
     /// `broker list`.
     Brokers(Vec<BrokerStatus>),
     /// `topic create`.
@@ -86,6 +88,7 @@ impl Report {
             Report::Moves(report) => reassign::failure(report),
             Report::Groups(list) => group::list_failure(list),
             Report::PrefixTrim(trim) => trim.failure(),
+            Report::LogDirs(report) => cluster::logdirs_failure(report),
             Report::Bench(report) => report.failure().map(CliError::from),
             _ => None,
         }
@@ -101,6 +104,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Cluster(ClusterCommand::Config(command)) => {
             Report::ClusterConfigs(execute_config(command, client).await?)
         }
+        Command::Cluster(ClusterCommand::Logdirs { topic }) => {
+            Report::LogDirs(cluster::logdirs(client, topic.as_deref()).await?)
+        }
         Command::Broker(BrokerCommand::List) => Report::Brokers(broker::list(client).await?),
         Command::Topic(TopicCommand::Create(args)) => {
             let topic = NewTopic {
@@ -112,8 +118,11 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             Report::TopicCreated(topic::create(client, topic).await?)
         }
         Command::Topic(TopicCommand::List) => Report::Topics(topic::list(client).await?),
-        Command::Topic(TopicCommand::Describe { name }) => {
-            Report::TopicDetails(topic::describe(client, name).await?)
+        Command::Topic(TopicCommand::Describe {
+            name,
+            metadata_only,
+        }) => {
+            Report::TopicDetails(topic::describe_with_figures(client, name, *metadata_only).await?)
         }
         Command::Topic(TopicCommand::Delete { name }) => {
             Report::TopicDeleted(topic::delete(client, name).await?)

@@ -2,6 +2,12 @@
 //! reply into a serializable struct; a per-topic Kafka error code becomes a [`CliError`] carrying the
 //! controller's own message. Topic ids are shown as Kafka shows them: the 16 bytes in URL-safe base64
 //! without padding.
+//!
+//! `topic describe` also asks each partition's leader (all leaders at once) for the partition's log
+//! start offset and high watermark (ListOffsets EARLIEST and LATEST) and the size of its log
+//! (DescribeLogDirs). Those figures are extras: one a leader cannot give stays unknown with a note
+//! saying why, and never fails the command, whose job is the controllers' description (scripts poll
+//! it while brokers are down); `--metadata-only` asks no broker at all.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,10 +22,16 @@ use serde::Serialize;
 
 use crate::cli::ConfigChanges;
 use crate::client::ControllerClient;
+use crate::cmd::broker::{live_addresses, on_each};
 use crate::error::{codes, CliError};
+use crate::kafka::admin::{LogDir, PartitionOffset};
+use crate::kafka::{error_name, KafkaError};
 
 /// The partition count or replication factor asking for the cluster default.
 const CLUSTER_DEFAULT: i32 = -1;
+/// ListOffsets timestamps for the log start offset and the high watermark.
+const EARLIEST_TIMESTAMP: i64 = -2;
+const LATEST_TIMESTAMP: i64 = -1;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +87,8 @@ pub struct TopicDetails {
     pub configs: BTreeMap<String, String>,
     /// Every partition, by index.
     pub partitions: Vec<PartitionStatus>,
+    /// Why some partition figures from the leaders are unknown.
+    pub notes: Vec<String>,
 }
 
 /// One partition of a topic.
@@ -90,6 +104,13 @@ pub struct PartitionStatus {
     pub replicas: Vec<i32>,
     /// The in-sync replicas.
     pub isr: Vec<i32>,
+    /// The log start offset on the leader; `None` when not asked or unknown.
+    pub log_start_offset: Option<i64>,
+    /// The high watermark on the leader (the offset a consumer reads up to); `None` when not asked
+    /// or unknown.
+    pub high_watermark: Option<i64>,
+    /// Bytes of the leader's log of the partition; `None` when not asked or unknown.
+    pub size_bytes: Option<i64>,
 }
 
 /// A topic that was just deleted.
@@ -189,6 +210,150 @@ pub async fn describe(client: &ControllerClient, name: &str) -> Result<TopicDeta
         ));
     }
     Ok(details(topic))
+}
+
+/// `topic describe`: [`describe`], then unless `metadata_only` each partition's log start offset,
+/// high watermark and size as its leader reports them (see the module docs).
+pub async fn describe_with_figures(
+    client: &ControllerClient,
+    name: &str,
+    metadata_only: bool,
+) -> Result<TopicDetails, CliError> {
+    let mut details = describe(client, name).await?;
+    if !metadata_only {
+        add_leader_figures(client, &mut details).await;
+    }
+    Ok(details)
+}
+
+/// What one leader answered: the offsets, and its log directories (asked last, failing alone).
+type LeaderFigures = (
+    BTreeMap<i32, PartitionOffset>,
+    BTreeMap<i32, PartitionOffset>,
+    Result<Vec<LogDir>, KafkaError>,
+);
+
+async fn add_leader_figures(client: &ControllerClient, details: &mut TopicDetails) {
+    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for p in details.partitions.iter().filter(|p| p.leader >= 0) {
+        by_leader.entry(p.leader).or_default().push(p.partition);
+    }
+    if by_leader.is_empty() {
+        return;
+    }
+    let live = match live_addresses(client).await {
+        Ok(live) => live,
+        Err(error) => {
+            details
+                .notes
+                .push(format!("no offsets or sizes from the brokers: {error}"));
+            return;
+        }
+    };
+    let mut leaders = BTreeMap::new();
+    for (leader, partitions) in &by_leader {
+        match live.get(leader) {
+            Some(address) => {
+                leaders.insert(*leader, address.clone());
+            }
+            None => details.notes.push(format!(
+                "partition(s) {} are led by broker {leader}, which is not live: no offsets or sizes",
+                join(partitions)
+            )),
+        }
+    }
+    let topic = details.name.as_str();
+    let by_leader = &by_leader;
+    let answers = on_each(
+        &leaders,
+        client.request_timeout(),
+        |leader, mut admin| async move {
+            let partitions = by_leader.get(&leader).map_or(&[][..], Vec::as_slice);
+            let starts = admin
+                .list_offsets(leader, topic, partitions, EARLIEST_TIMESTAMP)
+                .await?;
+            let ends = admin
+                .list_offsets(leader, topic, partitions, LATEST_TIMESTAMP)
+                .await?;
+            let wanted = BTreeMap::from([(topic.to_owned(), partitions.to_vec())]);
+            let dirs = admin.describe_log_dirs(leader, Some(&wanted)).await;
+            Ok::<LeaderFigures, KafkaError>((starts, ends, dirs))
+        },
+    )
+    .await;
+    for (leader, answer) in answers {
+        apply_leader_figures(details, leader, answer);
+    }
+}
+
+/// Fills in the partitions `leader` leads from its answer, with a note for whatever is missing.
+pub fn apply_leader_figures(
+    details: &mut TopicDetails,
+    leader: i32,
+    answer: Result<LeaderFigures, KafkaError>,
+) {
+    let (starts, ends, dirs) = match answer {
+        Ok(figures) => figures,
+        Err(error) => {
+            details.notes.push(format!(
+                "broker {leader} (leader) did not answer: no offsets or sizes for its partitions: \
+                 {error}"
+            ));
+            return;
+        }
+    };
+    let mut sizes = BTreeMap::new();
+    match dirs {
+        Ok(dirs) => {
+            for dir in dirs {
+                if dir.error_code != 0 {
+                    details.notes.push(format!(
+                        "broker {leader}: log directory {} is {}",
+                        dir.path,
+                        error_name(dir.error_code)
+                    ));
+                }
+                for replica in dir.replicas.iter().filter(|r| r.topic == details.name) {
+                    sizes.insert(replica.partition, replica.size_bytes);
+                }
+            }
+        }
+        Err(error) => details
+            .notes
+            .push(format!("broker {leader} gave no partition sizes: {error}")),
+    }
+    let mut offset_errors: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for p in details.partitions.iter_mut().filter(|p| p.leader == leader) {
+        let mut known = |offsets: &BTreeMap<i32, PartitionOffset>| match offsets.get(&p.partition) {
+            Some(PartitionOffset::Offset(offset)) => Some(*offset),
+            Some(PartitionOffset::Error(code)) => {
+                offset_errors
+                    .entry(error_name(*code))
+                    .or_default()
+                    .push(p.partition);
+                None
+            }
+            None => None,
+        };
+        p.log_start_offset = known(&starts);
+        p.high_watermark = known(&ends);
+        p.size_bytes = sizes.get(&p.partition).copied();
+    }
+    for (error, mut partitions) in offset_errors {
+        partitions.dedup();
+        details.notes.push(format!(
+            "broker {leader} answered ListOffsets of partition(s) {} with {error}",
+            join(&partitions)
+        ));
+    }
+}
+
+fn join(partitions: &[i32]) -> String {
+    partitions
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Deletes one topic.
@@ -325,6 +490,9 @@ fn details(topic: v1::TopicDescription) -> TopicDetails {
             leader_epoch: partition.leader_epoch,
             replicas: partition.replicas,
             isr: partition.isr,
+            log_start_offset: None,
+            high_watermark: None,
+            size_bytes: None,
         })
         .collect();
     partitions.sort_by_key(|partition| partition.partition);
@@ -333,6 +501,7 @@ fn details(topic: v1::TopicDescription) -> TopicDetails {
         name: topic.name,
         configs: sorted(topic.configs),
         partitions,
+        notes: Vec::new(),
     }
 }
 
@@ -405,6 +574,110 @@ mod tests {
         assert_eq!(details.configs.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(details.partitions[0].partition, 0);
         assert_eq!(details.partitions[1].leader, -1);
+    }
+
+    fn three_partitions() -> TopicDetails {
+        let partition = |index: i32, leader: i32| PartitionStatus {
+            partition: index,
+            leader,
+            leader_epoch: 0,
+            replicas: vec![leader],
+            isr: vec![leader],
+            log_start_offset: None,
+            high_watermark: None,
+            size_bytes: None,
+        };
+        TopicDetails {
+            name: "orders".to_owned(),
+            topic_id: String::new(),
+            configs: BTreeMap::new(),
+            partitions: vec![partition(0, 1), partition(1, 1), partition(2, 2)],
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_leaders_figures_fill_its_partitions_and_gaps_get_notes() {
+        use crate::kafka::admin::LogDirReplica;
+
+        let mut details = three_partitions();
+        let starts = BTreeMap::from([
+            (0, PartitionOffset::Offset(5)),
+            (1, PartitionOffset::Error(6)),
+        ]);
+        let ends = BTreeMap::from([
+            (0, PartitionOffset::Offset(40)),
+            (1, PartitionOffset::Error(6)),
+        ]);
+        let dirs = vec![LogDir {
+            path: "/data".to_owned(),
+            error_code: 0,
+            total_bytes: Some(100),
+            usable_bytes: Some(50),
+            replicas: vec![
+                LogDirReplica {
+                    topic: "orders".to_owned(),
+                    partition: 0,
+                    size_bytes: 4_096,
+                    offset_lag: 0,
+                },
+                LogDirReplica {
+                    topic: "other".to_owned(),
+                    partition: 1,
+                    size_bytes: 1,
+                    offset_lag: 0,
+                },
+            ],
+        }];
+        apply_leader_figures(&mut details, 1, Ok((starts, ends, Ok(dirs))));
+        apply_leader_figures(
+            &mut details,
+            2,
+            Err(KafkaError::Timeout {
+                waiting_for: "waiting for a ListOffsets answer from b2".to_owned(),
+            }),
+        );
+        let figures: Vec<(Option<i64>, Option<i64>, Option<i64>)> = details
+            .partitions
+            .iter()
+            .map(|p| (p.log_start_offset, p.high_watermark, p.size_bytes))
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                (Some(5), Some(40), Some(4_096)),
+                (None, None, None),
+                (None, None, None)
+            ]
+        );
+        assert_eq!(
+            details.notes,
+            [
+                "broker 1 answered ListOffsets of partition(s) 1 with NOT_LEADER_OR_FOLLOWER",
+                "broker 2 (leader) did not answer: no offsets or sizes for its partitions: timed \
+                 out waiting for a ListOffsets answer from b2",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_offline_log_dir_of_the_leader_is_noted() {
+        let mut details = three_partitions();
+        let offsets = BTreeMap::from([(2, PartitionOffset::Offset(0))]);
+        let offline = vec![LogDir {
+            path: "/data".to_owned(),
+            error_code: 56,
+            total_bytes: None,
+            usable_bytes: None,
+            replicas: Vec::new(),
+        }];
+        apply_leader_figures(&mut details, 2, Ok((offsets.clone(), offsets, Ok(offline))));
+        assert_eq!(details.partitions[2].high_watermark, Some(0));
+        assert_eq!(details.partitions[2].size_bytes, None);
+        assert_eq!(
+            details.notes,
+            ["broker 2: log directory /data is KAFKA_STORAGE_ERROR"]
+        );
     }
 
     #[test]

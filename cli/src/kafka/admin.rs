@@ -1,7 +1,7 @@
-//! The admin requests to brokers (consumer groups, ListOffsets, DeleteRecords), each at the highest
-//! version the broker and this client share,
-//! built in the shape that version needs (FindCoordinator v4+ and OffsetFetch v8+ are batched, for
-//! example), and answered as plain data.
+//! The admin requests to brokers (consumer groups, ListOffsets, DeleteRecords, log directories),
+//! each at the highest version the broker and this client share, built in the shape that version
+//! needs (FindCoordinator v4+ and OffsetFetch v8+ are batched, for example), and answered as
+//! plain data.
 //!
 //! What must stay true: group requests go to the group's coordinator, found with FindCoordinator
 //! (key type 0) and cached per group; COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE and
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -24,8 +25,8 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteRecordsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
@@ -44,6 +45,8 @@ const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
 const DELETE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=2;
 const LIST_OFFSETS_VERSIONS: RangeInclusive<i16> = 1..=10;
 const DELETE_RECORDS_VERSIONS: RangeInclusive<i16> = 0..=2;
+/// DescribeLogDirs: v3 adds a top-level error code, v4 the filesystem's total and usable bytes.
+const DESCRIBE_LOG_DIRS_VERSIONS: RangeInclusive<i16> = 1..=4;
 
 /// The FindCoordinator key type of a consumer group.
 const GROUP_KEY_TYPE: i8 = 0;
@@ -139,6 +142,34 @@ pub enum PartitionLowWatermark {
     LowWatermark(i64),
     /// A per-partition error code.
     Error(i16),
+}
+
+/// One log directory of a broker, as DescribeLogDirs describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDir {
+    /// The directory's absolute path on the broker.
+    pub path: String,
+    /// 0, or why the directory could not be described (KAFKA_STORAGE_ERROR: it is offline).
+    pub error_code: i16,
+    /// Bytes of its filesystem (DescribeLogDirs v4+; `None` when the broker did not say).
+    pub total_bytes: Option<i64>,
+    /// Bytes of its filesystem an unprivileged user may still write (v4+).
+    pub usable_bytes: Option<i64>,
+    /// The partition replicas in it that were asked for, by topic and partition.
+    pub replicas: Vec<LogDirReplica>,
+}
+
+/// One partition replica in a log directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDirReplica {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+    /// Bytes of its log segments.
+    pub size_bytes: i64,
+    /// How far its log end is behind the high watermark (0 for a current replica).
+    pub offset_lag: i64,
 }
 
 /// Group admin requests over a [`BrokerPool`].
@@ -477,6 +508,64 @@ impl KafkaAdmin {
                     PartitionLowWatermark::Error(p.error_code)
                 };
                 (p.partition_index, answer)
+            })
+            .collect())
+    }
+
+    /// DescribeLogDirs on `broker` for `topics` (topic → partitions), or for every partition it
+    /// holds when `None`. Partitions the broker holds no replica of are left out of the answer.
+    pub async fn describe_log_dirs(
+        &mut self,
+        broker: i32,
+        topics: Option<&BTreeMap<String, Vec<i32>>>,
+    ) -> Result<Vec<LogDir>, KafkaError> {
+        let (_, response) = self
+            .pool
+            .call(broker, DESCRIBE_LOG_DIRS_VERSIONS, |_| {
+                DescribeLogDirsRequest::default().with_topics(topics.map(|topics| {
+                    topics
+                        .iter()
+                        .map(|(topic, partitions)| {
+                            DescribableLogDirTopic::default()
+                                .with_topic(topic_name(topic))
+                                .with_partitions(partitions.clone())
+                        })
+                        .collect()
+                }))
+            })
+            .await?;
+        // Below v3 there is no top-level code; it decodes as 0.
+        if response.error_code != 0 {
+            return Err(KafkaError::broker(
+                format!("DescribeLogDirs on broker {broker}"),
+                response.error_code,
+            ));
+        }
+        let known = |bytes: i64| (bytes >= 0).then_some(bytes);
+        Ok(response
+            .results
+            .into_iter()
+            .map(|dir| {
+                let mut replicas: Vec<LogDirReplica> = dir
+                    .topics
+                    .iter()
+                    .flat_map(|topic| {
+                        topic.partitions.iter().map(|p| LogDirReplica {
+                            topic: topic.name.to_string(),
+                            partition: p.partition_index,
+                            size_bytes: p.partition_size,
+                            offset_lag: p.offset_lag,
+                        })
+                    })
+                    .collect();
+                replicas.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                LogDir {
+                    path: dir.log_dir.to_string(),
+                    error_code: dir.error_code,
+                    total_bytes: known(dir.total_bytes),
+                    usable_bytes: known(dir.usable_bytes),
+                    replicas,
+                }
             })
             .collect())
     }

@@ -1,11 +1,13 @@
 //! `cluster status`: the cluster's figures as a `Label:  value` block, then one table of controllers
 //! (their Raft role and indexes, `-` where the answering node did not know one) and one of brokers.
 //! `cluster config`: one row per cluster-wide default.
+//! `cluster logdirs`: one row per log directory (its state and filesystem), then one row per replica
+//! in it, then a note per broker that did not answer.
 
 use std::io::Write;
 
-use super::{fields, table};
-use crate::cmd::{ClusterConfig, ClusterStatus};
+use super::{bytes, fields, table};
+use crate::cmd::{ClusterConfig, ClusterStatus, LogDirsReport};
 
 /// One row per cluster-wide default: name, value, where the value comes from.
 pub(super) fn configs(out: &mut impl Write, configs: &[ClusterConfig]) -> std::io::Result<()> {
@@ -14,6 +16,72 @@ pub(super) fn configs(out: &mut impl Write, configs: &[ClusterConfig]) -> std::i
         .map(|c| vec![c.name.clone(), c.value.clone(), c.source.to_owned()])
         .collect::<Vec<_>>();
     table(out, &["NAME", "VALUE", "SOURCE"], &rows)
+}
+
+/// One row per log directory, one per replica, then the brokers that did not answer.
+pub(super) fn log_dirs(out: &mut impl Write, report: &LogDirsReport) -> std::io::Result<()> {
+    let size = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), bytes);
+    let rows = report
+        .log_dirs
+        .iter()
+        .map(|dir| {
+            vec![
+                dir.broker_id.to_string(),
+                dir.path.clone(),
+                dir.error.clone().unwrap_or_else(|| "online".to_owned()),
+                size(dir.total_bytes),
+                size(dir.usable_bytes),
+                dir.replicas.len().to_string(),
+                bytes(dir.replicas.iter().map(|r| r.size_bytes).sum()),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(
+        out,
+        &[
+            "BROKER", "LOG DIR", "STATE", "TOTAL", "USABLE", "REPLICAS", "SIZE",
+        ],
+        &rows,
+    )?;
+    let replicas = report
+        .log_dirs
+        .iter()
+        .flat_map(|dir| {
+            dir.replicas.iter().map(|r| {
+                vec![
+                    dir.broker_id.to_string(),
+                    r.topic.clone(),
+                    r.partition.to_string(),
+                    bytes(r.size_bytes),
+                    r.size_bytes.to_string(),
+                    r.offset_lag.to_string(),
+                ]
+            })
+        })
+        .collect::<Vec<_>>();
+    if !replicas.is_empty() {
+        writeln!(out)?;
+        table(
+            out,
+            &[
+                "BROKER",
+                "TOPIC",
+                "PARTITION",
+                "SIZE",
+                "BYTES",
+                "OFFSET LAG",
+            ],
+            &replicas,
+        )?;
+    }
+    for failure in &report.failed_brokers {
+        writeln!(
+            out,
+            "Note: no log directories of broker {}: {}",
+            failure.broker_id, failure.error
+        )?;
+    }
+    Ok(())
 }
 
 /// The cluster's figures, then its controllers and brokers.
@@ -90,8 +158,92 @@ fn index(value: i64) -> String {
 mod tests {
     use serde_json::Value;
 
-    use crate::cmd::{BrokerState, BrokerStatus, ClusterStatus, ControllerStatus, Report};
+    use crate::cmd::group::BrokerFailure;
+    use crate::cmd::{
+        BrokerState, BrokerStatus, ClusterStatus, ControllerStatus, LogDirStatus, LogDirsReport,
+        ReplicaSize, Report,
+    };
     use crate::output::testing::{json, table_text};
+
+    #[test]
+    fn log_dirs_list_directories_replicas_and_silent_brokers() {
+        let report = LogDirsReport {
+            topic: None,
+            log_dirs: vec![
+                LogDirStatus {
+                    broker_id: 1,
+                    path: "/data/b1".to_owned(),
+                    error: None,
+                    total_bytes: Some(10 * 1024 * 1024 * 1024),
+                    usable_bytes: Some(4 * 1024 * 1024 * 1024),
+                    replicas: vec![
+                        ReplicaSize {
+                            topic: "orders".to_owned(),
+                            partition: 0,
+                            size_bytes: 2048,
+                            offset_lag: 0,
+                        },
+                        ReplicaSize {
+                            topic: "orders".to_owned(),
+                            partition: 1,
+                            size_bytes: 1024,
+                            offset_lag: 0,
+                        },
+                    ],
+                },
+                LogDirStatus {
+                    broker_id: 2,
+                    path: "/data/b2".to_owned(),
+                    error: Some("KAFKA_STORAGE_ERROR".to_owned()),
+                    total_bytes: None,
+                    usable_bytes: None,
+                    replicas: Vec::new(),
+                },
+            ],
+            failed_brokers: vec![BrokerFailure {
+                broker_id: 3,
+                error: "cannot connect to 127.0.0.1:1: refused".to_owned(),
+            }],
+        };
+        let text = table_text(&Report::LogDirs(report.clone()));
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert!(
+            rows.contains(&vec![
+                "1", "/data/b1", "online", "10.0", "GiB", "4.0", "GiB", "2", "3.0", "KiB"
+            ]),
+            "{text}"
+        );
+        assert!(
+            rows.contains(&vec![
+                "2",
+                "/data/b2",
+                "KAFKA_STORAGE_ERROR",
+                "-",
+                "-",
+                "0",
+                "0",
+                "B"
+            ]),
+            "{text}"
+        );
+        assert!(
+            rows.contains(&vec!["1", "orders", "1", "1.0", "KiB", "1024", "0"]),
+            "{text}"
+        );
+        assert!(
+            text.contains("Note: no log directories of broker 3: cannot connect"),
+            "{text}"
+        );
+        let value = json(&Report::LogDirs(report));
+        assert_eq!(value["log_dirs"][0]["usable_bytes"], 4u64 << 30);
+        assert_eq!(value["log_dirs"][0]["replicas"][0]["size_bytes"], 2048);
+        assert_eq!(value["log_dirs"][1]["error"], "KAFKA_STORAGE_ERROR");
+        assert_eq!(value["log_dirs"][1]["total_bytes"], Value::Null);
+        assert_eq!(value["failed_brokers"][0]["broker_id"], 3);
+    }
 
     fn cluster() -> ClusterStatus {
         ClusterStatus {

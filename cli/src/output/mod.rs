@@ -5,9 +5,9 @@
 //!
 //! This file owns the dispatch from a [`Report`] to its renderer, the JSON path (the same for every report)
 //! and the table machinery the renderers share: `fields` for `Label:  value` blocks, `table` for padded
-//! columns, and the cell formatters more than one noun uses. The table renderers live one file per noun,
-//! mirroring `cmd/`: `cluster`, `broker`, `topic` (and `trim_prefix`), `group`, `election`, `local`, `probe`, and
-//! `bench` for the benchmarks.
+//! columns, and the cell formatters more than one noun uses (`bytes` for sizes, `number_or_dash`). The
+//! table renderers live one file per noun, mirroring `cmd/`: `cluster`, `broker`, `topic` (and
+//! `trim_prefix`), `group`, `election`, `reassign`, `local`, `probe`, and `bench` for the benchmarks.
 
 mod bench;
 mod broker;
@@ -42,6 +42,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
     match format {
         OutputFormat::Json => match report {
             Report::ClusterStatus(status) => write_json(out, status),
+            Report::LogDirs(report) => write_json(out, report),
             Report::Brokers(brokers) => write_json(out, brokers),
             Report::TopicCreated(topic) => write_json(out, topic),
             Report::Topics(topics) => write_json(out, topics),
@@ -65,6 +66,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
         OutputFormat::Table => {
             match report {
                 Report::ClusterStatus(status) => cluster::status(out, status)?,
+                Report::LogDirs(report) => cluster::log_dirs(out, report)?,
                 Report::Brokers(brokers) => broker::list(out, brokers)?,
                 Report::TopicCreated(topic) => topic::created(out, topic)?,
                 Report::Topics(topics) => topic::list(out, topics)?,
@@ -159,6 +161,29 @@ fn broker_or_none(broker_id: i32) -> String {
     }
 }
 
+/// A byte count for people: `B` below 1 KiB, else KiB/MiB/GiB/TiB with one decimal.
+fn bytes(n: i64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for next in &UNITS[1..] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+/// A figure that may be unknown: the number, or `-`.
+fn number_or_dash(n: Option<i64>) -> String {
+    n.map_or_else(|| "-".to_owned(), |n| n.to_string())
+}
+
 /// `-` for an empty cell.
 fn dash_if_empty(text: String) -> String {
     if text.is_empty() {
@@ -190,6 +215,16 @@ mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(1536 * 1024), "1.5 MiB");
+        assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+        assert_eq!(bytes(3 << 50), "3072.0 TiB");
+    }
 
     #[test]
     fn tables_pad_columns_and_trim_line_ends() {

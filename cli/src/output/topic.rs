@@ -1,10 +1,12 @@
 //! The `topic` commands: what was created, deleted or reconfigured, the topic list, and a topic's
-//! description (its configs on one line, then one row per partition with `none` for a missing leader).
+//! description (its configs on one line, then one row per partition with `none` for a missing leader
+//! and, when the leaders were asked, their log start offset, high watermark and size, `-` where
+//! unknown; then the notes saying why).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use super::{broker_or_none, dash_if_empty, fields, table};
+use super::{broker_or_none, bytes, dash_if_empty, fields, number_or_dash, table};
 use crate::cmd::{
     AddedPartitions, CreatedTopic, DeletedTopic, TopicConfigs, TopicDetails, TopicSummary,
 };
@@ -69,24 +71,41 @@ pub(super) fn details(out: &mut impl Write, topic: &TopicDetails) -> std::io::Re
         ],
     )?;
     writeln!(out)?;
+    // The leaders' figures get columns once anything was asked of them.
+    let figures = !topic.notes.is_empty()
+        || topic.partitions.iter().any(|p| {
+            p.log_start_offset.is_some() || p.high_watermark.is_some() || p.size_bytes.is_some()
+        });
     let rows = topic
         .partitions
         .iter()
         .map(|partition| {
-            vec![
+            let mut row = vec![
                 partition.partition.to_string(),
                 broker_or_none(partition.leader),
                 partition.leader_epoch.to_string(),
                 broker_list(&partition.replicas),
                 broker_list(&partition.isr),
-            ]
+            ];
+            if figures {
+                row.extend([
+                    number_or_dash(partition.log_start_offset),
+                    number_or_dash(partition.high_watermark),
+                    partition.size_bytes.map_or_else(|| "-".to_owned(), bytes),
+                ]);
+            }
+            row
         })
         .collect::<Vec<_>>();
-    table(
-        out,
-        &["PARTITION", "LEADER", "LEADER EPOCH", "REPLICAS", "ISR"],
-        &rows,
-    )
+    let mut headers = vec!["PARTITION", "LEADER", "LEADER EPOCH", "REPLICAS", "ISR"];
+    if figures {
+        headers.extend(["LOG START", "HIGH WATERMARK", "SIZE"]);
+    }
+    table(out, &headers, &rows)?;
+    for note in &topic.notes {
+        writeln!(out, "Note: {note}")?;
+    }
+    Ok(())
 }
 
 /// One line naming the deleted topic.
@@ -137,6 +156,8 @@ fn config_line(configs: &BTreeMap<String, String>) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
+    use serde_json::Value;
+
     use crate::cmd::{PartitionStatus, Report, TopicDetails, TopicSummary};
     use crate::output::testing::{json, table_text};
 
@@ -152,6 +173,9 @@ mod tests {
                     leader_epoch: 2,
                     replicas: vec![1, 2, 3],
                     isr: vec![1, 2],
+                    log_start_offset: None,
+                    high_watermark: None,
+                    size_bytes: None,
                 },
                 PartitionStatus {
                     partition: 1,
@@ -159,8 +183,12 @@ mod tests {
                     leader_epoch: 5,
                     replicas: vec![2, 3, 1],
                     isr: vec![],
+                    log_start_offset: None,
+                    high_watermark: None,
+                    size_bytes: None,
                 },
             ],
+            notes: Vec::new(),
         }
     }
 
@@ -193,6 +221,45 @@ mod tests {
         );
         assert_eq!(value["partitions"][0]["isr"], serde_json::json!([1, 2]));
         assert_eq!(value["partitions"][0]["leader_epoch"], 2);
+    }
+
+    #[test]
+    fn leader_figures_get_columns_and_notes() {
+        let mut details = orders_details();
+        details.partitions[0].log_start_offset = Some(10);
+        details.partitions[0].high_watermark = Some(250);
+        details.partitions[0].size_bytes = Some(3 * 1024 * 1024);
+        details
+            .notes
+            .push("partition(s) 1 are led by broker 9, which is not live".to_owned());
+        let text = table_text(&Report::TopicDetails(details.clone()));
+        let header = text
+            .lines()
+            .find(|line| line.starts_with("PARTITION"))
+            .unwrap_or_default();
+        assert!(
+            header.ends_with("LOG START  HIGH WATERMARK  SIZE"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|line| line.split_whitespace().collect::<Vec<_>>()
+                    == ["0", "1", "2", "1,2,3", "1,2", "10", "250", "3.0", "MiB"]),
+            "{text}"
+        );
+        assert!(
+            text.contains("Note: partition(s) 1 are led by broker 9"),
+            "{text}"
+        );
+        let value = json(&Report::TopicDetails(details));
+        assert_eq!(value["partitions"][0]["high_watermark"], 250);
+        assert_eq!(value["partitions"][0]["size_bytes"], 3 * 1024 * 1024);
+        assert_eq!(value["partitions"][1]["log_start_offset"], Value::Null);
+        assert_eq!(value["notes"].as_array().map(Vec::len), Some(1));
+
+        // Metadata only: no figure columns at all.
+        let text = table_text(&Report::TopicDetails(orders_details()));
+        assert!(!text.contains("HIGH WATERMARK"), "{text}");
     }
 
     #[test]

@@ -104,7 +104,12 @@ fn reassign_one(
     let mut replicas = target.clone();
     replicas.extend(removing.iter().copied());
     // Replicas an earlier move was adding and this one drops leave the ISR too (never emptying it).
-    let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| replicas.contains(b)).collect();
+    let isr: Vec<BrokerId> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|b| replicas.contains(b))
+        .collect();
     let isr = if isr.is_empty() { p.isr.clone() } else { isr };
     let start = PartitionChangeRecord {
         topic_id,
@@ -134,7 +139,12 @@ fn revert(
     p: &PartitionRegistration,
 ) -> PartitionChangeRecord {
     let original = p.original_replicas();
-    let kept: Vec<BrokerId> = p.isr.iter().copied().filter(|b| original.contains(b)).collect();
+    let kept: Vec<BrokerId> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|b| original.contains(b))
+        .collect();
     // Never an empty ISR: if only added replicas were in sync, they stay until the leader shrinks it.
     let isr = if kept.is_empty() { p.isr.clone() } else { kept };
     let leader = if isr.contains(&p.leader) {
@@ -417,7 +427,9 @@ mod tests {
         }
         // A cancel still returns to where the partition started.
         let mut cancelled = image.clone();
-        commit(&mut cancelled, |image| alter_reassignments(image, &[reassign(None)]));
+        commit(&mut cancelled, |image| {
+            alter_reassignments(image, &[reassign(None)])
+        });
         assert_eq!(orders(&cancelled).replicas, before.replicas);
         caught_up(&mut image, spare);
         assert_eq!(orders(&image).replicas, target);
