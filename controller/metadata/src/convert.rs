@@ -128,6 +128,7 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             let (resource, resource_name) = match resource {
                 ConfigResource::Cluster => (pb::ConfigResource::Cluster, String::new()),
                 ConfigResource::Topic(name) => (pb::ConfigResource::Topic, name.clone()),
+                ConfigResource::Broker(id) => (pb::ConfigResource::Broker, id.to_string()),
             };
             R::Config(pb::ConfigRecord {
                 resource: resource as i32,
@@ -220,6 +221,11 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             resource: match pb::ConfigResource::try_from(r.resource) {
                 Ok(pb::ConfigResource::Cluster) => ConfigResource::Cluster,
                 Ok(pb::ConfigResource::Topic) => ConfigResource::Topic(r.resource_name.clone()),
+                Ok(pb::ConfigResource::Broker) => {
+                    ConfigResource::Broker(r.resource_name.parse().map_err(|_| {
+                        DecodeError(format!("broker config of broker {:?}", r.resource_name))
+                    })?)
+                }
                 _ => return Err(DecodeError(format!("config resource {}", r.resource))),
             },
             key: r.key.clone(),

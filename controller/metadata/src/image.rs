@@ -127,6 +127,10 @@ pub struct MetadataImage {
     pub topics: BTreeMap<TopicId, TopicImage>,
     pub topic_ids: BTreeMap<String, TopicId>,
     pub cluster_configs: BTreeMap<String, String>,
+    /// Per-broker dynamic configs by broker id, keyed by Kafka's broker config names. Kept when a
+    /// broker is gone, as Kafka keeps them.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
 }
@@ -252,6 +256,7 @@ impl MetadataImage {
             } => {
                 let configs = match resource {
                     ConfigResource::Cluster => Some(&mut self.cluster_configs),
+                    ConfigResource::Broker(id) => Some(self.broker_configs.entry(*id).or_default()),
                     ConfigResource::Topic(name) => match self.topic_ids.get(name) {
                         Some(id) => self.topics.get_mut(id).map(|t| &mut t.configs),
                         None => None,
@@ -262,6 +267,11 @@ impl MetadataImage {
                         Some(v) => configs.insert(key.clone(), v.clone()),
                         None => configs.remove(key),
                     };
+                }
+                if let ConfigResource::Broker(id) = resource {
+                    if self.broker_configs.get(id).is_some_and(BTreeMap::is_empty) {
+                        self.broker_configs.remove(id);
+                    }
                 }
             }
             Record::ProducerIds {
@@ -286,6 +296,15 @@ impl MetadataImage {
                 key: key.clone(),
                 value: Some(value.clone()),
             });
+        }
+        for (broker_id, configs) in &self.broker_configs {
+            for (key, value) in configs {
+                records.push(Record::Config {
+                    resource: ConfigResource::Broker(*broker_id),
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                });
+            }
         }
         if self.next_producer_id > 0 {
             records.push(Record::ProducerIds {

@@ -31,6 +31,8 @@ impl std::fmt::Display for Endpoint {
 pub enum ConfigResource {
     Cluster,
     Topic(String),
+    /// One broker's dynamic configs (Kafka's per-broker `DynamicBrokerConfig`).
+    Broker(BrokerId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -965,6 +965,15 @@ fn alter_resource_from_proto(
             return Err(invalid("the cluster config resource has no name"));
         }
         pb::ConfigResource::Topic => ConfigResource::Topic(resource.name.clone()),
+        pb::ConfigResource::Broker => match resource.name.parse::<i32>() {
+            Ok(id) if id >= 0 => ConfigResource::Broker(id),
+            _ => {
+                return Err(invalid(format!(
+                    "broker config resource names a broker id, not {:?}",
+                    resource.name
+                )))
+            }
+        },
         pb::ConfigResource::Unspecified => return Err(invalid("config resource type missing")),
     };
     let changes = resource
