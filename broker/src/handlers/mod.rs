@@ -34,6 +34,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reassignments;
+pub mod scram_credentials;
 pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -196,6 +197,12 @@ pub async fn dispatch(
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(describe_producers::handle(ctx, &rc, r))
         }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            scram_credentials::handle_describe(ctx, &rc, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            scram_credentials::handle_alter(ctx, &rc, r).await,
+        ),
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     Outcome::Respond(Box::new(response))

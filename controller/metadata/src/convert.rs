@@ -1,6 +1,7 @@
 //! Conversions between the controller's domain types and the generated protobuf types. Brokers use the
 //! same functions to turn `WatchMetadata` updates back into records, so both sides agree by construction.
 
+use crate::scram::{ScramCredential, ScramMechanism};
 use chronik_proto::v1 as pb;
 use uuid::Uuid;
 
@@ -146,10 +147,31 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             broker_epoch: *broker_epoch,
             next_producer_id: *next_producer_id,
         }),
+        Record::UserScramCredential(c) => R::UserScramCredential(pb::UserScramCredentialRecord {
+            name: c.user.clone(),
+            mechanism: i32::from(c.mechanism.code()),
+            salt: c.salt.clone(),
+            stored_key: c.stored_key.clone(),
+            server_key: c.server_key.clone(),
+            iterations: c.iterations,
+        }),
+        Record::RemoveUserScramCredential { user, mechanism } => {
+            R::RemoveUserScramCredential(pb::RemoveUserScramCredentialRecord {
+                name: user.clone(),
+                mechanism: i32::from(mechanism.code()),
+            })
+        }
     };
     pb::MetadataRecord {
         record: Some(inner),
     }
+}
+
+fn scram_mechanism(code: i32) -> Result<ScramMechanism, DecodeError> {
+    i8::try_from(code)
+        .ok()
+        .and_then(ScramMechanism::from_code)
+        .ok_or_else(|| DecodeError(format!("SCRAM mechanism {code}")))
 }
 
 pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeError> {
@@ -235,6 +257,18 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             broker_id: r.broker_id,
             broker_epoch: r.broker_epoch,
             next_producer_id: r.next_producer_id,
+        },
+        R::UserScramCredential(r) => Record::UserScramCredential(ScramCredential {
+            user: r.name.clone(),
+            mechanism: scram_mechanism(r.mechanism)?,
+            salt: r.salt.clone(),
+            stored_key: r.stored_key.clone(),
+            server_key: r.server_key.clone(),
+            iterations: r.iterations,
+        }),
+        R::RemoveUserScramCredential(r) => Record::RemoveUserScramCredential {
+            user: r.name.clone(),
+            mechanism: scram_mechanism(r.mechanism)?,
         },
     })
 }

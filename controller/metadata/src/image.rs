@@ -7,6 +7,7 @@
 //! reported an offline log directory under its current registration (KIP-858); a new registration
 //! starts with its directory online.
 
+use crate::scram::{ScramCredential, ScramMechanism};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -129,6 +130,9 @@ pub struct MetadataImage {
     pub cluster_configs: BTreeMap<String, String>,
     /// Per-broker dynamic configs by broker id, keyed by Kafka's broker config names. Kept when a
     /// broker is gone, as Kafka keeps them.
+    /// SCRAM credentials by user and mechanism (KIP-554).
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
     #[serde(default)]
     pub broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
@@ -279,6 +283,20 @@ impl MetadataImage {
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
+            Record::UserScramCredential(credential) => {
+                self.scram_credentials
+                    .entry(credential.user.clone())
+                    .or_default()
+                    .insert(credential.mechanism, credential.clone());
+            }
+            Record::RemoveUserScramCredential { user, mechanism } => {
+                if let Some(credentials) = self.scram_credentials.get_mut(user) {
+                    credentials.remove(mechanism);
+                    if credentials.is_empty() {
+                        self.scram_credentials.remove(user);
+                    }
+                }
+            }
         }
     }
 
@@ -296,6 +314,9 @@ impl MetadataImage {
                 key: key.clone(),
                 value: Some(value.clone()),
             });
+        }
+        for credential in self.scram_credentials.values().flat_map(BTreeMap::values) {
+            records.push(Record::UserScramCredential(credential.clone()));
         }
         for (broker_id, configs) in &self.broker_configs {
             for (key, value) in configs {

@@ -2,6 +2,7 @@
 //! in log order (`MetadataImage::replay`); commands only ever produce them. Brokers receive the same
 //! records over `WatchMetadata` and replay them into their own image.
 
+use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -155,5 +156,10 @@ pub enum Record {
         broker_id: BrokerId,
         broker_epoch: i64,
         next_producer_id: i64,
+    },
+    UserScramCredential(ScramCredential),
+    RemoveUserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
     },
 }
