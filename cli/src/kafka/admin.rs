@@ -22,17 +22,21 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteRecordsRequest, DescribeGroupsRequest,
     DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{error_name, BrokerPool, KafkaError};
+use super::topic::is_leader_retriable;
+use super::{error_name, join_host_port, BrokerPool, KafkaError};
 
 /// FindCoordinator: v4+ batches keys (KIP-699); v6 only adds share groups.
 const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> = 0..=5;
@@ -43,6 +47,7 @@ const DESCRIBE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=5;
 const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = 2..=9;
 const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
 const DELETE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=2;
+const OFFSET_DELETE_VERSIONS: RangeInclusive<i16> = 0..=0;
 const LIST_OFFSETS_VERSIONS: RangeInclusive<i16> = 1..=10;
 const DELETE_RECORDS_VERSIONS: RangeInclusive<i16> = 0..=2;
 /// DescribeLogDirs: v3 adds a top-level error code, v4 the filesystem's total and usable bytes.
@@ -73,6 +78,8 @@ pub mod codes {
     pub const NON_EMPTY_GROUP: i16 = 68;
     /// GROUP_ID_NOT_FOUND: no such group.
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// GROUP_SUBSCRIBED_TO_TOPIC: a live member of the group consumes the topic.
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 }
 
 /// Whether a code means "ask the coordinator again, possibly a different one".
@@ -420,6 +427,58 @@ impl KafkaAdmin {
             .ok_or_else(|| missing("DeleteGroups", coordinator, group))
     }
 
+    /// [`offsets_from_leaders`] through this admin's connections.
+    pub async fn offsets_from_leaders(
+        &mut self,
+        topic: &str,
+        by_leader: BTreeMap<i32, Vec<i32>>,
+        timestamp: i64,
+        found: &mut BTreeMap<i32, i64>,
+    ) -> Result<Option<String>, KafkaError> {
+        offsets_from_leaders(&mut self.pool, topic, by_leader, timestamp, found).await
+    }
+
+    /// OffsetDelete of the group's committed offsets of `partitions` of `topic`. Returns the
+    /// group-level error code (0, GROUP_ID_NOT_FOUND, ...) and each partition's code; partitions the
+    /// answer leaves out are missing from the map.
+    pub async fn delete_offsets(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<(i16, BTreeMap<i32, i16>), KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                OFFSET_DELETE_VERSIONS,
+                |_| {
+                    OffsetDeleteRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_topics(vec![OffsetDeleteRequestTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(
+                                partitions
+                                    .iter()
+                                    .map(|&partition| {
+                                        OffsetDeleteRequestPartition::default()
+                                            .with_partition_index(partition)
+                                    })
+                                    .collect(),
+                            )])
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        let codes = response
+            .topics
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| (p.partition_index, p.error_code))
+            .collect();
+        Ok((response.error_code, codes))
+    }
+
     /// ListOffsets on `leader` for `partitions` of `topic` at `timestamp` (-2 earliest, -1 latest, or
     /// milliseconds since the epoch). Partitions the answer leaves out are missing from the map.
     pub async fn list_offsets(
@@ -429,41 +488,7 @@ impl KafkaAdmin {
         partitions: &[i32],
         timestamp: i64,
     ) -> Result<BTreeMap<i32, PartitionOffset>, KafkaError> {
-        let timeout_ms = i32::try_from(self.pool.request_timeout().as_millis()).unwrap_or(i32::MAX);
-        let (_, response) = self
-            .pool
-            .call(leader, LIST_OFFSETS_VERSIONS, |_| {
-                ListOffsetsRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_timeout_ms(timeout_ms)
-                    .with_topics(vec![ListOffsetsTopic::default()
-                        .with_name(topic_name(topic))
-                        .with_partitions(
-                            partitions
-                                .iter()
-                                .map(|&partition| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(partition)
-                                        .with_timestamp(timestamp)
-                                })
-                                .collect(),
-                        )])
-            })
-            .await?;
-        Ok(response
-            .topics
-            .iter()
-            .filter(|t| t.name.as_str() == topic)
-            .flat_map(|t| t.partitions.iter())
-            .map(|p| {
-                let answer = if p.error_code == 0 {
-                    PartitionOffset::Offset(p.offset)
-                } else {
-                    PartitionOffset::Error(p.error_code)
-                };
-                (p.partition_index, answer)
-            })
-            .collect())
+        list_offsets(&mut self.pool, leader, topic, partitions, timestamp).await
     }
 
     /// DeleteRecords on `leader` for `offsets` (partition → offset, -1 for its high watermark) of
@@ -711,6 +736,92 @@ impl KafkaAdmin {
     }
 }
 
+/// ListOffsets on `leader` for `partitions` of `topic` at `timestamp` (-2 earliest, -1 latest, or
+/// milliseconds since the epoch). Partitions the answer leaves out are missing from the map.
+pub async fn list_offsets(
+    pool: &mut BrokerPool,
+    leader: i32,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> Result<BTreeMap<i32, PartitionOffset>, KafkaError> {
+    let timeout_ms = i32::try_from(pool.request_timeout().as_millis()).unwrap_or(i32::MAX);
+    let (_, response) = pool
+        .call(leader, LIST_OFFSETS_VERSIONS, |_| {
+            ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_timeout_ms(timeout_ms)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|&partition| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(partition)
+                                    .with_timestamp(timestamp)
+                            })
+                            .collect(),
+                    )])
+        })
+        .await?;
+    Ok(response
+        .topics
+        .iter()
+        .filter(|t| t.name.as_str() == topic)
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            let answer = if p.error_code == 0 {
+                PartitionOffset::Offset(p.offset)
+            } else {
+                PartitionOffset::Error(p.error_code)
+            };
+            (p.partition_index, answer)
+        })
+        .collect())
+}
+
+/// ListOffsets for `timestamp` on each leader of `by_leader` (leader → partitions of `topic`), adding
+/// the offsets answered to `found`. Returns the last trouble a fresh leader can fix (a leader change,
+/// a broker that cannot be reached), for the caller to retry after a fresh look at the leaders; any
+/// other error code is an error.
+pub async fn offsets_from_leaders(
+    pool: &mut BrokerPool,
+    topic: &str,
+    by_leader: BTreeMap<i32, Vec<i32>>,
+    timestamp: i64,
+    found: &mut BTreeMap<i32, i64>,
+) -> Result<Option<String>, KafkaError> {
+    let mut trouble = None;
+    for (leader, partitions) in by_leader {
+        let answers = match list_offsets(pool, leader, topic, &partitions, timestamp).await {
+            Ok(answers) => answers,
+            Err(error) if error.is_unreachable() => {
+                trouble = Some(error.to_string());
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        for (partition, answer) in answers {
+            match answer {
+                PartitionOffset::Offset(offset) => {
+                    found.insert(partition, offset);
+                }
+                PartitionOffset::Error(code) if is_leader_retriable(code) => {
+                    trouble = Some(format!("partition {partition}: {}", error_name(code)));
+                }
+                PartitionOffset::Error(code) => {
+                    return Err(KafkaError::broker(
+                        format!("ListOffsets of partition {partition} of '{topic}'"),
+                        code,
+                    ))
+                }
+            }
+        }
+    }
+    Ok(trouble)
+}
+
 /// Sleeps the current backoff (doubling it, capped) unless that would pass `deadline`, in which case
 /// the wait ends with a timeout worded by `waiting_for`.
 pub async fn pause_until(
@@ -743,15 +854,6 @@ fn missing(api: &str, broker: i32, group: &str) -> KafkaError {
     ))
 }
 
-/// `host:port`, with an IPv6 host in brackets.
-pub fn join_host_port(host: &str, port: i32) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,11 +884,5 @@ mod tests {
         assert_eq!(pauses, 3);
         assert_eq!(Instant::now() - start, Duration::from_millis(700));
         assert_eq!(error.to_string(), "timed out waiting for a test");
-    }
-
-    #[test]
-    fn ipv6_hosts_get_brackets() {
-        assert_eq!(join_host_port("::1", 9092), "[::1]:9092");
-        assert_eq!(join_host_port("127.0.0.1", 9092), "127.0.0.1:9092");
     }
 }
