@@ -8,6 +8,7 @@
 - consume: records produced by confluent-kafka printed through `--format`, as JSON lines (compared
   exactly, binary values in base64) and as YAML documents; `--offset` start/end/N/-N/@timestamp,
   `--partition`, `--num`; `--follow` prints a record produced after it started and is terminated;
+  `--group` resumes where its last run stopped and takes its range share beside a confluent member;
 - group offset-delete: refused per partition (GROUP_SUBSCRIBED_TO_TOPIC) while a member consumes the
   topic, done once the group is empty;
 - `--output yaml` is the JSON document as YAML; completion scripts load in their shells;
@@ -261,15 +262,84 @@ def test_consume_follow_prints_a_record_produced_after_it_started(shared_cluster
             process.wait(timeout=10)
 
 
+def topic_and_group(cluster, label: str, per_partition: int) -> tuple[str, str]:
+    """A new 2-partition topic holding `per_partition` records in each partition, and a new group id."""
+    topic = unique(label)
+    cluster.create_topic(topic, partitions=2)
+    ck_produce(cluster.bootstrap_servers, topic,
+               [Rec(value=f"{p}-{i}".encode(), partition=p) for p in (0, 1) for i in range(per_partition)])
+    return topic, unique(f"{label}-group")
+
+
+@pytest.mark.timeout(180)
+def test_consume_in_a_group_resumes_where_the_last_run_stopped(shared_cluster):
+    cluster = shared_cluster
+    topic, group = topic_and_group(cluster, "group-consume", per_partition=5)
+    first = consume_json(cluster, topic, "--group", group, "--num", "4")
+    assert len(first) == 4
+    described = cluster.ctl_json("group", "describe", group)
+    assert described["state"] == "Empty" and described["members"] == [], described
+    committed = {p["partition"]: p["committed_offset"] for p in described["partitions"]}
+    printed = {p: sum(1 for r in first if r["partition"] == p) for p in (0, 1)}
+    assert committed == printed, (committed, first)
+
+    rest = consume_json(cluster, topic, "--group", group)
+    positions = sorted((r["partition"], r["offset"]) for r in first + rest)
+    assert positions == [(p, i) for p in (0, 1) for i in range(5)], "every record exactly once"
+    assert consume_json(cluster, topic, "--group", group) == []
+    described = cluster.ctl_json("group", "describe", group)
+    assert {p["partition"]: p["committed_offset"] for p in described["partitions"]} == {0: 5, 1: 5}
+    # A new group without commits starts where --offset says.
+    assert [r["offset"] for r in consume_json(cluster, topic, "--group", unique("g2"), "--offset", "-1")] \
+        == [4, 4]
+    done = ctl_fails(cluster, "topic", "consume", topic, "--group", group, "--partition", "0")
+    assert done.returncode == 2 and "cannot be used with" in done.stderr.decode()
+
+
+@pytest.mark.timeout(180)
+def test_consume_in_a_group_shares_partitions_with_a_confluent_member(shared_cluster):
+    cluster = shared_cluster
+    topic, group = topic_and_group(cluster, "group-share", per_partition=3)
+    consumer = group_consumer(cluster.bootstrap_servers, group, "ctl-share")
+    try:
+        consumer.subscribe([topic])
+        wait_until(lambda: consumer.poll(0.2) is None and len(consumer.assignment()) == 2, 60,
+                   "the confluent member to own both partitions")
+        argv = [str(chronikctl_path()), "--controllers", cluster.controllers, "topic", "consume", topic,
+                "--group", group, "--output", "json"]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            # The confluent member keeps polling (and so rejoining) while chronikctl joins.
+            owned: list[set[int]] = []
+
+            def pumped_until_exit() -> bool:
+                consumer.poll(0.1)
+                owned.append({tp.partition for tp in consumer.assignment()})
+                return process.poll() is not None
+
+            wait_until(pumped_until_exit, 60, "chronikctl to read its share of the partitions and exit")
+            out, err = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        assert process.returncode == 0, err
+        lines = json_lines(out)
+        mine = {r["partition"] for r in lines}
+        assert len(mine) == 1, lines
+        assert {0, 1} - mine in owned, f"the confluent member never owned the other partition: {owned}"
+        assert [r["offset"] for r in lines] == [0, 1, 2]
+    finally:
+        consumer.close()
+
+
 # ----- group offset-delete -----
 
 @pytest.mark.timeout(180)
 def test_offset_delete_is_refused_while_subscribed_and_works_once_empty(shared_cluster):
     cluster = shared_cluster
-    topic = unique("offdel")
-    group = unique("offdel-group")
-    cluster.create_topic(topic, partitions=2)
-    ck_produce(cluster.bootstrap_servers, topic, [Rec(value=b"x", partition=p) for p in (0, 1) for _ in range(3)])
+    topic, group = topic_and_group(cluster, "offdel", per_partition=3)
     consumer = group_consumer(cluster.bootstrap_servers, group, "ctl-offset-delete")
     try:
         consumer.subscribe([topic])

@@ -22,7 +22,9 @@ use crate::client::ControllerClient;
 use crate::cmd::produce::bootstrap_servers;
 use crate::error::CliError;
 use crate::kafka::fetch::{Fetcher, FetcherConfig, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use crate::kafka::group_member::GroupMember;
 use crate::kafka::topic::PartitionSelection;
+use crate::kafka::{BrokerPool, KafkaAdmin};
 use crate::output::record::{write_record, RecordFormat};
 use crate::output::OutputFormat;
 use crate::parse;
@@ -128,6 +130,11 @@ pub struct ConsumeArgs {
     /// MaxBytes of each Fetch, and the per-partition limit (`KiB`/`MiB` suffixes allowed).
     #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse::positive_size)]
     pub fetch_max_bytes: u32,
+    /// Consume as a member of this consumer group (range assignor): read the partitions the group
+    /// assigns, from the group's committed offsets (`--offset` where there is none), and commit what
+    /// was printed (while running and at the end), then leave the group.
+    #[arg(long, short = 'g', conflicts_with = "partitions")]
+    pub group: Option<String>,
 }
 
 /// What `topic consume` read (the records themselves were printed as they came).
@@ -157,25 +164,36 @@ pub async fn consume(
     };
     let selection = PartitionSelection::from_list(args.partitions.clone());
     let mut fetcher = Fetcher::connect(&bootstrap, &args.topic, selection, config).await?;
-    let partitions = fetcher.partitions();
-    let starts = fetcher.offsets_at(&partitions, EARLIEST_TIMESTAMP).await?;
-    let ends = fetcher.offsets_at(&partitions, LATEST_TIMESTAMP).await?;
-    let at_time = match args.offset {
-        OffsetSpec::Timestamp(ms) => Some(fetcher.offsets_at(&partitions, ms).await?),
-        _ => None,
+    let (mut membership, assigned) = match &args.group {
+        None => (None, fetcher.partitions()),
+        Some(group) => {
+            let pool = BrokerPool::new(fetcher.brokers(), client.request_timeout());
+            let mut admin = KafkaAdmin::new(pool, config.retry_timeout);
+            // JoinGroup is held until the rebalance completes: it must fit in one request.
+            let rebalance_timeout = client
+                .request_timeout()
+                .saturating_sub(Duration::from_secs(2))
+                .max(Duration::from_secs(1));
+            let partitions = fetcher.partition_count();
+            let (member, assigned) = GroupMember::join(
+                &mut admin,
+                group,
+                &args.topic,
+                partitions,
+                rebalance_timeout,
+            )
+            .await?;
+            (Some((admin, member, rebalance_timeout)), assigned)
+        }
     };
-    for &partition in &partitions {
-        let log_start = starts.get(&partition).copied().unwrap_or(0);
-        let high_watermark = ends.get(&partition).copied().unwrap_or(log_start);
-        let at = at_time.as_ref().and_then(|o| o.get(&partition).copied());
-        let offset = args.offset.resolve(log_start, high_watermark, at);
-        fetcher.assign(partition, offset, (!args.follow).then_some(high_watermark));
-    }
+    let admin = membership.as_mut().map(|(admin, _, _)| admin);
+    let mut next = assign(&mut fetcher, args, &assigned, admin).await?;
     let format = args
         .format
         .clone()
         .unwrap_or_else(RecordFormat::value_per_line);
     let mut printed = 0u64;
+    let mut committed = next.clone();
     let wanted = args.num.unwrap_or(u64::MAX);
     while printed < wanted && (args.follow || !fetcher.is_done()) {
         for fetched in fetcher.poll().await? {
@@ -190,15 +208,74 @@ pub async fn consume(
                 fetched.partition,
                 &fetched.record,
             )?;
+            next.insert(fetched.partition, fetched.record.offset + 1);
             printed += 1;
         }
         out.flush()?;
+        if let Some((admin, member, timeout)) = &mut membership {
+            if member.heartbeat_if_due(admin).await? {
+                member.commit(admin, &next).await.ok();
+                for partition in next.keys() {
+                    fetcher.unassign(*partition);
+                }
+                let partitions = fetcher.partition_count();
+                let assigned = member.rejoin(admin, partitions, *timeout).await?;
+                next = assign(&mut fetcher, args, &assigned, Some(admin)).await?;
+                committed = next.clone();
+            } else if committed != next {
+                member.commit(admin, &next).await?;
+                committed = next.clone();
+            }
+        }
+    }
+    if let Some((admin, member, _)) = &mut membership {
+        member.commit(admin, &next).await?;
+        member.leave(admin).await?;
     }
     Ok(ConsumeSummary {
         topic: args.topic.clone(),
         records: printed,
-        next_offsets: fetcher.positions(),
+        next_offsets: next,
     })
+}
+
+/// Assigns `partitions` to the fetcher: each from the group's committed offset (asked through
+/// `admin`) when consuming in a group and there is one, else where `--offset` says; up to the high watermark unless `--follow`.
+/// Returns each partition's start.
+async fn assign(
+    fetcher: &mut Fetcher,
+    args: &ConsumeArgs,
+    partitions: &[i32],
+    admin: Option<&mut KafkaAdmin>,
+) -> Result<BTreeMap<i32, i64>, CliError> {
+    let mut starts = BTreeMap::new();
+    if partitions.is_empty() {
+        return Ok(starts);
+    }
+    let log_starts = fetcher.offsets_at(partitions, EARLIEST_TIMESTAMP).await?;
+    let ends = fetcher.offsets_at(partitions, LATEST_TIMESTAMP).await?;
+    let at_time = match args.offset {
+        OffsetSpec::Timestamp(ms) => Some(fetcher.offsets_at(partitions, ms).await?),
+        _ => None,
+    };
+    let committed = match (admin, &args.group) {
+        (Some(admin), Some(group)) => admin.committed_offsets(group).await?,
+        _ => BTreeMap::new(),
+    };
+    for &partition in partitions {
+        let log_start = log_starts.get(&partition).copied().unwrap_or(0);
+        let high_watermark = ends.get(&partition).copied().unwrap_or(log_start);
+        let offset = match committed.get(&(args.topic.clone(), partition)) {
+            Some(&offset) => offset.clamp(log_start, high_watermark.max(log_start)),
+            None => {
+                let at = at_time.as_ref().and_then(|o| o.get(&partition).copied());
+                args.offset.resolve(log_start, high_watermark, at)
+            }
+        };
+        fetcher.assign(partition, offset, (!args.follow).then_some(high_watermark));
+        starts.insert(partition, offset);
+    }
+    Ok(starts)
 }
 
 #[cfg(test)]

@@ -19,12 +19,12 @@ use crate::client::ControllerClient;
 use crate::cmd::broker::live_addresses;
 use crate::cmd::topic;
 use crate::error::CliError;
-use crate::kafka::admin::{codes, pause_until, DescribedGroup, INITIAL_BACKOFF};
+use crate::kafka::admin::{
+    codes, pause_until, DescribedGroup, CONSUMER_PROTOCOL_TYPE, INITIAL_BACKOFF,
+};
 use crate::kafka::consumer_protocol::{decode_assignment, TopicPartitions};
 use crate::kafka::{error_name, BrokerPool, KafkaAdmin};
 
-/// The protocol type of groups formed by Kafka consumers.
-const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 /// ListOffsets timestamps with a special meaning.
 const EARLIEST_TIMESTAMP: i64 = -2;
 const LATEST_TIMESTAMP: i64 = -1;

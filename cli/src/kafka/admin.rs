@@ -18,6 +18,8 @@ use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -26,10 +28,12 @@ use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteRecordsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, TopicName,
+    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
@@ -48,6 +52,13 @@ const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = 2..=9;
 const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
 const DELETE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=2;
 const OFFSET_DELETE_VERSIONS: RangeInclusive<i16> = 0..=0;
+/// JoinGroup from v4 (MEMBER_ID_REQUIRED: a new member joins twice); v8 only adds a reason.
+const JOIN_GROUP_VERSIONS: RangeInclusive<i16> = 4..=7;
+const SYNC_GROUP_VERSIONS: RangeInclusive<i16> = 3..=5;
+const HEARTBEAT_VERSIONS: RangeInclusive<i16> = 0..=4;
+const LEAVE_GROUP_VERSIONS: RangeInclusive<i16> = 0..=4;
+/// The protocol type of groups formed by Kafka consumers.
+pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 const LIST_OFFSETS_VERSIONS: RangeInclusive<i16> = 1..=10;
 const DELETE_RECORDS_VERSIONS: RangeInclusive<i16> = 0..=2;
 /// DescribeLogDirs: v3 adds a top-level error code, v4 the filesystem's total and usable bytes.
@@ -78,6 +89,8 @@ pub mod codes {
     pub const NON_EMPTY_GROUP: i16 = 68;
     /// GROUP_ID_NOT_FOUND: no such group.
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// MEMBER_ID_REQUIRED: a new member must join again with the member id it was given.
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
     /// GROUP_SUBSCRIBED_TO_TOPIC: a live member of the group consumes the topic.
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 }
@@ -366,6 +379,20 @@ impl KafkaAdmin {
         topic: &str,
         offsets: &BTreeMap<i32, i64>,
     ) -> Result<BTreeMap<i32, i16>, KafkaError> {
+        self.commit_member_offsets(group, -1, "", topic, offsets)
+            .await
+    }
+
+    /// OffsetCommit as member `member_id` of generation `generation` (-1 and "" for a "simple"
+    /// commit). Returns each partition's error code.
+    pub async fn commit_member_offsets(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        topic: &str,
+        offsets: &BTreeMap<i32, i64>,
+    ) -> Result<BTreeMap<i32, i16>, KafkaError> {
         let (_, _, response) = self
             .on_coordinator(
                 group,
@@ -373,8 +400,8 @@ impl KafkaAdmin {
                 |_| {
                     OffsetCommitRequest::default()
                         .with_group_id(group_id(group))
-                        .with_generation_id_or_member_epoch(-1)
-                        .with_member_id(StrBytes::from_static_str(""))
+                        .with_generation_id_or_member_epoch(generation)
+                        .with_member_id(StrBytes::from_string(member_id.to_owned()))
                         .with_topics(vec![OffsetCommitRequestTopic::default()
                             .with_name(topic_name(topic))
                             .with_partitions(
@@ -425,6 +452,121 @@ impl KafkaAdmin {
             .find(|r| r.group_id.as_str() == group)
             .map(|r| r.error_code)
             .ok_or_else(|| missing("DeleteGroups", coordinator, group))
+    }
+
+    /// JoinGroup with the `consumer` protocol type and one protocol (`name`, `metadata`). The
+    /// coordinator holds the answer until the rebalance completes, so `rebalance_timeout_ms` must
+    /// fit in the request timeout.
+    pub async fn join_group(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        session_timeout_ms: i32,
+        rebalance_timeout_ms: i32,
+        protocol: (&str, Bytes),
+    ) -> Result<JoinGroupResponse, KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                JOIN_GROUP_VERSIONS,
+                |_| {
+                    JoinGroupRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_session_timeout_ms(session_timeout_ms)
+                        .with_rebalance_timeout_ms(rebalance_timeout_ms)
+                        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+                        .with_protocol_type(StrBytes::from_static_str(CONSUMER_PROTOCOL_TYPE))
+                        .with_protocols(vec![JoinGroupRequestProtocol::default()
+                            .with_name(StrBytes::from_string(protocol.0.to_owned()))
+                            .with_metadata(protocol.1.clone())])
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        Ok(response)
+    }
+
+    /// SyncGroup: the leader hands in `assignments` (member id → bytes), the others none; returns
+    /// the error code and this member's assignment bytes.
+    pub async fn sync_group(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        protocol_name: &str,
+        assignments: &[(String, Bytes)],
+    ) -> Result<(i16, Bytes), KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                SYNC_GROUP_VERSIONS,
+                |_| {
+                    SyncGroupRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_generation_id(generation)
+                        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+                        .with_protocol_type(Some(StrBytes::from_static_str(CONSUMER_PROTOCOL_TYPE)))
+                        .with_protocol_name(Some(StrBytes::from_string(protocol_name.to_owned())))
+                        .with_assignments(
+                            assignments
+                                .iter()
+                                .map(|(member, bytes)| {
+                                    SyncGroupRequestAssignment::default()
+                                        .with_member_id(StrBytes::from_string(member.clone()))
+                                        .with_assignment(bytes.clone())
+                                })
+                                .collect(),
+                        )
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        Ok((response.error_code, response.assignment))
+    }
+
+    /// Heartbeat of member `member_id` of `generation`; returns the error code (REBALANCE_IN_PROGRESS
+    /// asks the member to join again).
+    pub async fn heartbeat(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<i16, KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                HEARTBEAT_VERSIONS,
+                |_| {
+                    HeartbeatRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_generation_id(generation)
+                        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        Ok(response.error_code)
+    }
+
+    /// LeaveGroup of `member_id` (v3+ names it in the member list); returns the error code.
+    pub async fn leave_group(&mut self, group: &str, member_id: &str) -> Result<i16, KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                LEAVE_GROUP_VERSIONS,
+                |version| {
+                    let request = LeaveGroupRequest::default().with_group_id(group_id(group));
+                    let member = StrBytes::from_string(member_id.to_owned());
+                    if version >= 3 {
+                        request.with_members(vec![MemberIdentity::default().with_member_id(member)])
+                    } else {
+                        request.with_member_id(member)
+                    }
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        Ok(response.error_code)
     }
 
     /// [`offsets_from_leaders`] through this admin's connections.

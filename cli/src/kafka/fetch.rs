@@ -161,6 +161,11 @@ impl Fetcher {
             .collect()
     }
 
+    /// How many partitions the topic has.
+    pub fn partition_count(&self) -> i32 {
+        self.router.layout().partition_count
+    }
+
     /// Every broker of the cluster, by id, as the metadata lists them.
     pub fn brokers(&self) -> BTreeMap<i32, String> {
         self.router.layout().brokers.clone()

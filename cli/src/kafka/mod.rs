@@ -14,6 +14,7 @@ pub mod admin;
 pub mod consumer_protocol;
 pub mod error;
 pub mod fetch;
+pub mod group_member;
 pub mod leader_router;
 pub mod pool;
 pub mod producer;
