@@ -36,6 +36,9 @@ from test_group_cli import group_consumer
 
 pytestmark = [pytest.mark.confluent]
 
+# No automatic preferred-leader elections while a test arranges leadership by hand.
+NO_AUTO_REBALANCE = ["--leader-rebalance-interval-ms=3600000"]
+
 
 def unique(label: str) -> str:
     return f"ctl-{label}-{uuid.uuid4().hex[:8]}"
@@ -132,6 +135,13 @@ def test_produce_keys_headers_and_partitions_read_back_by_confluent(shared_clust
     assert [r["offset"] for r in report["records"]] == [base, base + 1, base + 2]
     read = ck_consume(cluster.bootstrap_servers, {(topic, 2): base}, count=3)
     assert [(c.key, c.value) for c in read] == [(b"a", b"1"), (b"b", b"2"), (None, b"no-key")]
+
+    # acks=0: nothing is answered, so no offsets; the records are there all the same.
+    report = json.loads(ctl_ok(cluster, "topic", "produce", topic, "-p", "1", "--acks", "0", "--output", "json",
+                               stdin=b"fire\nforget\n"))
+    assert [(r["partition"], r["offset"], r["error"]) for r in report["records"]] == [(1, None, None)] * 2
+    assert report["produced"] == 2 and report["idempotent"] is False
+    assert [r["value"] for r in consume_json(cluster, topic, "-p", "1", "--offset", "-2")] == ["fire", "forget"]
 
     # --key for every record; table output names every record.
     text = ctl_ok(cluster, "topic", "produce", topic, "--key", "fixed", "--compression", "gzip",
@@ -236,13 +246,17 @@ def test_consume_offsets_partitions_and_num(shared_cluster, written):
 
 
 @pytest.mark.timeout(120)
-def test_consume_follow_prints_a_record_produced_after_it_started(shared_cluster):
+@pytest.mark.parametrize("group", [False, True], ids=["assigned", "in-a-group"])
+def test_consume_follow_prints_a_record_produced_after_it_started(shared_cluster, group):
     cluster = shared_cluster
     topic = unique("follow")
+    group_id = unique("follow-group")
     cluster.create_topic(topic, partitions=1)
     ck_produce(cluster.bootstrap_servers, topic, [Rec(value=b"before")])
     argv = [str(chronikctl_path()), "--controllers", cluster.controllers, "topic", "consume", topic,
             "--follow", "--output", "json", "--fetch-max-wait-ms", "200"]
+    if group:
+        argv += ["--group", group_id]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         # The first line proves it runs and has read up to the end; the next record comes after.
@@ -253,13 +267,17 @@ def test_consume_follow_prints_a_record_produced_after_it_started(shared_cluster
         second = json.loads(line)
         assert (second["offset"], second["key"], second["value"]) == (1, "late", "after")
         assert process.poll() is None, "--follow must keep running"
-    finally:
+        # SIGTERM ends it cleanly: exit 0, and a group member commits what it printed and leaves.
         process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        assert process.wait(timeout=30) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+    if group:
+        described = cluster.ctl_json("group", "describe", group_id)
+        assert described["state"] == "Empty" and described["members"] == [], described
+        assert [(p["partition"], p["committed_offset"]) for p in described["partitions"]] == [(0, 2)]
 
 
 def topic_and_group(cluster, label: str, per_partition: int) -> tuple[str, str]:
@@ -424,6 +442,34 @@ def test_completion_scripts_load_in_their_shells(tmp_path):
         if shutil.which(shell):
             flag = "-n" if shell == "zsh" else "--no-execute"
             subprocess.run([shell, flag, str(tmp_path / f"chronikctl.{shell}")], check=True, timeout=30)
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(180)
+def test_election_unclean_gives_a_leaderless_partition_a_live_replica(cluster_factory):
+    """Both replicas stop, the one outside the ISR comes back: `election preferred` cannot help,
+    `election unclean` makes that replica the leader."""
+    cluster = cluster_factory(controllers=1, brokers=2, controller_args=[
+        "--default-replication-factor=2", "--default-min-insync-replicas=1", *NO_AUTO_REBALANCE])
+    topic = unique("unclean-offline")
+    cluster.create_topic(topic, partitions=1, replication_factor=2)
+    state = lambda: cluster.describe_topic(topic)["partitions"][0]  # noqa: E731
+    leader, follower = state()["replicas"]
+    cluster.stop_broker(follower)
+    wait_until(lambda: state()["isr"] == [leader], 30, f"the ISR to shrink to [{leader}]")
+    cluster.stop_broker(leader)
+    wait_until(lambda: state()["leader"] == -1, 30, "the partition to lose its leader")
+    cluster.start_broker(follower)
+
+    done = ctl_fails(cluster, "election", "preferred", topic, "--output", "json")
+    assert json.loads(done.stdout)[0]["error"] == "PREFERRED_LEADER_NOT_AVAILABLE"
+    assert state()["leader"] == -1, "elected without being asked to"
+    results = json.loads(ctl_ok(cluster, "election", "unclean", topic, "--partition", "0", "--output", "json"))
+    assert [(r["partition"], r["result"], r["leader"]) for r in results] == [(0, "elected", follower)]
+    assert (state()["leader"], state()["isr"]) == (follower, [follower])
+    cluster.wait_leader(topic, 0, follower)
+    report = json.loads(ctl_ok(cluster, "topic", "produce", topic, "--output", "json", stdin=b"after\n"))
+    assert report["produced"] == 1
 
 
 @pytest.mark.timeout(120)

@@ -5,6 +5,9 @@
 //! stops after that many records in all. Records are written as they arrive, through `--format`
 //! (table output), as JSON lines or as YAML documents (see [`crate::output::record`]).
 //!
+//! SIGINT and SIGTERM end the read cleanly between Fetch rounds (with `--group`: a last commit of what
+//! was printed, then LeaveGroup), so `--follow` is stopped the usual way.
+//!
 //! What must stay true: an offset spec is resolved against each partition's log once, at the start,
 //! and clamped into `[log start, high watermark]` (a start past the end reads nothing, or waits with
 //! `--follow`); records of one partition are printed in offset order, each once; output is flushed
@@ -195,8 +198,16 @@ pub async fn consume(
     let mut printed = 0u64;
     let mut committed = next.clone();
     let wanted = args.num.unwrap_or(u64::MAX);
+    // SIGINT or SIGTERM ends the read between records: what was printed is committed (in a group)
+    // and the group is left, as at any other end.
+    let interrupted = interrupted();
+    tokio::pin!(interrupted);
     while printed < wanted && (args.follow || !fetcher.is_done()) {
-        for fetched in fetcher.poll().await? {
+        let records = tokio::select! {
+            records = fetcher.poll() => records?,
+            () = &mut interrupted => break,
+        };
+        for fetched in records {
             if printed >= wanted {
                 break;
             }
@@ -214,6 +225,8 @@ pub async fn consume(
         out.flush()?;
         if let Some((admin, member, timeout)) = &mut membership {
             if member.heartbeat_if_due(admin).await? {
+                // Best effort: a member already fenced out of its generation cannot commit, and
+                // then whoever takes its partitions reads them again from the last commit.
                 member.commit(admin, &next).await.ok();
                 for partition in next.keys() {
                     fetcher.unassign(*partition);
@@ -239,9 +252,27 @@ pub async fn consume(
     })
 }
 
+/// Resolves on SIGINT or SIGTERM (never, if the handlers cannot be installed: the default action,
+/// ending the process, then applies).
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut interrupt), Ok(mut terminate)) => {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
 /// Assigns `partitions` to the fetcher: each from the group's committed offset (asked through
-/// `admin`) when consuming in a group and there is one, else where `--offset` says; up to the high watermark unless `--follow`.
-/// Returns each partition's start.
+/// `admin`) when consuming in a group and there is one, else where `--offset` says; up to the high
+/// watermark unless `--follow`. Returns each partition's start.
 async fn assign(
     fetcher: &mut Fetcher,
     args: &ConsumeArgs,
