@@ -542,7 +542,7 @@ def test_commands_fail_clearly_when_the_broker_is_down(cluster_factory):
         done = ctl_fails(cluster, *args, "--retry-timeout-ms", "3000", stdin=b"x\n")
         assert "no live broker with a Kafka endpoint" in done.stderr.decode(), done.stderr
     done = ctl_fails(cluster, "group", "offset-delete", "g", "--topic", topic, "--retry-timeout-ms", "3000")
-    assert done.stderr.decode().startswith("error: "), done.stderr
+    assert "no live broker with a Kafka endpoint" in done.stderr.decode(), done.stderr
 
     cluster.start_broker(1)
     cluster.wait_topic_ready(topic, 1)

@@ -521,6 +521,34 @@ mod tests {
         assert_eq!(keys.split(b"kv"), Ok((None, Bytes::from_static(b"kv"))));
     }
 
+    #[test]
+    fn a_report_with_failed_records_fails_naming_the_first() {
+        let record = |record, error: Option<&str>| ProducedRecord {
+            record,
+            partition: Some(0),
+            offset: error.is_none().then_some(record as i64),
+            error: error.map(str::to_owned),
+        };
+        let mut report = ProduceReport {
+            topic: "t".to_owned(),
+            acks: "all".to_owned(),
+            idempotent: true,
+            produced: 2,
+            failed: 0,
+            records: vec![record(1, None), record(2, None)],
+        };
+        assert!(report.failure().is_none());
+        report.records.push(record(3, Some("MESSAGE_TOO_LARGE")));
+        report
+            .records
+            .push(record(4, Some("NOT_LEADER_OR_FOLLOWER")));
+        report.failed = 2;
+        assert_eq!(
+            report.failure().map(|e| e.to_string()).as_deref(),
+            Some("2 of 4 record(s) failed; the first, record 3: MESSAGE_TOO_LARGE")
+        );
+    }
+
     #[tokio::test]
     async fn the_reader_splits_at_any_delimiter_and_keeps_a_last_record() {
         let read = |input: &'static [u8], delimiter: &[u8]| {

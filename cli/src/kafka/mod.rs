@@ -1,5 +1,5 @@
-//! A minimal Kafka client connection over tokio TCP, shared by `chronikctl bench` and `chronikctl
-//! group`: size-prefixed frames, a request header chosen by the API version, and responses decoded with
+//! A minimal Kafka client connection over tokio TCP, shared by `chronikctl bench`, `group` and
+//! `topic produce|consume`: size-prefixed frames, a request header chosen by the API version, and responses decoded with
 //! the header version Kafka uses for that API (ApiVersions answers always use header v0). Opening a
 //! connection sends ApiVersions so later requests use the highest version both sides speak. Every wait
 //! has a deadline.
@@ -9,6 +9,12 @@
 //! the writer sent requests and checks each correlation id against the request it expects.
 //! [`BrokerPool`] keeps one connection per broker id for the admin commands, and
 //! [`consumer_protocol`] decodes what consumer groups store as opaque bytes.
+//!
+//! The record path is built from shared pieces, each in one place: [`topic`] (where a topic's
+//! partitions and leaders are), [`leader_router`] (requests to leaders, refreshed and retried after
+//! a leader change), [`records`] (RecordBatch v2 encoding and decoding with every codec),
+//! [`producer`] (idempotent Produce), [`fetch`] (the consumer's Fetch) and [`group_member`] (a
+//! consumer-group member).
 
 pub mod admin;
 pub mod consumer_protocol;

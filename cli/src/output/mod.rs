@@ -224,6 +224,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn yaml_is_the_json_document_and_json_is_the_inner_report() {
+        use crate::cmd::group::{OffsetDeletion, PartitionOffsetDeletion};
+        let report = Report::OffsetsDeleted(OffsetDeletion {
+            group_id: "g".to_owned(),
+            topic: "t".to_owned(),
+            partitions: vec![PartitionOffsetDeletion {
+                partition: 0,
+                deleted: false,
+                error: Some("GROUP_SUBSCRIBED_TO_TOPIC".to_owned()),
+                error_code: 86,
+            }],
+        });
+        let json = testing::json(&report);
+        assert_eq!(
+            json,
+            serde_json::json!({"group_id": "g", "topic": "t", "partitions": [
+                {"partition": 0, "deleted": false, "error": "GROUP_SUBSCRIBED_TO_TOPIC"}]})
+        );
+        let yaml = render_to_string(OutputFormat::Yaml, &report).expect("renders");
+        assert!(yaml.starts_with("---\n"), "{yaml}");
+        let parsed: serde_json::Value = serde_norway::from_str(&yaml).expect("YAML");
+        assert_eq!(parsed, json);
+        let table = testing::table_text(&report);
+        assert!(
+            table.contains("0          refused  GROUP_SUBSCRIBED_TO_TOPIC"),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn byte_counts_read_in_binary_units() {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1023), "1023 B");
