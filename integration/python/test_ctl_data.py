@@ -4,7 +4,8 @@
 - produce: keys (`--format`, `--key-delimiter`, `--key`), headers (`-H`), `--partition`, codecs and
   acks; what chronikctl reports (partition, offset) is what confluent-kafka reads back, and keyed
   records land where librdkafka's murmur2 partitioner puts the same keys; a record that does not match
-  the format fails alone and makes the exit status non-zero;
+  the format fails alone and makes the exit status non-zero; a producer whose leader stops half way
+  follows it to the new leader and writes every record once, in order;
 - consume: records produced by confluent-kafka printed through `--format`, as JSON lines (compared
   exactly, binary values in base64) and as YAML documents; `--offset` start/end/N/-N/@timestamp,
   `--partition`, `--num`; `--follow` prints a record produced after it started and is terminated;
@@ -147,6 +148,40 @@ def test_produce_keys_headers_and_partitions_read_back_by_confluent(shared_clust
     text = ctl_ok(cluster, "topic", "produce", topic, "--key", "fixed", "--compression", "gzip",
                   stdin=b"x\ny\n").decode()
     assert "RECORD" in text and "Produced 2 record(s)" in text and "0 failed" in text, text
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(180)
+def test_produce_follows_the_leader_when_it_stops_and_writes_each_record_once(cluster_factory):
+    """A running `topic produce` whose leader stops between two halves of its input: the second half
+    goes to the new leader (NOT_LEADER_OR_FOLLOWER or a lost connection, then fresh metadata), and
+    every record is in the log once, in input order."""
+    cluster = cluster_factory(controllers=1, brokers=2, controller_args=[
+        "--default-replication-factor=2", "--default-min-insync-replicas=1", *NO_AUTO_REBALANCE])
+    topic = unique("produce-failover")
+    cluster.create_topic(topic, partitions=1, replication_factor=2)
+    leader = cluster.leaders(topic)[0]
+    argv = [str(chronikctl_path()), "--controllers", cluster.controllers, "topic", "produce", topic,
+            "--output", "json", "--retry-timeout-ms", "30000"]
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        process.stdin.write(b"".join(f"first-{i}\n".encode() for i in range(100)))
+        process.stdin.flush()
+        wait_until(lambda: len(consume_json(cluster, topic)) == 100, 30, "the first half to be written")
+        cluster.stop_broker(leader)
+        out, err = process.communicate(b"".join(f"second-{i}\n".encode() for i in range(100)), timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0, err
+    report = json.loads(out)
+    assert (report["produced"], report["failed"]) == (200, 0), report
+    offsets = [r["offset"] for r in report["records"]]
+    assert offsets == list(range(200)), offsets
+    assert cluster.leaders(topic)[0] != leader
+    values = [r["value"] for r in consume_json(cluster, topic)]
+    assert values == [f"first-{i}" for i in range(100)] + [f"second-{i}" for i in range(100)]
 
 
 @pytest.mark.timeout(120)

@@ -16,6 +16,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Record;
+use tracing::debug;
 use uuid::Uuid;
 
 use super::admin::offsets_from_leaders;
@@ -283,6 +284,7 @@ impl Fetcher {
         match trouble {
             None => self.retry = None,
             Some(last) => {
+                debug!(%topic, %last, "retrying Fetch after leader trouble");
                 let retry = self
                     .retry
                     .get_or_insert_with(|| Retry::within(self.config.retry_timeout));

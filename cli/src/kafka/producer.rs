@@ -25,6 +25,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record};
+use tracing::debug;
 
 use super::leader_router::{LeaderRouter, Retry};
 use super::records::{batch_record, encode_batch, ProducerIdentity, BATCH_HEADER_BYTES};
@@ -242,6 +243,7 @@ impl Producer {
             if pending.is_empty() || !stale {
                 break;
             }
+            debug!(topic = %self.router.layout().topic, %last, "retrying Produce after leader trouble");
             if let Err(error) = retry
                 .pause("the partition leaders to take the records", &last)
                 .await
