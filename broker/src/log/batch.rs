@@ -456,7 +456,7 @@ impl RecordBatch {
     }
 
     /// `(offset, timestamp)` of every record, read from the record headers, for an uncompressed
-    /// batch; `None` for a compressed one (the log does not decompress). LogAppendTime batches report
+    /// batch; `None` for a compressed one (reads do not decompress). LogAppendTime batches report
     /// MaxTimestamp for every record. Stops at the first malformed record.
     pub fn record_timestamps(&self) -> Option<Vec<(i64, i64)>> {
         record_timestamps(&self.header, self.bytes.get(HEADER_BYTES..)?)

@@ -757,13 +757,58 @@ mod tests {
                 let at = rng.next() as usize % inner.len();
                 inner[at] = rng.next() as u8;
             }
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 inner.truncate(rng.next() as usize % inner.len());
             }
             let codec = i16::from_be_bytes([good[21], good[22]]) & 0x07;
             let bytes = with_records(good, &inner, codec);
             let batch = RecordBatch::parse(bytes).unwrap();
             let _ = validate_records(&batch, &compacted(), "t-0", NOW);
+        }
+    }
+}
+
+/// How much the record walk costs next to the CRC check every batch already pays. Run with
+/// `cargo test -p chronik-broker --lib validation_cost -- --ignored --nocapture` (figures from the
+/// test profile are pessimistic for our own code, which is not optimized there).
+#[cfg(test)]
+mod cost {
+    use std::time::Instant;
+
+    use kafka_protocol::records::Compression as Wire;
+
+    use super::*;
+    use crate::log::batch::test_support::keyed_batch;
+
+    #[test]
+    #[ignore]
+    fn validation_cost() {
+        let now = crate::log::now_ms();
+        let keys: Vec<String> = (0..1000)
+            .map(|i| format!("key-{i:04}-{}", "x".repeat(1000)))
+            .collect();
+        let records: Vec<(Option<&str>, i64)> =
+            keys.iter().map(|k| (Some(k.as_str()), now)).collect();
+        let rules = RecordRules::of(&LogConfig::default());
+        for codec in [Wire::None, Wire::Gzip, Wire::Snappy, Wire::Lz4, Wire::Zstd] {
+            let bytes = keyed_batch(&records, codec);
+            let rounds = 20;
+            let start = Instant::now();
+            for _ in 0..rounds {
+                RecordBatch::parse(bytes.clone()).unwrap();
+            }
+            let crc = start.elapsed() / rounds;
+            let batch = RecordBatch::parse(bytes.clone()).unwrap();
+            let start = Instant::now();
+            for _ in 0..rounds {
+                validate_records(&batch, &rules, "t-0", now).unwrap();
+            }
+            let walk = start.elapsed() / rounds;
+            println!(
+                "{codec:?}: {} records, {} bytes on the wire: CRC {crc:?}, record walk {walk:?}",
+                records.len(),
+                bytes.len()
+            );
         }
     }
 }
