@@ -36,6 +36,8 @@ from test_java_client import java_classpath, run_java  # noqa: F401 - java_class
 INVALID_RECORD = 87
 INVALID_TIMESTAMP = 32
 CORRUPT_MESSAGE = 2
+LEADER_NOT_AVAILABLE = 5
+NOT_LEADER_OR_FOLLOWER = 6
 HOUR_MS = 3_600_000
 
 
@@ -63,6 +65,18 @@ def produce_with_reports(bootstrap: str, topic: str, records: list[tuple[bytes |
     assert producer.flush(60) == 0, "delivery reports did not all arrive within 60 s"
     assert all(r is not None for r in reports)
     return reports
+
+
+def produce_led(conn: kafka_wire.KafkaConnection, topic: str, batch: bytes, version: int = 8,
+                timeout: float = 15.0) -> kafka_wire.ProduceResult:
+    """Produce to partition 0, retried while the broker has not yet taken up the leadership its
+    metadata already shows (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE): nothing is appended then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = conn.produce(topic, 0, batch, version=version)
+        if result.error_code not in (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)
 
 
 def stored_records(cluster, topic: str, partition: int = 0) -> int:
@@ -107,7 +121,7 @@ def test_wire_record_errors_name_each_refused_record(shared_cluster, topic_name)
     with kafka_wire.KafkaConnection(cluster.broker_addr(leader)) as conn:
         for codec, compress in [(0, None), (1, gzip.compress)]:
             batch = kafka_wire.custom_batch(records, codec=codec, compress=compress)
-            result = conn.produce(topic_name, 0, batch, version=8)
+            result = produce_led(conn, topic_name, batch, version=8)
             assert result.error_code == INVALID_RECORD
             assert [i for i, _ in result.record_errors] == [1, 3]
             assert all(m == f"Compacted topic cannot accept message without key in topic partition "
@@ -115,8 +129,15 @@ def test_wire_record_errors_name_each_refused_record(shared_cluster, topic_name)
             assert result.error_message.startswith(
                 "One or more records have been rejected due to 2 record errors in total")
             # Produce v7 predates record errors: the same refusal, without the list.
-            v7 = conn.produce(topic_name, 0, batch, version=7)
+            v7 = produce_led(conn, topic_name, batch, version=7)
             assert v7.error_code == INVALID_RECORD and v7.record_errors == []
+        # A producer's batch must start at offset 0 (BaseOffset lies outside the CRC).
+        keyed = kafka_wire.custom_batch([(b"a", b"1", now)])
+        moved = struct.pack(">q", 5) + keyed[8:]
+        refused = produce_led(conn, topic_name, moved, version=8)
+        assert refused.error_code == INVALID_RECORD and refused.record_errors == []
+        assert refused.error_message == (f"The baseOffset of the record batch in the append to "
+                                         f"{topic_name}-0 should be 0, but it is 5")
     assert stored_records(cluster, topic_name) == 0
 
 
@@ -218,10 +239,10 @@ def test_log_append_time_is_stamped_once_by_the_leader(shared_cluster, topic_nam
     batch = kafka_wire.custom_batch([(b"k", b"wire", producer_ts)], codec=3, compress=lz4.frame.compress)
     with kafka_wire.KafkaConnection(cluster.broker_addr(leader)) as conn:
         sent_at = now_ms()
-        stamped = conn.produce(topic_name, 0, batch, version=8)
+        stamped = produce_led(conn, topic_name, batch, version=8)
         assert stamped.error_code == 0 and sent_at <= stamped.log_append_time <= now_ms()
     with kafka_wire.KafkaConnection(cluster.broker_addr(cluster.leaders(create_time_topic)[0])) as conn:
-        plain = conn.produce(create_time_topic, 0, batch, version=8)
+        plain = produce_led(conn, create_time_topic, batch)
         assert plain.error_code == 0 and plain.log_append_time == -1
 
     # Every replica holds the leader's stamped bytes: the same batches, byte for byte.
@@ -275,14 +296,14 @@ def test_lying_compressed_batches_are_refused_and_not_stored(shared_cluster, top
     with kafka_wire.KafkaConnection(cluster.broker_addr(leader)) as conn:
         for what, lies, code, message in cases:
             batch = kafka_wire.custom_batch(records, codec=codec, compress=compress, **lies)
-            result = conn.produce(topic_name, 0, batch, version=8)
+            result = produce_led(conn, topic_name, batch, version=8)
             assert result.error_code == code, what
             assert message in (result.error_message or ""), (what, result.error_message)
             assert result.record_errors == [], what
         garbage = kafka_wire.custom_batch(records, codec=codec, compress=lambda _: b"\x01not compressed" * 4)
-        assert conn.produce(topic_name, 0, garbage, version=8).error_code == CORRUPT_MESSAGE
+        assert produce_led(conn, topic_name, garbage, version=8).error_code == CORRUPT_MESSAGE
         assert stored_records(cluster, topic_name) == 0
-        honest = conn.produce(topic_name, 0, kafka_wire.custom_batch(records, codec=codec, compress=compress),
+        honest = produce_led(conn, topic_name, kafka_wire.custom_batch(records, codec=codec, compress=compress),
                               version=8)
         assert (honest.error_code, honest.base_offset) == (0, 0)
     consumed = ck_consume(cluster.bootstrap_servers, {(topic_name, 0): 0}, 3, quiet_after=0.5)

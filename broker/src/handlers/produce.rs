@@ -73,7 +73,11 @@ fn log_error(e: LogError) -> Refusal {
 /// Refusals the log does not make: transactional batches (no transactions here), zstd before Produce v7
 /// (KIP-110), a producer's batch whose BaseOffset is not 0 (Kafka's
 /// `UnifiedLog.analyzeAndValidateRecords` for client appends).
-fn precheck(records: Option<Bytes>, version: i16) -> Result<Bytes, Refusal> {
+fn precheck(
+    records: Option<Bytes>,
+    version: i16,
+    (topic, partition): (&str, i32),
+) -> Result<Bytes, Refusal> {
     let records = records
         .ok_or_else(|| Refusal::new(ResponseError::InvalidRecord, "no records".to_string()))?;
     // Only the header is read here; the log validates the whole batch (framing, CRC, records) once,
@@ -83,7 +87,8 @@ fn precheck(records: Option<Bytes>, version: i16) -> Result<Bytes, Refusal> {
         return Err(Refusal::new(
             ResponseError::InvalidRecord,
             format!(
-                "The baseOffset of the record batch should be 0, but it is {}",
+                "The baseOffset of the record batch in the append to {topic}-{partition} should be \
+                 0, but it is {}",
                 batch.base_offset
             ),
         ));
@@ -134,7 +139,7 @@ pub async fn handle(
                     None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, None)),
                     Some(t) => match ctx.replicas.partition(t.id, index) {
                         None => Err(Refusal::new(ResponseError::NotLeaderOrFollower, None)),
-                        Some(partition) => match precheck(data.records, version) {
+                        Some(partition) => match precheck(data.records, version, (&name, index)) {
                             Err(refusal) => Err(refusal),
                             Ok(records) => ctx
                                 .replicas
@@ -295,8 +300,16 @@ mod tests {
     fn a_producer_batch_must_start_at_offset_zero() {
         let mut bytes = crate::log::batch::test_support::client_batch(&[1], 4).to_vec();
         bytes[..8].copy_from_slice(&5i64.to_be_bytes());
-        let refusal = precheck(Some(Bytes::from(bytes)), 9).err().unwrap();
+        let refusal = precheck(Some(Bytes::from(bytes)), 9, ("t", 0))
+            .err()
+            .unwrap();
         assert_eq!(refusal.error, ResponseError::InvalidRecord);
+        assert_eq!(
+            refusal.message.as_deref(),
+            Some(
+                "The baseOffset of the record batch in the append to t-0 should be 0, but it is 5"
+            )
+        );
     }
 
     #[test]
