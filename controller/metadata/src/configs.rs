@@ -203,13 +203,13 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: "message.timestamp.after.max.ms",
         kind: ConfigKind::Long { min: 0 },
         default: "3600000",
-        doc: "Stored and reported; Chronik does not act on it. How far past the broker's clock a CreateTime timestamp may be",
+        doc: "How far past the leader's clock a CreateTime record timestamp may be (KIP-937): later ones are refused with INVALID_TIMESTAMP",
     },
     ConfigDef {
         name: "message.timestamp.before.max.ms",
         kind: ConfigKind::Long { min: 0 },
         default: "9223372036854775807",
-        doc: "Stored and reported; Chronik does not act on it. How far before the broker's clock a CreateTime timestamp may be",
+        doc: "How far before the leader's clock a CreateTime record timestamp may be (KIP-937): older ones are refused with INVALID_TIMESTAMP",
     },
     ConfigDef {
         name: "min.cleanable.dirty.ratio",
