@@ -6,7 +6,8 @@ particular broker for its metadata without triggering auto-creation, hand-made i
 (a retried batch, a sequence gap, a fenced epoch) that a real client sends only after a fault, and
 hand-made (compressed) batches whose header lies about their records. It speaks ApiVersions v0,
 Metadata v4, InitProducerId v0 and Produce v7 and v8 (record errors, log append time), and builds
-RecordBatch v2 uncompressed or compressed by the caller.
+RecordBatch v2 uncompressed or compressed by the caller; for the legacy formats also Produce v0–v2
+with magic 0/1 message sets.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 
 API_PRODUCE = 0
@@ -104,6 +106,18 @@ def custom_batch(records: list[tuple[bytes | None, bytes, int]], codec: int = 0,
     return struct.pack(">qi", 0, len(after_length)) + after_length
 
 
+def legacy_message(key: bytes | None, value: bytes | None, magic: int = 1,
+                   timestamp: int = 1_700_000_000_000, attributes: int = 0, offset: int = 0) -> bytes:
+    """One message-set entry of magic 0 or 1 (Kafka's LegacyRecord), CRC-32 over magic to the end."""
+    body = struct.pack(">bb", magic, attributes)
+    if magic == 1:
+        body += struct.pack(">q", timestamp)
+    for field in (key, value):
+        body += struct.pack(">i", -1) if field is None else struct.pack(">i", len(field)) + field
+    crc = zlib.crc32(body)
+    return struct.pack(">qiI", offset, len(body) + 4, crc) + body
+
+
 @dataclass
 class ProduceResult:
     error_code: int
@@ -178,6 +192,14 @@ class Metadata:
     cluster_id: str | None
     controller_id: int
     topics: dict[str, TopicMetadata]
+
+
+def _produce_body(topic: str, partition: int, records: bytes, acks: int, timeout_ms: int) -> bytes:
+    """A Produce body after the transactional id (v3+; v0–v2 have none): one topic, one partition."""
+    name = topic.encode()
+    return (struct.pack(">hi", acks, timeout_ms) + struct.pack(">i", 1)
+            + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
+            + struct.pack(">ii", partition, len(records)) + records)
 
 
 class KafkaConnection:
@@ -286,10 +308,19 @@ class KafkaConnection:
         partition."""
         if version not in (7, 8):
             raise ValueError(f"Produce v{version} is not spoken here")
-        name = topic.encode()
-        body = (struct.pack(">hhi", -1, acks, timeout_ms) + struct.pack(">i", 1)
-                + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
-                + struct.pack(">ii", partition, len(batch)) + batch)
+        body = struct.pack(">h", -1) + _produce_body(topic, partition, batch, acks, timeout_ms)
+        return self._produce(version, body)[0]
+
+    def produce_legacy(self, version: int, topic: str, partition: int, message_set: bytes,
+                       acks: int = -1, timeout_ms: int = 10000) -> tuple[ProduceResult, int, int]:
+        """Produce v0–v2 (no transactional id) of one message set to one partition.
+
+        Returns (result, log_append_time_ms or None before v2, throttle_time_ms or None for v0)."""
+        return self._produce(version, _produce_body(topic, partition, message_set, acks, timeout_ms))
+
+    def _produce(self, version: int, body: bytes) -> tuple[ProduceResult, int | None, int | None]:
+        """Sends a one-partition Produce (v0–v8) and reads its response field by field; a response
+        longer or shorter than its version's schema raises ValueError."""
         r = _Reader(self.request(API_PRODUCE, version, body))
         results = []
         for _ in range(r.int32()):
@@ -297,16 +328,21 @@ class KafkaConnection:
             for _ in range(r.int32()):
                 r.int32()  # partition index
                 error = r.int16()
-                base_offset, append_time, log_start = struct.unpack(">qqq", r.take(24))
-                result = ProduceResult(error, base_offset, log_start, append_time)
+                base_offset = struct.unpack(">q", r.take(8))[0]
+                append_time = struct.unpack(">q", r.take(8))[0] if version >= 2 else None
+                log_start = struct.unpack(">q", r.take(8))[0] if version >= 5 else -1
+                result = ProduceResult(error, base_offset, log_start,
+                                       -1 if append_time is None else append_time)
                 if version >= 8:
                     result.record_errors = r.array(lambda: (r.int32(), r.string()))
                     result.error_message = r.string()
-                results.append(result)
-        r.int32()  # throttle_time_ms
+                results.append((result, append_time))
+        throttle = r.int32() if version >= 1 else None
+        if r.pos != len(r.data):
+            raise ValueError(f"Produce v{version} response has {len(r.data) - r.pos} bytes too many")
         if len(results) != 1:
             raise ValueError(f"expected one partition in the produce response, got {results}")
-        return results[0]
+        return results[0][0], results[0][1], throttle
 
     def wait_closed_by_peer(self, timeout: float) -> tuple[bool, bytes]:
         """Reads until the broker closes the connection or `timeout` passes.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::classic_group::{ClassicGroup, GroupState};
 use super::records::{GroupValue, OffsetKey, OffsetValue, OffsetsRecord};
-use crate::log::batch::{encode_plain_batch, Batches};
+use crate::log::batch::{encode_plain_batch, plain_record, Batches};
 use crate::log::now_ms;
 use crate::log::{LogError, PartitionLog};
 use crate::replica::{AppendError, Partition, ReplicaManager};
@@ -278,21 +278,7 @@ fn encode_batch(records: &[OffsetsRecord]) -> Result<Bytes, ResponseError> {
         .enumerate()
         .map(|(i, r)| {
             let (key, value) = r.encode();
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: now,
-                key: Some(key),
-                value,
-                headers: Default::default(),
-            }
+            plain_record(i as i64, now, Some(key), value)
         })
         .collect();
     encode_plain_batch(&mut records).map_err(|e| {

@@ -1,5 +1,6 @@
 //! Produce (key 0), served by partition leaders (Kafka's `ReplicaManager.appendRecords`). Each
-//! partition's records must be exactly one v2 batch; it is validated, appended as raw bytes and made
+//! partition's records must be exactly one v2 batch (v0–v2 may instead carry a legacy magic 0/1
+//! message set, up-converted to one by `log::legacy` first); it is validated, appended as raw bytes and made
 //! durable under the topic's flush policy before it is acknowledged. A broker that does not lead the
 //! partition answers NOT_LEADER_OR_FOLLOWER with a KIP-951 hint (v10+). acks=0 gets no response; if such
 //! a request fails, the connection is closed so the client refreshes its metadata.
@@ -28,6 +29,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::leader_hints::LeaderHints;
 use super::{BrokerContext, Outcome, RequestContext};
 use crate::log::batch::Compression;
+use crate::log::legacy;
 use crate::log::{BatchHeader, LogError};
 use crate::replica::AppendError;
 
@@ -72,14 +74,18 @@ fn log_error(e: LogError) -> Refusal {
 
 /// Refusals the log does not make: transactional batches (no transactions here), zstd before Produce v7
 /// (KIP-110), a producer's batch whose BaseOffset is not 0 (Kafka's
-/// `UnifiedLog.analyzeAndValidateRecords` for client appends).
+/// `UnifiedLog.analyzeAndValidateRecords` for client appends). Produce v0–v2's legacy message sets
+/// are up-converted to one v2 batch first.
 fn precheck(
     records: Option<Bytes>,
     version: i16,
     (topic, partition): (&str, i32),
 ) -> Result<Bytes, Refusal> {
-    let records = records
+    let mut records = records
         .ok_or_else(|| Refusal::new(ResponseError::InvalidRecord, "no records".to_string()))?;
+    if version < 3 && legacy::is_legacy(&records) {
+        records = legacy::up_convert(&records).map_err(|e| log_error(e.into()))?;
+    }
     // Only the header is read here; the log validates the whole batch (framing, CRC, records) once,
     // on append.
     let batch = BatchHeader::parse(&records).map_err(|e| log_error(LogError::InvalidBatch(e)))?;

@@ -114,7 +114,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn from_attributes(attributes: i16) -> Self {
+    pub(crate) fn from_attributes(attributes: i16) -> Self {
         match (attributes & COMPRESSION_MASK) as u8 {
             0 => Compression::None,
             1 => Compression::Gzip,
@@ -630,7 +630,41 @@ fn i64_at(buf: &[u8], at: usize) -> i64 {
 pub fn encode_plain_batch(
     records: &mut [kafka_protocol::records::Record],
 ) -> Result<Bytes, String> {
-    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    encode_batch(records, kafka_protocol::records::Compression::None)
+}
+
+/// A CreateTime record without headers for [`encode_plain_batch`] and [`encode_batch`] (which set
+/// its producer fields).
+pub fn plain_record(
+    offset: i64,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+) -> kafka_protocol::records::Record {
+    kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// [`encode_plain_batch`] with the records compressed by `compression` (the legacy up-conversion
+/// keeps the producer's codec).
+pub fn encode_batch(
+    records: &mut [kafka_protocol::records::Record],
+    compression: kafka_protocol::records::Compression,
+) -> Result<Bytes, String> {
+    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions};
     let first = records.first().map(|r| r.offset).unwrap_or_default();
     for r in records.iter_mut() {
         r.producer_id = -1;
@@ -645,7 +679,7 @@ pub fn encode_plain_batch(
         records.iter(),
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .map_err(|e| e.to_string())?;

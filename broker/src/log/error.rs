@@ -11,6 +11,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::batch::{BatchError, BatchErrorKind};
+use super::legacy::LegacyError;
 use super::producer_state::ProducerStateError;
 use super::validator::{RecordErrorKind, RecordsRejected};
 
@@ -23,6 +24,10 @@ pub enum LogError {
     /// error per refused record).
     #[error(transparent)]
     RecordsRejected(#[from] RecordsRejected),
+    /// A legacy message set (Produce v0–v2) that cannot be up-converted: CORRUPT_MESSAGE or
+    /// INVALID_RECORD (see `LegacyError::kind`), UNSUPPORTED_COMPRESSION_TYPE for zstd.
+    #[error(transparent)]
+    LegacyMessageSet(#[from] LegacyError),
     /// An idempotent producer's batch refused by the producer state checks (KIP-98, KIP-360):
     /// INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_RECORD, see the variant.
     #[error(transparent)]
@@ -106,6 +111,14 @@ impl LogError {
     pub fn kafka_error(&self) -> ResponseError {
         match self {
             LogError::InvalidBatch(b) => match b.kind() {
+                BatchErrorKind::CorruptMessage => ResponseError::CorruptMessage,
+                BatchErrorKind::InvalidRecord => ResponseError::InvalidRecord,
+            },
+            LogError::LegacyMessageSet(LegacyError::ZstdNeedsV2) => {
+                ResponseError::UnsupportedCompressionType
+            }
+            LogError::LegacyMessageSet(LegacyError::Encode(_)) => ResponseError::UnknownServerError,
+            LogError::LegacyMessageSet(e) => match e.kind() {
                 BatchErrorKind::CorruptMessage => ResponseError::CorruptMessage,
                 BatchErrorKind::InvalidRecord => ResponseError::InvalidRecord,
             },

@@ -5,7 +5,9 @@
 //!
 //! Layers, bottom up: [`batch`] (the 61-byte header, validation and patches over `Bytes`), [`index`]
 //! (sparse offset and time indexes), [`segment`] (one `.log` file with its indexes, recovery),
-//! [`validator`] (a producer's records against the topic's rules), [`epoch`] (the leader-epoch cache and its checkpoint), [`producer_state`] (idempotent producers'
+//! [`validator`] (a producer's records against the topic's rules), [`legacy`] (magic 0/1 message
+//! sets up-converted to one v2 batch for Produce v0–v2), [`epoch`] (the leader-epoch cache and its
+//! checkpoint), [`producer_state`] (idempotent producers'
 //! sequence state and its snapshots), [`partition_log`] (one partition directory),
 //! [`manager`] (all partitions of a data directory, retention and flush timers), with [`config`] the
 //! topic settings and [`checkpoint`] the atomic small-file writes.
@@ -63,6 +65,7 @@ pub mod config;
 pub mod epoch;
 pub mod error;
 pub mod index;
+pub mod legacy;
 pub mod manager;
 pub mod partition_log;
 pub mod producer_state;

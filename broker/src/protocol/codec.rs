@@ -1,9 +1,17 @@
 //! Kafka request and response framing over the `kafka-protocol` codec. A frame is the bytes after the
 //! 4-byte size prefix. Decoding peeks the API key and version first, so an unknown API or version is
 //! refused without decoding, and an ApiVersions request that is too new still gets its KIP-511 answer.
+//!
+//! Produce v0–v2, which the codec (following Kafka 4's schemas, KIP-896) no longer knows, are framed
+//! here: a v0–v2 request is a v3 request without the leading transactional id, so it decodes as v3
+//! with a null one; a v2 response is exactly a v3 one, and v0/v1 responses, a subset, are written by
+//! [`encode_produce_v0_v1`].
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, RequestKind, ResponseHeader,
+    ResponseKind,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use thiserror::Error;
 
@@ -78,7 +86,16 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, FrameError> {
     }
     let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
         .map_err(malformed(key, version))?;
-    let body = RequestKind::decode(key, &mut frame, version).map_err(malformed(key, version))?;
+    let body = if key == ApiKey::Produce && version < LEGACY_PRODUCE_SCHEMA {
+        let mut v3 = BytesMut::with_capacity(2 + frame.len());
+        v3.put_i16(-1); // transactional_id: null
+        v3.put_slice(&frame);
+        ProduceRequest::decode(&mut v3.freeze(), LEGACY_PRODUCE_SCHEMA)
+            .map(RequestKind::Produce)
+            .map_err(malformed(key, version))?
+    } else {
+        RequestKind::decode(key, &mut frame, version).map_err(malformed(key, version))?
+    };
     Ok(Decoded::Request(Box::new(Request {
         header,
         api_key: key,
@@ -100,11 +117,50 @@ pub fn encode_response(
         .with_correlation_id(correlation_id)
         .encode(&mut buf, api_key.response_header_version(version))
         .map_err(|e| EncodeError::Codec(e.to_string()))?;
-    body.encode(&mut buf, version)
-        .map_err(|e| EncodeError::Codec(e.to_string()))?;
+    match body {
+        ResponseKind::Produce(r) if version < 2 => encode_produce_v0_v1(&mut buf, r, version)?,
+        _ => {
+            let schema = match body {
+                ResponseKind::Produce(_) if version == 2 => LEGACY_PRODUCE_SCHEMA,
+                _ => version,
+            };
+            body.encode(&mut buf, schema)
+                .map_err(|e| EncodeError::Codec(e.to_string()))?;
+        }
+    }
     let size = i32::try_from(buf.len() - 4).map_err(|_| EncodeError::TooLarge(buf.len() - 4))?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
+}
+
+/// The Produce version whose schema carries v0–v2 (see the module doc).
+pub const LEGACY_PRODUCE_SCHEMA: i16 = 3;
+
+/// ProduceResponse v0/v1: per topic its name and per partition index, error code and base offset;
+/// v1 adds throttle_time_ms at the end (v2 adds log_append_time_ms and is v3's schema).
+fn encode_produce_v0_v1(
+    buf: &mut BytesMut,
+    response: &ProduceResponse,
+    version: i16,
+) -> Result<(), EncodeError> {
+    let count = |n: usize| i32::try_from(n).map_err(|_| EncodeError::TooLarge(n));
+    buf.put_i32(count(response.responses.len())?);
+    for topic in &response.responses {
+        let name = topic.name.0.as_bytes();
+        let len = i16::try_from(name.len()).map_err(|_| EncodeError::TooLarge(name.len()))?;
+        buf.put_i16(len);
+        buf.put_slice(name);
+        buf.put_i32(count(topic.partition_responses.len())?);
+        for p in &topic.partition_responses {
+            buf.put_i32(p.index);
+            buf.put_i16(p.error_code);
+            buf.put_i64(p.base_offset);
+        }
+    }
+    if version == 1 {
+        buf.put_i32(response.throttle_time_ms);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -141,6 +197,68 @@ mod tests {
     }
 
     #[test]
+    fn produce_v0_to_v2_requests_decode_as_v3_without_a_transactional_id() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::TopicName;
+        let request = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(1_500)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName("t".into()))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(3)
+                    .with_records(Some(Bytes::from_static(b"legacy")))])]);
+        let v3 = frame(ApiKey::Produce, 3, &RequestKind::Produce(request.clone()));
+        for version in 0..=2 {
+            // Header (key, version, correlation id, client id ""), then the v3 body minus its
+            // transactional id (null: 0xffff).
+            let mut legacy = BytesMut::from(&v3[..10]);
+            legacy[3] = version as u8;
+            assert_eq!(&v3[10..12], &[0xff, 0xff]);
+            legacy.put_slice(&v3[12..]);
+            match decode_request(legacy.freeze()).unwrap() {
+                Decoded::Request(r) => {
+                    assert_eq!((r.api_key, r.version), (ApiKey::Produce, version));
+                    assert!(matches!(r.body, RequestKind::Produce(p) if p == request));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn produce_v0_to_v2_responses_have_their_versions_fields() {
+        use kafka_protocol::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        use kafka_protocol::messages::TopicName;
+        let response = ProduceResponse::default()
+            .with_throttle_time_ms(7)
+            .with_responses(vec![TopicProduceResponse::default()
+                .with_name(TopicName("t".into()))
+                .with_partition_responses(vec![PartitionProduceResponse::default()
+                    .with_index(3)
+                    .with_error_code(2)
+                    .with_base_offset(40)
+                    .with_log_append_time_ms(99)])]);
+        let body = ResponseKind::Produce(response);
+        let encode = |version| encode_response(42, ApiKey::Produce, version, &body).unwrap();
+        // size, correlation id, 1 topic "t", 1 partition: index 3, error 2, base offset 40.
+        let mut v0 = vec![0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 1];
+        v0.extend_from_slice(&[0, 0, 0, 3, 0, 2, 0, 0, 0, 0, 0, 0, 0, 40]);
+        v0[3] = (v0.len() - 4) as u8;
+        assert_eq!(&encode(0)[..], &v0[..]);
+        let mut v1 = v0.clone();
+        v1.extend_from_slice(&[0, 0, 0, 7]);
+        v1[3] += 4;
+        assert_eq!(&encode(1)[..], &v1[..]);
+        let mut v2 = v0.clone();
+        v2.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 99, 0, 0, 0, 7]);
+        v2[3] += 12;
+        assert_eq!(&encode(2)[..], &v2[..]);
+    }
+
+    #[test]
     fn api_versions_too_new_is_answered_not_refused() {
         let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
         let mut bytes = BytesMut::from(&frame(ApiKey::ApiVersions, 4, &body)[..]);
@@ -174,10 +292,10 @@ mod tests {
             Err(FrameError::UnknownApiKey(0x7f00))
         ));
         assert!(matches!(
-            decode_request(Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1])),
+            decode_request(Bytes::from_static(&[0, 1, 0, 3, 0, 0, 0, 1])),
             Err(FrameError::UnsupportedVersion {
-                key: ApiKey::Produce,
-                version: 1
+                key: ApiKey::Fetch,
+                version: 3
             })
         ));
         // A Metadata v12 header followed by truncated garbage.

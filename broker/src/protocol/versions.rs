@@ -1,6 +1,10 @@
 //! The one table of Kafka APIs this broker serves and the versions it advertises (ranges from Kafka's
 //! protocol JSON schemas, minimums where older clients gate features on them, see `SUPPORTED_APIS`).
 //! ApiVersions answers from it and dispatch refuses anything outside it, so the two can never disagree.
+//!
+//! Produce is served from v0: v0–v2 carry legacy message sets (magic 0/1), which the broker
+//! up-converts to v2 batches (`log::legacy`). Fetch stays v4+: a consumer that only reads the legacy
+//! formats is not served (Kafka down-converts for those; Chronik does not).
 
 use kafka_protocol::messages::ApiKey;
 
@@ -8,8 +12,8 @@ use kafka_protocol::messages::ApiKey;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SupportedApi {
     pub key: ApiKey,
-    /// Advertised minimum. Below `serve_min` only for Produce, whose advertised 0 keeps older
-    /// librdkafka enabling compression (KAFKA-18659); v0–v2 produces close the connection.
+    /// Advertised minimum. Equal to `serve_min` for every API today; it may only be lower when an
+    /// older client gates a feature on a range we cannot decode.
     pub advertised_min: i16,
     pub serve_min: i16,
     pub max: i16,
@@ -26,12 +30,9 @@ const fn api(key: ApiKey, min: i16, max: i16) -> SupportedApi {
 
 /// Every API served, in ApiVersions order.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    SupportedApi {
-        key: ApiKey::Produce,
-        advertised_min: 0,
-        serve_min: 3,
-        max: 11,
-    },
+    // From v0: older librdkafka enables compression only when v0 is in range (KAFKA-18659), and
+    // clients with `api.version.request=false` send v0–v2 with legacy message sets.
+    api(ApiKey::Produce, 0, 11),
     api(ApiKey::Fetch, 4, 17),
     api(ApiKey::ListOffsets, 1, 10),
     api(ApiKey::Metadata, 0, 12),
@@ -80,13 +81,19 @@ pub fn is_served(key: ApiKey, version: i16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::codec::LEGACY_PRODUCE_SCHEMA;
 
     #[test]
     fn every_served_version_is_one_the_codec_can_decode() {
         for api in SUPPORTED_APIS {
             let codec = api.key.valid_versions();
+            // Produce v0–v2 are framed by our codec module in v3's schema.
+            let codec_min = match api.key {
+                ApiKey::Produce if codec.min <= LEGACY_PRODUCE_SCHEMA => 0,
+                _ => codec.min,
+            };
             assert!(
-                codec.min <= api.serve_min && api.max <= codec.max,
+                codec_min <= api.serve_min && api.max <= codec.max,
                 "{:?}: serve {}..={} but the codec knows {}..={}",
                 api.key,
                 api.serve_min,
@@ -98,13 +105,13 @@ mod tests {
     }
 
     #[test]
-    fn produce_advertises_zero_but_serves_from_three() {
+    fn produce_is_served_from_zero_and_fetch_from_four() {
         assert_eq!(
-            supported(ApiKey::Produce).map(|a| a.advertised_min),
-            Some(0)
+            supported(ApiKey::Produce).map(|a| (a.advertised_min, a.serve_min)),
+            Some((0, 0))
         );
-        assert!(!is_served(ApiKey::Produce, 2));
-        assert!(is_served(ApiKey::Produce, 3));
+        assert!(is_served(ApiKey::Produce, 0) && is_served(ApiKey::Produce, 2));
+        assert!(!is_served(ApiKey::Fetch, 3) && is_served(ApiKey::Fetch, 4));
         assert!(!is_served(ApiKey::Fetch, 18));
     }
 
