@@ -20,6 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use chronik_metadata::acl::{AclOperation, ResourceType};
 use chronik_metadata::topic_name::{is_internal_topic, validate_topic_name};
 use chronik_metadata::{BrokerId, MetadataImage, PartitionRegistration, TopicImage};
 use chronik_proto::v1 as pb;
@@ -34,11 +35,12 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 use uuid::Uuid;
 
-use super::brokers::{controller_id, live_brokers, NodeEndpoint, CLUSTER_AUTHORIZED_OPERATIONS};
+use super::brokers::{controller_id, live_brokers, NodeEndpoint};
 use super::{BrokerContext, RequestContext};
 
 /// Kafka's answer without an authorizer, when a client asks: every operation a topic supports (READ,
 /// WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS as a bit field).
+#[cfg(test)]
 pub(crate) const TOPIC_AUTHORIZED_OPERATIONS: i32 = 3576;
 
 /// How long a Metadata request waits for the controller to create topics it named.
@@ -90,8 +92,13 @@ pub async fn handle(
     let wanted = wanted_topics(&request, rc.version);
     let mut image = ctx.metadata.current();
 
+    // Kafka's handleTopicMetadataRequest: a topic is listed only with DESCRIBE on it, and
+    // auto-created only with CREATE on the cluster or on it.
+    let may_describe = |name: &str| ctx.authorize_topic(rc, AclOperation::Describe, name);
+    let mut create_denied = HashSet::new();
     let mut auto_created = HashMap::new();
     if ctx.auto_create_topics && request.allow_auto_topic_creation {
+        let may_create_any = ctx.authorize_cluster(rc, AclOperation::Create);
         let missing: Vec<String> = wanted
             .iter()
             .flatten()
@@ -99,7 +106,15 @@ pub async fn handle(
                 Wanted::Name(name) => Some(name),
                 _ => None,
             })
-            .filter(|name| may_auto_create(&image, name))
+            .filter(|name| may_auto_create(&image, name) && may_describe(name))
+            .filter(|name| {
+                let may_create =
+                    may_create_any || ctx.authorize_topic(rc, AclOperation::Create, name);
+                if !may_create {
+                    create_denied.insert(name.to_string());
+                }
+                may_create
+            })
             .cloned()
             .collect();
         if !missing.is_empty() {
@@ -113,20 +128,31 @@ pub async fn handle(
     let describe = |topic: &TopicImage| {
         let mut answer = describe_topic(&image, topic, rc, &lost);
         if include_topic_operations {
-            answer.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+            answer.topic_authorized_operations =
+                ctx.authorized_operations(rc, ResourceType::Topic, &topic.name);
         }
         answer
+    };
+    let unauthorized = |name: Option<String>, id: Uuid| {
+        MetadataResponseTopic::default()
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+            .with_topic_id(id)
     };
     let topics = match wanted {
         None => image
             .topic_ids
             .values()
             .filter_map(|id| image.topics.get(id))
+            .filter(|topic| may_describe(&topic.name))
             .map(describe)
             .collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|w| match w {
+                Wanted::Name(name) if !may_describe(&name) || create_denied.contains(&name) => {
+                    unauthorized(Some(name), Uuid::nil())
+                }
                 Wanted::Name(name) => match image.topic_by_name(&name) {
                     Some(topic) => describe(topic),
                     None => {
@@ -135,12 +161,17 @@ pub async fn handle(
                         // Kafka answers the operations for every named topic, known or not (only
                         // unknown topic ids go without).
                         if include_topic_operations {
-                            answer.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+                            answer.topic_authorized_operations = ctx.authorized_operations(
+                                rc,
+                                ResourceType::Topic,
+                                &name_of(&answer),
+                            );
                         }
                         answer
                     }
                 },
                 Wanted::Id(id) => match image.topics.get(&id) {
+                    Some(topic) if !may_describe(&topic.name) => unauthorized(None, id),
                     Some(topic) => describe(topic),
                     None => MetadataResponseTopic::default()
                         .with_error_code(ResponseError::UnknownTopicId.code())
@@ -162,7 +193,7 @@ pub async fn handle(
         .with_brokers(brokers.into_iter().map(response_broker).collect())
         .with_topics(topics);
     if request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+        response.cluster_authorized_operations = ctx.cluster_authorized_operations(rc);
     }
     response
 }
@@ -242,6 +273,14 @@ pub(crate) async fn auto_create_topics(
 }
 
 /// The answer for a named topic the image does not have.
+fn name_of(answer: &MetadataResponseTopic) -> String {
+    answer
+        .name
+        .as_ref()
+        .map(|n| n.0.to_string())
+        .unwrap_or_default()
+}
+
 fn unknown_topic(name: String, auto_created: Option<AutoCreate>) -> MetadataResponseTopic {
     let error = if validate_topic_name(&name).is_err() {
         ResponseError::InvalidTopicException
@@ -357,6 +396,7 @@ pub(crate) mod tests {
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 
     use super::*;
+    use crate::handlers::brokers::CLUSTER_AUTHORIZED_OPERATIONS;
 
     use crate::handlers::create_topics::tests::with_fake_controller;
     use crate::handlers::test_support::*;

@@ -3,6 +3,8 @@
 //! does). `dispatch` routes by request kind; the versions table (`protocol::versions`) has already
 //! refused anything not served.
 
+pub mod access;
+pub mod acls;
 pub mod admin;
 pub mod alter_configs;
 pub mod api_versions;
@@ -46,6 +48,7 @@ use std::sync::Arc;
 use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
+use crate::authorizer::{Authorizer, Session};
 use crate::controller_client::ControllerClient;
 use crate::group::GroupCoordinator;
 use crate::metadata::MetadataCache;
@@ -64,6 +67,8 @@ pub struct BrokerContext {
     pub auto_create_topics: bool,
     /// Producer ids for InitProducerId.
     pub producer_ids: Arc<ProducerIdManager>,
+    /// `--authorizer`: `None` checks nothing (see `access`).
+    pub authorizer: Option<Authorizer>,
 }
 
 /// Per-request facts a handler may need.
@@ -74,6 +79,8 @@ pub struct RequestContext<'a> {
     pub listener: &'a str,
     /// The client's address (DescribeGroups shows it as the member's host).
     pub peer: Option<SocketAddr>,
+    /// Who the connection acts as, for the authorizer.
+    pub session: &'a Session,
 }
 
 impl RequestContext<'_> {
@@ -115,12 +122,14 @@ pub async fn dispatch(
     request: Request,
     listener: &str,
     peer: Option<SocketAddr>,
+    session: &Session,
 ) -> Outcome {
     let rc = RequestContext {
         header: &request.header,
         version: request.version,
         listener,
         peer,
+        session,
     };
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, &rc, r)),
@@ -195,6 +204,15 @@ pub async fn dispatch(
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(describe_producers::handle(ctx, &rc, r))
+        }
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::handle_create(ctx, &rc, r).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::handle_describe(ctx, &rc, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::handle_delete(ctx, &rc, r).await)
         }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };

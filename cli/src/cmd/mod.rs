@@ -4,6 +4,7 @@
 //! `cluster logdirs`, `topic describe` and `topic trim-prefix` also speak the Kafka protocol to the
 //! brokers the controllers list.
 
+pub mod acl;
 pub mod broker;
 pub mod cluster;
 pub mod config;
@@ -16,8 +17,8 @@ pub mod topic;
 pub mod trim_prefix;
 
 use crate::cli::{
-    BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges, ElectionCommand,
-    GroupCommand, PartitionCommand, ReassignmentCommand, TopicCommand,
+    AclCommand, BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges,
+    ElectionCommand, GroupCommand, PartitionCommand, ReassignmentCommand, TopicCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
@@ -78,6 +79,8 @@ pub enum Report {
     Bench(crate::bench::BenchReport),
     /// `probe`.
     Probe(probe::ProbeResult),
+    /// `acl create|list|delete`.
+    Acls(acl::AclReport),
 }
 
 impl Report {
@@ -174,6 +177,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Election(ElectionCommand::Preferred { topic }) => {
             Report::Election(election::preferred(client, topic.as_deref()).await?)
         }
+        Command::Acl(AclCommand::Create(args)) => Report::Acls(acl::create(client, args).await?),
+        Command::Acl(AclCommand::List(args)) => Report::Acls(acl::list(client, args).await?),
+        Command::Acl(AclCommand::Delete(args)) => Report::Acls(acl::delete(client, args).await?),
         Command::Local(command) => Report::Local(local::execute(command).await?),
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
         Command::Probe { url } => Report::Probe(probe::probe(url, client.request_timeout()).await?),

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
+
 /// A broker's id, chosen by the operator (`--broker-id`).
 pub type BrokerId = i32;
 /// A topic's id: a non-zero UUID assigned by the controller at creation.
@@ -153,5 +155,14 @@ pub enum Record {
         broker_id: BrokerId,
         broker_epoch: i64,
         next_producer_id: i64,
+    },
+    /// An ACL stored under its id (Kafka's `AccessControlEntryRecord`, KIP-801).
+    AccessControlEntry {
+        id: Uuid,
+        acl: AclBinding,
+    },
+    /// Kafka's `RemoveAccessControlEntryRecord`.
+    RemoveAccessControlEntry {
+        id: Uuid,
     },
 }
