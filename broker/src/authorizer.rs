@@ -209,6 +209,67 @@ impl Authorizer {
         allowed || (!has_resource_acls && self.allow_everyone_if_no_acl_found)
     }
 
+    /// Whether `session` may perform `operation` on some resource of the type (Kafka's
+    /// `Authorizer.authorizeByResourceType`, KIP-679): allowed when a resource no ACL names would
+    /// be, or when an ALLOW ACL of the principal (or `User:*`) from its host covers a name no DENY
+    /// ACL takes back (a DENY on LITERAL `*` takes back everything).
+    pub fn authorize_by_resource_type(
+        &self,
+        image: &MetadataImage,
+        session: &Session,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        // Kafka's hard-coded name: super users, and allow-everyone with no ACL naming it.
+        if self.authorize(image, session, operation, resource_type, "hardcode") {
+            return true;
+        }
+        let principal = session.principal.to_string();
+        let host = session
+            .client_address
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let relevant: Vec<&AclBinding> = image
+            .acls
+            .values()
+            .filter(|acl| {
+                acl.resource_type == resource_type
+                    && (acl.principal == principal || acl.principal == WILDCARD_PRINCIPAL)
+                    && (acl.host == WILDCARD_HOST || acl.host == host)
+                    && (acl.operation == operation || acl.operation == AclOperation::All)
+            })
+            .collect();
+        let denies = |pattern: PatternType, name: &str| {
+            relevant.iter().any(|d| {
+                d.permission == AclPermissionType::Deny
+                    && d.pattern_type == pattern
+                    && d.resource_name == name
+            })
+        };
+        if denies(PatternType::Literal, WILDCARD_RESOURCE) {
+            return false;
+        }
+        let denied_by_prefix = |name: &str| {
+            relevant.iter().any(|d| {
+                d.permission == AclPermissionType::Deny
+                    && d.pattern_type == PatternType::Prefixed
+                    && name.starts_with(&d.resource_name)
+            })
+        };
+        relevant.iter().any(|a| {
+            a.permission == AclPermissionType::Allow
+                && match a.pattern_type {
+                    PatternType::Literal if a.resource_name == WILDCARD_RESOURCE => true,
+                    PatternType::Literal => {
+                        !denies(PatternType::Literal, &a.resource_name)
+                            && !denied_by_prefix(&a.resource_name)
+                    }
+                    PatternType::Prefixed => !denied_by_prefix(&a.resource_name),
+                    _ => false,
+                }
+        })
+    }
+
     /// The operations of the resource's type `session` may perform on it, as a bit field (Kafka's
     /// `AuthHelper.authorizedOperations`).
     pub fn authorized_operations(
@@ -517,5 +578,36 @@ mod tests {
             strict().authorized_operations(&none, &alice(), ResourceType::Topic, "orders"),
             0
         );
+    }
+
+    #[test]
+    fn by_resource_type_needs_one_allowed_name_not_taken_back() {
+        let by_type = |authorizer: &Authorizer, acls: &MetadataImage| {
+            authorizer.authorize_by_resource_type(acls, &alice(), Write, ResourceType::Topic)
+        };
+        assert!(by_type(&open(), &image(&[])));
+        assert!(!by_type(&strict(), &image(&[])));
+        assert!(by_type(
+            &strict(),
+            &image(&[topic_acl("orders", Write, Allow)])
+        ));
+        assert!(!by_type(
+            &strict(),
+            &image(&[
+                topic_acl("orders", Write, Allow),
+                Acl {
+                    pattern_type: PatternType::Prefixed,
+                    ..topic_acl("ord", Write, Deny)
+                },
+            ])
+        ));
+        assert!(!by_type(
+            &open(),
+            &image(&[topic_acl("orders", All, Allow), topic_acl("*", Write, Deny)])
+        ));
+        assert!(!by_type(
+            &strict(),
+            &image(&[topic_acl("orders", Read, Allow)])
+        ));
     }
 }

@@ -284,7 +284,7 @@ def test_acks_all_replication_keeps_working_with_the_authorizer(secured, topic_n
     try:
         create(admin, [deny_read, allow_write])
         delivered = ck_produce(bootstrap, topic_name, [Rec(value=b"r%d" % i) for i in range(300)],
-                               config={"acks": "all"})
+                               config={"acks": "all", "enable.idempotence": True})
         assert len(delivered) == 300
         described = secured.describe_topic(topic_name)
         for p in described["partitions"]:

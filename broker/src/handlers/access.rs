@@ -57,6 +57,24 @@ impl BrokerContext {
         self.authorize(rc, operation, ResourceType::Group, group)
     }
 
+    /// Whether the request may perform `operation` on some resource of the type (KIP-679).
+    pub fn authorize_by_resource_type(
+        &self,
+        rc: &RequestContext<'_>,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        match &self.authorizer {
+            None => true,
+            Some(authorizer) => authorizer.authorize_by_resource_type(
+                &self.metadata.current(),
+                rc.session,
+                operation,
+                resource_type,
+            ),
+        }
+    }
+
     /// The cluster's authorized operations as Metadata and DescribeCluster report them: none without
     /// DESCRIBE on the cluster (Kafka's `computeDescribeClusterResponse`).
     pub fn cluster_authorized_operations(&self, rc: &RequestContext<'_>) -> i32 {

@@ -324,3 +324,202 @@ fn matching_acl(acl: &AclBinding) -> DeleteAclsMatchingAcl {
         .with_operation(acl.operation.code())
         .with_permission_type(acl.permission.code())
 }
+
+#[cfg(test)]
+mod tests {
+    use chronik_metadata::Record;
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::authorizer::Authorizer;
+    use crate::handlers::test_support::{assert_encodes, cluster, TestBroker};
+
+    fn acl(name: &str, pattern_type: PatternType, operation: AclOperation) -> Record {
+        Record::AccessControlEntry {
+            id: Uuid::new_v4(),
+            acl: AclBinding {
+                resource_type: ResourceType::Topic,
+                resource_name: name.into(),
+                pattern_type,
+                principal: "User:ANONYMOUS".into(),
+                host: "*".into(),
+                operation,
+                permission: AclPermissionType::Allow,
+            },
+        }
+    }
+
+    /// A broker over the test cluster plus ACLs, with the standard authorizer when `authorizer`.
+    fn broker(acls: Vec<Record>, authorizer: Option<Authorizer>) -> TestBroker {
+        let mut records = cluster().records;
+        records.extend(acls);
+        let mut broker = TestBroker::new(1, &records);
+        broker.ctx.authorizer = authorizer;
+        broker
+    }
+
+    fn open() -> Option<Authorizer> {
+        Some(Authorizer {
+            allow_everyone_if_no_acl_found: true,
+            ..Authorizer::default()
+        })
+    }
+
+    fn filter(name: Option<&str>, pattern_type: PatternType) -> DescribeAclsRequest {
+        DescribeAclsRequest::default()
+            .with_resource_type_filter(ResourceType::Topic.code())
+            .with_resource_name_filter(name.map(|n| StrBytes::from_string(n.into())))
+            .with_pattern_type_filter(pattern_type.code())
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_operation(AclOperation::Any.code())
+            .with_permission_type(AclPermissionType::Any.code())
+    }
+
+    #[tokio::test]
+    async fn without_an_authorizer_every_acl_api_answers_security_disabled() {
+        let b = broker(Vec::new(), None);
+        let rc = b.rc(3, "PLAINTEXT");
+        let described = handle_describe(&b.ctx, &rc, filter(None, PatternType::Any));
+        assert_eq!(described.error_code, ResponseError::SecurityDisabled.code());
+        assert_eq!(
+            described.error_message.as_deref(),
+            Some("No Authorizer is configured.")
+        );
+        let created = handle_create(
+            &b.ctx,
+            &rc,
+            CreateAclsRequest::default().with_creations(vec![AclCreation::default(); 2]),
+        )
+        .await;
+        assert!(created
+            .results
+            .iter()
+            .all(|r| r.error_code == ResponseError::SecurityDisabled.code()));
+        assert_eq!(created.results.len(), 2);
+        let deleted = handle_delete(
+            &b.ctx,
+            &rc,
+            DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()]),
+        )
+        .await;
+        assert_eq!(
+            deleted.filter_results[0].error_code,
+            ResponseError::SecurityDisabled.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn acl_apis_need_the_cluster_operations() {
+        // Some ACL on the cluster, none for ANONYMOUS: it may not describe or alter ACLs.
+        let other = Record::AccessControlEntry {
+            id: Uuid::new_v4(),
+            acl: AclBinding {
+                resource_type: ResourceType::Cluster,
+                resource_name: CLUSTER_NAME.into(),
+                pattern_type: PatternType::Literal,
+                principal: "User:admin".into(),
+                host: "*".into(),
+                operation: AclOperation::All,
+                permission: AclPermissionType::Allow,
+            },
+        };
+        let b = broker(vec![other], open());
+        let rc = b.rc(2, "PLAINTEXT");
+        let described = handle_describe(&b.ctx, &rc, filter(None, PatternType::Any));
+        assert_eq!(
+            described.error_code,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
+        let created = handle_create(
+            &b.ctx,
+            &rc,
+            CreateAclsRequest::default().with_creations(vec![AclCreation::default()]),
+        )
+        .await;
+        assert_eq!(
+            created.results[0].error_code,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn describe_answers_from_the_image_grouped_by_resource_pattern() {
+        let b = broker(
+            vec![
+                acl("orders", PatternType::Literal, AclOperation::Read),
+                acl("orders", PatternType::Literal, AclOperation::Write),
+                acl("ord", PatternType::Prefixed, AclOperation::Describe),
+                acl("*", PatternType::Literal, AclOperation::Describe),
+                acl("payments", PatternType::Literal, AclOperation::Read),
+            ],
+            open(),
+        );
+        let rc = b.rc(3, "PLAINTEXT");
+        let resources = |request| {
+            let response = handle_describe(&b.ctx, &rc, request);
+            assert_eq!(response.error_code, 0);
+            assert_encodes(&response, 3);
+            assert_encodes(&response, 1);
+            response
+                .resources
+                .iter()
+                .map(|r| (r.resource_name.to_string(), r.pattern_type, r.acls.len()))
+                .collect::<Vec<_>>()
+        };
+        let literal = PatternType::Literal.code();
+        let prefixed = PatternType::Prefixed.code();
+        assert_eq!(
+            resources(filter(Some("orders"), PatternType::Literal)),
+            [("orders".to_owned(), literal, 2)]
+        );
+        assert_eq!(
+            resources(filter(Some("orders"), PatternType::Match)),
+            [
+                ("*".to_owned(), literal, 1),
+                ("ord".to_owned(), prefixed, 1),
+                ("orders".to_owned(), literal, 2)
+            ]
+        );
+        assert_eq!(resources(filter(None, PatternType::Any)).len(), 4);
+        // A filter with an UNKNOWN element is refused.
+        let unknown = filter(None, PatternType::Any).with_operation(0);
+        assert_eq!(
+            handle_describe(&b.ctx, &rc, unknown).error_code,
+            ResponseError::InvalidRequest.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn creations_kafka_refuses_before_forwarding() {
+        let b = broker(Vec::new(), open());
+        let rc = b.rc(3, "PLAINTEXT");
+        let creation = |resource_type: ResourceType, name: &str| {
+            AclCreation::default()
+                .with_resource_type(resource_type.code())
+                .with_resource_name(StrBytes::from_string(name.into()))
+                .with_resource_pattern_type(PatternType::Literal.code())
+                .with_principal(StrBytes::from_static_str("User:a"))
+                .with_host(StrBytes::from_static_str("*"))
+                .with_operation(AclOperation::Alter.code())
+                .with_permission_type(AclPermissionType::Allow.code())
+        };
+        let response = handle_create(
+            &b.ctx,
+            &rc,
+            CreateAclsRequest::default().with_creations(vec![
+                creation(ResourceType::Cluster, "other"),
+                creation(ResourceType::Topic, ""),
+            ]),
+        )
+        .await;
+        let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [ResponseError::InvalidRequest.code(); 2]);
+        assert!(response.results[0]
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains(CLUSTER_NAME)));
+    }
+}

@@ -992,4 +992,72 @@ pub(crate) mod tests {
             bits(&[5, 7, 8, 9, 10, 11, 12])
         );
     }
+
+    #[tokio::test]
+    async fn with_the_authorizer_topics_need_describe_and_report_what_is_allowed() {
+        use chronik_metadata::acl::{AclBinding, AclPermissionType, PatternType};
+        let c = cluster();
+        let mut records = c.records.clone();
+        for (name, operation, permission) in [
+            ("orders", AclOperation::Write, AclPermissionType::Deny),
+            ("audit", AclOperation::Read, AclPermissionType::Allow),
+        ] {
+            records.push(chronik_metadata::Record::AccessControlEntry {
+                id: Uuid::new_v4(),
+                acl: AclBinding {
+                    resource_type: ResourceType::Topic,
+                    resource_name: name.into(),
+                    pattern_type: PatternType::Literal,
+                    principal: "User:ANONYMOUS".into(),
+                    host: "*".into(),
+                    operation,
+                    permission,
+                },
+            });
+        }
+        let mut broker = TestBroker::new(1, &records);
+        broker.ctx.authorizer = Some(crate::authorizer::Authorizer {
+            allow_everyone_if_no_acl_found: true,
+            ..Default::default()
+        });
+        let all = ask(
+            &broker,
+            10,
+            "PLAINTEXT",
+            MetadataRequest::default()
+                .with_topics(None)
+                .with_include_topic_authorized_operations(true)
+                .with_include_cluster_authorized_operations(true),
+        )
+        .await;
+        let listed: Vec<String> = all
+            .topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect();
+        // `orders` has ACLs and none allows DESCRIBE: left out of "all topics".
+        assert!(!listed.contains(&"orders".to_owned()), "{listed:?}");
+        assert!(listed.contains(&"audit".to_owned()));
+        // READ implies DESCRIBE; nothing else is allowed on `audit`.
+        assert_eq!(
+            topic_of(&all, "audit").topic_authorized_operations,
+            crate::authorizer::to_bit_field([AclOperation::Read, AclOperation::Describe])
+        );
+        assert_eq!(
+            all.cluster_authorized_operations,
+            CLUSTER_AUTHORIZED_OPERATIONS
+        );
+        let named = ask(
+            &broker,
+            10,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("orders"))))])),
+        )
+        .await;
+        assert_eq!(
+            topic_of(&named, "orders").error_code,
+            ResponseError::TopicAuthorizationFailed.code()
+        );
+    }
 }
