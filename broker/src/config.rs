@@ -662,6 +662,42 @@ mod tests {
     }
 
     #[test]
+    fn the_authorizer_is_off_unless_asked_for_and_its_flags_need_it() {
+        let config = parse(&minimal()).expect("parses");
+        assert!(config.authorizer().is_none());
+        let with = |extra: &[&str]| {
+            let mut args = minimal();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let config = with(&[
+            "--authorizer",
+            "standard",
+            "--super-users",
+            "User:admin;User:ops",
+            "--allow-everyone-if-no-acl-found",
+        ])
+        .expect("parses");
+        config.validate().expect("valid");
+        let authorizer = config.authorizer().expect("on");
+        assert_eq!(
+            authorizer.super_users.into_iter().collect::<Vec<_>>(),
+            ["User:admin", "User:ops"]
+        );
+        assert!(authorizer.allow_everyone_if_no_acl_found);
+        assert!(
+            with(&["--authorizer", "acl"]).is_err(),
+            "unknown authorizer"
+        );
+        assert!(
+            with(&["--super-users", "User:admin"]).is_err(),
+            "needs --authorizer"
+        );
+        let bad = with(&["--authorizer", "standard", "--super-users", "admin"]).expect("parses");
+        assert!(bad.validate().is_err(), "not Type:name");
+    }
+
+    #[test]
     fn a_fetch_stall_time_within_the_followers_long_poll_is_refused() {
         let config = parse(&minimal()).expect("parses");
         assert_eq!(config.replica_fetch_stall_ms, 1_000);

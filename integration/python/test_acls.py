@@ -398,3 +398,35 @@ def ctl_raw(cluster: ChronikCluster, args: list[str]) -> subprocess.CompletedPro
     """`chronikctl acl ...` without raising on a non-zero exit."""
     return subprocess.run([str(chronikctl_path()), "--controllers", cluster.controllers, "acl", *args],
                           capture_output=True, text=True, timeout=30)
+
+
+def test_a_strict_authorizer_denies_until_an_acl_allows(cluster_factory, topic_name):
+    """Without --allow-everyone-if-no-acl-found nothing is allowed until an ACL says so; the controllers
+    (chronikctl) are the way in."""
+    cluster = cluster_factory(controllers=1, brokers=1, broker_args=["--authorizer=standard"])
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1, wait=False)
+    bootstrap = cluster.bootstrap_servers
+    assert produce_error(bootstrap, topic_name) == ck.KafkaError.TOPIC_AUTHORIZATION_FAILED
+    admin = admin_for(bootstrap)
+    acl = binding(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL, ANONYMOUS, AclOperation.WRITE,
+                  AclPermissionType.ALLOW)
+    assert error_code(admin.create_acls([acl], request_timeout=30)[acl]) == \
+        ck.KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    cluster.ctl_json("acl", "create", "--principal", ANONYMOUS, "--operation", "write", "--permission", "allow",
+                     "--resource-type", "topic", "--resource-name", topic_name)
+    wait_until(lambda: produce_error(bootstrap, topic_name) is None, 30, "the ALLOW WRITE to let writes through")
+    # Neither READ on the topic nor anything on the consumer's group was granted.
+    with pytest.raises(AssertionError, match="(TOPIC|GROUP)_AUTHORIZATION_FAILED"):
+        ck_consume(bootstrap, {(topic_name, 0): 0}, 1, timeout=15)
+
+
+def test_super_users_may_do_anything(cluster_factory, topic_name):
+    cluster = cluster_factory(controllers=1, brokers=1,
+                              broker_args=["--authorizer=standard", f"--super-users=User:admin;{ANONYMOUS}"])
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1)
+    admin = admin_for(cluster.bootstrap_servers)
+    deny_all = binding(ResourceType.TOPIC, "*", ResourcePatternType.LITERAL, "User:*", AclOperation.ALL,
+                       AclPermissionType.DENY)
+    create(admin, [deny_all])  # a super user may alter ACLs
+    ck_produce(cluster.bootstrap_servers, topic_name, [Rec(value=b"su")])
+    assert [c.value for c in ck_consume(cluster.bootstrap_servers, {(topic_name, 0): 0}, 1)] == [b"su"]
