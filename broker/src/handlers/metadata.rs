@@ -157,15 +157,12 @@ pub async fn handle(
                     Some(topic) => describe(topic),
                     None => {
                         let auto_created = auto_created.get(name.as_str()).copied();
-                        let mut answer = unknown_topic(name, auto_created);
+                        let mut answer = unknown_topic(name.clone(), auto_created);
                         // Kafka answers the operations for every named topic, known or not (only
                         // unknown topic ids go without).
                         if include_topic_operations {
-                            answer.topic_authorized_operations = ctx.authorized_operations(
-                                rc,
-                                ResourceType::Topic,
-                                &name_of(&answer),
-                            );
+                            answer.topic_authorized_operations =
+                                ctx.authorized_operations(rc, ResourceType::Topic, &name);
                         }
                         answer
                     }
@@ -273,14 +270,6 @@ pub(crate) async fn auto_create_topics(
 }
 
 /// The answer for a named topic the image does not have.
-fn name_of(answer: &MetadataResponseTopic) -> String {
-    answer
-        .name
-        .as_ref()
-        .map(|n| n.0.to_string())
-        .unwrap_or_default()
-}
-
 fn unknown_topic(name: String, auto_created: Option<AutoCreate>) -> MetadataResponseTopic {
     let error = if validate_topic_name(&name).is_err() {
         ResponseError::InvalidTopicException

@@ -174,12 +174,21 @@ mod tests {
     }
 
     #[test]
-    fn acls_survive_an_image_rebuilt_from_its_records() {
+    fn acls_survive_an_image_rebuilt_from_its_records_and_snapshots() {
         let mut image = MetadataImage::default();
         let created = create_acls(&image, &[acl("orders", AclOperation::All)], ids());
         replay(&mut image, &created.records);
         let mut rebuilt = MetadataImage::default();
         rebuilt.replay_all(image.offset, &image.to_records());
         assert_eq!(rebuilt.acls, image.acls);
+        // Raft snapshots are the image as JSON.
+        let json = serde_json::to_vec(&image).expect("encodes");
+        let restored: MetadataImage = serde_json::from_slice(&json).expect("decodes");
+        assert_eq!(restored.acls, image.acls);
+        // A snapshot from before ACLs existed has none.
+        let mut old = serde_json::to_value(MetadataImage::default()).expect("encodes");
+        old.as_object_mut().expect("an object").remove("acls");
+        let restored: MetadataImage = serde_json::from_value(old).expect("decodes");
+        assert!(restored.acls.is_empty());
     }
 }
