@@ -2,14 +2,15 @@
 
 - Without `--authorizer` the ACL APIs answer SECURITY_DISABLED (confluent-kafka) and nothing is checked.
 - With `--authorizer standard --allow-everyone-if-no-acl-found` (one module cluster: 3 controllers,
-  3 brokers): confluent-kafka's AdminClient and the Java Admin client create, describe (LITERAL, PREFIXED,
-  MATCH, ANY filters) and delete ACLs; a DENY WRITE for `User:ANONYMOUS` (every connection until SASL)
+  3 brokers): confluent-kafka's AdminClient, the Java Admin client and kafka-python create, describe
+  (LITERAL, PREFIXED, MATCH, ANY filters) and delete ACLs; a DENY WRITE for `User:ANONYMOUS` (every connection until SASL)
   on a topic fails a producer with TOPIC_AUTHORIZATION_FAILED while another topic takes writes, and
   deleting it lets writes through again; a DENY READ on a group fails a consumer with
   GROUP_AUTHORIZATION_FAILED; acks=all replication on an RF 3 topic keeps working (follower fetches
   are not subject to the ACLs); ACLs survive a kill of the active controller and a broker restart,
   read back from that broker with a raw DescribeAcls.
 - `chronikctl acl create|list|delete` and its error cases.
+- A strict authorizer (no allow-everyone) denies until `chronikctl` grants; super users pass every check.
 
 Every test removes the ACLs it made, so the module cluster's other tests see only their own.
 """
@@ -430,3 +431,30 @@ def test_super_users_may_do_anything(cluster_factory, topic_name):
     create(admin, [deny_all])  # a super user may alter ACLs
     ck_produce(cluster.bootstrap_servers, topic_name, [Rec(value=b"su")])
     assert [c.value for c in ck_consume(cluster.bootstrap_servers, {(topic_name, 0): 0}, 1)] == [b"su"]
+
+
+def test_kafka_python_admin_creates_describes_and_deletes_acls(secured, topic_name):
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             KafkaAdminClient, ResourcePattern, ResourcePatternFilter)
+    from kafka.admin import ResourceType as KpResourceType
+    from kafka.errors import NoError
+
+    admin = KafkaAdminClient(bootstrap_servers=secured.bootstrap_servers, request_timeout_ms=30000)
+    erin = ACLFilter("User:erin", None, ACLOperation.ANY, ACLPermissionType.ANY,
+                     ResourcePatternFilter(KpResourceType.TOPIC, topic_name, ACLResourcePatternType.MATCH))
+    try:
+        acl = ACL("User:erin", "*", ACLOperation.WRITE, ACLPermissionType.DENY,
+                  ResourcePattern(KpResourceType.TOPIC, topic_name[:8], ACLResourcePatternType.PREFIXED))
+        created = admin.create_acls([acl])
+        assert created["failed"] == [] and len(created["succeeded"]) == 1, created
+        acls, error = admin.describe_acls(erin)
+        assert error is NoError, error
+        assert [(a.principal, a.resource_pattern.resource_name, a.resource_pattern.pattern_type) for a in acls] == \
+            [("User:erin", topic_name[:8], ACLResourcePatternType.PREFIXED)], acls
+        deleted = admin.delete_acls([erin])
+        assert len(deleted) == 1 and deleted[0][2] is NoError, deleted
+        assert [m.principal for m in deleted[0][1]] == ["User:erin"], deleted
+        acls, error = admin.describe_acls(erin)
+        assert (acls, error) == ([], NoError)
+    finally:
+        admin.close()
