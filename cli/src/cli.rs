@@ -582,16 +582,23 @@ pub struct AclArgs {
 /// What `acl list` and `acl delete` select; a field left out matches anything.
 #[derive(Debug, Clone, Args)]
 pub struct AclFilterArgs {
+    /// Only ACLs of this principal (Type:name, exactly as stored; User:* is the wildcard ACL's).
     #[arg(long)]
     pub principal: Option<String>,
+    /// Only ACLs for this host (exactly as stored; * is the every-host ACL's).
     #[arg(long)]
     pub host: Option<String>,
+    /// Only ACLs of this operation (READ, WRITE, ..., ALL).
     #[arg(long, value_parser = parse::acl_operation)]
     pub operation: Option<AclOperation>,
+    /// Only ALLOW or only DENY ACLs.
     #[arg(long, value_parser = parse::acl_permission)]
     pub permission: Option<AclPermissionType>,
+    /// Only ACLs on this resource type (TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID, DELEGATION_TOKEN,
+    /// USER).
     #[arg(long, value_parser = parse::resource_type)]
     pub resource_type: Option<ResourceType>,
+    /// Only ACLs on this resource name (how it matches depends on --pattern-type).
     #[arg(long)]
     pub resource_name: Option<String>,
     /// LITERAL, PREFIXED, ANY (both, by exact name) or MATCH (every ACL that applies to the named
