@@ -25,7 +25,8 @@ use chronik_proto::v1::broker_service_client::BrokerServiceClient;
 use chronik_proto::v1::{
     AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterConfigsRequest,
     AlterConfigsResponse, AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
-    AlterPartitionRequest, AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse,
+    AlterPartitionRequest, AlterPartitionResponse, AlterUserScramCredentialsRequest,
+    AlterUserScramCredentialsResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse,
     BrokerSessionEvent, BrokerSessionRequest, CreateAclsRequest, CreateAclsResponse,
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
@@ -306,6 +307,18 @@ impl ControllerClient {
             "CreatePartitions",
             request,
             |mut client, request| async move { client.create_partitions(request).await },
+        )
+        .await
+    }
+
+    pub async fn alter_user_scram_credentials(
+        &self,
+        request: AlterUserScramCredentialsRequest,
+    ) -> Result<AlterUserScramCredentialsResponse, ControllerCallError> {
+        self.admin_write(
+            "AlterUserScramCredentials",
+            request,
+            |mut client, request| async move { client.alter_user_scram_credentials(request).await },
         )
         .await
     }

@@ -104,6 +104,12 @@ pub enum Command {
         #[arg(value_parser = parse::http_url)]
         url: String,
     },
+    /// Print the shell completion script to stdout, e.g. `source <(chronikctl completion bash)`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `chronikctl local ...`
@@ -414,6 +420,30 @@ pub enum TopicCommand {
     /// partition's log start offset moves there on every replica. Prints each partition's new low
     /// watermark or its error; exits non-zero if any partition failed.
     TrimPrefix(TrimPrefixArgs),
+    /// Produce records read from stdin, one per line (or per `--delimiter`), to the partition
+    /// leaders (Kafka protocol; idempotent with acks=all). Prints each record's partition and
+    /// offset; exits non-zero if any record failed.
+    Produce(crate::cmd::produce::ProduceArgs),
+    /// Print a topic's records (Kafka protocol): by default every partition from the start up to
+    /// the high watermark seen at start, each record's value on a line.
+    Consume(crate::cmd::consume::ConsumeArgs),
+}
+
+/// Where the record commands (`topic produce|consume`) find the brokers, and how long they retry.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaTargetArgs {
+    /// Kafka bootstrap servers, comma-separated; by default the live brokers the controllers list.
+    #[arg(
+        long,
+        short = 'b',
+        env = "CHRONIK_BOOTSTRAP_SERVERS",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        value_parser = parse::controller_address
+    )]
+    pub bootstrap_servers: Vec<String>,
+    #[command(flatten)]
+    pub retry: GroupTargetArgs,
 }
 
 /// Arguments of `topic add-partitions`.
@@ -465,9 +495,28 @@ pub enum GroupCommand {
     ResetOffsets(ResetOffsetsArgs),
     /// Delete a group and its committed offsets. Refused while the group has members.
     Delete(GroupArgs),
+    /// Delete a group's committed offsets of one topic (Kafka's OffsetDelete). The coordinator
+    /// refuses partitions of a topic the group's members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC).
+    /// Prints the result per partition; exits non-zero if any partition was refused.
+    OffsetDelete(OffsetDeleteArgs),
 }
 
-/// How long group commands keep retrying.
+/// `group offset-delete`.
+#[derive(Debug, Clone, Args)]
+pub struct OffsetDeleteArgs {
+    /// The group id.
+    pub group: String,
+    /// The topic whose committed offsets go.
+    #[arg(long)]
+    pub topic: String,
+    /// A partition (repeat for several); every partition of the topic when omitted.
+    #[arg(long = "partition", short = 'p', value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
+    pub partitions: Vec<i32>,
+    #[command(flatten)]
+    pub target: GroupTargetArgs,
+}
+
+/// How long the commands that speak the Kafka protocol (groups, records) keep retrying.
 #[derive(Debug, Clone, Args)]
 pub struct GroupTargetArgs {
     /// How long to keep retrying answers that mean "try again" (the coordinator is loading, moving
@@ -614,6 +663,16 @@ pub enum ElectionCommand {
     Preferred {
         /// Only this topic's partitions; every topic when omitted.
         topic: Option<String>,
+    },
+    /// Give leaderless partitions a leader even if no in-sync replica is alive (Kafka's
+    /// ElectionType.UNCLEAN): a live out-of-sync replica takes over, and acknowledged records it
+    /// lacks are lost. Partitions that have a leader are left alone.
+    Unclean {
+        /// Only this topic's partitions; every topic when omitted.
+        topic: Option<String>,
+        /// Only this partition of the topic (repeat for several).
+        #[arg(long = "partition", short = 'p', value_name = "P", requires = "topic", value_parser = clap::value_parser!(i32).range(0..))]
+        partitions: Vec<i32>,
     },
 }
 

@@ -78,8 +78,8 @@ pub enum CliError {
     /// The command line is well-formed for clap but asks for something contradictory.
     #[error("{0}")]
     InvalidArgument(String),
-    /// Some partitions of a preferred leader election failed (the per-partition report is still printed).
-    #[error("preferred leader election failed for {failed} of {total} partition(s)")]
+    /// Some partitions of a leader election failed (the per-partition report is still printed).
+    #[error("leader election failed for {failed} of {total} partition(s)")]
     ElectionFailed {
         /// Partitions whose election failed.
         failed: usize,

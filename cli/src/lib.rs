@@ -31,9 +31,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         cli.global.controllers.clone(),
         Duration::from_millis(cli.global.timeout_ms),
     )?;
-    let report = cmd::execute(&cli.command, &client).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let report = match &cli.command {
+        cli::Command::Completion { shell } => {
+            output::completion(
+                &mut out,
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+            )?;
+            return Ok(out.flush()?);
+        }
+        cli::Command::Topic(cli::TopicCommand::Consume(args)) => Report::Consumed(
+            cmd::consume::consume(&client, args, cli.global.output, &mut out).await?,
+        ),
+        command => cmd::execute(command, &client).await?,
+    };
     output::render(&mut out, cli.global.output, &report)?;
     out.flush()?;
     match report.failure() {

@@ -254,9 +254,130 @@ pub fn pattern_type(value: &str) -> Result<PatternType, String> {
     )
 }
 
+/// Unescapes `\n`, `\t`, `\r`, `\0`, `\\` and `\xHH` (kcat's delimiters and format strings); any
+/// other backslash is an error, so a typo does not silently become a literal.
+pub fn unescape(raw: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b'0') => out.push(0),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                let value = std::str::from_utf8(&hex)
+                    .ok()
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("'\\x' needs two hex digits in '{raw}'"))?;
+                out.push(value);
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unknown escape '\\{}' in '{raw}' (use \\n \\t \\r \\0 \\\\ or \\xHH)",
+                    other as char
+                ))
+            }
+            None => return Err(format!("'{raw}' ends in a lone backslash")),
+        }
+    }
+    Ok(out)
+}
+
+/// A piece of a kcat-style format string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatPiece {
+    /// Literal bytes, escapes applied.
+    Literal(Vec<u8>),
+    /// A `%x` field, by its letter.
+    Field(char),
+}
+
+/// Splits a format into literal text (with [`unescape`]) and `%x` fields whose letter is one of
+/// `fields`; `%%` is a percent sign.
+pub fn format_pieces(raw: &str, fields: &str) -> Result<Vec<FormatPiece>, String> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            literal.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => literal.push('%'),
+            Some(letter) if fields.contains(letter) => {
+                if !literal.is_empty() {
+                    pieces.push(FormatPiece::Literal(unescape(&std::mem::take(
+                        &mut literal,
+                    ))?));
+                }
+                pieces.push(FormatPiece::Field(letter));
+            }
+            Some(other) => {
+                let known: Vec<String> = fields.chars().map(|f| format!("%{f}")).collect();
+                return Err(format!(
+                    "unknown format field '%{other}' (use {} or %%)",
+                    known.join(" ")
+                ));
+            }
+            None => return Err(format!("'{raw}' ends in a lone '%'")),
+        }
+    }
+    if !literal.is_empty() {
+        pieces.push(FormatPiece::Literal(unescape(&literal)?));
+    }
+    Ok(pieces)
+}
+
+/// Parses a non-empty delimiter with [`unescape`].
+pub fn delimiter(raw: &str) -> Result<Vec<u8>, String> {
+    let bytes = unescape(raw)?;
+    if bytes.is_empty() {
+        return Err("the delimiter is empty".to_owned());
+    }
+    Ok(bytes)
+}
+
+/// Parses a record header `KEY=VALUE` (split at the first `=`; the value may be empty, the key not).
+pub fn header(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected a header KEY=VALUE, got '{raw}'")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_are_kcats_and_nothing_else() {
+        assert_eq!(unescape(r"%k\t%v\n").as_deref(), Ok(&b"%k\t%v\n"[..]));
+        assert_eq!(unescape(r"a\\b\x00\x7e").as_deref(), Ok(&b"a\\b\0~"[..]));
+        assert!(unescape(r"\q")
+            .expect_err("unknown")
+            .contains("unknown escape"));
+        assert!(unescape(r"\x4").is_err());
+        assert!(unescape("x\\").is_err());
+        assert_eq!(delimiter(r"\n").as_deref(), Ok(&b"\n"[..]));
+        assert!(delimiter("").is_err());
+    }
+
+    #[test]
+    fn headers_split_at_the_first_equals_sign() {
+        assert_eq!(header("a=b=c"), Ok(("a".to_owned(), "b=c".to_owned())));
+        assert_eq!(header("a="), Ok(("a".to_owned(), String::new())));
+        assert!(header("=v").is_err());
+        assert!(header("novalue").is_err());
+    }
 
     #[test]
     fn config_entries_split_at_the_first_equals_sign() {

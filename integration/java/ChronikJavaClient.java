@@ -20,6 +20,8 @@
 //   producers BOOTSTRAP TOPIC P,... [BROKER]  Admin: describeProducers (on the leaders, or on BROKER)
 //   acls BOOTSTRAP TOPIC                   Admin: createAcls (good, duplicate and refused), describeAcls with
 //                                          LITERAL, PREFIXED, MATCH and ANY filters, deleteAcls
+//   produce-at BOOTSTRAP TOPIC TS,TS,...   default producer, one record per timestamp, each sent alone (its own
+//                                          batch); prints the offset or the exception it failed with
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -92,6 +94,7 @@ public final class ChronikJavaClient {
             case "logdirs" -> logdirs(args[1], args[2]);
             case "producers" -> producers(args[1], args[2], args[3], args.length > 4 ? args[4] : null);
             case "acls" -> acls(args[1], args[2]);
+            case "produce-at" -> produceAt(args[1], args[2], args[3]);
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -116,6 +119,31 @@ public final class ChronikJavaClient {
                 RecordMetadata m = sent.get(i).get();
                 System.out.printf("{\"value\": \"java-%d\", \"partition\": %d, \"offset\": %d}%n",
                         i, m.partition(), m.offset());
+            }
+        }
+    }
+
+    private static void produceAt(String bootstrap, String topic, String timestamps) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("key.serializer", StringSerializer.class.getName());
+        props.put("value.serializer", StringSerializer.class.getName());
+        props.put("client.id", "java-producer-at");
+        props.put("request.timeout.ms", "15000");
+        props.put("delivery.timeout.ms", "30000");
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(props)) {
+            for (String ts : timestamps.split(",")) {
+                long timestamp = Long.parseLong(ts);
+                ProducerRecord<String, String> record =
+                        new ProducerRecord<>(topic, 0, timestamp, "k", "at-" + timestamp);
+                try {
+                    RecordMetadata m = producer.send(record).get();
+                    System.out.printf("{\"timestamp\": %d, \"offset\": %d}%n", timestamp, m.offset());
+                } catch (ExecutionException e) {
+                    Throwable cause = e.getCause();
+                    System.out.printf("{\"timestamp\": %d, \"error\": \"%s\", \"message\": \"%s\"}%n", timestamp,
+                            cause.getClass().getSimpleName(), String.valueOf(cause.getMessage()).replace("\"", "'"));
+                }
             }
         }
     }

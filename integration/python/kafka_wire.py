@@ -2,10 +2,11 @@
 
 The suite's clients are confluent-kafka, kafka-python and kcat; this module exists only for what no
 real client will do on purpose: send broken frames (oversized, garbage, unknown API keys) and ask one
-particular broker for its metadata without triggering auto-creation, and hand-made idempotent batches
-(a retried batch, a sequence gap, a fenced epoch) that a real client sends only after a fault. It
-speaks ApiVersions v0, Metadata v4, InitProducerId v0 and Produce v7, and builds RecordBatch v2 with
-uncompressed records.
+particular broker for its metadata without triggering auto-creation, hand-made idempotent batches
+(a retried batch, a sequence gap, a fenced epoch) that a real client sends only after a fault, and
+hand-made (compressed) batches whose header lies about their records. It speaks ApiVersions v0,
+Metadata v4, InitProducerId v0 and Produce v7 and v8 (record errors, log append time), and builds
+RecordBatch v2 uncompressed or compressed by the caller.
 """
 
 from __future__ import annotations
@@ -71,11 +72,46 @@ def record_batch(values: list[bytes], producer_id: int = -1, producer_epoch: int
     return struct.pack(">qi", 0, len(after_length)) + after_length
 
 
+def encode_records(records: list[tuple[bytes | None, bytes, int]], base_timestamp: int,
+                   offset_deltas: list[int] | None = None) -> bytes:
+    """Records `(key, value, timestamp)` (Kafka's DefaultRecord, no headers), uncompressed."""
+    out = b""
+    for i, (key, value, timestamp) in enumerate(records):
+        delta = i if offset_deltas is None else offset_deltas[i]
+        key_part = zigzag_varint(-1) if key is None else zigzag_varint(len(key)) + key
+        body = (b"\x00" + zigzag_varint(timestamp - base_timestamp) + zigzag_varint(delta) + key_part
+                + zigzag_varint(len(value)) + value + zigzag_varint(0))
+        out += zigzag_varint(len(body)) + body
+    return out
+
+
+def custom_batch(records: list[tuple[bytes | None, bytes, int]], codec: int = 0, compress=None,
+                 offset_deltas: list[int] | None = None, record_count: int | None = None,
+                 last_offset_delta: int | None = None, attributes: int = 0) -> bytes:
+    """One v2 batch of records `(key, value, timestamp)` whose header may lie: `compress` turns the
+    encoded records into the bytes stored (codec `codec` in the attributes); RecordCount and
+    LastOffsetDelta default to what the records are. The CRC is always right."""
+    base_timestamp = min(ts for _, _, ts in records)
+    max_timestamp = max(ts for _, _, ts in records)
+    inner = encode_records(records, base_timestamp, offset_deltas)
+    if compress is not None:
+        inner = compress(inner)
+    count = len(records) if record_count is None else record_count
+    last = len(records) - 1 if last_offset_delta is None else last_offset_delta
+    after_crc = struct.pack(">hiqqqhii", attributes | codec, last, base_timestamp, max_timestamp, -1, -1,
+                            -1, count) + inner
+    after_length = struct.pack(">ibI", -1, 2, crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(after_length)) + after_length
+
+
 @dataclass
 class ProduceResult:
     error_code: int
     base_offset: int
     log_start_offset: int
+    log_append_time: int = -1
+    record_errors: list[tuple[int, str | None]] = field(default_factory=list)
+    error_message: str | None = None
 
 
 def request_frame(api_key: int, api_version: int, correlation_id: int, body: bytes = b"",
@@ -245,21 +281,28 @@ class KafkaConnection:
         return error, producer_id, r.int16()
 
     def produce(self, topic: str, partition: int, batch: bytes, acks: int = -1,
-                timeout_ms: int = 10000) -> ProduceResult:
-        """Produce v7 of one batch to one partition."""
+                timeout_ms: int = 10000, version: int = 7) -> ProduceResult:
+        """Produce v7 or v8 (with KIP-467 record errors and an error message) of one batch to one
+        partition."""
+        if version not in (7, 8):
+            raise ValueError(f"Produce v{version} is not spoken here")
         name = topic.encode()
         body = (struct.pack(">hhi", -1, acks, timeout_ms) + struct.pack(">i", 1)
                 + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
                 + struct.pack(">ii", partition, len(batch)) + batch)
-        r = _Reader(self.request(API_PRODUCE, 7, body))
+        r = _Reader(self.request(API_PRODUCE, version, body))
         results = []
         for _ in range(r.int32()):
             r.string()
             for _ in range(r.int32()):
                 r.int32()  # partition index
                 error = r.int16()
-                base_offset, _append_time, log_start = struct.unpack(">qqq", r.take(24))
-                results.append(ProduceResult(error, base_offset, log_start))
+                base_offset, append_time, log_start = struct.unpack(">qqq", r.take(24))
+                result = ProduceResult(error, base_offset, log_start, append_time)
+                if version >= 8:
+                    result.record_errors = r.array(lambda: (r.int32(), r.string()))
+                    result.error_message = r.string()
+                results.append(result)
         r.int32()  # throttle_time_ms
         if len(results) != 1:
             raise ValueError(f"expected one partition in the produce response, got {results}")

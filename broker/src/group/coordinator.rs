@@ -786,6 +786,13 @@ impl GroupCoordinator {
                 Ok(state) => state,
                 Err(error) => return Some(error),
             };
+            // Sessions that have run out end before the group is judged: Kafka expires each member
+            // at its exact deadline, and our sweep runs only every TICK. (librdkafka's 0081 deletes
+            // a group of static members, which do not leave on close, one session timeout after
+            // their last commit.) The periodic tick persists whatever this changes.
+            if let Some(group) = state.groups.get_mut(group_id) {
+                group.tick(&self.config, Instant::now());
+            }
             let has_group = state.groups.contains_key(group_id);
             let offsets = state.offsets.remove(group_id).unwrap_or_default();
             if !has_group && offsets.is_empty() {

@@ -1,8 +1,10 @@
 //! IncrementalAlterConfigs (key 44) and the legacy AlterConfigs (key 33), forwarded to the controller
-//! quorum (KIP-590), for TOPIC resources and for the cluster-wide broker defaults: the BROKER resource
-//! with an empty name, as `kafka-configs --entity-type brokers --entity-default` addresses it. Keys
-//! of the cluster defaults are Kafka's broker-level names (`log.retention.ms`), which the controller
-//! maps to the topic configs they default. The answer is sent once this broker's own image holds
+//! quorum (KIP-590), for TOPIC resources, for the cluster-wide broker defaults (the BROKER resource
+//! with an empty name, as `kafka-configs --entity-type brokers --entity-default` addresses it) and
+//! for this broker's own dynamic configs (the BROKER resource named by its id). Keys of the cluster
+//! defaults are Kafka's broker-level names (`log.retention.ms`), which the controller maps to the
+//! topic configs they default; the per-broker keys are Kafka's per-broker dynamic configs
+//! (`configs::PER_BROKER_CONFIGS`). The answer is sent once this broker's own image holds
 //! the change, so a DescribeConfigs right after it shows the new values.
 //!
 //! What must stay true: each resource is answered exactly once, in request order; the checks Kafka
@@ -223,9 +225,10 @@ fn to_proto(
 ) -> Result<pb::AlterConfigsResource, (ResponseError, String)> {
     let resource = match asked.resource_type {
         RESOURCE_TOPIC => pb::ConfigResource::Topic,
+        RESOURCE_BROKER if asked.name.is_empty() => pb::ConfigResource::Cluster,
         RESOURCE_BROKER => {
             check_broker_resource(ctx, &asked.name)?;
-            pb::ConfigResource::Cluster
+            pb::ConfigResource::Broker
         }
         other => {
             return Err((
@@ -276,13 +279,9 @@ fn to_proto(
     })
 }
 
-/// The BROKER resources Chronik can alter: the cluster-wide default (an empty name). A broker keeps
-/// no configuration of its own beyond its command line, so a named broker's dynamic configs are
-/// refused, with the way to do what was meant.
+/// A named BROKER resource is altered through that broker only (Kafka's
+/// `ConfigAdminManager.preprocess`; clients send it there).
 fn check_broker_resource(ctx: &BrokerContext, name: &str) -> Result<(), (ResponseError, String)> {
-    if name.is_empty() {
-        return Ok(());
-    }
     match name.parse::<i32>() {
         Err(_) => Err((
             ResponseError::InvalidRequest,
@@ -295,12 +294,7 @@ fn check_broker_resource(ctx: &BrokerContext, name: &str) -> Result<(), (Respons
                 ctx.broker_id
             ),
         )),
-        Ok(_) => Err((
-            ResponseError::InvalidRequest,
-            "Chronik has no per-broker dynamic configs: set the cluster-wide default (the \
-             BROKER resource with an empty name, `kafka-configs --entity-default`) instead"
-                .to_owned(),
-        )),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -344,7 +338,7 @@ mod tests {
             refused(asked(8, "1", &[("kafka.server", 0, Some("DEBUG"))])),
             ResponseError::InvalidRequest
         );
-        for name in ["1", "2", "x"] {
+        for name in ["2", "x"] {
             assert_eq!(
                 refused(asked(
                     RESOURCE_BROKER,
@@ -391,5 +385,13 @@ mod tests {
         assert_eq!(topic.name, "orders");
         assert!(topic.replace);
         assert_eq!(topic.changes[0].operation(), pb::ConfigOperation::Append);
+        let own = to_proto(
+            ctx,
+            &asked(RESOURCE_BROKER, "1", &[("num.io.threads", 0, Some("4"))]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(own.resource(), pb::ConfigResource::Broker);
+        assert_eq!(own.name, "1");
     }
 }

@@ -442,6 +442,13 @@ pub(crate) mod tests {
             Err(Status::unimplemented("fake"))
         }
 
+        async fn alter_user_scram_credentials(
+            &self,
+            _: Request<pb::AlterUserScramCredentialsRequest>,
+        ) -> Result<Response<pb::AlterUserScramCredentialsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
         async fn alter_partition_reassignments(
             &self,
             _: Request<pb::AlterPartitionReassignmentsRequest>,

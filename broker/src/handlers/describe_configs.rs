@@ -13,7 +13,8 @@
 use chronik_metadata::acl::AclOperation;
 use chronik_metadata::configs::{
     broker_name_of, cluster_defaults, effective_min_insync_replicas, ClusterDefault, ConfigDef,
-    ConfigKind, DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS, NUM_PARTITIONS, TOPIC_CONFIGS,
+    ConfigKind, DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS, NUM_PARTITIONS,
+    PER_BROKER_CONFIGS, TOPIC_CONFIGS,
 };
 use chronik_metadata::topic_name::validate_topic_name;
 use chronik_metadata::{MetadataImage, TopicImage};
@@ -26,7 +27,8 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::admin::{
-    SOURCE_DEFAULT, SOURCE_DYNAMIC_DEFAULT_BROKER, SOURCE_STATIC_BROKER, SOURCE_TOPIC,
+    SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT_BROKER, SOURCE_STATIC_BROKER,
+    SOURCE_TOPIC,
 };
 use super::{BrokerContext, RequestContext};
 
@@ -41,6 +43,7 @@ const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
+const TYPE_PASSWORD: i8 = 9;
 
 /// Integer configs Kafka declares as INT rather than LONG (topic names and their broker synonyms).
 const INT_CONFIGS: &[&str] = &[
@@ -63,7 +66,8 @@ fn config_type(name: &str, def: &ConfigDef) -> i8 {
         ConfigKind::Long { .. } if INT_CONFIGS.contains(&name) => TYPE_INT,
         ConfigKind::Long { .. } => TYPE_LONG,
         ConfigKind::Bool => TYPE_BOOLEAN,
-        ConfigKind::Choice(_) => TYPE_STRING,
+        ConfigKind::Choice(_) | ConfigKind::Text => TYPE_STRING,
+        ConfigKind::Password => TYPE_PASSWORD,
         ConfigKind::List(_) | ConfigKind::ThrottledReplicas => TYPE_LIST,
         ConfigKind::IntRange { .. } => TYPE_INT,
         ConfigKind::Ratio => TYPE_DOUBLE,
@@ -304,11 +308,37 @@ fn describe_broker(
         fixed(&AUTO_CREATE_TOPICS, ctx.auto_create_topics.to_string()),
     ];
     entries.extend(cluster_defaults().map(cluster_default));
+    let own = image.broker_configs.get(&broker_id);
+    entries.extend(PER_BROKER_CONFIGS.iter().map(|def| {
+        let mut synonyms = Vec::new();
+        if let Some(value) = own.and_then(|c| c.get(def.name)) {
+            synonyms.push(Synonym {
+                name: def.name,
+                value: value.clone(),
+                source: SOURCE_DYNAMIC_BROKER,
+            });
+        }
+        synonyms.push(Synonym {
+            name: def.name,
+            value: def.default.to_owned(),
+            source: SOURCE_DEFAULT,
+        });
+        Entry {
+            name: def.name,
+            def,
+            value: synonyms[0].value.clone(),
+            source: synonyms[0].source,
+            read_only: false,
+            synonyms,
+        }
+    }));
     entries.sort_by_key(|e| e.name);
     Ok(entries)
 }
 
 fn to_result(entry: Entry, options: &Options) -> DescribeConfigsResourceResult {
+    // Kafka never shows a password's value, only that it is set.
+    let sensitive = matches!(entry.def.kind, ConfigKind::Password);
     let synonyms = if options.synonyms {
         entry
             .synonyms
@@ -316,7 +346,7 @@ fn to_result(entry: Entry, options: &Options) -> DescribeConfigsResourceResult {
             .map(|s| {
                 DescribeConfigsSynonym::default()
                     .with_name(StrBytes::from_static_str(s.name))
-                    .with_value(Some(StrBytes::from_string(s.value)))
+                    .with_value((!sensitive).then(|| StrBytes::from_string(s.value)))
                     .with_source(s.source)
             })
             .collect()
@@ -325,10 +355,10 @@ fn to_result(entry: Entry, options: &Options) -> DescribeConfigsResourceResult {
     };
     DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_static_str(entry.name))
-        .with_value(Some(StrBytes::from_string(entry.value)))
+        .with_value((!sensitive).then(|| StrBytes::from_string(entry.value)))
         .with_read_only(entry.read_only)
         .with_config_source(entry.source)
-        .with_is_sensitive(false)
+        .with_is_sensitive(sensitive)
         .with_synonyms(synonyms)
         .with_config_type(config_type(entry.name, entry.def))
         .with_documentation(

@@ -36,6 +36,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reassignments;
+pub mod scram_credentials;
 pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -214,6 +215,12 @@ pub async fn dispatch(
         RequestKind::DeleteAcls(r) => {
             ResponseKind::DeleteAcls(acls::handle_delete(ctx, &rc, r).await)
         }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            scram_credentials::handle_describe(ctx, &rc, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            scram_credentials::handle_alter(ctx, &rc, r).await,
+        ),
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     Outcome::Respond(Box::new(response))

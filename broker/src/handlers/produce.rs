@@ -4,6 +4,10 @@
 //! partition answers NOT_LEADER_OR_FOLLOWER with a KIP-951 hint (v10+). acks=0 gets no response; if such
 //! a request fails, the connection is closed so the client refreshes its metadata.
 //!
+//! The log checks each record against the topic's rules (keys on compacted topics, CreateTime bounds,
+//! see `crate::log::validator`); records refused one by one are listed in the response (KIP-467,
+//! v8+) so clients fail exactly those.
+//!
 //! Idempotent producers' batches are checked by the log under its append lock (KIP-98, KIP-360): a retry
 //! of a batch already written is answered NONE with the original base offset, and only once the original
 //! is as durable and (acks=all) as committed as a fresh append would have to be; a stale epoch is
@@ -32,6 +36,8 @@ use crate::replica::AppendError;
 struct Refusal {
     error: ResponseError,
     message: Option<String>,
+    /// The records refused one by one (KIP-467): `(index in the batch, why)`.
+    record_errors: Vec<(i32, String)>,
 }
 
 impl Refusal {
@@ -39,6 +45,7 @@ impl Refusal {
         Self {
             error,
             message: message.into(),
+            record_errors: Vec::new(),
         }
     }
 }
@@ -49,7 +56,15 @@ fn append_error(e: AppendError) -> Refusal {
         AppendError::Storage(m) => Some(m.clone()),
         e => Some(e.to_string()),
     };
-    Refusal::new(e.kafka_error(), message)
+    let mut refusal = Refusal::new(e.kafka_error(), message);
+    if let AppendError::Log(LogError::RecordsRejected(rejected)) = e {
+        refusal.record_errors = rejected
+            .errors
+            .into_iter()
+            .map(|r| (r.batch_index, r.message))
+            .collect();
+    }
+    refusal
 }
 
 fn log_error(e: LogError) -> Refusal {
@@ -57,12 +72,28 @@ fn log_error(e: LogError) -> Refusal {
 }
 
 /// Refusals the log does not make: transactional batches (no transactions here), zstd before Produce v7
-/// (KIP-110).
-fn precheck(records: Option<Bytes>, version: i16) -> Result<Bytes, Refusal> {
+/// (KIP-110), a producer's batch whose BaseOffset is not 0 (Kafka's
+/// `UnifiedLog.analyzeAndValidateRecords` for client appends).
+fn precheck(
+    records: Option<Bytes>,
+    version: i16,
+    (topic, partition): (&str, i32),
+) -> Result<Bytes, Refusal> {
     let records = records
         .ok_or_else(|| Refusal::new(ResponseError::InvalidRecord, "no records".to_string()))?;
-    // Only the header is read here; the log validates the whole batch (framing, CRC) once, on append.
+    // Only the header is read here; the log validates the whole batch (framing, CRC, records) once,
+    // on append.
     let batch = BatchHeader::parse(&records).map_err(|e| log_error(LogError::InvalidBatch(e)))?;
+    if batch.base_offset != 0 {
+        return Err(Refusal::new(
+            ResponseError::InvalidRecord,
+            format!(
+                "The baseOffset of the record batch in the append to {topic}-{partition} should be \
+                 0, but it is {}",
+                batch.base_offset
+            ),
+        ));
+    }
     if batch.is_transactional() {
         return Err(Refusal::new(
             ResponseError::InvalidRecord,
@@ -113,7 +144,7 @@ pub async fn handle(
                     None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, None)),
                     Some(t) => match ctx.replicas.partition(t.id, index) {
                         None => Err(Refusal::new(ResponseError::NotLeaderOrFollower, None)),
-                        Some(partition) => match precheck(data.records, version) {
+                        Some(partition) => match precheck(data.records, version, (&name, index)) {
                             Err(refusal) => Err(refusal),
                             Ok(records) => ctx
                                 .replicas
@@ -194,25 +225,97 @@ pub async fn handle(
     Outcome::Completing(Box::pin(complete))
 }
 
-/// Fills a partition's error (and, v8+, its message) into its response.
+/// Fills a partition's error (and, v8+, its message and per-record errors) into its response. Only
+/// records refused one by one are listed (as Kafka's `RecordValidationException`): a client fails
+/// those with the error and the rest of the batch as collateral, while a batch refused as a whole
+/// fails every record with the partition's error.
 fn refuse(response: &mut PartitionProduceResponse, refusal: Refusal, version: i16) {
     response.error_code = refusal.error.code();
-    if let Some(message) = refusal.message.filter(|_| version >= 8) {
-        if refusal.error == ResponseError::InvalidRecord
-            || refusal.error == ResponseError::CorruptMessage
-        {
-            response.record_errors = vec![BatchIndexAndErrorMessage::default()
-                .with_batch_index(0)
-                .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))];
-        }
-        response.error_message = Some(StrBytes::from_string(message));
+    if version < 8 {
+        return;
     }
+    response.error_message = refusal.message.map(StrBytes::from_string);
+    response.record_errors = refusal
+        .record_errors
+        .into_iter()
+        .map(|(index, message)| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(index)
+                .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+        })
+        .collect();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::log::producer_state::ProducerStateError;
+
+    #[test]
+    fn records_refused_one_by_one_are_listed_from_v8() {
+        use crate::log::validator::{RecordError, RecordErrorKind, RecordsRejected};
+        let rejected = || {
+            AppendError::Log(LogError::RecordsRejected(RecordsRejected {
+                errors: vec![
+                    RecordError {
+                        batch_index: 1,
+                        kind: RecordErrorKind::InvalidRecord,
+                        message: "no key".into(),
+                    },
+                    RecordError {
+                        batch_index: 4,
+                        kind: RecordErrorKind::InvalidTimestamp,
+                        message: "too old".into(),
+                    },
+                ],
+            }))
+        };
+        let mut v8 = PartitionProduceResponse::default();
+        refuse(&mut v8, append_error(rejected()), 8);
+        assert_eq!(v8.error_code, ResponseError::InvalidTimestamp.code());
+        let listed: Vec<(i32, String)> = v8
+            .record_errors
+            .iter()
+            .map(|e| {
+                let message = e.batch_index_error_message.as_ref().unwrap();
+                (e.batch_index, message.to_string())
+            })
+            .collect();
+        assert_eq!(listed, vec![(1, "no key".into()), (4, "too old".into())]);
+        assert_eq!(
+            v8.error_message.as_deref(),
+            Some("One or more records have been rejected due to invalid timestamp")
+        );
+        let mut v7 = PartitionProduceResponse::default();
+        refuse(&mut v7, append_error(rejected()), 7);
+        assert_eq!(v7.error_code, ResponseError::InvalidTimestamp.code());
+        assert!(v7.record_errors.is_empty() && v7.error_message.is_none());
+        // A batch refused as a whole lists no record: every record fails with the partition error.
+        let mut whole = PartitionProduceResponse::default();
+        let crc = LogError::InvalidBatch(crate::log::BatchError::CrcMismatch {
+            stored: 1,
+            computed: 2,
+        });
+        refuse(&mut whole, append_error(AppendError::Log(crc)), 9);
+        assert_eq!(whole.error_code, ResponseError::CorruptMessage.code());
+        assert!(whole.record_errors.is_empty() && whole.error_message.is_some());
+    }
+
+    #[test]
+    fn a_producer_batch_must_start_at_offset_zero() {
+        let mut bytes = crate::log::batch::test_support::client_batch(&[1], 4).to_vec();
+        bytes[..8].copy_from_slice(&5i64.to_be_bytes());
+        let refusal = precheck(Some(Bytes::from(bytes)), 9, ("t", 0))
+            .err()
+            .unwrap();
+        assert_eq!(refusal.error, ResponseError::InvalidRecord);
+        assert_eq!(
+            refusal.message.as_deref(),
+            Some(
+                "The baseOffset of the record batch in the append to t-0 should be 0, but it is 5"
+            )
+        );
+    }
 
     #[test]
     fn producer_state_refusals_map_to_their_kafka_codes() {

@@ -19,6 +19,8 @@ pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const FLUSH_MESSAGES: &str = "flush.messages";
 pub const FLUSH_MS: &str = "flush.ms";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS: &str = "message.timestamp.before.max.ms";
+pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms";
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
 pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 
@@ -49,6 +51,12 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     /// Producer timestamps or the leader's append time (`message.timestamp.type`).
     pub message_timestamp_type: TimestampType,
+    /// How far before the leader's clock a CreateTime record timestamp may be
+    /// (`message.timestamp.before.max.ms`, KIP-937; Long.MAX: no limit).
+    pub message_timestamp_before_max_ms: i64,
+    /// How far past the leader's clock a CreateTime record timestamp may be
+    /// (`message.timestamp.after.max.ms`, KIP-937; one hour).
+    pub message_timestamp_after_max_ms: i64,
     /// `cleanup.policy` has `delete`: retention removes old segments.
     pub cleanup_delete: bool,
     /// `cleanup.policy` has `compact`: the cleaner keeps only each key's latest record.
@@ -70,6 +78,8 @@ impl Default for LogConfig {
             flush_messages: 1,
             flush_ms: None,
             message_timestamp_type: TimestampType::CreateTime,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 60 * 60 * 1000,
             cleanup_delete: true,
             cleanup_compact: false,
             delete_retention_ms: 24 * 60 * 60 * 1000,
@@ -118,6 +128,14 @@ impl LogConfig {
                 "LogAppendTime" => TimestampType::LogAppendTime,
                 _ => return Err(invalid(MESSAGE_TIMESTAMP_TYPE, v)),
             };
+        }
+        if let Some(v) = long(configs, MESSAGE_TIMESTAMP_BEFORE_MAX_MS)? {
+            config.message_timestamp_before_max_ms =
+                non_negative(MESSAGE_TIMESTAMP_BEFORE_MAX_MS, v)? as i64;
+        }
+        if let Some(v) = long(configs, MESSAGE_TIMESTAMP_AFTER_MAX_MS)? {
+            config.message_timestamp_after_max_ms =
+                non_negative(MESSAGE_TIMESTAMP_AFTER_MAX_MS, v)? as i64;
         }
         if let Some(v) = configs.get(CLEANUP_POLICY) {
             let policies: Vec<&str> = v.split(',').map(str::trim).collect();
@@ -200,12 +218,29 @@ mod tests {
             ("flush.messages", "1"),
             ("flush.ms", "9223372036854775807"),
             ("message.timestamp.type", "CreateTime"),
+            ("message.timestamp.before.max.ms", "9223372036854775807"),
+            ("message.timestamp.after.max.ms", "3600000"),
             ("cleanup.policy", "delete"),
             ("delete.retention.ms", "86400000"),
             ("min.insync.replicas", "2"),
         ]))
         .unwrap();
         assert_eq!(explicit, LogConfig::default());
+        // The timestamp bounds are read from the controller's own table, so the two cannot drift.
+        let from_controller: BTreeMap<String, String> = [
+            MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
+            MESSAGE_TIMESTAMP_AFTER_MAX_MS,
+        ]
+        .iter()
+        .map(|k| {
+            let def = chronik_metadata::configs::topic_config_def(k).unwrap();
+            (k.to_string(), def.default.to_string())
+        })
+        .collect();
+        assert_eq!(
+            LogConfig::from_effective(&from_controller).unwrap(),
+            LogConfig::default()
+        );
     }
 
     #[test]
@@ -216,8 +251,12 @@ mod tests {
             ("flush.ms", "500"),
             ("flush.messages", "100"),
             ("message.timestamp.type", "LogAppendTime"),
+            ("message.timestamp.before.max.ms", "60000"),
+            ("message.timestamp.after.max.ms", "0"),
         ]))
         .unwrap();
+        assert_eq!(config.message_timestamp_before_max_ms, 60_000);
+        assert_eq!(config.message_timestamp_after_max_ms, 0);
         assert_eq!(config.retention_ms, None);
         assert_eq!(config.retention_bytes, Some(1000));
         assert_eq!(config.flush_ms, Some(500));
@@ -227,6 +266,9 @@ mod tests {
         assert!(LogConfig::from_effective(&map(&[("segment.bytes", "big")])).is_err());
         assert!(LogConfig::from_effective(&map(&[("retention.ms", "-5")])).is_err());
         assert!(LogConfig::from_effective(&map(&[("message.timestamp.type", "Now")])).is_err());
+        assert!(
+            LogConfig::from_effective(&map(&[("message.timestamp.before.max.ms", "-1")])).is_err()
+        );
         assert!(LogConfig::from_effective(&map(&[("cleanup.policy", "shred")])).is_err());
 
         let compact = LogConfig::from_effective(&map(&[("cleanup.policy", "compact")])).unwrap();

@@ -12,12 +12,17 @@ use uuid::Uuid;
 
 use super::batch::{BatchError, BatchErrorKind};
 use super::producer_state::ProducerStateError;
+use super::validator::{RecordErrorKind, RecordsRejected};
 
 #[derive(Debug, Error)]
 pub enum LogError {
     /// The batch failed validation (INVALID_RECORD or CORRUPT_MESSAGE, see `BatchError::kind`).
     #[error(transparent)]
     InvalidBatch(#[from] BatchError),
+    /// Records of the batch refused by the topic's rules (INVALID_RECORD or INVALID_TIMESTAMP, with one
+    /// error per refused record).
+    #[error(transparent)]
+    RecordsRejected(#[from] RecordsRejected),
     /// An idempotent producer's batch refused by the producer state checks (KIP-98, KIP-360):
     /// INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_RECORD, see the variant.
     #[error(transparent)]
@@ -103,6 +108,10 @@ impl LogError {
             LogError::InvalidBatch(b) => match b.kind() {
                 BatchErrorKind::CorruptMessage => ResponseError::CorruptMessage,
                 BatchErrorKind::InvalidRecord => ResponseError::InvalidRecord,
+            },
+            LogError::RecordsRejected(r) => match r.kind() {
+                RecordErrorKind::InvalidRecord => ResponseError::InvalidRecord,
+                RecordErrorKind::InvalidTimestamp => ResponseError::InvalidTimestamp,
             },
             LogError::Producer(p) => match p {
                 ProducerStateError::InvalidProducerEpoch { .. } => {

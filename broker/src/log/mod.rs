@@ -5,7 +5,7 @@
 //!
 //! Layers, bottom up: [`batch`] (the 61-byte header, validation and patches over `Bytes`), [`index`]
 //! (sparse offset and time indexes), [`segment`] (one `.log` file with its indexes, recovery),
-//! [`epoch`] (the leader-epoch cache and its checkpoint), [`producer_state`] (idempotent producers'
+//! [`validator`] (a producer's records against the topic's rules), [`epoch`] (the leader-epoch cache and its checkpoint), [`producer_state`] (idempotent producers'
 //! sequence state and its snapshots), [`partition_log`] (one partition directory),
 //! [`manager`] (all partitions of a data directory, retention and flush timers), with [`config`] the
 //! topic settings and [`checkpoint`] the atomic small-file writes.
@@ -67,6 +67,7 @@ pub mod manager;
 pub mod partition_log;
 pub mod producer_state;
 pub mod segment;
+pub mod validator;
 
 pub use batch::{BatchError, BatchErrorKind, BatchHeader, Batches, RecordBatch, TimestampType};
 pub use config::LogConfig;

@@ -48,6 +48,7 @@ use super::producer_state::{self, Admission, ProducerState, PRODUCER_ID_EXPIRATI
 use super::segment::{
     parse_segment_file, LogSegment, TimestampOffset, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
+use super::validator::{validate_records, RecordRules};
 
 mod cleaner;
 mod recovery;
@@ -366,7 +367,9 @@ impl PartitionLog {
     }
 
     /// Appends a producer's batch as leader: validates it (framing, CRC, header counts, no control
-    /// batch, size against `max.message.bytes`), gives it offsets from the LEO, stamps `leader_epoch`
+    /// batch, size against `max.message.bytes`, then its records against the topic's rules, see
+    /// [`super::validator`]; a CreateTime batch's MaxTimestamp is set to its largest record
+    /// timestamp, as Kafka does), gives it offsets from the LEO, stamps `leader_epoch`
     /// (and the append time for LogAppendTime topics), records a new epoch in the epoch cache, rolls
     /// the segment when `segment.bytes`/`segment.ms` say so, and writes it. Not yet fsynced: see
     /// [`AppendInfo::flush_required`].
@@ -379,13 +382,26 @@ impl PartitionLog {
         let size = batch.len();
         let mut batch = RecordBatch::parse(batch)?;
         batch.validate_client_batch()?;
-        let mut state = self.write_state()?;
-        if size as u64 > state.config.max_message_bytes {
+        let (max_message_bytes, rules) = {
+            let state = self.read_state()?;
+            (
+                state.config.max_message_bytes,
+                RecordRules::of(&state.config),
+            )
+        };
+        if size as u64 > max_message_bytes {
             return Err(LogError::MessageTooLarge {
                 size,
-                max: state.config.max_message_bytes,
+                max: max_message_bytes,
             });
         }
+        // The records are walked (decompressed if need be) outside the lock: appends to this
+        // partition go on meanwhile.
+        let validated = validate_records(&batch, &rules, &self.topic_partition_name(), now_ms())?;
+        if rules.timestamp_type == TimestampType::CreateTime {
+            batch.set_max_timestamp(TimestampType::CreateTime, validated.max_timestamp);
+        }
+        let mut state = self.write_state()?;
         if let Some(latest) = state.epochs.latest_epoch() {
             if leader_epoch < latest {
                 return Err(LogError::StaleLeaderEpoch {
@@ -987,6 +1003,14 @@ impl PartitionLog {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// `<topic>-<partition>`, the directory's name: how Kafka's messages name a partition.
+    fn topic_partition_name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     pub fn topic_id(&self) -> Uuid {

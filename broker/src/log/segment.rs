@@ -508,7 +508,7 @@ impl LogSegment {
     /// The first record at or after `min_offset` whose timestamp is ≥ `timestamp`: the time index
     /// gives a starting batch, then batch headers are scanned. Within an uncompressed batch the
     /// record headers give the exact record; within a compressed batch the answer is the batch's
-    /// first offset (the log does not decompress) with the batch MaxTimestamp.
+    /// first offset (reads do not decompress) with the batch MaxTimestamp.
     pub fn find_offset_by_timestamp(
         &self,
         timestamp: i64,

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName,
@@ -20,29 +19,18 @@ use uuid::Uuid;
 
 use super::error::{error_name, BenchError};
 use super::stats::{mib_per_second, per_second, LatencyHistogram};
-use super::topic::{PartitionLeader, TopicLayout};
 use super::{BenchReport, StartOffset, StopReason, Workload};
 use crate::cli::BenchConsumeArgs;
+use crate::kafka::fetch::{
+    self, FetchPosition, EARLIEST_TIMESTAMP, FETCH_BY_NAME_MAX_VERSION, FETCH_VERSIONS,
+    LATEST_TIMESTAMP,
+};
+use crate::kafka::records::tally_batches;
+use crate::kafka::topic::{PartitionLeader, TopicLayout};
 use crate::kafka::{check_code, KafkaConnection, KafkaError};
-
-/// Fetch versions this client speaks; v13+ address topics by id, so they need one.
-const FETCH_VERSIONS: (i16, i16) = (4, 17);
 
 /// ListOffsets versions this client speaks.
 const LIST_OFFSETS_VERSIONS: (i16, i16) = (1, 10);
-
-/// ListOffsets timestamps meaning "log start" and "high watermark".
-const EARLIEST_TIMESTAMP: i64 = -2;
-const LATEST_TIMESTAMP: i64 = -1;
-
-/// Bytes of the RecordBatch v2 header, and the offsets of the fields read from it.
-const BATCH_HEADER_BYTES: usize = 61;
-const LOG_OVERHEAD_BYTES: usize = 12;
-const MAGIC_AT: usize = 16;
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const RECORD_COUNT_AT: usize = 57;
-const CONTROL_BIT: i16 = 1 << 5;
 
 /// Runs `bench consume`.
 pub async fn run(args: &BenchConsumeArgs) -> Result<BenchReport, BenchError> {
@@ -62,7 +50,7 @@ pub async fn run(args: &BenchConsumeArgs) -> Result<BenchReport, BenchError> {
         let mut connection = KafkaConnection::open(&address, deadline).await?;
         // Without a topic id only the by-name versions work.
         let max = if layout.topic_id.is_nil() {
-            12
+            FETCH_BY_NAME_MAX_VERSION
         } else {
             FETCH_VERSIONS.1
         };
@@ -349,32 +337,22 @@ async fn fetch_from_leader(
 }
 
 fn fetch_request(plan: &Plan, version: i16, partitions: &[PartitionFetch]) -> FetchRequest {
-    let mut topic = FetchTopic::default().with_partitions(
-        partitions
-            .iter()
-            .filter(|p| !p.done)
-            .map(|p| {
-                FetchPartition::default()
-                    .with_partition(p.partition)
-                    .with_current_leader_epoch(p.leader_epoch)
-                    .with_fetch_offset(p.offset)
-                    .with_partition_max_bytes(plan.max_bytes)
-            })
-            .collect(),
-    );
-    if version >= 13 {
-        topic.topic_id = plan.topic_id;
-    } else {
-        topic.topic = TopicName(StrBytes::from_string(plan.topic.clone()));
-    }
-    // A consumer (ReplicaId -1, the default) without a fetch session (id 0, epoch -1).
-    FetchRequest::default()
-        .with_max_wait_ms(plan.max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(plan.max_bytes)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(vec![topic])
+    let positions = partitions
+        .iter()
+        .filter(|p| !p.done)
+        .map(|p| FetchPosition {
+            partition: p.partition,
+            leader_epoch: p.leader_epoch,
+            offset: p.offset,
+        });
+    fetch::fetch_request(
+        &plan.topic,
+        plan.topic_id,
+        version,
+        positions,
+        plan.max_wait_ms,
+        plan.max_bytes,
+    )
 }
 
 /// Counts the records of a Fetch answer and moves each partition's offset on; returns the records read.
@@ -439,133 +417,12 @@ fn apply_fetch(
     read
 }
 
-/// What the whole batches of a fetched `records` blob hold, read from their headers only.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct BatchTally {
-    /// Whole batches.
-    pub batches: u64,
-    /// Their records (control batches excluded).
-    pub records: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// The offset after the last whole batch.
-    pub next_offset: Option<i64>,
-    /// Bytes of a partial batch at the end (legal in a Fetch answer; it is fetched again).
-    pub partial_bytes: usize,
-}
-
-/// Walks the RecordBatch v2 headers of `records`.
-pub fn tally_batches(records: &[u8]) -> Result<BatchTally, String> {
-    let mut tally = BatchTally::default();
-    let mut at = 0usize;
-    while records.len() - at >= LOG_OVERHEAD_BYTES {
-        let batch = &records[at..];
-        let base_offset = i64::from_be_bytes(array(batch, 0));
-        let batch_length = i32::from_be_bytes(array(batch, 8));
-        let total = usize::try_from(batch_length)
-            .ok()
-            .map(|len| len + LOG_OVERHEAD_BYTES)
-            .filter(|total| *total >= BATCH_HEADER_BYTES)
-            .ok_or_else(|| format!("batch at offset {base_offset} has length {batch_length}"))?;
-        if batch.len() < total {
-            break;
-        }
-        if batch[MAGIC_AT] != 2 {
-            return Err(format!(
-                "batch at offset {base_offset} has magic {}",
-                batch[MAGIC_AT]
-            ));
-        }
-        let attributes = i16::from_be_bytes(array(batch, ATTRIBUTES_AT));
-        let last_offset_delta = i32::from_be_bytes(array(batch, LAST_OFFSET_DELTA_AT));
-        let record_count = i32::from_be_bytes(array(batch, RECORD_COUNT_AT));
-        if record_count < 0 {
-            return Err(format!(
-                "batch at offset {base_offset} has record count {record_count}"
-            ));
-        }
-        if attributes & CONTROL_BIT == 0 {
-            tally.records += record_count as u64;
-        }
-        tally.batches += 1;
-        tally.bytes += total as u64;
-        tally.next_offset = Some(base_offset + i64::from(last_offset_delta) + 1);
-        at += total;
-    }
-    tally.partial_bytes = records.len() - at;
-    Ok(tally)
-}
-
-/// `N` bytes of `bytes` from `at`; the caller has checked the length.
-fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    out.copy_from_slice(&bytes[at..at + N]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::produce::BatchBuilder;
-    use crate::bench::{CompressionCodec, ValueKind};
-    use bytes::{BufMut, BytesMut};
+    use crate::kafka::records::testing::log;
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-
-    /// Batches as a log returns them: base offsets assigned one after the other.
-    fn log(counts: &[usize], codec: CompressionCodec) -> BytesMut {
-        let mut builder = BatchBuilder::new(ValueKind::Text, 50, 0, codec);
-        let mut log = BytesMut::new();
-        let mut base = 0i64;
-        for count in counts {
-            let batch = builder.build(*count, 0).expect("encodes");
-            let mut batch = BytesMut::from(&batch[..]);
-            batch[..8].copy_from_slice(&base.to_be_bytes());
-            log.put(batch);
-            base += *count as i64;
-        }
-        log
-    }
-
-    #[test]
-    fn records_are_counted_from_headers_for_every_codec() {
-        for codec in [
-            CompressionCodec::None,
-            CompressionCodec::Lz4,
-            CompressionCodec::Zstd,
-        ] {
-            let log = log(&[3, 10, 1], codec);
-            let tally = tally_batches(&log).expect("valid");
-            assert_eq!(tally.batches, 3, "{codec:?}");
-            assert_eq!(tally.records, 14, "{codec:?}");
-            assert_eq!(tally.bytes, log.len() as u64);
-            assert_eq!(tally.next_offset, Some(14));
-            assert_eq!(tally.partial_bytes, 0);
-        }
-    }
-
-    #[test]
-    fn a_partial_trailing_batch_is_left_for_the_next_fetch() {
-        let log = log(&[5, 5], CompressionCodec::None);
-        let cut = &log[..log.len() - 7];
-        let tally = tally_batches(cut).expect("valid");
-        assert_eq!((tally.batches, tally.records), (1, 5));
-        assert_eq!(tally.next_offset, Some(5));
-        assert!(tally.partial_bytes > 0);
-        // Less than a batch header: nothing whole.
-        let tally = tally_batches(&log[..20]).expect("valid");
-        assert_eq!((tally.batches, tally.next_offset), (0, None));
-        assert_eq!(tally_batches(&[]).expect("empty"), BatchTally::default());
-    }
-
-    #[test]
-    fn garbage_is_an_error_not_a_count() {
-        let mut log = log(&[2], CompressionCodec::None);
-        log[MAGIC_AT] = 1;
-        assert!(tally_batches(&log).is_err());
-        let mut short = log.clone();
-        short[8..12].copy_from_slice(&10i32.to_be_bytes());
-        assert!(tally_batches(&short).is_err());
-    }
+    use kafka_protocol::records::Compression;
 
     #[test]
     fn fetch_answers_move_offsets_and_stop_at_the_end() {
@@ -590,7 +447,7 @@ mod tests {
                 .with_partitions(vec![
                     PartitionData::default()
                         .with_partition_index(0)
-                        .with_records(Some(log(&[4, 10], CompressionCodec::None).freeze())),
+                        .with_records(Some(log(&[4, 10], Compression::None).freeze())),
                     PartitionData::default()
                         .with_partition_index(1)
                         .with_error_code(6),
@@ -640,20 +497,6 @@ mod tests {
             "done partitions are left out"
         );
         assert_eq!(by_name.topics[0].partitions[0].fetch_offset, 40);
-        assert_eq!(by_name.topics[0].partitions[0].current_leader_epoch, 2);
-        let by_id = fetch_request(&plan, 13, &partitions);
-        assert_eq!(by_id.topics[0].topic_id, Uuid::from_u128(7));
-        // Both encode at their version.
-        for (request, version) in [(by_name, 12), (by_id, 16)] {
-            let mut buffer = BytesMut::new();
-            chronik_wire::encode_request(
-                &mut buffer,
-                &request,
-                version,
-                1,
-                crate::kafka::CLIENT_ID,
-            )
-            .expect("encodes");
-        }
+        // The rest of the request is `kafka::fetch`'s, tested there.
     }
 }

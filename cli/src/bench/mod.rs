@@ -13,14 +13,13 @@ pub mod consume;
 pub mod error;
 pub mod produce;
 pub mod stats;
-pub mod topic;
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use clap::ValueEnum;
 use serde::Serialize;
 
+pub use crate::kafka::topic::PartitionSelection;
 pub use error::BenchError;
 pub use stats::LatencySummary;
 
@@ -31,37 +30,6 @@ pub async fn run(command: &BenchCommand) -> Result<BenchReport, BenchError> {
     match command {
         BenchCommand::Produce(args) => produce::run(args).await,
         BenchCommand::Consume(args) => consume::run(args).await,
-    }
-}
-
-/// Which partitions of the topic a benchmark uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartitionSelection {
-    /// Every partition the metadata lists.
-    All,
-    /// These partitions, sorted, without duplicates.
-    Only(Vec<i32>),
-}
-
-impl PartitionSelection {
-    /// Whether `partition` is selected.
-    pub fn includes(&self, partition: i32) -> bool {
-        match self {
-            PartitionSelection::All => true,
-            PartitionSelection::Only(partitions) => partitions.binary_search(&partition).is_ok(),
-        }
-    }
-}
-
-impl fmt::Display for PartitionSelection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PartitionSelection::All => f.write_str("all"),
-            PartitionSelection::Only(partitions) => {
-                let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
-                f.write_str(&list.join(","))
-            }
-        }
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -19,26 +19,22 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
-};
+use kafka_protocol::records::{Compression, Record};
 use rand::{Rng, RngCore};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::error::{error_name, BenchError};
 use super::stats::{mib_per_second, per_second, LatencyHistogram};
-use super::topic::{PartitionLeader, TopicLayout};
 use super::{BenchReport, CompressionCodec, StopReason, ValueKind, Workload};
 use crate::cli::BenchProduceArgs;
+use crate::kafka::producer::{now_ms, produce_answer};
+use crate::kafka::records::{batch_record, encode_batch, ProducerIdentity, BATCH_HEADER_BYTES};
+use crate::kafka::topic::{PartitionLeader, TopicLayout};
 use crate::kafka::{KafkaConnection, KafkaError, RequestWriter, ResponseReader};
 
 /// Produce versions this client speaks: record batches v2 from v3; the broker serves up to 11.
 const PRODUCE_VERSIONS: (i16, i16) = (3, 11);
-
-/// Bytes of the RecordBatch v2 header.
-const BATCH_HEADER_BYTES: usize = 61;
 
 /// Bytes a record adds besides its key and value (length, attributes, deltas, lengths, headers),
 /// for sizing batches the way Kafka's `batch.size` does.
@@ -234,12 +230,12 @@ impl MessageBudget {
     }
 }
 
-/// Builds RecordBatch v2 batches of generated records with [`RecordBatchEncoder`].
+/// Builds RecordBatch v2 batches of generated records (see [`crate::kafka::records`]).
 pub struct BatchBuilder {
     pool: Bytes,
     record_size: usize,
     key_size: usize,
-    options: RecordEncodeOptions,
+    compression: Compression,
     cursor: usize,
     records: Vec<Record>,
 }
@@ -256,10 +252,7 @@ impl BatchBuilder {
             pool: generate_pool(values, POOL_BYTES + record_size + key_size),
             record_size,
             key_size,
-            options: RecordEncodeOptions {
-                version: 2,
-                compression: compression.to_protocol(),
-            },
+            compression: compression.to_protocol(),
             cursor: 0,
             records: Vec::new(),
         }
@@ -271,28 +264,19 @@ impl BatchBuilder {
         for offset in 0..count {
             let key = (self.key_size > 0).then(|| self.next_slice(self.key_size));
             let value = self.next_slice(self.record_size);
-            self.records.push(Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-                producer_id: NO_PRODUCER_ID,
-                producer_epoch: NO_PRODUCER_EPOCH,
-                timestamp_type: TimestampType::Creation,
-                offset: offset as i64,
-                // The encoder starts a new batch whenever offset - sequence changes; keeping it
-                // constant with a base sequence of -1 (no idempotence) yields exactly one batch.
-                sequence: offset as i32 - 1,
-                timestamp: timestamp_ms,
+            self.records.push(batch_record(
+                ProducerIdentity::NONE,
+                -1,
+                offset as i32,
+                timestamp_ms,
                 key,
-                value: Some(value),
-                headers: Default::default(),
-            });
+                Some(value),
+                &[],
+            ));
         }
         let mut buffer =
             BytesMut::with_capacity(BATCH_HEADER_BYTES + count * (self.record_size + 16));
-        RecordBatchEncoder::encode(&mut buffer, self.records.iter(), &self.options)
-            .map_err(|e| format!("cannot encode a record batch: {e}"))?;
+        encode_batch(&mut buffer, &self.records, self.compression)?;
         Ok(buffer.freeze())
     }
 
@@ -320,12 +304,6 @@ fn generate_pool(values: ValueKind, len: usize) -> Bytes {
         }
     }
     Bytes::from(pool)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A request written and not yet answered.
@@ -632,16 +610,11 @@ async fn read_answers(
 
 /// The base offset acknowledged for `partition`, or the name of the error answered.
 fn partition_answer(response: &ProduceResponse, partition: i32) -> Result<i64, String> {
-    let answer = response
-        .responses
-        .iter()
-        .flat_map(|topic| topic.partition_responses.iter())
-        .find(|p| p.index == partition)
-        .ok_or_else(|| "MISSING_PARTITION_IN_ANSWER".to_owned())?;
-    if answer.error_code != 0 {
-        return Err(error_name(answer.error_code));
+    match produce_answer(response, partition) {
+        Some((0, base_offset)) => Ok(base_offset),
+        Some((code, _)) => Err(error_name(code)),
+        None => Err("MISSING_PARTITION_IN_ANSWER".to_owned()),
     }
-    Ok(answer.base_offset)
 }
 
 /// The error-count name of a failed connection.
@@ -655,10 +628,8 @@ fn connection_error_name(error: &KafkaError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::produce_response::{
-        PartitionProduceResponse, TopicProduceResponse,
-    };
-    use kafka_protocol::records::{Compression, RecordBatchDecoder};
+    use crate::kafka::producer::testing::response;
+    use kafka_protocol::records::RecordBatchDecoder;
 
     #[test]
     fn batch_size_sets_records_per_batch() {
@@ -719,9 +690,7 @@ mod tests {
         assert!(size(ValueKind::Text, CompressionCodec::Gzip) < plain * 8 / 10);
         assert!(size(ValueKind::Pattern, CompressionCodec::Zstd) < plain / 4);
         assert_eq!(
-            BatchBuilder::new(ValueKind::Pattern, 0, 0, CompressionCodec::None)
-                .options
-                .compression,
+            BatchBuilder::new(ValueKind::Pattern, 0, 0, CompressionCodec::None).compression,
             Compression::None
         );
     }
@@ -737,13 +706,6 @@ mod tests {
 
     #[test]
     fn answers_give_the_base_offset_or_the_error_name() {
-        let response = |code| {
-            ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
-                .with_partition_responses(vec![PartitionProduceResponse::default()
-                    .with_index(2)
-                    .with_error_code(code)
-                    .with_base_offset(40)])])
-        };
         assert_eq!(partition_answer(&response(0), 2), Ok(40));
         assert_eq!(
             partition_answer(&response(6), 2),

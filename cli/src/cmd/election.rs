@@ -1,9 +1,11 @@
 //! `election preferred [TOPIC]`: asks the active controller to move leadership back to each partition's
-//! preferred (first) replica and reports the outcome per partition. A partition already led by its
-//! preferred replica is not a failure; any other per-partition error makes the command exit non-zero once
-//! the whole report is printed.
+//! preferred (first) replica and reports the outcome per partition. `election unclean [TOPIC]
+//! [--partition P]` asks it to give leaderless partitions a leader even from outside the ISR (Kafka's
+//! ElectionType.UNCLEAN). A partition whose election is not needed (already led by its preferred
+//! replica; already led at all, for unclean) is not a failure; any other per-partition error makes the
+//! command exit non-zero once the whole report is printed.
 
-use chronik_proto::v1::ElectLeadersRequest;
+use chronik_proto::v1::{ElectLeadersRequest, ElectPartitions};
 use serde::Serialize;
 
 use crate::client::ControllerClient;
@@ -54,9 +56,38 @@ pub async fn preferred(
     client: &ControllerClient,
     topic: Option<&str>,
 ) -> Result<Vec<ElectionResult>, CliError> {
-    let request = ElectLeadersRequest {
-        topics: topic.map(str::to_owned).into_iter().collect(),
-        ..Default::default()
+    elect(client, topic, &[], false).await
+}
+
+/// Runs an unclean leader election for every topic, one topic, or some of its partitions.
+pub async fn unclean(
+    client: &ControllerClient,
+    topic: Option<&str>,
+    partitions: &[i32],
+) -> Result<Vec<ElectionResult>, CliError> {
+    elect(client, topic, partitions, true).await
+}
+
+async fn elect(
+    client: &ControllerClient,
+    topic: Option<&str>,
+    partitions: &[i32],
+    unclean: bool,
+) -> Result<Vec<ElectionResult>, CliError> {
+    let request = match (topic, partitions) {
+        (Some(topic), [_, ..]) => ElectLeadersRequest {
+            partitions: vec![ElectPartitions {
+                topic: topic.to_owned(),
+                partitions: partitions.to_vec(),
+            }],
+            unclean,
+            ..Default::default()
+        },
+        _ => ElectLeadersRequest {
+            topics: topic.map(str::to_owned).into_iter().collect(),
+            unclean,
+            ..Default::default()
+        },
     };
     let reply = client.elect_leaders(request).await?;
     let mut results: Vec<ElectionResult> = reply
@@ -132,7 +163,7 @@ mod tests {
         ]);
         assert_eq!(
             error.map(|error| error.to_string()).as_deref(),
-            Some("preferred leader election failed for 1 of 2 partition(s)")
+            Some("leader election failed for 1 of 2 partition(s)")
         );
     }
 }

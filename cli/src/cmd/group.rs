@@ -19,12 +19,12 @@ use crate::client::ControllerClient;
 use crate::cmd::broker::live_addresses;
 use crate::cmd::topic;
 use crate::error::CliError;
-use crate::kafka::admin::{codes, pause_until, DescribedGroup, PartitionOffset, INITIAL_BACKOFF};
+use crate::kafka::admin::{
+    codes, pause_until, DescribedGroup, CONSUMER_PROTOCOL_TYPE, INITIAL_BACKOFF,
+};
 use crate::kafka::consumer_protocol::{decode_assignment, TopicPartitions};
-use crate::kafka::{error_name, BrokerPool, KafkaAdmin, KafkaError};
+use crate::kafka::{error_name, BrokerPool, KafkaAdmin};
 
-/// The protocol type of groups formed by Kafka consumers.
-const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 /// ListOffsets timestamps with a special meaning.
 const EARLIEST_TIMESTAMP: i64 = -2;
 const LATEST_TIMESTAMP: i64 = -1;
@@ -172,6 +172,57 @@ pub struct PartitionReset {
     pub log_start_offset: i64,
     /// The partition's log end offset (the high watermark).
     pub log_end_offset: i64,
+}
+
+/// What `group offset-delete` did, per partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OffsetDeletion {
+    /// The group id.
+    pub group_id: String,
+    /// The topic.
+    pub topic: String,
+    /// Every partition asked for, by index.
+    pub partitions: Vec<PartitionOffsetDeletion>,
+}
+
+/// One partition of `group offset-delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionOffsetDeletion {
+    /// The partition index.
+    pub partition: i32,
+    /// Whether its committed offset is gone (a partition without one counts as deleted, as in Kafka).
+    pub deleted: bool,
+    /// The Kafka error name when it was refused, e.g. `GROUP_SUBSCRIBED_TO_TOPIC`.
+    pub error: Option<String>,
+    /// The Kafka error code (0 when deleted).
+    #[serde(skip)]
+    pub error_code: i16,
+}
+
+impl OffsetDeletion {
+    /// The error the exit status reports when some partitions were refused.
+    pub fn failure(&self) -> Option<CliError> {
+        let refused: Vec<&PartitionOffsetDeletion> =
+            self.partitions.iter().filter(|p| !p.deleted).collect();
+        let first = refused.first()?;
+        let name = first.error.clone().unwrap_or_default();
+        let code = first.error_code;
+        Some(group_error(
+            code,
+            format!(
+                "the offsets of {} of {} partition(s) of '{}' were not deleted for group '{}' ({name}{})",
+                refused.len(),
+                self.partitions.len(),
+                self.topic,
+                self.group_id,
+                if code == codes::GROUP_SUBSCRIBED_TO_TOPIC {
+                    ": its members consume the topic; stop them first"
+                } else {
+                    ""
+                }
+            ),
+        ))
+    }
 }
 
 /// A group that was just deleted.
@@ -472,6 +523,54 @@ pub async fn delete(admin: &mut KafkaAdmin, group: &str) -> Result<DeletedGroup,
     }
 }
 
+/// `group offset-delete`: the partitions default to every partition of the topic; each must exist.
+pub async fn offset_delete(
+    client: &ControllerClient,
+    admin: &mut KafkaAdmin,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<OffsetDeletion, CliError> {
+    let details = topic::describe(client, topic).await?;
+    let selection = PartitionSelection::from_list(partitions.to_vec());
+    let partitions = selected_partitions(topic, &details.partitions, &selection)?;
+    let (code, answers) = admin.delete_offsets(group, topic, &partitions).await?;
+    match code {
+        0 => {}
+        codes::GROUP_ID_NOT_FOUND => return Err(group_not_found(group)),
+        code => {
+            return Err(group_error(
+                code,
+                format!(
+                    "cannot delete offsets of group '{group}': {}",
+                    error_name(code)
+                ),
+            ))
+        }
+    }
+    let partitions = partitions
+        .into_iter()
+        .map(|partition| {
+            let (error, error_code) = match answers.get(&partition) {
+                Some(0) => (None, 0),
+                Some(&code) => (Some(error_name(code)), code),
+                None => (Some("MISSING_PARTITION_IN_ANSWER".to_owned()), -1),
+            };
+            PartitionOffsetDeletion {
+                partition,
+                deleted: error.is_none(),
+                error,
+                error_code,
+            }
+        })
+        .collect();
+    Ok(OffsetDeletion {
+        group_id: group.to_owned(),
+        topic: topic.to_owned(),
+        partitions,
+    })
+}
+
 /// DescribeGroups, with the per-group error turned into a [`CliError`].
 async fn described_group(
     admin: &mut KafkaAdmin,
@@ -560,35 +659,11 @@ async fn offsets_at(
                 .or_default()
                 .push(status.partition);
         }
-        for (leader, wanted) in by_leader {
-            match admin.list_offsets(leader, topic, &wanted, timestamp).await {
-                Ok(answers) => {
-                    for (partition, answer) in answers {
-                        match answer {
-                            PartitionOffset::Offset(offset) => {
-                                found.insert(partition, offset);
-                            }
-                            PartitionOffset::Error(code) if is_leader_retriable(code) => {
-                                last = format!("partition {partition}: {}", error_name(code));
-                            }
-                            PartitionOffset::Error(code) => {
-                                return Err(KafkaError::broker(
-                                    format!("ListOffsets of partition {partition} of '{topic}'"),
-                                    code,
-                                )
-                                .into())
-                            }
-                        }
-                    }
-                }
-                Err(
-                    error @ (KafkaError::Connect { .. }
-                    | KafkaError::Io { .. }
-                    | KafkaError::Timeout { .. }
-                    | KafkaError::UnknownBroker { .. }),
-                ) => last = error.to_string(),
-                Err(error) => return Err(error.into()),
-            }
+        if let Some(trouble) = admin
+            .offsets_from_leaders(topic, by_leader, timestamp, &mut found)
+            .await?
+        {
+            last = trouble;
         }
         if partitions.iter().all(|p| found.contains_key(p)) {
             return Ok(found);
@@ -600,13 +675,6 @@ async fn offsets_at(
         })
         .await?;
     }
-}
-
-/// ListOffsets codes that a moment and a fresh leader can fix.
-fn is_leader_retriable(code: i16) -> bool {
-    // LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, FENCED_LEADER_EPOCH,
-    // UNKNOWN_LEADER_EPOCH, OFFSET_NOT_AVAILABLE.
-    matches!(code, 5 | 6 | 7 | 74 | 75 | 78)
 }
 
 fn group_not_found(group: &str) -> CliError {

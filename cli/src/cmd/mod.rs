@@ -1,5 +1,6 @@
 //! The commands, one file per noun. A command asks the controllers through [`ControllerClient`] and
-//! returns plain data (a [`Report`]); it never prints. Only `output` turns a report into text, so every
+//! returns plain data (a [`Report`]); it never prints (`topic consume` hands each record to `output`
+//! as it arrives). Only `output` turns a report into text, so every
 //! command has the same table and JSON behaviour and can be tested without a terminal. `group`,
 //! `cluster logdirs`, `topic describe` and `topic trim-prefix` also speak the Kafka protocol to the
 //! brokers the controllers list.
@@ -8,10 +9,12 @@ pub mod acl;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod consume;
 pub mod election;
 pub mod group;
 pub mod local;
 pub mod probe;
+pub mod produce;
 pub mod reassign;
 pub mod topic;
 pub mod trim_prefix;
@@ -27,15 +30,16 @@ pub use broker::{BrokerState, BrokerStatus};
 pub use cluster::{ClusterStatus, ControllerStatus, LogDirStatus, LogDirsReport, ReplicaSize};
 pub use config::ClusterConfig;
 pub use election::{ElectionOutcome, ElectionResult};
-pub use group::{DeletedGroup, GroupDetails, GroupList, OffsetReset};
+pub use group::{DeletedGroup, GroupDetails, GroupList, OffsetDeletion, OffsetReset};
 pub use topic::{
     AddedPartitions, CreatedTopic, DeletedTopic, NewTopic, PartitionStatus, TopicConfigs,
     TopicDetails, TopicSummary,
 };
 pub use trim_prefix::{PartitionTrim, PrefixTrim};
 
-/// What a command found or did, ready to be rendered.
-#[derive(Debug, Clone, PartialEq)]
+/// What a command found or did, ready to be rendered. JSON and YAML show the inner value itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Report {
     /// `cluster status`.
     ClusterStatus(ClusterStatus),
@@ -67,7 +71,13 @@ pub enum Report {
     OffsetReset(OffsetReset),
     /// `group delete`.
     GroupDeleted(DeletedGroup),
-    /// `election preferred`.
+    /// `group offset-delete`.
+    OffsetsDeleted(OffsetDeletion),
+    /// `topic produce`.
+    Produced(produce::ProduceReport),
+    /// `topic consume`: the records were printed as they came; this is not.
+    Consumed(consume::ConsumeSummary),
+    /// `election preferred|unclean`.
     Election(Vec<ElectionResult>),
     /// `partition move` and `broker decommission`.
     Moves(reassign::MoveReport),
@@ -93,6 +103,8 @@ impl Report {
             Report::PrefixTrim(trim) => trim.failure(),
             Report::LogDirs(report) => cluster::logdirs_failure(report),
             Report::Bench(report) => report.failure().map(CliError::from),
+            Report::OffsetsDeleted(deletion) => deletion.failure(),
+            Report::Produced(report) => report.failure(),
             _ => None,
         }
     }
@@ -155,6 +167,14 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
                 .await?,
             )
         }
+        Command::Topic(TopicCommand::Produce(args)) => {
+            Report::Produced(produce::produce(client, args, std::io::stdin()).await?)
+        }
+        Command::Topic(TopicCommand::Consume(_)) | Command::Completion { .. } => {
+            return Err(CliError::InvalidArgument(
+                "this command writes its own output: run it through chronikctl::run".to_owned(),
+            ))
+        }
         Command::Group(command) => execute_group(command, client).await?,
         Command::Broker(BrokerCommand::Decommission { broker_id, wait }) => {
             Report::Moves(reassign::decommission(client, *broker_id, wait.wait()).await?)
@@ -180,6 +200,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Acl(AclCommand::Create(args)) => Report::Acls(acl::create(client, args).await?),
         Command::Acl(AclCommand::List(args)) => Report::Acls(acl::list(client, args).await?),
         Command::Acl(AclCommand::Delete(args)) => Report::Acls(acl::delete(client, args).await?),
+        Command::Election(ElectionCommand::Unclean { topic, partitions }) => {
+            Report::Election(election::unclean(client, topic.as_deref(), partitions).await?)
+        }
         Command::Local(command) => Report::Local(local::execute(command).await?),
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
         Command::Probe { url } => Report::Probe(probe::probe(url, client.request_timeout()).await?),
@@ -246,6 +269,19 @@ async fn execute_group(
         GroupCommand::Delete(args) => {
             let (mut admin, _) = group::connect(client, args.target.retry_timeout_ms).await?;
             Report::GroupDeleted(group::delete(&mut admin, &args.group).await?)
+        }
+        GroupCommand::OffsetDelete(args) => {
+            let (mut admin, _) = group::connect(client, args.target.retry_timeout_ms).await?;
+            Report::OffsetsDeleted(
+                group::offset_delete(
+                    client,
+                    &mut admin,
+                    &args.group,
+                    &args.topic,
+                    &args.partitions,
+                )
+                .await?,
+            )
         }
     };
     Ok(report)

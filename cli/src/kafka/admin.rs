@@ -18,21 +18,29 @@ use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteRecordsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{error_name, BrokerPool, KafkaError};
+use super::topic::is_leader_retriable;
+use super::{error_name, join_host_port, BrokerPool, KafkaError};
 
 /// FindCoordinator: v4+ batches keys (KIP-699); v6 only adds share groups.
 const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> = 0..=5;
@@ -43,6 +51,14 @@ const DESCRIBE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=5;
 const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = 2..=9;
 const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
 const DELETE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=2;
+const OFFSET_DELETE_VERSIONS: RangeInclusive<i16> = 0..=0;
+/// JoinGroup from v4 (MEMBER_ID_REQUIRED: a new member joins twice); v8 only adds a reason.
+const JOIN_GROUP_VERSIONS: RangeInclusive<i16> = 4..=7;
+const SYNC_GROUP_VERSIONS: RangeInclusive<i16> = 3..=5;
+const HEARTBEAT_VERSIONS: RangeInclusive<i16> = 0..=4;
+const LEAVE_GROUP_VERSIONS: RangeInclusive<i16> = 0..=4;
+/// The protocol type of groups formed by Kafka consumers.
+pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 const LIST_OFFSETS_VERSIONS: RangeInclusive<i16> = 1..=10;
 const DELETE_RECORDS_VERSIONS: RangeInclusive<i16> = 0..=2;
 /// DescribeLogDirs: v3 adds a top-level error code, v4 the filesystem's total and usable bytes.
@@ -73,6 +89,10 @@ pub mod codes {
     pub const NON_EMPTY_GROUP: i16 = 68;
     /// GROUP_ID_NOT_FOUND: no such group.
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// MEMBER_ID_REQUIRED: a new member must join again with the member id it was given.
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    /// GROUP_SUBSCRIBED_TO_TOPIC: a live member of the group consumes the topic.
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 }
 
 /// Whether a code means "ask the coordinator again, possibly a different one".
@@ -359,6 +379,20 @@ impl KafkaAdmin {
         topic: &str,
         offsets: &BTreeMap<i32, i64>,
     ) -> Result<BTreeMap<i32, i16>, KafkaError> {
+        self.commit_member_offsets(group, -1, "", topic, offsets)
+            .await
+    }
+
+    /// OffsetCommit as member `member_id` of generation `generation` (-1 and "" for a "simple"
+    /// commit). Returns each partition's error code.
+    pub async fn commit_member_offsets(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        topic: &str,
+        offsets: &BTreeMap<i32, i64>,
+    ) -> Result<BTreeMap<i32, i16>, KafkaError> {
         let (_, _, response) = self
             .on_coordinator(
                 group,
@@ -366,8 +400,8 @@ impl KafkaAdmin {
                 |_| {
                     OffsetCommitRequest::default()
                         .with_group_id(group_id(group))
-                        .with_generation_id_or_member_epoch(-1)
-                        .with_member_id(StrBytes::from_static_str(""))
+                        .with_generation_id_or_member_epoch(generation)
+                        .with_member_id(StrBytes::from_string(member_id.to_owned()))
                         .with_topics(vec![OffsetCommitRequestTopic::default()
                             .with_name(topic_name(topic))
                             .with_partitions(
@@ -420,6 +454,173 @@ impl KafkaAdmin {
             .ok_or_else(|| missing("DeleteGroups", coordinator, group))
     }
 
+    /// JoinGroup with the `consumer` protocol type and one protocol (`name`, `metadata`). The
+    /// coordinator holds the answer until the rebalance completes, so `rebalance_timeout_ms` must
+    /// fit in the request timeout.
+    pub async fn join_group(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        session_timeout_ms: i32,
+        rebalance_timeout_ms: i32,
+        protocol: (&str, Bytes),
+    ) -> Result<JoinGroupResponse, KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                JOIN_GROUP_VERSIONS,
+                |_| {
+                    JoinGroupRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_session_timeout_ms(session_timeout_ms)
+                        .with_rebalance_timeout_ms(rebalance_timeout_ms)
+                        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+                        .with_protocol_type(StrBytes::from_static_str(CONSUMER_PROTOCOL_TYPE))
+                        .with_protocols(vec![JoinGroupRequestProtocol::default()
+                            .with_name(StrBytes::from_string(protocol.0.to_owned()))
+                            .with_metadata(protocol.1.clone())])
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        Ok(response)
+    }
+
+    /// SyncGroup: the leader hands in `assignments` (member id → bytes), the others none; returns
+    /// the error code and this member's assignment bytes.
+    pub async fn sync_group(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        protocol_name: &str,
+        assignments: &[(String, Bytes)],
+    ) -> Result<(i16, Bytes), KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                SYNC_GROUP_VERSIONS,
+                |_| {
+                    SyncGroupRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_generation_id(generation)
+                        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+                        .with_protocol_type(Some(StrBytes::from_static_str(CONSUMER_PROTOCOL_TYPE)))
+                        .with_protocol_name(Some(StrBytes::from_string(protocol_name.to_owned())))
+                        .with_assignments(
+                            assignments
+                                .iter()
+                                .map(|(member, bytes)| {
+                                    SyncGroupRequestAssignment::default()
+                                        .with_member_id(StrBytes::from_string(member.clone()))
+                                        .with_assignment(bytes.clone())
+                                })
+                                .collect(),
+                        )
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        Ok((response.error_code, response.assignment))
+    }
+
+    /// Heartbeat of member `member_id` of `generation`; returns the error code (REBALANCE_IN_PROGRESS
+    /// asks the member to join again).
+    pub async fn heartbeat(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<i16, KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                HEARTBEAT_VERSIONS,
+                |_| {
+                    HeartbeatRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_generation_id(generation)
+                        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        Ok(response.error_code)
+    }
+
+    /// LeaveGroup of `member_id` (v3+ names it in the member list); returns the error code.
+    pub async fn leave_group(&mut self, group: &str, member_id: &str) -> Result<i16, KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                LEAVE_GROUP_VERSIONS,
+                |version| {
+                    let request = LeaveGroupRequest::default().with_group_id(group_id(group));
+                    let member = StrBytes::from_string(member_id.to_owned());
+                    if version >= 3 {
+                        request.with_members(vec![MemberIdentity::default().with_member_id(member)])
+                    } else {
+                        request.with_member_id(member)
+                    }
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        Ok(response.error_code)
+    }
+
+    /// [`offsets_from_leaders`] through this admin's connections.
+    pub async fn offsets_from_leaders(
+        &mut self,
+        topic: &str,
+        by_leader: BTreeMap<i32, Vec<i32>>,
+        timestamp: i64,
+        found: &mut BTreeMap<i32, i64>,
+    ) -> Result<Option<String>, KafkaError> {
+        offsets_from_leaders(&mut self.pool, topic, by_leader, timestamp, found).await
+    }
+
+    /// OffsetDelete of the group's committed offsets of `partitions` of `topic`. Returns the
+    /// group-level error code (0, GROUP_ID_NOT_FOUND, ...) and each partition's code; partitions the
+    /// answer leaves out are missing from the map.
+    pub async fn delete_offsets(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<(i16, BTreeMap<i32, i16>), KafkaError> {
+        let (_, _, response) = self
+            .on_coordinator(
+                group,
+                OFFSET_DELETE_VERSIONS,
+                |_| {
+                    OffsetDeleteRequest::default()
+                        .with_group_id(group_id(group))
+                        .with_topics(vec![OffsetDeleteRequestTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(
+                                partitions
+                                    .iter()
+                                    .map(|&partition| {
+                                        OffsetDeleteRequestPartition::default()
+                                            .with_partition_index(partition)
+                                    })
+                                    .collect(),
+                            )])
+                },
+                |_, response| response.error_code,
+            )
+            .await?;
+        let codes = response
+            .topics
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| (p.partition_index, p.error_code))
+            .collect();
+        Ok((response.error_code, codes))
+    }
+
     /// ListOffsets on `leader` for `partitions` of `topic` at `timestamp` (-2 earliest, -1 latest, or
     /// milliseconds since the epoch). Partitions the answer leaves out are missing from the map.
     pub async fn list_offsets(
@@ -429,41 +630,7 @@ impl KafkaAdmin {
         partitions: &[i32],
         timestamp: i64,
     ) -> Result<BTreeMap<i32, PartitionOffset>, KafkaError> {
-        let timeout_ms = i32::try_from(self.pool.request_timeout().as_millis()).unwrap_or(i32::MAX);
-        let (_, response) = self
-            .pool
-            .call(leader, LIST_OFFSETS_VERSIONS, |_| {
-                ListOffsetsRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_timeout_ms(timeout_ms)
-                    .with_topics(vec![ListOffsetsTopic::default()
-                        .with_name(topic_name(topic))
-                        .with_partitions(
-                            partitions
-                                .iter()
-                                .map(|&partition| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(partition)
-                                        .with_timestamp(timestamp)
-                                })
-                                .collect(),
-                        )])
-            })
-            .await?;
-        Ok(response
-            .topics
-            .iter()
-            .filter(|t| t.name.as_str() == topic)
-            .flat_map(|t| t.partitions.iter())
-            .map(|p| {
-                let answer = if p.error_code == 0 {
-                    PartitionOffset::Offset(p.offset)
-                } else {
-                    PartitionOffset::Error(p.error_code)
-                };
-                (p.partition_index, answer)
-            })
-            .collect())
+        list_offsets(&mut self.pool, leader, topic, partitions, timestamp).await
     }
 
     /// DeleteRecords on `leader` for `offsets` (partition → offset, -1 for its high watermark) of
@@ -711,6 +878,92 @@ impl KafkaAdmin {
     }
 }
 
+/// ListOffsets on `leader` for `partitions` of `topic` at `timestamp` (-2 earliest, -1 latest, or
+/// milliseconds since the epoch). Partitions the answer leaves out are missing from the map.
+pub async fn list_offsets(
+    pool: &mut BrokerPool,
+    leader: i32,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> Result<BTreeMap<i32, PartitionOffset>, KafkaError> {
+    let timeout_ms = i32::try_from(pool.request_timeout().as_millis()).unwrap_or(i32::MAX);
+    let (_, response) = pool
+        .call(leader, LIST_OFFSETS_VERSIONS, |_| {
+            ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_timeout_ms(timeout_ms)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|&partition| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(partition)
+                                    .with_timestamp(timestamp)
+                            })
+                            .collect(),
+                    )])
+        })
+        .await?;
+    Ok(response
+        .topics
+        .iter()
+        .filter(|t| t.name.as_str() == topic)
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            let answer = if p.error_code == 0 {
+                PartitionOffset::Offset(p.offset)
+            } else {
+                PartitionOffset::Error(p.error_code)
+            };
+            (p.partition_index, answer)
+        })
+        .collect())
+}
+
+/// ListOffsets for `timestamp` on each leader of `by_leader` (leader → partitions of `topic`), adding
+/// the offsets answered to `found`. Returns the last trouble a fresh leader can fix (a leader change,
+/// a broker that cannot be reached), for the caller to retry after a fresh look at the leaders; any
+/// other error code is an error.
+pub async fn offsets_from_leaders(
+    pool: &mut BrokerPool,
+    topic: &str,
+    by_leader: BTreeMap<i32, Vec<i32>>,
+    timestamp: i64,
+    found: &mut BTreeMap<i32, i64>,
+) -> Result<Option<String>, KafkaError> {
+    let mut trouble = None;
+    for (leader, partitions) in by_leader {
+        let answers = match list_offsets(pool, leader, topic, &partitions, timestamp).await {
+            Ok(answers) => answers,
+            Err(error) if error.is_unreachable() => {
+                trouble = Some(error.to_string());
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        for (partition, answer) in answers {
+            match answer {
+                PartitionOffset::Offset(offset) => {
+                    found.insert(partition, offset);
+                }
+                PartitionOffset::Error(code) if is_leader_retriable(code) => {
+                    trouble = Some(format!("partition {partition}: {}", error_name(code)));
+                }
+                PartitionOffset::Error(code) => {
+                    return Err(KafkaError::broker(
+                        format!("ListOffsets of partition {partition} of '{topic}'"),
+                        code,
+                    ))
+                }
+            }
+        }
+    }
+    Ok(trouble)
+}
+
 /// Sleeps the current backoff (doubling it, capped) unless that would pass `deadline`, in which case
 /// the wait ends with a timeout worded by `waiting_for`.
 pub async fn pause_until(
@@ -743,15 +996,6 @@ fn missing(api: &str, broker: i32, group: &str) -> KafkaError {
     ))
 }
 
-/// `host:port`, with an IPv6 host in brackets.
-pub fn join_host_port(host: &str, port: i32) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,11 +1026,5 @@ mod tests {
         assert_eq!(pauses, 3);
         assert_eq!(Instant::now() - start, Duration::from_millis(700));
         assert_eq!(error.to_string(), "timed out waiting for a test");
-    }
-
-    #[test]
-    fn ipv6_hosts_get_brackets() {
-        assert_eq!(join_host_port("::1", 9092), "[::1]:9092");
-        assert_eq!(join_host_port("127.0.0.1", 9092), "127.0.0.1:9092");
     }
 }

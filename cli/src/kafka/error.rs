@@ -77,6 +77,25 @@ pub enum KafkaError {
         /// The broker id.
         broker_id: i32,
     },
+    /// The topic does not exist (Metadata answered UNKNOWN_TOPIC_OR_PARTITION).
+    #[error("topic '{topic}' does not exist")]
+    UnknownTopic {
+        /// The topic name.
+        topic: String,
+    },
+    /// The topic exists but has no such partition.
+    #[error("topic '{topic}' has no partition {partition} (it has {partitions} partition(s))")]
+    UnknownPartition {
+        /// The topic name.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many partitions the topic has.
+        partitions: usize,
+    },
+    /// No bootstrap server was given (nor any live broker found).
+    #[error("no bootstrap server to ask")]
+    NoBootstrapServer,
     /// The answer decoded but does not fit the request (e.g. it leaves out what was asked).
     #[error("unexpected answer: {0}")]
     UnexpectedAnswer(String),
@@ -100,6 +119,18 @@ impl KafkaError {
             code,
             name: error_name(code),
         }
+    }
+
+    /// Whether the broker could not be reached or did not answer in time: asking again, perhaps a
+    /// new leader found in fresh metadata, may help.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            KafkaError::Connect { .. }
+                | KafkaError::Io { .. }
+                | KafkaError::Timeout { .. }
+                | KafkaError::UnknownBroker { .. }
+        )
     }
 
     /// Whether the failure is of the connection itself (so a cached connection must be dropped).

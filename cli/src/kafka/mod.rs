@@ -1,5 +1,5 @@
-//! A minimal Kafka client connection over tokio TCP, shared by `chronikctl bench` and `chronikctl
-//! group`: size-prefixed frames, a request header chosen by the API version, and responses decoded with
+//! A minimal Kafka client connection over tokio TCP, shared by `chronikctl bench`, `group` and
+//! `topic produce|consume`: size-prefixed frames, a request header chosen by the API version, and responses decoded with
 //! the header version Kafka uses for that API (ApiVersions answers always use header v0). Opening a
 //! connection sends ApiVersions so later requests use the highest version both sides speak. Every wait
 //! has a deadline.
@@ -9,11 +9,23 @@
 //! the writer sent requests and checks each correlation id against the request it expects.
 //! [`BrokerPool`] keeps one connection per broker id for the admin commands, and
 //! [`consumer_protocol`] decodes what consumer groups store as opaque bytes.
+//!
+//! The record path is built from shared pieces, each in one place: [`topic`] (where a topic's
+//! partitions and leaders are), [`leader_router`] (requests to leaders, refreshed and retried after
+//! a leader change), [`records`] (RecordBatch v2 encoding and decoding with every codec),
+//! [`producer`] (idempotent Produce), [`fetch`] (the consumer's Fetch) and [`group_member`] (a
+//! consumer-group member).
 
 pub mod admin;
 pub mod consumer_protocol;
 pub mod error;
+pub mod fetch;
+pub mod group_member;
+pub mod leader_router;
 pub mod pool;
+pub mod producer;
+pub mod records;
+pub mod topic;
 
 use std::sync::Arc;
 
@@ -183,6 +195,22 @@ impl KafkaConnection {
         .await?
     }
 
+    /// Writes one request without waiting for an answer (a Produce with acks=0 gets none); returns
+    /// its correlation id.
+    pub async fn send<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        deadline: Instant,
+    ) -> Result<i32, KafkaError> {
+        let api = api_key::<R>();
+        let address = self.writer.address.clone();
+        within(deadline, self.writer.send(request, version), || {
+            format!("sending a {api:?} request to {address}")
+        })
+        .await?
+    }
+
     /// Splits the connection so requests can be written while earlier responses are read.
     pub fn into_split(self) -> (RequestWriter, ResponseReader) {
         (self.writer, self.reader)
@@ -285,6 +313,15 @@ pub async fn within<T>(
         })
 }
 
+/// `host:port`, with an IPv6 host in brackets.
+pub fn join_host_port(host: &str, port: i32) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// A Kafka error code as an error of a setup request, or `Ok` for 0.
 pub fn check_code(what: impl FnOnce() -> String, code: i16) -> Result<(), KafkaError> {
     if code == 0 {
@@ -332,6 +369,12 @@ mod tests {
             .pick("b", ApiKey::Metadata, 4, 12)
             .expect_err("not offered");
         assert_eq!(error.to_string(), "broker b does not offer Metadata");
+    }
+
+    #[test]
+    fn ipv6_hosts_get_brackets() {
+        assert_eq!(join_host_port("::1", 9092), "[::1]:9092");
+        assert_eq!(join_host_port("127.0.0.1", 9092), "127.0.0.1:9092");
     }
 
     #[test]

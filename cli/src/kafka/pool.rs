@@ -66,25 +66,57 @@ impl BrokerPool {
         build: impl FnOnce(i16) -> R,
     ) -> Result<(i16, R::Response), KafkaError> {
         let deadline = Instant::now() + self.request_timeout;
+        let connection = self.connection(broker, deadline).await?;
+        let version = connection.version(api_key::<R>(), *versions.start(), *versions.end())?;
+        let request = build(version);
+        let answer = connection.call(&request, version, deadline).await;
+        self.keep_if_sound(broker, answer.map(|response| (version, response)))
+    }
+
+    /// Writes `build(version)` to `broker` without reading an answer: for a Produce with acks=0,
+    /// which the broker never answers. Returns the version used.
+    pub async fn send<R: Request>(
+        &mut self,
+        broker: i32,
+        versions: RangeInclusive<i16>,
+        build: impl FnOnce(i16) -> R,
+    ) -> Result<i16, KafkaError> {
+        let deadline = Instant::now() + self.request_timeout;
+        let connection = self.connection(broker, deadline).await?;
+        let version = connection.version(api_key::<R>(), *versions.start(), *versions.end())?;
+        let request = build(version);
+        let sent = connection.send(&request, version, deadline).await;
+        self.keep_if_sound(broker, sent.map(|_| version))
+    }
+
+    /// The open connection to `broker`, opened now if there is none.
+    async fn connection(
+        &mut self,
+        broker: i32,
+        deadline: Instant,
+    ) -> Result<&mut KafkaConnection, KafkaError> {
         let address = self
             .addresses
             .get(&broker)
             .cloned()
             .ok_or(KafkaError::UnknownBroker { broker_id: broker })?;
-        let connection = match self.connections.entry(broker) {
+        Ok(match self.connections.entry(broker) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => entry.insert(KafkaConnection::open(&address, deadline).await?),
-        };
-        let version = connection.version(api_key::<R>(), *versions.start(), *versions.end())?;
-        let request = build(version);
-        match connection.call(&request, version, deadline).await {
-            Ok(response) => Ok((version, response)),
-            Err(error) => {
-                if error.breaks_connection() {
-                    self.connections.remove(&broker);
-                }
-                Err(error)
+        })
+    }
+
+    /// Drops the connection to `broker` when `result` says it broke.
+    fn keep_if_sound<T>(
+        &mut self,
+        broker: i32,
+        result: Result<T, KafkaError>,
+    ) -> Result<T, KafkaError> {
+        if let Err(error) = &result {
+            if error.breaks_connection() {
+                self.connections.remove(&broker);
             }
         }
+        result
     }
 }

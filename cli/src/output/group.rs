@@ -1,10 +1,11 @@
 //! The `group` commands: the merged group list (with a note per broker that did not answer), a group's
-//! members and per-partition lag, an offset reset (or its dry-run plan), and a deleted group.
+//! members and per-partition lag, an offset reset (or its dry-run plan), a deleted group, and deleted
+//! offsets per partition.
 
 use std::io::Write;
 
 use super::{dash_if_empty, fields, table};
-use crate::cmd::{DeletedGroup, GroupDetails, GroupList, OffsetReset};
+use crate::cmd::{DeletedGroup, GroupDetails, GroupList, OffsetDeletion, OffsetReset};
 
 /// One row per group, then a note per broker that did not answer ListGroups.
 pub(super) fn list(out: &mut impl Write, list: &GroupList) -> std::io::Result<()> {
@@ -179,6 +180,30 @@ pub(super) fn offset_reset(out: &mut impl Write, reset: &OffsetReset) -> std::io
 /// One line naming the deleted group.
 pub(super) fn deleted(out: &mut impl Write, group: &DeletedGroup) -> std::io::Result<()> {
     writeln!(out, "Deleted group '{}'.", group.group_id)
+}
+
+/// One row per partition: deleted, or the error that refused it.
+pub(super) fn offsets_deleted(
+    out: &mut impl Write,
+    deletion: &OffsetDeletion,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Group '{}', topic '{}':",
+        deletion.group_id, deletion.topic
+    )?;
+    let rows: Vec<Vec<String>> = deletion
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.partition.to_string(),
+                if p.deleted { "deleted" } else { "refused" }.to_owned(),
+                p.error.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    table(out, &["PARTITION", "RESULT", "ERROR"], &rows)
 }
 
 fn offset_or_dash(offset: Option<i64>) -> String {

@@ -17,7 +17,9 @@ mod election;
 mod group;
 mod local;
 mod probe;
+mod produce;
 mod reassign;
+pub mod record;
 mod topic;
 mod trim_prefix;
 
@@ -34,37 +36,19 @@ use crate::error::CliError;
 pub enum OutputFormat {
     /// Human-readable tables.
     Table,
-    /// One pretty-printed JSON document.
+    /// One pretty-printed JSON document (`topic consume`: one JSON object per record and line).
     Json,
+    /// One YAML document, with the same fields as JSON (`topic consume`: one document per record).
+    Yaml,
 }
 
 /// Writes `report` to `out` in `format`.
 pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Result<(), CliError> {
     match format {
-        OutputFormat::Json => match report {
-            Report::ClusterStatus(status) => write_json(out, status),
-            Report::LogDirs(report) => write_json(out, report),
-            Report::Brokers(brokers) => write_json(out, brokers),
-            Report::TopicCreated(topic) => write_json(out, topic),
-            Report::Topics(topics) => write_json(out, topics),
-            Report::TopicDetails(topic) => write_json(out, topic),
-            Report::TopicDeleted(topic) => write_json(out, topic),
-            Report::TopicConfigs(topic) => write_json(out, topic),
-            Report::PartitionsAdded(topic) => write_json(out, topic),
-            Report::ClusterConfigs(configs) => write_json(out, configs),
-            Report::PrefixTrim(trim) => write_json(out, trim),
-            Report::Groups(list) => write_json(out, list),
-            Report::GroupDetails(group) => write_json(out, group),
-            Report::OffsetReset(reset) => write_json(out, reset),
-            Report::GroupDeleted(group) => write_json(out, group),
-            Report::Election(results) => write_json(out, results),
-            Report::Moves(report) => write_json(out, report),
-            Report::Reassignments(listed) => write_json(out, listed),
-            Report::Local(cluster) => write_json(out, cluster),
-            Report::Bench(report) => write_json(out, report),
-            Report::Probe(result) => write_json(out, result),
-            Report::Acls(report) => write_json(out, report),
-        },
+        // The records were the output.
+        _ if matches!(report, Report::Consumed(_)) => Ok(()),
+        OutputFormat::Json => write_json(out, report),
+        OutputFormat::Yaml => write_yaml(out, report),
         OutputFormat::Table => {
             match report {
                 Report::ClusterStatus(status) => cluster::status(out, status)?,
@@ -82,6 +66,9 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::GroupDetails(group) => group::details(out, group)?,
                 Report::OffsetReset(reset) => group::offset_reset(out, reset)?,
                 Report::GroupDeleted(group) => group::deleted(out, group)?,
+                Report::OffsetsDeleted(deletion) => group::offsets_deleted(out, deletion)?,
+                Report::Produced(report) => produce::produced(out, report)?,
+                Report::Consumed(_) => {}
                 Report::Election(results) => election::results(out, results)?,
                 Report::Moves(report) => reassign::moves(out, report)?,
                 Report::Reassignments(listed) => reassign::reassignments(out, listed)?,
@@ -106,6 +93,25 @@ pub fn render_to_string(format: OutputFormat, report: &Report) -> Result<String,
 fn write_json(out: &mut impl Write, value: &impl Serialize) -> Result<(), CliError> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)?;
+    Ok(())
+}
+
+/// One YAML document, opened with `---` so that several (one per consumed record) form a stream.
+fn write_yaml(out: &mut impl Write, value: &impl Serialize) -> Result<(), CliError> {
+    let text = serde_norway::to_string(value)
+        .map_err(|error| CliError::Output(std::io::Error::other(error)))?;
+    out.write_all(b"---\n")?;
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Writes the `shell` completion script of `command` (the whole command line) to `out`.
+pub fn completion(
+    out: &mut impl Write,
+    shell: clap_complete::Shell,
+    command: &mut clap::Command,
+) -> Result<(), CliError> {
+    clap_complete::generate(shell, command, "chronikctl", out);
     Ok(())
 }
 
@@ -218,6 +224,36 @@ mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_is_the_json_document_and_json_is_the_inner_report() {
+        use crate::cmd::group::{OffsetDeletion, PartitionOffsetDeletion};
+        let report = Report::OffsetsDeleted(OffsetDeletion {
+            group_id: "g".to_owned(),
+            topic: "t".to_owned(),
+            partitions: vec![PartitionOffsetDeletion {
+                partition: 0,
+                deleted: false,
+                error: Some("GROUP_SUBSCRIBED_TO_TOPIC".to_owned()),
+                error_code: 86,
+            }],
+        });
+        let json = testing::json(&report);
+        assert_eq!(
+            json,
+            serde_json::json!({"group_id": "g", "topic": "t", "partitions": [
+                {"partition": 0, "deleted": false, "error": "GROUP_SUBSCRIBED_TO_TOPIC"}]})
+        );
+        let yaml = render_to_string(OutputFormat::Yaml, &report).expect("renders");
+        assert!(yaml.starts_with("---\n"), "{yaml}");
+        let parsed: serde_json::Value = serde_norway::from_str(&yaml).expect("YAML");
+        assert_eq!(parsed, json);
+        let table = testing::table_text(&report);
+        assert!(
+            table.contains("0          refused  GROUP_SUBSCRIBED_TO_TOPIC"),
+            "{table}"
+        );
+    }
 
     #[test]
     fn byte_counts_read_in_binary_units() {

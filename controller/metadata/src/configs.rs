@@ -31,6 +31,10 @@ pub enum ConfigKind {
     Ratio,
     /// Kafka's throttled-replica list: empty, `*`, or `partition:broker` pairs separated by commas.
     ThrottledReplicas,
+    /// Free text (a path, a class name, a host list).
+    Text,
+    /// A secret: stored, never shown (DescribeConfigs reports it as sensitive with no value).
+    Password,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -199,13 +203,13 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: "message.timestamp.after.max.ms",
         kind: ConfigKind::Long { min: 0 },
         default: "3600000",
-        doc: "Stored and reported; Chronik does not act on it. How far past the broker's clock a CreateTime timestamp may be",
+        doc: "How far past the leader's clock a CreateTime record timestamp may be (KIP-937): later ones are refused with INVALID_TIMESTAMP",
     },
     ConfigDef {
         name: "message.timestamp.before.max.ms",
         kind: ConfigKind::Long { min: 0 },
         default: "9223372036854775807",
-        doc: "Stored and reported; Chronik does not act on it. How far before the broker's clock a CreateTime timestamp may be",
+        doc: "How far before the leader's clock a CreateTime record timestamp may be (KIP-937): older ones are refused with INVALID_TIMESTAMP",
     },
     ConfigDef {
         name: "min.cleanable.dirty.ratio",
@@ -361,6 +365,144 @@ pub fn cluster_default_value(image: &MetadataImage, default: &ClusterDefault) ->
     }
 }
 
+/// The per-broker dynamic configs Kafka lets an operator set on one broker (a BROKER resource named
+/// by its id; Kafka's `DynamicBrokerConfig.AllDynamicConfigs` for TLS, SASL, threads, connection
+/// limits and replication throttles). Chronik stores and reports them, and acts on none of them yet:
+/// its listeners, threads and limits come from the command line. Log defaults (`log.retention.ms`
+/// and the other topic synonyms) are cluster-wide here, set on the BROKER resource with an empty
+/// name.
+const NOT_ACTED_ON: &str = "Stored and reported; Chronik does not act on it";
+pub const PER_BROKER_CONFIGS: &[ConfigDef] = &[
+    per_broker("advertised.listeners", ConfigKind::Text, ""),
+    per_broker("background.threads", ConfigKind::Long { min: 1 }, "10"),
+    per_broker(
+        "follower.replication.throttled.rate",
+        ConfigKind::Long { min: 0 },
+        "9223372036854775807",
+    ),
+    per_broker(
+        "leader.replication.throttled.rate",
+        ConfigKind::Long { min: 0 },
+        "9223372036854775807",
+    ),
+    per_broker("listener.security.protocol.map", ConfigKind::Text, ""),
+    per_broker(
+        "log.cleaner.backoff.ms",
+        ConfigKind::Long { min: 0 },
+        "15000",
+    ),
+    per_broker(
+        "log.cleaner.dedupe.buffer.size",
+        ConfigKind::Long { min: 0 },
+        "134217728",
+    ),
+    per_broker(
+        "log.cleaner.io.buffer.size",
+        ConfigKind::Long { min: 0 },
+        "524288",
+    ),
+    per_broker(
+        "log.cleaner.io.max.bytes.per.second",
+        ConfigKind::Text,
+        "1.7976931348623157E308",
+    ),
+    per_broker("log.cleaner.threads", ConfigKind::Long { min: 0 }, "1"),
+    per_broker(
+        "max.connection.creation.rate",
+        ConfigKind::Long { min: 0 },
+        "2147483647",
+    ),
+    per_broker("max.connections", ConfigKind::Long { min: 0 }, "2147483647"),
+    per_broker(
+        "max.connections.per.ip",
+        ConfigKind::Long { min: 0 },
+        "2147483647",
+    ),
+    per_broker("max.connections.per.ip.overrides", ConfigKind::Text, ""),
+    per_broker("metric.reporters", ConfigKind::Text, ""),
+    per_broker("num.io.threads", ConfigKind::Long { min: 1 }, "8"),
+    per_broker("num.network.threads", ConfigKind::Long { min: 1 }, "3"),
+    per_broker(
+        "num.recovery.threads.per.data.dir",
+        ConfigKind::Long { min: 1 },
+        "2",
+    ),
+    per_broker("num.replica.fetchers", ConfigKind::Long { min: 1 }, "1"),
+    per_broker(
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        ConfigKind::Long { min: 0 },
+        "9223372036854775807",
+    ),
+    per_broker("sasl.enabled.mechanisms", ConfigKind::Text, "GSSAPI"),
+    per_broker("sasl.jaas.config", ConfigKind::Password, ""),
+    per_broker(
+        "sasl.kerberos.kinit.cmd",
+        ConfigKind::Text,
+        "/usr/bin/kinit",
+    ),
+    per_broker(
+        "sasl.kerberos.min.time.before.relogin",
+        ConfigKind::Long { min: 0 },
+        "60000",
+    ),
+    per_broker(
+        "sasl.kerberos.principal.to.local.rules",
+        ConfigKind::Text,
+        "DEFAULT",
+    ),
+    per_broker("sasl.kerberos.service.name", ConfigKind::Text, ""),
+    per_broker(
+        "sasl.kerberos.ticket.renew.jitter",
+        ConfigKind::Ratio,
+        "0.05",
+    ),
+    per_broker(
+        "sasl.kerberos.ticket.renew.window.factor",
+        ConfigKind::Ratio,
+        "0.8",
+    ),
+    per_broker(
+        "sasl.login.refresh.buffer.seconds",
+        ConfigKind::Long { min: 0 },
+        "300",
+    ),
+    per_broker(
+        "sasl.login.refresh.min.period.seconds",
+        ConfigKind::Long { min: 0 },
+        "60",
+    ),
+    per_broker("sasl.login.refresh.window.factor", ConfigKind::Ratio, "0.8"),
+    per_broker(
+        "sasl.login.refresh.window.jitter",
+        ConfigKind::Ratio,
+        "0.05",
+    ),
+    per_broker("ssl.key.password", ConfigKind::Password, ""),
+    per_broker("ssl.keystore.certificate.chain", ConfigKind::Password, ""),
+    per_broker("ssl.keystore.key", ConfigKind::Password, ""),
+    per_broker("ssl.keystore.location", ConfigKind::Text, ""),
+    per_broker("ssl.keystore.password", ConfigKind::Password, ""),
+    per_broker("ssl.keystore.type", ConfigKind::Text, "JKS"),
+    per_broker("ssl.truststore.certificates", ConfigKind::Password, ""),
+    per_broker("ssl.truststore.location", ConfigKind::Text, ""),
+    per_broker("ssl.truststore.password", ConfigKind::Password, ""),
+    per_broker("ssl.truststore.type", ConfigKind::Text, "JKS"),
+];
+
+const fn per_broker(name: &'static str, kind: ConfigKind, default: &'static str) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default,
+        doc: NOT_ACTED_ON,
+    }
+}
+
+/// A per-broker dynamic config by its Kafka name.
+pub fn per_broker_config_def(name: &str) -> Option<&'static ConfigDef> {
+    PER_BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
 pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
@@ -420,6 +562,7 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ApiError> {
                 def.name
             ))),
         },
+        ConfigKind::Text | ConfigKind::Password => Ok(()),
         ConfigKind::ThrottledReplicas => {
             let pair = |p: &str| {
                 p.split_once(':').is_some_and(|(partition, broker)| {

@@ -1,6 +1,7 @@
 //! Conversions between the controller's domain types and the generated protobuf types. Brokers use the
 //! same functions to turn `WatchMetadata` updates back into records, so both sides agree by construction.
 
+use crate::scram::{ScramCredential, ScramMechanism};
 use chronik_proto::v1 as pb;
 use uuid::Uuid;
 
@@ -131,6 +132,7 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             let (resource, resource_name) = match resource {
                 ConfigResource::Cluster => (pb::ConfigResource::Cluster, String::new()),
                 ConfigResource::Topic(name) => (pb::ConfigResource::Topic, name.clone()),
+                ConfigResource::Broker(id) => (pb::ConfigResource::Broker, id.to_string()),
             };
             R::Config(pb::ConfigRecord {
                 resource: resource as i32,
@@ -159,10 +161,31 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
                 id: topic_id_to_bytes(*id),
             })
         }
+        Record::UserScramCredential(c) => R::UserScramCredential(pb::UserScramCredentialRecord {
+            name: c.user.clone(),
+            mechanism: i32::from(c.mechanism.code()),
+            salt: c.salt.clone(),
+            stored_key: c.stored_key.clone(),
+            server_key: c.server_key.clone(),
+            iterations: c.iterations,
+        }),
+        Record::RemoveUserScramCredential { user, mechanism } => {
+            R::RemoveUserScramCredential(pb::RemoveUserScramCredentialRecord {
+                name: user.clone(),
+                mechanism: i32::from(mechanism.code()),
+            })
+        }
     };
     pb::MetadataRecord {
         record: Some(inner),
     }
+}
+
+fn scram_mechanism(code: i32) -> Result<ScramMechanism, DecodeError> {
+    i8::try_from(code)
+        .ok()
+        .and_then(ScramMechanism::from_code)
+        .ok_or_else(|| DecodeError(format!("SCRAM mechanism {code}")))
 }
 
 pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeError> {
@@ -234,6 +257,11 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             resource: match pb::ConfigResource::try_from(r.resource) {
                 Ok(pb::ConfigResource::Cluster) => ConfigResource::Cluster,
                 Ok(pb::ConfigResource::Topic) => ConfigResource::Topic(r.resource_name.clone()),
+                Ok(pb::ConfigResource::Broker) => {
+                    ConfigResource::Broker(r.resource_name.parse().map_err(|_| {
+                        DecodeError(format!("broker config of broker {:?}", r.resource_name))
+                    })?)
+                }
                 _ => return Err(DecodeError(format!("config resource {}", r.resource))),
             },
             key: r.key.clone(),
@@ -254,6 +282,18 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
         },
         R::RemoveAccessControlEntry(r) => Record::RemoveAccessControlEntry {
             id: topic_id_from_bytes(&r.id)?,
+        },
+        R::UserScramCredential(r) => Record::UserScramCredential(ScramCredential {
+            user: r.name.clone(),
+            mechanism: scram_mechanism(r.mechanism)?,
+            salt: r.salt.clone(),
+            stored_key: r.stored_key.clone(),
+            server_key: r.server_key.clone(),
+            iterations: r.iterations,
+        }),
+        R::RemoveUserScramCredential(r) => Record::RemoveUserScramCredential {
+            user: r.name.clone(),
+            mechanism: scram_mechanism(r.mechanism)?,
         },
     })
 }

@@ -7,6 +7,7 @@
 //! reported an offline log directory under its current registration (KIP-858); a new registration
 //! starts with its directory online.
 
+use crate::scram::{ScramCredential, ScramMechanism};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -128,6 +129,13 @@ pub struct MetadataImage {
     pub topics: BTreeMap<TopicId, TopicImage>,
     pub topic_ids: BTreeMap<String, TopicId>,
     pub cluster_configs: BTreeMap<String, String>,
+    /// Per-broker dynamic configs by broker id, keyed by Kafka's broker config names. Kept when a
+    /// broker is gone, as Kafka keeps them.
+    /// SCRAM credentials by user and mechanism (KIP-554).
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    #[serde(default)]
+    pub broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
     /// Every ACL, by the id its `AccessControlEntry` record gave it.
@@ -256,6 +264,7 @@ impl MetadataImage {
             } => {
                 let configs = match resource {
                     ConfigResource::Cluster => Some(&mut self.cluster_configs),
+                    ConfigResource::Broker(id) => Some(self.broker_configs.entry(*id).or_default()),
                     ConfigResource::Topic(name) => match self.topic_ids.get(name) {
                         Some(id) => self.topics.get_mut(id).map(|t| &mut t.configs),
                         None => None,
@@ -266,6 +275,11 @@ impl MetadataImage {
                         Some(v) => configs.insert(key.clone(), v.clone()),
                         None => configs.remove(key),
                     };
+                }
+                if let ConfigResource::Broker(id) = resource {
+                    if self.broker_configs.get(id).is_some_and(BTreeMap::is_empty) {
+                        self.broker_configs.remove(id);
+                    }
                 }
             }
             Record::ProducerIds {
@@ -278,6 +292,20 @@ impl MetadataImage {
             }
             Record::RemoveAccessControlEntry { id } => {
                 self.acls.remove(id);
+            }
+            Record::UserScramCredential(credential) => {
+                self.scram_credentials
+                    .entry(credential.user.clone())
+                    .or_default()
+                    .insert(credential.mechanism, credential.clone());
+            }
+            Record::RemoveUserScramCredential { user, mechanism } => {
+                if let Some(credentials) = self.scram_credentials.get_mut(user) {
+                    credentials.remove(mechanism);
+                    if credentials.is_empty() {
+                        self.scram_credentials.remove(user);
+                    }
+                }
             }
         }
     }
@@ -296,6 +324,18 @@ impl MetadataImage {
                 key: key.clone(),
                 value: Some(value.clone()),
             });
+        }
+        for credential in self.scram_credentials.values().flat_map(BTreeMap::values) {
+            records.push(Record::UserScramCredential(credential.clone()));
+        }
+        for (broker_id, configs) in &self.broker_configs {
+            for (key, value) in configs {
+                records.push(Record::Config {
+                    resource: ConfigResource::Broker(*broker_id),
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                });
+            }
         }
         if self.next_producer_id > 0 {
             records.push(Record::ProducerIds {

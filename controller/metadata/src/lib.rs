@@ -15,6 +15,7 @@ pub mod error;
 pub mod image;
 pub mod leader_hint;
 pub mod records;
+pub mod scram;
 pub mod topic_name;
 
 pub use error::{ApiError, ResponseError};

@@ -2,6 +2,7 @@
 //! in log order (`MetadataImage::replay`); commands only ever produce them. Brokers receive the same
 //! records over `WatchMetadata` and replay them into their own image.
 
+use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -33,6 +34,8 @@ impl std::fmt::Display for Endpoint {
 pub enum ConfigResource {
     Cluster,
     Topic(String),
+    /// One broker's dynamic configs (Kafka's per-broker `DynamicBrokerConfig`).
+    Broker(BrokerId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,5 +167,10 @@ pub enum Record {
     /// Kafka's `RemoveAccessControlEntryRecord`.
     RemoveAccessControlEntry {
         id: Uuid,
+    },
+    UserScramCredential(ScramCredential),
+    RemoveUserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
     },
 }

@@ -39,6 +39,7 @@ use crate::state::cluster::{self, Heartbeat, RegisterBroker};
 use crate::state::config_changes::{self, ConfigOp};
 use crate::state::reassignment::{self, ReassignPartition};
 use crate::state::records::{ConfigResource, LeaderRecoveryState};
+use crate::state::scram::{self, ScramChange, Upsertion};
 use crate::state::topics::{
     self, AlterPartitionItem, CreatePartitions, CreateTopic, ElectionScope, TopicRef,
 };
@@ -876,6 +877,60 @@ impl AdminService for ControllerApi {
         }))
     }
 
+    async fn alter_user_scram_credentials(
+        &self,
+        request: Request<pb::AlterUserScramCredentialsRequest>,
+    ) -> Result<Response<pb::AlterUserScramCredentialsResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
+        let req = request.into_inner();
+        // A code that does not fit Kafka's INT8 is no mechanism Kafka knows either.
+        let mechanism = |code: i32| i8::try_from(code).unwrap_or(0);
+        let changes: Vec<ScramChange> = req
+            .deletions
+            .into_iter()
+            .map(|d| ScramChange {
+                mechanism: mechanism(d.mechanism),
+                user: d.name,
+                upsert: None,
+            })
+            .chain(req.upsertions.into_iter().map(|u| ScramChange {
+                mechanism: mechanism(u.mechanism),
+                user: u.name,
+                upsert: Some(Upsertion {
+                    iterations: u.iterations,
+                    salt: u.salt,
+                    salted_password: u.salted_password,
+                }),
+            }))
+            .collect();
+        let (offset, outcomes) = self
+            .quorum
+            .run(|image| Ok(scram::alter_scram_credentials(image, &changes)))
+            .await
+            .map_err(status)?;
+        let results = outcomes
+            .into_iter()
+            .map(|(user, outcome)| match outcome {
+                Ok(()) => {
+                    info!(user = %user, "SCRAM credentials altered");
+                    pb::AlterUserScramCredentialsResult {
+                        user,
+                        ..Default::default()
+                    }
+                }
+                Err(e) => pb::AlterUserScramCredentialsResult {
+                    user,
+                    error_code: i32::from(e.code.code()),
+                    error_message: e.message,
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::AlterUserScramCredentialsResponse {
+            results,
+            metadata_offset: offset,
+        }))
+    }
+
     async fn alter_partition_reassignments(
         &self,
         request: Request<pb::AlterPartitionReassignmentsRequest>,
@@ -1071,6 +1126,15 @@ fn alter_resource_from_proto(
             return Err(invalid("the cluster config resource has no name"));
         }
         pb::ConfigResource::Topic => ConfigResource::Topic(resource.name.clone()),
+        pb::ConfigResource::Broker => match resource.name.parse::<i32>() {
+            Ok(id) if id >= 0 => ConfigResource::Broker(id),
+            _ => {
+                return Err(invalid(format!(
+                    "broker config resource names a broker id, not {:?}",
+                    resource.name
+                )))
+            }
+        },
         pb::ConfigResource::Unspecified => return Err(invalid("config resource type missing")),
     };
     let changes = resource

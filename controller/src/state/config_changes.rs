@@ -1,5 +1,6 @@
 //! Config changes (Kafka's `ConfigurationControlManager`): IncrementalAlterConfigs and the legacy
-//! AlterConfigs on topics and on the cluster-wide defaults, each resource on its own.
+//! AlterConfigs on topics, on the cluster-wide defaults and on one broker's dynamic configs, each
+//! resource on its own.
 //!
 //! Cluster-wide defaults are named by their Kafka broker-level names (`log.retention.ms`) and stored
 //! under the topic config they default (`retention.ms`), so every reader of the image
@@ -12,12 +13,14 @@ use std::collections::BTreeMap;
 use crate::error::{ApiError, ResponseError};
 
 use super::configs::{
-    broker_name_of, cluster_default, topic_config_def, validate_min_insync_replicas,
-    validate_value, ConfigDef, ConfigKind,
+    broker_name_of, cluster_default, per_broker_config_def, topic_config_def,
+    validate_min_insync_replicas, validate_value, ConfigDef, ConfigKind,
 };
 use super::image::MetadataImage;
 use super::records::{ConfigResource, Record};
 use super::ControllerResult;
+
+static NO_CONFIGS: BTreeMap<String, String> = BTreeMap::new();
 
 /// Kafka's `AlterConfigOp.OpType`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +90,7 @@ fn alter_one(
             (&topic.configs, Some(topic.replication_factor()))
         }
         ConfigResource::Cluster => (&image.cluster_configs, None),
+        ConfigResource::Broker(id) => (image.broker_configs.get(id).unwrap_or(&NO_CONFIGS), None),
     };
     let resolve = |name: &str| -> Result<Key, ApiError> {
         match &resource.resource {
@@ -109,6 +113,21 @@ fn alter_one(
                          cluster config get` lists them"
                     ))
                 }),
+            ConfigResource::Broker(_) => match per_broker_config_def(name) {
+                Some(def) => Ok(Key {
+                    name: name.to_string(),
+                    stored: def.name,
+                    def,
+                }),
+                None if cluster_default(name).is_some() => Err(invalid_config(format!(
+                    "Chronik applies '{name}' to the whole cluster: set it on the cluster-wide \
+                     default (the BROKER resource with an empty name, `kafka-configs \
+                     --entity-default`)"
+                ))),
+                None => Err(invalid_config(format!(
+                    "'{name}' is not a per-broker dynamic config Kafka or Chronik knows"
+                ))),
+            },
         }
     };
 
@@ -206,6 +225,7 @@ fn known_stored_key(resource: &AlterResource, key: &str) -> Option<&'static str>
         ConfigResource::Cluster => {
             broker_name_of(key).and_then(|b| cluster_default(b).map(|d| d.stored_key))
         }
+        ConfigResource::Broker(_) => per_broker_config_def(key).map(|d| d.name),
     }
 }
 
@@ -214,6 +234,7 @@ fn display_name(resource: &AlterResource, stored: &str) -> String {
     match resource.resource {
         ConfigResource::Topic(_) => stored.to_string(),
         ConfigResource::Cluster => broker_name_of(stored).unwrap_or(stored).to_string(),
+        ConfigResource::Broker(_) => stored.to_string(),
     }
 }
 
@@ -361,6 +382,67 @@ mod tests {
         assert_eq!(code(&result), ResponseError::UnknownTopicOrPartition);
         assert!(result.reply[1].is_ok());
         assert_eq!(result.records.len(), 1);
+    }
+
+    #[test]
+    fn one_broker_holds_its_own_dynamic_configs_and_snapshots_keep_them() {
+        let mut image = cluster(&[1, 2], 1, 1);
+        let broker = |id, changes: &[(&str, ConfigOp)]| AlterResource {
+            resource: ConfigResource::Broker(id),
+            ..topic(changes)
+        };
+        let (_, reply) = commit(&mut image, |image| {
+            alter_configs(
+                image,
+                &[broker(
+                    1,
+                    &[
+                        ("sasl.kerberos.min.time.before.relogin", set("58000")),
+                        ("ssl.keystore.password", set("secret")),
+                    ],
+                )],
+            )
+        });
+        assert_eq!(
+            reply[0].as_ref().unwrap()["sasl.kerberos.min.time.before.relogin"],
+            "58000"
+        );
+        assert_eq!(
+            image.broker_configs[&1]["sasl.kerberos.min.time.before.relogin"],
+            "58000"
+        );
+        assert!(!image.broker_configs.contains_key(&2));
+        assert!(!image.cluster_configs.contains_key("ssl.keystore.password"));
+
+        // Log defaults are cluster-wide; unknown keys and bad values are refused.
+        for (key, value) in [
+            ("log.retention.ms", "1"),
+            ("no.such.config", "1"),
+            ("num.io.threads", "0"),
+        ] {
+            let refused = alter_configs(&image, &[broker(1, &[(key, set(value))])]);
+            assert_eq!(code(&refused), ResponseError::InvalidConfig, "{key}");
+        }
+
+        // A snapshot rebuilds them; deleting the last one forgets the broker's entry.
+        let mut rebuilt = MetadataImage::default();
+        for record in image.to_records() {
+            rebuilt.replay(1, &record);
+        }
+        assert_eq!(rebuilt.broker_configs, image.broker_configs);
+        commit(&mut image, |image| {
+            alter_configs(
+                image,
+                &[broker(
+                    1,
+                    &[
+                        ("sasl.kerberos.min.time.before.relogin", ConfigOp::Delete),
+                        ("ssl.keystore.password", ConfigOp::Delete),
+                    ],
+                )],
+            )
+        });
+        assert!(image.broker_configs.is_empty());
     }
 
     #[test]

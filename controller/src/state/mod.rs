@@ -9,6 +9,7 @@ pub mod config_changes;
 pub mod election;
 pub mod placement;
 pub mod reassignment;
+pub mod scram;
 pub mod topics;
 
 // The records, the image they replay into and the config rules are shared with the brokers, in the

@@ -747,6 +747,88 @@ fn log_append_time_topics_stamp_the_broker_clock() {
 }
 
 #[test]
+fn log_append_time_patches_only_the_header_of_a_compressed_batch() {
+    use kafka_protocol::records::Compression as Wire;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            message_timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        },
+    );
+    let sent = keyed_batch(&[(Some("a"), 1_000), (Some("b"), 1_007)], Wire::Zstd);
+    let info = log.append_as_leader(sent.clone(), 3).unwrap();
+    let stored = log.read(0, 1 << 20, i64::MAX).unwrap().records;
+    let batch = RecordBatch::parse(stored.clone()).unwrap();
+    assert_eq!(batch.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(batch.max_timestamp(), info.log_append_time_ms);
+    // BaseTimestamp and the compressed records are the producer's bytes.
+    assert_eq!(batch.base_timestamp(), 1_000);
+    assert_eq!(stored[61..], sent[61..]);
+}
+
+#[test]
+fn refused_records_leave_the_log_untouched() {
+    use crate::log::validator::RecordErrorKind;
+    use kafka_protocol::records::Compression as Wire;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            cleanup_compact: true,
+            message_timestamp_before_max_ms: DAY_MS,
+            ..LogConfig::default()
+        },
+    );
+    let now = now_ms();
+    let keyless = keyed_batch(&[(Some("a"), now), (None, now)], Wire::Gzip);
+    match log.append_as_leader(keyless, 0) {
+        Err(e @ LogError::RecordsRejected(_)) => {
+            assert_eq!(e.kafka_error(), ResponseError::InvalidRecord);
+            let LogError::RecordsRejected(r) = e else {
+                unreachable!()
+            };
+            assert_eq!(r.errors.len(), 1);
+            assert_eq!(r.errors[0].batch_index, 1);
+            assert!(r.errors[0].message.ends_with("in topic partition orders-0"));
+        }
+        other => panic!("expected records rejected, got {other:?}"),
+    }
+    let old = keyed_batch(&[(Some("a"), now - 2 * DAY_MS)], Wire::None);
+    match log.append_as_leader(old, 0) {
+        Err(LogError::RecordsRejected(r)) => {
+            assert_eq!(r.kind(), RecordErrorKind::InvalidTimestamp);
+            assert_eq!(
+                LogError::RecordsRejected(r).kafka_error(),
+                ResponseError::InvalidTimestamp
+            );
+        }
+        other => panic!("expected records rejected, got {other:?}"),
+    }
+    assert_eq!(log.log_end_offset(), 0, "nothing was appended");
+    log.append_as_leader(keyed_batch(&[(Some("a"), now)], Wire::Lz4), 0)
+        .unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+}
+
+#[test]
+fn a_create_time_batch_carries_its_largest_record_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    let sent = client_batch(&[1_000, 1_009, 1_004], 10);
+    // A producer's header claiming an older MaxTimestamp than its records hold.
+    let mut lying = sent.to_vec();
+    lying[35..43].copy_from_slice(&1_001i64.to_be_bytes());
+    let crc = crc32c::crc32c(&lying[21..]);
+    lying[17..21].copy_from_slice(&crc.to_be_bytes());
+    let info = log.append_as_leader(Bytes::from(lying), 0).unwrap();
+    assert_eq!(info.max_timestamp, 1_009);
+    let batch = RecordBatch::parse(log.read(0, 1 << 20, i64::MAX).unwrap().records).unwrap();
+    assert_eq!(batch.max_timestamp(), 1_009);
+}
+
+#[test]
 fn follower_appends_keep_the_leaders_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), small_config());

@@ -1,9 +1,16 @@
-//! Where a benchmark's partitions live: a Metadata request (v12 when the broker offers it) through the
-//! first reachable bootstrap server gives each selected partition's leader, leader epoch and the
-//! leaders' endpoints. Partitions without a leader yet (a topic created a moment ago) are waited for,
-//! within the benchmark's time budget.
+//! Where a topic's partitions live, for every command that reads or writes records (`topic produce`,
+//! `topic consume`, `bench`): a Metadata request (v12 when the broker offers it) through the first
+//! reachable bootstrap server gives each selected partition's leader, leader epoch and every broker's
+//! endpoint. Partitions without a leader yet (a topic created a moment ago, a leader that just died)
+//! are waited for, within the caller's deadline; [`is_leader_retriable`] names the per-partition
+//! answers that mean "ask this again once the metadata is fresh".
+//!
+//! What must stay true: a topic that does not exist, or a selected partition it does not have, is an
+//! error at once (never waited for) unless auto-creation was asked for; a layout is returned only when
+//! every selected partition has a leader with a known endpoint.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -12,9 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::error::{error_name, BenchError};
-use super::PartitionSelection;
-use crate::kafka::KafkaConnection;
+use super::{error_name, join_host_port, KafkaConnection, KafkaError};
 
 /// Metadata versions this client speaks (v4 adds AllowAutoTopicCreation, v10 the topic id).
 const METADATA_VERSIONS: (i16, i16) = (4, 12);
@@ -24,6 +29,55 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
 /// `UNKNOWN_TOPIC_OR_PARTITION`.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+/// Which partitions of a topic a command uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionSelection {
+    /// Every partition the metadata lists.
+    All,
+    /// These partitions, sorted, without duplicates.
+    Only(Vec<i32>),
+}
+
+impl PartitionSelection {
+    /// Whether `partition` is selected.
+    pub fn includes(&self, partition: i32) -> bool {
+        match self {
+            PartitionSelection::All => true,
+            PartitionSelection::Only(partitions) => partitions.binary_search(&partition).is_ok(),
+        }
+    }
+
+    /// `Only` of these partitions (sorted, deduplicated), or `All` when there are none.
+    pub fn from_list(mut partitions: Vec<i32>) -> Self {
+        if partitions.is_empty() {
+            return PartitionSelection::All;
+        }
+        partitions.sort_unstable();
+        partitions.dedup();
+        PartitionSelection::Only(partitions)
+    }
+}
+
+impl fmt::Display for PartitionSelection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartitionSelection::All => f.write_str("all"),
+            PartitionSelection::Only(partitions) => {
+                let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
+                f.write_str(&list.join(","))
+            }
+        }
+    }
+}
+
+/// Per-partition answers (Produce, Fetch, ListOffsets) that a fresh look at the metadata and a moment
+/// can fix: LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, KAFKA_STORAGE_ERROR,
+/// FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, OFFSET_NOT_AVAILABLE (Kafka's `RetriableException`s
+/// that name a leader change).
+pub fn is_leader_retriable(code: i16) -> bool {
+    matches!(code, 5 | 6 | 7 | 56 | 74 | 75 | 78)
+}
 
 /// One partition and its leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +99,12 @@ pub struct TopicLayout {
     pub topic_id: Uuid,
     /// The selected partitions, in index order.
     pub partitions: Vec<PartitionLeader>,
+    /// How many partitions the topic has (selected or not).
+    pub partition_count: i32,
     /// `host:port` of every leader, by broker id.
     pub leaders: BTreeMap<i32, String>,
+    /// `host:port` of every broker the answer lists, by broker id.
+    pub brokers: BTreeMap<i32, String>,
 }
 
 impl TopicLayout {
@@ -58,7 +116,7 @@ impl TopicLayout {
         selection: &PartitionSelection,
         auto_create: bool,
         deadline: Instant,
-    ) -> Result<Self, BenchError> {
+    ) -> Result<Self, KafkaError> {
         let mut connection = connect_any(bootstrap_servers, deadline).await?;
         let version =
             connection.version(ApiKey::Metadata, METADATA_VERSIONS.0, METADATA_VERSIONS.1)?;
@@ -75,9 +133,11 @@ impl TopicLayout {
                     tokio::time::sleep(RETRY_INTERVAL).await;
                 }
                 None => {
-                    return Err(BenchError::timeout(format!(
-                        "waiting for every partition of '{topic}' to have a leader"
-                    )))
+                    return Err(KafkaError::Timeout {
+                        waiting_for: format!(
+                            "waiting for every selected partition of '{topic}' to have a leader"
+                        ),
+                    })
                 }
             }
         }
@@ -101,21 +161,26 @@ impl TopicLayout {
             })
             .collect()
     }
+
+    /// The selected partition `partition`, if selected.
+    pub fn partition(&self, partition: i32) -> Option<&PartitionLeader> {
+        self.partitions.iter().find(|p| p.partition == partition)
+    }
 }
 
 /// Connects to the first bootstrap server that answers.
 pub async fn connect_any(
     bootstrap_servers: &[String],
     deadline: Instant,
-) -> Result<KafkaConnection, BenchError> {
+) -> Result<KafkaConnection, KafkaError> {
     let mut last_error = None;
     for address in bootstrap_servers {
         match KafkaConnection::open(address, deadline).await {
             Ok(connection) => return Ok(connection),
-            Err(error) => last_error = Some(BenchError::from(error)),
+            Err(error) => last_error = Some(error),
         }
     }
-    Err(last_error.unwrap_or_else(|| BenchError::Cluster("no bootstrap server given".to_owned())))
+    Err(last_error.unwrap_or(KafkaError::NoBootstrapServer))
 }
 
 /// The layout in a Metadata answer; `None` while some selected partition has no leader.
@@ -124,13 +189,13 @@ fn layout(
     topic: &str,
     selection: &PartitionSelection,
     auto_create: bool,
-) -> Result<Option<TopicLayout>, BenchError> {
+) -> Result<Option<TopicLayout>, KafkaError> {
     let Some(answer) = response
         .topics
         .iter()
         .find(|t| t.name.as_ref().is_some_and(|name| name.0.as_str() == topic))
     else {
-        return Err(BenchError::Cluster(format!(
+        return Err(KafkaError::UnexpectedAnswer(format!(
             "the Metadata answer does not mention topic '{topic}'"
         )));
     };
@@ -139,12 +204,12 @@ fn layout(
         // While a topic is being auto-created, KRaft brokers answer UNKNOWN_TOPIC_OR_PARTITION.
         UNKNOWN_TOPIC_OR_PARTITION if auto_create => return Ok(None),
         UNKNOWN_TOPIC_OR_PARTITION => {
-            return Err(BenchError::Cluster(format!(
-                "topic '{topic}' does not exist (create it, or pass --auto-create-topic)"
-            )))
+            return Err(KafkaError::UnknownTopic {
+                topic: topic.to_owned(),
+            })
         }
         code if is_transient(code) => return Ok(None),
-        code => return Err(BenchError::kafka(format!("topic '{topic}'"), code)),
+        code => return Err(KafkaError::broker(format!("topic '{topic}'"), code)),
     }
     let mut partitions = Vec::new();
     for partition in &answer.partitions {
@@ -156,7 +221,7 @@ fn layout(
         }
         // REPLICA_NOT_AVAILABLE only says some follower is down; the leader still serves.
         if partition.error_code != 0 && partition.error_code != 9 {
-            return Err(BenchError::kafka(
+            return Err(KafkaError::broker(
                 format!("partition {} of '{topic}'", partition.partition_index),
                 partition.error_code,
             ));
@@ -173,10 +238,11 @@ fn layout(
             .iter()
             .find(|w| !partitions.iter().any(|p| p.partition == **w))
         {
-            return Err(BenchError::Cluster(format!(
-                "topic '{topic}' has no partition {missing} (it has {})",
-                answer.partitions.len()
-            )));
+            return Err(KafkaError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition: *missing,
+                partitions: answer.partitions.len(),
+            });
         }
     }
     if partitions.is_empty() {
@@ -197,11 +263,18 @@ fn layout(
             join_host_port(broker.host.as_str(), broker.port),
         );
     }
+    let brokers = response
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, join_host_port(b.host.as_str(), b.port)))
+        .collect();
     Ok(Some(TopicLayout {
         topic: topic.to_owned(),
         topic_id: answer.topic_id,
+        partition_count: i32::try_from(answer.partitions.len()).unwrap_or(i32::MAX),
         partitions,
         leaders,
+        brokers,
     }))
 }
 
@@ -211,15 +284,6 @@ fn is_transient(code: i16) -> bool {
         error_name(code).as_str(),
         "LEADER_NOT_AVAILABLE" | "NOT_LEADER_OR_FOLLOWER"
     )
-}
-
-/// `host:port`, with an IPv6 host in brackets.
-fn join_host_port(host: &str, port: i32) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 #[cfg(test)]
@@ -300,7 +364,7 @@ mod tests {
         unknown.topics[0].error_code = UNKNOWN_TOPIC_OR_PARTITION;
         let error =
             layout(&unknown, "bench", &PartitionSelection::All, false).expect_err("unknown");
-        assert!(error.to_string().contains("does not exist"), "{error}");
+        assert_eq!(error.to_string(), "topic 'bench' does not exist");
         assert!(matches!(
             layout(&unknown, "bench", &PartitionSelection::All, true),
             Ok(None)
@@ -312,6 +376,9 @@ mod tests {
             false,
         )
         .expect_err("no partition 5");
-        assert!(error.to_string().contains("no partition 5"), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "topic 'bench' has no partition 5 (it has 1 partition(s))"
+        );
     }
 }
