@@ -109,6 +109,11 @@ fn precheck(
     Ok(records)
 }
 
+/// How long a Produce waits for the partitions to reflect the image it is decided on (see
+/// `ReplicaManager::wait_applied`): enough for a new partition's log to open, short of any client
+/// timeout.
+const PARTITIONS_CATCH_UP_MAX: std::time::Duration = std::time::Duration::from_millis(1_000);
+
 pub async fn handle(
     ctx: &BrokerContext,
     rc: &RequestContext<'_>,
@@ -121,6 +126,9 @@ pub async fn handle(
         return Outcome::Close("transactional produce is not supported".into());
     }
     let image = ctx.metadata.current();
+    ctx.replicas
+        .wait_applied(image.offset, PARTITIONS_CATCH_UP_MAX)
+        .await;
     let version = rc.version;
     let mut hints = LeaderHints::new(&image, rc.listener);
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -249,7 +257,48 @@ fn refuse(response: &mut PartitionProduceResponse, refusal: Refusal, version: i1
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::test_support::{cluster, TestBroker};
+    use crate::log::batch::test_support::client_batch;
     use crate::log::producer_state::ProducerStateError;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    /// librdkafka's 0011 produced to a topic the moment Metadata named its leader; the leader's
+    /// partition log was still opening, so the first batches were refused NOT_LEADER_OR_FOLLOWER,
+    /// retried behind later ones and delivered out of order. A Produce now waits for the partitions
+    /// to reflect the image it is decided on.
+    #[tokio::test]
+    async fn a_produce_waits_for_the_partition_its_image_says_this_broker_leads() {
+        let broker = std::sync::Arc::new(TestBroker::new(1, &cluster().records));
+        let request = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(client_batch(&[1], 10)))])]);
+        let producing = {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let rc = broker.rc(9, "PLAINTEXT");
+                match handle(&broker.ctx, &rc, request).await {
+                    Outcome::Completing(rest) => rest.await,
+                    other => other,
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let image = broker.ctx.metadata.current();
+        broker.ctx.replicas.apply_metadata(&image, true);
+        let Outcome::Respond(response) = producing.await.unwrap() else {
+            panic!("a produce with acks=1 is answered");
+        };
+        let ResponseKind::Produce(response) = *response else {
+            panic!("not a produce response");
+        };
+        let p = &response.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, 0), "{p:?}");
+    }
 
     #[test]
     fn records_refused_one_by_one_are_listed_from_v8() {

@@ -107,6 +107,9 @@ pub struct ReplicaManager {
     /// A duplicate of each replica fetcher's current connection to its leader, with the probe's id.
     leader_probes: Mutex<HashMap<BrokerId, (u64, socket2::Socket)>>,
     next_probe: AtomicU64,
+    /// The offset of the last metadata image applied to the partitions: the image Metadata answers
+    /// from can be ahead of it for the moment a new partition's log takes to open.
+    applied_offset: watch::Sender<u64>,
 }
 
 /// Keeps a duplicate of a replica fetcher's connection to a leader registered for as long as the
@@ -197,7 +200,17 @@ impl ReplicaManager {
             refusals: watch::channel(0).0,
             leader_probes: Mutex::new(HashMap::new()),
             next_probe: AtomicU64::new(0),
+            applied_offset: watch::channel(0).0,
         }
+    }
+
+    /// Waits (at most `max`) until the partitions reflect the metadata image at `offset`: a request
+    /// decided on that image (a Produce to a partition Metadata just named this broker the leader of)
+    /// must not be refused because the partition's log is still opening. Kafka's window between its
+    /// metadata cache and `ReplicaManager.applyDelta` is short; ours spans a log open and its fsyncs.
+    pub async fn wait_applied(&self, offset: u64, max: Duration) {
+        let mut applied = self.applied_offset.subscribe();
+        let _ = tokio::time::timeout(max, applied.wait_for(|applied| *applied >= offset)).await;
     }
 
     /// A replica fetcher's connection to `leader`, which had answered fetches, closed. Its
@@ -730,6 +743,7 @@ impl ReplicaManager {
         if changed {
             self.notify_data();
         }
+        self.applied_offset.send_replace(image.offset);
     }
 
     fn open_log(
