@@ -273,6 +273,31 @@ pub struct BrokerConfig {
     )]
     pub auto_create_topics: bool,
 
+    /// The authorizer every request is checked by (Kafka's `authorizer.class.name`): `standard`,
+    /// Kafka's StandardAuthorizer over the ACLs in the metadata log (KIP-801). Without one nothing is
+    /// checked and CreateAcls, DescribeAcls and DeleteAcls answer SECURITY_DISABLED.
+    #[arg(long, env = "CHRONIK_AUTHORIZER", value_name = "NAME", value_parser = [crate::authorizer::STANDARD])]
+    pub authorizer: Option<String>,
+
+    /// Principals the authorizer allows everything, `User:a;User:b` (Kafka's `super.users`).
+    #[arg(
+        long,
+        env = "CHRONIK_SUPER_USERS",
+        value_delimiter = ';',
+        value_name = "TYPE:NAME;...",
+        requires = "authorizer"
+    )]
+    pub super_users: Vec<String>,
+
+    /// Let the authorizer allow an operation on a resource no ACL applies to (Kafka's
+    /// `allow.everyone.if.no.acl.found`); without it such operations are denied.
+    #[arg(
+        long,
+        env = "CHRONIK_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        requires = "authorizer"
+    )]
+    pub allow_everyone_if_no_acl_found: bool,
+
     /// A follower that has not caught up with the leader for this long leaves the ISR (Kafka's
     /// `replica.lag.time.max.ms`).
     #[arg(
@@ -394,7 +419,29 @@ impl BrokerConfig {
         if self.log_retention_check_interval_ms == 0 {
             return invalid("--log-retention-check-interval-ms must be more than 0".into());
         }
+        if let Some(user) = self.super_users.iter().find(|u| {
+            !u.split_once(':')
+                .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty())
+        }) {
+            return invalid(format!(
+                "--super-users: '{user}' is not a principal of the form Type:name (e.g. User:admin)"
+            ));
+        }
         Ok(())
+    }
+
+    /// The authorizer `--authorizer` asks for, with its settings; `None` when requests go unchecked.
+    pub fn authorizer(&self) -> Option<crate::authorizer::Authorizer> {
+        self.authorizer
+            .as_ref()
+            .map(|_| crate::authorizer::Authorizer {
+                super_users: self
+                    .super_users
+                    .iter()
+                    .map(|u| u.trim().to_owned())
+                    .collect(),
+                allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
+            })
     }
 
     /// The Kafka listeners to bind, from `--listeners`/`--advertised-listeners` or from the single
@@ -612,6 +659,42 @@ mod tests {
                 port: 9092
             }]
         );
+    }
+
+    #[test]
+    fn the_authorizer_is_off_unless_asked_for_and_its_flags_need_it() {
+        let config = parse(&minimal()).expect("parses");
+        assert!(config.authorizer().is_none());
+        let with = |extra: &[&str]| {
+            let mut args = minimal();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let config = with(&[
+            "--authorizer",
+            "standard",
+            "--super-users",
+            "User:admin;User:ops",
+            "--allow-everyone-if-no-acl-found",
+        ])
+        .expect("parses");
+        config.validate().expect("valid");
+        let authorizer = config.authorizer().expect("on");
+        assert_eq!(
+            authorizer.super_users.into_iter().collect::<Vec<_>>(),
+            ["User:admin", "User:ops"]
+        );
+        assert!(authorizer.allow_everyone_if_no_acl_found);
+        assert!(
+            with(&["--authorizer", "acl"]).is_err(),
+            "unknown authorizer"
+        );
+        assert!(
+            with(&["--super-users", "User:admin"]).is_err(),
+            "needs --authorizer"
+        );
+        let bad = with(&["--authorizer", "standard", "--super-users", "admin"]).expect("parses");
+        assert!(bad.validate().is_err(), "not Type:name");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use chronik_wire::read_frame;
 
+use crate::authorizer::Session;
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
 
@@ -92,6 +93,8 @@ async fn handle_connection(
     cancel: CancellationToken,
 ) {
     debug!(%peer, "Kafka connection opened");
+    // Until SASL or TLS authenticate one, every connection is `User:ANONYMOUS`.
+    let session = Arc::new(Session::anonymous(Some(peer.ip())));
     let (mut reader, mut writer) = stream.into_split();
     let (frames_tx, mut frames) = mpsc::channel::<Inbound>(limits.max_inflight.max(1));
     let max_frame = limits.max_frame_bytes;
@@ -131,7 +134,7 @@ async fn handle_connection(
             {
                 match inbound {
                     Some(Inbound::Frame(frame)) => match decode_request(frame) {
-                        Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone(), peer)),
+                        Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone(), peer, session.clone())),
                         Err(e) => {
                             // Answer what came before, then close.
                             reading_done = true;
@@ -203,7 +206,13 @@ fn encode(correlation_id: i32, key: ApiKey, version: i16, outcome: Outcome) -> S
 }
 
 /// Runs the in-order part of one decoded frame.
-fn handle(decoded: Decoded, ctx: Arc<BrokerContext>, listener: String, peer: SocketAddr) -> Stage {
+fn handle(
+    decoded: Decoded,
+    ctx: Arc<BrokerContext>,
+    listener: String,
+    peer: SocketAddr,
+    session: Arc<Session>,
+) -> Stage {
     Box::pin(async move {
         match decoded {
             Decoded::ApiVersionsTooNew { correlation_id } => {
@@ -221,7 +230,7 @@ fn handle(decoded: Decoded, ctx: Arc<BrokerContext>, listener: String, peer: Soc
                     correlation_id,
                     key,
                     version,
-                    dispatch(&ctx, *request, &listener, Some(peer)).await,
+                    dispatch(&ctx, *request, &listener, Some(peer), &session).await,
                 )
             }
         }

@@ -27,8 +27,9 @@ use chronik_proto::v1::{
     AlterConfigsResponse, AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
     AlterPartitionRequest, AlterPartitionResponse, AlterUserScramCredentialsRequest,
     AlterUserScramCredentialsResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse,
-    BrokerSessionEvent, BrokerSessionRequest, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    BrokerSessionEvent, BrokerSessionRequest, CreateAclsRequest, CreateAclsResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
     ListPartitionReassignmentsResponse, MetadataUpdate, RegisterBrokerRequest,
     RegisterBrokerResponse, ReportUnreachableBrokerRequest, ReportUnreachableBrokerResponse,
@@ -364,6 +365,26 @@ impl ControllerClient {
             request,
             |mut client, request| async move { client.list_partition_reassignments(request).await },
         )
+        .await
+    }
+
+    pub async fn create_acls(
+        &self,
+        request: CreateAclsRequest,
+    ) -> Result<CreateAclsResponse, ControllerCallError> {
+        self.admin_write("CreateAcls", request, |mut client, request| async move {
+            client.create_acls(request).await
+        })
+        .await
+    }
+
+    pub async fn delete_acls(
+        &self,
+        request: DeleteAclsRequest,
+    ) -> Result<DeleteAclsResponse, ControllerCallError> {
+        self.admin_write("DeleteAcls", request, |mut client, request| async move {
+            client.delete_acls(request).await
+        })
         .await
     }
 

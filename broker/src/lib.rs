@@ -15,9 +15,11 @@
 //!   that feeds it), `controller_client` (the quorum connection);
 //! - `log` (segmented partition logs, indexes, producer state, cleaner), `status` (this broker's
 //!   standing with the controller), `config` (flags), `error` (process errors and the controller-call
-//!   error), `alloc` (the allocator that survives hostile array counts).
+//!   error), `alloc` (the allocator that survives hostile array counts), `authorizer` (Kafka's
+//!   StandardAuthorizer over the image's ACLs, and a connection's principal).
 
 pub mod alloc;
+pub mod authorizer;
 pub mod config;
 pub mod connection;
 pub mod controller_client;

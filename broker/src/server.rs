@@ -224,6 +224,7 @@ impl Broker {
             controller: client.clone(),
             groups,
             auto_create_topics: config.auto_create_topics,
+            authorizer: config.authorizer(),
             producer_ids: ProducerIdManager::new(
                 ControllerBlockSource {
                     broker_id: config.broker_id,

@@ -12,6 +12,7 @@ use crate::client::DEFAULT_CONTROLLER_ADDRESS;
 use crate::error::CliError;
 use crate::output::OutputFormat;
 use crate::parse::{self, ConfigEntry};
+use chronik_metadata::acl::{AclOperation, AclPermissionType, PatternType, ResourceType};
 
 /// Operate a Chronik cluster through its controller quorum.
 #[derive(Debug, Parser)]
@@ -87,6 +88,9 @@ pub enum Command {
     /// List and cancel replica movements under way.
     #[command(subcommand)]
     Reassignment(ReassignmentCommand),
+    /// Create, list and delete ACLs (checked by brokers started with --authorizer standard).
+    #[command(subcommand)]
+    Acl(AclCommand),
     /// Run a cluster of real processes on this machine, without Docker.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -584,6 +588,72 @@ impl ResetOffsetsArgs {
             _ => ResetTarget::Earliest,
         }
     }
+}
+
+/// `chronikctl acl ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum AclCommand {
+    /// Add an ACL; adding one that exists changes nothing.
+    Create(AclArgs),
+    /// List the ACLs the filter matches (every ACL without one).
+    List(AclFilterArgs),
+    /// Delete every ACL the filter matches and list them; name at least one field.
+    Delete(AclFilterArgs),
+}
+
+/// One ACL, as `acl create` takes it.
+#[derive(Debug, Clone, Args)]
+pub struct AclArgs {
+    /// Who, as Type:name (e.g. User:alice; User:* is every user).
+    #[arg(long)]
+    pub principal: String,
+    /// The client address it applies to; * for every host.
+    #[arg(long, default_value = "*")]
+    pub host: String,
+    /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+    /// ALTER_CONFIGS, IDEMPOTENT_WRITE, CREATE_TOKENS, DESCRIBE_TOKENS or ALL.
+    #[arg(long, value_parser = parse::acl_operation)]
+    pub operation: AclOperation,
+    /// ALLOW or DENY.
+    #[arg(long, value_parser = parse::acl_permission)]
+    pub permission: AclPermissionType,
+    /// TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID, DELEGATION_TOKEN or USER.
+    #[arg(long, value_parser = parse::resource_type)]
+    pub resource_type: ResourceType,
+    /// The resource's name (kafka-cluster for CLUSTER); * with LITERAL is every resource of the type.
+    #[arg(long)]
+    pub resource_name: String,
+    /// LITERAL (the name exactly) or PREFIXED (every name that starts with it).
+    #[arg(long, value_parser = parse::pattern_type, default_value = "literal")]
+    pub pattern_type: PatternType,
+}
+
+/// What `acl list` and `acl delete` select; a field left out matches anything.
+#[derive(Debug, Clone, Args)]
+pub struct AclFilterArgs {
+    /// Only ACLs of this principal (Type:name, exactly as stored; User:* is the wildcard ACL's).
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only ACLs for this host (exactly as stored; * is the every-host ACL's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only ACLs of this operation (READ, WRITE, ..., ALL).
+    #[arg(long, value_parser = parse::acl_operation)]
+    pub operation: Option<AclOperation>,
+    /// Only ALLOW or only DENY ACLs.
+    #[arg(long, value_parser = parse::acl_permission)]
+    pub permission: Option<AclPermissionType>,
+    /// Only ACLs on this resource type (TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID, DELEGATION_TOKEN,
+    /// USER).
+    #[arg(long, value_parser = parse::resource_type)]
+    pub resource_type: Option<ResourceType>,
+    /// Only ACLs on this resource name (how it matches depends on --pattern-type).
+    #[arg(long)]
+    pub resource_name: Option<String>,
+    /// LITERAL, PREFIXED, ANY (both, by exact name) or MATCH (every ACL that applies to the named
+    /// resource: its literal ACLs, the * ones and the prefixes of its name).
+    #[arg(long, value_parser = parse::pattern_type)]
+    pub pattern_type: Option<PatternType>,
 }
 
 /// `chronikctl election ...`

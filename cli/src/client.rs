@@ -18,11 +18,13 @@ use chronik_metadata::leader_hint;
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::{
     AlterConfigsRequest, AlterConfigsResponse, AlterPartitionReassignmentsRequest,
-    AlterPartitionReassignmentsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
-    ListPartitionReassignmentsResponse, ListTopicsRequest, ListTopicsResponse,
+    AlterPartitionReassignmentsResponse, CreateAclsRequest, CreateAclsResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, ListTopicsRequest,
+    ListTopicsResponse,
 };
 use chronik_proto::LEADER_METADATA_KEY;
 use tonic::transport::{Channel, Endpoint};
@@ -283,6 +285,39 @@ impl ControllerClient {
     ) -> Result<ElectLeadersResponse, CliError> {
         self.write(request, |mut client, request| async move {
             client.elect_leaders(request).await
+        })
+        .await
+    }
+
+    /// `CreateAcls` on the active controller. Per-ACL errors are in the reply.
+    pub async fn create_acls(
+        &self,
+        request: CreateAclsRequest,
+    ) -> Result<CreateAclsResponse, CliError> {
+        self.write(request, |mut client, request| async move {
+            client.create_acls(request).await
+        })
+        .await
+    }
+
+    /// `DeleteAcls` on the active controller. Per-filter errors are in the reply.
+    pub async fn delete_acls(
+        &self,
+        request: DeleteAclsRequest,
+    ) -> Result<DeleteAclsResponse, CliError> {
+        self.write(request, |mut client, request| async move {
+            client.delete_acls(request).await
+        })
+        .await
+    }
+
+    /// `DescribeAcls`, preferably answered by the active controller.
+    pub async fn describe_acls(
+        &self,
+        request: DescribeAclsRequest,
+    ) -> Result<DescribeAclsResponse, CliError> {
+        self.read(request, |mut client, request| async move {
+            client.describe_acls(request).await
         })
         .await
     }

@@ -6,6 +6,7 @@
 //! the RFC 3339 time of `--to-datetime` with chrono.
 
 use crate::bench::PartitionSelection;
+use chronik_metadata::acl::{AclOperation, AclPermissionType, PatternType, ResourceType};
 
 /// Parses `--acks`: `all`, `-1`, `1` or `0`.
 pub fn acks(raw: &str) -> Result<i16, String> {
@@ -190,6 +191,67 @@ pub fn datetime(raw: &str) -> Result<i64, String> {
         return Err(format!("'{text}' is before 1970-01-01T00:00:00Z"));
     }
     Ok(ms)
+}
+
+/// A Kafka ACL enum value by its name, case-insensitively (`read`, `DESCRIBE_CONFIGS`,
+/// `describe-configs`).
+fn acl_enum<T: Copy>(
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+    concrete: impl Fn(T) -> bool,
+) -> Result<T, String> {
+    parse(value).filter(|v| concrete(*v)).ok_or_else(|| {
+        let names: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|v| concrete(*v))
+            .map(name)
+            .collect();
+        format!("'{value}' is not one of {}", names.join(", "))
+    })
+}
+
+pub fn acl_operation(value: &str) -> Result<AclOperation, String> {
+    acl_enum(
+        value,
+        AclOperation::parse,
+        AclOperation::ALL_VALUES,
+        AclOperation::name,
+        |v| !matches!(v, AclOperation::Unknown | AclOperation::Any),
+    )
+}
+
+pub fn acl_permission(value: &str) -> Result<AclPermissionType, String> {
+    acl_enum(
+        value,
+        AclPermissionType::parse,
+        AclPermissionType::ALL_VALUES,
+        AclPermissionType::name,
+        |v| !matches!(v, AclPermissionType::Unknown | AclPermissionType::Any),
+    )
+}
+
+pub fn resource_type(value: &str) -> Result<ResourceType, String> {
+    acl_enum(
+        value,
+        ResourceType::parse,
+        ResourceType::ALL_VALUES,
+        ResourceType::name,
+        |v| !matches!(v, ResourceType::Unknown | ResourceType::Any),
+    )
+}
+
+/// Any pattern type but UNKNOWN; `acl create` leaves ANY and MATCH to the controller to refuse.
+pub fn pattern_type(value: &str) -> Result<PatternType, String> {
+    acl_enum(
+        value,
+        PatternType::parse,
+        PatternType::ALL_VALUES,
+        PatternType::name,
+        |v| v != PatternType::Unknown,
+    )
 }
 
 /// Unescapes `\n`, `\t`, `\r`, `\0`, `\\` and `\xHH` (kcat's delimiters and format strings); any
@@ -442,5 +504,23 @@ mod tests {
             datetime("1970-01-01T00:30:00+01:00"),
             Err("'1970-01-01T00:30:00+01:00' is before 1970-01-01T00:00:00Z".to_owned())
         );
+    }
+
+    #[test]
+    fn acl_names_read_case_insensitively_and_filters_keep_any_and_match_out_of_bindings() {
+        assert_eq!(
+            acl_operation("describe-configs"),
+            Ok(AclOperation::DescribeConfigs)
+        );
+        assert_eq!(acl_permission("Deny"), Ok(AclPermissionType::Deny));
+        assert_eq!(
+            resource_type("TRANSACTIONAL_ID"),
+            Ok(ResourceType::TransactionalId)
+        );
+        assert_eq!(pattern_type("match"), Ok(PatternType::Match));
+        assert!(acl_operation("any").is_err());
+        assert!(resource_type("unknown").is_err());
+        let message = acl_permission("maybe").expect_err("refused");
+        assert!(message.contains("DENY, ALLOW"), "{message}");
     }
 }

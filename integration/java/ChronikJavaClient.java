@@ -18,6 +18,8 @@
 //                                          describeFeatures
 //   logdirs BOOTSTRAP BROKER,...           Admin: describeLogDirs of every partition on the brokers
 //   producers BOOTSTRAP TOPIC P,... [BROKER]  Admin: describeProducers (on the leaders, or on BROKER)
+//   acls BOOTSTRAP TOPIC                   Admin: createAcls (good, duplicate and refused), describeAcls with
+//                                          LITERAL, PREFIXED, MATCH and ANY filters, deleteAcls
 //   produce-at BOOTSTRAP TOPIC TS,TS,...   default producer, one record per timestamp, each sent alone (its own
 //                                          batch); prints the offset or the exception it failed with
 
@@ -65,7 +67,16 @@ import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AccessControlEntryFilter;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclBindingFilter;
 import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourcePatternFilter;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
@@ -82,6 +93,7 @@ public final class ChronikJavaClient {
             case "describe" -> describe(args[1], args[2]);
             case "logdirs" -> logdirs(args[1], args[2]);
             case "producers" -> producers(args[1], args[2], args[3], args.length > 4 ? args[4] : null);
+            case "acls" -> acls(args[1], args[2]);
             case "produce-at" -> produceAt(args[1], args[2], args[3]);
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
@@ -402,6 +414,59 @@ public final class ChronikJavaClient {
                             e.getCause().getClass().getSimpleName());
                 }
             }
+        }
+    }
+
+    private static String aclText(AclBinding b) {
+        return String.join("|", b.entry().principal(), b.entry().host(), b.entry().operation().name(),
+                b.entry().permissionType().name(), b.pattern().resourceType().name(), b.pattern().name(),
+                b.pattern().patternType().name());
+    }
+
+    private static void printAcls(String label, Collection<AclBinding> acls) {
+        List<String> texts = new ArrayList<>();
+        for (AclBinding b : acls) {
+            texts.add("\"" + aclText(b) + "\"");
+        }
+        texts.sort(null);
+        System.out.printf("{\"%s\": [%s]}%n", label, String.join(", ", texts));
+    }
+
+    private static void acls(String bootstrap, String topic) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        AclBinding readLiteral = new AclBinding(new ResourcePattern(ResourceType.TOPIC, topic, PatternType.LITERAL),
+                new AccessControlEntry("User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW));
+        AclBinding denyPrefixed = new AclBinding(
+                new ResourcePattern(ResourceType.TOPIC, topic.substring(0, 6), PatternType.PREFIXED),
+                new AccessControlEntry("User:bob", "*", AclOperation.WRITE, AclPermissionType.DENY));
+        AclBinding everyTopic = new AclBinding(new ResourcePattern(ResourceType.TOPIC, "*", PatternType.LITERAL),
+                new AccessControlEntry("User:carol", "10.0.0.1", AclOperation.DESCRIBE, AclPermissionType.ALLOW));
+        AclBinding groupAcl = new AclBinding(new ResourcePattern(ResourceType.GROUP, topic, PatternType.LITERAL),
+                new AccessControlEntry("User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW));
+        AclBinding noColon = new AclBinding(new ResourcePattern(ResourceType.TOPIC, topic, PatternType.LITERAL),
+                new AccessControlEntry("alice", "*", AclOperation.READ, AclPermissionType.ALLOW));
+        AclBinding badCluster = new AclBinding(new ResourcePattern(ResourceType.CLUSTER, "other", PatternType.LITERAL),
+                new AccessControlEntry("User:alice", "*", AclOperation.ALTER, AclPermissionType.ALLOW));
+        try (Admin admin = Admin.create(props)) {
+            report("createAcls", admin.createAcls(List.of(readLiteral, denyPrefixed, everyTopic, groupAcl)).all());
+            report("createAcls-again", admin.createAcls(List.of(readLiteral)).all());
+            report("createAcls-no-colon", admin.createAcls(List.of(noColon)).all());
+            report("createAcls-bad-cluster", admin.createAcls(List.of(badCluster)).all());
+            for (PatternType type : List.of(PatternType.LITERAL, PatternType.PREFIXED, PatternType.MATCH,
+                    PatternType.ANY)) {
+                String name = type == PatternType.PREFIXED ? topic.substring(0, 6) : topic;
+                printAcls("describe-" + type.name(), admin.describeAcls(new AclBindingFilter(
+                        new ResourcePatternFilter(ResourceType.TOPIC, name, type),
+                        AccessControlEntryFilter.ANY)).values().get());
+            }
+            printAcls("describe-all", admin.describeAcls(AclBindingFilter.ANY).values().get());
+            printAcls("deleted", admin.deleteAcls(List.of(new AclBindingFilter(
+                    new ResourcePatternFilter(ResourceType.ANY, null, PatternType.ANY),
+                    new AccessControlEntryFilter("User:alice", null, AclOperation.ANY, AclPermissionType.ANY))))
+                    .all().get());
+            printAcls("describe-after-delete", admin.describeAcls(AclBindingFilter.ANY).values().get());
+            printAcls("deleted-rest", admin.deleteAcls(List.of(AclBindingFilter.ANY)).all().get());
         }
     }
 }

@@ -75,8 +75,11 @@ def test_runner() -> Path:
 @pytest.fixture(scope="module")
 def suite_cluster(module_cluster_factory):
     # As librdkafka's own test clusters (trivup) are set up: auto-created topics get 4 partitions
-    # (0054 asks for partition 3 of one); replication factor 1 unless a test asks for more.
-    return module_cluster_factory(controllers=1, brokers=3, controller_args=[
+    # (0054 asks for partition 3 of one); replication factor 1 unless a test asks for more; an
+    # authorizer that allows what no ACL names (0081 creates, describes and deletes ACLs, which a
+    # broker without one refuses with SECURITY_DISABLED).
+    return module_cluster_factory(controllers=1, brokers=3, broker_args=[
+        "--authorizer=standard", "--allow-everyone-if-no-acl-found"], controller_args=[
         *(a for a in RF1_CONTROLLER_ARGS if not a.startswith("--default-num-partitions")),
         "--default-num-partitions=4"])
 

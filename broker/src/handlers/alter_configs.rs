@@ -11,6 +11,7 @@
 //! makes before forwarding (`ConfigAdminManager.preprocess`: duplicate resources, unknown operation,
 //! null value, a resource type or broker this broker cannot alter) refuse only that resource.
 
+use chronik_metadata::acl::AclOperation;
 use std::collections::HashMap;
 
 use chronik_proto::v1 as pb;
@@ -140,6 +141,11 @@ async fn alter(
                 ResponseError::InvalidRequest,
                 "Error due to duplicate resource in the request".to_owned(),
             ))
+        } else if !may_alter(ctx, rc, a) {
+            Err(match a.resource_type {
+                RESOURCE_TOPIC => (ResponseError::TopicAuthorizationFailed, String::new()),
+                _ => (ResponseError::ClusterAuthorizationFailed, String::new()),
+            })
         } else {
             to_proto(ctx, a, replace)
         };
@@ -200,6 +206,15 @@ async fn alter(
             }
         })
         .collect()
+}
+
+/// ALTER_CONFIGS on the topic, or on the cluster for a broker resource (Kafka's
+/// `ConfigAdminManager` authorization).
+fn may_alter(ctx: &BrokerContext, rc: &RequestContext<'_>, asked: &Asked) -> bool {
+    match asked.resource_type {
+        RESOURCE_TOPIC => ctx.authorize_topic(rc, AclOperation::AlterConfigs, &asked.name),
+        _ => ctx.authorize_cluster(rc, AclOperation::AlterConfigs),
+    }
 }
 
 /// Kafka's checks before forwarding, and the resource as the controller takes it.

@@ -8,6 +8,7 @@ use chronik_metadata::{BrokerId, MetadataImage};
 /// `AclEntry.supportedOperations(CLUSTER)` (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
 /// ALTER_CONFIGS, IDEMPOTENT_WRITE) as the `AclOperation` bit field `AuthHelper.authorizedOperations`
 /// answers. CREATE_TOKENS and DESCRIBE_TOKENS belong to the USER resource, not the cluster.
+#[cfg(test)]
 pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = 8096;
 
 /// A broker's address on one listener, as Metadata, DescribeCluster and the KIP-951 hints list it.

@@ -7,6 +7,7 @@
 //! is refused (Kafka's `KafkaApis.handleCreatePartitionsRequest`: "Duplicate topic in request.") and
 //! not forwarded.
 
+use chronik_metadata::acl::AclOperation;
 use std::collections::HashMap;
 
 use chronik_proto::v1 as pb;
@@ -37,6 +38,16 @@ pub async fn handle(
             continue;
         }
         let name = topic.name.0.to_string();
+        if !ctx.authorize_topic(rc, AclOperation::Alter, &name) {
+            answers.push((
+                name,
+                Some((
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    String::new(),
+                )),
+            ));
+            continue;
+        }
         if counts[&*topic.name.0] > 1 {
             answers.push((
                 name,

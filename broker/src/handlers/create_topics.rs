@@ -9,6 +9,7 @@
 //!   retries; one that may have been applied answers REQUEST_TIMED_OUT, which librdkafka reads as "in
 //!   progress" when it asked not to wait. Neither is ever reported as success.
 
+use chronik_metadata::acl::AclOperation;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chronik_metadata::convert::topic_id_from_bytes;
@@ -45,6 +46,7 @@ pub async fn handle(
     let mut forward = Vec::new();
     // The keys each forwarded topic sets itself, to tell its configs' sources apart.
     let mut own_keys: HashMap<String, Vec<String>> = HashMap::new();
+    let may_create_any = ctx.authorize_cluster(rc, AclOperation::Create);
     for topic in &request.topics {
         if !seen.insert(&topic.name.0) {
             continue;
@@ -55,6 +57,9 @@ pub async fn handle(
                 ResponseError::InvalidRequest,
                 "Duplicate topic name.".to_owned(),
             ))
+        } else if !may_create_any && !ctx.authorize_topic(rc, AclOperation::Create, &name) {
+            // Kafka's handleCreateTopicsRequest: CREATE on the cluster or on the topic.
+            Some((ResponseError::TopicAuthorizationFailed, String::new()))
         } else {
             check_topic(topic).err()
         };
@@ -455,6 +460,27 @@ pub(crate) mod tests {
             &self,
             _: Request<pb::ListPartitionReassignmentsRequest>,
         ) -> Result<Response<pb::ListPartitionReassignmentsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn create_acls(
+            &self,
+            _: Request<pb::CreateAclsRequest>,
+        ) -> Result<Response<pb::CreateAclsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn delete_acls(
+            &self,
+            _: Request<pb::DeleteAclsRequest>,
+        ) -> Result<Response<pb::DeleteAclsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn describe_acls(
+            &self,
+            _: Request<pb::DescribeAclsRequest>,
+        ) -> Result<Response<pb::DescribeAclsResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
     }

@@ -8,6 +8,7 @@
 //! OFFSET_OUT_OF_RANGE); a partition still waiting at the timeout answers REQUEST_TIMED_OUT with the
 //! low watermark it had after the leader's deletion, any other error -1.
 
+use chronik_metadata::acl::AclOperation;
 use std::time::Duration;
 
 use chronik_metadata::topic_name::is_internal_topic;
@@ -27,7 +28,7 @@ const INVALID_LOW_WATERMARK: i64 = -1;
 
 pub async fn handle(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let image = ctx.metadata.current();
@@ -40,7 +41,12 @@ pub async fn handle(
             let result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(INVALID_LOW_WATERMARK);
-            match delete_on_leader(ctx, &image, &name, p).await {
+            let deleted = if ctx.authorize_topic(rc, AclOperation::Delete, &name) {
+                delete_on_leader(ctx, &image, &name, p).await
+            } else {
+                Err(ResponseError::TopicAuthorizationFailed)
+            };
+            match deleted {
                 Ok((partition, deletion)) => {
                     if deletion.low_watermark < deletion.requested_offset {
                         waits.push((topics.len(), partitions.len(), partition, deletion));

@@ -7,6 +7,7 @@
 //!   answers to requests by name and refuses unknown or repeated ones).
 //! - A failed controller call is never reported as a deletion: see `admin::controller_failure`.
 
+use chronik_metadata::acl::AclOperation;
 use std::collections::HashSet;
 
 use chronik_metadata::convert::{topic_id_from_bytes, topic_id_to_bytes};
@@ -31,6 +32,11 @@ enum Target {
         name: Option<String>,
         id: Uuid,
         message: &'static str,
+    },
+    /// Without DELETE on the topic (TOPIC_AUTHORIZATION_FAILED).
+    Denied {
+        name: Option<String>,
+        id: Uuid,
     },
 }
 
@@ -79,7 +85,27 @@ pub async fn handle(
     rc: &RequestContext<'_>,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
-    let targets = targets(&request, rc.version);
+    let image = ctx.metadata.current();
+    let targets: Vec<Target> = targets(&request, rc.version)
+        .into_iter()
+        .map(|target| match target {
+            Target::Name(name) if !ctx.authorize_topic(rc, AclOperation::Delete, &name) => {
+                Target::Denied {
+                    name: Some(name),
+                    id: Uuid::nil(),
+                }
+            }
+            Target::Id(id)
+                if image
+                    .topics
+                    .get(&id)
+                    .is_some_and(|t| !ctx.authorize_topic(rc, AclOperation::Delete, &t.name)) =>
+            {
+                Target::Denied { name: None, id }
+            }
+            other => other,
+        })
+        .collect();
     // The controller answers names first, then ids, each in the order sent.
     let names: Vec<String> = targets
         .iter()
@@ -142,6 +168,12 @@ pub async fn handle(
     let responses = targets
         .into_iter()
         .map(|target| match target {
+            Target::Denied { name, id } => result(
+                name,
+                id,
+                ResponseError::TopicAuthorizationFailed.code(),
+                String::new(),
+            ),
             Target::Invalid { name, id, message } => result(
                 name,
                 id,

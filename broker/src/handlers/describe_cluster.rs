@@ -8,7 +8,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::brokers::{controller_id, live_brokers, CLUSTER_AUTHORIZED_OPERATIONS};
+use super::brokers::{controller_id, live_brokers};
 use super::{BrokerContext, RequestContext};
 
 /// KIP-919 `EndpointType` values.
@@ -70,7 +70,7 @@ pub async fn handle(
                 .collect(),
         );
     if request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+        response.cluster_authorized_operations = ctx.cluster_authorized_operations(rc);
     }
     response
 }
@@ -78,6 +78,7 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::brokers::CLUSTER_AUTHORIZED_OPERATIONS;
     use crate::handlers::test_support::{
         assert_encodes, cluster, TestBroker, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_ID,
     };

@@ -10,6 +10,7 @@
 //! What must stay true: the value reported for a topic is the one the controller and the partition logs
 //! use (`configs::effective`), and one bad resource never fails the others.
 
+use chronik_metadata::acl::AclOperation;
 use chronik_metadata::configs::{
     broker_name_of, cluster_defaults, effective_min_insync_replicas, ClusterDefault, ConfigDef,
     ConfigKind, DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS, NUM_PARTITIONS,
@@ -99,7 +100,7 @@ struct Options {
 
 pub async fn handle(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let image = ctx.metadata.current();
@@ -111,7 +112,20 @@ pub async fn handle(
         .resources
         .iter()
         .map(|resource| {
+            // Kafka's handleDescribeConfigsRequest: DESCRIBE_CONFIGS on the topic or the cluster.
             let answer = match resource.resource_type {
+                RESOURCE_TOPIC
+                    if !ctx.authorize_topic(
+                        rc,
+                        AclOperation::DescribeConfigs,
+                        &resource.resource_name,
+                    ) =>
+                {
+                    Err((ResponseError::TopicAuthorizationFailed, String::new()))
+                }
+                RESOURCE_BROKER if !ctx.authorize_cluster(rc, AclOperation::DescribeConfigs) => {
+                    Err((ResponseError::ClusterAuthorizationFailed, String::new()))
+                }
                 RESOURCE_TOPIC => describe_topic(&image, resource),
                 RESOURCE_BROKER => describe_broker(ctx, &image, resource),
                 other => Err((

@@ -4,6 +4,7 @@
 //! authorizer: when the client asks, every group described without an error gets every operation a
 //! group supports; otherwise, and for a group with an error, the schema's "not requested" value.
 
+use chronik_metadata::acl::{AclOperation, ResourceType};
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -14,6 +15,7 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// Kafka's `AclEntry.supportedOperations(GROUP)` (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS,
 /// ALTER_CONFIGS) as the `AclOperation` bit field `AuthHelper.authorizedOperations` answers.
+#[cfg(test)]
 pub const GROUP_AUTHORIZED_OPERATIONS: i32 = 3400;
 
 pub fn handle(
@@ -22,18 +24,24 @@ pub fn handle(
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     // The field exists from v3; below it the codec decodes it as false.
-    let operations = if rc.version >= 3 && request.include_authorized_operations {
-        GROUP_AUTHORIZED_OPERATIONS
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
-    };
+    let include_operations = rc.version >= 3 && request.include_authorized_operations;
     let groups = request
         .groups
         .into_iter()
         .map(|group_id| {
             let described =
                 DescribedGroup::default().with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-            match ctx.groups.describe_group(&group_id) {
+            let operations = if include_operations {
+                ctx.authorized_operations(rc, ResourceType::Group, &group_id)
+            } else {
+                AUTHORIZED_OPERATIONS_OMITTED
+            };
+            let described_group = if ctx.authorize_group(rc, AclOperation::Describe, &group_id) {
+                ctx.groups.describe_group(&group_id)
+            } else {
+                Err(kafka_protocol::error::ResponseError::GroupAuthorizationFailed)
+            };
+            match described_group {
                 Err(error) => described
                     .with_group_id(group_id)
                     .with_error_code(error.code()),

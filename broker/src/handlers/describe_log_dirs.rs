@@ -12,6 +12,7 @@
 //! partitions without a log here, and topics left with no partition, are left out. There is no
 //! `future` replica (AlterReplicaLogDirs is not served), so `is_future_key` is always false.
 
+use chronik_metadata::acl::AclOperation;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,9 +30,15 @@ use crate::log::LogManager;
 
 pub async fn handle(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    // Kafka's handleDescribeLogDirsRequest: DESCRIBE on the cluster, else no directories (and, from
+    // v3, the error).
+    if !ctx.authorize_cluster(rc, AclOperation::Describe) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let wanted: Option<BTreeSet<(String, i32)>> = request.topics.map(|topics| {
         topics
             .iter()

@@ -10,6 +10,7 @@
 //! (NOT_LEADER_OR_FOLLOWER) or no such partition (UNKNOWN_TOPIC_OR_PARTITION). Without transactions
 //! every producer's coordinator epoch and transaction start offset are -1.
 
+use chronik_metadata::acl::AclOperation;
 use chronik_metadata::topic_name::validate_topic_name;
 use chronik_metadata::MetadataImage;
 use kafka_protocol::error::ResponseError;
@@ -30,7 +31,7 @@ const NONE: i32 = -1;
 
 pub fn handle(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let image = ctx.metadata.current();
@@ -42,7 +43,12 @@ pub fn handle(
         .into_iter()
         .map(|topic| {
             let name = topic.name.as_str();
+            // Kafka's handleDescribeProducersRequest: READ on the topic, before anything else.
             let topic_error = match validate_topic_name(name) {
+                _ if !ctx.authorize_topic(rc, AclOperation::Read, name) => Some((
+                    ResponseError::TopicAuthorizationFailed,
+                    "Not authorized to read the topic".to_owned(),
+                )),
                 Err(invalid) => Some((invalid.code, invalid.message)),
                 Ok(()) if image.topic_by_name(name).is_none() => Some((
                     ResponseError::UnknownTopicOrPartition,

@@ -5,6 +5,7 @@
 //! election failed, are listed. The answer is sent once this broker's image has the new leaders
 //! (bounded by `timeout_ms`), so clients that refresh their metadata right after see them.
 
+use chronik_metadata::acl::AclOperation;
 use std::collections::BTreeMap;
 
 use chronik_proto::v1 as pb;
@@ -29,6 +30,33 @@ pub async fn handle(
     rc: &RequestContext<'_>,
     request: ElectLeadersRequest,
 ) -> ElectLeadersResponse {
+    if !ctx.authorize_cluster(rc, AclOperation::Alter) {
+        // Kafka's handleElectLeaders: the whole request, and (below v1, which has no top-level
+        // code) every partition asked for.
+        let denied = ResponseError::ClusterAuthorizationFailed.code();
+        let results = request
+            .topic_partitions
+            .iter()
+            .flatten()
+            .map(|t| {
+                ReplicaElectionResult::default()
+                    .with_topic(t.topic.clone())
+                    .with_partition_result(
+                        t.partitions
+                            .iter()
+                            .map(|&p| {
+                                PartitionResult::default()
+                                    .with_partition_id(p)
+                                    .with_error_code(denied)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return ElectLeadersResponse::default()
+            .with_error_code(denied)
+            .with_replica_election_results(results);
+    }
     // v0 has no election type: always preferred.
     let election_type = if rc.version == 0 {
         PREFERRED

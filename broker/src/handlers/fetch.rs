@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use chronik_metadata::acl::AclOperation;
 use chronik_metadata::{MetadataImage, TopicId};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
@@ -107,7 +108,20 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
     let mut responses = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
-        let topic_id = topic_id_of(&image, rc, &name, topic.topic_id);
+        // Consumers need READ on the topic (checked before the name, an unknown topic id excepted,
+        // as Kafka's handleFetchRequest); followers are not checked (see `access`).
+        let named = if rc.version >= 13 {
+            image.topics.get(&topic.topic_id).map(|t| t.name.as_str())
+        } else {
+            Some(name.as_str())
+        };
+        let authorized =
+            is_follower || named.is_none_or(|n| ctx.authorize_topic(rc, AclOperation::Read, n));
+        let topic_id = if authorized {
+            topic_id_of(&image, rc, &name, topic.topic_id)
+        } else {
+            Err(ResponseError::TopicAuthorizationFailed)
+        };
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let mut data = PartitionData::default()

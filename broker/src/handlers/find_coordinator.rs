@@ -4,6 +4,7 @@
 //! coordinator: their keys get COORDINATOR_NOT_AVAILABLE with a message saying so. The API stays
 //! advertised from v0, which librdkafka before 2.11.1 needs for groups and for LZ4 (its #5130).
 
+use chronik_metadata::acl::AclOperation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -27,6 +28,10 @@ pub async fn handle(
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let found = match request.key_type {
+            KEY_TYPE_GROUP if !ctx.authorize_group(rc, AclOperation::Describe, &key) => Err((
+                ResponseError::GroupAuthorizationFailed,
+                "not authorized to describe the group",
+            )),
             KEY_TYPE_GROUP => ctx.groups.find_coordinator(&key, rc.listener).await,
             KEY_TYPE_TRANSACTION => Err((
                 ResponseError::CoordinatorNotAvailable,

@@ -11,6 +11,7 @@
 //!   naming transactions, where the retriable COORDINATOR_NOT_AVAILABLE would have it retry until its
 //!   timeouts expire.
 
+use chronik_metadata::acl::{AclOperation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tracing::{debug, info};
@@ -20,7 +21,7 @@ use crate::producer_ids::BLOCK_WAIT;
 
 pub async fn handle(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let refused = |error: ResponseError| {
@@ -37,6 +38,13 @@ pub async fn handle(
         info!(transactional_id = %transactional_id.0,
             "refusing InitProducerId for a transactional producer: transactions are not supported");
         return refused(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    // Kafka's handleInitProducerIdRequest without a transactional id: IDEMPOTENT_WRITE on the
+    // cluster, or WRITE on some topic (KIP-679).
+    if !ctx.authorize_cluster(rc, AclOperation::IdempotentWrite)
+        && !ctx.authorize_by_resource_type(rc, AclOperation::Write, ResourceType::Topic)
+    {
+        return refused(ResponseError::ClusterAuthorizationFailed);
     }
     match ctx.producer_ids.next_producer_id(BLOCK_WAIT).await {
         Ok(id) => {

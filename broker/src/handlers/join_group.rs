@@ -3,6 +3,8 @@
 //! (the session timeout stands in), v4+ hands new members their id with MEMBER_ID_REQUIRED first, v5+
 //! carries group instance ids (static membership), v7+ the protocol type, v9 `SkipAssignment`.
 
+use chronik_metadata::acl::AclOperation;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -15,6 +17,11 @@ pub async fn handle(
     rc: &RequestContext<'_>,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if !ctx.authorize_group(rc, AclOperation::Read, &request.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1);
+    }
     let join = JoinRequest {
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|i| i.to_string()),

@@ -1,6 +1,8 @@
 //! LeaveGroup (key 13, v0–5): members leave and the rest rebalance. v0–2 name one member id; v3+ a
 //! batch of members by member id or group instance id, each answered on its own.
 
+use chronik_metadata::acl::AclOperation;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
@@ -11,6 +13,10 @@ pub fn handle(
     rc: &RequestContext<'_>,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    if !ctx.authorize_group(rc, AclOperation::Read, &request.group_id) {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let members: Vec<(String, Option<String>)> = if rc.version >= 3 {
         request
             .members

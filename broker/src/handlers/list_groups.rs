@@ -4,6 +4,7 @@
 //! no group, and an empty filter matches every group. Every group here is a classic one (the KIP-848
 //! consumer protocol is not served), so v5 answers `classic` as each group's type.
 
+use chronik_metadata::acl::AclOperation;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -60,12 +61,18 @@ pub fn handle(
 ) -> ListGroupsResponse {
     let (error, groups) = ctx.groups.list_groups();
     let filters = Filters::of(&request, rc.version);
+    // Kafka's handleListGroupsRequest: every group with DESCRIBE on the cluster, else those the
+    // principal may describe.
+    let all_groups = ctx.authorize_cluster(rc, AclOperation::Describe);
     ListGroupsResponse::default()
         .with_error_code(error_code(error))
         .with_groups(
             groups
                 .into_iter()
                 .filter(|g| filters.matches(g))
+                .filter(|g| {
+                    all_groups || ctx.authorize_group(rc, AclOperation::Describe, &g.group_id)
+                })
                 .map(|g| {
                     ListedGroup::default()
                         .with_group_id(GroupId(StrBytes::from_string(g.group_id)))

@@ -1,6 +1,7 @@
 //! ListOffsets (key 2): earliest, latest (the high watermark, never the log end a consumer
 //! cannot read yet), max timestamp, and the first offset at or after a timestamp. Leaders only.
 
+use chronik_metadata::acl::AclOperation;
 use chronik_metadata::MetadataImage;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
@@ -28,6 +29,7 @@ pub async fn handle(
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.to_string();
+            let authorized = ctx.authorize_topic(rc, AclOperation::Describe, &name);
             let partitions = topic
                 .partitions
                 .iter()
@@ -37,7 +39,12 @@ pub async fn handle(
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    match lookup(ctx, rc, &image, &name, p) {
+                    let found = if authorized {
+                        lookup(ctx, rc, &image, &name, p)
+                    } else {
+                        Err(ResponseError::TopicAuthorizationFailed)
+                    };
+                    match found {
                         Ok((timestamp, offset, leader_epoch)) => response
                             .with_timestamp(timestamp)
                             .with_offset(offset)

@@ -20,6 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use chronik_metadata::acl::{AclOperation, ResourceType};
 use chronik_metadata::topic_name::{is_internal_topic, validate_topic_name};
 use chronik_metadata::{BrokerId, MetadataImage, PartitionRegistration, TopicImage};
 use chronik_proto::v1 as pb;
@@ -34,11 +35,12 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 use uuid::Uuid;
 
-use super::brokers::{controller_id, live_brokers, NodeEndpoint, CLUSTER_AUTHORIZED_OPERATIONS};
+use super::brokers::{controller_id, live_brokers, NodeEndpoint};
 use super::{BrokerContext, RequestContext};
 
 /// Kafka's answer without an authorizer, when a client asks: every operation a topic supports (READ,
 /// WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS as a bit field).
+#[cfg(test)]
 pub(crate) const TOPIC_AUTHORIZED_OPERATIONS: i32 = 3576;
 
 /// How long a Metadata request waits for the controller to create topics it named.
@@ -90,8 +92,13 @@ pub async fn handle(
     let wanted = wanted_topics(&request, rc.version);
     let mut image = ctx.metadata.current();
 
+    // Kafka's handleTopicMetadataRequest: a topic is listed only with DESCRIBE on it, and
+    // auto-created only with CREATE on the cluster or on it.
+    let may_describe = |name: &str| ctx.authorize_topic(rc, AclOperation::Describe, name);
+    let mut create_denied = HashSet::new();
     let mut auto_created = HashMap::new();
     if ctx.auto_create_topics && request.allow_auto_topic_creation {
+        let may_create_any = ctx.authorize_cluster(rc, AclOperation::Create);
         let missing: Vec<String> = wanted
             .iter()
             .flatten()
@@ -99,7 +106,15 @@ pub async fn handle(
                 Wanted::Name(name) => Some(name),
                 _ => None,
             })
-            .filter(|name| may_auto_create(&image, name))
+            .filter(|name| may_auto_create(&image, name) && may_describe(name))
+            .filter(|name| {
+                let may_create =
+                    may_create_any || ctx.authorize_topic(rc, AclOperation::Create, name);
+                if !may_create {
+                    create_denied.insert(name.to_string());
+                }
+                may_create
+            })
             .cloned()
             .collect();
         if !missing.is_empty() {
@@ -113,34 +128,47 @@ pub async fn handle(
     let describe = |topic: &TopicImage| {
         let mut answer = describe_topic(&image, topic, rc, &lost);
         if include_topic_operations {
-            answer.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+            answer.topic_authorized_operations =
+                ctx.authorized_operations(rc, ResourceType::Topic, &topic.name);
         }
         answer
+    };
+    let unauthorized = |name: Option<String>, id: Uuid| {
+        MetadataResponseTopic::default()
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+            .with_topic_id(id)
     };
     let topics = match wanted {
         None => image
             .topic_ids
             .values()
             .filter_map(|id| image.topics.get(id))
+            .filter(|topic| may_describe(&topic.name))
             .map(describe)
             .collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|w| match w {
+                Wanted::Name(name) if !may_describe(&name) || create_denied.contains(&name) => {
+                    unauthorized(Some(name), Uuid::nil())
+                }
                 Wanted::Name(name) => match image.topic_by_name(&name) {
                     Some(topic) => describe(topic),
                     None => {
                         let auto_created = auto_created.get(name.as_str()).copied();
-                        let mut answer = unknown_topic(name, auto_created);
+                        let mut answer = unknown_topic(name.clone(), auto_created);
                         // Kafka answers the operations for every named topic, known or not (only
                         // unknown topic ids go without).
                         if include_topic_operations {
-                            answer.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+                            answer.topic_authorized_operations =
+                                ctx.authorized_operations(rc, ResourceType::Topic, &name);
                         }
                         answer
                     }
                 },
                 Wanted::Id(id) => match image.topics.get(&id) {
+                    Some(topic) if !may_describe(&topic.name) => unauthorized(None, id),
                     Some(topic) => describe(topic),
                     None => MetadataResponseTopic::default()
                         .with_error_code(ResponseError::UnknownTopicId.code())
@@ -162,7 +190,7 @@ pub async fn handle(
         .with_brokers(brokers.into_iter().map(response_broker).collect())
         .with_topics(topics);
     if request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+        response.cluster_authorized_operations = ctx.cluster_authorized_operations(rc);
     }
     response
 }
@@ -357,6 +385,7 @@ pub(crate) mod tests {
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 
     use super::*;
+    use crate::handlers::brokers::CLUSTER_AUTHORIZED_OPERATIONS;
 
     use crate::handlers::create_topics::tests::with_fake_controller;
     use crate::handlers::test_support::*;
@@ -950,6 +979,74 @@ pub(crate) mod tests {
         assert_eq!(
             CLUSTER_AUTHORIZED_OPERATIONS,
             bits(&[5, 7, 8, 9, 10, 11, 12])
+        );
+    }
+
+    #[tokio::test]
+    async fn with_the_authorizer_topics_need_describe_and_report_what_is_allowed() {
+        use chronik_metadata::acl::{AclBinding, AclPermissionType, PatternType};
+        let c = cluster();
+        let mut records = c.records.clone();
+        for (name, operation, permission) in [
+            ("orders", AclOperation::Write, AclPermissionType::Deny),
+            ("audit", AclOperation::Read, AclPermissionType::Allow),
+        ] {
+            records.push(chronik_metadata::Record::AccessControlEntry {
+                id: Uuid::new_v4(),
+                acl: AclBinding {
+                    resource_type: ResourceType::Topic,
+                    resource_name: name.into(),
+                    pattern_type: PatternType::Literal,
+                    principal: "User:ANONYMOUS".into(),
+                    host: "*".into(),
+                    operation,
+                    permission,
+                },
+            });
+        }
+        let mut broker = TestBroker::new(1, &records);
+        broker.ctx.authorizer = Some(crate::authorizer::Authorizer {
+            allow_everyone_if_no_acl_found: true,
+            ..Default::default()
+        });
+        let all = ask(
+            &broker,
+            10,
+            "PLAINTEXT",
+            MetadataRequest::default()
+                .with_topics(None)
+                .with_include_topic_authorized_operations(true)
+                .with_include_cluster_authorized_operations(true),
+        )
+        .await;
+        let listed: Vec<String> = all
+            .topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect();
+        // `orders` has ACLs and none allows DESCRIBE: left out of "all topics".
+        assert!(!listed.contains(&"orders".to_owned()), "{listed:?}");
+        assert!(listed.contains(&"audit".to_owned()));
+        // READ implies DESCRIBE; nothing else is allowed on `audit`.
+        assert_eq!(
+            topic_of(&all, "audit").topic_authorized_operations,
+            crate::authorizer::to_bit_field([AclOperation::Read, AclOperation::Describe])
+        );
+        assert_eq!(
+            all.cluster_authorized_operations,
+            CLUSTER_AUTHORIZED_OPERATIONS
+        );
+        let named = ask(
+            &broker,
+            10,
+            "PLAINTEXT",
+            MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("orders"))))])),
+        )
+        .await;
+        assert_eq!(
+            topic_of(&named, "orders").error_code,
+            ResponseError::TopicAuthorizationFailed.code()
         );
     }
 }

@@ -3,6 +3,8 @@
 //! does). `dispatch` routes by request kind; the versions table (`protocol::versions`) has already
 //! refused anything not served.
 
+pub mod access;
+pub mod acls;
 pub mod admin;
 pub mod alter_configs;
 pub mod api_versions;
@@ -47,6 +49,7 @@ use std::sync::Arc;
 use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
+use crate::authorizer::{Authorizer, Session};
 use crate::controller_client::ControllerClient;
 use crate::group::GroupCoordinator;
 use crate::metadata::MetadataCache;
@@ -65,6 +68,8 @@ pub struct BrokerContext {
     pub auto_create_topics: bool,
     /// Producer ids for InitProducerId.
     pub producer_ids: Arc<ProducerIdManager>,
+    /// `--authorizer`: `None` checks nothing (see `access`).
+    pub authorizer: Option<Authorizer>,
 }
 
 /// Per-request facts a handler may need.
@@ -75,6 +80,8 @@ pub struct RequestContext<'a> {
     pub listener: &'a str,
     /// The client's address (DescribeGroups shows it as the member's host).
     pub peer: Option<SocketAddr>,
+    /// Who the connection acts as, for the authorizer.
+    pub session: &'a Session,
 }
 
 impl RequestContext<'_> {
@@ -116,12 +123,14 @@ pub async fn dispatch(
     request: Request,
     listener: &str,
     peer: Option<SocketAddr>,
+    session: &Session,
 ) -> Outcome {
     let rc = RequestContext {
         header: &request.header,
         version: request.version,
         listener,
         peer,
+        session,
     };
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, &rc, r)),
@@ -196,6 +205,15 @@ pub async fn dispatch(
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(describe_producers::handle(ctx, &rc, r))
+        }
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::handle_create(ctx, &rc, r).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::handle_describe(ctx, &rc, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::handle_delete(ctx, &rc, r).await)
         }
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
             scram_credentials::handle_describe(ctx, &rc, r),

@@ -3,6 +3,8 @@
 //! management (e.g. `chronikctl group reset-offsets`) and is accepted only while the group is empty.
 //! `RetentionTimeMs` (v2–4) is ignored, as Kafka does since 2.1.
 
+use chronik_metadata::acl::AclOperation;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -14,7 +16,7 @@ use crate::group::coordinator::OffsetCommit;
 
 pub async fn handle(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let commits: Vec<OffsetCommit> = request
@@ -30,23 +32,36 @@ pub async fn handle(
             })
         })
         .collect();
-    let results = ctx
-        .groups
-        .commit_offsets(
-            &request.group_id,
-            request.generation_id_or_member_epoch,
-            &request.member_id,
-            request.group_instance_id.as_deref(),
-            commits.clone(),
-        )
-        .await;
-    let results: Vec<(OffsetCommit, i16)> = match results {
+    // Kafka's handleOffsetCommitRequest: READ on the group, then READ on each topic.
+    let group_authorized = ctx.authorize_group(rc, AclOperation::Read, &request.group_id);
+    let (commits, denied): (Vec<OffsetCommit>, Vec<OffsetCommit>) = commits
+        .into_iter()
+        .partition(|c| !group_authorized || ctx.authorize_topic(rc, AclOperation::Read, &c.topic));
+    let results = if group_authorized {
+        ctx.groups
+            .commit_offsets(
+                &request.group_id,
+                request.generation_id_or_member_epoch,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                commits.clone(),
+            )
+            .await
+    } else {
+        Err(ResponseError::GroupAuthorizationFailed)
+    };
+    let mut results: Vec<(OffsetCommit, i16)> = match results {
         Ok(results) => results
             .into_iter()
             .map(|(c, e)| (c, error_code(e)))
             .collect(),
         Err(error) => commits.into_iter().map(|c| (c, error.code())).collect(),
     };
+    results.extend(
+        denied
+            .into_iter()
+            .map(|c| (c, ResponseError::TopicAuthorizationFailed.code())),
+    );
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
     for (commit, code) in results {
         let partition = OffsetCommitResponsePartition::default()

@@ -1,6 +1,8 @@
 //! OffsetDelete (key 47, v0): removes committed offsets of topics the group no longer consumes
 //! (GROUP_SUBSCRIBED_TO_TOPIC for one a live member subscribes to).
 
+use chronik_metadata::acl::AclOperation;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
@@ -11,9 +13,14 @@ use super::{error_code, BrokerContext, RequestContext};
 
 pub async fn handle(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
+    // Kafka's handleOffsetDeleteRequest: DELETE on the group, READ on each topic.
+    if !ctx.authorize_group(rc, AclOperation::Delete, &request.group_id) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
@@ -23,13 +30,23 @@ pub async fn handle(
                 .map(|p| (t.name.to_string(), p.partition_index))
         })
         .collect();
+    let (partitions, denied): (Vec<_>, Vec<_>) = partitions
+        .into_iter()
+        .partition(|(topic, _)| ctx.authorize_topic(rc, AclOperation::Read, topic));
     match ctx
         .groups
         .delete_offsets(&request.group_id, partitions)
         .await
     {
         Err(error) => OffsetDeleteResponse::default().with_error_code(error.code()),
-        Ok(results) => {
+        Ok(mut results) => {
+            results.extend(denied.into_iter().map(|(topic, partition)| {
+                (
+                    topic,
+                    partition,
+                    Some(ResponseError::TopicAuthorizationFailed),
+                )
+            }));
             let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
             for (topic, partition, error) in results {
                 let p = OffsetDeleteResponsePartition::default()

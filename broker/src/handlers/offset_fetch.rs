@@ -3,6 +3,8 @@
 //! its own error. A partition without a commit answers offset -1, metadata "" and no error.
 //! `RequireStable` (v7+) only matters with transactions, which this broker does not have.
 
+use chronik_metadata::acl::AclOperation;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -37,7 +39,7 @@ pub fn handle(
                         })
                         .collect()
                 });
-                let (error, answer) = fetch(ctx, &g.group_id, partitions);
+                let (error, answer) = fetch(ctx, rc, &g.group_id, partitions);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_error_code(error)
@@ -80,7 +82,7 @@ pub fn handle(
             })
             .collect::<Vec<_>>()
     });
-    let (error, answer) = fetch(ctx, &request.group_id, partitions);
+    let (error, answer) = fetch(ctx, rc, &request.group_id, partitions);
     let topics = answer
         .into_iter()
         .map(|(topic, partitions)| {
@@ -120,12 +122,23 @@ pub fn handle(
 
 /// The group's offsets for `partitions` (or all), or the group-level error with every asked
 /// partition at offset -1.
+///
+/// Kafka's handleOffsetFetchRequest: DESCRIBE on the group (GROUP_AUTHORIZATION_FAILED), and of the
+/// topics, those without DESCRIBE are TOPIC_AUTHORIZATION_FAILED when asked for and left out when
+/// every topic is.
 fn fetch(
     ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
     group_id: &str,
     partitions: Option<Vec<(String, i32)>>,
 ) -> (i16, Answer) {
-    let (error, rows) = match ctx.groups.fetch_offsets(group_id, partitions.clone()) {
+    let looked_up = if ctx.authorize_group(rc, AclOperation::Describe, group_id) {
+        ctx.groups.fetch_offsets(group_id, partitions.clone())
+    } else {
+        Err(ResponseError::GroupAuthorizationFailed)
+    };
+    let asked_all = partitions.is_none();
+    let (error, rows) = match looked_up {
         Ok(rows) => (0, rows),
         Err(error) => (
             error.code(),
@@ -144,7 +157,18 @@ fn fetch(
             }
             None => (-1, -1, String::new()),
         };
-        let row = (partition, offset, epoch, metadata, 0);
+        let code = if error != 0 || ctx.authorize_topic(rc, AclOperation::Describe, &topic) {
+            0
+        } else if asked_all {
+            continue;
+        } else {
+            ResponseError::TopicAuthorizationFailed.code()
+        };
+        let row = if code == 0 {
+            (partition, offset, epoch, metadata, 0)
+        } else {
+            (partition, -1, -1, String::new(), code)
+        };
         match answer.iter_mut().find(|(t, _)| *t == topic) {
             Some((_, rows)) => rows.push(row),
             None => answer.push((topic, vec![row])),

@@ -1,6 +1,7 @@
 //! OffsetForLeaderEpoch (key 23; KIP-101, KIP-279): where a leader epoch ends in the leader's log, from
 //! its leader-epoch cache. Consumers use it to detect truncation after a leader change (KIP-320).
 
+use chronik_metadata::acl::AclOperation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -11,15 +12,21 @@ use super::{leader_partition, BrokerContext, RequestContext};
 
 pub async fn handle(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let image = ctx.metadata.current();
+    // Kafka's handleOffsetForLeaderEpochRequest: CLUSTER_ACTION on the cluster, else DESCRIBE on each
+    // topic. Followers (a replica id, v3+) are not checked (see `access`).
+    let is_follower = rc.version >= 3 && request.replica_id.0 >= 0;
+    let every_topic = is_follower || ctx.authorize_cluster(rc, AclOperation::ClusterAction);
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
             let topic_id = image.topic_ids.get(topic.topic.0.as_str()).copied();
+            let authorized = every_topic
+                || ctx.authorize_topic(rc, AclOperation::Describe, topic.topic.0.as_str());
             let partitions = topic
                 .partitions
                 .iter()
@@ -29,6 +36,9 @@ pub async fn handle(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     let result = (|| {
+                        if !authorized {
+                            return Err(ResponseError::TopicAuthorizationFailed);
+                        }
                         let id = topic_id.ok_or(ResponseError::UnknownTopicOrPartition)?;
                         let partition =
                             leader_partition(ctx, &image, id, p.partition, p.current_leader_epoch)?;

@@ -16,6 +16,7 @@
 //! appended.
 
 use bytes::Bytes;
+use chronik_metadata::acl::AclOperation;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
@@ -143,10 +144,14 @@ pub async fn handle(
     for (t_pos, topic) in request.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
         let topic_image = image.topic_by_name(&name);
+        // Kafka checks WRITE before anything else, unknown topics included.
+        let authorized = ctx.authorize_topic(rc, AclOperation::Write, &name);
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for (p_pos, data) in topic.partition_data.into_iter().enumerate() {
             let index = data.index;
-            let outcome = if !(acks == 0 || acks == 1 || acks == -1) {
+            let outcome = if !authorized {
+                Err(Refusal::new(ResponseError::TopicAuthorizationFailed, None))
+            } else if !(acks == 0 || acks == 1 || acks == -1) {
                 Err(Refusal::new(ResponseError::InvalidRequiredAcks, None))
             } else {
                 match topic_image.filter(|t| image.partition(t.id, index).is_some()) {

@@ -7,6 +7,7 @@
 //! `allow_replication_factor_change` false a target of another size is refused here (KIP-860) and
 //! not forwarded.
 
+use chronik_metadata::acl::AclOperation;
 use std::collections::BTreeMap;
 
 use chronik_proto::v1 as pb;
@@ -35,6 +36,10 @@ pub async fn handle_alter(
     rc: &RequestContext<'_>,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if !ctx.authorize_cluster(rc, AclOperation::Alter) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let image = ctx.metadata.current();
     let mut outcomes = Outcomes::new();
     let mut forward = Vec::new();
@@ -151,6 +156,10 @@ pub async fn handle_list(
     rc: &RequestContext<'_>,
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if !ctx.authorize_cluster(rc, AclOperation::Describe) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let call = pb::ListPartitionReassignmentsRequest {
         partitions: request
             .topics

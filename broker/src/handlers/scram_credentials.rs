@@ -6,6 +6,7 @@
 //! What must stay true: a describe never shows a salt or a key, only mechanisms and iteration counts;
 //! each user named is answered once.
 
+use chronik_metadata::acl::AclOperation;
 use std::collections::HashMap;
 
 use chronik_proto::v1 as pb;
@@ -29,9 +30,14 @@ const ALTER_WAIT_MS: i32 = 5_000;
 
 pub fn handle_describe(
     ctx: &BrokerContext,
-    _rc: &RequestContext<'_>,
+    rc: &RequestContext<'_>,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    // Kafka's handleDescribeUserScramCredentialsRequest: DESCRIBE on the cluster.
+    if !ctx.authorize_cluster(rc, AclOperation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let image = ctx.metadata.current();
     let credential_infos = |user: &str| -> Option<Vec<CredentialInfo>> {
         image.scram_credentials.get(user).map(|credentials| {
@@ -138,8 +144,25 @@ pub async fn handle_alter(
             .collect(),
     };
     let mut answers: HashMap<String, (i16, String)> = HashMap::new();
-    match ctx.controller.alter_user_scram_credentials(call).await {
-        Ok(reply) => {
+    // Kafka's handleAlterUserScramCredentialsRequest: ALTER on the cluster, else every user refused.
+    let authorized = ctx.authorize_cluster(rc, AclOperation::Alter);
+    let reply = if authorized {
+        Some(ctx.controller.alter_user_scram_credentials(call).await)
+    } else {
+        for user in &users {
+            answers.insert(
+                user.clone(),
+                (
+                    ResponseError::ClusterAuthorizationFailed.code(),
+                    String::new(),
+                ),
+            );
+        }
+        None
+    };
+    match reply {
+        None => {}
+        Some(Ok(reply)) => {
             for result in reply.results {
                 answers.insert(
                     result.user,
@@ -157,7 +180,7 @@ pub async fn handle_alter(
                 }
             }
         }
-        Err(e) => {
+        Some(Err(e)) => {
             debug!(error = %e, version = rc.version, "AlterUserScramCredentials not forwarded");
             let failure = controller_failure(&e);
             for user in &users {

@@ -1,6 +1,8 @@
 //! SyncGroup (key 14, v0–5): the leader hands in the assignment; every member gets its own once the
 //! group's metadata is committed to the offsets topic. v5 validates the protocol type and name.
 
+use chronik_metadata::acl::AclOperation;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -12,6 +14,10 @@ pub async fn handle(
     rc: &RequestContext<'_>,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
+    if !ctx.authorize_group(rc, AclOperation::Read, &request.group_id) {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let sync = SyncRequest {
         generation: request.generation_id,
         member_id: request.member_id.to_string(),

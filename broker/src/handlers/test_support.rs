@@ -28,6 +28,8 @@ pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 pub(crate) struct TestBroker {
     pub ctx: BrokerContext,
     pub header: RequestHeader,
+    /// The connection's session: `User:ANONYMOUS` from 127.0.0.1.
+    pub session: crate::authorizer::Session,
     _dir: TempDir,
 }
 
@@ -93,9 +95,13 @@ impl TestBroker {
                 controller,
                 groups,
                 auto_create_topics: false,
+                authorizer: None,
                 producer_ids,
             },
             header: RequestHeader::default(),
+            session: crate::authorizer::Session::anonymous(Some(
+                std::net::Ipv4Addr::LOCALHOST.into(),
+            )),
             _dir: dir,
         }
     }
@@ -106,6 +112,7 @@ impl TestBroker {
             version,
             listener,
             peer: None,
+            session: &self.session,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `cluster logdirs`, `topic describe` and `topic trim-prefix` also speak the Kafka protocol to the
 //! brokers the controllers list.
 
+pub mod acl;
 pub mod broker;
 pub mod cluster;
 pub mod config;
@@ -19,8 +20,8 @@ pub mod topic;
 pub mod trim_prefix;
 
 use crate::cli::{
-    BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges, ElectionCommand,
-    GroupCommand, PartitionCommand, ReassignmentCommand, TopicCommand,
+    AclCommand, BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges,
+    ElectionCommand, GroupCommand, PartitionCommand, ReassignmentCommand, TopicCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
@@ -88,6 +89,8 @@ pub enum Report {
     Bench(crate::bench::BenchReport),
     /// `probe`.
     Probe(probe::ProbeResult),
+    /// `acl create|list|delete`.
+    Acls(acl::AclReport),
 }
 
 impl Report {
@@ -194,6 +197,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Election(ElectionCommand::Preferred { topic }) => {
             Report::Election(election::preferred(client, topic.as_deref()).await?)
         }
+        Command::Acl(AclCommand::Create(args)) => Report::Acls(acl::create(client, args).await?),
+        Command::Acl(AclCommand::List(args)) => Report::Acls(acl::list(client, args).await?),
+        Command::Acl(AclCommand::Delete(args)) => Report::Acls(acl::delete(client, args).await?),
         Command::Election(ElectionCommand::Unclean { topic, partitions }) => {
             Report::Election(election::unclean(client, topic.as_deref(), partitions).await?)
         }

@@ -9,6 +9,7 @@
 //! table renderers live one file per noun, mirroring `cmd/`: `cluster`, `broker`, `topic` (and
 //! `trim_prefix`), `group`, `election`, `reassign`, `local`, `probe`, and `bench` for the benchmarks.
 
+mod acl;
 mod bench;
 mod broker;
 mod cluster;
@@ -74,6 +75,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::Local(cluster) => local::cluster(out, cluster)?,
                 Report::Bench(report) => bench::report(out, report)?,
                 Report::Probe(result) => probe::result(out, result)?,
+                Report::Acls(report) => acl::report(out, report)?,
             }
             Ok(())
         }

@@ -5,6 +5,9 @@ use crate::scram::{ScramCredential, ScramMechanism};
 use chronik_proto::v1 as pb;
 use uuid::Uuid;
 
+use crate::acl::{
+    AclBinding, AclBindingFilter, AclOperation, AclPermissionType, PatternType, ResourceType,
+};
 use crate::records::{
     ConfigResource, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
 };
@@ -147,6 +150,17 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             broker_epoch: *broker_epoch,
             next_producer_id: *next_producer_id,
         }),
+        Record::AccessControlEntry { id, acl } => {
+            R::AccessControlEntry(pb::AccessControlEntryRecord {
+                id: topic_id_to_bytes(*id),
+                acl: Some(acl_to_proto(acl)),
+            })
+        }
+        Record::RemoveAccessControlEntry { id } => {
+            R::RemoveAccessControlEntry(pb::RemoveAccessControlEntryRecord {
+                id: topic_id_to_bytes(*id),
+            })
+        }
         Record::UserScramCredential(c) => R::UserScramCredential(pb::UserScramCredentialRecord {
             name: c.user.clone(),
             mechanism: i32::from(c.mechanism.code()),
@@ -258,6 +272,17 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             broker_epoch: r.broker_epoch,
             next_producer_id: r.next_producer_id,
         },
+        R::AccessControlEntry(r) => Record::AccessControlEntry {
+            id: topic_id_from_bytes(&r.id)?,
+            acl: acl_from_proto(
+                r.acl
+                    .as_ref()
+                    .ok_or_else(|| DecodeError("access control entry: no ACL".into()))?,
+            ),
+        },
+        R::RemoveAccessControlEntry(r) => Record::RemoveAccessControlEntry {
+            id: topic_id_from_bytes(&r.id)?,
+        },
         R::UserScramCredential(r) => Record::UserScramCredential(ScramCredential {
             user: r.name.clone(),
             mechanism: scram_mechanism(r.mechanism)?,
@@ -271,6 +296,61 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             mechanism: scram_mechanism(r.mechanism)?,
         },
     })
+}
+
+/// A Kafka enum code as the proto carries it (`int32`); out of range reads as UNKNOWN's code.
+fn code_of(value: i32) -> i8 {
+    i8::try_from(value).unwrap_or(0)
+}
+
+pub fn acl_to_proto(acl: &AclBinding) -> pb::AclBinding {
+    pb::AclBinding {
+        resource_type: i32::from(acl.resource_type.code()),
+        resource_name: acl.resource_name.clone(),
+        pattern_type: i32::from(acl.pattern_type.code()),
+        principal: acl.principal.clone(),
+        host: acl.host.clone(),
+        operation: i32::from(acl.operation.code()),
+        permission_type: i32::from(acl.permission.code()),
+    }
+}
+
+/// Never fails: codes Kafka does not define read as UNKNOWN, which `AclBinding::validate` refuses.
+pub fn acl_from_proto(acl: &pb::AclBinding) -> AclBinding {
+    AclBinding {
+        resource_type: ResourceType::from_code(code_of(acl.resource_type)),
+        resource_name: acl.resource_name.clone(),
+        pattern_type: PatternType::from_code(code_of(acl.pattern_type)),
+        principal: acl.principal.clone(),
+        host: acl.host.clone(),
+        operation: AclOperation::from_code(code_of(acl.operation)),
+        permission: AclPermissionType::from_code(code_of(acl.permission_type)),
+    }
+}
+
+pub fn acl_filter_to_proto(filter: &AclBindingFilter) -> pb::AclBindingFilter {
+    pb::AclBindingFilter {
+        resource_type: i32::from(filter.resource_type.code()),
+        resource_name: filter.resource_name.clone(),
+        pattern_type: i32::from(filter.pattern_type.code()),
+        principal: filter.principal.clone(),
+        host: filter.host.clone(),
+        operation: i32::from(filter.operation.code()),
+        permission_type: i32::from(filter.permission.code()),
+    }
+}
+
+/// Never fails, as `acl_from_proto`; `AclBindingFilter::validate` refuses UNKNOWN elements.
+pub fn acl_filter_from_proto(filter: &pb::AclBindingFilter) -> AclBindingFilter {
+    AclBindingFilter {
+        resource_type: ResourceType::from_code(code_of(filter.resource_type)),
+        resource_name: filter.resource_name.clone(),
+        pattern_type: PatternType::from_code(code_of(filter.pattern_type)),
+        principal: filter.principal.clone(),
+        host: filter.host.clone(),
+        operation: AclOperation::from_code(code_of(filter.operation)),
+        permission: AclPermissionType::from_code(code_of(filter.permission_type)),
+    }
 }
 
 #[cfg(test)]
@@ -288,5 +368,42 @@ mod tests {
             )),
         };
         assert!(record_from_proto(&bad).is_err());
+        let no_acl = pb::MetadataRecord {
+            record: Some(pb::metadata_record::Record::AccessControlEntry(
+                pb::AccessControlEntryRecord {
+                    id: vec![0; 16],
+                    acl: None,
+                },
+            )),
+        };
+        assert!(record_from_proto(&no_acl).is_err());
+    }
+
+    #[test]
+    fn acl_records_round_trip() {
+        let acl = AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: "orders".into(),
+            pattern_type: PatternType::Prefixed,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: AclOperation::Write,
+            permission: AclPermissionType::Deny,
+        };
+        let id = Uuid::new_v4();
+        for record in [
+            Record::AccessControlEntry { id, acl },
+            Record::RemoveAccessControlEntry { id },
+        ] {
+            assert_eq!(
+                record_from_proto(&record_to_proto(&record)).expect("decodes"),
+                record
+            );
+        }
+        let odd = pb::AclBinding {
+            operation: 300,
+            ..Default::default()
+        };
+        assert_eq!(acl_from_proto(&odd).operation, AclOperation::Unknown);
     }
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
 use crate::records::{
     BrokerId, ConfigResource, Endpoint, PartitionChangeRecord, PartitionRecord, Record,
     RegisterBrokerRecord, TopicId, NO_LEADER,
@@ -137,6 +138,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Every ACL, by the id its `AccessControlEntry` record gave it.
+    #[serde(default)]
+    pub acls: BTreeMap<Uuid, AclBinding>,
 }
 
 impl MetadataImage {
@@ -283,6 +287,12 @@ impl MetadataImage {
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
+            Record::AccessControlEntry { id, acl } => {
+                self.acls.insert(*id, acl.clone());
+            }
+            Record::RemoveAccessControlEntry { id } => {
+                self.acls.remove(id);
+            }
             Record::UserScramCredential(credential) => {
                 self.scram_credentials
                     .entry(credential.user.clone())
@@ -332,6 +342,12 @@ impl MetadataImage {
                 broker_id: -1,
                 broker_epoch: -1,
                 next_producer_id: self.next_producer_id,
+            });
+        }
+        for (id, acl) in &self.acls {
+            records.push(Record::AccessControlEntry {
+                id: *id,
+                acl: acl.clone(),
             });
         }
         for b in self.brokers.values() {

@@ -6,6 +6,8 @@ use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
+
 /// A broker's id, chosen by the operator (`--broker-id`).
 pub type BrokerId = i32;
 /// A topic's id: a non-zero UUID assigned by the controller at creation.
@@ -156,6 +158,15 @@ pub enum Record {
         broker_id: BrokerId,
         broker_epoch: i64,
         next_producer_id: i64,
+    },
+    /// An ACL stored under its id (Kafka's `AccessControlEntryRecord`, KIP-801).
+    AccessControlEntry {
+        id: Uuid,
+        acl: AclBinding,
+    },
+    /// Kafka's `RemoveAccessControlEntryRecord`.
+    RemoveAccessControlEntry {
+        id: Uuid,
     },
     UserScramCredential(ScramCredential),
     RemoveUserScramCredential {

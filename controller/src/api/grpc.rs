@@ -25,7 +25,8 @@ use super::{cluster_view, ClusterView};
 use crate::applied::{AppliedMetadata, Resume};
 use chronik_metadata::configs::broker_name_of;
 use chronik_metadata::convert::{
-    endpoint_from_proto, endpoint_to_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
+    acl_filter_from_proto, acl_from_proto, acl_to_proto, endpoint_from_proto, endpoint_to_proto,
+    record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
 };
 use chronik_metadata::topic_name::is_internal_topic;
 use chronik_metadata::{error, leader_hint};
@@ -33,6 +34,7 @@ use chronik_metadata::{error, leader_hint};
 use crate::error::{ApiError, ControllerError, ResponseError};
 use crate::liveness::Liveness;
 use crate::quorum::Quorum;
+use crate::state::acls;
 use crate::state::cluster::{self, Heartbeat, RegisterBroker};
 use crate::state::config_changes::{self, ConfigOp};
 use crate::state::reassignment::{self, ReassignPartition};
@@ -1006,6 +1008,110 @@ impl AdminService for ControllerApi {
         });
         Ok(Response::new(pb::ListPartitionReassignmentsResponse {
             reassignments,
+        }))
+    }
+
+    async fn create_acls(
+        &self,
+        request: Request<pb::CreateAclsRequest>,
+    ) -> Result<Response<pb::CreateAclsResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
+        let creations: Vec<_> = request
+            .into_inner()
+            .creations
+            .iter()
+            .map(acl_from_proto)
+            .collect();
+        let (offset, outcomes) = self
+            .quorum
+            .run(|image| Ok(acls::create_acls(image, &creations, Uuid::new_v4)))
+            .await
+            .map_err(status)?;
+        let results = creations
+            .iter()
+            .zip(outcomes)
+            .map(|(acl, outcome)| match outcome {
+                Ok(()) => {
+                    info!(?acl, "created ACL");
+                    pb::AclResult::default()
+                }
+                Err(e) => pb::AclResult {
+                    error_code: i32::from(e.code.code()),
+                    error_message: e.message,
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::CreateAclsResponse {
+            results,
+            metadata_offset: offset,
+        }))
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<pb::DeleteAclsRequest>,
+    ) -> Result<Response<pb::DeleteAclsResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
+        let filters: Vec<_> = request
+            .into_inner()
+            .filters
+            .iter()
+            .map(acl_filter_from_proto)
+            .collect();
+        let (offset, outcomes) = self
+            .quorum
+            .run(|image| Ok(acls::delete_acls(image, &filters)))
+            .await
+            .map_err(status)?;
+        let results = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(matching) => {
+                    for acl in &matching {
+                        info!(?acl, "deleted ACL");
+                    }
+                    pb::DeleteAclsFilterResult {
+                        matching_acls: matching.iter().map(acl_to_proto).collect(),
+                        ..Default::default()
+                    }
+                }
+                Err(e) => pb::DeleteAclsFilterResult {
+                    error_code: i32::from(e.code.code()),
+                    error_message: e.message,
+                    matching_acls: Vec::new(),
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::DeleteAclsResponse {
+            results,
+            metadata_offset: offset,
+        }))
+    }
+
+    async fn describe_acls(
+        &self,
+        request: Request<pb::DescribeAclsRequest>,
+    ) -> Result<Response<pb::DescribeAclsResponse>, Status> {
+        let filter = request.into_inner().filter.as_ref().map_or_else(
+            chronik_metadata::acl::AclBindingFilter::any,
+            acl_filter_from_proto,
+        );
+        if let Err(e) = filter.validate() {
+            return Ok(Response::new(pb::DescribeAclsResponse {
+                error_code: i32::from(e.code.code()),
+                error_message: e.message,
+                acls: Vec::new(),
+            }));
+        }
+        let acls = self.quorum.applied().with_image(|image| {
+            acls::describe_acls(image, &filter)
+                .iter()
+                .map(acl_to_proto)
+                .collect()
+        });
+        Ok(Response::new(pb::DescribeAclsResponse {
+            acls,
+            ..Default::default()
         }))
     }
 }

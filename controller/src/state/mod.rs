@@ -3,6 +3,7 @@
 //! reply (`ControllerResult`); the image changes only when those records are committed and replayed.
 //! That is what lets every rule here be unit-tested by replaying records.
 
+pub mod acls;
 pub mod cluster;
 pub mod config_changes;
 pub mod election;
