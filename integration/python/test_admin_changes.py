@@ -226,7 +226,7 @@ def test_cluster_wide_broker_defaults_are_dynamic_and_take_effect(cluster_factor
     assert cluster.ctl_json("cluster", "config", "get", "message.max.bytes")[0]["source"] == "default"
     assert produce_one(5000) is None
 
-    # Topic names are not broker-level names; no per-broker dynamic configs.
+    # Topic names are not broker-level names.
     with pytest.raises(ChronikctlError) as refused_name:
         cluster.ctl("cluster", "config", "set", "retention.ms=1")
     assert "not a cluster-wide default" in refused_name.value.stderr, refused_name.value
@@ -234,11 +234,28 @@ def test_cluster_wide_broker_defaults_are_dynamic_and_take_effect(cluster_factor
     with pytest.raises(ChronikctlError) as unknown_get:
         cluster.ctl("cluster", "config", "get", "no.such.default")
     assert "not a cluster-wide default" in unknown_get.value.stderr, unknown_get.value
+
+    # One broker's own dynamic configs (BROKER "1"): Kafka's per-broker settings are stored and
+    # described as DYNAMIC_BROKER_CONFIG, passwords never shown; log defaults stay cluster-wide.
     per_broker = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
         ConfigEntry("log.retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])
     error = error_of(admin.incremental_alter_configs([per_broker], request_timeout=30)[per_broker])
-    assert error.code() == ck.KafkaError.INVALID_REQUEST, error
+    assert error.code() == ck.KafkaError.INVALID_CONFIG, error
     assert "cluster-wide default" in error.str(), error
+    own_settings = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+        ConfigEntry("num.io.threads", "4", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("ssl.keystore.password", "s3cret", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([own_settings], request_timeout=30)[own_settings].result(timeout=45)
+    own = describe(admin, ConfigResource(ResourceType.BROKER, "1"))
+    assert own["num.io.threads"].value == "4"
+    assert own["num.io.threads"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert own["ssl.keystore.password"].is_sensitive
+    assert own["ssl.keystore.password"].value is None
+    assert own["ssl.keystore.password"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    unknown = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+        ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)])
+    error = error_of(admin.incremental_alter_configs([unknown], request_timeout=30)[unknown])
+    assert error.code() == ck.KafkaError.INVALID_CONFIG, error
 
 
 # ----- ElectLeaders -----
