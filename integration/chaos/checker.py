@@ -29,6 +29,13 @@ Anomalies (each fails the run):
   #12's fast detection of dead processes: the grace ran out, or a follower found its port refusing),
   yet that broker process logged after the fencing: a live broker fenced without a silent failure's
   session timeout. Found in the node logs (`live_brokers_fenced_by_stream`), not the history.
+- `removed_replica_kept_data`: a reassignment dropped a broker from a partition's replicas and
+  completed, and 20 s later that broker (running, not paused, not cut off) still had the partition's
+  directory: a removed replica must delete its copy (KIP-455), else moving the partition back would
+  start it from stale data. From the `reassign` faults' records (`reassignment_anomalies`).
+- `cancel_not_reverted`: a reassignment cancelled while under way did not return the partition to
+  its replicas before the move, as a set (Kafka's `PartitionReassignmentRevert` keeps them in the
+  order they had during the move, so the preferred leader may change).
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ STREAM_FENCING = re.compile(r"fenced broker: session stream .* broker_id=(\d+) b
 PROCESS_START = re.compile(r"^===== \S+ start ")
 
 KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
-         "replica_divergence", "producer_fatal", "unreadable_partition", "live_broker_fenced")
+         "replica_divergence", "producer_fatal", "unreadable_partition", "live_broker_fenced",
+         "removed_replica_kept_data", "cancel_not_reverted")
 
 
 @dataclass
@@ -348,3 +356,40 @@ def live_brokers_fenced_by_stream(controller_lines: list[str],
                 f"broker {broker} (epoch {epoch}) fenced at {at:.3f} because its session stream closed, "
                 f"yet the process of that registration logged until {last:.3f}", at))
     return anomalies
+
+
+def reassignment_anomalies(faults: list[dict]) -> list[Anomaly]:
+    """`removed_replica_kept_data` and `cancel_not_reverted` from the `reassign` faults' records
+    (`facts["reassign"]`, see `nemesis.reassign`)."""
+    anomalies = []
+    for f in faults:
+        r = (f.get("facts") or {}).get("reassign")
+        if not r:
+            continue
+        p = r["p"]
+        if r.get("removed_dir_left"):
+            anomalies.append(Anomaly("removed_replica_kept_data", f"fault {f.get('index')}: p{p} moved from "
+                                     f"{r['from']} to {r['to']} and completed, yet b{r['drop']} still held its "
+                                     f"directory 20 s later", f.get("heal"), p))
+        cancel = r.get("cancel")
+        # As a set: Kafka's `PartitionReassignmentRevert` keeps the original replicas in their order
+        # during the move (the target's first), not in the order before it, and so do we.
+        if cancel and not cancel["too_late"] and sorted(cancel["got"] or []) != sorted(cancel["expected"]):
+            anomalies.append(Anomaly("cancel_not_reverted", f"fault {f.get('index')}: p{p}'s move to {r['back']} "
+                                     f"was cancelled under way, yet its replicas are {cancel['got']}, not "
+                                     f"{cancel['expected']}", f.get("heal"), p))
+    return anomalies
+
+
+def reassignment_counts(faults: list[dict]) -> dict[str, int]:
+    """How the `reassign` faults went: moves asked and completed, cancels."""
+    moves = [r for f in faults if (r := (f.get("facts") or {}).get("reassign"))]
+    return {
+        "faults": len(moves),
+        "leaders_dropped": sum(1 for r in moves if r.get("leader_dropped")),
+        "shrinks_completed": sum(1 for r in moves if r.get("shrink_completed")),
+        "back_completed": sum(1 for r in moves if r.get("completed")),
+        "back_not_completed": sum(1 for r in moves if not r.get("completed")),
+        "cancelled": sum(1 for r in moves if r.get("cancel") and not r["cancel"]["too_late"]),
+        "cancel_too_late": sum(1 for r in moves if r.get("cancel") and r["cancel"]["too_late"]),
+    }

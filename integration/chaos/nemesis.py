@@ -13,6 +13,7 @@ every ISR (recorded as the fault's recovery time).
 | controller_cut               | one controller (the active one, half the time) loses the other ones    |
 | kill_active_controller       | kill -9 the active controller; restart                                 |
 | disk_full                    | fill a broker's data dir (a tmpfs) to the last byte; free it           |
+| reassign                     | move a partition to two of its replicas; move it back to all three     |
 
 A scenario (`SCENARIOS`) is a scripted sequence aimed at one defect of issue #11.
 """
@@ -35,6 +36,10 @@ class Fault:
     heal: Callable[[], None]
     min_hold: float = 0.0  # the fault must last at least this long (pause: past the session timeout)
     notes: list[str] = field(default_factory=list)
+    # What recovery needs besides every broker in every ISR: None once it holds, else why not yet.
+    check: Callable[[], str | None] | None = None
+    # Observations kept in the fault's record (faults.jsonl) for the checker (`reassign`: "reassign").
+    facts: dict = field(default_factory=dict)
 
 
 def leaders_count(parts: dict[int, dict]) -> collections.Counter:
@@ -186,6 +191,136 @@ def disk_full(ctx, rng):
     return fault
 
 
+def ctl_retrying(ctx, *args: str, timeout: float = 20.0):
+    """`chronikctl *args` until it answers (controllers may be cut off or electing); raises the last
+    error after `timeout`. Only for requests that may be repeated (a move to the same target)."""
+    return ctx.cluster.wait(lambda: ctx.cluster.ctl(*args) or True, timeout, f"chronikctl {' '.join(args)}")
+
+
+def reassign(ctx, rng):
+    """KIP-455 under faults: move one partition to two of its three replicas (the dropped one is the
+    leader 2 in 5, so leadership must move), hold, then move it back to every broker in a seeded order:
+    the dropped broker deleted its copy, is rebuilt from empty and must catch up into the ISR. One
+    heal in 3 cancels the move back while it is under way first (the dropped broker is stopped for
+    that moment so that it is; the partition must return to its two replicas at once) and then moves
+    it back again. Recovery also needs the reassignment gone from `reassignment list` and the replicas
+    to be the asked ones, all in the ISR (`check`), so a move stuck behind another fault is reported
+    as not recovered. `facts["reassign"]` records what the
+    checker judges: whether the dropped broker still held the partition's data once the move had
+    completed, and what a cancel left."""
+    # Every draw is made whatever the cluster looks like, so the rest of the schedule stays seeded.
+    index, drop_leader, pick = rng.randrange(1 << 16), rng.random() < 0.4, rng.randrange(1 << 16)
+    cancel, cancel_after = rng.random() < 1 / 3, rng.uniform(0.0, 0.5)
+    back = [b.id for b in ctx.cluster.brokers]
+    rng.shuffle(back)
+    try:
+        parts = ctx.cluster.wait(ctx.parts, 20, "a description of the topic")
+    except TimeoutError:
+        return Fault("reassign", "no description of the topic: nothing moved", lambda: None)
+    p = sorted(parts)[index % len(parts)]
+    original, leader = list(parts[p]["replicas"]), parts[p].get("leader", -1)
+    followers = [r for r in original if r != leader]
+    drop = leader if drop_leader and leader in original else followers[pick % len(followers)]
+    target = [r for r in original if r != drop]
+    facts = {"p": p, "from": original, "drop": drop, "leader_dropped": drop == leader, "to": target,
+             "back": back}
+    fault = Fault("reassign", f"p{p} {original} -> {target} (drop b{drop}{', the leader' if drop == leader else ''})",
+                  lambda: None, facts={"reassign": facts})
+    topic = ctx.topic
+    move = ("partition", "move", topic, str(p), "--no-wait", "--replicas")
+    try:
+        ctl_retrying(ctx, *move, ",".join(map(str, target)))
+    except TimeoutError as error:
+        fault.notes.append(f"the move of p{p} was not accepted: {error}")  # the answer may have been lost
+
+    def listed() -> list[dict]:
+        return [r for r in ctx.cluster.ctl("reassignment", "list", "--topic", topic) if r["partition"] == p]
+
+    def replicas_now() -> list[int]:
+        return list(ctx.cluster.describe(topic)[p]["replicas"])
+
+    def removed_copy_left() -> None:
+        """Once the shrink completed, the dropped broker must delete its copy (if it can hear the
+        controllers: not paused, dead or cut off by another fault, which say nothing about it)."""
+        facts["shrink_completed"] = False
+        try:
+            ctx.cluster.wait(lambda: not listed() and replicas_now() == target, 15, f"p{p}'s move to {target}")
+        except TimeoutError as error:
+            fault.notes.append(f"p{p}'s move to {target} had not completed at the heal: {error}")
+            return
+        facts["shrink_completed"] = True
+        node = ctx.cluster.broker(drop)
+        if not node.running() or node.paused or any(node.host in cut for cut in ctx.net.cuts):
+            fault.notes.append(f"b{drop}'s copy of p{p} not checked: b{drop} is down, paused or cut off")
+            return
+        directory = node.data_dir / f"{topic}-{p}"
+        try:
+            ctx.cluster.wait(lambda: not directory.exists(), 20, f"b{drop} to delete {directory.name}")
+            facts["removed_dir_left"] = False
+        except TimeoutError:
+            facts["removed_dir_left"] = True
+            fault.notes.append(f"b{drop} still holds {directory} 20 s after p{p} moved off it")
+
+    def heal() -> None:
+        removed_copy_left()
+        spec = ",".join(map(str, back))
+        if cancel and facts["shrink_completed"]:
+            before = target
+            # The dropped broker rebuilds a partition of a few thousand records in well under a
+            # second, quicker than a cancel can follow the move; stopped for that moment (far below
+            # the session timeout), it cannot catch up, so the cancel finds the move under way.
+            node = ctx.cluster.broker(drop)
+            hold_back = node.running() and not node.paused
+            try:
+                if hold_back:
+                    node.pause()
+                try:
+                    ctl_retrying(ctx, *move, spec, timeout=5)
+                    time.sleep(cancel_after)
+                    ctx.cluster.ctl("reassignment", "cancel", topic, str(p))
+                finally:
+                    if hold_back:
+                        node.resume()
+                got: list[int] = []
+
+                def reverted() -> bool:
+                    got[:] = replicas_now()  # a controller may answer from a moment before the cancel
+                    return sorted(got) == sorted(before)  # the order is the move's (checker doc)
+
+                try:
+                    ctx.cluster.wait(reverted, 5, f"p{p} back to {before}")
+                except TimeoutError:
+                    pass
+                facts["cancel"] = {"expected": before, "got": got, "too_late": False}
+                if got != before and sorted(got) == sorted(before):
+                    fault.notes.append(f"the cancel left p{p} on {got} (the move's order), not {before}")
+            except RuntimeError as error:
+                if "NO_REASSIGNMENT_IN_PROGRESS" in str(error):
+                    facts["cancel"] = {"expected": before, "got": None, "too_late": True}
+                    fault.notes.append(f"p{p}'s move back completed before its cancel")
+                else:
+                    fault.notes.append(f"cancelling p{p}'s move back failed: {error}")
+            except (TimeoutError, KeyError) as error:
+                fault.notes.append(f"cancelling p{p}'s move back failed: {error}")
+        try:
+            ctl_retrying(ctx, *move, spec)
+        except TimeoutError as error:
+            fault.notes.append(f"the move of p{p} back to {back} was not accepted: {error}")
+
+    def check() -> str | None:
+        pending = listed()
+        if pending:
+            r = pending[0]
+            return f"p{p}'s move to {back} still listed: adding {r['adding']}, removing {r['removing']}, isr {r['isr']}"
+        d = ctx.cluster.describe(topic)[p]
+        if d["replicas"] != back or sorted(d["isr"]) != sorted(back):
+            return f"p{p} has replicas {d['replicas']} (isr {d['isr']}), not {back}"
+        return None
+
+    fault.heal, fault.check = heal, check
+    return fault
+
+
 KINDS: dict[str, Callable] = {
     "kill": kill,
     "pause": pause,
@@ -196,6 +331,7 @@ KINDS: dict[str, Callable] = {
     "controller_cut": controller_cut,
     "kill_active_controller": kill_active_controller,
     "disk_full": disk_full,
+    "reassign": reassign,
 }
 
 

@@ -232,19 +232,27 @@ class Run:
         for n in self.cluster.nodes:
             if n.paused:
                 n.resume()
+        checks = [f.check for f in faults if f.check]
         try:
-            self.cluster.wait(lambda: self.recovered(heal), self.args.recovery_timeout,
-                              "every broker back in every ISR and every partition writable")
+            self.cluster.wait(lambda: self.recovered(heal) and not self.unmet(checks), self.args.recovery_timeout,
+                              "every broker back in every ISR, every partition writable"
+                              + (" and every fault's own recovery" if checks else ""))
             recovered = time.time()
         except TimeoutError:
             recovered = None
             parts = self.parts()
+            unmet = self.unmet(checks)
             fault.notes.append(f"not recovered within {self.args.recovery_timeout:.0f}s: partitions without "
                                f"acks since the heal {self.stuck_partitions(heal)}; "
-                               f"{fmt_parts(parts) if parts else 'no description'}")
-            self.repair(heal, fault.notes)
+                               f"{fmt_parts(parts) if parts else 'no description'}"
+                               + "".join(f"; {why}" for why in unmet))
+            self.repair(heal, fault.notes, checks)
+        facts = {k: v for f in faults for k, v in f.facts.items()}
+        if "reassign" in facts:
+            # Whether the move back completed in the end (within the recovery timeout or after the repair).
+            facts["reassign"]["completed"] = recovered is not None or not self.unmet(checks)
         record = {"index": index, "kind": kind, "detail": fault.detail, "start": start, "heal": heal,
-                  "recovered": recovered, "notes": fault.notes}
+                  "recovered": recovered, "notes": fault.notes, "facts": facts}
         self.faults.append(record)
         with open(self.faults_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -252,7 +260,19 @@ class Run:
         self.note(f"fault {index}: healed; {took}{'; ' + '; '.join(fault.notes) if fault.notes else ''}")
         time.sleep(self.args.settle)
 
-    def repair(self, since: float, notes: list[str]) -> None:
+    def unmet(self, checks) -> list[str]:
+        """Why the faults' own recovery checks (`nemesis.Fault.check`) do not hold yet."""
+        out = []
+        for check in checks:
+            try:
+                why = check()
+            except Exception as error:  # noqa: BLE001 - controllers unreachable right now
+                why = f"check failed: {error}"
+            if why:
+                out.append(why)
+        return out
+
+    def repair(self, since: float, notes: list[str], checks=()) -> None:
         """After a fault that did not heal by itself: restart (kill -9, start) the brokers leading
         partitions that took no write since `since`, and those missing from an ISR, so that the next
         fault starts from a healthy cluster. Counted in the fault's notes, never silently."""
@@ -271,9 +291,11 @@ class Run:
             self.cluster.broker(b).start()
         mark = time.time()
         try:
-            self.cluster.wait(lambda: self.recovered(mark), self.args.recovery_timeout, "recovery after repair")
+            self.cluster.wait(lambda: self.recovered(mark) and not self.unmet(checks), self.args.recovery_timeout,
+                              "recovery after repair")
         except TimeoutError:
-            notes.append(f"still not recovered {self.args.recovery_timeout:.0f}s after the repair")
+            notes.append(f"still not recovered {self.args.recovery_timeout:.0f}s after the repair"
+                         + "".join(f"; {why}" for why in self.unmet(checks)))
 
     def run_scenario(self, name: str) -> None:
         start = time.time()
@@ -310,6 +332,10 @@ class Run:
             problems.append(f"final heal: {error}; partitions without acks {self.stuck_partitions(healed)}; "
                             f"{fmt_parts(self.parts() or {})}")
             self.repair(healed, problems)
+        try:
+            self.cluster.wait(lambda: self.cluster.ctl("reassignment", "list") == [], 30, "no reassignment under way")
+        except TimeoutError as error:
+            problems.append(f"final heal: a reassignment is stuck: {error}")
         log("stopping the workload (producers flush)")
         self.workload.send_signal(signal.SIGTERM)
         try:
@@ -370,6 +396,8 @@ class Run:
         ops = [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
         result = checker.check(ops, final, hws, unreadable=self.unread)
         result.anomalies += divergences
+        result.anomalies += checker.reassignment_anomalies(self.faults)
+        moves = checker.reassignment_counts(self.faults)
         result.anomalies += checker.live_brokers_fenced_by_stream(
             [line for log in sorted(self.dir.glob("controller-*.log"))
              for line in log.read_text(errors="replace").splitlines()],
@@ -382,6 +410,12 @@ class Run:
         print(f"acks {result.acks} ({result.acks_without_offset} without an offset), reads {result.reads}, failed deliveries {result.failed_deliveries}, "
               f"fatal producer errors {result.fatal_producer_errors}, consumer position refusals "
               f"{result.consumer_resets}, final log records {sum(len(v) for v in final.values())}")
+        if moves["faults"]:
+            print(f"reassignments: {moves['faults']} partitions moved to 2 replicas ({moves['shrinks_completed']} "
+                  f"completed, {moves['leaders_dropped']} dropping the leader) and back to 3 "
+                  f"({moves['back_completed']} completed, {moves['back_not_completed']} not); move back "
+                  f"cancelled {moves['cancelled']} times ({moves['cancel_too_late']} more completed before "
+                  f"the cancel)")
         by_kind: dict[str, list[dict]] = collections.defaultdict(list)
         for row in table:
             by_kind[row["kind"]].append(row)
@@ -405,7 +439,8 @@ class Run:
             for n in notes:
                 print(f"  {n}")
         report = {"seed": self.seed, "faults": table, "anomalies": [a.__dict__ for a in result.anomalies],
-                  "counts": dict(counts), "problems": problems, "acks": result.acks, "reads": result.reads,
+                  "counts": dict(counts), "reassignments": moves, "problems": problems,
+                  "acks": result.acks, "reads": result.reads,
                   "events": self.events}
         (self.dir / "report.json").write_text(json.dumps(report, indent=1))
         if result.anomalies:

@@ -1,11 +1,11 @@
 """A short seeded chaos run (`integration/chaos/run.py`): 3 controllers and 3 brokers, each in its own
 network namespace, idempotent acks=all producers and consumers in a client namespace, and one fault of
 every kind (kill, pause, four kinds of network partition, controller cut, active controller kill,
-full disk) in a seeded order. Any anomaly the checker finds (lost acknowledged writes, duplicates,
+full disk, a replica reassignment away from a broker and back) in a seeded order. Any anomaly the checker finds (lost acknowledged writes, duplicates,
 lost reads, unexpected values, replicas that disagree) fails the test with the run's report.
 
 Skipped, saying why, when the machine cannot give the run its namespaces: not root, no `ip netns`,
-or no iptables inside a namespace. About two minutes (9 faults held 4-8 s each, recovery, setup and checks).
+or no iptables inside a namespace. About two minutes (10 faults held 4-8 s each, recovery, setup and checks).
 """
 
 from __future__ import annotations

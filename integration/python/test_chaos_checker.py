@@ -218,3 +218,35 @@ def test_a_stream_fencing_of_a_process_that_logs_on_is_a_live_broker_fenced():
     # A session timeout is how a live but silent broker is fenced: no anomaly.
     timed_out = [fencing_line("2026-12-04T01:00:10.800", 2, 5, "session expired")]
     assert checker.live_brokers_fenced_by_stream(timed_out, {2: log}) == []
+
+
+def reassign_fault(index=1, **facts):
+    base = {"p": 4, "from": [1, 2, 3], "drop": 1, "leader_dropped": True, "to": [2, 3], "back": [3, 1, 2],
+            "shrink_completed": True, "removed_dir_left": False, "completed": True}
+    return {"index": index, "kind": "reassign", "heal": 5.0, "facts": {"reassign": {**base, **facts}}}
+
+
+def test_a_clean_reassignment_is_no_anomaly_and_is_counted():
+    faults = [reassign_fault(1), reassign_fault(2, cancel={"expected": [2, 3], "got": [2, 3], "too_late": False}),
+              reassign_fault(3, cancel={"expected": [2, 3], "got": None, "too_late": True}, completed=False),
+              {"index": 4, "kind": "kill", "heal": 6.0, "notes": []}]  # a record without facts (older runs)
+    assert checker.reassignment_anomalies(faults) == []
+    counts = checker.reassignment_counts(faults)
+    assert counts == {"faults": 3, "leaders_dropped": 3, "shrinks_completed": 3, "back_completed": 2,
+                      "back_not_completed": 1, "cancelled": 1, "cancel_too_late": 1}
+
+
+def test_a_removed_broker_keeping_its_copy_is_an_anomaly():
+    found = checker.reassignment_anomalies([reassign_fault(removed_dir_left=True)])
+    assert [(a.kind, a.partition) for a in found] == [("removed_replica_kept_data", 4)]
+    assert "b1" in found[0].detail
+
+
+def test_a_cancel_that_does_not_restore_the_replicas_is_an_anomaly():
+    for got in ([3, 1, 2], [2], None):
+        found = checker.reassignment_anomalies(
+            [reassign_fault(cancel={"expected": [2, 3], "got": got, "too_late": False})])
+        assert [(a.kind, a.partition) for a in found] == [("cancel_not_reverted", 4)], got
+    # Back on the same replicas in the move's order (Kafka's PartitionReassignmentRevert): no anomaly.
+    assert checker.reassignment_anomalies(
+        [reassign_fault(cancel={"expected": [2, 3], "got": [3, 2], "too_late": False})]) == []
