@@ -688,6 +688,17 @@ pub fn encode_batch(
 
 #[cfg(test)]
 pub(crate) mod test_support {
+    /// A small deterministic generator, so the fuzz tests need no extra crate and replay exactly.
+    pub struct XorShift(pub u64);
+    impl XorShift {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::records::{
         Compression as WireCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
@@ -1056,17 +1067,6 @@ mod tests {
         assert_eq!(results.len(), 2);
         assert!(results[0].is_ok());
         assert!(matches!(results[1], Err(BatchError::CrcMismatch { .. })));
-    }
-
-    /// A small deterministic generator, so the fuzz test needs no extra crate and replays exactly.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
     }
 
     #[test]

@@ -734,17 +734,6 @@ mod tests {
         assert_eq!(e.kind(), BatchErrorKind::InvalidRecord, "{e}");
     }
 
-    /// A small deterministic generator, so the fuzz test needs no extra crate and replays exactly.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     #[test]
     fn never_panics_on_damaged_records_in_any_codec() {
         let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
