@@ -25,6 +25,8 @@ pub struct HttpState {
     pub metadata: Arc<MetadataCache>,
     /// The group coordinator, for its gauges (absent in tests of the other endpoints).
     pub groups: Option<Arc<crate::group::GroupCoordinator>>,
+    /// The partitions, for logs that could not be opened (absent in tests of the other endpoints).
+    pub replicas: Option<Arc<crate::replica::ReplicaManager>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -41,7 +43,10 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<HttpState>) -> Response {
     let status = state.status.borrow().clone();
-    match status.not_ready_reason(state.metadata.offset()) {
+    let reason = status
+        .not_ready_reason(state.metadata.offset())
+        .or_else(|| state.replicas.as_deref().and_then(unopened_reason));
+    match reason {
         None => (StatusCode::OK, "ready\n").into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -49,6 +54,19 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Why partitions this broker replicates cannot be served: their logs did not open.
+fn unopened_reason(replicas: &crate::replica::ReplicaManager) -> Option<String> {
+    let unopened = replicas.unopened_logs();
+    let first = unopened.first()?;
+    Some(format!(
+        "{} partition log(s) cannot be opened, e.g. {}-{}: {} (retrying)",
+        unopened.len(),
+        first.topic,
+        first.partition,
+        first.error
+    ))
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
@@ -117,6 +135,30 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         "Partitions without a leader (offline).",
         counts.leaderless,
     );
+    if let Some(replicas) = &state.replicas {
+        gauge(
+            &mut out,
+            "chronik_broker_unopened_partition_logs",
+            "Partitions this broker replicates whose log could not be opened (retried).",
+            replicas.unopened_logs().len(),
+        );
+    }
+    if let Some(open) = crate::fds::open_files() {
+        gauge(
+            &mut out,
+            "chronik_broker_open_files",
+            "File descriptors this broker has open.",
+            open,
+        );
+    }
+    if let Some(limit) = crate::fds::open_files_limit() {
+        gauge(
+            &mut out,
+            "chronik_broker_max_open_files",
+            "The broker's limit on open file descriptors (soft RLIMIT_NOFILE).",
+            limit,
+        );
+    }
     if let Some(groups) = &state.groups {
         let stats = groups.stats();
         gauge(
@@ -176,6 +218,7 @@ mod tests {
             status: rx,
             metadata: Arc::new(MetadataCache::new()),
             groups: None,
+            replicas: None,
         };
         (state, tx)
     }

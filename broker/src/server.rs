@@ -265,6 +265,7 @@ impl Broker {
                 status: status.clone(),
                 metadata: metadata.clone(),
                 groups: Some(http_groups),
+                replicas: Some(replicas.clone()),
             });
             let cancel = cancel.clone();
             tracker.spawn(async move {
