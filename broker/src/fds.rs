@@ -37,8 +37,7 @@ pub fn open_files_limit() -> Option<u64> {
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
-        .then_some(limit.rlim_cur)
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit.rlim_cur)
 }
 
 /// Descriptors this process has open (entries of `/proc/self/fd`); `None` where there is no procfs.

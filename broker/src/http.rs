@@ -25,8 +25,11 @@ pub struct HttpState {
     pub metadata: Arc<MetadataCache>,
     /// The group coordinator, for its gauges (absent in tests of the other endpoints).
     pub groups: Option<Arc<crate::group::GroupCoordinator>>,
-    /// The partitions, for logs that could not be opened (absent in tests of the other endpoints).
+    /// The partitions, for their gauges and logs that could not be opened (absent in tests of the
+    /// other endpoints).
     pub replicas: Option<Arc<crate::replica::ReplicaManager>>,
+    /// Whether `/metrics` has series per partition (`--partition-metrics`).
+    pub partition_metrics: bool,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -142,6 +145,12 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             "Partitions this broker replicates whose log could not be opened (retried).",
             replicas.unopened_logs().len(),
         );
+        partition_gauges(
+            &mut out,
+            replicas,
+            status.broker_id,
+            state.partition_metrics,
+        );
     }
     if let Some(open) = crate::fds::open_files() {
         gauge(
@@ -186,6 +195,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             stats.members,
         );
     }
+    crate::metrics::metrics().render(&mut out);
     (
         [(
             header::CONTENT_TYPE,
@@ -194,6 +204,114 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// One hosted partition's row of per-partition gauges.
+struct PartitionRow {
+    labels: String,
+    log_end_offset: i64,
+    high_watermark: i64,
+    size: u64,
+    segments: usize,
+}
+
+/// Gauges of the partitions this broker hosts, read at scrape time: totals always, and one series per
+/// partition when `per_partition` (Kafka's `Log` and `Partition` metrics: `LogEndOffset`, `Size`,
+/// `NumLogSegments`, `UnderReplicated`, `UnderMinIsr`).
+fn partition_gauges(
+    out: &mut String,
+    replicas: &crate::replica::ReplicaManager,
+    broker_id: i32,
+    per_partition: bool,
+) {
+    let partitions = replicas.partitions();
+    let (mut under_replicated, mut under_min_isr, mut size) = (0usize, 0usize, 0u64);
+    let mut rows = Vec::with_capacity(if per_partition { partitions.len() } else { 0 });
+    for partition in &partitions {
+        let state = partition.state();
+        if state.leader == broker_id {
+            under_replicated += usize::from(state.isr.len() < state.replicas.len());
+            under_min_isr += usize::from(state.isr.len() < state.min_insync_replicas);
+        }
+        let bytes = partition.log.size_in_bytes();
+        size += bytes;
+        if per_partition {
+            rows.push(PartitionRow {
+                labels: format!(
+                    "topic=\"{}\",partition=\"{}\"",
+                    partition.topic, partition.index
+                ),
+                log_end_offset: partition.log.log_end_offset(),
+                high_watermark: partition.log.high_watermark(),
+                size: bytes,
+                segments: partition.log.segment_count(),
+            });
+        }
+    }
+    gauge(
+        out,
+        "chronik_broker_under_replicated_partitions",
+        "Partitions this broker leads whose ISR is smaller than their replica set.",
+        under_replicated,
+    );
+    gauge(
+        out,
+        "chronik_broker_under_min_isr_partitions",
+        "Partitions this broker leads whose ISR is below min.insync.replicas (acks=all is refused).",
+        under_min_isr,
+    );
+    gauge(
+        out,
+        "chronik_broker_log_size_bytes",
+        "Bytes of every partition log this broker hosts.",
+        size,
+    );
+    if !per_partition {
+        return;
+    }
+    rows.sort_by(|a, b| a.labels.cmp(&b.labels));
+    partition_family(
+        out,
+        "chronik_broker_partition_log_end_offset",
+        "The offset after the last record of the partition's log here.",
+        &rows,
+        |r| r.log_end_offset.to_string(),
+    );
+    partition_family(
+        out,
+        "chronik_broker_partition_high_watermark",
+        "The partition's high watermark as this broker knows it.",
+        &rows,
+        |r| r.high_watermark.to_string(),
+    );
+    partition_family(
+        out,
+        "chronik_broker_partition_log_size_bytes",
+        "Bytes of the partition's log here.",
+        &rows,
+        |r| r.size.to_string(),
+    );
+    partition_family(
+        out,
+        "chronik_broker_partition_log_segments",
+        "Segments of the partition's log here.",
+        &rows,
+        |r| r.segments.to_string(),
+    );
+}
+
+fn partition_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: &[PartitionRow],
+    value: impl Fn(&PartitionRow) -> String,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for row in rows {
+        let _ = writeln!(out, "{name}{{{}}} {}", row.labels, value(row));
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
@@ -219,6 +337,7 @@ mod tests {
             metadata: Arc::new(MetadataCache::new()),
             groups: None,
             replicas: None,
+            partition_metrics: true,
         };
         (state, tx)
     }

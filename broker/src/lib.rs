@@ -31,6 +31,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod log;
 pub mod metadata;
+pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
 pub mod replica;

@@ -266,6 +266,7 @@ impl Broker {
                 metadata: metadata.clone(),
                 groups: Some(http_groups),
                 replicas: Some(replicas.clone()),
+                partition_metrics: config.partition_metrics,
             });
             let cancel = cancel.clone();
             tracker.spawn(async move {

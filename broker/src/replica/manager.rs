@@ -876,6 +876,10 @@ impl ReplicaManager {
         };
         for partition in stale {
             changed = true;
+            if image.topic_by_name(&partition.topic).is_none() {
+                // A deleted topic's series go with it.
+                crate::metrics::metrics().forget_topic(&partition.topic);
+            }
             match self.logs.remove(&partition.topic, partition.index) {
                 Ok(_) => {
                     info!(topic = %partition.topic, partition = partition.index, "deleted partition")

@@ -1,0 +1,95 @@
+"""The brokers' Prometheus metrics under a real load (issue #17): a confluent-kafka producer writes to a
+replicated topic and a consumer reads it back, then every broker's `/metrics` is parsed with Prometheus'
+own text-format parser (`prometheus_client.parser`) and its series checked against what the clients did:
+requests by API with latency histograms, bytes and records in and out by topic, replication bytes,
+connections, fsync latency, per-partition log end offsets and high watermarks, and no under-replicated
+partition. A broker started with `--partition-metrics false` has the totals but no per-partition series.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from chronik_cluster import ChronikCluster, wait_until
+from clients import Rec, ck_consume, ck_produce, payload
+
+RECORDS = 600
+VALUE_BYTES = 200
+
+
+def scrape(broker: dict) -> dict[str, list]:
+    """Every sample of a broker's /metrics by sample name: [(labels, value), ...]."""
+    with urllib.request.urlopen(f"http://{broker['http_addr']}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def total(scrapes: list[dict], name: str, **labels: str) -> float:
+    return sum(value for samples in scrapes for got, value in samples.get(name, [])
+               if all(got.get(k) == v for k, v in labels.items()))
+
+
+def test_metrics_follow_a_produce_and_consume_load(shared_cluster: ChronikCluster, topic_name):
+    shared_cluster.create_topic(topic_name, partitions=3, replication_factor=3)
+    shared_cluster.wait_topic_ready(topic_name, 3)
+    records = [Rec(value=payload(i, VALUE_BYTES), partition=i % 3) for i in range(RECORDS)]
+    delivered = ck_produce(shared_cluster.bootstrap_servers, topic_name, records)
+    assert len(delivered) == RECORDS
+    consumed = ck_consume(shared_cluster.bootstrap_servers, {(topic_name, p): 0 for p in range(3)}, RECORDS)
+    assert len(consumed) == RECORDS
+
+    scrapes = [scrape(b) for b in shared_cluster.brokers]
+    assert total(scrapes, "chronik_broker_requests_total", api="Produce") > 0
+    assert total(scrapes, "chronik_broker_requests_total", api="Fetch") > 0
+    assert total(scrapes, "chronik_broker_requests_total", api="ApiVersions") > 0
+    assert total(scrapes, "chronik_broker_requests_total", api="Metadata") > 0
+    # The histogram counts each request once, and its +Inf bucket holds them all.
+    assert (total(scrapes, "chronik_broker_request_duration_seconds_count", api="Produce")
+            == total(scrapes, "chronik_broker_requests_total", api="Produce"))
+    assert (total(scrapes, "chronik_broker_request_duration_seconds_bucket", api="Produce", le="+Inf")
+            == total(scrapes, "chronik_broker_request_duration_seconds_count", api="Produce"))
+    assert total(scrapes, "chronik_broker_request_duration_seconds_sum", api="Produce") > 0
+
+    # Leaders counted every record once; bytes include batch headers, so they exceed the values.
+    assert total(scrapes, "chronik_broker_records_in_total", topic=topic_name) == RECORDS
+    assert total(scrapes, "chronik_broker_bytes_in_total", topic=topic_name) > RECORDS * VALUE_BYTES
+    assert total(scrapes, "chronik_broker_bytes_out_total", topic=topic_name) > RECORDS * VALUE_BYTES
+    # Two followers per partition copied every byte the leaders took in.
+    assert (total(scrapes, "chronik_broker_replication_bytes_in_total", topic=topic_name)
+            >= 2 * total(scrapes, "chronik_broker_bytes_in_total", topic=topic_name))
+
+    assert total(scrapes, "chronik_broker_connections_accepted_total") > 0
+    assert total(scrapes, "chronik_broker_connections") >= 0
+    assert total(scrapes, "chronik_broker_log_flush_duration_seconds_count") > 0
+    assert total(scrapes, "chronik_broker_under_replicated_partitions") == 0
+    assert total(scrapes, "chronik_broker_under_min_isr_partitions") == 0
+
+    # Each replica of each partition reports its log end; all three replicas hold every record.
+    ends = [(labels["partition"], value) for samples in scrapes
+            for labels, value in samples.get("chronik_broker_partition_log_end_offset", [])
+            if labels["topic"] == topic_name]
+    assert len(ends) == 9
+    assert sum(value for _, value in ends) == 3 * RECORDS
+    # Followers learn the high watermark from their next fetch (within their long poll, 500 ms).
+    wait_until(lambda: sum(total([scrape(b)], "chronik_broker_partition_high_watermark", topic=topic_name)
+                           for b in shared_cluster.brokers) == 3 * RECORDS, 10,
+               "every replica to report the high watermark at the log end")
+    assert total(scrapes, "chronik_broker_partition_log_size_bytes", topic=topic_name) > 3 * RECORDS * VALUE_BYTES
+
+
+def test_partition_series_can_be_switched_off(module_cluster_factory, topic_name):
+    cluster = module_cluster_factory(controllers=1, brokers=1, broker_args=["--partition-metrics=false"])
+    cluster.create_topic(topic_name, partitions=2, replication_factor=1)
+    cluster.wait_topic_ready(topic_name, 2)
+    ck_produce(cluster.bootstrap_servers, topic_name, [Rec(value=b"x", partition=p) for p in range(2)])
+    samples = scrape(cluster.brokers[0])
+    assert "chronik_broker_partition_log_end_offset" not in samples
+    assert total([samples], "chronik_broker_records_in_total", topic=topic_name) == 2
+    assert total([samples], "chronik_broker_log_size_bytes") > 0
