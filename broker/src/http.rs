@@ -194,6 +194,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             "Members of the consumer groups this broker coordinates.",
             stats.members,
         );
+        group_gauges(&mut out, &groups.snapshot(), state.partition_metrics);
     }
     crate::metrics::metrics().render(&mut out);
     (
@@ -204,6 +205,73 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// Per-group gauges of the groups this broker coordinates: members and state always, committed offsets
+/// per partition with `per_partition`. A group's lag on a partition is its high watermark (reported by
+/// the leader's `chronik_broker_partition_high_watermark`) minus the committed offset:
+///
+/// ```text
+/// max by (topic, partition) (chronik_broker_partition_high_watermark)
+///   - on (topic, partition) group_right
+///   chronik_broker_consumer_group_committed_offset
+/// ```
+fn group_gauges(out: &mut String, groups: &[crate::group::GroupSnapshot], per_partition: bool) {
+    let _ = writeln!(
+        out,
+        "# HELP chronik_broker_consumer_group_members Members of each group this broker coordinates."
+    );
+    let _ = writeln!(out, "# TYPE chronik_broker_consumer_group_members gauge");
+    for group in groups {
+        let _ = writeln!(
+            out,
+            "chronik_broker_consumer_group_members{{group=\"{}\"}} {}",
+            escape_label(&group.group_id),
+            group.members
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chronik_broker_consumer_group_state The state of each group (1 for the current one)."
+    );
+    let _ = writeln!(out, "# TYPE chronik_broker_consumer_group_state gauge");
+    for group in groups {
+        let _ = writeln!(
+            out,
+            "chronik_broker_consumer_group_state{{group=\"{}\",state=\"{}\"}} 1",
+            escape_label(&group.group_id),
+            group.state
+        );
+    }
+    if !per_partition {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chronik_broker_consumer_group_committed_offset The offset each group committed on each partition."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE chronik_broker_consumer_group_committed_offset gauge"
+    );
+    for group in groups {
+        for ((topic, partition), offset) in &group.offsets {
+            let _ = writeln!(
+                out,
+                "chronik_broker_consumer_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {offset}",
+                escape_label(&group.group_id),
+                escape_label(topic),
+            );
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped (group ids are any string).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// One hosted partition's row of per-partition gauges.
@@ -364,6 +432,28 @@ mod tests {
             .await
             .expect("body");
         (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn group_ids_are_escaped_in_label_values() {
+        let mut out = String::new();
+        let groups = [crate::group::GroupSnapshot {
+            group_id: "a\"b\\c\nd".to_owned(),
+            state: "Stable",
+            members: 2,
+            offsets: vec![(("t".to_owned(), 0), 42)],
+        }];
+        group_gauges(&mut out, &groups, true);
+        assert!(
+            out.contains("chronik_broker_consumer_group_members{group=\"a\\\"b\\\\c\\nd\"} 2"),
+            "{out}"
+        );
+        assert!(out.contains(
+            "chronik_broker_consumer_group_committed_offset{group=\"a\\\"b\\\\c\\nd\",topic=\"t\",partition=\"0\"} 42"
+        ), "{out}");
+        let mut out = String::new();
+        group_gauges(&mut out, &groups, false);
+        assert!(!out.contains("committed_offset{"), "{out}");
     }
 
     #[tokio::test]

@@ -3,7 +3,10 @@ replicated topic and a consumer reads it back, then every broker's `/metrics` is
 own text-format parser (`prometheus_client.parser`) and its series checked against what the clients did:
 requests by API with latency histograms, bytes and records in and out by topic, replication bytes,
 connections, fsync latency, per-partition log end offsets and high watermarks, and no under-replicated
-partition. A broker started with `--partition-metrics false` has the totals but no per-partition series.
+partition. A consumer group's committed offsets appear on its coordinator, and its lag (the leaders' high
+watermark minus the committed offset, the PromQL join documented in `broker/src/http.rs`) grows with
+unread records and drops to 0 when the group catches up. A broker started with
+`--partition-metrics false` has the totals but no per-partition series.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from chronik_cluster import ChronikCluster, wait_until
-from clients import Rec, ck_consume, ck_produce, payload
+
+from clients import Rec, ck_consume, ck_consumer, ck_poll, ck_produce, payload, unique_group
 
 RECORDS = 600
 VALUE_BYTES = 200
@@ -93,3 +97,48 @@ def test_partition_series_can_be_switched_off(module_cluster_factory, topic_name
     assert "chronik_broker_partition_log_end_offset" not in samples
     assert total([samples], "chronik_broker_records_in_total", topic=topic_name) == 2
     assert total([samples], "chronik_broker_log_size_bytes") > 0
+
+
+def group_lag(cluster: ChronikCluster, group: str, topic: str) -> dict[int, float]:
+    """Lag per partition as a dashboard computes it from the brokers' series."""
+    scrapes = [scrape(b) for b in cluster.brokers]
+    high = {}
+    for samples in scrapes:
+        for labels, value in samples.get("chronik_broker_partition_high_watermark", []):
+            if labels["topic"] == topic:
+                p = int(labels["partition"])
+                high[p] = max(high.get(p, 0), value)
+    committed = {int(labels["partition"]): value for samples in scrapes
+                 for labels, value in samples.get("chronik_broker_consumer_group_committed_offset", [])
+                 if labels["group"] == group and labels["topic"] == topic}
+    return {p: high[p] - committed[p] for p in committed}
+
+
+def test_consumer_group_lag_grows_and_drops_to_zero(shared_cluster: ChronikCluster, topic_name):
+    shared_cluster.create_topic(topic_name, partitions=2, replication_factor=3)
+    shared_cluster.wait_topic_ready(topic_name, 2)
+    bootstrap = shared_cluster.bootstrap_servers
+    ck_produce(bootstrap, topic_name, [Rec(value=payload(i), partition=i % 2) for i in range(40)])
+    group = unique_group()
+    consumer = ck_consumer(bootstrap, {"group.id": group, "auto.offset.reset": "earliest",
+                                          "enable.auto.offset.store": True})
+    try:
+        consumer.subscribe([topic_name])
+        ck_poll(consumer, 40, 60, "group consumer, first 40")
+        consumer.commit(asynchronous=False)
+        wait_until(lambda: group_lag(shared_cluster, group, topic_name) == {0: 0, 1: 0}, 15,
+                   "the group's lag to be 0 on both partitions after its commit")
+        scrapes = [scrape(b) for b in shared_cluster.brokers]
+        assert total(scrapes, "chronik_broker_consumer_group_members", group=group) == 1
+        assert total(scrapes, "chronik_broker_consumer_group_state", group=group, state="Stable") == 1
+
+        ck_produce(bootstrap, topic_name, [Rec(value=payload(i), partition=0) for i in range(15)])
+        wait_until(lambda: group_lag(shared_cluster, group, topic_name) == {0: 15, 1: 0}, 15,
+                   "the lag on partition 0 to show the 15 unread records")
+
+        ck_poll(consumer, 15, 60, "group consumer, 15 more")
+        consumer.commit(asynchronous=False)
+        wait_until(lambda: group_lag(shared_cluster, group, topic_name) == {0: 0, 1: 0}, 15,
+                   "the lag to drop to 0 once the group caught up")
+    finally:
+        consumer.close()
