@@ -11,7 +11,10 @@ unread records and drops to 0 when the group catches up. A broker started with
 
 from __future__ import annotations
 
+import json
+import re
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -142,3 +145,38 @@ def test_consumer_group_lag_grows_and_drops_to_zero(shared_cluster: ChronikClust
                    "the lag to drop to 0 once the group caught up")
     finally:
         consumer.close()
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "chronik-brokers.json"
+
+
+def test_the_grafana_dashboard_queries_only_series_the_brokers_export(shared_cluster: ChronikCluster,
+                                                                       topic_name):
+    """Every metric a panel of `docs/grafana/chronik-brokers.json` queries exists on a live cluster that
+    has seen produce, fetch and a group commit (Prometheus and Grafana are not on any registry here)."""
+    shared_cluster.create_topic(topic_name, partitions=1, replication_factor=3)
+    shared_cluster.wait_topic_ready(topic_name, 1)
+    bootstrap = shared_cluster.bootstrap_servers
+    ck_produce(bootstrap, topic_name, [Rec(value=payload(i)) for i in range(5)])
+    consumer = ck_consumer(bootstrap, {"group.id": unique_group(), "auto.offset.reset": "earliest",
+                                       "enable.auto.offset.store": True})
+    try:
+        consumer.subscribe([topic_name])
+        ck_poll(consumer, 5, 60, "group consumer")
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    exported = set()
+    for broker in shared_cluster.brokers:
+        exported |= set(scrape(broker))
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    queried = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], f"panel {panel['title']} has no query"
+        for target in panel["targets"]:
+            names = set(re.findall(r"\bchronik_[a-z_]+\b", target["expr"]))
+            assert names, f"panel {panel['title']}: no Chronik metric in {target['expr']}"
+            queried |= names
+    missing = sorted(queried - exported)
+    assert not missing, f"the dashboard queries series no broker exports: {missing}"
