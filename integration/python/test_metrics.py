@@ -180,3 +180,27 @@ def test_the_grafana_dashboard_queries_only_series_the_brokers_export(shared_clu
             queried |= names
     missing = sorted(queried - exported)
     assert not missing, f"the dashboard queries series no broker exports: {missing}"
+
+
+def test_controller_metrics_count_writes_fencings_and_elections(cluster_factory, topic_name):
+    """kill -9 of a broker that leads partitions: the controller fences it (session timeout or lost
+    session stream) and elects new leaders from the ISR, and its counters say so."""
+    cluster = cluster_factory(controllers=1, brokers=3)
+    cluster.create_topic(topic_name, partitions=3, replication_factor=3)
+    cluster.wait_topic_ready(topic_name, 3)
+    controller = next(n for n in cluster.doc["nodes"] if n["kind"] == "controller")
+    before = scrape(controller)
+    assert total([before], "chronik_controller_metadata_writes_total") > 0
+    assert total([before], "chronik_controller_metadata_write_duration_seconds_count") > 0
+    assert total([before], "chronik_controller_raft_log_entries") > 0
+
+    victim = cluster.leaders(topic_name)[0]
+    led = sum(1 for leader in cluster.leaders(topic_name).values() if leader == victim)
+    cluster.kill_broker(victim)
+    wait_until(lambda: total([scrape(controller)], "chronik_controller_broker_fencings_total") == 1, 30,
+               "the controller to count one fencing")
+    after = scrape(controller)
+    assert (total([after], "chronik_controller_leader_elections_total", kind="clean")
+            >= total([before], "chronik_controller_leader_elections_total", kind="clean") + led)
+    assert total([after], "chronik_controller_leader_elections_total", kind="unclean") == 0
+    assert total([after], "chronik_controller_brokers", state="fenced") == 1
