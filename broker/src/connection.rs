@@ -5,6 +5,13 @@
 //! the next request runs, so one fsync can cover several requests; responses go out in request order. A frame over the size limit is
 //! refused before anything is allocated for it; a frame that cannot be answered (unknown API or
 //! version, malformed) closes that connection with a log line and disturbs no other.
+//!
+//! Security (`security/`): on SSL and SASL_SSL listeners the TLS handshake runs in the accepted
+//! connection's own task, bounded by `TLS_HANDSHAKE_TIMEOUT`; a failed one (a plaintext client, garbage,
+//! an untrusted certificate) is logged once and closes only that connection. On SASL listeners every
+//! frame goes through the connection's `SaslAuthenticator` first, which answers the SASL APIs itself and
+//! lets other requests through only once authenticated. The connection's `Session` (its principal) is
+//! replaced when an authentication completes; each request keeps the session it started with.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,7 +20,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +31,14 @@ use tracing::{debug, info, warn};
 
 use chronik_wire::read_frame;
 
-use crate::authorizer::Session;
+use crate::authorizer::{KafkaPrincipal, Session};
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
+use crate::security::sasl::{SaslAction, SaslAuthenticator};
+use crate::security::{principal, ListenerSecurity};
+
+/// How long a TLS handshake may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits of one connection.
 #[derive(Clone, Debug)]
@@ -33,6 +47,8 @@ pub struct ConnectionLimits {
     pub max_inflight: usize,
     /// The listener name clients connect through (endpoints in answers are on the same one).
     pub listener: String,
+    /// The listener's security protocol, TLS and SASL settings.
+    pub security: ListenerSecurity,
 }
 
 /// Accepts Kafka connections until cancelled.
@@ -51,7 +67,7 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tracker.spawn(handle_connection(
+                tracker.spawn(accept_connection(
                     stream,
                     peer,
                     ctx.clone(),
@@ -85,17 +101,92 @@ enum Inbound {
     Closed(Option<String>),
 }
 
-async fn handle_connection(
+/// Secures an accepted connection as its listener asks (TLS handshake, the principal of a client
+/// certificate), then serves it.
+async fn accept_connection(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<BrokerContext>,
     limits: ConnectionLimits,
     cancel: CancellationToken,
 ) {
-    debug!(%peer, "Kafka connection opened");
-    // Until SASL or TLS authenticate one, every connection is `User:ANONYMOUS`.
-    let session = Arc::new(Session::anonymous(Some(peer.ip())));
-    let (mut reader, mut writer) = stream.into_split();
+    let Some(tls) = limits.security.tls.clone() else {
+        return handle_connection(
+            stream,
+            peer,
+            KafkaPrincipal::anonymous(),
+            ctx,
+            limits,
+            cancel,
+        )
+        .await;
+    };
+    let accepted = tokio::select! {
+        _ = cancel.cancelled() => return,
+        accepted = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)) => accepted,
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            info!(%peer, listener = %limits.listener, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, listener = %limits.listener, "TLS handshake did not finish within {TLS_HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    // On SSL listeners the principal is the client certificate's subject (Kafka's
+    // `DefaultKafkaPrincipalBuilder`); on SASL_SSL it is the SASL identity, set once authenticated.
+    let mut principal = KafkaPrincipal::anonymous();
+    if !limits.security.protocol.uses_sasl() {
+        if let Some(cert) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            let mapped = principal::subject_dn(cert.as_ref()).and_then(|dn| {
+                limits.security.principal_mapper.name(&dn).ok_or_else(|| {
+                    format!("no --ssl-principal-mapping-rules rule applies to DN {dn}")
+                })
+            });
+            match mapped {
+                Ok(name) => {
+                    principal = KafkaPrincipal {
+                        principal_type: "User".into(),
+                        name,
+                    }
+                }
+                Err(e) => {
+                    info!(%peer, listener = %limits.listener, "refused a TLS client: {e}");
+                    return;
+                }
+            }
+        }
+    }
+    handle_connection(stream, peer, principal, ctx, limits, cancel).await
+}
+
+/// Serves one connection, TLS or not (the stream is already secured).
+pub async fn handle_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    principal: KafkaPrincipal,
+    ctx: Arc<BrokerContext>,
+    limits: ConnectionLimits,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    debug!(%peer, %principal, "Kafka connection opened");
+    // Replaced when SASL authenticates the connection; each request holds the one it started with.
+    let mut session = Arc::new(Session {
+        principal,
+        client_address: Some(peer.ip()),
+    });
+    let mut sasl = limits.security.sasl.clone().map(SaslAuthenticator::new);
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (frames_tx, mut frames) = mpsc::channel::<Inbound>(limits.max_inflight.max(1));
     let max_frame = limits.max_frame_bytes;
     // The reader runs ahead of the handlers; the bounded channel is the backpressure.
@@ -133,15 +224,43 @@ async fn handle_connection(
                 if !reading_done && current.is_none() && completing.len() < limits.max_inflight =>
             {
                 match inbound {
-                    Some(Inbound::Frame(frame)) => match decode_request(frame) {
-                        Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone(), peer, session.clone())),
-                        Err(e) => {
-                            // Answer what came before, then close.
-                            reading_done = true;
-                            let reason = e.to_string();
-                            completing.push_back(Box::pin(async move { Err(reason) }));
+                    Some(Inbound::Frame(frame)) => {
+                        let decoded = match sasl.as_mut() {
+                            None => decode_request(frame).map_err(|e| e.to_string()),
+                            Some(sasl) => match sasl.on_frame(frame, || ctx.metadata.current()).await {
+                                SaslAction::Dispatch(decoded) => Ok(decoded),
+                                SaslAction::Respond(bytes) => {
+                                    completing.push_back(Box::pin(async move { Ok(Some(bytes)) }));
+                                    continue;
+                                }
+                                SaslAction::Authenticated { response, principal } => {
+                                    if principal != session.principal {
+                                        debug!(%peer, %principal, "SASL authentication completed");
+                                    }
+                                    session = Arc::new(Session {
+                                        principal,
+                                        client_address: Some(peer.ip()),
+                                    });
+                                    completing.push_back(Box::pin(async move { Ok(Some(response)) }));
+                                    continue;
+                                }
+                                SaslAction::Close { response, reason } => {
+                                    if let Some(bytes) = response {
+                                        completing.push_back(Box::pin(async move { Ok(Some(bytes)) }));
+                                    }
+                                    Err(reason)
+                                }
+                            },
+                        };
+                        match decoded {
+                            Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone(), peer, session.clone())),
+                            Err(reason) => {
+                                // Answer what came before, then close.
+                                reading_done = true;
+                                completing.push_back(Box::pin(async move { Err(reason) }));
+                            }
                         }
-                    },
+                    }
                     Some(Inbound::Closed(reason)) => {
                         reading_done = true;
                         if let Some(reason) = reason {

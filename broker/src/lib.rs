@@ -33,6 +33,7 @@ pub mod metadata;
 pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
+pub mod security;
 pub mod server;
 pub mod status;
 
