@@ -135,6 +135,16 @@ fn credential_for(
     )
 }
 
+/// 32 random letters and digits (about 190 bits), as Kafka's server nonces are alphanumeric: older
+/// librdkafka (kcat on Debian 12) fails a nonce holding base64's `+` or `/`.
+fn server_nonce() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| ALPHABET[(rng.next_u32() % ALPHABET.len() as u32) as usize] as char)
+        .collect()
+}
+
 enum State {
     ExpectClientFirst,
     ExpectClientFinal {
@@ -217,7 +227,9 @@ impl ScramServer {
                 if BASE64.decode(binding).ok().as_deref() != Some(gs2_header.as_bytes()) {
                     return Err(fail("invalid channel binding in the client-final message"));
                 }
-                if client_nonce != nonce {
+                // Kafka's `ScramSaslServer` checks `endsWith`, not equality: librdkafka before 2.x
+                // (kcat on Debian 12) sends its client nonce again in front of the combined one.
+                if !client_nonce.ends_with(&nonce) {
                     return Err(fail("nonce mismatch in the client-final message"));
                 }
                 let proof = BASE64
@@ -312,9 +324,7 @@ impl ScramServer {
             )));
         }
         let (credential, known) = credential_for(image, self.mechanism, &user);
-        let mut server_nonce = [0u8; 24];
-        rand::rng().fill_bytes(&mut server_nonce);
-        let nonce = format!("{client_nonce}{}", BASE64.encode(server_nonce));
+        let nonce = format!("{client_nonce}{}", server_nonce());
         let server_first = format!(
             "r={nonce},s={},i={}",
             BASE64.encode(&credential.salt),
