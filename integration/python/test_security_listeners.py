@@ -395,6 +395,26 @@ def test_bad_sasl_input_fails_only_that_connection(secured, admin, pki):
         assert password not in logs, "a password reached a broker log"
 
 
+def test_a_v0_handshake_is_followed_by_raw_tokens(secured, admin):
+    """Clients before Kafka 1.0 send SaslHandshake v0 and then bare, size-prefixed SASL tokens."""
+    with kafka_wire.KafkaConnection(listener_addr(secured, 1, "SASL_PLAINTEXT")) as conn:
+        raw = b"PLAIN"
+        r = kafka_wire._Reader(conn.request(17, 0, struct.pack(">h", len(raw)) + raw))
+        assert r.int16() == 0
+        token = b"\0" + BOB.encode() + b"\0" + BOB_PASSWORD.encode()
+        conn.send_raw(struct.pack(">i", len(token)) + token)
+        assert conn._recv_exact(4) == b"\0\0\0\0", "an empty raw token answers PLAIN"
+        r = kafka_wire._Reader(conn.request(3, 4, struct.pack(">i?", 0, False)))  # Metadata v4, no topics
+        r.int32()  # throttle
+        assert len(r.array(lambda: (r.int32(), r.string(), r.int32(), r.string()))) == 2
+    with kafka_wire.KafkaConnection(listener_addr(secured, 1, "SASL_PLAINTEXT")) as conn:
+        conn.request(17, 0, struct.pack(">h", len(raw)) + raw)
+        token = b"\0" + BOB.encode() + b"\0wrong-Password-9"
+        conn.send_raw(struct.pack(">i", len(token)) + token)
+        with pytest.raises((ConnectionError, OSError)):
+            conn._recv_exact(4)  # v0 has no way to say why: the connection is closed
+
+
 def test_an_acl_change_applies_on_every_broker_without_restart(secured, admin, pki, topic_name):
     secured.create_topic(topic_name, partitions=2, replication_factor=1)
     leaders = secured.leaders(topic_name)

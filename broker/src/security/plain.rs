@@ -135,7 +135,7 @@ mod tests {
             authenticate(b"\0alice\0secret", &image),
             Ok(Step::Complete { ref user, .. }) if user == "alice"
         ));
-        let wrong = authenticate(b"\0alice\0nope", &image).err().expect("wrong");
+        let wrong = authenticate(b"\0alice\0nope", &image).expect_err("wrong");
         assert!(
             !wrong.reason.contains("nope"),
             "the password is never in a reason"
@@ -166,7 +166,7 @@ mod tests {
             let len = rng.next() % 12;
             let message: Vec<u8> = (0..len)
                 .map(|_| {
-                    if rng.next() % 3 == 0 {
+                    if rng.next().is_multiple_of(3) {
                         0
                     } else {
                         rng.next() as u8

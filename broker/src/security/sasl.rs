@@ -63,7 +63,7 @@ pub enum Step {
 
 /// The server side of the mechanism chosen in the handshake.
 enum MechanismServer {
-    Scram(ScramServer),
+    Scram(Box<ScramServer>),
     Plain,
 }
 
@@ -72,10 +72,10 @@ impl MechanismServer {
         match mechanism {
             SaslMechanism::Plain => MechanismServer::Plain,
             SaslMechanism::ScramSha256 => {
-                MechanismServer::Scram(ScramServer::new(ScramMechanism::Sha256))
+                MechanismServer::Scram(Box::new(ScramServer::new(ScramMechanism::Sha256)))
             }
             SaslMechanism::ScramSha512 => {
-                MechanismServer::Scram(ScramServer::new(ScramMechanism::Sha512))
+                MechanismServer::Scram(Box::new(ScramServer::new(ScramMechanism::Sha512)))
             }
         }
     }

@@ -145,17 +145,20 @@ fn server_nonce() -> String {
         .collect()
 }
 
+/// What the server-first message committed to, for checking the client-final one.
+struct Pending {
+    user: String,
+    known: bool,
+    credential: ScramCredential,
+    gs2_header: String,
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+}
+
 enum State {
     ExpectClientFirst,
-    ExpectClientFinal {
-        user: String,
-        known: bool,
-        credential: ScramCredential,
-        gs2_header: String,
-        client_first_bare: String,
-        server_first: String,
-        nonce: String,
-    },
+    ExpectClientFinal(Box<Pending>),
     Done,
 }
 
@@ -203,15 +206,16 @@ impl ScramServer {
         let message = std::str::from_utf8(token).map_err(|_| fail("SCRAM message is not UTF-8"))?;
         match std::mem::replace(&mut self.state, State::Done) {
             State::ExpectClientFirst => self.client_first(message, image),
-            State::ExpectClientFinal {
-                user,
-                known,
-                credential,
-                gs2_header,
-                client_first_bare,
-                server_first,
-                nonce,
-            } => {
+            State::ExpectClientFinal(pending) => {
+                let Pending {
+                    user,
+                    known,
+                    credential,
+                    gs2_header,
+                    client_first_bare,
+                    server_first,
+                    nonce,
+                } = *pending;
                 let final_without_proof = message
                     .rsplit_once(",p=")
                     .map(|(before, _)| before)
@@ -330,7 +334,7 @@ impl ScramServer {
             BASE64.encode(&credential.salt),
             credential.iterations
         );
-        self.state = State::ExpectClientFinal {
+        self.state = State::ExpectClientFinal(Box::new(Pending {
             user,
             known,
             credential,
@@ -338,7 +342,7 @@ impl ScramServer {
             client_first_bare: bare.to_owned(),
             server_first: server_first.clone(),
             nonce,
-        };
+        }));
         Ok(Step::Challenge(server_first.into_bytes()))
     }
 }
@@ -524,12 +528,8 @@ pub(crate) mod tests {
             exchange(&image, m, "n,,n=alice,r=abc", "secret"),
             Ok(Step::Complete { ref user, .. }) if user == "alice"
         ));
-        let wrong = exchange(&image, m, "n,,n=alice,r=abc", "Secret")
-            .err()
-            .expect("fails");
-        let unknown = exchange(&image, m, "n,,n=bob,r=abc", "secret")
-            .err()
-            .expect("fails");
+        let wrong = exchange(&image, m, "n,,n=alice,r=abc", "Secret").expect_err("fails");
+        let unknown = exchange(&image, m, "n,,n=bob,r=abc", "secret").expect_err("fails");
         assert!(
             wrong.reason.contains("invalid credentials"),
             "{}",
@@ -557,15 +557,49 @@ pub(crate) mod tests {
         assert_eq!(salt_of("n,,n=bob,r=x"), salt_of("n,,n=bob,r=y"));
     }
 
+    /// librdkafka 2.0 (kcat on Debian 12) sends `r=` its client nonce followed by the whole combined
+    /// nonce; Kafka accepts it (`endsWith`), and so does Chronik. A nonce that does not end with the
+    /// server's is refused.
+    #[test]
+    fn a_client_nonce_repeated_in_front_is_accepted_as_kafka_accepts_it() {
+        let image = image_with("u", "pw", ScramMechanism::Sha512, b"salt", 4096);
+        let m = ScramMechanism::Sha512;
+        let run = |prefix: &str| {
+            let mut server = ScramServer::new(m);
+            let Ok(Step::Challenge(first)) = server.step(b"n,,n=u,r=cn", &image) else {
+                panic!("a challenge")
+            };
+            let first = String::from_utf8(first).expect("utf8");
+            let nonce = attributes(&first)[0].1.to_owned();
+            let sent = format!("{prefix}{nonce}");
+            let (final_message, _) =
+                client_final(m, "pw", b"salt", 4096, "n=u,r=cn", &first, &sent);
+            server.step(final_message.as_bytes(), &image)
+        };
+        assert!(run("").is_ok());
+        assert!(run("cn").is_ok());
+        let truncated = {
+            let mut server = ScramServer::new(m);
+            let Ok(Step::Challenge(first)) = server.step(b"n,,n=u,r=cn", &image) else {
+                panic!("a challenge")
+            };
+            let first = String::from_utf8(first).expect("utf8");
+            let nonce = attributes(&first)[0].1;
+            let short = &nonce[..nonce.len() - 1];
+            let (final_message, _) =
+                client_final(m, "pw", b"salt", 4096, "n=u,r=cn", &first, short);
+            server.step(final_message.as_bytes(), &image)
+        };
+        assert!(truncated.is_err());
+    }
+
     #[test]
     fn authorization_ids_and_escaped_names() {
         let image = image_with("a,b=c", "pw", ScramMechanism::Sha256, b"salt", 4096);
         let m = ScramMechanism::Sha256;
         assert!(exchange(&image, m, "n,,n=a=2Cb=3Dc,r=n1", "pw").is_ok());
         assert!(exchange(&image, m, "n,a=a=2Cb=3Dc,n=a=2Cb=3Dc,r=n1", "pw").is_ok());
-        let other = exchange(&image, m, "n,a=admin,n=a=2Cb=3Dc,r=n1", "pw")
-            .err()
-            .expect("refused");
+        let other = exchange(&image, m, "n,a=admin,n=a=2Cb=3Dc,r=n1", "pw").expect_err("refused");
         assert!(
             other.reason.contains("authorization id"),
             "{}",
