@@ -288,7 +288,15 @@ impl Broker {
                 cancel.clone(),
             ),
         });
-        for (endpoint, _, socket, security) in kafka_listeners {
+        for (endpoint, address, socket, security) in kafka_listeners {
+            info!(
+                listener = %endpoint.name,
+                %address,
+                protocol = %security.protocol,
+                sasl_mechanisms = %security.sasl.as_ref().map(|s| s.mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                client_auth = ?security.tls.as_ref().map(|t| t.client_auth()),
+                "Kafka listener security"
+            );
             tracker.spawn(connection::serve(
                 socket,
                 context.clone(),

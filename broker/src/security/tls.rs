@@ -39,6 +39,7 @@ const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The TLS acceptor of a listener, rebuilt when its files change.
 pub struct ServerTls {
     settings: TlsSettings,
+    check_interval: Duration,
     state: Mutex<Loaded>,
 }
 
@@ -55,6 +56,7 @@ impl ServerTls {
         let modified = modification_times(&settings);
         Ok(ServerTls {
             settings,
+            check_interval: RELOAD_CHECK_INTERVAL,
             state: Mutex::new(Loaded {
                 acceptor,
                 modified,
@@ -73,7 +75,7 @@ impl ServerTls {
             Ok(state) => state,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if state.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
+        if state.checked.elapsed() >= self.check_interval {
             state.checked = Instant::now();
             let modified = modification_times(&self.settings);
             if modified != state.modified {
@@ -221,6 +223,78 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::pki;
     use super::*;
+
+    /// A TLS handshake over an in-memory pipe: a client trusting `ca` against `tls`'s acceptor.
+    async fn handshake(tls: &ServerTls, ca: &Path) -> Result<(), String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        for cert in certificates(ca, "ca")? {
+            roots.add(cert).map_err(|e| e.to_string())?;
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let acceptor = tls.acceptor();
+        let name =
+            rustls_pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        let (client, server) = tokio::join!(
+            connector.connect(name, client_io),
+            acceptor.accept(server_io)
+        );
+        client.map_err(|e| e.to_string())?;
+        server.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn touch_later(path: &Path, seconds: u64) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(SystemTime::now() + Duration::from_secs(seconds)))
+            .expect("set mtime");
+    }
+
+    #[tokio::test]
+    async fn changed_files_are_loaded_for_new_connections_and_bad_ones_are_not() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first = pki(dir.path());
+        let old_ca = dir.path().join("old-ca.pem");
+        std::fs::copy(&first.ca, &old_ca).expect("copy");
+        let mut tls = ServerTls::new(TlsSettings {
+            certificate: first.certificate.clone(),
+            key: first.key.clone(),
+            ca: None,
+            client_auth: ClientAuth::None,
+        })
+        .expect("loads");
+        tls.check_interval = Duration::ZERO;
+        handshake(&tls, &old_ca)
+            .await
+            .expect("the first certificate");
+
+        // A new CA and server certificate in place of the old files.
+        let second = pki(dir.path());
+        touch_later(&second.certificate, 10);
+        touch_later(&second.key, 10);
+        handshake(&tls, &second.ca)
+            .await
+            .expect("the new certificate is served");
+        assert!(
+            handshake(&tls, &old_ca).await.is_err(),
+            "the old one is not"
+        );
+
+        // A half-written key is not loaded: the previous configuration stays.
+        std::fs::write(&second.key, "-----BEGIN PRIVATE KEY-----\ntrunc").expect("write");
+        touch_later(&second.key, 20);
+        handshake(&tls, &second.ca)
+            .await
+            .expect("still the previous configuration");
+    }
 
     #[test]
     fn a_configuration_builds_from_pem_files_and_errors_name_the_file() {
