@@ -231,8 +231,10 @@ impl ScramServer {
                 if BASE64.decode(binding).ok().as_deref() != Some(gs2_header.as_bytes()) {
                     return Err(fail("invalid channel binding in the client-final message"));
                 }
-                // Kafka's `ScramSaslServer` checks `endsWith`, not equality: librdkafka before 2.x
-                // (kcat on Debian 12) sends its client nonce again in front of the combined one.
+                // A suffix, as Kafka's `ScramSaslServer` long checked it (`endsWith`; recent releases
+                // compare with `equals`): librdkafka 2.0 (kcat on Debian 12) sends its client nonce
+                // again in front of the combined one. The proof covers the message as sent, and the
+                // server's fresh nonce must still end it.
                 if !client_nonce.ends_with(&nonce) {
                     return Err(fail("nonce mismatch in the client-final message"));
                 }
@@ -558,7 +560,7 @@ pub(crate) mod tests {
     }
 
     /// librdkafka 2.0 (kcat on Debian 12) sends `r=` its client nonce followed by the whole combined
-    /// nonce; Kafka accepts it (`endsWith`), and so does Chronik. A nonce that does not end with the
+    /// nonce; Kafka long accepted it (`endsWith`), and so does Chronik. A nonce that does not end with the
     /// server's is refused.
     #[test]
     fn a_client_nonce_repeated_in_front_is_accepted_as_kafka_accepts_it() {
