@@ -106,6 +106,9 @@ enum State {
         server: MechanismServer,
         raw: bool,
     },
+    /// A re-authentication asked for another mechanism: the handshake was answered, and the next
+    /// token fails with this message (Kafka's REAUTH_BAD_MECHANISM).
+    ReauthBadMechanism(String),
     Complete,
     Failed,
 }
@@ -295,6 +298,23 @@ impl SaslAuthenticator {
                     format!("{other:?} request during SASL authentication"),
                 ),
             },
+            State::ReauthBadMechanism(message) => {
+                let message = message.clone();
+                if key != ApiKey::SaslAuthenticate {
+                    return self.close(
+                        None,
+                        format!("{key:?} request during SASL re-authentication"),
+                    );
+                }
+                let body = SaslAuthenticateResponse::default()
+                    .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+                    .with_error_message(Some(StrBytes::from_string(message.clone())));
+                let response = respond(&request, ResponseKind::SaslAuthenticate(body));
+                self.close(
+                    Some(response),
+                    format!("SASL re-authentication failed: {message}"),
+                )
+            }
             State::Failed => self.close(None, "request after a failed SASL authentication".into()),
         }
     }
@@ -308,7 +328,7 @@ impl SaslAuthenticator {
             SaslMechanism::from_name(asked).filter(|m| self.settings.mechanisms.contains(m));
         let previous = self.authenticated.as_ref().map(|a| a.mechanism);
         match mechanism {
-            Some(mechanism) if previous.is_none_or(|p| p == mechanism) => {
+            Some(mechanism) => {
                 let response = respond(
                     request,
                     ResponseKind::SaslHandshake(
@@ -317,33 +337,37 @@ impl SaslAuthenticator {
                 );
                 match response {
                     Ok(bytes) => {
-                        self.state = State::Authenticate {
-                            mechanism,
-                            server: MechanismServer::new(mechanism),
-                            raw: request.version == 0,
+                        self.state = match previous {
+                            // Kafka answers the handshake and fails the next token with this.
+                            Some(p) if p != mechanism => State::ReauthBadMechanism(format!(
+                                "SASL mechanism '{mechanism}' requested by client is not supported for re-authentication of mechanism '{p}'"
+                            )),
+                            _ => State::Authenticate {
+                                mechanism,
+                                server: MechanismServer::new(mechanism),
+                                raw: request.version == 0,
+                            },
                         };
                         SaslAction::Respond(bytes)
                     }
                     Err(e) => self.close(None, e),
                 }
             }
-            _ => {
+            None => {
                 // Printable and bounded: the client's string goes into the log.
                 let shown: String = asked.chars().take(64).filter(|c| !c.is_control()).collect();
-                let (mechanisms, reason) = match previous {
-                    Some(p) if mechanism.is_some() => (
-                        vec![StrBytes::from_static_str(p.name())],
-                        format!("re-authentication must keep SASL mechanism {p}, client asked for {shown}"),
-                    ),
-                    _ => (
-                        self.enabled_names(),
-                        format!("unsupported SASL mechanism '{shown}' (enabled: {})",
-                            self.settings.mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")),
-                    ),
-                };
+                let reason = format!(
+                    "unsupported SASL mechanism '{shown}' (enabled: {})",
+                    self.settings
+                        .mechanisms
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
                 let body = SaslHandshakeResponse::default()
                     .with_error_code(ResponseError::UnsupportedSaslMechanism.code())
-                    .with_mechanisms(mechanisms);
+                    .with_mechanisms(self.enabled_names());
                 let response = respond(request, ResponseKind::SaslHandshake(body));
                 self.close(Some(response), reason)
             }
@@ -773,6 +797,35 @@ mod tests {
             panic!("refused")
         };
         assert!(reason.contains("principal"), "{reason}");
+
+        // Nor another mechanism: the handshake is answered, the next token fails (Kafka's
+        // REAUTH_BAD_MECHANISM).
+        let two = settings(
+            &[SaslMechanism::ScramSha512, SaslMechanism::ScramSha256],
+            60_000,
+        );
+        let mut auth = SaslAuthenticator::new(two);
+        scram_login(&mut auth, &image, "alice", "secret").await;
+        let img = || image.clone();
+        assert!(matches!(
+            auth.on_frame(handshake("SCRAM-SHA-256", 1), img).await,
+            SaslAction::Respond(_)
+        ));
+        let SaslAction::Close {
+            response: Some(r), ..
+        } = auth.on_frame(authenticate(b"n,,n=alice,r=x", 1), img).await
+        else {
+            panic!("refused")
+        };
+        let answer: SaslAuthenticateResponse = response(&r, ApiKey::SaslAuthenticate, 1);
+        assert_eq!(
+            answer.error_code,
+            ResponseError::SaslAuthenticationFailed.code()
+        );
+        assert!(answer
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("re-authentication of mechanism 'SCRAM-SHA-512'")));
 
         // Once the user is deleted, the next re-authentication fails.
         let mut auth = SaslAuthenticator::new(settings(&[SaslMechanism::ScramSha512], 60_000));
