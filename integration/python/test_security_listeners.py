@@ -17,7 +17,7 @@ keeps CLUSTER_ACTION on the cluster (followers fetch over the PLAINTEXT listener
   through `--ssl-principal-mapping-rules`): each produces and consumes where its ACLs allow and gets
   TOPIC_AUTHORIZATION_FAILED where they do not.
 - Bad input (wrong password, unknown user, unknown mechanism, plaintext on a TLS port, garbage during the
-  SASL exchange, an untrusted client certificate) fails that connection clearly; a normal client still
+  SASL exchange, an untrusted, expired or missing client certificate) fails that connection clearly; a normal client still
   works afterwards, and no password reaches a broker's log.
 - An ACL change applies on every broker without a restart.
 - A second small cluster with `--connections-max-reauth-ms` short: a deleted user's open connection fails
@@ -71,13 +71,13 @@ def make_ca(d: Path, name: str) -> None:
             "-days", "2", "-subj", f"/CN={name}", cwd=d)
 
 
-def make_cert(d: Path, ca: str, name: str, subject: str, san: str | None) -> None:
+def make_cert(d: Path, ca: str, name: str, subject: str, san: str | None, days: int = 2) -> None:
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
             "-subj", subject, cwd=d)
     ext = d / f"{name}.ext"
     ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", str(ext), cwd=d)
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", str(days), "-extfile", str(ext), cwd=d)
     # key and chain in one file, as the Java client's PEM keystore wants (KIP-651)
     (d / f"{name}.keystore.pem").write_text((d / f"{name}.key").read_text() + (d / f"{name}.pem").read_text())
 
@@ -93,6 +93,7 @@ def pki(tmp_path_factory) -> Path:
     make_cert(d, "ca", "alice", "/O=acme/OU=eng/CN=alice", None)
     make_cert(d, "ca", "svc", "/O=acme/CN=svc-java", None)
     make_cert(d, "other-ca", "mallory", "/O=acme/OU=eng/CN=alice", None)
+    make_cert(d, "ca", "expired", "/O=acme/OU=eng/CN=alice", None, days=-1)  # ended yesterday
     return d
 
 
@@ -369,15 +370,17 @@ def test_bad_sasl_input_fails_only_that_connection(secured, admin, pki):
     # A plaintext client on the TLS port: that connection is dropped.
     with kafka_wire.KafkaConnection(listener_addr(secured, 1, "SASL_SSL")) as conn:
         assert closed(conn)
-    # An untrusted client certificate on the SSL listener (client auth required) fails the handshake.
-    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
-    context.load_cert_chain(str(pki / "mallory.pem"), str(pki / "mallory.key"))
+    # An untrusted or expired client certificate on the SSL listener (client auth required) fails the
+    # handshake.
     host, port = listener_addr(secured, 1, "SSL").rsplit(":", 1)
-    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        with socket.create_connection((host, int(port)), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.sendall(kafka_wire.request_frame(18, 0, 1, b""))
-                assert tls.recv(4), "the broker answered a client with an untrusted certificate"
+    for bad in ("mallory", "expired"):
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        context.load_cert_chain(str(pki / f"{bad}.pem"), str(pki / f"{bad}.key"))
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            with socket.create_connection((host, int(port)), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(kafka_wire.request_frame(18, 0, 1, b""))
+                    assert tls.recv(4), f"the broker answered a client with the {bad} certificate"
     # No certificate at all is refused too.
     bare = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
@@ -390,6 +393,7 @@ def test_bad_sasl_input_fails_only_that_connection(secured, admin, pki):
     assert len(md.brokers) == 2
     logs = broker_logs(secured)
     assert "TLS handshake failed" in logs
+    assert "Expired" in logs or "expired" in logs, "the expired certificate is named as the reason"
     assert "SASL authentication with SCRAM-SHA-512 failed" in logs
     for password in PASSWORDS:
         assert password not in logs, "a password reached a broker log"
