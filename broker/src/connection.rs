@@ -15,6 +15,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,25 @@ use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
 use crate::security::sasl::{SaslAction, SaslAuthenticator};
 use crate::security::{principal, ListenerSecurity};
+
+/// Largest frame a SASL connection may send before it is authenticated (Kafka's
+/// `sasl.server.max.receive.size` default).
+pub const SASL_MAX_RECEIVE_BYTES: usize = 524_288;
+
+/// Reads one frame under the limit in force when its size prefix arrives.
+async fn read_limited_frame(
+    reader: &mut (impl AsyncRead + Unpin),
+    limit: &AtomicUsize,
+) -> Result<Option<Bytes>, chronik_wire::FrameError> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let max = limit.load(Ordering::Acquire);
+    read_frame(&mut std::io::Cursor::new(size).chain(reader), max).await
+}
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -188,16 +208,26 @@ pub async fn handle_connection<S>(
     let mut sasl = limits.security.sasl.clone().map(SaslAuthenticator::new);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (frames_tx, mut frames) = mpsc::channel::<Inbound>(limits.max_inflight.max(1));
-    let max_frame = limits.max_frame_bytes;
+    // Until a SASL connection authenticates, frames are limited as Kafka limits them
+    // (`sasl.server.max.receive.size`), so an anonymous client cannot make the broker allocate
+    // `--max-request-bytes` for it; the limit is read after each size prefix arrives, and raised before
+    // the successful SaslAuthenticate is answered, so the client's next request already sees it.
+    let max_frame = limits.max_frame_bytes as usize;
+    let frame_limit = Arc::new(AtomicUsize::new(if sasl.is_some() {
+        max_frame.min(SASL_MAX_RECEIVE_BYTES)
+    } else {
+        max_frame
+    }));
     // The reader runs ahead of the handlers; the bounded channel is the backpressure.
     let read_cancel = cancel.child_token();
     let reading = {
         let read_cancel = read_cancel.clone();
+        let frame_limit = frame_limit.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
                     _ = read_cancel.cancelled() => return,
-                    next = read_frame(&mut reader, max_frame as usize) => next,
+                    next = read_limited_frame(&mut reader, &frame_limit) => next,
                 };
                 let inbound = match next {
                     Ok(Some(frame)) => Inbound::Frame(frame),
@@ -234,6 +264,7 @@ pub async fn handle_connection<S>(
                                     continue;
                                 }
                                 SaslAction::Authenticated { response, principal } => {
+                                    frame_limit.store(max_frame, Ordering::Release);
                                     if principal != session.principal {
                                         debug!(%peer, %principal, "SASL authentication completed");
                                     }

@@ -17,7 +17,8 @@ keeps CLUSTER_ACTION on the cluster (followers fetch over the PLAINTEXT listener
   through `--ssl-principal-mapping-rules`): each produces and consumes where its ACLs allow and gets
   TOPIC_AUTHORIZATION_FAILED where they do not.
 - Bad input (wrong password, unknown user, unknown mechanism, plaintext on a TLS port, garbage during the
-  SASL exchange, an untrusted, expired or missing client certificate) fails that connection clearly; a normal client still
+  SASL exchange, a frame over 512 KiB before authentication, an untrusted, expired or missing client
+  certificate) fails that connection clearly; a normal client still
   works afterwards, and no password reaches a broker's log.
 - An ACL change applies on every broker without a restart.
 - A second small cluster with `--connections-max-reauth-ms` short: a deleted user's open connection fails
@@ -205,6 +206,8 @@ def test_confluent_scram_sha512_over_sasl_ssl(secured, admin, pki, topic_name):
     delivered = ck_produce("", allowed, [Rec(value=b"v%d" % i) for i in range(50)], config=conf)
     got = ck_consume("", {(allowed, p): 0 for p in range(2)}, 50, config={**conf, "group.id": group})
     assert sorted(c.value for c in got) == sorted(d.rec.value for d in delivered)
+    # Once authenticated, frames are no longer held to the 512 KiB of the SASL exchange.
+    ck_produce("", allowed, [Rec(value=b"x" * 700_000, partition=0)], config=conf)
     assert ck_produce_error(conf, denied) == ck.KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
@@ -350,6 +353,10 @@ def test_bad_sasl_input_fails_only_that_connection(secured, admin, pki):
         error, message, _ = sasl_authenticate(conn, b"\x00\xffgarbage,,=")
         assert error == 58 and message.startswith(SCRAM_FAILED), message
         assert closed(conn)
+    # Before authentication frames are limited to 512 KiB (Kafka's sasl.server.max.receive.size).
+    with kafka_wire.KafkaConnection(addr) as conn:
+        conn.send_raw(struct.pack(">i", 600_000))
+        assert closed(conn)
     # A request other than ApiVersions/SASL before authentication closes the connection unanswered.
     with kafka_wire.KafkaConnection(addr) as conn:
         with pytest.raises((ConnectionError, OSError)):
@@ -395,6 +402,7 @@ def test_bad_sasl_input_fails_only_that_connection(secured, admin, pki):
     assert "TLS handshake failed" in logs
     assert "Expired" in logs or "expired" in logs, "the expired certificate is named as the reason"
     assert "SASL authentication with SCRAM-SHA-512 failed" in logs
+    assert "frame of 600000 bytes exceeds the maximum of 524288" in logs
     for password in PASSWORDS:
         assert password not in logs, "a password reached a broker log"
 
