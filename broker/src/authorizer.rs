@@ -17,8 +17,8 @@
 //!    `--allow-everyone-if-no-acl-found` decides (Kafka's `allow.everyone.if.no.acl.found`).
 //!
 //! What must stay true: the check reads only the image it is given, so a decision is always against
-//! one consistent set of ACLs; every connection has a principal (`User:ANONYMOUS` until SASL or TLS
-//! authenticate one), so nothing is ever checked against "nobody".
+//! one consistent set of ACLs; every connection has a principal (`User:ANONYMOUS` until SASL or a
+//! client certificate authenticates one, `security/`), so nothing is ever checked against "nobody".
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

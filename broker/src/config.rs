@@ -9,6 +9,13 @@
 //! `--inter-broker-listener-name`, e.g. one listener for other containers and one for the host. A client
 //! is always told the addresses of the listener it connected to; followers reach leaders through the
 //! inter-broker listener.
+//!
+//! Each listener speaks a security protocol (`--listener-security-protocol-map`, Kafka's
+//! `listener.security.protocol.map`): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. As in Kafka a
+//! listener named after a protocol speaks it unless mapped otherwise; unlike Kafka, which refuses a
+//! listener without a mapping, any other unmapped name (INTERNAL, EXTERNAL…) is PLAINTEXT, so
+//! configurations from before security existed keep working. TLS and SASL settings are in
+//! `ListenerSecurityArgs` and apply to every listener of the protocol.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -20,6 +27,7 @@ use chronik_metadata::{BrokerId, Endpoint};
 use clap::Parser;
 
 use crate::error::BrokerError;
+use crate::security::{ClientAuth, SaslMechanism, SecurityProtocol};
 
 /// The name of the listener `--listen` makes, and the default inter-broker listener.
 pub const PLAINTEXT_LISTENER: &str = "PLAINTEXT";
@@ -152,6 +160,8 @@ pub struct KafkaListener {
     pub bind: SocketAddr,
     /// The address clients of this listener are told; `None` advertises the bound address.
     pub advertised: Option<HostPort>,
+    /// What the listener speaks (`--listener-security-protocol-map`).
+    pub security_protocol: SecurityProtocol,
 }
 
 impl KafkaListener {
@@ -326,6 +336,9 @@ pub struct BrokerConfig {
     #[command(flatten)]
     pub group: GroupArgs,
 
+    #[command(flatten)]
+    pub security: ListenerSecurityArgs,
+
     /// Largest Kafka request frame accepted; larger ones are refused before they are read.
     #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
     pub max_request_bytes: u32,
@@ -403,8 +416,9 @@ impl BrokerConfig {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("--data-dir must not be empty".into());
         }
-        self.kafka_listeners()?;
+        let listeners = self.kafka_listeners()?;
         self.inter_broker_listener()?;
+        self.security.validate(&listeners)?;
         if self.controllers.is_empty() {
             return invalid("--controllers needs at least one HOST:PORT".into());
         }
@@ -463,8 +477,10 @@ impl BrokerConfig {
                 name: PLAINTEXT_LISTENER.to_owned(),
                 bind: self.listen,
                 advertised: self.advertised_listener.clone(),
+                security_protocol: self.security.protocol_of(PLAINTEXT_LISTENER)?,
             };
             check_advertised(&listener, "--listen", "--advertised-listener HOST:PORT")?;
+            self.security.check_mapped_names(&[PLAINTEXT_LISTENER])?;
             return Ok(vec![listener]);
         }
         let invalid = |message: String| Err(BrokerError::Config(message));
@@ -486,6 +502,7 @@ impl BrokerConfig {
                 name: name.clone(),
                 bind: address.0,
                 advertised: None,
+                security_protocol: self.security.protocol_of(name)?,
             });
         }
         for NamedAddress { name, address } in &self.advertised_listeners {
@@ -507,6 +524,8 @@ impl BrokerConfig {
                 &format!("{}://HOST:PORT in --advertised-listeners", listener.name),
             )?;
         }
+        let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+        self.security.check_mapped_names(&names)?;
         Ok(listeners)
     }
 
@@ -622,6 +641,184 @@ pub struct GroupArgs {
     #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_CHECK_INTERVAL_MS", default_value_t = 600_000,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub offsets_retention_check_interval_ms: u64,
+}
+
+/// Security of the Kafka listeners (Kafka's names in the doc lines; `docs/security.md`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ListenerSecurityArgs {
+    /// Security protocol of each listener, NAME:PROTOCOL,... with PLAINTEXT, SSL, SASL_PLAINTEXT or
+    /// SASL_SSL (`listener.security.protocol.map`). A listener named after a protocol speaks it; other
+    /// unmapped names are PLAINTEXT.
+    #[arg(
+        long,
+        env = "CHRONIK_LISTENER_SECURITY_PROTOCOL_MAP",
+        value_delimiter = ',',
+        num_args = 1..,
+        value_name = "NAME:PROTOCOL,..."
+    )]
+    pub listener_security_protocol_map: Vec<String>,
+
+    /// PEM file with the certificate chain of SSL and SASL_SSL listeners, the broker's own certificate
+    /// first (`ssl.keystore.location`).
+    #[arg(long, env = "CHRONIK_SSL_CERTIFICATE", value_name = "PATH")]
+    pub ssl_certificate: Option<PathBuf>,
+
+    /// PEM file with the private key of --ssl-certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CHRONIK_SSL_KEY", value_name = "PATH")]
+    pub ssl_key: Option<PathBuf>,
+
+    /// PEM bundle of the CAs client certificates must chain to (`ssl.truststore.location`).
+    #[arg(long, env = "CHRONIK_SSL_CA", value_name = "PATH")]
+    pub ssl_ca: Option<PathBuf>,
+
+    /// Whether SSL listeners ask clients for a certificate (`ssl.client.auth`): none, requested (a
+    /// client without one is User:ANONYMOUS) or required. SASL_SSL listeners never ask, as in Kafka.
+    #[arg(long, env = "CHRONIK_SSL_CLIENT_AUTH", value_enum, default_value_t = ClientAuth::None)]
+    pub ssl_client_auth: ClientAuth,
+
+    /// How a client certificate's subject (RFC 2253, e.g. CN=alice,OU=eng,O=acme) becomes a principal
+    /// name (`ssl.principal.mapping.rules`): RULE:pattern/replacement/[LU],...,DEFAULT.
+    #[arg(
+        long,
+        env = "CHRONIK_SSL_PRINCIPAL_MAPPING_RULES",
+        default_value = "DEFAULT",
+        value_name = "RULES"
+    )]
+    pub ssl_principal_mapping_rules: String,
+
+    /// SASL mechanisms of SASL listeners (`sasl.enabled.mechanisms`): SCRAM-SHA-256, SCRAM-SHA-512,
+    /// PLAIN. PLAIN sends the password itself; enable it only with TLS.
+    #[arg(
+        long,
+        env = "CHRONIK_SASL_ENABLED_MECHANISMS",
+        value_delimiter = ',',
+        num_args = 1..,
+        default_value = "SCRAM-SHA-256,SCRAM-SHA-512",
+        value_parser = parse_mechanism,
+        value_name = "MECHANISM,..."
+    )]
+    pub sasl_enabled_mechanisms: Vec<SaslMechanism>,
+
+    /// Longest an authenticated SASL session lasts before the client must re-authenticate (KIP-368,
+    /// `connections.max.reauth.ms`); 0: sessions never expire.
+    #[arg(long, env = "CHRONIK_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    pub connections_max_reauth_ms: u64,
+}
+
+fn parse_mechanism(s: &str) -> Result<SaslMechanism, String> {
+    SaslMechanism::from_name(s.trim()).ok_or_else(|| {
+        format!("unknown SASL mechanism '{s}' (SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN)")
+    })
+}
+
+impl ListenerSecurityArgs {
+    /// The `(name, protocol)` pairs of the map, names upper-cased as listener names are.
+    fn mapping(&self) -> Result<Vec<(String, SecurityProtocol)>, BrokerError> {
+        let mut pairs: Vec<(String, SecurityProtocol)> = Vec::new();
+        for entry in &self.listener_security_protocol_map {
+            let (name, protocol) = entry.trim().split_once(':').ok_or_else(|| {
+                BrokerError::Config(format!(
+                    "--listener-security-protocol-map: '{entry}' is not NAME:PROTOCOL (e.g. EXTERNAL:SASL_SSL)"
+                ))
+            })?;
+            let name = name.trim().to_ascii_uppercase();
+            let protocol = protocol.parse::<SecurityProtocol>().map_err(|e| {
+                BrokerError::Config(format!("--listener-security-protocol-map: {e}"))
+            })?;
+            if name.is_empty() {
+                return Err(BrokerError::Config(format!(
+                    "--listener-security-protocol-map: '{entry}' has no listener name"
+                )));
+            }
+            if pairs.iter().any(|(n, _)| *n == name) {
+                return Err(BrokerError::Config(format!(
+                    "--listener-security-protocol-map names {name} twice"
+                )));
+            }
+            pairs.push((name, protocol));
+        }
+        Ok(pairs)
+    }
+
+    /// The protocol of the listener `name`: mapped, else the protocol it is named after, else
+    /// PLAINTEXT.
+    pub fn protocol_of(&self, name: &str) -> Result<SecurityProtocol, BrokerError> {
+        Ok(self
+            .mapping()?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p)
+            .or_else(|| name.parse().ok())
+            .unwrap_or(SecurityProtocol::Plaintext))
+    }
+
+    /// Every name the map gives must be a listener (a typo would otherwise leave one unsecured).
+    fn check_mapped_names(&self, listeners: &[&str]) -> Result<(), BrokerError> {
+        for (name, _) in self.mapping()? {
+            if !listeners.contains(&name.as_str()) {
+                return Err(BrokerError::Config(format!(
+                    "--listener-security-protocol-map names {name}, which is not a listener ({})",
+                    listeners.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the listeners' protocols need: TLS files for SSL and SASL_SSL, a CA for client
+    /// authentication, mechanisms for SASL, valid mapping rules.
+    fn validate(&self, listeners: &[KafkaListener]) -> Result<(), BrokerError> {
+        let invalid = |message: String| Err(BrokerError::Config(message));
+        crate::security::principal::SslPrincipalMapper::parse(&self.ssl_principal_mapping_rules)
+            .map_err(|e| BrokerError::Config(format!("--ssl-principal-mapping-rules: {e}")))?;
+        if let Some(tls) = listeners.iter().find(|l| l.security_protocol.uses_tls()) {
+            if self.ssl_certificate.is_none() || self.ssl_key.is_none() {
+                return invalid(format!(
+                    "listener {} is {}: give --ssl-certificate and --ssl-key (PEM files)",
+                    tls.name, tls.security_protocol
+                ));
+            }
+            if self.ssl_client_auth != ClientAuth::None && self.ssl_ca.is_none() {
+                return invalid(
+                    "--ssl-client-auth requested|required needs --ssl-ca (the CAs of client certificates)"
+                        .into(),
+                );
+            }
+        }
+        if let Some(sasl) = listeners.iter().find(|l| l.security_protocol.uses_sasl()) {
+            if self.sasl_enabled_mechanisms.is_empty() {
+                return invalid(format!(
+                    "listener {} is {}: --sasl-enabled-mechanisms needs at least one mechanism",
+                    sasl.name, sasl.security_protocol
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The SASL settings of SASL listeners, mechanisms deduplicated in the given order.
+    pub fn sasl_settings(&self) -> crate::security::SaslSettings {
+        let mut mechanisms = Vec::new();
+        for m in &self.sasl_enabled_mechanisms {
+            if !mechanisms.contains(m) {
+                mechanisms.push(*m);
+            }
+        }
+        crate::security::SaslSettings {
+            mechanisms,
+            max_reauth_ms: self.connections_max_reauth_ms,
+        }
+    }
+
+    /// The TLS settings, when certificate and key are given.
+    pub fn tls_settings(&self) -> Option<crate::security::tls::TlsSettings> {
+        Some(crate::security::tls::TlsSettings {
+            certificate: self.ssl_certificate.clone()?,
+            key: self.ssl_key.clone()?,
+            ca: self.ssl_ca.clone(),
+            client_auth: self.ssl_client_auth,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -860,6 +1057,7 @@ mod tests {
                 name: "PLAINTEXT".into(),
                 bind: "0.0.0.0:9092".parse().expect("addr"),
                 advertised: Some("broker-1:9092".parse().expect("host port")),
+                security_protocol: SecurityProtocol::Plaintext,
             }]
         );
         assert_eq!(config.inter_broker_listener().expect("valid"), "PLAINTEXT");
@@ -971,5 +1169,139 @@ mod tests {
         }
         let v6: HostPort = "[::1]:9093".parse().expect("parses");
         assert_eq!(v6.host, "::1");
+    }
+
+    #[test]
+    fn listeners_speak_the_mapped_protocol_or_the_one_they_are_named_after() {
+        let mut args = minimal();
+        args.extend([
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:1,SASL_SSL://127.0.0.1:2,INTERNAL://127.0.0.1:3,EXTERNAL://127.0.0.1:4",
+            "--listener-security-protocol-map",
+            "external:SASL_PLAINTEXT",
+            "--ssl-certificate",
+            "/c.pem",
+            "--ssl-key",
+            "/k.pem",
+        ]);
+        let config = parse(&args).expect("parses");
+        config.validate().expect("valid");
+        let protocols: Vec<(String, SecurityProtocol)> = config
+            .kafka_listeners()
+            .expect("valid")
+            .into_iter()
+            .map(|l| (l.name, l.security_protocol))
+            .collect();
+        assert_eq!(
+            protocols,
+            vec![
+                ("PLAINTEXT".into(), SecurityProtocol::Plaintext),
+                ("SASL_SSL".into(), SecurityProtocol::SaslSsl),
+                // Kafka refuses an unmapped name; Chronik keeps it PLAINTEXT.
+                ("INTERNAL".into(), SecurityProtocol::Plaintext),
+                ("EXTERNAL".into(), SecurityProtocol::SaslPlaintext),
+            ]
+        );
+        assert_eq!(
+            config.security.sasl_settings().mechanisms,
+            vec![SaslMechanism::ScramSha256, SaslMechanism::ScramSha512]
+        );
+        assert_eq!(config.security.connections_max_reauth_ms, 0);
+    }
+
+    #[test]
+    fn security_settings_a_listener_needs_are_checked_with_clear_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--listeners", "SSL://127.0.0.1:1"],
+                "give --ssl-certificate and --ssl-key",
+            ),
+            (
+                &[
+                    "--listeners",
+                    "A://127.0.0.1:1",
+                    "--listener-security-protocol-map",
+                    "A:SASL_SSL",
+                    "--ssl-key",
+                    "/k",
+                ],
+                "listener A is SASL_SSL",
+            ),
+            (
+                &[
+                    "--listeners",
+                    "SSL://127.0.0.1:1",
+                    "--ssl-certificate",
+                    "/c",
+                    "--ssl-key",
+                    "/k",
+                    "--ssl-client-auth",
+                    "required",
+                ],
+                "needs --ssl-ca",
+            ),
+            (
+                &[
+                    "--listeners",
+                    "A://127.0.0.1:1",
+                    "--listener-security-protocol-map",
+                    "B:SSL",
+                ],
+                "names B, which is not a listener",
+            ),
+            (
+                &["--listener-security-protocol-map", "PLAINTEXT:TLS"],
+                "unknown security protocol 'TLS'",
+            ),
+            (
+                &["--listener-security-protocol-map", "PLAINTEXT"],
+                "is not NAME:PROTOCOL",
+            ),
+            (
+                &[
+                    "--listener-security-protocol-map",
+                    "PLAINTEXT:SSL,plaintext:SASL_SSL",
+                ],
+                "names PLAINTEXT twice",
+            ),
+            (
+                &["--ssl-principal-mapping-rules", "RULE:(/x/"],
+                "--ssl-principal-mapping-rules",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let mut args = minimal();
+            args.extend_from_slice(extra);
+            let error = parse(&args)
+                .expect("parses")
+                .validate()
+                .expect_err(expected)
+                .to_string();
+            assert!(error.contains(expected), "{extra:?}: {error}");
+        }
+        let mut args = minimal();
+        args.extend(["--sasl-enabled-mechanisms", "GSSAPI"]);
+        assert!(parse(&args).is_err(), "unknown mechanism");
+        let mut args = minimal();
+        args.extend([
+            "--listener-security-protocol-map",
+            "PLAINTEXT:SASL_PLAINTEXT",
+            "--sasl-enabled-mechanisms",
+            "PLAIN,SCRAM-SHA-512,PLAIN",
+            "--connections-max-reauth-ms",
+            "60000",
+        ]);
+        let config = parse(&args).expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(
+            config.kafka_listeners().expect("valid")[0].security_protocol,
+            SecurityProtocol::SaslPlaintext
+        );
+        let sasl = config.security.sasl_settings();
+        assert_eq!(
+            sasl.mechanisms,
+            vec![SaslMechanism::Plain, SaslMechanism::ScramSha512]
+        );
+        assert_eq!(sasl.max_reauth_ms, 60_000);
     }
 }

@@ -5,16 +5,26 @@
 //! the next request runs, so one fsync can cover several requests; responses go out in request order. A frame over the size limit is
 //! refused before anything is allocated for it; a frame that cannot be answered (unknown API or
 //! version, malformed) closes that connection with a log line and disturbs no other.
+//!
+//! Security (`security/`): on SSL and SASL_SSL listeners the TLS handshake runs in the accepted
+//! connection's own task, bounded by `TLS_HANDSHAKE_TIMEOUT`; a failed one (a plaintext client, garbage,
+//! an untrusted certificate) is logged once and closes only that connection. On SASL listeners every
+//! frame goes through the connection's `SaslAuthenticator` first, which answers the SASL APIs itself and
+//! lets other requests through only once authenticated. The connection's `Session` (its principal) is
+//! replaced when an authentication completes; each request keeps the session it started with.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,10 +33,34 @@ use tracing::{debug, info, warn};
 
 use chronik_wire::read_frame;
 
-use crate::authorizer::Session;
+use crate::authorizer::{KafkaPrincipal, Session};
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::metrics::{api_name, metrics};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
+use crate::security::sasl::{SaslAction, SaslAuthenticator};
+use crate::security::{principal, ListenerSecurity};
+
+/// Largest frame a SASL connection may send before it is authenticated (Kafka's
+/// `sasl.server.max.receive.size` default).
+pub const SASL_MAX_RECEIVE_BYTES: usize = 524_288;
+
+/// Reads one frame under the limit in force when its size prefix arrives.
+async fn read_limited_frame(
+    reader: &mut (impl AsyncRead + Unpin),
+    limit: &AtomicUsize,
+) -> Result<Option<Bytes>, chronik_wire::FrameError> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let max = limit.load(Ordering::Acquire);
+    read_frame(&mut std::io::Cursor::new(size).chain(reader), max).await
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits of one connection.
 #[derive(Clone, Debug)]
@@ -35,6 +69,8 @@ pub struct ConnectionLimits {
     pub max_inflight: usize,
     /// The listener name clients connect through (endpoints in answers are on the same one).
     pub listener: String,
+    /// The listener's security protocol, TLS and SASL settings.
+    pub security: ListenerSecurity,
 }
 
 /// Accepts Kafka connections until cancelled.
@@ -53,7 +89,7 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tracker.spawn(handle_connection(
+                tracker.spawn(accept_connection(
                     stream,
                     peer,
                     ctx.clone(),
@@ -87,29 +123,114 @@ enum Inbound {
     Closed(Option<String>),
 }
 
-async fn handle_connection(
+/// Secures an accepted connection as its listener asks (TLS handshake, the principal of a client
+/// certificate), then serves it.
+async fn accept_connection(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<BrokerContext>,
     limits: ConnectionLimits,
     cancel: CancellationToken,
 ) {
-    debug!(%peer, "Kafka connection opened");
+    let Some(tls) = limits.security.tls.clone() else {
+        return handle_connection(
+            stream,
+            peer,
+            KafkaPrincipal::anonymous(),
+            ctx,
+            limits,
+            cancel,
+        )
+        .await;
+    };
+    let accepted = tokio::select! {
+        _ = cancel.cancelled() => return,
+        accepted = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)) => accepted,
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            info!(%peer, listener = %limits.listener, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, listener = %limits.listener, "TLS handshake did not finish within {TLS_HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    // On SSL listeners the principal is the client certificate's subject (Kafka's
+    // `DefaultKafkaPrincipalBuilder`); on SASL_SSL it is the SASL identity, set once authenticated.
+    let mut principal = KafkaPrincipal::anonymous();
+    if !limits.security.protocol.uses_sasl() {
+        if let Some(cert) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            let mapped = principal::subject_dn(cert.as_ref()).and_then(|dn| {
+                limits.security.principal_mapper.name(&dn).ok_or_else(|| {
+                    format!("no --ssl-principal-mapping-rules rule applies to DN {dn}")
+                })
+            });
+            match mapped {
+                Ok(name) => {
+                    principal = KafkaPrincipal {
+                        principal_type: "User".into(),
+                        name,
+                    }
+                }
+                Err(e) => {
+                    info!(%peer, listener = %limits.listener, "refused a TLS client: {e}");
+                    return;
+                }
+            }
+        }
+    }
+    handle_connection(stream, peer, principal, ctx, limits, cancel).await
+}
+
+/// Serves one connection, TLS or not (the stream is already secured).
+pub async fn handle_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    principal: KafkaPrincipal,
+    ctx: Arc<BrokerContext>,
+    limits: ConnectionLimits,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    debug!(%peer, %principal, "Kafka connection opened");
     metrics().connection_opened(&limits.listener);
-    // Until SASL or TLS authenticate one, every connection is `User:ANONYMOUS`.
-    let session = Arc::new(Session::anonymous(Some(peer.ip())));
-    let (mut reader, mut writer) = stream.into_split();
+    // Replaced when SASL authenticates the connection; each request holds the one it started with.
+    let mut session = Arc::new(Session {
+        principal,
+        client_address: Some(peer.ip()),
+    });
+    let mut sasl = limits.security.sasl.clone().map(SaslAuthenticator::new);
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (frames_tx, mut frames) = mpsc::channel::<Inbound>(limits.max_inflight.max(1));
-    let max_frame = limits.max_frame_bytes;
+    // Until a SASL connection authenticates, frames are limited as Kafka limits them
+    // (`sasl.server.max.receive.size`), so an anonymous client cannot make the broker allocate
+    // `--max-request-bytes` for it; the limit is read after each size prefix arrives, and raised before
+    // the successful SaslAuthenticate is answered, so the client's next request already sees it.
+    let max_frame = limits.max_frame_bytes as usize;
+    let frame_limit = Arc::new(AtomicUsize::new(if sasl.is_some() {
+        max_frame.min(SASL_MAX_RECEIVE_BYTES)
+    } else {
+        max_frame
+    }));
     // The reader runs ahead of the handlers; the bounded channel is the backpressure.
     let read_cancel = cancel.child_token();
     let reading = {
         let read_cancel = read_cancel.clone();
+        let frame_limit = frame_limit.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
                     _ = read_cancel.cancelled() => return,
-                    next = read_frame(&mut reader, max_frame as usize) => next,
+                    next = read_limited_frame(&mut reader, &frame_limit) => next,
                 };
                 let inbound = match next {
                     Ok(Some(frame)) => Inbound::Frame(frame),
@@ -136,15 +257,44 @@ async fn handle_connection(
                 if !reading_done && current.is_none() && completing.len() < limits.max_inflight =>
             {
                 match inbound {
-                    Some(Inbound::Frame(frame)) => match decode_request(frame) {
-                        Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone(), peer, session.clone())),
-                        Err(e) => {
-                            // Answer what came before, then close.
-                            reading_done = true;
-                            let reason = e.to_string();
-                            completing.push_back(Box::pin(async move { Err(reason) }));
+                    Some(Inbound::Frame(frame)) => {
+                        let decoded = match sasl.as_mut() {
+                            None => decode_request(frame).map_err(|e| e.to_string()),
+                            Some(sasl) => match sasl.on_frame(frame, || ctx.metadata.current()).await {
+                                SaslAction::Dispatch(decoded) => Ok(decoded),
+                                SaslAction::Respond(bytes) => {
+                                    completing.push_back(Box::pin(async move { Ok(Some(bytes)) }));
+                                    continue;
+                                }
+                                SaslAction::Authenticated { response, principal } => {
+                                    frame_limit.store(max_frame, Ordering::Release);
+                                    if principal != session.principal {
+                                        debug!(%peer, %principal, "SASL authentication completed");
+                                    }
+                                    session = Arc::new(Session {
+                                        principal,
+                                        client_address: Some(peer.ip()),
+                                    });
+                                    completing.push_back(Box::pin(async move { Ok(Some(response)) }));
+                                    continue;
+                                }
+                                SaslAction::Close { response, reason } => {
+                                    if let Some(bytes) = response {
+                                        completing.push_back(Box::pin(async move { Ok(Some(bytes)) }));
+                                    }
+                                    Err(reason)
+                                }
+                            },
+                        };
+                        match decoded {
+                            Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone(), peer, session.clone())),
+                            Err(reason) => {
+                                // Answer what came before, then close.
+                                reading_done = true;
+                                completing.push_back(Box::pin(async move { Err(reason) }));
+                            }
                         }
-                    },
+                    }
                     Some(Inbound::Closed(reason)) => {
                         reading_done = true;
                         if let Some(reason) = reason {

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
+pub mod security;
 pub mod server;
 pub mod status;
 

@@ -38,7 +38,58 @@ use crate::producer_ids::{ControllerBlockSource, ProducerIdManager};
 use crate::replica::fetcher::run_fetcher_manager;
 use crate::replica::isr::{run_isr_changes, run_isr_shrinker};
 use crate::replica::{run_metadata_listener, ReplicaManager};
+use crate::security::principal::SslPrincipalMapper;
+use crate::security::tls::{ServerTls, TlsSettings};
+use crate::security::{ClientAuth, ListenerSecurity, SecurityProtocol};
 use crate::status::BrokerStatus;
+
+/// What each security protocol's listeners need, built once from the flags: one TLS configuration for
+/// SSL listeners (with `--ssl-client-auth`) and one for SASL_SSL listeners (which never ask for a
+/// client certificate, as in Kafka), both read before anything binds so a bad file stops the start.
+fn listener_security(
+    config: &BrokerConfig,
+) -> Result<impl Fn(SecurityProtocol) -> ListenerSecurity, BrokerError> {
+    let args = &config.security;
+    let listeners = config.kafka_listeners()?;
+    let uses = |p: SecurityProtocol| listeners.iter().any(|l| l.security_protocol == p);
+    let tls = |client_auth: ClientAuth| -> Result<Option<Arc<ServerTls>>, BrokerError> {
+        args.tls_settings()
+            .map(|settings| {
+                ServerTls::new(TlsSettings {
+                    client_auth,
+                    ..settings
+                })
+            })
+            .transpose()
+            .map(|t| t.map(Arc::new))
+            .map_err(BrokerError::Config)
+    };
+    let ssl_tls = if uses(SecurityProtocol::Ssl) {
+        tls(args.ssl_client_auth)?
+    } else {
+        None
+    };
+    let sasl_ssl_tls = if uses(SecurityProtocol::SaslSsl) {
+        tls(ClientAuth::None)?
+    } else {
+        None
+    };
+    let mapper = Arc::new(
+        SslPrincipalMapper::parse(&args.ssl_principal_mapping_rules)
+            .map_err(BrokerError::Config)?,
+    );
+    let sasl = Arc::new(args.sasl_settings());
+    Ok(move |protocol: SecurityProtocol| ListenerSecurity {
+        protocol,
+        tls: match protocol {
+            SecurityProtocol::Ssl => ssl_tls.clone(),
+            SecurityProtocol::SaslSsl => sasl_ssl_tls.clone(),
+            _ => None,
+        },
+        principal_mapper: mapper.clone(),
+        sasl: protocol.uses_sasl().then(|| sasl.clone()),
+    })
+}
 
 /// The lock file in a broker's data dir.
 pub const LOCK_FILE: &str = ".lock";
@@ -120,6 +171,7 @@ impl Broker {
         // Every Kafka listener is bound before anything registers; with port 0 the OS picks the port,
         // and that is the one advertised.
         let mut kafka_listeners = Vec::new();
+        let listener_security = listener_security(&config)?;
         for listener in config.kafka_listeners()? {
             let bind_error = |source| BrokerError::KafkaBind {
                 address: listener.bind,
@@ -127,16 +179,17 @@ impl Broker {
             };
             let socket = TcpListener::bind(listener.bind).await.map_err(bind_error)?;
             let address = socket.local_addr().map_err(bind_error)?;
-            kafka_listeners.push((listener.endpoint(address), address, socket));
+            let security = listener_security(listener.security_protocol);
+            kafka_listeners.push((listener.endpoint(address), address, socket, security));
         }
         let inter_broker_listener = config.inter_broker_listener()?;
         let kafka_addrs: Vec<(String, SocketAddr)> = kafka_listeners
             .iter()
-            .map(|(endpoint, address, _)| (endpoint.name.clone(), *address))
+            .map(|(endpoint, address, _, _)| (endpoint.name.clone(), *address))
             .collect();
         let endpoints: Vec<_> = kafka_listeners
             .iter()
-            .map(|(endpoint, _, _)| endpoint.clone())
+            .map(|(endpoint, _, _, _)| endpoint.clone())
             .collect();
         let logs = Arc::new(LogManager::open(&config.data_dir, LogConfig::default())?);
         let (isr_tx, isr_rx) = mpsc::unbounded_channel();
@@ -235,7 +288,15 @@ impl Broker {
                 cancel.clone(),
             ),
         });
-        for (endpoint, _, socket) in kafka_listeners {
+        for (endpoint, address, socket, security) in kafka_listeners {
+            info!(
+                listener = %endpoint.name,
+                %address,
+                protocol = %security.protocol,
+                sasl_mechanisms = %security.sasl.as_ref().map(|s| s.mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                client_auth = ?security.tls.as_ref().map(|t| t.client_auth()),
+                "Kafka listener security"
+            );
             tracker.spawn(connection::serve(
                 socket,
                 context.clone(),
@@ -243,6 +304,7 @@ impl Broker {
                     max_frame_bytes: config.max_request_bytes,
                     max_inflight: config.max_inflight_per_connection,
                     listener: endpoint.name,
+                    security,
                 },
                 cancel.clone(),
                 tracker.clone(),

@@ -99,8 +99,23 @@ public final class ChronikJavaClient {
         }
     }
 
+    /**
+     * Security settings (security.protocol, sasl.*, ssl.*) from the properties file named by the system
+     * property chronik.client.properties, when given (integration/python/test_security_listeners.py).
+     */
+    private static Properties withClientProperties(Properties props) throws java.io.IOException {
+        String path = System.getProperty("chronik.client.properties");
+        if (path != null) {
+            try (java.io.FileReader reader = new java.io.FileReader(path)) {
+                props.load(reader);
+            }
+        }
+        return props;
+    }
+
     private static void produce(String bootstrap, String topic, int count) throws Exception {
         Properties props = new Properties();
+        withClientProperties(props);
         props.put("bootstrap.servers", bootstrap);
         props.put("key.serializer", StringSerializer.class.getName());
         props.put("value.serializer", StringSerializer.class.getName());
@@ -148,8 +163,9 @@ public final class ChronikJavaClient {
         }
     }
 
-    private static void consume(String bootstrap, String topic, String group, int count) {
+    private static void consume(String bootstrap, String topic, String group, int count) throws Exception {
         Properties props = new Properties();
+        withClientProperties(props);
         props.put("bootstrap.servers", bootstrap);
         props.put("group.id", group);
         props.put("client.id", "java-consumer");

@@ -272,8 +272,10 @@ def test_a_deny_read_acl_on_a_group_fails_its_consumer(secured, topic_name):
 
 
 def test_acks_all_replication_keeps_working_with_the_authorizer(secured, topic_name):
-    """Followers fetch without a principal (see docs/security.md); an ACL on the topic that denies
-    clients must not stop replication, and acks=all writes need every ISR member's fetch."""
+    """Followers fetch as `User:ANONYMOUS` over the PLAINTEXT inter-broker listener and need
+    CLUSTER_ACTION on the cluster, which `--allow-everyone-if-no-acl-found` gives while no ACL names the
+    cluster (docs/security.md); an ACL on the topic that denies clients must not stop replication, and
+    acks=all writes need every ISR member's fetch."""
     bootstrap = secured.bootstrap_servers
     secured.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "3"})
     admin = admin_for(bootstrap)

@@ -3,10 +3,9 @@
 //! DescribeGroups and DescribeCluster report. Without `--authorizer` everything is allowed and the bit
 //! fields list every operation the resource type supports, as Kafka answers without an authorizer.
 //!
-//! Follower fetches (and the OffsetForLeaderEpoch calls of followers) are not checked: Kafka requires
-//! CLUSTER_ACTION on the cluster of them, but brokers do not authenticate to each other yet, so a
-//! follower has no principal to check. When SASL or TLS give brokers one, those calls are to require
-//! CLUSTER_ACTION of it (`docs/security.md`).
+//! Follower fetches (a Fetch with a replica id) need CLUSTER_ACTION on the cluster, as in Kafka: the
+//! follower's principal is whatever its connection authenticated as on the inter-broker listener
+//! (`User:ANONYMOUS` on a PLAINTEXT one; see `docs/security.md`).
 
 use chronik_metadata::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 

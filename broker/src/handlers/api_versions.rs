@@ -10,8 +10,8 @@
 //!   supports (`MetadataVersion.MINIMUM_VERSION`). Everything up to it holds here: ListOffsets by max
 //!   timestamp (KIP-734), topic ids in Fetch (KIP-516), leader recovery after an unclean election
 //!   (KIP-704), brokers in controlled shutdown (KIP-841). The next levels add what Chronik lacks
-//!   (ZooKeeper migration, tiered storage, SCRAM logins (the credentials are stored, KIP-554, but no
-//!   listener authenticates with them yet), delegation tokens), so it claims none of them.
+//!   (ZooKeeper migration, tiered storage, delegation tokens) alongside what it has (SCRAM credentials
+//!   in the metadata log, KIP-554, which SASL listeners authenticate with), so it claims none of them.
 //! - `transaction.version`, `group.version`, `kraft.version`, `eligible.leader.replicas.version` and
 //!   the others are left out. A Kafka broker lists a supported feature only when its maximum level is
 //!   above 0 (`BrokerFeatures.defaultSupportedFeatures`) and a finalized feature only at a level above

@@ -107,17 +107,23 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
     let mut any_error = false;
     let mut hints = LeaderHints::new(&image, rc.listener);
     let mut responses = Vec::with_capacity(request.topics.len());
+    // A follower needs CLUSTER_ACTION on the cluster, else every partition is
+    // TOPIC_AUTHORIZATION_FAILED (Kafka's `handleFetchRequest`); super users pass.
+    let follower_authorized = is_follower && ctx.authorize_cluster(rc, AclOperation::ClusterAction);
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
         // Consumers need READ on the topic (checked before the name, an unknown topic id excepted,
-        // as Kafka's handleFetchRequest); followers are not checked (see `access`).
+        // as Kafka's handleFetchRequest); followers CLUSTER_ACTION on the cluster (above).
         let named = if rc.version >= 13 {
             image.topics.get(&topic.topic_id).map(|t| t.name.as_str())
         } else {
             Some(name.as_str())
         };
-        let authorized =
-            is_follower || named.is_none_or(|n| ctx.authorize_topic(rc, AclOperation::Read, n));
+        let authorized = if is_follower {
+            follower_authorized
+        } else {
+            named.is_none_or(|n| ctx.authorize_topic(rc, AclOperation::Read, n))
+        };
         let topic_id = if authorized {
             topic_id_of(&image, rc, &name, topic.topic_id)
         } else {
@@ -447,5 +453,73 @@ mod tests {
             "a refused fetch records nothing"
         );
         assert_eq!(fetch(current), 0);
+    }
+
+    /// Kafka's `handleFetchRequest`: a follower's fetch needs CLUSTER_ACTION on the cluster, else
+    /// every partition is TOPIC_AUTHORIZATION_FAILED; the principal is the connection's
+    /// (`User:ANONYMOUS` on a PLAINTEXT listener), and a super user passes.
+    #[tokio::test]
+    async fn a_follower_fetch_needs_cluster_action_under_an_authorizer() {
+        use chronik_metadata::acl::{
+            AclBinding, AclPermissionType, PatternType, ResourceType, CLUSTER_NAME,
+        };
+        let orders = Uuid::new_v4();
+        let mut records = vec![
+            Record::ClusterId {
+                cluster_id: CLUSTER_ID.into(),
+            },
+            broker(1, None, false),
+            broker(2, None, false),
+        ];
+        records.extend(topic("orders", orders, &[&[1, 2]]));
+        let cluster_acl = |principal: &str| Record::AccessControlEntry {
+            id: Uuid::new_v4(),
+            acl: AclBinding {
+                resource_type: ResourceType::Cluster,
+                resource_name: CLUSTER_NAME.into(),
+                pattern_type: PatternType::Literal,
+                principal: principal.into(),
+                host: "*".into(),
+                operation: AclOperation::ClusterAction,
+                permission: AclPermissionType::Allow,
+            },
+        };
+        let fetch_as = |records: &[Record], super_users: &[&str], principal: &str| {
+            let mut leader = TestBroker::new(1, records);
+            leader.ctx.authorizer = Some(crate::authorizer::Authorizer {
+                super_users: super_users.iter().map(|s| s.to_string()).collect(),
+                allow_everyone_if_no_acl_found: false,
+            });
+            leader.session.principal = crate::authorizer::KafkaPrincipal {
+                principal_type: "User".into(),
+                name: principal.into(),
+            };
+            let image = leader.ctx.metadata.current();
+            leader.ctx.replicas.apply_metadata(&image, true);
+            let request = FetchRequest::default()
+                .with_replica_state(
+                    ReplicaState::default()
+                        .with_replica_id(BrokerId(2))
+                        .with_replica_epoch(image.brokers[&2].broker_epoch),
+                )
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic_id(orders)
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(0)
+                        .with_fetch_offset(0)
+                        .with_last_fetched_epoch(-1)
+                        .with_partition_max_bytes(1 << 20)])]);
+            let read = read_all(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
+            read.response.responses[0].partitions[0].error_code
+        };
+        let denied = ResponseError::TopicAuthorizationFailed.code();
+        assert_eq!(fetch_as(&records, &[], "ANONYMOUS"), denied);
+        assert_eq!(fetch_as(&records, &["User:broker"], "broker"), 0);
+        let mut granted = records.clone();
+        granted.push(cluster_acl("User:broker"));
+        assert_eq!(fetch_as(&granted, &[], "broker"), 0);
+        assert_eq!(fetch_as(&granted, &[], "ANONYMOUS"), denied);
     }
 }

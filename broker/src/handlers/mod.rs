@@ -36,6 +36,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reassignments;
+pub mod sasl;
 pub mod scram_credentials;
 pub mod sync_group;
 #[cfg(test)]
@@ -221,6 +222,10 @@ pub async fn dispatch(
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             scram_credentials::handle_alter(ctx, &rc, r).await,
         ),
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handle_handshake()),
+        RequestKind::SaslAuthenticate(_) => {
+            ResponseKind::SaslAuthenticate(sasl::handle_authenticate())
+        }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     Outcome::Respond(Box::new(response))

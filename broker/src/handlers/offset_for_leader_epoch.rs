@@ -17,9 +17,8 @@ pub async fn handle(
 ) -> OffsetForLeaderEpochResponse {
     let image = ctx.metadata.current();
     // Kafka's handleOffsetForLeaderEpochRequest: CLUSTER_ACTION on the cluster, else DESCRIBE on each
-    // topic. Followers (a replica id, v3+) are not checked (see `access`).
-    let is_follower = rc.version >= 3 && request.replica_id.0 >= 0;
-    let every_topic = is_follower || ctx.authorize_cluster(rc, AclOperation::ClusterAction);
+    // topic, followers (a replica id, v3+) included.
+    let every_topic = ctx.authorize_cluster(rc, AclOperation::ClusterAction);
     let topics = request
         .topics
         .into_iter()
