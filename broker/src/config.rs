@@ -263,6 +263,10 @@ pub struct BrokerConfig {
     )]
     pub controller_request_timeout_ms: u64,
 
+    /// TLS and the cluster token towards the controllers.
+    #[command(flatten)]
+    pub controller_security: crate::controller_client::ControllerSecurityArgs,
+
     /// Create unknown topics named in Metadata and Produce requests (with the cluster defaults), as
     /// Kafka's `auto.create.topics.enable`.
     #[arg(

@@ -13,12 +13,18 @@
 //!   The caller decides.
 //! - Channels use HTTP/2 keep-alive, so a `WatchMetadata` stream to a controller that stopped answering
 //!   breaks within seconds instead of stalling forever.
+//! - Every channel carries the broker's control-plane credentials (`--controller-tls-*`,
+//!   `--controller-token-file`): TLS verified against the CA, and the cluster token on every request,
+//!   streams included. A controller that refuses them (UNAUTHENTICATED) is a refusal, not retried
+//!   elsewhere; the registration loop logs why and keeps trying.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use chronik_control_auth::{AuthChannel, ClientCredentials, ClientFiles};
 use chronik_metadata::{error, leader_hint, ResponseError};
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::broker_service_client::BrokerServiceClient;
@@ -37,12 +43,56 @@ use chronik_proto::v1::{
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status, Streaming};
 use tracing::{debug, info};
 
 use crate::config::HostPort;
-use crate::error::ControllerCallError;
+use crate::error::{BrokerError, ControllerCallError};
+
+/// The broker's credentials towards the controllers (docs/security.md, "Control plane").
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ControllerSecurityArgs {
+    /// CA bundle (PEM) that verifies the controllers' certificates; turns TLS on towards them.
+    #[arg(long, env = "CHRONIK_CONTROLLER_TLS_CA", value_name = "PATH")]
+    pub controller_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) presented to the controllers (mTLS); needs --controller-tls-key.
+    #[arg(
+        long,
+        alias = "controller-tls-cert",
+        env = "CHRONIK_CONTROLLER_TLS_CERTIFICATE",
+        value_name = "PATH",
+        requires = "controller_tls_key"
+    )]
+    pub controller_tls_certificate: Option<PathBuf>,
+
+    /// Private key (PEM) of --controller-tls-certificate.
+    #[arg(
+        long,
+        env = "CHRONIK_CONTROLLER_TLS_KEY",
+        value_name = "PATH",
+        requires = "controller_tls_certificate"
+    )]
+    pub controller_tls_key: Option<PathBuf>,
+
+    /// File holding the cluster token (the controllers' --cluster-token-file), sent with every call.
+    #[arg(long, env = "CHRONIK_CONTROLLER_TOKEN_FILE", value_name = "PATH")]
+    pub controller_token_file: Option<PathBuf>,
+}
+
+impl ControllerSecurityArgs {
+    /// Reads the files; an unreadable or invalid one stops the start.
+    pub fn load(&self) -> Result<ClientCredentials, BrokerError> {
+        let files = ClientFiles {
+            ca: self.controller_tls_ca.clone(),
+            certificate: self.controller_tls_certificate.clone(),
+            key: self.controller_tls_key.clone(),
+            token: self.controller_token_file.clone(),
+        };
+        ClientCredentials::load(&files, "--controller-token-file")
+            .map_err(|e| BrokerError::Config(e.to_string()))
+    }
+}
 
 /// The Kafka error name of an answer from a controller that is not the active one.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(25);
@@ -57,12 +107,13 @@ pub struct ControllerClient {
     addresses: Vec<String>,
     request_timeout: Duration,
     retry_budget: Duration,
+    credentials: ClientCredentials,
     state: Mutex<ClientState>,
 }
 
 #[derive(Debug, Default)]
 struct ClientState {
-    channels: HashMap<String, Channel>,
+    channels: HashMap<String, AuthChannel>,
     /// The controller that last answered a call as the active controller.
     active: Option<String>,
     /// Round-robin position in `addresses` for when no active controller is known.
@@ -174,8 +225,15 @@ impl ControllerClient {
             addresses: unique,
             request_timeout,
             retry_budget: request_timeout * 2,
+            credentials: ClientCredentials::none(),
             state: Mutex::new(ClientState::default()),
         })
+    }
+
+    /// Replaces the credentials every channel carries (plaintext and no token by default).
+    pub fn with_credentials(mut self, credentials: ClientCredentials) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// Replaces how long one call keeps looking for the active controller.
@@ -398,7 +456,7 @@ impl ControllerClient {
     ) -> Result<Resp, ControllerCallError>
     where
         Req: Clone,
-        F: Fn(AdminServiceClient<Channel>, Request<Req>) -> Fut,
+        F: Fn(AdminServiceClient<AuthChannel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let kind = CallKind {
@@ -503,7 +561,7 @@ impl ControllerClient {
 
     async fn call<T, F, Fut>(&self, kind: CallKind, attempt: F) -> Result<T, ControllerCallError>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(AuthChannel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.call_at(kind, attempt).await.map(|(_, reply)| reply)
@@ -516,7 +574,7 @@ impl ControllerClient {
         mut attempt: F,
     ) -> Result<(String, T), ControllerCallError>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(AuthChannel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = Instant::now();
@@ -631,12 +689,14 @@ impl ControllerClient {
         }
     }
 
-    fn channel(&self, address: &str) -> Result<Channel, ControllerCallError> {
+    fn channel(&self, address: &str) -> Result<AuthChannel, ControllerCallError> {
         let mut state = self.lock();
         if let Some(channel) = state.channels.get(address) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = self
+            .credentials
+            .endpoint(address)
             .map_err(|e| ControllerCallError::InvalidAddress {
                 address: address.to_owned(),
                 reason: e.to_string(),
@@ -645,7 +705,7 @@ impl ControllerClient {
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
+        let channel = self.credentials.authorize(endpoint.connect_lazy());
         state.channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -47,11 +47,20 @@ pub struct ClientCredentials {
     token: Option<Token>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct ClientTls {
     ca_pem: Vec<u8>,
     /// Certificate chain and key, for mTLS.
     identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    // The key stays out of every Debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("client_certificate", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientCredentials {
