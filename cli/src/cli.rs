@@ -72,7 +72,12 @@ pub struct GlobalArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ControllerSecurityArgs {
     /// CA bundle (PEM) that verifies the controllers' certificates; turns TLS on (gRPC and HTTPS).
-    #[arg(long, env = "CHRONIK_CONTROLLER_TLS_CA", value_name = "PATH", global = true)]
+    #[arg(
+        long,
+        env = "CHRONIK_CONTROLLER_TLS_CA",
+        value_name = "PATH",
+        global = true
+    )]
     pub controller_tls_ca: Option<std::path::PathBuf>,
 
     /// Client certificate (PEM) for controllers that authenticate by certificate (mTLS).
@@ -97,7 +102,12 @@ pub struct ControllerSecurityArgs {
     pub controller_tls_key: Option<std::path::PathBuf>,
 
     /// File holding the admin token (the controllers' --admin-token-file).
-    #[arg(long, env = "CHRONIK_ADMIN_TOKEN_FILE", value_name = "PATH", global = true)]
+    #[arg(
+        long,
+        env = "CHRONIK_ADMIN_TOKEN_FILE",
+        value_name = "PATH",
+        global = true
+    )]
     pub admin_token_file: Option<std::path::PathBuf>,
 }
 

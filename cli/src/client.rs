@@ -513,6 +513,13 @@ impl ControllerClient {
             Some(_) => return Outcome::Failed(CliError::from_status(status)),
             None => {}
         }
+        if !self.credentials.uses_tls() && status.message().contains("h2 protocol error") {
+            // What a plaintext HTTP/2 client meets at a TLS port: the server drops the connection.
+            return Outcome::Unreachable(format!(
+                "{} (the controller may require TLS: pass --controller-tls-ca)",
+                one_line(status.message())
+            ));
+        }
         match status.code() {
             // Statuses without a `chronik-error` name and these codes come from the transport, not from
             // a controller that looked at the request.
@@ -600,7 +607,9 @@ impl ControllerClient {
                 );
             }
             if lower.contains("corrupt message") || lower.contains("invalidcontenttype") {
-                return format!("{chain} (the controller does not speak TLS: drop --controller-tls-ca?)");
+                return format!(
+                    "{chain} (the controller does not speak TLS: drop --controller-tls-ca?)"
+                );
             }
         }
         chain
@@ -672,7 +681,6 @@ fn leader_hint(status: &Status) -> Option<String> {
     let value = status.metadata().get(LEADER_METADATA_KEY)?.to_str().ok()?;
     leader_hint::parse(value)
 }
-
 
 #[cfg(test)]
 mod tests {

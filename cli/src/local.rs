@@ -334,6 +334,17 @@ impl Node {
         }
     }
 
+    /// Removes `flag` and its value from the node's next start; false if it has no such flag.
+    pub fn remove_arg(&mut self, flag: &str) -> bool {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.args.len() => {
+                self.args.drain(i..i + 2);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Starts this node again (same ports, data dir and flags).
     pub fn start(&mut self, log_filter: &str) -> Result<(), LocalError> {
         if self.is_running() {
@@ -720,10 +731,8 @@ pub fn http_client_with_timeout(
         let mut value = reqwest::header::HeaderValue::from_str(&authorization)
             .map_err(|_| LocalError::Io("the token is not a valid header value".into()))?;
         value.set_sensitive(true);
-        let headers = reqwest::header::HeaderMap::from_iter([(
-            reqwest::header::AUTHORIZATION,
-            value,
-        )]);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
         builder = builder.default_headers(headers);
     }
     builder.build().map_err(|e| io("http client", e))

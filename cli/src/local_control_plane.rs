@@ -75,7 +75,8 @@ impl ControlPlaneFiles {
                 .self_signed(&key)
                 .map_err(|e| io("cannot sign the CA certificate", e))?;
             write_secret(&ca_key_path, &key.serialize_pem())?;
-            std::fs::write(files.ca(), certificate.pem()).map_err(|e| io(files.ca().display(), e))?;
+            std::fs::write(files.ca(), certificate.pem())
+                .map_err(|e| io(files.ca().display(), e))?;
             (params, key)
         };
         let issuer = Issuer::new(ca_params, ca_key);
@@ -102,8 +103,7 @@ impl ControlPlaneFiles {
                 .signed_by(&leaf_key, &issuer)
                 .map_err(|e| io(format!("cannot sign the {name} certificate"), e))?;
             write_secret(&key, &leaf_key.serialize_pem())?;
-            std::fs::write(&certificate, signed.pem())
-                .map_err(|e| io(certificate.display(), e))?;
+            std::fs::write(&certificate, signed.pem()).map_err(|e| io(certificate.display(), e))?;
         }
         Ok(files)
     }
@@ -195,12 +195,18 @@ mod tests {
         let files = ControlPlaneFiles::generate(dir.path(), 3).unwrap();
         let token = std::fs::read_to_string(files.admin_token()).unwrap();
         assert_eq!(token.len(), 64);
-        assert_ne!(token, std::fs::read_to_string(files.cluster_token()).unwrap());
+        assert_ne!(
+            token,
+            std::fs::read_to_string(files.cluster_token()).unwrap()
+        );
         let ca = std::fs::read(files.ca()).unwrap();
         let again = ControlPlaneFiles::generate(dir.path(), 3).unwrap();
         assert_eq!(std::fs::read(again.ca()).unwrap(), ca);
         assert_eq!(std::fs::read_to_string(again.admin_token()).unwrap(), token);
-        assert!(files.controller_args(2).iter().any(|a| a.ends_with("controller-2.pem")));
+        assert!(files
+            .controller_args(2)
+            .iter()
+            .any(|a| a.ends_with("controller-2.pem")));
         chronik_control_auth::ClientCredentials::load(&files.client_files(), "token").unwrap();
     }
 }

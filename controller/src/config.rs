@@ -111,11 +111,21 @@ pub enum ClientAuth {
 pub struct SecurityArgs {
     /// Certificate chain (PEM) of this controller, for its gRPC and HTTP listeners and as its client
     /// certificate towards the other controllers. Its names must include the host in --quorum.
-    #[arg(long, env = "CHRONIK_TLS_CERTIFICATE", value_name = "PATH", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "CHRONIK_TLS_CERTIFICATE",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
     pub tls_certificate: Option<PathBuf>,
 
     /// Private key (PEM) of --tls-certificate.
-    #[arg(long, env = "CHRONIK_TLS_KEY", value_name = "PATH", requires = "tls_certificate")]
+    #[arg(
+        long,
+        env = "CHRONIK_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_certificate"
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// CA bundle (PEM) that verifies the other controllers, and client certificates when
@@ -151,9 +161,11 @@ impl SecurityArgs {
     /// The rules between the flags; see `docs/security.md`.
     pub fn validate(&self) -> Result<(), String> {
         if self.tls_certificate.is_some() != self.tls_ca.is_some() {
-            return Err("--tls-certificate and --tls-ca go together: the CA verifies the other \
+            return Err(
+                "--tls-certificate and --tls-ca go together: the CA verifies the other \
                 controllers this one connects to"
-                .into());
+                    .into(),
+            );
         }
         if self.tls_client_auth != ClientAuth::None && self.tls_certificate.is_none() {
             return Err("--tls-client-auth needs --tls-certificate, --tls-key and --tls-ca".into());
@@ -163,10 +175,12 @@ impl SecurityArgs {
             self.cluster_token_file.is_some(),
         );
         if self.tls_client_auth == ClientAuth::None && tokens.0 != tokens.1 {
-            return Err("--admin-token-file and --cluster-token-file go together unless \
+            return Err(
+                "--admin-token-file and --cluster-token-file go together unless \
                 --tls-client-auth authenticates callers by certificate: otherwise one kind of \
                 caller could not authenticate at all"
-                .into());
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use chronik_proto::v1::admin_service_server::AdminServiceServer;
 use chronik_proto::v1::broker_service_server::BrokerServiceServer;
-use tonic::service::interceptor::InterceptedService;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Raft};
 use serde::{Deserialize, Serialize};
@@ -19,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 use tracing::{error, info, warn};
 
 use crate::api::auth::{Api, GrpcGuard};

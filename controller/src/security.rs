@@ -109,18 +109,24 @@ impl Security {
         let tls = self.grpc_tls.is_some();
         let auth = self.authenticator.enabled();
         if !tls && !auth {
-            warn!("the control plane is plaintext and unauthenticated: anyone who reaches this \
+            warn!(
+                "the control plane is plaintext and unauthenticated: anyone who reaches this \
                 controller's gRPC or HTTP port can change the cluster (see docs/security.md, \
-                \"Control plane\")");
+                \"Control plane\")"
+            );
             return;
         }
         if !auth {
-            warn!("the control plane is unauthenticated: TLS is on, but any caller may change the \
-                cluster; set --admin-token-file and --cluster-token-file, or --tls-client-auth");
+            warn!(
+                "the control plane is unauthenticated: TLS is on, but any caller may change the \
+                cluster; set --admin-token-file and --cluster-token-file, or --tls-client-auth"
+            );
         }
         if auth && !tls {
-            warn!("tokens are sent in plaintext: without --tls-certificate anyone on the network \
-                path can read them");
+            warn!(
+                "tokens are sent in plaintext: without --tls-certificate anyone on the network \
+                path can read them"
+            );
         }
         info!(
             tls,
@@ -155,9 +161,7 @@ fn http_tls_config(
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca.1) {
             let cert = cert.map_err(|e| invalid("--tls-ca", ca.0, &e))?;
-            roots
-                .add(cert)
-                .map_err(|e| invalid("--tls-ca", ca.0, &e))?;
+            roots.add(cert).map_err(|e| invalid("--tls-ca", ca.0, &e))?;
         }
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .allow_unauthenticated()

@@ -75,7 +75,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-length: 16\r\nconnection: close\r\n\r\nready; leader 2\n",
         )
         .await;
-        let result = probe(&url, Duration::from_secs(5), &ClientCredentials::none()).await.expect("ready");
+        let result = probe(&url, Duration::from_secs(5), &ClientCredentials::none())
+            .await
+            .expect("ready");
         assert_eq!(result.status, 200);
         assert_eq!(result.message, "ready; leader 2");
     }
@@ -86,7 +88,9 @@ mod tests {
             "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 27\r\nconnection: close\r\n\r\nno controller leader known\n",
         )
         .await;
-        let error = probe(&url, Duration::from_secs(5), &ClientCredentials::none()).await.unwrap_err();
+        let error = probe(&url, Duration::from_secs(5), &ClientCredentials::none())
+            .await
+            .unwrap_err();
         assert!(
             error.to_string().contains("503") && error.to_string().contains("no controller leader"),
             "{error}"
@@ -95,7 +99,9 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/readyz", closed.local_addr().expect("address"));
         drop(closed);
-        let error = probe(&url, Duration::from_secs(5), &ClientCredentials::none()).await.unwrap_err();
+        let error = probe(&url, Duration::from_secs(5), &ClientCredentials::none())
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("no answer"), "{error}");
     }
 }

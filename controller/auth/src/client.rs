@@ -205,7 +205,10 @@ mod tests {
         let request = bearer.call(Request::new(())).unwrap();
         let value = request.metadata().get(AUTHORIZATION).unwrap();
         assert!(value.is_sensitive());
-        assert_eq!(value.to_str().unwrap(), "Bearer abcdefghijklmnop-very-secret");
+        assert_eq!(
+            value.to_str().unwrap(),
+            "Bearer abcdefghijklmnop-very-secret"
+        );
         assert_eq!(credentials.scheme(), "http");
     }
 

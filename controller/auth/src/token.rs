@@ -106,7 +106,9 @@ mod tests {
         let token = Token::from_file("token file", &path).unwrap();
         assert!(token.matches(b"0123456789abcdef"));
         std::fs::write(&path, "\n").unwrap();
-        let error = Token::from_file("token file", &path).unwrap_err().to_string();
+        let error = Token::from_file("token file", &path)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("at least 16"), "{error}");
     }
 }

@@ -262,7 +262,10 @@ mod tests {
             Err(Refusal::NotPermitted(Api::Raft))
         );
         assert_eq!(
-            auth.check(Api::Broker, admin, false).unwrap_err().status().code(),
+            auth.check(Api::Broker, admin, false)
+                .unwrap_err()
+                .status()
+                .code(),
             tonic::Code::PermissionDenied
         );
     }

@@ -44,10 +44,7 @@ async fn require_credentials(
         .get::<ConnectInfo<HttpPeer>>()
         .map(|ConnectInfo(peer)| *peer);
     let verified_certificate = peer.is_some_and(|p| p.verified_certificate);
-    let authorization = request
-        .headers()
-        .get(AUTHORIZATION)
-        .map(|v| v.as_bytes());
+    let authorization = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
     match auth.check(Api::Http, authorization, verified_certificate) {
         Ok(_) => next.run(request).await,
         Err(refusal) => {

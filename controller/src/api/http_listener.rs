@@ -73,7 +73,8 @@ impl HttpListener {
                 let (acceptor, sender, shutdown) =
                     (acceptor.clone(), sender.clone(), shutdown.clone());
                 handshakes.spawn(async move {
-                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     let stream = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         done = handshake => match done {
