@@ -520,10 +520,36 @@ impl ControllerClient {
                 one_line(status.message())
             ));
         }
+        if status.code() == Code::Unknown && status.message().contains("transport error") {
+            // The connection failed under the request; with TLS 1.3 that is also where a missing
+            // client certificate shows (the server's alert comes after the client's handshake).
+            let chain = error_chain(status);
+            let hint = if !self.credentials.uses_tls() {
+                " (the controller may require TLS: pass --controller-tls-ca)"
+            } else if !self.credentials.has_certificate() {
+                " (if the controller requires client certificates: pass --controller-tls-cert and \
+                --controller-tls-key)"
+            } else {
+                " (if the controller refused the TLS handshake: is the client certificate signed \
+                by its CA?)"
+            };
+            return Outcome::Failed(CliError::Status {
+                code: Code::Unknown,
+                error_name: None,
+                message: format!("{address}: {chain}{hint}"),
+            });
+        }
         match status.code() {
             // Statuses without a `chronik-error` name and these codes come from the transport, not from
             // a controller that looked at the request.
             Code::Unavailable => Outcome::Unreachable(error_chain(status)),
+            // A plaintext client at a TLS port sees its stream cancelled as the server drops it.
+            Code::Cancelled if kind == CallKind::Read && !self.credentials.uses_tls() => {
+                Outcome::Unreachable(format!(
+                    "{address}: {} (the controller may require TLS: pass --controller-tls-ca)",
+                    error_chain(status)
+                ))
+            }
             Code::Cancelled | Code::DeadlineExceeded => match kind {
                 CallKind::Read => Outcome::Unreachable(format!(
                     "no answer from {address} within {} ms",
