@@ -11,7 +11,7 @@ use chronik_control_auth::{ClientCredentials, ClientFiles};
 use chronik_proto::v1 as pb;
 use chronikctl::local::http_client;
 use chronikctl::local_control_plane::ControlPlaneFiles;
-use chronikctl::{CliError, ControllerClient};
+use chronikctl::ControllerClient;
 
 use crate::harness::{start_with, wait_for};
 
