@@ -524,15 +524,7 @@ impl ControllerClient {
             // The connection failed under the request; with TLS 1.3 that is also where a missing
             // client certificate shows (the server's alert comes after the client's handshake).
             let chain = error_chain(status);
-            let hint = if !self.credentials.uses_tls() {
-                " (the controller may require TLS: pass --controller-tls-ca)"
-            } else if !self.credentials.has_certificate() {
-                " (if the controller requires client certificates: pass --controller-tls-cert and \
-                --controller-tls-key)"
-            } else {
-                " (if the controller refused the TLS handshake: is the client certificate signed \
-                by its CA?)"
-            };
+            let hint = self.connection_hint();
             return Outcome::Failed(CliError::Status {
                 code: Code::Unknown,
                 error_name: None,
@@ -543,13 +535,13 @@ impl ControllerClient {
             // Statuses without a `chronik-error` name and these codes come from the transport, not from
             // a controller that looked at the request.
             Code::Unavailable => Outcome::Unreachable(error_chain(status)),
-            // A plaintext client at a TLS port sees its stream cancelled as the server drops it.
-            Code::Cancelled if kind == CallKind::Read && !self.credentials.uses_tls() => {
-                Outcome::Unreachable(format!(
-                    "{address}: {} (the controller may require TLS: pass --controller-tls-ca)",
-                    error_chain(status)
-                ))
-            }
+            // A client whose TLS settings the controller refused (plaintext at a TLS port, no or a
+            // foreign client certificate) may see its stream cancelled as the server drops it.
+            Code::Cancelled if kind == CallKind::Read => Outcome::Unreachable(format!(
+                "{address}: {}{}",
+                error_chain(status),
+                self.connection_hint()
+            )),
             Code::Cancelled | Code::DeadlineExceeded => match kind {
                 CallKind::Read => Outcome::Unreachable(format!(
                     "no answer from {address} within {} ms",
@@ -619,6 +611,19 @@ impl ControllerClient {
             .channels
             .insert(address.to_owned(), channel.clone());
         Ok(channel)
+    }
+
+    /// What may explain a connection the controller dropped under a request: its TLS settings.
+    fn connection_hint(&self) -> &'static str {
+        if !self.credentials.uses_tls() {
+            " (the controller may require TLS: pass --controller-tls-ca)"
+        } else if !self.credentials.has_certificate() {
+            " (if the controller requires client certificates: pass --controller-tls-cert and \
+            --controller-tls-key)"
+        } else {
+            " (if the controller refused the TLS handshake: is the client certificate signed by \
+            its CA?)"
+        }
     }
 
     /// A connection failure, with a hint when TLS on one side only is the likely cause.

@@ -123,6 +123,7 @@ async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {
         spec.controller_args = args.controller_args.clone();
         spec.broker_args = args.broker_args.clone();
         spec.listeners = listener_names(&args.listeners)?;
+        // The seam for the Kafka side's `--security`: a secured cluster secures its control plane too.
         spec.secure_control_plane = args.secure_control_plane;
         LocalCluster::start(spec).map_err(local_error)?
     };
