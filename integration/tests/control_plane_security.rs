@@ -199,6 +199,43 @@ async fn a_secured_quorum_serves_brokers_and_admins_with_their_tokens_and_refuse
         .expect("delete");
     assert_eq!(deleted.topics[0].error_code, 0);
 
+    // The chronikctl binary, with the credentials from the environment, and without the token.
+    let controllers_arg = cluster.controllers_arg();
+    let ctl = |token: Option<&Path>, args: &[&str]| {
+        let mut command =
+            std::process::Command::new(chronikctl::local::default_bin_dir().join("chronikctl"));
+        command
+            .env("CHRONIK_CONTROLLER_TLS_CA", files.ca())
+            .env_remove("CHRONIK_ADMIN_TOKEN_FILE")
+            .args(["--controllers", &controllers_arg])
+            .args(args);
+        if let Some(token) = token {
+            command.env("CHRONIK_ADMIN_TOKEN_FILE", token);
+        }
+        command.output().expect("chronikctl runs")
+    };
+    let admin_token = files.admin_token();
+    for args in [
+        &["topic", "create", "via-cli"][..],
+        &["topic", "delete", "via-cli"],
+    ] {
+        let out = ctl(Some(&admin_token), args);
+        assert!(
+            out.status.success(),
+            "chronikctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = ctl(None, &["topic", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.starts_with("error: the controller")
+            && stderr.contains("refused the credentials")
+            && stderr.contains("pass --admin-token-file"),
+        "{stderr}"
+    );
+
     // A broker with a wrong token, then with the admin token, then with none: refused, and it says why.
     for (case, token_file, expected) in [
         ("wrong token", Some(wrong_token.clone()), "neither"),
