@@ -267,6 +267,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn security_flags_go_together_as_documented() {
+        let base = [
+            "chronik-controller",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "/d",
+            "--quorum",
+            "1@h:1",
+        ];
+        let parse = |extra: &[&str]| {
+            ControllerConfig::try_parse_from(base.iter().chain(extra))
+                .map(|c| c.voters().map(|_| ()))
+        };
+        assert!(parse(&[]).unwrap().is_ok());
+        let tls = ["--tls-certificate", "c", "--tls-key", "k", "--tls-ca", "ca"];
+        assert!(parse(&tls).unwrap().is_ok());
+        assert!(
+            parse(&["--tls-certificate", "c"]).is_err(),
+            "a key is required"
+        );
+        assert!(parse(&["--tls-certificate", "c", "--tls-key", "k"])
+            .unwrap()
+            .unwrap_err()
+            .contains("--tls-ca"));
+        assert!(parse(&["--tls-client-auth", "required"]).unwrap().is_err());
+        assert!(parse(&["--admin-token-file", "a"]).unwrap().is_err());
+        assert!(
+            parse(&["--admin-token-file", "a", "--cluster-token-file", "c"])
+                .unwrap()
+                .is_ok()
+        );
+        let mut mtls_admin_only = tls.to_vec();
+        mtls_admin_only.extend(["--tls-client-auth", "requested", "--admin-token-file", "a"]);
+        assert!(parse(&mtls_admin_only).unwrap().is_ok());
+    }
+
+    #[test]
     fn quorum_parsing() {
         let voters = parse_quorum("1@127.0.0.1:9093, 7@host-b:9193,3@[::1]:9293").unwrap();
         assert_eq!(voters.len(), 3);
