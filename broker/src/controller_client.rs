@@ -20,11 +20,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use chronik_control_auth::{AuthChannel, ClientCredentials, ClientFiles};
+use chronik_control_auth::{AuthChannel, ClientCredentials};
 use chronik_metadata::{error, leader_hint, ResponseError};
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::broker_service_client::BrokerServiceClient;
@@ -47,52 +46,7 @@ use tonic::{Code, Request, Status, Streaming};
 use tracing::{debug, info};
 
 use crate::config::HostPort;
-use crate::error::{BrokerError, ControllerCallError};
-
-/// The broker's credentials towards the controllers (docs/security.md, "Control plane").
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct ControllerSecurityArgs {
-    /// CA bundle (PEM) that verifies the controllers' certificates; turns TLS on towards them.
-    #[arg(long, env = "CHRONIK_CONTROLLER_TLS_CA", value_name = "PATH")]
-    pub controller_tls_ca: Option<PathBuf>,
-
-    /// Client certificate (PEM) presented to the controllers (mTLS); needs --controller-tls-key.
-    #[arg(
-        long,
-        alias = "controller-tls-cert",
-        env = "CHRONIK_CONTROLLER_TLS_CERTIFICATE",
-        value_name = "PATH",
-        requires = "controller_tls_key"
-    )]
-    pub controller_tls_certificate: Option<PathBuf>,
-
-    /// Private key (PEM) of --controller-tls-certificate.
-    #[arg(
-        long,
-        env = "CHRONIK_CONTROLLER_TLS_KEY",
-        value_name = "PATH",
-        requires = "controller_tls_certificate"
-    )]
-    pub controller_tls_key: Option<PathBuf>,
-
-    /// File holding the cluster token (the controllers' --cluster-token-file), sent with every call.
-    #[arg(long, env = "CHRONIK_CONTROLLER_TOKEN_FILE", value_name = "PATH")]
-    pub controller_token_file: Option<PathBuf>,
-}
-
-impl ControllerSecurityArgs {
-    /// Reads the files; an unreadable or invalid one stops the start.
-    pub fn load(&self) -> Result<ClientCredentials, BrokerError> {
-        let files = ClientFiles {
-            ca: self.controller_tls_ca.clone(),
-            certificate: self.controller_tls_certificate.clone(),
-            key: self.controller_tls_key.clone(),
-            token: self.controller_token_file.clone(),
-        };
-        ClientCredentials::load(&files, "--controller-token-file")
-            .map_err(|e| BrokerError::Config(e.to_string()))
-    }
-}
+use crate::error::ControllerCallError;
 
 /// The Kafka error name of an answer from a controller that is not the active one.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(25);
