@@ -16,10 +16,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chronik_control_auth::{ClientCredentials, ClientFiles};
 use chronik_metadata::{BrokerId, Endpoint};
 use clap::Parser;
-
-use chronik_control_auth::{ClientCredentials, ClientFiles};
 
 use crate::error::BrokerError;
 
