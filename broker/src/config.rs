@@ -335,6 +335,17 @@ pub struct BrokerConfig {
     #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
     pub max_request_bytes: u32,
 
+    /// Whether `/metrics` has series per partition (log end offset, high watermark, size, segments);
+    /// turn off on brokers with very many partitions to bound the series count. Totals stay.
+    #[arg(
+        long,
+        env = "CHRONIK_PARTITION_METRICS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub partition_metrics: bool,
+
     /// How many request frames one connection may read ahead of the one being handled.
     #[arg(
         long,

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -24,6 +25,7 @@ use chronik_wire::read_frame;
 
 use crate::authorizer::Session;
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
+use crate::metrics::{api_name, metrics};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
 
 /// Limits of one connection.
@@ -93,6 +95,7 @@ async fn handle_connection(
     cancel: CancellationToken,
 ) {
     debug!(%peer, "Kafka connection opened");
+    metrics().connection_opened(&limits.listener);
     // Until SASL or TLS authenticate one, every connection is `User:ANONYMOUS`.
     let session = Arc::new(Session::anonymous(Some(peer.ip())));
     let (mut reader, mut writer) = stream.into_split();
@@ -181,6 +184,7 @@ async fn handle_connection(
     read_cancel.cancel();
     let _ = reading.await;
     let _ = writer.shutdown().await;
+    metrics().connection_closed(&limits.listener);
     match close_reason {
         Some(reason) => info!(%peer, "closed Kafka connection: {reason}"),
         None => debug!(%peer, "Kafka connection closed"),
@@ -226,12 +230,24 @@ fn handle(
             Decoded::Request(request) => {
                 let correlation_id = request.header.correlation_id;
                 let (key, version) = (request.api_key, request.version);
-                encode(
+                let arrived = Instant::now();
+                let staged = encode(
                     correlation_id,
                     key,
                     version,
                     dispatch(&ctx, *request, &listener, Some(peer), &session).await,
-                )
+                );
+                match staged {
+                    Staged::Done(out) => {
+                        metrics().request(api_name(key), version, arrived.elapsed());
+                        Staged::Done(out)
+                    }
+                    Staged::Completing(rest) => Staged::Completing(Box::pin(async move {
+                        let out = rest.await;
+                        metrics().request(api_name(key), version, arrived.elapsed());
+                        out
+                    })),
+                }
             }
         }
     })

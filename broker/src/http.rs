@@ -25,6 +25,11 @@ pub struct HttpState {
     pub metadata: Arc<MetadataCache>,
     /// The group coordinator, for its gauges (absent in tests of the other endpoints).
     pub groups: Option<Arc<crate::group::GroupCoordinator>>,
+    /// The partitions, for their gauges and logs that could not be opened (absent in tests of the
+    /// other endpoints).
+    pub replicas: Option<Arc<crate::replica::ReplicaManager>>,
+    /// Whether `/metrics` has series per partition (`--partition-metrics`).
+    pub partition_metrics: bool,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -41,7 +46,10 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<HttpState>) -> Response {
     let status = state.status.borrow().clone();
-    match status.not_ready_reason(state.metadata.offset()) {
+    let reason = status
+        .not_ready_reason(state.metadata.offset())
+        .or_else(|| state.replicas.as_deref().and_then(unopened_reason));
+    match reason {
         None => (StatusCode::OK, "ready\n").into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -49,6 +57,19 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Why partitions this broker replicates cannot be served: their logs did not open.
+fn unopened_reason(replicas: &crate::replica::ReplicaManager) -> Option<String> {
+    let unopened = replicas.unopened_logs();
+    let first = unopened.first()?;
+    Some(format!(
+        "{} partition log(s) cannot be opened, e.g. {}-{}: {} (retrying)",
+        unopened.len(),
+        first.topic,
+        first.partition,
+        first.error
+    ))
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
@@ -117,6 +138,36 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         "Partitions without a leader (offline).",
         counts.leaderless,
     );
+    if let Some(replicas) = &state.replicas {
+        gauge(
+            &mut out,
+            "chronik_broker_unopened_partition_logs",
+            "Partitions this broker replicates whose log could not be opened (retried).",
+            replicas.unopened_logs().len(),
+        );
+        partition_gauges(
+            &mut out,
+            replicas,
+            status.broker_id,
+            state.partition_metrics,
+        );
+    }
+    if let Some(open) = crate::fds::open_files() {
+        gauge(
+            &mut out,
+            "chronik_broker_open_files",
+            "File descriptors this broker has open.",
+            open,
+        );
+    }
+    if let Some(limit) = crate::fds::open_files_limit() {
+        gauge(
+            &mut out,
+            "chronik_broker_max_open_files",
+            "The broker's limit on open file descriptors (soft RLIMIT_NOFILE).",
+            limit,
+        );
+    }
     if let Some(groups) = &state.groups {
         let stats = groups.stats();
         gauge(
@@ -143,7 +194,9 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             "Members of the consumer groups this broker coordinates.",
             stats.members,
         );
+        group_gauges(&mut out, &groups.snapshot(), state.partition_metrics);
     }
+    crate::metrics::metrics().render(&mut out);
     (
         [(
             header::CONTENT_TYPE,
@@ -152,6 +205,181 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// Per-group gauges of the groups this broker coordinates: members and state always, committed offsets
+/// per partition with `per_partition`. A group's lag on a partition is its high watermark (reported by
+/// the leader's `chronik_broker_partition_high_watermark`) minus the committed offset:
+///
+/// ```text
+/// max by (topic, partition) (chronik_broker_partition_high_watermark)
+///   - on (topic, partition) group_right
+///   chronik_broker_consumer_group_committed_offset
+/// ```
+fn group_gauges(out: &mut String, groups: &[crate::group::GroupSnapshot], per_partition: bool) {
+    let _ = writeln!(
+        out,
+        "# HELP chronik_broker_consumer_group_members Members of each group this broker coordinates."
+    );
+    let _ = writeln!(out, "# TYPE chronik_broker_consumer_group_members gauge");
+    for group in groups {
+        let _ = writeln!(
+            out,
+            "chronik_broker_consumer_group_members{{group=\"{}\"}} {}",
+            escape_label(&group.group_id),
+            group.members
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chronik_broker_consumer_group_state The state of each group (1 for the current one)."
+    );
+    let _ = writeln!(out, "# TYPE chronik_broker_consumer_group_state gauge");
+    for group in groups {
+        let _ = writeln!(
+            out,
+            "chronik_broker_consumer_group_state{{group=\"{}\",state=\"{}\"}} 1",
+            escape_label(&group.group_id),
+            group.state
+        );
+    }
+    if !per_partition {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chronik_broker_consumer_group_committed_offset The offset each group committed on each partition."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE chronik_broker_consumer_group_committed_offset gauge"
+    );
+    for group in groups {
+        for ((topic, partition), offset) in &group.offsets {
+            let _ = writeln!(
+                out,
+                "chronik_broker_consumer_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {offset}",
+                escape_label(&group.group_id),
+                escape_label(topic),
+            );
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped (group ids are any string).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One hosted partition's row of per-partition gauges.
+struct PartitionRow {
+    labels: String,
+    log_end_offset: i64,
+    high_watermark: i64,
+    size: u64,
+    segments: usize,
+}
+
+/// Gauges of the partitions this broker hosts, read at scrape time: totals always, and one series per
+/// partition when `per_partition` (Kafka's `Log` and `Partition` metrics: `LogEndOffset`, `Size`,
+/// `NumLogSegments`, `UnderReplicated`, `UnderMinIsr`).
+fn partition_gauges(
+    out: &mut String,
+    replicas: &crate::replica::ReplicaManager,
+    broker_id: i32,
+    per_partition: bool,
+) {
+    let partitions = replicas.partitions();
+    let (mut under_replicated, mut under_min_isr, mut size) = (0usize, 0usize, 0u64);
+    let mut rows = Vec::with_capacity(if per_partition { partitions.len() } else { 0 });
+    for partition in &partitions {
+        let state = partition.state();
+        if state.leader == broker_id {
+            under_replicated += usize::from(state.isr.len() < state.replicas.len());
+            under_min_isr += usize::from(state.isr.len() < state.min_insync_replicas);
+        }
+        let bytes = partition.log.size_in_bytes();
+        size += bytes;
+        if per_partition {
+            rows.push(PartitionRow {
+                labels: format!(
+                    "topic=\"{}\",partition=\"{}\"",
+                    partition.topic, partition.index
+                ),
+                log_end_offset: partition.log.log_end_offset(),
+                high_watermark: partition.log.high_watermark(),
+                size: bytes,
+                segments: partition.log.segment_count(),
+            });
+        }
+    }
+    gauge(
+        out,
+        "chronik_broker_under_replicated_partitions",
+        "Partitions this broker leads whose ISR is smaller than their replica set.",
+        under_replicated,
+    );
+    gauge(
+        out,
+        "chronik_broker_under_min_isr_partitions",
+        "Partitions this broker leads whose ISR is below min.insync.replicas (acks=all is refused).",
+        under_min_isr,
+    );
+    gauge(
+        out,
+        "chronik_broker_log_size_bytes",
+        "Bytes of every partition log this broker hosts.",
+        size,
+    );
+    if !per_partition {
+        return;
+    }
+    rows.sort_by(|a, b| a.labels.cmp(&b.labels));
+    partition_family(
+        out,
+        "chronik_broker_partition_log_end_offset",
+        "The offset after the last record of the partition's log here.",
+        &rows,
+        |r| r.log_end_offset.to_string(),
+    );
+    partition_family(
+        out,
+        "chronik_broker_partition_high_watermark",
+        "The partition's high watermark as this broker knows it.",
+        &rows,
+        |r| r.high_watermark.to_string(),
+    );
+    partition_family(
+        out,
+        "chronik_broker_partition_log_size_bytes",
+        "Bytes of the partition's log here.",
+        &rows,
+        |r| r.size.to_string(),
+    );
+    partition_family(
+        out,
+        "chronik_broker_partition_log_segments",
+        "Segments of the partition's log here.",
+        &rows,
+        |r| r.segments.to_string(),
+    );
+}
+
+fn partition_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: &[PartitionRow],
+    value: impl Fn(&PartitionRow) -> String,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for row in rows {
+        let _ = writeln!(out, "{name}{{{}}} {}", row.labels, value(row));
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
@@ -176,6 +404,8 @@ mod tests {
             status: rx,
             metadata: Arc::new(MetadataCache::new()),
             groups: None,
+            replicas: None,
+            partition_metrics: true,
         };
         (state, tx)
     }
@@ -202,6 +432,28 @@ mod tests {
             .await
             .expect("body");
         (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn group_ids_are_escaped_in_label_values() {
+        let mut out = String::new();
+        let groups = [crate::group::GroupSnapshot {
+            group_id: "a\"b\\c\nd".to_owned(),
+            state: "Stable",
+            members: 2,
+            offsets: vec![(("t".to_owned(), 0), 42)],
+        }];
+        group_gauges(&mut out, &groups, true);
+        assert!(
+            out.contains("chronik_broker_consumer_group_members{group=\"a\\\"b\\\\c\\nd\"} 2"),
+            "{out}"
+        );
+        assert!(out.contains(
+            "chronik_broker_consumer_group_committed_offset{group=\"a\\\"b\\\\c\\nd\",topic=\"t\",partition=\"0\"} 42"
+        ), "{out}");
+        let mut out = String::new();
+        group_gauges(&mut out, &groups, false);
+        assert!(!out.contains("committed_offset{"), "{out}");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chronik_broker::BrokerConfig;
 use clap::Parser;
-use tracing::warn;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// Malformed requests must not abort the process through a huge up-front allocation (see `alloc`).
@@ -24,6 +24,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Each partition keeps descriptors open (see `fds`).
+    match chronik_broker::fds::raise_open_files_limit() {
+        Ok((soft, _)) => info!(limit = soft, "open files limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open files limit"),
+    }
     match chronik_broker::run(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -268,6 +268,8 @@ impl Broker {
                 status: status.clone(),
                 metadata: metadata.clone(),
                 groups: Some(http_groups),
+                replicas: Some(replicas.clone()),
+                partition_metrics: config.partition_metrics,
             });
             let cancel = cancel.clone();
             tracker.spawn(async move {

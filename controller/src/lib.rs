@@ -16,6 +16,7 @@ pub mod applied;
 pub mod config;
 pub mod error;
 pub mod liveness;
+pub mod metrics;
 pub mod node;
 pub mod quorum;
 pub mod raft;

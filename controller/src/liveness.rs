@@ -41,6 +41,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::metrics::metrics;
 use crate::quorum::Quorum;
 use crate::state::cluster::{evict_inactive_broker, fence_broker};
 use crate::state::topics::{elect_leaders, ElectionScope};
@@ -103,6 +104,15 @@ pub enum Expiry {
 }
 
 impl Expiry {
+    /// The `cause` label of the fencings metric.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Expiry::SessionTimedOut => "session_timed_out",
+            Expiry::StreamLost => "session_stream_lost",
+            Expiry::StreamLostAndRefused => "session_stream_lost_and_refused",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Expiry::SessionTimedOut => "session expired",
@@ -418,6 +428,8 @@ pub async fn run_liveness(
     let mut ticker = tokio::time::interval(check_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_rebalance = Instant::now();
+    // The active controller last seen, to count changes of it.
+    let mut known_leader = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -425,8 +437,14 @@ pub async fn run_liveness(
             _ = liveness.woken() => {}
         }
         let (term, is_leader) = {
-            let metrics = quorum.raft().metrics();
-            let m = metrics.borrow();
+            let raft_metrics = quorum.raft().metrics();
+            let m = raft_metrics.borrow();
+            if m.current_leader.is_some() && m.current_leader != known_leader {
+                if known_leader.is_some() {
+                    metrics().leader_changed();
+                }
+                known_leader = m.current_leader;
+            }
             (m.current_term, m.current_leader == Some(quorum.node_id()))
         };
         if !is_leader {
@@ -453,6 +471,7 @@ pub async fn run_liveness(
                 .await;
             match result {
                 Ok((offset, true)) => {
+                    metrics().fenced(expiry.cause());
                     info!(
                         broker_id,
                         broker_epoch,

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::raft::ClientWriteResponse;
@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::applied::AppliedMetadata;
 use crate::error::{ApiError, ControllerError, Result};
+use crate::metrics::{metrics, RecordCounts};
 use crate::raft::{ChronikRaft, NodeId, Request, TypeConfig};
 use crate::state::{ControllerResult, MetadataImage};
 
@@ -186,6 +187,8 @@ impl Quorum {
         if records.is_empty() {
             return Ok((self.applied.offset(), reply));
         }
+        let counts = RecordCounts::of(&records);
+        let proposed = Instant::now();
         let raft = self.raft.clone();
         let write = pending.insert(Box::pin(async move {
             raft.client_write(Request { records }).await
@@ -193,6 +196,7 @@ impl Quorum {
         let response = write.await;
         **pending = None;
         let response = response.map_err(|e| self.map_write_error(e))?;
+        metrics().wrote(&counts, proposed.elapsed());
         Ok((response.data.offset, reply))
     }
 

@@ -70,6 +70,16 @@ pub struct CoordinatorStats {
     pub members: usize,
 }
 
+/// A group this broker coordinates, for `/metrics`: its state, members and committed offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub group_id: String,
+    pub state: &'static str,
+    pub members: usize,
+    /// Committed offsets by (topic, partition).
+    pub offsets: Vec<((String, i32), i64)>,
+}
+
 /// A group as ListGroups shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedGroup {
@@ -140,6 +150,41 @@ impl GroupCoordinator {
             }
         }
         stats
+    }
+
+    /// Every group of the loaded offsets partitions, with its committed offsets (a group with
+    /// offsets and no live membership shows as `Empty`).
+    pub fn snapshot(&self) -> Vec<GroupSnapshot> {
+        let mut groups = Vec::new();
+        for slot in self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            let Slot::Loaded(shard) = slot else { continue };
+            let state = shard.lock();
+            for group_id in state.group_ids() {
+                let group = state.groups.get(&group_id);
+                groups.push(GroupSnapshot {
+                    state: group.map_or("Empty", |g| g.state().name()),
+                    members: group.map_or(0, |g| g.member_count()),
+                    offsets: state
+                        .offsets
+                        .get(&group_id)
+                        .map(|offsets| {
+                            offsets
+                                .iter()
+                                .map(|(tp, committed)| (tp.clone(), committed.value.offset))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    group_id,
+                });
+            }
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        groups
     }
 
     /// Follows leadership of the offsets topic and runs group timers until cancelled.

@@ -23,7 +23,7 @@ pub mod shard;
 use std::time::Duration;
 
 pub use classic_group::GroupState;
-pub use coordinator::GroupCoordinator;
+pub use coordinator::{GroupCoordinator, GroupSnapshot};
 
 use crate::config::GroupArgs;
 

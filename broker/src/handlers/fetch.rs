@@ -25,6 +25,7 @@ use super::leader_hints::LeaderHints;
 use super::{leader_partition, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
 use crate::log::{Batches, LogError};
+use crate::metrics::metrics;
 
 /// Longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -287,6 +288,11 @@ fn read_partition(
         data.log_start_offset = read.log_start_offset;
     }
     let n = read.records.len() as i64;
+    if follower.is_none() {
+        if let Some(topic) = image.topics.get(&topic_id) {
+            metrics().fetched(&topic.name, read.records.len());
+        }
+    }
     data.records = Some(read.records);
     Ok(n)
 }

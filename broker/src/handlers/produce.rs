@@ -29,9 +29,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::leader_hints::LeaderHints;
 use super::{BrokerContext, Outcome, RequestContext};
-use crate::log::batch::Compression;
+use crate::log::batch::{Batches, Compression};
 use crate::log::legacy;
 use crate::log::{BatchHeader, LogError};
+use crate::metrics::metrics;
 use crate::replica::AppendError;
 
 /// Why one partition's batch was not appended.
@@ -77,6 +78,14 @@ fn log_error(e: LogError) -> Refusal {
 /// (KIP-110), a producer's batch whose BaseOffset is not 0 (Kafka's
 /// `UnifiedLog.analyzeAndValidateRecords` for client appends). Produce v0–v2's legacy message sets
 /// are up-converted to one v2 batch first.
+/// Records in the batches of a Produce (headers only; the batches were validated by `precheck`).
+fn record_count(records: &Bytes) -> u64 {
+    Batches::new(records.clone())
+        .filter_map(Result::ok)
+        .map(|batch| batch.record_count().max(0) as u64)
+        .sum()
+}
+
 fn precheck(
     records: Option<Bytes>,
     version: i16,
@@ -160,11 +169,18 @@ pub async fn handle(
                         None => Err(Refusal::new(ResponseError::NotLeaderOrFollower, None)),
                         Some(partition) => match precheck(data.records, version, (&name, index)) {
                             Err(refusal) => Err(refusal),
-                            Ok(records) => ctx
-                                .replicas
-                                .append_as_leader(&partition, records, acks)
-                                .await
-                                .map_err(append_error),
+                            Ok(records) => {
+                                let (bytes, count) = (records.len(), record_count(&records));
+                                let appended = ctx
+                                    .replicas
+                                    .append_as_leader(&partition, records, acks)
+                                    .await
+                                    .map_err(append_error);
+                                if appended.is_ok() {
+                                    metrics().produced(&name, bytes, count);
+                                }
+                                appended
+                            }
                         },
                     },
                 }

@@ -794,7 +794,12 @@ impl PartitionLog {
             file.sync_data()
         };
         #[cfg(not(test))]
-        let file_sync = file.sync_data();
+        let file_sync = {
+            let started = std::time::Instant::now();
+            let synced = file.sync_data();
+            crate::metrics::metrics().log_flushed(started.elapsed());
+            synced
+        };
         let result = file_sync
             .map_err(io_error("fsync segment", &self.dir))
             .and_then(|_| {

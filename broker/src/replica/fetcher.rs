@@ -38,6 +38,7 @@ use uuid::Uuid;
 use super::manager::LeaderProbe;
 use super::{Partition, ReplicaManager};
 use crate::metadata::MetadataCache;
+use crate::metrics::metrics;
 use crate::status::BrokerStatus;
 
 /// The Fetch version followers use: topic ids (v13+) and the broker epoch in `ReplicaState` (v15).
@@ -483,6 +484,7 @@ async fn apply_response(
                 continue;
             }
             let records = data.records.unwrap_or_default();
+            let record_bytes = records.len();
             let leader_high_watermark = data.high_watermark;
             let leader_log_start = data.log_start_offset;
             let result = tokio::task::spawn_blocking(move || {
@@ -515,7 +517,7 @@ async fn apply_response(
             })
             .await;
             match result {
-                Ok(Ok(true)) => {}
+                Ok(Ok(true)) => metrics().replicated(&partition.topic, record_bytes),
                 Ok(Ok(false)) => stale_response(partition, leader, leader_epoch),
                 Ok(Err(e)) => {
                     warn!(topic = %partition.topic, partition = partition.index, "cannot append replicated batches: {e}");

@@ -8,7 +8,7 @@
 //!   written in* covers it, with the ISR at `min.insync.replicas` — an idempotent retry answered
 //!   from the producer state (a duplicate) included: its original may not be committed yet.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -110,6 +110,21 @@ pub struct ReplicaManager {
     /// The offset of the last metadata image applied to the partitions: the image Metadata answers
     /// from can be ahead of it for the moment a new partition's log takes to open.
     applied_offset: watch::Sender<u64>,
+    /// Partitions this broker replicates whose log could not be opened (out of descriptors, a full or
+    /// read-only disk), with the error; retried every `UNOPENED_RETRY` and reported by `/readyz` and
+    /// `/metrics`, so a partition that never opens is not silently dead.
+    unopened: Mutex<BTreeMap<(String, i32), String>>,
+}
+
+/// How often the partitions whose log could not be opened are tried again.
+pub const UNOPENED_RETRY: Duration = Duration::from_secs(2);
+
+/// A partition this broker replicates whose log could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnopenedLog {
+    pub topic: String,
+    pub partition: i32,
+    pub error: String,
 }
 
 /// Keeps a duplicate of a replica fetcher's connection to a leader registered for as long as the
@@ -201,7 +216,30 @@ impl ReplicaManager {
             leader_probes: Mutex::new(HashMap::new()),
             next_probe: AtomicU64::new(0),
             applied_offset: watch::channel(0).0,
+            unopened: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The partitions this broker replicates whose log could not be opened, by topic and partition.
+    pub fn unopened_logs(&self) -> Vec<UnopenedLog> {
+        self.unopened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((topic, partition), error)| UnopenedLog {
+                topic: topic.clone(),
+                partition: *partition,
+                error: error.clone(),
+            })
+            .collect()
+    }
+
+    fn has_unopened_logs(&self) -> bool {
+        !self
+            .unopened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     /// Waits (at most `max`) until the partitions reflect the metadata image at `offset`: a request
@@ -668,6 +706,11 @@ impl ReplicaManager {
             moved
         };
         let mut wanted = HashSet::new();
+        let mut unopened = self
+            .unopened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for (topic, index, registration) in image.partitions() {
             if !registration.replicas.contains(&self.broker_id) {
                 continue;
@@ -731,11 +774,28 @@ impl ReplicaManager {
                         changed = true;
                     }
                     Err(e) => {
-                        warn!(topic = %topic.name, partition = index, "cannot open partition log: {e}")
+                        let error = e.to_string();
+                        let first = unopened
+                            .insert((topic.name.clone(), index), error.clone())
+                            .is_none();
+                        if first {
+                            warn!(topic = %topic.name, partition = index, "cannot open partition log (retrying every {} s): {error}", UNOPENED_RETRY.as_secs());
+                        }
+                        continue;
                     }
                 },
             }
+            if !unopened.is_empty() && unopened.remove(&(topic.name.clone(), index)).is_some() {
+                info!(topic = %topic.name, partition = index, "opened partition log after earlier failures");
+            }
         }
+        // A partition deleted or moved away no longer needs its log.
+        unopened.retain(|(topic, index), _| {
+            image
+                .topic_by_name(topic)
+                .is_some_and(|t| wanted.contains(&(t.id, *index)))
+        });
+        *self.unopened.lock().unwrap_or_else(|e| e.into_inner()) = unopened;
         for (topic_id, index) in &wanted {
             if let Some(partition) = self.partition(*topic_id, *index) {
                 self.clear_recovering(&partition);
@@ -816,6 +876,10 @@ impl ReplicaManager {
         };
         for partition in stale {
             changed = true;
+            if image.topic_by_name(&partition.topic).is_none() {
+                // A deleted topic's series go with it.
+                crate::metrics::metrics().forget_topic(&partition.topic);
+            }
             match self.logs.remove(&partition.topic, partition.index) {
                 Ok(_) => {
                     info!(topic = %partition.topic, partition = partition.index, "deleted partition")
@@ -858,17 +922,20 @@ pub async fn run_metadata_listener(
             .borrow()
             .broker_epoch
             .is_some_and(|epoch| epoch > 0 && image.offset >= epoch as u64);
-        let replicas = replicas.clone();
+        let applying = replicas.clone();
         if let Err(e) =
-            tokio::task::spawn_blocking(move || replicas.apply_metadata(&image, authoritative))
+            tokio::task::spawn_blocking(move || applying.apply_metadata(&image, authoritative))
                 .await
         {
             warn!("applying metadata to partitions failed: {e}");
         }
+        let retry = replicas.has_unopened_logs();
         tokio::select! {
             _ = cancel.cancelled() => return,
             changed = images.changed() => if changed.is_err() { return },
             changed = status.changed() => if changed.is_err() { return },
+            // Logs that could not open are tried again, with no metadata change to prompt it.
+            _ = tokio::time::sleep(UNOPENED_RETRY), if retry => {}
         }
     }
 }
@@ -962,6 +1029,47 @@ mod tests {
         replicas.apply_metadata(&image(isr, topic_id), true);
         let partition = replicas.partition(topic_id, 0).expect("hosted");
         (dir, replicas, rx, partition)
+    }
+
+    #[test]
+    fn a_log_that_cannot_open_is_reported_and_opens_once_the_cause_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the partition's directory goes: creating the log fails.
+        let blocker = dir.path().join("t-0");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let replicas = ReplicaManager::new(1, logs, tx);
+        let topic_id = Uuid::new_v4();
+        let image = image(&[1], topic_id);
+        replicas.apply_metadata(&image, true);
+        assert!(replicas.partition(topic_id, 0).is_none());
+        let unopened = replicas.unopened_logs();
+        assert_eq!(unopened.len(), 1, "{unopened:?}");
+        assert_eq!(
+            (unopened[0].topic.as_str(), unopened[0].partition),
+            ("t", 0)
+        );
+        assert!(!unopened[0].error.is_empty());
+
+        // The same image applied again (the retry) opens it once the cause is gone.
+        std::fs::remove_file(&blocker).unwrap();
+        replicas.apply_metadata(&image, true);
+        assert!(replicas.partition(topic_id, 0).is_some());
+        assert!(replicas.unopened_logs().is_empty());
+    }
+
+    #[test]
+    fn a_log_that_cannot_open_is_forgotten_when_the_partition_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t-0"), b"not a directory").unwrap();
+        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let replicas = ReplicaManager::new(1, logs, tx);
+        replicas.apply_metadata(&image(&[1], Uuid::new_v4()), true);
+        assert_eq!(replicas.unopened_logs().len(), 1);
+        replicas.apply_metadata(&MetadataImage::default(), true);
+        assert!(replicas.unopened_logs().is_empty());
     }
 
     #[tokio::test]

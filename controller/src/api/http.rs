@@ -155,5 +155,27 @@ async fn metrics(State(quorum): State<Arc<Quorum>>) -> Response {
         "Partitions whose ISR is smaller than their replica set.",
         &plain(under_replicated as i64),
     );
+    let last_log = m.last_log_index.unwrap_or(0);
+    let purged = m.purged.map_or(0, |l| l.index + 1);
+    gauge(
+        "chronik_controller_raft_last_log_index",
+        "Last index in this controller's Raft log.",
+        &plain(last_log as i64),
+    );
+    gauge(
+        "chronik_controller_raft_log_entries",
+        "Raft log entries this controller keeps (not yet purged behind a snapshot).",
+        &plain(
+            last_log
+                .saturating_sub(purged)
+                .saturating_add(u64::from(m.last_log_index.is_some())) as i64,
+        ),
+    );
+    gauge(
+        "chronik_controller_raft_snapshot_index",
+        "Raft log index of the latest snapshot (-1: none yet).",
+        &plain(m.snapshot.map_or(-1, |l| l.index as i64)),
+    );
+    crate::metrics::metrics().render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

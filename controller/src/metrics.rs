@@ -1,0 +1,210 @@
+//! The controller's counters and histograms, after Kafka's `ControllerStats` and `QuorumControllerMetrics`:
+//! metadata writes and their commit latency, leader elections (clean and unclean) and partitions left
+//! leaderless, broker fencings by cause, and changes of the active controller. One process-wide
+//! registry; `/metrics` renders it after the gauges read at scrape time (see `api::http`).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chronik_metadata::{Record, NO_LEADER};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+pub struct ControllerMetrics {
+    registry: Registry,
+    writes: IntCounter,
+    write_duration: Histogram,
+    elections: IntCounterVec,
+    partitions_offline: IntCounter,
+    fencings: IntCounterVec,
+    leader_changes: IntCounter,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static ControllerMetrics {
+    static METRICS: LazyLock<ControllerMetrics> = LazyLock::new(ControllerMetrics::new);
+    &METRICS
+}
+
+impl ControllerMetrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            registry
+                .register(c)
+                .expect("each metric is registered once")
+        };
+        let writes = IntCounter::new(
+            "chronik_controller_metadata_writes_total",
+            "Metadata record batches this controller wrote to the Raft log as the active controller.",
+        )
+        .expect("valid counter");
+        register(Box::new(writes.clone()));
+        let write_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "chronik_controller_metadata_write_duration_seconds",
+                "From proposing a batch of metadata records to its commit and apply on this controller \
+                 (Kafka's EventQueueProcessingTimeMs plus commit).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid histogram");
+        register(Box::new(write_duration.clone()));
+        let elections = IntCounterVec::new(
+            Opts::new(
+                "chronik_controller_leader_elections_total",
+                "Partition leaders elected by this controller: clean (from the ISR) or unclean \
+                 (Kafka's UncleanLeaderElectionsPerSec).",
+            ),
+            &["kind"],
+        )
+        .expect("valid counter");
+        register(Box::new(elections.clone()));
+        let partitions_offline = IntCounter::new(
+            "chronik_controller_partitions_offline_total",
+            "Partitions this controller left without a leader (no eligible replica).",
+        )
+        .expect("valid counter");
+        register(Box::new(partitions_offline.clone()));
+        let fencings = IntCounterVec::new(
+            Opts::new(
+                "chronik_controller_broker_fencings_total",
+                "Brokers this controller fenced, by cause.",
+            ),
+            &["cause"],
+        )
+        .expect("valid counter");
+        register(Box::new(fencings.clone()));
+        let leader_changes = IntCounter::new(
+            "chronik_controller_leader_changes_total",
+            "Changes of the active controller this node has seen (Raft leader changes).",
+        )
+        .expect("valid counter");
+        register(Box::new(leader_changes.clone()));
+        Self {
+            registry,
+            writes,
+            write_duration,
+            elections,
+            partitions_offline,
+            fencings,
+            leader_changes,
+        }
+    }
+
+    /// A batch of records committed, with the time from proposal to apply.
+    pub fn wrote(&self, records: &RecordCounts, took: Duration) {
+        self.writes.inc();
+        self.write_duration.observe(took.as_secs_f64());
+        self.elections
+            .with_label_values(&["clean"])
+            .inc_by(records.clean_elections);
+        self.elections
+            .with_label_values(&["unclean"])
+            .inc_by(records.unclean_elections);
+        self.partitions_offline.inc_by(records.offline);
+    }
+
+    pub fn fenced(&self, cause: &str) {
+        self.fencings.with_label_values(&[cause]).inc();
+    }
+
+    pub fn leader_changed(&self) {
+        self.leader_changes.inc();
+    }
+
+    /// Appends every metric in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let mut buffer = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_ok()
+        {
+            out.push_str(&String::from_utf8_lossy(&buffer));
+        }
+    }
+}
+
+/// What a batch of records does to partition leadership.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub clean_elections: u64,
+    pub unclean_elections: u64,
+    pub offline: u64,
+}
+
+impl RecordCounts {
+    /// Counts the leader changes in `records`: a new leader is an election, unclean when the change
+    /// also marks the partition recovering (only an unclean election does); no leader is offline.
+    pub fn of(records: &[Record]) -> Self {
+        let mut counts = Self::default();
+        for record in records {
+            let Record::PartitionChange(change) = record else {
+                continue;
+            };
+            match change.leader {
+                Some(NO_LEADER) => counts.offline += 1,
+                Some(_) if change.recovering == Some(true) => counts.unclean_elections += 1,
+                Some(_) => counts.clean_elections += 1,
+                None => {}
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronik_metadata::records::PartitionChangeRecord;
+    use uuid::Uuid;
+
+    fn change(leader: Option<i32>, recovering: Option<bool>) -> Record {
+        Record::PartitionChange(PartitionChangeRecord {
+            topic_id: Uuid::new_v4(),
+            partition: 0,
+            leader,
+            recovering,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn leader_changes_are_counted_by_kind() {
+        let counts = RecordCounts::of(&[
+            change(Some(2), None),
+            change(Some(3), Some(true)),
+            change(Some(NO_LEADER), None),
+            change(None, None),
+            change(Some(1), Some(false)),
+        ]);
+        assert_eq!(
+            counts,
+            RecordCounts {
+                clean_elections: 2,
+                unclean_elections: 1,
+                offline: 1
+            }
+        );
+        let m = ControllerMetrics::new();
+        m.wrote(&counts, Duration::from_millis(4));
+        m.fenced("session_timed_out");
+        m.leader_changed();
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            "chronik_controller_metadata_writes_total 1",
+            "chronik_controller_metadata_write_duration_seconds_count 1",
+            "chronik_controller_leader_elections_total{kind=\"clean\"} 2",
+            "chronik_controller_leader_elections_total{kind=\"unclean\"} 1",
+            "chronik_controller_partitions_offline_total 1",
+            "chronik_controller_broker_fencings_total{cause=\"session_timed_out\"} 1",
+            "chronik_controller_leader_changes_total 1",
+        ] {
+            assert!(out.contains(line), "missing {line} in:\n{out}");
+        }
+    }
+}
