@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chronik_control_auth::{ClientCredentials, ClientFiles};
 use chronik_metadata::{BrokerId, Endpoint};
 use clap::Parser;
 
@@ -273,6 +274,10 @@ pub struct BrokerConfig {
     )]
     pub controller_request_timeout_ms: u64,
 
+    /// TLS and the cluster token towards the controllers.
+    #[command(flatten)]
+    pub controller_security: ControllerSecurityArgs,
+
     /// Create unknown topics named in Metadata and Produce requests (with the cluster defaults), as
     /// Kafka's `auto.create.topics.enable`.
     #[arg(
@@ -402,6 +407,51 @@ fn names<A>(listeners: &[NamedAddress<A>]) -> String {
 /// The longest a follower's fetch waits at its leader (its long poll), in milliseconds; a healthy
 /// follower is never silent at its leader much longer, which bounds `--replica-fetch-stall-ms`.
 pub const FOLLOWER_FETCH_MAX_WAIT_MS: u64 = 500;
+
+/// The broker's credentials towards the controllers (docs/security.md, "Control plane").
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ControllerSecurityArgs {
+    /// CA bundle (PEM) that verifies the controllers' certificates; turns TLS on towards them.
+    #[arg(long, env = "CHRONIK_CONTROLLER_TLS_CA", value_name = "PATH")]
+    pub controller_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) presented to the controllers (mTLS); needs --controller-tls-key.
+    #[arg(
+        long,
+        alias = "controller-tls-cert",
+        env = "CHRONIK_CONTROLLER_TLS_CERTIFICATE",
+        value_name = "PATH",
+        requires = "controller_tls_key"
+    )]
+    pub controller_tls_certificate: Option<PathBuf>,
+
+    /// Private key (PEM) of --controller-tls-certificate.
+    #[arg(
+        long,
+        env = "CHRONIK_CONTROLLER_TLS_KEY",
+        value_name = "PATH",
+        requires = "controller_tls_certificate"
+    )]
+    pub controller_tls_key: Option<PathBuf>,
+
+    /// File holding the cluster token (the controllers' --cluster-token-file), sent with every call.
+    #[arg(long, env = "CHRONIK_CONTROLLER_TOKEN_FILE", value_name = "PATH")]
+    pub controller_token_file: Option<PathBuf>,
+}
+
+impl ControllerSecurityArgs {
+    /// Reads the files; an unreadable or invalid one stops the start.
+    pub fn load(&self) -> Result<ClientCredentials, BrokerError> {
+        let files = ClientFiles {
+            ca: self.controller_tls_ca.clone(),
+            certificate: self.controller_tls_certificate.clone(),
+            key: self.controller_tls_key.clone(),
+            token: self.controller_token_file.clone(),
+        };
+        ClientCredentials::load(&files, "--controller-token-file")
+            .map_err(|e| BrokerError::Config(e.to_string()))
+    }
+}
 
 impl BrokerConfig {
     /// Checks the settings together. Called once at start, before anything binds or connects.

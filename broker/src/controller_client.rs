@@ -13,12 +13,17 @@
 //!   The caller decides.
 //! - Channels use HTTP/2 keep-alive, so a `WatchMetadata` stream to a controller that stopped answering
 //!   breaks within seconds instead of stalling forever.
+//! - Every channel carries the broker's control-plane credentials (`--controller-tls-*`,
+//!   `--controller-token-file`): TLS verified against the CA, and the cluster token on every request,
+//!   streams included. A controller that refuses them (UNAUTHENTICATED) is a refusal, not retried
+//!   elsewhere; the registration loop logs why and keeps trying.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use chronik_control_auth::{AuthChannel, ClientCredentials};
 use chronik_metadata::{error, leader_hint, ResponseError};
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::broker_service_client::BrokerServiceClient;
@@ -37,7 +42,6 @@ use chronik_proto::v1::{
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status, Streaming};
 use tracing::{debug, info};
 
@@ -57,12 +61,13 @@ pub struct ControllerClient {
     addresses: Vec<String>,
     request_timeout: Duration,
     retry_budget: Duration,
+    credentials: ClientCredentials,
     state: Mutex<ClientState>,
 }
 
 #[derive(Debug, Default)]
 struct ClientState {
-    channels: HashMap<String, Channel>,
+    channels: HashMap<String, AuthChannel>,
     /// The controller that last answered a call as the active controller.
     active: Option<String>,
     /// Round-robin position in `addresses` for when no active controller is known.
@@ -174,8 +179,15 @@ impl ControllerClient {
             addresses: unique,
             request_timeout,
             retry_budget: request_timeout * 2,
+            credentials: ClientCredentials::none(),
             state: Mutex::new(ClientState::default()),
         })
+    }
+
+    /// Replaces the credentials every channel carries (plaintext and no token by default).
+    pub fn with_credentials(mut self, credentials: ClientCredentials) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// Replaces how long one call keeps looking for the active controller.
@@ -398,7 +410,7 @@ impl ControllerClient {
     ) -> Result<Resp, ControllerCallError>
     where
         Req: Clone,
-        F: Fn(AdminServiceClient<Channel>, Request<Req>) -> Fut,
+        F: Fn(AdminServiceClient<AuthChannel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let kind = CallKind {
@@ -503,7 +515,7 @@ impl ControllerClient {
 
     async fn call<T, F, Fut>(&self, kind: CallKind, attempt: F) -> Result<T, ControllerCallError>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(AuthChannel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.call_at(kind, attempt).await.map(|(_, reply)| reply)
@@ -516,7 +528,7 @@ impl ControllerClient {
         mut attempt: F,
     ) -> Result<(String, T), ControllerCallError>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(AuthChannel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = Instant::now();
@@ -631,12 +643,14 @@ impl ControllerClient {
         }
     }
 
-    fn channel(&self, address: &str) -> Result<Channel, ControllerCallError> {
+    fn channel(&self, address: &str) -> Result<AuthChannel, ControllerCallError> {
         let mut state = self.lock();
         if let Some(channel) = state.channels.get(address) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = self
+            .credentials
+            .endpoint(address)
             .map_err(|e| ControllerCallError::InvalidAddress {
                 address: address.to_owned(),
                 reason: e.to_string(),
@@ -645,7 +659,7 @@ impl ControllerClient {
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
+        let channel = self.credentials.authorize(endpoint.connect_lazy());
         state.channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -151,10 +151,13 @@ impl Broker {
             source,
         })?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
-        let client = Arc::new(ControllerClient::new(
-            config.controller_addresses(),
-            config.controller_request_timeout(),
-        )?);
+        let client = Arc::new(
+            ControllerClient::new(
+                config.controller_addresses(),
+                config.controller_request_timeout(),
+            )?
+            .with_credentials(config.controller_security.load()?),
+        );
         let metadata = Arc::new(MetadataCache::new());
         let http_listener = TcpListener::bind(config.http_listen)
             .await

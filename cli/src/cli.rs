@@ -62,6 +62,71 @@ pub struct GlobalArgs {
         global = true
     )]
     pub timeout_ms: u64,
+
+    /// TLS and the admin token towards the controllers.
+    #[command(flatten)]
+    pub controller_security: ControllerSecurityArgs,
+}
+
+/// chronikctl's credentials towards the controllers (docs/security.md, "Control plane").
+#[derive(Debug, Clone, Default, Args)]
+pub struct ControllerSecurityArgs {
+    /// CA bundle (PEM) that verifies the controllers' certificates; turns TLS on (gRPC and HTTPS).
+    #[arg(
+        long,
+        env = "CHRONIK_CONTROLLER_TLS_CA",
+        value_name = "PATH",
+        global = true
+    )]
+    pub controller_tls_ca: Option<std::path::PathBuf>,
+
+    /// Client certificate (PEM) for controllers that authenticate by certificate (mTLS).
+    #[arg(
+        long,
+        visible_alias = "controller-tls-cert",
+        env = "CHRONIK_CONTROLLER_TLS_CERTIFICATE",
+        value_name = "PATH",
+        requires = "controller_tls_key",
+        global = true
+    )]
+    pub controller_tls_certificate: Option<std::path::PathBuf>,
+
+    /// Private key (PEM) of --controller-tls-certificate.
+    #[arg(
+        long,
+        env = "CHRONIK_CONTROLLER_TLS_KEY",
+        value_name = "PATH",
+        requires = "controller_tls_certificate",
+        global = true
+    )]
+    pub controller_tls_key: Option<std::path::PathBuf>,
+
+    /// File holding the admin token (the controllers' --admin-token-file).
+    #[arg(
+        long,
+        env = "CHRONIK_ADMIN_TOKEN_FILE",
+        value_name = "PATH",
+        global = true
+    )]
+    pub admin_token_file: Option<std::path::PathBuf>,
+}
+
+impl ControllerSecurityArgs {
+    /// The files, as the credentials loader takes them.
+    pub fn files(&self) -> chronik_control_auth::ClientFiles {
+        chronik_control_auth::ClientFiles {
+            ca: self.controller_tls_ca.clone(),
+            certificate: self.controller_tls_certificate.clone(),
+            key: self.controller_tls_key.clone(),
+            token: self.admin_token_file.clone(),
+        }
+    }
+
+    /// Reads the files; an unreadable or invalid one is an error naming it.
+    pub fn load(&self) -> Result<chronik_control_auth::ClientCredentials, CliError> {
+        chronik_control_auth::ClientCredentials::load(&self.files(), "--admin-token-file")
+            .map_err(|e| CliError::InvalidArgument(e.to_string()))
+    }
 }
 
 /// The nouns `chronikctl` acts on.
@@ -100,7 +165,8 @@ pub enum Command {
     /// GET an HTTP URL, e.g. a node's /readyz, and exit 0 only on a 2xx answer: the health check of
     /// the container images, which have no curl.
     Probe {
-        /// The URL, e.g. http://127.0.0.1:8092/readyz. Its timeout is --timeout-ms.
+        /// The URL, e.g. http://127.0.0.1:8092/readyz (https:// is verified against
+        /// --controller-tls-ca). Its timeout is --timeout-ms.
         #[arg(value_parser = parse::http_url)]
         url: String,
     },
@@ -161,6 +227,11 @@ pub struct LocalUpArgs {
     /// bootstrap address. Default: one PLAINTEXT listener.
     #[arg(long = "listener", value_name = "NAME")]
     pub listeners: Vec<String>,
+    /// Secure the controllers: TLS on their gRPC and HTTP and the admin and cluster tokens, generated
+    /// into DIR/control-plane (a CA, certificates, tokens); brokers and chronikctl get them. For an
+    /// existing cluster dir, the choice made at its first start stays.
+    #[arg(long)]
+    pub secure_control_plane: bool,
     /// Where the chronik-controller and chronik-broker binaries are (default: beside chronikctl; under
     /// `cargo run` they are built first).
     #[arg(long, env = "CHRONIK_BIN_DIR")]

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use chronik_control_auth::{AuthChannel, ClientCredentials};
 use chronik_metadata::leader_hint;
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::{
@@ -27,7 +28,6 @@ use chronik_proto::v1::{
     ListTopicsResponse,
 };
 use chronik_proto::LEADER_METADATA_KEY;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::debug;
 
@@ -44,7 +44,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// The Kafka error name a controller that is not the active one answers with.
 const NOT_CONTROLLER: &str = "NOT_CONTROLLER";
 
-type AdminClient = AdminServiceClient<Channel>;
+type AdminClient = AdminServiceClient<AuthChannel>;
 
 /// A client of the controller quorum's `AdminService` that finds the active controller by itself.
 ///
@@ -56,12 +56,13 @@ pub struct ControllerClient {
     request_timeout: Duration,
     connect_timeout: Duration,
     retry_budget: Duration,
+    credentials: ClientCredentials,
     state: Mutex<ConnectionState>,
 }
 
 #[derive(Debug, Default)]
 struct ConnectionState {
-    channels: HashMap<String, Channel>,
+    channels: HashMap<String, AuthChannel>,
     active: Option<String>,
 }
 
@@ -106,8 +107,21 @@ impl ControllerClient {
             request_timeout,
             connect_timeout: request_timeout.min(MAX_CONNECT_TIMEOUT),
             retry_budget: DEFAULT_RETRY_BUDGET,
+            credentials: ClientCredentials::none(),
             state: Mutex::new(ConnectionState::default()),
         })
+    }
+
+    /// Replaces the credentials (TLS, admin token) every channel carries; plaintext and none by
+    /// default.
+    pub fn with_credentials(mut self, credentials: ClientCredentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The credentials sent to the controllers (also used for their HTTPS endpoints).
+    pub fn credentials(&self) -> &ClientCredentials {
+        &self.credentials
     }
 
     /// Replaces how long a call keeps looking for the active controller ([`DEFAULT_RETRY_BUDGET`]).
@@ -499,10 +513,35 @@ impl ControllerClient {
             Some(_) => return Outcome::Failed(CliError::from_status(status)),
             None => {}
         }
+        if !self.credentials.uses_tls() && status.message().contains("h2 protocol error") {
+            // What a plaintext HTTP/2 client meets at a TLS port: the server drops the connection.
+            return Outcome::Unreachable(format!(
+                "{} (the controller may require TLS: pass --controller-tls-ca)",
+                one_line(status.message())
+            ));
+        }
+        if status.code() == Code::Unknown && status.message().contains("transport error") {
+            // The connection failed under the request; with TLS 1.3 that is also where a missing
+            // client certificate shows (the server's alert comes after the client's handshake).
+            let chain = error_chain(status);
+            let hint = self.connection_hint();
+            return Outcome::Failed(CliError::Status {
+                code: Code::Unknown,
+                error_name: None,
+                message: format!("{address}: {chain}{hint}"),
+            });
+        }
         match status.code() {
             // Statuses without a `chronik-error` name and these codes come from the transport, not from
             // a controller that looked at the request.
             Code::Unavailable => Outcome::Unreachable(error_chain(status)),
+            // A client whose TLS settings the controller refused (plaintext at a TLS port, no or a
+            // foreign client certificate) may see its stream cancelled as the server drops it.
+            Code::Cancelled if kind == CallKind::Read => Outcome::Unreachable(format!(
+                "{address}: {}{}",
+                error_chain(status),
+                self.connection_hint()
+            )),
             Code::Cancelled | Code::DeadlineExceeded => match kind {
                 CallKind::Read => Outcome::Unreachable(format!(
                     "no answer from {address} within {} ms",
@@ -513,6 +552,19 @@ impl ControllerClient {
                     timeout_ms: self.request_timeout.as_millis(),
                 }),
             },
+            Code::Unauthenticated | Code::PermissionDenied => Outcome::Failed(CliError::Status {
+                code: status.code(),
+                error_name: None,
+                message: format!(
+                    "the controller {address} refused the credentials: {}; {}",
+                    one_line(status.message()),
+                    if self.credentials.has_token() || self.credentials.has_certificate() {
+                        "check --admin-token-file (CHRONIK_ADMIN_TOKEN_FILE) or the client certificate"
+                    } else {
+                        "pass --admin-token-file (or set CHRONIK_ADMIN_TOKEN_FILE)"
+                    }
+                ),
+            }),
             // Not a controller at all (e.g. a broker's Kafka port, or an HTTP server).
             Code::Unimplemented => Outcome::Failed(CliError::Status {
                 code: Code::Unimplemented,
@@ -527,11 +579,13 @@ impl ControllerClient {
     }
 
     /// The cached channel to `address`, or a new connection. The error is the reason, on one line.
-    async fn channel(&self, address: &str) -> Result<Channel, String> {
+    async fn channel(&self, address: &str) -> Result<AuthChannel, String> {
         if let Some(channel) = self.lock().channels.get(address) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(endpoint_uri(address))
+        let endpoint = self
+            .credentials
+            .endpoint(address)
             .map_err(|error| {
                 format!(
                     "invalid controller address '{address}': {}",
@@ -544,8 +598,8 @@ impl ControllerClient {
         // The connect timeout covers TCP only; a stopped process still completes the TCP handshake, so the
         // whole connection setup is bounded as well.
         let channel = match tokio::time::timeout(self.connect_timeout, endpoint.connect()).await {
-            Ok(Ok(channel)) => channel,
-            Ok(Err(error)) => return Err(error_chain(&error)),
+            Ok(Ok(channel)) => self.credentials.authorize(channel),
+            Ok(Err(error)) => return Err(self.explain_connect_error(&error)),
             Err(_) => {
                 return Err(format!(
                     "no connection to {address} within {} ms",
@@ -557,6 +611,39 @@ impl ControllerClient {
             .channels
             .insert(address.to_owned(), channel.clone());
         Ok(channel)
+    }
+
+    /// What may explain a connection the controller dropped under a request: its TLS settings.
+    fn connection_hint(&self) -> &'static str {
+        if !self.credentials.uses_tls() {
+            " (the controller may require TLS: pass --controller-tls-ca)"
+        } else if !self.credentials.has_certificate() {
+            " (if the controller requires client certificates: pass --controller-tls-cert and \
+            --controller-tls-key)"
+        } else {
+            " (if the controller refused the TLS handshake: is the client certificate signed by \
+            its CA?)"
+        }
+    }
+
+    /// A connection failure, with a hint when TLS on one side only is the likely cause.
+    fn explain_connect_error(&self, error: &tonic::transport::Error) -> String {
+        let chain = error_chain(error);
+        let lower = chain.to_ascii_lowercase();
+        if self.credentials.uses_tls() {
+            if lower.contains("certificate") || lower.contains("unknownissuer") {
+                return format!(
+                    "{chain} (the controller's certificate is not signed by --controller-tls-ca, or \
+                    does not name the address dialled)"
+                );
+            }
+            if lower.contains("corrupt message") || lower.contains("invalidcontenttype") {
+                return format!(
+                    "{chain} (the controller does not speak TLS: drop --controller-tls-ca?)"
+                );
+            }
+        }
+        chain
     }
 
     /// The known active controller first, then the configured addresses.
@@ -626,15 +713,6 @@ fn leader_hint(status: &Status) -> Option<String> {
     leader_hint::parse(value)
 }
 
-/// `host:port` becomes `http://host:port`; an address that already has a scheme is kept.
-fn endpoint_uri(address: &str) -> String {
-    if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,8 +766,15 @@ mod tests {
 
     #[test]
     fn endpoint_uris_get_a_scheme() {
-        assert_eq!(endpoint_uri("127.0.0.1:9093"), "http://127.0.0.1:9093");
-        assert_eq!(endpoint_uri("http://h:1"), "http://h:1");
+        let uri = |address: &str| {
+            ClientCredentials::none()
+                .endpoint(address)
+                .expect("valid")
+                .uri()
+                .to_string()
+        };
+        assert_eq!(uri("127.0.0.1:9093"), "http://127.0.0.1:9093/");
+        assert_eq!(uri("http://h:1"), "http://h:1/");
     }
 
     #[tokio::test]

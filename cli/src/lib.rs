@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod error;
 pub mod kafka;
 pub mod local;
+pub mod local_control_plane;
 pub mod output;
 pub mod parse;
 
@@ -30,7 +31,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let client = ControllerClient::new(
         cli.global.controllers.clone(),
         Duration::from_millis(cli.global.timeout_ms),
-    )?;
+    )?
+    .with_credentials(cli.global.controller_security.load()?);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let report = match &cli.command {

@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chronik_control_auth::ClientCredentials;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+use crate::local_control_plane::ControlPlaneFiles;
 
 /// Errors of the local cluster.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,8 @@ pub struct ClusterSpec {
     /// inter-broker listener and the bootstrap address. Empty: one listener from `--listen`
     /// (PLAINTEXT).
     pub listeners: Vec<String>,
+    /// TLS and tokens on the controllers (`local_control_plane`).
+    pub secure_control_plane: bool,
 }
 
 impl ClusterSpec {
@@ -65,6 +70,7 @@ impl ClusterSpec {
             broker_args: Vec::new(),
             log_filter: "info".to_string(),
             listeners: Vec::new(),
+            secure_control_plane: false,
         }
     }
 }
@@ -328,6 +334,17 @@ impl Node {
         }
     }
 
+    /// Removes `flag` and its value from the node's next start; false if it has no such flag.
+    pub fn remove_arg(&mut self, flag: &str) -> bool {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.args.len() => {
+                self.args.drain(i..i + 2);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Starts this node again (same ports, data dir and flags).
     pub fn start(&mut self, log_filter: &str) -> Result<(), LocalError> {
         if self.is_running() {
@@ -364,6 +381,8 @@ pub struct LocalCluster {
     pub spec: ClusterSpec,
     pub controllers: Vec<Node>,
     pub brokers: Vec<Node>,
+    /// The control plane's TLS files and tokens, when it is secured.
+    pub control_plane: Option<ControlPlaneFiles>,
     /// Kill every process when dropped (tests); a detached cluster (`chronikctl local up`) keeps
     /// running.
     owned: bool,
@@ -377,12 +396,18 @@ struct SavedCluster {
     controllers: Vec<Node>,
     brokers: Vec<Node>,
     log_filter: String,
+    #[serde(default)]
+    control_plane: Option<ControlPlaneFiles>,
 }
 
 impl LocalCluster {
     /// Allocates ports and starts every controller and broker (without waiting for readiness).
     pub fn start(spec: ClusterSpec) -> Result<Self, LocalError> {
         std::fs::create_dir_all(&spec.dir).map_err(|e| io(spec.dir.display(), e))?;
+        let control_plane = spec
+            .secure_control_plane
+            .then(|| ControlPlaneFiles::generate(&spec.dir, spec.controllers))
+            .transpose()?;
         let controller_ports: Vec<(u16, u16)> = (0..spec.controllers)
             .map(|_| Ok((free_port()?, free_port()?)))
             .collect::<Result<_, LocalError>>()?;
@@ -413,6 +438,9 @@ impl LocalCluster {
                 "--quorum".into(),
                 quorum.clone(),
             ];
+            if let Some(files) = &control_plane {
+                args.extend(files.controller_args(id));
+            }
             args.extend(spec.controller_args.iter().cloned());
             controllers.push(Node {
                 kind: "controller".into(),
@@ -471,6 +499,9 @@ impl LocalCluster {
                     spec.listeners[0].clone(),
                 ]);
             }
+            if let Some(files) = &control_plane {
+                args.extend(files.broker_args());
+            }
             args.extend(spec.broker_args.iter().cloned());
             brokers.push(Node {
                 kind: "broker".into(),
@@ -490,6 +521,7 @@ impl LocalCluster {
             spec,
             controllers,
             brokers,
+            control_plane,
             owned: true,
         };
         cluster.start_stopped()?;
@@ -521,10 +553,12 @@ impl LocalCluster {
             serde_json::from_slice(&bytes).map_err(|e| io(path.display(), e))?;
         let mut spec = ClusterSpec::new(dir, saved.controllers.len(), saved.brokers.len());
         spec.log_filter = saved.log_filter;
+        spec.secure_control_plane = saved.control_plane.is_some();
         Ok(Self {
             spec,
             controllers: saved.controllers,
             brokers: saved.brokers,
+            control_plane: saved.control_plane,
             owned: false,
         })
     }
@@ -535,6 +569,7 @@ impl LocalCluster {
             controllers: self.controllers.iter().map(Node::describe).collect(),
             brokers: self.brokers.iter().map(Node::describe).collect(),
             log_filter: self.spec.log_filter.clone(),
+            control_plane: self.control_plane.clone(),
         };
         let path = self.spec.dir.join(STATE_FILE);
         let bytes = serde_json::to_vec_pretty(&saved).map_err(|e| io(path.display(), e))?;
@@ -599,23 +634,40 @@ impl LocalCluster {
         node.spawn(&filter)
     }
 
+    /// What chronikctl presents to this cluster's controllers: with a secured control plane, the
+    /// CA and the admin token.
+    pub fn controller_credentials(&self) -> Result<ClientCredentials, LocalError> {
+        match &self.control_plane {
+            Some(files) => ClientCredentials::load(&files.client_files(), "admin token")
+                .map_err(|e| io("the control plane's credentials", e)),
+            None => Ok(ClientCredentials::none()),
+        }
+    }
+
     /// Waits until `/readyz` of every running node answers 200.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), LocalError> {
+        let client = http_client(&self.controller_credentials()?)?;
+        let secured = self.control_plane.is_some();
         let urls: Vec<(String, String)> = self
             .controllers
             .iter_mut()
             .chain(self.brokers.iter_mut())
             .filter_map(|n| {
+                let scheme = if secured && n.kind == "controller" {
+                    "https"
+                } else {
+                    "http"
+                };
                 n.is_running().then(|| {
                     (
                         format!("{} {}", n.kind, n.id),
-                        format!("http://{}/readyz", n.http_addr),
+                        format!("{scheme}://{}/readyz", n.http_addr),
                     )
                 })
             })
             .collect();
         for (what, url) in urls {
-            wait_http_ok(&url, timeout)
+            wait_http_ok_with(&client, &url, timeout)
                 .await
                 .map_err(|_| LocalError::Timeout {
                     what: format!("{what} to be ready ({url})"),
@@ -650,12 +702,57 @@ impl Drop for LocalCluster {
     }
 }
 
+/// An HTTP client for the controllers' endpoints: HTTPS verified against the CA of `credentials`
+/// (and their client certificate, if any), which also sends their token.
+pub fn http_client(credentials: &ClientCredentials) -> Result<reqwest::Client, LocalError> {
+    http_client_with_timeout(credentials, Duration::from_secs(2))
+}
+
+/// [`http_client`] with a timeout of each request.
+pub fn http_client_with_timeout(
+    credentials: &ClientCredentials,
+    timeout: Duration,
+) -> Result<reqwest::Client, LocalError> {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(ca) = credentials.ca_pem() {
+        let ca = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| io("CA bundle", e))?;
+        builder = builder.use_rustls_tls().tls_built_in_root_certs(false);
+        for certificate in ca {
+            builder = builder.add_root_certificate(certificate);
+        }
+        if let Some((certificate, key)) = credentials.identity_pem() {
+            let pem = [certificate, b"\n", key].concat();
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|e| io("client certificate", e))?;
+            builder = builder.identity(identity);
+        }
+    }
+    if let Some(authorization) = credentials.authorization() {
+        let mut value = reqwest::header::HeaderValue::from_str(&authorization)
+            .map_err(|_| LocalError::Io("the token is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        builder = builder.default_headers(headers);
+    }
+    builder.build().map_err(|e| io("http client", e))
+}
+
 /// Polls `url` until it answers 200 or `timeout` passes.
 pub async fn wait_http_ok(url: &str, timeout: Duration) -> Result<(), LocalError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| io("http client", e))?;
+    wait_http_ok_with(&client, url, timeout).await
+}
+
+/// Polls `url` with `client` until it answers 200 or `timeout` passes.
+pub async fn wait_http_ok_with(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<(), LocalError> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(response) = client.get(url).send().await {

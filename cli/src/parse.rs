@@ -143,10 +143,13 @@ pub fn replica_assignment(raw: &str) -> Result<Vec<Vec<i32>>, String> {
 /// Parses an `http://` URL (the probe speaks plain HTTP only).
 pub fn http_url(raw: &str) -> Result<String, String> {
     let url = raw.trim();
-    match url.strip_prefix("http://") {
+    match url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(url.to_owned()),
         _ => Err(format!(
-            "expected an http://HOST:PORT/PATH URL, got '{url}'"
+            "expected an http(s)://HOST:PORT/PATH URL, got '{url}'"
         )),
     }
 }

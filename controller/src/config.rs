@@ -86,6 +86,104 @@ pub struct ControllerConfig {
     /// Cluster default written at bootstrap: min.insync.replicas of topics that do not set it.
     #[arg(long, env = "CHRONIK_DEFAULT_MIN_INSYNC_REPLICAS", default_value_t = 2)]
     pub default_min_insync_replicas: u32,
+
+    /// How this controller secures its gRPC and HTTP (TLS, client certificates, tokens).
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// Whether callers must present a client certificate (Kafka's `ssl.client.auth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAuth {
+    /// No client certificates are asked for; callers authenticate with tokens.
+    #[default]
+    None,
+    /// A client certificate is asked for and verified against --tls-ca when presented; callers
+    /// without one authenticate with a token.
+    Requested,
+    /// The gRPC handshake fails without a client certificate verified against --tls-ca.
+    Required,
+}
+
+/// The control plane's security flags (docs/security.md, "Control plane"). Without any of them the
+/// controller serves plaintext and open, as before, and warns once at start.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct SecurityArgs {
+    /// Certificate chain (PEM) of this controller, for its gRPC and HTTP listeners and as its client
+    /// certificate towards the other controllers. Its names must include the host in --quorum.
+    #[arg(
+        long,
+        env = "CHRONIK_TLS_CERTIFICATE",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_certificate: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-certificate.
+    #[arg(
+        long,
+        env = "CHRONIK_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_certificate"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) that verifies the other controllers, and client certificates when
+    /// --tls-client-auth is not none.
+    #[arg(long, env = "CHRONIK_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificates: none, requested or required (mTLS). A caller whose certificate
+    /// --tls-ca verifies is authenticated by it.
+    #[arg(long, env = "CHRONIK_TLS_CLIENT_AUTH", value_enum, default_value_t = ClientAuth::None)]
+    pub tls_client_auth: ClientAuth,
+
+    /// File holding the admin token: chronikctl and operators (AdminService, /api/v1/cluster).
+    #[arg(long, env = "CHRONIK_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// File holding the cluster token: brokers and the other controllers (RaftService,
+    /// BrokerService, and AdminService for the admin requests brokers forward).
+    #[arg(long, env = "CHRONIK_CLUSTER_TOKEN_FILE", value_name = "PATH")]
+    pub cluster_token_file: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// Whether any security flag is set.
+    pub fn any(&self) -> bool {
+        self.tls_certificate.is_some()
+            || self.tls_ca.is_some()
+            || self.tls_client_auth != ClientAuth::None
+            || self.admin_token_file.is_some()
+            || self.cluster_token_file.is_some()
+    }
+
+    /// The rules between the flags; see `docs/security.md`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tls_certificate.is_some() != self.tls_ca.is_some() {
+            return Err(
+                "--tls-certificate and --tls-ca go together: the CA verifies the other \
+                controllers this one connects to"
+                    .into(),
+            );
+        }
+        if self.tls_client_auth != ClientAuth::None && self.tls_certificate.is_none() {
+            return Err("--tls-client-auth needs --tls-certificate, --tls-key and --tls-ca".into());
+        }
+        let tokens = (
+            self.admin_token_file.is_some(),
+            self.cluster_token_file.is_some(),
+        );
+        if self.tls_client_auth == ClientAuth::None && tokens.0 != tokens.1 {
+            return Err(
+                "--admin-token-file and --cluster-token-file go together unless \
+                --tls-client-auth authenticates callers by certificate: otherwise one kind of \
+                caller could not authenticate at all"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl ControllerConfig {
@@ -122,6 +220,7 @@ impl ControllerConfig {
         if self.default_min_insync_replicas == 0 {
             return Err("--default-min-insync-replicas must be at least 1".into());
         }
+        self.security.validate()?;
         Ok(voters)
     }
 
@@ -166,6 +265,44 @@ pub fn parse_quorum(quorum: &str) -> Result<BTreeMap<u64, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_flags_go_together_as_documented() {
+        let base = [
+            "chronik-controller",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "/d",
+            "--quorum",
+            "1@h:1",
+        ];
+        let parse = |extra: &[&str]| {
+            ControllerConfig::try_parse_from(base.iter().chain(extra))
+                .map(|c| c.voters().map(|_| ()))
+        };
+        assert!(parse(&[]).unwrap().is_ok());
+        let tls = ["--tls-certificate", "c", "--tls-key", "k", "--tls-ca", "ca"];
+        assert!(parse(&tls).unwrap().is_ok());
+        assert!(
+            parse(&["--tls-certificate", "c"]).is_err(),
+            "a key is required"
+        );
+        assert!(parse(&["--tls-certificate", "c", "--tls-key", "k"])
+            .unwrap()
+            .unwrap_err()
+            .contains("--tls-ca"));
+        assert!(parse(&["--tls-client-auth", "required"]).unwrap().is_err());
+        assert!(parse(&["--admin-token-file", "a"]).unwrap().is_err());
+        assert!(
+            parse(&["--admin-token-file", "a", "--cluster-token-file", "c"])
+                .unwrap()
+                .is_ok()
+        );
+        let mut mtls_admin_only = tls.to_vec();
+        mtls_admin_only.extend(["--tls-client-auth", "requested", "--admin-token-file", "a"]);
+        assert!(parse(&mtls_admin_only).unwrap().is_ok());
+    }
 
     #[test]
     fn quorum_parsing() {

@@ -7,7 +7,8 @@
 //! writer: run a command, propose its records, wait until applied), `state/` (pure commands over the
 //! image: `cluster`, `topics`, `election`, `placement`), `raft/` (openraft over sled: log store, state
 //! machine, network, service), `applied` (the image as applied, for readers), `liveness` (the active
-//! controller's broker sessions and fencing), `api/` (gRPC for brokers and operators, HTTP), `shutdown`.
+//! controller's broker sessions and fencing), `api/` (gRPC for brokers and operators, HTTP, `auth`: who
+//! may call what), `security` (TLS and tokens, loaded at start), `shutdown`.
 //! The records, the image and the config rules are shared with brokers in `chronik-metadata`.
 
 pub mod api;
@@ -19,5 +20,6 @@ pub mod metrics;
 pub mod node;
 pub mod quorum;
 pub mod raft;
+pub mod security;
 pub mod shutdown;
 pub mod state;

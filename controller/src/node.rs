@@ -18,15 +18,19 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 use tracing::{error, info, warn};
 
+use crate::api::auth::{Api, GrpcGuard};
 use crate::api::grpc::ControllerApi;
+use crate::api::http_listener::{HttpListener, HttpPeer};
 use crate::applied::AppliedMetadata;
 use crate::config::ControllerConfig;
 use crate::error::NodeError;
 use crate::liveness::{run_liveness, Liveness};
 use crate::quorum::Quorum;
 use crate::raft::{self, network::NetworkFactory, raft_config};
+use crate::security::Security;
 use crate::state::configs::{
     validate_cluster_configs, DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS, NUM_PARTITIONS,
 };
@@ -141,6 +145,7 @@ impl ControllerNode {
         let voters = config
             .voters()
             .map_err(|e| NodeError::Config(e.to_string()))?;
+        let security = Security::load(&config.security)?;
         let mut meta = check_data_dir(&config.data_dir, config.node_id, &voters)?;
 
         let applied = Arc::new(AppliedMetadata::new());
@@ -161,7 +166,7 @@ impl ControllerNode {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            NetworkFactory::new(config.node_id),
+            NetworkFactory::new(config.node_id).with_credentials(security.peers.clone()),
             log_store,
             state_machine,
         )
@@ -225,16 +230,29 @@ impl ControllerNode {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
-        let grpc = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = security.grpc_tls.clone() {
+            server = server
+                .tls_config(tls)
+                .map_err(|e| NodeError::Config(format!("TLS of the gRPC listener: {e}")))?;
+        }
+        let guard = |api| GrpcGuard::new(security.authenticator.clone(), api);
+        let grpc = server
             .timeout(Duration::from_secs(30))
             // Closes connections whose peer stopped answering (a cut network), so the session
             // streams on them end instead of counting as open forever.
             .http2_keepalive_interval(Some(Duration::from_secs(2)))
             .http2_keepalive_timeout(Some(Duration::from_secs(4)))
             .concurrency_limit_per_connection(256)
-            .add_service(raft::service::raft_service(raft.clone()))
-            .add_service(BrokerServiceServer::new(api.clone()))
-            .add_service(AdminServiceServer::new(api))
+            .add_service(InterceptedService::new(
+                raft::service::raft_service(raft.clone()),
+                guard(Api::Raft),
+            ))
+            .add_service(BrokerServiceServer::with_interceptor(
+                api.clone(),
+                guard(Api::Broker),
+            ))
+            .add_service(AdminServiceServer::with_interceptor(api, guard(Api::Admin)))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(grpc_listener),
                 shutdown.clone().cancelled_owned(),
@@ -244,8 +262,20 @@ impl ControllerNode {
                 error!("gRPC server failed: {e}");
             }
         });
-        let http = axum::serve(http_listener, crate::api::http::router(quorum.clone()))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let http_listener = match &security.http_tls {
+            Some(tls) => HttpListener::tls(http_listener, tls.clone(), &tasks, shutdown.clone())
+                .map_err(|source| NodeError::Bind {
+                    address: config.http_listen,
+                    source,
+                })?,
+            None => HttpListener::Plain(http_listener),
+        };
+        let router = crate::api::http::router(quorum.clone(), security.authenticator.clone());
+        let http = axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<HttpPeer>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tasks.spawn(async move {
             if let Err(e) = http.await {
                 error!("HTTP server failed: {e}");

@@ -61,9 +61,21 @@ impl Drop for TestCluster {
 
 /// Starts `controllers` controllers and `brokers` brokers and waits until all are ready.
 pub async fn start(controllers: usize, brokers: usize, controller_args: &[&str]) -> TestCluster {
+    start_with(controllers, brokers, |spec| {
+        spec.controller_args = controller_args.iter().map(|s| s.to_string()).collect();
+    })
+    .await
+}
+
+/// Like `start`, with the spec adjusted by `adjust` first (extra flags, a secured control plane…).
+pub async fn start_with(
+    controllers: usize,
+    brokers: usize,
+    adjust: impl FnOnce(&mut ClusterSpec),
+) -> TestCluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut spec = ClusterSpec::new(dir.path(), controllers, brokers);
-    spec.controller_args = controller_args.iter().map(|s| s.to_string()).collect();
+    adjust(&mut spec);
     let cluster = LocalCluster::start(spec).expect("cluster starts");
     let mut cluster = TestCluster { cluster, _dir: dir };
     cluster

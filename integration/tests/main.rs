@@ -7,4 +7,5 @@ mod harness;
 mod bench;
 mod cli;
 mod control_plane;
+mod control_plane_security;
 mod local;

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::cli::{LocalCommand, LocalUpArgs};
 use crate::error::CliError;
 use crate::local::{
-    build_under_cargo_run, default_bin_dir, wait_http_ok, ClusterSpec, LocalCluster, LocalError,
-    NodeListener, STATE_FILE,
+    build_under_cargo_run, default_bin_dir, http_client, wait_http_ok_with, ClusterSpec,
+    LocalCluster, LocalError, NodeListener, STATE_FILE,
 };
 
 /// How long a stopping node may take before it is killed.
@@ -35,7 +35,18 @@ pub struct LocalClusterView {
     pub dir: String,
     pub bootstrap_servers: String,
     pub controllers: String,
+    /// With a secured control plane: what chronikctl needs to reach it.
+    pub control_plane: Option<ControlPlaneView>,
     pub nodes: Vec<LocalNodeView>,
+}
+
+/// The files chronikctl uses against a secured local control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ControlPlaneView {
+    /// For --controller-tls-ca / CHRONIK_CONTROLLER_TLS_CA.
+    pub controller_tls_ca: String,
+    /// For --admin-token-file / CHRONIK_ADMIN_TOKEN_FILE.
+    pub admin_token_file: String,
 }
 
 fn local_error(e: LocalError) -> CliError {
@@ -57,6 +68,9 @@ pub async fn execute(command: &LocalCommand) -> Result<LocalClusterView, CliErro
         LocalCommand::Kill(args) | LocalCommand::Stop(args) | LocalCommand::Start(args) => {
             let mut cluster = LocalCluster::load(&args.dir.dir).map_err(local_error)?;
             let filter = cluster.spec.log_filter.clone();
+            let secured = cluster.control_plane.is_some();
+            let client = http_client(&cluster.controller_credentials().map_err(local_error)?)
+                .map_err(local_error)?;
             let node = match args.kind.as_str() {
                 "controller" => cluster.controller(args.id),
                 _ => cluster.broker(args.id),
@@ -71,8 +85,8 @@ pub async fn execute(command: &LocalCommand) -> Result<LocalClusterView, CliErro
                 }
                 _ => {
                     node.start(&filter).map_err(local_error)?;
-                    let url = format!("http://{}/readyz", node.http_addr);
-                    wait_http_ok(&url, Duration::from_secs(60))
+                    let url = readyz_url(secured, node);
+                    wait_http_ok_with(&client, &url, Duration::from_secs(60))
                         .await
                         .map_err(local_error)?;
                 }
@@ -109,6 +123,8 @@ async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {
         spec.controller_args = args.controller_args.clone();
         spec.broker_args = args.broker_args.clone();
         spec.listeners = listener_names(&args.listeners)?;
+        // The seam for the Kafka side's `--security`: a secured cluster secures its control plane too.
+        spec.secure_control_plane = args.secure_control_plane;
         LocalCluster::start(spec).map_err(local_error)?
     };
     cluster.save().map_err(local_error)?;
@@ -139,6 +155,16 @@ fn listener_names(names: &[String]) -> Result<Vec<String>, CliError> {
     Ok(out)
 }
 
+/// A node's `/readyz`: HTTPS for the controllers of a secured control plane.
+fn readyz_url(secured: bool, node: &crate::local::Node) -> String {
+    let scheme = if secured && node.kind == "controller" {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}/readyz", node.http_addr)
+}
+
 fn absolute(dir: &Path) -> Result<std::path::PathBuf, CliError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::Local(format!("cannot create {}: {e}", dir.display())))?;
@@ -147,6 +173,16 @@ fn absolute(dir: &Path) -> Result<std::path::PathBuf, CliError> {
 }
 
 async fn view(cluster: &mut LocalCluster) -> Result<LocalClusterView, CliError> {
+    let client = http_client(&cluster.controller_credentials().map_err(local_error)?)
+        .map_err(local_error)?;
+    let secured = cluster.control_plane.is_some();
+    let control_plane = cluster
+        .control_plane
+        .as_ref()
+        .map(|files| ControlPlaneView {
+            controller_tls_ca: files.ca().display().to_string(),
+            admin_token_file: files.admin_token().display().to_string(),
+        });
     let mut nodes = Vec::new();
     for node in cluster
         .controllers
@@ -154,8 +190,9 @@ async fn view(cluster: &mut LocalCluster) -> Result<LocalClusterView, CliError> 
         .chain(cluster.brokers.iter_mut())
     {
         let running = node.is_running();
+        let url = readyz_url(secured, node);
         let ready = running
-            && wait_http_ok(&format!("http://{}/readyz", node.http_addr), Duration::ZERO)
+            && wait_http_ok_with(&client, &url, Duration::ZERO)
                 .await
                 .is_ok();
         nodes.push(LocalNodeView {
@@ -174,6 +211,7 @@ async fn view(cluster: &mut LocalCluster) -> Result<LocalClusterView, CliError> 
         dir: cluster.spec.dir.display().to_string(),
         bootstrap_servers: cluster.bootstrap_servers(),
         controllers: cluster.controllers_arg(),
+        control_plane,
         nodes,
     })
 }

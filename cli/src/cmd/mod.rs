@@ -205,7 +205,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         }
         Command::Local(command) => Report::Local(local::execute(command).await?),
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
-        Command::Probe { url } => Report::Probe(probe::probe(url, client.request_timeout()).await?),
+        Command::Probe { url } => {
+            Report::Probe(probe::probe(url, client.request_timeout(), client.credentials()).await?)
+        }
     };
     Ok(report)
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chronik_control_auth::ClientCredentials;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -17,15 +18,18 @@ pub struct ProbeResult {
     pub message: String,
 }
 
-/// GETs `url` within `timeout`; a non-2xx answer or no answer is a `CliError::Probe`.
-pub async fn probe(url: &str, timeout: Duration) -> Result<ProbeResult, CliError> {
+/// GETs `url` within `timeout`; a non-2xx answer or no answer is a `CliError::Probe`. An `https` URL
+/// is verified against the CA of `credentials` (`--controller-tls-ca`), which also send their token.
+pub async fn probe(
+    url: &str,
+    timeout: Duration,
+    credentials: &ClientCredentials,
+) -> Result<ProbeResult, CliError> {
     let failed = |reason: String| CliError::Probe {
         url: url.to_owned(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
+    let client = crate::local::http_client_with_timeout(credentials, timeout)
         .map_err(|e| failed(e.to_string()))?;
     let response = client
         .get(url)
@@ -71,7 +75,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-length: 16\r\nconnection: close\r\n\r\nready; leader 2\n",
         )
         .await;
-        let result = probe(&url, Duration::from_secs(5)).await.expect("ready");
+        let result = probe(&url, Duration::from_secs(5), &ClientCredentials::none())
+            .await
+            .expect("ready");
         assert_eq!(result.status, 200);
         assert_eq!(result.message, "ready; leader 2");
     }
@@ -82,7 +88,9 @@ mod tests {
             "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 27\r\nconnection: close\r\n\r\nno controller leader known\n",
         )
         .await;
-        let error = probe(&url, Duration::from_secs(5)).await.unwrap_err();
+        let error = probe(&url, Duration::from_secs(5), &ClientCredentials::none())
+            .await
+            .unwrap_err();
         assert!(
             error.to_string().contains("503") && error.to_string().contains("no controller leader"),
             "{error}"
@@ -91,7 +99,9 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/readyz", closed.local_addr().expect("address"));
         drop(closed);
-        let error = probe(&url, Duration::from_secs(5)).await.unwrap_err();
+        let error = probe(&url, Duration::from_secs(5), &ClientCredentials::none())
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("no answer"), "{error}");
     }
 }

@@ -10,6 +10,13 @@ pub(super) fn cluster(out: &mut impl Write, cluster: &LocalClusterView) -> std::
     writeln!(out, "bootstrap servers: {}", cluster.bootstrap_servers)?;
     writeln!(out, "controllers:       {}", cluster.controllers)?;
     writeln!(out, "logs and data:     {}", cluster.dir)?;
+    if let Some(secured) = &cluster.control_plane {
+        writeln!(
+            out,
+            "control plane:     TLS and tokens; for chronikctl:\n  export CHRONIK_CONTROLLER_TLS_CA={} CHRONIK_ADMIN_TOKEN_FILE={}",
+            secured.controller_tls_ca, secured.admin_token_file
+        )?;
+    }
     writeln!(out)?;
     writeln!(
         out,

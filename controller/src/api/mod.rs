@@ -2,8 +2,10 @@
 //! health, metrics and a JSON view (`http`); the protobuf conversions are `chronik_metadata::convert`. `ClusterView`
 //! is the one description of the cluster both interfaces render.
 
+pub mod auth;
 pub mod grpc;
 pub mod http;
+pub mod http_listener;
 
 use serde::Serialize;
 

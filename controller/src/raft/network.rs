@@ -9,6 +9,7 @@
 use std::error::Error;
 use std::time::Duration;
 
+use chronik_control_auth::{AuthChannel, ClientCredentials};
 use chronik_proto::v1::raft_service_client::RaftServiceClient;
 use chronik_proto::v1::RaftPayload;
 use openraft::error::{
@@ -23,7 +24,6 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use super::service::MAX_MESSAGE_BYTES;
@@ -35,12 +35,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Creates connections from this node to its peers.
 pub struct NetworkFactory {
     id: NodeId,
+    credentials: ClientCredentials,
 }
 
 impl NetworkFactory {
-    /// `id` is this node's id (it names the sender in timeout errors).
+    /// `id` is this node's id (it names the sender in timeout errors). Plaintext, without a token,
+    /// until `with_credentials`.
     pub fn new(id: NodeId) -> Self {
-        Self { id }
+        Self {
+            id,
+            credentials: ClientCredentials::none(),
+        }
+    }
+
+    /// What this node presents to its peers: the CA that verifies them, its certificate, the cluster
+    /// token.
+    pub fn with_credentials(mut self, credentials: ClientCredentials) -> Self {
+        self.credentials = credentials;
+        self
     }
 }
 
@@ -52,6 +64,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             id: self.id,
             target,
             node: node.clone(),
+            credentials: self.credentials.clone(),
             client: None,
         }
     }
@@ -62,7 +75,8 @@ pub struct NetworkConnection {
     id: NodeId,
     target: NodeId,
     node: BasicNode,
-    client: Option<RaftServiceClient<Channel>>,
+    credentials: ClientCredentials,
+    client: Option<RaftServiceClient<AuthChannel>>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
@@ -138,12 +152,14 @@ impl NetworkConnection {
         })
     }
 
-    async fn connect(&self) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(format!("http://{}", self.node.addr))?
+    async fn connect(&self) -> Result<RaftServiceClient<AuthChannel>, tonic::transport::Error> {
+        let channel = self
+            .credentials
+            .endpoint(&self.node.addr)?
             .connect_timeout(CONNECT_TIMEOUT)
             .connect()
             .await?;
-        Ok(RaftServiceClient::new(channel)
+        Ok(RaftServiceClient::new(self.credentials.authorize(channel))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
