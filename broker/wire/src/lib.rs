@@ -8,6 +8,18 @@
 //! anything is allocated for it; a response is accepted only as the answer to the correlation id the
 //! caller waits for, and only if it decodes to its last byte. Nothing here owns a socket: it works on
 //! any `AsyncRead`.
+//!
+//! [`security`] is the client side of Kafka's listener security, shared by the same clients: TLS
+//! (rustls), SASL ([`sasl`]: PLAIN and SCRAM, [`scram`]) and the [`ClientConnector`] that runs them.
+
+pub mod sasl;
+pub mod scram;
+pub mod security;
+
+pub use security::{
+    ClientConnector, ClientSecurity, ConnectError, KafkaStream, Password, SaslMechanism,
+    SaslSettings, SecurityConfigError, SecurityProtocol, TlsSettings,
+};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
