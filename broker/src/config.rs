@@ -366,6 +366,9 @@ pub struct BrokerConfig {
         default_value_t = 128
     )]
     pub max_inflight_per_connection: usize,
+
+    #[command(flatten)]
+    pub inter_broker: InterBrokerSecurityArgs,
 }
 
 /// The listener's advertised address must be one clients can connect to; without one, its bind address
@@ -871,6 +874,123 @@ impl ListenerSecurityArgs {
     }
 }
 
+/// How this broker's replica fetchers authenticate to leaders on the inter-broker listener. The
+/// protocol is that listener's own (its entry in the listener security protocol map); the credentials
+/// are Kafka's `sasl.mechanism.inter.broker.protocol` and the `listener.name.X.<mechanism>.sasl.jaas.config`
+/// username and password, the password read from a file so it stays out of `ps`. TLS trusts `--ssl-ca`
+/// and, for mutual TLS, presents the broker's own `--ssl-certificate` and `--ssl-key`, as Kafka uses
+/// the same keystore and truststore both ways.
+#[derive(Clone, Debug, clap::Args)]
+pub struct InterBrokerSecurityArgs {
+    /// SASL mechanism followers use on a SASL inter-broker listener: SCRAM-SHA-512, SCRAM-SHA-256 or
+    /// PLAIN (Kafka's `sasl.mechanism.inter.broker.protocol`).
+    #[arg(
+        long,
+        env = "CHRONIK_INTER_BROKER_SASL_MECHANISM",
+        default_value = "SCRAM-SHA-512",
+        value_parser = |s: &str| s.parse::<chronik_wire::SaslMechanism>()
+    )]
+    pub inter_broker_sasl_mechanism: chronik_wire::SaslMechanism,
+
+    /// The user followers authenticate as on a SASL inter-broker listener (e.g. `broker`, a super user).
+    #[arg(long, env = "CHRONIK_INTER_BROKER_SASL_USERNAME", value_name = "USER")]
+    pub inter_broker_sasl_username: Option<String>,
+
+    /// A file holding that user's password (one line; a trailing newline is ignored).
+    #[arg(
+        long,
+        env = "CHRONIK_INTER_BROKER_SASL_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub inter_broker_sasl_password_file: Option<PathBuf>,
+}
+
+impl InterBrokerSecurityArgs {
+    /// The client settings of the replica fetchers for an inter-broker listener speaking `protocol`,
+    /// trusting `ca` and presenting `certificate` and `key` when given. Reads the password file.
+    pub fn client_security(
+        &self,
+        protocol: chronik_wire::SecurityProtocol,
+        ca: Option<PathBuf>,
+        certificate: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<chronik_wire::ClientSecurity, BrokerError> {
+        let invalid = |message: String| Err(BrokerError::Config(message));
+        if protocol.uses_tls() && ca.is_none() {
+            return invalid(format!(
+                "the inter-broker listener is {protocol}: give --ssl-ca, the CA the leaders' certificates chain to"
+            ));
+        }
+        let sasl = if protocol.uses_sasl() {
+            let (Some(username), Some(path)) = (
+                &self.inter_broker_sasl_username,
+                &self.inter_broker_sasl_password_file,
+            ) else {
+                return invalid(format!(
+                    "the inter-broker listener is {protocol}: give --inter-broker-sasl-username and --inter-broker-sasl-password-file"
+                ));
+            };
+            let password = std::fs::read_to_string(path).map_err(|e| {
+                BrokerError::Config(format!(
+                    "--inter-broker-sasl-password-file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            Some(chronik_wire::SaslSettings {
+                mechanism: self.inter_broker_sasl_mechanism,
+                username: username.clone(),
+                password: chronik_wire::Password::new(password),
+            })
+        } else {
+            None
+        };
+        Ok(chronik_wire::ClientSecurity {
+            protocol,
+            tls: chronik_wire::TlsSettings {
+                ca,
+                // Only a listener asking for client certificates checks them; presenting one where
+                // none is asked for is harmless, so the broker always offers its own.
+                certificate: if protocol.uses_tls() {
+                    certificate
+                } else {
+                    None
+                },
+                key: if protocol.uses_tls() { key } else { None },
+                server_name: None,
+            },
+            sasl,
+        })
+    }
+}
+
+impl BrokerConfig {
+    /// The connector the replica fetchers reach leaders with, for the inter-broker listener's
+    /// protocol; certificates and the password file are read here, once, at start.
+    pub fn inter_broker_connector(&self) -> Result<chronik_wire::ClientConnector, BrokerError> {
+        let listener = self.inter_broker_listener()?;
+        // The listener's protocol (`--listener-security-protocol-map`), by Kafka's name.
+        let protocol = self
+            .security
+            .protocol_of(&listener)?
+            .to_string()
+            .parse::<chronik_wire::SecurityProtocol>()
+            .map_err(BrokerError::Config)?;
+        let security = self.inter_broker.client_security(
+            protocol,
+            self.security.ssl_ca.clone(),
+            self.security.ssl_certificate.clone(),
+            self.security.ssl_key.clone(),
+        )?;
+        chronik_wire::ClientConnector::new(
+            &security,
+            &format!("chronik-replica-fetcher-{}", self.broker_id),
+        )
+        .map_err(|e| BrokerError::Config(format!("inter-broker listener: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1353,5 +1473,59 @@ mod tests {
             vec![SaslMechanism::Plain, SaslMechanism::ScramSha512]
         );
         assert_eq!(sasl.max_reauth_ms, 60_000);
+    }
+
+    #[test]
+    fn inter_broker_credentials_follow_the_inter_broker_listener() {
+        let plain = parse(&minimal()).expect("parses");
+        assert_eq!(
+            plain
+                .inter_broker_connector()
+                .expect("plaintext")
+                .protocol(),
+            chronik_wire::SecurityProtocol::Plaintext
+        );
+        let mut sasl = minimal();
+        sasl.extend(["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"]);
+        let error = parse(&sasl)
+            .expect("parses")
+            .inter_broker_connector()
+            .expect_err("no credentials");
+        assert!(
+            error.to_string().contains("--inter-broker-sasl-username"),
+            "{error}"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let file = file.to_str().expect("utf-8");
+        sasl.extend([
+            "--inter-broker-sasl-username",
+            "broker",
+            "--inter-broker-sasl-password-file",
+            file,
+        ]);
+        let config = parse(&sasl).expect("parses");
+        let security = config
+            .inter_broker
+            .client_security(
+                chronik_wire::SecurityProtocol::SaslPlaintext,
+                None,
+                None,
+                None,
+            )
+            .expect("valid");
+        let credentials = security.sasl.expect("SASL");
+        assert_eq!(
+            credentials.mechanism,
+            chronik_wire::SaslMechanism::ScramSha512
+        );
+        assert_eq!(credentials.password.expose(), "s3cret");
+        assert!(config.inter_broker_connector().is_ok());
+        let error = config
+            .inter_broker
+            .client_security(chronik_wire::SecurityProtocol::SaslSsl, None, None, None)
+            .expect_err("TLS without a CA");
+        assert!(error.to_string().contains("--ssl-ca"), "{error}");
     }
 }

@@ -186,6 +186,7 @@ impl Broker {
             kafka_listeners.push((listener.endpoint(address), address, socket, security));
         }
         let inter_broker_listener = config.inter_broker_listener()?;
+        let inter_broker_connector = config.inter_broker_connector()?;
         let kafka_addrs: Vec<(String, SocketAddr)> = kafka_listeners
             .iter()
             .map(|(endpoint, address, _, _)| (endpoint.name.clone(), *address))
@@ -259,6 +260,7 @@ impl Broker {
             metadata.clone(),
             status.clone(),
             inter_broker_listener,
+            inter_broker_connector,
             cancel.clone(),
             tracker.clone(),
         ));

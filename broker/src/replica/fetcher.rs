@@ -16,6 +16,10 @@
 //! records deleted on the leader (DeleteRecords, retention) go here too; a partition whose log is
 //! offline (a failed write or fsync) is no longer fetched, so no fetch ever reports an offset that may
 //! not be durable (issue #11, defect 6).
+//!
+//! Connections go through the inter-broker listener's security (`chronik_wire::ClientConnector`:
+//! TLS and SASL as the listener requires, with this broker's credentials); a SASL session the leader
+//! limits in time (KIP-368) is replaced by a fresh, re-authenticated connection before it expires.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,13 +27,17 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use chronik_metadata::{BrokerId, MetadataImage};
-use chronik_wire::{decode_response, encode_request, read_frame, FrameError, WireError};
+use chronik_wire::{
+    decode_response, encode_request, read_frame, ClientConnector, ConnectError, FrameError,
+    KafkaStream, WireError,
+};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -65,14 +73,21 @@ const QUICK_RETRY_DELAY: Duration = Duration::from_millis(5);
 /// stopped answering (paused, cut off) is given up on before the controller fences it and names
 /// another, rather than a late answer arriving after that.
 const FETCH_TIMEOUT: Duration = Duration::from_millis(MAX_WAIT_MS as u64 + 2_500);
+/// How long the TCP connect, and then the TLS handshake and SASL exchange together, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection whose SASL session expires within this is replaced before its next fetch, so no fetch
+/// is cut off by the leader closing an expired session.
+const REAUTHENTICATE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Keeps one fetcher task per leader this broker follows partitions of; fetchers connect to leaders'
-/// endpoints on `listener` (the inter-broker listener).
+/// endpoints on `listener` (the inter-broker listener) through `connector` (its security).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_fetcher_manager(
     replicas: Arc<ReplicaManager>,
     metadata: Arc<MetadataCache>,
     status: watch::Receiver<BrokerStatus>,
     listener: String,
+    connector: ClientConnector,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -112,6 +127,7 @@ pub async fn run_fetcher_manager(
                         metadata.clone(),
                         status.clone(),
                         listener.clone(),
+                        connector.clone(),
                         receiver,
                         cancel.clone(),
                     ));
@@ -127,27 +143,56 @@ pub async fn run_fetcher_manager(
     }
 }
 
-/// A connection to one leader's Kafka listener.
+/// A connection to one leader's Kafka listener, secured and authenticated as that listener requires.
 struct LeaderConnection {
-    stream: TcpStream,
+    stream: KafkaStream<TcpStream>,
     correlation_id: i32,
+    /// When to replace the connection: shortly before the leader ends its SASL session.
+    renew_at: Option<Instant>,
     /// Lets Metadata see the leader's end close (`ReplicaManager::probe_leader_connection`).
     _probe: Option<LeaderProbe>,
 }
 
 impl LeaderConnection {
-    async fn connect(address: &str) -> std::io::Result<Self> {
-        let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(address))
+    /// Connects to `leader` at `address`; a refused TCP connection is noted as evidence the leader is
+    /// gone, a failed TLS handshake or SASL exchange is not (the leader answered).
+    async fn connect(
+        address: &str,
+        connector: &ClientConnector,
+        replicas: &Arc<ReplicaManager>,
+        leader: BrokerId,
+    ) -> Result<Self, FetchError> {
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
             .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?;
+        let stream = match connected {
+            Ok(stream) => stream,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    replicas.note_leader_refused(leader);
+                }
+                return Err(e.into());
+            }
+        };
         stream.set_nodelay(true)?;
+        let probe = replicas.probe_leader_connection(leader, &stream);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.secure(stream, address))
+            .await
+            .map_err(|_| FetchError::TimedOut(CONNECT_TIMEOUT))??;
+        let renew_at = stream
+            .session_lifetime()
+            .map(|lifetime| Instant::now() + lifetime.saturating_sub(REAUTHENTICATE_MARGIN));
         Ok(Self {
             stream,
             correlation_id: 0,
-            _probe: None,
+            renew_at,
+            _probe: probe,
         })
+    }
+
+    /// Whether the leader's SASL session is about to expire.
+    fn needs_renewal(&self) -> bool {
+        self.renew_at.is_some_and(|at| Instant::now() >= at)
     }
 
     async fn fetch(
@@ -165,6 +210,8 @@ impl LeaderConnection {
             client_id,
         )?;
         self.stream.write_all(&frame).await?;
+        // TLS holds written records until flushed.
+        self.stream.flush().await?;
         let body = read_frame(&mut self.stream, MAX_RESPONSE_FRAME)
             .await?
             .ok_or(FetchError::Closed)?;
@@ -191,6 +238,8 @@ enum FetchError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
+    Secure(#[from] ConnectError),
+    #[error(transparent)]
     Frame(#[from] FrameError),
     #[error(transparent)]
     Wire(#[from] WireError),
@@ -207,6 +256,7 @@ async fn run_fetcher(
     metadata: Arc<MetadataCache>,
     status: watch::Receiver<BrokerStatus>,
     listener: String,
+    connector: ClientConnector,
     mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
     cancel: CancellationToken,
 ) {
@@ -221,6 +271,8 @@ async fn run_fetcher(
     // is not hammered. Only an answer, not a handshake, shows the leader reachable again.
     let mut answered = false;
     let mut quick_retries = 0u32;
+    // The last TLS or SASL failure warned about.
+    let mut security_warning: Option<String> = None;
     // The fetch round in which each partition last returned data.
     let mut served: HashMap<(Uuid, i32), u64> = HashMap::new();
     let mut round = 0u64;
@@ -234,6 +286,17 @@ async fn run_fetcher(
         let mut targets = partitions.borrow_and_update().clone();
         order_by_last_served(&mut targets, &served);
         let broker_epoch = status.borrow().broker_epoch.unwrap_or(-1);
+        if connection
+            .as_ref()
+            .is_some_and(LeaderConnection::needs_renewal)
+        {
+            debug!(
+                leader,
+                "replacing the connection before its SASL session expires"
+            );
+            connection = None;
+            answered = false;
+        }
         let outcome = async {
             if connection.is_none() {
                 let address =
@@ -243,20 +306,9 @@ async fn run_fetcher(
                             listener: listener.clone(),
                         }
                     })?;
-                match LeaderConnection::connect(&address).await {
-                    Ok(mut connected) => {
-                        connected._probe =
-                            replicas.probe_leader_connection(leader, &connected.stream);
-                        connection = Some(connected);
-                        answered = false;
-                    }
-                    Err(e) => {
-                        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                            replicas.note_leader_refused(leader);
-                        }
-                        return Err(e.into());
-                    }
-                }
+                connection =
+                    Some(LeaderConnection::connect(&address, &connector, &replicas, leader).await?);
+                answered = false;
             }
             let request = fetch_request(self_id, broker_epoch, &targets);
             if request.topics.is_empty() {
@@ -276,6 +328,7 @@ async fn run_fetcher(
         };
         let pause = match response {
             Ok((request, response)) => {
+                security_warning = None;
                 if !answered {
                     answered = true;
                     quick_retries = QUICK_RETRIES;
@@ -289,7 +342,18 @@ async fn run_fetcher(
             }
             Err(FetchError::NothingToFetch) => Some(BACKOFF),
             Err(e) => {
-                debug!(leader, "replica fetch failed: {e}");
+                if let FetchError::Secure(ConnectError::Tls { .. } | ConnectError::Sasl { .. }) = &e
+                {
+                    // A configuration problem (certificates, credentials) rather than a fault: say
+                    // it once per distinct error, not at every retry.
+                    let message = e.to_string();
+                    if security_warning.as_deref() != Some(message.as_str()) {
+                        warn!(leader, "cannot replicate from the leader: {message}");
+                        security_warning = Some(message);
+                    }
+                } else {
+                    debug!(leader, "replica fetch failed: {e}");
+                }
                 let served = connection.is_some() && answered;
                 if served && !matches!(e, FetchError::TimedOut(_)) {
                     // The leader's end closed or broke off a response (a paused leader times out
