@@ -66,6 +66,10 @@ pub struct GlobalArgs {
     /// TLS and the admin token towards the controllers.
     #[command(flatten)]
     pub controller_security: ControllerSecurityArgs,
+
+    /// How to reach the brokers' Kafka listeners securely.
+    #[command(flatten)]
+    pub kafka: KafkaSecurityArgs,
 }
 
 /// chronikctl's credentials towards the controllers (docs/security.md, "Control plane").
@@ -1138,4 +1142,65 @@ mod tests {
             Command::Election(ElectionCommand::Preferred { topic: Some(ref t) }) if t == "orders"
         ));
     }
+}
+
+/// Security of `chronikctl`'s Kafka connections (topic produce/consume, group, bench, …), with
+/// librdkafka's names in a properties file (`-C`) and flags over it, like rpk's profiles.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KafkaSecurityArgs {
+    /// A librdkafka-style properties file (`bootstrap.servers`, `security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`,
+    /// `ssl.certificate.location`, `ssl.key.location`), e.g. the one `local up --security` prints.
+    /// The flags below override it.
+    #[arg(
+        long,
+        short = 'C',
+        env = "CHRONIK_CLIENT_CONFIG",
+        value_name = "PATH",
+        global = true
+    )]
+    pub client_config: Option<std::path::PathBuf>,
+
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (`security.protocol`). Default: SASL_SSL or
+    /// SASL_PLAINTEXT when a SASL user is given (with or without --tls-ca), SSL with only --tls-ca,
+    /// else PLAINTEXT.
+    #[arg(long, env = "CHRONIK_SECURITY_PROTOCOL", value_name = "PROTOCOL", global = true,
+          value_parser = |s: &str| s.parse::<chronik_wire::SecurityProtocol>())]
+    pub security_protocol: Option<chronik_wire::SecurityProtocol>,
+
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (`sasl.mechanism`; default SCRAM-SHA-512).
+    #[arg(long, env = "CHRONIK_SASL_MECHANISM", value_name = "MECHANISM", global = true,
+          value_parser = |s: &str| s.parse::<chronik_wire::SaslMechanism>())]
+    pub sasl_mechanism: Option<chronik_wire::SaslMechanism>,
+
+    /// The SASL user (`sasl.username`).
+    #[arg(
+        long,
+        env = "CHRONIK_SASL_USERNAME",
+        value_name = "USER",
+        global = true
+    )]
+    pub sasl_username: Option<String>,
+
+    /// The SASL password (`sasl.password`); prefer the environment variable, which `ps` does not show.
+    #[arg(
+        long,
+        env = "CHRONIK_SASL_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub sasl_password: Option<String>,
+
+    /// PEM bundle of the CAs the brokers' certificates chain to (`ssl.ca.location`).
+    #[arg(long, env = "CHRONIK_TLS_CA", value_name = "PATH", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// PEM client certificate for mutual TLS (`ssl.certificate.location`).
+    #[arg(long, env = "CHRONIK_TLS_CERT", value_name = "PATH", global = true)]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert (`ssl.key.location`).
+    #[arg(long, env = "CHRONIK_TLS_KEY", value_name = "PATH", global = true)]
+    pub tls_key: Option<std::path::PathBuf>,
 }

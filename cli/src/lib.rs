@@ -28,6 +28,7 @@ pub use output::OutputFormat;
 /// Runs the parsed command line: executes the command, prints its report to stdout, and fails if the
 /// command failed or its report records a partial failure.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    kafka::security::install(kafka::security::resolve(&cli.global.kafka)?);
     let client = ControllerClient::new(
         cli.global.controllers.clone(),
         Duration::from_millis(cli.global.timeout_ms),

@@ -52,12 +52,9 @@ pub enum SaslError {
     Wire(#[from] WireError),
 }
 
-/// Kafka's name for an error code (`SASL_AUTHENTICATION_FAILED`, …), or the number.
+/// Kafka's name for an error code (`SASL_AUTHENTICATION_FAILED`, …).
 pub fn error_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        Some(error) => format!("{error:?}"),
-        None => format!("error code {code}"),
-    }
+    chronik_metadata::error::code_name(code)
 }
 
 /// One request and its answer on a connection that carries nothing else yet.

@@ -394,13 +394,18 @@ pub async fn produce(
     Ok(report)
 }
 
-/// The bootstrap servers given, or else the live brokers the controllers list.
+/// The bootstrap servers given, else those of the client properties file (`-C`), else the live
+/// brokers the controllers list.
 pub async fn bootstrap_servers(
     client: &ControllerClient,
     target: &KafkaTargetArgs,
 ) -> Result<Vec<String>, CliError> {
     if !target.bootstrap_servers.is_empty() {
         return Ok(target.bootstrap_servers.clone());
+    }
+    let from_client_config = crate::kafka::security::bootstrap_servers();
+    if !from_client_config.is_empty() {
+        return Ok(from_client_config.to_vec());
     }
     let live = crate::cmd::broker::live_addresses(client).await?;
     if live.is_empty() {

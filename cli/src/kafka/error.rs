@@ -18,6 +18,9 @@ pub enum KafkaError {
         /// The socket error.
         error: io::Error,
     },
+    /// The TLS handshake or SASL authentication the connection's security asks for failed.
+    #[error(transparent)]
+    Secure(chronik_wire::ConnectError),
     /// Reading or writing an established connection failed (including the broker closing it).
     #[error("connection to {address} failed: {error}")]
     Io {

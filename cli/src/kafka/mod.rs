@@ -1,4 +1,5 @@
-//! A minimal Kafka client connection over tokio TCP, shared by `chronikctl bench`, `group` and
+//! A minimal Kafka client connection over tokio TCP (through TLS and SASL as [`security`] says),
+//! shared by `chronikctl bench`, `group` and
 //! `topic produce|consume`: size-prefixed frames, a request header chosen by the API version, and responses decoded with
 //! the header version Kafka uses for that API (ApiVersions answers always use header v0). Opening a
 //! connection sends ApiVersions so later requests use the highest version both sides speak. Every wait
@@ -25,16 +26,17 @@ pub mod leader_router;
 pub mod pool;
 pub mod producer;
 pub mod records;
+pub mod security;
 pub mod topic;
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use chronik_wire::FrameError;
+use chronik_wire::{ConnectError, KafkaStream};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Request, StrBytes};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -115,23 +117,23 @@ pub struct KafkaConnection {
 }
 
 impl KafkaConnection {
-    /// Connects to `address` and asks for its API versions (v3, or v0 when the broker refuses v3).
+    /// Connects to `address` (through TLS and SASL as [`security::connector`] says) and asks for its
+    /// API versions (v3, or v0 when the broker refuses v3).
     pub async fn open(address: &str, deadline: Instant) -> Result<Self, KafkaError> {
-        let stream = within(deadline, TcpStream::connect(address), || {
+        let connector = security::connector();
+        let stream = within(deadline, connector.connect(address), || {
             format!("connecting to {address}")
         })
         .await?
-        .map_err(|error| KafkaError::Connect {
-            address: address.to_owned(),
-            error,
-        })?;
-        // Small requests (Fetch, acks) must not wait for Nagle.
-        stream.set_nodelay(true).map_err(|error| KafkaError::Io {
-            address: address.to_owned(),
-            error,
+        .map_err(|error| match error {
+            ConnectError::Connect { address, source } => KafkaError::Connect {
+                address,
+                error: source,
+            },
+            error => KafkaError::Secure(error),
         })?;
         let address: Arc<str> = Arc::from(address);
-        let (read_half, write_half) = stream.into_split();
+        let (read_half, write_half) = tokio::io::split(stream);
         let mut connection = KafkaConnection {
             writer: RequestWriter {
                 address: address.clone(),
@@ -221,7 +223,7 @@ impl KafkaConnection {
 #[derive(Debug)]
 pub struct RequestWriter {
     address: Arc<str>,
-    half: OwnedWriteHalf,
+    half: WriteHalf<KafkaStream<TcpStream>>,
     next_correlation_id: i32,
     buffer: BytesMut,
 }
@@ -245,13 +247,15 @@ impl RequestWriter {
             version,
             reason: e.to_string(),
         })?;
-        self.half
-            .write_all(&self.buffer)
-            .await
-            .map_err(|error| KafkaError::Io {
-                address: self.address.to_string(),
-                error,
-            })?;
+        // TLS holds written records until flushed.
+        let written = match self.half.write_all(&self.buffer).await {
+            Ok(()) => self.half.flush().await,
+            Err(error) => Err(error),
+        };
+        written.map_err(|error| KafkaError::Io {
+            address: self.address.to_string(),
+            error,
+        })?;
         Ok(correlation_id)
     }
 }
@@ -260,7 +264,7 @@ impl RequestWriter {
 #[derive(Debug)]
 pub struct ResponseReader {
     address: Arc<str>,
-    half: BufReader<OwnedReadHalf>,
+    half: BufReader<ReadHalf<KafkaStream<TcpStream>>>,
 }
 
 impl ResponseReader {
