@@ -160,6 +160,9 @@ pub enum Command {
     /// Create, list and delete ACLs (checked by brokers started with --authorizer standard).
     #[command(subcommand)]
     Acl(AclCommand),
+    /// Create, list and delete SCRAM users (SASL SCRAM-SHA-256/512 credentials).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Run a cluster of real processes on this machine, without Docker.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -1203,4 +1206,54 @@ pub struct KafkaSecurityArgs {
     /// PEM private key of --tls-cert (`ssl.key.location`).
     #[arg(long, env = "CHRONIK_TLS_KEY", value_name = "PATH", global = true)]
     pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// `chronikctl user ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCommand {
+    /// Store a user's SCRAM credential for one mechanism (replacing one it has), through the
+    /// controllers; works before any Kafka user exists. Without --password or --password-file a
+    /// password is generated and printed once.
+    Create(UserCreateArgs),
+    /// List every SCRAM user and mechanism (DescribeUserScramCredentials on a broker).
+    List,
+    /// Delete a user's credential for --mechanism, or for every mechanism it has.
+    Delete {
+        /// The user name.
+        name: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long, value_parser = parse_scram_mechanism)]
+        mechanism: Option<chronik_metadata::scram::ScramMechanism>,
+    },
+}
+
+/// Arguments of `user create`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("secret").args(["password", "password_file"])))]
+pub struct UserCreateArgs {
+    /// The user name (its principal is User:NAME).
+    pub name: String,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, default_value = "SCRAM-SHA-512", value_parser = parse_scram_mechanism)]
+    pub mechanism: chronik_metadata::scram::ScramMechanism,
+    /// The password (visible to `ps`; prefer --password-file).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// A file holding the password (one line; a trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// SCRAM iterations (4096..=16384, Kafka's bounds).
+    #[arg(long, default_value_t = 8192)]
+    pub iterations: i32,
+}
+
+fn parse_scram_mechanism(s: &str) -> Result<chronik_metadata::scram::ScramMechanism, String> {
+    use chronik_metadata::scram::ScramMechanism;
+    match s.trim().to_ascii_uppercase().as_str() {
+        "SCRAM-SHA-256" => Ok(ScramMechanism::Sha256),
+        "SCRAM-SHA-512" => Ok(ScramMechanism::Sha512),
+        _ => Err(format!(
+            "unknown SCRAM mechanism {s:?} (SCRAM-SHA-256 or SCRAM-SHA-512)"
+        )),
+    }
 }

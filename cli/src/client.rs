@@ -19,7 +19,8 @@ use chronik_metadata::leader_hint;
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::{
     AlterConfigsRequest, AlterConfigsResponse, AlterPartitionReassignmentsRequest,
-    AlterPartitionReassignmentsResponse, CreateAclsRequest, CreateAclsResponse,
+    AlterPartitionReassignmentsResponse, AlterUserScramCredentialsRequest,
+    AlterUserScramCredentialsResponse, CreateAclsRequest, CreateAclsResponse,
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse,
@@ -310,6 +311,17 @@ impl ControllerClient {
     ) -> Result<CreateAclsResponse, CliError> {
         self.write(request, |mut client, request| async move {
             client.create_acls(request).await
+        })
+        .await
+    }
+
+    /// `AlterUserScramCredentials` on the active controller. Per-user errors are in the reply.
+    pub async fn alter_user_scram_credentials(
+        &self,
+        request: AlterUserScramCredentialsRequest,
+    ) -> Result<AlterUserScramCredentialsResponse, CliError> {
+        self.write(request, |mut client, request| async move {
+            client.alter_user_scram_credentials(request).await
         })
         .await
     }

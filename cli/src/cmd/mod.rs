@@ -18,10 +18,12 @@ pub mod produce;
 pub mod reassign;
 pub mod topic;
 pub mod trim_prefix;
+pub mod user;
 
 use crate::cli::{
     AclCommand, BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges,
     ElectionCommand, GroupCommand, PartitionCommand, ReassignmentCommand, TopicCommand,
+    UserCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
@@ -91,6 +93,8 @@ pub enum Report {
     Probe(probe::ProbeResult),
     /// `acl create|list|delete`.
     Acls(acl::AclReport),
+    /// `user create|list|delete`.
+    Users(user::UserReport),
 }
 
 impl Report {
@@ -200,6 +204,27 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Acl(AclCommand::Create(args)) => Report::Acls(acl::create(client, args).await?),
         Command::Acl(AclCommand::List(args)) => Report::Acls(acl::list(client, args).await?),
         Command::Acl(AclCommand::Delete(args)) => Report::Acls(acl::delete(client, args).await?),
+        Command::User(UserCommand::Create(args)) => {
+            let password = match (&args.password, &args.password_file) {
+                (Some(password), _) => user::PasswordSource::Given(password.clone()),
+                (None, Some(path)) => user::PasswordSource::File(path.clone()),
+                (None, None) => user::PasswordSource::Generate,
+            };
+            Report::Users(
+                user::create(
+                    client,
+                    &args.name,
+                    args.mechanism,
+                    password,
+                    args.iterations,
+                )
+                .await?,
+            )
+        }
+        Command::User(UserCommand::List) => Report::Users(user::list(client).await?),
+        Command::User(UserCommand::Delete { name, mechanism }) => {
+            Report::Users(user::delete(client, name, *mechanism).await?)
+        }
         Command::Election(ElectionCommand::Unclean { topic, partitions }) => {
             Report::Election(election::unclean(client, topic.as_deref(), partitions).await?)
         }

@@ -22,6 +22,7 @@ mod reassign;
 pub mod record;
 mod topic;
 mod trim_prefix;
+mod user;
 
 use std::io::Write;
 
@@ -76,6 +77,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::Bench(report) => bench::report(out, report)?,
                 Report::Probe(result) => probe::result(out, result)?,
                 Report::Acls(report) => acl::report(out, report)?,
+                Report::Users(report) => user::report(out, report)?,
             }
             Ok(())
         }
