@@ -246,6 +246,34 @@ pub struct LocalUpArgs {
     /// How long to wait for every node to be ready, in seconds.
     #[arg(long, default_value_t = 60)]
     pub wait_secs: u64,
+    /// Secure every Kafka listener (replication too): `ssl` (mutual TLS), `sasl_plaintext` or
+    /// `sasl_ssl` (SCRAM-SHA-512), with a generated CA, certificates and super user, and print the
+    /// client properties file to use (`chronikctl -C`, confluent-kafka, kcat -F). Only for a new
+    /// cluster.
+    #[arg(long, value_enum)]
+    pub security: Option<LocalSecurityProtocol>,
+}
+
+/// The protocols `local up --security` sets up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LocalSecurityProtocol {
+    #[value(name = "ssl")]
+    Ssl,
+    #[value(name = "sasl_plaintext")]
+    SaslPlaintext,
+    #[value(name = "sasl_ssl")]
+    SaslSsl,
+}
+
+impl LocalSecurityProtocol {
+    /// Kafka's name.
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
 }
 
 /// One node of a local cluster.

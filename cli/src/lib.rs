@@ -13,6 +13,7 @@ pub mod error;
 pub mod kafka;
 pub mod local;
 pub mod local_control_plane;
+pub mod local_security;
 pub mod output;
 pub mod parse;
 

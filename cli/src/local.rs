@@ -57,6 +57,8 @@ pub struct ClusterSpec {
     pub listeners: Vec<String>,
     /// TLS and tokens on the controllers (`local_control_plane`).
     pub secure_control_plane: bool,
+    /// How every Kafka listener is secured (`crate::local_security`); `None`: PLAINTEXT and open.
+    pub security: Option<crate::local_security::SecuritySpec>,
 }
 
 impl ClusterSpec {
@@ -71,6 +73,7 @@ impl ClusterSpec {
             log_filter: "info".to_string(),
             listeners: Vec::new(),
             secure_control_plane: false,
+            security: None,
         }
     }
 }
@@ -386,6 +389,10 @@ pub struct LocalCluster {
     /// Kill every process when dropped (tests); a detached cluster (`chronikctl local up`) keeps
     /// running.
     owned: bool,
+    /// The certificates and users of a secured cluster, when this process generated them.
+    pub security: Option<crate::local_security::LocalSecurity>,
+    /// The client properties file of a secured cluster.
+    pub client_properties: Option<PathBuf>,
 }
 
 /// The file in the cluster dir that describes a detached cluster.
@@ -398,6 +405,8 @@ struct SavedCluster {
     log_filter: String,
     #[serde(default)]
     control_plane: Option<ControlPlaneFiles>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_properties: Option<PathBuf>,
 }
 
 impl LocalCluster {
@@ -456,6 +465,21 @@ impl LocalCluster {
                 binary: spec.bin_dir.join("chronik-controller"),
             });
         }
+        let security = match &spec.security {
+            Some(security) => Some(crate::local_security::LocalSecurity::generate(
+                &spec.dir,
+                security.clone(),
+                spec.brokers,
+            )?),
+            None => None,
+        };
+        // A secured cluster without named listeners gets one named after its protocol.
+        let listener_names = match &security {
+            Some(security) if spec.listeners.is_empty() => {
+                vec![security.spec.protocol().name().to_owned()]
+            }
+            _ => spec.listeners.clone(),
+        };
         let mut brokers = Vec::new();
         for i in 0..spec.brokers {
             let id = (i + 1) as u64;
@@ -472,7 +496,7 @@ impl LocalCluster {
                 controllers_arg.clone(),
             ];
             let mut listeners = Vec::new();
-            if spec.listeners.is_empty() {
+            if listener_names.is_empty() {
                 args.extend([
                     "--listen".into(),
                     loopback(kafka).to_string(),
@@ -480,7 +504,7 @@ impl LocalCluster {
                     loopback(kafka).to_string(),
                 ]);
             } else {
-                for (i, name) in spec.listeners.iter().enumerate() {
+                for (i, name) in listener_names.iter().enumerate() {
                     let port = if i == 0 { kafka } else { free_port()? };
                     listeners.push(NodeListener {
                         name: name.clone(),
@@ -496,11 +520,14 @@ impl LocalCluster {
                     "--listeners".into(),
                     named,
                     "--inter-broker-listener-name".into(),
-                    spec.listeners[0].clone(),
+                    listener_names[0].clone(),
                 ]);
             }
             if let Some(files) = &control_plane {
                 args.extend(files.broker_args());
+            }
+            if let Some(security) = &security {
+                args.extend(security.broker_args(id, &listener_names));
             }
             args.extend(spec.broker_args.iter().cloned());
             brokers.push(Node {
@@ -523,7 +550,15 @@ impl LocalCluster {
             brokers,
             control_plane,
             owned: true,
+            security,
+            client_properties: None,
         };
+        if let Some(security) = &cluster.security {
+            cluster.client_properties = Some(
+                security
+                    .write_client_properties(&cluster.spec.dir, &cluster.bootstrap_servers())?,
+            );
+        }
         cluster.start_stopped()?;
         Ok(cluster)
     }
@@ -560,6 +595,8 @@ impl LocalCluster {
             brokers: saved.brokers,
             control_plane: saved.control_plane,
             owned: false,
+            security: None,
+            client_properties: saved.client_properties,
         })
     }
 
@@ -570,6 +607,7 @@ impl LocalCluster {
             brokers: self.brokers.iter().map(Node::describe).collect(),
             log_filter: self.spec.log_filter.clone(),
             control_plane: self.control_plane.clone(),
+            client_properties: self.client_properties.clone(),
         };
         let path = self.spec.dir.join(STATE_FILE);
         let bytes = serde_json::to_vec_pretty(&saved).map_err(|e| io(path.display(), e))?;

@@ -34,6 +34,9 @@ pub struct LocalNodeView {
 pub struct LocalClusterView {
     pub dir: String,
     pub bootstrap_servers: String,
+    /// The librdkafka properties of a secured cluster's super user (`local up --security`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_properties: Option<String>,
     pub controllers: String,
     /// With a secured control plane: what chronikctl needs to reach it.
     pub control_plane: Option<ControlPlaneView>,
@@ -103,6 +106,12 @@ async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {
         build_under_cargo_run(&default_bin_dir()).map_err(local_error)?;
     }
     let mut cluster = if dir.join(STATE_FILE).exists() {
+        if args.security.is_some() {
+            return Err(CliError::Local(format!(
+                "{} already holds a cluster: --security applies to a new one (its brokers keep the security they were started with)",
+                dir.display()
+            )));
+        }
         let mut cluster = LocalCluster::load(dir).map_err(local_error)?;
         cluster.start_stopped().map_err(local_error)?;
         cluster
@@ -123,14 +132,22 @@ async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {
         spec.controller_args = args.controller_args.clone();
         spec.broker_args = args.broker_args.clone();
         spec.listeners = listener_names(&args.listeners)?;
-        // The seam for the Kafka side's `--security`: a secured cluster secures its control plane too.
-        spec.secure_control_plane = args.secure_control_plane;
+        // A cluster with secured Kafka listeners secures its control plane too.
+        spec.secure_control_plane = args.secure_control_plane || args.security.is_some();
+        spec.security = args
+            .security
+            .map(|protocol| crate::local_security::SecuritySpec {
+                protocol: protocol.kafka_name().to_owned(),
+            });
         LocalCluster::start(spec).map_err(local_error)?
     };
     cluster.save().map_err(local_error)?;
-    let ready = cluster
-        .wait_ready(Duration::from_secs(args.wait_secs))
-        .await;
+    let wait = Duration::from_secs(args.wait_secs);
+    let users = create_users(&cluster, wait).await;
+    let ready = match users {
+        Ok(()) => cluster.wait_ready(wait).await,
+        Err(e) => Err(e),
+    };
     let result = view(&mut cluster).await;
     cluster.detach();
     ready.map_err(local_error)?;
@@ -163,6 +180,45 @@ fn readyz_url(secured: bool, node: &crate::local::Node) -> String {
         "http"
     };
     format!("{scheme}://{}/readyz", node.http_addr)
+}
+
+/// Creates a secured cluster's SCRAM users through its controllers, retrying while the quorum
+/// starts; brokers replicate (and clients log in) once these exist.
+async fn create_users(cluster: &LocalCluster, wait: Duration) -> Result<(), LocalError> {
+    let Some(security) = &cluster.security else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let client = crate::client::ControllerClient::new(
+        cluster
+            .controllers
+            .iter()
+            .map(|c| c.addr.to_string())
+            .collect(),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| LocalError::Io(e.to_string()))?
+    .with_credentials(cluster.controller_credentials()?);
+    for (user, password) in &security.users {
+        loop {
+            let created = crate::cmd::user::create(
+                &client,
+                user,
+                chronik_metadata::scram::ScramMechanism::Sha512,
+                crate::cmd::user::PasswordSource::Given(password.clone()),
+                8192,
+            )
+            .await;
+            match created {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(LocalError::Io(format!("cannot create user {user}: {e}")))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 fn absolute(dir: &Path) -> Result<std::path::PathBuf, CliError> {
@@ -210,6 +266,10 @@ async fn view(cluster: &mut LocalCluster) -> Result<LocalClusterView, CliError> 
     Ok(LocalClusterView {
         dir: cluster.spec.dir.display().to_string(),
         bootstrap_servers: cluster.bootstrap_servers(),
+        client_properties: cluster
+            .client_properties
+            .as_ref()
+            .map(|p| p.display().to_string()),
         controllers: cluster.controllers_arg(),
         control_plane,
         nodes,

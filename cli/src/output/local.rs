@@ -17,6 +17,9 @@ pub(super) fn cluster(out: &mut impl Write, cluster: &LocalClusterView) -> std::
             secured.controller_tls_ca, secured.admin_token_file
         )?;
     }
+    if let Some(path) = &cluster.client_properties {
+        writeln!(out, "client properties: {path}")?;
+    }
     writeln!(out)?;
     writeln!(
         out,
