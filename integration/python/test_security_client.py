@@ -10,6 +10,7 @@ secured brokers.
   replicate as `User:broker` over SASL_SSL), a leader killed with kill -9 loses no acknowledged record;
   `chronikctl -C` produces and consumes; a user created with `chronikctl user create` logs in with
   confluent-kafka, a wrong password is refused with the broker's message, and `user delete` removes it.
+- `test_sasl_plaintext_cluster`: the same properties file over SASL_PLAINTEXT, RF 2 in sync.
 - `test_ssl_mutual_tls_cluster`: `local up --security ssl` (client certificates required, principals
   from them): the properties file works as it is with confluent-kafka and `chronikctl -C`, and the
   replicas of an RF 2 topic stay in sync.
@@ -158,6 +159,19 @@ def test_user_commands_round_trip(cluster_factory, tmp_path):
     with pytest.raises(ChronikctlError) as bad:
         cluster.ctl("user", "create", "eve", "--password", "x", "--iterations", "100")
     assert "4096..=16384" in bad.value.stderr
+
+
+@needs_server_side
+def test_sasl_plaintext_cluster(secured_cluster):
+    cluster = secured_cluster("sasl_plaintext", brokers=2)
+    properties = read_properties(cluster.doc["client_properties"])
+    assert properties["security.protocol"] == "SASL_PLAINTEXT" and "ssl.ca.location" not in properties
+    topic = f"saslpt-{uuid.uuid4().hex[:8]}"
+    cluster.create_topic(topic, partitions=2, replication_factor=2, wait=False)
+    acked = produce(properties, topic, [f"p{i}" for i in range(100)])
+    assert len(acked) == 100
+    wait_in_sync(cluster, topic, 2)
+    assert consume_all(properties, topic, 2, 100) >= acked
 
 
 @needs_server_side
