@@ -35,7 +35,7 @@ use crate::lifecycle::{run_unreachable_reports, BrokerLifecycleManager, Lifecycl
 use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
 use crate::producer_ids::{ControllerBlockSource, ProducerIdManager};
-use crate::replica::fetcher::run_fetcher_manager;
+use crate::replica::fetcher::{run_fetcher_manager, InterBrokerLink};
 use crate::replica::isr::{run_isr_changes, run_isr_shrinker};
 use crate::replica::{run_metadata_listener, ReplicaManager};
 use crate::security::principal::SslPrincipalMapper;
@@ -259,8 +259,10 @@ impl Broker {
             replicas.clone(),
             metadata.clone(),
             status.clone(),
-            inter_broker_listener,
-            inter_broker_connector,
+            InterBrokerLink {
+                listener: inter_broker_listener,
+                connector: inter_broker_connector,
+            },
             cancel.clone(),
             tracker.clone(),
         ));

@@ -79,15 +79,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// is cut off by the leader closing an expired session.
 const REAUTHENTICATE_MARGIN: Duration = Duration::from_secs(5);
 
+/// How fetchers reach leaders: the inter-broker listener's name and its security.
+#[derive(Clone, Debug)]
+pub struct InterBrokerLink {
+    pub listener: String,
+    pub connector: ClientConnector,
+}
+
 /// Keeps one fetcher task per leader this broker follows partitions of; fetchers connect to leaders'
-/// endpoints on `listener` (the inter-broker listener) through `connector` (its security).
-#[allow(clippy::too_many_arguments)]
+/// endpoints on the inter-broker listener through its security (`link`).
 pub async fn run_fetcher_manager(
     replicas: Arc<ReplicaManager>,
     metadata: Arc<MetadataCache>,
     status: watch::Receiver<BrokerStatus>,
-    listener: String,
-    connector: ClientConnector,
+    link: InterBrokerLink,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -126,8 +131,7 @@ pub async fn run_fetcher_manager(
                         replicas.clone(),
                         metadata.clone(),
                         status.clone(),
-                        listener.clone(),
-                        connector.clone(),
+                        link.clone(),
                         receiver,
                         cancel.clone(),
                     ));
@@ -255,8 +259,7 @@ async fn run_fetcher(
     replicas: Arc<ReplicaManager>,
     metadata: Arc<MetadataCache>,
     status: watch::Receiver<BrokerStatus>,
-    listener: String,
-    connector: ClientConnector,
+    link: InterBrokerLink,
     mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
     cancel: CancellationToken,
 ) {
@@ -299,15 +302,14 @@ async fn run_fetcher(
         }
         let outcome = async {
             if connection.is_none() {
-                let address =
-                    leader_address(&metadata.current(), leader, &listener).ok_or_else(|| {
-                        FetchError::NoEndpoint {
-                            leader,
-                            listener: listener.clone(),
-                        }
+                let address = leader_address(&metadata.current(), leader, &link.listener)
+                    .ok_or_else(|| FetchError::NoEndpoint {
+                        leader,
+                        listener: link.listener.clone(),
                     })?;
-                connection =
-                    Some(LeaderConnection::connect(&address, &connector, &replicas, leader).await?);
+                connection = Some(
+                    LeaderConnection::connect(&address, &link.connector, &replicas, leader).await?,
+                );
                 answered = false;
             }
             let request = fetch_request(self_id, broker_epoch, &targets);
