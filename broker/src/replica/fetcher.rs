@@ -75,8 +75,9 @@ const QUICK_RETRY_DELAY: Duration = Duration::from_millis(5);
 const FETCH_TIMEOUT: Duration = Duration::from_millis(MAX_WAIT_MS as u64 + 2_500);
 /// How long the TCP connect, and then the TLS handshake and SASL exchange together, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// A connection whose SASL session expires within this is replaced before its next fetch, so no fetch
-/// is cut off by the leader closing an expired session.
+/// A connection whose SASL session expires within this (or within half its lifetime, for short
+/// sessions) is replaced before its next fetch, so no fetch is cut off by the leader closing an
+/// expired session.
 const REAUTHENTICATE_MARGIN: Duration = Duration::from_secs(5);
 
 /// How fetchers reach leaders: the inter-broker listener's name and its security.
@@ -183,9 +184,10 @@ impl LeaderConnection {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.secure(stream, address))
             .await
             .map_err(|_| FetchError::TimedOut(CONNECT_TIMEOUT))??;
-        let renew_at = stream
-            .session_lifetime()
-            .map(|lifetime| Instant::now() + lifetime.saturating_sub(REAUTHENTICATE_MARGIN));
+        // Renew ahead of the expiry by the margin, or by half a short session.
+        let renew_at = stream.session_lifetime().map(|lifetime| {
+            Instant::now() + lifetime.saturating_sub(REAUTHENTICATE_MARGIN.min(lifetime / 2))
+        });
         Ok(Self {
             stream,
             correlation_id: 0,
