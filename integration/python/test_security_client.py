@@ -10,7 +10,9 @@ secured brokers.
   replicate as `User:broker` over SASL_SSL), a leader killed with kill -9 loses no acknowledged record;
   `chronikctl -C` produces and consumes; a user created with `chronikctl user create` logs in with
   confluent-kafka, a wrong password is refused with the broker's message, and `user delete` removes it.
-- `test_sasl_plaintext_cluster`: the same properties file over SASL_PLAINTEXT, RF 2 in sync.
+- `test_sasl_plaintext_cluster_with_short_sessions`: the same over SASL_PLAINTEXT with 2 s SASL sessions
+  (`--connections-max-reauth-ms`): followers renew their connections and the ISR stays whole while
+  acks=all writes (min ISR 2) go on.
 - `test_ssl_mutual_tls_cluster`: `local up --security ssl` (client certificates required, principals
   from them): the properties file works as it is with confluent-kafka and `chronikctl -C`, and the
   replicas of an RF 2 topic stay in sync.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -62,10 +65,11 @@ def secured_cluster(tmp_path_factory):
     """`start(security, brokers)`: `chronikctl local up --security ...`; every cluster is taken down."""
     started = []
 
-    def start(security: str, brokers: int) -> ChronikCluster:
+    def start(security: str, brokers: int, broker_args: tuple[str, ...] = ()) -> ChronikCluster:
         directory = tmp_path_factory.mktemp(f"cluster-{security}-")
         args = ["local", "up", "--security", security, "--controllers", "1", "--brokers", str(brokers),
                 "--dir", str(directory), "--output", "json"]
+        args += [f"--broker-arg={arg}" for arg in broker_args]
         started.append(directory)
         try:
             doc = parse_json_output(run_chronikctl(args, 120))
@@ -162,16 +166,28 @@ def test_user_commands_round_trip(cluster_factory, tmp_path):
 
 
 @needs_server_side
-def test_sasl_plaintext_cluster(secured_cluster):
-    cluster = secured_cluster("sasl_plaintext", brokers=2)
+def test_sasl_plaintext_cluster_with_short_sessions(secured_cluster):
+    # Sessions of 2 s (KIP-368): the followers replace their connections before each expires, so
+    # replication never stops; the ISR stays whole through several session lifetimes.
+    cluster = secured_cluster("sasl_plaintext", brokers=2,
+                              broker_args=("--connections-max-reauth-ms=2000",))
     properties = read_properties(cluster.doc["client_properties"])
     assert properties["security.protocol"] == "SASL_PLAINTEXT" and "ssl.ca.location" not in properties
     topic = f"saslpt-{uuid.uuid4().hex[:8]}"
-    cluster.create_topic(topic, partitions=2, replication_factor=2, wait=False)
+    cluster.create_topic(topic, partitions=2, replication_factor=2,
+                         configs={"min.insync.replicas": "2"}, wait=False)
     acked = produce(properties, topic, [f"p{i}" for i in range(100)])
     assert len(acked) == 100
     wait_in_sync(cluster, topic, 2)
-    assert consume_all(properties, topic, 2, 100) >= acked
+    deadline = time.monotonic() + 7
+    round_number = 0
+    while time.monotonic() < deadline:
+        acked |= produce(properties, topic, [f"r{round_number}-{i}" for i in range(20)])
+        partitions = cluster.describe_topic(topic)["partitions"]
+        assert all(len(p["isr"]) == 2 for p in partitions), partitions
+        round_number += 1
+    assert len(acked) == 100 + 20 * round_number
+    assert consume_all(properties, topic, 2, len(acked)) >= acked
 
 
 @needs_server_side
