@@ -1224,15 +1224,25 @@ pub struct KafkaSecurityArgs {
     pub sasl_password: Option<String>,
 
     /// PEM bundle of the CAs the brokers' certificates chain to (`ssl.ca.location`).
-    #[arg(long, env = "CHRONIK_TLS_CA", value_name = "PATH", global = true)]
+    #[arg(long, env = "CHRONIK_KAFKA_TLS_CA", value_name = "PATH", global = true)]
     pub tls_ca: Option<std::path::PathBuf>,
 
     /// PEM client certificate for mutual TLS (`ssl.certificate.location`).
-    #[arg(long, env = "CHRONIK_TLS_CERT", value_name = "PATH", global = true)]
+    #[arg(
+        long,
+        env = "CHRONIK_KAFKA_TLS_CERT",
+        value_name = "PATH",
+        global = true
+    )]
     pub tls_cert: Option<std::path::PathBuf>,
 
     /// PEM private key of --tls-cert (`ssl.key.location`).
-    #[arg(long, env = "CHRONIK_TLS_KEY", value_name = "PATH", global = true)]
+    #[arg(
+        long,
+        env = "CHRONIK_KAFKA_TLS_KEY",
+        value_name = "PATH",
+        global = true
+    )]
     pub tls_key: Option<std::path::PathBuf>,
 }
 

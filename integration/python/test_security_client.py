@@ -61,8 +61,10 @@ def read_properties(path: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def secured_cluster(tmp_path_factory):
-    """`start(security, brokers)`: `chronikctl local up --security ...`; every cluster is taken down."""
+def secured_cluster(tmp_path_factory, monkeypatch):
+    """`start(security, brokers)`: `chronikctl local up --security ...`, which secures the control plane
+    too; chronikctl then reaches the controllers with the CA and admin token it prints (set in the
+    environment for the test). Every cluster is taken down."""
     started = []
 
     def start(security: str, brokers: int, broker_args: tuple[str, ...] = ()) -> ChronikCluster:
@@ -77,6 +79,9 @@ def secured_cluster(tmp_path_factory):
             raise AssertionError(f"secured cluster did not come up: {error}\n"
                                  f"{log_tails_in(directory)}") from None
         cluster = ChronikCluster(directory.name, directory, doc)
+        control_plane = doc["control_plane"]
+        monkeypatch.setenv("CHRONIK_CONTROLLER_TLS_CA", control_plane["controller_tls_ca"])
+        monkeypatch.setenv("CHRONIK_ADMIN_TOKEN_FILE", control_plane["admin_token_file"])
         wait_until(lambda: cluster.ctl_json("cluster", "status").get("cluster_id"), 30,
                    "the controller quorum to bootstrap")
         return cluster
@@ -84,6 +89,7 @@ def secured_cluster(tmp_path_factory):
     yield start
     for directory in started:
         down_in(directory)
+    monkeypatch.undo()
 
 
 def wait_in_sync(cluster: ChronikCluster, topic: str, replicas: int, timeout: float = 60.0) -> None:
