@@ -217,52 +217,65 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 ///   chronik_broker_consumer_group_committed_offset
 /// ```
 fn group_gauges(out: &mut String, groups: &[crate::group::GroupSnapshot], per_partition: bool) {
-    let _ = writeln!(
+    family(
         out,
-        "# HELP chronik_broker_consumer_group_members Members of each group this broker coordinates."
+        "chronik_broker_consumer_group_members",
+        "Members of each group this broker coordinates.",
+        groups.iter().map(|g| {
+            (
+                format!("group=\"{}\"", escape_label(&g.group_id)),
+                g.members,
+            )
+        }),
     );
-    let _ = writeln!(out, "# TYPE chronik_broker_consumer_group_members gauge");
-    for group in groups {
-        let _ = writeln!(
-            out,
-            "chronik_broker_consumer_group_members{{group=\"{}\"}} {}",
-            escape_label(&group.group_id),
-            group.members
-        );
-    }
-    let _ = writeln!(
+    family(
         out,
-        "# HELP chronik_broker_consumer_group_state The state of each group (1 for the current one)."
+        "chronik_broker_consumer_group_state",
+        "The state of each group (1 for the current one).",
+        groups.iter().map(|g| {
+            (
+                format!(
+                    "group=\"{}\",state=\"{}\"",
+                    escape_label(&g.group_id),
+                    g.state
+                ),
+                1,
+            )
+        }),
     );
-    let _ = writeln!(out, "# TYPE chronik_broker_consumer_group_state gauge");
-    for group in groups {
-        let _ = writeln!(
-            out,
-            "chronik_broker_consumer_group_state{{group=\"{}\",state=\"{}\"}} 1",
-            escape_label(&group.group_id),
-            group.state
-        );
-    }
     if !per_partition {
         return;
     }
-    let _ = writeln!(
+    family(
         out,
-        "# HELP chronik_broker_consumer_group_committed_offset The offset each group committed on each partition."
+        "chronik_broker_consumer_group_committed_offset",
+        "The offset each group committed on each partition.",
+        groups.iter().flat_map(|g| {
+            g.offsets.iter().map(|((topic, partition), offset)| {
+                (
+                    format!(
+                        "group=\"{}\",topic=\"{}\",partition=\"{partition}\"",
+                        escape_label(&g.group_id),
+                        escape_label(topic)
+                    ),
+                    *offset,
+                )
+            })
+        }),
     );
-    let _ = writeln!(
-        out,
-        "# TYPE chronik_broker_consumer_group_committed_offset gauge"
-    );
-    for group in groups {
-        for ((topic, partition), offset) in &group.offsets {
-            let _ = writeln!(
-                out,
-                "chronik_broker_consumer_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {offset}",
-                escape_label(&group.group_id),
-                escape_label(topic),
-            );
-        }
+}
+
+/// One gauge family: its HELP and TYPE lines, then a sample per (labels, value).
+fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
 
@@ -338,48 +351,30 @@ fn partition_gauges(
         return;
     }
     rows.sort_by(|a, b| a.labels.cmp(&b.labels));
-    partition_family(
+    family(
         out,
         "chronik_broker_partition_log_end_offset",
         "The offset after the last record of the partition's log here.",
-        &rows,
-        |r| r.log_end_offset.to_string(),
+        rows.iter().map(|r| (r.labels.clone(), r.log_end_offset)),
     );
-    partition_family(
+    family(
         out,
         "chronik_broker_partition_high_watermark",
         "The partition's high watermark as this broker knows it.",
-        &rows,
-        |r| r.high_watermark.to_string(),
+        rows.iter().map(|r| (r.labels.clone(), r.high_watermark)),
     );
-    partition_family(
+    family(
         out,
         "chronik_broker_partition_log_size_bytes",
         "Bytes of the partition's log here.",
-        &rows,
-        |r| r.size.to_string(),
+        rows.iter().map(|r| (r.labels.clone(), r.size)),
     );
-    partition_family(
+    family(
         out,
         "chronik_broker_partition_log_segments",
         "Segments of the partition's log here.",
-        &rows,
-        |r| r.segments.to_string(),
+        rows.iter().map(|r| (r.labels.clone(), r.segments)),
     );
-}
-
-fn partition_family(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    rows: &[PartitionRow],
-    value: impl Fn(&PartitionRow) -> String,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    for row in rows {
-        let _ = writeln!(out, "{name}{{{}}} {}", row.labels, value(row));
-    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 0.1 ms to 10 s: Kafka clients care about the low milliseconds, and a Fetch
@@ -215,12 +215,8 @@ impl BrokerMetrics {
 
     /// Appends every metric in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let mut buffer = Vec::new();
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .is_ok()
-        {
-            out.push_str(&String::from_utf8_lossy(&buffer));
+        if let Ok(text) = TextEncoder::new().encode_to_string(&self.registry.gather()) {
+            out.push_str(&text);
         }
     }
 }

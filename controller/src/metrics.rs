@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chronik_metadata::{Record, NO_LEADER};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 pub struct ControllerMetrics {
@@ -118,12 +118,8 @@ impl ControllerMetrics {
 
     /// Appends every metric in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let mut buffer = Vec::new();
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .is_ok()
-        {
-            out.push_str(&String::from_utf8_lossy(&buffer));
+        if let Ok(text) = TextEncoder::new().encode_to_string(&self.registry.gather()) {
+            out.push_str(&text);
         }
     }
 }
