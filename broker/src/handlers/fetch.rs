@@ -336,6 +336,16 @@ mod tests {
     /// A fetch by broker 2 under its current registration.
     fn follower_fetch(b: &TestBroker, id: Uuid, partitions: usize, max_bytes: i32) -> FetchRequest {
         let broker_epoch = b.ctx.metadata.current().brokers[&2].broker_epoch;
+        replica_fetch(broker_epoch, id, partitions, max_bytes)
+    }
+
+    /// A fetch by broker 2, as a follower at `broker_epoch`, of `partitions` partitions from offset 0.
+    fn replica_fetch(
+        broker_epoch: i64,
+        id: Uuid,
+        partitions: usize,
+        max_bytes: i32,
+    ) -> FetchRequest {
         let partitions = (0..partitions as i32)
             .map(|p| {
                 FetchPartition::default()
@@ -422,21 +432,7 @@ mod tests {
         leader.ctx.replicas.apply_metadata(&image, true);
         let current = image.brokers[&2].broker_epoch;
         let fetch = |replica_epoch: i64| {
-            let request = FetchRequest::default()
-                .with_replica_state(
-                    ReplicaState::default()
-                        .with_replica_id(BrokerId(2))
-                        .with_replica_epoch(replica_epoch),
-                )
-                .with_max_bytes(1 << 20)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic_id(orders)
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(0)
-                        .with_current_leader_epoch(0)
-                        .with_fetch_offset(0)
-                        .with_last_fetched_epoch(-1)
-                        .with_partition_max_bytes(1 << 20)])]);
+            let request = replica_fetch(replica_epoch, orders, 1, 1 << 20);
             let read = read_all(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
             read.response.responses[0].partitions[0].error_code
         };
@@ -496,21 +492,7 @@ mod tests {
             };
             let image = leader.ctx.metadata.current();
             leader.ctx.replicas.apply_metadata(&image, true);
-            let request = FetchRequest::default()
-                .with_replica_state(
-                    ReplicaState::default()
-                        .with_replica_id(BrokerId(2))
-                        .with_replica_epoch(image.brokers[&2].broker_epoch),
-                )
-                .with_max_bytes(1 << 20)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic_id(orders)
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(0)
-                        .with_current_leader_epoch(0)
-                        .with_fetch_offset(0)
-                        .with_last_fetched_epoch(-1)
-                        .with_partition_max_bytes(1 << 20)])]);
+            let request = replica_fetch(image.brokers[&2].broker_epoch, orders, 1, 1 << 20);
             let read = read_all(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
             read.response.responses[0].partitions[0].error_code
         };
