@@ -15,104 +15,10 @@ pub mod scram;
 pub mod tls;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
-/// Kafka's `SecurityProtocol`: what a listener speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SecurityProtocol {
-    Plaintext,
-    Ssl,
-    SaslPlaintext,
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    pub const ALL: [SecurityProtocol; 4] = [
-        SecurityProtocol::Plaintext,
-        SecurityProtocol::Ssl,
-        SecurityProtocol::SaslPlaintext,
-        SecurityProtocol::SaslSsl,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-
-    pub fn uses_tls(self) -> bool {
-        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
-    }
-
-    pub fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
-    }
-}
-
-impl fmt::Display for SecurityProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for SecurityProtocol {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let upper = s.trim().to_ascii_uppercase();
-        SecurityProtocol::ALL
-            .into_iter()
-            .find(|p| p.name() == upper)
-            .ok_or_else(|| {
-                format!(
-                    "unknown security protocol '{s}' (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"
-                )
-            })
-    }
-}
-
-/// A SASL mechanism this broker can serve (Kafka's `sasl.enabled.mechanisms` values).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SaslMechanism {
-    Plain,
-    ScramSha256,
-    ScramSha512,
-}
-
-impl SaslMechanism {
-    pub const ALL: [SaslMechanism; 3] = [
-        SaslMechanism::ScramSha256,
-        SaslMechanism::ScramSha512,
-        SaslMechanism::Plain,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        }
-    }
-
-    /// Mechanism names are case-sensitive in Kafka (`SaslServerAuthenticator.handleHandshakeRequest`
-    /// compares with `equals`).
-    pub fn from_name(name: &str) -> Option<SaslMechanism> {
-        SaslMechanism::ALL.into_iter().find(|m| m.name() == name)
-    }
-}
-
-impl fmt::Display for SaslMechanism {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+// The protocol and mechanism names are shared with the clients' side (the replica fetchers, chronikctl).
+pub use chronik_wire::{SaslMechanism, SecurityProtocol};
 
 /// Kafka's `ssl.client.auth`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -40,6 +40,13 @@ pub enum SecurityProtocol {
 }
 
 impl SecurityProtocol {
+    pub const ALL: [SecurityProtocol; 4] = [
+        Self::Plaintext,
+        Self::Ssl,
+        Self::SaslPlaintext,
+        Self::SaslSsl,
+    ];
+
     /// Kafka's name, e.g. `SASL_SSL`.
     pub fn name(self) -> &'static str {
         match self {
@@ -91,6 +98,16 @@ pub enum SaslMechanism {
 }
 
 impl SaslMechanism {
+    /// Every mechanism, in the order a broker lists them by default.
+    pub const ALL: [SaslMechanism; 3] = [Self::ScramSha256, Self::ScramSha512, Self::Plain];
+
+    /// The mechanism of exactly this name: names are case-sensitive on the wire (Kafka's
+    /// `SaslServerAuthenticator.handleHandshakeRequest` compares with `equals`); `FromStr` is the
+    /// case-insensitive reading of a setting.
+    pub fn from_name(name: &str) -> Option<SaslMechanism> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Plain => "PLAIN",
