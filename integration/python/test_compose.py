@@ -116,11 +116,8 @@ class ComposeProject:
         self.up_output = done.stdout
         return time.monotonic() - started
 
-    def chronikctl(self, *args: str, service: str = "controller-1", env: tuple[str, ...] = (),
-                   check: bool = True) -> subprocess.CompletedProcess:
-        """`exec` chronikctl in `service`; `env`: extra `-e NAME=VALUE` settings."""
-        settings = [arg for setting in env for arg in ("-e", setting)]
-        return self.run("exec", "-T", *settings, service, "chronikctl", *args, timeout=60, check=check)
+    def chronikctl(self, *args: str, service: str = "controller-1") -> subprocess.CompletedProcess:
+        return self.run("exec", "-T", service, "chronikctl", *args, timeout=60)
 
     def health(self) -> dict[str, str]:
         """{service: health status} of every container of the project."""
@@ -326,13 +323,21 @@ def test_secure_compose_cluster_serves_sasl_ssl_clients_and_refuses_the_rest(sec
         with kafka_wire.KafkaConnection(f"{host}:{port}", timeout=10) as conn:
             conn.metadata([topic])
 
-    # The controllers: gRPC without TLS is refused, TLS without the admin token is refused, and with
-    # both (chronikctl's environment in a controller container) the topic is listed.
-    listed = secure_compose.chronikctl("--controllers", "controller-1:9093", "topic", "list").stdout
+    # The controllers, from a container on the compose network with the image and the secrets volume
+    # but no credentials in its environment: gRPC without TLS is refused, TLS without the admin token
+    # is refused, TLS with the admin token lists the topic, as chronikctl in a controller container
+    # (the CA and the token in its environment) does.
+    def outsider(*flags: str) -> subprocess.CompletedProcess:
+        return secure_compose.run("run", "--rm", "--no-deps", "-T", "secrets", "chronikctl",
+                                  "--controllers", "controller-1:9093", *flags, "topic", "list",
+                                  timeout=120, check=False)
+
+    plaintext = outsider()
+    assert plaintext.returncode != 0 and "require TLS" in plaintext.stderr, plaintext
+    no_token = outsider("--controller-tls-ca", "/etc/chronik/secrets/ca.pem")
+    assert no_token.returncode != 0 and "admin-token-file" in no_token.stderr, no_token
+    with_token = outsider("--controller-tls-ca", "/etc/chronik/secrets/ca.pem",
+                          "--admin-token-file", "/etc/chronik/secrets/admin.token")
+    assert with_token.returncode == 0 and topic in with_token.stdout, with_token
+    listed = secure_compose.chronikctl("topic", "list").stdout
     assert topic in listed, listed
-    plaintext = secure_compose.chronikctl("--controllers", "controller-1:9093", "topic", "list",
-                                          env=("CHRONIK_CONTROLLER_TLS_CA=",), check=False)
-    assert plaintext.returncode != 0 and "TLS" in plaintext.stderr, plaintext
-    no_token = secure_compose.chronikctl("--controllers", "controller-1:9093", "topic", "list",
-                                         env=("CHRONIK_ADMIN_TOKEN_FILE=",), check=False)
-    assert no_token.returncode != 0 and "credentials" in no_token.stderr, no_token

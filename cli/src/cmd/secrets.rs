@@ -140,8 +140,8 @@ pub fn generate(
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use rustls::pki_types::pem::PemObject;
     use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
 
     use super::*;
