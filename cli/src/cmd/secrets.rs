@@ -9,7 +9,8 @@
 //!
 //! What must stay true: generation only adds what is missing (a second run keeps every file, so a
 //! restarted stack keeps its CA, tokens and passwords); keys, tokens and passwords are written readable
-//! by their owner only; the CA key is kept next to the CA so later nodes can be added.
+//! by their owner only; the CA key is kept next to the CA so later nodes can be added, and a CA
+//! certificate without its key (or the reverse) is refused rather than replaced.
 
 use std::path::Path;
 
@@ -60,23 +61,32 @@ pub fn generate(
         }
     };
 
-    let tokens = ["admin.token", "cluster.token"].map(|name| (dir.join(name), new_token()));
+    let tokens =
+        ["admin.token", "cluster.token"].map(|name| (name.to_owned(), new_token as fn() -> String));
     let passwords = [ADMIN_USER, BROKER_USER].map(|user| {
         (
-            dir.join(format!("{user}.password")),
-            crate::cmd::user::generate_password(),
+            format!("{user}.password"),
+            crate::cmd::user::generate_password as fn() -> String,
         )
     });
-    for (path, secret) in tokens.iter().chain(&passwords) {
+    for (name, secret) in tokens.into_iter().chain(passwords) {
+        let path = dir.join(name);
         let missing = !path.exists();
         if missing {
-            write_secret(path, secret).map_err(|e| CliError::Local(e.to_string()))?;
+            write_secret(&path, &secret()).map_err(|e| CliError::Local(e.to_string()))?;
         }
-        note(&mut report, path, missing);
+        note(&mut report, &path, missing);
     }
 
     let (ca_pem, ca_key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
-    let ca_key = if ca_pem.exists() && ca_key_path.exists() {
+    if ca_pem.exists() != ca_key_path.exists() {
+        // A new CA would not verify the certificates already issued, nor they it.
+        return Err(failed(
+            "ca.pem and ca.key must both exist or both be missing; remove the directory to start over"
+                .to_owned(),
+        ));
+    }
+    let ca_key = if ca_pem.exists() {
         let pem =
             std::fs::read_to_string(&ca_key_path).map_err(|e| failed(format!("ca.key: {e}")))?;
         note(&mut report, &ca_pem, false);
@@ -210,6 +220,12 @@ mod tests {
                 rustls::pki_types::UnixTime::now(),
             )
             .is_err());
+
+        // A CA certificate without its key cannot issue more; a new CA would not match the rest.
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        std::fs::write(elsewhere.path().join("ca.pem"), &ca).expect("written");
+        let error = generate(elsewhere.path(), 1, 1, &[]).expect_err("half a CA");
+        assert!(error.to_string().contains("ca.key"), "{error}");
 
         // A second run, for more brokers, keeps everything and adds only the new broker.
         let again = generate(dir.path(), 3, 3, &[]).expect("again");
