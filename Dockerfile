@@ -11,12 +11,14 @@ FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bins -p chronik-controller -p chronik-broker -p chronikctl \
- && mkdir -p /out/bin /out/data \
+ && mkdir -p /out/bin /out/data /out/secrets \
  && cp target/release/chronik-controller target/release/chronik-broker target/release/chronikctl /out/bin/
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/bin/ /usr/local/bin/
 COPY --from=build --chown=10001:10001 /out/data/ /var/lib/chronik/
+# The mount point of docker-compose.secure.yml's secrets volume, which takes this owner.
+COPY --from=build --chown=10001:10001 /out/secrets/ /etc/chronik/secrets/
 ENV CHRONIK_DATA_DIR=/var/lib/chronik \
     RUST_LOG=info
 USER 10001:10001

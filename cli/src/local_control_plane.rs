@@ -20,6 +20,8 @@ use crate::local::LocalError;
 
 /// The directory under the cluster dir.
 pub const CONTROL_PLANE_DIR: &str = "control-plane";
+/// The common name of its CA.
+const CA_NAME: &str = "Chronik local control-plane CA";
 
 /// Where a local cluster's control-plane credentials are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,10 +69,10 @@ impl ControlPlaneFiles {
             let key_pem =
                 std::fs::read_to_string(&ca_key_path).map_err(|e| io(ca_key_path.display(), e))?;
             let key = KeyPair::from_pem(&key_pem).map_err(|e| io(ca_key_path.display(), e))?;
-            (ca_params(), key)
+            (ca_params(CA_NAME), key)
         } else {
             let key = KeyPair::generate().map_err(|e| io("cannot generate the CA key", e))?;
-            let params = ca_params();
+            let params = ca_params(CA_NAME);
             let certificate = params
                 .self_signed(&key)
                 .map_err(|e| io("cannot sign the CA certificate", e))?;
@@ -148,12 +150,14 @@ impl ControlPlaneFiles {
     }
 }
 
-fn ca_params() -> CertificateParams {
+/// The parameters of a self-signed CA named `common_name` (its key signs the leaves; the subject is
+/// what the leaves name as issuer, so the same name must be used when the key is loaded again).
+pub(crate) fn ca_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params
         .distinguished_name
-        .push(DnType::CommonName, "Chronik local control-plane CA");
+        .push(DnType::CommonName, common_name);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -163,7 +167,7 @@ fn ca_params() -> CertificateParams {
 }
 
 /// 32 random bytes as hex.
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
@@ -171,7 +175,7 @@ fn new_token() -> String {
 }
 
 /// Writes a key or token readable by its owner only.
-fn write_secret(path: &Path, content: &str) -> Result<(), LocalError> {
+pub(crate) fn write_secret(path: &Path, content: &str) -> Result<(), LocalError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -2,8 +2,12 @@
 wait for every health check), a topic with replication factor 3 and min.insync.replicas 2, 10,000
 records produced (acks=all) and consumed by confluent-kafka on the host through the published
 EXTERNAL listeners, a producer inside the network through the INTERNAL ones, `kill` of a broker with
-produce and consume going on, and `down` + `up` keeping every record. The project is always taken down
-with `down -v` (its volumes and image removed), pass or fail.
+produce and consume going on, and `down` + `up` keeping every record. The secured variant
+(`scripts/docker-up --secure`, docker-compose.secure.yml): confluent-kafka with exactly the printed
+client properties creates a topic with RF 3 and produces and consumes over SASL_SSL; a wrong password,
+a PLAINTEXT client and a controller call without TLS or without the admin token are refused. Each
+project is always taken down with `down -v` (its volumes and image removed), pass or fail, before the
+next one starts.
 
 Skipped, saying why, when no Docker engine answers. Each run has its own compose project, image tag,
 build context and free host ports (CHRONIK_BROKER_{1,2,3}_PORT), so it collides with nothing.
@@ -14,14 +18,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import stat
+import struct
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from chronik_cluster import REPO_ROOT, wait_until
 import kafka_wire
@@ -70,15 +79,20 @@ def _free_ports(count: int) -> list[int]:
 class ComposeProject:
     """One compose project of docker-compose.yml, driven with the compose CLI."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, secure: bool = False):
         self.name = f"chronik-test-{uuid.uuid4().hex[:10]}"
         self.ports = _free_ports(3)
+        self.secure = secure
         self.compose = _compose_command()
+        if secure:
+            self.compose += ["-f", "docker-compose.yml", "-f", "docker-compose.secure.yml"]
+        self.up_output = ""
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.name,
             "CHRONIK_IMAGE": f"chronik:{self.name}",
             "CHRONIK_DOCKER_CONTEXT": str(tmp / "docker-context"),
+            "CHRONIK_SECRETS_DIR": str(tmp / "secrets"),
             "CHRONIK_PROFILE": os.environ.get("CHRONIK_PROFILE", "debug"),
             **{f"CHRONIK_BROKER_{i + 1}_PORT": str(port) for i, port in enumerate(self.ports)},
         }
@@ -93,15 +107,17 @@ class ComposeProject:
         return done
 
     def up(self, timeout: float = 900) -> float:
-        """`scripts/docker-up`; returns how long it took."""
+        """`scripts/docker-up` (`--secure` for the secured stack); returns how long it took."""
         started = time.monotonic()
-        done = subprocess.run([str(REPO_ROOT / "scripts" / "docker-up")], cwd=REPO_ROOT, env=self.env,
+        command = [str(REPO_ROOT / "scripts" / "docker-up")] + (["--secure"] if self.secure else [])
+        done = subprocess.run(command, cwd=REPO_ROOT, env=self.env,
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         assert done.returncode == 0, f"scripts/docker-up exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        self.up_output = done.stdout
         return time.monotonic() - started
 
-    def chronikctl(self, *args: str, service: str = "controller-1") -> str:
-        return self.run("exec", "-T", service, "chronikctl", *args, timeout=60).stdout
+    def chronikctl(self, *args: str, service: str = "controller-1") -> subprocess.CompletedProcess:
+        return self.run("exec", "-T", service, "chronikctl", *args, timeout=60)
 
     def health(self) -> dict[str, str]:
         """{service: health status} of every container of the project."""
@@ -131,25 +147,37 @@ class ComposeProject:
         assert not left, f"`down -v` left volumes of {self.name}: {left}"
 
 
-@pytest.fixture(scope="module")
-def compose(request, tmp_path_factory):
+def _compose_project(request, tmp_path_factory, secure: bool):
+    """Brings a project up, yields it, and always takes it down (its logs printed on failure)."""
     problem = _docker_problem()
     if problem is not None:
         reason = f"docker compose smoke test skipped: {problem}"
         print(reason)
         pytest.skip(reason)
-    project = ComposeProject(tmp_path_factory.mktemp("compose"))
+    project = ComposeProject(tmp_path_factory.mktemp("compose-secure" if secure else "compose"), secure)
     failed_before = request.session.testsfailed
     ok = False
     try:
         took = project.up()
-        print(f"scripts/docker-up (build, stage, image build, up, healthy) took {took:.0f} s")
+        print(f"scripts/docker-up{' --secure' if secure else ''} (build, stage, image build, up, healthy) "
+              f"took {took:.0f} s")
         yield project
         ok = request.session.testsfailed == failed_before
     finally:
         if not ok:
             print(f"===== compose logs of {project.name} =====\n{project.logs()}")
         project.down()
+
+
+# Function-scoped: one stack at a time, each down before the next test starts.
+@pytest.fixture
+def compose(request, tmp_path_factory):
+    yield from _compose_project(request, tmp_path_factory, secure=False)
+
+
+@pytest.fixture
+def secure_compose(request, tmp_path_factory):
+    yield from _compose_project(request, tmp_path_factory, secure=True)
 
 
 def _metadata_brokers(address: str, topic: str) -> dict[int, str] | None:
@@ -165,7 +193,7 @@ def _metadata_brokers(address: str, topic: str) -> dict[int, str] | None:
 
 
 def _describe(compose: ComposeProject, topic: str) -> dict:
-    return json.loads(compose.chronikctl("--output", "json", "topic", "describe", topic))
+    return json.loads(compose.chronikctl("--output", "json", "topic", "describe", topic).stdout)
 
 
 def _first_offsets(delivered: list[Delivered]) -> dict[tuple[str, int], int]:
@@ -180,7 +208,7 @@ def _first_offsets(delivered: list[Delivered]) -> dict[tuple[str, int], int]:
 @pytest.mark.timeout(1800)
 @pytest.mark.confluent
 def test_compose_cluster_serves_host_clients_and_survives_a_broker_kill(compose):
-    status = compose.chronikctl("cluster", "status")
+    status = compose.chronikctl("cluster", "status").stdout
     assert "Active controller" in status, status
     inside_topic = f"{TOPIC}-inside"
     for topic in (TOPIC, inside_topic):
@@ -197,7 +225,7 @@ def test_compose_cluster_serves_host_clients_and_survives_a_broker_kill(compose)
     # leaders through Metadata and writes to them (acks=all); it fails unless every write is acked.
     inside = json.loads(compose.chronikctl(
         "--output", "json", "bench", "produce", "--bootstrap-servers", "broker-1:9092",
-        "--topic", inside_topic, "--messages", "1000", "--timeout-secs", "60"))
+        "--topic", inside_topic, "--messages", "1000", "--timeout-secs", "60").stdout)
     assert inside["messages"] == 1000, inside
 
     records = [Rec(value=payload(i), key=str(i).encode()) for i in range(RECORDS)]
@@ -228,3 +256,88 @@ def test_compose_cluster_serves_host_clients_and_survives_a_broker_kill(compose)
     assert_same_records(everything, consumed_all)
     wait_until(lambda: all(sorted(p["isr"]) == [1, 2, 3] for p in _describe(compose, TOPIC)["partitions"]),
                120, "broker 2 back in every ISR after `up`")
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    """A librdkafka properties file as confluent-kafka's config dict, exactly as written."""
+    properties = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            properties[key.strip()] = value.strip()
+    return properties
+
+
+def _authentication_errors(config: dict, timeout: float = 10) -> list[KafkaError]:
+    """The errors a client with `config` reports while it tries to list topics (it must fail)."""
+    errors: list[KafkaError] = []
+    admin = AdminClient({**config, "error_cb": errors.append, "log_level": 0})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=timeout)
+
+    def reported() -> list[KafkaError]:
+        admin.poll(0.2)
+        return errors
+
+    return wait_until(reported, 10, "an error callback")
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.confluent
+def test_secure_compose_cluster_serves_sasl_ssl_clients_and_refuses_the_rest(secure_compose):
+    match = re.search(r"^client properties: (.+)$", secure_compose.up_output, re.MULTILINE)
+    assert match, f"`scripts/docker-up --secure` printed no client properties:\n{secure_compose.up_output}"
+    path = Path(match.group(1))
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, "the properties hold a password"
+    properties = _read_properties(path)
+    assert properties["security.protocol"] == "SASL_SSL", properties
+    assert properties["bootstrap.servers"] == secure_compose.bootstrap, properties
+
+    # confluent-kafka with exactly the printed properties: a topic with RF 3, produce (acks=all, so
+    # the followers replicate as the SCRAM user `broker` over the SASL_SSL INTERNAL listener), consume.
+    topic = f"secure-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(properties)
+    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 3)], request_timeout=30).values():
+        future.result(timeout=60)
+    wait_until(lambda: all(len(p["isr"]) == 3 and p["leader"] > 0
+                           for p in _describe(secure_compose, topic)["partitions"]), 60,
+               f"every replica of {topic} in the ISR")
+    records = [Rec(value=payload(i), key=str(i).encode()) for i in range(1000)]
+    delivered = ck_produce(properties["bootstrap.servers"], topic, records, {**properties, "acks": "all"},
+                           timeout=120)
+    start = {(topic, p): 0 for p in range(PARTITIONS)}
+    consumed = ck_consume(properties["bootstrap.servers"], start, len(records), timeout=120,
+                          config=properties, quiet_after=0.5)
+    assert_same_records(delivered, consumed)
+    # Every replica has every record: the followers authenticated and fetched.
+    wait_until(lambda: all(len(p["isr"]) == 3 for p in _describe(secure_compose, topic)["partitions"]),
+               60, f"every replica of {topic} in the ISR after the writes")
+
+    # A wrong password: SASL authentication fails.
+    errors = _authentication_errors({**properties, "sasl.password": "not-the-password-1"})
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), [str(e) for e in errors]
+    # A PLAINTEXT client at the published port: the TLS listener drops it; nothing is served.
+    host, port = secure_compose.bootstrap.split(",")[0].rsplit(":", 1)
+    with pytest.raises((ConnectionError, OSError, ValueError, struct.error)):
+        with kafka_wire.KafkaConnection(f"{host}:{port}", timeout=10) as conn:
+            conn.metadata([topic])
+
+    # The controllers, from a container on the compose network with the image and the secrets volume
+    # but no credentials in its environment: gRPC without TLS is refused, TLS without the admin token
+    # is refused, TLS with the admin token lists the topic, as chronikctl in a controller container
+    # (the CA and the token in its environment) does.
+    def outsider(*flags: str) -> subprocess.CompletedProcess:
+        return secure_compose.run("run", "--rm", "--no-deps", "-T", "secrets", "chronikctl",
+                                  "--controllers", "controller-1:9093", *flags, "topic", "list",
+                                  timeout=120, check=False)
+
+    plaintext = outsider()
+    assert plaintext.returncode != 0 and "require TLS" in plaintext.stderr, plaintext
+    no_token = outsider("--controller-tls-ca", "/etc/chronik/secrets/ca.pem")
+    assert no_token.returncode != 0 and "admin-token-file" in no_token.stderr, no_token
+    with_token = outsider("--controller-tls-ca", "/etc/chronik/secrets/ca.pem",
+                          "--admin-token-file", "/etc/chronik/secrets/admin.token")
+    assert with_token.returncode == 0 and topic in with_token.stdout, with_token
+    listed = secure_compose.chronikctl("topic", "list").stdout
+    assert topic in listed, listed

@@ -16,14 +16,15 @@ pub mod local;
 pub mod probe;
 pub mod produce;
 pub mod reassign;
+pub mod secrets;
 pub mod topic;
 pub mod trim_prefix;
 pub mod user;
 
 use crate::cli::{
     AclCommand, BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges,
-    ElectionCommand, GroupCommand, PartitionCommand, ReassignmentCommand, TopicCommand,
-    UserCommand,
+    ElectionCommand, GroupCommand, PartitionCommand, ReassignmentCommand, SecretsCommand,
+    TopicCommand, UserCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
@@ -95,6 +96,8 @@ pub enum Report {
     Acls(acl::AclReport),
     /// `user create|list|delete`.
     Users(user::UserReport),
+    /// `secrets generate`.
+    Secrets(secrets::SecretsReport),
 }
 
 impl Report {
@@ -229,6 +232,12 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             Report::Election(election::unclean(client, topic.as_deref(), partitions).await?)
         }
         Command::Local(command) => Report::Local(local::execute(command).await?),
+        Command::Secrets(SecretsCommand::Generate(args)) => Report::Secrets(secrets::generate(
+            &args.dir,
+            args.controllers,
+            args.brokers,
+            &args.extra_names,
+        )?),
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
         Command::Probe { url } => {
             Report::Probe(probe::probe(url, client.request_timeout(), client.credentials()).await?)

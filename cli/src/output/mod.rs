@@ -7,7 +7,8 @@
 //! and the table machinery the renderers share: `fields` for `Label:  value` blocks, `table` for padded
 //! columns, and the cell formatters more than one noun uses (`bytes` for sizes, `number_or_dash`). The
 //! table renderers live one file per noun, mirroring `cmd/`: `cluster`, `broker`, `topic` (and
-//! `trim_prefix`), `group`, `election`, `reassign`, `local`, `probe`, and `bench` for the benchmarks.
+//! `trim_prefix`), `group`, `election`, `reassign`, `local`, `probe`, `secrets`, and `bench` for the
+//! benchmarks.
 
 mod acl;
 mod bench;
@@ -20,6 +21,7 @@ mod probe;
 mod produce;
 mod reassign;
 pub mod record;
+mod secrets;
 mod topic;
 mod trim_prefix;
 mod user;
@@ -78,6 +80,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::Probe(result) => probe::result(out, result)?,
                 Report::Acls(report) => acl::report(out, report)?,
                 Report::Users(report) => user::report(out, report)?,
+                Report::Secrets(report) => secrets::report(out, report)?,
             }
             Ok(())
         }
