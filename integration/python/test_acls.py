@@ -266,6 +266,11 @@ def test_a_deny_read_acl_on_a_group_fails_its_consumer(secured, topic_name):
     finally:
         consumer.close()
         delete(admin, [any_filter(ResourceType.GROUP, group, ResourcePatternType.LITERAL)])
+    # Each broker judges from its own image: wait until every one has applied the deletion (the one
+    # answering DeleteAcls may be ahead of the one FindCoordinator goes to).
+    wait_until(lambda: all(describe_acls_raw(secured.broker_addr(b), 3, group)[1] == []  # 3: GROUP
+                           for b in secured.running_broker_ids()), 30,
+               f"every broker to drop the ACL on group {group}")
     # Without the ACL the same group consumes.
     got = ck_consume(bootstrap, {(topic_name, 0): 0}, 1, config={"group.id": group})
     assert got[0].value == b"v"
