@@ -495,6 +495,16 @@ def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
     base = {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "log_level": 0,
             "group.id": f"chaos-final-{os.getpid()}", "enable.auto.commit": False,
             "auto.offset.reset": "error", "fetch.max.bytes": 8 << 20, **(client_config or {})}
+    client_errors: list[str] = []
+    base["error_cb"] = lambda err: client_errors.append(str(err))
+    if os.environ.get("CHAOS_FINAL_READ_DEBUG"):
+        import logging
+        logger = logging.getLogger("final-read")
+        handler = logging.FileHandler(os.environ["CHAOS_FINAL_READ_DEBUG"])
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        base.update({"debug": "fetch,broker,topic,protocol,security", "log_level": 7, "logger": logger})
     consumer = ck.Consumer(base)
     try:
         hws = {}
@@ -526,7 +536,8 @@ def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
             holes = [o for o in range(hw) if o not in final[p]]
             if holes:
                 unread[p] = (f"{len(holes)} of the {hw} offsets below the high watermark never returned "
-                             f"(first {holes[:5]}); errors {errors.get(p, [])[-3:]}")
+                             f"(first {holes[:5]}); errors {errors.get(p, [])[-3:]}; client errors "
+                             f"{client_errors[-3:]}")
         return hws, final, unread
     finally:
         consumer.close()
