@@ -165,8 +165,7 @@ class Run:
              "--topic", self.topic, "--partitions", str(self.args.partitions),
              "--producers", str(self.args.producers), "--consumers", str(self.args.consumers),
              "--rate", str(self.args.rate), "--history", str(self.history_path),
-             *(["--client-config", str(props)] if (props := self.security.write_client_properties(
-                 self.cluster.bootstrap)) else [])],
+             *(["--client-config", str(self.security.client_properties)] if self.security.enabled else [])],
             stdin=subprocess.DEVNULL, stdout=open(self.dir / "workload.log", "wb"), stderr=subprocess.STDOUT)
         self.cluster.wait(lambda: self.acks_so_far() >= self.args.partitions * 5, 60, "the workload's first acks")
         log(f"workload running: {self.acks_so_far()} acks")
@@ -487,9 +486,10 @@ def fmt_parts(parts: dict[int, dict]) -> str:
 
 
 def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
-               timeout: float = 60.0, client_config: dict[str, str] | None = None) -> tuple[dict[int, int], dict[int, dict[int, str]], dict[int, str]]:
+               timeout: float = 60.0, client_config: dict[str, str] | None = None,
+               ) -> tuple[dict[int, int], dict[int, dict[int, str]], dict[int, str]]:
     """The high watermarks, every record below them, and the partitions that could not be read whole
-    ({partition: why})."""
+    ({partition: why}). `client_config`: the security mode's librdkafka properties."""
     import confluent_kafka as ck
 
     base = {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "log_level": 0,

@@ -8,7 +8,7 @@ knows which flags the nodes get, which properties the Kafka clients use and whic
   the CA and the admin token) and every broker listener, the inter-broker one included, secured:
   - `sasl_ssl`: SCRAM-SHA-512 users `admin` (the workload, the final read, `chronikctl -C`) and
     `broker` (the followers), created through the controllers with the admin token before any broker
-    starts (`create_users`);
+    starts (`cluster.ChaosCluster.create_users`);
   - `ssl`: mutual TLS (`--ssl-client-auth required`), principals from the certificates
     (`User:CN=admin`, `User:CN=broker`).
   Brokers run `--authorizer standard` with those two as the super users and no ACL.
@@ -159,25 +159,25 @@ class ChaosSecurity:
                            "ssl.key.location": self.path(f"{ADMIN_USER}.key")})
         return config
 
-    def write_client_properties(self, bootstrap: str) -> Path | None:
-        """`client_config` as a properties file (it holds a password: 0600), for `chronikctl -C` and the
-        workload process, so no secret is on a command line."""
-        if not self.enabled:
-            return None
-        path = self.dir / "client.properties"
-        _secret(path, "".join(f"{k}={v}\n" for k, v in
-                              {"bootstrap.servers": bootstrap, **self.client_config()}.items()))
-        return path
+    @property
+    def client_properties(self) -> Path | None:
+        """`client_config` as a properties file (`write_client_properties`), or None when plaintext."""
+        return self.dir / "client.properties" if self.enabled else None
+
+    def write_client_properties(self, bootstrap: str) -> None:
+        """Writes `client_properties` (it holds a password: 0600), for `chronikctl -C` and the workload
+        process, so no secret is on a command line."""
+        if self.enabled:
+            _secret(self.client_properties, "".join(
+                f"{k}={v}\n" for k, v in {"bootstrap.servers": bootstrap, **self.client_config()}.items()))
 
     def ctl_args(self) -> list[str]:
         """Global `chronikctl` flags: the controllers' CA and the admin token, and `-C` for the commands
         that speak Kafka."""
         if not self.enabled:
             return []
-        args = ["--controller-tls-ca", self.path("ca.pem"), "--admin-token-file", self.path("admin.token")]
-        if (self.dir / "client.properties").exists():
-            args += ["-C", self.path("client.properties")]
-        return args
+        return ["--controller-tls-ca", self.path("ca.pem"), "--admin-token-file", self.path("admin.token"),
+                "-C", str(self.client_properties)]
 
     def http_scheme(self, kind: str) -> str:
         """Controllers serve HTTPS when secured; brokers' HTTP is plain either way."""
