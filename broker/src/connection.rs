@@ -318,7 +318,14 @@ pub async fn handle_connection<S>(
             }
             Some(out) = completing.next(), if !completing.is_empty() => match out {
                 Ok(Some(bytes)) => {
-                    if let Err(e) = writer.write_all(&bytes).await {
+                    // Flush too: a TLS stream's write returns once rustls has taken the bytes, and
+                    // when the socket is full the last records stay in rustls until the next write,
+                    // so a client waiting for this response would wait for its request timeout.
+                    let written = match writer.write_all(&bytes).await {
+                        Ok(()) => writer.flush().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = written {
                         break Some(format!("write failed: {e}"));
                     }
                 }
@@ -401,4 +408,54 @@ fn handle(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+
+    use super::*;
+    use crate::handlers::test_support::TestBroker;
+    use crate::security::ListenerSecurity;
+
+    /// Regression (the chaos run with `--security sasl_ssl`, a final read that never got a partition):
+    /// a TLS stream keeps the last records of a response in rustls when the socket is full, until it
+    /// is flushed. A `BufWriter` keeps everything until flushed, so without the flush this response
+    /// would never arrive.
+    #[tokio::test]
+    async fn every_response_is_flushed_to_a_stream_that_buffers_writes() {
+        let broker = TestBroker::new(1, &[]);
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let cancel = CancellationToken::new();
+        let limits = ConnectionLimits {
+            max_frame_bytes: 1 << 20,
+            max_inflight: 5,
+            listener: "PLAINTEXT".into(),
+            security: ListenerSecurity::plaintext(),
+        };
+        let served = tokio::spawn(handle_connection(
+            tokio::io::BufWriter::new(server),
+            "127.0.0.1:9".parse().expect("address"),
+            KafkaPrincipal::anonymous(),
+            Arc::new(broker.ctx),
+            limits,
+            cancel.clone(),
+        ));
+        let mut frame = BytesMut::new();
+        chronik_wire::encode_request(&mut frame, &ApiVersionsRequest::default(), 3, 7, "test")
+            .expect("encoded");
+        client.write_all(&frame).await.expect("sent");
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut client, 1 << 20))
+            .await
+            .expect("the response arrives without another write")
+            .expect("a frame")
+            .expect("not closed");
+        let response: ApiVersionsResponse =
+            chronik_wire::decode_response::<ApiVersionsRequest>(answer, 3, 7).expect("decodes");
+        assert_eq!(response.error_code, 0);
+        cancel.cancel();
+        drop(client);
+        let _ = served.await;
+    }
 }

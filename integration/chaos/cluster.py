@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from network import Network, run
+from security import ChaosSecurity
 
 CONTROLLER_GRPC_PORT = 9093
 CONTROLLER_HTTP_PORT = 8093
@@ -39,6 +40,7 @@ class Node:
     args: list[str]
     data_dir: Path
     log_file: Path
+    security: ChaosSecurity | None = None
     proc: subprocess.Popen | None = None
     paused: bool = False
 
@@ -96,8 +98,11 @@ class Node:
 
     def http_get(self, path: str, timeout: float = 2.0) -> tuple[int, str]:
         port = CONTROLLER_HTTP_PORT if self.kind == "controller" else BROKER_HTTP_PORT
+        scheme = self.security.http_scheme(self.kind) if self.security else "http"
+        context = self.security.http_context() if self.security else None
         try:
-            with urllib.request.urlopen(f"http://{self.addr}:{port}{path}", timeout=timeout) as resp:
+            with urllib.request.urlopen(f"{scheme}://{self.addr}:{port}{path}", timeout=timeout,
+                                        context=context) as resp:
                 return resp.status, resp.read().decode(errors="replace")
         except urllib.error.HTTPError as error:
             return error.code, ""
@@ -111,13 +116,17 @@ class Node:
 
 class ChaosCluster:
     def __init__(self, net: Network, run_dir: Path, bin_dir: Path, controllers: int, brokers: int,
-                 disk_mb: int, controller_args: list[str], broker_args: list[str]):
+                 disk_mb: int, controller_args: list[str], broker_args: list[str], security: ChaosSecurity):
         self.net = net
+        self.security = security
         self.dir = run_dir
         self.bin_dir = bin_dir
         self.disk_mb = disk_mb
         self.mounts: list[Path] = []
         c_hosts = [net.hosts[f"c{i}"] for i in range(1, controllers + 1)]
+        b_hosts = [net.hosts[f"b{i}"] for i in range(1, brokers + 1)]
+        security.generate({**{f"controller-{i}": h.addr for i, h in enumerate(c_hosts, 1)},
+                           **{f"broker-{i}": h.addr for i, h in enumerate(b_hosts, 1)}})
         quorum = ",".join(f"{i}@{h.addr}:{CONTROLLER_GRPC_PORT}" for i, h in enumerate(c_hosts, 1))
         self.controllers_arg = ",".join(f"{h.addr}:{CONTROLLER_GRPC_PORT}" for h in c_hosts)
         self.controllers: list[Node] = []
@@ -128,20 +137,19 @@ class ChaosCluster:
                 ["--node-id", str(i), "--data-dir", str(data),
                  "--listen", f"{h.addr}:{CONTROLLER_GRPC_PORT}",
                  "--http-listen", f"{h.addr}:{CONTROLLER_HTTP_PORT}",
-                 "--quorum", quorum, *controller_args],
-                data, run_dir / f"controller-{i}.log"))
+                 "--quorum", quorum, *security.controller_args(i), *controller_args],
+                data, run_dir / f"controller-{i}.log", security))
         self.brokers: list[Node] = []
-        for i in range(1, brokers + 1):
-            h = net.hosts[f"b{i}"]
+        for i, h in enumerate(b_hosts, 1):
             data = run_dir / f"broker-{i}"
             self.brokers.append(Node(
                 "broker", i, h.name, h.ns, h.addr, bin_dir / "chronik-broker",
                 ["--broker-id", str(i), "--data-dir", str(data),
-                 "--listen", f"{h.addr}:{BROKER_KAFKA_PORT}",
-                 "--advertised-listener", f"{h.addr}:{BROKER_KAFKA_PORT}",
+                 *security.broker_args(i, h.addr, BROKER_KAFKA_PORT),
                  "--http-listen", f"{h.addr}:{BROKER_HTTP_PORT}",
                  "--controllers", self.controllers_arg, *broker_args],
-                data, run_dir / f"broker-{i}.log"))
+                data, run_dir / f"broker-{i}.log", security))
+        security.write_client_properties(self.bootstrap)
 
     @property
     def nodes(self) -> list[Node]:
@@ -167,10 +175,25 @@ class ChaosCluster:
             self.mounts.append(b.data_dir)
 
     def start(self, timeout: float = 60.0) -> None:
+        """Controllers first; once they answer, the SCRAM users the brokers and clients need (secured
+        runs); then the brokers."""
         self.mount_disks()
-        for node in self.nodes:
+        for node in self.controllers:
+            node.start()
+        self.wait(lambda: all(n.ready() for n in self.controllers), timeout, "every controller ready")
+        self.create_users(timeout)
+        for node in self.brokers:
             node.start()
         self.wait(lambda: all(n.ready() for n in self.nodes), timeout, "every node ready")
+
+    def create_users(self, timeout: float) -> None:
+        """`chronikctl user create` with the admin token for each SCRAM user of the security mode,
+        retried until the quorum has a leader that takes it."""
+        for user in self.security.users:
+            self.wait(lambda: self.ctl("user", "create", user, "--mechanism", "SCRAM-SHA-512",
+                                       "--password-file", self.security.path(f"{user}.password"),
+                                       json_output=False) or True,
+                      timeout, f"the SCRAM user {user}")
 
     def stop(self) -> None:
         for node in self.brokers:
@@ -192,13 +215,14 @@ class ChaosCluster:
 
     # ----- the controllers' view -----
 
-    def ctl(self, *args: str, timeout: float = 15.0):
-        argv = [str(self.bin_dir / "chronikctl"), "--controllers", self.controllers_arg, *args,
-                "--output", "json"]
+    def ctl(self, *args: str, timeout: float = 15.0, json_output: bool = True):
+        """`chronikctl *args` with the security mode's credentials; its JSON answer."""
+        argv = [str(self.bin_dir / "chronikctl"), "--controllers", self.controllers_arg,
+                *self.security.ctl_args(), *args, "--output", "json"]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if done.returncode != 0:
             raise RuntimeError(f"chronikctl {' '.join(args)}: {done.stderr.strip()[-300:]}")
-        return json.loads(done.stdout)
+        return json.loads(done.stdout) if json_output else done.stdout
 
     def describe(self, topic: str) -> dict[int, dict]:
         """{partition: {"leader", "leader_epoch", "replicas", "isr", ...}}."""

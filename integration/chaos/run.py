@@ -45,6 +45,7 @@ import checker  # noqa: E402
 import nemesis  # noqa: E402
 import network  # noqa: E402
 from cluster import ChaosCluster  # noqa: E402
+from security import PROTOCOLS, ChaosSecurity  # noqa: E402
 
 TOPIC = "chaos"
 
@@ -105,8 +106,9 @@ class Run:
         ]
         broker_args = [f"--replica-lag-time-max-ms={args.replica_lag_ms}",
                        f"--controller-request-timeout-ms={min(2000, args.session_timeout_ms // 2)}"]
+        self.security = ChaosSecurity(args.security, self.dir)
         self.cluster = ChaosCluster(self.net, self.dir, Path(args.bin_dir), args.controllers, args.brokers,
-                                    args.disk_mb, controller_args, broker_args)
+                                    args.disk_mb, controller_args, broker_args, self.security)
         self.topic = TOPIC
         self.workload: subprocess.Popen | None = None
         self.faults: list[dict] = []
@@ -141,7 +143,8 @@ class Run:
         self.cluster.unmount_disks()
 
     def setup(self) -> None:
-        log(f"run dir {self.dir}; namespaces {self.net.prefix}-*; subnet {self.net.subnet}.0/24; seed {self.seed}")
+        log(f"run dir {self.dir}; namespaces {self.net.prefix}-*; subnet {self.net.subnet}.0/24; seed {self.seed}; "
+            f"security {self.security.protocol}")
         self.net.create()
         self.net.enter("cl")
         self.cluster.start(timeout=90)
@@ -161,7 +164,8 @@ class Run:
             [sys.executable, str(HERE / "workload.py"), "--bootstrap", self.cluster.bootstrap,
              "--topic", self.topic, "--partitions", str(self.args.partitions),
              "--producers", str(self.args.producers), "--consumers", str(self.args.consumers),
-             "--rate", str(self.args.rate), "--history", str(self.history_path)],
+             "--rate", str(self.args.rate), "--history", str(self.history_path),
+             *(["--client-config", str(self.security.client_properties)] if self.security.enabled else [])],
             stdin=subprocess.DEVNULL, stdout=open(self.dir / "workload.log", "wb"), stderr=subprocess.STDOUT)
         self.cluster.wait(lambda: self.acks_so_far() >= self.args.partitions * 5, 60, "the workload's first acks")
         log(f"workload running: {self.acks_so_far()} acks")
@@ -349,7 +353,8 @@ class Run:
         except TimeoutError as error:
             problems.append(f"after the workload: {error}")
         time.sleep(2.0)  # followers fetch the last batches
-        hws, final, self.unread = final_read(self.cluster.bootstrap, self.topic, self.args.partitions, problems)
+        hws, final, self.unread = final_read(self.cluster.bootstrap, self.topic, self.args.partitions, problems,
+                                              client_config=self.security.client_config())
         log(f"final read: high watermarks {hws}")
         (self.dir / "final.json").write_text(json.dumps({"hws": hws, "final": final, "unread": self.unread}))
         self.cluster.stop()
@@ -471,6 +476,8 @@ class Run:
             out.append(f"--kinds={a.kinds}")
         if a.concurrent != 1:
             out.append(f"--concurrent={a.concurrent}")
+        if a.security != "plaintext":
+            out.append(f"--security={a.security}")
         return out
 
 
@@ -479,14 +486,25 @@ def fmt_parts(parts: dict[int, dict]) -> str:
 
 
 def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
-               timeout: float = 60.0) -> tuple[dict[int, int], dict[int, dict[int, str]], dict[int, str]]:
+               timeout: float = 60.0, client_config: dict[str, str] | None = None,
+               ) -> tuple[dict[int, int], dict[int, dict[int, str]], dict[int, str]]:
     """The high watermarks, every record below them, and the partitions that could not be read whole
-    ({partition: why})."""
+    ({partition: why}). `client_config`: the security mode's librdkafka properties."""
     import confluent_kafka as ck
 
     base = {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "log_level": 0,
             "group.id": f"chaos-final-{os.getpid()}", "enable.auto.commit": False,
-            "auto.offset.reset": "error", "fetch.max.bytes": 8 << 20}
+            "auto.offset.reset": "error", "fetch.max.bytes": 8 << 20, **(client_config or {})}
+    client_errors: list[str] = []
+    base["error_cb"] = lambda err: client_errors.append(str(err))
+    if os.environ.get("CHAOS_FINAL_READ_DEBUG"):
+        import logging
+        logger = logging.getLogger("final-read")
+        handler = logging.FileHandler(os.environ["CHAOS_FINAL_READ_DEBUG"])
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        base.update({"debug": "fetch,broker,topic,protocol,security", "log_level": 7, "logger": logger})
     consumer = ck.Consumer(base)
     try:
         hws = {}
@@ -518,7 +536,8 @@ def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
             holes = [o for o in range(hw) if o not in final[p]]
             if holes:
                 unread[p] = (f"{len(holes)} of the {hw} offsets below the high watermark never returned "
-                             f"(first {holes[:5]}); errors {errors.get(p, [])[-3:]}")
+                             f"(first {holes[:5]}); errors {errors.get(p, [])[-3:]}; client errors "
+                             f"{client_errors[-3:]}")
         return hws, final, unread
     finally:
         consumer.close()
@@ -568,6 +587,10 @@ def parse_args(argv=None):
     parser.add_argument("--scenario", choices=sorted(nemesis.SCENARIOS), help="a scripted scenario instead of random faults")
     parser.add_argument("--concurrent", type=int, default=1,
                         help="faults injected together in each step (default 1: one at a time)")
+    parser.add_argument("--security", choices=PROTOCOLS, default="plaintext",
+                        help="plaintext (default); ssl: mutual TLS on every broker listener; sasl_ssl: SCRAM-SHA-512 "
+                             "over TLS. Both secure the control plane (TLS, admin and cluster tokens) and run the "
+                             "brokers with --authorizer standard (see security.py)")
     parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--brokers", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=6)
@@ -602,6 +625,10 @@ def main(argv=None) -> int:
     reason = preflight()
     if reason:
         print(f"cannot run the chaos harness: {reason}", file=sys.stderr)
+        return 2
+    if args.security != "plaintext" and shutil.which("openssl") is None:
+        print(f"cannot run the chaos harness with --security {args.security}: `openssl` is not installed",
+              file=sys.stderr)
         return 2
     for binary in ("chronik-controller", "chronik-broker", "chronikctl"):
         if not (Path(args.bin_dir) / binary).exists():

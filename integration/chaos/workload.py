@@ -28,6 +28,8 @@ import uuid
 
 import confluent_kafka as ck
 
+from security import read_properties
+
 BASE = {
     "broker.address.family": "v4",
     "socket.timeout.ms": 10000,
@@ -79,7 +81,7 @@ def producer_loop(index: int, args, history: History, stop: threading.Event) -> 
             fatal.set()
 
     def make():
-        return ck.Producer({**PRODUCER, "bootstrap.servers": args.bootstrap, "error_cb": on_error,
+        return ck.Producer({**PRODUCER, **args.security, "bootstrap.servers": args.bootstrap, "error_cb": on_error,
                             "client.id": f"chaos-{name}"})
 
     def on_delivery(err, msg) -> None:
@@ -125,7 +127,7 @@ def producer_loop(index: int, args, history: History, stop: threading.Event) -> 
 
 def consumer_loop(index: int, args, history: History, stop: threading.Event) -> None:
     name = f"c{index}"
-    consumer = ck.Consumer({**BASE, "bootstrap.servers": args.bootstrap, "group.id": f"chaos-{uuid.uuid4().hex}",
+    consumer = ck.Consumer({**BASE, **args.security, "bootstrap.servers": args.bootstrap, "group.id": f"chaos-{uuid.uuid4().hex}",
                             "enable.auto.commit": False, "auto.offset.reset": "error",
                             "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 200,
                             "error_cb": lambda err: None})
@@ -167,7 +169,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="records/s per producer")
     parser.add_argument("--flush-timeout", type=float, default=60.0)
     parser.add_argument("--history", required=True)
+    parser.add_argument("--client-config", help="librdkafka properties of a secured run (security.protocol, "
+                        "ssl.*, sasl.*; `security.write_client_properties`), a file so no password is in argv")
     args = parser.parse_args()
+    args.security = {k: v for k, v in read_properties(args.client_config).items()
+                     if k != "bootstrap.servers"} if args.client_config else {}
 
     history = History(args.history)
     stop_producers = threading.Event()

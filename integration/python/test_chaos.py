@@ -6,11 +6,18 @@ lost reads, unexpected values, replicas that disagree) fails the test with the r
 
 Skipped, saying why, when the machine cannot give the run its namespaces: not root, no `ip netns`,
 or no iptables inside a namespace. About two minutes (10 faults held 4-8 s each, recovery, setup and checks).
+
+`test_short_secured_chaos_run` runs three of those faults (a broker killed, a broker isolated, a
+reassignment) against a cluster secured end to end (`--security sasl_ssl`: TLS and tokens on the
+control plane, SASL_SSL with SCRAM-SHA-512 on every broker listener, replication included, and the
+standard authorizer), about one minute more. The whole schedule secured is
+`run.py --security sasl_ssl --faults 10 --seed 21` (RELIABILITY.md).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +50,24 @@ def test_short_seeded_chaos_run(tmp_path):
         pytest.fail(f"the chaos run could not be carried out:\n{done.stderr[-8000:]}")
     assert done.returncode == 0, (f"the chaos run (seed {SEED}) found anomalies:\n{done.stdout[-15000:]}"
                                   f"\n{done.stderr[-3000:]}")
+
+
+SECURED_KINDS = "kill,broker_isolated,reassign"
+
+
+@pytest.mark.fault
+@pytest.mark.confluent
+@pytest.mark.timeout(400)
+def test_short_secured_chaos_run(tmp_path):
+    reason = chaos_run.preflight() or (None if shutil.which("openssl") else "`openssl` is not installed")
+    if reason:
+        pytest.skip(f"the chaos harness cannot run here: {reason}")
+    argv = [sys.executable, str(CHAOS / "run.py"), "--security=sasl_ssl", f"--seed={SEED}",
+            f"--kinds={SECURED_KINDS}", "--faults=3", "--hold-min=4", "--hold-max=6",
+            f"--bin-dir={bin_dir()}", f"--dir={tmp_path}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=380, stdin=subprocess.DEVNULL)
+    print(done.stdout[-20000:])
+    if done.returncode == 2:
+        pytest.fail(f"the secured chaos run could not be carried out:\n{done.stderr[-8000:]}")
+    assert done.returncode == 0, (f"the secured chaos run (seed {SEED}) found anomalies:\n"
+                                  f"{done.stdout[-15000:]}\n{done.stderr[-3000:]}")
