@@ -34,6 +34,18 @@ import run as chaos_run  # noqa: E402
 SEED = int(os.environ.get("CHRONIK_CHAOS_SEED", "11"))
 
 
+def run_schedule(tmp_path, what: str, args: list[str], timeout: float) -> None:
+    """Runs `run.py` with `args` (and the seed, the bin dir and the run dir); fails on any anomaly."""
+    argv = [sys.executable, str(CHAOS / "run.py"), f"--seed={SEED}", *args, f"--bin-dir={bin_dir()}",
+            f"--dir={tmp_path}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    print(done.stdout[-20000:])
+    if done.returncode == 2:
+        pytest.fail(f"the {what} could not be carried out:\n{done.stderr[-8000:]}")
+    assert done.returncode == 0, (f"the {what} (seed {SEED}) found anomalies:\n{done.stdout[-15000:]}"
+                                  f"\n{done.stderr[-3000:]}")
+
+
 @pytest.mark.fault
 @pytest.mark.confluent
 @pytest.mark.timeout(600)
@@ -42,14 +54,7 @@ def test_short_seeded_chaos_run(tmp_path):
     if reason:
         pytest.skip(f"the chaos harness cannot run here: {reason}")
     faults = len(chaos_run.nemesis.KINDS)
-    argv = [sys.executable, str(CHAOS / "run.py"), f"--seed={SEED}", f"--faults={faults}",
-            "--hold-min=4", "--hold-max=8", f"--bin-dir={bin_dir()}", f"--dir={tmp_path}"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=560, stdin=subprocess.DEVNULL)
-    print(done.stdout[-20000:])
-    if done.returncode == 2:
-        pytest.fail(f"the chaos run could not be carried out:\n{done.stderr[-8000:]}")
-    assert done.returncode == 0, (f"the chaos run (seed {SEED}) found anomalies:\n{done.stdout[-15000:]}"
-                                  f"\n{done.stderr[-3000:]}")
+    run_schedule(tmp_path, "chaos run", [f"--faults={faults}", "--hold-min=4", "--hold-max=8"], timeout=560)
 
 
 SECURED_KINDS = "kill,broker_isolated,reassign"
@@ -62,12 +67,6 @@ def test_short_secured_chaos_run(tmp_path):
     reason = chaos_run.preflight() or (None if shutil.which("openssl") else "`openssl` is not installed")
     if reason:
         pytest.skip(f"the chaos harness cannot run here: {reason}")
-    argv = [sys.executable, str(CHAOS / "run.py"), "--security=sasl_ssl", f"--seed={SEED}",
-            f"--kinds={SECURED_KINDS}", "--faults=3", "--hold-min=4", "--hold-max=6",
-            f"--bin-dir={bin_dir()}", f"--dir={tmp_path}"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=380, stdin=subprocess.DEVNULL)
-    print(done.stdout[-20000:])
-    if done.returncode == 2:
-        pytest.fail(f"the secured chaos run could not be carried out:\n{done.stderr[-8000:]}")
-    assert done.returncode == 0, (f"the secured chaos run (seed {SEED}) found anomalies:\n"
-                                  f"{done.stdout[-15000:]}\n{done.stderr[-3000:]}")
+    run_schedule(tmp_path, "secured chaos run",
+                 ["--security=sasl_ssl", f"--kinds={SECURED_KINDS}", "--faults=3", "--hold-min=4",
+                  "--hold-max=6"], timeout=380)

@@ -16,9 +16,6 @@ secured brokers.
 - `test_ssl_mutual_tls_cluster`: `local up --security ssl` (client certificates required, principals
   from them): the properties file works as it is with confluent-kafka and `chronikctl -C`, and the
   replicas of an RF 2 topic stay in sync.
-
-The secured clusters need the brokers' server side (TLS listeners, SASL); on a build without it they
-are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -35,17 +32,6 @@ from confluent_kafka.admin import AdminClient
 from chronik_cluster import (ChronikCluster, ChronikctlError, bin_dir, down_in, log_tails_in,
                              parse_json_output, run_chronikctl, wait_until)
 from clients import LIBRDKAFKA_BASE
-
-
-def broker_serves_security() -> bool:
-    done = subprocess.run([str(bin_dir() / "chronik-broker"), "--help"], capture_output=True,
-                          text=True, check=False)
-    return "--listener-security-protocol-map" in done.stdout
-
-
-needs_server_side = pytest.mark.skipif(
-    not (bin_dir() / "chronik-broker").exists() or not broker_serves_security(),
-    reason="this chronik-broker has no TLS/SASL listeners yet (--listener-security-protocol-map)")
 
 
 def read_properties(path: str) -> dict[str, str]:
@@ -171,7 +157,6 @@ def test_user_commands_round_trip(cluster_factory, tmp_path):
     assert "4096..=16384" in bad.value.stderr
 
 
-@needs_server_side
 def test_sasl_plaintext_cluster_with_short_sessions(secured_cluster):
     # Sessions of 2 s (KIP-368): the followers replace their connections before each expires, so
     # replication never stops; the ISR stays whole through several session lifetimes.
@@ -196,7 +181,6 @@ def test_sasl_plaintext_cluster_with_short_sessions(secured_cluster):
     assert consume_all(properties, topic, 2, len(acked)) >= acked
 
 
-@needs_server_side
 def test_sasl_ssl_cluster(secured_cluster, tmp_path):
     cluster = secured_cluster("sasl_ssl", brokers=3)
     path = cluster.doc["client_properties"]
@@ -249,7 +233,6 @@ def test_sasl_ssl_cluster(secured_cluster, tmp_path):
     assert "alice" not in {c["user"] for c in listed["credentials"]}
 
 
-@needs_server_side
 def test_ssl_mutual_tls_cluster(secured_cluster):
     cluster = secured_cluster("ssl", brokers=2)
     path = cluster.doc["client_properties"]
