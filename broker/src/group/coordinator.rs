@@ -793,6 +793,20 @@ impl GroupCoordinator {
         Ok(results)
     }
 
+    /// A transaction marker (KIP-98) was written to offsets-topic partition `offsets_partition` and
+    /// is committed: the offsets that producer `producer_id` wrote with TxnOffsetCommit in that
+    /// transaction become visible (`commit`) or are dropped. Called by WriteTxnMarkers once the marker
+    /// is durable. Until TxnOffsetCommit is served no offsets are pending, so there is nothing to do.
+    pub fn complete_transaction(
+        &self,
+        offsets_partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) {
+        let _ = (offsets_partition, producer_id, producer_epoch, commit);
+    }
+
     /// OffsetFetch: the committed offsets of the named partitions, or of every partition with one.
     pub fn fetch_offsets(
         &self,
