@@ -36,6 +36,17 @@ Anomalies (each fails the run):
 - `cancel_not_reverted`: a reassignment cancelled while under way did not return the partition to
   its replicas before the move, as a set (Kafka's `PartitionReassignmentRevert` keeps them in the
   order they had during the move, so the preferred leader may change).
+
+The transactional workload (`workload --mode txn`; `check_transactions`) reads with read_committed,
+so `final` holds committed records only, and its acks are the records of committed transactions.
+Every check above applies, and these too:
+- `aborted_read`: a record of a transaction the producer aborted (abort_transaction returned) was
+  read by a read_committed consumer or is in the final read_committed log.
+- `torn_txn`: a transaction whose records are in the final log in part only: some of a committed
+  one's are missing (each is also a `lost_ack`), or an undecided one (its producer died) is neither
+  whole nor absent.
+- `untracked_value`: a record in the final log or a read that belongs to no transaction the
+  producers reported (each producer reports every transaction it began before it says `done`).
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ PROCESS_START = re.compile(r"^===== \S+ start ")
 
 KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
          "replica_divergence", "producer_fatal", "unreadable_partition", "live_broker_fenced",
-         "removed_replica_kept_data", "cancel_not_reverted")
+         "removed_replica_kept_data", "cancel_not_reverted", "aborted_read", "torn_txn", "untracked_value")
 
 
 @dataclass
@@ -206,6 +217,72 @@ def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int]
                             f"p{producer}-{last[producer][0]} at offset {last[producer][1]}", None, p, o, log[o]))
             last[producer] = (seq, o)
     return report
+
+
+def workload_mode(ops: list[dict]) -> str:
+    """The workload's mode from its `start` line: "idempotent" (also for histories from before modes)
+    or "txn"."""
+    started = next((op for op in ops if op["op"] == "start"), {})
+    return started.get("mode", "idempotent")
+
+
+def check_transactions(ops: list[dict], final: dict[int, dict[int, str]],
+                       unreadable: dict[int, str] | None = None) -> list[Anomaly]:
+    """The transactional anomalies of the module doc. Transactions with a record in an `unreadable`
+    partition are not judged (their records' partitions are seq % partitions, from the history's
+    `start`)."""
+    unreadable = unreadable or {}
+    started = next((op for op in ops if op["op"] == "start"), {})
+    partitions = started.get("partitions") or 1
+    anomalies: list[Anomaly] = []
+    owner: dict[str, dict] = {}
+    for op in ops:
+        if op["op"] == "txn":
+            for seq in range(op["first"], op["last"] + 1):
+                owner[f"{op['proc']}-{seq}"] = op
+    in_final: dict[str, tuple[int, int]] = {}
+    for p, log in final.items():
+        if p in unreadable:
+            continue
+        for o, v in log.items():
+            in_final[v] = (p, o)
+    every_producer_done = sent_counts(ops) is not None
+
+    seen_aborted: set[str] = set()
+    for v, (p, o) in sorted(in_final.items()):
+        txn = owner.get(v)
+        if txn is not None and txn["outcome"] == "abort" and v not in seen_aborted:
+            seen_aborted.add(v)
+            anomalies.append(Anomaly("aborted_read", f"{v} (transaction {txn['proc']}#{txn['txn']}, aborted at "
+                                     f"t={txn['t']:.3f}) is in the final read_committed log at p{p}@{o}",
+                                     txn["t"], p, o, v))
+        elif txn is None and every_producer_done and parse_value(v) is not None:
+            anomalies.append(Anomaly("untracked_value", f"{v} is in the final log at p{p}@{o} but in no "
+                                     f"reported transaction", None, p, o, v))
+    for op in ops:
+        if op["op"] != "read" or op.get("p") in unreadable:
+            continue
+        txn = owner.get(op["v"])
+        if txn is not None and txn["outcome"] == "abort" and op["v"] not in seen_aborted:
+            seen_aborted.add(op["v"])
+            anomalies.append(Anomaly("aborted_read", f"{op['proc']} (read_committed) read {op['v']} at "
+                                     f"p{op['p']}@{op['o']} (t={op['t']:.3f}), a record of transaction "
+                                     f"{txn['proc']}#{txn['txn']} aborted at t={txn['t']:.3f}",
+                                     op["t"], op["p"], op["o"], op["v"]))
+
+    for op in ops:
+        if op["op"] != "txn" or op["outcome"] == "abort":
+            continue
+        values = [f"{op['proc']}-{seq}" for seq in range(op["first"], op["last"] + 1)]
+        if any(seq % partitions in unreadable for seq in range(op["first"], op["last"] + 1)):
+            continue
+        present = [v for v in values if v in in_final]
+        if 0 < len(present) < len(values):
+            missing = [v for v in values if v not in in_final]
+            anomalies.append(Anomaly("torn_txn", f"transaction {op['proc']}#{op['txn']} ({op['outcome']}, "
+                                     f"t={op['t']:.3f}): {len(present)} of its {len(values)} records are in the "
+                                     f"final log; missing {missing[:6]}", op["t"], None, None, missing[0]))
+    return anomalies
 
 
 def positions_of(final: dict[int, dict[int, str]], value: str) -> list[tuple[int, int]]:

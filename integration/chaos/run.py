@@ -165,6 +165,7 @@ class Run:
              "--topic", self.topic, "--partitions", str(self.args.partitions),
              "--producers", str(self.args.producers), "--consumers", str(self.args.consumers),
              "--rate", str(self.args.rate), "--history", str(self.history_path),
+             "--mode", self.args.workload, "--seed", str(self.seed),
              *(["--client-config", str(self.security.client_properties)] if self.security.enabled else [])],
             stdin=subprocess.DEVNULL, stdout=open(self.dir / "workload.log", "wb"), stderr=subprocess.STDOUT)
         self.cluster.wait(lambda: self.acks_so_far() >= self.args.partitions * 5, 60, "the workload's first acks")
@@ -354,7 +355,8 @@ class Run:
             problems.append(f"after the workload: {error}")
         time.sleep(2.0)  # followers fetch the last batches
         hws, final, self.unread = final_read(self.cluster.bootstrap, self.topic, self.args.partitions, problems,
-                                              client_config=self.security.client_config())
+                                              client_config=self.security.client_config(),
+                                              committed=self.args.workload == "txn")
         log(f"final read: high watermarks {hws}")
         (self.dir / "final.json").write_text(json.dumps({"hws": hws, "final": final, "unread": self.unread}))
         self.cluster.stop()
@@ -400,6 +402,8 @@ class Run:
     def report(self, final, hws, divergences, problems) -> int:
         ops = [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
         result = checker.check(ops, final, hws, unreadable=self.unread)
+        if checker.workload_mode(ops) == "txn":
+            result.anomalies += checker.check_transactions(ops, final, unreadable=self.unread)
         result.anomalies += divergences
         result.anomalies += checker.reassignment_anomalies(self.faults)
         moves = checker.reassignment_counts(self.faults)
@@ -478,6 +482,8 @@ class Run:
             out.append(f"--concurrent={a.concurrent}")
         if a.security != "plaintext":
             out.append(f"--security={a.security}")
+        if a.workload != "idempotent":
+            out.append(f"--workload={a.workload}")
         return out
 
 
@@ -487,14 +493,22 @@ def fmt_parts(parts: dict[int, dict]) -> str:
 
 def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
                timeout: float = 60.0, client_config: dict[str, str] | None = None,
+               committed: bool = False,
                ) -> tuple[dict[int, int], dict[int, dict[int, str]], dict[int, str]]:
     """The high watermarks, every record below them, and the partitions that could not be read whole
-    ({partition: why}). `client_config`: the security mode's librdkafka properties."""
+    ({partition: why}). `client_config`: the security mode's librdkafka properties.
+
+    `committed` (the transactional workload): read with `isolation.level=read_committed`, so the
+    "high watermarks" are the last stable offsets and the records of aborted transactions (and the
+    control records) are skipped: the offsets returned have gaps by design, and a partition is read
+    whole when the consumer reaches its end (partition EOF at or past the last stable offset)."""
     import confluent_kafka as ck
 
     base = {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "log_level": 0,
             "group.id": f"chaos-final-{os.getpid()}", "enable.auto.commit": False,
-            "auto.offset.reset": "error", "fetch.max.bytes": 8 << 20, **(client_config or {})}
+            "auto.offset.reset": "error", "fetch.max.bytes": 8 << 20,
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
+            "enable.partition.eof": committed, **(client_config or {})}
     client_errors: list[str] = []
     base["error_cb"] = lambda err: client_errors.append(str(err))
     if os.environ.get("CHAOS_FINAL_READ_DEBUG"):
@@ -524,15 +538,25 @@ def final_read(bootstrap: str, topic: str, partitions: int, problems: list[str],
             if msg is None:
                 continue
             if msg.error():
+                if msg.error().code() == ck.KafkaError._PARTITION_EOF:
+                    if msg.offset() >= hws[msg.partition()]:
+                        todo.discard(msg.partition())
+                    continue
                 errors.setdefault(msg.partition(), []).append(msg.error().name())
                 continue
             p, o = msg.partition(), msg.offset()
             if o < hws[p]:
                 final[p][o] = msg.value().decode(errors="replace")
-            if o >= hws[p] - 1:
+            if o >= hws[p] - 1 and not committed:
                 todo.discard(p)
         unread = {}
         for p, hw in hws.items():
+            if committed:
+                if p in todo:
+                    unread[p] = (f"the read_committed consumer never reached the last stable offset {hw} "
+                                 f"(got {len(final[p])} records); errors {errors.get(p, [])[-3:]}; client "
+                                 f"errors {client_errors[-3:]}")
+                continue
             holes = [o for o in range(hw) if o not in final[p]]
             if holes:
                 unread[p] = (f"{len(holes)} of the {hw} offsets below the high watermark never returned "
@@ -591,6 +615,9 @@ def parse_args(argv=None):
                         help="plaintext (default); ssl: mutual TLS on every broker listener; sasl_ssl: SCRAM-SHA-512 "
                              "over TLS. Both secure the control plane (TLS, admin and cluster tokens) and run the "
                              "brokers with --authorizer standard (see security.py)")
+    parser.add_argument("--workload", choices=("idempotent", "txn"), default="idempotent",
+                        help="idempotent acks=all producers (default), or transactional producers committing and "
+                             "aborting transactions with read_committed consumers (see workload.py)")
     parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--brokers", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=6)

@@ -14,12 +14,28 @@ History operations (`t` is wall-clock seconds, shared with the nemesis's fault f
 Producer `p<i>` writes `p<i>-<seq>` with seq 0, 1, 2, ... to partition seq % partitions, about `rate`
 per second. Stop with SIGTERM: producers stop, flush (every record then acked or failed), write
 `done`, and the process exits.
+
+`--mode txn` (KIP-98 transactions): producer `p<i>` is a transactional producer (`transactional.id`
+`chaos-p<i>`) writing the same values in transactions of 1 to 6 records over the partitions, and
+committing 4 in 5 of them (aborting the rest on purpose); consumers read with
+`isolation.level=read_committed`. Each transaction ends in one more operation:
+
+    {"op": "txn", "t", "proc", "txn": 12, "first": 40, "last": 44, "outcome": "commit"|"abort"|"unknown",
+     "err": ...}
+
+covering the values `p<i>-<first>` .. `p<i>-<last>`: `commit` when commit_transaction returned,
+`abort` when abort_transaction returned (on purpose or after an abortable error), `unknown` when the
+producer failed fatally or stopped with the outcome undecided (a successor with the same
+transactional id fences it: its transaction is then committed or aborted whole). Only the records of
+a committed transaction are written as `ack`s (with the offsets their delivery reports gave), at
+commit time; `fail` records a delivery error inside a transaction, which then aborts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import sys
 import threading
@@ -125,11 +141,136 @@ def producer_loop(index: int, args, history: History, stop: threading.Event) -> 
     history.write("done", proc=name, sent=seq, unflushed=unflushed)
 
 
+TXN_PRODUCER = {
+    **BASE,
+    "acks": "all",
+    "linger.ms": 5,
+    "request.timeout.ms": 5000,
+    # Longer than any fault the nemesis holds, so the coordinator does not abort a transaction on its
+    # own while the producer is still working on it; message.timeout.ms must not exceed it.
+    "transaction.timeout.ms": 60000,
+    "message.timeout.ms": 55000,
+    "retry.backoff.ms": 100,
+}
+
+# How long a producer keeps retrying one transactional call (init, commit, abort) before it gives the
+# transaction up as undecided and starts over with a new producer instance.
+TXN_CALL_DEADLINE = 90.0
+
+
+def txn_producer_loop(index: int, args, history: History, stop: threading.Event) -> None:
+    """`--mode txn`: one transactional producer, see the module doc."""
+    name = f"p{index}"
+    rng = random.Random(f"{args.seed}-{name}")
+    seq = 0
+    txn = 0
+    offsets: dict[str, tuple[int, int]] = {}
+
+    def on_delivery(err, msg) -> None:
+        value = msg.value().decode()
+        if err is None:
+            offsets[value] = (msg.partition(), msg.offset())
+        else:
+            history.write("fail", proc=name, v=value, p=msg.partition(), err=err.name())
+
+    def make() -> ck.Producer:
+        return ck.Producer({**TXN_PRODUCER, **args.security, "bootstrap.servers": args.bootstrap,
+                            "transactional.id": f"chaos-{name}", "client.id": f"chaos-{name}",
+                            "error_cb": lambda err: None})
+
+    def call(what, fn) -> str | None:
+        """Runs a transactional call, retrying retriable errors; None on success, else why not:
+        'abort' (the transaction must be aborted) or 'fatal: ...' / 'gave up: ...'."""
+        deadline = time.monotonic() + TXN_CALL_DEADLINE
+        while True:
+            try:
+                fn()
+                return None
+            except ck.KafkaException as error:
+                err = error.args[0] if error.args else None
+                if err is not None and err.txn_requires_abort():
+                    return f"abort: {err.name()}"
+                if err is not None and err.retriable() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                if err is not None and err.fatal():
+                    return f"fatal: {what}: {err.name()} {err.str()}"
+                return f"gave up: {what}: {err.name() if err else error}"
+
+    def fresh() -> ck.Producer | None:
+        """A new producer instance, its transactions initialised (fencing any predecessor), or None
+        once the workload is stopping."""
+        while not stop.is_set():
+            producer = make()
+            why = call("init_transactions", lambda: producer.init_transactions(30))
+            if why is None:
+                return producer
+            if why.startswith("fatal"):
+                history.write("fatal", proc=name, err=why)
+            time.sleep(1.0)
+        return None
+
+    producer = fresh()
+    interval = 1.0 / args.rate
+    while producer is not None and not stop.is_set():
+        first = seq
+        size = rng.randint(1, 6)
+        offsets.clear()
+        outcome, err = "unknown", None
+        why = call("begin_transaction", producer.begin_transaction)
+        if why is not None:
+            history.write("fatal", proc=name, err=why)
+            producer = fresh()
+            continue
+        next_at = time.monotonic()
+        for _ in range(size):
+            value = f"{name}-{seq}"
+            while True:
+                try:
+                    producer.produce(args.topic, value=value.encode(), partition=seq % args.partitions,
+                                     on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            seq += 1
+            next_at += interval
+            while (delay := next_at - time.monotonic()) > 0:
+                producer.poll(delay)
+        if rng.random() < 0.8:
+            why = call("commit_transaction", lambda: producer.commit_transaction(30))
+            if why is None:
+                outcome = "commit"
+            elif why.startswith("abort"):
+                err = why
+                why = call("abort_transaction", lambda: producer.abort_transaction(30))
+                outcome = "abort" if why is None else "unknown"
+                err = err if why is None else f"{err}; {why}"
+            else:
+                err = why
+        else:
+            why = call("abort_transaction", lambda: producer.abort_transaction(30))
+            outcome = "abort" if why is None else "unknown"
+            err = why
+        if outcome == "commit":
+            for s in range(first, seq):
+                value = f"{name}-{s}"
+                p, o = offsets.get(value, (s % args.partitions, None))
+                history.write("ack", proc=name, v=value, p=p, o=o)
+        history.write("txn", proc=name, txn=txn, first=first, last=seq - 1, outcome=outcome, err=err)
+        txn += 1
+        if outcome == "unknown":
+            if err and err.startswith("fatal"):
+                history.write("fatal", proc=name, err=err)
+            producer = fresh()
+    history.write("done", proc=name, sent=seq, unflushed=0)
+
+
 def consumer_loop(index: int, args, history: History, stop: threading.Event) -> None:
     name = f"c{index}"
     consumer = ck.Consumer({**BASE, **args.security, "bootstrap.servers": args.bootstrap, "group.id": f"chaos-{uuid.uuid4().hex}",
                             "enable.auto.commit": False, "auto.offset.reset": "error",
-                            "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 200,
+                            "isolation.level": "read_committed" if args.mode == "txn" else "read_uncommitted",
+                            "fetch.wait.max.ms": 200,
                             "error_cb": lambda err: None})
     consumer.assign([ck.TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
     position = {p: 0 for p in range(args.partitions)}
@@ -169,6 +310,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="records/s per producer")
     parser.add_argument("--flush-timeout", type=float, default=60.0)
     parser.add_argument("--history", required=True)
+    parser.add_argument("--mode", choices=("idempotent", "txn"), default="idempotent",
+                        help="idempotent producers (default) or transactional ones with read_committed consumers")
+    parser.add_argument("--seed", default="0", help="seeds the transactions' sizes and outcomes")
     parser.add_argument("--client-config", help="librdkafka properties of a secured run (security.protocol, "
                         "ssl.*, sasl.*; `security.write_client_properties`), a file so no password is in argv")
     args = parser.parse_args()
@@ -180,13 +324,15 @@ def main() -> int:
     stop_consumers = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_producers.set())
     signal.signal(signal.SIGINT, lambda *_: stop_producers.set())
-    producers = [threading.Thread(target=producer_loop, args=(i, args, history, stop_producers), daemon=True)
+    loop = txn_producer_loop if args.mode == "txn" else producer_loop
+    producers = [threading.Thread(target=loop, args=(i, args, history, stop_producers), daemon=True)
                  for i in range(args.producers)]
     consumers = [threading.Thread(target=consumer_loop, args=(i, args, history, stop_consumers), daemon=True)
                  for i in range(args.consumers)]
     for t in producers + consumers:
         t.start()
-    history.write("start", producers=args.producers, consumers=args.consumers, partitions=args.partitions)
+    history.write("start", producers=args.producers, consumers=args.consumers, partitions=args.partitions,
+                  mode=args.mode)
     while not stop_producers.is_set():
         stop_producers.wait(1.0)
         history.flush()

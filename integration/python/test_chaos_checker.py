@@ -250,3 +250,77 @@ def test_a_cancel_that_does_not_restore_the_replicas_is_an_anomaly():
     # Back on the same replicas in the move's order (Kafka's PartitionReassignmentRevert): no anomaly.
     assert checker.reassignment_anomalies(
         [reassign_fault(cancel={"expected": [2, 3], "got": [3, 2], "too_late": False})]) == []
+
+
+# ----- the transactional workload (`checker.check_transactions`) -----
+
+def txn(proc, number, first, last, outcome, t=5.0):
+    return {"op": "txn", "t": t, "proc": proc, "txn": number, "first": first, "last": last, "outcome": outcome,
+            "err": None}
+
+
+def txn_history():
+    """p0 commits #0 (p0-0, p0-1), aborts #1 (p0-2), and #2 (p0-3, p0-4) is undecided and landed whole;
+    2 partitions, value p0-<seq> on partition seq % 2."""
+    ops = [dict(start(), mode="txn"), ack("p0-0", 0, 0), ack("p0-1", 1, 0), txn("p0", 0, 0, 1, "commit"),
+           txn("p0", 1, 2, 2, "abort"), txn("p0", 2, 3, 4, "unknown"), read("p0-0", 0, 0), done("p0", 5)]
+    final = {0: {0: "p0-0", 4: "p0-4"}, 1: {0: "p0-1", 3: "p0-3"}}
+    return ops, final, {0: 5, 1: 4}
+
+
+def test_a_clean_transactional_history_has_no_anomaly():
+    ops, final, hws = txn_history()
+    assert checker.workload_mode(ops) == "txn"
+    assert kinds(checker.check(ops, final, hws)) == []
+    assert checker.check_transactions(ops, final) == []
+
+
+def test_histories_from_before_modes_are_idempotent():
+    ops, _, _ = clean_history()
+    assert checker.workload_mode(ops) == "idempotent"
+
+
+def test_a_record_of_an_aborted_transaction_in_the_final_log_is_an_aborted_read():
+    ops, final, _ = txn_history()
+    final[0][2] = "p0-2"
+    found = checker.check_transactions(ops, final)
+    assert [a.kind for a in found] == ["aborted_read"] and found[0].value == "p0-2"
+
+
+def test_a_read_committed_consumer_reading_an_aborted_record_is_an_aborted_read():
+    ops, final, _ = txn_history()
+    ops.insert(-1, read("p0-2", 0, 2, proc="c1"))
+    assert [a.kind for a in checker.check_transactions(ops, final)] == ["aborted_read"]
+
+
+def test_an_undecided_transaction_in_part_is_torn():
+    ops, final, _ = txn_history()
+    del final[1][3]
+    found = checker.check_transactions(ops, final)
+    assert [a.kind for a in found] == ["torn_txn"] and found[0].value == "p0-3"
+
+
+def test_an_undecided_transaction_wholly_absent_is_fine():
+    ops, final, _ = txn_history()
+    del final[1][3]
+    del final[0][4]
+    assert checker.check_transactions(ops, final) == []
+
+
+def test_a_committed_transaction_missing_a_record_is_torn_and_a_lost_ack():
+    ops, final, hws = txn_history()
+    del final[1][0]
+    assert [a.kind for a in checker.check_transactions(ops, final)] == ["torn_txn"]
+    assert "lost_ack" in kinds(checker.check(ops, final, hws))
+
+
+def test_a_record_in_no_reported_transaction_is_untracked():
+    ops, final, _ = txn_history()
+    ops = [op for op in ops if not (op["op"] == "txn" and op["txn"] == 2)]
+    assert sorted(a.kind for a in checker.check_transactions(ops, final)) == ["untracked_value"] * 2
+
+
+def test_transactions_touching_an_unreadable_partition_are_not_judged():
+    ops, final, _ = txn_history()
+    del final[1][3]
+    assert checker.check_transactions(ops, final, unreadable={1: "never reached its end"}) == []
