@@ -34,6 +34,7 @@ use tracing::{debug, info, warn};
 use chronik_wire::read_frame;
 
 use crate::authorizer::{KafkaPrincipal, Session};
+use crate::error_counts::error_codes;
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::metrics::{api_name, metrics};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
@@ -105,22 +106,73 @@ pub async fn serve(
     }
 }
 
-/// A response being finished: its encoded bytes, `None` for no response, or why to close.
-type Pending = Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, String>> + Send>>;
+/// A response's encoded bytes, `None` for no response, or why to close.
+type Encoded = Result<Option<Bytes>, String>;
+
+/// A finished response and, for a Kafka request, its times so far (the request metrics are
+/// recorded once it is written).
+struct Answer {
+    out: Encoded,
+    times: Option<RequestTimes>,
+}
+
+impl Answer {
+    fn plain(out: Encoded) -> Answer {
+        Answer { out, times: None }
+    }
+}
+
+/// A response being finished.
+type Pending = Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
 
 /// Where a request stands once its in-order part has run.
 enum Staged {
-    Done(Result<Option<Bytes>, String>),
+    Done(Answer),
     /// The rest may overlap with the next request (e.g. a produce waiting for its fsync).
     Completing(Pending),
 }
 
 type Stage = Pin<Box<dyn std::future::Future<Output = Staged> + Send>>;
 
-/// What the reader hands the writer: a request to handle, or why reading stopped.
+/// What the reader hands the writer: a request to handle (with when it was read), or why reading
+/// stopped.
 enum Inbound {
-    Frame(Bytes),
+    Frame(Bytes, Instant),
     Closed(Option<String>),
+}
+
+/// When a request went through each of Kafka's request phases (`RequestChannel.Request`'s
+/// timestamps): read off the socket, taken up by the handler, its handler returned (the local part),
+/// its answer ready (after any wait for replicas or data: the remote part). The response queue and
+/// send phases are measured when it is written.
+#[derive(Clone, Copy)]
+struct RequestTimes {
+    api: &'static str,
+    version: i16,
+    received: Instant,
+    started: Instant,
+    handled: Instant,
+    ready: Instant,
+}
+
+impl RequestTimes {
+    /// Records the request's metrics once its response went out: written from `writing` to `written`
+    /// (both `None` for a request without a response).
+    fn record(self, written: Option<(Instant, Instant)>) {
+        let (writing, written) = written.unwrap_or((self.ready, self.ready));
+        let m = metrics();
+        m.request(self.api, self.version, written - self.received);
+        m.request_phases(
+            self.api,
+            [
+                self.started - self.received,
+                self.handled - self.started,
+                self.ready - self.handled,
+                writing - self.ready,
+                written - writing,
+            ],
+        );
+    }
 }
 
 /// Secures an accepted connection as its listener asks (TLS handshake, the principal of a client
@@ -233,7 +285,7 @@ pub async fn handle_connection<S>(
                     next = read_limited_frame(&mut reader, &frame_limit) => next,
                 };
                 let inbound = match next {
-                    Ok(Some(frame)) => Inbound::Frame(frame),
+                    Ok(Some(frame)) => Inbound::Frame(frame, Instant::now()),
                     Ok(None) => Inbound::Closed(None),
                     Err(e) => Inbound::Closed(Some(e.to_string())),
                 };
@@ -257,13 +309,13 @@ pub async fn handle_connection<S>(
                 if !reading_done && current.is_none() && completing.len() < limits.max_inflight =>
             {
                 match inbound {
-                    Some(Inbound::Frame(frame)) => {
+                    Some(Inbound::Frame(frame, received)) => {
                         let decoded = match sasl.as_mut() {
                             None => decode_request(frame).map_err(|e| e.to_string()),
                             Some(sasl) => match sasl.on_frame(frame, || ctx.metadata.current()).await {
                                 SaslAction::Dispatch(decoded) => Ok(decoded),
                                 SaslAction::Respond(bytes) => {
-                                    completing.push_back(Box::pin(async move { Ok(Some(bytes)) }));
+                                    completing.push_back(Box::pin(async move { Answer::plain(Ok(Some(bytes))) }));
                                     continue;
                                 }
                                 SaslAction::Authenticated { response, principal } => {
@@ -275,30 +327,30 @@ pub async fn handle_connection<S>(
                                         principal,
                                         client_address: Some(peer.ip()),
                                     });
-                                    completing.push_back(Box::pin(async move { Ok(Some(response)) }));
+                                    completing.push_back(Box::pin(async move { Answer::plain(Ok(Some(response))) }));
                                     continue;
                                 }
                                 SaslAction::Close { response, reason } => {
                                     if let Some(bytes) = response {
-                                        completing.push_back(Box::pin(async move { Ok(Some(bytes)) }));
+                                        completing.push_back(Box::pin(async move { Answer::plain(Ok(Some(bytes))) }));
                                     }
                                     Err(reason)
                                 }
                             },
                         };
                         match decoded {
-                            Ok(decoded) => current = Some(handle(decoded, ctx.clone(), limits.listener.clone(), peer, session.clone())),
+                            Ok(decoded) => current = Some(handle(decoded, received, ctx.clone(), limits.listener.clone(), peer, session.clone())),
                             Err(reason) => {
                                 // Answer what came before, then close.
                                 reading_done = true;
-                                completing.push_back(Box::pin(async move { Err(reason) }));
+                                completing.push_back(Box::pin(async move { Answer::plain(Err(reason)) }));
                             }
                         }
                     }
                     Some(Inbound::Closed(reason)) => {
                         reading_done = true;
                         if let Some(reason) = reason {
-                            completing.push_back(Box::pin(async move { Err(reason) }));
+                            completing.push_back(Box::pin(async move { Answer::plain(Err(reason)) }));
                         }
                     }
                     None => reading_done = true,
@@ -316,11 +368,12 @@ pub async fn handle_connection<S>(
                     Staged::Completing(rest) => completing.push_back(rest),
                 }
             }
-            Some(out) = completing.next(), if !completing.is_empty() => match out {
+            Some(Answer { out, times }) = completing.next(), if !completing.is_empty() => match out {
                 Ok(Some(bytes)) => {
                     // Flush too: a TLS stream's write returns once rustls has taken the bytes, and
                     // when the socket is full the last records stay in rustls until the next write,
                     // so a client waiting for this response would wait for its request timeout.
+                    let writing = Instant::now();
                     let written = match writer.write_all(&bytes).await {
                         Ok(()) => writer.flush().await,
                         Err(e) => Err(e),
@@ -328,8 +381,15 @@ pub async fn handle_connection<S>(
                     if let Err(e) = written {
                         break Some(format!("write failed: {e}"));
                     }
+                    if let Some(times) = times {
+                        times.record(Some((writing, Instant::now())));
+                    }
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if let Some(times) = times {
+                        times.record(None);
+                    }
+                }
                 Err(reason) => break Some(reason),
             },
             else => break None,
@@ -348,27 +408,38 @@ pub async fn handle_connection<S>(
     }
 }
 
-fn encode(correlation_id: i32, key: ApiKey, version: i16, outcome: Outcome) -> Staged {
+/// A handler's outcome, encoded now or once its remote part is done.
+enum Encoding {
+    Done(Encoded),
+    Completing(Pin<Box<dyn std::future::Future<Output = Encoded> + Send>>),
+}
+
+/// Encodes a response, counting the Kafka errors it carries (`error_counts`).
+fn encode(correlation_id: i32, key: ApiKey, version: i16, outcome: Outcome) -> Encoding {
     match outcome {
-        Outcome::Respond(body) => Staged::Done(
-            encode_response(correlation_id, key, version, &body)
-                .map(Some)
-                .map_err(|e| format!("cannot encode {key:?} v{version} response: {e}")),
-        ),
-        Outcome::NoResponse => Staged::Done(Ok(None)),
-        Outcome::Close(reason) => Staged::Done(Err(reason)),
-        Outcome::Completing(rest) => Staged::Completing(Box::pin(async move {
+        Outcome::Respond(body) => {
+            metrics().request_errors(api_name(key), &error_codes(&body));
+            Encoding::Done(
+                encode_response(correlation_id, key, version, &body)
+                    .map(Some)
+                    .map_err(|e| format!("cannot encode {key:?} v{version} response: {e}")),
+            )
+        }
+        Outcome::NoResponse => Encoding::Done(Ok(None)),
+        Outcome::Close(reason) => Encoding::Done(Err(reason)),
+        Outcome::Completing(rest) => Encoding::Completing(Box::pin(async move {
             match encode(correlation_id, key, version, rest.await) {
-                Staged::Done(out) => out,
-                Staged::Completing(more) => more.await,
+                Encoding::Done(out) => out,
+                Encoding::Completing(more) => more.await,
             }
         })),
     }
 }
 
-/// Runs the in-order part of one decoded frame.
+/// Runs the in-order part of one decoded frame, read at `received`.
 fn handle(
     decoded: Decoded,
+    received: Instant,
     ctx: Arc<BrokerContext>,
     listener: String,
     peer: SocketAddr,
@@ -378,31 +449,37 @@ fn handle(
         match decoded {
             Decoded::ApiVersionsTooNew { correlation_id } => {
                 let body = ResponseKind::ApiVersions(api_versions::versions_too_new());
-                Staged::Done(
+                Staged::Done(Answer::plain(
                     encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
                         .map(Some)
                         .map_err(|e| format!("cannot encode ApiVersions: {e}")),
-                )
+                ))
             }
             Decoded::Request(request) => {
                 let correlation_id = request.header.correlation_id;
                 let (key, version) = (request.api_key, request.version);
-                let arrived = Instant::now();
-                let staged = encode(
-                    correlation_id,
-                    key,
+                let started = Instant::now();
+                let outcome = dispatch(&ctx, *request, &listener, Some(peer), &session).await;
+                let handled = Instant::now();
+                let times = move |ready| RequestTimes {
+                    api: api_name(key),
                     version,
-                    dispatch(&ctx, *request, &listener, Some(peer), &session).await,
-                );
-                match staged {
-                    Staged::Done(out) => {
-                        metrics().request(api_name(key), version, arrived.elapsed());
-                        Staged::Done(out)
-                    }
-                    Staged::Completing(rest) => Staged::Completing(Box::pin(async move {
+                    received,
+                    started,
+                    handled,
+                    ready,
+                };
+                match encode(correlation_id, key, version, outcome) {
+                    Encoding::Done(out) => Staged::Done(Answer {
+                        out,
+                        times: Some(times(handled)),
+                    }),
+                    Encoding::Completing(rest) => Staged::Completing(Box::pin(async move {
                         let out = rest.await;
-                        metrics().request(api_name(key), version, arrived.elapsed());
-                        out
+                        Answer {
+                            out,
+                            times: Some(times(Instant::now())),
+                        }
                     })),
                 }
             }

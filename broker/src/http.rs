@@ -308,11 +308,28 @@ fn partition_gauges(
     let partitions = replicas.partitions();
     let (mut under_replicated, mut under_min_isr, mut size) = (0usize, 0usize, 0u64);
     let mut rows = Vec::with_capacity(if per_partition { partitions.len() } else { 0 });
+    // (labels, records behind the leader's log end) of each follower of a partition led here.
+    let mut follower_lag: Vec<(String, i64)> = Vec::new();
     for partition in &partitions {
         let state = partition.state();
         if state.leader == broker_id {
             under_replicated += usize::from(state.isr.len() < state.replicas.len());
             under_min_isr += usize::from(state.isr.len() < state.min_insync_replicas);
+            if per_partition {
+                let leo = partition.log.log_end_offset();
+                for &follower in state.replicas.iter().filter(|&&r| r != broker_id) {
+                    // A follower that has not fetched since this leader took over is as far
+                    // behind as the whole log, as far as the leader knows.
+                    let fetched = partition.follower(follower).map_or(0, |f| f.log_end_offset);
+                    follower_lag.push((
+                        format!(
+                            "topic=\"{}\",partition=\"{}\",follower=\"{follower}\"",
+                            partition.topic, partition.index
+                        ),
+                        (leo - fetched).max(0),
+                    ));
+                }
+            }
         }
         let bytes = partition.log.size_in_bytes();
         size += bytes;
@@ -374,6 +391,14 @@ fn partition_gauges(
         "chronik_broker_partition_log_segments",
         "Segments of the partition's log here.",
         rows.iter().map(|r| (r.labels.clone(), r.segments)),
+    );
+    follower_lag.sort();
+    family(
+        out,
+        "chronik_broker_follower_lag_records",
+        "Records a follower of a partition this broker leads is behind the leader's log end, as \
+         of its last fetch (Kafka's per-replica lag; the ISR rules are in replica::isr).",
+        follower_lag,
     );
 }
 

@@ -24,6 +24,7 @@ pub mod config;
 pub mod connection;
 pub mod controller_client;
 pub mod error;
+pub mod error_counts;
 pub mod fds;
 pub mod group;
 pub mod handlers;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets from 0.1 ms to 10 s: Kafka clients care about the low milliseconds, and a Fetch
@@ -33,7 +34,19 @@ pub struct BrokerMetrics {
     bytes_out: IntCounterVec,
     replication_bytes_in: IntCounterVec,
     log_flush_duration: HistogramVec,
+    request_phases: HistogramVec,
+    request_errors: IntCounterVec,
+    isr_shrinks: IntCounter,
+    isr_expands: IntCounter,
+    producer_duplicates: IntCounter,
 }
+
+/// The phases of a request, Kafka's `RequestQueueTimeMs`, `LocalTimeMs`, `RemoteTimeMs`,
+/// `ResponseQueueTimeMs` and `ResponseSendTimeMs`: waiting behind earlier requests of its connection,
+/// its handler, waiting for replicas (an acks=all Produce waits there, after its append, while the
+/// connection's next request runs), waiting behind earlier responses, and writing the response. A
+/// Fetch's long poll is part of its handler (local), as the connection serves nothing else meanwhile.
+pub const REQUEST_PHASES: [&str; 5] = ["queue", "local", "remote", "response_queue", "send"];
 
 /// Kafka's name of an API (`Produce`, `Fetch`…): the `api` label of the request metrics.
 pub fn api_name(key: ApiKey) -> &'static str {
@@ -48,6 +61,26 @@ pub fn metrics() -> &'static BrokerMetrics {
     &METRICS
 }
 
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let histogram = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid histogram");
+    registry
+        .register(Box::new(histogram.clone()))
+        .expect("registered once");
+    histogram
+}
+
+fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect("valid counter");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("registered once");
+    counter
+}
+
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
     registry
@@ -59,31 +92,19 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 impl BrokerMetrics {
     fn new() -> Self {
         let registry = Registry::new();
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "chronik_broker_request_duration_seconds",
-                "Time from a request's arrival (decoded) to its response being ready to send, by API \
-                 (Kafka's TotalTimeMs; a Fetch includes its long poll).",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        let request_duration = histogram(
+            &registry,
+            "chronik_broker_request_duration_seconds",
+            "Time from a request's arrival (read off the socket) to its response being written, by \
+             API (Kafka's TotalTimeMs; a Fetch includes its long poll).",
             &["api"],
-        )
-        .expect("valid histogram");
-        registry
-            .register(Box::new(request_duration.clone()))
-            .expect("registered once");
-        let log_flush_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "chronik_broker_log_flush_duration_seconds",
-                "fsync of a partition log's active segment (Kafka's LogFlushRateAndTimeMs).",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        );
+        let log_flush_duration = histogram(
+            &registry,
+            "chronik_broker_log_flush_duration_seconds",
+            "fsync of a partition log's active segment (Kafka's LogFlushRateAndTimeMs).",
             &[],
-        )
-        .expect("valid histogram");
-        registry
-            .register(Box::new(log_flush_duration.clone()))
-            .expect("registered once");
+        );
         let connections_open = IntGaugeVec::new(
             Opts::new(
                 "chronik_broker_connections",
@@ -143,6 +164,39 @@ impl BrokerMetrics {
                 &["topic"],
             ),
             log_flush_duration,
+            request_phases: histogram(
+                &registry,
+                "chronik_broker_request_phase_seconds",
+                "Time a request spent in each phase, by API: queue, local, remote, response_queue, \
+                 send (Kafka's RequestQueueTimeMs, LocalTimeMs, RemoteTimeMs, ResponseQueueTimeMs, \
+                 ResponseSendTimeMs).",
+                &["api", "phase"],
+            ),
+            request_errors: counter(
+                &registry,
+                "chronik_broker_request_errors_total",
+                "Errors in responses, by API and Kafka error name, once per topic, partition, group \
+                 or resource that carries one (Kafka's ErrorsPerSec; NONE is not counted).",
+                &["api", "error"],
+            ),
+            isr_shrinks: plain_counter(
+                &registry,
+                "chronik_broker_isr_shrinks_total",
+                "ISR shrinks this broker's partitions made as leader, committed by the controller \
+                 (Kafka's IsrShrinksPerSec).",
+            ),
+            isr_expands: plain_counter(
+                &registry,
+                "chronik_broker_isr_expands_total",
+                "ISR expansions this broker's partitions made as leader, committed by the \
+                 controller (Kafka's IsrExpandsPerSec).",
+            ),
+            producer_duplicates: plain_counter(
+                &registry,
+                "chronik_broker_producer_duplicates_total",
+                "Batches an idempotent producer sent again that the leader recognised and answered \
+                 with their original offsets instead of appending them twice.",
+            ),
             registry,
         }
     }
@@ -155,6 +209,38 @@ impl BrokerMetrics {
         self.request_duration
             .with_label_values(&[api])
             .observe(took.as_secs_f64());
+    }
+
+    /// The phases of one request, in [`REQUEST_PHASES`] order.
+    pub fn request_phases(&self, api: &str, phases: [Duration; 5]) {
+        for (phase, took) in REQUEST_PHASES.iter().zip(phases) {
+            self.request_phases
+                .with_label_values(&[api, phase])
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// The errors one response carried (`error_counts::error_codes`).
+    pub fn request_errors(&self, api: &str, codes: &[i16]) {
+        for &code in codes {
+            self.request_errors
+                .with_label_values(&[api, crate::error_counts::error_name(code)])
+                .inc();
+        }
+    }
+
+    /// An ISR change of a partition this broker leads, committed by the controller.
+    pub fn isr_changed(&self, shrink: bool) {
+        if shrink {
+            self.isr_shrinks.inc();
+        } else {
+            self.isr_expands.inc();
+        }
+    }
+
+    /// A retried batch recognised as a duplicate (KIP-98 idempotence).
+    pub fn producer_duplicate(&self) {
+        self.producer_duplicates.inc();
     }
 
     pub fn connection_opened(&self, listener: &str) {
@@ -237,6 +323,19 @@ mod tests {
         m.fetched("orders", 0);
         m.fetched("orders", 400);
         m.log_flushed(Duration::from_micros(700));
+        m.request_phases(
+            "Fetch",
+            [
+                Duration::from_micros(50),
+                Duration::from_millis(1),
+                Duration::from_millis(400),
+                Duration::ZERO,
+                Duration::from_micros(80),
+            ],
+        );
+        m.request_errors("Produce", &[6, 6, 19]);
+        m.isr_changed(true);
+        m.producer_duplicate();
         let mut out = String::new();
         m.render(&mut out);
         for line in [
@@ -249,6 +348,14 @@ mod tests {
             "chronik_broker_records_in_total{topic=\"orders\"} 10",
             "chronik_broker_bytes_out_total{topic=\"orders\"} 400",
             "chronik_broker_log_flush_duration_seconds_count 1",
+            "chronik_broker_request_phase_seconds_bucket{api=\"Fetch\",phase=\"remote\",le=\"0.5\"} 1",
+            "chronik_broker_request_phase_seconds_bucket{api=\"Fetch\",phase=\"remote\",le=\"0.25\"} 0",
+            "chronik_broker_request_phase_seconds_count{api=\"Fetch\",phase=\"queue\"} 1",
+            "chronik_broker_request_errors_total{api=\"Produce\",error=\"NOT_LEADER_OR_FOLLOWER\"} 2",
+            "chronik_broker_request_errors_total{api=\"Produce\",error=\"NOT_ENOUGH_REPLICAS\"} 1",
+            "chronik_broker_isr_shrinks_total 1",
+            "chronik_broker_isr_expands_total 0",
+            "chronik_broker_producer_duplicates_total 1",
         ] {
             assert!(out.contains(line), "missing {line} in:\n{out}");
         }

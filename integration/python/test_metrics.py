@@ -1,9 +1,11 @@
 """The brokers' Prometheus metrics under a real load (issue #17): a confluent-kafka producer writes to a
 replicated topic and a consumer reads it back, then every broker's `/metrics` is parsed with Prometheus'
 own text-format parser (`prometheus_client.parser`) and its series checked against what the clients did:
-requests by API with latency histograms, bytes and records in and out by topic, replication bytes,
-connections, fsync latency, per-partition log end offsets and high watermarks, and no under-replicated
-partition. A consumer group's committed offsets appear on its coordinator, and its lag (the leaders' high
+requests by API with latency histograms (and the same time split into Kafka's request phases), bytes
+and records in and out by topic, replication bytes, connections, fsync latency, per-partition log end
+offsets and high watermarks, every follower's lag reaching 0, and no under-replicated partition. A
+refused Produce is counted under its Kafka error name; a broker killed and restarted is counted back
+into the ISRs as expansions. A consumer group's committed offsets appear on its coordinator, and its lag (the leaders' high
 watermark minus the committed offset, the PromQL join documented in `broker/src/http.rs`) grows with
 unread records and drops to 0 when the group catches up. A broker started with
 `--partition-metrics false` has the totals but no per-partition series.
@@ -90,6 +92,39 @@ def test_metrics_follow_a_produce_and_consume_load(shared_cluster: ChronikCluste
                "every replica to report the high watermark at the log end")
     assert total(scrapes, "chronik_broker_partition_log_size_bytes", topic=topic_name) > 3 * RECORDS * VALUE_BYTES
 
+    # Each request's phases (Kafka's queue, local, remote, response queue and send times): one
+    # observation per phase per request written, so every phase counts as many Produce requests as
+    # the total-time histogram of the same scrape; the replicas' acks=all wait is remote time.
+    for phase in ("queue", "local", "remote", "response_queue", "send"):
+        assert (total(scrapes, "chronik_broker_request_phase_seconds_count", api="Produce", phase=phase)
+                == total(scrapes, "chronik_broker_request_duration_seconds_count", api="Produce")), phase
+    assert total(scrapes, "chronik_broker_request_phase_seconds_sum", api="Produce", phase="remote") > 0
+
+    # Each leader reports how far behind each of its followers is: two followers per partition, and
+    # once their next fetch arrived they are caught up.
+    lags = [labels for samples in scrapes for labels, _ in samples.get("chronik_broker_follower_lag_records", [])
+            if labels["topic"] == topic_name]
+    assert len(lags) == 6 and all(labels["follower"] != "" for labels in lags)
+    wait_until(lambda: total([scrape(b) for b in shared_cluster.brokers], "chronik_broker_follower_lag_records",
+                             topic=topic_name) == 0, 10, "every follower to be caught up")
+
+
+def test_errors_are_counted_by_kafka_error_name(shared_cluster: ChronikCluster, topic_name):
+    """A Produce to a partition the topic does not have is refused per partition with
+    UNKNOWN_TOPIC_OR_PARTITION; the broker that answered counts it under Kafka's error name."""
+    from kafka_wire import KafkaConnection, record_batch
+
+    shared_cluster.create_topic(topic_name, partitions=1, replication_factor=1)
+    shared_cluster.wait_topic_ready(topic_name, 1)
+    before = total([scrape(b) for b in shared_cluster.brokers], "chronik_broker_request_errors_total",
+                   api="Produce", error="UNKNOWN_TOPIC_OR_PARTITION")
+    with KafkaConnection(shared_cluster.bootstrap_servers.split(",")[0]) as conn:
+        result = conn.produce(topic_name, 7, record_batch([b"nowhere"]))
+    assert result.error_code == 3
+    after = total([scrape(b) for b in shared_cluster.brokers], "chronik_broker_request_errors_total",
+                  api="Produce", error="UNKNOWN_TOPIC_OR_PARTITION")
+    assert after == before + 1
+
 
 def test_partition_series_can_be_switched_off(module_cluster_factory, topic_name):
     cluster = module_cluster_factory(controllers=1, brokers=1, broker_args=["--partition-metrics=false"])
@@ -153,7 +188,8 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "chronik-
 def test_the_grafana_dashboard_queries_only_series_the_brokers_export(shared_cluster: ChronikCluster,
                                                                        topic_name):
     """Every metric a panel of `docs/grafana/chronik-brokers.json` queries exists on a live cluster that
-    has seen produce, fetch and a group commit (Prometheus and Grafana are not on any registry here)."""
+    has seen produce, fetch, a group commit and a refused request (Prometheus and Grafana are not on
+    any registry here)."""
     shared_cluster.create_topic(topic_name, partitions=1, replication_factor=3)
     shared_cluster.wait_topic_ready(topic_name, 1)
     bootstrap = shared_cluster.bootstrap_servers
@@ -166,6 +202,11 @@ def test_the_grafana_dashboard_queries_only_series_the_brokers_export(shared_clu
         consumer.commit(asynchronous=False)
     finally:
         consumer.close()
+    # And one refused request, so the errors counter has a series.
+    from kafka_wire import KafkaConnection, record_batch
+
+    with KafkaConnection(bootstrap.split(",")[0]) as conn:
+        assert conn.produce(topic_name, 5, record_batch([b"nowhere"])).error_code == 3
     exported = set()
     for broker in shared_cluster.brokers:
         exported |= set(scrape(broker))
@@ -204,3 +245,17 @@ def test_controller_metrics_count_writes_fencings_and_elections(cluster_factory,
             >= total([before], "chronik_controller_leader_elections_total", kind="clean") + led)
     assert total([after], "chronik_controller_leader_elections_total", kind="unclean") == 0
     assert total([after], "chronik_controller_brokers", state="fenced") == 1
+
+    # The killed broker comes back and catches up: the leaders add it back to their ISRs
+    # (AlterPartition), each counting an expansion.
+    expands_before = total([scrape(b) for b in cluster.brokers if b["id"] != victim],
+                           "chronik_broker_isr_expands_total")
+    cluster.start_broker(victim)
+
+    def full_isr() -> bool:
+        return all(len(p["isr"]) == 3 for p in cluster.describe_topic(topic_name)["partitions"])
+
+    wait_until(full_isr, 60, "the restarted broker back in every ISR")
+    expands_after = total([scrape(b) for b in cluster.brokers if b["id"] != victim],
+                          "chronik_broker_isr_expands_total")
+    assert expands_after >= expands_before + 3

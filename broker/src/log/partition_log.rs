@@ -436,6 +436,7 @@ impl PartitionLog {
             }
         }
         if let Admission::Duplicate(original) = admission {
+            crate::metrics::metrics().producer_duplicate();
             let h = batch.header();
             tracing::debug!(dir = %self.dir.display(), producer_id = h.producer_id,
                 producer_epoch = h.producer_epoch, base_sequence = h.base_sequence,

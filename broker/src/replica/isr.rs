@@ -39,6 +39,7 @@ use tracing::{info, warn};
 use super::manager::IsrChange;
 use super::ReplicaManager;
 use crate::controller_client::ControllerClient;
+use crate::metrics::metrics;
 use crate::status::BrokerStatus;
 
 /// How long to wait for the metadata to show an accepted change before allowing the next one.
@@ -85,6 +86,8 @@ pub async fn run_isr_changes(
                 }],
             }],
         };
+        // Read before asking: the image may show the committed change before the answer arrives.
+        let isr_before = partition.state().isr.len();
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
             result = controller.alter_partition(request) => result,
@@ -99,6 +102,9 @@ pub async fn run_isr_changes(
                 match outcome {
                     Some(r) if r.error_code == 0 => {
                         info!(topic = %partition.topic, partition = partition.index, isr = ?r.isr, "ISR changed");
+                        if r.isr.len() != isr_before {
+                            metrics().isr_changed(r.isr.len() < isr_before);
+                        }
                         Some(r.partition_epoch)
                     }
                     Some(r) => {
