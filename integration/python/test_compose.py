@@ -2,7 +2,9 @@
 wait for every health check), a topic with replication factor 3 and min.insync.replicas 2, 10,000
 records produced (acks=all) and consumed by confluent-kafka on the host through the published
 EXTERNAL listeners, a producer inside the network through the INTERNAL ones, `kill` of a broker with
-produce and consume going on, and `down` + `up` keeping every record. The secured variant
+produce and consume going on, and `down` + `up` keeping every record. That stack runs with
+`--monitoring` (docker-compose.monitoring.yml): Prometheus scrapes all six nodes, counts the records
+produced, and evaluates every query of the Grafana dashboard. The secured variant
 (`scripts/docker-up --secure`, docker-compose.secure.yml): confluent-kafka with exactly the printed
 client properties creates a topic with RF 3 and produces and consumes over SASL_SSL; a wrong password,
 a PLAINTEXT client and a controller call without TLS or without the admin token are refused. Each
@@ -25,6 +27,9 @@ import stat
 import struct
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -79,13 +84,17 @@ def _free_ports(count: int) -> list[int]:
 class ComposeProject:
     """One compose project of docker-compose.yml, driven with the compose CLI."""
 
-    def __init__(self, tmp: Path, secure: bool = False):
+    def __init__(self, tmp: Path, secure: bool = False, monitoring: bool = False):
         self.name = f"chronik-test-{uuid.uuid4().hex[:10]}"
-        self.ports = _free_ports(3)
+        self.ports = _free_ports(4)
+        self.prometheus_port = self.ports.pop()
         self.secure = secure
-        self.compose = _compose_command()
+        self.monitoring = monitoring
+        self.compose = _compose_command() + ["-f", "docker-compose.yml"]
         if secure:
-            self.compose += ["-f", "docker-compose.yml", "-f", "docker-compose.secure.yml"]
+            self.compose += ["-f", "docker-compose.secure.yml"]
+        if monitoring:
+            self.compose += ["-f", "docker-compose.monitoring.yml"]
         self.up_output = ""
         self.env = {
             **os.environ,
@@ -93,6 +102,9 @@ class ComposeProject:
             "CHRONIK_IMAGE": f"chronik:{self.name}",
             "CHRONIK_DOCKER_CONTEXT": str(tmp / "docker-context"),
             "CHRONIK_SECRETS_DIR": str(tmp / "secrets"),
+            "CHRONIK_PROMETHEUS_CONTEXT": str(tmp / "prometheus-context"),
+            "CHRONIK_PROMETHEUS_IMAGE": f"chronik-prometheus:{self.name}",
+            "CHRONIK_PROMETHEUS_PORT": str(self.prometheus_port),
             "CHRONIK_PROFILE": os.environ.get("CHRONIK_PROFILE", "debug"),
             **{f"CHRONIK_BROKER_{i + 1}_PORT": str(port) for i, port in enumerate(self.ports)},
         }
@@ -107,14 +119,25 @@ class ComposeProject:
         return done
 
     def up(self, timeout: float = 900) -> float:
-        """`scripts/docker-up` (`--secure` for the secured stack); returns how long it took."""
+        """`scripts/docker-up` (`--secure` for the secured stack, `--monitoring` with Prometheus); returns
+        how long it took."""
         started = time.monotonic()
-        command = [str(REPO_ROOT / "scripts" / "docker-up")] + (["--secure"] if self.secure else [])
+        command = ([str(REPO_ROOT / "scripts" / "docker-up")] + (["--secure"] if self.secure else [])
+                   + (["--monitoring"] if self.monitoring else []))
         done = subprocess.run(command, cwd=REPO_ROOT, env=self.env,
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         assert done.returncode == 0, f"scripts/docker-up exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         self.up_output = done.stdout
         return time.monotonic() - started
+
+    def promql(self, query: str) -> dict:
+        """The Prometheus API's answer to an instant query (`--monitoring`)."""
+        url = f"http://127.0.0.1:{self.prometheus_port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:  # a bad query is a 400 with a JSON body saying why
+            return json.loads(error.read())
 
     def chronikctl(self, *args: str, service: str = "controller-1") -> subprocess.CompletedProcess:
         return self.run("exec", "-T", service, "chronikctl", *args, timeout=60)
@@ -147,19 +170,20 @@ class ComposeProject:
         assert not left, f"`down -v` left volumes of {self.name}: {left}"
 
 
-def _compose_project(request, tmp_path_factory, secure: bool):
+def _compose_project(request, tmp_path_factory, secure: bool, monitoring: bool = False):
     """Brings a project up, yields it, and always takes it down (its logs printed on failure)."""
     problem = _docker_problem()
     if problem is not None:
         reason = f"docker compose smoke test skipped: {problem}"
         print(reason)
         pytest.skip(reason)
-    project = ComposeProject(tmp_path_factory.mktemp("compose-secure" if secure else "compose"), secure)
+    project = ComposeProject(tmp_path_factory.mktemp("compose-secure" if secure else "compose"), secure, monitoring)
     failed_before = request.session.testsfailed
     ok = False
     try:
         took = project.up()
-        print(f"scripts/docker-up{' --secure' if secure else ''} (build, stage, image build, up, healthy) "
+        print(f"scripts/docker-up{' --secure' if secure else ''}{' --monitoring' if monitoring else ''} "
+              f"(build, stage, image build, up, healthy) "
               f"took {took:.0f} s")
         yield project
         ok = request.session.testsfailed == failed_before
@@ -172,7 +196,7 @@ def _compose_project(request, tmp_path_factory, secure: bool):
 # Function-scoped: one stack at a time, each down before the next test starts.
 @pytest.fixture
 def compose(request, tmp_path_factory):
-    yield from _compose_project(request, tmp_path_factory, secure=False)
+    yield from _compose_project(request, tmp_path_factory, secure=False, monitoring=True)
 
 
 @pytest.fixture
@@ -233,6 +257,7 @@ def test_compose_cluster_serves_host_clients_and_survives_a_broker_kill(compose)
     consumed = ck_consume(compose.bootstrap, _first_offsets(delivered), RECORDS, timeout=120,
                           quiet_after=0.5)
     assert_same_records(delivered, consumed)
+    _prometheus_scrapes_every_node_and_answers_the_dashboard(compose, TOPIC, RECORDS)
 
     # kill -9 a broker: its partitions get new leaders from the ISR, and acks=all writes go on with the
     # two replicas left (min.insync.replicas 2).
@@ -256,6 +281,41 @@ def test_compose_cluster_serves_host_clients_and_survives_a_broker_kill(compose)
     assert_same_records(everything, consumed_all)
     wait_until(lambda: all(sorted(p["isr"]) == [1, 2, 3] for p in _describe(compose, TOPIC)["partitions"]),
                120, "broker 2 back in every ISR after `up`")
+
+
+DASHBOARD = REPO_ROOT / "docs" / "grafana" / "chronik-brokers.json"
+
+
+def _prometheus_scrapes_every_node_and_answers_the_dashboard(compose: ComposeProject, topic: str,
+                                                              records: int) -> None:
+    """`--monitoring`: Prometheus has every controller and broker up, has scraped the records the
+    leaders took in, and evaluates every query of the Grafana dashboard (its PromQL parses and names
+    series that exist: the ones with data return some)."""
+
+    def targets_up() -> bool:
+        answer = compose.promql("up == 1")
+        return answer.get("status") == "success" and len(answer["data"]["result"]) == 6
+
+    wait_until(targets_up, 60, "Prometheus to scrape the 3 controllers and 3 brokers")
+    records_in = f'sum(chronik_broker_records_in_total{{topic="{topic}"}})'
+
+    def scraped_the_records() -> bool:
+        result = compose.promql(records_in)["data"]["result"]
+        return bool(result) and float(result[0]["value"][1]) == records
+
+    wait_until(scraped_the_records, 60, f"Prometheus to see the {records} records of {topic}")
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    for panel in panels:
+        for target in panel["targets"]:
+            answer = compose.promql(target["expr"])
+            assert answer.get("status") == "success", (panel["title"], target["expr"], answer)
+    # Series that exist only after an event this test does not cause (errors, duplicates, group
+    # commits) may be empty; the traffic panels may not, once a rate has two scrapes to go on.
+    for title in ("Produce bytes/s by topic", "Requests/s by API", "Request latency p99 by API",
+                  "Open connections by listener", "Brokers by state"):
+        expr = next(p for p in panels if p["title"] == title)["targets"][0]["expr"]
+        wait_until(lambda: bool(compose.promql(expr)["data"]["result"]), 30,
+                   f"dashboard panel {title!r} to have data in Prometheus")
 
 
 def _read_properties(path: Path) -> dict[str, str]:
