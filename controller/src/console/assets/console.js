@@ -308,6 +308,7 @@ let rendering = 0;
 async function render() {
   const ticket = ++rendering;
   current = route();
+  delete document.body.dataset.ready;
   document.body.dataset.view = current.view;
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.dataset.view === NAV[current.view]);
   let content;
@@ -317,7 +318,7 @@ async function render() {
     content = [h("p", { class: "error", id: "view-error" }, String(error.message || error))];
   }
   if (ticket !== rendering) return;
-  page.replaceChildren(...[content].flat().filter(Boolean));
+  page.replaceChildren(...[content].flat(Infinity).filter(Boolean));
   document.body.dataset.ready = "1";
   document.body.dataset.renderedAt = String(Date.now());
 }
