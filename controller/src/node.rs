@@ -280,11 +280,8 @@ impl ControllerNode {
         if let Some(interval) = console.config().sample_interval {
             tasks.spawn(crate::console::sampler::run(console.clone(), interval));
         }
-        let router = crate::api::http::router(
-            quorum.clone(),
-            security.authenticator.clone(),
-            console,
-        );
+        let router =
+            crate::api::http::router(quorum.clone(), security.authenticator.clone(), console);
         let http = axum::serve(
             http_listener,
             router.into_make_service_with_connect_info::<HttpPeer>(),

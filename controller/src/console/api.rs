@@ -490,7 +490,10 @@ async fn group(
     for member in &members {
         for assigned in &member.assignment {
             for &partition in &assigned.partitions {
-                owners.insert((assigned.topic.clone(), partition), member.member_id.clone());
+                owners.insert(
+                    (assigned.topic.clone(), partition),
+                    member.member_id.clone(),
+                );
             }
         }
     }

@@ -95,7 +95,11 @@ mod tests {
             .iter()
             .map(|p| (p.at_ms, p.lag))
             .collect();
-        assert_eq!(points, [(2, 20), (3, 30), (4, 40)], "the oldest points go first");
+        assert_eq!(
+            points,
+            [(2, 20), (3, 30), (4, 40)],
+            "the oldest points go first"
+        );
         assert!(history.group("other").is_empty());
 
         // Partition 1 stops being sampled: it is kept for less than a ring's worth of samples.

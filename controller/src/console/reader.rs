@@ -175,7 +175,10 @@ impl KafkaReader {
         }
         let leader = registration.leader;
         let mut bounds = [0i64; 2];
-        for (slot, timestamp) in [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP].into_iter().enumerate() {
+        for (slot, timestamp) in [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP]
+            .into_iter()
+            .enumerate()
+        {
             let answers = self
                 .admin
                 .list_offsets(leader, topic, &[partition], timestamp)
@@ -232,7 +235,9 @@ impl KafkaReader {
                 .flat_map(|t| t.partitions.iter())
                 .find(|p| p.partition_index == partition)
             else {
-                return Err(format!("broker {leader} did not answer for {topic}-{partition}"));
+                return Err(format!(
+                    "broker {leader} did not answer for {topic}-{partition}"
+                ));
             };
             if data.error_code != 0 {
                 return Err(format!(

@@ -113,11 +113,7 @@ pub async fn login(
     let authorization = format!("Bearer {token}");
     match auth.check(Api::Http, Some(authorization.as_bytes()), false) {
         Ok(_) => {
-            let secure = if peer.tls {
-                "; Secure"
-            } else {
-                ""
-            };
+            let secure = if peer.tls { "; Secure" } else { "" };
             let cookie = format!(
                 "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}",
                 percent_encode(token)
@@ -193,7 +189,11 @@ mod tests {
 
     #[test]
     fn tokens_survive_the_cookie_encoding() {
-        for token in ["plain-token-0123456789", "a;b,c\"d\\e%f=g+h/i", "~!@#$^&*()"] {
+        for token in [
+            "plain-token-0123456789",
+            "a;b,c\"d\\e%f=g+h/i",
+            "~!@#$^&*()",
+        ] {
             let encoded = percent_encode(token);
             assert!(!encoded.contains([';', ',', '"', '\\', ' ']), "{encoded}");
             assert_eq!(percent_decode(&encoded).as_deref(), Some(token));
