@@ -342,10 +342,14 @@ impl ControllerNode {
 
 /// Reads `--console-kafka-config` and makes it the security of this process's Kafka connections
 /// (the console's; the first controller of a process sets it, see `chronik_kafka_client::security`).
+/// Without the flag nothing is installed and the console connects in PLAINTEXT.
 fn install_console_kafka_security(config: &ControllerConfig) -> Result<(), NodeError> {
     use chronik_kafka_client::security::{install, SecurityOptions, SettingsError};
+    let Some(file) = &config.console.console_kafka_config else {
+        return Ok(());
+    };
     let options = SecurityOptions {
-        client_config: config.console.console_kafka_config.clone(),
+        client_config: Some(file.clone()),
         ..SecurityOptions::default()
     };
     let settings = options.resolve().map_err(|error| {

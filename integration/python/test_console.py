@@ -12,7 +12,9 @@
 - A broker killed with kill -9: the event stream carries the fencing, and the overview page shows the
   broker fenced with no leaderships, and the topic page shows the leaders moved, within seconds.
 - With `--admin-token-file`, the pages redirect to `/login` and the APIs answer 401 without the token;
-  `Authorization: Bearer` works, and so does the HttpOnly cookie the login form sets.
+  `Authorization: Bearer` works, and so does the HttpOnly cookie the login form sets. On a cluster of
+  `local up --security sasl_ssl` the console is HTTPS (the cookie `Secure`) and reads the SASL_SSL
+  brokers with `--console-kafka-config`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import os
 import select
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -35,7 +38,8 @@ from pathlib import Path
 
 import pytest
 
-from chronik_cluster import RF1_CONTROLLER_ARGS, ChronikCluster, wait_until
+from chronik_cluster import (RF1_CONTROLLER_ARGS, ChronikCluster, down_in, log_tails_in, parse_json_output,
+                            run_chronikctl, wait_until)
 from clients import Rec, ck_consumer, ck_poll, ck_produce, unique_group
 
 SAMPLE_ARGS = ["--console-sample-interval-ms=1000"]
@@ -531,3 +535,64 @@ def status_of_post(opener, url: str, body: bytes) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def test_secured_cluster_console_over_https_and_sasl_ssl(tmp_path_factory, tmp_path, monkeypatch):
+    """`local up --security sasl_ssl`: the controllers serve HTTPS and want the admin token, the brokers
+    only take SASL_SSL. The console reads them with `--console-kafka-config` set to the very
+    `client.properties` that `local up` writes (before any node starts) for the admin user."""
+    directory = tmp_path_factory.mktemp("cluster-console-secured-")
+    args = ["local", "up", "--security", "sasl_ssl", "--controllers", "1", "--brokers", "1",
+            "--dir", str(directory), "--output", "json",
+            f"--controller-arg=--console-kafka-config={directory / 'client.properties'}"]
+    try:
+        try:
+            doc = parse_json_output(run_chronikctl(args, 120))
+        except BaseException as error:
+            raise AssertionError(f"secured cluster did not come up: {error}\n{log_tails_in(directory)}") from None
+        cluster = ChronikCluster(directory.name, directory, doc)
+        control_plane = doc["control_plane"]
+        monkeypatch.setenv("CHRONIK_CONTROLLER_TLS_CA", control_plane["controller_tls_ca"])
+        monkeypatch.setenv("CHRONIK_ADMIN_TOKEN_FILE", control_plane["admin_token_file"])
+        wait_until(lambda: cluster.ctl_json("cluster", "status").get("cluster_id"), 30,
+                   "the controller quorum to bootstrap")
+        tls = ssl.create_default_context(cafile=control_plane["controller_tls_ca"])
+        https = urllib.request.build_opener(urllib.request.HTTPSHandler(context=tls), NoRedirect)
+        base = f"https://{controllers(cluster)[0]['http_addr']}"
+        token = Path(control_plane["admin_token_file"]).read_text().strip()
+        bearer = {"Authorization": f"Bearer {token}"}
+
+        def api(path: str) -> dict:
+            request = urllib.request.Request(f"{base}{path}", headers=bearer)
+            with https.open(request, timeout=15) as response:
+                return json.loads(response.read())
+
+        assert status_of(f"{base}/api/v1/overview", opener=https) == 401
+        properties = {}
+        for line in Path(doc["client_properties"]).read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                properties[key.strip()] = value.strip()
+        assert properties["security.protocol"] == "SASL_SSL"
+        topic = f"secured-console-{os.urandom(4).hex()}"
+        cluster.create_topic(topic, partitions=1, replication_factor=1, wait=False)
+        wait_until(lambda: [p["leader"] for p in cluster.describe_topic(topic)["partitions"]] == [1], 30,
+                   "the topic led")
+        records = [Rec(key=f"k{i}".encode(), value=f"v{i}".encode(), partition=0) for i in range(12)]
+        ck_produce(properties["bootstrap.servers"], topic, records,
+                   config={k: v for k, v in properties.items() if k != "bootstrap.servers"})
+        hw = wait_until(lambda: api(f"/api/v1/topics/{topic}")["partitions"][0]["high_watermark"] == 12, 20,
+                        "the console to read the high watermark over SASL_SSL")
+        assert hw
+        latest = api(f"/api/v1/topics/{topic}/partitions/0/records?limit=2")["records"]
+        assert [(r["key"]["text"], r["value"]["text"]) for r in latest] == [("k10", "v10"), ("k11", "v11")]
+
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(urllib.request.HTTPSHandler(context=tls),
+                                              urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+        assert status_of_post(browser, f"{base}/login", urllib.parse.urlencode({"token": token}).encode()) == 303
+        cookie = [c for c in jar if c.name == "chronik_console"][0]
+        assert cookie.secure, "the cookie is Secure over HTTPS"
+        assert status_of(f"{base}/api/v1/overview", opener=browser) == 200
+    finally:
+        down_in(directory)

@@ -187,6 +187,12 @@ function payloadText(p) {
   return h("pre", {}, text);
 }
 
+function inlinePayload(p) {
+  if (p === null || p === undefined) return h("span", { class: "muted" }, "null");
+  if (p.base64 !== undefined) return h("code", {}, "base64 " + p.base64);
+  return h("code", {}, p.text);
+}
+
 async function viewRecords(name, partition) {
   const params = new URLSearchParams(window.location.hash.split("?")[1] || "");
   const limit = params.get("limit") || "20";
@@ -197,7 +203,7 @@ async function viewRecords(name, partition) {
     h("td", { class: "key" }, payloadText(rec.key)),
     h("td", { class: "value" }, payloadText(rec.value)),
     h("td", { class: "headers" }, rec.headers.length
-      ? rec.headers.map((x) => h("div", {}, h("code", {}, x.key), ": ", payloadText(x.value)))
+      ? rec.headers.map((x) => h("div", {}, h("code", {}, x.key), ": ", inlinePayload(x.value)))
       : h("span", { class: "muted" }, "none"))));
   const input = h("input", { type: "number", min: 1, max: 500, value: limit, id: "limit" });
   const go = () => { window.location.hash = "#/topics/" + enc(name) + "/" + partition + "/records?limit=" + enc(input.value); };
