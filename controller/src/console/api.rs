@@ -555,3 +555,218 @@ async fn group(
         "errors": errors,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The routes without a socket: a one-voter quorum in a temp dir, the router called directly.
+
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::Request;
+    use chronik_control_auth::Token;
+    use futures::StreamExt;
+    use openraft::{BasicNode, Raft};
+    use tokio_util::sync::CancellationToken;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::api::http_listener::HttpPeer;
+    use crate::applied::AppliedMetadata;
+    use crate::console::ConsoleConfig;
+    use crate::quorum::Quorum;
+    use crate::raft::{
+        open, raft_config, NetworkFactory, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS,
+        DEFAULT_HEARTBEAT_MS, DEFAULT_SNAPSHOT_LOGS,
+    };
+    use crate::state::{ControllerResult, Record};
+
+    const ADMIN: &str = "admin-token-0123456789";
+
+    /// One voter that leads itself, bootstrapped with a cluster id.
+    async fn single_quorum(dir: &Path) -> Arc<Quorum> {
+        let applied = Arc::new(AppliedMetadata::new());
+        let (log_store, state_machine) = open(dir, applied.clone()).await.unwrap();
+        let committed = log_store.committed_index();
+        let config = raft_config(
+            DEFAULT_HEARTBEAT_MS,
+            DEFAULT_ELECTION_MIN_MS,
+            DEFAULT_ELECTION_MAX_MS,
+            DEFAULT_SNAPSHOT_LOGS,
+        )
+        .unwrap();
+        let raft = Raft::new(
+            1,
+            Arc::new(config),
+            NetworkFactory::new(1),
+            log_store,
+            state_machine,
+        )
+        .await
+        .unwrap();
+        let nowhere = "127.0.0.1:1".to_string();
+        raft.initialize(BTreeMap::from([(1, BasicNode::new(&nowhere))]))
+            .await
+            .unwrap();
+        raft.wait(Some(Duration::from_secs(60)))
+            .metrics(|m| m.current_leader == Some(1), "the only voter leads")
+            .await
+            .unwrap();
+        let quorum = Arc::new(Quorum::new(
+            raft,
+            applied,
+            1,
+            BTreeMap::from([(1, nowhere)]),
+            committed,
+            Duration::from_secs(5),
+        ));
+        quorum
+            .run(|_| {
+                let records = vec![Record::ClusterId {
+                    cluster_id: "console-test".into(),
+                }];
+                Ok(ControllerResult::new(records, ()))
+            })
+            .await
+            .unwrap();
+        quorum
+    }
+
+    fn console(quorum: Arc<Quorum>, shutdown: CancellationToken) -> Arc<Console> {
+        let config = ConsoleConfig {
+            listener: None,
+            request_timeout: Duration::from_secs(1),
+            sample_interval: None,
+            history_len: 10,
+        };
+        Arc::new(Console::new(quorum, config, shutdown))
+    }
+
+    fn secured() -> Arc<Authenticator> {
+        Arc::new(Authenticator::new(
+            Some(Token::new(ADMIN).unwrap()),
+            Some(Token::new("cluster-token-0123456789").unwrap()),
+            false,
+        ))
+    }
+
+    fn get(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+        let mut request = Request::get(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(Body::empty()).unwrap()
+    }
+
+    fn login(token: &str) -> Request<Body> {
+        let peer = HttpPeer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 50000)),
+            verified_certificate: false,
+            tls: false,
+        };
+        let mut request = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={token}")))
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    }
+
+    async fn json(response: Response) -> serde_json::Value {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pages_and_apis_want_the_token_and_a_browser_gets_it_by_logging_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let quorum = single_quorum(dir.path()).await;
+        let routes = router(console(quorum, CancellationToken::new()), secured());
+        let call = |request| routes.clone().oneshot(request);
+
+        let page = call(get("/", &[])).await.unwrap();
+        assert_eq!(page.status(), StatusCode::SEE_OTHER);
+        assert_eq!(page.headers()[header::LOCATION], "/login");
+        assert_eq!(
+            call(get("/api/v1/overview", &[])).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let bearer = format!("Bearer {ADMIN}");
+        let overview = call(get("/api/v1/overview", &[("authorization", &bearer)]))
+            .await
+            .unwrap();
+        assert_eq!(overview.status(), StatusCode::OK);
+        let overview = json(overview).await;
+        assert_eq!(overview["cluster_id"], "console-test");
+        assert_eq!(overview["controllers"][0]["role"], "leader");
+        for open in ["/login", "/console.css"] {
+            assert_eq!(call(get(open, &[])).await.unwrap().status(), StatusCode::OK);
+        }
+
+        let refused = call(login("wrong-token-0123456789")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert!(refused.headers().get(header::SET_COOKIE).is_none());
+        let accepted = call(login(ADMIN)).await.unwrap();
+        assert_eq!(accepted.status(), StatusCode::SEE_OTHER);
+        let cookie = accepted.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            cookie.starts_with(&format!("chronik_console={ADMIN};"))
+                && cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Strict")
+                && !cookie.contains("Secure"),
+            "{cookie}"
+        );
+        let pair = cookie.split(';').next().unwrap();
+        for path in ["/", "/console.js", "/api/v1/overview", "/api/v1/topics"] {
+            let answer = call(get(path, &[("cookie", pair)])).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{path}");
+        }
+        let wrong_cookie = "chronik_console=wrong-token-0123456789";
+        assert_eq!(
+            call(get("/api/v1/overview", &[("cookie", wrong_cookie)]))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let missing = call(get("/api/v1/topics/nope", &[("cookie", pair)]))
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(json(missing).await["error"], "no topic 'nope'");
+    }
+
+    #[tokio::test]
+    async fn an_event_stream_starts_with_the_overview_and_ends_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let quorum = single_quorum(dir.path()).await;
+        let shutdown = CancellationToken::new();
+        let routes = router(
+            console(quorum, shutdown.clone()),
+            Arc::new(Authenticator::open()),
+        );
+        let response = routes.oneshot(get("/api/v1/events", &[])).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut frames = response.into_body().into_data_stream();
+        let first = frames.next().await.unwrap().unwrap();
+        let first = String::from_utf8(first.to_vec()).unwrap();
+        assert!(
+            first.starts_with("event: metadata\ndata: {") && first.contains("console-test"),
+            "{first}"
+        );
+        shutdown.cancel();
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(frame) = frames.next().await {
+                frame.unwrap();
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the stream ended at shutdown");
+    }
+}
