@@ -17,8 +17,9 @@
 //! What must stay true:
 //! - The console only reads: no route changes the cluster, and every Kafka request it sends is a
 //!   read (no OffsetCommit, no JoinGroup: it never joins the groups it shows).
-//! - A broker that does not answer costs at most one request timeout and shows as unknown; it
-//!   never fails a whole page.
+//! - A broker that does not answer costs at most one request timeout (`--console-request-timeout-ms`)
+//!   per request sent to it and shows as unknown; it never fails a whole page, and fenced brokers
+//!   are not asked at all.
 //! - Every page, asset and API passes the same credentials check as `/api/v1/cluster` ([`session`]
 //!   adds a cookie a browser gets by logging in with the admin token); only `/login` is open.
 //! - No stream outlives shutdown: the event streams end when the node's token is cancelled, so the
