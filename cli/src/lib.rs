@@ -10,7 +10,6 @@ pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod error;
-pub mod kafka;
 pub mod local;
 pub mod local_control_plane;
 pub mod local_security;
@@ -25,6 +24,42 @@ pub use client::ControllerClient;
 pub use cmd::Report;
 pub use error::CliError;
 pub use output::OutputFormat;
+
+/// The Kafka client (the `chronik-kafka-client` crate, shared with the controllers' console), with
+/// [`kafka::security::resolve`] taking chronikctl's flags.
+pub mod kafka {
+    pub use chronik_kafka_client::*;
+
+    /// [`chronik_kafka_client::security`], resolved from chronikctl's flags.
+    pub mod security {
+        pub use chronik_kafka_client::security::*;
+
+        use crate::cli::KafkaSecurityArgs;
+        use crate::error::CliError;
+
+        /// Resolves the flags and the properties file they name into the settings of this run.
+        pub fn resolve(args: &KafkaSecurityArgs) -> Result<KafkaSettings, CliError> {
+            let options = SecurityOptions {
+                client_config: args.client_config.clone(),
+                security_protocol: args.security_protocol,
+                sasl_mechanism: args.sasl_mechanism,
+                sasl_username: args.sasl_username.clone(),
+                sasl_password: args.sasl_password.clone(),
+                tls_ca: args.tls_ca.clone(),
+                tls_cert: args.tls_cert.clone(),
+                tls_key: args.tls_key.clone(),
+            };
+            options.resolve().map_err(|error| {
+                CliError::InvalidArgument(match error {
+                    SettingsError::File { path, reason } => {
+                        format!("--client-config {path}: {reason}")
+                    }
+                    SettingsError::Invalid(message) => message,
+                })
+            })
+        }
+    }
+}
 
 /// Runs the parsed command line: executes the command, prints its report to stdout, and fails if the
 /// command failed or its report records a partial failure.

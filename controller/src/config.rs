@@ -90,6 +90,47 @@ pub struct ControllerConfig {
     /// How this controller secures its gRPC and HTTP (TLS, client certificates, tokens).
     #[command(flatten)]
     pub security: SecurityArgs,
+
+    /// How the web console at `/` reaches the brokers (docs/console.md).
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+}
+
+/// The web console's Kafka connection and lag sampling (docs/console.md). The console finds the
+/// brokers in the metadata: no bootstrap list is needed.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConsoleArgs {
+    /// A librdkafka-style properties file for the console's Kafka connections (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`,
+    /// `ssl.certificate.location`, `ssl.key.location`), as chronikctl's `-C` takes it.
+    /// `bootstrap.servers` is ignored. Without it the console connects in PLAINTEXT.
+    #[arg(long, env = "CHRONIK_CONSOLE_KAFKA_CONFIG", value_name = "PATH")]
+    pub console_kafka_config: Option<PathBuf>,
+
+    /// The brokers' listener the console connects to; default: each broker's first endpoint.
+    #[arg(long, env = "CHRONIK_CONSOLE_KAFKA_LISTENER", value_name = "NAME")]
+    pub console_kafka_listener: Option<String>,
+
+    /// How often this controller samples high watermarks, disk usage and consumer group lag for
+    /// its console; 0 turns sampling off (no lag history, no sizes on the topic list).
+    #[arg(
+        long,
+        env = "CHRONIK_CONSOLE_SAMPLE_INTERVAL_MS",
+        default_value_t = 5000
+    )]
+    pub console_sample_interval_ms: u64,
+
+    /// Samples of lag kept per group partition (at the default interval, 360 is 30 minutes).
+    #[arg(long, env = "CHRONIK_CONSOLE_LAG_HISTORY", default_value_t = 360)]
+    pub console_lag_history: usize,
+
+    /// How long one Kafka request of the console may take.
+    #[arg(
+        long,
+        env = "CHRONIK_CONSOLE_REQUEST_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
+    pub console_request_timeout_ms: u64,
 }
 
 /// Whether callers must present a client certificate (Kafka's `ssl.client.auth`).
@@ -221,6 +262,12 @@ impl ControllerConfig {
             return Err("--default-min-insync-replicas must be at least 1".into());
         }
         self.security.validate()?;
+        if self.console.console_lag_history == 0 {
+            return Err("--console-lag-history must be at least 1".into());
+        }
+        if self.console.console_request_timeout_ms == 0 {
+            return Err("--console-request-timeout-ms must be at least 1".into());
+        }
         Ok(voters)
     }
 

@@ -8,12 +8,14 @@
 //! image: `cluster`, `topics`, `election`, `placement`), `raft/` (openraft over sled: log store, state
 //! machine, network, service), `applied` (the image as applied, for readers), `liveness` (the active
 //! controller's broker sessions and fencing), `api/` (gRPC for brokers and operators, HTTP, `auth`: who
-//! may call what), `security` (TLS and tokens, loaded at start), `shutdown`.
+//! may call what), `console` (the web console at `/` and its JSON APIs, reading the brokers through
+//! `chronik-kafka-client`), `security` (TLS and tokens, loaded at start), `shutdown`.
 //! The records, the image and the config rules are shared with brokers in `chronik-metadata`.
 
 pub mod api;
 pub mod applied;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod liveness;
 pub mod metrics;

@@ -26,6 +26,7 @@ use crate::api::grpc::ControllerApi;
 use crate::api::http_listener::{HttpListener, HttpPeer};
 use crate::applied::AppliedMetadata;
 use crate::config::ControllerConfig;
+use crate::console::{Console, ConsoleConfig};
 use crate::error::NodeError;
 use crate::liveness::{run_liveness, Liveness};
 use crate::quorum::Quorum;
@@ -146,6 +147,7 @@ impl ControllerNode {
             .voters()
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let security = Security::load(&config.security)?;
+        install_console_kafka_security(&config)?;
         let mut meta = check_data_dir(&config.data_dir, config.node_id, &voters)?;
 
         let applied = Arc::new(AppliedMetadata::new());
@@ -270,7 +272,16 @@ impl ControllerNode {
                 })?,
             None => HttpListener::Plain(http_listener),
         };
-        let router = crate::api::http::router(quorum.clone(), security.authenticator.clone());
+        let console = Arc::new(Console::new(
+            quorum.clone(),
+            ConsoleConfig::from_args(&config.console),
+            shutdown.clone(),
+        ));
+        if let Some(interval) = console.config().sample_interval {
+            tasks.spawn(crate::console::sampler::run(console.clone(), interval));
+        }
+        let router =
+            crate::api::http::router(quorum.clone(), security.authenticator.clone(), console);
         let http = axum::serve(
             http_listener,
             router.into_make_service_with_connect_info::<HttpPeer>(),
@@ -327,6 +338,30 @@ impl ControllerNode {
             warn!("raft shutdown: {e}");
         }
     }
+}
+
+/// Reads `--console-kafka-config` and makes it the security of this process's Kafka connections
+/// (the console's; the first controller of a process sets it, see `chronik_kafka_client::security`).
+/// Without the flag nothing is installed and the console connects in PLAINTEXT.
+fn install_console_kafka_security(config: &ControllerConfig) -> Result<(), NodeError> {
+    use chronik_kafka_client::security::{install, SecurityOptions, SettingsError};
+    let Some(file) = &config.console.console_kafka_config else {
+        return Ok(());
+    };
+    let options = SecurityOptions {
+        client_config: Some(file.clone()),
+        ..SecurityOptions::default()
+    };
+    let settings = options.resolve().map_err(|error| {
+        NodeError::Config(match error {
+            SettingsError::File { path, reason } => {
+                format!("--console-kafka-config {path}: {reason}")
+            }
+            SettingsError::Invalid(message) => format!("--console-kafka-config: {message}"),
+        })
+    })?;
+    install(settings);
+    Ok(())
 }
 
 /// Runs a controller until `shutdown` resolves (or it fails fatally).

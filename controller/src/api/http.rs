@@ -1,66 +1,41 @@
 //! HTTP for operators and orchestrators: `/healthz` (the process is up), `/readyz` (this node is in a
-//! quorum with a known leader), `/metrics` (Prometheus text) and `/api/v1/cluster` (the cluster as JSON).
+//! quorum with a known leader), `/metrics` (Prometheus text), `/api/v1/cluster` (the cluster as JSON),
+//! and the web console at `/` with its APIs (`crate::console`).
 //!
 //! The first three stay open whatever the security settings (orchestrators probe them; the metrics are
-//! counts, with no names, addresses or ids); `/api/v1/cluster` reveals the cluster's brokers and
-//! controllers and passes `Authenticator::check` (a token or a verified client certificate).
+//! counts, with no names, addresses or ids); `/api/v1/cluster` and the console reveal the cluster's
+//! brokers, controllers, topics and records and pass `Authenticator::check` (a token, in a header or
+//! the console's cookie, or a verified client certificate).
 
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chronik_control_auth::AUTHORIZATION;
 
-use super::auth::{Api, Authenticator};
-use super::http_listener::HttpPeer;
+use super::auth::Authenticator;
 use super::{cluster_view, partition_health};
+use crate::console::{self, Console};
 use crate::quorum::Quorum;
 
-pub fn router(quorum: Arc<Quorum>, auth: Arc<Authenticator>) -> Router {
+pub fn router(quorum: Arc<Quorum>, auth: Arc<Authenticator>, console: Arc<Console>) -> Router {
     let protected = Router::new()
         .route("/api/v1/cluster", get(cluster))
-        .route_layer(middleware::from_fn_with_state(auth, require_credentials));
+        .route_layer(middleware::from_fn_with_state(
+            auth.clone(),
+            console::session::require_for_apis,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(protected)
         .with_state(quorum)
-}
-
-/// Lets a request through only with credentials `Authenticator::check` accepts; else 401 (or 403).
-async fn require_credentials(
-    State(auth): State<Arc<Authenticator>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<HttpPeer>>()
-        .map(|ConnectInfo(peer)| *peer);
-    let verified_certificate = peer.is_some_and(|p| p.verified_certificate);
-    let authorization = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-    match auth.check(Api::Http, authorization, verified_certificate) {
-        Ok(_) => next.run(request).await,
-        Err(refusal) => {
-            auth.log_refusal(Api::Http, peer.map(|p| p.addr), refusal);
-            let status = match refusal.status().code() {
-                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            (
-                status,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                format!("{}\n", refusal.message()),
-            )
-                .into_response()
-        }
-    }
+        .merge(console::api::router(console, auth))
 }
 
 async fn readyz(State(quorum): State<Arc<Quorum>>) -> Response {

@@ -26,6 +26,8 @@ pub struct HttpPeer {
     pub addr: SocketAddr,
     /// The TLS handshake verified a client certificate against `--tls-ca`.
     pub verified_certificate: bool,
+    /// The connection is HTTPS (the console's cookie is then `Secure`).
+    pub tls: bool,
 }
 
 impl Connected<IncomingStream<'_, HttpListener>> for HttpPeer {
@@ -94,6 +96,7 @@ impl HttpListener {
                     let peer = HttpPeer {
                         addr,
                         verified_certificate,
+                        tls: true,
                     };
                     let _ = sender.send((stream, peer)).await;
                 });
@@ -115,6 +118,7 @@ impl Listener for HttpListener {
                 let peer = HttpPeer {
                     addr,
                     verified_certificate: false,
+                    tls: false,
                 };
                 (Either::Left(stream), peer)
             }
@@ -134,6 +138,7 @@ impl Listener for HttpListener {
         Ok(HttpPeer {
             addr,
             verified_certificate: false,
+            tls: matches!(self, HttpListener::Tls { .. }),
         })
     }
 }

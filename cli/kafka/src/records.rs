@@ -191,14 +191,14 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     out
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Batches for tests: encoded here, laid out as a log would return them.
-
+/// Batches for tests, encoded here and laid out as a log would return them: for this crate's tests
+/// and (with the `testing` feature) its users' tests.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     use super::*;
     use bytes::BufMut;
 
-    pub(crate) fn batch(
+    pub fn batch(
         count: usize,
         codec: Compression,
         producer: ProducerIdentity,
@@ -223,7 +223,7 @@ pub(crate) mod testing {
     }
 
     /// Batches as a log returns them: base offsets assigned one after the other.
-    pub(crate) fn log(counts: &[usize], codec: Compression) -> BytesMut {
+    pub fn log(counts: &[usize], codec: Compression) -> BytesMut {
         let mut log = BytesMut::new();
         let mut base = 0i64;
         for count in counts {

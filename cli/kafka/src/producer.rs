@@ -495,15 +495,16 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
+/// Test helpers, for this crate's tests and (with the `testing` feature) its users' tests.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     use kafka_protocol::messages::produce_response::{
         PartitionProduceResponse, TopicProduceResponse,
     };
     use kafka_protocol::messages::ProduceResponse;
 
     /// A Produce answer for partition 2 with `code` and base offset 40.
-    pub(crate) fn response(code: i16) -> ProduceResponse {
+    pub fn response(code: i16) -> ProduceResponse {
         ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
             .with_partition_responses(vec![PartitionProduceResponse::default()
                 .with_index(2)

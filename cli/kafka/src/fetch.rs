@@ -414,7 +414,7 @@ mod tests {
 
     #[test]
     fn records_below_the_position_or_at_the_end_are_skipped() {
-        let log = crate::kafka::records::testing::log(&[4, 6], Compression::Lz4).freeze();
+        let log = crate::records::testing::log(&[4, 6], Compression::Lz4).freeze();
         let mut cursors = BTreeMap::from([(
             0,
             Cursor {

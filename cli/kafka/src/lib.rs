@@ -1,6 +1,6 @@
-//! A minimal Kafka client connection over tokio TCP (through TLS and SASL as [`security`] says),
-//! shared by `chronikctl bench`, `group` and
-//! `topic produce|consume`: size-prefixed frames, a request header chosen by the API version, and responses decoded with
+//! A minimal Kafka client (crate `chronik-kafka-client`, chronikctl's `kafka` module) over tokio TCP
+//! (through TLS and SASL as [`security`] says), shared by `chronikctl bench`, `group` and
+//! `topic produce|consume` and the controllers' web console: size-prefixed frames, a request header chosen by the API version, and responses decoded with
 //! the header version Kafka uses for that API (ApiVersions answers always use header v0). Opening a
 //! connection sends ApiVersions so later requests use the highest version both sides speak. Every wait
 //! has a deadline.

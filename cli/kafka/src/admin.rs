@@ -215,6 +215,12 @@ impl KafkaAdmin {
         self.pool.address(broker)
     }
 
+    /// The connections under this admin, for requests it has no method for (Fetch) and for
+    /// learning where brokers listen.
+    pub fn pool(&mut self) -> &mut BrokerPool {
+        &mut self.pool
+    }
+
     /// ListGroups on one broker: the groups it coordinates.
     pub async fn list_groups(&mut self, broker: i32) -> Result<Vec<ListedGroup>, KafkaError> {
         let deadline = self.deadline();

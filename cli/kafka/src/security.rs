@@ -1,11 +1,13 @@
-//! The security of `chronikctl`'s Kafka connections: a librdkafka-style properties file (`-C PATH`,
-//! the one `local up --security` writes and confluent-kafka or `kcat -F` read as they are) and the
-//! flags over it, resolved once into the [`ClientConnector`] every connection opens through.
+//! The security of the client's Kafka connections: a librdkafka-style properties file (chronikctl's
+//! `-C PATH`, the one `local up --security` writes and confluent-kafka or `kcat -F` read as they are;
+//! the controllers' `--console-kafka-config`) and the options over it ([`SecurityOptions`], which
+//! chronikctl fills from its flags), resolved once into the [`ClientConnector`] every connection
+//! opens through.
 //!
-//! Why one process-wide connector: `chronikctl` runs one command with one Kafka identity, and every
-//! Kafka connection (pool, leader router, producer, fetcher, bench) bottoms out in
-//! [`super::KafkaConnection::open`]; [`install`] sets it before the command runs, and an un-set
-//! connector is PLAINTEXT, as before security existed.
+//! Why one process-wide connector: a process using this client (one `chronikctl` command, one
+//! controller's console) has one Kafka identity, and every Kafka connection (pool, leader router,
+//! producer, fetcher, bench) bottoms out in [`super::KafkaConnection::open`]; [`install`] sets it
+//! before anything connects, and an un-set connector is PLAINTEXT, as before security existed.
 //!
 //! What must stay true: a flag overrides the file's value; a file that cannot be read or holds a
 //! value that does not parse is an error before anything connects; the password is never printed.
@@ -20,8 +22,44 @@ use chronik_wire::{
 };
 
 use super::CLIENT_ID;
-use crate::cli::KafkaSecurityArgs;
-use crate::error::CliError;
+
+/// What a connection's security is resolved from: a properties file and the values that override it
+/// (chronikctl's flags). Every field is optional; nothing set means PLAINTEXT.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityOptions {
+    /// The librdkafka-style properties file.
+    pub client_config: Option<PathBuf>,
+    /// `security.protocol`.
+    pub security_protocol: Option<SecurityProtocol>,
+    /// `sasl.mechanism`.
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// `sasl.username`.
+    pub sasl_username: Option<String>,
+    /// `sasl.password`.
+    pub sasl_password: Option<String>,
+    /// `ssl.ca.location`.
+    pub tls_ca: Option<PathBuf>,
+    /// `ssl.certificate.location`.
+    pub tls_cert: Option<PathBuf>,
+    /// `ssl.key.location`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Why security options do not resolve; nothing has connected yet.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The properties file cannot be read or is not `key=value` lines.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file, as given.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A value does not parse, or the values contradict each other.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// The connector and the bootstrap servers of this run.
 #[derive(Debug)]
@@ -72,15 +110,23 @@ pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, String> 
     Ok(properties)
 }
 
-/// Resolves the flags and the properties file they name into the settings of this run.
-pub fn resolve(args: &KafkaSecurityArgs) -> Result<KafkaSettings, CliError> {
-    let invalid = |message: String| CliError::InvalidArgument(message);
+impl SecurityOptions {
+    /// Resolves the options and the properties file they name into the settings of this process.
+    pub fn resolve(&self) -> Result<KafkaSettings, SettingsError> {
+        resolve(self)
+    }
+}
+
+fn resolve(args: &SecurityOptions) -> Result<KafkaSettings, SettingsError> {
+    let invalid = SettingsError::Invalid;
     let file = match &args.client_config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid(format!("--client-config {}: {e}", path.display())))?;
-            parse_properties(&text)
-                .map_err(|e| invalid(format!("--client-config {}: {e}", path.display())))?
+            let file_error = |reason: String| SettingsError::File {
+                path: path.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+            parse_properties(&text).map_err(file_error)?
         }
         None => BTreeMap::new(),
     };
@@ -187,9 +233,9 @@ mod tests {
              sasl.mechanism=SCRAM-SHA-256\nsasl.username=admin\nsasl.password=from-file\n",
         )
         .expect("write");
-        let args = KafkaSecurityArgs {
+        let args = SecurityOptions {
             client_config: Some(file.clone()),
-            ..KafkaSecurityArgs::default()
+            ..SecurityOptions::default()
         };
         let settings = resolve(&args).expect("valid");
         assert_eq!(settings.bootstrap_servers, ["127.0.0.1:1", "127.0.0.1:2"]);
@@ -203,25 +249,25 @@ mod tests {
             "{debug}"
         );
 
-        let args = KafkaSecurityArgs {
+        let args = SecurityOptions {
             client_config: Some(file),
             sasl_mechanism: Some(SaslMechanism::Plain),
             security_protocol: Some(SecurityProtocol::Plaintext),
-            ..KafkaSecurityArgs::default()
+            ..SecurityOptions::default()
         };
         let settings = resolve(&args).expect("valid");
         assert_eq!(settings.connector.protocol(), SecurityProtocol::Plaintext);
 
         // SSL without a CA is refused before anything connects.
-        let args = KafkaSecurityArgs {
+        let args = SecurityOptions {
             security_protocol: Some(SecurityProtocol::Ssl),
-            ..KafkaSecurityArgs::default()
+            ..SecurityOptions::default()
         };
         let error = resolve(&args).expect_err("no CA");
         assert!(error.to_string().contains("CA bundle"), "{error}");
-        let args = KafkaSecurityArgs {
+        let args = SecurityOptions {
             sasl_username: Some("u".to_owned()),
-            ..KafkaSecurityArgs::default()
+            ..SecurityOptions::default()
         };
         assert!(resolve(&args)
             .expect_err("no password")
