@@ -39,9 +39,9 @@ pub mod reassignments;
 pub mod sasl;
 pub mod scram_credentials;
 pub mod sync_group;
-pub mod write_txn_markers;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod write_txn_markers;
 
 use std::future::Future;
 use std::net::SocketAddr;

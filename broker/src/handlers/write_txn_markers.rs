@@ -81,13 +81,19 @@ pub async fn handle(
                             None => Err(ResponseError::NotLeaderOrFollower),
                             Some(partition) => ctx
                                 .replicas
-                                .append_marker_as_leader(&partition, producer_id, producer_epoch, end)
+                                .append_marker_as_leader(
+                                    &partition,
+                                    producer_id,
+                                    producer_epoch,
+                                    end,
+                                )
                                 .await
                                 .map_err(|e| refusal(e, &name, index, producer_id)),
                         },
                     }
                 };
-                let mut result = WritableTxnMarkerPartitionResult::default().with_partition_index(index);
+                let mut result =
+                    WritableTxnMarkerPartitionResult::default().with_partition_index(index);
                 match appended {
                     Ok(append) => pending.push(PendingMarker {
                         at: (m_pos, t_pos, p_pos),
@@ -128,7 +134,14 @@ pub async fn handle(
                     commit,
                 } = marker;
                 let done = replicas.complete_append(append, -1, MARKER_TIMEOUT).await;
-                (at, done, offsets_partition, producer_id, producer_epoch, commit)
+                (
+                    at,
+                    done,
+                    offsets_partition,
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                )
             }
         });
         for ((m, t, p), done, offsets_partition, producer_id, producer_epoch, commit) in

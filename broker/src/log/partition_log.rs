@@ -54,11 +54,11 @@ use super::now_ms;
 use super::producer_state::{
     self, Admission, CompletedTxn, ProducerState, PRODUCER_ID_EXPIRATION_MS,
 };
-use super::txn_index::{self, txn_index_path, AbortedTxn};
-use super::txn_marker::EndTxnMarker;
 use super::segment::{
     parse_segment_file, LogSegment, TimestampOffset, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
+use super::txn_index::{self, txn_index_path, AbortedTxn};
+use super::txn_marker::EndTxnMarker;
 use super::validator::{validate_records, RecordRules};
 
 mod cleaner;
@@ -386,7 +386,13 @@ impl LogState {
 
     /// What a batch just written (`bytes`, offsets final) does to the producer state and, for a
     /// marker, to the transactions.
-    fn record_batch(&mut self, dir: &Path, h: &BatchHeader, bytes: &[u8], now_ms: i64) -> Result<()> {
+    fn record_batch(
+        &mut self,
+        dir: &Path,
+        h: &BatchHeader,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<()> {
         if !(h.is_control() && h.producer_id >= 0) {
             self.producers.update(h, now_ms);
             return Ok(());
@@ -821,7 +827,11 @@ impl PartitionLog {
     /// The aborted transactions a read_committed fetch of `[fetch_offset, upper_bound_offset)` must
     /// return (Kafka's `collectAbortedTxns`): those ending at or after `fetch_offset` and starting
     /// below `upper_bound_offset`, by marker offset.
-    pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound_offset: i64) -> Vec<AbortedTxn> {
+    pub fn aborted_transactions(
+        &self,
+        fetch_offset: i64,
+        upper_bound_offset: i64,
+    ) -> Vec<AbortedTxn> {
         self.peek()
             .aborted_txns
             .range(fetch_offset..)
@@ -907,7 +917,9 @@ impl PartitionLog {
             return false;
         }
         state.high_watermark = allowed;
-        state.unreplicated_txns.retain(|_, marker| *marker >= allowed);
+        state
+            .unreplicated_txns
+            .retain(|_, marker| *marker >= allowed);
         true
     }
 

@@ -45,10 +45,10 @@ use thiserror::Error;
 use tracing::warn;
 
 use super::batch::BatchHeader;
-use super::txn_marker::EndTxnMarker;
 use super::checkpoint;
 use super::error::{io_error, Result};
 use super::segment::{parse_segment_file, segment_file};
+use super::txn_marker::EndTxnMarker;
 
 /// Batches remembered per producer (Kafka `NUM_BATCHES_TO_RETAIN`; matches the clients' default of at
 /// most five requests in flight per connection).
@@ -255,7 +255,10 @@ impl ProducerState {
 
     /// Kafka's `ProducerAppendInfo.appendDataBatch`: inside an open transaction only transactional
     /// batches may follow.
-    fn check_txn_state(entry: &ProducerEntry, h: &BatchHeader) -> Result<Admission, ProducerStateError> {
+    fn check_txn_state(
+        entry: &ProducerEntry,
+        h: &BatchHeader,
+    ) -> Result<Admission, ProducerStateError> {
         match entry.current_txn_first_offset {
             Some(txn_first_offset) if !h.is_transactional() => {
                 Err(ProducerStateError::InvalidTxnState {
@@ -299,7 +302,12 @@ impl ProducerState {
     /// Records a marker now in the log at `h.base_offset` (leader or follower alike): the producer's
     /// transaction ends, its coordinator epoch is the marker's, and a marker of a newer producer epoch
     /// starts its batch history anew. Returns the transaction it completed.
-    pub fn apply_marker(&mut self, h: &BatchHeader, marker: EndTxnMarker, now_ms: i64) -> CompletedTxn {
+    pub fn apply_marker(
+        &mut self,
+        h: &BatchHeader,
+        marker: EndTxnMarker,
+        now_ms: i64,
+    ) -> CompletedTxn {
         let entry = self
             .producers
             .entry(h.producer_id)
@@ -939,6 +947,168 @@ mod tests {
             "falls back to the older snapshot"
         );
         assert!(!newest.exists(), "the corrupt snapshot is deleted");
+    }
+
+    /// A transactional data batch (KIP-98).
+    fn txn(pid: i64, epoch: i16, seq: i32, records: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x10,
+            ..batch(pid, epoch, seq, records, base_offset)
+        }
+    }
+
+    /// A marker batch header at `offset`.
+    fn marker_at(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x30,
+            base_sequence: -1,
+            ..batch(pid, epoch, 0, 1, offset)
+        }
+    }
+
+    fn end(commit: bool, coordinator_epoch: i32) -> EndTxnMarker {
+        EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        }
+    }
+
+    #[test]
+    fn a_transaction_opens_with_its_first_batch_and_closes_with_its_marker() {
+        let mut state = ProducerState::default();
+        assert_eq!(
+            leader_append(&mut state, txn(7, 0, 0, 2, 10)),
+            Ok(Admission::Append)
+        );
+        assert_eq!(
+            leader_append(&mut state, txn(8, 0, 0, 1, 12)),
+            Ok(Admission::Append)
+        );
+        assert_eq!(
+            leader_append(&mut state, txn(7, 0, 2, 2, 13)),
+            Ok(Admission::Append)
+        );
+        assert_eq!(state.get(7).unwrap().current_txn_first_offset, Some(10));
+        assert_eq!(state.first_open_txn_offset(), Some(10));
+        assert_eq!(
+            state.open_txns().collect::<Vec<_>>(),
+            vec![(10, 7), (12, 8)]
+        );
+        // A plain batch inside the open transaction is refused; a retry of a transactional one is
+        // still a duplicate.
+        assert_eq!(
+            state.check(&batch(7, 0, 4, 1, 0)),
+            Err(ProducerStateError::InvalidTxnState {
+                producer_id: 7,
+                txn_first_offset: 10
+            })
+        );
+        assert!(matches!(
+            state.check(&txn(7, 0, 2, 2, 0)),
+            Ok(Admission::Duplicate(_))
+        ));
+        assert_eq!(state.check_marker(7, 0, 3), Ok(()));
+        let done = state.apply_marker(&marker_at(7, 0, 15), end(false, 3), 6_000);
+        assert_eq!(
+            done,
+            CompletedTxn {
+                producer_id: 7,
+                first_offset: 10,
+                last_offset: 15,
+                aborted: true
+            }
+        );
+        let entry = state.get(7).unwrap();
+        assert_eq!(
+            (entry.current_txn_first_offset, entry.coordinator_epoch),
+            (None, 3)
+        );
+        assert_eq!(
+            entry.batches().count(),
+            2,
+            "a marker of the same epoch keeps the batches"
+        );
+        assert_eq!(state.first_open_txn_offset(), Some(12));
+        // After the marker a plain batch is fine again, and continues the sequence.
+        assert_eq!(state.check(&batch(7, 0, 4, 1, 0)), Ok(Admission::Append));
+        // A marker with no transaction here completes an empty one at its own offset.
+        let empty = state.apply_marker(&marker_at(9, 0, 16), end(true, 1), 6_000);
+        assert_eq!(
+            (empty.first_offset, empty.last_offset, empty.aborted),
+            (16, 16, false)
+        );
+        assert_eq!(state.get(9).unwrap().batches().count(), 0);
+    }
+
+    #[test]
+    fn markers_from_a_stale_coordinator_or_producer_epoch_are_fenced() {
+        let mut state = ProducerState::default();
+        leader_append(&mut state, txn(7, 2, 0, 1, 0)).unwrap();
+        state.apply_marker(&marker_at(7, 2, 1), end(true, 5), 6_000);
+        assert_eq!(
+            state.check_marker(7, 2, 4),
+            Err(ProducerStateError::CoordinatorFenced {
+                producer_id: 7,
+                coordinator_epoch: 4,
+                current: 5
+            })
+        );
+        assert!(matches!(
+            state.check_marker(7, 1, 5),
+            Err(ProducerStateError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(state.check_marker(7, 2, 5), Ok(()));
+        assert_eq!(state.check_marker(99, 0, 0), Ok(()), "unknown producer");
+        // A marker of a bumped epoch starts the producer's history anew.
+        state.apply_marker(&marker_at(7, 3, 2), end(false, 6), 6_000);
+        let entry = state.get(7).unwrap();
+        assert_eq!((entry.producer_epoch, entry.batches().count()), (3, 0));
+    }
+
+    #[test]
+    fn producers_with_an_open_transaction_do_not_expire() {
+        let mut state = ProducerState::default();
+        state.update(&txn(1, 0, 0, 1, 0), 1_000);
+        state.update(&batch(2, 0, 0, 1, 1), 1_000);
+        assert_eq!(state.remove_expired(100_000, 40_000), 1);
+        assert!(state.get(1).is_some() && state.get(2).is_none());
+    }
+
+    #[test]
+    fn snapshots_carry_open_transactions_and_v1_snapshots_still_load() {
+        let mut state = sample_state();
+        state.update(&txn(11, 1, 0, 2, 100), 9_500);
+        state.apply_marker(&marker_at(12, 4, 102), end(true, 9), 9_600);
+        let bytes = state.encode();
+        assert_eq!(&bytes[..2], &2i16.to_be_bytes(), "written as version 2");
+        let decoded = ProducerState::decode(&bytes).unwrap();
+        assert_eq!(decoded, state);
+        assert_eq!(decoded.first_open_txn_offset(), Some(100));
+        assert_eq!(decoded.get(12).unwrap().coordinator_epoch, 9);
+
+        // A version 1 snapshot, as the previous release wrote it: one producer, one batch.
+        let mut body = Vec::new();
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&7i64.to_be_bytes());
+        body.extend_from_slice(&3i16.to_be_bytes());
+        body.extend_from_slice(&5_000i64.to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        for v in [0i32, 4] {
+            body.extend_from_slice(&v.to_be_bytes());
+        }
+        body.extend_from_slice(&4i64.to_be_bytes());
+        body.extend_from_slice(&4i32.to_be_bytes());
+        body.extend_from_slice(&1_004i64.to_be_bytes());
+        let mut v1 = 1i16.to_be_bytes().to_vec();
+        v1.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        v1.extend_from_slice(&body);
+        let old = ProducerState::decode(&v1).unwrap();
+        let entry = old.get(7).unwrap();
+        assert_eq!((entry.producer_epoch, entry.coordinator_epoch), (3, -1));
+        assert_eq!(entry.current_txn_first_offset, None);
+        assert_eq!(entry.last_batch().unwrap().last_offset, 4);
+        assert_eq!(old.first_open_txn_offset(), None);
+        assert_eq!(old.check(&batch(7, 3, 5, 1, 0)), Ok(Admission::Append));
     }
 
     #[test]

@@ -122,7 +122,9 @@ pub fn write_all<'a>(path: &Path, entries: impl IntoIterator<Item = &'a AbortedT
 /// fsyncs the file if it exists (at a segment roll).
 pub fn sync(path: &Path) -> Result<()> {
     match fs::File::open(path) {
-        Ok(f) => f.sync_all().map_err(io_error("fsync transaction index", path)),
+        Ok(f) => f
+            .sync_all()
+            .map_err(io_error("fsync transaction index", path)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_error("open transaction index", path)(e)),
     }

@@ -171,7 +171,12 @@ impl PartitionLog {
                 None => rebuild.push(base),
             }
         }
-        if aborted_txns.split_off(&log_end_offset).values().next().is_some() {
+        if aborted_txns
+            .split_off(&log_end_offset)
+            .values()
+            .next()
+            .is_some()
+        {
             // Entries of markers the recovery cut: the active segment's file is rewritten below.
             if let Some(&active) = segments.keys().next_back() {
                 rebuild.push(active);
