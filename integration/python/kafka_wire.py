@@ -246,6 +246,18 @@ class FetchedPartition:
     aborted: list[tuple[int, int]] | None
     records: bytes
 
+    def next_offset(self) -> int | None:
+        """The offset after the last whole batch in `records`, None when there is none."""
+        pos, end = 0, None
+        while pos + 12 <= len(self.records):
+            base, length = struct.unpack(">qi", self.records[pos:pos + 12])
+            if pos + 12 + length > len(self.records):
+                break
+            last_delta = struct.unpack(">i", self.records[pos + 23:pos + 27])[0]
+            end = base + last_delta + 1
+            pos += 12 + length
+        return end
+
 
 @dataclass
 class PartitionMetadata:
