@@ -255,7 +255,7 @@ impl Broker {
             Duration::from_millis(config.replica_fetch_stall_ms),
             cancel.clone(),
         ));
-        let txn_verifier = Arc::new(crate::replica::TxnVerifier::new(
+        let txn_verifier = Arc::new(crate::txn_verifier::TxnVerifier::new(
             config.transaction_partition_verification_enable,
             config.broker_id,
             metadata.clone(),

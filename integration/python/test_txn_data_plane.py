@@ -17,6 +17,10 @@ no coordinator could confirm the partitions (KIP-890).
   transactions. After a kill -9 of a partition leader the new leader gives the same answers, the
   open transaction still blocking; after a restart of every broker, too. Committing the open
   transaction then releases everything to a read_committed consumer that was already waiting.
+- `test_an_unverified_transaction_is_not_written`: with verification on (the default), a
+  transaction's first batch is refused and not written when no coordinator confirms the partition:
+  NOT_ENOUGH_REPLICAS (19, retriable) while there is no coordinator to ask, INVALID_TXN_STATE (48)
+  from one that does not know the transaction.
 - `test_write_txn_markers_errors`: a marker from an older coordinator epoch is
   TRANSACTION_COORDINATOR_FENCED (52), from an older producer epoch INVALID_PRODUCER_EPOCH (47), to
   an unknown partition UNKNOWN_TOPIC_OR_PARTITION (3), to a non-leader NOT_LEADER_OR_FOLLOWER (6); a
@@ -41,6 +45,7 @@ pytestmark = [pytest.mark.wire, pytest.mark.confluent]
 NONE = 0
 UNKNOWN_TOPIC_OR_PARTITION = 3
 NOT_LEADER_OR_FOLLOWER = 6
+NOT_ENOUGH_REPLICAS = 19
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48
 TRANSACTION_COORDINATOR_FENCED = 52
@@ -324,3 +329,14 @@ def test_write_txn_markers_errors(cluster_factory, topic_name):
     # The committed transaction is visible to read_committed; its marker moved the LSO past it.
     assert wire.list_offset(0, kafka_wire.READ_COMMITTED) == 3
     consume(cluster, topic_name, {0: txn.values[0]}, "read_committed", "read_committed consumer")
+
+
+def test_an_unverified_transaction_is_not_written(shared_cluster, topic_name):
+    shared_cluster.create_topic(topic_name, partitions=1)
+    wire = Wire(shared_cluster, topic_name)
+    pid = new_producer_id(shared_cluster)
+    batch = kafka_wire.record_batch([b"unverified"], pid, 0, 0, attributes=kafka_wire.TRANSACTIONAL)
+    with kafka_wire.KafkaConnection(shared_cluster.broker_addr(wire.leader(0))) as c:
+        result = c.produce(topic_name, 0, batch, transactional_id="tid-never-added")
+        assert result.error_code in (NOT_ENOUGH_REPLICAS, INVALID_TXN_STATE), result
+        assert c.list_offsets(topic_name, 0) == (NONE, 0), "nothing was written"

@@ -98,7 +98,7 @@ impl TestBroker {
                 auto_create_topics: false,
                 authorizer: None,
                 producer_ids,
-                txn_verifier: Arc::new(crate::replica::TxnVerifier::new(
+                txn_verifier: Arc::new(crate::txn_verifier::TxnVerifier::new(
                     true,
                     broker_id,
                     metadata_for_verifier,

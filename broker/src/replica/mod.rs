@@ -8,7 +8,6 @@ pub mod fetcher;
 pub mod isr;
 mod manager;
 mod partition;
-pub mod txn_verifier;
 
 pub use delete_records::{DeleteRecordsError, LeaderDeletion, HIGH_WATERMARK};
 pub use manager::{
@@ -16,4 +15,3 @@ pub use manager::{
     DROPPED_LEADER_WINDOW,
 };
 pub use partition::{FollowerState, Partition, PartitionState};
-pub use txn_verifier::TxnVerifier;
