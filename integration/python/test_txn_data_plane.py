@@ -49,8 +49,9 @@ NOT_ENOUGH_REPLICAS = 19
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48
 TRANSACTION_COORDINATOR_FENCED = 52
-# Worth another try at the current leader: leadership moving, the ISR catching up.
-RETRIABLE = {5, 6, 7, 15, 19, 20, 14}
+# Worth another try at the current leader: leadership moving, the ISR catching up, a new leader's
+# high watermark not yet at its epoch's start (OFFSET_NOT_AVAILABLE, KIP-207).
+RETRIABLE = {5, 6, 7, 14, 15, 19, 20, 78}
 
 PARTITIONS = 3
 BROKER_ARGS = ["--transaction-partition-verification-enable=false"]
