@@ -1235,6 +1235,7 @@ impl PartitionLog {
         let mut state = self.write_state()?;
         let result = (|| {
             state.active_mut()?.seal()?;
+            txn_index::sync(&txn_index_path(&self.dir, state.active()?.base_offset()))?;
             checkpoint::write_offset(
                 &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
                 state.log_start_offset,
