@@ -20,13 +20,12 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
-use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use kafka_protocol::messages::{ResponseKind, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use super::{BrokerContext, Outcome, RequestContext};
 use crate::group::OFFSETS_TOPIC;
 use crate::log::txn_marker::EndTxnMarker;
 use crate::replica::{AppendError, PendingAppend};
-use kafka_protocol::messages::ResponseKind;
 
 /// How long a marker waits for the ISR (Kafka's `request.timeout.ms` default, which its handler uses).
 const MARKER_TIMEOUT: Duration = Duration::from_millis(30_000);
