@@ -255,6 +255,13 @@ impl Broker {
             Duration::from_millis(config.replica_fetch_stall_ms),
             cancel.clone(),
         ));
+        let txn_verifier = Arc::new(crate::txn_verifier::TxnVerifier::new(
+            config.transaction_partition_verification_enable,
+            config.broker_id,
+            metadata.clone(),
+            inter_broker_listener.clone(),
+            inter_broker_connector.clone(),
+        ));
         tracker.spawn(run_fetcher_manager(
             replicas.clone(),
             metadata.clone(),
@@ -285,6 +292,7 @@ impl Broker {
             groups,
             auto_create_topics: config.auto_create_topics,
             authorizer: config.authorizer(),
+            txn_verifier,
             producer_ids: ProducerIdManager::new(
                 ControllerBlockSource {
                     broker_id: config.broker_id,

@@ -41,6 +41,7 @@ pub mod scram_credentials;
 pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod write_txn_markers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub struct BrokerContext {
     pub producer_ids: Arc<ProducerIdManager>,
     /// `--authorizer`: `None` checks nothing (see `access`).
     pub authorizer: Option<Authorizer>,
+    /// Asks transaction coordinators before a transaction's first batch in a partition (KIP-890).
+    pub txn_verifier: Arc<crate::txn_verifier::TxnVerifier>,
 }
 
 /// Per-request facts a handler may need.
@@ -158,6 +161,7 @@ pub async fn dispatch(
             ResponseKind::DeleteGroups(delete_groups::handle(ctx, &rc, r).await)
         }
         RequestKind::Produce(r) => return produce::handle(ctx, &rc, r).await,
+        RequestKind::WriteTxnMarkers(r) => return write_txn_markers::handle(ctx, &rc, r).await,
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, &rc, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(ctx, &rc, r).await)
