@@ -7,6 +7,10 @@ lost reads, unexpected values, replicas that disagree) fails the test with the r
 Skipped, saying why, when the machine cannot give the run its namespaces: not root, no `ip netns`,
 or no iptables inside a namespace. About two minutes (10 faults held 4-8 s each, recovery, setup and checks).
 
+`test_short_transactional_chaos_run` runs three faults under the transactional workload
+(`--workload txn`: transactional producers committing and aborting, read_committed consumers), checked
+for aborted reads and torn transactions besides everything above.
+
 `test_short_secured_chaos_run` runs three of those faults (a broker killed, a broker isolated, a
 reassignment) against a cluster secured end to end (`--security sasl_ssl`: TLS and tokens on the
 control plane, SASL_SSL with SCRAM-SHA-512 on every broker listener, replication included, and the
@@ -70,3 +74,22 @@ def test_short_secured_chaos_run(tmp_path):
     run_schedule(tmp_path, "secured chaos run",
                  ["--security=sasl_ssl", f"--kinds={SECURED_KINDS}", "--faults=3", "--hold-min=4",
                   "--hold-max=6"], timeout=380)
+
+
+TXN_KINDS = "kill,broker_isolated,kill_active_controller"
+
+
+@pytest.mark.fault
+@pytest.mark.confluent
+@pytest.mark.timeout(400)
+def test_short_transactional_chaos_run(tmp_path):
+    """Transactions (`--workload txn`) through a broker killed (a partition leader, and a third of the
+    time the transaction coordinator), a broker isolated and the active controller killed: no aborted
+    read, no torn transaction, no lost committed write, no duplicate."""
+    reason = chaos_run.preflight()
+    if reason:
+        pytest.skip(f"the chaos harness cannot run here: {reason}")
+    run_schedule(tmp_path, "transactional chaos run",
+                 ["--workload=txn", f"--kinds={TXN_KINDS}", "--faults=3", "--hold-min=4", "--hold-max=6"],
+                 timeout=380)
+
