@@ -1,8 +1,9 @@
-//! FindCoordinator (key 10): the broker leading a group's offsets-topic partition, on the listener the
-//! client connected to. The first lookup creates the offsets topic (COORDINATOR_NOT_AVAILABLE until it
-//! has leaders; clients retry). v0–3 ask for one key; v4+ for a batch. Transactions have no
-//! coordinator: their keys get COORDINATOR_NOT_AVAILABLE with a message saying so. The API stays
-//! advertised from v0, which librdkafka before 2.11.1 needs for groups and for LZ4 (its #5130).
+//! FindCoordinator (key 10): the broker leading a group's offsets-topic partition (key type 0), or a
+//! transactional id's `__transaction_state` partition (key type 1), on the listener the client
+//! connected to. The first lookup creates the topic (COORDINATOR_NOT_AVAILABLE until it has leaders;
+//! clients retry). v0–3 ask for one key; v4+ for a batch. Groups need DESCRIBE on the group,
+//! transactional ids DESCRIBE on the id, as in Kafka. The API stays advertised from v0, which
+//! librdkafka before 2.11.1 needs for groups and for LZ4 (its #5130).
 
 use chronik_metadata::acl::AclOperation;
 use kafka_protocol::error::ResponseError;
@@ -33,10 +34,15 @@ pub async fn handle(
                 "not authorized to describe the group",
             )),
             KEY_TYPE_GROUP => ctx.groups.find_coordinator(&key, rc.listener).await,
-            KEY_TYPE_TRANSACTION => Err((
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported by this broker",
-            )),
+            KEY_TYPE_TRANSACTION
+                if !ctx.authorize_transactional_id(rc, AclOperation::Describe, &key) =>
+            {
+                Err((
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "not authorized to describe the transactional id",
+                ))
+            }
+            KEY_TYPE_TRANSACTION => ctx.txns.find_coordinator(&key, rc.listener).await,
             _ => Err((
                 ResponseError::InvalidRequest,
                 "unknown coordinator key type",
@@ -165,6 +171,8 @@ mod tests {
             empty.coordinators[0].error_code,
             ResponseError::InvalidRequest.code()
         );
+        // Without the transaction state topic nobody coordinates transactions yet (and the test
+        // broker's controller is unreachable, so the topic is not created).
         let transaction = handle(
             &b.ctx,
             &b.rc(4, "PLAINTEXT"),

