@@ -4,10 +4,10 @@
 - the Java client (`integration/java/ChronikJavaTxn.java`): a second producer with the same
   transactional.id fences the first (ProducerFencedException); the Admin client lists and describes
   transactions;
-- confluent-kafka's transactional producer: init, and the coordinator found on the broker that leads
-  the id's `__transaction_state` partition;
-- a transaction left open by a killed application is aborted when a new instance with the same id
-  starts, and by its timeout.
+- confluent-kafka's transactional producer: a second instance fences the first, whose next
+  transaction fails with a fatal fencing error;
+- the coordinator is the leader of the id's `__transaction_state` partition, created on first use
+  with replication factor 3.
 
 Skipped, saying why, when java/javac or the wheel's jars are missing.
 """
@@ -144,3 +144,25 @@ def test_confluent_second_instance_fences_the_first(txn_cluster, topic_name):
     assert "fenced" in error.str().lower(), error
     second.begin_transaction()
     second.abort_transaction(30)
+    # Nothing of the fenced producer outlives the test (its queued record is dropped).
+    first.purge()
+    del first, second
+
+
+@pytest.mark.timeout(240)
+def test_java_admin_lists_and_describes_transactions(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("admin")
+    run_java(txn_java, "fence", txn_cluster.bootstrap_servers, topic_name, transactional_id)
+    calls = run_java(txn_java, "admin", txn_cluster.bootstrap_servers, transactional_id)
+    listed = {c["transactional_id"]: c for c in calls if c["call"] == "list"}
+    assert transactional_id in listed, calls
+    assert listed[transactional_id]["state"].lower() == "empty"
+    assert not any(c["call"] == "list-ongoing" and c["transactional_id"] == transactional_id for c in calls)
+    described = [c for c in calls if c["call"] == "describe"]
+    assert len(described) == 1, calls
+    d = described[0]
+    # Two instances initialized: epochs 0 and 1. The coordinator is the state partition's leader.
+    assert (d["state"].lower(), d["producer_epoch"], d["partitions"]) == ("empty", 1, 0), d
+    assert d["producer_id"] == listed[transactional_id]["producer_id"] >= 0
+    assert d["coordinator"] == coordinator_of(txn_cluster, transactional_id)

@@ -67,6 +67,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::AddPartitionsToTxn, 0, 5),
     api(ApiKey::AddOffsetsToTxn, 0, 4),
     api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    // v2 adds a transactional id pattern (KIP-1152), not served.
+    api(ApiKey::ListTransactions, 0, 1),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeProducers, 0, 0),
     // From v1, as Kafka 4.x (KIP-896 removed v0, which could name only LITERAL patterns).
