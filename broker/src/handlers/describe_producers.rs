@@ -113,8 +113,8 @@ fn producer_state(producer_id: i64, entry: &ProducerEntry) -> ProducerState {
         .with_producer_epoch(i32::from(entry.producer_epoch))
         .with_last_sequence(last.map_or(-1, |b| b.last_seq))
         .with_last_timestamp(last.map_or(-1, |b| b.timestamp))
-        .with_coordinator_epoch(NONE)
-        .with_current_txn_start_offset(i64::from(NONE))
+        .with_coordinator_epoch(entry.coordinator_epoch)
+        .with_current_txn_start_offset(entry.current_txn_first_offset.unwrap_or(i64::from(NONE)))
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //! it can restart its log there; each follower fetch records the follower's own log start offset,
 //! which the low watermark that DeleteRecords waits on counts. A long poll waits until `min_bytes` are
 //! available, an error occurs or `max_wait_ms` passes.
+//!
+//! A read_committed consumer (v4+ `IsolationLevel` 1, KIP-98) reads only below the last stable
+//! offset and gets the aborted transactions of the range it read, so it can drop their records. The
+//! LSO moves only with an append or a high watermark move, both of which wake long polls.
 
 use std::time::Duration;
 
@@ -15,15 +19,16 @@ use chronik_metadata::acl::AclOperation;
 use chronik_metadata::{MetadataImage, TopicId};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::leader_hints::LeaderHints;
 use super::{leader_partition, BrokerContext, RequestContext};
 use crate::log::batch::Compression;
+use crate::log::partition_log::READ_COMMITTED;
 use crate::log::{Batches, LogError};
 use crate::metrics::metrics;
 
@@ -149,6 +154,7 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
                     id,
                     p,
                     is_follower.then_some((replica_id, replica_epoch)),
+                    read_committed,
                     budget,
                     bytes_read == 0,
                     &mut data,
@@ -217,6 +223,7 @@ fn read_partition(
     topic_id: TopicId,
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
     follower: Option<(i32, i64)>,
+    read_committed: bool,
     budget: i64,
     min_one: bool,
     data: &mut PartitionData,
@@ -246,7 +253,7 @@ fn read_partition(
                     .with_epoch(end.leader_epoch)
                     .with_end_offset(end.end_offset);
                 data.high_watermark = log.high_watermark();
-                data.last_stable_offset = data.high_watermark;
+                data.last_stable_offset = log.last_stable_offset();
                 data.log_start_offset = log.log_start_offset();
                 return Ok(0);
             }
@@ -258,8 +265,11 @@ fn read_partition(
             .on_follower_log_start(&partition, replica_id, p.log_start_offset);
     }
     let high_watermark = log.high_watermark();
+    let read_committed = read_committed && follower.is_none();
     let upper_bound = if follower.is_some() {
         log.log_end_offset()
+    } else if read_committed {
+        READ_COMMITTED
     } else {
         high_watermark
     };
@@ -289,7 +299,27 @@ fn read_partition(
         read.records = Bytes::new();
     }
     data.high_watermark = read.high_watermark;
-    data.last_stable_offset = read.high_watermark;
+    data.last_stable_offset = read.last_stable_offset;
+    if read_committed {
+        // The aborted transactions overlapping what was read (Kafka's `collectAbortedTxns` up to
+        // the end of the fetched data).
+        let read_end = Batches::new(read.records.clone())
+            .filter_map(Result::ok)
+            .last()
+            .map(|b| b.last_offset() + 1);
+        if let Some(end) = read_end {
+            let aborted = log
+                .aborted_transactions(p.fetch_offset, end)
+                .into_iter()
+                .map(|t| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(t.producer_id))
+                        .with_first_offset(t.first_offset)
+                })
+                .collect();
+            data.aborted_transactions = Some(aborted);
+        }
+    }
     if rc.version >= 5 {
         data.log_start_offset = read.log_start_offset;
     }

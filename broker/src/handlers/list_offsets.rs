@@ -1,5 +1,6 @@
 //! ListOffsets (key 2): earliest, latest (the high watermark, never the log end a consumer
-//! cannot read yet), max timestamp, and the first offset at or after a timestamp. Leaders only.
+//! cannot read yet; for READ_COMMITTED the last stable offset, KIP-98), max timestamp, and the first
+//! offset at or after a timestamp, below the same bound. Leaders only.
 
 use chronik_metadata::acl::AclOperation;
 use chronik_metadata::MetadataImage;
@@ -24,6 +25,7 @@ pub async fn handle(
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let image = ctx.metadata.current();
+    let isolation_level = request.isolation_level;
     let topics = request
         .topics
         .into_iter()
@@ -40,7 +42,7 @@ pub async fn handle(
                         .with_offset(-1)
                         .with_leader_epoch(-1);
                     let found = if authorized {
-                        lookup(ctx, rc, &image, &name, p)
+                        lookup(ctx, rc, &image, &name, p, isolation_level)
                     } else {
                         Err(ResponseError::TopicAuthorizationFailed)
                     };
@@ -69,6 +71,7 @@ fn lookup(
     image: &MetadataImage,
     topic: &str,
     p: &ListOffsetsPartition,
+    isolation_level: i8,
 ) -> Result<(i64, i64, i32), ResponseError> {
     let topic_id = *image
         .topic_ids
@@ -100,6 +103,12 @@ fn lookup(
         .filter(|e| e.epoch == state.leader_epoch)
         .map(|e| e.start_offset);
     let settled = epoch_start.is_none_or(|start| high_watermark >= start);
+    // What a consumer of this isolation level may read: READ_COMMITTED stops at the LSO (KIP-98).
+    let fetchable = if isolation_level == 1 {
+        log.last_stable_offset()
+    } else {
+        high_watermark
+    };
     if !settled
         && rc.version >= 5
         && (p.timestamp == LATEST || p.timestamp >= 0 || p.timestamp == MAX_TIMESTAMP)
@@ -107,14 +116,14 @@ fn lookup(
         return Err(ResponseError::OffsetNotAvailable);
     }
     match p.timestamp {
-        LATEST => Ok((-1, high_watermark, state.leader_epoch)),
+        LATEST => Ok((-1, fetchable, state.leader_epoch)),
         EARLIEST | EARLIEST_LOCAL => {
             let start = log.log_start_offset();
             Ok((-1, start, epoch_at(start)))
         }
         LATEST_TIERED => Ok((-1, -1, -1)),
         MAX_TIMESTAMP => match log.offset_of_max_timestamp().map_err(|e| e.kafka_error())? {
-            Some(t) if t.offset < high_watermark => {
+            Some(t) if t.offset < fetchable => {
                 Ok((t.timestamp, t.offset, t.leader_epoch.unwrap_or(-1)))
             }
             _ => Ok((-1, -1, -1)),
@@ -124,7 +133,7 @@ fn lookup(
                 .offset_for_timestamp(timestamp)
                 .map_err(|e| e.kafka_error())?
             {
-                Some(t) if t.offset < high_watermark => {
+                Some(t) if t.offset < fetchable => {
                     Ok((t.timestamp, t.offset, t.leader_epoch.unwrap_or(-1)))
                 }
                 _ => Ok((-1, -1, -1)),

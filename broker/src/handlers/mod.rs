@@ -46,6 +46,7 @@ pub mod scram_credentials;
 pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod write_txn_markers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -165,6 +166,7 @@ pub async fn dispatch(
             ResponseKind::DeleteGroups(delete_groups::handle(ctx, &rc, r).await)
         }
         RequestKind::Produce(r) => return produce::handle(ctx, &rc, r).await,
+        RequestKind::WriteTxnMarkers(r) => return write_txn_markers::handle(ctx, &rc, r).await,
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, &rc, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(ctx, &rc, r).await)

@@ -14,9 +14,14 @@
 //! is as durable and (acks=all) as committed as a fresh append would have to be; a stale epoch is
 //! INVALID_PRODUCER_EPOCH (47) and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER (45), both definitely not
 //! appended.
+//!
+//! Transactional batches (KIP-98) need WRITE on the request's TransactionalId as well as on the topic;
+//! without it every partition is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka's `KafkaApis` answers.
+//! The log opens the producer's transaction with its first transactional batch and refuses a plain
+//! batch inside one (INVALID_TXN_STATE).
 
 use bytes::Bytes;
-use chronik_metadata::acl::AclOperation;
+use chronik_metadata::acl::{AclOperation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
@@ -74,7 +79,7 @@ fn log_error(e: LogError) -> Refusal {
     Refusal::new(e.kafka_error(), e.to_string())
 }
 
-/// Refusals the log does not make: transactional batches (no transactions here), zstd before Produce v7
+/// Refusals the log does not make: zstd before Produce v7
 /// (KIP-110), a producer's batch whose BaseOffset is not 0 (Kafka's
 /// `UnifiedLog.analyzeAndValidateRecords` for client appends). Produce v0–v2's legacy message sets
 /// are up-converted to one v2 batch first.
@@ -109,12 +114,6 @@ fn precheck(
             ),
         ));
     }
-    if batch.is_transactional() {
-        return Err(Refusal::new(
-            ResponseError::InvalidRecord,
-            "transactional batches are not supported".to_string(),
-        ));
-    }
     if batch.compression() == Compression::Zstd && version < 7 {
         return Err(Refusal::new(
             ResponseError::UnsupportedCompressionType,
@@ -136,10 +135,19 @@ pub async fn handle(
 ) -> Outcome {
     let acks = request.acks;
     let request_timeout_ms = request.timeout_ms;
-    if request.transactional_id.is_some() {
-        // Transactions are not offered (not in ApiVersions); a client sending one is broken.
-        return Outcome::Close("transactional produce is not supported".into());
-    }
+    // Kafka checks WRITE on the transactional id only when some batch is transactional.
+    let transactional = request.topic_data.iter().any(|t| {
+        t.partition_data.iter().any(|p| {
+            p.records
+                .as_deref()
+                .and_then(|r| BatchHeader::parse(r).ok())
+                .is_some_and(|h| h.is_transactional())
+        })
+    });
+    let transactional_id_authorized = !transactional
+        || request.transactional_id.as_ref().is_some_and(|id| {
+            ctx.authorize(rc, AclOperation::Write, ResourceType::TransactionalId, id)
+        });
     let image = ctx.metadata.current();
     ctx.replicas
         .wait_applied(image.offset, PARTITIONS_CATCH_UP_MAX)
@@ -158,7 +166,12 @@ pub async fn handle(
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for (p_pos, data) in topic.partition_data.into_iter().enumerate() {
             let index = data.index;
-            let outcome = if !authorized {
+            let outcome = if !transactional_id_authorized {
+                Err(Refusal::new(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    None,
+                ))
+            } else if !authorized {
                 Err(Refusal::new(ResponseError::TopicAuthorizationFailed, None))
             } else if !(acks == 0 || acks == 1 || acks == -1) {
                 Err(Refusal::new(ResponseError::InvalidRequiredAcks, None))

@@ -816,9 +816,29 @@ pub(crate) mod test_support {
         base_sequence: i32,
         count: usize,
     ) -> Bytes {
+        producer_batch_of(producer_id, producer_epoch, base_sequence, count, false)
+    }
+
+    /// [`producer_batch`] with the transactional bit set (KIP-98).
+    pub fn transactional_batch(
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        count: usize,
+    ) -> Bytes {
+        producer_batch_of(producer_id, producer_epoch, base_sequence, count, true)
+    }
+
+    fn producer_batch_of(
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        count: usize,
+        transactional: bool,
+    ) -> Bytes {
         let records: Vec<Record> = (0..count)
             .map(|i| Record {
-                transactional: false,
+                transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,

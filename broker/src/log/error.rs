@@ -29,7 +29,8 @@ pub enum LogError {
     #[error(transparent)]
     LegacyMessageSet(#[from] LegacyError),
     /// An idempotent producer's batch refused by the producer state checks (KIP-98, KIP-360):
-    /// INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_RECORD, see the variant.
+    /// INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_RECORD, INVALID_TXN_STATE or
+    /// TRANSACTION_COORDINATOR_FENCED, see the variant.
     #[error(transparent)]
     Producer(#[from] ProducerStateError),
     /// MESSAGE_TOO_LARGE.
@@ -134,6 +135,10 @@ impl LogError {
                     ResponseError::OutOfOrderSequenceNumber
                 }
                 ProducerStateError::InvalidSequence { .. } => ResponseError::InvalidRecord,
+                ProducerStateError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+                ProducerStateError::CoordinatorFenced { .. } => {
+                    ResponseError::TransactionCoordinatorFenced
+                }
             },
             LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
             LogError::OffsetOutOfRange { .. } | LogError::LogStartBeyondHighWatermark { .. } => {

@@ -5,7 +5,8 @@
 //!
 //! Layers, bottom up: [`batch`] (the 61-byte header, validation and patches over `Bytes`), [`index`]
 //! (sparse offset and time indexes), [`segment`] (one `.log` file with its indexes, recovery),
-//! [`validator`] (a producer's records against the topic's rules), [`legacy`] (magic 0/1 message
+//! [`validator`] (a producer's records against the topic's rules), [`txn_marker`] (transaction
+//! markers), [`txn_index`] (each segment's aborted transactions), [`legacy`] (magic 0/1 message
 //! sets up-converted to one v2 batch for Produce v0–v2), [`epoch`] (the leader-epoch cache and its
 //! checkpoint), [`producer_state`] (idempotent producers'
 //! sequence state and its snapshots), [`partition_log`] (one partition directory),
@@ -20,6 +21,7 @@
 //!     00000000000000000000.log        batches exactly as served (base offset in the name, 20 digits)
 //!     00000000000000000000.index      offset index: (relative offset u32, position u32) BE
 //!     00000000000000000000.timeindex  time index: (timestamp i64, relative offset u32) BE
+//!     00000000000000000000.txnindex   aborted transactions whose ABORT marker is in the segment
 //!     …more segments…
 //!     leader-epoch-checkpoint         "0", count, then "epoch start_offset" lines
 //!     partition.metadata              "version: 0", "topic_id: <uuid>"
@@ -70,6 +72,8 @@ pub mod manager;
 pub mod partition_log;
 pub mod producer_state;
 pub mod segment;
+pub mod txn_index;
+pub mod txn_marker;
 pub mod validator;
 
 pub use batch::{BatchError, BatchErrorKind, BatchHeader, Batches, RecordBatch, TimestampType};

@@ -21,7 +21,14 @@
 //!   every appended batch (leader or follower) updates it, truncation reloads it from a snapshot at
 //!   or below the new LEO plus the headers after it, and open does the same after recovery. A
 //!   snapshot is written at every segment roll (at the new segment's base offset), at close (at the
-//!   LEO) and after an open that had to replay headers.
+//!   LEO) and after an open that had to replay headers;
+//! - transactions (KIP-98): the producer state knows the open ones, `unreplicated_txns` those whose
+//!   marker is not yet below the high watermark, and the last stable offset (LSO) is the first offset
+//!   of the earliest of either, or the high watermark when there is none, never above the high
+//!   watermark nor below the log start;
+//! - `aborted_txns` holds exactly the aborted transactions whose ABORT marker is below the LEO in a
+//!   segment of the log, as the segments' `.txnindex` files do (see [`super::txn_index`]): appended
+//!   with the marker, cut by truncation, dropped with their segment, rebuilt at open.
 //!
 //! Locking: one `RwLock` around the state (appends, truncation, retention and moves of the log start
 //! take it for writing; reads, lookups and getters for reading) and a mutex that lets one fsync run at
@@ -44,10 +51,14 @@ use super::config::LogConfig;
 use super::epoch::{EpochEntry, LeaderEpochCache};
 use super::error::{io_error, LogError, Result};
 use super::now_ms;
-use super::producer_state::{self, Admission, ProducerState, PRODUCER_ID_EXPIRATION_MS};
+use super::producer_state::{
+    self, Admission, CompletedTxn, ProducerState, PRODUCER_ID_EXPIRATION_MS,
+};
 use super::segment::{
     parse_segment_file, LogSegment, TimestampOffset, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
+use super::txn_index::{self, txn_index_path, AbortedTxn};
+use super::txn_marker::EndTxnMarker;
 use super::validator::{validate_records, RecordRules};
 
 mod cleaner;
@@ -66,6 +77,9 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 /// Where deleted partition directories go before they are removed (so a crash mid-removal never
 /// leaves a half-deleted partition that looks real).
 pub const TRASH_DIR: &str = ".trash";
+/// The `upper_bound_offset` of [`PartitionLog::read`] that means the last stable offset (a
+/// read_committed consumer's bound).
+pub const READ_COMMITTED: i64 = i64::MIN;
 
 /// What an append did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +121,8 @@ pub struct ReadResult {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    /// The last stable offset at the time of the read (see the module docs).
+    pub last_stable_offset: i64,
 }
 
 /// The answer to "where does this leader epoch end" (KIP-101, KIP-279).
@@ -153,8 +169,13 @@ struct LogState {
     /// By base offset; never empty (the last one is the active segment).
     segments: BTreeMap<i64, LogSegment>,
     epochs: LeaderEpochCache,
-    /// Idempotent producers' state for the batches below the LEO.
+    /// Idempotent and transactional producers' state for the batches below the LEO.
     producers: ProducerState,
+    /// Aborted transactions by ABORT marker offset (what the `.txnindex` files hold).
+    aborted_txns: BTreeMap<i64, AbortedTxn>,
+    /// Completed transactions whose marker is at or above the high watermark: first offset → marker
+    /// offset. They still hold the LSO back (Kafka's `unreplicatedTxns`).
+    unreplicated_txns: BTreeMap<i64, i64>,
     log_start_offset: i64,
     log_end_offset: i64,
     high_watermark: i64,
@@ -272,11 +293,14 @@ impl LogState {
     /// there (it then covers exactly the batches below `base_offset`).
     fn roll(&mut self, dir: &Path, base_offset: i64) -> Result<()> {
         self.active_mut()?.seal()?;
+        txn_index::sync(&txn_index_path(dir, self.active()?.base_offset()))?;
         if let Err(e) = producer_state::write_snapshot(dir, base_offset, &self.producers) {
             // Only recovery time depends on it: a missing snapshot means replaying more headers.
             warn!(dir = %dir.display(), base_offset, error = %e, "cannot write producer state snapshot");
         }
         let segment = LogSegment::create(dir, base_offset)?;
+        // Present from the start, so a missing one at open means it must be rebuilt.
+        txn_index::write_all(&txn_index_path(dir, base_offset), [])?;
         info!(dir = %dir.display(), base_offset, "rolled new segment");
         self.segments.insert(base_offset, segment);
         self.dir_dirty = true;
@@ -333,14 +357,98 @@ impl LogState {
                 },
             ))?;
             self.active_mut()?.append(run, &headers[i..j], &config)?;
+            let mut pos = 0usize;
             for h in &headers[i..j] {
-                self.producers.update(h, now_ms);
+                let bytes = run.get(pos..pos + h.total_size()).unwrap_or_default();
+                self.record_batch(dir, h, bytes, now_ms)?;
+                pos += h.total_size();
             }
             self.log_end_offset = headers[j - 1].next_offset();
             at += run_bytes;
             i = j;
         }
         Ok(())
+    }
+}
+
+impl LogState {
+    /// The LSO: see the module docs (Kafka's `UnifiedLog.lastStableOffset`).
+    fn last_stable_offset(&self) -> i64 {
+        let mut lso = self.high_watermark;
+        if let Some(first) = self.producers.first_open_txn_offset() {
+            lso = lso.min(first);
+        }
+        if let Some((&first, _)) = self.unreplicated_txns.iter().next() {
+            lso = lso.min(first);
+        }
+        lso.max(self.log_start_offset)
+    }
+
+    /// What a batch just written (`bytes`, offsets final) does to the producer state and, for a
+    /// marker, to the transactions.
+    fn record_batch(
+        &mut self,
+        dir: &Path,
+        h: &BatchHeader,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<()> {
+        if !(h.is_control() && h.producer_id >= 0) {
+            self.producers.update(h, now_ms);
+            return Ok(());
+        }
+        match EndTxnMarker::parse(bytes) {
+            Some(marker) => {
+                let completed = self.producers.apply_marker(h, marker, now_ms);
+                self.complete_txn(dir, completed)
+            }
+            None => {
+                warn!(dir = %dir.display(), offset = h.base_offset, producer_id = h.producer_id,
+                    "control batch is not a transaction marker; ignored");
+                Ok(())
+            }
+        }
+    }
+
+    /// A marker ended a transaction: it holds the LSO until the high watermark passes the marker, and
+    /// an aborted one goes into the index of the segment holding the marker.
+    fn complete_txn(&mut self, dir: &Path, completed: CompletedTxn) -> Result<()> {
+        if completed.last_offset >= self.high_watermark {
+            self.unreplicated_txns
+                .insert(completed.first_offset, completed.last_offset);
+        }
+        if !completed.aborted {
+            return Ok(());
+        }
+        let entry = AbortedTxn {
+            producer_id: completed.producer_id,
+            first_offset: completed.first_offset,
+            last_offset: completed.last_offset,
+            last_stable_offset: self
+                .producers
+                .first_open_txn_offset()
+                .unwrap_or(completed.last_offset + 1),
+        };
+        self.aborted_txns.insert(entry.last_offset, entry);
+        let base = self
+            .segments
+            .range(..=entry.last_offset)
+            .next_back()
+            .map_or(entry.last_offset, |(base, _)| *base);
+        txn_index::append(&txn_index_path(dir, base), &entry)
+    }
+
+    /// Rewrites the `.txnindex` of the segment at `base` from `aborted_txns`.
+    fn rewrite_txn_index(&self, dir: &Path, base: i64) -> Result<()> {
+        let end = self
+            .segments
+            .range(base + 1..)
+            .next()
+            .map_or(i64::MAX, |(next, _)| *next);
+        txn_index::write_all(
+            &txn_index_path(dir, base),
+            self.aborted_txns.range(base..end).map(|(_, e)| e),
+        )
     }
 }
 
@@ -571,8 +679,8 @@ impl PartitionLog {
     }
 
     /// Reads whole batches from `offset`: at most `max_bytes` (but always the first batch, KIP-74), only
-    /// batches ending below `upper_bound_offset` (the high watermark for consumers, the LEO for
-    /// followers). [`LogError::OffsetOutOfRange`] below the log start or above the LEO; empty records
+    /// batches ending below `upper_bound_offset` (the high watermark for read_uncommitted consumers,
+    /// the LEO for followers, [`READ_COMMITTED`] for the LSO as of the read). [`LogError::OffsetOutOfRange`] below the log start or above the LEO; empty records
     /// at the LEO or when the bound stops the first batch.
     pub fn read(
         &self,
@@ -588,7 +696,11 @@ impl PartitionLog {
                 log_end_offset: state.log_end_offset,
             });
         }
-        let bound = upper_bound_offset.min(state.log_end_offset);
+        let bound = match upper_bound_offset {
+            READ_COMMITTED => state.last_stable_offset(),
+            bound => bound,
+        }
+        .min(state.log_end_offset);
         let mut records = Bytes::new();
         if offset < bound {
             let floor = state
@@ -609,6 +721,7 @@ impl PartitionLog {
             log_start_offset: state.log_start_offset,
             log_end_offset: state.log_end_offset,
             high_watermark: state.high_watermark,
+            last_stable_offset: state.last_stable_offset(),
         })
     }
 
@@ -706,6 +819,86 @@ impl PartitionLog {
         self.peek().log_start_offset
     }
 
+    /// The last stable offset (see the module docs).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.peek().last_stable_offset()
+    }
+
+    /// The aborted transactions a read_committed fetch of `[fetch_offset, upper_bound_offset)` must
+    /// return (Kafka's `collectAbortedTxns`): those ending at or after `fetch_offset` and starting
+    /// below `upper_bound_offset`, by marker offset.
+    pub fn aborted_transactions(
+        &self,
+        fetch_offset: i64,
+        upper_bound_offset: i64,
+    ) -> Vec<AbortedTxn> {
+        self.peek()
+            .aborted_txns
+            .range(fetch_offset..)
+            .map(|(_, e)| *e)
+            .filter(|e| e.first_offset < upper_bound_offset)
+            .collect()
+    }
+
+    /// Appends a transaction marker as leader (WriteTxnMarkers; Kafka's `appendAsLeader` with origin
+    /// COORDINATOR): checks it against the producer state (a stale producer epoch is
+    /// INVALID_PRODUCER_EPOCH, a stale coordinator epoch TRANSACTION_COORDINATOR_FENCED), gives it
+    /// the next offset, stamps `leader_epoch`, and writes it, ending the producer's transaction.
+    pub fn append_marker_as_leader(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        let now = now_ms();
+        let mut batch = RecordBatch::parse(marker.encode(producer_id, producer_epoch, now))?;
+        let mut state = self.write_state()?;
+        if let Some(latest) = state.epochs.latest_epoch() {
+            if leader_epoch < latest {
+                return Err(LogError::StaleLeaderEpoch {
+                    epoch: leader_epoch,
+                    latest,
+                });
+            }
+        }
+        state
+            .producers
+            .check_marker(producer_id, producer_epoch, marker.coordinator_epoch)?;
+        let base_offset = state.log_end_offset;
+        batch.set_base_offset(base_offset);
+        batch.set_partition_leader_epoch(leader_epoch);
+        let log_append_time_ms = match state.config.message_timestamp_type {
+            TimestampType::LogAppendTime => {
+                batch.set_log_append_time(now);
+                now
+            }
+            TimestampType::CreateTime => NO_TIMESTAMP,
+        };
+        let header = *batch.header();
+        let result = state
+            .epochs
+            .assign(leader_epoch, base_offset)
+            .and_then(|_| state.append_batches(&self.dir, batch.as_bytes(), &[header], now));
+        if let Err(e) = result {
+            return Err(state.fail(&self.dir, e));
+        }
+        info!(dir = %self.dir.display(), producer_id, producer_epoch, commit = marker.commit,
+            coordinator_epoch = marker.coordinator_epoch, offset = base_offset, "wrote transaction marker");
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: base_offset,
+            max_timestamp: header.max_timestamp,
+            offset_of_max_timestamp: base_offset,
+            log_append_time_ms,
+            log_start_offset: state.log_start_offset,
+            batches: 1,
+            size_bytes: header.total_size(),
+            flush_required: state.flush_required(),
+            duplicate: false,
+        })
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.peek().high_watermark
     }
@@ -724,6 +917,9 @@ impl PartitionLog {
             return false;
         }
         state.high_watermark = allowed;
+        state
+            .unreplicated_txns
+            .retain(|_, marker| *marker >= allowed);
         true
     }
 
@@ -900,10 +1096,25 @@ impl PartitionLog {
         state.high_watermark = state.high_watermark.min(leo);
         state.flushed_offset = state.flushed_offset.min(leo);
         // Batches the truncated ones had pushed out of a producer's window come back with a reload.
-        let (producers, replayed) = load_producer_state(&self.dir, &state.segments, leo)?;
-        tracing::debug!(dir = %self.dir.display(), batches = replayed, producers = producers.len(),
-            "reloaded producer state after truncation");
-        state.producers = producers;
+        let loaded = load_producer_state(&self.dir, &state.segments, leo, leo)?;
+        tracing::debug!(dir = %self.dir.display(), batches = loaded.replayed,
+            producers = loaded.producers.len(), "reloaded producer state after truncation");
+        state.producers = loaded.producers;
+        // Markers at or above the new LEO are gone; the transactions they ended are open again.
+        let cut = state.aborted_txns.split_off(&leo);
+        state.unreplicated_txns.retain(|_, marker| *marker < leo);
+        let high_watermark = state.high_watermark;
+        state.unreplicated_txns.extend(
+            loaded
+                .completed
+                .iter()
+                .filter(|t| t.last_offset >= high_watermark)
+                .map(|t| (t.first_offset, t.last_offset)),
+        );
+        if !cut.is_empty() {
+            let active = state.active()?.base_offset();
+            state.rewrite_txn_index(&self.dir, active)?;
+        }
         Ok(())
     }
 
@@ -927,6 +1138,9 @@ impl PartitionLog {
             state.epochs.clear()?;
             producer_state::delete_all_snapshots(&self.dir)?;
             state.producers = ProducerState::default();
+            state.aborted_txns.clear();
+            state.unreplicated_txns.clear();
+            txn_index::write_all(&txn_index_path(&self.dir, offset), [])?;
             state.log_start_offset = offset;
             state.log_end_offset = offset;
             state.high_watermark = offset;

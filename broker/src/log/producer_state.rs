@@ -1,8 +1,11 @@
-//! Producer state of one partition (Kafka `ProducerStateManager`, idempotent part; KIP-98, KIP-360): for
-//! every producer id seen in the log, its current epoch and the metadata of its last
-//! [`NUM_BATCHES_TO_RETAIN`] batches. That is what lets a leader recognise a retried batch (and answer
-//! with the original offsets instead of writing it twice), refuse a gap in the sequence numbers, and
-//! refuse a producer fenced by a newer epoch of the same id.
+//! Producer state of one partition (Kafka `ProducerStateManager`; KIP-98, KIP-360): for every producer
+//! id seen in the log, its current epoch, the metadata of its last [`NUM_BATCHES_TO_RETAIN`] batches,
+//! the first offset of its open transaction and the coordinator epoch of its last transaction marker.
+//! That is what lets a leader recognise a retried batch (and answer with the original offsets instead
+//! of writing it twice), refuse a gap in the sequence numbers, refuse a producer fenced by a newer
+//! epoch of the same id, refuse a plain batch inside an open transaction (INVALID_TXN_STATE), refuse a
+//! marker from a fenced coordinator, and know the first offset of the earliest open transaction, from
+//! which the last stable offset follows.
 //!
 //! What must stay true:
 //! - the state is a function of the batch headers in the log: replaying the headers of the log in
@@ -13,13 +16,19 @@
 //! - a snapshot `<offset>.snapshot` holds the state of exactly the batches below `offset` (Kafka's
 //!   name and meaning). It carries a CRC-32C; a snapshot that fails it, or does not parse, is ignored
 //!   and deleted, and the state is rebuilt by replaying more of the log;
-//! - batches with producer id -1 (not idempotent) are neither checked nor recorded.
+//! - batches with producer id -1 (not idempotent) are neither checked nor recorded;
+//! - a producer has an open transaction from its first transactional data batch after its last
+//!   marker up to its next marker (COMMIT or ABORT); `ongoing` indexes exactly the open ones by
+//!   first offset, and a producer with one never expires.
 //!
-//! Snapshot format (big-endian), version 1:
+//! Snapshot format (big-endian), version 2 (written), which adds the transaction fields and allows
+//! a producer known only from a marker (no batches); version 1 (read only) has neither:
 //!
 //! ```text
-//! version i16 = 1 | crc u32 (CRC-32C of every byte after it) | producer_count i32 |
-//! producer_count × { producer_id i64 | producer_epoch i16 | last_update_ms i64 | batch_count i16 (1..=5) |
+//! version i16 = 2 | crc u32 (CRC-32C of every byte after it) | producer_count i32 |
+//! producer_count × { producer_id i64 | producer_epoch i16 | last_update_ms i64 |
+//!                    coordinator_epoch i32 | current_txn_first_offset i64 (-1: none)   <- v2 only
+//!                    batch_count i16 (v1: 1..=5, v2: 0..=5) |
 //!                    batch_count × { first_seq i32 | last_seq i32 | last_offset i64 |
 //!                                    offset_delta i32 | timestamp i64 } }
 //! ```
@@ -27,7 +36,7 @@
 //! Unlike Kafka's snapshot (which keeps only each producer's last batch) it keeps all retained
 //! batches, so a retry of any of the last five in-flight batches is still recognised after a restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -39,6 +48,7 @@ use super::batch::BatchHeader;
 use super::checkpoint;
 use super::error::{io_error, Result};
 use super::segment::{parse_segment_file, segment_file};
+use super::txn_marker::EndTxnMarker;
 
 /// Batches remembered per producer (Kafka `NUM_BATCHES_TO_RETAIN`; matches the clients' default of at
 /// most five requests in flight per connection).
@@ -50,10 +60,11 @@ pub const NUM_BATCHES_TO_RETAIN: usize = 5;
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
 
-const SNAPSHOT_VERSION: i16 = 1;
+const SNAPSHOT_VERSION: i16 = 2;
+const SNAPSHOT_VERSION_V1: i16 = 1;
 /// version + crc + producer_count.
 const SNAPSHOT_HEADER_BYTES: usize = 2 + 4 + 4;
-const PRODUCER_BYTES: usize = 8 + 2 + 8 + 2;
+const PRODUCER_BYTES: usize = 8 + 2 + 8 + 4 + 8 + 2;
 const BATCH_BYTES: usize = 4 + 4 + 8 + 4 + 8;
 
 /// What is remembered of one appended batch of a producer.
@@ -82,7 +93,12 @@ pub struct ProducerEntry {
     /// This replica's wall clock when it last recorded a batch of the producer (appended, copied or
     /// replayed), for expiration.
     pub last_update_ms: i64,
-    /// Oldest first; never empty, at most [`NUM_BATCHES_TO_RETAIN`], all of `producer_epoch`.
+    /// The coordinator epoch of the last transaction marker written for the producer (-1: none).
+    pub coordinator_epoch: i32,
+    /// The first offset of the producer's open transaction here, if one is open.
+    pub current_txn_first_offset: Option<i64>,
+    /// Oldest first; at most [`NUM_BATCHES_TO_RETAIN`], all of `producer_epoch`; empty only for a
+    /// producer known from a marker alone (or whose epoch a marker bumped).
     batches: VecDeque<BatchMetadata>,
 }
 
@@ -112,6 +128,17 @@ pub enum Admission {
     Duplicate(BatchMetadata),
 }
 
+/// A transaction a marker ended in this partition (Kafka's `CompletedTxn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    /// The transaction's first offset here (the marker's own offset when it had no data here).
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub aborted: bool,
+}
+
 /// Why a leader refuses a producer's batch (each maps to one Kafka error code).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ProducerStateError {
@@ -135,6 +162,19 @@ pub enum ProducerStateError {
         expected: i32,
         found: i32,
     },
+    /// INVALID_TXN_STATE (48): a non-transactional batch from a producer with an open transaction.
+    #[error("producer {producer_id} sent a non-transactional batch while its transaction from offset {txn_first_offset} is open")]
+    InvalidTxnState {
+        producer_id: i64,
+        txn_first_offset: i64,
+    },
+    /// TRANSACTION_COORDINATOR_FENCED (52): a marker from a coordinator older than the last one.
+    #[error("marker for producer {producer_id} from coordinator epoch {coordinator_epoch}, older than {current}")]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     /// INVALID_RECORD (87): an idempotent batch must carry a sequence.
     #[error("producer {producer_id} sent a batch with negative base sequence {base_sequence}")]
     InvalidSequence {
@@ -156,6 +196,8 @@ pub fn increment_sequence(seq: i32, increment: i32) -> i32 {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// The open transactions: first offset → producer id.
+    ongoing: BTreeMap<i64, i64>,
 }
 
 impl ProducerState {
@@ -203,18 +245,117 @@ impl ProducerState {
         if let Some(original) = entry.find_duplicate(first_seq, last_seq) {
             return Ok(Admission::Duplicate(original));
         }
-        match entry.last_batch() {
-            Some(last) if first_seq != increment_sequence(last.last_seq, 1) => {
-                Err(out_of_order(increment_sequence(last.last_seq, 1)))
+        if let Some(last) = entry.last_batch() {
+            if first_seq != increment_sequence(last.last_seq, 1) {
+                return Err(out_of_order(increment_sequence(last.last_seq, 1)));
+            }
+        }
+        Self::check_txn_state(entry, h)
+    }
+
+    /// Kafka's `ProducerAppendInfo.appendDataBatch`: inside an open transaction only transactional
+    /// batches may follow.
+    fn check_txn_state(
+        entry: &ProducerEntry,
+        h: &BatchHeader,
+    ) -> Result<Admission, ProducerStateError> {
+        match entry.current_txn_first_offset {
+            Some(txn_first_offset) if !h.is_transactional() => {
+                Err(ProducerStateError::InvalidTxnState {
+                    producer_id: h.producer_id,
+                    txn_first_offset,
+                })
             }
             _ => Ok(Admission::Append),
         }
     }
 
-    /// Records a batch now in the log (offsets final), leader or follower alike, at `now_ms`; no
-    /// checks. A batch of another epoch than the producer's current one starts its history anew.
+    /// The leader's checks on a marker for `producer_id` (Kafka's `ProducerAppendInfo.appendEndTxnMarker`):
+    /// a stale producer epoch is INVALID_PRODUCER_EPOCH, a stale coordinator epoch
+    /// TRANSACTION_COORDINATOR_FENCED. A producer this partition does not know passes.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerStateError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.producer_epoch {
+            return Err(ProducerStateError::InvalidProducerEpoch {
+                producer_id,
+                epoch: producer_epoch,
+                current_epoch: entry.producer_epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(ProducerStateError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a marker now in the log at `h.base_offset` (leader or follower alike): the producer's
+    /// transaction ends, its coordinator epoch is the marker's, and a marker of a newer producer epoch
+    /// starts its batch history anew. Returns the transaction it completed.
+    pub fn apply_marker(
+        &mut self,
+        h: &BatchHeader,
+        marker: EndTxnMarker,
+        now_ms: i64,
+    ) -> CompletedTxn {
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                producer_epoch: h.producer_epoch,
+                last_update_ms: now_ms,
+                coordinator_epoch: -1,
+                current_txn_first_offset: None,
+                batches: VecDeque::new(),
+            });
+        entry.last_update_ms = entry.last_update_ms.max(now_ms);
+        if entry.producer_epoch != h.producer_epoch {
+            entry.producer_epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        let first_offset = match entry.current_txn_first_offset.take() {
+            Some(first) => {
+                self.ongoing.remove(&first);
+                first
+            }
+            None => h.base_offset,
+        };
+        CompletedTxn {
+            producer_id: h.producer_id,
+            first_offset,
+            last_offset: h.base_offset,
+            aborted: !marker.commit,
+        }
+    }
+
+    /// The first offset of the earliest open transaction (Kafka's `firstUnstableOffset`, before the
+    /// completed transactions that are not yet replicated).
+    pub fn first_open_txn_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Every open transaction as (first offset, producer id), earliest first.
+    pub fn open_txns(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().map(|(&first, &pid)| (first, pid))
+    }
+
+    /// Records a data batch now in the log (offsets final), leader or follower alike, at `now_ms`; no
+    /// checks. A batch of another epoch than the producer's current one starts its history anew; a
+    /// transactional batch opens the producer's transaction if none is open. Control batches are
+    /// recorded by [`ProducerState::apply_marker`] instead.
     pub fn update(&mut self, h: &BatchHeader, now_ms: i64) {
-        if h.producer_id < 0 {
+        if h.producer_id < 0 || h.is_control() {
             return;
         }
         let batch = BatchMetadata {
@@ -230,6 +371,8 @@ impl ProducerState {
             .or_insert_with(|| ProducerEntry {
                 producer_epoch: h.producer_epoch,
                 last_update_ms: now_ms,
+                coordinator_epoch: -1,
+                current_txn_first_offset: None,
                 batches: VecDeque::with_capacity(NUM_BATCHES_TO_RETAIN),
             });
         entry.last_update_ms = entry.last_update_ms.max(now_ms);
@@ -241,6 +384,10 @@ impl ProducerState {
             entry.batches.pop_front();
         }
         entry.batches.push_back(batch);
+        if h.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert(h.base_offset, h.producer_id);
+        }
     }
 
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
@@ -260,11 +407,14 @@ impl ProducerState {
         self.producers.is_empty()
     }
 
-    /// Forgets producers last updated `expiration_ms` or more before `now_ms`; returns how many.
+    /// Forgets producers last updated `expiration_ms` or more before `now_ms` and with no open
+    /// transaction (Kafka's `isProducerExpired`); returns how many.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, entry| now_ms.saturating_sub(entry.last_update_ms) < expiration_ms);
+        self.producers.retain(|_, entry| {
+            entry.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(entry.last_update_ms) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -281,6 +431,8 @@ impl ProducerState {
             body.extend_from_slice(&id.to_be_bytes());
             body.extend_from_slice(&entry.producer_epoch.to_be_bytes());
             body.extend_from_slice(&entry.last_update_ms.to_be_bytes());
+            body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
+            body.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
             body.extend_from_slice(&(entry.batches.len() as i16).to_be_bytes());
             for b in &entry.batches {
                 body.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -304,9 +456,10 @@ impl ProducerState {
         }
         let mut r = Reader { bytes, at: 0 };
         let version = r.i16()?;
-        if version != SNAPSHOT_VERSION {
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_V1 {
             return Err(format!("unknown snapshot version {version}"));
         }
+        let v2 = version == SNAPSHOT_VERSION;
         let stored = r.u32()?;
         let computed = crc32c::crc32c(&bytes[6..]);
         if stored != computed {
@@ -317,17 +470,33 @@ impl ProducerState {
         let count = r.i32()?;
         let count = usize::try_from(count).map_err(|_| format!("producer count {count}"))?;
         let mut producers = HashMap::with_capacity(count.min(bytes.len() / PRODUCER_BYTES));
+        let mut ongoing = BTreeMap::new();
         for _ in 0..count {
             let producer_id = r.i64()?;
             let producer_epoch = r.i16()?;
             let last_update_ms = r.i64()?;
+            let (coordinator_epoch, current_txn_first_offset) = if v2 {
+                let epoch = r.i32()?;
+                let first = r.i64()?;
+                (epoch, (first >= 0).then_some(first))
+            } else {
+                (-1, None)
+            };
             let batches = r.i16()?;
-            if producer_id < 0 || !(1..=NUM_BATCHES_TO_RETAIN as i16).contains(&batches) {
+            let least = if v2 { 0 } else { 1 };
+            if producer_id < 0 || !(least..=NUM_BATCHES_TO_RETAIN as i16).contains(&batches) {
                 return Err(format!("producer {producer_id} with {batches} batches"));
+            }
+            if let Some(first) = current_txn_first_offset {
+                if ongoing.insert(first, producer_id).is_some() {
+                    return Err(format!("two transactions start at offset {first}"));
+                }
             }
             let mut entry = ProducerEntry {
                 producer_epoch,
                 last_update_ms,
+                coordinator_epoch,
+                current_txn_first_offset,
                 batches: VecDeque::with_capacity(NUM_BATCHES_TO_RETAIN),
             };
             for _ in 0..batches {
@@ -346,7 +515,7 @@ impl ProducerState {
         if r.at != bytes.len() {
             return Err(format!("{} trailing bytes", bytes.len() - r.at));
         }
-        Ok(ProducerState { producers })
+        Ok(ProducerState { producers, ongoing })
     }
 }
 
@@ -778,6 +947,168 @@ mod tests {
             "falls back to the older snapshot"
         );
         assert!(!newest.exists(), "the corrupt snapshot is deleted");
+    }
+
+    /// A transactional data batch (KIP-98).
+    fn txn(pid: i64, epoch: i16, seq: i32, records: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x10,
+            ..batch(pid, epoch, seq, records, base_offset)
+        }
+    }
+
+    /// A marker batch header at `offset`.
+    fn marker_at(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x30,
+            base_sequence: -1,
+            ..batch(pid, epoch, 0, 1, offset)
+        }
+    }
+
+    fn end(commit: bool, coordinator_epoch: i32) -> EndTxnMarker {
+        EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        }
+    }
+
+    #[test]
+    fn a_transaction_opens_with_its_first_batch_and_closes_with_its_marker() {
+        let mut state = ProducerState::default();
+        assert_eq!(
+            leader_append(&mut state, txn(7, 0, 0, 2, 10)),
+            Ok(Admission::Append)
+        );
+        assert_eq!(
+            leader_append(&mut state, txn(8, 0, 0, 1, 12)),
+            Ok(Admission::Append)
+        );
+        assert_eq!(
+            leader_append(&mut state, txn(7, 0, 2, 2, 13)),
+            Ok(Admission::Append)
+        );
+        assert_eq!(state.get(7).unwrap().current_txn_first_offset, Some(10));
+        assert_eq!(state.first_open_txn_offset(), Some(10));
+        assert_eq!(
+            state.open_txns().collect::<Vec<_>>(),
+            vec![(10, 7), (12, 8)]
+        );
+        // A plain batch inside the open transaction is refused; a retry of a transactional one is
+        // still a duplicate.
+        assert_eq!(
+            state.check(&batch(7, 0, 4, 1, 0)),
+            Err(ProducerStateError::InvalidTxnState {
+                producer_id: 7,
+                txn_first_offset: 10
+            })
+        );
+        assert!(matches!(
+            state.check(&txn(7, 0, 2, 2, 0)),
+            Ok(Admission::Duplicate(_))
+        ));
+        assert_eq!(state.check_marker(7, 0, 3), Ok(()));
+        let done = state.apply_marker(&marker_at(7, 0, 15), end(false, 3), 6_000);
+        assert_eq!(
+            done,
+            CompletedTxn {
+                producer_id: 7,
+                first_offset: 10,
+                last_offset: 15,
+                aborted: true
+            }
+        );
+        let entry = state.get(7).unwrap();
+        assert_eq!(
+            (entry.current_txn_first_offset, entry.coordinator_epoch),
+            (None, 3)
+        );
+        assert_eq!(
+            entry.batches().count(),
+            2,
+            "a marker of the same epoch keeps the batches"
+        );
+        assert_eq!(state.first_open_txn_offset(), Some(12));
+        // After the marker a plain batch is fine again, and continues the sequence.
+        assert_eq!(state.check(&batch(7, 0, 4, 1, 0)), Ok(Admission::Append));
+        // A marker with no transaction here completes an empty one at its own offset.
+        let empty = state.apply_marker(&marker_at(9, 0, 16), end(true, 1), 6_000);
+        assert_eq!(
+            (empty.first_offset, empty.last_offset, empty.aborted),
+            (16, 16, false)
+        );
+        assert_eq!(state.get(9).unwrap().batches().count(), 0);
+    }
+
+    #[test]
+    fn markers_from_a_stale_coordinator_or_producer_epoch_are_fenced() {
+        let mut state = ProducerState::default();
+        leader_append(&mut state, txn(7, 2, 0, 1, 0)).unwrap();
+        state.apply_marker(&marker_at(7, 2, 1), end(true, 5), 6_000);
+        assert_eq!(
+            state.check_marker(7, 2, 4),
+            Err(ProducerStateError::CoordinatorFenced {
+                producer_id: 7,
+                coordinator_epoch: 4,
+                current: 5
+            })
+        );
+        assert!(matches!(
+            state.check_marker(7, 1, 5),
+            Err(ProducerStateError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(state.check_marker(7, 2, 5), Ok(()));
+        assert_eq!(state.check_marker(99, 0, 0), Ok(()), "unknown producer");
+        // A marker of a bumped epoch starts the producer's history anew.
+        state.apply_marker(&marker_at(7, 3, 2), end(false, 6), 6_000);
+        let entry = state.get(7).unwrap();
+        assert_eq!((entry.producer_epoch, entry.batches().count()), (3, 0));
+    }
+
+    #[test]
+    fn producers_with_an_open_transaction_do_not_expire() {
+        let mut state = ProducerState::default();
+        state.update(&txn(1, 0, 0, 1, 0), 1_000);
+        state.update(&batch(2, 0, 0, 1, 1), 1_000);
+        assert_eq!(state.remove_expired(100_000, 40_000), 1);
+        assert!(state.get(1).is_some() && state.get(2).is_none());
+    }
+
+    #[test]
+    fn snapshots_carry_open_transactions_and_v1_snapshots_still_load() {
+        let mut state = sample_state();
+        state.update(&txn(11, 1, 0, 2, 100), 9_500);
+        state.apply_marker(&marker_at(12, 4, 102), end(true, 9), 9_600);
+        let bytes = state.encode();
+        assert_eq!(&bytes[..2], &2i16.to_be_bytes(), "written as version 2");
+        let decoded = ProducerState::decode(&bytes).unwrap();
+        assert_eq!(decoded, state);
+        assert_eq!(decoded.first_open_txn_offset(), Some(100));
+        assert_eq!(decoded.get(12).unwrap().coordinator_epoch, 9);
+
+        // A version 1 snapshot, as the previous release wrote it: one producer, one batch.
+        let mut body = Vec::new();
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&7i64.to_be_bytes());
+        body.extend_from_slice(&3i16.to_be_bytes());
+        body.extend_from_slice(&5_000i64.to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        for v in [0i32, 4] {
+            body.extend_from_slice(&v.to_be_bytes());
+        }
+        body.extend_from_slice(&4i64.to_be_bytes());
+        body.extend_from_slice(&4i32.to_be_bytes());
+        body.extend_from_slice(&1_004i64.to_be_bytes());
+        let mut v1 = 1i16.to_be_bytes().to_vec();
+        v1.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        v1.extend_from_slice(&body);
+        let old = ProducerState::decode(&v1).unwrap();
+        let entry = old.get(7).unwrap();
+        assert_eq!((entry.producer_epoch, entry.coordinator_epoch), (3, -1));
+        assert_eq!(entry.current_txn_first_offset, None);
+        assert_eq!(entry.last_batch().unwrap().last_offset, 4);
+        assert_eq!(old.first_open_txn_offset(), None);
+        assert_eq!(old.check(&batch(7, 3, 5, 1, 0)), Ok(Admission::Append));
     }
 
     #[test]

@@ -641,11 +641,13 @@ impl LogSegment {
         Arc::clone(&self.file)
     }
 
-    /// Removes the segment's files.
+    /// Removes the segment's files (its aborted-transactions index too).
     pub fn delete_files(&self) -> Result<()> {
+        let txn_index = self.log_path.with_extension("txnindex");
         for path in [
             self.offset_index.path(),
             self.time_index.path(),
+            txn_index.as_path(),
             self.log_path.as_path(),
         ] {
             match fs::remove_file(path) {

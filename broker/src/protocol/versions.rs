@@ -72,6 +72,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ListTransactions, 0, 1),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeProducers, 0, 0),
+    // Inter-broker, from transaction coordinators (KIP-98); Kafka 4 serves v1 only (KIP-896).
+    api(ApiKey::WriteTxnMarkers, 1, 1),
     // From v1, as Kafka 4.x (KIP-896 removed v0, which could name only LITERAL patterns).
     api(ApiKey::DescribeAcls, 1, 3),
     api(ApiKey::CreateAcls, 1, 3),

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use super::partition::{Partition, PartitionState};
 use crate::log::batch::BatchHeader;
+use crate::log::txn_marker::EndTxnMarker;
 use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog};
 use crate::metadata::MetadataCache;
 use crate::status::BrokerStatus;
@@ -469,6 +470,41 @@ impl ReplicaManager {
         let leader_epoch = state.leader_epoch;
         let info = blocking(move || log.append_as_leader(batch, leader_epoch)).await??;
         // Followers long-polling for new data fetch it now, while this broker fsyncs its copy.
+        self.notify_data();
+        Ok(PendingAppend {
+            partition: partition.clone(),
+            info,
+            leader_epoch,
+        })
+    }
+
+    /// Appends a transaction marker as the partition's leader (WriteTxnMarkers); complete it with
+    /// `complete_append` and acks=all, as Kafka's coordinator appends with `requiredAcks = -1`. Below
+    /// `min.insync.replicas` it is refused before it is written (NOT_ENOUGH_REPLICAS; the coordinator
+    /// retries).
+    pub async fn append_marker_as_leader(
+        &self,
+        partition: &Arc<Partition>,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+    ) -> Result<PendingAppend, AppendError> {
+        let state = partition.state();
+        if state.leader != self.broker_id {
+            return Err(AppendError::NotLeader);
+        }
+        if state.isr.len() < state.min_insync_replicas {
+            return Err(AppendError::NotEnoughReplicas {
+                isr: state.isr.len(),
+                min: state.min_insync_replicas,
+            });
+        }
+        let log = partition.log.clone();
+        let leader_epoch = state.leader_epoch;
+        let info = blocking(move || {
+            log.append_marker_as_leader(producer_id, producer_epoch, marker, leader_epoch)
+        })
+        .await??;
         self.notify_data();
         Ok(PendingAppend {
             partition: partition.clone(),

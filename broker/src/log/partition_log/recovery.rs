@@ -1,6 +1,9 @@
 //! Opening a partition log and recovering it after a crash: the directory scan, torn-tail
-//! truncation of the segments that may hold one, the epoch cache and checkpoints, and the producer
-//! state rebuilt from the last snapshot plus the batch headers after it.
+//! truncation of the segments that may hold one, the epoch cache and checkpoints, the producer
+//! state rebuilt from the last snapshot plus the batch headers after it, and the aborted-transaction
+//! indexes: read from their files, and rebuilt by replaying the log from a snapshot at or below the
+//! first segment whose file is missing or does not parse (and, after a crash, from the last snapshot,
+//! which covers the recovered tail).
 
 use super::*;
 
@@ -94,6 +97,7 @@ impl PartitionLog {
         if segments.is_empty() {
             let base = log_start_checkpoint.unwrap_or(0).max(0);
             segments.insert(base, LogSegment::create(dir, base)?);
+            txn_index::write_all(&txn_index_path(dir, base), [])?;
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end_offset = segments
@@ -150,12 +154,60 @@ impl PartitionLog {
         epochs.truncate_from_end(log_end_offset + 1)?;
         epochs.truncate_from_start(log_start_offset)?;
 
-        let (producers, replayed) = load_producer_state(dir, &segments, log_end_offset)?;
-        if replayed > 0 {
-            info!(dir = %dir.display(), batches = replayed, producers = producers.len(),
+        // Aborted transactions: from the `.txnindex` files, then from the replay below for the segments
+        // whose file is missing or unreadable (and whatever the replay passes).
+        let mut aborted_txns = BTreeMap::new();
+        let mut rebuild: Vec<i64> = Vec::new();
+        for &base in segments.keys() {
+            let path = txn_index_path(dir, base);
+            match txn_index::read(&path)? {
+                Some(Ok(entries)) => {
+                    aborted_txns.extend(entries.into_iter().map(|e| (e.last_offset, e)));
+                }
+                Some(Err(reason)) => {
+                    warn!(file = %path.display(), %reason, "rebuilding transaction index");
+                    rebuild.push(base);
+                }
+                None => rebuild.push(base),
+            }
+        }
+        if aborted_txns
+            .split_off(&log_end_offset)
+            .values()
+            .next()
+            .is_some()
+        {
+            // Entries of markers the recovery cut: the active segment's file is rewritten below.
+            if let Some(&active) = segments.keys().next_back() {
+                rebuild.push(active);
+            }
+        }
+        let replay_from = rebuild.first().copied().unwrap_or(log_end_offset);
+        let loaded = load_producer_state(dir, &segments, log_end_offset, replay_from)?;
+        let producers = loaded.producers;
+        if loaded.replayed > 0 {
+            info!(dir = %dir.display(), batches = loaded.replayed, producers = producers.len(),
                 "rebuilt producer state from the log");
             if let Err(e) = producer_state::write_snapshot(dir, log_end_offset, &producers) {
                 warn!(dir = %dir.display(), error = %e, "cannot write producer state snapshot");
+            }
+        }
+        for txn in loaded.completed.iter().filter(|t| t.aborted) {
+            let entry = AbortedTxn {
+                producer_id: txn.producer_id,
+                first_offset: txn.first_offset,
+                last_offset: txn.last_offset,
+                last_stable_offset: txn.last_offset + 1,
+            };
+            let known = aborted_txns.insert(entry.last_offset, entry);
+            if known.is_none() {
+                let base = segments
+                    .range(..=entry.last_offset)
+                    .next_back()
+                    .map_or(entry.last_offset, |(b, _)| *b);
+                if !rebuild.contains(&base) {
+                    rebuild.push(base);
+                }
             }
         }
 
@@ -168,29 +220,45 @@ impl PartitionLog {
             .min(log_end_offset)
             .max(log_start_offset);
 
+        let unreplicated_txns = loaded
+            .completed
+            .iter()
+            .filter(|t| t.last_offset >= high_watermark)
+            .map(|t| (t.first_offset, t.last_offset))
+            .collect();
+
+        let state = LogState {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            epochs,
+            producers,
+            aborted_txns,
+            unreplicated_txns,
+            log_start_offset,
+            log_end_offset,
+            high_watermark,
+            checkpointed_high_watermark: None,
+            flushed_offset: log_end_offset,
+            last_flush_ms: now_ms(),
+            dir_dirty: false,
+            truncations: 0,
+            fsyncs: 0,
+            status: Status::Open,
+        };
+        rebuild.sort_unstable();
+        rebuild.dedup();
+        for base in rebuild {
+            state.rewrite_txn_index(dir, base)?;
+        }
+
         checkpoint::fsync_dir(dir)?;
         info!(dir = %dir.display(), log_start_offset, log_end_offset, high_watermark,
-            segments = segments.len(), clean, "opened partition log");
+            segments = state.segments.len(), clean, "opened partition log");
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             topic_id,
-            state: RwLock::new(LogState {
-                dir: dir.to_path_buf(),
-                config,
-                segments,
-                epochs,
-                producers,
-                log_start_offset,
-                log_end_offset,
-                high_watermark,
-                checkpointed_high_watermark: None,
-                flushed_offset: log_end_offset,
-                last_flush_ms: now_ms(),
-                dir_dirty: false,
-                truncations: 0,
-                fsyncs: 0,
-                status: Status::Open,
-            }),
+            state: RwLock::new(state),
             flush_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
             #[cfg(test)]
@@ -199,18 +267,31 @@ impl PartitionLog {
     }
 }
 
-/// The producer state of the batches below `log_end_offset`: the newest snapshot at or below it plus
-/// the batch headers after it (headers only, no records are decoded). Snapshots above it are deleted
-/// first (their batches are gone). Returns the state and how many headers were replayed.
+/// What [`load_producer_state`] found.
+pub(super) struct LoadedProducers {
+    pub producers: ProducerState,
+    /// Batch headers replayed after the snapshot.
+    pub replayed: usize,
+    /// The transactions ended by the markers replayed, in log order.
+    pub completed: Vec<CompletedTxn>,
+}
+
+/// The producer state of the batches below `log_end_offset`: the newest snapshot at or below
+/// `replay_from` (and the LEO) plus the batch headers after it (headers only; a marker's one record
+/// is read to learn COMMIT or ABORT). Snapshots above the LEO are deleted first (their batches are
+/// gone).
 pub(super) fn load_producer_state(
     dir: &Path,
     segments: &BTreeMap<i64, LogSegment>,
     log_end_offset: i64,
-) -> Result<(ProducerState, usize)> {
+    replay_from: i64,
+) -> Result<LoadedProducers> {
     producer_state::delete_snapshots_above(dir, log_end_offset)?;
-    let (from, mut state) = producer_state::load_latest_snapshot(dir, log_end_offset)?
-        .unwrap_or((i64::MIN, ProducerState::default()));
+    let (from, mut state) =
+        producer_state::load_latest_snapshot(dir, log_end_offset.min(replay_from))?
+            .unwrap_or((i64::MIN, ProducerState::default()));
     let mut replayed = 0;
+    let mut completed = Vec::new();
     let now = now_ms();
     if from < log_end_offset {
         let floor = segments
@@ -218,15 +299,36 @@ pub(super) fn load_producer_state(
             .next_back()
             .map_or(i64::MIN, |(base, _)| *base);
         for segment in segments.range(floor..).map(|(_, s)| s) {
+            let mut failed = None;
             segment.for_each_batch(&mut |h| {
-                if h.base_offset >= from && h.base_offset < log_end_offset {
+                if h.base_offset < from || h.base_offset >= log_end_offset || failed.is_some() {
+                    return;
+                }
+                replayed += 1;
+                if !(h.is_control() && h.producer_id >= 0) {
                     state.update(h, now);
-                    replayed += 1;
+                    return;
+                }
+                match segment.read(h.base_offset, h.total_size(), h.next_offset()) {
+                    Ok(Some(bytes)) => {
+                        if let Some(marker) = EndTxnMarker::parse(&bytes) {
+                            completed.push(state.apply_marker(h, marker, now));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => failed = Some(e),
                 }
             })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
     }
-    Ok((state, replayed))
+    Ok(LoadedProducers {
+        producers: state,
+        replayed,
+        completed,
+    })
 }
 
 /// Lists the segment base offsets in `dir` and clears leftovers: temp checkpoint files and index files

@@ -160,6 +160,10 @@ impl LogState {
             }
         }
         producer_state::delete_snapshots_below(dir, log_start_offset)?;
+        // The aborted transactions went with their segments' `.txnindex` files.
+        if let Some(&first) = self.segments.keys().next() {
+            self.aborted_txns = self.aborted_txns.split_off(&first);
+        }
         Ok(deleted)
     }
 }

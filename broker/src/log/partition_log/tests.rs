@@ -6,6 +6,7 @@ use super::*;
 use crate::log::batch::test_support::*;
 use crate::log::batch::BatchErrorKind;
 use crate::log::producer_state::{snapshot_offsets, snapshot_path, ProducerStateError};
+use crate::log::txn_index;
 use kafka_protocol::error::ResponseError;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -1220,4 +1221,239 @@ fn batches_not_due_for_flush_wait_for_the_timer() {
     assert_eq!(log.flushed_offset(), 2);
     let info = log.append_as_leader(client_batch(&[0; 10], 10), 0).unwrap();
     assert!(info.flush_required, "10 unflushed records");
+}
+
+/// Transactions (KIP-98): a transactional batch of `count` records from `pid` at `seq`, as leader.
+fn txn_append(log: &PartitionLog, pid: i64, seq: i32, count: usize) -> AppendInfo {
+    log.append_as_leader(transactional_batch(pid, 0, seq, count), 0)
+        .unwrap()
+}
+
+fn marker(log: &PartitionLog, pid: i64, commit: bool) -> AppendInfo {
+    log.append_marker_as_leader(
+        pid,
+        0,
+        EndTxnMarker {
+            commit,
+            coordinator_epoch: 0,
+        },
+        0,
+    )
+    .unwrap()
+}
+
+fn aborted(log: &PartitionLog) -> Vec<(i64, i64, i64)> {
+    log.aborted_transactions(0, i64::MAX)
+        .iter()
+        .map(|t| (t.producer_id, t.first_offset, t.last_offset))
+        .collect()
+}
+
+#[test]
+fn the_last_stable_offset_stops_at_the_first_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    produce(&log, 1, 2, 0, 0); // 0..2 plain
+    txn_append(&log, 7, 0, 2); // 2..4 open
+    txn_append(&log, 8, 0, 1); // 4 open
+    txn_append(&log, 7, 2, 1); // 5
+    assert_eq!(log.log_end_offset(), 6);
+    log.maybe_increment_high_watermark(6);
+    assert_eq!(log.last_stable_offset(), 2);
+    // A read_committed read stops there.
+    let read = log.read(0, 1 << 20, READ_COMMITTED).unwrap();
+    assert_eq!(read.last_stable_offset, 2);
+    let batches: Vec<i64> = Batches::new(read.records)
+        .map(|b| b.unwrap().last_offset())
+        .collect();
+    assert_eq!(batches, vec![1]);
+    assert!(log
+        .read(2, 1 << 20, READ_COMMITTED)
+        .unwrap()
+        .records
+        .is_empty());
+
+    // Producer 7 commits at 6: the LSO waits for the high watermark to pass the marker.
+    assert_eq!(marker(&log, 7, true).base_offset, 6);
+    assert_eq!(log.last_stable_offset(), 2, "marker not yet replicated");
+    log.maybe_increment_high_watermark(7);
+    assert_eq!(
+        log.last_stable_offset(),
+        4,
+        "now producer 8's transaction holds it"
+    );
+    // Producer 8 aborts at 7.
+    marker(&log, 8, false);
+    log.maybe_increment_high_watermark(8);
+    assert_eq!(log.last_stable_offset(), 8);
+    assert_eq!(aborted(&log), vec![(8, 4, 7)]);
+    // Only transactions overlapping the fetched range are returned.
+    assert!(log.aborted_transactions(8, 100).is_empty());
+    assert_eq!(log.aborted_transactions(0, 4).len(), 0);
+    assert_eq!(log.aborted_transactions(0, 5).len(), 1);
+    // Never above the high watermark.
+    produce(&log, 1, 1, 0, 0);
+    assert_eq!(log.last_stable_offset(), 8);
+    let producers = log.active_producers();
+    assert_eq!(
+        producers
+            .iter()
+            .find(|(id, _)| *id == 7)
+            .unwrap()
+            .1
+            .current_txn_first_offset,
+        None
+    );
+}
+
+#[test]
+fn a_plain_batch_inside_a_transaction_and_a_fenced_marker_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    txn_append(&log, 7, 0, 1);
+    let plain = log.append_as_leader(producer_batch(7, 0, 1, 1), 0);
+    assert!(matches!(
+        plain,
+        Err(LogError::Producer(
+            ProducerStateError::InvalidTxnState { .. }
+        ))
+    ));
+    assert_eq!(
+        plain.unwrap_err().kafka_error(),
+        ResponseError::InvalidTxnState
+    );
+    let end = |coordinator_epoch| EndTxnMarker {
+        commit: true,
+        coordinator_epoch,
+    };
+    log.append_marker_as_leader(7, 0, end(4), 0).unwrap();
+    let stale = log.append_marker_as_leader(7, 0, end(3), 0).unwrap_err();
+    assert_eq!(
+        stale.kafka_error(),
+        ResponseError::TransactionCoordinatorFenced
+    );
+    let old_epoch = log.append_marker_as_leader(7, -1, end(4), 0).unwrap_err();
+    assert_eq!(old_epoch.kafka_error(), ResponseError::InvalidProducerEpoch);
+    assert_eq!(log.log_end_offset(), 2, "refused markers are not written");
+}
+
+#[test]
+fn the_txn_index_survives_restarts_and_is_rebuilt_when_missing_or_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config();
+    let log = open(dir.path(), config.clone());
+    let mut expected = Vec::new();
+    for pid in 0..12 {
+        let first = txn_append(&log, pid, 0, 3).base_offset;
+        let commit = pid % 3 == 0;
+        let end = marker(&log, pid, commit).base_offset;
+        if !commit {
+            expected.push((pid, first, end));
+        }
+    }
+    txn_append(&log, 100, 0, 2); // stays open
+    log.maybe_increment_high_watermark(log.log_end_offset());
+    assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
+    assert_eq!(aborted(&log), expected);
+    let lso = log.last_stable_offset();
+    let pdir = log.dir().to_path_buf();
+    log.close().unwrap();
+
+    let log = open(dir.path(), config.clone());
+    assert_eq!(aborted(&log), expected, "read from the files");
+    assert_eq!(
+        log.last_stable_offset(),
+        lso,
+        "the open transaction came back from the snapshot"
+    );
+    log.close().unwrap();
+
+    // Delete one index, tear another and drop every snapshot: open rebuilds them from the log.
+    let bases = log.segment_base_offsets();
+    fs::remove_file(txn_index_path(&pdir, bases[1])).unwrap();
+    let torn = txn_index_path(&pdir, bases[2]);
+    fs::write(&torn, [0u8; 5]).unwrap();
+    for offset in snapshot_offsets(&pdir).unwrap() {
+        fs::remove_file(snapshot_path(&pdir, offset)).unwrap();
+    }
+    let log = open(dir.path(), config.clone());
+    assert_eq!(aborted(&log), expected, "rebuilt");
+    assert_eq!(log.last_stable_offset(), lso);
+    assert!(txn_index_path(&pdir, bases[1]).exists());
+    assert_eq!(
+        txn_index::read(&torn).unwrap().unwrap().unwrap().len(),
+        expected
+            .iter()
+            .filter(|(_, _, last)| *last >= bases[2] && *last < bases[3])
+            .count()
+    );
+
+    // Truncation cuts the entries of markers it removes, and reopens their transactions.
+    let (pid, first, last) = *expected.last().unwrap();
+    log.truncate_to(last).unwrap();
+    let mut cut = expected.clone();
+    cut.pop();
+    assert_eq!(aborted(&log), cut);
+    let entry = log
+        .active_producers()
+        .into_iter()
+        .find(|(id, _)| *id == pid)
+        .unwrap()
+        .1;
+    assert_eq!(entry.current_txn_first_offset, Some(first));
+    assert_eq!(log.last_stable_offset(), first.min(log.high_watermark()));
+    log.close().unwrap();
+    let log = open(dir.path(), config);
+    assert_eq!(aborted(&log), cut, "the truncated file holds the rest");
+}
+
+#[test]
+fn a_follower_builds_the_same_transactions_from_the_leaders_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = open(dir.path(), LogConfig::default());
+    txn_append(&leader, 1, 0, 2);
+    txn_append(&leader, 2, 0, 2);
+    marker(&leader, 1, false);
+    txn_append(&leader, 3, 0, 1);
+    marker(&leader, 2, true);
+    let fdir = tempfile::tempdir().unwrap();
+    let follower = PartitionLog::open(
+        &fdir.path().join("orders-0"),
+        topic_id(),
+        LogConfig::default(),
+    )
+    .unwrap();
+    // Fetched as a follower does, one read (at most a segment) at a time.
+    while follower.log_end_offset() < leader.log_end_offset() {
+        let read = leader
+            .read(follower.log_end_offset(), 1 << 20, i64::MAX)
+            .unwrap();
+        follower.append_as_follower(read.records).unwrap();
+    }
+    for log in [&leader, &follower] {
+        log.maybe_increment_high_watermark(log.log_end_offset());
+    }
+    assert_eq!(aborted(&follower), aborted(&leader));
+    assert_eq!(aborted(&leader), vec![(1, 0, 4)]);
+    assert_eq!(follower.last_stable_offset(), leader.last_stable_offset());
+    assert_eq!(leader.last_stable_offset(), 5, "producer 3 is open");
+}
+
+#[test]
+fn retention_drops_the_aborted_transactions_of_deleted_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    for pid in 0..10 {
+        txn_append(&log, pid, 0, 3);
+        marker(&log, pid, false);
+    }
+    log.maybe_increment_high_watermark(log.log_end_offset());
+    let before = aborted(&log).len();
+    let bases = log.segment_base_offsets();
+    log.maybe_increment_log_start_offset(bases[2]).unwrap();
+    log.apply_retention(0).unwrap();
+    let after = aborted(&log);
+    assert!(after.len() < before);
+    assert!(after.iter().all(|(_, _, last)| *last >= bases[2]));
+    assert!(!txn_index_path(log.dir(), bases[0]).exists());
 }
