@@ -5,7 +5,8 @@
 //   fence BOOTSTRAP TOPIC TXNID            two producers with one transactional.id: the second's
 //                                          initTransactions fences the first, whose next transaction fails
 //                                          with ProducerFencedException
-//   commit-abort BOOTSTRAP TOPIC TXNID N   one producer: N records committed, N aborted, N committed
+//   commit-abort BOOTSTRAP TOPIC TXNID N   one producer: N records committed, N written and aborted, N
+//                                          committed
 //   hang BOOTSTRAP TOPIC TXNID TIMEOUT_MS  begins a transaction, sends one record, flushes, prints "open" and
 //                                          waits to be killed (a transaction its application left open)
 //   ctp BOOTSTRAP IN OUT GROUP TXNID COUNT consume-transform-produce: read IN with a read_committed group
@@ -110,8 +111,13 @@ public class ChronikJavaTxn {
             for (String[] step : plan) {
                 producer.beginTransaction();
                 for (int i = 0; i < n; i++) producer.send(new ProducerRecord<>(topic, Integer.toString(i), step[0] + "-" + i));
-                if (step[1].equals("commit")) producer.commitTransaction();
-                else producer.abortTransaction();
+                if (step[1].equals("commit")) {
+                    producer.commitTransaction();
+                } else {
+                    // Written first, so the abort has records to hide (abortTransaction drops unsent ones).
+                    producer.flush();
+                    producer.abortTransaction();
+                }
                 print("step", step[0], "outcome", step[1]);
             }
         }

@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from clients import ck_consume
 from test_java_client import JARS
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaTxn.java"
@@ -166,3 +167,23 @@ def test_java_admin_lists_and_describes_transactions(txn_cluster, txn_java, topi
     assert (d["state"].lower(), d["producer_epoch"], d["partitions"]) == ("empty", 1, 0), d
     assert d["producer_id"] == listed[transactional_id]["producer_id"] >= 0
     assert d["coordinator"] == coordinator_of(txn_cluster, transactional_id)
+
+
+def read_all(cluster, topic: str, partitions: int, count: int, isolation: str, quiet_after: float = 1.0):
+    return ck_consume(cluster.bootstrap_servers, {(topic, p): 0 for p in range(partitions)}, count,
+                      config={"isolation.level": isolation}, quiet_after=quiet_after)
+
+
+@pytest.mark.timeout(240)
+def test_java_commit_and_abort_seen_by_read_committed(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    n = 50
+    steps = run_java(txn_java, "commit-abort", txn_cluster.bootstrap_servers, topic_name, txn_id("ca"), str(n))
+    assert [(s["step"], s["outcome"]) for s in steps] == \
+        [("committed-a", "commit"), ("aborted", "abort"), ("committed-b", "commit")]
+    committed = read_all(txn_cluster, topic_name, 3, 2 * n, "read_committed")
+    values = sorted(c.value.decode() for c in committed)
+    assert values == sorted([f"committed-a-{i}" for i in range(n)] + [f"committed-b-{i}" for i in range(n)])
+    # read_uncommitted sees the aborted records too (the markers themselves are never returned).
+    everything = read_all(txn_cluster, topic_name, 3, 3 * n, "read_uncommitted")
+    assert sum(c.value.decode().startswith("aborted-") for c in everything) == n
