@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from clients import ck_consume
+from clients import ck_consume, ck_consumer
 from test_java_client import JARS
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaTxn.java"
@@ -169,6 +169,19 @@ def test_java_admin_lists_and_describes_transactions(txn_cluster, txn_java, topi
     assert d["coordinator"] == coordinator_of(txn_cluster, transactional_id)
 
 
+def ck_high_and_stable(cluster, topic: str, partition: int = 0) -> tuple[int, int]:
+    """The partition's high watermark and last stable offset (ListOffsets LATEST at each isolation)."""
+    from confluent_kafka import TopicPartition
+    ends = []
+    for isolation in ("read_uncommitted", "read_committed"):
+        consumer = ck_consumer(cluster.bootstrap_servers, {"isolation.level": isolation})
+        try:
+            ends.append(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+        finally:
+            consumer.close()
+    return ends[0], ends[1]
+
+
 def read_all(cluster, topic: str, partitions: int, count: int, isolation: str, quiet_after: float = 1.0):
     return ck_consume(cluster.bootstrap_servers, {(topic, p): 0 for p in range(partitions)}, count,
                       config={"isolation.level": isolation}, quiet_after=quiet_after)
@@ -187,3 +200,69 @@ def test_java_commit_and_abort_seen_by_read_committed(txn_cluster, txn_java, top
     # read_uncommitted sees the aborted records too (the markers themselves are never returned).
     everything = read_all(txn_cluster, topic_name, 3, 3 * n, "read_uncommitted")
     assert sum(c.value.decode().startswith("aborted-") for c in everything) == n
+
+
+@pytest.mark.timeout(240)
+def test_confluent_commit_and_abort(txn_cluster, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": txn_id("ck-ca")})
+    producer.init_transactions(60)
+    for label, commit in (("one", True), ("two", False), ("three", True)):
+        producer.begin_transaction()
+        for i in range(30):
+            producer.produce(topic_name, key=str(i).encode(), value=f"{label}-{i}".encode())
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+    committed = read_all(txn_cluster, topic_name, 3, 60, "read_committed")
+    assert sorted(c.value.decode() for c in committed) == \
+        sorted([f"one-{i}" for i in range(30)] + [f"three-{i}" for i in range(30)])
+    everything = read_all(txn_cluster, topic_name, 3, 90, "read_uncommitted")
+    assert sum(c.value.decode().startswith("two-") for c in everything) == 30
+
+
+@pytest.mark.timeout(240)
+def test_a_new_instance_aborts_the_transaction_a_killed_one_left_open(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("reopen")
+    hung = start_java(txn_java, "hang", txn_cluster.bootstrap_servers, topic_name, transactional_id, "600000")
+    try:
+        wait_line(hung, "open")
+    finally:
+        hung.kill()
+        hung.wait(30)
+    # The open transaction holds back read_committed readers (the last stable offset stays before it).
+    assert read_all(txn_cluster, topic_name, 1, 0, "read_committed", quiet_after=2.0) == []
+    # A new instance: its init aborts the old transaction first (CONCURRENT_TRANSACTIONS meanwhile).
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce(topic_name, b"after")
+    producer.commit_transaction(30)
+    committed = read_all(txn_cluster, topic_name, 1, 1, "read_committed")
+    assert [c.value for c in committed] == [b"after"]
+
+
+@pytest.mark.timeout(240)
+def test_the_timeout_aborts_a_transaction_left_open(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("timeout")
+    hung = start_java(txn_java, "hang", txn_cluster.bootstrap_servers, topic_name, transactional_id, "3000")
+    try:
+        wait_line(hung, "open")
+    finally:
+        hung.kill()
+        hung.wait(30)
+    # Nobody comes back: after its 3 s timeout the coordinator aborts it (with an epoch bump), and the
+    # partition's last stable offset moves past the abort marker.
+    deadline = time.monotonic() + 60
+    while True:
+        ends = ck_high_and_stable(txn_cluster, topic_name)
+        if ends[0] == ends[1] and ends[0] >= 2:
+            break
+        assert time.monotonic() < deadline, f"the transaction was not aborted: {ends}"
+        time.sleep(0.5)
+    assert read_all(txn_cluster, topic_name, 1, 0, "read_committed", quiet_after=1.0) == []
+    assert [c.value for c in read_all(txn_cluster, topic_name, 1, 1, "read_uncommitted")] == [b"left-open"]
