@@ -266,3 +266,36 @@ def test_the_timeout_aborts_a_transaction_left_open(txn_cluster, txn_java, topic
         time.sleep(0.5)
     assert read_all(txn_cluster, topic_name, 1, 0, "read_committed", quiet_after=1.0) == []
     assert [c.value for c in read_all(txn_cluster, topic_name, 1, 1, "read_uncommitted")] == [b"left-open"]
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_of_the_coordinator_mid_run(txn_cluster, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("kill")
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    committed: list[str] = []
+    aborted: list[str] = []
+    coordinator = coordinator_of(txn_cluster, transactional_id)
+    try:
+        for t in range(6):
+            producer.begin_transaction()
+            values = [f"t{t}-{i}" for i in range(20)]
+            for v in values:
+                producer.produce(topic_name, key=v.encode(), value=v.encode())
+            producer.flush(30)
+            if t == 3:
+                # The coordinator dies with the transaction open: a new leader of the id's state
+                # partition loads it, and the commit goes there.
+                txn_cluster.kill_broker(coordinator)
+            if t % 2 == 0 or t == 3:
+                producer.commit_transaction(60)
+                committed += values
+            else:
+                producer.abort_transaction(60)
+                aborted += values
+        assert coordinator_of(txn_cluster, transactional_id) != coordinator
+        got = read_all(txn_cluster, topic_name, 3, len(committed), "read_committed")
+        assert sorted(c.value.decode() for c in got) == sorted(committed)
+    finally:
+        txn_cluster.start_broker(coordinator)
