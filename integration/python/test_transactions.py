@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from clients import ck_consume, ck_consumer
+from clients import Rec, ck_consume, ck_consumer, ck_produce, unique_group
 from test_java_client import JARS
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaTxn.java"
@@ -266,6 +266,76 @@ def test_the_timeout_aborts_a_transaction_left_open(txn_cluster, txn_java, topic
         time.sleep(0.5)
     assert read_all(txn_cluster, topic_name, 1, 0, "read_committed", quiet_after=1.0) == []
     assert [c.value for c in read_all(txn_cluster, topic_name, 1, 1, "read_uncommitted")] == [b"left-open"]
+
+
+def committed_offsets(cluster, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets, asked with require_stable (librdkafka's default), retried while
+    a transaction's offsets are pending."""
+    from confluent_kafka import TopicPartition
+    consumer = ck_consumer(cluster.bootstrap_servers, {"group.id": group})
+    try:
+        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        return {tp.partition: tp.offset for tp in got}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(240)
+def test_java_consume_transform_produce_is_exactly_once(txn_cluster, txn_java, topic_name):
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    for t in (source, sink):
+        txn_cluster.create_topic(t, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    values = [f"value-{i}" for i in range(200)]
+    ck_produce(txn_cluster.bootstrap_servers, source, [Rec(v.encode(), key=v.encode()) for v in values])
+    group = unique_group()
+    steps = run_java(txn_java, "ctp", txn_cluster.bootstrap_servers, source, sink, group, txn_id("ctp"), "200",
+                     timeout=180)
+    assert steps[-1] == {"step": "done", "total": 200}, steps[-3:]
+    out = read_all(txn_cluster, sink, 3, 200, "read_committed")
+    assert sorted(c.value.decode() for c in out) == sorted(v.upper() for v in values)
+    # The consumed offsets were committed in the same transactions: the group is at the input's end.
+    ends = {p: ck_high_and_stable(txn_cluster, source, p)[0] for p in range(3)}
+    assert committed_offsets(txn_cluster, group, source, 3) == ends
+
+
+@pytest.mark.timeout(240)
+def test_confluent_send_offsets_to_transaction(txn_cluster, topic_name):
+    from confluent_kafka import Consumer, TopicPartition
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    txn_cluster.create_topic(source, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    txn_cluster.create_topic(sink, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    ck_produce(txn_cluster.bootstrap_servers, source, [Rec(f"v{i}".encode()) for i in range(20)])
+    group = unique_group()
+    consumer = Consumer({"bootstrap.servers": txn_cluster.bootstrap_servers, "group.id": group,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed"})
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": txn_id("ck-so")})
+    try:
+        producer.init_transactions(60)
+        consumer.assign([TopicPartition(source, 0, 0)])
+        for commit, upto, count in ((True, 10, 10), (False, 15, 5), (True, 20, 5)):
+            got: list = []
+            deadline = time.monotonic() + 30
+            while len(got) < count and time.monotonic() < deadline:
+                got += [m for m in consumer.consume(count - len(got), 1) if not m.error()]
+            assert [m.offset() for m in got] == list(range(upto - count, upto))
+            producer.begin_transaction()
+            for m in got:
+                producer.produce(sink, m.value().upper())
+            producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                                 consumer.consumer_group_metadata(), 30)
+            if commit:
+                producer.commit_transaction(30)
+                assert committed_offsets(txn_cluster, group, source, 1) == {0: upto}
+            else:
+                producer.abort_transaction(30)
+                # The aborted offsets never became the group's: it stays where the last commit left it.
+                assert committed_offsets(txn_cluster, group, source, 1) == {0: 10}
+    finally:
+        consumer.close()
+    out = read_all(txn_cluster, sink, 1, 15, "read_committed")
+    assert sorted(c.value.decode() for c in out) == sorted([f"V{i}" for i in range(10)] +
+                                                         [f"V{i}" for i in range(15, 20)])
 
 
 @pytest.mark.timeout(300)

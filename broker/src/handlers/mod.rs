@@ -46,6 +46,7 @@ pub mod scram_credentials;
 pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 use std::future::Future;
@@ -215,6 +216,9 @@ pub async fn dispatch(
         }
         RequestKind::AddOffsetsToTxn(r) => {
             ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, &rc, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, &rc, r).await)
         }
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(ctx, &rc, r).await),
         RequestKind::DescribeTransactions(r) => {

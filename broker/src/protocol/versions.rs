@@ -67,6 +67,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::AddPartitionsToTxn, 0, 5),
     api(ApiKey::AddOffsetsToTxn, 0, 4),
     api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 4),
     api(ApiKey::DescribeTransactions, 0, 0),
     // v2 adds a transactional id pattern (KIP-1152), not served.
     api(ApiKey::ListTransactions, 0, 1),
