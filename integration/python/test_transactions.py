@@ -26,6 +26,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from clients import Rec, ck_consume, ck_consumer, ck_produce, unique_group
+from chronik_cluster import ChronikctlError
 from test_java_client import JARS
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaTxn.java"
@@ -369,3 +370,34 @@ def test_kill_9_of_the_coordinator_mid_run(txn_cluster, topic_name):
         assert sorted(c.value.decode() for c in got) == sorted(committed)
     finally:
         txn_cluster.start_broker(coordinator)
+
+
+@pytest.mark.timeout(240)
+def test_chronikctl_txn_list_and_describe(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("ctl")
+    hung = start_java(txn_java, "hang", txn_cluster.bootstrap_servers, topic_name, transactional_id, "600000")
+    try:
+        wait_line(hung, "open")
+        described = txn_cluster.ctl_json("txn", "describe", transactional_id)
+        assert described["state"] == "Ongoing", described
+        assert described["partitions"] == [{"topic": topic_name, "partition": 0}]
+        assert described["coordinator"] == coordinator_of(txn_cluster, transactional_id)
+        assert described["start_time_ms"] > 0 and described["timeout_ms"] == 600000
+        listed = txn_cluster.ctl_json("txn", "list", "--state", "Ongoing")
+        assert transactional_id in [t["transactional_id"] for t in listed["transactions"]], listed
+        assert all(t["state"] == "Ongoing" for t in listed["transactions"])
+        producer = txn_cluster.ctl_json("txn", "list", "--producer-id", str(described["producer_id"]))
+        assert [t["transactional_id"] for t in producer["transactions"]] == [transactional_id]
+        long_running = txn_cluster.ctl_json("txn", "list", "--min-duration-ms", "3600000")
+        assert transactional_id not in [t["transactional_id"] for t in long_running["transactions"]]
+        unknown = txn_cluster.ctl_json("txn", "list", "--state", "Sleeping")
+        assert unknown["unknown_states"] == ["Sleeping"]
+        table = txn_cluster.ctl("txn", "describe", transactional_id).stdout
+        assert "Ongoing" in table and f"{topic_name}-0" in table
+    finally:
+        hung.kill()
+        hung.wait(30)
+    with pytest.raises(ChronikctlError) as raised:
+        txn_cluster.ctl("txn", "describe", txn_id("never-used"))
+    assert "TRANSACTIONAL_ID_NOT_FOUND" in raised.value.stderr

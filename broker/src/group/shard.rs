@@ -609,6 +609,55 @@ mod tests {
     }
 
     #[test]
+    fn transactional_offsets_wait_for_their_marker_in_replay_and_live() {
+        use crate::log::txn_marker::EndTxnMarker;
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            PartitionLog::open(dir.path(), uuid::Uuid::new_v4(), LogConfig::default()).unwrap();
+        let marker = |commit| EndTxnMarker {
+            commit,
+            coordinator_epoch: 0,
+        };
+        // A plain commit at 5, then producer 7's transaction commits 9 (committed), producer 8's
+        // commits 11 (aborted), producer 9's commits 13 (no marker yet).
+        log.append_as_leader(encode_batch(&[offset("g", 0, Some(5))]).unwrap(), 0)
+            .unwrap();
+        for (producer_id, value) in [(7, 9), (8, 11), (9, 13)] {
+            let sequence = next_sequence(&log, producer_id, 0);
+            assert_eq!(sequence, 0, "a producer new to the partition starts at 0");
+            let batch = encode_transactional_batch(
+                &[offset("g", 0, Some(value))],
+                producer_id,
+                0,
+                sequence,
+            )
+            .unwrap();
+            log.append_as_leader(batch, 0).unwrap();
+        }
+        // A second batch of producer 7 continues its sequence.
+        assert_eq!(next_sequence(&log, 7, 0), 1);
+        assert_eq!(next_sequence(&log, 7, 1), 0, "another epoch starts again");
+        log.append_marker_as_leader(7, 0, marker(true), 0).unwrap();
+        log.append_marker_as_leader(8, 0, marker(false), 0).unwrap();
+
+        let state = replay(&log, log.log_end_offset())
+            .unwrap()
+            .into_state(Instant::now());
+        assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 9);
+        assert_eq!(state.pending_txn.keys().collect::<Vec<_>>(), vec![&9]);
+        assert!(state.has_pending_txn_offset("g", "t", 0));
+        assert!(!state.has_pending_txn_offset("g", "t", 1));
+
+        // Live: producer 9's marker arrives; an abort of an unknown producer changes nothing.
+        let mut state = state;
+        state.complete_transaction(42, true);
+        assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 9);
+        state.complete_transaction(9, true);
+        assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 13);
+        assert!(state.pending_txn.is_empty());
+    }
+
+    #[test]
     fn an_older_write_completing_late_does_not_replace_a_newer_offset() {
         let mut state = ShardState::default();
         let key = OffsetKey {

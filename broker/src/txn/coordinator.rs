@@ -313,11 +313,9 @@ impl TransactionCoordinator {
                 "loaded transaction state partition"
             );
             for (id, meta) in prepared {
-                shard
-                    .lock()
-                    .txns
-                    .get_mut(&id)
-                    .map(|m| m.pending = Some(meta.state));
+                if let Some(m) = shard.lock().txns.get_mut(&id) {
+                    m.pending = Some(meta.state);
+                }
                 self.tracker
                     .spawn(self.clone().complete_transaction(shard.clone(), id, meta));
             }

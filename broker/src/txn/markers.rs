@@ -135,7 +135,7 @@ impl MarkerSender {
                 return MarkerOutcome::Written;
             }
             rounds += 1;
-            if rounds % 20 == 0 {
+            if rounds.is_multiple_of(20) {
                 info!(
                     transactional_id = %markers.transactional_id,
                     remaining = remaining.len(),
