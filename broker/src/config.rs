@@ -288,6 +288,18 @@ pub struct BrokerConfig {
     )]
     pub auto_create_topics: bool,
 
+    /// Before the first transactional batch of a producer's transaction is appended to a partition,
+    /// ask the transaction coordinator whether the partition is in that transaction (KIP-890 part 1;
+    /// Kafka's `transaction.partition.verification.enable`).
+    #[arg(
+        long,
+        env = "CHRONIK_TRANSACTION_PARTITION_VERIFICATION_ENABLE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub transaction_partition_verification_enable: bool,
+
     /// The authorizer every request is checked by (Kafka's `authorizer.class.name`): `standard`,
     /// Kafka's StandardAuthorizer over the ACLs in the metadata log (KIP-801). Without one nothing is
     /// checked and CreateAcls, DescribeAcls and DeleteAcls answer SECURITY_DISABLED.

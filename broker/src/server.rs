@@ -257,6 +257,13 @@ impl Broker {
             Duration::from_millis(config.replica_fetch_stall_ms),
             cancel.clone(),
         ));
+        let txn_verifier = Arc::new(crate::txn_verifier::TxnVerifier::new(
+            config.transaction_partition_verification_enable,
+            config.broker_id,
+            metadata.clone(),
+            inter_broker_listener.clone(),
+            inter_broker_connector.clone(),
+        ));
         tracker.spawn(run_fetcher_manager(
             replicas.clone(),
             metadata.clone(),
@@ -314,6 +321,7 @@ impl Broker {
             txns,
             auto_create_topics: config.auto_create_topics,
             authorizer: config.authorizer(),
+            txn_verifier,
             producer_ids,
         });
         for (endpoint, address, socket, security) in kafka_listeners {

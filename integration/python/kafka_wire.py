@@ -4,10 +4,12 @@ The suite's clients are confluent-kafka, kafka-python and kcat; this module exis
 real client will do on purpose: send broken frames (oversized, garbage, unknown API keys) and ask one
 particular broker for its metadata without triggering auto-creation, hand-made idempotent batches
 (a retried batch, a sequence gap, a fenced epoch) that a real client sends only after a fault, and
-hand-made (compressed) batches whose header lies about their records. It speaks ApiVersions v0,
-Metadata v4, InitProducerId v0 and Produce v7 and v8 (record errors, log append time), and builds
-RecordBatch v2 uncompressed or compressed by the caller; for the legacy formats also Produce v0–v2
-with magic 0/1 message sets.
+hand-made (compressed) batches whose header lies about their records, and transactions driven by
+hand (transactional batches, and WriteTxnMarkers as a transaction coordinator sends them). It speaks
+ApiVersions v0, Metadata v4, InitProducerId v0, Produce v7 and v8 (record errors, log append time, a
+transactional id), ListOffsets v5, Fetch v4 and WriteTxnMarkers v1, and builds RecordBatch v2
+uncompressed or compressed by the caller; for the legacy formats also Produce v0–v2 with magic 0/1
+message sets.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ import zlib
 from dataclasses import dataclass, field
 
 API_PRODUCE = 0
+API_FETCH = 1
+API_LIST_OFFSETS = 2
 API_METADATA = 3
 API_API_VERSIONS = 18
 API_INIT_PRODUCER_ID = 22
+API_WRITE_TXN_MARKERS = 27
+
+TRANSACTIONAL = 0x10  # the RecordBatch attribute bit (KIP-98)
+READ_UNCOMMITTED = 0
+READ_COMMITTED = 1
 
 
 # ----- RecordBatch v2 (Kafka's DefaultRecordBatch and DefaultRecord) -----
@@ -60,14 +69,16 @@ def zigzag_varint(n: int) -> bytes:
 
 
 def record_batch(values: list[bytes], producer_id: int = -1, producer_epoch: int = -1,
-                 base_sequence: int = -1, timestamp: int = 1_700_000_000_000) -> bytes:
-    """One uncompressed v2 batch of `values` (no keys, no headers) as a producer sends it."""
+                 base_sequence: int = -1, timestamp: int = 1_700_000_000_000,
+                 attributes: int = 0) -> bytes:
+    """One uncompressed v2 batch of `values` (no keys, no headers) as a producer sends it;
+    `attributes=TRANSACTIONAL` makes it a transactional batch."""
     records = b""
     for i, value in enumerate(values):
         body = (b"\x00" + zigzag_varint(0) + zigzag_varint(i) + zigzag_varint(-1)
                 + zigzag_varint(len(value)) + value + zigzag_varint(0))
         records += zigzag_varint(len(body)) + body
-    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, timestamp, timestamp, producer_id,
+    after_crc = struct.pack(">hiqqqhii", attributes, len(values) - 1, timestamp, timestamp, producer_id,
                             producer_epoch, base_sequence, len(values)) + records
     crc = crc32c(after_crc)
     after_length = struct.pack(">ibI", -1, 2, crc) + after_crc
@@ -129,10 +140,13 @@ class ProduceResult:
 
 
 def request_frame(api_key: int, api_version: int, correlation_id: int, body: bytes = b"",
-                  client_id: str = "chronik-wire-test") -> bytes:
-    """A request with header v1 (api_key, api_version, correlation_id, client_id) and `body`."""
+                  client_id: str = "chronik-wire-test", flexible: bool = False) -> bytes:
+    """A request with header v1 (api_key, api_version, correlation_id, client_id), or v2 (the same
+    and an empty tagged-field section) for flexible versions, and `body`."""
     cid = client_id.encode()
     header = struct.pack(">hhih", api_key, api_version, correlation_id, len(cid)) + cid
+    if flexible:
+        header += b"\x00"
     payload = header + body
     return struct.pack(">i", len(payload)) + payload
 
@@ -164,9 +178,85 @@ class _Reader:
         n = self.int16()
         return None if n < 0 else self.take(n).decode()
 
+    def int64(self) -> int:
+        return struct.unpack(">q", self.take(8))[0]
+
     def array(self, item):
         n = self.int32()
         return [] if n < 0 else [item() for _ in range(n)]
+
+    # Flexible versions (compact encodings, tagged fields).
+
+    def uvarint(self) -> int:
+        value, shift = 0, 0
+        while True:
+            byte = self.take(1)[0]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+
+    def compact_string(self) -> str | None:
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def compact_array(self, item):
+        n = self.uvarint()
+        return [] if n == 0 else [item() for _ in range(n - 1)]
+
+    def tagged_fields(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.take(self.uvarint())
+
+
+def uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def compact_string(value: str) -> bytes:
+    raw = value.encode()
+    return uvarint(len(raw) + 1) + raw
+
+
+def compact_array(items: list[bytes]) -> bytes:
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+@dataclass
+class Marker:
+    """One WriteTxnMarkers entry: end `producer_id`'s transaction in `partitions` {topic: [index]}."""
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    coordinator_epoch: int
+    partitions: dict[str, list[int]]
+
+
+@dataclass
+class FetchedPartition:
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    aborted: list[tuple[int, int]] | None
+    records: bytes
+
+    def next_offset(self) -> int | None:
+        """The offset after the last whole batch in `records`, None when there is none."""
+        pos, end = 0, None
+        while pos + 12 <= len(self.records):
+            base, length = struct.unpack(">qi", self.records[pos:pos + 12])
+            if pos + 12 + length > len(self.records):
+                break
+            last_delta = struct.unpack(">i", self.records[pos + 23:pos + 27])[0]
+            end = base + last_delta + 1
+            pos += 12 + length
+        return end
 
 
 @dataclass
@@ -235,11 +325,12 @@ class KafkaConnection:
             n -= len(chunk)
         return b"".join(chunks)
 
-    def request(self, api_key: int, api_version: int, body: bytes = b"") -> bytes:
-        """Sends one request and returns its response body (after the v0 response header)."""
+    def request(self, api_key: int, api_version: int, body: bytes = b"", flexible: bool = False) -> bytes:
+        """Sends one request and returns its response body (after the v0 response header, or for a
+        flexible version after the v1 header, whose tagged fields must be empty)."""
         correlation_id = self._next_correlation_id
         self._next_correlation_id += 1
-        self.send_raw(request_frame(api_key, api_version, correlation_id, body))
+        self.send_raw(request_frame(api_key, api_version, correlation_id, body, flexible=flexible))
         size = struct.unpack(">i", self._recv_exact(4))[0]
         if size < 4:
             raise ValueError(f"response frame of {size} bytes from {self.address}")
@@ -247,6 +338,10 @@ class KafkaConnection:
         got = struct.unpack(">i", payload[:4])[0]
         if got != correlation_id:
             raise ValueError(f"correlation id {got} answered request {correlation_id}")
+        if flexible:
+            if payload[4:5] != b"\x00":
+                raise ValueError(f"unexpected tagged fields in a response header: {payload[4:8]!r}")
+            return payload[5:]
         return payload[4:]
 
     def api_versions(self) -> dict[int, tuple[int, int]]:
@@ -303,13 +398,100 @@ class KafkaConnection:
         return error, producer_id, r.int16()
 
     def produce(self, topic: str, partition: int, batch: bytes, acks: int = -1,
-                timeout_ms: int = 10000, version: int = 7) -> ProduceResult:
+                timeout_ms: int = 10000, version: int = 7,
+                transactional_id: str | None = None) -> ProduceResult:
         """Produce v7 or v8 (with KIP-467 record errors and an error message) of one batch to one
         partition."""
         if version not in (7, 8):
             raise ValueError(f"Produce v{version} is not spoken here")
-        body = struct.pack(">h", -1) + _produce_body(topic, partition, batch, acks, timeout_ms)
+        if transactional_id is None:
+            tid = struct.pack(">h", -1)
+        else:
+            raw = transactional_id.encode()
+            tid = struct.pack(">h", len(raw)) + raw
+        body = tid + _produce_body(topic, partition, batch, acks, timeout_ms)
         return self._produce(version, body)[0]
+
+    def write_txn_markers(self, markers: list[Marker]) -> dict[tuple[int, str, int], int]:
+        """WriteTxnMarkers v1 (flexible), as a transaction coordinator sends it:
+        {(producer id, topic, partition): error code}."""
+        entries = []
+        for m in markers:
+            topics = [compact_string(name) + compact_array([struct.pack(">i", p) for p in parts]) + b"\x00"
+                      for name, parts in m.partitions.items()]
+            entries.append(struct.pack(">qhb", m.producer_id, m.producer_epoch, 1 if m.commit else 0)
+                           + compact_array(topics) + struct.pack(">i", m.coordinator_epoch) + b"\x00")
+        r = _Reader(self.request(API_WRITE_TXN_MARKERS, 1, compact_array(entries) + b"\x00", flexible=True))
+        out = {}
+
+        def marker():
+            pid = r.int64()
+
+            def topic():
+                name = r.compact_string()
+
+                def partition():
+                    index, error = r.int32(), r.int16()
+                    r.tagged_fields()
+                    out[(pid, name, index)] = error
+
+                r.compact_array(partition)
+                r.tagged_fields()
+
+            r.compact_array(topic)
+            r.tagged_fields()
+
+        r.compact_array(marker)
+        r.tagged_fields()
+        if r.pos != len(r.data):
+            raise ValueError(f"WriteTxnMarkers v1 response has {len(r.data) - r.pos} bytes too many")
+        return out
+
+    def list_offsets(self, topic: str, partition: int, timestamp: int = -1,
+                     isolation_level: int = READ_UNCOMMITTED) -> tuple[int, int]:
+        """ListOffsets v5 of one partition: (error code, offset); timestamp -1 is LATEST."""
+        name = topic.encode()
+        body = (struct.pack(">ib", -1, isolation_level) + struct.pack(">i", 1)
+                + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
+                + struct.pack(">iiq", partition, -1, timestamp))
+        r = _Reader(self.request(API_LIST_OFFSETS, 5, body))
+        r.int32()  # throttle_time_ms
+        found = []
+        for _ in range(r.int32()):
+            r.string()
+            for _ in range(r.int32()):
+                r.int32()
+                error = r.int16()
+                r.int64()  # timestamp
+                found.append((error, r.int64()))
+                r.int32()  # leader epoch
+        if len(found) != 1:
+            raise ValueError(f"expected one partition in the ListOffsets response, got {found}")
+        return found[0]
+
+    def fetch(self, topic: str, partition: int, offset: int, isolation_level: int,
+              max_bytes: int = 1 << 20) -> FetchedPartition:
+        """Fetch v4 (the first with an isolation level) of one partition, without waiting."""
+        name = topic.encode()
+        body = (struct.pack(">iiiib", -1, 0, 0, max_bytes, isolation_level) + struct.pack(">i", 1)
+                + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
+                + struct.pack(">iqi", partition, offset, max_bytes))
+        r = _Reader(self.request(API_FETCH, 4, body))
+        r.int32()  # throttle_time_ms
+        found = []
+        for _ in range(r.int32()):
+            r.string()
+            for _ in range(r.int32()):
+                r.int32()
+                error, hw, lso = r.int16(), r.int64(), r.int64()
+                n = r.int32()
+                aborted = None if n < 0 else [(r.int64(), r.int64()) for _ in range(n)]
+                size = r.int32()
+                records = b"" if size < 0 else r.take(size)
+                found.append(FetchedPartition(error, hw, lso, aborted, records))
+        if len(found) != 1 or r.pos != len(r.data):
+            raise ValueError(f"unexpected Fetch v4 response: {found}")
+        return found[0]
 
     def produce_legacy(self, version: int, topic: str, partition: int, message_set: bytes,
                        acks: int = -1, timeout_ms: int = 10000) -> tuple[ProduceResult, int, int]:

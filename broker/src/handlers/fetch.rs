@@ -143,9 +143,8 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
                 .with_log_start_offset(-1)
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_records(Some(Bytes::new()));
-            if read_committed {
-                data.aborted_transactions = Some(Vec::new());
-            }
+            // Null unless read_committed, as Kafka answers (`FetchDataInfo.abortedTransactions`).
+            data.aborted_transactions = (read_committed && !is_follower).then(Vec::new);
             let result = topic_id.and_then(|id| {
                 read_partition(
                     ctx,

@@ -80,6 +80,8 @@ pub struct BrokerContext {
     pub producer_ids: Arc<ProducerIdManager>,
     /// `--authorizer`: `None` checks nothing (see `access`).
     pub authorizer: Option<Authorizer>,
+    /// Asks transaction coordinators before a transaction's first batch in a partition (KIP-890).
+    pub txn_verifier: Arc<crate::txn_verifier::TxnVerifier>,
 }
 
 /// Per-request facts a handler may need.

@@ -18,7 +18,11 @@
 //! Transactional batches (KIP-98) need WRITE on the request's TransactionalId as well as on the topic;
 //! without it every partition is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka's `KafkaApis` answers.
 //! The log opens the producer's transaction with its first transactional batch and refuses a plain
-//! batch inside one (INVALID_TXN_STATE).
+//! batch inside one (INVALID_TXN_STATE). Before that first batch the leader asks the transaction
+//! coordinator whether the partition is in the transaction (KIP-890 part 1, see
+//! `replica::txn_verifier`), unless `--transaction-partition-verification-enable` is false.
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use chronik_metadata::acl::{AclOperation, ResourceType};
@@ -36,7 +40,7 @@ use super::leader_hints::LeaderHints;
 use super::{BrokerContext, Outcome, RequestContext};
 use crate::log::batch::{Batches, Compression};
 use crate::log::legacy;
-use crate::log::{BatchHeader, LogError};
+use crate::log::{BatchHeader, LogError, VerificationGuard};
 use crate::metrics::metrics;
 use crate::replica::AppendError;
 
@@ -152,6 +156,11 @@ pub async fn handle(
     ctx.replicas
         .wait_applied(image.offset, PARTITIONS_CATCH_UP_MAX)
         .await;
+    let mut verified = if transactional && transactional_id_authorized {
+        verify_transaction(ctx, rc, &image, &request).await
+    } else {
+        HashMap::new()
+    };
     let version = rc.version;
     let mut hints = LeaderHints::new(&image, rc.listener);
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -182,18 +191,30 @@ pub async fn handle(
                         None => Err(Refusal::new(ResponseError::NotLeaderOrFollower, None)),
                         Some(partition) => match precheck(data.records, version, (&name, index)) {
                             Err(refusal) => Err(refusal),
-                            Ok(records) => {
-                                let (bytes, count) = (records.len(), record_count(&records));
-                                let appended = ctx
-                                    .replicas
-                                    .append_as_leader(&partition, records, acks)
-                                    .await
-                                    .map_err(append_error);
-                                if appended.is_ok() {
-                                    metrics().produced(&name, bytes, count);
+                            Ok(records) => match verified.remove(&(name.clone(), index)) {
+                                Some(Err(error)) => Err(Refusal::new(
+                                    error,
+                                    "the partition's addition to the transaction could not be verified"
+                                        .to_string(),
+                                )),
+                                guard => {
+                                    let (bytes, count) = (records.len(), record_count(&records));
+                                    let appended = ctx
+                                        .replicas
+                                        .append_as_leader_verified(
+                                            &partition,
+                                            records,
+                                            acks,
+                                            guard.and_then(Result::ok),
+                                        )
+                                        .await
+                                        .map_err(append_error);
+                                    if appended.is_ok() {
+                                        metrics().produced(&name, bytes, count);
+                                    }
+                                    appended
                                 }
-                                appended
-                            }
+                            },
                         },
                     },
                 }
@@ -268,6 +289,77 @@ pub async fn handle(
     Outcome::Completing(Box::pin(complete))
 }
 
+/// KIP-890 part 1 (Kafka's `ReplicaManager.appendRecords` with verification): the partitions of a
+/// transactional Produce this broker leads where the producer's transaction is not open yet are
+/// verified with the coordinator in one request; each gets its verification guard (taken before the
+/// question, so a marker meanwhile voids it) or the error to answer. Empty when verification is off.
+async fn verify_transaction(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    image: &chronik_metadata::MetadataImage,
+    request: &ProduceRequest,
+) -> HashMap<(String, i32), Result<VerificationGuard, ResponseError>> {
+    let mut guards = HashMap::new();
+    let Some(transactional_id) = request.transactional_id.as_ref() else {
+        return guards;
+    };
+    if !ctx.txn_verifier.enabled() {
+        return guards;
+    }
+    let mut ask = Vec::new();
+    let mut producer = None;
+    for topic in &request.topic_data {
+        let name = topic.name.0.to_string();
+        let Some(topic_image) = image.topic_by_name(&name) else {
+            continue;
+        };
+        if !ctx.authorize_topic(rc, AclOperation::Write, &name) {
+            continue;
+        }
+        for data in &topic.partition_data {
+            let Some(h) = data
+                .records
+                .as_deref()
+                .and_then(|r| BatchHeader::parse(r).ok())
+            else {
+                continue;
+            };
+            if !h.is_transactional() || h.producer_id < 0 {
+                continue;
+            }
+            let Some(partition) = ctx.replicas.partition(topic_image.id, data.index) else {
+                continue;
+            };
+            if !partition.is_leader(ctx.broker_id)
+                || !partition
+                    .log
+                    .needs_verification(h.producer_id, h.producer_epoch)
+            {
+                continue;
+            }
+            let guard = partition
+                .log
+                .verification_guard(h.producer_id, h.producer_epoch);
+            guards.insert((name.clone(), data.index), Ok(guard));
+            ask.push((name.clone(), data.index));
+            producer.get_or_insert((h.producer_id, h.producer_epoch));
+        }
+    }
+    let Some((producer_id, producer_epoch)) = producer else {
+        return guards;
+    };
+    let answers = ctx
+        .txn_verifier
+        .verify(transactional_id, producer_id, producer_epoch, &ask)
+        .await;
+    for (partition, answer) in answers {
+        if let Err(error) = answer {
+            guards.insert(partition, Err(error));
+        }
+    }
+    guards
+}
+
 /// Fills a partition's error (and, v8+, its message and per-record errors) into its response. Only
 /// records refused one by one are listed (as Kafka's `RecordValidationException`): a client fails
 /// those with the error and the rest of the batch as collateral, while a batch refused as a whole
@@ -333,6 +425,54 @@ mod tests {
         };
         let p = &response.responses[0].partition_responses[0];
         assert_eq!((p.error_code, p.base_offset), (0, 0), "{p:?}");
+    }
+
+    /// KIP-890: with verification on and no `__transaction_state` (so no coordinator), a
+    /// transaction's first batch is refused NOT_ENOUGH_REPLICAS (retriable) and not written; without
+    /// a transactional id WRITE on it cannot be checked: TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+    #[tokio::test]
+    async fn a_transactional_batch_waits_for_a_coordinator_to_verify_it() {
+        let broker = TestBroker::new(1, &cluster().records);
+        broker
+            .ctx
+            .replicas
+            .apply_metadata(&broker.ctx.metadata.current(), true);
+        let produce = |transactional_id: Option<&'static str>| {
+            ProduceRequest::default()
+                .with_transactional_id(transactional_id.map(|t| {
+                    kafka_protocol::messages::TransactionalId(StrBytes::from_static_str(t))
+                }))
+                .with_acks(1)
+                .with_timeout_ms(5_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str("orders")))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(
+                            crate::log::batch::test_support::transactional_batch(7, 0, 0, 2),
+                        ))])])
+        };
+        let rc = broker.rc(9, "PLAINTEXT");
+        for (tid, expected) in [
+            (Some("tx"), ResponseError::NotEnoughReplicas),
+            (None, ResponseError::TransactionalIdAuthorizationFailed),
+        ] {
+            let outcome = match handle(&broker.ctx, &rc, produce(tid)).await {
+                Outcome::Completing(rest) => rest.await,
+                other => other,
+            };
+            let Outcome::Respond(response) = outcome else {
+                panic!("answered");
+            };
+            let ResponseKind::Produce(response) = *response else {
+                panic!("not a produce response");
+            };
+            let p = &response.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, expected.code(), "{tid:?}: {p:?}");
+        }
+        let id = broker.ctx.metadata.current().topic_ids["orders"];
+        let partition = broker.ctx.replicas.partition(id, 0).unwrap();
+        assert_eq!(partition.log.log_end_offset(), 0, "nothing written");
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl TestBroker {
             Arc::new(logs),
             tokio::sync::mpsc::unbounded_channel().0,
         ));
+        let metadata_for_verifier = metadata.clone();
         let groups = crate::group::GroupCoordinator::new(
             broker_id,
             crate::group::GroupConfig::default(),
@@ -114,6 +115,13 @@ impl TestBroker {
                 auto_create_topics: false,
                 authorizer: None,
                 producer_ids,
+                txn_verifier: Arc::new(crate::txn_verifier::TxnVerifier::new(
+                    true,
+                    broker_id,
+                    metadata_for_verifier,
+                    "PLAINTEXT".into(),
+                    chronik_wire::ClientConnector::plaintext("test"),
+                )),
             },
             header: RequestHeader::default(),
             session: crate::authorizer::Session::anonymous(Some(

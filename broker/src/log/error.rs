@@ -135,7 +135,8 @@ impl LogError {
                     ResponseError::OutOfOrderSequenceNumber
                 }
                 ProducerStateError::InvalidSequence { .. } => ResponseError::InvalidRecord,
-                ProducerStateError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+                ProducerStateError::InvalidTxnState { .. }
+                | ProducerStateError::NotVerified { .. } => ResponseError::InvalidTxnState,
                 ProducerStateError::CoordinatorFenced { .. } => {
                     ResponseError::TransactionCoordinatorFenced
                 }

@@ -83,6 +83,7 @@ pub use error::LogError;
 pub use manager::{LogManager, LogManagerConfig, OfflineLogDir, TopicPartition};
 pub use partition_log::{
     AppendInfo, DeletedSegment, EpochEndOffset, PartitionLog, ReadResult, RetentionReason,
+    VerificationGuard,
 };
 pub use segment::{LogSegment, TimestampOffset};
 

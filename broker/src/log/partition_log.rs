@@ -36,7 +36,7 @@
 //! from `spawn_blocking` (appends and reads are page-cache work and may also run in short critical
 //! sections; `flush_to` waits for the disk).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -52,7 +52,7 @@ use super::epoch::{EpochEntry, LeaderEpochCache};
 use super::error::{io_error, LogError, Result};
 use super::now_ms;
 use super::producer_state::{
-    self, Admission, CompletedTxn, ProducerState, PRODUCER_ID_EXPIRATION_MS,
+    self, Admission, CompletedTxn, ProducerState, ProducerStateError, PRODUCER_ID_EXPIRATION_MS,
 };
 use super::segment::{
     parse_segment_file, LogSegment, TimestampOffset, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
@@ -80,6 +80,11 @@ pub const TRASH_DIR: &str = ".trash";
 /// The `upper_bound_offset` of [`PartitionLog::read`] that means the last stable offset (a
 /// read_committed consumer's bound).
 pub const READ_COMMITTED: i64 = i64::MIN;
+
+/// A verification in progress for a producer's next transaction in a partition (KIP-890; Kafka's
+/// `VerificationGuard`): obtained before asking the coordinator, required by the append after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VerificationGuard(u64);
 
 /// What an append did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +181,11 @@ struct LogState {
     /// Completed transactions whose marker is at or above the high watermark: first offset → marker
     /// offset. They still hold the LSO back (Kafka's `unreplicatedTxns`).
     unreplicated_txns: BTreeMap<i64, i64>,
+    /// KIP-890 verification guards: producer id → (producer epoch, guard), from the start of a
+    /// verification until the transaction opens here or a marker for the producer arrives (Kafka's
+    /// `VerificationStateEntry`). In memory only: after a restart a producer is verified again.
+    verification_guards: HashMap<i64, (i16, VerificationGuard)>,
+    next_verification_guard: u64,
     log_start_offset: i64,
     log_end_offset: i64,
     high_watermark: i64,
@@ -397,6 +407,9 @@ impl LogState {
             self.producers.update(h, now_ms);
             return Ok(());
         }
+        // A marker ends what a verification was for: an append still holding its guard must not open
+        // a transaction the coordinator already ended.
+        self.verification_guards.remove(&h.producer_id);
         match EndTxnMarker::parse(bytes) {
             Some(marker) => {
                 let completed = self.producers.apply_marker(h, marker, now_ms);
@@ -487,6 +500,44 @@ impl PartitionLog {
     /// batch still in the producer's last five is not written again and returns the original's
     /// offsets with [`AppendInfo::duplicate`] set.
     pub fn append_as_leader(&self, batch: Bytes, leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_as_leader_verified(batch, leader_epoch, None)
+    }
+
+    /// Whether a transactional batch of `producer_id`/`producer_epoch` needs the coordinator's
+    /// verification (KIP-890): not when the producer's transaction is already open here in this
+    /// epoch, which is what makes it one round trip per partition and transaction.
+    pub fn needs_verification(&self, producer_id: i64, producer_epoch: i16) -> bool {
+        !self.peek().producers.get(producer_id).is_some_and(|entry| {
+            entry.producer_epoch == producer_epoch && entry.current_txn_first_offset.is_some()
+        })
+    }
+
+    /// The guard of the producer's verification in this epoch, started now unless one is (Kafka's
+    /// `maybeStartTransactionVerification`).
+    pub fn verification_guard(&self, producer_id: i64, producer_epoch: i16) -> VerificationGuard {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some((epoch, guard)) = state.verification_guards.get(&producer_id) {
+            if *epoch == producer_epoch {
+                return *guard;
+            }
+        }
+        state.next_verification_guard += 1;
+        let guard = VerificationGuard(state.next_verification_guard);
+        state
+            .verification_guards
+            .insert(producer_id, (producer_epoch, guard));
+        guard
+    }
+
+    /// [`PartitionLog::append_as_leader`] of a batch whose transaction the coordinator verified under
+    /// `guard` (KIP-890): a transactional batch that would open a transaction is refused with
+    /// INVALID_TXN_STATE unless the guard is still the producer's (a marker in between removes it).
+    pub fn append_as_leader_verified(
+        &self,
+        batch: Bytes,
+        leader_epoch: i32,
+        guard: Option<VerificationGuard>,
+    ) -> Result<AppendInfo> {
         let size = batch.len();
         let mut batch = RecordBatch::parse(batch)?;
         batch.validate_client_batch()?;
@@ -534,6 +585,20 @@ impl PartitionLog {
                 return Err(e.into());
             }
         };
+        if let Some(guard) = guard {
+            let h = batch.header();
+            let open = state.producers.get(h.producer_id).is_some_and(|entry| {
+                entry.producer_epoch == h.producer_epoch && entry.current_txn_first_offset.is_some()
+            });
+            let current = state.verification_guards.get(&h.producer_id).copied();
+            if h.is_transactional() && !open && current != Some((h.producer_epoch, guard)) {
+                return Err(ProducerStateError::NotVerified {
+                    producer_id: h.producer_id,
+                    producer_epoch: h.producer_epoch,
+                }
+                .into());
+            }
+        }
         if let Some(known) = state.producers.get(batch.header().producer_id) {
             if batch.header().producer_epoch > known.producer_epoch {
                 tracing::info!(dir = %self.dir.display(),
@@ -584,6 +649,10 @@ impl PartitionLog {
             .and_then(|_| state.append_batches(&self.dir, batch.as_bytes(), &[header], now));
         if let Err(e) = result {
             return Err(state.fail(&self.dir, e));
+        }
+        if header.is_transactional() {
+            // The transaction is open here now: later batches need no verification.
+            state.verification_guards.remove(&header.producer_id);
         }
         Ok(AppendInfo {
             base_offset,

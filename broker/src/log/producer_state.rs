@@ -175,6 +175,13 @@ pub enum ProducerStateError {
         coordinator_epoch: i32,
         current: i32,
     },
+    /// INVALID_TXN_STATE (48): a transactional batch that would open a transaction whose
+    /// verification by the coordinator (KIP-890) is no longer current (a marker came in between).
+    #[error("producer {producer_id} epoch {producer_epoch}: the partition's addition to the transaction is not verified")]
+    NotVerified {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
     /// INVALID_RECORD (87): an idempotent batch must carry a sequence.
     #[error("producer {producer_id} sent a batch with negative base sequence {base_sequence}")]
     InvalidSequence {

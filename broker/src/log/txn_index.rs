@@ -66,7 +66,7 @@ pub fn read(path: &Path) -> Result<Option<std::result::Result<Vec<AbortedTxn>, S
 }
 
 fn parse(bytes: &[u8]) -> std::result::Result<Vec<AbortedTxn>, String> {
-    if bytes.len() % ENTRY_BYTES != 0 {
+    if !bytes.len().is_multiple_of(ENTRY_BYTES) {
         return Err(format!(
             "{} bytes is not a whole number of entries",
             bytes.len()

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use super::partition::{Partition, PartitionState};
 use crate::log::batch::BatchHeader;
 use crate::log::txn_marker::EndTxnMarker;
-use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog};
+use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog, VerificationGuard};
 use crate::metadata::MetadataCache;
 use crate::status::BrokerStatus;
 
@@ -446,6 +446,19 @@ impl ReplicaManager {
         batch: Bytes,
         required_acks: i16,
     ) -> Result<PendingAppend, AppendError> {
+        self.append_as_leader_verified(partition, batch, required_acks, None)
+            .await
+    }
+
+    /// [`ReplicaManager::append_as_leader`] of a transactional batch the coordinator verified under
+    /// `guard` (KIP-890, see `PartitionLog::append_as_leader_verified`).
+    pub async fn append_as_leader_verified(
+        &self,
+        partition: &Arc<Partition>,
+        batch: Bytes,
+        required_acks: i16,
+        guard: Option<VerificationGuard>,
+    ) -> Result<PendingAppend, AppendError> {
         let state = partition.state();
         if state.leader != self.broker_id {
             return Err(AppendError::NotLeader);
@@ -468,7 +481,8 @@ impl ReplicaManager {
         }
         let log = partition.log.clone();
         let leader_epoch = state.leader_epoch;
-        let info = blocking(move || log.append_as_leader(batch, leader_epoch)).await??;
+        let info =
+            blocking(move || log.append_as_leader_verified(batch, leader_epoch, guard)).await??;
         // Followers long-polling for new data fetch it now, while this broker fsyncs its copy.
         self.notify_data();
         Ok(PendingAppend {

@@ -1,6 +1,7 @@
 //! The log cleaner for `cleanup.policy=compact` (Kafka's `LogCleaner`, one pass over one partition):
-//! every closed segment wholly below the high watermark is rewritten to keep, per key, only the
-//! latest record among those segments. Offsets never change, so readers, followers and committed
+//! every closed segment wholly below the last stable offset (so below the high watermark, and below
+//! every open transaction) is rewritten to keep, per key, only the latest record among those
+//! segments. Offsets never change, so readers, followers and committed
 //! positions are unaffected; a reader may still see an older value of a key, never lose the latest.
 //!
 //! What must stay true:
@@ -10,11 +11,15 @@
 //!   that cannot be decoded is kept whole, and so is a batch of an idempotent producer that still has
 //!   records (its header carries the producer's sequence range);
 //! - tombstones (null values) go once they are older than `delete.retention.ms`;
+//! - transactions (KIP-98): records of aborted transactions (by the aborted-transactions index) never
+//!   count as a key's latest and are removed; COMMIT markers stay; an ABORT marker goes once it is
+//!   older than `delete.retention.ms` and no batch of its transaction is left (a replay of the log
+//!   must never find a transaction without its end), unless it is its segment's last batch;
 //! - a crash at any point leaves either the old or the new data file in place: the cleaned segment
 //!   is written and fsynced under `.cleaning/`, the old indexes are removed, then the data file is
 //!   renamed over the old one; indexes missing at open are rebuilt from the data.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -26,6 +31,8 @@ use super::{LogSegment, PartitionLog};
 use crate::log::batch::{encode_plain_batch, BatchHeader, Batches, RecordBatch};
 use crate::log::error::{io_error, LogError, Result};
 use crate::log::segment::{segment_file, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::log::txn_index::AbortedTxn;
+use crate::log::txn_marker::EndTxnMarker;
 
 /// Where cleaned segments are written before they replace the originals.
 const CLEANING_DIR: &str = ".cleaning";
@@ -55,18 +62,21 @@ impl PartitionLog {
     /// compacted or nothing new is cleanable. Appends and reads go on meanwhile (only the final swap
     /// takes the write lock).
     pub fn clean(&self, now_ms: i64, cleaned_through: i64) -> Result<Option<CleanStats>> {
-        let (ranges, config) = {
+        let (ranges, config, aborted) = {
             let state = self.read_state()?;
             if !state.config.cleanup_compact {
                 return Ok(None);
             }
             let bases: Vec<i64> = state.segments.keys().copied().collect();
+            // Kafka's first uncleanable offset: the LSO (at most the high watermark).
+            let stable = state.last_stable_offset();
             let ranges: Vec<(i64, i64)> = bases
                 .windows(2)
                 .map(|w| (w[0], w[1]))
-                .take_while(|(_, next_base)| *next_base <= state.high_watermark)
+                .take_while(|(_, next_base)| *next_base <= stable)
                 .collect();
-            (ranges, state.config.clone())
+            let aborted = Aborted::of(state.aborted_txns.values());
+            (ranges, state.config.clone(), aborted)
         };
         let through = ranges.last().map_or(0, |(_, next_base)| *next_base);
         if through <= cleaned_through {
@@ -85,7 +95,9 @@ impl PartitionLog {
                 });
             }
         }
-        let latest = latest_offsets(&candidates);
+        let latest = latest_offsets(&candidates, &aborted);
+        // Aborted transactions with a batch left, which keeps their ABORT marker.
+        let mut unfinished = HashSet::new();
         let cleaning = self.dir.join(CLEANING_DIR);
         let _ = fs::remove_dir_all(&cleaning);
         fs::create_dir_all(&cleaning).map_err(io_error("create cleaning dir", &cleaning))?;
@@ -94,8 +106,14 @@ impl PartitionLog {
             ..CleanStats::default()
         };
         for candidate in &candidates {
-            let (batches, headers, removed) =
-                clean_segment(candidate, &latest, now_ms, config.delete_retention_ms)?;
+            let (batches, headers, removed) = clean_segment(
+                candidate,
+                &latest,
+                &aborted,
+                &mut unfinished,
+                now_ms,
+                config.delete_retention_ms,
+            )?;
             stats.bytes_before += candidate.size;
             if removed == 0 {
                 stats.bytes_after += candidate.size;
@@ -166,12 +184,41 @@ impl PartitionLog {
     }
 }
 
-/// The offset of the last record of every key in the candidates.
-fn latest_offsets(candidates: &[Candidate]) -> HashMap<Bytes, i64> {
+/// The aborted transactions of the log by producer: `(first offset, marker offset)`.
+struct Aborted(HashMap<i64, Vec<(i64, i64)>>);
+
+impl Aborted {
+    fn of<'a>(txns: impl Iterator<Item = &'a AbortedTxn>) -> Self {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in txns {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        Aborted(by_producer)
+    }
+
+    /// The marker offset of the aborted transaction holding this data batch, if it is in one.
+    fn transaction_of(&self, batch: &RecordBatch) -> Option<i64> {
+        if !batch.is_transactional() || batch.is_control() {
+            return None;
+        }
+        self.0
+            .get(&batch.producer_id())?
+            .iter()
+            .find_map(|(first, last)| {
+                (*first <= batch.base_offset() && batch.base_offset() < *last).then_some(*last)
+            })
+    }
+}
+
+/// The offset of the last record of every key in the candidates (aborted records do not count).
+fn latest_offsets(candidates: &[Candidate], aborted: &Aborted) -> HashMap<Bytes, i64> {
     let mut latest = HashMap::new();
     for candidate in candidates {
         for batch in Batches::new(candidate.data.clone()).flatten() {
-            if batch.is_control() {
+            if batch.is_control() || aborted.transaction_of(&batch).is_some() {
                 continue;
             }
             if let Some(records) = decode(&batch) {
@@ -204,6 +251,8 @@ fn decode(batch: &RecordBatch) -> Option<Vec<Record>> {
 fn clean_segment(
     candidate: &Candidate,
     latest: &HashMap<Bytes, i64>,
+    aborted: &Aborted,
+    unfinished: &mut HashSet<(i64, i64)>,
     now_ms: i64,
     delete_retention_ms: i64,
 ) -> Result<(Vec<u8>, Vec<BatchHeader>, u64)> {
@@ -220,7 +269,27 @@ fn clean_segment(
             headers.push(*batch.header());
         };
         if batch.is_control() {
-            keep_whole(&mut out, &mut headers);
+            let expired_abort = EndTxnMarker::parse(batch.as_bytes()).is_some_and(|m| {
+                !m.commit && now_ms.saturating_sub(batch.max_timestamp()) >= delete_retention_ms
+            });
+            let droppable = expired_abort
+                && Some(batch.last_offset()) != last_offset
+                && !unfinished.contains(&(batch.producer_id(), batch.base_offset()));
+            if droppable {
+                removed += 1;
+            } else {
+                keep_whole(&mut out, &mut headers);
+            }
+            continue;
+        }
+        if let Some(marker) = aborted.transaction_of(batch) {
+            // Aborted: gone, unless it holds the segment's last offset (segments stay contiguous).
+            if Some(batch.last_offset()) == last_offset {
+                unfinished.insert((batch.producer_id(), marker));
+                keep_whole(&mut out, &mut headers);
+            } else {
+                removed += batch.record_count().max(0) as u64;
+            }
             continue;
         }
         let Some(records) = decode(batch) else {
@@ -476,5 +545,127 @@ mod tests {
             .append_as_leader(batch(&[("k", Some("v"))], now, -1), 0)
             .unwrap();
         assert!(plain.clean(now, 0).unwrap().is_none());
+    }
+
+    /// [`batch`] as a transactional batch of `producer_id` (epoch 0) from sequence `seq`.
+    fn txn_batch(
+        records: &[(&str, Option<&str>)],
+        timestamp: i64,
+        producer_id: i64,
+        seq: i32,
+    ) -> Bytes {
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record {
+                transactional: true,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id,
+                producer_epoch: 0,
+                timestamp_type: RecordTimestampType::Creation,
+                offset: i as i64,
+                sequence: seq + i as i32,
+                timestamp,
+                key: Some(Bytes::copy_from_slice(k.as_bytes())),
+                value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn aborted_records_go_and_open_transactions_stay_uncleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), uuid::Uuid::new_v4(), compact_config()).unwrap();
+        let now = crate::log::now_ms();
+        let end = |log: &PartitionLog, pid, commit| {
+            let marker = EndTxnMarker {
+                commit,
+                coordinator_epoch: 0,
+            };
+            log.append_marker_as_leader(pid, 0, marker, 0)
+                .unwrap()
+                .base_offset
+        };
+        log.append_as_leader(batch(&[("k", Some("committed"))], now, -1), 0)
+            .unwrap();
+        log.append_as_leader(
+            txn_batch(&[("k", Some("aborted")), ("j", Some("aborted"))], now, 5, 0),
+            0,
+        )
+        .unwrap();
+        let abort_at = end(&log, 5, false);
+        log.append_as_leader(txn_batch(&[("m", Some("c6"))], now, 6, 0), 0)
+            .unwrap();
+        let commit_at = end(&log, 6, true);
+        for i in 0..12 {
+            log.append_as_leader(batch(&[(&format!("f{i}"), Some("x"))], now, -1), 0)
+                .unwrap();
+        }
+        let open_at = log
+            .append_as_leader(txn_batch(&[("open", Some("x"))], now, 8, 0), 0)
+            .unwrap()
+            .base_offset;
+        for i in 0..12 {
+            log.append_as_leader(batch(&[("k", Some(&format!("after-open{i}")))], now, -1), 0)
+                .unwrap();
+        }
+        log.maybe_increment_high_watermark(log.log_end_offset());
+        assert_eq!(log.last_stable_offset(), open_at);
+        assert!(log.segment_count() >= 4, "the test needs several segments");
+        let later = now + 2 * DAY_MS;
+        log.clean(later, 0).unwrap().expect("a pass");
+        let after = contents(&log);
+        let values = |key: &str| -> Vec<Option<String>> {
+            after
+                .iter()
+                .filter(|(_, k, _)| k == key)
+                .map(|(_, _, v)| v.clone())
+                .collect()
+        };
+        // The aborted write of k neither survives nor shadows the committed one; records at and
+        // above the LSO are untouched although they supersede k.
+        assert!(values("j").is_empty(), "aborted records are removed");
+        let k = values("k");
+        assert_eq!(k[0].as_deref(), Some("committed"), "{k:?}");
+        assert_eq!(k.len(), 13);
+        assert_eq!(values("m"), vec![Some("c6".to_string())]);
+        assert_eq!(values("open"), vec![Some("x".to_string())]);
+        let controls: Vec<i64> = {
+            let mut out = Vec::new();
+            let mut offset = 0;
+            while offset < log.log_end_offset() {
+                let read = log.read(offset, 1 << 20, i64::MAX).unwrap();
+                for b in Batches::new(read.records) {
+                    let b = b.unwrap();
+                    if b.is_control() {
+                        out.push(b.base_offset());
+                    }
+                    offset = b.last_offset() + 1;
+                }
+            }
+            out
+        };
+        assert!(controls.contains(&commit_at), "COMMIT markers stay");
+        let last_of_segment = log.segment_base_offsets().contains(&(abort_at + 1));
+        assert_eq!(
+            controls.contains(&abort_at),
+            last_of_segment,
+            "an expired ABORT marker goes unless it ends its segment"
+        );
+        assert_eq!(log.aborted_transactions(0, i64::MAX).len(), 1);
     }
 }

@@ -235,6 +235,8 @@ impl PartitionLog {
             producers,
             aborted_txns,
             unreplicated_txns,
+            verification_guards: HashMap::new(),
+            next_verification_guard: 0,
             log_start_offset,
             log_end_offset,
             high_watermark,

@@ -1457,3 +1457,38 @@ fn retention_drops_the_aborted_transactions_of_deleted_segments() {
     assert!(after.iter().all(|(_, _, last)| *last >= bases[2]));
     assert!(!txn_index_path(log.dir(), bases[0]).exists());
 }
+
+#[test]
+fn a_verification_guard_holds_until_the_transaction_opens_and_a_marker_voids_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    assert!(log.needs_verification(7, 0));
+    let guard = log.verification_guard(7, 0);
+    assert_eq!(
+        log.verification_guard(7, 0),
+        guard,
+        "one verification per epoch"
+    );
+    // A marker for the producer arrives while the coordinator is asked: the answer is void.
+    marker(&log, 7, false);
+    let refused = log
+        .append_as_leader_verified(transactional_batch(7, 0, 0, 1), 0, Some(guard))
+        .unwrap_err();
+    assert_eq!(refused.kafka_error(), ResponseError::InvalidTxnState);
+    // A fresh verification opens the transaction; from then on none is needed in this epoch.
+    let guard = log.verification_guard(7, 0);
+    log.append_as_leader_verified(transactional_batch(7, 0, 0, 1), 0, Some(guard))
+        .unwrap();
+    assert!(!log.needs_verification(7, 0));
+    assert!(
+        log.needs_verification(7, 1),
+        "another epoch is another transaction"
+    );
+    log.append_as_leader_verified(transactional_batch(7, 0, 1, 1), 0, Some(guard))
+        .unwrap();
+    marker(&log, 7, true);
+    assert!(
+        log.needs_verification(7, 0),
+        "the next transaction is verified again"
+    );
+}
