@@ -401,3 +401,29 @@ def test_chronikctl_txn_list_and_describe(txn_cluster, txn_java, topic_name):
     with pytest.raises(ChronikctlError) as raised:
         txn_cluster.ctl("txn", "describe", txn_id("never-used"))
     assert "TRANSACTIONAL_ID_NOT_FOUND" in raised.value.stderr
+
+
+@pytest.mark.timeout(240)
+def test_leaders_verify_partitions_with_the_coordinator(txn_cluster, topic_name):
+    """KIP-890 part 1: a transactional batch for a partition the coordinator never added to the
+    producer's transaction is refused by the partition leader (its VerifyOnly question gets
+    TRANSACTION_ABORTABLE) and not written; the producer's own transaction is unaffected."""
+    import kafka_wire
+    txn_cluster.create_topic(topic_name, partitions=2, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("verify")
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce(topic_name, b"added", partition=0)
+    producer.flush(30)
+    described = txn_cluster.ctl_json("txn", "describe", transactional_id)
+    assert described["partitions"] == [{"topic": topic_name, "partition": 0}], described
+    pid, epoch = described["producer_id"], described["producer_epoch"]
+    batch = kafka_wire.record_batch([b"never-added"], pid, epoch, 0, attributes=kafka_wire.TRANSACTIONAL)
+    leader = txn_cluster.leaders(topic_name)[1]
+    with kafka_wire.KafkaConnection(txn_cluster.broker_addr(leader)) as c:
+        result = c.produce(topic_name, 1, batch, transactional_id=transactional_id)
+        assert result.error_code != 0, result
+        assert c.list_offsets(topic_name, 1)[1] == 0, "nothing was written"
+    producer.commit_transaction(30)
+    assert [c.value for c in read_all(txn_cluster, topic_name, 2, 1, "read_committed")] == [b"added"]
