@@ -145,3 +145,274 @@ async fn add(
     }
     results
 }
+
+/// Kafka's authorization of the transaction APIs, with the standard authorizer and no ACL-less
+/// fallback: only what the ACLs grant passes, and each refusal has Kafka's error in Kafka's order.
+#[cfg(test)]
+mod authorization_tests {
+    use chronik_metadata::acl::{AclBinding, AclPermissionType, PatternType, ResourceType};
+    use chronik_metadata::Record;
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        AddOffsetsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest, GroupId,
+        InitProducerIdRequest, ListTransactionsRequest, ProducerId, TxnOffsetCommitRequest,
+    };
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::handlers::test_support::{assert_encodes, broker, topic, TestBroker};
+    use crate::handlers::{
+        add_offsets_to_txn, describe_transactions, end_txn, init_producer_id, list_transactions,
+        txn_offset_commit,
+    };
+
+    fn allow(resource_type: ResourceType, name: &str, operation: AclOperation) -> Record {
+        Record::AccessControlEntry {
+            id: Uuid::new_v4(),
+            acl: AclBinding {
+                resource_type,
+                resource_name: name.into(),
+                pattern_type: PatternType::Literal,
+                principal: "User:ANONYMOUS".into(),
+                host: "*".into(),
+                operation,
+                permission: AclPermissionType::Allow,
+            },
+        }
+    }
+
+    fn secured() -> TestBroker {
+        let mut records = vec![broker(1, None, false)];
+        records.extend(topic("t-ok", Uuid::new_v4(), &[&[1]]));
+        records.extend(topic("t-no", Uuid::new_v4(), &[&[1]]));
+        records.push(allow(
+            ResourceType::TransactionalId,
+            "tx-ok",
+            AclOperation::Write,
+        ));
+        records.push(allow(ResourceType::Topic, "t-ok", AclOperation::Write));
+        records.push(allow(ResourceType::Topic, "t-ok", AclOperation::Read));
+        records.push(allow(ResourceType::Group, "g-ok", AclOperation::Read));
+        let mut b = TestBroker::new(1, &records);
+        b.ctx.authorizer = Some(crate::authorizer::Authorizer::default());
+        b
+    }
+
+    fn tid(id: &'static str) -> TransactionalId {
+        TransactionalId(StrBytes::from_static_str(id))
+    }
+
+    fn topics(names: &[&'static str]) -> Vec<AddPartitionsToTxnTopic> {
+        names
+            .iter()
+            .map(|n| {
+                AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(n)))
+                    .with_partitions(vec![0])
+            })
+            .collect()
+    }
+
+    /// The error of each topic's partition 0, by topic name.
+    fn errors(results: &[AddPartitionsToTxnTopicResult]) -> Vec<(String, i16)> {
+        let mut e: Vec<(String, i16)> = results
+            .iter()
+            .map(|t| {
+                (
+                    t.name.0.to_string(),
+                    t.results_by_partition[0].partition_error_code,
+                )
+            })
+            .collect();
+        e.sort();
+        e
+    }
+
+    #[tokio::test]
+    async fn add_partitions_checks_the_transactional_id_then_each_topic() {
+        let b = secured();
+        let add = |id, names: &[&'static str]| {
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(tid(id))
+                .with_v3_and_below_producer_id(ProducerId(1))
+                .with_v3_and_below_topics(topics(names))
+        };
+        let r = handle(&b.ctx, &b.rc(3, "PLAINTEXT"), add("tx-no", &["t-ok"])).await;
+        assert_encodes(&r, 3);
+        assert_eq!(
+            errors(&r.results_by_topic_v3_and_below),
+            vec![(
+                "t-ok".into(),
+                ResponseError::TransactionalIdAuthorizationFailed.code()
+            )]
+        );
+        let r = handle(
+            &b.ctx,
+            &b.rc(3, "PLAINTEXT"),
+            add("tx-ok", &["t-ok", "t-no", "gone"]),
+        )
+        .await;
+        assert_eq!(
+            errors(&r.results_by_topic_v3_and_below),
+            vec![
+                (
+                    "gone".into(),
+                    ResponseError::TopicAuthorizationFailed.code()
+                ),
+                (
+                    "t-no".into(),
+                    ResponseError::TopicAuthorizationFailed.code()
+                ),
+                ("t-ok".into(), ResponseError::OperationNotAttempted.code()),
+            ]
+        );
+        // Everything allowed: the coordinator answers (not this broker, here).
+        let r = handle(&b.ctx, &b.rc(1, "PLAINTEXT"), add("tx-ok", &["t-ok"])).await;
+        assert_eq!(
+            errors(&r.results_by_topic_v3_and_below),
+            vec![("t-ok".into(), ResponseError::NotCoordinator.code())]
+        );
+        // The broker form needs CLUSTER_ACTION.
+        let v4 = AddPartitionsToTxnRequest::default().with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(tid("tx-ok"))
+                .with_verify_only(true)
+                .with_topics(topics(&["t-ok"])),
+        ]);
+        let r = handle(&b.ctx, &b.rc(4, "PLAINTEXT"), v4).await;
+        assert_encodes(&r, 4);
+        assert_eq!(
+            r.error_code,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_other_transaction_apis_need_write_on_the_id_and_read_on_the_group() {
+        let b = secured();
+        let init = |id| {
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(tid(id)))
+                .with_transaction_timeout_ms(60_000)
+        };
+        let r = init_producer_id::handle(&b.ctx, &b.rc(4, "PLAINTEXT"), init("tx-no")).await;
+        assert_eq!(
+            r.error_code,
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        );
+        let r = init_producer_id::handle(&b.ctx, &b.rc(4, "PLAINTEXT"), init("tx-ok")).await;
+        assert_eq!(r.error_code, ResponseError::NotCoordinator.code());
+
+        let end = |id| EndTxnRequest::default().with_transactional_id(tid(id));
+        let r = end_txn::handle(&b.ctx, &b.rc(3, "PLAINTEXT"), end("tx-no")).await;
+        assert_eq!(
+            r.error_code,
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        );
+
+        let offsets = |id, group| {
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(tid(id))
+                .with_group_id(GroupId(StrBytes::from_static_str(group)))
+        };
+        for (id, group, expected) in [
+            (
+                "tx-no",
+                "g-ok",
+                ResponseError::TransactionalIdAuthorizationFailed,
+            ),
+            ("tx-ok", "g-no", ResponseError::GroupAuthorizationFailed),
+            ("tx-ok", "g-ok", ResponseError::NotCoordinator),
+        ] {
+            let r =
+                add_offsets_to_txn::handle(&b.ctx, &b.rc(3, "PLAINTEXT"), offsets(id, group)).await;
+            assert_eq!(r.error_code, expected.code(), "{id} {group}");
+        }
+
+        let commit = |id, group| {
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(tid(id))
+                .with_group_id(GroupId(StrBytes::from_static_str(group)))
+                .with_topics(
+                    ["t-ok", "t-no"]
+                        .iter()
+                        .map(|t| {
+                            TxnOffsetCommitRequestTopic::default()
+                                .with_name(TopicName(StrBytes::from_static_str(t)))
+                                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()])
+                        })
+                        .collect(),
+                )
+        };
+        let codes = |r: &kafka_protocol::messages::TxnOffsetCommitResponse| {
+            let mut c: Vec<(String, i16)> = r
+                .topics
+                .iter()
+                .map(|t| (t.name.0.to_string(), t.partitions[0].error_code))
+                .collect();
+            c.sort();
+            c
+        };
+        let r =
+            txn_offset_commit::handle(&b.ctx, &b.rc(3, "PLAINTEXT"), commit("tx-no", "g-ok")).await;
+        assert_encodes(&r, 3);
+        let denied = ResponseError::TransactionalIdAuthorizationFailed.code();
+        assert_eq!(
+            codes(&r),
+            vec![("t-no".into(), denied), ("t-ok".into(), denied)]
+        );
+        let r =
+            txn_offset_commit::handle(&b.ctx, &b.rc(3, "PLAINTEXT"), commit("tx-ok", "g-no")).await;
+        let denied = ResponseError::GroupAuthorizationFailed.code();
+        assert_eq!(
+            codes(&r),
+            vec![("t-no".into(), denied), ("t-ok".into(), denied)]
+        );
+        let r =
+            txn_offset_commit::handle(&b.ctx, &b.rc(3, "PLAINTEXT"), commit("tx-ok", "g-ok")).await;
+        assert_eq!(
+            codes(&r),
+            vec![
+                (
+                    "t-no".into(),
+                    ResponseError::TopicAuthorizationFailed.code()
+                ),
+                ("t-ok".into(), ResponseError::NotCoordinator.code()),
+            ]
+        );
+
+        // WRITE implies DESCRIBE: tx-ok may be described (this broker is not its coordinator).
+        let r = describe_transactions::handle(
+            &b.ctx,
+            &b.rc(0, "PLAINTEXT"),
+            DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![tid("tx-ok"), tid("tx-no")]),
+        );
+        assert_encodes(&r, 0);
+        let codes: Vec<i16> = r.transaction_states.iter().map(|s| s.error_code).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ResponseError::NotCoordinator.code(),
+                ResponseError::TransactionalIdAuthorizationFailed.code()
+            ]
+        );
+        let r = list_transactions::handle(
+            &b.ctx,
+            &b.rc(1, "PLAINTEXT"),
+            ListTransactionsRequest::default().with_state_filters(vec![
+                StrBytes::from_static_str("Ongoing"),
+                StrBytes::from_static_str("Napping"),
+            ]),
+        );
+        assert_encodes(&r, 1);
+        assert_eq!(
+            r.unknown_state_filters,
+            vec![StrBytes::from_static_str("Napping")]
+        );
+        assert!(r.transaction_states.is_empty());
+    }
+}
