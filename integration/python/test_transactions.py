@@ -40,7 +40,12 @@ BROKER_ARGS = [
 
 @pytest.fixture(scope="module")
 def txn_cluster(module_cluster_factory):
-    return module_cluster_factory(controllers=1, brokers=3, broker_args=BROKER_ARGS)
+    cluster = module_cluster_factory(controllers=1, brokers=3, broker_args=BROKER_ARGS)
+    # The first transactional producer has the state topic created (FindCoordinator key type 1), so
+    # every test can ask where an id's coordinator is.
+    Producer({"bootstrap.servers": cluster.bootstrap_servers,
+              "transactional.id": txn_id("warm-up")}).init_transactions(60)
+    return cluster
 
 
 @pytest.fixture(scope="module")
@@ -427,3 +432,44 @@ def test_leaders_verify_partitions_with_the_coordinator(txn_cluster, topic_name)
         assert c.list_offsets(topic_name, 1)[1] == 0, "nothing was written"
     producer.commit_transaction(30)
     assert [c.value for c in read_all(txn_cluster, topic_name, 2, 1, "read_committed")] == [b"added"]
+
+
+def describe_state(cluster, transactional_id: str) -> dict:
+    return cluster.ctl_json("txn", "describe", transactional_id, "--retry-timeout-ms", "30000", timeout=60)
+
+
+@pytest.mark.timeout(300)
+def test_a_new_coordinator_resumes_the_markers_of_a_prepared_transaction(txn_cluster, topic_name):
+    # One partition with one replica: while its broker is down, no marker can be written to it.
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=1)
+    leader = txn_cluster.leaders(topic_name)[0]
+    transactional_id = next(i for i in (txn_id("resume") for _ in range(100))
+                            if coordinator_of(txn_cluster, i) != leader)
+    coordinator = coordinator_of(txn_cluster, transactional_id)
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce(topic_name, b"decided", partition=0)
+    producer.flush(30)
+    txn_cluster.stop_broker(leader)
+    try:
+        # EndTxn is answered once PrepareCommit is durable; the marker waits for the partition.
+        producer.commit_transaction(60)
+        assert describe_state(txn_cluster, transactional_id)["state"] == "PrepareCommit"
+        txn_cluster.kill_broker(coordinator)
+        # The next leader of the id's state partition loads PrepareCommit and keeps at the marker.
+        deadline = time.monotonic() + 60
+        while coordinator_of(txn_cluster, transactional_id) == coordinator:
+            assert time.monotonic() < deadline, "no new coordinator"
+            time.sleep(0.2)
+        assert describe_state(txn_cluster, transactional_id)["state"] == "PrepareCommit"
+        txn_cluster.start_broker(leader)
+        deadline = time.monotonic() + 60
+        while (state := describe_state(txn_cluster, transactional_id)["state"]) != "CompleteCommit":
+            assert time.monotonic() < deadline, f"the transaction stayed {state}"
+            time.sleep(0.5)
+        assert [c.value for c in read_all(txn_cluster, topic_name, 1, 1, "read_committed")] == [b"decided"]
+    finally:
+        for broker in (leader, coordinator):
+            if broker not in txn_cluster.running_broker_ids():
+                txn_cluster.start_broker(broker)
