@@ -96,6 +96,9 @@ pub struct GroupCoordinator {
     controller: Arc<ControllerClient>,
     shards: RwLock<HashMap<i32, Slot>>,
     creating: tokio::sync::Mutex<()>,
+    /// Transaction markers committed to a partition while it was loading, by partition: `(producer
+    /// id, commit)`, applied once its replay is done (a marker past the replay's end is not in it).
+    early_markers: std::sync::Mutex<HashMap<i32, Vec<(i64, bool)>>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -118,6 +121,7 @@ impl GroupCoordinator {
             controller,
             shards: RwLock::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
+            early_markers: std::sync::Mutex::new(HashMap::new()),
             tracker,
             cancel,
         })
@@ -254,6 +258,12 @@ impl GroupCoordinator {
             if shards.contains_key(&index) {
                 continue;
             }
+            // Markers noted for an earlier load that never finished may predate a later
+            // transaction of their producer in the log: this load starts with none.
+            self.early_markers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&index);
             shards.insert(index, Slot::Loading { leader_epoch });
             self.tracker
                 .spawn(self.clone().load(topic_id, index, leader_epoch));
@@ -341,6 +351,20 @@ impl GroupCoordinator {
             let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
             if matches!(shards.get(&index), Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch)
             {
+                // Applying a marker the replay already saw again changes nothing: the producer's
+                // next transaction cannot have offsets here before this one's marker.
+                let early = self
+                    .early_markers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&index)
+                    .unwrap_or_default();
+                {
+                    let mut state = shard.lock();
+                    for (producer_id, commit) in early {
+                        state.complete_transaction(producer_id, commit);
+                    }
+                }
                 shards.insert(index, Slot::Loaded(shard));
                 info!(
                     partition = index,
@@ -902,8 +926,18 @@ impl GroupCoordinator {
             .get(&offsets_partition)
         {
             Some(Slot::Loaded(shard)) => shard.clone(),
-            // Not loaded yet: the load replays the marker with the offsets.
-            _ => return,
+            Some(Slot::Loading { .. }) => {
+                // The replay may have read the log up to before this marker.
+                self.early_markers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(offsets_partition)
+                    .or_default()
+                    .push((producer_id, commit));
+                return;
+            }
+            // Not led here: whoever loads the partition replays the marker with the offsets.
+            None => return,
         };
         let mut state = shard.lock();
         if state.pending_txn.contains_key(&producer_id) {
