@@ -473,3 +473,37 @@ def test_a_new_coordinator_resumes_the_markers_of_a_prepared_transaction(txn_clu
         for broker in (leader, coordinator):
             if broker not in txn_cluster.running_broker_ids():
                 txn_cluster.start_broker(broker)
+
+
+@pytest.mark.timeout(300)
+def test_pending_offsets_survive_a_kill_9_of_the_group_coordinator(txn_cluster, topic_name):
+    """Offsets sent to a transaction are pending on the group's `__consumer_offsets` partition when
+    its leader is killed: the next leader replays them as pending, the commit's marker applies them."""
+    from confluent_kafka import TopicPartition
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    for t in (source, sink):
+        txn_cluster.create_topic(t, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    ck_produce(txn_cluster.bootstrap_servers, source, [Rec(f"v{i}".encode()) for i in range(10)])
+    group = unique_group()
+    transactional_id = txn_id("offsets-kill")
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    # Make sure the offsets topic exists, then find the group's coordinator.
+    assert committed_offsets(txn_cluster, group, source, 1) == {0: -1001}
+    offsets_leaders = txn_cluster.leaders("__consumer_offsets")
+    group_coordinator = offsets_leaders[java_partition_for(group, len(offsets_leaders))]
+    try:
+        producer.begin_transaction()
+        producer.produce(sink, b"out")
+        consumer = ck_consumer(txn_cluster.bootstrap_servers, {"group.id": group})
+        try:
+            producer.send_offsets_to_transaction([TopicPartition(source, 0, 7)],
+                                                 consumer.consumer_group_metadata(), 30)
+        finally:
+            consumer.close()
+        txn_cluster.kill_broker(group_coordinator)
+        producer.commit_transaction(60)
+        assert committed_offsets(txn_cluster, group, source, 1) == {0: 7}
+    finally:
+        if group_coordinator not in txn_cluster.running_broker_ids():
+            txn_cluster.start_broker(group_coordinator)
