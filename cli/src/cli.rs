@@ -1193,6 +1193,47 @@ mod tests {
     }
 
     #[test]
+    fn txn_commands_parse() {
+        let cli = parse(&[
+            "txn",
+            "list",
+            "--state",
+            "Ongoing",
+            "--state",
+            "PrepareCommit",
+            "--producer-id",
+            "7",
+            "--min-duration-ms",
+            "60000",
+        ])
+        .expect("valid");
+        let Command::Txn(TxnCommand::List(args)) = cli.command else {
+            panic!("txn list");
+        };
+        assert_eq!(
+            args.filters(),
+            crate::kafka::txn::TransactionFilters {
+                states: vec!["Ongoing".into(), "PrepareCommit".into()],
+                producer_ids: vec![7],
+                min_duration_ms: 60_000,
+            }
+        );
+        let cli = parse(&["txn", "list"]).expect("valid");
+        let Command::Txn(TxnCommand::List(args)) = cli.command else {
+            panic!("txn list");
+        };
+        assert_eq!(args.filters().min_duration_ms, -1, "no duration filter");
+        assert!(parse(&["txn", "list", "--min-duration-ms", "-5"]).is_err());
+        let cli = parse(&["txn", "describe", "orders-tx"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Txn(TxnCommand::Describe(TxnDescribeArgs { ref transactional_id, .. }))
+                if transactional_id == "orders-tx"
+        ));
+        assert!(parse(&["txn", "describe"]).is_err(), "the id is required");
+    }
+
+    #[test]
     fn group_commands_parse() {
         let cli = parse(&["group", "list", "--retry-timeout-ms", "500"]).expect("valid");
         assert!(matches!(
