@@ -178,7 +178,9 @@ impl TxnVerifier {
         Ok((leader, address))
     }
 
-    /// One request and its answer over an idle connection to `coordinator`, or a new one.
+    /// One request and its answer over an idle connection to `coordinator`, or a new one. An idle
+    /// connection may have been closed by the coordinator meanwhile (a restart, an expired SASL
+    /// session): if it fails, the request is sent once more over a new one.
     async fn ask(
         &self,
         coordinator: BrokerId,
@@ -190,6 +192,20 @@ impl TxnVerifier {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&coordinator);
+        let reused = idle.is_some();
+        match self.ask_over(coordinator, address, request, idle).await {
+            Err(_) if reused => self.ask_over(coordinator, address, request, None).await,
+            answer => answer,
+        }
+    }
+
+    async fn ask_over(
+        &self,
+        coordinator: BrokerId,
+        address: &str,
+        request: &AddPartitionsToTxnRequest,
+        idle: Option<Connection>,
+    ) -> Result<AddPartitionsToTxnResponse, ResponseError> {
         let mut connection = match idle {
             Some(connection) => connection,
             None => self.connect(address).await.map_err(|e| {

@@ -220,6 +220,33 @@ mod tests {
             producers,
             [(3, 2, 1, 1_001, -1, -1), (7, 0, 6, 1_003, -1, -1)]
         );
+
+        // A transactional producer: its open transaction's first offset, then after a marker the
+        // marker's coordinator epoch (KIP-98).
+        let txn = |broker: &TestBroker| {
+            let response = ask(broker, &[("orders", &[0])]);
+            let p = response.topics[0].partitions[0]
+                .active_producers
+                .iter()
+                .find(|p| p.producer_id.0 == 9)
+                .cloned()
+                .expect("producer 9 listed");
+            (p.current_txn_start_offset, p.coordinator_epoch)
+        };
+        let first = orders
+            .append_as_leader(
+                crate::log::batch::test_support::transactional_batch(9, 0, 0, 2),
+                0,
+            )
+            .unwrap()
+            .base_offset;
+        assert_eq!(txn(&broker), (first, -1));
+        let marker = crate::log::txn_marker::EndTxnMarker {
+            commit: true,
+            coordinator_epoch: 4,
+        };
+        orders.append_marker_as_leader(9, 0, marker, 0).unwrap();
+        assert_eq!(txn(&broker), (-1, 4));
     }
 
     #[tokio::test]

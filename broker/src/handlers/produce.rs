@@ -156,6 +156,7 @@ pub async fn handle(
     ctx.replicas
         .wait_applied(image.offset, PARTITIONS_CATCH_UP_MAX)
         .await;
+    let verification_on = transactional && ctx.txn_verifier.enabled();
     let mut verified = if transactional && transactional_id_authorized {
         verify_transaction(ctx, rc, &image, &request).await
     } else {
@@ -198,6 +199,11 @@ pub async fn handle(
                                         .to_string(),
                                 )),
                                 guard => {
+                                    // With verification on, a transactional batch that was not
+                                    // verified may only continue an open transaction.
+                                    let guard = guard.and_then(Result::ok).or(
+                                        verification_on.then_some(VerificationGuard::SENTINEL),
+                                    );
                                     let (bytes, count) = (records.len(), record_count(&records));
                                     let appended = ctx
                                         .replicas
@@ -205,7 +211,7 @@ pub async fn handle(
                                             &partition,
                                             records,
                                             acks,
-                                            guard.and_then(Result::ok),
+                                            guard,
                                         )
                                         .await
                                         .map_err(append_error);

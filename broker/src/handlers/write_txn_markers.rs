@@ -20,13 +20,12 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
-use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use kafka_protocol::messages::{ResponseKind, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use super::{BrokerContext, Outcome, RequestContext};
 use crate::group::OFFSETS_TOPIC;
 use crate::log::txn_marker::EndTxnMarker;
 use crate::replica::{AppendError, PendingAppend};
-use kafka_protocol::messages::ResponseKind;
 
 /// How long a marker waits for the ISR (Kafka's `request.timeout.ms` default, which its handler uses).
 const MARKER_TIMEOUT: Duration = Duration::from_millis(30_000);
@@ -171,4 +170,158 @@ fn refusal(e: AppendError, topic: &str, partition: i32, producer_id: i64) -> Res
         tracing::info!(topic, partition, producer_id, error = %e, "transaction marker refused");
     }
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use chronik_metadata::records::ConfigResource;
+    use chronik_metadata::Record;
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{ProducerId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::handlers::test_support::{broker, topic, TestBroker};
+    use crate::log::batch::test_support::transactional_batch;
+
+    /// Broker 1 alone leads `solo` (RF 1); `elsewhere` lives on broker 2 only.
+    fn solo() -> TestBroker {
+        let mut records = vec![
+            broker(1, None, false),
+            broker(2, None, false),
+            Record::Config {
+                resource: ConfigResource::Cluster,
+                key: "min.insync.replicas".into(),
+                value: Some("1".into()),
+            },
+        ];
+        records.extend(topic("solo", Uuid::new_v4(), &[&[1]]));
+        records.extend(topic("elsewhere", Uuid::new_v4(), &[&[2]]));
+        let b = TestBroker::new(1, &records);
+        b.ctx
+            .replicas
+            .apply_metadata(&b.ctx.metadata.current(), true);
+        b
+    }
+
+    fn marker(
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        topics: &[(&'static str, &[i32])],
+    ) -> WritableTxnMarker {
+        WritableTxnMarker::default()
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(producer_epoch)
+            .with_transaction_result(true)
+            .with_coordinator_epoch(coordinator_epoch)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(name, partitions)| {
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str(name)))
+                            .with_partition_indexes(partitions.to_vec())
+                    })
+                    .collect(),
+            )
+    }
+
+    /// (topic, partition, error code) of every partition answered, in order.
+    async fn write(b: &TestBroker, markers: Vec<WritableTxnMarker>) -> Vec<(String, i32, i16)> {
+        let rc = b.rc(1, "PLAINTEXT");
+        let request = WriteTxnMarkersRequest::default().with_markers(markers);
+        let outcome = match handle(&b.ctx, &rc, request).await {
+            Outcome::Completing(rest) => rest.await,
+            other => other,
+        };
+        let Outcome::Respond(response) = outcome else {
+            panic!("answered");
+        };
+        let ResponseKind::WriteTxnMarkers(response) = *response else {
+            panic!("not a WriteTxnMarkers response");
+        };
+        response
+            .markers
+            .iter()
+            .flat_map(|m| &m.topics)
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn markers_commit_and_each_partition_gets_its_error() {
+        let b = solo();
+        let id = b.ctx.metadata.current().topic_ids["solo"];
+        let partition = b.ctx.replicas.partition(id, 0).unwrap();
+        let epoch = partition.state().leader_epoch;
+        partition
+            .log
+            .append_as_leader(transactional_batch(7, 0, 0, 2), epoch)
+            .unwrap();
+        assert_eq!(
+            partition.log.last_stable_offset(),
+            0,
+            "the transaction is open"
+        );
+
+        let answered = write(
+            &b,
+            vec![marker(
+                0,
+                3,
+                &[("solo", &[0, 4]), ("nope", &[0]), ("elsewhere", &[0])],
+            )],
+        )
+        .await;
+        assert_eq!(
+            answered,
+            vec![
+                ("solo".into(), 0, 0),
+                (
+                    "solo".into(),
+                    4,
+                    ResponseError::UnknownTopicOrPartition.code()
+                ),
+                (
+                    "nope".into(),
+                    0,
+                    ResponseError::UnknownTopicOrPartition.code()
+                ),
+                (
+                    "elsewhere".into(),
+                    0,
+                    ResponseError::NotLeaderOrFollower.code()
+                ),
+            ]
+        );
+        // Answered once committed: the high watermark, and with it the LSO, passed the marker.
+        assert_eq!(partition.log.high_watermark(), 3);
+        assert_eq!(partition.log.last_stable_offset(), 3);
+        let producers = partition.log.active_producers();
+        assert_eq!(producers[0].1.coordinator_epoch, 3);
+
+        let fenced = write(&b, vec![marker(0, 2, &[("solo", &[0])])]).await;
+        assert_eq!(
+            fenced,
+            vec![(
+                "solo".into(),
+                0,
+                ResponseError::TransactionCoordinatorFenced.code()
+            )]
+        );
+        let old_epoch = write(&b, vec![marker(-1, 3, &[("solo", &[0])])]).await;
+        assert_eq!(old_epoch[0].2, ResponseError::InvalidProducerEpoch.code());
+        assert_eq!(
+            partition.log.log_end_offset(),
+            3,
+            "refused markers are not written"
+        );
+    }
 }

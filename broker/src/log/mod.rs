@@ -8,8 +8,8 @@
 //! [`validator`] (a producer's records against the topic's rules), [`txn_marker`] (transaction
 //! markers), [`txn_index`] (each segment's aborted transactions), [`legacy`] (magic 0/1 message
 //! sets up-converted to one v2 batch for Produce v0–v2), [`epoch`] (the leader-epoch cache and its
-//! checkpoint), [`producer_state`] (idempotent producers'
-//! sequence state and its snapshots), [`partition_log`] (one partition directory),
+//! checkpoint), [`producer_state`] (idempotent and transactional producers'
+//! state and its snapshots), [`partition_log`] (one partition directory),
 //! [`manager`] (all partitions of a data directory, retention and flush timers), with [`config`] the
 //! topic settings and [`checkpoint`] the atomic small-file writes.
 //!

@@ -86,6 +86,13 @@ pub const READ_COMMITTED: i64 = i64::MIN;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VerificationGuard(u64);
 
+impl VerificationGuard {
+    /// Matches no verification (Kafka's `VerificationGuard.SENTINEL`): what an append passes when
+    /// verification is on but it asked none because the transaction looked open. If a marker
+    /// closed it meanwhile, the batch is refused rather than opening an unverified transaction.
+    pub const SENTINEL: VerificationGuard = VerificationGuard(0);
+}
+
 /// What an append did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -585,20 +592,6 @@ impl PartitionLog {
                 return Err(e.into());
             }
         };
-        if let Some(guard) = guard {
-            let h = batch.header();
-            let open = state.producers.get(h.producer_id).is_some_and(|entry| {
-                entry.producer_epoch == h.producer_epoch && entry.current_txn_first_offset.is_some()
-            });
-            let current = state.verification_guards.get(&h.producer_id).copied();
-            if h.is_transactional() && !open && current != Some((h.producer_epoch, guard)) {
-                return Err(ProducerStateError::NotVerified {
-                    producer_id: h.producer_id,
-                    producer_epoch: h.producer_epoch,
-                }
-                .into());
-            }
-        }
         if let Some(known) = state.producers.get(batch.header().producer_id) {
             if batch.header().producer_epoch > known.producer_epoch {
                 tracing::info!(dir = %self.dir.display(),
@@ -630,6 +623,22 @@ impl PartitionLog {
                 flush_required: state.flushed_offset < next_offset && state.flush_required(),
                 duplicate: true,
             });
+        }
+        // After the duplicate check, as Kafka's `analyzeAndValidateProducerState`: a retry is
+        // answered whatever happened since.
+        if let Some(guard) = guard {
+            let h = batch.header();
+            let open = state.producers.get(h.producer_id).is_some_and(|entry| {
+                entry.producer_epoch == h.producer_epoch && entry.current_txn_first_offset.is_some()
+            });
+            let current = state.verification_guards.get(&h.producer_id).copied();
+            if h.is_transactional() && !open && current != Some((h.producer_epoch, guard)) {
+                return Err(ProducerStateError::NotVerified {
+                    producer_id: h.producer_id,
+                    producer_epoch: h.producer_epoch,
+                }
+                .into());
+            }
         }
         let now = now_ms();
         let base_offset = state.log_end_offset;
@@ -1235,6 +1244,7 @@ impl PartitionLog {
         let mut state = self.write_state()?;
         let result = (|| {
             state.active_mut()?.seal()?;
+            txn_index::sync(&txn_index_path(&self.dir, state.active()?.base_offset()))?;
             checkpoint::write_offset(
                 &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
                 state.log_start_offset,

@@ -12,9 +12,10 @@
 //!   records (its header carries the producer's sequence range);
 //! - tombstones (null values) go once they are older than `delete.retention.ms`;
 //! - transactions (KIP-98): records of aborted transactions (by the aborted-transactions index) never
-//!   count as a key's latest and are removed; COMMIT markers stay; an ABORT marker goes once it is
-//!   older than `delete.retention.ms` and no batch of its transaction is left (a replay of the log
-//!   must never find a transaction without its end), unless it is its segment's last batch;
+//!   count as a key's latest and are removed; a transaction marker (COMMIT or ABORT) goes once it is
+//!   older than `delete.retention.ms` and no batch of its transaction is left, as Kafka's cleaner
+//!   does (a replay of the log must never find a transaction without its end), unless it is its
+//!   segment's last batch;
 //! - a crash at any point leaves either the old or the new data file in place: the cleaned segment
 //!   is written and fsynced under `.cleaning/`, the old indexes are removed, then the data file is
 //!   renamed over the old one; indexes missing at open are rebuilt from the data.
@@ -96,7 +97,7 @@ impl PartitionLog {
             }
         }
         let latest = latest_offsets(&candidates, &aborted);
-        // Aborted transactions with a batch left, which keeps their ABORT marker.
+        // Producers with a batch of their current transaction left, which keeps its marker.
         let mut unfinished = HashSet::new();
         let cleaning = self.dir.join(CLEANING_DIR);
         let _ = fs::remove_dir_all(&cleaning);
@@ -252,7 +253,7 @@ fn clean_segment(
     candidate: &Candidate,
     latest: &HashMap<Bytes, i64>,
     aborted: &Aborted,
-    unfinished: &mut HashSet<(i64, i64)>,
+    unfinished: &mut HashSet<i64>,
     now_ms: i64,
     delete_retention_ms: i64,
 ) -> Result<(Vec<u8>, Vec<BatchHeader>, u64)> {
@@ -269,12 +270,12 @@ fn clean_segment(
             headers.push(*batch.header());
         };
         if batch.is_control() {
-            let expired_abort = EndTxnMarker::parse(batch.as_bytes()).is_some_and(|m| {
-                !m.commit && now_ms.saturating_sub(batch.max_timestamp()) >= delete_retention_ms
-            });
-            let droppable = expired_abort
+            // The marker ends the producer's transaction: whatever it kept is accounted for.
+            let kept_data = unfinished.remove(&batch.producer_id());
+            let droppable = EndTxnMarker::parse(batch.as_bytes()).is_some()
+                && now_ms.saturating_sub(batch.max_timestamp()) >= delete_retention_ms
                 && Some(batch.last_offset()) != last_offset
-                && !unfinished.contains(&(batch.producer_id(), batch.base_offset()));
+                && !kept_data;
             if droppable {
                 removed += 1;
             } else {
@@ -282,10 +283,16 @@ fn clean_segment(
             }
             continue;
         }
-        if let Some(marker) = aborted.transaction_of(batch) {
+        let transactional = batch.is_transactional();
+        let mut keep_whole = |out: &mut Vec<u8>, headers: &mut Vec<BatchHeader>| {
+            if transactional {
+                unfinished.insert(batch.producer_id());
+            }
+            keep_whole(out, headers);
+        };
+        if aborted.transaction_of(batch).is_some() {
             // Aborted: gone, unless it holds the segment's last offset (segments stay contiguous).
             if Some(batch.last_offset()) == last_offset {
-                unfinished.insert((batch.producer_id(), marker));
                 keep_whole(&mut out, &mut headers);
             } else {
                 removed += batch.record_count().max(0) as u64;
@@ -600,13 +607,21 @@ mod tests {
                 .unwrap()
                 .base_offset
         };
+        // A committed transaction whose only record a later one supersedes.
+        let superseded = log
+            .append_as_leader(txn_batch(&[("k", Some("superseded"))], now, 10, 0), 0)
+            .unwrap()
+            .last_offset;
+        let superseded_commit_at = end(&log, 10, true);
         log.append_as_leader(batch(&[("k", Some("committed"))], now, -1), 0)
             .unwrap();
-        log.append_as_leader(
-            txn_batch(&[("k", Some("aborted")), ("j", Some("aborted"))], now, 5, 0),
-            0,
-        )
-        .unwrap();
+        let aborted = log
+            .append_as_leader(
+                txn_batch(&[("k", Some("aborted")), ("j", Some("aborted"))], now, 5, 0),
+                0,
+            )
+            .unwrap()
+            .last_offset;
         let abort_at = end(&log, 5, false);
         log.append_as_leader(txn_batch(&[("m", Some("c6"))], now, 6, 0), 0)
             .unwrap();
@@ -636,12 +651,27 @@ mod tests {
                 .map(|(_, _, v)| v.clone())
                 .collect()
         };
+        // A batch that ends its segment stays whatever it holds (segments stay contiguous).
+        let bases = log.segment_base_offsets();
+        let ends_segment = |last: i64| bases.contains(&(last + 1));
         // The aborted write of k neither survives nor shadows the committed one; records at and
         // above the LSO are untouched although they supersede k.
-        assert!(values("j").is_empty(), "aborted records are removed");
-        let k = values("k");
-        assert_eq!(k[0].as_deref(), Some("committed"), "{k:?}");
-        assert_eq!(k.len(), 13);
+        assert_eq!(
+            values("j").is_empty(),
+            !ends_segment(aborted),
+            "aborted records go"
+        );
+        let k: Vec<String> = values("k").into_iter().flatten().collect();
+        let mut expected = Vec::new();
+        if ends_segment(superseded) {
+            expected.push("superseded".to_string());
+        }
+        expected.push("committed".to_string());
+        if ends_segment(aborted) {
+            expected.push("aborted".to_string());
+        }
+        expected.extend((0..12).map(|i| format!("after-open{i}")));
+        assert_eq!(k, expected);
         assert_eq!(values("m"), vec![Some("c6".to_string())]);
         assert_eq!(values("open"), vec![Some("x".to_string())]);
         let controls: Vec<i64> = {
@@ -659,12 +689,24 @@ mod tests {
             }
             out
         };
-        assert!(controls.contains(&commit_at), "COMMIT markers stay");
-        let last_of_segment = log.segment_base_offsets().contains(&(abort_at + 1));
-        assert_eq!(
-            controls.contains(&abort_at),
-            last_of_segment,
-            "an expired ABORT marker goes unless it ends its segment"
+        assert!(
+            controls.contains(&commit_at),
+            "a marker whose transaction has records left stays"
+        );
+        // An expired marker goes unless it ends its segment or a batch of its transaction stayed.
+        for (marker, data, what) in [
+            (abort_at, aborted, "ABORT"),
+            (superseded_commit_at, superseded, "COMMIT"),
+        ] {
+            assert_eq!(
+                controls.contains(&marker),
+                ends_segment(marker) || ends_segment(data),
+                "{what} marker at {marker}"
+            );
+        }
+        assert!(
+            !controls.contains(&abort_at) || !controls.contains(&superseded_commit_at),
+            "this layout drops at least one marker"
         );
         assert_eq!(log.aborted_transactions(0, i64::MAX).len(), 1);
     }

@@ -345,6 +345,7 @@ fn scan_dir(dir: &Path) -> Result<Vec<i64>> {
             logs.push(base);
         } else if parse_segment_file(&name, INDEX_SUFFIX).is_some()
             || parse_segment_file(&name, TIME_INDEX_SUFFIX).is_some()
+            || parse_segment_file(&name, txn_index::TXN_INDEX_SUFFIX).is_some()
         {
             indexes.push(name);
         } else if name.ends_with(".tmp") {
@@ -354,7 +355,8 @@ fn scan_dir(dir: &Path) -> Result<Vec<i64>> {
     logs.sort_unstable();
     for name in indexes {
         let base = parse_segment_file(&name, INDEX_SUFFIX)
-            .or_else(|| parse_segment_file(&name, TIME_INDEX_SUFFIX));
+            .or_else(|| parse_segment_file(&name, TIME_INDEX_SUFFIX))
+            .or_else(|| parse_segment_file(&name, txn_index::TXN_INDEX_SUFFIX));
         if base.is_some_and(|b| logs.binary_search(&b).is_err()) {
             warn!(dir = %dir.display(), file = %name, "removing index without a segment");
             checkpoint::remove_if_exists(&dir.join(&name))?;

@@ -1486,9 +1486,35 @@ fn a_verification_guard_holds_until_the_transaction_opens_and_a_marker_voids_it(
     );
     log.append_as_leader_verified(transactional_batch(7, 0, 1, 1), 0, Some(guard))
         .unwrap();
+    // Without a guard of its own a batch may continue the open transaction, never open one.
+    log.append_as_leader_verified(
+        transactional_batch(7, 0, 2, 1),
+        0,
+        Some(VerificationGuard::SENTINEL),
+    )
+    .unwrap();
     marker(&log, 7, true);
     assert!(
         log.needs_verification(7, 0),
         "the next transaction is verified again"
     );
+    let retry = log
+        .append_as_leader_verified(
+            transactional_batch(7, 0, 2, 1),
+            0,
+            Some(VerificationGuard::SENTINEL),
+        )
+        .unwrap();
+    assert!(
+        retry.duplicate,
+        "a retry is answered before the verification check"
+    );
+    let unverified = log
+        .append_as_leader_verified(
+            transactional_batch(7, 0, 3, 1),
+            0,
+            Some(VerificationGuard::SENTINEL),
+        )
+        .unwrap_err();
+    assert_eq!(unverified.kafka_error(), ResponseError::InvalidTxnState);
 }
