@@ -189,6 +189,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transactional_id_is_coordinated_by_its_state_partitions_leader() {
+        use crate::group::partition_for;
+        use crate::txn::TRANSACTION_STATE_TOPIC;
+        let mut records = vec![broker(1, None, false), broker(2, None, false)];
+        // Three partitions: 0 and 2 led by broker 1, partition 1 by broker 2.
+        records.extend(topic(
+            TRANSACTION_STATE_TOPIC,
+            Uuid::new_v4(),
+            &[&[1, 2], &[2, 1], &[1, 2]],
+        ));
+        let b = TestBroker::new(1, &records);
+        // Kafka's hash puts these in partitions 0, 1, 2 and 1 (Java's String.hashCode).
+        let ids = ["tx-a", "tx-b", "orders-writer", "😀"];
+        assert_eq!(ids.map(|id| partition_for(id, 3)), [0, 1, 2, 1]);
+        for id in ids {
+            let expected = if partition_for(id, 3) == 1 { 2 } else { 1 };
+            for version in [1, 4] {
+                let r = handle(
+                    &b.ctx,
+                    &b.rc(version, "PLAINTEXT"),
+                    find(id).with_key_type(KEY_TYPE_TRANSACTION),
+                )
+                .await;
+                let (code, node) = if version >= 4 {
+                    (r.coordinators[0].error_code, r.coordinators[0].node_id)
+                } else {
+                    (r.error_code, r.node_id)
+                };
+                assert_eq!((code, node), (0, BrokerId(expected)), "{id} v{version}");
+            }
+        }
+        let empty = handle(
+            &b.ctx,
+            &b.rc(4, "PLAINTEXT"),
+            find("").with_key_type(KEY_TYPE_TRANSACTION),
+        )
+        .await;
+        assert_eq!(
+            empty.coordinators[0].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+    }
+
+    #[tokio::test]
     async fn a_partition_still_loading_answers_load_in_progress() {
         let mut records = vec![broker(1, None, false)];
         records.extend(topic(OFFSETS_TOPIC, Uuid::new_v4(), &[&[1]]));
