@@ -320,6 +320,10 @@ fn coordinator_error(e: &AppendError) -> ResponseError {
         AppendError::Log(LogError::MessageTooLarge { .. }) => {
             ResponseError::InvalidCommitOffsetSize
         }
+        // A TxnOffsetCommit from a producer epoch the partition has seen bumped: a zombie.
+        AppendError::Log(LogError::Producer(
+            crate::log::producer_state::ProducerStateError::InvalidProducerEpoch { .. },
+        )) => ResponseError::ProducerFenced,
         AppendError::Log(_) | AppendError::Storage(_) => {
             warn!("offsets topic write failed: {e}");
             ResponseError::NotCoordinator
@@ -655,6 +659,23 @@ mod tests {
         state.complete_transaction(9, true);
         assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 13);
         assert!(state.pending_txn.is_empty());
+    }
+
+    #[test]
+    fn a_fenced_transactional_offset_commit_is_producer_fenced() {
+        use crate::log::producer_state::ProducerStateError;
+        let fenced = AppendError::Log(LogError::Producer(
+            ProducerStateError::InvalidProducerEpoch {
+                producer_id: 7,
+                epoch: 0,
+                current_epoch: 1,
+            },
+        ));
+        assert_eq!(coordinator_error(&fenced), ResponseError::ProducerFenced);
+        assert_eq!(
+            coordinator_error(&AppendError::NotLeader),
+            ResponseError::NotCoordinator
+        );
     }
 
     #[test]
