@@ -94,3 +94,29 @@ impl Default for TxnConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::error::ResponseError;
+
+    use super::*;
+
+    #[test]
+    fn producer_fenced_is_invalid_producer_epoch_before_kip_588_versions() {
+        // InitProducerId v4, AddPartitionsToTxn/AddOffsetsToTxn/EndTxn v2, TxnOffsetCommit v3.
+        for (since, older, newer) in [(4, 3, 4), (2, 1, 2), (3, 2, 3)] {
+            assert_eq!(
+                fenced_error_for(ResponseError::ProducerFenced, older, since),
+                ResponseError::InvalidProducerEpoch
+            );
+            assert_eq!(
+                fenced_error_for(ResponseError::ProducerFenced, newer, since),
+                ResponseError::ProducerFenced
+            );
+        }
+        assert_eq!(
+            fenced_error_for(ResponseError::ConcurrentTransactions, 0, 4),
+            ResponseError::ConcurrentTransactions
+        );
+    }
+}
