@@ -843,11 +843,7 @@ impl GroupCoordinator {
                 .groups
                 .entry(group_id.to_owned())
                 .or_insert_with(|| ClassicGroup::new(group_id.to_owned()));
-            if group.state() == GroupState::Dead {
-                return Err(ResponseError::CoordinatorNotAvailable);
-            }
-            if let Some(error) =
-                group.validate_commit(generation, member_id, group_instance_id, Instant::now())
+            if let Some(error) = group.validate_txn_commit(generation, member_id, group_instance_id)
             {
                 state.drop_if_unused(group_id);
                 return Err(error);
