@@ -17,7 +17,9 @@
   whose marker is blocked (the next coordinator resumes it); kill -9 of the group coordinator with
   transactional offsets pending;
 - partition leaders refuse a batch for a partition the coordinator never added (KIP-890 part 1);
-- the Java Admin and `chronikctl txn list/describe`; authorization of ids and groups.
+- the Java Admin and `chronikctl txn list/describe`; authorization of ids and groups;
+- commit and abort on a SASL_SSL cluster (markers and verification over the secured inter-broker
+  listener).
 
 Skipped, saying why, when java/javac or the wheel's jars are missing.
 """
@@ -32,11 +34,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from clients import Rec, ck_consume, ck_consumer, ck_produce, unique_group
 from chronik_cluster import ChronikctlError, wait_until
 from test_java_client import JARS
+from test_security_client import read_properties, secured_cluster  # noqa: F401 (a fixture)
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaTxn.java"
 
@@ -186,7 +189,6 @@ def test_java_admin_lists_and_describes_transactions(txn_cluster, txn_java, topi
 
 def ck_high_and_stable(cluster, topic: str, partition: int = 0) -> tuple[int, int]:
     """The partition's high watermark and last stable offset (ListOffsets LATEST at each isolation)."""
-    from confluent_kafka import TopicPartition
     ends = []
     for isolation in ("read_uncommitted", "read_committed"):
         consumer = ck_consumer(cluster.bootstrap_servers, {"isolation.level": isolation})
@@ -286,7 +288,7 @@ def test_the_timeout_aborts_a_transaction_left_open(txn_cluster, txn_java, topic
 def committed_offsets(cluster, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offsets, asked with require_stable (librdkafka's default), retried while
     a transaction's offsets are pending."""
-    from confluent_kafka import TopicPartition
+
     consumer = ck_consumer(cluster.bootstrap_servers, {"group.id": group})
     try:
         got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
@@ -315,7 +317,6 @@ def test_java_consume_transform_produce_is_exactly_once(txn_cluster, txn_java, t
 
 @pytest.mark.timeout(240)
 def test_confluent_send_offsets_to_transaction(txn_cluster, topic_name):
-    from confluent_kafka import Consumer, TopicPartition
     source, sink = f"{topic_name}-in", f"{topic_name}-out"
     txn_cluster.create_topic(source, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
     txn_cluster.create_topic(sink, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
@@ -488,7 +489,7 @@ def test_a_new_coordinator_resumes_the_markers_of_a_prepared_transaction(txn_clu
 def test_pending_offsets_survive_a_kill_9_of_the_group_coordinator(txn_cluster, topic_name):
     """Offsets sent to a transaction are pending on the group's `__consumer_offsets` partition when
     its leader is killed: the next leader replays them as pending, the commit's marker applies them."""
-    from confluent_kafka import TopicPartition
+
     source, sink = f"{topic_name}-in", f"{topic_name}-out"
     for t in (source, sink):
         txn_cluster.create_topic(t, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
@@ -525,7 +526,7 @@ def test_authorization_of_transactional_ids_and_groups(cluster_factory, topic_na
     READ on a group fails `send_offsets_to_transaction` with GROUP_AUTHORIZATION_FAILED, and a DENY
     DESCRIBE keeps an id out of `txn list` (ListTransactions lists only what the principal may
     DESCRIBE)."""
-    from confluent_kafka import KafkaError, TopicPartition
+    from confluent_kafka import KafkaError
     cluster = cluster_factory(controllers=1, brokers=3,
                               broker_args=BROKER_ARGS + ["--authorizer=standard", "--allow-everyone-if-no-acl-found"])
     cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
@@ -575,3 +576,46 @@ def test_authorization_of_transactional_ids_and_groups(cluster_factory, topic_na
         return [t["transactional_id"] for t in cluster.ctl_json("txn", "list")["transactions"]]
     wait_until(lambda: hidden_id not in listed(), 30, "the hidden id to leave the list")
     assert allowed_id in listed()
+
+
+@pytest.mark.timeout(300)
+def test_transactions_on_a_sasl_ssl_cluster(secured_cluster):
+    """`local up --security sasl_ssl` (SCRAM over TLS everywhere, the standard authorizer, brokers as
+    the super user `broker`): the coordinator's WriteTxnMarkers and the leaders' VerifyOnly questions
+    go over the secured inter-broker listener, and a confluent-kafka producer with the printed client
+    properties commits and aborts."""
+    cluster = secured_cluster("sasl_ssl", brokers=3, broker_args=tuple(BROKER_ARGS))
+    properties = read_properties(cluster.doc["client_properties"])
+    topic = f"secure-txn-{uuid.uuid4().hex[:8]}"
+    cluster.create_topic(topic, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"},
+                         wait=False)
+    producer = Producer({**properties, "transactional.id": txn_id("secure")})
+    producer.init_transactions(60)
+    for label, commit in (("kept", True), ("dropped", False)):
+        producer.begin_transaction()
+        for i in range(20):
+            producer.produce(topic, key=str(i).encode(), value=f"{label}-{i}".encode())
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(60)
+        else:
+            producer.abort_transaction(60)
+    consumer = Consumer({**properties, "group.id": unique_group(), "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    seen: list[str] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+        deadline = time.monotonic() + 60
+        while len(seen) < 20 and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and not message.error():
+                seen.append(message.value().decode())
+        # Nothing more arrives: the aborted records stay hidden.
+        quiet = time.monotonic() + 2
+        while time.monotonic() < quiet:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                seen.append(message.value().decode())
+    finally:
+        consumer.close()
+    assert sorted(seen) == sorted(f"kept-{i}" for i in range(20))
