@@ -2,6 +2,9 @@
 //! leader of every partition in the transaction, one request per leader, over the inter-broker
 //! listener with its security (`chronik_wire::ClientConnector`, as the replica fetchers connect).
 //!
+//! A connection is kept per leader between requests (one request at a time on it); one that fails
+//! is dropped, and one whose SASL session is about to end is replaced.
+//!
 //! What must stay true: [`MarkerSender::write_markers`] returns `Written` only when every partition's
 //! leader has answered that its marker is written; a partition whose topic was deleted needs none.
 //! Leaders are re-resolved from the metadata image on every round, so a leader that moved or died is
@@ -9,12 +12,12 @@
 //! (it lost the partition, or a leader says a newer coordinator took over).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use chronik_metadata::{BrokerId, MetadataImage};
-use chronik_wire::{decode_response, encode_request, read_frame, ClientConnector};
+use chronik_wire::{decode_response, encode_request, read_frame, ClientConnector, KafkaStream};
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::write_txn_markers_request::{
@@ -23,6 +26,8 @@ use kafka_protocol::messages::write_txn_markers_request::{
 use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::metadata::MetadataCache;
@@ -34,6 +39,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESPONSE_FRAME: usize = 1 << 20;
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// An idle connection whose SASL session ends sooner than this is not reused.
+const SESSION_MARGIN: Duration = Duration::from_secs(2);
 
 /// One transaction's markers to write.
 #[derive(Clone, Debug)]
@@ -61,6 +68,17 @@ pub struct MarkerSender {
     listener: String,
     metadata: Arc<MetadataCache>,
     client_id: String,
+    /// One idle connection per leader, reused by the next request to it (a request in flight owns
+    /// its connection; a failed one is dropped).
+    idle: Mutex<HashMap<BrokerId, IdleConnection>>,
+}
+
+struct IdleConnection {
+    address: String,
+    stream: KafkaStream<TcpStream>,
+    correlation_id: i32,
+    /// When the leader ends its SASL session (KIP-368), if it does.
+    expires: Option<Instant>,
 }
 
 impl MarkerSender {
@@ -75,6 +93,7 @@ impl MarkerSender {
             listener,
             metadata,
             client_id: format!("chronik-txn-coordinator-{broker_id}"),
+            idle: Mutex::new(HashMap::new()),
         }
     }
 
@@ -181,34 +200,72 @@ impl MarkerSender {
                 .with_transaction_result(markers.commit)
                 .with_coordinator_epoch(markers.coordinator_epoch)
                 .with_topics(topics)]);
+        let reused = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&leader)
+            .filter(|c| {
+                c.address == address
+                    && c.expires
+                        .is_none_or(|at| Instant::now() + SESSION_MARGIN < at)
+            });
         let exchange = async {
-            let mut stream = self
-                .connector
-                .connect(&address)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut connection = match reused {
+                Some(connection) => connection,
+                None => {
+                    let stream = self
+                        .connector
+                        .connect(&address)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let expires = stream.session_lifetime().map(|l| Instant::now() + l);
+                    IdleConnection {
+                        address: address.clone(),
+                        stream,
+                        correlation_id: 0,
+                        expires,
+                    }
+                }
+            };
+            connection.correlation_id = connection.correlation_id.wrapping_add(1);
+            let correlation_id = connection.correlation_id;
             let mut frame = BytesMut::new();
             encode_request(
                 &mut frame,
                 &request,
                 WRITE_TXN_MARKERS_VERSION,
-                1,
+                correlation_id,
                 &self.client_id,
             )
             .map_err(|e| e.to_string())?;
-            stream.write_all(&frame).await.map_err(|e| e.to_string())?;
-            stream.flush().await.map_err(|e| e.to_string())?;
-            let body = read_frame(&mut stream, MAX_RESPONSE_FRAME)
+            connection
+                .stream
+                .write_all(&frame)
+                .await
+                .map_err(|e| e.to_string())?;
+            connection.stream.flush().await.map_err(|e| e.to_string())?;
+            let body = read_frame(&mut connection.stream, MAX_RESPONSE_FRAME)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| "the leader closed the connection".to_string())?;
-            decode_response::<WriteTxnMarkersRequest>(body, WRITE_TXN_MARKERS_VERSION, 1)
-                .map_err(|e| e.to_string())
+            let response = decode_response::<WriteTxnMarkersRequest>(
+                body,
+                WRITE_TXN_MARKERS_VERSION,
+                correlation_id,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>((response, connection))
         };
         let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| SendError::Retry(format!("leader {leader} did not answer in time")))?
             .map_err(|e| SendError::Retry(format!("leader {leader} at {address}: {e}")))?;
+        let (response, connection) = response;
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(leader, connection);
         let mut written = Vec::new();
         for marker in response.markers {
             for topic in marker.topics {
