@@ -38,6 +38,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.errors.ProducerFencedException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
@@ -141,6 +142,7 @@ public class ChronikJavaTxn {
         c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
         c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        c.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 50);
         c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         int done = 0;
@@ -148,18 +150,35 @@ public class ChronikJavaTxn {
              KafkaProducer<String, String> producer = producer(bootstrap, txnId, 60_000)) {
             producer.initTransactions();
             consumer.subscribe(List.of(in));
-            long deadline = System.currentTimeMillis() + 90_000;
+            long deadline = System.currentTimeMillis() + 150_000;
             while (done < count && System.currentTimeMillis() < deadline) {
                 ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(500));
                 if (records.isEmpty()) continue;
-                producer.beginTransaction();
-                Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
-                for (ConsumerRecord<String, String> r : records) {
-                    producer.send(new ProducerRecord<>(out, r.key(), r.value().toUpperCase()));
-                    offsets.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
+                try {
+                    producer.beginTransaction();
+                    Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
+                    for (ConsumerRecord<String, String> r : records) {
+                        producer.send(new ProducerRecord<>(out, r.key(), r.value().toUpperCase()));
+                        offsets.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
+                    }
+                    producer.sendOffsetsToTransaction(offsets, consumer.groupMetadata());
+                    producer.commitTransaction();
+                } catch (ProducerFencedException e) {
+                    throw e;
+                } catch (KafkaException e) {
+                    // Abortable (a broker died under the transaction): abort, and read again from the
+                    // group's committed offsets, so nothing is lost and nothing is written twice.
+                    print("step", "aborted", "exception", e.getClass().getSimpleName() + ": " + e.getMessage());
+                    producer.abortTransaction();
+                    Set<TopicPartition> assigned = consumer.assignment();
+                    Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(assigned);
+                    for (TopicPartition tp : assigned) {
+                        OffsetAndMetadata at = committed.get(tp);
+                        if (at == null) consumer.seekToBeginning(List.of(tp));
+                        else consumer.seek(tp, at.offset());
+                    }
+                    continue;
                 }
-                producer.sendOffsetsToTransaction(offsets, consumer.groupMetadata());
-                producer.commitTransaction();
                 done += records.count();
                 print("step", "committed", "records", records.count(), "total", done);
             }

@@ -108,6 +108,25 @@ def wait_line(process: subprocess.Popen, want: str, timeout: float = 60) -> None
     pytest.fail(f"no '{want}' from the Java client within {timeout}s")
 
 
+def read_steps(process: subprocess.Popen, until: str, timeout: float) -> list[dict]:
+    """Every JSON line of the process's stdout up to and including the one whose step is `until`."""
+    steps: list[dict] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                stderr = process.stderr.read() if process.stderr else ""
+                pytest.fail(f"the Java client exited {process.returncode} before '{until}':\n{stderr[-3000:]}")
+            continue
+        if line.startswith("{"):
+            steps.append(json.loads(line))
+            if steps[-1].get("step") == until:
+                return steps
+    pytest.fail(f"no '{until}' from the Java client within {timeout}s; got {steps[-5:]}")
+
+
 def txn_id(label: str) -> str:
     return f"txn-{label}-{uuid.uuid4().hex[:8]}"
 
@@ -311,6 +330,43 @@ def test_java_consume_transform_produce_is_exactly_once(txn_cluster, txn_java, t
     out = read_all(txn_cluster, sink, 3, 200, "read_committed")
     assert sorted(c.value.decode() for c in out) == sorted(v.upper() for v in values)
     # The consumed offsets were committed in the same transactions: the group is at the input's end.
+    ends = {p: ck_high_and_stable(txn_cluster, source, p)[0] for p in range(3)}
+    assert committed_offsets(txn_cluster, group, source, 3) == ends
+
+
+@pytest.mark.timeout(300)
+def test_consume_transform_produce_stays_exactly_once_through_a_coordinator_kill(txn_cluster, txn_java,
+                                                                                  topic_name):
+    """The Java loop of `ctp` (one transaction per poll of at most 50 records) while the transaction
+    coordinator's broker is killed with kill -9: transactions caught by the kill abort and are read
+    again from the group's committed offsets; in the end every input record is in the output exactly
+    once and the group is at the input's end."""
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    for t in (source, sink):
+        txn_cluster.create_topic(t, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    values = [f"value-{i}" for i in range(1500)]
+    ck_produce(txn_cluster.bootstrap_servers, source, [Rec(v.encode(), key=v.encode()) for v in values])
+    group, transactional_id = unique_group(), txn_id("ctp-kill")
+    coordinator = coordinator_of(txn_cluster, transactional_id)
+    loop = start_java(txn_java, "ctp", txn_cluster.bootstrap_servers, source, sink, group, transactional_id,
+                      str(len(values)))
+    try:
+        wait_line(loop, "committed", timeout=90)
+        txn_cluster.kill_broker(coordinator)
+        after = read_steps(loop, "done", timeout=200)
+        assert loop.wait(30) == 0
+        # The kill landed mid-run: transactions were committed after it (by the new coordinator).
+        assert sum(s["step"] == "committed" for s in after) >= 3, after
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait(30)
+        if coordinator not in txn_cluster.running_broker_ids():
+            txn_cluster.start_broker(coordinator)
+    out = read_all(txn_cluster, sink, 3, len(values), "read_committed", quiet_after=2.0)
+    got = [c.value.decode() for c in out]
+    assert len(got) == len(set(got)), "a record was written twice"
+    assert sorted(got) == sorted(v.upper() for v in values)
     ends = {p: ck_high_and_stable(txn_cluster, source, p)[0] for p in range(3)}
     assert committed_offsets(txn_cluster, group, source, 3) == ends
 
