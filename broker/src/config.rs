@@ -354,6 +354,9 @@ pub struct BrokerConfig {
     pub group: GroupArgs,
 
     #[command(flatten)]
+    pub txn: TxnArgs,
+
+    #[command(flatten)]
     pub security: ListenerSecurityArgs,
 
     /// Largest Kafka request frame accepted; larger ones are refused before they are read.
@@ -706,6 +709,45 @@ pub struct GroupArgs {
     #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_CHECK_INTERVAL_MS", default_value_t = 600_000,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub offsets_retention_check_interval_ms: u64,
+}
+
+/// Transaction coordinator settings, from the broker's flags (Kafka's names in the doc lines).
+#[derive(Clone, Debug, clap::Args)]
+pub struct TxnArgs {
+    /// Partitions of the transaction state topic when this broker creates it
+    /// (`transaction.state.log.num.partitions`).
+    #[arg(long, env = "CHRONIK_TRANSACTION_STATE_LOG_NUM_PARTITIONS", default_value_t = 50,
+        value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub transaction_state_log_num_partitions: i32,
+
+    /// Replication factor of the transaction state topic, capped at the live brokers when it is
+    /// created (`transaction.state.log.replication.factor`).
+    #[arg(long, env = "CHRONIK_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", default_value_t = 3,
+        value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub transaction_state_log_replication_factor: i32,
+
+    /// `min.insync.replicas` of the transaction state topic, capped at its replication factor
+    /// (`transaction.state.log.min.isr`).
+    #[arg(long, env = "CHRONIK_TRANSACTION_STATE_LOG_MIN_ISR", default_value_t = 2,
+        value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub transaction_state_log_min_isr: i32,
+
+    /// Longest transaction timeout a producer may ask for (`transaction.max.timeout.ms`).
+    #[arg(long, env = "CHRONIK_TRANSACTION_MAX_TIMEOUT_MS", default_value_t = 900_000,
+        value_parser = clap::value_parser!(i32).range(1..))]
+    pub transaction_max_timeout_ms: i32,
+
+    /// How often transactions open past their timeout are looked for and aborted
+    /// (`transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    #[arg(long, env = "CHRONIK_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS",
+        default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+
+    /// How long a transactional id with no transaction open is kept after its last use
+    /// (`transactional.id.expiration.ms`).
+    #[arg(long, env = "CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS", default_value_t = 604_800_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub transactional_id_expiration_ms: u64,
 }
 
 /// Security of the Kafka listeners (Kafka's names in the doc lines; `docs/security.md`).

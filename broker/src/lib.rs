@@ -8,9 +8,9 @@
 //!   out, in order), `http` (health, readiness, metrics);
 //! - `protocol` (framing and the one table of served API versions), `handlers` (one Kafka API per
 //!   file);
-//! - `group` (the group coordinator over `__consumer_offsets`), `producer_ids` (id blocks for
-//!   InitProducerId), `txn_verifier` (KIP-890: asking a transaction coordinator whether a partition
-//!   is in a producer's transaction);
+//! - `group` (the group coordinator over `__consumer_offsets`), `txn` (the transaction coordinator
+//!   over `__transaction_state`), `producer_ids` (id blocks for InitProducerId), `txn_verifier`
+//!   (KIP-890: asking a transaction coordinator whether a partition is in a producer's transaction);
 //! - `replica` (partition roles, high watermark and ISR, acks=all waits, follower fetchers);
 //! - `lifecycle` (registration, heartbeats, controlled shutdown), `metadata` (the image and the watch
 //!   that feeds it), `controller_client` (the quorum connection);
@@ -40,6 +40,7 @@ pub mod replica;
 pub mod security;
 pub mod server;
 pub mod status;
+pub mod txn;
 pub mod txn_verifier;
 
 /// The unit tests decode hostile frames too, so they run on the broker's allocator.

@@ -42,6 +42,8 @@ use crate::security::principal::SslPrincipalMapper;
 use crate::security::tls::{ServerTls, TlsSettings};
 use crate::security::{ClientAuth, ListenerSecurity, SecurityProtocol};
 use crate::status::BrokerStatus;
+use crate::txn::markers::MarkerSender;
+use crate::txn::TransactionCoordinator;
 
 /// What each security protocol's listeners need, built once from the flags: one TLS configuration for
 /// SSL listeners (with `--ssl-client-auth`) and one for SASL_SSL listeners (which never ask for a
@@ -284,24 +286,43 @@ impl Broker {
         );
         tracker.spawn(groups.clone().run());
         let http_groups = groups.clone();
+        let producer_ids = ProducerIdManager::new(
+            ControllerBlockSource {
+                broker_id: config.broker_id,
+                controller: client.clone(),
+                status: status.clone(),
+            },
+            tracker.clone(),
+            cancel.clone(),
+        );
+        let txns = TransactionCoordinator::new(
+            config.broker_id,
+            config.txn.config(),
+            metadata.clone(),
+            replicas.clone(),
+            client.clone(),
+            producer_ids.clone(),
+            MarkerSender::new(
+                config.inter_broker_connector()?,
+                config.inter_broker_listener()?,
+                metadata.clone(),
+                config.broker_id,
+            ),
+            tracker.clone(),
+            cancel.clone(),
+        );
+        tracker.spawn(txns.clone().run());
         let context = Arc::new(BrokerContext {
             broker_id: config.broker_id,
             metadata: metadata.clone(),
             replicas: replicas.clone(),
             controller: client.clone(),
             groups,
+            txns,
             auto_create_topics: config.auto_create_topics,
             authorizer: config.authorizer(),
             txn_verifier,
-            producer_ids: ProducerIdManager::new(
-                ControllerBlockSource {
-                    broker_id: config.broker_id,
-                    controller: client.clone(),
-                    status: status.clone(),
-                },
-                tracker.clone(),
-                cancel.clone(),
-            ),
+            producer_ids,
         });
         for (endpoint, address, socket, security) in kafka_listeners {
             info!(

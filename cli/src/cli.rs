@@ -148,6 +148,9 @@ pub enum Command {
     /// List, inspect, reset and delete consumer groups (Kafka protocol to the brokers).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// List and describe transactions (Kafka protocol to the brokers' transaction coordinators).
+    #[command(subcommand)]
+    Txn(TxnCommand),
     /// Move partition leadership.
     #[command(subcommand)]
     Election(ElectionCommand),
@@ -637,6 +640,52 @@ pub enum GroupCommand {
     /// refuses partitions of a topic the group's members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC).
     /// Prints the result per partition; exits non-zero if any partition was refused.
     OffsetDelete(OffsetDeleteArgs),
+}
+
+/// `chronikctl txn ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum TxnCommand {
+    /// List the transactional ids of the cluster: ListTransactions to every live broker, merged.
+    List(TxnListArgs),
+    /// Show a transactional id's state, producer id and epoch, timeout and the partitions of its
+    /// ongoing transaction (DescribeTransactions on its coordinator).
+    Describe(TxnDescribeArgs),
+}
+
+/// `txn list`.
+#[derive(Debug, Clone, Args)]
+pub struct TxnListArgs {
+    /// Only these states (repeat for several): Empty, Ongoing, PrepareCommit, PrepareAbort,
+    /// CompleteCommit, CompleteAbort, PrepareEpochFence.
+    #[arg(long = "state", value_name = "STATE")]
+    pub states: Vec<String>,
+    /// Only this producer id (repeat for several).
+    #[arg(long = "producer-id", value_name = "ID")]
+    pub producer_ids: Vec<i64>,
+    /// Only transactions running for longer than this, in milliseconds.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(i64).range(0..))]
+    pub min_duration_ms: Option<i64>,
+    #[command(flatten)]
+    pub target: GroupTargetArgs,
+}
+
+impl TxnListArgs {
+    pub fn filters(&self) -> crate::kafka::txn::TransactionFilters {
+        crate::kafka::txn::TransactionFilters {
+            states: self.states.clone(),
+            producer_ids: self.producer_ids.clone(),
+            min_duration_ms: self.min_duration_ms.unwrap_or(-1),
+        }
+    }
+}
+
+/// `txn describe`.
+#[derive(Debug, Clone, Args)]
+pub struct TxnDescribeArgs {
+    /// The transactional id.
+    pub transactional_id: String,
+    #[command(flatten)]
+    pub target: GroupTargetArgs,
 }
 
 /// `group offset-delete`.
@@ -1141,6 +1190,47 @@ mod tests {
             error.to_string().contains("not an RFC 3339 date-time"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn txn_commands_parse() {
+        let cli = parse(&[
+            "txn",
+            "list",
+            "--state",
+            "Ongoing",
+            "--state",
+            "PrepareCommit",
+            "--producer-id",
+            "7",
+            "--min-duration-ms",
+            "60000",
+        ])
+        .expect("valid");
+        let Command::Txn(TxnCommand::List(args)) = cli.command else {
+            panic!("txn list");
+        };
+        assert_eq!(
+            args.filters(),
+            crate::kafka::txn::TransactionFilters {
+                states: vec!["Ongoing".into(), "PrepareCommit".into()],
+                producer_ids: vec![7],
+                min_duration_ms: 60_000,
+            }
+        );
+        let cli = parse(&["txn", "list"]).expect("valid");
+        let Command::Txn(TxnCommand::List(args)) = cli.command else {
+            panic!("txn list");
+        };
+        assert_eq!(args.filters().min_duration_ms, -1, "no duration filter");
+        assert!(parse(&["txn", "list", "--min-duration-ms", "-5"]).is_err());
+        let cli = parse(&["txn", "describe", "orders-tx"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Txn(TxnCommand::Describe(TxnDescribeArgs { ref transactional_id, .. }))
+                if transactional_id == "orders-tx"
+        ));
+        assert!(parse(&["txn", "describe"]).is_err(), "the id is required");
     }
 
     #[test]

@@ -1101,6 +1101,31 @@ impl ClassicGroup {
         None
     }
 
+    /// TxnOffsetCommit's check (Kafka's `GroupCoordinator.doTxnCommitOffsets`, KIP-447): looser than
+    /// OffsetCommit's, since a producer without the consumer's metadata (v0–2, or a client that does
+    /// not pass it) sends no member id and generation -1, which pass whatever the group's state. A
+    /// member id given must be a member (and own its instance id), and a generation given must be
+    /// the group's.
+    pub fn validate_txn_commit(
+        &self,
+        generation: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Option<ResponseError> {
+        if self.state == GroupState::Dead {
+            return Some(ResponseError::CoordinatorNotAvailable);
+        }
+        if !member_id.is_empty() {
+            if let Some(error) = self.check_member(member_id, group_instance_id) {
+                return Some(error);
+            }
+        }
+        if generation >= 0 && generation != self.generation {
+            return Some(ResponseError::IllegalGeneration);
+        }
+        None
+    }
+
     fn set_state(&mut self, state: GroupState) {
         self.state = state;
         self.state_timestamp_ms = now_ms();
@@ -1535,6 +1560,46 @@ mod tests {
         );
         assert_eq!(
             g.heartbeat(0, "x", None, t0),
+            Some(ResponseError::CoordinatorNotAvailable)
+        );
+    }
+
+    #[test]
+    fn transactional_commits_need_only_what_they_name_to_match() {
+        let t0 = Instant::now();
+        let config = GroupConfig::default();
+        let mut group = ClassicGroup::new("g".into());
+        // Anyone may commit into an empty group; a dead one is gone.
+        assert_eq!(group.validate_txn_commit(-1, "", None), None);
+        let _ = group.join(
+            JoinRequest {
+                member_id: String::new(),
+                group_instance_id: None,
+                client_id: "c".into(),
+                client_host: String::new(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::new())],
+                require_known_member_id: false,
+            },
+            &config,
+            t0,
+        );
+        // With members: a producer that names nobody still commits (KIP-447's older clients)...
+        assert_eq!(group.validate_txn_commit(-1, "", None), None);
+        // ...but one naming an unknown member or another generation does not.
+        assert_eq!(
+            group.validate_txn_commit(-1, "nobody", None),
+            Some(ResponseError::UnknownMemberId)
+        );
+        assert_eq!(
+            group.validate_txn_commit(group.generation() + 5, "", None),
+            Some(ResponseError::IllegalGeneration)
+        );
+        group.transition_to_dead();
+        assert_eq!(
+            group.validate_txn_commit(-1, "", None),
             Some(ResponseError::CoordinatorNotAvailable)
         );
     }

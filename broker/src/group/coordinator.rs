@@ -96,6 +96,9 @@ pub struct GroupCoordinator {
     controller: Arc<ControllerClient>,
     shards: RwLock<HashMap<i32, Slot>>,
     creating: tokio::sync::Mutex<()>,
+    /// Transaction markers committed to a partition while it was loading, by partition: `(producer
+    /// id, commit)`, applied once its replay is done (a marker past the replay's end is not in it).
+    early_markers: std::sync::Mutex<HashMap<i32, Vec<(i64, bool)>>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -118,6 +121,7 @@ impl GroupCoordinator {
             controller,
             shards: RwLock::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
+            early_markers: std::sync::Mutex::new(HashMap::new()),
             tracker,
             cancel,
         })
@@ -254,6 +258,12 @@ impl GroupCoordinator {
             if shards.contains_key(&index) {
                 continue;
             }
+            // Markers noted for an earlier load that never finished may predate a later
+            // transaction of their producer in the log: this load starts with none.
+            self.early_markers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&index);
             shards.insert(index, Slot::Loading { leader_epoch });
             self.tracker
                 .spawn(self.clone().load(topic_id, index, leader_epoch));
@@ -341,6 +351,20 @@ impl GroupCoordinator {
             let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
             if matches!(shards.get(&index), Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch)
             {
+                // Applying a marker the replay already saw again changes nothing: the producer's
+                // next transaction cannot have offsets here before this one's marker.
+                let early = self
+                    .early_markers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&index)
+                    .unwrap_or_default();
+                {
+                    let mut state = shard.lock();
+                    for (producer_id, commit) in early {
+                        state.complete_transaction(producer_id, commit);
+                    }
+                }
                 shards.insert(index, Slot::Loaded(shard));
                 info!(
                     partition = index,
@@ -793,10 +817,97 @@ impl GroupCoordinator {
         Ok(results)
     }
 
+    /// TxnOffsetCommit (KIP-98): validates the committer against the group as OffsetCommit does, then
+    /// writes the offsets as a transactional batch of the producer; once it is committed they are
+    /// pending until the transaction's marker reaches this partition (`complete_transaction`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_transactional_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        generation: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<Vec<(OffsetCommit, Option<ResponseError>)>, ResponseError> {
+        let shard = self.shard(group_id)?;
+        let image = self.metadata.current();
+        let now_ms = now_ms();
+        let mut results: Vec<(OffsetCommit, Option<ResponseError>)> = Vec::new();
+        let mut records = Vec::new();
+        let mut written = Vec::new();
+        {
+            let mut state = shard.lock_live()?;
+            let group = state
+                .groups
+                .entry(group_id.to_owned())
+                .or_insert_with(|| ClassicGroup::new(group_id.to_owned()));
+            if let Some(error) = group.validate_txn_commit(generation, member_id, group_instance_id)
+            {
+                state.drop_if_unused(group_id);
+                return Err(error);
+            }
+            for commit in commits {
+                let metadata = commit.metadata.clone().unwrap_or_default();
+                let known = image.topic_by_name(&commit.topic).is_some_and(|t| {
+                    commit.partition >= 0 && (commit.partition as usize) < t.partitions.len()
+                });
+                let error = if !known {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                    Some(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    None
+                };
+                if error.is_none() {
+                    let key = OffsetKey {
+                        group: group_id.to_owned(),
+                        topic: commit.topic.clone(),
+                        partition: commit.partition,
+                    };
+                    let value = OffsetValue {
+                        offset: commit.offset,
+                        leader_epoch: commit.leader_epoch,
+                        metadata,
+                        commit_timestamp_ms: now_ms,
+                    };
+                    records.push(OffsetsRecord::Offset {
+                        key: key.clone(),
+                        value: Some(value.clone()),
+                    });
+                    written.push((key, value, results.len()));
+                }
+                results.push((commit, error));
+            }
+        }
+        if records.is_empty() {
+            return Ok(results);
+        }
+        match shard
+            .write_as(records, Some((producer_id, producer_epoch)))
+            .await
+        {
+            Ok(base_offset) => {
+                let mut state = shard.lock();
+                let pending = state.pending_txn.entry(producer_id).or_default();
+                for (i, (key, value, _)) in written.into_iter().enumerate() {
+                    pending.push((key, value, base_offset + i as i64));
+                }
+            }
+            Err(error) => {
+                for (_, _, index) in written {
+                    results[index].1 = Some(error);
+                }
+            }
+        }
+        Ok(results)
+    }
+
     /// A transaction marker (KIP-98) was written to offsets-topic partition `offsets_partition` and
     /// is committed: the offsets that producer `producer_id` wrote with TxnOffsetCommit in that
     /// transaction become visible (`commit`) or are dropped. Called by WriteTxnMarkers once the marker
-    /// is durable. Until TxnOffsetCommit is served no offsets are pending, so there is nothing to do.
+    /// is durable.
     pub fn complete_transaction(
         &self,
         offsets_partition: i32,
@@ -804,32 +915,74 @@ impl GroupCoordinator {
         producer_epoch: i16,
         commit: bool,
     ) {
-        let _ = (offsets_partition, producer_id, producer_epoch, commit);
+        let shard = match self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&offsets_partition)
+        {
+            Some(Slot::Loaded(shard)) => shard.clone(),
+            Some(Slot::Loading { .. }) => {
+                // The replay may have read the log up to before this marker.
+                self.early_markers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(offsets_partition)
+                    .or_default()
+                    .push((producer_id, commit));
+                return;
+            }
+            // Not led here: whoever loads the partition replays the marker with the offsets.
+            None => return,
+        };
+        let mut state = shard.lock();
+        if state.pending_txn.contains_key(&producer_id) {
+            debug!(
+                partition = offsets_partition,
+                producer_id, producer_epoch, commit, "transactional offsets completed"
+            );
+        }
+        state.complete_transaction(producer_id, commit);
     }
 
     /// OffsetFetch: the committed offsets of the named partitions, or of every partition with one.
+    /// With `require_stable`, a partition with a transactional offset still pending is
+    /// UNSTABLE_OFFSET_COMMIT (KIP-447; clients retry).
+    #[allow(clippy::type_complexity)]
     pub fn fetch_offsets(
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, ResponseError> {
+        require_stable: bool,
+    ) -> Result<Vec<(String, i32, Option<CommittedOffset>, Option<ResponseError>)>, ResponseError>
+    {
         let shard = self.shard(group_id)?;
         let state = shard.lock_live()?;
         let offsets = state.offsets.get(group_id);
+        let unstable = |topic: &str, partition: i32| {
+            (require_stable && state.has_pending_txn_offset(group_id, topic, partition))
+                .then_some(ResponseError::UnstableOffsetCommit)
+        };
         Ok(match partitions {
             Some(partitions) => partitions
                 .into_iter()
                 .map(|(topic, partition)| {
+                    let unstable = unstable(&topic, partition);
                     let committed = offsets
                         .and_then(|o| o.get(&(topic.clone(), partition)))
+                        .filter(|_| unstable.is_none())
                         .cloned();
-                    (topic, partition, committed)
+                    (topic, partition, committed, unstable)
                 })
                 .collect(),
             None => offsets
                 .into_iter()
                 .flatten()
-                .map(|((topic, partition), c)| (topic.clone(), *partition, Some(c.clone())))
+                .map(|((topic, partition), c)| {
+                    let unstable = unstable(topic, *partition);
+                    let committed = Some(c.clone()).filter(|_| unstable.is_none());
+                    (topic.clone(), *partition, committed, unstable)
+                })
                 .collect(),
         })
     }
@@ -1023,4 +1176,5 @@ fn unload(shard: &Shard) {
     }
     state.groups.clear();
     state.offsets.clear();
+    state.pending_txn.clear();
 }

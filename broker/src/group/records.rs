@@ -78,13 +78,15 @@ pub enum RecordError {
     UnknownKeyVersion(i16),
     #[error("unknown value version {0}")]
     UnknownValueVersion(i16),
+    #[error("unknown transaction state {0}")]
+    UnknownTransactionState(i8),
     #[error("truncated {0}")]
     Truncated(&'static str),
     #[error("{0} is not UTF-8")]
     NotUtf8(&'static str),
 }
 
-type Result<T> = std::result::Result<T, RecordError>;
+pub(crate) type Result<T> = std::result::Result<T, RecordError>;
 
 impl OffsetsRecord {
     /// The record's key and value bytes.
@@ -242,37 +244,37 @@ fn decode_group_value(mut v: Bytes) -> Result<GroupValue> {
     })
 }
 
-fn put_string(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_string(buf: &mut BytesMut, s: &str) {
     let len = s.len().min(i16::MAX as usize);
     buf.put_i16(len as i16);
     buf.put_slice(&s.as_bytes()[..len]);
 }
 
-fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) {
+pub(crate) fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) {
     match s {
         Some(s) => put_string(buf, s),
         None => buf.put_i16(-1),
     }
 }
 
-fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
+pub(crate) fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
     buf.put_i32(b.len() as i32);
     buf.put_slice(b);
 }
 
-fn get_i16(buf: &mut Bytes, what: &'static str) -> Result<i16> {
+pub(crate) fn get_i16(buf: &mut Bytes, what: &'static str) -> Result<i16> {
     buf.try_get_i16().map_err(|_| RecordError::Truncated(what))
 }
 
-fn get_i32(buf: &mut Bytes, what: &'static str) -> Result<i32> {
+pub(crate) fn get_i32(buf: &mut Bytes, what: &'static str) -> Result<i32> {
     buf.try_get_i32().map_err(|_| RecordError::Truncated(what))
 }
 
-fn get_i64(buf: &mut Bytes, what: &'static str) -> Result<i64> {
+pub(crate) fn get_i64(buf: &mut Bytes, what: &'static str) -> Result<i64> {
     buf.try_get_i64().map_err(|_| RecordError::Truncated(what))
 }
 
-fn get_nullable_string(buf: &mut Bytes, what: &'static str) -> Result<Option<String>> {
+pub(crate) fn get_nullable_string(buf: &mut Bytes, what: &'static str) -> Result<Option<String>> {
     let len = get_i16(buf, what)?;
     if len < 0 {
         return Ok(None);
@@ -287,11 +289,11 @@ fn get_nullable_string(buf: &mut Bytes, what: &'static str) -> Result<Option<Str
         .map_err(|_| RecordError::NotUtf8(what))
 }
 
-fn get_string(buf: &mut Bytes, what: &'static str) -> Result<String> {
+pub(crate) fn get_string(buf: &mut Bytes, what: &'static str) -> Result<String> {
     Ok(get_nullable_string(buf, what)?.unwrap_or_default())
 }
 
-fn get_bytes(buf: &mut Bytes, what: &'static str) -> Result<Bytes> {
+pub(crate) fn get_bytes(buf: &mut Bytes, what: &'static str) -> Result<Bytes> {
     let len = get_i32(buf, what)?;
     if len < 0 {
         return Ok(Bytes::new());

@@ -24,6 +24,7 @@ use super::classic_group::{ClassicGroup, GroupState};
 use super::records::{GroupValue, OffsetKey, OffsetValue, OffsetsRecord};
 use crate::log::batch::{encode_plain_batch, plain_record, Batches};
 use crate::log::now_ms;
+use crate::log::txn_marker::EndTxnMarker;
 use crate::log::{LogError, PartitionLog};
 use crate::replica::{AppendError, Partition, ReplicaManager};
 
@@ -37,10 +38,17 @@ pub struct CommittedOffset {
 /// Offsets of one group, by (topic, partition).
 pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
+/// Offsets a transactional producer committed with TxnOffsetCommit (KIP-98), each with where its record
+/// is in the log, waiting for the transaction's marker.
+pub type PendingTxnOffsets = Vec<(OffsetKey, OffsetValue, i64)>;
+
 #[derive(Default)]
 pub struct ShardState {
     pub groups: HashMap<String, ClassicGroup>,
     pub offsets: HashMap<String, GroupOffsets>,
+    /// Transactional offsets by producer id, until the producer's COMMIT (applied) or ABORT
+    /// (dropped) marker is committed to this partition.
+    pub pending_txn: HashMap<i64, PendingTxnOffsets>,
     /// Set when leadership moved away: a request that found the shard just before must not act on
     /// it (nothing would ever complete a member parked here).
     pub unloaded: bool,
@@ -68,6 +76,28 @@ impl ShardState {
         if offsets.is_empty() {
             self.offsets.remove(&key.group);
         }
+    }
+
+    /// Ends producer `producer_id`'s transaction here: its pending offsets are applied on a commit
+    /// (unless a later record replaced them) and dropped on an abort.
+    pub fn complete_transaction(&mut self, producer_id: i64, commit: bool) {
+        let Some(pending) = self.pending_txn.remove(&producer_id) else {
+            return;
+        };
+        if commit {
+            for (key, value, log_offset) in pending {
+                self.apply_offset(key, Some(value), log_offset);
+            }
+        }
+    }
+
+    /// Whether a transaction has offsets pending for the group's partition (OffsetFetch with
+    /// `require_stable` answers UNSTABLE_OFFSET_COMMIT for it, KIP-447).
+    pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn
+            .values()
+            .flatten()
+            .any(|(k, _, _)| k.group == group && k.topic == topic && k.partition == partition)
     }
 
     /// Every group id known here: with a group record, members, or only committed offsets.
@@ -131,8 +161,10 @@ impl ShardState {
 }
 
 /// A write of records to the shard's partition; `done` gets the base offset once committed.
+/// `producer` makes it a transactional batch of that producer id and epoch (TxnOffsetCommit).
 struct WriteRequest {
     records: Vec<OffsetsRecord>,
+    producer: Option<(i64, i16)>,
     done: oneshot::Sender<Result<i64, ResponseError>>,
 }
 
@@ -187,9 +219,22 @@ impl Shard {
 
     /// Queues records for the log (in call order) and waits until they are committed.
     pub async fn write(&self, records: Vec<OffsetsRecord>) -> Result<i64, ResponseError> {
+        self.write_as(records, None).await
+    }
+
+    /// [`Shard::write`] as a transactional batch of `producer` (id, epoch).
+    pub async fn write_as(
+        &self,
+        records: Vec<OffsetsRecord>,
+        producer: Option<(i64, i16)>,
+    ) -> Result<i64, ResponseError> {
         let (done, result) = oneshot::channel();
         self.writes
-            .send(WriteRequest { records, done })
+            .send(WriteRequest {
+                records,
+                producer,
+                done,
+            })
             .map_err(|_| ResponseError::NotCoordinator)?;
         result.await.unwrap_or(Err(ResponseError::NotCoordinator))
     }
@@ -200,7 +245,11 @@ impl Shard {
         records: Vec<OffsetsRecord>,
     ) -> oneshot::Receiver<Result<i64, ResponseError>> {
         let (done, result) = oneshot::channel();
-        if let Err(e) = self.writes.send(WriteRequest { records, done }) {
+        if let Err(e) = self.writes.send(WriteRequest {
+            records,
+            producer: None,
+            done,
+        }) {
             let _ = e.0.done.send(Err(ResponseError::NotCoordinator));
         }
         result
@@ -225,7 +274,14 @@ async fn run_writer(
                 None => return,
             },
         };
-        let batch = match encode_batch(&request.records) {
+        let encoded = match request.producer {
+            None => encode_batch(&request.records),
+            Some((producer_id, epoch)) => {
+                let sequence = next_sequence(&partition.log, producer_id, epoch);
+                encode_transactional_batch(&request.records, producer_id, epoch, sequence)
+            }
+        };
+        let batch = match encoded {
             Ok(batch) => batch,
             Err(error) => {
                 let _ = request.done.send(Err(error));
@@ -264,11 +320,67 @@ fn coordinator_error(e: &AppendError) -> ResponseError {
         AppendError::Log(LogError::MessageTooLarge { .. }) => {
             ResponseError::InvalidCommitOffsetSize
         }
+        // A TxnOffsetCommit from a producer epoch the partition has seen bumped: a zombie.
+        AppendError::Log(LogError::Producer(
+            crate::log::producer_state::ProducerStateError::InvalidProducerEpoch { .. },
+        )) => ResponseError::ProducerFenced,
         AppendError::Log(_) | AppendError::Storage(_) => {
             warn!("offsets topic write failed: {e}");
             ResponseError::NotCoordinator
         }
     }
+}
+
+/// The sequence a coordinator-written batch of `producer_id` continues with: after the last batch the
+/// partition's producer state holds for that epoch, else 0. Only this shard's writer appends data
+/// batches of a transactional producer to the offsets topic, one at a time, so the state it reads is
+/// the one its append is checked against.
+fn next_sequence(log: &PartitionLog, producer_id: i64, epoch: i16) -> i32 {
+    log.active_producers()
+        .into_iter()
+        .find(|(id, _)| *id == producer_id)
+        .filter(|(_, entry)| entry.producer_epoch == epoch)
+        .and_then(|(_, entry)| entry.last_batch().map(|b| b.last_seq.wrapping_add(1)))
+        .map_or(0, |s| if s < 0 { 0 } else { s })
+}
+
+/// The records as one transactional batch of `producer_id`/`epoch` from `base_sequence`, as Kafka's
+/// group coordinator writes TxnOffsetCommit (`MemoryRecords.withTransactionalRecords`).
+fn encode_transactional_batch(
+    records: &[OffsetsRecord],
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes, ResponseError> {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    let now = now_ms();
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (key, value) = r.encode();
+            let mut record = plain_record(i as i64, now, Some(key), value);
+            record.transactional = true;
+            record.producer_id = producer_id;
+            record.producer_epoch = epoch;
+            record.sequence = base_sequence.wrapping_add(i as i32);
+            record
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| {
+        warn!("cannot encode transactional offsets: {e}");
+        ResponseError::UnknownServerError
+    })?;
+    Ok(buf.freeze())
 }
 
 fn encode_batch(records: &[OffsetsRecord]) -> Result<Bytes, ResponseError> {
@@ -324,9 +436,19 @@ pub fn replay(log: &PartitionLog, end: i64) -> Result<Replayed, LogError> {
             let batch = batch.map_err(LogError::from)?;
             let header = *batch.header();
             next = next.max(header.next_offset());
-            if header.next_offset() <= offset || batch.is_control() {
+            if header.next_offset() <= offset {
                 continue;
             }
+            if batch.is_control() {
+                // A transaction marker ends the producer's pending offsets (KIP-98).
+                if let Some(marker) = EndTxnMarker::parse(batch.as_bytes()) {
+                    replayed
+                        .offsets
+                        .complete_transaction(header.producer_id, marker.commit);
+                }
+                continue;
+            }
+            let transactional = batch.is_transactional().then_some(header.producer_id);
             let mut raw = batch.as_bytes().clone();
             let set = match RecordBatchDecoder::decode(&mut raw) {
                 Ok(set) => set,
@@ -345,6 +467,19 @@ pub fn replay(log: &PartitionLog, end: i64) -> Result<Replayed, LogError> {
                 }
                 replayed.records += 1;
                 match OffsetsRecord::decode(record.key.as_ref(), record.value.as_ref()) {
+                    Ok(OffsetsRecord::Offset {
+                        key,
+                        value: Some(value),
+                    }) if transactional.is_some() => {
+                        if let Some(producer_id) = transactional {
+                            replayed
+                                .offsets
+                                .pending_txn
+                                .entry(producer_id)
+                                .or_default()
+                                .push((key, value, record.offset));
+                        }
+                    }
                     Ok(OffsetsRecord::Offset { key, value }) => {
                         replayed.offsets.apply_offset(key, value, record.offset)
                     }
@@ -475,6 +610,72 @@ mod tests {
         // Replay stops at the bound it is given (the log end when leadership began).
         let partial = replay(&log, 3).unwrap().into_state(Instant::now());
         assert_eq!(partial.offsets["g"][&("t".to_string(), 0)].value.offset, 5);
+    }
+
+    #[test]
+    fn transactional_offsets_wait_for_their_marker_in_replay_and_live() {
+        use crate::log::txn_marker::EndTxnMarker;
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            PartitionLog::open(dir.path(), uuid::Uuid::new_v4(), LogConfig::default()).unwrap();
+        let marker = |commit| EndTxnMarker {
+            commit,
+            coordinator_epoch: 0,
+        };
+        // A plain commit at 5, then producer 7's transaction commits 9 (committed), producer 8's
+        // commits 11 (aborted), producer 9's commits 13 (no marker yet).
+        log.append_as_leader(encode_batch(&[offset("g", 0, Some(5))]).unwrap(), 0)
+            .unwrap();
+        for (producer_id, value) in [(7, 9), (8, 11), (9, 13)] {
+            let sequence = next_sequence(&log, producer_id, 0);
+            assert_eq!(sequence, 0, "a producer new to the partition starts at 0");
+            let batch = encode_transactional_batch(
+                &[offset("g", 0, Some(value))],
+                producer_id,
+                0,
+                sequence,
+            )
+            .unwrap();
+            log.append_as_leader(batch, 0).unwrap();
+        }
+        // A second batch of producer 7 continues its sequence.
+        assert_eq!(next_sequence(&log, 7, 0), 1);
+        assert_eq!(next_sequence(&log, 7, 1), 0, "another epoch starts again");
+        log.append_marker_as_leader(7, 0, marker(true), 0).unwrap();
+        log.append_marker_as_leader(8, 0, marker(false), 0).unwrap();
+
+        let state = replay(&log, log.log_end_offset())
+            .unwrap()
+            .into_state(Instant::now());
+        assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 9);
+        assert_eq!(state.pending_txn.keys().collect::<Vec<_>>(), vec![&9]);
+        assert!(state.has_pending_txn_offset("g", "t", 0));
+        assert!(!state.has_pending_txn_offset("g", "t", 1));
+
+        // Live: producer 9's marker arrives; an abort of an unknown producer changes nothing.
+        let mut state = state;
+        state.complete_transaction(42, true);
+        assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 9);
+        state.complete_transaction(9, true);
+        assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 13);
+        assert!(state.pending_txn.is_empty());
+    }
+
+    #[test]
+    fn a_fenced_transactional_offset_commit_is_producer_fenced() {
+        use crate::log::producer_state::ProducerStateError;
+        let fenced = AppendError::Log(LogError::Producer(
+            ProducerStateError::InvalidProducerEpoch {
+                producer_id: 7,
+                epoch: 0,
+                current_epoch: 1,
+            },
+        ));
+        assert_eq!(coordinator_error(&fenced), ResponseError::ProducerFenced);
+        assert_eq!(
+            coordinator_error(&AppendError::NotLeader),
+            ResponseError::NotCoordinator
+        );
     }
 
     #[test]

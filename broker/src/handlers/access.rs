@@ -56,6 +56,20 @@ impl BrokerContext {
         self.authorize(rc, operation, ResourceType::Group, group)
     }
 
+    pub fn authorize_transactional_id(
+        &self,
+        rc: &RequestContext<'_>,
+        operation: AclOperation,
+        transactional_id: &str,
+    ) -> bool {
+        self.authorize(
+            rc,
+            operation,
+            ResourceType::TransactionalId,
+            transactional_id,
+        )
+    }
+
     /// Whether the request may perform `operation` on some resource of the type (KIP-679).
     pub fn authorize_by_resource_type(
         &self,

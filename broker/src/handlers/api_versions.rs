@@ -15,10 +15,21 @@
 //! - `transaction.version`, `group.version`, `kraft.version`, `eligible.leader.replicas.version` and
 //!   the others are left out. A Kafka broker lists a supported feature only when its maximum level is
 //!   above 0 (`BrokerFeatures.defaultSupportedFeatures`) and a finalized feature only at a level above
-//!   0 (`createFinalizedFeatureKeys`); Chronik implements none of them (no transactions, no KIP-848
-//!   consumer groups), so their level is 0 and Kafka's own rules leave them out. That matters: a
-//!   finalized `transaction.version` of 2 makes the Java producer use KIP-890 transactions, and
-//!   `group.version` 1 advertises the KIP-848 consumer protocol, which this broker does not serve.
+//!   0 (`createFinalizedFeatureKeys`); Chronik implements none of their higher levels, so their level
+//!   is 0 and Kafka's own rules leave them out. `group.version` 1 would advertise the KIP-848 consumer
+//!   protocol, which this broker does not serve.
+//!
+//! # Which transaction protocol
+//!
+//! Chronik serves transaction version 1: KIP-98 transactions with KIP-360 epoch bumps and KIP-890
+//! part 1 (partition leaders verify a transactional Produce with the coordinator through
+//! AddPartitionsToTxn v4+ `VerifyOnly`). It does not serve KIP-890 part 2 (transaction version 2:
+//! an epoch bump at every transaction end, partitions added implicitly by Produce v12, EndTxn v5,
+//! TxnOffsetCommit v5). The Java client (4.x `TransactionManager`) enables part 2 only when the
+//! broker finalizes `transaction.version` at 2 or more; without the feature it speaks version 1 and
+//! caps EndTxn at v4 (`EndTxnRequest.LAST_STABLE_VERSION_BEFORE_TRANSACTION_V2`), TxnOffsetCommit at
+//! v4 and Produce at v11, and it adds partitions with AddPartitionsToTxn v3 and AddOffsetsToTxn.
+//! So `transaction.version` is left out, and the versions table stops below part 2's versions.
 //! - The finalized features epoch is the offset of the broker's metadata image, as a KRaft broker
 //!   reports its image's offset; clients keep the features of the highest epoch they have seen.
 //!

@@ -1,8 +1,9 @@
-//! FindCoordinator (key 10): the broker leading a group's offsets-topic partition, on the listener the
-//! client connected to. The first lookup creates the offsets topic (COORDINATOR_NOT_AVAILABLE until it
-//! has leaders; clients retry). v0–3 ask for one key; v4+ for a batch. Transactions have no
-//! coordinator: their keys get COORDINATOR_NOT_AVAILABLE with a message saying so. The API stays
-//! advertised from v0, which librdkafka before 2.11.1 needs for groups and for LZ4 (its #5130).
+//! FindCoordinator (key 10): the broker leading a group's offsets-topic partition (key type 0), or a
+//! transactional id's `__transaction_state` partition (key type 1), on the listener the client
+//! connected to. The first lookup creates the topic (COORDINATOR_NOT_AVAILABLE until it has leaders;
+//! clients retry). v0–3 ask for one key; v4+ for a batch. Groups need DESCRIBE on the group,
+//! transactional ids DESCRIBE on the id, as in Kafka. The API stays advertised from v0, which
+//! librdkafka before 2.11.1 needs for groups and for LZ4 (its #5130).
 
 use chronik_metadata::acl::AclOperation;
 use kafka_protocol::error::ResponseError;
@@ -33,10 +34,15 @@ pub async fn handle(
                 "not authorized to describe the group",
             )),
             KEY_TYPE_GROUP => ctx.groups.find_coordinator(&key, rc.listener).await,
-            KEY_TYPE_TRANSACTION => Err((
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported by this broker",
-            )),
+            KEY_TYPE_TRANSACTION
+                if !ctx.authorize_transactional_id(rc, AclOperation::Describe, &key) =>
+            {
+                Err((
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "not authorized to describe the transactional id",
+                ))
+            }
+            KEY_TYPE_TRANSACTION => ctx.txns.find_coordinator(&key, rc.listener).await,
             _ => Err((
                 ResponseError::InvalidRequest,
                 "unknown coordinator key type",
@@ -165,6 +171,8 @@ mod tests {
             empty.coordinators[0].error_code,
             ResponseError::InvalidRequest.code()
         );
+        // Without the transaction state topic nobody coordinates transactions yet (and the test
+        // broker's controller is unreachable, so the topic is not created).
         let transaction = handle(
             &b.ctx,
             &b.rc(4, "PLAINTEXT"),
@@ -178,6 +186,50 @@ mod tests {
         // Broker 1 does not lead the partition: not the coordinator.
         let joined = join_group::handle(&b.ctx, &b.rc(5, "PLAINTEXT"), join("g")).await;
         assert_eq!(joined.error_code, ResponseError::NotCoordinator.code());
+    }
+
+    #[tokio::test]
+    async fn a_transactional_id_is_coordinated_by_its_state_partitions_leader() {
+        use crate::group::partition_for;
+        use crate::txn::TRANSACTION_STATE_TOPIC;
+        let mut records = vec![broker(1, None, false), broker(2, None, false)];
+        // Three partitions: 0 and 2 led by broker 1, partition 1 by broker 2.
+        records.extend(topic(
+            TRANSACTION_STATE_TOPIC,
+            Uuid::new_v4(),
+            &[&[1, 2], &[2, 1], &[1, 2]],
+        ));
+        let b = TestBroker::new(1, &records);
+        // Kafka's hash puts these in partitions 0, 1, 2 and 1 (Java's String.hashCode).
+        let ids = ["tx-a", "tx-b", "orders-writer", "😀"];
+        assert_eq!(ids.map(|id| partition_for(id, 3)), [0, 1, 2, 1]);
+        for id in ids {
+            let expected = if partition_for(id, 3) == 1 { 2 } else { 1 };
+            for version in [1, 4] {
+                let r = handle(
+                    &b.ctx,
+                    &b.rc(version, "PLAINTEXT"),
+                    find(id).with_key_type(KEY_TYPE_TRANSACTION),
+                )
+                .await;
+                let (code, node) = if version >= 4 {
+                    (r.coordinators[0].error_code, r.coordinators[0].node_id)
+                } else {
+                    (r.error_code, r.node_id)
+                };
+                assert_eq!((code, node), (0, BrokerId(expected)), "{id} v{version}");
+            }
+        }
+        let empty = handle(
+            &b.ctx,
+            &b.rc(4, "PLAINTEXT"),
+            find("").with_key_type(KEY_TYPE_TRANSACTION),
+        )
+        .await;
+        assert_eq!(
+            empty.coordinators[0].error_code,
+            ResponseError::InvalidRequest.code()
+        );
     }
 
     #[tokio::test]

@@ -1,15 +1,17 @@
-//! InitProducerId (key 22), idempotent producers only (KIP-98). Any broker answers: a null
-//! `TransactionalId` gets a fresh producer id from this broker's block (see `producer_ids`) with epoch
-//! 0. Kafka ignores the v3+ `ProducerId`/`ProducerEpoch` of such a request (a client bumping its epoch
-//! after an error gets a new id instead), and so does this handler.
+//! InitProducerId (key 22; KIP-98, KIP-360).
 //!
-//! - No id available in time (the controller is slow or unreachable, or this broker is not registered):
-//!   COORDINATOR_LOAD_IN_PROGRESS (14), which clients retry.
+//! - A null `TransactionalId` (an idempotent producer): any broker answers with a fresh producer id
+//!   from this broker's block (see `producer_ids`) and epoch 0. Kafka ignores the v3+
+//!   `ProducerId`/`ProducerEpoch` of such a request (a client bumping its epoch after an error gets a
+//!   new id instead), and so does this handler. No id available in time (the controller is slow or
+//!   unreachable, or this broker is not registered): COORDINATOR_LOAD_IN_PROGRESS (14), which clients
+//!   retry.
 //! - An empty `TransactionalId`: INVALID_REQUEST (42), as in Kafka.
-//! - A non-null `TransactionalId`: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53), at once. Chronik has no
-//!   transaction coordinator; a fatal error makes a transactional client fail fast with an error
-//!   naming transactions, where the retriable COORDINATOR_NOT_AVAILABLE would have it retry until its
-//!   timeouts expire.
+//! - A transactional id: the id's transaction coordinator (`txn`) answers, after WRITE on the
+//!   TransactionalId: a bumped epoch (fencing older instances), CONCURRENT_TRANSACTIONS while an
+//!   ongoing transaction of an earlier instance is aborted, INVALID_TRANSACTION_TIMEOUT past
+//!   `--transaction-max-timeout-ms`. A fenced producer gets PRODUCER_FENCED from v4 and
+//!   INVALID_PRODUCER_EPOCH before (KIP-588).
 
 use chronik_metadata::acl::{AclOperation, ResourceType};
 use kafka_protocol::error::ResponseError;
@@ -18,6 +20,7 @@ use tracing::{debug, info};
 
 use super::{BrokerContext, RequestContext};
 use crate::producer_ids::BLOCK_WAIT;
+use crate::txn::fenced_error_for;
 
 pub async fn handle(
     ctx: &BrokerContext,
@@ -35,9 +38,26 @@ pub async fn handle(
             // Kafka's answer to an empty (not null) transactional id.
             return refused(ResponseError::InvalidRequest);
         }
-        info!(transactional_id = %transactional_id.0,
-            "refusing InitProducerId for a transactional producer: transactions are not supported");
-        return refused(ResponseError::TransactionalIdAuthorizationFailed);
+        if !ctx.authorize_transactional_id(rc, AclOperation::Write, &transactional_id.0) {
+            return refused(ResponseError::TransactionalIdAuthorizationFailed);
+        }
+        // v3+ names the producer id and epoch a client bumps after a retriable error (KIP-360).
+        let expected = (rc.version >= 3 && request.producer_id.0 >= 0)
+            .then_some((request.producer_id.0, request.producer_epoch));
+        return match ctx
+            .txns
+            .init_producer_id(
+                &transactional_id.0,
+                request.transaction_timeout_ms,
+                expected,
+            )
+            .await
+        {
+            Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch),
+            Err(error) => refused(fenced_error_for(error, rc.version, 4)),
+        };
     }
     // Kafka's handleInitProducerIdRequest without a transactional id: IDEMPOTENT_WRITE on the
     // cluster, or WRITE on some topic (KIP-679).
@@ -103,7 +123,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transactional_ids_fail_fast() {
+    async fn transactional_ids_go_to_their_coordinator() {
         let mut broker = TestBroker::new(1, &cluster().records);
         let (ids, calls, _) = manager(1000);
         broker.ctx.producer_ids = ids;
@@ -111,11 +131,16 @@ mod tests {
             .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("txn-1"))))
             .with_transaction_timeout_ms(60_000);
         let response = init(&broker, 4, request).await;
-        assert_eq!(
-            response.error_code,
-            ResponseError::TransactionalIdAuthorizationFailed.code()
-        );
+        // This broker coordinates no partition of the (missing) transaction state topic.
+        assert_eq!(response.error_code, ResponseError::NotCoordinator.code());
         assert_eq!((response.producer_id.0, response.producer_epoch), (-1, -1));
+        let too_long = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("txn-1"))))
+            .with_transaction_timeout_ms(900_001);
+        assert_eq!(
+            init(&broker, 4, too_long).await.error_code,
+            ResponseError::InvalidTransactionTimeout.code()
+        );
         let empty = InitProducerIdRequest::default()
             .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(""))));
         assert_eq!(

@@ -5,6 +5,8 @@
 
 pub mod access;
 pub mod acls;
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod admin;
 pub mod alter_configs;
 pub mod api_versions;
@@ -19,7 +21,9 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -29,6 +33,7 @@ pub mod leader_hints;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -41,6 +46,7 @@ pub mod scram_credentials;
 pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 use std::future::Future;
@@ -58,6 +64,7 @@ use crate::metadata::MetadataCache;
 use crate::producer_ids::ProducerIdManager;
 use crate::protocol::codec::Request;
 use crate::replica::ReplicaManager;
+use crate::txn::TransactionCoordinator;
 
 /// Everything handlers share.
 pub struct BrokerContext {
@@ -66,6 +73,7 @@ pub struct BrokerContext {
     pub replicas: Arc<ReplicaManager>,
     pub controller: Arc<ControllerClient>,
     pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<TransactionCoordinator>,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
     /// Producer ids for InitProducerId.
@@ -204,6 +212,22 @@ pub async fn dispatch(
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(ctx, &rc, r).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, &rc, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, &rc, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, &rc, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(ctx, &rc, r).await),
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(describe_transactions::handle(ctx, &rc, r))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(list_transactions::handle(ctx, &rc, r))
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, &rc, r).await)

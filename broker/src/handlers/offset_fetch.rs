@@ -39,7 +39,8 @@ pub fn handle(
                         })
                         .collect()
                 });
-                let (error, answer) = fetch(ctx, rc, &g.group_id, partitions);
+                let (error, answer) =
+                    fetch(ctx, rc, &g.group_id, partitions, request.require_stable);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_error_code(error)
@@ -82,7 +83,8 @@ pub fn handle(
             })
             .collect::<Vec<_>>()
     });
-    let (error, answer) = fetch(ctx, rc, &request.group_id, partitions);
+    let require_stable = rc.version >= 7 && request.require_stable;
+    let (error, answer) = fetch(ctx, rc, &request.group_id, partitions, require_stable);
     let topics = answer
         .into_iter()
         .map(|(topic, partitions)| {
@@ -131,9 +133,11 @@ fn fetch(
     rc: &RequestContext<'_>,
     group_id: &str,
     partitions: Option<Vec<(String, i32)>>,
+    require_stable: bool,
 ) -> (i16, Answer) {
     let looked_up = if ctx.authorize_group(rc, AclOperation::Describe, group_id) {
-        ctx.groups.fetch_offsets(group_id, partitions.clone())
+        ctx.groups
+            .fetch_offsets(group_id, partitions.clone(), require_stable)
     } else {
         Err(ResponseError::GroupAuthorizationFailed)
     };
@@ -145,12 +149,12 @@ fn fetch(
             partitions
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(t, p)| (t, p, None))
+                .map(|(t, p)| (t, p, None, None))
                 .collect(),
         ),
     };
     let mut answer: Answer = Vec::new();
-    for (topic, partition, committed) in rows {
+    for (topic, partition, committed, unstable) in rows {
         let (offset, epoch, metadata) = match committed {
             Some(CommittedOffset { value, .. }) => {
                 (value.offset, value.leader_epoch, value.metadata)
@@ -158,7 +162,8 @@ fn fetch(
             None => (-1, -1, String::new()),
         };
         let code = if error != 0 || ctx.authorize_topic(rc, AclOperation::Describe, &topic) {
-            0
+            // A transaction's offset pending for the partition (KIP-447 `require_stable`).
+            unstable.map_or(0, |e: ResponseError| e.code())
         } else if asked_all {
             continue;
         } else {

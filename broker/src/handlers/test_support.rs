@@ -88,6 +88,22 @@ impl TestBroker {
             tokio_util::task::TaskTracker::new(),
             tokio_util::sync::CancellationToken::new(),
         );
+        let txns = crate::txn::TransactionCoordinator::new(
+            broker_id,
+            crate::txn::TxnConfig::default(),
+            metadata.clone(),
+            replicas.clone(),
+            controller.clone(),
+            producer_ids.clone(),
+            crate::txn::markers::MarkerSender::new(
+                chronik_wire::ClientConnector::plaintext("test"),
+                "PLAINTEXT".into(),
+                metadata.clone(),
+                broker_id,
+            ),
+            tokio_util::task::TaskTracker::new(),
+            tokio_util::sync::CancellationToken::new(),
+        );
         TestBroker {
             ctx: BrokerContext {
                 broker_id,
@@ -95,6 +111,7 @@ impl TestBroker {
                 replicas,
                 controller,
                 groups,
+                txns,
                 auto_create_topics: false,
                 authorizer: None,
                 producer_ids,

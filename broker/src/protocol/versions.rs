@@ -62,6 +62,15 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteRecords, 0, 2),
     // From v0: librdkafka enables idempotence only when InitProducerId v0 is in range.
     api(ApiKey::InitProducerId, 0, 5),
+    // Transactions, version 1 (KIP-98, KIP-890 part 1): EndTxn v5 and Produce v12 belong to
+    // transaction version 2, which is not served (`handlers::api_versions`).
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    // v2 adds a transactional id pattern (KIP-1152), not served.
+    api(ApiKey::ListTransactions, 0, 1),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeProducers, 0, 0),
     // Inter-broker, from transaction coordinators (KIP-98); Kafka 4 serves v1 only (KIP-896).

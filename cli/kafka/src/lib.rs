@@ -28,6 +28,7 @@ pub mod producer;
 pub mod records;
 pub mod security;
 pub mod topic;
+pub mod txn;
 
 use std::sync::Arc;
 

@@ -19,12 +19,13 @@ pub mod reassign;
 pub mod secrets;
 pub mod topic;
 pub mod trim_prefix;
+pub mod txn;
 pub mod user;
 
 use crate::cli::{
     AclCommand, BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges,
     ElectionCommand, GroupCommand, PartitionCommand, ReassignmentCommand, SecretsCommand,
-    TopicCommand, UserCommand,
+    TopicCommand, TxnCommand, UserCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
@@ -76,6 +77,10 @@ pub enum Report {
     GroupDeleted(DeletedGroup),
     /// `group offset-delete`.
     OffsetsDeleted(OffsetDeletion),
+    /// `txn list`.
+    Transactions(txn::TransactionList),
+    /// `txn describe`.
+    TransactionDetails(txn::TransactionDetails),
     /// `topic produce`.
     Produced(produce::ProduceReport),
     /// `topic consume`: the records were printed as they came; this is not.
@@ -107,6 +112,7 @@ impl Report {
             Report::Election(results) => election::failure(results),
             Report::Moves(report) => reassign::failure(report),
             Report::Groups(list) => group::list_failure(list),
+            Report::Transactions(list) => list.failure(),
             Report::PrefixTrim(trim) => trim.failure(),
             Report::LogDirs(report) => cluster::logdirs_failure(report),
             Report::Bench(report) => report.failure().map(CliError::from),
@@ -183,6 +189,12 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             ))
         }
         Command::Group(command) => execute_group(command, client).await?,
+        Command::Txn(TxnCommand::List(args)) => Report::Transactions(
+            txn::list(client, &args.filters(), args.target.retry_timeout_ms).await?,
+        ),
+        Command::Txn(TxnCommand::Describe(args)) => Report::TransactionDetails(
+            txn::describe(client, &args.transactional_id, args.target.retry_timeout_ms).await?,
+        ),
         Command::Broker(BrokerCommand::Decommission { broker_id, wait }) => {
             Report::Moves(reassign::decommission(client, *broker_id, wait.wait()).await?)
         }

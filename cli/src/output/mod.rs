@@ -24,6 +24,7 @@ pub mod record;
 mod secrets;
 mod topic;
 mod trim_prefix;
+mod txn;
 mod user;
 
 use std::io::Write;
@@ -66,6 +67,8 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::ClusterConfigs(configs) => cluster::configs(out, configs)?,
                 Report::PrefixTrim(trim) => trim_prefix::trimmed(out, trim)?,
                 Report::Groups(list) => group::list(out, list)?,
+                Report::Transactions(list) => txn::list(out, list)?,
+                Report::TransactionDetails(t) => txn::details(out, t)?,
                 Report::GroupDetails(group) => group::details(out, group)?,
                 Report::OffsetReset(reset) => group::offset_reset(out, reset)?,
                 Report::GroupDeleted(group) => group::deleted(out, group)?,

