@@ -34,6 +34,7 @@ pub struct BrokerMetrics {
     bytes_out: IntCounterVec,
     replication_bytes_in: IntCounterVec,
     log_flush_duration: HistogramVec,
+    log_flush_bytes: HistogramVec,
     request_phases: HistogramVec,
     request_errors: IntCounterVec,
     isr_shrinks: IntCounter,
@@ -164,6 +165,22 @@ impl BrokerMetrics {
                 &["topic"],
             ),
             log_flush_duration,
+            log_flush_bytes: {
+                let histogram = HistogramVec::new(
+                    HistogramOpts::new(
+                        "chronik_broker_log_flush_bytes",
+                        "Bytes of a partition's active segment that one fsync made durable (each may \
+                         cover several appends: group commit).",
+                    )
+                    .buckets(prometheus::exponential_buckets(512.0, 4.0, 10).expect("valid buckets")),
+                    &[],
+                )
+                .expect("valid histogram");
+                registry
+                    .register(Box::new(histogram.clone()))
+                    .expect("registered once");
+                histogram
+            },
             request_phases: histogram(
                 &registry,
                 "chronik_broker_request_phase_seconds",
@@ -281,10 +298,14 @@ impl BrokerMetrics {
         }
     }
 
-    pub fn log_flushed(&self, took: Duration) {
+    /// One fsync of a partition's active segment, and the bytes it covered.
+    pub fn log_flushed(&self, took: Duration, bytes: u64) {
         self.log_flush_duration
             .with_label_values::<&str>(&[])
             .observe(took.as_secs_f64());
+        self.log_flush_bytes
+            .with_label_values::<&str>(&[])
+            .observe(bytes as f64);
     }
 
     /// Drops the series of a deleted topic, so deleted topics do not pile up.
@@ -322,7 +343,7 @@ mod tests {
         m.produced("orders", 1000, 10);
         m.fetched("orders", 0);
         m.fetched("orders", 400);
-        m.log_flushed(Duration::from_micros(700));
+        m.log_flushed(Duration::from_micros(700), 3000);
         m.request_phases(
             "Fetch",
             [
@@ -348,6 +369,8 @@ mod tests {
             "chronik_broker_records_in_total{topic=\"orders\"} 10",
             "chronik_broker_bytes_out_total{topic=\"orders\"} 400",
             "chronik_broker_log_flush_duration_seconds_count 1",
+            "chronik_broker_log_flush_bytes_bucket{le=\"2048\"} 0",
+            "chronik_broker_log_flush_bytes_bucket{le=\"8192\"} 1",
             "chronik_broker_request_phase_seconds_bucket{api=\"Fetch\",phase=\"remote\",le=\"0.5\"} 1",
             "chronik_broker_request_phase_seconds_bucket{api=\"Fetch\",phase=\"remote\",le=\"0.25\"} 0",
             "chronik_broker_request_phase_seconds_count{api=\"Fetch\",phase=\"queue\"} 1",

@@ -77,6 +77,11 @@ def test_metrics_follow_a_produce_and_consume_load(shared_cluster: ChronikCluste
     assert total(scrapes, "chronik_broker_connections_accepted_total") > 0
     assert total(scrapes, "chronik_broker_connections") >= 0
     assert total(scrapes, "chronik_broker_log_flush_duration_seconds_count") > 0
+    # Every fsync also says how many bytes it made durable: together at least what was replicated.
+    assert (total(scrapes, "chronik_broker_log_flush_bytes_count")
+            == total(scrapes, "chronik_broker_log_flush_duration_seconds_count"))
+    assert total(scrapes, "chronik_broker_log_flush_bytes_sum") >= total(scrapes, "chronik_broker_bytes_in_total",
+                                                                         topic=topic_name)
     assert total(scrapes, "chronik_broker_under_replicated_partitions") == 0
     assert total(scrapes, "chronik_broker_under_min_isr_partitions") == 0
 

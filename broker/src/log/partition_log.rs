@@ -207,6 +207,9 @@ struct LogState {
     truncations: u64,
     /// fsyncs of data done by `flush_to` (observability and tests).
     fsyncs: u64,
+    /// The active segment's (base offset, size) at the last fsync of `flush_to`: the bytes the next
+    /// one covers are the ones past it (the `log_flush_bytes` metric).
+    flushed_position: (i64, u64),
     status: Status,
 }
 
@@ -1046,17 +1049,19 @@ impl PartitionLog {
         let _serial = self.flush_lock.lock().map_err(|_| LogError::Offline {
             dir: self.dir.clone(),
         })?;
-        let (target, file, sync_dir, truncations) = {
+        let (target, file, sync_dir, truncations, position) = {
             let mut state = self.write_state()?;
             if state.flushed_offset >= offset.min(state.log_end_offset) {
                 return Ok(state.flushed_offset);
             }
             let sync_dir = std::mem::take(&mut state.dir_dirty);
+            let active = state.active()?;
             (
                 state.log_end_offset,
-                state.active()?.data_file(),
+                active.data_file(),
                 sync_dir,
                 state.truncations,
+                (active.base_offset(), active.size()),
             )
         };
         #[cfg(test)]
@@ -1072,7 +1077,15 @@ impl PartitionLog {
         let file_sync = {
             let started = std::time::Instant::now();
             let synced = file.sync_data();
-            crate::metrics::metrics().log_flushed(started.elapsed());
+            let previous = self.peek().flushed_position;
+            // A segment rolled since the last flush was fsynced at its roll; this one covers the
+            // new active segment from its start.
+            let bytes = if previous.0 == position.0 {
+                position.1.saturating_sub(previous.1)
+            } else {
+                position.1
+            };
+            crate::metrics::metrics().log_flushed(started.elapsed(), bytes);
             synced
         };
         let result = file_sync
@@ -1088,6 +1101,7 @@ impl PartitionLog {
         match result {
             Ok(()) => {
                 state.fsyncs += 1;
+                state.flushed_position = position;
                 state.last_flush_ms = now_ms();
                 if state.truncations == truncations {
                     state.flushed_offset = state.flushed_offset.max(target);

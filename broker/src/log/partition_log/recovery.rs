@@ -246,6 +246,7 @@ impl PartitionLog {
             dir_dirty: false,
             truncations: 0,
             fsyncs: 0,
+            flushed_position: (-1, 0),
             status: Status::Open,
         };
         rebuild.sort_unstable();
