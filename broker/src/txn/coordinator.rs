@@ -17,6 +17,7 @@ use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,6 +40,10 @@ use crate::replica::{AppendError, Partition, ReplicaManager};
 const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed Complete write, the next try waits this long.
 const COMPLETE_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// How long AddPartitionsToTxn (and AddOffsetsToTxn) waits for the id's previous transaction to
+/// complete before answering CONCURRENT_TRANSACTIONS. Its markers can take a leader election or a
+/// broker's session timeout; well under the clients' request timeouts (30 s Java, 60 s librdkafka).
+const COMPLETION_WAIT: Duration = Duration::from_secs(15);
 
 enum Slot {
     Loading { leader_epoch: i32 },
@@ -54,6 +59,9 @@ pub struct TxnShard {
     state: Mutex<ShardState>,
     /// Held while a record is appended, so records reach the log in decision order.
     append: tokio::sync::Mutex<()>,
+    /// Woken whenever a write ends (committed or not) and when the shard is unloaded: a request
+    /// waiting for an id to settle looks again.
+    changed: Notify,
 }
 
 #[derive(Default)]
@@ -293,6 +301,7 @@ impl TransactionCoordinator {
                     unloaded: false,
                 }),
                 append: tokio::sync::Mutex::new(()),
+                changed: Notify::new(),
             });
             {
                 let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
@@ -364,26 +373,9 @@ impl TransactionCoordinator {
         next: Option<TxnMetadata>,
     ) -> Result<(), ResponseError> {
         let result = self.append(shard, id, next.as_ref()).await;
-        let mut state = shard.lock();
-        if state.unloaded {
-            return Err(ResponseError::NotCoordinator);
-        }
-        match (result, next) {
-            (Ok(()), Some(next)) => {
-                state.txns.insert(id.to_owned(), next);
-                Ok(())
-            }
-            (Ok(()), None) => {
-                state.txns.remove(id);
-                Ok(())
-            }
-            (Err(error), _) => {
-                if let Some(meta) = state.txns.get_mut(id) {
-                    meta.pending = None;
-                }
-                Err(error)
-            }
-        }
+        let outcome = settle(shard, id, result, next);
+        shard.changed.notify_waiters();
+        outcome
     }
 
     async fn append(
@@ -585,6 +577,16 @@ impl TransactionCoordinator {
     // ---- AddPartitionsToTxn, AddOffsetsToTxn ----
 
     /// Adds partitions to the producer's transaction, writing the new set before answering.
+    ///
+    /// While the id's previous transaction is still completing (its EndTxn was answered, its markers
+    /// or its Complete record are not written yet) the request waits for it, up to
+    /// [`COMPLETION_WAIT`], instead of answering CONCURRENT_TRANSACTIONS at once. librdkafka counts an
+    /// AddPartitionsToTxn refused that way as one that may have registered partitions (`txn_req_cnt`),
+    /// so an `abort_transaction()` before its retry succeeds sends EndTxn(abort); that reaches an id
+    /// in CompleteCommit or CompleteAbort and gets INVALID_TXN_STATE, which is fatal to the producer.
+    /// Markers are slow exactly when a partition leader fails, so every broker fault opened that
+    /// window. Waiting here closes it: the answer still comes only once the new partitions are
+    /// committed, and this connection's next request (the EndTxn) is read only after it.
     pub async fn add_partitions(
         &self,
         transactional_id: &str,
@@ -596,21 +598,39 @@ impl TransactionCoordinator {
             return Err(ResponseError::InvalidRequest);
         }
         let shard = self.shard(transactional_id)?;
-        let next = {
-            let mut state = shard.lock_live()?;
-            let meta = state
-                .txns
-                .get_mut(transactional_id)
-                .ok_or(ResponseError::InvalidProducerIdMapping)?;
-            let Some(next) =
-                meta.prepare_add_partitions(producer_id, producer_epoch, &partitions, now_ms())?
-            else {
-                return Ok(());
-            };
-            meta.pending = Some(next.state);
-            next
-        };
-        self.write(&shard, transactional_id, Some(next)).await
+        let deadline = Instant::now() + COMPLETION_WAIT;
+        let mut waited = false;
+        let next = wait_for_completion(&shard.changed, deadline, || {
+            let attempt = try_add_partitions(
+                &mut shard.lock(),
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                &partitions,
+            );
+            if matches!(attempt, Attempt::Completing) && !waited {
+                debug!(
+                    transactional_id,
+                    "AddPartitionsToTxn waits for the previous transaction to complete"
+                );
+                waited = true;
+            }
+            attempt
+        })
+        .await;
+        match next {
+            Ok(Some(next)) => self.write(&shard, transactional_id, Some(next)).await,
+            Ok(None) => Ok(()),
+            Err(ResponseError::ConcurrentTransactions) if waited => {
+                info!(
+                    transactional_id,
+                    wait_ms = COMPLETION_WAIT.as_millis() as u64,
+                    "the previous transaction is still completing; AddPartitionsToTxn answered CONCURRENT_TRANSACTIONS"
+                );
+                Err(ResponseError::ConcurrentTransactions)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// AddPartitionsToTxn VerifyOnly (KIP-890 part 1): for each partition, whether it is in the
@@ -655,8 +675,20 @@ impl TransactionCoordinator {
                 .txns
                 .get_mut(transactional_id)
                 .ok_or(ResponseError::InvalidProducerIdMapping)?;
-            let Some(next) = meta.prepare_end(producer_id, producer_epoch, commit, now_ms())?
-            else {
+            let decided = meta.prepare_end(producer_id, producer_epoch, commit, now_ms());
+            if decided == Err(ResponseError::InvalidTxnState) {
+                // Kafka's `logInvalidStateTransitionAndReturnError`: the client believes a transaction
+                // is open that this coordinator never recorded (or ended the other way).
+                warn!(
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    state = meta.state.name(),
+                    commit,
+                    "EndTxn refused with INVALID_TXN_STATE"
+                );
+            }
+            let Some(next) = decided? else {
                 return Ok(());
             };
             meta.pending = Some(next.state);
@@ -882,6 +914,92 @@ fn decide_init(
     Ok(transit)
 }
 
+/// Applies the outcome of a write to the in-memory state: the written state once committed; on
+/// failure the pending mark is cleared and the state stays as it was.
+fn settle(
+    shard: &TxnShard,
+    id: &str,
+    result: Result<(), ResponseError>,
+    next: Option<TxnMetadata>,
+) -> Result<(), ResponseError> {
+    let mut state = shard.lock();
+    if state.unloaded {
+        return Err(ResponseError::NotCoordinator);
+    }
+    match (result, next) {
+        (Ok(()), Some(next)) => {
+            state.txns.insert(id.to_owned(), next);
+            Ok(())
+        }
+        (Ok(()), None) => {
+            state.txns.remove(id);
+            Ok(())
+        }
+        (Err(error), _) => {
+            if let Some(meta) = state.txns.get_mut(id) {
+                meta.pending = None;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// One look at an id by a request that may wait for its previous transaction to complete.
+enum Attempt<T> {
+    Done(Result<T, ResponseError>),
+    /// The previous transaction is still completing: look again once something changes.
+    Completing,
+}
+
+/// Runs `attempt` until it is done, waiting for `changed` between tries; CONCURRENT_TRANSACTIONS
+/// once `deadline` passes. The wakeup is armed before each try, so a change in between is not missed.
+async fn wait_for_completion<T>(
+    changed: &Notify,
+    deadline: Instant,
+    mut attempt: impl FnMut() -> Attempt<T>,
+) -> Result<T, ResponseError> {
+    loop {
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match attempt() {
+            Attempt::Done(result) => return result,
+            Attempt::Completing => {
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    return Err(ResponseError::ConcurrentTransactions);
+                }
+            }
+        }
+    }
+}
+
+/// AddPartitionsToTxn's decision on one id, under its partition's lock: the state to write (none when
+/// every partition is in the transaction already), or wait while the previous transaction completes.
+fn try_add_partitions(
+    state: &mut ShardState,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &BTreeSet<(String, i32)>,
+) -> Attempt<Option<TxnMetadata>> {
+    if state.unloaded {
+        return Attempt::Done(Err(ResponseError::NotCoordinator));
+    }
+    let Some(meta) = state.txns.get_mut(transactional_id) else {
+        return Attempt::Done(Err(ResponseError::InvalidProducerIdMapping));
+    };
+    match meta.prepare_add_partitions(producer_id, producer_epoch, partitions, now_ms()) {
+        Err(ResponseError::ConcurrentTransactions) if meta.state.is_prepared() => {
+            Attempt::Completing
+        }
+        Ok(Some(next)) => {
+            meta.pending = Some(next.state);
+            Attempt::Done(Ok(Some(next)))
+        }
+        other => Attempt::Done(other),
+    }
+}
+
 fn describe(id: &str, meta: &TxnMetadata) -> TxnDescription {
     TxnDescription {
         transactional_id: id.to_owned(),
@@ -895,9 +1013,12 @@ fn describe(id: &str, meta: &TxnMetadata) -> TxnDescription {
 }
 
 fn unload(shard: &TxnShard) {
-    let mut state = shard.lock();
-    state.unloaded = true;
-    state.txns.clear();
+    {
+        let mut state = shard.lock();
+        state.unloaded = true;
+        state.txns.clear();
+    }
+    shard.changed.notify_waiters();
 }
 
 /// Kafka's mapping of a failed state-topic write (`TransactionStateManager.appendTransactionToLog`):
@@ -1031,5 +1152,103 @@ mod tests {
         let partial = replay(&log, 3).unwrap();
         assert_eq!(partial.txns["a"].state, TxnState::Ongoing);
         assert_eq!(partial.txns["b"].state, TxnState::Empty);
+    }
+
+    /// An id whose transaction over `t-0` was committed (EndTxn answered) and whose markers are not
+    /// all written yet: PrepareCommit, pending CompleteCommit.
+    fn completing_commit() -> (ShardState, TxnMetadata) {
+        let empty = match TxnMetadata::new(7, 60_000, 1).prepare_init(60_000, None, None, 2) {
+            Ok(InitTransit::Write(empty)) => empty,
+            other => panic!("{other:?}"),
+        };
+        let parts: BTreeSet<(String, i32)> = [("t".to_string(), 0)].into();
+        let ongoing = empty
+            .prepare_add_partitions(7, 0, &parts, 3)
+            .unwrap()
+            .unwrap();
+        let mut prepared = ongoing.prepare_end(7, 0, true, 4).unwrap().unwrap();
+        prepared.pending = Some(TxnState::CompleteCommit);
+        let complete = prepared.prepare_complete(5).unwrap();
+        let state = ShardState {
+            txns: [("p".to_string(), prepared)].into(),
+            unloaded: false,
+        };
+        (state, complete)
+    }
+
+    /// The chaos run's INVALID_TXN_STATE: librdkafka's next transaction sends AddPartitionsToTxn while
+    /// the commit's markers are still being written (a partition leader just failed), then
+    /// `abort_transaction()`. Answered CONCURRENT_TRANSACTIONS, the add left the coordinator in
+    /// CompleteCommit, and the client's EndTxn(abort) was refused. The add must wait for the
+    /// completion and then open the transaction, so the abort that follows has one to abort.
+    #[tokio::test(start_paused = true)]
+    async fn an_add_during_the_previous_commits_markers_waits_and_opens_the_transaction() {
+        let (state, complete) = completing_commit();
+        let shard = Arc::new((Mutex::new(state), Notify::new()));
+        let next_parts: BTreeSet<(String, i32)> = [("t".to_string(), 1)].into();
+
+        let completer = {
+            let shard = shard.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                shard.0.lock().unwrap().txns.insert("p".into(), complete);
+                shard.1.notify_waiters();
+            })
+        };
+        let started = Instant::now();
+        let next = wait_for_completion(&shard.1, started + COMPLETION_WAIT, || {
+            try_add_partitions(&mut shard.0.lock().unwrap(), "p", 7, 0, &next_parts)
+        })
+        .await
+        .expect("the add waits for the completion instead of CONCURRENT_TRANSACTIONS")
+        .expect("the partition is new to the transaction");
+        completer.await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(700));
+        assert_eq!(next.state, TxnState::Ongoing);
+        assert_eq!(next.partitions, next_parts);
+        assert_eq!(
+            shard.0.lock().unwrap().txns["p"].pending,
+            Some(TxnState::Ongoing)
+        );
+        // Once written, the client's abort finds the transaction it opened.
+        let aborting = next.prepare_end(7, 0, false, 9).unwrap().unwrap();
+        assert_eq!(aborting.state, TxnState::PrepareAbort);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_add_gives_up_with_concurrent_transactions_if_the_completion_never_comes() {
+        let (state, _) = completing_commit();
+        let shard = (Mutex::new(state), Notify::new());
+        let parts: BTreeSet<(String, i32)> = [("t".to_string(), 1)].into();
+        let started = Instant::now();
+        let result = wait_for_completion(&shard.1, started + COMPLETION_WAIT, || {
+            try_add_partitions(&mut shard.0.lock().unwrap(), "p", 7, 0, &parts)
+        })
+        .await;
+        assert_eq!(result, Err(ResponseError::ConcurrentTransactions));
+        assert_eq!(started.elapsed(), COMPLETION_WAIT);
+        assert_eq!(
+            shard.0.lock().unwrap().txns["p"].pending,
+            Some(TxnState::CompleteCommit)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_add_does_not_wait_to_be_fenced_or_on_an_unloaded_partition() {
+        let (state, _) = completing_commit();
+        let shard = (Mutex::new(state), Notify::new());
+        let parts: BTreeSet<(String, i32)> = [("t".to_string(), 1)].into();
+        let far = Instant::now() + Duration::from_secs(3600);
+        let fenced = wait_for_completion(&shard.1, far, || {
+            try_add_partitions(&mut shard.0.lock().unwrap(), "p", 7, 1, &parts)
+        })
+        .await;
+        assert_eq!(fenced, Err(ResponseError::ProducerFenced));
+        shard.0.lock().unwrap().unloaded = true;
+        let moved = wait_for_completion(&shard.1, far, || {
+            try_add_partitions(&mut shard.0.lock().unwrap(), "p", 7, 0, &parts)
+        })
+        .await;
+        assert_eq!(moved, Err(ResponseError::NotCoordinator));
     }
 }
