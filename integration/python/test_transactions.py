@@ -15,7 +15,8 @@
   timeout;
 - kill -9 of the transaction coordinator with a transaction open, and with one in PrepareCommit
   whose marker is blocked (the next coordinator resumes it); kill -9 of the group coordinator with
-  transactional offsets pending;
+  transactional offsets pending; an abort right after a commit whose marker waits for a stopped
+  leader (the next transaction's AddPartitionsToTxn waits for the commit to complete);
 - partition leaders refuse a batch for a partition the coordinator never added (KIP-890 part 1);
 - the Java Admin and `chronikctl txn list/describe`; authorization of ids and groups;
 - commit and abort on a SASL_SSL cluster (markers and verification over the secured inter-broker
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -539,6 +541,54 @@ def test_a_new_coordinator_resumes_the_markers_of_a_prepared_transaction(txn_clu
         for broker in (leader, coordinator):
             if broker not in txn_cluster.running_broker_ids():
                 txn_cluster.start_broker(broker)
+
+
+@pytest.mark.timeout(300)
+def test_an_abort_right_after_a_commit_whose_markers_wait_is_not_fatal(txn_cluster, topic_name):
+    """The chaos run's INVALID_TXN_STATE (librdkafka's `abort_transaction()` failing fatally).
+
+    commit_transaction() returns once PrepareCommit is durable; the markers follow, and here one
+    waits for a stopped partition leader. The next transaction's AddPartitionsToTxn comes while they
+    do; librdkafka counts it as possibly registered whatever it is answered (`txn_req_cnt`), so the
+    abort that follows sends EndTxn(abort). Had the add been answered CONCURRENT_TRANSACTIONS, the id
+    would reach CompleteCommit with no transaction open and the abort would be refused, fatally. The
+    coordinator holds the add until the commit completes, so the abort has its transaction."""
+    blocked, other = topic_name, f"{topic_name}-next"
+    # One replica: while its broker is down, the commit's marker cannot be written.
+    txn_cluster.create_topic(blocked, partitions=1, replication_factor=1)
+    txn_cluster.create_topic(other, partitions=1, replication_factor=3)
+    leader = txn_cluster.leaders(blocked)[0]
+    transactional_id = next(i for i in (txn_id("abort-after-commit") for _ in range(100))
+                            if coordinator_of(txn_cluster, i) != leader)
+    producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce(blocked, b"committed", partition=0)
+    producer.flush(30)
+    txn_cluster.stop_broker(leader)
+    restarted = threading.Thread(target=txn_cluster.start_broker, args=(leader,))
+    try:
+        producer.commit_transaction(60)
+        assert describe_state(txn_cluster, transactional_id)["state"] == "PrepareCommit"
+
+        producer.begin_transaction()
+        producer.produce(other, b"aborted", partition=0)
+        producer.poll(0.5)  # AddPartitionsToTxn is sent; the marker still waits
+        assert describe_state(txn_cluster, transactional_id)["state"] == "PrepareCommit"
+        restarted.start()  # the marker is written once the leader is back
+        producer.abort_transaction(60)  # raised INVALID_TXN_STATE (fatal) before the fix
+        restarted.join()
+
+        producer.begin_transaction()
+        producer.produce(other, b"after", partition=0)
+        producer.commit_transaction(60)
+    finally:
+        if restarted.is_alive():
+            restarted.join()
+        if leader not in txn_cluster.running_broker_ids():
+            txn_cluster.start_broker(leader)
+    assert [c.value for c in read_all(txn_cluster, blocked, 1, 1, "read_committed")] == [b"committed"]
+    assert [c.value for c in read_all(txn_cluster, other, 1, 1, "read_committed")] == [b"after"]
 
 
 @pytest.mark.timeout(300)
