@@ -586,7 +586,7 @@ impl TransactionCoordinator {
     /// in CompleteCommit or CompleteAbort and gets INVALID_TXN_STATE, which is fatal to the producer.
     /// Markers are slow exactly when a partition leader fails, so every broker fault opened that
     /// window. Waiting here closes it: the answer still comes only once the new partitions are
-    /// committed, and this connection's next request (the EndTxn) is read only after it.
+    /// committed, and a connection runs its requests one at a time, so the client's EndTxn runs after it.
     pub async fn add_partitions(
         &self,
         transactional_id: &str,

@@ -16,7 +16,10 @@
 //! - EndTxn is answered once PrepareCommit or PrepareAbort is committed; from then on the outcome is
 //!   decided, and this coordinator or the next one writes the markers to every partition of the
 //!   transaction before it writes CompleteCommit or CompleteAbort;
-//! - a producer is fenced by an epoch bump that is committed before anyone is told of it.
+//! - a producer is fenced by an epoch bump that is committed before anyone is told of it;
+//! - AddPartitionsToTxn for an id whose previous transaction is still completing waits for it
+//!   (bounded) instead of refusing at once: librdkafka sends EndTxn(abort) after any attempted add,
+//!   and an abort reaching CompleteCommit or CompleteAbort is refused fatally (INVALID_TXN_STATE).
 //!
 //! Layout: `records` (the topic's record formats), `state` (one id's state machine), `coordinator`
 //! (leadership, loading, writes, timers and the operations the handlers call), `markers` (sending
