@@ -418,6 +418,14 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// How many partitions this broker hosts: their logs are open.
+    pub fn hosted_partitions(&self) -> usize {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// Every hosted partition.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions
