@@ -64,13 +64,11 @@ pub struct ControllerConfig {
     pub leader_rebalance_interval_ms: u64,
 
     /// Raft heartbeat interval between controllers.
-    #[arg(long, env = "CHRONIK_RAFT_HEARTBEAT_MS", default_value_t = crate::raft::DEFAULT_HEARTBEAT_MS)]
+    #[arg(long, env = "CHRONIK_RAFT_HEARTBEAT_MS", default_value_t = 200)]
     pub raft_heartbeat_ms: u64,
 
-    /// Raft election timeout (a random value between this and twice this; twice this is also the
-    /// leader lease a follower waits out first). A dead active controller is replaced within about
-    /// four times this.
-    #[arg(long, env = "CHRONIK_RAFT_ELECTION_TIMEOUT_MS", default_value_t = crate::raft::DEFAULT_ELECTION_MIN_MS)]
+    /// Raft election timeout (a random value between this and twice this).
+    #[arg(long, env = "CHRONIK_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 600)]
     pub raft_election_timeout_ms: u64,
 
     /// Log entries between snapshots; the log is compacted behind each snapshot.

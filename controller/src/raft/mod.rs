@@ -62,9 +62,9 @@ pub struct Response {
     pub offset: u64,
 }
 
-pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
-pub const DEFAULT_ELECTION_MIN_MS: u64 = 150;
-pub const DEFAULT_ELECTION_MAX_MS: u64 = 300;
+pub const DEFAULT_HEARTBEAT_MS: u64 = 200;
+pub const DEFAULT_ELECTION_MIN_MS: u64 = 600;
+pub const DEFAULT_ELECTION_MAX_MS: u64 = 1200;
 /// Applied entries between two snapshots.
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 1000;
 /// Entries kept in the log behind a snapshot, so a follower slightly behind catches up from the log
@@ -75,11 +75,9 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5000;
 
 /// The Raft configuration of a controller quorum on a LAN. After hearing from a leader, an openraft
 /// 0.9 follower waits a leader lease (`election_max_ms`) plus its randomized election timeout before
-/// it campaigns, checked every 1.5 heartbeats: with the defaults (50 ms heartbeats, elections after
-/// 150–300 ms) a dead leader is replaced, and the new one takes writes, in 0.45–0.7 s, under the 1 s
-/// of issue #18 (`chronikctl bench metadata` measures it; KRaft's own defaults are 500 ms heartbeats
-/// and a 1 s election timeout, `controller.quorum.election.timeout.ms`). The log is purged behind
-/// every snapshot (taken each `snapshot_logs` entries), so it does not grow without bound.
+/// it campaigns, checked every 1.5 heartbeats: with the defaults a dead leader is replaced in about
+/// 2–3 s, within 5 s even after a split vote. The log is purged behind every snapshot (taken each
+/// `snapshot_logs` entries), so it does not grow without bound.
 pub fn raft_config(
     heartbeat_ms: u64,
     election_min_ms: u64,
@@ -379,7 +377,7 @@ mod tests {
             config.snapshot_policy,
             SnapshotPolicy::LogsSinceLast(1000)
         ));
-        assert!(raft_config(50, 300, 150, 1000).is_err());
+        assert!(raft_config(200, 1200, 600, 1000).is_err());
         assert!(raft_config(900, 600, 1200, 1000).is_err());
     }
 }
