@@ -530,6 +530,8 @@ async fn failover(
         .and_then(|c| c.kill())
         .map_err(|e| CliError::Local(e.to_string()))?;
     let killed_at = Instant::now();
+    // A quorum that has not taken a write a minute after losing its leader will not in this run.
+    let deadline = deadline.min(killed_at + Duration::from_secs(60));
     let mut accepted = None;
     while accepted.is_none() && Instant::now() < deadline {
         for (id, controller) in &single {
