@@ -290,7 +290,11 @@ impl LogManager {
 
     /// Takes the data directory offline on a storage failure outside a partition log.
     fn note_failure(&self, e: LogError) -> LogError {
-        if matches!(e, LogError::Io { .. }) {
+        // Out of descriptors (EMFILE, ENFILE) says nothing about the disk: the partition is retried
+        // and reported as unopened, and the directory's other partitions stay online.
+        let out_of_descriptors = matches!(&e, LogError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)));
+        if matches!(e, LogError::Io { .. }) && !out_of_descriptors {
             let mut failure = self
                 .dir_failure
                 .lock()

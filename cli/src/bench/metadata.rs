@@ -540,12 +540,9 @@ async fn failover(
                     accepted = Some((*id, killed_at.elapsed()));
                     break;
                 }
-                // An earlier attempt that timed out was applied after all: this one's answer comes
-                // from the active controller all the same.
-                Err(CliError::Kafka {
-                    name: "TOPIC_ALREADY_EXISTS",
-                    ..
-                }) => {
+                // A per-topic error (an earlier attempt that timed out was applied after all, no
+                // broker available) is still an answer of the active controller to a write.
+                Err(CliError::Kafka { .. }) => {
                     accepted = Some((*id, killed_at.elapsed()));
                     break;
                 }
