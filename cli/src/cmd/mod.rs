@@ -91,7 +91,7 @@ pub enum Report {
     /// `bench produce` and `bench consume`.
     Bench(crate::bench::BenchReport),
     /// `bench metadata`.
-    MetadataBench(crate::bench::metadata::MetadataBenchReport),
+    MetadataBench(Box<crate::bench::metadata::MetadataBenchReport>),
     /// `probe`.
     Probe(probe::ProbeResult),
     /// `acl create|list|delete`.
@@ -242,7 +242,7 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             &args.extra_names,
         )?),
         Command::Bench(crate::cli::BenchCommand::Metadata(args)) => {
-            Report::MetadataBench(crate::bench::metadata::run(args).await?)
+            Report::MetadataBench(Box::new(crate::bench::metadata::run(args).await?))
         }
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
         Command::Probe { url } => {
