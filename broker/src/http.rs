@@ -145,6 +145,18 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             "Partitions this broker replicates whose log could not be opened (retried).",
             replicas.unopened_logs().len(),
         );
+        gauge(
+            &mut out,
+            "chronik_broker_replica_partitions",
+            "Partitions the metadata image makes this broker a replica of.",
+            counts.replicated,
+        );
+        gauge(
+            &mut out,
+            "chronik_broker_hosted_partitions",
+            "Partitions this broker hosts: their logs are open.",
+            replicas.hosted_partitions(),
+        );
         partition_gauges(
             &mut out,
             replicas,

@@ -254,7 +254,12 @@ async fn follow(
             }
         }
         if !batch.is_empty() {
-            match cache.apply(&batch) {
+            let before = cache.offset();
+            let applied = cache.apply(&batch);
+            if applied.is_ok() {
+                observe_propagation(&batch, before);
+            }
+            match applied {
                 Ok(Applied::Snapshot) => {
                     let image = cache.current();
                     info!(
@@ -276,6 +281,20 @@ async fn follow(
             } else {
                 StreamEnd::Closed(reason)
             };
+        }
+    }
+}
+
+/// Records, for every entry of `batch` past `before` that carries its commit time, how long it took
+/// from the controller's commit to the image just published.
+fn observe_propagation(batch: &[MetadataUpdate], before: u64) {
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    for update in batch {
+        if update.offset > before && !update.is_snapshot && update.commit_timestamp_us > 0 {
+            let took_us = now_us.saturating_sub(update.commit_timestamp_us);
+            crate::metrics::metrics().metadata_propagated(Duration::from_micros(took_us));
         }
     }
 }
@@ -338,6 +357,8 @@ pub struct PartitionCounts {
     pub leaderless: usize,
     /// Partitions whose leader is the given broker.
     pub led: usize,
+    /// Partitions the given broker is a replica of.
+    pub replicated: usize,
 }
 
 pub fn partition_counts(image: &MetadataImage, broker_id: BrokerId) -> PartitionCounts {
@@ -347,6 +368,7 @@ pub fn partition_counts(image: &MetadataImage, broker_id: BrokerId) -> Partition
             counts.partitions += 1;
             counts.leaderless += usize::from(!p.has_leader());
             counts.led += usize::from(p.leader == broker_id);
+            counts.replicated += usize::from(p.replicas.contains(&broker_id));
             counts
         })
 }
@@ -365,6 +387,7 @@ pub(crate) mod tests {
             offset,
             is_snapshot,
             records: records.iter().map(record_to_proto).collect(),
+            commit_timestamp_us: 0,
         }
     }
 
@@ -546,7 +569,8 @@ pub(crate) mod tests {
             PartitionCounts {
                 partitions: 5,
                 leaderless: 1,
-                led: 3
+                led: 3,
+                replicated: 5,
             }
         );
         assert_eq!(

@@ -330,6 +330,65 @@ pub enum BenchCommand {
     Produce(BenchProduceArgs),
     /// Read a topic from its partition leaders; report throughput and fetch latency.
     Consume(BenchConsumeArgs),
+    /// Create many partitions on a local cluster of 3 controllers and 3 brokers and report how long
+    /// every broker takes to serve and open them, metadata propagation, memory, Raft storage, open
+    /// files and a controller failover (issue #18).
+    Metadata(BenchMetadataArgs),
+}
+
+/// `chronikctl bench metadata`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchMetadataArgs {
+    /// Partitions to create in total (`_` separators allowed).
+    #[arg(long, value_name = "N", default_value = "10_000", value_parser = parse::count)]
+    pub partitions: u64,
+    /// Partitions of each topic (the last topic takes the remainder).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions_per_topic: u32,
+    /// Replication factor of every topic.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: u32,
+    /// Topics per CreateTopics request; each request is one batch of metadata records.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub topics_per_request: u64,
+    /// Prefix of the topics' names (a random run id follows it).
+    #[arg(long, default_value = "meta-bench")]
+    pub topic_prefix: String,
+    /// Single topic creations timed after the bulk, each until every broker serves it.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub probes: u32,
+    /// Skip the controller failover (kill -9 of the active controller).
+    #[arg(long)]
+    pub no_failover: bool,
+    /// After the failover, how long to wait before checking that no broker was fenced: longer than
+    /// the brokers' session timeout.
+    #[arg(long, value_name = "SECS", default_value_t = 7)]
+    pub failover_settle_secs: u64,
+    /// Run against the local cluster in this directory (`chronikctl local up --dir`) instead of
+    /// starting one; its active controller is killed and started again for the failover.
+    #[arg(long, value_name = "DIR")]
+    pub cluster_dir: Option<std::path::PathBuf>,
+    /// Controllers of the cluster the benchmark starts.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub controller_nodes: usize,
+    /// Brokers of the cluster the benchmark starts.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub broker_nodes: usize,
+    /// An extra flag for every controller the benchmark starts.
+    #[arg(long = "controller-arg", allow_hyphen_values = true)]
+    pub controller_args: Vec<String>,
+    /// An extra flag for every broker the benchmark starts.
+    #[arg(long = "broker-arg", allow_hyphen_values = true)]
+    pub broker_args: Vec<String>,
+    /// Where `chronik-controller` and `chronik-broker` are (default: beside chronikctl).
+    #[arg(long, env = "CHRONIK_BIN_DIR")]
+    pub bin_dir: Option<std::path::PathBuf>,
+    /// Keep the started cluster's directory (data and logs) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
+    /// Give up on the whole run after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_secs: u64,
 }
 
 /// What a benchmark talks to, and its time budget.

@@ -19,6 +19,9 @@ pub const RETAINED_ENTRIES: usize = 4096;
 pub struct AppliedEntry {
     pub offset: u64,
     pub records: Arc<Vec<Record>>,
+    /// When this node applied it (µs since the Unix epoch): on the active controller, the moment of
+    /// its commit. Watchers measure propagation from it.
+    pub applied_at_us: u64,
 }
 
 /// What a watcher resuming from an offset gets.
@@ -91,6 +94,7 @@ impl AppliedMetadata {
             inner.recent.push_back(AppliedEntry {
                 offset,
                 records: Arc::new(records),
+                applied_at_us: unix_micros(),
             });
             while inner.recent.len() > RETAINED_ENTRIES {
                 inner.recent.pop_front();
@@ -138,6 +142,12 @@ impl AppliedMetadata {
             _ => Resume::Snapshot(inner.image.clone()),
         }
     }
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chronik_metadata::{Record, NO_LEADER};
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 pub struct ControllerMetrics {
@@ -19,6 +19,8 @@ pub struct ControllerMetrics {
     partitions_offline: IntCounter,
     fencings: IntCounterVec,
     leader_changes: IntCounter,
+    snapshot_bytes: IntGauge,
+    snapshot_duration: Histogram,
 }
 
 /// The process's metrics.
@@ -84,6 +86,23 @@ impl ControllerMetrics {
         )
         .expect("valid counter");
         register(Box::new(leader_changes.clone()));
+        let snapshot_bytes = IntGauge::new(
+            "chronik_controller_snapshot_bytes",
+            "Size of the last Raft snapshot this controller built or installed.",
+        )
+        .expect("valid gauge");
+        register(Box::new(snapshot_bytes.clone()));
+        let snapshot_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "chronik_controller_snapshot_build_duration_seconds",
+                "Building and storing one Raft snapshot of the metadata image.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid histogram");
+        register(Box::new(snapshot_duration.clone()));
         Self {
             registry,
             writes,
@@ -92,6 +111,8 @@ impl ControllerMetrics {
             partitions_offline,
             fencings,
             leader_changes,
+            snapshot_bytes,
+            snapshot_duration,
         }
     }
 
@@ -114,6 +135,17 @@ impl ControllerMetrics {
 
     pub fn leader_changed(&self) {
         self.leader_changes.inc();
+    }
+
+    /// A snapshot of `bytes` was built in `took`.
+    pub fn snapshot_built(&self, bytes: usize, took: Duration) {
+        self.snapshot_bytes.set(bytes as i64);
+        self.snapshot_duration.observe(took.as_secs_f64());
+    }
+
+    /// A snapshot of `bytes` was installed from the leader or loaded at start.
+    pub fn snapshot_installed(&self, bytes: usize) {
+        self.snapshot_bytes.set(bytes as i64);
     }
 
     /// Appends every metric in Prometheus text format.
@@ -189,6 +221,7 @@ mod tests {
         m.wrote(&counts, Duration::from_millis(4));
         m.fenced("session_timed_out");
         m.leader_changed();
+        m.snapshot_built(4096, Duration::from_millis(3));
         let mut out = String::new();
         m.render(&mut out);
         for line in [
@@ -199,6 +232,8 @@ mod tests {
             "chronik_controller_partitions_offline_total 1",
             "chronik_controller_broker_fencings_total{cause=\"session_timed_out\"} 1",
             "chronik_controller_leader_changes_total 1",
+            "chronik_controller_snapshot_bytes 4096",
+            "chronik_controller_snapshot_build_duration_seconds_count 1",
         ] {
             assert!(out.contains(line), "missing {line} in:\n{out}");
         }

@@ -9,3 +9,4 @@ mod cli;
 mod control_plane;
 mod control_plane_security;
 mod local;
+mod metadata_scale;

@@ -143,7 +143,7 @@ pub async fn handle(
         None => image
             .topic_ids
             .values()
-            .filter_map(|id| image.topics.get(id))
+            .filter_map(|id| image.topics.get(id).map(|t| &**t))
             .filter(|topic| may_describe(&topic.name))
             .map(describe)
             .collect(),

@@ -21,25 +21,25 @@ use super::error::{io_error, Result};
 pub const OFFSET_ENTRY_BYTES: usize = 8;
 pub const TIME_ENTRY_BYTES: usize = 12;
 
-/// A file of fixed-size entries that is only appended to or cut.
+/// A file of fixed-size entries that is only appended to or cut. Its descriptor is opened on the
+/// first write, not before: the entries are in memory, so the index of a segment that takes no
+/// writes (every idle partition, and every segment but the active one) holds no descriptor, and a
+/// broker's descriptors grow with its busy partitions, not with all of them (issue #18).
 #[derive(Debug)]
 struct EntryFile {
     path: PathBuf,
-    file: File,
+    /// Open once something was written or cut through this handle.
+    file: Option<File>,
     entry_bytes: usize,
     entries: usize,
+    /// The file holds exactly `entries` entries: nothing torn or extra to cut.
+    exact: bool,
 }
 
 impl EntryFile {
-    /// Opens (creating if missing) and returns the raw contents.
+    /// Opens (creating if missing), reads the raw contents and closes it again.
     fn open(path: &Path, entry_bytes: usize) -> Result<(Self, Vec<u8>)> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_error("open index", path))?;
+        let mut file = Self::open_file(path)?;
         let mut raw = Vec::new();
         file.read_to_end(&mut raw)
             .map_err(io_error("read index", path))?;
@@ -47,35 +47,66 @@ impl EntryFile {
         Ok((
             EntryFile {
                 path: path.to_path_buf(),
-                file,
+                file: None,
                 entry_bytes,
                 entries,
+                exact: raw.len() == entries * entry_bytes,
             },
             raw,
         ))
     }
 
+    fn open_file(path: &Path) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_error("open index", path))
+    }
+
+    /// The descriptor to write through, opened on first use.
+    fn writable(&mut self) -> Result<&File> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => Self::open_file(&self.path)?,
+        };
+        Ok(self.file.insert(file))
+    }
+
     fn append(&mut self, entry: &[u8]) -> Result<()> {
         let at = (self.entries * self.entry_bytes) as u64;
-        self.file
+        let path = self.path.clone();
+        self.writable()?
             .write_all_at(entry, at)
-            .map_err(io_error("write index", &self.path))?;
+            .map_err(io_error("write index", &path))?;
         self.entries += 1;
         Ok(())
     }
 
     fn truncate_entries(&mut self, entries: usize) -> Result<()> {
-        self.file
-            .set_len((entries * self.entry_bytes) as u64)
-            .map_err(io_error("truncate index", &self.path))?;
+        if self.exact && entries == self.entries {
+            return Ok(());
+        }
+        let (path, len) = (self.path.clone(), (entries * self.entry_bytes) as u64);
+        self.writable()?
+            .set_len(len)
+            .map_err(io_error("truncate index", &path))?;
         self.entries = entries;
+        self.exact = true;
         Ok(())
     }
 
+    /// fsyncs what was written through this handle; a file never written since it was read has
+    /// nothing of ours to make durable (and an index never decides an answer, see the module).
     fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(io_error("fsync index", &self.path))
+        match &self.file {
+            Some(file) => file
+                .sync_data()
+                .map_err(io_error("fsync index", &self.path)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! partition logs on the replica layer's request and runs the timers: retention, `flush.ms` flushes and
 //! high watermark checkpoints (see the durability notes in [`crate::log`]).
 //!
-//! What must stay true: one `PartitionLog` per directory (the map is the only opener after start);
+//! What must stay true: one `PartitionLog` per directory (the map is the only opener after start, and
+//! a partition being opened is in `opening` until it is in the map, so two callers never open one
+//! directory at once while different partitions open in parallel, outside the map's lock);
 //! a removed partition's directory is gone or in `.trash/`, never half-deleted in place; the
 //! background task stops when its cancellation token fires and does its blocking work on the blocking
 //! pool; the data directory is offline ([`LogManager::offline_log_dirs`], Kafka's
@@ -13,11 +15,11 @@
 //! of a checkpoint, until the process restarts — the broker reports it to the controller (KIP-858),
 //! which moves every replica of the directory out of leaderships and ISRs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -123,6 +125,10 @@ pub struct LogManager {
     /// A failure of the data directory outside any partition log (creating a partition, a checkpoint):
     /// the directory is offline from then on (Kafka's `LogDirFailureChannel`).
     dir_failure: Mutex<Option<String>>,
+    /// Partitions being opened by `get_or_create`, outside the lock of `logs`; `opened` is notified
+    /// whenever one leaves.
+    opening: Mutex<HashSet<TopicPartition>>,
+    opened: Condvar,
 }
 
 impl LogManager {
@@ -142,6 +148,8 @@ impl LogManager {
             quarantined: Mutex::new(Vec::new()),
             cleaned_through: Mutex::new(HashMap::new()),
             dir_failure: Mutex::new(None),
+            opening: Mutex::new(HashSet::new()),
+            opened: Condvar::new(),
         };
         let mut entries = Vec::new();
         for entry in fs::read_dir(data_dir).map_err(io_error("list data directory", data_dir))? {
@@ -223,28 +231,70 @@ impl LogManager {
             });
         }
         let tp = TopicPartition::new(topic, partition);
-        let mut logs = self.logs.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(log) = logs.get(&tp) {
-            if log.topic_id() != topic_id {
-                return Err(LogError::InconsistentTopicId {
-                    dir: log.dir().to_path_buf(),
-                    expected: topic_id,
-                    found: log.topic_id(),
-                });
+        {
+            let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                // Checked under `opening`: an opener puts its log in the map before it leaves.
+                if let Some(log) = self.existing(&tp, topic_id, &config)? {
+                    return Ok(log);
+                }
+                if opening.insert(tp.clone()) {
+                    break;
+                }
+                opening = self
+                    .opened
+                    .wait(opening)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
-            log.update_config(config);
-            return Ok(Arc::clone(log));
         }
-        let log = PartitionLog::open(&self.data_dir.join(tp.dir_name()), topic_id, config)
-            .map_err(|e| self.note_failure(e))?;
-        let log = Arc::new(log);
-        logs.insert(tp, Arc::clone(&log));
-        Ok(log)
+        // Opening a log creates files and fsyncs them: done outside both locks, so partitions open
+        // in parallel and readers of the map never wait on a disk.
+        let opened = PartitionLog::open(&self.data_dir.join(tp.dir_name()), topic_id, config)
+            .map_err(|e| self.note_failure(e))
+            .map(Arc::new);
+        if let Ok(log) = &opened {
+            self.logs
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(tp.clone(), Arc::clone(log));
+        }
+        self.opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&tp);
+        self.opened.notify_all();
+        opened
+    }
+
+    /// The open log of `tp` with its config updated, if there is one for `topic_id`.
+    fn existing(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        config: &LogConfig,
+    ) -> Result<Option<Arc<PartitionLog>>> {
+        let logs = self.logs.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(log) = logs.get(tp) else {
+            return Ok(None);
+        };
+        if log.topic_id() != topic_id {
+            return Err(LogError::InconsistentTopicId {
+                dir: log.dir().to_path_buf(),
+                expected: topic_id,
+                found: log.topic_id(),
+            });
+        }
+        log.update_config(config.clone());
+        Ok(Some(Arc::clone(log)))
     }
 
     /// Takes the data directory offline on a storage failure outside a partition log.
     fn note_failure(&self, e: LogError) -> LogError {
-        if matches!(e, LogError::Io { .. }) {
+        // Out of descriptors (EMFILE, ENFILE) says nothing about the disk: the partition is retried
+        // and reported as unopened, and the directory's other partitions stay online.
+        let out_of_descriptors = matches!(&e, LogError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)));
+        if matches!(e, LogError::Io { .. }) && !out_of_descriptors {
             let mut failure = self
                 .dir_failure
                 .lock()

@@ -9,7 +9,7 @@
 //!   from the producer state (a duplicate) included: its original may not be committed yet.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -116,6 +116,9 @@ pub struct ReplicaManager {
     /// `/metrics`, so a partition that never opens is not silently dead.
     unopened: Mutex<BTreeMap<(String, i32), String>>,
 }
+
+/// Threads opening new partition logs at once (see `open_new_logs`).
+const OPEN_THREADS: usize = 8;
 
 /// How often the partitions whose log could not be opened are tried again.
 pub const UNOPENED_RETRY: Duration = Duration::from_secs(2);
@@ -417,6 +420,14 @@ impl ReplicaManager {
             .unwrap_or_else(|e| e.into_inner())
             .get(&(topic_id, index))
             .cloned()
+    }
+
+    /// How many partitions this broker hosts: their logs are open.
+    pub fn hosted_partitions(&self) -> usize {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Every hosted partition.
@@ -755,6 +766,7 @@ impl ReplicaManager {
             *known = alive;
             moved
         };
+        self.open_new_logs(image);
         let mut wanted = HashSet::new();
         let mut unopened = self
             .unopened
@@ -858,6 +870,45 @@ impl ReplicaManager {
             self.notify_data();
         }
         self.applied_offset.send_replace(image.offset);
+    }
+
+    /// Opens the logs of the partitions `image` newly gives this broker, `OPEN_THREADS` at a time:
+    /// opening one is mostly waiting on fsyncs, which overlap. Failures are left to the caller's
+    /// sequential pass, which opens (or records as unopened) whatever is still missing.
+    fn open_new_logs(&self, image: &MetadataImage) {
+        let new: Vec<(&str, TopicId, i32, LogConfig)> = image
+            .partitions()
+            .filter(|(topic, index, registration)| {
+                registration.replicas.contains(&self.broker_id)
+                    && self.partition(topic.id, *index).is_none()
+            })
+            .map(|(topic, index, _)| {
+                let configs = effective_topic_configs(image, &topic.configs);
+                let config = LogConfig::from_effective(&configs).unwrap_or_default();
+                (topic.name.as_str(), topic.id, index, config)
+            })
+            .collect();
+        if new.len() < 2 {
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        let started = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..OPEN_THREADS.min(new.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((topic, topic_id, index, config)) = new.get(i) else {
+                        return;
+                    };
+                    let _ = self.open_log(topic, *topic_id, *index, config.clone());
+                });
+            }
+        });
+        info!(
+            partitions = new.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "opened new partition logs"
+        );
     }
 
     fn open_log(

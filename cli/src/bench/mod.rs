@@ -11,7 +11,9 @@
 
 pub mod consume;
 pub mod error;
+pub mod metadata;
 pub mod produce;
+pub mod scrape;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -25,11 +27,15 @@ pub use stats::LatencySummary;
 
 use crate::cli::BenchCommand;
 
-/// Runs one benchmark.
+/// Runs `bench produce` or `bench consume` (`bench metadata` reports other figures: see
+/// [`metadata::run`]).
 pub async fn run(command: &BenchCommand) -> Result<BenchReport, BenchError> {
     match command {
         BenchCommand::Produce(args) => produce::run(args).await,
         BenchCommand::Consume(args) => consume::run(args).await,
+        BenchCommand::Metadata(_) => Err(BenchError::Cluster(
+            "bench metadata has a report of its own; run it with metadata::run".into(),
+        )),
     }
 }
 

@@ -95,6 +95,8 @@ pub enum Report {
     Local(local::LocalClusterView),
     /// `bench produce` and `bench consume`.
     Bench(crate::bench::BenchReport),
+    /// `bench metadata`.
+    MetadataBench(Box<crate::bench::metadata::MetadataBenchReport>),
     /// `probe`.
     Probe(probe::ProbeResult),
     /// `acl create|list|delete`.
@@ -116,6 +118,7 @@ impl Report {
             Report::PrefixTrim(trim) => trim.failure(),
             Report::LogDirs(report) => cluster::logdirs_failure(report),
             Report::Bench(report) => report.failure().map(CliError::from),
+            Report::MetadataBench(report) => report.failure(),
             Report::OffsetsDeleted(deletion) => deletion.failure(),
             Report::Produced(report) => report.failure(),
             _ => None,
@@ -250,6 +253,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             args.brokers,
             &args.extra_names,
         )?),
+        Command::Bench(crate::cli::BenchCommand::Metadata(args)) => {
+            Report::MetadataBench(Box::new(crate::bench::metadata::run(args).await?))
+        }
         Command::Bench(command) => Report::Bench(crate::bench::run(command).await?),
         Command::Probe { url } => {
             Report::Probe(probe::probe(url, client.request_timeout(), client.credentials()).await?)

@@ -1,9 +1,11 @@
 //! `bench produce` and `bench consume`: the run's settings and totals as a `Label:  value` block, its
-//! notes, then one latency row (produce or fetch, in milliseconds).
+//! notes, then one latency row (produce or fetch, in milliseconds). `bench metadata`: its timings as
+//! a `Label:  value` block, then tables of memory, Raft storage and open files by node, then the
+//! failover and every failure.
 
 use std::io::Write;
 
-use super::{fields, table};
+use super::{bytes, fields, number_or_dash, table};
 
 /// The benchmark's settings and totals, its notes, then its latency row.
 pub(super) fn report(
@@ -113,4 +115,194 @@ pub(super) fn report(
         ],
         &[row],
     )
+}
+
+/// `bench metadata`: the figures in the order they were measured, then memory, Raft storage and open
+/// files per node, then the failover and any failure.
+pub(super) fn metadata(
+    out: &mut impl Write,
+    report: &crate::bench::metadata::MetadataBenchReport,
+) -> std::io::Result<()> {
+    let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} s"));
+    let slowest = |by_broker: &std::collections::BTreeMap<i32, f64>| {
+        by_broker.values().copied().reduce(f64::max)
+    };
+    let per_broker = |by_broker: &std::collections::BTreeMap<i32, f64>| {
+        by_broker
+            .iter()
+            .map(|(id, secs)| format!("{id}: {secs:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let quantiles = |q: &crate::bench::scrape::HistogramQuantiles| match (q.p50_ms, q.p99_ms) {
+        (Some(p50), Some(p99)) => format!(
+            "p50 {p50:.1} ms, p99 {p99:.1} ms over {} broker applies (buckets: estimates)",
+            q.count
+        ),
+        _ => "no observations".to_owned(),
+    };
+    let listed = |values: &[f64]| {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        match (sorted.first(), sorted.get(sorted.len() / 2), sorted.last()) {
+            (Some(min), Some(median), Some(max)) => {
+                format!(
+                    "min {min:.1} / median {median:.1} / max {max:.1} ms over {}",
+                    sorted.len()
+                )
+            }
+            _ => "-".to_owned(),
+        }
+    };
+    let opened: u64 = report.logs_opened.values().sum();
+    let open_rate = match (slowest(&report.logs_open_secs), report.logs_opened.len()) {
+        (Some(secs), brokers) if secs > 0.0 && brokers > 0 => format!(
+            " (about {:.0} logs/s per broker)",
+            opened as f64 / brokers as f64 / secs
+        ),
+        _ => String::new(),
+    };
+    let settings = report
+        .settings
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    writeln!(
+        out,
+        "Metadata benchmark: {} partition(s) in {} topic(s).",
+        report.partitions, report.topics
+    )?;
+    fields(
+        out,
+        &[
+            ("Settings", settings),
+            ("Created", secs(report.create_secs)),
+            (
+                "Leaders on every broker",
+                format!(
+                    "{} ({})",
+                    secs(slowest(&report.leaders_served_secs)),
+                    per_broker(&report.leaders_served_secs)
+                ),
+            ),
+            (
+                "Every log open",
+                format!(
+                    "{} ({}){open_rate}",
+                    secs(slowest(&report.logs_open_secs)),
+                    per_broker(&report.logs_open_secs)
+                ),
+            ),
+            ("Propagation, bulk", quantiles(&report.propagation_bulk)),
+            ("Propagation, single", quantiles(&report.propagation_single)),
+            ("Single create", listed(&report.single_create_ms)),
+            ("Single visible", listed(&report.single_visible_ms)),
+        ],
+    )?;
+    writeln!(out)?;
+    let mib = |b: Option<u64>| b.map_or_else(|| "-".to_owned(), |b| bytes(b as i64));
+    let rows: Vec<Vec<String>> = report
+        .memory
+        .iter()
+        .map(|m| {
+            let per_partition = match (m.rss_before_bytes, m.rss_after_bytes) {
+                (Some(before), Some(after)) if report.partitions > 0 && after > before => {
+                    format!("{}", (after - before) / report.partitions)
+                }
+                _ => "-".to_owned(),
+            };
+            vec![
+                format!("{} {}", m.kind, m.id),
+                mib(m.rss_before_bytes),
+                mib(m.rss_after_bytes),
+                mib(m.peak_rss_bytes),
+                per_partition,
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &["NODE", "RSS BEFORE", "RSS AFTER", "PEAK RSS", "B/PARTITION"],
+        &rows,
+    )?;
+    writeln!(out)?;
+    let dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let rows: Vec<Vec<String>> = report
+        .raft
+        .iter()
+        .map(|r| {
+            vec![
+                format!("controller {}", r.id),
+                dash(r.log_entries),
+                dash(r.snapshot_index),
+                mib(r.snapshot_bytes),
+                r.snapshot_build_ms
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}")),
+                bytes(r.data_dir_bytes as i64),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "RAFT",
+            "LOG ENTRIES",
+            "SNAPSHOT INDEX",
+            "SNAPSHOT",
+            "SNAPSHOT BUILD MS",
+            "DATA DIR",
+        ],
+        &rows,
+    )?;
+    writeln!(out)?;
+    let rows: Vec<Vec<String>> = report
+        .open_files
+        .iter()
+        .map(|f| {
+            vec![
+                format!("broker {}", f.id),
+                dash(f.hosted_partitions),
+                dash(f.open_files),
+                dash(f.max_open_files),
+            ]
+        })
+        .collect();
+    table(out, &["FILES", "PARTITIONS", "OPEN FILES", "LIMIT"], &rows)?;
+    if let Some(failover) = &report.failover {
+        writeln!(out)?;
+        fields(
+            out,
+            &[
+                (
+                    "Failover",
+                    format!(
+                        "kill -9 of controller {}; controller {} took the next write after {}",
+                        failover.killed_controller,
+                        number_or_dash(failover.new_active_controller.map(|id| id as i64)),
+                        secs(failover.write_accepted_secs)
+                    ),
+                ),
+                (
+                    "Served after failover",
+                    secs(failover.visible_on_brokers_secs),
+                ),
+                (
+                    "Brokers fenced",
+                    if failover.brokers_fenced.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        format!("{:?}", failover.brokers_fenced)
+                    },
+                ),
+            ],
+        )?;
+    }
+    for note in &report.notes {
+        writeln!(out, "Note: {note}")?;
+    }
+    for failure in &report.failures {
+        writeln!(out, "FAILED: {failure}")?;
+    }
+    Ok(())
 }

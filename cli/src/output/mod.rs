@@ -80,6 +80,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::Reassignments(listed) => reassign::reassignments(out, listed)?,
                 Report::Local(cluster) => local::cluster(out, cluster)?,
                 Report::Bench(report) => bench::report(out, report)?,
+                Report::MetadataBench(report) => bench::metadata(out, report)?,
                 Report::Probe(result) => probe::result(out, result)?,
                 Report::Acls(report) => acl::report(out, report)?,
                 Report::Users(report) => user::report(out, report)?,

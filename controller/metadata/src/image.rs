@@ -9,6 +9,7 @@
 
 use crate::scram::{ScramCredential, ScramMechanism};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -126,7 +127,10 @@ pub struct MetadataImage {
     pub offset: u64,
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
-    pub topics: BTreeMap<TopicId, TopicImage>,
+    /// Each topic behind an `Arc`: copying an image (the broker builds each published image on a
+    /// copy) costs one reference count per topic, and a record copies only the topic it changes
+    /// (`Arc::make_mut`), never every partition of the cluster (issue #18).
+    pub topics: BTreeMap<TopicId, Arc<TopicImage>>,
     pub topic_ids: BTreeMap<String, TopicId>,
     pub cluster_configs: BTreeMap<String, String>,
     /// Per-broker dynamic configs by broker id, keyed by Kafka's broker config names. Kept when a
@@ -219,16 +223,16 @@ impl MetadataImage {
                 self.topic_ids.insert(name.clone(), *topic_id);
                 self.topics.insert(
                     *topic_id,
-                    TopicImage {
+                    Arc::new(TopicImage {
                         name: name.clone(),
                         id: *topic_id,
                         configs: BTreeMap::new(),
                         partitions: Vec::new(),
-                    },
+                    }),
                 );
             }
             Record::Partition(p) => {
-                if let Some(topic) = self.topics.get_mut(&p.topic_id) {
+                if let Some(topic) = self.topics.get_mut(&p.topic_id).map(Arc::make_mut) {
                     let registration = PartitionRegistration {
                         replicas: p.replicas.clone(),
                         isr: p.isr.clone(),
@@ -266,7 +270,10 @@ impl MetadataImage {
                     ConfigResource::Cluster => Some(&mut self.cluster_configs),
                     ConfigResource::Broker(id) => Some(self.broker_configs.entry(*id).or_default()),
                     ConfigResource::Topic(name) => match self.topic_ids.get(name) {
-                        Some(id) => self.topics.get_mut(id).map(|t| &mut t.configs),
+                        Some(id) => self
+                            .topics
+                            .get_mut(id)
+                            .map(|t| &mut Arc::make_mut(t).configs),
                         None => None,
                     },
                 };
@@ -401,7 +408,10 @@ impl MetadataImage {
     }
 
     pub fn topic_by_name(&self, name: &str) -> Option<&TopicImage> {
-        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+        self.topic_ids
+            .get(name)
+            .and_then(|id| self.topics.get(id))
+            .map(|t| &**t)
     }
 
     pub fn partition(&self, topic_id: TopicId, partition: i32) -> Option<&PartitionRegistration> {
@@ -415,7 +425,9 @@ impl MetadataImage {
         partition: i32,
     ) -> Option<&mut PartitionRegistration> {
         let index = usize::try_from(partition).ok()?;
-        self.topics.get_mut(&topic_id)?.partitions.get_mut(index)
+        Arc::make_mut(self.topics.get_mut(&topic_id)?)
+            .partitions
+            .get_mut(index)
     }
 
     /// Every partition as `(topic, index, registration)`, topics in id order.
@@ -424,7 +436,7 @@ impl MetadataImage {
             t.partitions
                 .iter()
                 .enumerate()
-                .map(move |(i, p)| (t, i as i32, p))
+                .map(move |(i, p)| (&**t, i as i32, p))
         })
     }
 

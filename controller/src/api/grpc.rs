@@ -437,6 +437,7 @@ async fn stream_metadata(
                 offset: image.offset,
                 is_snapshot: true,
                 records: image.to_records().iter().map(record_to_proto).collect(),
+                commit_timestamp_us: 0,
             }],
             Resume::Entries(entries) => entries
                 .into_iter()
@@ -445,6 +446,7 @@ async fn stream_metadata(
                     offset: e.offset,
                     is_snapshot: false,
                     records: e.records.iter().map(record_to_proto).collect(),
+                    commit_timestamp_us: e.applied_at_us,
                 })
                 .collect(),
         };

@@ -148,6 +148,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         let content = SnapshotContent::decode(meta, &data)?;
         self.snapshots.save(meta, &data).await?;
+        crate::metrics::metrics().snapshot_installed(data.len());
         self.restore(meta, content.image);
         tracing::info!(snapshot = %meta, "installed snapshot");
         Ok(())
@@ -172,6 +173,7 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let started = std::time::Instant::now();
         let meta = Meta {
             last_log_id: self.content.last_applied,
             last_membership: self.content.last_membership.clone(),
@@ -180,7 +182,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let data = serde_json::to_vec(&self.content)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.snapshots.save(&meta, &data).await?;
-        tracing::info!(snapshot = %meta, bytes = data.len(), "built snapshot");
+        crate::metrics::metrics().snapshot_built(data.len(), started.elapsed());
+        tracing::info!(snapshot = %meta, bytes = data.len(), took_ms = started.elapsed().as_millis() as u64, "built snapshot");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -448,7 +448,7 @@ pub fn delete_topics(
                     ),
                 )
             }),
-            TopicRef::Id(id) => image.topics.get(id).ok_or_else(|| {
+            TopicRef::Id(id) => image.topics.get(id).map(|t| &**t).ok_or_else(|| {
                 (
                     String::new(),
                     *id,
