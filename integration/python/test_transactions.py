@@ -794,12 +794,19 @@ def test_consume_transform_produce_resumes_exactly_once_after_a_kill_9_of_the_ap
     finally:
         stop_process(first)
     committed_before = max(s["total"] for s in before if s["step"] == "committed")
+    killed = describe_state(txn_cluster, transactional_id)
     second = start_ctp(request, client, txn_cluster, source, sink, group, transactional_id, 0)
     try:
         after = read_steps(second, "done", timeout=200)
         assert second.wait(30) == 0
     finally:
         stop_process(second)
+    # The second instance's init fenced the first: a new epoch of the same producer id, and nothing
+    # of the first left open.
+    resumed = describe_state(txn_cluster, transactional_id)
+    assert resumed["producer_id"] == killed["producer_id"], (killed, resumed)
+    assert resumed["producer_epoch"] > killed["producer_epoch"], (killed, resumed)
+    assert resumed["state"] in ("Empty", "CompleteCommit"), resumed
     # The second instance did the rest: at most what the first had not reported committed (it may
     # have committed more than it printed before the kill), and something.
     assert 0 < after[-1]["total"] <= len(values) - committed_before, (committed_before, after[-3:])
