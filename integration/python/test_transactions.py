@@ -13,6 +13,9 @@
   offsets moving only on commit;
 - a transaction left open by a killed application is aborted by a new instance's init, and by its
   timeout;
+- consume-transform-produce (the Java `ctp` mode and `ctp_app.py` on confluent-kafka) exactly once,
+  the group ending at the input's end, through kill -9 of a partition leader of the input and the
+  output, of the coordinator's broker, and of the application (a new instance fences it and resumes);
 - kill -9 of the transaction coordinator with a transaction open, and with one in PrepareCommit
   whose marker is blocked (the next coordinator resumes it); kill -9 of the group coordinator with
   transactional offsets pending;
