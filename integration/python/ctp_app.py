@@ -14,6 +14,7 @@ one stopped). Prints one JSON object per line on stdout, as ChronikJavaTxn does:
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import sys
 import time
@@ -61,6 +62,9 @@ def at_end(consumer: Consumer, topic: str) -> bool:
 
 
 def main(bootstrap: str, source: str, sink: str, group: str, transactional_id: str, count: int) -> None:
+    # A loop stuck in a client call past its run time exits with every thread's stack on stderr, so
+    # the test fails saying where instead of waiting for its own timeout.
+    faulthandler.dump_traceback_later(RUN_FOR_S + 30, exit=True)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                          "auto.offset.reset": "earliest", "isolation.level": "read_committed",
                          # A killed instance's member leaves the group within 6 s.
