@@ -122,7 +122,8 @@ def read_steps(process: subprocess.Popen, until: str, timeout: float) -> list[di
         if not line:
             if process.poll() is not None:
                 stderr = process.stderr.read() if process.stderr else ""
-                pytest.fail(f"the Java client exited {process.returncode} before '{until}':\n{stderr[-3000:]}")
+                pytest.fail(f"the client exited {process.returncode} before '{until}' after {steps[-5:]}:\n"
+                            f"{stderr[-3000:]}")
             continue
         if line.startswith("{"):
             steps.append(json.loads(line))
