@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chronik_metadata::{Record, NO_LEADER};
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 pub struct ControllerMetrics {
@@ -20,6 +20,7 @@ pub struct ControllerMetrics {
     fencings: IntCounterVec,
     leader_changes: IntCounter,
     snapshot_bytes: IntGauge,
+    snapshot_timestamp: Gauge,
     snapshot_duration: Histogram,
 }
 
@@ -92,6 +93,13 @@ impl ControllerMetrics {
         )
         .expect("valid gauge");
         register(Box::new(snapshot_bytes.clone()));
+        let snapshot_timestamp = Gauge::new(
+            "chronik_controller_snapshot_timestamp_seconds",
+            "When (Unix time) this controller last built or installed a Raft snapshot; its age is \
+             `time() - chronik_controller_snapshot_timestamp_seconds` (0 until the first one).",
+        )
+        .expect("valid gauge");
+        register(Box::new(snapshot_timestamp.clone()));
         let snapshot_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "chronik_controller_snapshot_build_duration_seconds",
@@ -112,6 +120,7 @@ impl ControllerMetrics {
             fencings,
             leader_changes,
             snapshot_bytes,
+            snapshot_timestamp,
             snapshot_duration,
         }
     }
@@ -140,12 +149,14 @@ impl ControllerMetrics {
     /// A snapshot of `bytes` was built in `took`.
     pub fn snapshot_built(&self, bytes: usize, took: Duration) {
         self.snapshot_bytes.set(bytes as i64);
+        self.snapshot_timestamp.set(unix_now());
         self.snapshot_duration.observe(took.as_secs_f64());
     }
 
     /// A snapshot of `bytes` was installed from the leader or loaded at start.
     pub fn snapshot_installed(&self, bytes: usize) {
         self.snapshot_bytes.set(bytes as i64);
+        self.snapshot_timestamp.set(unix_now());
     }
 
     /// Appends every metric in Prometheus text format.
@@ -182,6 +193,13 @@ impl RecordCounts {
         }
         counts
     }
+}
+
+/// Seconds since the Unix epoch, as Prometheus timestamps are.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -237,5 +255,11 @@ mod tests {
         ] {
             assert!(out.contains(line), "missing {line} in:\n{out}");
         }
+        let stamp: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("chronik_controller_snapshot_timestamp_seconds "))
+            .and_then(|v| v.parse().ok())
+            .expect("the snapshot's time");
+        assert!((unix_now() - stamp).abs() < 60.0, "{stamp}");
     }
 }

@@ -12,7 +12,8 @@
 //   ctp BOOTSTRAP IN OUT GROUP TXNID COUNT consume-transform-produce: read IN with a read_committed group
 //                                          consumer, write each value upper-cased to OUT and the consumed
 //                                          offsets with sendOffsetsToTransaction, one transaction per poll,
-//                                          until COUNT records were processed
+//                                          until COUNT records were processed; COUNT 0: until the group is
+//                                          at IN's end (an instance resuming where a killed one stopped)
 //   admin BOOTSTRAP TXNID                  Admin: listTransactions (all, and filtered by state) and
 //                                          describeTransactions of TXNID
 
@@ -143,6 +144,9 @@ public class ChronikJavaTxn {
         c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         c.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 50);
+        // A killed instance's member leaves the group within 6 s, so its successor's join completes soon.
+        c.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 6_000);
+        c.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 1_000);
         c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         int done = 0;
@@ -151,9 +155,12 @@ public class ChronikJavaTxn {
             producer.initTransactions();
             consumer.subscribe(List.of(in));
             long deadline = System.currentTimeMillis() + 150_000;
-            while (done < count && System.currentTimeMillis() < deadline) {
+            while ((count == 0 || done < count) && System.currentTimeMillis() < deadline) {
                 ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(500));
-                if (records.isEmpty()) continue;
+                if (records.isEmpty()) {
+                    if (count == 0 && atEnd(consumer, in)) break;
+                    continue;
+                }
                 try {
                     producer.beginTransaction();
                     Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
@@ -184,6 +191,18 @@ public class ChronikJavaTxn {
             }
         }
         print("step", "done", "total", done);
+    }
+
+    /** Whether this member is assigned every partition of `topic` and has consumed each to its end. */
+    private static boolean atEnd(KafkaConsumer<String, String> consumer, String topic) {
+        Set<TopicPartition> assigned = consumer.assignment();
+        int partitions = consumer.partitionsFor(topic).size();
+        if (assigned.size() < partitions) return false;
+        Map<TopicPartition, Long> ends = consumer.endOffsets(assigned);
+        for (TopicPartition tp : assigned) {
+            if (consumer.position(tp) < ends.get(tp)) return false;
+        }
+        return true;
     }
 
     private static void admin(String bootstrap, String txnId) throws Exception {

@@ -13,6 +13,9 @@
   offsets moving only on commit;
 - a transaction left open by a killed application is aborted by a new instance's init, and by its
   timeout;
+- consume-transform-produce (the Java `ctp` mode and `ctp_app.py` on confluent-kafka) exactly once,
+  the group ending at the input's end, through kill -9 of a partition leader of the input and the
+  output, of the coordinator's broker, and of the application (a new instance fences it and resumes);
 - kill -9 of the transaction coordinator with a transaction open, and with one in PrepareCommit
   whose marker is blocked (the next coordinator resumes it); kill -9 of the group coordinator with
   transactional offsets pending; an abort right after a commit whose marker waits for a stopped
@@ -30,6 +33,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -120,7 +124,8 @@ def read_steps(process: subprocess.Popen, until: str, timeout: float) -> list[di
         if not line:
             if process.poll() is not None:
                 stderr = process.stderr.read() if process.stderr else ""
-                pytest.fail(f"the Java client exited {process.returncode} before '{until}':\n{stderr[-3000:]}")
+                pytest.fail(f"the client exited {process.returncode} before '{until}' after {steps[-5:]}:\n"
+                            f"{stderr[-3000:]}")
             continue
         if line.startswith("{"):
             steps.append(json.loads(line))
@@ -725,3 +730,146 @@ def test_transactions_on_a_sasl_ssl_cluster(secured_cluster):
     finally:
         consumer.close()
     assert sorted(seen) == sorted(f"kept-{i}" for i in range(20))
+
+
+# ----- consume-transform-produce through kill -9 of a partition leader, the coordinator, the app -----
+
+CTP_APP = Path(__file__).resolve().parent / "ctp_app.py"
+
+
+def start_ctp(request, client: str, cluster, source: str, sink: str, group: str, transactional_id: str,
+              count: int) -> subprocess.Popen:
+    """The consume-transform-produce loop of `client` in its own process: the Java `ctp` mode or
+    ctp_app.py on confluent-kafka (both print the same `committed` / `aborted` / `done` lines).
+    COUNT 0 runs until the group is at the input's end."""
+    args = (cluster.bootstrap_servers, source, sink, group, transactional_id, str(count))
+    if client == "java":
+        return start_java(request.getfixturevalue("txn_java"), "ctp", *args)
+    return subprocess.Popen([sys.executable, str(CTP_APP), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def ctp_input(cluster, topic_name: str, count: int) -> tuple[str, str, list[str]]:
+    source, sink = f"{topic_name}-in", f"{topic_name}-out"
+    for t in (source, sink):
+        cluster.create_topic(t, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    values = [f"value-{i}" for i in range(count)]
+    ck_produce(cluster.bootstrap_servers, source, [Rec(v.encode(), key=v.encode()) for v in values])
+    return source, sink, values
+
+
+def assert_exactly_once(cluster, source: str, sink: str, values: list[str], group: str) -> None:
+    """Every input value is in the output exactly once (read_committed), and the group is at the
+    input's end."""
+    out = read_all(cluster, sink, 3, len(values), "read_committed", quiet_after=2.0)
+    got = [c.value.decode() for c in out]
+    assert len(got) == len(set(got)), \
+        f"records written twice: {sorted(v for v in set(got) if got.count(v) > 1)[:20]}"
+    assert sorted(got) == sorted(v.upper() for v in values)
+    ends = {p: ck_high_and_stable(cluster, source, p)[0] for p in range(3)}
+    assert committed_offsets(cluster, group, source, 3) == ends
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(30)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def a_leader_of_both(cluster, source: str, sink: str) -> int:
+    """A broker leading some partitions of the input and some of the output."""
+    sources, sinks = cluster.leaders(source), cluster.leaders(sink)
+    both = sorted(set(sources.values()) & set(sinks.values()))
+    assert both, f"no broker leads partitions of both topics: {sources} {sinks}"
+    return both[0]
+
+
+def txn_id_coordinated_elsewhere(cluster, label: str, broker: int) -> str:
+    """A transactional id whose coordinator is not on `broker`."""
+    for _ in range(100):
+        transactional_id = txn_id(label)
+        if coordinator_of(cluster, transactional_id) != broker:
+            return transactional_id
+    pytest.fail(f"every id's coordinator was broker {broker}: {transaction_state_leaders(cluster)}")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("client, victim", [
+    ("java", "partition-leader"), ("confluent", "partition-leader"),
+    # An open bug of issue #16, reported as XFAIL or XPASS rather than hidden: in about 1 run in 5 the
+    # confluent-kafka loop, after the new coordinator finished the killed one's PrepareCommit, runs a
+    # transaction at producer epoch 1 whose send_offsets_to_transaction never completes, until the
+    # coordinator aborts it by its timeout (see the session note of 2026-12-04).
+    pytest.param("confluent", "coordinator", marks=pytest.mark.xfail(
+        strict=False, reason="issue #16: a transaction stuck in send_offsets_to_transaction after a "
+                             "coordinator kill, about 1 run in 5")),
+])
+def test_consume_transform_produce_stays_exactly_once_through_a_broker_kill(request, txn_cluster, topic_name,
+                                                                            client, victim):
+    """The loop (one transaction per poll batch) while a broker is killed with kill -9: either one
+    leading partitions of both the input and the output but not the transaction coordinator, or the
+    coordinator's. Transactions caught by the kill abort and are read again from the group's committed
+    offsets. (The Java loop through a coordinator kill is the test above.)"""
+    source, sink, values = ctp_input(txn_cluster, topic_name, 1000)
+    group = unique_group()
+    if victim == "partition-leader":
+        broker = a_leader_of_both(txn_cluster, source, sink)
+        transactional_id = txn_id_coordinated_elsewhere(txn_cluster, "ctp-leader", broker)
+    else:
+        transactional_id = txn_id("ctp-coord")
+        broker = coordinator_of(txn_cluster, transactional_id)
+    loop = start_ctp(request, client, txn_cluster, source, sink, group, transactional_id, len(values))
+    try:
+        wait_line(loop, "committed", timeout=90)
+        txn_cluster.kill_broker(broker)
+        after = read_steps(loop, "done", timeout=200)
+        assert loop.wait(30) == 0
+        # The kill landed mid-run: transactions were committed after it.
+        assert sum(s["step"] == "committed" for s in after) >= 3, after
+        assert after[-1] == {"step": "done", "total": len(values)}, after[-3:]
+    finally:
+        stop_process(loop)
+        if broker not in txn_cluster.running_broker_ids():
+            txn_cluster.start_broker(broker)
+    assert_exactly_once(txn_cluster, source, sink, values, group)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("client", ["java", "confluent"])
+def test_consume_transform_produce_resumes_exactly_once_after_a_kill_9_of_the_application(
+        request, txn_cluster, topic_name, client):
+    """The loop is killed with kill -9 after a few transactions, likely with one open. A new instance
+    with the same transactional id and group fences the old one (its init aborts what the old one left
+    open) and carries on from the group's committed offsets to the input's end."""
+    source, sink, values = ctp_input(txn_cluster, topic_name, 1000)
+    group, transactional_id = unique_group(), txn_id("ctp-app")
+    first = start_ctp(request, client, txn_cluster, source, sink, group, transactional_id, len(values))
+    try:
+        before = read_steps(first, "committed", timeout=90)
+        for _ in range(2):
+            before += read_steps(first, "committed", timeout=60)
+        first.kill()
+        first.wait(30)
+    finally:
+        stop_process(first)
+    committed_before = max(s["total"] for s in before if s["step"] == "committed")
+    killed = describe_state(txn_cluster, transactional_id)
+    second = start_ctp(request, client, txn_cluster, source, sink, group, transactional_id, 0)
+    try:
+        after = read_steps(second, "done", timeout=200)
+        assert second.wait(30) == 0
+    finally:
+        stop_process(second)
+    # The second instance's init fenced the first: a new epoch of the same producer id, and nothing
+    # of the first left open.
+    resumed = describe_state(txn_cluster, transactional_id)
+    assert resumed["producer_id"] == killed["producer_id"], (killed, resumed)
+    assert resumed["producer_epoch"] > killed["producer_epoch"], (killed, resumed)
+    assert resumed["state"] in ("Empty", "CompleteCommit"), resumed
+    # The second instance did the rest: at most what the first had not reported committed (it may
+    # have committed more than it printed before the kill), and something.
+    assert 0 < after[-1]["total"] <= len(values) - committed_before, (committed_before, after[-3:])
+    assert_exactly_once(txn_cluster, source, sink, values, group)
