@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chronik_metadata::{Record, NO_LEADER};
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct ControllerMetrics {

@@ -1,11 +1,12 @@
-"""File descriptors (issue #18): every partition holds its active segment and its two index files open,
-so a broker started from a shell with the common soft limit of 1,024 descriptors used to run out after
-a few hundred partitions, and the partitions that could not open never accepted a write.
+"""File descriptors (issue #18): every partition holds its active segment open (and its index files
+once it writes an index entry), so a broker started from a shell with the common soft limit of 1,024
+descriptors used to run out after a few hundred partitions, and the partitions that could not open
+never accepted a write.
 
 The broker raises its soft RLIMIT_NOFILE to the hard limit at start. Here the test process lowers its own
 soft limit to 256 before starting the cluster (the broker inherits it, as from a shell), creates 400
-partitions on one broker (about 1,200 descriptors, far over 256), and writes one acknowledged record to
-every partition with confluent-kafka. `/metrics` reports descriptors in use against the limit.
+partitions on one broker (at least 400 descriptors, well over 256), and writes one acknowledged record
+to every partition with confluent-kafka. `/metrics` reports descriptors in use against the limit.
 """
 
 from __future__ import annotations
@@ -56,5 +57,6 @@ def test_a_broker_started_with_a_low_soft_limit_serves_hundreds_of_partitions(cl
     with urllib.request.urlopen(f"http://{broker['http_addr']}/metrics", timeout=10) as response:
         metrics = response.read().decode()
     assert gauge(metrics, "chronik_broker_max_open_files") == hard
-    assert gauge(metrics, "chronik_broker_open_files") > 2 * PARTITIONS
+    # More descriptors in use than the soft limit the broker was started with: it raised it.
+    assert gauge(metrics, "chronik_broker_open_files") > max(LOW_SOFT_LIMIT, PARTITIONS)
     assert gauge(metrics, "chronik_broker_unopened_partition_logs") == 0

@@ -42,8 +42,9 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
 const COMPLETE_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// How long AddPartitionsToTxn (and AddOffsetsToTxn) waits for the id's previous transaction to
 /// complete before answering CONCURRENT_TRANSACTIONS. Its markers can take a leader election or a
-/// broker's session timeout; well under the clients' request timeouts (30 s Java, 60 s librdkafka).
-const COMPLETION_WAIT: Duration = Duration::from_secs(15);
+/// broker's session timeout, or a restart of the only replica; under the clients' request timeouts
+/// (30 s Java, 60 s librdkafka). 15 s was too short for a broker restart on a loaded machine.
+const COMPLETION_WAIT: Duration = Duration::from_secs(25);
 
 enum Slot {
     Loading { leader_epoch: i32 },
