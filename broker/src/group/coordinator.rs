@@ -742,9 +742,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id)?;
         let image = self.metadata.current();
         let now_ms = now_ms();
-        let mut results: Vec<(OffsetCommit, Option<ResponseError>)> = Vec::new();
-        let mut records = Vec::new();
-        let mut written = Vec::new();
+        let (mut results, records, written);
         {
             let mut state = shard.lock_live()?;
             if !state.groups.contains_key(group_id) {
@@ -765,38 +763,7 @@ impl GroupCoordinator {
             {
                 return Err(error);
             }
-            for commit in commits {
-                let metadata = commit.metadata.clone().unwrap_or_default();
-                let known = image.topic_by_name(&commit.topic).is_some_and(|t| {
-                    commit.partition >= 0 && (commit.partition as usize) < t.partitions.len()
-                });
-                let error = if !known {
-                    Some(ResponseError::UnknownTopicOrPartition)
-                } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
-                    Some(ResponseError::OffsetMetadataTooLarge)
-                } else {
-                    None
-                };
-                if error.is_none() {
-                    let key = OffsetKey {
-                        group: group_id.to_owned(),
-                        topic: commit.topic.clone(),
-                        partition: commit.partition,
-                    };
-                    let value = OffsetValue {
-                        offset: commit.offset,
-                        leader_epoch: commit.leader_epoch,
-                        metadata,
-                        commit_timestamp_ms: now_ms,
-                    };
-                    records.push(OffsetsRecord::Offset {
-                        key: key.clone(),
-                        value: Some(value.clone()),
-                    });
-                    written.push((key, value, results.len()));
-                }
-                results.push((commit, error));
-            }
+            (results, records, written) = offset_records(group_id, commits, &image, now_ms);
         }
         if records.is_empty() {
             return Ok(results);
@@ -834,9 +801,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id)?;
         let image = self.metadata.current();
         let now_ms = now_ms();
-        let mut results: Vec<(OffsetCommit, Option<ResponseError>)> = Vec::new();
-        let mut records = Vec::new();
-        let mut written = Vec::new();
+        let (mut results, records, written);
         {
             let mut state = shard.lock_live()?;
             let group = state
@@ -848,38 +813,7 @@ impl GroupCoordinator {
                 state.drop_if_unused(group_id);
                 return Err(error);
             }
-            for commit in commits {
-                let metadata = commit.metadata.clone().unwrap_or_default();
-                let known = image.topic_by_name(&commit.topic).is_some_and(|t| {
-                    commit.partition >= 0 && (commit.partition as usize) < t.partitions.len()
-                });
-                let error = if !known {
-                    Some(ResponseError::UnknownTopicOrPartition)
-                } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
-                    Some(ResponseError::OffsetMetadataTooLarge)
-                } else {
-                    None
-                };
-                if error.is_none() {
-                    let key = OffsetKey {
-                        group: group_id.to_owned(),
-                        topic: commit.topic.clone(),
-                        partition: commit.partition,
-                    };
-                    let value = OffsetValue {
-                        offset: commit.offset,
-                        leader_epoch: commit.leader_epoch,
-                        metadata,
-                        commit_timestamp_ms: now_ms,
-                    };
-                    records.push(OffsetsRecord::Offset {
-                        key: key.clone(),
-                        value: Some(value.clone()),
-                    });
-                    written.push((key, value, results.len()));
-                }
-                results.push((commit, error));
-            }
+            (results, records, written) = offset_records(group_id, commits, &image, now_ms);
         }
         if records.is_empty() {
             return Ok(results);
@@ -1177,4 +1111,57 @@ fn unload(shard: &Shard) {
     state.groups.clear();
     state.offsets.clear();
     state.pending_txn.clear();
+}
+
+/// A commit's records, once checked (Kafka's `GroupMetadataManager.storeOffsets`): each commit's
+/// result so far (UNKNOWN_TOPIC_OR_PARTITION for a partition the topic lacks,
+/// OFFSET_METADATA_TOO_LARGE past `offset.metadata.max.bytes`), a record for each that passed, and
+/// what each record writes with the index of its result.
+#[allow(clippy::type_complexity)]
+fn offset_records(
+    group_id: &str,
+    commits: Vec<OffsetCommit>,
+    image: &MetadataImage,
+    now_ms: i64,
+) -> (
+    Vec<(OffsetCommit, Option<ResponseError>)>,
+    Vec<OffsetsRecord>,
+    Vec<(OffsetKey, OffsetValue, usize)>,
+) {
+    let mut results = Vec::with_capacity(commits.len());
+    let mut records = Vec::new();
+    let mut written = Vec::new();
+    for commit in commits {
+        let metadata = commit.metadata.clone().unwrap_or_default();
+        let known = image.topic_by_name(&commit.topic).is_some_and(|t| {
+            commit.partition >= 0 && (commit.partition as usize) < t.partitions.len()
+        });
+        let error = if !known {
+            Some(ResponseError::UnknownTopicOrPartition)
+        } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
+            Some(ResponseError::OffsetMetadataTooLarge)
+        } else {
+            None
+        };
+        if error.is_none() {
+            let key = OffsetKey {
+                group: group_id.to_owned(),
+                topic: commit.topic.clone(),
+                partition: commit.partition,
+            };
+            let value = OffsetValue {
+                offset: commit.offset,
+                leader_epoch: commit.leader_epoch,
+                metadata,
+                commit_timestamp_ms: now_ms,
+            };
+            records.push(OffsetsRecord::Offset {
+                key: key.clone(),
+                value: Some(value.clone()),
+            });
+            written.push((key, value, results.len()));
+        }
+        results.push((commit, error));
+    }
+    (results, records, written)
 }
