@@ -10,12 +10,17 @@ offsets, so nothing is lost and nothing is written twice. It stops after COUNT r
 COUNT 0 once it has every partition of IN and is at its end (an instance resuming where a killed
 one stopped). Prints one JSON object per line on stdout, as ChronikJavaTxn does: `committed`,
 `aborted`, `done`.
+
+With CTP_DEBUG_LOG=FILE in the environment, the producer's and the consumer's librdkafka debug
+(eos, protocol, cgrp, broker) goes to FILE.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import json
+import logging
+import os
 import sys
 import time
 
@@ -61,6 +66,19 @@ def at_end(consumer: Consumer, topic: str) -> bool:
     return True
 
 
+def debug_config() -> dict:
+    path = os.environ.get("CTP_DEBUG_LOG")
+    if not path:
+        return {}
+    logger = logging.getLogger("librdkafka")
+    if not logger.handlers:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    return {"debug": "eos,protocol,cgrp,broker", "logger": logger}
+
+
 def main(bootstrap: str, source: str, sink: str, group: str, transactional_id: str, count: int) -> None:
     # A loop stuck in a client call past its run time exits with every thread's stack on stderr, so
     # the test fails saying where instead of waiting for its own timeout.
@@ -68,9 +86,9 @@ def main(bootstrap: str, source: str, sink: str, group: str, transactional_id: s
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                          "auto.offset.reset": "earliest", "isolation.level": "read_committed",
                          # A killed instance's member leaves the group within 6 s.
-                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, **debug_config()})
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
-                         "transaction.timeout.ms": 60000})
+                         "transaction.timeout.ms": 60000, **debug_config()})
     producer.init_transactions(60)
     consumer.subscribe([source])
     done = 0

@@ -111,10 +111,33 @@ impl ProducerEntry {
         self.batches.back()
     }
 
-    fn find_duplicate(&self, first_seq: i32, last_seq: i32) -> Option<BatchMetadata> {
+    /// The batch this one repeats, if it is a retry. A transactional batch can only repeat a batch of
+    /// the producer's open transaction: a producer ends a transaction only once each of its sends
+    /// has been answered or given up, so a batch of an ended transaction is never retried. Matching
+    /// one anyway would lose data: on an abort librdkafka reuses the sequences of the records it
+    /// purged (`rd_kafka_toppar_purge_queues` moves the epoch's base msgid back over them) even when
+    /// an earlier send of one reached the log, and answering the new batch with the aborted
+    /// original's offsets would acknowledge a record no read_committed consumer ever sees. Such a
+    /// batch falls through to the sequence check instead (OUT_OF_ORDER_SEQUENCE_NUMBER, after which
+    /// the client aborts and bumps its epoch, KIP-360).
+    fn find_duplicate(
+        &self,
+        first_seq: i32,
+        last_seq: i32,
+        transactional: bool,
+    ) -> Option<BatchMetadata> {
+        let from_offset = if transactional {
+            self.current_txn_first_offset?
+        } else {
+            i64::MIN
+        };
         self.batches
             .iter()
-            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+            .find(|b| {
+                b.first_seq == first_seq
+                    && b.last_seq == last_seq
+                    && b.first_offset() >= from_offset
+            })
             .copied()
     }
 }
@@ -249,7 +272,7 @@ impl ProducerState {
             };
         }
         let last_seq = increment_sequence(first_seq, h.last_offset_delta);
-        if let Some(original) = entry.find_duplicate(first_seq, last_seq) {
+        if let Some(original) = entry.find_duplicate(first_seq, last_seq, h.is_transactional()) {
             return Ok(Admission::Duplicate(original));
         }
         if let Some(last) = entry.last_batch() {
@@ -1045,6 +1068,47 @@ mod tests {
             (16, 16, false)
         );
         assert_eq!(state.get(9).unwrap().batches().count(), 0);
+    }
+
+    #[test]
+    fn a_batch_of_an_ended_transaction_is_not_a_duplicate() {
+        // The chaos run's lost commit: a record of an aborted transaction reached the log, the
+        // client purged it on the abort and sent its sequence again in the next transaction.
+        let mut state = ProducerState::default();
+        assert_eq!(
+            leader_append(&mut state, txn(7, 0, 0, 1, 10)),
+            Ok(Admission::Append)
+        );
+        state.apply_marker(&marker_at(7, 0, 11), end(false, 0), 6_000);
+        assert_eq!(
+            state.check(&txn(7, 0, 0, 1, 0)),
+            Err(ProducerStateError::OutOfOrderSequence {
+                producer_id: 7,
+                epoch: 0,
+                expected: 1,
+                found: 0
+            }),
+            "the aborted batch's sequence again is refused, not answered with offset 10"
+        );
+        // The next transaction continues the sequence; within it a retry is still a duplicate,
+        // and so is the retry of a plain idempotent batch after a marker.
+        assert_eq!(
+            leader_append(&mut state, txn(7, 0, 1, 2, 12)),
+            Ok(Admission::Append)
+        );
+        match state.check(&txn(7, 0, 1, 2, 0)) {
+            Ok(Admission::Duplicate(original)) => assert_eq!(original.first_offset(), 12),
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        state.apply_marker(&marker_at(7, 0, 14), end(true, 0), 6_000);
+        assert_eq!(
+            leader_append(&mut state, batch(7, 0, 3, 1, 15)),
+            Ok(Admission::Append)
+        );
+        assert!(matches!(
+            state.check(&batch(7, 0, 3, 1, 0)),
+            Ok(Admission::Duplicate(_))
+        ));
     }
 
     #[test]
