@@ -11,6 +11,8 @@
 //! - `group` (the group coordinator over `__consumer_offsets`), `txn` (the transaction coordinator
 //!   over `__transaction_state`), `producer_ids` (id blocks for InitProducerId), `txn_verifier`
 //!   (KIP-890: asking a transaction coordinator whether a partition is in a producer's transaction);
+//! - `coordinator_runtime` (what both coordinators share: finding a key's coordinator, creating the
+//!   internal topic, loading and unloading its partitions as leadership moves, replaying them);
 //! - `replica` (partition roles, high watermark and ISR, acks=all waits, follower fetchers);
 //! - `lifecycle` (registration, heartbeats, controlled shutdown), `metadata` (the image and the watch
 //!   that feeds it), `controller_client` (the quorum connection);
@@ -24,6 +26,7 @@ pub mod authorizer;
 pub mod config;
 pub mod connection;
 pub mod controller_client;
+pub mod coordinator_runtime;
 pub mod error;
 pub mod error_counts;
 pub mod fds;

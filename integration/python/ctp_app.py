@@ -12,14 +12,13 @@ one stopped). Prints one JSON object per line on stdout, as ChronikJavaTxn does:
 `aborted`, `done`.
 
 With CTP_DEBUG_LOG=FILE in the environment, the producer's and the consumer's librdkafka debug
-(eos, protocol, cgrp, broker) goes to FILE.
+(eos, protocol, cgrp, broker) goes to FILE, and so does everything else the process writes to stderr.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import json
-import logging
 import os
 import sys
 import time
@@ -67,16 +66,15 @@ def at_end(consumer: Consumer, topic: str) -> bool:
 
 
 def debug_config() -> dict:
+    """librdkafka's debug to CTP_DEBUG_LOG, written as it happens (a Python logger would only see it
+    when the application polls, so nothing of a call that hangs): the file replaces stderr."""
     path = os.environ.get("CTP_DEBUG_LOG")
     if not path:
         return {}
-    logger = logging.getLogger("librdkafka")
-    if not logger.handlers:
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    return {"debug": "eos,protocol,cgrp,broker", "logger": logger}
+    if not getattr(debug_config, "redirected", False):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
+        debug_config.redirected = True
+    return {"debug": "eos,protocol,cgrp,broker"}
 
 
 def main(bootstrap: str, source: str, sink: str, group: str, transactional_id: str, count: int) -> None:

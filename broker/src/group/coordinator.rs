@@ -8,11 +8,10 @@
 //! released (so the log sees them in decision order).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chronik_metadata::{BrokerId, MetadataImage, TopicId};
-use chronik_proto::v1 as pb;
+use chronik_metadata::{BrokerId, MetadataImage};
 use kafka_protocol::error::ResponseError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,31 +24,26 @@ use super::classic_group::{
 };
 use super::records::{OffsetKey, OffsetValue, OffsetsRecord};
 use super::shard::{replay, CommittedOffset, Shard, ShardState};
-use super::{partition_for, GroupConfig, OFFSETS_TOPIC};
+use super::{GroupConfig, OFFSETS_TOPIC};
 use crate::controller_client::ControllerClient;
+pub use crate::coordinator_runtime::CoordinatorEndpoint;
+use crate::coordinator_runtime::{
+    coordinator_endpoint, create_internal_topic, CoordinatorShard, InternalTopic, Load, MinInsync,
+    Shards, Slot, TopicSpec,
+};
 use crate::log::now_ms;
 use crate::metadata::MetadataCache;
 use crate::replica::ReplicaManager;
 
 /// How often group timers (sessions, join phases) are checked.
 const TICK: Duration = Duration::from_millis(100);
-/// How long FindCoordinator waits for the controller to create the offsets topic.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Kafka's `offset.metadata.max.bytes`.
 const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
-enum Slot {
-    Loading { leader_epoch: i32 },
-    Loaded(Arc<Shard>),
-}
-
-/// Where a group's coordinator is, for FindCoordinator.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CoordinatorEndpoint {
-    pub node_id: BrokerId,
-    pub host: String,
-    pub port: i32,
-}
+const OFFSETS: InternalTopic = InternalTopic {
+    name: OFFSETS_TOPIC,
+    serves: "groups",
+};
 
 /// One offset to commit.
 #[derive(Clone, Debug)]
@@ -89,12 +83,11 @@ pub struct ListedGroup {
 }
 
 pub struct GroupCoordinator {
-    broker_id: BrokerId,
     config: GroupConfig,
     metadata: Arc<MetadataCache>,
     replicas: Arc<ReplicaManager>,
     controller: Arc<ControllerClient>,
-    shards: RwLock<HashMap<i32, Slot>>,
+    shards: Shards<Shard>,
     creating: tokio::sync::Mutex<()>,
     /// Transaction markers committed to a partition while it was loading, by partition: `(producer
     /// id, commit)`, applied once its replay is done (a marker past the replay's end is not in it).
@@ -114,12 +107,11 @@ impl GroupCoordinator {
         cancel: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(GroupCoordinator {
-            broker_id,
             config,
             metadata,
             replicas,
             controller,
-            shards: RwLock::new(HashMap::new()),
+            shards: Shards::new(OFFSETS, broker_id),
             creating: tokio::sync::Mutex::new(()),
             early_markers: std::sync::Mutex::new(HashMap::new()),
             tracker,
@@ -133,12 +125,7 @@ impl GroupCoordinator {
 
     pub fn stats(&self) -> CoordinatorStats {
         let mut stats = CoordinatorStats::default();
-        for slot in self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-        {
+        for slot in self.shards.read().values() {
             match slot {
                 Slot::Loading { .. } => stats.loading_partitions += 1,
                 Slot::Loaded(shard) => {
@@ -160,12 +147,7 @@ impl GroupCoordinator {
     /// offsets and no live membership shows as `Empty`).
     pub fn snapshot(&self) -> Vec<GroupSnapshot> {
         let mut groups = Vec::new();
-        for slot in self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-        {
+        for slot in self.shards.read().values() {
             let Slot::Loaded(shard) = slot else { continue };
             let state = shard.lock();
             for group_id in state.group_ids() {
@@ -204,12 +186,12 @@ impl GroupCoordinator {
             loop {
                 tokio::select! {
                     _ = self.cancel.cancelled() => {
-                        self.unload_all();
+                        self.shards.unload_all();
                         return;
                     }
                     changed = images.changed() => {
                         if changed.is_err() {
-                            self.unload_all();
+                            self.shards.unload_all();
                             return;
                         }
                         break;
@@ -223,161 +205,75 @@ impl GroupCoordinator {
 
     /// Loads the partitions this broker now leads and unloads the ones it no longer does.
     fn on_metadata(self: &Arc<Self>, image: &MetadataImage) {
-        let led: HashMap<i32, (TopicId, i32)> = match image.topic_by_name(OFFSETS_TOPIC) {
-            Some(topic) => topic
-                .partitions
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.leader == self.broker_id)
-                .map(|(i, p)| (i as i32, (topic.id, p.leader_epoch)))
-                .collect(),
-            None => HashMap::new(),
-        };
-        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-        let stale: Vec<i32> = shards
-            .iter()
-            .filter(|(index, slot)| {
-                let epoch = match slot {
-                    Slot::Loading { leader_epoch } => *leader_epoch,
-                    Slot::Loaded(shard) => shard.leader_epoch,
-                };
-                led.get(index).is_none_or(|(_, e)| *e != epoch)
-            })
-            .map(|(index, _)| *index)
-            .collect();
-        for index in stale {
-            if let Some(Slot::Loaded(shard)) = shards.remove(&index) {
-                unload(&shard);
-                info!(
-                    partition = index,
-                    "no longer coordinating groups of this offsets partition"
-                );
-            }
-        }
-        for (index, (topic_id, leader_epoch)) in led {
-            if shards.contains_key(&index) {
-                continue;
-            }
+        let to_load = self.shards.on_metadata(image, |index| {
             // Markers noted for an earlier load that never finished may predate a later
             // transaction of their producer in the log: this load starts with none.
             self.early_markers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&index);
-            shards.insert(index, Slot::Loading { leader_epoch });
-            self.tracker
-                .spawn(self.clone().load(topic_id, index, leader_epoch));
+        });
+        for load in to_load {
+            self.tracker.spawn(self.clone().load(load));
         }
-    }
-
-    fn unload_all(&self) {
-        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-        for (_, slot) in shards.drain() {
-            if let Slot::Loaded(shard) = slot {
-                unload(&shard);
-            }
-        }
-    }
-
-    fn still_loading(&self, index: i32, leader_epoch: i32) -> bool {
-        matches!(
-            self.shards.read().unwrap_or_else(|e| e.into_inner()).get(&index),
-            Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch
-        )
     }
 
     /// Replays one offsets partition once the replica manager has made this broker its leader, then
     /// starts serving its groups.
-    async fn load(self: Arc<Self>, topic_id: TopicId, index: i32, leader_epoch: i32) {
+    async fn load(self: Arc<Self>, load: Load) {
         let started = Instant::now();
-        // Role changes bump the replica manager's data version.
-        let mut replica_changes = self.replicas.subscribe_data();
-        loop {
-            if self.cancel.is_cancelled() || !self.still_loading(index, leader_epoch) {
-                return;
-            }
-            replica_changes.borrow_and_update();
-            let partition = self.replicas.partition(topic_id, index).filter(|p| {
-                let state = p.state();
-                state.leader == self.broker_id && state.leader_epoch == leader_epoch
-            });
-            let Some(partition) = partition else {
-                // The replica manager applies the same image a moment later; the timeout only
-                // re-checks whether this load is still wanted.
-                tokio::select! {
-                    _ = self.cancel.cancelled() => return,
-                    _ = replica_changes.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
-            };
-            let log = partition.log.clone();
-            let end = log.log_end_offset();
-            let replayed = tokio::task::spawn_blocking(move || replay(&log, end)).await;
-            let replayed = match replayed {
-                Ok(Ok(replayed)) => replayed,
-                Ok(Err(e)) => {
-                    warn!(
-                        partition = index,
-                        "cannot load offsets partition, retrying: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(e) => {
-                    warn!(
-                        partition = index,
-                        "offsets partition load task failed, retrying: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let (records, unreadable) = (replayed.records, replayed.unreadable);
-            let state = replayed.into_state(Instant::now());
-            let (groups, offsets) = (
-                state.group_ids().len(),
-                state.offsets.values().map(|o| o.len()).sum::<usize>(),
-            );
-            let shard = Shard::start(
-                partition,
-                leader_epoch,
-                state,
-                self.replicas.clone(),
-                self.config.commit_timeout,
-                &self.tracker,
-                self.cancel.child_token(),
-            );
-            let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-            if matches!(shards.get(&index), Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch)
-            {
-                // Applying a marker the replay already saw again changes nothing: the producer's
-                // next transaction cannot have offsets here before this one's marker.
-                let early = self
-                    .early_markers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&index)
-                    .unwrap_or_default();
-                {
-                    let mut state = shard.lock();
-                    for (producer_id, commit) in early {
-                        state.complete_transaction(producer_id, commit);
-                    }
-                }
-                shards.insert(index, Slot::Loaded(shard));
-                info!(
-                    partition = index,
-                    leader_epoch,
-                    groups,
-                    offsets,
-                    records,
-                    unreadable,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "loaded offsets partition"
-                );
-            }
+        let Some((partition, replayed)) = self
+            .shards
+            .lead_and_replay(&self.replicas, &self.cancel, load, replay)
+            .await
+        else {
             return;
+        };
+        let Load {
+            index,
+            leader_epoch,
+            ..
+        } = load;
+        let (records, unreadable) = (replayed.records, replayed.unreadable);
+        let state = replayed.into_state(Instant::now());
+        let (groups, offsets) = (
+            state.group_ids().len(),
+            state.offsets.values().map(|o| o.len()).sum::<usize>(),
+        );
+        let shard = Shard::start(
+            partition,
+            leader_epoch,
+            state,
+            self.replicas.clone(),
+            self.config.commit_timeout,
+            &self.tracker,
+            self.cancel.child_token(),
+        );
+        let installed = self.shards.install(index, leader_epoch, shard, |shard| {
+            // Applying a marker the replay already saw again changes nothing: the producer's next
+            // transaction cannot have offsets here before this one's marker.
+            let early = self
+                .early_markers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&index)
+                .unwrap_or_default();
+            let mut state = shard.lock();
+            for (producer_id, commit) in early {
+                state.complete_transaction(producer_id, commit);
+            }
+        });
+        if installed {
+            info!(
+                partition = index,
+                leader_epoch,
+                groups,
+                offsets,
+                records,
+                unreadable,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "loaded offsets partition"
+            );
         }
     }
 
@@ -435,15 +331,7 @@ impl GroupCoordinator {
     }
 
     fn loaded_shards(&self) -> Vec<Arc<Shard>> {
-        self.shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter_map(|slot| match slot {
-                Slot::Loaded(shard) => Some(shard.clone()),
-                Slot::Loading { .. } => None,
-            })
-            .collect()
+        self.shards.loaded()
     }
 
     /// The shard coordinating `group_id`: NOT_COORDINATOR if another broker does (or nobody knows
@@ -452,21 +340,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
-        let image = self.metadata.current();
-        let topic = image
-            .topic_by_name(OFFSETS_TOPIC)
-            .ok_or(ResponseError::NotCoordinator)?;
-        let index = partition_for(group_id, topic.partitions.len() as i32);
-        match self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&index)
-        {
-            Some(Slot::Loaded(shard)) => Ok(shard.clone()),
-            Some(Slot::Loading { .. }) => Err(ResponseError::CoordinatorLoadInProgress),
-            None => Err(ResponseError::NotCoordinator),
-        }
+        self.shards.get(&self.metadata.current(), group_id)
     }
 
     /// Queues the group's pending metadata write, if it has one; a write that completes a SyncGroup
@@ -518,99 +392,27 @@ impl GroupCoordinator {
             return Err((ResponseError::InvalidRequest, "the group id is empty"));
         }
         let image = self.metadata.current();
-        let Some(topic) = image.topic_by_name(OFFSETS_TOPIC) else {
-            self.create_offsets_topic(&image).await;
-            return Err((
-                ResponseError::CoordinatorNotAvailable,
-                "the offsets topic is being created",
-            ));
-        };
-        let index = partition_for(group_id, topic.partitions.len() as i32);
-        let leader = topic
-            .partitions
-            .get(index as usize)
-            .filter(|p| p.has_leader())
-            .map(|p| p.leader)
-            .ok_or((
-                ResponseError::CoordinatorNotAvailable,
-                "the group's offsets partition has no leader",
-            ))?;
-        let endpoint = image
-            .brokers
-            .get(&leader)
-            .filter(|b| !b.fenced)
-            .and_then(|b| b.endpoint(Some(listener)))
-            .ok_or((
-                ResponseError::CoordinatorNotAvailable,
-                "the coordinator has no live endpoint on this listener",
-            ))?;
-        Ok(CoordinatorEndpoint {
-            node_id: leader,
-            host: endpoint.host.clone(),
-            port: i32::from(endpoint.port),
-        })
-    }
-
-    /// Asks the controller to create the offsets topic (one request at a time), with replication
-    /// capped at the live brokers and the settings Kafka gives it.
-    async fn create_offsets_topic(&self, image: &MetadataImage) {
-        let Ok(_creating) = self.creating.try_lock() else {
-            return;
-        };
-        let live = image.brokers.values().filter(|b| !b.fenced).count() as i32;
-        if live == 0 {
-            return;
+        if let Some(endpoint) = coordinator_endpoint(&image, OFFSETS, group_id, listener)? {
+            return Ok(endpoint);
         }
-        let replication_factor = self.config.offsets_topic_replication_factor.min(live);
-        if replication_factor < self.config.offsets_topic_replication_factor {
-            warn!(
-                replication_factor,
-                live_brokers = live,
-                wanted = self.config.offsets_topic_replication_factor,
-                "creating the offsets topic with fewer replicas than configured"
-            );
-        }
-        let min_insync = (replication_factor - 1).max(1);
-        let configs = [
-            // Only each key's latest record matters: the log cleaner drops the rest.
-            ("cleanup.policy", "compact".to_owned()),
-            ("segment.bytes", (100 * 1024 * 1024).to_string()),
-            ("min.insync.replicas", min_insync.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let request = pb::CreateTopicsRequest {
-            topics: vec![pb::CreatableTopic {
-                name: OFFSETS_TOPIC.to_owned(),
-                num_partitions: self.config.offsets_topic_num_partitions,
-                replication_factor,
-                configs,
-                assignments: Vec::new(),
-            }],
-            validate_only: false,
+        let spec = TopicSpec {
+            partitions: self.config.offsets_topic_num_partitions,
+            replication_factor: self.config.offsets_topic_replication_factor,
+            min_insync: MinInsync::OneFewer,
         };
-        match tokio::time::timeout(CREATE_TIMEOUT, self.controller.create_topics(request)).await {
-            Ok(Ok(reply)) => {
-                for result in reply.topics {
-                    if result.error_code == 0 {
-                        info!(
-                            partitions = self.config.offsets_topic_num_partitions,
-                            replication_factor, "created the offsets topic"
-                        );
-                        let _ = self
-                            .metadata
-                            .wait_for_offset(result.metadata_offset, CREATE_TIMEOUT)
-                            .await;
-                    } else {
-                        debug!(code = result.error_code, reason = %result.error_message,
-                            "offsets topic not created");
-                    }
-                }
-            }
-            Ok(Err(e)) => debug!("cannot create the offsets topic: {e}"),
-            Err(_) => debug!("creating the offsets topic timed out"),
-        }
+        create_internal_topic(
+            &self.controller,
+            &self.metadata,
+            &self.creating,
+            &image,
+            OFFSETS,
+            &spec,
+        )
+        .await;
+        Err((
+            ResponseError::CoordinatorNotAvailable,
+            "the offsets topic is being created",
+        ))
     }
 
     // ---- Membership ----
@@ -849,12 +651,7 @@ impl GroupCoordinator {
         producer_epoch: i16,
         commit: bool,
     ) {
-        let shard = match self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&offsets_partition)
-        {
+        let shard = match self.shards.read().get(&offsets_partition) {
             Some(Slot::Loaded(shard)) => shard.clone(),
             Some(Slot::Loading { .. }) => {
                 // The replay may have read the log up to before this marker.
@@ -1050,12 +847,7 @@ impl GroupCoordinator {
     /// Every group this broker coordinates; COORDINATOR_LOAD_IN_PROGRESS alongside them while some
     /// partition is still loading.
     pub fn list_groups(&self) -> (Option<ResponseError>, Vec<ListedGroup>) {
-        let loading = self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .any(|slot| matches!(slot, Slot::Loading { .. }));
+        let loading = self.shards.any_loading();
         let mut groups = Vec::new();
         for shard in self.loaded_shards() {
             let state = shard.lock();
@@ -1101,16 +893,22 @@ impl GroupCoordinator {
     }
 }
 
-/// Tells every parked member of an unloaded shard to find the coordinator again.
-fn unload(shard: &Shard) {
-    let mut state = shard.lock();
-    state.unloaded = true;
-    for group in state.groups.values_mut() {
-        group.transition_to_dead();
+impl CoordinatorShard for Shard {
+    fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
     }
-    state.groups.clear();
-    state.offsets.clear();
-    state.pending_txn.clear();
+
+    /// Tells every parked member of the shard to find the coordinator again.
+    fn unload(&self) {
+        let mut state = self.lock();
+        state.unloaded = true;
+        for group in state.groups.values_mut() {
+            group.transition_to_dead();
+        }
+        state.groups.clear();
+        state.offsets.clear();
+        state.pending_txn.clear();
+    }
 }
 
 /// A commit's records, once checked (Kafka's `GroupMetadataManager.storeOffsets`): each commit's

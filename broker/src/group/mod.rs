@@ -22,6 +22,7 @@ pub mod shard;
 
 use std::time::Duration;
 
+pub use crate::coordinator_runtime::partition_for;
 pub use classic_group::GroupState;
 pub use coordinator::{GroupCoordinator, GroupSnapshot};
 
@@ -72,42 +73,5 @@ impl Default for GroupConfig {
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_secs(600),
         }
-    }
-}
-
-/// The offsets-topic partition of a group: `abs(java_hash_code(group_id)) % partitions`, as Kafka
-/// computes it (UTF-16 code units, wrapping arithmetic, `abs(i32::MIN) = 0`), so Kafka tooling and
-/// Chronik agree on where a group lives.
-pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
-    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % partitions.max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_for_matches_java_string_hash_code() {
-        // "".hashCode() == 0, "a".hashCode() == 97, "my-group".hashCode() == 1_483_584_795 ... as
-        // computed by Java: h = 31*h + c over UTF-16 units.
-        assert_eq!(partition_for("", 50), 0);
-        assert_eq!(partition_for("a", 50), 97 % 50);
-        assert_eq!(partition_for("console-consumer-1", 50), {
-            let h: i32 = "console-consumer-1"
-                .chars()
-                .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
-            h.abs() % 50
-        });
-        // A hash of i32::MIN maps to partition 0 ("polygenelubricants".hashCode() == Integer.MIN_VALUE).
-        assert_eq!(partition_for("polygenelubricants", 50), 0);
-        // Characters outside the BMP count as two UTF-16 units.
-        assert_eq!(
-            partition_for("😀", 1000),
-            (0xD83Di32 * 31 + 0xDE00).abs() % 1000
-        );
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,9 @@ use tracing::warn;
 
 use super::classic_group::{ClassicGroup, GroupState};
 use super::records::{GroupValue, OffsetKey, OffsetValue, OffsetsRecord};
-use crate::log::batch::{encode_plain_batch, plain_record, Batches};
+use super::OFFSETS_TOPIC;
+use crate::coordinator_runtime::{replay_log, Replayed as LogItem};
+use crate::log::batch::{encode_plain_batch, plain_record};
 use crate::log::now_ms;
 use crate::log::txn_marker::EndTxnMarker;
 use crate::log::{LogError, PartitionLog};
@@ -423,89 +425,49 @@ impl Replayed {
 /// Reads the partition from its log start to `end` (the log end when leadership began) and rebuilds
 /// its groups and offsets. Runs on a blocking thread.
 pub fn replay(log: &PartitionLog, end: i64) -> Result<Replayed, LogError> {
-    const CHUNK: usize = 1 << 20;
     let mut replayed = Replayed::default();
-    let mut offset = log.log_start_offset();
-    while offset < end {
-        let read = log.read(offset, CHUNK, end)?;
-        if read.records.is_empty() {
-            break;
+    replayed.unreadable = replay_log(log, end, OFFSETS_TOPIC, |item| match item {
+        // A transaction marker ends the producer's pending offsets (KIP-98).
+        LogItem::Control { header, batch } => {
+            if let Some(marker) = EndTxnMarker::parse(batch) {
+                replayed
+                    .offsets
+                    .complete_transaction(header.producer_id, marker.commit);
+            }
         }
-        let mut next = offset;
-        for batch in Batches::new(read.records) {
-            let batch = batch.map_err(LogError::from)?;
-            let header = *batch.header();
-            next = next.max(header.next_offset());
-            if header.next_offset() <= offset {
-                continue;
-            }
-            if batch.is_control() {
-                // A transaction marker ends the producer's pending offsets (KIP-98).
-                if let Some(marker) = EndTxnMarker::parse(batch.as_bytes()) {
-                    replayed
-                        .offsets
-                        .complete_transaction(header.producer_id, marker.commit);
+        LogItem::Record { header, record } => {
+            replayed.records += 1;
+            match OffsetsRecord::decode(record.key.as_ref(), record.value.as_ref()) {
+                Ok(OffsetsRecord::Offset {
+                    key,
+                    value: Some(value),
+                }) if header.is_transactional() => replayed
+                    .offsets
+                    .pending_txn
+                    .entry(header.producer_id)
+                    .or_default()
+                    .push((key, value, record.offset)),
+                Ok(OffsetsRecord::Offset { key, value }) => {
+                    replayed.offsets.apply_offset(key, value, record.offset)
                 }
-                continue;
-            }
-            let transactional = batch.is_transactional().then_some(header.producer_id);
-            let mut raw = batch.as_bytes().clone();
-            let set = match RecordBatchDecoder::decode(&mut raw) {
-                Ok(set) => set,
+                Ok(OffsetsRecord::Group { group, value }) => match value {
+                    Some(value) => {
+                        replayed.groups.insert(group, value);
+                    }
+                    None => {
+                        replayed.groups.remove(&group);
+                    }
+                },
                 Err(e) => {
                     warn!(
-                        offset = header.base_offset,
-                        "unreadable offsets topic batch: {e}"
+                        offset = record.offset,
+                        "unreadable offsets topic record: {e}"
                     );
                     replayed.unreadable += 1;
-                    continue;
-                }
-            };
-            for record in set.records {
-                if record.offset < offset || record.offset >= end {
-                    continue;
-                }
-                replayed.records += 1;
-                match OffsetsRecord::decode(record.key.as_ref(), record.value.as_ref()) {
-                    Ok(OffsetsRecord::Offset {
-                        key,
-                        value: Some(value),
-                    }) if transactional.is_some() => {
-                        if let Some(producer_id) = transactional {
-                            replayed
-                                .offsets
-                                .pending_txn
-                                .entry(producer_id)
-                                .or_default()
-                                .push((key, value, record.offset));
-                        }
-                    }
-                    Ok(OffsetsRecord::Offset { key, value }) => {
-                        replayed.offsets.apply_offset(key, value, record.offset)
-                    }
-                    Ok(OffsetsRecord::Group { group, value }) => match value {
-                        Some(value) => {
-                            replayed.groups.insert(group, value);
-                        }
-                        None => {
-                            replayed.groups.remove(&group);
-                        }
-                    },
-                    Err(e) => {
-                        warn!(
-                            offset = record.offset,
-                            "unreadable offsets topic record: {e}"
-                        );
-                        replayed.unreadable += 1;
-                    }
                 }
             }
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    })?;
     Ok(replayed)
 }
 

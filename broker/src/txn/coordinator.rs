@@ -9,14 +9,11 @@
 //! are written one at a time and in order; the state changes only once its record is committed.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
-use chronik_metadata::{BrokerId, MetadataImage, TopicId};
-use chronik_proto::v1 as pb;
+use chronik_metadata::{BrokerId, MetadataImage};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::RecordBatchDecoder;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,16 +25,16 @@ use super::records;
 use super::state::{InitTransit, TxnMetadata, TxnState};
 use super::{TxnConfig, TRANSACTION_STATE_TOPIC};
 use crate::controller_client::ControllerClient;
-use crate::group::coordinator::CoordinatorEndpoint;
-use crate::group::partition_for;
-use crate::log::batch::{encode_plain_batch, plain_record, Batches};
+use crate::coordinator_runtime::{
+    coordinator_endpoint, create_internal_topic, replay_log, CoordinatorEndpoint, CoordinatorShard,
+    InternalTopic, Load, MinInsync, Replayed as LogItem, Shards, TopicSpec,
+};
+use crate::log::batch::{encode_plain_batch, plain_record};
 use crate::log::{now_ms, LogError, PartitionLog};
 use crate::metadata::MetadataCache;
 use crate::producer_ids::{ProducerIdManager, BLOCK_WAIT};
 use crate::replica::{AppendError, Partition, ReplicaManager};
 
-/// How long FindCoordinator waits for the controller to create the state topic.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed Complete write, the next try waits this long.
 const COMPLETE_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// How long AddPartitionsToTxn (and AddOffsetsToTxn) waits for the id's previous transaction to
@@ -46,10 +43,10 @@ const COMPLETE_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// (30 s Java, 60 s librdkafka). 15 s was too short for a broker restart on a loaded machine.
 const COMPLETION_WAIT: Duration = Duration::from_secs(25);
 
-enum Slot {
-    Loading { leader_epoch: i32 },
-    Loaded(Arc<TxnShard>),
-}
+const TRANSACTION_STATE: InternalTopic = InternalTopic {
+    name: TRANSACTION_STATE_TOPIC,
+    serves: "transactions",
+};
 
 /// One loaded partition of the state topic.
 pub struct TxnShard {
@@ -101,14 +98,13 @@ pub struct TxnDescription {
 pub type InitResult = Result<(i64, i16), ResponseError>;
 
 pub struct TransactionCoordinator {
-    broker_id: BrokerId,
     config: TxnConfig,
     metadata: Arc<MetadataCache>,
     replicas: Arc<ReplicaManager>,
     controller: Arc<ControllerClient>,
     producer_ids: Arc<ProducerIdManager>,
     markers: MarkerSender,
-    shards: RwLock<HashMap<i32, Slot>>,
+    shards: Shards<TxnShard>,
     creating: tokio::sync::Mutex<()>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -128,14 +124,13 @@ impl TransactionCoordinator {
         cancel: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(TransactionCoordinator {
-            broker_id,
             config,
             metadata,
             replicas,
             controller,
             producer_ids,
             markers,
-            shards: RwLock::new(HashMap::new()),
+            shards: Shards::new(TRANSACTION_STATE, broker_id),
             creating: tokio::sync::Mutex::new(()),
             tracker,
             cancel,
@@ -158,12 +153,12 @@ impl TransactionCoordinator {
             loop {
                 tokio::select! {
                     _ = self.cancel.cancelled() => {
-                        self.unload_all();
+                        self.shards.unload_all();
                         return;
                     }
                     changed = images.changed() => {
                         if changed.is_err() {
-                            self.unload_all();
+                            self.shards.unload_all();
                             return;
                         }
                         break;
@@ -178,191 +173,83 @@ impl TransactionCoordinator {
     }
 
     fn on_metadata(self: &Arc<Self>, image: &MetadataImage) {
-        let led: HashMap<i32, (TopicId, i32)> = match image.topic_by_name(TRANSACTION_STATE_TOPIC) {
-            Some(topic) => topic
-                .partitions
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.leader == self.broker_id)
-                .map(|(i, p)| (i as i32, (topic.id, p.leader_epoch)))
-                .collect(),
-            None => HashMap::new(),
-        };
-        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-        let stale: Vec<i32> = shards
-            .iter()
-            .filter(|(index, slot)| {
-                let epoch = match slot {
-                    Slot::Loading { leader_epoch } => *leader_epoch,
-                    Slot::Loaded(shard) => shard.coordinator_epoch,
-                };
-                led.get(index).is_none_or(|(_, e)| *e != epoch)
-            })
-            .map(|(index, _)| *index)
-            .collect();
-        for index in stale {
-            if let Some(Slot::Loaded(shard)) = shards.remove(&index) {
-                unload(&shard);
-                info!(
-                    partition = index,
-                    "no longer coordinating transactions of this partition"
-                );
-            }
+        for load in self.shards.on_metadata(image, |_| {}) {
+            self.tracker.spawn(self.clone().load(load));
         }
-        for (index, (topic_id, leader_epoch)) in led {
-            if shards.contains_key(&index) {
-                continue;
-            }
-            shards.insert(index, Slot::Loading { leader_epoch });
-            self.tracker
-                .spawn(self.clone().load(topic_id, index, leader_epoch));
-        }
-    }
-
-    fn unload_all(&self) {
-        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-        for (_, slot) in shards.drain() {
-            if let Slot::Loaded(shard) = slot {
-                unload(&shard);
-            }
-        }
-    }
-
-    fn still_loading(&self, index: i32, leader_epoch: i32) -> bool {
-        matches!(
-            self.shards.read().unwrap_or_else(|e| e.into_inner()).get(&index),
-            Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch
-        )
     }
 
     /// Whether `shard` is still the loaded one of its partition (it was not unloaded or reloaded).
     fn is_current(&self, shard: &Arc<TxnShard>) -> bool {
-        matches!(
-            self.shards.read().unwrap_or_else(|e| e.into_inner()).get(&shard.partition_index),
-            Some(Slot::Loaded(s)) if Arc::ptr_eq(s, shard)
-        ) && !shard.lock().unloaded
+        self.shards.is_loaded(shard.partition_index, shard) && !shard.lock().unloaded
     }
 
     /// Replays one partition once the replica manager has made this broker its leader, serves it,
     /// and resumes the markers of the transactions it finds prepared.
-    async fn load(self: Arc<Self>, topic_id: TopicId, index: i32, leader_epoch: i32) {
+    async fn load(self: Arc<Self>, load: Load) {
         let started = Instant::now();
-        let mut replica_changes = self.replicas.subscribe_data();
-        loop {
-            if self.cancel.is_cancelled() || !self.still_loading(index, leader_epoch) {
-                return;
-            }
-            replica_changes.borrow_and_update();
-            let partition = self.replicas.partition(topic_id, index).filter(|p| {
-                let state = p.state();
-                state.leader == self.broker_id && state.leader_epoch == leader_epoch
-            });
-            let Some(partition) = partition else {
-                tokio::select! {
-                    _ = self.cancel.cancelled() => return,
-                    _ = replica_changes.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
-            };
-            let log = partition.log.clone();
-            let end = log.log_end_offset();
-            let replayed = match tokio::task::spawn_blocking(move || replay(&log, end)).await {
-                Ok(Ok(replayed)) => replayed,
-                Ok(Err(e)) => {
-                    warn!(
-                        partition = index,
-                        "cannot load transaction state partition, retrying: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(e) => {
-                    warn!(
-                        partition = index,
-                        "transaction state load task failed, retrying: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let prepared: Vec<(String, TxnMetadata)> = replayed
-                .txns
-                .iter()
-                .filter(|(_, m)| m.state.is_prepared())
-                .map(|(id, m)| (id.clone(), m.clone()))
-                .collect();
-            let count = replayed.txns.len();
-            let shard = Arc::new(TxnShard {
-                partition_index: index,
-                coordinator_epoch: leader_epoch,
-                partition,
-                state: Mutex::new(ShardState {
-                    txns: replayed.txns,
-                    unloaded: false,
-                }),
-                append: tokio::sync::Mutex::new(()),
-                changed: Notify::new(),
-            });
-            {
-                let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-                if !matches!(shards.get(&index), Some(Slot::Loading { leader_epoch: e }) if *e == leader_epoch)
-                {
-                    return;
-                }
-                shards.insert(index, Slot::Loaded(shard.clone()));
-            }
-            info!(
-                partition = index,
-                leader_epoch,
-                transactional_ids = count,
-                prepared = prepared.len(),
-                records = replayed.records,
-                unreadable = replayed.unreadable,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "loaded transaction state partition"
-            );
-            for (id, meta) in prepared {
-                if let Some(m) = shard.lock().txns.get_mut(&id) {
-                    m.pending = Some(meta.state);
-                }
-                self.tracker
-                    .spawn(self.clone().complete_transaction(shard.clone(), id, meta));
-            }
+        let Some((partition, replayed)) = self
+            .shards
+            .lead_and_replay(&self.replicas, &self.cancel, load, replay)
+            .await
+        else {
             return;
+        };
+        let Load {
+            index,
+            leader_epoch,
+            ..
+        } = load;
+        let prepared: Vec<(String, TxnMetadata)> = replayed
+            .txns
+            .iter()
+            .filter(|(_, m)| m.state.is_prepared())
+            .map(|(id, m)| (id.clone(), m.clone()))
+            .collect();
+        let count = replayed.txns.len();
+        let shard = Arc::new(TxnShard {
+            partition_index: index,
+            coordinator_epoch: leader_epoch,
+            partition,
+            state: Mutex::new(ShardState {
+                txns: replayed.txns,
+                unloaded: false,
+            }),
+            append: tokio::sync::Mutex::new(()),
+            changed: Notify::new(),
+        });
+        if !self
+            .shards
+            .install(index, leader_epoch, shard.clone(), |_| {})
+        {
+            return;
+        }
+        info!(
+            partition = index,
+            leader_epoch,
+            transactional_ids = count,
+            prepared = prepared.len(),
+            records = replayed.records,
+            unreadable = replayed.unreadable,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded transaction state partition"
+        );
+        for (id, meta) in prepared {
+            if let Some(m) = shard.lock().txns.get_mut(&id) {
+                m.pending = Some(meta.state);
+            }
+            self.tracker
+                .spawn(self.clone().complete_transaction(shard.clone(), id, meta));
         }
     }
 
     /// The shard coordinating `transactional_id`: NOT_COORDINATOR if another broker does (or nobody
     /// knows yet), COORDINATOR_LOAD_IN_PROGRESS while it loads.
     fn shard(&self, transactional_id: &str) -> Result<Arc<TxnShard>, ResponseError> {
-        let image = self.metadata.current();
-        let topic = image
-            .topic_by_name(TRANSACTION_STATE_TOPIC)
-            .ok_or(ResponseError::NotCoordinator)?;
-        let index = partition_for(transactional_id, topic.partitions.len() as i32);
-        match self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&index)
-        {
-            Some(Slot::Loaded(shard)) => Ok(shard.clone()),
-            Some(Slot::Loading { .. }) => Err(ResponseError::CoordinatorLoadInProgress),
-            None => Err(ResponseError::NotCoordinator),
-        }
+        self.shards.get(&self.metadata.current(), transactional_id)
     }
 
     fn loaded_shards(&self) -> Vec<Arc<TxnShard>> {
-        self.shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter_map(|slot| match slot {
-                Slot::Loaded(shard) => Some(shard.clone()),
-                Slot::Loading { .. } => None,
-            })
-            .collect()
+        self.shards.loaded()
     }
 
     /// Appends `next` (or a tombstone) for `id` and waits until it is committed; then it becomes the
@@ -421,100 +308,29 @@ impl TransactionCoordinator {
             ));
         }
         let image = self.metadata.current();
-        let Some(topic) = image.topic_by_name(TRANSACTION_STATE_TOPIC) else {
-            self.create_state_topic(&image).await;
-            return Err((
-                ResponseError::CoordinatorNotAvailable,
-                "the transaction state topic is being created",
-            ));
-        };
-        let index = partition_for(transactional_id, topic.partitions.len() as i32);
-        let leader = topic
-            .partitions
-            .get(index as usize)
-            .filter(|p| p.has_leader())
-            .map(|p| p.leader)
-            .ok_or((
-                ResponseError::CoordinatorNotAvailable,
-                "the transactional id's state partition has no leader",
-            ))?;
-        let endpoint = image
-            .brokers
-            .get(&leader)
-            .filter(|b| !b.fenced)
-            .and_then(|b| b.endpoint(Some(listener)))
-            .ok_or((
-                ResponseError::CoordinatorNotAvailable,
-                "the coordinator has no live endpoint on this listener",
-            ))?;
-        Ok(CoordinatorEndpoint {
-            node_id: leader,
-            host: endpoint.host.clone(),
-            port: i32::from(endpoint.port),
-        })
-    }
-
-    /// Asks the controller to create the state topic (one request at a time), with replication capped
-    /// at the live brokers and the settings Kafka gives it.
-    async fn create_state_topic(&self, image: &MetadataImage) {
-        let Ok(_creating) = self.creating.try_lock() else {
-            return;
-        };
-        let live = image.brokers.values().filter(|b| !b.fenced).count() as i32;
-        if live == 0 {
-            return;
+        if let Some(endpoint) =
+            coordinator_endpoint(&image, TRANSACTION_STATE, transactional_id, listener)?
+        {
+            return Ok(endpoint);
         }
-        let replication_factor = self.config.replication_factor.min(live);
-        if replication_factor < self.config.replication_factor {
-            warn!(
-                replication_factor,
-                live_brokers = live,
-                wanted = self.config.replication_factor,
-                "creating the transaction state topic with fewer replicas than configured"
-            );
-        }
-        let min_insync = self.config.min_insync_replicas.min(replication_factor);
-        let configs = [
-            // Only each id's latest record matters: the log cleaner drops the rest.
-            ("cleanup.policy", "compact".to_owned()),
-            ("segment.bytes", (100 * 1024 * 1024).to_string()),
-            ("min.insync.replicas", min_insync.to_string()),
-            ("unclean.leader.election.enable", "false".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let request = pb::CreateTopicsRequest {
-            topics: vec![pb::CreatableTopic {
-                name: TRANSACTION_STATE_TOPIC.to_owned(),
-                num_partitions: self.config.num_partitions,
-                replication_factor,
-                configs,
-                assignments: Vec::new(),
-            }],
-            validate_only: false,
+        let spec = TopicSpec {
+            partitions: self.config.num_partitions,
+            replication_factor: self.config.replication_factor,
+            min_insync: MinInsync::AtMost(self.config.min_insync_replicas),
         };
-        match tokio::time::timeout(CREATE_TIMEOUT, self.controller.create_topics(request)).await {
-            Ok(Ok(reply)) => {
-                for result in reply.topics {
-                    if result.error_code == 0 {
-                        info!(
-                            partitions = self.config.num_partitions,
-                            replication_factor, "created the transaction state topic"
-                        );
-                        let _ = self
-                            .metadata
-                            .wait_for_offset(result.metadata_offset, CREATE_TIMEOUT)
-                            .await;
-                    } else {
-                        debug!(code = result.error_code, reason = %result.error_message,
-                            "transaction state topic not created");
-                    }
-                }
-            }
-            Ok(Err(e)) => debug!("cannot create the transaction state topic: {e}"),
-            Err(_) => debug!("creating the transaction state topic timed out"),
-        }
+        create_internal_topic(
+            &self.controller,
+            &self.metadata,
+            &self.creating,
+            &image,
+            TRANSACTION_STATE,
+            &spec,
+        )
+        .await;
+        Err((
+            ResponseError::CoordinatorNotAvailable,
+            "the transaction state topic is being created",
+        ))
     }
 
     // ---- InitProducerId ----
@@ -862,12 +678,7 @@ impl TransactionCoordinator {
     /// Every transactional id this broker coordinates; COORDINATOR_LOAD_IN_PROGRESS alongside them
     /// while some partition is still loading.
     pub fn list(&self) -> (Option<ResponseError>, Vec<TxnDescription>) {
-        let loading = self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .any(|slot| matches!(slot, Slot::Loading { .. }));
+        let loading = self.shards.any_loading();
         let mut all = Vec::new();
         for shard in self.loaded_shards() {
             let state = shard.lock();
@@ -1013,13 +824,19 @@ fn describe(id: &str, meta: &TxnMetadata) -> TxnDescription {
     }
 }
 
-fn unload(shard: &TxnShard) {
-    {
-        let mut state = shard.lock();
-        state.unloaded = true;
-        state.txns.clear();
+impl CoordinatorShard for TxnShard {
+    fn leader_epoch(&self) -> i32 {
+        self.coordinator_epoch
     }
-    shard.changed.notify_waiters();
+
+    fn unload(&self) {
+        {
+            let mut state = self.lock();
+            state.unloaded = true;
+            state.txns.clear();
+        }
+        self.changed.notify_waiters();
+    }
 }
 
 /// Kafka's mapping of a failed state-topic write (`TransactionStateManager.appendTransactionToLog`):
@@ -1049,61 +866,28 @@ pub struct Replayed {
 /// Reads the partition from its log start to `end` (the log end when leadership began). Runs on a
 /// blocking thread.
 pub fn replay(log: &PartitionLog, end: i64) -> Result<Replayed, LogError> {
-    const CHUNK: usize = 1 << 20;
     let mut replayed = Replayed::default();
-    let mut offset = log.log_start_offset();
-    while offset < end {
-        let read = log.read(offset, CHUNK, end)?;
-        if read.records.is_empty() {
-            break;
-        }
-        let mut next = offset;
-        for batch in Batches::new(read.records) {
-            let batch = batch.map_err(LogError::from)?;
-            let header = *batch.header();
-            next = next.max(header.next_offset());
-            if header.next_offset() <= offset || batch.is_control() {
-                continue;
+    replayed.unreadable = replay_log(log, end, TRANSACTION_STATE_TOPIC, |item| {
+        let LogItem::Record { record, .. } = item else {
+            return;
+        };
+        replayed.records += 1;
+        match records::decode(record.key.as_ref(), record.value.as_ref()) {
+            Ok((id, Some(value))) => {
+                replayed.txns.insert(id, TxnMetadata::from_log(value));
             }
-            let mut raw: Bytes = batch.as_bytes().clone();
-            let set = match RecordBatchDecoder::decode(&mut raw) {
-                Ok(set) => set,
-                Err(e) => {
-                    warn!(
-                        offset = header.base_offset,
-                        "unreadable transaction state batch: {e}"
-                    );
-                    replayed.unreadable += 1;
-                    continue;
-                }
-            };
-            for record in set.records {
-                if record.offset < offset || record.offset >= end {
-                    continue;
-                }
-                replayed.records += 1;
-                match records::decode(record.key.as_ref(), record.value.as_ref()) {
-                    Ok((id, Some(value))) => {
-                        replayed.txns.insert(id, TxnMetadata::from_log(value));
-                    }
-                    Ok((id, None)) => {
-                        replayed.txns.remove(&id);
-                    }
-                    Err(e) => {
-                        warn!(
-                            offset = record.offset,
-                            "unreadable transaction state record: {e}"
-                        );
-                        replayed.unreadable += 1;
-                    }
-                }
+            Ok((id, None)) => {
+                replayed.txns.remove(&id);
+            }
+            Err(e) => {
+                warn!(
+                    offset = record.offset,
+                    "unreadable transaction state record: {e}"
+                );
+                replayed.unreadable += 1;
             }
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    })?;
     Ok(replayed)
 }
 
