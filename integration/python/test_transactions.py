@@ -799,13 +799,16 @@ def txn_id_coordinated_elsewhere(cluster, label: str, broker: int) -> str:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("client, victim", [
     ("java", "partition-leader"), ("confluent", "partition-leader"),
-    # An open bug of issue #16, reported as XFAIL or XPASS rather than hidden: in about 1 run in 5 the
-    # confluent-kafka loop, after the new coordinator finished the killed one's PrepareCommit, runs a
-    # transaction at producer epoch 1 whose send_offsets_to_transaction never completes, until the
-    # coordinator aborts it by its timeout (see the session note of 2026-12-04).
+    # A client bug, reported as XFAIL or XPASS rather than hidden: in about 1 run in 20, librdkafka's
+    # send_offsets_to_transaction hangs when the killed broker was also the group's coordinator.
+    # Fenced brokers leave the Metadata response (as Kafka's KRaft brokers answer), librdkafka then
+    # decommissions the dead broker's handle while its cached group coordinator still names it, and
+    # the TxnOffsetCommit waits for a state change of that handle that never comes (librdkafka issue
+    # 5511, fix proposed in PR 5512; the debug log shows "Decommissioning this broker" and then no
+    # TxnOffsetCommit). The Java client's loop through the same kill is not affected.
     pytest.param("confluent", "coordinator", marks=pytest.mark.xfail(
-        strict=False, reason="issue #16: a transaction stuck in send_offsets_to_transaction after a "
-                             "coordinator kill, about 1 run in 5")),
+        strict=False, reason="librdkafka issue 5511: send_offsets_to_transaction hangs when the "
+                             "group coordinator's broker is decommissioned")),
 ])
 def test_consume_transform_produce_stays_exactly_once_through_a_broker_kill(request, txn_cluster, topic_name,
                                                                             client, victim):
