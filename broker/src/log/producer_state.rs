@@ -118,8 +118,8 @@ impl ProducerEntry {
     /// purged (`rd_kafka_toppar_purge_queues` moves the epoch's base msgid back over them) even when
     /// an earlier send of one reached the log, and answering the new batch with the aborted
     /// original's offsets would acknowledge a record no read_committed consumer ever sees. Such a
-    /// batch falls through to the sequence check instead (OUT_OF_ORDER_SEQUENCE_NUMBER, after which
-    /// the client aborts and bumps its epoch, KIP-360).
+    /// batch falls through to the sequence check instead: OUT_OF_ORDER_SEQUENCE_NUMBER, which
+    /// librdkafka takes for a fatal desynchronization, so the application starts a new producer.
     fn find_duplicate(
         &self,
         first_seq: i32,
