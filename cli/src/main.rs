@@ -9,6 +9,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    drop_empty_chronik_variables();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -25,6 +26,16 @@ fn main() -> ExitCode {
                 message.split_whitespace().collect::<Vec<_>>().join(" ")
             );
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// An empty `CHRONIK_*` variable counts as unset, as compose files and `env FOO=` leave them; clap
+/// would take it for an empty value and refuse it. Runs before any thread exists.
+fn drop_empty_chronik_variables() {
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_string_lossy().starts_with("CHRONIK_") {
+            std::env::remove_var(name);
         }
     }
 }

@@ -86,6 +86,21 @@ async fn topic_commands_work_through_a_follower_and_report_json() {
     assert!(created.contains("orders"), "{created}");
 
     let listed = json(c, &["topic", "list"]);
+    // Empty CHRONIK_* variables count as unset (compose files leave them so).
+    let bin = chronikctl::local::default_bin_dir().join("chronikctl");
+    let with_empty_env = Command::new(&bin)
+        .args(["--controllers", c, "topic", "list"])
+        .env("CHRONIK_OUTPUT", "")
+        .env("CHRONIK_TIMEOUT_MS", "")
+        .env("CHRONIK_ADMIN_TOKEN_FILE", "")
+        .output()
+        .expect("chronikctl runs");
+    assert!(
+        with_empty_env.status.success()
+            && String::from_utf8_lossy(&with_empty_env.stdout).contains("orders"),
+        "empty CHRONIK_* variables: {}",
+        String::from_utf8_lossy(&with_empty_env.stderr)
+    );
     let orders = listed
         .as_array()
         .and_then(|a| a.iter().find(|t| t["name"] == "orders"))
