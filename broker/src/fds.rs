@@ -1,7 +1,10 @@
-//! File descriptors: every partition keeps its active segment and its index files open, so a broker with
-//! many partitions needs far more descriptors than a shell's default soft limit (often 1,024). At start
-//! the broker raises its soft `RLIMIT_NOFILE` to the hard limit, as Kafka's packaging asks operators to
-//! (`ulimit -n` in Kafka's operations docs), and `/metrics` reports descriptors in use against the limit.
+//! File descriptors: a broker with many partitions needs more descriptors than a shell's default soft
+//! limit (often 1,024). At start the broker raises its soft `RLIMIT_NOFILE` to the hard limit, as
+//! Kafka's packaging asks operators to (`ulimit -n` in Kafka's operations docs), and `/metrics`
+//! reports descriptors in use against the limit. Segment and index files are not held open per
+//! partition: the broker-wide [`crate::log::file_cache::FileCache`] keeps at most three quarters of
+//! this limit open (see [`crate::log::file_cache::capacity_for_limit`]) and reopens the others on
+//! demand, so the number of partitions a broker hosts is not bounded by its descriptors (issue #18).
 
 use std::io;
 

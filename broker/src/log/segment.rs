@@ -8,11 +8,13 @@
 //! it; reads return whole batches only (the first one even when it exceeds the byte budget, KIP-74);
 //! the data is never held in memory beyond one read's buffer; `max_timestamp` is the segment's largest
 //! batch MaxTimestamp (retention trusts it), so a segment that stops being active gets a final time
-//! index entry carrying it.
+//! index entry carrying it. The `.log` file is open only while the broker-wide
+//! [`super::file_cache::FileCache`] keeps it so: every operation takes its handle for its own duration
+//! (reopening the file if the cache closed it), and the group commit's fsync outside the log's lock
+//! holds the handle it syncs, which the cache therefore cannot close under it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -25,6 +27,7 @@ use super::batch::{
 };
 use super::config::LogConfig;
 use super::error::{io_error, LogError, Result};
+use super::file_cache::{CachedFile, FileCache, FileHandle};
 use super::index::{relative_offset, OffsetIndex, TimeIndex};
 use super::now_ms;
 
@@ -69,7 +72,8 @@ enum HeaderAt {
 pub struct LogSegment {
     base_offset: i64,
     log_path: PathBuf,
-    file: Arc<File>,
+    /// The `.log` file, open only while the broker-wide [`FileCache`] keeps it open.
+    file: CachedFile,
     /// Bytes of whole, valid batches; the file is never read past this.
     size: u64,
     offset_index: OffsetIndex,
@@ -99,6 +103,7 @@ impl LogSegment {
             .truncate(true)
             .open(&log_path)
             .map_err(io_error("create segment", &log_path))?;
+        let file = CachedFile::with_open(FileCache::global(), &log_path, file);
         let mut offset_index =
             OffsetIndex::open(&segment_file(dir, base_offset, INDEX_SUFFIX), base_offset)?;
         let mut time_index = TimeIndex::open(
@@ -110,7 +115,7 @@ impl LogSegment {
         Ok(LogSegment {
             base_offset,
             log_path,
-            file: Arc::new(file),
+            file,
             size: 0,
             offset_index,
             time_index,
@@ -146,10 +151,11 @@ impl LogSegment {
             .metadata()
             .map_err(io_error("stat segment", &log_path))?
             .len();
+        let file = CachedFile::with_open(FileCache::global(), &log_path, file);
         let mut segment = LogSegment {
             base_offset,
             log_path,
-            file: Arc::new(file),
+            file,
             size,
             offset_index: OffsetIndex::open(&index_path, base_offset)?,
             time_index: TimeIndex::open(&time_index_path, base_offset)?,
@@ -241,7 +247,7 @@ impl LogSegment {
             return Ok(HeaderAt::Partial);
         }
         let mut raw = [0u8; HEADER_BYTES];
-        self.file
+        self.handle()?
             .read_exact_at(&mut raw, pos)
             .map_err(io_error("read segment", &self.log_path))?;
         Ok(match BatchHeader::parse(&raw) {
@@ -258,9 +264,16 @@ impl LogSegment {
         }
     }
 
+    /// The open data file, reopened if the cache closed it; held for one operation.
+    fn handle(&self) -> Result<Arc<FileHandle>> {
+        self.file
+            .handle()
+            .map_err(io_error("open segment", &self.log_path))
+    }
+
     fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.file
+        self.handle()?
             .read_exact_at(&mut buf, pos)
             .map_err(io_error("read segment", &self.log_path))?;
         Ok(buf)
@@ -277,7 +290,7 @@ impl LogSegment {
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<Option<String>> {
         let file_len = self
-            .file
+            .handle()?
             .metadata()
             .map_err(io_error("stat segment", &self.log_path))?
             .len();
@@ -332,7 +345,7 @@ impl LogSegment {
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<u64> {
         let file_len = self
-            .file
+            .handle()?
             .metadata()
             .map_err(io_error("stat segment", &self.log_path))?
             .len();
@@ -346,7 +359,7 @@ impl LogSegment {
                 reason = stop.as_deref().unwrap_or("trailing bytes"),
                 "truncating segment at the first invalid byte"
             );
-            self.file
+            self.handle()?
                 .set_len(self.size)
                 .map_err(io_error("truncate segment", &self.log_path))?;
         }
@@ -417,8 +430,9 @@ impl LogSegment {
         config: &LogConfig,
     ) -> Result<()> {
         let start = self.size;
-        if let Err(e) = self.file.write_all_at(data, start) {
-            let _ = self.file.set_len(start);
+        let file = self.handle()?;
+        if let Err(e) = file.write_all_at(data, start) {
+            let _ = file.set_len(start);
             return Err(io_error("write segment", &self.log_path)(e));
         }
         let mut pos = start;
@@ -596,7 +610,7 @@ impl LogSegment {
             return Ok(0);
         };
         let removed = self.size - pos;
-        self.file
+        self.handle()?
             .set_len(pos)
             .map_err(io_error("truncate segment", &self.log_path))?;
         self.size = pos;
@@ -636,9 +650,10 @@ impl LogSegment {
         Ok(Bytes::from(self.read_at(0, self.size as usize)?))
     }
 
-    /// The data file, for an fsync outside the log's lock (group commit).
-    pub fn data_file(&self) -> Arc<File> {
-        Arc::clone(&self.file)
+    /// The data file, for an fsync outside the log's lock (group commit); `None` when the cache
+    /// closed it, which it does only to a file with nothing left to fsync.
+    pub fn data_file(&self) -> Option<Arc<FileHandle>> {
+        self.file.open_handle()
     }
 
     /// Removes the segment's files (its aborted-transactions index too).
@@ -685,8 +700,8 @@ impl LogSegment {
         if self.max_timestamp > NO_TIMESTAMP {
             return self.max_timestamp;
         }
-        self.file
-            .metadata()
+        // From the path: an idle segment's file need not be opened for it.
+        fs::metadata(&self.log_path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
