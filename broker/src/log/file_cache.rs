@@ -15,6 +15,11 @@
 //!   handles are cloned only under the cache's lock, which is what makes "idle" (a reference count of
 //!   one) a fact rather than a guess;
 //! - a file that is not open has nothing unsynced, so `sync_data` on it has nothing to do;
+//! - the one exception is an index file ([`Durability::Hint`]): an index only speeds up a scan and
+//!   never decides an answer (see [`super::index`]), one that lost entries is still correct and one
+//!   that is damaged is rebuilt at open, so its idle handle may be closed with writes not fsynced
+//!   (otherwise every partition that wrote an index entry would pin two descriptors until its
+//!   segment rolls);
 //! - a reopen never creates nor truncates: the segment created the file, and its length (truncation,
 //!   a cut torn tail) is what the last write or `set_len` through a handle left.
 //!
@@ -34,10 +39,20 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 /// How many skipped (dirty or busy) files one eviction looks past before giving up for now.
 const EVICTION_SCAN: usize = 64;
 
+/// Whether the cache may close a file whose writes are not fsynced yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Segment data: closed only once fsynced.
+    Data,
+    /// Index files: closed when idle, fsynced or not.
+    Hint,
+}
+
 /// An open file and what was written through it.
 #[derive(Debug)]
 pub struct FileHandle {
     file: File,
+    durability: Durability,
     /// Writes (and `set_len`s) through this handle that completed.
     writes: AtomicU64,
     /// The number of writes the last successful fsync covered.
@@ -45,9 +60,10 @@ pub struct FileHandle {
 }
 
 impl FileHandle {
-    fn new(file: File) -> Self {
+    fn new(file: File, durability: Durability) -> Self {
         FileHandle {
             file,
+            durability,
             writes: AtomicU64::new(0),
             synced: AtomicU64::new(0),
         }
@@ -55,6 +71,10 @@ impl FileHandle {
 
     fn is_clean(&self) -> bool {
         self.synced.load(Ordering::SeqCst) >= self.writes.load(Ordering::SeqCst)
+    }
+
+    fn may_close(&self) -> bool {
+        self.durability == Durability::Hint || self.is_clean()
     }
 
     pub fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
@@ -151,7 +171,7 @@ impl Lru {
             let idle_and_clean = self
                 .open
                 .get(&id)
-                .is_some_and(|(h, _)| Arc::strong_count(h) == 1 && h.is_clean());
+                .is_some_and(|(h, _)| Arc::strong_count(h) == 1 && h.may_close());
             if idle_and_clean {
                 closed.extend(self.remove(id));
             } else {
@@ -261,7 +281,7 @@ impl FileCache {
             match lru.touch(file.id) {
                 Some(theirs) => theirs,
                 None => {
-                    let handle = Arc::new(FileHandle::new(opened));
+                    let handle = Arc::new(FileHandle::new(opened, file.durability));
                     lru.insert(file.id, Arc::clone(&handle));
                     handle
                 }
@@ -274,9 +294,10 @@ impl FileCache {
     }
 
     /// Registers an already open file (just created) so that the first write needs no reopen.
-    fn adopt(&self, id: u64, file: File) {
+    fn adopt(&self, id: u64, file: File, durability: Durability) {
         self.opens.fetch_add(1, Ordering::SeqCst);
-        self.lock().insert(id, Arc::new(FileHandle::new(file)));
+        self.lock()
+            .insert(id, Arc::new(FileHandle::new(file, durability)));
         let capacity = self.capacity.load(Ordering::SeqCst) as usize;
         if self.lock().open.len() > capacity {
             self.evict(capacity);
@@ -305,23 +326,30 @@ fn is_out_of_descriptors(e: &io::Error) -> bool {
 pub struct CachedFile {
     id: u64,
     path: PathBuf,
+    durability: Durability,
     cache: Arc<FileCache>,
 }
 
 impl CachedFile {
     /// A file that exists at `path`, not opened yet.
-    pub fn new(cache: &Arc<FileCache>, path: &Path) -> Self {
+    pub fn new(cache: &Arc<FileCache>, path: &Path, durability: Durability) -> Self {
         CachedFile {
             id: cache.next_id.fetch_add(1, Ordering::SeqCst),
             path: path.to_path_buf(),
+            durability,
             cache: Arc::clone(cache),
         }
     }
 
     /// A file the caller just opened (read and write), kept open in the cache.
-    pub fn with_open(cache: &Arc<FileCache>, path: &Path, file: File) -> Self {
-        let cached = CachedFile::new(cache, path);
-        cache.adopt(cached.id, file);
+    pub fn with_open(
+        cache: &Arc<FileCache>,
+        path: &Path,
+        file: File,
+        durability: Durability,
+    ) -> Self {
+        let cached = CachedFile::new(cache, path, durability);
+        cache.adopt(cached.id, file, durability);
         cached
     }
 
@@ -375,7 +403,7 @@ mod tests {
                     .truncate(true)
                     .open(&path)
                     .unwrap();
-                CachedFile::with_open(cache, &path, file)
+                CachedFile::with_open(cache, &path, file, Durability::Data)
             })
             .collect()
     }
@@ -444,7 +472,7 @@ mod tests {
         // A third file pushes the cache over capacity: the dirty one is looked past.
         let path = dir.path().join("third.log");
         std::fs::write(&path, b"").unwrap();
-        let third = CachedFile::new(&cache, &path);
+        let third = CachedFile::new(&cache, &path, Durability::Data);
         third.handle().unwrap();
         assert!(files[0].is_open(), "a dirty file is never closed");
         assert!(!files[1].is_open(), "the clean one goes instead");
@@ -479,6 +507,29 @@ mod tests {
             std::fs::read(dir.path().join("0.log")).unwrap(),
             b"still mine"
         );
+    }
+
+    #[test]
+    fn an_index_file_may_close_unsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::new(1);
+        let path = dir.path().join("0.index");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let index = CachedFile::with_open(&cache, &path, file, Durability::Hint);
+        index.handle().unwrap().write_all_at(b"entry", 0).unwrap();
+        let data = files(&cache, dir.path(), 1);
+        assert!(
+            !index.is_open(),
+            "an idle index file is closed even unsynced"
+        );
+        assert!(data[0].is_open());
+        assert_eq!(std::fs::read(&path).unwrap(), b"entry");
     }
 
     #[test]

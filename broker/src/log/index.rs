@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{io_error, Result};
-use super::file_cache::{CachedFile, FileCache, FileHandle};
+use super::file_cache::{CachedFile, Durability, FileCache, FileHandle};
 
 pub const OFFSET_ENTRY_BYTES: usize = 8;
 pub const TIME_ENTRY_BYTES: usize = 12;
@@ -26,8 +26,8 @@ pub const TIME_ENTRY_BYTES: usize = 12;
 /// first write, not before: the entries are in memory, so the index of a segment that takes no
 /// writes (every idle partition, and every segment but the active one) holds no descriptor, and a
 /// broker's descriptors grow with its busy partitions, not with all of them (issue #18). Once written,
-/// it is kept open by the broker-wide [`FileCache`], which closes it again when it is idle and
-/// fsynced.
+/// it is kept open by the broker-wide [`FileCache`], which closes it again when it is idle, fsynced or
+/// not ([`Durability::Hint`]: an index never decides an answer, see the module).
 #[derive(Debug)]
 struct EntryFile {
     path: PathBuf,
@@ -75,7 +75,7 @@ impl EntryFile {
             Some(file) => file,
             None => {
                 let opened = Self::open_file(&self.path)?;
-                CachedFile::with_open(FileCache::global(), &self.path, opened)
+                CachedFile::with_open(FileCache::global(), &self.path, opened, Durability::Hint)
             }
         };
         let handle = file.handle().map_err(io_error("open index", &self.path));
@@ -106,8 +106,10 @@ impl EntryFile {
         Ok(())
     }
 
-    /// fsyncs what was written through this handle; a file never written since it was read has
-    /// nothing of ours to make durable (and an index never decides an answer, see the module).
+    /// fsyncs what was written through the open handle. A file never written since it was read has
+    /// nothing of ours to make durable, and writes through a handle the cache closed unsynced are
+    /// the kernel's to write back: after a power loss they may be missing, which an index tolerates
+    /// (it never decides an answer and a damaged one is rebuilt, see the module).
     fn sync(&self) -> Result<()> {
         match &self.file {
             Some(file) => file
