@@ -180,6 +180,40 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             limit,
         );
     }
+    let files = crate::log::file_cache::FileCache::global().stats();
+    gauge(
+        &mut out,
+        "chronik_broker_segment_files_open",
+        "Segment and index files the descriptor cache holds open (log::file_cache).",
+        files.open,
+    );
+    gauge(
+        &mut out,
+        "chronik_broker_segment_files_capacity",
+        "Segment and index files the descriptor cache keeps open at most while they are idle \
+         and fsynced (from the open files limit, leaving room for sockets).",
+        files.capacity,
+    );
+    counter(
+        &mut out,
+        "chronik_broker_segment_file_opens_total",
+        "Segment and index files opened by the descriptor cache (first opens and reopens).",
+        files.opens,
+    );
+    counter(
+        &mut out,
+        "chronik_broker_segment_file_evictions_total",
+        "Idle, fsynced segment and index files the descriptor cache closed to stay within its \
+         capacity.",
+        files.evictions,
+    );
+    counter(
+        &mut out,
+        "chronik_broker_segment_file_pinned_total",
+        "Times the descriptor cache, over capacity, could not close a file because it was in use \
+         or held writes not yet fsynced.",
+        files.pinned_skips,
+    );
     if let Some(groups) = &state.groups {
         let stats = groups.stats();
         gauge(
@@ -412,6 +446,12 @@ fn partition_gauges(
          of its last fetch (Kafka's per-replica lag; the ISR rules are in replica::isr).",
         follower_lag,
     );
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {

@@ -24,7 +24,8 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    // Each partition keeps descriptors open (see `fds`).
+    // Sockets and the segment file cache share this limit (see `fds`); raised before any log opens,
+    // as the cache sizes itself from it.
     match chronik_broker::fds::raise_open_files_limit() {
         Ok((soft, _)) => info!(limit = soft, "open files limit"),
         Err(e) => warn!(error = %e, "cannot raise the open files limit"),

@@ -1,7 +1,8 @@
 //! A small instance of `chronikctl bench metadata` (issue #18) as a test of correctness, not of time:
 //! 2,000 partitions (RF 3) on 3 controllers and 3 brokers are each served with a leader by every
 //! broker and opened by every broker; single changes reach every broker; the brokers' propagation
-//! histogram counted them; an idle partition holds one descriptor, not three; and a kill -9 of the
+//! histogram counted them; an idle partition holds at most one descriptor (its log file, while the
+//! broker's descriptor cache keeps it open) and the cache reports itself; and a kill -9 of the
 //! active controller is followed by a write another controller accepts, with no broker fenced.
 
 use std::process::Command;
@@ -65,11 +66,17 @@ fn two_thousand_partitions_are_served_and_opened_everywhere_and_survive_a_contro
         let hosted = files["hosted_partitions"].as_u64().expect("hosted");
         let open = files["open_files"].as_u64().expect("open files");
         assert!(hosted >= PARTITIONS, "{files}");
-        // One log file per idle partition; index files open on first write.
+        // At most one log file per idle partition, and only while the descriptor cache keeps it.
         assert!(
             open < hosted + 500,
             "idle partitions hold more than one descriptor each: {files}"
         );
+        let cached = files["segment_files_open"].as_u64().expect("cache gauge");
+        let capacity = files["segment_files_capacity"]
+            .as_u64()
+            .expect("cache capacity");
+        assert!(cached <= capacity, "{files}");
+        assert!(cached < open, "{files}");
     }
 
     let failover = &report["failover"];

@@ -13,6 +13,16 @@ const VERSION: &str = "0";
 
 /// Replaces `path` with `contents` atomically and durably.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomically_before_dir_sync(path, contents)?;
+    if let Some(dir) = path.parent() {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `contents` atomically, durable once the caller fsyncs its directory (a new
+/// partition directory writes several files, then fsyncs itself once).
+pub fn write_atomically_before_dir_sync(path: &Path, contents: &[u8]) -> Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);
@@ -25,11 +35,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
     file.write_all(contents)
         .map_err(io_error("write checkpoint", tmp))?;
     file.sync_all().map_err(io_error("fsync checkpoint", tmp))?;
-    fs::rename(tmp, path).map_err(io_error("rename checkpoint", path))?;
-    if let Some(dir) = path.parent() {
-        fsync_dir(dir)?;
-    }
-    Ok(())
+    fs::rename(tmp, path).map_err(io_error("rename checkpoint", path))
 }
 
 /// Makes file creations, renames and removals in `dir` durable.

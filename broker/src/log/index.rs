@@ -13,10 +13,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::{io_error, Result};
+use super::file_cache::{CachedFile, Durability, FileCache, FileHandle};
 
 pub const OFFSET_ENTRY_BYTES: usize = 8;
 pub const TIME_ENTRY_BYTES: usize = 12;
@@ -24,12 +25,14 @@ pub const TIME_ENTRY_BYTES: usize = 12;
 /// A file of fixed-size entries that is only appended to or cut. Its descriptor is opened on the
 /// first write, not before: the entries are in memory, so the index of a segment that takes no
 /// writes (every idle partition, and every segment but the active one) holds no descriptor, and a
-/// broker's descriptors grow with its busy partitions, not with all of them (issue #18).
+/// broker's descriptors grow with its busy partitions, not with all of them (issue #18). Once written,
+/// it is kept open by the broker-wide [`FileCache`], which closes it again when it is idle, fsynced or
+/// not ([`Durability::Hint`]: an index never decides an answer, see the module).
 #[derive(Debug)]
 struct EntryFile {
     path: PathBuf,
-    /// Open once something was written or cut through this handle.
-    file: Option<File>,
+    /// Set once something was written or cut through it; open while the cache keeps it so.
+    file: Option<CachedFile>,
     entry_bytes: usize,
     entries: usize,
     /// The file holds exactly `entries` entries: nothing torn or extra to cut.
@@ -66,13 +69,18 @@ impl EntryFile {
             .map_err(io_error("open index", path))
     }
 
-    /// The descriptor to write through, opened on first use.
-    fn writable(&mut self) -> Result<&File> {
+    /// The handle to write through, opened on first use (and reopened after the cache closed it).
+    fn writable(&mut self) -> Result<Arc<FileHandle>> {
         let file = match self.file.take() {
             Some(file) => file,
-            None => Self::open_file(&self.path)?,
+            None => {
+                let opened = Self::open_file(&self.path)?;
+                CachedFile::with_open(FileCache::global(), &self.path, opened, Durability::Hint)
+            }
         };
-        Ok(self.file.insert(file))
+        let handle = file.handle().map_err(io_error("open index", &self.path));
+        self.file = Some(file);
+        handle
     }
 
     fn append(&mut self, entry: &[u8]) -> Result<()> {
@@ -98,8 +106,10 @@ impl EntryFile {
         Ok(())
     }
 
-    /// fsyncs what was written through this handle; a file never written since it was read has
-    /// nothing of ours to make durable (and an index never decides an answer, see the module).
+    /// fsyncs what was written through the open handle. A file never written since it was read has
+    /// nothing of ours to make durable, and writes through a handle the cache closed unsynced are
+    /// the kernel's to write back: after a power loss they may be missing, which an index tolerates
+    /// (it never decides an answer and a damaged one is rebuilt, see the module).
     fn sync(&self) -> Result<()> {
         match &self.file {
             Some(file) => file

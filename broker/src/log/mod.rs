@@ -11,7 +11,8 @@
 //! checkpoint), [`producer_state`] (idempotent and transactional producers'
 //! state and its snapshots), [`partition_log`] (one partition directory),
 //! [`manager`] (all partitions of a data directory, retention and flush timers), with [`config`] the
-//! topic settings and [`checkpoint`] the atomic small-file writes.
+//! topic settings, [`checkpoint`] the atomic small-file writes and [`file_cache`] the bounded set of
+//! open segment and index files shared by every partition (an idle partition holds no descriptor).
 //!
 //! # On-disk layout
 //!
@@ -66,6 +67,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod epoch;
 pub mod error;
+pub mod file_cache;
 pub mod index;
 pub mod legacy;
 pub mod manager;

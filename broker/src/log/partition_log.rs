@@ -252,8 +252,9 @@ pub fn read_partition_metadata(dir: &Path) -> Result<Option<Uuid>> {
     }
 }
 
+/// Written before the directory's own fsync, which the caller does.
 fn write_partition_metadata(dir: &Path, topic_id: Uuid) -> Result<()> {
-    checkpoint::write_atomically(
+    checkpoint::write_atomically_before_dir_sync(
         &dir.join(PARTITION_METADATA_FILE),
         format!("version: 0\ntopic_id: {topic_id}\n").as_bytes(),
     )
@@ -1071,12 +1072,14 @@ impl PartitionLog {
         {
             Err(std::io::Error::from_raw_os_error(5))
         } else {
-            file.sync_data()
+            // A file the cache closed had nothing left to fsync (see `log::file_cache`).
+            file.map_or(Ok(()), |f| f.sync_data())
         };
         #[cfg(not(test))]
         let file_sync = {
             let started = std::time::Instant::now();
-            let synced = file.sync_data();
+            // A file the cache closed had nothing left to fsync (see `log::file_cache`).
+            let synced = file.map_or(Ok(()), |f| f.sync_data());
             let previous = self.peek().flushed_position;
             // A segment rolled since the last flush was fsynced at its roll; this one covers the
             // new active segment from its start.

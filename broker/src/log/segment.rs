@@ -8,11 +8,13 @@
 //! it; reads return whole batches only (the first one even when it exceeds the byte budget, KIP-74);
 //! the data is never held in memory beyond one read's buffer; `max_timestamp` is the segment's largest
 //! batch MaxTimestamp (retention trusts it), so a segment that stops being active gets a final time
-//! index entry carrying it.
+//! index entry carrying it. The `.log` file is open only while the broker-wide
+//! [`super::file_cache::FileCache`] keeps it so: every operation takes its handle for its own duration
+//! (reopening the file if the cache closed it), and the group commit's fsync outside the log's lock
+//! holds the handle it syncs, which the cache therefore cannot close under it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -25,6 +27,7 @@ use super::batch::{
 };
 use super::config::LogConfig;
 use super::error::{io_error, LogError, Result};
+use super::file_cache::{CachedFile, Durability, FileCache, FileHandle};
 use super::index::{relative_offset, OffsetIndex, TimeIndex};
 use super::now_ms;
 
@@ -69,7 +72,8 @@ enum HeaderAt {
 pub struct LogSegment {
     base_offset: i64,
     log_path: PathBuf,
-    file: Arc<File>,
+    /// The `.log` file, open only while the broker-wide [`FileCache`] keeps it open.
+    file: CachedFile,
     /// Bytes of whole, valid batches; the file is never read past this.
     size: u64,
     offset_index: OffsetIndex,
@@ -99,6 +103,7 @@ impl LogSegment {
             .truncate(true)
             .open(&log_path)
             .map_err(io_error("create segment", &log_path))?;
+        let file = CachedFile::with_open(FileCache::global(), &log_path, file, Durability::Data);
         let mut offset_index =
             OffsetIndex::open(&segment_file(dir, base_offset, INDEX_SUFFIX), base_offset)?;
         let mut time_index = TimeIndex::open(
@@ -110,7 +115,7 @@ impl LogSegment {
         Ok(LogSegment {
             base_offset,
             log_path,
-            file: Arc::new(file),
+            file,
             size: 0,
             offset_index,
             time_index,
@@ -146,10 +151,11 @@ impl LogSegment {
             .metadata()
             .map_err(io_error("stat segment", &log_path))?
             .len();
+        let file = CachedFile::with_open(FileCache::global(), &log_path, file, Durability::Data);
         let mut segment = LogSegment {
             base_offset,
             log_path,
-            file: Arc::new(file),
+            file,
             size,
             offset_index: OffsetIndex::open(&index_path, base_offset)?,
             time_index: TimeIndex::open(&time_index_path, base_offset)?,
@@ -180,7 +186,8 @@ impl LogSegment {
             None => segment.load_tail()?,
         }
         if segment.size > 0 {
-            if let HeaderAt::Batch(h) = segment.header_at(0, segment.size)? {
+            let file = segment.handle()?;
+            if let HeaderAt::Batch(h) = segment.header_at(&file, 0, segment.size)? {
                 segment.first_batch_timestamp = Some(h.max_timestamp);
             }
         }
@@ -190,6 +197,8 @@ impl LogSegment {
     /// Recomputes the end offset, max timestamp and index cadence from the last offset index entry
     /// to the end of the data (a bounded scan), noting a damaged tail.
     fn load_tail(&mut self) -> Result<()> {
+        // One handle for the scan: the cache's lock is taken once, not per batch header.
+        let file = self.handle()?;
         let start = self.offset_index.last();
         let mut pos = start.map(|e| u64::from(e.position)).unwrap_or(0);
         if let Some(t) = self.time_index.last() {
@@ -199,7 +208,7 @@ impl LogSegment {
         self.next_offset = self.base_offset;
         self.tail_damage = None;
         loop {
-            match self.header_at(pos, self.size)? {
+            match self.header_at(&file, pos, self.size)? {
                 HeaderAt::Batch(h) => {
                     self.observe_timestamp(&h);
                     self.next_offset = h.next_offset();
@@ -233,7 +242,7 @@ impl LogSegment {
     }
 
     /// Reads and frames the batch header at `pos`, never past `limit`.
-    fn header_at(&self, pos: u64, limit: u64) -> Result<HeaderAt> {
+    fn header_at(&self, file: &FileHandle, pos: u64, limit: u64) -> Result<HeaderAt> {
         if pos >= limit {
             return Ok(HeaderAt::End);
         }
@@ -241,8 +250,7 @@ impl LogSegment {
             return Ok(HeaderAt::Partial);
         }
         let mut raw = [0u8; HEADER_BYTES];
-        self.file
-            .read_exact_at(&mut raw, pos)
+        file.read_exact_at(&mut raw, pos)
             .map_err(io_error("read segment", &self.log_path))?;
         Ok(match BatchHeader::parse(&raw) {
             Ok(h) if pos + h.total_size() as u64 > limit => HeaderAt::Partial,
@@ -258,10 +266,16 @@ impl LogSegment {
         }
     }
 
-    fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
+    /// The open data file, reopened if the cache closed it; held for one operation.
+    fn handle(&self) -> Result<Arc<FileHandle>> {
         self.file
-            .read_exact_at(&mut buf, pos)
+            .handle()
+            .map_err(io_error("open segment", &self.log_path))
+    }
+
+    fn read_at(&self, file: &FileHandle, pos: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, pos)
             .map_err(io_error("read segment", &self.log_path))?;
         Ok(buf)
     }
@@ -276,8 +290,8 @@ impl LogSegment {
         check_crc: bool,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<Option<String>> {
-        let file_len = self
-            .file
+        let file = self.handle()?;
+        let file_len = file
             .metadata()
             .map_err(io_error("stat segment", &self.log_path))?
             .len();
@@ -290,7 +304,7 @@ impl LogSegment {
         self.bytes_since_last_index_entry = 0;
         let mut pos = 0u64;
         let stop = loop {
-            let h = match self.header_at(pos, file_len)? {
+            let h = match self.header_at(&file, pos, file_len)? {
                 HeaderAt::Batch(h) => h,
                 HeaderAt::End => break None,
                 HeaderAt::Partial => break Some(format!("partial batch at byte {pos}")),
@@ -308,7 +322,7 @@ impl LogSegment {
                 ));
             }
             if check_crc {
-                let raw = Bytes::from(self.read_at(pos, h.total_size())?);
+                let raw = Bytes::from(self.read_at(&file, pos, h.total_size())?);
                 if let Err(e) = RecordBatch::parse(raw) {
                     break Some(format!("invalid batch at byte {pos}: {e}"));
                 }
@@ -331,8 +345,8 @@ impl LogSegment {
         config: &LogConfig,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<u64> {
-        let file_len = self
-            .file
+        let file = self.handle()?;
+        let file_len = file
             .metadata()
             .map_err(io_error("stat segment", &self.log_path))?
             .len();
@@ -346,12 +360,11 @@ impl LogSegment {
                 reason = stop.as_deref().unwrap_or("trailing bytes"),
                 "truncating segment at the first invalid byte"
             );
-            self.file
-                .set_len(self.size)
+            file.set_len(self.size)
                 .map_err(io_error("truncate segment", &self.log_path))?;
         }
         if self.size > 0 {
-            if let HeaderAt::Batch(h) = self.header_at(0, self.size)? {
+            if let HeaderAt::Batch(h) = self.header_at(&file, 0, self.size)? {
                 self.first_batch_timestamp = Some(h.max_timestamp);
             }
         }
@@ -417,8 +430,9 @@ impl LogSegment {
         config: &LogConfig,
     ) -> Result<()> {
         let start = self.size;
-        if let Err(e) = self.file.write_all_at(data, start) {
-            let _ = self.file.set_len(start);
+        let file = self.handle()?;
+        if let Err(e) = file.write_all_at(data, start) {
+            let _ = file.set_len(start);
             return Err(io_error("write segment", &self.log_path)(e));
         }
         let mut pos = start;
@@ -433,9 +447,10 @@ impl LogSegment {
 
     /// Calls `f` with every batch header, in order.
     pub fn for_each_batch(&self, f: &mut dyn FnMut(&BatchHeader)) -> Result<()> {
+        let file = self.handle()?;
         let mut pos = 0;
         loop {
-            match self.header_at(pos, self.size)? {
+            match self.header_at(&file, pos, self.size)? {
                 HeaderAt::Batch(h) => {
                     f(&h);
                     pos += h.total_size() as u64;
@@ -450,20 +465,30 @@ impl LogSegment {
     /// The first batch whose last offset is ≥ `offset`, with its position, or `None` when the segment
     /// ends before `offset`.
     pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let file = self.handle()?;
+        self.find_batch_in(&file, offset)
+    }
+
+    fn find_batch_in(&self, file: &FileHandle, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
         let start = u64::from(self.offset_index.lookup(offset).position);
-        match self.scan_for(offset, start) {
+        match self.scan_for(file, offset, start) {
             Err(LogError::Corrupt { reason, .. }) if start > 0 => {
                 // The index pointed somewhere that is not a batch boundary: scan from the start.
                 warn!(segment = %self.log_path.display(), %reason, "offset index misled a scan; rescanning");
-                self.scan_for(offset, 0)
+                self.scan_for(file, offset, 0)
             }
             other => other,
         }
     }
 
-    fn scan_for(&self, offset: i64, mut pos: u64) -> Result<Option<(u64, BatchHeader)>> {
+    fn scan_for(
+        &self,
+        file: &FileHandle,
+        offset: i64,
+        mut pos: u64,
+    ) -> Result<Option<(u64, BatchHeader)>> {
         loop {
-            match self.header_at(pos, self.size)? {
+            match self.header_at(file, pos, self.size)? {
                 HeaderAt::Batch(h) if h.last_offset() >= offset => return Ok(Some((pos, h))),
                 HeaderAt::Batch(h) => pos += h.total_size() as u64,
                 HeaderAt::End => return Ok(None),
@@ -482,14 +507,15 @@ impl LogSegment {
         max_bytes: usize,
         upper_bound_offset: i64,
     ) -> Result<Option<Bytes>> {
-        let Some((pos, first)) = self.find_batch(offset)? else {
+        let file = self.handle()?;
+        let Some((pos, first)) = self.find_batch_in(&file, offset)? else {
             return Ok(None);
         };
         if first.last_offset() >= upper_bound_offset {
             return Ok(Some(Bytes::new()));
         }
         let want = (max_bytes.max(first.total_size()) as u64).min(self.size - pos) as usize;
-        let mut buf = self.read_at(pos, want)?;
+        let mut buf = self.read_at(&file, pos, want)?;
         // Cut at the last whole batch below the bound.
         let mut cut = 0usize;
         while let Some(total) = buf.get(cut..).and_then(BatchHeader::peek_total_size) {
@@ -523,19 +549,20 @@ impl LogSegment {
             .map(|e| e.offset)
             .unwrap_or(self.base_offset)
             .max(min_offset);
-        let Some((mut pos, mut h)) = self.find_batch(from)? else {
+        let file = self.handle()?;
+        let Some((mut pos, mut h)) = self.find_batch_in(&file, from)? else {
             return Ok(None);
         };
         loop {
             if h.max_timestamp >= timestamp && h.last_offset() >= min_offset {
                 if let Some(found) =
-                    self.record_in_batch(pos, &h, min_offset, |ts| ts >= timestamp)?
+                    self.record_in_batch(&file, pos, &h, min_offset, |ts| ts >= timestamp)?
                 {
                     return Ok(Some(found));
                 }
             }
             pos += h.total_size() as u64;
-            match self.header_at(pos, self.size)? {
+            match self.header_at(&file, pos, self.size)? {
                 HeaderAt::Batch(next) => h = next,
                 HeaderAt::End => return Ok(None),
                 HeaderAt::Partial => return Err(self.corrupt(pos, "partial batch")),
@@ -549,11 +576,12 @@ impl LogSegment {
         if self.size == 0 || self.max_timestamp == NO_TIMESTAMP {
             return Ok(None);
         }
-        let Some((pos, h)) = self.find_batch(self.offset_of_max_timestamp)? else {
+        let file = self.handle()?;
+        let Some((pos, h)) = self.find_batch_in(&file, self.offset_of_max_timestamp)? else {
             return Ok(None);
         };
         let max = self.max_timestamp;
-        self.record_in_batch(pos, &h, h.base_offset, |ts| ts == max)
+        self.record_in_batch(&file, pos, &h, h.base_offset, |ts| ts == max)
     }
 
     /// The first record of the batch at `pos` at or after `min_offset` whose timestamp satisfies
@@ -561,6 +589,7 @@ impl LogSegment {
     /// [`LogSegment::find_offset_by_timestamp`]).
     fn record_in_batch(
         &self,
+        file: &FileHandle,
         pos: u64,
         h: &BatchHeader,
         min_offset: i64,
@@ -579,7 +608,7 @@ impl LogSegment {
         if h.timestamp_type() == TimestampType::LogAppendTime {
             return Ok(batch_level());
         }
-        let raw = self.read_at(pos, h.total_size())?;
+        let raw = self.read_at(file, pos, h.total_size())?;
         match batch::record_timestamps(h, raw.get(HEADER_BYTES..).unwrap_or(&[])) {
             Some(records) => Ok(records
                 .into_iter()
@@ -596,7 +625,7 @@ impl LogSegment {
             return Ok(0);
         };
         let removed = self.size - pos;
-        self.file
+        self.handle()?
             .set_len(pos)
             .map_err(io_error("truncate segment", &self.log_path))?;
         self.size = pos;
@@ -633,12 +662,14 @@ impl LogSegment {
 
     /// Every whole batch of the segment (the cleaner reads closed segments whole).
     pub fn read_all(&self) -> Result<Bytes> {
-        Ok(Bytes::from(self.read_at(0, self.size as usize)?))
+        let file = self.handle()?;
+        Ok(Bytes::from(self.read_at(&file, 0, self.size as usize)?))
     }
 
-    /// The data file, for an fsync outside the log's lock (group commit).
-    pub fn data_file(&self) -> Arc<File> {
-        Arc::clone(&self.file)
+    /// The data file, for an fsync outside the log's lock (group commit); `None` when the cache
+    /// closed it, which it does only to a file with nothing left to fsync.
+    pub fn data_file(&self) -> Option<Arc<FileHandle>> {
+        self.file.open_handle()
     }
 
     /// Removes the segment's files (its aborted-transactions index too).
@@ -685,8 +716,8 @@ impl LogSegment {
         if self.max_timestamp > NO_TIMESTAMP {
             return self.max_timestamp;
         }
-        self.file
-            .metadata()
+        // From the path: an idle segment's file need not be opened for it.
+        fs::metadata(&self.log_path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())

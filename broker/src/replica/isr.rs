@@ -1,5 +1,7 @@
 //! Sends the ISR changes partition leaders ask for to the controller (AlterPartition, KIP-497), one
-//! in flight per partition. The controller's answer is applied through the metadata log like any other
+//! in flight per partition, every change waiting at the time in one request (Kafka's
+//! `AlterPartitionManager` batches the same way); the controller checks each partition's leader and
+//! partition epochs on its own and answers each with its own error code. The controller's answer is applied through the metadata log like any other
 //! change; the in-flight slot is released once this broker's image shows the result (or the request
 //! failed), so the next change is computed from the new ISR. While a change that adds a replica is
 //! in flight, and after it was accepted until the image shows it, the added replica counts toward
@@ -26,6 +28,7 @@
 //! `min.insync.replicas`, and a shrink counts only once the controller has committed it. The ISR
 //! never shrinks below the leader itself.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use uuid::Uuid;
 
 use super::manager::IsrChange;
 use super::ReplicaManager;
@@ -44,6 +48,11 @@ use crate::status::BrokerStatus;
 
 /// How long to wait for the metadata to show an accepted change before allowing the next one.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
+/// Most partitions one AlterPartition request carries (a few hundred KB; the controller writes them
+/// as one Raft entry).
+const MAX_BATCH: usize = 5_000;
+/// Larger batches are logged as one line rather than one per partition.
+const LOGGED_ONE_BY_ONE: usize = 20;
 
 pub async fn run_isr_changes(
     replicas: Arc<ReplicaManager>,
@@ -53,76 +62,96 @@ pub async fn run_isr_changes(
     cancel: CancellationToken,
 ) {
     loop {
-        let change = tokio::select! {
+        let first = tokio::select! {
             _ = cancel.cancelled() => return,
             change = changes.recv() => match change {
                 Some(change) => change,
                 None => return,
             },
         };
-        let partition = change.partition.clone();
+        // Everything else already waiting goes in the same request: a broker that comes back leads
+        // thousands of partitions whose ISRs all grow at once.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match changes.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
         let Some(broker_epoch) = status.borrow().broker_epoch else {
-            partition.end_isr_change(false);
+            for change in &batch {
+                change.partition.end_isr_change(false);
+            }
             continue;
         };
-        let request = pb::AlterPartitionRequest {
-            broker_id: replicas.broker_id(),
-            broker_epoch,
-            topics: vec![pb::AlterPartitionTopic {
-                topic_id: topic_id_to_bytes(partition.topic_id),
-                partitions: vec![pb::AlterPartitionItem {
-                    partition_index: partition.index,
-                    leader_epoch: change.leader_epoch,
-                    partition_epoch: change.partition_epoch,
-                    new_isr: change
-                        .new_isr
-                        .iter()
-                        .map(|&(broker_id, broker_epoch)| pb::IsrMember {
-                            broker_id,
-                            broker_epoch,
-                        })
-                        .collect(),
-                    leader_recovery_state: change.leader_recovery_state.map(|s| s.code()),
-                }],
-            }],
-        };
+        let request = alter_partition_request(replicas.broker_id(), broker_epoch, &batch);
         // Read before asking: the image may show the committed change before the answer arrives.
-        let isr_before = partition.state().isr.len();
+        let isr_before: Vec<usize> = batch
+            .iter()
+            .map(|c| c.partition.state().isr.len())
+            .collect();
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
             result = controller.alter_partition(request) => result,
         };
-        let applied_epoch = match result {
+        let mut outcomes: HashMap<(Vec<u8>, i32), pb::AlterPartitionResult> = HashMap::new();
+        match result {
             Ok(response) => {
-                let outcome = response
-                    .topics
-                    .first()
-                    .and_then(|t| t.partitions.first())
-                    .cloned();
-                match outcome {
+                for topic in response.topics {
+                    for r in topic.partitions {
+                        outcomes.insert((topic.topic_id.clone(), r.partition_index), r);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(partitions = batch.len(), "ISR change failed: {e}");
+            }
+        }
+        let verbose = batch.len() <= LOGGED_ONE_BY_ONE;
+        let (mut accepted, mut refused) = (0usize, 0usize);
+        let applied: Vec<Option<i32>> = batch
+            .iter()
+            .zip(&isr_before)
+            .map(|(change, &isr_before)| {
+                let partition = &change.partition;
+                let key = (topic_id_to_bytes(partition.topic_id), partition.index);
+                match outcomes.remove(&key) {
                     Some(r) if r.error_code == 0 => {
-                        info!(topic = %partition.topic, partition = partition.index, isr = ?r.isr, "ISR changed");
+                        accepted += 1;
+                        if verbose {
+                            info!(topic = %partition.topic, partition = partition.index, isr = ?r.isr, "ISR changed");
+                        }
                         if r.isr.len() != isr_before {
                             metrics().isr_changed(r.isr.len() < isr_before);
                         }
                         Some(r.partition_epoch)
                     }
                     Some(r) => {
-                        warn!(topic = %partition.topic, partition = partition.index, error_code = r.error_code, "ISR change refused");
+                        refused += 1;
+                        if verbose {
+                            warn!(topic = %partition.topic, partition = partition.index, error_code = r.error_code, "ISR change refused");
+                        }
                         None
                     }
                     None => None,
                 }
-            }
-            Err(e) => {
-                warn!(topic = %partition.topic, partition = partition.index, "ISR change failed: {e}");
-                None
-            }
-        };
-        if let Some(epoch) = applied_epoch {
+            })
+            .collect();
+        if !verbose {
+            info!(
+                partitions = batch.len(),
+                accepted, refused, "ISR changes answered in one AlterPartition"
+            );
+        }
+        if applied.iter().any(Option::is_some) {
             let mut data = replicas.subscribe_data();
+            let shown = || {
+                batch.iter().zip(&applied).all(|(c, epoch)| {
+                    epoch.is_none_or(|e| c.partition.state().partition_epoch >= e)
+                })
+            };
             let _ = tokio::time::timeout(APPLY_WAIT, async {
-                while partition.state().partition_epoch < epoch {
+                while !shown() {
                     if data.changed().await.is_err() {
                         return;
                     }
@@ -130,8 +159,50 @@ pub async fn run_isr_changes(
             })
             .await;
         }
-        partition.end_isr_change(applied_epoch.is_some());
+        for (change, epoch) in batch.iter().zip(&applied) {
+            change.partition.end_isr_change(epoch.is_some());
+        }
         replicas.data_changed();
+    }
+}
+
+/// One AlterPartition request for every change of `batch` (at most one per partition: a partition
+/// has one change in flight at a time), grouped by topic.
+fn alter_partition_request(
+    broker_id: i32,
+    broker_epoch: i64,
+    batch: &[IsrChange],
+) -> pb::AlterPartitionRequest {
+    let mut topics: Vec<pb::AlterPartitionTopic> = Vec::new();
+    let mut topic_slots: HashMap<Uuid, usize> = HashMap::new();
+    for change in batch {
+        let partition = &change.partition;
+        let slot = *topic_slots.entry(partition.topic_id).or_insert_with(|| {
+            topics.push(pb::AlterPartitionTopic {
+                topic_id: topic_id_to_bytes(partition.topic_id),
+                partitions: Vec::new(),
+            });
+            topics.len() - 1
+        });
+        topics[slot].partitions.push(pb::AlterPartitionItem {
+            partition_index: partition.index,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+            new_isr: change
+                .new_isr
+                .iter()
+                .map(|&(broker_id, broker_epoch)| pb::IsrMember {
+                    broker_id,
+                    broker_epoch,
+                })
+                .collect(),
+            leader_recovery_state: change.leader_recovery_state.map(|s| s.code()),
+        });
+    }
+    pb::AlterPartitionRequest {
+        broker_id,
+        broker_epoch,
+        topics,
     }
 }
 

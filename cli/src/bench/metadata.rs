@@ -110,6 +110,11 @@ pub struct OpenFiles {
     pub open_files: Option<u64>,
     pub max_open_files: Option<u64>,
     pub hosted_partitions: Option<u64>,
+    /// Segment and index files the broker's descriptor cache holds open, and at most may.
+    pub segment_files_open: Option<u64>,
+    pub segment_files_capacity: Option<u64>,
+    /// Idle, fsynced files the cache closed (to reopen them on demand).
+    pub segment_file_evictions: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -455,6 +460,9 @@ async fn measure(
             open_files: value("chronik_broker_open_files"),
             max_open_files: value("chronik_broker_max_open_files"),
             hosted_partitions: value("chronik_broker_hosted_partitions"),
+            segment_files_open: value("chronik_broker_segment_files_open"),
+            segment_files_capacity: value("chronik_broker_segment_files_capacity"),
+            segment_file_evictions: value("chronik_broker_segment_file_evictions_total"),
         });
     }
     if args.no_failover {

@@ -265,10 +265,25 @@ pub(super) fn metadata(
                 dash(f.hosted_partitions),
                 dash(f.open_files),
                 dash(f.max_open_files),
+                dash(f.segment_files_open),
+                dash(f.segment_files_capacity),
+                dash(f.segment_file_evictions),
             ]
         })
         .collect();
-    table(out, &["FILES", "PARTITIONS", "OPEN FILES", "LIMIT"], &rows)?;
+    table(
+        out,
+        &[
+            "FILES",
+            "PARTITIONS",
+            "OPEN FILES",
+            "LIMIT",
+            "SEGMENT FILES OPEN",
+            "CACHE CAPACITY",
+            "EVICTIONS",
+        ],
+        &rows,
+    )?;
     if let Some(failover) = &report.failover {
         writeln!(out)?;
         fields(

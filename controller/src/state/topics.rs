@@ -1,7 +1,7 @@
 //! Topics and partitions (Kafka's `ReplicationControlManager`): create, delete, configs, ISR changes
 //! asked by partition leaders (AlterPartition, KIP-497) and preferred-leader elections.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use uuid::Uuid;
 
@@ -499,7 +499,14 @@ pub fn alter_partition(
     super::cluster::check_broker_epoch(image, broker_id, broker_epoch)?;
     let mut records = Vec::new();
     let mut reply = Vec::new();
+    // Each item is checked against the image as it was before the request, so a partition named twice
+    // would have its second change checked against a stale partition epoch: refuse the repeats.
+    let mut seen = HashSet::with_capacity(items.len());
     for item in items {
+        if !seen.insert((item.topic_id, item.partition)) {
+            reply.push(Err(ResponseError::InvalidRequest));
+            continue;
+        }
         let outcome = alter_one(image, broker_id, item).map(|(current, change)| {
             let mut after = current.clone();
             if let Some(change) = change {
@@ -1222,6 +1229,53 @@ mod tests {
             .unwrap()
             .reply[0]
             .is_ok());
+    }
+
+    /// One request carries many partitions (a broker batches its pending ISR changes): each is
+    /// checked on its own and answered with its own result, and a partition named twice is refused
+    /// the second time rather than checked against a stale epoch.
+    #[test]
+    fn alter_partition_checks_each_partition_of_a_batch() {
+        let mut image = cluster(&[1, 2, 3], 12, 3);
+        let topic = image.topic_by_name("orders").unwrap().clone();
+        let leader = topic.partitions[0].leader;
+        let epoch = image.brokers[&leader].broker_epoch;
+        let mut batch: Vec<AlterPartitionItem> = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.leader == leader)
+            .map(|(i, p)| AlterPartitionItem {
+                topic_id: topic.id,
+                partition: i as i32,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                new_isr: vec![(leader, -1)],
+                leader_recovery_state: None,
+            })
+            .collect();
+        assert!(batch.len() >= 2, "the leader leads several partitions");
+        let led = batch.len();
+        batch[1].partition_epoch -= 1;
+        batch.push(batch[0].clone());
+        let (_, reply) = commit(&mut image, |image| {
+            alter_partition(image, leader, epoch, &batch).unwrap()
+        });
+        assert_eq!(reply.len(), led + 1);
+        assert_eq!(reply[0].as_ref().unwrap().isr, vec![leader]);
+        assert_eq!(reply[1], Err(ResponseError::InvalidUpdateVersion));
+        for (item, outcome) in batch.iter().zip(&reply).take(led).skip(2) {
+            let after = outcome.as_ref().unwrap();
+            assert_eq!(after.isr, vec![leader]);
+            assert_eq!(after.partition_epoch, item.partition_epoch + 1);
+        }
+        assert_eq!(reply[led], Err(ResponseError::InvalidRequest));
+        let orders = image.topic_by_name("orders").unwrap();
+        assert_eq!(orders.partitions[batch[1].partition as usize].isr.len(), 3);
+        assert_eq!(
+            orders.partitions[batch[0].partition as usize].isr,
+            vec![leader]
+        );
     }
 
     #[test]

@@ -15,13 +15,27 @@ impl PartitionLog {
     /// or corrupt, and the log start offset and high watermark checkpoints are loaded, capped at the
     /// LEO. A directory recorded for another topic id is [`LogError::InconsistentTopicId`].
     pub fn open(dir: &Path, topic_id: Uuid, config: LogConfig) -> Result<Self> {
+        Self::open_in(dir, topic_id, config, &|parent| {
+            checkpoint::fsync_dir(parent)
+        })
+    }
+
+    /// [`PartitionLog::open`] with the fsync of the parent directory, which makes a new partition
+    /// directory durable, left to `sync_parent` (the log manager shares one fsync among the
+    /// partitions it creates at the same time).
+    ///
+    /// A new log costs three fsyncs: its `partition.metadata`, its directory (every file created in
+    /// it), and its parent's, shared. Its empty leader-epoch checkpoint and `.txnindex` are not
+    /// written durably on their own: a missing epoch checkpoint of an empty log is the same empty
+    /// cache, and a missing transaction index is rebuilt from the (empty) log.
+    pub fn open_in(
+        dir: &Path,
+        topic_id: Uuid,
+        config: LogConfig,
+        sync_parent: &dyn Fn(&Path) -> Result<()>,
+    ) -> Result<Self> {
         let created = !dir.exists();
         fs::create_dir_all(dir).map_err(io_error("create partition directory", dir))?;
-        if created {
-            if let Some(parent) = dir.parent() {
-                checkpoint::fsync_dir(parent)?;
-            }
-        }
         match read_partition_metadata(dir)? {
             Some(found) if found != topic_id => {
                 return Err(LogError::InconsistentTopicId {
@@ -97,7 +111,14 @@ impl PartitionLog {
         if segments.is_empty() {
             let base = log_start_checkpoint.unwrap_or(0).max(0);
             segments.insert(base, LogSegment::create(dir, base)?);
-            txn_index::write_all(&txn_index_path(dir, base), [])?;
+            let txn_index = txn_index_path(dir, base);
+            if created {
+                // Empty: nothing to tear, and the directory fsync below makes it exist.
+                fs::File::create(&txn_index)
+                    .map_err(io_error("create transaction index", &txn_index))?;
+            } else {
+                txn_index::write_all(&txn_index, [])?;
+            }
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end_offset = segments
@@ -137,7 +158,11 @@ impl PartitionLog {
                         epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
                     })?;
                 }
-                epochs.persist()?;
+                // A new log's cache is empty, as a missing checkpoint reads: the first leader epoch
+                // assigned writes it (durably, before any batch of that epoch).
+                if !created {
+                    epochs.persist()?;
+                }
             }
             None => {
                 let mut changed = false;
@@ -211,14 +236,21 @@ impl PartitionLog {
             }
         }
 
-        let high_watermark = checkpoint::read_offset(&dir.join(HIGH_WATERMARK_CHECKPOINT))
+        let high_watermark_file = checkpoint::read_offset(&dir.join(HIGH_WATERMARK_CHECKPOINT))
             .unwrap_or_else(|e| {
                 warn!(dir = %dir.display(), error = %e, "ignoring high watermark checkpoint");
-                None
-            })
+                Some(-1)
+            });
+        let high_watermark = high_watermark_file
             .unwrap_or(log_start_offset)
             .min(log_end_offset)
             .max(log_start_offset);
+        // A missing checkpoint reads as the log start: a new log has nothing to checkpoint until its
+        // high watermark moves (30,000 new logs would otherwise write 30,000 files at the next
+        // checkpoint interval).
+        let checkpointed_high_watermark = (high_watermark_file.is_none()
+            && high_watermark == log_start_offset)
+            .then_some(high_watermark);
 
         let unreplicated_txns = loaded
             .completed
@@ -240,7 +272,7 @@ impl PartitionLog {
             log_start_offset,
             log_end_offset,
             high_watermark,
-            checkpointed_high_watermark: None,
+            checkpointed_high_watermark,
             flushed_offset: log_end_offset,
             last_flush_ms: now_ms(),
             dir_dirty: false,
@@ -256,6 +288,11 @@ impl PartitionLog {
         }
 
         checkpoint::fsync_dir(dir)?;
+        if created {
+            if let Some(parent) = dir.parent() {
+                sync_parent(parent)?;
+            }
+        }
         info!(dir = %dir.display(), log_start_offset, log_end_offset, high_watermark,
             segments = state.segments.len(), clean, "opened partition log");
         Ok(PartitionLog {

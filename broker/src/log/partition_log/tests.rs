@@ -1520,3 +1520,81 @@ fn a_verification_guard_holds_until_the_transaction_opens_and_a_marker_voids_it(
         .unwrap_err();
     assert_eq!(unverified.kafka_error(), ResponseError::InvalidTxnState);
 }
+
+/// Issue #18: more partition logs than the descriptor cache may hold open. Every log appends,
+/// reads, rolls and reopens with its files closed under it between operations, and writes not yet
+/// fsynced keep their file open until the flush covers them. (The cache is the broker-wide one,
+/// shrunk for the test: other tests running meanwhile only see more reopens.)
+#[test]
+fn logs_outnumber_the_open_files_the_cache_allows() {
+    use crate::log::file_cache::FileCache;
+    let cache = FileCache::global();
+    let capacity = cache.stats().capacity as usize;
+    cache.set_capacity(4);
+    let dir = tempfile::tempdir().unwrap();
+    let lazy = LogConfig {
+        flush_messages: u64::MAX,
+        ..small_config()
+    };
+    let logs: Vec<PartitionLog> = (0..24)
+        .map(|p| {
+            PartitionLog::open(
+                &dir.path().join(format!("orders-{p}")),
+                topic_id(),
+                lazy.clone(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let before = cache.stats();
+    // Several segments each (segment.bytes is 1,000), not fsynced by the appends.
+    let written: Vec<Vec<AppendInfo>> = logs.iter().map(|log| produce(log, 30, 2, 0, 0)).collect();
+    assert!(logs.iter().all(|log| log.segment_count() > 1));
+    let dirty = cache.stats();
+    assert!(
+        dirty.open >= logs.len() as u64,
+        "an active segment with unsynced writes stays open: {dirty:?}"
+    );
+    for log in &logs {
+        assert!(
+            log.flushed_offset() < log.log_end_offset(),
+            "nothing fsynced yet"
+        );
+        log.flush().unwrap();
+    }
+    // Fsynced now: reading them all back closes the idle files again.
+    for (log, infos) in logs.iter().zip(&written) {
+        let batches = read_all(log, 0);
+        assert_eq!(batches.len(), infos.len());
+        assert_eq!(
+            batches.last().unwrap().last_offset(),
+            infos.last().unwrap().last_offset
+        );
+    }
+    let after = cache.stats();
+    assert!(after.evictions > before.evictions, "{before:?} → {after:?}");
+    assert!(after.open <= dirty.open);
+    for log in &logs {
+        log.close().unwrap();
+    }
+    drop(logs);
+    let reopened: Vec<PartitionLog> = (0..24)
+        .map(|p| {
+            PartitionLog::open(
+                &dir.path().join(format!("orders-{p}")),
+                topic_id(),
+                lazy.clone(),
+            )
+            .unwrap()
+        })
+        .collect();
+    for (log, infos) in reopened.iter().zip(&written) {
+        assert_eq!(read_all(log, 0).len(), infos.len());
+        // An append after the active segment's file was closed lands at its end.
+        let info = produce(log, 1, 1, 0, 0).remove(0);
+        assert_eq!(info.base_offset, infos.last().unwrap().last_offset + 1);
+        log.flush().unwrap();
+        assert_eq!(read_all(log, 0).len(), infos.len() + 1);
+    }
+    cache.set_capacity(capacity);
+}
