@@ -417,7 +417,8 @@ class Run:
         print()
         print(f"===== chaos run: seed {self.seed}, {len(self.faults)} faults, {elapsed:.0f}s, run dir {self.dir}")
         print(f"acks {result.acks} ({result.acks_without_offset} without an offset), reads {result.reads}, failed deliveries {result.failed_deliveries}, "
-              f"fatal producer errors {result.fatal_producer_errors}, consumer position refusals "
+              f"fatal producer errors {result.fatal_producer_errors} ({result.expected_fatal_errors} expected), "
+              f"consumer position refusals "
               f"{result.consumer_resets}, final log records {sum(len(v) for v in final.values())}")
         if moves["faults"]:
             print(f"reassignments: {moves['faults']} partitions moved to 2 replicas ({moves['shrinks_completed']} "

@@ -223,20 +223,28 @@ def txn_producer_loop(index: int, args, history: History, stop: threading.Event)
             producer = fresh()
             continue
         next_at = time.monotonic()
+        refused = None  # why produce() refused a record: the producer failed fatally meanwhile
         for _ in range(size):
             value = f"{name}-{seq}"
-            while True:
+            while refused is None:
                 try:
                     producer.produce(args.topic, value=value.encode(), partition=seq % args.partitions,
                                      on_delivery=on_delivery)
                     break
                 except BufferError:
                     producer.poll(0.1)
+                except ck.KafkaException as error:
+                    kerr = error.args[0] if error.args else None
+                    refused = f"fatal: produce: {kerr.name()} {kerr.str()}" if kerr else f"fatal: produce: {error}"
+            if refused is not None:
+                break
             seq += 1
             next_at += interval
             while (delay := next_at - time.monotonic()) > 0:
                 producer.poll(delay)
-        if rng.random() < 0.8:
+        if refused is not None:
+            err = refused
+        elif rng.random() < 0.8:
             why = call("commit_transaction", lambda: producer.commit_transaction(30))
             if why is None:
                 outcome = "commit"

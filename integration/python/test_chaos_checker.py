@@ -275,6 +275,18 @@ def test_a_clean_transactional_history_has_no_anomaly():
     assert checker.check_transactions(ops, final) == []
 
 
+def test_a_transactional_producers_fatal_out_of_order_sequence_is_counted_not_an_anomaly():
+    ops, final, hws = txn_history()
+    desync = ("fatal: commit_transaction: _FATAL Fatal error: Broker: Broker received an out of order "
+              "sequence number: ProduceRequest for chaos [3] failed due to sequence desynchronization")
+    ops.insert(-1, {"op": "fatal", "t": 6.0, "proc": "p0", "err": desync})
+    report = checker.check(ops, final, hws)
+    assert kinds(report) == [] and report.expected_fatal_errors == 1
+    # Any other fatal error of a transactional producer still is one.
+    ops.insert(-1, {"op": "fatal", "t": 7.0, "proc": "p0", "err": "fatal: abort_transaction: INVALID_TXN_STATE"})
+    assert kinds(checker.check(ops, final, hws)) == ["producer_fatal"]
+
+
 def test_histories_from_before_modes_are_idempotent():
     ops, _, _ = clean_history()
     assert checker.workload_mode(ops) == "idempotent"
