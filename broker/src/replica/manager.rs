@@ -596,17 +596,9 @@ impl ReplicaManager {
             leader_epoch,
         } = pending;
         if info.flush_required {
-            // Group commit: an fsync covers every append before it. The appends of a partition
-            // wait for theirs one at a time, asleep, and most find their offset already covered
-            // by the fsync they waited behind; only the others start one. (Each on its own
-            // blocking thread, they used to queue on the log's flush lock: a thread and two
-            // context switches per append for an fsync that usually was not theirs.)
+            let log = partition.log.clone();
             let next = info.next_offset();
-            let _gate = partition.flush_gate.lock().await;
-            if partition.log.flushed_offset() < next {
-                let log = partition.log.clone();
-                blocking(move || log.flush_to(next)).await??;
-            }
+            blocking(move || log.flush_to(next)).await??;
         }
         if partition.maybe_advance_high_watermark(self.broker_id) {
             self.partition_changed(&partition);

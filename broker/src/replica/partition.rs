@@ -83,9 +83,6 @@ pub struct Partition {
     leader_since: Mutex<Instant>,
     /// Bumped when this partition's data may have changed, to wake only what waits on it.
     changes: watch::Sender<u64>,
-    /// Held by the append waiting for its fsync (see `ReplicaManager::complete_append_by`): the
-    /// others queue here, asleep, instead of each blocking a thread on the log's flush lock.
-    pub(crate) flush_gate: tokio::sync::Mutex<()>,
 }
 
 impl Partition {
@@ -107,7 +104,6 @@ impl Partition {
             pending_isr: Mutex::new(None),
             leader_since: Mutex::new(Instant::now()),
             changes: watch::channel(0).0,
-            flush_gate: tokio::sync::Mutex::new(()),
         }
     }
 
