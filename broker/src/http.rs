@@ -242,6 +242,14 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         );
         group_gauges(&mut out, &groups.snapshot(), state.partition_metrics);
     }
+    if let Some(seconds) = crate::metrics::process_cpu_seconds() {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds."
+        );
+        let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+        let _ = writeln!(out, "process_cpu_seconds_total {seconds}");
+    }
     crate::metrics::metrics().render(&mut out);
     (
         [(

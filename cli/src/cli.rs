@@ -416,6 +416,11 @@ pub struct BenchTargetArgs {
     /// Stop after this many seconds whatever happens (the report covers what was done by then).
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
+    /// The brokers' `/metrics` URLs, comma-separated (e.g. `http://127.0.0.1:8081/metrics`): the
+    /// report adds the CPU seconds those processes used during the run (their
+    /// `process_cpu_seconds_total`) and that per GiB of the report's bytes.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    pub metrics_url: Vec<String>,
 }
 
 /// `chronikctl bench produce`.

@@ -353,7 +353,7 @@ mod tests {
                 .is_err(),
             "follower 2 has not fetched"
         );
-        let mut moved = partition.state();
+        let mut moved = crate::replica::PartitionState::clone(&partition.state());
         moved.leader = 2;
         moved.leader_epoch += 1;
         moved.partition_epoch += 1;

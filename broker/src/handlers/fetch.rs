@@ -11,12 +11,17 @@
 //! A read_committed consumer (v4+ `IsolationLevel` 1, KIP-98) reads only below the last stable
 //! offset and gets the aborted transactions of the range it read, so it can drop their records. The
 //! LSO moves only with an append or a high watermark move, both of which wake long polls.
+//!
+//! A long poll waits on the partitions it reads (and on changes that are not one partition's: roles,
+//! metadata), so an append to one partition wakes only the fetches that read it: a follower's fetch
+//! of other partitions, or a consumer of another topic, stays parked.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use chronik_metadata::acl::AclOperation;
 use chronik_metadata::{MetadataImage, TopicId};
+use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
@@ -42,11 +47,13 @@ pub async fn handle(
 ) -> FetchResponse {
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + max_wait;
-    let mut data_changed = ctx.replicas.subscribe_data();
+    let mut all_changed = ctx.replicas.subscribe_all_partitions();
     let mut metadata_changed = ctx.metadata.subscribe();
     loop {
-        data_changed.borrow_and_update();
+        all_changed.borrow_and_update();
         metadata_changed.borrow_and_update();
+        // Subscribed before the read, so a change made while reading wakes the wait below.
+        let mut partitions_changed = partition_changes(ctx, rc, &request);
         let read = read_all(ctx, rc, &request);
         let done = read.bytes >= i64::from(request.min_bytes.max(0))
             || read.any_error
@@ -54,12 +61,48 @@ pub async fn handle(
         if done {
             return read.response;
         }
+        let any_partition_changed = async {
+            if partitions_changed.is_empty() {
+                return std::future::pending().await;
+            }
+            select_all(partitions_changed.iter_mut().map(|r| Box::pin(r.changed())))
+                .await
+                .0
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {}
-            changed = data_changed.changed() => if changed.is_err() { return read.response },
+            changed = any_partition_changed => if changed.is_err() { return read.response },
+            changed = all_changed.changed() => if changed.is_err() { return read.response },
             changed = metadata_changed.changed() => if changed.is_err() { return read.response },
         }
     }
+}
+
+/// The change channels of the requested partitions hosted here (one that is not fails the read, or
+/// appears with a metadata change, which wakes the wait anyway).
+fn partition_changes(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    request: &FetchRequest,
+) -> Vec<tokio::sync::watch::Receiver<u64>> {
+    let image = ctx.metadata.current();
+    let mut receivers = Vec::new();
+    for topic in &request.topics {
+        let id = if rc.version >= 13 {
+            Some(topic.topic_id)
+        } else {
+            image.topic_ids.get(topic.topic.0.as_str()).copied()
+        };
+        let Some(id) = id else { continue };
+        receivers.extend(
+            topic
+                .partitions
+                .iter()
+                .filter_map(|p| ctx.replicas.partition(id, p.partition))
+                .map(|p| p.subscribe_changes()),
+        );
+    }
+    receivers
 }
 
 struct Read {
@@ -334,6 +377,8 @@ fn read_partition(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use chronik_metadata::Record;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 
@@ -426,6 +471,46 @@ mod tests {
         let read = sizes(&response);
         assert!(read[0] > 300_000);
         assert_eq!(&read[1..], &[0, 0]);
+    }
+
+    /// A long poll waits on the partitions it reads: an append to another partition leaves it parked,
+    /// an append to its own answers it at once.
+    #[tokio::test]
+    async fn a_long_poll_is_answered_by_an_append_to_a_partition_it_reads() {
+        let (b, id) = leader_of(&[10, 10]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let [p0, p1] = [0, 1].map(|i| b.ctx.replicas.partition(id, i).expect("hosted"));
+        let mut request = follower_fetch(&b, id, 2, 1 << 20).with_max_wait_ms(10_000);
+        // Only partition 1, from its log end.
+        request.topics[0].partitions.remove(0);
+        request.topics[0].partitions[0].fetch_offset = p1.log.log_end_offset();
+        let waiting = handle(&b.ctx, &rc, request);
+        tokio::pin!(waiting);
+        let append = |p: &Arc<crate::replica::Partition>| {
+            let (replicas, p) = (b.ctx.replicas.clone(), p.clone());
+            async move {
+                let pending = replicas
+                    .append_as_leader(&p, client_batch(&[1], 10), 1)
+                    .await
+                    .expect("appended");
+                replicas
+                    .complete_append(pending, 1, Duration::from_secs(5))
+                    .await
+                    .expect("completed");
+            }
+        };
+        append(&p0).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut waiting)
+                .await
+                .is_err(),
+            "answered by an append to a partition it does not read"
+        );
+        append(&p1).await;
+        let response = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("answered by the append to its partition");
+        assert!(sizes(&response)[0] > 0, "{:?}", sizes(&response));
     }
 
     #[tokio::test]

@@ -263,9 +263,19 @@ pub async fn handle(
     let replicas = ctx.replicas.clone();
     let timeout = std::time::Duration::from_millis(request_timeout_ms.max(0) as u64);
     let complete = async move {
-        for (t_pos, p_pos, append) in pending {
+        // The partitions complete together (their fsyncs and acks=all waits overlap) under one
+        // deadline: the request's timeout, as Kafka's one `DelayedProduce` per request.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let positions: Vec<(usize, usize)> = pending.iter().map(|&(t, p, _)| (t, p)).collect();
+        let completed = futures::future::join_all(
+            pending
+                .into_iter()
+                .map(|(_, _, append)| replicas.complete_append_by(append, acks, deadline)),
+        )
+        .await;
+        for ((t_pos, p_pos), completed) in positions.into_iter().zip(completed) {
             let response = &mut responses[t_pos].partition_responses[p_pos];
-            match replicas.complete_append(append, acks, timeout).await {
+            match completed {
                 Ok(info) => {
                     response.base_offset = info.base_offset;
                     response.log_append_time_ms = info.log_append_time_ms;
@@ -394,6 +404,64 @@ mod tests {
     use crate::log::batch::test_support::client_batch;
     use crate::log::producer_state::ProducerStateError;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    /// The partitions of one acks=all Produce wait together under the request's timeout, not one
+    /// timeout after another (Kafka's one `DelayedProduce` per request).
+    #[tokio::test]
+    async fn an_acks_all_produce_waits_for_its_partitions_under_one_timeout() {
+        use crate::handlers::test_support::{broker, topic};
+        use chronik_metadata::Record;
+        let id = uuid::Uuid::new_v4();
+        let mut records = vec![
+            Record::ClusterId {
+                cluster_id: crate::handlers::test_support::CLUSTER_ID.into(),
+            },
+            broker(1, None, false),
+            broker(2, None, false),
+        ];
+        // Replicas 1 and 2 in the ISR; broker 2 never fetches, so the high watermark never moves.
+        records.extend(topic("orders", id, &[&[1, 2], &[1, 2], &[1, 2]]));
+        let broker = TestBroker::new(1, &records);
+        broker
+            .ctx
+            .replicas
+            .apply_metadata(&broker.ctx.metadata.current(), true);
+        let timeout_ms = 600;
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(timeout_ms)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partition_data(
+                    (0..3)
+                        .map(|index| {
+                            PartitionProduceData::default()
+                                .with_index(index)
+                                .with_records(Some(client_batch(&[1], 10)))
+                        })
+                        .collect(),
+                )]);
+        let rc = broker.rc(9, "PLAINTEXT");
+        let started = std::time::Instant::now();
+        let outcome = match handle(&broker.ctx, &rc, request).await {
+            Outcome::Completing(rest) => rest.await,
+            other => other,
+        };
+        let elapsed = started.elapsed();
+        let Outcome::Respond(response) = outcome else {
+            panic!("an acks=all produce is answered");
+        };
+        let ResponseKind::Produce(response) = *response else {
+            panic!("not a produce response");
+        };
+        for p in &response.responses[0].partition_responses {
+            assert_eq!(p.error_code, ResponseError::RequestTimedOut.code(), "{p:?}");
+        }
+        assert!(
+            elapsed < std::time::Duration::from_millis(2 * timeout_ms as u64 - 100),
+            "3 partitions took {elapsed:?} for a {timeout_ms} ms timeout"
+        );
+    }
 
     /// librdkafka's 0011 produced to a topic the moment Metadata named its leader; the leader's
     /// partition log was still opening, so the first batches were refused NOT_LEADER_OR_FOLLOWER,

@@ -99,7 +99,8 @@ pub async fn run_fetcher_manager(
 ) {
     let self_id = replicas.broker_id();
     let mut fetchers: HashMap<BrokerId, watch::Sender<Vec<Arc<Partition>>>> = HashMap::new();
-    let mut data = replicas.subscribe_data();
+    // Roles change through the metadata (which wakes every partition's waiters), not through appends.
+    let mut roles = replicas.subscribe_all_partitions();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         let mut wanted: HashMap<BrokerId, Vec<Arc<Partition>>> = HashMap::new();
@@ -143,7 +144,7 @@ pub async fn run_fetcher_manager(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticker.tick() => {}
-            changed = data.changed() => if changed.is_err() { return },
+            changed = roles.changed() => if changed.is_err() { return },
         }
     }
 }
@@ -468,6 +469,10 @@ async fn apply_response(
     leader: BrokerId,
 ) -> bool {
     let mut backoff = response.error_code != 0;
+    // The partitions' appends and fsyncs run at once, one blocking task each, and the round ends when
+    // all are durable: one wait on the disk per round rather than one per partition.
+    let mut appends = Vec::new();
+    let mut touched = Vec::new();
     for topic in response.responses {
         for data in topic.partitions {
             let Some(partition) = targets
@@ -480,6 +485,7 @@ async fn apply_response(
                 continue;
             };
             let following = partition.clone();
+            touched.push(partition.clone());
             if data.error_code == ResponseError::OffsetOutOfRange.code()
                 && data.log_start_offset > partition.log.log_end_offset()
             {
@@ -555,7 +561,7 @@ async fn apply_response(
             let record_bytes = records.len();
             let leader_high_watermark = data.high_watermark;
             let leader_log_start = data.log_start_offset;
-            let result = tokio::task::spawn_blocking(move || {
+            let task = tokio::task::spawn_blocking(move || {
                 let appended = following.while_following(leader, leader_epoch, |log| {
                     let mut flush_to = None;
                     if !records.is_empty() {
@@ -582,20 +588,24 @@ async fn apply_response(
                     Some(Err(e)) => Err(e),
                     None => Ok(false),
                 }
-            })
-            .await;
-            match result {
-                Ok(Ok(true)) => metrics().replicated(&partition.topic, record_bytes),
-                Ok(Ok(false)) => stale_response(partition, leader, leader_epoch),
-                Ok(Err(e)) => {
-                    warn!(topic = %partition.topic, partition = partition.index, "cannot append replicated batches: {e}");
-                    backoff = true;
-                }
-                Err(e) => warn!("replica append task failed: {e}"),
-            }
+            });
+            appends.push((partition, leader_epoch, record_bytes, task));
         }
     }
-    replicas.data_changed();
+    for (partition, leader_epoch, record_bytes, task) in appends {
+        match task.await {
+            Ok(Ok(true)) => metrics().replicated(&partition.topic, record_bytes),
+            Ok(Ok(false)) => stale_response(partition, leader, leader_epoch),
+            Ok(Err(e)) => {
+                warn!(topic = %partition.topic, partition = partition.index, "cannot append replicated batches: {e}");
+                backoff = true;
+            }
+            Err(e) => warn!("replica append task failed: {e}"),
+        }
+    }
+    for partition in &touched {
+        replicas.partition_changed(partition);
+    }
     backoff
 }
 
@@ -775,7 +785,7 @@ mod tests {
         let (_dir, replicas, partition) = follower(&[(0, 3)]);
         let targets = vec![partition.clone()];
         let request = fetch_request(1, 42, &targets);
-        let mut elected = partition.state();
+        let mut elected = PartitionState::clone(&partition.state());
         elected.leader = 1;
         elected.leader_epoch = 10;
         elected.partition_epoch = 10;
@@ -802,13 +812,13 @@ mod tests {
             "the high watermark moved back"
         );
         // Following another leader (3) under a newer epoch: a late answer from 2 is dropped too.
-        let mut moved = partition.state();
+        let mut moved = PartitionState::clone(&partition.state());
         moved.leader = 3;
         moved.leader_epoch = 11;
         moved.partition_epoch = 11;
         partition.update(moved).unwrap();
         let request = fetch_request(1, 42, &targets);
-        let mut newer = partition.state();
+        let mut newer = PartitionState::clone(&partition.state());
         newer.leader_epoch = 12;
         newer.partition_epoch = 12;
         partition.update(newer).unwrap();

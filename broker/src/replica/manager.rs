@@ -6,7 +6,11 @@
 //!   [`Partition`]); the log end of a new leader is not committed until its followers say so;
 //! - an acks=all append is acknowledged only when the high watermark *of the leader epoch it was
 //!   written in* covers it, with the ISR at `min.insync.replicas` — an idempotent retry answered
-//!   from the producer state (a duplicate) included: its original may not be committed yet.
+//!   from the producer state (a duplicate) included: its original may not be committed yet;
+//! - every change a long poll or an acks=all wait may be waiting for wakes it: a change to one
+//!   partition (an append, a high watermark or log start move) through that partition's channel
+//!   ([`ReplicaManager::partition_changed`]), anything else (roles, ISR, metadata) through
+//!   [`ReplicaManager::subscribe_all_partitions`]. Both also bump [`ReplicaManager::subscribe_data`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -89,9 +93,13 @@ pub struct ReplicaManager {
     broker_id: BrokerId,
     logs: Arc<LogManager>,
     partitions: RwLock<HashMap<(TopicId, i32), Arc<Partition>>>,
-    /// Bumped whenever readable data may have changed (appends, high watermarks, roles), to wake long
-    /// polls.
+    /// Bumped whenever readable data may have changed (appends, high watermarks, roles), for waiters
+    /// that are few and not on the data path (coordinators loading, ISR changes, DeleteRecords).
     data_version: watch::Sender<u64>,
+    /// Bumped for changes that are not one partition's (roles, ISR, metadata): the fetches and
+    /// acks=all appends parked on single partitions wait on it as well as on theirs, so an append
+    /// wakes only what waits on its own partition.
+    all_partitions_version: watch::Sender<u64>,
     isr_changes: mpsc::UnboundedSender<IsrChange>,
     /// Every registered broker's epoch and whether it may join an ISR (unfenced, not shutting down,
     /// no offline log dir), from the last applied image.
@@ -212,6 +220,7 @@ impl ReplicaManager {
             logs,
             partitions: RwLock::new(HashMap::new()),
             data_version: watch::channel(0).0,
+            all_partitions_version: watch::channel(0).0,
             isr_changes,
             brokers: RwLock::new(HashMap::new()),
             alive_brokers: RwLock::new(HashSet::new()),
@@ -401,9 +410,16 @@ impl ReplicaManager {
             .is_none_or(|&(epoch, active)| active && (broker_epoch < 0 || broker_epoch == epoch))
     }
 
-    /// Wakes long polls and acks=all waits (after a high watermark or role change made elsewhere).
+    /// Wakes long polls and acks=all waits on every partition (after a high watermark or role change
+    /// made elsewhere).
     pub fn data_changed(&self) {
-        self.notify_data();
+        self.notify_all();
+    }
+
+    /// Wakes what waits on `partition` alone: its data, high watermark or log start may have moved.
+    pub fn partition_changed(&self, partition: &Partition) {
+        partition.notify_changed();
+        self.data_version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     pub fn broker_id(&self) -> BrokerId {
@@ -440,12 +456,20 @@ impl ReplicaManager {
             .collect()
     }
 
-    /// Changes whenever data may have become readable.
+    /// Changes whenever data may have become readable, on any partition.
     pub fn subscribe_data(&self) -> watch::Receiver<u64> {
         self.data_version.subscribe()
     }
 
-    fn notify_data(&self) {
+    /// Changes when something that is not one partition's changes (roles, ISR, metadata); waiters on
+    /// a partition watch this and [`Partition::subscribe_changes`].
+    pub fn subscribe_all_partitions(&self) -> watch::Receiver<u64> {
+        self.all_partitions_version.subscribe()
+    }
+
+    fn notify_all(&self) {
+        self.all_partitions_version
+            .send_modify(|v| *v = v.wrapping_add(1));
         self.data_version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
@@ -495,7 +519,7 @@ impl ReplicaManager {
         let info =
             blocking(move || log.append_as_leader_verified(batch, leader_epoch, guard)).await??;
         // Followers long-polling for new data fetch it now, while this broker fsyncs its copy.
-        self.notify_data();
+        self.partition_changed(partition);
         Ok(PendingAppend {
             partition: partition.clone(),
             info,
@@ -530,7 +554,7 @@ impl ReplicaManager {
             log.append_marker_as_leader(producer_id, producer_epoch, marker, leader_epoch)
         })
         .await??;
-        self.notify_data();
+        self.partition_changed(partition);
         Ok(PendingAppend {
             partition: partition.clone(),
             info,
@@ -553,6 +577,19 @@ impl ReplicaManager {
         required_acks: i16,
         timeout: Duration,
     ) -> Result<AppendInfo, AppendError> {
+        self.complete_append_by(pending, required_acks, Instant::now() + timeout)
+            .await
+    }
+
+    /// [`ReplicaManager::complete_append`] with a deadline rather than a timeout, so the partitions
+    /// of one Produce complete together and within the request's timeout (Kafka's one
+    /// `DelayedProduce` per request).
+    pub async fn complete_append_by(
+        &self,
+        pending: PendingAppend,
+        required_acks: i16,
+        deadline: Instant,
+    ) -> Result<AppendInfo, AppendError> {
         let PendingAppend {
             partition,
             info,
@@ -564,15 +601,16 @@ impl ReplicaManager {
             blocking(move || log.flush_to(next)).await??;
         }
         if partition.maybe_advance_high_watermark(self.broker_id) {
-            self.notify_data();
+            self.partition_changed(&partition);
         }
         if required_acks != -1 {
             return Ok(info);
         }
-        let mut changed = self.data_version.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = partition.subscribe_changes();
+        let mut all_changed = self.all_partitions_version.subscribe();
         loop {
             changed.borrow_and_update();
+            all_changed.borrow_and_update();
             // The high watermark first, then the epoch: if the epoch still matches, the value read
             // was reached in it (epochs only go up).
             let high_watermark = partition.log.high_watermark();
@@ -591,6 +629,7 @@ impl ReplicaManager {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return Err(AppendError::TimedOut),
                 changed = changed.changed() => if changed.is_err() { return Err(AppendError::TimedOut) },
+                changed = all_changed.changed() => if changed.is_err() { return Err(AppendError::TimedOut) },
             }
         }
     }
@@ -604,7 +643,7 @@ impl ReplicaManager {
         log_start_offset: i64,
     ) {
         if partition.record_follower_log_start(follower, log_start_offset) {
-            self.notify_data();
+            self.partition_changed(partition);
         }
     }
 
@@ -627,7 +666,7 @@ impl ReplicaManager {
     ) {
         partition.record_follower_fetch(follower, broker_epoch, fetch_offset);
         if partition.maybe_advance_high_watermark(self.broker_id) {
-            self.notify_data();
+            self.partition_changed(partition);
         }
         let state = partition.state();
         if state.leader != self.broker_id
@@ -867,7 +906,7 @@ impl ReplicaManager {
             changed |= self.remove_unwanted(image, &wanted);
         }
         if changed {
-            self.notify_data();
+            self.notify_all();
         }
         self.applied_offset.send_replace(image.offset);
     }
@@ -1430,6 +1469,41 @@ mod tests {
             "no follower is proposed for removal"
         );
         cancel.cancel();
+    }
+
+    /// Appends completed together are each acknowledged only once durable, and share fsyncs (group
+    /// commit) rather than taking one each.
+    #[tokio::test]
+    async fn appends_completed_together_are_durable_when_acknowledged_and_share_fsyncs() {
+        let (_dir, replicas, _rx, partition) = manager(&[1]);
+        let replicas = Arc::new(replicas);
+        let mut pending = Vec::new();
+        for _ in 0..20 {
+            pending.push(
+                replicas
+                    .append_as_leader(&partition, client_batch(&[1], 100), 1)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let fsyncs_before = partition.log.fsync_count();
+        let completed = futures::future::join_all(pending.into_iter().map(|p| {
+            let (replicas, partition) = (replicas.clone(), partition.clone());
+            async move {
+                let info = replicas
+                    .complete_append(p, 1, Duration::from_secs(10))
+                    .await
+                    .unwrap();
+                assert!(
+                    partition.log.flushed_offset() > info.last_offset,
+                    "acknowledged before it was fsynced"
+                );
+            }
+        }))
+        .await;
+        assert_eq!(completed.len(), 20);
+        let fsyncs = partition.log.fsync_count() - fsyncs_before;
+        assert!((1..20).contains(&fsyncs), "{fsyncs} fsyncs for 20 appends");
     }
 
     /// Issue #11, defect 8 (KIP-704): the leader an unclean election chose asks the controller to

@@ -10,13 +10,17 @@
 //!   ends and keeps the high watermark it had as a follower (`Partition.maybeIncrementLeaderHW`);
 //! - it never moves backwards (see [`PartitionLog::maybe_increment_high_watermark`]);
 //! - a fetch response is applied to the log only while the leader and leader epoch it was asked
-//!   under still hold, under the state lock a role change takes ([`Partition::while_following`]).
+//!   under still hold, under the state lock a role change takes ([`Partition::while_following`]);
+//! - whatever may change what a fetch of this partition reads or what an acks=all append waits for
+//!   (an append, a high watermark or log start move) bumps [`Partition::subscribe_changes`]; changes
+//!   that are not one partition's (roles, ISR) wake through the replica manager instead.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chronik_metadata::{BrokerId, TopicId};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::log::PartitionLog;
@@ -67,7 +71,8 @@ pub struct Partition {
     pub topic_id: TopicId,
     pub index: i32,
     pub log: Arc<PartitionLog>,
-    state: RwLock<PartitionState>,
+    /// Shared rather than cloned per read: the append path reads it several times per batch.
+    state: RwLock<Arc<PartitionState>>,
     followers: Mutex<HashMap<BrokerId, FollowerState>>,
     /// At most one ISR change is asked of the controller at a time.
     isr_change_in_flight: AtomicBool,
@@ -76,6 +81,8 @@ pub struct Partition {
     pending_isr: Mutex<Option<(Vec<BrokerId>, i32)>>,
     /// When the current leader epoch began here (followers that never fetched count from then).
     leader_since: Mutex<Instant>,
+    /// Bumped when this partition's data may have changed, to wake only what waits on it.
+    changes: watch::Sender<u64>,
 }
 
 impl Partition {
@@ -84,30 +91,43 @@ impl Partition {
         topic_id: TopicId,
         index: i32,
         log: Arc<PartitionLog>,
-        state: PartitionState,
+        state: impl Into<Arc<PartitionState>>,
     ) -> Self {
         Self {
             topic,
             topic_id,
             index,
             log,
-            state: RwLock::new(state),
+            state: RwLock::new(state.into()),
             followers: Mutex::new(HashMap::new()),
             isr_change_in_flight: AtomicBool::new(false),
             pending_isr: Mutex::new(None),
             leader_since: Mutex::new(Instant::now()),
+            changes: watch::channel(0).0,
         }
     }
 
-    pub fn state(&self) -> PartitionState {
+    /// The current state: a snapshot that a role change replaces rather than modifies.
+    pub fn state(&self) -> Arc<PartitionState> {
         self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes whenever this partition's data may have changed: an append, a high watermark or log
+    /// start move (see `ReplicaManager::partition_changed`).
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn notify_changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Replaces the state if `new` is not older (by partition epoch); returns the previous state when
     /// it changed. A new leader epoch forgets what followers fetched under the old one.
-    pub(crate) fn update(&self, new: PartitionState) -> Option<PartitionState> {
+    pub(crate) fn update(&self, new: impl Into<Arc<PartitionState>>) -> Option<PartitionState> {
+        let new = new.into();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if new.partition_epoch < state.partition_epoch || *state == new {
+        if new.partition_epoch < state.partition_epoch || **state == *new {
             return None;
         }
         if new.leader_epoch != state.leader_epoch {
@@ -117,7 +137,7 @@ impl Partition {
                 .clear();
             *self.leader_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         }
-        Some(std::mem::replace(&mut *state, new))
+        Some(Arc::unwrap_or_clone(std::mem::replace(&mut *state, new)))
     }
 
     pub fn is_leader(&self, broker_id: BrokerId) -> bool {
@@ -223,17 +243,19 @@ impl Partition {
         if state.isr.len() < state.min_insync_replicas && state.isr.len() < state.replicas.len() {
             return None;
         }
-        let mut maximal_isr = state.isr.clone();
-        if let Some((pending, from_epoch)) =
-            &*self.pending_isr.lock().unwrap_or_else(|e| e.into_inner())
-        {
-            if *from_epoch == state.partition_epoch {
-                maximal_isr.extend(pending.iter().filter(|b| !state.isr.contains(b)));
-            }
-        }
+        let pending_isr = self.pending_isr.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = pending_isr
+            .as_ref()
+            .filter(|(_, from_epoch)| *from_epoch == state.partition_epoch)
+            .map_or(&[][..], |(pending, _)| pending.as_slice());
+        // The maximal ISR: the committed one plus members whose addition is in flight.
+        let maximal_isr = state
+            .isr
+            .iter()
+            .chain(pending.iter().filter(|b| !state.isr.contains(b)));
         let followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
         let mut high_watermark = own;
-        for member in maximal_isr.iter().filter(|&&b| b != self_id) {
+        for member in maximal_isr.filter(|&&b| b != self_id) {
             high_watermark = high_watermark.min(followers.get(member)?.log_end_offset);
         }
         Some(high_watermark)
@@ -381,7 +403,7 @@ mod tests {
         // Only the leader has one.
         assert_eq!(p.low_watermark(2, all), None);
         // A new leader epoch forgets what followers reported.
-        let mut next = p.state();
+        let mut next = PartitionState::clone(&p.state());
         next.leader_epoch += 1;
         next.partition_epoch += 1;
         p.update(next);
@@ -444,12 +466,12 @@ mod tests {
         p.end_isr_change(false);
         assert!(p.begin_isr_change());
         p.record_follower_fetch(2, 5, 1);
-        let mut next = p.state();
+        let mut next = PartitionState::clone(&p.state());
         next.leader_epoch += 1;
         next.partition_epoch += 1;
         assert!(p.update(next).is_some());
         assert!(p.follower(2).is_none());
-        let mut stale = p.state();
+        let mut stale = PartitionState::clone(&p.state());
         stale.partition_epoch -= 1;
         stale.isr = vec![1];
         assert!(

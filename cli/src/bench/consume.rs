@@ -17,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::cpu::BrokerCpu;
 use super::error::{error_name, BenchError};
 use super::stats::{mib_per_second, per_second, LatencyHistogram};
 use super::{BenchReport, StartOffset, StopReason, Workload};
@@ -104,6 +105,11 @@ pub async fn run(args: &BenchConsumeArgs) -> Result<BenchReport, BenchError> {
         consumed: AtomicU64::new(0),
         deadline,
     };
+    let cpu = BrokerCpu::new(&target.metrics_url)?;
+    let cpu_before = match &cpu {
+        Some(cpu) => Some(cpu.read().await?),
+        None => None,
+    };
     let start = Instant::now();
     let outcomes =
         futures::future::join_all(leaders.into_iter().map(|(connection, version, states)| {
@@ -137,6 +143,10 @@ pub async fn run(args: &BenchConsumeArgs) -> Result<BenchReport, BenchError> {
     ] {
         settings.insert(key.to_owned(), value);
     }
+    let broker_cpu = match (&cpu, cpu_before) {
+        (Some(cpu), Some(before)) => Some(cpu.since(before, total.batch_bytes).await?),
+        _ => None,
+    };
     Ok(BenchReport {
         workload: Workload::Consume,
         topic: layout.topic.clone(),
@@ -154,6 +164,7 @@ pub async fn run(args: &BenchConsumeArgs) -> Result<BenchReport, BenchError> {
         errors: total.errors,
         failed_messages: 0,
         stopped: total.stopped,
+        broker_cpu,
         notes: total.notes,
     })
 }

@@ -747,13 +747,7 @@ async fn wait_logs_open(
 }
 
 async fn scrape(http: &reqwest::Client, url: &str) -> Result<Scrape, String> {
-    let response = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
-    Ok(Scrape::parse(&text))
+    super::scrape::get(http, url).await
 }
 
 async fn scrape_all(http: &reqwest::Client, nodes: &[Target]) -> Vec<Option<Scrape>> {

@@ -10,6 +10,7 @@
 //! metadata refresh. A NOT_LEADER_OR_FOLLOWER during a run is reported, not hidden by a retry.
 
 pub mod consume;
+pub mod cpu;
 pub mod error;
 pub mod metadata;
 pub mod produce;
@@ -22,6 +23,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 pub use crate::kafka::topic::PartitionSelection;
+pub use cpu::CpuUsage;
 pub use error::BenchError;
 pub use stats::LatencySummary;
 
@@ -201,6 +203,8 @@ pub struct BenchReport {
     pub stopped: StopReason,
     /// Anything else worth knowing, e.g. a broker behaviour that looks wrong.
     pub notes: Vec<String>,
+    /// The CPU the brokers named by `--metrics-url` used during the run; none without them.
+    pub broker_cpu: Option<CpuUsage>,
 }
 
 impl BenchReport {
@@ -462,6 +466,7 @@ mod tests {
             failed_messages: failed,
             stopped,
             notes: Vec::new(),
+            broker_cpu: None,
         }
     }
 

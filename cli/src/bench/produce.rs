@@ -24,6 +24,7 @@ use rand::{Rng, RngCore};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
+use super::cpu::BrokerCpu;
 use super::error::{error_name, BenchError};
 use super::stats::{mib_per_second, per_second, LatencyHistogram};
 use super::{BenchReport, CompressionCodec, StopReason, ValueKind, Workload};
@@ -84,6 +85,11 @@ pub async fn run(args: &BenchProduceArgs) -> Result<BenchReport, BenchError> {
     }
 
     let records_per_batch = records_per_batch(args.batch_size, args.record_size, args.key_size);
+    let cpu = BrokerCpu::new(&target.metrics_url)?;
+    let cpu_before = match &cpu {
+        Some(cpu) => Some(cpu.read().await?),
+        None => None,
+    };
     let start = Instant::now();
     let plan = Plan {
         topic: TopicName(StrBytes::from_string(layout.topic.clone())),
@@ -155,6 +161,10 @@ pub async fn run(args: &BenchProduceArgs) -> Result<BenchReport, BenchError> {
                 .to_owned(),
         );
     }
+    let broker_cpu = match (&cpu, cpu_before) {
+        (Some(cpu), Some(before)) => Some(cpu.since(before, total.payload_bytes).await?),
+        _ => None,
+    };
     Ok(BenchReport {
         workload: Workload::Produce,
         topic: layout.topic.clone(),
@@ -172,6 +182,7 @@ pub async fn run(args: &BenchProduceArgs) -> Result<BenchReport, BenchError> {
         errors: total.errors,
         failed_messages: total.failed_messages,
         stopped: total.stopped,
+        broker_cpu,
         notes,
     })
 }

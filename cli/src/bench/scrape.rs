@@ -1,4 +1,5 @@
-//! Reading a node's `/metrics` (Prometheus text) for `bench metadata`: the samples by series, and the
+//! Reading a node's `/metrics` (Prometheus text) for `bench metadata`, and the brokers' CPU time for
+//! `bench produce` and `bench consume`: the samples by series, and the
 //! quantiles of a histogram between two scrapes, computed as Prometheus' `histogram_quantile` does
 //! (linear within the bucket that holds the rank). A quantile read this way is an estimate bounded by
 //! its bucket: it is never below the bucket's lower bound nor above its upper one.
@@ -6,6 +7,18 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+/// Scrapes `url` (a node's `/metrics`).
+pub async fn get(http: &reqwest::Client, url: &str) -> Result<Scrape, String> {
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("{url}: {e}"))?;
+    let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
+    Ok(Scrape::parse(&text))
+}
 
 /// The samples of one scrape, by series as written (`name{labels}`).
 #[derive(Clone, Debug, Default)]

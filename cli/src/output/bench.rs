@@ -76,6 +76,19 @@ pub(super) fn report(
                 },
             ),
             ("Stopped", report.stopped.describe().to_owned()),
+            (
+                "Broker CPU",
+                match &report.broker_cpu {
+                    Some(cpu) => format!(
+                        "{:.2} s on {} broker(s), {} s per GiB",
+                        cpu.cpu_secs,
+                        cpu.brokers,
+                        cpu.cpu_secs_per_gib
+                            .map_or_else(|| "-".to_owned(), |s| format!("{s:.2}"))
+                    ),
+                    None => "not measured (give --metrics-url)".to_owned(),
+                },
+            ),
         ],
     )?;
     for note in &report.notes {
