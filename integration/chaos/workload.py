@@ -223,7 +223,9 @@ def txn_producer_loop(index: int, args, history: History, stop: threading.Event)
             producer = fresh()
             continue
         next_at = time.monotonic()
-        refused = None  # why produce() refused a record: the producer failed fatally meanwhile
+        # Why produce() refused a record: the producer failed fatally meanwhile ("fatal: ..."), or the
+        # transaction has an abortable error (librdkafka's _STATE) and must be aborted ("abort: ...").
+        refused = None
         for _ in range(size):
             value = f"{name}-{seq}"
             while refused is None:
@@ -235,14 +237,22 @@ def txn_producer_loop(index: int, args, history: History, stop: threading.Event)
                     producer.poll(0.1)
                 except ck.KafkaException as error:
                     kerr = error.args[0] if error.args else None
-                    refused = f"fatal: produce: {kerr.name()} {kerr.str()}" if kerr else f"fatal: produce: {error}"
+                    if kerr is None:
+                        refused = f"fatal: produce: {error}"
+                    else:
+                        kind = "fatal" if kerr.fatal() else "abort"
+                        refused = f"{kind}: produce: {kerr.name()} {kerr.str()}"
             if refused is not None:
                 break
             seq += 1
             next_at += interval
             while (delay := next_at - time.monotonic()) > 0:
                 producer.poll(delay)
-        if refused is not None:
+        if refused is not None and refused.startswith("abort"):
+            why = call("abort_transaction", lambda: producer.abort_transaction(30))
+            outcome = "abort" if why is None else "unknown"
+            err = refused if why is None else f"{refused}; {why}"
+        elif refused is not None:
             err = refused
         elif rng.random() < 0.8:
             why = call("commit_transaction", lambda: producer.commit_transaction(30))
