@@ -290,7 +290,8 @@ pub struct BrokerConfig {
 
     /// Before the first transactional batch of a producer's transaction is appended to a partition,
     /// ask the transaction coordinator whether the partition is in that transaction (KIP-890 part 1;
-    /// Kafka's `transaction.partition.verification.enable`).
+    /// Kafka's `transaction.partition.verification.enable`). Produce v12 (transaction version 2) has
+    /// the coordinator add the partition whatever this says.
     #[arg(
         long,
         env = "CHRONIK_TRANSACTION_PARTITION_VERIFICATION_ENABLE",

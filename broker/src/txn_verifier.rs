@@ -1,26 +1,29 @@
-//! KIP-890 part 1 verification (Kafka's `AddPartitionsToTxnManager`): before the first transactional
-//! batch of a producer's transaction is appended to a partition, its leader asks the transaction
-//! coordinator whether the partition was added to that transaction, so a late or zombie batch
-//! cannot open a transaction nobody will ever end (a hanging transaction that would hold the LSO
-//! back forever).
+//! Partition leaders' questions to transaction coordinators (Kafka's `AddPartitionsToTxnManager`),
+//! before the first transactional batch of a producer's transaction is appended to a partition:
+//!
+//! - transaction version 1 (KIP-890 part 1, Produce v11 and older): whether the partition was added
+//!   to that transaction (`VerifyOnly`), so a late or zombie batch cannot open a transaction nobody
+//!   will ever end (a hanging transaction that would hold the LSO back forever);
+//! - transaction version 2 (part 2, Produce v12, and the group coordinator for TxnOffsetCommit v5):
+//!   add the partition to the transaction, which the producer no longer does itself.
 //!
 //! The coordinator of a transactional id is the leader of partition
 //! `group::partition_for(transactional_id, N)` of `__transaction_state`, N being that topic's
 //! partition count in the metadata image. The question is an AddPartitionsToTxn v4 request in the
-//! batched `Transactions` form brokers send, with `VerifyOnly` set, over the inter-broker listener
-//! with its security (as the replica fetchers connect). One connection per coordinator is kept and
-//! reused; a failed one is dropped.
+//! batched `Transactions` form brokers send, over the inter-broker listener with its security (as
+//! the replica fetchers connect). One connection per coordinator is kept and reused; a failed one is
+//! dropped.
 //!
 //! What must stay true:
 //! - a partition is verified at most once per transaction: the caller asks only when the producer's
 //!   transaction is not yet open in the partition at this epoch (`PartitionLog::needs_verification`),
 //!   and holds the partition's verification guard across the question, so a marker that arrives
 //!   meanwhile voids the answer (Kafka's `VerificationGuard`);
-//! - errors reach the producer as Kafka's `ReplicaManager` translates them for Produce v11 and older:
-//!   not in the transaction is INVALID_TXN_STATE; a coordinator that cannot answer now (unavailable,
-//!   not the coordinator, loading, concurrent transactions, a network failure) is NOT_ENOUGH_REPLICAS,
-//!   which every client retries without refreshing metadata; PRODUCER_FENCED is
-//!   INVALID_PRODUCER_EPOCH.
+//! - errors reach the producer as Kafka's `ReplicaManager` translates them ([`translate`]): not in
+//!   the transaction is INVALID_TXN_STATE before Produce v11 and TRANSACTION_ABORTABLE from v11; a
+//!   coordinator that cannot answer now (unavailable, not the coordinator, loading, concurrent
+//!   transactions, a network failure) is NOT_ENOUGH_REPLICAS, which every client retries without
+//!   refreshing metadata; PRODUCER_FENCED is INVALID_PRODUCER_EPOCH.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,14 +51,26 @@ use crate::metadata::MetadataCache;
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// The first AddPartitionsToTxn version with the brokers' batched, verify-only form (KIP-890).
 const VERSION: i16 = 4;
+/// How long a leader keeps asking to add a partition while the producer's previous transaction is
+/// still completing (its markers are being written), before the producer is told to retry.
+const ADD_RETRY_WINDOW: Duration = Duration::from_secs(3);
 /// How long connecting (TCP, then TLS and SASL) and then the answer may each take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_RESPONSE_FRAME: usize = 16 << 20;
 
 type Connection = KafkaStream<TcpStream>;
 
-/// Asks transaction coordinators whether partitions are in producers' transactions. See the
-/// module docs.
+/// What a leader asks of the coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnCheck {
+    /// Transaction version 1: whether each partition is in the transaction (`VerifyOnly`).
+    Verify,
+    /// Transaction version 2: add each partition to the transaction.
+    Add,
+}
+
+/// Asks transaction coordinators about partitions of producers' transactions. See the module
+/// docs.
 pub struct TxnVerifier {
     enabled: bool,
     broker_id: BrokerId,
@@ -91,11 +106,12 @@ impl TxnVerifier {
         self.enabled
     }
 
-    /// Whether each of `partitions` (topic, index) is in the ongoing transaction of
-    /// `transactional_id` / `producer_id` / `producer_epoch`: for each, `Ok` or the error the Produce
-    /// answers (already translated, see the module docs).
-    pub async fn verify(
+    /// Verifies (`TxnCheck::Verify`) or adds (`TxnCheck::Add`) each of `partitions` (topic, index)
+    /// in the ongoing transaction of `transactional_id` / `producer_id` / `producer_epoch`: for each,
+    /// `Ok` or the coordinator's error as it answered (see [`translate`] for what a Produce answers).
+    pub async fn check(
         &self,
+        check: TxnCheck,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
@@ -104,18 +120,21 @@ impl TxnVerifier {
         let answer = match self.coordinator(transactional_id) {
             Err(error) => Err(error),
             Ok((coordinator, address)) => {
-                let request = request(transactional_id, producer_id, producer_epoch, partitions);
+                let request = request(
+                    check,
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    partitions,
+                );
                 self.ask(coordinator, &address, &request).await
             }
         };
         let answer = match answer {
             Ok(response) => response,
             Err(error) => {
-                debug!(transactional_id, %error, "transaction verification failed");
-                return partitions
-                    .iter()
-                    .map(|p| (p.clone(), Err(translate(error.code()))))
-                    .collect();
+                debug!(transactional_id, %error, ?check, "transaction coordinator not asked");
+                return partitions.iter().map(|p| (p.clone(), Err(error))).collect();
             }
         };
         let mut found: HashMap<(String, i32), i16> = HashMap::new();
@@ -144,11 +163,62 @@ impl TxnVerifier {
                 let result = if code == 0 {
                     Ok(())
                 } else {
-                    Err(translate(code))
+                    Err(ResponseError::try_from_code(code)
+                        .unwrap_or(ResponseError::UnknownServerError))
                 };
                 (p.clone(), result)
             })
             .collect()
+    }
+
+    /// [`TxnVerifier::check`], asked again for the partitions the coordinator answers
+    /// CONCURRENT_TRANSACTIONS to an add, for up to [`ADD_RETRY_WINDOW`]. In transaction version 2
+    /// the producer starts its next transaction as soon as EndTxn answers, while the markers of the
+    /// one before may still be on their way, and the coordinator refuses the add until they are
+    /// written (as Kafka's does). `before_each` runs before every question with the partitions about
+    /// to be asked (a leader takes new verification guards: the marker voids the ones it holds).
+    pub async fn check_settled(
+        &self,
+        check: TxnCheck,
+        transactional_id: &str,
+        (producer_id, producer_epoch): (i64, i16),
+        mut partitions: Vec<(String, i32)>,
+        mut before_each: impl FnMut(&[(String, i32)]),
+    ) -> HashMap<(String, i32), Result<(), ResponseError>> {
+        let deadline = tokio::time::Instant::now() + ADD_RETRY_WINDOW;
+        let mut backoff = Duration::from_millis(5);
+        let mut settled = HashMap::new();
+        while !partitions.is_empty() {
+            before_each(&partitions);
+            let answers = self
+                .check(
+                    check,
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    &partitions,
+                )
+                .await;
+            let again = tokio::time::Instant::now() + backoff < deadline;
+            partitions.clear();
+            for (partition, answer) in answers {
+                match answer {
+                    Err(ResponseError::ConcurrentTransactions)
+                        if check == TxnCheck::Add && again =>
+                    {
+                        partitions.push(partition)
+                    }
+                    answer => {
+                        settled.insert(partition, answer);
+                    }
+                }
+            }
+            if !partitions.is_empty() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
+        }
+        settled
     }
 
     /// The coordinator of `transactional_id` and its inter-broker address, or
@@ -268,8 +338,9 @@ impl TxnVerifier {
     }
 }
 
-/// The verify-only request for one transaction.
+/// The request for one transaction.
 fn request(
+    check: TxnCheck,
     transactional_id: &str,
     producer_id: i64,
     producer_epoch: i16,
@@ -293,18 +364,20 @@ fn request(
             )))
             .with_producer_id(ProducerId(producer_id))
             .with_producer_epoch(producer_epoch)
-            .with_verify_only(true)
+            .with_verify_only(check == TxnCheck::Verify)
             .with_topics(topics),
     ])
 }
 
-/// A coordinator's error as the Produce answers it (Kafka's `AddPartitionsToTxnManager` and
-/// `ReplicaManager` for Produce v11 and older).
-pub fn translate(code: i16) -> ResponseError {
-    let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+/// A coordinator's error as a Produce of `produce_version` answers it (Kafka's
+/// `AddPartitionsToTxnManager` and `ReplicaManager`): TRANSACTION_ABORTABLE is a generic error
+/// producers understand from v11 (KIP-890), INVALID_TXN_STATE before.
+pub fn translate(error: ResponseError, produce_version: i16) -> ResponseError {
     match error {
         ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
-        ResponseError::TransactionAbortable => ResponseError::InvalidTxnState,
+        ResponseError::TransactionAbortable if produce_version < 11 => {
+            ResponseError::InvalidTxnState
+        }
         ResponseError::ConcurrentTransactions
         | ResponseError::NetworkException
         | ResponseError::CoordinatorLoadInProgress
@@ -327,28 +400,41 @@ mod tests {
             ResponseError::CoordinatorNotAvailable,
             ResponseError::NotCoordinator,
         ] {
-            assert_eq!(
-                translate(retriable.code()),
-                ResponseError::NotEnoughReplicas
-            );
+            for version in [9, 11, 12] {
+                assert_eq!(
+                    translate(retriable, version),
+                    ResponseError::NotEnoughReplicas
+                );
+            }
         }
         assert_eq!(
-            translate(ResponseError::InvalidTxnState.code()),
+            translate(ResponseError::InvalidTxnState, 12),
             ResponseError::InvalidTxnState
         );
         assert_eq!(
-            translate(ResponseError::ProducerFenced.code()),
+            translate(ResponseError::ProducerFenced, 12),
             ResponseError::InvalidProducerEpoch
         );
         assert_eq!(
-            translate(ResponseError::TransactionalIdAuthorizationFailed.code()),
+            translate(ResponseError::TransactionalIdAuthorizationFailed, 10),
             ResponseError::TransactionalIdAuthorizationFailed
+        );
+        assert_eq!(
+            translate(ResponseError::TransactionAbortable, 10),
+            ResponseError::InvalidTxnState
+        );
+        assert_eq!(
+            translate(ResponseError::TransactionAbortable, 11),
+            ResponseError::TransactionAbortable
         );
     }
 
     #[test]
-    fn the_request_is_one_verify_only_transaction_with_its_partitions_by_topic() {
+    fn the_request_is_one_transaction_with_its_partitions_by_topic() {
+        let add = request(TxnCheck::Add, "tx", 7, 2, &[("a".into(), 0)]);
+        assert!(!add.transactions[0].verify_only);
         let request = request(
+            TxnCheck::Verify,
             "tx",
             7,
             2,

@@ -29,7 +29,7 @@ pub enum Resume {
     /// The entries after the offset, in order (possibly none yet).
     Entries(Vec<AppliedEntry>),
     /// The offset is no longer retained (or is ahead of this node): start over from a full image.
-    Snapshot(MetadataImage),
+    Snapshot(Box<MetadataImage>),
 }
 
 #[derive(Default)]
@@ -122,7 +122,7 @@ impl AppliedMetadata {
     pub fn resume(&self, from_offset: u64) -> Resume {
         let inner = self.read();
         if from_offset == 0 && inner.image.offset > 0 {
-            return Resume::Snapshot(inner.image.clone());
+            return Resume::Snapshot(Box::new(inner.image.clone()));
         }
         if from_offset >= inner.image.offset {
             // Up to date, or ahead of this node (it came from a controller that applied more): the
@@ -139,7 +139,7 @@ impl AppliedMetadata {
                     .cloned()
                     .collect(),
             ),
-            _ => Resume::Snapshot(inner.image.clone()),
+            _ => Resume::Snapshot(Box::new(inner.image.clone())),
         }
     }
 }

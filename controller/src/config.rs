@@ -87,6 +87,14 @@ pub struct ControllerConfig {
     #[arg(long, env = "CHRONIK_DEFAULT_MIN_INSYNC_REPLICAS", default_value_t = 2)]
     pub default_min_insync_replicas: u32,
 
+    /// A feature level a new cluster is finalized at, as NAME=LEVEL (repeatable; KIP-584). Used once,
+    /// when the quorum bootstraps the cluster; each feature otherwise starts at its default (see
+    /// `docs/operations.md`, "Feature levels"), e.g. `--feature transaction.version=1` keeps the Java
+    /// client on transaction protocol version 1.
+    #[arg(long = "feature", env = "CHRONIK_FEATURES", value_delimiter = ',',
+          value_parser = chronik_metadata::features::parse_level)]
+    pub features: Vec<(String, i16)>,
+
     /// How this controller secures its gRPC and HTTP (TLS, client certificates, tokens).
     #[command(flatten)]
     pub security: SecurityArgs,

@@ -37,6 +37,7 @@ use crate::state::configs::{
 };
 use crate::state::records::ConfigResource;
 use crate::state::{ControllerResult, Record};
+use chronik_metadata::features;
 
 /// The identity a data dir belongs to, written on first start and checked on every start after.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,6 +405,7 @@ async fn bootstrap_cluster(
         error!("invalid cluster defaults: {e}");
         return;
     }
+    let chosen_features: BTreeMap<String, i16> = config.features.iter().cloned().collect();
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -429,6 +431,7 @@ async fn bootstrap_cluster(
                     key: k.clone(),
                     value: Some(v.clone()),
                 }));
+                records.extend(features::bootstrap_records(&chosen_features));
                 Ok(ControllerResult::new(records, ()))
             })
             .await;

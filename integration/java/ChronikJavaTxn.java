@@ -4,7 +4,9 @@
 //
 //   fence BOOTSTRAP TOPIC TXNID            two producers with one transactional.id: the second's
 //                                          initTransactions fences the first, whose next transaction fails
-//                                          with ProducerFencedException
+//                                          with ProducerFencedException (in transaction version 2 its send
+//                                          fails first with the abortable InvalidProducerEpochException,
+//                                          and the abort that follows is fenced)
 //   commit-abort BOOTSTRAP TOPIC TXNID N   one producer: N records committed, N written and aborted, N
 //                                          committed
 //   hang BOOTSTRAP TOPIC TXNID TIMEOUT_MS  begins a transaction, sends one record, flushes, prints "open" and
@@ -100,6 +102,17 @@ public class ChronikJavaTxn {
                 print("step", "first-committed");
             } catch (ProducerFencedException e) {
                 print("step", "first-fenced", "exception", e.getClass().getSimpleName());
+            } catch (KafkaException e) {
+                // Abortable: what an application does next is abort, which a fenced producer cannot.
+                try {
+                    first.abortTransaction();
+                    print("step", "first-aborted", "exception", e.getClass().getName() + ": " + e.getMessage());
+                } catch (ProducerFencedException fenced) {
+                    print("step", "first-fenced", "exception", fenced.getClass().getSimpleName(),
+                          "after", e.getClass().getSimpleName());
+                } catch (Exception other) {
+                    print("step", "first-failed", "exception", other.getClass().getName() + ": " + other.getMessage());
+                }
             } catch (Exception e) {
                 print("step", "first-failed", "exception", e.getClass().getName() + ": " + e.getMessage());
             }

@@ -26,6 +26,7 @@ API_LIST_OFFSETS = 2
 API_METADATA = 3
 API_API_VERSIONS = 18
 API_INIT_PRODUCER_ID = 22
+API_END_TXN = 26
 API_WRITE_TXN_MARKERS = 27
 
 TRANSACTIONAL = 0x10  # the RecordBatch attribute bit (KIP-98)
@@ -411,6 +412,56 @@ class KafkaConnection:
             tid = struct.pack(">h", len(raw)) + raw
         body = tid + _produce_body(topic, partition, batch, acks, timeout_ms)
         return self._produce(version, body)[0]
+
+    def produce_flexible(self, topic: str, partition: int, batch: bytes, version: int = 12,
+                         transactional_id: str | None = None, acks: int = -1,
+                         timeout_ms: int = 10000) -> ProduceResult:
+        """Produce v9–v12 (flexible; v12 is transaction version 2, KIP-890) of one batch to one
+        partition; the response's tagged fields (leader hints) are skipped."""
+        if not 9 <= version <= 12:
+            raise ValueError(f"Produce v{version} is not spoken here")
+        tid = b"\x00" if transactional_id is None else compact_string(transactional_id)
+        data = struct.pack(">i", partition) + uvarint(len(batch) + 1) + batch + b"\x00"
+        body = (tid + struct.pack(">hi", acks, timeout_ms)
+                + compact_array([compact_string(topic) + compact_array([data]) + b"\x00"]) + b"\x00")
+        r = _Reader(self.request(API_PRODUCE, version, body, flexible=True))
+
+        def partition_response() -> ProduceResult:
+            r.int32()  # partition index
+            result = ProduceResult(error_code=r.int16(), base_offset=r.int64(), log_append_time=r.int64(),
+                                   log_start_offset=r.int64())
+            result.record_errors = r.compact_array(lambda: (r.int32(), r.compact_string(), r.tagged_fields())[:2])
+            result.error_message = r.compact_string()
+            r.tagged_fields()
+            return result
+
+        def topic_response() -> list[ProduceResult]:
+            r.compact_string()
+            results = r.compact_array(partition_response)
+            r.tagged_fields()
+            return results
+
+        results = [p for t in r.compact_array(topic_response) for p in t]
+        r.int32()  # throttle_time_ms
+        r.tagged_fields()
+        if len(results) != 1:
+            raise ValueError(f"expected one partition in the produce response, got {results}")
+        return results[0]
+
+    def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool,
+                version: int = 5) -> tuple[int, int, int]:
+        """EndTxn v3–v5 (flexible): (error code, producer id, producer epoch); the producer fields
+        exist from v5 (transaction version 2) and are (-1, -1) before."""
+        if not 3 <= version <= 5:
+            raise ValueError(f"EndTxn v{version} is not spoken here")
+        body = (compact_string(transactional_id) + struct.pack(">qh?", producer_id, producer_epoch, commit)
+                + b"\x00")
+        r = _Reader(self.request(API_END_TXN, version, body, flexible=True))
+        r.int32()  # throttle_time_ms
+        error = r.int16()
+        pid, epoch = (r.int64(), r.int16()) if version >= 5 else (-1, -1)
+        r.tagged_fields()
+        return error, pid, epoch
 
     def write_txn_markers(self, markers: list[Marker]) -> dict[tuple[int, str, int], int]:
         """WriteTxnMarkers v1 (flexible), as a transaction coordinator sends it:

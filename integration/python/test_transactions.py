@@ -1,5 +1,7 @@
-"""Transactions (KIP-98, KIP-360, KIP-890 part 1) through real clients against a 3-broker cluster whose
-`__transaction_state` and `__consumer_offsets` have replication factor 3:
+"""Transactions (KIP-98, KIP-360, KIP-890) through real clients against a 3-broker cluster whose
+`__transaction_state` and `__consumer_offsets` have replication factor 3. The cluster finalizes
+`transaction.version` 2 (a new cluster's default), so the Java client (4.x) speaks transaction
+version 2 (KIP-890 part 2) and librdkafka version 1:
 
 - the Java client (`integration/java/ChronikJavaTxn.java`): a second producer with the same
   transactional.id fences the first (ProducerFencedException); the Admin client lists and describes
@@ -21,6 +23,9 @@
   transactional offsets pending; an abort right after a commit whose marker waits for a stopped
   leader (the next transaction's AddPartitionsToTxn waits for the commit to complete);
 - partition leaders refuse a batch for a partition the coordinator never added (KIP-890 part 1);
+- transaction version 2 on the wire (Produce v12 adding its partition, EndTxn v5 bumping the epoch,
+  a late batch of an ended transaction fenced, an abort of nothing), the Java client's epoch moving
+  at every transaction end, and the Java client on a cluster that finalizes version 1 instead;
 - the Java Admin and `chronikctl txn list/describe`; authorization of ids and groups;
 - commit and abort on a SASL_SSL cluster (markers and verification over the secured inter-broker
   listener).
@@ -43,7 +48,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from clients import Rec, ck_consume, ck_consumer, ck_produce, unique_group
-from chronik_cluster import ChronikctlError, wait_until
+from chronik_cluster import RF1_CONTROLLER_ARGS, ChronikctlError, wait_until
 from test_java_client import JARS
 from test_security_client import read_properties, secured_cluster  # noqa: F401 (a fixture)
 
@@ -234,12 +239,15 @@ def read_all(cluster, topic: str, partitions: int, count: int, isolation: str, q
 def test_java_commit_and_abort_seen_by_read_committed(txn_cluster, txn_java, topic_name):
     txn_cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
     n = 50
-    steps = run_java(txn_java, "commit-abort", txn_cluster.bootstrap_servers, topic_name, txn_id("ca"), str(n))
+    transactional_id = txn_id("ca")
+    steps = run_java(txn_java, "commit-abort", txn_cluster.bootstrap_servers, topic_name, transactional_id, str(n))
     assert [(s["step"], s["outcome"]) for s in steps] == \
         [("committed-a", "commit"), ("aborted", "abort"), ("committed-b", "commit")]
     committed = read_all(txn_cluster, topic_name, 3, 2 * n, "read_committed")
     values = sorted(c.value.decode() for c in committed)
     assert values == sorted([f"committed-a-{i}" for i in range(n)] + [f"committed-b-{i}" for i in range(n)])
+    # Transaction version 2: each of the three ends bumped the epoch the client started with (0).
+    assert describe_state(txn_cluster, transactional_id)["producer_epoch"] == 3
     # read_uncommitted sees the aborted records too (the markers themselves are never returned).
     everything = read_all(txn_cluster, topic_name, 3, 3 * n, "read_uncommitted")
     assert sum(c.value.decode().startswith("aborted-") for c in everything) == n
@@ -509,6 +517,84 @@ def test_leaders_verify_partitions_with_the_coordinator(txn_cluster, topic_name)
         assert c.list_offsets(topic_name, 1)[1] == 0, "nothing was written"
     producer.commit_transaction(30)
     assert [c.value for c in read_all(txn_cluster, topic_name, 2, 1, "read_committed")] == [b"added"]
+
+
+NOT_ENOUGH_REPLICAS = 19
+INVALID_PRODUCER_EPOCH = 47
+CONCURRENT_TRANSACTIONS = 51
+
+
+@pytest.mark.timeout(240)
+def test_transaction_version_2_on_the_wire(txn_cluster, topic_name):
+    """KIP-890 part 2 as the Java client 4.x speaks it: a Produce v12 adds its partition to the
+    transaction (no AddPartitionsToTxn); EndTxn v5 answers the producer epoch bumped for the next
+    transaction, and its retry the same; a batch of the ended transaction arriving late is fenced
+    (INVALID_PRODUCER_EPOCH) and not written; the next transaction runs at the new epoch from
+    sequence 0; an abort with nothing sent is a real end, which moves the epoch on."""
+    import kafka_wire
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("tv2-wire")
+    coordinator = txn_cluster.broker_addr(coordinator_of(txn_cluster, transactional_id))
+    leader = txn_cluster.broker_addr(txn_cluster.leaders(topic_name)[0])
+    with kafka_wire.KafkaConnection(coordinator) as c:
+        error, pid, epoch = c.init_producer_id(transactional_id)
+    assert error == 0 and epoch == 0, (error, pid, epoch)
+
+    def produce(value: bytes, at_epoch: int, sequence: int) -> kafka_wire.ProduceResult:
+        batch = kafka_wire.record_batch([value], pid, at_epoch, sequence, attributes=kafka_wire.TRANSACTIONAL)
+
+        def attempt():
+            with kafka_wire.KafkaConnection(leader) as c:
+                r = c.produce_flexible(topic_name, 0, batch, version=12, transactional_id=transactional_id)
+            return None if r.error_code == NOT_ENOUGH_REPLICAS else r
+
+        return wait_until(attempt, 30, f"Produce v12 of {value!r}")
+
+    def end(at_epoch: int, commit: bool) -> tuple[int, int, int]:
+        def attempt():
+            with kafka_wire.KafkaConnection(coordinator) as c:
+                answer = c.end_txn(transactional_id, pid, at_epoch, commit, version=5)
+            return None if answer[0] == CONCURRENT_TRANSACTIONS else answer
+
+        return wait_until(attempt, 30, f"EndTxn v5 at epoch {at_epoch}")
+
+    assert produce(b"first", 0, 0).error_code == 0
+    described = describe_state(txn_cluster, transactional_id)
+    assert (described["state"], described["partitions"]) == \
+        ("Ongoing", [{"topic": topic_name, "partition": 0}]), described
+    assert end(0, True) == (0, pid, 1), "the commit answers the next transaction's epoch"
+    assert end(0, True) == (0, pid, 1), "a retry gets the same answer"
+    late = produce(b"late", 0, 1)
+    assert late.error_code == INVALID_PRODUCER_EPOCH, late
+    assert produce(b"second", 1, 0).error_code == 0, "the next transaction starts at sequence 0"
+    assert end(1, True) == (0, pid, 2)
+    assert end(2, False) == (0, pid, 3), "an abort of nothing bumps the epoch as any end does"
+    with kafka_wire.KafkaConnection(coordinator) as c:
+        assert c.end_txn(transactional_id, pid, 1, True, version=5)[0] != 0, "two ends ago is a zombie"
+    assert [c.value for c in read_all(txn_cluster, topic_name, 1, 2, "read_committed")] == [b"first", b"second"]
+    assert [c.value for c in read_all(txn_cluster, topic_name, 1, 2, "read_uncommitted")] == \
+        [b"first", b"second"], "the late batch was not written"
+    with kafka_wire.KafkaConnection(leader) as c:
+        # first, its commit marker, second, its commit marker; the empty abort wrote no marker here.
+        assert c.list_offsets(topic_name, 0)[1] == 4
+
+
+@pytest.mark.timeout(300)
+def test_the_java_client_on_a_cluster_at_transaction_version_1(cluster_factory, txn_java, topic_name):
+    """A cluster bootstrapped with `--feature transaction.version=1`: ApiVersions does not finalize
+    version 2, so the Java client adds partitions itself and keeps one epoch for its session; its
+    transactions commit and abort as on the default cluster."""
+    cluster = cluster_factory(controllers=1, brokers=3, broker_args=BROKER_ARGS,
+                              controller_args=[*RF1_CONTROLLER_ARGS, "--feature=transaction.version=1"])
+    cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    transactional_id = txn_id("tv1")
+    n = 20
+    steps = run_java(txn_java, "commit-abort", cluster.bootstrap_servers, topic_name, transactional_id, str(n))
+    assert [(s["step"], s["outcome"]) for s in steps] == \
+        [("committed-a", "commit"), ("aborted", "abort"), ("committed-b", "commit")]
+    values = sorted(c.value.decode() for c in read_all(cluster, topic_name, 3, 2 * n, "read_committed"))
+    assert values == sorted([f"committed-a-{i}" for i in range(n)] + [f"committed-b-{i}" for i in range(n)])
+    assert describe_state(cluster, transactional_id)["producer_epoch"] == 0, "version 1: no bump per end"
 
 
 def describe_state(cluster, transactional_id: str) -> dict:

@@ -336,6 +336,12 @@ impl GroupCoordinator {
 
     /// The shard coordinating `group_id`: NOT_COORDINATOR if another broker does (or nobody knows
     /// yet), COORDINATOR_LOAD_IN_PROGRESS while it loads.
+    /// The `__consumer_offsets` partition of `group_id`, when this broker coordinates the group
+    /// (NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS, otherwise).
+    pub fn offsets_partition(&self, group_id: &str) -> Result<i32, ResponseError> {
+        Ok(self.shard(group_id)?.partition_index)
+    }
+
     fn shard(&self, group_id: &str) -> Result<Arc<Shard>, ResponseError> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);

@@ -41,6 +41,8 @@ pub async fn handle(
                     request.producer_id.0,
                     request.producer_epoch,
                     added,
+                    0,
+                    true,
                 )
                 .await
                 .err()

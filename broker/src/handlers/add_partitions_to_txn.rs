@@ -5,7 +5,10 @@
 //! - v4+ are the broker form (KIP-890 part 1): a batch of transactions, CLUSTER_ACTION on the cluster
 //!   (else a top-level CLUSTER_AUTHORIZATION_FAILED). With `VerifyOnly` a partition leader asks whether
 //!   each partition is in the producer's ongoing transaction before it appends a transactional batch;
-//!   a partition that is not gets TRANSACTION_ABORTABLE. Without it the partitions are added.
+//!   a partition that is not gets TRANSACTION_ABORTABLE. Without it the partitions are added for the
+//!   producer: transaction version 2 (KIP-890 part 2), where a partition leader (Produce v12) or a
+//!   group coordinator (TxnOffsetCommit v5) adds them. Kafka's coordinator answers such an add
+//!   CONCURRENT_TRANSACTIONS at once while the previous transaction completes, and so does this one.
 //!
 //! Per-partition errors are Kafka's (`KafkaApis.handleAddPartitionsToTxnRequest`): without WRITE on the
 //! transactional id every partition gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED; a topic without WRITE
@@ -28,6 +31,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{BrokerContext, RequestContext};
 use crate::txn::fenced_error_for;
+use crate::txn::state::TRANSACTION_VERSION_2;
 
 pub async fn handle(
     ctx: &BrokerContext,
@@ -122,9 +126,24 @@ async fn add(
                 }
             } else {
                 let partitions: BTreeSet<(String, i32)> = asked.iter().cloned().collect();
+                // The broker form adds for a transaction version 2 producer; the client form is
+                // version 1 and waits for a previous transaction to complete (see `add_partitions`).
+                let broker_form = rc.version >= 4;
+                let client_version = if broker_form {
+                    TRANSACTION_VERSION_2
+                } else {
+                    0
+                };
                 let result = ctx
                     .txns
-                    .add_partitions(&transactional_id.0, producer_id, producer_epoch, partitions)
+                    .add_partitions(
+                        &transactional_id.0,
+                        producer_id,
+                        producer_epoch,
+                        partitions,
+                        client_version,
+                        !broker_form,
+                    )
                     .await;
                 vec![result.err().map(|e| fenced_error_for(e, rc.version, 2)); asked.len()]
             }

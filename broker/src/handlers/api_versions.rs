@@ -12,24 +12,21 @@
 //!   (KIP-704), brokers in controlled shutdown (KIP-841). The next levels add what Chronik lacks
 //!   (ZooKeeper migration, tiered storage, delegation tokens) alongside what it has (SCRAM credentials
 //!   in the metadata log, KIP-554, which SASL listeners authenticate with), so it claims none of them.
-//! - `transaction.version`, `group.version`, `kraft.version`, `eligible.leader.replicas.version` and
-//!   the others are left out. A Kafka broker lists a supported feature only when its maximum level is
-//!   above 0 (`BrokerFeatures.defaultSupportedFeatures`) and a finalized feature only at a level above
-//!   0 (`createFinalizedFeatureKeys`); Chronik implements none of their higher levels, so their level
+//!   It is a constant of this release, not metadata.
+//! - `transaction.version` is supported at levels 0–2 and finalized at the level the cluster's
+//!   metadata holds (`chronik_metadata::features`; a new cluster starts at 2, transaction version 2
+//!   of KIP-890). The Java client (4.x `TransactionManager.maybeUpdateTransactionV2Enabled`) uses
+//!   transaction version 2 when the finalized level is 2 or more: no AddPartitionsToTxn or
+//!   AddOffsetsToTxn of its own, Produce v12 and TxnOffsetCommit v5 (the partition leader and the
+//!   group coordinator add the partition to the transaction), and EndTxn v5, whose answer carries the
+//!   producer epoch bumped for the next transaction. Below 2 it speaks version 1 and caps EndTxn at
+//!   v4, TxnOffsetCommit at v4 and Produce at v11; librdkafka speaks version 1 whatever the level.
+//! - `group.version`, `kraft.version`, `eligible.leader.replicas.version` and the others are left
+//!   out. A Kafka broker lists a supported feature only when its maximum level is above 0
+//!   (`BrokerFeatures.defaultSupportedFeatures`) and a finalized feature only at a level above 0
+//!   (`createFinalizedFeatureKeys`); Chronik implements none of their higher levels, so their level
 //!   is 0 and Kafka's own rules leave them out. `group.version` 1 would advertise the KIP-848 consumer
 //!   protocol, which this broker does not serve.
-//!
-//! # Which transaction protocol
-//!
-//! Chronik serves transaction version 1: KIP-98 transactions with KIP-360 epoch bumps and KIP-890
-//! part 1 (partition leaders verify a transactional Produce with the coordinator through
-//! AddPartitionsToTxn v4+ `VerifyOnly`). It does not serve KIP-890 part 2 (transaction version 2:
-//! an epoch bump at every transaction end, partitions added implicitly by Produce v12, EndTxn v5,
-//! TxnOffsetCommit v5). The Java client (4.x `TransactionManager`) enables part 2 only when the
-//! broker finalizes `transaction.version` at 2 or more; without the feature it speaks version 1 and
-//! caps EndTxn at v4 (`EndTxnRequest.LAST_STABLE_VERSION_BEFORE_TRANSACTION_V2`), TxnOffsetCommit at
-//! v4 and Produce at v11, and it adds partitions with AddPartitionsToTxn v3 and AddOffsetsToTxn.
-//! So `transaction.version` is left out, and the versions table stops below part 2's versions.
 //! - The finalized features epoch is the offset of the broker's metadata image, as a KRaft broker
 //!   reports its image's offset; clients keep the features of the highest epoch they have seen.
 //!
@@ -43,28 +40,47 @@ use kafka_protocol::messages::api_versions_response::{
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use chronik_metadata::features;
+use chronik_metadata::MetadataImage;
+
 use super::{BrokerContext, RequestContext};
 use crate::protocol::versions::SUPPORTED_APIS;
 
-/// One feature flag: the levels this broker supports and the level finalized for the cluster.
+/// One feature flag: the levels this broker supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Feature {
     pub name: &'static str,
     pub min_level: i16,
     pub max_level: i16,
-    pub finalized_level: i16,
 }
 
 /// Kafka's `MetadataVersion.IBP_3_3_IV3`, the lowest metadata version Kafka 4.x supports.
 pub const METADATA_VERSION_3_3_IV3: i16 = 7;
 
-/// Every feature reported (see the module docs for why there is only one).
-pub const FEATURES: &[Feature] = &[Feature {
-    name: "metadata.version",
-    min_level: METADATA_VERSION_3_3_IV3,
-    max_level: METADATA_VERSION_3_3_IV3,
-    finalized_level: METADATA_VERSION_3_3_IV3,
-}];
+const METADATA_VERSION: &str = "metadata.version";
+
+/// Every feature reported (see the module docs): `metadata.version`, then those of the metadata.
+fn features() -> impl Iterator<Item = Feature> {
+    let metadata_version = Feature {
+        name: METADATA_VERSION,
+        min_level: METADATA_VERSION_3_3_IV3,
+        max_level: METADATA_VERSION_3_3_IV3,
+    };
+    std::iter::once(metadata_version).chain(features::FEATURES.iter().map(|f| Feature {
+        name: f.name,
+        min_level: f.min_level,
+        max_level: f.max_level,
+    }))
+}
+
+/// A feature's finalized level in `image` (`metadata.version` is a constant of this release).
+fn finalized_level(image: &MetadataImage, name: &str) -> i16 {
+    if name == METADATA_VERSION {
+        METADATA_VERSION_3_3_IV3
+    } else {
+        image.feature_level(name)
+    }
+}
 
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED_APIS
@@ -79,8 +95,7 @@ fn api_keys() -> Vec<ApiVersion> {
 }
 
 fn supported_features(version: i16) -> Vec<SupportedFeatureKey> {
-    FEATURES
-        .iter()
+    features()
         .filter(|f| version >= 4 || f.min_level != 0)
         .map(|f| {
             SupportedFeatureKey::default()
@@ -91,15 +106,15 @@ fn supported_features(version: i16) -> Vec<SupportedFeatureKey> {
         .collect()
 }
 
-fn finalized_features() -> Vec<FinalizedFeatureKey> {
-    FEATURES
-        .iter()
-        .filter(|f| f.finalized_level != 0)
-        .map(|f| {
+fn finalized_features(image: &MetadataImage) -> Vec<FinalizedFeatureKey> {
+    features()
+        .map(|f| (f.name, finalized_level(image, f.name)))
+        .filter(|(_, level)| *level != 0)
+        .map(|(name, level)| {
             FinalizedFeatureKey::default()
-                .with_name(StrBytes::from_static_str(f.name))
-                .with_min_version_level(f.finalized_level)
-                .with_max_version_level(f.finalized_level)
+                .with_name(StrBytes::from_static_str(name))
+                .with_min_version_level(level)
+                .with_max_version_level(level)
         })
         .collect()
 }
@@ -111,11 +126,12 @@ pub fn handle(
     rc: &RequestContext<'_>,
     _request: ApiVersionsRequest,
 ) -> ApiVersionsResponse {
-    let epoch = i64::try_from(ctx.metadata.offset()).unwrap_or(i64::MAX);
+    let image = ctx.metadata.current();
+    let epoch = i64::try_from(image.offset).unwrap_or(i64::MAX);
     ApiVersionsResponse::default()
         .with_api_keys(api_keys())
         .with_supported_features(supported_features(rc.version))
-        .with_finalized_features(finalized_features())
+        .with_finalized_features(finalized_features(&image))
         .with_finalized_features_epoch(epoch)
 }
 
@@ -133,6 +149,7 @@ mod tests {
 
     use super::*;
     use crate::handlers::test_support::{cluster, TestBroker};
+    use chronik_metadata::Record;
 
     /// What a client decodes from our answer at `version`.
     fn round_trip(broker: &TestBroker, version: i16) -> ApiVersionsResponse {
@@ -150,30 +167,69 @@ mod tests {
         keys.iter().map(|k| name(k).to_owned()).collect()
     }
 
-    /// Pins what clients act on: metadata.version 3.3-IV3 and nothing else, in particular no
-    /// `transaction.version` (KIP-890 transactions in the Java producer) and no `group.version`
-    /// (the KIP-848 consumer protocol).
+    fn supported(answer: &ApiVersionsResponse) -> Vec<(String, i16, i16)> {
+        answer
+            .supported_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+            .collect()
+    }
+
+    fn finalized(answer: &ApiVersionsResponse) -> Vec<(String, i16, i16)> {
+        answer
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+            .collect()
+    }
+
+    fn owned(list: &[(&str, i16, i16)]) -> Vec<(String, i16, i16)> {
+        list.iter()
+            .map(|(n, a, b)| (n.to_string(), *a, *b))
+            .collect()
+    }
+
+    /// Pins what clients act on: metadata.version 3.3-IV3, and `transaction.version` (KIP-890
+    /// transactions in the Java producer) exactly as the metadata finalizes it; no `group.version`
+    /// (the KIP-848 consumer protocol) or `kraft.version`.
     #[tokio::test]
-    async fn v3_and_v4_report_only_metadata_version_3_3_iv3() {
-        let c = cluster();
-        let broker = TestBroker::new(1, &c.records);
+    async fn features_are_metadata_version_3_3_iv3_and_the_finalized_transaction_version() {
+        let mut c = cluster();
+        let before = TestBroker::new(1, &c.records);
+        c.records.push(Record::FeatureLevel {
+            name: features::TRANSACTION_VERSION.into(),
+            level: 2,
+        });
+        let after = TestBroker::new(1, &c.records);
         for version in [3, 4] {
-            let answer = round_trip(&broker, version);
+            let answer = round_trip(&before, version);
             assert_eq!(answer.error_code, 0);
-            let supported: Vec<(String, i16, i16)> = answer
-                .supported_features
-                .iter()
-                .map(|f| (f.name.to_string(), f.min_version, f.max_version))
-                .collect();
-            assert_eq!(supported, [("metadata.version".to_owned(), 7, 7)]);
-            let finalized: Vec<(String, i16, i16)> = answer
-                .finalized_features
-                .iter()
-                .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
-                .collect();
-            assert_eq!(finalized, [("metadata.version".to_owned(), 7, 7)]);
+            // Below v4 a supported feature whose minimum is 0 is left out (KAFKA-17492).
+            let expected_supported = if version >= 4 {
+                owned(&[("metadata.version", 7, 7), ("transaction.version", 0, 2)])
+            } else {
+                owned(&[("metadata.version", 7, 7)])
+            };
+            assert_eq!(supported(&answer), expected_supported, "v{version}");
+            assert_eq!(
+                finalized(&answer),
+                owned(&[("metadata.version", 7, 7)]),
+                "without a feature record transaction.version is at level 0, so not listed"
+            );
             assert_eq!(answer.finalized_features_epoch, 10, "the image's offset");
-            for absent in ["transaction.version", "group.version", "kraft.version"] {
+
+            let answer = round_trip(&after, version);
+            assert_eq!(supported(&answer), expected_supported, "v{version}");
+            assert_eq!(
+                finalized(&answer),
+                owned(&[("metadata.version", 7, 7), ("transaction.version", 2, 2)])
+            );
+            assert_eq!(
+                answer.finalized_features_epoch,
+                after.ctx.metadata.offset() as i64,
+                "the image's offset"
+            );
+            for absent in ["group.version", "kraft.version"] {
                 assert!(
                     !names(&answer.finalized_features, |f| &f.name).contains(&absent.to_owned())
                         && !names(&answer.supported_features, |f| &f.name)
@@ -196,11 +252,8 @@ mod tests {
     }
 
     #[test]
-    fn below_v4_features_with_level_0_are_left_out() {
-        // KAFKA-17492; no feature has a minimum of 0 today, so every version lists the same ones.
-        assert_eq!(supported_features(3), supported_features(4));
-        assert!(FEATURES.iter().all(|f| f.min_level > 0
-            && f.min_level <= f.finalized_level
-            && f.finalized_level <= f.max_level));
+    fn every_feature_has_a_sane_range() {
+        assert!(features().all(|f| f.min_level >= 0 && f.min_level <= f.max_level));
+        assert!(features().any(|f| f.name == "transaction.version" && f.max_level == 2));
     }
 }

@@ -19,8 +19,10 @@
 //! without it every partition is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka's `KafkaApis` answers.
 //! The log opens the producer's transaction with its first transactional batch and refuses a plain
 //! batch inside one (INVALID_TXN_STATE). Before that first batch the leader asks the transaction
-//! coordinator whether the partition is in the transaction (KIP-890 part 1, see
-//! `replica::txn_verifier`), unless `--transaction-partition-verification-enable` is false.
+//! coordinator whether the partition is in the transaction (KIP-890 part 1, see `txn_verifier`),
+//! unless `--transaction-partition-verification-enable` is false; from v12 (transaction version 2,
+//! KIP-890 part 2) it asks the coordinator to add the partition to the transaction instead, always,
+//! since the producer no longer adds it.
 
 use std::collections::HashMap;
 
@@ -43,6 +45,7 @@ use crate::log::legacy;
 use crate::log::{BatchHeader, LogError, VerificationGuard};
 use crate::metrics::metrics;
 use crate::replica::AppendError;
+use crate::txn_verifier::{self, TxnCheck};
 
 /// Why one partition's batch was not appended.
 struct Refusal {
@@ -127,6 +130,9 @@ fn precheck(
     Ok(records)
 }
 
+/// The first Produce version of transaction version 2 (KIP-890 part 2): the leader adds the
+/// partition to the producer's transaction.
+const ADDS_PARTITIONS_VERSION: i16 = 12;
 /// How long a Produce waits for the partitions to reflect the image it is decided on (see
 /// `ReplicaManager::wait_applied`): enough for a new partition's log to open, short of any client
 /// timeout.
@@ -156,7 +162,8 @@ pub async fn handle(
     ctx.replicas
         .wait_applied(image.offset, PARTITIONS_CATCH_UP_MAX)
         .await;
-    let verification_on = transactional && ctx.txn_verifier.enabled();
+    let verification_on =
+        transactional && (rc.version >= ADDS_PARTITIONS_VERSION || ctx.txn_verifier.enabled());
     let mut verified = if transactional && transactional_id_authorized {
         verify_transaction(ctx, rc, &image, &request).await
     } else {
@@ -305,10 +312,14 @@ pub async fn handle(
     Outcome::Completing(Box::pin(complete))
 }
 
-/// KIP-890 part 1 (Kafka's `ReplicaManager.appendRecords` with verification): the partitions of a
+/// KIP-890 (Kafka's `ReplicaManager.appendRecords` with verification): the partitions of a
 /// transactional Produce this broker leads where the producer's transaction is not open yet are
-/// verified with the coordinator in one request; each gets its verification guard (taken before the
-/// question, so a marker meanwhile voids it) or the error to answer. Empty when verification is off.
+/// verified with the coordinator (part 1), or from v12 added to the transaction (part 2), in one
+/// request; each gets its verification guard (taken before the question, so a marker meanwhile
+/// voids it) or the error to answer. Empty when verification is off before v12.
+///
+/// An add refused while the producer's previous transaction completes is asked again with a new
+/// guard (`TxnVerifier::check_settled`).
 async fn verify_transaction(
     ctx: &BrokerContext,
     rc: &RequestContext<'_>,
@@ -319,10 +330,14 @@ async fn verify_transaction(
     let Some(transactional_id) = request.transactional_id.as_ref() else {
         return guards;
     };
-    if !ctx.txn_verifier.enabled() {
+    let check = if rc.version >= ADDS_PARTITIONS_VERSION {
+        TxnCheck::Add
+    } else if ctx.txn_verifier.enabled() {
+        TxnCheck::Verify
+    } else {
         return guards;
-    }
-    let mut ask = Vec::new();
+    };
+    let mut ask = HashMap::new();
     let mut producer = None;
     for topic in &request.topic_data {
         let name = topic.name.0.to_string();
@@ -353,11 +368,7 @@ async fn verify_transaction(
             {
                 continue;
             }
-            let guard = partition
-                .log
-                .verification_guard(h.producer_id, h.producer_epoch);
-            guards.insert((name.clone(), data.index), Ok(guard));
-            ask.push((name.clone(), data.index));
+            ask.insert((name.clone(), data.index), partition);
             producer.get_or_insert((h.producer_id, h.producer_epoch));
         }
     }
@@ -366,11 +377,26 @@ async fn verify_transaction(
     };
     let answers = ctx
         .txn_verifier
-        .verify(transactional_id, producer_id, producer_epoch, &ask)
+        .check_settled(
+            check,
+            transactional_id,
+            (producer_id, producer_epoch),
+            ask.keys().cloned().collect(),
+            |asking| {
+                for key in asking {
+                    if let Some(partition) = ask.get(key) {
+                        let guard = partition
+                            .log
+                            .verification_guard(producer_id, producer_epoch);
+                        guards.insert(key.clone(), Ok(guard));
+                    }
+                }
+            },
+        )
         .await;
     for (partition, answer) in answers {
         if let Err(error) = answer {
-            guards.insert(partition, Err(error));
+            guards.insert(partition, Err(txn_verifier::translate(error, rc.version)));
         }
     }
     guards

@@ -8,7 +8,14 @@
 //! every partition; then per partition READ on the topic (TOPIC_AUTHORIZATION_FAILED) and a known
 //! partition (UNKNOWN_TOPIC_OR_PARTITION). v3+ carry the member's generation, id and instance id,
 //! validated against the group as OffsetCommit does (KIP-447). PRODUCER_FENCED is
-//! INVALID_PRODUCER_EPOCH before v3 (KIP-588). v5 (transaction version 2) is not served.
+//! INVALID_PRODUCER_EPOCH before v3 (KIP-588).
+//!
+//! v5 is transaction version 2 (KIP-890 part 2): the producer sends no AddOffsetsToTxn, so before
+//! writing, the group coordinator adds the group's `__consumer_offsets` partition to the producer's
+//! transaction itself, as a partition leader does for Produce v12 (Kafka's
+//! `CoordinatorPartitionWriter.maybeStartTransactionVerification`). An add refused because the
+//! producer's previous transaction is still completing is asked again for a while, then answered as
+//! a Produce would (NOT_ENOUGH_REPLICAS, which the producer retries).
 
 use chronik_metadata::acl::AclOperation;
 use kafka_protocol::error::ResponseError;
@@ -20,7 +27,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{BrokerContext, RequestContext};
 use crate::group::coordinator::OffsetCommit;
+use crate::group::OFFSETS_TOPIC;
 use crate::txn::fenced_error_for;
+use crate::txn_verifier::{self, TxnCheck};
 
 pub async fn handle(
     ctx: &BrokerContext,
@@ -62,6 +71,12 @@ pub async fn handle(
                 .drain(..)
                 .map(|c| (c, Some(ResponseError::TopicAuthorizationFailed)))
                 .collect();
+            if rc.version >= ADDS_PARTITION_VERSION && !allowed.is_empty() {
+                if let Err(error) = add_offsets_partition(ctx, &request).await {
+                    results.extend(allowed.iter().cloned().map(|c| (c, Some(error))));
+                    return response(results, rc.version);
+                }
+            }
             let (generation, member_id, instance) = if rc.version >= 3 {
                 (
                     request.generation_id,
@@ -89,9 +104,50 @@ pub async fn handle(
             }
             results
         };
+    response(results, rc.version)
+}
+
+/// The first TxnOffsetCommit version of transaction version 2.
+const ADDS_PARTITION_VERSION: i16 = 5;
+
+/// Transaction version 2: adds the group's offsets partition to the producer's transaction (see the
+/// module docs).
+async fn add_offsets_partition(
+    ctx: &BrokerContext,
+    request: &TxnOffsetCommitRequest,
+) -> Result<(), ResponseError> {
+    let group_id = request.group_id.0.as_str();
+    let partition = (
+        OFFSETS_TOPIC.to_string(),
+        ctx.groups.offsets_partition(group_id)?,
+    );
+    let mut answers = ctx
+        .txn_verifier
+        .check_settled(
+            TxnCheck::Add,
+            &request.transactional_id.0,
+            (request.producer_id.0, request.producer_epoch),
+            vec![partition.clone()],
+            |_| {},
+        )
+        .await;
+    match answers.remove(&partition) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(ResponseError::ProducerFenced)) => Err(ResponseError::ProducerFenced),
+        // As a transaction version 2 Produce answers: the retriable ones are NOT_ENOUGH_REPLICAS,
+        // which the producer retries without looking the group coordinator up again.
+        Some(Err(error)) => Err(txn_verifier::translate(error, 12)),
+        None => Err(ResponseError::InvalidTxnState),
+    }
+}
+
+fn response(
+    results: Vec<(OffsetCommit, Option<ResponseError>)>,
+    version: i16,
+) -> TxnOffsetCommitResponse {
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
     for (commit, error) in results {
-        let error = error.map(|e| fenced_error_for(e, rc.version, 3));
+        let error = error.map(|e| fenced_error_for(e, version, 3));
         let partition = TxnOffsetCommitResponsePartition::default()
             .with_partition_index(commit.partition)
             .with_error_code(super::error_code(error));

@@ -31,8 +31,10 @@ const fn api(key: ApiKey, min: i16, max: i16) -> SupportedApi {
 /// Every API served, in ApiVersions order.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // From v0: older librdkafka enables compression only when v0 is in range (KAFKA-18659), and
-    // clients with `api.version.request=false` send v0–v2 with legacy message sets.
-    api(ApiKey::Produce, 0, 11),
+    // clients with `api.version.request=false` send v0–v2 with legacy message sets. v12 is
+    // transaction version 2 (KIP-890: the leader adds the partition to the transaction); v13 (topic
+    // ids) is not served.
+    api(ApiKey::Produce, 0, 12),
     api(ApiKey::Fetch, 4, 17),
     api(ApiKey::ListOffsets, 1, 10),
     api(ApiKey::Metadata, 0, 12),
@@ -62,12 +64,13 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteRecords, 0, 2),
     // From v0: librdkafka enables idempotence only when InitProducerId v0 is in range.
     api(ApiKey::InitProducerId, 0, 5),
-    // Transactions, version 1 (KIP-98, KIP-890 part 1): EndTxn v5 and Produce v12 belong to
-    // transaction version 2, which is not served (`handlers::api_versions`).
+    // Transactions (KIP-98, KIP-890): EndTxn v5, TxnOffsetCommit v5 and Produce v12 are transaction
+    // version 2, which clients use once the cluster finalizes `transaction.version` 2
+    // (`handlers::api_versions`).
     api(ApiKey::AddPartitionsToTxn, 0, 5),
     api(ApiKey::AddOffsetsToTxn, 0, 4),
-    api(ApiKey::EndTxn, 0, 4),
-    api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::EndTxn, 0, 5),
+    api(ApiKey::TxnOffsetCommit, 0, 5),
     api(ApiKey::DescribeTransactions, 0, 0),
     // v2 adds a transactional id pattern (KIP-1152), not served.
     api(ApiKey::ListTransactions, 0, 1),

@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use chronik_metadata::features::TRANSACTION_VERSION;
 use chronik_metadata::{BrokerId, MetadataImage};
 use kafka_protocol::error::ResponseError;
 use tokio::sync::Notify;
@@ -22,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::markers::{MarkerOutcome, MarkerSender, Markers};
 use super::records;
-use super::state::{InitTransit, TxnMetadata, TxnState};
+use super::state::{EndTransit, InitTransit, TxnMetadata, TxnState};
 use super::{TxnConfig, TRANSACTION_STATE_TOPIC};
 use crate::controller_client::ControllerClient;
 use crate::coordinator_runtime::{
@@ -273,7 +274,7 @@ impl TransactionCoordinator {
         next: Option<&TxnMetadata>,
     ) -> Result<(), ResponseError> {
         let value = next.map(TxnMetadata::to_log);
-        let (key, value) = records::encode(id, value.as_ref());
+        let (key, value) = records::encode(id, value.as_ref(), self.value_version(next));
         let mut batch = [plain_record(0, now_ms(), Some(key), value)];
         let batch = encode_plain_batch(&mut batch).map_err(|e| {
             warn!("cannot encode a transaction state record: {e}");
@@ -291,6 +292,19 @@ impl TransactionCoordinator {
             .await
             .map(|_| ())
             .map_err(|e| write_error(&e))
+    }
+
+    /// The `__transaction_state` value schema to write (Kafka's
+    /// `TransactionVersion.transactionLogValueVersion`): v1 once the cluster finalizes
+    /// `transaction.version` 1 or more, or whenever the state has a field only v1 holds.
+    fn value_version(&self, next: Option<&TxnMetadata>) -> i16 {
+        let finalized = self.metadata.current().feature_level(TRANSACTION_VERSION);
+        let needs_v1 = next.is_some_and(|m| m.client_version != 0 || m.next_producer_id >= 0);
+        if finalized >= 1 || needs_v1 {
+            records::VALUE_V1
+        } else {
+            records::VALUE_V0
+        }
     }
 
     // ---- FindCoordinator ----
@@ -394,10 +408,15 @@ impl TransactionCoordinator {
     // ---- AddPartitionsToTxn, AddOffsetsToTxn ----
 
     /// Adds partitions to the producer's transaction, writing the new set before answering.
+    /// `client_version` is the request's transaction version: 2 when a partition leader (Produce
+    /// v12) or a group coordinator (TxnOffsetCommit v5) adds for the producer (KIP-890 part 2).
     ///
     /// While the id's previous transaction is still completing (its EndTxn was answered, its markers
-    /// or its Complete record are not written yet) the request waits for it, up to
-    /// [`COMPLETION_WAIT`], instead of answering CONCURRENT_TRANSACTIONS at once. librdkafka counts an
+    /// or its Complete record are not written yet) a client's request (`wait_for_previous`) waits
+    /// for it, up to [`COMPLETION_WAIT`], instead of answering CONCURRENT_TRANSACTIONS at once. A
+    /// broker's request is answered CONCURRENT_TRANSACTIONS at once, as Kafka does: the leader asks
+    /// again with a new verification guard, since the previous transaction's marker voids the one it
+    /// holds. librdkafka counts an
     /// AddPartitionsToTxn refused that way as one that may have registered partitions (`txn_req_cnt`),
     /// so an `abort_transaction()` before its retry succeeds sends EndTxn(abort); that reaches an id
     /// in CompleteCommit or CompleteAbort and gets INVALID_TXN_STATE, which is fatal to the producer.
@@ -410,20 +429,27 @@ impl TransactionCoordinator {
         producer_id: i64,
         producer_epoch: i16,
         partitions: BTreeSet<(String, i32)>,
+        client_version: i16,
+        wait_for_previous: bool,
     ) -> Result<(), ResponseError> {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
         let shard = self.shard(transactional_id)?;
-        let deadline = Instant::now() + COMPLETION_WAIT;
+        let deadline = Instant::now()
+            + if wait_for_previous {
+                COMPLETION_WAIT
+            } else {
+                Duration::ZERO
+            };
         let mut waited = false;
         let next = wait_for_completion(&shard.changed, deadline, || {
             let attempt = try_add_partitions(
                 &mut shard.lock(),
                 transactional_id,
-                producer_id,
-                producer_epoch,
+                (producer_id, producer_epoch),
                 &partitions,
+                client_version,
             );
             if matches!(attempt, Attempt::Completing) && !waited {
                 debug!(
@@ -474,47 +500,84 @@ impl TransactionCoordinator {
     // ---- EndTxn ----
 
     /// EndTxn: writes PrepareCommit or PrepareAbort and answers once it is committed; the markers and
-    /// the Complete record follow in the background.
+    /// the Complete record follow in the background. `client_version` is the request's transaction
+    /// version (2 for EndTxn v5). Answers the producer id and epoch the producer goes on with: in
+    /// transaction version 2 the bumped epoch, or a new producer id at epoch 0 once the epoch is
+    /// exhausted (Kafka's `endTransaction`).
     pub async fn end_txn(
         self: &Arc<Self>,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-    ) -> Result<(), ResponseError> {
+        client_version: i16,
+    ) -> Result<(i64, i16), ResponseError> {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
         let shard = self.shard(transactional_id)?;
-        let prepared = {
-            let mut state = shard.lock_live()?;
-            let meta = state
-                .txns
-                .get_mut(transactional_id)
-                .ok_or(ResponseError::InvalidProducerIdMapping)?;
-            let decided = meta.prepare_end(producer_id, producer_epoch, commit, now_ms());
-            if decided == Err(ResponseError::InvalidTxnState) {
-                // Kafka's `logInvalidStateTransitionAndReturnError`: the client believes a transaction
-                // is open that this coordinator never recorded (or ended the other way).
-                warn!(
-                    transactional_id,
+        let mut new_producer_id = None;
+        let prepared = loop {
+            let decided = {
+                let mut state = shard.lock_live()?;
+                let meta = state
+                    .txns
+                    .get_mut(transactional_id)
+                    .ok_or(ResponseError::InvalidProducerIdMapping)?;
+                let decided = meta.prepare_end(
                     producer_id,
                     producer_epoch,
-                    state = meta.state.name(),
                     commit,
-                    "EndTxn refused with INVALID_TXN_STATE"
+                    client_version,
+                    new_producer_id,
+                    now_ms(),
                 );
-            }
-            let Some(next) = decided? else {
-                return Ok(());
+                if decided == Err(ResponseError::InvalidTxnState) {
+                    // Kafka's `logInvalidStateTransitionAndReturnError`: the client believes a
+                    // transaction is open that this coordinator never recorded (or ended the other
+                    // way).
+                    warn!(
+                        transactional_id,
+                        producer_id,
+                        producer_epoch,
+                        state = meta.state.name(),
+                        commit,
+                        "EndTxn refused with INVALID_TXN_STATE"
+                    );
+                }
+                if let Ok(EndTransit::Write(next)) = &decided {
+                    meta.pending = Some(next.state);
+                }
+                decided?
             };
-            meta.pending = Some(next.state);
-            next
+            match decided {
+                EndTransit::Answer(id, epoch) => return Ok((id, epoch)),
+                EndTransit::Write(next) => break next,
+                EndTransit::NeedProducerId => {
+                    let id = self
+                        .producer_ids
+                        .next_producer_id(BLOCK_WAIT)
+                        .await
+                        .map_err(|_| ResponseError::CoordinatorLoadInProgress)?;
+                    new_producer_id = Some(id);
+                }
+            }
         };
         self.write(&shard, transactional_id, Some(prepared.clone()))
             .await?;
+        if prepared.producer_epoch != producer_epoch || prepared.next_producer_id >= 0 {
+            debug!(
+                transactional_id,
+                producer_id,
+                from_epoch = producer_epoch,
+                to_epoch = prepared.producer_epoch,
+                next_producer_id = prepared.next_producer_id,
+                "transaction end bumped the producer epoch"
+            );
+        }
+        let answer = prepared.producer_after_completion();
         self.spawn_completion(&shard, transactional_id, prepared);
-        Ok(())
+        Ok(answer)
     }
 
     /// Marks the (committed, prepared) transaction pending and sends its markers in the background.
@@ -790,9 +853,9 @@ async fn wait_for_completion<T>(
 fn try_add_partitions(
     state: &mut ShardState,
     transactional_id: &str,
-    producer_id: i64,
-    producer_epoch: i16,
+    (producer_id, producer_epoch): (i64, i16),
     partitions: &BTreeSet<(String, i32)>,
+    client_version: i16,
 ) -> Attempt<Option<TxnMetadata>> {
     if state.unloaded {
         return Attempt::Done(Err(ResponseError::NotCoordinator));
@@ -800,7 +863,13 @@ fn try_add_partitions(
     let Some(meta) = state.txns.get_mut(transactional_id) else {
         return Attempt::Done(Err(ResponseError::InvalidProducerIdMapping));
     };
-    match meta.prepare_add_partitions(producer_id, producer_epoch, partitions, now_ms()) {
+    match meta.prepare_add_partitions(
+        producer_id,
+        producer_epoch,
+        partitions,
+        client_version,
+        now_ms(),
+    ) {
         Err(ResponseError::ConcurrentTransactions) if meta.state.is_prepared() => {
             Attempt::Completing
         }
@@ -898,7 +967,7 @@ mod tests {
 
     fn append(log: &PartitionLog, id: &str, meta: Option<&TxnMetadata>) {
         let value = meta.map(TxnMetadata::to_log);
-        let (key, value) = records::encode(id, value.as_ref());
+        let (key, value) = records::encode(id, value.as_ref(), records::VALUE_V1);
         let mut batch = [plain_record(0, 1, Some(key), value)];
         log.append_as_leader(encode_plain_batch(&mut batch).unwrap(), 0)
             .unwrap();
@@ -915,10 +984,18 @@ mod tests {
         };
         let parts: BTreeSet<(String, i32)> = [("t".to_string(), 0)].into();
         let ongoing = empty
-            .prepare_add_partitions(7, 0, &parts, 3)
+            .prepare_add_partitions(7, 0, &parts, 0, 3)
             .unwrap()
             .unwrap();
-        let prepared = ongoing.prepare_end(7, 0, true, 4).unwrap().unwrap();
+        // Transaction version 2 at an exhausted epoch: the Prepare record carries the bumped epoch
+        // and the producer id to rotate to, which a new coordinator needs to complete it.
+        let mut ongoing = ongoing;
+        ongoing.producer_epoch = i16::MAX - 1;
+        let Ok(EndTransit::Write(prepared)) =
+            ongoing.prepare_end(7, i16::MAX - 1, true, 2, Some(8), 4)
+        else {
+            panic!()
+        };
         append(&log, "a", Some(&empty));
         append(&log, "b", Some(&empty));
         append(&log, "a", Some(&ongoing));
@@ -930,8 +1007,24 @@ mod tests {
         let a = &replayed.txns["a"];
         assert_eq!(a.state, TxnState::PrepareCommit);
         assert_eq!(a.partitions, parts);
-        assert_eq!((a.producer_id, a.producer_epoch), (7, 0));
+        assert_eq!(
+            (
+                a.producer_id,
+                a.producer_epoch,
+                a.next_producer_id,
+                a.client_version
+            ),
+            (7, i16::MAX, 8, 2)
+        );
         assert_eq!(a.pending, None);
+        assert_eq!(
+            a.prepare_complete(5).map(|c| (
+                c.producer_id,
+                c.producer_epoch,
+                c.previous_producer_id
+            )),
+            Some((8, 0, 7))
+        );
 
         // Replay stops at the bound it is given.
         let partial = replay(&log, 3).unwrap();
@@ -948,10 +1041,13 @@ mod tests {
         };
         let parts: BTreeSet<(String, i32)> = [("t".to_string(), 0)].into();
         let ongoing = empty
-            .prepare_add_partitions(7, 0, &parts, 3)
+            .prepare_add_partitions(7, 0, &parts, 0, 3)
             .unwrap()
             .unwrap();
-        let mut prepared = ongoing.prepare_end(7, 0, true, 4).unwrap().unwrap();
+        let Ok(EndTransit::Write(mut prepared)) = ongoing.prepare_end(7, 0, true, 0, None, 4)
+        else {
+            panic!()
+        };
         prepared.pending = Some(TxnState::CompleteCommit);
         let complete = prepared.prepare_complete(5).unwrap();
         let state = ShardState {
@@ -982,7 +1078,7 @@ mod tests {
         };
         let started = Instant::now();
         let next = wait_for_completion(&shard.1, started + COMPLETION_WAIT, || {
-            try_add_partitions(&mut shard.0.lock().unwrap(), "p", 7, 0, &next_parts)
+            try_add_partitions(&mut shard.0.lock().unwrap(), "p", (7, 0), &next_parts, 0)
         })
         .await
         .expect("the add waits for the completion instead of CONCURRENT_TRANSACTIONS")
@@ -996,7 +1092,9 @@ mod tests {
             Some(TxnState::Ongoing)
         );
         // Once written, the client's abort finds the transaction it opened.
-        let aborting = next.prepare_end(7, 0, false, 9).unwrap().unwrap();
+        let Ok(EndTransit::Write(aborting)) = next.prepare_end(7, 0, false, 0, None, 9) else {
+            panic!()
+        };
         assert_eq!(aborting.state, TxnState::PrepareAbort);
     }
 
@@ -1007,7 +1105,7 @@ mod tests {
         let parts: BTreeSet<(String, i32)> = [("t".to_string(), 1)].into();
         let started = Instant::now();
         let result = wait_for_completion(&shard.1, started + COMPLETION_WAIT, || {
-            try_add_partitions(&mut shard.0.lock().unwrap(), "p", 7, 0, &parts)
+            try_add_partitions(&mut shard.0.lock().unwrap(), "p", (7, 0), &parts, 0)
         })
         .await;
         assert_eq!(result, Err(ResponseError::ConcurrentTransactions));
@@ -1025,13 +1123,13 @@ mod tests {
         let parts: BTreeSet<(String, i32)> = [("t".to_string(), 1)].into();
         let far = Instant::now() + Duration::from_secs(3600);
         let fenced = wait_for_completion(&shard.1, far, || {
-            try_add_partitions(&mut shard.0.lock().unwrap(), "p", 7, 1, &parts)
+            try_add_partitions(&mut shard.0.lock().unwrap(), "p", (7, 1), &parts, 0)
         })
         .await;
         assert_eq!(fenced, Err(ResponseError::ProducerFenced));
         shard.0.lock().unwrap().unloaded = true;
         let moved = wait_for_completion(&shard.1, far, || {
-            try_add_partitions(&mut shard.0.lock().unwrap(), "p", 7, 0, &parts)
+            try_add_partitions(&mut shard.0.lock().unwrap(), "p", (7, 0), &parts, 0)
         })
         .await;
         assert_eq!(moved, Err(ResponseError::NotCoordinator));

@@ -1,5 +1,5 @@
 //! The transaction coordinator (Kafka's `TransactionCoordinator`, `TransactionStateManager` and
-//! `TransactionMarkerChannelManager`; KIP-98, KIP-360, KIP-890 part 1): transactional ids, their
+//! `TransactionMarkerChannelManager`; KIP-98, KIP-360, KIP-890 parts 1 and 2): transactional ids, their
 //! producer ids and epochs and their ongoing transactions, stored as records in the internal,
 //! compacted topic `__transaction_state`.
 //!
@@ -17,9 +17,13 @@
 //!   decided, and this coordinator or the next one writes the markers to every partition of the
 //!   transaction before it writes CompleteCommit or CompleteAbort;
 //! - a producer is fenced by an epoch bump that is committed before anyone is told of it;
-//! - AddPartitionsToTxn for an id whose previous transaction is still completing waits for it
-//!   (bounded) instead of refusing at once: librdkafka sends EndTxn(abort) after any attempted add,
-//!   and an abort reaching CompleteCommit or CompleteAbort is refused fatally (INVALID_TXN_STATE).
+//! - a client's AddPartitionsToTxn for an id whose previous transaction is still completing waits for
+//!   it (bounded) instead of refusing at once: librdkafka sends EndTxn(abort) after any attempted add,
+//!   and an abort reaching CompleteCommit or CompleteAbort is refused fatally (INVALID_TXN_STATE). A
+//!   broker's add (transaction version 2) is refused at once, and the broker asks again;
+//! - in transaction version 2 every end bumps the epoch before the markers are written with it, so
+//!   nothing of an ended transaction (a late batch, an EndTxn retried after the next one began) can
+//!   land in the next one.
 //!
 //! Layout: `records` (the topic's record formats), `state` (one id's state machine), `coordinator`
 //! (leadership, loading, writes, timers and the operations the handlers call), `markers` (sending

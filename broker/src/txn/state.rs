@@ -1,6 +1,13 @@
 //! One transactional id's state and its transitions (Kafka's `TransactionMetadata` and the checks of
-//! `TransactionCoordinator`, transaction version 1: one producer epoch per producer session, partitions
-//! added explicitly).
+//! `TransactionCoordinator`).
+//!
+//! Two transaction versions (KIP-890) live side by side, chosen per request: in version 1 (EndTxn
+//! v0–4, AddPartitionsToTxn v0–3 from the client) the producer keeps one epoch for its session and
+//! adds partitions itself; in version 2 (EndTxn v5, partitions added by their leaders) every EndTxn
+//! bumps the epoch, and the bumped epoch (or, once the epoch is exhausted, a new producer id at epoch
+//! 0) is what the producer uses for its next transaction and what the markers carry, so a batch or
+//! an EndTxn of an earlier transaction is fenced. The state remembers which version its last
+//! transaction used (`client_version`), which decides how an EndTxn retry is told from a new one.
 //!
 //! Every method is pure: it checks a request against the current state and returns the next state to
 //! write, or the Kafka error to answer. The coordinator marks the id `pending` while that record is
@@ -120,8 +127,28 @@ pub struct TxnMetadata {
     /// -1 when no transaction is open.
     pub start_timestamp_ms: i64,
     pub last_update_timestamp_ms: i64,
+    /// The producer id the id moves to when its prepared transaction completes (transaction version
+    /// 2 with the epoch exhausted, Kafka's `nextProducerId`); -1 otherwise.
+    pub next_producer_id: i64,
+    /// The transaction version of the last request that wrote this state (Kafka's
+    /// `clientTransactionVersion`): 2 when the epoch is bumped at every transaction end, else 0.
+    pub client_version: i16,
     /// The state being written, while its record is not yet committed.
     pub pending: Option<TxnState>,
+}
+
+/// Transaction version 2 (KIP-890 part 2): the epoch is bumped at every transaction end.
+pub const TRANSACTION_VERSION_2: i16 = 2;
+
+/// What EndTxn does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndTransit {
+    /// Nothing to write (a retry of an end already complete): answer with this producer id and epoch.
+    Answer(i64, i16),
+    /// Write this Prepare state; once committed, answer with its [`TxnMetadata::producer_after_completion`].
+    Write(TxnMetadata),
+    /// Transaction version 2 with the epoch exhausted: call again with a fresh producer id.
+    NeedProducerId,
 }
 
 impl TxnMetadata {
@@ -137,6 +164,8 @@ impl TxnMetadata {
             partitions: BTreeSet::new(),
             start_timestamp_ms: -1,
             last_update_timestamp_ms: now_ms,
+            next_producer_id: NO_PRODUCER_ID,
+            client_version: 0,
             pending: None,
         }
     }
@@ -144,7 +173,7 @@ impl TxnMetadata {
     pub fn from_log(value: TxnLogValue) -> Self {
         TxnMetadata {
             producer_id: value.producer_id,
-            previous_producer_id: NO_PRODUCER_ID,
+            previous_producer_id: value.previous_producer_id,
             producer_epoch: value.producer_epoch,
             last_producer_epoch: NO_PRODUCER_EPOCH,
             timeout_ms: value.timeout_ms,
@@ -152,6 +181,8 @@ impl TxnMetadata {
             partitions: value.partitions,
             start_timestamp_ms: value.start_timestamp_ms,
             last_update_timestamp_ms: value.last_update_timestamp_ms,
+            next_producer_id: value.next_producer_id,
+            client_version: value.client_version,
             pending: None,
         }
     }
@@ -159,12 +190,25 @@ impl TxnMetadata {
     pub fn to_log(&self) -> TxnLogValue {
         TxnLogValue {
             producer_id: self.producer_id,
+            previous_producer_id: self.previous_producer_id,
+            next_producer_id: self.next_producer_id,
             producer_epoch: self.producer_epoch,
             timeout_ms: self.timeout_ms,
             state: self.state,
             partitions: self.partitions.clone(),
             last_update_timestamp_ms: self.last_update_timestamp_ms,
             start_timestamp_ms: self.start_timestamp_ms,
+            client_version: self.client_version,
+        }
+    }
+
+    /// The producer id and epoch the producer goes on with once this (prepared) transaction
+    /// completes: what EndTxn v5 answers (Kafka's `prepareComplete`).
+    pub fn producer_after_completion(&self) -> (i64, i16) {
+        if self.next_producer_id >= 0 {
+            (self.next_producer_id, 0)
+        } else {
+            (self.producer_id, self.producer_epoch)
         }
     }
 
@@ -215,6 +259,8 @@ impl TxnMetadata {
                     partitions: BTreeSet::new(),
                     start_timestamp_ms: -1,
                     last_update_timestamp_ms: now_ms,
+                    next_producer_id: NO_PRODUCER_ID,
+                    client_version: self.client_version,
                     pending: None,
                 };
                 if is_epoch_exhausted(self.producer_epoch)
@@ -263,11 +309,15 @@ impl TxnMetadata {
 
     /// An ongoing transaction aborted by the coordinator (a new instance, or the timeout): the epoch
     /// is bumped so the old producer is fenced (Kafka's `prepareFenceProducerEpoch`, then
-    /// PrepareAbort).
+    /// PrepareAbort). The state is written as transaction version 1 whatever the transaction was:
+    /// an EndTxn of the fenced producer, one epoch behind, must not pass for the retry of a version
+    /// 2 end (which would hand it the fencing epoch); it is PRODUCER_FENCED.
     pub fn fence_and_abort(&self, now_ms: i64) -> TxnMetadata {
         let mut next = self.to(TxnState::PrepareAbort, now_ms);
         next.producer_epoch = self.producer_epoch.saturating_add(1);
         next.last_producer_epoch = NO_PRODUCER_EPOCH;
+        next.next_producer_id = NO_PRODUCER_ID;
+        next.client_version = 0;
         next
     }
 
@@ -282,13 +332,16 @@ impl TxnMetadata {
         }
     }
 
-    /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets partition): `Ok(None)` when
-    /// every partition is in the ongoing transaction already.
+    /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets partition; in transaction
+    /// version 2 a partition leader or group coordinator adding for the producer): `Ok(None)` when
+    /// every partition is in the ongoing transaction already. `client_version` is the transaction
+    /// version of the request.
     pub fn prepare_add_partitions(
         &self,
         producer_id: i64,
         epoch: i16,
         partitions: &BTreeSet<(String, i32)>,
+        client_version: i16,
         now_ms: i64,
     ) -> Result<Option<TxnMetadata>, ResponseError> {
         self.check_producer(producer_id, epoch)?;
@@ -299,6 +352,7 @@ impl TxnMetadata {
             return Ok(None);
         }
         let mut next = self.to(TxnState::Ongoing, now_ms);
+        next.client_version = client_version;
         if self.state != TxnState::Ongoing {
             next.start_timestamp_ms = now_ms;
         }
@@ -325,23 +379,85 @@ impl TxnMetadata {
             .collect())
     }
 
-    /// EndTxn from the client (Kafka's `endTransaction`, transaction version 1): `Ok(None)` for a
-    /// retry of an end already complete.
+    /// EndTxn from the client (Kafka's `TransactionCoordinator.endTransaction`). `client_version` is
+    /// the request's transaction version (2 for EndTxn v5); `new_producer_id` a fresh id once asked
+    /// for.
+    ///
+    /// In transaction version 2 the epoch is bumped at every end, so the same epoch means the next
+    /// end, not a retry: a retry names the epoch before the bump (or the previous producer id at the
+    /// exhausted epoch, once the id rotated). And since partitions are added by their leaders, a
+    /// producer cannot know whether its transaction reached the coordinator: an abort with nothing
+    /// open is a real, empty abort (it bumps the epoch as any end does).
     pub fn prepare_end(
         &self,
         producer_id: i64,
         epoch: i16,
         commit: bool,
+        client_version: i16,
+        new_producer_id: Option<i64>,
         now_ms: i64,
-    ) -> Result<Option<TxnMetadata>, ResponseError> {
-        self.check_producer(producer_id, epoch)?;
-        if self.pending.is_some() {
+    ) -> Result<EndTransit, ResponseError> {
+        let stored_v2 = self.client_version >= TRANSACTION_VERSION_2;
+        let retry_on_bump = stored_v2 && i32::from(self.producer_epoch) == i32::from(epoch) + 1;
+        let retry_on_overflow = stored_v2
+            && producer_id != self.producer_id
+            && producer_id == self.previous_producer_id
+            && epoch == i16::MAX - 1
+            && self.producer_epoch == 0;
+        let is_retry = retry_on_bump || retry_on_overflow;
+        if producer_id != self.producer_id && !retry_on_overflow {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        let valid_epoch = if stored_v2 {
+            match self.state {
+                TxnState::PrepareCommit
+                | TxnState::PrepareAbort
+                | TxnState::CompleteCommit
+                | TxnState::CompleteAbort => is_retry || epoch == self.producer_epoch,
+                _ => epoch == self.producer_epoch,
+            }
+        } else {
+            epoch == self.producer_epoch
+        };
+        if !valid_epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        if self.pending.is_some() || (stored_v2 && self.state.is_prepared() && !is_retry) {
+            // The end of the next transaction (at the bumped epoch) while this one's markers are
+            // still being written: it waits for them, as its first partition's add does (Kafka's
+            // KAFKA-18575).
             return Err(ResponseError::ConcurrentTransactions);
         }
+        let request_v2 = client_version >= TRANSACTION_VERSION_2;
+        let answer = || Ok(EndTransit::Answer(self.producer_id, self.producer_epoch));
         match (self.state, commit) {
-            (TxnState::Ongoing, true) => Ok(Some(self.to(TxnState::PrepareCommit, now_ms))),
-            (TxnState::Ongoing, false) => Ok(Some(self.to(TxnState::PrepareAbort, now_ms))),
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(None),
+            (TxnState::Ongoing, true) => self.prepare(
+                TxnState::PrepareCommit,
+                client_version,
+                new_producer_id,
+                now_ms,
+            ),
+            (TxnState::Ongoing, false) => self.prepare(
+                TxnState::PrepareAbort,
+                client_version,
+                new_producer_id,
+                now_ms,
+            ),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false)
+                if !stored_v2 || is_retry =>
+            {
+                answer()
+            }
+            (TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort, false)
+                if request_v2 && !is_retry =>
+            {
+                self.prepare(
+                    TxnState::PrepareAbort,
+                    client_version,
+                    new_producer_id,
+                    now_ms,
+                )
+            }
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                 Err(ResponseError::ConcurrentTransactions)
             }
@@ -349,7 +465,37 @@ impl TxnMetadata {
         }
     }
 
-    /// Once every marker is written: CompleteCommit or CompleteAbort, with no partitions.
+    /// The Prepare state of an end: in transaction version 2 with the epoch bumped (and a new
+    /// producer id to move to when the epoch is exhausted).
+    fn prepare(
+        &self,
+        state: TxnState,
+        client_version: i16,
+        new_producer_id: Option<i64>,
+        now_ms: i64,
+    ) -> Result<EndTransit, ResponseError> {
+        let mut next = self.to(state, now_ms);
+        if client_version >= TRANSACTION_VERSION_2 {
+            if is_epoch_exhausted(self.producer_epoch) {
+                let Some(id) = new_producer_id else {
+                    return Ok(EndTransit::NeedProducerId);
+                };
+                next.next_producer_id = id;
+            }
+            next.producer_epoch = self.producer_epoch.saturating_add(1);
+            next.last_producer_epoch = self.producer_epoch;
+            if self.state != TxnState::Ongoing {
+                // An abort with nothing added: it starts and ends now.
+                next.partitions.clear();
+                next.start_timestamp_ms = now_ms;
+            }
+        }
+        next.client_version = client_version;
+        Ok(EndTransit::Write(next))
+    }
+
+    /// Once every marker is written: CompleteCommit or CompleteAbort, with no partitions; with the
+    /// new producer id at epoch 0 if the end rotated it.
     pub fn prepare_complete(&self, now_ms: i64) -> Option<TxnMetadata> {
         let state = match self.state {
             TxnState::PrepareCommit => TxnState::CompleteCommit,
@@ -358,6 +504,12 @@ impl TxnMetadata {
         };
         let mut next = self.to(state, now_ms);
         next.partitions.clear();
+        if self.next_producer_id >= 0 {
+            next.previous_producer_id = self.producer_id;
+            next.producer_id = self.next_producer_id;
+            next.producer_epoch = 0;
+            next.next_producer_id = NO_PRODUCER_ID;
+        }
         Some(next)
     }
 
@@ -387,6 +539,50 @@ mod tests {
         list.iter().map(|(t, p)| (t.to_string(), *p)).collect()
     }
 
+    /// The transaction version 1 forms of AddPartitionsToTxn and EndTxn (`None`: nothing to write).
+    trait Version1 {
+        fn add_v1(
+            &self,
+            producer_id: i64,
+            epoch: i16,
+            partitions: &BTreeSet<(String, i32)>,
+            now_ms: i64,
+        ) -> Result<Option<TxnMetadata>, ResponseError>;
+        fn end_v1(
+            &self,
+            producer_id: i64,
+            epoch: i16,
+            commit: bool,
+            now_ms: i64,
+        ) -> Result<Option<TxnMetadata>, ResponseError>;
+    }
+
+    impl Version1 for TxnMetadata {
+        fn add_v1(
+            &self,
+            producer_id: i64,
+            epoch: i16,
+            partitions: &BTreeSet<(String, i32)>,
+            now_ms: i64,
+        ) -> Result<Option<TxnMetadata>, ResponseError> {
+            self.prepare_add_partitions(producer_id, epoch, partitions, 0, now_ms)
+        }
+
+        fn end_v1(
+            &self,
+            producer_id: i64,
+            epoch: i16,
+            commit: bool,
+            now_ms: i64,
+        ) -> Result<Option<TxnMetadata>, ResponseError> {
+            match self.prepare_end(producer_id, epoch, commit, 0, None, now_ms)? {
+                EndTransit::Write(next) => Ok(Some(next)),
+                EndTransit::Answer(..) => Ok(None),
+                EndTransit::NeedProducerId => panic!("version 1 never rotates the producer id"),
+            }
+        }
+    }
+
     fn written(transit: Result<InitTransit, ResponseError>) -> TxnMetadata {
         match transit {
             Ok(InitTransit::Write(next)) => next,
@@ -401,21 +597,15 @@ mod tests {
         assert_eq!((init.producer_id, init.producer_epoch), (10, 0));
         assert_eq!(init.state, TxnState::Empty);
 
-        let added = init
-            .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), 3)
-            .unwrap()
-            .unwrap();
+        let added = init.add_v1(10, 0, &parts(&[("t", 0)]), 3).unwrap().unwrap();
         assert_eq!(
             (added.state, added.start_timestamp_ms),
             (TxnState::Ongoing, 3)
         );
         // Adding what is in the transaction already writes nothing.
-        assert_eq!(
-            added.prepare_add_partitions(10, 0, &parts(&[("t", 0)]), 4),
-            Ok(None)
-        );
+        assert_eq!(added.add_v1(10, 0, &parts(&[("t", 0)]), 4), Ok(None));
         let more = added
-            .prepare_add_partitions(10, 0, &parts(&[("u", 1)]), 5)
+            .add_v1(10, 0, &parts(&[("u", 1)]), 5)
             .unwrap()
             .unwrap();
         assert_eq!(more.partitions, parts(&[("t", 0), ("u", 1)]));
@@ -424,12 +614,12 @@ mod tests {
             "the transaction started at the first add"
         );
 
-        let prepared = more.prepare_end(10, 0, true, 6).unwrap().unwrap();
+        let prepared = more.end_v1(10, 0, true, 6).unwrap().unwrap();
         assert_eq!(prepared.state, TxnState::PrepareCommit);
         assert_eq!(prepared.partitions, more.partitions, "markers go to these");
         // While markers are written, everything else waits.
         assert_eq!(
-            prepared.prepare_add_partitions(10, 0, &parts(&[("t", 0)]), 7),
+            prepared.add_v1(10, 0, &parts(&[("t", 0)]), 7),
             Err(ResponseError::ConcurrentTransactions)
         );
         assert_eq!(
@@ -437,11 +627,11 @@ mod tests {
             Err(ResponseError::ConcurrentTransactions)
         );
         assert_eq!(
-            prepared.prepare_end(10, 0, true, 7),
+            prepared.end_v1(10, 0, true, 7),
             Err(ResponseError::ConcurrentTransactions)
         );
         assert_eq!(
-            prepared.prepare_end(10, 0, false, 7),
+            prepared.end_v1(10, 0, false, 7),
             Err(ResponseError::InvalidTxnState)
         );
 
@@ -449,16 +639,16 @@ mod tests {
         assert_eq!(complete.state, TxnState::CompleteCommit);
         assert!(complete.partitions.is_empty());
         assert_eq!(
-            complete.prepare_end(10, 0, true, 9),
+            complete.end_v1(10, 0, true, 9),
             Ok(None),
             "a retried commit"
         );
         assert_eq!(
-            complete.prepare_end(10, 0, false, 9),
+            complete.end_v1(10, 0, false, 9),
             Err(ResponseError::InvalidTxnState)
         );
         let next = complete
-            .prepare_add_partitions(10, 0, &parts(&[("t", 1)]), 10)
+            .add_v1(10, 0, &parts(&[("t", 1)]), 10)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -467,7 +657,7 @@ mod tests {
         );
         assert_eq!(next.partitions, parts(&[("t", 1)]));
         assert_eq!(
-            init.prepare_end(10, 0, true, 3),
+            init.end_v1(10, 0, true, 3),
             Err(ResponseError::InvalidTxnState),
             "nothing to end"
         );
@@ -478,17 +668,17 @@ mod tests {
         let meta = written(TxnMetadata::new(10, 60_000, 0).prepare_init(60_000, None, None, 0));
         let p = parts(&[("t", 0)]);
         assert_eq!(
-            meta.prepare_add_partitions(11, 0, &p, 1),
+            meta.add_v1(11, 0, &p, 1),
             Err(ResponseError::InvalidProducerIdMapping)
         );
         assert_eq!(
-            meta.prepare_add_partitions(10, 1, &p, 1),
+            meta.add_v1(10, 1, &p, 1),
             Err(ResponseError::ProducerFenced)
         );
         let mut pending = meta.clone();
         pending.pending = Some(TxnState::Ongoing);
         assert_eq!(
-            pending.prepare_add_partitions(10, 0, &p, 1),
+            pending.add_v1(10, 0, &p, 1),
             Err(ResponseError::ConcurrentTransactions)
         );
         assert_eq!(
@@ -505,7 +695,7 @@ mod tests {
         assert_eq!(again.timeout_ms, 30_000);
 
         let ongoing = again
-            .prepare_add_partitions(10, 1, &parts(&[("t", 0)]), 2)
+            .add_v1(10, 1, &parts(&[("t", 0)]), 2)
             .unwrap()
             .unwrap();
         let Ok(InitTransit::FenceAndAbort(abort)) = ongoing.prepare_init(30_000, None, None, 3)
@@ -519,7 +709,7 @@ mod tests {
         assert_eq!(abort.partitions, parts(&[("t", 0)]));
         // The old producer, at epoch 1, is fenced from here on.
         assert_eq!(
-            abort.prepare_end(10, 1, true, 4),
+            abort.end_v1(10, 1, true, 4),
             Err(ResponseError::ProducerFenced)
         );
         let aborted = abort.prepare_complete(5).unwrap();
@@ -577,10 +767,7 @@ mod tests {
     #[test]
     fn verify_only_answers_per_partition() {
         let meta = written(TxnMetadata::new(10, 60_000, 0).prepare_init(60_000, None, None, 0));
-        let ongoing = meta
-            .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), 1)
-            .unwrap()
-            .unwrap();
+        let ongoing = meta.add_v1(10, 0, &parts(&[("t", 0)]), 1).unwrap().unwrap();
         let asked = vec![("t".to_string(), 0), ("t".to_string(), 1)];
         assert_eq!(
             ongoing.verify_partitions(10, 0, &asked),
@@ -590,7 +777,7 @@ mod tests {
             ongoing.verify_partitions(10, 1, &asked),
             Err(ResponseError::ProducerFenced)
         );
-        let prepared = ongoing.prepare_end(10, 0, false, 2).unwrap().unwrap();
+        let prepared = ongoing.end_v1(10, 0, false, 2).unwrap().unwrap();
         assert_eq!(
             prepared.verify_partitions(10, 0, &asked),
             Err(ResponseError::ConcurrentTransactions)
@@ -601,7 +788,7 @@ mod tests {
     fn timeouts_and_expiry() {
         let meta = written(TxnMetadata::new(10, 1_000, 0).prepare_init(1_000, None, None, 0));
         let ongoing = meta
-            .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), 100)
+            .add_v1(10, 0, &parts(&[("t", 0)]), 100)
             .unwrap()
             .unwrap();
         assert!(!ongoing.has_timed_out(1_100));
@@ -614,6 +801,191 @@ mod tests {
         );
         assert!(meta.has_expired(10, 10));
         assert!(!meta.has_expired(9, 10));
+    }
+
+    fn end_v2(
+        meta: &TxnMetadata,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        new_producer_id: Option<i64>,
+    ) -> Result<EndTransit, ResponseError> {
+        meta.prepare_end(
+            producer_id,
+            epoch,
+            commit,
+            TRANSACTION_VERSION_2,
+            new_producer_id,
+            0,
+        )
+    }
+
+    fn prepared_v2(transit: Result<EndTransit, ResponseError>) -> TxnMetadata {
+        match transit {
+            Ok(EndTransit::Write(next)) => next,
+            other => panic!("expected a Prepare to write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn version_2_bumps_the_epoch_at_every_end_and_tells_a_retry_from_the_next_end() {
+        let init = written(TxnMetadata::new(10, 60_000, 0).prepare_init(60_000, None, None, 0));
+        let ongoing = init
+            .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), TRANSACTION_VERSION_2, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ongoing.client_version, TRANSACTION_VERSION_2);
+
+        let prepared = prepared_v2(end_v2(&ongoing, 10, 0, true, None));
+        assert_eq!(
+            (
+                prepared.state,
+                prepared.producer_epoch,
+                prepared.last_producer_epoch
+            ),
+            (TxnState::PrepareCommit, 1, 0),
+            "the markers carry the bumped epoch"
+        );
+        assert_eq!(prepared.partitions, parts(&[("t", 0)]));
+        assert_eq!(prepared.producer_after_completion(), (10, 1));
+        // While the markers are written, the retry waits, and so does the next transaction's end.
+        for (epoch, commit) in [(0, true), (1, true), (1, false)] {
+            assert_eq!(
+                end_v2(&prepared, 10, epoch, commit, None),
+                Err(ResponseError::ConcurrentTransactions)
+            );
+        }
+        assert_eq!(
+            end_v2(&prepared, 10, 2, true, None),
+            Err(ResponseError::ProducerFenced)
+        );
+        // The next transaction's first partition waits for this one to complete.
+        assert_eq!(
+            prepared.prepare_add_partitions(10, 1, &parts(&[("t", 0)]), TRANSACTION_VERSION_2, 2),
+            Err(ResponseError::ConcurrentTransactions)
+        );
+
+        let complete = prepared.prepare_complete(3).unwrap();
+        assert_eq!(
+            (complete.state, complete.producer_epoch),
+            (TxnState::CompleteCommit, 1)
+        );
+        assert_eq!(
+            end_v2(&complete, 10, 0, true, None),
+            Ok(EndTransit::Answer(10, 1)),
+            "a retried commit gets the epoch to go on with"
+        );
+        assert_eq!(
+            end_v2(&complete, 10, 0, false, None),
+            Err(ResponseError::InvalidTxnState),
+            "a retry that asks the other outcome"
+        );
+        assert_eq!(
+            end_v2(&complete, 10, 1, true, None),
+            Err(ResponseError::InvalidTxnState),
+            "a commit of nothing"
+        );
+        // An abort of nothing is a real end: the producer may have sent to a partition whose
+        // leader never added it.
+        let empty_abort = prepared_v2(end_v2(&complete, 10, 1, false, None));
+        assert_eq!(
+            (empty_abort.state, empty_abort.producer_epoch),
+            (TxnState::PrepareAbort, 2)
+        );
+        assert!(empty_abort.partitions.is_empty());
+        // A batch or an add of the finished transaction's epoch is fenced.
+        assert_eq!(
+            complete.prepare_add_partitions(10, 0, &parts(&[("u", 0)]), TRANSACTION_VERSION_2, 4),
+            Err(ResponseError::ProducerFenced)
+        );
+        let next = complete
+            .prepare_add_partitions(10, 1, &parts(&[("u", 0)]), TRANSACTION_VERSION_2, 4)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (next.state, next.start_timestamp_ms),
+            (TxnState::Ongoing, 4)
+        );
+        // Two ends later the first epoch is a zombie.
+        let done = prepared_v2(end_v2(&next, 10, 1, false, None))
+            .prepare_complete(5)
+            .unwrap();
+        assert_eq!(done.producer_epoch, 2);
+        assert_eq!(
+            end_v2(&done, 10, 0, false, None),
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            end_v2(&done, 11, 2, false, None),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+    }
+
+    #[test]
+    fn version_2_rotates_an_exhausted_producer_id_when_the_transaction_ends() {
+        let mut ongoing =
+            written(TxnMetadata::new(10, 60_000, 0).prepare_init(60_000, None, None, 0))
+                .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), TRANSACTION_VERSION_2, 1)
+                .unwrap()
+                .unwrap();
+        ongoing.producer_epoch = i16::MAX - 1;
+        assert_eq!(
+            end_v2(&ongoing, 10, i16::MAX - 1, true, None),
+            Ok(EndTransit::NeedProducerId)
+        );
+        let prepared = prepared_v2(end_v2(&ongoing, 10, i16::MAX - 1, true, Some(20)));
+        assert_eq!(
+            (
+                prepared.producer_id,
+                prepared.producer_epoch,
+                prepared.next_producer_id
+            ),
+            (10, i16::MAX, 20),
+            "the markers go out under the old id with the last epoch"
+        );
+        assert_eq!(prepared.producer_after_completion(), (20, 0));
+        let complete = prepared.prepare_complete(2).unwrap();
+        assert_eq!(
+            (
+                complete.producer_id,
+                complete.producer_epoch,
+                complete.previous_producer_id,
+                complete.next_producer_id
+            ),
+            (20, 0, 10, NO_PRODUCER_ID)
+        );
+        assert_eq!(
+            end_v2(&complete, 10, i16::MAX - 1, true, None),
+            Ok(EndTransit::Answer(20, 0)),
+            "the retry names the old id and gets the new one"
+        );
+        assert_eq!(
+            end_v2(&complete, 10, 5, true, None),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+    }
+
+    #[test]
+    fn a_producer_fenced_by_the_coordinator_cannot_pass_for_a_version_2_retry() {
+        let mut ongoing =
+            written(TxnMetadata::new(10, 1_000, 0).prepare_init(1_000, None, None, 0))
+                .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), TRANSACTION_VERSION_2, 1)
+                .unwrap()
+                .unwrap();
+        ongoing.producer_epoch = 3;
+        let aborted = ongoing
+            .fence_and_abort(2_000)
+            .prepare_complete(2_001)
+            .unwrap();
+        assert_eq!(
+            (aborted.state, aborted.producer_epoch),
+            (TxnState::CompleteAbort, 4)
+        );
+        assert_eq!(
+            end_v2(&aborted, 10, 3, false, None),
+            Err(ResponseError::ProducerFenced),
+            "one epoch behind after a fence is a zombie, not a retry"
+        );
     }
 
     #[test]

@@ -175,6 +175,10 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
                 mechanism: i32::from(mechanism.code()),
             })
         }
+        Record::FeatureLevel { name, level } => R::FeatureLevel(pb::FeatureLevelRecord {
+            name: name.clone(),
+            level: i32::from(*level),
+        }),
     };
     pb::MetadataRecord {
         record: Some(inner),
@@ -294,6 +298,11 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
         R::RemoveUserScramCredential(r) => Record::RemoveUserScramCredential {
             user: r.name.clone(),
             mechanism: scram_mechanism(r.mechanism)?,
+        },
+        R::FeatureLevel(r) => Record::FeatureLevel {
+            name: r.name.clone(),
+            level: i16::try_from(r.level)
+                .map_err(|_| DecodeError(format!("feature {}: level {}", r.name, r.level)))?,
         },
     })
 }

@@ -145,6 +145,9 @@ pub struct MetadataImage {
     /// Every ACL, by the id its `AccessControlEntry` record gave it.
     #[serde(default)]
     pub acls: BTreeMap<Uuid, AclBinding>,
+    /// Finalized feature levels by name (KIP-584; see `features`). Absent: level 0.
+    #[serde(default)]
+    pub features: BTreeMap<String, i16>,
 }
 
 impl MetadataImage {
@@ -314,7 +317,19 @@ impl MetadataImage {
                     }
                 }
             }
+            Record::FeatureLevel { name, level } => {
+                if *level > 0 {
+                    self.features.insert(name.clone(), *level);
+                } else {
+                    self.features.remove(name);
+                }
+            }
         }
+    }
+
+    /// A feature's finalized level: 0 when it is not finalized.
+    pub fn feature_level(&self, name: &str) -> i16 {
+        self.features.get(name).copied().unwrap_or(0)
     }
 
     /// Records that rebuild this image from an empty one (its offset excepted).
@@ -323,6 +338,12 @@ impl MetadataImage {
         if let Some(cluster_id) = &self.cluster_id {
             records.push(Record::ClusterId {
                 cluster_id: cluster_id.clone(),
+            });
+        }
+        for (name, level) in &self.features {
+            records.push(Record::FeatureLevel {
+                name: name.clone(),
+                level: *level,
             });
         }
         for (key, value) in &self.cluster_configs {

@@ -12,6 +12,7 @@ pub mod acl;
 pub mod configs;
 pub mod convert;
 pub mod error;
+pub mod features;
 pub mod image;
 pub mod leader_hint;
 pub mod records;

@@ -173,4 +173,10 @@ pub enum Record {
         user: String,
         mechanism: ScramMechanism,
     },
+    /// A cluster-wide feature finalized at `level` (Kafka's `FeatureLevelRecord`; see `features`).
+    /// Level 0 removes it.
+    FeatureLevel {
+        name: String,
+        level: i16,
+    },
 }

@@ -1,0 +1,127 @@
+//! Cluster-wide feature flags (KIP-584): what this release supports of each versioned feature, and
+//! the level a new cluster is finalized at. The finalized level is metadata, as in KRaft (KIP-778,
+//! `FeatureLevelRecord`): written once at bootstrap, replayed by every broker, so all brokers report
+//! the same level in ApiVersions and act on it alike. An absent feature is at level 0.
+//!
+//! `transaction.version` (KIP-890):
+//! - 0: transactions as in KIP-98, with the KIP-890 part 1 verification; `__transaction_state`
+//!   values in schema v0;
+//! - 1: the same, with `__transaction_state` values in the flexible schema v1 (tagged fields);
+//! - 2: transaction version 2: the coordinator bumps the producer epoch at every transaction end
+//!   (EndTxn v5), partition leaders add partitions to the transaction themselves (Produce v12,
+//!   TxnOffsetCommit v5). The Java client (4.x) uses it once it is finalized; librdkafka does not.
+//!
+//! `metadata.version` is not here: Chronik reports it as a constant (`handlers::api_versions`).
+
+use std::collections::BTreeMap;
+
+use crate::records::Record;
+
+pub const TRANSACTION_VERSION: &str = "transaction.version";
+
+/// A feature this release knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureSpec {
+    pub name: &'static str,
+    pub min_level: i16,
+    pub max_level: i16,
+    /// The level a new cluster is finalized at, unless the operator chooses another.
+    pub bootstrap_level: i16,
+}
+
+/// Every feature this release supports.
+pub const FEATURES: [FeatureSpec; 1] = [FeatureSpec {
+    name: TRANSACTION_VERSION,
+    min_level: 0,
+    max_level: 2,
+    bootstrap_level: 2,
+}];
+
+pub fn spec(name: &str) -> Option<&'static FeatureSpec> {
+    FEATURES.iter().find(|f| f.name == name)
+}
+
+/// Parses one `NAME=LEVEL` choice for a new cluster (the controller's `--feature`), checked against
+/// what this release supports.
+pub fn parse_level(choice: &str) -> Result<(String, i16), String> {
+    let (name, level) = choice
+        .split_once('=')
+        .ok_or_else(|| format!("'{choice}': expected NAME=LEVEL"))?;
+    let spec = spec(name.trim()).ok_or_else(|| {
+        let known: Vec<&str> = FEATURES.iter().map(|f| f.name).collect();
+        format!(
+            "unknown feature '{}' (known: {})",
+            name.trim(),
+            known.join(", ")
+        )
+    })?;
+    let level: i16 = level
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{choice}': the level must be a number"))?;
+    if level < spec.min_level || level > spec.max_level {
+        return Err(format!(
+            "{} supports levels {} to {}, not {level}",
+            spec.name, spec.min_level, spec.max_level
+        ));
+    }
+    Ok((spec.name.to_string(), level))
+}
+
+/// The records that finalize a new cluster's features: each at its bootstrap level unless `chosen`
+/// names another; level 0 is left out (absent means 0).
+pub fn bootstrap_records(chosen: &BTreeMap<String, i16>) -> Vec<Record> {
+    FEATURES
+        .iter()
+        .map(|f| {
+            (
+                f.name,
+                chosen.get(f.name).copied().unwrap_or(f.bootstrap_level),
+            )
+        })
+        .filter(|(_, level)| *level > 0)
+        .map(|(name, level)| Record::FeatureLevel {
+            name: name.to_string(),
+            level,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_are_checked_against_the_supported_levels() {
+        assert_eq!(
+            parse_level("transaction.version=1"),
+            Ok(("transaction.version".to_string(), 1))
+        );
+        assert!(parse_level("transaction.version=3").is_err());
+        assert!(parse_level("transaction.version=-1").is_err());
+        assert!(parse_level("transaction.version").is_err());
+        assert!(parse_level("group.version=1").is_err());
+        assert!(parse_level("transaction.version=two").is_err());
+    }
+
+    #[test]
+    fn a_new_cluster_finalizes_transaction_version_2_unless_told_otherwise() {
+        assert_eq!(
+            bootstrap_records(&BTreeMap::new()),
+            vec![Record::FeatureLevel {
+                name: TRANSACTION_VERSION.to_string(),
+                level: 2
+            }]
+        );
+        let chosen = BTreeMap::from([(TRANSACTION_VERSION.to_string(), 1)]);
+        assert_eq!(
+            bootstrap_records(&chosen),
+            vec![Record::FeatureLevel {
+                name: TRANSACTION_VERSION.to_string(),
+                level: 1
+            }]
+        );
+        let off = BTreeMap::from([(TRANSACTION_VERSION.to_string(), 0)]);
+        assert!(bootstrap_records(&off).is_empty());
+    }
+}
