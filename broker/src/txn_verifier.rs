@@ -407,26 +407,35 @@ mod tests {
                 );
             }
         }
-        assert_eq!(
-            translate(ResponseError::InvalidTxnState, 12),
-            ResponseError::InvalidTxnState
-        );
-        assert_eq!(
-            translate(ResponseError::ProducerFenced, 12),
-            ResponseError::InvalidProducerEpoch
-        );
-        assert_eq!(
-            translate(ResponseError::TransactionalIdAuthorizationFailed, 10),
-            ResponseError::TransactionalIdAuthorizationFailed
-        );
-        assert_eq!(
-            translate(ResponseError::TransactionAbortable, 10),
-            ResponseError::InvalidTxnState
-        );
-        assert_eq!(
-            translate(ResponseError::TransactionAbortable, 11),
-            ResponseError::TransactionAbortable
-        );
+        for (error, version, answered) in [
+            (
+                ResponseError::InvalidTxnState,
+                12,
+                ResponseError::InvalidTxnState,
+            ),
+            (
+                ResponseError::ProducerFenced,
+                12,
+                ResponseError::InvalidProducerEpoch,
+            ),
+            (
+                ResponseError::TransactionalIdAuthorizationFailed,
+                10,
+                ResponseError::TransactionalIdAuthorizationFailed,
+            ),
+            (
+                ResponseError::TransactionAbortable,
+                10,
+                ResponseError::InvalidTxnState,
+            ),
+            (
+                ResponseError::TransactionAbortable,
+                11,
+                ResponseError::TransactionAbortable,
+            ),
+        ] {
+            assert_eq!(translate(error, version), answered, "{error:?} v{version}");
+        }
     }
 
     #[test]

@@ -347,6 +347,14 @@ impl TransactionCoordinator {
         ))
     }
 
+    /// A producer id from this broker's block, for a new transactional id or a rotation.
+    async fn fresh_producer_id(&self) -> Result<i64, ResponseError> {
+        self.producer_ids
+            .next_producer_id(BLOCK_WAIT)
+            .await
+            .map_err(|_| ResponseError::CoordinatorLoadInProgress)
+    }
+
     // ---- InitProducerId ----
 
     /// InitProducerId with a transactional id (Kafka's `handleInitProducerId`). `expected` is the v3+
@@ -371,12 +379,7 @@ impl TransactionCoordinator {
                 new_producer_id,
             )? {
                 InitTransit::NeedProducerId => {
-                    let id = self
-                        .producer_ids
-                        .next_producer_id(BLOCK_WAIT)
-                        .await
-                        .map_err(|_| ResponseError::CoordinatorLoadInProgress)?;
-                    new_producer_id = Some(id);
+                    new_producer_id = Some(self.fresh_producer_id().await?);
                 }
                 InitTransit::Write(next) => {
                     let (producer_id, epoch) = (next.producer_id, next.producer_epoch);
@@ -554,12 +557,7 @@ impl TransactionCoordinator {
                 EndTransit::Answer(id, epoch) => return Ok((id, epoch)),
                 EndTransit::Write(next) => break next,
                 EndTransit::NeedProducerId => {
-                    let id = self
-                        .producer_ids
-                        .next_producer_id(BLOCK_WAIT)
-                        .await
-                        .map_err(|_| ResponseError::CoordinatorLoadInProgress)?;
-                    new_producer_id = Some(id);
+                    new_producer_id = Some(self.fresh_producer_id().await?);
                 }
             }
         };

@@ -820,6 +820,14 @@ mod tests {
         )
     }
 
+    /// Producer 10 at epoch 0 with `t-0` added by its leader (transaction version 2).
+    fn ongoing_v2(timeout_ms: i32) -> TxnMetadata {
+        written(TxnMetadata::new(10, timeout_ms, 0).prepare_init(timeout_ms, None, None, 0))
+            .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), TRANSACTION_VERSION_2, 1)
+            .unwrap()
+            .unwrap()
+    }
+
     fn prepared_v2(transit: Result<EndTransit, ResponseError>) -> TxnMetadata {
         match transit {
             Ok(EndTransit::Write(next)) => next,
@@ -829,11 +837,7 @@ mod tests {
 
     #[test]
     fn version_2_bumps_the_epoch_at_every_end_and_tells_a_retry_from_the_next_end() {
-        let init = written(TxnMetadata::new(10, 60_000, 0).prepare_init(60_000, None, None, 0));
-        let ongoing = init
-            .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), TRANSACTION_VERSION_2, 1)
-            .unwrap()
-            .unwrap();
+        let ongoing = ongoing_v2(60_000);
         assert_eq!(ongoing.client_version, TRANSACTION_VERSION_2);
 
         let prepared = prepared_v2(end_v2(&ongoing, 10, 0, true, None));
@@ -923,11 +927,7 @@ mod tests {
 
     #[test]
     fn version_2_rotates_an_exhausted_producer_id_when_the_transaction_ends() {
-        let mut ongoing =
-            written(TxnMetadata::new(10, 60_000, 0).prepare_init(60_000, None, None, 0))
-                .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), TRANSACTION_VERSION_2, 1)
-                .unwrap()
-                .unwrap();
+        let mut ongoing = ongoing_v2(60_000);
         ongoing.producer_epoch = i16::MAX - 1;
         assert_eq!(
             end_v2(&ongoing, 10, i16::MAX - 1, true, None),
@@ -967,11 +967,7 @@ mod tests {
 
     #[test]
     fn a_producer_fenced_by_the_coordinator_cannot_pass_for_a_version_2_retry() {
-        let mut ongoing =
-            written(TxnMetadata::new(10, 1_000, 0).prepare_init(1_000, None, None, 0))
-                .prepare_add_partitions(10, 0, &parts(&[("t", 0)]), TRANSACTION_VERSION_2, 1)
-                .unwrap()
-                .unwrap();
+        let mut ongoing = ongoing_v2(1_000);
         ongoing.producer_epoch = 3;
         let aborted = ongoing
             .fence_and_abort(2_000)
