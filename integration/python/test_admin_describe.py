@@ -10,7 +10,8 @@ the `chronikctl` commands over them:
   a follower alike; UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER from a broker without a replica,
   KAFKA_STORAGE_ERROR from an offline dir;
 - ListGroups v5 type and state filters and DescribeGroups / DescribeCluster authorized operations
-  (confluent-kafka, kafka-python, Java), and the ApiVersions features (metadata.version 3.3-IV3 only);
+  (confluent-kafka, kafka-python, Java), and the ApiVersions features (metadata.version 3.3-IV3 and
+  transaction.version 2, a new cluster's level; no group.version);
 - `chronikctl topic describe` with each partition's log start offset, high watermark and size from its
   leader, and the error cases: unknown topic, a broker down, a full disk.
 
@@ -288,13 +289,15 @@ def test_group_types_states_and_authorized_operations(shared_cluster, topic_name
             assert groups[stable]["group_type"] == "classic" and groups[stable]["group_state"] == "Stable"
             assert stable not in {g["group_id"] for g in admin.list_groups(types_filter=["consumer"])}
             assert {g["group_id"] for g in admin.list_groups(states_filter=["empty"])} & {stable, empty} == {empty}
-            # ApiVersions v3+ features: metadata.version 3.3-IV3 alone (no transaction.version, no
-            # group.version), the broker's metadata offset as epoch.
+            # ApiVersions v3+ features: metadata.version 3.3-IV3 and transaction.version 2 (no
+            # group.version: the KIP-848 protocol is not served), the broker's metadata offset as epoch.
             features = admin.describe_features()
-            assert set(features) == {"metadata.version"}, features
+            assert set(features) == {"metadata.version", "transaction.version"}, features
             version = features["metadata.version"]
             assert (version["supported"], version["finalized"]) == ((7, 7), (7, 7))
             assert version["finalized_epoch"] > 0
+            txn = features["transaction.version"]
+            assert (txn["supported"], txn["finalized"]) == ((0, 2), (2, 2)), txn
         finally:
             admin.close()
 
@@ -308,11 +311,11 @@ def test_group_types_states_and_authorized_operations(shared_cluster, topic_name
             assert group["group_type"] == "Classic" and set(group["group_ops"]) == GROUP_OPERATIONS
             [cluster_ops] = [e["cluster_ops"] for e in events if "cluster_ops" in e]
             assert set(cluster_ops) == CLUSTER_OPERATIONS
-            # ApiVersions features: metadata.version 3.3-IV3 alone; no transaction.version or group.version.
-            assert [(e["supported"], e["min"], e["max"]) for e in events if "supported" in e] == \
-                [("metadata.version", 7, 7)]
-            assert [(e["finalized"], e["min"], e["max"]) for e in events if "finalized" in e] == \
-                [("metadata.version", 7, 7)]
+            # ApiVersions features: metadata.version 3.3-IV3 and transaction.version 2; no group.version.
+            assert sorted((e["supported"], e["min"], e["max"]) for e in events if "supported" in e) == \
+                [("metadata.version", 7, 7), ("transaction.version", 0, 2)]
+            assert sorted((e["finalized"], e["min"], e["max"]) for e in events if "finalized" in e) == \
+                [("metadata.version", 7, 7), ("transaction.version", 2, 2)]
             [epoch] = [e["features_epoch"] for e in events if "features_epoch" in e]
             assert epoch > 0
     finally:
