@@ -43,7 +43,7 @@ use crate::security::tls::{ServerTls, TlsSettings};
 use crate::security::{ClientAuth, ListenerSecurity, SecurityProtocol};
 use crate::status::BrokerStatus;
 use crate::txn::markers::MarkerSender;
-use crate::txn::TransactionCoordinator;
+use crate::txn::{TransactionCoordinator, TxnConfig};
 
 /// What each security protocol's listeners need, built once from the flags: one TLS configuration for
 /// SSL listeners (with `--ssl-client-auth`) and one for SASL_SSL listeners (which never ask for a
@@ -297,7 +297,10 @@ impl Broker {
         );
         let txns = TransactionCoordinator::new(
             config.broker_id,
-            config.txn.config(),
+            TxnConfig {
+                partitions_verified: config.transaction_partition_verification_enable,
+                ..config.txn.config()
+            },
             metadata.clone(),
             replicas.clone(),
             client.clone(),

@@ -197,7 +197,7 @@ def test_raw_legacy_produce_versions_and_refusals(shared_cluster, topic_name):
 def test_fetch_below_v4_is_still_refused(shared_cluster):
     """Consumers of the legacy formats are not served: Fetch v3 closes the connection."""
     with kafka_wire.KafkaConnection(shared_cluster.broker_addr(shared_cluster.brokers[0]["id"])) as conn:
-        assert conn.api_versions()[kafka_wire.API_PRODUCE] == (0, 11)
+        assert conn.api_versions()[kafka_wire.API_PRODUCE] == (0, 12)
         conn.send_raw(kafka_wire.request_frame(1, 3, 1, struct.pack(">iiii", -1, 100, 1, 0)))
         closed, received = conn.wait_closed_by_peer(10)
         assert closed and received == b"", received

@@ -521,7 +521,9 @@ def test_leaders_verify_partitions_with_the_coordinator(txn_cluster, topic_name)
 
 NOT_ENOUGH_REPLICAS = 19
 INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
 CONCURRENT_TRANSACTIONS = 51
+PRODUCER_FENCED = 90
 
 
 @pytest.mark.timeout(240)
@@ -577,6 +579,24 @@ def test_transaction_version_2_on_the_wire(txn_cluster, topic_name):
     with kafka_wire.KafkaConnection(leader) as c:
         # first, its commit marker, second, its commit marker; the empty abort wrote no marker here.
         assert c.list_offsets(topic_name, 0)[1] == 4
+
+
+@pytest.mark.timeout(120)
+def test_an_abort_the_coordinator_never_recorded_is_not_fatal(txn_cluster):
+    """librdkafka sends EndTxn(abort) after any AddPartitionsToTxn it attempted, also one lost with a
+    coordinator killed before recording it (the transactional chaos run, seed 11): the next
+    coordinator finds the id's last transaction committed. With partition verification on, nothing of
+    an unrecorded transaction was written, so the abort is answered NONE (Kafka: INVALID_TXN_STATE,
+    fatal to the producer); a commit of nothing is still INVALID_TXN_STATE."""
+    import kafka_wire
+    transactional_id = txn_id("abort-nothing")
+    coordinator = txn_cluster.broker_addr(coordinator_of(txn_cluster, transactional_id))
+    with kafka_wire.KafkaConnection(coordinator) as c:
+        error, pid, epoch = c.init_producer_id(transactional_id)
+        assert error == 0
+        assert c.end_txn(transactional_id, pid, epoch, False, version=3) == (0, -1, -1)
+        assert c.end_txn(transactional_id, pid, epoch, True, version=3)[0] == INVALID_TXN_STATE
+        assert c.end_txn(transactional_id, pid, epoch + 1, False, version=3)[0] == PRODUCER_FENCED
 
 
 @pytest.mark.timeout(300)

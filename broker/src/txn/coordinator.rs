@@ -535,6 +535,27 @@ impl TransactionCoordinator {
                     new_producer_id,
                     now_ms(),
                 );
+                let decided = match decided {
+                    Err(ResponseError::InvalidTxnState)
+                        if self.config.partitions_verified
+                            && meta.is_abort_of_nothing_recorded(
+                                producer_id,
+                                producer_epoch,
+                                commit,
+                                client_version,
+                            ) =>
+                    {
+                        info!(
+                            transactional_id,
+                            producer_id,
+                            producer_epoch,
+                            state = meta.state.name(),
+                            "EndTxn(abort) of a transaction never recorded here: nothing to abort"
+                        );
+                        Ok(EndTransit::Answer(meta.producer_id, meta.producer_epoch))
+                    }
+                    decided => decided,
+                };
                 if decided == Err(ResponseError::InvalidTxnState) {
                     // Kafka's `logInvalidStateTransitionAndReturnError`: the client believes a
                     // transaction is open that this coordinator never recorded (or ended the other

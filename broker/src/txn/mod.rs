@@ -70,6 +70,9 @@ pub struct TxnConfig {
     pub transactional_id_expiration: Duration,
     /// How long a write to the state topic waits for its in-sync replicas.
     pub write_timeout: Duration,
+    /// Whether partition leaders verify a transaction's first batch with the coordinator (KIP-890
+    /// part 1, `--transaction-partition-verification-enable`).
+    pub partitions_verified: bool,
 }
 
 impl TxnArgs {
@@ -84,6 +87,7 @@ impl TxnArgs {
             ),
             transactional_id_expiration: Duration::from_millis(self.transactional_id_expiration_ms),
             write_timeout: Duration::from_secs(5),
+            partitions_verified: true,
         }
     }
 }
@@ -98,6 +102,7 @@ impl Default for TxnConfig {
             abort_timed_out_interval: Duration::from_secs(10),
             transactional_id_expiration: Duration::from_secs(7 * 24 * 3600),
             write_timeout: Duration::from_secs(5),
+            partitions_verified: true,
         }
     }
 }

@@ -465,6 +465,27 @@ impl TxnMetadata {
         }
     }
 
+    /// Whether a refused transaction version 1 EndTxn is an abort of a transaction this coordinator
+    /// never recorded, by the current producer: nothing was added (the id is Empty, or its last
+    /// transaction is committed), and with partition verification on no leader wrote a batch of it,
+    /// so there is nothing to abort. librdkafka sends EndTxn(abort) after every AddPartitionsToTxn it
+    /// attempted, including one lost with a coordinator that died before recording it; Kafka answers
+    /// INVALID_TXN_STATE, fatal to the producer. The coordinator answers such an abort as done.
+    pub fn is_abort_of_nothing_recorded(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        client_version: i16,
+    ) -> bool {
+        !commit
+            && client_version < TRANSACTION_VERSION_2
+            && self.client_version < TRANSACTION_VERSION_2
+            && self.pending.is_none()
+            && (self.producer_id, self.producer_epoch) == (producer_id, epoch)
+            && matches!(self.state, TxnState::Empty | TxnState::CompleteCommit)
+    }
+
     /// The Prepare state of an end: in transaction version 2 with the epoch bumped (and a new
     /// producer id to move to when the epoch is exhausted).
     fn prepare(
@@ -833,6 +854,40 @@ mod tests {
             Ok(EndTransit::Write(next)) => next,
             other => panic!("expected a Prepare to write, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_version_1_abort_of_nothing_recorded_is_told_apart() {
+        let init = written(TxnMetadata::new(10, 60_000, 0).prepare_init(60_000, None, None, 0));
+        assert_eq!(
+            init.end_v1(10, 0, false, 1),
+            Err(ResponseError::InvalidTxnState)
+        );
+        assert!(init.is_abort_of_nothing_recorded(10, 0, false, 0));
+        let committed = init
+            .add_v1(10, 0, &parts(&[("t", 0)]), 1)
+            .unwrap()
+            .unwrap()
+            .end_v1(10, 0, true, 2)
+            .unwrap()
+            .unwrap()
+            .prepare_complete(3)
+            .unwrap();
+        assert!(committed.is_abort_of_nothing_recorded(10, 0, false, 0));
+        // Not a commit, not another producer or epoch, not transaction version 2, not while
+        // something is being written.
+        assert!(!committed.is_abort_of_nothing_recorded(10, 0, true, 0));
+        assert!(!committed.is_abort_of_nothing_recorded(10, 1, false, 0));
+        assert!(!committed.is_abort_of_nothing_recorded(11, 0, false, 0));
+        assert!(!committed.is_abort_of_nothing_recorded(10, 0, false, TRANSACTION_VERSION_2));
+        let mut pending = committed.clone();
+        pending.pending = Some(TxnState::Ongoing);
+        assert!(!pending.is_abort_of_nothing_recorded(10, 0, false, 0));
+        let ongoing = committed
+            .add_v1(10, 0, &parts(&[("t", 0)]), 4)
+            .unwrap()
+            .unwrap();
+        assert!(!ongoing.is_abort_of_nothing_recorded(10, 0, false, 0));
     }
 
     #[test]
