@@ -15,24 +15,25 @@ impl PartitionLog {
     /// or corrupt, and the log start offset and high watermark checkpoints are loaded, capped at the
     /// LEO. A directory recorded for another topic id is [`LogError::InconsistentTopicId`].
     pub fn open(dir: &Path, topic_id: Uuid, config: LogConfig) -> Result<Self> {
-        Self::open_in(dir, topic_id, config, &|parent| {
-            checkpoint::fsync_dir(parent)
-        })
+        Self::open_in(dir, topic_id, config, Arc::default())
     }
 
     /// [`PartitionLog::open`] with the fsync of the parent directory, which makes a new partition
-    /// directory durable, left to `sync_parent` (the log manager shares one fsync among the
-    /// partitions it creates at the same time).
+    /// directory durable, done through `parent_sync` (the log manager shares one among all its
+    /// partitions, so the first flushes of logs created together share that fsync).
     ///
-    /// A new log costs three fsyncs: its `partition.metadata`, its directory (every file created in
-    /// it), and its parent's, shared. Its empty leader-epoch checkpoint and `.txnindex` are not
-    /// written durably on their own: a missing epoch checkpoint of an empty log is the same empty
-    /// cache, and a missing transaction index is rebuilt from the (empty) log.
+    /// Creating a log fsyncs nothing: its directory, `partition.metadata`, first segment and
+    /// `.txnindex` are written to the page cache only, and the log's first [`PartitionLog::flush_to`]
+    /// that has something to flush makes them durable before it reports any offset (see
+    /// `sync_creation`). A crash before then may leave the directory missing or partial (no or a
+    /// torn `partition.metadata`, a zero-length segment); nothing in it was reported durable, and
+    /// [`super::super::manager::LogManager::open`] removes such a directory at start. The empty
+    /// leader-epoch checkpoint is not written: a missing one reads as the same empty cache.
     pub fn open_in(
         dir: &Path,
         topic_id: Uuid,
         config: LogConfig,
-        sync_parent: &dyn Fn(&Path) -> Result<()>,
+        parent_sync: Arc<DirSync>,
     ) -> Result<Self> {
         let created = !dir.exists();
         fs::create_dir_all(dir).map_err(io_error("create partition directory", dir))?;
@@ -45,6 +46,10 @@ impl PartitionLog {
                 })
             }
             Some(_) => {}
+            None if created => checkpoint::write_unsynced(
+                &dir.join(PARTITION_METADATA_FILE),
+                partition_metadata(topic_id).as_bytes(),
+            )?,
             None => write_partition_metadata(dir, topic_id)?,
         }
 
@@ -276,6 +281,7 @@ impl PartitionLog {
             flushed_offset: log_end_offset,
             last_flush_ms: now_ms(),
             dir_dirty: false,
+            creation_unsynced: true,
             truncations: 0,
             fsyncs: 0,
             flushed_position: (-1, 0),
@@ -287,11 +293,10 @@ impl PartitionLog {
             state.rewrite_txn_index(dir, base)?;
         }
 
-        checkpoint::fsync_dir(dir)?;
-        if created {
-            if let Some(parent) = dir.parent() {
-                sync_parent(parent)?;
-            }
+        if !created {
+            // What recovery changed in the directory (a new log's creation waits for its first
+            // flush instead).
+            checkpoint::fsync_dir(dir)?;
         }
         info!(dir = %dir.display(), log_start_offset, log_end_offset, high_watermark,
             segments = state.segments.len(), clean, "opened partition log");
@@ -300,6 +305,7 @@ impl PartitionLog {
             topic_id,
             state: RwLock::new(state),
             flush_lock: Mutex::new(()),
+            parent_sync,
             checkpoint_lock: Mutex::new(()),
             #[cfg(test)]
             fail_next_fsync: Default::default(),
