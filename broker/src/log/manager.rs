@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ use super::config::LogConfig;
 use super::error::{io_error, LogError, Result};
 use super::now_ms;
 use super::partition_log::{read_partition_metadata, PartitionLog, TRASH_DIR};
+
+/// Logs opened at once at start.
+const OPEN_THREADS: usize = 8;
 
 /// Where partition directories that failed to open are moved.
 pub const QUARANTINE_DIR: &str = ".quarantine";
@@ -194,52 +198,83 @@ impl LogManager {
             }
         }
         entries.sort();
-        let mut opened = BTreeMap::new();
-        for dir in entries {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Some(tp) = TopicPartition::parse_dir_name(&name) else {
-                if name != QUARANTINE_DIR {
-                    warn!(dir = %dir.display(), "ignoring a directory that is not a partition");
-                }
-                continue;
-            };
-            let metadata = read_partition_metadata(&dir);
-            if matches!(metadata, Ok(None) | Err(LogError::Corrupt { .. }))
-                && never_made_durable(&dir)
-            {
-                // A log whose first flush never completed: nothing in it was reported durable.
-                // Without a topic id it cannot be served; the replica layer creates it again.
-                info!(dir = %dir.display(), "removing a partition directory created but never flushed");
-                match fs::remove_dir_all(&dir) {
-                    Ok(()) => continue,
-                    Err(e) => warn!(dir = %dir.display(), error = %e, "cannot remove it"),
+        // Opening a log after a clean shutdown is mostly waiting on one fsync of its directory
+        // (recovery, after a crash, also reads its active segment): several at a time overlap.
+        let started = std::time::Instant::now();
+        let next = AtomicUsize::new(0);
+        let opened = Mutex::new(BTreeMap::new());
+        let open_some = || {
+            while let Some(dir) = entries.get(next.fetch_add(1, Ordering::Relaxed)) {
+                if let Some((tp, log)) = manager.open_existing(dir, &default_config) {
+                    opened
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(tp, log);
                 }
             }
-            let opened_log = metadata.and_then(|id| match id {
-                Some(id) => PartitionLog::open_in(
-                    &dir,
-                    id,
-                    default_config.clone(),
-                    Arc::clone(&manager.data_dir_sync),
-                ),
-                None => Err(LogError::Corrupt {
-                    path: dir.join(super::partition_log::PARTITION_METADATA_FILE),
-                    reason: "missing: the topic id is unknown".into(),
-                }),
-            });
-            match opened_log {
-                Ok(log) => {
-                    opened.insert(tp, Arc::new(log));
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..OPEN_THREADS.min(entries.len()) {
+                let spawned = std::thread::Builder::new()
+                    .name("log-open".into())
+                    .spawn_scoped(scope, open_some);
+                if let Err(e) = spawned {
+                    warn!("cannot start a thread to open partition logs: {e}");
+                    break;
                 }
-                Err(e) => manager.quarantine(&dir, &e),
             }
-        }
-        info!(data_dir = %data_dir.display(), partitions = opened.len(), "opened partition logs");
+            open_some();
+        });
+        let opened = opened.into_inner().unwrap_or_else(PoisonError::into_inner);
+        info!(data_dir = %data_dir.display(), partitions = opened.len(),
+            took_ms = started.elapsed().as_millis() as u64, "opened partition logs");
         *manager.logs.write().unwrap_or_else(PoisonError::into_inner) = opened;
         Ok(manager)
+    }
+
+    /// Opens the partition directory `dir` found at start: `None` when it is not a partition's, was
+    /// removed (created but never flushed) or was quarantined.
+    fn open_existing(
+        &self,
+        dir: &Path,
+        config: &LogConfig,
+    ) -> Option<(TopicPartition, Arc<PartitionLog>)> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(tp) = TopicPartition::parse_dir_name(&name) else {
+            if name != QUARANTINE_DIR {
+                warn!(dir = %dir.display(), "ignoring a directory that is not a partition");
+            }
+            return None;
+        };
+        let metadata = read_partition_metadata(dir);
+        if matches!(metadata, Ok(None) | Err(LogError::Corrupt { .. })) && never_made_durable(dir) {
+            // A log whose first flush never completed: nothing in it was reported durable.
+            // Without a topic id it cannot be served; the replica layer creates it again.
+            info!(dir = %dir.display(), "removing a partition directory created but never flushed");
+            match fs::remove_dir_all(dir) {
+                Ok(()) => return None,
+                Err(e) => warn!(dir = %dir.display(), error = %e, "cannot remove it"),
+            }
+        }
+        let opened = metadata.and_then(|id| match id {
+            Some(id) => {
+                PartitionLog::open_in(dir, id, config.clone(), Arc::clone(&self.data_dir_sync))
+            }
+            None => Err(LogError::Corrupt {
+                path: dir.join(super::partition_log::PARTITION_METADATA_FILE),
+                reason: "missing: the topic id is unknown".into(),
+            }),
+        });
+        match opened {
+            Ok(log) => Some((tp, Arc::new(log))),
+            Err(e) => {
+                self.quarantine(dir, &e);
+                None
+            }
+        }
     }
 
     /// Moves a partition directory that cannot be opened out of the way, keeping its data.
