@@ -59,6 +59,25 @@ impl EntryFile {
         ))
     }
 
+    /// The file of a new segment's index, not created until its first write (one inode less per new
+    /// log: creating files is most of what creating a partition costs, issue #18). A stale file of
+    /// the same name is removed, so the first write starts it afresh.
+    fn create(path: &Path, entry_bytes: usize) -> Result<Self> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error("remove index", path)(e))
+            }
+            _ => {}
+        }
+        Ok(EntryFile {
+            path: path.to_path_buf(),
+            file: None,
+            entry_bytes,
+            entries: 0,
+            exact: true,
+        })
+    }
+
     fn open_file(path: &Path) -> Result<File> {
         OpenOptions::new()
             .read(true)
@@ -156,6 +175,16 @@ pub struct OffsetIndex {
 }
 
 impl OffsetIndex {
+    /// The empty index of a new segment; its file is created by the first entry.
+    pub fn create(path: &Path, base_offset: i64) -> Result<Self> {
+        Ok(OffsetIndex {
+            file: EntryFile::create(path, OFFSET_ENTRY_BYTES)?,
+            base_offset,
+            entries: Vec::new(),
+            torn: false,
+        })
+    }
+
     pub fn open(path: &Path, base_offset: i64) -> Result<Self> {
         let (file, raw) = EntryFile::open(path, OFFSET_ENTRY_BYTES)?;
         let entries = raw
@@ -287,6 +316,16 @@ pub struct TimeIndex {
 }
 
 impl TimeIndex {
+    /// The empty index of a new segment; its file is created by the first entry.
+    pub fn create(path: &Path, base_offset: i64) -> Result<Self> {
+        Ok(TimeIndex {
+            file: EntryFile::create(path, TIME_ENTRY_BYTES)?,
+            base_offset,
+            entries: Vec::new(),
+            torn: false,
+        })
+    }
+
     pub fn open(path: &Path, base_offset: i64) -> Result<Self> {
         let (file, raw) = EntryFile::open(path, TIME_ENTRY_BYTES)?;
         let entries = raw

@@ -1613,6 +1613,20 @@ fn creating_a_log_fsyncs_nothing_and_its_first_flush_makes_the_creation_durable(
     assert_eq!(checkpoint::synced::take(), Vec::<PathBuf>::new());
     assert_eq!(log.fsync_count(), 0);
     assert!(info.flush_required);
+    // Nor creates an index file before it has an entry (a file created is an inode allocated).
+    let mut files: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "00000000000000000000.log",
+            "00000000000000000000.txnindex",
+            "partition.metadata"
+        ]
+    );
 
     assert_eq!(log.flush_to(info.next_offset()).unwrap(), 2);
     let synced = checkpoint::synced::take();
