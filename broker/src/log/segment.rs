@@ -105,11 +105,11 @@ impl LogSegment {
             .map_err(io_error("create segment", &log_path))?;
         let file = CachedFile::with_open(FileCache::global(), &log_path, file, Durability::Data);
         let offset_index =
-            OffsetIndex::create(&segment_file(dir, base_offset, INDEX_SUFFIX), base_offset)?;
+            OffsetIndex::create(&segment_file(dir, base_offset, INDEX_SUFFIX), base_offset);
         let time_index = TimeIndex::create(
             &segment_file(dir, base_offset, TIME_INDEX_SUFFIX),
             base_offset,
-        )?;
+        );
         Ok(LogSegment {
             base_offset,
             log_path,

@@ -35,9 +35,22 @@ impl PartitionLog {
         config: LogConfig,
         parent_sync: Arc<DirSync>,
     ) -> Result<Self> {
-        let created = !dir.exists();
-        fs::create_dir_all(dir).map_err(io_error("create partition directory", dir))?;
-        match read_partition_metadata(dir)? {
+        // A new directory has nothing to read, scan or recover: what follows skips it (creating a
+        // partition is then a handful of syscalls, issue #18).
+        let created = match fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(_) => {
+                fs::create_dir_all(dir).map_err(io_error("create partition directory", dir))?;
+                true
+            }
+        };
+        let metadata = if created {
+            None
+        } else {
+            read_partition_metadata(dir)?
+        };
+        match metadata {
             Some(found) if found != topic_id => {
                 return Err(LogError::InconsistentTopicId {
                     dir: dir.to_path_buf(),
@@ -54,12 +67,12 @@ impl PartitionLog {
         }
 
         // From here on a crash must look unclean.
-        let clean = checkpoint::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+        let clean = !created && checkpoint::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
         if clean {
             checkpoint::fsync_dir(dir)?;
         }
 
-        let bases = scan_dir(dir)?;
+        let bases = if created { Vec::new() } else { scan_dir(dir)? };
         let mut segments = BTreeMap::new();
         for (i, base) in bases.iter().enumerate() {
             let next = bases.get(i + 1).copied();
@@ -108,11 +121,14 @@ impl PartitionLog {
             }
         }
 
-        let log_start_checkpoint = checkpoint::read_offset(&dir.join(LOG_START_OFFSET_CHECKPOINT))
-            .unwrap_or_else(|e| {
+        let log_start_checkpoint = if created {
+            None
+        } else {
+            checkpoint::read_offset(&dir.join(LOG_START_OFFSET_CHECKPOINT)).unwrap_or_else(|e| {
                 warn!(dir = %dir.display(), error = %e, "ignoring log start offset checkpoint");
                 None
-            });
+            })
+        };
         if segments.is_empty() {
             let base = log_start_checkpoint.unwrap_or(0).max(0);
             segments.insert(base, LogSegment::create(dir, base)?);
@@ -188,7 +204,7 @@ impl PartitionLog {
         // whose file is missing or unreadable (and whatever the replay passes).
         let mut aborted_txns = BTreeMap::new();
         let mut rebuild: Vec<i64> = Vec::new();
-        for &base in segments.keys() {
+        for &base in segments.keys().filter(|_| !created) {
             let path = txn_index_path(dir, base);
             match txn_index::read(&path)? {
                 Some(Ok(entries)) => {
@@ -213,7 +229,15 @@ impl PartitionLog {
             }
         }
         let replay_from = rebuild.first().copied().unwrap_or(log_end_offset);
-        let loaded = load_producer_state(dir, &segments, log_end_offset, replay_from)?;
+        let loaded = if created {
+            LoadedProducers {
+                producers: ProducerState::default(),
+                replayed: 0,
+                completed: Vec::new(),
+            }
+        } else {
+            load_producer_state(dir, &segments, log_end_offset, replay_from)?
+        };
         let producers = loaded.producers;
         if loaded.replayed > 0 {
             info!(dir = %dir.display(), batches = loaded.replayed, producers = producers.len(),
@@ -241,11 +265,14 @@ impl PartitionLog {
             }
         }
 
-        let high_watermark_file = checkpoint::read_offset(&dir.join(HIGH_WATERMARK_CHECKPOINT))
-            .unwrap_or_else(|e| {
+        let high_watermark_file = if created {
+            None
+        } else {
+            checkpoint::read_offset(&dir.join(HIGH_WATERMARK_CHECKPOINT)).unwrap_or_else(|e| {
                 warn!(dir = %dir.display(), error = %e, "ignoring high watermark checkpoint");
                 Some(-1)
-            });
+            })
+        };
         let high_watermark = high_watermark_file
             .unwrap_or(log_start_offset)
             .min(log_end_offset)
