@@ -320,9 +320,11 @@ impl PartitionLog {
             state.rewrite_txn_index(dir, base)?;
         }
 
-        if !created {
-            // What recovery changed in the directory (a new log's creation waits for its first
-            // flush instead).
+        if first_to_recover.is_some() {
+            // Segments recovery deleted must stay deleted before anything is appended at their
+            // offsets. A clean open changed nothing that matters (the marker's removal was synced
+            // above; rebuilt indexes and removed leftovers are rebuilt and removed again), and
+            // the log's first flush syncs the directory before it reports anything durable.
             checkpoint::fsync_dir(dir)?;
         }
         info!(dir = %dir.display(), log_start_offset, log_end_offset, high_watermark,

@@ -1700,3 +1700,27 @@ fn an_unsynced_leader_epoch_survives_a_crash_and_is_written_before_a_roll() {
         "written at the roll: {on_disk:?}"
     );
 }
+
+/// A broker restart opens every log: after a clean shutdown that is one directory fsync each (the
+/// clean-shutdown marker's removal); after a crash, one for what recovery changed.
+#[test]
+fn reopening_a_log_fsyncs_its_directory_once_clean_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let info = produce(&log, 3, 2, 0, 1).pop().unwrap();
+    log.flush_to(info.next_offset()).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let partition = dir.path().join("orders-0");
+    let dir_syncs = |synced: Vec<PathBuf>| synced.iter().filter(|p| **p == partition).count();
+
+    checkpoint::synced::take();
+    let log = open(dir.path(), small_config());
+    assert_eq!(dir_syncs(checkpoint::synced::take()), 1, "clean");
+    assert_eq!(log.log_end_offset(), 6);
+    drop(log); // a crash
+
+    let log = open(dir.path(), small_config());
+    assert_eq!(dir_syncs(checkpoint::synced::take()), 1, "after a crash");
+    assert_eq!(log.log_end_offset(), 6);
+}
