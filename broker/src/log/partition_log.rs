@@ -200,6 +200,8 @@ struct LogState {
     high_watermark: i64,
     /// The value in the high watermark checkpoint file, when known.
     checkpointed_high_watermark: Option<i64>,
+    /// The log start offset the checkpoint file holds (or that its absence reads as).
+    checkpointed_log_start: Option<i64>,
     /// Every offset below this is on disk.
     flushed_offset: i64,
     last_flush_ms: i64,
@@ -1252,6 +1254,7 @@ impl PartitionLog {
         let result = (|| {
             state.truncations += 1;
             checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), offset)?;
+            state.checkpointed_log_start = Some(offset);
             let bases: Vec<i64> = state.segments.keys().copied().collect();
             for base in bases.into_iter().rev() {
                 if let Some(segment) = state.segments.remove(&base) {
@@ -1299,11 +1302,16 @@ impl PartitionLog {
         let result = (|| {
             state.active_mut()?.seal()?;
             txn_index::sync(&txn_index_path(&self.dir, state.active()?.base_offset()))?;
-            checkpoint::write_offset(
-                &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
-                state.log_start_offset,
-            )?;
-            state.epochs.persist()?;
+            // What is on disk already need not be written again (30,000 logs close in a
+            // supervisor's stop timeout only if each does few fsyncs).
+            if state.checkpointed_log_start != Some(state.log_start_offset) {
+                checkpoint::write_offset(
+                    &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
+                    state.log_start_offset,
+                )?;
+                state.checkpointed_log_start = Some(state.log_start_offset);
+            }
+            state.epochs.persist_if_unsynced()?;
             producer_state::write_snapshot(&self.dir, state.log_end_offset, &state.producers)?;
             checkpoint::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
             Ok(())

@@ -305,6 +305,8 @@ impl PartitionLog {
             log_end_offset,
             high_watermark,
             checkpointed_high_watermark,
+            checkpointed_log_start: log_start_checkpoint
+                .or((log_start_offset == first_base).then_some(log_start_offset)),
             flushed_offset: log_end_offset,
             last_flush_ms: now_ms(),
             dir_dirty: false,

@@ -1724,3 +1724,35 @@ fn reopening_a_log_fsyncs_its_directory_once_clean_or_not() {
     assert_eq!(dir_syncs(checkpoint::synced::take()), 1, "after a crash");
     assert_eq!(log.log_end_offset(), 6);
 }
+
+/// Closing a log rewrites only the checkpoints that changed: a broker closes every log at shutdown,
+/// and 30,000 logs must close within a supervisor's stop timeout.
+#[test]
+fn closing_an_idle_log_rewrites_no_unchanged_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let info = produce(&log, 3, 2, 0, 1).pop().unwrap();
+    log.flush_to(info.next_offset()).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let partition = dir.path().join("orders-0");
+
+    let log = open(dir.path(), small_config());
+    checkpoint::synced::take();
+    log.close().unwrap();
+    let synced = checkpoint::synced::take();
+    for unchanged in [
+        LOG_START_OFFSET_CHECKPOINT,
+        super::super::epoch::CHECKPOINT_FILE,
+    ] {
+        assert!(
+            !synced.contains(&partition.join(unchanged)),
+            "{unchanged} in {synced:?}"
+        );
+    }
+    assert!(synced.contains(&partition.join(CLEAN_SHUTDOWN_FILE)));
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 6));
+    assert_eq!(log.epoch_entries().len(), 1);
+}
