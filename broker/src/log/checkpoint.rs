@@ -6,6 +6,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use super::error::{io_error, LogError, Result};
 
@@ -34,15 +35,99 @@ pub fn write_atomically_before_dir_sync(path: &Path, contents: &[u8]) -> Result<
         .map_err(io_error("create checkpoint", tmp))?;
     file.write_all(contents)
         .map_err(io_error("write checkpoint", tmp))?;
+    #[cfg(test)]
+    synced::record(path);
     file.sync_all().map_err(io_error("fsync checkpoint", tmp))?;
     fs::rename(tmp, path).map_err(io_error("rename checkpoint", path))
 }
 
+/// Writes a new file in place, not fsynced: for a file whose loss or truncation by a crash is one of
+/// the states its reader recovers from (a new partition's `partition.metadata`, made durable by the
+/// log's first flush, see `partition_log`).
+pub fn write_unsynced(path: &Path, contents: &[u8]) -> Result<()> {
+    fs::write(path, contents).map_err(io_error("write", path))
+}
+
 /// Makes file creations, renames and removals in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
+    #[cfg(test)]
+    synced::record(dir);
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error("fsync directory", dir))
+}
+
+/// fsyncs an existing file's data and size (one that was written unsynced).
+pub fn fsync_file(path: &Path) -> Result<()> {
+    #[cfg(test)]
+    synced::record(path);
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error("fsync", path))
+}
+
+/// Group commit of one directory's fsync: a caller that needs the directory's entries durable waits
+/// for an fsync that started after it asked; one caller runs it and every caller that asked before
+/// it started returns with it. When many partitions make their creation durable at once (their
+/// first flushes), one fsync of the data directory covers all of them instead of one each.
+#[derive(Debug, Default)]
+pub struct DirSync {
+    /// (requests so far, requests the last successful fsync covered, an fsync is running).
+    state: Mutex<(u64, u64, bool)>,
+    done: Condvar,
+}
+
+impl DirSync {
+    pub fn sync(&self, dir: &Path) -> Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 += 1;
+        let mine = state.0;
+        loop {
+            if state.1 >= mine {
+                return Ok(());
+            }
+            if !state.2 {
+                state.2 = true;
+                let covers = state.0;
+                drop(state);
+                let result = fsync_dir(dir);
+                state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.2 = false;
+                if result.is_ok() {
+                    state.1 = state.1.max(covers);
+                }
+                self.done.notify_all();
+                // A failure is this caller's; the others run their own fsync.
+                result?;
+                continue;
+            }
+            state = self
+                .done
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The paths fsynced through this module on the current thread (tests assert when creation becomes
+/// durable, which no file on disk shows short of a power cut).
+#[cfg(test)]
+pub(crate) mod synced {
+    use std::cell::RefCell;
+    use std::path::{Path, PathBuf};
+
+    thread_local! {
+        static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn record(path: &Path) {
+        SYNCED.with(|s| s.borrow_mut().push(path.to_path_buf()));
+    }
+
+    /// The paths fsynced on this thread since the last call.
+    pub(crate) fn take() -> Vec<PathBuf> {
+        SYNCED.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
 }
 
 /// Reads a file, `None` when it does not exist.

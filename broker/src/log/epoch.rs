@@ -5,8 +5,12 @@
 //!
 //! What must stay true: epochs strictly increase and start offsets never decrease along the entries;
 //! an entry is added only for an epoch above the latest one; every change is on disk (temp file,
-//! fsync, rename) before the method returns, so the checkpoint never lacks an entry the log relies on.
-//! When the file is missing or corrupt the log rebuilds the cache from its batch headers.
+//! fsync, rename) before the method returns, so the checkpoint never lacks an entry the log relies on,
+//! except an entry added by [`LeaderEpochCache::assign_unsynced`] (a leadership starting at the log
+//! end, before it wrote anything): it is written by the next persist, which the log does before it
+//! seals the segment its first batch went into, so until then that batch is in the active segment,
+//! where recovery after a crash finds the entry again in the batch headers. When the file is missing
+//! or corrupt the log rebuilds the cache from its batch headers.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +34,8 @@ pub struct EpochEntry {
 pub struct LeaderEpochCache {
     path: PathBuf,
     entries: Vec<EpochEntry>,
+    /// An entry of `assign_unsynced` is not in the file yet.
+    unsynced: bool,
 }
 
 impl LeaderEpochCache {
@@ -48,7 +54,14 @@ impl LeaderEpochCache {
             }
             Err(e) => return Err(e),
         };
-        Ok((LeaderEpochCache { path, entries }, problem))
+        Ok((
+            LeaderEpochCache {
+                path,
+                entries,
+                unsynced: false,
+            },
+            problem,
+        ))
     }
 
     /// Records that `epoch` starts at `start_offset`, if `epoch` is above the latest epoch. Entries
@@ -61,6 +74,28 @@ impl LeaderEpochCache {
         info!(path = %self.path.display(), epoch, start_offset, "new leader epoch");
         self.persist()?;
         Ok(true)
+    }
+
+    /// [`LeaderEpochCache::assign`] of a leadership that has written nothing yet, without writing
+    /// the file: a new leader of thousands of partitions would otherwise wait on two fsyncs for each
+    /// before it serves. The entry is written by the next persist (see the module docs for why
+    /// losing it in a crash before then is harmless); [`LeaderEpochCache::persist_if_unsynced`]
+    /// forces one.
+    pub fn assign_unsynced(&mut self, epoch: i32, start_offset: i64) -> bool {
+        let changed = self.assign_in_memory(epoch, start_offset);
+        if changed {
+            info!(path = %self.path.display(), epoch, start_offset, "new leader epoch");
+            self.unsynced = true;
+        }
+        changed
+    }
+
+    /// Writes the file if an entry of [`LeaderEpochCache::assign_unsynced`] is not in it yet.
+    pub fn persist_if_unsynced(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.persist()?;
+        }
+        Ok(())
     }
 
     /// [`LeaderEpochCache::assign`] without writing the file (for bulk rebuilds; call
@@ -179,12 +214,14 @@ impl LeaderEpochCache {
         &self.entries
     }
 
-    pub fn persist(&self) -> Result<()> {
+    pub fn persist(&mut self) -> Result<()> {
         let mut text = format!("0\n{}\n", self.entries.len());
         for e in &self.entries {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
-        checkpoint::write_atomically(&self.path, text.as_bytes())
+        checkpoint::write_atomically(&self.path, text.as_bytes())?;
+        self.unsynced = false;
+        Ok(())
     }
 }
 

@@ -59,6 +59,19 @@ impl EntryFile {
         ))
     }
 
+    /// The file of a new segment's index, not created until its first write (one inode less per new
+    /// log: creating files is most of what creating a partition costs, issue #18). Whatever a file of
+    /// the same name holds is cut by that first write.
+    fn create(path: &Path, entry_bytes: usize) -> EntryFile {
+        EntryFile {
+            path: path.to_path_buf(),
+            file: None,
+            entry_bytes,
+            entries: 0,
+            exact: false,
+        }
+    }
+
     fn open_file(path: &Path) -> Result<File> {
         OpenOptions::new()
             .read(true)
@@ -84,6 +97,9 @@ impl EntryFile {
     }
 
     fn append(&mut self, entry: &[u8]) -> Result<()> {
+        if !self.exact {
+            self.truncate_entries(self.entries)?;
+        }
         let at = (self.entries * self.entry_bytes) as u64;
         let path = self.path.clone();
         self.writable()?
@@ -156,6 +172,16 @@ pub struct OffsetIndex {
 }
 
 impl OffsetIndex {
+    /// The empty index of a new segment; its file is created by the first entry.
+    pub fn create(path: &Path, base_offset: i64) -> Self {
+        OffsetIndex {
+            file: EntryFile::create(path, OFFSET_ENTRY_BYTES),
+            base_offset,
+            entries: Vec::new(),
+            torn: false,
+        }
+    }
+
     pub fn open(path: &Path, base_offset: i64) -> Result<Self> {
         let (file, raw) = EntryFile::open(path, OFFSET_ENTRY_BYTES)?;
         let entries = raw
@@ -287,6 +313,16 @@ pub struct TimeIndex {
 }
 
 impl TimeIndex {
+    /// The empty index of a new segment; its file is created by the first entry.
+    pub fn create(path: &Path, base_offset: i64) -> Self {
+        TimeIndex {
+            file: EntryFile::create(path, TIME_ENTRY_BYTES),
+            base_offset,
+            entries: Vec::new(),
+            torn: false,
+        }
+    }
+
     pub fn open(path: &Path, base_offset: i64) -> Result<Self> {
         let (file, raw) = EntryFile::open(path, TIME_ENTRY_BYTES)?;
         let entries = raw
@@ -395,6 +431,26 @@ impl TimeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new segment's index creates no file until its first entry, and that entry starts the file
+    /// afresh whatever a stale file of the same name held.
+    #[test]
+    fn a_new_index_creates_its_file_at_the_first_entry_and_cuts_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000100.index");
+        let index = OffsetIndex::create(&path, 100);
+        index.sync().unwrap();
+        assert!(!path.exists());
+        drop(index);
+
+        std::fs::write(&path, [7u8; 8 * 5 + 3]).unwrap();
+        let mut index = OffsetIndex::create(&path, 100);
+        index.append(110, 4096).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+        let reopened = OffsetIndex::open(&path, 100).unwrap();
+        assert_eq!(reopened.len(), 1);
+        assert_eq!(reopened.check(5000, None), None);
+    }
 
     #[test]
     fn offset_index_lookup_and_persistence() {

@@ -1,7 +1,8 @@
 //! `LogManager`: every partition log of one broker data directory (Kafka `LogManager`). At start it
 //! opens each `<topic>-<partition>/` directory it finds; one that cannot be opened (corrupt metadata,
 //! unreadable files) is moved to `.quarantine/` with an error log, so the broker starts, the data is
-//! kept for an operator, and the replica can be re-fetched from its leader. It creates and removes
+//! kept for an operator, and the replica can be re-fetched from its leader; one a crash left before
+//! its first flush made its creation durable (no or a torn `partition.metadata`, no data) is removed. It creates and removes
 //! partition logs on the replica layer's request and runs the timers: retention, `flush.ms` flushes and
 //! high watermark checkpoints (see the durability notes in [`crate::log`]).
 //!
@@ -19,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -26,10 +28,38 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use super::checkpoint::DirSync;
 use super::config::LogConfig;
 use super::error::{io_error, LogError, Result};
 use super::now_ms;
 use super::partition_log::{read_partition_metadata, PartitionLog, TRASH_DIR};
+
+/// Logs opened (at start) or closed (at shutdown) at once: each mostly waits on fsyncs, which
+/// overlap.
+const OPEN_THREADS: usize = 8;
+
+/// Runs `work` on every item, `OPEN_THREADS` at a time (the calling thread is one of them, so a
+/// thread that cannot be started only costs parallelism).
+fn in_parallel<T: Sync>(items: &[T], work: impl Fn(&T) + Sync) {
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+            work(item);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..OPEN_THREADS.min(items.len()) {
+            let spawned = std::thread::Builder::new()
+                .name("log-open-close".into())
+                .spawn_scoped(scope, worker);
+            if let Err(e) = spawned {
+                warn!("cannot start a thread to open or close partition logs: {e}");
+                break;
+            }
+        }
+        worker();
+    });
+}
 
 /// Where partition directories that failed to open are moved.
 pub const QUARANTINE_DIR: &str = ".quarantine";
@@ -81,6 +111,35 @@ fn valid_topic_name(topic: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// Whether a partition directory holds only what creating a log writes before its first flush (see
+/// [`PartitionLog::open_in`]): empty segments, their indexes, `partition.metadata` (complete, torn
+/// or missing), an epoch checkpoint and the clean-shutdown marker of a log closed while still empty.
+/// Such a directory lost nothing acknowledged if a crash took its topic id. Anything else (a segment
+/// with bytes, checkpoints of offsets, producer snapshots, an unknown file) may be data.
+fn never_made_durable(dir: &Path) -> bool {
+    use super::partition_log::{CLEAN_SHUTDOWN_FILE, PARTITION_METADATA_FILE};
+    use super::segment::{parse_segment_file, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.into_iter().all(|entry| {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = name.strip_suffix(".tmp").unwrap_or(&name);
+        if parse_segment_file(name, LOG_SUFFIX).is_some() {
+            return entry.metadata().is_ok_and(|m| m.is_file() && m.len() == 0);
+        }
+        name == PARTITION_METADATA_FILE
+            || name == super::epoch::CHECKPOINT_FILE
+            || name == CLEAN_SHUTDOWN_FILE
+            || parse_segment_file(name, INDEX_SUFFIX).is_some()
+            || parse_segment_file(name, TIME_INDEX_SUFFIX).is_some()
+            || parse_segment_file(name, super::txn_index::TXN_INDEX_SUFFIX).is_some()
+    })
+}
+
 /// The manager's timers.
 #[derive(Clone, Debug)]
 pub struct LogManagerConfig {
@@ -129,51 +188,9 @@ pub struct LogManager {
     /// whenever one leaves.
     opening: Mutex<HashSet<TopicPartition>>,
     opened: Condvar,
-    /// The data directory's fsync, shared by the partitions created at the same time.
-    data_dir_sync: DirSync,
-}
-
-/// Group commit of one directory's fsync: a caller that needs the directory's entries durable waits
-/// for an fsync that started after it asked; one caller runs it and every caller that asked before
-/// it started returns with it. Creating partitions 8 at a time, one fsync of the data directory then
-/// covers all of them instead of one each.
-#[derive(Debug, Default)]
-struct DirSync {
-    /// (requests so far, requests the last successful fsync covered, an fsync is running).
-    state: Mutex<(u64, u64, bool)>,
-    done: Condvar,
-}
-
-impl DirSync {
-    fn sync(&self, dir: &Path) -> Result<()> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.0 += 1;
-        let mine = state.0;
-        loop {
-            if state.1 >= mine {
-                return Ok(());
-            }
-            if !state.2 {
-                state.2 = true;
-                let covers = state.0;
-                drop(state);
-                let result = super::checkpoint::fsync_dir(dir);
-                state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.2 = false;
-                if result.is_ok() {
-                    state.1 = state.1.max(covers);
-                }
-                self.done.notify_all();
-                // A failure is this caller's; the others run their own fsync.
-                result?;
-                continue;
-            }
-            state = self
-                .done
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
+    /// The data directory's fsync, shared by the partitions whose creation becomes durable at the
+    /// same time (see [`PartitionLog::open_in`]).
+    data_dir_sync: Arc<DirSync>,
 }
 
 impl LogManager {
@@ -195,7 +212,7 @@ impl LogManager {
             dir_failure: Mutex::new(None),
             opening: Mutex::new(HashSet::new()),
             opened: Condvar::new(),
-            data_dir_sync: DirSync::default(),
+            data_dir_sync: Arc::default(),
         };
         let mut entries = Vec::new();
         for entry in fs::read_dir(data_dir).map_err(io_error("list data directory", data_dir))? {
@@ -205,35 +222,68 @@ impl LogManager {
             }
         }
         entries.sort();
-        let mut opened = BTreeMap::new();
-        for dir in entries {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Some(tp) = TopicPartition::parse_dir_name(&name) else {
-                if name != QUARANTINE_DIR {
-                    warn!(dir = %dir.display(), "ignoring a directory that is not a partition");
-                }
-                continue;
-            };
-            let opened_log = read_partition_metadata(&dir).and_then(|id| match id {
-                Some(id) => PartitionLog::open(&dir, id, default_config.clone()),
-                None => Err(LogError::Corrupt {
-                    path: dir.join(super::partition_log::PARTITION_METADATA_FILE),
-                    reason: "missing: the topic id is unknown".into(),
-                }),
-            });
-            match opened_log {
-                Ok(log) => {
-                    opened.insert(tp, Arc::new(log));
-                }
-                Err(e) => manager.quarantine(&dir, &e),
+        // Opening a log after a clean shutdown is mostly waiting on one fsync of its directory
+        // (recovery, after a crash, also reads its active segment): several at a time overlap.
+        let started = std::time::Instant::now();
+        let opened = Mutex::new(BTreeMap::new());
+        in_parallel(&entries, |dir| {
+            if let Some((tp, log)) = manager.open_existing(dir, &default_config) {
+                opened
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(tp, log);
             }
-        }
-        info!(data_dir = %data_dir.display(), partitions = opened.len(), "opened partition logs");
+        });
+        let opened = opened.into_inner().unwrap_or_else(PoisonError::into_inner);
+        info!(data_dir = %data_dir.display(), partitions = opened.len(),
+            took_ms = started.elapsed().as_millis() as u64, "opened partition logs");
         *manager.logs.write().unwrap_or_else(PoisonError::into_inner) = opened;
         Ok(manager)
+    }
+
+    /// Opens the partition directory `dir` found at start: `None` when it is not a partition's, was
+    /// removed (created but never flushed) or was quarantined.
+    fn open_existing(
+        &self,
+        dir: &Path,
+        config: &LogConfig,
+    ) -> Option<(TopicPartition, Arc<PartitionLog>)> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(tp) = TopicPartition::parse_dir_name(&name) else {
+            if name != QUARANTINE_DIR {
+                warn!(dir = %dir.display(), "ignoring a directory that is not a partition");
+            }
+            return None;
+        };
+        let metadata = read_partition_metadata(dir);
+        if matches!(metadata, Ok(None) | Err(LogError::Corrupt { .. })) && never_made_durable(dir) {
+            // A log whose first flush never completed: nothing in it was reported durable.
+            // Without a topic id it cannot be served; the replica layer creates it again.
+            info!(dir = %dir.display(), "removing a partition directory created but never flushed");
+            match fs::remove_dir_all(dir) {
+                Ok(()) => return None,
+                Err(e) => warn!(dir = %dir.display(), error = %e, "cannot remove it"),
+            }
+        }
+        let opened = metadata.and_then(|id| match id {
+            Some(id) => {
+                PartitionLog::open_in(dir, id, config.clone(), Arc::clone(&self.data_dir_sync))
+            }
+            None => Err(LogError::Corrupt {
+                path: dir.join(super::partition_log::PARTITION_METADATA_FILE),
+                reason: "missing: the topic id is unknown".into(),
+            }),
+        });
+        match opened {
+            Ok(log) => Some((tp, Arc::new(log))),
+            Err(e) => {
+                self.quarantine(dir, &e);
+                None
+            }
+        }
     }
 
     /// Moves a partition directory that cannot be opened out of the way, keeping its data.
@@ -299,7 +349,7 @@ impl LogManager {
             &self.data_dir.join(tp.dir_name()),
             topic_id,
             config,
-            &|parent| self.data_dir_sync.sync(parent),
+            Arc::clone(&self.data_dir_sync),
         )
         .map_err(|e| self.note_failure(e))
         .map(Arc::new);
@@ -539,14 +589,29 @@ impl LogManager {
     /// Closes every log (flush, checkpoints, clean-shutdown markers). Tries all and returns the first
     /// failure.
     pub fn close_all(&self) -> Result<()> {
-        let mut first_error = None;
-        for (tp, log) in self.all_logs() {
+        // Closing a log waits on several fsyncs (checkpoints, the marker): 30,000 logs one at a
+        // time took over a minute, past a supervisor's stop timeout.
+        let started = std::time::Instant::now();
+        let logs = self.all_logs();
+        let first_error = Mutex::new(None);
+        in_parallel(&logs, |(tp, log)| {
             if let Err(e) = log.close() {
                 error!(partition = %tp, error = %e, "closing partition log failed");
-                first_error.get_or_insert(e);
+                first_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(e);
             }
-        }
-        first_error.map_or(Ok(()), Err)
+        });
+        info!(
+            partitions = logs.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "closed partition logs"
+        );
+        first_error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map_or(Ok(()), Err)
     }
 }
 
@@ -722,6 +787,100 @@ mod tests {
             dir.path().join("not a partition").exists(),
             "not ours to touch"
         );
+    }
+
+    /// Issue #18: a log is created without an fsync, so a crash (a power loss) before its first
+    /// flush may leave its directory in any of these states. Each is removed at start (nothing in
+    /// it was reported durable, and without its topic id it cannot be served), never quarantined
+    /// nor refused, and the partition is created again under the topic id the replica layer asks.
+    #[test]
+    fn a_partition_created_but_never_flushed_is_removed_at_start_whatever_a_crash_left() {
+        use crate::log::partition_log::PARTITION_METADATA_FILE;
+        let segment = "00000000000000000000.log";
+        type Files<'a> = &'a [(&'a str, &'a [u8])];
+        let states: [(&str, Files<'_>); 6] = [
+            ("empty directory", &[]),
+            (
+                "temp metadata only",
+                &[("partition.metadata.tmp", b"version: 0\n")],
+            ),
+            (
+                "empty metadata, empty segment",
+                &[(PARTITION_METADATA_FILE, b""), (segment, b"")],
+            ),
+            ("no metadata, empty segment", &[(segment, b"")]),
+            (
+                "torn metadata, empty segment and indexes",
+                &[
+                    (PARTITION_METADATA_FILE, b"version: 0\ntopic_id: 0123"),
+                    (segment, b""),
+                    ("00000000000000000000.index", b""),
+                    ("00000000000000000000.timeindex", b""),
+                    ("00000000000000000000.txnindex", b""),
+                ],
+            ),
+            (
+                "closed while empty, metadata lost",
+                &[
+                    (segment, b""),
+                    ("leader-epoch-checkpoint", b"0\n1\n3 0\n"),
+                    (".clean-shutdown", b""),
+                ],
+            ),
+        ];
+        for (what, files) in states {
+            let dir = tempfile::tempdir().unwrap();
+            let partition = dir.path().join("t-0");
+            fs::create_dir_all(&partition).unwrap();
+            for (name, contents) in files {
+                fs::write(partition.join(name), contents).unwrap();
+            }
+            let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+            assert!(manager.partitions().is_empty(), "{what}");
+            assert!(manager.quarantined().is_empty(), "{what}: quarantined");
+            assert!(!partition.exists(), "{what}: left in place");
+            let log = manager
+                .get_or_create("t", id(5), 0, LogConfig::default())
+                .unwrap();
+            produce(&log, 1);
+            assert_eq!(log.topic_id(), id(5), "{what}");
+            drop((log, manager));
+            let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+            let log = manager.get("t", 0).unwrap();
+            assert_eq!((log.topic_id(), log.log_end_offset()), (id(5), 2), "{what}");
+        }
+    }
+
+    /// The states a crash can leave a log in that still has its topic id open as that log: a missing
+    /// segment, a zero-length one. A log crashed before its first flush, whole, opens as it was.
+    #[test]
+    fn a_partition_with_its_topic_id_opens_whatever_a_crash_did_to_its_empty_segment() {
+        for remove_segment in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+            let log = manager
+                .get_or_create("t", id(5), 0, LogConfig::default())
+                .unwrap();
+            log.append_as_leader(client_batch(&[1], 20), 0).unwrap();
+            let log_file = log.dir().join("00000000000000000000.log");
+            drop((log, manager)); // a crash: never flushed nor closed
+            if remove_segment {
+                fs::remove_file(&log_file).unwrap();
+            } else {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&log_file)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+            }
+            let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+            assert!(manager.quarantined().is_empty());
+            let log = manager.get("t", 0).unwrap();
+            assert_eq!((log.topic_id(), log.log_end_offset()), (id(5), 0));
+            produce(&log, 1);
+            assert_eq!(log.log_end_offset(), 2);
+        }
     }
 
     #[tokio::test]

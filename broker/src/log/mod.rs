@@ -54,9 +54,16 @@
 //!   relies on other replicas holding them (acks=all, min.insync.replicas ≥ 2). A correlated power
 //!   loss of the whole ISR can then lose acknowledged data.
 //!
+//! Creating a log fsyncs nothing (thousands of partitions open in a second, issue #18): the log's
+//! first flush that has an offset to report makes its `partition.metadata`, its directory and the data
+//! directory's entry durable first, once per log and process. A crash before then may leave a
+//! directory missing, empty or with a missing or torn `partition.metadata`: it held nothing
+//! acknowledged, and the manager removes it at start for the replica layer to create again.
+//!
 //! Independent of the setting: a segment is fsynced with its indexes when it is rolled, so only the
 //! active segment can be torn; checkpoints are written to a temp file, fsynced and renamed; the epoch
-//! cache is on disk before a batch of a new epoch is written; truncation is fsynced before it
+//! cache is on disk before a batch of a new epoch is written (a leadership's entry before its first batch
+//! is sealed: see [`epoch`]); truncation is fsynced before it
 //! returns; the high watermark checkpoint is written every few seconds by the manager and at close, and
 //! a stale one is harmless (it is only a lower bound, capped at the recovered LEO). After a crash,
 //! [`PartitionLog::open`] finds no `.clean-shutdown` marker and re-validates the active segment batch

@@ -9,7 +9,9 @@
 //!   after a crash only the active segment can hold a torn tail, and recovery re-validates it;
 //! - the high watermark only moves forward ([`PartitionLog::maybe_increment_high_watermark`] is an
 //!   atomic max), except that truncation caps it at the new LEO;
-//! - `flushed_offset` never claims an offset whose bytes were not fsynced: a flush snapshots the LEO,
+//! - `flushed_offset` never claims an offset before the log's creation is durable (its first flush
+//!   syncs `partition.metadata` and the directory entries first), nor one whose bytes were not
+//!   fsynced: a flush snapshots the LEO,
 //!   fsyncs outside the lock (appends go on meanwhile, so concurrent appenders share one fsync) and is
 //!   discarded if a truncation happened in between;
 //! - reads come from the files (positioned reads into a buffer of at most the asked bytes, plus one
@@ -39,14 +41,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use super::batch::{BatchError, BatchHeader, Batches, RecordBatch, TimestampType, NO_TIMESTAMP};
-use super::checkpoint;
+use super::checkpoint::{self, DirSync};
 use super::config::LogConfig;
 use super::epoch::{EpochEntry, LeaderEpochCache};
 use super::error::{io_error, LogError, Result};
@@ -198,11 +200,18 @@ struct LogState {
     high_watermark: i64,
     /// The value in the high watermark checkpoint file, when known.
     checkpointed_high_watermark: Option<i64>,
+    /// The log start offset the checkpoint file holds (or that its absence reads as).
+    checkpointed_log_start: Option<i64>,
     /// Every offset below this is on disk.
     flushed_offset: i64,
     last_flush_ms: i64,
     /// A segment file was created since the directory was last fsynced.
     dir_dirty: bool,
+    /// The log's creation is not known durable yet: its `partition.metadata`, the directory's
+    /// entries and the directory's own entry in the data directory. Set at every open (a log made
+    /// before a crash of the process may still sit in the page cache only), cleared by the first
+    /// successful flush, which syncs them before it reports any offset durable.
+    creation_unsynced: bool,
     /// Bumped by every truncation, so a flush that started before one does not claim offsets.
     truncations: u64,
     /// fsyncs of data done by `flush_to` (observability and tests).
@@ -221,6 +230,8 @@ pub struct PartitionLog {
     state: RwLock<LogState>,
     /// One fsync at a time; appenders queue here and usually find their offset already covered.
     flush_lock: Mutex<()>,
+    /// The fsync of the data directory, shared with the logs created beside this one.
+    parent_sync: Arc<DirSync>,
     /// Serializes high-watermark checkpoint writes.
     checkpoint_lock: Mutex<()>,
     /// Makes the next data fsync fail as EIO would (tests of what a failed fsync leaves behind).
@@ -252,11 +263,15 @@ pub fn read_partition_metadata(dir: &Path) -> Result<Option<Uuid>> {
     }
 }
 
+fn partition_metadata(topic_id: Uuid) -> String {
+    format!("version: 0\ntopic_id: {topic_id}\n")
+}
+
 /// Written before the directory's own fsync, which the caller does.
 fn write_partition_metadata(dir: &Path, topic_id: Uuid) -> Result<()> {
     checkpoint::write_atomically_before_dir_sync(
         &dir.join(PARTITION_METADATA_FILE),
-        format!("version: 0\ntopic_id: {topic_id}\n").as_bytes(),
+        partition_metadata(topic_id).as_bytes(),
     )
 }
 
@@ -313,6 +328,9 @@ impl LogState {
     /// Seals the active segment and starts a new one at `base_offset`, snapshotting the producer state
     /// there (it then covers exactly the batches below `base_offset`).
     fn roll(&mut self, dir: &Path, base_offset: i64) -> Result<()> {
+        // Past the roll, recovery no longer reads the sealed segment's headers: the epochs of its
+        // batches must be in the checkpoint.
+        self.epochs.persist_if_unsynced()?;
         self.active_mut()?.seal()?;
         txn_index::sync(&txn_index_path(dir, self.active()?.base_offset()))?;
         if let Err(e) = producer_state::write_snapshot(dir, base_offset, &self.producers) {
@@ -871,14 +889,11 @@ impl PartitionLog {
 
     /// A new leader records that `leader_epoch` starts at the LEO before it writes anything (KIP-101;
     /// Kafka's `maybeAssignEpochStartOffset`). Returns whether the cache changed (false when the epoch
-    /// is not above the latest).
+    /// is not above the latest). Not fsynced here: see [`LeaderEpochCache::assign_unsynced`].
     pub fn assign_leader_epoch(&self, leader_epoch: i32) -> Result<bool> {
         let mut state = self.write_state()?;
         let leo = state.log_end_offset;
-        state
-            .epochs
-            .assign(leader_epoch, leo)
-            .map_err(|e| state.fail(&self.dir, e))
+        Ok(state.epochs.assign_unsynced(leader_epoch, leo))
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -1050,17 +1065,19 @@ impl PartitionLog {
         let _serial = self.flush_lock.lock().map_err(|_| LogError::Offline {
             dir: self.dir.clone(),
         })?;
-        let (target, file, sync_dir, truncations, position) = {
+        let (target, file, sync_dir, sync_creation, truncations, position) = {
             let mut state = self.write_state()?;
             if state.flushed_offset >= offset.min(state.log_end_offset) {
                 return Ok(state.flushed_offset);
             }
             let sync_dir = std::mem::take(&mut state.dir_dirty);
+            let sync_creation = std::mem::take(&mut state.creation_unsynced);
             let active = state.active()?;
             (
                 state.log_end_offset,
                 active.data_file(),
                 sync_dir,
+                sync_creation,
                 state.truncations,
                 (active.base_offset(), active.size()),
             )
@@ -1094,7 +1111,9 @@ impl PartitionLog {
         let result = file_sync
             .map_err(io_error("fsync segment", &self.dir))
             .and_then(|_| {
-                if sync_dir {
+                if sync_creation {
+                    self.sync_creation()
+                } else if sync_dir {
                     checkpoint::fsync_dir(&self.dir)
                 } else {
                     Ok(())
@@ -1113,8 +1132,22 @@ impl PartitionLog {
             }
             Err(e) => {
                 state.dir_dirty |= sync_dir;
+                state.creation_unsynced |= sync_creation;
                 Err(state.fail(&self.dir, e))
             }
+        }
+    }
+
+    /// Makes the log's creation durable: `partition.metadata`, then the directory (every file
+    /// created in it), then the directory's entry in the data directory (one fsync shared with the
+    /// logs doing the same at the same time). Until this has succeeded once, a crash may leave the
+    /// directory missing or partial, which is why no offset counts as flushed before it.
+    fn sync_creation(&self) -> Result<()> {
+        checkpoint::fsync_file(&self.dir.join(PARTITION_METADATA_FILE))?;
+        checkpoint::fsync_dir(&self.dir)?;
+        match self.dir.parent() {
+            Some(parent) => self.parent_sync.sync(parent),
+            None => Ok(()),
         }
     }
 
@@ -1221,6 +1254,7 @@ impl PartitionLog {
         let result = (|| {
             state.truncations += 1;
             checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), offset)?;
+            state.checkpointed_log_start = Some(offset);
             let bases: Vec<i64> = state.segments.keys().copied().collect();
             for base in bases.into_iter().rev() {
                 if let Some(segment) = state.segments.remove(&base) {
@@ -1230,7 +1264,12 @@ impl PartitionLog {
             state
                 .segments
                 .insert(offset, LogSegment::create(&self.dir, offset)?);
-            checkpoint::fsync_dir(&self.dir)?;
+            // The new log start is reported durable below (`flushed_offset`): so must the log be.
+            if std::mem::take(&mut state.creation_unsynced) {
+                self.sync_creation()?;
+            } else {
+                checkpoint::fsync_dir(&self.dir)?;
+            }
             state.epochs.clear()?;
             producer_state::delete_all_snapshots(&self.dir)?;
             state.producers = ProducerState::default();
@@ -1263,11 +1302,16 @@ impl PartitionLog {
         let result = (|| {
             state.active_mut()?.seal()?;
             txn_index::sync(&txn_index_path(&self.dir, state.active()?.base_offset()))?;
-            checkpoint::write_offset(
-                &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
-                state.log_start_offset,
-            )?;
-            state.epochs.persist()?;
+            // What is on disk already need not be written again (30,000 logs close in a
+            // supervisor's stop timeout only if each does few fsyncs).
+            if state.checkpointed_log_start != Some(state.log_start_offset) {
+                checkpoint::write_offset(
+                    &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
+                    state.log_start_offset,
+                )?;
+                state.checkpointed_log_start = Some(state.log_start_offset);
+            }
+            state.epochs.persist_if_unsynced()?;
             producer_state::write_snapshot(&self.dir, state.log_end_offset, &state.producers)?;
             checkpoint::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
             Ok(())

@@ -104,14 +104,12 @@ impl LogSegment {
             .open(&log_path)
             .map_err(io_error("create segment", &log_path))?;
         let file = CachedFile::with_open(FileCache::global(), &log_path, file, Durability::Data);
-        let mut offset_index =
-            OffsetIndex::open(&segment_file(dir, base_offset, INDEX_SUFFIX), base_offset)?;
-        let mut time_index = TimeIndex::open(
+        let offset_index =
+            OffsetIndex::create(&segment_file(dir, base_offset, INDEX_SUFFIX), base_offset);
+        let time_index = TimeIndex::create(
             &segment_file(dir, base_offset, TIME_INDEX_SUFFIX),
             base_offset,
-        )?;
-        offset_index.reset()?;
-        time_index.reset()?;
+        );
         Ok(LogSegment {
             base_offset,
             log_path,
@@ -179,7 +177,13 @@ impl LogSegment {
         };
         match damage {
             Some(reason) => {
-                warn!(segment = %segment.log_path.display(), %reason, "rebuilding segment indexes");
+                if indexes_existed {
+                    warn!(segment = %segment.log_path.display(), %reason, "rebuilding segment indexes");
+                } else {
+                    // An index file is created by its first entry: a segment whose data has not
+                    // reached `index.interval.bytes` has none, and scanning it is short.
+                    tracing::debug!(segment = %segment.log_path.display(), %reason, "rebuilding segment indexes");
+                }
                 // A bad tail stops the rebuild there; cutting it is recovery's business.
                 segment.tail_damage = segment.rebuild(config, false, &mut |_| {})?;
             }

@@ -168,7 +168,11 @@ impl PartitionLog {
             for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
                 let from = segment_file(cleaning, base, suffix);
                 let to = segment_file(&self.dir, base, suffix);
-                fs::rename(&from, &to).map_err(io_error("install cleaned segment", &to))?;
+                match fs::rename(&from, &to) {
+                    // An index that took no entry was never created.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && suffix != LOG_SUFFIX => {}
+                    renamed => renamed.map_err(io_error("install cleaned segment", &to))?,
+                }
             }
             fs::File::open(&self.dir)
                 .and_then(|d| d.sync_all())

@@ -15,28 +15,42 @@ impl PartitionLog {
     /// or corrupt, and the log start offset and high watermark checkpoints are loaded, capped at the
     /// LEO. A directory recorded for another topic id is [`LogError::InconsistentTopicId`].
     pub fn open(dir: &Path, topic_id: Uuid, config: LogConfig) -> Result<Self> {
-        Self::open_in(dir, topic_id, config, &|parent| {
-            checkpoint::fsync_dir(parent)
-        })
+        Self::open_in(dir, topic_id, config, Arc::default())
     }
 
     /// [`PartitionLog::open`] with the fsync of the parent directory, which makes a new partition
-    /// directory durable, left to `sync_parent` (the log manager shares one fsync among the
-    /// partitions it creates at the same time).
+    /// directory durable, done through `parent_sync` (the log manager shares one among all its
+    /// partitions, so the first flushes of logs created together share that fsync).
     ///
-    /// A new log costs three fsyncs: its `partition.metadata`, its directory (every file created in
-    /// it), and its parent's, shared. Its empty leader-epoch checkpoint and `.txnindex` are not
-    /// written durably on their own: a missing epoch checkpoint of an empty log is the same empty
-    /// cache, and a missing transaction index is rebuilt from the (empty) log.
+    /// Creating a log fsyncs nothing: its directory, `partition.metadata`, first segment and
+    /// `.txnindex` are written to the page cache only, and the log's first [`PartitionLog::flush_to`]
+    /// that has something to flush makes them durable before it reports any offset (see
+    /// `sync_creation`). A crash before then may leave the directory missing or partial (no or a
+    /// torn `partition.metadata`, a zero-length segment); nothing in it was reported durable, and
+    /// [`super::super::manager::LogManager::open`] removes such a directory at start. The empty
+    /// leader-epoch checkpoint is not written: a missing one reads as the same empty cache.
     pub fn open_in(
         dir: &Path,
         topic_id: Uuid,
         config: LogConfig,
-        sync_parent: &dyn Fn(&Path) -> Result<()>,
+        parent_sync: Arc<DirSync>,
     ) -> Result<Self> {
-        let created = !dir.exists();
-        fs::create_dir_all(dir).map_err(io_error("create partition directory", dir))?;
-        match read_partition_metadata(dir)? {
+        // A new directory has nothing to read, scan or recover: what follows skips it (creating a
+        // partition is then a handful of syscalls, issue #18).
+        let created = match fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(_) => {
+                fs::create_dir_all(dir).map_err(io_error("create partition directory", dir))?;
+                true
+            }
+        };
+        let metadata = if created {
+            None
+        } else {
+            read_partition_metadata(dir)?
+        };
+        match metadata {
             Some(found) if found != topic_id => {
                 return Err(LogError::InconsistentTopicId {
                     dir: dir.to_path_buf(),
@@ -45,16 +59,20 @@ impl PartitionLog {
                 })
             }
             Some(_) => {}
+            None if created => checkpoint::write_unsynced(
+                &dir.join(PARTITION_METADATA_FILE),
+                partition_metadata(topic_id).as_bytes(),
+            )?,
             None => write_partition_metadata(dir, topic_id)?,
         }
 
         // From here on a crash must look unclean.
-        let clean = checkpoint::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+        let clean = !created && checkpoint::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
         if clean {
             checkpoint::fsync_dir(dir)?;
         }
 
-        let bases = scan_dir(dir)?;
+        let bases = if created { Vec::new() } else { scan_dir(dir)? };
         let mut segments = BTreeMap::new();
         for (i, base) in bases.iter().enumerate() {
             let next = bases.get(i + 1).copied();
@@ -103,11 +121,14 @@ impl PartitionLog {
             }
         }
 
-        let log_start_checkpoint = checkpoint::read_offset(&dir.join(LOG_START_OFFSET_CHECKPOINT))
-            .unwrap_or_else(|e| {
+        let log_start_checkpoint = if created {
+            None
+        } else {
+            checkpoint::read_offset(&dir.join(LOG_START_OFFSET_CHECKPOINT)).unwrap_or_else(|e| {
                 warn!(dir = %dir.display(), error = %e, "ignoring log start offset checkpoint");
                 None
-            });
+            })
+        };
         if segments.is_empty() {
             let base = log_start_checkpoint.unwrap_or(0).max(0);
             segments.insert(base, LogSegment::create(dir, base)?);
@@ -183,7 +204,7 @@ impl PartitionLog {
         // whose file is missing or unreadable (and whatever the replay passes).
         let mut aborted_txns = BTreeMap::new();
         let mut rebuild: Vec<i64> = Vec::new();
-        for &base in segments.keys() {
+        for &base in segments.keys().filter(|_| !created) {
             let path = txn_index_path(dir, base);
             match txn_index::read(&path)? {
                 Some(Ok(entries)) => {
@@ -208,7 +229,15 @@ impl PartitionLog {
             }
         }
         let replay_from = rebuild.first().copied().unwrap_or(log_end_offset);
-        let loaded = load_producer_state(dir, &segments, log_end_offset, replay_from)?;
+        let loaded = if created {
+            LoadedProducers {
+                producers: ProducerState::default(),
+                replayed: 0,
+                completed: Vec::new(),
+            }
+        } else {
+            load_producer_state(dir, &segments, log_end_offset, replay_from)?
+        };
         let producers = loaded.producers;
         if loaded.replayed > 0 {
             info!(dir = %dir.display(), batches = loaded.replayed, producers = producers.len(),
@@ -236,11 +265,14 @@ impl PartitionLog {
             }
         }
 
-        let high_watermark_file = checkpoint::read_offset(&dir.join(HIGH_WATERMARK_CHECKPOINT))
-            .unwrap_or_else(|e| {
+        let high_watermark_file = if created {
+            None
+        } else {
+            checkpoint::read_offset(&dir.join(HIGH_WATERMARK_CHECKPOINT)).unwrap_or_else(|e| {
                 warn!(dir = %dir.display(), error = %e, "ignoring high watermark checkpoint");
                 Some(-1)
-            });
+            })
+        };
         let high_watermark = high_watermark_file
             .unwrap_or(log_start_offset)
             .min(log_end_offset)
@@ -273,9 +305,12 @@ impl PartitionLog {
             log_end_offset,
             high_watermark,
             checkpointed_high_watermark,
+            checkpointed_log_start: log_start_checkpoint
+                .or((log_start_offset == first_base).then_some(log_start_offset)),
             flushed_offset: log_end_offset,
             last_flush_ms: now_ms(),
             dir_dirty: false,
+            creation_unsynced: true,
             truncations: 0,
             fsyncs: 0,
             flushed_position: (-1, 0),
@@ -287,11 +322,12 @@ impl PartitionLog {
             state.rewrite_txn_index(dir, base)?;
         }
 
-        checkpoint::fsync_dir(dir)?;
-        if created {
-            if let Some(parent) = dir.parent() {
-                sync_parent(parent)?;
-            }
+        if first_to_recover.is_some() {
+            // Segments recovery deleted must stay deleted before anything is appended at their
+            // offsets. A clean open changed nothing that matters (the marker's removal was synced
+            // above; rebuilt indexes and removed leftovers are rebuilt and removed again), and
+            // the log's first flush syncs the directory before it reports anything durable.
+            checkpoint::fsync_dir(dir)?;
         }
         info!(dir = %dir.display(), log_start_offset, log_end_offset, high_watermark,
             segments = state.segments.len(), clean, "opened partition log");
@@ -300,6 +336,7 @@ impl PartitionLog {
             topic_id,
             state: RwLock::new(state),
             flush_lock: Mutex::new(()),
+            parent_sync,
             checkpoint_lock: Mutex::new(()),
             #[cfg(test)]
             fail_next_fsync: Default::default(),

@@ -143,6 +143,7 @@ impl LogState {
         let log_start_offset = self.log_start_offset.max(log_start_offset);
         if log_start_offset > self.log_start_offset {
             checkpoint::write_offset(&dir.join(LOG_START_OFFSET_CHECKPOINT), log_start_offset)?;
+            self.checkpointed_log_start = Some(log_start_offset);
             self.log_start_offset = log_start_offset;
             self.high_watermark = self.high_watermark.max(log_start_offset);
             self.epochs.truncate_from_start(log_start_offset)?;

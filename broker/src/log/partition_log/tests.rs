@@ -1598,3 +1598,161 @@ fn logs_outnumber_the_open_files_the_cache_allows() {
     }
     cache.set_capacity(capacity);
 }
+
+/// Issue #18: creating a log fsyncs nothing; its first flush makes `partition.metadata`, its
+/// directory and the data directory's entry durable, and only then reports an offset durable.
+#[test]
+fn creating_a_log_fsyncs_nothing_and_its_first_flush_makes_the_creation_durable() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().join("orders-0");
+    checkpoint::synced::take();
+    let log =
+        PartitionLog::open_in(&dir, topic_id(), LogConfig::default(), Arc::default()).unwrap();
+    assert!(log.assign_leader_epoch(0).unwrap());
+    let info = log.append_as_leader(client_batch(&[1, 2], 20), 0).unwrap();
+    assert_eq!(checkpoint::synced::take(), Vec::<PathBuf>::new());
+    assert_eq!(log.fsync_count(), 0);
+    assert!(info.flush_required);
+    // Nor creates an index file before it has an entry (a file created is an inode allocated).
+    let mut files: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "00000000000000000000.log",
+            "00000000000000000000.txnindex",
+            "partition.metadata"
+        ]
+    );
+
+    assert_eq!(log.flush_to(info.next_offset()).unwrap(), 2);
+    let synced = checkpoint::synced::take();
+    for path in [
+        dir.join(PARTITION_METADATA_FILE),
+        dir.clone(),
+        data_dir.path().to_path_buf(),
+    ] {
+        assert!(synced.contains(&path), "{path:?} not in {synced:?}");
+    }
+
+    // Once is enough: later flushes fsync the data only.
+    let info = log.append_as_leader(client_batch(&[3], 20), 0).unwrap();
+    log.flush_to(info.next_offset()).unwrap();
+    assert_eq!(checkpoint::synced::take(), Vec::<PathBuf>::new());
+    assert_eq!(log.fsync_count(), 2);
+}
+
+/// A first flush whose creation cannot be made durable reports nothing durable (and the log goes
+/// offline, as after any failed fsync).
+#[test]
+fn a_first_flush_that_cannot_make_the_creation_durable_reports_nothing() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().join("orders-0");
+    let log =
+        PartitionLog::open_in(&dir, topic_id(), LogConfig::default(), Arc::default()).unwrap();
+    let info = log.append_as_leader(client_batch(&[1, 2], 20), 0).unwrap();
+    fs::remove_file(dir.join(PARTITION_METADATA_FILE)).unwrap();
+    assert!(log.flush_to(info.next_offset()).is_err());
+    assert_eq!(log.flushed_offset(), 0);
+    assert!(log.is_offline());
+}
+
+/// A leadership's epoch entry is not fsynced when the leadership starts; a crash before its first
+/// batch is sealed finds it again in the active segment, and a roll writes it first.
+#[test]
+fn an_unsynced_leader_epoch_survives_a_crash_and_is_written_before_a_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint_file = dir
+        .path()
+        .join("orders-0")
+        .join(super::super::epoch::CHECKPOINT_FILE);
+    let entry = |epoch, start_offset| EpochEntry {
+        epoch,
+        start_offset,
+    };
+    {
+        let log = open(dir.path(), small_config());
+        produce(&log, 1, 2, 0, 1); // 0..2, epoch 1 written by the append
+        assert!(log.assign_leader_epoch(4).unwrap());
+        let on_disk = fs::read_to_string(&checkpoint_file).unwrap();
+        assert_eq!(on_disk, "0\n1\n1 0\n", "epoch 4 not written yet");
+        let info = produce(&log, 1, 2, 0, 4).pop().unwrap(); // 2..4
+        log.flush_to(info.next_offset()).unwrap();
+        // Dropped without close: a crash.
+    }
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.epoch_entries(), vec![entry(1, 0), entry(4, 2)]);
+    drop(log);
+
+    let log = open(dir.path(), small_config());
+    assert!(log.assign_leader_epoch(6).unwrap());
+    let leo = log.log_end_offset();
+    let segments = log.segment_count();
+    while log.segment_count() == segments {
+        produce(&log, 1, 2, 0, 6);
+    }
+    let on_disk = fs::read_to_string(&checkpoint_file).unwrap();
+    assert!(
+        on_disk.ends_with(&format!("6 {leo}\n")),
+        "written at the roll: {on_disk:?}"
+    );
+}
+
+/// A broker restart opens every log: after a clean shutdown that is one directory fsync each (the
+/// clean-shutdown marker's removal); after a crash, one for what recovery changed.
+#[test]
+fn reopening_a_log_fsyncs_its_directory_once_clean_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let info = produce(&log, 3, 2, 0, 1).pop().unwrap();
+    log.flush_to(info.next_offset()).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let partition = dir.path().join("orders-0");
+    let dir_syncs = |synced: Vec<PathBuf>| synced.iter().filter(|p| **p == partition).count();
+
+    checkpoint::synced::take();
+    let log = open(dir.path(), small_config());
+    assert_eq!(dir_syncs(checkpoint::synced::take()), 1, "clean");
+    assert_eq!(log.log_end_offset(), 6);
+    drop(log); // a crash
+
+    let log = open(dir.path(), small_config());
+    assert_eq!(dir_syncs(checkpoint::synced::take()), 1, "after a crash");
+    assert_eq!(log.log_end_offset(), 6);
+}
+
+/// Closing a log rewrites only the checkpoints that changed: a broker closes every log at shutdown,
+/// and 30,000 logs must close within a supervisor's stop timeout.
+#[test]
+fn closing_an_idle_log_rewrites_no_unchanged_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let info = produce(&log, 3, 2, 0, 1).pop().unwrap();
+    log.flush_to(info.next_offset()).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let partition = dir.path().join("orders-0");
+
+    let log = open(dir.path(), small_config());
+    checkpoint::synced::take();
+    log.close().unwrap();
+    let synced = checkpoint::synced::take();
+    for unchanged in [
+        LOG_START_OFFSET_CHECKPOINT,
+        super::super::epoch::CHECKPOINT_FILE,
+    ] {
+        assert!(
+            !synced.contains(&partition.join(unchanged)),
+            "{unchanged} in {synced:?}"
+        );
+    }
+    assert!(synced.contains(&partition.join(CLEAN_SHUTDOWN_FILE)));
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 6));
+    assert_eq!(log.epoch_entries().len(), 1);
+}
