@@ -383,6 +383,115 @@ mod tests {
         leader.stop().await;
     }
 
+    /// One CreateTopics of 10 topics × 1,000 partitions (RF 3) is one entry of 1.8 MB, whose
+    /// AppendEntries takes longer than a 50 ms heartbeat (JSON both ways, 80 ms each in a debug
+    /// build, and the follower's fsync). openraft 0.9 bounds every AppendEntries by the heartbeat
+    /// interval and resends after a timeout: before `network` let such a send finish, the entry never
+    /// arrived, followers elected themselves over and over (13 terms in 5 s) and it was never
+    /// committed (issue #18: at 30,000 partitions the quorum took no writes for 10 minutes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fast_timings_commit_an_entry_larger_than_a_heartbeat_can_carry() {
+        let config = Arc::new(raft_config(50, 150, 300, 1000).unwrap());
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start(id, &config).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        wait_for_leader(&all).await;
+
+        let mut records = Vec::new();
+        for t in 0..10 {
+            let topic_id = uuid::Uuid::new_v4();
+            records.push(Record::Topic {
+                name: format!("large-{t}"),
+                topic_id,
+            });
+            for partition in 0..1000 {
+                let replicas: Vec<i32> = (0..3).map(|r| (partition + r) % 3 + 1).collect();
+                records.push(Record::Partition(crate::state::records::PartitionRecord {
+                    topic_id,
+                    partition,
+                    isr: replicas.clone(),
+                    leader: replicas[0],
+                    replicas,
+                    ..Default::default()
+                }));
+            }
+        }
+        let started = tokio::time::Instant::now();
+        let deadline = Duration::from_secs(30);
+        // As a client does, the write is retried on the new leader when the leader changes before
+        // it commits (a refused write may also be committed by the next leader: the same records
+        // then apply twice, which leaves the same topics). It must commit within the deadline.
+        let mut refusals = Vec::new();
+        loop {
+            assert!(
+                started.elapsed() < deadline,
+                "the large entry never committed; refusals: {refusals:?}"
+            );
+            let leader = nodes
+                .iter()
+                .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id));
+            let Some(leader) = leader else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let write = leader.raft.client_write(Request {
+                records: records.clone(),
+            });
+            match tokio::time::timeout(deadline, write).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => refusals.push(e.to_string()),
+                Err(_) => panic!("a write neither committed nor refused in {deadline:?}"),
+            }
+        }
+        // Then what `Quorum::run` does per command: confirm leadership, write; five times.
+        let mut done = 0;
+        let mut failures = Vec::new();
+        while done < 5 {
+            assert!(
+                started.elapsed() < deadline,
+                "{done} writes after the large entry; failures: {failures:?}"
+            );
+            let leader = nodes
+                .iter()
+                .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id));
+            let Some(leader) = leader else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            if let Err(e) = leader.raft.ensure_linearizable().await {
+                failures.push(e.to_string());
+                continue;
+            }
+            let small = Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: "after-large".to_string(),
+                }],
+            };
+            match leader.raft.client_write(small).await {
+                Ok(_) => done += 1,
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        // Every node applied it.
+        for node in &nodes {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while node.applied.with_image(|i| i.topic_ids.len()) < 10 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {} never applied the large entry",
+                    node.id
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
     #[tokio::test]
     async fn undecodable_payload_is_invalid_argument() {
         let config = config();
