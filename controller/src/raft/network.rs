@@ -208,11 +208,17 @@ impl Peer {
             Ok(Ok(reply)) => Ok(reply.into_inner().data),
             // Only this stream is cancelled; the connection stays for the next RPC.
             Err(_) => Err(Failure::Timeout),
+            // The peer gave up at the request's deadline (tonic answers `Cancelled`, "Timeout
+            // expired"): a slow peer, not a broken connection.
+            Ok(Err(status))
+                if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
+            {
+                Err(Failure::Timeout)
+            }
             Ok(Err(status)) => {
                 self.set_client(None);
                 Err(match status.code() {
                     Code::Unavailable => Failure::Unreachable(status.to_string()),
-                    Code::DeadlineExceeded => Failure::Timeout,
                     _ => Failure::Network(status.to_string()),
                 })
             }
