@@ -24,6 +24,13 @@
 //!   entries is therefore sent on its own task, which outlives openraft's wait (bounded by
 //!   `DETACHED_RPC_TIMEOUT`), and openraft's retry of the same entries waits for that send instead of
 //!   starting another, so the entries arrive once and the retry after they do gets the answer.
+//! - **Heartbeats are delivered late rather than not at all.** A gRPC request cancelled by its sender
+//!   is dropped by the receiver before its Raft sees it. On a machine whose CPU is saturated (brokers
+//!   opening 30,000 logs), a follower often took longer than 50 ms to run the handler, so it never
+//!   heard from a live leader, campaigned, and the quorum changed leader every few hundred ms
+//!   (terms 5 → 10 in 3 s). Every AppendEntries, heartbeats included, is sent detached: openraft
+//!   still gives up waiting after one interval, but the follower still gets it and its leader lease
+//!   is renewed.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -269,10 +276,11 @@ impl Peer {
         }
     }
 
-    /// Sends these entries on a task of their own, which outlives the caller's wait.
+    /// Sends an AppendEntries on a task of its own, which outlives the caller's wait; one carrying
+    /// entries (`key`) is registered for retries of the same entries to join.
     fn replicate(
         self: &Arc<Self>,
-        key: AppendKey,
+        key: Option<AppendKey>,
         data: Vec<u8>,
     ) -> watch::Receiver<Option<Outcome>> {
         let (tx, outcome) = watch::channel(None);
@@ -283,26 +291,37 @@ impl Peer {
                 .await;
             tx.send_replace(Some(result));
         });
-        *self
-            .replication
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(InFlight {
-            key,
-            outcome: outcome.clone(),
-        });
+        if let Some(key) = key {
+            *self
+                .replication
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(InFlight {
+                key,
+                outcome: outcome.clone(),
+            });
+        }
         outcome
     }
 }
 
+/// How an RPC is sent.
+enum Delivery {
+    /// Within openraft's time-to-live, and cancelled after it.
+    Bounded,
+    /// An AppendEntries, on a task of its own that goes on past the time-to-live; `Some` key for one
+    /// carrying entries, which openraft's retry of the same entries joins.
+    Detached(Option<AppendKey>),
+}
+
 impl NetworkConnection {
     /// Sends one RPC and decodes its `Result<Resp, RaftError<E>>` reply, within `option.hard_ttl()`.
-    /// With `detach`, the send goes on past that (see the module doc).
+    /// A `Detached` send goes on past that (see the module doc).
     async fn send<Req, Resp, E>(
         &mut self,
         rpc: RPCTypes,
         request: &Req,
         option: &RPCOption,
-        detach: Option<AppendKey>,
+        delivery: Delivery,
     ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
@@ -312,11 +331,12 @@ impl NetworkConnection {
         let ttl = option.hard_ttl();
         let encode =
             || serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)));
-        let outcome = match detach {
-            None => self.peer.call(rpc, encode()?, ttl).await,
-            Some(key) => {
+        let outcome = match delivery {
+            Delivery::Bounded => self.peer.call(rpc, encode()?, ttl).await,
+            Delivery::Detached(key) => {
                 // Encoded only for a new send: a retry of entries already on their way joins them.
-                let mut outcome = match self.peer.join(&key) {
+                let joined = key.as_ref().and_then(|key| self.peer.join(key));
+                let mut outcome = match joined {
                     Some(outcome) => outcome,
                     None => self.peer.replicate(key, encode()?),
                 };
@@ -369,13 +389,18 @@ impl RaftNetwork<TypeConfig> for NetworkConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
-        let detach = rpc.entries.last().map(|last| AppendKey {
+        let key = rpc.entries.last().map(|last| AppendKey {
             vote: rpc.vote,
             prev_log_id: rpc.prev_log_id,
             last_log_id: Some(last.log_id),
         });
-        self.send(RPCTypes::AppendEntries, &rpc, &option, detach)
-            .await
+        self.send(
+            RPCTypes::AppendEntries,
+            &rpc,
+            &option,
+            Delivery::Detached(key),
+        )
+        .await
     }
 
     async fn install_snapshot(
@@ -383,7 +408,7 @@ impl RaftNetwork<TypeConfig> for NetworkConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.send(RPCTypes::InstallSnapshot, &rpc, &option, None)
+        self.send(RPCTypes::InstallSnapshot, &rpc, &option, Delivery::Bounded)
             .await
     }
 
@@ -392,6 +417,7 @@ impl RaftNetwork<TypeConfig> for NetworkConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, Infallible> {
-        self.send(RPCTypes::Vote, &rpc, &option, None).await
+        self.send(RPCTypes::Vote, &rpc, &option, Delivery::Bounded)
+            .await
     }
 }
