@@ -104,8 +104,36 @@ mod tests {
         _dir: TempDir,
     }
 
+    /// A controller whose handler runs every AppendEntries only after `delay`, as one on a saturated
+    /// machine does: a request its sender cancels meanwhile never reaches its Raft.
+    struct SlowHandler {
+        inner: RaftGrpc,
+        delay: Duration,
+    }
+
+    #[tonic::async_trait]
+    impl RaftService for SlowHandler {
+        async fn append_entries(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            tokio::time::sleep(self.delay).await;
+            self.inner.append_entries(request).await
+        }
+
+        async fn vote(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            self.inner.vote(request).await
+        }
+
+        async fn install_snapshot(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            self.inner.install_snapshot(request).await
+        }
+    }
+
     impl TestNode {
         async fn start(id: NodeId, config: &Arc<Config>) -> Self {
+            Self::start_slow(id, config, Duration::ZERO).await
+        }
+
+        /// A node whose AppendEntries handler runs `append_delay` late.
+        async fn start_slow(id: NodeId, config: &Arc<Config>, append_delay: Duration) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             let dir = TempDir::new().unwrap();
@@ -121,9 +149,17 @@ mod tests {
             .await
             .unwrap();
             let (stop_server, stopped) = oneshot::channel::<()>();
+            let handler = SlowHandler {
+                inner: RaftGrpc::new(raft.clone()),
+                delay: append_delay,
+            };
             let server = tokio::spawn(
                 Server::builder()
-                    .add_service(raft_service(raft.clone()))
+                    .add_service(
+                        RaftServiceServer::new(handler)
+                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    )
                     .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                         let _ = stopped.await;
                     }),
@@ -486,6 +522,52 @@ mod tests {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
+    /// Followers that run each AppendEntries handler 80 ms late, past a 50 ms heartbeat interval
+    /// (openraft's bound on every AppendEntries) but well within the 300 ms leader lease: the leader
+    /// must keep its followers and commit. When a cancelled request never reached the follower's
+    /// Raft, they heard from no leader at all and campaigned again and again (issue #18, at 30,000
+    /// partitions: terms 5 → 10 in 3 s while the brokers' log opening saturated the CPU).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn followers_slower_than_a_heartbeat_keep_their_leader() {
+        let config = Arc::new(raft_config(50, 150, 300, 1000).unwrap());
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start_slow(id, &config, Duration::from_millis(80)).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        let leader_id = wait_for_leader(&all).await;
+        let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
+        let term = leader.raft.metrics().borrow().current_term;
+
+        let written = tokio::time::timeout(
+            WAIT,
+            leader.raft.client_write(Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: "slow-followers".to_string(),
+                }],
+            }),
+        )
+        .await
+        .expect("the write is answered")
+        .expect("the leader kept its followers and committed");
+        // Three seconds: ten leases of 300 ms.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for node in &nodes {
+            let m = node.raft.metrics().borrow().clone();
+            assert_eq!(
+                (m.current_term, m.current_leader),
+                (term, Some(leader_id)),
+                "node {} changed leader",
+                node.id
+            );
+            node.wait_applied(written.log_id.index).await;
         }
         for node in &mut nodes {
             node.stop().await;
