@@ -574,6 +574,51 @@ mod tests {
         }
     }
 
+    /// A command that writes records needs no leadership round trip first: with followers that
+    /// answer 80 ms late and 50 ms heartbeats, a check bounded by one heartbeat always fails ("not
+    /// enough for a quorum"), and `Quorum::run` refused every command while it ran one first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_that_write_need_no_leadership_round_trip() {
+        let config = Arc::new(raft_config(50, 150, 300, 1000).unwrap());
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start_slow(id, &config, Duration::from_millis(80)).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        let leader_id = wait_for_leader(&all).await;
+        let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
+        let voters = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+        let quorum = crate::quorum::Quorum::new(
+            leader.raft.clone(),
+            leader.applied.clone(),
+            leader_id,
+            voters,
+            Arc::default(),
+            WAIT,
+        );
+        for i in 0..3 {
+            let (offset, ()) = quorum
+                .run(|_| {
+                    Ok(crate::state::ControllerResult::new(
+                        vec![Record::ProducerIds {
+                            broker_id: 1,
+                            broker_epoch: 1,
+                            next_producer_id: (i + 1) * 1000,
+                        }],
+                        (),
+                    ))
+                })
+                .await
+                .expect("a write command on a leader with slow followers");
+            assert!(offset > 0);
+        }
+        assert_eq!(leader.applied.image().next_producer_id, 3000);
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
     #[tokio::test]
     async fn undecodable_payload_is_invalid_argument() {
         let config = config();
