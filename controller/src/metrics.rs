@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chronik_metadata::{Record, NO_LEADER};
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
@@ -23,6 +23,7 @@ pub struct ControllerMetrics {
     snapshot_bytes: IntGauge,
     snapshot_timestamp: Gauge,
     snapshot_duration: Histogram,
+    heartbeats_answered: GaugeVec,
 }
 
 /// The process's metrics.
@@ -112,6 +113,17 @@ impl ControllerMetrics {
         )
         .expect("valid histogram");
         register(Box::new(snapshot_duration.clone()));
+        let heartbeats_answered = GaugeVec::new(
+            Opts::new(
+                "chronik_controller_broker_heartbeat_timestamp_seconds",
+                "When (Unix time) this controller, as the active controller, last answered a heartbeat \
+                 of the broker: after a change of active controller, every broker has switched to \
+                 this one once each of these is past the change.",
+            ),
+            &["broker"],
+        )
+        .expect("valid gauge");
+        register(Box::new(heartbeats_answered.clone()));
         Self {
             registry,
             writes,
@@ -123,6 +135,7 @@ impl ControllerMetrics {
             snapshot_bytes,
             snapshot_timestamp,
             snapshot_duration,
+            heartbeats_answered,
         }
     }
 
@@ -141,6 +154,13 @@ impl ControllerMetrics {
 
     pub fn fenced(&self, cause: &str) {
         self.fencings.with_label_values(&[cause]).inc();
+    }
+
+    /// This controller answered a heartbeat of `broker_id` as the active controller.
+    pub fn heartbeat_answered(&self, broker_id: i32) {
+        self.heartbeats_answered
+            .with_label_values(&[&broker_id.to_string()])
+            .set(unix_now());
     }
 
     pub fn leader_changed(&self) {
@@ -241,6 +261,7 @@ mod tests {
         m.fenced("session_timed_out");
         m.leader_changed();
         m.snapshot_built(4096, Duration::from_millis(3));
+        m.heartbeat_answered(7);
         let mut out = String::new();
         m.render(&mut out);
         for line in [
@@ -253,6 +274,7 @@ mod tests {
             "chronik_controller_leader_changes_total 1",
             "chronik_controller_snapshot_bytes 4096",
             "chronik_controller_snapshot_build_duration_seconds_count 1",
+            "chronik_controller_broker_heartbeat_timestamp_seconds{broker=\"7\"} ",
         ] {
             assert!(out.contains(line), "missing {line} in:\n{out}");
         }

@@ -1,17 +1,18 @@
-//! `Quorum`: the single writer. Every command runs here, one at a time, on the active controller: confirm
-//! leadership (a linearizable read, so the applied image includes everything committed before), evaluate
-//! the pure command against that image, propose its records, and wait until they are committed and
-//! applied. Because commands are serialized and each waits for its own apply, the next command always
-//! sees the effects of the previous one.
+//! `Quorum`: the single writer. Every command runs here, one at a time, on the active controller: wait
+//! until this leader has applied the first entry of its term (so the applied image includes everything
+//! committed before), evaluate the pure command against that image, propose its records, and wait
+//! until they are committed and applied; a command that writes nothing confirms leadership with the
+//! quorum instead (a linearizable read). Because commands are serialized and each waits for its own
+//! apply, the next command always sees the effects of the previous one.
 //!
 //! What must stay true: a command is never evaluated while an entry this node proposed may still
 //! commit. A caller stops waiting after `write_timeout`, but openraft keeps the entry, and it can
 //! commit later (issue #11, defect 3). So a write that timed out stays pending here, and the next
 //! command first waits until it is applied or fails, or until this node stops leading (then the
-//! entry is truncated or committed before the first entry of any later term of this node, which the
-//! linearizable read waits for). Partition changes are additionally compare-and-set on the partition
-//! epoch at replay (`PartitionChangeRecord::expected_partition_epoch`), so a stale one could never
-//! undo a newer one.
+//! entry is truncated or committed before the first entry of any later term of this node, which
+//! `caught_up_as_leader` waits for). Partition changes are additionally compare-and-set on the
+//! partition epoch at replay (`PartitionChangeRecord::expected_partition_epoch`), so a stale one could
+//! never undo a newer one.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -160,7 +161,7 @@ impl Quorum {
         if let Some(earlier) = pending.as_mut() {
             // Its outcome was reported (as a timeout) already; only that it is settled matters. Once
             // this node no longer leads, it need not be: the entry is then either truncated or ahead
-            // of the first entry of this node's next term, which `ensure_linearizable` waits for.
+            // of the first entry of this node's next term, which `caught_up_as_leader` waits for.
             let mut metrics = self.raft.metrics();
             let node_id = self.node_id;
             let leadership_lost = async {
@@ -179,12 +180,16 @@ impl Quorum {
             }
             **pending = None;
         }
-        self.raft
-            .ensure_linearizable()
-            .await
-            .map_err(|e| self.map_read_error(e))?;
+        self.caught_up_as_leader().await?;
         let ControllerResult { records, reply } = self.applied.with_image(command)?;
         if records.is_empty() {
+            // Nothing will commit to prove this node still led when it evaluated the command: ask
+            // the quorum (after the evaluation: a quorum that still follows this node now had no
+            // other leader then).
+            self.raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| self.map_read_error(e))?;
             return Ok((self.applied.offset(), reply));
         }
         let counts = RecordCounts::of(&records);
@@ -198,6 +203,34 @@ impl Quorum {
         let response = response.map_err(|e| self.map_write_error(e))?;
         metrics().wrote(&counts, proposed.elapsed());
         Ok((response.data.offset, reply))
+    }
+
+    /// Resolves once this node leads and has applied the first entry of its term, so its image holds
+    /// everything committed before it led (Raft's leader completeness) and everything it wrote since
+    /// (commands wait for their own apply). No message to the quorum: a command that writes records
+    /// is confirmed by their commit, which a deposed leader cannot get (KRaft's active controller
+    /// likewise evaluates commands on its in-memory state and learns it was deposed from the log).
+    /// Asking the quorum first, as `ensure_linearizable` does, is a round trip bounded by one Raft
+    /// heartbeat interval; on a loaded machine it failed often enough with 50 ms heartbeats
+    /// ("not enough for a quorum") to hold a new active controller's first writes back by seconds.
+    async fn caught_up_as_leader(&self) -> Result<()> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.current_leader != Some(self.node_id) {
+                    return Err(self.not_controller());
+                }
+                if m.last_applied
+                    .is_some_and(|applied| applied.leader_id.term == m.current_term)
+                {
+                    return Ok(());
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return Err(ControllerError::Unavailable("Raft has stopped".to_string()));
+            }
+        }
     }
 
     fn timed_out(&self) -> ControllerError {

@@ -127,6 +127,9 @@ pub struct Failover {
     pub write_accepted_secs: Option<f64>,
     /// From the kill until every broker's Metadata led that topic.
     pub visible_on_brokers_secs: Option<f64>,
+    /// From the kill until the new active controller had answered a heartbeat of every broker (its
+    /// `chronik_controller_broker_heartbeat_timestamp_seconds`): every broker has switched to it.
+    pub brokers_switched_secs: Option<f64>,
     /// Brokers fenced or registered again between before the kill and after the settle time.
     pub brokers_fenced: Vec<i32>,
 }
@@ -470,7 +473,13 @@ async fn measure(
     }
 
     // 6. Failover.
-    report.failover = Some(failover(args, cluster, &client, &brokers, &prefix, deadline).await?);
+    let failover_targets = FailoverTargets {
+        brokers: &brokers,
+        controllers: &controllers,
+        http: &http,
+    };
+    report.failover =
+        Some(failover(args, cluster, &client, failover_targets, &prefix, deadline).await?);
     if let Some(failover) = &report.failover {
         if failover.write_accepted_secs.is_none() {
             report
@@ -493,14 +502,22 @@ async fn measure(
 
 /// Kills the active controller and times the next accepted write; then checks that no broker was
 /// fenced once the session timeout has passed, and starts the controller again.
+/// What the failover reaches besides the controllers' gRPC.
+struct FailoverTargets<'a> {
+    brokers: &'a [Target],
+    controllers: &'a [Target],
+    http: &'a reqwest::Client,
+}
+
 async fn failover(
     args: &BenchMetadataArgs,
     cluster: &mut LocalCluster,
     client: &ControllerClient,
-    brokers: &[Target],
+    targets: FailoverTargets<'_>,
     prefix: &str,
     deadline: Instant,
 ) -> Result<Failover, CliError> {
+    let brokers = targets.brokers;
     let before = client.describe_cluster().await?;
     let killed = before.leader_id;
     let registrations = |reply: &chronik_proto::v1::DescribeClusterResponse| {
@@ -538,6 +555,7 @@ async fn failover(
         .and_then(|c| c.kill())
         .map_err(|e| CliError::Local(e.to_string()))?;
     let killed_at = Instant::now();
+    let killed_at_unix = unix_secs();
     // A quorum that has not taken a write a minute after losing its leader will not in this run.
     let deadline = deadline.min(killed_at + Duration::from_secs(60));
     let mut accepted = None;
@@ -568,6 +586,18 @@ async fn failover(
             .map(|at| killed_at.elapsed_at(at)),
         None => None,
     };
+    let switched = match (
+        accepted,
+        targets
+            .controllers
+            .iter()
+            .find(|c| Some(c.id) == accepted.map(|a| a.0)),
+    ) {
+        (Some(_), Some(active)) => {
+            brokers_switched(targets.http, active, brokers, killed_at_unix, deadline).await
+        }
+        _ => None,
+    };
     // A broker that lost its session is fenced within the session timeout; wait past it.
     tokio::time::sleep(Duration::from_secs(args.failover_settle_secs)).await;
     let after = client.describe_cluster().await?;
@@ -595,8 +625,48 @@ async fn failover(
         new_active_controller: accepted.map(|(id, _)| id),
         write_accepted_secs: accepted.map(|(_, took)| took.as_secs_f64()),
         visible_on_brokers_secs: visible,
+        brokers_switched_secs: switched,
         brokers_fenced,
     })
+}
+
+const HEARTBEAT_ANSWERED: &str = "chronik_controller_broker_heartbeat_timestamp_seconds";
+
+/// Seconds from `since_unix` until `active` had answered a heartbeat of every broker, from its
+/// metrics; `None` if that did not happen before `deadline`.
+async fn brokers_switched(
+    http: &reqwest::Client,
+    active: &Target,
+    brokers: &[Target],
+    since_unix: f64,
+    deadline: Instant,
+) -> Option<f64> {
+    while Instant::now() < deadline {
+        if let Ok(metrics) = scrape(http, &active.http).await {
+            let answered: Option<Vec<f64>> = brokers
+                .iter()
+                .map(|b| {
+                    metrics
+                        .value(&format!("{HEARTBEAT_ANSWERED}{{broker=\"{}\"}}", b.id))
+                        .filter(|at| *at >= since_unix)
+                })
+                .collect();
+            if let Some(answered) = answered {
+                return answered
+                    .into_iter()
+                    .map(|at| at - since_unix)
+                    .reduce(f64::max);
+            }
+        }
+        tokio::time::sleep(BULK_POLL).await;
+    }
+    None
+}
+
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Creates one topic of one partition; a per-topic error becomes [`CliError::Kafka`].

@@ -315,6 +315,7 @@ pub(super) fn metadata(
                     "Served after failover",
                     secs(failover.visible_on_brokers_secs),
                 ),
+                ("Brokers switched", secs(failover.brokers_switched_secs)),
                 (
                     "Brokers fenced",
                     if failover.brokers_fenced.is_empty() {

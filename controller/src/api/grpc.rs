@@ -212,6 +212,7 @@ impl BrokerService for ControllerApi {
             .await
             .map_err(status)?;
         let id = heartbeat.broker_id;
+        crate::metrics::metrics().heartbeat_answered(id);
         if reply.should_shut_down {
             self.liveness.remove(id);
             info!(broker_id = id, "broker completed controlled shutdown");

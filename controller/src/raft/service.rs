@@ -104,8 +104,36 @@ mod tests {
         _dir: TempDir,
     }
 
+    /// A controller whose handler runs every AppendEntries only after `delay`, as one on a saturated
+    /// machine does: a request its sender cancels meanwhile never reaches its Raft.
+    struct SlowHandler {
+        inner: RaftGrpc,
+        delay: Duration,
+    }
+
+    #[tonic::async_trait]
+    impl RaftService for SlowHandler {
+        async fn append_entries(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            tokio::time::sleep(self.delay).await;
+            self.inner.append_entries(request).await
+        }
+
+        async fn vote(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            self.inner.vote(request).await
+        }
+
+        async fn install_snapshot(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            self.inner.install_snapshot(request).await
+        }
+    }
+
     impl TestNode {
         async fn start(id: NodeId, config: &Arc<Config>) -> Self {
+            Self::start_slow(id, config, Duration::ZERO).await
+        }
+
+        /// A node whose AppendEntries handler runs `append_delay` late.
+        async fn start_slow(id: NodeId, config: &Arc<Config>, append_delay: Duration) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             let dir = TempDir::new().unwrap();
@@ -121,9 +149,17 @@ mod tests {
             .await
             .unwrap();
             let (stop_server, stopped) = oneshot::channel::<()>();
+            let handler = SlowHandler {
+                inner: RaftGrpc::new(raft.clone()),
+                delay: append_delay,
+            };
             let server = tokio::spawn(
                 Server::builder()
-                    .add_service(raft_service(raft.clone()))
+                    .add_service(
+                        RaftServiceServer::new(handler)
+                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    )
                     .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                         let _ = stopped.await;
                     }),
@@ -381,6 +417,206 @@ mod tests {
 
         learner.stop().await;
         leader.stop().await;
+    }
+
+    /// One CreateTopics of 10 topics × 1,000 partitions (RF 3) is one entry of 1.8 MB, whose
+    /// AppendEntries takes longer than a 50 ms heartbeat (JSON both ways, 80 ms each in a debug
+    /// build, and the follower's fsync). openraft 0.9 bounds every AppendEntries by the heartbeat
+    /// interval and resends after a timeout: before `network` let such a send finish, the entry never
+    /// arrived, followers elected themselves over and over (13 terms in 5 s) and it was never
+    /// committed (issue #18: at 30,000 partitions the quorum took no writes for 10 minutes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fast_timings_commit_an_entry_larger_than_a_heartbeat_can_carry() {
+        let config = Arc::new(raft_config(50, 150, 300, 1000).unwrap());
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start(id, &config).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        wait_for_leader(&all).await;
+
+        let mut records = Vec::new();
+        for t in 0..10 {
+            let topic_id = uuid::Uuid::new_v4();
+            records.push(Record::Topic {
+                name: format!("large-{t}"),
+                topic_id,
+            });
+            for partition in 0..1000 {
+                let replicas: Vec<i32> = (0..3).map(|r| (partition + r) % 3 + 1).collect();
+                records.push(Record::Partition(crate::state::records::PartitionRecord {
+                    topic_id,
+                    partition,
+                    isr: replicas.clone(),
+                    leader: replicas[0],
+                    replicas,
+                    ..Default::default()
+                }));
+            }
+        }
+        let started = tokio::time::Instant::now();
+        let deadline = Duration::from_secs(30);
+        // As a client does, the write is retried on the new leader when the leader changes before
+        // it commits (a refused write may also be committed by the next leader: the same records
+        // then apply twice, which leaves the same topics). It must commit within the deadline.
+        let mut refusals = Vec::new();
+        loop {
+            assert!(
+                started.elapsed() < deadline,
+                "the large entry never committed; refusals: {refusals:?}"
+            );
+            let leader = nodes
+                .iter()
+                .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id));
+            let Some(leader) = leader else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let write = leader.raft.client_write(Request {
+                records: records.clone(),
+            });
+            match tokio::time::timeout(deadline, write).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => refusals.push(e.to_string()),
+                Err(_) => panic!("a write neither committed nor refused in {deadline:?}"),
+            }
+        }
+        // Then what `Quorum::run` does per command: confirm leadership, write; five times.
+        let mut done = 0;
+        let mut failures = Vec::new();
+        while done < 5 {
+            assert!(
+                started.elapsed() < deadline,
+                "{done} writes after the large entry; failures: {failures:?}"
+            );
+            let leader = nodes
+                .iter()
+                .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id));
+            let Some(leader) = leader else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            if let Err(e) = leader.raft.ensure_linearizable().await {
+                failures.push(e.to_string());
+                continue;
+            }
+            let small = Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: "after-large".to_string(),
+                }],
+            };
+            match leader.raft.client_write(small).await {
+                Ok(_) => done += 1,
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        // Every node applied it.
+        for node in &nodes {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while node.applied.with_image(|i| i.topic_ids.len()) < 10 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {} never applied the large entry",
+                    node.id
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
+    /// Followers that run each AppendEntries handler 80 ms late, past a 50 ms heartbeat interval
+    /// (openraft's bound on every AppendEntries) but well within the 300 ms leader lease: the leader
+    /// must keep its followers and commit. When a cancelled request never reached the follower's
+    /// Raft, they heard from no leader at all and campaigned again and again (issue #18, at 30,000
+    /// partitions: terms 5 → 10 in 3 s while the brokers' log opening saturated the CPU).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn followers_slower_than_a_heartbeat_keep_their_leader() {
+        let config = Arc::new(raft_config(50, 150, 300, 1000).unwrap());
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start_slow(id, &config, Duration::from_millis(80)).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        let leader_id = wait_for_leader(&all).await;
+        let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
+        let term = leader.raft.metrics().borrow().current_term;
+
+        let written = tokio::time::timeout(
+            WAIT,
+            leader.raft.client_write(Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: "slow-followers".to_string(),
+                }],
+            }),
+        )
+        .await
+        .expect("the write is answered")
+        .expect("the leader kept its followers and committed");
+        // Three seconds: ten leases of 300 ms.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for node in &nodes {
+            let m = node.raft.metrics().borrow().clone();
+            assert_eq!(
+                (m.current_term, m.current_leader),
+                (term, Some(leader_id)),
+                "node {} changed leader",
+                node.id
+            );
+            node.wait_applied(written.log_id.index).await;
+        }
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
+    /// A command that writes records needs no leadership round trip first: with followers that
+    /// answer 80 ms late and 50 ms heartbeats, a check bounded by one heartbeat always fails ("not
+    /// enough for a quorum"), and `Quorum::run` refused every command while it ran one first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_that_write_need_no_leadership_round_trip() {
+        let config = Arc::new(raft_config(50, 150, 300, 1000).unwrap());
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start_slow(id, &config, Duration::from_millis(80)).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        let leader_id = wait_for_leader(&all).await;
+        let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
+        let voters = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+        let quorum = crate::quorum::Quorum::new(
+            leader.raft.clone(),
+            leader.applied.clone(),
+            leader_id,
+            voters,
+            Arc::default(),
+            WAIT,
+        );
+        for i in 0..3 {
+            let (offset, ()) = quorum
+                .run(|_| {
+                    Ok(crate::state::ControllerResult::new(
+                        vec![Record::ProducerIds {
+                            broker_id: 1,
+                            broker_epoch: 1,
+                            next_producer_id: (i + 1) * 1000,
+                        }],
+                        (),
+                    ))
+                })
+                .await
+                .expect("a write command on a leader with slow followers");
+            assert!(offset > 0);
+        }
+        assert_eq!(leader.applied.image().next_producer_id, 3000);
+        for node in &mut nodes {
+            node.stop().await;
+        }
     }
 
     #[tokio::test]
