@@ -45,6 +45,9 @@ const PROPAGATION_HISTOGRAM: &str = "chronik_broker_metadata_propagation_seconds
 const BULK_POLL: Duration = Duration::from_millis(50);
 /// How often brokers are asked while timing one change.
 const PROBE_POLL: Duration = Duration::from_millis(1);
+/// A broker counts its open descriptors at most once a second (`broker/src/fds.rs`); waiting this
+/// long before the resources scrape makes the count current.
+const OPEN_FILES_MAX_AGE: Duration = Duration::from_millis(1_100);
 
 /// Everything `bench metadata` measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -413,6 +416,8 @@ async fn measure(
             }
         }
     }
+    // Logs open within a second now: the count of descriptors a broker reuses may predate them.
+    tokio::time::sleep(OPEN_FILES_MAX_AGE).await;
     let scrapes_after = scrape_all(&http, &brokers).await;
     report.propagation_single = merged_buckets(&scrapes_after)
         .since(&merged_buckets(&scrapes_bulk))
