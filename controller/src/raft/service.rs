@@ -528,13 +528,9 @@ mod tests {
         }
     }
 
-    /// Followers that run each AppendEntries handler 80 ms late, past a 50 ms heartbeat interval
-    /// (openraft's bound on every AppendEntries) but well within the 300 ms leader lease: the leader
-    /// must keep its followers and commit. When a cancelled request never reached the follower's
-    /// Raft, they heard from no leader at all and campaigned again and again (issue #18, at 30,000
-    /// partitions: terms 5 → 10 in 3 s while the brokers' log opening saturated the CPU).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn followers_slower_than_a_heartbeat_keep_their_leader() {
+    /// Three controllers with 50 ms heartbeats whose AppendEntries handlers each run 80 ms late, as
+    /// on a saturated machine; returns them and the elected leader.
+    async fn slow_quorum() -> (Vec<TestNode>, NodeId) {
         let config = Arc::new(raft_config(50, 150, 300, 1000).unwrap());
         let mut nodes = Vec::new();
         for id in 1..=3 {
@@ -543,6 +539,17 @@ mod tests {
         let all: Vec<&TestNode> = nodes.iter().collect();
         nodes[0].raft.initialize(members(&all)).await.unwrap();
         let leader_id = wait_for_leader(&all).await;
+        (nodes, leader_id)
+    }
+
+    /// Followers that run each AppendEntries handler 80 ms late, past a 50 ms heartbeat interval
+    /// (openraft's bound on every AppendEntries) but well within the 300 ms leader lease: the leader
+    /// must keep its followers and commit. When a cancelled request never reached the follower's
+    /// Raft, they heard from no leader at all and campaigned again and again (issue #18, at 30,000
+    /// partitions: terms 5 → 10 in 3 s while the brokers' log opening saturated the CPU).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn followers_slower_than_a_heartbeat_keep_their_leader() {
+        let (mut nodes, leader_id) = slow_quorum().await;
         let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
         let term = leader.raft.metrics().borrow().current_term;
 
@@ -579,14 +586,7 @@ mod tests {
     /// enough for a quorum"), and `Quorum::run` refused every command while it ran one first.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn commands_that_write_need_no_leadership_round_trip() {
-        let config = Arc::new(raft_config(50, 150, 300, 1000).unwrap());
-        let mut nodes = Vec::new();
-        for id in 1..=3 {
-            nodes.push(TestNode::start_slow(id, &config, Duration::from_millis(80)).await);
-        }
-        let all: Vec<&TestNode> = nodes.iter().collect();
-        nodes[0].raft.initialize(members(&all)).await.unwrap();
-        let leader_id = wait_for_leader(&all).await;
+        let (mut nodes, leader_id) = slow_quorum().await;
         let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
         let voters = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
         let quorum = crate::quorum::Quorum::new(

@@ -1701,17 +1701,22 @@ fn an_unsynced_leader_epoch_survives_a_crash_and_is_written_before_a_roll() {
     );
 }
 
-/// A broker restart opens every log: after a clean shutdown that is one directory fsync each (the
-/// clean-shutdown marker's removal); after a crash, one for what recovery changed.
-#[test]
-fn reopening_a_log_fsyncs_its_directory_once_clean_or_not() {
+/// A log of 3 batches of 2 records, flushed and closed cleanly: its data dir and partition dir.
+fn closed_log_of_six_records() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), small_config());
     let info = produce(&log, 3, 2, 0, 1).pop().unwrap();
     log.flush_to(info.next_offset()).unwrap();
     log.close().unwrap();
-    drop(log);
     let partition = dir.path().join("orders-0");
+    (dir, partition)
+}
+
+/// A broker restart opens every log: after a clean shutdown that is one directory fsync each (the
+/// clean-shutdown marker's removal); after a crash, one for what recovery changed.
+#[test]
+fn reopening_a_log_fsyncs_its_directory_once_clean_or_not() {
+    let (dir, partition) = closed_log_of_six_records();
     let dir_syncs = |synced: Vec<PathBuf>| synced.iter().filter(|p| **p == partition).count();
 
     checkpoint::synced::take();
@@ -1729,13 +1734,7 @@ fn reopening_a_log_fsyncs_its_directory_once_clean_or_not() {
 /// and 30,000 logs must close within a supervisor's stop timeout.
 #[test]
 fn closing_an_idle_log_rewrites_no_unchanged_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), small_config());
-    let info = produce(&log, 3, 2, 0, 1).pop().unwrap();
-    log.flush_to(info.next_offset()).unwrap();
-    log.close().unwrap();
-    drop(log);
-    let partition = dir.path().join("orders-0");
+    let (dir, partition) = closed_log_of_six_records();
 
     let log = open(dir.path(), small_config());
     checkpoint::synced::take();
