@@ -36,7 +36,8 @@
 //! take it for writing; reads, lookups and getters for reading) and a mutex that lets one fsync run at
 //! a time. The type is `Send + Sync`; share it as `Arc<PartitionLog>` and call its blocking methods
 //! from `spawn_blocking` (appends and reads are page-cache work and may also run in short critical
-//! sections; `flush_to` waits for the disk).
+//! sections; `flush_to` waits for the disk). An async caller waits for durability with
+//! [`PartitionLog::flushed_to`] instead, which runs the fsyncs on one flusher task per log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -64,6 +65,7 @@ use super::txn_marker::EndTxnMarker;
 use super::validator::{validate_records, RecordRules};
 
 mod cleaner;
+mod flusher;
 mod recovery;
 use recovery::load_producer_state;
 mod retention;
@@ -230,6 +232,8 @@ pub struct PartitionLog {
     state: RwLock<LogState>,
     /// One fsync at a time; appenders queue here and usually find their offset already covered.
     flush_lock: Mutex<()>,
+    /// Runs `flush_to` for the appends waiting in [`PartitionLog::flushed_to`].
+    flusher: flusher::Flusher,
     /// The fsync of the data directory, shared with the logs created beside this one.
     parent_sync: Arc<DirSync>,
     /// Serializes high-watermark checkpoint writes.

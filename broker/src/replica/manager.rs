@@ -596,9 +596,7 @@ impl ReplicaManager {
             leader_epoch,
         } = pending;
         if info.flush_required {
-            let log = partition.log.clone();
-            let next = info.next_offset();
-            blocking(move || log.flush_to(next)).await??;
+            partition.log.flushed_to(info.next_offset()).await?;
         }
         if partition.maybe_advance_high_watermark(self.broker_id) {
             self.partition_changed(&partition);

@@ -336,6 +336,7 @@ impl PartitionLog {
             topic_id,
             state: RwLock::new(state),
             flush_lock: Mutex::new(()),
+            flusher: Default::default(),
             parent_sync,
             checkpoint_lock: Mutex::new(()),
             #[cfg(test)]

@@ -920,6 +920,62 @@ fn one_fsync_covers_every_append_before_it() {
     assert!(log.fsync_count() <= 161);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_waiters_share_the_flushers_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let info = log.append_as_leader(client_batch(&[3], 10), 0).unwrap();
+                    let flushed = log.flushed_to(info.next_offset()).await.unwrap();
+                    assert!(flushed >= info.next_offset());
+                    assert!(log.flushed_offset() >= info.next_offset());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(log.flushed_offset(), 160);
+    assert!(log.fsync_count() <= 160, "{} fsyncs", log.fsync_count());
+    // Already durable: no fsync, no flusher.
+    assert_eq!(log.flushed_to(100).await.unwrap(), 160);
+    let fsyncs = log.fsync_count();
+    assert_eq!(log.flushed_to(160).await.unwrap(), 160);
+    assert_eq!(log.fsync_count(), fsyncs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_reaches_every_async_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
+    let next = log
+        .append_as_leader(client_batch(&[1], 10), 0)
+        .unwrap()
+        .next_offset();
+    log.fail_next_fsync();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move { log.flushed_to(next).await })
+        })
+        .collect();
+    for waiter in waiters {
+        let result = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("a waiter was left waiting")
+            .unwrap();
+        assert!(result.is_err(), "acknowledged without an fsync: {result:?}");
+    }
+    assert!(log.is_offline());
+    assert_eq!(log.flushed_offset(), 0);
+    assert!(log.flushed_to(next).await.is_err());
+}
+
 /// Appends `batches` idempotent batches of `per` records of producer `pid`, epoch 0, sequences
 /// from `seq0`.
 fn produce_idempotent(
