@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::partition::{Partition, PartitionState};
-use crate::log::batch::BatchHeader;
+use crate::log::batch::{BatchHeader, Compression};
 use crate::log::txn_marker::EndTxnMarker;
 use crate::log::{AppendInfo, LogConfig, LogError, LogManager, PartitionLog, VerificationGuard};
 use crate::metadata::MetadataCache;
@@ -197,6 +197,22 @@ enum LeaderLoss {
     /// The leader's listener refused the reconnect (ECONNREFUSED: the host answers but nothing
     /// listens on the port): the process is gone.
     Refused,
+}
+
+/// Whether a leader appends `batch` on the request's own task, as Kafka's request handler threads
+/// do, rather than on the blocking pool. Validating and writing a batch into the page cache takes
+/// microseconds, far less than handing it to a blocking thread and back (those hand-offs' futex
+/// wake-ups were a fifth of the brokers' CPU, issue #15). A large compressed batch is the exception:
+/// the validation decompresses every record, which can take milliseconds of a runtime thread.
+fn append_inline(batch: &[u8]) -> bool {
+    const INLINE_COMPRESSED_BYTES: usize = 64 * 1024;
+    const INLINE_BYTES: usize = 2 * 1024 * 1024;
+    match BatchHeader::parse(batch) {
+        Ok(header) if header.compression() == Compression::None => batch.len() <= INLINE_BYTES,
+        Ok(_) => batch.len() <= INLINE_COMPRESSED_BYTES,
+        // Refused at its first check.
+        Err(_) => true,
+    }
 }
 
 impl ReplicaManager {
@@ -507,13 +523,20 @@ impl ReplicaManager {
             });
         }
         let leader_epoch = state.leader_epoch;
-        // On this task's thread, as Kafka's request handler threads append: a write into the page
-        // cache takes microseconds, far less than handing it to a blocking thread and back (the
-        // futex wake-ups of that hand-off were a fifth of the brokers' CPU, issue #15). The fsync,
-        // which waits for the disk, runs on the log's flusher (`complete_append_by`).
-        let info = partition
-            .log
-            .append_as_leader_verified(batch, leader_epoch, guard)?;
+        // The fsync, which waits for the disk, runs later on the log's flusher
+        // (`complete_append_by`); the append itself is page-cache work (see `append_inline`).
+        let info = if append_inline(&batch) {
+            partition
+                .log
+                .append_as_leader_verified(batch, leader_epoch, guard)?
+        } else {
+            let log = partition.log.clone();
+            tokio::task::spawn_blocking(move || {
+                log.append_as_leader_verified(batch, leader_epoch, guard)
+            })
+            .await
+            .map_err(|e| AppendError::Storage(e.to_string()))??
+        };
         // Followers long-polling for new data fetch it now, while this broker fsyncs its copy.
         self.partition_changed(partition);
         Ok(PendingAppend {
@@ -1084,6 +1107,22 @@ mod tests {
     };
     use chronik_metadata::Endpoint;
     use uuid::Uuid;
+
+    #[test]
+    fn only_large_compressed_or_huge_batches_leave_the_request_task() {
+        let small = client_batch(&[1; 10], 1000);
+        assert!(append_inline(&small));
+        let huge = client_batch(&[1; 3000], 1000);
+        assert!(!append_inline(&huge), "{} bytes", huge.len());
+        // The same bytes announced as gzip: their validation would decompress them.
+        let mut compressed = client_batch(&[1; 100], 1000).to_vec();
+        compressed[21..23].copy_from_slice(&1i16.to_be_bytes());
+        assert!(!append_inline(&compressed));
+        assert!(
+            append_inline(&compressed[..20]),
+            "refused at once, wherever it runs"
+        );
+    }
 
     /// An image with brokers 1–3 and topic "t" (one partition, replicas 1, 2, 3, led by 1).
     fn image(isr: &[BrokerId], topic_id: Uuid) -> MetadataImage {
