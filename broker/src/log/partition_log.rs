@@ -1320,10 +1320,13 @@ impl PartitionLog {
                 state.checkpointed_log_start = Some(state.log_start_offset);
             }
             state.epochs.persist_if_unsynced()?;
-            // An idle log's snapshot at its log end is already on disk: rewriting it cost a
-            // temp file, two fsyncs and a rename per log at every shutdown (issue #18).
+            // An idle log's snapshot at its log end is already on disk, and an empty log has
+            // nothing to replay without one: writing it cost a temp file, two fsyncs and a rename
+            // per log at every shutdown (issue #18).
+            let empty =
+                state.log_end_offset == state.log_start_offset && state.producers.is_empty();
             let snapshot = producer_state::snapshot_path(&self.dir, state.log_end_offset);
-            if !snapshot.exists() {
+            if !empty && !snapshot.exists() {
                 producer_state::write_snapshot(&self.dir, state.log_end_offset, &state.producers)?;
             }
             Ok(())

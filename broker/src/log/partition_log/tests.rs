@@ -1760,3 +1760,20 @@ fn closing_an_idle_log_rewrites_no_unchanged_checkpoint() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 6));
     assert_eq!(log.epoch_entries().len(), 1);
 }
+
+/// An empty log closes without a producer-state snapshot (nothing to replay without one: 30,000 new
+/// logs wrote 30,000 snapshots at their first shutdown); a log with data writes one at its end.
+#[test]
+fn closing_writes_a_producer_snapshot_only_where_one_saves_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = open(&dir.path().join("empty-0"), small_config());
+    empty.close().unwrap();
+    assert_eq!(snapshot_offsets(empty.dir()).unwrap(), Vec::<i64>::new());
+    let reopened = open(&dir.path().join("empty-0"), small_config());
+    assert_eq!(reopened.log_end_offset(), 0);
+
+    let written = open(&dir.path().join("written-0"), small_config());
+    produce(&written, 3, 2, 5000, 0);
+    written.close().unwrap();
+    assert_eq!(snapshot_offsets(written.dir()).unwrap(), vec![6]);
+}
