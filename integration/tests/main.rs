@@ -9,4 +9,5 @@ mod cli;
 mod control_plane;
 mod control_plane_security;
 mod local;
+mod log_dirs;
 mod metadata_scale;

@@ -14,13 +14,16 @@
 //! pool; the data directory is offline ([`LogManager::offline_log_dirs`], Kafka's
 //! `LogDirFailureChannel`) from the first I/O failure of any of its partition logs, of creating one, or
 //! of a checkpoint, until the process restarts — the broker reports it to the controller (KIP-858),
-//! which moves every replica of the directory out of leaderships and ISRs.
+//! which moves every replica of the directory out of leaderships and ISRs; the data directory's
+//! clean-shutdown marker exists only between a `close_all` that closed every log (each durable)
+//! and the next `open`, which removes it durably before opening any log, so a crash is never taken
+//! for a clean shutdown.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -28,11 +31,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use super::checkpoint::DirSync;
+use super::checkpoint::{self, DirSync};
 use super::config::LogConfig;
 use super::error::{io_error, LogError, Result};
 use super::now_ms;
-use super::partition_log::{read_partition_metadata, PartitionLog, TRASH_DIR};
+use super::partition_log::{read_partition_metadata, PartitionLog, CLEAN_SHUTDOWN_FILE, TRASH_DIR};
 
 /// Logs opened (at start) or closed (at shutdown) at once: each mostly waits on fsyncs, which
 /// overlap.
@@ -117,7 +120,7 @@ fn valid_topic_name(topic: &str) -> bool {
 /// Such a directory lost nothing acknowledged if a crash took its topic id. Anything else (a segment
 /// with bytes, checkpoints of offsets, producer snapshots, an unknown file) may be data.
 fn never_made_durable(dir: &Path) -> bool {
-    use super::partition_log::{CLEAN_SHUTDOWN_FILE, PARTITION_METADATA_FILE};
+    use super::partition_log::PARTITION_METADATA_FILE;
     use super::segment::{parse_segment_file, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
@@ -191,6 +194,9 @@ pub struct LogManager {
     /// The data directory's fsync, shared by the partitions whose creation becomes durable at the
     /// same time (see [`PartitionLog::open_in`]).
     data_dir_sync: Arc<DirSync>,
+    /// A partition directory found at start could be neither opened nor quarantined: it is not
+    /// closed at shutdown, so the directory may not be marked clean.
+    unserved_dir: AtomicBool,
 }
 
 impl LogManager {
@@ -213,7 +219,15 @@ impl LogManager {
             opening: Mutex::new(HashSet::new()),
             opened: Condvar::new(),
             data_dir_sync: Arc::default(),
+            unserved_dir: AtomicBool::new(false),
         };
+        // Removed durably before any log is opened (and so before anything is written): a crash
+        // from now on must find no marker.
+        let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean_shutdown = checkpoint::remove_if_exists(&marker)?;
+        if clean_shutdown {
+            checkpoint::fsync_dir(data_dir)?;
+        }
         let mut entries = Vec::new();
         for entry in fs::read_dir(data_dir).map_err(io_error("list data directory", data_dir))? {
             let entry = entry.map_err(io_error("list data directory", data_dir))?;
@@ -227,7 +241,7 @@ impl LogManager {
         let started = std::time::Instant::now();
         let opened = Mutex::new(BTreeMap::new());
         in_parallel(&entries, |dir| {
-            if let Some((tp, log)) = manager.open_existing(dir, &default_config) {
+            if let Some((tp, log)) = manager.open_existing(dir, &default_config, clean_shutdown) {
                 opened
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -235,7 +249,7 @@ impl LogManager {
             }
         });
         let opened = opened.into_inner().unwrap_or_else(PoisonError::into_inner);
-        info!(data_dir = %data_dir.display(), partitions = opened.len(),
+        info!(data_dir = %data_dir.display(), partitions = opened.len(), clean_shutdown,
             took_ms = started.elapsed().as_millis() as u64, "opened partition logs");
         *manager.logs.write().unwrap_or_else(PoisonError::into_inner) = opened;
         Ok(manager)
@@ -247,6 +261,7 @@ impl LogManager {
         &self,
         dir: &Path,
         config: &LogConfig,
+        clean_shutdown: bool,
     ) -> Option<(TopicPartition, Arc<PartitionLog>)> {
         let name = dir
             .file_name()
@@ -269,9 +284,13 @@ impl LogManager {
             }
         }
         let opened = metadata.and_then(|id| match id {
-            Some(id) => {
-                PartitionLog::open_in(dir, id, config.clone(), Arc::clone(&self.data_dir_sync))
-            }
+            Some(id) => PartitionLog::open_in_after(
+                dir,
+                id,
+                config.clone(),
+                Arc::clone(&self.data_dir_sync),
+                clean_shutdown,
+            ),
             None => Err(LogError::Corrupt {
                 path: dir.join(super::partition_log::PARTITION_METADATA_FILE),
                 reason: "missing: the topic id is unknown".into(),
@@ -305,6 +324,7 @@ impl LogManager {
                     .push(target);
             }
             Err(e) => {
+                self.unserved_dir.store(true, Ordering::Relaxed);
                 error!(dir = %dir.display(), error = %cause, rename_error = %e,
                     "partition directory cannot be opened nor quarantined; left in place and not served");
             }
@@ -586,11 +606,13 @@ impl LogManager {
         info!("log maintenance stopped");
     }
 
-    /// Closes every log (flush, checkpoints, clean-shutdown markers). Tries all and returns the first
-    /// failure.
+    /// Closes every log (flush, seal, checkpoints), then, when every one closed and the directory
+    /// is not offline, writes the data directory's clean-shutdown marker (Kafka's
+    /// `.kafka_cleanshutdown`): the next start skips recovering the logs. Tries all and returns
+    /// the first failure. Nothing may create a log after it (the broker stops every task first).
     pub fn close_all(&self) -> Result<()> {
-        // Closing a log waits on several fsyncs (checkpoints, the marker): 30,000 logs one at a
-        // time took over a minute, past a supervisor's stop timeout.
+        // Closing a log waits on fsyncs (the active segment, changed checkpoints): 30,000 logs
+        // one at a time took over a minute, past a supervisor's stop timeout.
         let started = std::time::Instant::now();
         let logs = self.all_logs();
         let first_error = Mutex::new(None);
@@ -603,15 +625,26 @@ impl LogManager {
                     .get_or_insert(e);
             }
         });
+        let first_error = first_error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let offline = self
+            .dir_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        let clean = first_error.is_none() && !offline && !self.unserved_dir.load(Ordering::Relaxed);
+        if clean {
+            // Every log is durable now: only then may the marker say so.
+            checkpoint::write_atomically(&self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        }
         info!(
             partitions = logs.len(),
+            clean,
             took_ms = started.elapsed().as_millis() as u64,
             "closed partition logs"
         );
-        first_error
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map_or(Ok(()), Err)
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -681,6 +714,97 @@ mod tests {
         let recovered = reopened.get("b", 0).unwrap();
         assert!(recovered.is_open());
         assert!(recovered.log_end_offset() >= durable);
+    }
+
+    /// The paths fsynced on this thread that are `dir` itself.
+    fn syncs_of(dir: &Path) -> usize {
+        checkpoint::synced::take()
+            .iter()
+            .filter(|p| p.as_path() == dir)
+            .count()
+    }
+
+    /// Issue #18: one clean-shutdown marker per data directory, written once every log is closed;
+    /// a clean restart then opens each log without recovering or fsyncing it, and removes the
+    /// marker (durably) first.
+    #[test]
+    fn a_clean_shutdown_marks_the_data_directory_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join(CLEAN_SHUTDOWN_FILE);
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let log = manager
+            .get_or_create("a", id(1), 0, LogConfig::default())
+            .unwrap();
+        produce(&log, 3);
+        drop(log);
+        manager.close_all().unwrap();
+        assert!(marker.exists());
+        assert!(!dir.path().join("a-0").join(CLEAN_SHUTDOWN_FILE).exists());
+        drop(manager);
+
+        checkpoint::synced::take();
+        let reopened = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(!marker.exists(), "a crash from now on is unclean");
+        let synced = checkpoint::synced::take();
+        assert!(synced.contains(&dir.path().to_path_buf()), "{synced:?}");
+        assert!(
+            !synced.contains(&dir.path().join("a-0")),
+            "a clean open fsyncs nothing of the log: {synced:?}"
+        );
+        assert_eq!(reopened.get("a", 0).unwrap().log_end_offset(), 6);
+    }
+
+    /// A kill -9 after a clean restart is not taken for a clean shutdown: the marker went at the
+    /// start, so the next start recovers the torn tail (a batch whose CRC does not match).
+    #[test]
+    fn a_crash_after_a_clean_restart_is_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        produce(
+            &manager
+                .get_or_create("a", id(1), 0, LogConfig::default())
+                .unwrap(),
+            2,
+        );
+        manager.close_all().unwrap();
+        drop(manager);
+
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(manager.get("a", 0).unwrap().log_end_offset(), 4);
+        // A write torn by the crash: a whole batch frame at the log end whose records are damaged.
+        let mut torn = client_batch(&[1, 2], 20).to_vec();
+        torn[..8].copy_from_slice(&4i64.to_be_bytes());
+        let last = torn.len() - 1;
+        torn[last] ^= 0xff;
+        let segment = dir.path().join("a-0").join("00000000000000000000.log");
+        let mut file = fs::OpenOptions::new().append(true).open(&segment).unwrap();
+        std::io::Write::write_all(&mut file, &torn).unwrap();
+        drop(file);
+        drop(manager); // kill -9: no close_all
+
+        checkpoint::synced::take();
+        let recovered = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let log = recovered.get("a", 0).unwrap();
+        assert_eq!(log.log_end_offset(), 4, "the torn batch is cut");
+        assert_eq!(syncs_of(&dir.path().join("a-0")), 1, "recovery's fsync");
+        produce(&log, 1);
+        assert_eq!(log.log_end_offset(), 6);
+    }
+
+    /// A log that fails to close (its directory went offline) leaves the directory unmarked.
+    #[test]
+    fn a_log_that_fails_to_close_leaves_no_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let log = manager
+            .get_or_create("a", id(1), 0, LogConfig::default())
+            .unwrap();
+        produce(&log, 1);
+        let info = log.append_as_leader(client_batch(&[1], 20), 0).unwrap();
+        log.fail_next_fsync();
+        assert!(log.flush_to(info.next_offset()).is_err());
+        assert!(manager.close_all().is_err());
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //!     log-start-offset-checkpoint     "0", offset
 //!     high-watermark-checkpoint       "0", offset
 //!     00000000000000000040.snapshot   producer state of the batches below offset 40 (with a CRC)
-//!     .clean-shutdown                 present only while the partition is cleanly closed
+//!   .clean-shutdown                   present only while every log of the directory is cleanly closed
 //!   .trash/                           partitions being deleted
 //!   .quarantine/                      partition directories that failed to open, kept for an operator
 //! ```
@@ -66,8 +66,9 @@
 //! is sealed: see [`epoch`]); truncation is fsynced before it
 //! returns; the high watermark checkpoint is written every few seconds by the manager and at close, and
 //! a stale one is harmless (it is only a lower bound, capped at the recovered LEO). After a crash,
-//! [`PartitionLog::open`] finds no `.clean-shutdown` marker and re-validates the active segment batch
-//! by batch (length, magic, CRC, increasing offsets), cutting it at the first invalid byte.
+//! [`LogManager::open`] finds no `.clean-shutdown` marker in the data directory (it removes the
+//! marker durably before opening any log) and every log re-validates its active segment batch by
+//! batch (length, magic, CRC, increasing offsets), cutting it at the first invalid byte.
 
 pub mod batch;
 pub mod checkpoint;

@@ -75,8 +75,12 @@ pub use cleaner::CleanStats;
 pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
 pub const HIGH_WATERMARK_CHECKPOINT: &str = "high-watermark-checkpoint";
-/// Written by `close`, removed by `open`: its absence at open means the last run did not shut down
-/// cleanly and the active segment must be recovered.
+/// The clean-shutdown marker (Kafka's `.kafka_cleanshutdown`): in the data directory, written by
+/// [`super::LogManager::close_all`] once every log of the directory is closed and durable, and
+/// removed (durably) when the manager opens the directory, before any log is opened. Its absence
+/// at open means the last run did not shut down cleanly and every log's active segment is
+/// recovered. Brokers before it wrote one per partition directory at each log's `close`: such a
+/// marker still counts for its own log, once (see [`PartitionLog::open_in_after`]).
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 /// Where deleted partition directories go before they are removed (so a crash mid-removal never
 /// leaves a half-deleted partition that looks real).
@@ -1290,8 +1294,12 @@ impl PartitionLog {
         result.map_err(|e| state.fail(&self.dir, e))
     }
 
-    /// Clean shutdown: flush, seal the active segment, write the checkpoints and the clean-shutdown
-    /// marker. Further calls fail with [`LogError::Closed`]. Closing twice is a no-op.
+    /// Clean shutdown: flush, seal the active segment, write the checkpoints that changed and a
+    /// producer-state snapshot at the log end unless one is there already (as Kafka's
+    /// `ProducerStateManager.takeSnapshot`). Everything is durable when it returns; the
+    /// clean-shutdown marker is the log manager's, one per data directory (see
+    /// [`CLEAN_SHUTDOWN_FILE`]). Further calls fail with [`LogError::Closed`]. Closing twice is a
+    /// no-op.
     pub fn close(&self) -> Result<()> {
         {
             let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
@@ -1316,8 +1324,15 @@ impl PartitionLog {
                 state.checkpointed_log_start = Some(state.log_start_offset);
             }
             state.epochs.persist_if_unsynced()?;
-            producer_state::write_snapshot(&self.dir, state.log_end_offset, &state.producers)?;
-            checkpoint::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+            // An idle log's snapshot at its log end is already on disk, and an empty log has
+            // nothing to replay without one: writing it cost a temp file, two fsyncs and a rename
+            // per log at every shutdown (issue #18).
+            let empty =
+                state.log_end_offset == state.log_start_offset && state.producers.is_empty();
+            let snapshot = producer_state::snapshot_path(&self.dir, state.log_end_offset);
+            if !empty && !snapshot.exists() {
+                producer_state::write_snapshot(&self.dir, state.log_end_offset, &state.producers)?;
+            }
             Ok(())
         })();
         match result {

@@ -389,6 +389,7 @@ async fn run_fetcher(
 
 fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>]) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
+    let mut topic_at: HashMap<Uuid, usize> = HashMap::new();
     for partition in targets {
         let state = partition.state();
         let log = &partition.log;
@@ -405,13 +406,16 @@ fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>
             .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
             .with_log_start_offset(log.log_start_offset())
             .with_partition_max_bytes(PARTITION_MAX_BYTES);
-        match topics.iter_mut().find(|t| t.topic_id == partition.topic_id) {
-            Some(topic) => topic.partitions.push(fetch),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic_id(partition.topic_id)
-                    .with_partitions(vec![fetch]),
-            ),
+        match topic_at.get(&partition.topic_id) {
+            Some(&at) => topics[at].partitions.push(fetch),
+            None => {
+                topic_at.insert(partition.topic_id, topics.len());
+                topics.push(
+                    FetchTopic::default()
+                        .with_topic_id(partition.topic_id)
+                        .with_partitions(vec![fetch]),
+                );
+            }
         }
     }
     FetchRequest::default()
@@ -445,15 +449,17 @@ fn note_served(served: &mut HashMap<(Uuid, i32), u64>, round: u64, response: &Fe
     }
 }
 
-/// The `CurrentLeaderEpoch` `request` asked `partition` under.
-fn requested_epoch(request: &FetchRequest, partition: &Partition) -> Option<i32> {
+/// The `CurrentLeaderEpoch` `request` asked each partition under, by topic id and partition.
+fn requested_epochs(request: &FetchRequest) -> HashMap<(Uuid, i32), i32> {
     request
         .topics
         .iter()
-        .filter(|t| t.topic_id == partition.topic_id)
-        .flat_map(|t| &t.partitions)
-        .find(|p| p.partition == partition.index)
-        .map(|p| p.current_leader_epoch)
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| ((t.topic_id, p.partition), p.current_leader_epoch))
+        })
+        .collect()
 }
 
 /// Applies one fetch response from `leader` to `request`; returns whether the fetcher should back
@@ -473,15 +479,18 @@ async fn apply_response(
     // all are durable: one wait on the disk per round rather than one per partition.
     let mut appends = Vec::new();
     let mut touched = Vec::new();
+    // A response names every partition fetched from this leader: found by a scan of the targets
+    // each, a round cost partitions² (a core at 10,000 partitions per leader, issue #18).
+    let by_key: HashMap<(Uuid, i32), &Arc<Partition>> =
+        targets.iter().map(|p| ((p.topic_id, p.index), p)).collect();
+    let epochs = requested_epochs(request);
     for topic in response.responses {
         for data in topic.partitions {
-            let Some(partition) = targets
-                .iter()
-                .find(|p| p.topic_id == topic.topic_id && p.index == data.partition_index)
-            else {
+            let key = (topic.topic_id, data.partition_index);
+            let Some(&partition) = by_key.get(&key) else {
                 continue;
             };
-            let Some(leader_epoch) = requested_epoch(request, partition) else {
+            let Some(&leader_epoch) = epochs.get(&key) else {
                 continue;
             };
             let following = partition.clone();

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use chronik_metadata::configs::{effective_min_insync_replicas, effective_topic_configs};
 use chronik_metadata::records::LeaderRecoveryState;
-use chronik_metadata::{BrokerId, MetadataImage, TopicId};
+use chronik_metadata::{BrokerId, MetadataImage, PartitionRegistration, TopicId, TopicImage};
 use kafka_protocol::error::ResponseError;
 use std::time::Duration;
 
@@ -123,6 +123,49 @@ pub struct ReplicaManager {
     /// read-only disk), with the error; retried every `UNOPENED_RETRY` and reported by `/readyz` and
     /// `/metrics`, so a partition that never opens is not silently dead.
     unopened: Mutex<BTreeMap<(String, i32), String>>,
+    /// The image the partitions were last brought in line with: the next one is compared with it
+    /// (see [`ReplicaManager::apply_metadata`]). Its lock serialises appliers.
+    last_applied: Mutex<Option<LastApplied>>,
+}
+
+/// The image `apply_metadata` applied last.
+struct LastApplied {
+    /// A copy: one reference count per topic (`MetadataImage` keeps topics behind an `Arc`).
+    image: MetadataImage,
+    authoritative: bool,
+}
+
+/// What one [`ReplicaManager::apply_metadata`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedMetadata {
+    /// Every partition of the image was looked at: no earlier image to compare with, or the first
+    /// authoritative one after images that were not (every hosted partition and directory checked
+    /// for deletion).
+    pub full: bool,
+    /// Partitions this broker replicates that were brought in line with the image (opened, given
+    /// their configs and state); the others were as the last image left them.
+    pub partitions: usize,
+    /// Hosted partitions deleted because the image no longer gives them to this broker.
+    pub removed: usize,
+}
+
+/// A partition of the image this broker replicates, with what `apply_metadata` gives it.
+struct Assignment<'a> {
+    topic: &'a TopicImage,
+    index: i32,
+    registration: &'a PartitionRegistration,
+    config: LogConfig,
+    min_insync_replicas: usize,
+}
+
+/// The log config of `topic`'s partitions: its effective topic configs (its own, else the cluster's,
+/// else the defaults).
+fn topic_log_config(image: &MetadataImage, topic: &TopicImage) -> LogConfig {
+    let configs = effective_topic_configs(image, &topic.configs);
+    LogConfig::from_effective(&configs).unwrap_or_else(|e| {
+        warn!(topic = %topic.name, "invalid log config, using defaults: {e}");
+        LogConfig::default()
+    })
 }
 
 /// Threads opening new partition logs at once (see `open_new_logs`).
@@ -238,6 +281,7 @@ impl ReplicaManager {
             next_probe: AtomicU64::new(0),
             applied_offset: watch::channel(0).0,
             unopened: Mutex::new(BTreeMap::new()),
+            last_applied: Mutex::new(None),
         }
     }
 
@@ -801,7 +845,19 @@ impl ReplicaManager {
     /// replicates, updates roles (a new leader starts its epoch at its log end), and — when the image
     /// is `authoritative` (caught up to this broker's registration) — deletes partitions the image no
     /// longer gives this broker.
-    pub fn apply_metadata(&self, image: &MetadataImage, authoritative: bool) {
+    ///
+    /// Only what changed since the last image applied is touched (Kafka's
+    /// `ReplicaManager.applyDelta`): a record copies only the topic it changes (`MetadataImage`
+    /// keeps each topic behind an `Arc`), so a topic whose `Arc` is the last image's is skipped
+    /// whole, and in a changed topic only the partitions whose registration changed are updated.
+    /// Every partition is brought in line when there is no last image and when the cluster-wide
+    /// configs changed (every topic's effective configs may have); every hosted partition and
+    /// directory is checked for deletion on the first `authoritative` image after ones that were
+    /// not. A snapshot gives every topic a new `Arc`; its partitions are compared with the last
+    /// image's.
+    pub fn apply_metadata(&self, image: &MetadataImage, authoritative: bool) -> AppliedMetadata {
+        // One image at a time: each is compared with the one applied before it.
+        let mut last = self.last_applied.lock().unwrap_or_else(|e| e.into_inner());
         *self.brokers.write().unwrap_or_else(|e| e.into_inner()) = image
             .brokers
             .values()
@@ -823,39 +879,31 @@ impl ReplicaManager {
             *known = alive;
             moved
         };
-        self.open_new_logs(image);
-        let mut wanted = HashSet::new();
+        let previous = last.as_ref().map(|last| &last.image);
+        // Deleting what this broker no longer hosts needs every partition and directory looked at
+        // once the image is caught up to its registration; after that, only what changes.
+        let remove_all_unwanted =
+            authoritative && last.as_ref().is_none_or(|last| !last.authoritative);
         let mut unopened = self
             .unopened
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        for (topic, index, registration) in image.partitions() {
-            if !registration.replicas.contains(&self.broker_id) {
-                continue;
-            }
-            wanted.insert((topic.id, index));
-            let configs = effective_topic_configs(image, &topic.configs);
+        let assignments = self.assignments(image, previous, &unopened);
+        self.open_new_logs(&assignments);
+        for assignment in &assignments {
+            let (topic, index) = (assignment.topic, assignment.index);
+            let registration = assignment.registration;
             let state = PartitionState {
                 leader: registration.leader,
                 leader_epoch: registration.leader_epoch,
                 partition_epoch: registration.partition_epoch,
                 replicas: registration.replicas.clone(),
                 isr: registration.isr.clone(),
-                min_insync_replicas: effective_min_insync_replicas(
-                    image,
-                    &topic.configs,
-                    registration.replicas.len(),
-                ) as usize,
+                min_insync_replicas: assignment.min_insync_replicas,
                 recovering: registration.recovering,
             };
-            let config = match LogConfig::from_effective(&configs) {
-                Ok(config) => config,
-                Err(e) => {
-                    warn!(topic = %topic.name, "invalid log config, using defaults: {e}");
-                    LogConfig::default()
-                }
-            };
+            let config = assignment.config.clone();
             match self.partition(topic.id, index) {
                 Some(partition) => {
                     partition.log.update_config(config);
@@ -909,41 +957,98 @@ impl ReplicaManager {
             }
         }
         // A partition deleted or moved away no longer needs its log.
-        unopened.retain(|(topic, index), _| {
-            image
-                .topic_by_name(topic)
-                .is_some_and(|t| wanted.contains(&(t.id, *index)))
-        });
+        unopened.retain(|(topic, index), _| self.replicates(image, topic, *index));
         *self.unopened.lock().unwrap_or_else(|e| e.into_inner()) = unopened;
-        for (topic_id, index) in &wanted {
-            if let Some(partition) = self.partition(*topic_id, *index) {
+        for assignment in &assignments {
+            if let Some(partition) = self.partition(assignment.topic.id, assignment.index) {
                 self.clear_recovering(&partition);
             }
         }
-        if authoritative {
-            changed |= self.remove_unwanted(image, &wanted);
-        }
+        let removed = match previous {
+            _ if !authoritative => 0,
+            Some(previous) if !remove_all_unwanted => self.remove_moved_away(previous, image),
+            _ => self.remove_unwanted(image),
+        };
+        changed |= removed > 0;
         if changed {
             self.notify_all();
         }
         self.applied_offset.send_replace(image.offset);
+        let applied = AppliedMetadata {
+            full: previous.is_none() || remove_all_unwanted,
+            partitions: assignments.len(),
+            removed,
+        };
+        *last = Some(LastApplied {
+            image: image.clone(),
+            authoritative,
+        });
+        applied
     }
 
-    /// Opens the logs of the partitions `image` newly gives this broker, `OPEN_THREADS` at a time:
-    /// opening one is mostly waiting on fsyncs, which overlap. Failures are left to the caller's
-    /// sequential pass, which opens (or records as unopened) whatever is still missing.
-    fn open_new_logs(&self, image: &MetadataImage) {
-        let new: Vec<(&str, TopicId, i32, LogConfig)> = image
-            .partitions()
-            .filter(|(topic, index, registration)| {
-                registration.replicas.contains(&self.broker_id)
-                    && self.partition(topic.id, *index).is_none()
-            })
-            .map(|(topic, index, _)| {
-                let configs = effective_topic_configs(image, &topic.configs);
-                let config = LogConfig::from_effective(&configs).unwrap_or_default();
-                (topic.name.as_str(), topic.id, index, config)
-            })
+    /// The partitions of `image` this broker replicates that differ from `previous` (all of them
+    /// without one), or whose log is not open (new, or failed to open before).
+    fn assignments<'a>(
+        &self,
+        image: &'a MetadataImage,
+        previous: Option<&MetadataImage>,
+        unopened: &BTreeMap<(String, i32), String>,
+    ) -> Vec<Assignment<'a>> {
+        let retried: HashSet<&str> = unopened.keys().map(|(topic, _)| topic.as_str()).collect();
+        let cluster_configs_changed =
+            previous.is_none_or(|previous| previous.cluster_configs != image.cluster_configs);
+        let mut assignments = Vec::new();
+        for topic in image.topics.values() {
+            let before = previous.and_then(|previous| previous.topics.get(&topic.id));
+            let same_topic = before.is_some_and(|before| Arc::ptr_eq(before, topic));
+            if same_topic && !cluster_configs_changed && !retried.contains(topic.name.as_str()) {
+                continue;
+            }
+            let configs_changed = cluster_configs_changed
+                || before.is_none_or(|before| before.configs != topic.configs);
+            let mut config = None;
+            for (i, registration) in topic.partitions.iter().enumerate() {
+                let index = i as i32;
+                if !registration.replicas.contains(&self.broker_id) {
+                    continue;
+                }
+                let unchanged = !configs_changed
+                    && before.and_then(|before| before.partitions.get(i)) == Some(registration);
+                if unchanged && self.partition(topic.id, index).is_some() {
+                    continue;
+                }
+                let config = config.get_or_insert_with(|| topic_log_config(image, topic));
+                assignments.push(Assignment {
+                    topic,
+                    index,
+                    registration,
+                    config: config.clone(),
+                    min_insync_replicas: effective_min_insync_replicas(
+                        image,
+                        &topic.configs,
+                        registration.replicas.len(),
+                    ) as usize,
+                });
+            }
+        }
+        assignments
+    }
+
+    /// Whether `image` gives this broker a replica of `topic`'s partition `index`.
+    fn replicates(&self, image: &MetadataImage, topic: &str, index: i32) -> bool {
+        image
+            .topic_by_name(topic)
+            .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
+            .is_some_and(|registration| registration.replicas.contains(&self.broker_id))
+    }
+
+    /// Opens the logs of the partitions among `assignments` that have none yet, `OPEN_THREADS` at a
+    /// time: opening one is mostly waiting on fsyncs, which overlap. Failures are left to the
+    /// caller's sequential pass, which opens (or records as unopened) whatever is still missing.
+    fn open_new_logs(&self, assignments: &[Assignment<'_>]) {
+        let new: Vec<&Assignment<'_>> = assignments
+            .iter()
+            .filter(|a| self.partition(a.topic.id, a.index).is_none())
             .collect();
         if new.len() < 2 {
             return;
@@ -954,10 +1059,11 @@ impl ReplicaManager {
             for _ in 0..OPEN_THREADS.min(new.len()) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((topic, topic_id, index, config)) = new.get(i) else {
+                    let Some(new) = new.get(i) else {
                         return;
                     };
-                    let _ = self.open_log(topic, *topic_id, *index, config.clone());
+                    let (topic, index) = (new.topic, new.index);
+                    let _ = self.open_log(&topic.name, topic.id, index, new.config.clone());
                 });
             }
         });
@@ -967,7 +1073,6 @@ impl ReplicaManager {
             "opened new partition logs"
         );
     }
-
     fn open_log(
         &self,
         topic: &str,
@@ -1020,9 +1125,14 @@ impl ReplicaManager {
         );
     }
 
-    /// Deletes hosted partitions and leftover directories the image does not give this broker.
-    fn remove_unwanted(&self, image: &MetadataImage, wanted: &HashSet<(TopicId, i32)>) -> bool {
-        let mut changed = false;
+    /// Deletes hosted partitions and leftover directories the image does not give this broker;
+    /// returns how many hosted partitions were deleted.
+    fn remove_unwanted(&self, image: &MetadataImage) -> usize {
+        let wanted: HashSet<(TopicId, i32)> = image
+            .partitions()
+            .filter(|(_, _, registration)| registration.replicas.contains(&self.broker_id))
+            .map(|(topic, index, _)| (topic.id, index))
+            .collect();
         let stale: Vec<Arc<Partition>> = {
             let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
             let keys: Vec<(TopicId, i32)> = partitions
@@ -1032,21 +1142,8 @@ impl ReplicaManager {
                 .collect();
             keys.iter().filter_map(|k| partitions.remove(k)).collect()
         };
-        for partition in stale {
-            changed = true;
-            if image.topic_by_name(&partition.topic).is_none() {
-                // A deleted topic's series go with it.
-                crate::metrics::metrics().forget_topic(&partition.topic);
-            }
-            match self.logs.remove(&partition.topic, partition.index) {
-                Ok(_) => {
-                    info!(topic = %partition.topic, partition = partition.index, "deleted partition")
-                }
-                Err(e) => {
-                    warn!(topic = %partition.topic, partition = partition.index, "cannot delete partition: {e}")
-                }
-            }
-        }
+        let removed = stale.len();
+        self.delete_partitions(image, stale);
         for tp in self.logs.partitions() {
             let hosted = image
                 .topic_by_name(&tp.topic)
@@ -1062,7 +1159,63 @@ impl ReplicaManager {
                 }
             }
         }
-        changed
+        removed
+    }
+
+    /// Deletes the hosted partitions that `previous` gave this broker and `image` no longer does:
+    /// only topics deleted or changed since can hold them. `previous` was applied authoritatively,
+    /// so nothing else hosted here is unwanted and no directory is left over.
+    fn remove_moved_away(&self, previous: &MetadataImage, image: &MetadataImage) -> usize {
+        let gone: Vec<(TopicId, i32)> = previous
+            .topics
+            .values()
+            .filter(|before| {
+                image
+                    .topics
+                    .get(&before.id)
+                    .is_none_or(|now| !Arc::ptr_eq(before, now))
+            })
+            .flat_map(|before| (0..before.partitions.len()).map(|i| (before.id, i as i32)))
+            .filter(|&(topic_id, index)| {
+                image
+                    .partition(topic_id, index)
+                    .is_none_or(|registration| !registration.replicas.contains(&self.broker_id))
+            })
+            .collect();
+        if gone.is_empty() {
+            return 0;
+        }
+        let stale: Vec<Arc<Partition>> = {
+            let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+            gone.iter().filter_map(|k| partitions.remove(k)).collect()
+        };
+        let removed = stale.len();
+        self.delete_partitions(image, stale);
+        removed
+    }
+
+    /// Deletes the logs of partitions no longer hosted.
+    fn delete_partitions(&self, image: &MetadataImage, stale: Vec<Arc<Partition>>) {
+        for partition in stale {
+            if image.topic_by_name(&partition.topic).is_none() {
+                // A deleted topic's series go with it.
+                crate::metrics::metrics().forget_topic(&partition.topic);
+            }
+            let current = self.logs.get(&partition.topic, partition.index);
+            if !current.is_some_and(|log| Arc::ptr_eq(&log, &partition.log)) {
+                // A topic of the same name, created in the same image, replaced the log already
+                // (`open_log`): the directory is the new topic's.
+                continue;
+            }
+            match self.logs.remove(&partition.topic, partition.index) {
+                Ok(_) => {
+                    info!(topic = %partition.topic, partition = partition.index, "deleted partition")
+                }
+                Err(e) => {
+                    warn!(topic = %partition.topic, partition = partition.index, "cannot delete partition: {e}")
+                }
+            }
+        }
     }
 }
 
@@ -1103,7 +1256,7 @@ mod tests {
     use super::*;
     use crate::log::batch::test_support::{client_batch, producer_batch};
     use chronik_metadata::records::{
-        PartitionChangeRecord, PartitionRecord, Record, RegisterBrokerRecord,
+        ConfigResource, PartitionChangeRecord, PartitionRecord, Record, RegisterBrokerRecord,
     };
     use chronik_metadata::Endpoint;
     use uuid::Uuid;
@@ -1244,6 +1397,279 @@ mod tests {
         assert_eq!(replicas.unopened_logs().len(), 1);
         replicas.apply_metadata(&MetadataImage::default(), true);
         assert!(replicas.unopened_logs().is_empty());
+    }
+
+    /// [`image`] plus topic "u" of two partitions on brokers 1–3 (partition 0 led by 2, partition
+    /// 1 by 3), as the broker's metadata cache builds it: records replayed onto a copy.
+    fn two_topics(topic_id: Uuid, other_id: Uuid) -> MetadataImage {
+        let mut image = image(&[1, 2, 3], topic_id);
+        let mut records = vec![Record::Topic {
+            name: "u".into(),
+            topic_id: other_id,
+        }];
+        for (partition, leader) in [(0, 2), (1, 3)] {
+            records.push(Record::Partition(PartitionRecord {
+                topic_id: other_id,
+                partition,
+                replicas: vec![1, 2, 3],
+                isr: vec![1, 2, 3],
+                leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                recovering: false,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+            }));
+        }
+        image.replay_all(21, &records);
+        image
+    }
+
+    /// `image` with `records` replayed at its next offset, on a copy (as `MetadataCache::apply`).
+    fn next(image: &MetadataImage, records: &[Record]) -> MetadataImage {
+        let mut next = image.clone();
+        next.replay_all(image.offset + 1, records);
+        next
+    }
+
+    fn replicas_in(dir: &std::path::Path) -> ReplicaManager {
+        let logs = Arc::new(LogManager::open(dir, LogConfig::default()).unwrap());
+        ReplicaManager::new(1, logs, mpsc::unbounded_channel().0)
+    }
+
+    /// Issue #18: a change to one partition touches that partition only, not every partition the
+    /// broker hosts (before, every image walked them all: seconds at 30,000 partitions).
+    #[test]
+    fn a_partition_change_touches_only_that_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = replicas_in(dir.path());
+        let (topic_id, other_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = two_topics(topic_id, other_id);
+        let applied = replicas.apply_metadata(&first, true);
+        assert_eq!((applied.full, applied.partitions), (true, 3));
+
+        // Broker 1 becomes the leader of u-1: its new epoch starts at its log end.
+        let moved = next(
+            &first,
+            &[Record::PartitionChange(PartitionChangeRecord {
+                topic_id: other_id,
+                partition: 1,
+                leader: Some(1),
+                ..Default::default()
+            })],
+        );
+        let applied = replicas.apply_metadata(&moved, true);
+        assert_eq!(
+            applied,
+            AppliedMetadata {
+                full: false,
+                partitions: 1,
+                removed: 0
+            }
+        );
+        let partition = replicas.partition(other_id, 1).unwrap();
+        assert_eq!(
+            (partition.state().leader, partition.state().leader_epoch),
+            (1, 1)
+        );
+        assert_eq!(partition.log.latest_epoch(), Some(1));
+
+        // A change that is no partition's (a broker fenced) touches none.
+        let fenced = next(
+            &moved,
+            &[Record::BrokerChange {
+                broker_id: 3,
+                broker_epoch: 13,
+                fenced: Some(true),
+                in_controlled_shutdown: None,
+                has_offline_log_dir: None,
+            }],
+        );
+        let applied = replicas.apply_metadata(&fenced, true);
+        assert_eq!((applied.full, applied.partitions), (false, 0));
+        assert!(!replicas.isr_eligible(3, 13));
+    }
+
+    /// A topic's config change reaches its partitions only; a cluster-wide one reaches every
+    /// topic that does not set the key itself.
+    #[test]
+    fn config_changes_reach_the_partitions_they_configure() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = replicas_in(dir.path());
+        let (topic_id, other_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = two_topics(topic_id, other_id);
+        replicas.apply_metadata(&first, true);
+        let retention = |topic_id, index| {
+            replicas
+                .partition(topic_id, index)
+                .unwrap()
+                .log
+                .config()
+                .retention_ms
+        };
+
+        let topic_config = next(
+            &first,
+            &[Record::Config {
+                resource: ConfigResource::Topic("u".into()),
+                key: "retention.ms".into(),
+                value: Some("1000".into()),
+            }],
+        );
+        let applied = replicas.apply_metadata(&topic_config, true);
+        assert_eq!(applied.partitions, 2);
+        assert_eq!(retention(other_id, 0), Some(1000));
+        assert_eq!(retention(other_id, 1), Some(1000));
+
+        let cluster_config = next(
+            &topic_config,
+            &[Record::Config {
+                resource: ConfigResource::Cluster,
+                key: "retention.ms".into(),
+                value: Some("2000".into()),
+            }],
+        );
+        let applied = replicas.apply_metadata(&cluster_config, true);
+        assert_eq!(applied.partitions, 3);
+        assert_eq!(retention(topic_id, 0), Some(2000));
+        assert_eq!(retention(other_id, 1), Some(1000));
+    }
+
+    /// A deleted topic and a partition reassigned away are deleted from this broker by the change
+    /// alone; a snapshot with nothing new touches nothing.
+    #[test]
+    fn deleted_and_moved_partitions_go_without_a_full_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = replicas_in(dir.path());
+        let (topic_id, other_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = two_topics(topic_id, other_id);
+        replicas.apply_metadata(&first, true);
+        let t0 = replicas
+            .partition(topic_id, 0)
+            .unwrap()
+            .log
+            .dir()
+            .to_path_buf();
+        assert!(t0.exists());
+
+        let deleted = next(&first, &[Record::RemoveTopic { topic_id }]);
+        let applied = replicas.apply_metadata(&deleted, true);
+        assert_eq!(
+            applied,
+            AppliedMetadata {
+                full: false,
+                partitions: 0,
+                removed: 1
+            }
+        );
+        assert!(replicas.partition(topic_id, 0).is_none());
+        assert!(!t0.exists());
+
+        let u1 = replicas
+            .partition(other_id, 1)
+            .unwrap()
+            .log
+            .dir()
+            .to_path_buf();
+        let reassigned = next(
+            &deleted,
+            &[Record::PartitionChange(PartitionChangeRecord {
+                topic_id: other_id,
+                partition: 1,
+                replicas: Some(vec![2, 3]),
+                isr: Some(vec![2, 3]),
+                ..Default::default()
+            })],
+        );
+        let applied = replicas.apply_metadata(&reassigned, true);
+        assert_eq!((applied.partitions, applied.removed), (0, 1));
+        assert!(replicas.partition(other_id, 1).is_none());
+        assert!(!u1.exists());
+        assert!(replicas.partition(other_id, 0).is_some());
+
+        // A snapshot rebuilds every topic (new `Arc`s) with the same registrations.
+        let mut snapshot = MetadataImage::default();
+        snapshot.replay_all(reassigned.offset + 1, &reassigned.to_records());
+        let applied = replicas.apply_metadata(&snapshot, true);
+        assert_eq!(
+            (applied.full, applied.partitions, applied.removed),
+            (false, 0, 0)
+        );
+    }
+
+    /// A topic deleted and created again under the same name within one image: the new topic's log
+    /// is not deleted with the old topic's partition (it was, after the new log had replaced it).
+    #[test]
+    fn a_topic_recreated_under_the_same_name_keeps_its_new_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = replicas_in(dir.path());
+        let (old_id, new_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = image(&[1, 2, 3], old_id);
+        replicas.apply_metadata(&first, true);
+        let recreated = next(
+            &first,
+            &[
+                Record::RemoveTopic { topic_id: old_id },
+                Record::Topic {
+                    name: "t".into(),
+                    topic_id: new_id,
+                },
+                Record::Partition(PartitionRecord {
+                    topic_id: new_id,
+                    partition: 0,
+                    replicas: vec![1, 2, 3],
+                    isr: vec![1, 2, 3],
+                    leader: 1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    recovering: false,
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
+                }),
+            ],
+        );
+        let applied = replicas.apply_metadata(&recreated, true);
+        assert_eq!((applied.partitions, applied.removed), (1, 1));
+        assert!(replicas.partition(old_id, 0).is_none());
+        let partition = replicas
+            .partition(new_id, 0)
+            .expect("the new topic's partition");
+        assert!(partition.log.dir().join("partition.metadata").exists());
+        assert!(Arc::ptr_eq(
+            &replicas
+                .logs()
+                .get("t", 0)
+                .expect("the log is the manager's"),
+            &partition.log
+        ));
+    }
+
+    /// Images applied before this broker's registration was caught up delete nothing; the first
+    /// authoritative one looks at every partition and directory.
+    #[test]
+    fn the_first_authoritative_image_deletes_what_earlier_ones_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (topic_id, other_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = two_topics(topic_id, other_id);
+        replicas_in(dir.path()).apply_metadata(&first, true);
+        // Restarted while "t" was deleted.
+        let replicas = replicas_in(dir.path());
+        let deleted = next(&first, &[Record::RemoveTopic { topic_id }]);
+        let applied = replicas.apply_metadata(&deleted, false);
+        assert_eq!(
+            (applied.full, applied.partitions, applied.removed),
+            (true, 2, 0)
+        );
+        assert!(dir.path().join("t-0").exists());
+        let applied = replicas.apply_metadata(&deleted, true);
+        assert_eq!(
+            (applied.full, applied.partitions, applied.removed),
+            (true, 0, 0)
+        );
+        assert!(
+            !dir.path().join("t-0").exists(),
+            "leftover directory deleted"
+        );
     }
 
     #[tokio::test]

@@ -35,6 +35,21 @@ impl PartitionLog {
         config: LogConfig,
         parent_sync: Arc<DirSync>,
     ) -> Result<Self> {
+        Self::open_in_after(dir, topic_id, config, parent_sync, false)
+    }
+
+    /// [`PartitionLog::open_in`] of a log found at start, `clean_shutdown` when the data directory's
+    /// clean-shutdown marker said every log was closed cleanly (the manager removed it durably
+    /// before opening any log). Without it, the log is recovered unless it holds the per-log marker
+    /// of a broker before the data directory's marker (removed here, durably, before anything
+    /// else changes: from then on a crash must look unclean).
+    pub fn open_in_after(
+        dir: &Path,
+        topic_id: Uuid,
+        config: LogConfig,
+        parent_sync: Arc<DirSync>,
+        clean_shutdown: bool,
+    ) -> Result<Self> {
         // A new directory has nothing to read, scan or recover: what follows skips it (creating a
         // partition is then a handful of syscalls, issue #18).
         let created = match fs::create_dir(dir) {
@@ -67,10 +82,12 @@ impl PartitionLog {
         }
 
         // From here on a crash must look unclean.
-        let clean = !created && checkpoint::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
-        if clean {
+        let legacy_marker =
+            !created && checkpoint::remove_if_exists(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+        if legacy_marker {
             checkpoint::fsync_dir(dir)?;
         }
+        let clean = !created && (clean_shutdown || legacy_marker);
 
         let bases = if created { Vec::new() } else { scan_dir(dir)? };
         let mut segments = BTreeMap::new();
@@ -325,7 +342,7 @@ impl PartitionLog {
         if first_to_recover.is_some() {
             // Segments recovery deleted must stay deleted before anything is appended at their
             // offsets. A clean open changed nothing that matters (the marker's removal was synced
-            // above; rebuilt indexes and removed leftovers are rebuilt and removed again), and
+            // before; rebuilt indexes and removed leftovers are rebuilt and removed again), and
             // the log's first flush syncs the directory before it reports anything durable.
             checkpoint::fsync_dir(dir)?;
         }

@@ -657,7 +657,10 @@ fn reopening_after_close_keeps_everything() {
     let before = read_all(&log, 0);
     let bases = log.segment_base_offsets();
     log.close().unwrap();
-    assert!(log.dir().join(CLEAN_SHUTDOWN_FILE).exists());
+    assert!(
+        !log.dir().join(CLEAN_SHUTDOWN_FILE).exists(),
+        "the marker is the data directory's (LogManager::close_all)"
+    );
     assert!(matches!(
         log.append_as_leader(client_batch(&[1], 1), 2),
         Err(LogError::Closed { .. })
@@ -666,10 +669,6 @@ fn reopening_after_close_keeps_everything() {
     drop(log);
 
     let log = open(dir.path(), small_config());
-    assert!(
-        !log.dir().join(CLEAN_SHUTDOWN_FILE).exists(),
-        "a crash from now on is unclean"
-    );
     assert_eq!(log.log_end_offset(), 50);
     assert_eq!(log.high_watermark(), 40);
     assert_eq!(log.segment_base_offsets(), bases);
@@ -1768,16 +1767,19 @@ fn closed_log_of_six_records() -> (tempfile::TempDir, PathBuf) {
     (dir, partition)
 }
 
-/// A broker restart opens every log: after a clean shutdown that is one directory fsync each (the
-/// clean-shutdown marker's removal); after a crash, one for what recovery changed.
+/// A broker restart opens every log: a log that holds the per-log clean-shutdown marker of an
+/// earlier broker version opens clean, with one directory fsync (the marker's removal); after a
+/// crash, one for what recovery changed.
 #[test]
 fn reopening_a_log_fsyncs_its_directory_once_clean_or_not() {
     let (dir, partition) = closed_log_of_six_records();
     let dir_syncs = |synced: Vec<PathBuf>| synced.iter().filter(|p| **p == partition).count();
 
+    fs::write(partition.join(CLEAN_SHUTDOWN_FILE), b"").unwrap();
     checkpoint::synced::take();
     let log = open(dir.path(), small_config());
     assert_eq!(dir_syncs(checkpoint::synced::take()), 1, "clean");
+    assert!(!partition.join(CLEAN_SHUTDOWN_FILE).exists(), "read once");
     assert_eq!(log.log_end_offset(), 6);
     drop(log); // a crash
 
@@ -1805,9 +1807,29 @@ fn closing_an_idle_log_rewrites_no_unchanged_checkpoint() {
             "{unchanged} in {synced:?}"
         );
     }
-    assert!(synced.contains(&partition.join(CLEAN_SHUTDOWN_FILE)));
+    assert!(
+        synced.is_empty(),
+        "no checkpoint, snapshot or marker rewritten: {synced:?}"
+    );
     drop(log);
     let log = open(dir.path(), small_config());
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 6));
     assert_eq!(log.epoch_entries().len(), 1);
+}
+
+/// An empty log closes without a producer-state snapshot (nothing to replay without one: 30,000 new
+/// logs wrote 30,000 snapshots at their first shutdown); a log with data writes one at its end.
+#[test]
+fn closing_writes_a_producer_snapshot_only_where_one_saves_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = open(&dir.path().join("empty-0"), small_config());
+    empty.close().unwrap();
+    assert_eq!(snapshot_offsets(empty.dir()).unwrap(), Vec::<i64>::new());
+    let reopened = open(&dir.path().join("empty-0"), small_config());
+    assert_eq!(reopened.log_end_offset(), 0);
+
+    let written = open(&dir.path().join("written-0"), small_config());
+    produce(&written, 3, 2, 5000, 0);
+    written.close().unwrap();
+    assert_eq!(snapshot_offsets(written.dir()).unwrap(), vec![6]);
 }
