@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex, PoisonError};
 
 use super::error::{io_error, LogError, Result};
+use super::file_cache::FileCache;
 
 const VERSION: &str = "0";
 
@@ -27,11 +28,14 @@ pub fn write_atomically_before_dir_sync(path: &Path, contents: &[u8]) -> Result<
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
+    let mut file = FileCache::global()
+        .with_room(|| {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(tmp)
+        })
         .map_err(io_error("create checkpoint", tmp))?;
     file.write_all(contents)
         .map_err(io_error("write checkpoint", tmp))?;
@@ -45,14 +49,17 @@ pub fn write_atomically_before_dir_sync(path: &Path, contents: &[u8]) -> Result<
 /// the states its reader recovers from (a new partition's `partition.metadata`, made durable by the
 /// log's first flush, see `partition_log`).
 pub fn write_unsynced(path: &Path, contents: &[u8]) -> Result<()> {
-    fs::write(path, contents).map_err(io_error("write", path))
+    FileCache::global()
+        .with_room(|| fs::write(path, contents))
+        .map_err(io_error("write", path))
 }
 
 /// Makes file creations, renames and removals in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     #[cfg(test)]
     synced::record(dir);
-    File::open(dir)
+    FileCache::global()
+        .with_room(|| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(io_error("fsync directory", dir))
 }
@@ -61,7 +68,8 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 pub fn fsync_file(path: &Path) -> Result<()> {
     #[cfg(test)]
     synced::record(path);
-    File::open(path)
+    FileCache::global()
+        .with_room(|| File::open(path))
         .and_then(|f| f.sync_all())
         .map_err(io_error("fsync", path))
 }

@@ -26,7 +26,9 @@
 //! The capacity is a soft bound: when every open file is dirty or in use the cache stays above it
 //! until they are fsynced or released (with `flush.messages = 1`, the default, a partition's handle
 //! is clean as soon as its append is acknowledged). When the process runs out of descriptors anyway
-//! (`EMFILE`), the cache closes a quarter of its idle, clean files and retries once.
+//! (`EMFILE`), the cache closes a quarter of its idle, clean files and retries, a few times with a
+//! growing wait; the log's other opens (checkpoints, directory fsyncs, new segments) go through the
+//! same [`FileCache::with_room`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata, OpenOptions};
@@ -221,6 +223,30 @@ impl FileCache {
         })
     }
 
+    /// Runs `open` (something that opens a descriptor, the cache's own or one outside it: a
+    /// checkpoint, a directory fsync, a new segment) and, while the process is out of descriptors
+    /// (`EMFILE`/`ENFILE`), closes a quarter of this cache's idle, clean files and tries again,
+    /// waiting longer each time for files in use to be released (about 1.3 s in all). The cache's
+    /// descriptors are the ones the broker can give back, and a passing shortage must not fail a
+    /// write: a failed checkpoint or fsync takes the data directory offline.
+    pub fn with_room<T>(&self, mut open: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        const RETRIES: u32 = 7;
+        let mut attempt = 0;
+        loop {
+            match open() {
+                Err(e) if is_out_of_descriptors(&e) && attempt < RETRIES => {
+                    let open_files = self.lock().open.len();
+                    self.evict(open_files - open_files / 4);
+                    if attempt > 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(10 << attempt));
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn set_capacity(&self, capacity: usize) {
         self.capacity
             .store(capacity.max(1) as u64, Ordering::SeqCst);
@@ -265,14 +291,7 @@ impl FileCache {
             }
             return Ok(handle);
         }
-        let opened = match open_rw(&file.path) {
-            Err(e) if is_out_of_descriptors(&e) => {
-                let open = self.lock().open.len();
-                self.evict(open - open / 4);
-                open_rw(&file.path)?
-            }
-            other => other?,
-        };
+        let opened = self.with_room(|| open_rw(&file.path))?;
         self.opens.fetch_add(1, Ordering::SeqCst);
         let handle = {
             let mut lru = self.lock();
@@ -423,6 +442,40 @@ mod tests {
         assert_eq!(cache.stats().open, 4);
         drop(files);
         assert_eq!(cache.stats().open, 0, "dropping a file closes it");
+    }
+
+    /// A checkpoint or directory fsync that finds the process out of descriptors gets room from the
+    /// cache instead of failing (a failed one would take the data directory offline).
+    #[test]
+    fn an_open_out_of_descriptors_is_retried_after_closing_idle_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::new(16);
+        let files = files(&cache, dir.path(), 8);
+        assert_eq!(cache.stats().open, 8);
+        let mut failures = 2;
+        let opened = cache.with_room(|| {
+            if failures > 0 {
+                failures -= 1;
+                return Err(io::Error::from_raw_os_error(libc::EMFILE));
+            }
+            std::fs::File::open(dir.path())
+        });
+        assert!(opened.is_ok(), "{opened:?}");
+        let stats = cache.stats();
+        assert!(stats.open < 8 && stats.evictions >= 2, "{stats:?}");
+        assert!(files.iter().any(|f| !f.is_open()));
+
+        // Other errors are not retried, and a shortage that lasts is reported.
+        let mut calls = 0;
+        let missing = cache.with_room(|| {
+            calls += 1;
+            std::fs::File::open(dir.path().join("missing"))
+        });
+        assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(calls, 1);
+        let lasting: io::Result<()> =
+            cache.with_room(|| Err(io::Error::from_raw_os_error(libc::EMFILE)));
+        assert_eq!(lasting.unwrap_err().raw_os_error(), Some(libc::EMFILE));
     }
 
     #[test]

@@ -73,12 +73,15 @@ impl EntryFile {
     }
 
     fn open_file(path: &Path) -> Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
+        FileCache::global()
+            .with_room(|| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+            })
             .map_err(io_error("open index", path))
     }
 

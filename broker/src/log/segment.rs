@@ -96,12 +96,15 @@ impl LogSegment {
     /// Creates an empty segment (its files are created or emptied).
     pub fn create(dir: &Path, base_offset: i64) -> Result<Self> {
         let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)
+        let file = FileCache::global()
+            .with_room(|| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&log_path)
+            })
             .map_err(io_error("create segment", &log_path))?;
         let file = CachedFile::with_open(FileCache::global(), &log_path, file, Durability::Data);
         let offset_index =
@@ -140,10 +143,8 @@ impl LogSegment {
         let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
         let time_index_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
         let indexes_existed = index_path.exists() && time_index_path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
+        let file = FileCache::global()
+            .with_room(|| OpenOptions::new().read(true).write(true).open(&log_path))
             .map_err(io_error("open segment", &log_path))?;
         let size = file
             .metadata()

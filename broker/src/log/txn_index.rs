@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use super::checkpoint;
 use super::error::{io_error, Result};
+use super::file_cache::FileCache;
 use super::segment::segment_file;
 
 pub const TXN_INDEX_SUFFIX: &str = ".txnindex";
@@ -102,10 +103,8 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<AbortedTxn>, String> {
 pub fn append(path: &Path, entry: &AbortedTxn) -> Result<()> {
     let mut bytes = Vec::with_capacity(ENTRY_BYTES);
     entry.encode(&mut bytes);
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    FileCache::global()
+        .with_room(|| OpenOptions::new().create(true).append(true).open(path))
         .and_then(|mut f| f.write_all(&bytes))
         .map_err(io_error("append to transaction index", path))
 }
@@ -121,7 +120,7 @@ pub fn write_all<'a>(path: &Path, entries: impl IntoIterator<Item = &'a AbortedT
 
 /// fsyncs the file if it exists (at a segment roll).
 pub fn sync(path: &Path) -> Result<()> {
-    match fs::File::open(path) {
+    match FileCache::global().with_room(|| fs::File::open(path)) {
         Ok(f) => f
             .sync_all()
             .map_err(io_error("fsync transaction index", path)),
