@@ -56,22 +56,21 @@ pub fn write_unsynced(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// Makes file creations, renames and removals in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    #[cfg(test)]
-    synced::record(dir);
-    FileCache::global()
-        .with_room(|| File::open(dir))
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("fsync directory", dir))
+    open_and_sync(dir, "fsync directory")
 }
 
 /// fsyncs an existing file's data and size (one that was written unsynced).
 pub fn fsync_file(path: &Path) -> Result<()> {
+    open_and_sync(path, "fsync")
+}
+
+fn open_and_sync(path: &Path, what: &'static str) -> Result<()> {
     #[cfg(test)]
     synced::record(path);
     FileCache::global()
         .with_room(|| File::open(path))
         .and_then(|f| f.sync_all())
-        .map_err(io_error("fsync", path))
+        .map_err(io_error(what, path))
 }
 
 /// Group commit of one directory's fsync: a caller that needs the directory's entries durable waits
