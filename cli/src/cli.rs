@@ -460,6 +460,12 @@ pub struct BenchProduceArgs {
     /// Stop sending after this many seconds even if messages remain.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub duration_secs: Option<u64>,
+    /// Send at most this many messages per second, all connections together (as Kafka's
+    /// `ProducerPerformance --throughput`). Batches go out on a fixed schedule and each batch's
+    /// latency runs from its scheduled time, so a broker that falls behind shows it in the
+    /// latency. Without it, the generator sends as fast as acknowledgements allow.
+    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = parse::count)]
+    pub throughput: Option<u64>,
     /// The Produce request's TimeoutMs: how long the broker may wait for acks=all.
     #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(i32).range(1..))]
     pub request_timeout_ms: i32,

@@ -18,6 +18,8 @@ The cases (`--cases`, comma-separated; all by default):
 - `fsync-100`:  the same with 100 B records
 - `nofsync-1k`: 1 KiB records, `flush.messages` at its maximum (Kafka's default: no fsync per batch)
 - `big-1k`:     1 KiB records in 1 MiB batches (librdkafka's default batch.size since 2.x), fsync
+- `paced-1k`:   `fsync-1k` sent at a fixed 75 MiB/s (`--throughput`), for latency at a steady rate;
+                latencies run from each batch's scheduled send time
 Each case runs `--runs` times on each target (default 3); the table gives the median run by MiB/s and
 the MiB/s range.
 
@@ -44,6 +46,9 @@ CASES = {
     "fsync-100": dict(record_size="100", batch_size="16KiB", messages=3_000_000, fsync=True),
     "nofsync-1k": dict(record_size="1KiB", batch_size="16KiB", messages=500_000, fsync=False),
     "big-1k": dict(record_size="1KiB", batch_size="1MiB", messages=500_000, fsync=True),
+    # 75 MiB/s of 1 KiB records: half the RF 3 target of issue #15, for latency at a steady rate.
+    "paced-1k": dict(record_size="1KiB", batch_size="16KiB", messages=900_000, fsync=True,
+                     throughput=76_800),
 }
 
 
@@ -118,6 +123,8 @@ def bench(bin_dir, bootstrap, case, metrics_urls=(), pids=(), auto_create=False)
     args = ["bench", "produce", "--bootstrap-servers", bootstrap, "--topic", TOPIC, "--acks", "all",
             "--record-size", spec["record_size"], "--batch-size", spec["batch_size"],
             "--messages", str(spec["messages"]), "--output", "json"]
+    if "throughput" in spec:
+        args += ["--throughput", str(spec["throughput"])]
     if metrics_urls:
         args += ["--metrics-url", ",".join(metrics_urls)]
     if auto_create:

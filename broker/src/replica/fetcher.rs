@@ -45,6 +45,7 @@ use uuid::Uuid;
 
 use super::manager::LeaderProbe;
 use super::{Partition, ReplicaManager};
+use crate::log::PartitionLog;
 use crate::metadata::MetadataCache;
 use crate::metrics::metrics;
 use crate::status::BrokerStatus;
@@ -475,9 +476,7 @@ async fn apply_response(
     leader: BrokerId,
 ) -> bool {
     let mut backoff = response.error_code != 0;
-    // The partitions' appends and fsyncs run at once, one blocking task each, and the round ends when
-    // all are durable: one wait on the disk per round rather than one per partition.
-    let mut appends = Vec::new();
+    let mut flushes = Vec::new();
     let mut touched = Vec::new();
     // A response names every partition fetched from this leader: found by a scan of the targets
     // each, a round cost partitions² (a core at 10,000 partitions per leader, issue #18).
@@ -570,52 +569,85 @@ async fn apply_response(
             let record_bytes = records.len();
             let leader_high_watermark = data.high_watermark;
             let leader_log_start = data.log_start_offset;
-            let task = tokio::task::spawn_blocking(move || {
-                let appended = following.while_following(leader, leader_epoch, |log| {
-                    let mut flush_to = None;
-                    if !records.is_empty() {
-                        if let Some(info) = log.append_as_follower(records)? {
-                            flush_to = info.flush_required.then(|| info.next_offset());
-                        }
+            let apply = move |log: &PartitionLog| {
+                let mut flush_to = None;
+                if !records.is_empty() {
+                    if let Some(info) = log.append_as_follower(records)? {
+                        flush_to = info.flush_required.then(|| info.next_offset());
                     }
-                    log.maybe_increment_high_watermark(
-                        leader_high_watermark.min(log.log_end_offset()),
-                    );
-                    // Records the leader deleted (DeleteRecords, retention) go here too, up to
-                    // what this replica has committed (Kafka's `maybeIncrementLogStartOffset(
-                    // leaderLogStartOffset, LeaderOffsetIncremented)`); checkpointed before the
-                    // next fetch reports it.
-                    log.maybe_increment_log_start_offset(
-                        leader_log_start.min(log.high_watermark()),
-                    )?;
-                    Ok::<_, crate::log::LogError>(flush_to)
-                });
-                // The fsync runs outside the state lock: a role change need not wait for the disk.
-                match appended {
-                    Some(Ok(Some(offset))) => following.log.flush_to(offset).map(|_| true),
-                    Some(Ok(None)) => Ok(true),
-                    Some(Err(e)) => Err(e),
-                    None => Ok(false),
                 }
-            });
-            appends.push((partition, leader_epoch, record_bytes, task));
+                log.maybe_increment_high_watermark(leader_high_watermark.min(log.log_end_offset()));
+                // Records the leader deleted (DeleteRecords, retention) go here too, up to what
+                // this replica has committed (Kafka's `maybeIncrementLogStartOffset(
+                // leaderLogStartOffset, LeaderOffsetIncremented)`); checkpointed before the next
+                // fetch reports it.
+                log.maybe_increment_log_start_offset(leader_log_start.min(log.high_watermark()))?;
+                Ok::<_, crate::log::LogError>(flush_to)
+            };
+            // Like a leader's append (`append_inline`), a follower's runs on this task: writing
+            // into the page cache takes microseconds, less than a hand-off to a blocking thread
+            // and back, which every partition of every round paid, with or without records
+            // (issues #15 and #18). Moving the log start deletes segments and checkpoints, and a
+            // huge response is copied for its CRC checks: those go to the blocking pool.
+            let blocking = leader_log_start > partition.log.log_start_offset()
+                || record_bytes > INLINE_APPEND_BYTES;
+            let appended = if blocking {
+                match tokio::task::spawn_blocking(move || {
+                    following.while_following(leader, leader_epoch, apply)
+                })
+                .await
+                {
+                    Ok(appended) => appended,
+                    Err(e) => {
+                        warn!("replica append task failed: {e}");
+                        continue;
+                    }
+                }
+            } else {
+                following.while_following(leader, leader_epoch, apply)
+            };
+            match appended {
+                Some(Ok(Some(offset))) => flushes.push(flush(partition, record_bytes, offset)),
+                Some(Ok(None)) => metrics().replicated(&partition.topic, record_bytes),
+                Some(Err(e)) => {
+                    warn!(topic = %partition.topic, partition = partition.index, "cannot append replicated batches: {e}");
+                    backoff = true;
+                }
+                None => stale_response(partition, leader, leader_epoch),
+            }
         }
     }
-    for (partition, leader_epoch, record_bytes, task) in appends {
-        match task.await {
-            Ok(Ok(true)) => metrics().replicated(&partition.topic, record_bytes),
-            Ok(Ok(false)) => stale_response(partition, leader, leader_epoch),
-            Ok(Err(e)) => {
-                warn!(topic = %partition.topic, partition = partition.index, "cannot append replicated batches: {e}");
-                backoff = true;
-            }
-            Err(e) => warn!("replica append task failed: {e}"),
+    // The fsyncs run outside the state lock (a role change need not wait for the disk), on each
+    // log's flusher, all at once: the round ends when every partition is durable.
+    for result in futures::future::join_all(flushes).await {
+        if let Err((partition, e)) = result {
+            warn!(topic = %partition.topic, partition = partition.index, "cannot make replicated batches durable: {e}");
+            backoff = true;
         }
     }
     for partition in &touched {
         replicas.partition_changed(partition);
     }
     backoff
+}
+
+/// Fetched bytes of one partition above which its append leaves the fetcher's task (the CRC checks
+/// read every byte).
+const INLINE_APPEND_BYTES: usize = 2 * 1024 * 1024;
+
+/// Waits until `partition`'s log is durable below `offset`, then counts its replicated bytes.
+async fn flush(
+    partition: &Arc<Partition>,
+    record_bytes: usize,
+    offset: i64,
+) -> Result<(), (&Arc<Partition>, crate::log::LogError)> {
+    partition
+        .log
+        .flushed_to(offset)
+        .await
+        .map_err(|e| (partition, e))?;
+    metrics().replicated(&partition.topic, record_bytes);
+    Ok(())
 }
 
 fn stale_response(partition: &Partition, leader: BrokerId, leader_epoch: i32) {

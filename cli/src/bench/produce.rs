@@ -101,6 +101,7 @@ pub async fn run(args: &BenchProduceArgs) -> Result<BenchReport, BenchError> {
         send_until: args
             .duration_secs
             .map(|secs| start + Duration::from_secs(secs)),
+        pace: args.throughput.map(|rate| Pace::new(start, rate)),
         deadline,
     };
     let runs = leaders
@@ -143,6 +144,11 @@ pub async fn run(args: &BenchProduceArgs) -> Result<BenchReport, BenchError> {
         ("connections_per_broker", args.connections.to_string()),
         ("produce_version", version.to_string()),
         ("partitions", target.partitions.to_string()),
+        (
+            "throughput",
+            args.throughput
+                .map_or_else(|| "unlimited".to_owned(), |rate| format!("{rate} msgs/s")),
+        ),
     ] {
         settings.insert(key.to_owned(), value);
     }
@@ -211,6 +217,8 @@ struct Plan {
     budget: MessageBudget,
     /// Stop sending new batches at this instant (`--duration-secs`).
     send_until: Option<Instant>,
+    /// The send schedule (`--throughput`).
+    pace: Option<Pace>,
     /// Stop everything at this instant (`--timeout-secs`).
     deadline: Instant,
 }
@@ -238,6 +246,32 @@ impl MessageBudget {
             Ok(left) => left.min(wanted) as usize,
             Err(_) => 0,
         }
+    }
+}
+
+/// A fixed send schedule shared by all connections: the n-th message is due `n / rate` seconds
+/// after the start. Latencies are measured from the due time rather than from the write, so time a
+/// batch spent waiting for an in-flight slot counts (no coordinated omission).
+struct Pace {
+    start: Instant,
+    messages_per_sec: u64,
+    scheduled: AtomicU64,
+}
+
+impl Pace {
+    fn new(start: Instant, messages_per_sec: u64) -> Self {
+        Pace {
+            start,
+            messages_per_sec,
+            scheduled: AtomicU64::new(0),
+        }
+    }
+
+    /// When a batch of `count` messages is due: the moment its first message is.
+    fn due(&self, count: usize) -> Instant {
+        let first = self.scheduled.fetch_add(count as u64, Ordering::Relaxed);
+        let nanos = u128::from(first) * 1_000_000_000 / u128::from(self.messages_per_sec);
+        self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 }
 
@@ -452,6 +486,18 @@ async fn write_batches(
         if count == 0 {
             break;
         }
+        let due = plan.pace.as_ref().map(|pace| pace.due(count));
+        if let Some(due) = due {
+            if plan.send_until.is_some_and(|until| due >= until) {
+                sent.stop(StopReason::Duration);
+                break;
+            }
+            if due >= plan.deadline {
+                sent.stop(StopReason::Timeout);
+                break;
+            }
+            tokio::time::sleep_until(due).await;
+        }
         if plan.acks != 0 {
             match tokio::time::timeout_at(plan.deadline, permits.acquire()).await {
                 Ok(Ok(permit)) => permit.forget(),
@@ -486,7 +532,7 @@ async fn write_batches(
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
                     .with_records(Some(batch))])]);
-        let sent_at = Instant::now();
+        let sent_at = due.unwrap_or_else(Instant::now);
         let correlation_id =
             match tokio::time::timeout_at(plan.deadline, writer.send(&request, version)).await {
                 Ok(Ok(id)) => id,
@@ -649,6 +695,17 @@ mod tests {
         assert_eq!(records_per_batch(16_384, 100, 20), 125);
         assert_eq!(records_per_batch(100, 1_000_000, 0), 1);
         assert_eq!(records_per_batch(1, 1, 0), 1);
+    }
+
+    #[test]
+    fn the_pace_spreads_batches_evenly_over_all_connections() {
+        let start = Instant::now();
+        let pace = Pace::new(start, 1_000);
+        // Two connections taking batches of 10 and 5 messages in turn share one schedule.
+        assert_eq!(pace.due(10), start);
+        assert_eq!(pace.due(5), start + Duration::from_millis(10));
+        assert_eq!(pace.due(10), start + Duration::from_millis(15));
+        assert_eq!(pace.due(1), start + Duration::from_millis(25));
     }
 
     #[test]
