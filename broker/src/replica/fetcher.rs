@@ -493,7 +493,6 @@ async fn apply_response(
                 continue;
             };
             let following = partition.clone();
-            touched.push(partition.clone());
             if data.error_code == ResponseError::OffsetOutOfRange.code()
                 && data.log_start_offset > partition.log.log_end_offset()
             {
@@ -512,12 +511,15 @@ async fn apply_response(
                 })
                 .await;
                 match result {
-                    Ok(Some(Ok(()))) => info!(
-                        topic = %partition.topic,
-                        partition = partition.index,
-                        leader_log_start,
-                        "log below the leader's log start: restarted there"
-                    ),
+                    Ok(Some(Ok(()))) => {
+                        touched.push(partition);
+                        info!(
+                            topic = %partition.topic,
+                            partition = partition.index,
+                            leader_log_start,
+                            "log below the leader's log start: restarted there"
+                        )
+                    }
                     Ok(Some(Err(e))) => {
                         warn!(topic = %partition.topic, partition = partition.index, "cannot restart the log at the leader's log start: {e}");
                         backoff = true;
@@ -549,13 +551,16 @@ async fn apply_response(
                 })
                 .await;
                 match result {
-                    Ok(Some(Ok(offset))) => info!(
-                        topic = %partition.topic,
-                        partition = partition.index,
-                        epoch = diverging.epoch,
-                        offset,
-                        "truncated to the leader's history"
-                    ),
+                    Ok(Some(Ok(offset))) => {
+                        touched.push(partition);
+                        info!(
+                            topic = %partition.topic,
+                            partition = partition.index,
+                            epoch = diverging.epoch,
+                            offset,
+                            "truncated to the leader's history"
+                        )
+                    }
                     Ok(Some(Err(e))) => {
                         warn!(topic = %partition.topic, partition = partition.index, "truncation failed: {e}");
                         backoff = true;
@@ -569,20 +574,28 @@ async fn apply_response(
             let record_bytes = records.len();
             let leader_high_watermark = data.high_watermark;
             let leader_log_start = data.log_start_offset;
+            // What the response changed here: the log's waiters (DeleteRecords' low watermark,
+            // fetches parked on this broker) are woken only then, not by every partition of every
+            // round.
             let apply = move |log: &PartitionLog| {
                 let mut flush_to = None;
+                let mut changed = false;
                 if !records.is_empty() {
                     if let Some(info) = log.append_as_follower(records)? {
                         flush_to = info.flush_required.then(|| info.next_offset());
+                        changed = true;
                     }
                 }
-                log.maybe_increment_high_watermark(leader_high_watermark.min(log.log_end_offset()));
+                changed |= log.maybe_increment_high_watermark(
+                    leader_high_watermark.min(log.log_end_offset()),
+                );
                 // Records the leader deleted (DeleteRecords, retention) go here too, up to what
                 // this replica has committed (Kafka's `maybeIncrementLogStartOffset(
                 // leaderLogStartOffset, LeaderOffsetIncremented)`); checkpointed before the next
                 // fetch reports it.
-                log.maybe_increment_log_start_offset(leader_log_start.min(log.high_watermark()))?;
-                Ok::<_, crate::log::LogError>(flush_to)
+                changed |= log
+                    .maybe_increment_log_start_offset(leader_log_start.min(log.high_watermark()))?;
+                Ok::<_, crate::log::LogError>((flush_to, changed))
             };
             // Like a leader's append (`append_inline`), a follower's runs on this task: writing
             // into the page cache takes microseconds, less than a hand-off to a blocking thread
@@ -607,8 +620,15 @@ async fn apply_response(
                 following.while_following(leader, leader_epoch, apply)
             };
             match appended {
-                Some(Ok(Some(offset))) => flushes.push(flush(partition, record_bytes, offset)),
-                Some(Ok(None)) => metrics().replicated(&partition.topic, record_bytes),
+                Some(Ok((flush_to, changed))) => {
+                    if changed {
+                        touched.push(partition);
+                    }
+                    match flush_to {
+                        Some(offset) => flushes.push(flush(partition, record_bytes, offset)),
+                        None => metrics().replicated(&partition.topic, record_bytes),
+                    }
+                }
                 Some(Err(e)) => {
                     warn!(topic = %partition.topic, partition = partition.index, "cannot append replicated batches: {e}");
                     backoff = true;
