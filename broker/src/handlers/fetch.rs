@@ -61,7 +61,24 @@ pub async fn handle(
     let requested: usize = request.topics.iter().map(|t| t.partitions.len()).sum();
     let mut any_data_changed =
         (requested > PER_PARTITION_WAIT_LIMIT).then(|| ctx.replicas.subscribe_data());
+    // A follower at its current broker epoch is in contact while its fetch is served (the ISR's
+    // stall rule, see `ReplicaManager::note_follower_contact`).
+    let follower = follower_of(rc, &request);
+    let note_contact = || {
+        if let Some((id, epoch)) = follower {
+            let current = ctx
+                .metadata
+                .current()
+                .brokers
+                .get(&id)
+                .map(|b| b.broker_epoch);
+            if current == Some(epoch) {
+                ctx.replicas.note_follower_contact(id);
+            }
+        }
+    };
     loop {
+        note_contact();
         all_changed.borrow_and_update();
         metadata_changed.borrow_and_update();
         // Subscribed before the read, so a change made while reading wakes the wait below.
@@ -77,6 +94,7 @@ pub async fn handle(
             || read.any_error
             || tokio::time::Instant::now() >= deadline;
         if done {
+            note_contact();
             return read.response;
         }
         let any_partition_changed = async {
@@ -101,6 +119,19 @@ pub async fn handle(
             changed = metadata_changed.changed() => if changed.is_err() { return read.response },
         }
     }
+}
+
+/// The replica id and broker epoch of a follower's fetch; `None` for a consumer's.
+fn follower_of(rc: &RequestContext<'_>, request: &FetchRequest) -> Option<(i32, i64)> {
+    let (id, epoch) = if rc.version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    (id >= 0).then_some((id, epoch))
 }
 
 /// The change channels of the requested partitions hosted here (one that is not fails the read, or
