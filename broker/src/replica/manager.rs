@@ -129,6 +129,25 @@ pub struct ReplicaManager {
     /// When each follower was last seen fetching from this broker, any partition (see
     /// [`ReplicaManager::note_follower_contact`]).
     follower_contact: Mutex<HashMap<BrokerId, Instant>>,
+    /// What the last walk of [`ReplicaManager::shrink_lagging_isrs`] found, to skip walks that
+    /// cannot find anything.
+    isr_scan: Mutex<IsrScan>,
+}
+
+/// What the last ISR walk found (see [`ReplicaManager::shrink_lagging_isrs`]).
+#[derive(Default)]
+struct IsrScan {
+    /// When it ran; `None` before the first.
+    at: Option<Instant>,
+    /// The roles version (`all_partitions_version`) it saw: leadership and ISRs as they were.
+    roles_version: u64,
+    /// Whether any ISR member was behind its leader's log end, or any partition was proposed for a
+    /// change or awaits one (RECOVERING): then every tick walks, as the lag rule needs.
+    unsettled: bool,
+    /// The followers in the ISRs of the partitions led here.
+    members: HashSet<BrokerId>,
+    /// Walks done, for tests.
+    walks: u64,
 }
 
 /// The image `apply_metadata` applied last.
@@ -286,6 +305,7 @@ impl ReplicaManager {
             unopened: Mutex::new(BTreeMap::new()),
             last_applied: Mutex::new(None),
             follower_contact: Mutex::new(HashMap::new()),
+            isr_scan: Mutex::new(IsrScan::default()),
         }
     }
 
@@ -831,10 +851,26 @@ impl ReplicaManager {
     /// from no earlier than `watched_since` (see [`super::isr::run_isr_shrinker`]). Failed and fenced
     /// brokers are removed by the controller itself. Also asks again to clear RECOVERING where an
     /// earlier request was refused or lost.
+    ///
+    /// The walk visits every hosted partition, which at 100,000 partitions was the largest share of
+    /// an idle broker's CPU at four walks a second (issue #18). It is skipped when it cannot find
+    /// anything: the last walk found every ISR member caught up and nothing proposed, leadership
+    /// and ISRs have not changed since, every member was heard from within the stall time, and
+    /// the last walk is less than half the lag time old (Kafka checks ISRs every half lag time).
+    /// A member falls behind only with an append after that walk, so it cannot have been behind
+    /// for the lag time before the next periodic walk finds it behind; from then on every tick
+    /// walks.
     pub fn shrink_lagging_isrs(&self, lag: Duration, stall: Duration, watched_since: Instant) {
+        let roles_version = *self.all_partitions_version.borrow();
+        if !self.isr_walk_due(lag, stall, watched_since, roles_version) {
+            return;
+        }
+        let mut unsettled = false;
+        let mut members = HashSet::new();
         for partition in self.partitions() {
             let state = partition.state();
             if state.recovering {
+                unsettled = true;
                 self.clear_recovering(&partition);
                 continue;
             }
@@ -844,12 +880,14 @@ impl ReplicaManager {
             let leo = partition.log.log_end_offset();
             let (mut lagging, mut stalled) = (Vec::new(), Vec::new());
             for &member in state.isr.iter().filter(|&&b| b != self.broker_id) {
+                members.insert(member);
                 // A follower that has not fetched under this leader epoch counts from its start.
                 let (caught_up, fetched) = match partition.follower(member) {
                     Some(f) if f.log_end_offset >= leo => (None, f.last_fetch()),
                     Some(f) => (Some(f.last_caught_up), f.last_fetch()),
                     None => (Some(partition.leader_since()), partition.leader_since()),
                 };
+                unsettled |= caught_up.is_some();
                 let heard = self
                     .follower_contact(member)
                     .map_or(fetched, |contact| contact.max(fetched));
@@ -859,7 +897,11 @@ impl ReplicaManager {
                     lagging.push(member);
                 }
             }
-            if (lagging.is_empty() && stalled.is_empty()) || !partition.begin_isr_change() {
+            if lagging.is_empty() && stalled.is_empty() {
+                continue;
+            }
+            unsettled = true;
+            if !partition.begin_isr_change() {
                 continue;
             }
             let new_isr = state
@@ -871,6 +913,42 @@ impl ReplicaManager {
             info!(topic = %partition.topic, partition = partition.index, ?lagging, ?stalled, "shrinking the ISR");
             self.request_isr_change(&partition, &state, new_isr);
         }
+        let mut scan = self.isr_scan.lock().unwrap_or_else(|e| e.into_inner());
+        scan.at = Some(Instant::now());
+        scan.roles_version = roles_version;
+        scan.unsettled = unsettled;
+        scan.members = members;
+        scan.walks += 1;
+    }
+
+    /// Whether [`ReplicaManager::shrink_lagging_isrs`] must walk the partitions now.
+    fn isr_walk_due(
+        &self,
+        lag: Duration,
+        stall: Duration,
+        watched_since: Instant,
+        roles_version: u64,
+    ) -> bool {
+        let scan = self.isr_scan.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = scan.at else {
+            return true;
+        };
+        at.elapsed() >= lag / 2
+            || scan.unsettled
+            || scan.roles_version != roles_version
+            || scan.members.iter().any(|&member| {
+                self.follower_contact(member)
+                    .is_none_or(|contact| contact.max(watched_since).elapsed() > stall)
+            })
+    }
+
+    /// Walks of the partitions done by [`ReplicaManager::shrink_lagging_isrs`].
+    #[cfg(test)]
+    fn isr_walks(&self) -> u64 {
+        self.isr_scan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .walks
     }
 
     /// Brings the hosted partitions in line with `image`: creates logs for partitions this broker
@@ -1974,6 +2052,101 @@ mod tests {
             .expect("the silent follower is proposed for removal")
             .unwrap();
         assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+        cancel.cancel();
+    }
+
+    /// Follower `id` fetching every `LONG_POLL` from `offset` (the log end when `None`) and noting
+    /// its contact as a real fetch does, until `stop`.
+    fn keep_fetching_in_contact(
+        replicas: &Arc<ReplicaManager>,
+        partition: &Arc<Partition>,
+        id: BrokerId,
+        offset: Option<i64>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let (replicas, partition) = (replicas.clone(), partition.clone());
+        tokio::spawn(async move {
+            loop {
+                replicas.note_follower_contact(id);
+                let at = offset.unwrap_or_else(|| partition.log.log_end_offset());
+                replicas.on_follower_fetch(&partition, id, 10 + i64::from(id), at);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(LONG_POLL) => {}
+                }
+            }
+        })
+    }
+
+    /// Issue #18: with every follower caught up and in contact, the partitions are walked every half
+    /// lag time, not every tick; a follower falling behind after an append is still removed after
+    /// the lag time, and one going silent after the stall time.
+    #[tokio::test(start_paused = true)]
+    async fn a_settled_leader_walks_its_partitions_only_every_half_lag_time() {
+        let (_dir, replicas, mut changes, partition, cancel) = shrinking().await;
+        let _follower_2 = keep_fetching_in_contact(&replicas, &partition, 2, None, cancel.clone());
+        let stop_3 = cancel.child_token();
+        let follower_3 = keep_fetching_in_contact(&replicas, &partition, 3, None, stop_3.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let walks = replicas.isr_walks();
+        tokio::time::sleep(LAG).await;
+        let walked = replicas.isr_walks() - walks;
+        assert!(
+            (1..=3).contains(&walked),
+            "{walked} walks in {LAG:?}, ticking every {:?}",
+            STALL / 4
+        );
+        assert!(changes.try_recv().is_err(), "healthy followers stay");
+
+        // Follower 3 keeps fetching, but no longer catches up with the next append.
+        stop_3.cancel();
+        follower_3.await.unwrap();
+        let behind = partition.log.log_end_offset();
+        let _follower_3 =
+            keep_fetching_in_contact(&replicas, &partition, 3, Some(behind), cancel.clone());
+        tokio::time::sleep(LONG_POLL).await;
+        let appended = tokio::time::Instant::now();
+        partition
+            .log
+            .append_as_leader(client_batch(&[1], 10), 0)
+            .unwrap();
+        let change = tokio::time::timeout(LAG + 2 * STALL, changes.recv())
+            .await
+            .expect("the follower behind is proposed for removal")
+            .unwrap();
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+        let waited = appended.elapsed();
+        assert!(
+            waited > LAG - LONG_POLL && waited <= LAG + STALL,
+            "after {waited:?}"
+        );
+        cancel.cancel();
+    }
+
+    /// The walks skipped while settled do not delay the stall rule: a follower that goes silent is
+    /// proposed for removal within about the stall time, as when every tick walks.
+    #[tokio::test(start_paused = true)]
+    async fn a_settled_leader_still_removes_a_silent_follower_within_the_stall_time() {
+        let (_dir, replicas, mut changes, partition, cancel) = shrinking().await;
+        let _follower_2 = keep_fetching_in_contact(&replicas, &partition, 2, None, cancel.clone());
+        let stop_3 = cancel.child_token();
+        let follower_3 = keep_fetching_in_contact(&replicas, &partition, 3, None, stop_3.clone());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let walks = replicas.isr_walks();
+        stop_3.cancel();
+        follower_3.await.unwrap();
+        let silent_since = tokio::time::Instant::now();
+        let change = tokio::time::timeout(2 * STALL, changes.recv())
+            .await
+            .expect("the silent follower is proposed for removal")
+            .unwrap();
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+        let silent = silent_since.elapsed();
+        assert!(
+            silent > STALL - LONG_POLL && silent <= STALL + STALL / 4,
+            "proposed after {silent:?} of silence"
+        );
+        assert!(replicas.isr_walks() > walks, "found by a walk");
         cancel.cancel();
     }
 
