@@ -14,10 +14,11 @@
 //!
 //! A long poll waits on the partitions it reads (and on changes that are not one partition's: roles,
 //! metadata), so an append to one partition wakes only the fetches that read it: a follower's fetch
-//! of other partitions, or a consumer of another topic, stays parked. A fetch of more than
-//! [`PER_PARTITION_WAIT_LIMIT`] partitions waits on any partition's change instead: subscribing to
-//! and polling one channel per partition on every pass cost more than the wake-ups it saves (a
-//! follower's fetch names every partition it follows from this leader, tens of thousands at scale).
+//! of other partitions, or a consumer of another topic, stays parked. A follower's fetch of more
+//! than [`PER_PARTITION_WAIT_LIMIT`] partitions waits on any partition's change instead: it names
+//! every partition it follows from this leader (tens of thousands at scale), so an append here is
+//! almost always to one of them, and subscribing to and polling one channel per partition on every
+//! pass cost more than the wake-ups it saves.
 
 use std::time::Duration;
 
@@ -43,8 +44,8 @@ use crate::metrics::metrics;
 /// Longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// The most partitions a long poll watches one by one; a larger fetch waits on any partition's
-/// change (see the module's documentation). At 100,000 partitions (RF 3, 3 brokers) the
+/// The most partitions a follower's long poll watches one by one; a larger one waits on any
+/// partition's change (see the module's documentation). At 100,000 partitions (RF 3, 3 brokers) the
 /// per-partition subscriptions of the followers' fetches were a tenth of an idle broker's CPU
 /// (issue #18).
 const PER_PARTITION_WAIT_LIMIT: usize = 64;
@@ -58,12 +59,12 @@ pub async fn handle(
     let deadline = tokio::time::Instant::now() + max_wait;
     let mut all_changed = ctx.replicas.subscribe_all_partitions();
     let mut metadata_changed = ctx.metadata.subscribe();
-    let requested: usize = request.topics.iter().map(|t| t.partitions.len()).sum();
-    let mut any_data_changed =
-        (requested > PER_PARTITION_WAIT_LIMIT).then(|| ctx.replicas.subscribe_data());
     // A follower at its current broker epoch is in contact while its fetch is served (the ISR's
     // stall rule, see `ReplicaManager::note_follower_contact`).
     let follower = follower_of(rc, &request);
+    let requested: usize = request.topics.iter().map(|t| t.partitions.len()).sum();
+    let mut any_data_changed = (follower.is_some() && requested > PER_PARTITION_WAIT_LIMIT)
+        .then(|| ctx.replicas.subscribe_data());
     let note_contact = || {
         if let Some((id, epoch)) = follower {
             let current = ctx
