@@ -191,17 +191,8 @@ fn topic_id_of(
 
 fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest) -> Read {
     let image = ctx.metadata.current();
-    let replica_id = if rc.version >= 15 {
-        request.replica_state.replica_id.0
-    } else {
-        request.replica_id.0
-    };
-    let is_follower = replica_id >= 0;
-    let replica_epoch = if rc.version >= 15 {
-        request.replica_state.replica_epoch
-    } else {
-        -1
-    };
+    let follower = follower_of(rc, request);
+    let is_follower = follower.is_some();
     let read_committed = request.isolation_level == 1;
     let mut budget = if rc.version >= 3 {
         i64::from(request.max_bytes.max(0))
@@ -252,7 +243,7 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
                     &image,
                     id,
                     p,
-                    is_follower.then_some((replica_id, replica_epoch)),
+                    follower,
                     read_committed,
                     budget,
                     bytes_read == 0,

@@ -1926,15 +1926,29 @@ mod tests {
         caught_up: bool,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
+        let offset = (!caught_up).then_some(0);
+        fetch_loop(replicas, partition, id, every, offset, false, stop)
+    }
+
+    /// Follower `id` fetching every `every` from `offset` (the log end when `None`) until `stop`;
+    /// with `contact`, it notes its contact first, as a real fetch does.
+    fn fetch_loop(
+        replicas: &Arc<ReplicaManager>,
+        partition: &Arc<Partition>,
+        id: BrokerId,
+        every: Duration,
+        offset: Option<i64>,
+        contact: bool,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let (replicas, partition) = (replicas.clone(), partition.clone());
         tokio::spawn(async move {
             loop {
-                let offset = if caught_up {
-                    partition.log.log_end_offset()
-                } else {
-                    0
-                };
-                replicas.on_follower_fetch(&partition, id, 10 + i64::from(id), offset);
+                if contact {
+                    replicas.note_follower_contact(id);
+                }
+                let at = offset.unwrap_or_else(|| partition.log.log_end_offset());
+                replicas.on_follower_fetch(&partition, id, 10 + i64::from(id), at);
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(every) => {}
@@ -2064,18 +2078,7 @@ mod tests {
         offset: Option<i64>,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        let (replicas, partition) = (replicas.clone(), partition.clone());
-        tokio::spawn(async move {
-            loop {
-                replicas.note_follower_contact(id);
-                let at = offset.unwrap_or_else(|| partition.log.log_end_offset());
-                replicas.on_follower_fetch(&partition, id, 10 + i64::from(id), at);
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(LONG_POLL) => {}
-                }
-            }
-        })
+        fetch_loop(replicas, partition, id, LONG_POLL, offset, true, stop)
     }
 
     /// Issue #18: with every follower caught up and in contact, the partitions are walked every half
