@@ -22,11 +22,19 @@ Anomalies (each fails the run):
 - `producer_fatal`: an idempotent producer failed fatally (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER): the
   client found the broker's sequence state inconsistent with what it had acknowledged, which for an
   idempotent producer means the broker lost acknowledged records or its producer state. Not for a
-  transactional producer's out-of-order sequence: after an abort librdkafka reuses the sequences of
-  the records it purged, even of one the leader had written, and the leader refuses the reused batch
-  rather than answer it with the aborted record's offset (`ProducerEntry::find_duplicate`); librdkafka
-  calls that a fatal desynchronization. Those are counted (`expected_fatal_errors`), and a lost
-  committed record would still be a `lost_ack`.
+  transactional producer's out-of-order sequence on a partition where an abort of that producer
+  instance purged a record (`reuses_purged_sequence`): librdkafka reuses the sequences of the
+  records it purges, even of one the leader had written (a leader that appended a batch and lost
+  leadership before acks=all completed answers NOT_LEADER_OR_FOLLOWER, as Kafka's `DelayedProduce`
+  does, which librdkafka takes for "not persisted"), and the leader refuses the reused batch rather
+  than answer it with the aborted record's offset (`ProducerEntry::find_duplicate`); librdkafka calls
+  that a fatal desynchronization. Those are counted (`expected_fatal_errors`), and a lost committed
+  record would still be a `lost_ack`. Any other out-of-order fatal is an anomaly.
+- `client_crash`: a workload producer or consumer died on an exception the workload does not handle
+  (its `crash` line). What it would have recorded is missing, so the run's verdict is incomplete:
+  an open transaction it left pins the last stable offset until the coordinator times it out, and a
+  producer that never says `done` weakens the `unexpected_value` check. A harness bug to fix, never a
+  pass.
 - `unreadable_partition`: after every fault was healed (and stuck brokers restarted), the final read
   could not get the partition whole. Nothing is concluded about its acks and reads (they are not
   counted as lost: the records may well be on disk); the partition itself is the anomaly.
@@ -62,6 +70,8 @@ import re
 from dataclasses import dataclass, field
 
 VALUE = re.compile(r"^p(\d+)-(\d+)$")
+# The topic partition in librdkafka's message for a refused produce: "ProduceRequest for chaos [5] ...".
+PARTITION_IN_ERROR = re.compile(r"ProduceRequest for \S+ \[(\d+)\]")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ")
 STREAM_FENCING = re.compile(r"fenced broker: session stream .* broker_id=(\d+) broker_epoch=(-?\d+)")
@@ -70,7 +80,8 @@ PROCESS_START = re.compile(r"^===== \S+ start ")
 
 KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
          "replica_divergence", "producer_fatal", "unreadable_partition", "live_broker_fenced",
-         "removed_replica_kept_data", "cancel_not_reverted", "aborted_read", "torn_txn", "untracked_value")
+         "removed_replica_kept_data", "cancel_not_reverted", "aborted_read", "torn_txn", "untracked_value",
+         "client_crash")
 
 
 @dataclass
@@ -129,13 +140,17 @@ def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int]
     report.failed_deliveries = sum(1 for op in ops if op["op"] == "fail")
     report.fatal_producer_errors = sum(1 for op in ops if op["op"] == "fatal")
     transactional = workload_mode(ops) == "txn"
-    for op in ops:
+    for index, op in enumerate(ops):
         if op["op"] == "fatal":
-            if transactional and is_out_of_order(op["err"]):
+            if transactional and is_out_of_order(op["err"]) and reuses_purged_sequence(ops, index):
                 report.expected_fatal_errors += 1
                 continue
             report.anomalies.append(Anomaly("producer_fatal", f"{op['proc']} failed fatally (t={op['t']:.3f}): "
                                             f"{op['err']}", op["t"]))
+    for op in ops:
+        if op["op"] == "crash":
+            report.anomalies.append(Anomaly("client_crash", f"{op['proc']} died (t={op['t']:.3f}): {op['err']}",
+                                            op["t"]))
     report.consumer_resets = sum(1 for op in ops if op["op"] == "reset")
     add = report.anomalies.append
 
@@ -228,6 +243,27 @@ def check(ops: list[dict], final: dict[int, dict[int, str]], hws: dict[int, int]
                             f"p{producer}-{last[producer][0]} at offset {last[producer][1]}", None, p, o, log[o]))
             last[producer] = (seq, o)
     return report
+
+
+def reuses_purged_sequence(ops: list[dict], index: int) -> bool:
+    """Whether the transactional producer's fatal out-of-order sequence at `ops[index]` is the
+    librdkafka reuse the `producer_fatal` doc describes: since that producer instance began (its
+    previous `fatal`), an abort purged one of its records of the refused partition (a `fail` with
+    `_PURGE_QUEUE`). The partition comes from librdkafka's message ("ProduceRequest for chaos [5]
+    ..."); a fatal that names none, or no such purge, is an anomaly."""
+    fatal = ops[index]
+    named = PARTITION_IN_ERROR.search(fatal.get("err") or "")
+    if named is None:
+        return False
+    partition = int(named.group(1))
+    for op in reversed(ops[:index]):
+        if op.get("proc") != fatal["proc"]:
+            continue
+        if op["op"] == "fatal":
+            return False
+        if op["op"] == "fail" and op.get("p") == partition and op.get("err") == "_PURGE_QUEUE":
+            return True
+    return False
 
 
 def is_out_of_order(error: str) -> bool:

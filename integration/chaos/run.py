@@ -362,6 +362,10 @@ class Run:
         self.cluster.stop()
         divergences = compare_replicas(self.cluster, self.topic, hws, parts,
                                        self.dir / "batches.jsonl")
+        if self.args.keep_data:
+            for broker in self.cluster.brokers:
+                shutil.copytree(broker.data_dir, self.dir / f"data-broker-{broker.id}", symlinks=True)
+            log(f"the brokers' data dirs are kept in {self.dir}/data-broker-*")
         return final, hws, divergences, problems
 
     def main(self) -> int:
@@ -590,11 +594,13 @@ def compare_replicas(cluster: ChaosCluster, topic: str, hws: dict[int, int],
                         continue
                     data = segment.read_bytes()
                     for h in read_batch_headers(segment)[0]:
+                        (attributes,) = struct.unpack_from(">h", data, h.position + 21)
                         producer_id, producer_epoch, base_sequence = struct.unpack_from(
                             ">qhi", data, h.position + 43)
                         out.write(json.dumps({"b": b, "p": p, "o": h.base_offset, "n": h.next_offset,
                                               "le": h.partition_leader_epoch, "pid": producer_id,
-                                              "pe": producer_epoch, "seq": base_sequence}) + "\n")
+                                              "pe": producer_epoch, "seq": base_sequence,
+                                              "attr": attributes}) + "\n")
                         if h.next_offset <= hw:
                             batches.append((h.base_offset, h.next_offset, h.partition_leader_epoch,
                                             data[h.position:h.end_position]))
@@ -635,6 +641,8 @@ def parse_args(argv=None):
     parser.add_argument("--disk-mb", type=int, default=256, help="size of each broker's tmpfs data dir")
     parser.add_argument("--bin-dir", default=os.environ.get("CHRONIK_BIN_DIR", str(REPO_ROOT / "target" / "debug")))
     parser.add_argument("--dir", default=None, help="where the run directory goes (default: the temp dir)")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="copy the brokers' data dirs (tmpfs, removed at the end) into the run dir")
     parser.add_argument("--cleanup", action="store_true", help="remove what killed runs left behind, and exit")
     parser.add_argument("--recheck", metavar="RUN_DIR", help="run the checker again over a finished run's directory")
     args = parser.parse_args(argv)

@@ -10,6 +10,8 @@ History operations (`t` is wall-clock seconds, shared with the nemesis's fault f
     {"op": "read", "t", "proc": "c0", "v", "p", "o"}                    a consumer returned (p, o) = v
     {"op": "reset","t", "proc", "p", "o", "err"}                        a consumer's position was refused
     {"op": "done", "t", "proc", "sent": n, "unflushed": k}              a producer's last word
+    {"op": "crash","t", "proc", "err"}                                  a loop died on an exception it
+                                                                        does not handle (a harness bug)
 
 Producer `p<i>` writes `p<i>-<seq>` with seq 0, 1, 2, ... to partition seq % partitions, about `rate`
 per second. Stop with SIGTERM: producers stop, flush (every record then acked or failed), write
@@ -40,6 +42,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import uuid
 
 import confluent_kafka as ck
@@ -158,6 +161,16 @@ TXN_PRODUCER = {
 TXN_CALL_DEADLINE = 90.0
 
 
+def refusal(what: str, error: ck.KafkaException) -> str:
+    """Why a transactional producer's produce() or poll() raised: "fatal: ..." (a new producer
+    instance is needed) or "abort: ..." (the transaction must be aborted)."""
+    kerr = error.args[0] if error.args else None
+    if not isinstance(kerr, ck.KafkaError):
+        return f"fatal: {what}: {error}"
+    kind = "fatal" if kerr.fatal() else "abort"
+    return f"{kind}: {what}: {kerr.name()} {kerr.str()}"
+
+
 def txn_producer_loop(index: int, args, history: History, stop: threading.Event) -> None:
     """`--mode txn`: one transactional producer, see the module doc."""
     name = f"p{index}"
@@ -223,9 +236,19 @@ def txn_producer_loop(index: int, args, history: History, stop: threading.Event)
             producer = fresh()
             continue
         next_at = time.monotonic()
-        # Why produce() refused a record: the producer failed fatally meanwhile ("fatal: ..."), or the
-        # transaction has an abortable error (librdkafka's _STATE) and must be aborted ("abort: ...").
+        # Why produce() or poll() refused to go on: the producer failed fatally meanwhile
+        # ("fatal: ..."), or the transaction has an abortable error (librdkafka's _STATE) and must be
+        # aborted ("abort: ...").
         refused = None
+
+        def pump(timeout: float) -> str | None:
+            """Serves delivery reports for up to `timeout` s; why not, if the producer refused."""
+            try:
+                producer.poll(timeout)
+                return None
+            except ck.KafkaException as error:
+                return refusal("poll", error)
+
         for _ in range(size):
             value = f"{name}-{seq}"
             while refused is None:
@@ -234,20 +257,17 @@ def txn_producer_loop(index: int, args, history: History, stop: threading.Event)
                                      on_delivery=on_delivery)
                     break
                 except BufferError:
-                    producer.poll(0.1)
+                    refused = pump(0.1)
                 except ck.KafkaException as error:
-                    kerr = error.args[0] if error.args else None
-                    if kerr is None:
-                        refused = f"fatal: produce: {error}"
-                    else:
-                        kind = "fatal" if kerr.fatal() else "abort"
-                        refused = f"{kind}: produce: {kerr.name()} {kerr.str()}"
+                    refused = refusal("produce", error)
             if refused is not None:
                 break
             seq += 1
             next_at += interval
-            while (delay := next_at - time.monotonic()) > 0:
-                producer.poll(delay)
+            while refused is None and (delay := next_at - time.monotonic()) > 0:
+                refused = pump(delay)
+            if refused is not None:
+                break
         if refused is not None and refused.startswith("abort"):
             why = call("abort_transaction", lambda: producer.abort_transaction(30))
             outcome = "abort" if why is None else "unknown"
@@ -318,6 +338,16 @@ def consumer_loop(index: int, args, history: History, stop: threading.Event) -> 
     consumer.close()
 
 
+def guarded(loop, name: str, index: int, args, history: History, stop: threading.Event) -> None:
+    """Runs a producer's or consumer's loop; an exception it does not handle is written as a `crash`
+    (the checker's `client_crash`) instead of ending the thread with a traceback nobody reads."""
+    try:
+        loop(index, args, history, stop)
+    except Exception:  # noqa: BLE001 - recorded, and the run is then judged incomplete
+        history.write("crash", proc=name, err=traceback.format_exc(limit=4))
+        history.flush()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", required=True)
@@ -343,9 +373,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop_producers.set())
     signal.signal(signal.SIGINT, lambda *_: stop_producers.set())
     loop = txn_producer_loop if args.mode == "txn" else producer_loop
-    producers = [threading.Thread(target=loop, args=(i, args, history, stop_producers), daemon=True)
+    producers = [threading.Thread(target=guarded, args=(loop, f"p{i}", i, args, history, stop_producers),
+                                  daemon=True)
                  for i in range(args.producers)]
-    consumers = [threading.Thread(target=consumer_loop, args=(i, args, history, stop_consumers), daemon=True)
+    consumers = [threading.Thread(target=guarded, args=(consumer_loop, f"c{i}", i, args, history, stop_consumers),
+                                  daemon=True)
                  for i in range(args.consumers)]
     for t in producers + consumers:
         t.start()

@@ -184,6 +184,40 @@ def test_a_fatal_idempotent_producer_error_is_an_anomaly():
     assert kinds(checker.check(ops, final, hws)) == ["producer_fatal"]
 
 
+def test_a_crashed_workload_client_is_an_anomaly():
+    ops, final, hws = clean_history()
+    ops.insert(-1, {"op": "crash", "t": 2.0, "proc": "p0", "err": "Traceback ...\nKafkaException: ..."})
+    assert kinds(checker.check(ops, final, hws)) == ["client_crash"]
+
+
+def test_the_workload_records_a_loop_that_dies_as_a_crash(tmp_path):
+    import json
+
+    import workload
+
+    def dies(index, args, history, stop):
+        raise RuntimeError(f"loop {index} broke")
+
+    history = workload.History(str(tmp_path / "history.jsonl"))
+    workload.guarded(dies, "p3", 3, None, history, None)
+    history.close()
+    [line] = (tmp_path / "history.jsonl").read_text().splitlines()
+    op = json.loads(line)
+    assert op["op"] == "crash" and op["proc"] == "p3" and "loop 3 broke" in op["err"]
+
+
+def test_a_transactional_producers_refusal_tells_fatal_from_abortable():
+    import confluent_kafka as ck
+
+    import workload
+
+    fatal = ck.KafkaException(ck.KafkaError(ck.KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True))
+    abortable = ck.KafkaException(ck.KafkaError(ck.KafkaError._STATE, txn_requires_abort=True))
+    assert workload.refusal("poll", fatal).startswith("fatal: poll: OUT_OF_ORDER_SEQUENCE_NUMBER")
+    assert workload.refusal("produce", abortable).startswith("abort: produce: _STATE")
+    assert workload.refusal("poll", ck.KafkaException("no error object")).startswith("fatal: poll:")
+
+
 def fencing_line(at, broker, epoch, why="session stream closed and not reopened within the grace period"):
     return f"{at}Z  INFO chronik_controller::liveness: fenced broker: {why} broker_id={broker} broker_epoch={epoch} offset=9"
 
@@ -275,15 +309,43 @@ def test_a_clean_transactional_history_has_no_anomaly():
     assert checker.check_transactions(ops, final) == []
 
 
-def test_a_transactional_producers_fatal_out_of_order_sequence_is_counted_not_an_anomaly():
+def desync(partition):
+    """librdkafka's fatal error for a refused reused sequence, as a chaos run recorded it."""
+    return ("fatal: commit_transaction: OUT_OF_ORDER_SEQUENCE_NUMBER ProduceRequest for chaos "
+            f"[{partition}] with 1 message(s) failed due to sequence desynchronization with broker 1 "
+            "(PID{Id:2000,Epoch:0}, base seq 138, idemp state change 59493ms ago, last partition error "
+            "NOT_LEADER_FOR_PARTITION (actions Refresh,MsgNotPersisted, base seq 138..138, base msgid 139, "
+            "33189ms ago)")
+
+
+def test_an_out_of_order_sequence_after_an_abort_purged_a_record_there_is_counted_not_an_anomaly():
     ops, final, hws = txn_history()
-    desync = ("fatal: commit_transaction: _FATAL Fatal error: Broker: Broker received an out of order "
-              "sequence number: ProduceRequest for chaos [3] failed due to sequence desynchronization")
-    ops.insert(-1, {"op": "fatal", "t": 6.0, "proc": "p0", "err": desync})
+    # The abort of #1 purged p0-2 (partition 0) from librdkafka's queue; #2 then reused its sequence.
+    ops.insert(4, {"op": "fail", "t": 4.9, "proc": "p0", "v": "p0-2", "p": 0, "err": "_PURGE_QUEUE"})
+    ops.insert(-1, {"op": "fatal", "t": 6.0, "proc": "p0", "err": desync(0)})
     report = checker.check(ops, final, hws)
     assert kinds(report) == [] and report.expected_fatal_errors == 1
     # Any other fatal error of a transactional producer still is one.
     ops.insert(-1, {"op": "fatal", "t": 7.0, "proc": "p0", "err": "fatal: abort_transaction: INVALID_TXN_STATE"})
+    assert kinds(checker.check(ops, final, hws)) == ["producer_fatal"]
+
+
+def test_an_out_of_order_sequence_without_a_purge_on_that_partition_is_an_anomaly():
+    ops, final, hws = txn_history()
+    ops.insert(4, {"op": "fail", "t": 4.9, "proc": "p0", "v": "p0-2", "p": 0, "err": "_PURGE_QUEUE"})
+    # Refused on partition 1, where nothing was purged.
+    ops.insert(-1, {"op": "fatal", "t": 6.0, "proc": "p0", "err": desync(1)})
+    assert kinds(checker.check(ops, final, hws)) == ["producer_fatal"]
+    # A purge by an earlier producer instance (before its fatal) does not explain a later one.
+    ops, final, hws = txn_history()
+    ops.insert(4, {"op": "fail", "t": 4.9, "proc": "p0", "v": "p0-2", "p": 0, "err": "_PURGE_QUEUE"})
+    ops.insert(5, {"op": "fatal", "t": 5.0, "proc": "p0", "err": "fatal: init_transactions: _FENCED"})
+    ops.insert(-1, {"op": "fatal", "t": 6.0, "proc": "p0", "err": desync(0)})
+    assert kinds(checker.check(ops, final, hws)) == ["producer_fatal", "producer_fatal"]
+    # Nor does a message that names no partition.
+    ops, final, hws = txn_history()
+    ops.insert(4, {"op": "fail", "t": 4.9, "proc": "p0", "v": "p0-2", "p": 0, "err": "_PURGE_QUEUE"})
+    ops.insert(-1, {"op": "fatal", "t": 6.0, "proc": "p0", "err": "fatal: poll: OUT_OF_ORDER_SEQUENCE_NUMBER"})
     assert kinds(checker.check(ops, final, hws)) == ["producer_fatal"]
 
 
