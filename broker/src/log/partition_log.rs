@@ -1347,11 +1347,21 @@ impl PartitionLog {
 
     /// Removes the partition directory. It is first renamed into the data directory's `.trash/` (one
     /// atomic step, so a crash cannot leave a half-deleted partition that looks real), then removed.
+    ///
+    /// The log's files close on the removing thread too. Closing the last descriptor of an unlinked
+    /// file frees its blocks: for a file of a gigabyte the kernel takes up to a second (its page
+    /// cache, its extents, the discards of a disk mounted with `discard`), and whoever dropped the
+    /// log last paid it. That was often the replica fetcher letting go of a deleted partition, on a
+    /// runtime thread: deleting a large topic stalled every broker's requests, heartbeats and ISR
+    /// checks for about a second (Kafka's `LogManager.asyncDelete` likewise closes the log's
+    /// handlers before its files are deleted in the background).
     pub fn delete(&self) -> Result<()> {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         state.status = Status::Closed;
+        let segments = std::mem::take(&mut state.segments);
         drop(state);
         let Some(parent) = self.dir.parent() else {
+            drop(segments);
             return fs::remove_dir_all(&self.dir).map_err(io_error("remove partition", &self.dir));
         };
         let trash = parent.join(TRASH_DIR);
@@ -1369,6 +1379,7 @@ impl PartitionLog {
         let spawned = std::thread::Builder::new()
             .name("log-delete".into())
             .spawn(move || {
+                drop(segments);
                 if let Err(e) = fs::remove_dir_all(&target) {
                     warn!(dir = %target.display(), "cannot remove deleted partition: {e}");
                 }
