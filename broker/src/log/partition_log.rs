@@ -908,6 +908,31 @@ impl PartitionLog {
         self.peek().log_end_offset
     }
 
+    /// Whether appending `bytes` bytes would roll the active segment ([`LogSegment::should_roll`]:
+    /// its size, age, index or offset range), the last batch ending at `last_offset(LEO)` with
+    /// `max_timestamp`. A roll fsyncs the sealed segment, its indexes and a producer-state snapshot,
+    /// milliseconds of disk waits that callers on a runtime thread hand to the blocking pool. A
+    /// guess: another append may roll first.
+    pub fn append_would_roll(
+        &self,
+        bytes: usize,
+        last_offset: impl FnOnce(i64) -> i64,
+        max_timestamp: i64,
+    ) -> bool {
+        let state = self.peek();
+        let Ok(active) = state.active() else {
+            return false;
+        };
+        active.should_roll(
+            0,
+            bytes,
+            last_offset(state.log_end_offset),
+            max_timestamp,
+            super::now_ms(),
+            &state.config,
+        )
+    }
+
     /// The idempotent producers this replica knows (Kafka's `UnifiedLog.activeProducers`): each
     /// producer id with its state, by producer id.
     pub fn active_producers(&self) -> Vec<(i64, producer_state::ProducerEntry)> {

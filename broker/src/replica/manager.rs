@@ -280,6 +280,15 @@ fn append_inline(batch: &[u8]) -> bool {
     }
 }
 
+/// Whether a producer's `batch` would roll `log`'s active segment when appended now: the roll's
+/// fsyncs then run on the blocking pool, not on the request's task (see `append_inline`).
+fn leader_append_would_roll(log: &PartitionLog, batch: &[u8]) -> bool {
+    BatchHeader::parse(batch).is_ok_and(|header| {
+        let delta = i64::from(header.last_offset_delta);
+        log.append_would_roll(batch.len(), |leo| leo + delta, header.max_timestamp)
+    })
+}
+
 impl ReplicaManager {
     /// A replica manager; the ISR changes its leaders ask for go to `isr_changes` (see
     /// `isr::run_isr_changes`).
@@ -618,7 +627,7 @@ impl ReplicaManager {
         let leader_epoch = state.leader_epoch;
         // The fsync, which waits for the disk, runs later on the log's flusher
         // (`complete_append_by`); the append itself is page-cache work (see `append_inline`).
-        let info = if append_inline(&batch) {
+        let info = if append_inline(&batch) && !leader_append_would_roll(&partition.log, &batch) {
             partition
                 .log
                 .append_as_leader_verified(batch, leader_epoch, guard)?

@@ -94,6 +94,36 @@ fn append_and_read_across_rolled_segments() {
 }
 
 #[test]
+fn an_append_that_would_roll_the_segment_is_told_beforehand() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let batch = client_batch(&[1000, 1001], 50);
+    // An empty active segment takes any batch without a roll.
+    assert!(!log.append_would_roll(batch.len(), |leo| leo + 1, 1001));
+    // Fill the segment up to less than one more batch of its 1000 bytes.
+    while log.size_in_bytes() + 2 * batch.len() as u64 <= 1000 {
+        produce(&log, 1, 2, 1000, 0);
+    }
+    let segments = log.segment_count();
+    assert!(!log.append_would_roll(batch.len(), |leo| leo + 1, 1001));
+    log.append_as_leader(batch.clone(), 0).unwrap();
+    assert_eq!(log.segment_count(), segments, "the batch fitted");
+    assert!(log.append_would_roll(batch.len(), |leo| leo + 1, 1001));
+    log.append_as_leader(batch.clone(), 0).unwrap();
+    assert_eq!(
+        log.segment_count(),
+        segments + 1,
+        "the batch rolled the segment"
+    );
+    // Age counts too (`segment.ms`): a batch far newer than the segment's first.
+    assert!(log.append_would_roll(
+        batch.len(),
+        |leo| leo + 1,
+        1001 + LogConfig::default().segment_ms + 1
+    ));
+}
+
+#[test]
 fn reads_respect_bounds_and_kip74() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), LogConfig::default());
