@@ -122,6 +122,9 @@ impl TestBroker {
                     "PLAINTEXT".into(),
                     chronik_wire::ClientConnector::plaintext("test"),
                 )),
+                fetch_sessions: Arc::new(crate::fetch_session::FetchSessionCache::new(
+                    crate::fetch_session::DEFAULT_CACHE_SLOTS,
+                )),
             },
             header: RequestHeader::default(),
             session: crate::authorizer::Session::anonymous(Some(
