@@ -348,7 +348,7 @@ pub struct BrokerConfig {
     #[arg(
         long,
         env = "CHRONIK_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS",
-        default_value_t = crate::fetch_session::DEFAULT_CACHE_SLOTS
+        default_value_t = DEFAULT_FETCH_SESSION_CACHE_SLOTS
     )]
     pub max_incremental_fetch_session_cache_slots: usize,
 
@@ -432,6 +432,9 @@ fn names<A>(listeners: &[NamedAddress<A>]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Kafka's `max.incremental.fetch.session.cache.slots` default.
+pub const DEFAULT_FETCH_SESSION_CACHE_SLOTS: usize = 1000;
 
 /// The longest a follower's fetch waits at its leader (its long poll), in milliseconds; a healthy
 /// follower is never silent at its leader much longer, which bounds `--replica-fetch-stall-ms`.

@@ -44,34 +44,14 @@ use tokio::time::Instant;
 
 use crate::authorizer::KafkaPrincipal;
 use crate::metrics::metrics;
+use crate::protocol::fetch_metadata::{next_epoch, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID};
 use crate::replica::Partition;
 
-/// Kafka's `max.incremental.fetch.session.cache.slots` default.
-pub const DEFAULT_CACHE_SLOTS: usize = 1000;
 /// How long a session must be unused before any new session may evict it, and how old it must be
 /// before a session of its own kind may (Kafka's `MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS`).
 pub const EVICTION_AFTER: Duration = Duration::from_secs(120);
 /// Partitions a session may hold beyond those in the metadata image.
 pub const SESSION_PARTITION_SLACK: usize = 1024;
-
-/// Kafka's `FetchMetadata.INVALID_SESSION_ID`: no session.
-pub const INVALID_SESSION_ID: i32 = 0;
-/// Kafka's `FetchMetadata.INITIAL_EPOCH`: a full fetch that asks for a session.
-pub const INITIAL_EPOCH: i32 = 0;
-/// Kafka's `FetchMetadata.FINAL_EPOCH`: a full fetch without a session.
-pub const FINAL_EPOCH: i32 = -1;
-
-/// The epoch after `epoch` (Kafka's `FetchMetadata.nextEpoch`): after the last `i32` comes 1 (0 asks
-/// for a new session), and a negative epoch stays final.
-pub fn next_epoch(epoch: i32) -> i32 {
-    if epoch < 0 {
-        FINAL_EPOCH
-    } else if epoch == i32::MAX {
-        1
-    } else {
-        epoch + 1
-    }
-}
 
 /// How a request names a topic: by id from Fetch v13, by name before.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -771,14 +751,6 @@ mod tests {
 
     const T: Uuid = Uuid::from_u128(7);
 
-    /// An image with topic T of `partitions` partitions.
-    fn image(partitions: usize) -> MetadataImage {
-        let replicas: Vec<&[i32]> = (0..partitions).map(|_| &[1][..]).collect();
-        let mut image = MetadataImage::default();
-        image.replay_all(1, &topic("t", T, &replicas));
-        image
-    }
-
     fn consumer(name: &str) -> SessionOwner {
         SessionOwner {
             principal: KafkaPrincipal {
@@ -829,112 +801,104 @@ mod tests {
         request
     }
 
-    /// Serves `request` at v15 and completes it with every partition answered as `data` makes it;
-    /// returns the context's kind, or its top-level error, and the session id answered.
-    fn serve(
-        cache: &FetchSessionCache,
-        image: &MetadataImage,
-        owner: SessionOwner,
-        request: &FetchRequest,
-    ) -> Result<(&'static str, i32), ResponseError> {
-        serve_at(cache, image, owner, 15, request)
+    /// What serving a request came to: its context's kind and the session id answered, or the
+    /// top-level error.
+    type Served = Result<(&'static str, i32), ResponseError>;
+
+    /// A cache of `slots` sessions over an image with topic T of `partitions` partitions.
+    struct Sessions {
+        cache: FetchSessionCache,
+        image: MetadataImage,
     }
 
-    fn serve_at(
-        cache: &FetchSessionCache,
-        image: &MetadataImage,
-        owner: SessionOwner,
-        version: i16,
-        request: &FetchRequest,
-    ) -> Result<(&'static str, i32), ResponseError> {
-        let mut context = cache.new_context(version, request, owner, image);
-        let kind = context.kind();
-        let incremental = context.is_incremental();
-        context
-            .with_partitions(|partitions| {
-                let data = (0..partitions.len())
-                    .map(|_| PartitionData::default())
-                    .collect();
-                partitions.answer(data, incremental);
-            })
-            .map_err(|(error, _)| error)?;
-        Ok((kind, context.complete(cache, image)))
-    }
+    impl Sessions {
+        fn new(slots: usize, partitions: usize) -> Self {
+            let replicas: Vec<&[i32]> = (0..partitions).map(|_| &[1][..]).collect();
+            let mut image = MetadataImage::default();
+            image.replay_all(1, &topic("t", T, &replicas));
+            Self {
+                cache: FetchSessionCache::new(slots),
+                image,
+            }
+        }
 
-    /// The partitions of session `id` (topic T), in order, with their fetch offsets.
-    fn partitions_of(cache: &FetchSessionCache, id: i32) -> Vec<(i32, i64)> {
-        let session = cache.lock().sessions[&id].session.clone();
-        let state = session.lock();
-        state
-            .partitions
-            .iter()
-            .map(|p| (p.partition, p.fetch_offset))
-            .collect()
-    }
+        /// Serves `request` from `owner` at Fetch `version`, every partition answered with
+        /// default data.
+        fn serve_at(&self, owner: &SessionOwner, version: i16, request: &FetchRequest) -> Served {
+            let mut context = self
+                .cache
+                .new_context(version, request, owner.clone(), &self.image);
+            let kind = context.kind();
+            let incremental = context.is_incremental();
+            context
+                .with_partitions(|partitions| {
+                    let data = (0..partitions.len())
+                        .map(|_| PartitionData::default())
+                        .collect();
+                    partitions.answer(data, incremental);
+                })
+                .map_err(|(error, _)| error)?;
+            Ok((kind, context.complete(&self.cache, &self.image)))
+        }
 
-    #[test]
-    fn the_next_epoch_wraps_as_kafkas() {
-        assert_eq!(next_epoch(0), 1);
-        assert_eq!(next_epoch(41), 42);
-        assert_eq!(next_epoch(i32::MAX), 1, "0 would ask for a new session");
-        assert_eq!(next_epoch(-1), -1);
+        fn serve(&self, owner: &SessionOwner, request: &FetchRequest) -> Served {
+            self.serve_at(owner, 15, request)
+        }
+
+        /// `owner`'s full fetch of `partitions` asking for a session: its id, 0 for none.
+        fn open(&self, owner: &SessionOwner, partitions: &[i32]) -> i32 {
+            match self.serve(owner, &request(0, 0, partitions, 0, &[])) {
+                Ok(("full", id)) => id,
+                other => panic!("a full fetch was served as {other:?}"),
+            }
+        }
+
+        /// `owner`'s incremental fetch in session `id` at `epoch`, naming no partition.
+        fn next(&self, owner: &SessionOwner, id: i32, epoch: i32) -> Served {
+            self.serve(owner, &request(id, epoch, &[], 0, &[]))
+        }
+
+        /// The partitions of session `id`, in order, with their fetch offsets.
+        fn partitions_of(&self, id: i32) -> Vec<(i32, i64)> {
+            let session = self.cache.lock().sessions[&id].session.clone();
+            let state = session.lock();
+            state
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.fetch_offset))
+                .collect()
+        }
+
+        fn contains(&self, id: i32) -> bool {
+            self.cache.lock().sessions.contains_key(&id)
+        }
     }
 
     #[test]
     fn a_full_fetch_opens_a_session_that_incremental_fetches_continue_epoch_by_epoch() {
-        let (cache, image) = (FetchSessionCache::new(10), image(4));
-        let (kind, id) = serve(
-            &cache,
-            &image,
-            consumer("a"),
-            &request(0, 0, &[0, 1], 0, &[]),
-        )
-        .unwrap();
-        assert_eq!(kind, "full");
+        let (sessions, a) = (Sessions::new(10, 4), consumer("a"));
+        let id = sessions.open(&a, &[0, 1]);
         assert!(id > 0, "a session id");
+        let cache = &sessions.cache;
         assert_eq!((cache.sessions(), cache.cached_partitions()), (1, 2));
         // The session's first epoch is 1, then each incremental fetch moves it on by one.
-        assert_eq!(
-            serve(&cache, &image, consumer("a"), &request(id, 1, &[], 0, &[])),
-            Ok(("incremental", id))
-        );
-        assert_eq!(
-            serve(&cache, &image, consumer("a"), &request(id, 1, &[], 0, &[])),
-            Err(ResponseError::InvalidFetchSessionEpoch),
-            "a repeated epoch"
-        );
-        assert_eq!(
-            serve(&cache, &image, consumer("a"), &request(id, 3, &[], 0, &[])),
-            Err(ResponseError::InvalidFetchSessionEpoch),
-            "an epoch ahead"
-        );
-        assert_eq!(
-            serve(&cache, &image, consumer("a"), &request(id, 2, &[], 0, &[])),
-            Ok(("incremental", id))
-        );
+        assert_eq!(sessions.next(&a, id, 1), Ok(("incremental", id)));
+        let invalid = Err(ResponseError::InvalidFetchSessionEpoch);
+        assert_eq!(sessions.next(&a, id, 1), invalid, "a repeated epoch");
+        assert_eq!(sessions.next(&a, id, 3), invalid, "an epoch ahead");
+        assert_eq!(sessions.next(&a, id, 2), Ok(("incremental", id)));
         // The epoch wraps from i32::MAX to 1.
         cache.lock().sessions[&id].session.lock().epoch = i32::MAX;
-        assert!(serve(
-            &cache,
-            &image,
-            consumer("a"),
-            &request(id, i32::MAX, &[], 0, &[])
-        )
-        .is_ok());
-        assert!(serve(&cache, &image, consumer("a"), &request(id, 1, &[], 0, &[])).is_ok());
+        assert!(sessions.next(&a, id, i32::MAX).is_ok());
+        assert!(sessions.next(&a, id, 1).is_ok());
     }
 
     #[test]
     fn an_unknown_session_is_not_found() {
-        let (cache, image) = (FetchSessionCache::new(10), image(4));
+        let sessions = Sessions::new(10, 4);
         for (id, epoch) in [(12_345, 1), (0, 3), (12_345, -7)] {
             assert_eq!(
-                serve(
-                    &cache,
-                    &image,
-                    consumer("a"),
-                    &request(id, epoch, &[0], 0, &[])
-                ),
+                sessions.next(&consumer("a"), id, epoch),
                 Err(ResponseError::FetchSessionIdNotFound),
                 "session {id} epoch {epoch}"
             );
@@ -943,142 +907,96 @@ mod tests {
 
     #[test]
     fn the_final_epoch_is_sessionless_and_closes_the_session_it_names() {
-        let (cache, image) = (FetchSessionCache::new(10), image(4));
-        let (_, id) = serve(&cache, &image, consumer("a"), &request(0, 0, &[0], 0, &[])).unwrap();
+        let (sessions, a) = (Sessions::new(10, 4), consumer("a"));
+        let id = sessions.open(&a, &[0]);
         assert_eq!(
-            serve(
-                &cache,
-                &image,
-                consumer("a"),
-                &request(id, -1, &[0], 0, &[])
-            ),
+            sessions.serve(&a, &request(id, -1, &[0], 0, &[])),
             Ok(("sessionless", 0))
         );
-        assert_eq!(cache.sessions(), 0);
+        assert_eq!(sessions.cache.sessions(), 0);
         assert_eq!(
-            serve(&cache, &image, consumer("a"), &request(id, 1, &[], 0, &[])),
+            sessions.next(&a, id, 1),
             Err(ResponseError::FetchSessionIdNotFound)
         );
         // Before v7 there is no session at all.
         assert_eq!(
-            serve_at(
-                &cache,
-                &image,
-                consumer("a"),
-                6,
-                &request(0, 0, &[0], 0, &[])
-            ),
+            sessions.serve_at(&a, 6, &request(0, 0, &[0], 0, &[])),
             Ok(("sessionless", 0))
         );
     }
 
     #[test]
     fn epoch_zero_with_a_session_id_closes_that_session_and_opens_another() {
-        let (cache, image) = (FetchSessionCache::new(10), image(4));
-        let (_, first) =
-            serve(&cache, &image, consumer("a"), &request(0, 0, &[0], 0, &[])).unwrap();
-        let (kind, second) = serve(
-            &cache,
-            &image,
-            consumer("a"),
-            &request(first, 0, &[0, 1], 0, &[]),
-        )
-        .unwrap();
+        let (sessions, a) = (Sessions::new(10, 4), consumer("a"));
+        let first = sessions.open(&a, &[0]);
+        let (kind, second) = sessions
+            .serve(&a, &request(first, 0, &[0, 1], 0, &[]))
+            .unwrap();
         assert_eq!(kind, "full");
         assert!(second > 0 && second != first);
-        assert_eq!(cache.sessions(), 1);
+        assert_eq!(sessions.cache.sessions(), 1);
         assert_eq!(
-            serve(
-                &cache,
-                &image,
-                consumer("a"),
-                &request(first, 1, &[], 0, &[])
-            ),
+            sessions.next(&a, first, 1),
             Err(ResponseError::FetchSessionIdNotFound)
         );
     }
 
     #[test]
     fn a_session_serves_only_its_owner() {
-        let (cache, image) = (FetchSessionCache::new(10), image(4));
-        let (_, id) = serve(
-            &cache,
-            &image,
-            follower(2, 10),
-            &request(0, 0, &[0], 0, &[]),
-        )
-        .unwrap();
-        for other in [
+        let (sessions, owner) = (Sessions::new(10, 4), follower(2, 10));
+        let id = sessions.open(&owner, &[0]);
+        let others = [
             consumer("broker"),
             follower(3, 10),
             follower(2, 11),
             consumer("mallory"),
-        ] {
+        ];
+        for other in others {
             assert_eq!(
-                serve(&cache, &image, other.clone(), &request(id, 1, &[], 0, &[])),
+                sessions.next(&other, id, 1),
                 Err(ResponseError::FetchSessionIdNotFound),
                 "{other:?}"
             );
             // Nor can it close the session.
-            serve(&cache, &image, other, &request(id, -1, &[0], 0, &[])).unwrap();
+            sessions
+                .serve(&other, &request(id, -1, &[0], 0, &[]))
+                .unwrap();
         }
-        assert_eq!(
-            serve(
-                &cache,
-                &image,
-                follower(2, 10),
-                &request(id, 1, &[], 0, &[])
-            ),
-            Ok(("incremental", id))
-        );
+        assert_eq!(sessions.next(&owner, id, 1), Ok(("incremental", id)));
     }
 
     #[test]
     fn a_session_keeps_the_way_it_names_topics() {
-        let (cache, image) = (FetchSessionCache::new(10), image(4));
-        let (_, id) = serve(&cache, &image, consumer("a"), &request(0, 0, &[0], 0, &[])).unwrap();
+        let (sessions, a) = (Sessions::new(10, 4), consumer("a"));
+        let id = sessions.open(&a, &[0]);
         assert_eq!(
-            serve_at(
-                &cache,
-                &image,
-                consumer("a"),
-                12,
-                &request(id, 1, &[], 0, &[])
-            ),
+            sessions.serve_at(&a, 12, &request(id, 1, &[], 0, &[])),
             Err(ResponseError::FetchSessionTopicIdError)
         );
     }
 
     #[test]
     fn incremental_fetches_add_update_and_forget_partitions() {
-        let (cache, image) = (FetchSessionCache::new(10), image(4));
-        let (_, id) = serve(
-            &cache,
-            &image,
-            consumer("a"),
-            &request(0, 0, &[0, 1, 2], 5, &[]),
-        )
-        .unwrap();
-        assert_eq!(partitions_of(&cache, id), vec![(0, 5), (1, 5), (2, 5)]);
+        let (sessions, a) = (Sessions::new(10, 4), consumer("a"));
+        let (_, id) = sessions
+            .serve(&a, &request(0, 0, &[0, 1, 2], 5, &[]))
+            .unwrap();
+        assert_eq!(sessions.partitions_of(id), vec![(0, 5), (1, 5), (2, 5)]);
         // Partition 3 is added, 1 moves to offset 9, 2 is forgotten.
         let mut next = request(id, 1, &[3, 1], 9, &[2]);
         next.topics[0].partitions[0].fetch_offset = 0;
-        serve(&cache, &image, consumer("a"), &next).unwrap();
-        assert_eq!(partitions_of(&cache, id), vec![(0, 5), (1, 9), (3, 0)]);
-        assert_eq!(cache.cached_partitions(), 3);
+        sessions.serve(&a, &next).unwrap();
+        assert_eq!(sessions.partitions_of(id), vec![(0, 5), (1, 9), (3, 0)]);
+        assert_eq!(sessions.cache.cached_partitions(), 3);
         // Forgetting a partition the session does not hold changes nothing.
-        serve(&cache, &image, consumer("a"), &request(id, 2, &[], 0, &[2])).unwrap();
-        assert_eq!(partitions_of(&cache, id).len(), 3);
+        sessions.serve(&a, &request(id, 2, &[], 0, &[2])).unwrap();
+        assert_eq!(sessions.partitions_of(id).len(), 3);
         // Forgetting the rest closes the session: the request is answered alone.
         assert_eq!(
-            serve(
-                &cache,
-                &image,
-                consumer("a"),
-                &request(id, 3, &[], 0, &[0, 1, 3])
-            ),
+            sessions.serve(&a, &request(id, 3, &[], 0, &[0, 1, 3])),
             Ok(("sessionless", 0))
         );
+        let cache = &sessions.cache;
         assert_eq!((cache.sessions(), cache.cached_partitions()), (0, 0));
     }
 
@@ -1090,110 +1008,110 @@ mod tests {
             .with_records(Some(Bytes::from(vec![0u8; records])))
     }
 
-    fn answered(answers: &[(TopicRef, PartitionData)]) -> Vec<i32> {
-        answers.iter().map(|(_, d)| d.partition_index).collect()
+    /// One pass's data for partitions 0, 1, 2: high watermark 5 (6 for partition 1 with `moved`),
+    /// no records; `change` alters it further.
+    fn pass(moved: bool, change: impl FnOnce(&mut [PartitionData])) -> Vec<PartitionData> {
+        let mut data: Vec<PartitionData> = (0..3)
+            .map(|i| data(if moved && i == 1 { 6 } else { 5 }, 0).with_partition_index(i))
+            .collect();
+        change(&mut data);
+        data
     }
 
-    fn indexed(mut data: Vec<PartitionData>) -> Vec<PartitionData> {
-        for (i, d) in data.iter_mut().enumerate() {
-            d.partition_index = i as i32;
-        }
-        data
+    fn answered(answers: &[(TopicRef, PartitionData)]) -> Vec<i32> {
+        answers.iter().map(|(_, d)| d.partition_index).collect()
     }
 
     #[test]
     fn an_incremental_answer_carries_only_partitions_with_something_new() {
         let mut partitions =
             SessionPartitions::from_request(15, &request(0, 0, &[0, 1, 2], 0, &[]));
-        let full = partitions.answer(indexed(vec![data(5, 0), data(5, 0), data(5, 0)]), false);
+        let full = partitions.answer(pass(false, |_| {}), false);
         assert_eq!(
             answered(&full),
             vec![0, 1, 2],
             "a full fetch answers everything"
         );
-        let same = partitions.answer(indexed(vec![data(5, 0), data(5, 0), data(5, 0)]), true);
+        let same = partitions.answer(pass(false, |_| {}), true);
         assert!(same.is_empty(), "nothing changed: {:?}", answered(&same));
-        // Partition 1's high watermark moved.
-        let moved = partitions.answer(indexed(vec![data(5, 0), data(6, 0), data(5, 0)]), true);
-        assert_eq!(answered(&moved), vec![1]);
-        // Its log start moved, or its last stable offset.
-        let mut log_start = indexed(vec![data(5, 0), data(6, 0), data(5, 0)]);
-        log_start[2].log_start_offset = 3;
-        log_start[0].last_stable_offset = 4;
-        assert_eq!(answered(&partitions.answer(log_start, true)), vec![0, 2]);
+        let moved = partitions.answer(pass(true, |_| {}), true);
+        assert_eq!(answered(&moved), vec![1], "its high watermark moved");
+        // A log start moved, or a last stable offset.
+        let starts = |d: &mut [PartitionData]| {
+            d[2].log_start_offset = 3;
+            d[0].last_stable_offset = 4;
+        };
+        assert_eq!(
+            answered(&partitions.answer(pass(true, starts), true)),
+            vec![0, 2]
+        );
         // An error is answered every time, and once it clears the partition is answered again.
-        let mut failing = indexed(vec![data(5, 0), data(6, 0), data(5, 0)]);
-        failing[0].last_stable_offset = 4;
-        failing[2].log_start_offset = 3;
-        failing[1].error_code = ResponseError::NotLeaderOrFollower.code();
-        assert_eq!(answered(&partitions.answer(failing, true)), vec![1]);
-        let mut cleared = indexed(vec![data(5, 0), data(6, 0), data(5, 0)]);
-        cleared[0].last_stable_offset = 4;
-        cleared[2].log_start_offset = 3;
-        assert_eq!(answered(&partitions.answer(cleared, true)), vec![1]);
+        let failing = |d: &mut [PartitionData]| {
+            starts(d);
+            d[1].error_code = ResponseError::NotLeaderOrFollower.code();
+        };
+        assert_eq!(
+            answered(&partitions.answer(pass(true, failing), true)),
+            vec![1]
+        );
+        assert_eq!(
+            answered(&partitions.answer(pass(true, failing), true)),
+            vec![1]
+        );
+        assert_eq!(
+            answered(&partitions.answer(pass(true, starts), true)),
+            vec![1]
+        );
         // A diverging epoch is answered.
-        let mut diverging = indexed(vec![data(5, 0), data(6, 0), data(5, 0)]);
-        diverging[0].last_stable_offset = 4;
-        diverging[2].log_start_offset = 3;
-        diverging[2].diverging_epoch.epoch = 1;
-        assert_eq!(answered(&partitions.answer(diverging, true)), vec![2]);
+        let diverging = |d: &mut [PartitionData]| {
+            starts(d);
+            d[2].diverging_epoch.epoch = 1;
+        };
+        assert_eq!(
+            answered(&partitions.answer(pass(true, diverging), true)),
+            vec![2]
+        );
     }
 
     #[test]
     fn partitions_that_returned_records_move_to_the_end_of_the_session() {
         let mut partitions =
             SessionPartitions::from_request(15, &request(0, 0, &[0, 1, 2], 0, &[]));
-        partitions.answer(indexed(vec![data(5, 0), data(5, 0), data(5, 0)]), false);
-        let served = partitions.answer(indexed(vec![data(5, 10), data(5, 0), data(5, 10)]), true);
+        partitions.answer(pass(false, |_| {}), false);
+        let records = |d: &mut [PartitionData]| {
+            d[0].records = Some(Bytes::from_static(b"batch"));
+            d[2].records = Some(Bytes::from_static(b"batch"));
+        };
+        let served = partitions.answer(pass(false, records), true);
         assert_eq!(answered(&served), vec![0, 2]);
         let order: Vec<i32> = partitions.iter().map(|p| p.partition).collect();
         assert_eq!(order, vec![1, 0, 2]);
         // A request naming a partition is answered, changed or not.
-        let mut named = SessionPartitions::from_request(15, &request(0, 0, &[0, 1], 0, &[]));
-        named.answer(indexed(vec![data(5, 0), data(5, 0)]), false);
-        named.update(15, &request(1, 1, &[1], 7, &[]));
-        assert_eq!(
-            answered(&named.answer(indexed(vec![data(5, 0), data(5, 0)]), true)),
-            vec![1]
-        );
+        partitions.update(15, &request(1, 1, &[0], 7, &[]));
+        let answers = partitions.answer(pass(false, |_| {}), true);
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].0, TopicRef::Id(T));
     }
 
     #[test]
     fn a_session_holds_no_more_partitions_than_the_metadata_has() {
-        let (cache, image) = (FetchSessionCache::new(10), image(1));
+        let (sessions, a) = (Sessions::new(10, 1), consumer("a"));
         let limit = 1 + SESSION_PARTITION_SLACK as i32;
         let too_many: Vec<i32> = (0..=limit).collect();
+        assert_eq!(sessions.open(&a, &too_many), 0, "no session over the limit");
+        let id = sessions.open(&a, &[0]);
         assert_eq!(
-            serve(
-                &cache,
-                &image,
-                consumer("a"),
-                &request(0, 0, &too_many, 0, &[])
-            ),
-            Ok(("full", INVALID_SESSION_ID)),
-            "no session over the limit"
-        );
-        let (_, id) = serve(&cache, &image, consumer("a"), &request(0, 0, &[0], 0, &[])).unwrap();
-        assert_eq!(
-            serve(
-                &cache,
-                &image,
-                consumer("a"),
-                &request(id, 1, &too_many, 0, &[])
-            ),
+            sessions.serve(&a, &request(id, 1, &too_many, 0, &[])),
             Err(ResponseError::FetchSessionIdNotFound),
             "growing over the limit loses the session"
         );
+        let cache = &sessions.cache;
         assert_eq!((cache.sessions(), cache.cached_partitions()), (0, 0));
     }
 
     #[test]
     fn no_slots_no_sessions() {
-        let (cache, image) = (FetchSessionCache::new(0), image(4));
-        assert_eq!(
-            serve(&cache, &image, follower(2, 1), &request(0, 0, &[0], 0, &[])),
-            Ok(("full", INVALID_SESSION_ID))
-        );
+        assert_eq!(Sessions::new(0, 4).open(&follower(2, 1), &[0]), 0);
     }
 
     /// Kafka's `FetchSessionCache.tryEvict`: with no slot free, a follower's session evicts the
@@ -1201,59 +1119,44 @@ mod tests {
     /// by anyone; among old ones a larger new session evicts a smaller one.
     #[tokio::test(start_paused = true)]
     async fn a_full_cache_evicts_as_kafka_does() {
-        let (cache, image) = (FetchSessionCache::new(2), image(20));
-        let open = |owner: SessionOwner, partitions: i32| {
-            let all: Vec<i32> = (0..partitions).collect();
-            serve(&cache, &image, owner, &request(0, 0, &all, 0, &[]))
-                .unwrap()
-                .1
-        };
-        let small = open(consumer("a"), 3);
-        let large = open(consumer("b"), 5);
+        let sessions = Sessions::new(2, 20);
+        let first = |n: i32| (0..n).collect::<Vec<i32>>();
+        let small = sessions.open(&consumer("a"), &first(3));
+        let large = sessions.open(&consumer("b"), &first(5));
         assert_eq!(
-            open(consumer("c"), 10),
+            sessions.open(&consumer("c"), &first(10)),
             0,
             "young consumers are not evicted by consumers"
         );
-        let f1 = open(follower(2, 1), 1);
-        assert!(f1 > 0, "a follower evicts a consumer");
-        assert!(
-            !cache.lock().sessions.contains_key(&small),
-            "the smaller consumer went first"
-        );
-        let f2 = open(follower(3, 1), 1);
-        assert!(f2 > 0);
-        assert!(!cache.lock().sessions.contains_key(&large));
+        let (f1, f2) = (follower(2, 1), follower(3, 1));
+        let one = sessions.open(&f1, &first(1));
+        assert!(one > 0, "a follower evicts a consumer");
+        assert!(!sessions.contains(small), "the smaller consumer went first");
+        let two = sessions.open(&f2, &first(1));
+        assert!(two > 0 && !sessions.contains(large));
         assert_eq!(
-            open(follower(4, 1), 20),
+            sessions.open(&follower(4, 1), &first(20)),
             0,
-            "young followers are not evicted"
+            "young followers stay"
         );
         // Both followers keep fetching for two minutes: old, but not stale.
-        let mut epochs = [1, 1];
-        for _ in 0..5 {
+        for epoch in 1..=5 {
             tokio::time::advance(Duration::from_secs(25)).await;
-            for (i, (id, owner)) in [(f1, follower(2, 1)), (f2, follower(3, 1))]
-                .into_iter()
-                .enumerate()
-            {
-                serve(&cache, &image, owner, &request(id, epochs[i], &[], 0, &[])).unwrap();
-                epochs[i] += 1;
-            }
+            sessions.next(&f1, one, epoch).unwrap();
+            sessions.next(&f2, two, epoch).unwrap();
         }
         assert_eq!(
-            open(consumer("c"), 20),
+            sessions.open(&consumer("c"), &first(20)),
             0,
-            "a consumer never evicts a follower it outranks"
+            "a consumer never evicts a follower"
         );
         // A follower's larger session evicts an old smaller one; an equal one does not.
-        assert_eq!(open(follower(4, 1), 1), 0, "not larger");
-        let f3 = open(follower(4, 1), 2);
-        assert!(f3 > 0);
-        assert_eq!(cache.sessions(), 2);
+        assert_eq!(sessions.open(&follower(4, 1), &first(1)), 0, "not larger");
+        assert!(sessions.open(&follower(4, 1), &first(2)) > 0);
+        assert_eq!(sessions.cache.sessions(), 2);
         // A session unused for two minutes is evicted by anyone.
         tokio::time::advance(EVICTION_AFTER + Duration::from_secs(1)).await;
-        assert!(open(consumer("c"), 1) > 0);
-        assert_eq!(cache.sessions(), 2);
+        assert!(sessions.open(&consumer("c"), &first(1)) > 0);
+        assert_eq!(sessions.cache.sessions(), 2);
     }
 }

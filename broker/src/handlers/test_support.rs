@@ -155,7 +155,7 @@ impl TestBroker {
                     chronik_wire::ClientConnector::plaintext("test"),
                 )),
                 fetch_sessions: Arc::new(crate::fetch_session::FetchSessionCache::new(
-                    crate::fetch_session::DEFAULT_CACHE_SLOTS,
+                    crate::config::DEFAULT_FETCH_SESSION_CACHE_SLOTS,
                 )),
             },
             header: RequestHeader::default(),

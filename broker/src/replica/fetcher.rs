@@ -52,10 +52,10 @@ use uuid::Uuid;
 
 use super::manager::LeaderProbe;
 use super::{Partition, ReplicaManager};
-use crate::fetch_session::{next_epoch, INITIAL_EPOCH, INVALID_SESSION_ID};
 use crate::log::PartitionLog;
 use crate::metadata::MetadataCache;
 use crate::metrics::metrics;
+use crate::protocol::fetch_metadata::{next_epoch, INITIAL_EPOCH, INVALID_SESSION_ID};
 use crate::status::BrokerStatus;
 
 /// The Fetch version followers use: topic ids (v13+) and the broker epoch in `ReplicaState` (v15).
