@@ -669,27 +669,14 @@ mod tests {
         request.topics[0].partitions[0].fetch_offset = p1.log.log_end_offset();
         let waiting = handle(&b.ctx, &rc, request);
         tokio::pin!(waiting);
-        let append = |p: &Arc<crate::replica::Partition>| {
-            let (replicas, p) = (b.ctx.replicas.clone(), p.clone());
-            async move {
-                let pending = replicas
-                    .append_as_leader(&p, client_batch(&[1], 10), 1)
-                    .await
-                    .expect("appended");
-                replicas
-                    .complete_append(pending, 1, Duration::from_secs(5))
-                    .await
-                    .expect("completed");
-            }
-        };
-        append(&p0).await;
+        append(&b, &p0).await;
         assert!(
             tokio::time::timeout(Duration::from_millis(200), &mut waiting)
                 .await
                 .is_err(),
             "answered by an append to a partition it does not read"
         );
-        append(&p1).await;
+        append(&b, &p1).await;
         let response = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("answered by the append to its partition");
@@ -703,41 +690,38 @@ mod tests {
         let count = PER_PARTITION_WAIT_LIMIT + 6;
         let (b, id) = leader_of(&vec![10; count]);
         let rc = b.rc(15, "PLAINTEXT");
-        let mut request = follower_fetch(&b, id, count, 1 << 20).with_max_wait_ms(10_000);
-        for p in &mut request.topics[0].partitions {
-            let hosted = b.ctx.replicas.partition(id, p.partition).expect("hosted");
-            p.fetch_offset = hosted.log.log_end_offset();
-        }
-        let waiting = handle(&b.ctx, &rc, request);
+        let request = at_log_ends(&b, id, follower_fetch(&b, id, count, 1 << 20));
+        let waiting = handle(&b.ctx, &rc, request.with_max_wait_ms(10_000));
+        let response = answered_by_an_append_to_the_last(&b, id, count, waiting).await;
+        let read = sizes(&response);
+        assert!(read[count - 1] > 0, "{read:?}");
+        assert!(read[..count - 1].iter().all(|&n| n == 0), "{read:?}");
+    }
+
+    /// Waits on `waiting`, a long poll of `count` partitions of "big" from their log ends: it must
+    /// still wait 200 ms on, and be answered once the last partition gets a batch.
+    async fn answered_by_an_append_to_the_last(
+        b: &TestBroker,
+        id: Uuid,
+        count: usize,
+        waiting: impl std::future::Future<Output = FetchResponse>,
+    ) -> FetchResponse {
         tokio::pin!(waiting);
         assert!(
             tokio::time::timeout(Duration::from_millis(200), &mut waiting)
                 .await
                 .is_err(),
-            "answered with nothing to read"
+            "{count} partitions: answered with nothing to read"
         );
         let last = b
             .ctx
             .replicas
             .partition(id, count as i32 - 1)
             .expect("hosted");
-        let pending = b
-            .ctx
-            .replicas
-            .append_as_leader(&last, client_batch(&[1], 10), 1)
+        append(b, &last).await;
+        tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
-            .expect("appended");
-        b.ctx
-            .replicas
-            .complete_append(pending, 1, Duration::from_secs(5))
-            .await
-            .expect("completed");
-        let response = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("answered by the append to one of its partitions");
-        let read = sizes(&response);
-        assert!(read[count - 1] > 0, "{read:?}");
-        assert!(read[..count - 1].iter().all(|&n| n == 0), "{read:?}");
+            .expect("answered by the append to one of its partitions")
     }
 
     #[tokio::test]
@@ -955,27 +939,9 @@ mod tests {
                 at_log_ends(&b, id, follower_fetch(&b, id, count, 1 << 20)).with_session_epoch(0);
             let session = handle(&b.ctx, &rc, full).await.session_id;
             assert!(session > 0);
-            let waiting = handle(
-                &b.ctx,
-                &rc,
-                incremental(&b, id, session, 1).with_max_wait_ms(10_000),
-            );
-            tokio::pin!(waiting);
-            assert!(
-                tokio::time::timeout(Duration::from_millis(200), &mut waiting)
-                    .await
-                    .is_err(),
-                "{count} partitions: answered with nothing new"
-            );
-            let last = b
-                .ctx
-                .replicas
-                .partition(id, count as i32 - 1)
-                .expect("hosted");
-            append(&b, &last).await;
-            let response = tokio::time::timeout(Duration::from_secs(5), waiting)
-                .await
-                .expect("answered by the append to one of its partitions");
+            let request = incremental(&b, id, session, 1).with_max_wait_ms(10_000);
+            let waiting = handle(&b.ctx, &rc, request);
+            let response = answered_by_an_append_to_the_last(&b, id, count, waiting).await;
             let answers = answered(&response);
             assert_eq!(answers.len(), 1, "{count} partitions: {answers:?}");
             assert_eq!(answers[0].0, count as i32 - 1);
