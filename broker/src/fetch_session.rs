@@ -31,7 +31,7 @@
 //! - lock order is cache, then session (never the reverse); neither lock is held across an await.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use chronik_metadata::{MetadataImage, TopicId};
@@ -108,7 +108,9 @@ pub struct CachedPartition {
     /// Named by the request being served: answered whether or not anything changed, so a fetcher that
     /// sends a partition again always hears its current state.
     named: bool,
-    resolved: Option<(Generation, Result<Arc<Partition>, ResponseError>)>,
+    /// The leader's resolution of the partition and the generation it was made under. Weak: a
+    /// session whose fetcher went away must not keep a deleted partition's log (and its files) open.
+    resolved: Option<(Generation, Result<Weak<Partition>, ResponseError>)>,
 }
 
 impl CachedPartition {
@@ -141,20 +143,28 @@ impl CachedPartition {
         self.resolved = None;
     }
 
-    /// The partition this fetch reads, as `resolve` finds it; reused while `generation` holds.
+    /// The partition this fetch reads, as `resolve` finds it; reused while `generation` holds (and
+    /// the partition is still hosted).
     pub fn resolve(
         &mut self,
         generation: Generation,
         resolve: impl FnOnce(&Self) -> Result<Arc<Partition>, ResponseError>,
     ) -> Result<Arc<Partition>, ResponseError> {
         match &self.resolved {
-            Some((at, resolved)) if *at == generation => resolved.clone(),
-            _ => {
-                let resolved = resolve(self);
-                self.resolved = Some((generation, resolved.clone()));
-                resolved
+            Some((at, Err(error))) if *at == generation => return Err(*error),
+            Some((at, Ok(partition))) if *at == generation => {
+                if let Some(partition) = partition.upgrade() {
+                    return Ok(partition);
+                }
             }
+            _ => {}
         }
+        let resolved = resolve(self);
+        self.resolved = Some((
+            generation,
+            resolved.as_ref().map(Arc::downgrade).map_err(|e| *e),
+        ));
+        resolved
     }
 
     /// Whether an incremental answer must carry this partition (Kafka's

@@ -1037,6 +1037,38 @@ mod tests {
         );
     }
 
+    /// A session keeps no deleted partition alive (its log's files stay open while anything holds
+    /// it), and its next fetch answers the partition as unknown.
+    #[tokio::test]
+    async fn a_session_does_not_hold_a_deleted_partition() {
+        let (b, id) = leader_of(&[10]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let full = at_log_ends(&b, id, follower_fetch(&b, id, 1, 1 << 20)).with_session_epoch(0);
+        let session = handle(&b.ctx, &rc, full).await.session_id;
+        handle(&b.ctx, &rc, incremental(&b, id, session, 1)).await;
+        let partition = Arc::downgrade(&b.ctx.replicas.partition(id, 0).expect("hosted"));
+        b.ctx
+            .metadata
+            .apply(&[crate::metadata::tests::update(
+                11,
+                false,
+                &[Record::RemoveTopic { topic_id: id }],
+            )])
+            .expect("applies");
+        b.ctx
+            .replicas
+            .apply_metadata(&b.ctx.metadata.current(), true);
+        assert!(
+            partition.upgrade().is_none(),
+            "the session holds the partition"
+        );
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 2)).await;
+        assert_eq!(
+            answered(&response),
+            vec![(0, 0, -1, ResponseError::UnknownTopicId.code())]
+        );
+    }
+
     /// Session errors are answered at the top level, with no partitions.
     #[tokio::test]
     async fn session_errors_are_answered_at_the_top_level() {
