@@ -783,13 +783,16 @@ impl ReplicaManager {
         broker_epoch: i64,
         fetch_offset: i64,
     ) {
-        partition.record_follower_fetch(follower, broker_epoch, fetch_offset);
+        let leader_leo = partition.record_follower_fetch(follower, broker_epoch, fetch_offset);
         // The high watermark never passes this log's end: once it is there (every idle partition),
         // no fetch can move it, and the ISR walk behind `allowed_high_watermark` is skipped.
-        if partition.log.high_watermark() < partition.log.log_end_offset()
+        if partition.log.high_watermark() < leader_leo
             && partition.maybe_advance_high_watermark(self.broker_id)
         {
             self.partition_changed(partition);
+        }
+        if partition.isr_contains(follower) {
+            return;
         }
         let state = partition.state();
         if state.leader != self.broker_id

@@ -15,7 +15,6 @@
 //!   (an append, a high watermark or log start move) bumps [`Partition::subscribe_changes`]; changes
 //!   that are not one partition's (roles, ISR) wake through the replica manager instead.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -66,6 +65,32 @@ impl FollowerState {
     }
 }
 
+/// What the leader knows of each follower, by broker id. A partition has a few followers (its other
+/// replicas), and every pass of every follower fetch updates one of them: a scan of a few entries
+/// beats hashing the id each time.
+#[derive(Default)]
+struct Followers(Vec<(BrokerId, FollowerState)>);
+
+impl Followers {
+    fn get(&self, follower: BrokerId) -> Option<&FollowerState> {
+        self.0
+            .iter()
+            .find(|(id, _)| *id == follower)
+            .map(|(_, f)| f)
+    }
+
+    fn get_mut(&mut self, follower: BrokerId) -> Option<&mut FollowerState> {
+        self.0
+            .iter_mut()
+            .find(|(id, _)| *id == follower)
+            .map(|(_, f)| f)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 pub struct Partition {
     pub topic: String,
     pub topic_id: TopicId,
@@ -73,7 +98,7 @@ pub struct Partition {
     pub log: Arc<PartitionLog>,
     /// Shared rather than cloned per read: the append path reads it several times per batch.
     state: RwLock<Arc<PartitionState>>,
-    followers: Mutex<HashMap<BrokerId, FollowerState>>,
+    followers: Mutex<Followers>,
     /// At most one ISR change is asked of the controller at a time.
     isr_change_in_flight: AtomicBool,
     /// The ISR of the change in flight, with the partition epoch it was computed from; its members
@@ -99,7 +124,7 @@ impl Partition {
             index,
             log,
             state: RwLock::new(state.into()),
-            followers: Mutex::new(HashMap::new()),
+            followers: Mutex::new(Followers::default()),
             isr_change_in_flight: AtomicBool::new(false),
             pending_isr: Mutex::new(None),
             leader_since: Mutex::new(Instant::now()),
@@ -144,33 +169,70 @@ impl Partition {
         self.state().leader == broker_id
     }
 
-    /// Records a follower's fetch at `fetch_offset` (Kafka's `Replica.updateFetchStateOrThrow`).
-    pub fn record_follower_fetch(&self, follower: BrokerId, broker_epoch: i64, fetch_offset: i64) {
+    /// The current leader epoch; read in place, as followers' fetch rounds read every partition's.
+    pub fn leader_epoch(&self) -> i32 {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .leader_epoch
+    }
+
+    /// Whether `broker` is in the current ISR; read in place, as every pass of a follower's fetch
+    /// asks it of every partition.
+    pub fn isr_contains(&self, broker: BrokerId) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .isr
+            .contains(&broker)
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (Kafka's `Replica.updateFetchStateOrThrow`);
+    /// returns the leader's log end offset it was compared with. Every follower fetch of every
+    /// partition of its fetch session comes here on every pass, so it updates in place.
+    pub fn record_follower_fetch(
+        &self,
+        follower: BrokerId,
+        broker_epoch: i64,
+        fetch_offset: i64,
+    ) -> i64 {
         let now = Instant::now();
         let leader_leo = self.log.log_end_offset();
         let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = followers.get(&follower).copied();
-        let last_caught_up = if fetch_offset >= leader_leo {
-            now
-        } else {
-            match previous {
-                Some(p) if fetch_offset >= p.previous_fetch_leader_leo => p.previous_fetch_time,
-                Some(p) => p.last_caught_up,
-                // Under a new leader, followers count as caught up when its epoch began (Kafka).
-                None => self.leader_since(),
+        let caught_up_now = fetch_offset >= leader_leo;
+        match followers.get_mut(follower) {
+            Some(f) => {
+                if caught_up_now {
+                    f.last_caught_up = now;
+                } else if fetch_offset >= f.previous_fetch_leader_leo {
+                    f.last_caught_up = f.previous_fetch_time;
+                }
+                f.log_end_offset = fetch_offset;
+                f.broker_epoch = broker_epoch;
+                f.previous_fetch_leader_leo = leader_leo;
+                f.previous_fetch_time = now;
             }
-        };
-        followers.insert(
-            follower,
-            FollowerState {
-                log_end_offset: fetch_offset,
-                log_start_offset: previous.map_or(-1, |p| p.log_start_offset),
-                broker_epoch,
-                last_caught_up,
-                previous_fetch_leader_leo: leader_leo,
-                previous_fetch_time: now,
-            },
-        );
+            None => {
+                let last_caught_up = if caught_up_now {
+                    now
+                } else {
+                    // Under a new leader, followers count as caught up when its epoch began (Kafka).
+                    self.leader_since()
+                };
+                followers.0.push((
+                    follower,
+                    FollowerState {
+                        log_end_offset: fetch_offset,
+                        log_start_offset: -1,
+                        broker_epoch,
+                        last_caught_up,
+                        previous_fetch_leader_leo: leader_leo,
+                        previous_fetch_time: now,
+                    },
+                ));
+            }
+        }
+        leader_leo
     }
 
     /// Records the log start offset a follower's fetch reported (Fetch v5+ `LogStartOffset`, Kafka's
@@ -178,7 +240,7 @@ impl Partition {
     /// fetch. Returns whether it changed, which may let the low watermark move.
     pub fn record_follower_log_start(&self, follower: BrokerId, log_start_offset: i64) -> bool {
         let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
-        match followers.get_mut(&follower) {
+        match followers.get_mut(follower) {
             Some(f) if f.log_start_offset != log_start_offset => {
                 f.log_start_offset = log_start_offset;
                 true
@@ -206,7 +268,7 @@ impl Partition {
             .replicas
             .iter()
             .filter(|&&b| b != self_id && is_alive(b))
-            .map(|b| followers.get(b).map_or(-1, |f| f.log_start_offset))
+            .map(|&b| followers.get(b).map_or(-1, |f| f.log_start_offset))
             .fold(self.log.log_start_offset(), i64::min);
         Some(low_watermark)
     }
@@ -227,7 +289,7 @@ impl Partition {
         self.followers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&follower)
+            .get(follower)
             .copied()
     }
 
@@ -256,7 +318,7 @@ impl Partition {
         let followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
         let mut high_watermark = own;
         for member in maximal_isr.filter(|&&b| b != self_id) {
-            high_watermark = high_watermark.min(followers.get(member)?.log_end_offset);
+            high_watermark = high_watermark.min(followers.get(*member)?.log_end_offset);
         }
         Some(high_watermark)
     }
