@@ -171,7 +171,7 @@ impl CachedPartition {
     /// `CachedPartition.maybeUpdateResponseData`): records, an error, a diverging epoch, a preferred
     /// read replica, a high watermark, last stable offset or log start other than the session last
     /// answered, or a request that named it.
-    fn must_respond(&self, data: &PartitionData) -> bool {
+    pub fn must_respond(&self, data: &PartitionData) -> bool {
         self.named
             || data.records.as_ref().is_some_and(|r| !r.is_empty())
             || data.error_code != 0
@@ -286,11 +286,11 @@ impl SessionPartitions {
         self.order.push(slot);
     }
 
-    /// Calls `f` on every partition, in order.
-    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut CachedPartition)) {
-        for &slot in &self.order {
+    /// Calls `f` on every partition, in order, with its position in the order.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(usize, &mut CachedPartition)) {
+        for (position, &slot) in self.order.iter().enumerate() {
             if let Some(cached) = self.slots[slot].as_mut() {
-                f(cached);
+                f(position, cached);
             }
         }
     }
@@ -302,39 +302,51 @@ impl SessionPartitions {
             .filter_map(|&slot| self.slots.get(slot).and_then(Option::as_ref))
     }
 
-    /// What to answer from one pass's `data` (one entry per partition, in order): everything for a
-    /// full fetch; for an incremental one only what [`CachedPartition::must_respond`] selects, the
-    /// partitions that returned records moving to the end of the order so that the next responses,
-    /// bounded by `max_bytes`, serve the others first (Kafka's `IncrementalFetchContext`). Records
-    /// what was answered.
+    /// What to answer from one pass's `read`: the data of the partitions it read, by position in the
+    /// order (ascending), where a pass of an incremental fetch may leave out partitions that
+    /// [`CachedPartition::must_respond`] would not answer. Everything is answered for a full fetch;
+    /// for an incremental one only what `must_respond` selects, and the partitions that returned
+    /// records move to the end of the order, so that the next responses, bounded by `max_bytes`,
+    /// serve the others first (Kafka's `IncrementalFetchContext`). Records what was answered.
     pub fn answer(
         &mut self,
-        data: Vec<PartitionData>,
+        read: Vec<(usize, PartitionData)>,
         incremental: bool,
     ) -> Vec<(TopicRef, PartitionData)> {
-        let mut answers = Vec::new();
+        let mut answers = Vec::with_capacity(read.len());
         let mut served = Vec::new();
-        let mut rest = Vec::with_capacity(if incremental { self.order.len() } else { 0 });
-        for (&slot, data) in self.order.iter().zip(data) {
-            let Some(cached) = self.slots[slot].as_mut() else {
+        for (position, data) in read {
+            let Some(cached) = self
+                .order
+                .get(position)
+                .and_then(|&slot| self.slots[slot].as_mut())
+            else {
                 continue;
             };
             if incremental {
-                if has_records(&data) {
-                    served.push(slot);
-                } else {
-                    rest.push(slot);
-                }
                 if !cached.must_respond(&data) {
                     continue;
+                }
+                if has_records(&data) {
+                    served.push(position);
                 }
             }
             cached.note_answered(&data);
             answers.push((cached.topic.clone(), data));
         }
-        if incremental && !served.is_empty() {
-            rest.extend(served);
-            self.order = rest;
+        if !served.is_empty() {
+            let mut order = Vec::with_capacity(self.order.len());
+            let mut last = Vec::with_capacity(served.len());
+            let mut served = served.into_iter().peekable();
+            for (position, &slot) in self.order.iter().enumerate() {
+                if served.next_if_eq(&position).is_some() {
+                    last.push(slot);
+                } else {
+                    order.push(slot);
+                }
+            }
+            order.extend(last);
+            self.order = order;
         }
         answers
     }
@@ -843,7 +855,7 @@ mod tests {
             context
                 .with_partitions(|partitions| {
                     let data = (0..partitions.len())
-                        .map(|_| PartitionData::default())
+                        .map(|position| (position, PartitionData::default()))
                         .collect();
                     partitions.answer(data, incremental);
                 })
@@ -1018,14 +1030,14 @@ mod tests {
             .with_records(Some(Bytes::from(vec![0u8; records])))
     }
 
-    /// One pass's data for partitions 0, 1, 2: high watermark 5 (6 for partition 1 with `moved`),
-    /// no records; `change` alters it further.
-    fn pass(moved: bool, change: impl FnOnce(&mut [PartitionData])) -> Vec<PartitionData> {
+    /// One pass's data for partitions 0, 1, 2 (at positions 0, 1, 2): high watermark 5 (6 for
+    /// partition 1 with `moved`), no records; `change` alters it further.
+    fn pass(moved: bool, change: impl FnOnce(&mut [PartitionData])) -> Vec<(usize, PartitionData)> {
         let mut data: Vec<PartitionData> = (0..3)
             .map(|i| data(if moved && i == 1 { 6 } else { 5 }, 0).with_partition_index(i))
             .collect();
         change(&mut data);
-        data
+        data.into_iter().enumerate().collect()
     }
 
     fn answered(answers: &[(TopicRef, PartitionData)]) -> Vec<i32> {

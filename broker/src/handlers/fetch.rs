@@ -116,7 +116,7 @@ pub async fn handle(
             None => true,
         };
         let pass = context.with_partitions(|partitions| {
-            let read = read_all(ctx, rc, &request, partitions, watch_each);
+            let read = read_all(ctx, rc, &request, partitions, watch_each, incremental);
             let done = finish
                 || read.bytes >= i64::from(request.min_bytes.max(0))
                 || read.any_error
@@ -179,9 +179,11 @@ fn follower_of(rc: &RequestContext<'_>, request: &FetchRequest) -> Option<(i32, 
     (id >= 0).then_some((id, epoch))
 }
 
-/// One pass over the partitions of a fetch: each partition's data, in order.
+/// One pass over the partitions of a fetch.
 struct Read {
-    data: Vec<PartitionData>,
+    /// Each partition's data by its position in the fetch's order, ascending; an incremental pass
+    /// keeps only what it may answer (see [`CachedPartition::must_respond`]).
+    data: Vec<(usize, PartitionData)>,
     bytes: i64,
     any_error: bool,
     /// The change channels of the partitions read (when watched one by one), subscribed before
@@ -250,6 +252,7 @@ fn read_all(
     request: &FetchRequest,
     partitions: &mut SessionPartitions,
     watch_each: bool,
+    incremental: bool,
 ) -> Read {
     // The roles version is read before anything is resolved under it: a change racing this pass
     // moves it, so the next pass resolves again.
@@ -275,13 +278,13 @@ fn read_all(
     let mut bytes_read = 0i64;
     let mut any_error = false;
     let mut hints = LeaderHints::new(&image, rc.listener);
-    let mut data_read = Vec::with_capacity(partitions.len());
+    let mut data_read = Vec::with_capacity(if incremental { 0 } else { partitions.len() });
     let mut changes = Vec::new();
     let follower_authorized =
         follower.map(|_| ctx.authorize_cluster(rc, AclOperation::ClusterAction));
     // Partitions of one topic mostly come together: its checks are made once per run.
     let mut topic: Option<(TopicRef, Result<TopicId, ResponseError>)> = None;
-    partitions.for_each_mut(|p| {
+    partitions.for_each_mut(|position, p| {
         let topic_id = match &topic {
             Some((named, topic_id)) if *named == p.topic => *topic_id,
             _ => {
@@ -343,7 +346,9 @@ fn read_all(
                 }
             }
         }
-        data_read.push(data);
+        if !incremental || p.must_respond(&data) {
+            data_read.push((position, data));
+        }
     });
     let endpoints = if rc.version >= 16 {
         hints.endpoints(|e| {
@@ -622,7 +627,7 @@ mod tests {
         request: &FetchRequest,
     ) -> FetchResponse {
         let mut partitions = SessionPartitions::from_request(rc.version, request);
-        let read = read_all(ctx, rc, request, &mut partitions, false);
+        let read = read_all(ctx, rc, request, &mut partitions, false, false);
         answer(ctx, rc, request, &mut partitions, read, false)
     }
 
