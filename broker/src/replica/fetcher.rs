@@ -107,11 +107,27 @@ pub async fn run_fetcher_manager(
     tracker: TaskTracker,
 ) {
     let self_id = replicas.broker_id();
-    let mut fetchers: HashMap<BrokerId, watch::Sender<Vec<Arc<Partition>>>> = HashMap::new();
+    let mut fetchers: HashMap<BrokerId, watch::Sender<Followed>> = HashMap::new();
     // Roles change through the metadata (which wakes every partition's waiters), not through appends.
     let mut roles = replicas.subscribe_all_partitions();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // The roles version of the last walk over every hosted partition, and when it was: the walk is
+    // repeated when roles changed (every change of a partition's leader or replicas, or of the
+    // partitions hosted, moves the version), and otherwise only now and then.
+    let mut walked: Option<(u64, Instant)> = None;
     loop {
+        let roles_version = replicas.roles_version();
+        let walk_due = walked
+            .is_none_or(|(version, at)| version != roles_version || at.elapsed() >= FETCHER_REWALK);
+        if !walk_due {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+                changed = roles.changed() => if changed.is_err() { return },
+            }
+            continue;
+        }
+        walked = Some((roles_version, Instant::now()));
         let mut wanted: HashMap<BrokerId, Vec<Arc<Partition>>> = HashMap::new();
         for partition in replicas.partitions() {
             let state = partition.state();
@@ -121,16 +137,17 @@ pub async fn run_fetcher_manager(
         }
         fetchers.retain(|leader, _| wanted.contains_key(leader));
         for (leader, partitions) in wanted {
+            let partitions = Arc::new(partitions);
             match fetchers.get(&leader) {
                 Some(sender) => {
                     sender.send_if_modified(|current| {
                         let same = current.len() == partitions.len()
                             && current
                                 .iter()
-                                .zip(&partitions)
+                                .zip(partitions.iter())
                                 .all(|(a, b)| Arc::ptr_eq(a, b));
                         if !same {
-                            *current = partitions.clone();
+                            *current = partitions;
                         }
                         !same
                     });
@@ -157,6 +174,12 @@ pub async fn run_fetcher_manager(
         }
     }
 }
+
+/// The partitions one fetcher follows at its leader, shared rather than copied each round.
+type Followed = Arc<Vec<Arc<Partition>>>;
+
+/// How often the fetcher manager walks every hosted partition though no role changed.
+const FETCHER_REWALK: Duration = Duration::from_secs(10);
 
 /// A connection to one leader's Kafka listener, secured and authenticated as that listener requires.
 struct LeaderConnection {
@@ -272,7 +295,7 @@ async fn run_fetcher(
     metadata: Arc<MetadataCache>,
     status: watch::Receiver<BrokerStatus>,
     link: InterBrokerLink,
-    mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
+    mut partitions: watch::Receiver<Followed>,
     cancel: CancellationToken,
 ) {
     let self_id = replicas.broker_id();
@@ -300,9 +323,11 @@ async fn run_fetcher(
             info!(leader, "replica fetcher stopped");
             return;
         }
-        let mut targets = partitions.borrow_and_update().clone();
+        let mut targets: Followed = partitions.borrow_and_update().clone();
         if session.is_full() {
-            order_by_last_served(&mut targets, &served);
+            let mut ordered = targets.to_vec();
+            order_by_last_served(&mut ordered, &served);
+            targets = Arc::new(ordered);
         }
         let broker_epoch = status.borrow().broker_epoch.unwrap_or(-1);
         if connection
@@ -328,7 +353,8 @@ async fn run_fetcher(
                 );
                 answered = false;
             }
-            let request = session.build_request(self_id, broker_epoch, &targets);
+            let request =
+                session.build_request(self_id, broker_epoch, &targets, replicas.roles_version());
             if session.is_empty() {
                 return Err(FetchError::NothingToFetch);
             }
@@ -422,6 +448,13 @@ async fn run_fetcher(
 /// longer followed there (moved to another leader, or whose log went offline). A session error, any
 /// other top-level error, or a failed fetch starts over with a full fetch (closing the old session).
 ///
+/// Finding what changed does not read every partition each round: a followed partition's fetch state
+/// changes through the responses this fetcher applies (so the partitions the last response named are
+/// read again), through a role change (the replica manager's roles version moves, and so may the set
+/// of partitions followed here: every partition is read again), and otherwise only through this
+/// broker's own retention moving a log start or a failure outside the fetcher taking a log offline,
+/// which a read of every partition at least every [`SESSION_RESCAN`] finds.
+///
 /// What must stay true: the leader's session holds, for every partition, exactly what the last
 /// request that named it said, and the follower reports nothing it has not made durable (a request
 /// is built only after the previous response was applied and flushed).
@@ -434,15 +467,25 @@ struct FetchSessionHandler {
     epoch: i32,
     /// Every partition of the session as the last request left it: what the leader caches for it.
     partitions: HashMap<(Uuid, i32), SessionPartition>,
-    /// Requests built, to find the partitions a request no longer covers.
-    builds: u64,
+    /// The partitions the last response named: their logs may have changed since.
+    answered: Vec<(Uuid, i32)>,
+    /// The last read of every partition: of which list of partitions, at which roles version, when.
+    scanned: Option<(Followed, u64, Instant)>,
+    /// Reads of every partition done, to find the partitions no longer followed.
+    scans: u64,
 }
+
+/// How often a fetcher in a session reads every partition it follows even though no role changed:
+/// a log start moved by this broker's retention reaches the leader (whose low watermark counts it)
+/// within this, and a log taken offline by a failure outside the fetcher is forgotten within this.
+/// What such a log last reported was durable, and the controller moves its partitions away.
+const SESSION_RESCAN: Duration = Duration::from_secs(5);
 
 struct SessionPartition {
     partition: Arc<Partition>,
     /// What the leader's session holds for it (the fetch state it was last sent with).
     sent: SentFetch,
-    /// The build that last found it followed.
+    /// The read of every partition that last found it followed.
     seen: u64,
 }
 
@@ -465,7 +508,7 @@ impl SentFetch {
         Some(Self {
             fetch_offset: position.log_end_offset,
             log_start_offset: position.log_start_offset,
-            current_leader_epoch: partition.state().leader_epoch,
+            current_leader_epoch: partition.leader_epoch(),
             last_fetched_epoch: position.latest_epoch.unwrap_or(-1),
         })
     }
@@ -493,80 +536,48 @@ impl FetchSessionHandler {
     }
 
     /// The next request over `targets` (the partitions followed at this leader, in the order a full
-    /// fetch names them): all of them for a full fetch, else the changed ones and the forgotten.
+    /// fetch names them) at the replica manager's `roles_version`: all of them for a full fetch, else
+    /// the changed ones and the forgotten.
     fn build_request(
         &mut self,
         self_id: BrokerId,
         broker_epoch: i64,
-        targets: &[Arc<Partition>],
+        targets: &Followed,
+        roles_version: u64,
     ) -> FetchRequest {
         let full = self.is_full();
         if full {
             self.partitions.clear();
         }
-        self.builds += 1;
-        let build = self.builds;
-        let mut topics: Vec<FetchTopic> = Vec::new();
-        let mut topic_at: HashMap<Uuid, usize> = HashMap::new();
-        for partition in targets {
-            let Some(sent) = SentFetch::of(partition) else {
-                continue;
-            };
-            let changed = match self.partitions.entry((partition.topic_id, partition.index)) {
-                Entry::Occupied(mut entry) => {
-                    let entry = entry.get_mut();
-                    entry.seen = build;
-                    let same = entry.sent == sent && Arc::ptr_eq(&entry.partition, partition);
-                    if !same {
-                        entry.sent = sent;
-                        entry.partition = partition.clone();
-                    }
-                    !same
-                }
-                Entry::Vacant(entry) => {
-                    entry.insert(SessionPartition {
-                        partition: partition.clone(),
-                        sent,
-                        seen: build,
-                    });
-                    true
-                }
-            };
-            if !changed {
-                continue;
-            }
-            let fetch = sent.request(partition.index);
-            match topic_at.get(&partition.topic_id) {
-                Some(&at) => topics[at].partitions.push(fetch),
-                None => {
-                    topic_at.insert(partition.topic_id, topics.len());
-                    topics.push(
-                        FetchTopic::default()
-                            .with_topic_id(partition.topic_id)
-                            .with_partitions(vec![fetch]),
-                    );
-                }
-            }
-        }
-        let mut forgotten: Vec<ForgottenTopic> = Vec::new();
-        let mut forgotten_at: HashMap<Uuid, usize> = HashMap::new();
-        self.partitions.retain(|&(topic_id, index), p| {
-            if p.seen == build {
-                return true;
-            }
-            match forgotten_at.get(&topic_id) {
-                Some(&at) => forgotten[at].partitions.push(index),
-                None => {
-                    forgotten_at.insert(topic_id, forgotten.len());
-                    forgotten.push(
-                        ForgottenTopic::default()
-                            .with_topic_id(topic_id)
-                            .with_partitions(vec![index]),
-                    );
-                }
-            }
-            false
-        });
+        let rescan = full
+            || !self.scanned.as_ref().is_some_and(|(scanned, version, at)| {
+                Arc::ptr_eq(scanned, targets)
+                    && *version == roles_version
+                    && at.elapsed() < SESSION_RESCAN
+            });
+        let answered = std::mem::take(&mut self.answered);
+        let (named, forgotten) = if rescan {
+            self.scanned = Some((targets.clone(), roles_version, Instant::now()));
+            self.scan(targets)
+        } else {
+            self.recheck(&answered)
+        };
+        let topics = by_topic(named)
+            .into_iter()
+            .map(|(topic_id, partitions)| {
+                FetchTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        let forgotten = by_topic(forgotten)
+            .into_iter()
+            .map(|(topic_id, partitions)| {
+                ForgottenTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(partitions)
+            })
+            .collect();
         FetchRequest::default()
             .with_replica_state(
                 ReplicaState::default()
@@ -580,6 +591,75 @@ impl FetchSessionHandler {
             .with_session_epoch(self.epoch)
             .with_topics(topics)
             .with_forgotten_topics_data(forgotten)
+    }
+
+    /// Reads every partition of `targets`: the ones to name (new or changed; every one after
+    /// `partitions` was cleared for a full fetch) and the ones to forget (no longer in `targets`, or
+    /// offline).
+    fn scan(&mut self, targets: &[Arc<Partition>]) -> (Named, Forgotten) {
+        self.scans += 1;
+        let scan = self.scans;
+        let mut named = Vec::new();
+        for partition in targets {
+            let Some(sent) = SentFetch::of(partition) else {
+                continue;
+            };
+            let changed = match self.partitions.entry((partition.topic_id, partition.index)) {
+                Entry::Occupied(mut entry) => {
+                    let entry = entry.get_mut();
+                    entry.seen = scan;
+                    let same = entry.sent == sent && Arc::ptr_eq(&entry.partition, partition);
+                    if !same {
+                        entry.sent = sent;
+                        entry.partition = partition.clone();
+                    }
+                    !same
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(SessionPartition {
+                        partition: partition.clone(),
+                        sent,
+                        seen: scan,
+                    });
+                    true
+                }
+            };
+            if changed {
+                named.push((partition.topic_id, sent.request(partition.index)));
+            }
+        }
+        let mut forgotten = Vec::new();
+        self.partitions.retain(|&(topic_id, index), p| {
+            let followed = p.seen == scan;
+            if !followed {
+                forgotten.push((topic_id, index));
+            }
+            followed
+        });
+        (named, forgotten)
+    }
+
+    /// Reads again only the partitions of `answered` (what the last response named, as no role
+    /// changed): the ones whose fetch state changed, and the ones whose log went offline.
+    fn recheck(&mut self, answered: &[(Uuid, i32)]) -> (Named, Forgotten) {
+        let (mut named, mut forgotten) = (Vec::new(), Vec::new());
+        for &key in answered {
+            let Some(entry) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            match SentFetch::of(&entry.partition) {
+                None => {
+                    self.partitions.remove(&key);
+                    forgotten.push(key);
+                }
+                Some(sent) if sent != entry.sent => {
+                    entry.sent = sent;
+                    named.push((key.0, sent.request(key.1)));
+                }
+                Some(_) => {}
+            }
+        }
+        (named, forgotten)
     }
 
     /// Moves the session on after a response to the last request (Kafka's
@@ -605,6 +685,11 @@ impl FetchSessionHandler {
         } else {
             self.epoch = next_epoch(self.epoch);
         }
+        self.answered = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
+            .collect();
         true
     }
 
@@ -621,6 +706,27 @@ impl FetchSessionHandler {
             .get(key)
             .map(|p| (&p.partition, p.sent.current_leader_epoch))
     }
+}
+
+/// Partitions a request names, with their topic ids.
+type Named = Vec<(Uuid, FetchPartition)>;
+/// Partitions a request forgets.
+type Forgotten = Vec<(Uuid, i32)>;
+
+/// `items` grouped by topic id, topics in the order they first appear.
+fn by_topic<T>(items: Vec<(Uuid, T)>) -> Vec<(Uuid, Vec<T>)> {
+    let mut topics: Vec<(Uuid, Vec<T>)> = Vec::new();
+    let mut at: HashMap<Uuid, usize> = HashMap::new();
+    for (topic_id, item) in items {
+        match at.get(&topic_id) {
+            Some(&i) => topics[i].1.push(item),
+            None => {
+                at.insert(topic_id, topics.len());
+                topics.push((topic_id, vec![item]));
+            }
+        }
+    }
+    topics
 }
 
 /// Whether a top-level fetch error is about the session rather than the leader.
@@ -918,8 +1024,15 @@ mod tests {
 
     fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>]) -> Fetch {
         let mut session = FetchSessionHandler::default();
-        let request = session.build_request(self_id, broker_epoch, targets);
+        let targets = Arc::new(targets.to_vec());
+        let request = session.build_request(self_id, broker_epoch, &targets, 0);
         Fetch { session, request }
+    }
+
+    /// `session`'s next request (follower 1, broker epoch 42) over `targets` as a new list: every
+    /// partition is read.
+    fn build(session: &mut FetchSessionHandler, targets: &[Arc<Partition>]) -> FetchRequest {
+        session.build_request(1, 42, &Arc::new(targets.to_vec()), 0)
     }
 
     /// Applies `response` to `fetch` as the fetcher does.
@@ -1346,13 +1459,13 @@ mod tests {
     fn the_fetcher_opens_a_session_then_names_only_what_changed() {
         let (_dir, _replicas, mut targets) = three(2);
         let mut session = FetchSessionHandler::default();
-        let request = session.build_request(1, 42, &targets);
+        let request = build(&mut session, &targets);
         assert_eq!((request.session_id, request.session_epoch), (0, 0));
         assert_eq!(named(&request), (vec![(0, 2), (1, 0), (2, 0)], vec![]));
         let topic_id = targets[0].topic_id;
         let opened = high_watermarks(topic_id, &[(0, 2), (1, 0), (2, 0)]).with_session_id(77);
         assert!(session.handle_response(&opened));
-        let request = session.build_request(1, 42, &targets);
+        let request = build(&mut session, &targets);
         assert_eq!((request.session_id, request.session_epoch), (77, 1));
         assert_eq!(named(&request), (vec![], vec![]), "nothing changed");
         assert!(session.handle_response(&FetchResponse::default().with_session_id(77)));
@@ -1362,7 +1475,7 @@ mod tests {
             .append_as_leader(client_batch(&[1], 10), 9)
             .unwrap();
         let moved = targets.pop().unwrap();
-        let request = session.build_request(1, 42, &targets);
+        let request = build(&mut session, &targets);
         assert_eq!((request.session_id, request.session_epoch), (77, 2));
         assert_eq!(named(&request), (vec![(1, 1)], vec![2]));
         assert!(session.handle_response(&FetchResponse::default().with_session_id(77)));
@@ -1372,7 +1485,7 @@ mod tests {
         newer.partition_epoch += 1;
         targets[0].update(newer).unwrap();
         targets.push(moved);
-        let request = session.build_request(1, 42, &targets);
+        let request = build(&mut session, &targets);
         assert_eq!(named(&request), (vec![(0, 2), (2, 0)], vec![]));
         assert_eq!(request.topics[0].partitions[0].current_leader_epoch, 10);
         assert!(session.handle_response(&FetchResponse::default().with_session_id(77)));
@@ -1381,27 +1494,27 @@ mod tests {
             .with_error_code(ResponseError::InvalidFetchSessionEpoch.code());
         assert!(!session.handle_response(&error));
         assert!(is_session_error(error.error_code));
-        let request = session.build_request(1, 42, &targets);
+        let request = build(&mut session, &targets);
         assert_eq!((request.session_id, request.session_epoch), (77, 0));
         assert_eq!(named(&request).0.len(), 3);
         // The leader lost it: a new session without closing anything.
         let error =
             FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
         assert!(!session.handle_response(&error));
-        let request = session.build_request(1, 42, &targets);
+        let request = build(&mut session, &targets);
         assert_eq!((request.session_id, request.session_epoch), (0, 0));
         // No room at the leader: full fetches go on.
         assert!(session.handle_response(&high_watermarks(topic_id, &[])));
         assert!(session.is_full());
         assert!(session.handle_response(&FetchResponse::default().with_session_id(78)));
-        session.build_request(1, 42, &targets);
+        build(&mut session, &targets);
         // A failed fetch (a broken connection): the next request closes the session and opens another.
         session.reset();
-        let request = session.build_request(1, 42, &targets);
+        let request = build(&mut session, &targets);
         assert_eq!((request.session_id, request.session_epoch), (78, 0));
         // An incremental answer without a session id: the leader closed it.
         assert!(session.handle_response(&FetchResponse::default().with_session_id(79)));
-        session.build_request(1, 42, &targets);
+        build(&mut session, &targets);
         assert!(session.handle_response(&FetchResponse::default()));
         assert!(session.is_full());
     }
@@ -1413,9 +1526,9 @@ mod tests {
     async fn an_incremental_answer_applies_what_it_names_and_leaves_the_rest() {
         let (_dir, replicas, targets) = three(2);
         let mut session = FetchSessionHandler::default();
-        session.build_request(1, 42, &targets);
+        build(&mut session, &targets);
         assert!(session.handle_response(&FetchResponse::default().with_session_id(5)));
-        session.build_request(1, 42, &targets);
+        build(&mut session, &targets);
         let before: Vec<i64> = targets.iter().map(|p| p.log.log_end_offset()).collect();
         let response = high_watermarks(targets[0].topic_id, &[(0, 2)]).with_session_id(5);
         assert!(session.handle_response(&response));
@@ -1441,5 +1554,60 @@ mod tests {
             0,
             "a stale answer was applied"
         );
+    }
+
+    /// Between role changes a session's request reads again only the partitions the last response
+    /// named (the ones its application may have changed); a change made elsewhere (this broker's
+    /// retention moving a log start) is found at the next role change, or within `SESSION_RESCAN`.
+    #[tokio::test(start_paused = true)]
+    async fn an_incremental_request_reads_again_what_the_last_response_named() {
+        let (_dir, _replicas, targets) = three(2);
+        let topic_id = targets[0].topic_id;
+        let targets: Followed = Arc::new(targets);
+        let mut session = FetchSessionHandler::default();
+        let next = |session: &mut FetchSessionHandler, roles: u64| {
+            let request = session.build_request(1, 42, &targets, roles);
+            named(&request).0
+        };
+        next(&mut session, 7);
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        assert_eq!(next(&mut session, 7), vec![]);
+        // A response names partition 1, whose log grows as a response's records would make it.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[(1, 0)]).with_session_id(5)));
+        targets[1]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        assert_eq!(next(&mut session, 7), vec![(1, 1)]);
+        // Partition 2 grows with no response naming it: unseen until roles change.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        targets[2]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        assert_eq!(next(&mut session, 7), vec![]);
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        assert_eq!(next(&mut session, 8), vec![(2, 1)]);
+        // Partition 0 likewise: unseen until the rescan is due.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        targets[0]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        assert_eq!(next(&mut session, 8), vec![]);
+        tokio::time::advance(SESSION_RESCAN).await;
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        assert_eq!(next(&mut session, 8), vec![(0, 3)]);
+        // A partition the response named whose log went offline (its fsync failed) is forgotten.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[(1, 0)]).with_session_id(5)));
+        targets[1]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        targets[1].log.fail_next_fsync();
+        assert!(targets[1].log.flush().is_err());
+        let request = session.build_request(1, 42, &targets, 8);
+        assert_eq!(named(&request), (vec![], vec![1]));
+        assert!(session.asked(&(topic_id, 1)).is_none());
     }
 }
