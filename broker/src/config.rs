@@ -342,6 +342,16 @@ pub struct BrokerConfig {
     #[arg(long, env = "CHRONIK_REPLICA_FETCH_STALL_MS", default_value_t = 1_000)]
     pub replica_fetch_stall_ms: u64,
 
+    /// Fetch sessions (KIP-227) this broker caches for followers and consumers; a full fetch finding
+    /// no free slot may evict a less valuable session, else it is answered without one. 0 turns
+    /// sessions off (Kafka's `max.incremental.fetch.session.cache.slots`).
+    #[arg(
+        long,
+        env = "CHRONIK_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS",
+        default_value_t = DEFAULT_FETCH_SESSION_CACHE_SLOTS
+    )]
+    pub max_incremental_fetch_session_cache_slots: usize,
+
     /// How often segments past `retention.ms`/`retention.bytes` are deleted (Kafka's
     /// `log.retention.check.interval.ms`).
     #[arg(
@@ -422,6 +432,9 @@ fn names<A>(listeners: &[NamedAddress<A>]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Kafka's `max.incremental.fetch.session.cache.slots` default.
+pub const DEFAULT_FETCH_SESSION_CACHE_SLOTS: usize = 1000;
 
 /// The longest a follower's fetch waits at its leader (its long poll), in milliseconds; a healthy
 /// follower is never silent at its leader much longer, which bounds `--replica-fetch-stall-ms`.
@@ -1139,6 +1152,17 @@ mod tests {
                 "--replica-fetch-stall-ms {stall}"
             );
         }
+    }
+
+    #[test]
+    fn fetch_session_cache_slots_default_to_kafkas_and_can_be_turned_off() {
+        let config = parse(&minimal()).expect("parses");
+        assert_eq!(config.max_incremental_fetch_session_cache_slots, 1_000);
+        let mut args = minimal();
+        args.extend(["--max-incremental-fetch-session-cache-slots", "0"]);
+        let config = parse(&args).expect("parses");
+        assert_eq!(config.max_incremental_fetch_session_cache_slots, 0);
+        config.validate().expect("valid");
     }
 
     #[test]

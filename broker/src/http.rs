@@ -28,6 +28,8 @@ pub struct HttpState {
     /// The partitions, for their gauges and logs that could not be opened (absent in tests of the
     /// other endpoints).
     pub replicas: Option<Arc<crate::replica::ReplicaManager>>,
+    /// The fetch sessions, for their gauges (absent in tests of the other endpoints).
+    pub fetch_sessions: Option<Arc<crate::fetch_session::FetchSessionCache>>,
     /// Whether `/metrics` has series per partition (`--partition-metrics`).
     pub partition_metrics: bool,
 }
@@ -214,6 +216,21 @@ async fn metrics(State(state): State<HttpState>) -> Response {
          or held writes not yet fsynced.",
         files.pinned_skips,
     );
+    if let Some(sessions) = &state.fetch_sessions {
+        gauge(
+            &mut out,
+            "chronik_broker_incremental_fetch_sessions",
+            "Fetch sessions cached (KIP-227; Kafka's NumIncrementalFetchSessions).",
+            sessions.sessions(),
+        );
+        gauge(
+            &mut out,
+            "chronik_broker_incremental_fetch_partitions_cached",
+            "Partitions over every cached fetch session (Kafka's \
+             NumIncrementalFetchPartitionsCached).",
+            sessions.cached_partitions(),
+        );
+    }
     if let Some(groups) = &state.groups {
         let stats = groups.stats();
         gauge(
@@ -485,6 +502,7 @@ mod tests {
             metadata: Arc::new(MetadataCache::new()),
             groups: None,
             replicas: None,
+            fetch_sessions: None,
             partition_metrics: true,
         };
         (state, tx)

@@ -8,6 +8,8 @@
 //!   out, in order), `http` (health, readiness, metrics);
 //! - `protocol` (framing and the one table of served API versions), `handlers` (one Kafka API per
 //!   file);
+//! - `fetch_session` (KIP-227 fetch sessions: the cache of sessions and their partitions, which
+//!   `handlers::fetch` reads through);
 //! - `group` (the group coordinator over `__consumer_offsets`), `txn` (the transaction coordinator
 //!   over `__transaction_state`), `producer_ids` (id blocks for InitProducerId), `txn_verifier`
 //!   (KIP-890: asking a transaction coordinator whether a partition is in a producer's transaction);
@@ -30,6 +32,7 @@ pub mod coordinator_runtime;
 pub mod error;
 pub mod error_counts;
 pub mod fds;
+pub mod fetch_session;
 pub mod group;
 pub mod handlers;
 pub mod http;

@@ -48,6 +48,8 @@ pub struct BrokerMetrics {
     isr_expands: IntCounter,
     producer_duplicates: IntCounter,
     metadata_propagation: HistogramVec,
+    fetch_contexts: IntCounterVec,
+    fetch_session_evictions: IntCounter,
 }
 
 /// The phases of a request, Kafka's `RequestQueueTimeMs`, `LocalTimeMs`, `RemoteTimeMs`,
@@ -236,6 +238,21 @@ impl BrokerMetrics {
                  with their original offsets instead of appending them twice.",
             ),
             metadata_propagation,
+            fetch_contexts: counter(
+                &registry,
+                "chronik_broker_fetch_requests_by_context_total",
+                "Fetch requests by how they were served (KIP-227): sessionless, full (opening a fetch \
+                 session if the cache has room), incremental (in a session: only changed partitions \
+                 named and answered) or session_error (an unknown session or a wrong epoch); and by \
+                 fetcher: follower or consumer.",
+                &["context", "fetcher"],
+            ),
+            fetch_session_evictions: plain_counter(
+                &registry,
+                "chronik_broker_incremental_fetch_session_evictions_total",
+                "Fetch sessions evicted from the cache to make room for a new one (Kafka's \
+                 IncrementalFetchSessionEvictionsPerSec).",
+            ),
             registry,
         }
     }
@@ -280,6 +297,20 @@ impl BrokerMetrics {
     /// A retried batch recognised as a duplicate (KIP-98 idempotence).
     pub fn producer_duplicate(&self) {
         self.producer_duplicates.inc();
+    }
+
+    /// A Fetch request, by a follower or a consumer, and the context it was served in (see
+    /// `fetch_session::FetchContext::kind`).
+    pub fn fetch_context(&self, context: &str, follower: bool) {
+        let fetcher = if follower { "follower" } else { "consumer" };
+        self.fetch_contexts
+            .with_label_values(&[context, fetcher])
+            .inc();
+    }
+
+    /// A fetch session evicted to make room for another.
+    pub fn fetch_session_evicted(&self) {
+        self.fetch_session_evictions.inc();
     }
 
     pub fn connection_opened(&self, listener: &str) {

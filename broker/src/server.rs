@@ -28,6 +28,7 @@ use crate::config::BrokerConfig;
 use crate::connection::{self, ConnectionLimits};
 use crate::controller_client::ControllerClient;
 use crate::error::BrokerError;
+use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
 use crate::handlers::BrokerContext;
 use crate::http::{router, HttpState};
@@ -315,6 +316,9 @@ impl Broker {
             cancel.clone(),
         );
         tracker.spawn(txns.clone().run());
+        let fetch_sessions = Arc::new(FetchSessionCache::new(
+            config.max_incremental_fetch_session_cache_slots,
+        ));
         let context = Arc::new(BrokerContext {
             broker_id: config.broker_id,
             metadata: metadata.clone(),
@@ -326,6 +330,7 @@ impl Broker {
             authorizer: config.authorizer(),
             txn_verifier,
             producer_ids,
+            fetch_sessions: fetch_sessions.clone(),
         });
         for (endpoint, address, socket, security) in kafka_listeners {
             info!(
@@ -367,6 +372,7 @@ impl Broker {
                 metadata: metadata.clone(),
                 groups: Some(http_groups),
                 replicas: Some(replicas.clone()),
+                fetch_sessions: Some(fetch_sessions),
                 partition_metrics: config.partition_metrics,
             });
             let cancel = cancel.clone();

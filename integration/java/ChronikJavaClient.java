@@ -4,6 +4,10 @@
 //
 //   produce BOOTSTRAP TOPIC COUNT          default producer: acks=all, enable.idempotence=true
 //   consume BOOTSTRAP TOPIC GROUP COUNT    group consumer: subscribe, poll until COUNT records, commitSync
+//   consume-assigned BOOTSTRAP TOPIC PARTITIONS COUNT
+//                                          consumer of partitions 0..PARTITIONS-1 (assign, no group) from the
+//                                          beginning with max.partition.fetch.bytes=1: each Fetch returns one
+//                                          batch, so reading COUNT records takes many fetches in one session
 //   groups  BOOTSTRAP GROUP                Admin: listConsumerGroups, describeConsumerGroups, listConsumerGroupOffsets
 //   admin-changes BOOTSTRAP TOPIC          Admin: createPartitions, incrementalAlterConfigs (topic and the
 //                                          cluster-wide broker default), describeConfigs, electLeaders
@@ -86,6 +90,8 @@ public final class ChronikJavaClient {
         switch (args[0]) {
             case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]));
             case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]));
+            case "consume-assigned" -> consumeAssigned(args[1], args[2], Integer.parseInt(args[3]),
+                    Integer.parseInt(args[4]));
             case "groups" -> groups(args[1], args[2]);
             case "admin-changes" -> adminChanges(args[1], args[2]);
             case "reassign" -> reassign(args[1], args[2], Integer.parseInt(args[3]), args[4]);
@@ -198,6 +204,34 @@ public final class ChronikJavaClient {
             for (Map.Entry<TopicPartition, OffsetAndMetadata> e : committed.entrySet()) {
                 System.out.printf("{\"committed_partition\": %d, \"committed_offset\": %d}%n",
                         e.getKey().partition(), e.getValue() == null ? -1 : e.getValue().offset());
+            }
+        }
+    }
+
+    private static void consumeAssigned(String bootstrap, String topic, int partitions, int count) {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("client.id", "java-assigned-consumer");
+        props.put("key.deserializer", StringDeserializer.class.getName());
+        props.put("value.deserializer", StringDeserializer.class.getName());
+        props.put("enable.auto.commit", "false");
+        // One batch per response (KIP-74 still returns the first partition's whole batch).
+        props.put("max.partition.fetch.bytes", "1");
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(props)) {
+            List<TopicPartition> assigned = new ArrayList<>();
+            for (int p = 0; p < partitions; p++) {
+                assigned.add(new TopicPartition(topic, p));
+            }
+            consumer.assign(assigned);
+            consumer.seekToBeginning(assigned);
+            int seen = 0;
+            long deadline = System.currentTimeMillis() + 90_000;
+            while (seen < count && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
+                    System.out.printf("{\"value\": \"%s\", \"partition\": %d, \"offset\": %d}%n",
+                            r.value(), r.partition(), r.offset());
+                    seen++;
+                }
             }
         }
     }

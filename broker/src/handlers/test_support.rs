@@ -11,6 +11,7 @@ use chronik_metadata::{BrokerId, Endpoint, Record, NO_LEADER};
 use kafka_protocol::messages::RequestHeader;
 use kafka_protocol::protocol::Encodable;
 use tempfile::TempDir;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use uuid::Uuid;
 
 use super::{BrokerContext, RequestContext};
@@ -18,7 +19,7 @@ use crate::controller_client::ControllerClient;
 use crate::log::{LogConfig, LogManager};
 use crate::metadata::tests::update;
 use crate::metadata::MetadataCache;
-use crate::replica::ReplicaManager;
+use crate::replica::{IsrChange, ReplicaManager};
 
 pub(crate) const CLUSTER_ID: &str = "chronik-test";
 /// "Authorized operations not requested", the codec's default.
@@ -46,6 +47,41 @@ impl TestBroker {
         controllers: Vec<String>,
         request_timeout: Duration,
     ) -> Self {
+        let isr_changes = tokio::sync::mpsc::unbounded_channel().0;
+        Self::build(
+            broker_id,
+            records,
+            controllers,
+            request_timeout,
+            isr_changes,
+        )
+    }
+
+    /// A broker whose leaders' ISR changes (AlterPartition requests) arrive on the receiver instead
+    /// of failing at once for want of a controller.
+    pub(crate) fn with_isr_changes(
+        broker_id: BrokerId,
+        records: &[Record],
+    ) -> (Self, UnboundedReceiver<IsrChange>) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let nowhere = vec!["127.0.0.1:1".into()];
+        let broker = Self::build(
+            broker_id,
+            records,
+            nowhere,
+            Duration::from_millis(100),
+            sender,
+        );
+        (broker, receiver)
+    }
+
+    fn build(
+        broker_id: BrokerId,
+        records: &[Record],
+        controllers: Vec<String>,
+        request_timeout: Duration,
+        isr_changes: UnboundedSender<IsrChange>,
+    ) -> Self {
         let metadata = Arc::new(MetadataCache::new());
         metadata
             .apply(&[update(10, true, records)])
@@ -55,11 +91,7 @@ impl TestBroker {
         let controller = Arc::new(
             ControllerClient::new(controllers, request_timeout).expect("controller client"),
         );
-        let replicas = Arc::new(ReplicaManager::new(
-            broker_id,
-            Arc::new(logs),
-            tokio::sync::mpsc::unbounded_channel().0,
-        ));
+        let replicas = Arc::new(ReplicaManager::new(broker_id, Arc::new(logs), isr_changes));
         let metadata_for_verifier = metadata.clone();
         let groups = crate::group::GroupCoordinator::new(
             broker_id,
@@ -121,6 +153,9 @@ impl TestBroker {
                     metadata_for_verifier,
                     "PLAINTEXT".into(),
                     chronik_wire::ClientConnector::plaintext("test"),
+                )),
+                fetch_sessions: Arc::new(crate::fetch_session::FetchSessionCache::new(
+                    crate::config::DEFAULT_FETCH_SESSION_CACHE_SLOTS,
                 )),
             },
             header: RequestHeader::default(),

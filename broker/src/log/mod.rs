@@ -92,8 +92,8 @@ pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::LogError;
 pub use manager::{LogManager, LogManagerConfig, OfflineLogDir, TopicPartition};
 pub use partition_log::{
-    AppendInfo, DeletedSegment, EpochEndOffset, PartitionLog, ReadResult, RetentionReason,
-    VerificationGuard,
+    AppendInfo, DeletedSegment, EpochEndOffset, FetchPosition, PartitionLog, ReadResult,
+    RetentionReason, VerificationGuard,
 };
 pub use segment::{LogSegment, TimestampOffset};
 

@@ -145,6 +145,14 @@ pub struct ReadResult {
     pub last_stable_offset: i64,
 }
 
+/// Where a follower fetches a log from (see [`PartitionLog::fetch_position`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchPosition {
+    pub log_end_offset: i64,
+    pub log_start_offset: i64,
+    pub latest_epoch: Option<i32>,
+}
+
 /// The answer to "where does this leader epoch end" (KIP-101, KIP-279).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EpochEndOffset {
@@ -1460,6 +1468,17 @@ impl PartitionLog {
 
     pub fn is_open(&self) -> bool {
         self.peek().status == Status::Open
+    }
+
+    /// Where a follower of this log fetches from, read at once: the log end, the log start and the
+    /// latest leader epoch; `None` unless the log is open.
+    pub fn fetch_position(&self) -> Option<FetchPosition> {
+        let state = self.peek();
+        (state.status == Status::Open).then(|| FetchPosition {
+            log_end_offset: state.log_end_offset,
+            log_start_offset: state.log_start_offset,
+            latest_epoch: state.epochs.latest_epoch(),
+        })
     }
 
     /// Taken offline by an I/O failure (not merely closed); stays so until the process restarts.

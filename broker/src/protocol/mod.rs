@@ -2,4 +2,5 @@
 //! codec over the `kafka-protocol` crate. No IO here.
 
 pub mod codec;
+pub mod fetch_metadata;
 pub mod versions;

@@ -1,6 +1,8 @@
 //! Followers copy partitions from their leaders over the Kafka protocol (Kafka's `ReplicaFetcherThread`;
 //! truncation by KIP-101 and KIP-279): one fetcher per source broker carries every partition this broker
-//! follows there. Each Fetch names this broker and its broker epoch; the leader's batches are appended as
+//! follows there, in one fetch session (KIP-227, [`FetchSessionHandler`]): after a first full fetch,
+//! a request names only the partitions whose fetch state changed, and the answer only those that
+//! changed at the leader. Each Fetch names this broker and its broker epoch; the leader's batches are appended as
 //! they are (offsets and epochs kept), made durable under the topic's flush policy before the next fetch
 //! reports the new log end, and a diverging epoch truncates the log to where it agrees with the leader —
 //! never to the local high watermark.
@@ -9,8 +11,10 @@
 //! partition in the leader epoch the request named, checked under the partition's state lock so no
 //! role change interleaves; the follower's high watermark is `min(leader's, own log end)` and never
 //! moves back except by truncation; a fetch gives up before the broker session timeout; partitions
-//! that returned data go to the end of the next request, so a response bounded by `max_bytes`
-//! starves none; a follower whose whole log is below the leader's log start (OFFSET_OUT_OF_RANGE,
+//! that returned data go to the end of the next full request (and of the leader's session order for
+//! incremental ones), so a response bounded by `max_bytes` starves none; a partition an incremental
+//! response leaves out is unchanged at the leader, not in error; a follower whose whole log is below
+//! the leader's log start (OFFSET_OUT_OF_RANGE,
 //! with the leader's log start in the answer) empties it and restarts there, and one above it moves its
 //! own log start up to the leader's (capped at its high watermark) as each response reports it, so
 //! records deleted on the leader (DeleteRecords, retention) go here too; a partition whose log is
@@ -21,6 +25,7 @@
 //! TLS and SASL as the listener requires, with this broker's credentials); a SASL session the leader
 //! limits in time (KIP-368) is replaced by a fresh, re-authenticated connection before it expires.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +37,9 @@ use chronik_wire::{
     KafkaStream, WireError,
 };
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchTopic, ForgottenTopic, ReplicaState,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -48,6 +55,7 @@ use super::{Partition, ReplicaManager};
 use crate::log::PartitionLog;
 use crate::metadata::MetadataCache;
 use crate::metrics::metrics;
+use crate::protocol::fetch_metadata::{next_epoch, INITIAL_EPOCH, INVALID_SESSION_ID};
 use crate::status::BrokerStatus;
 
 /// The Fetch version followers use: topic ids (v13+) and the broker epoch in `ReplicaState` (v15).
@@ -99,11 +107,27 @@ pub async fn run_fetcher_manager(
     tracker: TaskTracker,
 ) {
     let self_id = replicas.broker_id();
-    let mut fetchers: HashMap<BrokerId, watch::Sender<Vec<Arc<Partition>>>> = HashMap::new();
+    let mut fetchers: HashMap<BrokerId, watch::Sender<Followed>> = HashMap::new();
     // Roles change through the metadata (which wakes every partition's waiters), not through appends.
     let mut roles = replicas.subscribe_all_partitions();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // The roles version of the last walk over every hosted partition, and when it was: the walk is
+    // repeated when roles changed (every change of a partition's leader or replicas, or of the
+    // partitions hosted, moves the version), and otherwise only now and then.
+    let mut walked: Option<(u64, Instant)> = None;
     loop {
+        let roles_version = replicas.roles_version();
+        let walk_due = walked
+            .is_none_or(|(version, at)| version != roles_version || at.elapsed() >= FETCHER_REWALK);
+        if !walk_due {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+                changed = roles.changed() => if changed.is_err() { return },
+            }
+            continue;
+        }
+        walked = Some((roles_version, Instant::now()));
         let mut wanted: HashMap<BrokerId, Vec<Arc<Partition>>> = HashMap::new();
         for partition in replicas.partitions() {
             let state = partition.state();
@@ -113,16 +137,17 @@ pub async fn run_fetcher_manager(
         }
         fetchers.retain(|leader, _| wanted.contains_key(leader));
         for (leader, partitions) in wanted {
+            let partitions = Arc::new(partitions);
             match fetchers.get(&leader) {
                 Some(sender) => {
                     sender.send_if_modified(|current| {
                         let same = current.len() == partitions.len()
                             && current
                                 .iter()
-                                .zip(&partitions)
+                                .zip(partitions.iter())
                                 .all(|(a, b)| Arc::ptr_eq(a, b));
                         if !same {
-                            *current = partitions.clone();
+                            *current = partitions;
                         }
                         !same
                     });
@@ -149,6 +174,12 @@ pub async fn run_fetcher_manager(
         }
     }
 }
+
+/// The partitions one fetcher follows at its leader, shared rather than copied each round.
+type Followed = Arc<Vec<Arc<Partition>>>;
+
+/// How often the fetcher manager walks every hosted partition though no role changed.
+const FETCHER_REWALK: Duration = Duration::from_secs(10);
 
 /// A connection to one leader's Kafka listener, secured and authenticated as that listener requires.
 struct LeaderConnection {
@@ -264,7 +295,7 @@ async fn run_fetcher(
     metadata: Arc<MetadataCache>,
     status: watch::Receiver<BrokerStatus>,
     link: InterBrokerLink,
-    mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
+    mut partitions: watch::Receiver<Followed>,
     cancel: CancellationToken,
 ) {
     let self_id = replicas.broker_id();
@@ -280,9 +311,11 @@ async fn run_fetcher(
     let mut quick_retries = 0u32;
     // The last TLS or SASL failure warned about.
     let mut security_warning: Option<String> = None;
-    // The fetch round in which each partition last returned data.
+    // The fetch round in which each partition last returned data (the order of full fetches; the
+    // leader orders a session's partitions itself).
     let mut served: HashMap<(Uuid, i32), u64> = HashMap::new();
     let mut round = 0u64;
+    let mut session = FetchSessionHandler::default();
     info!(leader, "replica fetcher started");
     loop {
         if cancel.is_cancelled() || partitions.has_changed().is_err() {
@@ -290,8 +323,12 @@ async fn run_fetcher(
             info!(leader, "replica fetcher stopped");
             return;
         }
-        let mut targets = partitions.borrow_and_update().clone();
-        order_by_last_served(&mut targets, &served);
+        let mut targets: Followed = partitions.borrow_and_update().clone();
+        if session.is_full() {
+            let mut ordered = targets.to_vec();
+            order_by_last_served(&mut ordered, &served);
+            targets = Arc::new(ordered);
+        }
         let broker_epoch = status.borrow().broker_epoch.unwrap_or(-1);
         if connection
             .as_ref()
@@ -316,8 +353,9 @@ async fn run_fetcher(
                 );
                 answered = false;
             }
-            let request = fetch_request(self_id, broker_epoch, &targets);
-            if request.topics.is_empty() {
+            let request =
+                session.build_request(self_id, broker_epoch, &targets, replicas.roles_version());
+            if session.is_empty() {
                 return Err(FetchError::NothingToFetch);
             }
             let Some(conn) = connection.as_mut() else {
@@ -326,28 +364,42 @@ async fn run_fetcher(
             let response = tokio::time::timeout(FETCH_TIMEOUT, conn.fetch(&request, &client_id))
                 .await
                 .map_err(|_| FetchError::TimedOut(FETCH_TIMEOUT))??;
-            Ok((request, response))
+            Ok(response)
         };
         let response = tokio::select! {
             _ = cancel.cancelled() => return,
             response = outcome => response,
         };
         let pause = match response {
-            Ok((request, response)) => {
+            Ok(response) => {
                 security_warning = None;
                 if !answered {
                     answered = true;
                     quick_retries = QUICK_RETRIES;
                     replicas.note_leader_reachable(leader);
                 }
-                round += 1;
-                note_served(&mut served, round, &response);
-                apply_response(&replicas, &targets, &request, response, leader)
-                    .await
-                    .then_some(BACKOFF)
+                if session.handle_response(&response) {
+                    round += 1;
+                    note_served(&mut served, round, &response);
+                    apply_response(&replicas, &session, response, leader)
+                        .await
+                        .then_some(BACKOFF)
+                } else if is_session_error(response.error_code) {
+                    // The next fetch is a full one, at once (Kafka's fetcher does not back off).
+                    debug!(leader, error = ?ResponseError::try_from_code(response.error_code), "fetch session lost");
+                    None
+                } else {
+                    Some(BACKOFF)
+                }
             }
-            Err(FetchError::NothingToFetch) => Some(BACKOFF),
+            Err(FetchError::NothingToFetch) => {
+                session.reset();
+                Some(BACKOFF)
+            }
             Err(e) => {
+                // A new connection starts with a full fetch that closes this session (Kafka's
+                // `FetchSessionHandler.handleError`).
+                session.reset();
                 if let FetchError::Secure(ConnectError::Tls { .. } | ConnectError::Sasl { .. }) = &e
                 {
                     // A configuration problem (certificates, credentials) rather than a fault: say
@@ -388,48 +440,304 @@ async fn run_fetcher(
     }
 }
 
-fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>]) -> FetchRequest {
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    let mut topic_at: HashMap<Uuid, usize> = HashMap::new();
-    for partition in targets {
-        let state = partition.state();
-        let log = &partition.log;
-        if !log.is_open() {
-            // Offline after a failed write or fsync (issue #11, defect 6): its LEO may count a batch
-            // that never became durable, so it is reported no more (Kafka removes a partition of an
-            // offline log dir from its fetchers). The controller takes this replica out of the ISR.
-            continue;
+/// The follower's half of its fetch session with one leader (KIP-227; Kafka's `FetchSessionHandler`).
+/// The first request is a full fetch naming every partition followed there, with epoch 0; a leader
+/// with room answers with a session id, and from then on each request names only the partitions whose
+/// fetch state changed (fetch offset, log start, leader epoch, last fetched epoch: data appended, the
+/// log truncated or its start moved, a new leader epoch) or that were added, and forgets those no
+/// longer followed there (moved to another leader, or whose log went offline). A session error, any
+/// other top-level error, or a failed fetch starts over with a full fetch (closing the old session).
+///
+/// Finding what changed does not read every partition each round: a followed partition's fetch state
+/// changes through the responses this fetcher applies (so the partitions the last response named are
+/// read again), through a role change (the replica manager's roles version moves, and so may the set
+/// of partitions followed here: every partition is read again), and otherwise only through this
+/// broker's own retention moving a log start or a failure outside the fetcher taking a log offline,
+/// which a read of every partition at least every [`SESSION_RESCAN`] finds.
+///
+/// What must stay true: the leader's session holds, for every partition, exactly what the last
+/// request that named it said, and the follower reports nothing it has not made durable (a request
+/// is built only after the previous response was applied and flushed).
+#[derive(Default)]
+struct FetchSessionHandler {
+    /// The next request's session id (0: none).
+    session_id: i32,
+    /// The next request's epoch: 0 (a full fetch that asks for a session, closing `session_id`
+    /// if any), or the session's next epoch.
+    epoch: i32,
+    /// Every partition of the session as the last request left it: what the leader caches for it.
+    partitions: HashMap<(Uuid, i32), SessionPartition>,
+    /// The partitions the last response named: their logs may have changed since.
+    answered: Vec<(Uuid, i32)>,
+    /// The last read of every partition: of which list of partitions, at which roles version, when.
+    scanned: Option<(Followed, u64, Instant)>,
+    /// Reads of every partition done, to find the partitions no longer followed.
+    scans: u64,
+}
+
+/// How often a fetcher in a session reads every partition it follows even though no role changed:
+/// a log start moved by this broker's retention reaches the leader (whose low watermark counts it)
+/// within this, and a log taken offline by a failure outside the fetcher is forgotten within this.
+/// What such a log last reported was durable, and the controller moves its partitions away.
+const SESSION_RESCAN: Duration = Duration::from_secs(5);
+
+struct SessionPartition {
+    partition: Arc<Partition>,
+    /// What the leader's session holds for it (the fetch state it was last sent with).
+    sent: SentFetch,
+    /// The read of every partition that last found it followed.
+    seen: u64,
+}
+
+/// A partition's fetch state as a request carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SentFetch {
+    fetch_offset: i64,
+    log_start_offset: i64,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
+}
+
+impl SentFetch {
+    /// `partition`'s fetch state now; `None` when its log is offline after a failed write or fsync
+    /// (issue #11, defect 6): its LEO may count a batch that never became durable, so it is reported
+    /// no more (Kafka removes a partition of an offline log dir from its fetchers). The controller
+    /// takes this replica out of the ISR.
+    fn of(partition: &Partition) -> Option<Self> {
+        let position = partition.log.fetch_position()?;
+        Some(Self {
+            fetch_offset: position.log_end_offset,
+            log_start_offset: position.log_start_offset,
+            current_leader_epoch: partition.leader_epoch(),
+            last_fetched_epoch: position.latest_epoch.unwrap_or(-1),
+        })
+    }
+
+    fn request(self, index: i32) -> FetchPartition {
+        FetchPartition::default()
+            .with_partition(index)
+            .with_current_leader_epoch(self.current_leader_epoch)
+            .with_fetch_offset(self.fetch_offset)
+            .with_last_fetched_epoch(self.last_fetched_epoch)
+            .with_log_start_offset(self.log_start_offset)
+            .with_partition_max_bytes(PARTITION_MAX_BYTES)
+    }
+}
+
+impl FetchSessionHandler {
+    /// Whether the next request is a full fetch.
+    fn is_full(&self) -> bool {
+        self.epoch == INITIAL_EPOCH
+    }
+
+    /// Whether the last request built covers no partition.
+    fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+
+    /// The next request over `targets` (the partitions followed at this leader, in the order a full
+    /// fetch names them) at the replica manager's `roles_version`: all of them for a full fetch, else
+    /// the changed ones and the forgotten.
+    fn build_request(
+        &mut self,
+        self_id: BrokerId,
+        broker_epoch: i64,
+        targets: &Followed,
+        roles_version: u64,
+    ) -> FetchRequest {
+        let full = self.is_full();
+        if full {
+            self.partitions.clear();
         }
-        let fetch = FetchPartition::default()
-            .with_partition(partition.index)
-            .with_current_leader_epoch(state.leader_epoch)
-            .with_fetch_offset(log.log_end_offset())
-            .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
-            .with_log_start_offset(log.log_start_offset())
-            .with_partition_max_bytes(PARTITION_MAX_BYTES);
-        match topic_at.get(&partition.topic_id) {
-            Some(&at) => topics[at].partitions.push(fetch),
+        let rescan = full
+            || !self.scanned.as_ref().is_some_and(|(scanned, version, at)| {
+                Arc::ptr_eq(scanned, targets)
+                    && *version == roles_version
+                    && at.elapsed() < SESSION_RESCAN
+            });
+        let answered = std::mem::take(&mut self.answered);
+        let (named, forgotten) = if rescan {
+            self.scanned = Some((targets.clone(), roles_version, Instant::now()));
+            self.scan(targets)
+        } else {
+            self.recheck(&answered)
+        };
+        let topics = by_topic(named)
+            .into_iter()
+            .map(|(topic_id, partitions)| {
+                FetchTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        let forgotten = by_topic(forgotten)
+            .into_iter()
+            .map(|(topic_id, partitions)| {
+                ForgottenTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        FetchRequest::default()
+            .with_replica_state(
+                ReplicaState::default()
+                    .with_replica_id(kafka_protocol::messages::BrokerId(self_id))
+                    .with_replica_epoch(broker_epoch),
+            )
+            .with_max_wait_ms(MAX_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(RESPONSE_MAX_BYTES)
+            .with_session_id(self.session_id)
+            .with_session_epoch(self.epoch)
+            .with_topics(topics)
+            .with_forgotten_topics_data(forgotten)
+    }
+
+    /// Reads every partition of `targets`: the ones to name (new or changed; every one after
+    /// `partitions` was cleared for a full fetch) and the ones to forget (no longer in `targets`, or
+    /// offline).
+    fn scan(&mut self, targets: &[Arc<Partition>]) -> (Named, Forgotten) {
+        self.scans += 1;
+        let scan = self.scans;
+        let mut named = Vec::new();
+        for partition in targets {
+            let Some(sent) = SentFetch::of(partition) else {
+                continue;
+            };
+            let changed = match self.partitions.entry((partition.topic_id, partition.index)) {
+                Entry::Occupied(mut entry) => {
+                    let entry = entry.get_mut();
+                    entry.seen = scan;
+                    let same = entry.sent == sent && Arc::ptr_eq(&entry.partition, partition);
+                    if !same {
+                        entry.sent = sent;
+                        entry.partition = partition.clone();
+                    }
+                    !same
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(SessionPartition {
+                        partition: partition.clone(),
+                        sent,
+                        seen: scan,
+                    });
+                    true
+                }
+            };
+            if changed {
+                named.push((partition.topic_id, sent.request(partition.index)));
+            }
+        }
+        let mut forgotten = Vec::new();
+        self.partitions.retain(|&(topic_id, index), p| {
+            let followed = p.seen == scan;
+            if !followed {
+                forgotten.push((topic_id, index));
+            }
+            followed
+        });
+        (named, forgotten)
+    }
+
+    /// Reads again only the partitions of `answered` (what the last response named, as no role
+    /// changed): the ones whose fetch state changed, and the ones whose log went offline.
+    fn recheck(&mut self, answered: &[(Uuid, i32)]) -> (Named, Forgotten) {
+        let (mut named, mut forgotten) = (Vec::new(), Vec::new());
+        for &key in answered {
+            let Some(entry) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            match SentFetch::of(&entry.partition) {
+                None => {
+                    self.partitions.remove(&key);
+                    forgotten.push(key);
+                }
+                Some(sent) if sent != entry.sent => {
+                    entry.sent = sent;
+                    named.push((key.0, sent.request(key.1)));
+                }
+                Some(_) => {}
+            }
+        }
+        (named, forgotten)
+    }
+
+    /// Moves the session on after a response to the last request (Kafka's
+    /// `FetchSessionHandler.handleResponse`); returns whether its partitions may be applied. A full
+    /// answer with a session id opens the session; an incremental answer continues it, or closes it
+    /// when it carries no session id. An answer with a top-level error has no partitions and means
+    /// a full fetch next: in a new session if the leader no longer knew this one, else closing it.
+    fn handle_response(&mut self, response: &FetchResponse) -> bool {
+        if response.error_code != 0 {
+            if response.error_code == ResponseError::FetchSessionIdNotFound.code() {
+                self.session_id = INVALID_SESSION_ID;
+            }
+            self.epoch = INITIAL_EPOCH;
+            return false;
+        }
+        if self.is_full() || response.session_id == INVALID_SESSION_ID {
+            self.session_id = response.session_id;
+            self.epoch = if response.session_id == INVALID_SESSION_ID {
+                INITIAL_EPOCH
+            } else {
+                next_epoch(INITIAL_EPOCH)
+            };
+        } else {
+            self.epoch = next_epoch(self.epoch);
+        }
+        self.answered = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
+            .collect();
+        true
+    }
+
+    /// After a failed fetch: the next request is a full one, closing this session (Kafka's
+    /// `FetchSessionHandler.handleError`).
+    fn reset(&mut self) {
+        self.epoch = INITIAL_EPOCH;
+    }
+
+    /// The partition behind `key` and the leader epoch the leader's session holds for it: what a
+    /// response about it was asked under.
+    fn asked(&self, key: &(Uuid, i32)) -> Option<(&Arc<Partition>, i32)> {
+        self.partitions
+            .get(key)
+            .map(|p| (&p.partition, p.sent.current_leader_epoch))
+    }
+}
+
+/// Partitions a request names, with their topic ids.
+type Named = Vec<(Uuid, FetchPartition)>;
+/// Partitions a request forgets.
+type Forgotten = Vec<(Uuid, i32)>;
+
+/// `items` grouped by topic id, topics in the order they first appear.
+fn by_topic<T>(items: Vec<(Uuid, T)>) -> Vec<(Uuid, Vec<T>)> {
+    let mut topics: Vec<(Uuid, Vec<T>)> = Vec::new();
+    let mut at: HashMap<Uuid, usize> = HashMap::new();
+    for (topic_id, item) in items {
+        match at.get(&topic_id) {
+            Some(&i) => topics[i].1.push(item),
             None => {
-                topic_at.insert(partition.topic_id, topics.len());
-                topics.push(
-                    FetchTopic::default()
-                        .with_topic_id(partition.topic_id)
-                        .with_partitions(vec![fetch]),
-                );
+                at.insert(topic_id, topics.len());
+                topics.push((topic_id, vec![item]));
             }
         }
     }
-    FetchRequest::default()
-        .with_replica_state(
-            ReplicaState::default()
-                .with_replica_id(kafka_protocol::messages::BrokerId(self_id))
-                .with_replica_epoch(broker_epoch),
-        )
-        .with_max_wait_ms(MAX_WAIT_MS)
-        .with_min_bytes(1)
-        .with_max_bytes(RESPONSE_MAX_BYTES)
-        .with_session_epoch(-1)
-        .with_topics(topics)
+    topics
+}
+
+/// Whether a top-level fetch error is about the session rather than the leader.
+fn is_session_error(code: i16) -> bool {
+    [
+        ResponseError::FetchSessionIdNotFound,
+        ResponseError::InvalidFetchSessionEpoch,
+        ResponseError::FetchSessionTopicIdError,
+    ]
+    .iter()
+    .any(|e| e.code() == code)
 }
 
 /// Puts the partitions served longest ago (by the fetch round in which they last returned data)
@@ -450,46 +758,25 @@ fn note_served(served: &mut HashMap<(Uuid, i32), u64>, round: u64, response: &Fe
     }
 }
 
-/// The `CurrentLeaderEpoch` `request` asked each partition under, by topic id and partition.
-fn requested_epochs(request: &FetchRequest) -> HashMap<(Uuid, i32), i32> {
-    request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| ((t.topic_id, p.partition), p.current_leader_epoch))
-        })
-        .collect()
-}
-
-/// Applies one fetch response from `leader` to `request`; returns whether the fetcher should back
-/// off before the next fetch. A partition's data is applied only while `leader` still leads it in
-/// the epoch the request named (checked under the partition's state, see
-/// [`Partition::while_following`]): a late answer from a deposed leader, or one that arrives after
-/// this broker was elected, is dropped.
+/// Applies one fetch response from `leader` to the request `session` last built; returns whether the
+/// fetcher should back off before the next fetch. A partition's data is applied only while `leader`
+/// still leads it in the epoch the leader's session holds for it (checked under the partition's
+/// state, see [`Partition::while_following`]): a late answer from a deposed leader, or one that
+/// arrives after this broker was elected, is dropped. An incremental answer names only the partitions
+/// that changed at the leader: the others are as they were.
 async fn apply_response(
     replicas: &ReplicaManager,
-    targets: &[Arc<Partition>],
-    request: &FetchRequest,
+    session: &FetchSessionHandler,
     response: FetchResponse,
     leader: BrokerId,
 ) -> bool {
     let mut backoff = response.error_code != 0;
     let mut flushes = Vec::new();
     let mut touched = Vec::new();
-    // A response names every partition fetched from this leader: found by a scan of the targets
-    // each, a round cost partitions² (a core at 10,000 partitions per leader, issue #18).
-    let by_key: HashMap<(Uuid, i32), &Arc<Partition>> =
-        targets.iter().map(|p| ((p.topic_id, p.index), p)).collect();
-    let epochs = requested_epochs(request);
     for topic in response.responses {
         for data in topic.partitions {
             let key = (topic.topic_id, data.partition_index);
-            let Some(&partition) = by_key.get(&key) else {
-                continue;
-            };
-            let Some(&leader_epoch) = epochs.get(&key) else {
+            let Some((partition, leader_epoch)) = session.asked(&key) else {
                 continue;
             };
             let following = partition.clone();
@@ -720,6 +1007,44 @@ mod tests {
         (dir, replicas, partition)
     }
 
+    /// A fetcher's first request over `targets` (a full fetch, as follower `self_id` at
+    /// `broker_epoch`), with the session it was built in; it reads as the request.
+    struct Fetch {
+        session: FetchSessionHandler,
+        request: FetchRequest,
+    }
+
+    impl std::ops::Deref for Fetch {
+        type Target = FetchRequest;
+
+        fn deref(&self) -> &FetchRequest {
+            &self.request
+        }
+    }
+
+    fn fetch_request(self_id: BrokerId, broker_epoch: i64, targets: &[Arc<Partition>]) -> Fetch {
+        let mut session = FetchSessionHandler::default();
+        let targets = Arc::new(targets.to_vec());
+        let request = session.build_request(self_id, broker_epoch, &targets, 0);
+        Fetch { session, request }
+    }
+
+    /// `session`'s next request (follower 1, broker epoch 42) over `targets` as a new list: every
+    /// partition is read.
+    fn build(session: &mut FetchSessionHandler, targets: &[Arc<Partition>]) -> FetchRequest {
+        session.build_request(1, 42, &Arc::new(targets.to_vec()), 0)
+    }
+
+    /// Applies `response` to `fetch` as the fetcher does.
+    async fn apply(
+        replicas: &ReplicaManager,
+        fetch: &Fetch,
+        response: FetchResponse,
+        leader: BrokerId,
+    ) -> bool {
+        apply_response(replicas, &fetch.session, response, leader).await
+    }
+
     fn diverging(partition: &Partition, epoch: i32, end_offset: i64) -> FetchResponse {
         let data = PartitionData::default()
             .with_partition_index(0)
@@ -741,9 +1066,8 @@ mod tests {
         assert_eq!(partition.log.log_end_offset(), 6);
         // The leader's epoch 0 ended at 3: everything of epoch 1 goes.
         let targets = vec![partition.clone()];
-        apply_response(
+        apply(
             &replicas,
-            &targets,
             &fetch_request(1, 42, &targets),
             diverging(&partition, 0, 3),
             2,
@@ -760,9 +1084,8 @@ mod tests {
         let (_dir, replicas, partition) = follower(&[(0, 2), (2, 2), (4, 3)]);
         partition.log.maybe_increment_high_watermark(6);
         let targets = vec![partition.clone()];
-        apply_response(
+        apply(
             &replicas,
-            &targets,
             &fetch_request(1, 42, &targets),
             diverging(&partition, 2, 5),
             2,
@@ -771,9 +1094,8 @@ mod tests {
         assert_eq!(partition.log.log_end_offset(), 4);
         assert_eq!(partition.log.latest_epoch(), Some(2));
         // Then the leader says its epoch 0 already ended at 1: truncate again.
-        apply_response(
+        apply(
             &replicas,
-            &targets,
             &fetch_request(1, 42, &targets),
             diverging(&partition, 0, 1),
             2,
@@ -791,9 +1113,8 @@ mod tests {
         partition.log.assign_leader_epoch(5).unwrap();
         assert_eq!(partition.log.latest_epoch(), Some(5));
         let targets = vec![partition.clone()];
-        apply_response(
+        apply(
             &replicas,
-            &targets,
             &fetch_request(1, 42, &targets),
             diverging(&partition, 0, 10),
             2,
@@ -853,14 +1174,7 @@ mod tests {
         partition.update(elected).unwrap();
         partition.log.assign_leader_epoch(10).unwrap();
         partition.log.maybe_increment_high_watermark(2);
-        apply_response(
-            &replicas,
-            &targets,
-            &request,
-            records(&partition, 3, 9, 1),
-            2,
-        )
-        .await;
+        apply(&replicas, &request, records(&partition, 3, 9, 1), 2).await;
         assert_eq!(
             partition.log.log_end_offset(),
             3,
@@ -883,25 +1197,11 @@ mod tests {
         newer.leader_epoch = 12;
         newer.partition_epoch = 12;
         partition.update(newer).unwrap();
-        apply_response(
-            &replicas,
-            &targets,
-            &request,
-            records(&partition, 3, 11, 4),
-            3,
-        )
-        .await;
+        apply(&replicas, &request, records(&partition, 3, 11, 4), 3).await;
         assert_eq!(partition.log.log_end_offset(), 3);
         // The current leader's answer to a request in its epoch is applied.
         let request = fetch_request(1, 42, &targets);
-        apply_response(
-            &replicas,
-            &targets,
-            &request,
-            records(&partition, 3, 12, 4),
-            3,
-        )
-        .await;
+        apply(&replicas, &request, records(&partition, 3, 12, 4), 3).await;
         assert_eq!(partition.log.log_end_offset(), 4);
         assert_eq!(partition.log.high_watermark(), 4);
     }
@@ -917,14 +1217,7 @@ mod tests {
         let targets = vec![partition.clone()];
         let request = fetch_request(1, 42, &targets);
         partition.log.fail_next_fsync();
-        apply_response(
-            &replicas,
-            &targets,
-            &request,
-            records(&partition, 3, 9, 3),
-            2,
-        )
-        .await;
+        apply(&replicas, &request, records(&partition, 3, 9, 3), 2).await;
         assert!(
             !partition.log.is_open(),
             "a failed fsync takes the log offline"
@@ -950,23 +1243,15 @@ mod tests {
         partition.log.maybe_increment_high_watermark(3);
         let targets = vec![partition.clone()];
         let request = fetch_request(1, 42, &targets);
-        apply_response(
-            &replicas,
-            &targets,
-            &request,
-            records(&partition, 3, 9, 2),
-            2,
-        )
-        .await;
+        apply(&replicas, &request, records(&partition, 3, 9, 2), 2).await;
         assert_eq!(partition.log.log_end_offset(), 4);
         assert_eq!(
             partition.log.high_watermark(),
             3,
             "the high watermark moved back"
         );
-        apply_response(
+        apply(
             &replicas,
-            &targets,
             &fetch_request(1, 42, &targets),
             records(&partition, 4, 9, 5),
             2,
@@ -993,14 +1278,7 @@ mod tests {
         let (_dir, replicas, partition) = follower(&[(0, 3)]);
         let targets = vec![partition.clone()];
         let request = fetch_request(1, 42, &targets);
-        apply_response(
-            &replicas,
-            &targets,
-            &request,
-            out_of_range(&partition, 100),
-            2,
-        )
-        .await;
+        apply(&replicas, &request, out_of_range(&partition, 100), 2).await;
         assert_eq!(
             (
                 partition.log.log_start_offset(),
@@ -1015,25 +1293,11 @@ mod tests {
             (p.fetch_offset, p.log_start_offset, p.last_fetched_epoch),
             (100, 100, -1)
         );
-        apply_response(
-            &replicas,
-            &targets,
-            &next,
-            records(&partition, 100, 9, 101),
-            2,
-        )
-        .await;
+        apply(&replicas, &next, records(&partition, 100, 9, 101), 2).await;
         assert_eq!(partition.log.log_end_offset(), 101);
         // Out of range while not below the leader's log start: nothing is thrown away.
         let request = fetch_request(1, 42, &targets);
-        apply_response(
-            &replicas,
-            &targets,
-            &request,
-            out_of_range(&partition, 50),
-            2,
-        )
-        .await;
+        apply(&replicas, &request, out_of_range(&partition, 50), 2).await;
         assert_eq!(partition.log.log_end_offset(), 101);
     }
 
@@ -1049,9 +1313,8 @@ mod tests {
             response.responses[0].partitions[0].log_start_offset = log_start;
             response
         };
-        apply_response(
+        apply(
             &replicas,
-            &targets,
             &fetch_request(1, 42, &targets),
             with_log_start(records(&partition, 10, 9, 11), 4),
             2,
@@ -1078,9 +1341,8 @@ mod tests {
         assert_eq!(next.topics[0].partitions[0].log_start_offset, 4);
         // A leader's start beyond what this replica has committed is taken only up to that, and an
         // older one (a leader that reports less) never moves it back.
-        apply_response(
+        apply(
             &replicas,
-            &targets,
             &next,
             with_log_start(records(&partition, 11, 9, 11), 30),
             2,
@@ -1089,9 +1351,8 @@ mod tests {
         assert_eq!(partition.log.high_watermark(), 11);
         assert_eq!(partition.log.log_start_offset(), 11);
         assert!(partition.log.is_open());
-        apply_response(
+        apply(
             &replicas,
-            &targets,
             &fetch_request(1, 42, &targets),
             with_log_start(records(&partition, 12, 9, 13), 2),
             2,
@@ -1132,5 +1393,221 @@ mod tests {
         order_by_last_served(&mut targets, &served);
         let order: Vec<i32> = targets.iter().map(|p| p.index).collect();
         assert_eq!(order, vec![2, 0, 1]);
+    }
+
+    /// A response from the leader carrying `partitions` (index, high watermark), no records.
+    fn high_watermarks(topic_id: Uuid, partitions: &[(i32, i64)]) -> FetchResponse {
+        let data = partitions
+            .iter()
+            .map(|&(index, high_watermark)| {
+                PartitionData::default()
+                    .with_partition_index(index)
+                    .with_high_watermark(high_watermark)
+                    .with_log_start_offset(0)
+            })
+            .collect();
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic_id(topic_id)
+            .with_partitions(data)])
+    }
+
+    /// The partitions `request` names, and those it forgets.
+    fn named(request: &FetchRequest) -> (Vec<(i32, i64)>, Vec<i32>) {
+        let named = request
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| (p.partition, p.fetch_offset))
+            .collect();
+        let forgotten = request
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|t| t.partitions.iter().copied())
+            .collect();
+        (named, forgotten)
+    }
+
+    /// Three partitions of one topic followed at leader 2 (the first holds `batches` batches).
+    fn three(batches: usize) -> (tempfile::TempDir, ReplicaManager, Vec<Arc<Partition>>) {
+        let (dir, replicas, partition) = follower(&[(0, batches)]);
+        let mut targets = vec![partition.clone()];
+        for index in 1..3 {
+            let log = Arc::new(
+                PartitionLog::open(
+                    &dir.path().join(format!("t-{index}")),
+                    partition.topic_id,
+                    LogConfig::default(),
+                )
+                .unwrap(),
+            );
+            targets.push(Arc::new(Partition::new(
+                "t".into(),
+                partition.topic_id,
+                index,
+                log,
+                partition.state(),
+            )));
+        }
+        (dir, replicas, targets)
+    }
+
+    /// Kafka's `FetchSessionHandler`: a full fetch with epoch 0 first; once the leader answers with a
+    /// session, incremental fetches name only what changed (data appended, a new leader epoch) and
+    /// forget what is no longer followed; a session error, a top-level error or a failed fetch starts
+    /// over with a full fetch.
+    #[test]
+    fn the_fetcher_opens_a_session_then_names_only_what_changed() {
+        let (_dir, _replicas, mut targets) = three(2);
+        let mut session = FetchSessionHandler::default();
+        let request = build(&mut session, &targets);
+        assert_eq!((request.session_id, request.session_epoch), (0, 0));
+        assert_eq!(named(&request), (vec![(0, 2), (1, 0), (2, 0)], vec![]));
+        let topic_id = targets[0].topic_id;
+        let opened = high_watermarks(topic_id, &[(0, 2), (1, 0), (2, 0)]).with_session_id(77);
+        assert!(session.handle_response(&opened));
+        let request = build(&mut session, &targets);
+        assert_eq!((request.session_id, request.session_epoch), (77, 1));
+        assert_eq!(named(&request), (vec![], vec![]), "nothing changed");
+        assert!(session.handle_response(&FetchResponse::default().with_session_id(77)));
+        // Data appended to partition 1; partition 2 followed elsewhere from now on.
+        targets[1]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        let moved = targets.pop().unwrap();
+        let request = build(&mut session, &targets);
+        assert_eq!((request.session_id, request.session_epoch), (77, 2));
+        assert_eq!(named(&request), (vec![(1, 1)], vec![2]));
+        assert!(session.handle_response(&FetchResponse::default().with_session_id(77)));
+        // A new leader epoch for partition 0; partition 2 followed here again.
+        let mut newer = PartitionState::clone(&targets[0].state());
+        newer.leader_epoch += 1;
+        newer.partition_epoch += 1;
+        targets[0].update(newer).unwrap();
+        targets.push(moved);
+        let request = build(&mut session, &targets);
+        assert_eq!(named(&request), (vec![(0, 2), (2, 0)], vec![]));
+        assert_eq!(request.topics[0].partitions[0].current_leader_epoch, 10);
+        assert!(session.handle_response(&FetchResponse::default().with_session_id(77)));
+        // The leader moved the session on meanwhile: close it, start a new one with everything.
+        let error = FetchResponse::default()
+            .with_error_code(ResponseError::InvalidFetchSessionEpoch.code());
+        assert!(!session.handle_response(&error));
+        assert!(is_session_error(error.error_code));
+        let request = build(&mut session, &targets);
+        assert_eq!((request.session_id, request.session_epoch), (77, 0));
+        assert_eq!(named(&request).0.len(), 3);
+        // The leader lost it: a new session without closing anything.
+        let error =
+            FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        assert!(!session.handle_response(&error));
+        let request = build(&mut session, &targets);
+        assert_eq!((request.session_id, request.session_epoch), (0, 0));
+        // No room at the leader: full fetches go on.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[])));
+        assert!(session.is_full());
+        assert!(session.handle_response(&FetchResponse::default().with_session_id(78)));
+        build(&mut session, &targets);
+        // A failed fetch (a broken connection): the next request closes the session and opens another.
+        session.reset();
+        let request = build(&mut session, &targets);
+        assert_eq!((request.session_id, request.session_epoch), (78, 0));
+        // An incremental answer without a session id: the leader closed it.
+        assert!(session.handle_response(&FetchResponse::default().with_session_id(79)));
+        build(&mut session, &targets);
+        assert!(session.handle_response(&FetchResponse::default()));
+        assert!(session.is_full());
+    }
+
+    /// An incremental answer carries only what changed at the leader: the partitions it leaves out
+    /// are neither errors nor stale, and one it names (not named by the request) is applied under
+    /// the leader epoch the session holds for it.
+    #[tokio::test]
+    async fn an_incremental_answer_applies_what_it_names_and_leaves_the_rest() {
+        let (_dir, replicas, targets) = three(2);
+        let mut session = FetchSessionHandler::default();
+        build(&mut session, &targets);
+        assert!(session.handle_response(&FetchResponse::default().with_session_id(5)));
+        build(&mut session, &targets);
+        let before: Vec<i64> = targets.iter().map(|p| p.log.log_end_offset()).collect();
+        let response = high_watermarks(targets[0].topic_id, &[(0, 2)]).with_session_id(5);
+        assert!(session.handle_response(&response));
+        assert!(
+            !apply_response(&replicas, &session, response, 2).await,
+            "no backoff"
+        );
+        assert_eq!(targets[0].log.high_watermark(), 2);
+        let after: Vec<i64> = targets.iter().map(|p| p.log.log_end_offset()).collect();
+        assert_eq!(before, after);
+        // An answer about a partition whose leader epoch moved since the session last named it is
+        // dropped.
+        let mut newer = PartitionState::clone(&targets[1].state());
+        newer.leader_epoch += 1;
+        newer.partition_epoch += 1;
+        targets[1].update(newer).unwrap();
+        let late = records(&targets[1], 0, 9, 1);
+        let mut late = late;
+        late.responses[0].partitions[0].partition_index = 1;
+        apply_response(&replicas, &session, late, 2).await;
+        assert_eq!(
+            targets[1].log.log_end_offset(),
+            0,
+            "a stale answer was applied"
+        );
+    }
+
+    /// Between role changes a session's request reads again only the partitions the last response
+    /// named (the ones its application may have changed); a change made elsewhere (this broker's
+    /// retention moving a log start) is found at the next role change, or within `SESSION_RESCAN`.
+    #[tokio::test(start_paused = true)]
+    async fn an_incremental_request_reads_again_what_the_last_response_named() {
+        let (_dir, _replicas, targets) = three(2);
+        let topic_id = targets[0].topic_id;
+        let targets: Followed = Arc::new(targets);
+        let mut session = FetchSessionHandler::default();
+        let next = |session: &mut FetchSessionHandler, roles: u64| {
+            let request = session.build_request(1, 42, &targets, roles);
+            named(&request).0
+        };
+        next(&mut session, 7);
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        assert_eq!(next(&mut session, 7), vec![]);
+        // A response names partition 1, whose log grows as a response's records would make it.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[(1, 0)]).with_session_id(5)));
+        targets[1]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        assert_eq!(next(&mut session, 7), vec![(1, 1)]);
+        // Partition 2 grows with no response naming it: unseen until roles change.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        targets[2]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        assert_eq!(next(&mut session, 7), vec![]);
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        assert_eq!(next(&mut session, 8), vec![(2, 1)]);
+        // Partition 0 likewise: unseen until the rescan is due.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        targets[0]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        assert_eq!(next(&mut session, 8), vec![]);
+        tokio::time::advance(SESSION_RESCAN).await;
+        assert!(session.handle_response(&high_watermarks(topic_id, &[]).with_session_id(5)));
+        assert_eq!(next(&mut session, 8), vec![(0, 3)]);
+        // A partition the response named whose log went offline (its fsync failed) is forgotten.
+        assert!(session.handle_response(&high_watermarks(topic_id, &[(1, 0)]).with_session_id(5)));
+        targets[1]
+            .log
+            .append_as_leader(client_batch(&[1], 10), 9)
+            .unwrap();
+        targets[1].log.fail_next_fsync();
+        assert!(targets[1].log.flush().is_err());
+        let request = session.build_request(1, 42, &targets, 8);
+        assert_eq!(named(&request), (vec![], vec![1]));
+        assert!(session.asked(&(topic_id, 1)).is_none());
     }
 }

@@ -577,6 +577,14 @@ impl ReplicaManager {
         self.all_partitions_version.subscribe()
     }
 
+    /// The version [`ReplicaManager::subscribe_all_partitions`] is at: it moves with every change
+    /// that is not one partition's data (roles, ISR, hosting). While it and the metadata image stay
+    /// the same, every hosted partition keeps its handle, leader, leader epoch and replicas (what a
+    /// fetch session's cached resolution relies on).
+    pub fn roles_version(&self) -> u64 {
+        *self.all_partitions_version.borrow()
+    }
+
     fn notify_all(&self) {
         self.all_partitions_version
             .send_modify(|v| *v = v.wrapping_add(1));
@@ -784,9 +792,16 @@ impl ReplicaManager {
         broker_epoch: i64,
         fetch_offset: i64,
     ) {
-        partition.record_follower_fetch(follower, broker_epoch, fetch_offset);
-        if partition.maybe_advance_high_watermark(self.broker_id) {
+        let leader_leo = partition.record_follower_fetch(follower, broker_epoch, fetch_offset);
+        // The high watermark never passes this log's end: once it is there (every idle partition),
+        // no fetch can move it, and the ISR walk behind `allowed_high_watermark` is skipped.
+        if partition.log.high_watermark() < leader_leo
+            && partition.maybe_advance_high_watermark(self.broker_id)
+        {
             self.partition_changed(partition);
+        }
+        if partition.isr_contains(follower) {
+            return;
         }
         let state = partition.state();
         if state.leader != self.broker_id
@@ -870,7 +885,7 @@ impl ReplicaManager {
     /// for the lag time before the next periodic walk finds it behind; from then on every tick
     /// walks.
     pub fn shrink_lagging_isrs(&self, lag: Duration, stall: Duration, watched_since: Instant) {
-        let roles_version = *self.all_partitions_version.borrow();
+        let roles_version = self.roles_version();
         if !self.isr_walk_due(lag, stall, watched_since, roles_version) {
             return;
         }

@@ -15,8 +15,7 @@
 //!   (an append, a high watermark or log start move) bumps [`Partition::subscribe_changes`]; changes
 //!   that are not one partition's (roles, ISR) wake through the replica manager instead.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chronik_metadata::{BrokerId, TopicId};
@@ -66,6 +65,58 @@ impl FollowerState {
     }
 }
 
+/// Followers whose fetch state is kept inside the partition itself.
+const INLINE_FOLLOWERS: usize = 4;
+
+/// What the leader knows of each follower, by broker id. A partition has a few followers (its other
+/// replicas), and every pass of every follower fetch updates one of them, for every partition of
+/// the fetch session: the first few are kept inline (no allocation of their own to reach) and found
+/// by a scan rather than by hashing the id.
+#[derive(Default)]
+struct Followers {
+    inline: [Option<(BrokerId, FollowerState)>; INLINE_FOLLOWERS],
+    more: Vec<(BrokerId, FollowerState)>,
+}
+
+impl Followers {
+    fn get(&self, follower: BrokerId) -> Option<&FollowerState> {
+        self.inline
+            .iter()
+            .flatten()
+            .chain(&self.more)
+            .find(|(id, _)| *id == follower)
+            .map(|(_, f)| f)
+    }
+
+    fn get_mut(&mut self, follower: BrokerId) -> Option<&mut FollowerState> {
+        self.inline
+            .iter_mut()
+            .flatten()
+            .chain(&mut self.more)
+            .find(|(id, _)| *id == follower)
+            .map(|(_, f)| f)
+    }
+
+    /// Adds a follower not known yet.
+    fn insert(&mut self, follower: BrokerId, state: FollowerState) {
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some((follower, state)),
+            None => self.more.push((follower, state)),
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// The ISR as a bit per broker id below 64 (see [`Partition::isr_contains`]).
+fn isr_bits(isr: &[BrokerId]) -> u64 {
+    isr.iter()
+        .filter(|&&b| (0..64).contains(&b))
+        .fold(0, |bits, &b| bits | 1 << b)
+}
+
 pub struct Partition {
     pub topic: String,
     pub topic_id: TopicId,
@@ -73,7 +124,10 @@ pub struct Partition {
     pub log: Arc<PartitionLog>,
     /// Shared rather than cloned per read: the append path reads it several times per batch.
     state: RwLock<Arc<PartitionState>>,
-    followers: Mutex<HashMap<BrokerId, FollowerState>>,
+    /// `state`'s ISR as bits (broker ids below 64), set with it under its lock: every pass of a
+    /// follower's fetch asks whether the follower is in the ISR, of every partition of its session.
+    isr_bits: AtomicU64,
+    followers: Mutex<Followers>,
     /// At most one ISR change is asked of the controller at a time.
     isr_change_in_flight: AtomicBool,
     /// The ISR of the change in flight, with the partition epoch it was computed from; its members
@@ -93,13 +147,15 @@ impl Partition {
         log: Arc<PartitionLog>,
         state: impl Into<Arc<PartitionState>>,
     ) -> Self {
+        let state = state.into();
         Self {
             topic,
             topic_id,
             index,
             log,
-            state: RwLock::new(state.into()),
-            followers: Mutex::new(HashMap::new()),
+            isr_bits: AtomicU64::new(isr_bits(&state.isr)),
+            state: RwLock::new(state),
+            followers: Mutex::new(Followers::default()),
             isr_change_in_flight: AtomicBool::new(false),
             pending_isr: Mutex::new(None),
             leader_since: Mutex::new(Instant::now()),
@@ -137,6 +193,7 @@ impl Partition {
                 .clear();
             *self.leader_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         }
+        self.isr_bits.store(isr_bits(&new.isr), Ordering::Release);
         Some(Arc::unwrap_or_clone(std::mem::replace(&mut *state, new)))
     }
 
@@ -144,33 +201,73 @@ impl Partition {
         self.state().leader == broker_id
     }
 
-    /// Records a follower's fetch at `fetch_offset` (Kafka's `Replica.updateFetchStateOrThrow`).
-    pub fn record_follower_fetch(&self, follower: BrokerId, broker_epoch: i64, fetch_offset: i64) {
+    /// The current leader epoch; read in place, as followers' fetch rounds read every partition's.
+    pub fn leader_epoch(&self) -> i32 {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .leader_epoch
+    }
+
+    /// Whether `broker` is in the current ISR. Every pass of a follower's fetch asks it of every
+    /// partition of its session: answered from `isr_bits`, without reaching the state.
+    pub fn isr_contains(&self, broker: BrokerId) -> bool {
+        if (0..64).contains(&broker) {
+            return self.isr_bits.load(Ordering::Acquire) & 1 << broker != 0;
+        }
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .isr
+            .contains(&broker)
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (Kafka's `Replica.updateFetchStateOrThrow`);
+    /// returns the leader's log end offset it was compared with. Every follower fetch of every
+    /// partition of its fetch session comes here on every pass, so it updates in place.
+    pub fn record_follower_fetch(
+        &self,
+        follower: BrokerId,
+        broker_epoch: i64,
+        fetch_offset: i64,
+    ) -> i64 {
         let now = Instant::now();
         let leader_leo = self.log.log_end_offset();
         let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = followers.get(&follower).copied();
-        let last_caught_up = if fetch_offset >= leader_leo {
-            now
-        } else {
-            match previous {
-                Some(p) if fetch_offset >= p.previous_fetch_leader_leo => p.previous_fetch_time,
-                Some(p) => p.last_caught_up,
-                // Under a new leader, followers count as caught up when its epoch began (Kafka).
-                None => self.leader_since(),
+        let caught_up_now = fetch_offset >= leader_leo;
+        match followers.get_mut(follower) {
+            Some(f) => {
+                if caught_up_now {
+                    f.last_caught_up = now;
+                } else if fetch_offset >= f.previous_fetch_leader_leo {
+                    f.last_caught_up = f.previous_fetch_time;
+                }
+                f.log_end_offset = fetch_offset;
+                f.broker_epoch = broker_epoch;
+                f.previous_fetch_leader_leo = leader_leo;
+                f.previous_fetch_time = now;
             }
-        };
-        followers.insert(
-            follower,
-            FollowerState {
-                log_end_offset: fetch_offset,
-                log_start_offset: previous.map_or(-1, |p| p.log_start_offset),
-                broker_epoch,
-                last_caught_up,
-                previous_fetch_leader_leo: leader_leo,
-                previous_fetch_time: now,
-            },
-        );
+            None => {
+                let last_caught_up = if caught_up_now {
+                    now
+                } else {
+                    // Under a new leader, followers count as caught up when its epoch began (Kafka).
+                    self.leader_since()
+                };
+                followers.insert(
+                    follower,
+                    FollowerState {
+                        log_end_offset: fetch_offset,
+                        log_start_offset: -1,
+                        broker_epoch,
+                        last_caught_up,
+                        previous_fetch_leader_leo: leader_leo,
+                        previous_fetch_time: now,
+                    },
+                );
+            }
+        }
+        leader_leo
     }
 
     /// Records the log start offset a follower's fetch reported (Fetch v5+ `LogStartOffset`, Kafka's
@@ -178,7 +275,7 @@ impl Partition {
     /// fetch. Returns whether it changed, which may let the low watermark move.
     pub fn record_follower_log_start(&self, follower: BrokerId, log_start_offset: i64) -> bool {
         let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
-        match followers.get_mut(&follower) {
+        match followers.get_mut(follower) {
             Some(f) if f.log_start_offset != log_start_offset => {
                 f.log_start_offset = log_start_offset;
                 true
@@ -206,7 +303,7 @@ impl Partition {
             .replicas
             .iter()
             .filter(|&&b| b != self_id && is_alive(b))
-            .map(|b| followers.get(b).map_or(-1, |f| f.log_start_offset))
+            .map(|&b| followers.get(b).map_or(-1, |f| f.log_start_offset))
             .fold(self.log.log_start_offset(), i64::min);
         Some(low_watermark)
     }
@@ -227,7 +324,7 @@ impl Partition {
         self.followers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&follower)
+            .get(follower)
             .copied()
     }
 
@@ -256,7 +353,7 @@ impl Partition {
         let followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
         let mut high_watermark = own;
         for member in maximal_isr.filter(|&&b| b != self_id) {
-            high_watermark = high_watermark.min(followers.get(member)?.log_end_offset);
+            high_watermark = high_watermark.min(followers.get(*member)?.log_end_offset);
         }
         Some(high_watermark)
     }
@@ -456,6 +553,41 @@ mod tests {
         tokio::time::advance(std::time::Duration::from_secs(5)).await;
         p.record_follower_fetch(2, 5, 11);
         assert!(p.follower(2).unwrap().last_caught_up > caught_up);
+    }
+
+    /// The followers' state outgrows its inline room, and ISR membership holds for any broker id
+    /// (ids below 64 are answered from bits, the others from the state), through an ISR change.
+    #[test]
+    fn many_followers_and_large_broker_ids() {
+        let (_dir, p) = led(&[1, 2, 3], 1, 10);
+        let mut wide = PartitionState::clone(&p.state());
+        let followers = [2, 3, 4, 5, 6, 70, 71];
+        wide.replicas = std::iter::once(1).chain(followers).collect();
+        wide.isr = vec![1, 2, 3, 5, 70];
+        wide.partition_epoch += 1;
+        p.update(wide.clone()).unwrap();
+        for (offset, &follower) in followers.iter().enumerate() {
+            p.record_follower_fetch(follower, 5, offset as i64);
+        }
+        for (offset, &follower) in followers.iter().enumerate() {
+            assert_eq!(p.follower(follower).unwrap().log_end_offset, offset as i64);
+            assert_eq!(p.isr_contains(follower), wide.isr.contains(&follower));
+        }
+        assert!(!p.isr_contains(-1) && !p.isr_contains(64));
+        let mut shrunk = wide;
+        shrunk.isr = vec![1, 6, 71];
+        shrunk.partition_epoch += 1;
+        p.update(shrunk).unwrap();
+        let members: Vec<BrokerId> = followers
+            .into_iter()
+            .filter(|&f| p.isr_contains(f))
+            .collect();
+        assert_eq!(members, vec![6, 71]);
+        assert_eq!(
+            p.follower(71).unwrap().log_end_offset,
+            6,
+            "the same leader epoch"
+        );
     }
 
     #[test]
