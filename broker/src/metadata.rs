@@ -232,24 +232,31 @@ async fn follow(
     cancel: &CancellationToken,
 ) -> StreamEnd {
     let mut progressed = false;
+    let mut chunks = Chunks::default();
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => return StreamEnd::Cancelled,
             next = updates.next() => next,
         };
         let mut batch = Vec::new();
-        let mut end = None;
-        match first {
-            Some(Ok(update)) => batch.push(update),
-            Some(Err(status)) => end = Some(status.to_string()),
-            None => end = Some("closed by the controller".to_owned()),
-        }
+        let mut take = |received: Option<Result<MetadataUpdate, tonic::Status>>,
+                        batch: &mut Vec<MetadataUpdate>| match received {
+            Some(Ok(update)) => match chunks.push(update) {
+                Ok(Some(complete)) => {
+                    batch.push(complete);
+                    None
+                }
+                Ok(None) => None,
+                Err(reason) => Some(reason),
+            },
+            Some(Err(status)) => Some(status.to_string()),
+            None => Some(CLOSED_BY_CONTROLLER.to_owned()),
+        };
+        let mut end = take(first, &mut batch);
         // Take whatever else already arrived, so a burst costs one copy of the image.
         while end.is_none() && batch.len() < MAX_BATCH {
             match updates.next().now_or_never() {
-                Some(Some(Ok(update))) => batch.push(update),
-                Some(Some(Err(status))) => end = Some(status.to_string()),
-                Some(None) => end = Some("closed by the controller".to_owned()),
+                Some(received) => end = take(received, &mut batch),
                 None => break,
             }
         }
@@ -276,11 +283,51 @@ async fn follow(
             }
         }
         if let Some(reason) = end {
-            return if progressed && reason == "closed by the controller" {
+            // An update cut off mid-chunks is dropped; the next stream resumes before it.
+            return if progressed && reason == CLOSED_BY_CONTROLLER {
                 StreamEnd::Progressed
             } else {
                 StreamEnd::Closed(reason)
             };
+        }
+    }
+}
+
+const CLOSED_BY_CONTROLLER: &str = "closed by the controller";
+
+/// Puts an update the controller sent in several messages (`more`) back together, so it is applied
+/// whole or not at all: a broker never publishes half a snapshot.
+#[derive(Debug, Default)]
+struct Chunks {
+    pending: Option<MetadataUpdate>,
+}
+
+impl Chunks {
+    /// Takes the next message of the stream; returns the update it completes, if any. A message that
+    /// does not continue the pending update (another offset or kind) breaks the stream's contract.
+    fn push(&mut self, message: MetadataUpdate) -> Result<Option<MetadataUpdate>, String> {
+        let update = match self.pending.take() {
+            None => message,
+            Some(mut pending) => {
+                if message.offset != pending.offset || message.is_snapshot != pending.is_snapshot {
+                    return Err(format!(
+                        "the update at offset {} stopped after {} records: the next message is for \
+                         offset {}",
+                        pending.offset,
+                        pending.records.len(),
+                        message.offset
+                    ));
+                }
+                pending.records.extend(message.records);
+                pending.more = message.more;
+                pending
+            }
+        };
+        if update.more {
+            self.pending = Some(update);
+            Ok(None)
+        } else {
+            Ok(Some(update))
         }
     }
 }
@@ -388,6 +435,7 @@ pub(crate) mod tests {
             is_snapshot,
             records: records.iter().map(record_to_proto).collect(),
             commit_timestamp_us: 0,
+            more: false,
         }
     }
 
@@ -474,6 +522,57 @@ pub(crate) mod tests {
         assert_eq!(leader.endpoint.map(|e| e.port), Some(9093));
         // The image taken before the delta is unchanged: images are immutable once published.
         assert_eq!(image.partition(id, 0).map(|p| p.isr.clone()), Some(vec![2]));
+    }
+
+    /// An update the controller split into chunks (`more`) is applied once, whole: the image is the
+    /// one its records rebuild together, and nothing is published before the last chunk.
+    #[test]
+    fn a_snapshot_in_chunks_is_applied_whole_after_its_last_chunk() {
+        let id = Uuid::new_v4();
+        let records = snapshot_records(id);
+        let mut messages: Vec<MetadataUpdate> = records
+            .chunks(2)
+            .map(|chunk| MetadataUpdate {
+                more: true,
+                ..update(10, true, chunk)
+            })
+            .collect();
+        assert!(messages.len() >= 3, "the test splits the snapshot");
+        messages.last_mut().expect("chunks").more = false;
+
+        let mut chunks = Chunks::default();
+        let last = messages.pop().expect("chunks");
+        for message in messages {
+            assert_eq!(chunks.push(message), Ok(None), "held until the last chunk");
+        }
+        let whole = chunks.push(last).expect("continues").expect("complete");
+        assert_eq!(whole.records.len(), records.len());
+        assert!(!whole.more);
+
+        let cache = MetadataCache::new();
+        assert_eq!(cache.apply(&[whole]).ok(), Some(Applied::Snapshot));
+        let image = cache.current();
+        assert_eq!(image.offset, 10);
+        assert_eq!(image.brokers.len(), 2);
+        assert_eq!(
+            partition_leader(&image, "orders", 1, "PLAINTEXT").map(|l| l.broker_id),
+            Ok(2)
+        );
+
+        // A message that is not the next chunk of the pending update breaks the stream.
+        let mut chunks = Chunks::default();
+        let first = MetadataUpdate {
+            more: true,
+            ..update(20, true, &records[..2])
+        };
+        assert_eq!(chunks.push(first), Ok(None));
+        let err = chunks
+            .push(update(21, false, &records[2..]))
+            .expect_err("another offset");
+        assert!(err.contains("offset 20 stopped after 2 records"), "{err}");
+        // A single-message update passes straight through.
+        let single = update(22, false, &records[..1]);
+        assert_eq!(Chunks::default().push(single.clone()), Ok(Some(single)));
     }
 
     #[test]

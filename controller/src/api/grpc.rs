@@ -423,6 +423,10 @@ impl BrokerService for ControllerApi {
     }
 }
 
+/// The most record bytes one `MetadataUpdate` message carries. A larger update goes out in chunks
+/// (`more`), so no message nears the 4 MiB a gRPC client accepts by default, whatever the image's size.
+const MAX_UPDATE_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// Feeds one watcher: a full image if it is too far behind, then every applied entry in order.
 async fn stream_metadata(
     applied: Arc<AppliedMetadata>,
@@ -434,20 +438,24 @@ async fn stream_metadata(
     let mut last_sent = from_offset;
     loop {
         let updates = match applied.resume(last_sent) {
-            Resume::Snapshot(image) => vec![pb::MetadataUpdate {
-                offset: image.offset,
-                is_snapshot: true,
-                records: image.to_records().iter().map(record_to_proto).collect(),
-                commit_timestamp_us: 0,
-            }],
+            Resume::Snapshot(image) => chunked(
+                image.offset,
+                true,
+                0,
+                image.to_records().iter().map(record_to_proto).collect(),
+                MAX_UPDATE_CHUNK_BYTES,
+            ),
             Resume::Entries(entries) => entries
                 .into_iter()
                 .filter(|e| e.offset > last_sent)
-                .map(|e| pb::MetadataUpdate {
-                    offset: e.offset,
-                    is_snapshot: false,
-                    records: e.records.iter().map(record_to_proto).collect(),
-                    commit_timestamp_us: e.applied_at_us,
+                .flat_map(|e| {
+                    chunked(
+                        e.offset,
+                        false,
+                        e.applied_at_us,
+                        e.records.iter().map(record_to_proto).collect(),
+                        MAX_UPDATE_CHUNK_BYTES,
+                    )
                 })
                 .collect(),
         };
@@ -464,6 +472,42 @@ async fn stream_metadata(
             changed = offsets.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// One update as the messages that carry it: a single one when its records fit in `max_bytes`,
+/// otherwise consecutive chunks of at most `max_bytes` of records each (a record larger than that
+/// goes alone), every one but the last marked `more`.
+fn chunked(
+    offset: u64,
+    is_snapshot: bool,
+    commit_timestamp_us: u64,
+    records: Vec<pb::MetadataRecord>,
+    max_bytes: usize,
+) -> Vec<pb::MetadataUpdate> {
+    let message = |records: Vec<pb::MetadataRecord>| pb::MetadataUpdate {
+        offset,
+        is_snapshot,
+        records,
+        commit_timestamp_us,
+        more: true,
+    };
+    let mut messages = Vec::new();
+    let mut chunk = Vec::new();
+    let mut chunk_bytes = 0;
+    for record in records {
+        let bytes = prost::Message::encoded_len(&record);
+        if !chunk.is_empty() && chunk_bytes + bytes > max_bytes {
+            messages.push(message(std::mem::take(&mut chunk)));
+            chunk_bytes = 0;
+        }
+        chunk_bytes += bytes;
+        chunk.push(record);
+    }
+    messages.push(message(chunk));
+    if let Some(last) = messages.last_mut() {
+        last.more = false;
+    }
+    messages
 }
 
 fn create_result(
@@ -1261,6 +1305,135 @@ mod tests {
         assert!(matches!(err, ControllerError::Unavailable(_)), "{err}");
         let (_, seen) = api.quorum.run(next_producer_id).await.unwrap();
         assert_eq!(seen, 1000, "the command saw the entry that was pending");
+    }
+
+    /// A broker that starts from nothing is sent the whole image, which at 100,000 partitions is
+    /// larger than the 4 MiB a gRPC client decodes by default: the broker never caught up. Through a
+    /// real server and a client with tonic's default limits (the broker's), a snapshot and a single
+    /// entry of over 6 MiB each arrive whole, in chunks.
+    #[tokio::test]
+    async fn an_update_larger_than_a_grpc_message_reaches_a_watcher_with_default_limits() {
+        use crate::state::records::PartitionRecord;
+        use chronik_proto::v1::broker_service_client::BrokerServiceClient;
+        use chronik_proto::v1::broker_service_server::BrokerServiceServer;
+
+        let dir = tempfile::tempdir().unwrap();
+        let api = single_controller(dir.path()).await;
+        let topic_id = Uuid::new_v4();
+        let mut records = vec![Record::Topic {
+            name: "wide".into(),
+            topic_id,
+        }];
+        records.extend((0..130_000).map(|partition| {
+            Record::Partition(PartitionRecord {
+                topic_id,
+                partition,
+                replicas: vec![1, 2, 3],
+                isr: vec![1, 2, 3],
+                leader: 1,
+                leader_epoch: 7,
+                partition_epoch: 9,
+                recovering: false,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+            })
+        }));
+        let entry_records = records.len();
+        let (offset, ()) = api
+            .quorum
+            .run(move |_| Ok(ControllerResult::new(records, ())))
+            .await
+            .unwrap();
+
+        let incoming =
+            tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = incoming.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(BrokerServiceServer::new(api))
+                .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()),
+        );
+        let mut client = BrokerServiceClient::connect(format!("http://{address}"))
+            .await
+            .unwrap();
+
+        // Reads one update, however many messages carry it: (is_snapshot, messages, records).
+        let mut read_update = async |from_offset: u64| {
+            let mut updates = client
+                .watch_metadata(pb::WatchMetadataRequest { from_offset })
+                .await
+                .unwrap()
+                .into_inner();
+            let (mut messages, mut records, mut is_snapshot) = (0, 0, None);
+            loop {
+                let message = updates
+                    .message()
+                    .await
+                    .unwrap_or_else(|e| panic!("message {messages} from offset {from_offset}: {e}"))
+                    .expect("the stream stays open");
+                assert_eq!(message.offset, offset, "every chunk is of the same update");
+                assert!(is_snapshot.is_none_or(|s| s == message.is_snapshot));
+                is_snapshot = Some(message.is_snapshot);
+                messages += 1;
+                records += message.records.len();
+                if !message.more {
+                    return (message.is_snapshot, messages, records);
+                }
+            }
+        };
+        let (is_snapshot, messages, records) = read_update(0).await;
+        assert!(is_snapshot, "a watcher from nothing gets the image");
+        assert!(messages > 1, "the image is sent in chunks: {messages}");
+        // The image has the cluster id and the topic's records besides the partitions.
+        assert!(
+            records > entry_records,
+            "{records} records of {entry_records}"
+        );
+
+        let (is_snapshot, messages, records) = read_update(offset - 1).await;
+        assert!(!is_snapshot, "a watcher one entry behind gets the entry");
+        assert!(messages > 1, "the entry is sent in chunks: {messages}");
+        assert_eq!(records, entry_records);
+        stop.cancel();
+    }
+
+    #[test]
+    fn an_update_is_chunked_by_encoded_size_and_only_the_last_chunk_ends_it() {
+        // Records of one encoded size each, which say their place.
+        let record = |n: u8| {
+            record_to_proto(&Record::Topic {
+                name: format!("topic-{n:03}"),
+                topic_id: Uuid::nil(),
+            })
+        };
+        let one = prost::Message::encoded_len(&record(0));
+        let messages = chunked(5, false, 77, (0..10).map(record).collect(), 3 * one);
+        let sizes: Vec<usize> = messages.iter().map(|m| m.records.len()).collect();
+        assert_eq!(sizes, vec![3, 3, 3, 1]);
+        let more: Vec<bool> = messages.iter().map(|m| m.more).collect();
+        assert_eq!(more, vec![true, true, true, false]);
+        assert!(messages
+            .iter()
+            .all(|m| m.offset == 5 && !m.is_snapshot && m.commit_timestamp_us == 77));
+        let order: Vec<u8> = messages
+            .iter()
+            .flat_map(|m| &m.records)
+            .map(|r| match chronik_metadata::convert::record_from_proto(r) {
+                Ok(Record::Topic { name, .. }) => name[6..].parse().unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(order, (0..10).collect::<Vec<u8>>());
+        // An empty entry is one message; a record larger than the limit goes alone.
+        let empty = chunked(6, false, 0, Vec::new(), one);
+        assert_eq!(empty.len(), 1);
+        assert!(!empty[0].more && empty[0].records.is_empty());
+        let big = chunked(7, true, 0, vec![record(1), record(2)], one / 2);
+        assert_eq!(
+            big.iter().map(|m| m.records.len()).collect::<Vec<_>>(),
+            vec![1, 1]
+        );
     }
 
     /// Registers broker 1; its broker epoch.
