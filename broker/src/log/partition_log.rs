@@ -941,6 +941,25 @@ impl PartitionLog {
         )
     }
 
+    /// Whether appending a leader's `records` (whole batches at their offsets, as a follower's fetch
+    /// returns them) would roll the active segment: [`Self::append_would_roll`] for the last whole
+    /// batch's offset and the batches' latest timestamp. Reads only the batch headers.
+    pub fn follower_append_would_roll(&self, records: &[u8]) -> bool {
+        let mut rest = records;
+        let (mut last_offset, mut max_timestamp) = (None, i64::MIN);
+        while let Ok(header) = BatchHeader::parse(rest) {
+            let Some(after) = rest.get(header.total_size()..) else {
+                break; // a partial trailing batch, which the append skips
+            };
+            last_offset = Some(header.last_offset());
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            rest = after;
+        }
+        last_offset.is_some_and(|last| {
+            self.append_would_roll(records.len() - rest.len(), |_| last, max_timestamp)
+        })
+    }
+
     /// The idempotent producers this replica knows (Kafka's `UnifiedLog.activeProducers`): each
     /// producer id with its state, by producer id.
     pub fn active_producers(&self) -> Vec<(i64, producer_state::ProducerEntry)> {

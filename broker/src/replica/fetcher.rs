@@ -859,6 +859,7 @@ async fn apply_response(
             }
             let records = data.records.unwrap_or_default();
             let record_bytes = records.len();
+            let would_roll = partition.log.follower_append_would_roll(&records);
             let leader_high_watermark = data.high_watermark;
             let leader_log_start = data.log_start_offset;
             // What the response changed here: the log's waiters (DeleteRecords' low watermark,
@@ -887,10 +888,12 @@ async fn apply_response(
             // Like a leader's append (`append_inline`), a follower's runs on this task: writing
             // into the page cache takes microseconds, less than a hand-off to a blocking thread
             // and back, which every partition of every round paid, with or without records
-            // (issues #15 and #18). Moving the log start deletes segments and checkpoints, and a
-            // huge response is copied for its CRC checks: those go to the blocking pool.
+            // (issues #15 and #18). Moving the log start deletes segments and checkpoints, a roll
+            // fsyncs the sealed segment, and a huge response is copied for its CRC checks: those
+            // go to the blocking pool.
             let blocking = leader_log_start > partition.log.log_start_offset()
-                || record_bytes > INLINE_APPEND_BYTES;
+                || record_bytes > INLINE_APPEND_BYTES
+                || would_roll;
             let appended = if blocking {
                 match tokio::task::spawn_blocking(move || {
                     following.while_following(leader, leader_epoch, apply)

@@ -123,6 +123,45 @@ fn an_append_that_would_roll_the_segment_is_told_beforehand() {
     ));
 }
 
+/// Issue #15: a follower's append that rolls the segment fsyncs on its fetcher's task unless it is
+/// told beforehand, from the batch headers alone, and the append goes to the blocking pool.
+#[test]
+fn a_follower_append_that_would_roll_the_segment_is_told_beforehand() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let len = leader_batch(0, 0, &[1000, 1000]).len() as u64;
+    let mut offset = 0;
+    let mut next = |count: i64| {
+        let batch = leader_batch(offset, 0, &vec![1000; count as usize]);
+        offset += count;
+        batch
+    };
+    // Room for one more batch of the segment's 1000 bytes, not two.
+    while log.size_in_bytes() + 2 * len <= 1000 {
+        let batch = next(2);
+        assert!(!log.follower_append_would_roll(&batch));
+        log.append_as_follower(batch).unwrap();
+    }
+    let segments = log.segment_count();
+    let (first, second) = (next(2), next(2));
+    assert!(!log.follower_append_would_roll(&first));
+    // A response that ends in a partial batch: only the whole ones are appended, and they fit.
+    let partial = [first.as_ref(), &second[..second.len() / 2]].concat();
+    assert!(!log.follower_append_would_roll(&partial));
+    // Both batches in one response: the second would not fit.
+    let both = [first.as_ref(), second.as_ref()].concat();
+    assert!(log.follower_append_would_roll(&both));
+    log.append_as_follower(Bytes::from(both)).unwrap();
+    assert_eq!(
+        log.segment_count(),
+        segments + 1,
+        "the response rolled the segment"
+    );
+    // Nothing whole, nothing to roll.
+    assert!(!log.follower_append_would_roll(&second[..10]));
+    assert!(!log.follower_append_would_roll(&[]));
+}
+
 #[test]
 fn reads_respect_bounds_and_kip74() {
     let dir = tempfile::tempdir().unwrap();
