@@ -15,10 +15,10 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Raft};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 use tracing::{error, info, warn};
 
 use crate::api::auth::{Api, GrpcGuard};
@@ -257,7 +257,7 @@ impl ControllerNode {
             ))
             .add_service(AdminServiceServer::with_interceptor(api, guard(Api::Admin)))
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc_listener),
+                grpc_incoming(grpc_listener),
                 shutdown.clone().cancelled_owned(),
             );
         tasks.spawn(async move {
@@ -482,9 +482,33 @@ async fn guard_cluster_id(
     }
 }
 
+/// The gRPC listener's connections, with Nagle's algorithm off. tonic sets `TCP_NODELAY` only on
+/// sockets it accepts itself, not on an incoming stream it is handed: the small frames of Raft's
+/// heartbeats and answers, and each `WatchMetadata` update, then waited for the peer's delayed ACK
+/// (40 ms and more on Linux) whenever an earlier segment was unacknowledged, on every hop of a
+/// metadata change (issue #18).
+pub(crate) fn grpc_incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn grpc_connections_are_accepted_with_nagle_off() {
+        use futures::StreamExt;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut incoming = grpc_incoming(listener);
+        let _client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let accepted = incoming.next().await.expect("a connection").unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY on the accepted socket"
+        );
+    }
 
     #[test]
     fn a_data_dir_is_bound_to_its_node_and_quorum() {

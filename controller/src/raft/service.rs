@@ -79,7 +79,6 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
-    use tokio_stream::wrappers::TcpListenerStream;
     use tonic::transport::Server;
 
     use super::*;
@@ -160,7 +159,7 @@ mod tests {
                             .max_decoding_message_size(MAX_MESSAGE_BYTES)
                             .max_encoding_message_size(MAX_MESSAGE_BYTES),
                     )
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    .serve_with_incoming_shutdown(crate::node::grpc_incoming(listener), async {
                         let _ = stopped.await;
                     }),
             );
