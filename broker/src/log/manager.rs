@@ -438,11 +438,15 @@ impl LogManager {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        // Asked on every heartbeat: reads each log's status in place rather than copying every
+        // partition's name first (issue #18).
         let offline: Vec<TopicPartition> = self
-            .all_logs()
-            .into_iter()
+            .logs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
             .filter(|(_, log)| log.is_offline())
-            .map(|(tp, _)| tp)
+            .map(|(tp, _)| tp.clone())
             .collect();
         if reason.is_none() && !offline.is_empty() {
             reason = Some(format!(
