@@ -41,6 +41,7 @@ use chronik_proto::v1::{
     WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::{Code, Request, Status, Streaming};
 use tracing::{debug, info};
@@ -68,6 +69,8 @@ pub struct ControllerClient {
     retry_budget: Duration,
     credentials: ClientCredentials,
     state: Mutex<ClientState>,
+    /// The active controller as `state.active` has it, for those who follow its changes.
+    active_tx: watch::Sender<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +189,7 @@ impl ControllerClient {
             retry_budget: request_timeout * 2,
             credentials: ClientCredentials::none(),
             state: Mutex::new(ClientState::default()),
+            active_tx: watch::Sender::new(None),
         })
     }
 
@@ -213,6 +217,12 @@ impl ControllerClient {
     /// The controller last seen acting as the active one.
     pub fn active_controller(&self) -> Option<String> {
         self.lock().active.clone()
+    }
+
+    /// Follows [`Self::active_controller`]: changed whenever a call finds another active
+    /// controller or loses the one it had.
+    pub fn subscribe_active(&self) -> watch::Receiver<Option<String>> {
+        self.active_tx.subscribe()
     }
 
     pub async fn register_broker(
@@ -512,6 +522,7 @@ impl ControllerClient {
         if state.active.as_deref() == Some(address) {
             info!(controller = %address, "lost the active controller");
             state.active = None;
+            self.active_tx.send_replace(None);
         }
         if let Some(index) = self.addresses.iter().position(|a| a == address) {
             state.cursor = (index + 1) % self.addresses.len();
@@ -645,6 +656,7 @@ impl ControllerClient {
         if state.active.as_deref() != Some(address) {
             info!(controller = %address, "active controller switched");
             state.active = Some(address.to_owned());
+            self.active_tx.send_replace(state.active.clone());
         }
     }
 

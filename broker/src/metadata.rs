@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::controller_client::ControllerClient;
+use crate::controller_client::{ControllerClient, MetadataWatch};
 use crate::error::BrokerError;
 
 /// How many updates already waiting on the stream are applied to one copy of the image.
@@ -184,9 +184,15 @@ pub async fn run_metadata_watch(
                 info!(controller = %watch.address, from_offset, "following the metadata log");
                 quiet_failures = 0;
                 resync = false;
-                let ended = follow(&cache, &mut watch.updates, &cancel).await;
+                let ended = follow(&cache, &client, &mut watch, &cancel).await;
                 match ended {
                     StreamEnd::Cancelled => return,
+                    StreamEnd::Switch(active) => {
+                        info!(from = %watch.address, to = %active,
+                            "following the metadata log on the active controller instead");
+                        backoff = INITIAL_RECONNECT_BACKOFF;
+                        continue;
+                    }
                     StreamEnd::Progressed => backoff = INITIAL_RECONNECT_BACKOFF,
                     StreamEnd::Closed(reason) => {
                         warn!(controller = %watch.address, %reason, offset = cache.offset(),
@@ -220,23 +226,41 @@ pub async fn run_metadata_watch(
 
 enum StreamEnd {
     Cancelled,
+    /// Another controller became the active one: follow it instead (see [`follow`]).
+    Switch(String),
     /// The stream ended after delivering at least one update: reconnect without delay.
     Progressed,
     Closed(String),
     Undecodable(DecodeError),
 }
 
+/// Applies `watch`'s updates to `cache` until the stream ends, `cancel` fires, or the client finds
+/// another controller active. A follower controller applies an entry only once the leader's next
+/// AppendEntries tells it of the commit (up to a Raft heartbeat later, 200 ms by default), so the
+/// stream moves to the active controller whenever one is known, between updates (as Kafka's brokers
+/// fetch the metadata log from its leader).
 async fn follow(
     cache: &MetadataCache,
-    updates: &mut tonic::Streaming<MetadataUpdate>,
+    client: &ControllerClient,
+    watch: &mut MetadataWatch,
     cancel: &CancellationToken,
 ) -> StreamEnd {
+    let updates = &mut watch.updates;
+    let address = watch.address.as_str();
+    let mut active = client.subscribe_active();
+    active.mark_changed();
     let mut progressed = false;
     let mut chunks = Chunks::default();
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => return StreamEnd::Cancelled,
             next = updates.next() => next,
+            Ok(()) = active.changed(), if chunks.pending.is_none() => {
+                match active.borrow_and_update().as_deref() {
+                    Some(to) if to != address => return StreamEnd::Switch(to.to_owned()),
+                    _ => continue,
+                }
+            }
         };
         let mut batch = Vec::new();
         let mut take = |received: Option<Result<MetadataUpdate, tonic::Status>>,
@@ -573,6 +597,170 @@ pub(crate) mod tests {
         // A single-message update passes straight through.
         let single = update(22, false, &records[..1]);
         assert_eq!(Chunks::default().push(single.clone()), Ok(Some(single)));
+    }
+
+    /// A controller that serves `WatchMetadata` from `updates` (then holds the stream open) and
+    /// records each watch's `from_offset`; it answers `BrokerHeartbeat` only when `active`, and
+    /// every other call as unavailable.
+    #[derive(Clone)]
+    struct FakeController {
+        updates: Vec<MetadataUpdate>,
+        active: bool,
+        watches: Arc<Mutex<Vec<u64>>>,
+    }
+
+    type Events<T> =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl pb::broker_service_server::BrokerService for FakeController {
+        async fn register_broker(
+            &self,
+            _: tonic::Request<pb::RegisterBrokerRequest>,
+        ) -> Result<tonic::Response<pb::RegisterBrokerResponse>, tonic::Status> {
+            Err(tonic::Status::unavailable("fake"))
+        }
+
+        async fn broker_heartbeat(
+            &self,
+            _: tonic::Request<pb::BrokerHeartbeatRequest>,
+        ) -> Result<tonic::Response<pb::BrokerHeartbeatResponse>, tonic::Status> {
+            if self.active {
+                Ok(tonic::Response::new(pb::BrokerHeartbeatResponse::default()))
+            } else {
+                Err(tonic::Status::unavailable("not the active controller"))
+            }
+        }
+
+        async fn alter_partition(
+            &self,
+            _: tonic::Request<pb::AlterPartitionRequest>,
+        ) -> Result<tonic::Response<pb::AlterPartitionResponse>, tonic::Status> {
+            Err(tonic::Status::unavailable("fake"))
+        }
+
+        async fn allocate_producer_ids(
+            &self,
+            _: tonic::Request<pb::AllocateProducerIdsRequest>,
+        ) -> Result<tonic::Response<pb::AllocateProducerIdsResponse>, tonic::Status> {
+            Err(tonic::Status::unavailable("fake"))
+        }
+
+        type WatchMetadataStream = Events<MetadataUpdate>;
+
+        async fn watch_metadata(
+            &self,
+            request: tonic::Request<pb::WatchMetadataRequest>,
+        ) -> Result<tonic::Response<Self::WatchMetadataStream>, tonic::Status> {
+            let from_offset = request.into_inner().from_offset;
+            self.watches.lock().unwrap().push(from_offset);
+            let updates: Vec<_> = self
+                .updates
+                .iter()
+                .filter(|u| u.offset > from_offset)
+                .cloned()
+                .map(Ok)
+                .collect();
+            Ok(tonic::Response::new(Box::pin(
+                futures::stream::iter(updates).chain(futures::stream::pending()),
+            )))
+        }
+
+        type BrokerSessionStream = Events<pb::BrokerSessionEvent>;
+
+        async fn broker_session(
+            &self,
+            _: tonic::Request<pb::BrokerSessionRequest>,
+        ) -> Result<tonic::Response<Self::BrokerSessionStream>, tonic::Status> {
+            Err(tonic::Status::unavailable("fake"))
+        }
+
+        async fn report_unreachable_broker(
+            &self,
+            _: tonic::Request<pb::ReportUnreachableBrokerRequest>,
+        ) -> Result<tonic::Response<pb::ReportUnreachableBrokerResponse>, tonic::Status> {
+            Err(tonic::Status::unavailable("fake"))
+        }
+    }
+
+    /// Serves `fake` on a port of its own until `stop` fires; its address.
+    fn serve(fake: FakeController, stop: &CancellationToken) -> String {
+        let incoming =
+            tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = incoming.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::broker_service_server::BrokerServiceServer::new(fake))
+                .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()),
+        );
+        address
+    }
+
+    /// A follower controller applies a committed entry only once the leader's next AppendEntries
+    /// says it is committed: a broker following one saw every change up to a Raft heartbeat late
+    /// (issue #18). Once the broker's client finds another controller active, the metadata
+    /// stream moves there, resuming from the offset the broker has.
+    #[tokio::test]
+    async fn the_metadata_stream_moves_to_the_controller_found_active() {
+        let id = Uuid::new_v4();
+        let snapshot = update(10, true, &snapshot_records(id));
+        let change = Record::PartitionChange(PartitionChangeRecord {
+            topic_id: id,
+            partition: 0,
+            leader: Some(2),
+            ..Default::default()
+        });
+        let stop = CancellationToken::new();
+        let follower = FakeController {
+            updates: vec![snapshot.clone()],
+            active: false,
+            watches: Arc::default(),
+        };
+        let leader = FakeController {
+            updates: vec![snapshot, update(11, false, &[change])],
+            active: true,
+            watches: Arc::default(),
+        };
+        let (follower_watches, leader_watches) = (follower.watches.clone(), leader.watches.clone());
+        // The follower first: with no controller known active, the stream opens there.
+        let addresses = vec![serve(follower, &stop), serve(leader, &stop)];
+        let client = Arc::new(ControllerClient::new(addresses, Duration::from_secs(5)).unwrap());
+        let cache = Arc::new(MetadataCache::new());
+        tokio::spawn(run_metadata_watch(
+            cache.clone(),
+            client.clone(),
+            stop.clone(),
+        ));
+        cache
+            .wait_for_offset(10, Duration::from_secs(10))
+            .await
+            .expect("the snapshot arrives");
+        assert_eq!(*follower_watches.lock().unwrap(), vec![0]);
+        assert!(leader_watches.lock().unwrap().is_empty());
+
+        // A heartbeat finds the leader (the follower refuses it), and the stream follows.
+        client
+            .broker_heartbeat(pb::BrokerHeartbeatRequest::default())
+            .await
+            .expect("the leader answers");
+        assert_eq!(
+            client.active_controller(),
+            Some(client.addresses()[1].clone())
+        );
+        let image = cache
+            .wait_for_offset(11, Duration::from_secs(10))
+            .await
+            .expect("the leader's entry arrives");
+        assert_eq!(
+            partition_leader(&image, "orders", 0, "PLAINTEXT").map(|l| l.broker_id),
+            Ok(2)
+        );
+        assert_eq!(
+            *leader_watches.lock().unwrap(),
+            vec![10],
+            "resumed where it was"
+        );
+        stop.cancel();
     }
 
     #[test]
