@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use crate::authorizer::KafkaPrincipal;
 use crate::metrics::metrics;
 use crate::protocol::fetch_metadata::{next_epoch, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID};
-use crate::replica::Partition;
+use crate::replica::{Partition, PartitionState};
 
 /// How long a session must be unused before any new session may evict it, and how old it must be
 /// before a session of its own kind may (Kafka's `MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS`).
@@ -70,9 +70,9 @@ impl TopicRef {
     }
 }
 
-/// The metadata and roles a cached resolution was made under: the image's offset and the replica
-/// manager's roles version (bumped by every leadership, ISR or hosting change). While both hold, a
-/// partition resolved to the same handle, leader epoch and replicas.
+/// The metadata and roles a cached failure to resolve was made under: the image's offset and the
+/// replica manager's roles version (bumped by every leadership, ISR or hosting change). While both
+/// hold, the partition would fail the same way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Generation {
     pub metadata_offset: u64,
@@ -108,9 +108,27 @@ pub struct CachedPartition {
     /// Named by the request being served: answered whether or not anything changed, so a fetcher that
     /// sends a partition again always hears its current state.
     named: bool,
-    /// The leader's resolution of the partition and the generation it was made under. Weak: a
-    /// session whose fetcher went away must not keep a deleted partition's log (and its files) open.
-    resolved: Option<(Generation, Result<Weak<Partition>, ResponseError>)>,
+    /// The leader's last resolution of the partition.
+    resolved: Option<Resolution>,
+    /// How many times it was resolved against the replica manager (a cache miss).
+    #[cfg(test)]
+    resolutions: u64,
+}
+
+/// How the leader last resolved a [`CachedPartition`].
+enum Resolution {
+    /// To this partition, checked against `state`: it holds while that is still the partition's
+    /// state and the partition is still hosted ([`Partition::holds`]). Weak: a session whose
+    /// fetcher went away must not keep a deleted partition's log (and its files) open.
+    Found {
+        partition: Weak<Partition>,
+        state: Arc<PartitionState>,
+    },
+    /// To an error, which holds while the image and roles of `at` do.
+    Failed {
+        at: Generation,
+        error: ResponseError,
+    },
 }
 
 impl CachedPartition {
@@ -126,6 +144,8 @@ impl CachedPartition {
             answered: NEVER_ANSWERED,
             named: true,
             resolved: None,
+            #[cfg(test)]
+            resolutions: 0,
         };
         cached.update_request_params(p);
         cached
@@ -143,28 +163,45 @@ impl CachedPartition {
         self.resolved = None;
     }
 
-    /// The partition this fetch reads, as `resolve` finds it; reused while `generation` holds (and
-    /// the partition is still hosted).
+    /// The partition this fetch reads in topic `topic_id`, as `resolve` finds it with the state its
+    /// checks were made against; reused while that state holds (see [`Resolution`]), whatever else
+    /// changed. A failure is reused while `generation` holds.
     pub fn resolve(
         &mut self,
+        topic_id: TopicId,
         generation: Generation,
-        resolve: impl FnOnce(&Self) -> Result<Arc<Partition>, ResponseError>,
+        resolve: impl FnOnce(&Self) -> Result<(Arc<Partition>, Arc<PartitionState>), ResponseError>,
     ) -> Result<Arc<Partition>, ResponseError> {
         match &self.resolved {
-            Some((at, Err(error))) if *at == generation => return Err(*error),
-            Some((at, Ok(partition))) if *at == generation => {
-                if let Some(partition) = partition.upgrade() {
+            Some(Resolution::Failed { at, error }) if *at == generation => return Err(*error),
+            Some(Resolution::Found { partition, state }) => {
+                // The topic id too: a topic deleted and created again under its name is another
+                // partition, which its old one may stand for until the replica manager drops it.
+                if let Some(partition) = partition
+                    .upgrade()
+                    .filter(|p| p.topic_id == topic_id && p.holds(state))
+                {
                     return Ok(partition);
                 }
             }
             _ => {}
         }
         let resolved = resolve(self);
-        self.resolved = Some((
-            generation,
-            resolved.as_ref().map(Arc::downgrade).map_err(|e| *e),
-        ));
-        resolved
+        #[cfg(test)]
+        {
+            self.resolutions += 1;
+        }
+        self.resolved = Some(match &resolved {
+            Ok((partition, state)) => Resolution::Found {
+                partition: Arc::downgrade(partition),
+                state: Arc::clone(state),
+            },
+            Err(error) => Resolution::Failed {
+                at: generation,
+                error: *error,
+            },
+        });
+        resolved.map(|(partition, _)| partition)
     }
 
     /// Whether an incremental answer must carry this partition (Kafka's
@@ -611,6 +648,15 @@ impl FetchSessionCache {
     /// Partitions over every cached session (Kafka's `NumIncrementalFetchPartitionsCached`).
     pub fn cached_partitions(&self) -> usize {
         self.lock().partitions
+    }
+
+    /// How many times the partitions of session `id` were resolved against the replica manager.
+    #[cfg(test)]
+    pub(crate) fn resolutions(&self, id: i32) -> u64 {
+        let session = self.lock().sessions.get(&id).map(|e| e.session.clone());
+        session.map_or(0, |s| {
+            s.lock().partitions.iter().map(|p| p.resolutions).sum()
+        })
     }
 
     /// How `request` (at `version`, from `owner`) is served (Kafka's `FetchManager.newContext`; the

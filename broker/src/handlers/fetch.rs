@@ -16,8 +16,9 @@
 //! partition of its session on every pass, named or not: the leader records its fetch offset
 //! (`ReplicaManager::on_follower_fetch`), so a caught-up follower stays caught up for the ISR and the
 //! high watermark moves as before. A session keeps each partition's resolved handle
-//! (`CachedPartition::resolve`) while the metadata image and the replica manager's roles version stay
-//! the same, so an idle pass touches no lookup table.
+//! (`CachedPartition::resolve`) while the partition state it was checked against is still the
+//! partition's (`Partition::holds`), so an idle pass touches no lookup table, and a change to other
+//! partitions (a topic created elsewhere) does not make every session resolve all of its own again.
 //!
 //! A read_committed consumer (v4+ `IsolationLevel` 1, KIP-98) reads only below the last stable
 //! offset and gets the aborted transactions of the range it read, so it can drop their records. The
@@ -46,7 +47,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 
 use super::leader_hints::LeaderHints;
-use super::{leader_partition, BrokerContext, RequestContext};
+use super::{leader_partition_state, BrokerContext, RequestContext};
 use crate::fetch_session::{
     CachedPartition, Generation, SessionOwner, SessionPartitions, TopicRef,
 };
@@ -54,7 +55,7 @@ use crate::log::batch::Compression;
 use crate::log::partition_log::READ_COMMITTED;
 use crate::log::{Batches, LogError};
 use crate::metrics::metrics;
-use crate::replica::Partition;
+use crate::replica::{Partition, PartitionState};
 
 /// Longest a fetch may wait, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -227,22 +228,24 @@ fn fetchable_topic(
 }
 
 /// The partition a fetch reads, after `leader_partition`'s checks; a follower must be one of its
-/// replicas. Cached by the fetch's [`CachedPartition`] while its [`Generation`] holds.
+/// replicas. Returned with the partition state the checks were made against: the fetch's
+/// [`CachedPartition`] keeps the answer while that is still the partition's state.
 fn fetched_partition(
     ctx: &BrokerContext,
     image: &MetadataImage,
     topic_id: TopicId,
     p: &CachedPartition,
     follower: Option<(i32, i64)>,
-) -> Result<std::sync::Arc<Partition>, ResponseError> {
-    let partition = leader_partition(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
+) -> Result<(std::sync::Arc<Partition>, std::sync::Arc<PartitionState>), ResponseError> {
+    let (partition, state) =
+        leader_partition_state(ctx, image, topic_id, p.partition, p.current_leader_epoch)?;
     match follower {
         // Only a replica of the partition may fetch as a follower (Kafka's
         // `Partition.updateFollowerFetchState`).
-        Some((replica_id, _)) if !partition.state().replicas.contains(&replica_id) => {
+        Some((replica_id, _)) if !state.replicas.contains(&replica_id) => {
             Err(ResponseError::NotLeaderOrFollower)
         }
-        _ => Ok(partition),
+        _ => Ok((partition, state)),
     }
 }
 
@@ -303,7 +306,7 @@ fn read_all(
         // Null unless read_committed, as Kafka answers (`FetchDataInfo.abortedTransactions`).
         data.aborted_transactions = (read_committed && follower.is_none()).then(Vec::new);
         let result = topic_id.and_then(|topic_id| {
-            let partition = p.resolve(generation, |p| {
+            let partition = p.resolve(topic_id, generation, |p| {
                 fetched_partition(ctx, &image, topic_id, p, follower)
             })?;
             if watch_each {
@@ -1040,6 +1043,61 @@ mod tests {
             ),
             (2, 1)
         );
+    }
+
+    /// At 100,000 partitions every metadata change (a topic created anywhere) made every fetch
+    /// session resolve all of its partitions again, tens of thousands per session on every broker
+    /// (issue #18). A session resolves only the partitions whose own state changed: a topic
+    /// created elsewhere and another partition's leadership moving cost nothing, and the moved
+    /// partition is answered with its new leader.
+    #[tokio::test]
+    async fn a_session_resolves_only_partitions_whose_state_changed() {
+        let (b, id) = leader_of(&[10, 10, 10]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let full = at_log_ends(&b, id, follower_fetch(&b, id, 3, 1 << 20)).with_session_epoch(0);
+        let session = handle(&b.ctx, &rc, full).await.session_id;
+        assert!(session > 0);
+        handle(&b.ctx, &rc, incremental(&b, id, session, 1)).await;
+        let resolved = b.ctx.fetch_sessions.resolutions(session);
+        assert_eq!(resolved, 3, "each partition once");
+
+        // Another topic, led here: the image and the replica manager's roles both move.
+        let other = Uuid::new_v4();
+        let change = |offset, records: &[Record]| {
+            b.ctx
+                .metadata
+                .apply(&[crate::metadata::tests::update(offset, false, records)])
+                .expect("applies");
+            b.ctx
+                .replicas
+                .apply_metadata(&b.ctx.metadata.current(), true);
+        };
+        change(11, &topic("elsewhere", other, &[&[1, 2]]));
+        assert!(b.ctx.replicas.partition(other, 0).is_some());
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 2)).await;
+        assert_eq!(answered(&response), vec![]);
+        assert_eq!(b.ctx.fetch_sessions.resolutions(session), resolved);
+
+        // Partition 2 moves to broker 2: it alone is resolved again, and answered so.
+        change(
+            12,
+            &[Record::PartitionChange(
+                chronik_metadata::records::PartitionChangeRecord {
+                    topic_id: id,
+                    partition: 2,
+                    leader: Some(2),
+                    ..Default::default()
+                },
+            )],
+        );
+        let response = handle(&b.ctx, &rc, incremental(&b, id, session, 3)).await;
+        let answers = answered(&response);
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert_eq!(
+            (answers[0].0, answers[0].3),
+            (2, ResponseError::NotLeaderOrFollower.code())
+        );
+        assert_eq!(b.ctx.fetch_sessions.resolutions(session), resolved + 1);
     }
 
     /// A session keeps no deleted partition alive (its log's files stay open while anything holds

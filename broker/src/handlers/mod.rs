@@ -271,6 +271,24 @@ pub fn leader_partition(
     partition: i32,
     current_leader_epoch: i32,
 ) -> Result<Arc<crate::replica::Partition>, kafka_protocol::error::ResponseError> {
+    leader_partition_state(ctx, image, topic_id, partition, current_leader_epoch)
+        .map(|(partition, _)| partition)
+}
+
+/// [`leader_partition`] with the partition state its checks were made against.
+pub fn leader_partition_state(
+    ctx: &BrokerContext,
+    image: &MetadataImage,
+    topic_id: TopicId,
+    partition: i32,
+    current_leader_epoch: i32,
+) -> Result<
+    (
+        Arc<crate::replica::Partition>,
+        Arc<crate::replica::PartitionState>,
+    ),
+    kafka_protocol::error::ResponseError,
+> {
     use kafka_protocol::error::ResponseError;
     if image.partition(topic_id, partition).is_none() {
         return Err(ResponseError::UnknownTopicOrPartition);
@@ -286,7 +304,7 @@ pub fn leader_partition(
     if state.leader != ctx.broker_id {
         return Err(ResponseError::NotLeaderOrFollower);
     }
-    Ok(hosted)
+    Ok((hosted, state))
 }
 
 /// The result of checking a client's `CurrentLeaderEpoch` against ours (KIP-320).

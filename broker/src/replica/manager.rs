@@ -1331,6 +1331,7 @@ impl ReplicaManager {
     /// Deletes the logs of partitions no longer hosted.
     fn delete_partitions(&self, image: &MetadataImage, stale: Vec<Arc<Partition>>) {
         for partition in stale {
+            partition.retire();
             if image.topic_by_name(&partition.topic).is_none() {
                 // A deleted topic's series go with it.
                 crate::metrics::metrics().forget_topic(&partition.topic);

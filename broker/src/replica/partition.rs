@@ -137,6 +137,8 @@ pub struct Partition {
     leader_since: Mutex<Instant>,
     /// Bumped when this partition's data may have changed, to wake only what waits on it.
     changes: watch::Sender<u64>,
+    /// Set once the replica manager stopped hosting this partition (see [`Partition::holds`]).
+    retired: AtomicBool,
 }
 
 impl Partition {
@@ -160,12 +162,27 @@ impl Partition {
             pending_isr: Mutex::new(None),
             leader_since: Mutex::new(Instant::now()),
             changes: watch::channel(0).0,
+            retired: AtomicBool::new(false),
         }
     }
 
     /// The current state: a snapshot that a role change replaces rather than modifies.
     pub fn state(&self) -> Arc<PartitionState> {
         self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether `state` is still this partition's state (the same snapshot: [`Partition::update`]
+    /// replaces it on any change of leader, epochs, ISR or replicas) and the partition is still
+    /// hosted. A check made against `state` holds while this does, whatever else changed in the
+    /// cluster; a fetch session relies on it to resolve its partitions once, not on every change.
+    pub fn holds(&self, state: &Arc<PartitionState>) -> bool {
+        !self.retired.load(Ordering::Acquire)
+            && Arc::ptr_eq(&self.state.read().unwrap_or_else(|e| e.into_inner()), state)
+    }
+
+    /// Marks the partition as no longer hosted (the replica manager dropped it).
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
     }
 
     /// Changes whenever this partition's data may have changed: an append, a high watermark or log
