@@ -14,6 +14,7 @@ const PARTITIONS: u64 = 2_000;
 #[test]
 fn two_thousand_partitions_are_served_and_opened_everywhere_and_survive_a_controller_failover() {
     let bin = chronikctl::local::default_bin_dir().join("chronikctl");
+    let cluster_dirs_before = bench_cluster_dirs();
     let out = Command::new(&bin)
         .args(["--output", "json", "bench", "metadata"])
         .args(["--partitions", &PARTITIONS.to_string(), "--probes", "3"])
@@ -33,6 +34,13 @@ fn two_thousand_partitions_are_served_and_opened_everywhere_and_survive_a_contro
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(report["failures"], Value::Array(Vec::new()), "{stdout}");
+    // The benchmark's cluster dir goes with it (it was deleted under the running brokers, and
+    // most of its files stayed).
+    let left: Vec<_> = bench_cluster_dirs()
+        .difference(&cluster_dirs_before)
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "cluster dirs left behind: {left:?}");
 
     let by_broker = |field: &str| {
         report[field]
@@ -91,4 +99,21 @@ fn two_thousand_partitions_are_served_and_opened_everywhere_and_survive_a_contro
         Value::Array(Vec::new()),
         "{stdout}"
     );
+}
+
+/// The benchmark's temporary cluster dirs that exist now.
+fn bench_cluster_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("chronik-bench-metadata-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
