@@ -456,7 +456,10 @@ impl ControllerClient {
         let (address, updates) = self
             .call_at(kind, |channel, _timeout| async move {
                 BrokerServiceClient::new(channel)
-                    .watch_metadata(WatchMetadataRequest { from_offset })
+                    .watch_metadata(WatchMetadataRequest {
+                        from_offset,
+                        accepts_chunks: true,
+                    })
                     .await
             })
             .await?;

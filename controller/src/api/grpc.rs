@@ -317,12 +317,22 @@ impl BrokerService for ControllerApi {
         &self,
         request: Request<pb::WatchMetadataRequest>,
     ) -> Result<Response<Self::WatchMetadataStream>, Status> {
-        let from_offset = request.into_inner().from_offset;
+        let request = request.into_inner();
+        let chunk_bytes = if request.accepts_chunks {
+            MAX_UPDATE_CHUNK_BYTES
+        } else {
+            usize::MAX
+        };
         let (tx, rx) = mpsc::channel(64);
         let applied = self.quorum.applied().clone();
         let shutdown = self.shutdown.clone();
-        self.tasks
-            .spawn(stream_metadata(applied, from_offset, tx, shutdown));
+        self.tasks.spawn(stream_metadata(
+            applied,
+            request.from_offset,
+            chunk_bytes,
+            tx,
+            shutdown,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -427,10 +437,12 @@ impl BrokerService for ControllerApi {
 /// (`more`), so no message nears the 4 MiB a gRPC client accepts by default, whatever the image's size.
 const MAX_UPDATE_CHUNK_BYTES: usize = 1024 * 1024;
 
-/// Feeds one watcher: a full image if it is too far behind, then every applied entry in order.
+/// Feeds one watcher: a full image if it is too far behind, then every applied entry in order, each
+/// in chunks of at most `chunk_bytes` of records.
 async fn stream_metadata(
     applied: Arc<AppliedMetadata>,
     from_offset: u64,
+    chunk_bytes: usize,
     tx: mpsc::Sender<Result<pb::MetadataUpdate, Status>>,
     shutdown: CancellationToken,
 ) {
@@ -443,7 +455,7 @@ async fn stream_metadata(
                 true,
                 0,
                 image.to_records().iter().map(record_to_proto).collect(),
-                MAX_UPDATE_CHUNK_BYTES,
+                chunk_bytes,
             ),
             Resume::Entries(entries) => entries
                 .into_iter()
@@ -454,7 +466,7 @@ async fn stream_metadata(
                         false,
                         e.applied_at_us,
                         e.records.iter().map(record_to_proto).collect(),
-                        MAX_UPDATE_CHUNK_BYTES,
+                        chunk_bytes,
                     )
                 })
                 .collect(),
@@ -1354,14 +1366,28 @@ mod tests {
                 .add_service(BrokerServiceServer::new(api))
                 .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()),
         );
+        // tonic's default limits, as the broker's client has them; a watcher that does not take
+        // chunks (a broker older than them) is given room for the whole image in one message.
         let mut client = BrokerServiceClient::connect(format!("http://{address}"))
             .await
             .unwrap();
+        let mut unchunked = BrokerServiceClient::connect(format!("http://{address}"))
+            .await
+            .unwrap()
+            .max_decoding_message_size(64 << 20);
 
         // Reads one update, however many messages carry it: (is_snapshot, messages, records).
-        let mut read_update = async |from_offset: u64| {
+        let mut read_update = async |from_offset: u64, accepts_chunks: bool| {
+            let client = if accepts_chunks {
+                &mut client
+            } else {
+                &mut unchunked
+            };
             let mut updates = client
-                .watch_metadata(pb::WatchMetadataRequest { from_offset })
+                .watch_metadata(pb::WatchMetadataRequest {
+                    from_offset,
+                    accepts_chunks,
+                })
                 .await
                 .unwrap()
                 .into_inner();
@@ -1382,7 +1408,7 @@ mod tests {
                 }
             }
         };
-        let (is_snapshot, messages, records) = read_update(0).await;
+        let (is_snapshot, messages, records) = read_update(0, true).await;
         assert!(is_snapshot, "a watcher from nothing gets the image");
         assert!(messages > 1, "the image is sent in chunks: {messages}");
         // The image has the cluster id and the topic's records besides the partitions.
@@ -1391,10 +1417,17 @@ mod tests {
             "{records} records of {entry_records}"
         );
 
-        let (is_snapshot, messages, records) = read_update(offset - 1).await;
+        let (is_snapshot, messages, records) = read_update(offset - 1, true).await;
         assert!(!is_snapshot, "a watcher one entry behind gets the entry");
         assert!(messages > 1, "the entry is sent in chunks: {messages}");
         assert_eq!(records, entry_records);
+
+        // A watcher that does not put chunks together gets the image in one message: it would take
+        // each chunk of a snapshot for the whole image.
+        let (is_snapshot, messages, records) = read_update(0, false).await;
+        assert!(is_snapshot);
+        assert_eq!(messages, 1);
+        assert!(records > entry_records);
         stop.cancel();
     }
 
