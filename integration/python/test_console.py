@@ -266,7 +266,7 @@ def produce_keyed(cluster: ChronikCluster, topic: str, partitions: int, per_part
 # ----- the JSON APIs -----
 
 def test_overview_api_on_every_controller(cluster):
-    for index in range(3):
+    def caught_up(index: int) -> dict:
         overview = get_json(f"{base_url(cluster, index)}/api/v1/overview")
         assert overview["cluster_id"]
         roles = sorted(c["role"] for c in overview["controllers"])
@@ -276,6 +276,13 @@ def test_overview_api_on_every_controller(cluster):
         assert sorted(b["broker_id"] for b in overview["brokers"]) == [1, 2, 3]
         assert all(b["state"] == "unfenced" for b in overview["brokers"]), overview["brokers"]
         assert overview["leaderless_partitions"] == 0
+        return overview
+
+    # A follower shows the log as far as it has applied it, which right after the cluster starts
+    # can be nothing for half a second (openraft backs off from a peer that was not listening yet
+    # when the leader first tried it): each controller is read until it has caught up.
+    for index in range(3):
+        wait_until(lambda: caught_up(index), 20, f"controller {index + 1}'s overview")
     # The sampler's disk usage arrives within a few intervals.
     wait_until(lambda: all(b["disk"] and b["disk"]["total_bytes"]
                            for b in get_json(f"{base_url(cluster)}/api/v1/overview")["brokers"]),
