@@ -96,10 +96,16 @@ fn invalid(message: impl Into<String>) -> Status {
     status(ApiError::new(ResponseError::InvalidRequest, message).into())
 }
 
-/// Refuses calls that need the cluster's bootstrap records (its id and defaults) until they are applied.
+/// Refuses calls that need the cluster's bootstrap records (its id and defaults) until they are
+/// applied. A follower that has not applied them yet (it applies the log after the leader, right
+/// after start up to half a second later while openraft backs off from a peer that was not
+/// listening yet) sends the caller to the active controller, which has: NOT_CONTROLLER with the
+/// leader, as for any call it cannot serve, not an error that callers give up on.
 fn require_bootstrapped(quorum: &Quorum) -> Result<(), Status> {
     if quorum.applied().with_image(|i| i.cluster_id.is_some()) {
         Ok(())
+    } else if quorum.leading_term().is_none() {
+        Err(status(quorum.not_controller()))
     } else {
         Err(status(ControllerError::Unavailable(
             "the cluster is still bootstrapping".into(),
@@ -1238,6 +1244,31 @@ mod tests {
     /// The API of a single-voter controller over a real Raft store in `dir` (the only voter needs no
     /// network), bootstrapped with a cluster id.
     async fn single_controller(dir: &Path) -> ControllerApi {
+        let api = uninitialized_controller(dir).await;
+        let raft = api.quorum.raft().clone();
+        let nowhere = "127.0.0.1:1".to_string();
+        raft.initialize(BTreeMap::from([(1, BasicNode::new(&nowhere))]))
+            .await
+            .unwrap();
+        raft.wait(Some(Duration::from_secs(60)))
+            .metrics(|m| m.current_leader == Some(1), "the only voter leads")
+            .await
+            .unwrap();
+        api.quorum
+            .run(|_| {
+                let records = vec![Record::ClusterId {
+                    cluster_id: "grpc-test".into(),
+                }];
+                Ok(ControllerResult::new(records, ()))
+            })
+            .await
+            .unwrap();
+        api
+    }
+
+    /// The API of a controller whose Raft store in `dir` was never initialized: no leader, nothing
+    /// applied, as a follower is before the log reaches it.
+    async fn uninitialized_controller(dir: &Path) -> ControllerApi {
         let applied = Arc::new(AppliedMetadata::new());
         let (log_store, state_machine) = open(dir, applied.clone()).await.unwrap();
         let committed = log_store.committed_index();
@@ -1257,31 +1288,14 @@ mod tests {
         )
         .await
         .unwrap();
-        let nowhere = "127.0.0.1:1".to_string();
-        raft.initialize(BTreeMap::from([(1, BasicNode::new(&nowhere))]))
-            .await
-            .unwrap();
-        raft.wait(Some(Duration::from_secs(60)))
-            .metrics(|m| m.current_leader == Some(1), "the only voter leads")
-            .await
-            .unwrap();
         let quorum = Arc::new(Quorum::new(
             raft,
             applied,
             1,
-            BTreeMap::from([(1, nowhere)]),
+            BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
             committed,
             Duration::from_secs(5),
         ));
-        quorum
-            .run(|_| {
-                let records = vec![Record::ClusterId {
-                    cluster_id: "grpc-test".into(),
-                }];
-                Ok(ControllerResult::new(records, ()))
-            })
-            .await
-            .unwrap();
         ControllerApi {
             quorum,
             liveness: Arc::new(Liveness::new(SESSION_TIMEOUT, Some(SESSION_GRACE))),
@@ -1467,6 +1481,26 @@ mod tests {
             big.iter().map(|m| m.records.len()).collect::<Vec<_>>(),
             vec![1, 1]
         );
+    }
+
+    /// A controller that has not applied the bootstrap records yet and does not lead (a follower
+    /// the log has not reached, right after start) sends a write to the active controller with
+    /// NOT_CONTROLLER, which callers follow, instead of refusing it as "still bootstrapping", which
+    /// `chronikctl bench metadata` gave up on in CI.
+    #[tokio::test]
+    async fn a_follower_not_yet_bootstrapped_sends_writes_to_the_active_controller() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = uninitialized_controller(dir.path()).await;
+        let err = api
+            .create_topics(Request::new(pb::CreateTopicsRequest::default()))
+            .await
+            .unwrap_err();
+        let kafka_error = err
+            .metadata()
+            .get(ERROR_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(kafka_error.as_deref(), Some("NOT_CONTROLLER"), "{err:?}");
     }
 
     /// Registers broker 1; its broker epoch.
