@@ -268,6 +268,19 @@ impl SessionPartitions {
         self.index.is_empty()
     }
 
+    /// Whether the session holds partition `index` of the topic `topic_id` named `name` (by either).
+    pub fn contains(&self, topic_id: TopicId, name: &str, index: i32) -> bool {
+        self.contains_id(topic_id, index)
+            || self
+                .index
+                .contains_key(&(TopicRef::Name(Arc::from(name)), index))
+    }
+
+    /// Whether the session holds partition `index` of the topic `topic_id`, named by id.
+    pub fn contains_id(&self, topic_id: TopicId, index: i32) -> bool {
+        self.index.contains_key(&(TopicRef::Id(topic_id), index))
+    }
+
     /// Adds or updates the partitions `request` names, then removes those it forgets (Kafka's
     /// `FetchSession.update`); returns how many were added.
     fn update(&mut self, version: i16, request: &FetchRequest) -> usize {

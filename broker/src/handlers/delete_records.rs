@@ -358,7 +358,7 @@ mod tests {
         moved.leader_epoch += 1;
         moved.partition_epoch += 1;
         partition.update(moved).unwrap();
-        replicas.data_changed();
+        replicas.roles_changed(vec![partition.clone()]);
         let response = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await
             .expect("answered once leadership moved");

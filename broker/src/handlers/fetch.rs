@@ -88,7 +88,7 @@ pub async fn handle(
     let incremental = context.is_incremental();
     let mut any_data_changed = (follower.is_some()
         && context.partition_count() > PER_PARTITION_WAIT_LIMIT)
-        .then(|| ctx.replicas.subscribe_data());
+        .then(|| ctx.replicas.subscribe_partition_data());
     let note_contact = || {
         if let Some((id, epoch)) = follower {
             let current = ctx
@@ -102,12 +102,19 @@ pub async fn handle(
             }
         }
     };
+    // A fetch that waits on any partition's data (a follower's large session) skips the passes a
+    // change of other partitions' roles, or of metadata that is not its own, would cost it.
+    let skips_unrelated = any_data_changed.is_some();
     // Set when a wake-up channel closed (shutdown): the next pass answers whatever it reads.
     let mut finish = false;
     loop {
         note_contact();
         all_changed.borrow_and_update();
         metadata_changed.borrow_and_update();
+        let passed = Passed {
+            roles_version: ctx.replicas.roles_version(),
+            image: ctx.metadata.current(),
+        };
         // Subscribed before the read, so a change made while reading wakes the wait below.
         let watch_each = match any_data_changed.as_mut() {
             Some(any) => {
@@ -156,15 +163,65 @@ pub async fn handle(
                 None => std::future::pending().await,
             }
         };
-        let changed = tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => Ok(()),
-            changed = any_partition_changed => changed,
-            changed = any_data => changed,
-            changed = all_changed.changed() => changed,
-            changed = metadata_changed.changed() => changed,
+        tokio::pin!(any_partition_changed, any_data);
+        let changed = loop {
+            let (changed, roles_or_metadata) = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => (Ok(()), false),
+                changed = &mut any_partition_changed => (changed, false),
+                changed = &mut any_data => (changed, false),
+                changed = all_changed.changed() => (changed, true),
+                changed = metadata_changed.changed() => (changed, true),
+            };
+            if changed.is_err()
+                || !roles_or_metadata
+                || !skips_unrelated
+                || may_change_the_pass(ctx, &mut context, &passed)
+            {
+                break changed;
+            }
         };
         finish = changed.is_err();
     }
+}
+
+/// What a pass over a fetch's partitions was read under.
+struct Passed {
+    roles_version: u64,
+    image: std::sync::Arc<MetadataImage>,
+}
+
+/// Whether a change of roles or metadata since `passed` may change what a pass over the fetch's
+/// partitions answers (issue #18: at 100,000 partitions every topic created anywhere made each
+/// follower's session read its tens of thousands of partitions twice more). A parked fetch found
+/// every partition it reads resolvable: only a change of one of their roles or hosting (which the
+/// roles journal names; a topic deleted or recreated in the image reaches it once the replica
+/// manager applies that), of the registered brokers (a follower's broker epoch, KIP-903) or of the
+/// ACLs can change that.
+fn may_change_the_pass(
+    ctx: &BrokerContext,
+    context: &mut crate::fetch_session::FetchContext,
+    passed: &Passed,
+) -> bool {
+    let image = ctx.metadata.current();
+    if !std::sync::Arc::ptr_eq(&image, &passed.image)
+        && (image.brokers != passed.image.brokers || image.acls != passed.image.acls)
+    {
+        return true;
+    }
+    let Some((_, touched)) = ctx.replicas.roles_changed_since(passed.roles_version) else {
+        return true;
+    };
+    !touched.is_empty()
+        && context
+            .with_partitions(|partitions| {
+                touched.iter().any(|t| match t.partition() {
+                    Some(p) => partitions.contains(p.topic_id, &p.topic, p.index),
+                    // Deleted: a session naming topics by id is asked by id; one naming them by
+                    // name hears of it when its long poll ends.
+                    None => partitions.contains_id(t.topic_id, t.index),
+                })
+            })
+            .unwrap_or(true)
 }
 
 /// The replica id and broker epoch of a follower's fetch; `None` for a consumer's.
@@ -1098,6 +1155,70 @@ mod tests {
             (2, ResponseError::NotLeaderOrFollower.code())
         );
         assert_eq!(b.ctx.fetch_sessions.resolutions(session), resolved + 1);
+    }
+
+    /// Issue #18: a follower's parked fetch of a large session does not read its partitions again
+    /// for a topic created elsewhere or another partition's roles changing (at 100,000 partitions
+    /// each such change cost every session a pass over tens of thousands); a change of one of its
+    /// own partitions still ends the wait with that partition's new state.
+    #[tokio::test]
+    async fn a_parked_follower_fetch_reads_again_only_for_its_own_partitions() {
+        let partitions = PER_PARTITION_WAIT_LIMIT + 6;
+        let (b, id) = leader_of(&vec![10; partitions]);
+        let rc = b.rc(15, "PLAINTEXT");
+        let full =
+            at_log_ends(&b, id, follower_fetch(&b, id, partitions, 1 << 20)).with_session_epoch(0);
+        let session = handle(&b.ctx, &rc, full).await.session_id;
+        assert!(session > 0);
+        let first = b.ctx.replicas.partition(id, 0).expect("hosted");
+        let last_pass = || first.follower(2).expect("fetched").last_fetch();
+        let parked = incremental(&b, id, session, 1).with_max_wait_ms(10_000);
+        let mut waiting = std::pin::pin!(handle(&b.ctx, &rc, parked));
+        let park = Duration::from_millis(50);
+        assert!(tokio::time::timeout(park, &mut waiting).await.is_err());
+        let parked_at = last_pass();
+
+        // Another topic, led here: the image and the replica manager's roles both move.
+        let change = |offset, records: &[Record]| {
+            b.ctx
+                .metadata
+                .apply(&[crate::metadata::tests::update(offset, false, records)])
+                .expect("applies");
+            b.ctx
+                .replicas
+                .apply_metadata(&b.ctx.metadata.current(), true);
+        };
+        let other = Uuid::new_v4();
+        change(11, &topic("elsewhere", other, &[&[1, 2]]));
+        assert!(tokio::time::timeout(park, &mut waiting).await.is_err());
+        assert_eq!(last_pass(), parked_at, "read again for another topic");
+        // Its partition's leadership moving here does not concern the fetch either.
+        let elsewhere = b.ctx.replicas.partition(other, 0).expect("hosted");
+        b.ctx.replicas.roles_changed(vec![elsewhere]);
+        assert!(tokio::time::timeout(park, &mut waiting).await.is_err());
+        assert_eq!(last_pass(), parked_at, "read again for another partition");
+
+        // The session's last partition moves to broker 2: the fetch answers it.
+        let moved = (partitions - 1) as i32;
+        change(
+            12,
+            &[Record::PartitionChange(
+                chronik_metadata::records::PartitionChangeRecord {
+                    topic_id: id,
+                    partition: moved,
+                    leader: Some(2),
+                    ..Default::default()
+                },
+            )],
+        );
+        let response = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("answered once its partition moved");
+        assert_eq!(
+            answered(&response),
+            vec![(moved, 0, -1, ResponseError::NotLeaderOrFollower.code())]
+        );
+        assert!(last_pass() > parked_at);
     }
 
     /// A session keeps no deleted partition alive (its log's files stay open while anything holds

@@ -106,7 +106,7 @@ impl ReplicaManager {
         .map_err(|e| DeleteRecordsError::Storage(e.to_string()))?;
         let requested_offset = moved.ok_or(DeleteRecordsError::NotLeader)??;
         // Readers below the new start now get OFFSET_OUT_OF_RANGE; other waits may be satisfied.
-        self.data_changed();
+        self.partition_changed(partition);
         let low_watermark = self
             .low_watermark(partition)
             .ok_or(DeleteRecordsError::NotLeader)?;

@@ -162,7 +162,9 @@ pub async fn run_isr_changes(
         for (change, epoch) in batch.iter().zip(&applied) {
             change.partition.end_isr_change(epoch.is_some());
         }
-        replicas.data_changed();
+        // An ISR change in flight counts its members toward the high watermark: its end may let
+        // waits on these partitions finish.
+        replicas.roles_changed(batch.iter().map(|c| c.partition.clone()).collect());
     }
 }
 

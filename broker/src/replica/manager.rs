@@ -12,9 +12,9 @@
 //!   ([`ReplicaManager::partition_changed`]), anything else (roles, ISR, metadata) through
 //!   [`ReplicaManager::subscribe_all_partitions`]. Both also bump [`ReplicaManager::subscribe_data`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use bytes::Bytes;
 use chronik_metadata::configs::{effective_min_insync_replicas, effective_topic_configs};
@@ -96,6 +96,10 @@ pub struct ReplicaManager {
     /// Bumped whenever readable data may have changed (appends, high watermarks, roles), for waiters
     /// that are few and not on the data path (coordinators loading, ISR changes, DeleteRecords).
     data_version: watch::Sender<u64>,
+    /// Bumped when one partition's readable data may have changed ([`ReplicaManager::partition_changed`]),
+    /// not for roles: what a long poll over many partitions waits on beside the roles version, so
+    /// that it tells the two apart.
+    partition_data_version: watch::Sender<u64>,
     /// Bumped for changes that are not one partition's (roles, ISR, metadata): the fetches and
     /// acks=all appends parked on single partitions wait on it as well as on theirs, so an append
     /// wakes only what waits on its own partition.
@@ -132,7 +136,56 @@ pub struct ReplicaManager {
     /// What the last walk of [`ReplicaManager::shrink_lagging_isrs`] found, to skip walks that
     /// cannot find anything.
     isr_scan: Mutex<IsrScan>,
+    /// The partitions each recent move of the roles version touched (see
+    /// [`ReplicaManager::roles_changed_since`]). Its lock is held while the version moves.
+    roles_journal: Mutex<RolesJournal>,
 }
+
+/// The partitions each recent roles change touched, so that what follows roles (the replica
+/// fetchers, their sessions, the ISR walk) looks at those rather than at every hosted partition on
+/// every change, as Kafka's `ReplicaManager.applyDelta` hands its fetchers only the partitions of a
+/// delta (issue #18: at 100,000 partitions these walks kept both cores of a broker busy for a
+/// tenth of a second after each topic created anywhere).
+#[derive(Default)]
+struct RolesJournal {
+    /// Oldest first: the roles version a change moved to, and the partitions it touched (opened,
+    /// given a new state, or removed; a change of no partition's roles touches none).
+    changes: VecDeque<(u64, Vec<Touched>)>,
+    /// What `changes` holds: its partitions plus one per change.
+    held: usize,
+    /// Every change after this roles version is in `changes`.
+    since: u64,
+}
+
+/// A partition a roles change touched, as the roles journal keeps it: by key, and by a weak handle,
+/// so that the journal keeps no deleted partition (and its log's open files) alive.
+#[derive(Clone)]
+pub struct Touched {
+    pub topic_id: TopicId,
+    pub index: i32,
+    partition: Weak<Partition>,
+}
+
+impl Touched {
+    pub fn of(partition: &Arc<Partition>) -> Self {
+        Self {
+            topic_id: partition.topic_id,
+            index: partition.index,
+            partition: Arc::downgrade(partition),
+        }
+    }
+
+    /// The partition, unless it was deleted since (and nothing else holds it). A partition that
+    /// is no longer hosted may still be returned: see [`Partition::is_hosted`].
+    pub fn partition(&self) -> Option<Arc<Partition>> {
+        self.partition.upgrade()
+    }
+}
+
+/// The most partitions (plus changes) the roles journal keeps. A change touching more (a topic of
+/// thousands of partitions created, a broker fenced) empties it: whoever follows roles then walks
+/// every partition once, as for any change before the journal.
+pub(super) const ROLES_JOURNAL_CAPACITY: usize = 4096;
 
 /// What the last ISR walk found (see [`ReplicaManager::shrink_lagging_isrs`]).
 #[derive(Default)]
@@ -146,8 +199,25 @@ struct IsrScan {
     unsettled: bool,
     /// The followers in the ISRs of the partitions led here.
     members: HashSet<BrokerId>,
-    /// Walks done, for tests.
+    /// Walks of every partition done, for tests.
     walks: u64,
+    /// Walks of only the partitions whose roles changed, for tests.
+    partial_walks: u64,
+}
+
+/// Which partitions [`ReplicaManager::shrink_lagging_isrs`] looks at.
+enum IsrWalk {
+    Skip,
+    All,
+    /// The partitions whose roles changed since the last walk.
+    Touched(Vec<Touched>),
+}
+
+/// What a walk of [`ReplicaManager::shrink_lagging_isrs`] found (see [`IsrScan`]).
+#[derive(Default)]
+struct IsrFindings {
+    unsettled: bool,
+    members: HashSet<BrokerId>,
 }
 
 /// The image `apply_metadata` applied last.
@@ -302,6 +372,7 @@ impl ReplicaManager {
             logs,
             partitions: RwLock::new(HashMap::new()),
             data_version: watch::channel(0).0,
+            partition_data_version: watch::channel(0).0,
             all_partitions_version: watch::channel(0).0,
             isr_changes,
             brokers: RwLock::new(HashMap::new()),
@@ -315,6 +386,7 @@ impl ReplicaManager {
             last_applied: Mutex::new(None),
             follower_contact: Mutex::new(HashMap::new()),
             isr_scan: Mutex::new(IsrScan::default()),
+            roles_journal: Mutex::new(RolesJournal::default()),
         }
     }
 
@@ -520,15 +592,17 @@ impl ReplicaManager {
             .is_none_or(|&(epoch, active)| active && (broker_epoch < 0 || broker_epoch == epoch))
     }
 
-    /// Wakes long polls and acks=all waits on every partition (after a high watermark or role change
-    /// made elsewhere).
-    pub fn data_changed(&self) {
-        self.notify_all();
+    /// Wakes long polls and acks=all waits on every partition after a change of `partitions`' roles
+    /// or ISR change state made outside [`ReplicaManager::apply_metadata`].
+    pub fn roles_changed(&self, partitions: Vec<Arc<Partition>>) {
+        self.notify_all(Some(partitions));
     }
 
     /// Wakes what waits on `partition` alone: its data, high watermark or log start may have moved.
     pub fn partition_changed(&self, partition: &Partition) {
         partition.notify_changed();
+        self.partition_data_version
+            .send_modify(|v| *v = v.wrapping_add(1));
         self.data_version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
@@ -571,6 +645,12 @@ impl ReplicaManager {
         self.data_version.subscribe()
     }
 
+    /// Changes whenever one partition's data may have become readable (not for roles: see
+    /// [`ReplicaManager::subscribe_all_partitions`]).
+    pub fn subscribe_partition_data(&self) -> watch::Receiver<u64> {
+        self.partition_data_version.subscribe()
+    }
+
     /// Changes when something that is not one partition's changes (roles, ISR, metadata); waiters on
     /// a partition watch this and [`Partition::subscribe_changes`].
     pub fn subscribe_all_partitions(&self) -> watch::Receiver<u64> {
@@ -585,10 +665,56 @@ impl ReplicaManager {
         *self.all_partitions_version.borrow()
     }
 
-    fn notify_all(&self) {
-        self.all_partitions_version
-            .send_modify(|v| *v = v.wrapping_add(1));
+    /// Moves the roles version for a change of the `touched` partitions' roles (`None`: of any
+    /// partition's), recording which in the journal, and wakes every waiter.
+    fn notify_all(&self, touched: Option<Vec<Arc<Partition>>>) {
+        let mut journal = self.roles_journal.lock().unwrap_or_else(|e| e.into_inner());
+        let mut version = 0;
+        self.all_partitions_version.send_modify(|v| {
+            *v = v.wrapping_add(1);
+            version = *v;
+        });
+        match touched {
+            Some(touched) if touched.len() < ROLES_JOURNAL_CAPACITY => {
+                journal.held += touched.len() + 1;
+                let touched = touched.iter().map(Touched::of).collect();
+                journal.changes.push_back((version, touched));
+                while journal.held > ROLES_JOURNAL_CAPACITY {
+                    let Some((dropped, partitions)) = journal.changes.pop_front() else {
+                        break;
+                    };
+                    journal.held -= partitions.len() + 1;
+                    journal.since = dropped;
+                }
+            }
+            _ => {
+                journal.changes.clear();
+                journal.held = 0;
+                journal.since = version;
+            }
+        }
+        drop(journal);
         self.data_version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The partitions whose roles changed after roles version `version` (each as often as a change
+    /// touched it; removed ones are retired or gone), with the roles version they bring the caller
+    /// to; `None` when the journal no longer reaches back that far, and every hosted partition must
+    /// be looked at instead. Whatever the caller decides from a partition it reads from its current
+    /// state.
+    pub fn roles_changed_since(&self, version: u64) -> Option<(u64, Vec<Touched>)> {
+        let journal = self.roles_journal.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.roles_version();
+        if version < journal.since || version > current {
+            return None;
+        }
+        let touched = journal
+            .changes
+            .iter()
+            .filter(|(moved_to, _)| *moved_to > version)
+            .flat_map(|(_, partitions)| partitions.iter().cloned())
+            .collect();
+        Some((current, touched))
     }
 
     /// Appends one producer batch as the partition's leader. The batch is written (in the order calls
@@ -878,92 +1004,131 @@ impl ReplicaManager {
     ///
     /// The walk visits every hosted partition, which at 100,000 partitions was the largest share of
     /// an idle broker's CPU at four walks a second (issue #18). It is skipped when it cannot find
-    /// anything: the last walk found every ISR member caught up and nothing proposed, leadership
-    /// and ISRs have not changed since, every member was heard from within the stall time, and
-    /// the last walk is less than half the lag time old (Kafka checks ISRs every half lag time).
-    /// A member falls behind only with an append after that walk, so it cannot have been behind
-    /// for the lag time before the next periodic walk finds it behind; from then on every tick
-    /// walks.
+    /// anything: the last walk found every ISR member caught up and nothing proposed, every member
+    /// was heard from within the stall time, and the last walk is less than half the lag time old
+    /// (Kafka checks ISRs every half lag time). A member falls behind only with an append after
+    /// that walk, so it cannot have been behind for the lag time before the next periodic walk
+    /// finds it behind; from then on every tick walks. Partitions whose leadership or ISR changed
+    /// since are looked at alone (the roles journal), unless the journal no longer reaches back.
     pub fn shrink_lagging_isrs(&self, lag: Duration, stall: Duration, watched_since: Instant) {
         let roles_version = self.roles_version();
-        if !self.isr_walk_due(lag, stall, watched_since, roles_version) {
-            return;
-        }
-        let mut unsettled = false;
-        let mut members = HashSet::new();
-        for partition in self.partitions() {
-            let state = partition.state();
-            if state.recovering {
-                unsettled = true;
-                self.clear_recovering(&partition);
-                continue;
-            }
-            if state.leader != self.broker_id || state.isr.len() <= 1 {
-                continue;
-            }
-            let leo = partition.log.log_end_offset();
-            let (mut lagging, mut stalled) = (Vec::new(), Vec::new());
-            for &member in state.isr.iter().filter(|&&b| b != self.broker_id) {
-                members.insert(member);
-                // A follower that has not fetched under this leader epoch counts from its start.
-                let (caught_up, fetched) = match partition.follower(member) {
-                    Some(f) if f.log_end_offset >= leo => (None, f.last_fetch()),
-                    Some(f) => (Some(f.last_caught_up), f.last_fetch()),
-                    None => (Some(partition.leader_since()), partition.leader_since()),
-                };
-                unsettled |= caught_up.is_some();
-                let heard = self
-                    .follower_contact(member)
-                    .map_or(fetched, |contact| contact.max(fetched));
-                if heard.max(watched_since).elapsed() > stall {
-                    stalled.push(member);
-                } else if caught_up.is_some_and(|t| t.elapsed() > lag) {
-                    lagging.push(member);
-                }
-            }
-            if lagging.is_empty() && stalled.is_empty() {
-                continue;
-            }
-            unsettled = true;
-            if !partition.begin_isr_change() {
-                continue;
-            }
-            let new_isr = state
-                .isr
-                .iter()
-                .filter(|b| !lagging.contains(b) && !stalled.contains(b))
-                .map(|&b| (b, -1))
-                .collect();
-            info!(topic = %partition.topic, partition = partition.index, ?lagging, ?stalled, "shrinking the ISR");
-            self.request_isr_change(&partition, &state, new_isr);
+        let walk = self.isr_walk_due(lag, stall, watched_since, roles_version);
+        let (partitions, full) = match walk {
+            IsrWalk::Skip => return,
+            IsrWalk::All => (self.partitions(), true),
+            IsrWalk::Touched(touched) => (
+                touched.iter().filter_map(Touched::partition).collect(),
+                false,
+            ),
+        };
+        let mut found = IsrFindings::default();
+        for partition in &partitions {
+            self.check_isr(partition, lag, stall, watched_since, &mut found);
         }
         let mut scan = self.isr_scan.lock().unwrap_or_else(|e| e.into_inner());
-        scan.at = Some(Instant::now());
-        scan.roles_version = roles_version;
-        scan.unsettled = unsettled;
-        scan.members = members;
-        scan.walks += 1;
+        if full {
+            scan.at = Some(Instant::now());
+            scan.roles_version = roles_version;
+            scan.unsettled = found.unsettled;
+            scan.members = found.members;
+            scan.walks += 1;
+        } else {
+            // Only what changed was looked at: what the last full walk found of the others stands.
+            scan.roles_version = scan.roles_version.max(roles_version);
+            scan.unsettled |= found.unsettled;
+            scan.members.extend(found.members);
+            scan.partial_walks += 1;
+        }
     }
 
-    /// Whether [`ReplicaManager::shrink_lagging_isrs`] must walk the partitions now.
+    /// One partition of [`ReplicaManager::shrink_lagging_isrs`]'s walk.
+    fn check_isr(
+        &self,
+        partition: &Arc<Partition>,
+        lag: Duration,
+        stall: Duration,
+        watched_since: Instant,
+        found: &mut IsrFindings,
+    ) {
+        if !partition.is_hosted() {
+            return;
+        }
+        let state = partition.state();
+        if state.recovering {
+            found.unsettled = true;
+            self.clear_recovering(partition);
+            return;
+        }
+        if state.leader != self.broker_id || state.isr.len() <= 1 {
+            return;
+        }
+        let leo = partition.log.log_end_offset();
+        let (mut lagging, mut stalled) = (Vec::new(), Vec::new());
+        for &member in state.isr.iter().filter(|&&b| b != self.broker_id) {
+            found.members.insert(member);
+            // A follower that has not fetched under this leader epoch counts from its start.
+            let (caught_up, fetched) = match partition.follower(member) {
+                Some(f) if f.log_end_offset >= leo => (None, f.last_fetch()),
+                Some(f) => (Some(f.last_caught_up), f.last_fetch()),
+                None => (Some(partition.leader_since()), partition.leader_since()),
+            };
+            found.unsettled |= caught_up.is_some();
+            let heard = self
+                .follower_contact(member)
+                .map_or(fetched, |contact| contact.max(fetched));
+            if heard.max(watched_since).elapsed() > stall {
+                stalled.push(member);
+            } else if caught_up.is_some_and(|t| t.elapsed() > lag) {
+                lagging.push(member);
+            }
+        }
+        if lagging.is_empty() && stalled.is_empty() {
+            return;
+        }
+        found.unsettled = true;
+        if !partition.begin_isr_change() {
+            return;
+        }
+        let new_isr = state
+            .isr
+            .iter()
+            .filter(|b| !lagging.contains(b) && !stalled.contains(b))
+            .map(|&b| (b, -1))
+            .collect();
+        info!(topic = %partition.topic, partition = partition.index, ?lagging, ?stalled, "shrinking the ISR");
+        self.request_isr_change(partition, &state, new_isr);
+    }
+
+    /// Whether [`ReplicaManager::shrink_lagging_isrs`] must walk the partitions now, and which: only
+    /// those whose roles changed since the last walk when nothing else calls for one (the roles
+    /// journal), every partition otherwise.
     fn isr_walk_due(
         &self,
         lag: Duration,
         stall: Duration,
         watched_since: Instant,
         roles_version: u64,
-    ) -> bool {
+    ) -> IsrWalk {
         let scan = self.isr_scan.lock().unwrap_or_else(|e| e.into_inner());
         let Some(at) = scan.at else {
-            return true;
+            return IsrWalk::All;
         };
-        at.elapsed() >= lag / 2
+        let due = at.elapsed() >= lag / 2
             || scan.unsettled
-            || scan.roles_version != roles_version
             || scan.members.iter().any(|&member| {
                 self.follower_contact(member)
                     .is_none_or(|contact| contact.max(watched_since).elapsed() > stall)
-            })
+            });
+        if due {
+            return IsrWalk::All;
+        }
+        if scan.roles_version == roles_version {
+            return IsrWalk::Skip;
+        }
+        match self.roles_changed_since(scan.roles_version) {
+            Some((_, touched)) => IsrWalk::Touched(touched),
+            None => IsrWalk::All,
+        }
     }
 
     /// Walks of the partitions done by [`ReplicaManager::shrink_lagging_isrs`].
@@ -973,6 +1138,16 @@ impl ReplicaManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .walks
+    }
+
+    /// Walks of only the partitions whose roles changed done by
+    /// [`ReplicaManager::shrink_lagging_isrs`].
+    #[cfg(test)]
+    fn isr_partial_walks(&self) -> u64 {
+        self.isr_scan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .partial_walks
     }
 
     /// Brings the hosted partitions in line with `image`: creates logs for partitions this broker
@@ -1004,7 +1179,7 @@ impl ReplicaManager {
             .map(|b| b.broker_id)
             .collect();
         // A replica fenced or back changes the low watermark that DeleteRecords waits on.
-        let mut changed = {
+        let alive_moved = {
             let mut known = self
                 .alive_brokers
                 .write()
@@ -1025,6 +1200,8 @@ impl ReplicaManager {
             .clone();
         let assignments = self.assignments(image, previous, &unopened);
         self.open_new_logs(&assignments);
+        // The partitions whose roles this image changes, for the roles journal.
+        let mut touched = Vec::new();
         for assignment in &assignments {
             let (topic, index) = (assignment.topic, assignment.index);
             let registration = assignment.registration;
@@ -1042,7 +1219,7 @@ impl ReplicaManager {
                 Some(partition) => {
                     partition.log.update_config(config);
                     if let Some(previous) = partition.update(state.clone()) {
-                        changed = true;
+                        touched.push(partition.clone());
                         let became_leader = state.leader == self.broker_id
                             && (previous.leader != self.broker_id
                                 || previous.leader_epoch < state.leader_epoch);
@@ -1071,8 +1248,8 @@ impl ReplicaManager {
                         self.partitions
                             .write()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert((topic.id, index), partition);
-                        changed = true;
+                            .insert((topic.id, index), partition.clone());
+                        touched.push(partition);
                     }
                     Err(e) => {
                         let error = e.to_string();
@@ -1099,19 +1276,20 @@ impl ReplicaManager {
             }
         }
         let removed = match previous {
-            _ if !authoritative => 0,
+            _ if !authoritative => Vec::new(),
             Some(previous) if !remove_all_unwanted => self.remove_moved_away(previous, image),
             _ => self.remove_unwanted(image),
         };
-        changed |= removed > 0;
-        if changed {
-            self.notify_all();
+        let removed_count = removed.len();
+        touched.extend(removed);
+        if alive_moved || !touched.is_empty() {
+            self.notify_all(Some(touched));
         }
         self.applied_offset.send_replace(image.offset);
         let applied = AppliedMetadata {
             full: previous.is_none() || remove_all_unwanted,
             partitions: assignments.len(),
-            removed,
+            removed: removed_count,
         };
         *last = Some(LastApplied {
             image: image.clone(),
@@ -1260,8 +1438,8 @@ impl ReplicaManager {
     }
 
     /// Deletes hosted partitions and leftover directories the image does not give this broker;
-    /// returns how many hosted partitions were deleted.
-    fn remove_unwanted(&self, image: &MetadataImage) -> usize {
+    /// returns the hosted partitions deleted.
+    fn remove_unwanted(&self, image: &MetadataImage) -> Vec<Arc<Partition>> {
         let wanted: HashSet<(TopicId, i32)> = image
             .partitions()
             .filter(|(_, _, registration)| registration.replicas.contains(&self.broker_id))
@@ -1276,8 +1454,7 @@ impl ReplicaManager {
                 .collect();
             keys.iter().filter_map(|k| partitions.remove(k)).collect()
         };
-        let removed = stale.len();
-        self.delete_partitions(image, stale);
+        self.delete_partitions(image, &stale);
         for tp in self.logs.partitions() {
             let hosted = image
                 .topic_by_name(&tp.topic)
@@ -1293,13 +1470,17 @@ impl ReplicaManager {
                 }
             }
         }
-        removed
+        stale
     }
 
     /// Deletes the hosted partitions that `previous` gave this broker and `image` no longer does:
     /// only topics deleted or changed since can hold them. `previous` was applied authoritatively,
     /// so nothing else hosted here is unwanted and no directory is left over.
-    fn remove_moved_away(&self, previous: &MetadataImage, image: &MetadataImage) -> usize {
+    fn remove_moved_away(
+        &self,
+        previous: &MetadataImage,
+        image: &MetadataImage,
+    ) -> Vec<Arc<Partition>> {
         let gone: Vec<(TopicId, i32)> = previous
             .topics
             .values()
@@ -1317,19 +1498,18 @@ impl ReplicaManager {
             })
             .collect();
         if gone.is_empty() {
-            return 0;
+            return Vec::new();
         }
         let stale: Vec<Arc<Partition>> = {
             let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
             gone.iter().filter_map(|k| partitions.remove(k)).collect()
         };
-        let removed = stale.len();
-        self.delete_partitions(image, stale);
-        removed
+        self.delete_partitions(image, &stale);
+        stale
     }
 
     /// Deletes the logs of partitions no longer hosted.
-    fn delete_partitions(&self, image: &MetadataImage, stale: Vec<Arc<Partition>>) {
+    fn delete_partitions(&self, image: &MetadataImage, stale: &[Arc<Partition>]) {
         for partition in stale {
             partition.retire();
             if image.topic_by_name(&partition.topic).is_none() {
@@ -1582,6 +1762,14 @@ mod tests {
         let first = two_topics(topic_id, other_id);
         let applied = replicas.apply_metadata(&first, true);
         assert_eq!((applied.full, applied.partitions), (true, 3));
+        let journaled = |since: u64| {
+            let (now, touched) = replicas.roles_changed_since(since).expect("in the journal");
+            let mut keys: Vec<(Uuid, i32)> =
+                touched.iter().map(|t| (t.topic_id, t.index)).collect();
+            keys.sort();
+            (now, keys)
+        };
+        let before = replicas.roles_version();
 
         // Broker 1 becomes the leader of u-1: its new epoch starts at its log end.
         let moved = next(
@@ -1608,6 +1796,9 @@ mod tests {
             (1, 1)
         );
         assert_eq!(partition.log.latest_epoch(), Some(1));
+        // What follows roles (fetchers, the ISR walk) learns of that partition alone.
+        let (after_move, touched) = journaled(before);
+        assert_eq!(touched, vec![(other_id, 1)]);
 
         // A change that is no partition's (a broker fenced) touches none.
         let fenced = next(
@@ -1623,6 +1814,46 @@ mod tests {
         let applied = replicas.apply_metadata(&fenced, true);
         assert_eq!((applied.full, applied.partitions), (false, 0));
         assert!(!replicas.isr_eligible(3, 13));
+        let (after_fence, touched) = journaled(after_move);
+        assert!(
+            after_fence > after_move && touched.is_empty(),
+            "{touched:?}"
+        );
+
+        // Topic u deleted: both its partitions, which the journal does not keep alive.
+        let deleted = next(&fenced, &[Record::RemoveTopic { topic_id: other_id }]);
+        assert_eq!(replicas.apply_metadata(&deleted, true).removed, 2);
+        drop(partition);
+        let (_, touched) = replicas.roles_changed_since(after_fence).unwrap();
+        assert_eq!(touched.len(), 2);
+        assert!(touched
+            .iter()
+            .all(|t| t.topic_id == other_id && t.partition().is_none()));
+    }
+
+    /// The roles journal keeps recent changes up to its capacity: a caller further behind, or past
+    /// a change too large for it, is told to look at every partition.
+    #[test]
+    fn the_roles_journal_forgets_what_is_beyond_its_capacity() {
+        let (_dir, replicas, _changes, partition) = manager(&[1]);
+        let start = replicas.roles_version();
+        replicas.roles_changed(vec![partition.clone()]);
+        let (now, touched) = replicas.roles_changed_since(start).unwrap();
+        assert_eq!((now, touched.len()), (start + 1, 1));
+        assert_eq!(replicas.roles_changed_since(now).unwrap().1.len(), 0);
+        // Small changes push the oldest out.
+        for _ in 0..ROLES_JOURNAL_CAPACITY / 2 {
+            replicas.roles_changed(vec![partition.clone()]);
+        }
+        assert!(replicas.roles_changed_since(start).is_none());
+        let recent = replicas.roles_version() - 10;
+        assert_eq!(replicas.roles_changed_since(recent).unwrap().1.len(), 10);
+        // One too large empties it.
+        replicas.roles_changed(vec![partition.clone(); ROLES_JOURNAL_CAPACITY]);
+        assert!(replicas.roles_changed_since(recent).is_none());
+        let now = replicas.roles_version();
+        let (at, touched) = replicas.roles_changed_since(now).unwrap();
+        assert_eq!((at, touched.len()), (now, 0));
     }
 
     /// A topic's config change reaches its partitions only; a cluster-wide one reaches every
@@ -2148,6 +2379,23 @@ mod tests {
             waited > LAG - LONG_POLL && waited <= LAG + STALL,
             "after {waited:?}"
         );
+        cancel.cancel();
+    }
+
+    /// Issue #18: a roles change makes the ISR walk look at the partitions it touched, not at every
+    /// hosted partition.
+    #[tokio::test(start_paused = true)]
+    async fn a_roles_change_walks_only_the_partitions_it_touched_for_isrs() {
+        let (_dir, replicas, mut changes, partition, cancel) = shrinking().await;
+        let _follower_2 = keep_fetching_in_contact(&replicas, &partition, 2, None, cancel.clone());
+        let _follower_3 = keep_fetching_in_contact(&replicas, &partition, 3, None, cancel.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (walks, partial) = (replicas.isr_walks(), replicas.isr_partial_walks());
+        replicas.roles_changed(vec![partition.clone()]);
+        tokio::time::sleep(STALL).await;
+        assert_eq!(replicas.isr_walks(), walks, "no walk of every partition");
+        assert_eq!(replicas.isr_partial_walks(), partial + 1);
+        assert!(changes.try_recv().is_err(), "healthy followers stay");
         cancel.cancel();
     }
 

@@ -176,8 +176,13 @@ impl Partition {
     /// hosted. A check made against `state` holds while this does, whatever else changed in the
     /// cluster; a fetch session relies on it to resolve its partitions once, not on every change.
     pub fn holds(&self, state: &Arc<PartitionState>) -> bool {
-        !self.retired.load(Ordering::Acquire)
+        self.is_hosted()
             && Arc::ptr_eq(&self.state.read().unwrap_or_else(|e| e.into_inner()), state)
+    }
+
+    /// Whether the replica manager still hosts this partition: it was not dropped since.
+    pub fn is_hosted(&self) -> bool {
+        !self.retired.load(Ordering::Acquire)
     }
 
     /// Marks the partition as no longer hosted (the replica manager dropped it).
