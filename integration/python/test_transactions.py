@@ -673,8 +673,17 @@ def test_an_abort_right_after_a_commit_whose_markers_wait_is_not_fatal(txn_clust
     txn_cluster.create_topic(blocked, partitions=1, replication_factor=1)
     txn_cluster.create_topic(other, partitions=1, replication_factor=3)
     leader = txn_cluster.leaders(blocked)[0]
-    transactional_id = next(i for i in (txn_id("abort-after-commit") for _ in range(100))
-                            if coordinator_of(txn_cluster, i) != leader)
+    candidates = [txn_id("abort-after-commit") for _ in range(100)]
+
+    def coordinated_elsewhere() -> str | None:
+        # Until the controller restores the preferred leaders after an earlier test's restarts,
+        # every coordinator may be the blocked partition's leader.
+        leaders = transaction_state_leaders(txn_cluster)
+        return next((i for i in candidates
+                     if leaders[java_partition_for(i, len(leaders))] not in (leader, -1)), None)
+
+    transactional_id = wait_until(coordinated_elsewhere, 60,
+                                  f"a transactional id whose coordinator is not broker {leader}")
     producer = Producer({"bootstrap.servers": txn_cluster.bootstrap_servers, "transactional.id": transactional_id})
     producer.init_transactions(60)
     producer.begin_transaction()
