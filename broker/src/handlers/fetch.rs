@@ -1120,15 +1120,7 @@ mod tests {
 
         // Another topic, led here: the image and the replica manager's roles both move.
         let other = Uuid::new_v4();
-        let change = |offset, records: &[Record]| {
-            b.ctx
-                .metadata
-                .apply(&[crate::metadata::tests::update(offset, false, records)])
-                .expect("applies");
-            b.ctx
-                .replicas
-                .apply_metadata(&b.ctx.metadata.current(), true);
-        };
+        let change = |offset, records: &[Record]| apply_change(&b, offset, records);
         change(11, &topic("elsewhere", other, &[&[1, 2]]));
         assert!(b.ctx.replicas.partition(other, 0).is_some());
         let response = handle(&b.ctx, &rc, incremental(&b, id, session, 2)).await;
@@ -1157,6 +1149,17 @@ mod tests {
         assert_eq!(b.ctx.fetch_sessions.resolutions(session), resolved + 1);
     }
 
+    /// Publishes `records` at `offset` to `b`'s metadata cache and applies the image to its replicas.
+    fn apply_change(b: &TestBroker, offset: u64, records: &[Record]) {
+        b.ctx
+            .metadata
+            .apply(&[crate::metadata::tests::update(offset, false, records)])
+            .expect("applies");
+        b.ctx
+            .replicas
+            .apply_metadata(&b.ctx.metadata.current(), true);
+    }
+
     /// Issue #18: a follower's parked fetch of a large session does not read its partitions again
     /// for a topic created elsewhere or another partition's roles changing (at 100,000 partitions
     /// each such change cost every session a pass over tens of thousands); a change of one of its
@@ -1179,15 +1182,7 @@ mod tests {
         let parked_at = last_pass();
 
         // Another topic, led here: the image and the replica manager's roles both move.
-        let change = |offset, records: &[Record]| {
-            b.ctx
-                .metadata
-                .apply(&[crate::metadata::tests::update(offset, false, records)])
-                .expect("applies");
-            b.ctx
-                .replicas
-                .apply_metadata(&b.ctx.metadata.current(), true);
-        };
+        let change = |offset, records: &[Record]| apply_change(&b, offset, records);
         let other = Uuid::new_v4();
         change(11, &topic("elsewhere", other, &[&[1, 2]]));
         assert!(tokio::time::timeout(park, &mut waiting).await.is_err());

@@ -725,27 +725,7 @@ impl FetchSessionHandler {
             let Some(sent) = SentFetch::of(partition) else {
                 continue;
             };
-            let changed = match self.partitions.entry((partition.topic_id, partition.index)) {
-                Entry::Occupied(mut entry) => {
-                    let entry = entry.get_mut();
-                    entry.seen = scan;
-                    let same = entry.sent == sent && Arc::ptr_eq(&entry.partition, partition);
-                    if !same {
-                        entry.sent = sent;
-                        entry.partition = partition.clone();
-                    }
-                    !same
-                }
-                Entry::Vacant(entry) => {
-                    entry.insert(SessionPartition {
-                        partition: partition.clone(),
-                        sent,
-                        seen: scan,
-                    });
-                    true
-                }
-            };
-            if changed {
+            if self.record(partition, sent, Some(scan)) {
                 named.push((partition.topic_id, sent.request(partition.index)));
             }
         }
@@ -758,6 +738,35 @@ impl FetchSessionHandler {
             followed
         });
         (named, forgotten)
+    }
+
+    /// Records `partition`'s fetch state `sent` in the session, as found by the read of every
+    /// partition numbered `seen` if any; returns whether a request must name it (new to the
+    /// session, or changed since it was last sent).
+    fn record(&mut self, partition: &Arc<Partition>, sent: SentFetch, seen: Option<u64>) -> bool {
+        let new_seen = seen.unwrap_or(self.scans);
+        match self.partitions.entry((partition.topic_id, partition.index)) {
+            Entry::Occupied(mut entry) => {
+                let entry = entry.get_mut();
+                if let Some(seen) = seen {
+                    entry.seen = seen;
+                }
+                let same = entry.sent == sent && Arc::ptr_eq(&entry.partition, partition);
+                if !same {
+                    entry.sent = sent;
+                    entry.partition = partition.clone();
+                }
+                !same
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(SessionPartition {
+                    partition: partition.clone(),
+                    sent,
+                    seen: new_seen,
+                });
+                true
+            }
+        }
     }
 
     /// Reads again only the partitions of `answered` (what the last response named) and those of
@@ -792,26 +801,7 @@ impl FetchSessionHandler {
                 }
                 continue;
             };
-            let changed = match self.partitions.entry(key) {
-                Entry::Occupied(mut entry) => {
-                    let entry = entry.get_mut();
-                    let same = entry.sent == sent && Arc::ptr_eq(&entry.partition, partition);
-                    if !same {
-                        entry.sent = sent;
-                        entry.partition = partition.clone();
-                    }
-                    !same
-                }
-                Entry::Vacant(entry) => {
-                    entry.insert(SessionPartition {
-                        partition: partition.clone(),
-                        sent,
-                        seen: self.scans,
-                    });
-                    true
-                }
-            };
-            if changed {
+            if self.record(partition, sent, None) {
                 named.push((key.0, sent.request(key.1)));
             }
         }
