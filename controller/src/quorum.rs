@@ -286,3 +286,80 @@ impl Quorum {
         }
     }
 }
+
+/// Quorums of one voter over a real Raft store, for the tests of what runs on a quorum (the only
+/// voter needs no network).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use openraft::{BasicNode, Raft};
+
+    use super::Quorum;
+    use crate::applied::AppliedMetadata;
+    use crate::raft::{
+        open, raft_config, NetworkFactory, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS,
+        DEFAULT_HEARTBEAT_MS, DEFAULT_SNAPSHOT_LOGS,
+    };
+    use crate::state::{ControllerResult, Record};
+
+    /// The address the only voter is registered under; nothing is ever sent to it.
+    const NOWHERE: &str = "127.0.0.1:1";
+
+    /// A quorum whose Raft store in `dir` was never initialized: no leader, nothing applied, as a
+    /// follower is before the log reaches it.
+    pub async fn uninitialized(dir: &Path) -> Arc<Quorum> {
+        let applied = Arc::new(AppliedMetadata::new());
+        let (log_store, state_machine) = open(dir, applied.clone()).await.unwrap();
+        let committed = log_store.committed_index();
+        let config = raft_config(
+            DEFAULT_HEARTBEAT_MS,
+            DEFAULT_ELECTION_MIN_MS,
+            DEFAULT_ELECTION_MAX_MS,
+            DEFAULT_SNAPSHOT_LOGS,
+        )
+        .unwrap();
+        let raft = Raft::new(
+            1,
+            Arc::new(config),
+            NetworkFactory::new(1),
+            log_store,
+            state_machine,
+        )
+        .await
+        .unwrap();
+        Arc::new(Quorum::new(
+            raft,
+            applied,
+            1,
+            BTreeMap::from([(1, NOWHERE.to_string())]),
+            committed,
+            Duration::from_secs(5),
+        ))
+    }
+
+    /// The only voter of a quorum in `dir`, leading itself, bootstrapped with `cluster_id`.
+    pub async fn single_voter(dir: &Path, cluster_id: &str) -> Arc<Quorum> {
+        let quorum = uninitialized(dir).await;
+        let raft = quorum.raft().clone();
+        raft.initialize(BTreeMap::from([(1, BasicNode::new(NOWHERE))]))
+            .await
+            .unwrap();
+        raft.wait(Some(Duration::from_secs(60)))
+            .metrics(|m| m.current_leader == Some(1), "the only voter leads")
+            .await
+            .unwrap();
+        let cluster_id = cluster_id.to_string();
+        quorum
+            .run(move |_| {
+                let records = vec![Record::ClusterId { cluster_id }];
+                Ok(ControllerResult::new(records, ()))
+            })
+            .await
+            .unwrap();
+        quorum
+    }
+}

@@ -1224,78 +1224,29 @@ fn alter_resource_from_proto(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::Path;
-
-    use openraft::{BasicNode, Raft};
 
     use super::*;
     use crate::liveness::Expiry;
-    use crate::raft::{
-        open, raft_config, NetworkFactory, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS,
-        DEFAULT_HEARTBEAT_MS, DEFAULT_SNAPSHOT_LOGS,
-    };
     use crate::state::{ControllerResult, Record};
 
     const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
     const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
     const SESSION_GRACE: Duration = Duration::from_millis(500);
 
-    /// The API of a single-voter controller over a real Raft store in `dir` (the only voter needs no
-    /// network), bootstrapped with a cluster id.
+    /// The API of a single-voter controller over a real Raft store in `dir`, bootstrapped with a
+    /// cluster id.
     async fn single_controller(dir: &Path) -> ControllerApi {
-        let api = uninitialized_controller(dir).await;
-        let raft = api.quorum.raft().clone();
-        let nowhere = "127.0.0.1:1".to_string();
-        raft.initialize(BTreeMap::from([(1, BasicNode::new(&nowhere))]))
-            .await
-            .unwrap();
-        raft.wait(Some(Duration::from_secs(60)))
-            .metrics(|m| m.current_leader == Some(1), "the only voter leads")
-            .await
-            .unwrap();
-        api.quorum
-            .run(|_| {
-                let records = vec![Record::ClusterId {
-                    cluster_id: "grpc-test".into(),
-                }];
-                Ok(ControllerResult::new(records, ()))
-            })
-            .await
-            .unwrap();
-        api
+        api_over(crate::quorum::test_support::single_voter(dir, "grpc-test").await)
     }
 
     /// The API of a controller whose Raft store in `dir` was never initialized: no leader, nothing
     /// applied, as a follower is before the log reaches it.
     async fn uninitialized_controller(dir: &Path) -> ControllerApi {
-        let applied = Arc::new(AppliedMetadata::new());
-        let (log_store, state_machine) = open(dir, applied.clone()).await.unwrap();
-        let committed = log_store.committed_index();
-        let config = raft_config(
-            DEFAULT_HEARTBEAT_MS,
-            DEFAULT_ELECTION_MIN_MS,
-            DEFAULT_ELECTION_MAX_MS,
-            DEFAULT_SNAPSHOT_LOGS,
-        )
-        .unwrap();
-        let raft = Raft::new(
-            1,
-            Arc::new(config),
-            NetworkFactory::new(1),
-            log_store,
-            state_machine,
-        )
-        .await
-        .unwrap();
-        let quorum = Arc::new(Quorum::new(
-            raft,
-            applied,
-            1,
-            BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
-            committed,
-            Duration::from_secs(5),
-        ));
+        api_over(crate::quorum::test_support::uninitialized(dir).await)
+    }
+
+    fn api_over(quorum: Arc<Quorum>) -> ControllerApi {
         ControllerApi {
             quorum,
             liveness: Arc::new(Liveness::new(SESSION_TIMEOUT, Some(SESSION_GRACE))),

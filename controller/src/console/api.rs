@@ -560,7 +560,6 @@ async fn group(
 mod tests {
     //! The routes without a socket: a one-voter quorum in a temp dir, the router called directly.
 
-    use std::collections::BTreeMap;
     use std::net::SocketAddr;
     use std::path::Path;
     use std::time::Duration;
@@ -570,70 +569,19 @@ mod tests {
     use axum::http::Request;
     use chronik_control_auth::Token;
     use futures::StreamExt;
-    use openraft::{BasicNode, Raft};
     use tokio_util::sync::CancellationToken;
     use tower::ServiceExt;
 
     use super::*;
     use crate::api::http_listener::HttpPeer;
-    use crate::applied::AppliedMetadata;
     use crate::console::ConsoleConfig;
     use crate::quorum::Quorum;
-    use crate::raft::{
-        open, raft_config, NetworkFactory, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS,
-        DEFAULT_HEARTBEAT_MS, DEFAULT_SNAPSHOT_LOGS,
-    };
-    use crate::state::{ControllerResult, Record};
 
     const ADMIN: &str = "admin-token-0123456789";
 
     /// One voter that leads itself, bootstrapped with a cluster id.
     async fn single_quorum(dir: &Path) -> Arc<Quorum> {
-        let applied = Arc::new(AppliedMetadata::new());
-        let (log_store, state_machine) = open(dir, applied.clone()).await.unwrap();
-        let committed = log_store.committed_index();
-        let config = raft_config(
-            DEFAULT_HEARTBEAT_MS,
-            DEFAULT_ELECTION_MIN_MS,
-            DEFAULT_ELECTION_MAX_MS,
-            DEFAULT_SNAPSHOT_LOGS,
-        )
-        .unwrap();
-        let raft = Raft::new(
-            1,
-            Arc::new(config),
-            NetworkFactory::new(1),
-            log_store,
-            state_machine,
-        )
-        .await
-        .unwrap();
-        let nowhere = "127.0.0.1:1".to_string();
-        raft.initialize(BTreeMap::from([(1, BasicNode::new(&nowhere))]))
-            .await
-            .unwrap();
-        raft.wait(Some(Duration::from_secs(60)))
-            .metrics(|m| m.current_leader == Some(1), "the only voter leads")
-            .await
-            .unwrap();
-        let quorum = Arc::new(Quorum::new(
-            raft,
-            applied,
-            1,
-            BTreeMap::from([(1, nowhere)]),
-            committed,
-            Duration::from_secs(5),
-        ));
-        quorum
-            .run(|_| {
-                let records = vec![Record::ClusterId {
-                    cluster_id: "console-test".into(),
-                }];
-                Ok(ControllerResult::new(records, ()))
-            })
-            .await
-            .unwrap();
-        quorum
+        crate::quorum::test_support::single_voter(dir, "console-test").await
     }
 
     fn console(quorum: Arc<Quorum>, shutdown: CancellationToken) -> Arc<Console> {
