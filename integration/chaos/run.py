@@ -468,6 +468,8 @@ class Run:
                 print(f"\n[{a.kind}] {a.detail}")
                 for line in checker.history_around(ops, self.faults, a):
                     print(f"    {line}")
+                for line in evidence(self.dir, self.topic, a):
+                    print(f"    {line}")
             hidden = sum(max(0, n - 3) for n in shown.values())
             if hidden:
                 print(f"\n({hidden} more anomalies in {self.dir / 'report.json'})")
@@ -597,10 +599,12 @@ def compare_replicas(cluster: ChaosCluster, topic: str, hws: dict[int, int],
                         (attributes,) = struct.unpack_from(">h", data, h.position + 21)
                         producer_id, producer_epoch, base_sequence = struct.unpack_from(
                             ">qhi", data, h.position + 43)
-                        out.write(json.dumps({"b": b, "p": p, "o": h.base_offset, "n": h.next_offset,
-                                              "le": h.partition_leader_epoch, "pid": producer_id,
-                                              "pe": producer_epoch, "seq": base_sequence,
-                                              "attr": attributes}) + "\n")
+                        row = {"b": b, "p": p, "o": h.base_offset, "n": h.next_offset,
+                               "le": h.partition_leader_epoch, "pid": producer_id, "pe": producer_epoch,
+                               "seq": base_sequence, "attr": attributes}
+                        if attributes & CONTROL:
+                            row["marker"] = control_type(data[h.position:h.end_position])
+                        out.write(json.dumps(row) + "\n")
                         if h.next_offset <= hw:
                             batches.append((h.base_offset, h.next_offset, h.partition_leader_epoch,
                                             data[h.position:h.end_position]))
@@ -608,6 +612,110 @@ def compare_replicas(cluster: ChaosCluster, topic: str, hws: dict[int, int],
                     logs[b] = batches
             anomalies += checker.compare_replica_logs(p, hw, logs)
     return anomalies
+
+
+# Record batch attributes (KIP-98): the transactional and the control bits.
+TRANSACTIONAL = 0x10
+CONTROL = 0x20
+# Batch header bytes before the first record (magic 2).
+BATCH_HEADER = 61
+
+
+def control_type(batch: bytes) -> str:
+    """The type of a control batch's record: "COMMIT", "ABORT", or what it holds (its key is a
+    version int16 then a type int16, Kafka's `ControlRecordType`)."""
+
+    def varint(at: int) -> tuple[int, int]:
+        shift = value = 0
+        while True:
+            byte = batch[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return (value >> 1) ^ -(value & 1), at
+            shift += 7
+
+    try:
+        at = BATCH_HEADER
+        _, at = varint(at)  # record length
+        at += 1  # attributes
+        _, at = varint(at)  # timestamp delta
+        _, at = varint(at)  # offset delta
+        key_length, at = varint(at)
+        if key_length < 4:
+            return f"key of {key_length} bytes"
+        (kind,) = struct.unpack_from(">h", batch, at + 2)
+    except (IndexError, struct.error):
+        return "unreadable"
+    return {0: "ABORT", 1: "COMMIT"}.get(kind, f"type {kind}")
+
+
+def evidence(run_dir: Path, topic: str, anomaly: checker.Anomaly) -> list[str]:
+    """What the replicas and the brokers' logs say around an anomaly's (partition, offset), so that a
+    failure seen only in a CI log can be traced: every replica's batches near the offset (from
+    `batches.jsonl`, markers with their type), the brokers' lines about that partition's leadership,
+    truncation and markers, and those naming the writer's transactional id, from 12 s before the
+    anomaly to 5 s after."""
+    p, o = anomaly.partition, anomaly.offset
+    if p is None or o is None:
+        return []
+    out = [f"replicas' batches of p{p} around offset {o} (le leader epoch, pid/pe/seq producer):"]
+    try:
+        rows = [json.loads(line) for line in (run_dir / "batches.jsonl").read_text().splitlines() if line]
+    except OSError:
+        rows = []
+    producer_ids = set()
+    # One line per distinct batch, naming the replicas that hold it.
+    holders: dict[tuple, list[int]] = {}
+    for row in rows:
+        if row["p"] == p and row["n"] > o - 6 and row["o"] <= o + 10:
+            kind = row.get("marker") or ("txn" if row["attr"] & TRANSACTIONAL else "data")
+            batch = (row["o"], row["n"], row["le"], row["pid"], row["pe"], row["seq"], kind)
+            holders.setdefault(batch, []).append(row["b"])
+            if row["o"] <= o < row["n"]:
+                producer_ids.add(row["pid"])
+    for (first, end, le, pid, pe, seq, kind), brokers in sorted(holders.items()):
+        out.append(f"  [{first},{end}) le={le} pid={pid} pe={pe} seq={seq} {kind} on "
+                   f"{','.join(f'b{b}' for b in sorted(brokers))}")
+    # Lines about this partition (its directory, not its neighbours': `chaos-1` is also a prefix of
+    # `chaos-10`) on leadership, truncation and the ISR, its markers of the producer(s) found at the
+    # offset, and the writer's coordinator lines (the workload's transactional ids are `chaos-p<i>`).
+    partition = re.compile(rf"/{re.escape(topic)}-{p}( |$)|topic=\"?{re.escape(topic)}\"? partition={p}\b")
+    keep = ("truncat", "leader", "follower", "epoch", "isr", "aborted", "recover", "producer")
+    markers = re.compile(r"marker.* producer_id=(-?\d+)")
+    writer = anomaly.value.rsplit("-", 1)[0] if anomaly.value else None
+    transactional_id = re.compile(rf"chaos-{re.escape(writer)}\b") if writer else None
+    start = (anomaly.t or time.time()) - 12
+    end = (anomaly.t or time.time()) + 5
+    lines: list[str] = []
+    for path in sorted(run_dir.glob("broker-*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if partition.search(line):
+                marker = markers.search(line)
+                wanted = (int(marker.group(1)) in producer_ids if marker
+                          else any(k in line.lower() for k in keep))
+            else:
+                wanted = bool(transactional_id and transactional_id.search(line))
+            if not wanted:
+                continue
+            at = log_time(line)
+            if at is not None and start <= at <= end:
+                lines.append(f"  {path.stem}: {line[:400]}")
+    lines.sort(key=lambda line: line.split(": ", 1)[1][:27])
+    if lines:
+        out.append(f"brokers' log lines about {topic}-{p} and chaos-{writer}:")
+        out += lines[-80:]
+    return out
+
+
+def log_time(line: str) -> float | None:
+    """The wall-clock time of a tracing line (`2026-12-05T18:33:33.073923Z ...`), or None."""
+    import datetime
+    try:
+        stamp = datetime.datetime.strptime(line[:26], "%Y-%m-%dT%H:%M:%S.%f")
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def parse_args(argv=None):

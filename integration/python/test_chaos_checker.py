@@ -398,3 +398,20 @@ def test_transactions_touching_an_unreadable_partition_are_not_judged():
     ops, final, _ = txn_history()
     del final[1][3]
     assert checker.check_transactions(ops, final, unreadable={1: "never reached its end"}) == []
+
+
+def test_the_batch_dump_names_a_control_batch_by_its_record_key():
+    """`run.control_type` reads a control record's key (version int16, type int16): what the chaos
+    run's evidence prints for each marker around an anomaly."""
+    import run
+
+    def control_batch(kind: int) -> bytes:
+        key = (0).to_bytes(2, "big") + kind.to_bytes(2, "big", signed=True)
+        # length, attributes, timestamp delta 0, offset delta 0, key length 4 (zigzag varints)
+        body = bytes([0, 0, 0, 8]) + key + bytes([0, 0])
+        return bytes(run.BATCH_HEADER) + bytes([len(body) * 2]) + body
+
+    assert run.control_type(control_batch(1)) == "COMMIT"
+    assert run.control_type(control_batch(0)) == "ABORT"
+    assert run.control_type(control_batch(7)) == "type 7"
+    assert run.control_type(bytes(run.BATCH_HEADER)) == "unreadable"

@@ -1569,11 +1569,15 @@ pub async fn run_metadata_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller_client::ControllerClient;
     use crate::log::batch::test_support::{client_batch, producer_batch};
     use chronik_metadata::records::{
         ConfigResource, PartitionChangeRecord, PartitionRecord, Record, RegisterBrokerRecord,
     };
     use chronik_metadata::Endpoint;
+    use chronik_proto::v1 as pb;
+    use std::sync::atomic::AtomicUsize;
+    use tokio_util::sync::CancellationToken;
     use uuid::Uuid;
 
     #[test]
@@ -1601,6 +1605,17 @@ mod tests {
     fn image_led_by(
         leader: BrokerId,
         leader_epoch: i32,
+        isr: &[BrokerId],
+        topic_id: Uuid,
+    ) -> MetadataImage {
+        image_at(leader, leader_epoch, leader_epoch, isr, topic_id)
+    }
+
+    /// Like [`image_led_by`], at `partition_epoch`.
+    fn image_at(
+        leader: BrokerId,
+        leader_epoch: i32,
+        partition_epoch: i32,
         isr: &[BrokerId],
         topic_id: Uuid,
     ) -> MetadataImage {
@@ -1633,7 +1648,7 @@ mod tests {
             isr: isr.to_vec(),
             leader,
             leader_epoch,
-            partition_epoch: leader_epoch,
+            partition_epoch,
             recovering: false,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
@@ -2769,5 +2784,209 @@ mod tests {
         append(1).await;
         replicas.on_follower_fetch(&partition, 2, 12, 6);
         assert_eq!(partition.log.high_watermark(), 6);
+    }
+
+    #[tokio::test]
+    async fn an_isr_addition_whose_answer_was_lost_keeps_counting_until_the_image_settles_it() {
+        // The transactional chaos run's lost commit (seed 11): the controller committed 3's return
+        // to the ISR, but its answer never reached the leader, which stopped counting 3 and
+        // acknowledged a record 3 did not have; 3, in the committed ISR, was then elected without it.
+        let (_dir, replicas, mut proposed, partition) = manager(&[1, 2]);
+        let replicas = Arc::new(replicas);
+        let append = |n: usize| {
+            let replicas = &replicas;
+            let partition = &partition;
+            async move {
+                for _ in 0..n {
+                    let pending = replicas
+                        .append_as_leader(partition, client_batch(&[1], 10), 1)
+                        .await
+                        .unwrap();
+                    replicas
+                        .complete_append(pending, 1, Duration::from_secs(1))
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        append(3).await;
+        replicas.on_follower_fetch(&partition, 2, 12, 3);
+        replicas.on_follower_fetch(&partition, 3, 13, 3);
+        let change = proposed.try_recv().expect("an ISR expansion");
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1), (3, 13)]);
+
+        // The first AlterPartition is committed but its answer is lost; the second, asked again,
+        // finds the partition epoch moved (by the first).
+        let controller = scripted_controller(|attempt, request| {
+            let topic = &request.topics[0];
+            (attempt > 0).then(|| pb::AlterPartitionResponse {
+                topics: vec![pb::AlterPartitionTopicResult {
+                    topic_id: topic.topic_id.clone(),
+                    partitions: vec![pb::AlterPartitionResult {
+                        partition_index: topic.partitions[0].partition_index,
+                        error_code: i32::from(ResponseError::InvalidUpdateVersion.code()),
+                        ..Default::default()
+                    }],
+                }],
+            })
+        })
+        .await;
+        let client = Arc::new(
+            ControllerClient::new(vec![controller.address.clone()], Duration::from_millis(300))
+                .unwrap(),
+        );
+        let (_status_tx, status) = watch::channel(crate::status::BrokerStatus {
+            broker_id: 1,
+            incarnation_id: Uuid::nil(),
+            state: crate::status::BrokerState::Running,
+            broker_epoch: Some(11),
+            cluster_id: None,
+            fenced: false,
+            offline_log_dirs: Vec::new(),
+        });
+        let (changes, receiver) = mpsc::unbounded_channel();
+        changes.send(change).unwrap();
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(super::super::isr::run_isr_changes(
+            replicas.clone(),
+            client,
+            status,
+            receiver,
+            cancel.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while controller.asked() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the unanswered change was not asked again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        append(2).await;
+        replicas.on_follower_fetch(&partition, 2, 12, 5);
+        assert_eq!(
+            partition.log.high_watermark(),
+            3,
+            "the high watermark passed a replica the controller may have put in the ISR"
+        );
+        // The image shows the committed ISR: 3 counts as a member now.
+        replicas.apply_metadata(&image_at(1, 0, 1, &[1, 2, 3], partition.topic_id), true);
+        replicas.on_follower_fetch(&partition, 2, 12, 5);
+        assert_eq!(partition.log.high_watermark(), 3);
+        replicas.on_follower_fetch(&partition, 3, 13, 5);
+        assert_eq!(partition.log.high_watermark(), 5);
+        cancel.cancel();
+        running.await.unwrap();
+        assert_eq!(
+            controller.asked(),
+            2,
+            "asked again after the image settled it"
+        );
+    }
+
+    /// A controller endpoint serving AlterPartition only, as `answer` scripts it from the attempt's
+    /// number (0 first) and request: `None` never answers (the answer is lost).
+    async fn scripted_controller(
+        answer: impl Fn(usize, pb::AlterPartitionRequest) -> Option<pb::AlterPartitionResponse>
+            + Send
+            + Sync
+            + 'static,
+    ) -> ScriptedController {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let service = AlterPartitionOnly {
+            answer: Arc::new(answer),
+            asked: Arc::new(AtomicUsize::new(0)),
+        };
+        let asked = service.asked.clone();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        ScriptedController {
+            address,
+            asked,
+            server,
+        }
+    }
+
+    struct ScriptedController {
+        address: String,
+        asked: Arc<AtomicUsize>,
+        server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    }
+
+    impl ScriptedController {
+        fn asked(&self) -> usize {
+            self.asked.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for ScriptedController {
+        fn drop(&mut self) {
+            self.server.abort();
+        }
+    }
+
+    type AlterPartitionScript = dyn Fn(usize, pb::AlterPartitionRequest) -> Option<pb::AlterPartitionResponse>
+        + Send
+        + Sync;
+
+    #[derive(Clone)]
+    struct AlterPartitionOnly {
+        answer: Arc<AlterPartitionScript>,
+        asked: Arc<AtomicUsize>,
+    }
+
+    impl tonic::server::NamedService for AlterPartitionOnly {
+        const NAME: &'static str = "chronik.v1.BrokerService";
+    }
+
+    impl tonic::server::UnaryService<pb::AlterPartitionRequest> for AlterPartitionOnly {
+        type Response = pb::AlterPartitionResponse;
+        type Future = tonic::codegen::BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
+
+        fn call(&mut self, request: tonic::Request<pb::AlterPartitionRequest>) -> Self::Future {
+            let attempt = self.asked.fetch_add(1, Ordering::SeqCst);
+            let answer = (self.answer)(attempt, request.into_inner());
+            Box::pin(async move {
+                match answer {
+                    Some(response) => Ok(tonic::Response::new(response)),
+                    None => std::future::pending().await,
+                }
+            })
+        }
+    }
+
+    impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>>
+        for AlterPartitionOnly
+    {
+        type Response = tonic::codegen::http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(
+            &mut self,
+            request: tonic::codegen::http::Request<tonic::body::Body>,
+        ) -> Self::Future {
+            let service = self.clone();
+            Box::pin(async move {
+                if request.uri().path() != "/chronik.v1.BrokerService/AlterPartition" {
+                    return Ok(
+                        tonic::Status::unimplemented(request.uri().path().to_owned()).into_http(),
+                    );
+                }
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                Ok(grpc.unary(service, request).await)
+            })
+        }
     }
 }

@@ -419,11 +419,12 @@ impl Partition {
         *self.pending_isr.lock().unwrap_or_else(|e| e.into_inner()) = Some((isr, partition_epoch));
     }
 
-    /// Releases the ISR-change slot. A refused or failed change stops counting at once; an accepted
-    /// one keeps counting until the image moves past the partition epoch it was computed from, even
-    /// if the image is slow to show it.
-    pub(crate) fn end_isr_change(&self, accepted: bool) {
-        if !accepted {
+    /// Releases the ISR-change slot. A change known never to apply (`keep_counting` false) stops
+    /// counting at once; any other (accepted, or superseded by a state an earlier attempt of it may
+    /// have made) keeps counting until the image moves past the partition epoch it was computed
+    /// from, even if the image is slow to show it.
+    pub(crate) fn end_isr_change(&self, keep_counting: bool) {
+        if !keep_counting {
             *self.pending_isr.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         self.isr_change_in_flight.store(false, Ordering::Release);
