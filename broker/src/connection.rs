@@ -13,10 +13,11 @@
 //! lets other requests through only once authenticated. The connection's `Session` (its principal) is
 //! replaced when an authentication completes; each request keeps the session it started with.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -242,6 +243,43 @@ async fn accept_connection(
     handle_connection(stream, peer, principal, ctx, limits, cancel).await
 }
 
+/// The client connections open on this broker, each known by the client's address (its source
+/// address and port name one TCP connection). The transaction coordinator asks whether the
+/// connection a transaction was last extended on is still open (`txn::coordinator`).
+#[derive(Debug, Default)]
+pub struct OpenConnections(Mutex<HashSet<SocketAddr>>);
+
+impl OpenConnections {
+    /// Records `peer` as open until the guard is dropped.
+    pub fn register(self: &Arc<Self>, peer: SocketAddr) -> OpenConnection {
+        self.lock().insert(peer);
+        OpenConnection {
+            connections: self.clone(),
+            peer,
+        }
+    }
+
+    pub fn is_open(&self, peer: SocketAddr) -> bool {
+        self.lock().contains(&peer)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection's place in [`OpenConnections`], given up when the connection ends.
+pub struct OpenConnection {
+    connections: Arc<OpenConnections>,
+    peer: SocketAddr,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.connections.lock().remove(&self.peer);
+    }
+}
+
 /// Serves one connection, TLS or not (the stream is already secured).
 pub async fn handle_connection<S>(
     stream: S,
@@ -255,6 +293,7 @@ pub async fn handle_connection<S>(
 {
     debug!(%peer, %principal, "Kafka connection opened");
     metrics().connection_opened(&limits.listener);
+    let _open = ctx.connections.register(peer);
     // Replaced when SASL authenticates the connection; each request holds the one it started with.
     let mut session = Arc::new(Session {
         principal,

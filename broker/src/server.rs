@@ -331,6 +331,7 @@ impl Broker {
             txn_verifier,
             producer_ids,
             fetch_sessions: fetch_sessions.clone(),
+            connections: Arc::default(),
         });
         for (endpoint, address, socket, security) in kafka_listeners {
             info!(

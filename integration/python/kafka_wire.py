@@ -26,6 +26,7 @@ API_LIST_OFFSETS = 2
 API_METADATA = 3
 API_API_VERSIONS = 18
 API_INIT_PRODUCER_ID = 22
+API_ADD_PARTITIONS_TO_TXN = 24
 API_END_TXN = 26
 API_WRITE_TXN_MARKERS = 27
 
@@ -447,6 +448,26 @@ class KafkaConnection:
         if len(results) != 1:
             raise ValueError(f"expected one partition in the produce response, got {results}")
         return results[0]
+
+    def add_partitions_to_txn(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                              partitions: dict[str, list[int]]) -> dict[tuple[str, int], int]:
+        """AddPartitionsToTxn v1, as a transaction version 1 client sends it: {(topic, partition): error
+        code}."""
+        raw = transactional_id.encode()
+        body = struct.pack(">h", len(raw)) + raw + struct.pack(">qhi", producer_id, producer_epoch, len(partitions))
+        for topic, indexes in partitions.items():
+            name = topic.encode()
+            body += struct.pack(">h", len(name)) + name + struct.pack(">i", len(indexes))
+            body += b"".join(struct.pack(">i", i) for i in indexes)
+        r = _Reader(self.request(API_ADD_PARTITIONS_TO_TXN, 1, body))
+        r.int32()  # throttle_time_ms
+        errors = {}
+        for _ in range(r.int32()):
+            topic = r.string()
+            for _ in range(r.int32()):
+                partition = r.int32()
+                errors[(topic, partition)] = r.int16()
+        return errors
 
     def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool,
                 version: int = 5) -> tuple[int, int, int]:

@@ -519,6 +519,9 @@ def test_leaders_verify_partitions_with_the_coordinator(txn_cluster, topic_name)
     assert [c.value for c in read_all(txn_cluster, topic_name, 2, 1, "read_committed")] == [b"added"]
 
 
+NOT_LEADER_OR_FOLLOWER = 6
+COORDINATOR_LOAD_IN_PROGRESS = 14
+NOT_COORDINATOR = 16
 NOT_ENOUGH_REPLICAS = 19
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48
@@ -536,27 +539,33 @@ def test_transaction_version_2_on_the_wire(txn_cluster, topic_name):
     import kafka_wire
     txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
     transactional_id = txn_id("tv2-wire")
-    coordinator = txn_cluster.broker_addr(coordinator_of(txn_cluster, transactional_id))
-    leader = txn_cluster.broker_addr(txn_cluster.leaders(topic_name)[0])
-    with kafka_wire.KafkaConnection(coordinator) as c:
-        error, pid, epoch = c.init_producer_id(transactional_id)
+
+    # Leadership may move under the test (a broker restarted by an earlier test gets its preferred
+    # leaders back), so every call asks anew where the coordinator and the leader are, as a client
+    # does on NOT_COORDINATOR and NOT_LEADER_OR_FOLLOWER.
+    def at_coordinator(call):
+        with kafka_wire.KafkaConnection(txn_cluster.broker_addr(coordinator_of(txn_cluster, transactional_id))) as c:
+            answer = call(c)
+        return None if answer[0] in (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS) else answer
+
+    error, pid, epoch = wait_until(lambda: at_coordinator(lambda c: c.init_producer_id(transactional_id)), 30,
+                                   "InitProducerId")
     assert error == 0 and epoch == 0, (error, pid, epoch)
 
     def produce(value: bytes, at_epoch: int, sequence: int) -> kafka_wire.ProduceResult:
         batch = kafka_wire.record_batch([value], pid, at_epoch, sequence, attributes=kafka_wire.TRANSACTIONAL)
 
         def attempt():
-            with kafka_wire.KafkaConnection(leader) as c:
+            with kafka_wire.KafkaConnection(txn_cluster.broker_addr(txn_cluster.leaders(topic_name)[0])) as c:
                 r = c.produce_flexible(topic_name, 0, batch, version=12, transactional_id=transactional_id)
-            return None if r.error_code == NOT_ENOUGH_REPLICAS else r
+            return None if r.error_code in (NOT_ENOUGH_REPLICAS, NOT_LEADER_OR_FOLLOWER) else r
 
         return wait_until(attempt, 30, f"Produce v12 of {value!r}")
 
     def end(at_epoch: int, commit: bool) -> tuple[int, int, int]:
         def attempt():
-            with kafka_wire.KafkaConnection(coordinator) as c:
-                answer = c.end_txn(transactional_id, pid, at_epoch, commit, version=5)
-            return None if answer[0] == CONCURRENT_TRANSACTIONS else answer
+            answer = at_coordinator(lambda c: c.end_txn(transactional_id, pid, at_epoch, commit, version=5))
+            return None if answer is None or answer[0] == CONCURRENT_TRANSACTIONS else answer
 
         return wait_until(attempt, 30, f"EndTxn v5 at epoch {at_epoch}")
 
@@ -571,14 +580,67 @@ def test_transaction_version_2_on_the_wire(txn_cluster, topic_name):
     assert produce(b"second", 1, 0).error_code == 0, "the next transaction starts at sequence 0"
     assert end(1, True) == (0, pid, 2)
     assert end(2, False) == (0, pid, 3), "an abort of nothing bumps the epoch as any end does"
-    with kafka_wire.KafkaConnection(coordinator) as c:
-        assert c.end_txn(transactional_id, pid, 1, True, version=5)[0] != 0, "two ends ago is a zombie"
+    zombie = wait_until(lambda: at_coordinator(lambda c: c.end_txn(transactional_id, pid, 1, True, version=5)), 30,
+                        "EndTxn v5 at epoch 1")
+    assert zombie[0] != 0, "two ends ago is a zombie"
     assert [c.value for c in read_all(txn_cluster, topic_name, 1, 2, "read_committed")] == [b"first", b"second"]
     assert [c.value for c in read_all(txn_cluster, topic_name, 1, 2, "read_uncommitted")] == \
         [b"first", b"second"], "the late batch was not written"
-    with kafka_wire.KafkaConnection(leader) as c:
+    with kafka_wire.KafkaConnection(txn_cluster.broker_addr(txn_cluster.leaders(topic_name)[0])) as c:
         # first, its commit marker, second, its commit marker; the empty abort wrote no marker here.
         assert c.list_offsets(topic_name, 0)[1] == 4
+
+
+@pytest.mark.timeout(180)
+def test_a_late_end_txn_on_an_abandoned_connection_cannot_end_the_next_transaction(txn_cluster, topic_name):
+    """Transaction version 1 keeps one producer epoch for a session, so an EndTxn(commit) the client
+    gave up on and delivered late on its old connection (the transactional chaos run: retransmitted
+    by the client's kernel once the network healed) must not end the transaction the client has
+    begun since on its new connection. It is refused (CONCURRENT_TRANSACTIONS) while that connection
+    is open, and the client's own abort aborts. Once the transaction's connection is closed, an
+    EndTxn on another one is the client's and is served."""
+    import kafka_wire
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    # Leadership settled (a broker restarted by an earlier test gets its preferred leaders back): the
+    # coordinator must not move during the test, or its memory of connections goes with it.
+    wait_until(lambda: all(p["leader"] == p["replicas"][0] and len(p["isr"]) == 3
+                           for p in txn_cluster.describe_topic("__transaction_state")["partitions"]),
+               60, "the transaction state partitions led by their preferred replicas")
+    transactional_id = txn_id("late-end")
+    coordinator = txn_cluster.broker_addr(coordinator_of(txn_cluster, transactional_id))
+    leader = txn_cluster.broker_addr(txn_cluster.leaders(topic_name)[0])
+    abandoned = kafka_wire.KafkaConnection(coordinator)
+    current = kafka_wire.KafkaConnection(coordinator)
+    try:
+        error, pid, epoch = abandoned.init_producer_id(transactional_id)
+        assert error == 0, error
+
+        def settled(call) -> int:
+            """The error code `call` answers once it is not CONCURRENT_TRANSACTIONS."""
+            return wait_until(lambda: (lambda e: None if e == CONCURRENT_TRANSACTIONS else (e,))(call()), 30,
+                              "an answer other than CONCURRENT_TRANSACTIONS")[0]
+
+        def begin_and_write(value: bytes, sequence: int) -> None:
+            assert settled(lambda: current.add_partitions_to_txn(
+                transactional_id, pid, epoch, {topic_name: [0]})[(topic_name, 0)]) == 0
+            batch = kafka_wire.record_batch([value], pid, epoch, sequence, attributes=kafka_wire.TRANSACTIONAL)
+            with kafka_wire.KafkaConnection(leader) as c:
+                assert c.produce(topic_name, 0, batch, transactional_id=transactional_id).error_code == 0
+
+        begin_and_write(b"begun-on-the-new-connection", 0)
+        assert abandoned.end_txn(transactional_id, pid, epoch, True, version=3)[0] == CONCURRENT_TRANSACTIONS, \
+            "a late commit on the abandoned connection ended the open transaction"
+        assert current.end_txn(transactional_id, pid, epoch, False, version=3)[0] == 0
+        begin_and_write(b"committed-after-a-reconnect", 1)
+        current.close()
+        # The client lost `current` and commits on another connection: served once the coordinator
+        # has seen `current` close.
+        assert settled(lambda: abandoned.end_txn(transactional_id, pid, epoch, True, version=3)[0]) == 0
+    finally:
+        abandoned.close()
+        current.close()
+    assert [c.value for c in read_all(txn_cluster, topic_name, 1, 1, "read_committed")] == \
+        [b"committed-after-a-reconnect"]
 
 
 @pytest.mark.timeout(120)

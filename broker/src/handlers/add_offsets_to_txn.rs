@@ -42,7 +42,7 @@ pub async fn handle(
                     request.producer_epoch,
                     added,
                     0,
-                    true,
+                    rc.peer,
                 )
                 .await
                 .err()

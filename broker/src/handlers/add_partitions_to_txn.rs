@@ -142,7 +142,7 @@ async fn add(
                         producer_epoch,
                         partitions,
                         client_version,
-                        !broker_form,
+                        rc.peer,
                     )
                     .await;
                 vec![result.err().map(|e| fenced_error_for(e, rc.version, 2)); asked.len()]

@@ -35,10 +35,11 @@ pub async fn handle(
             ctx.txns
                 .end_txn(
                     &request.transactional_id.0,
-                    request.producer_id.0,
-                    request.producer_epoch,
+                    (request.producer_id.0, request.producer_epoch),
                     request.committed,
                     client_version,
+                    rc.peer,
+                    |peer| ctx.connections.is_open(peer),
                 )
                 .await
                 .map_err(|e| fenced_error_for(e, rc.version, 2))

@@ -50,6 +50,7 @@ pub async fn handle(
                 &transactional_id.0,
                 request.transaction_timeout_ms,
                 expected,
+                rc.peer,
             )
             .await
         {

@@ -84,6 +84,8 @@ pub struct BrokerContext {
     pub txn_verifier: Arc<crate::txn_verifier::TxnVerifier>,
     /// Fetch sessions (KIP-227), `--max-incremental-fetch-session-cache-slots` of them.
     pub fetch_sessions: Arc<crate::fetch_session::FetchSessionCache>,
+    /// The client connections open now.
+    pub connections: Arc<crate::connection::OpenConnections>,
 }
 
 /// Per-request facts a handler may need.

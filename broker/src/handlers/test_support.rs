@@ -157,6 +157,7 @@ impl TestBroker {
                 fetch_sessions: Arc::new(crate::fetch_session::FetchSessionCache::new(
                     crate::config::DEFAULT_FETCH_SESSION_CACHE_SLOTS,
                 )),
+                connections: Arc::default(),
             },
             header: RequestHeader::default(),
             session: crate::authorizer::Session::anonymous(Some(

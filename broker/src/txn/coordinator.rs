@@ -9,6 +9,7 @@
 //! are written one at a time and in order; the state changes only once its record is committed.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::markers::{MarkerOutcome, MarkerSender, Markers};
 use super::records;
-use super::state::{EndTransit, InitTransit, TxnMetadata, TxnState};
+use super::state::{EndTransit, InitTransit, TxnMetadata, TxnState, TRANSACTION_VERSION_2};
 use super::{TxnConfig, TRANSACTION_STATE_TOPIC};
 use crate::controller_client::ControllerClient;
 use crate::coordinator_runtime::{
@@ -67,6 +68,10 @@ pub struct TxnShard {
 struct ShardState {
     txns: HashMap<String, TxnMetadata>,
     unloaded: bool,
+    /// The client connection each id's transaction was last begun or extended on here (by
+    /// InitProducerId, AddPartitionsToTxn or AddOffsetsToTxn), which its EndTxn is expected on (see
+    /// [`TransactionCoordinator::end_txn`]). Memory only: empty after a load.
+    owners: HashMap<String, SocketAddr>,
 }
 
 impl TxnShard {
@@ -80,6 +85,16 @@ impl TxnShard {
             return Err(ResponseError::NotCoordinator);
         }
         Ok(state)
+    }
+}
+
+/// Records `from` as the connection `transactional_id`'s transaction was last begun or extended on.
+fn own(shard: &TxnShard, transactional_id: &str, from: Option<SocketAddr>) {
+    if let Some(from) = from {
+        shard
+            .lock()
+            .owners
+            .insert(transactional_id.to_owned(), from);
     }
 }
 
@@ -214,6 +229,7 @@ impl TransactionCoordinator {
             state: Mutex::new(ShardState {
                 txns: replayed.txns,
                 unloaded: false,
+                owners: HashMap::new(),
             }),
             append: tokio::sync::Mutex::new(()),
             changed: Notify::new(),
@@ -364,6 +380,7 @@ impl TransactionCoordinator {
         transactional_id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
+        from: Option<SocketAddr>,
     ) -> InitResult {
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
@@ -384,6 +401,7 @@ impl TransactionCoordinator {
                 InitTransit::Write(next) => {
                     let (producer_id, epoch) = (next.producer_id, next.producer_epoch);
                     self.write(&shard, transactional_id, Some(next)).await?;
+                    own(&shard, transactional_id, from);
                     info!(
                         transactional_id,
                         producer_id,
@@ -415,7 +433,8 @@ impl TransactionCoordinator {
     /// v12) or a group coordinator (TxnOffsetCommit v5) adds for the producer (KIP-890 part 2).
     ///
     /// While the id's previous transaction is still completing (its EndTxn was answered, its markers
-    /// or its Complete record are not written yet) a client's request (`wait_for_previous`) waits
+    /// or its Complete record are not written yet) a client's request (version 1; `from` the client's
+    /// connection, recorded for [`TransactionCoordinator::end_txn`]) waits
     /// for it, up to [`COMPLETION_WAIT`], instead of answering CONCURRENT_TRANSACTIONS at once. A
     /// broker's request is answered CONCURRENT_TRANSACTIONS at once, as Kafka does: the leader asks
     /// again with a new verification guard, since the previous transaction's marker voids the one it
@@ -433,14 +452,14 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         partitions: BTreeSet<(String, i32)>,
         client_version: i16,
-        wait_for_previous: bool,
+        from: Option<SocketAddr>,
     ) -> Result<(), ResponseError> {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
         let shard = self.shard(transactional_id)?;
         let deadline = Instant::now()
-            + if wait_for_previous {
+            + if client_version < TRANSACTION_VERSION_2 {
                 COMPLETION_WAIT
             } else {
                 Duration::ZERO
@@ -464,7 +483,7 @@ impl TransactionCoordinator {
             attempt
         })
         .await;
-        match next {
+        let added = match next {
             Ok(Some(next)) => self.write(&shard, transactional_id, Some(next)).await,
             Ok(None) => Ok(()),
             Err(ResponseError::ConcurrentTransactions) if waited => {
@@ -476,7 +495,11 @@ impl TransactionCoordinator {
                 Err(ResponseError::ConcurrentTransactions)
             }
             Err(error) => Err(error),
+        };
+        if added.is_ok() && client_version < TRANSACTION_VERSION_2 {
+            own(&shard, transactional_id, from);
         }
+        added
     }
 
     /// AddPartitionsToTxn VerifyOnly (KIP-890 part 1): for each partition, whether it is in the
@@ -507,13 +530,26 @@ impl TransactionCoordinator {
     /// version (2 for EndTxn v5). Answers the producer id and epoch the producer goes on with: in
     /// transaction version 2 the bumped epoch, or a new producer id at epoch 0 once the epoch is
     /// exhausted (Kafka's `endTransaction`).
+    ///
+    /// In transaction version 1 the producer epoch is the same for every transaction of a session,
+    /// so nothing in an EndTxn says which transaction it ends. A request the client gave up on can
+    /// still arrive much later: sent to a coordinator cut off from the network, it sits in the
+    /// client kernel's retransmission queue after the client closed the connection and went on
+    /// elsewhere, and is delivered once the network heals, into whatever transaction is open by
+    /// then (the transactional chaos run saw an abandoned EndTxn(commit) commit the next
+    /// transaction, which the producer then aborted). So a version 1 EndTxn must come on the
+    /// connection the transaction was last begun or extended on here (`from`), or that one must be
+    /// closed (`is_open`, the client moved to a new connection); otherwise it is refused with the
+    /// retriable CONCURRENT_TRANSACTIONS. Transaction version 2 needs no such rule: each end bumps
+    /// the epoch, which fences a late request (KIP-890).
     pub async fn end_txn(
         self: &Arc<Self>,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         commit: bool,
         client_version: i16,
+        from: Option<SocketAddr>,
+        is_open: impl Fn(SocketAddr) -> bool,
     ) -> Result<(i64, i16), ResponseError> {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
@@ -523,6 +559,22 @@ impl TransactionCoordinator {
         let prepared = loop {
             let decided = {
                 let mut state = shard.lock_live()?;
+                if client_version < TRANSACTION_VERSION_2 {
+                    if let (Some(from), Some(&owner)) = (from, state.owners.get(transactional_id)) {
+                        if owner != from && is_open(owner) {
+                            info!(
+                                transactional_id,
+                                producer_id,
+                                producer_epoch,
+                                commit,
+                                %from,
+                                transaction_connection = %owner,
+                                "EndTxn from a connection other than the open one the transaction was extended on: refused as a possibly stale request (CONCURRENT_TRANSACTIONS)"
+                            );
+                            return Err(ResponseError::ConcurrentTransactions);
+                        }
+                    }
+                }
                 let meta = state
                     .txns
                     .get_mut(transactional_id)
@@ -1071,7 +1123,7 @@ mod tests {
         let complete = prepared.prepare_complete(5).unwrap();
         let state = ShardState {
             txns: [("p".to_string(), prepared)].into(),
-            unloaded: false,
+            ..ShardState::default()
         };
         (state, complete)
     }
