@@ -903,22 +903,6 @@ impl PartitionLog {
         self.peek().epochs.entries().to_vec()
     }
 
-    /// The leader epoch `offset` was written in (the last entry starting at or below it), if known.
-    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
-        self.peek()
-            .epochs
-            .entries()
-            .iter()
-            .rev()
-            .find(|e| e.start_offset <= offset)
-            .map(|e| e.epoch)
-    }
-
-    /// The latest entry of the leader epoch cache.
-    pub fn latest_epoch_entry(&self) -> Option<EpochEntry> {
-        self.peek().epochs.entries().last().copied()
-    }
-
     /// A new leader records that `leader_epoch` starts at the LEO before it writes anything (KIP-101;
     /// Kafka's `maybeAssignEpochStartOffset`). Returns whether the cache changed (false when the epoch
     /// is not above the latest). Not fsynced here: see [`LeaderEpochCache::assign_unsynced`].
