@@ -72,6 +72,12 @@ pub const DEFAULT_SNAPSHOT_LOGS: u64 = 1000;
 const LOGS_KEPT_BEHIND_SNAPSHOT: u64 = 100;
 /// Time allowed for one snapshot chunk to be sent and acknowledged.
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5000;
+/// Most entries one AppendEntries carries. openraft 0.9 gives every AppendEntries the heartbeat
+/// interval as its timeout, and at 100,000 partitions an entry of ten 1,000-partition topics is
+/// about 1.5 MB: with openraft's default of 300, a controller that restarted behind asked for tens
+/// of megabytes at once, timed out at 200 ms every time and never caught up (nor did the quorum
+/// while two were behind). A few entries per request keep each one well inside the timeout.
+const MAX_PAYLOAD_ENTRIES: u64 = 4;
 
 /// The Raft configuration of a controller quorum on a LAN. After hearing from a leader, an openraft
 /// 0.9 follower waits a leader lease (`election_max_ms`) plus its randomized election timeout before
@@ -92,6 +98,7 @@ pub fn raft_config(
         install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs),
         max_in_snapshot_log_to_keep: LOGS_KEPT_BEHIND_SNAPSHOT,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
         ..Config::default()
     }
     .validate()
