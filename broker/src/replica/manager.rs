@@ -2056,16 +2056,7 @@ mod tests {
     #[tokio::test]
     async fn a_caught_up_follower_is_proposed_for_the_isr_once() {
         let (_dir, replicas, mut changes, partition) = manager(&[1, 2]);
-        for _ in 0..3 {
-            let pending = replicas
-                .append_as_leader(&partition, client_batch(&[1], 10), 1)
-                .await
-                .unwrap();
-            replicas
-                .complete_append(pending, 1, Duration::from_secs(1))
-                .await
-                .unwrap();
-        }
+        append_acks_1(&replicas, &partition, 3).await;
         // Follower 3 behind the high watermark: not yet.
         replicas.on_follower_fetch(&partition, 2, 12, 3);
         assert_eq!(partition.log.high_watermark(), 3);
@@ -2125,14 +2116,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_follower_lagging_longer_than_the_lag_time_is_proposed_for_removal() {
         let (_dir, replicas, mut changes, partition) = manager(&[1, 2, 3]);
-        let pending = replicas
-            .append_as_leader(&partition, client_batch(&[1], 10), 1)
-            .await
-            .unwrap();
-        replicas
-            .complete_append(pending, 1, Duration::from_secs(1))
-            .await
-            .unwrap();
+        append_acks_1(&replicas, &partition, 1).await;
         replicas.on_follower_fetch(&partition, 2, 12, 1);
         replicas.on_follower_fetch(&partition, 3, 13, 0);
         replicas.shrink_lagging_isrs(
@@ -2744,32 +2728,42 @@ mod tests {
         );
     }
 
+    /// Appends `n` one-record batches with acks=1.
+    async fn append_acks_1(replicas: &ReplicaManager, partition: &Arc<Partition>, n: usize) {
+        for _ in 0..n {
+            let pending = replicas
+                .append_as_leader(partition, client_batch(&[1], 10), 1)
+                .await
+                .unwrap();
+            replicas
+                .complete_append(pending, 1, Duration::from_secs(1))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// On a partition of ISR [1, 2]: three records, both followers caught up, and the expansion
+    /// the leader proposes for 3.
+    async fn expansion_of_3(
+        replicas: &ReplicaManager,
+        partition: &Arc<Partition>,
+        proposed: &mut mpsc::UnboundedReceiver<IsrChange>,
+    ) -> IsrChange {
+        append_acks_1(replicas, partition, 3).await;
+        replicas.on_follower_fetch(partition, 2, 12, 3);
+        replicas.on_follower_fetch(partition, 3, 13, 3);
+        let change = proposed.try_recv().expect("an ISR expansion");
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1), (3, 13)]);
+        change
+    }
+
     #[tokio::test]
     async fn the_high_watermark_waits_for_a_replica_whose_isr_addition_is_pending() {
         // Issue #11 (2): while 3's addition is in flight, 3 counts (KIP-497 maximal ISR), or it would
         // join the ISR missing records below the high watermark.
         let (_dir, replicas, mut changes, partition) = manager(&[1, 2]);
-        let append = |n: usize| {
-            let replicas = &replicas;
-            let partition = &partition;
-            async move {
-                for _ in 0..n {
-                    let pending = replicas
-                        .append_as_leader(partition, client_batch(&[1], 10), 1)
-                        .await
-                        .unwrap();
-                    replicas
-                        .complete_append(pending, 1, Duration::from_secs(1))
-                        .await
-                        .unwrap();
-                }
-            }
-        };
-        append(3).await;
-        replicas.on_follower_fetch(&partition, 2, 12, 3);
-        replicas.on_follower_fetch(&partition, 3, 13, 3);
-        let change = changes.try_recv().expect("an ISR expansion");
-        assert_eq!(change.new_isr, vec![(1, -1), (2, -1), (3, 13)]);
+        expansion_of_3(&replicas, &partition, &mut changes).await;
+        let append = |n| append_acks_1(&replicas, &partition, n);
         append(2).await;
         replicas.on_follower_fetch(&partition, 2, 12, 5);
         assert_eq!(
@@ -2793,27 +2787,8 @@ mod tests {
         // acknowledged a record 3 did not have; 3, in the committed ISR, was then elected without it.
         let (_dir, replicas, mut proposed, partition) = manager(&[1, 2]);
         let replicas = Arc::new(replicas);
-        let append = |n: usize| {
-            let replicas = &replicas;
-            let partition = &partition;
-            async move {
-                for _ in 0..n {
-                    let pending = replicas
-                        .append_as_leader(partition, client_batch(&[1], 10), 1)
-                        .await
-                        .unwrap();
-                    replicas
-                        .complete_append(pending, 1, Duration::from_secs(1))
-                        .await
-                        .unwrap();
-                }
-            }
-        };
-        append(3).await;
-        replicas.on_follower_fetch(&partition, 2, 12, 3);
-        replicas.on_follower_fetch(&partition, 3, 13, 3);
-        let change = proposed.try_recv().expect("an ISR expansion");
-        assert_eq!(change.new_isr, vec![(1, -1), (2, -1), (3, 13)]);
+        let change = expansion_of_3(&replicas, &partition, &mut proposed).await;
+        let append = |n| append_acks_1(&replicas, &partition, n);
 
         // The first AlterPartition is committed but its answer is lost; the second, asked again,
         // finds the partition epoch moved (by the first).
