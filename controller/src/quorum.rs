@@ -300,10 +300,7 @@ pub(crate) mod test_support {
 
     use super::Quorum;
     use crate::applied::AppliedMetadata;
-    use crate::raft::{
-        open, raft_config, NetworkFactory, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS,
-        DEFAULT_HEARTBEAT_MS, DEFAULT_SNAPSHOT_LOGS,
-    };
+    use crate::raft::{default_raft_config, open, NetworkFactory};
     use crate::state::{ControllerResult, Record};
 
     /// The address the only voter is registered under; nothing is ever sent to it.
@@ -315,13 +312,7 @@ pub(crate) mod test_support {
         let applied = Arc::new(AppliedMetadata::new());
         let (log_store, state_machine) = open(dir, applied.clone()).await.unwrap();
         let committed = log_store.committed_index();
-        let config = raft_config(
-            DEFAULT_HEARTBEAT_MS,
-            DEFAULT_ELECTION_MIN_MS,
-            DEFAULT_ELECTION_MAX_MS,
-            DEFAULT_SNAPSHOT_LOGS,
-        )
-        .unwrap();
+        let config = default_raft_config();
         let raft = Raft::new(
             1,
             Arc::new(config),

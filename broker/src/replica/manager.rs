@@ -2150,14 +2150,7 @@ mod tests {
         CancellationToken,
     ) {
         let (dir, replicas, changes, partition) = manager(&[1, 2, 3]);
-        let pending = replicas
-            .append_as_leader(&partition, client_batch(&[1], 10), 1)
-            .await
-            .unwrap();
-        replicas
-            .complete_append(pending, 1, Duration::from_secs(1))
-            .await
-            .unwrap();
+        append_acks_1(&replicas, &partition, 1).await;
         let replicas = Arc::new(replicas);
         let cancel = CancellationToken::new();
         tokio::spawn(super::super::isr::run_isr_shrinker(

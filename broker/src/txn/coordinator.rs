@@ -879,6 +879,7 @@ fn settle(
         }
         (Ok(()), None) => {
             state.txns.remove(id);
+            state.owners.remove(id);
             Ok(())
         }
         (Err(error), _) => {

@@ -104,6 +104,18 @@ pub fn raft_config(
     .validate()
 }
 
+/// [`raft_config`] with the default timings and snapshot interval.
+#[cfg(test)]
+pub fn default_raft_config() -> Config {
+    raft_config(
+        DEFAULT_HEARTBEAT_MS,
+        DEFAULT_ELECTION_MIN_MS,
+        DEFAULT_ELECTION_MAX_MS,
+        DEFAULT_SNAPSHOT_LOGS,
+    )
+    .expect("the default timings are valid")
+}
+
 /// How long `open` waits for sled's lock on the store. sled releases it a moment after the last
 /// handle is dropped, so a node restarted within one process can briefly find it still held.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -372,13 +384,7 @@ mod tests {
 
     #[test]
     fn default_timings_validate_and_bad_ones_do_not() {
-        let config = raft_config(
-            DEFAULT_HEARTBEAT_MS,
-            DEFAULT_ELECTION_MIN_MS,
-            DEFAULT_ELECTION_MAX_MS,
-            DEFAULT_SNAPSHOT_LOGS,
-        )
-        .unwrap();
+        let config = default_raft_config();
         assert_eq!(config.heartbeat_interval, DEFAULT_HEARTBEAT_MS);
         assert!(matches!(
             config.snapshot_policy,
