@@ -198,6 +198,7 @@ impl ControllerNode {
             }
         }
 
+        let watch_leader = voters.len() > 1;
         let quorum = Arc::new(Quorum::new(
             raft.clone(),
             applied.clone(),
@@ -293,6 +294,14 @@ impl ControllerNode {
                 error!("HTTP server failed: {e}");
             }
         });
+        if watch_leader {
+            tasks.spawn(raft::departure::watch_active_controller(
+                raft.clone(),
+                config.node_id,
+                security.peers.clone(),
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(run_liveness(
             quorum.clone(),
             liveness,

@@ -1,6 +1,6 @@
 //! The control plane end to end: controller quorum failover and restart, broker fencing and leader
 //! election, the last ISR member, an unclean election's recovery, controlled shutdown, and controller
-//! failover without broker fencing.
+//! failover without broker fencing, a dead controller replaced before its lease ends.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -468,6 +468,77 @@ async fn controller_failover_fences_no_broker() {
             (after.leader, after.leader_epoch)
         );
     }
+}
+
+/// Election timings under which the quorum's timers alone replace a leader only 12–16 s after it
+/// last sent a heartbeat (a lease of twice the timeout, then the timeout drawn between it and twice
+/// it): far from the few seconds the tests below allow.
+const SLOW_ELECTIONS: &[&str] = &["--raft-election-timeout-ms", "4000"];
+
+/// Issue #18: the survivors of a killed active controller elect a new one as soon as its port
+/// refuses connections, without waiting out its leader lease (`raft/departure.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_active_controller_is_replaced_without_waiting_out_its_lease() {
+    let mut cluster = start(3, 1, SLOW_ELECTIONS).await;
+    create_topic(&cluster, "before", 1, 1).await;
+    let old = active_controller(&cluster).await.unwrap();
+    cluster.controller(old).unwrap().kill().unwrap();
+    let killed_at = Instant::now();
+    let new = wait_for(
+        "a new active controller",
+        Duration::from_secs(6),
+        || async { active_controller(&cluster).await.filter(|&id| id != old) },
+    )
+    .await;
+    create_topic(&cluster, "after", 1, 1).await;
+    let elapsed = killed_at.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(6),
+        "controller {new} took writes {elapsed:?} after controller {old} was killed"
+    );
+    assert!(describe_topic(&cluster, "before").await.is_some());
+}
+
+/// The other side of the test above: a leader that stops answering but whose process lives (SIGSTOP)
+/// keeps its lease, and the quorum waits for the election timers before replacing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_active_controller_keeps_its_lease() {
+    let mut cluster = start(3, 0, SLOW_ELECTIONS).await;
+    let leader = active_controller(&cluster).await.unwrap();
+    let term = controller_term(&cluster, leader).await;
+    cluster.controller(leader).unwrap().pause().unwrap();
+    let paused_for = Duration::from_secs(3);
+    let until = Instant::now() + paused_for;
+    let mut elected = None;
+    while Instant::now() < until {
+        elected = elected.or(active_controller(&cluster).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.controller(leader).unwrap().resume().unwrap();
+    assert_eq!(
+        elected, None,
+        "a controller was elected while the leader was paused"
+    );
+    wait_for(
+        "the paused controller to lead again",
+        Duration::from_secs(5),
+        || async { (active_controller(&cluster).await == Some(leader)).then_some(()) },
+    )
+    .await;
+    assert_eq!(controller_term(&cluster, leader).await, term);
+}
+
+/// The Raft term controller `id` reports for itself.
+async fn controller_term(cluster: &TestCluster, id: u64) -> u64 {
+    let node = cluster.controllers.iter().find(|c| c.id == id).unwrap();
+    let view = crate::harness::cluster_json(node.http_addr).await.unwrap();
+    view["controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["is_self"] == true)
+        .and_then(|c| c["term"].as_u64())
+        .unwrap()
 }
 
 /// Kills broker `victim` and returns how long the controller took to fence it (at most 15 s).

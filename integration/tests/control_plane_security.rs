@@ -2,7 +2,8 @@
 //! and cluster tokens elect a leader and replicate; a broker with the cluster token registers and one
 //! without it, or with a wrong one, is refused and says why; chronikctl's client works with the admin
 //! token and is refused, with a clear error, without it, with a wrong one, in plaintext, and with a
-//! certificate from another CA; health endpoints stay open; no token reaches a log file.
+//! certificate from another CA; health endpoints stay open; no token reaches a log file; followers
+//! watch the active controller over mutual TLS.
 
 use std::path::Path;
 use std::time::Duration;
@@ -292,6 +293,7 @@ async fn with_required_client_certificates_a_certificate_authenticates_and_a_for
     // Controllers verify each other's certificates (Raft), and the broker's.
     let cluster = start_with(3, 1, |spec| {
         spec.secure_control_plane = true;
+        spec.log_filter = "info,chronik_controller::raft::departure=debug".into();
         spec.controller_args = [
             "--tls-client-auth",
             "required",
@@ -380,4 +382,21 @@ async fn with_required_client_certificates_a_certificate_authenticates_and_a_for
         .await
         .expect("readyz answers");
     assert!(ready.status().is_success());
+
+    // The followers watch the active controller over the same mutual TLS (`raft/departure.rs`).
+    let watching = "watching the active controller";
+    wait_for(
+        "the followers watching the leader",
+        Duration::from_secs(10),
+        || async {
+            let logs = all_logs(&cluster.spec.dir);
+            (logs.matches(watching).count() >= 2).then_some(())
+        },
+    )
+    .await;
+    let logs = all_logs(&cluster.spec.dir);
+    assert!(
+        !logs.contains("cannot watch the active controller"),
+        "{logs}"
+    );
 }

@@ -9,6 +9,7 @@
 // return; boxing them in our helpers would only be undone at the trait boundary.
 #![allow(clippy::result_large_err)]
 
+pub mod departure;
 pub mod log_store;
 pub mod network;
 pub mod service;
@@ -81,8 +82,9 @@ const MAX_PAYLOAD_ENTRIES: u64 = 4;
 
 /// The Raft configuration of a controller quorum on a LAN. After hearing from a leader, an openraft
 /// 0.9 follower waits a leader lease (`election_max_ms`) plus its randomized election timeout before
-/// it campaigns, checked every 1.5 heartbeats: with the defaults a dead leader is replaced in about
-/// 2–3 s, within 5 s even after a split vote. The log is purged behind every snapshot (taken each
+/// it campaigns, checked every 1.5 heartbeats: with the defaults a leader that goes silent (paused,
+/// cut off) is replaced in about 2–3 s, within 5 s even after a split vote. One whose process died
+/// is replaced at once (`departure.rs`). The log is purged behind every snapshot (taken each
 /// `snapshot_logs` entries), so it does not grow without bound.
 pub fn raft_config(
     heartbeat_ms: u64,
