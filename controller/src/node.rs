@@ -299,6 +299,7 @@ impl ControllerNode {
                 raft.clone(),
                 config.node_id,
                 security.peers.clone(),
+                Duration::from_millis(config.raft_heartbeat_ms),
                 shutdown.clone(),
             ));
         }

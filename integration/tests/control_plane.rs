@@ -9,7 +9,7 @@ use chronik_proto::v1 as pb;
 
 use crate::harness::{
     active_controller, admin, broker_state, create_topic, describe_topic, leader_view, start,
-    wait_for, Proxy, TestCluster,
+    start_with, wait_for, Proxy, TestCluster,
 };
 
 /// Default broker session timeout of the controller.
@@ -500,24 +500,46 @@ async fn a_killed_active_controller_is_replaced_without_waiting_out_its_lease() 
 }
 
 /// The other side of the test above: a leader that stops answering but whose process lives (SIGSTOP)
-/// keeps its lease, and the quorum waits for the election timers before replacing it.
+/// keeps its lease, and the quorum waits for the election timers before replacing it. The pause
+/// outlasts the followers' keepalive on their watching connections (1 s, then 2 s), so the
+/// connections close, and the port, which a stopped process's kernel still accepts on, says alive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_active_controller_keeps_its_lease() {
-    let mut cluster = start(3, 0, SLOW_ELECTIONS).await;
+    let mut cluster = start_with(3, 0, |spec| {
+        spec.controller_args = SLOW_ELECTIONS.iter().map(|s| s.to_string()).collect();
+        spec.log_filter = "info,chronik_controller::raft::departure=debug".into();
+    })
+    .await;
     let leader = active_controller(&cluster).await.unwrap();
     let term = controller_term(&cluster, leader).await;
     cluster.controller(leader).unwrap().pause().unwrap();
-    let paused_for = Duration::from_secs(3);
-    let until = Instant::now() + paused_for;
+    let until = Instant::now() + Duration::from_secs(6);
     let mut elected = None;
     while Instant::now() < until {
         elected = elected.or(active_controller(&cluster).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let closed = cluster
+        .controllers
+        .iter()
+        .filter(|c| c.id != leader)
+        .filter(|c| {
+            std::fs::read_to_string(&c.log_file).is_ok_and(|log| {
+                log.lines().any(|line| {
+                    line.contains("the watch of the active controller ended")
+                        && line.contains("Closed")
+                })
+            })
+        })
+        .count();
     cluster.controller(leader).unwrap().resume().unwrap();
     assert_eq!(
         elected, None,
         "a controller was elected while the leader was paused"
+    );
+    assert!(
+        closed > 0,
+        "no follower's watching connection closed during the pause: the test proves nothing"
     );
     wait_for(
         "the paused controller to lead again",

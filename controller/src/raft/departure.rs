@@ -12,9 +12,9 @@
 //! this is the same notice for a leader that can no longer send it. Each follower keeps an idle
 //! HTTP/2 connection to the active controller ([`watch_active_controller`]). When that connection
 //! closes and a new one is refused, the leader is gone, and the survivors elect one of themselves
-//! at once ([`campaign`]). A connection that closes while the port still accepts, a connection that
-//! cannot be made at all, or a cut network (no close, no refusal) proves nothing, and the election
-//! timers decide as before. Raft's safety never depends on when an election starts; a wrong notice
+//! at once ([`campaign`]). A connection that closes while the port still accepts, a port that never
+//! accepted this node (a firewall that rejects it), or a cut network (no close, no refusal) proves
+//! nothing, and the election timers decide as before. Raft's safety never depends on when an election starts; a wrong notice
 //! could only cost an unneeded election.
 //!
 //! Why every survivor campaigns, and then in turn: a voter's lease is cleared only when its vote
@@ -25,8 +25,8 @@
 //! (a survivor noticed late and its lease refused, or the highest id's log is behind another's),
 //! the survivors campaign again in the order of their ids, each with a term above any the ones
 //! before it reached, until one has won. A survivor that has granted its vote to another since the
-//! notice lets that one win instead. If nobody has won when the turns are over, the election
-//! timers decide.
+//! notice gives that one a few turns to win first. If nobody has won when the turns are over, the
+//! election timers decide. A turn is a heartbeat interval (at least 100 ms).
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -48,16 +48,21 @@ use tracing::{debug, info, warn};
 
 use super::{ChronikRaft, NodeId};
 
-/// Between one survivor's campaign and the next one's: longer than a vote's round trip (a network
-/// hop and the voter's write of its vote) and than the spread of the survivors' notices.
-const TURN: Duration = Duration::from_millis(100);
+/// Shortest time between one survivor's campaign and the next one's (otherwise a heartbeat
+/// interval): longer than a vote's round trip (a network hop and the voter's write of its vote) and
+/// than the spread of the survivors' notices.
+const MIN_TURN: Duration = Duration::from_millis(100);
+/// How many turns a survivor that granted its vote to another since the notice waits for that one
+/// to say it won (its first AppendEntries) before campaigning itself: a vote can also be one the
+/// survivor took from a candidate that refused it, and that candidate may be unable to win.
+const GRANTED_TURNS: u32 = 3;
 /// Longest wait for the watching connection, and for the connection that tells a closed watch from
 /// a departed leader.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// HTTP/2 keepalive of the watching connection, so that one a network fault broke without a close
 /// is replaced rather than watched forever.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a leader whose connection closed must keep accepting connections to count as alive,
 /// and how often its port is tried meanwhile.
 const CONFIRM_WINDOW: Duration = Duration::from_millis(250);
@@ -97,14 +102,20 @@ impl Leader {
 }
 
 /// Watches the active controller from this follower (`me`) and, once its process is gone, makes the
-/// survivors elect a new one (see the module docs). Runs until `shutdown`.
+/// survivors elect a new one (see the module docs); `heartbeat` is the Raft heartbeat interval.
+/// Runs until `shutdown`.
 pub async fn watch_active_controller(
     raft: ChronikRaft,
     me: NodeId,
     credentials: ClientCredentials,
+    heartbeat: Duration,
     shutdown: CancellationToken,
 ) {
+    let turn = heartbeat.max(MIN_TURN);
     let mut metrics = raft.metrics();
+    // The leader last connected to: a refused connection is news of its death only after one was
+    // accepted on its port (never, behind a firewall that rejects this node).
+    let mut connected: Option<Leader> = None;
     loop {
         let leader = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -124,9 +135,15 @@ pub async fn watch_active_controller(
         );
         let gone = match ended {
             Watch::LeaderChanged => continue,
-            Watch::Closed => confirm_gone(&leader.address).await,
-            Watch::Refused(reason) => Some(reason),
-            Watch::Failed(reason) => {
+            Watch::Closed => {
+                connected = Some(leader.clone());
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    gone = confirm_gone(&leader.address) => gone,
+                }
+            }
+            Watch::Refused(reason) if connected.as_ref() == Some(&leader) => Some(reason),
+            Watch::Refused(reason) | Watch::Failed(reason) => {
                 debug!(leader = leader.id, address = %leader.address, %reason, "cannot watch the active controller");
                 None
             }
@@ -142,7 +159,7 @@ pub async fn watch_active_controller(
                 );
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    () = campaign(&raft, me, &leader, &mut metrics) => {}
+                    () = campaign(&raft, me, &leader, turn, &mut metrics) => {}
                 }
             }
             Some(_) => {} // Another leader already: nothing to do.
@@ -256,6 +273,7 @@ async fn campaign(
     raft: &ChronikRaft,
     me: NodeId,
     departed: &Leader,
+    turn: Duration,
     metrics: &mut watch::Receiver<RaftMetrics<NodeId, openraft::BasicNode>>,
 ) {
     let Some(rank) = departed
@@ -270,20 +288,36 @@ async fn campaign(
     if raft.trigger().elect().await.is_err() {
         return;
     }
-    // Settled once a survivor leads, or once this node granted its vote to another survivor: that
-    // one is winning (at 100,000 partitions its first AppendEntries, which tells this node it won,
-    // took 130 ms, and campaigning over it in the meantime deposed it).
-    let settled = |m: &RaftMetrics<NodeId, openraft::BasicNode>| {
-        m.current_term > departed.term
-            && (m.current_leader.is_some_and(|id| id != departed.id)
-                || m.vote.leader_id().voted_for().is_some_and(|id| id != me))
+    let elected = |m: &RaftMetrics<NodeId, openraft::BasicNode>| {
+        m.current_term > departed.term && m.current_leader.is_some_and(|id| id != departed.id)
     };
-    let my_turn = TURN * (rank as u32 + 1);
-    if tokio::time::timeout(my_turn, metrics.wait_for(settled))
+    // At 100,000 partitions the winner's first AppendEntries, which tells a survivor that granted
+    // it its vote that it won, came 130 ms after it won; campaigning in the meantime deposed it.
+    let granted = |m: &RaftMetrics<NodeId, openraft::BasicNode>| {
+        m.current_term > departed.term
+            && m.vote
+                .leader_id()
+                .voted_for()
+                .is_some_and(|id| id != me && id != departed.id)
+    };
+    let my_turn = turn * (rank as u32 + 1);
+    let seen = tokio::time::timeout(my_turn, metrics.wait_for(|m| elected(m) || granted(m)))
         .await
-        .is_ok()
-    {
-        return;
+        .ok()
+        .and_then(Result::ok)
+        .map(|seen| elected(&seen));
+    match seen {
+        Some(true) => return,
+        Some(false) => {
+            let grace = turn * GRANTED_TURNS;
+            if tokio::time::timeout(grace, metrics.wait_for(elected))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        None => {}
     }
     // Survivor `r` reaches term T + 2 + r (T the departed leader's, every survivor at T + 1 after
     // its first campaign): above the terms of every survivor whose turn came before.
@@ -296,8 +330,8 @@ async fn campaign(
             return;
         }
     }
-    let rest = (TURN * (departed.voters.len() as u32 - 1 - rank as u32)).max(TURN);
-    if tokio::time::timeout(rest, metrics.wait_for(settled))
+    let rest = (turn * (departed.voters.len() as u32 - 1 - rank as u32)).max(turn);
+    if tokio::time::timeout(rest, metrics.wait_for(elected))
         .await
         .is_err()
     {
