@@ -25,6 +25,25 @@ use chronik_metadata::topic_name::validate_topic_name;
 /// Upper bound on partitions per topic, to refuse requests that would bloat the metadata.
 pub const MAX_PARTITIONS: i32 = 10_000;
 
+/// Upper bound on the partitions one CreateTopics or CreatePartitions creates: they are one Raft
+/// entry (about 150–300 bytes of JSON each), and an entry has to reach a follower, with a few
+/// others when it catches up, inside one 64 MiB gRPC message. Without a bound, one request of
+/// 100 topics × 10,000 partitions made an entry of about 150 MB that no follower could ever receive,
+/// and the quorum committed nothing after it. Kafka's active controller refuses such a batch the
+/// same way (`QuorumController.MAX_RECORDS_PER_USER_OP`, POLICY_VIOLATION); its bound is 10,000
+/// records. Topics past the bound are refused one by one, so the client sends them again apart.
+pub const MAX_PARTITIONS_PER_REQUEST: usize = 50_000;
+
+fn request_too_large(what: &str, total: usize) -> ApiError {
+    ApiError::new(
+        ResponseError::PolicyViolation,
+        format!(
+            "{what} would make this request create {total} partitions; one request creates at \
+             most {MAX_PARTITIONS_PER_REQUEST}: send the rest in another request"
+        ),
+    )
+}
+
 #[derive(Clone, Debug)]
 pub struct CreateTopic {
     pub name: String,
@@ -66,6 +85,7 @@ pub fn create_topics(
         .map(|b| (b.broker_id, b.rack.clone()))
         .collect();
     let mut start = image.partitions().count();
+    let mut created_partitions = 0;
     let mut records = Vec::new();
     let mut reply = Vec::new();
     for t in topics {
@@ -75,14 +95,23 @@ pub fn create_topics(
                 format!("topic '{}' appears more than once in the request", t.name),
             ))
         } else {
-            plan_topic(image, t, &brokers, start).map(|(mut created, replicas)| {
-                start += replicas.len();
-                if !validate_only {
-                    created.topic_id = new_topic_id();
-                    records.extend(topic_records(image, t, &created, replicas));
-                }
-                created
-            })
+            plan_topic(image, t, &brokers, start)
+                .and_then(|planned| {
+                    let total = created_partitions + planned.1.len();
+                    if total > MAX_PARTITIONS_PER_REQUEST {
+                        return Err(request_too_large(&format!("topic '{}'", t.name), total));
+                    }
+                    created_partitions = total;
+                    Ok(planned)
+                })
+                .map(|(mut created, replicas)| {
+                    start += replicas.len();
+                    if !validate_only {
+                        created.topic_id = new_topic_id();
+                        records.extend(topic_records(image, t, &created, replicas));
+                    }
+                    created
+                })
         };
         reply.push((t.name.clone(), outcome));
     }
@@ -323,6 +352,7 @@ pub fn create_partitions(
         .map(|b| (b.broker_id, b.rack.clone()))
         .collect();
     let mut start = image.partitions().count();
+    let mut created_partitions = 0;
     let mut records = Vec::new();
     let mut reply = Vec::new();
     for t in topics {
@@ -332,10 +362,20 @@ pub fn create_partitions(
                 "Duplicate topic in request.",
             ))
         } else {
-            plan_partitions(image, t, &brokers, start).map(|(topic_id, first, replicas)| {
-                start += replicas.len();
-                records.extend(partition_records(image, topic_id, first, replicas));
-            })
+            plan_partitions(image, t, &brokers, start)
+                .and_then(|planned| {
+                    let total = created_partitions + planned.2.len();
+                    if total > MAX_PARTITIONS_PER_REQUEST {
+                        let what = format!("adding partitions to '{}'", t.name);
+                        return Err(request_too_large(&what, total));
+                    }
+                    created_partitions = total;
+                    Ok(planned)
+                })
+                .map(|(topic_id, first, replicas)| {
+                    start += replicas.len();
+                    records.extend(partition_records(image, topic_id, first, replicas));
+                })
         };
         reply.push(outcome);
     }
@@ -834,6 +874,73 @@ mod tests {
             result.reply[0].1.as_ref().unwrap_err().code,
             ResponseError::InvalidConfig
         );
+    }
+
+    /// A request that would create more than `MAX_PARTITIONS_PER_REQUEST` partitions (one Raft
+    /// entry too large to replicate) creates those that fit and refuses the rest, one by one.
+    #[test]
+    fn one_request_creates_a_bounded_number_of_partitions() {
+        let image = cluster(&[1, 2, 3], 1, 1);
+        let per_topic = MAX_PARTITIONS as usize;
+        let fitting = MAX_PARTITIONS_PER_REQUEST / per_topic;
+        let topics: Vec<CreateTopic> = (0..=fitting)
+            .map(|i| CreateTopic {
+                name: format!("bulk-{i}"),
+                num_partitions: MAX_PARTITIONS,
+                replication_factor: 1,
+                configs: BTreeMap::new(),
+                assignments: Vec::new(),
+            })
+            .collect();
+        let result = create_topics(&image, &topics, false, Uuid::new_v4);
+        let refused: Vec<&ApiError> = result
+            .reply
+            .iter()
+            .filter_map(|(_, outcome)| outcome.as_ref().err())
+            .collect();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].code, ResponseError::PolicyViolation);
+        assert!(
+            refused[0].message.contains("another request"),
+            "{refused:?}"
+        );
+        let partitions = result
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::Partition(_)))
+            .count();
+        assert_eq!(partitions, fitting * per_topic);
+
+        // CreatePartitions: topics of one partition, each grown to the per-topic bound.
+        let mut image = image;
+        let small: Vec<CreateTopic> = topics
+            .iter()
+            .map(|t| CreateTopic {
+                num_partitions: 1,
+                ..t.clone()
+            })
+            .collect();
+        commit(&mut image, |image| {
+            create_topics(image, &small, false, Uuid::new_v4)
+        });
+        let growth: Vec<CreatePartitions> = small
+            .iter()
+            .map(|t| grow(&t.name, MAX_PARTITIONS, Vec::new()))
+            .collect();
+        let result = create_partitions(&image, &growth);
+        let refused: Vec<&ApiError> = result
+            .reply
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].code, ResponseError::PolicyViolation);
+        let partitions = result
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::Partition(_)))
+            .count();
+        assert_eq!(partitions, fitting * (per_topic - 1));
     }
 
     #[test]
