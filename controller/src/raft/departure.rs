@@ -23,10 +23,10 @@
 //! which carries no lease. That usually elects one at once, since openraft orders the votes of one
 //! term by node id and the survivor with the highest id is granted by the others. When it is not
 //! (a survivor noticed late and its lease refused, or the highest id's log is behind another's),
-//! the survivors campaign again in the order of their ids, each with a term above any the ones
-//! before it reached, until one has won. A survivor that has granted its vote to another since the
-//! notice gives that one a few turns to win first. If nobody has won when the turns are over, the
-//! election timers decide. A turn is a heartbeat interval (at least 100 ms).
+//! the survivors campaign again in the order of their ids, highest first, each with a term above
+//! any the ones before it reached, until one has won. A survivor that has granted its vote to
+//! another since the notice gives that one a few turns to win first. If nobody has won when the
+//! turns are over, the election timers decide. A turn is a heartbeat interval (at least 100 ms).
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -276,9 +276,12 @@ async fn campaign(
     turn: Duration,
     metrics: &mut watch::Receiver<RaftMetrics<NodeId, openraft::BasicNode>>,
 ) {
+    // Highest id first: when the others' leases refused its first campaign, it is the one they
+    // then voted for (by openraft's vote order), and its second campaign wins at once.
     let Some(rank) = departed
         .voters
         .iter()
+        .rev()
         .filter(|&&id| id != departed.id)
         .position(|&id| id == me)
     else {
