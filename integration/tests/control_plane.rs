@@ -22,18 +22,7 @@ async fn killing_the_active_controller_elects_another_and_keeps_every_topic() {
     for name in ["orders", "payments", "audit.log"] {
         ids.insert(name, create_topic(&cluster, name, 2, 1).await.topic_id);
     }
-    let old = active_controller(&cluster)
-        .await
-        .expect("an active controller");
-    cluster.controller(old).unwrap().kill().unwrap();
-    let killed_at = Instant::now();
-    let new = wait_for(
-        "a new active controller",
-        Duration::from_secs(10),
-        || async { active_controller(&cluster).await.filter(|&id| id != old) },
-    )
-    .await;
-    let elapsed = killed_at.elapsed();
+    let (old, new, elapsed) = kill_active_controller(&mut cluster, Duration::from_secs(10)).await;
     assert!(
         elapsed < Duration::from_secs(5),
         "failover took {elapsed:?}"
@@ -434,14 +423,7 @@ async fn controller_failover_fences_no_broker() {
     let mut cluster = start(3, 3, &[]).await;
     let topic = create_topic(&cluster, "steady", 3, 3).await;
     let epochs = broker_epochs(&leader_view(&cluster).await.unwrap());
-    let old = active_controller(&cluster).await.unwrap();
-    cluster.controller(old).unwrap().kill().unwrap();
-    wait_for(
-        "a new active controller",
-        Duration::from_secs(10),
-        || async { active_controller(&cluster).await.filter(|&id| id != old) },
-    )
-    .await;
+    kill_active_controller(&mut cluster, Duration::from_secs(10)).await;
     // Watch for longer than a session timeout: nobody is fenced, nobody re-registers, no leader moves.
     let until = Instant::now() + SESSION_TIMEOUT + Duration::from_secs(2);
     while Instant::now() < until {
@@ -481,17 +463,11 @@ const SLOW_ELECTIONS: &[&str] = &["--raft-election-timeout-ms", "4000"];
 async fn a_killed_active_controller_is_replaced_without_waiting_out_its_lease() {
     let mut cluster = start(3, 1, SLOW_ELECTIONS).await;
     create_topic(&cluster, "before", 1, 1).await;
-    let old = active_controller(&cluster).await.unwrap();
-    cluster.controller(old).unwrap().kill().unwrap();
-    let killed_at = Instant::now();
-    let new = wait_for(
-        "a new active controller",
-        Duration::from_secs(6),
-        || async { active_controller(&cluster).await.filter(|&id| id != old) },
-    )
-    .await;
+    let (old, new, elected_after) =
+        kill_active_controller(&mut cluster, Duration::from_secs(6)).await;
+    let creating = Instant::now();
     create_topic(&cluster, "after", 1, 1).await;
-    let elapsed = killed_at.elapsed();
+    let elapsed = elected_after + creating.elapsed();
     assert!(
         elapsed < Duration::from_secs(6),
         "controller {new} took writes {elapsed:?} after controller {old} was killed"
@@ -548,6 +524,24 @@ async fn a_paused_active_controller_keeps_its_lease() {
     )
     .await;
     assert_eq!(controller_term(&cluster, leader).await, term);
+}
+
+/// Kills the active controller (kill -9) and waits up to `within` for another to be active: the
+/// killed one, the new one, and how long after the kill it was found.
+async fn kill_active_controller(
+    cluster: &mut TestCluster,
+    within: Duration,
+) -> (u64, u64, Duration) {
+    let old = active_controller(cluster)
+        .await
+        .expect("an active controller");
+    cluster.controller(old).unwrap().kill().unwrap();
+    let killed_at = Instant::now();
+    let new = wait_for("a new active controller", within, || async {
+        active_controller(cluster).await.filter(|&id| id != old)
+    })
+    .await;
+    (old, new, killed_at.elapsed())
 }
 
 /// The Raft term controller `id` reports for itself.

@@ -384,12 +384,27 @@ async fn with_required_client_certificates_a_certificate_authenticates_and_a_for
     assert!(ready.status().is_success());
 
     // The followers watch the active controller over the same mutual TLS (`raft/departure.rs`).
-    // A refused certificate shows only once the connection is used (TLS 1.3), as a watch that ends.
+    // A refused certificate shows only once the connection is used (TLS 1.3), as a watch that ends:
+    // once both followers watch, give their keepalive (1 s) time to use it.
+    let log = |controller: &chronikctl::local::Node| {
+        std::fs::read_to_string(&controller.log_file).unwrap_or_default()
+    };
+    wait_for(
+        "the followers watching the leader",
+        Duration::from_secs(10),
+        || async {
+            let watching = cluster
+                .controllers
+                .iter()
+                .filter(|c| log(c).contains("watching the active controller"))
+                .count();
+            (watching >= 2).then_some(())
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut watching = 0;
     for controller in &cluster.controllers {
-        let log = std::fs::read_to_string(&controller.log_file).unwrap_or_default();
-        watching += usize::from(log.contains("watching the active controller"));
+        let log = log(controller);
         assert!(
             !log.contains("cannot watch the active controller"),
             "controller {}: {log}",
@@ -403,8 +418,4 @@ async fn with_required_client_certificates_a_certificate_authenticates_and_a_for
             controller.id
         );
     }
-    assert!(
-        watching >= 2,
-        "each follower watches the leader ({watching} do)"
-    );
 }

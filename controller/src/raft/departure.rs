@@ -358,12 +358,17 @@ fn is_refused(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// An error and its sources on one line, skipping sources whose text is already there (tonic's
+/// transport error repeats the I/O error it wraps).
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        let cause = e.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = e.source();
     }
     text
