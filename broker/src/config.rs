@@ -338,7 +338,8 @@ pub struct BrokerConfig {
     /// An ISR member that has sent its leader no fetch at all for this long is asked to leave the ISR,
     /// whatever its lag (a stopped or cut-off follower otherwise stalls acks=all writes for
     /// `--replica-lag-time-max-ms`). Followers long-poll for at most 500 ms, so a healthy one is
-    /// never silent that long; must be more than 500.
+    /// never silent that long; must be more than 500. A member the leader has not heard from since
+    /// it started (not following yet) leaves only by the lag time.
     #[arg(long, env = "CHRONIK_REPLICA_FETCH_STALL_MS", default_value_t = 1_000)]
     pub replica_fetch_stall_ms: u64,
 

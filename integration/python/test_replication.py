@@ -17,6 +17,10 @@ acknowledged, while the test injures the cluster:
   replica takes leadership back while another ISR member is paused and lacks the latest records; the new
   leader must not let a consumer read them until that member has them (issue #11, item 1: a new leader
   used to set its high watermark to its log end).
+- `test_follower_that_has_not_started_keeps_its_isr_place` (no background producer): a broker paused
+  while a topic is created, so it never fetched from its leaders, must not be dropped from the ISRs by
+  the stall rule (issue #18: at 100,000 partitions the leaders dropped the slowest broker, still opening
+  its logs, from every partition it followed).
 - `test_follower_below_the_leaders_log_start_rejoins` (no background producer): a follower comes back
   with an empty partition directory after retention removed the leader's first segments; it must
   restart its log at the leader's log start and rejoin the ISR (issue #11, item 4: it used to fetch
@@ -46,10 +50,12 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import shutil
 import signal
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -651,6 +657,60 @@ def test_leader_that_wrote_nothing_in_its_epoch_rejoins_after_restart(cluster_fa
     figures = verify_run(cluster, topic_name, acked, f"{len(acked)} records acknowledged", timeline)
     print(f"[replication] empty leader epoch: brokers {first} then {second} killed; {len(acked)} acks; "
           f"high watermark {figures['hws']}; {time.monotonic() - started:.0f}s")
+
+
+def isr_shrinks(cluster: ChronikCluster) -> dict[int, int]:
+    """{broker: chronik_broker_isr_shrinks_total}: the ISR shrinks of partitions it leads, as committed."""
+    shrinks = {}
+    for broker in cluster.brokers:
+        with urllib.request.urlopen(f"http://{broker['http_addr']}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        found = re.search(r"^chronik_broker_isr_shrinks_total (\S+)$", text, re.MULTILINE)
+        assert found, f"broker {broker['id']} exports no chronik_broker_isr_shrinks_total"
+        shrinks[broker["id"]] = int(float(found.group(1)))
+    return shrinks
+
+
+def test_follower_that_has_not_started_keeps_its_isr_place(cluster_factory, topic_name):
+    """A broker paused (SIGSTOP, shorter than the broker session timeout) while a topic is created has never
+    fetched from the other brokers: it has not started following, as a broker still opening the logs of a
+    large metadata change has not (issue #18). Its leaders must not drop it from the ISRs by the stall
+    rule (`--replica-fetch-stall-ms`, for followers that stop fetching); at 100,000 partitions that
+    proposed 81,853 removals in 8 s and doubled the controllers' Raft log. Once resumed it catches up,
+    acks=all writes go through, and no broker counted an ISR shrink."""
+    cluster = cluster_factory(controllers=CONTROLLERS, brokers=BROKERS, controller_args=CONTROLLER_ARGS)
+    late = BROKERS
+    pid = node_pid(cluster, "broker", late)
+    assert sum(isr_shrinks(cluster).values()) == 0
+    timeline = Timeline()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        timeline.note(f"SIGSTOP broker {late}")
+        cluster.create_topic(topic_name, partitions=PARTITIONS, replication_factor=3,
+                             configs={"min.insync.replicas": "2"}, wait=False)
+        parts = describe_now(cluster, topic_name)
+        timeline.note(f"created: {fmt_parts(parts)}")
+        followed = [p for p, d in parts.items() if d["leader"] != late and late in d["isr"]]
+        assert followed, f"broker {late} follows no partition: {fmt_parts(parts)}"
+        # Three times the stall time (the session timeout is 5 s): the old rule proposed the removal
+        # one stall time after the leaders started.
+        time.sleep(3.0)
+        parts = describe_now(cluster, topic_name)
+        timeline.note(f"after 3 s: {fmt_parts(parts)}")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    timeline.note(f"SIGCONT broker {late}")
+    dropped = [p for p in followed if late not in parts[p]["isr"]]
+    assert not dropped, (f"broker {late}, which had not started following, was dropped from the ISR of "
+                         f"partitions {dropped}:\n{timeline.text()}")
+    cluster.wait_topic_ready(topic_name, PARTITIONS)
+    records = [Rec(value=f"after:{i:09d}:".encode(), partition=i % PARTITIONS) for i in range(30)]
+    delivered = ck_produce(cluster.bootstrap_servers, topic_name, records, config=PRODUCER_CONFIG, timeout=60)
+    assert len(delivered) == len(records)
+    parts = wait_full_isr(cluster, topic_name, 30, f"broker {late} resumed")
+    shrinks = isr_shrinks(cluster)
+    assert sum(shrinks.values()) == 0, (f"ISR shrinks by leader {shrinks} ({fmt_parts(parts)}):\n"
+                                        f"{timeline.text()}")
 
 
 def test_follower_below_the_leaders_log_start_rejoins(cluster_factory, topic_name):
