@@ -2254,23 +2254,32 @@ mod tests {
         let start = tokio::time::Instant::now();
         let _follower_2 = keep_fetching(&replicas, &partition, 2, LONG_POLL, true, cancel.clone());
         let _follower_3 = keep_fetching(&replicas, &partition, 3, LONG_POLL, false, cancel.clone());
-        assert!(
-            tokio::time::timeout(LAG - STALL, changes.recv())
-                .await
-                .is_err(),
-            "a fetching follower is not dropped before the lag time"
-        );
-        let change = tokio::time::timeout(2 * STALL, changes.recv())
-            .await
-            .expect("the lagging follower is proposed for removal")
-            .unwrap();
-        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
-        let waited = start.elapsed();
+        let waited = follower_3_removed_near_the_lag_time(&mut changes, start).await;
         assert!(
             waited > LAG && waited <= LAG + STALL / 4,
             "after {waited:?}"
         );
         cancel.cancel();
+    }
+
+    /// Waits for the proposal to drop follower 3 (and only it), which must not come before the lag
+    /// time less a stall time; returns how long after `start` it came.
+    async fn follower_3_removed_near_the_lag_time(
+        changes: &mut mpsc::UnboundedReceiver<IsrChange>,
+        start: tokio::time::Instant,
+    ) -> Duration {
+        assert!(
+            tokio::time::timeout_at(start + LAG - STALL, changes.recv())
+                .await
+                .is_err(),
+            "follower 3 was proposed for removal before the lag time"
+        );
+        let change = tokio::time::timeout(2 * STALL, changes.recv())
+            .await
+            .expect("follower 3 is proposed for removal by the lag rule")
+            .unwrap();
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+        start.elapsed()
     }
 
     /// A follower silent for less than the stall time (a slow disk, a busy host) keeps its place.
@@ -2341,18 +2350,7 @@ mod tests {
         let (_dir, replicas, mut changes, partition, cancel) = shrinking().await;
         let start = tokio::time::Instant::now();
         let _follower_2 = keep_fetching_in_contact(&replicas, &partition, 2, None, cancel.clone());
-        assert!(
-            tokio::time::timeout(LAG - STALL, changes.recv())
-                .await
-                .is_err(),
-            "a follower that has not started was proposed for removal"
-        );
-        let change = tokio::time::timeout(2 * STALL, changes.recv())
-            .await
-            .expect("the follower that never fetched is proposed for removal")
-            .unwrap();
-        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
-        let waited = start.elapsed();
+        let waited = follower_3_removed_near_the_lag_time(&mut changes, start).await;
         assert!(
             waited > LAG - STALL && waited <= LAG + STALL / 4,
             "after {waited:?}"
