@@ -18,8 +18,8 @@
 //! - **stall** (`--replica-fetch-stall-ms`, 1 s): a follower that has sent no fetch at all for that
 //!   long (stopped, cut off, its fetcher wedged), so one bad link stalls acks=all writes for about a
 //!   second rather than for the lag time (issue #12). It applies only to a follower that this broker
-//!   has heard from: one that has not started following (a broker still opening the logs of a large
-//!   metadata change, or just started) leaves by the lag rule (issue #18, see
+//!   has heard from since it started: one that has not started following (a broker still opening the
+//!   logs of a large metadata change, or just started) leaves by the lag rule (issue #18, see
 //!   `ReplicaManager::check_isr`).
 //!
 //! Why 1 s cannot drop a healthy follower: a follower always has a fetch outstanding except while it

@@ -1053,8 +1053,8 @@ impl ReplicaManager {
     /// and memory, and then as many additions as it caught up (issue #18). Such a follower leaves
     /// by the lag rule, as every follower does in Kafka, and a dead one is fenced by the controller
     /// (which removes it from every ISR). What this gives up: a follower cut off from a leader that
-    /// has just started (so it was never heard from) holds acks=all writes for the lag time rather
-    /// than the stall time.
+    /// has not heard from it since the leader's process started holds acks=all writes for the lag
+    /// time rather than the stall time.
     fn check_isr(
         &self,
         partition: &Arc<Partition>,
@@ -1086,9 +1086,14 @@ impl ReplicaManager {
                 None => (Some(partition.leader_since()), None),
             };
             found.unsettled |= caught_up.is_some();
-            match self.follower_contact(member).max(fetched) {
-                // The stall rule is for a follower that stopped: one never heard from has not
-                // started yet (see `check_isr`'s doc) and has the lag time, as in Kafka.
+            // The stall rule is for a follower that stopped: one never heard from has not started
+            // yet (see `check_isr`'s doc) and has the lag time, as in Kafka. One heard from has
+            // the stall time from this leader's start to begin fetching here.
+            let heard = self
+                .follower_contact(member)
+                .max(fetched)
+                .map(|heard| heard.max(partition.leader_since()));
+            match heard {
                 Some(heard) if heard.max(watched_since).elapsed() > stall => {
                     stalled.push((member, heard.elapsed().as_millis() as u64));
                 }
@@ -2354,6 +2359,43 @@ mod tests {
         assert!(
             waited > LAG - STALL && waited <= LAG + STALL / 4,
             "after {waited:?}"
+        );
+        cancel.cancel();
+    }
+
+    /// A follower heard from before this broker took a partition over has the stall time from the
+    /// takeover to start fetching it, not an immediate removal because its last contact is old.
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_heard_from_before_a_takeover_has_the_stall_time_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let (tx, mut changes) = mpsc::unbounded_channel();
+        let replicas = Arc::new(ReplicaManager::new(1, logs, tx));
+        let topic_id = Uuid::new_v4();
+        replicas.apply_metadata(&image_led_by(2, 0, &[1, 2, 3], topic_id), true);
+        let partition = replicas.partition(topic_id, 0).expect("hosted");
+        let cancel = CancellationToken::new();
+        tokio::spawn(super::super::isr::run_isr_shrinker(
+            replicas.clone(),
+            LAG,
+            STALL,
+            cancel.clone(),
+        ));
+        replicas.note_follower_contact(3);
+        tokio::time::sleep(5 * STALL).await;
+        // This broker takes the partition over; broker 3 was last heard from 5 stall times ago.
+        replicas.apply_metadata(&image_led_by(1, 1, &[1, 2, 3], topic_id), true);
+        let took_over = tokio::time::Instant::now();
+        let _follower_2 = keep_fetching_in_contact(&replicas, &partition, 2, None, cancel.clone());
+        let change = tokio::time::timeout(2 * STALL, changes.recv())
+            .await
+            .expect("the follower that never fetched here is proposed for removal")
+            .unwrap();
+        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
+        let waited = took_over.elapsed();
+        assert!(
+            waited > STALL && waited <= STALL + STALL / 4,
+            "proposed {waited:?} after the takeover"
         );
         cancel.cancel();
     }
