@@ -696,15 +696,18 @@ def test_follower_that_has_not_started_keeps_its_isr_place(cluster_factory, topi
         timeline.note(f"created: {fmt_parts(parts)}")
         followed = [p for p, d in parts.items() if d["leader"] != late and late in d["isr"]]
         assert followed, f"broker {late} follows no partition: {fmt_parts(parts)}"
-        # Three times the stall time: the old rule proposed the removal one stall time after the
-        # leaders started.
-        time.sleep(3.0)
-        parts = describe_now(cluster, topic_name)
-        timeline.note(f"after 3 s: {fmt_parts(parts)}")
+        # Held for three times the stall time (the old rule proposed the removal one stall time
+        # after the leaders started), watching the ISRs all along.
+        dropped: list[int] = []
+        until = time.monotonic() + 3.0
+        while time.monotonic() < until and not dropped:
+            parts = describe_now(cluster, topic_name)
+            dropped = [p for p in followed if late not in parts[p]["isr"]]
+            time.sleep(0.2)
+        timeline.note(f"held paused: {fmt_parts(parts)}")
     finally:
         os.kill(pid, signal.SIGCONT)
     timeline.note(f"SIGCONT broker {late}")
-    dropped = [p for p in followed if late not in parts[p]["isr"]]
     assert not dropped, (f"broker {late}, which had not started following, was dropped from the ISR of "
                          f"partitions {dropped}:\n{timeline.text()}")
     cluster.wait_topic_ready(topic_name, PARTITIONS)

@@ -1088,11 +1088,13 @@ impl ReplicaManager {
             found.unsettled |= caught_up.is_some();
             // The stall rule is for a follower that stopped: one never heard from has not started
             // yet (see `check_isr`'s doc) and has the lag time, as in Kafka. One heard from has
-            // the stall time from this leader's start to begin fetching here.
-            let heard = self
-                .follower_contact(member)
-                .max(fetched)
-                .map(|heard| heard.max(partition.leader_since()));
+            // the stall time from this leader's start to begin fetching here (a fetch under this
+            // leader epoch is never older than that start).
+            let contact = self.follower_contact(member);
+            let heard = match fetched {
+                Some(fetched) => Some(contact.map_or(fetched, |contact| contact.max(fetched))),
+                None => contact.map(|contact| contact.max(partition.leader_since())),
+            };
             match heard {
                 Some(heard) if heard.max(watched_since).elapsed() > stall => {
                     stalled.push((member, heard.elapsed().as_millis() as u64));
@@ -1698,12 +1700,24 @@ mod tests {
         mpsc::UnboundedReceiver<IsrChange>,
         Arc<Partition>,
     ) {
+        manager_from(|topic_id| image(isr, topic_id))
+    }
+
+    /// Like [`manager`], with the image `image` makes for a new topic id.
+    fn manager_from(
+        image: impl FnOnce(Uuid) -> MetadataImage,
+    ) -> (
+        tempfile::TempDir,
+        ReplicaManager,
+        mpsc::UnboundedReceiver<IsrChange>,
+        Arc<Partition>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
         let (tx, rx) = mpsc::unbounded_channel();
         let replicas = ReplicaManager::new(1, logs, tx);
         let topic_id = Uuid::new_v4();
-        replicas.apply_metadata(&image(isr, topic_id), true);
+        replicas.apply_metadata(&image(topic_id), true);
         let partition = replicas.partition(topic_id, 0).expect("hosted");
         (dir, replicas, rx, partition)
     }
@@ -2172,6 +2186,14 @@ mod tests {
         let (dir, replicas, changes, partition) = manager(&[1, 2, 3]);
         append_acks_1(&replicas, &partition, 1).await;
         let replicas = Arc::new(replicas);
+        let cancel = run_shrinker(&replicas);
+        // Let the shrinker start (its first check is at once).
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        (dir, replicas, changes, partition, cancel)
+    }
+
+    /// Runs the ISR shrinker (lag 30 s, stall 1 s) of `replicas` until the returned token is cancelled.
+    fn run_shrinker(replicas: &Arc<ReplicaManager>) -> CancellationToken {
         let cancel = CancellationToken::new();
         tokio::spawn(super::super::isr::run_isr_shrinker(
             replicas.clone(),
@@ -2179,9 +2201,7 @@ mod tests {
             STALL,
             cancel.clone(),
         ));
-        // Let the shrinker start (its first check is at once).
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        (dir, replicas, changes, partition, cancel)
+        cancel
     }
 
     /// Follower `id` fetching every `every` until `stop`: at the leader's log end, or from offset 0
@@ -2238,17 +2258,26 @@ mod tests {
         stop_3.cancel();
         follower_3.await.unwrap();
         let last_fetch = partition.follower(3).unwrap().last_fetch();
+        follower_3_removed_one_stall_time_after(&mut changes, last_fetch).await;
+        cancel.cancel();
+    }
+
+    /// Waits for the proposal to drop follower 3 (and only it), which must come more than one stall
+    /// time after `silent_since` and within the shrinker's quarter-stall tick of it.
+    async fn follower_3_removed_one_stall_time_after(
+        changes: &mut mpsc::UnboundedReceiver<IsrChange>,
+        silent_since: tokio::time::Instant,
+    ) {
         let change = tokio::time::timeout(2 * STALL, changes.recv())
             .await
-            .expect("the stalled follower is proposed for removal")
+            .expect("follower 3 is proposed for removal by the stall rule")
             .unwrap();
         assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
-        let silent = last_fetch.elapsed();
+        let silent = silent_since.elapsed();
         assert!(
             silent > STALL && silent <= STALL + STALL / 4,
             "proposed after {silent:?} of silence"
         );
-        cancel.cancel();
     }
 
     /// Kafka's lag rule is kept for a follower that fetches but stays behind: it leaves only after
@@ -2367,36 +2396,19 @@ mod tests {
     /// takeover to start fetching it, not an immediate removal because its last contact is old.
     #[tokio::test(start_paused = true)]
     async fn a_follower_heard_from_before_a_takeover_has_the_stall_time_from_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
-        let (tx, mut changes) = mpsc::unbounded_channel();
-        let replicas = Arc::new(ReplicaManager::new(1, logs, tx));
-        let topic_id = Uuid::new_v4();
-        replicas.apply_metadata(&image_led_by(2, 0, &[1, 2, 3], topic_id), true);
-        let partition = replicas.partition(topic_id, 0).expect("hosted");
-        let cancel = CancellationToken::new();
-        tokio::spawn(super::super::isr::run_isr_shrinker(
-            replicas.clone(),
-            LAG,
-            STALL,
-            cancel.clone(),
-        ));
+        // Broker 2 leads at first: this broker checks no ISR of the partition yet.
+        let (_dir, replicas, mut changes, partition) =
+            manager_from(|topic_id| image_led_by(2, 0, &[1, 2, 3], topic_id));
+        let replicas = Arc::new(replicas);
+        let cancel = run_shrinker(&replicas);
         replicas.note_follower_contact(3);
         tokio::time::sleep(5 * STALL).await;
         // This broker takes the partition over; broker 3 was last heard from 5 stall times ago.
-        replicas.apply_metadata(&image_led_by(1, 1, &[1, 2, 3], topic_id), true);
+        replicas.apply_metadata(&image_led_by(1, 1, &[1, 2, 3], partition.topic_id), true);
         let took_over = tokio::time::Instant::now();
         let _follower_2 = keep_fetching_in_contact(&replicas, &partition, 2, None, cancel.clone());
-        let change = tokio::time::timeout(2 * STALL, changes.recv())
-            .await
-            .expect("the follower that never fetched here is proposed for removal")
-            .unwrap();
-        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
-        let waited = took_over.elapsed();
-        assert!(
-            waited > STALL && waited <= STALL + STALL / 4,
-            "proposed {waited:?} after the takeover"
-        );
+        // Counted from the takeover, not from the old contact: not at the first check.
+        follower_3_removed_one_stall_time_after(&mut changes, took_over).await;
         cancel.cancel();
     }
 
@@ -2408,16 +2420,7 @@ mod tests {
         let _follower_2 = keep_fetching_in_contact(&replicas, &partition, 2, None, cancel.clone());
         replicas.note_follower_contact(3);
         let silent_since = tokio::time::Instant::now();
-        let change = tokio::time::timeout(2 * STALL, changes.recv())
-            .await
-            .expect("the silent follower is proposed for removal")
-            .unwrap();
-        assert_eq!(change.new_isr, vec![(1, -1), (2, -1)]);
-        let silent = silent_since.elapsed();
-        assert!(
-            silent > STALL && silent <= STALL + STALL / 4,
-            "proposed after {silent:?} of silence"
-        );
+        follower_3_removed_one_stall_time_after(&mut changes, silent_since).await;
         cancel.cancel();
     }
 
