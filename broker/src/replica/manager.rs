@@ -851,7 +851,15 @@ impl ReplicaManager {
             info,
             leader_epoch,
         } = pending;
-        if info.flush_required {
+        // An acks=all append with another in-sync replica is acknowledged only once the followers
+        // have it, a round trip that takes longer than this broker's fsync: the fsync waits to
+        // start until a follower reports a copy ([`PartitionLog::defer_flush`]), and the append
+        // still waits for it below, after the high watermark.
+        let defer_flush =
+            info.flush_required && required_acks == -1 && partition.state().isr.len() > 1;
+        if defer_flush {
+            partition.log.defer_flush(info.next_offset());
+        } else if info.flush_required {
             partition.log.flushed_to(info.next_offset()).await?;
         }
         if partition.maybe_advance_high_watermark(self.broker_id) {
@@ -877,6 +885,9 @@ impl ReplicaManager {
                     && state.isr.len() < state.replicas.len()
                 {
                     return Err(AppendError::NotEnoughReplicasAfterAppend);
+                }
+                if defer_flush {
+                    partition.log.flushed_to(info.next_offset()).await?;
                 }
                 return Ok(info);
             }
@@ -919,6 +930,7 @@ impl ReplicaManager {
         fetch_offset: i64,
     ) {
         let leader_leo = partition.record_follower_fetch(follower, broker_epoch, fetch_offset);
+        partition.log.flush_deferred(fetch_offset);
         // The high watermark never passes this log's end: once it is there (every idle partition),
         // no fetch can move it, and the ISR walk behind `allowed_high_watermark` is skipped.
         if partition.log.high_watermark() < leader_leo
@@ -2581,6 +2593,50 @@ mod tests {
         assert_eq!(completed.len(), 20);
         let fsyncs = partition.log.fsync_count() - fsyncs_before;
         assert!((1..20).contains(&fsyncs), "{fsyncs} fsyncs for 20 appends");
+    }
+
+    /// Issue #15: a replicated acks=all append's fsync waits until a follower reports a copy, so
+    /// one fsync covers what a follower round carried; the append is still acknowledged only once
+    /// it is durable here as well as on the ISR.
+    #[tokio::test]
+    async fn a_replicated_acks_all_append_is_fsynced_once_a_follower_has_it_and_acknowledged_after()
+    {
+        let (_dir, replicas, _changes, partition) = manager(&[1, 2]);
+        let replicas = Arc::new(replicas);
+        let mut waiting = Vec::new();
+        for _ in 0..3 {
+            let pending = replicas
+                .append_as_leader(&partition, client_batch(&[1], 10), -1)
+                .await
+                .unwrap();
+            waiting.push(acks_all_in_background(&replicas, pending));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            partition.log.fsync_count(),
+            0,
+            "fsynced before any follower had a copy"
+        );
+        assert!(waiting.iter().all(|w| !w.is_finished()));
+        replicas.on_follower_fetch(&partition, 2, 12, 3);
+        for w in waiting {
+            let info = w.await.unwrap().expect("acknowledged");
+            assert!(
+                partition.log.flushed_offset() > info.last_offset,
+                "acknowledged before it was fsynced here"
+            );
+        }
+        assert_eq!(partition.log.fsync_count(), 1, "one fsync for the round");
+        // An append the ISR does not replicate (acks=1) is fsynced at once, as before.
+        let pending = replicas
+            .append_as_leader(&partition, client_batch(&[1], 10), 1)
+            .await
+            .unwrap();
+        let info = replicas
+            .complete_append(pending, 1, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(partition.log.flushed_offset() > info.last_offset);
     }
 
     /// Issue #11, defect 8 (KIP-704): the leader an unclean election chose asks the controller to

@@ -6,10 +6,17 @@
 //! wakes every waiter through a watch. While rounds keep being asked for, the same thread goes
 //! straight into the next fsync, so the disk is never idle between two rounds for a hand-off.
 //!
+//! A replicated acks=all append may defer its fsync until a follower reports a copy
+//! ([`PartitionLog::defer_flush`], [`PartitionLog::flush_deferred`]): one fsync per follower round
+//! instead of one per Produce. A deferral is only a hint of when to start; the append is still
+//! acknowledged only after its own `flushed_to`.
+//!
 //! What must stay true: a waiter returns only once `flushed_offset` covers what it asked for (capped
 //! at the log end, as `flush_to` caps it), or with the error that took the log offline; a request is
 //! never left without a flusher (the flusher decides to stop under the same lock where requests are
 //! recorded, so a request either reaches the running flusher or starts a new one).
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::watch;
 
@@ -20,6 +27,8 @@ pub(super) struct Flusher {
     demand: Mutex<Demand>,
     /// Bumped after every round, successful or not: waiters look at the log again.
     rounds: watch::Sender<u64>,
+    /// `Demand::deferred`'s first offset, read without the lock by every follower fetch.
+    deferred_from: AtomicI64,
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +37,9 @@ struct Demand {
     requested: i64,
     /// A flusher task is running (or about to).
     running: bool,
+    /// Asked durable but not yet asked of the flusher ([`PartitionLog::defer_flush`]): the end offset
+    /// of the first such append and the largest.
+    deferred: Option<(i64, i64)>,
 }
 
 impl Default for Flusher {
@@ -35,9 +47,12 @@ impl Default for Flusher {
         Flusher {
             demand: Mutex::new(Demand::default()),
             rounds: watch::Sender::new(0),
+            deferred_from: AtomicI64::new(NOT_DEFERRED),
         }
     }
 }
+
+const NOT_DEFERRED: i64 = i64::MAX;
 
 impl PartitionLog {
     /// Makes every offset below `offset` (capped at the LEO) durable, as
@@ -60,13 +75,66 @@ impl PartitionLog {
         }
     }
 
-    fn request_flush(self: &Arc<Self>, offset: i64) {
+    /// Records that everything below `offset` must become durable without asking for an fsync yet:
+    /// a replicated acks=all append, whose acknowledgement waits for the followers anyway. The
+    /// fsync starts once a follower reports having copied it ([`PartitionLog::flush_deferred`]),
+    /// so it runs while the slower follower finishes its round, and one fsync covers what was
+    /// appended in that round (on a busy leader, one per follower round rather than one per
+    /// Produce). Whoever needs it durable still awaits [`PartitionLog::flushed_to`], which asks
+    /// for it if no follower has.
+    pub fn defer_flush(&self, offset: i64) {
         let mut demand = self
             .flusher
             .demand
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if offset <= demand.requested {
+            return;
+        }
+        let (from, to) = demand.deferred.get_or_insert((offset, offset));
+        *to = (*to).max(offset);
+        self.flusher.deferred_from.store(*from, Ordering::Release);
+    }
+
+    /// A follower reported `fetch_offset` (its durable log end): starts the fsync of what
+    /// [`PartitionLog::defer_flush`] deferred once the follower holds some of it. Every follower
+    /// fetch of every partition comes here: nothing deferred costs one atomic load.
+    pub fn flush_deferred(self: &Arc<Self>, fetch_offset: i64) {
+        if fetch_offset < self.flusher.deferred_from.load(Ordering::Acquire) {
+            return;
+        }
+        let demand = self
+            .flusher
+            .demand
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((from, to)) = demand.deferred {
+            if fetch_offset >= from {
+                self.request_flush_locked(demand, to);
+            }
+        }
+    }
+
+    fn request_flush(self: &Arc<Self>, offset: i64) {
+        let demand = self
+            .flusher
+            .demand
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.request_flush_locked(demand, offset);
+    }
+
+    fn request_flush_locked(self: &Arc<Self>, mut demand: MutexGuard<'_, Demand>, offset: i64) {
         demand.requested = demand.requested.max(offset);
+        if demand
+            .deferred
+            .is_some_and(|(_, to)| to <= demand.requested)
+        {
+            demand.deferred = None;
+            self.flusher
+                .deferred_from
+                .store(NOT_DEFERRED, Ordering::Release);
+        }
         if demand.running {
             return;
         }
@@ -94,6 +162,20 @@ impl PartitionLog {
                 target = demand.requested;
             }
             let result = self.flush_to(target);
+            if let Ok(flushed) = result {
+                // A deferral this fsync covered needs no other.
+                let mut demand = self
+                    .flusher
+                    .demand
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if demand.deferred.is_some_and(|(_, to)| to <= flushed) {
+                    demand.deferred = None;
+                    self.flusher
+                        .deferred_from
+                        .store(NOT_DEFERRED, Ordering::Release);
+                }
+            }
             self.flusher.rounds.send_modify(|round| *round += 1);
             if result.is_err() {
                 self.flusher

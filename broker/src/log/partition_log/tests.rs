@@ -1044,6 +1044,45 @@ async fn a_failed_fsync_reaches_every_async_waiter() {
     assert!(log.flushed_to(next).await.is_err());
 }
 
+/// Issue #15: a deferred fsync starts only once a follower reports a copy of the first deferred
+/// append, and then covers every deferred append in one fsync; a waiter that needs it first still
+/// gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_flush_starts_when_a_follower_has_a_copy_and_covers_every_deferral() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
+    let first = log.append_as_leader(client_batch(&[1], 10), 0).unwrap();
+    log.defer_flush(first.next_offset());
+    let second = log.append_as_leader(client_batch(&[2], 10), 0).unwrap();
+    log.defer_flush(second.next_offset());
+    // A follower below the first deferred append: nothing starts.
+    log.flush_deferred(first.base_offset);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!((log.fsync_count(), log.flushed_offset()), (0, 0));
+    log.flush_deferred(first.next_offset());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.flushed_offset() < second.next_offset() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deferred fsync never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(log.fsync_count(), 1, "one fsync for both deferred appends");
+    // Covered: a later report asks for nothing more.
+    log.flush_deferred(second.next_offset());
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(log.fsync_count(), 1);
+    // With no follower report, whoever needs it durable asks for the fsync itself.
+    let third = log.append_as_leader(client_batch(&[3], 10), 0).unwrap();
+    log.defer_flush(third.next_offset());
+    assert_eq!(
+        log.flushed_to(third.next_offset()).await.unwrap(),
+        third.next_offset()
+    );
+    assert_eq!(log.fsync_count(), 2);
+}
+
 /// Appends `batches` idempotent batches of `per` records of producer `pid`, epoch 0, sequences
 /// from `seq0`.
 fn produce_idempotent(
