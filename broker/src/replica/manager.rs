@@ -773,7 +773,8 @@ impl ReplicaManager {
             .await
             .map_err(|e| AppendError::Storage(e.to_string()))??
         };
-        // Followers long-polling for new data fetch it now, while this broker fsyncs its copy.
+        // Followers long-polling for new data fetch it now, while this broker fsyncs its copy (or
+        // before it does, for a deferred fsync: see `complete_append_by`).
         self.partition_changed(partition);
         Ok(PendingAppend {
             partition: partition.clone(),
@@ -819,8 +820,10 @@ impl ReplicaManager {
     }
 
     /// Makes an append durable under the topic's flush policy (group commit: one fsync covers every
-    /// append before it), lets the high watermark move, and — for acks=all — waits until the high
-    /// watermark covers it (Kafka's `Partition.checkEnoughReplicasReachOffset`):
+    /// append before it; for acks=all with two or more in-sync followers the fsync starts once the
+    /// first reports a copy, and is awaited after the high watermark), lets the high watermark
+    /// move, and — for acks=all — waits until the high watermark covers it (Kafka's
+    /// `Partition.checkEnoughReplicasReachOffset`):
     /// NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below `min.insync.replicas` meanwhile,
     /// REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER if leadership moved first. Only the
     /// high watermark of the leader epoch the append was made in acknowledges it: after a re-election
@@ -851,12 +854,14 @@ impl ReplicaManager {
             info,
             leader_epoch,
         } = pending;
-        // An acks=all append with another in-sync replica is acknowledged only once the followers
-        // have it, a round trip that takes longer than this broker's fsync: the fsync waits to
-        // start until a follower reports a copy ([`PartitionLog::defer_flush`]), and the append
-        // still waits for it below, after the high watermark.
+        // An acks=all append is acknowledged only once every in-sync follower reports a copy. With
+        // two or more of them, this broker's fsync waits to start until the first one has
+        // ([`PartitionLog::defer_flush`]) and runs while the slower ones finish their rounds, so one
+        // fsync covers what a round carried. The append still waits for it below, after the high
+        // watermark. With one follower its report would come only after the round, and the fsync
+        // would add to it: that starts at once, as for acks 0 and 1.
         let defer_flush =
-            info.flush_required && required_acks == -1 && partition.state().isr.len() > 1;
+            info.flush_required && required_acks == -1 && partition.state().isr.len() > 2;
         if defer_flush {
             partition.log.defer_flush(info.next_offset());
         } else if info.flush_required {
@@ -887,7 +892,16 @@ impl ReplicaManager {
                     return Err(AppendError::NotEnoughReplicasAfterAppend);
                 }
                 if defer_flush {
-                    partition.log.flushed_to(info.next_offset()).await?;
+                    // Durable here too, in the same epoch: a truncation meanwhile (this broker
+                    // lost the leadership) caps `flushed_to` at the new log end.
+                    let flushed = partition.log.flushed_to(info.next_offset()).await?;
+                    let state = partition.state();
+                    if flushed < info.next_offset()
+                        || state.leader != self.broker_id
+                        || state.leader_epoch != leader_epoch
+                    {
+                        return Err(AppendError::NotLeader);
+                    }
                 }
                 return Ok(info);
             }
@@ -2595,13 +2609,13 @@ mod tests {
         assert!((1..20).contains(&fsyncs), "{fsyncs} fsyncs for 20 appends");
     }
 
-    /// Issue #15: a replicated acks=all append's fsync waits until a follower reports a copy, so
-    /// one fsync covers what a follower round carried; the append is still acknowledged only once
-    /// it is durable here as well as on the ISR.
+    /// Issue #15: with two in-sync followers, a replicated acks=all append's fsync waits until the
+    /// first reports a copy, so one fsync covers what a follower round carried; the append is still
+    /// acknowledged only once it is durable here as well as on the ISR.
     #[tokio::test]
     async fn a_replicated_acks_all_append_is_fsynced_once_a_follower_has_it_and_acknowledged_after()
     {
-        let (_dir, replicas, _changes, partition) = manager(&[1, 2]);
+        let (_dir, replicas, _changes, partition) = manager(&[1, 2, 3]);
         let replicas = Arc::new(replicas);
         let mut waiting = Vec::new();
         for _ in 0..3 {
@@ -2617,26 +2631,41 @@ mod tests {
             0,
             "fsynced before any follower had a copy"
         );
-        assert!(waiting.iter().all(|w| !w.is_finished()));
+        // The first follower's copy starts the one fsync; the second's completes the round.
         replicas.on_follower_fetch(&partition, 2, 12, 3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while partition.log.flushed_offset() < 3 {
+            assert!(Instant::now() < deadline, "the deferred fsync never ran");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(waiting.iter().all(|w| !w.is_finished()));
+        replicas.on_follower_fetch(&partition, 3, 13, 3);
         for w in waiting {
-            let info = w.await.unwrap().expect("acknowledged");
-            assert!(
-                partition.log.flushed_offset() > info.last_offset,
-                "acknowledged before it was fsynced here"
-            );
+            w.await.unwrap().expect("acknowledged");
         }
         assert_eq!(partition.log.fsync_count(), 1, "one fsync for the round");
-        // An append the ISR does not replicate (acks=1) is fsynced at once, as before.
+    }
+
+    /// The deferred fsync is still this append's: when it fails, the append is not acknowledged,
+    /// although every follower has it.
+    #[tokio::test]
+    async fn a_replicated_acks_all_append_whose_fsync_fails_here_is_not_acknowledged() {
+        let (_dir, replicas, _changes, partition) = manager(&[1, 2, 3]);
+        let replicas = Arc::new(replicas);
         let pending = replicas
-            .append_as_leader(&partition, client_batch(&[1], 10), 1)
+            .append_as_leader(&partition, client_batch(&[1], 10), -1)
             .await
             .unwrap();
-        let info = replicas
-            .complete_append(pending, 1, Duration::from_secs(10))
-            .await
-            .unwrap();
-        assert!(partition.log.flushed_offset() > info.last_offset);
+        let waiting = acks_all_in_background(&replicas, pending);
+        partition.log.fail_next_fsync();
+        replicas.on_follower_fetch(&partition, 2, 12, 1);
+        replicas.on_follower_fetch(&partition, 3, 13, 1);
+        let result = waiting.await.unwrap();
+        assert!(
+            matches!(result, Err(AppendError::Log(_))),
+            "acknowledged without an fsync here: {result:?}"
+        );
+        assert_eq!(partition.log.flushed_offset(), 0);
     }
 
     /// Issue #11, defect 8 (KIP-704): the leader an unclean election chose asks the controller to

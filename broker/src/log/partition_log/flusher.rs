@@ -6,10 +6,10 @@
 //! wakes every waiter through a watch. While rounds keep being asked for, the same thread goes
 //! straight into the next fsync, so the disk is never idle between two rounds for a hand-off.
 //!
-//! A replicated acks=all append may defer its fsync until a follower reports a copy
-//! ([`PartitionLog::defer_flush`], [`PartitionLog::flush_deferred`]): one fsync per follower round
-//! instead of one per Produce. A deferral is only a hint of when to start; the append is still
-//! acknowledged only after its own `flushed_to`.
+//! An acks=all append with two or more in-sync followers may defer its fsync until the first
+//! reports a copy ([`PartitionLog::defer_flush`], [`PartitionLog::flush_deferred`]): about one
+//! fsync per follower round rather than about one per Produce. A deferral is only a hint of when
+//! to start; the append is still acknowledged only after its own `flushed_to`.
 //!
 //! What must stay true: a waiter returns only once `flushed_offset` covers what it asked for (capped
 //! at the log end, as `flush_to` caps it), or with the error that took the log offline; a request is
@@ -76,12 +76,11 @@ impl PartitionLog {
     }
 
     /// Records that everything below `offset` must become durable without asking for an fsync yet:
-    /// a replicated acks=all append, whose acknowledgement waits for the followers anyway. The
-    /// fsync starts once a follower reports having copied it ([`PartitionLog::flush_deferred`]),
-    /// so it runs while the slower follower finishes its round, and one fsync covers what was
-    /// appended in that round (on a busy leader, one per follower round rather than one per
-    /// Produce). Whoever needs it durable still awaits [`PartitionLog::flushed_to`], which asks
-    /// for it if no follower has.
+    /// an acks=all append whose acknowledgement waits for two or more followers anyway. The fsync
+    /// starts once the first reports having copied it ([`PartitionLog::flush_deferred`]), so it
+    /// runs while the slower one finishes its round, and one fsync covers what was appended in that
+    /// round. Whoever needs it durable still awaits [`PartitionLog::flushed_to`], which asks for
+    /// it if no follower has.
     pub fn defer_flush(&self, offset: i64) {
         let mut demand = self
             .flusher
@@ -91,13 +90,18 @@ impl PartitionLog {
         if offset <= demand.requested {
             return;
         }
+        // A deferral above this offset is from before a truncation: nothing of it is left.
+        if demand.deferred.is_some_and(|(from, _)| from > offset) {
+            demand.deferred = None;
+        }
         let (from, to) = demand.deferred.get_or_insert((offset, offset));
         *to = (*to).max(offset);
         self.flusher.deferred_from.store(*from, Ordering::Release);
     }
 
     /// A follower reported `fetch_offset` (its durable log end): starts the fsync of what
-    /// [`PartitionLog::defer_flush`] deferred once the follower holds some of it. Every follower
+    /// [`PartitionLog::defer_flush`] deferred once the follower holds the first deferred append.
+    /// Every follower
     /// fetch of every partition comes here: nothing deferred costs one atomic load.
     pub fn flush_deferred(self: &Arc<Self>, fetch_offset: i64) {
         if fetch_offset < self.flusher.deferred_from.load(Ordering::Acquire) {
