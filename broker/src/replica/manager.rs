@@ -1718,6 +1718,18 @@ mod tests {
         })
     }
 
+    /// Appends a 10-byte batch as the leader and completes it with acks=all in the background.
+    async fn append_acks_all_in_background(
+        replicas: &Arc<ReplicaManager>,
+        partition: &Arc<Partition>,
+    ) -> tokio::task::JoinHandle<Result<AppendInfo, AppendError>> {
+        let pending = replicas
+            .append_as_leader(partition, client_batch(&[1], 10), -1)
+            .await
+            .unwrap();
+        acks_all_in_background(replicas, pending)
+    }
+
     fn manager(
         isr: &[BrokerId],
     ) -> (
@@ -2619,11 +2631,7 @@ mod tests {
         let replicas = Arc::new(replicas);
         let mut waiting = Vec::new();
         for _ in 0..3 {
-            let pending = replicas
-                .append_as_leader(&partition, client_batch(&[1], 10), -1)
-                .await
-                .unwrap();
-            waiting.push(acks_all_in_background(&replicas, pending));
+            waiting.push(append_acks_all_in_background(&replicas, &partition).await);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
@@ -2652,11 +2660,7 @@ mod tests {
     async fn a_replicated_acks_all_append_whose_fsync_fails_here_is_not_acknowledged() {
         let (_dir, replicas, _changes, partition) = manager(&[1, 2, 3]);
         let replicas = Arc::new(replicas);
-        let pending = replicas
-            .append_as_leader(&partition, client_batch(&[1], 10), -1)
-            .await
-            .unwrap();
-        let waiting = acks_all_in_background(&replicas, pending);
+        let waiting = append_acks_all_in_background(&replicas, &partition).await;
         partition.log.fail_next_fsync();
         replicas.on_follower_fetch(&partition, 2, 12, 1);
         replicas.on_follower_fetch(&partition, 3, 13, 1);
@@ -2726,11 +2730,7 @@ mod tests {
             "follower 2 never fetched"
         );
         let replicas = Arc::new(replicas);
-        let pending = replicas
-            .append_as_leader(&partition, client_batch(&[1], 10), -1)
-            .await
-            .unwrap();
-        let waiting = acks_all_in_background(&replicas, pending);
+        let waiting = append_acks_all_in_background(&replicas, &partition).await;
         replicas.on_follower_fetch(&partition, 2, 12, 2);
         let info = waiting
             .await
