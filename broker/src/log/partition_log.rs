@@ -253,6 +253,33 @@ pub struct PartitionLog {
     /// Makes the next data fsync fail as EIO would (tests of what a failed fsync leaves behind).
     #[cfg(test)]
     fail_next_fsync: std::sync::atomic::AtomicBool,
+    /// Holds the next data fsync until the test lets it go (tests of what happens meanwhile).
+    #[cfg(test)]
+    fsync_gate: Mutex<Option<Gate>>,
+    /// Holds the flusher after its next round has woken its waiters, before it decides whether to
+    /// go on.
+    #[cfg(test)]
+    round_gate: Mutex<Option<Gate>>,
+}
+
+/// The two sides of a point where a test holds the flusher: it says it has reached the point, then
+/// waits to go on.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Gate {
+    pub reached: std::sync::mpsc::Sender<()>,
+    pub proceed: std::sync::mpsc::Receiver<()>,
+}
+
+#[cfg(test)]
+impl Gate {
+    /// Passes the gate in `slot`, if one is set (once).
+    fn pass(slot: &Mutex<Option<Gate>>) {
+        if let Some(gate) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = gate.reached.send(());
+            let _ = gate.proceed.recv();
+        }
+    }
 }
 
 /// Reads the topic id recorded in a partition directory, `None` when the file is missing.
@@ -1143,6 +1170,8 @@ impl PartitionLog {
             )
         };
         #[cfg(test)]
+        Gate::pass(&self.fsync_gate);
+        #[cfg(test)]
         let file_sync = if self
             .fail_next_fsync
             .swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -1510,6 +1539,24 @@ impl PartitionLog {
     pub(crate) fn fail_next_fsync(&self) {
         self.fail_next_fsync
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next data fsync waits at `gate`.
+    #[cfg(test)]
+    pub(crate) fn hold_next_fsync(&self, gate: Gate) {
+        *self
+            .fsync_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(gate);
+    }
+
+    /// The flusher waits at `gate` after its next round has woken its waiters.
+    #[cfg(test)]
+    pub(crate) fn hold_after_next_round(&self, gate: Gate) {
+        *self
+            .round_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(gate);
     }
 }
 

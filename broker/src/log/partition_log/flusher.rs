@@ -13,8 +13,10 @@
 //!
 //! What must stay true: a waiter returns only once `flushed_offset` covers what it asked for (capped
 //! at the log end, as `flush_to` caps it), or with the error that took the log offline; a request is
-//! never left without a flusher (the flusher decides to stop under the same lock where requests are
-//! recorded, so a request either reaches the running flusher or starts a new one).
+//! never left without a flusher (the flusher wakes a round's waiters and decides whether to stop
+//! under the same lock where requests are recorded, so a request either reaches the running
+//! flusher's decision or starts a new one, even one for no more than was asked before, which a
+//! round cut short by a truncation leaves to ask again).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -152,6 +154,7 @@ impl PartitionLog {
     /// then offline, which every waiter sees).
     fn run_flusher(&self) {
         let mut target = i64::MIN;
+        let mut last_round: Option<Result<i64>> = None;
         loop {
             {
                 let mut demand = self
@@ -159,36 +162,32 @@ impl PartitionLog {
                     .demand
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                if demand.requested <= target {
+                if let Some(result) = &last_round {
+                    if let Ok(flushed) = result {
+                        // A deferral this fsync covered needs no other.
+                        if demand.deferred.is_some_and(|(_, to)| to <= *flushed) {
+                            demand.deferred = None;
+                            self.flusher
+                                .deferred_from
+                                .store(NOT_DEFERRED, Ordering::Release);
+                        }
+                    }
+                    // The round's waiters are woken under the lock where the flusher decides
+                    // whether to go on: what one asks for again (a truncation during the fsync
+                    // made the round count for nothing) comes after that decision, and starts a
+                    // new flusher if this one stops. Woken before it, such a request could add
+                    // nothing to `requested` while `running` still held, and be left waiting.
+                    self.flusher.rounds.send_modify(|round| *round += 1);
+                    #[cfg(test)]
+                    Gate::pass(&self.round_gate);
+                }
+                if matches!(last_round, Some(Err(_))) || demand.requested <= target {
                     demand.running = false;
                     return;
                 }
                 target = demand.requested;
             }
-            let result = self.flush_to(target);
-            if let Ok(flushed) = result {
-                // A deferral this fsync covered needs no other.
-                let mut demand = self
-                    .flusher
-                    .demand
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if demand.deferred.is_some_and(|(_, to)| to <= flushed) {
-                    demand.deferred = None;
-                    self.flusher
-                        .deferred_from
-                        .store(NOT_DEFERRED, Ordering::Release);
-                }
-            }
-            self.flusher.rounds.send_modify(|round| *round += 1);
-            if result.is_err() {
-                self.flusher
-                    .demand
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .running = false;
-                return;
-            }
+            last_round = Some(self.flush_to(target));
         }
     }
 }

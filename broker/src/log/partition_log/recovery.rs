@@ -358,6 +358,10 @@ impl PartitionLog {
             checkpoint_lock: Mutex::new(()),
             #[cfg(test)]
             fail_next_fsync: Default::default(),
+            #[cfg(test)]
+            fsync_gate: Default::default(),
+            #[cfg(test)]
+            round_gate: Default::default(),
         })
     }
 }

@@ -1044,6 +1044,73 @@ async fn a_failed_fsync_reaches_every_async_waiter() {
     assert!(log.flushed_to(next).await.is_err());
 }
 
+/// A truncation while the flusher fsyncs (a leader that became a follower and cut its log to the
+/// new leader's) makes that round count for nothing. Its waiters, and appends after the cut waited
+/// for at offsets no higher than the round had been asked for, must still get an fsync. Before, a
+/// waiter woken by that round that asked again before the flusher decided whether to go on added
+/// nothing to what the flusher had been asked, so the flusher stopped and the waiter waited for a
+/// round that never came (a follower's fetcher, stuck in its flush, would never fetch again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_cut_short_by_a_truncation_leaves_no_waiter_without_an_fsync() {
+    fn gate() -> (
+        Gate,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (reached, reached_rx) = std::sync::mpsc::channel();
+        let (proceed_tx, proceed) = std::sync::mpsc::channel();
+        (Gate { reached, proceed }, reached_rx, proceed_tx)
+    }
+    async fn reached(rx: std::sync::mpsc::Receiver<()>) {
+        tokio::task::spawn_blocking(move || rx.recv().unwrap())
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
+    for _ in 0..3 {
+        log.append_as_leader(client_batch(&[1], 10), 0).unwrap();
+    }
+    let (in_fsync, fsync_reached, fsync_proceed) = gate();
+    let (after_round, round_reached, round_proceed) = gate();
+    log.hold_next_fsync(in_fsync);
+    log.hold_after_next_round(after_round);
+    let waiter = |offset: i64| {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move { log.flushed_to(offset).await })
+    };
+    let first = waiter(3);
+    reached(fsync_reached).await;
+    // The fsync of offsets 0-2 is under way: cut the log to 1 and append up to 2.
+    assert!(log.truncate_to(1).unwrap());
+    let next = log
+        .append_as_leader(client_batch(&[2], 10), 1)
+        .unwrap()
+        .next_offset();
+    assert_eq!(next, 2);
+    fsync_proceed.send(()).unwrap();
+    // The round is over and has woken the first waiter, which asks again (the round did not count);
+    // a second waiter asks meanwhile.
+    reached(round_reached).await;
+    let second = waiter(next);
+    // Let go from a thread of its own: the waiters may block the runtime's workers on the lock the
+    // held flusher keeps.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        round_proceed.send(()).unwrap();
+    });
+    for waiter in [first, second] {
+        let flushed = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("a waiter was left without an fsync")
+            .unwrap()
+            .unwrap();
+        assert_eq!(flushed, 2);
+    }
+    release.join().unwrap();
+    assert_eq!(log.flushed_offset(), 2);
+}
+
 /// Issue #15: a deferred fsync starts only once a follower reports a copy of the first deferred
 /// append, and then covers every deferred append in one fsync; a waiter that needs it first still
 /// gets it.
