@@ -103,8 +103,7 @@ impl PartitionLog {
 
     /// A follower reported `fetch_offset` (its durable log end): starts the fsync of what
     /// [`PartitionLog::defer_flush`] deferred once the follower holds the first deferred append.
-    /// Every follower
-    /// fetch of every partition comes here: nothing deferred costs one atomic load.
+    /// Every follower fetch of every partition comes here: nothing deferred costs one atomic load.
     pub fn flush_deferred(self: &Arc<Self>, fetch_offset: i64) {
         if fetch_offset < self.flusher.deferred_from.load(Ordering::Acquire) {
             return;
@@ -121,6 +120,17 @@ impl PartitionLog {
         }
     }
 
+    /// Forgets a deferral that `covered` (an offset asked of the flusher, or made durable) takes
+    /// in: it needs no fsync of its own.
+    fn drop_deferral_up_to(&self, demand: &mut Demand, covered: i64) {
+        if demand.deferred.is_some_and(|(_, to)| to <= covered) {
+            demand.deferred = None;
+            self.flusher
+                .deferred_from
+                .store(NOT_DEFERRED, Ordering::Release);
+        }
+    }
+
     fn request_flush(self: &Arc<Self>, offset: i64) {
         let demand = self
             .flusher
@@ -132,15 +142,8 @@ impl PartitionLog {
 
     fn request_flush_locked(self: &Arc<Self>, mut demand: MutexGuard<'_, Demand>, offset: i64) {
         demand.requested = demand.requested.max(offset);
-        if demand
-            .deferred
-            .is_some_and(|(_, to)| to <= demand.requested)
-        {
-            demand.deferred = None;
-            self.flusher
-                .deferred_from
-                .store(NOT_DEFERRED, Ordering::Release);
-        }
+        let requested = demand.requested;
+        self.drop_deferral_up_to(&mut demand, requested);
         if demand.running {
             return;
         }
@@ -164,13 +167,7 @@ impl PartitionLog {
                     .unwrap_or_else(PoisonError::into_inner);
                 if let Some(result) = &last_round {
                     if let Ok(flushed) = result {
-                        // A deferral this fsync covered needs no other.
-                        if demand.deferred.is_some_and(|(_, to)| to <= *flushed) {
-                            demand.deferred = None;
-                            self.flusher
-                                .deferred_from
-                                .store(NOT_DEFERRED, Ordering::Release);
-                        }
+                        self.drop_deferral_up_to(&mut demand, *flushed);
                     }
                     // The round's waiters are woken under the lock where the flusher decides
                     // whether to go on: what one asks for again (a truncation during the fsync
