@@ -24,7 +24,9 @@ Each case runs `--runs` times on each target (default 3); the table gives the me
 the MiB/s range. A paced case's run is preceded by an unmeasured warm-up of 100,000 records at its
 rate (the topic was just recreated, and the disk may still be discarding the deleted one's blocks,
 which once put p99s at 0.5-0.8 s), and its median run is by p99 latency, since every run reaches
-the same rate.
+the same rate. A run that fails (the generator reports a NOT_LEADER_OR_FOLLOWER or a timeout rather
+than retry it) is left out of the figures and counted as "(N failed)" in the last column; its
+cluster's logs are copied to a `chronik-throughput-failed-*` temp dir, which is printed.
 
     CARGO_TARGET_DIR=target-release cargo build --release -p chronik-broker -p chronik-controller -p chronikctl
     python3 integration/bench/throughput.py --bin-dir target-release/release
@@ -34,6 +36,7 @@ the same rate.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -117,6 +120,14 @@ class LocalChronik:
             time.sleep(0.2)
         raise RuntimeError(f"{TOPIC} did not get leaders and full ISRs in time")
 
+    def keep_logs(self, case):
+        """Copies the cluster's process logs out of the temp dir, which goes at the end of the run."""
+        kept = tempfile.mkdtemp(prefix=f"chronik-throughput-failed-{case}-")
+        for name in os.listdir(self.dir):
+            if name.endswith(".log"):
+                shutil.copy(os.path.join(self.dir, name), kept)
+        print(f"  the cluster's logs are in {kept}", file=sys.stderr)
+
     def down(self):
         ctl(self.bin_dir, "local", "down", "--dir", self.dir, check=False)
 
@@ -149,7 +160,7 @@ def bench(bin_dir, bootstrap, case, metrics_urls=(), pids=(), auto_create=False)
     except json.JSONDecodeError:
         raise RuntimeError(f"bench produce printed no report ({out.returncode}):\n{out.stdout}{out.stderr}")
     if out.returncode != 0:
-        print(f"  warning: {case}: {out.stderr.strip()}", file=sys.stderr)
+        print(f"  failed run of {case} (left out of the figures): {out.stderr.strip()}", file=sys.stderr)
     cpu = report.get("broker_cpu") or {}
     per_gib = cpu.get("cpu_secs_per_gib")
     if per_gib is None and pids and report["bytes"]:
@@ -160,6 +171,14 @@ def bench(bin_dir, bootstrap, case, metrics_urls=(), pids=(), auto_create=False)
 
 
 def median_run(runs, case):
+    """The median of the runs that completed, with the MiB/s range and the count of failed runs. A
+    failed run (NOT_LEADER_OR_FOLLOWER, a timeout: the generator does not retry) stopped early, so
+    its rate says nothing about the build."""
+    failed = sum(1 for r in runs if not r["ok"])
+    runs = [r for r in runs if r["ok"]]
+    if not runs:
+        return dict(mib=None, msgs=None, p50=None, p99=None, cpu=None, range=(None, None),
+                    failed=failed)
     by_mib = sorted(runs, key=lambda r: r["mib"])
     if "throughput" in CASES[case]:
         # Every run of a paced case reaches the same rate: the median is by latency.
@@ -168,6 +187,7 @@ def median_run(runs, case):
         ordered = by_mib
     best = dict(ordered[len(ordered) // 2])
     best["range"] = (by_mib[0]["mib"], by_mib[-1]["mib"])
+    best["failed"] = failed
     return best
 
 
@@ -208,7 +228,10 @@ def main():
                     for _ in range(args.runs):
                         for name, cluster in clusters:
                             cluster.recreate_topic(CASES[case]["fsync"])
-                            runs[name].append(bench(args.bin_dir, cluster.bootstrap, case, cluster.metrics_urls))
+                            run = bench(args.bin_dir, cluster.bootstrap, case, cluster.metrics_urls)
+                            if not run["ok"]:
+                                cluster.keep_logs(case)
+                            runs[name].append(run)
                     for name, cluster in clusters:
                         target = f"{name} {brokers} broker{'s' if brokers > 1 else ''}"
                         rows.append((target, f"RF {cluster.rf}", case, median_run(runs[name], case)))
@@ -224,7 +247,7 @@ def main():
     header = ["target", "repl.", "case", "MiB/s (range)", "msgs/s", "p50 ms", "p99 ms", "CPU s/GiB"]
     table = [header] + [[t, rf, case, f"{fmt(r['mib'])} ({fmt(r['range'][0])}-{fmt(r['range'][1])})",
                          fmt(r["msgs"], 0), fmt(r["p50"], 2), fmt(r["p99"], 2), fmt(r["cpu"], 2)
-                         + ("" if r["ok"] else " (errors)")]
+                         + (f" ({r['failed']} failed)" if r["failed"] else "")]
                         for t, rf, case, r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
