@@ -538,8 +538,20 @@ pub enum ClusterConfigCommand {
 pub enum BrokerCommand {
     /// List the registered brokers with their state, epoch and leader count.
     List,
-    /// Move every replica off a broker onto the other live brokers (each to the one holding the
-    /// fewest replicas) and wait until it hosts none; then it can be stopped for good.
+    /// Cordon a broker (KIP-1066: its `cordoned.log.dirs` becomes `*`): it keeps its replicas, but
+    /// new topics and partitions place none on it.
+    Cordon {
+        /// The broker id.
+        broker_id: i32,
+    },
+    /// Clear a broker's cordon: new topics and partitions may place replicas on it again.
+    Uncordon {
+        /// The broker id.
+        broker_id: i32,
+    },
+    /// Cordon a broker, move every replica off it onto the other live, uncordoned brokers (each
+    /// to the one holding the fewest replicas) and wait until it hosts none; then it can be
+    /// stopped for good. It stays cordoned, so no new topic places a replica on it.
     Decommission {
         /// The broker id.
         broker_id: i32,

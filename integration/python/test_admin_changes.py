@@ -1,6 +1,7 @@
 """Issue #13: the Kafka admin APIs that change a cluster, through confluent-kafka's AdminClient and
 kafka-python's KafkaAdminClient against real processes: CreatePartitions, IncrementalAlterConfigs and
-AlterConfigs (topics and the cluster-wide broker defaults) and ElectLeaders (preferred and unclean).
+AlterConfigs (topics, the cluster-wide broker defaults and one broker's `cordoned.log.dirs`) and
+ElectLeaders (preferred and unclean).
 
 Each change is checked by what it does, not only by its answer: new partitions take writes and are
 read back, a cluster-wide default changes what a topic does (a record above the new
@@ -9,6 +10,8 @@ leaderless partition a leader. The error cases come back as the Kafka codes clie
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import confluent_kafka as ck
 import pytest
@@ -256,6 +259,76 @@ def test_cluster_wide_broker_defaults_are_dynamic_and_take_effect(cluster_factor
         ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)])
     error = error_of(admin.incremental_alter_configs([unknown], request_timeout=30)[unknown])
     assert error.code() == ck.KafkaError.INVALID_CONFIG, error
+
+
+# ----- Cordoned brokers (KIP-1066) -----
+
+def replicas_of(cluster, topic: str) -> list[list[int]]:
+    return [p["replicas"] for p in cluster.describe_topic(topic)["partitions"]]
+
+
+def cordoned(cluster) -> dict[int, bool]:
+    return {b["broker_id"]: b["cordoned"] for b in cluster.ctl_json("broker", "list")}
+
+
+@pytest.mark.confluent
+def test_a_cordoned_broker_gets_no_new_replicas(cluster_factory, topic_name):
+    """`cordoned.log.dirs` on one broker, set as `kafka-configs --entity-type brokers` sets it (a
+    BROKER resource the client sends to that broker): new topics and partitions place no replica on
+    it, its existing replicas stay, a directory it does not have is refused, and `chronikctl broker
+    uncordon` makes it placeable again."""
+    cluster = cluster_factory(controllers=1, brokers=3, controller_args=NO_AUTO_REBALANCE)
+    admin = admin_for(cluster)
+    before = topic_name + "-before"
+    cluster.create_topic(before, partitions=6, replication_factor=2)
+    hosted = replicas_of(cluster, before)
+    assert any(2 in r for r in hosted), hosted
+
+    def cordon(value: str):
+        resource = ConfigResource(ResourceType.BROKER, "2", incremental_configs=[
+            ConfigEntry("cordoned.log.dirs", value, incremental_operation=AlterConfigOpType.SET)])
+        return admin.incremental_alter_configs([resource], request_timeout=30)[resource]
+
+    error = error_of(cordon("/no/such/dir"))
+    assert error.code() == ck.KafkaError.INVALID_CONFIG, error
+    assert "not a log directory of broker 2" in error.str(), error
+    assert cordoned(cluster) == {1: False, 2: False, 3: False}
+    data_dir = str(Path(cluster.broker(2)["data_dir"]).absolute())
+    cordon(data_dir).result(timeout=45)
+    own = describe(admin, ConfigResource(ResourceType.BROKER, "2"))
+    assert own["cordoned.log.dirs"].value == data_dir
+    assert own["cordoned.log.dirs"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert cordoned(cluster) == {1: False, 2: True, 3: False}
+    assert replicas_of(cluster, before) == hosted, "a cordon moved existing replicas"
+
+    placed = NewTopic(topic_name, num_partitions=8, replication_factor=2)
+    admin.create_topics([placed], operation_timeout=15, request_timeout=30)[topic_name].result(timeout=45)
+    cluster.wait_topic_ready(topic_name, 8)
+    assert all(2 not in r and len(r) == 2 for r in replicas_of(cluster, topic_name)), \
+        replicas_of(cluster, topic_name)
+    grown = NewPartitions(before, 10)
+    admin.create_partitions([grown], operation_timeout=15, request_timeout=30)[before].result(timeout=45)
+    cluster.wait_topic_ready(before, 10)
+    assert all(2 not in r for r in replicas_of(cluster, before)[6:]), replicas_of(cluster, before)
+    wide = NewTopic(topic_name + "-wide", num_partitions=1, replication_factor=3)
+    error = error_of(admin.create_topics([wide], operation_timeout=15,
+                                         request_timeout=30)[topic_name + "-wide"])
+    assert error.code() == ck.KafkaError.INVALID_REPLICATION_FACTOR, error
+    assert "cordoned brokers (2)" in error.str(), error
+    delivered = ck_produce(cluster.bootstrap_servers, topic_name,
+                           [Rec(value=f"p{p}".encode(), partition=p) for p in range(8)])
+    assert sorted(d.partition for d in delivered) == list(range(8))
+
+    listed = {b["broker_id"]: b for b in cluster.ctl_json("broker", "uncordon", "2")}
+    assert not listed[2]["cordoned"], listed
+    assert "cordoned.log.dirs" not in [name for name, entry in
+                                       describe(admin, ConfigResource(ResourceType.BROKER, "2")).items()
+                                       if entry.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value]
+    admin.create_topics([wide], operation_timeout=15, request_timeout=30)[topic_name + "-wide"].result(timeout=45)
+    assert replicas_of(cluster, topic_name + "-wide")[0] and 2 in replicas_of(cluster, topic_name + "-wide")[0]
+    with pytest.raises(ChronikctlError) as unknown:
+        cluster.ctl("broker", "cordon", "9")
+    assert "not registered" in unknown.value.stderr, unknown.value
 
 
 # ----- ElectLeaders -----

@@ -9,10 +9,13 @@
 //!
 //! What must stay true: each resource is answered exactly once, in request order; the checks Kafka
 //! makes before forwarding (`ConfigAdminManager.preprocess`: duplicate resources, unknown operation,
-//! null value, a resource type or broker this broker cannot alter) refuse only that resource.
+//! null value, a resource type or broker this broker cannot alter, a `cordoned.log.dirs` naming a
+//! directory this broker does not have) refuse only that resource.
 
 use chronik_metadata::acl::AclOperation;
+use chronik_metadata::configs::CORDONED_LOG_DIRS;
 use std::collections::HashMap;
+use std::path::Path;
 
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
@@ -228,6 +231,7 @@ fn to_proto(
         RESOURCE_BROKER if asked.name.is_empty() => pb::ConfigResource::Cluster,
         RESOURCE_BROKER => {
             check_broker_resource(ctx, &asked.name)?;
+            check_cordoned_log_dirs(ctx, asked)?;
             pb::ConfigResource::Broker
         }
         other => {
@@ -277,6 +281,39 @@ fn to_proto(
         changes,
         replace,
     })
+}
+
+/// `cordoned.log.dirs` may name only this broker's log directory, or `*` (Kafka checks the named
+/// directories against `log.dirs` the same way). The controller, which places replicas, does not know
+/// the directory: the check is here, where a named BROKER resource always arrives.
+fn check_cordoned_log_dirs(
+    ctx: &BrokerContext,
+    asked: &Asked,
+) -> Result<(), (ResponseError, String)> {
+    let data_dir = std::path::absolute(ctx.replicas.logs().data_dir())
+        .unwrap_or_else(|_| ctx.replicas.logs().data_dir().to_path_buf());
+    let named = asked
+        .changes
+        .iter()
+        .filter(|(key, op, _)| key == CORDONED_LOG_DIRS && matches!(op, 0 | 2))
+        .filter_map(|(_, _, value)| value.as_deref())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|dir| !dir.is_empty() && *dir != "*");
+    for dir in named {
+        if Path::new(dir).components().ne(data_dir.components()) {
+            return Err((
+                ResponseError::InvalidConfig,
+                format!(
+                    "{CORDONED_LOG_DIRS} names {dir}, which is not a log directory of broker {}; \
+                     its log directory is {} (or use *)",
+                    ctx.broker_id,
+                    data_dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A named BROKER resource is altered through that broker only (Kafka's
@@ -393,5 +430,44 @@ mod tests {
         .unwrap();
         assert_eq!(own.resource(), pb::ConfigResource::Broker);
         assert_eq!(own.name, "1");
+    }
+
+    /// KIP-1066: `cordoned.log.dirs` names this broker's log directory or `*`; anything else is
+    /// refused here, since the controller cannot tell.
+    #[tokio::test]
+    async fn cordoned_log_dirs_name_this_brokers_directory() {
+        let broker = TestBroker::new(1, &cluster().records);
+        let ctx = &broker.ctx;
+        let dir = std::path::absolute(ctx.replicas.logs().data_dir()).unwrap();
+        let own = format!("{}/", dir.display());
+        for (op, value) in [
+            (0, "*"),
+            (0, own.as_str()),
+            (2, own.as_str()),
+            (3, "/elsewhere"),
+        ] {
+            let cordon = asked(
+                RESOURCE_BROKER,
+                "1",
+                &[(CORDONED_LOG_DIRS, op, Some(value))],
+            );
+            assert!(to_proto(ctx, &cordon, false).is_ok(), "{op} {value}");
+        }
+        let delete = asked(RESOURCE_BROKER, "1", &[(CORDONED_LOG_DIRS, 1, None)]);
+        assert!(to_proto(ctx, &delete, false).is_ok());
+        let elsewhere = format!("*,{}/../other", dir.display());
+        for (op, value) in [(0, elsewhere.as_str()), (2, "/data")] {
+            let cordon = asked(
+                RESOURCE_BROKER,
+                "1",
+                &[(CORDONED_LOG_DIRS, op, Some(value))],
+            );
+            let (error, message) = to_proto(ctx, &cordon, false).unwrap_err();
+            assert_eq!(error, ResponseError::InvalidConfig, "{op} {value}");
+            assert!(
+                message.contains("not a log directory of broker 1"),
+                "{message}"
+            );
+        }
     }
 }

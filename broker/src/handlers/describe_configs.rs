@@ -68,7 +68,7 @@ fn config_type(name: &str, def: &ConfigDef) -> i8 {
         ConfigKind::Bool => TYPE_BOOLEAN,
         ConfigKind::Choice(_) | ConfigKind::Text => TYPE_STRING,
         ConfigKind::Password => TYPE_PASSWORD,
-        ConfigKind::List(_) | ConfigKind::ThrottledReplicas => TYPE_LIST,
+        ConfigKind::List(_) | ConfigKind::ThrottledReplicas | ConfigKind::LogDirs => TYPE_LIST,
         ConfigKind::IntRange { .. } => TYPE_INT,
         ConfigKind::Ratio => TYPE_DOUBLE,
     }

@@ -11,8 +11,10 @@ use chronik_proto::v1::{self, BrokerInfo};
 use futures::future::join_all;
 use serde::Serialize;
 
+use chronik_metadata::configs::CORDONED_LOG_DIRS;
+
 use crate::client::ControllerClient;
-use crate::error::CliError;
+use crate::error::{codes, CliError};
 use crate::kafka::{BrokerPool, KafkaAdmin, KafkaError};
 
 /// One registered broker.
@@ -33,6 +35,8 @@ pub struct BrokerStatus {
     /// It reported an offline log directory (a failed disk): it leads nothing and joins no ISR until
     /// it is restarted.
     pub offline_log_dir: bool,
+    /// Its `cordoned.log.dirs` is set (KIP-1066): new topics and partitions place no replica on it.
+    pub cordoned: bool,
 }
 
 /// A broker's registration state, printed in lowercase.
@@ -88,6 +92,7 @@ impl From<&BrokerInfo> for BrokerStatus {
             state: BrokerState::from(info.state),
             leader_count: info.leader_count,
             offline_log_dir: info.offline_log_dir,
+            cordoned: info.cordoned,
         }
     }
 }
@@ -103,6 +108,64 @@ pub fn brokers_of(reply: &v1::DescribeClusterResponse) -> Vec<BrokerStatus> {
 pub async fn list(client: &ControllerClient) -> Result<Vec<BrokerStatus>, CliError> {
     let reply = client.describe_cluster().await?;
     Ok(brokers_of(&reply))
+}
+
+/// Cordons a broker (KIP-1066: sets its `cordoned.log.dirs` to `*`, its one data directory) or
+/// clears the cordon, on the active controller, as `kafka-configs --entity-type brokers
+/// --entity-name ID --alter --add-config cordoned.log.dirs=*` (or `--delete-config`) does through
+/// the broker. A cordoned broker keeps its replicas; new topics and partitions place none on it.
+/// Returns the brokers afterwards.
+pub async fn cordon(
+    client: &ControllerClient,
+    broker_id: i32,
+    cordoned: bool,
+) -> Result<Vec<BrokerStatus>, CliError> {
+    let brokers = list(client).await?;
+    if !brokers.iter().any(|b| b.broker_id == broker_id) {
+        return Err(CliError::InvalidArgument(format!(
+            "broker {broker_id} is not registered"
+        )));
+    }
+    set_cordon(client, broker_id, cordoned).await?;
+    list(client).await
+}
+
+/// The `cordoned.log.dirs` change behind [`cordon`] (also the first step of a decommission).
+pub async fn set_cordon(
+    client: &ControllerClient,
+    broker_id: i32,
+    cordoned: bool,
+) -> Result<(), CliError> {
+    let (operation, value) = if cordoned {
+        (v1::ConfigOperation::Set, "*")
+    } else {
+        (v1::ConfigOperation::Delete, "")
+    };
+    let request = v1::AlterConfigsRequest {
+        resources: vec![v1::AlterConfigsResource {
+            resource: v1::ConfigResource::Broker as i32,
+            name: broker_id.to_string(),
+            changes: vec![v1::ConfigChange {
+                key: CORDONED_LOG_DIRS.to_owned(),
+                operation: operation as i32,
+                value: value.to_owned(),
+            }],
+            replace: false,
+        }],
+        validate_only: false,
+    };
+    let reply = client.alter_configs(request).await?;
+    let result = reply.results.into_iter().next().ok_or_else(|| {
+        CliError::UnexpectedReply("AlterConfigs answered without a result".to_owned())
+    })?;
+    if result.error_code != codes::NONE {
+        return Err(CliError::kafka(
+            result.error_code,
+            &result.error_message,
+            |name| format!("cannot change the cordon of broker {broker_id}: {name}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The registered brokers as the commands that speak the Kafka protocol see them.
@@ -196,6 +259,7 @@ mod tests {
             state: v1::BrokerState::ControlledShutdown as i32,
             leader_count: 4,
             offline_log_dir: false,
+            cordoned: true,
         };
         let status = BrokerStatus::from(&info);
         assert_eq!(status.endpoints, ["127.0.0.1:9092", "[::1]:9095"]);
@@ -203,6 +267,7 @@ mod tests {
         assert_eq!(status.state, BrokerState::ControlledShutdown);
         let json = serde_json::to_value(&status).expect("serializable");
         assert_eq!(json["state"], "controlled_shutdown");
+        assert_eq!(json["cordoned"], true);
         assert_eq!(json["epoch"], 17);
         assert_eq!(BrokerState::from(99), BrokerState::Unknown);
     }

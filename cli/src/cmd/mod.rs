@@ -139,6 +139,12 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
             Report::LogDirs(cluster::logdirs(client, topic.as_deref()).await?)
         }
         Command::Broker(BrokerCommand::List) => Report::Brokers(broker::list(client).await?),
+        Command::Broker(BrokerCommand::Cordon { broker_id }) => {
+            Report::Brokers(broker::cordon(client, *broker_id, true).await?)
+        }
+        Command::Broker(BrokerCommand::Uncordon { broker_id }) => {
+            Report::Brokers(broker::cordon(client, *broker_id, false).await?)
+        }
         Command::Topic(TopicCommand::Create(args)) => {
             let topic = NewTopic {
                 name: args.name.clone(),

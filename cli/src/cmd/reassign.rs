@@ -124,8 +124,9 @@ pub async fn move_partition(
     run_moves(client, planned, wait).await
 }
 
-/// Moves every replica off `broker_id` onto the other live brokers and, unless `wait` is `None`,
-/// waits up to that long for every move to complete.
+/// Cordons `broker_id` (so that no topic created meanwhile or later places a replica on it), moves
+/// every replica off it onto the other live, uncordoned brokers and, unless `wait` is `None`, waits
+/// up to that long for every move to complete.
 pub async fn decommission(
     client: &ControllerClient,
     broker_id: i32,
@@ -140,9 +141,12 @@ pub async fn decommission(
     }
     let live: Vec<i32> = brokers
         .iter()
-        .filter(|b| b.broker_id != broker_id && b.state == BrokerState::Unfenced)
+        .filter(|b| b.broker_id != broker_id && b.state == BrokerState::Unfenced && !b.cordoned)
         .map(|b| b.broker_id)
         .collect();
+    // Before the topics are read: a topic created after the read would otherwise be missed by the
+    // plan and could still place a replica on the broker.
+    super::broker::set_cordon(client, broker_id, true).await?;
     let topics = client.describe_topics(Vec::new()).await?;
     let partitions: Vec<(String, i32, Vec<i32>)> = topics
         .topics
@@ -155,7 +159,19 @@ pub async fn decommission(
                 .map(move |p| (name.clone(), p.partition_index, p.replicas))
         })
         .collect();
-    let planned = plan_decommission(broker_id, &live, &partitions)?;
+    let planned = match plan_decommission(broker_id, &live, &partitions) {
+        Ok(planned) => planned,
+        Err(refused) => {
+            // Nothing moves: a cordon this command set would only be a surprise.
+            let was_cordoned = brokers
+                .iter()
+                .any(|b| b.broker_id == broker_id && b.cordoned);
+            if !was_cordoned {
+                super::broker::set_cordon(client, broker_id, false).await?;
+            }
+            return Err(refused);
+        }
+    };
     run_moves(client, planned, wait).await
 }
 

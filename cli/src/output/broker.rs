@@ -14,10 +14,11 @@ pub(super) fn list(out: &mut impl Write, brokers: &[BrokerStatus]) -> std::io::R
                 broker.broker_id.to_string(),
                 dash_if_empty(broker.endpoints.join(",")),
                 broker.rack.clone().unwrap_or_else(|| "-".to_owned()),
-                if broker.offline_log_dir {
-                    format!("{} (log dir offline)", broker.state)
-                } else {
-                    broker.state.to_string()
+                match (broker.offline_log_dir, broker.cordoned) {
+                    (true, true) => format!("{} (log dir offline, cordoned)", broker.state),
+                    (true, false) => format!("{} (log dir offline)", broker.state),
+                    (false, true) => format!("{} (cordoned)", broker.state),
+                    (false, false) => broker.state.to_string(),
                 },
                 broker.epoch.to_string(),
                 broker.leader_count.to_string(),

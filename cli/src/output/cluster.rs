@@ -275,6 +275,7 @@ mod tests {
                 state: BrokerState::Unfenced,
                 leader_count: 5,
                 offline_log_dir: false,
+                cordoned: false,
             }],
             topic_count: 2,
             partition_count: 6,

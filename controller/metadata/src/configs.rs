@@ -31,6 +31,8 @@ pub enum ConfigKind {
     Ratio,
     /// Kafka's throttled-replica list: empty, `*`, or `partition:broker` pairs separated by commas.
     ThrottledReplicas,
+    /// A list of log directories: empty, `*` (all of them), or absolute paths separated by commas.
+    LogDirs,
     /// Free text (a path, a class name, a host list).
     Text,
     /// A secret: stored, never shown (DescribeConfigs reports it as sensitive with no value).
@@ -49,6 +51,8 @@ pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 /// Cluster-only keys: the defaults for CreateTopics calls that leave them unset.
 pub const NUM_PARTITIONS: &str = "num.partitions";
+/// A broker's log directories that get no new replicas (KIP-1066).
+pub const CORDONED_LOG_DIRS: &str = "cordoned.log.dirs";
 pub const DEFAULT_REPLICATION_FACTOR: &str = "default.replication.factor";
 
 /// Per-topic configs (Kafka's names and meanings).
@@ -367,13 +371,20 @@ pub fn cluster_default_value(image: &MetadataImage, default: &ClusterDefault) ->
 
 /// The per-broker dynamic configs Kafka lets an operator set on one broker (a BROKER resource named
 /// by its id; Kafka's `DynamicBrokerConfig.AllDynamicConfigs` for TLS, SASL, threads, connection
-/// limits and replication throttles). Chronik stores and reports them, and acts on none of them yet:
-/// its listeners, threads and limits come from the command line. Log defaults (`log.retention.ms`
-/// and the other topic synonyms) are cluster-wide here, set on the BROKER resource with an empty
-/// name.
+/// limits and replication throttles). Chronik acts on `cordoned.log.dirs` (replica placement skips
+/// a cordoned broker, `is_cordoned`) and stores and reports the others without acting on them: its
+/// listeners, threads and limits come from the command line. Log defaults (`log.retention.ms` and
+/// the other topic synonyms) are cluster-wide here, set on the BROKER resource with an empty name.
 const NOT_ACTED_ON: &str = "Stored and reported; Chronik does not act on it";
 pub const PER_BROKER_CONFIGS: &[ConfigDef] = &[
     per_broker("advertised.listeners", ConfigKind::Text, ""),
+    ConfigDef {
+        name: CORDONED_LOG_DIRS,
+        kind: ConfigKind::LogDirs,
+        default: "",
+        doc: "Log directories that get no new replicas (KIP-1066): `*` or the broker's data \
+              directory cordons the broker, which keeps the replicas it has",
+    },
     per_broker("background.threads", ConfigKind::Long { min: 1 }, "10"),
     per_broker(
         "follower.replication.throttled.rate",
@@ -498,6 +509,17 @@ const fn per_broker(name: &'static str, kind: ConfigKind, default: &'static str)
     }
 }
 
+/// Whether new replicas skip this broker: its `cordoned.log.dirs` names a directory (KIP-1066). A
+/// broker has one data directory, and the broker that took the setting checked that it names that
+/// one or `*` (`alter_configs` on the broker), so any entry cordons the broker.
+pub fn is_cordoned(image: &MetadataImage, broker_id: crate::records::BrokerId) -> bool {
+    image
+        .broker_configs
+        .get(&broker_id)
+        .and_then(|configs| configs.get(CORDONED_LOG_DIRS))
+        .is_some_and(|dirs| dirs.split(',').any(|d| !d.trim().is_empty()))
+}
+
 /// A per-broker dynamic config by its Kafka name.
 pub fn per_broker_config_def(name: &str) -> Option<&'static ConfigDef> {
     PER_BROKER_CONFIGS.iter().find(|d| d.name == name)
@@ -578,6 +600,23 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ApiError> {
             } else {
                 Err(invalid(format!(
                     "invalid value '{value}' for {}: must be empty, * or partition:broker pairs separated by commas",
+                    def.name
+                )))
+            }
+        }
+        ConfigKind::LogDirs => {
+            let dir = |d: &str| d == "*" || d.starts_with('/');
+            if value
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .all(dir)
+            {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "invalid value '{value}' for {}: must be empty, * or absolute paths separated \
+                     by commas",
                     def.name
                 )))
             }

@@ -626,6 +626,7 @@ pub fn cluster_view_to_proto(
                 } as i32,
                 leader_count: image.leader_count(b.broker_id) as u32,
                 offline_log_dir: b.has_offline_log_dir,
+                cordoned: crate::state::configs::is_cordoned(image, b.broker_id),
             })
             .collect(),
         metadata_offset: view.metadata_offset,

@@ -35,6 +35,8 @@ pub struct BrokerView {
     pub leader_count: usize,
     /// Reported an offline log directory (KIP-858): leads nothing, joins no ISR until restarted.
     pub offline_log_dir: bool,
+    /// Its `cordoned.log.dirs` is set (KIP-1066): no new replicas are placed on it.
+    pub cordoned: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -133,6 +135,7 @@ pub fn cluster_view(quorum: &Quorum) -> ClusterView {
             state: broker_state(b),
             leader_count: image.leader_count(b.broker_id),
             offline_log_dir: b.has_offline_log_dir,
+            cordoned: crate::state::configs::is_cordoned(&image, b.broker_id),
         })
         .collect();
     let (partition_count, leaderless_partitions, under_replicated_partitions) =

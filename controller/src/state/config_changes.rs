@@ -241,7 +241,7 @@ fn display_name(resource: &AlterResource, stored: &str) -> String {
 fn is_list(def: &ConfigDef) -> bool {
     matches!(
         def.kind,
-        ConfigKind::List(_) | ConfigKind::ThrottledReplicas
+        ConfigKind::List(_) | ConfigKind::ThrottledReplicas | ConfigKind::LogDirs
     )
 }
 

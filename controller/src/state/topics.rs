@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ResponseError};
 
 use super::configs::{
-    effective, effective_min_insync_replicas, effective_topic_configs,
+    effective, effective_min_insync_replicas, effective_topic_configs, is_cordoned,
     validate_min_insync_replicas, validate_topic_configs, DEFAULT_REPLICATION_FACTOR,
     MIN_INSYNC_REPLICAS, NUM_PARTITIONS,
 };
@@ -80,10 +80,7 @@ pub fn create_topics(
     for t in topics {
         *names.entry(t.name.as_str()).or_default() += 1;
     }
-    let brokers: Vec<(BrokerId, Option<String>)> = image
-        .active_brokers()
-        .map(|b| (b.broker_id, b.rack.clone()))
-        .collect();
+    let brokers = placeable_brokers(image);
     let mut start = image.partitions().count();
     let mut created_partitions = 0;
     let mut records = Vec::new();
@@ -116,6 +113,35 @@ pub fn create_topics(
         reply.push((t.name.clone(), outcome));
     }
     ControllerResult::new(records, reply)
+}
+
+/// The brokers new replicas may go to: active and not cordoned (KIP-1066, `cordoned.log.dirs`).
+/// Replicas already on a cordoned broker stay; a reassignment or a replica list given by hand may
+/// still name it.
+fn placeable_brokers(image: &MetadataImage) -> Vec<(BrokerId, Option<String>)> {
+    image
+        .active_brokers()
+        .filter(|b| !is_cordoned(image, b.broker_id))
+        .map(|b| (b.broker_id, b.rack.clone()))
+        .collect()
+}
+
+/// What an error about too few brokers adds when some are left out because they are cordoned.
+fn cordoned_note(image: &MetadataImage) -> String {
+    let cordoned: Vec<String> = image
+        .active_brokers()
+        .filter(|b| is_cordoned(image, b.broker_id))
+        .map(|b| b.broker_id.to_string())
+        .collect();
+    if cordoned.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; cordoned brokers ({}) take no new replicas until their {} is cleared",
+            cordoned.join(", "),
+            super::configs::CORDONED_LOG_DIRS
+        )
+    }
 }
 
 /// Validates one topic and places its replicas (the topic id is filled in by the caller).
@@ -183,8 +209,9 @@ fn plan_topic(
         return Err(ApiError::new(
             ResponseError::InvalidReplicationFactor,
             format!(
-                "replication factor {replication_factor} is larger than the number of available brokers ({})",
-                brokers.len()
+                "replication factor {replication_factor} is larger than the number of available brokers ({}){}",
+                brokers.len(),
+                cordoned_note(image)
             ),
         ));
     }
@@ -347,10 +374,7 @@ pub fn create_partitions(
     for t in topics {
         *names.entry(t.name.as_str()).or_default() += 1;
     }
-    let brokers: Vec<(BrokerId, Option<String>)> = image
-        .active_brokers()
-        .map(|b| (b.broker_id, b.rack.clone()))
-        .collect();
+    let brokers = placeable_brokers(image);
     let mut start = image.partitions().count();
     let mut created_partitions = 0;
     let mut records = Vec::new();
@@ -448,8 +472,9 @@ fn plan_partitions(
             ResponseError::InvalidReplicationFactor,
             format!(
                 "Unable to replicate the partition {rf} time(s): The target replication factor of \
-                 {rf} cannot be reached because only {} broker(s) are registered.",
-                brokers.len()
+                 {rf} cannot be reached because only {} broker(s) are registered{}.",
+                brokers.len(),
+                cordoned_note(image)
             ),
         ));
     }
@@ -813,6 +838,7 @@ mod tests {
     use super::*;
     use crate::state::cluster::tests::{cluster, commit, heartbeat, register};
     use crate::state::config_changes::{alter_configs, AlterResource, ConfigOp};
+    use crate::state::configs::CORDONED_LOG_DIRS;
 
     fn create(
         image: &MetadataImage,
@@ -1206,6 +1232,122 @@ mod tests {
             result.reply[0].as_ref().unwrap_err().code,
             ResponseError::InvalidReplicationFactor
         );
+    }
+
+    fn set_cordon(image: &mut MetadataImage, broker: BrokerId, op: ConfigOp) {
+        let alter = AlterResource {
+            resource: ConfigResource::Broker(broker),
+            changes: vec![(CORDONED_LOG_DIRS.to_string(), op)],
+            replace: false,
+        };
+        let (_, reply) = commit(image, |image| alter_configs(image, &[alter]));
+        reply[0]
+            .as_ref()
+            .expect("cordoned.log.dirs is a valid setting");
+    }
+
+    /// KIP-1066: a broker whose `cordoned.log.dirs` is set gets no replica of a new topic or
+    /// partition, and too few placeable brokers is the replication-factor error naming the cordon;
+    /// clearing it makes the broker placeable again. Existing replicas stay where they are.
+    #[test]
+    fn cordoned_brokers_get_no_new_replicas() {
+        let mut image = cluster(&[1, 2, 3, 4], 2, 3);
+        let before = image.topic_by_name("orders").unwrap().partitions.clone();
+        set_cordon(&mut image, 4, ConfigOp::Set("*".into()));
+        assert!(is_cordoned(&image, 4));
+        assert_eq!(image.topic_by_name("orders").unwrap().partitions, before);
+
+        let (_, reply) = commit(&mut image, |image| {
+            let t = CreateTopic {
+                name: "placed".into(),
+                num_partitions: 8,
+                replication_factor: 3,
+                configs: BTreeMap::new(),
+                assignments: Vec::new(),
+            };
+            create_topics(image, &[t], false, Uuid::new_v4)
+        });
+        assert!(reply[0].1.is_ok(), "{:?}", reply[0].1);
+        let (_, reply) = commit(&mut image, |image| {
+            create_partitions(image, &[grow("orders", 6, Vec::new())])
+        });
+        assert!(reply[0].is_ok(), "{:?}", reply[0]);
+        for name in ["placed", "orders"] {
+            let topic = image.topic_by_name(name).unwrap();
+            for p in topic
+                .partitions
+                .iter()
+                .skip(if name == "orders" { 2 } else { 0 })
+            {
+                assert!(!p.replicas.contains(&4), "{name}: {:?}", p.replicas);
+                assert_eq!(p.replicas.len(), 3);
+            }
+        }
+
+        set_cordon(&mut image, 3, ConfigOp::Set("/var/lib/chronik".into()));
+        let refused = create(&image, "too-wide", 1, 3).unwrap_err();
+        assert_eq!(refused.code, ResponseError::InvalidReplicationFactor);
+        assert!(
+            refused.message.contains("cordoned brokers (3, 4)"),
+            "{}",
+            refused.message
+        );
+        let refused = create_partitions(&image, &[grow("placed", 9, Vec::new())]);
+        let refused = refused.reply[0].as_ref().unwrap_err();
+        assert_eq!(refused.code, ResponseError::InvalidReplicationFactor);
+        assert!(
+            refused.message.contains("cordoned brokers (3, 4)"),
+            "{}",
+            refused.message
+        );
+        // A replica list given by hand is the operator's choice.
+        let (_, reply) = commit(&mut image, |image| {
+            create_partitions(image, &[grow("placed", 9, vec![vec![4, 3, 1]])])
+        });
+        assert!(reply[0].is_ok(), "{:?}", reply[0]);
+
+        set_cordon(&mut image, 3, ConfigOp::Delete);
+        set_cordon(&mut image, 4, ConfigOp::Set(String::new()));
+        assert!(!is_cordoned(&image, 3) && !is_cordoned(&image, 4));
+        let (_, reply) = commit(&mut image, |image| {
+            let t = CreateTopic {
+                name: "everywhere".into(),
+                num_partitions: 4,
+                replication_factor: 3,
+                configs: BTreeMap::new(),
+                assignments: Vec::new(),
+            };
+            create_topics(image, &[t], false, Uuid::new_v4)
+        });
+        assert!(reply[0].1.is_ok(), "{:?}", reply[0].1);
+        let topic = image.topic_by_name("everywhere").unwrap();
+        let used: BTreeSet<BrokerId> = topic
+            .partitions
+            .iter()
+            .flat_map(|p| p.replicas.clone())
+            .collect();
+        assert_eq!(used, BTreeSet::from([1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn cordoned_log_dirs_must_be_star_or_absolute_paths() {
+        let mut image = cluster(&[1, 2], 1, 1);
+        for bad in ["data", "*,relative/dir"] {
+            let alter = AlterResource {
+                resource: ConfigResource::Broker(1),
+                changes: vec![(CORDONED_LOG_DIRS.to_string(), ConfigOp::Set(bad.into()))],
+                replace: false,
+            };
+            let refused = alter_configs(&image, &[alter]).reply.remove(0).unwrap_err();
+            assert_eq!(refused.code, ResponseError::InvalidConfig, "{bad}");
+        }
+        set_cordon(&mut image, 1, ConfigOp::Append("/data/a".into()));
+        set_cordon(&mut image, 1, ConfigOp::Append("/data/b".into()));
+        set_cordon(&mut image, 1, ConfigOp::Subtract("/data/a".into()));
+        assert_eq!(image.broker_configs[&1][CORDONED_LOG_DIRS], "/data/b");
+        assert!(is_cordoned(&image, 1));
+        set_cordon(&mut image, 1, ConfigOp::Subtract("/data/b".into()));
+        assert!(!is_cordoned(&image, 1));
     }
 
     /// Unclean election (Kafka's ElectionType.UNCLEAN) only for a partition without a leader; it
