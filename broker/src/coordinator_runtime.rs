@@ -124,16 +124,18 @@ pub async fn create_internal_topic(
     let Ok(_creating) = creating.try_lock() else {
         return;
     };
-    let live = image.brokers.values().filter(|b| !b.fenced).count() as i32;
-    if live == 0 {
+    // The brokers the controller will place replicas on: a cordoned one (KIP-1066) or one shutting
+    // down counts no more than a fenced one, or the request would ask for more than can be placed.
+    let placeable = image.placeable_brokers().count() as i32;
+    if placeable == 0 {
         return;
     }
-    let replication_factor = spec.replication_factor.min(live);
+    let replication_factor = spec.replication_factor.min(placeable);
     if replication_factor < spec.replication_factor {
         warn!(
             topic = topic.name,
             replication_factor,
-            live_brokers = live,
+            placeable_brokers = placeable,
             wanted = spec.replication_factor,
             "creating an internal topic with fewer replicas than configured"
         );
@@ -173,7 +175,7 @@ pub async fn create_internal_topic(
                         .wait_for_offset(result.metadata_offset, CREATE_TIMEOUT)
                         .await;
                 } else {
-                    debug!(topic = topic.name, code = result.error_code,
+                    warn!(topic = topic.name, code = result.error_code,
                         reason = %result.error_message, "internal topic not created");
                 }
             }

@@ -977,6 +977,20 @@ def txn_id_coordinated_elsewhere(cluster, label: str, broker: int) -> str:
     pytest.fail(f"every id's coordinator was broker {broker}: {transaction_state_leaders(cluster)}")
 
 
+def group_coordinated_elsewhere(cluster, source: str, broker: int) -> str:
+    """A group id whose coordinator (the leader of its `__consumer_offsets` partition) is not on
+    `broker`, so that killing `broker` leaves the group's coordinator alone."""
+    group = unique_group()
+    # An offset fetch creates the offsets topic if nothing has yet.
+    assert committed_offsets(cluster, group, source, 1) == {0: -1001}
+    leaders = cluster.leaders("__consumer_offsets")
+    for _ in range(100):
+        if leaders[java_partition_for(group, len(leaders))] != broker:
+            return group
+        group = unique_group()
+    pytest.fail(f"every group's coordinator was broker {broker}: {leaders}")
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("client, victim", [
     ("java", "partition-leader"), ("confluent", "partition-leader"),
@@ -994,15 +1008,18 @@ def txn_id_coordinated_elsewhere(cluster, label: str, broker: int) -> str:
 def test_consume_transform_produce_stays_exactly_once_through_a_broker_kill(request, txn_cluster, topic_name,
                                                                             client, victim):
     """The loop (one transaction per poll batch) while a broker is killed with kill -9: either one
-    leading partitions of both the input and the output but not the transaction coordinator, or the
-    coordinator's. Transactions caught by the kill abort and are read again from the group's committed
-    offsets. (The Java loop through a coordinator kill is the test above.)"""
+    leading partitions of both the input and the output but neither the transaction coordinator nor
+    the group's, or the transaction coordinator's. Transactions caught by the kill abort and are read
+    again from the group's committed offsets. (The Java loop through a coordinator kill is the test
+    above.) The partition-leader case keeps the group's coordinator elsewhere: once it shared the
+    killed broker, and librdkafka hung as in the coordinator case (issue 5511, below)."""
     source, sink, values = ctp_input(txn_cluster, topic_name, 1000)
-    group = unique_group()
     if victim == "partition-leader":
         broker = a_leader_of_both(txn_cluster, source, sink)
         transactional_id = txn_id_coordinated_elsewhere(txn_cluster, "ctp-leader", broker)
+        group = group_coordinated_elsewhere(txn_cluster, source, broker)
     else:
+        group = unique_group()
         transactional_id = txn_id("ctp-coord")
         broker = coordinator_of(txn_cluster, transactional_id)
     loop = start_ctp(request, client, txn_cluster, source, sink, group, transactional_id, len(values))

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::client::ControllerClient;
-use crate::cmd::broker::{brokers_of, BrokerState};
+use crate::cmd::broker::{brokers_of, BrokerState, BrokerStatus};
 use crate::error::{codes, kafka_error_name, CliError};
 
 /// How often progress is polled.
@@ -124,31 +124,82 @@ pub async fn move_partition(
     run_moves(client, planned, wait).await
 }
 
-/// Cordons `broker_id` (so that no topic created meanwhile or later places a replica on it), moves
-/// every replica off it onto the other live, uncordoned brokers and, unless `wait` is `None`, waits
-/// up to that long for every move to complete.
+/// How many plan-and-move rounds a decommission runs before it reports the broker still hosting
+/// replicas: each round moves what the previous left (a replica list given by hand meanwhile).
+const DECOMMISSION_ROUNDS: usize = 5;
+
+/// Cordons `broker_id` (KIP-1066: no topic created from then on places a replica on it), moves every
+/// replica off it onto the other live, uncordoned brokers and, unless `wait` is `None`, waits up to
+/// that long for every move to complete. A plan with no room for some replica is refused before
+/// anything changes. The plan is made again after the cordon (a topic created just before it may
+/// have placed a replica on the broker) and once more after the moves, until the broker hosts
+/// nothing: a replica list given by hand may still name a cordoned broker.
 pub async fn decommission(
     client: &ControllerClient,
     broker_id: i32,
     wait: Option<Duration>,
 ) -> Result<MoveReport, CliError> {
-    let cluster = client.describe_cluster().await?;
-    let brokers = brokers_of(&cluster);
-    if !brokers.iter().any(|b| b.broker_id == broker_id) {
+    let (brokers, partitions) = brokers_and_partitions(client).await?;
+    let Some(target) = brokers.iter().find(|b| b.broker_id == broker_id) else {
         return Err(CliError::InvalidArgument(format!(
             "broker {broker_id} is not registered"
         )));
+    };
+    plan_decommission(broker_id, &takers(&brokers, broker_id), &partitions)?;
+    let cordoned_here = !target.cordoned;
+    if cordoned_here {
+        super::broker::set_cordon(client, broker_id, true).await?;
     }
-    let live: Vec<i32> = brokers
-        .iter()
-        .filter(|b| b.broker_id != broker_id && b.state == BrokerState::Unfenced && !b.cordoned)
-        .map(|b| b.broker_id)
-        .collect();
-    // Before the topics are read: a topic created after the read would otherwise be missed by the
-    // plan and could still place a replica on the broker.
-    super::broker::set_cordon(client, broker_id, true).await?;
+    let started = Instant::now();
+    let mut report = MoveReport {
+        moved: Vec::new(),
+        completed: false,
+        pending: Vec::new(),
+        waited_secs: 0.0,
+    };
+    for round in 0..DECOMMISSION_ROUNDS {
+        let (brokers, partitions) = brokers_and_partitions(client).await?;
+        let planned = match plan_decommission(broker_id, &takers(&brokers, broker_id), &partitions)
+        {
+            Ok(planned) => planned,
+            Err(refused) if round == 0 && cordoned_here => {
+                // Room went between the two plans (a broker stopped): nothing moved, so the
+                // cordon this command set goes too.
+                return Err(
+                    match super::broker::set_cordon(client, broker_id, false).await {
+                        Ok(()) => refused,
+                        Err(undo) => CliError::InvalidArgument(format!(
+                        "{refused}; broker {broker_id} was left cordoned ({undo}): `chronikctl \
+                         broker uncordon {broker_id}` clears it"
+                    )),
+                    },
+                );
+            }
+            Err(refused) => return Err(refused),
+        };
+        if planned.is_empty() {
+            report.completed = true;
+            break;
+        }
+        let remaining = wait.map(|w| w.saturating_sub(started.elapsed()));
+        let moved = run_moves(client, planned, remaining).await?;
+        report.moved.extend(moved.moved);
+        report.pending = moved.pending;
+        if !moved.completed {
+            break;
+        }
+    }
+    report.waited_secs = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The registered brokers and every partition's replicas, as the active controller has them.
+async fn brokers_and_partitions(
+    client: &ControllerClient,
+) -> Result<(Vec<BrokerStatus>, Vec<(String, i32, Vec<i32>)>), CliError> {
+    let brokers = brokers_of(&client.describe_cluster().await?);
     let topics = client.describe_topics(Vec::new()).await?;
-    let partitions: Vec<(String, i32, Vec<i32>)> = topics
+    let partitions = topics
         .topics
         .into_iter()
         .filter(|t| t.error_code == codes::NONE)
@@ -159,20 +210,16 @@ pub async fn decommission(
                 .map(move |p| (name.clone(), p.partition_index, p.replicas))
         })
         .collect();
-    let planned = match plan_decommission(broker_id, &live, &partitions) {
-        Ok(planned) => planned,
-        Err(refused) => {
-            // Nothing moves: a cordon this command set would only be a surprise.
-            let was_cordoned = brokers
-                .iter()
-                .any(|b| b.broker_id == broker_id && b.cordoned);
-            if !was_cordoned {
-                super::broker::set_cordon(client, broker_id, false).await?;
-            }
-            return Err(refused);
-        }
-    };
-    run_moves(client, planned, wait).await
+    Ok((brokers, partitions))
+}
+
+/// The brokers a decommission of `broker_id` moves replicas to: live and not cordoned.
+fn takers(brokers: &[BrokerStatus], broker_id: i32) -> Vec<i32> {
+    brokers
+        .iter()
+        .filter(|b| b.broker_id != broker_id && b.state == BrokerState::Unfenced && !b.cordoned)
+        .map(|b| b.broker_id)
+        .collect()
 }
 
 /// Each partition with a replica on `broker_id`, that replica replaced by the live broker with the

@@ -510,8 +510,10 @@ const fn per_broker(name: &'static str, kind: ConfigKind, default: &'static str)
 }
 
 /// Whether new replicas skip this broker: its `cordoned.log.dirs` names a directory (KIP-1066). A
-/// broker has one data directory, and the broker that took the setting checked that it names that
-/// one or `*` (`alter_configs` on the broker), so any entry cordons the broker.
+/// broker has one data directory, so any entry cordons the broker. Through the Kafka API the broker
+/// named by the resource checks that the entries are `*` or that directory (`alter_configs` on the
+/// broker); the controller's own API (chronikctl) takes `*` or any absolute path, since it does not
+/// know the brokers' directories.
 pub fn is_cordoned(image: &MetadataImage, broker_id: crate::records::BrokerId) -> bool {
     image
         .broker_configs

@@ -470,6 +470,14 @@ impl MetadataImage {
         self.brokers.values().filter(|b| b.is_active())
     }
 
+    /// The brokers new replicas may go to: active and not cordoned (KIP-1066,
+    /// `configs::is_cordoned`). The controller places over these; brokers size internal topics by
+    /// them.
+    pub fn placeable_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.active_brokers()
+            .filter(|b| !crate::configs::is_cordoned(self, b.broker_id))
+    }
+
     /// How many partitions each broker leads.
     pub fn leader_count(&self, broker_id: BrokerId) -> usize {
         self.partitions()

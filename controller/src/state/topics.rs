@@ -120,8 +120,7 @@ pub fn create_topics(
 /// still name it.
 fn placeable_brokers(image: &MetadataImage) -> Vec<(BrokerId, Option<String>)> {
     image
-        .active_brokers()
-        .filter(|b| !is_cordoned(image, b.broker_id))
+        .placeable_brokers()
         .map(|b| (b.broker_id, b.rack.clone()))
         .collect()
 }
@@ -137,7 +136,7 @@ fn cordoned_note(image: &MetadataImage) -> String {
         String::new()
     } else {
         format!(
-            "; cordoned brokers ({}) take no new replicas until their {} is cleared",
+            "; cordoned broker(s) {} take no new replicas until their {} is cleared",
             cordoned.join(", "),
             super::configs::CORDONED_LOG_DIRS
         )
@@ -1288,7 +1287,7 @@ mod tests {
         let refused = create(&image, "too-wide", 1, 3).unwrap_err();
         assert_eq!(refused.code, ResponseError::InvalidReplicationFactor);
         assert!(
-            refused.message.contains("cordoned brokers (3, 4)"),
+            refused.message.contains("cordoned broker(s) 3, 4 take"),
             "{}",
             refused.message
         );
@@ -1296,7 +1295,7 @@ mod tests {
         let refused = refused.reply[0].as_ref().unwrap_err();
         assert_eq!(refused.code, ResponseError::InvalidReplicationFactor);
         assert!(
-            refused.message.contains("cordoned brokers (3, 4)"),
+            refused.message.contains("cordoned broker(s) 3, 4 take"),
             "{}",
             refused.message
         );
