@@ -26,6 +26,9 @@
 //                                          LITERAL, PREFIXED, MATCH and ANY filters, deleteAcls
 //   produce-at BOOTSTRAP TOPIC TS,TS,...   default producer, one record per timestamp, each sent alone (its own
 //                                          batch); prints the offset or the exception it failed with
+//   cordon BOOTSTRAP TOPIC BROKER REPLICAS  Admin (KIP-1066): incrementalAlterConfigs cordoned.log.dirs=* on
+//                                          BROKER, createTopics TOPIC with REPLICAS replicas, the cordon deleted,
+//                                          createTopics again; each call's outcome, and the cordon as described
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -57,6 +60,7 @@ import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewPartitionReassignment;
 import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.PartitionReassignment;
 import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.RecordsToDelete;
@@ -101,6 +105,7 @@ public final class ChronikJavaClient {
             case "producers" -> producers(args[1], args[2], args[3], args.length > 4 ? args[4] : null);
             case "acls" -> acls(args[1], args[2]);
             case "produce-at" -> produceAt(args[1], args[2], args[3]);
+            case "cordon" -> cordon(args[1], args[2], Integer.parseInt(args[3]), Short.parseShort(args[4]));
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -314,6 +319,37 @@ public final class ChronikJavaClient {
             System.out.printf("{\"election\": \"%s\"}%n", elected.get(p0)
                     .map(t -> t.getClass().getSimpleName()).orElse("elected"));
         }
+    }
+
+    private static void cordon(String bootstrap, String topic, int broker, short replicas) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            ConfigResource resource = new ConfigResource(ConfigResource.Type.BROKER, String.valueOf(broker));
+            report("cordon", admin.incrementalAlterConfigs(Map.of(resource, List.of(new AlterConfigOp(
+                    new ConfigEntry("cordoned.log.dirs", "*"), AlterConfigOp.OpType.SET)))).all());
+            printCordon(admin, resource, "*");
+            report("createTopics-cordoned", admin.createTopics(List.of(new NewTopic(topic, 1, replicas))).all());
+            report("uncordon", admin.incrementalAlterConfigs(Map.of(resource, List.of(new AlterConfigOp(
+                    new ConfigEntry("cordoned.log.dirs", ""), AlterConfigOp.OpType.DELETE)))).all());
+            printCordon(admin, resource, "");
+            report("createTopics", admin.createTopics(List.of(new NewTopic(topic, 1, replicas))).all());
+        }
+    }
+
+    /** The broker's cordoned.log.dirs once it reads `expected` (the broker's copy of the metadata
+     * follows the controller's), or as it last read after 10 s. */
+    private static void printCordon(Admin admin, ConfigResource resource, String expected) throws Exception {
+        String value = null;
+        for (long deadline = System.nanoTime() + 10_000_000_000L; System.nanoTime() < deadline; Thread.sleep(100)) {
+            ConfigEntry entry = admin.describeConfigs(List.of(resource)).all().get().get(resource)
+                    .get("cordoned.log.dirs");
+            value = entry == null ? null : entry.value();
+            if (expected.equals(value)) {
+                break;
+            }
+        }
+        System.out.printf("{\"cordoned\": %s}%n", value == null ? "null" : "\"" + value + "\"");
     }
 
     private static void deleteRecords(String bootstrap, String topic, int partition, long offset) throws Exception {

@@ -348,6 +348,25 @@ def test_a_cordoned_broker_gets_no_new_replicas(cluster_factory, topic_name):
     assert "not registered" in unknown.value.stderr, unknown.value
 
 
+@pytest.mark.timeout(240)
+def test_java_admin_cordons_a_broker(java_classpath, cluster_factory, topic_name):
+    """The Java Admin client, as `kafka-configs --entity-type brokers --entity-name 3 --add-config
+    cordoned.log.dirs=*` drives it (and as Kafka's CordonedLogDirsIntegrationTest checks KIP-1066):
+    with one broker of three cordoned a topic of three replicas is refused with
+    InvalidReplicationFactorException; once the cordon is deleted the same topic is created."""
+    cluster = cluster_factory(controllers=1, brokers=3, controller_args=NO_AUTO_REBALANCE)
+    events = run_java(java_classpath, "cordon", cluster.bootstrap_servers, topic_name, "3", "3")
+    calls = {e["call"]: e["error"] for e in events if "call" in e}
+    assert calls == {
+        "cordon": None,
+        "createTopics-cordoned": "InvalidReplicationFactorException",
+        "uncordon": None,
+        "createTopics": None,
+    }, events
+    assert [e["cordoned"] for e in events if "cordoned" in e] == ["*", ""], events
+    assert sorted(cluster.describe_topic(topic_name)["partitions"][0]["replicas"]) == [1, 2, 3]
+
+
 # ----- ElectLeaders -----
 
 def partition_state(cluster, topic: str) -> dict:
