@@ -14,7 +14,7 @@ use serde::Serialize;
 use chronik_metadata::configs::CORDONED_LOG_DIRS;
 
 use crate::client::ControllerClient;
-use crate::error::{codes, CliError};
+use crate::error::CliError;
 use crate::kafka::{BrokerPool, KafkaAdmin, KafkaError};
 
 /// One registered broker.
@@ -141,30 +141,20 @@ pub async fn set_cordon(
     } else {
         (v1::ConfigOperation::Delete, "")
     };
-    let request = v1::AlterConfigsRequest {
-        resources: vec![v1::AlterConfigsResource {
-            resource: v1::ConfigResource::Broker as i32,
-            name: broker_id.to_string(),
-            changes: vec![v1::ConfigChange {
-                key: CORDONED_LOG_DIRS.to_owned(),
-                operation: operation as i32,
-                value: value.to_owned(),
-            }],
-            replace: false,
+    let resource = v1::AlterConfigsResource {
+        resource: v1::ConfigResource::Broker as i32,
+        name: broker_id.to_string(),
+        changes: vec![v1::ConfigChange {
+            key: CORDONED_LOG_DIRS.to_owned(),
+            operation: operation as i32,
+            value: value.to_owned(),
         }],
-        validate_only: false,
+        replace: false,
     };
-    let reply = client.alter_configs(request).await?;
-    let result = reply.results.into_iter().next().ok_or_else(|| {
-        CliError::UnexpectedReply("AlterConfigs answered without a result".to_owned())
-    })?;
-    if result.error_code != codes::NONE {
-        return Err(CliError::kafka(
-            result.error_code,
-            &result.error_message,
-            |name| format!("cannot change the cordon of broker {broker_id}: {name}"),
-        ));
-    }
+    super::config::alter_one(client, resource, |name| {
+        format!("cannot change the cordon of broker {broker_id}: {name}")
+    })
+    .await?;
     Ok(())
 }
 

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use chronik_metadata::configs::{cluster_default, cluster_defaults};
-use chronik_proto::v1::{AlterConfigsRequest, AlterConfigsResource, ConfigResource};
+use chronik_proto::v1::{
+    AlterConfigsRequest, AlterConfigsResource, AlterConfigsResult, ConfigResource,
+};
 use serde::Serialize;
 
 use crate::cli::ConfigChanges;
@@ -54,13 +56,31 @@ pub async fn alter(
         .chain(changes.delete.iter())
         .cloned()
         .collect();
+    let resource = AlterConfigsResource {
+        resource: ConfigResource::Cluster as i32,
+        name: String::new(),
+        changes: config_changes(changes),
+        replace: false,
+    };
+    let result = alter_one(client, resource, |name| {
+        format!("cannot change the cluster-wide defaults: {name}")
+    })
+    .await?;
+    let set: BTreeMap<String, String> = result.configs.into_iter().collect();
+    let mut keys = keys;
+    keys.sort();
+    Ok(listing(&set, &keys))
+}
+
+/// Alters one resource's configs on the active controller; its refusal is an error, worded by
+/// `refused` from the Kafka error name when the controller gave no message.
+pub(crate) async fn alter_one(
+    client: &ControllerClient,
+    resource: AlterConfigsResource,
+    refused: impl FnOnce(&'static str) -> String,
+) -> Result<AlterConfigsResult, CliError> {
     let request = AlterConfigsRequest {
-        resources: vec![AlterConfigsResource {
-            resource: ConfigResource::Cluster as i32,
-            name: String::new(),
-            changes: config_changes(changes),
-            replace: false,
-        }],
+        resources: vec![resource],
         validate_only: false,
     };
     let reply = client.alter_configs(request).await?;
@@ -71,13 +91,10 @@ pub async fn alter(
         return Err(CliError::kafka(
             result.error_code,
             &result.error_message,
-            |name| format!("cannot change the cluster-wide defaults: {name}"),
+            refused,
         ));
     }
-    let set: BTreeMap<String, String> = result.configs.into_iter().collect();
-    let mut keys = keys;
-    keys.sort();
-    Ok(listing(&set, &keys))
+    Ok(result)
 }
 
 /// The listing of `keys` (every default when empty) given the keys set in the metadata log.

@@ -845,17 +845,26 @@ mod tests {
         partitions: i32,
         rf: i32,
     ) -> Result<CreatedTopic, ApiError> {
-        let t = CreateTopic {
+        create_topics(
+            image,
+            &[new_topic(name, partitions, rf)],
+            false,
+            Uuid::new_v4,
+        )
+        .reply
+        .remove(0)
+        .1
+    }
+
+    /// A topic to create with the cluster's default configs, placed by the controller.
+    fn new_topic(name: &str, partitions: i32, rf: i32) -> CreateTopic {
+        CreateTopic {
             name: name.into(),
             num_partitions: partitions,
             replication_factor: rf,
             configs: BTreeMap::new(),
             assignments: Vec::new(),
-        };
-        create_topics(image, &[t], false, Uuid::new_v4)
-            .reply
-            .remove(0)
-            .1
+        }
     }
 
     #[test]
@@ -1233,6 +1242,19 @@ mod tests {
         );
     }
 
+    /// Creates a topic placed by the controller and applies its records.
+    fn create_committed(image: &mut MetadataImage, name: &str, partitions: i32, rf: i32) {
+        let (_, reply) = commit(image, |image| {
+            create_topics(
+                image,
+                &[new_topic(name, partitions, rf)],
+                false,
+                Uuid::new_v4,
+            )
+        });
+        assert!(reply[0].1.is_ok(), "{name}: {:?}", reply[0].1);
+    }
+
     fn set_cordon(image: &mut MetadataImage, broker: BrokerId, op: ConfigOp) {
         let alter = AlterResource {
             resource: ConfigResource::Broker(broker),
@@ -1256,17 +1278,7 @@ mod tests {
         assert!(is_cordoned(&image, 4));
         assert_eq!(image.topic_by_name("orders").unwrap().partitions, before);
 
-        let (_, reply) = commit(&mut image, |image| {
-            let t = CreateTopic {
-                name: "placed".into(),
-                num_partitions: 8,
-                replication_factor: 3,
-                configs: BTreeMap::new(),
-                assignments: Vec::new(),
-            };
-            create_topics(image, &[t], false, Uuid::new_v4)
-        });
-        assert!(reply[0].1.is_ok(), "{:?}", reply[0].1);
+        create_committed(&mut image, "placed", 8, 3);
         let (_, reply) = commit(&mut image, |image| {
             create_partitions(image, &[grow("orders", 6, Vec::new())])
         });
@@ -1308,17 +1320,7 @@ mod tests {
         set_cordon(&mut image, 3, ConfigOp::Delete);
         set_cordon(&mut image, 4, ConfigOp::Set(String::new()));
         assert!(!is_cordoned(&image, 3) && !is_cordoned(&image, 4));
-        let (_, reply) = commit(&mut image, |image| {
-            let t = CreateTopic {
-                name: "everywhere".into(),
-                num_partitions: 4,
-                replication_factor: 3,
-                configs: BTreeMap::new(),
-                assignments: Vec::new(),
-            };
-            create_topics(image, &[t], false, Uuid::new_v4)
-        });
-        assert!(reply[0].1.is_ok(), "{:?}", reply[0].1);
+        create_committed(&mut image, "everywhere", 4, 3);
         let topic = image.topic_by_name("everywhere").unwrap();
         let used: BTreeSet<BrokerId> = topic
             .partitions
