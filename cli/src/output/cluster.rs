@@ -275,7 +275,7 @@ mod tests {
                 state: BrokerState::Unfenced,
                 leader_count: 5,
                 offline_log_dir: false,
-                cordoned: false,
+                cordoned: true,
             }],
             topic_count: 2,
             partition_count: 6,
@@ -315,7 +315,15 @@ mod tests {
             .expect("broker row");
         assert_eq!(
             broker_row.split_whitespace().collect::<Vec<_>>(),
-            ["7", "127.0.0.1:9092", "-", "unfenced", "42", "5"]
+            [
+                "7",
+                "127.0.0.1:9092",
+                "-",
+                "unfenced",
+                "(cordoned)",
+                "42",
+                "5"
+            ]
         );
     }
 
@@ -333,6 +341,7 @@ mod tests {
         assert_eq!(value["brokers"][0]["rack"], Value::Null);
         assert_eq!(value["brokers"][0]["state"], "unfenced");
         assert_eq!(value["brokers"][0]["leader_count"], 5);
+        assert_eq!(value["brokers"][0]["cordoned"], true);
         for key in [
             "topic_count",
             "partition_count",
