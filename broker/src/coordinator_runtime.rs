@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use chronik_metadata::configs::is_cordoned;
 use chronik_metadata::{BrokerId, MetadataImage, TopicId};
 use chronik_proto::v1 as pb;
 use kafka_protocol::error::ResponseError;
@@ -124,9 +125,15 @@ pub async fn create_internal_topic(
     let Ok(_creating) = creating.try_lock() else {
         return;
     };
-    // The brokers the controller will place replicas on: a cordoned one (KIP-1066) or one shutting
-    // down counts no more than a fenced one, or the request would ask for more than can be placed.
-    let placeable = image.placeable_brokers().count() as i32;
+    // Live brokers that may take new replicas: a cordoned one (KIP-1066) counts no more than a
+    // fenced one, or a cordon would leave the topic uncreatable, and every group and transactional
+    // client waiting for a coordinator, until it is lifted. One shutting down still counts: a
+    // creation refused during a rolling restart is asked again, and gets every replica then.
+    let placeable = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced && !is_cordoned(image, b.broker_id))
+        .count() as i32;
     if placeable == 0 {
         return;
     }

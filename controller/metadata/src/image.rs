@@ -471,8 +471,7 @@ impl MetadataImage {
     }
 
     /// The brokers new replicas may go to: active and not cordoned (KIP-1066,
-    /// `configs::is_cordoned`). The controller places over these; brokers size internal topics by
-    /// them.
+    /// `configs::is_cordoned`). The controller places over these.
     pub fn placeable_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
         self.active_brokers()
             .filter(|b| !crate::configs::is_cordoned(self, b.broker_id))
