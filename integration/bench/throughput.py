@@ -20,13 +20,15 @@ The cases (`--cases`, comma-separated; all by default):
 - `big-1k`:     1 KiB records in 1 MiB batches (librdkafka's default batch.size since 2.x), fsync
 - `paced-1k`:   `fsync-1k` sent at a fixed 75 MiB/s (`--throughput`), for latency at a steady rate;
                 latencies run from each batch's scheduled send time
-Each case runs `--runs` times on each target (default 3); the table gives the median run by MiB/s and
-the MiB/s range. A paced case's run is preceded by an unmeasured warm-up of 100,000 records at its
-rate (the topic was just recreated, and the disk may still be discarding the deleted one's blocks,
-which once put p99s at 0.5-0.8 s), and its median run is by p99 latency, since every run reaches
-the same rate. A run that fails (the generator reports a NOT_LEADER_OR_FOLLOWER or a timeout rather
-than retry it) is left out of the figures and counted as "(N failed)" in the last column; its
-cluster's logs are copied to a `chronik-throughput-failed-*` temp dir, which is printed.
+Each case runs `--runs` times on each target (default 3); the table gives the median run by MiB/s,
+the MiB/s range and the range of the runs' p99s (from one set of runs to the next, minutes apart, a
+paced p99 can move by half: compare builds within one run of this script). A paced case's run is
+preceded by an unmeasured warm-up of 100,000 records at its rate (the topic was just recreated, and
+the disk may still be discarding the deleted one's blocks, which once put p99s at 0.5-0.8 s), and
+its median run is by p99 latency, since every run reaches the same rate. A run that fails (the
+generator reports a NOT_LEADER_OR_FOLLOWER or a timeout rather than retry it) is left out of the
+figures and counted as "(N failed)" in the last column; its cluster's logs are copied to a
+`chronik-throughput-failed-*` temp dir, which is printed.
 
     CARGO_TARGET_DIR=target-release cargo build --release -p chronik-broker -p chronik-controller -p chronikctl
     python3 integration/bench/throughput.py --bin-dir target-release/release
@@ -178,7 +180,7 @@ def median_run(runs, case):
     runs = [r for r in runs if r["ok"]]
     if not runs:
         return dict(mib=None, msgs=None, p50=None, p99=None, cpu=None, range=(None, None),
-                    failed=failed)
+                    p99_range=(None, None), failed=failed)
     by_mib = sorted(runs, key=lambda r: r["mib"])
     if "throughput" in CASES[case]:
         # Every run of a paced case reaches the same rate: the median is by latency.
@@ -187,6 +189,8 @@ def median_run(runs, case):
         ordered = by_mib
     best = dict(ordered[len(ordered) // 2])
     best["range"] = (by_mib[0]["mib"], by_mib[-1]["mib"])
+    p99s = sorted(r["p99"] for r in runs if r["p99"] is not None)
+    best["p99_range"] = (p99s[0], p99s[-1]) if p99s else (None, None)
     best["failed"] = failed
     return best
 
@@ -244,9 +248,12 @@ def main():
                 runs = [bench(args.bin_dir, args.kafka, case, pids=args.kafka_pid,
                               auto_create=args.kafka_auto_create) for _ in range(args.runs)]
                 rows.append((f"other {args.kafka}", "as set", case, median_run(runs, case)))
-    header = ["target", "repl.", "case", "MiB/s (range)", "msgs/s", "p50 ms", "p99 ms", "CPU s/GiB"]
+    header = ["target", "repl.", "case", "MiB/s (range)", "msgs/s", "p50 ms", "p99 ms (range)",
+              "CPU s/GiB"]
     table = [header] + [[t, rf, case, f"{fmt(r['mib'])} ({fmt(r['range'][0])}-{fmt(r['range'][1])})",
-                         fmt(r["msgs"], 0), fmt(r["p50"], 2), fmt(r["p99"], 2), fmt(r["cpu"], 2)
+                         fmt(r["msgs"], 0), fmt(r["p50"], 2),
+                         f"{fmt(r['p99'], 2)} ({fmt(r['p99_range'][0], 2)}-{fmt(r['p99_range'][1], 2)})",
+                         fmt(r["cpu"], 2)
                          + (f" ({r['failed']} failed)" if r["failed"] else "")]
                         for t, rf, case, r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
