@@ -38,7 +38,7 @@ use chronik_proto::v1::{
     ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
     ListPartitionReassignmentsResponse, MetadataUpdate, RegisterBrokerRequest,
     RegisterBrokerResponse, ReportUnreachableBrokerRequest, ReportUnreachableBrokerResponse,
-    WatchMetadataRequest,
+    UpdateFeaturesRequest, UpdateFeaturesResponse, WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::sync::watch;
@@ -367,6 +367,18 @@ impl ControllerClient {
         self.admin_write("ElectLeaders", request, |mut client, request| async move {
             client.elect_leaders(request).await
         })
+        .await
+    }
+
+    pub async fn update_features(
+        &self,
+        request: UpdateFeaturesRequest,
+    ) -> Result<UpdateFeaturesResponse, ControllerCallError> {
+        self.admin_write(
+            "UpdateFeatures",
+            request,
+            |mut client, request| async move { client.update_features(request).await },
+        )
         .await
     }
 

@@ -18,6 +18,10 @@
 //                                          at IN's end (an instance resuming where a killed one stopped)
 //   admin BOOTSTRAP TXNID                  Admin: listTransactions (all, and filtered by state) and
 //                                          describeTransactions of TXNID
+//   features BOOTSTRAP STEP...             Admin (as kafka-features.sh upgrade|downgrade): each STEP is
+//                                          LABEL,FEATURE,LEVEL,TYPE[,validate] with TYPE upgrade, safe or
+//                                          unsafe; prints each updateFeatures' outcome and the finalized
+//                                          level of FEATURE that describeFeatures then reports
 
 import java.time.Duration;
 import java.util.Collection;
@@ -28,6 +32,9 @@ import java.util.Properties;
 import java.util.Set;
 
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.FeatureUpdate;
+import org.apache.kafka.clients.admin.FinalizedVersionRange;
+import org.apache.kafka.clients.admin.UpdateFeaturesOptions;
 import org.apache.kafka.clients.admin.ListTransactionsOptions;
 import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.clients.admin.TransactionListing;
@@ -54,6 +61,7 @@ public class ChronikJavaTxn {
             case "hang" -> hang(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "ctp" -> ctp(args[1], args[2], args[3], args[4], args[5], Integer.parseInt(args[6]));
             case "admin" -> admin(args[1], args[2]);
+            case "features" -> features(args[1], java.util.Arrays.copyOfRange(args, 2, args.length));
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -241,5 +249,47 @@ public class ChronikJavaTxn {
                       "partitions", d.topicPartitions().size());
             }
         }
+    }
+
+    private static void features(String bootstrap, String[] steps) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            for (String step : steps) {
+                String[] f = step.split(",");
+                String label = f[0], feature = f[1];
+                short level = Short.parseShort(f[2]);
+                FeatureUpdate.UpgradeType type = switch (f[3]) {
+                    case "upgrade" -> FeatureUpdate.UpgradeType.UPGRADE;
+                    case "safe" -> FeatureUpdate.UpgradeType.SAFE_DOWNGRADE;
+                    case "unsafe" -> FeatureUpdate.UpgradeType.UNSAFE_DOWNGRADE;
+                    default -> throw new IllegalArgumentException("unknown upgrade type " + f[3]);
+                };
+                boolean validateOnly = f.length > 4 && f[4].equals("validate");
+                String error = "", message = "";
+                try {
+                    admin.updateFeatures(Map.of(feature, new FeatureUpdate(level, type)),
+                            new UpdateFeaturesOptions().validateOnly(validateOnly)).all().get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    error = e.getCause().getClass().getSimpleName();
+                    message = String.valueOf(e.getCause().getMessage());
+                }
+                // describeFeatures asks any broker: one other than the one that answered may apply the
+                // new level a moment later.
+                boolean changed = error.isEmpty() && !validateOnly;
+                int finalized = finalizedLevel(admin, feature);
+                for (long deadline = System.nanoTime() + 10_000_000_000L;
+                     changed && finalized != level && System.nanoTime() < deadline; Thread.sleep(100)) {
+                    finalized = finalizedLevel(admin, feature);
+                }
+                print("step", label, "error", error, "message", message, "finalized", finalized);
+            }
+        }
+    }
+
+    private static int finalizedLevel(Admin admin, String feature) throws Exception {
+        FinalizedVersionRange range = admin.describeFeatures().featureMetadata().get()
+                .finalizedFeatures().get(feature);
+        return range == null ? 0 : range.maxVersionLevel();
     }
 }

@@ -679,6 +679,53 @@ def test_the_java_client_on_a_cluster_at_transaction_version_1(cluster_factory, 
     assert describe_state(cluster, transactional_id)["producer_epoch"] == 0, "version 1: no bump per end"
 
 
+@pytest.mark.timeout(300)
+def test_kafka_features_upgrade_and_downgrade_transaction_version(cluster_factory, txn_java, topic_name):
+    """UpdateFeatures (KIP-584) from the Java Admin, as `kafka-features.sh upgrade --feature
+    transaction.version=2` sends it, on a cluster bootstrapped at level 1: a validate-only upgrade
+    changes nothing; going down without a downgrade type, a level this release does not support, a
+    feature it does not know and another metadata.version are refused with InvalidUpdateVersion and
+    change nothing; the upgrade finalizes level 2 and the Java client then speaks transaction version 2
+    (its producer epoch bumped at every transaction end); a safe downgrade takes it back to version 1."""
+    cluster = cluster_factory(controllers=1, brokers=3, broker_args=BROKER_ARGS,
+                              controller_args=[*RF1_CONTROLLER_ARGS, "--feature=transaction.version=1"])
+    cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    tv = "transaction.version"
+    steps = run_java(txn_java, "features", cluster.bootstrap_servers,
+                     f"validate,{tv},2,upgrade,validate", f"too-high,{tv},3,upgrade",
+                     f"unknown,group.version,1,upgrade", "metadata,metadata.version,22,upgrade",
+                     f"upgrade,{tv},2,upgrade", f"down-as-upgrade,{tv},1,upgrade")
+    # Each step's feature as describeFeatures then reports it.
+    outcomes = {s["step"]: (s["error"], s["finalized"]) for s in steps}
+    refused = "InvalidUpdateVersionException"
+    assert outcomes == {
+        "validate": ("", 1),
+        "too-high": (refused, 1),
+        "unknown": (refused, 0),
+        "metadata": (refused, 7),
+        "upgrade": ("", 2),
+        "down-as-upgrade": (refused, 2),
+    }, steps
+    messages = {s["step"]: s["message"] for s in steps}
+    assert "Invalid update version 3 for feature transaction.version" in messages["too-high"], messages
+    assert "safe or unsafe downgrade" in messages["down-as-upgrade"], messages
+
+    def epoch_after_three_ends(label: str) -> int:
+        transactional_id = txn_id(label)
+        n = 5
+        ends = run_java(txn_java, "commit-abort", cluster.bootstrap_servers, topic_name, transactional_id, str(n))
+        assert [(e["step"], e["outcome"]) for e in ends] == \
+            [("committed-a", "commit"), ("aborted", "abort"), ("committed-b", "commit")]
+        return describe_state(cluster, transactional_id)["producer_epoch"]
+
+    assert epoch_after_three_ends("upgraded") >= 3, "version 2 bumps the epoch at every transaction end"
+    steps = run_java(txn_java, "features", cluster.bootstrap_servers, f"downgrade,{tv},1,safe")
+    assert [(s["step"], s["error"], s["finalized"]) for s in steps] == [("downgrade", "", 1)], steps
+    assert epoch_after_three_ends("downgraded") == 0, "version 1: one epoch for the producer's session"
+    values = sorted(c.value.decode() for c in read_all(cluster, topic_name, 3, 20, "read_committed"))
+    assert len(values) == 20 and not any(v.startswith("aborted") for v in values), values
+
+
 def describe_state(cluster, transactional_id: str) -> dict:
     return cluster.ctl_json("txn", "describe", transactional_id, "--retry-timeout-ms", "30000", timeout=60)
 

@@ -55,9 +55,9 @@ pub struct Feature {
 }
 
 /// Kafka's `MetadataVersion.IBP_3_3_IV3`, the lowest metadata version Kafka 4.x supports.
-pub const METADATA_VERSION_3_3_IV3: i16 = 7;
+pub const METADATA_VERSION_3_3_IV3: i16 = features::METADATA_VERSION_LEVEL;
 
-const METADATA_VERSION: &str = "metadata.version";
+const METADATA_VERSION: &str = features::METADATA_VERSION;
 
 /// Every feature reported (see the module docs): `metadata.version`, then those of the metadata.
 fn features() -> impl Iterator<Item = Feature> {

@@ -483,6 +483,13 @@ pub(crate) mod tests {
         ) -> Result<Response<pb::DescribeAclsResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
+
+        async fn update_features(
+            &self,
+            _: Request<pb::UpdateFeaturesRequest>,
+        ) -> Result<Response<pb::UpdateFeaturesResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
     }
 
     /// The fake controller's checks and placement of one topic: partitions, replication factor and

@@ -47,6 +47,7 @@ pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod txn_offset_commit;
+pub mod update_features;
 pub mod write_txn_markers;
 
 use std::future::Future;
@@ -204,6 +205,9 @@ pub async fn dispatch(
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(ctx, &rc, r).await)
+        }
+        RequestKind::UpdateFeatures(r) => {
+            ResponseKind::UpdateFeatures(update_features::handle(ctx, &rc, r).await)
         }
         RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
             reassignments::handle_alter(ctx, &rc, r).await,

@@ -11,13 +11,20 @@
 //!   (EndTxn v5), partition leaders add partitions to the transaction themselves (Produce v12,
 //!   TxnOffsetCommit v5). The Java client (4.x) uses it once it is finalized; librdkafka does not.
 //!
-//! `metadata.version` is not here: Chronik reports it as a constant (`handlers::api_versions`).
+//! `metadata.version` is not among them: it is a constant of this release, [`METADATA_VERSION_LEVEL`]
+//! (the broker's `handlers::api_versions` says why that level).
 
 use std::collections::BTreeMap;
 
 use crate::records::Record;
 
 pub const TRANSACTION_VERSION: &str = "transaction.version";
+
+pub const METADATA_VERSION: &str = "metadata.version";
+
+/// Kafka's `MetadataVersion.IBP_3_3_IV3`, the lowest metadata version Kafka 4.x supports, and the one
+/// this release reports, finalized, whatever the metadata holds.
+pub const METADATA_VERSION_LEVEL: i16 = 7;
 
 /// A feature this release knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

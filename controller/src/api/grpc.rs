@@ -37,6 +37,7 @@ use crate::quorum::Quorum;
 use crate::state::acls;
 use crate::state::cluster::{self, Heartbeat, RegisterBroker};
 use crate::state::config_changes::{self, ConfigOp};
+use crate::state::features;
 use crate::state::reassignment::{self, ReassignPartition};
 use crate::state::records::{ConfigResource, LeaderRecoveryState};
 use crate::state::scram::{self, ScramChange, Upsertion};
@@ -1178,6 +1179,36 @@ impl AdminService for ControllerApi {
         Ok(Response::new(pb::DescribeAclsResponse {
             acls,
             ..Default::default()
+        }))
+    }
+
+    async fn update_features(
+        &self,
+        request: Request<pb::UpdateFeaturesRequest>,
+    ) -> Result<Response<pb::UpdateFeaturesResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
+        let req = request.into_inner();
+        let changes: Vec<features::FeatureChange> = req
+            .updates
+            .iter()
+            .map(|u| features::FeatureChange {
+                name: u.name.clone(),
+                level: u.level,
+                upgrade_type: features::UpgradeType::from_code(u.upgrade_type),
+            })
+            .collect();
+        let (offset, ()) = self
+            .quorum
+            .run(|image| features::update_features(image, &changes, req.validate_only))
+            .await
+            .map_err(status)?;
+        if !req.validate_only {
+            for change in &changes {
+                info!(feature = %change.name, level = change.level, "finalized feature level");
+            }
+        }
+        Ok(Response::new(pb::UpdateFeaturesResponse {
+            metadata_offset: if req.validate_only { 0 } else { offset },
         }))
     }
 }

@@ -7,6 +7,7 @@ pub mod acls;
 pub mod cluster;
 pub mod config_changes;
 pub mod election;
+pub mod features;
 pub mod placement;
 pub mod reassignment;
 pub mod scram;

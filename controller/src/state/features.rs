@@ -1,0 +1,287 @@
+//! UpdateFeatures (KIP-584) as Kafka's `FeatureControlManager.updateFeatures` runs it: each update
+//! names a feature, the level to finalize (0 removes it) and whether it may go down (Kafka's
+//! `FeatureUpdate.UpgradeType`). The new levels are `FeatureLevel` records, replayed by every broker,
+//! which then report them in ApiVersions (KIP-778).
+//!
+//! What must stay true: every update of a request applies, or none does (Kafka 4.x answers one error
+//! for the whole request); a level outside what this release supports is never finalized; a level
+//! goes down only when the update says it may, and up only when it says it is an upgrade;
+//! `metadata.version` stays at the release's constant level.
+//!
+//! Every node of a cluster runs this release's feature table (`chronik_metadata::features`): brokers
+//! do not register the levels they support, so the controller checks against its own, as a KRaft
+//! controller checks against its `QuorumFeatures` before it looks at the brokers'.
+
+use std::collections::BTreeSet;
+
+use chronik_metadata::features::{self, METADATA_VERSION, METADATA_VERSION_LEVEL};
+
+use crate::error::{ApiError, ResponseError};
+
+use super::image::MetadataImage;
+use super::records::Record;
+use super::ControllerResult;
+
+/// Kafka's `FeatureUpdate.UpgradeType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpgradeType {
+    Upgrade,
+    SafeDowngrade,
+    UnsafeDowngrade,
+}
+
+impl UpgradeType {
+    /// From the code UpdateFeatures v1+ carries (v0's `allow_downgrade` maps to 1 or 2).
+    pub fn from_code(code: i32) -> Option<Self> {
+        match code {
+            1 => Some(UpgradeType::Upgrade),
+            2 => Some(UpgradeType::SafeDowngrade),
+            3 => Some(UpgradeType::UnsafeDowngrade),
+            _ => None,
+        }
+    }
+}
+
+/// One requested change. `upgrade_type` is `None` for a code Kafka does not define.
+#[derive(Clone, Debug)]
+pub struct FeatureChange {
+    pub name: String,
+    pub level: i32,
+    pub upgrade_type: Option<UpgradeType>,
+}
+
+/// The records finalizing `changes` (none for `validate_only`, or when every level is already
+/// finalized), or the first refusal.
+pub fn update_features(
+    image: &MetadataImage,
+    changes: &[FeatureChange],
+    validate_only: bool,
+) -> Result<ControllerResult<()>, ApiError> {
+    let mut seen = BTreeSet::new();
+    let mut records = Vec::new();
+    for change in changes {
+        if !seen.insert(change.name.as_str()) {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("The request names feature {} more than once.", change.name),
+            ));
+        }
+        if let Some(record) = update_feature(image, change)? {
+            records.push(record);
+        }
+    }
+    if validate_only {
+        records.clear();
+    }
+    Ok(ControllerResult::new(records, ()))
+}
+
+/// The record one change needs (`None` when its level is finalized already), or why it is refused,
+/// in Kafka's order of checks and with its wording.
+fn update_feature(
+    image: &MetadataImage,
+    change: &FeatureChange,
+) -> Result<Option<Record>, ApiError> {
+    let refuse = |reason: &str| {
+        Err(ApiError::new(
+            ResponseError::InvalidUpdateVersion,
+            format!(
+                "Invalid update version {} for feature {}. {reason}",
+                change.level, change.name
+            ),
+        ))
+    };
+    let Some(upgrade_type) = change.upgrade_type else {
+        return refuse("The controller does not support the given upgrade type.");
+    };
+    if change.level < 0 {
+        return refuse("A feature version cannot be less than 0.");
+    }
+    let level = i16::try_from(change.level).unwrap_or(i16::MAX);
+    let current = if change.name == METADATA_VERSION {
+        METADATA_VERSION_LEVEL
+    } else {
+        image.feature_level(&change.name)
+    };
+    if change.name == METADATA_VERSION {
+        if level != METADATA_VERSION_LEVEL {
+            return refuse(&format!(
+                "This release of Chronik supports only metadata.version {METADATA_VERSION_LEVEL} \
+                 (3.3-IV3)."
+            ));
+        }
+        return Ok(None);
+    }
+    match features::spec(&change.name) {
+        // An unknown feature is not finalized: asking for level 0 asks for what already holds.
+        None if level == 0 => return Ok(None),
+        None => return refuse("The controller does not support this feature."),
+        Some(spec) if level < spec.min_level || level > spec.max_level => {
+            return refuse(&format!(
+                "The controller only supports versions {}-{}.",
+                spec.min_level, spec.max_level
+            ));
+        }
+        Some(_) => {}
+    }
+    if level < current && upgrade_type == UpgradeType::Upgrade {
+        return refuse(
+            "Can't downgrade the version of this feature without setting the upgrade type to \
+             either safe or unsafe downgrade.",
+        );
+    }
+    if level > current && upgrade_type != UpgradeType::Upgrade {
+        return refuse("Can't downgrade to a newer version.");
+    }
+    if level == current {
+        return Ok(None);
+    }
+    Ok(Some(Record::FeatureLevel {
+        name: change.name.clone(),
+        level,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use chronik_metadata::features::TRANSACTION_VERSION;
+
+    use super::*;
+
+    fn change(name: &str, level: i32, upgrade_type: UpgradeType) -> FeatureChange {
+        FeatureChange {
+            name: name.to_string(),
+            level,
+            upgrade_type: Some(upgrade_type),
+        }
+    }
+
+    fn at_transaction_version(level: i16) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        image.replay(
+            1,
+            &Record::FeatureLevel {
+                name: TRANSACTION_VERSION.to_string(),
+                level,
+            },
+        );
+        image
+    }
+
+    fn refusal(image: &MetadataImage, changes: &[FeatureChange]) -> ApiError {
+        update_features(image, changes, false).expect_err("refused")
+    }
+
+    #[test]
+    fn an_upgrade_finalizes_the_new_level_and_validate_only_writes_nothing() {
+        let image = at_transaction_version(1);
+        let upgrade = [change(TRANSACTION_VERSION, 2, UpgradeType::Upgrade)];
+        let result = update_features(&image, &upgrade, false).unwrap();
+        assert_eq!(
+            result.records,
+            vec![Record::FeatureLevel {
+                name: TRANSACTION_VERSION.to_string(),
+                level: 2
+            }]
+        );
+        assert!(update_features(&image, &upgrade, true)
+            .unwrap()
+            .records
+            .is_empty());
+        // Already there: nothing to write.
+        let image = at_transaction_version(2);
+        assert!(update_features(&image, &upgrade, false)
+            .unwrap()
+            .records
+            .is_empty());
+    }
+
+    #[test]
+    fn a_level_goes_down_only_as_a_downgrade_and_up_only_as_an_upgrade() {
+        let image = at_transaction_version(2);
+        let down = refusal(
+            &image,
+            &[change(TRANSACTION_VERSION, 1, UpgradeType::Upgrade)],
+        );
+        assert_eq!(down.code, ResponseError::InvalidUpdateVersion);
+        assert!(down.message.contains("safe or unsafe downgrade"), "{down}");
+        for kind in [UpgradeType::SafeDowngrade, UpgradeType::UnsafeDowngrade] {
+            let result =
+                update_features(&image, &[change(TRANSACTION_VERSION, 0, kind)], false).unwrap();
+            assert_eq!(
+                result.records,
+                vec![Record::FeatureLevel {
+                    name: TRANSACTION_VERSION.to_string(),
+                    level: 0
+                }],
+                "level 0 removes the feature"
+            );
+        }
+        let image = at_transaction_version(1);
+        let up = refusal(
+            &image,
+            &[change(TRANSACTION_VERSION, 2, UpgradeType::SafeDowngrade)],
+        );
+        assert!(up.message.contains("newer version"), "{up}");
+    }
+
+    #[test]
+    fn levels_this_release_does_not_support_are_refused() {
+        let image = at_transaction_version(2);
+        for (name, level) in [
+            (TRANSACTION_VERSION, 3),
+            (TRANSACTION_VERSION, -1),
+            ("group.version", 1),
+            (METADATA_VERSION, 21),
+        ] {
+            let refused = refusal(&image, &[change(name, level, UpgradeType::Upgrade)]);
+            assert_eq!(
+                refused.code,
+                ResponseError::InvalidUpdateVersion,
+                "{name}={level}"
+            );
+            assert!(
+                refused.message.starts_with(&format!(
+                    "Invalid update version {level} for feature {name}."
+                )),
+                "{refused}"
+            );
+        }
+        // What holds already is accepted and changes nothing.
+        for (name, level) in [(METADATA_VERSION, 7), ("group.version", 0)] {
+            let result =
+                update_features(&image, &[change(name, level, UpgradeType::Upgrade)], false)
+                    .unwrap();
+            assert!(result.records.is_empty(), "{name}={level}");
+        }
+        let unknown_type = FeatureChange {
+            name: TRANSACTION_VERSION.to_string(),
+            level: 1,
+            upgrade_type: None,
+        };
+        assert!(refusal(&image, &[unknown_type])
+            .message
+            .contains("upgrade type"));
+    }
+
+    #[test]
+    fn one_refused_update_refuses_the_whole_request() {
+        let image = at_transaction_version(1);
+        let refused = refusal(
+            &image,
+            &[
+                change(TRANSACTION_VERSION, 2, UpgradeType::Upgrade),
+                change("group.version", 1, UpgradeType::Upgrade),
+            ],
+        );
+        assert_eq!(refused.code, ResponseError::InvalidUpdateVersion);
+        let twice = refusal(
+            &image,
+            &[
+                change(TRANSACTION_VERSION, 2, UpgradeType::Upgrade),
+                change(TRANSACTION_VERSION, 0, UpgradeType::SafeDowngrade),
+            ],
+        );
+        assert_eq!(twice.code, ResponseError::InvalidRequest);
+    }
+}
