@@ -25,7 +25,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronik_metadata::convert::endpoint_to_proto;
+use chronik_metadata::convert::{endpoint_to_proto, feature_ranges_to_proto};
+use chronik_metadata::features;
 use chronik_metadata::ResponseError;
 use chronik_metadata::{BrokerId, Endpoint};
 use chronik_proto::v1::{
@@ -187,6 +188,9 @@ impl BrokerLifecycleManager {
                     .collect(),
                 rack: self.config.rack.clone(),
                 cluster_id: status.cluster_id.clone().unwrap_or_default(),
+                // A controller refuses a broker that cannot serve a finalized level (UNSUPPORTED_VERSION,
+                // retried below: the level may be downgraded, or the controller be of this release).
+                supported_features: feature_ranges_to_proto(&features::supported_features()),
             };
             match self.client.register_broker(request).await {
                 Ok(reply) => {

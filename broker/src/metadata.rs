@@ -476,6 +476,7 @@ pub(crate) mod tests {
             rack: None,
             fenced: false,
             in_controlled_shutdown: false,
+            supported_features: Default::default(),
         })
     }
 

@@ -199,6 +199,7 @@ pub(crate) fn broker(id: BrokerId, rack: Option<&str>, fenced: bool) -> Record {
         rack: rack.map(str::to_owned),
         fenced,
         in_controlled_shutdown: false,
+        supported_features: Default::default(),
     })
 }
 

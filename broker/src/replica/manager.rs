@@ -1682,6 +1682,7 @@ mod tests {
                     rack: None,
                     fenced: false,
                     in_controlled_shutdown: false,
+                    supported_features: Default::default(),
                 })
             })
             .collect();

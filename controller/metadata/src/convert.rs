@@ -1,6 +1,9 @@
 //! Conversions between the controller's domain types and the generated protobuf types. Brokers use the
 //! same functions to turn `WatchMetadata` updates back into records, so both sides agree by construction.
 
+use std::collections::BTreeMap;
+
+use crate::features::FeatureRange;
 use crate::scram::{ScramCredential, ScramMechanism};
 use chronik_proto::v1 as pb;
 use uuid::Uuid;
@@ -47,6 +50,43 @@ pub fn endpoint_from_proto(e: &pb::Endpoint) -> Result<Endpoint, DecodeError> {
     })
 }
 
+/// Feature ranges as a registration carries them.
+pub fn feature_ranges_to_proto(ranges: &BTreeMap<String, FeatureRange>) -> Vec<pb::FeatureRange> {
+    ranges
+        .iter()
+        .map(|(name, range)| pb::FeatureRange {
+            name: name.clone(),
+            min_level: i32::from(range.min_level),
+            max_level: i32::from(range.max_level),
+        })
+        .collect()
+}
+
+/// Feature ranges from a registration: levels fit an `int16` and a range does not run backwards.
+pub fn feature_ranges_from_proto(
+    ranges: &[pb::FeatureRange],
+) -> Result<BTreeMap<String, FeatureRange>, DecodeError> {
+    ranges
+        .iter()
+        .map(|r| {
+            let level = |l: i32| {
+                i16::try_from(l).map_err(|_| DecodeError(format!("feature {} level {l}", r.name)))
+            };
+            let range = FeatureRange {
+                min_level: level(r.min_level)?,
+                max_level: level(r.max_level)?,
+            };
+            if range.min_level < 0 || range.min_level > range.max_level {
+                return Err(DecodeError(format!(
+                    "feature {} range {}-{}",
+                    r.name, range.min_level, range.max_level
+                )));
+            }
+            Ok((r.name.clone(), range))
+        })
+        .collect()
+}
+
 pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
     use pb::metadata_record::Record as R;
     let inner = match record {
@@ -61,6 +101,7 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             rack: r.rack.clone(),
             fenced: r.fenced,
             in_controlled_shutdown: r.in_controlled_shutdown,
+            supported_features: feature_ranges_to_proto(&r.supported_features),
         }),
         Record::BrokerChange {
             broker_id,
@@ -215,6 +256,7 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             rack: r.rack.clone(),
             fenced: r.fenced,
             in_controlled_shutdown: r.in_controlled_shutdown,
+            supported_features: feature_ranges_from_proto(&r.supported_features)?,
         }),
         R::BrokerChange(r) => Record::BrokerChange {
             broker_id: r.broker_id,
@@ -414,5 +456,34 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(acl_from_proto(&odd).operation, AclOperation::Unknown);
+    }
+
+    #[test]
+    fn a_registration_keeps_its_feature_ranges_and_refuses_bad_ones() {
+        let record = Record::RegisterBroker(RegisterBrokerRecord {
+            broker_id: 3,
+            incarnation_id: Uuid::new_v4(),
+            broker_epoch: 42,
+            endpoints: Vec::new(),
+            rack: None,
+            fenced: false,
+            in_controlled_shutdown: false,
+            supported_features: crate::features::supported_features(),
+        });
+        assert_eq!(
+            record_from_proto(&record_to_proto(&record)).expect("decodes"),
+            record
+        );
+        for (min_level, max_level) in [(2, 1), (-1, 2), (0, 40_000)] {
+            let bad = [pb::FeatureRange {
+                name: "transaction.version".into(),
+                min_level,
+                max_level,
+            }];
+            assert!(
+                feature_ranges_from_proto(&bad).is_err(),
+                "{min_level}-{max_level}"
+            );
+        }
     }
 }

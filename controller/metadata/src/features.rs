@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::records::Record;
 
 pub const TRANSACTION_VERSION: &str = "transaction.version";
@@ -25,6 +27,57 @@ pub const METADATA_VERSION: &str = "metadata.version";
 /// Kafka's `MetadataVersion.IBP_3_3_IV3`, the lowest metadata version Kafka 4.x supports, and the one
 /// this release reports, finalized, whatever the metadata holds.
 pub const METADATA_VERSION_LEVEL: i16 = 7;
+
+/// The levels of one feature a node supports (Kafka's `SupportedVersionRange`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureRange {
+    pub min_level: i16,
+    pub max_level: i16,
+}
+
+impl FeatureRange {
+    pub fn contains(&self, level: i16) -> bool {
+        (self.min_level..=self.max_level).contains(&level)
+    }
+}
+
+/// What this release's brokers register as supported: every feature of [`FEATURES`].
+pub fn supported_features() -> BTreeMap<String, FeatureRange> {
+    FEATURES
+        .iter()
+        .map(|f| {
+            (
+                f.name.to_string(),
+                FeatureRange {
+                    min_level: f.min_level,
+                    max_level: f.max_level,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The levels a registered broker supports of `name`. A broker that registered no features is of a
+/// release before brokers reported them, all of which supported `transaction.version` 0–2 and nothing
+/// else. A feature a broker does not list is supported at level 0 only (Kafka's
+/// `QuorumFeatures.DISABLED`).
+pub fn broker_supports(registered: &BTreeMap<String, FeatureRange>, name: &str) -> FeatureRange {
+    const DISABLED: FeatureRange = FeatureRange {
+        min_level: 0,
+        max_level: 0,
+    };
+    if registered.is_empty() {
+        return if name == TRANSACTION_VERSION {
+            FeatureRange {
+                min_level: 0,
+                max_level: 2,
+            }
+        } else {
+            DISABLED
+        };
+    }
+    registered.get(name).copied().unwrap_or(DISABLED)
+}
 
 /// A feature this release knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::acl::AclBinding;
+use crate::features::FeatureRange;
 use crate::records::{
     BrokerId, ConfigResource, Endpoint, PartitionChangeRecord, PartitionRecord, Record,
     RegisterBrokerRecord, TopicId, NO_LEADER,
@@ -35,6 +36,9 @@ pub struct BrokerRegistration {
     /// are offline). It stays registered and unfenced, but leads nothing and joins no ISR until a new
     /// registration replaces this one.
     pub has_offline_log_dir: bool,
+    /// The feature levels it supports, as it registered them (see
+    /// [`crate::features::broker_supports`]).
+    pub supported_features: BTreeMap<String, FeatureRange>,
 }
 
 impl BrokerRegistration {
@@ -186,6 +190,7 @@ impl MetadataImage {
                         fenced: r.fenced,
                         in_controlled_shutdown: r.in_controlled_shutdown,
                         has_offline_log_dir: false,
+                        supported_features: r.supported_features.clone(),
                     },
                 );
             }
@@ -387,6 +392,7 @@ impl MetadataImage {
                 rack: b.rack.clone(),
                 fenced: b.fenced,
                 in_controlled_shutdown: b.in_controlled_shutdown,
+                supported_features: b.supported_features.clone(),
             }));
             if b.has_offline_log_dir {
                 records.push(Record::BrokerChange {

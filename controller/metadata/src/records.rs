@@ -2,6 +2,9 @@
 //! in log order (`MetadataImage::replay`); commands only ever produce them. Brokers receive the same
 //! records over `WatchMetadata` and replay them into their own image.
 
+use std::collections::BTreeMap;
+
+use crate::features::FeatureRange;
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -48,6 +51,10 @@ pub struct RegisterBrokerRecord {
     pub rack: Option<String>,
     pub fenced: bool,
     pub in_controlled_shutdown: bool,
+    /// The feature levels the broker supports; empty from a release before brokers reported them
+    /// (see [`crate::features::broker_supports`]).
+    #[serde(default)]
+    pub supported_features: BTreeMap<String, FeatureRange>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,7 +26,7 @@ use crate::applied::{AppliedMetadata, Resume};
 use chronik_metadata::configs::broker_name_of;
 use chronik_metadata::convert::{
     acl_filter_from_proto, acl_from_proto, acl_to_proto, endpoint_from_proto, endpoint_to_proto,
-    record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
+    feature_ranges_from_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
 };
 use chronik_metadata::topic_name::is_internal_topic;
 use chronik_metadata::{error, leader_hint};
@@ -154,6 +154,8 @@ impl BrokerService for ControllerApi {
             endpoints,
             rack: req.rack.filter(|r| !r.is_empty()),
             cluster_id: Some(req.cluster_id).filter(|c| !c.is_empty()),
+            supported_features: feature_ranges_from_proto(&req.supported_features)
+                .map_err(|e| invalid(e.to_string()))?,
         };
         let liveness = &self.liveness;
         let (offset, existing_epoch) = self
@@ -1497,6 +1499,7 @@ mod tests {
                 port: 9092,
             }],
             rack: None,
+            supported_features: Vec::new(),
             cluster_id: String::new(),
         }))
         .await

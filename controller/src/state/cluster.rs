@@ -9,6 +9,9 @@
 //! heartbeats), and only a new registration clears it, since a directory never comes back online
 //! without a restart and its crash recovery.
 
+use std::collections::BTreeMap;
+
+use chronik_metadata::features::{self, FeatureRange};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ResponseError};
@@ -30,6 +33,8 @@ pub struct RegisterBroker {
     pub rack: Option<String>,
     /// The cluster id the broker saw before, if any.
     pub cluster_id: Option<String>,
+    /// The feature levels it supports (empty from a release before brokers reported them).
+    pub supported_features: BTreeMap<String, FeatureRange>,
 }
 
 /// The registration outcome: the epoch of an unchanged registration (a retry by the same incarnation),
@@ -63,6 +68,21 @@ pub fn register_broker(
             ));
         }
     }
+    // Kafka's `ClusterControlManager.registerBroker`: a broker that cannot serve a finalized level
+    // does not join (an upgrade finalized before this broker's release was rolled out everywhere).
+    for (name, &level) in &image.features {
+        let supported = features::broker_supports(&request.supported_features, name);
+        if !supported.contains(level) {
+            return Err(ApiError::new(
+                ResponseError::UnsupportedVersion,
+                format!(
+                    "Unable to register because the broker does not support finalized version \
+                     {level} of {name}. The broker supports versions {}-{}.",
+                    supported.min_level, supported.max_level
+                ),
+            ));
+        }
+    }
     let mut records = Vec::new();
     if let Some(existing) = image.brokers.get(&request.broker_id) {
         if existing.incarnation_id == request.incarnation_id {
@@ -89,6 +109,7 @@ pub fn register_broker(
         rack: request.rack.clone(),
         fenced: true,
         in_controlled_shutdown: false,
+        supported_features: request.supported_features.clone(),
     }));
     Ok(ControllerResult::new(records, None))
 }
@@ -372,6 +393,7 @@ pub(crate) mod tests {
             }],
             rack: None,
             cluster_id: None,
+            supported_features: features::supported_features(),
         };
         let result = register_broker(image, &request, false).expect("registered");
         let (offset, _) = commit(image, |_| result);
@@ -466,6 +488,66 @@ pub(crate) mod tests {
         assert!(!image.brokers[&7].fenced);
     }
 
+    /// KIP-584: a broker that cannot serve a level the cluster finalized does not join; one that
+    /// registered no features is of a release that supported `transaction.version` 0–2.
+    #[test]
+    fn a_broker_that_cannot_serve_a_finalized_level_is_refused() {
+        let mut image = MetadataImage::default();
+        image.replay(
+            1,
+            &Record::FeatureLevel {
+                name: features::TRANSACTION_VERSION.to_string(),
+                level: 2,
+            },
+        );
+        let mut request = RegisterBroker {
+            broker_id: 1,
+            incarnation_id: Uuid::new_v4(),
+            endpoints: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9001,
+            }],
+            rack: None,
+            cluster_id: None,
+            supported_features: BTreeMap::from([(
+                features::TRANSACTION_VERSION.to_string(),
+                FeatureRange {
+                    min_level: 0,
+                    max_level: 1,
+                },
+            )]),
+        };
+        let refused = register_broker(&image, &request, false).unwrap_err();
+        assert_eq!(refused.code, ResponseError::UnsupportedVersion);
+        assert!(
+            refused
+                .message
+                .contains("does not support finalized version 2 of transaction.version"),
+            "{refused}"
+        );
+        request.supported_features = BTreeMap::from([(
+            "group.version".to_string(),
+            FeatureRange {
+                min_level: 0,
+                max_level: 1,
+            },
+        )]);
+        assert_eq!(
+            register_broker(&image, &request, false).unwrap_err().code,
+            ResponseError::UnsupportedVersion,
+            "a feature the broker does not list is supported at level 0 only"
+        );
+        for supported in [BTreeMap::new(), features::supported_features()] {
+            request.supported_features = supported;
+            let registered = register_broker(&image, &request, false).unwrap();
+            assert!(matches!(
+                registered.records.last(),
+                Some(Record::RegisterBroker(r)) if r.supported_features == request.supported_features
+            ));
+        }
+    }
+
     #[test]
     fn a_second_live_incarnation_is_refused_and_a_retry_keeps_its_epoch() {
         let mut image = MetadataImage::default();
@@ -477,6 +559,7 @@ pub(crate) mod tests {
             endpoints: existing.endpoints.clone(),
             rack: None,
             cluster_id: None,
+            supported_features: features::supported_features(),
         };
         let result = register_broker(&image, &retry, true).unwrap();
         assert!(result.records.is_empty());
@@ -525,6 +608,7 @@ pub(crate) mod tests {
             endpoints: image.brokers[&1].endpoints.clone(),
             rack: None,
             cluster_id: Some("xyz".into()),
+            supported_features: features::supported_features(),
         };
         assert_eq!(
             register_broker(&image, &foreign, false).unwrap_err().code,

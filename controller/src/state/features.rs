@@ -8,9 +8,11 @@
 //! goes down only when the update says it may, and up only when it says it is an upgrade;
 //! `metadata.version` stays at the release's constant level.
 //!
-//! Every node of a cluster runs this release's feature table (`chronik_metadata::features`): brokers
-//! do not register the levels they support, so the controller checks against its own, as a KRaft
-//! controller checks against its `QuorumFeatures` before it looks at the brokers'.
+//! A level must be supported by this controller (`chronik_metadata::features::FEATURES`) and by every
+//! registered broker, fenced or not, as it registered its levels (`features::broker_supports`), as
+//! Kafka's `reasonNotSupported` checks its `QuorumFeatures` and then each broker registration. Other
+//! controllers do not register theirs: in a quorum being upgraded, finalize a new level only once
+//! every controller runs the release that supports it.
 
 use std::collections::BTreeSet;
 
@@ -123,6 +125,15 @@ fn update_feature(
             ));
         }
         Some(_) => {}
+    }
+    for (id, broker) in &image.brokers {
+        let supported = features::broker_supports(&broker.supported_features, &change.name);
+        if !supported.contains(level) {
+            return refuse(&format!(
+                "Broker {id} only supports versions {}-{}.",
+                supported.min_level, supported.max_level
+            ));
+        }
     }
     if level < current && upgrade_type == UpgradeType::Upgrade {
         return refuse(
@@ -262,6 +273,61 @@ mod tests {
         assert!(refusal(&image, &[unknown_type])
             .message
             .contains("upgrade type"));
+    }
+
+    /// Kafka's `reasonNotSupported`: every registered broker must support the level, as it
+    /// registered its levels.
+    #[test]
+    fn a_level_a_registered_broker_does_not_support_is_refused() {
+        use std::collections::BTreeMap;
+
+        use chronik_metadata::features::FeatureRange;
+        use chronik_metadata::records::{Endpoint, RegisterBrokerRecord};
+
+        let mut image = at_transaction_version(1);
+        let register = |id: i32, supported: BTreeMap<String, FeatureRange>| {
+            Record::RegisterBroker(RegisterBrokerRecord {
+                broker_id: id,
+                incarnation_id: uuid::Uuid::new_v4(),
+                broker_epoch: -1,
+                endpoints: vec![Endpoint {
+                    name: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9000,
+                }],
+                rack: None,
+                fenced: true,
+                in_controlled_shutdown: false,
+                supported_features: supported,
+            })
+        };
+        image.replay(2, &register(1, features::supported_features()));
+        // Registered before brokers reported features: transaction.version 0-2.
+        image.replay(3, &register(2, BTreeMap::new()));
+        let upgrade = [change(TRANSACTION_VERSION, 2, UpgradeType::Upgrade)];
+        assert_eq!(
+            update_features(&image, &upgrade, false)
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
+        let narrow = BTreeMap::from([(
+            TRANSACTION_VERSION.to_string(),
+            FeatureRange {
+                min_level: 0,
+                max_level: 1,
+            },
+        )]);
+        image.replay(4, &register(3, narrow));
+        let refused = refusal(&image, &upgrade);
+        assert_eq!(refused.code, ResponseError::InvalidUpdateVersion);
+        assert!(
+            refused
+                .message
+                .ends_with("Broker 3 only supports versions 0-1."),
+            "{refused}"
+        );
     }
 
     #[test]
