@@ -6,8 +6,8 @@
 //! after reports them.
 //!
 //! v0 says whether a level may go down with `allow_downgrade` (a safe downgrade); v1 names the
-//! upgrade type. Up to v1 the answer lists every feature with the request's one outcome; v2 has the
-//! top-level error only.
+//! upgrade type. The outcome is the top-level error; up to v1 a request that succeeded also lists
+//! every feature it named, as Kafka's `UpdateFeaturesResponse.createWithErrors` does.
 
 use chronik_metadata::acl::AclOperation;
 use chronik_proto::v1 as pb;
@@ -84,22 +84,22 @@ pub async fn handle(
     }
 }
 
-/// The request's one outcome: top-level, and (below v2) for every feature it named.
+/// The request's one outcome: top-level, and (below v2, on success) every feature it named.
 fn respond(
     version: i16,
     request: &UpdateFeaturesRequest,
     code: i16,
     message: String,
 ) -> UpdateFeaturesResponse {
-    let results = if version < 2 {
+    let results = if version < 2 && code == 0 {
         request
             .feature_updates
             .iter()
             .map(|u| {
                 UpdatableFeatureResult::default()
                     .with_feature(u.feature.clone())
-                    .with_error_code(code)
-                    .with_error_message(error_message(code, message.clone()))
+                    .with_error_code(0)
+                    .with_error_message(None)
             })
             .collect()
     } else {
@@ -119,10 +119,10 @@ mod tests {
 
     use super::*;
 
-    /// Up to v1 every feature named carries the request's one outcome; v2 has none listed. Every
+    /// The outcome is top-level; up to v1 a success lists every feature named, v2 none. Every
     /// version encodes.
     #[test]
-    fn the_one_outcome_is_top_level_and_per_feature_below_v2() {
+    fn the_one_outcome_is_top_level_and_listed_below_v2_on_success() {
         let request = UpdateFeaturesRequest::default().with_feature_updates(
             ["transaction.version", "group.version"]
                 .into_iter()
@@ -136,28 +136,71 @@ mod tests {
             let response = respond(version, &request, refused, "not supported".to_string());
             assert_eq!(response.error_code, refused);
             assert_eq!(response.error_message.as_deref(), Some("not supported"));
-            let listed: Vec<(&str, i16)> = response
+            assert!(response.results.is_empty());
+            response
+                .encode(&mut BytesMut::new(), version)
+                .expect("encodes");
+            let accepted = respond(version, &request, 0, String::new());
+            assert_eq!(
+                (accepted.error_code, accepted.error_message.as_ref()),
+                (0, None)
+            );
+            let listed: Vec<(&str, i16)> = accepted
                 .results
                 .iter()
                 .map(|r| (r.feature.as_str(), r.error_code))
                 .collect();
             if version < 2 {
-                assert_eq!(
-                    listed,
-                    [("transaction.version", refused), ("group.version", refused)]
-                );
+                assert_eq!(listed, [("transaction.version", 0), ("group.version", 0)]);
             } else {
                 assert!(listed.is_empty());
             }
-            response
+            accepted
                 .encode(&mut BytesMut::new(), version)
                 .expect("encodes");
         }
-        let accepted = respond(1, &request, 0, String::new());
-        assert_eq!(accepted.error_message, None);
-        assert!(accepted
-            .results
-            .iter()
-            .all(|r| r.error_code == 0 && r.error_message.is_none()));
+    }
+
+    /// ALTER on the cluster, as Kafka's `ControllerApis.handleUpdateFeatures` asks: refused before
+    /// anything reaches the controller.
+    #[tokio::test]
+    async fn updates_need_alter_on_the_cluster() {
+        use chronik_metadata::acl::{AclBinding, AclPermissionType, PatternType, ResourceType};
+        use chronik_metadata::Record;
+
+        use crate::authorizer::Authorizer;
+        use crate::handlers::test_support::{cluster, TestBroker};
+
+        // Some ACL on the cluster, none for ANONYMOUS.
+        let mut records = cluster().records;
+        records.push(Record::AccessControlEntry {
+            id: uuid::Uuid::new_v4(),
+            acl: AclBinding {
+                resource_type: ResourceType::Cluster,
+                resource_name: "kafka-cluster".into(),
+                pattern_type: PatternType::Literal,
+                principal: "User:admin".into(),
+                host: "*".into(),
+                operation: AclOperation::All,
+                permission: AclPermissionType::Allow,
+            },
+        });
+        let mut broker = TestBroker::new(1, &records);
+        broker.ctx.authorizer = Some(Authorizer {
+            allow_everyone_if_no_acl_found: true,
+            ..Authorizer::default()
+        });
+        let request =
+            UpdateFeaturesRequest::default().with_feature_updates(vec![FeatureUpdateKey::default(
+            )
+            .with_feature(StrBytes::from_static_str("transaction.version"))
+            .with_max_version_level(2)
+            .with_upgrade_type(UPGRADE)]);
+        let answer = handle(&broker.ctx, &broker.rc(1, "PLAINTEXT"), request).await;
+        assert_eq!(
+            answer.error_code,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
+        assert!(answer.results.is_empty());
     }
 }

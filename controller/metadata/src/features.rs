@@ -57,26 +57,24 @@ pub fn supported_features() -> BTreeMap<String, FeatureRange> {
         .collect()
 }
 
-/// The levels a registered broker supports of `name`. A broker that registered no features is of a
-/// release before brokers reported them, all of which supported `transaction.version` 0–2 and nothing
-/// else. A feature a broker does not list is supported at level 0 only (Kafka's
+/// Level 0 only: what a node supports of a feature it does not list (Kafka's
 /// `QuorumFeatures.DISABLED`).
-pub fn broker_supports(registered: &BTreeMap<String, FeatureRange>, name: &str) -> FeatureRange {
-    const DISABLED: FeatureRange = FeatureRange {
-        min_level: 0,
-        max_level: 0,
-    };
+pub const DISABLED: FeatureRange = FeatureRange {
+    min_level: 0,
+    max_level: 0,
+};
+
+/// The levels a registered broker supports of `name`, or `None` for a broker that registered none:
+/// one of a release before brokers reported them, whose support is unknown (some of those releases
+/// could not even read a `FeatureLevel` record). A feature a broker does not list is [`DISABLED`].
+pub fn broker_supports(
+    registered: &BTreeMap<String, FeatureRange>,
+    name: &str,
+) -> Option<FeatureRange> {
     if registered.is_empty() {
-        return if name == TRANSACTION_VERSION {
-            FeatureRange {
-                min_level: 0,
-                max_level: 2,
-            }
-        } else {
-            DISABLED
-        };
+        return None;
     }
-    registered.get(name).copied().unwrap_or(DISABLED)
+    Some(registered.get(name).copied().unwrap_or(DISABLED))
 }
 
 /// A feature this release knows.

@@ -35,9 +35,11 @@ pub struct BrokerRegistration {
     /// Its log directory went offline (KIP-858; one directory per broker here, so all of its replicas
     /// are offline). It stays registered and unfenced, but leads nothing and joins no ISR until a new
     /// registration replaces this one.
+    #[serde(default)]
     pub has_offline_log_dir: bool,
     /// The feature levels it supports, as it registered them (see
-    /// [`crate::features::broker_supports`]).
+    /// [`crate::features::broker_supports`]). Absent from a snapshot of an older release.
+    #[serde(default)]
     pub supported_features: BTreeMap<String, FeatureRange>,
 }
 

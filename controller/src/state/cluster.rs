@@ -70,8 +70,12 @@ pub fn register_broker(
     }
     // Kafka's `ClusterControlManager.registerBroker`: a broker that cannot serve a finalized level
     // does not join (an upgrade finalized before this broker's release was rolled out everywhere).
+    // One of a release before brokers reported their levels is let in, as it was before, so that a
+    // rolling upgrade from it can proceed; UpdateFeatures raises no level while it is registered.
     for (name, &level) in &image.features {
-        let supported = features::broker_supports(&request.supported_features, name);
+        let Some(supported) = features::broker_supports(&request.supported_features, name) else {
+            break;
+        };
         if !supported.contains(level) {
             return Err(ApiError::new(
                 ResponseError::UnsupportedVersion,
@@ -488,8 +492,7 @@ pub(crate) mod tests {
         assert!(!image.brokers[&7].fenced);
     }
 
-    /// KIP-584: a broker that cannot serve a level the cluster finalized does not join; one that
-    /// registered no features is of a release that supported `transaction.version` 0–2.
+    /// KIP-584: a broker that cannot serve a level the cluster finalized does not join.
     #[test]
     fn a_broker_that_cannot_serve_a_finalized_level_is_refused() {
         let mut image = MetadataImage::default();
@@ -538,6 +541,7 @@ pub(crate) mod tests {
             ResponseError::UnsupportedVersion,
             "a feature the broker does not list is supported at level 0 only"
         );
+        // A broker of a release before brokers reported their levels joins, as it did.
         for supported in [BTreeMap::new(), features::supported_features()] {
             request.supported_features = supported;
             let registered = register_broker(&image, &request, false).unwrap();

@@ -10,9 +10,10 @@
 //!
 //! A level must be supported by this controller (`chronik_metadata::features::FEATURES`) and by every
 //! registered broker, fenced or not, as it registered its levels (`features::broker_supports`), as
-//! Kafka's `reasonNotSupported` checks its `QuorumFeatures` and then each broker registration. Other
-//! controllers do not register theirs: in a quorum being upgraded, finalize a new level only once
-//! every controller runs the release that supports it.
+//! Kafka's `reasonNotSupported` checks its `QuorumFeatures` and then each broker registration. A
+//! broker that registered no levels (a release before brokers reported them) supports level 0 only,
+//! as far as the controller knows. Other controllers do not register theirs: in a quorum being
+//! upgraded, finalize a new level only once every controller runs the release that supports it.
 
 use std::collections::BTreeSet;
 
@@ -68,9 +69,18 @@ pub fn update_features(
                 format!("The request names feature {} more than once.", change.name),
             ));
         }
-        if let Some(record) = update_feature(image, change)? {
-            records.push(record);
-        }
+        // Kafka's `QuorumController.updateFeatures` words the one refusal for the whole request.
+        let outcome = update_feature(image, change).map_err(|e| {
+            ApiError::new(
+                e.code,
+                format!(
+                    "The update failed for all features since the following feature had an \
+                     error: {}",
+                    e.message
+                ),
+            )
+        })?;
+        records.extend(outcome);
     }
     if validate_only {
         records.clear();
@@ -115,8 +125,6 @@ fn update_feature(
         return Ok(None);
     }
     match features::spec(&change.name) {
-        // An unknown feature is not finalized: asking for level 0 asks for what already holds.
-        None if level == 0 => return Ok(None),
         None => return refuse("The controller does not support this feature."),
         Some(spec) if level < spec.min_level || level > spec.max_level => {
             return refuse(&format!(
@@ -127,12 +135,20 @@ fn update_feature(
         Some(_) => {}
     }
     for (id, broker) in &image.brokers {
-        let supported = features::broker_supports(&broker.supported_features, &change.name);
-        if !supported.contains(level) {
-            return refuse(&format!(
-                "Broker {id} only supports versions {}-{}.",
-                supported.min_level, supported.max_level
-            ));
+        match features::broker_supports(&broker.supported_features, &change.name) {
+            None if level != 0 => {
+                return refuse(&format!(
+                    "Broker {id} registered without the levels it supports (a release before \
+                     brokers reported them): restart it on this release first."
+                ));
+            }
+            Some(supported) if !supported.contains(level) => {
+                return refuse(&format!(
+                    "Broker {id} only supports versions {}-{}.",
+                    supported.min_level, supported.max_level
+                ));
+            }
+            _ => {}
         }
     }
     if level < current && upgrade_type == UpgradeType::Upgrade {
@@ -243,6 +259,7 @@ mod tests {
             (TRANSACTION_VERSION, 3),
             (TRANSACTION_VERSION, -1),
             ("group.version", 1),
+            ("group.version", 0),
             (METADATA_VERSION, 21),
         ] {
             let refused = refusal(&image, &[change(name, level, UpgradeType::Upgrade)]);
@@ -253,18 +270,20 @@ mod tests {
             );
             assert!(
                 refused.message.starts_with(&format!(
-                    "Invalid update version {level} for feature {name}."
+                    "The update failed for all features since the following feature had an \
+                     error: Invalid update version {level} for feature {name}."
                 )),
                 "{refused}"
             );
         }
         // What holds already is accepted and changes nothing.
-        for (name, level) in [(METADATA_VERSION, 7), ("group.version", 0)] {
-            let result =
-                update_features(&image, &[change(name, level, UpgradeType::Upgrade)], false)
-                    .unwrap();
-            assert!(result.records.is_empty(), "{name}={level}");
-        }
+        let result = update_features(
+            &image,
+            &[change(METADATA_VERSION, 7, UpgradeType::Upgrade)],
+            false,
+        )
+        .unwrap();
+        assert!(result.records.is_empty());
         let unknown_type = FeatureChange {
             name: TRANSACTION_VERSION.to_string(),
             level: 1,
@@ -302,11 +321,27 @@ mod tests {
             })
         };
         image.replay(2, &register(1, features::supported_features()));
-        // Registered before brokers reported features: transaction.version 0-2.
-        image.replay(3, &register(2, BTreeMap::new()));
         let upgrade = [change(TRANSACTION_VERSION, 2, UpgradeType::Upgrade)];
         assert_eq!(
             update_features(&image, &upgrade, false)
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
+        // Registered before brokers reported their levels: nothing above 0 until it re-registers.
+        let mut with_unreported = image.clone();
+        with_unreported.replay(3, &register(2, BTreeMap::new()));
+        let refused = refusal(&with_unreported, &upgrade);
+        assert!(
+            refused
+                .message
+                .contains("Broker 2 registered without the levels"),
+            "{refused}"
+        );
+        let off = [change(TRANSACTION_VERSION, 0, UpgradeType::SafeDowngrade)];
+        assert_eq!(
+            update_features(&with_unreported, &off, false)
                 .unwrap()
                 .records
                 .len(),
@@ -328,6 +363,22 @@ mod tests {
                 .ends_with("Broker 3 only supports versions 0-1."),
             "{refused}"
         );
+    }
+
+    /// Raft snapshots are the image as JSON: one from before brokers registered their levels (or
+    /// offline log directories) still loads, its brokers' levels unreported.
+    #[test]
+    fn a_snapshot_from_before_registered_levels_loads() {
+        let mut image = at_transaction_version(2);
+        crate::state::cluster::tests::register(&mut image, 1);
+        let mut old = serde_json::to_value(&image).expect("encodes");
+        let broker = old["brokers"]["1"].as_object_mut().expect("a broker");
+        assert!(broker.remove("supported_features").is_some());
+        assert!(broker.remove("has_offline_log_dir").is_some());
+        let restored: MetadataImage = serde_json::from_value(old).expect("decodes");
+        assert!(restored.brokers[&1].supported_features.is_empty());
+        assert!(!restored.brokers[&1].has_offline_log_dir);
+        assert_eq!(restored.feature_level(TRANSACTION_VERSION), 2);
     }
 
     #[test]
