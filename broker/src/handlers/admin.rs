@@ -8,6 +8,9 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 
+use tracing::debug;
+
+use super::BrokerContext;
 use crate::error::ControllerCallError;
 
 /// DescribeConfigs / CreateTopics `ConfigSource` values (Kafka's `DescribeConfigsResponse.ConfigSource`).
@@ -27,6 +30,23 @@ const MIN_PROPAGATION_WAIT_MS: i32 = 500;
 pub fn propagation_wait(timeout_ms: i32) -> Duration {
     let ms = timeout_ms.clamp(MIN_PROPAGATION_WAIT_MS, MAX_PROPAGATION_WAIT_MS);
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Waits, within [`propagation_wait`] of `timeout_ms`, until this broker's image holds the
+/// controller's change at `offset` (0: nothing changed), so that a client asking this broker right
+/// after sees it. A wait that runs out is not an error: the change is committed, and the image
+/// follows.
+pub async fn await_local_image(ctx: &BrokerContext, offset: u64, timeout_ms: i32, what: &str) {
+    if offset == 0 {
+        return;
+    }
+    if let Err(e) = ctx
+        .metadata
+        .wait_for_offset(offset, propagation_wait(timeout_ms))
+        .await
+    {
+        debug!(error = %e, "{what} not yet in the local image");
+    }
 }
 
 /// The Kafka error a forwarded admin call answers when the controller call itself failed, with the

@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
-use super::admin::{controller_failure, error_message, kafka_code, propagation_wait};
+use super::admin::{await_local_image, controller_failure, error_message, kafka_code};
 use super::{BrokerContext, RequestContext};
 
 /// `ConfigResource.Type` codes.
@@ -169,16 +169,13 @@ async fn alter(
                 for (slot, result) in results.iter_mut().zip(reply.results) {
                     *slot = Some((kafka_code(result.error_code), result.error_message));
                 }
-                if reply.metadata_offset > 0 {
-                    let wait = propagation_wait(ALTER_CONFIGS_WAIT_MS);
-                    if let Err(e) = ctx
-                        .metadata
-                        .wait_for_offset(reply.metadata_offset, wait)
-                        .await
-                    {
-                        debug!(error = %e, "altered configs not yet in the local image");
-                    }
-                }
+                await_local_image(
+                    ctx,
+                    reply.metadata_offset,
+                    ALTER_CONFIGS_WAIT_MS,
+                    "altered configs",
+                )
+                .await;
             }
             Err(e) => {
                 debug!(error = %e, version = rc.version, "AlterConfigs not forwarded");

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
-use super::admin::{controller_failure, error_message, kafka_code, propagation_wait};
+use super::admin::{await_local_image, controller_failure, error_message, kafka_code};
 use super::{BrokerContext, RequestContext};
 
 pub async fn handle(
@@ -85,16 +85,13 @@ pub async fn handle(
                     let answer = (kafka_code(result.error_code), result.error_message);
                     results.insert(result.name, answer);
                 }
-                if reply.metadata_offset > 0 {
-                    let wait = propagation_wait(request.timeout_ms);
-                    if let Err(e) = ctx
-                        .metadata
-                        .wait_for_offset(reply.metadata_offset, wait)
-                        .await
-                    {
-                        debug!(error = %e, "new partitions not yet in the local image");
-                    }
-                }
+                await_local_image(
+                    ctx,
+                    reply.metadata_offset,
+                    request.timeout_ms,
+                    "new partitions",
+                )
+                .await;
             }
             Err(e) => {
                 debug!(error = %e, version = rc.version, "CreatePartitions not forwarded");

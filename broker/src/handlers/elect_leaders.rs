@@ -15,7 +15,7 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
-use super::admin::{controller_failure, error_message, kafka_code, propagation_wait};
+use super::admin::{await_local_image, controller_failure, error_message, kafka_code};
 use super::{BrokerContext, RequestContext};
 
 /// Kafka's `ElectionType`.
@@ -107,16 +107,13 @@ pub async fn handle(
                     (kafka_code(p.error_code), p.error_message),
                 );
             }
-            if reply.metadata_offset > 0 {
-                let wait = propagation_wait(request.timeout_ms);
-                if let Err(e) = ctx
-                    .metadata
-                    .wait_for_offset(reply.metadata_offset, wait)
-                    .await
-                {
-                    debug!(error = %e, "elected leaders not yet in the local image");
-                }
-            }
+            await_local_image(
+                ctx,
+                reply.metadata_offset,
+                request.timeout_ms,
+                "elected leaders",
+            )
+            .await;
             respond(rc.version, outcomes, 0)
         }
         Err(e) => {

@@ -22,7 +22,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
-use super::admin::{controller_failure, error_message, kafka_code, propagation_wait};
+use super::admin::{await_local_image, controller_failure, error_message, kafka_code};
 use super::{BrokerContext, RequestContext};
 
 /// How long an answered change may wait for the local image: the request carries no timeout.
@@ -169,16 +169,13 @@ pub async fn handle_alter(
                     (kafka_code(result.error_code), result.error_message),
                 );
             }
-            if reply.metadata_offset > 0 {
-                let wait = propagation_wait(ALTER_WAIT_MS);
-                if let Err(e) = ctx
-                    .metadata
-                    .wait_for_offset(reply.metadata_offset, wait)
-                    .await
-                {
-                    debug!(error = %e, "SCRAM credentials not yet in the local image");
-                }
-            }
+            await_local_image(
+                ctx,
+                reply.metadata_offset,
+                ALTER_WAIT_MS,
+                "SCRAM credentials",
+            )
+            .await;
         }
         Some(Err(e)) => {
             debug!(error = %e, version = rc.version, "AlterUserScramCredentials not forwarded");

@@ -16,7 +16,7 @@ use kafka_protocol::messages::update_features_response::UpdatableFeatureResult;
 use kafka_protocol::messages::{UpdateFeaturesRequest, UpdateFeaturesResponse};
 use tracing::debug;
 
-use super::admin::{controller_failure, error_message, propagation_wait};
+use super::admin::{await_local_image, controller_failure, error_message};
 use super::{BrokerContext, RequestContext};
 use crate::error::ControllerCallError;
 
@@ -55,16 +55,13 @@ pub async fn handle(
     };
     match ctx.controller.update_features(call).await {
         Ok(reply) => {
-            if reply.metadata_offset > 0 {
-                let wait = propagation_wait(request.timeout_ms);
-                if let Err(e) = ctx
-                    .metadata
-                    .wait_for_offset(reply.metadata_offset, wait)
-                    .await
-                {
-                    debug!(error = %e, "finalized feature levels not yet in the local image");
-                }
-            }
+            await_local_image(
+                ctx,
+                reply.metadata_offset,
+                request.timeout_ms,
+                "finalized feature levels",
+            )
+            .await;
             respond(rc.version, &request, 0, String::new())
         }
         Err(e) => {
