@@ -502,11 +502,44 @@ pub enum ClusterCommand {
         #[arg(long)]
         topic: Option<String>,
     },
+    /// Show the feature flags (KIP-584): each one's finalized level, what the active controller
+    /// supports and what every broker registered as supported; or change a finalized level, as
+    /// `kafka-features.sh upgrade|downgrade --feature NAME=LEVEL` does.
+    Features {
+        #[command(subcommand)]
+        change: Option<FeaturesCommand>,
+    },
     /// Read and change the cluster-wide defaults (Kafka's dynamic broker defaults, by their broker
     /// names: `log.retention.ms`, `min.insync.replicas`, `num.partitions`, ...). A change applies at
     /// once to every topic that does not set the config itself.
     #[command(subcommand)]
     Config(ClusterConfigCommand),
+}
+
+/// `chronikctl cluster features ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum FeaturesCommand {
+    /// Finalize a feature at a higher level (every broker must support it).
+    Upgrade {
+        /// NAME=LEVEL, e.g. `transaction.version=2`.
+        #[arg(value_parser = parse::feature_level)]
+        feature: (String, i32),
+        /// Only validate the change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Finalize a feature at a lower level (0 turns it off).
+    Downgrade {
+        /// NAME=LEVEL, e.g. `transaction.version=1`.
+        #[arg(value_parser = parse::feature_level)]
+        feature: (String, i32),
+        /// Kafka's unsafe downgrade: one that may lose metadata.
+        #[arg(long = "unsafe")]
+        unsafe_downgrade: bool,
+        /// Only validate the change.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `chronikctl cluster config ...`
@@ -1045,6 +1078,46 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("chronikctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn feature_changes_take_name_equals_level() {
+        let cli = parse(&[
+            "cluster",
+            "features",
+            "downgrade",
+            "transaction.version=1",
+            "--unsafe",
+            "--dry-run",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Cluster(ClusterCommand::Features {
+                change:
+                    Some(FeaturesCommand::Downgrade {
+                        feature,
+                        unsafe_downgrade: true,
+                        dry_run: true,
+                    }),
+            }) => assert_eq!(feature, ("transaction.version".to_owned(), 1)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["cluster", "features"]).expect("parses").command,
+            Command::Cluster(ClusterCommand::Features { change: None })
+        ));
+        for bad in [
+            "transaction.version",
+            "=2",
+            "transaction.version=-1",
+            "x=40000",
+            "x=two",
+        ] {
+            assert!(
+                parse(&["cluster", "features", "upgrade", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use chronik_proto::v1::{
     DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse,
     DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, ListTopicsRequest,
-    ListTopicsResponse,
+    ListTopicsResponse, UpdateFeaturesRequest, UpdateFeaturesResponse,
 };
 use chronik_proto::LEADER_METADATA_KEY;
 use tonic::{Code, Status};
@@ -300,6 +300,17 @@ impl ControllerClient {
     ) -> Result<ElectLeadersResponse, CliError> {
         self.write(request, |mut client, request| async move {
             client.elect_leaders(request).await
+        })
+        .await
+    }
+
+    /// `UpdateFeatures` on the active controller: every update applies, or the call fails.
+    pub async fn update_features(
+        &self,
+        request: UpdateFeaturesRequest,
+    ) -> Result<UpdateFeaturesResponse, CliError> {
+        self.write(request, |mut client, request| async move {
+            client.update_features(request).await
         })
         .await
     }

@@ -108,6 +108,27 @@ pub fn config_entry(raw: &str) -> Result<ConfigEntry, String> {
     })
 }
 
+/// Parses `NAME=LEVEL` (a feature flag and a level, as `kafka-features.sh --feature` takes it).
+pub fn feature_level(raw: &str) -> Result<(String, i32), String> {
+    let (name, level) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("'{raw}': expected NAME=LEVEL"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("'{raw}': the feature name is empty"));
+    }
+    let level = level
+        .trim()
+        .parse::<i16>()
+        .map_err(|_| format!("'{raw}': the level must be a number from 0 to 32767"))?;
+    if level < 0 {
+        return Err(format!(
+            "'{raw}': the level must be a number from 0 to 32767"
+        ));
+    }
+    Ok((name.to_owned(), i32::from(level)))
+}
+
 /// Parses a config name: non-empty, no whitespace, no `=`.
 pub fn config_key(raw: &str) -> Result<String, String> {
     let key = raw.trim();

@@ -686,7 +686,8 @@ def test_kafka_features_upgrade_and_downgrade_transaction_version(cluster_factor
     changes nothing; going down without a downgrade type, a level this release does not support, a
     feature it does not know and another metadata.version are refused with InvalidUpdateVersion and
     change nothing; the upgrade finalizes level 2 and the Java client then speaks transaction version 2
-    (its producer epoch bumped at every transaction end); a safe downgrade takes it back to version 1."""
+    (its producer epoch bumped at every transaction end). `chronikctl cluster features` shows every
+    broker's registered levels, and its safe downgrade takes the Java client back to version 1."""
     cluster = cluster_factory(controllers=1, brokers=3, broker_args=BROKER_ARGS,
                               controller_args=[*RF1_CONTROLLER_ARGS, "--feature=transaction.version=1"])
     cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
@@ -719,8 +720,21 @@ def test_kafka_features_upgrade_and_downgrade_transaction_version(cluster_factor
         return describe_state(cluster, transactional_id)["producer_epoch"]
 
     assert epoch_after_three_ends("upgraded") >= 3, "version 2 bumps the epoch at every transaction end"
-    steps = run_java(txn_java, "features", cluster.bootstrap_servers, f"downgrade,{tv},1,safe")
-    assert [(s["step"], s["error"], s["finalized"]) for s in steps] == [("downgrade", "", 1)], steps
+
+    # chronikctl, through the controller: every broker registered the levels it supports.
+    described = cluster.ctl_json("cluster", "features")
+    assert described["features"] == [{
+        "name": tv, "finalized_level": 2, "controller_supported": {"min": 0, "max": 2},
+        "brokers": {str(b): {"min": 0, "max": 2} for b in (1, 2, 3)}}], described
+    dry = cluster.ctl_json("cluster", "features", "downgrade", f"{tv}=1", "--dry-run")
+    assert dry["change"] == {"name": tv, "level": 1, "dry_run": True}
+    assert dry["features"][0]["finalized_level"] == 2, dry
+    with pytest.raises(ChronikctlError, match="Invalid update version 1 .* safe or unsafe downgrade"):
+        cluster.ctl_json("cluster", "features", "upgrade", f"{tv}=1")
+    down = cluster.ctl_json("cluster", "features", "downgrade", f"{tv}=1")
+    assert down["features"][0]["finalized_level"] == 1, down
+    steps = run_java(txn_java, "features", cluster.bootstrap_servers, f"check,{tv},1,safe")
+    assert [(s["step"], s["error"], s["finalized"]) for s in steps] == [("check", "", 1)], steps
     assert epoch_after_three_ends("downgraded") == 0, "version 1: one epoch for the producer's session"
     values = sorted(c.value.decode() for c in read_all(cluster, topic_name, 3, 20, "read_committed"))
     assert len(values) == 20 and not any(v.startswith("aborted") for v in values), values

@@ -30,7 +30,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
-use super::admin::{controller_failure, error_message, kafka_code, propagation_wait};
+use super::admin::{await_local_image, controller_failure, error_message, kafka_code};
 use super::{BrokerContext, RequestContext};
 
 /// Kafka's message when no authorizer is configured.
@@ -134,7 +134,7 @@ async fn create(
                     .into_iter()
                     .map(|r| (kafka_code(r.error_code), r.error_message))
                     .collect();
-                wait_for_image(ctx, reply.metadata_offset).await;
+                await_local_image(ctx, reply.metadata_offset, ACL_WAIT_MS, "ACL change").await;
             }
             Err(e) => {
                 debug!(error = %e, version = rc.version, "CreateAcls not forwarded");
@@ -156,19 +156,6 @@ fn no_answer() -> (i16, String) {
         ResponseError::UnknownServerError.code(),
         "the controller did not answer for this item".to_owned(),
     )
-}
-
-async fn wait_for_image(ctx: &BrokerContext, offset: u64) {
-    if offset == 0 {
-        return;
-    }
-    if let Err(e) = ctx
-        .metadata
-        .wait_for_offset(offset, propagation_wait(ACL_WAIT_MS))
-        .await
-    {
-        debug!(error = %e, "ACL change not yet in the local image");
-    }
 }
 
 pub fn handle_describe(
@@ -286,7 +273,7 @@ async fn delete(
         .await
     {
         Ok(reply) => {
-            wait_for_image(ctx, reply.metadata_offset).await;
+            await_local_image(ctx, reply.metadata_offset, ACL_WAIT_MS, "ACL change").await;
             let mut results: Vec<DeleteAclsFilterResult> = reply
                 .results
                 .into_iter()

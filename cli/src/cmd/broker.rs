@@ -250,6 +250,7 @@ mod tests {
             leader_count: 4,
             offline_log_dir: false,
             cordoned: true,
+            supported_features: Vec::new(),
         };
         let status = BrokerStatus::from(&info);
         assert_eq!(status.endpoints, ["127.0.0.1:9092", "[::1]:9095"]);

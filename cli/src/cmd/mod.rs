@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod consume;
 pub mod election;
+pub mod features;
 pub mod group;
 pub mod local;
 pub mod probe;
@@ -24,8 +25,8 @@ pub mod user;
 
 use crate::cli::{
     AclCommand, BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges,
-    ElectionCommand, GroupCommand, PartitionCommand, ReassignmentCommand, SecretsCommand,
-    TopicCommand, TxnCommand, UserCommand,
+    ElectionCommand, FeaturesCommand, GroupCommand, PartitionCommand, ReassignmentCommand,
+    SecretsCommand, TopicCommand, TxnCommand, UserCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
@@ -105,6 +106,8 @@ pub enum Report {
     Users(user::UserReport),
     /// `secrets generate`.
     Secrets(secrets::SecretsReport),
+    /// `cluster features [upgrade|downgrade]`.
+    Features(features::FeaturesReport),
 }
 
 impl Report {
@@ -135,6 +138,19 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Cluster(ClusterCommand::Config(command)) => {
             Report::ClusterConfigs(execute_config(command, client).await?)
         }
+        Command::Cluster(ClusterCommand::Features { change }) => Report::Features(match change {
+            None => features::describe(client).await?,
+            Some(FeaturesCommand::Upgrade { feature, dry_run }) => {
+                features::update(client, feature.clone(), false, false, *dry_run).await?
+            }
+            Some(FeaturesCommand::Downgrade {
+                feature,
+                unsafe_downgrade,
+                dry_run,
+            }) => {
+                features::update(client, feature.clone(), true, *unsafe_downgrade, *dry_run).await?
+            }
+        }),
         Command::Cluster(ClusterCommand::Logdirs { topic }) => {
             Report::LogDirs(cluster::logdirs(client, topic.as_deref()).await?)
         }

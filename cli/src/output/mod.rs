@@ -15,6 +15,7 @@ mod bench;
 mod broker;
 mod cluster;
 mod election;
+mod features;
 mod group;
 mod local;
 mod probe;
@@ -85,6 +86,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::Acls(report) => acl::report(out, report)?,
                 Report::Users(report) => user::report(out, report)?,
                 Report::Secrets(report) => secrets::report(out, report)?,
+                Report::Features(report) => features::report(out, report)?,
             }
             Ok(())
         }

@@ -26,7 +26,8 @@ use crate::applied::{AppliedMetadata, Resume};
 use chronik_metadata::configs::broker_name_of;
 use chronik_metadata::convert::{
     acl_filter_from_proto, acl_from_proto, acl_to_proto, endpoint_from_proto, endpoint_to_proto,
-    feature_ranges_from_proto, record_to_proto, topic_id_from_bytes, topic_id_to_bytes,
+    feature_ranges_from_proto, feature_ranges_to_proto, record_to_proto, topic_id_from_bytes,
+    topic_id_to_bytes,
 };
 use chronik_metadata::topic_name::is_internal_topic;
 use chronik_metadata::{error, leader_hint};
@@ -630,6 +631,7 @@ pub fn cluster_view_to_proto(
                 leader_count: image.leader_count(b.broker_id) as u32,
                 offline_log_dir: b.has_offline_log_dir,
                 cordoned: crate::state::configs::is_cordoned(image, b.broker_id),
+                supported_features: feature_ranges_to_proto(&b.supported_features),
             })
             .collect(),
         metadata_offset: view.metadata_offset,
@@ -645,6 +647,14 @@ pub fn cluster_view_to_proto(
                 (name.to_string(), value.clone())
             })
             .collect(),
+        finalized_features: image
+            .features
+            .iter()
+            .map(|(name, level)| (name.clone(), i32::from(*level)))
+            .collect(),
+        controller_supported_features: feature_ranges_to_proto(
+            &chronik_metadata::features::supported_features(),
+        ),
     }
 }
 
