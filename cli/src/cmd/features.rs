@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use chronik_metadata::convert::feature_ranges_from_proto;
+use chronik_metadata::features;
 use chronik_proto::v1::{DescribeClusterResponse, FeatureUpdate, UpdateFeaturesRequest};
 use serde::Serialize;
 
@@ -121,16 +123,12 @@ fn statuses(cluster: &DescribeClusterResponse) -> Vec<FeatureStatus> {
                 .brokers
                 .iter()
                 .map(|b| {
-                    let supported = if b.supported_features.is_empty() {
-                        None
-                    } else {
-                        Some(
-                            b.supported_features
-                                .iter()
-                                .find(|f| f.name == name)
-                                .map_or(range(0, 0), |f| range(f.min_level, f.max_level)),
-                        )
-                    };
+                    // As the controller reads a registration (a range the controller sent that
+                    // does not decode counts as none).
+                    let registered =
+                        feature_ranges_from_proto(&b.supported_features).unwrap_or_default();
+                    let supported = features::broker_supports(&registered, &name)
+                        .map(|r| range(i32::from(r.min_level), i32::from(r.max_level)));
                     (b.broker_id, supported)
                 })
                 .collect(),

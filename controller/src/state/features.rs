@@ -110,11 +110,6 @@ fn update_feature(
         return refuse("A feature version cannot be less than 0.");
     }
     let level = i16::try_from(change.level).unwrap_or(i16::MAX);
-    let current = if change.name == METADATA_VERSION {
-        METADATA_VERSION_LEVEL
-    } else {
-        image.feature_level(&change.name)
-    };
     if change.name == METADATA_VERSION {
         if level != METADATA_VERSION_LEVEL {
             return refuse(&format!(
@@ -151,6 +146,7 @@ fn update_feature(
             _ => {}
         }
     }
+    let current = image.feature_level(&change.name);
     if level < current && upgrade_type == UpgradeType::Upgrade {
         return refuse(
             "Can't downgrade the version of this feature without setting the upgrade type to \
