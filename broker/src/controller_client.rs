@@ -38,7 +38,8 @@ use chronik_proto::v1::{
     ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
     ListPartitionReassignmentsResponse, MetadataUpdate, RegisterBrokerRequest,
     RegisterBrokerResponse, ReportUnreachableBrokerRequest, ReportUnreachableBrokerResponse,
-    UpdateFeaturesRequest, UpdateFeaturesResponse, WatchMetadataRequest,
+    UnregisterBrokerRequest, UnregisterBrokerResponse, UpdateFeaturesRequest,
+    UpdateFeaturesResponse, WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::sync::watch;
@@ -378,6 +379,18 @@ impl ControllerClient {
             "UpdateFeatures",
             request,
             |mut client, request| async move { client.update_features(request).await },
+        )
+        .await
+    }
+
+    pub async fn unregister_broker(
+        &self,
+        request: UnregisterBrokerRequest,
+    ) -> Result<UnregisterBrokerResponse, ControllerCallError> {
+        self.admin_write(
+            "UnregisterBroker",
+            request,
+            |mut client, request| async move { client.unregister_broker(request).await },
         )
         .await
     }

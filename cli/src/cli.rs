@@ -591,6 +591,13 @@ pub enum BrokerCommand {
         #[command(flatten)]
         wait: MoveWaitArgs,
     },
+    /// Remove the registration of a stopped broker that is gone for good (as `kafka-cluster.sh
+    /// unregister`): it leaves every ISR and no longer counts for placement or feature upgrades.
+    /// Refused while the broker is alive. Its replicas stay assigned (decommission it first).
+    Unregister {
+        /// The broker id.
+        broker_id: i32,
+    },
 }
 
 /// How long a replica move is watched.

@@ -26,7 +26,7 @@ use chronik_proto::v1::{
     DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse,
     DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, ListTopicsRequest,
-    ListTopicsResponse, UpdateFeaturesRequest, UpdateFeaturesResponse,
+    ListTopicsResponse, UnregisterBrokerRequest, UpdateFeaturesRequest, UpdateFeaturesResponse,
 };
 use chronik_proto::LEADER_METADATA_KEY;
 use tonic::{Code, Status};
@@ -313,6 +313,17 @@ impl ControllerClient {
             client.update_features(request).await
         })
         .await
+    }
+
+    /// `UnregisterBroker` on the active controller: the broker's registration is gone, or the call
+    /// fails (not registered, or still alive).
+    pub async fn unregister_broker(&self, broker_id: i32) -> Result<(), CliError> {
+        self.write(
+            UnregisterBrokerRequest { broker_id },
+            |mut client, request| async move { client.unregister_broker(request).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `CreateAcls` on the active controller. Per-ACL errors are in the reply.

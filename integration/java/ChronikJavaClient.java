@@ -29,6 +29,10 @@
 //   cordon BOOTSTRAP TOPIC BROKER REPLICAS  Admin (KIP-1066): incrementalAlterConfigs cordoned.log.dirs=* on
 //                                          BROKER, createTopics TOPIC with REPLICAS replicas, the cordon deleted,
 //                                          createTopics again; each call's outcome, and the cordon as described
+//   unregister BOOTSTRAP ID,...            Admin (as kafka-cluster.sh unregister --id ID): unregisterBroker of
+//                                          each ID in turn, its outcome (the exception and its message), then
+//                                          the broker ids describeCluster reports once it leaves out those
+//                                          unregistered (any broker answers; each follows the controller)
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -74,6 +78,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.GroupType;
+import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.acl.AccessControlEntry;
 import org.apache.kafka.common.acl.AccessControlEntryFilter;
@@ -106,6 +111,7 @@ public final class ChronikJavaClient {
             case "acls" -> acls(args[1], args[2]);
             case "produce-at" -> produceAt(args[1], args[2], args[3]);
             case "cordon" -> cordon(args[1], args[2], Integer.parseInt(args[3]), Short.parseShort(args[4]));
+            case "unregister" -> unregister(args[1], args[2]);
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -334,6 +340,37 @@ public final class ChronikJavaClient {
                     new ConfigEntry("cordoned.log.dirs", ""), AlterConfigOp.OpType.DELETE)))).all());
             printCordon(admin, resource, "");
             report("createTopics", admin.createTopics(List.of(new NewTopic(topic, 1, replicas))).all());
+        }
+    }
+
+    private static void unregister(String bootstrap, String ids) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            Set<Integer> unregistered = new TreeSet<>();
+            for (String id : ids.split(",")) {
+                String error = null, message = null;
+                try {
+                    admin.unregisterBroker(Integer.parseInt(id)).all().get();
+                    unregistered.add(Integer.parseInt(id));
+                } catch (ExecutionException e) {
+                    error = e.getCause().getClass().getSimpleName();
+                    message = String.valueOf(e.getCause().getMessage()).replace("\\", "\\\\").replace("\"", "\\\"");
+                }
+                System.out.printf("{\"unregister\": %s, \"error\": %s, \"message\": %s}%n", id,
+                        error == null ? "null" : "\"" + error + "\"", message == null ? "null" : "\"" + message + "\"");
+            }
+            TreeSet<Integer> nodes = new TreeSet<>();
+            for (long deadline = System.nanoTime() + 10_000_000_000L; System.nanoTime() < deadline; Thread.sleep(100)) {
+                nodes.clear();
+                for (Node node : admin.describeCluster().nodes().get()) {
+                    nodes.add(node.id());
+                }
+                if (java.util.Collections.disjoint(nodes, unregistered)) {
+                    break;
+                }
+            }
+            System.out.printf("{\"nodes\": %s}%n", nodes);
         }
     }
 

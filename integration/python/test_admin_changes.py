@@ -1,7 +1,7 @@
 """Issue #13: the Kafka admin APIs that change a cluster, through confluent-kafka's AdminClient and
 kafka-python's KafkaAdminClient against real processes: CreatePartitions, IncrementalAlterConfigs and
-AlterConfigs (topics, the cluster-wide broker defaults and one broker's `cordoned.log.dirs`) and
-ElectLeaders (preferred and unclean).
+AlterConfigs (topics, the cluster-wide broker defaults and one broker's `cordoned.log.dirs`),
+UnregisterBroker (the Java Admin's) and ElectLeaders (preferred and unclean).
 
 Each change is checked by what it does, not only by its answer: new partitions take writes and are
 read back, a cluster-wide default changes what a topic does (a record above the new
@@ -365,6 +365,74 @@ def test_java_admin_cordons_a_broker(java_classpath, cluster_factory, topic_name
     }, events
     assert [e["cordoned"] for e in events if "cordoned" in e] == ["*", ""], events
     assert sorted(cluster.describe_topic(topic_name)["partitions"][0]["replicas"]) == [1, 2, 3]
+
+
+# ----- UnregisterBroker -----
+
+def broker_ids(cluster) -> list[int]:
+    return [b["broker_id"] for b in cluster.ctl_json("broker", "list")]
+
+
+@pytest.mark.timeout(300)
+def test_a_stopped_broker_is_unregistered_and_may_come_back(java_classpath, cluster_factory, topic_name):
+    """UnregisterBroker (KIP-631) from the Java Admin, as `kafka-cluster.sh unregister --id 3` sends it:
+    an id that is not registered is refused with BrokerIdNotRegisteredException and a broker that is
+    still alive with InvalidRequestException. Once stopped, broker 3 is unregistered: describeCluster
+    and `chronikctl broker list` leave it out, it is in no ISR (its replicas stay assigned) and leads
+    nothing, and acks=all writes go on with the two left. Started again it registers anew and rejoins
+    every ISR. `chronikctl broker unregister` refuses it alive, and unregisters it after a kill -9
+    once its session has ended."""
+    cluster = cluster_factory(controllers=1, brokers=3, controller_args=NO_AUTO_REBALANCE)
+    cluster.create_topic(topic_name, partitions=3, replication_factor=3, configs={"min.insync.replicas": "2"})
+    bootstrap = cluster.bootstrap_servers
+    first = [Rec(value=f"before-{p}".encode(), partition=p) for p in range(3)]
+    ck_produce(bootstrap, topic_name, first)
+
+    refused = run_java(java_classpath, "unregister", bootstrap, "9,3")
+    assert [(e["unregister"], e["error"]) for e in refused[:2]] == \
+        [(9, "BrokerIdNotRegisteredException"), (3, "InvalidRequestException")], refused
+    assert "Broker ID 9 is not currently registered" in refused[0]["message"], refused
+    assert "stop it before unregistering it" in refused[1]["message"], refused
+    assert refused[2] == {"nodes": [1, 2, 3]}, refused
+
+    cluster.stop_broker(3)
+    done = run_java(java_classpath, "unregister", bootstrap, "3")
+    assert done == [{"unregister": 3, "error": None, "message": None}, {"nodes": [1, 2]}], done
+    assert broker_ids(cluster) == [1, 2]
+    for p in cluster.describe_topic(topic_name)["partitions"]:
+        assert sorted(p["replicas"]) == [1, 2, 3] and sorted(p["isr"]) == [1, 2], p
+        assert p["leader"] in (1, 2), p
+    second = [Rec(value=f"after-{p}".encode(), partition=p) for p in range(3)]
+    delivered = ck_produce(bootstrap, topic_name, second)
+    assert sorted((d.partition, d.offset) for d in delivered) == [(p, 1) for p in range(3)]
+
+    # The same id registers again (a new epoch) and catches up into every ISR.
+    cluster.start_broker(3)
+    wait_until(lambda: all(sorted(p["isr"]) == [1, 2, 3] for p in cluster.describe_topic(topic_name)["partitions"]),
+               60, "broker 3 to rejoin every ISR")
+    assert broker_ids(cluster) == [1, 2, 3]
+    with pytest.raises(ChronikctlError) as alive:
+        cluster.ctl("broker", "unregister", "3")
+    assert "broker 3 is alive" in alive.value.stderr, alive.value
+
+    # Killed: refused until its session has ended (its session stream closed, then a short grace).
+    cluster.kill_broker(3)
+
+    def unregistered() -> bool:
+        try:
+            cluster.ctl("broker", "unregister", "3")
+        except ChronikctlError as error:
+            assert "broker 3 is alive" in error.stderr, error
+            return False
+        return True
+
+    wait_until(unregistered, 30, "chronikctl to unregister the killed broker 3")
+    assert broker_ids(cluster) == [1, 2]
+    with pytest.raises(ChronikctlError) as unknown:
+        cluster.ctl("broker", "unregister", "3")
+    assert "Broker ID 3 is not currently registered" in unknown.value.stderr, unknown.value
+    consumed = ck_consume(bootstrap, {(topic_name, p): 0 for p in range(3)}, 6)
+    assert sorted(c.value for c in consumed) == sorted(r.value for r in first + second)
 
 
 # ----- ElectLeaders -----

@@ -490,6 +490,13 @@ pub(crate) mod tests {
         ) -> Result<Response<pb::UpdateFeaturesResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
+
+        async fn unregister_broker(
+            &self,
+            _: Request<pb::UnregisterBrokerRequest>,
+        ) -> Result<Response<pb::UnregisterBrokerResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
     }
 
     /// The fake controller's checks and placement of one topic: partitions, replication factor and

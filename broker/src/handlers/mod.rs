@@ -47,6 +47,7 @@ pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod txn_offset_commit;
+pub mod unregister_broker;
 pub mod update_features;
 pub mod write_txn_markers;
 
@@ -208,6 +209,9 @@ pub async fn dispatch(
         }
         RequestKind::UpdateFeatures(r) => {
             ResponseKind::UpdateFeatures(update_features::handle(ctx, &rc, r).await)
+        }
+        RequestKind::UnregisterBroker(r) => {
+            ResponseKind::UnregisterBroker(unregister_broker::handle(ctx, &rc, r).await)
         }
         RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
             reassignments::handle_alter(ctx, &rc, r).await,

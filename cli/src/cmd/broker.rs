@@ -130,6 +130,18 @@ pub async fn cordon(
     list(client).await
 }
 
+/// Unregisters a broker that is gone for good (KIP-631, as `kafka-cluster.sh unregister --id ID`
+/// does through a broker): the controller refuses one that is not registered or still alive. Its
+/// replicas stay assigned to it; `broker decommission` moves them away first. Returns the brokers
+/// afterwards.
+pub async fn unregister(
+    client: &ControllerClient,
+    broker_id: i32,
+) -> Result<Vec<BrokerStatus>, CliError> {
+    client.unregister_broker(broker_id).await?;
+    list(client).await
+}
+
 /// The `cordoned.log.dirs` change behind [`cordon`] (also the first step of a decommission).
 pub async fn set_cordon(
     client: &ControllerClient,

@@ -161,6 +161,9 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Broker(BrokerCommand::Uncordon { broker_id }) => {
             Report::Brokers(broker::cordon(client, *broker_id, false).await?)
         }
+        Command::Broker(BrokerCommand::Unregister { broker_id }) => {
+            Report::Brokers(broker::unregister(client, *broker_id).await?)
+        }
         Command::Topic(TopicCommand::Create(args)) => {
             let topic = NewTopic {
                 name: args.name.clone(),

@@ -1223,6 +1223,27 @@ impl AdminService for ControllerApi {
             metadata_offset: if req.validate_only { 0 } else { offset },
         }))
     }
+
+    async fn unregister_broker(
+        &self,
+        request: Request<pb::UnregisterBrokerRequest>,
+    ) -> Result<Response<pb::UnregisterBrokerResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
+        let broker_id = request.into_inner().broker_id;
+        let liveness = &self.liveness;
+        let (offset, ()) = self
+            .quorum
+            .run(|image| {
+                cluster::unregister_broker(image, broker_id, liveness.has_live_session(broker_id))
+            })
+            .await
+            .map_err(status)?;
+        self.liveness.remove(broker_id);
+        info!(broker_id, offset, "unregistered broker");
+        Ok(Response::new(pb::UnregisterBrokerResponse {
+            metadata_offset: offset,
+        }))
+    }
 }
 
 /// One resource of an AlterConfigs call, as the state command takes it.

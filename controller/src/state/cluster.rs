@@ -9,7 +9,7 @@
 //! heartbeats), and only a new registration clears it, since a directory never comes back online
 //! without a restart and its crash recovery.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chronik_metadata::features::{self, FeatureRange};
 use uuid::Uuid;
@@ -244,17 +244,25 @@ fn remove_from_partitions(image: &MetadataImage, broker: BrokerId) -> Vec<Record
         .collect()
 }
 
-/// The changes that take the first inactive (fenced or shutting down) broker out of the leaderships
-/// and ISRs it still holds, beyond the last member an ISR keeps. Fencing and controlled shutdown do
-/// that in the same command, so this finds something only if those partition changes were skipped at
-/// replay as stale (computed on an image that missed a change committed before them); the active
-/// controller checks for it periodically so such a partition is not left with a fenced leader.
+/// The changes that take the first inactive (fenced, shutting down or unregistered) broker out of
+/// the leaderships and ISRs it still holds, beyond the last member an ISR keeps. Fencing, controlled
+/// shutdown and unregistering do that in the same command, so this finds something only if those
+/// partition changes were skipped at replay as stale (computed on an image that missed a change
+/// committed before them); the active controller checks for it periodically so such a partition is
+/// not left with a fenced or unregistered leader.
 pub fn evict_inactive_broker(image: &MetadataImage) -> Vec<Record> {
+    let unregistered: BTreeSet<BrokerId> = image
+        .partitions()
+        .flat_map(|(_, _, p)| std::iter::once(p.leader).chain(p.isr.iter().copied()))
+        .filter(|&b| b != NO_LEADER && !image.brokers.contains_key(&b))
+        .collect();
     image
         .brokers
         .values()
         .filter(|b| !b.is_active())
-        .map(|b| remove_from_partitions(image, b.broker_id))
+        .map(|b| b.broker_id)
+        .chain(unregistered)
+        .map(|broker_id| remove_from_partitions(image, broker_id))
         .find(|records| !records.is_empty())
         .unwrap_or_default()
 }
@@ -347,6 +355,44 @@ pub fn unfence_broker(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record>
             .map(Record::PartitionChange),
     );
     records
+}
+
+/// Unregisters a broker that is gone for good (KIP-631's UnregisterBroker, Kafka's
+/// `ReplicationControlManager.unregisterBroker`): it leaves every ISR (a last member is kept, so
+/// nothing acknowledged is lost; such a partition waits leaderless for the id to register again),
+/// its leaderships move to other in-sync replicas, and its registration is removed, so it no longer
+/// counts for placement, for the feature levels UpdateFeatures may finalize, or in DescribeCluster.
+/// Partition assignments are not changed. The same id may register again later.
+///
+/// Unlike Kafka, a broker whose session is still live (`has_live_session`: it heartbeats, or its
+/// session stream closed within the grace) is refused: it would only register again at once, and
+/// unregistering it is far more likely a mistyped id than an intent.
+pub fn unregister_broker(
+    image: &MetadataImage,
+    broker_id: BrokerId,
+    has_live_session: bool,
+) -> Result<ControllerResult<()>, ApiError> {
+    let broker = image.brokers.get(&broker_id).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::BrokerIdNotRegistered,
+            format!("Broker ID {broker_id} is not currently registered"),
+        )
+    })?;
+    if has_live_session {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!(
+                "broker {broker_id} is alive (its session with the controller is live): stop it \
+                 before unregistering it"
+            ),
+        ));
+    }
+    let mut records = remove_from_partitions(image, broker_id);
+    records.push(Record::UnregisterBroker {
+        broker_id,
+        broker_epoch: broker.broker_epoch,
+    });
+    Ok(ControllerResult::new(records, ()))
 }
 
 /// Hands out the next block of producer ids; ids are never reused because the block is committed
@@ -655,6 +701,86 @@ pub(crate) mod tests {
             }
         }
         assert!(image.brokers[&1].fenced);
+    }
+
+    /// KIP-631's UnregisterBroker on a stopped broker: it leaves every ISR but the last member one
+    /// keeps, its leaderships move within the ISR, its registration is gone, and the same id may
+    /// register again and lead what waited for it.
+    #[test]
+    fn an_unregistered_broker_leaves_every_isr_and_may_register_again() {
+        let mut image = cluster(&[1, 2, 3], 6, 3);
+        let before = image.topic_by_name("orders").unwrap().clone();
+        assert_eq!(image.leader_count(1), 2);
+        let (offset, ()) = commit(&mut image, |image| {
+            unregister_broker(image, 1, false).expect("unregistered")
+        });
+        assert!(!image.brokers.contains_key(&1));
+        let after = image.topic_by_name("orders").unwrap().clone();
+        for (was, now) in before.partitions.iter().zip(&after.partitions) {
+            assert_eq!(now.replicas, was.replicas, "assignments are not changed");
+            assert!(!now.isr.contains(&1) && now.leader != 1);
+            if was.leader == 1 {
+                assert!(was.isr.contains(&now.leader));
+                assert_eq!(now.leader_epoch, was.leader_epoch + 1);
+            }
+        }
+        assert!(evict_inactive_broker(&image).is_empty());
+        // Brokers 2 and 3 stop too: broker 3 is the last member of every ISR and keeps it, leaderless.
+        commit(&mut image, |image| {
+            ControllerResult::new(fence_broker(image, 2), ())
+        });
+        commit(&mut image, |image| {
+            unregister_broker(image, 3, false).expect("unregistered")
+        });
+        for p in &image.topic_by_name("orders").unwrap().partitions {
+            assert_eq!((p.leader, p.isr.as_slice()), (NO_LEADER, &[3][..]));
+        }
+        assert!(evict_inactive_broker(&image).is_empty());
+        // Broker 3 comes back under a new epoch and leads again what it kept.
+        let epoch = register(&mut image, 3);
+        assert!(epoch > offset as i64);
+        assert!(!heartbeat(&mut image, 3, false, false).is_fenced);
+        for p in &image.topic_by_name("orders").unwrap().partitions {
+            assert_eq!((p.leader, p.isr.as_slice()), (3, &[3][..]));
+        }
+    }
+
+    /// A broker that is not registered, or whose session is live, is refused and nothing is written.
+    #[test]
+    fn unregistering_an_unknown_or_live_broker_is_refused() {
+        let image = cluster(&[1, 2, 3], 3, 3);
+        let unknown = unregister_broker(&image, 9, false).unwrap_err();
+        assert_eq!(unknown.code, ResponseError::BrokerIdNotRegistered);
+        assert_eq!(unknown.message, "Broker ID 9 is not currently registered");
+        let live = unregister_broker(&image, 2, true).unwrap_err();
+        assert_eq!(live.code, ResponseError::InvalidRequest);
+        assert!(live.message.contains("stop it"), "{}", live.message);
+    }
+
+    /// An unregistration whose partition changes were skipped as stale left the broker leading and
+    /// in ISRs; the periodic check moves them off it as it does for a fenced broker.
+    #[test]
+    fn partitions_a_stale_change_left_on_an_unregistered_broker_are_moved_off_it() {
+        let mut image = cluster(&[1, 2, 3], 6, 3);
+        let epoch = image.brokers[&1].broker_epoch;
+        let offset = image.offset + 1;
+        // Only the registration's removal lands.
+        image.replay_all(
+            offset,
+            &[Record::UnregisterBroker {
+                broker_id: 1,
+                broker_epoch: epoch,
+            }],
+        );
+        assert_eq!(image.leader_count(1), 2);
+        commit(&mut image, |image| {
+            ControllerResult::new(evict_inactive_broker(image), ())
+        });
+        assert_eq!(image.leader_count(1), 0);
+        for p in &image.topic_by_name("orders").unwrap().partitions {
+            assert!(!p.isr.contains(&1) && p.leader != NO_LEADER);
+        }
+        assert!(evict_inactive_broker(&image).is_empty());
     }
 
     #[test]
