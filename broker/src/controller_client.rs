@@ -35,11 +35,11 @@ use chronik_proto::v1::{
     BrokerSessionEvent, BrokerSessionRequest, CreateAclsRequest, CreateAclsResponse,
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
-    ListPartitionReassignmentsResponse, MetadataUpdate, RegisterBrokerRequest,
-    RegisterBrokerResponse, ReportUnreachableBrokerRequest, ReportUnreachableBrokerResponse,
-    UnregisterBrokerRequest, UnregisterBrokerResponse, UpdateFeaturesRequest,
-    UpdateFeaturesResponse, WatchMetadataRequest,
+    DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataUpdate,
+    RegisterBrokerRequest, RegisterBrokerResponse, ReportUnreachableBrokerRequest,
+    ReportUnreachableBrokerResponse, UnregisterBrokerRequest, UnregisterBrokerResponse,
+    UpdateFeaturesRequest, UpdateFeaturesResponse, WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::sync::watch;
@@ -380,6 +380,22 @@ impl ControllerClient {
             request,
             |mut client, request| async move { client.update_features(request).await },
         )
+        .await
+    }
+
+    /// DescribeQuorum: only the active controller knows the followers' progress, and asking again
+    /// changes nothing.
+    pub async fn describe_quorum(&self) -> Result<DescribeQuorumResponse, ControllerCallError> {
+        let kind = CallKind {
+            name: "DescribeQuorum",
+            idempotent: true,
+            needs_leader: true,
+        };
+        self.call(kind, |channel, timeout| async move {
+            AdminServiceClient::new(channel)
+                .describe_quorum(with_timeout(DescribeQuorumRequest {}, timeout))
+                .await
+        })
         .await
     }
 

@@ -59,6 +59,8 @@ struct Session {
     /// When another broker last reported this registration's listener refusing its connection,
     /// unless this broker showed life since.
     refused_at: Option<Instant>,
+    /// When a heartbeat last reported the broker's metadata at this controller's (DescribeQuorum).
+    caught_up_at: Option<Instant>,
 }
 
 impl Session {
@@ -70,6 +72,7 @@ impl Session {
             open_streams: 0,
             streams_lost_at: None,
             refused_at: None,
+            caught_up_at: None,
         }
     }
 
@@ -89,6 +92,15 @@ impl Session {
             None
         }
     }
+}
+
+/// One broker as DescribeQuorum reports it (see `Liveness::observers`).
+#[derive(Clone, Copy, Debug)]
+pub struct Observer {
+    pub broker_id: BrokerId,
+    pub metadata_offset: u64,
+    pub last_contact: Instant,
+    pub caught_up_at: Option<Instant>,
 }
 
 /// Why a broker's session is over.
@@ -347,7 +359,35 @@ impl Liveness {
             .is_some_and(|b| b.broker_epoch == broker_epoch);
         if current {
             self.touch(broker_id, broker_epoch, metadata_offset);
+            if metadata_offset >= image.offset {
+                if let Some(session) = self.lock().by_broker.get_mut(&broker_id) {
+                    session.caught_up_at = Some(Instant::now());
+                }
+            }
         }
+    }
+
+    /// What DescribeQuorum reports of each registered broker with a session (an observer of the
+    /// metadata log, as Kafka's brokers are): the metadata offset its last heartbeat reported, when
+    /// that was, and when it last reported being caught up, as instants.
+    pub fn observers(&self, image: &MetadataImage) -> Vec<Observer> {
+        let sessions = self.lock();
+        image
+            .brokers
+            .values()
+            .filter_map(|b| {
+                let s = sessions
+                    .by_broker
+                    .get(&b.broker_id)
+                    .filter(|s| s.broker_epoch == b.broker_epoch)?;
+                Some(Observer {
+                    broker_id: b.broker_id,
+                    metadata_offset: s.metadata_offset,
+                    last_contact: s.last_contact,
+                    caught_up_at: s.caught_up_at,
+                })
+            })
+            .collect()
     }
 
     pub fn remove(&self, broker_id: BrokerId) {

@@ -30,6 +30,7 @@ use crate::console::{Console, ConsoleConfig};
 use crate::error::NodeError;
 use crate::liveness::{run_liveness, Liveness};
 use crate::quorum::Quorum;
+use crate::raft::progress::FollowerProgress;
 use crate::raft::{self, network::NetworkFactory, raft_config};
 use crate::security::Security;
 use crate::state::configs::{
@@ -166,10 +167,13 @@ impl ControllerNode {
             config.snapshot_every,
         )
         .map_err(|e| NodeError::Config(e.to_string()))?;
+        let progress = Arc::new(FollowerProgress::default());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            NetworkFactory::new(config.node_id).with_credentials(security.peers.clone()),
+            NetworkFactory::new(config.node_id)
+                .with_credentials(security.peers.clone())
+                .with_progress(progress.clone()),
             log_store,
             state_machine,
         )
@@ -199,14 +203,17 @@ impl ControllerNode {
         }
 
         let watch_leader = voters.len() > 1;
-        let quorum = Arc::new(Quorum::new(
-            raft.clone(),
-            applied.clone(),
-            config.node_id,
-            voters,
-            committed,
-            Duration::from_secs(5),
-        ));
+        let quorum = Arc::new(
+            Quorum::new(
+                raft.clone(),
+                applied.clone(),
+                config.node_id,
+                voters,
+                committed,
+                Duration::from_secs(5),
+            )
+            .with_follower_progress(progress.clone()),
+        );
         let liveness = Arc::new(Liveness::new(
             config.session_timeout(),
             config.session_grace(),
@@ -303,6 +310,11 @@ impl ControllerNode {
                 shutdown.clone(),
             ));
         }
+        tasks.spawn(raft::progress::track_caught_up(
+            raft.clone(),
+            progress,
+            shutdown.clone(),
+        ));
         tasks.spawn(run_liveness(
             quorum.clone(),
             liveness,

@@ -28,6 +28,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::applied::AppliedMetadata;
 use crate::error::{ApiError, ControllerError, Result};
 use crate::metrics::{metrics, RecordCounts};
+use crate::raft::progress::FollowerProgress;
 use crate::raft::{ChronikRaft, NodeId, Request, TypeConfig};
 use crate::state::{ControllerResult, MetadataImage};
 
@@ -51,6 +52,8 @@ pub struct Quorum {
     /// Serializes commands; holds the entry of a command that timed out before it was applied.
     write_lock: Mutex<Option<PendingWrite>>,
     write_timeout: Duration,
+    /// The followers' contact times, recorded by this node's Raft transport.
+    progress: Arc<FollowerProgress>,
 }
 
 impl Quorum {
@@ -70,7 +73,18 @@ impl Quorum {
             committed,
             write_lock: Mutex::new(None),
             write_timeout,
+            progress: Arc::default(),
         }
+    }
+
+    /// The followers' contact times, as the `NetworkFactory` given the same tracker records them.
+    pub fn with_follower_progress(mut self, progress: Arc<FollowerProgress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    pub fn follower_progress(&self) -> &FollowerProgress {
+        &self.progress
     }
 
     pub fn raft(&self) -> &ChronikRaft {

@@ -29,6 +29,10 @@
 //   cordon BOOTSTRAP TOPIC BROKER REPLICAS  Admin (KIP-1066): incrementalAlterConfigs cordoned.log.dirs=* on
 //                                          BROKER, createTopics TOPIC with REPLICAS replicas, the cordon deleted,
 //                                          createTopics again; each call's outcome, and the cordon as described
+//   quorum BOOTSTRAP                       Admin (as kafka-metadata-quorum.sh describe): describeMetadataQuorum;
+//                                          the leader, epoch, high watermark, each voter's and observer's
+//                                          [id, log end offset, last fetch ms, last caught-up ms] (-1: none)
+//                                          and each voter's endpoints
 //   unregister BOOTSTRAP ID,...            Admin (as kafka-cluster.sh unregister --id ID): unregisterBroker of
 //                                          each ID in turn, its outcome (the exception and its message), then
 //                                          the broker ids describeCluster reports once it leaves out those
@@ -62,6 +66,8 @@ import org.apache.kafka.clients.admin.GroupListing;
 import org.apache.kafka.clients.admin.ListGroupsOptions;
 import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.admin.QuorumInfo;
+import org.apache.kafka.clients.admin.RaftVoterEndpoint;
 import org.apache.kafka.clients.admin.NewPartitionReassignment;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -112,6 +118,7 @@ public final class ChronikJavaClient {
             case "produce-at" -> produceAt(args[1], args[2], args[3]);
             case "cordon" -> cordon(args[1], args[2], Integer.parseInt(args[3]), Short.parseShort(args[4]));
             case "unregister" -> unregister(args[1], args[2]);
+            case "quorum" -> quorum(args[1]);
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -341,6 +348,32 @@ public final class ChronikJavaClient {
             printCordon(admin, resource, "");
             report("createTopics", admin.createTopics(List.of(new NewTopic(topic, 1, replicas))).all());
         }
+    }
+
+    private static void quorum(String bootstrap) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            QuorumInfo quorum = admin.describeMetadataQuorum().quorumInfo().get();
+            List<String> nodes = new ArrayList<>();
+            for (QuorumInfo.Node node : quorum.nodes().values()) {
+                List<String> endpoints = new ArrayList<>();
+                for (RaftVoterEndpoint e : node.endpoints()) {
+                    endpoints.add("\"" + e.listener() + "://" + e.host() + ":" + e.port() + "\"");
+                }
+                nodes.add("\"" + node.nodeId() + "\": " + endpoints);
+            }
+            System.out.printf("{\"leader\": %d, \"epoch\": %d, \"hw\": %d, \"voters\": %s, \"observers\": %s, "
+                    + "\"nodes\": {%s}}%n", quorum.leaderId(), quorum.leaderEpoch(), quorum.highWatermark(),
+                    replicas(quorum.voters()), replicas(quorum.observers()), String.join(", ", nodes));
+        }
+    }
+
+    private static String replicas(List<QuorumInfo.ReplicaState> replicas) {
+        List<String> out = new ArrayList<>();
+        for (QuorumInfo.ReplicaState r : replicas) {
+            out.add(String.format("[%d, %d, %d, %d]", r.replicaId(), r.logEndOffset(),
+                    r.lastFetchTimestamp().orElse(-1), r.lastCaughtUpTimestamp().orElse(-1)));
+        }
+        return out.toString();
     }
 
     private static void unregister(String bootstrap, String ids) throws Exception {

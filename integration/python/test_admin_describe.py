@@ -423,3 +423,70 @@ def test_a_full_disk_is_a_storage_error(tmp_path, topic_name):
         else:
             down_in(directory)
         unmount(disk)
+
+
+# ----- DescribeQuorum -----
+
+def active_controller(cluster: ChronikCluster) -> int | None:
+    leaders = [c["node_id"] for c in cluster.ctl_json("cluster", "status")["controllers"]
+               if c.get("role") == "leader"]
+    return leaders[0] if len(leaders) == 1 else None
+
+
+@pytest.mark.timeout(240)
+def test_java_admin_describes_the_metadata_quorum_and_a_dead_controllers_lag(cluster_factory, java_classpath,
+                                                                            topic_name):
+    """DescribeQuorum (KIP-595) from the Java Admin's `describeMetadataQuorum`, which
+    `kafka-metadata-quorum.sh describe --status --replication` prints: the active controller leads,
+    the three controllers are the voters (with their addresses as CONTROLLER endpoints) and the
+    three brokers the observers, each recently in contact and caught up. A follower controller
+    killed with SIGKILL falls behind: its last fetch and catch-up stay where they were while the
+    leader's log grows past its end offset, and the live follower keeps up. Restarted, it is caught
+    up again."""
+    cluster = cluster_factory(controllers=3, brokers=3)
+    leader = wait_until(lambda: active_controller(cluster), 30, "an active controller")
+
+    def quorum() -> dict:
+        [described] = run_java(java_classpath, "quorum", cluster.bootstrap_servers)
+        return described
+
+    def recent(ms: int, within_s: float) -> bool:
+        return time.time() * 1000 - within_s * 1000 <= ms <= time.time() * 1000 + 1000
+
+    described = quorum()
+    assert (described["leader"], described["epoch"] > 0, described["hw"] > 0) == (leader, True, True), described
+    voters = {v[0]: v for v in described["voters"]}
+    assert sorted(voters) == [1, 2, 3], described
+    leader_end = voters[leader][1]
+    assert leader_end >= described["hw"], described
+    for replica_id, end, fetched, caught_up in described["voters"]:
+        assert 0 < end <= leader_end, described
+        assert recent(fetched, 10) and recent(caught_up, 10), (replica_id, described)
+    assert sorted(o[0] for o in described["observers"]) == [1, 2, 3], described
+    for broker_id, end, fetched, caught_up in described["observers"]:
+        assert 0 < end <= described["hw"], described
+        assert recent(fetched, 10) and recent(caught_up, 10), (broker_id, described)
+    addresses = {n["id"]: n["addr"] for n in cluster.doc["nodes"] if n["kind"] == "controller"}
+    assert described["nodes"] == {str(i): [f"CONTROLLER://{a}"] for i, a in addresses.items()}, described
+
+    dead, alive = [c for c in (1, 2, 3) if c != leader]
+    cluster.local("kill", "controller", str(dead))
+    killed_at = time.time() * 1000
+    # The leader's log grows past the dead follower's end.
+    cluster.create_topic(topic_name, partitions=3, replication_factor=3)
+    time.sleep(2)
+    behind = quorum()
+    voters = {v[0]: v for v in behind["voters"]}
+    assert behind["leader"] == leader, behind
+    assert voters[dead][1] < voters[leader][1] and voters[dead][2] <= killed_at + 500, behind
+    assert voters[dead][3] <= killed_at + 500, behind
+    assert recent(voters[alive][2], 1.5) and recent(voters[alive][3], 1.5), behind
+    assert voters[alive][1] > voters[dead][1], behind
+
+    cluster.local("start", "controller", str(dead), timeout=120)
+
+    def caught_up_again() -> bool:
+        voters = {v[0]: v for v in quorum()["voters"]}
+        return voters[dead][1] == voters[leader][1] and recent(voters[dead][3], 2)
+
+    wait_until(caught_up_again, 60, f"controller {dead} to be caught up again")

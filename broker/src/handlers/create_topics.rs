@@ -491,6 +491,13 @@ pub(crate) mod tests {
             Err(Status::unimplemented("fake"))
         }
 
+        async fn describe_quorum(
+            &self,
+            _: Request<pb::DescribeQuorumRequest>,
+        ) -> Result<Response<pb::DescribeQuorumResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
         async fn unregister_broker(
             &self,
             _: Request<pb::UnregisterBrokerRequest>,

@@ -52,6 +52,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeCluster, 0, 1),
     // KIP-584: kafka-features.sh upgrade/downgrade (finalized levels are reported by ApiVersions).
     api(ApiKey::UpdateFeatures, 0, 2),
+    // KIP-595: kafka-metadata-quorum.sh describe (forwarded to the active controller).
+    api(ApiKey::DescribeQuorum, 0, 2),
     // KIP-631: kafka-cluster.sh unregister.
     api(ApiKey::UnregisterBroker, 0, 0),
     api(ApiKey::FindCoordinator, 0, 5),

@@ -1244,6 +1244,101 @@ impl AdminService for ControllerApi {
             metadata_offset: offset,
         }))
     }
+
+    async fn describe_quorum(
+        &self,
+        _request: Request<pb::DescribeQuorumRequest>,
+    ) -> Result<Response<pb::DescribeQuorumResponse>, Status> {
+        describe_quorum(&self.quorum, &self.liveness)
+            .map(Response::new)
+            .map_err(status)
+    }
+}
+
+/// The quorum's replication state as this node, the active controller, sees it (KIP-595's
+/// DescribeQuorum, which Kafka's `LeaderState.describeQuorum` answers the same way): the voters are
+/// the controllers (the leader is caught up by definition), the observers the brokers, which follow
+/// the metadata log through their watch streams and report how far they applied it in their
+/// heartbeats. Log offsets are exclusive: the next index after the last entry.
+fn describe_quorum(
+    quorum: &Quorum,
+    liveness: &Liveness,
+) -> Result<pb::DescribeQuorumResponse, ControllerError> {
+    let metrics = quorum.raft().metrics().borrow().clone();
+    if metrics.current_leader != Some(quorum.node_id()) {
+        return Err(quorum.not_controller());
+    }
+    let now = crate::raft::progress::now_ms();
+    let at = |instant: tokio::time::Instant| now - instant.elapsed().as_millis() as i64;
+    let next = |index: u64| i64::try_from(index).map_or(i64::MAX, |i| i.saturating_add(1));
+    let last_index = metrics.last_log_index;
+    let progress = quorum.follower_progress();
+    let voters = quorum
+        .voters()
+        .keys()
+        .map(|&id| {
+            if id == quorum.node_id() {
+                return pb::QuorumReplica {
+                    replica_id: id as i64,
+                    log_end_offset: last_index.map_or(-1, next),
+                    last_fetch_timestamp: now,
+                    last_caught_up_timestamp: now,
+                };
+            }
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .map(|l| l.index);
+            let contact = progress.contact(id);
+            // An answer while it held everything the leader has now was a catch-up too (an idle
+            // quorum's heartbeats move no index, so the tracker sees no change).
+            let caught_up = if matched.is_some() && matched >= last_index {
+                contact.caught_up_ms.max(contact.last_answer_ms)
+            } else {
+                contact.caught_up_ms
+            };
+            pb::QuorumReplica {
+                replica_id: id as i64,
+                log_end_offset: matched.map_or(-1, next),
+                last_fetch_timestamp: contact.last_answer_ms,
+                last_caught_up_timestamp: caught_up,
+            }
+        })
+        .collect();
+    let image = quorum.applied().image();
+    let observers = liveness
+        .observers(&image)
+        .into_iter()
+        .map(|o| {
+            let reported = o.metadata_offset > 0;
+            pb::QuorumReplica {
+                replica_id: i64::from(o.broker_id),
+                log_end_offset: if reported {
+                    next(o.metadata_offset)
+                } else {
+                    -1
+                },
+                last_fetch_timestamp: if reported { at(o.last_contact) } else { -1 },
+                last_caught_up_timestamp: o.caught_up_at.map_or(-1, at),
+            }
+        })
+        .collect();
+    Ok(pb::DescribeQuorumResponse {
+        leader_id: quorum.node_id() as i64,
+        leader_epoch: metrics.current_term as i64,
+        high_watermark: quorum.committed_index().map_or(-1, next),
+        voters,
+        observers,
+        nodes: quorum
+            .voters()
+            .iter()
+            .map(|(&id, address)| pb::QuorumNode {
+                node_id: id as i64,
+                address: address.clone(),
+            })
+            .collect(),
+    })
 }
 
 /// One resource of an AlterConfigs call, as the state command takes it.
@@ -1625,6 +1720,71 @@ mod tests {
         // Without a stream of its own, the current registration is judged by heartbeats alone.
         tokio::time::sleep(SESSION_GRACE * 4).await;
         assert!(api.liveness.has_live_session(1));
+    }
+
+    /// DescribeQuorum on the active controller: itself the caught-up leader voter at the log's end,
+    /// the high watermark past the last committed entry, the broker an observer once it heartbeats,
+    /// caught up when it reported the controller's offset. A controller that does not lead refuses
+    /// it with NOT_CONTROLLER.
+    #[tokio::test]
+    async fn the_active_controller_describes_the_quorum_and_others_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = single_controller(dir.path()).await;
+        let before = crate::raft::progress::now_ms();
+        let broker_epoch = register(&api).await;
+        let described = || async {
+            api.describe_quorum(Request::new(pb::DescribeQuorumRequest {}))
+                .await
+                .unwrap()
+                .into_inner()
+        };
+        let quorum = described().await;
+        let last = api.quorum.raft().metrics().borrow().last_log_index.unwrap() as i64;
+        assert_eq!((quorum.leader_id, quorum.leader_epoch > 0), (1, true));
+        assert_eq!(
+            quorum.high_watermark,
+            api.quorum.committed_index().unwrap() as i64 + 1
+        );
+        assert_eq!(quorum.voters.len(), 1);
+        let leader = &quorum.voters[0];
+        assert_eq!((leader.replica_id, leader.log_end_offset), (1, last + 1));
+        assert!(leader.last_fetch_timestamp >= before && leader.last_caught_up_timestamp >= before);
+        assert_eq!(
+            quorum.nodes.iter().map(|n| n.node_id).collect::<Vec<_>>(),
+            vec![1]
+        );
+        // Registered, not heartbeating yet: an observer whose log is not known.
+        let observer = &quorum.observers[0];
+        assert_eq!(
+            (
+                observer.replica_id,
+                observer.log_end_offset,
+                observer.last_caught_up_timestamp
+            ),
+            (1, -1, -1)
+        );
+
+        let offset = api.quorum.applied().image().offset;
+        let mut request = heartbeat(broker_epoch);
+        request.get_mut().current_metadata_offset = offset;
+        api.broker_heartbeat(request).await.unwrap();
+        let observer = described().await.observers[0];
+        assert_eq!(observer.log_end_offset, offset as i64 + 1);
+        assert!(observer.last_fetch_timestamp >= before);
+        assert!(observer.last_caught_up_timestamp >= before);
+
+        let other = tempfile::tempdir().unwrap();
+        let follower = uninitialized_controller(other.path()).await;
+        let err = follower
+            .describe_quorum(Request::new(pb::DescribeQuorumRequest {}))
+            .await
+            .unwrap_err();
+        let kafka_error = err
+            .metadata()
+            .get(ERROR_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(kafka_error.as_deref(), Some("NOT_CONTROLLER"), "{err:?}");
     }
 
     fn heartbeat(broker_epoch: i64) -> Request<pb::BrokerHeartbeatRequest> {

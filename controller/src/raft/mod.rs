@@ -12,6 +12,7 @@
 pub mod departure;
 pub mod log_store;
 pub mod network;
+pub mod progress;
 pub mod service;
 pub mod state_machine;
 

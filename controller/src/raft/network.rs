@@ -55,6 +55,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tonic::Code;
 
+use super::progress::FollowerProgress;
 use super::service::MAX_MESSAGE_BYTES;
 use super::{NodeId, TypeConfig};
 
@@ -72,6 +73,7 @@ pub struct NetworkFactory {
     id: NodeId,
     credentials: ClientCredentials,
     peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
+    progress: Arc<FollowerProgress>,
 }
 
 impl NetworkFactory {
@@ -82,7 +84,14 @@ impl NetworkFactory {
             id,
             credentials: ClientCredentials::none(),
             peers: Mutex::default(),
+            progress: Arc::default(),
         }
+    }
+
+    /// Where the peers' answers to AppendEntries are recorded (DescribeQuorum reads them).
+    pub fn with_progress(mut self, progress: Arc<FollowerProgress>) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// What this node presents to its peers: the CA that verifies them, its certificate, the cluster
@@ -112,6 +121,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             id: self.id,
             target,
             peer,
+            progress: self.progress.clone(),
         }
     }
 }
@@ -121,6 +131,7 @@ pub struct NetworkConnection {
     id: NodeId,
     target: NodeId,
     peer: Arc<Peer>,
+    progress: Arc<FollowerProgress>,
 }
 
 /// What this node keeps per peer, shared by every `NetworkConnection` to it.
@@ -360,6 +371,9 @@ impl NetworkConnection {
             Failure::Network(e) => RPCError::Network(NetworkError::new(&PeerError(e))),
             Failure::Timeout => self.timeout(rpc, ttl),
         })?;
+        if rpc == RPCTypes::AppendEntries {
+            self.progress.answered(self.target);
+        }
         let result: Result<Resp, RaftError<NodeId, E>> =
             serde_json::from_slice(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| {
