@@ -161,18 +161,6 @@ fn acl_result(
     Some(acl.permission)
 }
 
-/// Whether an ACL's resource pattern covers the resource `(resource_type, name)`.
-fn applies_to(acl: &AclBinding, resource_type: ResourceType, name: &str) -> bool {
-    if acl.resource_type != resource_type {
-        return false;
-    }
-    match acl.pattern_type {
-        PatternType::Literal => acl.resource_name == name || acl.resource_name == WILDCARD_RESOURCE,
-        PatternType::Prefixed => name.starts_with(&acl.resource_name),
-        _ => false,
-    }
-}
-
 impl Authorizer {
     /// Whether `session` may perform `operation` on the resource `(resource_type, name)`, by the
     /// ACLs in `image` (the rules in the module docs).
@@ -194,11 +182,7 @@ impl Authorizer {
             .unwrap_or_default();
         let mut has_resource_acls = false;
         let mut allowed = false;
-        for acl in image
-            .acls
-            .values()
-            .filter(|acl| applies_to(acl, resource_type, name))
-        {
+        for acl in image.acls.matching(resource_type, name) {
             has_resource_acls = true;
             match acl_result(acl, &principal, &host, operation) {
                 Some(AclPermissionType::Deny) => return false,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::acl::AclBinding;
+use crate::acl_set::Acls;
 use crate::features::FeatureRange;
 use crate::records::{
     BrokerId, ConfigResource, Endpoint, PartitionChangeRecord, PartitionRecord, Record,
@@ -148,9 +148,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
-    /// Every ACL, by the id its `AccessControlEntry` record gave it.
+    /// Every ACL, by the id its `AccessControlEntry` record gave it, indexed by resource.
     #[serde(default)]
-    pub acls: BTreeMap<Uuid, AclBinding>,
+    pub acls: Acls,
     /// Finalized feature levels by name (KIP-584; see `features`). Absent: level 0.
     #[serde(default)]
     pub features: BTreeMap<String, i16>,
