@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,10 @@ use openraft::raft::ClientWriteResponse;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::applied::AppliedMetadata;
-use crate::error::{ApiError, ControllerError, Result};
+use crate::error::{ApiError, ControllerError, ResponseError, Result};
 use crate::metrics::{metrics, RecordCounts};
 use crate::raft::progress::FollowerProgress;
-use crate::raft::{ChronikRaft, NodeId, Request, TypeConfig};
+use crate::raft::{ChronikRaft, NodeId, Request, TypeConfig, MAX_ENTRY_BYTES};
 use crate::state::{ControllerResult, MetadataImage};
 
 type WriteResult = std::result::Result<
@@ -54,6 +54,8 @@ pub struct Quorum {
     write_timeout: Duration,
     /// The followers' contact times, recorded by this node's Raft transport.
     progress: Arc<FollowerProgress>,
+    /// Largest entry a command may write (`raft::MAX_ENTRY_BYTES`; lower in tests).
+    max_entry_bytes: AtomicUsize,
 }
 
 impl Quorum {
@@ -74,6 +76,7 @@ impl Quorum {
             write_lock: Mutex::new(None),
             write_timeout,
             progress: Arc::default(),
+            max_entry_bytes: AtomicUsize::new(MAX_ENTRY_BYTES),
         }
     }
 
@@ -206,12 +209,12 @@ impl Quorum {
                 .map_err(|e| self.map_read_error(e))?;
             return Ok((self.applied.offset(), reply));
         }
-        let counts = RecordCounts::of(&records);
+        let request = Request { records };
+        self.check_entry_size(&request)?;
+        let counts = RecordCounts::of(&request.records);
         let proposed = Instant::now();
         let raft = self.raft.clone();
-        let write = pending.insert(Box::pin(async move {
-            raft.client_write(Request { records }).await
-        }));
+        let write = pending.insert(Box::pin(async move { raft.client_write(request).await }));
         let response = write.await;
         **pending = None;
         let response = response.map_err(|e| self.map_write_error(e))?;
@@ -245,6 +248,34 @@ impl Quorum {
                 return Err(ControllerError::Unavailable("Raft has stopped".to_string()));
             }
         }
+    }
+
+    /// Refuses an entry larger than one Raft message may carry with its neighbours (see
+    /// `raft::MAX_ENTRY_BYTES`): written, it could never reach a follower that needs it, and with
+    /// two such followers the quorum could commit nothing more.
+    fn check_entry_size(&self, request: &Request) -> Result<()> {
+        let limit = self.max_entry_bytes.load(Ordering::Relaxed);
+        let mut counter = ByteCounter::default();
+        serde_json::to_writer(&mut counter, request)
+            .map_err(|e| ControllerError::Unavailable(format!("cannot encode an entry: {e}")))?;
+        if counter.0 > limit {
+            return Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                format!(
+                    "the change is {} records in {} bytes, more than one metadata log entry may \
+                     hold ({limit} bytes): send it in smaller requests",
+                    request.records.len(),
+                    counter.0
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_max_entry_bytes(&self, bytes: usize) {
+        self.max_entry_bytes.store(bytes, Ordering::Relaxed);
     }
 
     fn timed_out(&self) -> ControllerError {
@@ -298,6 +329,21 @@ impl Quorum {
             }
             RaftError::Fatal(f) => ControllerError::Unavailable(f.to_string()),
         }
+    }
+}
+
+/// Counts what is written to it (the size of an encoding, without keeping it).
+#[derive(Default)]
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -366,5 +412,60 @@ pub(crate) mod test_support {
             .await
             .unwrap();
         quorum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::state::records::PartitionChangeRecord;
+    use crate::state::Record;
+
+    /// A command whose entry would be larger than a Raft message may carry with its neighbours is
+    /// refused before anything is written (written, no follower could ever receive it), and the
+    /// quorum goes on committing.
+    #[tokio::test]
+    async fn an_entry_too_large_for_a_raft_message_is_refused_and_the_quorum_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let quorum = test_support::single_voter(dir.path(), "entry-size").await;
+        let change = |partition| {
+            Record::PartitionChange(PartitionChangeRecord {
+                topic_id: Uuid::nil(),
+                partition,
+                leader: Some(2),
+                isr: Some(vec![2, 3]),
+                replicas: None,
+                recovering: None,
+                expected_partition_epoch: Some(1),
+                adding_replicas: None,
+                removing_replicas: None,
+            })
+        };
+        let one = serde_json::to_vec(&Request {
+            records: vec![change(0)],
+        })
+        .unwrap()
+        .len();
+        quorum.set_max_entry_bytes(100 * one);
+        let before = quorum.applied().offset();
+        let refused = quorum
+            .run(|_| Ok(ControllerResult::new((0..200).map(change).collect(), ())))
+            .await
+            .unwrap_err();
+        match refused {
+            ControllerError::Api(e) => {
+                assert_eq!(e.code, ResponseError::PolicyViolation);
+                assert!(e.message.contains("200 records"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(quorum.applied().offset(), before, "nothing was written");
+        let (offset, ()) = quorum
+            .run(|_| Ok(ControllerResult::new((0..50).map(change).collect(), ())))
+            .await
+            .unwrap();
+        assert!(offset > before);
     }
 }

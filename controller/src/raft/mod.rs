@@ -81,6 +81,12 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5000;
 /// while two were behind). A few entries per request keep each one well inside the timeout.
 const MAX_PAYLOAD_ENTRIES: u64 = 4;
 
+/// Largest entry (its JSON, as AppendEntries carries it) a command may write: `MAX_PAYLOAD_ENTRIES`
+/// of them, with room for the message around them, fit one Raft message, so no follower is ever
+/// sent an AppendEntries it must refuse. At about 150 bytes a partition change this is some 350,000
+/// partitions in one command; user commands are bounded far below it (`MAX_PARTITIONS_PER_REQUEST`).
+pub const MAX_ENTRY_BYTES: usize = service::MAX_MESSAGE_BYTES / (MAX_PAYLOAD_ENTRIES as usize + 1);
+
 /// The Raft configuration of a controller quorum on a LAN. After hearing from a leader, an openraft
 /// 0.9 follower waits a leader lease (`election_max_ms`) plus its randomized election timeout before
 /// it campaigns, checked every 1.5 heartbeats: with the defaults a leader that goes silent (paused,

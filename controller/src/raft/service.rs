@@ -12,8 +12,10 @@ use tonic::Status;
 
 use super::ChronikRaft;
 
-/// Largest Raft message accepted or sent: a snapshot chunk, JSON-encoded, must fit.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest Raft message accepted or sent: a snapshot chunk, JSON-encoded, must fit, and so must an
+/// AppendEntries of `MAX_PAYLOAD_ENTRIES` entries of up to `MAX_ENTRY_BYTES` each. A message over it
+/// would be refused by the peer every time it is sent: a follower that needs it never catches up.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The `RaftService` of one controller.
 pub struct RaftGrpc {
