@@ -495,6 +495,10 @@ pub struct BenchConsumeArgs {
 pub enum ClusterCommand {
     /// Show the cluster id, every controller's Raft state, the brokers and partition health.
     Status,
+    /// Show the metadata quorum's replication as the active controller sees it (DescribeQuorum, as
+    /// `kafka-metadata-quorum.sh describe --status --replication`): the leader, its epoch and high
+    /// watermark, and each controller's and broker's log end offset, lag and last contact.
+    Quorum,
     /// Show every live broker's log directory (DescribeLogDirs): its path, state, filesystem size
     /// and free space, and per partition replica its size and offset lag.
     Logdirs {

@@ -24,9 +24,10 @@ use chronik_proto::v1::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeTopicsRequest, DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, ListTopicsRequest,
-    ListTopicsResponse, UnregisterBrokerRequest, UpdateFeaturesRequest, UpdateFeaturesResponse,
+    DescribeQuorumRequest, DescribeQuorumResponse, DescribeTopicsRequest, DescribeTopicsResponse,
+    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, ListTopicsRequest, ListTopicsResponse,
+    UnregisterBrokerRequest, UpdateFeaturesRequest, UpdateFeaturesResponse,
 };
 use chronik_proto::LEADER_METADATA_KEY;
 use tonic::{Code, Status};
@@ -311,6 +312,14 @@ impl ControllerClient {
     ) -> Result<UpdateFeaturesResponse, CliError> {
         self.write(request, |mut client, request| async move {
             client.update_features(request).await
+        })
+        .await
+    }
+
+    /// `DescribeQuorum` on the active controller (only it knows the followers' progress).
+    pub async fn describe_quorum(&self) -> Result<DescribeQuorumResponse, CliError> {
+        self.write(DescribeQuorumRequest {}, |mut client, request| async move {
+            client.describe_quorum(request).await
         })
         .await
     }

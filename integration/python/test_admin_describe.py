@@ -442,7 +442,7 @@ def test_java_admin_describes_the_metadata_quorum_and_a_dead_controllers_lag(clu
     three brokers the observers, each recently in contact and caught up. A follower controller
     killed with SIGKILL falls behind: its last fetch and catch-up stay where they were while the
     leader's log grows past its end offset, and the live follower keeps up. Restarted, it is caught
-    up again."""
+    up again. `chronikctl cluster quorum` reports the same, with the lags worked out."""
     cluster = cluster_factory(controllers=3, brokers=3)
     leader = wait_until(lambda: active_controller(cluster), 30, "an active controller")
 
@@ -482,6 +482,15 @@ def test_java_admin_describes_the_metadata_quorum_and_a_dead_controllers_lag(clu
     assert voters[dead][3] <= killed_at + 500, behind
     assert recent(voters[alive][2], 1.5) and recent(voters[alive][3], 1.5), behind
     assert voters[alive][1] > voters[dead][1], behind
+    report = cluster.ctl_json("cluster", "quorum")
+    rows = {(r["node_id"], r["role"]): r for r in report["replicas"]}
+    assert sorted(rows) == sorted([(leader, "leader"), (dead, "follower"), (alive, "follower"),
+                                   (1, "observer"), (2, "observer"), (3, "observer")]), report
+    assert report["leader_id"] == leader and report["max_follower_lag"] >= 1, report
+    assert rows[(dead, "follower")]["lag"] == report["max_follower_lag"], report
+    assert rows[(dead, "follower")]["last_caught_up_ms_ago"] >= 1500, report
+    assert report["max_follower_lag_ms"] == rows[(dead, "follower")]["last_caught_up_ms_ago"], report
+    assert rows[(alive, "follower")]["last_fetch_ms_ago"] < 1500, report
 
     cluster.local("start", "controller", str(dead), timeout=120)
 

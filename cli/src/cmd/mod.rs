@@ -16,6 +16,7 @@ pub mod group;
 pub mod local;
 pub mod probe;
 pub mod produce;
+pub mod quorum;
 pub mod reassign;
 pub mod secrets;
 pub mod topic;
@@ -50,6 +51,8 @@ pub enum Report {
     ClusterStatus(ClusterStatus),
     /// `cluster logdirs`.
     LogDirs(LogDirsReport),
+    /// `cluster quorum`.
+    Quorum(quorum::QuorumReport),
     /// `broker list`.
     Brokers(Vec<BrokerStatus>),
     /// `topic create`.
@@ -135,6 +138,7 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::Cluster(ClusterCommand::Status) => {
             Report::ClusterStatus(cluster::status(client).await?)
         }
+        Command::Cluster(ClusterCommand::Quorum) => Report::Quorum(quorum::quorum(client).await?),
         Command::Cluster(ClusterCommand::Config(command)) => {
             Report::ClusterConfigs(execute_config(command, client).await?)
         }

@@ -20,6 +20,7 @@ mod group;
 mod local;
 mod probe;
 mod produce;
+mod quorum;
 mod reassign;
 pub mod record;
 mod secrets;
@@ -87,6 +88,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::Users(report) => user::report(out, report)?,
                 Report::Secrets(report) => secrets::report(out, report)?,
                 Report::Features(report) => features::report(out, report)?,
+                Report::Quorum(report) => quorum::report(out, report)?,
             }
             Ok(())
         }
