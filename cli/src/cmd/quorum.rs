@@ -119,6 +119,9 @@ mod tests {
         }
     }
 
+    /// A replica's row: id, role, lag, last fetch and last catch-up (ms ago).
+    type Row<'a> = (i64, &'a str, Option<i64>, Option<i64>, Option<i64>);
+
     /// Lags against the leader's log end, times relative to now, the leader first and the brokers
     /// last; the quorum's lag is its furthest voter's, in offsets and in time.
     #[test]
@@ -140,7 +143,7 @@ mod tests {
             (report.max_follower_lag, report.max_follower_lag_ms),
             (10, Some(3_000))
         );
-        let rows: Vec<(i64, &str, Option<i64>, Option<i64>, Option<i64>)> = report
+        let rows: Vec<Row> = report
             .replicas
             .iter()
             .map(|r| {
