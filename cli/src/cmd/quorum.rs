@@ -143,7 +143,7 @@ mod tests {
             (report.max_follower_lag, report.max_follower_lag_ms),
             (10, Some(3_000))
         );
-        let rows: Vec<Row> = report
+        let rows: Vec<Row<'_>> = report
             .replicas
             .iter()
             .map(|r| {
