@@ -33,10 +33,12 @@
 //                                          the leader, epoch, high watermark, each voter's and observer's
 //                                          [id, log end offset, last fetch ms, last caught-up ms] (-1: none)
 //                                          and each voter's endpoints
-//   unregister BOOTSTRAP ID,...            Admin (as kafka-cluster.sh unregister --id ID): unregisterBroker of
-//                                          each ID in turn, its outcome (the exception and its message), then
-//                                          the broker ids describeCluster reports once it leaves out those
-//                                          unregistered (any broker answers; each follows the controller)
+//   unregister BOOTSTRAP ID,...|-          Admin (as kafka-cluster.sh unregister --id ID): unregisterBroker of
+//                                          each ID in turn (none for -), its outcome (the exception and its
+//                                          message), then the broker ids and the fenced ones describeCluster
+//                                          with includeFencedBrokers reports (as kafka-cluster.sh list-endpoints
+//                                          --include-fenced-brokers) once it leaves out those unregistered (any
+//                                          broker answers; each follows the controller)
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -381,7 +383,7 @@ public final class ChronikJavaClient {
         props.put("bootstrap.servers", bootstrap);
         try (Admin admin = Admin.create(props)) {
             Set<Integer> unregistered = new TreeSet<>();
-            for (String id : ids.split(",")) {
+            for (String id : ids.equals("-") ? new String[0] : ids.split(",")) {
                 String error = null, message = null;
                 try {
                     admin.unregisterBroker(Integer.parseInt(id)).all().get();
@@ -393,17 +395,22 @@ public final class ChronikJavaClient {
                 System.out.printf("{\"unregister\": %s, \"error\": %s, \"message\": %s}%n", id,
                         error == null ? "null" : "\"" + error + "\"", message == null ? "null" : "\"" + message + "\"");
             }
-            TreeSet<Integer> nodes = new TreeSet<>();
+            TreeSet<Integer> nodes = new TreeSet<>(), fenced = new TreeSet<>();
+            DescribeClusterOptions withFenced = new DescribeClusterOptions().includeFencedBrokers(true);
             for (long deadline = System.nanoTime() + 10_000_000_000L; System.nanoTime() < deadline; Thread.sleep(100)) {
                 nodes.clear();
-                for (Node node : admin.describeCluster().nodes().get()) {
+                fenced.clear();
+                for (Node node : admin.describeCluster(withFenced).nodes().get()) {
                     nodes.add(node.id());
+                    if (node.isFenced()) {
+                        fenced.add(node.id());
+                    }
                 }
                 if (java.util.Collections.disjoint(nodes, unregistered)) {
                     break;
                 }
             }
-            System.out.printf("{\"nodes\": %s}%n", nodes);
+            System.out.printf("{\"nodes\": %s, \"fenced\": %s}%n", nodes, fenced);
         }
     }
 

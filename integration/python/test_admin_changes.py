@@ -377,7 +377,8 @@ def broker_ids(cluster) -> list[int]:
 def test_a_stopped_broker_is_unregistered_and_may_come_back(java_classpath, cluster_factory, topic_name):
     """UnregisterBroker (KIP-631) from the Java Admin, as `kafka-cluster.sh unregister --id 3` sends it:
     an id that is not registered is refused with BrokerIdNotRegisteredException and a broker that is
-    still alive with InvalidRequestException. Once stopped, broker 3 is unregistered: describeCluster
+    still alive with InvalidRequestException. Stopped, broker 3 is listed as fenced by a
+    describeCluster that includes fenced brokers, and is unregistered: describeCluster
     and `chronikctl broker list` leave it out, it is in no ISR (its replicas stay assigned) and leads
     nothing, and acks=all writes go on with the two left. Started again it registers anew and rejoins
     every ISR. `chronikctl broker unregister` refuses it alive, and unregisters it after a kill -9
@@ -393,11 +394,15 @@ def test_a_stopped_broker_is_unregistered_and_may_come_back(java_classpath, clus
         [(9, "BrokerIdNotRegisteredException"), (3, "InvalidRequestException")], refused
     assert "Broker ID 9 is not currently registered" in refused[0]["message"], refused
     assert "stop it before unregistering it" in refused[1]["message"], refused
-    assert refused[2] == {"nodes": [1, 2, 3]}, refused
+    assert refused[2] == {"nodes": [1, 2, 3], "fenced": []}, refused
 
+    # Stopped, it is fenced: listed only when fenced brokers are asked for (KIP-1073, as
+    # `kafka-cluster.sh list-endpoints --include-fenced-brokers` finds a broker that is gone).
     cluster.stop_broker(3)
+    wait_until(lambda: run_java(java_classpath, "unregister", bootstrap, "-") ==
+               [{"nodes": [1, 2, 3], "fenced": [3]}], 30, "broker 3 to be listed as fenced")
     done = run_java(java_classpath, "unregister", bootstrap, "3")
-    assert done == [{"unregister": 3, "error": None, "message": None}, {"nodes": [1, 2]}], done
+    assert done == [{"unregister": 3, "error": None, "message": None}, {"nodes": [1, 2], "fenced": []}], done
     assert broker_ids(cluster) == [1, 2]
     for p in cluster.describe_topic(topic_name)["partitions"]:
         assert sorted(p["replicas"]) == [1, 2, 3] and sorted(p["isr"]) == [1, 2], p

@@ -23,17 +23,27 @@ pub struct NodeEndpoint {
 /// Every unfenced broker with an endpoint on `listener`, by id: what Metadata and DescribeCluster list.
 /// Leaders are reported only when they are among these, so every leader named is listed.
 pub fn live_brokers(image: &MetadataImage, listener: &str) -> Vec<NodeEndpoint> {
+    registered_brokers(image, listener)
+        .into_iter()
+        .filter(|(_, fenced)| !fenced)
+        .map(|(endpoint, _)| endpoint)
+        .collect()
+}
+
+/// Every registered broker with an endpoint on `listener`, by id, and whether it is fenced: what
+/// DescribeCluster lists when asked to include fenced brokers (KIP-1073).
+pub fn registered_brokers(image: &MetadataImage, listener: &str) -> Vec<(NodeEndpoint, bool)> {
     image
         .brokers
         .values()
-        .filter(|b| !b.fenced)
         .filter_map(|b| {
-            b.endpoint(Some(listener)).map(|e| NodeEndpoint {
+            let endpoint = b.endpoint(Some(listener)).map(|e| NodeEndpoint {
                 node_id: b.broker_id,
                 host: e.host.clone(),
                 port: i32::from(e.port),
                 rack: b.rack.clone(),
-            })
+            })?;
+            Some((endpoint, b.fenced))
         })
         .collect()
 }

@@ -1,14 +1,16 @@
 //! DescribeCluster (key 60): the cluster id, the live brokers on the client's listener and the broker
 //! admin clients should treat as the controller, from the local image, exactly as Metadata reports them
 //! (`brokers::live_brokers`, `brokers::controller_id`). A broker serves only the BROKER endpoint type
-//! (KIP-919): asking it for the controllers is answered as Kafka's brokers answer it.
+//! (KIP-919): asking it for the controllers is answered as Kafka's brokers answer it. v2 (KIP-1073)
+//! may ask for the fenced brokers too, each marked fenced, as `kafka-cluster.sh list-endpoints
+//! --include-fenced-brokers` does to find a broker that is gone (then `kafka-cluster.sh unregister`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::brokers::{controller_id, live_brokers};
+use super::brokers::{controller_id, live_brokers, registered_brokers};
 use super::{BrokerContext, RequestContext};
 
 /// KIP-919 `EndpointType` values.
@@ -48,8 +50,12 @@ pub async fn handle(
     }
 
     let image = ctx.metadata.current();
-    let brokers = live_brokers(&image, rc.listener);
-    let controller = controller_id(ctx.broker_id, &brokers);
+    let controller = controller_id(ctx.broker_id, &live_brokers(&image, rc.listener));
+    // The field is v2's: an older request decodes it as false.
+    let brokers: Vec<_> = registered_brokers(&image, rc.listener)
+        .into_iter()
+        .filter(|(_, fenced)| request.include_fenced_brokers || !fenced)
+        .collect();
     let mut response = DescribeClusterResponse::default()
         .with_error_message(None)
         .with_endpoint_type(ENDPOINT_BROKER)
@@ -60,12 +66,13 @@ pub async fn handle(
         .with_brokers(
             brokers
                 .into_iter()
-                .map(|b| {
+                .map(|(b, fenced)| {
                     DescribeClusterBroker::default()
                         .with_broker_id(b.node_id.into())
                         .with_host(StrBytes::from_string(b.host))
                         .with_port(b.port)
                         .with_rack(b.rack.map(StrBytes::from_string))
+                        .with_is_fenced(fenced)
                 })
                 .collect(),
         );
@@ -150,6 +157,39 @@ mod tests {
             response.cluster_authorized_operations,
             CLUSTER_AUTHORIZED_OPERATIONS
         );
+    }
+
+    /// KIP-1073: v2 asked to include fenced brokers lists them, marked fenced; otherwise (and
+    /// before v2) only the live ones are listed. The controller named is always a live one.
+    #[tokio::test]
+    async fn fenced_brokers_are_listed_only_when_asked() {
+        let c = cluster();
+        let broker = TestBroker::new(1, &c.records);
+        let listed = |response: &DescribeClusterResponse| -> Vec<(i32, bool)> {
+            response
+                .brokers
+                .iter()
+                .map(|b| (b.broker_id.0, b.is_fenced))
+                .collect()
+        };
+        for version in 0..=2 {
+            let response = describe(
+                &broker,
+                version,
+                "PLAINTEXT",
+                DescribeClusterRequest::default(),
+            )
+            .await;
+            assert_eq!(listed(&response), vec![(1, false), (2, false)]);
+        }
+        let with_fenced = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+        let response = describe(&broker, 2, "PLAINTEXT", with_fenced).await;
+        assert_eq!(listed(&response), vec![(1, false), (2, false), (3, true)]);
+        assert_eq!(response.controller_id.0, 1);
+        let fenced_self = TestBroker::new(3, &c.records);
+        let with_fenced = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+        let response = describe(&fenced_self, 2, "PLAINTEXT", with_fenced).await;
+        assert_eq!(response.controller_id.0, 1, "a fenced broker is not named");
     }
 
     #[tokio::test]

@@ -49,7 +49,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
-    api(ApiKey::DescribeCluster, 0, 1),
+    // v2: KIP-1073 `kafka-cluster.sh list-endpoints --include-fenced-brokers`.
+    api(ApiKey::DescribeCluster, 0, 2),
     // KIP-584: kafka-features.sh upgrade/downgrade (finalized levels are reported by ApiVersions).
     api(ApiKey::UpdateFeatures, 0, 2),
     // KIP-595: kafka-metadata-quorum.sh describe (forwarded to the active controller).
