@@ -14,6 +14,7 @@ every ISR (recorded as the fault's recovery time).
 | kill_active_controller       | kill -9 the active controller; restart                                 |
 | disk_full                    | fill a broker's data dir (a tmpfs) to the last byte; free it           |
 | reassign                     | move a partition to two of its replicas; move it back to all three     |
+| lossy_links                  | a broker (3 in 4) or a controller drops 5-30% of its packets, at random |
 
 A scenario (`SCENARIOS`) is a scripted sequence aimed at one defect of issue #11.
 """
@@ -134,6 +135,23 @@ def kill_active_controller(ctx, rng):
     c.kill()
     return Fault("kill_active_controller", f"kill -9 {c.name}{'' if active else ' (no active controller known)'}",
                  c.start)
+
+
+def lossy_links(ctx, rng):
+    """A flaky network rather than a cut: one host drops a random share of the packets it sends and
+    receives, so its connections stay open but lose segments, retransmit and stall (Raft and replica
+    fetches time out at random, heartbeats arrive late or not at all). A broker (the busiest leader
+    half the time) 3 times in 4, otherwise a controller (the active one half the time)."""
+    probability = rng.uniform(0.05, 0.30)
+    if rng.random() < 0.75:
+        node = ctx.cluster.broker(busiest_leader(ctx, rng) if rng.random() < 0.5 else
+                                  rng.choice(ctx.cluster.brokers).id)
+    else:
+        active = ctx.cluster.active_controller()
+        node = (ctx.cluster.controller(active) if active and rng.random() < 0.5 else
+                rng.choice(ctx.cluster.controllers))
+    ctx.net.lossy(node.host, probability)
+    return Fault("lossy_links", f"{node.name} drops {probability:.0%} of its packets", ctx.net.heal)
 
 
 def fill(path: str) -> int:
@@ -332,6 +350,7 @@ KINDS: dict[str, Callable] = {
     "kill_active_controller": kill_active_controller,
     "disk_full": disk_full,
     "reassign": reassign,
+    "lossy_links": lossy_links,
 }
 
 

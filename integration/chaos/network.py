@@ -11,7 +11,8 @@ Layout of a run (`chx<pid>` is the run's prefix, unique per process):
 The addresses come from 198.18.0.0/15 (the benchmarking range, RFC 2544), one /24 per run derived from
 the pid. They exist only inside the run's namespaces: nothing is created in the root namespace and no
 packet leaves the bridge namespace. A cut is an iptables DROP (INPUT from the peer and OUTPUT to the
-peer) inside one host's namespace; healing flushes every host's rules.
+peer) inside one host's namespace, a lossy link a DROP of a random share of the host's packets;
+healing flushes every host's rules.
 
 What must stay true: every namespace of a run carries the run's prefix, so `remove_prefix` (and
 `--cleanup`) finds whatever a crashed run left; deleting a namespace destroys its veth ends and rules,
@@ -112,6 +113,8 @@ class Network:
     subnet: str  # first three octets
     hosts: dict[str, Host] = field(default_factory=dict)
     cuts: set[tuple[str, str]] = field(default_factory=set)
+    # Hosts whose links drop a random share of packets (`lossy`).
+    lossy_hosts: set[str] = field(default_factory=set)
 
     @classmethod
     def for_run(cls, controllers: int, brokers: int, pid: int | None = None) -> "Network":
@@ -176,7 +179,18 @@ class Network:
                 if a != b:
                     self.cut(a, b)
 
+    def lossy(self, host: str, probability: float) -> None:
+        """Drops each packet into or out of `host` (its `eth0`) with `probability`, at random (the
+        iptables `statistic` match): a flaky link rather than a cut, so connections stay up but lose
+        segments, retransmit and stall. `netem` is not used: the kernel may not have it."""
+        ns = self.hosts[host].ns
+        for chain, direction in (("INPUT", "-i"), ("OUTPUT", "-o")):
+            run("ip", "netns", "exec", ns, "iptables", "-w", "-A", chain, direction, "eth0", "-m", "statistic",
+                "--mode", "random", "--probability", f"{probability:.3f}", "-j", "DROP")
+        self.lossy_hosts.add(host)
+
     def heal(self) -> None:
-        for a in {a for a, _ in self.cuts}:
+        for a in {a for a, _ in self.cuts} | self.lossy_hosts:
             run("ip", "netns", "exec", self.hosts[a].ns, "iptables", "-w", "-F", check=False)
         self.cuts.clear()
+        self.lossy_hosts.clear()

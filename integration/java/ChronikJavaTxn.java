@@ -18,6 +18,10 @@
 //                                          at IN's end (an instance resuming where a killed one stopped)
 //   admin BOOTSTRAP TXNID                  Admin: listTransactions (all, and filtered by state) and
 //                                          describeTransactions of TXNID
+//   abort BOOTSTRAP TOPIC PARTITION        Admin (as kafka-transactions.sh abort --topic T --partition P
+//                                          --start-offset O, KIP-664): describeProducers of the partition, then
+//                                          abortTransaction of each producer with a transaction open in it;
+//                                          prints each one found and the outcome, then the producers left open
 //   features BOOTSTRAP STEP...             Admin (as kafka-features.sh upgrade|downgrade): each STEP is
 //                                          LABEL,FEATURE,LEVEL,TYPE[,validate] with TYPE upgrade, safe or
 //                                          unsafe; prints each updateFeatures' outcome and the finalized
@@ -31,7 +35,9 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
 
+import org.apache.kafka.clients.admin.AbortTransactionSpec;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.FeatureUpdate;
 import org.apache.kafka.clients.admin.FinalizedVersionRange;
 import org.apache.kafka.clients.admin.UpdateFeaturesOptions;
@@ -62,6 +68,7 @@ public class ChronikJavaTxn {
             case "ctp" -> ctp(args[1], args[2], args[3], args[4], args[5], Integer.parseInt(args[6]));
             case "admin" -> admin(args[1], args[2]);
             case "features" -> features(args[1], java.util.Arrays.copyOfRange(args, 2, args.length));
+            case "abort" -> abort(args[1], args[2], Integer.parseInt(args[3]));
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -248,6 +255,31 @@ public class ChronikJavaTxn {
                       "timeout_ms", d.transactionTimeoutMs(), "coordinator", d.coordinatorId(),
                       "partitions", d.topicPartitions().size());
             }
+        }
+    }
+
+    private static void abort(String bootstrap, String topic, int partition) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        TopicPartition tp = new TopicPartition(topic, partition);
+        try (Admin admin = Admin.create(props)) {
+            for (ProducerState p : admin.describeProducers(List.of(tp)).partitionResult(tp).get().activeProducers()) {
+                if (p.currentTransactionStartOffset().isEmpty()) {
+                    continue;
+                }
+                String error = "";
+                try {
+                    admin.abortTransaction(new AbortTransactionSpec(tp, p.producerId(), (short) p.producerEpoch(),
+                            p.coordinatorEpoch().orElse(-1))).all().get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    error = e.getCause().getClass().getSimpleName() + ": " + e.getCause().getMessage();
+                }
+                print("step", "abort", "producer_id", p.producerId(), "producer_epoch", p.producerEpoch(),
+                      "start_offset", p.currentTransactionStartOffset().getAsLong(), "error", error);
+            }
+            long open = admin.describeProducers(List.of(tp)).partitionResult(tp).get().activeProducers().stream()
+                    .filter(p -> p.currentTransactionStartOffset().isPresent()).count();
+            print("step", "after", "open", open);
         }
     }
 

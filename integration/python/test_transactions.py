@@ -297,6 +297,34 @@ def test_a_new_instance_aborts_the_transaction_a_killed_one_left_open(txn_cluste
 
 
 @pytest.mark.timeout(240)
+def test_kafka_transactions_abort_frees_a_partition_a_dead_producer_holds(txn_cluster, txn_java, topic_name):
+    """KIP-664's `kafka-transactions.sh abort --topic T --partition 0 --start-offset 0`, as the Java
+    Admin runs it (describeProducers, then abortTransaction: a WriteTxnMarkers sent straight to the
+    partition's leader). A producer killed with its transaction open for ten more minutes holds the
+    partition's read_committed readers back, even from records written after it; the operator aborts
+    that transaction on the partition, and the last stable offset moves on: the later record is read,
+    the transaction's own never is."""
+    txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    bootstrap = txn_cluster.bootstrap_servers
+    hung = start_java(txn_java, "hang", bootstrap, topic_name, txn_id("abort-tool"), "600000")
+    try:
+        wait_line(hung, "open")
+    finally:
+        hung.kill()
+        hung.wait(30)
+    ck_produce(bootstrap, topic_name, [Rec(value=b"later", partition=0)])
+    assert read_all(txn_cluster, topic_name, 1, 0, "read_committed", quiet_after=2.0) == []
+    steps = run_java(txn_java, "abort", bootstrap, topic_name, "0")
+    aborted = [(s["start_offset"], s["error"]) for s in steps if s["step"] == "abort"]
+    assert aborted == [(0, "")], steps
+    assert steps[-1] == {"step": "after", "open": 0}, steps
+    committed = read_all(txn_cluster, topic_name, 1, 1, "read_committed")
+    assert [c.value for c in committed] == [b"later"]
+    everything = read_all(txn_cluster, topic_name, 1, 2, "read_uncommitted")
+    assert sorted(c.value for c in everything) == [b"later", b"left-open"], everything
+
+
+@pytest.mark.timeout(240)
 def test_the_timeout_aborts_a_transaction_left_open(txn_cluster, txn_java, topic_name):
     txn_cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
     transactional_id = txn_id("timeout")
