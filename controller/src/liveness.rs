@@ -468,6 +468,10 @@ pub async fn run_liveness(
     let mut ticker = tokio::time::interval(check_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_rebalance = Instant::now();
+    // The image offset the last check for partitions left on an inactive or unregistered broker
+    // found none at: another check finds none either until the image changes (it scans every
+    // partition, once per inactive broker).
+    let mut evicted_up_to = None;
     // The active controller last seen, to count changes of it.
     let mut known_leader = None;
     loop {
@@ -525,20 +529,24 @@ pub async fn run_liveness(
             }
             continue;
         }
-        if !evict_inactive_broker(&image).is_empty() {
-            match quorum
-                .run(|image| Ok(ControllerResult::new(evict_inactive_broker(image), ())))
-                .await
-            {
-                Ok((offset, ())) => {
-                    warn!(
-                        offset,
-                        "moved partitions off an inactive broker a stale change had left them on"
-                    )
+        if evicted_up_to != Some(image.offset) {
+            if evict_inactive_broker(&image).is_empty() {
+                evicted_up_to = Some(image.offset);
+            } else {
+                match quorum
+                    .run(|image| Ok(ControllerResult::new(evict_inactive_broker(image), ())))
+                    .await
+                {
+                    Ok((offset, ())) => {
+                        warn!(
+                            offset,
+                            "moved partitions off an inactive broker a stale change had left them on"
+                        )
+                    }
+                    Err(e) => warn!("could not move partitions off an inactive broker: {e}"),
                 }
-                Err(e) => warn!("could not move partitions off an inactive broker: {e}"),
+                continue;
             }
-            continue;
         }
         if last_rebalance.elapsed() >= rebalance_interval {
             last_rebalance = Instant::now();
