@@ -396,6 +396,20 @@ impl Liveness {
         sessions.shutdown_offsets.remove(&broker_id);
     }
 
+    /// Forgets the session of registration `broker_epoch` of the broker, if it is still the one
+    /// held: a new registration of the same id that came in since keeps its own.
+    pub fn remove_registration(&self, broker_id: BrokerId, broker_epoch: i64) {
+        let mut sessions = self.lock();
+        if sessions
+            .by_broker
+            .get(&broker_id)
+            .is_some_and(|s| s.broker_epoch == broker_epoch)
+        {
+            sessions.by_broker.remove(&broker_id);
+            sessions.shutdown_offsets.remove(&broker_id);
+        }
+    }
+
     /// Whether the broker's session is alive: heartbeats in time, and an open stream or one closed
     /// within the grace.
     pub fn has_live_session(&self, broker_id: BrokerId) -> bool {
@@ -470,8 +484,10 @@ pub async fn run_liveness(
     let mut last_rebalance = Instant::now();
     // The image offset the last check for partitions left on an inactive or unregistered broker
     // found none at: another check finds none either until the image changes (it scans every
-    // partition, once per inactive broker).
+    // partition, once per inactive broker). And the registered brokers then: partitions can be left
+    // on an unregistered one only once they change.
     let mut evicted_up_to = None;
+    let mut checked_brokers: Option<Vec<(BrokerId, i64)>> = None;
     // The active controller last seen, to count changes of it.
     let mut known_leader = None;
     loop {
@@ -530,11 +546,23 @@ pub async fn run_liveness(
             continue;
         }
         if evicted_up_to != Some(image.offset) {
-            if evict_inactive_broker(&image).is_empty() {
+            let brokers: Vec<(BrokerId, i64)> = image
+                .brokers
+                .values()
+                .map(|b| (b.broker_id, b.broker_epoch))
+                .collect();
+            let unregistered_too = checked_brokers.as_ref() != Some(&brokers);
+            if evict_inactive_broker(&image, unregistered_too).is_empty() {
                 evicted_up_to = Some(image.offset);
+                checked_brokers = Some(brokers);
             } else {
                 match quorum
-                    .run(|image| Ok(ControllerResult::new(evict_inactive_broker(image), ())))
+                    .run(|image| {
+                        Ok(ControllerResult::new(
+                            evict_inactive_broker(image, true),
+                            (),
+                        ))
+                    })
                     .await
                 {
                     Ok((offset, ())) => {

@@ -1,8 +1,9 @@
 //! `cluster quorum`: the metadata quorum's replication as the active controller sees it
 //! (DescribeQuorum), laid out as `kafka-metadata-quorum.sh describe --status --replication` lays it
-//! out. The figures are Kafka's: a replica's lag is the leader's log end offset minus its own; the
-//! quorum's largest follower lag is that of the voter furthest behind, and its lag in time is how
-//! long ago the voter caught up least recently was last caught up.
+//! out. The figures are Kafka's (`MetadataQuorumCommand`): a replica's lag is the leader's log end
+//! offset minus its own; the quorum's largest follower lag is that of the voter with the lowest log
+//! end offset, and its lag in time the leader's last catch-up minus that voter's. Times are shown
+//! as how long before the leader answered, so the operator's clock plays no part.
 
 use chronik_proto::v1::{DescribeQuorumResponse, QuorumReplica};
 use serde::Serialize;
@@ -20,8 +21,8 @@ pub struct QuorumReport {
     pub high_watermark: i64,
     /// The voter furthest behind the leader, in offsets.
     pub max_follower_lag: i64,
-    /// How long ago the voter caught up least recently was last caught up, in ms; `None` when a
-    /// voter never was.
+    /// The leader's last catch-up minus that of the voter with the lowest log end offset, in ms
+    /// (0 when that is the leader); `None` when either is not known.
     pub max_follower_lag_ms: Option<i64>,
     /// The leader, the other voters by id, then the observers (brokers) by id.
     pub replicas: Vec<QuorumReplicaStatus>,
@@ -36,9 +37,10 @@ pub struct QuorumReplicaStatus {
     pub log_end_offset: Option<i64>,
     /// The leader's log end offset minus its own.
     pub lag: Option<i64>,
-    /// How long ago it last fetched (a controller answered the leader, a broker heartbeated), in ms.
+    /// How long before the leader answered it last fetched (a controller answered the leader, a
+    /// broker heartbeated), in ms.
     pub last_fetch_ms_ago: Option<i64>,
-    /// How long ago it last held everything the leader had, in ms.
+    /// How long before the leader answered it last held everything the leader had, in ms.
     pub last_caught_up_ms_ago: Option<i64>,
 }
 
@@ -53,14 +55,18 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The report of a DescribeQuorum answer, with times made relative to `now_ms`.
+/// The report of a DescribeQuorum answer, with times made relative to when the leader answered
+/// (its own last fetch), or to `now_ms` if it did not say.
 pub fn report(reply: &DescribeQuorumResponse, now_ms: i64) -> QuorumReport {
     let known = |value: i64| (value >= 0).then_some(value);
-    let leader_end = reply
+    let leader = reply
         .voters
         .iter()
-        .find(|v| v.replica_id == reply.leader_id)
-        .and_then(|v| known(v.log_end_offset));
+        .find(|v| v.replica_id == reply.leader_id);
+    let leader_end = leader.and_then(|v| known(v.log_end_offset));
+    let now_ms = leader
+        .and_then(|v| known(v.last_fetch_timestamp))
+        .unwrap_or(now_ms);
     let status = |r: &QuorumReplica, role| {
         let log_end_offset = known(r.log_end_offset);
         QuorumReplicaStatus {
@@ -88,14 +94,19 @@ pub fn report(reply: &DescribeQuorumResponse, now_ms: i64) -> QuorumReport {
         })
         .chain(observers.into_iter().map(|o| status(o, "observer")))
         .collect();
-    let followers = || replicas.iter().filter(|r| r.role == "follower");
-    let max_follower_lag = followers()
-        .map(|r| r.lag.unwrap_or_else(|| leader_end.unwrap_or(0)))
-        .max()
-        .unwrap_or(0);
-    let max_follower_lag_ms = followers()
-        .map(|r| r.last_caught_up_ms_ago)
-        .try_fold(0, |worst, ago| ago.map(|ago| worst.max(ago)));
+    // Kafka's choice: the first voter (in the answer's order) with the lowest log end offset.
+    let furthest = reply.voters.iter().min_by_key(|v| v.log_end_offset);
+    let max_follower_lag = match (leader_end, furthest) {
+        (Some(end), Some(v)) => end - v.log_end_offset,
+        _ => 0,
+    };
+    let max_follower_lag_ms = match (leader, furthest) {
+        (Some(l), Some(v)) if l.replica_id == v.replica_id => Some(0),
+        (Some(l), Some(v)) => known(l.last_caught_up_timestamp)
+            .zip(known(v.last_caught_up_timestamp))
+            .map(|(l, v)| l - v),
+        _ => None,
+    };
     QuorumReport {
         leader_id: reply.leader_id,
         leader_epoch: reply.leader_epoch,
@@ -138,7 +149,8 @@ mod tests {
             observers: vec![replica(5, 99, 9_500, 9_400), replica(4, -1, -1, -1)],
             nodes: Vec::new(),
         };
-        let report = report(&reply, 10_000);
+        // The local clock is 5 s ahead: times are taken from the leader's answer.
+        let report = report(&reply, 15_000);
         assert_eq!(
             (report.max_follower_lag, report.max_follower_lag_ms),
             (10, Some(3_000))
@@ -166,10 +178,19 @@ mod tests {
                 (5, "observer", Some(1), Some(500), Some(600)),
             ]
         );
-        // A follower never caught up: no lag in time can be given.
+        // The furthest voter never caught up: no lag in time can be given.
         let mut never = reply.clone();
         never.voters[0].last_caught_up_timestamp = -1;
         assert_eq!(super::report(&never, 10_000).max_follower_lag_ms, None);
+        // Every voter at the leader's end: the first of them is the furthest, its lag in time the
+        // leader's catch-up minus its own (Kafka's rule, even when it is not the leader).
+        let mut level = reply.clone();
+        level.voters[0].log_end_offset = 100;
+        let level = super::report(&level, 10_000);
+        assert_eq!(
+            (level.max_follower_lag, level.max_follower_lag_ms),
+            (0, Some(3_000))
+        );
         // A single voter has no followers: no lag.
         let alone = DescribeQuorumResponse {
             voters: vec![replica(2, 100, 10_000, 10_000)],

@@ -1230,15 +1230,21 @@ impl AdminService for ControllerApi {
     ) -> Result<Response<pb::UnregisterBrokerResponse>, Status> {
         require_bootstrapped(&self.quorum)?;
         let broker_id = request.into_inner().broker_id;
-        let liveness = &self.liveness;
-        let (offset, ()) = self
+        let (liveness, quorum) = (&self.liveness, &self.quorum);
+        let (offset, broker_epoch) = self
             .quorum
             .run(|image| {
+                // Sessions of an earlier term (or none, on a controller that just took over) would
+                // say a live broker is not: give every broker one in this term first, as the
+                // liveness task does, so that one which has not heartbeated here yet counts as live.
+                if let Some(term) = quorum.leading_term() {
+                    liveness.on_term(term, image);
+                }
                 cluster::unregister_broker(image, broker_id, liveness.has_live_session(broker_id))
             })
             .await
             .map_err(status)?;
-        self.liveness.remove(broker_id);
+        self.liveness.remove_registration(broker_id, broker_epoch);
         info!(broker_id, offset, "unregistered broker");
         Ok(Response::new(pb::UnregisterBrokerResponse {
             metadata_offset: offset,
@@ -1720,6 +1726,42 @@ mod tests {
         // Without a stream of its own, the current registration is judged by heartbeats alone.
         tokio::time::sleep(SESSION_GRACE * 4).await;
         assert!(api.liveness.has_live_session(1));
+    }
+
+    /// A controller that has just taken over knows no session yet: a broker alive but not yet
+    /// heard from in this term counts as live, and its unregistration is refused. Its session is
+    /// what is removed once a stopped broker is unregistered, not a newer registration's.
+    #[tokio::test]
+    async fn a_new_active_controller_refuses_to_unregister_a_broker_it_has_not_heard_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = single_controller(dir.path()).await;
+        let broker_epoch = register(&api).await;
+        // The same quorum behind a controller process that has no session of this term yet.
+        let taken_over = api_over(api.quorum.clone());
+        async fn unregister(
+            api: &ControllerApi,
+        ) -> Result<Response<pb::UnregisterBrokerResponse>, Status> {
+            let request = Request::new(pb::UnregisterBrokerRequest { broker_id: 1 });
+            api.unregister_broker(request).await
+        }
+        let refused = unregister(&taken_over).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains("is alive"), "{refused:?}");
+        assert!(api.quorum.applied().image().brokers.contains_key(&1));
+
+        // Once its session in this term is over it is unregistered, and only that registration's
+        // session goes.
+        let term = api.quorum.leading_term().unwrap();
+        api.liveness.on_term(term, &api.quorum.applied().image());
+        api.liveness.remove(1);
+        unregister(&api).await.unwrap();
+        assert!(!api.quorum.applied().image().brokers.contains_key(&1));
+        api.liveness.touch(1, broker_epoch + 10, 0);
+        api.liveness.remove_registration(1, broker_epoch);
+        assert!(
+            api.liveness.has_live_session(1),
+            "a newer registration keeps its session"
+        );
     }
 
     /// DescribeQuorum on the active controller: itself the caught-up leader voter at the log's end,

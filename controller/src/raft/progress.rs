@@ -5,7 +5,10 @@
 //! - the Raft transport records an answer to every AppendEntries, heartbeats included
 //!   (`answered`);
 //! - `track_caught_up` watches openraft's metrics while this node leads and records the moment each
-//!   follower's matched index reaches the leader's last log index.
+//!   follower's matched index reaches the leader's last log index. That is stricter than Kafka's
+//!   `LeaderState`, which also credits a fetch that reached the leader's end as of the fetch before:
+//!   under a steady stream of writes a healthy follower can look a little behind in time here. The
+//!   metadata log is written rarely enough for that not to matter.
 //!
 //! Times are wall-clock milliseconds since the epoch, as Kafka reports them; -1 is "never". They
 //! are kept in memory by the node that sends to its peers and mean something only while it leads.

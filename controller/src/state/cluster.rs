@@ -250,12 +250,19 @@ fn remove_from_partitions(image: &MetadataImage, broker: BrokerId) -> Vec<Record
 /// partition changes were skipped at replay as stale (computed on an image that missed a change
 /// committed before them); the active controller checks for it periodically so such a partition is
 /// not left with a fenced or unregistered leader.
-pub fn evict_inactive_broker(image: &MetadataImage) -> Vec<Record> {
-    let unregistered: BTreeSet<BrokerId> = image
-        .partitions()
-        .flat_map(|(_, _, p)| std::iter::once(p.leader).chain(p.isr.iter().copied()))
-        .filter(|&b| b != NO_LEADER && !image.brokers.contains_key(&b))
-        .collect();
+///
+/// Unregistered brokers are looked for only with `unregistered_too`: that scans every partition, and
+/// leftovers of an unregistration can only have appeared if the registered brokers changed.
+pub fn evict_inactive_broker(image: &MetadataImage, unregistered_too: bool) -> Vec<Record> {
+    let unregistered: BTreeSet<BrokerId> = if unregistered_too {
+        image
+            .partitions()
+            .flat_map(|(_, _, p)| std::iter::once(p.leader).chain(p.isr.iter().copied()))
+            .filter(|&b| b != NO_LEADER && !image.brokers.contains_key(&b))
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     image
         .brokers
         .values()
@@ -366,12 +373,13 @@ pub fn unfence_broker(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record>
 ///
 /// Unlike Kafka, a broker whose session is still live (`has_live_session`: it heartbeats, or its
 /// session stream closed within the grace) is refused: it would only register again at once, and
-/// unregistering it is far more likely a mistyped id than an intent.
+/// unregistering it is far more likely a mistyped id than an intent. The reply is the epoch of the
+/// registration removed.
 pub fn unregister_broker(
     image: &MetadataImage,
     broker_id: BrokerId,
     has_live_session: bool,
-) -> Result<ControllerResult<()>, ApiError> {
+) -> Result<ControllerResult<i64>, ApiError> {
     let broker = image.brokers.get(&broker_id).ok_or_else(|| {
         ApiError::new(
             ResponseError::BrokerIdNotRegistered,
@@ -392,7 +400,7 @@ pub fn unregister_broker(
         broker_id,
         broker_epoch: broker.broker_epoch,
     });
-    Ok(ControllerResult::new(records, ()))
+    Ok(ControllerResult::new(records, broker.broker_epoch))
 }
 
 /// Hands out the next block of producer ids; ids are never reused because the block is committed
@@ -711,9 +719,11 @@ pub(crate) mod tests {
         let mut image = cluster(&[1, 2, 3], 6, 3);
         let before = image.topic_by_name("orders").unwrap().clone();
         assert_eq!(image.leader_count(1), 2);
-        let (offset, ()) = commit(&mut image, |image| {
+        let epoch_1 = image.brokers[&1].broker_epoch;
+        let (offset, removed) = commit(&mut image, |image| {
             unregister_broker(image, 1, false).expect("unregistered")
         });
+        assert_eq!(removed, epoch_1);
         assert!(!image.brokers.contains_key(&1));
         let after = image.topic_by_name("orders").unwrap().clone();
         for (was, now) in before.partitions.iter().zip(&after.partitions) {
@@ -724,7 +734,7 @@ pub(crate) mod tests {
                 assert_eq!(now.leader_epoch, was.leader_epoch + 1);
             }
         }
-        assert!(evict_inactive_broker(&image).is_empty());
+        assert!(evict_inactive_broker(&image, true).is_empty());
         // Brokers 2 and 3 stop too: broker 3 is the last member of every ISR and keeps it, leaderless.
         commit(&mut image, |image| {
             ControllerResult::new(fence_broker(image, 2), ())
@@ -735,7 +745,7 @@ pub(crate) mod tests {
         for p in &image.topic_by_name("orders").unwrap().partitions {
             assert_eq!((p.leader, p.isr.as_slice()), (NO_LEADER, &[3][..]));
         }
-        assert!(evict_inactive_broker(&image).is_empty());
+        assert!(evict_inactive_broker(&image, true).is_empty());
         // Broker 3 comes back under a new epoch and leads again what it kept.
         let epoch = register(&mut image, 3);
         assert!(epoch > offset as i64);
@@ -773,14 +783,18 @@ pub(crate) mod tests {
             }],
         );
         assert_eq!(image.leader_count(1), 2);
+        assert!(
+            evict_inactive_broker(&image, false).is_empty(),
+            "unregistered brokers are looked for only when asked"
+        );
         commit(&mut image, |image| {
-            ControllerResult::new(evict_inactive_broker(image), ())
+            ControllerResult::new(evict_inactive_broker(image, true), ())
         });
         assert_eq!(image.leader_count(1), 0);
         for p in &image.topic_by_name("orders").unwrap().partitions {
             assert!(!p.isr.contains(&1) && p.leader != NO_LEADER);
         }
-        assert!(evict_inactive_broker(&image).is_empty());
+        assert!(evict_inactive_broker(&image, true).is_empty());
     }
 
     #[test]
@@ -982,13 +996,13 @@ pub(crate) mod tests {
         );
 
         commit(&mut image, |image| {
-            ControllerResult::new(evict_inactive_broker(image), ())
+            ControllerResult::new(evict_inactive_broker(image, true), ())
         });
         let after = &image.topic_by_name("orders").unwrap().partitions[0];
         assert_ne!(after.leader, p.leader);
         assert!(!after.isr.contains(&p.leader));
         assert!(
-            evict_inactive_broker(&image).is_empty(),
+            evict_inactive_broker(&image, true).is_empty(),
             "nothing left to do"
         );
     }
