@@ -203,6 +203,35 @@ pub(crate) fn broker(id: BrokerId, rack: Option<&str>, fenced: bool) -> Record {
     })
 }
 
+/// Broker `id` of [`cluster`] with the standard authorizer (everyone allowed where no ACL applies)
+/// and one ACL on the cluster, for `User:admin` only: ANONYMOUS may do nothing on the cluster, as
+/// the admin handlers' authorization tests need.
+pub(crate) fn broker_with_admin_only_cluster(id: BrokerId) -> TestBroker {
+    use chronik_metadata::acl::{
+        AclBinding, AclOperation, AclPermissionType, PatternType, ResourceType, CLUSTER_NAME,
+    };
+
+    let mut records = cluster().records;
+    records.push(Record::AccessControlEntry {
+        id: Uuid::new_v4(),
+        acl: AclBinding {
+            resource_type: ResourceType::Cluster,
+            resource_name: CLUSTER_NAME.into(),
+            pattern_type: PatternType::Literal,
+            principal: "User:admin".into(),
+            host: "*".into(),
+            operation: AclOperation::All,
+            permission: AclPermissionType::Allow,
+        },
+    });
+    let mut broker = TestBroker::new(id, &records);
+    broker.ctx.authorizer = Some(crate::authorizer::Authorizer {
+        allow_everyone_if_no_acl_found: true,
+        ..Default::default()
+    });
+    broker
+}
+
 /// A topic whose partition `i` has replicas and ISR `replicas[i]`, led by the first of them.
 pub(crate) fn topic(name: &str, id: Uuid, replicas: &[&[BrokerId]]) -> Vec<Record> {
     let mut records = vec![Record::Topic {

@@ -66,31 +66,7 @@ mod tests {
     /// ALTER on the cluster: refused before anything reaches the controller.
     #[tokio::test]
     async fn unregistering_needs_alter_on_the_cluster() {
-        use chronik_metadata::acl::{AclBinding, AclPermissionType, PatternType, ResourceType};
-        use chronik_metadata::Record;
-
-        use crate::authorizer::Authorizer;
-        use crate::handlers::test_support::{cluster, TestBroker};
-
-        // Some ACL on the cluster, none for ANONYMOUS.
-        let mut records = cluster().records;
-        records.push(Record::AccessControlEntry {
-            id: uuid::Uuid::new_v4(),
-            acl: AclBinding {
-                resource_type: ResourceType::Cluster,
-                resource_name: "kafka-cluster".into(),
-                pattern_type: PatternType::Literal,
-                principal: "User:admin".into(),
-                host: "*".into(),
-                operation: AclOperation::All,
-                permission: AclPermissionType::Allow,
-            },
-        });
-        let mut broker = TestBroker::new(1, &records);
-        broker.ctx.authorizer = Some(Authorizer {
-            allow_everyone_if_no_acl_found: true,
-            ..Authorizer::default()
-        });
+        let broker = crate::handlers::test_support::broker_with_admin_only_cluster(1);
         let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(2));
         let answer = handle(&broker.ctx, &broker.rc(1, "PLAINTEXT"), request).await;
         assert_eq!(

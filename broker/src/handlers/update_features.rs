@@ -162,31 +162,7 @@ mod tests {
     /// anything reaches the controller.
     #[tokio::test]
     async fn updates_need_alter_on_the_cluster() {
-        use chronik_metadata::acl::{AclBinding, AclPermissionType, PatternType, ResourceType};
-        use chronik_metadata::Record;
-
-        use crate::authorizer::Authorizer;
-        use crate::handlers::test_support::{cluster, TestBroker};
-
-        // Some ACL on the cluster, none for ANONYMOUS.
-        let mut records = cluster().records;
-        records.push(Record::AccessControlEntry {
-            id: uuid::Uuid::new_v4(),
-            acl: AclBinding {
-                resource_type: ResourceType::Cluster,
-                resource_name: "kafka-cluster".into(),
-                pattern_type: PatternType::Literal,
-                principal: "User:admin".into(),
-                host: "*".into(),
-                operation: AclOperation::All,
-                permission: AclPermissionType::Allow,
-            },
-        });
-        let mut broker = TestBroker::new(1, &records);
-        broker.ctx.authorizer = Some(Authorizer {
-            allow_everyone_if_no_acl_found: true,
-            ..Authorizer::default()
-        });
+        let broker = crate::handlers::test_support::broker_with_admin_only_cluster(1);
         let request =
             UpdateFeaturesRequest::default().with_feature_updates(vec![FeatureUpdateKey::default(
             )
