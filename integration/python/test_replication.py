@@ -867,3 +867,39 @@ def test_new_leader_exposes_nothing_a_lagging_isr_member_lacks(cluster_factory, 
     figures = verify_run(cluster, topic_name, acked, f"{len(acked)} records acknowledged", timeline)
     print(f"[replication] new leader with a lagging ISR member: {len(acked)} acks; high watermark "
           f"{figures['hws']}; {time.monotonic() - started:.0f}s")
+
+
+@pytest.mark.timeout(150)
+def test_a_controller_that_lost_its_disk_rejoins_without_breaking_the_leader(cluster_factory, topic_name):
+    """A follower controller whose data directory is lost (stopped, emptied, started again) rejoins the
+    quorum as the same voter, so the active controller sees that follower's log go back to nothing and
+    must replicate everything to it again (openraft's `loosen-follower-log-revert`). Before, the
+    leader's Raft core panicked on it in debug builds (a `debug_assert`; release builds instead never
+    caught the follower up): the old leader kept claiming leadership with a dead core while the other
+    two elected a new one. Now every controller agrees on one leader in one term, the emptied one
+    applies everything, a topic created afterwards commits, and no controller logged a panic."""
+    cluster = cluster_factory(controllers=CONTROLLERS, brokers=1, controller_args=["--default-replication-factor=1"])
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1)
+    leader = active_controller(cluster)
+    wiped = next(c for c in range(1, CONTROLLERS + 1) if c != leader)
+    node = next(n for n in cluster.doc["nodes"] if n["kind"] == "controller" and n["id"] == wiped)
+    cluster.local("stop", "controller", str(wiped))
+    for entry in Path(node["data_dir"]).iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    cluster.local("start", "controller", str(wiped), timeout=120)
+
+    def settled() -> dict | None:
+        controllers = cluster.ctl_json("cluster", "status")["controllers"]
+        leaders = [c for c in controllers if c["role"] == "leader"]
+        terms = {c["term"] for c in controllers}
+        if len(leaders) != 1 or len(terms) != 1:
+            return None
+        applied = {c["node_id"]: c["applied_index"] for c in controllers}
+        return leaders[0] if applied[wiped] >= applied[leaders[0]["node_id"]] > 0 else None
+
+    wait_until(settled, 60, f"one leader every controller agrees on, and controller {wiped} caught up")
+    cluster.create_topic(topic_name + "-after", partitions=1, replication_factor=1)
+    wait_until(settled, 30, f"controller {wiped} to apply the topic created afterwards")
+    panics = [n["log_file"] for n in cluster.doc["nodes"]
+              if n["kind"] == "controller" and "panicked" in Path(n["log_file"]).read_text(errors="replace")]
+    assert panics == [], f"controllers that panicked: {panics}"
