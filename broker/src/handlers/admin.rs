@@ -51,6 +51,20 @@ pub async fn await_local_image(ctx: &BrokerContext, offset: u64, timeout_ms: i32
 
 /// The Kafka error a forwarded admin call answers when the controller call itself failed, with the
 /// failure as its message.
+/// What a forwarded call answers when the controller refused it with a Kafka error: the controller's
+/// own words ("Broker ID 7 is not currently registered"), as a Kafka controller answers them; any
+/// other failure as `controller_failure` reports it.
+pub fn controller_refusal(e: ControllerCallError) -> (i16, String) {
+    match e {
+        ControllerCallError::Refused {
+            kafka_error: Some(error),
+            message,
+            ..
+        } => (error.code(), message),
+        other => controller_failure(&other),
+    }
+}
+
 pub fn controller_failure(e: &ControllerCallError) -> (i16, String) {
     (e.kafka_error().code(), e.to_string())
 }

@@ -11,9 +11,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{UnregisterBrokerRequest, UnregisterBrokerResponse};
 use tracing::debug;
 
-use super::admin::{await_local_image, controller_failure, error_message};
+use super::admin::{await_local_image, controller_refusal, error_message};
 use super::{BrokerContext, RequestContext};
-use crate::error::ControllerCallError;
 
 pub async fn handle(
     ctx: &BrokerContext,
@@ -37,15 +36,7 @@ pub async fn handle(
         }
         Err(e) => {
             debug!(error = %e, broker_id = request.broker_id.0, "UnregisterBroker refused or not forwarded");
-            let (code, message) = match e {
-                // The controller's own words ("Broker ID 7 is not currently registered").
-                ControllerCallError::Refused {
-                    kafka_error: Some(error),
-                    message,
-                    ..
-                } => (error.code(), message),
-                other => controller_failure(&other),
-            };
+            let (code, message) = controller_refusal(e);
             respond(code, message)
         }
     }

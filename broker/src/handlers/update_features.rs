@@ -16,9 +16,8 @@ use kafka_protocol::messages::update_features_response::UpdatableFeatureResult;
 use kafka_protocol::messages::{UpdateFeaturesRequest, UpdateFeaturesResponse};
 use tracing::debug;
 
-use super::admin::{await_local_image, controller_failure, error_message};
+use super::admin::{await_local_image, controller_refusal, error_message};
 use super::{BrokerContext, RequestContext};
-use crate::error::ControllerCallError;
 
 /// Kafka's `FeatureUpdate.UpgradeType` codes.
 const UPGRADE: i8 = 1;
@@ -66,16 +65,7 @@ pub async fn handle(
         }
         Err(e) => {
             debug!(error = %e, version = rc.version, "UpdateFeatures refused or not forwarded");
-            let (code, message) = match e {
-                // The controller's own words ("Invalid update version 3 for feature ..."), as a
-                // Kafka controller answers them.
-                ControllerCallError::Refused {
-                    kafka_error: Some(error),
-                    message,
-                    ..
-                } => (error.code(), message),
-                other => controller_failure(&other),
-            };
+            let (code, message) = controller_refusal(e);
             respond(rc.version, &request, code, message)
         }
     }
