@@ -236,7 +236,18 @@ pub enum LocalCommand {
     /// Stop one node with SIGTERM (a broker does a controlled shutdown first).
     Stop(LocalNodeArgs),
     /// Start one stopped node again, with its ports and data, and wait until it is ready.
-    Start(LocalNodeArgs),
+    Start(LocalStartArgs),
+}
+
+/// `chronikctl local start`.
+#[derive(Debug, Clone, Args)]
+pub struct LocalStartArgs {
+    #[command(flatten)]
+    pub node: LocalNodeArgs,
+    /// Return once the process runs instead of waiting until it is ready: a controller that started
+    /// with an empty log is not ready until a leader has caught it up.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// The directory of a local cluster.

@@ -31,6 +31,7 @@ use crate::error::NodeError;
 use crate::liveness::{run_liveness, Liveness};
 use crate::quorum::Quorum;
 use crate::raft::progress::FollowerProgress;
+use crate::raft::rejoin::VoteHold;
 use crate::raft::{self, network::NetworkFactory, raft_config};
 use crate::security::Security;
 use crate::state::configs::{
@@ -184,6 +185,25 @@ impl ControllerNode {
             .is_initialized()
             .await
             .map_err(|e| NodeError::raft("cannot read the Raft state")(e.to_string()))?;
+        // An empty store may be a voter that lost its data directory: it holds its vote until it has
+        // caught up with a leader (`raft::rejoin`). A single voter has nobody else's log to lose.
+        let held = !initialized && voters.len() > 1 && !config.unsafe_vote_with_empty_log;
+        if !initialized && voters.len() > 1 {
+            if held {
+                warn!(
+                    node_id = config.node_id,
+                    "started with an empty Raft log: not voting for a candidate that has a log \
+                     until this controller has caught up with a leader"
+                );
+            } else {
+                warn!(
+                    node_id = config.node_id,
+                    "started with an empty Raft log and --unsafe-vote-with-empty-log: voting at \
+                     once; entries only this controller's lost log and a down leader held may be lost"
+                );
+            }
+        }
+        let vote_hold = VoteHold::new(held);
         if !initialized {
             // Every voter initializes with the same membership; openraft makes that safe, so a fresh
             // quorum forms exactly once even when all nodes start at the same moment.
@@ -212,7 +232,8 @@ impl ControllerNode {
                 committed,
                 Duration::from_secs(5),
             )
-            .with_follower_progress(progress.clone()),
+            .with_follower_progress(progress.clone())
+            .with_vote_hold(vote_hold.clone()),
         );
         let liveness = Arc::new(Liveness::new(
             config.session_timeout(),
@@ -256,7 +277,7 @@ impl ControllerNode {
             .http2_keepalive_timeout(Some(Duration::from_secs(4)))
             .concurrency_limit_per_connection(256)
             .add_service(InterceptedService::new(
-                raft::service::raft_service(raft.clone()),
+                raft::service::raft_service(raft.clone(), vote_hold.clone()),
                 guard(Api::Raft),
             ))
             .add_service(BrokerServiceServer::with_interceptor(
@@ -310,6 +331,11 @@ impl ControllerNode {
                 shutdown.clone(),
             ));
         }
+        tasks.spawn(raft::rejoin::release_when_caught_up(
+            raft.clone(),
+            vote_hold,
+            shutdown.clone(),
+        ));
         tasks.spawn(raft::progress::track_caught_up(
             raft.clone(),
             progress,

@@ -29,6 +29,7 @@ use crate::applied::AppliedMetadata;
 use crate::error::{ApiError, ControllerError, ResponseError, Result};
 use crate::metrics::{metrics, RecordCounts};
 use crate::raft::progress::FollowerProgress;
+use crate::raft::rejoin::VoteHold;
 use crate::raft::{ChronikRaft, NodeId, Request, TypeConfig, MAX_ENTRY_BYTES};
 use crate::state::{ControllerResult, MetadataImage};
 
@@ -56,6 +57,8 @@ pub struct Quorum {
     progress: Arc<FollowerProgress>,
     /// Largest entry a command may write (`raft::MAX_ENTRY_BYTES`; lower in tests).
     max_entry_bytes: AtomicUsize,
+    /// Whether this node holds back its vote after starting with an empty log (`raft::rejoin`).
+    vote_hold: Arc<VoteHold>,
 }
 
 impl Quorum {
@@ -77,6 +80,7 @@ impl Quorum {
             write_timeout,
             progress: Arc::default(),
             max_entry_bytes: AtomicUsize::new(MAX_ENTRY_BYTES),
+            vote_hold: Arc::default(),
         }
     }
 
@@ -84,6 +88,16 @@ impl Quorum {
     pub fn with_follower_progress(mut self, progress: Arc<FollowerProgress>) -> Self {
         self.progress = progress;
         self
+    }
+
+    /// The vote hold the Raft service of this node consults.
+    pub fn with_vote_hold(mut self, hold: Arc<VoteHold>) -> Self {
+        self.vote_hold = hold;
+        self
+    }
+
+    pub fn vote_held(&self) -> bool {
+        self.vote_hold.is_held()
     }
 
     pub fn follower_progress(&self) -> &FollowerProgress {

@@ -25,6 +25,9 @@ acknowledged, while the test injures the cluster:
   with an empty partition directory after retention removed the leader's first segments; it must
   restart its log at the leader's log start and rejoin the ISR (issue #11, item 4: it used to fetch
   offset 0 forever, answered OFFSET_OUT_OF_RANGE).
+- `test_a_controller_that_lost_its_disk_does_not_vote_committed_metadata_away` (no producer): a
+  controller that lost its data directory holds its vote until it has caught up, so a lagging
+  controller cannot be elected without a topic the lost directory had committed.
 - `test_leader_that_wrote_nothing_in_its_epoch_rejoins_after_restart` (no background producer): a
   broker elected leader and killed before any record reached it must catch up and rejoin the ISR after
   a restart, although its leader-epoch cache names an epoch no batch carries (a broker bug this test
@@ -903,3 +906,76 @@ def test_a_controller_that_lost_its_disk_rejoins_without_breaking_the_leader(clu
     panics = [n["log_file"] for n in cluster.doc["nodes"]
               if n["kind"] == "controller" and "panicked" in Path(n["log_file"]).read_text(errors="replace")]
     assert panics == [], f"controllers that panicked: {panics}"
+
+
+def controller_metric(cluster: ChronikCluster, controller: int, name: str) -> int | None:
+    """One plain gauge from a controller's /metrics; None when the controller does not answer."""
+    node = next(n for n in cluster.doc["nodes"] if n["kind"] == "controller" and n["id"] == controller)
+    try:
+        with urllib.request.urlopen(f"http://{node['http_addr']}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    found = re.search(rf"^{name} (\d+)$", text, re.MULTILINE)
+    assert found, f"controller {controller} exports no {name}"
+    return int(found.group(1))
+
+
+def test_a_controller_that_lost_its_disk_does_not_vote_committed_metadata_away(cluster_factory, topic_name):
+    """openraft's FAQ case ("Can I wipe out the data of ONE node"), with real processes: a topic is
+    created while controller B is paused, so it commits on the active controller A and on C only; A is
+    killed and C loses its data directory and starts again; then B resumes. Before C held its vote, B
+    (which lacks the topic) was elected within about a second with the emptied C's vote, and the topic
+    was gone for good. Now B and C elect nobody until A is back; then C catches up and votes again, and
+    after A is killed once more, B and C elect a leader that has the topic."""
+    cluster = cluster_factory(controllers=CONTROLLERS, brokers=1, controller_args=["--default-replication-factor=1"])
+    a = active_controller(cluster)
+    b, c = [n for n in range(1, CONTROLLERS + 1) if n != a]
+    for node in (b, c):
+        wait_until(lambda: controller_metric(cluster, node, "chronik_controller_raft_vote_held") == 0, 30,
+                   f"controller {node} to vote")
+    timeline = Timeline()
+    b_pid = node_pid(cluster, "controller", b)
+    os.kill(b_pid, signal.SIGSTOP)
+    try:
+        timeline.note(f"SIGSTOP controller {b}")
+        # Through A alone: a paused controller accepts connections and never answers.
+        addr_a = next(n["addr"] for n in cluster.doc["nodes"] if n["kind"] == "controller" and n["id"] == a)
+        through_a = ChronikCluster(cluster.name, cluster.dir, {**cluster.doc, "controllers": addr_a})
+        through_a.create_topic(topic_name, partitions=1, replication_factor=1)
+        timeline.note(f"created {topic_name} on controllers {a} and {c}")
+        cluster.local("kill", "controller", str(a))
+        timeline.note(f"kill -9 controller {a}")
+        node = next(n for n in cluster.doc["nodes"] if n["kind"] == "controller" and n["id"] == c)
+        cluster.local("stop", "controller", str(c))
+        for entry in Path(node["data_dir"]).iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        cluster.local("start", "controller", str(c), "--no-wait")
+        timeline.note(f"controller {c} emptied and started again")
+    finally:
+        os.kill(b_pid, signal.SIGCONT)
+    timeline.note(f"SIGCONT controller {b}")
+
+    wait_until(lambda: controller_metric(cluster, c, "chronik_controller_raft_vote_held") == 1, 30,
+               f"the emptied controller {c} to serve its metrics")
+    # Ten seconds: several election timeouts (0.6-1.2 s) of B once it resumed.
+    watched = time.monotonic()
+    while time.monotonic() - watched < 10:
+        leaders = [n for n in (b, c) if controller_metric(cluster, n, "chronik_controller_is_leader") == 1]
+        assert leaders == [], f"controller {leaders} elected without the topic:\n{timeline.text()}"
+        time.sleep(0.2)
+    assert controller_metric(cluster, c, "chronik_controller_raft_vote_held") == 1
+
+    cluster.local("start", "controller", str(a), timeout=120)
+    wait_until(lambda: controller_metric(cluster, c, "chronik_controller_raft_vote_held") == 0, 60,
+               f"controller {c} to catch up with the restarted controller {a}")
+    assert cluster.topic_exists(topic_name)
+
+    cluster.local("kill", "controller", str(a))
+    new = wait_until(lambda: next((n for n in (b, c)
+                                   if controller_metric(cluster, n, "chronik_controller_is_leader") == 1), None),
+                     30, f"controllers {b} and {c} to elect a leader without {a}")
+    assert cluster.topic_exists(topic_name), f"controller {new} leads without {topic_name}"
+    cluster.create_topic(topic_name + "-after", partitions=1, replication_factor=1)
+    assert cluster.topic_exists(topic_name + "-after")
+

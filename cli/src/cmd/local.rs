@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::{LocalCommand, LocalUpArgs};
+use crate::cli::{LocalCommand, LocalNodeArgs, LocalUpArgs};
 use crate::error::CliError;
 use crate::local::{
     build_under_cargo_run, default_bin_dir, http_client, wait_http_ok_with, ClusterSpec,
@@ -68,36 +68,49 @@ pub async fn execute(command: &LocalCommand) -> Result<LocalClusterView, CliErro
             cluster.save().map_err(local_error)?;
             view(&mut cluster).await
         }
-        LocalCommand::Kill(args) | LocalCommand::Stop(args) | LocalCommand::Start(args) => {
-            let mut cluster = LocalCluster::load(&args.dir.dir).map_err(local_error)?;
-            let filter = cluster.spec.log_filter.clone();
-            let secured = cluster.control_plane.is_some();
-            let client = http_client(&cluster.controller_credentials().map_err(local_error)?)
-                .map_err(local_error)?;
-            let node = match args.kind.as_str() {
-                "controller" => cluster.controller(args.id),
-                _ => cluster.broker(args.id),
+        LocalCommand::Kill(args) | LocalCommand::Stop(args) => one_node(command, args, false).await,
+        LocalCommand::Start(args) => one_node(command, &args.node, !args.no_wait).await,
+    }
+}
+
+/// `local kill|stop|start` of one node; a start waits for its `/readyz` when `wait_ready`.
+async fn one_node(
+    command: &LocalCommand,
+    args: &LocalNodeArgs,
+    wait_ready: bool,
+) -> Result<LocalClusterView, CliError> {
+    let mut cluster = LocalCluster::load(&args.dir.dir).map_err(local_error)?;
+    let filter = cluster.spec.log_filter.clone();
+    let secured = cluster.control_plane.is_some();
+    let client = http_client(&cluster.controller_credentials().map_err(local_error)?)
+        .map_err(local_error)?;
+    let node = match args.kind.as_str() {
+        "controller" => cluster.controller(args.id),
+        _ => cluster.broker(args.id),
+    }
+    .map_err(local_error)?;
+    match command {
+        LocalCommand::Kill(_) => node.kill().map_err(local_error)?,
+        LocalCommand::Stop(_) => {
+            if node.is_running() {
+                node.terminate(STOP_TIMEOUT).map_err(local_error)?;
             }
-            .map_err(local_error)?;
-            match command {
-                LocalCommand::Kill(_) => node.kill().map_err(local_error)?,
-                LocalCommand::Stop(_) => {
-                    if node.is_running() {
-                        node.terminate(STOP_TIMEOUT).map_err(local_error)?;
-                    }
-                }
-                _ => {
-                    node.start(&filter).map_err(local_error)?;
-                    let url = readyz_url(secured, node);
-                    wait_http_ok_with(&client, &url, Duration::from_secs(60))
-                        .await
-                        .map_err(local_error)?;
-                }
-            }
+        }
+        _ => {
+            node.start(&filter).map_err(local_error)?;
+            let url = readyz_url(secured, node);
+            // Recorded before the wait, so `local down` stops a node that never gets ready.
             cluster.save().map_err(local_error)?;
-            view(&mut cluster).await
+            if wait_ready {
+                wait_http_ok_with(&client, &url, Duration::from_secs(60))
+                    .await
+                    .map_err(local_error)?;
+            }
+            return view(&mut cluster).await;
         }
     }
+    cluster.save().map_err(local_error)?;
+    view(&mut cluster).await
 }
 
 async fn up(args: &LocalUpArgs) -> Result<LocalClusterView, CliError> {

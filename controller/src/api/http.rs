@@ -1,5 +1,5 @@
 //! HTTP for operators and orchestrators: `/healthz` (the process is up), `/readyz` (this node is in a
-//! quorum with a known leader), `/metrics` (Prometheus text), `/api/v1/cluster` (the cluster as JSON),
+//! quorum with a known leader, and votes: `raft::rejoin`), `/metrics` (Prometheus text), `/api/v1/cluster` (the cluster as JSON),
 //! and the web console at `/` with its APIs (`crate::console`).
 //!
 //! The first three stay open whatever the security settings (orchestrators probe them; the metrics are
@@ -51,6 +51,16 @@ async fn readyz(State(quorum): State<Arc<Quorum>>) -> Response {
             "no controller leader known\n",
         )
             .into_response(),
+        // A node that holds its vote is not yet a voter the quorum can count on: an orchestrator that
+        // waits for ready before restarting the next controller keeps a majority of votes.
+        (Ok(()), Some(leader)) if quorum.vote_held() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "started with an empty Raft log and not caught up with leader {leader} yet: \
+                 holding its vote\n"
+            ),
+        )
+            .into_response(),
         (Ok(()), Some(leader)) => {
             (StatusCode::OK, format!("ready; leader {leader}\n")).into_response()
         }
@@ -87,6 +97,12 @@ async fn metrics(State(quorum): State<Arc<Quorum>>) -> Response {
         "chronik_controller_raft_applied_index",
         "Last applied Raft log index.",
         &plain(m.last_applied.map_or(0, |l| l.index as i64)),
+    );
+    gauge(
+        "chronik_controller_raft_vote_held",
+        "1 while this controller, started with an empty Raft log, refuses candidates that have a log \
+         because it has not caught up with a leader yet.",
+        &plain(i64::from(quorum.vote_held())),
     );
     gauge(
         "chronik_controller_is_leader",

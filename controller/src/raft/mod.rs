@@ -13,6 +13,7 @@ pub mod departure;
 pub mod log_store;
 pub mod network;
 pub mod progress;
+pub mod rejoin;
 pub mod service;
 pub mod state_machine;
 

@@ -2,15 +2,21 @@
 //! openraft request, handing it to the local `Raft`, and returning the serde-JSON of its
 //! `Result<Response, RaftError>` — a Raft-level refusal travels inside the payload, so a gRPC error
 //! status means only that the request itself could not be read or answered. This is the counterpart
-//! of `network`: both sides must encode the same types.
+//! of `network`: both sides must encode the same types. A controller that started with an empty log
+//! refuses some votes itself (`rejoin`).
+
+use std::sync::Arc;
 
 use chronik_proto::v1::raft_service_server::{RaftService, RaftServiceServer};
 use chronik_proto::v1::RaftPayload;
+use openraft::error::RaftError;
+use openraft::raft::VoteRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::Status;
 
-use super::ChronikRaft;
+use super::rejoin::VoteHold;
+use super::{ChronikRaft, NodeId};
 
 /// Largest Raft message accepted or sent: a snapshot chunk, JSON-encoded, must fit, and so must an
 /// AppendEntries of `MAX_PAYLOAD_ENTRIES` entries of up to `MAX_ENTRY_BYTES` each. A message over it
@@ -20,17 +26,18 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// The `RaftService` of one controller.
 pub struct RaftGrpc {
     raft: ChronikRaft,
+    hold: Arc<VoteHold>,
 }
 
 impl RaftGrpc {
-    pub fn new(raft: ChronikRaft) -> Self {
-        Self { raft }
+    pub fn new(raft: ChronikRaft, hold: Arc<VoteHold>) -> Self {
+        Self { raft, hold }
     }
 }
 
 /// The gRPC service to add to the controller's server.
-pub fn raft_service(raft: ChronikRaft) -> RaftServiceServer<RaftGrpc> {
-    RaftServiceServer::new(RaftGrpc::new(raft))
+pub fn raft_service(raft: ChronikRaft, hold: Arc<VoteHold>) -> RaftServiceServer<RaftGrpc> {
+    RaftServiceServer::new(RaftGrpc::new(raft, hold))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -45,7 +52,11 @@ impl RaftService for RaftGrpc {
     }
 
     async fn vote(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
-        let rpc = decode(request)?;
+        let rpc: VoteRequest<NodeId> = decode(request)?;
+        let metrics = self.raft.metrics().borrow().clone();
+        if let Some(refusal) = self.hold.refusal(&rpc, &metrics) {
+            return encode(&Ok::<_, RaftError<NodeId>>(refusal));
+        }
         encode(&self.raft.vote(rpc).await)
     }
 
@@ -68,12 +79,12 @@ fn encode<T: Serialize>(reply: &T) -> GrpcResult {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use chronik_proto::v1::raft_service_server::RaftService;
-    use openraft::error::{RPCError, RaftError};
+    use openraft::error::{InitializeError, RPCError, RaftError};
     use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
     use openraft::raft::VoteRequest;
     use openraft::{BasicNode, Config, Raft, ServerState, Vote};
@@ -81,6 +92,7 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
+    use tokio_util::sync::CancellationToken;
     use tonic::transport::Server;
 
     use super::*;
@@ -94,48 +106,83 @@ mod tests {
     /// Bound on every wait for the cluster to converge.
     const WAIT: Duration = Duration::from_secs(15);
 
-    /// One controller's Raft: its store in a temp dir, served on its own `127.0.0.1:0` listener.
+    /// One controller's Raft: its store in a temp dir, served on its own `127.0.0.1` listener.
     struct TestNode {
         id: NodeId,
         addr: String,
         raft: ChronikRaft,
         applied: Arc<AppliedMetadata>,
+        hold: Arc<VoteHold>,
+        /// Nodes whose requests this node's server refuses, as a cut network link would.
+        cut: Arc<Mutex<BTreeSet<NodeId>>>,
         stop_server: Option<oneshot::Sender<()>>,
         server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+        shutdown: CancellationToken,
         _dir: TempDir,
     }
 
-    /// A controller whose handler runs every AppendEntries only after `delay`, as one on a saturated
-    /// machine does: a request its sender cancels meanwhile never reaches its Raft.
-    struct SlowHandler {
+    /// A controller's server as the tests need it: each AppendEntries may run only after `delay`, as
+    /// on a saturated machine (a request its sender cancels meanwhile never reaches its Raft), and a
+    /// request from a node in `cut` is refused as unreachable.
+    struct TestHandler {
         inner: RaftGrpc,
         delay: Duration,
+        cut: Arc<Mutex<BTreeSet<NodeId>>>,
+    }
+
+    impl TestHandler {
+        /// Refuses a request whose sender (the node of the vote it carries) is cut off.
+        fn pass(&self, request: &tonic::Request<RaftPayload>) -> Result<(), Status> {
+            let payload: serde_json::Value = serde_json::from_slice(&request.get_ref().data)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let from = payload["vote"]["leader_id"]["node_id"].as_u64();
+            match from {
+                Some(from) if self.cut.lock().unwrap().contains(&from) => {
+                    Err(Status::unavailable(format!("link from {from} is cut")))
+                }
+                _ => Ok(()),
+            }
+        }
     }
 
     #[tonic::async_trait]
-    impl RaftService for SlowHandler {
+    impl RaftService for TestHandler {
         async fn append_entries(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            self.pass(&request)?;
             tokio::time::sleep(self.delay).await;
             self.inner.append_entries(request).await
         }
 
         async fn vote(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            self.pass(&request)?;
             self.inner.vote(request).await
         }
 
         async fn install_snapshot(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            self.pass(&request)?;
             self.inner.install_snapshot(request).await
         }
     }
 
     impl TestNode {
         async fn start(id: NodeId, config: &Arc<Config>) -> Self {
-            Self::start_slow(id, config, Duration::ZERO).await
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            Self::start_with(id, config, Duration::ZERO, listener).await
         }
 
         /// A node whose AppendEntries handler runs `append_delay` late.
         async fn start_slow(id: NodeId, config: &Arc<Config>, append_delay: Duration) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            Self::start_with(id, config, append_delay, listener).await
+        }
+
+        /// A node on `listener`, from an empty store: it holds its vote as `ControllerNode` does.
+        async fn start_with(
+            id: NodeId,
+            config: &Arc<Config>,
+            append_delay: Duration,
+            listener: TcpListener,
+        ) -> Self {
             let addr = listener.local_addr().unwrap().to_string();
             let dir = TempDir::new().unwrap();
             let applied = Arc::new(AppliedMetadata::new());
@@ -149,10 +196,19 @@ mod tests {
             )
             .await
             .unwrap();
+            let hold = VoteHold::new(!raft.is_initialized().await.unwrap());
+            let shutdown = CancellationToken::new();
+            tokio::spawn(crate::raft::rejoin::release_when_caught_up(
+                raft.clone(),
+                hold.clone(),
+                shutdown.clone(),
+            ));
+            let cut = Arc::new(Mutex::new(BTreeSet::new()));
             let (stop_server, stopped) = oneshot::channel::<()>();
-            let handler = SlowHandler {
-                inner: RaftGrpc::new(raft.clone()),
+            let handler = TestHandler {
+                inner: RaftGrpc::new(raft.clone(), hold.clone()),
                 delay: append_delay,
+                cut: cut.clone(),
             };
             let server = tokio::spawn(
                 Server::builder()
@@ -170,8 +226,11 @@ mod tests {
                 addr,
                 raft,
                 applied,
+                hold,
+                cut,
                 stop_server: Some(stop_server),
                 server: Some(server),
+                shutdown,
                 _dir: dir,
             }
         }
@@ -182,6 +241,7 @@ mod tests {
 
         /// Stops Raft and the server, as a killed controller would.
         async fn stop(&mut self) {
+            self.shutdown.cancel();
             self.raft.shutdown().await.unwrap();
             if let Some(stop_server) = self.stop_server.take() {
                 let _ = stop_server.send(());
@@ -202,6 +262,23 @@ mod tests {
                 .await
                 .unwrap();
         }
+
+        fn leads(&self) -> bool {
+            self.raft.metrics().borrow().current_leader == Some(self.id)
+        }
+    }
+
+    /// Cuts every link between a node in `isolated` and any other node, and heals every other link.
+    fn isolate(nodes: &[TestNode], isolated: &[NodeId]) {
+        for node in nodes {
+            let mut cut = node.cut.lock().unwrap();
+            cut.clear();
+            for other in nodes.iter().filter(|o| o.id != node.id) {
+                if isolated.contains(&node.id) || isolated.contains(&other.id) {
+                    cut.insert(other.id);
+                }
+            }
+        }
     }
 
     fn config() -> Arc<Config> {
@@ -220,7 +297,8 @@ mod tests {
         nodes.iter().map(|n| (n.id, n.node())).collect()
     }
 
-    /// Waits until every node follows the same leader, and returns its id.
+    /// Waits until every node follows the same leader and none holds its vote, and returns the
+    /// leader's id.
     async fn wait_for_leader(nodes: &[&TestNode]) -> NodeId {
         let metrics = nodes[0]
             .raft
@@ -235,6 +313,18 @@ mod tests {
                 .current_leader(leader, format!("node {} follows {leader}", node.id))
                 .await
                 .unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        for node in nodes {
+            while node.hold.is_held() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {} still holds its vote: {:?}",
+                    node.id,
+                    node.raft.metrics().borrow()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         leader
     }
@@ -350,6 +440,137 @@ mod tests {
 
         for node in &mut nodes {
             node.stop().await;
+        }
+    }
+
+    /// openraft's FAQ case ("Can I wipe out the data of ONE node"): an entry commits on the leader and
+    /// one follower while the other follower is cut off; the first follower loses its store and the
+    /// leader is cut off in turn. Before the vote hold (`rejoin`), the emptied follower voted for the
+    /// lagging one at once, which won without the committed entry. Now neither is elected until the
+    /// old leader is back; then the emptied one catches up, votes again, and the entry survives the
+    /// next election without the old leader.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_controller_that_lost_its_log_does_not_vote_a_committed_entry_away() {
+        let config = config();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(TestNode::start(id, &config).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        let membership = members(&all);
+        nodes[0].raft.initialize(membership.clone()).await.unwrap();
+        let leader = wait_for_leader(&all).await;
+        let a = nodes.iter().position(|n| n.id == leader).unwrap();
+        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+        let (a_id, b_id) = (nodes[a].id, nodes[b].id);
+
+        isolate(&nodes, &[b_id]);
+        let written = nodes[a]
+            .raft
+            .client_write(Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: "committed-before-the-loss".to_string(),
+                }],
+            })
+            .await
+            .unwrap();
+        nodes[c].wait_applied(written.log_id.index).await;
+
+        // The leader is cut off; the follower that holds the entry loses its store and starts again
+        // at the same address, initializing as `ControllerNode` does on an empty store.
+        isolate(&nodes, &[a_id]);
+        let addr = nodes[c].addr.clone();
+        nodes[c].stop().await;
+        let listener = TcpListener::bind(&addr).await.unwrap();
+        nodes[c] = TestNode::start_with(nodes[c].id, &config, Duration::ZERO, listener).await;
+        assert!(nodes[c].hold.is_held());
+        isolate(&nodes, &[a_id]);
+        if let Err(e) = nodes[c].raft.initialize(membership).await {
+            assert!(
+                matches!(e, RaftError::APIError(InitializeError::NotAllowed(_))),
+                "{e}"
+            );
+        }
+
+        // Six seconds: at least five election timeouts of the lagging follower.
+        let watched = tokio::time::Instant::now();
+        while watched.elapsed() < Duration::from_secs(6) {
+            for node in [&nodes[b], &nodes[c]] {
+                let m = node.raft.metrics().borrow().clone();
+                assert!(
+                    m.current_leader.is_none_or(|l| l == a_id),
+                    "node {} sees a leader elected without the committed entry: {m:?}",
+                    node.id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(nodes[c].hold.is_held());
+
+        isolate(&nodes, &[]);
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        wait_for_agreed_leader(&all).await;
+        for node in &nodes {
+            node.wait_applied(written.log_id.index).await;
+        }
+        assert!(!nodes[c].hold.is_held());
+
+        isolate(&nodes, &[a_id]);
+        let survivors = [&nodes[b], &nodes[c]];
+        let leader = wait_for_agreed_leader(&survivors).await;
+        let leader = survivors.iter().find(|n| n.id == leader).unwrap();
+        let after = leader
+            .raft
+            .client_write(Request {
+                records: vec![Record::ProducerIds {
+                    broker_id: 1,
+                    broker_epoch: 1,
+                    next_producer_id: 1000,
+                }],
+            })
+            .await
+            .unwrap();
+        for node in survivors {
+            node.wait_applied(after.log_id.index).await;
+            let image = node.applied.image();
+            assert_eq!(
+                image.cluster_id.as_deref(),
+                Some("committed-before-the-loss"),
+                "node {}",
+                node.id
+            );
+        }
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
+    /// Waits until `nodes` agree on one leader in one term, that leader leads, and none holds its
+    /// vote; returns the leader's id. Unlike `wait_for_leader`, it outlasts a stale leader stepping
+    /// down.
+    async fn wait_for_agreed_leader(nodes: &[&TestNode]) -> NodeId {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let views: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    let m = n.raft.metrics().borrow().clone();
+                    (m.current_leader, m.current_term)
+                })
+                .collect();
+            if let Some((Some(leader), _)) = views.first().copied() {
+                if views.iter().all(|v| *v == views[0])
+                    && nodes.iter().any(|n| n.id == leader && n.leads())
+                    && nodes.iter().all(|n| !n.hold.is_held())
+                {
+                    return leader;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agreed leader: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -624,7 +845,7 @@ mod tests {
     async fn undecodable_payload_is_invalid_argument() {
         let config = config();
         let mut node = TestNode::start(1, &config).await;
-        let grpc = RaftGrpc::new(node.raft.clone());
+        let grpc = RaftGrpc::new(node.raft.clone(), node.hold.clone());
         let status = grpc
             .vote(tonic::Request::new(RaftPayload {
                 data: b"{not json".to_vec(),
