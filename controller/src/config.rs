@@ -71,13 +71,13 @@ pub struct ControllerConfig {
     #[arg(long, env = "CHRONIK_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 600)]
     pub raft_election_timeout_ms: u64,
 
-    /// Unsafe: let this controller vote as soon as it starts with an empty Raft log. Without it, such a
-    /// controller (a new disk, a lost data directory) refuses candidates that have a log until it has
-    /// caught up with a leader, because its lost log may have held committed entries the candidate
-    /// lacks. Only for a quorum that cannot elect a leader because the other complete copies of its
-    /// log are gone for good; it accepts losing what only they held.
-    #[arg(long, env = "CHRONIK_UNSAFE_VOTE_WITH_EMPTY_LOG")]
-    pub unsafe_vote_with_empty_log: bool,
+    /// Unsafe: end this controller's vote hold at start. A controller that started with an empty Raft
+    /// log (a new disk, a lost data directory) refuses candidates that have a log, across restarts,
+    /// until it has caught up with the other controllers, because its lost log may have held
+    /// committed entries the candidate lacks. Only for a quorum that cannot elect a leader because
+    /// the other complete copies of its log are gone for good; it accepts losing what only they held.
+    #[arg(long, env = "CHRONIK_UNSAFE_SKIP_VOTE_HOLD")]
+    pub unsafe_skip_vote_hold: bool,
 
     /// Log entries between snapshots; the log is compacted behind each snapshot.
     #[arg(long, env = "CHRONIK_SNAPSHOT_EVERY", default_value_t = 1000)]

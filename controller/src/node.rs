@@ -31,7 +31,7 @@ use crate::error::NodeError;
 use crate::liveness::{run_liveness, Liveness};
 use crate::quorum::Quorum;
 use crate::raft::progress::FollowerProgress;
-use crate::raft::rejoin::VoteHold;
+use crate::raft::vote_hold::VoteHold;
 use crate::raft::{self, network::NetworkFactory, raft_config};
 use crate::security::Security;
 use crate::state::configs::{
@@ -47,6 +47,30 @@ struct DataDirMeta {
     node_id: u64,
     voters: Vec<u64>,
     cluster_id: Option<String>,
+    /// The node started with an empty Raft store and has not caught up since (`raft::vote_hold`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    vote_held: bool,
+}
+
+/// The meta file of a running node: written by whoever changes it, one change at a time.
+struct MetaFile {
+    dir: PathBuf,
+    meta: std::sync::Mutex<DataDirMeta>,
+}
+
+impl MetaFile {
+    fn read(&self) -> DataDirMeta {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut DataDirMeta)) -> Result<(), NodeError> {
+        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = meta.clone();
+        change(&mut changed);
+        write_meta(&self.dir, &changed)?;
+        *meta = changed;
+        Ok(())
+    }
 }
 
 const META_FILE: &str = "controller.meta.json";
@@ -99,6 +123,7 @@ fn check_data_dir(
                 node_id,
                 voters: voter_ids,
                 cluster_id: None,
+                vote_held: false,
             };
             write_meta(data_dir, &meta)?;
             Ok(meta)
@@ -151,7 +176,10 @@ impl ControllerNode {
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let security = Security::load(&config.security)?;
         install_console_kafka_security(&config)?;
-        let mut meta = check_data_dir(&config.data_dir, config.node_id, &voters)?;
+        let meta = Arc::new(MetaFile {
+            meta: std::sync::Mutex::new(check_data_dir(&config.data_dir, config.node_id, &voters)?),
+            dir: config.data_dir.clone(),
+        });
 
         let applied = Arc::new(AppliedMetadata::new());
         let (log_store, state_machine) = raft::open(&config.data_dir, applied.clone())
@@ -186,20 +214,24 @@ impl ControllerNode {
             .await
             .map_err(|e| NodeError::raft("cannot read the Raft state")(e.to_string()))?;
         // An empty store may be a voter that lost its data directory: it holds its vote until it has
-        // caught up with a leader (`raft::rejoin`). A single voter has nobody else's log to lose.
-        let held = !initialized && voters.len() > 1 && !config.unsafe_vote_with_empty_log;
-        if !initialized && voters.len() > 1 {
+        // caught up with the others (`raft::vote_hold`), across restarts. A single voter has nobody
+        // else's log to lose.
+        let must_hold = (!initialized || meta.read().vote_held) && voters.len() > 1;
+        let held = must_hold && !config.unsafe_skip_vote_hold;
+        if must_hold {
+            meta.update(|m| m.vote_held = held)?;
             if held {
                 warn!(
                     node_id = config.node_id,
-                    "started with an empty Raft log: not voting for a candidate that has a log \
-                     until this controller has caught up with a leader"
+                    "started with an empty Raft log (or not caught up since): not voting for a \
+                     candidate that has a log until this controller has caught up with the others"
                 );
             } else {
                 warn!(
                     node_id = config.node_id,
-                    "started with an empty Raft log and --unsafe-vote-with-empty-log: voting at \
-                     once; entries only this controller's lost log and a down leader held may be lost"
+                    "--unsafe-skip-vote-hold: voting at once although this controller started with \
+                     an empty Raft log and has not caught up; entries only its lost log and a \
+                     controller now down held may be lost"
                 );
             }
         }
@@ -228,7 +260,7 @@ impl ControllerNode {
                 raft.clone(),
                 applied.clone(),
                 config.node_id,
-                voters,
+                voters.clone(),
                 committed,
                 Duration::from_secs(5),
             )
@@ -328,14 +360,30 @@ impl ControllerNode {
                 config.node_id,
                 security.peers.clone(),
                 Duration::from_millis(config.raft_heartbeat_ms),
+                vote_hold.clone(),
                 shutdown.clone(),
             ));
         }
-        tasks.spawn(raft::rejoin::release_when_caught_up(
-            raft.clone(),
-            vote_hold,
-            shutdown.clone(),
-        ));
+        {
+            let peers = voters
+                .iter()
+                .filter(|(id, _)| **id != config.node_id)
+                .map(|(id, address)| (*id, address.clone()))
+                .collect();
+            let meta = meta.clone();
+            tasks.spawn(raft::vote_hold::release_when_caught_up(
+                raft.clone(),
+                config.node_id,
+                vote_hold.clone(),
+                peers,
+                security.peers.clone(),
+                move || {
+                    meta.update(|m| m.vote_held = false)
+                        .map_err(|e| e.to_string())
+                },
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(raft::progress::track_caught_up(
             raft.clone(),
             progress,
@@ -357,7 +405,7 @@ impl ControllerNode {
             let (quorum, shutdown, data_dir) =
                 (quorum.clone(), shutdown.clone(), config.data_dir.clone());
             tasks.spawn(async move {
-                if let Err(e) = guard_cluster_id(&quorum, &data_dir, &mut meta, &shutdown).await {
+                if let Err(e) = guard_cluster_id(&quorum, &data_dir, &meta, &shutdown).await {
                     error!("{e:#}");
                     shutdown.cancel();
                 }
@@ -501,13 +549,13 @@ fn new_cluster_id() -> String {
 async fn guard_cluster_id(
     quorum: &Quorum,
     data_dir: &Path,
-    meta: &mut DataDirMeta,
+    meta: &MetaFile,
     shutdown: &CancellationToken,
 ) -> Result<(), NodeError> {
     let mut offsets = quorum.applied().subscribe();
     loop {
         if let Some(cluster_id) = quorum.applied().with_image(|i| i.cluster_id.clone()) {
-            match &meta.cluster_id {
+            match &meta.read().cluster_id {
                 Some(ours) if *ours != cluster_id => {
                     return Err(NodeError::OtherCluster {
                         dir: data_dir.to_path_buf(),
@@ -517,8 +565,7 @@ async fn guard_cluster_id(
                 }
                 Some(_) => return Ok(()),
                 None => {
-                    meta.cluster_id = Some(cluster_id);
-                    write_meta(data_dir, meta)?;
+                    meta.update(|m| m.cluster_id = Some(cluster_id))?;
                     return Ok(());
                 }
             }
@@ -584,5 +631,34 @@ mod tests {
         let damaged = tempfile::tempdir().unwrap();
         std::fs::create_dir(damaged.path().join("raft")).unwrap();
         assert!(check_data_dir(damaged.path(), 1, &voters).is_err());
+    }
+
+    /// A restart before the vote hold ended keeps it (the review of the first hold: a crash loop
+    /// dropped it, since the restarted store is no longer empty).
+    #[test]
+    fn the_vote_hold_survives_a_restart_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let voters: BTreeMap<u64, String> = [(1, "a:1".to_string()), (2, "b:2".to_string())].into();
+        let meta = MetaFile {
+            meta: std::sync::Mutex::new(check_data_dir(dir.path(), 1, &voters).unwrap()),
+            dir: dir.path().to_path_buf(),
+        };
+        assert!(!meta.read().vote_held);
+        meta.update(|m| m.vote_held = true).unwrap();
+        assert!(check_data_dir(dir.path(), 1, &voters).unwrap().vote_held);
+        meta.update(|m| m.cluster_id = Some("c".into())).unwrap();
+        meta.update(|m| m.vote_held = false).unwrap();
+        let reread = check_data_dir(dir.path(), 1, &voters).unwrap();
+        assert_eq!(
+            (reread.vote_held, reread.cluster_id.as_deref()),
+            (false, Some("c"))
+        );
+        // Meta files from before the hold read as not held.
+        std::fs::write(
+            meta_path(dir.path()),
+            br#"{"node_id":1,"voters":[1,2],"cluster_id":null}"#,
+        )
+        .unwrap();
+        assert!(!check_data_dir(dir.path(), 1, &voters).unwrap().vote_held);
     }
 }

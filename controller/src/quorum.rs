@@ -29,7 +29,7 @@ use crate::applied::AppliedMetadata;
 use crate::error::{ApiError, ControllerError, ResponseError, Result};
 use crate::metrics::{metrics, RecordCounts};
 use crate::raft::progress::FollowerProgress;
-use crate::raft::rejoin::VoteHold;
+use crate::raft::vote_hold::VoteHold;
 use crate::raft::{ChronikRaft, NodeId, Request, TypeConfig, MAX_ENTRY_BYTES};
 use crate::state::{ControllerResult, MetadataImage};
 
@@ -57,7 +57,7 @@ pub struct Quorum {
     progress: Arc<FollowerProgress>,
     /// Largest entry a command may write (`raft::MAX_ENTRY_BYTES`; lower in tests).
     max_entry_bytes: AtomicUsize,
-    /// Whether this node holds back its vote after starting with an empty log (`raft::rejoin`).
+    /// Whether this node holds back its vote after starting with an empty log (`raft::vote_hold`).
     vote_hold: Arc<VoteHold>,
 }
 

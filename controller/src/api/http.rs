@@ -1,5 +1,6 @@
 //! HTTP for operators and orchestrators: `/healthz` (the process is up), `/readyz` (this node is in a
-//! quorum with a known leader, and votes: `raft::rejoin`), `/metrics` (Prometheus text), `/api/v1/cluster` (the cluster as JSON),
+//! quorum with a known leader, and votes: `raft::vote_hold`), `/metrics` (Prometheus text),
+//! `/api/v1/cluster` (the cluster as JSON),
 //! and the web console at `/` with its APIs (`crate::console`).
 //!
 //! The first three stay open whatever the security settings (orchestrators probe them; the metrics are
@@ -56,8 +57,8 @@ async fn readyz(State(quorum): State<Arc<Quorum>>) -> Response {
         (Ok(()), Some(leader)) if quorum.vote_held() => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "started with an empty Raft log and not caught up with leader {leader} yet: \
-                 holding its vote\n"
+                "leader {leader}; started with an empty Raft log and not caught up with the other \
+                 controllers yet: holding its vote\n"
             ),
         )
             .into_response(),
@@ -101,7 +102,7 @@ async fn metrics(State(quorum): State<Arc<Quorum>>) -> Response {
     gauge(
         "chronik_controller_raft_vote_held",
         "1 while this controller, started with an empty Raft log, refuses candidates that have a log \
-         because it has not caught up with a leader yet.",
+         because it has not caught up with the other controllers yet.",
         &plain(i64::from(quorum.vote_held())),
     );
     gauge(

@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Uri};
 use tracing::{debug, info, warn};
 
+use super::vote_hold::VoteHold;
 use super::{ChronikRaft, NodeId};
 
 /// Shortest time between one survivor's campaign and the next one's (otherwise a heartbeat
@@ -109,6 +110,7 @@ pub async fn watch_active_controller(
     me: NodeId,
     credentials: ClientCredentials,
     heartbeat: Duration,
+    hold: Arc<VoteHold>,
     shutdown: CancellationToken,
 ) {
     let turn = heartbeat.max(MIN_TURN);
@@ -157,9 +159,12 @@ pub async fn watch_active_controller(
                     %reason,
                     "the active controller's process is gone (its connection closed and its port refuses connections): electing a new one without waiting out its lease"
                 );
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    () = campaign(&raft, me, &leader, turn, &mut metrics) => {}
+                // A node holding its vote may lack entries the departed leader committed.
+                if !hold.is_held() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        () = campaign(&raft, me, &leader, turn, &mut metrics) => {}
+                    }
                 }
             }
             Some(_) => {} // Another leader already: nothing to do.

@@ -13,9 +13,9 @@ pub mod departure;
 pub mod log_store;
 pub mod network;
 pub mod progress;
-pub mod rejoin;
 pub mod service;
 pub mod state_machine;
+pub mod vote_hold;
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

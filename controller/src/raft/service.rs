@@ -3,19 +3,19 @@
 //! `Result<Response, RaftError>` — a Raft-level refusal travels inside the payload, so a gRPC error
 //! status means only that the request itself could not be read or answered. This is the counterpart
 //! of `network`: both sides must encode the same types. A controller that started with an empty log
-//! refuses some votes itself (`rejoin`).
+//! refuses some votes itself (`vote_hold`).
 
 use std::sync::Arc;
 
 use chronik_proto::v1::raft_service_server::{RaftService, RaftServiceServer};
-use chronik_proto::v1::RaftPayload;
+use chronik_proto::v1::{LogStateRequest, LogStateResponse, RaftPayload};
 use openraft::error::RaftError;
 use openraft::raft::VoteRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::Status;
 
-use super::rejoin::VoteHold;
+use super::vote_hold::{self, VoteHold};
 use super::{ChronikRaft, NodeId};
 
 /// Largest Raft message accepted or sent: a snapshot chunk, JSON-encoded, must fit, and so must an
@@ -53,11 +53,22 @@ impl RaftService for RaftGrpc {
 
     async fn vote(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
         let rpc: VoteRequest<NodeId> = decode(request)?;
-        let metrics = self.raft.metrics().borrow().clone();
-        if let Some(refusal) = self.hold.refusal(&rpc, &metrics) {
+        if let Some(refusal) = self
+            .hold
+            .refusal(&rpc, || self.raft.metrics().borrow().vote)
+        {
             return encode(&Ok::<_, RaftError<NodeId>>(refusal));
         }
         encode(&self.raft.vote(rpc).await)
+    }
+
+    async fn log_state(
+        &self,
+        _request: tonic::Request<LogStateRequest>,
+    ) -> Result<tonic::Response<LogStateResponse>, Status> {
+        Ok(tonic::Response::new(vote_hold::log_state(
+            &self.raft.metrics().borrow(),
+        )))
     }
 
     async fn install_snapshot(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
@@ -133,6 +144,9 @@ mod tests {
     impl TestHandler {
         /// Refuses a request whose sender (the node of the vote it carries) is cut off.
         fn pass(&self, request: &tonic::Request<RaftPayload>) -> Result<(), Status> {
+            if self.cut.lock().unwrap().is_empty() {
+                return Ok(());
+            }
             let payload: serde_json::Value = serde_json::from_slice(&request.get_ref().data)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             let from = payload["vote"]["leader_id"]["node_id"].as_u64();
@@ -162,26 +176,39 @@ mod tests {
             self.pass(&request)?;
             self.inner.install_snapshot(request).await
         }
+
+        async fn log_state(
+            &self,
+            request: tonic::Request<LogStateRequest>,
+        ) -> Result<tonic::Response<LogStateResponse>, Status> {
+            let from = request.get_ref().node_id;
+            if self.cut.lock().unwrap().contains(&from) {
+                return Err(Status::unavailable(format!("link from {from} is cut")));
+            }
+            self.inner.log_state(request).await
+        }
     }
 
     impl TestNode {
         async fn start(id: NodeId, config: &Arc<Config>) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            Self::start_with(id, config, Duration::ZERO, listener).await
+            Self::start_with(id, config, Duration::ZERO, listener, false).await
         }
 
         /// A node whose AppendEntries handler runs `append_delay` late.
         async fn start_slow(id: NodeId, config: &Arc<Config>, append_delay: Duration) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            Self::start_with(id, config, append_delay, listener).await
+            Self::start_with(id, config, append_delay, listener, false).await
         }
 
-        /// A node on `listener`, from an empty store: it holds its vote as `ControllerNode` does.
+        /// A node on `listener`, from an empty store; `held` holds its vote as `ControllerNode` does
+        /// (until `release_when_caught_up`, which `hold_until_caught_up` starts).
         async fn start_with(
             id: NodeId,
             config: &Arc<Config>,
             append_delay: Duration,
             listener: TcpListener,
+            held: bool,
         ) -> Self {
             let addr = listener.local_addr().unwrap().to_string();
             let dir = TempDir::new().unwrap();
@@ -196,13 +223,8 @@ mod tests {
             )
             .await
             .unwrap();
-            let hold = VoteHold::new(!raft.is_initialized().await.unwrap());
+            let hold = VoteHold::new(held);
             let shutdown = CancellationToken::new();
-            tokio::spawn(crate::raft::rejoin::release_when_caught_up(
-                raft.clone(),
-                hold.clone(),
-                shutdown.clone(),
-            ));
             let cut = Arc::new(Mutex::new(BTreeSet::new()));
             let (stop_server, stopped) = oneshot::channel::<()>();
             let handler = TestHandler {
@@ -265,6 +287,24 @@ mod tests {
 
         fn leads(&self) -> bool {
             self.raft.metrics().borrow().current_leader == Some(self.id)
+        }
+
+        /// Starts the task that ends this node's vote hold, asking the other `nodes`.
+        fn hold_until_caught_up(&self, nodes: &[TestNode]) {
+            let peers = nodes
+                .iter()
+                .filter(|n| n.id != self.id)
+                .map(|n| (n.id, n.addr.clone()))
+                .collect();
+            tokio::spawn(vote_hold::release_when_caught_up(
+                self.raft.clone(),
+                self.id,
+                self.hold.clone(),
+                peers,
+                chronik_control_auth::ClientCredentials::none(),
+                || Ok(()),
+                self.shutdown.clone(),
+            ));
         }
     }
 
@@ -445,7 +485,7 @@ mod tests {
 
     /// openraft's FAQ case ("Can I wipe out the data of ONE node"): an entry commits on the leader and
     /// one follower while the other follower is cut off; the first follower loses its store and the
-    /// leader is cut off in turn. Before the vote hold (`rejoin`), the emptied follower voted for the
+    /// leader is cut off in turn. Before the vote hold (`vote_hold`), the emptied follower voted for the
     /// lagging one at once, which won without the committed entry. Now neither is elected until the
     /// old leader is back; then the emptied one catches up, votes again, and the entry survives the
     /// next election without the old leader.
@@ -454,15 +494,20 @@ mod tests {
         let config = config();
         let mut nodes = Vec::new();
         for id in 1..=3 {
-            nodes.push(TestNode::start(id, &config).await);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            nodes.push(TestNode::start_with(id, &config, Duration::ZERO, listener, true).await);
+        }
+        for node in &nodes {
+            node.hold_until_caught_up(&nodes);
         }
         let all: Vec<&TestNode> = nodes.iter().collect();
         let membership = members(&all);
+        // A new quorum forms and releases every hold.
         nodes[0].raft.initialize(membership.clone()).await.unwrap();
         let leader = wait_for_leader(&all).await;
         let a = nodes.iter().position(|n| n.id == leader).unwrap();
         let (b, c) = ((a + 1) % 3, (a + 2) % 3);
-        let (a_id, b_id) = (nodes[a].id, nodes[b].id);
+        let (a_id, b_id, c_id) = (nodes[a].id, nodes[b].id, nodes[c].id);
 
         isolate(&nodes, &[b_id]);
         let written = nodes[a]
@@ -478,13 +523,13 @@ mod tests {
 
         // The leader is cut off; the follower that holds the entry loses its store and starts again
         // at the same address, initializing as `ControllerNode` does on an empty store.
-        isolate(&nodes, &[a_id]);
+        isolate(&nodes, &[a_id, c_id]);
         let addr = nodes[c].addr.clone();
         nodes[c].stop().await;
         let listener = TcpListener::bind(&addr).await.unwrap();
-        nodes[c] = TestNode::start_with(nodes[c].id, &config, Duration::ZERO, listener).await;
-        assert!(nodes[c].hold.is_held());
+        nodes[c] = TestNode::start_with(c_id, &config, Duration::ZERO, listener, true).await;
         isolate(&nodes, &[a_id]);
+        nodes[c].hold_until_caught_up(&nodes);
         if let Err(e) = nodes[c].raft.initialize(membership).await {
             assert!(
                 matches!(e, RaftError::APIError(InitializeError::NotAllowed(_))),
@@ -492,9 +537,10 @@ mod tests {
             );
         }
 
-        // Six seconds: at least five election timeouts of the lagging follower.
-        let watched = tokio::time::Instant::now();
-        while watched.elapsed() < Duration::from_secs(6) {
+        // The lagging follower campaigns (three terms) and is never elected.
+        let campaigns_from = nodes[b].raft.metrics().borrow().current_term;
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        while nodes[b].raft.metrics().borrow().current_term < campaigns_from + 3 {
             for node in [&nodes[b], &nodes[c]] {
                 let m = node.raft.metrics().borrow().clone();
                 assert!(
@@ -503,6 +549,10 @@ mod tests {
                     node.id
                 );
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {b_id} did not campaign"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(nodes[c].hold.is_held());
@@ -540,6 +590,79 @@ mod tests {
                 node.id
             );
         }
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
+    /// A held controller that has entries never campaigns (openraft counts a candidate's own vote
+    /// without asking it): an emptied follower caught up from the leader while the other follower
+    /// is cut off, so it stays held; then the leader is cut off. The other follower campaigns term
+    /// after term, and the held one never becomes a candidate, until everyone is back and it is
+    /// released.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_held_controller_with_entries_does_not_campaign() {
+        let config = config();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            nodes.push(TestNode::start_with(id, &config, Duration::ZERO, listener, true).await);
+        }
+        for node in &nodes {
+            node.hold_until_caught_up(&nodes);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        let membership = members(&all);
+        nodes[0].raft.initialize(membership.clone()).await.unwrap();
+        let leader = wait_for_leader(&all).await;
+        let a = nodes.iter().position(|n| n.id == leader).unwrap();
+        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+        let (a_id, b_id, c_id) = (nodes[a].id, nodes[b].id, nodes[c].id);
+        let written = nodes[a]
+            .raft
+            .client_write(Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: "before-the-loss".to_string(),
+                }],
+            })
+            .await
+            .unwrap();
+
+        isolate(&nodes, &[b_id, c_id]);
+        let addr = nodes[c].addr.clone();
+        nodes[c].stop().await;
+        let listener = TcpListener::bind(&addr).await.unwrap();
+        nodes[c] = TestNode::start_with(c_id, &config, Duration::ZERO, listener, true).await;
+        isolate(&nodes, &[b_id]);
+        nodes[c].hold_until_caught_up(&nodes);
+        nodes[c].wait_applied(written.log_id.index).await;
+        assert!(
+            nodes[c].hold.is_held(),
+            "released without hearing from {b_id}"
+        );
+
+        isolate(&nodes, &[a_id]);
+        let campaigns_from = nodes[b].raft.metrics().borrow().current_term;
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        while nodes[b].raft.metrics().borrow().current_term < campaigns_from + 3 {
+            let m = nodes[c].raft.metrics().borrow().clone();
+            assert!(
+                matches!(m.state, ServerState::Follower)
+                    && m.vote.leader_id().voted_for() != Some(c_id),
+                "the held node campaigned: {m:?}"
+            );
+            assert!(m.current_leader.is_none_or(|l| l == a_id), "{m:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {b_id} did not campaign"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(nodes[c].hold.is_held());
+
+        isolate(&nodes, &[]);
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        wait_for_agreed_leader(&all).await;
         for node in &mut nodes {
             node.stop().await;
         }
