@@ -353,6 +353,15 @@ pub struct BrokerConfig {
     )]
     pub max_incremental_fetch_session_cache_slots: usize,
 
+    /// Samples a client's byte rate is measured over, for client quotas (Kafka's
+    /// `quota.window.num`).
+    #[arg(long, env = "CHRONIK_QUOTA_WINDOW_NUM", default_value_t = 11)]
+    pub quota_window_num: usize,
+
+    /// Seconds each of those samples covers (Kafka's `quota.window.size.seconds`).
+    #[arg(long, env = "CHRONIK_QUOTA_WINDOW_SIZE_SECONDS", default_value_t = 1)]
+    pub quota_window_size_seconds: u64,
+
     /// How often segments past `retention.ms`/`retention.bytes` are deleted (Kafka's
     /// `log.retention.check.interval.ms`).
     #[arg(
@@ -487,6 +496,14 @@ impl ControllerSecurityArgs {
 }
 
 impl BrokerConfig {
+    /// How client quotas sample rates.
+    pub fn quota_windows(&self) -> crate::quota::QuotaWindows {
+        crate::quota::QuotaWindows {
+            samples: self.quota_window_num,
+            window: std::time::Duration::from_secs(self.quota_window_size_seconds),
+        }
+    }
+
     /// Checks the settings together. Called once at start, before anything binds or connects.
     pub fn validate(&self) -> Result<(), BrokerError> {
         let invalid = |message: String| Err(BrokerError::Config(message));
@@ -513,6 +530,12 @@ impl BrokerConfig {
         }
         if self.controlled_shutdown_timeout_ms == 0 {
             return invalid("--controlled-shutdown-timeout-ms must be more than 0".into());
+        }
+        if self.quota_window_num < 2 || self.quota_window_size_seconds == 0 {
+            return invalid(
+                "--quota-window-num must be 2 or more and --quota-window-size-seconds more than 0"
+                    .into(),
+            );
         }
         if self.controller_request_timeout_ms == 0 {
             return invalid("--controller-request-timeout-ms must be more than 0".into());

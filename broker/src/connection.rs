@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -39,6 +39,7 @@ use crate::error_counts::error_codes;
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::metrics::{api_name, metrics};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
+use crate::quota::QuotaKind;
 use crate::security::sasl::{SaslAction, SaslAuthenticator};
 use crate::security::{principal, ListenerSecurity};
 
@@ -115,11 +116,18 @@ type Encoded = Result<Option<Bytes>, String>;
 struct Answer {
     out: Encoded,
     times: Option<RequestTimes>,
+    /// How long the connection reads nothing more after this answer: a client over its quota
+    /// (`crate::quota`; Kafka mutes the channel).
+    throttle: Duration,
 }
 
 impl Answer {
     fn plain(out: Encoded) -> Answer {
-        Answer { out, times: None }
+        Answer {
+            out,
+            times: None,
+            throttle: Duration::ZERO,
+        }
     }
 }
 
@@ -341,14 +349,26 @@ pub async fn handle_connection<S>(
     // Requests past their in-order part, answered in request order.
     let mut completing: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut reading_done = false;
+    // Until when nothing more is read: the client went over its quota.
+    let mut muted_until: Option<tokio::time::Instant> = None;
     let close_reason: Option<String> = loop {
         tokio::select! {
             _ = cancel.cancelled() => break None,
+            () = async {
+                match muted_until {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            }, if muted_until.is_some() => muted_until = None,
             inbound = frames.recv(),
-                if !reading_done && current.is_none() && completing.len() < limits.max_inflight =>
+                if !reading_done
+                    && current.is_none()
+                    && muted_until.is_none()
+                    && completing.len() < limits.max_inflight =>
             {
                 match inbound {
                     Some(Inbound::Frame(frame, received)) => {
+                        let size = frame.len();
                         let decoded = match sasl.as_mut() {
                             None => decode_request(frame).map_err(|e| e.to_string()),
                             Some(sasl) => match sasl.on_frame(frame, || ctx.metadata.current()).await {
@@ -378,7 +398,7 @@ pub async fn handle_connection<S>(
                             },
                         };
                         match decoded {
-                            Ok(decoded) => current = Some(handle(decoded, received, ctx.clone(), limits.listener.clone(), peer, session.clone())),
+                            Ok(decoded) => current = Some(handle(decoded, received, size, ctx.clone(), limits.listener.clone(), peer, session.clone())),
                             Err(reason) => {
                                 // Answer what came before, then close.
                                 reading_done = true;
@@ -407,7 +427,12 @@ pub async fn handle_connection<S>(
                     Staged::Completing(rest) => completing.push_back(rest),
                 }
             }
-            Some(Answer { out, times }) = completing.next(), if !completing.is_empty() => match out {
+            Some(Answer { out, times, throttle }) = completing.next(), if !completing.is_empty() => {
+                if !throttle.is_zero() {
+                    let until = tokio::time::Instant::now() + throttle;
+                    muted_until = Some(muted_until.map_or(until, |m| m.max(until)));
+                }
+                match out {
                 Ok(Some(bytes)) => {
                     // Flush too: a TLS stream's write returns once rustls has taken the bytes, and
                     // when the socket is full the last records stay in rustls until the next write,
@@ -430,7 +455,8 @@ pub async fn handle_connection<S>(
                     }
                 }
                 Err(reason) => break Some(reason),
-            },
+                }
+            }
             else => break None,
         }
         if reading_done && current.is_none() && completing.is_empty() {
@@ -475,10 +501,11 @@ fn encode(correlation_id: i32, key: ApiKey, version: i16, outcome: Outcome) -> E
     }
 }
 
-/// Runs the in-order part of one decoded frame, read at `received`.
+/// Runs the in-order part of one decoded frame of `size` bytes, read at `received`.
 fn handle(
     decoded: Decoded,
     received: Instant,
+    size: usize,
     ctx: Arc<BrokerContext>,
     listener: String,
     peer: SocketAddr,
@@ -498,7 +525,23 @@ fn handle(
                 let correlation_id = request.header.correlation_id;
                 let (key, version) = (request.api_key, request.version);
                 let started = Instant::now();
-                let outcome = dispatch(&ctx, *request, &listener, Some(peer), &session).await;
+                let quota = QuotaUse::of(&request, &session);
+                let mut throttle = match &quota {
+                    Some(q) if q.kind == QuotaKind::Produce => q.record(&ctx, size),
+                    _ => Duration::ZERO,
+                };
+                let mut outcome = dispatch(&ctx, *request, &listener, Some(peer), &session).await;
+                if let (Some(q), Outcome::Respond(body)) = (&quota, &outcome) {
+                    if let (QuotaKind::Fetch, ResponseKind::Fetch(fetch)) = (q.kind, body.as_ref())
+                    {
+                        throttle = q.record(&ctx, fetched_bytes(fetch));
+                    }
+                }
+                if !throttle.is_zero() {
+                    metrics()
+                        .quota_throttled(quota.as_ref().map_or("", |q| q.kind.name()), throttle);
+                    outcome = with_throttle(outcome, throttle);
+                }
                 let handled = Instant::now();
                 let times = move |ready| RequestTimes {
                     api: api_name(key),
@@ -512,18 +555,101 @@ fn handle(
                     Encoding::Done(out) => Staged::Done(Answer {
                         out,
                         times: Some(times(handled)),
+                        throttle,
                     }),
                     Encoding::Completing(rest) => Staged::Completing(Box::pin(async move {
                         let out = rest.await;
                         Answer {
                             out,
                             times: Some(times(Instant::now())),
+                            throttle,
                         }
                     })),
                 }
             }
         }
     })
+}
+
+/// A request that counts toward a client quota: a Produce, or a consumer's Fetch (a replica's is
+/// exempt), with whose rate it counts toward.
+struct QuotaUse {
+    kind: QuotaKind,
+    user: String,
+    client_id: String,
+}
+
+impl QuotaUse {
+    fn of(request: &crate::protocol::codec::Request, session: &Session) -> Option<Self> {
+        let kind = match &request.body {
+            RequestKind::Produce(_) => QuotaKind::Produce,
+            RequestKind::Fetch(fetch) if !is_replica_fetch(fetch, request.version) => {
+                QuotaKind::Fetch
+            }
+            _ => return None,
+        };
+        Some(Self {
+            kind,
+            user: session.principal.name.clone(),
+            client_id: request
+                .header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn record(&self, ctx: &BrokerContext, bytes: usize) -> Duration {
+        let image = ctx.metadata.current();
+        ctx.quotas.record(
+            &image,
+            self.kind,
+            &self.user,
+            &self.client_id,
+            bytes,
+            Instant::now(),
+        )
+    }
+}
+
+/// A follower's fetch: replicas are not clients (Kafka's `FetchRequest.isFromFollower`).
+fn is_replica_fetch(fetch: &kafka_protocol::messages::FetchRequest, version: i16) -> bool {
+    let replica = if version >= 15 {
+        fetch.replica_state.replica_id.0
+    } else {
+        fetch.replica_id.0
+    };
+    replica >= 0
+}
+
+/// The record bytes a Fetch response carries: what a consumer quota counts.
+fn fetched_bytes(fetch: &kafka_protocol::messages::FetchResponse) -> usize {
+    fetch
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum()
+}
+
+/// Tells the client to wait `throttle` (KIP-219): the response's `throttle_time_ms`.
+fn with_throttle(outcome: Outcome, throttle: Duration) -> Outcome {
+    let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+    match outcome {
+        Outcome::Respond(mut body) => {
+            match body.as_mut() {
+                ResponseKind::Produce(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
+                ResponseKind::Fetch(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
+                _ => {}
+            }
+            Outcome::Respond(body)
+        }
+        Outcome::Completing(rest) => {
+            Outcome::Completing(Box::pin(async move { with_throttle(rest.await, throttle) }))
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -28,18 +28,19 @@ use chronik_metadata::{error, leader_hint, ResponseError};
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::broker_service_client::BrokerServiceClient;
 use chronik_proto::v1::{
-    AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterConfigsRequest,
-    AlterConfigsResponse, AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
-    AlterPartitionRequest, AlterPartitionResponse, AlterUserScramCredentialsRequest,
-    AlterUserScramCredentialsResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse,
-    BrokerSessionEvent, BrokerSessionRequest, CreateAclsRequest, CreateAclsResponse,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataUpdate,
-    RegisterBrokerRequest, RegisterBrokerResponse, ReportUnreachableBrokerRequest,
-    ReportUnreachableBrokerResponse, UnregisterBrokerRequest, UnregisterBrokerResponse,
-    UpdateFeaturesRequest, UpdateFeaturesResponse, WatchMetadataRequest,
+    AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterClientQuotasRequest,
+    AlterClientQuotasResponse, AlterConfigsRequest, AlterConfigsResponse,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterPartitionRequest,
+    AlterPartitionResponse, AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
+    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerSessionEvent, BrokerSessionRequest,
+    CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, MetadataUpdate, RegisterBrokerRequest,
+    RegisterBrokerResponse, ReportUnreachableBrokerRequest, ReportUnreachableBrokerResponse,
+    UnregisterBrokerRequest, UnregisterBrokerResponse, UpdateFeaturesRequest,
+    UpdateFeaturesResponse, WatchMetadataRequest,
 };
 use chronik_proto::{ERROR_METADATA_KEY, LEADER_METADATA_KEY};
 use tokio::sync::watch;
@@ -347,6 +348,18 @@ impl ControllerClient {
             "AlterUserScramCredentials",
             request,
             |mut client, request| async move { client.alter_user_scram_credentials(request).await },
+        )
+        .await
+    }
+
+    pub async fn alter_client_quotas(
+        &self,
+        request: AlterClientQuotasRequest,
+    ) -> Result<AlterClientQuotasResponse, ControllerCallError> {
+        self.admin_write(
+            "AlterClientQuotas",
+            request,
+            |mut client, request| async move { client.alter_client_quotas(request).await },
         )
         .await
     }

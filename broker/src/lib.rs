@@ -42,6 +42,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
+pub mod quota;
 pub mod replica;
 pub mod security;
 pub mod server;

@@ -50,6 +50,8 @@ pub struct BrokerMetrics {
     metadata_propagation: HistogramVec,
     fetch_contexts: IntCounterVec,
     fetch_session_evictions: IntCounter,
+    quota_throttles: IntCounterVec,
+    quota_throttle_ms: IntCounterVec,
 }
 
 /// The phases of a request, Kafka's `RequestQueueTimeMs`, `LocalTimeMs`, `RemoteTimeMs`,
@@ -253,6 +255,20 @@ impl BrokerMetrics {
                 "Fetch sessions evicted from the cache to make room for a new one (Kafka's \
                  IncrementalFetchSessionEvictionsPerSec).",
             ),
+            quota_throttles: counter(
+                &registry,
+                "chronik_broker_quota_throttled_requests_total",
+                "Produce and consumer Fetch requests that took their client over its byte-rate \
+                 quota, so the client was told to wait (KIP-219).",
+                &["kind"],
+            ),
+            quota_throttle_ms: counter(
+                &registry,
+                "chronik_broker_quota_throttle_time_ms_total",
+                "Milliseconds clients over their byte-rate quota were told to wait, and their \
+                 connections read nothing more (Kafka's throttle-time).",
+                &["kind"],
+            ),
             registry,
         }
     }
@@ -311,6 +327,14 @@ impl BrokerMetrics {
     /// A fetch session evicted to make room for another.
     pub fn fetch_session_evicted(&self) {
         self.fetch_session_evictions.inc();
+    }
+
+    /// A request throttled for `throttle` by its client's quota (`kind`: produce or fetch).
+    pub fn quota_throttled(&self, kind: &str, throttle: std::time::Duration) {
+        self.quota_throttles.with_label_values(&[kind]).inc();
+        self.quota_throttle_ms
+            .with_label_values(&[kind])
+            .inc_by(throttle.as_millis() as u64);
     }
 
     pub fn connection_opened(&self, listener: &str) {

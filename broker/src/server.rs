@@ -36,6 +36,7 @@ use crate::lifecycle::{run_unreachable_reports, BrokerLifecycleManager, Lifecycl
 use crate::log::{LogConfig, LogManager, LogManagerConfig};
 use crate::metadata::{run_metadata_watch, MetadataCache};
 use crate::producer_ids::{ControllerBlockSource, ProducerIdManager};
+use crate::quota::ClientQuotaManager;
 use crate::replica::fetcher::{run_fetcher_manager, InterBrokerLink};
 use crate::replica::isr::{run_isr_changes, run_isr_shrinker};
 use crate::replica::{run_metadata_listener, ReplicaManager};
@@ -332,6 +333,7 @@ impl Broker {
             producer_ids,
             fetch_sessions: fetch_sessions.clone(),
             connections: Arc::default(),
+            quotas: Arc::new(ClientQuotaManager::new(config.quota_windows())),
         });
         for (endpoint, address, socket, security) in kafka_listeners {
             info!(

@@ -33,6 +33,9 @@
 //                                          the leader, epoch, high watermark, each voter's and observer's
 //                                          [id, log end offset, last fetch ms, last caught-up ms] (-1: none)
 //                                          and each voter's endpoints
+//   quotas BOOTSTRAP OP...                 Admin (as kafka-configs.sh --entity-type users|clients):
+//                                          alterClientQuotas and describeClientQuotas, one JSON line per OP
+//                                          (see `quotas` for the OP syntax)
 //   unregister BOOTSTRAP ID,...|-          Admin (as kafka-cluster.sh unregister --id ID): unregisterBroker of
 //                                          each ID in turn (none for -), its outcome (the exception and its
 //                                          message), then the broker ids and the fenced ones describeCluster
@@ -54,6 +57,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterClientQuotasOptions;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
@@ -89,6 +93,10 @@ import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.quota.ClientQuotaAlteration;
+import org.apache.kafka.common.quota.ClientQuotaEntity;
+import org.apache.kafka.common.quota.ClientQuotaFilter;
+import org.apache.kafka.common.quota.ClientQuotaFilterComponent;
 import org.apache.kafka.common.acl.AccessControlEntryFilter;
 import org.apache.kafka.common.acl.AclBinding;
 import org.apache.kafka.common.acl.AclBindingFilter;
@@ -121,6 +129,7 @@ public final class ChronikJavaClient {
             case "cordon" -> cordon(args[1], args[2], Integer.parseInt(args[3]), Short.parseShort(args[4]));
             case "unregister" -> unregister(args[1], args[2]);
             case "quorum" -> quorum(args[1]);
+            case "quotas" -> quotas(args[1], Arrays.copyOfRange(args, 2, args.length));
             default -> throw new IllegalArgumentException("unknown mode " + args[0]);
         }
     }
@@ -376,6 +385,78 @@ public final class ChronikJavaClient {
                     r.lastFetchTimestamp().orElse(-1), r.lastCaughtUpTimestamp().orElse(-1)));
         }
         return out.toString();
+    }
+
+    /** Client quotas (KIP-546) as `kafka-configs.sh --entity-type users|clients` alters and describes
+     * them. Each op: `set:ENTITY:KEY=VALUE[,KEY=VALUE]`, `validate:ENTITY:KEY=VALUE` (validateOnly),
+     * `remove:ENTITY:KEY`, or `describe:FILTER`; an ENTITY is `TYPE=NAME[+TYPE=NAME]` with `<default>`
+     * for a default; a FILTER is `all`, or `[strict/]TYPE=NAME|TYPE=<default>|TYPE=*[+...]`. Prints one
+     * JSON line per op. */
+    private static void quotas(String bootstrap, String[] ops) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            for (String op : ops) {
+                String[] parts = op.split(":", 3);
+                String error = null, message = null, entries = "null";
+                try {
+                    switch (parts[0]) {
+                        case "set", "validate", "remove" -> {
+                            List<ClientQuotaAlteration.Op> changes = new ArrayList<>();
+                            for (String change : parts[2].split(",")) {
+                                String[] kv = change.split("=", 2);
+                                changes.add(new ClientQuotaAlteration.Op(kv[0],
+                                        parts[0].equals("remove") ? null : Double.valueOf(kv[1])));
+                            }
+                            ClientQuotaAlteration alteration = new ClientQuotaAlteration(quotaEntity(parts[1]), changes);
+                            admin.alterClientQuotas(List.of(alteration),
+                                    new AlterClientQuotasOptions().validateOnly(parts[0].equals("validate"))).all().get();
+                        }
+                        case "describe" -> {
+                            ClientQuotaFilter filter;
+                            if (parts[1].equals("all")) {
+                                filter = ClientQuotaFilter.all();
+                            } else {
+                                boolean strict = parts[1].startsWith("strict/");
+                                List<ClientQuotaFilterComponent> components = new ArrayList<>();
+                                for (String c : parts[1].substring(strict ? 7 : 0).split("\\+")) {
+                                    String[] tn = c.split("=", 2);
+                                    components.add(tn[1].equals("*") ? ClientQuotaFilterComponent.ofEntityType(tn[0])
+                                            : tn[1].equals("<default>") ? ClientQuotaFilterComponent.ofDefaultEntity(tn[0])
+                                            : ClientQuotaFilterComponent.ofEntity(tn[0], tn[1]));
+                                }
+                                filter = strict ? ClientQuotaFilter.containsOnly(components) : ClientQuotaFilter.contains(components);
+                            }
+                            Map<ClientQuotaEntity, Map<String, Double>> found = admin.describeClientQuotas(filter).entities().get();
+                            List<String> rows = new ArrayList<>();
+                            for (Map.Entry<ClientQuotaEntity, Map<String, Double>> e : found.entrySet()) {
+                                List<String> entity = new ArrayList<>(), values = new ArrayList<>();
+                                new java.util.TreeMap<>(e.getKey().entries()).forEach((t, n) ->
+                                        entity.add("\"" + t + "\": " + (n == null ? "null" : "\"" + n + "\"")));
+                                new java.util.TreeMap<>(e.getValue()).forEach((k, v) -> values.add("\"" + k + "\": " + v));
+                                rows.add("[{" + String.join(", ", entity) + "}, {" + String.join(", ", values) + "}]");
+                            }
+                            entries = "[" + String.join(", ", rows) + "]";
+                        }
+                        default -> throw new IllegalArgumentException("unknown quota op " + op);
+                    }
+                } catch (ExecutionException e) {
+                    error = e.getCause().getClass().getSimpleName();
+                    message = String.valueOf(e.getCause().getMessage()).replace("\\", "\\\\").replace("\"", "\\\"");
+                }
+                System.out.printf("{\"op\": \"%s\", \"error\": %s, \"message\": %s, \"entries\": %s}%n", op,
+                        error == null ? "null" : "\"" + error + "\"", message == null ? "null" : "\"" + message + "\"", entries);
+            }
+        }
+    }
+
+    private static ClientQuotaEntity quotaEntity(String spec) {
+        Map<String, String> entity = new java.util.HashMap<>();
+        for (String part : spec.split("\\+")) {
+            String[] tn = part.split("=", 2);
+            entity.put(tn[0], tn[1].equals("<default>") ? null : tn[1]);
+        }
+        return new ClientQuotaEntity(entity);
     }
 
     private static void unregister(String bootstrap, String ids) throws Exception {

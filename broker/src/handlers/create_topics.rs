@@ -504,6 +504,13 @@ pub(crate) mod tests {
         ) -> Result<Response<pb::UnregisterBrokerResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
+
+        async fn alter_client_quotas(
+            &self,
+            _: Request<pb::AlterClientQuotasRequest>,
+        ) -> Result<Response<pb::AlterClientQuotasResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
     }
 
     /// The fake controller's checks and placement of one topic: partitions, replication factor and

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod brokers;
+pub mod client_quotas;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -89,6 +90,8 @@ pub struct BrokerContext {
     pub fetch_sessions: Arc<crate::fetch_session::FetchSessionCache>,
     /// The client connections open now.
     pub connections: Arc<crate::connection::OpenConnections>,
+    /// Byte rates of clients with a quota (`crate::quota`).
+    pub quotas: Arc<crate::quota::ClientQuotaManager>,
 }
 
 /// Per-request facts a handler may need.
@@ -266,6 +269,12 @@ pub async fn dispatch(
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             scram_credentials::handle_alter(ctx, &rc, r).await,
         ),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(client_quotas::handle_describe(ctx, &rc, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(client_quotas::handle_alter(ctx, &rc, r).await)
+        }
         RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handle_handshake()),
         RequestKind::SaslAuthenticate(_) => {
             ResponseKind::SaslAuthenticate(sasl::handle_authenticate())

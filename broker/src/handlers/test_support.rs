@@ -158,6 +158,7 @@ impl TestBroker {
                     crate::config::DEFAULT_FETCH_SESSION_CACHE_SLOTS,
                 )),
                 connections: Arc::default(),
+                quotas: Arc::new(crate::quota::ClientQuotaManager::new(Default::default())),
             },
             header: RequestHeader::default(),
             session: crate::authorizer::Session::anonymous(Some(

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::features::FeatureRange;
+use crate::quotas::QuotaEntity;
 use crate::scram::{ScramCredential, ScramMechanism};
 use chronik_proto::v1 as pb;
 use uuid::Uuid;
@@ -220,6 +221,11 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             name: name.clone(),
             level: i32::from(*level),
         }),
+        Record::ClientQuota { entity, key, value } => R::ClientQuota(pb::ClientQuotaRecord {
+            entity: quota_entity_to_proto(entity),
+            key: key.clone(),
+            value: *value,
+        }),
     };
     pb::MetadataRecord {
         record: Some(inner),
@@ -346,7 +352,33 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             level: i16::try_from(r.level)
                 .map_err(|_| DecodeError(format!("feature {}: level {}", r.name, r.level)))?,
         },
+        R::ClientQuota(r) => Record::ClientQuota {
+            entity: quota_entity_from_proto(&r.entity)?,
+            key: r.key.clone(),
+            value: r.value,
+        },
     })
+}
+
+pub fn quota_entity_to_proto(entity: &QuotaEntity) -> Vec<pb::QuotaEntityPart> {
+    entity
+        .parts()
+        .iter()
+        .map(|(entity_type, name)| pb::QuotaEntityPart {
+            entity_type: entity_type.clone(),
+            name: name.clone(),
+        })
+        .collect()
+}
+
+pub fn quota_entity_from_proto(parts: &[pb::QuotaEntityPart]) -> Result<QuotaEntity, DecodeError> {
+    QuotaEntity::new(
+        parts
+            .iter()
+            .map(|p| (p.entity_type.clone(), p.name.clone()))
+            .collect(),
+    )
+    .map_err(|e| DecodeError(format!("quota entity: {e}")))
 }
 
 /// A Kafka enum code as the proto carries it (`int32`); out of range reads as UNKNOWN's code.
@@ -456,6 +488,42 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(acl_from_proto(&odd).operation, AclOperation::Unknown);
+    }
+
+    #[test]
+    fn client_quota_records_round_trip_and_refuse_bad_entities() {
+        let entity = QuotaEntity::new(vec![
+            ("user".to_owned(), Some("alice".to_owned())),
+            ("client-id".to_owned(), None),
+        ])
+        .unwrap();
+        for value in [Some(1024), None] {
+            let record = Record::ClientQuota {
+                entity: entity.clone(),
+                key: "producer_byte_rate".to_owned(),
+                value,
+            };
+            assert_eq!(
+                record_from_proto(&record_to_proto(&record)).expect("decodes"),
+                record
+            );
+        }
+        let twice = pb::MetadataRecord {
+            record: Some(pb::metadata_record::Record::ClientQuota(
+                pb::ClientQuotaRecord {
+                    entity: vec![
+                        pb::QuotaEntityPart {
+                            entity_type: "user".to_owned(),
+                            name: None,
+                        };
+                        2
+                    ],
+                    key: "producer_byte_rate".to_owned(),
+                    value: Some(1),
+                },
+            )),
+        };
+        assert!(record_from_proto(&twice).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! reported an offline log directory under its current registration (KIP-858); a new registration
 //! starts with its directory online.
 
+use crate::quotas::ClientQuotas;
 use crate::scram::{ScramCredential, ScramMechanism};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -139,11 +140,11 @@ pub struct MetadataImage {
     pub topics: BTreeMap<TopicId, Arc<TopicImage>>,
     pub topic_ids: BTreeMap<String, TopicId>,
     pub cluster_configs: BTreeMap<String, String>,
-    /// Per-broker dynamic configs by broker id, keyed by Kafka's broker config names. Kept when a
-    /// broker is gone, as Kafka keeps them.
     /// SCRAM credentials by user and mechanism (KIP-554).
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// Per-broker dynamic configs by broker id, keyed by Kafka's broker config names. Kept when a
+    /// broker is gone, as Kafka keeps them.
     #[serde(default)]
     pub broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
@@ -154,6 +155,26 @@ pub struct MetadataImage {
     /// Finalized feature levels by name (KIP-584; see `features`). Absent: level 0.
     #[serde(default)]
     pub features: BTreeMap<String, i16>,
+    /// Client quotas by entity and key (see `quotas`).
+    #[serde(default, with = "quota_entries")]
+    pub client_quotas: ClientQuotas,
+}
+
+/// Client quotas as a list of (entity, quotas) pairs: JSON map keys must be strings.
+mod quota_entries {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::quotas::{ClientQuotas, QuotaEntity};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(quotas: &ClientQuotas, s: S) -> Result<S::Ok, S::Error> {
+        quotas.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ClientQuotas, D::Error> {
+        let entries = Vec::<(QuotaEntity, BTreeMap<String, i64>)>::deserialize(d)?;
+        Ok(entries.into_iter().collect())
+    }
 }
 
 impl MetadataImage {
@@ -331,6 +352,22 @@ impl MetadataImage {
                     self.features.remove(name);
                 }
             }
+            Record::ClientQuota { entity, key, value } => match value {
+                Some(value) => {
+                    self.client_quotas
+                        .entry(entity.clone())
+                        .or_default()
+                        .insert(key.clone(), *value);
+                }
+                None => {
+                    if let Some(quotas) = self.client_quotas.get_mut(entity) {
+                        quotas.remove(key);
+                        if quotas.is_empty() {
+                            self.client_quotas.remove(entity);
+                        }
+                    }
+                }
+            },
         }
     }
 
@@ -362,6 +399,15 @@ impl MetadataImage {
         }
         for credential in self.scram_credentials.values().flat_map(BTreeMap::values) {
             records.push(Record::UserScramCredential(credential.clone()));
+        }
+        for (entity, quotas) in &self.client_quotas {
+            for (key, value) in quotas {
+                records.push(Record::ClientQuota {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                    value: Some(*value),
+                });
+            }
         }
         for (broker_id, configs) in &self.broker_configs {
             for (key, value) in configs {

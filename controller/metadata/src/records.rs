@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::features::FeatureRange;
+use crate::quotas::QuotaEntity;
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -185,5 +186,11 @@ pub enum Record {
     FeatureLevel {
         name: String,
         level: i16,
+    },
+    /// A client quota set (`value`) or removed (`None`) (Kafka's `ClientQuotaRecord`; see `quotas`).
+    ClientQuota {
+        entity: QuotaEntity,
+        key: String,
+        value: Option<i64>,
     },
 }

@@ -39,6 +39,7 @@ use crate::state::acls;
 use crate::state::cluster::{self, Heartbeat, RegisterBroker};
 use crate::state::config_changes::{self, ConfigOp};
 use crate::state::features;
+use crate::state::quotas::{self, QuotaAlteration};
 use crate::state::reassignment::{self, ReassignPartition};
 use crate::state::records::{ConfigResource, LeaderRecoveryState};
 use crate::state::scram::{self, ScramChange, Upsertion};
@@ -1247,6 +1248,58 @@ impl AdminService for ControllerApi {
         self.liveness.remove_registration(broker_id, broker_epoch);
         info!(broker_id, offset, "unregistered broker");
         Ok(Response::new(pb::UnregisterBrokerResponse {
+            metadata_offset: offset,
+        }))
+    }
+
+    async fn alter_client_quotas(
+        &self,
+        request: Request<pb::AlterClientQuotasRequest>,
+    ) -> Result<Response<pb::AlterClientQuotasResponse>, Status> {
+        require_bootstrapped(&self.quorum)?;
+        let req = request.into_inner();
+        let alterations: Vec<QuotaAlteration> = req
+            .entries
+            .into_iter()
+            .map(|entry| QuotaAlteration {
+                entity: entry
+                    .entity
+                    .into_iter()
+                    .map(|part| (part.entity_type, part.name))
+                    .collect(),
+                ops: entry
+                    .ops
+                    .into_iter()
+                    .map(|op| (op.key, (!op.remove).then_some(op.value)))
+                    .collect(),
+            })
+            .collect();
+        let (offset, outcomes) = self
+            .quorum
+            .run(|image| {
+                Ok(quotas::alter_client_quotas(
+                    image,
+                    &alterations,
+                    req.validate_only,
+                ))
+            })
+            .await
+            .map_err(status)?;
+        if offset > 0 {
+            info!(offset, "client quotas altered");
+        }
+        let results = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(()) => pb::AlterClientQuotasResult::default(),
+                Err(e) => pb::AlterClientQuotasResult {
+                    error_code: i32::from(e.code.code()),
+                    error_message: e.message,
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::AlterClientQuotasResponse {
+            results,
             metadata_offset: offset,
         }))
     }

@@ -9,6 +9,7 @@ pub mod config_changes;
 pub mod election;
 pub mod features;
 pub mod placement;
+pub mod quotas;
 pub mod reassignment;
 pub mod scram;
 pub mod topics;
