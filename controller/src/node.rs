@@ -50,6 +50,14 @@ struct DataDirMeta {
     /// The node started with an empty Raft store and has not caught up since (`raft::vote_hold`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     vote_held: bool,
+    /// Terms at or below this one get no vote from this node: it may have voted in them before it
+    /// lost its log (`raft::vote_hold`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    vote_floor: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The meta file of a running node: written by whoever changes it, one change at a time.
@@ -124,6 +132,7 @@ fn check_data_dir(
                 voters: voter_ids,
                 cluster_id: None,
                 vote_held: false,
+                vote_floor: 0,
             };
             write_meta(data_dir, &meta)?;
             Ok(meta)
@@ -189,6 +198,7 @@ impl ControllerNode {
                 reason: e.to_string(),
             })?;
         let committed = log_store.committed_index();
+        let log = log_store.clone();
         let raft_config = raft_config(
             config.raft_heartbeat_ms,
             config.raft_election_timeout_ms,
@@ -235,7 +245,7 @@ impl ControllerNode {
                 );
             }
         }
-        let vote_hold = VoteHold::new(held);
+        let vote_hold = VoteHold::new(held, meta.read().vote_floor);
         if !initialized {
             // Every voter initializes with the same membership; openraft makes that safe, so a fresh
             // quorum forms exactly once even when all nodes start at the same moment.
@@ -309,7 +319,7 @@ impl ControllerNode {
             .http2_keepalive_timeout(Some(Duration::from_secs(4)))
             .concurrency_limit_per_connection(256)
             .add_service(InterceptedService::new(
-                raft::service::raft_service(raft.clone(), vote_hold.clone()),
+                raft::service::raft_service(raft.clone(), vote_hold.clone(), log.clone()),
                 guard(Api::Raft),
             ))
             .add_service(BrokerServiceServer::with_interceptor(
@@ -373,13 +383,17 @@ impl ControllerNode {
             let meta = meta.clone();
             tasks.spawn(raft::vote_hold::release_when_caught_up(
                 raft.clone(),
+                log,
                 config.node_id,
                 vote_hold.clone(),
                 peers,
                 security.peers.clone(),
-                move || {
-                    meta.update(|m| m.vote_held = false)
-                        .map_err(|e| e.to_string())
+                move |floor| {
+                    meta.update(|m| {
+                        m.vote_held = false;
+                        m.vote_floor = floor;
+                    })
+                    .map_err(|e| e.to_string())
                 },
                 shutdown.clone(),
             ));

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tonic::Status;
 
 use super::vote_hold::{self, VoteHold};
-use super::{ChronikRaft, NodeId};
+use super::{ChronikRaft, LogStore, NodeId};
 
 /// Largest Raft message accepted or sent: a snapshot chunk, JSON-encoded, must fit, and so must an
 /// AppendEntries of `MAX_PAYLOAD_ENTRIES` entries of up to `MAX_ENTRY_BYTES` each. A message over it
@@ -27,17 +27,23 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 pub struct RaftGrpc {
     raft: ChronikRaft,
     hold: Arc<VoteHold>,
+    /// The node's log, read for `LogState`.
+    log: LogStore,
 }
 
 impl RaftGrpc {
-    pub fn new(raft: ChronikRaft, hold: Arc<VoteHold>) -> Self {
-        Self { raft, hold }
+    pub fn new(raft: ChronikRaft, hold: Arc<VoteHold>, log: LogStore) -> Self {
+        Self { raft, hold, log }
     }
 }
 
 /// The gRPC service to add to the controller's server.
-pub fn raft_service(raft: ChronikRaft, hold: Arc<VoteHold>) -> RaftServiceServer<RaftGrpc> {
-    RaftServiceServer::new(RaftGrpc::new(raft, hold))
+pub fn raft_service(
+    raft: ChronikRaft,
+    hold: Arc<VoteHold>,
+    log: LogStore,
+) -> RaftServiceServer<RaftGrpc> {
+    RaftServiceServer::new(RaftGrpc::new(raft, hold, log))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -66,9 +72,9 @@ impl RaftService for RaftGrpc {
         &self,
         _request: tonic::Request<LogStateRequest>,
     ) -> Result<tonic::Response<LogStateResponse>, Status> {
-        Ok(tonic::Response::new(vote_hold::log_state(
-            &self.raft.metrics().borrow(),
-        )))
+        Ok(tonic::Response::new(
+            vote_hold::log_state(&self.raft, &self.log).await,
+        ))
     }
 
     async fn install_snapshot(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
@@ -123,6 +129,7 @@ mod tests {
         addr: String,
         raft: ChronikRaft,
         applied: Arc<AppliedMetadata>,
+        log: LogStore,
         hold: Arc<VoteHold>,
         /// Nodes whose requests this node's server refuses, as a cut network link would.
         cut: Arc<Mutex<BTreeSet<NodeId>>>,
@@ -214,6 +221,7 @@ mod tests {
             let dir = TempDir::new().unwrap();
             let applied = Arc::new(AppliedMetadata::new());
             let (log_store, state_machine) = open(dir.path(), applied.clone()).await.unwrap();
+            let log = log_store.clone();
             let raft = Raft::new(
                 id,
                 config.clone(),
@@ -223,12 +231,12 @@ mod tests {
             )
             .await
             .unwrap();
-            let hold = VoteHold::new(held);
+            let hold = VoteHold::new(held, 0);
             let shutdown = CancellationToken::new();
             let cut = Arc::new(Mutex::new(BTreeSet::new()));
             let (stop_server, stopped) = oneshot::channel::<()>();
             let handler = TestHandler {
-                inner: RaftGrpc::new(raft.clone(), hold.clone()),
+                inner: RaftGrpc::new(raft.clone(), hold.clone(), log.clone()),
                 delay: append_delay,
                 cut: cut.clone(),
             };
@@ -248,6 +256,7 @@ mod tests {
                 addr,
                 raft,
                 applied,
+                log,
                 hold,
                 cut,
                 stop_server: Some(stop_server),
@@ -298,11 +307,12 @@ mod tests {
                 .collect();
             tokio::spawn(vote_hold::release_when_caught_up(
                 self.raft.clone(),
+                self.log.clone(),
                 self.id,
                 self.hold.clone(),
                 peers,
                 chronik_control_auth::ClientCredentials::none(),
-                || Ok(()),
+                |_| Ok(()),
                 self.shutdown.clone(),
             ));
         }
@@ -492,44 +502,17 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_controller_that_lost_its_log_does_not_vote_a_committed_entry_away() {
         let config = config();
-        let mut nodes = Vec::new();
-        for id in 1..=3 {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            nodes.push(TestNode::start_with(id, &config, Duration::ZERO, listener, true).await);
-        }
-        for node in &nodes {
-            node.hold_until_caught_up(&nodes);
-        }
-        let all: Vec<&TestNode> = nodes.iter().collect();
-        let membership = members(&all);
-        // A new quorum forms and releases every hold.
-        nodes[0].raft.initialize(membership.clone()).await.unwrap();
-        let leader = wait_for_leader(&all).await;
-        let a = nodes.iter().position(|n| n.id == leader).unwrap();
-        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+        let (mut nodes, [a, b, c]) = held_quorum(&config).await;
         let (a_id, b_id, c_id) = (nodes[a].id, nodes[b].id, nodes[c].id);
 
         isolate(&nodes, &[b_id]);
-        let written = nodes[a]
-            .raft
-            .client_write(Request {
-                records: vec![Record::ClusterId {
-                    cluster_id: "committed-before-the-loss".to_string(),
-                }],
-            })
-            .await
-            .unwrap();
-        nodes[c].wait_applied(written.log_id.index).await;
+        let written = write_cluster_id(&nodes[a], "committed-before-the-loss").await;
+        nodes[c].wait_applied(written).await;
 
-        // The leader is cut off; the follower that holds the entry loses its store and starts again
-        // at the same address, initializing as `ControllerNode` does on an empty store.
-        isolate(&nodes, &[a_id, c_id]);
-        let addr = nodes[c].addr.clone();
-        nodes[c].stop().await;
-        let listener = TcpListener::bind(&addr).await.unwrap();
-        nodes[c] = TestNode::start_with(c_id, &config, Duration::ZERO, listener, true).await;
-        isolate(&nodes, &[a_id]);
-        nodes[c].hold_until_caught_up(&nodes);
+        // The leader is cut off; the follower that holds the entry loses its store and starts again,
+        // initializing as `ControllerNode` does on an empty store.
+        lose_store(&mut nodes, c, &config, &[a_id, c_id], &[a_id]).await;
+        let membership = members(&nodes.iter().collect::<Vec<_>>());
         if let Err(e) = nodes[c].raft.initialize(membership).await {
             assert!(
                 matches!(e, RaftError::APIError(InitializeError::NotAllowed(_))),
@@ -538,9 +521,7 @@ mod tests {
         }
 
         // The lagging follower campaigns (three terms) and is never elected.
-        let campaigns_from = nodes[b].raft.metrics().borrow().current_term;
-        let deadline = tokio::time::Instant::now() + WAIT * 2;
-        while nodes[b].raft.metrics().borrow().current_term < campaigns_from + 3 {
+        while_campaigning(&nodes[b], || {
             for node in [&nodes[b], &nodes[c]] {
                 let m = node.raft.metrics().borrow().clone();
                 assert!(
@@ -549,19 +530,14 @@ mod tests {
                     node.id
                 );
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node {b_id} did not campaign"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
         assert!(nodes[c].hold.is_held());
 
         isolate(&nodes, &[]);
-        let all: Vec<&TestNode> = nodes.iter().collect();
-        wait_for_agreed_leader(&all).await;
+        wait_for_agreed_leader(&nodes.iter().collect::<Vec<_>>()).await;
         for node in &nodes {
-            node.wait_applied(written.log_id.index).await;
+            node.wait_applied(written).await;
         }
         assert!(!nodes[c].hold.is_held());
 
@@ -603,48 +579,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_held_controller_with_entries_does_not_campaign() {
         let config = config();
-        let mut nodes = Vec::new();
-        for id in 1..=3 {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            nodes.push(TestNode::start_with(id, &config, Duration::ZERO, listener, true).await);
-        }
-        for node in &nodes {
-            node.hold_until_caught_up(&nodes);
-        }
-        let all: Vec<&TestNode> = nodes.iter().collect();
-        let membership = members(&all);
-        nodes[0].raft.initialize(membership.clone()).await.unwrap();
-        let leader = wait_for_leader(&all).await;
-        let a = nodes.iter().position(|n| n.id == leader).unwrap();
-        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+        let (mut nodes, [a, b, c]) = held_quorum(&config).await;
         let (a_id, b_id, c_id) = (nodes[a].id, nodes[b].id, nodes[c].id);
-        let written = nodes[a]
-            .raft
-            .client_write(Request {
-                records: vec![Record::ClusterId {
-                    cluster_id: "before-the-loss".to_string(),
-                }],
-            })
-            .await
-            .unwrap();
+        let written = write_cluster_id(&nodes[a], "before-the-loss").await;
 
-        isolate(&nodes, &[b_id, c_id]);
-        let addr = nodes[c].addr.clone();
-        nodes[c].stop().await;
-        let listener = TcpListener::bind(&addr).await.unwrap();
-        nodes[c] = TestNode::start_with(c_id, &config, Duration::ZERO, listener, true).await;
-        isolate(&nodes, &[b_id]);
-        nodes[c].hold_until_caught_up(&nodes);
-        nodes[c].wait_applied(written.log_id.index).await;
+        lose_store(&mut nodes, c, &config, &[b_id, c_id], &[b_id]).await;
+        nodes[c].wait_applied(written).await;
         assert!(
             nodes[c].hold.is_held(),
             "released without hearing from {b_id}"
         );
 
         isolate(&nodes, &[a_id]);
-        let campaigns_from = nodes[b].raft.metrics().borrow().current_term;
-        let deadline = tokio::time::Instant::now() + WAIT * 2;
-        while nodes[b].raft.metrics().borrow().current_term < campaigns_from + 3 {
+        while_campaigning(&nodes[b], || {
             let m = nodes[c].raft.metrics().borrow().clone();
             assert!(
                 matches!(m.state, ServerState::Follower)
@@ -652,19 +599,84 @@ mod tests {
                 "the held node campaigned: {m:?}"
             );
             assert!(m.current_leader.is_none_or(|l| l == a_id), "{m:?}");
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node {b_id} did not campaign"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await;
         assert!(nodes[c].hold.is_held());
 
         isolate(&nodes, &[]);
-        let all: Vec<&TestNode> = nodes.iter().collect();
-        wait_for_agreed_leader(&all).await;
+        wait_for_agreed_leader(&nodes.iter().collect::<Vec<_>>()).await;
         for node in &mut nodes {
             node.stop().await;
+        }
+    }
+
+    /// Three controllers started from empty stores and holding their votes, as `ControllerNode`
+    /// starts them, formed into a quorum (which releases every hold); returns them with the positions
+    /// of the leader and of the two followers.
+    async fn held_quorum(config: &Arc<Config>) -> (Vec<TestNode>, [usize; 3]) {
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            nodes.push(TestNode::start_with(id, config, Duration::ZERO, listener, true).await);
+        }
+        for node in &nodes {
+            node.hold_until_caught_up(&nodes);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[0].raft.initialize(members(&all)).await.unwrap();
+        let leader = wait_for_leader(&all).await;
+        let a = nodes.iter().position(|n| n.id == leader).unwrap();
+        (nodes, [a, (a + 1) % 3, (a + 2) % 3])
+    }
+
+    /// Writes a cluster id on `leader`; returns the entry's index.
+    async fn write_cluster_id(leader: &TestNode, cluster_id: &str) -> u64 {
+        let written = leader
+            .raft
+            .client_write(Request {
+                records: vec![Record::ClusterId {
+                    cluster_id: cluster_id.to_string(),
+                }],
+            })
+            .await
+            .unwrap();
+        written.log_id.index
+    }
+
+    /// Stops `nodes[at]` with the links of `cut_while_down` cut, and starts it again at its address
+    /// from an empty store, holding its vote, with the links of `cut_after` cut.
+    async fn lose_store(
+        nodes: &mut [TestNode],
+        at: usize,
+        config: &Arc<Config>,
+        cut_while_down: &[NodeId],
+        cut_after: &[NodeId],
+    ) {
+        isolate(nodes, cut_while_down);
+        let (id, addr) = (nodes[at].id, nodes[at].addr.clone());
+        nodes[at].stop().await;
+        let listener = TcpListener::bind(&addr).await.unwrap();
+        nodes[at] = TestNode::start_with(id, config, Duration::ZERO, listener, true).await;
+        isolate(nodes, cut_after);
+        nodes[at].hold_until_caught_up(nodes);
+    }
+
+    /// Runs `check` every 10 ms until `campaigner`'s term has risen by three (three campaigns).
+    async fn while_campaigning(campaigner: &TestNode, check: impl Fn()) {
+        let from = campaigner.raft.metrics().borrow().current_term;
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            let term = campaigner.raft.metrics().borrow().current_term;
+            if term >= from + 3 {
+                return;
+            }
+            check();
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {} did not campaign",
+                campaigner.id
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -968,7 +980,7 @@ mod tests {
     async fn undecodable_payload_is_invalid_argument() {
         let config = config();
         let mut node = TestNode::start(1, &config).await;
-        let grpc = RaftGrpc::new(node.raft.clone(), node.hold.clone());
+        let grpc = RaftGrpc::new(node.raft.clone(), node.hold.clone(), node.log.clone());
         let status = grpc
             .vote(tonic::Request::new(RaftPayload {
                 data: b"{not json".to_vec(),

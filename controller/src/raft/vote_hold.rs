@@ -10,25 +10,28 @@
 //!
 //! While the hold lasts, the node refuses every candidate whose log goes beyond the initial
 //! membership entry (index 0), and stops campaigning once its own log does. It ends when a majority
-//! of the voters, counting only the others, answered `LogState` and the node has applied every entry
-//! the longest of their logs holds and votes in a term at least as high as any of theirs
-//! (`may_release`). Every entry committed before the loss is in the log of one of them (a commit
-//! needs a majority, and two majorities of the voters share a node other than this one), and every
-//! term this node voted in is at most one of theirs (the same argument over the votes that elected
-//! a leader). So the node votes again with every committed entry it helped commit and in no term it
-//! may have voted in. A new quorum still forms: its candidates hold only the initial membership, and
-//! its voters release each other as soon as they all answer.
+//! of the voters, counting only the others, answered `LogState` and this node has either applied up
+//! to the longest of their logs or holds a log at least as up to date as each of theirs (Raft's
+//! comparison: last term, then last index) (`may_release`). Every entry committed before the loss is
+//! in the log of one of them (a commit needs a majority, and two majorities of the voters share a
+//! node other than this one), and a log at least as up to date as one holding a committed entry holds
+//! it too (Raft's leader completeness). After that the node still refuses every candidate of a term
+//! up to the highest they reported (its vote floor), since it may have voted in those terms before
+//! the loss: each of them is at most one of theirs (the same argument over the votes that elected a
+//! leader). A new quorum still forms: its candidates hold only the initial membership, and once its
+//! first leader has written, every voter's log is as up to date as the others'.
 //!
-//! The hold is persisted (`vote_held` in the node's meta file), so a restart before the release
-//! does not end it. It covers one lost data directory at a time: a second voter whose directory was
-//! lost too answers with the log it has now, and with five voters, two lost directories and a third
-//! copy of an entry that does not answer, that entry can still be lost.
+//! The hold and the floor are persisted (`vote_held` and `vote_floor` in the node's meta file), so a
+//! restart does not end them. It covers one lost data directory at a time: a second voter whose
+//! directory was lost too answers with the log it has now, and with five voters, two lost
+//! directories and a third copy of an entry that does not answer, that entry can still be lost.
 //!
 //! What must stay true: a held node never grants a vote to a candidate with a log beyond index 0,
-//! never campaigns with one, and is released only by `may_release`.
+//! never campaigns with one, and is released only by `may_release`; no node grants a vote in a term
+//! at or below its floor.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,11 +39,12 @@ use chronik_control_auth::{AuthChannel, ClientCredentials};
 use chronik_proto::v1::raft_service_client::RaftServiceClient;
 use chronik_proto::v1::{LogStateRequest, LogStateResponse};
 use openraft::raft::{VoteRequest, VoteResponse};
-use openraft::{BasicNode, RaftMetrics, Vote};
+use openraft::storage::RaftLogStorage;
+use openraft::{LogId, Vote};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{ChronikRaft, NodeId};
+use super::{ChronikRaft, LogStore, NodeId};
 
 /// How often a held node asks the others for their logs.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
@@ -52,12 +56,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct VoteHold {
     held: AtomicBool,
+    /// No vote is granted in a term at or below this one.
+    floor: AtomicU64,
 }
 
 impl VoteHold {
-    pub fn new(held: bool) -> Arc<Self> {
+    pub fn new(held: bool, floor: u64) -> Arc<Self> {
         Arc::new(Self {
             held: AtomicBool::new(held),
+            floor: AtomicU64::new(floor),
         })
     }
 
@@ -72,19 +79,30 @@ impl VoteHold {
         request: &VoteRequest<NodeId>,
         vote: impl FnOnce() -> Vote<NodeId>,
     ) -> Option<VoteResponse<NodeId>> {
-        if !self.is_held() || request.last_log_id.is_none_or(|id| id.index == 0) {
+        let candidate = request.vote.leader_id().voted_for();
+        let term = request.vote.leader_id().term;
+        if self.is_held() && request.last_log_id.is_some_and(|id| id.index > 0) {
+            warn!(
+                candidate,
+                term,
+                "refusing a vote: this controller started with an empty Raft log and has not caught \
+                 up with the other controllers yet (docs/architecture.md, \"Controller storage\")"
+            );
+        } else if term <= self.floor.load(Ordering::Acquire) {
+            warn!(
+                candidate,
+                term,
+                floor = self.floor.load(Ordering::Acquire),
+                "refusing a vote: this controller may have voted in this term before it lost its log"
+            );
+        } else {
             return None;
         }
-        warn!(
-            candidate = request.vote.leader_id().voted_for(),
-            term = request.vote.leader_id().term,
-            "refusing a vote: this controller started with an empty Raft log and has not caught up \
-             with the other controllers yet (docs/architecture.md, \"Controller storage\")"
-        );
         Some(VoteResponse::new(vote(), None, false))
     }
 
-    fn release(&self) {
+    fn release(&self, floor: u64) {
+        self.floor.store(floor, Ordering::Release);
         self.held.store(false, Ordering::Release);
     }
 }
@@ -92,43 +110,69 @@ impl VoteHold {
 /// What another voter reported of its log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerLog {
+    /// The term of its vote.
     pub term: u64,
-    pub last_log_index: Option<u64>,
+    /// Its last entry's (term, index).
+    pub last_log: Option<(u64, u64)>,
 }
 
 /// Whether a held node may vote again: a majority of the `voters`, this node not counted, answered
-/// (`peers`), this node applied up to the longest of their logs, and its vote's term is at least
-/// each of theirs.
-pub fn may_release(own: &RaftMetrics<NodeId, BasicNode>, peers: &[PeerLog], voters: usize) -> bool {
+/// (`peers`), and this node applied up to the longest of their logs (`applied`) or its log, ending at
+/// `last_log` (term, index), is at least as up to date as each of theirs.
+pub fn may_release(
+    last_log: Option<(u64, u64)>,
+    applied: Option<u64>,
+    peers: &[PeerLog],
+    voters: usize,
+) -> bool {
     let majority = voters / 2 + 1;
     if peers.len() < majority.min(voters.saturating_sub(1)) {
         return false;
     }
-    let longest = peers.iter().filter_map(|p| p.last_log_index).max();
-    let highest_term = peers.iter().map(|p| p.term).max().unwrap_or(0);
-    let applied = own.last_applied.map(|a| a.index);
-    longest.is_none_or(|longest| applied.is_some_and(|a| a >= longest))
-        && own.vote.leader_id().term >= highest_term
+    let longest = peers
+        .iter()
+        .filter_map(|p| p.last_log.map(|(_, i)| i))
+        .max();
+    let newest = peers.iter().filter_map(|p| p.last_log).max();
+    longest.is_none_or(|longest| applied.is_some_and(|a| a >= longest)) || last_log >= newest
+}
+
+/// The vote floor a released node keeps: the highest term the others reported.
+pub fn vote_floor(peers: &[PeerLog]) -> u64 {
+    peers.iter().map(|p| p.term).max().unwrap_or(0)
 }
 
 /// What this node answers to `LogState`.
-pub fn log_state(metrics: &RaftMetrics<NodeId, BasicNode>) -> LogStateResponse {
+pub async fn log_state(raft: &ChronikRaft, log: &LogStore) -> LogStateResponse {
+    let term = raft.metrics().borrow().vote.leader_id().term;
+    let last_log = last_log(log).await;
     LogStateResponse {
-        term: metrics.vote.leader_id().term,
-        last_log_index: metrics.last_log_index,
+        term,
+        last_log_index: last_log.map(|(_, index)| index),
+        last_log_term: last_log.map(|(term, _)| term),
     }
+}
+
+/// The (term, index) of the last entry in this node's log.
+async fn last_log(log: &LogStore) -> Option<(u64, u64)> {
+    let state = log.clone().get_log_state().await.ok()?;
+    state
+        .last_log_id
+        .map(|id: LogId<NodeId>| (id.leader_id.term, id.index))
 }
 
 /// While held: keeps this node (`me`) from campaigning once its log goes beyond index 0, asks the other
 /// voters (`peers`: id → address) for their logs every `PROBE_INTERVAL`, and ends the hold once
 /// `may_release` says so and `persist` recorded that; returns at once when nothing is held.
+#[allow(clippy::too_many_arguments)]
 pub async fn release_when_caught_up(
     raft: ChronikRaft,
+    log: LogStore,
     me: NodeId,
     hold: Arc<VoteHold>,
     peers: BTreeMap<NodeId, String>,
     credentials: ClientCredentials,
-    persist: impl Fn() -> Result<(), String> + Send,
+    persist: impl Fn(u64) -> Result<(), String> + Send,
     shutdown: CancellationToken,
 ) {
     if !hold.is_held() {
@@ -169,20 +213,24 @@ pub async fn release_when_caught_up(
         let asks = clients.iter().flatten().map(|c| ask(me, c.clone()));
         let answers = futures::future::join_all(asks).await;
         let answers: Vec<PeerLog> = answers.into_iter().flatten().collect();
-        let current = raft.metrics().borrow().clone();
-        if !may_release(&current, &answers, voters) {
+        let applied = raft.metrics().borrow().last_applied.map(|a| a.index);
+        let last = last_log(&log).await;
+        if !may_release(last, applied, &answers, voters) {
             continue;
         }
-        if let Err(e) = persist() {
+        let floor = vote_floor(&answers);
+        if let Err(e) = persist(floor) {
             error!("cannot record the end of the vote hold: {e}");
             continue;
         }
-        hold.release();
+        hold.release(floor);
         raft.runtime_config().elect(true);
         info!(
-            term = current.vote.leader_id().term,
-            applied = current.last_applied.map(|a| a.index),
-            "caught up with the other controllers after starting with an empty Raft log: voting again"
+            ?last,
+            applied,
+            floor,
+            "caught up with the other controllers after starting with an empty Raft log: voting \
+             again, in terms above {floor}"
         );
         return;
     }
@@ -198,13 +246,13 @@ async fn ask(me: NodeId, mut client: RaftServiceClient<AuthChannel>) -> Option<P
         .into_inner();
     Some(PeerLog {
         term: answer.term,
-        last_log_index: answer.last_log_index,
+        last_log: answer.last_log_term.zip(answer.last_log_index),
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, LogId};
+    use openraft::CommittedLeaderId;
 
     use super::*;
 
@@ -217,9 +265,9 @@ mod tests {
     }
 
     #[test]
-    fn a_held_vote_refuses_only_candidates_with_a_log() {
+    fn a_held_vote_refuses_only_candidates_with_a_log_and_then_terms_up_to_its_floor() {
         let mine = Vote::new_committed(3, 1);
-        let hold = VoteHold::new(true);
+        let hold = VoteHold::new(true, 0);
         let refused = hold
             .refusal(&request(5, 2, Some(log_id(4, 1, 17))), || mine)
             .expect("a candidate with a log is refused");
@@ -231,71 +279,59 @@ mod tests {
             .is_none());
         assert!(hold.refusal(&request(1, 2, None), || mine).is_none());
 
-        let released = VoteHold::new(false);
-        assert!(released
-            .refusal(&request(5, 2, Some(log_id(4, 1, 17))), || mine)
-            .is_none());
+        hold.release(7);
+        let candidate = Some(log_id(4, 1, 17));
+        assert!(hold.refusal(&request(7, 2, candidate), || mine).is_some());
+        assert!(hold.refusal(&request(8, 2, candidate), || mine).is_none());
     }
 
-    fn metrics(term: u64, applied: Option<u64>) -> RaftMetrics<NodeId, BasicNode> {
-        let mut m = RaftMetrics::new_initial(3);
-        m.vote = Vote::new_committed(term, 1);
-        m.current_term = term;
-        m.last_applied = applied.map(|i| log_id(term, 1, i));
-        m
-    }
-
-    fn peer(term: u64, last: Option<u64>) -> PeerLog {
+    fn peer(term: u64, last: Option<(u64, u64)>) -> PeerLog {
         PeerLog {
             term,
-            last_log_index: last,
+            last_log: last,
         }
     }
 
-    /// The review's case: the wiped node has applied entries of the current leader's term, but not
-    /// the entries up to the leader's log end that were committed with its lost copy.
+    /// The first review's case: the emptied node has applied entries of the current leader's term,
+    /// but not the entries up to the leader's log end that were committed with its lost copy.
     #[test]
     fn entries_of_the_leaders_term_are_not_enough_its_whole_log_is() {
-        let wiped = metrics(5, Some(60));
-        // Three voters: both others must answer; the leader's log ends at 100.
-        assert!(!may_release(
-            &wiped,
-            &[peer(5, Some(100)), peer(5, Some(50))],
-            3
-        ));
+        let peers = [peer(5, Some((5, 100))), peer(5, Some((4, 50)))];
+        assert!(!may_release(Some((5, 60)), Some(60), &peers, 3));
         assert!(
-            !may_release(&wiped, &[peer(5, Some(50))], 3),
+            !may_release(Some((5, 100)), Some(60), &peers[..1], 3),
             "one answer of two"
         );
-        let caught_up = metrics(5, Some(100));
-        assert!(may_release(
-            &caught_up,
-            &[peer(5, Some(100)), peer(5, Some(50))],
-            3
-        ));
-        // A term it may have voted in before the loss is one of theirs.
-        assert!(!may_release(
-            &caught_up,
-            &[peer(7, Some(100)), peer(5, Some(50))],
-            3
-        ));
+        assert!(
+            may_release(Some((5, 100)), Some(60), &peers, 3),
+            "as up to date"
+        );
+        assert!(
+            may_release(Some((5, 90)), Some(100), &peers, 3),
+            "applied as far"
+        );
+        assert_eq!(vote_floor(&[peer(7, Some((5, 100))), peer(5, None)]), 7);
         // Five voters: three of the other four.
-        let answers = [peer(5, Some(100)), peer(5, Some(90)), peer(5, Some(80))];
-        assert!(may_release(&caught_up, &answers, 5));
-        assert!(!may_release(&caught_up, &answers[..2], 5));
-        assert!(!may_release(&metrics(5, Some(95)), &answers, 5));
+        let answers = [
+            peer(5, Some((5, 100))),
+            peer(5, Some((5, 90))),
+            peer(5, Some((5, 80))),
+        ];
+        assert!(may_release(Some((5, 100)), None, &answers, 5));
+        assert!(!may_release(Some((5, 100)), None, &answers[..2], 5));
+        assert!(!may_release(Some((5, 95)), Some(95), &answers, 5));
     }
 
+    /// The full suite's case: in a new quorum, the first leader was deposed by a campaign of a voter
+    /// it had not reached yet before anyone had applied its first entry. Every voter held, those with
+    /// the entry refused each other's candidacies and no one could be elected. Now a voter whose log
+    /// is as up to date as the others' votes again.
     #[test]
-    fn a_new_quorum_releases_at_once() {
-        // Nothing but the initial membership anywhere (or no log at all yet).
-        let fresh = metrics(0, None);
-        assert!(may_release(&fresh, &[peer(0, None), peer(0, None)], 3));
-        let first = metrics(1, Some(1));
-        assert!(may_release(
-            &first,
-            &[peer(1, Some(1)), peer(1, Some(0))],
-            3
-        ));
+    fn a_new_quorum_releases_once_its_first_entry_is_anywhere() {
+        assert!(may_release(None, None, &[peer(0, None), peer(0, None)], 3));
+        let peers = [peer(1, Some((1, 1))), peer(14, Some((0, 0)))];
+        assert!(may_release(Some((1, 1)), None, &peers, 3));
+        assert!(!may_release(Some((0, 0)), None, &peers, 3));
+        assert_eq!(vote_floor(&peers), 14);
     }
 }
