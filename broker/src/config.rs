@@ -355,11 +355,19 @@ pub struct BrokerConfig {
 
     /// Samples a client's byte rate is measured over, for client quotas (Kafka's
     /// `quota.window.num`).
-    #[arg(long, env = "CHRONIK_QUOTA_WINDOW_NUM", default_value_t = 11)]
+    #[arg(
+        long,
+        env = "CHRONIK_QUOTA_WINDOW_NUM",
+        default_value_t = crate::quota::DEFAULT_WINDOW_NUM
+    )]
     pub quota_window_num: usize,
 
     /// Seconds each of those samples covers (Kafka's `quota.window.size.seconds`).
-    #[arg(long, env = "CHRONIK_QUOTA_WINDOW_SIZE_SECONDS", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "CHRONIK_QUOTA_WINDOW_SIZE_SECONDS",
+        default_value_t = crate::quota::DEFAULT_WINDOW_SECONDS
+    )]
     pub quota_window_size_seconds: u64,
 
     /// How often segments past `retention.ms`/`retention.bytes` are deleted (Kafka's

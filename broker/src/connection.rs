@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -39,7 +39,7 @@ use crate::error_counts::error_codes;
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::metrics::{api_name, metrics};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
-use crate::quota::QuotaKind;
+use crate::quota::{with_throttle, QuotaUse};
 use crate::security::sasl::{SaslAction, SaslAuthenticator};
 use crate::security::{principal, ListenerSecurity};
 
@@ -137,8 +137,9 @@ type Pending = Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
 /// Where a request stands once its in-order part has run.
 enum Staged {
     Done(Answer),
-    /// The rest may overlap with the next request (e.g. a produce waiting for its fsync).
-    Completing(Pending),
+    /// The rest may overlap with the next request (e.g. a produce waiting for its fsync); with the
+    /// throttle its answer will carry.
+    Completing(Pending, Duration),
 }
 
 type Stage = Pin<Box<dyn std::future::Future<Output = Staged> + Send>>;
@@ -349,7 +350,10 @@ pub async fn handle_connection<S>(
     // Requests past their in-order part, answered in request order.
     let mut completing: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut reading_done = false;
-    // Until when nothing more is read: the client went over its quota.
+    // Nothing more is read while an answer telling the client to wait is pending (requests are read
+    // ahead, Kafka reads none while one is handled), then until the wait is over from when it was
+    // written (Kafka mutes the channel once the response is sent).
+    let mut throttled_pending = 0usize;
     let mut muted_until: Option<tokio::time::Instant> = None;
     let close_reason: Option<String> = loop {
         tokio::select! {
@@ -363,6 +367,7 @@ pub async fn handle_connection<S>(
             inbound = frames.recv(),
                 if !reading_done
                     && current.is_none()
+                    && throttled_pending == 0
                     && muted_until.is_none()
                     && completing.len() < limits.max_inflight =>
             {
@@ -422,14 +427,27 @@ pub async fn handle_connection<S>(
                 }
             }, if current.is_some() => {
                 current = None;
-                match staged {
-                    Staged::Done(out) => completing.push_back(Box::pin(async move { out })),
-                    Staged::Completing(rest) => completing.push_back(rest),
+                let throttle = match staged {
+                    Staged::Done(out) => {
+                        let throttle = out.throttle;
+                        completing.push_back(Box::pin(async move { out }));
+                        throttle
+                    }
+                    Staged::Completing(rest, throttle) => {
+                        completing.push_back(rest);
+                        throttle
+                    }
+                };
+                if !throttle.is_zero() {
+                    throttled_pending += 1;
                 }
             }
             Some(Answer { out, times, throttle }) = completing.next(), if !completing.is_empty() => {
                 if !throttle.is_zero() {
-                    let until = tokio::time::Instant::now() + throttle;
+                    throttled_pending -= 1;
+                    // As long as `throttle_time_ms` can say.
+                    let wait = throttle.min(Duration::from_millis(i32::MAX as u64));
+                    let until = tokio::time::Instant::now() + wait;
                     muted_until = Some(muted_until.map_or(until, |m| m.max(until)));
                 }
                 match out {
@@ -525,22 +543,18 @@ fn handle(
                 let correlation_id = request.header.correlation_id;
                 let (key, version) = (request.api_key, request.version);
                 let started = Instant::now();
-                let quota = QuotaUse::of(&request, &session);
-                let mut throttle = match &quota {
-                    Some(q) if q.kind == QuotaKind::Produce => q.record(&ctx, size),
-                    _ => Duration::ZERO,
-                };
+                let quota = QuotaUse::of(&request, &session.principal.name);
+                let mut request = request;
+                let mut throttle = quota
+                    .as_ref()
+                    .map_or(Duration::ZERO, |q| q.before(&ctx, &mut request, size));
                 let mut outcome = dispatch(&ctx, *request, &listener, Some(peer), &session).await;
-                if let (Some(q), Outcome::Respond(body)) = (&quota, &outcome) {
-                    if let (QuotaKind::Fetch, ResponseKind::Fetch(fetch)) = (q.kind, body.as_ref())
-                    {
-                        throttle = q.record(&ctx, fetched_bytes(fetch));
+                if let Some(q) = &quota {
+                    throttle = throttle.max(q.after(&ctx, &mut outcome));
+                    if !throttle.is_zero() {
+                        metrics().quota_throttled(q.kind().name(), throttle);
+                        outcome = with_throttle(outcome, throttle);
                     }
-                }
-                if !throttle.is_zero() {
-                    metrics()
-                        .quota_throttled(quota.as_ref().map_or("", |q| q.kind.name()), throttle);
-                    outcome = with_throttle(outcome, throttle);
                 }
                 let handled = Instant::now();
                 let times = move |ready| RequestTimes {
@@ -557,109 +571,107 @@ fn handle(
                         times: Some(times(handled)),
                         throttle,
                     }),
-                    Encoding::Completing(rest) => Staged::Completing(Box::pin(async move {
-                        let out = rest.await;
-                        Answer {
-                            out,
-                            times: Some(times(Instant::now())),
-                            throttle,
-                        }
-                    })),
+                    Encoding::Completing(rest) => Staged::Completing(
+                        Box::pin(async move {
+                            let out = rest.await;
+                            Answer {
+                                out,
+                                times: Some(times(Instant::now())),
+                                throttle,
+                            }
+                        }),
+                        throttle,
+                    ),
                 }
             }
         }
     })
 }
 
-/// A request that counts toward a client quota: a Produce, or a consumer's Fetch (a replica's is
-/// exempt), with whose rate it counts toward.
-struct QuotaUse {
-    kind: QuotaKind,
-    user: String,
-    client_id: String,
-}
-
-impl QuotaUse {
-    fn of(request: &crate::protocol::codec::Request, session: &Session) -> Option<Self> {
-        let kind = match &request.body {
-            RequestKind::Produce(_) => QuotaKind::Produce,
-            RequestKind::Fetch(fetch) if !is_replica_fetch(fetch, request.version) => {
-                QuotaKind::Fetch
-            }
-            _ => return None,
-        };
-        Some(Self {
-            kind,
-            user: session.principal.name.clone(),
-            client_id: request
-                .header
-                .client_id
-                .as_ref()
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
-        })
-    }
-
-    fn record(&self, ctx: &BrokerContext, bytes: usize) -> Duration {
-        let image = ctx.metadata.current();
-        ctx.quotas.record(
-            &image,
-            self.kind,
-            &self.user,
-            &self.client_id,
-            bytes,
-            Instant::now(),
-        )
-    }
-}
-
-/// A follower's fetch: replicas are not clients (Kafka's `FetchRequest.isFromFollower`).
-fn is_replica_fetch(fetch: &kafka_protocol::messages::FetchRequest, version: i16) -> bool {
-    let replica = if version >= 15 {
-        fetch.replica_state.replica_id.0
-    } else {
-        fetch.replica_id.0
-    };
-    replica >= 0
-}
-
-/// The record bytes a Fetch response carries: what a consumer quota counts.
-fn fetched_bytes(fetch: &kafka_protocol::messages::FetchResponse) -> usize {
-    fetch
-        .responses
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
-        .sum()
-}
-
-/// Tells the client to wait `throttle` (KIP-219): the response's `throttle_time_ms`.
-fn with_throttle(outcome: Outcome, throttle: Duration) -> Outcome {
-    let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
-    match outcome {
-        Outcome::Respond(mut body) => {
-            match body.as_mut() {
-                ResponseKind::Produce(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
-                ResponseKind::Fetch(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
-                _ => {}
-            }
-            Outcome::Respond(body)
-        }
-        Outcome::Completing(rest) => {
-            Outcome::Completing(Box::pin(async move { with_throttle(rest.await, throttle) }))
-        }
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
-    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+    use chronik_metadata::Record;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
 
     use super::*;
     use crate::handlers::test_support::TestBroker;
     use crate::security::ListenerSecurity;
+
+    /// A client over its quota gets its answer at once with `throttle_time_ms`, and nothing more it
+    /// sends is read until that time has passed (KIP-219; Kafka mutes the channel), even a request
+    /// it had already sent.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_over_its_quota_is_told_to_wait_and_not_read_meanwhile() {
+        let quota = Record::ClientQuota {
+            entity: chronik_metadata::quotas::QuotaEntity::of(&[("client-id", Some("slow"))])
+                .expect("entity"),
+            key: "producer_byte_rate".into(),
+            value: Some(100),
+        };
+        let broker = TestBroker::new(1, &[quota]);
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let cancel = CancellationToken::new();
+        let served = tokio::spawn(handle_connection(
+            server,
+            "127.0.0.1:9".parse().expect("address"),
+            KafkaPrincipal::anonymous(),
+            Arc::new(broker.ctx),
+            limits(),
+            cancel.clone(),
+        ));
+        // 100 bytes/s over at least 10 s: a 4 KiB produce is three times the quota.
+        let produce = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("nowhere")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(vec![0u8; 4096])))])]);
+        let mut frames = BytesMut::new();
+        chronik_wire::encode_request(&mut frames, &produce, 9, 1, "slow").expect("encoded");
+        chronik_wire::encode_request(&mut frames, &ApiVersionsRequest::default(), 3, 2, "slow")
+            .expect("encoded");
+        let sent = tokio::time::Instant::now();
+        client.write_all(&frames).await.expect("sent");
+
+        let answer = read_frame(&mut client, 1 << 20)
+            .await
+            .expect("a frame")
+            .expect("open");
+        let produced: ProduceResponse =
+            chronik_wire::decode_response::<ProduceRequest>(answer, 9, 1).expect("decodes");
+        let throttle = Duration::from_millis(produced.throttle_time_ms as u64);
+        assert!(throttle > Duration::from_secs(15), "{throttle:?}");
+        let answer = read_frame(&mut client, 1 << 20)
+            .await
+            .expect("a frame")
+            .expect("open");
+        let waited = sent.elapsed();
+        chronik_wire::decode_response::<ApiVersionsRequest>(answer, 3, 2).expect("decodes");
+        assert!(
+            waited >= throttle,
+            "answered after {waited:?} of {throttle:?}"
+        );
+
+        cancel.cancel();
+        drop(client);
+        let _ = served.await;
+    }
+
+    fn limits() -> ConnectionLimits {
+        ConnectionLimits {
+            max_frame_bytes: 1 << 20,
+            max_inflight: 5,
+            listener: "PLAINTEXT".into(),
+            security: ListenerSecurity::plaintext(),
+        }
+    }
 
     /// Regression (the chaos run with `--security sasl_ssl`, a final read that never got a partition):
     /// a TLS stream keeps the last records of a response in rustls when the socket is full, until it

@@ -1,17 +1,19 @@
 //! Enforcing client quotas (Kafka's `ClientQuotaManager`, KIP-13 and KIP-219): each Produce request's
-//! size and each consumer Fetch response's size count toward the byte rate of the quota that applies
-//! to its user and client id (`chronik_metadata::quotas::resolve`). A request that takes the rate over
-//! the quota is answered with the time the client must wait (`throttle_time_ms`), and the connection
-//! reads nothing more from that client until then, as Kafka mutes the channel.
+//! size and the record bytes of each consumer Fetch response count toward the byte rate of the quota
+//! that applies to the request's user and client id (`chronik_metadata::quotas::resolve`). A request
+//! that takes the rate over the quota is answered with the time the client must wait
+//! (`throttle_time_ms`), and its connection reads nothing more until then, as Kafka mutes the
+//! channel. As in Kafka, a quota'd consumer's fetch asks for at most what its quota allows in one
+//! window but the current one, and a fetch that would take it over is answered without its records,
+//! which then do not count.
 //!
 //! The rate is Kafka's: `--quota-window-num` samples of `--quota-window-size-seconds` each, measured
 //! over at least all but one of them, and a request over the quota is throttled for
 //! `(rate - quota) / quota × window`: the time that brings the rate back to the quota.
 //!
-//! What must stay true: a client without a quota costs one lookup in an empty map; replicas'
-//! fetches never count (they are not clients); a rate nobody used for an hour is dropped.
-//! Unlike Kafka, a consumer's throttled fetch still carries its data (Kafka answers it empty): the
-//! mute that follows makes the average rate the quota all the same.
+//! What must stay true: a client without a quota costs one lookup in an empty map while the cluster
+//! has no quotas; replicas' fetches never count (they are not clients); a rate nobody used for an
+//! hour is dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -19,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use chronik_metadata::quotas::{self, RateKey};
 use chronik_metadata::MetadataImage;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+
+use crate::handlers::{fetch, BrokerContext, Outcome};
+use crate::protocol::codec::Request;
 
 /// Which byte rate a request counts toward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +49,11 @@ impl QuotaKind {
     }
 }
 
+/// Kafka's default `quota.window.num`.
+pub const DEFAULT_WINDOW_NUM: usize = 11;
+/// Kafka's default `quota.window.size.seconds`.
+pub const DEFAULT_WINDOW_SECONDS: u64 = 1;
+
 /// How rates are sampled (Kafka's `quota.window.num` and `quota.window.size.seconds`).
 #[derive(Clone, Copy, Debug)]
 pub struct QuotaWindows {
@@ -53,9 +64,126 @@ pub struct QuotaWindows {
 impl Default for QuotaWindows {
     fn default() -> Self {
         Self {
-            samples: 11,
-            window: Duration::from_secs(1),
+            samples: DEFAULT_WINDOW_NUM,
+            window: Duration::from_secs(DEFAULT_WINDOW_SECONDS),
         }
+    }
+}
+
+/// A request that counts toward a client quota: a Produce, or a consumer's Fetch, with whose rate it
+/// counts toward.
+pub struct QuotaUse {
+    kind: QuotaKind,
+    user: String,
+    client_id: String,
+}
+
+impl QuotaUse {
+    /// `None` for a request no quota applies to; `user` is the principal's name.
+    pub fn of(request: &Request, user: &str) -> Option<Self> {
+        let kind = match &request.body {
+            RequestKind::Produce(_) => QuotaKind::Produce,
+            RequestKind::Fetch(f) if !fetch::is_from_follower(f, request.version) => {
+                QuotaKind::Fetch
+            }
+            _ => return None,
+        };
+        Some(Self {
+            kind,
+            user: user.to_owned(),
+            client_id: request
+                .header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    pub fn kind(&self) -> QuotaKind {
+        self.kind
+    }
+
+    /// Before the request is handled: a Produce counts its `size` (returned: how long to throttle);
+    /// a consumer's Fetch asks for no more than its quota allows in one window but the current one
+    /// (Kafka's `getMaxValueInQuotaWindow`).
+    pub fn before(&self, ctx: &BrokerContext, request: &mut Request, size: usize) -> Duration {
+        let image = ctx.metadata.current();
+        match (&mut request.body, self.kind) {
+            (RequestKind::Produce(_), QuotaKind::Produce) => ctx.quotas.record(
+                &image,
+                self.kind,
+                &self.user,
+                &self.client_id,
+                size,
+                Instant::now(),
+            ),
+            (RequestKind::Fetch(fetch), QuotaKind::Fetch) => {
+                if let Some(most) =
+                    ctx.quotas
+                        .max_in_window(&image, self.kind, &self.user, &self.client_id)
+                {
+                    let most = i32::try_from(most).unwrap_or(i32::MAX).max(1);
+                    fetch.max_bytes = fetch.max_bytes.min(most);
+                }
+                Duration::ZERO
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// After the request is handled: a consumer's Fetch counts its record bytes, and one that takes
+    /// the client over its quota is answered without them (they do not count then). Returns how long
+    /// to throttle.
+    pub fn after(&self, ctx: &BrokerContext, outcome: &mut Outcome) -> Duration {
+        let Outcome::Respond(body) = outcome else {
+            return Duration::ZERO;
+        };
+        let ResponseKind::Fetch(response) = body.as_mut() else {
+            return Duration::ZERO;
+        };
+        let bytes: usize = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        let image = ctx.metadata.current();
+        let now = Instant::now();
+        let throttle =
+            ctx.quotas
+                .record(&image, self.kind, &self.user, &self.client_id, bytes, now);
+        if !throttle.is_zero() {
+            ctx.quotas
+                .unrecord(&image, self.kind, &self.user, &self.client_id, bytes, now);
+            for partition in response
+                .responses
+                .iter_mut()
+                .flat_map(|t| &mut t.partitions)
+            {
+                partition.records = None;
+            }
+        }
+        throttle
+    }
+}
+
+/// Tells the client to wait `throttle` (KIP-219): the response's `throttle_time_ms`.
+pub fn with_throttle(outcome: Outcome, throttle: Duration) -> Outcome {
+    let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+    match outcome {
+        Outcome::Respond(mut body) => {
+            match body.as_mut() {
+                ResponseKind::Produce(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
+                ResponseKind::Fetch(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
+                _ => {}
+            }
+            Outcome::Respond(body)
+        }
+        Outcome::Completing(rest) => {
+            Outcome::Completing(Box::pin(async move { with_throttle(rest.await, throttle) }))
+        }
+        other => other,
     }
 }
 
@@ -92,10 +220,47 @@ impl ClientQuotaManager {
         bytes: usize,
         now: Instant,
     ) -> Duration {
-        let Some((quota, key)) = quotas::resolve(&image.client_quotas, user, client_id, kind.key())
-        else {
-            return Duration::ZERO;
-        };
+        self.add(image, kind, user, client_id, bytes as f64, now)
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Takes back bytes `record` counted (a throttled fetch answered without them).
+    pub fn unrecord(
+        &self,
+        image: &MetadataImage,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+        bytes: usize,
+        now: Instant,
+    ) {
+        self.add(image, kind, user, client_id, -(bytes as f64), now);
+    }
+
+    /// The most bytes a client may take in one request without going over its quota from nothing:
+    /// its quota over all windows but the current one (Kafka's `getMaxValueInQuotaWindow`).
+    pub fn max_in_window(
+        &self,
+        image: &MetadataImage,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+    ) -> Option<u64> {
+        let (quota, _) = quotas::resolve(&image.client_quotas, user, client_id, kind.key())?;
+        let span = self.windows.window * self.windows.samples.saturating_sub(1) as u32;
+        Some((quota as f64 * span.as_secs_f64()) as u64)
+    }
+
+    fn add(
+        &self,
+        image: &MetadataImage,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+        bytes: f64,
+        now: Instant,
+    ) -> Option<Duration> {
+        let (quota, key) = quotas::resolve(&image.client_quotas, user, client_id, kind.key())?;
         let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         if rates
             .last_purge
@@ -110,15 +275,17 @@ impl ClientQuotaManager {
             .by_key
             .entry((kind, key))
             .or_insert_with(|| Rate::new(now));
-        rate.record(bytes as f64, now, self.windows);
+        rate.record(bytes, now, self.windows);
         let window = rate.window_size(now, self.windows);
         let observed = rate.total() / window.as_secs_f64();
         let quota = quota as f64;
         if observed <= quota {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
-        let longest = self.windows.window * self.windows.samples as u32;
-        window.mul_f64((observed - quota) / quota).min(longest)
+        // Not bounded, as Kafka's byte-rate throttles are not: a bound would let a client whose
+        // requests are large next to its quota go over it.
+        let throttle = window.as_secs_f64() * (observed - quota) / quota;
+        Some(Duration::try_from_secs_f64(throttle).unwrap_or(Duration::MAX))
     }
 }
 
@@ -173,19 +340,15 @@ impl Rate {
 
 #[cfg(test)]
 mod tests {
-    use chronik_metadata::quotas::{QuotaEntity, CLIENT_ID, PRODUCER_BYTE_RATE, USER};
+    use chronik_metadata::quotas::{
+        QuotaEntity, CLIENT_ID, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, USER,
+    };
 
     use super::*;
 
     fn image_with(entity: &[(&str, Option<&str>)], key: &str, rate: i64) -> MetadataImage {
         let mut image = MetadataImage::default();
-        let entity = QuotaEntity::new(
-            entity
-                .iter()
-                .map(|(t, n)| (t.to_string(), n.map(str::to_owned)))
-                .collect(),
-        )
-        .unwrap();
+        let entity = QuotaEntity::of(entity).unwrap();
         image
             .client_quotas
             .entry(entity)
@@ -272,7 +435,8 @@ mod tests {
     }
 
     #[test]
-    fn a_throttle_is_at_most_every_window() {
+    fn a_request_far_over_its_quota_waits_as_long_as_it_takes() {
+        // 1 GiB against 1 byte/s, over at least 2 s: half a GiB per second too many, for 2 s each.
         let image = image_with(&[(USER, None)], PRODUCER_BYTE_RATE, 1);
         let quotas = ClientQuotaManager::new(windows());
         let throttle = quotas.record(
@@ -283,6 +447,26 @@ mod tests {
             1 << 30,
             Instant::now(),
         );
-        assert_eq!(throttle, Duration::from_secs(3));
+        assert!(throttle > Duration::from_secs(1 << 29), "{throttle:?}");
+    }
+
+    #[test]
+    fn an_unrecorded_fetch_does_not_count_and_a_fetch_fits_the_window() {
+        let image = image_with(&[(CLIENT_ID, Some("reader"))], CONSUMER_BYTE_RATE, 1000);
+        let quotas = ClientQuotaManager::new(windows());
+        let t = Instant::now();
+        let fetch = |bytes| quotas.record(&image, QuotaKind::Fetch, "u", "reader", bytes, t);
+        assert!(fetch(5000) > Duration::ZERO);
+        quotas.unrecord(&image, QuotaKind::Fetch, "u", "reader", 5000, t);
+        assert_eq!(fetch(2000), Duration::ZERO);
+        // All windows but the current one: 2 s of 1,000 bytes.
+        assert_eq!(
+            quotas.max_in_window(&image, QuotaKind::Fetch, "u", "reader"),
+            Some(2000)
+        );
+        assert_eq!(
+            quotas.max_in_window(&image, QuotaKind::Fetch, "u", "other"),
+            None
+        );
     }
 }

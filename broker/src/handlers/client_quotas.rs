@@ -90,8 +90,9 @@ fn refused(code: ResponseError, message: String) -> DescribeClientQuotasResponse
         .with_entries(None)
 }
 
-/// A describe filter: types that must have a given name (`None`: the default), types that must have
-/// some name, and whether an entity may have other types.
+/// A describe filter: types that must have a given name (`None`: the default), types that must be
+/// there (named or default: Kafka's `ClientQuotasImage` matches either), and whether an entity may
+/// have other types.
 struct Filter {
     exact: BTreeMap<String, Option<String>>,
     specified: BTreeSet<String>,
@@ -150,18 +151,13 @@ impl Filter {
                 MATCH_SPECIFIED => {
                     filter.specified.insert(kind);
                 }
-                other => {
-                    return Err((
-                        ResponseError::UnsupportedVersion,
-                        format!("Unknown match type {other}"),
-                    ))
-                }
+                other => return Err(invalid(format!("Unknown match type {other}"))),
             }
         }
         let names = |kind: &str| filter.exact.contains_key(kind) || filter.specified.contains(kind);
         if names(IP) && (names(USER) || names(CLIENT_ID)) {
             return Err(invalid(
-                "Invalid entity filter component combination, IP filter component should not be \
+                "Invalid entity filter component combination. IP filter component should not be \
                  used with user or clientId filter component."
                     .to_owned(),
             ));
@@ -180,7 +176,7 @@ impl Filter {
             && self
                 .specified
                 .iter()
-                .all(|kind| entity.part(kind).is_some_and(Option::is_some))
+                .all(|kind| entity.part(kind).is_some())
     }
 }
 
@@ -219,7 +215,7 @@ pub async fn handle_alter(
     if !ctx.authorize_cluster(rc, AclOperation::AlterConfigs) {
         return answer(all(
             ResponseError::ClusterAuthorizationFailed.code(),
-            String::new(),
+            "Cluster authorization failed.".to_owned(),
         ));
     }
     let call = pb::AlterClientQuotasRequest {
@@ -287,13 +283,7 @@ mod tests {
     }
 
     fn entity(parts: &[(&str, Option<&str>)]) -> QuotaEntity {
-        QuotaEntity::new(
-            parts
-                .iter()
-                .map(|(t, n)| (t.to_string(), n.map(str::to_owned)))
-                .collect(),
-        )
-        .unwrap()
+        QuotaEntity::of(parts).unwrap()
     }
 
     #[test]
@@ -320,9 +310,10 @@ mod tests {
             matching(vec![component(USER, MATCH_DEFAULT, None)], false),
             vec![default_user.clone()]
         );
+        // Any user, the default one included.
         assert_eq!(
             matching(vec![component(USER, MATCH_SPECIFIED, None)], false),
-            vec![alice.clone(), alice_app.clone()]
+            vec![alice.clone(), alice_app.clone(), default_user.clone()]
         );
         assert_eq!(
             matching(vec![component(CLIENT_ID, MATCH_SPECIFIED, None)], true),
@@ -358,7 +349,8 @@ mod tests {
             component(USER, MATCH_SPECIFIED, None),
         ]);
         assert!(message.contains("IP filter component"), "{message}");
-        let (code, _) = refusal(vec![component(USER, 7, None)]);
-        assert_eq!(code, ResponseError::UnsupportedVersion);
+        let (code, message) = refusal(vec![component(USER, 7, None)]);
+        assert_eq!(code, ResponseError::InvalidRequest);
+        assert_eq!(message, "Unknown match type 7");
     }
 }

@@ -226,15 +226,26 @@ fn may_change_the_pass(
 
 /// The replica id and broker epoch of a follower's fetch; `None` for a consumer's.
 fn follower_of(rc: &RequestContext<'_>, request: &FetchRequest) -> Option<(i32, i64)> {
-    let (id, epoch) = if rc.version >= 15 {
+    let (id, epoch) = replica_of(request, rc.version);
+    (id >= 0).then_some((id, epoch))
+}
+
+/// Whether a fetch comes from a follower replica, not a consumer (Kafka's
+/// `FetchRequest.isFromFollower`).
+pub fn is_from_follower(request: &FetchRequest, version: i16) -> bool {
+    replica_of(request, version).0 >= 0
+}
+
+/// The replica id (negative for a consumer) and broker epoch a fetch of `version` carries.
+fn replica_of(request: &FetchRequest, version: i16) -> (i32, i64) {
+    if version >= 15 {
         (
             request.replica_state.replica_id.0,
             request.replica_state.replica_epoch,
         )
     } else {
         (request.replica_id.0, -1)
-    };
-    (id >= 0).then_some((id, epoch))
+    }
 }
 
 /// One pass over the partitions of a fetch.

@@ -1,5 +1,6 @@
 //! Chronik's cluster metadata, shared by the controller (which writes it) and the brokers (which follow
-//! it): the ACLs (`acl`, indexed by resource in `acl_set`), client quotas (`quotas`), the records of the metadata log (`records`), the image they replay into (`image`), the config
+//! it): the ACLs (`acl`, indexed by resource in `acl_set`), client quotas (`quotas`), the records of
+//! the metadata log (`records`), the image they replay into (`image`), the config
 //! definitions and their validation (`configs`), the topic-name rules (`topic_name`), the one error
 //! vocabulary (`error`) and the protobuf conversions both sides decode with (`convert`). Kafka keeps the
 //! same things in its `metadata` module (`MetadataImage`, `*Record`, `TopicImage`, `ConfigDef`).

@@ -69,6 +69,16 @@ impl QuotaEntity {
         Ok(Self(parts))
     }
 
+    /// `new` from borrowed parts.
+    pub fn of(parts: &[(&str, Option<&str>)]) -> Result<Self, String> {
+        Self::new(
+            parts
+                .iter()
+                .map(|(kind, name)| (kind.to_string(), name.map(str::to_owned)))
+                .collect(),
+        )
+    }
+
     pub fn parts(&self) -> &[(String, Option<String>)] {
         &self.0
     }
@@ -97,14 +107,21 @@ fn named(name: &str) -> Option<String> {
 
 const DEFAULT: &str = "<default>";
 
-/// Refuses a key Chronik does not enforce, or a value that is not a positive whole number of bytes
-/// per second. `value` is `None` for a removal, which any supported key accepts.
+/// Refuses a quota of an ip entity or of a key Chronik does not enforce, or a value that is not a
+/// positive whole number of bytes per second. `value` is `None` for a removal, which is not checked
+/// (as in Kafka: only a quota that was accepted can be there to remove).
 pub fn validate(
     entity: &QuotaEntity,
     key: &str,
     value: Option<f64>,
 ) -> Result<Option<i64>, String> {
-    if entity.part(IP).is_some() || NOT_ENFORCED.contains(&key) {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if entity.part(IP).is_some() {
+        return Err("Chronik does not enforce quotas of ip entities yet".to_owned());
+    }
+    if NOT_ENFORCED.contains(&key) {
         return Err(format!(
             "Chronik does not enforce {key} quotas yet; only {PRODUCER_BYTE_RATE} and \
              {CONSUMER_BYTE_RATE} of users and client ids"
@@ -113,9 +130,6 @@ pub fn validate(
     if key != PRODUCER_BYTE_RATE && key != CONSUMER_BYTE_RATE {
         return Err(format!("Invalid configuration key {key}"));
     }
-    let Some(value) = value else {
-        return Ok(None);
-    };
     if value.fract() != 0.0 || !(1.0..=i64::MAX as f64).contains(&value) {
         return Err(format!(
             "{key} must be a positive whole number of bytes per second, not {value}"
@@ -177,28 +191,14 @@ mod tests {
     use super::*;
 
     fn entity(parts: &[(&str, Option<&str>)]) -> QuotaEntity {
-        QuotaEntity::new(
-            parts
-                .iter()
-                .map(|(t, n)| (t.to_string(), n.map(str::to_owned)))
-                .collect(),
-        )
-        .unwrap()
+        QuotaEntity::of(parts).unwrap()
     }
 
     #[test]
     fn entities_are_kafkas_combinations() {
         let e = entity(&[(USER, Some("alice")), (CLIENT_ID, None)]);
         assert_eq!(e, entity(&[(CLIENT_ID, None), (USER, Some("alice"))]));
-        let refused = |parts: Vec<(&str, Option<&str>)>| {
-            QuotaEntity::new(
-                parts
-                    .into_iter()
-                    .map(|(t, n)| (t.to_owned(), n.map(str::to_owned)))
-                    .collect(),
-            )
-            .unwrap_err()
-        };
+        let refused = |parts: Vec<(&str, Option<&str>)>| QuotaEntity::of(&parts).unwrap_err();
         assert!(refused(vec![]).contains("no components"));
         assert!(refused(vec![(USER, Some("a")), (USER, Some("b"))]).contains("Duplicate"));
         assert!(refused(vec![(IP, None), (USER, Some("a"))]).contains("ip"));
@@ -227,7 +227,12 @@ mod tests {
             .unwrap_err()
             .contains("Invalid configuration key"));
         let ip = entity(&[(IP, None)]);
-        assert!(validate(&ip, "connection_creation_rate", Some(10.0)).is_err());
+        assert!(validate(&ip, "connection_creation_rate", Some(10.0))
+            .unwrap_err()
+            .contains("ip entities"));
+        // Removals are not checked: nothing refused can be there.
+        assert_eq!(validate(&ip, "connection_creation_rate", None), Ok(None));
+        assert_eq!(validate(&user, "request_percentage", None), Ok(None));
     }
 
     #[test]

@@ -130,7 +130,7 @@ mod tests {
         assert_eq!(set.reply, vec![Ok(()), Ok(())]);
         assert_eq!(set.records.len(), 3);
         apply(&mut image, &set);
-        let entity = QuotaEntity::new(alteration(&alice_app, &[]).entity).unwrap();
+        let entity = QuotaEntity::of(&alice_app).unwrap();
         assert_eq!(image.client_quotas[&entity][PRODUCER_BYTE_RATE], 1024);
 
         // Unchanged values and removals of quotas that are not set write nothing.
