@@ -36,10 +36,10 @@ use chronik_wire::read_frame;
 
 use crate::authorizer::{KafkaPrincipal, Session};
 use crate::error_counts::error_codes;
+use crate::handlers::throttle::{with_throttle, QuotaUse};
 use crate::handlers::{api_versions, dispatch, BrokerContext, Outcome};
 use crate::metrics::{api_name, metrics};
 use crate::protocol::codec::{decode_request, encode_response, Decoded};
-use crate::quota::{with_throttle, QuotaUse};
 use crate::security::sasl::{SaslAction, SaslAuthenticator};
 use crate::security::{principal, ListenerSecurity};
 

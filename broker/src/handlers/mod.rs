@@ -48,6 +48,7 @@ pub mod scram_credentials;
 pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod throttle;
 pub mod txn_offset_commit;
 pub mod unregister_broker;
 pub mod update_features;
