@@ -324,6 +324,43 @@ mod tests {
         assert!(matching(vec![], true).is_empty());
     }
 
+    /// DESCRIBE_CONFIGS and ALTER_CONFIGS on the cluster, as Kafka's handlers check: a principal with
+    /// neither gets CLUSTER_AUTHORIZATION_FAILED (on every entry of an alter), and no quota changes.
+    #[tokio::test]
+    async fn both_apis_need_the_cluster_config_operations() {
+        use kafka_protocol::messages::alter_client_quotas_request::{
+            EntityData, EntryData, OpData,
+        };
+
+        let broker = crate::handlers::test_support::broker_with_admin_only_cluster(1);
+        let rc = broker.rc(1, "PLAINTEXT");
+        let described = handle_describe(&broker.ctx, &rc, DescribeClientQuotasRequest::default());
+        assert_eq!(
+            described.error_code,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
+        assert_eq!(described.entries, None);
+
+        let entry = EntryData::default()
+            .with_entity(vec![EntityData::default()
+                .with_entity_type(StrBytes::from_static_str(USER))
+                .with_entity_name(Some(StrBytes::from_static_str("alice")))])
+            .with_ops(vec![OpData::default()
+                .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                .with_value(1024.0)]);
+        let request = AlterClientQuotasRequest::default().with_entries(vec![entry.clone(), entry]);
+        let altered = handle_alter(&broker.ctx, &rc, request).await;
+        assert_eq!(altered.entries.len(), 2);
+        for entry in &altered.entries {
+            assert_eq!(
+                entry.error_code,
+                ResponseError::ClusterAuthorizationFailed.code()
+            );
+            assert_eq!(entry.entity[0].entity_name.as_deref(), Some("alice"));
+        }
+        assert!(broker.ctx.metadata.current().client_quotas.is_empty());
+    }
+
     #[test]
     fn filters_kafka_refuses_are_refused_with_its_messages() {
         let refusal = |components: Vec<ComponentData>| {
