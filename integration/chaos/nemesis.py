@@ -25,6 +25,7 @@ import collections
 import errno
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -152,6 +153,34 @@ def lossy_links(ctx, rng):
                 rng.choice(ctx.cluster.controllers))
     ctx.net.lossy(node.host, probability)
     return Fault("lossy_links", f"{node.name} drops {probability:.0%} of its packets", ctx.net.heal)
+
+
+def controller_disk_lost(ctx, rng):
+    """A controller loses its data directory: killed, its directory emptied, started again with an
+    empty Raft store. It holds its vote until it has caught up with the other controllers
+    (`controller/src/raft/vote_hold.rs`), which the heal waits for (its /readyz). A follower 3 times in
+    4, otherwise the active controller."""
+    active = ctx.cluster.active_controller()
+    followers = [c for c in ctx.cluster.controllers if c.id != active]
+    if active and (rng.random() < 0.25 or not followers):
+        c = ctx.cluster.controller(active)
+    else:
+        c = rng.choice(followers or ctx.cluster.controllers)
+    c.kill()
+    shutil.rmtree(c.data_dir, ignore_errors=True)
+    c.start()
+    fault = Fault("controller_disk_lost",
+                  f"{c.name}{' (active)' if c.id == active else ''} lost its data directory and started empty",
+                  lambda: None)
+
+    def heal() -> None:
+        try:
+            ctx.cluster.wait(c.ready, 60, f"{c.name} to catch up and vote again")
+        except TimeoutError:
+            fault.notes.append(f"{c.name} still holds its vote 60 s after the heal")
+
+    fault.heal = heal
+    return fault
 
 
 def fill(path: str) -> int:
@@ -351,6 +380,7 @@ KINDS: dict[str, Callable] = {
     "disk_full": disk_full,
     "reassign": reassign,
     "lossy_links": lossy_links,
+    "controller_disk_lost": controller_disk_lost,
 }
 
 

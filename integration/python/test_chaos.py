@@ -1,7 +1,7 @@
 """A short seeded chaos run (`integration/chaos/run.py`): 3 controllers and 3 brokers, each in its own
 network namespace, idempotent acks=all producers and consumers in a client namespace, and one fault of
 every kind (kill, pause, four kinds of network partition, controller cut, active controller kill, a lossy link,
-full disk, a replica reassignment away from a broker and back) in a seeded order. Any anomaly the checker finds (lost acknowledged writes, duplicates,
+a controller that loses its data directory, full disk, a replica reassignment away from a broker and back) in a seeded order. Any anomaly the checker finds (lost acknowledged writes, duplicates,
 lost reads, unexpected values, replicas that disagree) fails the test with the run's report.
 
 Skipped, saying why, when the machine cannot give the run its namespaces: not root, no `ip netns`,
