@@ -543,7 +543,7 @@ fn handle(
                 let correlation_id = request.header.correlation_id;
                 let (key, version) = (request.api_key, request.version);
                 let started = Instant::now();
-                let quota = QuotaUse::of(&request, &session.principal.name);
+                let quota = QuotaUse::of(&ctx, &request, &session.principal.name);
                 let mut request = request;
                 let mut throttle = quota
                     .as_ref()

@@ -20,8 +20,12 @@ pub struct QuotaUse {
 }
 
 impl QuotaUse {
-    /// `None` for a request no quota applies to; `user` is the principal's name.
-    pub fn of(request: &Request, user: &str) -> Option<Self> {
+    /// `None` for a request no quota applies to; `user` is the principal's name. Without any quota
+    /// in the cluster, nothing is allocated or counted.
+    pub fn of(ctx: &BrokerContext, request: &Request, user: &str) -> Option<Self> {
+        if ctx.metadata.current().client_quotas.is_empty() {
+            return None;
+        }
         let kind = match &request.body {
             RequestKind::Produce(_) => QuotaKind::Produce,
             RequestKind::Fetch(f) if !fetch::is_from_follower(f, request.version) => {
