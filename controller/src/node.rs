@@ -207,12 +207,16 @@ impl ControllerNode {
         )
         .map_err(|e| NodeError::Config(e.to_string()))?;
         let progress = Arc::new(FollowerProgress::default());
+        // Whether it holds is known once the store is open; its own candidacies respect the floor
+        // from the start (`raft::vote_hold`).
+        let vote_hold = VoteHold::new(false, meta.read().vote_floor);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
             NetworkFactory::new(config.node_id)
                 .with_credentials(security.peers.clone())
-                .with_progress(progress.clone()),
+                .with_progress(progress.clone())
+                .with_vote_hold(vote_hold.clone()),
             log_store,
             state_machine,
         )
@@ -245,7 +249,9 @@ impl ControllerNode {
                 );
             }
         }
-        let vote_hold = VoteHold::new(held, meta.read().vote_floor);
+        if held {
+            vote_hold.hold();
+        }
         if !initialized {
             // Every voter initializes with the same membership; openraft makes that safe, so a fresh
             // quorum forms exactly once even when all nodes start at the same moment.

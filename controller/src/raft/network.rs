@@ -31,6 +31,9 @@
 //!   (terms 5 → 10 in 3 s). Every AppendEntries, heartbeats included, is sent detached: openraft
 //!   still gives up waiting after one interval, but the follower still gets it and its leader lease
 //!   is renewed.
+//!
+//! A vote request in a term at or below this node's vote floor is not sent: `VoteHold::own_candidacy`
+//! answers it (`vote_hold`).
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -57,6 +60,7 @@ use tonic::Code;
 
 use super::progress::FollowerProgress;
 use super::service::MAX_MESSAGE_BYTES;
+use super::vote_hold::VoteHold;
 use super::{NodeId, TypeConfig};
 
 /// Longest wait for a TCP + HTTP/2 connection to a peer.
@@ -74,6 +78,7 @@ pub struct NetworkFactory {
     credentials: ClientCredentials,
     peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
     progress: Arc<FollowerProgress>,
+    hold: Arc<VoteHold>,
 }
 
 impl NetworkFactory {
@@ -85,7 +90,14 @@ impl NetworkFactory {
             credentials: ClientCredentials::none(),
             peers: Mutex::default(),
             progress: Arc::default(),
+            hold: Arc::default(),
         }
+    }
+
+    /// The vote hold whose floor this node's own candidacies respect (`VoteHold::own_candidacy`).
+    pub fn with_vote_hold(mut self, hold: Arc<VoteHold>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// Where the peers' answers to AppendEntries are recorded (DescribeQuorum reads them).
@@ -122,6 +134,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             peer,
             progress: self.progress.clone(),
+            hold: self.hold.clone(),
         }
     }
 }
@@ -132,6 +145,7 @@ pub struct NetworkConnection {
     target: NodeId,
     peer: Arc<Peer>,
     progress: Arc<FollowerProgress>,
+    hold: Arc<VoteHold>,
 }
 
 /// What this node keeps per peer, shared by every `NetworkConnection` to it.
@@ -431,6 +445,9 @@ impl RaftNetwork<TypeConfig> for NetworkConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, Infallible> {
+        if let Some(refusal) = self.hold.own_candidacy(&rpc) {
+            return Ok(refusal);
+        }
         self.send(RPCTypes::Vote, &rpc, &option, Delivery::Bounded)
             .await
     }

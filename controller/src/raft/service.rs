@@ -133,6 +133,8 @@ mod tests {
         hold: Arc<VoteHold>,
         /// Nodes whose requests this node's server refuses, as a cut network link would.
         cut: Arc<Mutex<BTreeSet<NodeId>>>,
+        /// The (term, candidate) of every vote request this node's server received.
+        asked: Arc<Mutex<Vec<(u64, NodeId)>>>,
         stop_server: Option<oneshot::Sender<()>>,
         server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
         shutdown: CancellationToken,
@@ -146,6 +148,7 @@ mod tests {
         inner: RaftGrpc,
         delay: Duration,
         cut: Arc<Mutex<BTreeSet<NodeId>>>,
+        asked: Arc<Mutex<Vec<(u64, NodeId)>>>,
     }
 
     impl TestHandler {
@@ -175,6 +178,13 @@ mod tests {
         }
 
         async fn vote(&self, request: tonic::Request<RaftPayload>) -> GrpcResult {
+            let vote: VoteRequest<NodeId> = serde_json::from_slice(&request.get_ref().data)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let leader = vote.vote.leader_id();
+            self.asked
+                .lock()
+                .unwrap()
+                .push((leader.term, leader.node_id));
             self.pass(&request)?;
             self.inner.vote(request).await
         }
@@ -199,23 +209,30 @@ mod tests {
     impl TestNode {
         async fn start(id: NodeId, config: &Arc<Config>) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            Self::start_with(id, config, Duration::ZERO, listener, false).await
+            Self::start_with(
+                id,
+                config,
+                Duration::ZERO,
+                listener,
+                VoteHold::new(false, 0),
+            )
+            .await
         }
 
         /// A node whose AppendEntries handler runs `append_delay` late.
         async fn start_slow(id: NodeId, config: &Arc<Config>, append_delay: Duration) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            Self::start_with(id, config, append_delay, listener, false).await
+            Self::start_with(id, config, append_delay, listener, VoteHold::new(false, 0)).await
         }
 
-        /// A node on `listener`, from an empty store; `held` holds its vote as `ControllerNode` does
-        /// (until `release_when_caught_up`, which `hold_until_caught_up` starts).
+        /// A node on `listener`, from an empty store, with `hold` as `ControllerNode` makes it (a held
+        /// one holds until `release_when_caught_up`, which `hold_until_caught_up` starts).
         async fn start_with(
             id: NodeId,
             config: &Arc<Config>,
             append_delay: Duration,
             listener: TcpListener,
-            held: bool,
+            hold: Arc<VoteHold>,
         ) -> Self {
             let addr = listener.local_addr().unwrap().to_string();
             let dir = TempDir::new().unwrap();
@@ -225,20 +242,21 @@ mod tests {
             let raft = Raft::new(
                 id,
                 config.clone(),
-                NetworkFactory::new(id),
+                NetworkFactory::new(id).with_vote_hold(hold.clone()),
                 log_store,
                 state_machine,
             )
             .await
             .unwrap();
-            let hold = VoteHold::new(held, 0);
             let shutdown = CancellationToken::new();
             let cut = Arc::new(Mutex::new(BTreeSet::new()));
+            let asked = Arc::new(Mutex::new(Vec::new()));
             let (stop_server, stopped) = oneshot::channel::<()>();
             let handler = TestHandler {
                 inner: RaftGrpc::new(raft.clone(), hold.clone(), log.clone()),
                 delay: append_delay,
                 cut: cut.clone(),
+                asked: asked.clone(),
             };
             let server = tokio::spawn(
                 Server::builder()
@@ -259,6 +277,7 @@ mod tests {
                 log,
                 hold,
                 cut,
+                asked,
                 stop_server: Some(stop_server),
                 server: Some(server),
                 shutdown,
@@ -610,6 +629,52 @@ mod tests {
         }
     }
 
+    /// A controller released with a vote floor above its term (it may have voted in those terms
+    /// before it lost its log) asks nobody for a vote in them: made to campaign, it moves above its
+    /// floor instead, and the quorum still elects a leader, it included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_released_controller_asks_for_no_vote_at_or_below_its_floor() {
+        const FLOOR: u64 = 20;
+        let config = config();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let floor = if id == 1 { FLOOR } else { 0 };
+            let hold = VoteHold::new(false, floor);
+            nodes.push(TestNode::start_with(id, &config, Duration::ZERO, listener, hold).await);
+        }
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        nodes[1].raft.initialize(members(&all)).await.unwrap();
+        wait_for_leader(&all).await;
+        if !nodes[0].leads() {
+            nodes[0].raft.trigger().elect().await.unwrap();
+            nodes[0]
+                .raft
+                .wait(Some(WAIT))
+                .metrics(|m| m.current_term >= FLOOR, "node 1 moves to its floor")
+                .await
+                .unwrap();
+        }
+        // Node 1 refuses the old leader's entries (its vote is higher now) and campaigns above the
+        // floor: whoever leads then leads there.
+        let leader = wait_for_agreed_leader(&nodes.iter().collect::<Vec<_>>()).await;
+        let term = nodes[0].raft.metrics().borrow().current_term;
+        assert!(term > FLOOR, "leader {leader} in term {term}");
+        for node in &nodes[1..] {
+            let asked = node.asked.lock().unwrap().clone();
+            assert!(
+                asked
+                    .iter()
+                    .all(|&(term, candidate)| candidate != 1 || term > FLOOR),
+                "node 1 asked node {} for a vote at or below its floor: {asked:?}",
+                node.id
+            );
+        }
+        for node in &mut nodes {
+            node.stop().await;
+        }
+    }
+
     /// Three controllers started from empty stores and holding their votes, as `ControllerNode`
     /// starts them, formed into a quorum (which releases every hold); returns them with the positions
     /// of the leader and of the two followers.
@@ -617,7 +682,10 @@ mod tests {
         let mut nodes = Vec::new();
         for id in 1..=3 {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            nodes.push(TestNode::start_with(id, config, Duration::ZERO, listener, true).await);
+            nodes.push(
+                TestNode::start_with(id, config, Duration::ZERO, listener, VoteHold::new(true, 0))
+                    .await,
+            );
         }
         for node in &nodes {
             node.hold_until_caught_up(&nodes);
@@ -656,7 +724,9 @@ mod tests {
         let (id, addr) = (nodes[at].id, nodes[at].addr.clone());
         nodes[at].stop().await;
         let listener = TcpListener::bind(&addr).await.unwrap();
-        nodes[at] = TestNode::start_with(id, config, Duration::ZERO, listener, true).await;
+        nodes[at] =
+            TestNode::start_with(id, config, Duration::ZERO, listener, VoteHold::new(true, 0))
+                .await;
         isolate(nodes, cut_after);
         nodes[at].hold_until_caught_up(nodes);
     }

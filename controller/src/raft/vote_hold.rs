@@ -18,7 +18,11 @@
 //! it too (Raft's leader completeness). After that the node still refuses every candidate of a term
 //! up to the highest they reported (its vote floor), since it may have voted in those terms before
 //! the loss: each of them is at most one of theirs (the same argument over the votes that elected a
-//! leader). A new quorum still forms: its candidates hold only the initial membership, and once its
+//! leader). The floor covers its own candidacy too: openraft starts a campaign from the node's own
+//! term, and its vote for itself in a term at or below the floor could be its second vote in that
+//! term. So it asks nobody for a vote in such a term (`own_candidacy`): the refusal it gives itself
+//! carries a vote in the floor's term, which openraft adopts, and its next campaign is above the
+//! floor. A new quorum still forms: its candidates hold only the initial membership, and once its
 //! first leader has written, every voter's log is as up to date as the others'.
 //!
 //! The hold and the floor are persisted (`vote_held` and `vote_floor` in the node's meta file), so a
@@ -28,7 +32,7 @@
 //!
 //! What must stay true: a held node never grants a vote to a candidate with a log beyond index 0,
 //! never campaigns with one, and is released only by `may_release`; no node grants a vote in a term
-//! at or below its floor.
+//! at or below its floor, to another node or to itself.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,6 +74,32 @@ impl VoteHold {
 
     pub fn is_held(&self) -> bool {
         self.held.load(Ordering::Acquire)
+    }
+
+    /// Starts holding: for a node that learns only once its store is open that it must.
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::Release);
+    }
+
+    /// The refusal this node gives itself instead of asking a peer for a vote in a term at or below
+    /// its floor, or `None` when the request may go out. Nobody is asked, so nobody grants: the node
+    /// is never elected in such a term. The refusal's vote is in the floor's term for the lowest
+    /// node id: below the floor, it is greater than the candidate's own, so openraft adopts it; in
+    /// the floor's term, the candidate keeps its own. Either way its next campaign is above the
+    /// floor. And it is no greater than any leader's in that term, whose entries the node accepts.
+    pub fn own_candidacy(&self, request: &VoteRequest<NodeId>) -> Option<VoteResponse<NodeId>> {
+        let term = request.vote.leader_id().term;
+        let floor = self.floor.load(Ordering::Acquire);
+        if term > floor {
+            return None;
+        }
+        info!(
+            term,
+            floor,
+            "not campaigning in this term: this controller may have voted in it before it lost its \
+             log; campaigning above it next"
+        );
+        Some(VoteResponse::new(Vote::new(floor, 0), None, false))
     }
 
     /// The refusal to send instead of asking Raft, or `None` when Raft decides. The refusal carries
