@@ -448,7 +448,16 @@ impl RaftNetwork<TypeConfig> for NetworkConnection {
         if let Some(refusal) = self.hold.own_candidacy(&rpc) {
             return Ok(refusal);
         }
-        self.send(RPCTypes::Vote, &rpc, &option, Delivery::Bounded)
-            .await
+        let answer: VoteResponse<NodeId> = self
+            .send(RPCTypes::Vote, &rpc, &option, Delivery::Bounded)
+            .await?;
+        // The floor may have risen while the request was out (the hold ended): a grant in a term
+        // now at or below it is not counted.
+        if answer.vote_granted {
+            if let Some(refusal) = self.hold.own_candidacy(&rpc) {
+                return Ok(refusal);
+            }
+        }
+        Ok(answer)
     }
 }

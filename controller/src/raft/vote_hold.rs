@@ -82,11 +82,13 @@ impl VoteHold {
     }
 
     /// The refusal this node gives itself instead of asking a peer for a vote in a term at or below
-    /// its floor, or `None` when the request may go out. Nobody is asked, so nobody grants: the node
-    /// is never elected in such a term. The refusal's vote is in the floor's term for the lowest
-    /// node id: below the floor, it is greater than the candidate's own, so openraft adopts it; in
-    /// the floor's term, the candidate keeps its own. Either way its next campaign is above the
-    /// floor. And it is no greater than any leader's in that term, whose entries the node accepts.
+    /// its floor, or `None` when the request may go out; also what a grant becomes when the floor rose
+    /// while the request was out. Nobody is asked, so nobody grants: the node is never elected in such
+    /// a term. The refusal's vote is in the floor's term for the lowest node id: for a candidate below
+    /// the floor it is greater than its own, so openraft adopts it (and any leader of the floor's
+    /// term is above it); a candidate in the floor's term keeps its own until its next election
+    /// timeout. Either way its next campaign is above the floor. Its node id 0 is no node's vote:
+    /// the departure watch of a node that adopted it waits a few turns before campaigning.
     pub fn own_candidacy(&self, request: &VoteRequest<NodeId>) -> Option<VoteResponse<NodeId>> {
         let term = request.vote.leader_id().term;
         let floor = self.floor.load(Ordering::Acquire);
@@ -313,6 +315,20 @@ mod tests {
         let candidate = Some(log_id(4, 1, 17));
         assert!(hold.refusal(&request(7, 2, candidate), || mine).is_some());
         assert!(hold.refusal(&request(8, 2, candidate), || mine).is_none());
+    }
+
+    #[test]
+    fn a_node_asks_for_no_vote_at_or_below_its_floor_and_moves_above_it() {
+        let hold = VoteHold::new(false, 7);
+        let refusal = hold
+            .own_candidacy(&request(5, 2, Some(log_id(4, 1, 17))))
+            .expect("a campaign below the floor is answered here");
+        assert!(!refusal.vote_granted);
+        // Greater than the candidate's own vote, so openraft adopts it; below any leader of term 7.
+        assert!(refusal.vote > Vote::new(5, 2));
+        assert!(refusal.vote < Vote::new_committed(7, 1));
+        assert!(hold.own_candidacy(&request(7, 2, None)).is_some());
+        assert!(hold.own_candidacy(&request(8, 2, None)).is_none());
     }
 
     fn peer(term: u64, last: Option<(u64, u64)>) -> PeerLog {
