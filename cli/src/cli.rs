@@ -166,6 +166,9 @@ pub enum Command {
     /// Create, list and delete SCRAM users (SASL SCRAM-SHA-256/512 credentials).
     #[command(subcommand)]
     User(UserCommand),
+    /// Set, remove and list client quotas: byte rates of users, client ids and their pairs.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Run a cluster of real processes on this machine, without Docker.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -1543,6 +1546,64 @@ pub struct KafkaSecurityArgs {
         global = true
     )]
     pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// `chronikctl quota ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum QuotaCommand {
+    /// Set an entity's quotas (through the controllers), e.g.
+    /// `quota set --user alice producer_byte_rate=1048576 consumer_byte_rate=2097152`. Kafka's keys
+    /// Chronik enforces: producer_byte_rate, consumer_byte_rate (bytes per second, whole numbers).
+    Set(QuotaSetArgs),
+    /// Remove some of an entity's quotas, e.g. `quota remove --client-id app producer_byte_rate`.
+    Remove(QuotaRemoveArgs),
+    /// List the quotas the brokers enforce (DescribeClientQuotas on a broker): every entity, or those
+    /// of --user, --client-id or both.
+    List(QuotaEntityArgs),
+}
+
+/// The entity of a `quota` command: a user, a client id, or both (`<default>` names a default).
+#[derive(Debug, Clone, Args)]
+pub struct QuotaEntityArgs {
+    /// The user (the principal's name, e.g. alice for User:alice), or `<default>`.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The client id, or `<default>`.
+    #[arg(long)]
+    pub client_id: Option<String>,
+}
+
+impl QuotaEntityArgs {
+    pub fn entity(&self) -> crate::cmd::quota::EntityArgs {
+        use crate::cmd::quota::EntityName;
+        crate::cmd::quota::EntityArgs {
+            user: self.user.as_deref().map(EntityName::parse),
+            client_id: self.client_id.as_deref().map(EntityName::parse),
+        }
+    }
+}
+
+/// Arguments of `quota set`.
+#[derive(Debug, Clone, Args)]
+pub struct QuotaSetArgs {
+    #[command(flatten)]
+    pub entity: QuotaEntityArgs,
+    /// KEY=VALUE, one or more.
+    #[arg(required = true, value_parser = crate::cmd::quota::parse_quota)]
+    pub quotas: Vec<(String, f64)>,
+    /// Have the controller check the quotas without storing them.
+    #[arg(long)]
+    pub validate_only: bool,
+}
+
+/// Arguments of `quota remove`.
+#[derive(Debug, Clone, Args)]
+pub struct QuotaRemoveArgs {
+    #[command(flatten)]
+    pub entity: QuotaEntityArgs,
+    /// The keys to remove, one or more.
+    #[arg(required = true)]
+    pub keys: Vec<String>,
 }
 
 /// `chronikctl user ...`

@@ -18,16 +18,16 @@ use chronik_control_auth::{AuthChannel, ClientCredentials};
 use chronik_metadata::leader_hint;
 use chronik_proto::v1::admin_service_client::AdminServiceClient;
 use chronik_proto::v1::{
-    AlterConfigsRequest, AlterConfigsResponse, AlterPartitionReassignmentsRequest,
-    AlterPartitionReassignmentsResponse, AlterUserScramCredentialsRequest,
-    AlterUserScramCredentialsResponse, CreateAclsRequest, CreateAclsResponse,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeQuorumRequest, DescribeQuorumResponse, DescribeTopicsRequest, DescribeTopicsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
-    ListPartitionReassignmentsResponse, ListTopicsRequest, ListTopicsResponse,
-    UnregisterBrokerRequest, UpdateFeaturesRequest, UpdateFeaturesResponse,
+    AlterClientQuotasRequest, AlterClientQuotasResponse, AlterConfigsRequest, AlterConfigsResponse,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, CreateAclsRequest,
+    CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse, DescribeTopicsRequest,
+    DescribeTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, ListTopicsRequest,
+    ListTopicsResponse, UnregisterBrokerRequest, UpdateFeaturesRequest, UpdateFeaturesResponse,
 };
 use chronik_proto::LEADER_METADATA_KEY;
 use tonic::{Code, Status};
@@ -353,6 +353,17 @@ impl ControllerClient {
     ) -> Result<AlterUserScramCredentialsResponse, CliError> {
         self.write(request, |mut client, request| async move {
             client.alter_user_scram_credentials(request).await
+        })
+        .await
+    }
+
+    /// `AlterClientQuotas` on the active controller. Per-entity errors are in the reply.
+    pub async fn alter_client_quotas(
+        &self,
+        request: AlterClientQuotasRequest,
+    ) -> Result<AlterClientQuotasResponse, CliError> {
+        self.write(request, |mut client, request| async move {
+            client.alter_client_quotas(request).await
         })
         .await
     }

@@ -18,9 +18,10 @@ import urllib.request
 import confluent_kafka as ck
 import pytest
 
-from chronik_cluster import wait_until
+from chronik_cluster import ChronikctlError, parse_json_output, run_chronikctl, wait_until
 
 from test_java_client import java_classpath, run_java  # noqa: F401 - java_classpath is a fixture
+from test_security_client import read_properties, secured_cluster  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.admin, pytest.mark.confluent]
 
@@ -193,3 +194,88 @@ def test_byte_rate_quotas_throttle_producers_and_consumers(cluster_factory, java
         return 0.0
 
     assert throttled("produce") > 0 and throttled("fetch") > 0
+
+
+@pytest.mark.timeout(300)
+def test_user_quotas_follow_the_sasl_principal_and_spare_replication(secured_cluster, topic_name):
+    """Quotas of SASL users, set and listed with `chronikctl quota`: every user's fetches are limited to
+    200 KiB/s (`--user <default>`, which covers the brokers' own `User:broker` too) and alice's writes
+    as well. bob writes 4 MiB with acks=all to an RF 3 topic with min.insync.replicas=3, so every
+    record waits for both followers' fetches: it takes well under the 18 s those fetches would need at
+    200 KiB/s (replication is exempt) and the ISR stays whole. alice, with the same client id as bob,
+    is throttled: 2 MiB with acks=all take several seconds and librdkafka reports throttle_time_ms.
+    With acks=0, where no answer can carry a throttle time, her records still reach the log at the
+    quota's pace: the broker stops reading her connection until the throttle has passed."""
+    cluster = secured_cluster("sasl_plaintext", brokers=3, broker_args=("--quota-window-num=3",))
+    path = cluster.doc["client_properties"]
+    properties = read_properties(path)
+    ctl = ["--controllers", cluster.controllers, "-C", path]
+
+    def ctl_json(*args: str):
+        return parse_json_output(run_chronikctl([*ctl, *args, "--output", "json"], 30))
+
+    for user in ("alice", "bob"):
+        run_chronikctl([*ctl, "user", "create", user, "--password", f"{user}-pw"], 30)
+    run_chronikctl([*ctl, "acl", "create", "--principal", "User:*", "--operation", "all",
+                    "--permission", "allow", "--resource-type", "topic", "--resource-name", "*"], 30)
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3,
+                         configs={"min.insync.replicas": "3"}, wait=False)
+
+    assert ctl_json("quota", "set", "--user", "<default>", f"consumer_byte_rate={RATE}") == {
+        "action": "set", "entries": [{"entity": {"user": None}, "quotas": {"consumer_byte_rate": RATE}}]}
+    ctl_json("quota", "set", "--user", "alice", f"producer_byte_rate={RATE}")
+    with pytest.raises(ChronikctlError) as refused:
+        run_chronikctl([*ctl, "quota", "set", "--user", "bob", "request_percentage=50"], 30)
+    assert "does not enforce request_percentage" in refused.value.stderr, refused.value.stderr
+    expected = [
+        {"entity": {"user": None}, "quotas": {"consumer_byte_rate": RATE}},
+        {"entity": {"user": "alice"}, "quotas": {"producer_byte_rate": RATE}},
+    ]
+    wait_until(lambda: ctl_json("quota", "list")["entries"] == expected, 30,
+               "a broker to list both quotas")
+    assert ctl_json("quota", "list", "--user", "alice")["entries"] == expected[1:]
+
+    def producer(user: str, acks: str, throttles: list[float]) -> ck.Producer:
+        return ck.Producer({**properties, "sasl.username": user, "sasl.password": f"{user}-pw",
+                            "client.id": "shared-app", "acks": acks, "linger.ms": 5,
+                            "batch.size": 16 * 1024,
+                            "throttle_cb": lambda event: throttles.append(event.throttle_time)})
+
+    bob_throttles: list[float] = []
+    bob = producer("bob", "all", bob_throttles)
+    took = produce_all(bob, topic_name) + produce_all(bob, topic_name)
+    assert took < 9.0, f"4 MiB at acks=all took {took:.2f} s: were the followers throttled?"
+    assert bob_throttles == [] or max(bob_throttles) == 0, bob_throttles
+    partitions = cluster.describe_topic(topic_name)["partitions"]
+    assert len(partitions[0]["isr"]) == 3, partitions
+
+    alice_throttles: list[float] = []
+    took = produce_all(producer("alice", "all", alice_throttles), topic_name)
+    assert took >= 4.0, f"alice wrote 2 MiB at {RATE} B/s in {took:.2f} s"
+    assert any(t > 0 for t in alice_throttles), alice_throttles
+
+    watcher = ck.Consumer({**properties, "group.id": f"{topic_name}-watch"})
+    partition = ck.TopicPartition(topic_name, 0)
+
+    def log_end() -> int:
+        return watcher.get_watermark_offsets(partition, timeout=10)[1]
+
+    try:
+        start = log_end()
+        assert start == 3 * RECORDS
+        fire_and_forget = producer("alice", "0", [])
+        started = time.monotonic()
+        for _ in range(RECORDS):
+            while True:
+                try:
+                    fire_and_forget.produce(topic_name, RECORD, partition=0)
+                    break
+                except BufferError:
+                    fire_and_forget.poll(0.05)
+        assert fire_and_forget.flush(60) == 0
+        wait_until(lambda: log_end() == start + RECORDS, 60, "alice's acks=0 records in the log",
+                   interval=0.2)
+        took = time.monotonic() - started
+    finally:
+        watcher.close()
+    assert took >= 4.0, f"alice's 2 MiB with acks=0 reached the log in {took:.2f} s"

@@ -17,6 +17,7 @@ pub mod local;
 pub mod probe;
 pub mod produce;
 pub mod quorum;
+pub mod quota;
 pub mod reassign;
 pub mod secrets;
 pub mod topic;
@@ -26,8 +27,8 @@ pub mod user;
 
 use crate::cli::{
     AclCommand, BrokerCommand, ClusterCommand, ClusterConfigCommand, Command, ConfigChanges,
-    ElectionCommand, FeaturesCommand, GroupCommand, PartitionCommand, ReassignmentCommand,
-    SecretsCommand, TopicCommand, TxnCommand, UserCommand,
+    ElectionCommand, FeaturesCommand, GroupCommand, PartitionCommand, QuotaCommand,
+    ReassignmentCommand, SecretsCommand, TopicCommand, TxnCommand, UserCommand,
 };
 use crate::client::ControllerClient;
 use crate::error::CliError;
@@ -107,6 +108,8 @@ pub enum Report {
     Acls(acl::AclReport),
     /// `user create|list|delete`.
     Users(user::UserReport),
+    /// `quota set|remove|list`.
+    Quotas(quota::QuotaReport),
     /// `secrets generate`.
     Secrets(secrets::SecretsReport),
     /// `cluster features [upgrade|downgrade]`.
@@ -271,6 +274,21 @@ pub async fn execute(command: &Command, client: &ControllerClient) -> Result<Rep
         Command::User(UserCommand::List) => Report::Users(user::list(client).await?),
         Command::User(UserCommand::Delete { name, mechanism }) => {
             Report::Users(user::delete(client, name, *mechanism).await?)
+        }
+        Command::Quota(QuotaCommand::Set(args)) => Report::Quotas(
+            quota::set(
+                client,
+                &args.entity.entity(),
+                &args.quotas,
+                args.validate_only,
+            )
+            .await?,
+        ),
+        Command::Quota(QuotaCommand::Remove(args)) => {
+            Report::Quotas(quota::remove(client, &args.entity.entity(), &args.keys).await?)
+        }
+        Command::Quota(QuotaCommand::List(args)) => {
+            Report::Quotas(quota::list(client, &args.entity()).await?)
         }
         Command::Election(ElectionCommand::Unclean { topic, partitions }) => {
             Report::Election(election::unclean(client, topic.as_deref(), partitions).await?)

@@ -21,6 +21,7 @@ mod local;
 mod probe;
 mod produce;
 mod quorum;
+mod quota;
 mod reassign;
 pub mod record;
 mod secrets;
@@ -86,6 +87,7 @@ pub fn render(out: &mut impl Write, format: OutputFormat, report: &Report) -> Re
                 Report::Probe(result) => probe::result(out, result)?,
                 Report::Acls(report) => acl::report(out, report)?,
                 Report::Users(report) => user::report(out, report)?,
+                Report::Quotas(report) => quota::report(out, report)?,
                 Report::Secrets(report) => secrets::report(out, report)?,
                 Report::Features(report) => features::report(out, report)?,
                 Report::Quorum(report) => quorum::report(out, report)?,
