@@ -64,6 +64,8 @@ pub struct LifecycleConfig {
     pub endpoints: Vec<Endpoint>,
     pub rack: Option<String>,
     pub controlled_shutdown_timeout: Duration,
+    /// The data directory's id (`LogManager::dir_id`).
+    pub log_dir_id: Uuid,
 }
 
 /// A registration held with the controller.
@@ -191,6 +193,7 @@ impl BrokerLifecycleManager {
                 // A controller refuses a broker that cannot serve a finalized level (UNSUPPORTED_VERSION,
                 // retried below: the level may be downgraded, or the controller be of this release).
                 supported_features: feature_ranges_to_proto(&features::supported_features()),
+                log_dir_id: self.config.log_dir_id.to_string(),
             };
             match self.client.register_broker(request).await {
                 Ok(reply) => {

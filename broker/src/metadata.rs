@@ -477,6 +477,7 @@ pub(crate) mod tests {
             fenced: false,
             in_controlled_shutdown: false,
             supported_features: Default::default(),
+            log_dir_id: None,
         })
     }
 
@@ -497,6 +498,7 @@ pub(crate) mod tests {
                 recovering: false,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                elr: Vec::new(),
             }));
         }
         records

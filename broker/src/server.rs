@@ -209,6 +209,7 @@ impl Broker {
                 endpoints: endpoints.clone(),
                 rack: config.rack.clone(),
                 controlled_shutdown_timeout: config.controlled_shutdown_timeout(),
+                log_dir_id: logs.dir_id(),
             },
             client.clone(),
             metadata.clone(),

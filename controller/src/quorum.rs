@@ -455,6 +455,7 @@ mod tests {
                 expected_partition_epoch: Some(1),
                 adding_replicas: None,
                 removing_replicas: None,
+                elr: None,
             })
         };
         let one = serde_json::to_vec(&Request {

@@ -183,6 +183,30 @@ def controller_disk_lost(ctx, rng):
     return fault
 
 
+def broker_disk_lost(ctx, rng):
+    """A broker loses its data directory: killed, everything in it removed (a new, empty disk), started
+    again. It registers with a new directory id (`log-dir.id`), so the controller takes it out of every
+    ISR, even as a last member, and where that empties an ISR elects an eligible leader replica
+    (KIP-966) rather than its empty log; it copies its replicas back from the leaders. A leader 1 time
+    in 2. Only while every ISR is whole: two lost disks of one acknowledged write's two copies are beyond
+    what replication factor 3 with min.insync.replicas 2 promises, so otherwise (or while another broker
+    is down) it is a plain kill."""
+    parts = ctx.parts() or {}
+    whole = (bool(parts) and all(len(p["isr"]) == len(p["replicas"]) for p in parts.values())
+             and all(other.running() and not other.paused for other in ctx.cluster.brokers))
+    b = ctx.cluster.broker(busiest_leader(ctx, rng) if rng.random() < 0.5 else rng.choice(ctx.cluster.brokers).id)
+    b.kill()
+    if not whole:
+        return Fault("broker_disk_lost", f"kill -9 {b.name} (an ISR is not whole: its disk is kept)", b.start)
+    for child in b.data_dir.iterdir():  # the directory may be a mount point: empty it
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    b.start()
+    return Fault("broker_disk_lost", f"{b.name} lost its data directory and started empty", lambda: None)
+
+
 def fill(path: str) -> int:
     """Fills the file system holding `path` to the last byte with one file; returns the bytes written."""
     written = 0
@@ -381,6 +405,7 @@ KINDS: dict[str, Callable] = {
     "reassign": reassign,
     "lossy_links": lossy_links,
     "controller_disk_lost": controller_disk_lost,
+    "broker_disk_lost": broker_disk_lost,
 }
 
 

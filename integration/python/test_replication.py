@@ -991,3 +991,63 @@ def through(cluster: ChronikCluster, controller: int) -> ChronikCluster:
     """The cluster as seen through one controller only."""
     addr = next(n["addr"] for n in cluster.doc["nodes"] if n["kind"] == "controller" and n["id"] == controller)
     return ChronikCluster(cluster.name, cluster.dir, {**cluster.doc, "controllers": addr})
+
+
+@pytest.mark.timeout(240)
+def test_a_last_isr_member_that_lost_its_disk_does_not_lead_its_empty_log(cluster_factory, topic_name):
+    """Replicas [L, A, C], min.insync.replicas 2, acks=all. A is killed (ISR [L, C]), then C (ISR [L]:
+    C left it below min.insync.replicas, so no write was acknowledged without it since: an eligible
+    leader replica, KIP-966), then L, the ISR's last member, whose data directory is then emptied. A
+    and C come back, then L with an empty log and a new directory id. L kept its ISR place while down
+    (a broker that crashed still holds what it acknowledged), so it used to be elected as it came
+    back, and A and C truncated their logs to its empty one: every acknowledged record was gone. Now
+    L leaves the ISR as it registers with another directory, C leads, every acknowledged record is
+    read back, and L catches up from C."""
+    cluster = cluster_factory(controllers=1, brokers=BROKERS, controller_args=CONTROLLER_ARGS)
+    cluster.create_topic(topic_name, partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"})
+    wait_full_isr(cluster, topic_name, 30, "after creation")
+    bootstrap = cluster.bootstrap_servers
+    acked = ck_produce(bootstrap, topic_name, [Rec(f"full-{i}".encode()) for i in range(300)])
+    leader = describe(cluster, topic_name)[0]["leader"]
+    first, last = [b for b in range(1, BROKERS + 1) if b != leader]
+
+    def isr_is(members: list[int]) -> bool:
+        return sorted(describe(cluster, topic_name)[0]["isr"]) == sorted(members)
+
+    cluster.kill_broker(first)
+    wait_until(lambda: isr_is([leader, last]), 60, f"broker {first} out of the ISR")
+    acked += ck_produce(bootstrap, topic_name, [Rec(f"two-{i}".encode()) for i in range(100)])
+    cluster.kill_broker(last)
+    wait_until(lambda: isr_is([leader]), 60, f"broker {last} out of the ISR")
+    cluster.kill_broker(leader)
+    wait_until(lambda: describe(cluster, topic_name)[0]["leader"] in (-1, None), 60, "no leader")
+    data_dir = Path(cluster.broker(leader)["data_dir"])
+    shutil.rmtree(data_dir)
+    data_dir.mkdir()
+
+    cluster.start_broker(first)
+    cluster.start_broker(last)
+    time.sleep(2)  # any election among the two would have happened by now
+    assert describe(cluster, topic_name)[0]["leader"] in (-1, None), describe(cluster, topic_name)
+    cluster.start_broker(leader)
+    wait_until(lambda: describe(cluster, topic_name)[0]["leader"] not in (-1, None), 60, "a leader")
+    parts = describe(cluster, topic_name)
+    assert parts[0]["leader"] == last, fmt_parts(parts)
+
+    expected = {d.offset: d.rec.value for d in acked}
+    got: dict[int, bytes] = {}
+    consumer = ck_consumer(bootstrap)
+    try:
+        consumer.assign([ck.TopicPartition(topic_name, 0, 0)])
+
+        def read_all() -> bool:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                got[message.offset()] = message.value()
+            return len(got) >= len(expected)
+
+        wait_until(read_all, 60, f"{len(expected)} acknowledged records", interval=0)
+    finally:
+        consumer.close()
+    assert got == expected
+    wait_full_isr(cluster, topic_name, 90, "the emptied broker caught up")

@@ -302,6 +302,7 @@ pub(crate) mod tests {
                                 recovering: false,
                                 adding_replicas: Vec::new(),
                                 removing_replicas: Vec::new(),
+                                elr: Vec::new(),
                             })
                         }));
                         answers.push(pb::CreateTopicResult {

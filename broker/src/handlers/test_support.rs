@@ -201,6 +201,7 @@ pub(crate) fn broker(id: BrokerId, rack: Option<&str>, fenced: bool) -> Record {
         fenced,
         in_controlled_shutdown: false,
         supported_features: Default::default(),
+        log_dir_id: None,
     })
 }
 
@@ -252,6 +253,7 @@ pub(crate) fn topic(name: &str, id: Uuid, replicas: &[&[BrokerId]]) -> Vec<Recor
                 recovering: false,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                elr: Vec::new(),
             },
         ));
     }

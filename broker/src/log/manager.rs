@@ -176,9 +176,37 @@ pub struct OfflineLogDir {
     pub offline_partitions: usize,
 }
 
+/// The file holding the data directory's id (Kafka's `directory.id` in `meta.properties`, KIP-858).
+pub const DIR_ID_FILE: &str = "log-dir.id";
+
+/// The id kept in `data_dir`, written there first when it has none (a new, emptied or replaced
+/// directory, or one of a release before the id). The broker registers with it, and the controller
+/// takes a broker whose id changed for one whose replicas are gone.
+fn load_or_create_dir_id(data_dir: &Path) -> Result<Uuid> {
+    let path = data_dir.join(DIR_ID_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => Uuid::parse_str(text.trim()).map_err(|_| LogError::Corrupt {
+            path: path.clone(),
+            reason: format!(
+                "{:?} is not a directory id (a UUID); remove the file only if this directory's \
+                 partitions may be treated as lost",
+                text.trim()
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = Uuid::new_v4();
+            checkpoint::write_atomically(&path, format!("{id}\n").as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(io_error("read the directory id", &path)(e)),
+    }
+}
+
 #[derive(Debug)]
 pub struct LogManager {
     data_dir: PathBuf,
+    /// The data directory's id (`DIR_ID_FILE`).
+    dir_id: Uuid,
     logs: RwLock<BTreeMap<TopicPartition, Arc<PartitionLog>>>,
     quarantined: Mutex<Vec<PathBuf>>,
     /// Per compacted partition: below which offset the cleaner has already been (in memory: after a
@@ -200,6 +228,11 @@ pub struct LogManager {
 }
 
 impl LogManager {
+    /// The data directory's id, which the broker registers with.
+    pub fn dir_id(&self) -> Uuid {
+        self.dir_id
+    }
+
     /// Opens every partition directory under `data_dir` (created if missing) with `default_config`
     /// until the replica layer supplies each topic's own config through
     /// [`LogManager::get_or_create`]. Only a failure of the data directory itself is an error.
@@ -210,8 +243,10 @@ impl LogManager {
             // Partitions whose removal a crash interrupted.
             fs::remove_dir_all(&trash).map_err(io_error("empty trash", &trash))?;
         }
+        let dir_id = load_or_create_dir_id(data_dir)?;
         let manager = LogManager {
             data_dir: data_dir.to_path_buf(),
+            dir_id,
             logs: RwLock::new(BTreeMap::new()),
             quarantined: Mutex::new(Vec::new()),
             cleaned_through: Mutex::new(HashMap::new()),
@@ -726,6 +761,33 @@ mod tests {
             .iter()
             .filter(|p| p.as_path() == dir)
             .count()
+    }
+
+    /// The directory id outlives restarts and is new for an emptied directory; a damaged id file
+    /// stops the start with the file named, rather than passing for a new directory.
+    #[test]
+    fn the_data_directory_keeps_its_id_until_it_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LogManager::open(dir.path(), LogConfig::default())
+            .unwrap()
+            .dir_id();
+        let again = LogManager::open(dir.path(), LogConfig::default())
+            .unwrap()
+            .dir_id();
+        assert_eq!(first, again);
+
+        std::fs::remove_file(dir.path().join(DIR_ID_FILE)).unwrap();
+        let emptied = LogManager::open(dir.path(), LogConfig::default())
+            .unwrap()
+            .dir_id();
+        assert_ne!(emptied, first);
+
+        std::fs::write(dir.path().join(DIR_ID_FILE), "not-a-uuid\n").unwrap();
+        let err = LogManager::open(dir.path(), LogConfig::default()).unwrap_err();
+        assert!(
+            matches!(&err, LogError::Corrupt { path, .. } if path.ends_with(DIR_ID_FILE)),
+            "{err}"
+        );
     }
 
     /// Issue #18: one clean-shutdown marker per data directory, written once every log is closed;

@@ -1683,6 +1683,7 @@ mod tests {
                     fenced: false,
                     in_controlled_shutdown: false,
                     supported_features: Default::default(),
+                    log_dir_id: None,
                 })
             })
             .collect();
@@ -1701,6 +1702,7 @@ mod tests {
             recovering: false,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            elr: Vec::new(),
         }));
         image.replay_all(20, &records);
         image
@@ -1822,6 +1824,7 @@ mod tests {
                 recovering: false,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                elr: Vec::new(),
             }));
         }
         image.replay_all(21, &records);
@@ -2079,6 +2082,7 @@ mod tests {
                     recovering: false,
                     adding_replicas: Vec::new(),
                     removing_replicas: Vec::new(),
+                    elr: Vec::new(),
                 }),
             ],
         );

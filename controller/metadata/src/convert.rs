@@ -103,6 +103,7 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             fenced: r.fenced,
             in_controlled_shutdown: r.in_controlled_shutdown,
             supported_features: feature_ranges_to_proto(&r.supported_features),
+            log_dir_id: r.log_dir_id.map(|id| id.to_string()),
         }),
         Record::BrokerChange {
             broker_id,
@@ -139,6 +140,7 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
             recovering: p.recovering,
             adding_replicas: p.adding_replicas.clone(),
             removing_replicas: p.removing_replicas.clone(),
+            elr: p.elr.clone(),
         }),
         Record::PartitionChange(c) => R::PartitionChange(pb::PartitionChangeRecord {
             topic_id: topic_id_to_bytes(c.topic_id),
@@ -160,6 +162,10 @@ pub fn record_to_proto(record: &Record) -> pb::MetadataRecord {
                 .map(|b| pb::BrokerList { brokers: b.clone() }),
             removing_replicas: c
                 .removing_replicas
+                .as_ref()
+                .map(|b| pb::BrokerList { brokers: b.clone() }),
+            elr: c
+                .elr
                 .as_ref()
                 .map(|b| pb::BrokerList { brokers: b.clone() }),
         }),
@@ -263,6 +269,13 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             fenced: r.fenced,
             in_controlled_shutdown: r.in_controlled_shutdown,
             supported_features: feature_ranges_from_proto(&r.supported_features)?,
+            log_dir_id: r
+                .log_dir_id
+                .as_deref()
+                .map(|id| {
+                    Uuid::parse_str(id).map_err(|_| DecodeError(format!("log directory id '{id}'")))
+                })
+                .transpose()?,
         }),
         R::BrokerChange(r) => Record::BrokerChange {
             broker_id: r.broker_id,
@@ -290,6 +303,7 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             recovering: p.recovering,
             adding_replicas: p.adding_replicas.clone(),
             removing_replicas: p.removing_replicas.clone(),
+            elr: p.elr.clone(),
         }),
         R::PartitionChange(c) => Record::PartitionChange(PartitionChangeRecord {
             topic_id: topic_id_from_bytes(&c.topic_id)?,
@@ -301,6 +315,7 @@ pub fn record_from_proto(record: &pb::MetadataRecord) -> Result<Record, DecodeEr
             expected_partition_epoch: c.expected_partition_epoch,
             adding_replicas: c.adding_replicas.as_ref().map(|l| l.brokers.clone()),
             removing_replicas: c.removing_replicas.as_ref().map(|l| l.brokers.clone()),
+            elr: c.elr.as_ref().map(|l| l.brokers.clone()),
         }),
         R::RemoveTopic(r) => Record::RemoveTopic {
             topic_id: topic_id_from_bytes(&r.topic_id)?,
@@ -537,6 +552,7 @@ mod tests {
             fenced: false,
             in_controlled_shutdown: false,
             supported_features: crate::features::supported_features(),
+            log_dir_id: None,
         });
         assert_eq!(
             record_from_proto(&record_to_proto(&record)).expect("decodes"),

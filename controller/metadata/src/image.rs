@@ -42,6 +42,9 @@ pub struct BrokerRegistration {
     /// [`crate::features::broker_supports`]). Absent from a snapshot of an older release.
     #[serde(default)]
     pub supported_features: BTreeMap<String, FeatureRange>,
+    /// The id of its log directory, as it registered it (`RegisterBrokerRecord::log_dir_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir_id: Option<Uuid>,
 }
 
 impl BrokerRegistration {
@@ -73,6 +76,11 @@ pub struct PartitionRegistration {
     pub adding_replicas: Vec<BrokerId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing_replicas: Vec<BrokerId>,
+    /// Eligible leader replicas (KIP-966): replicas that left the ISR while it was below
+    /// min.insync.replicas, so no acks=all write was acknowledged without them. The controller elects
+    /// one only when the ISR is empty, which happens only when its last member lost its log directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<BrokerId>,
 }
 
 impl PartitionRegistration {
@@ -214,6 +222,7 @@ impl MetadataImage {
                         in_controlled_shutdown: r.in_controlled_shutdown,
                         has_offline_log_dir: false,
                         supported_features: r.supported_features.clone(),
+                        log_dir_id: r.log_dir_id,
                     },
                 );
             }
@@ -273,6 +282,7 @@ impl MetadataImage {
                         recovering: p.recovering,
                         adding_replicas: p.adding_replicas.clone(),
                         removing_replicas: p.removing_replicas.clone(),
+                        elr: p.elr.clone(),
                     };
                     let index = p.partition as usize;
                     if index < topic.partitions.len() {
@@ -441,6 +451,7 @@ impl MetadataImage {
                 fenced: b.fenced,
                 in_controlled_shutdown: b.in_controlled_shutdown,
                 supported_features: b.supported_features.clone(),
+                log_dir_id: b.log_dir_id,
             }));
             if b.has_offline_log_dir {
                 records.push(Record::BrokerChange {
@@ -476,6 +487,7 @@ impl MetadataImage {
                     recovering: p.recovering,
                     adding_replicas: p.adding_replicas.clone(),
                     removing_replicas: p.removing_replicas.clone(),
+                    elr: p.elr.clone(),
                 }));
             }
         }
@@ -572,6 +584,14 @@ pub fn apply_partition_change(
     }
     if let Some(removing) = &change.removing_replicas {
         p.removing_replicas = removing.clone();
+    }
+    // A change of the ISR that does not say what the eligible leader replicas are clears them: a
+    // stale one could be elected without writes acknowledged since it left (KIP-966 keeps them only
+    // while the ISR is below min.insync.replicas, which the controller works out).
+    if let Some(elr) = &change.elr {
+        p.elr = elr.clone();
+    } else if change.isr.is_some() {
+        p.elr.clear();
     }
     p.partition_epoch += 1;
     true

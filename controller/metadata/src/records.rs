@@ -56,6 +56,10 @@ pub struct RegisterBrokerRecord {
     /// (see [`crate::features::broker_supports`]).
     #[serde(default)]
     pub supported_features: BTreeMap<String, FeatureRange>,
+    /// The id of its log directory (KIP-858's directory id): a registration of the same broker with
+    /// another id lost the replicas it held. `None` from a release before brokers reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir_id: Option<Uuid>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,9 @@ pub struct PartitionRecord {
     /// Replicas a reassignment removes once the added ones are in sync; in `replicas` too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing_replicas: Vec<BrokerId>,
+    /// Eligible leader replicas (KIP-966).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<BrokerId>,
 }
 
 /// A change to one partition; `None` fields are unchanged. Replay bumps the partition epoch always and
@@ -100,6 +107,9 @@ pub struct PartitionChangeRecord {
     pub adding_replicas: Option<Vec<BrokerId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removing_replicas: Option<Vec<BrokerId>>,
+    /// The eligible leader replicas afterwards (KIP-966).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elr: Option<Vec<BrokerId>>,
 }
 
 /// Kafka's `LeaderRecoveryState` (KIP-704): whether the leader of an uncleanly elected partition is

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::{cluster_view, ClusterView};
@@ -158,11 +158,29 @@ impl BrokerService for ControllerApi {
             cluster_id: Some(req.cluster_id).filter(|c| !c.is_empty()),
             supported_features: feature_ranges_from_proto(&req.supported_features)
                 .map_err(|e| invalid(e.to_string()))?,
+            log_dir_id: match req.log_dir_id.as_str() {
+                "" => None,
+                id => Some(
+                    Uuid::parse_str(id)
+                        .map_err(|_| invalid(format!("log directory id '{id}' is not a UUID")))?,
+                ),
+            },
         };
         let liveness = &self.liveness;
         let (offset, existing_epoch) = self
             .quorum
             .run(|image| {
+                if let Some(existing) = image.brokers.get(&register.broker_id) {
+                    if cluster::lost_log_dir(existing, &register) {
+                        warn!(
+                            broker_id = register.broker_id,
+                            before = ?existing.log_dir_id,
+                            now = ?register.log_dir_id,
+                            "broker registers with another log directory: its replicas are gone, \
+                             so they leave every ISR, the last member's included"
+                        );
+                    }
+                }
                 cluster::register_broker(
                     image,
                     &register,
@@ -1532,6 +1550,7 @@ mod tests {
                 recovering: false,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                elr: Vec::new(),
             })
         }));
         let entry_records = records.len();
@@ -1686,6 +1705,7 @@ mod tests {
             rack: None,
             supported_features: Vec::new(),
             cluster_id: String::new(),
+            log_dir_id: String::new(),
         }))
         .await
         .unwrap()

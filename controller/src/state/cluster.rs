@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ResponseError};
 
 use super::configs::{effective_bool, UNCLEAN_LEADER_ELECTION};
-use super::election::{isr_without, partition_change, Election};
+use super::election::{isr_without, lose_replica, min_isr, partition_change, Election};
 use super::image::{BrokerRegistration, MetadataImage};
 use super::records::{BrokerId, Endpoint, Record, RegisterBrokerRecord, NO_LEADER};
 use super::ControllerResult;
@@ -35,6 +35,18 @@ pub struct RegisterBroker {
     pub cluster_id: Option<String>,
     /// The feature levels it supports (empty from a release before brokers reported them).
     pub supported_features: BTreeMap<String, FeatureRange>,
+    /// Its log directory's id (`None` from a release before brokers reported it).
+    pub log_dir_id: Option<Uuid>,
+}
+
+/// Whether `request` registers `existing`'s broker with another log directory than before: its
+/// replicas are gone. Unknown (a release before brokers reported it) is not another.
+pub fn lost_log_dir(existing: &BrokerRegistration, request: &RegisterBroker) -> bool {
+    existing.incarnation_id != request.incarnation_id
+        && existing
+            .log_dir_id
+            .zip(request.log_dir_id)
+            .is_some_and(|(before, now)| before != now)
 }
 
 /// The registration outcome: the epoch of an unchanged registration (a retry by the same incarnation),
@@ -101,9 +113,16 @@ pub fn register_broker(
                 ),
             ));
         }
-        // A new incarnation of a broker whose old one stopped without being fenced yet: take it out of
-        // every ISR and leadership first, as fencing would have.
-        records.extend(remove_from_partitions(image, request.broker_id));
+        if lost_log_dir(existing, request) {
+            // Its replicas are gone (an emptied or replaced disk): it leaves every ISR even as the
+            // last member, which it keeps after a crash, so it is not elected with an empty log over
+            // replicas holding the acknowledged writes (`election::lose_replica`).
+            records.extend(lose_replicas(image, request.broker_id));
+        } else {
+            // A new incarnation of a broker whose old one stopped without being fenced yet: take it
+            // out of every ISR and leadership first, as fencing would have.
+            records.extend(remove_from_partitions(image, request.broker_id));
+        }
     }
     records.push(Record::RegisterBroker(RegisterBrokerRecord {
         broker_id: request.broker_id,
@@ -114,6 +133,7 @@ pub fn register_broker(
         fenced: true,
         in_controlled_shutdown: false,
         supported_features: request.supported_features.clone(),
+        log_dir_id: request.log_dir_id,
     }));
     Ok(ControllerResult::new(records, None))
 }
@@ -235,9 +255,30 @@ fn remove_from_partitions(image: &MetadataImage, broker: BrokerId) -> Vec<Record
                 index,
                 p,
                 isr_without(&p.isr, broker),
+                min_isr(image, topic, p),
                 acceptable,
                 unclean,
                 Election::KeepCurrent,
+            )
+        })
+        .map(Record::PartitionChange)
+        .collect()
+}
+
+/// The changes for a broker whose log directory was lost (`election::lose_replica`).
+fn lose_replicas(image: &MetadataImage, broker: BrokerId) -> Vec<Record> {
+    image
+        .partitions()
+        .filter_map(|(topic, index, p)| {
+            let unclean = effective_bool(image, &topic.configs, UNCLEAN_LEADER_ELECTION);
+            lose_replica(
+                topic.id,
+                index,
+                p,
+                broker,
+                min_isr(image, topic, p),
+                |b| image.is_active_broker(b),
+                unclean,
             )
         })
         .map(Record::PartitionChange)
@@ -354,6 +395,7 @@ pub fn unfence_broker(image: &MetadataImage, broker_id: BrokerId) -> Vec<Record>
                     index,
                     p,
                     p.isr.clone(),
+                    min_isr(image, topic, p),
                     acceptable,
                     unclean,
                     Election::KeepCurrent,
@@ -441,6 +483,11 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn register(image: &mut MetadataImage, id: BrokerId) -> i64 {
+        register_from(image, id, Uuid::from_u128(id as u128))
+    }
+
+    /// Registers a new incarnation of broker `id` whose log directory has the id `log_dir`.
+    pub(crate) fn register_from(image: &mut MetadataImage, id: BrokerId, log_dir: Uuid) -> i64 {
         let request = RegisterBroker {
             broker_id: id,
             incarnation_id: Uuid::new_v4(),
@@ -452,6 +499,7 @@ pub(crate) mod tests {
             rack: None,
             cluster_id: None,
             supported_features: features::supported_features(),
+            log_dir_id: Some(log_dir),
         };
         let result = register_broker(image, &request, false).expect("registered");
         let (offset, _) = commit(image, |_| result);
@@ -574,6 +622,7 @@ pub(crate) mod tests {
                     max_level: 1,
                 },
             )]),
+            log_dir_id: None,
         };
         let refused = register_broker(&image, &request, false).unwrap_err();
         assert_eq!(refused.code, ResponseError::UnsupportedVersion);
@@ -606,6 +655,63 @@ pub(crate) mod tests {
         }
     }
 
+    /// The ISR keeps its last member when it crashes (it fsynced every acknowledged write), and it
+    /// leads again once back with its log directory. Back with another directory (emptied or
+    /// replaced), its replicas are gone: it leaves the ISR all the same, and the replica that left
+    /// the ISR last (KIP-966's eligible leader replica, with min.insync.replicas 2) leads instead.
+    #[test]
+    fn a_last_isr_member_back_with_another_log_directory_does_not_lead_its_empty_log() {
+        let mut image = cluster(&[1, 2, 3], 1, 3);
+        let offset = image.offset + 1;
+        image.replay(
+            offset,
+            &Record::Config {
+                resource: ConfigResource::Cluster,
+                key: "min.insync.replicas".into(),
+                value: Some("2".into()),
+            },
+        );
+        image.offset = offset;
+        let partition =
+            |image: &MetadataImage| image.topic_by_name("orders").unwrap().partitions[0].clone();
+        let leader = partition(&image).leader;
+        let others: Vec<BrokerId> = [1, 2, 3].into_iter().filter(|&b| b != leader).collect();
+        for &b in &others {
+            commit(&mut image, |image| {
+                ControllerResult::new(fence_broker(image, b), ())
+            });
+        }
+        commit(&mut image, |image| {
+            ControllerResult::new(fence_broker(image, leader), ())
+        });
+        let p = partition(&image);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.elr.clone()),
+            (NO_LEADER, vec![leader], vec![others[1]])
+        );
+        // The last to leave is back; it may not lead while the last member may come back whole.
+        heartbeat(&mut image, others[1], false, false);
+        assert_eq!(partition(&image).leader, NO_LEADER);
+
+        let mut crashed = image.clone();
+        register(&mut crashed, leader);
+        heartbeat(&mut crashed, leader, false, false);
+        assert_eq!(
+            partition(&crashed).leader,
+            leader,
+            "back with its log, it leads"
+        );
+
+        register_from(&mut image, leader, Uuid::new_v4());
+        let p = partition(&image);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.elr.clone()),
+            (others[1], vec![others[1]], vec![])
+        );
+        heartbeat(&mut image, leader, false, false);
+        assert_eq!(partition(&image).leader, others[1]);
+    }
+
     #[test]
     fn a_second_live_incarnation_is_refused_and_a_retry_keeps_its_epoch() {
         let mut image = MetadataImage::default();
@@ -618,6 +724,7 @@ pub(crate) mod tests {
             rack: None,
             cluster_id: None,
             supported_features: features::supported_features(),
+            log_dir_id: None,
         };
         let result = register_broker(&image, &retry, true).unwrap();
         assert!(result.records.is_empty());
@@ -667,6 +774,7 @@ pub(crate) mod tests {
             rack: None,
             cluster_id: Some("xyz".into()),
             supported_features: features::supported_features(),
+            log_dir_id: None,
         };
         assert_eq!(
             register_broker(&image, &foreign, false).unwrap_err().code,

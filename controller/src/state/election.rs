@@ -1,11 +1,35 @@
 //! Leader election and ISR changes for one partition (Kafka's `PartitionChangeBuilder`).
 //! Everything that moves a leader or an ISR goes through `partition_change`, so the rules hold in one
 //! place: the current leader stays while it is acceptable and in sync; otherwise the first in-sync
-//! replica in assignment order takes over; an out-of-sync replica only when unclean election is on; else
-//! the partition has no leader. The ISR never becomes empty: callers keep the last member.
+//! replica in assignment order takes over; when the ISR is empty, the first eligible leader replica
+//! (KIP-966's ELR); an out-of-sync replica only when unclean election is on; else the partition has no
+//! leader.
+//!
+//! The ISR becomes empty only when its last member lost its log directory (`lose_replica`): callers
+//! keep the last member otherwise, since our brokers fsync before they acknowledge and a member that
+//! crashed still holds every acknowledged record. The ELR are the replicas that left the ISR while it
+//! was below min.insync.replicas: no acks=all write was acknowledged without them since, so one of them
+//! may lead in place of a last member whose log is gone. A change that takes the ISR to
+//! min.insync.replicas or more clears them, and so does any ISR change that does not set them
+//! (`apply_partition_change`).
 
-use super::image::PartitionRegistration;
+use chronik_metadata::configs::effective_min_insync_replicas;
+
+use super::image::{MetadataImage, PartitionRegistration, TopicImage};
 use super::records::{BrokerId, PartitionChangeRecord, TopicId, NO_LEADER};
+
+/// The partition's effective min.insync.replicas, as `partition_change` takes it.
+pub fn min_isr(image: &MetadataImage, topic: &TopicImage, p: &PartitionRegistration) -> usize {
+    effective_min_insync_replicas(image, &topic.configs, p.replicas.len()).max(1) as usize
+}
+
+/// `min_isr` of a partition of the topic `topic_id` (1 for a topic the image does not have).
+pub fn topic_min_isr(image: &MetadataImage, topic_id: TopicId, p: &PartitionRegistration) -> usize {
+    image
+        .topics
+        .get(&topic_id)
+        .map_or(1, |topic| min_isr(image, topic, p))
+}
 
 /// Which leader a change should aim for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,11 +43,13 @@ pub enum Election {
 
 /// The change that brings a partition to `target_isr` with a leader chosen by `election`, or `None` when
 /// nothing would change. `acceptable` says whether a broker may lead (unfenced, not shutting down).
+#[allow(clippy::too_many_arguments)]
 pub fn partition_change(
     topic_id: TopicId,
     partition: i32,
     current: &PartitionRegistration,
     target_isr: Vec<BrokerId>,
+    min_isr: usize,
     acceptable: impl Fn(BrokerId) -> bool,
     unclean_allowed: bool,
     election: Election,
@@ -40,14 +66,27 @@ pub fn partition_change(
     let kept = Some(current.leader).filter(|&b| b != NO_LEADER && eligible(b));
     let first_in_sync = current.replicas.iter().copied().find(|&b| eligible(b));
     let mut recovering = current.recovering;
+    let mut unclean = false;
+    let first_eligible = current
+        .replicas
+        .iter()
+        .copied()
+        .find(|&b| isr.is_empty() && current.elr.contains(&b) && acceptable(b));
     let leader = match preferred.or(kept).or(first_in_sync) {
         Some(leader) => leader,
+        None if first_eligible.is_some() => {
+            // KIP-966: an eligible leader replica holds every acknowledged write; it is the ISR now.
+            let leader = first_eligible.unwrap_or(NO_LEADER);
+            isr = vec![leader];
+            leader
+        }
         None if unclean_allowed => {
             match current.replicas.iter().copied().find(|&b| acceptable(b)) {
                 Some(leader) => {
                     // Unclean: the new leader's log defines history; it alone is in sync until it recovers.
                     isr = vec![leader];
                     recovering = true;
+                    unclean = true;
                     leader
                 }
                 None => NO_LEADER,
@@ -55,19 +94,116 @@ pub fn partition_change(
         }
         None => NO_LEADER,
     };
+    let elr = if unclean {
+        Vec::new()
+    } else {
+        eligible_leader_replicas(current, &isr, min_isr)
+    };
 
     let change = PartitionChangeRecord {
         topic_id,
         partition,
         leader: (leader != current.leader).then_some(leader),
-        isr: (isr != current.isr).then_some(isr),
+        isr: (isr != current.isr).then(|| isr.clone()),
         replicas: None,
         recovering: (recovering != current.recovering).then_some(recovering),
         expected_partition_epoch: Some(current.partition_epoch),
+        // A new ISR without them clears them.
+        elr: if isr != current.isr {
+            (!elr.is_empty()).then_some(elr)
+        } else {
+            (elr != current.elr).then_some(elr)
+        },
         ..Default::default()
     };
-    (change.leader.is_some() || change.isr.is_some() || change.recovering.is_some())
-        .then_some(change)
+    (change.leader.is_some()
+        || change.isr.is_some()
+        || change.recovering.is_some()
+        || change.elr.is_some())
+    .then_some(change)
+}
+
+/// KIP-966's eligible leader replicas once the ISR is `isr`: none while it has `min_isr` members or
+/// more (writes may be acknowledged without the others); below that, those eligible already and those
+/// leaving the ISR now, in assignment order.
+fn eligible_leader_replicas(
+    current: &PartitionRegistration,
+    isr: &[BrokerId],
+    min_isr: usize,
+) -> Vec<BrokerId> {
+    if isr.len() >= min_isr {
+        return Vec::new();
+    }
+    current
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| !isr.contains(b) && (current.elr.contains(b) || current.isr.contains(b)))
+        .collect()
+}
+
+/// The change for a partition of which `lost`, a broker whose log directory was lost, held a replica:
+/// it leaves the ISR, even as its last member, and the eligible leader replicas, and a leader
+/// `acceptable` (and not `lost`) is elected as `partition_change` does; with the ISR empty, an
+/// eligible leader replica, or with `unclean_allowed` any replica, or no leader until one of them
+/// comes back. `None` when `lost` held no place in the partition's ISR, ELR or leadership.
+#[allow(clippy::too_many_arguments)]
+pub fn lose_replica(
+    topic_id: TopicId,
+    partition: i32,
+    current: &PartitionRegistration,
+    lost: BrokerId,
+    min_isr: usize,
+    acceptable: impl Fn(BrokerId) -> bool,
+    unclean_allowed: bool,
+) -> Option<PartitionChangeRecord> {
+    if !current.isr.contains(&lost) && !current.elr.contains(&lost) && current.leader != lost {
+        return None;
+    }
+    let mut without = current.clone();
+    without.isr.retain(|&b| b != lost);
+    without.elr.retain(|&b| b != lost);
+    if without.leader == lost {
+        without.leader = NO_LEADER;
+    }
+    let elected = partition_change(
+        topic_id,
+        partition,
+        &without,
+        without.isr.clone(),
+        min_isr,
+        |b| b != lost && acceptable(b),
+        unclean_allowed,
+        Election::KeepCurrent,
+    );
+    let leader = elected
+        .as_ref()
+        .and_then(|c| c.leader)
+        .unwrap_or(without.leader);
+    let isr = elected
+        .as_ref()
+        .and_then(|c| c.isr.clone())
+        .unwrap_or(without.isr);
+    // As replay reads a change: a new ISR without them clears them.
+    let elr = match elected.as_ref().map(|c| (c.isr.is_some(), c.elr.clone())) {
+        Some((_, Some(elr))) => elr,
+        Some((true, None)) => Vec::new(),
+        _ => without.elr,
+    };
+    let recovering = elected
+        .as_ref()
+        .and_then(|c| c.recovering)
+        .unwrap_or(current.recovering);
+    Some(PartitionChangeRecord {
+        topic_id,
+        partition,
+        leader: (leader != current.leader).then_some(leader),
+        isr: Some(isr),
+        recovering: (recovering != current.recovering).then_some(recovering),
+        elr: Some(elr),
+        expected_partition_epoch: Some(current.partition_epoch),
+        ..Default::default()
+    })
 }
 
 /// The ISR without `broker`, unless that would leave it empty (the last member is kept).
@@ -95,6 +231,7 @@ mod tests {
             recovering: false,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            elr: Vec::new(),
         }
     }
 
@@ -106,6 +243,7 @@ mod tests {
             0,
             &p,
             isr_without(&p.isr, 1),
+            1,
             |b| b != 1,
             false,
             Election::KeepCurrent,
@@ -123,6 +261,7 @@ mod tests {
             0,
             &p,
             isr_without(&p.isr, 3),
+            1,
             |b| b != 3,
             false,
             Election::KeepCurrent,
@@ -143,6 +282,7 @@ mod tests {
             0,
             &p,
             isr_without(&p.isr, 3),
+            1,
             |b| b != 3,
             false,
             Election::KeepCurrent,
@@ -150,6 +290,144 @@ mod tests {
         .expect("a change");
         assert_eq!(change.leader, Some(NO_LEADER));
         assert_eq!(change.isr, None, "ISR keeps its last member");
+    }
+
+    /// Applies `change` to `p` as replay does.
+    fn applied(p: &PartitionRegistration, change: &PartitionChangeRecord) -> PartitionRegistration {
+        let mut after = p.clone();
+        assert!(super::super::image::apply_partition_change(
+            &mut after, change
+        ));
+        after
+    }
+
+    fn shrink(p: &PartitionRegistration, isr: &[i32]) -> PartitionRegistration {
+        let change = partition_change(
+            Uuid::nil(),
+            0,
+            p,
+            isr.to_vec(),
+            2,
+            |_| true,
+            false,
+            Election::KeepCurrent,
+        )
+        .expect("a change");
+        applied(p, &change)
+    }
+
+    /// KIP-966 with min.insync.replicas 2: a replica that leaves while the ISR keeps two members is
+    /// not eligible (writes go on being acknowledged without it); those that leave it below two are,
+    /// until it is back at two.
+    #[test]
+    fn eligible_leader_replicas_are_those_that_left_the_isr_below_min_insync() {
+        let p = partition(&[1, 2, 3], &[1, 2, 3], 1);
+        let p = shrink(&p, &[1, 2]);
+        assert!(p.elr.is_empty(), "{p:?}");
+        let p = shrink(&p, &[1]);
+        assert_eq!(p.elr, vec![2]);
+        let p = shrink(&p, &[1, 3]);
+        assert!(
+            p.elr.is_empty(),
+            "the ISR is at min.insync.replicas again: {p:?}"
+        );
+        let p = shrink(&p, &[3]);
+        assert_eq!(p.elr, vec![1]);
+        // A change of the ISR that does not name them (a reassignment's) clears them.
+        let other = PartitionChangeRecord {
+            isr: Some(vec![3, 2]),
+            expected_partition_epoch: Some(p.partition_epoch),
+            ..Default::default()
+        };
+        assert!(applied(&p, &other).elr.is_empty());
+    }
+
+    /// The last ISR member lost its log directory: it leaves the ISR, and the replica that left the
+    /// ISR last leads with what every acknowledged write reached; not the one that left before (it
+    /// may lack writes acknowledged since).
+    #[test]
+    fn an_eligible_leader_replica_replaces_a_last_member_whose_log_is_gone() {
+        let p = partition(&[1, 2, 3], &[1, 2, 3], 1);
+        let p = shrink(&shrink(&p, &[1, 3]), &[1]);
+        assert_eq!(p.elr, vec![3]);
+        // Broker 1 crashed (fenced): it stays the last member, leaderless.
+        let fenced = partition_change(
+            Uuid::nil(),
+            0,
+            &p,
+            isr_without(&p.isr, 1),
+            2,
+            |b| b != 1,
+            false,
+            Election::KeepCurrent,
+        )
+        .expect("a change");
+        let p = applied(&p, &fenced);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.elr.clone()),
+            (NO_LEADER, vec![1], vec![3])
+        );
+
+        // It comes back with an empty directory while broker 3 is still down: nobody leads yet.
+        let down = |b: i32| b == 2;
+        let lost = lose_replica(Uuid::nil(), 0, &p, 1, 2, down, false).expect("a change");
+        let p = applied(&p, &lost);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.elr.clone()),
+            (NO_LEADER, vec![], vec![3])
+        );
+        // Broker 2 (not eligible) may not lead it; broker 3 does once it is back.
+        assert!(partition_change(
+            Uuid::nil(),
+            0,
+            &p,
+            p.isr.clone(),
+            2,
+            down,
+            false,
+            Election::KeepCurrent
+        )
+        .is_none());
+        let back = partition_change(
+            Uuid::nil(),
+            0,
+            &p,
+            p.isr.clone(),
+            2,
+            |_| true,
+            false,
+            Election::KeepCurrent,
+        )
+        .expect("a change");
+        let p = applied(&p, &back);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.elr.clone()),
+            (3, vec![3], vec![])
+        );
+
+        // A lost directory of a member that is not the last one only takes it out.
+        let q = partition(&[1, 2, 3], &[1, 2, 3], 1);
+        let lost = lose_replica(Uuid::nil(), 0, &q, 1, 2, |_| true, false).expect("a change");
+        let q = applied(&q, &lost);
+        assert_eq!(
+            (q.leader, q.isr.clone(), q.elr.clone()),
+            (2, vec![2, 3], vec![])
+        );
+        assert!(lose_replica(Uuid::nil(), 0, &q, 1, 2, |_| true, false).is_none());
+    }
+
+    /// With unclean election on, a last member whose log is gone and no eligible replica around: any
+    /// live replica leads, recovering, as an unclean election does.
+    #[test]
+    fn a_lost_last_member_without_eligible_replicas_waits_or_goes_unclean() {
+        let p = partition(&[1, 2, 3], &[1], NO_LEADER);
+        let lost = lose_replica(Uuid::nil(), 0, &p, 1, 2, |_| true, false).expect("a change");
+        let waits = applied(&p, &lost);
+        assert_eq!((waits.leader, waits.isr.clone()), (NO_LEADER, vec![]));
+        let lost = lose_replica(Uuid::nil(), 0, &p, 1, 2, |_| true, true).expect("a change");
+        let unclean = applied(&p, &lost);
+        assert_eq!((unclean.leader, unclean.isr.clone()), (2, vec![2]));
+        assert!(unclean.recovering);
     }
 
     #[test]
@@ -162,6 +440,7 @@ mod tests {
                 0,
                 &p,
                 p.isr.clone(),
+                1,
                 acceptable,
                 false,
                 Election::KeepCurrent
@@ -173,6 +452,7 @@ mod tests {
             0,
             &p,
             p.isr.clone(),
+            1,
             acceptable,
             true,
             Election::KeepCurrent,
@@ -193,6 +473,7 @@ mod tests {
                 0,
                 &p,
                 p.isr.clone(),
+                1,
                 all,
                 false,
                 Election::Preferred
@@ -206,6 +487,7 @@ mod tests {
             0,
             &p,
             p.isr.clone(),
+            1,
             all,
             false,
             Election::Preferred,
@@ -245,6 +527,7 @@ mod compatibility_tests {
             recovering: false,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            elr: Vec::new(),
         };
         assert!(apply_partition_change(&mut p, &old));
         assert_eq!((p.isr.clone(), p.partition_epoch), (vec![1, 2], 5));

@@ -314,6 +314,7 @@ mod tests {
                 fenced: true,
                 in_controlled_shutdown: false,
                 supported_features: supported,
+                log_dir_id: None,
             })
         };
         image.replay(2, &register(1, features::supported_features()));

@@ -12,7 +12,7 @@ use super::configs::{
     validate_min_insync_replicas, validate_topic_configs, DEFAULT_REPLICATION_FACTOR,
     MIN_INSYNC_REPLICAS, NUM_PARTITIONS,
 };
-use super::election::{partition_change, Election};
+use super::election::{min_isr, partition_change, topic_min_isr, Election};
 use super::image::{apply_partition_change, MetadataImage, PartitionRegistration};
 use super::placement::assign_replicas;
 use super::records::{
@@ -602,9 +602,9 @@ fn alter_one<'a>(
     broker_id: BrokerId,
     item: &AlterPartitionItem,
 ) -> Result<(&'a PartitionRegistration, Option<PartitionChangeRecord>), ResponseError> {
-    if !image.topics.contains_key(&item.topic_id) {
+    let Some(topic) = image.topics.get(&item.topic_id) else {
         return Err(ResponseError::UnknownTopicId);
-    }
+    };
     let current = image
         .partition(item.topic_id, item.partition)
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
@@ -659,6 +659,7 @@ fn alter_one<'a>(
         item.partition,
         current,
         new_isr,
+        min_isr(image, topic, current),
         |b| image.is_active_broker(b),
         false,
         Election::KeepCurrent,
@@ -789,6 +790,7 @@ fn elect_preferred(
         index,
         p,
         p.isr.clone(),
+        topic_min_isr(image, topic_id, p),
         |b| image.is_active_broker(b),
         false,
         Election::Preferred,
@@ -818,6 +820,7 @@ fn elect_unclean(
         index,
         p,
         p.isr.clone(),
+        topic_min_isr(image, topic_id, p),
         |b| image.is_active_broker(b),
         true,
         Election::KeepCurrent,
