@@ -257,6 +257,10 @@ impl MetadataImage {
                     .is_some_and(|b| b.broker_epoch == *broker_epoch)
                 {
                     self.brokers.remove(broker_id);
+                    // Its replicas may be gone with it, and a registration again under its id is
+                    // not compared with its former log directory.
+                    let gone = *broker_id;
+                    self.drop_elr(None, |b| b == gone);
                 }
             }
             Record::Topic { name, topic_id } => {
@@ -323,6 +327,19 @@ impl MetadataImage {
                         Some(v) => configs.insert(key.clone(), v.clone()),
                         None => configs.remove(key),
                     };
+                }
+                // A lower min.insync.replicas acknowledges writes without replicas that became
+                // eligible under the old one: as Kafka, every change clears the eligible leaders.
+                if key == crate::configs::MIN_INSYNC_REPLICAS {
+                    match resource {
+                        ConfigResource::Cluster => self.drop_elr(None, |_| true),
+                        ConfigResource::Topic(name) => {
+                            if let Some(id) = self.topic_ids.get(name).copied() {
+                                self.drop_elr(Some(id), |_| true);
+                            }
+                        }
+                        ConfigResource::Broker(_) => {}
+                    }
                 }
                 if let ConfigResource::Broker(id) = resource {
                     if self.broker_configs.get(id).is_some_and(BTreeMap::is_empty) {
@@ -518,6 +535,25 @@ impl MetadataImage {
     }
 
     /// Every partition as `(topic, index, registration)`, topics in id order.
+    /// Drops the eligible leader replicas `drop` names, in the topic `only` or in every topic; a
+    /// topic without any is not copied.
+    fn drop_elr(&mut self, only: Option<TopicId>, drop: impl Fn(BrokerId) -> bool) {
+        for (id, topic) in self.topics.iter_mut() {
+            if only.is_some_and(|only| only != *id) {
+                continue;
+            }
+            if topic
+                .partitions
+                .iter()
+                .any(|p| p.elr.iter().any(|&b| drop(b)))
+            {
+                for p in &mut Arc::make_mut(topic).partitions {
+                    p.elr.retain(|&b| !drop(b));
+                }
+            }
+        }
+    }
+
     pub fn partitions(&self) -> impl Iterator<Item = (&TopicImage, i32, &PartitionRegistration)> {
         self.topics.values().flat_map(|t| {
             t.partitions
@@ -575,6 +611,9 @@ pub fn apply_partition_change(
     }
     if let Some(replicas) = &change.replicas {
         p.replicas = replicas.clone();
+        // A replica moved off the partition deletes its copy (a reassignment).
+        let replicas = &p.replicas;
+        p.elr.retain(|b| replicas.contains(b));
     }
     if let Some(recovering) = change.recovering {
         p.recovering = recovering;

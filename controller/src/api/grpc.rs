@@ -167,28 +167,40 @@ impl BrokerService for ControllerApi {
             },
         };
         let liveness = &self.liveness;
+        // The directory id of a registration replaced by one with another directory.
+        let lost = std::sync::Mutex::new(None);
         let (offset, existing_epoch) = self
             .quorum
             .run(|image| {
-                if let Some(existing) = image.brokers.get(&register.broker_id) {
-                    if cluster::lost_log_dir(existing, &register) {
-                        warn!(
-                            broker_id = register.broker_id,
-                            before = ?existing.log_dir_id,
-                            now = ?register.log_dir_id,
-                            "broker registers with another log directory: its replicas are gone, \
-                             so they leave every ISR, the last member's included"
-                        );
-                    }
-                }
-                cluster::register_broker(
+                let registered = cluster::register_broker(
                     image,
                     &register,
                     liveness.has_live_session(register.broker_id),
-                )
+                )?;
+                if let Some(existing) = image.brokers.get(&register.broker_id) {
+                    if cluster::lost_log_dir(existing, &register) {
+                        *lost
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            existing.log_dir_id;
+                    }
+                }
+                Ok(registered)
             })
             .await
             .map_err(status)?;
+        if let Some(before) = *lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            warn!(
+                broker_id = register.broker_id,
+                %before,
+                now = ?register.log_dir_id,
+                "broker registered with another log directory: its replicas are gone, so they left \
+                 every ISR, the last member's included"
+            );
+        }
         let broker_epoch = existing_epoch.unwrap_or(offset as i64);
         self.liveness.touch(register.broker_id, broker_epoch, 0);
         if existing_epoch.is_none() {

@@ -342,6 +342,85 @@ mod tests {
         assert!(applied(&p, &other).elr.is_empty());
     }
 
+    /// What else ends eligibility: a change of min.insync.replicas (a lower one acknowledges writes
+    /// without them; Kafka clears them on any change), the replica moving off the partition (it
+    /// deletes its copy), the broker being unregistered.
+    #[test]
+    fn eligible_leader_replicas_end_with_min_insync_changes_moves_and_unregistration() {
+        use crate::state::records::{ConfigResource, PartitionRecord, Record};
+
+        let topic_id = Uuid::from_u128(7);
+        let mut image = MetadataImage::default();
+        let with_elr = |image: &mut MetadataImage, offset: u64| {
+            image.replay(
+                offset,
+                &Record::Topic {
+                    name: "t".into(),
+                    topic_id,
+                },
+            );
+            image.replay(
+                offset + 1,
+                &Record::Partition(PartitionRecord {
+                    topic_id,
+                    partition: 0,
+                    replicas: vec![1, 2, 3],
+                    isr: vec![1],
+                    leader: 1,
+                    elr: vec![2, 3],
+                    ..Default::default()
+                }),
+            );
+        };
+        let elr = |image: &MetadataImage| image.partition(topic_id, 0).unwrap().elr.clone();
+        with_elr(&mut image, 1);
+        assert_eq!(elr(&image), vec![2, 3]);
+        for resource in [ConfigResource::Topic("t".into()), ConfigResource::Cluster] {
+            with_elr(&mut image, 10);
+            image.replay(
+                12,
+                &Record::Config {
+                    resource,
+                    key: "min.insync.replicas".into(),
+                    value: Some("1".into()),
+                },
+            );
+            assert!(elr(&image).is_empty());
+        }
+        with_elr(&mut image, 20);
+        let p = image.partition(topic_id, 0).unwrap().clone();
+        let moved = PartitionChangeRecord {
+            topic_id,
+            replicas: Some(vec![1, 2]),
+            expected_partition_epoch: Some(p.partition_epoch),
+            ..Default::default()
+        };
+        assert_eq!(applied(&p, &moved).elr, vec![2]);
+
+        image.replay(
+            30,
+            &Record::RegisterBroker(crate::state::records::RegisterBrokerRecord {
+                broker_id: 3,
+                incarnation_id: Uuid::new_v4(),
+                broker_epoch: -1,
+                endpoints: Vec::new(),
+                rack: None,
+                fenced: true,
+                in_controlled_shutdown: false,
+                supported_features: Default::default(),
+                log_dir_id: None,
+            }),
+        );
+        image.replay(
+            31,
+            &Record::UnregisterBroker {
+                broker_id: 3,
+                broker_epoch: 30,
+            },
+        );
+        assert_eq!(elr(&image), vec![2]);
+    }
+
     /// The last ISR member lost its log directory: it leaves the ISR, and the replica that left the
     /// ISR last leads with what every acknowledged write reached; not the one that left before (it
     /// may lack writes acknowledged since).
