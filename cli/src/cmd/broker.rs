@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use chronik_proto::v1::{self, BrokerInfo};
 use futures::future::join_all;
 use serde::Serialize;
@@ -206,6 +208,20 @@ pub async fn kafka_brokers(client: &ControllerClient) -> Result<KafkaBrokers, Cl
 /// The Kafka address of every live broker, by id ([`kafka_brokers`]).
 pub async fn live_addresses(client: &ControllerClient) -> Result<BTreeMap<i32, String>, CliError> {
     Ok(kafka_brokers(client).await?.live)
+}
+
+/// A connection to one broker, for a request about the whole cluster: to `-C`'s bootstrap servers,
+/// else to the live brokers the controllers list; and the deadline of that one request.
+pub async fn connect_any(
+    client: &ControllerClient,
+) -> Result<(crate::kafka::KafkaConnection, Instant), CliError> {
+    let mut servers = crate::kafka::security::bootstrap_servers().to_vec();
+    if servers.is_empty() {
+        servers = live_addresses(client).await?.into_values().collect();
+    }
+    let deadline = Instant::now() + client.request_timeout().max(Duration::from_secs(1));
+    let connection = crate::kafka::topic::connect_any(&servers, deadline).await?;
+    Ok((connection, deadline))
 }
 
 /// Runs `ask` against each of `brokers` at once, each over its own connection (so a broker that does

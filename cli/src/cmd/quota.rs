@@ -5,7 +5,6 @@
 //! flags' security), so it shows what the brokers enforce.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chronik_metadata::quotas::{CLIENT_ID, USER};
 use chronik_proto::v1::{
@@ -15,11 +14,10 @@ use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::{ApiKey, DescribeClientQuotasRequest};
 use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use crate::client::ControllerClient;
 use crate::error::{codes, CliError};
-use crate::kafka::{security, KafkaError};
+use crate::kafka::KafkaError;
 
 /// How `--user` / `--client-id` name an entity's default (Kafka's `<default>`).
 pub const DEFAULT_NAME: &str = "<default>";
@@ -206,15 +204,7 @@ fn entry(entity: &EntityArgs, quotas: BTreeMap<String, f64>) -> QuotaEntry {
 /// id or both are the given ones, each a name or the default; other types may be there too), from a
 /// broker (DescribeClientQuotas).
 pub async fn list(client: &ControllerClient, filter: &EntityArgs) -> Result<QuotaReport, CliError> {
-    let mut servers = security::bootstrap_servers().to_vec();
-    if servers.is_empty() {
-        servers = crate::cmd::broker::live_addresses(client)
-            .await?
-            .into_values()
-            .collect();
-    }
-    let deadline = Instant::now() + client.request_timeout().max(Duration::from_secs(1));
-    let mut connection = crate::kafka::topic::connect_any(&servers, deadline).await?;
+    let (mut connection, deadline) = crate::cmd::broker::connect_any(client).await?;
     let version = connection.version(ApiKey::DescribeClientQuotas, 0, 1)?;
     let request = DescribeClientQuotasRequest::default()
         .with_components(describe_filter(filter))

@@ -5,8 +5,6 @@
 //! DescribeUserScramCredentials (through `-C`'s or the flags' security), which names users and
 //! iteration counts, never keys.
 
-use std::time::Duration;
-
 use chronik_metadata::scram::ScramMechanism;
 use chronik_proto::v1::{
     AlterUserScramCredentialsRequest, ScramCredentialDeletion, ScramCredentialUpsertion,
@@ -15,11 +13,10 @@ use kafka_protocol::messages::DescribeUserScramCredentialsRequest;
 use rand::distr::{Alphanumeric, SampleString};
 use rand::RngCore;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use crate::client::ControllerClient;
 use crate::error::{codes, CliError};
-use crate::kafka::{security, KafkaError};
+use crate::kafka::KafkaError;
 
 /// Kafka's RESOURCE_NOT_FOUND: the credential to delete does not exist.
 const RESOURCE_NOT_FOUND: i32 = 91;
@@ -171,15 +168,7 @@ pub async fn delete(
 
 /// `user list`: every SCRAM user and mechanism, from a broker (DescribeUserScramCredentials).
 pub async fn list(client: &ControllerClient) -> Result<UserReport, CliError> {
-    let mut servers = security::bootstrap_servers().to_vec();
-    if servers.is_empty() {
-        servers = crate::cmd::broker::live_addresses(client)
-            .await?
-            .into_values()
-            .collect();
-    }
-    let deadline = Instant::now() + client.request_timeout().max(Duration::from_secs(1));
-    let mut connection = crate::kafka::topic::connect_any(&servers, deadline).await?;
+    let (mut connection, deadline) = crate::cmd::broker::connect_any(client).await?;
     let version = connection.version(
         kafka_protocol::messages::ApiKey::DescribeUserScramCredentials,
         0,
