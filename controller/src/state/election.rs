@@ -72,15 +72,14 @@ pub fn partition_change(
         .iter()
         .copied()
         .find(|&b| isr.is_empty() && current.elr.contains(&b) && acceptable(b));
-    let leader = match preferred.or(kept).or(first_in_sync) {
-        Some(leader) => leader,
-        None if first_eligible.is_some() => {
+    let leader = match (preferred.or(kept).or(first_in_sync), first_eligible) {
+        (Some(leader), _) => leader,
+        (None, Some(leader)) => {
             // KIP-966: an eligible leader replica holds every acknowledged write; it is the ISR now.
-            let leader = first_eligible.unwrap_or(NO_LEADER);
             isr = vec![leader];
             leader
         }
-        None if unclean_allowed => {
+        (None, None) if unclean_allowed => {
             match current.replicas.iter().copied().find(|&b| acceptable(b)) {
                 Some(leader) => {
                     // Unclean: the new leader's log defines history; it alone is in sync until it recovers.
@@ -92,7 +91,7 @@ pub fn partition_change(
                 None => NO_LEADER,
             }
         }
-        None => NO_LEADER,
+        (None, None) => NO_LEADER,
     };
     let elr = if unclean {
         Vec::new()
