@@ -177,6 +177,23 @@ fn row_line<'a>(
 }
 
 /// A broker id; a negative one means no leader.
+/// `key=value` pairs joined by `, `, or `empty` when there are none.
+fn key_values<K: std::fmt::Display, V: std::fmt::Display>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+    empty: &str,
+) -> String {
+    let joined = pairs
+        .into_iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if joined.is_empty() {
+        empty.to_owned()
+    } else {
+        joined
+    }
+}
+
 fn broker_or_none(broker_id: i32) -> String {
     if broker_id < 0 {
         "none".to_owned()

@@ -32,15 +32,7 @@ fn entity(entry: &QuotaEntry) -> String {
 }
 
 fn quotas(entry: &QuotaEntry) -> String {
-    if entry.quotas.is_empty() {
-        return "-".to_owned();
-    }
-    entry
-        .quotas
-        .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::key_values(&entry.quotas, "-")
 }
 
 #[cfg(test)]

@@ -142,14 +142,7 @@ fn broker_list(brokers: &[i32]) -> String {
 }
 
 fn config_line(configs: &BTreeMap<String, String>) -> String {
-    if configs.is_empty() {
-        return "(none)".to_owned();
-    }
-    configs
-        .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::key_values(configs, "(none)")
 }
 
 #[cfg(test)]

@@ -113,16 +113,12 @@ pub fn register_broker(
                 ),
             ));
         }
-        if lost_log_dir(existing, request) {
-            // Its replicas are gone (an emptied or replaced disk): it leaves every ISR even as the
-            // last member, which it keeps after a crash, so it is not elected with an empty log over
-            // replicas holding the acknowledged writes (`election::lose_replica`).
-            records.extend(lose_replicas(image, request.broker_id));
-        } else {
-            // A new incarnation of a broker whose old one stopped without being fenced yet: take it
-            // out of every ISR and leadership first, as fencing would have.
-            records.extend(remove_from_partitions(image, request.broker_id));
-        }
+        // A new incarnation of a broker whose old one stopped without being fenced yet: take it out
+        // of every ISR and leadership first, as fencing would have. If its replicas are gone (an
+        // emptied or replaced disk), even as a last ISR member, which it stays after a crash, so
+        // it is not elected with an empty log over replicas holding the acknowledged writes.
+        let lost = lost_log_dir(existing, request);
+        records.extend(leave_partitions(image, request.broker_id, lost));
     }
     records.push(Record::RegisterBroker(RegisterBrokerRecord {
         broker_id: request.broker_id,
@@ -244,41 +240,33 @@ pub fn process_heartbeat(
 /// Partition changes that take `broker` out of every ISR (keeping a last member) and move its
 /// leaderships to other in-sync, acceptable replicas.
 fn remove_from_partitions(image: &MetadataImage, broker: BrokerId) -> Vec<Record> {
+    leave_partitions(image, broker, false)
+}
+
+/// As `remove_from_partitions`, or, when its log directory was `lost`, out of the eligible leader
+/// replicas too and out of an ISR even as its last member (`election::lose_replica`).
+fn leave_partitions(image: &MetadataImage, broker: BrokerId, lost: bool) -> Vec<Record> {
     let acceptable = |b: BrokerId| b != broker && image.is_active_broker(b);
     image
         .partitions()
-        .filter(|(_, _, p)| p.isr.contains(&broker) || p.leader == broker)
         .filter_map(|(topic, index, p)| {
             let unclean = effective_bool(image, &topic.configs, UNCLEAN_LEADER_ELECTION);
+            let min_isr = min_isr(image, topic, p);
+            if lost {
+                return lose_replica(topic.id, index, p, broker, min_isr, acceptable, unclean);
+            }
+            if !p.isr.contains(&broker) && p.leader != broker {
+                return None;
+            }
             partition_change(
                 topic.id,
                 index,
                 p,
                 isr_without(&p.isr, broker),
-                min_isr(image, topic, p),
+                min_isr,
                 acceptable,
                 unclean,
                 Election::KeepCurrent,
-            )
-        })
-        .map(Record::PartitionChange)
-        .collect()
-}
-
-/// The changes for a broker whose log directory was lost (`election::lose_replica`).
-fn lose_replicas(image: &MetadataImage, broker: BrokerId) -> Vec<Record> {
-    image
-        .partitions()
-        .filter_map(|(topic, index, p)| {
-            let unclean = effective_bool(image, &topic.configs, UNCLEAN_LEADER_ELECTION);
-            lose_replica(
-                topic.id,
-                index,
-                p,
-                broker,
-                min_isr(image, topic, p),
-                |b| image.is_active_broker(b),
-                unclean,
             )
         })
         .map(Record::PartitionChange)
