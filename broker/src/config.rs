@@ -755,6 +755,23 @@ pub struct GroupArgs {
     #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_CHECK_INTERVAL_MS", default_value_t = 600_000,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub offsets_retention_check_interval_ms: u64,
+
+    /// How long a member of a consumer-protocol group (KIP-848) stays without a heartbeat before it
+    /// is removed (`group.consumer.session.timeout.ms`).
+    #[arg(long, env = "CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS", default_value_t = 45_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub group_consumer_session_timeout_ms: u64,
+
+    /// How often members of a consumer-protocol group heartbeat; it bounds how fast a rebalance
+    /// moves partitions (`group.consumer.heartbeat.interval.ms`).
+    #[arg(long, env = "CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", default_value_t = 5_000,
+        value_parser = clap::value_parser!(i32).range(1..))]
+    pub group_consumer_heartbeat_interval_ms: i32,
+
+    /// Most members of a consumer-protocol group (`group.consumer.max.size`).
+    #[arg(long, env = "CHRONIK_GROUP_CONSUMER_MAX_SIZE", default_value_t = i32::MAX as u64,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub group_consumer_max_size: u64,
 }
 
 /// Transaction coordinator settings, from the broker's flags (Kafka's names in the doc lines).

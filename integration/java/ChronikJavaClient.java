@@ -114,7 +114,8 @@ public final class ChronikJavaClient {
     public static void main(String[] args) throws Exception {
         switch (args[0]) {
             case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]));
-            case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]));
+            case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]),
+                    args.length > 5 ? args[5] : "classic");
             case "consume-assigned" -> consumeAssigned(args[1], args[2], Integer.parseInt(args[3]),
                     Integer.parseInt(args[4]));
             case "groups" -> groups(args[1], args[2]);
@@ -198,11 +199,14 @@ public final class ChronikJavaClient {
         }
     }
 
-    private static void consume(String bootstrap, String topic, String group, int count) throws Exception {
+    /** A group consumer; `protocol` is `classic` or `consumer` (KIP-848's group.protocol). */
+    private static void consume(String bootstrap, String topic, String group, int count, String protocol)
+            throws Exception {
         Properties props = new Properties();
         withClientProperties(props);
         props.put("bootstrap.servers", bootstrap);
         props.put("group.id", group);
+        props.put("group.protocol", protocol);
         props.put("client.id", "java-consumer");
         props.put("key.deserializer", StringDeserializer.class.getName());
         props.put("value.deserializer", StringDeserializer.class.getName());

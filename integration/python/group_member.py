@@ -4,14 +4,18 @@ its consumer, which leaves the group) or kill it (SIGKILL: its session has to ex
 It subscribes to one topic, prints what happens as JSON lines on stdout and commits synchronously
 after handing each batch of records out:
 
-    {"event": "assigned", "partitions": [0, 1]}
+    {"event": "assigned", "partitions": [0, 1]}         (the whole assignment: classic groups)
+    {"event": "added", "partitions": [2]}               (added to it: KIP-848 consumer groups)
     {"event": "revoked", "partitions": [0, 1]}
     {"event": "records", "records": [[partition, offset, value], ...]}
     {"event": "committed", "offsets": {"0": 100}}        (the next offset to read, per partition)
     {"event": "commit_failed", "error": "..."}
     {"event": "closed"}
 
-Usage: group_member.py confluent|kafka-python BOOTSTRAP GROUP TOPIC [--instance-id ID]
+Usage: group_member.py confluent|confluent-consumer|kafka-python BOOTSTRAP GROUP TOPIC [--instance-id ID]
+
+`confluent-consumer` joins with KIP-848's consumer group protocol (`group.protocol=consumer`): the
+session and heartbeat interval are the coordinator's then, and assignments change incrementally.
 """
 
 from __future__ import annotations
@@ -40,17 +44,22 @@ def run_confluent(args) -> None:
         "client.id": args.client_id,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
-        "session.timeout.ms": args.session_timeout_ms,
-        "heartbeat.interval.ms": 1000,
         "fetch.wait.max.ms": 100,
         "reconnect.backoff.max.ms": 1000,
     }
+    consumer_protocol = args.client == "confluent-consumer"
+    if consumer_protocol:
+        config["group.protocol"] = "consumer"
+    else:
+        config["session.timeout.ms"] = args.session_timeout_ms
+        config["heartbeat.interval.ms"] = 1000
     if args.instance_id:
         config["group.instance.id"] = args.instance_id
     consumer = ck.Consumer(config)
+    assigned = "added" if consumer_protocol else "assigned"
     consumer.subscribe(
         [args.topic],
-        on_assign=lambda _c, ps: emit("assigned", partitions=sorted(p.partition for p in ps)),
+        on_assign=lambda _c, ps: emit(assigned, partitions=sorted(p.partition for p in ps)),
         on_revoke=lambda _c, ps: emit("revoked", partitions=sorted(p.partition for p in ps)),
         on_lost=lambda _c, ps: emit("revoked", partitions=sorted(p.partition for p in ps)))
     while not stop.is_set():
@@ -105,7 +114,7 @@ def run_kafka_python(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("client", choices=["confluent", "kafka-python"])
+    parser.add_argument("client", choices=["confluent", "confluent-consumer", "kafka-python"])
     parser.add_argument("bootstrap")
     parser.add_argument("group")
     parser.add_argument("topic")
@@ -113,7 +122,7 @@ def main() -> None:
     parser.add_argument("--instance-id", default="")
     parser.add_argument("--session-timeout-ms", type=int, default=6000)
     args = parser.parse_args()
-    if args.client == "confluent":
+    if args.client in ("confluent", "confluent-consumer"):
         run_confluent(args)
     else:
         run_kafka_python(args)

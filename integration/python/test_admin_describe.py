@@ -289,10 +289,12 @@ def test_group_types_states_and_authorized_operations(shared_cluster, topic_name
             assert groups[stable]["group_type"] == "classic" and groups[stable]["group_state"] == "Stable"
             assert stable not in {g["group_id"] for g in admin.list_groups(types_filter=["consumer"])}
             assert {g["group_id"] for g in admin.list_groups(states_filter=["empty"])} & {stable, empty} == {empty}
-            # ApiVersions v3+ features: metadata.version 3.3-IV3 and transaction.version 2 (no
-            # group.version: the KIP-848 protocol is not served), the broker's metadata offset as epoch.
+            # ApiVersions v3+ features: metadata.version 3.3-IV3, transaction.version 2 and
+            # group.version 1 (KIP-848's protocol served), the broker's metadata offset as epoch.
             features = admin.describe_features()
-            assert set(features) == {"metadata.version", "transaction.version"}, features
+            assert set(features) == {"metadata.version", "transaction.version", "group.version"}, features
+            group_version = features["group.version"]
+            assert (group_version["supported"], group_version["finalized"]) == ((0, 1), (1, 1))
             version = features["metadata.version"]
             assert (version["supported"], version["finalized"]) == ((7, 7), (7, 7))
             assert version["finalized_epoch"] > 0
@@ -311,11 +313,11 @@ def test_group_types_states_and_authorized_operations(shared_cluster, topic_name
             assert group["group_type"] == "Classic" and set(group["group_ops"]) == GROUP_OPERATIONS
             [cluster_ops] = [e["cluster_ops"] for e in events if "cluster_ops" in e]
             assert set(cluster_ops) == CLUSTER_OPERATIONS
-            # ApiVersions features: metadata.version 3.3-IV3 and transaction.version 2; no group.version.
+            # ApiVersions features: metadata.version 3.3-IV3, transaction.version 2, group.version 1.
             assert sorted((e["supported"], e["min"], e["max"]) for e in events if "supported" in e) == \
-                [("metadata.version", 7, 7), ("transaction.version", 0, 2)]
+                [("group.version", 0, 1), ("metadata.version", 7, 7), ("transaction.version", 0, 2)]
             assert sorted((e["finalized"], e["min"], e["max"]) for e in events if "finalized" in e) == \
-                [("metadata.version", 7, 7), ("transaction.version", 2, 2)]
+                [("group.version", 1, 1), ("metadata.version", 7, 7), ("transaction.version", 2, 2)]
             [epoch] = [e["features_epoch"] for e in events if "features_epoch" in e]
             assert epoch > 0
     finally:

@@ -68,6 +68,9 @@ class GroupMember:
                 if kind == "assigned":
                     self.assignment = set(event["partitions"])
                     self.assignments_seen += 1
+                elif kind == "added":
+                    self.assignment |= set(event["partitions"])
+                    self.assignments_seen += 1
                 elif kind == "revoked":
                     self.assignment -= set(event["partitions"])
                 elif kind == "records":

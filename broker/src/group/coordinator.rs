@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chronik_metadata::topic_name::is_internal_topic;
 use chronik_metadata::{BrokerId, MetadataImage};
 use kafka_protocol::error::ResponseError;
 use tokio::time::Instant;
@@ -22,6 +23,8 @@ use super::classic_group::{
     ClassicGroup, GroupState, GroupSummary, JoinRequest, JoinResponse, Reply, SyncRequest,
     SyncResponse,
 };
+use super::consumer_group::{ConsumerGroupState, Heartbeat, HeartbeatReply, TopicSource};
+use super::consumer_records::ConsumerRecord;
 use super::records::{OffsetKey, OffsetValue, OffsetsRecord};
 use super::shard::{replay, CommittedOffset, Shard, ShardState};
 use super::{GroupConfig, OFFSETS_TOPIC};
@@ -79,7 +82,53 @@ pub struct GroupSnapshot {
 pub struct ListedGroup {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// Kafka's state name (`Stable`, `Empty`, ...; a consumer group's own set).
+    pub state: &'static str,
+    /// Kafka's `Group.GroupType` name: `classic` or `consumer`.
+    pub group_type: &'static str,
+}
+
+/// Kafka's group type names (ListGroups v5).
+pub const CLASSIC_GROUP_TYPE: &str = "classic";
+pub const CONSUMER_GROUP_TYPE: &str = "consumer";
+
+/// What the coordinator's metadata image says of topics, for consumer groups.
+struct ImageTopics<'a>(&'a MetadataImage);
+
+impl TopicSource for ImageTopics<'_> {
+    fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        self.0
+            .topic_by_name(name)
+            .map(|t| (t.id, i32::try_from(t.partitions.len()).unwrap_or(i32::MAX)))
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        self.0
+            .topics
+            .values()
+            .filter(|t| !is_internal_topic(&t.name))
+            .map(|t| t.name.clone())
+            .collect()
+    }
+}
+
+/// A consumer group (KIP-848) as ConsumerGroupDescribe shows it.
+#[derive(Clone, Debug)]
+pub struct ConsumerGroupDescription {
+    pub state: ConsumerGroupState,
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: &'static str,
+    pub members: Vec<DescribedConsumerMember>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DescribedConsumerMember {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub metadata: super::consumer_records::MemberMetadata,
+    pub assigned: super::consumer_records::TopicPartitions,
+    pub target: super::consumer_records::TopicPartitions,
 }
 
 pub struct GroupCoordinator {
@@ -136,7 +185,12 @@ impl GroupCoordinator {
                         .groups
                         .values()
                         .map(|g| g.member_count())
-                        .sum::<usize>();
+                        .sum::<usize>()
+                        + state
+                            .consumer_groups
+                            .values()
+                            .map(|g| g.members().len())
+                            .sum::<usize>();
                 }
             }
         }
@@ -152,9 +206,16 @@ impl GroupCoordinator {
             let state = shard.lock();
             for group_id in state.group_ids() {
                 let group = state.groups.get(&group_id);
+                let consumer = state.consumer_groups.get(&group_id);
                 groups.push(GroupSnapshot {
-                    state: group.map_or("Empty", |g| g.state().name()),
-                    members: group.map_or(0, |g| g.member_count()),
+                    state: match consumer {
+                        Some(g) => g.state().name(),
+                        None => group.map_or("Empty", |g| g.state().name()),
+                    },
+                    members: match consumer {
+                        Some(g) => g.members().len(),
+                        None => group.map_or(0, |g| g.member_count()),
+                    },
                     offsets: state
                         .offsets
                         .get(&group_id)
@@ -235,7 +296,7 @@ impl GroupCoordinator {
             ..
         } = load;
         let (records, unreadable) = (replayed.records, replayed.unreadable);
-        let state = replayed.into_state(Instant::now());
+        let state = replayed.into_state(Instant::now(), self.config.consumer.session_timeout);
         let (groups, offsets) = (
             state.group_ids().len(),
             state.offsets.values().map(|o| o.len()).sum::<usize>(),
@@ -290,7 +351,61 @@ impl GroupCoordinator {
                 // A group whose only trace was a lapsed pending member is forgotten.
                 state.drop_if_unused(&id);
             }
+            let session = self.config.consumer.session_timeout;
+            let ids: Vec<String> = state.consumer_groups.keys().cloned().collect();
+            for id in ids {
+                let Some(group) = state.consumer_groups.get_mut(&id) else {
+                    continue;
+                };
+                let (records, expired) = group.expire(now, session);
+                if records.is_empty() {
+                    continue;
+                }
+                info!(group = %id, members = ?expired, "consumer group members expired");
+                if let Some(done) =
+                    self.queue_consumer(&shard, &mut state, &id, Vec::new(), records)
+                {
+                    self.watch_consumer_write(&shard, &id, done);
+                }
+            }
         }
+    }
+
+    /// Queues a consumer group's records after `prefix` (all of its records instead, when an earlier
+    /// write failed); `None` when there is nothing to write.
+    fn queue_consumer(
+        &self,
+        shard: &Arc<Shard>,
+        state: &mut ShardState,
+        group_id: &str,
+        mut prefix: Vec<OffsetsRecord>,
+        mut records: Vec<ConsumerRecord>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<i64, ResponseError>>> {
+        if let Some(group) = state.consumer_groups.get_mut(group_id) {
+            if group.needs_rewrite && !records.is_empty() {
+                records = group.all_records();
+                group.needs_rewrite = false;
+            }
+        }
+        prefix.extend(records.into_iter().map(OffsetsRecord::Consumer));
+        (!prefix.is_empty()).then(|| shard.write_then(prefix))
+    }
+
+    /// A consumer group write nobody waits for: if it fails, the group's next write carries all its
+    /// records.
+    fn watch_consumer_write(
+        &self,
+        shard: &Arc<Shard>,
+        group_id: &str,
+        done: tokio::sync::oneshot::Receiver<Result<i64, ResponseError>>,
+    ) {
+        let shard = shard.clone();
+        let group_id = group_id.to_owned();
+        self.tracker.spawn(async move {
+            if !matches!(done.await, Ok(Ok(_))) {
+                consumer_write_failed(&shard, &group_id);
+            }
+        });
     }
 
     /// Writes tombstones for expired offsets (and for Empty groups left without any).
@@ -300,11 +415,9 @@ impl GroupCoordinator {
         let now = now_ms();
         for shard in self.loaded_shards() {
             let mut state = shard.lock();
-            let (expired, emptied) = state.expired_offsets(now, retention_ms);
-            if expired.is_empty() {
-                continue;
-            }
+            let (expired, mut emptied) = state.expired_offsets(now, retention_ms);
             let mut records: Vec<OffsetsRecord> = Vec::with_capacity(expired.len() + emptied.len());
+            let offsets = expired.len();
             for key in expired {
                 state.apply_offset(key.clone(), None, i64::MAX);
                 records.push(OffsetsRecord::Offset { key, value: None });
@@ -318,11 +431,27 @@ impl GroupCoordinator {
                     value: None,
                 });
             }
+            // A consumer group without members or offsets is gone, as in Kafka's cleanup.
+            let unused: Vec<String> = state
+                .consumer_groups
+                .iter()
+                .filter(|(id, g)| g.is_empty() && !state.offsets.contains_key(*id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for group_id in unused {
+                if let Some(group) = state.consumer_groups.remove(&group_id) {
+                    records.extend(group.tombstones().into_iter().map(OffsetsRecord::Consumer));
+                }
+                emptied.push(group_id);
+            }
+            if records.is_empty() {
+                continue;
+            }
             info!(
                 partition = shard.partition_index,
-                offsets = records.len() - emptied.len(),
+                offsets,
                 groups = emptied.len(),
-                "expiring committed offsets"
+                "expiring committed offsets and unused groups"
             );
             // Forgotten already; a tombstone lost with the leadership only lets the next leader
             // expire the offset again.
@@ -439,6 +568,23 @@ impl GroupCoordinator {
                 Ok(state) => state,
                 Err(error) => return JoinResponse::error(error, &member_id),
             };
+            // A consumer group with members stays one; an empty one becomes classic.
+            if let Some(consumer) = state.consumer_groups.get(group_id) {
+                if !consumer.is_empty() {
+                    return JoinResponse::error(
+                        ResponseError::InconsistentGroupProtocol,
+                        &member_id,
+                    );
+                }
+                let tombstones: Vec<OffsetsRecord> = consumer
+                    .tombstones()
+                    .into_iter()
+                    .map(OffsetsRecord::Consumer)
+                    .collect();
+                state.consumer_groups.remove(group_id);
+                info!(group = %group_id, "empty consumer group converted to a classic group");
+                drop(shard.write_then(tombstones));
+            }
             if !member_id.is_empty() && !state.groups.contains_key(group_id) {
                 return JoinResponse::error(ResponseError::UnknownMemberId, &member_id);
             }
@@ -515,6 +661,9 @@ impl GroupCoordinator {
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         let shard = self.shard(group_id)?;
         let mut state = shard.lock_live()?;
+        if state.consumer_groups.contains_key(group_id) {
+            return Ok(self.remove_consumer_members(&shard, &mut state, group_id, members));
+        }
         let Some(group) = state.groups.get_mut(group_id) else {
             return Ok(members
                 .iter()
@@ -535,10 +684,184 @@ impl GroupCoordinator {
         Ok(results)
     }
 
+    // ---- Consumer groups (KIP-848) ----
+
+    /// ConsumerGroupHeartbeat: a member joins, heartbeats or leaves; the reply once the records of
+    /// what it decided are committed.
+    pub async fn consumer_group_heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        request: Heartbeat,
+    ) -> Result<HeartbeatReply, (ResponseError, String)> {
+        let plain = |e: ResponseError| (e, String::new());
+        let shard = self.shard(group_id).map_err(plain)?;
+        let image = self.metadata.current();
+        let config = &self.config.consumer;
+        let now = Instant::now();
+        let epoch = request.member_epoch;
+        let (reply, done) = {
+            let mut state = shard.lock_live().map_err(plain)?;
+            let not_consumer = || {
+                (
+                    ResponseError::GroupIdNotFound,
+                    format!("group {group_id} is not a consumer group"),
+                )
+            };
+            if epoch < 0 {
+                let group = state
+                    .consumer_groups
+                    .get_mut(group_id)
+                    .ok_or_else(not_consumer)?;
+                let (reply, records) = group.leave(
+                    &request.member_id,
+                    request.instance_id.as_deref(),
+                    epoch,
+                    now,
+                    config.session_timeout,
+                )?;
+                let done = self.queue_consumer(&shard, &mut state, group_id, Vec::new(), records);
+                (reply, done)
+            } else {
+                // An empty classic group becomes a consumer group; one with members stays classic.
+                let mut prefix = Vec::new();
+                if let Some(classic) = state.groups.get(group_id) {
+                    if epoch != 0 || !classic.is_empty() {
+                        return Err(not_consumer());
+                    }
+                    prefix.push(OffsetsRecord::Group {
+                        group: group_id.to_owned(),
+                        value: None,
+                    });
+                }
+                if !state.consumer_groups.contains_key(group_id) {
+                    if epoch != 0 {
+                        return Err(not_consumer());
+                    }
+                    state.consumer_groups.insert(
+                        group_id.to_owned(),
+                        super::consumer_group::ConsumerGroup::new(group_id.to_owned()),
+                    );
+                }
+                let group = state
+                    .consumer_groups
+                    .get_mut(group_id)
+                    .ok_or_else(not_consumer)?;
+                let outcome = group.heartbeat(request, &ImageTopics(&image), config, now);
+                let (reply, records) = match outcome {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        state.drop_if_unused(group_id);
+                        return Err(e);
+                    }
+                };
+                if !prefix.is_empty() {
+                    if let Some(mut classic) = state.groups.remove(group_id) {
+                        classic.transition_to_dead();
+                    }
+                    info!(group = %group_id, "empty classic group converted to a consumer group");
+                }
+                let done = self.queue_consumer(&shard, &mut state, group_id, prefix, records);
+                (reply, done)
+            }
+        };
+        if let Some(done) = done {
+            match done.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    consumer_write_failed(&shard, group_id);
+                    return Err(plain(e));
+                }
+                Err(_) => {
+                    consumer_write_failed(&shard, group_id);
+                    return Err(plain(ResponseError::NotCoordinator));
+                }
+            }
+        }
+        Ok(reply)
+    }
+
+    /// ConsumerGroupDescribe of one group: GROUP_ID_NOT_FOUND unless it is a consumer group.
+    pub fn describe_consumer_group(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, ResponseError> {
+        let shard = self.shard(group_id)?;
+        let state = shard.lock_live()?;
+        let group = state
+            .consumer_groups
+            .get(group_id)
+            .ok_or(ResponseError::GroupIdNotFound)?;
+        Ok(ConsumerGroupDescription {
+            state: group.state(),
+            epoch: group.epoch(),
+            assignment_epoch: group.assignment_epoch(),
+            assignor: group.assignor(),
+            members: group
+                .members()
+                .iter()
+                .map(|(id, m)| DescribedConsumerMember {
+                    member_id: id.clone(),
+                    member_epoch: m.current.member_epoch,
+                    metadata: m.metadata.clone(),
+                    assigned: m.current.assigned.clone(),
+                    target: group.target(id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+
+    /// LeaveGroup on a consumer group (an admin removing members): each member, named by its id or
+    /// its instance id, is removed as if its session had ended.
+    fn remove_consumer_members(
+        &self,
+        shard: &Arc<Shard>,
+        state: &mut ShardState,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<Option<ResponseError>> {
+        let session = self.config.consumer.session_timeout;
+        let now = Instant::now();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(members.len());
+        for (member_id, instance) in members {
+            let Some(group) = state.consumer_groups.get_mut(group_id) else {
+                results.push(Some(ResponseError::UnknownMemberId));
+                continue;
+            };
+            let found = match instance {
+                Some(instance) => group
+                    .members()
+                    .iter()
+                    .find(|(_, m)| m.metadata.instance_id.as_deref() == Some(instance.as_str()))
+                    .map(|(id, _)| id.clone()),
+                None => Some(member_id.clone()),
+            };
+            let result = match found {
+                Some(id) if instance.is_some() && !member_id.is_empty() && id != *member_id => {
+                    Some(ResponseError::FencedInstanceId)
+                }
+                Some(id) => match group.remove_member(&id, now, session) {
+                    Some(removed) => {
+                        records.extend(removed);
+                        None
+                    }
+                    None => Some(ResponseError::UnknownMemberId),
+                },
+                None => Some(ResponseError::UnknownMemberId),
+            };
+            results.push(result);
+        }
+        if let Some(done) = self.queue_consumer(shard, state, group_id, Vec::new(), records) {
+            self.watch_consumer_write(shard, group_id, done);
+        }
+        results
+    }
+
     // ---- Offsets ----
 
     /// OffsetCommit: validates the committer against the group, writes one record per partition and
     /// applies them once committed. Returns a result per partition, or a group-level error.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit_offsets(
         self: &Arc<Self>,
         group_id: &str,
@@ -546,33 +869,53 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
         commits: Vec<OffsetCommit>,
+        version: i16,
     ) -> Result<Vec<(OffsetCommit, Option<ResponseError>)>, ResponseError> {
         let shard = self.shard(group_id)?;
         let image = self.metadata.current();
         let now_ms = now_ms();
-        let (mut results, records, written);
+        let (results, records, written);
         {
             let mut state = shard.lock_live()?;
-            if !state.groups.contains_key(group_id) {
+            // A consumer group's commits are checked against the member epoch (KIP-848).
+            if let Some(group) = state.consumer_groups.get(group_id) {
+                if let Some(error) = group.validate_commit(member_id, generation, version) {
+                    return Err(error);
+                }
+            } else if !state.groups.contains_key(group_id) {
                 if generation >= 0 {
-                    return Err(ResponseError::IllegalGeneration);
+                    // v9 is the consumer protocol's version: its members learn the group is gone.
+                    return Err(if version >= 9 {
+                        ResponseError::GroupIdNotFound
+                    } else {
+                        ResponseError::IllegalGeneration
+                    });
                 }
                 // A commit from outside group management creates an empty group, as in Kafka.
                 state
                     .groups
                     .insert(group_id.to_owned(), ClassicGroup::new(group_id.to_owned()));
             }
-            let group = state
-                .groups
-                .get_mut(group_id)
-                .ok_or(ResponseError::NotCoordinator)?;
-            if let Some(error) =
-                group.validate_commit(generation, member_id, group_instance_id, Instant::now())
-            {
-                return Err(error);
+            if let Some(group) = state.groups.get_mut(group_id) {
+                if let Some(error) =
+                    group.validate_commit(generation, member_id, group_instance_id, Instant::now())
+                {
+                    return Err(error);
+                }
             }
             (results, records, written) = offset_records(group_id, commits, &image, now_ms);
         }
+        self.write_offsets(&shard, results, records, written).await
+    }
+
+    /// Writes checked commits and applies them once committed.
+    async fn write_offsets(
+        &self,
+        shard: &Shard,
+        mut results: Vec<(OffsetCommit, Option<ResponseError>)>,
+        records: Vec<OffsetsRecord>,
+        written: Vec<(OffsetKey, OffsetValue, usize)>,
+    ) -> Result<Vec<(OffsetCommit, Option<ResponseError>)>, ResponseError> {
         if records.is_empty() {
             return Ok(results);
         }
@@ -612,14 +955,21 @@ impl GroupCoordinator {
         let (mut results, records, written);
         {
             let mut state = shard.lock_live()?;
-            let group = state
-                .groups
-                .entry(group_id.to_owned())
-                .or_insert_with(|| ClassicGroup::new(group_id.to_owned()));
-            if let Some(error) = group.validate_txn_commit(generation, member_id, group_instance_id)
-            {
-                state.drop_if_unused(group_id);
-                return Err(error);
+            if let Some(group) = state.consumer_groups.get(group_id) {
+                if let Some(error) = group.validate_txn_commit(member_id, generation) {
+                    return Err(error);
+                }
+            } else {
+                let group = state
+                    .groups
+                    .entry(group_id.to_owned())
+                    .or_insert_with(|| ClassicGroup::new(group_id.to_owned()));
+                if let Some(error) =
+                    group.validate_txn_commit(generation, member_id, group_instance_id)
+                {
+                    state.drop_if_unused(group_id);
+                    return Err(error);
+                }
             }
             (results, records, written) = offset_records(group_id, commits, &image, now_ms);
         }
@@ -691,10 +1041,17 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Option<Vec<(String, i32)>>,
         require_stable: bool,
+        member: (Option<&str>, i32),
     ) -> Result<Vec<(String, i32, Option<CommittedOffset>, Option<ResponseError>)>, ResponseError>
     {
         let shard = self.shard(group_id)?;
         let state = shard.lock_live()?;
+        // OffsetFetch v9 from a consumer group's member names it and its epoch (KIP-848).
+        if let Some(group) = state.consumer_groups.get(group_id) {
+            if let Some(error) = group.validate_fetch(member.0, member.1) {
+                return Err(error);
+            }
+        }
         let offsets = state.offsets.get(group_id);
         let unstable = |topic: &str, partition: i32| {
             (require_stable && state.has_pending_txn_offset(group_id, topic, partition))
@@ -742,7 +1099,13 @@ impl GroupCoordinator {
             if let Some(group) = state.groups.get_mut(group_id) {
                 group.tick(&self.config, Instant::now());
             }
-            let has_group = state.groups.contains_key(group_id);
+            let consumer_tombstones = match state.consumer_groups.get(group_id) {
+                Some(group) if !group.is_empty() => return Some(ResponseError::NonEmptyGroup),
+                Some(group) => group.tombstones(),
+                None => Vec::new(),
+            };
+            state.consumer_groups.remove(group_id);
+            let has_group = state.groups.contains_key(group_id) || !consumer_tombstones.is_empty();
             let offsets = state.offsets.remove(group_id).unwrap_or_default();
             if !has_group && offsets.is_empty() {
                 return Some(ResponseError::GroupIdNotFound);
@@ -774,10 +1137,13 @@ impl GroupCoordinator {
                     value: None,
                 })
                 .collect();
-            records.push(OffsetsRecord::Group {
-                group: group_id.to_owned(),
-                value: None,
-            });
+            if consumer_tombstones.is_empty() {
+                records.push(OffsetsRecord::Group {
+                    group: group_id.to_owned(),
+                    value: None,
+                });
+            }
+            records.extend(consumer_tombstones.into_iter().map(OffsetsRecord::Consumer));
             shard.write_then(records)
         };
         match records.await {
@@ -797,17 +1163,21 @@ impl GroupCoordinator {
         let (results, done) = {
             let mut state = shard.lock_live()?;
             let group = state.groups.get(group_id);
-            if group.is_none() && !state.offsets.contains_key(group_id) {
+            let consumer = state.consumer_groups.get(group_id);
+            if group.is_none() && consumer.is_none() && !state.offsets.contains_key(group_id) {
                 return Err(ResponseError::GroupIdNotFound);
             }
             if group.is_some_and(|g| g.state() == GroupState::Dead) {
                 return Err(ResponseError::GroupIdNotFound);
             }
-            let active = group.is_some_and(|g| g.state() != GroupState::Empty);
+            let active = group.is_some_and(|g| g.state() != GroupState::Empty)
+                || consumer.is_some_and(|g| !g.is_empty());
             let mut results = Vec::new();
             let mut records = Vec::new();
             for (topic, partition) in partitions {
-                if active && group.is_some_and(|g| g.is_subscribed_to(&topic)) {
+                let subscribed = group.is_some_and(|g| g.is_subscribed_to(&topic))
+                    || consumer.is_some_and(|g| g.is_subscribed_to(&topic));
+                if active && subscribed {
                     results.push((
                         topic,
                         partition,
@@ -858,6 +1228,15 @@ impl GroupCoordinator {
         for shard in self.loaded_shards() {
             let state = shard.lock();
             for id in state.group_ids() {
+                if let Some(g) = state.consumer_groups.get(&id) {
+                    groups.push(ListedGroup {
+                        group_id: id,
+                        protocol_type: "consumer".to_owned(),
+                        state: g.state().name(),
+                        group_type: CONSUMER_GROUP_TYPE,
+                    });
+                    continue;
+                }
                 let (protocol_type, group_state) = match state.groups.get(&id) {
                     Some(g) => (g.protocol_type().unwrap_or_default().to_owned(), g.state()),
                     None => (String::new(), GroupState::Empty),
@@ -868,7 +1247,8 @@ impl GroupCoordinator {
                 groups.push(ListedGroup {
                     group_id: id,
                     protocol_type,
-                    state: group_state,
+                    state: group_state.name(),
+                    group_type: CLASSIC_GROUP_TYPE,
                 });
             }
         }
@@ -879,10 +1259,14 @@ impl GroupCoordinator {
         )
     }
 
-    /// DescribeGroups for one group: an unknown group is described as Dead, as Kafka does.
+    /// DescribeGroups for one group: an unknown group is described as Dead, as Kafka does; a
+    /// consumer group is GROUP_ID_NOT_FOUND (ConsumerGroupDescribe describes those).
     pub fn describe_group(&self, group_id: &str) -> Result<GroupSummary, ResponseError> {
         let shard = self.shard(group_id)?;
         let state = shard.lock_live()?;
+        if state.consumer_groups.contains_key(group_id) {
+            return Err(ResponseError::GroupIdNotFound);
+        }
         Ok(match state.groups.get(group_id) {
             Some(group) => group.summary(),
             None => GroupSummary {
@@ -912,8 +1296,16 @@ impl CoordinatorShard for Shard {
             group.transition_to_dead();
         }
         state.groups.clear();
+        state.consumer_groups.clear();
         state.offsets.clear();
         state.pending_txn.clear();
+    }
+}
+
+/// A consumer group's write failed: its next write carries all its records.
+fn consumer_write_failed(shard: &Shard, group_id: &str) {
+    if let Some(group) = shard.lock().consumer_groups.get_mut(group_id) {
+        group.needs_rewrite = true;
     }
 }
 

@@ -9,13 +9,21 @@
 //! record is committed to the partition (acks=all), so what a client was told survives the
 //! coordinator's broker being killed.
 //!
+//! Groups of the KIP-848 consumer protocol (ConsumerGroupHeartbeat) live beside classic ones: the
+//! coordinator assigns their partitions itself and moves members to their targets one heartbeat at
+//! a time (`consumer_group`). A group id is of one kind at a time; an empty group changes kind when a
+//! member of the other protocol joins (Kafka's behaviour without online migration).
+//!
 //! Layout: `records` (the topic's record formats), `classic_group` (one group's membership state machine),
-//! `shard` (one loaded partition: groups, offsets, its single writer), `coordinator` (leadership,
-//! loading, timers, and the operations the handlers call), `consumer_protocol` (reading
-//! subscriptions).
+//! `consumer_records`, `consumer_group` and `assignor` (KIP-848 groups), `shard` (one loaded
+//! partition: groups, offsets, its single writer), `coordinator` (leadership, loading, timers, and the
+//! operations the handlers call), `consumer_protocol` (reading subscriptions).
 
+pub mod assignor;
 pub mod classic_group;
+pub mod consumer_group;
 pub mod consumer_protocol;
+pub mod consumer_records;
 pub mod coordinator;
 pub mod records;
 pub mod shard;
@@ -27,6 +35,7 @@ pub use classic_group::GroupState;
 pub use coordinator::{GroupCoordinator, GroupSnapshot};
 
 use crate::config::GroupArgs;
+use consumer_group::ConsumerGroupConfig;
 
 /// The internal topic holding group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -45,6 +54,11 @@ impl GroupArgs {
             offsets_retention_check_interval: Duration::from_millis(
                 self.offsets_retention_check_interval_ms,
             ),
+            consumer: ConsumerGroupConfig {
+                session_timeout: Duration::from_millis(self.group_consumer_session_timeout_ms),
+                heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
+                max_size: usize::try_from(self.group_consumer_max_size).unwrap_or(usize::MAX),
+            },
         }
     }
 }
@@ -59,6 +73,8 @@ pub struct GroupConfig {
     pub commit_timeout: Duration,
     pub offsets_retention: Duration,
     pub offsets_retention_check_interval: Duration,
+    /// Groups of the KIP-848 consumer protocol.
+    pub consumer: ConsumerGroupConfig,
 }
 
 impl Default for GroupConfig {
@@ -72,6 +88,7 @@ impl Default for GroupConfig {
             commit_timeout: Duration::from_millis(5_000),
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_secs(600),
+            consumer: ConsumerGroupConfig::default(),
         }
     }
 }

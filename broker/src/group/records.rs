@@ -5,12 +5,15 @@
 //! - key v0/v1 `OffsetCommitKey { group, topic, partition }` → `OffsetCommitValue` v3
 //!   `{ offset, leader_epoch, metadata, commit_timestamp }` (v0–v2 values are read too);
 //! - key v2 `GroupMetadataKey { group }` → `GroupMetadataValue` v3 (protocol type, generation, selected
-//!   protocol, leader, members with their subscriptions and assignments).
+//!   protocol, leader, members with their subscriptions and assignments);
+//! - keys 3 to 16: consumer groups of KIP-848's protocol (`consumer_records`).
 //!
 //! A record without a value is a tombstone: the offset or the group is gone. Decoding never panics on
 //! what it reads back from disk; a record it cannot read is an error the loader reports and skips.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::consumer_records::ConsumerRecord;
 
 /// The value versions written.
 const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
@@ -29,6 +32,8 @@ pub enum OffsetsRecord {
         group: String,
         value: Option<GroupValue>,
     },
+    /// A record of a consumer group (KIP-848).
+    Consumer(ConsumerRecord),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -136,6 +141,7 @@ impl OffsetsRecord {
                 });
                 (k.freeze(), v)
             }
+            OffsetsRecord::Consumer(record) => record.encode(),
         }
     }
 
@@ -158,7 +164,9 @@ impl OffsetsRecord {
                 let value = value.map(|v| decode_group_value(v.clone())).transpose()?;
                 Ok(OffsetsRecord::Group { group, value })
             }
-            other => Err(RecordError::UnknownKeyVersion(other)),
+            other => Ok(OffsetsRecord::Consumer(ConsumerRecord::decode(
+                other, k, value,
+            )?)),
         }
     }
 }
@@ -303,6 +311,40 @@ pub(crate) fn get_bytes(buf: &mut Bytes, what: &'static str) -> Result<Bytes> {
         return Err(RecordError::Truncated(what));
     }
     Ok(buf.split_to(len))
+}
+
+/// KIP-482's unsigned varint.
+pub(crate) fn put_uvarint(buf: &mut BytesMut, mut value: u32) {
+    while value >= 0x80 {
+        buf.put_u8((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.put_u8(value as u8);
+}
+
+pub(crate) fn get_uvarint(buf: &mut Bytes, what: &'static str) -> Result<u32> {
+    let mut value = 0u32;
+    for shift in (0..35).step_by(7) {
+        let byte = buf.try_get_u8().map_err(|_| RecordError::Truncated(what))?;
+        value |= u32::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(RecordError::Truncated(what))
+}
+
+pub(crate) fn skip_tagged_fields(buf: &mut Bytes) -> Result<()> {
+    let count = get_uvarint(buf, "tagged fields")?;
+    for _ in 0..count {
+        get_uvarint(buf, "tag")?;
+        let size = get_uvarint(buf, "tagged field size")? as usize;
+        if buf.remaining() < size {
+            return Err(RecordError::Truncated("tagged field"));
+        }
+        buf.advance(size);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

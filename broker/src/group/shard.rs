@@ -21,6 +21,8 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::classic_group::{ClassicGroup, GroupState};
+use super::consumer_group::ConsumerGroup;
+use super::consumer_records::ConsumerRecord;
 use super::records::{GroupValue, OffsetKey, OffsetValue, OffsetsRecord};
 use super::OFFSETS_TOPIC;
 use crate::coordinator_runtime::{replay_log, Replayed as LogItem};
@@ -47,6 +49,8 @@ pub type PendingTxnOffsets = Vec<(OffsetKey, OffsetValue, i64)>;
 #[derive(Default)]
 pub struct ShardState {
     pub groups: HashMap<String, ClassicGroup>,
+    /// Groups of the KIP-848 consumer protocol. A group id is in at most one of the two maps.
+    pub consumer_groups: HashMap<String, ConsumerGroup>,
     pub offsets: HashMap<String, GroupOffsets>,
     /// Transactional offsets by producer id, until the producer's COMMIT (applied) or ABORT
     /// (dropped) marker is committed to this partition.
@@ -102,11 +106,37 @@ impl ShardState {
             .any(|(k, _, _)| k.group == group && k.topic == topic && k.partition == partition)
     }
 
+    /// Applies a consumer group record (live or replayed); a group appears with its first record
+    /// and goes with its metadata tombstone.
+    pub fn apply_consumer(&mut self, record: &ConsumerRecord, now: Instant, session: Duration) {
+        let id = record.group();
+        if let ConsumerRecord::GroupMetadata { value: None, .. } = record {
+            self.consumer_groups.remove(id);
+            return;
+        }
+        let tombstone = matches!(
+            record,
+            ConsumerRecord::Member { value: None, .. }
+                | ConsumerRecord::CurrentAssignment { value: None, .. }
+                | ConsumerRecord::TargetAssignmentMember { value: None, .. }
+                | ConsumerRecord::TargetAssignmentMetadata { value: None, .. }
+                | ConsumerRecord::Ignored { .. }
+        );
+        if tombstone && !self.consumer_groups.contains_key(id) {
+            return;
+        }
+        self.consumer_groups
+            .entry(id.to_owned())
+            .or_insert_with(|| ConsumerGroup::new(id.to_owned()))
+            .replay(record, now, session);
+    }
+
     /// Every group id known here: with a group record, members, or only committed offsets.
     pub fn group_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
             .groups
             .keys()
+            .chain(self.consumer_groups.keys())
             .chain(self.offsets.keys())
             .cloned()
             .collect();
@@ -124,6 +154,14 @@ impl ShardState {
         let mut expired = Vec::new();
         let mut emptied = Vec::new();
         for (group_id, offsets) in &self.offsets {
+            // A consumer group's offsets go by their commit time once it has no members.
+            if self
+                .consumer_groups
+                .get(group_id)
+                .is_some_and(|g| !g.is_empty())
+            {
+                continue;
+            }
             let since = match self.groups.get(group_id) {
                 Some(g) if g.state() == GroupState::Empty => Some(g.state_timestamp_ms()),
                 Some(_) => continue,
@@ -158,6 +196,13 @@ impl ShardState {
             && !self.offsets.contains_key(group_id);
         if unused {
             self.groups.remove(group_id);
+        }
+        if self
+            .consumer_groups
+            .get(group_id)
+            .is_some_and(|g| g.is_unused())
+        {
+            self.consumer_groups.remove(group_id);
         }
     }
 }
@@ -401,7 +446,8 @@ fn encode_batch(records: &[OffsetsRecord]) -> Result<Bytes, ResponseError> {
     })
 }
 
-/// What a partition of the offsets topic holds, replayed.
+/// What a partition of the offsets topic holds, replayed (consumer groups in `offsets`, their
+/// deadlines to be restarted by `into_state`).
 #[derive(Default)]
 pub struct Replayed {
     pub groups: HashMap<String, GroupValue>,
@@ -411,8 +457,11 @@ pub struct Replayed {
 }
 
 impl Replayed {
-    pub fn into_state(self, now: Instant) -> ShardState {
+    pub fn into_state(self, now: Instant, session_timeout: Duration) -> ShardState {
         let mut state = self.offsets;
+        for group in state.consumer_groups.values_mut() {
+            group.restart_sessions(now, session_timeout);
+        }
         for (id, value) in self.groups {
             state
                 .groups
@@ -449,6 +498,11 @@ pub fn replay(log: &PartitionLog, end: i64) -> Result<Replayed, LogError> {
                     .push((key, value, record.offset)),
                 Ok(OffsetsRecord::Offset { key, value }) => {
                     replayed.offsets.apply_offset(key, value, record.offset)
+                }
+                Ok(OffsetsRecord::Consumer(record)) => {
+                    replayed
+                        .offsets
+                        .apply_consumer(&record, Instant::now(), Duration::ZERO)
                 }
                 Ok(OffsetsRecord::Group { group, value }) => match value {
                     Some(value) => {
@@ -557,7 +611,7 @@ mod tests {
         assert_eq!(end, 9);
         let replayed = replay(&log, end).unwrap();
         assert_eq!((replayed.records, replayed.unreadable), (9, 0));
-        let state = replayed.into_state(Instant::now());
+        let state = replayed.into_state(Instant::now(), Duration::from_secs(45));
         assert_eq!(state.group_ids(), vec!["g".to_string()]);
         let g = &state.offsets["g"];
         assert_eq!(g.len(), 1);
@@ -570,7 +624,9 @@ mod tests {
         );
 
         // Replay stops at the bound it is given (the log end when leadership began).
-        let partial = replay(&log, 3).unwrap().into_state(Instant::now());
+        let partial = replay(&log, 3)
+            .unwrap()
+            .into_state(Instant::now(), Duration::from_secs(45));
         assert_eq!(partial.offsets["g"][&("t".to_string(), 0)].value.offset, 5);
     }
 
@@ -608,7 +664,7 @@ mod tests {
 
         let state = replay(&log, log.log_end_offset())
             .unwrap()
-            .into_state(Instant::now());
+            .into_state(Instant::now(), Duration::from_secs(45));
         assert_eq!(state.offsets["g"][&("t".to_string(), 0)].value.offset, 9);
         assert_eq!(state.pending_txn.keys().collect::<Vec<_>>(), vec![&9]);
         assert!(state.has_pending_txn_offset("g", "t", 0));
@@ -720,5 +776,70 @@ mod tests {
         groups.sort();
         assert_eq!(groups, vec!["empty", "standalone-old"]);
         assert_eq!(emptied, vec!["empty".to_string()]);
+    }
+
+    #[test]
+    fn a_converted_group_replays_as_a_consumer_group_and_keeps_its_offsets_while_it_has_members() {
+        use crate::group::consumer_group::{ConsumerGroupConfig, Heartbeat, TopicSource};
+        use crate::group::consumer_records::TopicPartitions;
+
+        struct OneTopic;
+        impl TopicSource for OneTopic {
+            fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+                (name == "t").then_some((uuid::Uuid::from_u128(1), 2))
+            }
+            fn topic_names(&self) -> Vec<String> {
+                vec!["t".into()]
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            PartitionLog::open(dir.path(), uuid::Uuid::new_v4(), LogConfig::default()).unwrap();
+        // A classic group that emptied, with an old offset; then a consumer-protocol member joins
+        // (the classic group's tombstone first, as the coordinator writes it).
+        let mut consumer = ConsumerGroup::new("g".into());
+        let (_, records) = consumer
+            .heartbeat(
+                Heartbeat {
+                    member_id: "m".into(),
+                    member_epoch: 0,
+                    rebalance_timeout_ms: 1_000,
+                    subscribed_topic_names: Some(vec!["t".into()]),
+                    owned: Some(TopicPartitions::new()),
+                    ..Heartbeat::default()
+                },
+                &OneTopic,
+                &ConsumerGroupConfig::default(),
+                Instant::now(),
+            )
+            .unwrap();
+        let mut converted = vec![OffsetsRecord::Group {
+            group: "g".into(),
+            value: None,
+        }];
+        converted.extend(records.into_iter().map(OffsetsRecord::Consumer));
+        for batch in [vec![group("g", 0), offset("g", 0, Some(3))], converted] {
+            log.append_as_leader(encode_batch(&batch).unwrap(), 0)
+                .unwrap();
+        }
+        let replayed = replay(&log, log.log_end_offset()).unwrap();
+        assert_eq!(replayed.unreadable, 0);
+        let state = replayed.into_state(Instant::now(), Duration::from_secs(45));
+        assert!(!state.groups.contains_key("g"), "no longer a classic group");
+        let g = &state.consumer_groups["g"];
+        assert_eq!(g.members()["m"].current, consumer.members()["m"].current);
+        assert_eq!((g.epoch(), g.assignment_epoch()), (1, 1));
+        assert_eq!(state.group_ids(), vec!["g".to_string()]);
+        // Its member keeps the offsets however old; without members they go by their commit time.
+        let (expired, _) = state.expired_offsets(i64::MAX, 1);
+        assert!(expired.is_empty());
+        let mut state = state;
+        let (records, _) = state.consumer_groups.get_mut("g").unwrap().expire(
+            Instant::now() + Duration::from_secs(46),
+            Duration::from_secs(45),
+        );
+        assert!(!records.is_empty());
+        let (expired, _) = state.expired_offsets(i64::MAX, 1);
+        assert_eq!(expired.len(), 1);
     }
 }

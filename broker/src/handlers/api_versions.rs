@@ -21,12 +21,15 @@
 //!   group coordinator add the partition to the transaction), and EndTxn v5, whose answer carries the
 //!   producer epoch bumped for the next transaction. Below 2 it speaks version 1 and caps EndTxn at
 //!   v4, TxnOffsetCommit at v4 and Produce at v11; librdkafka speaks version 1 whatever the level.
-//! - `group.version`, `kraft.version`, `eligible.leader.replicas.version` and the others are left
-//!   out. A Kafka broker lists a supported feature only when its maximum level is above 0
+//! - `group.version` is supported at levels 0–1 and finalized at the metadata's level (a new
+//!   cluster starts at 1): level 1 serves KIP-848's consumer group protocol (ConsumerGroupHeartbeat
+//!   and ConsumerGroupDescribe are always advertised, as Kafka does, and answer UNSUPPORTED_VERSION
+//!   at level 0). Clients do not read it; admin tools show it.
+//! - `kraft.version`, `eligible.leader.replicas.version` and the others are left out. A Kafka broker
+//!   lists a supported feature only when its maximum level is above 0
 //!   (`BrokerFeatures.defaultSupportedFeatures`) and a finalized feature only at a level above 0
 //!   (`createFinalizedFeatureKeys`); Chronik implements none of their higher levels, so their level
-//!   is 0 and Kafka's own rules leave them out. `group.version` 1 would advertise the KIP-848 consumer
-//!   protocol, which this broker does not serve.
+//!   is 0 and Kafka's own rules leave them out.
 //! - The finalized features epoch is the offset of the broker's metadata image, as a KRaft broker
 //!   reports its image's offset; clients keep the features of the highest epoch they have seen.
 //!

@@ -11,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{BrokerContext, RequestContext};
 
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// Kafka's `AclEntry.supportedOperations(GROUP)` (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS,
 /// ALTER_CONFIGS) as the `AclOperation` bit field `AuthHelper.authorizedOperations` answers.
@@ -42,6 +42,10 @@ pub fn handle(
                 Err(kafka_protocol::error::ResponseError::GroupAuthorizationFailed)
             };
             match described_group {
+                // A consumer group (KIP-848): Dead without an error below v6, as Kafka answers.
+                Err(kafka_protocol::error::ResponseError::GroupIdNotFound) => described
+                    .with_group_id(group_id)
+                    .with_group_state(StrBytes::from_static_str("Dead")),
                 Err(error) => described
                     .with_group_id(group_id)
                     .with_error_code(error.code()),

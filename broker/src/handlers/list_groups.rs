@@ -1,8 +1,8 @@
 //! ListGroups (key 16, v0–5): the groups this broker coordinates (clients ask every broker). v4 filters
 //! by state and v5 by group type (KIP-848), both as Kafka's `GroupMetadataManager.listGroups` does: a
 //! state matches case-insensitively after trimming, a type case-insensitively, an unknown type matches
-//! no group, and an empty filter matches every group. Every group here is a classic one (the KIP-848
-//! consumer protocol is not served), so v5 answers `classic` as each group's type.
+//! no group, and an empty filter matches every group. v5 answers each group's type: `classic`, or
+//! `consumer` for a group of the KIP-848 protocol.
 
 use chronik_metadata::acl::AclOperation;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -11,9 +11,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{error_code, BrokerContext, RequestContext};
 use crate::group::coordinator::ListedGroup as CoordinatedGroup;
-
-/// Kafka's `Group.GroupType` name of a classic group, the only kind this broker coordinates.
-pub const CLASSIC_GROUP_TYPE: &str = "classic";
 
 /// The v4 state and v5 type filters of one request; empty ones match everything.
 #[derive(Debug, Default)]
@@ -48,9 +45,9 @@ impl Filters {
     }
 
     fn matches(&self, group: &CoordinatedGroup) -> bool {
-        let state = group.state.name().to_lowercase();
+        let state = group.state.to_lowercase();
         (self.states.is_empty() || self.states.contains(&state))
-            && (self.types.is_empty() || self.types.iter().any(|t| t == CLASSIC_GROUP_TYPE))
+            && (self.types.is_empty() || self.types.iter().any(|t| t == group.group_type))
     }
 }
 
@@ -77,8 +74,8 @@ pub fn handle(
                     ListedGroup::default()
                         .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
                         .with_protocol_type(StrBytes::from_string(g.protocol_type))
-                        .with_group_state(StrBytes::from_static_str(g.state.name()))
-                        .with_group_type(StrBytes::from_static_str(CLASSIC_GROUP_TYPE))
+                        .with_group_state(StrBytes::from_static_str(g.state))
+                        .with_group_type(StrBytes::from_static_str(g.group_type))
                 })
                 .collect(),
         )
@@ -94,7 +91,8 @@ mod tests {
         CoordinatedGroup {
             group_id: id.into(),
             protocol_type: "consumer".into(),
-            state,
+            state: state.name(),
+            group_type: crate::group::coordinator::CLASSIC_GROUP_TYPE,
         }
     }
 

@@ -45,6 +45,7 @@ pub async fn handle(
                 &request.member_id,
                 request.group_instance_id.as_deref(),
                 commits.clone(),
+                rc.version,
             )
             .await
     } else {

@@ -39,8 +39,14 @@ pub fn handle(
                         })
                         .collect()
                 });
-                let (error, answer) =
-                    fetch(ctx, rc, &g.group_id, partitions, request.require_stable);
+                let (error, answer) = fetch(
+                    ctx,
+                    rc,
+                    &g.group_id,
+                    partitions,
+                    request.require_stable,
+                    (g.member_id.as_deref(), g.member_epoch),
+                );
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_error_code(error)
@@ -84,7 +90,14 @@ pub fn handle(
             .collect::<Vec<_>>()
     });
     let require_stable = rc.version >= 7 && request.require_stable;
-    let (error, answer) = fetch(ctx, rc, &request.group_id, partitions, require_stable);
+    let (error, answer) = fetch(
+        ctx,
+        rc,
+        &request.group_id,
+        partitions,
+        require_stable,
+        (None, -1),
+    );
     let topics = answer
         .into_iter()
         .map(|(topic, partitions)| {
@@ -134,10 +147,11 @@ fn fetch(
     group_id: &str,
     partitions: Option<Vec<(String, i32)>>,
     require_stable: bool,
+    member: (Option<&str>, i32),
 ) -> (i16, Answer) {
     let looked_up = if ctx.authorize_group(rc, AclOperation::Describe, group_id) {
         ctx.groups
-            .fetch_offsets(group_id, partitions.clone(), require_stable)
+            .fetch_offsets(group_id, partitions.clone(), require_stable, member)
     } else {
         Err(ResponseError::GroupAuthorizationFailed)
     };

@@ -23,7 +23,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::state::TxnState;
 use crate::group::records::{
-    get_i16, get_i32, get_i64, get_string, put_string, RecordError, Result,
+    get_i16, get_i32, get_i64, get_string, get_uvarint, put_string, put_uvarint,
+    skip_tagged_fields, RecordError, Result,
 };
 
 const KEY_VERSION: i16 = 0;
@@ -225,40 +226,6 @@ fn decode_value(mut v: Bytes) -> Result<TxnLogValue> {
         }
     }
     Ok(value)
-}
-
-/// KIP-482's unsigned varint.
-fn put_uvarint(buf: &mut BytesMut, mut value: u32) {
-    while value >= 0x80 {
-        buf.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    buf.put_u8(value as u8);
-}
-
-fn get_uvarint(buf: &mut Bytes, what: &'static str) -> Result<u32> {
-    let mut value = 0u32;
-    for shift in (0..35).step_by(7) {
-        let byte = buf.try_get_u8().map_err(|_| RecordError::Truncated(what))?;
-        value |= u32::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(RecordError::Truncated(what))
-}
-
-fn skip_tagged_fields(buf: &mut Bytes) -> Result<()> {
-    let count = get_uvarint(buf, "tagged fields")?;
-    for _ in 0..count {
-        get_uvarint(buf, "tag")?;
-        let size = get_uvarint(buf, "tagged field size")? as usize;
-        if buf.remaining() < size {
-            return Err(RecordError::Truncated("tagged field"));
-        }
-        buf.advance(size);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

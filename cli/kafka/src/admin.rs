@@ -30,10 +30,11 @@ use kafka_protocol::messages::offset_delete_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    BrokerId, DeleteGroupsRequest, DeleteRecordsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    BrokerId, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
@@ -47,6 +48,7 @@ const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> = 0..=5;
 /// ListGroups: v4 adds a state filter and v5 a type filter, neither used.
 const LIST_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=4;
 const DESCRIBE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=5;
+const CONSUMER_GROUP_DESCRIBE_VERSIONS: RangeInclusive<i16> = 0..=1;
 /// OffsetFetch from v2, the first where a null topic list means "every committed partition".
 const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = 2..=9;
 const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
@@ -144,6 +146,9 @@ pub struct DescribedMember {
     pub client_host: String,
     /// The assignment bytes (consumer protocol for `consumer` groups).
     pub assignment: Bytes,
+    /// The assignment of a member of a KIP-848 consumer group, which has no bytes: the coordinator
+    /// assigns and says which partitions, by topic.
+    pub assigned: Option<Vec<(String, Vec<i32>)>>,
 }
 
 /// What ListOffsets answered for one partition.
@@ -275,7 +280,7 @@ impl KafkaAdmin {
             .into_iter()
             .find(|g| g.group_id.as_str() == group)
             .ok_or_else(|| missing("DescribeGroups", coordinator, group))?;
-        let members = described
+        let members: Vec<DescribedMember> = described
             .members
             .into_iter()
             .map(|member| DescribedMember {
@@ -284,8 +289,17 @@ impl KafkaAdmin {
                 client_id: member.client_id.to_string(),
                 client_host: member.client_host.to_string(),
                 assignment: member.member_assignment,
+                assigned: None,
             })
             .collect();
+        // DescribeGroups shows a KIP-848 consumer group as Dead (Kafka's answer below v6):
+        // ConsumerGroupDescribe has it.
+        let dead = described.group_state.eq_ignore_ascii_case("Dead");
+        if described.error_code == 0 && dead && members.is_empty() {
+            if let Some(consumer) = self.describe_consumer_group(group).await? {
+                return Ok(consumer);
+            }
+        }
         Ok((
             coordinator,
             DescribedGroup {
@@ -296,6 +310,66 @@ impl KafkaAdmin {
                 members,
             },
         ))
+    }
+
+    /// ConsumerGroupDescribe on the group's coordinator, as a [`DescribedGroup`] (protocol type
+    /// `consumer`, the assignor as protocol); `None` when the group is not a consumer group or the
+    /// broker does not serve the API.
+    async fn describe_consumer_group(
+        &mut self,
+        group: &str,
+    ) -> Result<Option<(i32, DescribedGroup)>, KafkaError> {
+        let outcome = self
+            .on_coordinator(
+                group,
+                CONSUMER_GROUP_DESCRIBE_VERSIONS,
+                |_| ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)]),
+                |_, response| response.groups.first().map_or(0, |g| g.error_code),
+            )
+            .await;
+        let (coordinator, _, response) = match outcome {
+            Ok(answer) => answer,
+            Err(KafkaError::NotOffered { .. } | KafkaError::UnsupportedVersion { .. }) => {
+                return Ok(None)
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(described) = response
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.as_str() == group && g.error_code == 0)
+        else {
+            return Ok(None);
+        };
+        let members = described
+            .members
+            .into_iter()
+            .map(|member| DescribedMember {
+                member_id: member.member_id.to_string(),
+                group_instance_id: member.instance_id.map(|id| id.to_string()),
+                client_id: member.client_id.to_string(),
+                client_host: member.client_host.to_string(),
+                assignment: Bytes::new(),
+                assigned: Some(
+                    member
+                        .assignment
+                        .topic_partitions
+                        .into_iter()
+                        .map(|t| (t.topic_name.to_string(), t.partitions))
+                        .collect(),
+                ),
+            })
+            .collect();
+        Ok(Some((
+            coordinator,
+            DescribedGroup {
+                error_code: 0,
+                state: described.group_state.to_string(),
+                protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+                protocol: described.assignor_name.to_string(),
+                members,
+            },
+        )))
     }
 
     /// OffsetFetch of every committed partition of the group: `(topic, partition) → offset`.

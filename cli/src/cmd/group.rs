@@ -403,7 +403,21 @@ fn members_of(described: &DescribedGroup, notes: &mut Vec<String>) -> Vec<Member
         .members
         .iter()
         .map(|member| {
-            let (assignment, assignment_error) = if decodes {
+            let (assignment, assignment_error) = if let Some(assigned) = &member.assigned {
+                let mut topics: Vec<TopicPartitions> = assigned
+                    .iter()
+                    .map(|(topic, partitions)| {
+                        let mut partitions = partitions.clone();
+                        partitions.sort_unstable();
+                        TopicPartitions {
+                            topic: topic.clone(),
+                            partitions,
+                        }
+                    })
+                    .collect();
+                topics.sort_by(|a, b| a.topic.cmp(&b.topic));
+                (topics, None)
+            } else if decodes {
                 match decode_assignment(&member.assignment) {
                     Ok(decoded) => (decoded.topics, None),
                     Err(error) => {
@@ -764,6 +778,7 @@ mod tests {
                     client_id: "c".to_owned(),
                     client_host: "/127.0.0.1".to_owned(),
                     assignment: bytes::Bytes::new(),
+                    assigned: None,
                 })
                 .collect(),
         }

@@ -11,6 +11,10 @@
 //!   (EndTxn v5), partition leaders add partitions to the transaction themselves (Produce v12,
 //!   TxnOffsetCommit v5). The Java client (4.x) uses it once it is finalized; librdkafka does not.
 //!
+//! `group.version` (KIP-848):
+//! - 0: classic consumer groups only;
+//! - 1: the consumer group protocol (ConsumerGroupHeartbeat, ConsumerGroupDescribe) is served too.
+//!
 //! `metadata.version` is not among them: it is a constant of this release, [`METADATA_VERSION_LEVEL`]
 //! (the broker's `handlers::api_versions` says why that level).
 
@@ -21,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::records::Record;
 
 pub const TRANSACTION_VERSION: &str = "transaction.version";
+
+pub const GROUP_VERSION: &str = "group.version";
 
 pub const METADATA_VERSION: &str = "metadata.version";
 
@@ -88,12 +94,20 @@ pub struct FeatureSpec {
 }
 
 /// Every feature this release supports.
-pub const FEATURES: [FeatureSpec; 1] = [FeatureSpec {
-    name: TRANSACTION_VERSION,
-    min_level: 0,
-    max_level: 2,
-    bootstrap_level: 2,
-}];
+pub const FEATURES: [FeatureSpec; 2] = [
+    FeatureSpec {
+        name: TRANSACTION_VERSION,
+        min_level: 0,
+        max_level: 2,
+        bootstrap_level: 2,
+    },
+    FeatureSpec {
+        name: GROUP_VERSION,
+        min_level: 0,
+        max_level: 1,
+        bootstrap_level: 1,
+    },
+];
 
 pub fn spec(name: &str) -> Option<&'static FeatureSpec> {
     FEATURES.iter().find(|f| f.name == name)
@@ -149,6 +163,13 @@ pub fn bootstrap_records(chosen: &BTreeMap<String, i16>) -> Vec<Record> {
 mod tests {
     use super::*;
 
+    fn level(name: &str, level: i16) -> Record {
+        Record::FeatureLevel {
+            name: name.to_string(),
+            level,
+        }
+    }
+
     #[test]
     fn choices_are_checked_against_the_supported_levels() {
         assert_eq!(
@@ -158,28 +179,30 @@ mod tests {
         assert!(parse_level("transaction.version=3").is_err());
         assert!(parse_level("transaction.version=-1").is_err());
         assert!(parse_level("transaction.version").is_err());
-        assert!(parse_level("group.version=1").is_err());
+        assert_eq!(
+            parse_level("group.version=0"),
+            Ok(("group.version".to_string(), 0))
+        );
+        assert!(parse_level("group.version=2").is_err());
+        assert!(parse_level("share.version=1").is_err());
         assert!(parse_level("transaction.version=two").is_err());
     }
 
     #[test]
-    fn a_new_cluster_finalizes_transaction_version_2_unless_told_otherwise() {
+    fn a_new_cluster_finalizes_transaction_version_2_and_group_version_1_unless_told_otherwise() {
         assert_eq!(
             bootstrap_records(&BTreeMap::new()),
-            vec![Record::FeatureLevel {
-                name: TRANSACTION_VERSION.to_string(),
-                level: 2
-            }]
+            vec![level(TRANSACTION_VERSION, 2), level(GROUP_VERSION, 1)]
         );
         let chosen = BTreeMap::from([(TRANSACTION_VERSION.to_string(), 1)]);
         assert_eq!(
             bootstrap_records(&chosen),
-            vec![Record::FeatureLevel {
-                name: TRANSACTION_VERSION.to_string(),
-                level: 1
-            }]
+            vec![level(TRANSACTION_VERSION, 1), level(GROUP_VERSION, 1)]
         );
-        let off = BTreeMap::from([(TRANSACTION_VERSION.to_string(), 0)]);
+        let off = BTreeMap::from([
+            (TRANSACTION_VERSION.to_string(), 0),
+            (GROUP_VERSION.to_string(), 0),
+        ]);
         assert!(bootstrap_records(&off).is_empty());
     }
 }
