@@ -558,6 +558,17 @@ impl BrokerConfig {
         if self.log_retention_check_interval_ms == 0 {
             return invalid("--log-retention-check-interval-ms must be more than 0".into());
         }
+        let consumer_groups = &self.group;
+        if u64::try_from(consumer_groups.group_consumer_heartbeat_interval_ms).unwrap_or(0)
+            >= consumer_groups.group_consumer_session_timeout_ms
+        {
+            return invalid(format!(
+                "--group-consumer-heartbeat-interval-ms ({}) must be less than \
+                 --group-consumer-session-timeout-ms ({})",
+                consumer_groups.group_consumer_heartbeat_interval_ms,
+                consumer_groups.group_consumer_session_timeout_ms
+            ));
+        }
         if let Some(user) = self.super_users.iter().find(|u| {
             !u.split_once(':')
                 .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty())
@@ -759,13 +770,13 @@ pub struct GroupArgs {
     /// How long a member of a consumer-protocol group (KIP-848) stays without a heartbeat before it
     /// is removed (`group.consumer.session.timeout.ms`).
     #[arg(long, env = "CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS", default_value_t = 45_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
+        value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub group_consumer_session_timeout_ms: u64,
 
     /// How often members of a consumer-protocol group heartbeat; it bounds how fast a rebalance
     /// moves partitions (`group.consumer.heartbeat.interval.ms`).
     #[arg(long, env = "CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", default_value_t = 5_000,
-        value_parser = clap::value_parser!(i32).range(1..))]
+        value_parser = clap::value_parser!(i32).range(1..=3_600_000))]
     pub group_consumer_heartbeat_interval_ms: i32,
 
     /// Most members of a consumer-protocol group (`group.consumer.max.size`).

@@ -290,6 +290,19 @@ impl<S: CoordinatorShard> Shards<S> {
         to_load
     }
 
+    /// Unloads `shard` if it is still the one loaded for `index` (the next [`Self::on_metadata`]
+    /// loads the partition again if this broker still leads it).
+    pub fn unload_loaded(&self, index: i32, shard: &Arc<S>) -> bool {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        if !matches!(slots.get(&index), Some(Slot::Loaded(s)) if Arc::ptr_eq(s, shard)) {
+            return false;
+        }
+        if let Some(Slot::Loaded(shard)) = slots.remove(&index) {
+            shard.unload();
+        }
+        true
+    }
+
     pub fn unload_all(&self) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         for (_, slot) in slots.drain() {

@@ -78,6 +78,16 @@ def member(bootstrap: str, group: str, name: str) -> ck.Consumer:
                         "enable.auto.commit": False, "fetch.wait.max.ms": 100})
 
 
+def first_error(consumer: ck.Consumer, timeout: float = 30.0) -> ck.KafkaError | None:
+    """Polls until the consumer reports an error; None if none came within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and msg.error():
+            return msg.error()
+    return None
+
+
 def poll_all(consumers: dict[str, ck.Consumer], seen: dict[str, list[tuple[int, int]]],
              until, timeout: float, what: str, owners: Owners) -> None:
     """Polls every member in turn (each commits what it got) until `until()` holds."""
@@ -224,16 +234,12 @@ def test_a_group_with_members_keeps_its_protocol_and_an_empty_one_changes(module
                            "auto.offset.reset": "earliest", "enable.auto.commit": False})
     try:
         modern.subscribe([topic_name])
-        wait_until(lambda: modern.consume(num_messages=100, timeout=0.2) is not None and modern.assignment(),
-                   60, "the consumer-protocol member to be assigned")
+        got: list = []
+        wait_until(lambda: got.extend(m for m in modern.consume(num_messages=100, timeout=0.2) if not m.error())
+                   or len(got) == 5 * PARTITIONS, 60, "the consumer-protocol member to read every record")
         modern.commit(asynchronous=False)
         classic.subscribe([topic_name])
-        deadline = time.monotonic() + 30
-        error = None
-        while error is None and time.monotonic() < deadline:
-            msg = classic.poll(0.2)
-            if msg is not None and msg.error():
-                error = msg.error()
+        error = first_error(classic)
         assert error is not None and error.code() == ck.KafkaError.INCONSISTENT_GROUP_PROTOCOL, error
     finally:
         modern.close()
@@ -308,3 +314,86 @@ def test_a_regex_subscription_follows_new_topics_and_an_unused_group_is_cleaned_
         consumer.close()
     # It left and never committed: the next offsets cleanup (every second here) removes the group.
     wait_until(lambda: group not in listed(), 30, "the unused group to be removed")
+
+
+@pytest.mark.confluent
+@pytest.mark.timeout(180)
+def test_group_version_0_turns_the_protocol_off_and_1_back_on(cluster_factory, topic_name):
+    cluster = cluster_factory(controllers=1, brokers=1, broker_args=BROKER_ARGS)
+    cluster.create_topic(topic_name, partitions=1, replication_factor=1)
+    bootstrap = cluster.bootstrap_servers
+    down = cluster.ctl_json("cluster", "features", "downgrade", "group.version=0")
+    assert [f["finalized_level"] for f in down["features"] if f["name"] == "group.version"] == [0], down
+
+    consumer = member(bootstrap, unique_group(), "off")
+    try:
+        consumer.subscribe([topic_name])
+        error = first_error(consumer)
+        assert error is not None and error.code() == ck.KafkaError._FATAL, error
+        assert "API version not supported: ConsumerGroupHeartbeat" in error.str(), error
+    finally:
+        consumer.close()
+
+    cluster.ctl_json("cluster", "features", "upgrade", "group.version=1")
+    consumer = member(bootstrap, unique_group(), "on")
+    try:
+        consumer.subscribe([topic_name])
+        wait_until(lambda: consumer.consume(num_messages=10, timeout=0.2) is not None and consumer.assignment(),
+                   60, "a member to be assigned once group.version is 1 again")
+    finally:
+        consumer.close()
+
+
+@pytest.mark.confluent
+@pytest.mark.fault
+@pytest.mark.timeout(300)
+def test_a_decision_the_offsets_topic_refuses_is_undone_and_leaves_no_ghost_after_failover(
+        cluster_factory, topic_name):
+    """A member's leave the offsets topic cannot take (its in-sync replicas fell below
+    min.insync.replicas) is undone: the coordinator reloads the group from the log, so what it shows
+    is what a failover would find. Once the replicas are back the member's session ends it for good,
+    and a new coordinator after a kill knows only the member that stayed."""
+    cluster = cluster_with_topic(cluster_factory, topic_name)
+    bootstrap = cluster.bootstrap_servers
+    group = unique_group()
+    produce(bootstrap, topic_name, 0, 10)
+    owners = Owners()
+    consumers = {name: member(bootstrap, group, name) for name in ("a", "b")}
+    for name, consumer in consumers.items():
+        owners.listen(consumer, name, topic_name)
+    seen: dict[str, list[tuple[int, int]]] = {}
+    poll_all(consumers, seen, lambda: len(owners.of("a")) == len(owners.of("b")) == PARTITIONS // 2, 60,
+             "the members to share the topic", owners)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def members() -> list[str]:
+        described = admin.describe_consumer_groups([group])[group].result(timeout=30)
+        return sorted(m.client_id for m in described.members)
+
+    offsets_partition = java_partition_for(group, 50)
+    coordinator = cluster.leaders("__consumer_offsets")[offsets_partition]
+    others = [b for b in cluster.running_broker_ids() if b != coordinator]
+    for broker in others:
+        cluster.kill_broker(broker)
+
+    def offsets_isr() -> list[int]:
+        return sorted(cluster.describe_topic("__consumer_offsets")["partitions"][offsets_partition]["isr"])
+
+    wait_until(lambda: offsets_isr() == [coordinator], 60, "the offsets partition's ISR to shrink to one")
+    consumers.pop("b").close()  # its leave cannot be written
+    time.sleep(2)
+    assert members() == ["a", "b"], "the refused leave was undone"
+
+    for broker in others:
+        cluster.start_broker(broker)
+    wait_until(lambda: len(offsets_isr()) == 3, 90, "the offsets partition's ISR to be whole again")
+    # b's session ends now that it can be written, and a takes everything.
+    poll_all(consumers, seen, lambda: sorted(owners.of("a")) == list(range(PARTITIONS)), 60,
+             "a to own every partition", owners)
+    assert members() == ["a"]
+
+    cluster.kill_broker(coordinator)
+    wait_until(lambda: cluster.leaders("__consumer_offsets")[offsets_partition] not in (coordinator, -1),
+               30, "a new coordinator")
+    assert wait_until(lambda: members(), 60, "the new coordinator to describe the group") == ["a"]
+    consumers["a"].close()

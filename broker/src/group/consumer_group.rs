@@ -11,20 +11,24 @@
 //! - A member's **member epoch** reaches the assignment epoch once it has given up every partition it
 //!   must revoke; a partition is handed to its new owner only after its previous owner's heartbeat
 //!   no longer lists it (or the previous owner is gone). So no partition is owned by two members at
-//!   a time; `partition_epochs` holds who owns what.
+//!   a time; `owners` holds who owns what, and only its owner frees a partition.
 //! - Offset commits are checked against the member epoch (STALE_MEMBER_EPOCH), so a member that lost
 //!   its partitions cannot commit for them.
 //!
 //! State changes only through [`ConsumerGroup::replay`] of the records a decision produces (the same
-//! path loading the offsets partition takes), so what the log holds is what the group was.
-//! Session and revocation deadlines are not persisted: a coordinator that loads the group starts them
-//! afresh, as Kafka's does.
+//! path loading the offsets partition takes), so what the log holds is what the group was. Replay
+//! does not rely on the order of different keys' records, which compaction of the offsets topic does
+//! not keep: a member appears with its first record of any kind. A decision's records are applied
+//! before they are written; if a write fails before reaching the log, the coordinator reloads the
+//! partition from the log (Kafka reverts to its last committed snapshot), so memory never stays
+//! ahead of the log. Session and revocation deadlines are not persisted: a coordinator that loads the
+//! group starts them afresh, as Kafka's does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use tokio::time::Instant;
 use tracing::warn;
 use uuid::Uuid;
@@ -64,6 +68,8 @@ pub trait TopicSource {
     fn topic(&self, name: &str) -> Option<(Uuid, i32)>;
     /// Every topic a regular expression may match (not the internal ones).
     fn topic_names(&self) -> Vec<String>;
+    /// A number that changes whenever the topics do (the metadata image's offset).
+    fn version(&self) -> u64;
 }
 
 /// A group's state, as ListGroups and ConsumerGroupDescribe show it.
@@ -133,13 +139,25 @@ pub struct ConsumerGroup {
     assignment_epoch: i32,
     members: BTreeMap<String, Member>,
     targets: BTreeMap<String, TopicPartitions>,
-    /// The epoch of the member holding each partition, assigned or still revoking it.
-    partition_epochs: HashMap<(Uuid, i32), i32>,
-    /// Compiled regular expressions of the members' subscriptions.
+    /// The member holding each partition, assigned or still revoking it, and its epoch.
+    owners: HashMap<(Uuid, i32), (String, i32)>,
+    /// Compiled regular expressions of the members' subscriptions (only those in use).
     regexes: HashMap<String, Regex>,
-    /// Set when a write of the group's records failed: the next write carries all of them, so the
-    /// log catches up with what the members were told.
-    pub needs_rewrite: bool,
+    /// The subscribed topics and their hash, and the metadata version and subscriptions they were
+    /// computed for.
+    subscription_cache: Option<SubscriptionCache>,
+    /// How many writes of the group's records were queued, and how many of those are committed: a
+    /// reply that writes nothing waits for the earlier ones.
+    pub writes_queued: u64,
+    pub writes_done: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+#[derive(Clone, Debug)]
+struct SubscriptionCache {
+    metadata_version: u64,
+    subscriptions: BTreeSet<(Vec<String>, Option<String>)>,
+    topics: BTreeMap<String, (Uuid, i32)>,
+    hash: i64,
 }
 
 /// The records of one decision, applied to the group as they are made.
@@ -167,9 +185,11 @@ impl ConsumerGroup {
             assignment_epoch: 0,
             members: BTreeMap::new(),
             targets: BTreeMap::new(),
-            partition_epochs: HashMap::new(),
+            owners: HashMap::new(),
             regexes: HashMap::new(),
-            needs_rewrite: false,
+            subscription_cache: None,
+            writes_queued: 0,
+            writes_done: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
@@ -273,20 +293,11 @@ impl ConsumerGroup {
             }
             ConsumerRecord::Member { member, value, .. } => match value {
                 Some(metadata) => {
-                    let entry = self
-                        .members
-                        .entry(member.clone())
-                        .or_insert_with(|| Member {
-                            metadata: MemberMetadata::default(),
-                            current: CurrentAssignment::default(),
-                            session_deadline: now + session_timeout,
-                            revocation_deadline: None,
-                        });
-                    entry.metadata = metadata.clone();
+                    self.member_entry(member, now, session_timeout).metadata = metadata.clone();
                 }
                 None => {
                     if let Some(gone) = self.members.remove(member) {
-                        self.release(&gone.current);
+                        self.release(member, &gone.current);
                     }
                 }
             },
@@ -306,15 +317,19 @@ impl ConsumerGroup {
                     member_epoch: LEAVE_EPOCH,
                     ..CurrentAssignment::default()
                 });
-                let Some(previous) = self.members.get(member).map(|m| m.current.clone()) else {
-                    // Kafka writes a member's metadata before its assignment; an assignment for an
-                    // unknown member comes with nothing to attach it to.
+                if value.is_none() && !self.members.contains_key(member) {
                     return;
-                };
-                self.release(&previous);
+                }
+                // Compaction may have kept this member's assignment ahead of its metadata.
+                let previous = self
+                    .member_entry(member, now, session_timeout)
+                    .current
+                    .clone();
+                self.release(member, &previous);
                 self.hold(member, &next);
                 if let Some(m) = self.members.get_mut(member) {
-                    if next.state == MemberState::UnrevokedPartitions {
+                    // A static member away (epoch -2) revokes nothing until it is back.
+                    if next.state == MemberState::UnrevokedPartitions && next.member_epoch >= 0 {
                         // Armed when the member starts revoking, re-armed at each new epoch.
                         let armed_for = m.revocation_deadline.map(|(_, e)| e);
                         if armed_for != Some(next.member_epoch) {
@@ -333,10 +348,33 @@ impl ConsumerGroup {
         }
     }
 
-    fn release(&mut self, current: &CurrentAssignment) {
+    fn member_entry(
+        &mut self,
+        member: &str,
+        now: Instant,
+        session_timeout: Duration,
+    ) -> &mut Member {
+        self.members
+            .entry(member.to_owned())
+            .or_insert_with(|| Member {
+                metadata: MemberMetadata::default(),
+                current: CurrentAssignment::default(),
+                session_deadline: now + session_timeout,
+                revocation_deadline: None,
+            })
+    }
+
+    /// Frees the partitions `member` holds (never another member's).
+    fn release(&mut self, member: &str, current: &CurrentAssignment) {
         for (topic, partitions) in current.assigned.iter().chain(&current.pending_revocation) {
             for p in partitions {
-                self.partition_epochs.remove(&(*topic, *p));
+                if self
+                    .owners
+                    .get(&(*topic, *p))
+                    .is_some_and(|(owner, _)| owner == member)
+                {
+                    self.owners.remove(&(*topic, *p));
+                }
             }
         }
     }
@@ -344,23 +382,28 @@ impl ConsumerGroup {
     fn hold(&mut self, member: &str, current: &CurrentAssignment) {
         for (topic, partitions) in current.assigned.iter().chain(&current.pending_revocation) {
             for p in partitions {
-                if let Some(held) = self
-                    .partition_epochs
-                    .insert((*topic, *p), current.member_epoch)
-                {
-                    // Reconciliation hands out only free partitions: this is a bug, not input.
-                    warn!(group = %self.id, member, %topic, partition = p, held,
-                        "partition assigned while another member holds it");
+                match self.owners.get(&(*topic, *p)) {
+                    Some((owner, _)) if owner != member => {
+                        // Reconciliation hands out only free partitions, so this is a bug or a log
+                        // another coordinator wrote: the first owner keeps it, and it stays
+                        // unreleased for everyone else until that owner lets it go.
+                        warn!(group = %self.id, member, %topic, partition = p, owner,
+                            "partition assigned while another member holds it");
+                    }
+                    _ => {
+                        self.owners
+                            .insert((*topic, *p), (member.to_owned(), current.member_epoch));
+                    }
                 }
             }
         }
     }
 
-    fn partition_epoch(&self, topic: Uuid, partition: i32) -> i32 {
-        self.partition_epochs
+    /// Whether a member other than `member` holds the partition.
+    fn held_by_another(&self, member: &str, topic: Uuid, partition: i32) -> bool {
+        self.owners
             .get(&(topic, partition))
-            .copied()
-            .unwrap_or(-1)
+            .is_some_and(|(owner, _)| owner != member)
     }
 
     /// Every record of the group as it stands (its metadata first, as Kafka orders a load).
@@ -485,12 +528,7 @@ impl ConsumerGroup {
                 }
             }
         } else {
-            let Some(member) = self.members.get(&request.member_id) else {
-                return Err((
-                    ResponseError::UnknownMemberId,
-                    format!("{} is not a member of the group", request.member_id),
-                ));
-            };
+            // A static member is looked up by its instance id first, as Kafka does.
             if let Some(instance) = &request.instance_id {
                 match &static_owner {
                     None => {
@@ -508,7 +546,25 @@ impl ConsumerGroup {
                     Some(_) => {}
                 }
             }
+            let Some(member) = self.members.get(&request.member_id) else {
+                return Err((
+                    ResponseError::UnknownMemberId,
+                    format!("{} is not a member of the group", request.member_id),
+                ));
+            };
             check_epoch(member, epoch, request.owned.as_ref())?;
+        }
+        // A member whose state this coordinator cannot read (a later release's) must rejoin; checked
+        // before anything is decided, so a refusal changes nothing.
+        if let Some(member) = self.members.get(&request.member_id) {
+            if member.current.state == MemberState::Unknown
+                && request.owned.as_ref().is_none_or(|o| !o.is_empty())
+            {
+                return Err((
+                    ResponseError::FencedMemberEpoch,
+                    "the member's state is unknown: rejoin".into(),
+                ));
+            }
         }
 
         // The member's metadata with what this heartbeat changes.
@@ -553,6 +609,13 @@ impl ConsumerGroup {
                             format!("invalid regular expression {r:?}: {e}"),
                         )
                     })?;
+                    // Only the members' current ones are kept.
+                    let in_use: BTreeSet<&String> = self
+                        .members
+                        .values()
+                        .filter_map(|m| m.metadata.subscribed_topic_regex.as_ref())
+                        .collect();
+                    self.regexes.retain(|k, _| in_use.contains(k));
                     self.regexes.insert(r.clone(), compiled);
                 }
             }
@@ -639,7 +702,7 @@ impl ConsumerGroup {
         let before = changes.group.members[&member_id].current.clone();
         let reconciled = changes
             .group
-            .reconcile(&member_id, &before, request.owned.as_ref())?;
+            .reconcile(&member_id, &before, request.owned.as_ref());
         if reconciled != before {
             changes.emit(ConsumerRecord::CurrentAssignment {
                 group: group_id.clone(),
@@ -837,11 +900,10 @@ impl ConsumerGroup {
         member_id: Option<&str>,
         member_epoch: i32,
     ) -> Option<ResponseError> {
-        let member_id = member_id?;
-        if member_epoch < 0 && member_id.is_empty() {
+        if member_id.is_none() && member_epoch < 0 {
             return None;
         }
-        let Some(member) = self.members.get(member_id) else {
+        let Some(member) = self.members.get(member_id.unwrap_or_default()) else {
             return Some(ResponseError::UnknownMemberId);
         };
         (member_epoch != member.current.member_epoch).then_some(ResponseError::StaleMemberEpoch)
@@ -852,6 +914,35 @@ impl ConsumerGroup {
     /// The topics the members subscribe to that exist (names and regular expressions), with the
     /// hash of their ids and partition counts.
     fn subscribed_topics(
+        &mut self,
+        topics: &dyn TopicSource,
+    ) -> (BTreeMap<String, (Uuid, i32)>, i64) {
+        let subscriptions: BTreeSet<(Vec<String>, Option<String>)> = self
+            .members
+            .values()
+            .map(|m| {
+                (
+                    m.metadata.subscribed_topic_names.clone(),
+                    m.metadata.subscribed_topic_regex.clone(),
+                )
+            })
+            .collect();
+        if let Some(cache) = &self.subscription_cache {
+            if cache.metadata_version == topics.version() && cache.subscriptions == subscriptions {
+                return (cache.topics.clone(), cache.hash);
+            }
+        }
+        let (resolved, hash) = self.resolve_subscriptions(topics);
+        self.subscription_cache = Some(SubscriptionCache {
+            metadata_version: topics.version(),
+            subscriptions,
+            topics: resolved.clone(),
+            hash,
+        });
+        (resolved, hash)
+    }
+
+    fn resolve_subscriptions(
         &mut self,
         topics: &dyn TopicSource,
     ) -> (BTreeMap<String, (Uuid, i32)>, i64) {
@@ -951,37 +1042,29 @@ impl ConsumerGroup {
         assignor::assign(self.assignor(), &specs, &partitions)
     }
 
-    /// Kafka's `CurrentAssignmentBuilder.build`: where the member goes next.
+    /// Kafka's `CurrentAssignmentBuilder.build`: where the member goes next. A member in the
+    /// Unknown state got here only with an empty owned list (the heartbeat refused the rest).
     fn reconcile(
         &self,
         member_id: &str,
         current: &CurrentAssignment,
         owned: Option<&TopicPartitions>,
-    ) -> Result<CurrentAssignment, (ResponseError, String)> {
+    ) -> CurrentAssignment {
         let target_epoch = self.assignment_epoch;
         match current.state {
-            MemberState::Stable if current.member_epoch == target_epoch => Ok(current.clone()),
+            MemberState::Stable if current.member_epoch == target_epoch => current.clone(),
             MemberState::Stable | MemberState::UnreleasedPartitions => {
-                Ok(self.next_assignment(member_id, current, current.member_epoch, owned))
+                self.next_assignment(member_id, current, current.member_epoch, owned)
             }
             MemberState::UnrevokedPartitions => {
                 if owns_any(owned, &current.pending_revocation) {
-                    Ok(current.clone())
+                    current.clone()
                 } else {
                     let epoch = (current.member_epoch + 1).min(target_epoch);
-                    Ok(self.next_assignment(member_id, current, epoch, owned))
+                    self.next_assignment(member_id, current, epoch, owned)
                 }
             }
-            MemberState::Unknown => {
-                if owned.is_none_or(|o| !o.is_empty()) {
-                    Err((
-                        ResponseError::FencedMemberEpoch,
-                        "the member's state is unknown: rejoin".into(),
-                    ))
-                } else {
-                    Ok(self.next_assignment(member_id, current, target_epoch, owned))
-                }
-            }
+            MemberState::Unknown => self.next_assignment(member_id, current, target_epoch, owned),
         }
     }
 
@@ -1006,11 +1089,7 @@ impl ConsumerGroup {
             let give_up: BTreeSet<i32> = have.difference(&keep).copied().collect();
             let mut get = BTreeSet::new();
             for p in want.difference(&keep) {
-                let own_revoking = current
-                    .pending_revocation
-                    .get(topic)
-                    .is_some_and(|s| s.contains(p));
-                if self.partition_epoch(*topic, *p) != -1 && !own_revoking {
+                if self.held_by_another(member_id, *topic, *p) {
                     unreleased = true;
                 } else {
                     get.insert(*p);
@@ -1132,8 +1211,11 @@ fn owns_any(owned: Option<&TopicPartitions>, partitions: &TopicPartitions) -> bo
 }
 
 /// A regular expression matched against whole topic names (RE2 syntax, as Kafka's RE2/J).
+/// Compiled programs are capped, so a hostile pattern cannot take the coordinator's memory.
 fn full_match(regex: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{regex})$"))
+    RegexBuilder::new(&format!("^(?:{regex})$"))
+        .size_limit(1 << 20)
+        .build()
 }
 
 #[cfg(test)]

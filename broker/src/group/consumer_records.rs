@@ -147,6 +147,19 @@ pub enum ConsumerRecord {
 }
 
 impl ConsumerRecord {
+    /// A record without a value (or one not kept here): it creates nothing.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(
+            self,
+            ConsumerRecord::GroupMetadata { value: None, .. }
+                | ConsumerRecord::Member { value: None, .. }
+                | ConsumerRecord::TargetAssignmentMetadata { value: None, .. }
+                | ConsumerRecord::TargetAssignmentMember { value: None, .. }
+                | ConsumerRecord::CurrentAssignment { value: None, .. }
+                | ConsumerRecord::Ignored { .. }
+        )
+    }
+
     pub fn group(&self) -> &str {
         match self {
             ConsumerRecord::GroupMetadata { group, .. }

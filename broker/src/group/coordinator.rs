@@ -110,6 +110,10 @@ impl TopicSource for ImageTopics<'_> {
             .map(|t| t.name.clone())
             .collect()
     }
+
+    fn version(&self) -> u64 {
+        self.0.offset
+    }
 }
 
 /// A consumer group (KIP-848) as ConsumerGroupDescribe shows it.
@@ -341,6 +345,17 @@ impl GroupCoordinator {
     fn tick(self: &Arc<Self>) {
         let now = Instant::now();
         for shard in self.loaded_shards() {
+            if shard.is_poisoned() {
+                // Memory went ahead of the log: start again from the log.
+                if self.shards.unload_loaded(shard.partition_index, &shard) {
+                    warn!(
+                        partition = shard.partition_index,
+                        "reloading an offsets partition"
+                    );
+                    self.on_metadata(&self.metadata.current());
+                }
+                continue;
+            }
             let mut state = shard.lock();
             let ids: Vec<String> = state.groups.keys().cloned().collect();
             for id in ids {
@@ -362,50 +377,70 @@ impl GroupCoordinator {
                     continue;
                 }
                 info!(group = %id, members = ?expired, "consumer group members expired");
-                if let Some(done) =
-                    self.queue_consumer(&shard, &mut state, &id, Vec::new(), records)
-                {
-                    self.watch_consumer_write(&shard, &id, done);
-                }
+                // Nobody waits: a write that fails reloads the partition (`Shard::poisoned`).
+                drop(self.queue_consumer(&shard, &mut state, &id, Vec::new(), records));
             }
         }
     }
 
-    /// Queues a consumer group's records after `prefix` (all of its records instead, when an earlier
-    /// write failed); `None` when there is nothing to write.
+    /// Queues a consumer group's records after `prefix`; `None` when there is nothing to write. The
+    /// group counts the write, and learns when it is committed (see [`Self::committed_writes`]).
     fn queue_consumer(
         &self,
         shard: &Arc<Shard>,
         state: &mut ShardState,
         group_id: &str,
         mut prefix: Vec<OffsetsRecord>,
-        mut records: Vec<ConsumerRecord>,
+        records: Vec<ConsumerRecord>,
     ) -> Option<tokio::sync::oneshot::Receiver<Result<i64, ResponseError>>> {
-        if let Some(group) = state.consumer_groups.get_mut(group_id) {
-            if group.needs_rewrite && !records.is_empty() {
-                records = group.all_records();
-                group.needs_rewrite = false;
-            }
-        }
         prefix.extend(records.into_iter().map(OffsetsRecord::Consumer));
-        (!prefix.is_empty()).then(|| shard.write_then(prefix))
+        if prefix.is_empty() {
+            return None;
+        }
+        let done = shard.write_then(prefix);
+        let Some(group) = state.consumer_groups.get_mut(group_id) else {
+            return Some(done);
+        };
+        group.writes_queued += 1;
+        let (sequence, committed) = (group.writes_queued, group.writes_done.clone());
+        // Relays the outcome to the caller and counts it as committed for the group.
+        let (relay, result) = tokio::sync::oneshot::channel();
+        self.tracker.spawn(async move {
+            let outcome = done.await.unwrap_or(Err(ResponseError::NotCoordinator));
+            if outcome.is_ok() {
+                committed.send_modify(|done| *done = (*done).max(sequence));
+            }
+            let _ = relay.send(outcome);
+        });
+        Some(result)
     }
 
-    /// A consumer group write nobody waits for: if it fails, the group's next write carries all its
-    /// records.
-    fn watch_consumer_write(
-        &self,
-        shard: &Arc<Shard>,
-        group_id: &str,
-        done: tokio::sync::oneshot::Receiver<Result<i64, ResponseError>>,
-    ) {
-        let shard = shard.clone();
-        let group_id = group_id.to_owned();
-        self.tracker.spawn(async move {
-            if !matches!(done.await, Ok(Ok(_))) {
-                consumer_write_failed(&shard, &group_id);
+    /// Waits until every write queued for the group before now is committed, so a reply that writes
+    /// nothing does not show the member state the log may not hold yet (Kafka's runtime holds such
+    /// replies until the last written offset is committed).
+    async fn committed_writes(&self, shard: &Shard, group_id: &str) -> Result<(), ResponseError> {
+        let (queued, mut committed) = {
+            let state = shard.lock();
+            let Some(group) = state.consumer_groups.get(group_id) else {
+                return Ok(());
+            };
+            if *group.writes_done.borrow() >= group.writes_queued {
+                return Ok(());
             }
-        });
+            (group.writes_queued, group.writes_done.subscribe())
+        };
+        let waited = tokio::time::timeout(
+            self.config.commit_timeout,
+            committed.wait_for(|done| *done >= queued),
+        )
+        .await
+        .map(|r| r.is_ok());
+        match waited {
+            Ok(true) => Ok(()),
+            // The group is gone (the partition was unloaded or reloaded).
+            Ok(false) => Err(ResponseError::NotCoordinator),
+            Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+        }
     }
 
     /// Writes tombstones for expired offsets (and for Empty groups left without any).
@@ -764,18 +799,16 @@ impl GroupCoordinator {
                 (reply, done)
             }
         };
-        if let Some(done) = done {
-            match done.await {
+        match done {
+            Some(done) => match done.await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    consumer_write_failed(&shard, group_id);
-                    return Err(plain(e));
-                }
-                Err(_) => {
-                    consumer_write_failed(&shard, group_id);
-                    return Err(plain(ResponseError::NotCoordinator));
-                }
-            }
+                Ok(Err(e)) => return Err(plain(e)),
+                Err(_) => return Err(plain(ResponseError::NotCoordinator)),
+            },
+            None => self
+                .committed_writes(&shard, group_id)
+                .await
+                .map_err(plain)?,
         }
         Ok(reply)
     }
@@ -851,9 +884,7 @@ impl GroupCoordinator {
             };
             results.push(result);
         }
-        if let Some(done) = self.queue_consumer(shard, state, group_id, Vec::new(), records) {
-            self.watch_consumer_write(shard, group_id, done);
-        }
+        drop(self.queue_consumer(shard, state, group_id, Vec::new(), records));
         results
     }
 
@@ -1299,13 +1330,6 @@ impl CoordinatorShard for Shard {
         state.consumer_groups.clear();
         state.offsets.clear();
         state.pending_txn.clear();
-    }
-}
-
-/// A consumer group's write failed: its next write carries all its records.
-fn consumer_write_failed(shard: &Shard, group_id: &str) {
-    if let Some(group) = shard.lock().consumer_groups.get_mut(group_id) {
-        group.needs_rewrite = true;
     }
 }
 

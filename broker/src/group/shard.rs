@@ -8,6 +8,7 @@
 //! later in the log, whatever order concurrent writes complete in.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -114,15 +115,7 @@ impl ShardState {
             self.consumer_groups.remove(id);
             return;
         }
-        let tombstone = matches!(
-            record,
-            ConsumerRecord::Member { value: None, .. }
-                | ConsumerRecord::CurrentAssignment { value: None, .. }
-                | ConsumerRecord::TargetAssignmentMember { value: None, .. }
-                | ConsumerRecord::TargetAssignmentMetadata { value: None, .. }
-                | ConsumerRecord::Ignored { .. }
-        );
-        if tombstone && !self.consumer_groups.contains_key(id) {
+        if record.is_tombstone() && !self.consumer_groups.contains_key(id) {
             return;
         }
         self.consumer_groups
@@ -220,6 +213,9 @@ pub struct Shard {
     pub leader_epoch: i32,
     state: Mutex<ShardState>,
     writes: mpsc::UnboundedSender<WriteRequest>,
+    /// Set when a write of consumer group records failed before reaching the log: memory is ahead
+    /// of the log, so nothing more is written and the coordinator reloads the partition.
+    poisoned: Arc<AtomicBool>,
 }
 
 impl Shard {
@@ -234,21 +230,29 @@ impl Shard {
         cancel: CancellationToken,
     ) -> Arc<Shard> {
         let (writes, requests) = mpsc::unbounded_channel();
+        let poisoned = Arc::new(AtomicBool::new(false));
         let shard = Arc::new(Shard {
             partition_index: partition.index,
             leader_epoch,
             state: Mutex::new(state),
             writes,
+            poisoned: poisoned.clone(),
         });
         tracker.spawn(run_writer(
             partition,
             replicas,
             requests,
             commit_timeout,
+            poisoned,
             tracker.clone(),
             cancel,
         ));
         shard
+    }
+
+    /// Whether the partition must be reloaded from its log (see `poisoned`).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, ShardState> {
@@ -304,12 +308,15 @@ impl Shard {
 }
 
 /// Appends each request's batch in turn (so log order is decision order); the waits for the ISR run
-/// concurrently, so one slow commit does not hold back the next append.
+/// concurrently, so one slow commit does not hold back the next append. Consumer group records are
+/// applied before they are written, so once a batch of them fails to reach the log, no later batch
+/// (decided on top of it) is appended: the shard is poisoned until the coordinator reloads it.
 async fn run_writer(
     partition: Arc<Partition>,
     replicas: Arc<ReplicaManager>,
     mut requests: mpsc::UnboundedReceiver<WriteRequest>,
     commit_timeout: Duration,
+    poisoned: Arc<AtomicBool>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
@@ -321,6 +328,16 @@ async fn run_writer(
                 None => return,
             },
         };
+        if poisoned.load(Ordering::Acquire) {
+            let _ = request
+                .done
+                .send(Err(ResponseError::CoordinatorNotAvailable));
+            continue;
+        }
+        let consumer_group = request
+            .records
+            .iter()
+            .any(|r| matches!(r, OffsetsRecord::Consumer(_)));
         let encoded = match request.producer {
             None => encode_batch(&request.records),
             Some((producer_id, epoch)) => {
@@ -348,6 +365,13 @@ async fn run_writer(
                 });
             }
             Err(e) => {
+                if consumer_group {
+                    warn!(
+                        partition = partition.index,
+                        "consumer group records did not reach the log ({e}): reloading the partition"
+                    );
+                    poisoned.store(true, Ordering::Release);
+                }
                 let _ = request.done.send(Err(coordinator_error(&e)));
             }
         }
@@ -499,13 +523,19 @@ pub fn replay(log: &PartitionLog, end: i64) -> Result<Replayed, LogError> {
                 Ok(OffsetsRecord::Offset { key, value }) => {
                     replayed.offsets.apply_offset(key, value, record.offset)
                 }
+                // A group id is of one kind at a time: the later record's kind wins (a conversion
+                // writes the other kind's tombstones first, but this also holds if they are lost).
                 Ok(OffsetsRecord::Consumer(record)) => {
+                    if !record.is_tombstone() {
+                        replayed.groups.remove(record.group());
+                    }
                     replayed
                         .offsets
                         .apply_consumer(&record, Instant::now(), Duration::ZERO)
                 }
                 Ok(OffsetsRecord::Group { group, value }) => match value {
                     Some(value) => {
+                        replayed.offsets.consumer_groups.remove(&group);
                         replayed.groups.insert(group, value);
                     }
                     None => {
@@ -790,6 +820,9 @@ mod tests {
             }
             fn topic_names(&self) -> Vec<String> {
                 vec!["t".into()]
+            }
+            fn version(&self) -> u64 {
+                1
             }
         }
         let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,10 @@
 //! ConsumerGroupDescribe (key 69, v0–1): KIP-848 consumer groups with their epochs, assignor and
 //! members (subscription, assignment and target). A group that is not a consumer group is
-//! GROUP_ID_NOT_FOUND, as in Kafka; DESCRIBE on the group is required (GROUP_AUTHORIZATION_FAILED).
+//! GROUP_ID_NOT_FOUND, as in Kafka; DESCRIBE on the group is required (GROUP_AUTHORIZATION_FAILED);
+//! every group is UNSUPPORTED_VERSION while the cluster's `group.version` is 0.
 
 use chronik_metadata::acl::{AclOperation, ResourceType};
+use chronik_metadata::features::GROUP_VERSION;
 use chronik_metadata::MetadataImage;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response::{
@@ -26,6 +28,8 @@ pub fn handle(
     request: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let image = ctx.metadata.current();
+    // As Kafka: the protocol is off below group.version 1.
+    let served = image.feature_level(GROUP_VERSION) >= 1;
     let groups = request
         .group_ids
         .into_iter()
@@ -34,6 +38,9 @@ pub fn handle(
             let described = DescribedGroup::default()
                 .with_group_id(group_id)
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if !served {
+                return described.with_error_code(ResponseError::UnsupportedVersion.code());
+            }
             if !ctx.authorize_group(rc, AclOperation::Describe, &id) {
                 return described.with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }

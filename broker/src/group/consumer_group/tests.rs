@@ -9,6 +9,13 @@ impl TopicSource for Topics {
     fn topic_names(&self) -> Vec<String> {
         self.0.keys().cloned().collect()
     }
+    fn version(&self) -> u64 {
+        // Changes with the topics, as the metadata image's offset does.
+        self.0
+            .values()
+            .map(|(id, n)| id.as_u128() as u64 * 31 + *n as u64)
+            .sum()
+    }
 }
 
 const T: Uuid = Uuid::from_u128(1);
@@ -185,7 +192,7 @@ fn a_member_leaving_or_timing_out_frees_its_partitions() {
     assert_eq!(expired, vec!["a".to_string()]);
     assert!(!records.is_empty());
     assert_eq!(g.state(), ConsumerGroupState::Empty);
-    assert!(g.partition_epochs.is_empty());
+    assert!(g.owners.is_empty());
     // And it is told so when it comes back with its old epoch.
     let err = g
         .heartbeat(beat("a", 3, None), &topics, &config(), later)
@@ -253,7 +260,7 @@ fn the_records_rebuild_the_group() {
     assert_eq!(replayed.epoch, g.epoch);
     assert_eq!(replayed.assignment_epoch, g.assignment_epoch);
     assert_eq!(replayed.targets, g.targets);
-    assert_eq!(replayed.partition_epochs, g.partition_epochs);
+    assert_eq!(replayed.owners, g.owners);
     for (id, m) in &g.members {
         assert_eq!(replayed.members[id].metadata, m.metadata);
         assert_eq!(replayed.members[id].current, m.current);
@@ -263,7 +270,7 @@ fn the_records_rebuild_the_group() {
     for record in g.all_records() {
         again.replay(&record, now, config().session_timeout);
     }
-    assert_eq!(again.partition_epochs, g.partition_epochs);
+    assert_eq!(again.owners, g.owners);
     for record in g.tombstones() {
         again.replay(&record, now, config().session_timeout);
     }
@@ -380,4 +387,126 @@ fn a_full_group_refuses_new_members() {
         .heartbeat(join("d"), &topics, &config(), Instant::now())
         .unwrap_err();
     assert_eq!(err.0, ResponseError::GroupMaxSizeReached);
+}
+
+#[test]
+fn replay_does_not_depend_on_the_order_compaction_leaves() {
+    // Compaction keeps each key's latest record: a member's assignment may come before its
+    // metadata, and before the group's own record.
+    let topics = topics(2);
+    let now = Instant::now();
+    let mut g = ConsumerGroup::new("g".into());
+    heartbeat(&mut g, join("a"), &topics);
+    let mut records = g.all_records();
+    records.reverse();
+    let mut replayed = ConsumerGroup::new("g".into());
+    for record in &records {
+        replayed.replay(record, now, config().session_timeout);
+    }
+    assert_eq!(replayed.members["a"].current, g.members["a"].current);
+    assert_eq!(replayed.members["a"].metadata, g.members["a"].metadata);
+    assert_eq!(replayed.owners, g.owners);
+    assert_eq!((replayed.epoch, replayed.assignment_epoch), (1, 1));
+}
+
+#[test]
+fn only_its_owner_frees_a_partition() {
+    // A log with two members claiming the same partition (a bug, or another coordinator's log):
+    // the first keeps it, and removing the second does not free it for a third.
+    let now = Instant::now();
+    let session = config().session_timeout;
+    let mut g = ConsumerGroup::new("g".into());
+    let claim = |member: &str| {
+        [
+            ConsumerRecord::Member {
+                group: "g".into(),
+                member: member.into(),
+                value: Some(MemberMetadata::default()),
+            },
+            ConsumerRecord::CurrentAssignment {
+                group: "g".into(),
+                member: member.into(),
+                value: Some(CurrentAssignment {
+                    member_epoch: 1,
+                    assigned: parts(&[0]),
+                    ..CurrentAssignment::default()
+                }),
+            },
+        ]
+    };
+    for record in claim("a").iter().chain(&claim("b")) {
+        g.replay(record, now, session);
+    }
+    assert_eq!(g.owners[&(T, 0)].0, "a");
+    g.remove_member("b", now, session).unwrap();
+    assert!(g.held_by_another("c", T, 0), "still a's");
+}
+
+#[test]
+fn a_static_member_away_is_not_fenced_for_revoking_and_others_wait_for_it() {
+    let topics = topics(2);
+    let mut g = ConsumerGroup::new("g".into());
+    let mut a = join("a");
+    a.instance_id = Some("host-1".into());
+    heartbeat(&mut g, a, &topics);
+    heartbeat(&mut g, join("b"), &topics);
+    // a must revoke one partition, and leaves for now instead.
+    let mut asked = beat("a", 1, None);
+    asked.instance_id = Some("host-1".into());
+    heartbeat(&mut g, asked, &topics);
+    assert_eq!(
+        g.members["a"].current.state,
+        MemberState::UnrevokedPartitions
+    );
+    g.leave(
+        "a",
+        Some("host-1"),
+        STATIC_LEAVE_EPOCH,
+        Instant::now(),
+        config().session_timeout,
+    )
+    .unwrap();
+    // Past its rebalance timeout but within its session: still a member.
+    let (_, expired) = g.expire(
+        Instant::now() + Duration::from_millis(5_001),
+        config().session_timeout,
+    );
+    assert!(expired.is_empty(), "{expired:?}");
+    // A wrong member id under its instance id is fenced, whatever the member id says.
+    let mut impostor = beat("zz", 1, None);
+    impostor.instance_id = Some("host-1".into());
+    let err = g
+        .heartbeat(impostor, &topics, &config(), Instant::now())
+        .unwrap_err();
+    assert_eq!(err.0, ResponseError::FencedInstanceId);
+}
+
+#[test]
+fn a_member_in_an_unknown_state_must_rejoin_and_nothing_changes() {
+    let topics = topics(2);
+    let now = Instant::now();
+    let mut g = ConsumerGroup::new("g".into());
+    heartbeat(&mut g, join("a"), &topics);
+    let mut current = g.members["a"].current.clone();
+    current.state = MemberState::Unknown;
+    g.replay(
+        &ConsumerRecord::CurrentAssignment {
+            group: "g".into(),
+            member: "a".into(),
+            value: Some(current),
+        },
+        now,
+        config().session_timeout,
+    );
+    let before = (g.epoch, g.members["a"].metadata.clone());
+    let mut renamed = beat("a", 1, None);
+    renamed.subscribed_topic_names = Some(vec!["audit".into()]);
+    let err = g.heartbeat(renamed, &topics, &config(), now).unwrap_err();
+    assert_eq!(err.0, ResponseError::FencedMemberEpoch);
+    assert_eq!((g.epoch, g.members["a"].metadata.clone()), before);
+    // A fetch naming no member but an epoch is checked, as Kafka does.
+    assert_eq!(
+        g.validate_fetch(None, 1),
+        Some(ResponseError::UnknownMemberId)
+    );
 }
