@@ -11,6 +11,9 @@ ConsumerGroupDescribe), with librdkafka (confluent-kafka) and the Java client:
   `--group-consumer-session-timeout-ms`) and its partitions go to the others;
 - the coordinator's broker killed: the members carry on with the new coordinator without a
   rebalance (their epochs and assignments were in `__consumer_offsets`), and consume what follows;
+- what the offsets topic cannot take changes nothing: a leave while its in-sync replicas are below
+  min.insync.replicas, a join whose record is larger than its max.message.bytes (the partition is
+  reloaded from its log); a new coordinator finds no member that left;
 - the Java client (kafka-clients 4.x) consumes and commits through the protocol, and its Admin client
   describes the group as a `Consumer` group;
 - a group of one protocol with members refuses members of the other;
@@ -350,9 +353,10 @@ def test_group_version_0_turns_the_protocol_off_and_1_back_on(cluster_factory, t
 def test_a_decision_the_offsets_topic_refuses_is_undone_and_leaves_no_ghost_after_failover(
         cluster_factory, topic_name):
     """A member's leave the offsets topic cannot take (its in-sync replicas fell below
-    min.insync.replicas) is undone: the coordinator reloads the group from the log, so what it shows
-    is what a failover would find. Once the replicas are back the member's session ends it for good,
-    and a new coordinator after a kill knows only the member that stayed."""
+    min.insync.replicas) changes nothing: the coordinator refuses what it cannot write (and would
+    reload from the log had the replicas fallen between deciding and writing), so what it shows is
+    what a failover would find. Once the replicas are back the member's session ends it for good, and
+    a new coordinator after a kill knows only the member that stayed."""
     cluster = cluster_with_topic(cluster_factory, topic_name)
     bootstrap = cluster.bootstrap_servers
     group = unique_group()
@@ -382,7 +386,7 @@ def test_a_decision_the_offsets_topic_refuses_is_undone_and_leaves_no_ghost_afte
     wait_until(lambda: offsets_isr() == [coordinator], 60, "the offsets partition's ISR to shrink to one")
     consumers.pop("b").close()  # its leave cannot be written
     time.sleep(2)
-    assert members() == ["a", "b"], "the refused leave was undone"
+    assert members() == ["a", "b"], "the leave that could not be written changed nothing"
 
     for broker in others:
         cluster.start_broker(broker)
@@ -397,3 +401,43 @@ def test_a_decision_the_offsets_topic_refuses_is_undone_and_leaves_no_ghost_afte
                30, "a new coordinator")
     assert wait_until(lambda: members(), 60, "the new coordinator to describe the group") == ["a"]
     consumers["a"].close()
+
+
+@pytest.mark.confluent
+@pytest.mark.timeout(180)
+def test_a_decision_whose_records_do_not_fit_the_offsets_topic_is_undone(cluster_factory, topic_name):
+    """Records the offsets topic refuses once they are decided (here: larger than its
+    max.message.bytes) poison the coordinator's partition, which reloads from its log: the member
+    whose join could not be written is not in the group, and the member already there carries on."""
+    cluster = cluster_factory(controllers=1, brokers=1, broker_args=BROKER_ARGS)
+    cluster.create_topic(topic_name, partitions=PARTITIONS, replication_factor=1)
+    bootstrap = cluster.bootstrap_servers
+    group = unique_group()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def members() -> list[str]:
+        described = admin.describe_consumer_groups([group])[group].result(timeout=30)
+        return sorted(m.client_id for m in described.members)
+
+    stays = member(bootstrap, group, "stays")
+    stays.subscribe([topic_name])
+    wait_until(lambda: stays.consume(num_messages=10, timeout=0.1) is not None
+               and len(stays.assignment()) == PARTITIONS, 60, "the first member to own every partition")
+    cluster.ctl("topic", "alter-config", "__consumer_offsets", "--set", "max.message.bytes=2000")
+    # Its subscription alone makes the joining member's metadata record larger than that.
+    too_big = member(bootstrap, group, "too-big")
+    try:
+        too_big.subscribe([topic_name] + [f"{'x' * 60}-{i}" for i in range(50)])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            too_big.poll(0.1)
+            stays.poll(0.1)
+    finally:
+        too_big.close()
+    assert wait_until(lambda: members(), 30, "the group to be described") == ["stays"]
+    produce(bootstrap, topic_name, 0, 3)
+    got = []
+    wait_until(lambda: got.extend(m for m in stays.consume(num_messages=10, timeout=0.1) if not m.error())
+               or len(got) == 3 * PARTITIONS, 60, "the member that stayed to read new records")
+    assert len(stays.assignment()) == PARTITIONS
+    stays.close()

@@ -222,13 +222,15 @@ impl ConsumerGroup {
     pub fn restart_sessions(&mut self, now: Instant, session_timeout: Duration) {
         for m in self.members.values_mut() {
             m.session_deadline = now + session_timeout;
-            m.revocation_deadline =
-                (m.current.state == MemberState::UnrevokedPartitions).then(|| {
-                    let timeout = Duration::from_millis(
-                        u64::try_from(m.metadata.rebalance_timeout_ms).unwrap_or(0),
-                    );
-                    (now + timeout, m.current.member_epoch)
-                });
+            // A static member away (epoch -2) revokes nothing until it is back.
+            let revoking =
+                m.current.state == MemberState::UnrevokedPartitions && m.current.member_epoch >= 0;
+            m.revocation_deadline = revoking.then(|| {
+                let timeout = Duration::from_millis(
+                    u64::try_from(m.metadata.rebalance_timeout_ms).unwrap_or(0),
+                );
+                (now + timeout, m.current.member_epoch)
+            });
         }
     }
 

@@ -367,7 +367,12 @@ impl GroupCoordinator {
                 state.drop_if_unused(&id);
             }
             let session = self.config.consumer.session_timeout;
-            let ids: Vec<String> = state.consumer_groups.keys().cloned().collect();
+            // Members leave only once that can be written; until then their deadlines wait.
+            let ids: Vec<String> = if shard.writable() {
+                state.consumer_groups.keys().cloned().collect()
+            } else {
+                Vec::new()
+            };
             for id in ids {
                 let Some(group) = state.consumer_groups.get_mut(&id) else {
                     continue;
@@ -397,47 +402,45 @@ impl GroupCoordinator {
         if prefix.is_empty() {
             return None;
         }
-        let done = shard.write_then(prefix);
+        let done = shard.write_applied(prefix);
         let Some(group) = state.consumer_groups.get_mut(group_id) else {
             return Some(done);
         };
         group.writes_queued += 1;
         let (sequence, committed) = (group.writes_queued, group.writes_done.clone());
-        // Relays the outcome to the caller and counts it as committed for the group.
+        // Relays the outcome to the caller and counts the write as done for the group, whatever
+        // it was: a write that failed before reaching the log poisoned the shard (which then
+        // reloads), and one that timed out waiting for the ISR is in the log.
         let (relay, result) = tokio::sync::oneshot::channel();
         self.tracker.spawn(async move {
             let outcome = done.await.unwrap_or(Err(ResponseError::NotCoordinator));
-            if outcome.is_ok() {
-                committed.send_modify(|done| *done = (*done).max(sequence));
-            }
+            committed.send_modify(|done| *done = (*done).max(sequence));
             let _ = relay.send(outcome);
         });
         Some(result)
     }
 
-    /// Waits until every write queued for the group before now is committed, so a reply that writes
-    /// nothing does not show the member state the log may not hold yet (Kafka's runtime holds such
-    /// replies until the last written offset is committed).
-    async fn committed_writes(&self, shard: &Shard, group_id: &str) -> Result<(), ResponseError> {
-        let (queued, mut committed) = {
-            let state = shard.lock();
-            let Some(group) = state.consumer_groups.get(group_id) else {
-                return Ok(());
-            };
-            if *group.writes_done.borrow() >= group.writes_queued {
-                return Ok(());
-            }
-            (group.writes_queued, group.writes_done.subscribe())
-        };
+    /// Waits until the group's writes up to `queued` are done, so a reply that writes nothing does not
+    /// show member state the log may not hold yet (Kafka's runtime holds such replies until the last
+    /// written offset is committed). A write that failed before the log poisoned the shard, and
+    /// then the reply is NOT_COORDINATOR (the member finds the reloaded coordinator).
+    async fn committed_writes(
+        &self,
+        shard: &Shard,
+        queued: u64,
+        mut committed: tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), ResponseError> {
         let waited = tokio::time::timeout(
             self.config.commit_timeout,
             committed.wait_for(|done| *done >= queued),
         )
         .await
         .map(|r| r.is_ok());
+        if shard.is_poisoned() || shard.lock().unloaded {
+            return Err(ResponseError::NotCoordinator);
+        }
         match waited {
             Ok(true) => Ok(()),
-            // The group is gone (the partition was unloaded or reloaded).
             Ok(false) => Err(ResponseError::NotCoordinator),
             Err(_) => Err(ResponseError::CoordinatorNotAvailable),
         }
@@ -618,7 +621,7 @@ impl GroupCoordinator {
                     .collect();
                 state.consumer_groups.remove(group_id);
                 info!(group = %group_id, "empty consumer group converted to a classic group");
-                drop(shard.write_then(tombstones));
+                drop(shard.write_applied(tombstones));
             }
             if !member_id.is_empty() && !state.groups.contains_key(group_id) {
                 return JoinResponse::error(ResponseError::UnknownMemberId, &member_id);
@@ -734,8 +737,16 @@ impl GroupCoordinator {
         let config = &self.config.consumer;
         let now = Instant::now();
         let epoch = request.member_epoch;
-        let (reply, done) = {
+        let (reply, done, pending) = {
             let mut state = shard.lock_live().map_err(plain)?;
+            let writable = shard.writable();
+            let unwritable = || {
+                (
+                    ResponseError::CoordinatorNotAvailable,
+                    "the offsets topic partition's in-sync replicas are below its min.insync.replicas"
+                        .to_owned(),
+                )
+            };
             let not_consumer = || {
                 (
                     ResponseError::GroupIdNotFound,
@@ -747,6 +758,9 @@ impl GroupCoordinator {
                     .consumer_groups
                     .get_mut(group_id)
                     .ok_or_else(not_consumer)?;
+                if !writable {
+                    return Err(unwritable());
+                }
                 let (reply, records) = group.leave(
                     &request.member_id,
                     request.instance_id.as_deref(),
@@ -755,7 +769,7 @@ impl GroupCoordinator {
                     config.session_timeout,
                 )?;
                 let done = self.queue_consumer(&shard, &mut state, group_id, Vec::new(), records);
-                (reply, done)
+                (reply, done, None)
             } else {
                 // An empty classic group becomes a consumer group; one with members stays classic.
                 let mut prefix = Vec::new();
@@ -781,7 +795,22 @@ impl GroupCoordinator {
                     .consumer_groups
                     .get_mut(group_id)
                     .ok_or_else(not_consumer)?;
-                let outcome = group.heartbeat(request, &ImageTopics(&image), config, now);
+                let topics = ImageTopics(&image);
+                let outcome = if writable {
+                    group.heartbeat(request, &topics, config, now)
+                } else {
+                    // Nothing can be written: decide on a copy, kept only if it wrote nothing (a
+                    // member kept alive), so memory does not go ahead of the log.
+                    let mut copy = group.clone();
+                    match copy.heartbeat(request, &topics, config, now) {
+                        Ok((reply, records)) if records.is_empty() && prefix.is_empty() => {
+                            *group = copy;
+                            Ok((reply, records))
+                        }
+                        Ok(_) => Err(unwritable()),
+                        Err(e) => Err(e),
+                    }
+                };
                 let (reply, records) = match outcome {
                     Ok(outcome) => outcome,
                     Err(e) => {
@@ -796,19 +825,27 @@ impl GroupCoordinator {
                     info!(group = %group_id, "empty classic group converted to a consumer group");
                 }
                 let done = self.queue_consumer(&shard, &mut state, group_id, prefix, records);
-                (reply, done)
+                // A reply that writes nothing waits for the group's earlier writes.
+                let pending = match (&done, state.consumer_groups.get(group_id)) {
+                    (None, Some(group)) if *group.writes_done.borrow() < group.writes_queued => {
+                        Some((group.writes_queued, group.writes_done.subscribe()))
+                    }
+                    _ => None,
+                };
+                (reply, done, pending)
             }
         };
-        match done {
-            Some(done) => match done.await {
+        match (done, pending) {
+            (Some(done), _) => match done.await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(plain(e)),
                 Err(_) => return Err(plain(ResponseError::NotCoordinator)),
             },
-            None => self
-                .committed_writes(&shard, group_id)
+            (None, Some((queued, committed))) => self
+                .committed_writes(&shard, queued, committed)
                 .await
                 .map_err(plain)?,
+            (None, None) => {}
         }
         Ok(reply)
     }
@@ -1175,7 +1212,7 @@ impl GroupCoordinator {
                 });
             }
             records.extend(consumer_tombstones.into_iter().map(OffsetsRecord::Consumer));
-            shard.write_then(records)
+            shard.write_applied(records)
         };
         match records.await {
             Ok(Ok(_)) => None,
@@ -1236,7 +1273,7 @@ impl GroupCoordinator {
                     state.offsets.remove(group_id);
                 }
             }
-            let done = (!records.is_empty()).then(|| shard.write_then(records));
+            let done = (!records.is_empty()).then(|| shard.write_applied(records));
             (results, done)
         };
         if let Some(done) = done {

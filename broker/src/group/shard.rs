@@ -205,6 +205,9 @@ impl ShardState {
 struct WriteRequest {
     records: Vec<OffsetsRecord>,
     producer: Option<(i64, i16)>,
+    /// Memory already holds what the records say: if they do not reach the log, the shard is
+    /// poisoned.
+    applied: bool,
     done: oneshot::Sender<Result<i64, ResponseError>>,
 }
 
@@ -213,9 +216,10 @@ pub struct Shard {
     pub leader_epoch: i32,
     state: Mutex<ShardState>,
     writes: mpsc::UnboundedSender<WriteRequest>,
-    /// Set when a write of consumer group records failed before reaching the log: memory is ahead
-    /// of the log, so nothing more is written and the coordinator reloads the partition.
+    /// Set when records memory already held failed to reach the log (`write_applied`): memory is
+    /// ahead of the log, so nothing more is written and the coordinator reloads the partition.
     poisoned: Arc<AtomicBool>,
+    partition: Arc<Partition>,
 }
 
 impl Shard {
@@ -237,6 +241,7 @@ impl Shard {
             state: Mutex::new(state),
             writes,
             poisoned: poisoned.clone(),
+            partition: partition.clone(),
         });
         tracker.spawn(run_writer(
             partition,
@@ -284,33 +289,60 @@ impl Shard {
             .send(WriteRequest {
                 records,
                 producer,
+                applied: false,
                 done,
             })
             .map_err(|_| ResponseError::NotCoordinator)?;
         result.await.unwrap_or(Err(ResponseError::NotCoordinator))
     }
 
-    /// Queues records and returns at once; `on_done` runs with the outcome.
+    /// Queues records and returns at once; the receiver gets the outcome.
     pub fn write_then(
         &self,
         records: Vec<OffsetsRecord>,
+    ) -> oneshot::Receiver<Result<i64, ResponseError>> {
+        self.queue(records, false)
+    }
+
+    /// [`Shard::write_then`] of records memory already holds (consumer group decisions, deletions):
+    /// if they fail to reach the log the shard is poisoned and reloaded, so memory does not stay
+    /// ahead of the log.
+    pub fn write_applied(
+        &self,
+        records: Vec<OffsetsRecord>,
+    ) -> oneshot::Receiver<Result<i64, ResponseError>> {
+        self.queue(records, true)
+    }
+
+    fn queue(
+        &self,
+        records: Vec<OffsetsRecord>,
+        applied: bool,
     ) -> oneshot::Receiver<Result<i64, ResponseError>> {
         let (done, result) = oneshot::channel();
         if let Err(e) = self.writes.send(WriteRequest {
             records,
             producer: None,
+            applied,
             done,
         }) {
             let _ = e.0.done.send(Err(ResponseError::NotCoordinator));
         }
         result
     }
+
+    /// Whether a write would be taken now: the partition's in-sync replicas are at least its
+    /// `min.insync.replicas` (appends are refused below it, before anything is written).
+    pub fn writable(&self) -> bool {
+        let state = self.partition.state();
+        state.isr.len() >= state.min_insync_replicas
+    }
 }
 
 /// Appends each request's batch in turn (so log order is decision order); the waits for the ISR run
-/// concurrently, so one slow commit does not hold back the next append. Consumer group records are
-/// applied before they are written, so once a batch of them fails to reach the log, no later batch
-/// (decided on top of it) is appended: the shard is poisoned until the coordinator reloads it.
+/// concurrently, so one slow commit does not hold back the next append. Once records memory already
+/// held (`write_applied`) fail to reach the log, no later batch (decided on top of them) is appended:
+/// the shard is poisoned until the coordinator reloads it.
 async fn run_writer(
     partition: Arc<Partition>,
     replicas: Arc<ReplicaManager>,
@@ -334,10 +366,7 @@ async fn run_writer(
                 .send(Err(ResponseError::CoordinatorNotAvailable));
             continue;
         }
-        let consumer_group = request
-            .records
-            .iter()
-            .any(|r| matches!(r, OffsetsRecord::Consumer(_)));
+
         let encoded = match request.producer {
             None => encode_batch(&request.records),
             Some((producer_id, epoch)) => {
@@ -348,6 +377,9 @@ async fn run_writer(
         let batch = match encoded {
             Ok(batch) => batch,
             Err(error) => {
+                if request.applied {
+                    poisoned.store(true, Ordering::Release);
+                }
                 let _ = request.done.send(Err(error));
                 continue;
             }
@@ -365,10 +397,10 @@ async fn run_writer(
                 });
             }
             Err(e) => {
-                if consumer_group {
+                if request.applied {
                     warn!(
                         partition = partition.index,
-                        "consumer group records did not reach the log ({e}): reloading the partition"
+                        "records already applied did not reach the log ({e}): reloading the partition"
                     );
                     poisoned.store(true, Ordering::Release);
                 }

@@ -193,15 +193,20 @@ mod tests {
     }
 
     /// Pins what clients act on: metadata.version 3.3-IV3, and `transaction.version` (KIP-890
-    /// transactions in the Java producer) exactly as the metadata finalizes it; no `group.version`
-    /// (the KIP-848 consumer protocol) or `kraft.version`.
+    /// transactions in the Java producer) and `group.version` (the KIP-848 consumer protocol) exactly
+    /// as the metadata finalizes them; no `kraft.version`.
     #[tokio::test]
-    async fn features_are_metadata_version_3_3_iv3_and_the_finalized_transaction_version() {
+    async fn features_are_metadata_version_3_3_iv3_and_the_finalized_transaction_and_group_versions(
+    ) {
         let mut c = cluster();
         let before = TestBroker::new(1, &c.records);
         c.records.push(Record::FeatureLevel {
             name: features::TRANSACTION_VERSION.into(),
             level: 2,
+        });
+        c.records.push(Record::FeatureLevel {
+            name: features::GROUP_VERSION.into(),
+            level: 1,
         });
         let after = TestBroker::new(1, &c.records);
         for version in [3, 4] {
@@ -209,7 +214,11 @@ mod tests {
             assert_eq!(answer.error_code, 0);
             // Below v4 a supported feature whose minimum is 0 is left out (KAFKA-17492).
             let expected_supported = if version >= 4 {
-                owned(&[("metadata.version", 7, 7), ("transaction.version", 0, 2)])
+                owned(&[
+                    ("metadata.version", 7, 7),
+                    ("transaction.version", 0, 2),
+                    ("group.version", 0, 1),
+                ])
             } else {
                 owned(&[("metadata.version", 7, 7)])
             };
@@ -217,7 +226,7 @@ mod tests {
             assert_eq!(
                 finalized(&answer),
                 owned(&[("metadata.version", 7, 7)]),
-                "without a feature record transaction.version is at level 0, so not listed"
+                "without feature records their levels are 0, so not listed"
             );
             assert_eq!(answer.finalized_features_epoch, 10, "the image's offset");
 
@@ -225,21 +234,24 @@ mod tests {
             assert_eq!(supported(&answer), expected_supported, "v{version}");
             assert_eq!(
                 finalized(&answer),
-                owned(&[("metadata.version", 7, 7), ("transaction.version", 2, 2)])
+                owned(&[
+                    ("metadata.version", 7, 7),
+                    ("transaction.version", 2, 2),
+                    ("group.version", 1, 1),
+                ])
             );
             assert_eq!(
                 answer.finalized_features_epoch,
                 after.ctx.metadata.offset() as i64,
                 "the image's offset"
             );
-            for absent in ["group.version", "kraft.version"] {
-                assert!(
-                    !names(&answer.finalized_features, |f| &f.name).contains(&absent.to_owned())
-                        && !names(&answer.supported_features, |f| &f.name)
-                            .contains(&absent.to_owned()),
-                    "v{version} reports {absent}"
-                );
-            }
+            assert!(
+                !names(&answer.finalized_features, |f| &f.name)
+                    .contains(&"kraft.version".to_owned())
+                    && !names(&answer.supported_features, |f| &f.name)
+                        .contains(&"kraft.version".to_owned()),
+                "v{version} reports kraft.version"
+            );
         }
     }
 

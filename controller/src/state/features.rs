@@ -254,8 +254,9 @@ mod tests {
         for (name, level) in [
             (TRANSACTION_VERSION, 3),
             (TRANSACTION_VERSION, -1),
-            ("group.version", 1),
-            ("group.version", 0),
+            ("group.version", 2),
+            ("share.version", 1),
+            ("share.version", 0),
             (METADATA_VERSION, 21),
         ] {
             let refused = refusal(&image, &[change(name, level, UpgradeType::Upgrade)]);
@@ -385,7 +386,7 @@ mod tests {
             &image,
             &[
                 change(TRANSACTION_VERSION, 2, UpgradeType::Upgrade),
-                change("group.version", 1, UpgradeType::Upgrade),
+                change("share.version", 1, UpgradeType::Upgrade),
             ],
         );
         assert_eq!(refused.code, ResponseError::InvalidUpdateVersion);
