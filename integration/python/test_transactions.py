@@ -722,7 +722,7 @@ def test_kafka_features_upgrade_and_downgrade_transaction_version(cluster_factor
     tv = "transaction.version"
     steps = run_java(txn_java, "features", cluster.bootstrap_servers,
                      f"validate,{tv},2,upgrade,validate", f"too-high,{tv},3,upgrade",
-                     f"unknown,group.version,1,upgrade", "metadata,metadata.version,22,upgrade",
+                     f"unknown,share.version,1,upgrade", "metadata,metadata.version,22,upgrade",
                      f"upgrade,{tv},2,upgrade", f"down-as-upgrade,{tv},1,upgrade")
     # Each step's feature as describeFeatures then reports it.
     outcomes = {s["step"]: (s["error"], s["finalized"]) for s in steps}

@@ -701,7 +701,13 @@ impl ConsumerGroup {
         }
 
         // Reconcile the member towards its target.
-        let before = changes.group.members[&member_id].current.clone();
+        // The member's record was applied above (a new or changed member's is always emitted).
+        let before = changes
+            .group
+            .members
+            .get(&member_id)
+            .map(|m| m.current.clone())
+            .unwrap_or_default();
         let reconciled = changes
             .group
             .reconcile(&member_id, &before, request.owned.as_ref());
@@ -779,7 +785,12 @@ impl ConsumerGroup {
         };
         let reply_epoch = if epoch == STATIC_LEAVE_EPOCH && instance_id.is_some() {
             // Keeps its assignment (nobody else gets it) until its session ends or it is back.
-            let mut current = changes.group.members[&member].current.clone();
+            let mut current = changes
+                .group
+                .members
+                .get(&member)
+                .map(|m| m.current.clone())
+                .unwrap_or_default();
             current.previous_member_epoch = current.member_epoch;
             current.member_epoch = STATIC_LEAVE_EPOCH;
             current.pending_revocation.clear();
@@ -1011,9 +1022,12 @@ impl ConsumerGroup {
             Vec::new()
         };
         let mut member_topics: Vec<(String, BTreeSet<Uuid>)> = Vec::new();
-        let ids: Vec<String> = self.members.keys().cloned().collect();
-        for id in ids {
-            let metadata = self.members[&id].metadata.clone();
+        let members: Vec<(String, MemberMetadata)> = self
+            .members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.metadata.clone()))
+            .collect();
+        for (id, metadata) in members {
             let mut set: BTreeSet<Uuid> = metadata
                 .subscribed_topic_names
                 .iter()
@@ -1035,7 +1049,10 @@ impl ConsumerGroup {
             .iter()
             .map(|(id, set)| MemberSpec {
                 member_id: id,
-                instance_id: self.members[id].metadata.instance_id.as_deref(),
+                instance_id: self
+                    .members
+                    .get(id)
+                    .and_then(|m| m.metadata.instance_id.as_deref()),
                 topics: set.clone(),
                 current: self.targets.get(id),
             })
