@@ -31,8 +31,8 @@ from confluent_kafka.admin import AdminClient
 
 from chronik_cluster import ChronikctlError, wait_until
 from clients import LIBRDKAFKA_BASE, unique_group
-from test_groups import (PARTITIONS, committed_offsets, consumed_values, java_partition_for, members,  # noqa: F401
-                         produce, wait_consumed, wait_owned_exactly_once)
+from test_groups import (PARTITIONS, committed_offsets, consumed_values, coordinator_of, kill_coordinator,  # noqa: F401
+                         members, produce, wait_consumed, wait_owned_exactly_once)
 from test_java_client import java_classpath, run_java  # noqa: F401
 
 HEARTBEAT_MS = 300
@@ -205,11 +205,7 @@ def test_a_killed_member_leaves_after_its_session_and_the_coordinator_fails_over
     before = {m.name: (m.snapshot()[0], m.assignments_seen) for m in group[:2]}
 
     # The coordinator's broker dies: the new coordinator replays the group from the offsets topic.
-    offsets_partition = java_partition_for(group_id, 50)
-    coordinator = cluster.leaders("__consumer_offsets")[offsets_partition]
-    cluster.kill_broker(coordinator)
-    wait_until(lambda: cluster.leaders("__consumer_offsets")[offsets_partition] not in (coordinator, -1),
-               30, "a new leader for the group's offsets partition")
+    kill_coordinator(cluster, group_id)
     third = produce(bootstrap, topic_name, 60, 20)
     wait_consumed(group[:2], third, "the members to consume records after the coordinator moved", timeout=90)
     wait_until(lambda: committed_offsets(bootstrap, group_id, topic_name) == {p: 80 for p in range(PARTITIONS)},
@@ -374,8 +370,7 @@ def test_a_decision_the_offsets_topic_refuses_is_undone_and_leaves_no_ghost_afte
         described = admin.describe_consumer_groups([group])[group].result(timeout=30)
         return sorted(m.client_id for m in described.members)
 
-    offsets_partition = java_partition_for(group, 50)
-    coordinator = cluster.leaders("__consumer_offsets")[offsets_partition]
+    offsets_partition, coordinator = coordinator_of(cluster, group)
     others = [b for b in cluster.running_broker_ids() if b != coordinator]
     for broker in others:
         cluster.kill_broker(broker)
@@ -396,9 +391,7 @@ def test_a_decision_the_offsets_topic_refuses_is_undone_and_leaves_no_ghost_afte
              "a to own every partition", owners)
     assert members() == ["a"]
 
-    cluster.kill_broker(coordinator)
-    wait_until(lambda: cluster.leaders("__consumer_offsets")[offsets_partition] not in (coordinator, -1),
-               30, "a new coordinator")
+    kill_coordinator(cluster, group)
     assert wait_until(lambda: members(), 60, "the new coordinator to describe the group") == ["a"]
     consumers["a"].close()
 

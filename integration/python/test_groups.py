@@ -315,11 +315,7 @@ def test_committed_offsets_survive_the_coordinator_broker_being_killed(
     wait_until(lambda: committed_offsets(bootstrap, group_id, topic_name) == {p: 60 for p in range(PARTITIONS)},
                30, "the members' commits")
 
-    offsets_partition = java_partition_for(group_id, 50)
-    coordinator = cluster.leaders("__consumer_offsets")[offsets_partition]
-    cluster.kill_broker(coordinator)
-    wait_until(lambda: cluster.leaders("__consumer_offsets")[offsets_partition] not in (coordinator, -1),
-               30, "a new leader for the group's offsets partition")
+    kill_coordinator(cluster, group_id)
 
     # The new coordinator has the offsets committed before the kill.
     assert committed_offsets(bootstrap, group_id, topic_name, timeout=60) == {p: 60 for p in range(PARTITIONS)}
@@ -343,6 +339,20 @@ def test_committed_offsets_survive_the_coordinator_broker_being_killed(
     wait_owned_exactly_once(restarted, "the restarted members to share the topic")
     wait_consumed(restarted, third, "the restarted members to consume the newest records")
     assert consumed_values(restarted) == third, "resumed exactly at the committed offsets"
+
+
+def coordinator_of(cluster, group_id: str) -> tuple[int, int]:
+    """The group's offsets partition (of 50) and the broker leading it, its coordinator."""
+    offsets_partition = java_partition_for(group_id, 50)
+    return offsets_partition, cluster.leaders("__consumer_offsets")[offsets_partition]
+
+
+def kill_coordinator(cluster, group_id: str) -> None:
+    """Kills the group's coordinator's broker and waits until another leads its offsets partition."""
+    offsets_partition, coordinator = coordinator_of(cluster, group_id)
+    cluster.kill_broker(coordinator)
+    wait_until(lambda: cluster.leaders("__consumer_offsets")[offsets_partition] not in (coordinator, -1),
+               30, "a new leader for the group's offsets partition")
 
 
 def java_partition_for(group_id: str, partitions: int) -> int:

@@ -143,8 +143,8 @@ pub struct ConsumerGroup {
     owners: HashMap<(Uuid, i32), (String, i32)>,
     /// Compiled regular expressions of the members' subscriptions (only those in use).
     regexes: HashMap<String, Regex>,
-    /// The subscribed topics and their hash, and the metadata version and subscriptions they were
-    /// computed for.
+    /// The subscribed topics and their hash, and the metadata version they were computed for;
+    /// dropped whenever a member's record changes.
     subscription_cache: Option<SubscriptionCache>,
     /// How many writes of the group's records were queued, and how many of those are committed: a
     /// reply that writes nothing waits for the earlier ones.
@@ -155,7 +155,6 @@ pub struct ConsumerGroup {
 #[derive(Clone, Debug)]
 struct SubscriptionCache {
     metadata_version: u64,
-    subscriptions: BTreeSet<(Vec<String>, Option<String>)>,
     topics: BTreeMap<String, (Uuid, i32)>,
     hash: i64,
 }
@@ -293,16 +292,19 @@ impl ConsumerGroup {
                     self.metadata_hash = *hash;
                 }
             }
-            ConsumerRecord::Member { member, value, .. } => match value {
-                Some(metadata) => {
-                    self.member_entry(member, now, session_timeout).metadata = metadata.clone();
-                }
-                None => {
-                    if let Some(gone) = self.members.remove(member) {
-                        self.release(member, &gone.current);
+            ConsumerRecord::Member { member, value, .. } => {
+                self.subscription_cache = None;
+                match value {
+                    Some(metadata) => {
+                        self.member_entry(member, now, session_timeout).metadata = metadata.clone();
+                    }
+                    None => {
+                        if let Some(gone) = self.members.remove(member) {
+                            self.release(member, &gone.current);
+                        }
                     }
                 }
-            },
+            }
             ConsumerRecord::TargetAssignmentMetadata { value, .. } => {
                 self.assignment_epoch = value.unwrap_or(-1);
             }
@@ -408,7 +410,9 @@ impl ConsumerGroup {
             .is_some_and(|(owner, _)| owner != member)
     }
 
-    /// Every record of the group as it stands (its metadata first, as Kafka orders a load).
+    /// Every record of the group as it stands (its metadata first, as Kafka orders a load): what a
+    /// compacted log holds of it, for tests of replay.
+    #[cfg(test)]
     pub fn all_records(&self) -> Vec<ConsumerRecord> {
         let group = || self.id.clone();
         let mut records = vec![ConsumerRecord::GroupMetadata {
@@ -574,7 +578,8 @@ impl ConsumerGroup {
             .as_ref()
             .or(known.then_some(&request.member_id))
             .and_then(|id| self.members.get(id));
-        let mut metadata = base.map(|m| m.metadata.clone()).unwrap_or_default();
+        let before_metadata = base.map(|m| m.metadata.clone());
+        let mut metadata = before_metadata.clone().unwrap_or_default();
         let mut current = base.map(|m| m.current.clone()).unwrap_or_default();
         if replaces.is_some() {
             current.member_epoch = 0;
@@ -604,22 +609,12 @@ impl ConsumerGroup {
         if let Some(regex) = &request.subscribed_topic_regex {
             let regex = Some(regex.clone()).filter(|r| !r.is_empty());
             if let Some(r) = &regex {
-                if !self.regexes.contains_key(r) {
-                    let compiled = full_match(r).map_err(|e| {
-                        (
-                            ResponseError::InvalidRegularExpression,
-                            format!("invalid regular expression {r:?}: {e}"),
-                        )
-                    })?;
-                    // Only the members' current ones are kept.
-                    let in_use: BTreeSet<&String> = self
-                        .members
-                        .values()
-                        .filter_map(|m| m.metadata.subscribed_topic_regex.as_ref())
-                        .collect();
-                    self.regexes.retain(|k, _| in_use.contains(k));
-                    self.regexes.insert(r.clone(), compiled);
-                }
+                self.compiled(r).map_err(|e| {
+                    (
+                        ResponseError::InvalidRegularExpression,
+                        format!("invalid regular expression {r:?}: {e}"),
+                    )
+                })?;
             }
             regex_changed = regex != metadata.subscribed_topic_regex;
             metadata.subscribed_topic_regex = regex;
@@ -627,7 +622,7 @@ impl ConsumerGroup {
         metadata.client_id = request.client_id.clone();
         metadata.client_host = request.client_host.clone();
 
-        let metadata_changed = base.map(|m| &m.metadata) != Some(&metadata);
+        let metadata_changed = before_metadata.as_ref() != Some(&metadata);
         let member_id = request.member_id.clone();
         let session_timeout = config.session_timeout;
         let mut changes = Changes {
@@ -683,7 +678,7 @@ impl ConsumerGroup {
 
         // The target assignment, when the group epoch has moved past it.
         if changes.group.epoch > changes.group.assignment_epoch {
-            let targets = changes.group.compute_targets(topics, &subscribed);
+            let targets = changes.group.compute_targets(&subscribed);
             for (id, target) in targets {
                 if changes.group.targets.get(&id) != Some(&target) {
                     changes.emit(ConsumerRecord::TargetAssignmentMember {
@@ -930,25 +925,14 @@ impl ConsumerGroup {
         &mut self,
         topics: &dyn TopicSource,
     ) -> (BTreeMap<String, (Uuid, i32)>, i64) {
-        let subscriptions: BTreeSet<(Vec<String>, Option<String>)> = self
-            .members
-            .values()
-            .map(|m| {
-                (
-                    m.metadata.subscribed_topic_names.clone(),
-                    m.metadata.subscribed_topic_regex.clone(),
-                )
-            })
-            .collect();
         if let Some(cache) = &self.subscription_cache {
-            if cache.metadata_version == topics.version() && cache.subscriptions == subscriptions {
+            if cache.metadata_version == topics.version() {
                 return (cache.topics.clone(), cache.hash);
             }
         }
         let (resolved, hash) = self.resolve_subscriptions(topics);
         self.subscription_cache = Some(SubscriptionCache {
             metadata_version: topics.version(),
-            subscriptions,
             topics: resolved.clone(),
             hash,
         });
@@ -970,7 +954,7 @@ impl ConsumerGroup {
         if !regexes.is_empty() {
             let all = topics.topic_names();
             for r in &regexes {
-                let Some(compiled) = self.compiled(r) else {
+                let Ok(compiled) = self.compiled(r) else {
                     continue;
                 };
                 names.extend(all.iter().filter(|t| compiled.is_match(t)).cloned());
@@ -998,29 +982,28 @@ impl ConsumerGroup {
         (resolved, hash)
     }
 
-    fn compiled(&mut self, regex: &str) -> Option<Regex> {
+    /// `regex` compiled, from the cache of the members' ones (which keeps only those in use).
+    fn compiled(&mut self, regex: &str) -> Result<Regex, regex::Error> {
         if let Some(r) = self.regexes.get(regex) {
-            return Some(r.clone());
+            return Ok(r.clone());
         }
-        let compiled = full_match(regex).ok()?;
-        self.regexes.insert(regex.to_owned(), compiled.clone());
-        Some(compiled)
-    }
-
-    fn compute_targets(
-        &mut self,
-        topics: &dyn TopicSource,
-        subscribed: &BTreeMap<String, (Uuid, i32)>,
-    ) -> BTreeMap<String, TopicPartitions> {
-        let any_regex = self
+        let compiled = full_match(regex)?;
+        let in_use: BTreeSet<&String> = self
             .members
             .values()
-            .any(|m| m.metadata.subscribed_topic_regex.is_some());
-        let all_names = if any_regex {
-            topics.topic_names()
-        } else {
-            Vec::new()
-        };
+            .filter_map(|m| m.metadata.subscribed_topic_regex.as_ref())
+            .collect();
+        self.regexes.retain(|k, _| in_use.contains(k));
+        self.regexes.insert(regex.to_owned(), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Every member's target. `subscribed` holds every existing topic some member subscribes to,
+    /// so a member's regular expression is matched against it alone.
+    fn compute_targets(
+        &mut self,
+        subscribed: &BTreeMap<String, (Uuid, i32)>,
+    ) -> BTreeMap<String, TopicPartitions> {
         let mut member_topics: Vec<(String, BTreeSet<Uuid>)> = Vec::new();
         let members: Vec<(String, MemberMetadata)> = self
             .members
@@ -1034,12 +1017,12 @@ impl ConsumerGroup {
                 .filter_map(|n| subscribed.get(n).map(|(t, _)| *t))
                 .collect();
             if let Some(r) = &metadata.subscribed_topic_regex {
-                if let Some(compiled) = self.compiled(r) {
+                if let Ok(compiled) = self.compiled(r) {
                     set.extend(
-                        all_names
+                        subscribed
                             .iter()
-                            .filter(|n| compiled.is_match(n))
-                            .filter_map(|n| subscribed.get(n).map(|(t, _)| *t)),
+                            .filter(|(n, _)| compiled.is_match(n))
+                            .map(|(_, (t, _))| *t),
                     );
                 }
             }
