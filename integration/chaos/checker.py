@@ -50,6 +50,18 @@ Anomalies (each fails the run):
   its replicas before the move, as a set (Kafka's `PartitionReassignmentRevert` keeps them in the
   order they had during the move, so the preferred leader may change).
 
+With a consumer group in the workload (`workload --group`; `check_group`), also:
+- `lost_commit`: a member assigned a partition read first at an offset below the last commit there
+  that was acknowledged before the assignment: the group went back past an acknowledged commit.
+- `group_reset`: a member's position was refused (`auto.offset.reset` is `error`, and every
+  partition has a committed offset from the start, so this means a committed offset was lost or
+  pointed outside the log).
+- `group_stalled`: once the producers stopped, after every fault was healed, the group did not read
+  a partition up to its last acknowledged record within the drain timeout (or the workload never
+  said how far it got).
+- `group_missed`: an acknowledged record (at its offset in the final log) below where the group read
+  to that no member read: the group skipped it.
+
 The transactional workload (`workload --mode txn`; `check_transactions`) reads with read_committed,
 so `final` holds committed records only, and its acks are the records of committed transactions.
 Every check above applies, and these too:
@@ -81,7 +93,7 @@ PROCESS_START = re.compile(r"^===== \S+ start ")
 KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
          "replica_divergence", "producer_fatal", "unreadable_partition", "live_broker_fenced",
          "removed_replica_kept_data", "cancel_not_reverted", "aborted_read", "torn_txn", "untracked_value",
-         "client_crash")
+         "client_crash", "lost_commit", "group_reset", "group_stalled", "group_missed")
 
 
 @dataclass
@@ -336,6 +348,79 @@ def check_transactions(ops: list[dict], final: dict[int, dict[int, str]],
             anomalies.append(Anomaly("torn_txn", f"transaction {op['proc']}#{op['txn']} ({op['outcome']}, "
                                      f"t={op['t']:.3f}): {len(present)} of its {len(values)} records are in the "
                                      f"final log; missing {missing[:6]}", op["t"], None, None, missing[0]))
+    return anomalies
+
+
+def group_counts(ops: list[dict]) -> collections.Counter:
+    """How much the group did: its reads, commits, refused commits, assignments, revocations, losses."""
+    counts: collections.Counter = collections.Counter()
+    for op in ops:
+        if op["op"] == "read" and op.get("g"):
+            counts["reads"] += 1
+        elif op["op"] in ("commit", "commit_fail", "assign", "revoke", "lost"):
+            counts[op["op"]] += 1
+    return counts
+
+
+def check_group(ops: list[dict], final: dict[int, dict[int, str]],
+                unreadable: dict[int, str] | None = None) -> list[Anomaly]:
+    """The consumer group's anomalies of the module doc (none without a group in the workload).
+    Partitions in `unreadable` are not judged."""
+    started = next((op for op in ops if op["op"] == "start"), {})
+    if started.get("group", "none") == "none":
+        return []
+    unreadable = unreadable or {}
+    anomalies: list[Anomaly] = []
+    add = anomalies.append
+
+    # The history is in the order its lines were written: a commit's line after its answer, an
+    # assignment's line before the member fetches its committed offsets.
+    last_commit: dict[int, dict] = {}
+    first_read_due: dict[tuple[str, int], tuple[dict, dict | None]] = {}
+    reads: set[tuple[int, int]] = set()
+    for op in ops:
+        kind = op["op"]
+        if kind == "commit":
+            last_commit[op["p"]] = op
+        elif kind == "assign":
+            for p in op["parts"]:
+                first_read_due[(op["proc"], p)] = (op, last_commit.get(p))
+        elif kind in ("revoke", "lost"):
+            for p in op["parts"]:
+                first_read_due.pop((op["proc"], p), None)
+        elif kind == "read" and op.get("g"):
+            p, o = op["p"], op["o"]
+            reads.add((p, o))
+            assigned, commit = first_read_due.pop((op["proc"], p), (None, None))
+            if commit is not None and o < commit["o"] and p not in unreadable:
+                add(Anomaly("lost_commit", f"{op['proc']} was assigned p{p} (t={assigned['t']:.3f}) and read "
+                            f"from offset {o} (t={op['t']:.3f}), below offset {commit['o']} that {commit['proc']} "
+                            f"committed (acknowledged at t={commit['t']:.3f})", op["t"], p, o, op["v"]))
+        elif kind == "reset" and op["proc"].startswith("g") and op["p"] not in unreadable:
+            add(Anomaly("group_reset", f"{op['proc']}'s position on p{op['p']} (after offset {op['o']}) was "
+                        f"refused (t={op['t']:.3f}): {op['err']}", op["t"], op["p"], op["o"]))
+
+    drained = next((op for op in ops if op["op"] == "drained"), None)
+    if drained is None:
+        add(Anomaly("group_stalled", "the workload never said how far the group read (it did not stop in time "
+                    "or died)"))
+        return anomalies
+    reached = {int(p): o for p, o in drained["reached"].items()}
+    for p, end in sorted((int(p), o) for p, o in drained["target"].items()):
+        if p not in unreadable and reached.get(p, 0) < end:
+            add(Anomaly("group_stalled", f"the group read p{p} up to offset {reached.get(p, 0)}, not to its "
+                        f"last acknowledged record's {end}, within the drain timeout (t={drained['t']:.3f})",
+                        drained["t"], p, reached.get(p, 0)))
+    for op in ops:
+        if op["op"] != "ack" or op.get("o") is None or op["o"] < 0:
+            continue
+        p, o = op["p"], op["o"]
+        if p in unreadable or o >= reached.get(p, 0) or final.get(p, {}).get(o) != op["v"]:
+            continue  # not judged, not reached (group_stalled), or lost (lost_ack)
+        if (p, o) not in reads:
+            add(Anomaly("group_missed", f"{op['v']} acknowledged at p{p}@{o} (t={op['t']:.3f}) was read by no "
+                        f"group member, though the group read p{p} up to offset {reached[p]}", op["t"], p, o,
+                        op["v"]))
     return anomalies
 
 

@@ -105,7 +105,9 @@ class Run:
             "--default-replication-factor=3", "--default-min-insync-replicas=2",
         ]
         broker_args = [f"--replica-lag-time-max-ms={args.replica_lag_ms}",
-                       f"--controller-request-timeout-ms={min(2000, args.session_timeout_ms // 2)}"]
+                       f"--controller-request-timeout-ms={min(2000, args.session_timeout_ms // 2)}",
+                       # KIP-848 members' sessions as short as the classic members' (workload.py).
+                       "--group-consumer-session-timeout-ms=10000", "--group-consumer-heartbeat-interval-ms=1000"]
         self.security = ChaosSecurity(args.security, self.dir)
         self.cluster = ChaosCluster(self.net, self.dir, Path(args.bin_dir), args.controllers, args.brokers,
                                     args.disk_mb, controller_args, broker_args, self.security)
@@ -165,7 +167,7 @@ class Run:
              "--topic", self.topic, "--partitions", str(self.args.partitions),
              "--producers", str(self.args.producers), "--consumers", str(self.args.consumers),
              "--rate", str(self.args.rate), "--history", str(self.history_path),
-             "--mode", self.args.workload, "--seed", str(self.seed),
+             "--mode", self.args.workload, "--seed", str(self.seed), "--group", self.args.group,
              *(["--client-config", str(self.security.client_properties)] if self.security.enabled else [])],
             stdin=subprocess.DEVNULL, stdout=open(self.dir / "workload.log", "wb"), stderr=subprocess.STDOUT)
         self.cluster.wait(lambda: self.acks_so_far() >= self.args.partitions * 5, 60, "the workload's first acks")
@@ -341,12 +343,15 @@ class Run:
             self.cluster.wait(lambda: self.cluster.ctl("reassignment", "list") == [], 30, "no reassignment under way")
         except TimeoutError as error:
             problems.append(f"final heal: a reassignment is stuck: {error}")
-        log("stopping the workload (producers flush)")
+        log("stopping the workload (producers flush" + (", the group reads what they wrote)"
+                                                         if self.args.group != "none" else ")"))
         self.workload.send_signal(signal.SIGTERM)
+        # The producers' flush (60 s at most), then the group's drain (120 s) and its members' leaving.
+        patience = 240 + (160 if self.args.group != "none" else 0)
         try:
-            self.workload.wait(240)
+            self.workload.wait(patience)
         except subprocess.TimeoutExpired:
-            problems.append("the workload did not stop within 240 s; killed")
+            problems.append(f"the workload did not stop within {patience} s; killed")
             self.workload.kill()
         parts = self.parts() or {}
         try:
@@ -408,6 +413,7 @@ class Run:
         result = checker.check(ops, final, hws, unreadable=self.unread)
         if checker.workload_mode(ops) == "txn":
             result.anomalies += checker.check_transactions(ops, final, unreadable=self.unread)
+        result.anomalies += checker.check_group(ops, final, unreadable=self.unread)
         result.anomalies += divergences
         result.anomalies += checker.reassignment_anomalies(self.faults)
         moves = checker.reassignment_counts(self.faults)
@@ -424,6 +430,13 @@ class Run:
               f"fatal producer errors {result.fatal_producer_errors} ({result.expected_fatal_errors} expected), "
               f"consumer position refusals "
               f"{result.consumer_resets}, final log records {sum(len(v) for v in final.values())}")
+        started = next((op for op in ops if op["op"] == "start"), {})
+        if started.get("group", "none") != "none":
+            g = checker.group_counts(ops)
+            assignor = f", {started['assignor']}" if started.get("assignor") else ""
+            print(f"group ({started['group']} protocol{assignor}, {started.get('group_members')} members): "
+                  f"reads {g['reads']}, commits {g['commit']} ({g['commit_fail']} refused or failed), "
+                  f"assignments {g['assign']}, revocations {g['revoke']}, lost {g['lost']}")
         if moves["faults"]:
             print(f"reassignments: {moves['faults']} partitions moved to 2 replicas ({moves['shrinks_completed']} "
                   f"completed, {moves['leaders_dropped']} dropping the leader) and back to 3 "
@@ -491,6 +504,8 @@ class Run:
             out.append(f"--security={a.security}")
         if a.workload != "idempotent":
             out.append(f"--workload={a.workload}")
+        if a.group != "none":
+            out.append(f"--group={a.group}")
         return out
 
 
@@ -733,6 +748,10 @@ def parse_args(argv=None):
     parser.add_argument("--workload", choices=("idempotent", "txn"), default="idempotent",
                         help="idempotent acks=all producers (default), or transactional producers committing and "
                              "aborting transactions with read_committed consumers (see workload.py)")
+    parser.add_argument("--group", choices=("none", "classic", "consumer"), default="none",
+                        help="add a consumer group to the workload: classic protocol (range or cooperative-sticky, "
+                             "by the seed) or KIP-848's (group.protocol=consumer), checked for lost commits and "
+                             "skipped records (see workload.py)")
     parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--brokers", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=6)

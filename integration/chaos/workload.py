@@ -13,6 +13,28 @@ History operations (`t` is wall-clock seconds, shared with the nemesis's fault f
     {"op": "crash","t", "proc", "err"}                                  a loop died on an exception it
                                                                         does not handle (a harness bug)
 
+`--group classic|consumer` adds a consumer group (`group.id` `chaos-group`) of `--group-members`
+members `g<i>` (threads, each a librdkafka consumer subscribed to the topic), with the classic
+protocol (its assignor, `range` or `cooperative-sticky`, picked by the seed) or KIP-848's
+(`group.protocol=consumer`). Before they start, offset 0 is committed for every partition, so a
+member never needs `auto.offset.reset` (it is `error`). Members read, commit what they read
+synchronously about twice a second and in their revocation callback, and each leaves (close) and
+rejoins as a new consumer after 10 to 40 s (seeded), so the group rebalances throughout the run:
+
+    {"op": "read", ..., "proc": "g1", "g": true}                         a member read (p, o) = v
+    {"op": "assign", "t", "proc", "inc", "parts": [..]}                  partitions added to the member
+    {"op": "revoke"|"lost", "t", "proc", "inc", "parts": [..]}          partitions taken away
+    {"op": "commit", "t", "proc", "inc", "p", "o"}                       a commit of next offset o to p
+                                                                        acknowledged (t after the answer)
+    {"op": "commit_fail", "t", "proc", "inc", "err"}                     a commit refused or failed
+    {"op": "reset", "t", "proc": "g1", "p", "o", "err"}                  a member's position refused
+    {"op": "seeded", "t", "group", "partitions"}                        offset 0 committed everywhere
+    {"op": "drained", "t", "target": {p: o}, "reached": {p: o}}          after the producers stopped:
+                                                                        the group read up to each
+                                                                        partition's last acknowledged
+                                                                        offset + 1 (`target`), or how
+                                                                        far it got (`reached`)
+
 Producer `p<i>` writes `p<i>-<seq>` with seq 0, 1, 2, ... to partition seq % partitions, about `rate`
 per second. Stop with SIGTERM: producers stop, flush (every record then acked or failed), write
 `done`, and the process exits.
@@ -74,11 +96,24 @@ class History:
     def __init__(self, path: str):
         self._file = open(path, "a", buffering=1 << 16)
         self._lock = threading.Lock()
+        # What the group's drain waits on: each partition's last acknowledged offset + 1, and the
+        # furthest offset + 1 a group member read there.
+        self.acked_end: dict[int, int] = {}
+        self.group_end: dict[int, int] = {}
 
     def write(self, op: str, **fields) -> None:
         line = json.dumps({"op": op, "t": round(time.time(), 4), **fields}, separators=(",", ":"))
         with self._lock:
             self._file.write(line + "\n")
+            if op == "ack" and fields.get("o") is not None and fields["o"] >= 0:
+                self.acked_end[fields["p"]] = max(self.acked_end.get(fields["p"], 0), fields["o"] + 1)
+            elif op == "read" and fields.get("g"):
+                self.group_end[fields["p"]] = max(self.group_end.get(fields["p"], 0), fields["o"] + 1)
+
+    def group_lag(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(target, reached): each acknowledged partition's end, and how far the group read there."""
+        with self._lock:
+            return dict(self.acked_end), {p: self.group_end.get(p, 0) for p in self.acked_end}
 
     def flush(self) -> None:
         with self._lock:
@@ -338,6 +373,122 @@ def consumer_loop(index: int, args, history: History, stop: threading.Event) -> 
     consumer.close()
 
 
+GROUP_ID = "chaos-group"
+CLASSIC_ASSIGNORS = ("range", "cooperative-sticky")
+
+
+def group_config(args) -> dict:
+    config = {**BASE, **args.security, "bootstrap.servers": args.bootstrap, "group.id": GROUP_ID,
+              "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 200,
+              "isolation.level": "read_committed" if args.mode == "txn" else "read_uncommitted",
+              "error_cb": lambda err: None}
+    if args.group == "consumer":
+        return {**config, "group.protocol": "consumer"}
+    return {**config, "group.protocol": "classic", "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+            "partition.assignment.strategy": args.assignor}
+
+
+def seed_group_offsets(args, history: History, stop: threading.Event) -> None:
+    """Commits offset 0 for every partition (a simple commit: no member, no generation), so members
+    always start from a committed offset and a refused position is never expected."""
+    consumer = ck.Consumer({**BASE, **args.security, "bootstrap.servers": args.bootstrap, "group.id": GROUP_ID,
+                            "enable.auto.commit": False, "error_cb": lambda err: None})
+    offsets = [ck.TopicPartition(args.topic, p, 0) for p in range(args.partitions)]
+    deadline = time.monotonic() + 60
+    try:
+        while not stop.is_set():
+            try:
+                result = consumer.commit(offsets=offsets, asynchronous=False)
+                if all(tp.error is None for tp in result):
+                    history.write("seeded", group=GROUP_ID, partitions=args.partitions)
+                    return
+            except ck.KafkaException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("could not commit the group's first offsets within 60 s")
+            time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
+def group_member_loop(index: int, args, history: History, stop: threading.Event) -> None:
+    """`--group`: one member of the consumer group, rejoining as a new consumer every 10 to 40 s."""
+    name = f"g{index}"
+    rng = random.Random(f"{args.seed}-{name}")
+    incarnation = 0
+    while not stop.is_set():
+        incarnation += 1
+        group_member(name, incarnation, args, history, stop, time.monotonic() + rng.uniform(10, 40))
+
+
+def group_member(name: str, inc: int, args, history: History, stop: threading.Event, until: float) -> None:
+    # The member's partitions, each with the offset after its last read in this assignment (None
+    # before the first), and what it last committed there.
+    owned: dict[int, int | None] = {}
+    committed: dict[int, int] = {}
+    consumer = ck.Consumer(group_config(args))
+
+    def commit(parts) -> None:
+        offsets = [ck.TopicPartition(args.topic, p, owned[p]) for p in sorted(parts)
+                   if owned.get(p) is not None and owned[p] != committed.get(p)]
+        if not offsets:
+            return
+        try:
+            result = consumer.commit(offsets=offsets, asynchronous=False)
+        except ck.KafkaException as error:
+            history.write("commit_fail", proc=name, inc=inc, err=str(error.args[0] if error.args else error))
+            return
+        for tp in result:
+            if tp.error is None:
+                committed[tp.partition] = tp.offset
+                history.write("commit", proc=name, inc=inc, p=tp.partition, o=tp.offset)
+            else:
+                history.write("commit_fail", proc=name, inc=inc, p=tp.partition, err=str(tp.error))
+
+    def on_assign(_consumer, parts) -> None:
+        for tp in parts:
+            owned[tp.partition] = None
+        history.write("assign", proc=name, inc=inc, parts=sorted(tp.partition for tp in parts))
+
+    def on_revoke(_consumer, parts) -> None:
+        commit([tp.partition for tp in parts if tp.partition in owned])
+        for tp in parts:
+            owned.pop(tp.partition, None)
+        history.write("revoke", proc=name, inc=inc, parts=sorted(tp.partition for tp in parts))
+
+    def on_lost(_consumer, parts) -> None:
+        for tp in parts:
+            owned.pop(tp.partition, None)
+        history.write("lost", proc=name, inc=inc, parts=sorted(tp.partition for tp in parts))
+
+    consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+    next_commit = time.monotonic() + 0.5
+    try:
+        while not stop.is_set() and time.monotonic() < until:
+            for msg in consumer.consume(200, 0.2):
+                err = msg.error()
+                if err is None:
+                    p, o = msg.partition(), msg.offset()
+                    history.write("read", proc=name, v=msg.value().decode(errors="replace"), p=p, o=o, g=True)
+                    if p in owned:
+                        owned[p] = o + 1
+                elif err.code() == ck.KafkaError._AUTO_OFFSET_RESET and msg.partition() is not None:
+                    # The committed offset was refused or missing (never expected: see
+                    # seed_group_offsets). Said, then read from the start.
+                    p = msg.partition()
+                    history.write("reset", proc=name, p=p, o=owned.get(p), err=str(err))
+                    try:
+                        consumer.seek(ck.TopicPartition(args.topic, p, 0))
+                    except ck.KafkaException:
+                        time.sleep(0.25)
+            if time.monotonic() >= next_commit:
+                commit(list(owned))
+                next_commit = time.monotonic() + 0.5
+        commit(list(owned))
+    finally:
+        consumer.close()
+
+
 def guarded(loop, name: str, index: int, args, history: History, stop: threading.Event) -> None:
     """Runs a producer's or consumer's loop; an exception it does not handle is written as a `crash`
     (the checker's `client_crash`) instead of ending the thread with a traceback nobody reads."""
@@ -360,16 +511,24 @@ def main() -> int:
     parser.add_argument("--history", required=True)
     parser.add_argument("--mode", choices=("idempotent", "txn"), default="idempotent",
                         help="idempotent producers (default) or transactional ones with read_committed consumers")
-    parser.add_argument("--seed", default="0", help="seeds the transactions' sizes and outcomes")
+    parser.add_argument("--seed", default="0", help="seeds the transactions' sizes and outcomes, the group's "
+                        "assignor and its members' lifetimes")
+    parser.add_argument("--group", choices=("none", "classic", "consumer"), default="none",
+                        help="add a consumer group with this protocol (see the module doc)")
+    parser.add_argument("--group-members", type=int, default=3)
+    parser.add_argument("--group-drain-timeout", type=float, default=120.0,
+                        help="how long the group may take, once the producers stopped, to read what they wrote, s")
     parser.add_argument("--client-config", help="librdkafka properties of a secured run (security.protocol, "
                         "ssl.*, sasl.*; `security.write_client_properties`), a file so no password is in argv")
     args = parser.parse_args()
     args.security = {k: v for k, v in read_properties(args.client_config).items()
                      if k != "bootstrap.servers"} if args.client_config else {}
 
+    args.assignor = random.Random(f"{args.seed}-group").choice(CLASSIC_ASSIGNORS)
     history = History(args.history)
     stop_producers = threading.Event()
     stop_consumers = threading.Event()
+    stop_group = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_producers.set())
     signal.signal(signal.SIGINT, lambda *_: stop_producers.set())
     loop = txn_producer_loop if args.mode == "txn" else producer_loop
@@ -379,15 +538,36 @@ def main() -> int:
     consumers = [threading.Thread(target=guarded, args=(consumer_loop, f"c{i}", i, args, history, stop_consumers),
                                   daemon=True)
                  for i in range(args.consumers)]
-    for t in producers + consumers:
+    group = []
+    if args.group != "none":
+        try:
+            seed_group_offsets(args, history, stop_producers)
+        except Exception:  # noqa: BLE001 - the group then starts without offsets: its resets are anomalies
+            history.write("crash", proc="seed", err=traceback.format_exc(limit=4))
+        group = [threading.Thread(target=guarded, args=(group_member_loop, f"g{i}", i, args, history, stop_group),
+                                  daemon=True)
+                 for i in range(args.group_members)]
+    for t in producers + consumers + group:
         t.start()
     history.write("start", producers=args.producers, consumers=args.consumers, partitions=args.partitions,
-                  mode=args.mode)
+                  mode=args.mode, group=args.group, group_members=len(group),
+                  assignor=args.assignor if args.group == "classic" else None)
     while not stop_producers.is_set():
         stop_producers.wait(1.0)
         history.flush()
     for t in producers:
         t.join(args.flush_timeout + 30)
+    if group:
+        deadline = time.monotonic() + args.group_drain_timeout
+        while True:
+            target, reached = history.group_lag()
+            if all(reached[p] >= end for p, end in target.items()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        history.write("drained", target=target, reached=reached)
+        stop_group.set()
+        for t in group:
+            t.join(30)
     stop_consumers.set()
     for t in consumers:
         t.join(10)

@@ -2,14 +2,18 @@
 network namespace, idempotent acks=all producers and consumers in a client namespace, and one fault of
 every kind (kill, pause, four kinds of network partition, controller cut, active controller kill, a lossy link,
 a controller that loses its data directory, full disk, a replica reassignment away from a broker and back) in a seeded order. Any anomaly the checker finds (lost acknowledged writes, duplicates,
-lost reads, unexpected values, replicas that disagree) fails the test with the run's report.
+lost reads, unexpected values, replicas that disagree) fails the test with the run's report. A
+consumer group of KIP-848 members (`--group consumer`) consumes and commits throughout, and must not
+go back past an acknowledged commit, skip an acknowledged record or fail to catch up once the faults
+are healed.
 
 Skipped, saying why, when the machine cannot give the run its namespaces: not root, no `ip netns`,
 or no iptables inside a namespace. About two minutes (10 faults held 4-8 s each, recovery, setup and checks).
 
 `test_short_transactional_chaos_run` runs three faults under the transactional workload
 (`--workload txn`: transactional producers committing and aborting, read_committed consumers), checked
-for aborted reads and torn transactions besides everything above.
+for aborted reads and torn transactions besides everything above, with a classic-protocol group
+(`--group classic`; the seed picks its assignor).
 
 `test_short_secured_chaos_run` runs three of those faults (a broker killed, a broker isolated, a
 reassignment) against a cluster secured end to end (`--security sasl_ssl`: TLS and tokens on the
@@ -58,7 +62,8 @@ def test_short_seeded_chaos_run(tmp_path):
     if reason:
         pytest.skip(f"the chaos harness cannot run here: {reason}")
     faults = len(chaos_run.nemesis.KINDS)
-    run_schedule(tmp_path, "chaos run", [f"--faults={faults}", "--hold-min=4", "--hold-max=8"], timeout=560)
+    run_schedule(tmp_path, "chaos run", [f"--faults={faults}", "--hold-min=4", "--hold-max=8", "--group=consumer"],
+                 timeout=560)
 
 
 SECURED_KINDS = "kill,broker_isolated,reassign"
@@ -90,6 +95,7 @@ def test_short_transactional_chaos_run(tmp_path):
     if reason:
         pytest.skip(f"the chaos harness cannot run here: {reason}")
     run_schedule(tmp_path, "transactional chaos run",
-                 ["--workload=txn", f"--kinds={TXN_KINDS}", "--faults=3", "--hold-min=4", "--hold-max=6"],
+                 ["--workload=txn", "--group=classic", f"--kinds={TXN_KINDS}", "--faults=3", "--hold-min=4",
+                  "--hold-max=6"],
                  timeout=380)
 

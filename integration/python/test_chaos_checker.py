@@ -415,3 +415,82 @@ def test_the_batch_dump_names_a_control_batch_by_its_record_key():
     assert run.control_type(control_batch(0)) == "ABORT"
     assert run.control_type(control_batch(7)) == "type 7"
     assert run.control_type(bytes(run.BATCH_HEADER)) == "unreadable"
+
+
+# ----- the consumer group (`workload --group`) -----
+
+
+def gop(op, proc, t, **fields):
+    return {"op": op, "t": t, "proc": proc, **fields}
+
+
+def gread(v, p, o, t, proc="g0"):
+    return dict(read(v, p, o, t, proc), g=True)
+
+
+def group_history():
+    """p0 writes p0-0..p0-3 to partition 0 (offsets 0-3). g0 reads 0-1, commits 2 and is revoked; g1
+    is assigned the partition, reads 2-3 and commits 4; the group drained to 4."""
+    ops = [dict(start(), group="consumer", group_members=2),
+           ack("p0-0", 0, 0, 1.0), ack("p0-1", 0, 1, 1.1), ack("p0-2", 0, 2, 1.2), ack("p0-3", 0, 3, 1.3),
+           gop("assign", "g0", 2.0, inc=1, parts=[0]), gread("p0-0", 0, 0, 2.1), gread("p0-1", 0, 1, 2.2),
+           gop("commit", "g0", 2.3, inc=1, p=0, o=2), gop("revoke", "g0", 2.4, inc=1, parts=[0]),
+           gop("assign", "g1", 2.5, inc=1, parts=[0]), gread("p0-2", 0, 2, 2.6, "g1"),
+           gread("p0-3", 0, 3, 2.7, "g1"), gop("commit", "g1", 2.8, inc=1, p=0, o=4),
+           done("p0", 4), {"op": "drained", "t": 9.0, "target": {"0": 4}, "reached": {"0": 4}}]
+    final = {0: {0: "p0-0", 1: "p0-1", 2: "p0-2", 3: "p0-3"}, 1: {}}
+    return ops, final, {0: 4, 1: 0}
+
+
+def test_a_clean_group_history_has_no_anomaly():
+    ops, final, hws = group_history()
+    assert kinds(checker.check(ops, final, hws)) == []
+    assert checker.check_group(ops, final) == []
+    counts = checker.group_counts(ops)
+    assert (counts["reads"], counts["commit"], counts["assign"], counts["revoke"]) == (4, 2, 2, 1)
+
+
+def test_a_member_reading_below_a_commit_acknowledged_before_its_assignment_is_a_lost_commit():
+    ops, final, _ = group_history()
+    # g1 starts from offset 1: the commit of 2, acknowledged before g1's assignment, was lost.
+    at = ops.index(gread("p0-2", 0, 2, 2.6, "g1"))
+    ops.insert(at, gread("p0-1", 0, 1, 2.55, "g1"))
+    found = checker.check_group(ops, final)
+    assert [(a.kind, a.partition, a.offset) for a in found] == [("lost_commit", 0, 1)]
+    # A commit acknowledged only after the assignment began proves nothing about what it fetched.
+    ops = [op for op in ops if not (op["op"] == "commit" and op["proc"] == "g0")]
+    ops.insert(ops.index(gop("assign", "g1", 2.5, inc=1, parts=[0])) + 1, gop("commit", "g0", 2.51, inc=1, p=0, o=2))
+    assert checker.check_group(ops, final) == []
+
+
+def test_a_refused_group_position_is_a_group_reset():
+    ops, final, _ = group_history()
+    ops.insert(-1, {"op": "reset", "t": 2.9, "proc": "g1", "p": 0, "o": 4, "err": "offset out of range"})
+    ops.insert(-1, {"op": "reset", "t": 2.9, "proc": "c0", "p": 0, "o": 4, "err": "offset out of range"})
+    assert [a.kind for a in checker.check_group(ops, final)] == ["group_reset"]
+
+
+def test_a_group_that_did_not_read_to_the_last_ack_stalled_and_one_that_skipped_a_record_missed_it():
+    ops, final, _ = group_history()
+    ops[-1] = {"op": "drained", "t": 9.0, "target": {"0": 4}, "reached": {"0": 3}}
+    assert [(a.kind, a.partition) for a in checker.check_group(ops, final)] == [("group_stalled", 0)]
+    ops, final, _ = group_history()
+    ops.remove(gread("p0-2", 0, 2, 2.6, "g1"))
+    assert [(a.kind, a.offset) for a in checker.check_group(ops, final)] == [("group_missed", 2)]
+    # No drain line: the run cannot say the group kept up.
+    ops, final, _ = group_history()
+    assert [a.kind for a in checker.check_group(ops[:-1], final)] == ["group_stalled"]
+    # A lost acknowledged record is a lost_ack, not also a group_missed; an unreadable partition is
+    # not judged.
+    ops, final, _ = group_history()
+    ops.remove(gread("p0-2", 0, 2, 2.6, "g1"))
+    final[0][2] = "p0-9"
+    assert checker.check_group(ops, final) == []
+    ops, final, _ = group_history()
+    ops.remove(gread("p0-2", 0, 2, 2.6, "g1"))
+    assert checker.check_group(ops, final, unreadable={0: "no leader"}) == []
+
+
+def test_histories_without_a_group_have_no_group_anomalies():
+    ops, final, _ = clean_history()
+    assert checker.check_group(ops, final) == []
