@@ -18,6 +18,9 @@ ConsumerGroupDescribe), with librdkafka (confluent-kafka) and the Java client:
   describes the group as a `Consumer` group;
 - a group of one protocol with members refuses members of the other;
 - members subscribing by regular expression get the matching topics, and new ones as they appear;
+  with the standard authorizer only those their principal may DESCRIBE (again once an ACL allows
+  more), and ConsumerGroupDescribe describes a group whose assignments hold a topic the caller may
+  not DESCRIBE by TOPIC_AUTHORIZATION_FAILED alone;
 - an empty consumer group without committed offsets is removed at the next offsets cleanup.
 """
 
@@ -29,11 +32,12 @@ import confluent_kafka as ck
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from chronik_cluster import ChronikctlError, wait_until
+from chronik_cluster import ChronikctlError, run_chronikctl, wait_until
 from clients import LIBRDKAFKA_BASE, unique_group
 from test_groups import (PARTITIONS, committed_offsets, consumed_values, coordinator_of, kill_coordinator,  # noqa: F401
                          members, produce, wait_consumed, wait_owned_exactly_once)
 from test_java_client import java_classpath, run_java  # noqa: F401
+from test_security_client import read_properties, secured_cluster  # noqa: F401 - a fixture
 
 HEARTBEAT_MS = 300
 SESSION_MS = 6_000
@@ -313,6 +317,76 @@ def test_a_regex_subscription_follows_new_topics_and_an_unused_group_is_cleaned_
         consumer.close()
     # It left and never committed: the next offsets cleanup (every second here) removes the group.
     wait_until(lambda: group not in listed(), 30, "the unused group to be removed")
+
+
+@pytest.mark.confluent
+@pytest.mark.timeout(240)
+def test_a_regex_matches_only_topics_the_member_may_describe_and_a_description_hides_the_rest(
+        secured_cluster, topic_name):  # noqa: F811 - a fixture
+    """SASL users and the standard authorizer (strict: no ACL, no access). alice may read the group
+    and `<t>-open`; `<t>-hidden` matches her regex too, but she may not DESCRIBE it, so the group
+    assigns her `<t>-open` alone (Kafka resolves a regex with the ACLs of the member whose heartbeat
+    refreshes it). bob may DESCRIBE the group but not `<t>-open`: his ConsumerGroupDescribe gets
+    TOPIC_AUTHORIZATION_FAILED and no member. Once an ACL lets alice read `<t>-hidden` (a metadata
+    change), her regex is resolved again and she gets it too."""
+    cluster = secured_cluster("sasl_plaintext", brokers=1, broker_args=tuple(BROKER_ARGS))
+    path = cluster.doc["client_properties"]
+    properties = read_properties(path)
+    ctl = ["--controllers", cluster.controllers, "-C", path]
+    for user in ("alice", "bob"):
+        run_chronikctl([*ctl, "user", "create", user, "--password", f"{user}-pw"], 30)
+    opened, hidden = f"{topic_name}-open", f"{topic_name}-hidden"
+    cluster.create_topic(opened, partitions=2, replication_factor=1, wait=False)
+    cluster.create_topic(hidden, partitions=1, replication_factor=1, wait=False)
+    group = unique_group()
+
+    def allow(user: str, operation: str, resource_type: str, name: str) -> None:
+        run_chronikctl([*ctl, "acl", "create", "--principal", f"User:{user}", "--operation", operation,
+                        "--permission", "allow", "--resource-type", resource_type, "--resource-name", name], 30)
+
+    allow("alice", "read", "group", group)
+    allow("alice", "read", "topic", opened)
+    allow("bob", "describe", "group", group)
+
+    def as_user(user: str) -> dict:
+        return {**properties, "sasl.username": user, "sasl.password": f"{user}-pw"}
+
+    admin = AdminClient(properties)
+
+    def described() -> set[tuple[str, int]]:
+        group_info = admin.describe_consumer_groups([group])[group].result(timeout=30)
+        return {(tp.topic, tp.partition) for m in group_info.members for tp in m.assignment.topic_partitions}
+
+    alice = ck.Consumer({**as_user("alice"), "group.id": group, "group.protocol": "consumer",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        alice.subscribe([f"^{topic_name}-.*"])
+
+        def assignment() -> set[tuple[str, int]]:
+            alice.consume(num_messages=10, timeout=0.1)
+            return {(tp.topic, tp.partition) for tp in alice.assignment()}
+
+        def now_holds(expected: set[tuple[str, int]]) -> bool:
+            mine, theirs = assignment(), described()
+            assert mine == theirs == expected, f"alice has {sorted(mine)}, the group says {sorted(theirs)}"
+            return True
+
+        only_open = {(opened, 0), (opened, 1)}
+        wait_until(lambda: now_holds(only_open), 60, "alice to be assigned the topic she may describe")
+        for _ in range(10):  # a few heartbeats (300 ms here): nothing more comes
+            assert assignment() == only_open and described() == only_open
+            time.sleep(0.3)
+
+        bob = AdminClient(as_user("bob"))
+        with pytest.raises(ck.KafkaException) as refused:
+            bob.describe_consumer_groups([group])[group].result(timeout=30)
+        assert refused.value.args[0].code() == ck.KafkaError.TOPIC_AUTHORIZATION_FAILED, refused.value
+
+        allow("alice", "read", "topic", hidden)
+        everything = only_open | {(hidden, 0)}
+        wait_until(lambda: now_holds(everything), 60, "alice to get the topic an ACL now lets her describe")
+    finally:
+        alice.close()
 
 
 @pytest.mark.confluent

@@ -68,6 +68,9 @@ pub trait TopicSource {
     fn topic(&self, name: &str) -> Option<(Uuid, i32)>;
     /// Every topic a regular expression may match (not the internal ones).
     fn topic_names(&self) -> Vec<String>;
+    /// Whether a regular expression of the heartbeat at hand may match `name` (its principal may
+    /// DESCRIBE the topic).
+    fn describable(&self, name: &str) -> bool;
     /// A number that changes whenever the topics do (the metadata image's offset).
     fn version(&self) -> u64;
 }
@@ -957,7 +960,11 @@ impl ConsumerGroup {
                 let Ok(compiled) = self.compiled(r) else {
                     continue;
                 };
-                names.extend(all.iter().filter(|t| compiled.is_match(t)).cloned());
+                names.extend(
+                    all.iter()
+                        .filter(|t| compiled.is_match(t) && topics.describable(t))
+                        .cloned(),
+                );
             }
         }
         let resolved: BTreeMap<String, (Uuid, i32)> = names

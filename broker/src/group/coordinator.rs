@@ -92,18 +92,27 @@ pub struct ListedGroup {
 pub const CLASSIC_GROUP_TYPE: &str = "classic";
 pub const CONSUMER_GROUP_TYPE: &str = "consumer";
 
-/// What the coordinator's metadata image says of topics, for consumer groups.
-struct ImageTopics<'a>(&'a MetadataImage);
+/// Whether the principal of the heartbeat at hand may DESCRIBE a topic.
+pub type Describable<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
+/// What the coordinator's metadata image says of topics, for consumer groups. A regular expression
+/// matches only the topics the heartbeating member's principal may DESCRIBE, as Kafka resolves a
+/// group's regular expressions with the ACLs of the member whose heartbeat refreshes them
+/// (KAFKA-18813).
+struct ImageTopics<'a> {
+    image: &'a MetadataImage,
+    describable: Describable<'a>,
+}
 
 impl TopicSource for ImageTopics<'_> {
     fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
-        self.0
+        self.image
             .topic_by_name(name)
             .map(|t| (t.id, i32::try_from(t.partitions.len()).unwrap_or(i32::MAX)))
     }
 
     fn topic_names(&self) -> Vec<String> {
-        self.0
+        self.image
             .topics
             .values()
             .filter(|t| !is_internal_topic(&t.name))
@@ -111,8 +120,12 @@ impl TopicSource for ImageTopics<'_> {
             .collect()
     }
 
+    fn describable(&self, name: &str) -> bool {
+        (self.describable)(name)
+    }
+
     fn version(&self) -> u64 {
-        self.0.offset
+        self.image.offset
     }
 }
 
@@ -725,11 +738,13 @@ impl GroupCoordinator {
     // ---- Consumer groups (KIP-848) ----
 
     /// ConsumerGroupHeartbeat: a member joins, heartbeats or leaves; the reply once the records of
-    /// what it decided are committed.
+    /// what it decided are committed. `describable` says which topics the member's principal may
+    /// DESCRIBE (regular expressions match only those).
     pub async fn consumer_group_heartbeat(
         self: &Arc<Self>,
         group_id: &str,
         request: Heartbeat,
+        describable: Describable<'_>,
     ) -> Result<HeartbeatReply, (ResponseError, String)> {
         let plain = |e: ResponseError| (e, String::new());
         let shard = self.shard(group_id).map_err(plain)?;
@@ -795,7 +810,10 @@ impl GroupCoordinator {
                     .consumer_groups
                     .get_mut(group_id)
                     .ok_or_else(not_consumer)?;
-                let topics = ImageTopics(&image);
+                let topics = ImageTopics {
+                    image: &image,
+                    describable,
+                };
                 let outcome = if writable {
                     group.heartbeat(request, &topics, config, now)
                 } else {

@@ -853,6 +853,9 @@ mod tests {
             fn topic_names(&self) -> Vec<String> {
                 vec!["t".into()]
             }
+            fn describable(&self, _name: &str) -> bool {
+                true
+            }
             fn version(&self) -> u64 {
                 1
             }

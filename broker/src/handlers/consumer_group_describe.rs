@@ -1,7 +1,9 @@
 //! ConsumerGroupDescribe (key 69, v0–1): KIP-848 consumer groups with their epochs, assignor and
 //! members (subscription, assignment and target). A group that is not a consumer group is
-//! GROUP_ID_NOT_FOUND, as in Kafka; DESCRIBE on the group is required (GROUP_AUTHORIZATION_FAILED);
-//! every group is UNSUPPORTED_VERSION while the cluster's `group.version` is 0.
+//! GROUP_ID_NOT_FOUND, as in Kafka; DESCRIBE on the group is required (GROUP_AUTHORIZATION_FAILED),
+//! and on every topic of its members' assignments and targets, else the group is described by
+//! TOPIC_AUTHORIZATION_FAILED alone (KAFKA-18813: a description must not show topics the client may
+//! not see); every group is UNSUPPORTED_VERSION while the cluster's `group.version` is 0.
 
 use chronik_metadata::acl::{AclOperation, ResourceType};
 use chronik_metadata::features::GROUP_VERSION;
@@ -54,6 +56,19 @@ pub fn handle(
                         .with_error_message(message.map(StrBytes::from_string));
                 }
             };
+            let hidden = group
+                .members
+                .iter()
+                .flat_map(|m| m.assigned.keys().chain(m.target.keys()))
+                .filter_map(|id| image.topics.get(id))
+                .any(|t| !ctx.authorize_topic(rc, AclOperation::Describe, &t.name));
+            if hidden {
+                return described
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "The group's members are assigned topics the client is not authorized to describe.",
+                    )));
+            }
             let operations = if request.include_authorized_operations {
                 ctx.authorized_operations(rc, ResourceType::Group, &id)
             } else {

@@ -102,9 +102,10 @@ async fn heartbeat(
         client_id: rc.client_id(),
         client_host: rc.client_host(),
     };
+    let describable = |topic: &str| ctx.authorize_topic(rc, AclOperation::Describe, topic);
     let reply = ctx
         .groups
-        .consumer_group_heartbeat(&group_id, heartbeat)
+        .consumer_group_heartbeat(&group_id, heartbeat, &describable)
         .await?;
     Ok(ConsumerGroupHeartbeatResponse::default()
         .with_member_id(Some(StrBytes::from_string(reply.member_id)))

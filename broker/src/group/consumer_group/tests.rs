@@ -1,6 +1,7 @@
 use super::*;
 
-struct Topics(BTreeMap<String, (Uuid, i32)>);
+/// Topics by name, and those a heartbeat's principal may not DESCRIBE.
+struct Topics(BTreeMap<String, (Uuid, i32)>, BTreeSet<String>);
 
 impl TopicSource for Topics {
     fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
@@ -9,12 +10,16 @@ impl TopicSource for Topics {
     fn topic_names(&self) -> Vec<String> {
         self.0.keys().cloned().collect()
     }
+    fn describable(&self, name: &str) -> bool {
+        !self.1.contains(name)
+    }
     fn version(&self) -> u64 {
-        // Changes with the topics, as the metadata image's offset does.
+        // Changes with the topics and ACLs, as the metadata image's offset does.
         self.0
             .values()
             .map(|(id, n)| id.as_u128() as u64 * 31 + *n as u64)
-            .sum()
+            .sum::<u64>()
+            + 1_000_000 * self.1.len() as u64
     }
 }
 
@@ -28,6 +33,7 @@ fn topics(partitions: i32) -> Topics {
         ]
         .into_iter()
         .collect(),
+        BTreeSet::new(),
     )
 }
 
@@ -374,6 +380,26 @@ fn regular_expressions_subscribe_to_matching_topics_and_new_ones() {
         .heartbeat(bad, &topics, &config(), Instant::now())
         .unwrap_err();
     assert_eq!(err.0, ResponseError::InvalidRegularExpression);
+}
+
+#[test]
+fn a_regular_expression_matches_only_topics_the_member_may_describe() {
+    let mut topics = topics(2);
+    topics.1.insert("audit".into());
+    let mut g = ConsumerGroup::new("g".into());
+    let mut request = join("a");
+    request.subscribed_topic_names = Some(vec![]);
+    request.subscribed_topic_regex = Some("ord.*|aud.*".into());
+    let a = heartbeat(&mut g, request, &topics);
+    assert_eq!(a.assignment.unwrap().keys().collect::<Vec<_>>(), vec![&T]);
+    // An ACL now allows it (the metadata changes): the next heartbeat resolves the regex again.
+    topics.1.clear();
+    let a = heartbeat(&mut g, beat("a", 1, Some(&[0, 1])), &topics);
+    assert_eq!(a.member_epoch, 2);
+    assert_eq!(
+        a.assignment.unwrap().keys().copied().collect::<Vec<_>>(),
+        vec![T, Uuid::from_u128(2)]
+    );
 }
 
 #[test]
