@@ -11,9 +11,10 @@ ConsumerGroupDescribe), with librdkafka (confluent-kafka) and the Java client:
   `--group-consumer-session-timeout-ms`) and its partitions go to the others;
 - the coordinator's broker killed: the members carry on with the new coordinator without a
   rebalance (their epochs and assignments were in `__consumer_offsets`), and consume what follows;
-- what the offsets topic cannot take changes nothing: a leave while its in-sync replicas are below
-  min.insync.replicas, a join whose record is larger than its max.message.bytes (the partition is
-  reloaded from its log); a new coordinator finds no member that left;
+- what the offsets topic cannot take changes nothing: a member's leave or an admin's LeaveGroup while
+  its in-sync replicas are below min.insync.replicas (the admin is told COORDINATOR_NOT_AVAILABLE), a
+  join whose record is larger than its max.message.bytes (the partition is reloaded from its log); a
+  new coordinator finds no member that left, and an admin's LeaveGroup is answered once written;
 - the Java client (kafka-clients 4.x) consumes and commits through the protocol, and its Admin client
   describes the group as a `Consumer` group;
 - a group of one protocol with members refuses members of the other;
@@ -32,6 +33,7 @@ import confluent_kafka as ck
 import pytest
 from confluent_kafka.admin import AdminClient
 
+import kafka_wire
 from chronik_cluster import ChronikctlError, run_chronikctl, wait_until
 from clients import LIBRDKAFKA_BASE, unique_group
 from test_groups import (PARTITIONS, committed_offsets, consumed_values, coordinator_of, kill_coordinator,  # noqa: F401
@@ -83,6 +85,29 @@ def member(bootstrap: str, group: str, name: str) -> ck.Consumer:
     return ck.Consumer({**LIBRDKAFKA_BASE, "bootstrap.servers": bootstrap, "group.id": group,
                         "group.protocol": "consumer", "client.id": name, "auto.offset.reset": "earliest",
                         "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+
+
+COORDINATOR_NOT_AVAILABLE = 15
+LEAVE_GROUP = 13
+
+
+def admin_leave(address: str, group: str, member_id: str) -> tuple[int, list[tuple[str, int]]]:
+    """LeaveGroup v5 as an admin sends it (Kafka's `removeMembersFromConsumerGroup`), to the group's
+    coordinator: the group's error code and (member id, error code) per member."""
+    member = (kafka_wire.compact_string(member_id) + b"\x00"  # no group instance id
+              + b"\x00" + b"\x00")  # no reason; no tagged fields
+    body = kafka_wire.compact_string(group) + kafka_wire.compact_array([member]) + b"\x00"
+    with kafka_wire.KafkaConnection(address) as conn:
+        r = kafka_wire._Reader(conn.request(LEAVE_GROUP, 5, body, flexible=True))
+    r.int32()  # throttle
+
+    def member_result() -> tuple[str, int]:
+        mid, _instance, code = r.compact_string(), r.compact_string(), r.int16()
+        r.tagged_fields()
+        return mid, code
+
+    error = r.int16()
+    return error, r.compact_array(member_result)
 
 
 def first_error(consumer: ck.Consumer, timeout: float = 30.0) -> ck.KafkaError | None:
@@ -454,8 +479,12 @@ def test_a_decision_the_offsets_topic_refuses_is_undone_and_leaves_no_ghost_afte
 
     wait_until(lambda: offsets_isr() == [coordinator], 60, "the offsets partition's ISR to shrink to one")
     consumers.pop("b").close()  # its leave cannot be written
+    # Nor can an admin's LeaveGroup: refused, not answered as done and then undone.
+    a_id = next(m.member_id for m in admin.describe_consumer_groups([group])[group].result(timeout=30).members
+                if m.client_id == "a")
+    assert admin_leave(cluster.broker_addr(coordinator), group, a_id) == (COORDINATOR_NOT_AVAILABLE, [])
     time.sleep(2)
-    assert members() == ["a", "b"], "the leave that could not be written changed nothing"
+    assert members() == ["a", "b"], "the leaves that could not be written changed nothing"
 
     for broker in others:
         cluster.start_broker(broker)
@@ -467,6 +496,11 @@ def test_a_decision_the_offsets_topic_refuses_is_undone_and_leaves_no_ghost_afte
 
     kill_coordinator(cluster, group)
     assert wait_until(lambda: members(), 60, "the new coordinator to describe the group") == ["a"]
+    # An admin removes a: answered once written, so a new coordinator knows it too.
+    _, coordinator = coordinator_of(cluster, group)
+    a_id = next(m.member_id for m in admin.describe_consumer_groups([group])[group].result(timeout=30).members)
+    assert admin_leave(cluster.broker_addr(coordinator), group, a_id) == (0, [(a_id, 0)])
+    assert members() == []
     consumers["a"].close()
 
 

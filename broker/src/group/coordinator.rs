@@ -704,17 +704,38 @@ impl GroupCoordinator {
         }
     }
 
-    /// LeaveGroup: one result per (member id, group instance id), or a group-level error.
-    pub fn leave_group(
+    /// LeaveGroup: one result per (member id, group instance id), or a group-level error. Members
+    /// of a consumer group are removed once the records saying so are committed.
+    pub async fn leave_group(
         self: &Arc<Self>,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         let shard = self.shard(group_id)?;
-        let mut state = shard.lock_live()?;
-        if state.consumer_groups.contains_key(group_id) {
-            return Ok(self.remove_consumer_members(&shard, &mut state, group_id, members));
+        let (results, done) = {
+            let mut state = shard.lock_live()?;
+            if !state.consumer_groups.contains_key(group_id) {
+                return self.leave_classic_group(&shard, &mut state, group_id, members);
+            }
+            self.remove_consumer_members(&shard, &mut state, group_id, members)?
+        };
+        if let Some(done) = done {
+            match done.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(ResponseError::NotCoordinator),
+            }
         }
+        Ok(results)
+    }
+
+    fn leave_classic_group(
+        self: &Arc<Self>,
+        shard: &Arc<Shard>,
+        state: &mut ShardState,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         let Some(group) = state.groups.get_mut(group_id) else {
             return Ok(members
                 .iter()
@@ -731,7 +752,7 @@ impl GroupCoordinator {
                 group.leave(member_id, instance.as_deref(), &self.config, now)
             })
             .collect();
-        self.queue_persist(&shard, &mut state, group_id);
+        self.queue_persist(shard, state, group_id);
         Ok(results)
     }
 
@@ -899,14 +920,26 @@ impl GroupCoordinator {
     }
 
     /// LeaveGroup on a consumer group (an admin removing members): each member, named by its id or
-    /// its instance id, is removed as if its session had ended.
+    /// its instance id, is removed as if its session had ended. The results, and the write to wait
+    /// for; refused up front (COORDINATOR_NOT_AVAILABLE) while the offsets partition's in-sync
+    /// replicas are below its min.insync.replicas, as the heartbeats' decisions are.
+    #[allow(clippy::type_complexity)]
     fn remove_consumer_members(
         &self,
         shard: &Arc<Shard>,
         state: &mut ShardState,
         group_id: &str,
         members: &[(String, Option<String>)],
-    ) -> Vec<Option<ResponseError>> {
+    ) -> Result<
+        (
+            Vec<Option<ResponseError>>,
+            Option<tokio::sync::oneshot::Receiver<Result<i64, ResponseError>>>,
+        ),
+        ResponseError,
+    > {
+        if !shard.writable() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
         let session = self.config.consumer.session_timeout;
         let now = Instant::now();
         let mut records = Vec::new();
@@ -939,8 +972,8 @@ impl GroupCoordinator {
             };
             results.push(result);
         }
-        drop(self.queue_consumer(shard, state, group_id, Vec::new(), records));
-        results
+        let done = self.queue_consumer(shard, state, group_id, Vec::new(), records);
+        Ok((results, done))
     }
 
     // ---- Offsets ----

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{error_code, BrokerContext, RequestContext};
 
-pub fn handle(
+pub async fn handle(
     ctx: &BrokerContext,
     rc: &RequestContext<'_>,
     request: LeaveGroupRequest,
@@ -31,7 +31,7 @@ pub fn handle(
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    match ctx.groups.leave_group(&request.group_id, &members) {
+    match ctx.groups.leave_group(&request.group_id, &members).await {
         Err(error) => LeaveGroupResponse::default().with_error_code(error.code()),
         Ok(results) if rc.version >= 3 => LeaveGroupResponse::default().with_members(
             request
