@@ -61,6 +61,12 @@ With a consumer group in the workload (`workload --group`; `check_group`), also:
   said how far it got).
 - `group_missed`: an acknowledged record (at its offset in the final log) below where the group read
   to that no member read: the group skipped it.
+- `double_owner`: a member was assigned a partition that another member still held and later gave
+  back with a normal revocation, so both owned it at once. Not when the earlier holder's holding ended
+  as `lost`, nor when a coordinator had removed the holder (its member id in a broker's line saying
+  it expired or did not rejoin in time, `expired_members`) before the assignment: a member
+  whose coordinator is cut off, or that keeps talking to a deposed coordinator which cannot tell
+  (as in Kafka), learns late that its partitions moved.
 
 The transactional workload (`workload --mode txn`; `check_transactions`) reads with read_committed,
 so `final` holds committed records only, and its acks are the records of committed transactions.
@@ -93,7 +99,8 @@ PROCESS_START = re.compile(r"^===== \S+ start ")
 KINDS = ("lost_ack", "conflicting_ack", "duplicate", "lost_read", "unexpected_value", "producer_order",
          "replica_divergence", "producer_fatal", "unreadable_partition", "live_broker_fenced",
          "removed_replica_kept_data", "cancel_not_reverted", "aborted_read", "torn_txn", "untracked_value",
-         "client_crash", "lost_commit", "group_reset", "group_stalled", "group_missed")
+         "client_crash", "lost_commit", "group_reset", "group_stalled", "group_missed",
+         "double_owner")
 
 
 @dataclass
@@ -362,10 +369,35 @@ def group_counts(ops: list[dict]) -> collections.Counter:
     return counts
 
 
+EXPIRED_MEMBERS = re.compile(r"(?:consumer group members expired|members left: they did not rejoin in time) "
+                             r"group=(\S+) members=\[([^\]]*)\]")
+EXPIRED_MEMBER = re.compile(r"member session expired group=(\S+) member=(\S+)")
+
+
+def expired_members(broker_lines: list[str], group: str) -> dict[str, float]:
+    """{member id: when a coordinator first expired it} from the brokers' logs (KIP-848 groups'
+    "consumer group members expired", classic groups' "member session expired" and "members left:
+    they did not rejoin in time")."""
+    expired: dict[str, float] = {}
+    for raw in broker_lines:
+        line = ANSI.sub("", raw)
+        at = _stamp(line)
+        found: list[str] = []
+        if (m := EXPIRED_MEMBERS.search(line)) and m.group(1) == group:
+            found = [x.strip().strip('"') for x in m.group(2).split(",") if x.strip()]
+        elif (m := EXPIRED_MEMBER.search(line)) and m.group(1) == group:
+            found = [m.group(2)]
+        for member in found:
+            if at is not None and member not in expired:
+                expired[member] = at
+    return expired
+
+
 def check_group(ops: list[dict], final: dict[int, dict[int, str]],
-                unreadable: dict[int, str] | None = None) -> list[Anomaly]:
+                unreadable: dict[int, str] | None = None,
+                expired: dict[str, float] | None = None) -> list[Anomaly]:
     """The consumer group's anomalies of the module doc (none without a group in the workload).
-    Partitions in `unreadable` are not judged."""
+    Partitions in `unreadable` are not judged; `expired` is `expired_members`."""
     started = next((op for op in ops if op["op"] == "start"), {})
     if started.get("group", "none") == "none":
         return []
@@ -378,6 +410,12 @@ def check_group(ops: list[dict], final: dict[int, dict[int, str]],
     last_commit: dict[int, dict] = {}
     first_read_due: dict[tuple[str, int], tuple[dict, dict | None]] = {}
     reads: set[tuple[int, int]] = set()
+    # Who holds each partition (member, incarnation), and the assignments of a partition to another
+    # member while its holder still held it, judged when that holding ends.
+    holder: dict[int, tuple[str, int]] = {}
+    member_of: dict[tuple[str, int], str] = {}
+    overlaps: dict[tuple[str, int, int], list[dict]] = collections.defaultdict(list)
+    expired = expired or {}
     for op in ops:
         kind = op["op"]
         if kind == "commit":
@@ -385,9 +423,24 @@ def check_group(ops: list[dict], final: dict[int, dict[int, str]],
         elif kind == "assign":
             for p in op["parts"]:
                 first_read_due[(op["proc"], p)] = (op, last_commit.get(p))
+                held = holder.get(p)
+                if held is not None and held[0] != op["proc"]:
+                    gone = expired.get(member_of.get(held, ""))
+                    if gone is None or gone > op["t"]:
+                        overlaps[(*held, p)].append(op)
+                holder[p] = (op["proc"], op["inc"])
+                if op.get("member"):
+                    member_of[(op["proc"], op["inc"])] = op["member"]
         elif kind in ("revoke", "lost"):
             for p in op["parts"]:
                 first_read_due.pop((op["proc"], p), None)
+                for other in overlaps.pop((op["proc"], op["inc"], p), []):
+                    if kind == "revoke" and p not in unreadable:
+                        add(Anomaly("double_owner", f"{other['proc']} was assigned p{p} (t={other['t']:.3f}) while "
+                                    f"{op['proc']} still held it; {op['proc']} revoked it only at "
+                                    f"t={op['t']:.3f}", other["t"], p))
+                if holder.get(p) == (op["proc"], op["inc"]):
+                    del holder[p]
         elif kind == "read" and op.get("g"):
             p, o = op["p"], op["o"]
             reads.add((p, o))
@@ -406,7 +459,13 @@ def check_group(ops: list[dict], final: dict[int, dict[int, str]],
                     "or died)"))
         return anomalies
     reached = {int(p): o for p, o in drained["reached"].items()}
-    for p, end in sorted((int(p), o) for p, o in drained["target"].items()):
+    # What the group had to read: up to each partition's last acknowledged record still in the final
+    # log (one that was lost is a lost_ack; the group could not read it).
+    kept_end: dict[int, int] = {}
+    for op in ops:
+        if op["op"] == "ack" and isinstance(op.get("o"), int) and final.get(op["p"], {}).get(op["o"]) == op["v"]:
+            kept_end[op["p"]] = max(kept_end.get(op["p"], 0), op["o"] + 1)
+    for p, end in sorted(kept_end.items()):
         if p not in unreadable and reached.get(p, 0) < end:
             add(Anomaly("group_stalled", f"the group read p{p} up to offset {reached.get(p, 0)}, not to its "
                         f"last acknowledged record's {end}, within the drain timeout (t={drained['t']:.3f})",
@@ -520,13 +579,21 @@ def history_around(ops: list[dict], faults: list[dict], anomaly: Anomaly, second
     lo, hi = min(times) - seconds, max(times) + seconds
     lines = [f"fault {f['kind']} {f.get('detail', '')} start={f['start']:.3f} heal={f['heal']:.3f}"
              for f in faults if f["start"] <= hi and (f.get("recovered") or f["heal"]) >= lo]
-    near = [op for op in ops if lo <= op["t"] <= hi and op["op"] in ("ack", "read", "fail", "reset", "fatal")
+    near = [op for op in ops if lo <= op["t"] <= hi and op["op"] in ("ack", "read", "fail", "reset", "fatal", "commit")
             and (anomaly.partition is None or op.get("p") == anomaly.partition)]
     if anomaly.offset is not None:
-        near.sort(key=lambda op: (abs(op.get("o", anomaly.offset) - anomaly.offset), op["t"]))
-        near = sorted(near[:limit], key=lambda op: op["t"])
+        def distance(op: dict) -> int:
+            o = op.get("o")
+            return abs(o - anomaly.offset) if isinstance(o, int) else 0
+
+        near.sort(key=lambda op: (distance(op), op["t"]))
+        near = near[:limit]
     else:
         near = near[:limit]
+    # The group's rebalances on the partition, all of them in the window.
+    near += [op for op in ops if lo <= op["t"] <= hi and op["op"] in ("assign", "revoke", "lost")
+             and (anomaly.partition is None or anomaly.partition in op.get("parts", ()))]
+    near.sort(key=lambda op: op["t"])
     lines += [" ".join(f"{k}={v}" for k, v in op.items()) for op in near]
     return lines
 

@@ -48,6 +48,7 @@ from cluster import ChaosCluster  # noqa: E402
 from security import PROTOCOLS, ChaosSecurity  # noqa: E402
 
 TOPIC = "chaos"
+GROUP_ID = "chaos-group"  # workload.GROUP_ID
 
 
 def log(text: str) -> None:
@@ -346,8 +347,9 @@ class Run:
         log("stopping the workload (producers flush" + (", the group reads what they wrote)"
                                                          if self.args.group != "none" else ")"))
         self.workload.send_signal(signal.SIGTERM)
-        # The producers' flush (60 s at most), then the group's drain (120 s) and its members' leaving.
-        patience = 240 + (160 if self.args.group != "none" else 0)
+        # The producers' flush (60 s at most each), then the group's drain (120 s) and its members'
+        # leaving (30 s each at most).
+        patience = 240 + (250 if self.args.group != "none" else 0)
         try:
             self.workload.wait(patience)
         except subprocess.TimeoutExpired:
@@ -413,15 +415,18 @@ class Run:
         result = checker.check(ops, final, hws, unreadable=self.unread)
         if checker.workload_mode(ops) == "txn":
             result.anomalies += checker.check_transactions(ops, final, unreadable=self.unread)
-        result.anomalies += checker.check_group(ops, final, unreadable=self.unread)
+        broker_logs = {int(log.stem.split("-")[1]): log.read_text(errors="replace").splitlines()
+                       for log in self.dir.glob("broker-*.log")}
+        expired = checker.expired_members([line for lines in broker_logs.values() for line in lines],
+                                          GROUP_ID)
+        result.anomalies += checker.check_group(ops, final, unreadable=self.unread, expired=expired)
         result.anomalies += divergences
         result.anomalies += checker.reassignment_anomalies(self.faults)
         moves = checker.reassignment_counts(self.faults)
         result.anomalies += checker.live_brokers_fenced_by_stream(
             [line for log in sorted(self.dir.glob("controller-*.log"))
              for line in log.read_text(errors="replace").splitlines()],
-            {int(log.stem.split("-")[1]): log.read_text(errors="replace").splitlines()
-             for log in self.dir.glob("broker-*.log")})
+            broker_logs)
         table = checker.unavailability(ops, self.faults)
         elapsed = time.time() - self.started
         print()

@@ -22,12 +22,14 @@ synchronously about twice a second and in their revocation callback, and each le
 rejoins as a new consumer after 10 to 40 s (seeded), so the group rebalances throughout the run:
 
     {"op": "read", ..., "proc": "g1", "g": true}                         a member read (p, o) = v
-    {"op": "assign", "t", "proc", "inc", "parts": [..]}                  partitions added to the member
+    {"op": "assign", "t", "proc", "inc", "parts": [..], "member"}        partitions added to the member
+                                                                        (its member id)
     {"op": "revoke"|"lost", "t", "proc", "inc", "parts": [..]}          partitions taken away
     {"op": "commit", "t", "proc", "inc", "p", "o"}                       a commit of next offset o to p
                                                                         acknowledged (t after the answer)
     {"op": "commit_fail", "t", "proc", "inc", "err"}                     a commit refused or failed
     {"op": "reset", "t", "proc": "g1", "p", "o", "err"}                  a member's position refused
+                                                                        20 times in a row
     {"op": "seeded", "t", "group", "partitions"}                        offset 0 committed everywhere
     {"op": "drained", "t", "target": {p: o}, "reached": {p: o}}          after the producers stopped:
                                                                         the group read up to each
@@ -445,10 +447,10 @@ def group_member(name: str, inc: int, args, history: History, stop: threading.Ev
             else:
                 history.write("commit_fail", proc=name, inc=inc, p=tp.partition, err=str(tp.error))
 
-    def on_assign(_consumer, parts) -> None:
+    def on_assign(c, parts) -> None:
         for tp in parts:
             owned[tp.partition] = None
-        history.write("assign", proc=name, inc=inc, parts=sorted(tp.partition for tp in parts))
+        history.write("assign", proc=name, inc=inc, parts=sorted(tp.partition for tp in parts), member=c.memberid())
 
     def on_revoke(_consumer, parts) -> None:
         commit([tp.partition for tp in parts if tp.partition in owned])
@@ -463,6 +465,7 @@ def group_member(name: str, inc: int, args, history: History, stop: threading.Ev
 
     consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
     next_commit = time.monotonic() + 0.5
+    refusals: dict[int, int] = {}
     try:
         while not stop.is_set() and time.monotonic() < until:
             for msg in consumer.consume(200, 0.2):
@@ -470,17 +473,28 @@ def group_member(name: str, inc: int, args, history: History, stop: threading.Ev
                 if err is None:
                     p, o = msg.partition(), msg.offset()
                     history.write("read", proc=name, v=msg.value().decode(errors="replace"), p=p, o=o, g=True)
+                    refusals.pop(p, None)
                     if p in owned:
                         owned[p] = o + 1
                 elif err.code() == ck.KafkaError._AUTO_OFFSET_RESET and msg.partition() is not None:
-                    # The committed offset was refused or missing (never expected: see
-                    # seed_group_offsets). Said, then read from the start.
+                    # The position (the committed offset, or after the last read) was refused:
+                    # never expected (see seed_group_offsets). As the plain consumers do, it is tried
+                    # again a few times (a leader that just changed); then said, and read from 0.
                     p = msg.partition()
-                    history.write("reset", proc=name, p=p, o=owned.get(p), err=str(err))
+                    refusals[p] = refusals.get(p, 0) + 1
+                    at = owned.get(p)
+                    if at is None:
+                        committed = consumer.committed([ck.TopicPartition(args.topic, p)], 10)
+                        at = committed[0].offset if committed and committed[0].offset >= 0 else 0
+                    if refusals[p] >= 20:
+                        history.write("reset", proc=name, p=p, o=at, err=str(err))
+                        refusals.pop(p)
+                        at = 0
+                    time.sleep(0.25)
                     try:
-                        consumer.seek(ck.TopicPartition(args.topic, p, 0))
+                        consumer.seek(ck.TopicPartition(args.topic, p, at))
                     except ck.KafkaException:
-                        time.sleep(0.25)
+                        pass
             if time.monotonic() >= next_commit:
                 commit(list(owned))
                 next_commit = time.monotonic() + 0.5
@@ -565,6 +579,7 @@ def main() -> int:
                 break
             time.sleep(0.5)
         history.write("drained", target=target, reached=reached)
+        history.flush()
         stop_group.set()
         for t in group:
             t.join(30)

@@ -494,3 +494,58 @@ def test_a_group_that_did_not_read_to_the_last_ack_stalled_and_one_that_skipped_
 def test_histories_without_a_group_have_no_group_anomalies():
     ops, final, _ = clean_history()
     assert checker.check_group(ops, final) == []
+
+
+def test_a_partition_assigned_before_its_holder_revoked_it_has_two_owners():
+    ops, final, _ = group_history()
+    # g1 gets partition 0 before g0 revoked it.
+    revoke = gop("revoke", "g0", 2.4, inc=1, parts=[0])
+    assign = gop("assign", "g1", 2.5, inc=1, parts=[0])
+    ops.remove(revoke)
+    ops.insert(ops.index(assign) + 1, dict(revoke, t=2.55))
+    assert [(a.kind, a.partition) for a in checker.check_group(ops, final)] == [("double_owner", 0)]
+    # The holder's session had ended (it learns so late): no anomaly.
+    lost = [dict(op, op="lost") if op["op"] == "revoke" else op for op in ops]
+    assert checker.check_group(lost, final) == []
+    # The same member's next incarnation is not another owner.
+    ops, final, _ = group_history()
+    again = [dict(op, proc="g0", inc=2) if op["op"] == "assign" and op["proc"] == "g1" else op for op in ops
+             if op["op"] != "revoke"]
+    assert checker.check_group(again, final) == []
+
+
+def test_a_holder_a_coordinator_had_expired_is_no_second_owner():
+    ops, final, _ = group_history()
+    revoke = gop("revoke", "g0", 2.4, inc=1, parts=[0])
+    assign = gop("assign", "g1", 2.5, inc=1, parts=[0])
+    ops.remove(revoke)
+    ops.insert(ops.index(assign) + 1, dict(revoke, t=2.55))
+    ops[ops.index(gop("assign", "g0", 2.0, inc=1, parts=[0]))]["member"] = "m-g0"
+    lines = ["2026-12-07T03:38:38.398763Z  INFO chronik_broker::group::coordinator: consumer group members expired "
+             'group=chaos-group members=["m-g0", "m-x"]',
+             "2026-12-07T03:38:39.000000Z  INFO chronik_broker::group::classic_group: member session expired "
+             "group=chaos-group member=rdkafka-1",
+             "2026-12-07T03:38:40.000000Z  INFO chronik_broker::group::classic_group: member session expired "
+             "group=other member=rdkafka-2",
+             "2026-12-07T03:38:41.000000Z  INFO chronik_broker::group::classic_group: members left: they did not "
+             'rejoin in time group=chaos-group members=["rdkafka-3"]']
+    expired = checker.expired_members(lines, "chaos-group")
+    assert set(expired) == {"m-g0", "m-x", "rdkafka-1", "rdkafka-3"}
+    # Expired before g1's assignment: g0 learned late; after it: two owners.
+    assert expired["m-g0"] == checker._stamp("2026-12-07T03:38:38.398763Z ")
+    assert checker.check_group(ops, final, expired={"m-g0": 2.45}) == []
+    assert [a.kind for a in checker.check_group(ops, final, expired={"m-g0": 2.6})] == ["double_owner"]
+    assert [a.kind for a in checker.check_group(ops, final, expired={"m-x": 2.45})] == ["double_owner"]
+
+
+def test_a_lost_last_ack_is_not_also_a_stall_and_the_history_around_shows_the_rebalances():
+    ops, final, _ = group_history()
+    ops[-1] = {"op": "drained", "t": 9.0, "target": {"0": 4}, "reached": {"0": 3}}
+    del final[0][3]  # p0-3, the last acknowledged record, was lost: a lost_ack, not a stall
+    assert checker.check_group(ops, final) == []
+    # A member's position refused before its first read (no offset) beside an anomaly with one.
+    ops, final, _ = group_history()
+    ops.insert(-1, {"op": "reset", "t": 2.65, "proc": "g1", "p": 0, "o": None, "err": "offset out of range"})
+    anomaly = checker.Anomaly("lost_commit", "planted", 2.6, 0, 2, "p0-2")
+    lines = checker.history_around(ops, [], anomaly)
+    assert any("op=reset" in line for line in lines) and any("op=assign" in line for line in lines), lines

@@ -180,6 +180,8 @@ def test_members_join_and_leave_and_no_partition_is_ever_owned_twice(module_clus
         owned = sorted((t["topic"], p) for m in ctl["members"] for t in m["assignment"] for p in t["partitions"])
         assert owned == [(topic_name, p) for p in range(PARTITIONS)], ctl
         assert all(p["lag"] == 0 and p["member_id"] for p in ctl["partitions"]), ctl
+        listed = [g for g in cluster.ctl_json("group", "list")["groups"] if g["group_id"] == group]
+        assert [(g["group_type"], g["state"]) for g in listed] == [("consumer", "Stable")], listed
         with pytest.raises(ChronikctlError) as refused:
             cluster.ctl("group", "reset-offsets", group, "--topic", topic_name, "--to-earliest", timeout=60)
         assert "3 member(s)" in refused.value.stderr, refused.value

@@ -163,6 +163,7 @@ def test_list_and_describe_show_a_live_group_with_its_lag(shared_cluster):
         assert len(mine) == 1, listed
         assert mine[0]["state"] == "Stable"
         assert mine[0]["protocol_type"] == "consumer"
+        assert mine[0]["group_type"] == "classic"
         assert mine[0]["coordinator"] == description["coordinator"]
 
         # The table shows the same figures.

@@ -757,6 +757,9 @@ impl ClassicGroup {
             .filter(|m| m.join_waiter.is_none() && m.group_instance_id.is_none())
             .map(|m| m.member_id.clone())
             .collect();
+        if !gone.is_empty() {
+            tracing::info!(group = %self.id, members = ?gone, "members left: they did not rejoin in time");
+        }
         for id in gone {
             self.members.remove(&id);
         }

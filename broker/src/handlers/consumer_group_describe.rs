@@ -5,6 +5,8 @@
 //! TOPIC_AUTHORIZATION_FAILED alone (KAFKA-18813: a description must not show topics the client may
 //! not see); every group is UNSUPPORTED_VERSION while the cluster's `group.version` is 0.
 
+use std::collections::BTreeSet;
+
 use chronik_metadata::acl::{AclOperation, ResourceType};
 use chronik_metadata::features::GROUP_VERSION;
 use chronik_metadata::MetadataImage;
@@ -16,6 +18,7 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
 
 use super::describe_groups::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{BrokerContext, RequestContext};
@@ -56,17 +59,21 @@ pub fn handle(
                         .with_error_message(message.map(StrBytes::from_string));
                 }
             };
-            let hidden = group
+            let topics: BTreeSet<&Uuid> = group
                 .members
                 .iter()
                 .flat_map(|m| m.assigned.keys().chain(m.target.keys()))
+                .collect();
+            let hidden = topics
+                .into_iter()
                 .filter_map(|id| image.topics.get(id))
                 .any(|t| !ctx.authorize_topic(rc, AclOperation::Describe, &t.name));
             if hidden {
+                // Kafka's message (KAFKA-18813).
                 return described
                     .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                     .with_error_message(Some(StrBytes::from_static_str(
-                        "The group's members are assigned topics the client is not authorized to describe.",
+                        "The group has described topic(s) that the client is not authorized to describe.",
                     )));
             }
             let operations = if request.include_authorized_operations {

@@ -46,7 +46,7 @@ use super::{error_name, join_host_port, BrokerPool, KafkaError};
 /// FindCoordinator: v4+ batches keys (KIP-699); v6 only adds share groups.
 const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> = 0..=5;
 /// ListGroups: v4 adds a state filter and v5 a type filter, neither used.
-const LIST_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=4;
+const LIST_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=5;
 const DESCRIBE_GROUPS_VERSIONS: RangeInclusive<i16> = 0..=5;
 const CONSUMER_GROUP_DESCRIBE_VERSIONS: RangeInclusive<i16> = 0..=1;
 /// OffsetFetch from v2, the first where a null topic list means "every committed partition".
@@ -116,6 +116,9 @@ pub struct ListedGroup {
     pub state: String,
     /// The protocol type, e.g. `consumer`; empty for a group that only has committed offsets.
     pub protocol_type: String,
+    /// The group's type (ListGroups v5+, KIP-848): `classic` or `consumer`; empty from older
+    /// versions.
+    pub group_type: String,
 }
 
 /// A group as its coordinator describes it.
@@ -246,6 +249,7 @@ impl KafkaAdmin {
                         group_id: group.group_id.to_string(),
                         state: group.group_state.to_string(),
                         protocol_type: group.protocol_type.to_string(),
+                        group_type: group.group_type.to_string(),
                     })
                     .collect();
                 groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));

@@ -47,6 +47,9 @@ pub struct GroupSummary {
     pub state: String,
     /// The protocol type, e.g. `consumer`; empty for a group that only has committed offsets.
     pub protocol_type: String,
+    /// `classic` or `consumer` (KIP-848's protocol); empty when the broker's ListGroups version
+    /// has none.
+    pub group_type: String,
     /// The broker coordinating the group (the one that listed it).
     pub coordinator: i32,
 }
@@ -288,6 +291,7 @@ pub async fn list(admin: &mut KafkaAdmin, brokers: &[i32]) -> Result<GroupList, 
                             group_id: group.group_id,
                             state: group.state,
                             protocol_type: group.protocol_type,
+                            group_type: group.group_type,
                             coordinator: broker,
                         });
                 }

@@ -16,6 +16,7 @@ pub(super) fn list(out: &mut impl Write, list: &GroupList) -> std::io::Result<()
             vec![
                 group.group_id.clone(),
                 dash_if_empty(group.state.clone()),
+                dash_if_empty(group.group_type.clone()),
                 dash_if_empty(group.protocol_type.clone()),
                 group.coordinator.to_string(),
             ]
@@ -23,7 +24,7 @@ pub(super) fn list(out: &mut impl Write, list: &GroupList) -> std::io::Result<()
         .collect::<Vec<_>>();
     table(
         out,
-        &["GROUP", "STATE", "PROTOCOL TYPE", "COORDINATOR"],
+        &["GROUP", "STATE", "TYPE", "PROTOCOL TYPE", "COORDINATOR"],
         &rows,
     )?;
     for failure in &list.failed_brokers {
@@ -328,6 +329,7 @@ mod tests {
                 group_id: "billing".to_owned(),
                 state: "Empty".to_owned(),
                 protocol_type: String::new(),
+                group_type: "classic".to_owned(),
                 coordinator: 1,
             }],
             failed_brokers: vec![BrokerFailure {
@@ -340,13 +342,14 @@ mod tests {
             .lines()
             .map(|l| l.split_whitespace().collect())
             .collect();
-        assert_eq!(rows[1], ["billing", "Empty", "-", "1"]);
+        assert_eq!(rows[1], ["billing", "Empty", "classic", "-", "1"]);
         assert!(
             text.contains("Note: broker 3 did not answer ListGroups"),
             "{text}"
         );
         let value = json(&Report::Groups(list));
         assert_eq!(value["groups"][0]["group_id"], "billing");
+        assert_eq!(value["groups"][0]["group_type"], "classic");
         assert_eq!(value["failed_brokers"][0]["broker_id"], 3);
     }
 
