@@ -85,6 +85,7 @@ from __future__ import annotations
 import collections
 import datetime
 import re
+import struct
 from dataclasses import dataclass, field
 
 VALUE = re.compile(r"^p(\d+)-(\d+)$")
@@ -391,6 +392,74 @@ def expired_members(broker_lines: list[str], group: str) -> dict[str, float]:
             if at is not None and member not in expired:
                 expired[member] = at
     return expired
+
+
+def java_string_hash(text: str) -> int:
+    """Java's `String.hashCode` (UTF-16 code units), as Kafka places a group on an offsets partition."""
+    h = 0
+    raw = text.encode("utf-16-be")
+    for i in range(0, len(raw), 2):
+        h = (31 * h + int.from_bytes(raw[i:i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def offsets_partition_of(group: str, partitions: int = 50) -> int:
+    """The `__consumer_offsets` partition of `group` (Kafka's `abs(hashCode) % partitions`)."""
+    h = java_string_hash(group)
+    return (abs(h) if h != -(1 << 31) else 0) % partitions
+
+
+def offset_commits(segment_bytes: bytes, group: str) -> list[tuple[int, int, str, int, int]]:
+    """The offset commits of `group` in a `__consumer_offsets` segment's bytes: (log offset, the
+    batch's leader epoch, topic, partition, committed offset), in log order. Record keys of version
+    0/1 (Kafka's OffsetCommitKey); other records, tombstones and control batches are skipped."""
+    def varint(b: bytes, i: int) -> tuple[int, int]:
+        shift = value = 0
+        while True:
+            x = b[i]
+            i += 1
+            value |= (x & 0x7F) << shift
+            if x < 0x80:
+                return (value >> 1) ^ -(value & 1), i
+            shift += 7
+
+    out = []
+    b, pos = segment_bytes, 0
+    while pos + 61 <= len(b):
+        base, length = struct.unpack(">qi", b[pos:pos + 12])
+        end = pos + 12 + length
+        if length <= 0 or end > len(b):
+            break
+        epoch = struct.unpack(">i", b[pos + 12:pos + 16])[0]
+        attributes = struct.unpack(">h", b[pos + 21:pos + 23])[0]
+        count = struct.unpack(">i", b[pos + 57:pos + 61])[0]
+        i = pos + 61
+        for _ in range(0 if attributes & 0x20 else count):
+            size, i = varint(b, i)
+            record_end = i + size
+            _, i = varint(b, i + 1)  # attributes, timestamp delta
+            delta, i = varint(b, i)
+            key_len, i = varint(b, i)
+            key = b[i:i + key_len] if key_len >= 0 else b""
+            i += max(key_len, 0)
+            value_len, i = varint(b, i)
+            value = b[i:i + value_len] if value_len >= 8 + 2 else None
+            i = record_end
+            if len(key) < 4 or struct.unpack(">h", key[:2])[0] not in (0, 1) or value is None:
+                continue
+            k = 2
+            n = struct.unpack(">h", key[k:k + 2])[0]
+            name = key[k + 2:k + 2 + n].decode(errors="replace")
+            k += 2 + n
+            n = struct.unpack(">h", key[k:k + 2])[0]
+            topic = key[k + 2:k + 2 + n].decode(errors="replace")
+            k += 2 + n
+            if name != group:
+                continue
+            partition = struct.unpack(">i", key[k:k + 4])[0]
+            out.append((base + delta, epoch, topic, partition, struct.unpack(">q", value[2:10])[0]))
+        pos = end
+    return out
 
 
 def check_group(ops: list[dict], final: dict[int, dict[int, str]],

@@ -369,6 +369,13 @@ class Run:
         self.cluster.stop()
         divergences = compare_replicas(self.cluster, self.topic, hws, parts,
                                        self.dir / "batches.jsonl")
+        if self.args.group != "none":
+            # The group's offsets partition from every broker, for `group_evidence`.
+            offsets = f"__consumer_offsets-{checker.offsets_partition_of(GROUP_ID)}"
+            for broker in self.cluster.brokers:
+                if (broker.data_dir / offsets).is_dir():
+                    shutil.copytree(broker.data_dir / offsets, self.dir / f"offsets-broker-{broker.id}",
+                                    symlinks=True, ignore=shutil.ignore_patterns("*.tmp"))
         if self.args.keep_data:
             for broker in self.cluster.brokers:
                 shutil.copytree(broker.data_dir, self.dir / f"data-broker-{broker.id}", symlinks=True)
@@ -486,7 +493,7 @@ class Run:
                 print(f"\n[{a.kind}] {a.detail}")
                 for line in checker.history_around(ops, self.faults, a):
                     print(f"    {line}")
-                for line in evidence(self.dir, self.topic, a):
+                for line in evidence(self.dir, self.topic, a) + group_evidence(self.dir, a):
                     print(f"    {line}")
             hidden = sum(max(0, n - 3) for n in shown.values())
             if hidden:
@@ -725,6 +732,36 @@ def evidence(run_dir: Path, topic: str, anomaly: checker.Anomaly) -> list[str]:
     if lines:
         out.append(f"brokers' log lines about {topic}-{p} and chaos-{writer}:")
         out += lines[-80:]
+    return out
+
+
+GROUP_KINDS = ("lost_commit", "group_reset", "group_stalled", "group_missed", "double_owner")
+
+
+def group_evidence(run_dir: Path, anomaly: checker.Anomaly, last: int = 12) -> list[str]:
+    """For a consumer group anomaly: each broker's copy of the group's offsets partition (kept by
+    `finish`), the last commits of the anomaly's partition there with the leader epoch of the batch
+    that wrote each, and the brokers' log lines about that offsets partition."""
+    if anomaly.kind not in GROUP_KINDS or anomaly.partition is None:
+        return []
+    offsets = checker.offsets_partition_of(GROUP_ID)
+    out = [f"commits of p{anomaly.partition} in each broker's __consumer_offsets-{offsets} "
+           f"(log offset/leader epoch: offset):"]
+    for copy in sorted(run_dir.glob("offsets-broker-*")):
+        rows = [row for segment in sorted(copy.glob("*.log"))
+                for row in checker.offset_commits(segment.read_bytes(), GROUP_ID)
+                if row[2] == TOPIC and row[3] == anomaly.partition]
+        out.append(f"  {copy.name.removeprefix('offsets-')}: "
+                   + " ".join(f"{o}/e{e}:{committed}" for o, e, _, _, committed in rows[-last:]))
+    pattern = re.compile(rf"__consumer_offsets\"? partition={offsets}\b|__consumer_offsets-{offsets}\b|chaos-group")
+    at = anomaly.t or time.time()
+    lines = [f"  {path.stem}: {line[:300]}" for path in sorted(run_dir.glob("broker-*.log"))
+             for line in path.read_text(errors="replace").splitlines()
+             if pattern.search(line) and (t := log_time(line)) is not None and at - 15 <= t <= at + 5]
+    lines.sort(key=lambda line: line.split(": ", 1)[1][:27])
+    if lines:
+        out.append(f"brokers' log lines about __consumer_offsets-{offsets} and {GROUP_ID}:")
+        out += lines[-60:]
     return out
 
 

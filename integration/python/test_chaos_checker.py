@@ -549,3 +549,26 @@ def test_a_lost_last_ack_is_not_also_a_stall_and_the_history_around_shows_the_re
     anomaly = checker.Anomaly("lost_commit", "planted", 2.6, 0, 2, "p0-2")
     lines = checker.history_around(ops, [], anomaly)
     assert any("op=reset" in line for line in lines) and any("op=assign" in line for line in lines), lines
+
+
+def test_the_groups_offsets_partition_and_its_commits_are_read_as_kafka_writes_them():
+    import struct
+
+    import kafka_wire
+    from test_groups import java_partition_for
+
+    for group in ("chaos-group", "a", "polygenelubricants", "ééé"):
+        assert checker.offsets_partition_of(group) == java_partition_for(group, 50)
+
+    def key(group: str, topic: str, partition: int) -> bytes:
+        return (struct.pack(">hh", 1, len(group)) + group.encode() + struct.pack(">h", len(topic)) + topic.encode()
+                + struct.pack(">i", partition))
+
+    def value(offset: int) -> bytes:  # OffsetCommitValue v3: offset, leader epoch, metadata, timestamp
+        return struct.pack(">hqih", 3, offset, -1, 0) + struct.pack(">q", 0)
+
+    batch = kafka_wire.custom_batch([(key("chaos-group", "chaos", 4), value(1470), 1),
+                                     (key("other", "chaos", 4), value(7), 1),
+                                     (key("chaos-group", "chaos", 5), value(1605), 1)])
+    assert checker.offset_commits(batch + batch[:30], "chaos-group") == [(0, -1, "chaos", 4, 1470),
+                                                                         (2, -1, "chaos", 5, 1605)]
