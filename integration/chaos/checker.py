@@ -375,11 +375,12 @@ EXPIRED_MEMBERS = re.compile(r"(?:consumer group members expired|members left: t
 EXPIRED_MEMBER = re.compile(r"member session expired group=(\S+) member=(\S+)")
 
 
-def expired_members(broker_lines: list[str], group: str) -> dict[str, float]:
-    """{member id: when a coordinator first expired it} from the brokers' logs (KIP-848 groups'
+def expired_members(broker_lines: list[str], group: str) -> dict[str, list[float]]:
+    """{member id: every time a coordinator expired it} from the brokers' logs (KIP-848 groups'
     "consumer group members expired", classic groups' "member session expired" and "members left:
-    they did not rejoin in time")."""
-    expired: dict[str, float] = {}
+    they did not rejoin in time"). A KIP-848 member keeps its id when it rejoins, so one id may be
+    expired more than once."""
+    expired: dict[str, list[float]] = collections.defaultdict(list)
     for raw in broker_lines:
         line = ANSI.sub("", raw)
         at = _stamp(line)
@@ -389,9 +390,9 @@ def expired_members(broker_lines: list[str], group: str) -> dict[str, float]:
         elif (m := EXPIRED_MEMBER.search(line)) and m.group(1) == group:
             found = [m.group(2)]
         for member in found:
-            if at is not None and member not in expired:
-                expired[member] = at
-    return expired
+            if at is not None:
+                expired[member].append(at)
+    return dict(expired)
 
 
 def java_string_hash(text: str) -> int:
@@ -464,7 +465,7 @@ def offset_commits(segment_bytes: bytes, group: str) -> list[tuple[int, int, str
 
 def check_group(ops: list[dict], final: dict[int, dict[int, str]],
                 unreadable: dict[int, str] | None = None,
-                expired: dict[str, float] | None = None) -> list[Anomaly]:
+                expired: dict[str, list[float]] | None = None) -> list[Anomaly]:
     """The consumer group's anomalies of the module doc (none without a group in the workload).
     Partitions in `unreadable` are not judged; `expired` is `expired_members`."""
     started = next((op for op in ops if op["op"] == "start"), {})
@@ -482,6 +483,7 @@ def check_group(ops: list[dict], final: dict[int, dict[int, str]],
     # Who holds each partition (member, incarnation), and the assignments of a partition to another
     # member while its holder still held it, judged when that holding ends.
     holder: dict[int, tuple[str, int]] = {}
+    held_since: dict[int, float] = {}
     member_of: dict[tuple[str, int], str] = {}
     overlaps: dict[tuple[str, int, int], list[dict]] = collections.defaultdict(list)
     expired = expired or {}
@@ -494,10 +496,13 @@ def check_group(ops: list[dict], final: dict[int, dict[int, str]],
                 first_read_due[(op["proc"], p)] = (op, last_commit.get(p))
                 held = holder.get(p)
                 if held is not None and held[0] != op["proc"]:
-                    gone = expired.get(member_of.get(held, ""))
-                    if gone is None or gone > op["t"]:
+                    # Excused only by an expiry of the holder while it held the partition.
+                    since = held_since.get(p, 0.0)
+                    expiries = expired.get(member_of.get(held, ""), [])
+                    if not any(since <= at <= op["t"] for at in expiries):
                         overlaps[(*held, p)].append(op)
                 holder[p] = (op["proc"], op["inc"])
+                held_since[p] = op["t"]
                 if op.get("member"):
                     member_of[(op["proc"], op["inc"])] = op["member"]
         elif kind in ("revoke", "lost"):

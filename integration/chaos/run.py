@@ -748,9 +748,13 @@ def group_evidence(run_dir: Path, anomaly: checker.Anomaly, last: int = 12) -> l
     out = [f"commits of p{anomaly.partition} in each broker's __consumer_offsets-{offsets} "
            f"(log offset/leader epoch: offset):"]
     for copy in sorted(run_dir.glob("offsets-broker-*")):
-        rows = [row for segment in sorted(copy.glob("*.log"))
-                for row in checker.offset_commits(segment.read_bytes(), GROUP_ID)
-                if row[2] == TOPIC and row[3] == anomaly.partition]
+        try:
+            rows = [row for segment in sorted(copy.glob("*.log"))
+                    for row in checker.offset_commits(segment.read_bytes(), GROUP_ID)
+                    if row[2] == TOPIC and row[3] == anomaly.partition]
+        except (OSError, IndexError, struct.error, UnicodeError) as error:
+            out.append(f"  {copy.name.removeprefix('offsets-')}: unreadable ({error})")
+            continue
         out.append(f"  {copy.name.removeprefix('offsets-')}: "
                    + " ".join(f"{o}/e{e}:{committed}" for o, e, _, _, committed in rows[-last:]))
     pattern = re.compile(rf"__consumer_offsets\"? partition={offsets}\b|__consumer_offsets-{offsets}\b|chaos-group")

@@ -104,8 +104,9 @@ class History:
         self.group_end: dict[int, int] = {}
 
     def write(self, op: str, **fields) -> None:
-        line = json.dumps({"op": op, "t": round(time.time(), 4), **fields}, separators=(",", ":"))
         with self._lock:
+            # The time is taken under the lock, so the file's order is the order of `t`.
+            line = json.dumps({"op": op, "t": round(time.time(), 4), **fields}, separators=(",", ":"))
             self._file.write(line + "\n")
             if op == "ack" and fields.get("o") is not None and fields["o"] >= 0:
                 self.acked_end[fields["p"]] = max(self.acked_end.get(fields["p"], 0), fields["o"] + 1)
@@ -428,6 +429,8 @@ def group_member(name: str, inc: int, args, history: History, stop: threading.Ev
     # before the first), and what it last committed there.
     owned: dict[int, int | None] = {}
     committed: dict[int, int] = {}
+    # Refused positions in a row, per partition (see the _AUTO_OFFSET_RESET branch below).
+    refusals: dict[int, int] = {}
     consumer = ck.Consumer(group_config(args))
 
     def commit(parts) -> None:
@@ -450,6 +453,7 @@ def group_member(name: str, inc: int, args, history: History, stop: threading.Ev
     def on_assign(c, parts) -> None:
         for tp in parts:
             owned[tp.partition] = None
+            refusals.pop(tp.partition, None)
         history.write("assign", proc=name, inc=inc, parts=sorted(tp.partition for tp in parts), member=c.memberid())
 
     def on_revoke(_consumer, parts) -> None:
@@ -465,7 +469,6 @@ def group_member(name: str, inc: int, args, history: History, stop: threading.Ev
 
     consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
     next_commit = time.monotonic() + 0.5
-    refusals: dict[int, int] = {}
     try:
         while not stop.is_set() and time.monotonic() < until:
             for msg in consumer.consume(200, 0.2):
@@ -484,8 +487,11 @@ def group_member(name: str, inc: int, args, history: History, stop: threading.Ev
                     refusals[p] = refusals.get(p, 0) + 1
                     at = owned.get(p)
                     if at is None:
-                        committed = consumer.committed([ck.TopicPartition(args.topic, p)], 10)
-                        at = committed[0].offset if committed and committed[0].offset >= 0 else 0
+                        try:
+                            found = consumer.committed([ck.TopicPartition(args.topic, p)], 5)
+                            at = found[0].offset if found and found[0].offset >= 0 else 0
+                        except ck.KafkaException:
+                            at = 0  # no coordinator answered: from the start (a re-read)
                     if refusals[p] >= 20:
                         history.write("reset", proc=name, p=p, o=at, err=str(err))
                         refusals.pop(p)

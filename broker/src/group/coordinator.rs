@@ -921,8 +921,9 @@ impl GroupCoordinator {
 
     /// LeaveGroup on a consumer group (an admin removing members): each member, named by its id or
     /// its instance id, is removed as if its session had ended. The results, and the write to wait
-    /// for; refused up front (COORDINATOR_NOT_AVAILABLE) while the offsets partition's in-sync
-    /// replicas are below its min.insync.replicas, as the heartbeats' decisions are.
+    /// for; refused (COORDINATOR_NOT_AVAILABLE) before anything is removed while the offsets
+    /// partition's in-sync replicas are below its min.insync.replicas, as the heartbeats' decisions
+    /// are.
     #[allow(clippy::type_complexity)]
     fn remove_consumer_members(
         &self,
@@ -937,9 +938,7 @@ impl GroupCoordinator {
         ),
         ResponseError,
     > {
-        if !shard.writable() {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
+        let writable = shard.writable();
         let session = self.config.consumer.session_timeout;
         let now = Instant::now();
         let mut records = Vec::new();
@@ -960,6 +959,11 @@ impl GroupCoordinator {
             let result = match found {
                 Some(id) if instance.is_some() && !member_id.is_empty() && id != *member_id => {
                     Some(ResponseError::FencedInstanceId)
+                }
+                // Nothing is removed before this check: a leave of unknown members is answered
+                // as such, whatever the replicas.
+                Some(id) if !writable && group.members().contains_key(&id) => {
+                    return Err(ResponseError::CoordinatorNotAvailable);
                 }
                 Some(id) => match group.remove_member(&id, now, session) {
                     Some(removed) => {
