@@ -245,6 +245,7 @@ impl Shard {
         });
         tracker.spawn(run_writer(
             partition,
+            leader_epoch,
             replicas,
             requests,
             commit_timeout,
@@ -342,9 +343,13 @@ impl Shard {
 /// Appends each request's batch in turn (so log order is decision order); the waits for the ISR run
 /// concurrently, so one slow commit does not hold back the next append. Once records memory already
 /// held (`write_applied`) fail to reach the log, no later batch (decided on top of them) is appended:
-/// the shard is poisoned until the coordinator reloads it.
+/// the shard is poisoned until the coordinator reloads it. A batch is appended only while this broker
+/// leads the partition in `leader_epoch`, the epoch the shard was loaded for: once it leads again in a
+/// later epoch, a newer shard has loaded the log and this one's queued writes fail (NOT_COORDINATOR).
+#[allow(clippy::too_many_arguments)]
 async fn run_writer(
     partition: Arc<Partition>,
+    leader_epoch: i32,
     replicas: Arc<ReplicaManager>,
     mut requests: mpsc::UnboundedReceiver<WriteRequest>,
     commit_timeout: Duration,
@@ -384,7 +389,10 @@ async fn run_writer(
                 continue;
             }
         };
-        match replicas.append_as_leader(&partition, batch, -1).await {
+        match replicas
+            .append_as_coordinator(&partition, batch, leader_epoch)
+            .await
+        {
             Ok(pending) => {
                 let replicas = replicas.clone();
                 tracker.spawn(async move {

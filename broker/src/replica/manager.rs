@@ -738,8 +738,37 @@ impl ReplicaManager {
         required_acks: i16,
         guard: Option<VerificationGuard>,
     ) -> Result<PendingAppend, AppendError> {
+        self.append_checked(partition, batch, required_acks, guard, None)
+            .await
+    }
+
+    /// An acks=all append of a coordinator (groups, transactions) loaded for `leader_epoch`:
+    /// NOT_LEADER unless this broker still leads the partition in that very epoch. A coordinator's
+    /// records are decided on the state it loaded; after leading again in a later epoch a new
+    /// coordinator has loaded the log, and the old one's records must not land behind its back (Kafka's
+    /// coordinator runtime fails the writes of an unloaded partition).
+    pub async fn append_as_coordinator(
+        &self,
+        partition: &Arc<Partition>,
+        batch: Bytes,
+        leader_epoch: i32,
+    ) -> Result<PendingAppend, AppendError> {
+        self.append_checked(partition, batch, -1, None, Some(leader_epoch))
+            .await
+    }
+
+    async fn append_checked(
+        &self,
+        partition: &Arc<Partition>,
+        batch: Bytes,
+        required_acks: i16,
+        guard: Option<VerificationGuard>,
+        expected_epoch: Option<i32>,
+    ) -> Result<PendingAppend, AppendError> {
         let state = partition.state();
-        if state.leader != self.broker_id {
+        if state.leader != self.broker_id
+            || expected_epoch.is_some_and(|epoch| epoch != state.leader_epoch)
+        {
             return Err(AppendError::NotLeader);
         }
         // Below min.insync.replicas Kafka refuses an acks=all batch before writing it, so a plain
@@ -2128,6 +2157,32 @@ mod tests {
             !dir.path().join("t-0").exists(),
             "leftover directory deleted"
         );
+    }
+
+    /// A coordinator loaded for one leader epoch writes nothing once this broker leads the partition
+    /// in a later one (a newer coordinator loaded the log then), while any append still goes in.
+    #[tokio::test]
+    async fn a_coordinators_append_is_pinned_to_the_epoch_it_was_loaded_for() {
+        let (_dir, replicas, _changes, partition) = manager(&[1, 2]);
+        replicas
+            .append_as_coordinator(&partition, client_batch(&[1], 10), 0)
+            .await
+            .expect("the epoch it was loaded for");
+        replicas.apply_metadata(&image_led_by(1, 1, &[1, 2], partition.topic_id), true);
+        assert_eq!(partition.state().leader_epoch, 1);
+        let refused = replicas
+            .append_as_coordinator(&partition, client_batch(&[2], 10), 0)
+            .await;
+        assert!(matches!(refused, Err(AppendError::NotLeader)));
+        assert_eq!(partition.log.log_end_offset(), 1, "nothing written");
+        replicas
+            .append_as_coordinator(&partition, client_batch(&[3], 10), 1)
+            .await
+            .expect("the current epoch");
+        replicas
+            .append_as_leader(&partition, client_batch(&[4], 10), -1)
+            .await
+            .expect("a plain append is not pinned");
     }
 
     #[tokio::test]

@@ -299,7 +299,7 @@ impl TransactionCoordinator {
         let pending = {
             let _order = shard.append.lock().await;
             self.replicas
-                .append_as_leader(&shard.partition, batch, -1)
+                .append_as_coordinator(&shard.partition, batch, shard.coordinator_epoch)
                 .await
                 .map_err(|e| write_error(&e))?
         };
