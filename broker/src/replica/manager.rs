@@ -1611,7 +1611,14 @@ impl ReplicaManager {
     }
 }
 
-/// Applies every new metadata image to the replica manager until cancelled.
+/// Applies every new metadata image to the replica manager until cancelled, from the first one
+/// caught up to this process's registration on (Kafka's broker publishes metadata to its replica
+/// manager only after its initial catch-up). An earlier image holds the roles of this broker's
+/// previous incarnation: acting on one, a broker restarted with an emptied disk before the controller
+/// fenced its previous incarnation led its partitions with an empty log, and its followers truncated
+/// theirs to it (found by the chaos harness: every acknowledged record of two partitions lost). Once
+/// registered, the controller has fenced that incarnation, and a new log directory has taken this
+/// broker out of every ISR.
 pub async fn run_metadata_listener(
     replicas: Arc<ReplicaManager>,
     metadata: Arc<MetadataCache>,
@@ -1619,18 +1626,22 @@ pub async fn run_metadata_listener(
     cancel: CancellationToken,
 ) {
     let mut images = metadata.subscribe();
+    let mut registered = false;
     loop {
         let image = metadata.current();
         let authoritative = status
             .borrow()
             .broker_epoch
             .is_some_and(|epoch| epoch > 0 && image.offset >= epoch as u64);
-        let applying = replicas.clone();
-        if let Err(e) =
-            tokio::task::spawn_blocking(move || applying.apply_metadata(&image, authoritative))
-                .await
-        {
-            warn!("applying metadata to partitions failed: {e}");
+        registered |= authoritative;
+        if registered {
+            let applying = replicas.clone();
+            if let Err(e) =
+                tokio::task::spawn_blocking(move || applying.apply_metadata(&image, authoritative))
+                    .await
+            {
+                warn!("applying metadata to partitions failed: {e}");
+            }
         }
         let retry = replicas.has_unopened_logs();
         tokio::select! {
@@ -2157,6 +2168,49 @@ mod tests {
             !dir.path().join("t-0").exists(),
             "leftover directory deleted"
         );
+    }
+
+    /// A broker restarted before its previous incarnation was fenced finds an image in which it leads
+    /// a partition: it takes no role (no leadership, no log opened) until an image is caught up to its
+    /// own registration.
+    #[tokio::test]
+    async fn no_partition_role_is_taken_before_this_process_registered() {
+        use crate::metadata::tests::{register, topic, update};
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default()).unwrap());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let replicas = Arc::new(ReplicaManager::new(1, logs, tx));
+        let metadata = Arc::new(MetadataCache::new());
+        let topic_id = Uuid::new_v4();
+        let mut records = vec![register(1, 9092), register(2, 9093)];
+        records.extend(topic("t", topic_id, &[1]));
+        metadata.apply(&[update(20, true, &records)]).unwrap();
+        let (status_tx, status) = watch::channel(BrokerStatus::new(1, Uuid::new_v4()));
+        let cancel = CancellationToken::new();
+        let listener = tokio::spawn(run_metadata_listener(
+            replicas.clone(),
+            metadata.clone(),
+            status,
+            cancel.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            replicas.partition(topic_id, 0).is_none(),
+            "a role taken from the previous incarnation's image"
+        );
+        // Registered at offset 21: images from 21 on are this process's.
+        status_tx.send_modify(|s| s.broker_epoch = Some(21));
+        metadata
+            .apply(&[update(21, false, &[register(1, 9092)])])
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while replicas.partition(topic_id, 0).is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "never applied");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(replicas.partition(topic_id, 0).unwrap().state().leader, 1);
+        cancel.cancel();
+        listener.await.unwrap();
     }
 
     /// A coordinator loaded for one leader epoch writes nothing once this broker leads the partition
