@@ -455,7 +455,13 @@ def test_java_admin_describes_the_metadata_quorum_and_a_dead_controllers_lag(clu
     def recent(ms: int, within_s: float) -> bool:
         return time.time() * 1000 - within_s * 1000 <= ms <= time.time() * 1000 + 1000
 
-    described = quorum()
+    def settled() -> dict | None:
+        # Right after the start a broker's first heartbeat may not have reported its offset yet.
+        described = quorum()
+        ends = [v[1] for v in described["voters"]] + [o[1] for o in described["observers"]]
+        return described if len(described["observers"]) == 3 and all(end > 0 for end in ends) else None
+
+    described = wait_until(settled, 60, "every voter and observer to report its log end")
     assert (described["leader"], described["epoch"] > 0, described["hw"] > 0) == (leader, True, True), described
     voters = {v[0]: v for v in described["voters"]}
     assert sorted(voters) == [1, 2, 3], described
